@@ -1,0 +1,131 @@
+/*
+ * flashjit.h: the one public header of flashjit, a library that JIT-compiles flash-attention kernels
+ * for the device it finds and tunes them. Everything here is C11; every handle is opaque; every
+ * function that can fail returns fj_status and leaves a thread-local message in fj_last_error().
+ * Tensors cross the boundary as DLPack DLTensor (strides in elements, NULL strides = row-major);
+ * the library never owns, frees or keeps caller memory beyond a call.
+ */
+#ifndef FLASHJIT_H
+#define FLASHJIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <dlpack/dlpack.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(FJ_BUILDING)
+#define FJ_API __attribute__((visibility("default")))
+#else
+#define FJ_API
+#endif
+
+#define FJ_VERSION_MAJOR 0
+#define FJ_VERSION_MINOR 1
+#define FJ_VERSION_PATCH 0
+
+/* Status codes and their strings come from this one list. */
+#define FJ_STATUS_MAP(X)                                                          \
+  X(OK, 0, "ok")                                                                  \
+  X(INVALID_ARGUMENT, 1, "invalid argument")                                      \
+  X(UNSUPPORTED, 2, "unsupported")                                                \
+  X(NO_DEVICE, 3, "no such device")                                               \
+  X(OUT_OF_MEMORY, 4, "out of memory")                                            \
+  X(COMPILE_FAILED, 5, "kernel compilation failed")                               \
+  X(DRIVER, 6, "driver error")                                                    \
+  X(IO, 7, "input/output error")                                                  \
+  X(INTERNAL, 8, "internal error")
+
+typedef enum fj_status {
+#define FJ_STATUS_ENUM_(name, value, text) FJ_##name = value,
+  FJ_STATUS_MAP(FJ_STATUS_ENUM_)
+#undef FJ_STATUS_ENUM_
+} fj_status;
+
+/* A static string for a status ("invalid argument"); "unknown status" for values outside the list. */
+FJ_API const char *fj_status_string(fj_status status);
+
+/* The message of the last failed call on this thread, naming the argument and the values that were
+ * wrong ("k.shape[3]=96 but q.shape[3]=128"); "" when no call has failed. Valid until the next call
+ * into flashjit on the same thread. Never NULL. */
+FJ_API const char *fj_last_error(void);
+
+/* The library's version, "MAJOR.MINOR.PATCH"; a static string, never NULL. */
+FJ_API const char *fj_version_string(void);
+
+/* ---- context ------------------------------------------------------------------------------------ */
+
+typedef struct fj_context fj_context;
+
+typedef struct fj_context_options {
+  /* Set by fj_context_options_init; lets the struct grow without breaking callers. */
+  uint32_t struct_size;
+  /* "auto" (the best device found; also when NULL), "cpu", later "cuda:N" / "hip:N".
+   * The environment variable FLASHJIT_DEVICE is used when this is NULL. */
+  const char *device;
+  /* Where compiled kernels (and the tuning database) live. NULL: FLASHJIT_CACHE_DIR, else
+   * $XDG_CACHE_HOME/flashjit, else ~/.cache/flashjit. Created if missing. */
+  const char *cache_dir;
+  /* Worker threads for the CPU device; 0 = one per online core. */
+  int num_threads;
+  /* Non-zero: compile every kernel in memory, never read or write the disk cache. */
+  int disable_disk_cache;
+} fj_context_options;
+
+/* Fills *options with the defaults. options must not be NULL. */
+FJ_API void fj_context_options_init(fj_context_options *options);
+
+/* Creates a context on the device that options selects. options may be NULL (all defaults).
+ * Returns FJ_INVALID_ARGUMENT (bad option values, NULL out), FJ_NO_DEVICE (no such device),
+ * FJ_OUT_OF_MEMORY, FJ_IO (cache directory unusable). *out is set to NULL on failure.
+ * A context may be used from several threads at once. */
+FJ_API fj_status fj_context_create(const fj_context_options *options, fj_context **out);
+
+/* Destroys a context and every kernel it loaded. NULL is accepted and does nothing. Always FJ_OK. */
+FJ_API fj_status fj_context_destroy(fj_context *context);
+
+/* Copies the name of the context's device ("cpu: AMD EPYC ..."), truncated to size, NUL-terminated. */
+FJ_API fj_status fj_context_device_name(const fj_context *context, char *buffer, size_t size);
+
+/* ---- attention ---------------------------------------------------------------------------------- */
+
+typedef struct fj_attention_args {
+  /* Set by fj_attention_args_init. */
+  uint32_t struct_size;
+  /* q: [batch, seqlen_q, heads, head_dim]; k, v: [batch, seqlen_kv, kv_heads, head_dim];
+   * o: like q. Any strides (in elements; packed QKV views work); fp32, fp16 or bf16, all four the same
+   * dtype; head_dim a multiple of 8 from 8 to 256; heads a multiple of kv_heads (GQA/MQA).
+   * o must not overlap q, k, v or lse, and must not overlap itself. */
+  const DLTensor *q;
+  const DLTensor *k;
+  const DLTensor *v;
+  DLTensor *o;
+  /* Optional, NULL for none: [batch, heads, seqlen_q] fp32, the natural-log sum of exp of each
+   * scaled score row; -inf for a row with no key to attend to. */
+  DLTensor *lse;
+  /* Multiplies q.k before the softmax. 0 selects 1/sqrt(head_dim). Must be finite. */
+  float softmax_scale;
+  /* Non-zero: query i attends key j only when j <= i + seqlen_kv - seqlen_q (aligned to the
+   * bottom-right corner, as FlashAttention does). A query with no key to attend to gives 0. */
+  int causal;
+  /* GPU backends: the stream to launch on (CUstream / hipStream_t); NULL = the default stream.
+   * Ignored by the CPU, which returns when the result is written. */
+  void *stream;
+} fj_attention_args;
+
+/* Fills *args with the defaults: no tensors, scale 0 (1/sqrt(head_dim)), not causal, NULL stream. */
+FJ_API void fj_attention_args_init(fj_attention_args *args);
+
+/* o = softmax(scale * q k^T + mask) v, per batch and head (head h reads kv head h / (heads/kv_heads)).
+ * Returns FJ_INVALID_ARGUMENT for any argument it cannot take, writing nothing; FJ_UNSUPPORTED for a
+ * valid problem this device cannot run (a dtype, a memory kind); FJ_COMPILE_FAILED, FJ_DRIVER,
+ * FJ_OUT_OF_MEMORY. The first call for a new problem compiles (or loads from the disk cache) a kernel;
+ * later calls reuse it. A zero-length sequence is valid: nothing to write, or zeros for seqlen_kv=0. */
+FJ_API fj_status fj_attention_forward(fj_context *context, const fj_attention_args *args);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FLASHJIT_H */

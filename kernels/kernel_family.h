@@ -1,0 +1,61 @@
+/* kernel_family.h: what a kernel family declares so that the runtime can compile it and the tuner can
+ * search it without knowing how it is written: its parameter space, the validity constraints, the
+ * default heuristic, the IR generator, and the per-thread scratch its launch needs. */
+#ifndef FJ_KERNEL_FAMILY_H
+#define FJ_KERNEL_FAMILY_H
+#include <stddef.h>
+#include <stdint.h>
+#include <llvm-c/Core.h>
+#include "flashjit.h"
+#include "core/problem.h"
+#include "jit/jit.h"
+
+#define KERNEL_MAX_PARAMS 8
+#define KERNEL_MAX_VALUES 16
+
+typedef struct kernel_param {
+  const char *name;              /* "block_m" */
+  const char *help;              /* one line for `flashjit tune --help` and docs */
+  int num_values;
+  int values[KERNEL_MAX_VALUES]; /* the values the tuner may try, ascending */
+} kernel_param;
+
+/* One point of a family's space: values in the order of the family's params. */
+typedef struct kernel_config {
+  int values[KERNEL_MAX_PARAMS];
+} kernel_config;
+
+typedef struct kernel_family {
+  const char *name;           /* "attention_fwd_cpu" */
+  const char *backend;        /* the backend it generates for: "cpu" */
+  int generator_version;      /* bump when generated code changes: it is in every cache key */
+  int num_params;
+  const kernel_param *params;
+
+  /* 1 when the config can run this problem on this target; else 0 and a reason in why. */
+  int (*config_valid)(const attention_key *key, const jit_target *target, const kernel_config *config,
+                      char *why, size_t why_size);
+  /* The heuristic used when there is no tuning result. Always valid. */
+  void (*default_config)(const attention_key *key, const jit_target *target, kernel_config *out);
+  /* Appends the kernel function `function_name` for key+config to module (target already set). */
+  fj_status (*generate)(LLVMModuleRef module, const attention_key *key, const jit_target *target,
+                        const kernel_config *config, const char *function_name);
+  /* The part of the key the generated code depends on (dtype, head dim, causal, ...), as text for the
+   * compiled-binary cache key: kernels shared by keys that differ only in sizes compile once. */
+  void (*codegen_key)(const attention_key *key, char *buffer, size_t size);
+  /* Number of independent jobs and the per-thread scratch bytes a launch of this problem needs. */
+  int64_t (*job_count)(const attention_problem *problem, const kernel_config *config);
+  size_t (*scratch_bytes)(const attention_key *key, const kernel_config *config);
+} kernel_family;
+
+/* "block_m=32 block_n=12 unroll=2 vector=16" */
+void kernel_config_string(const kernel_family *family, const kernel_config *config, char *buffer,
+                          size_t size);
+/* Parses that form back (any order, all params required); 0 on success, -1 with why. */
+int kernel_config_parse(const kernel_family *family, const char *text, kernel_config *out, char *why,
+                        size_t why_size);
+/* The family for a backend ("cpu"), NULL if none. */
+const kernel_family *kernel_family_for_backend(const char *backend);
+
+extern const kernel_family attention_fwd_cpu_family;
+#endif

@@ -1,0 +1,69 @@
+/* backend.h: the table every device backend fills (cpu now; cuda, hip and NPUs later), in the style of
+ * SQLite's sqlite3_io_methods: api_version first, optional slots marked with their default. Adding a
+ * vendor means one folder under src/backends/ and one line in registry.c. */
+#ifndef FJ_BACKEND_H
+#define FJ_BACKEND_H
+#include <stddef.h>
+#include <stdint.h>
+#include "flashjit.h"
+#include "jit/jit.h"
+
+#define FJ_BACKEND_API_VERSION 1
+
+typedef struct backend_device_info {
+  char name[128];           /* "AMD EPYC 9B45" */
+  char arch[64];            /* LLVM cpu name / "sm_90a" */
+  int compute_units;        /* cores / SMs */
+  uint64_t memory_bytes;
+  char driver_version[64];  /* "" for the CPU */
+  char fingerprint[512];    /* everything that makes a tuning result transferable: backend, name,
+                               arch, units, features hash, driver */
+} backend_device_info;
+
+typedef struct backend_device backend_device;  /* an opened device: the backend's own state */
+
+typedef struct fj_backend {
+  int api_version;            /* FJ_BACKEND_API_VERSION */
+  const char *name;           /* "cpu", "cuda", "hip" */
+  const char *binary_kind;    /* the disk cache's file kind for compiled kernels: "o", "cubin" */
+  int device_type;            /* the DLDeviceType of tensors it takes (kDLCPU, kDLCUDA, ...) */
+
+  /* Finds devices (dlopen the driver, ...), once; a missing driver is 0 devices and a reason. */
+  int (*device_count)(void);
+  /* (optional, NULL: "") Why there are no devices ("libcuda.so.1: not found"). */
+  const char *(*unavailable_reason)(void);
+  fj_status (*device_info)(int index, backend_device_info *out);
+  /* (optional, NULL: 0) Preference for "auto": the highest score wins. */
+  int (*device_score)(int index);
+  /* The target kernels are generated for on this device. */
+  fj_status (*codegen_target)(int index, jit_target *out);
+
+  /* Opens device index for a context (threads for the CPU; a CUDA context for GPUs). */
+  fj_status (*device_open)(int index, int num_threads, backend_device **out);
+  void (*device_close)(backend_device *device);  /* NULL-safe */
+
+  /* Loads a compiled binary (what binary_kind names); *module is the backend's handle. */
+  fj_status (*module_load)(backend_device *device, const void *binary, size_t size, const char *name,
+                           void **module);
+  fj_status (*module_function)(void *module, const char *function_name, void **function);
+  void (*module_unload)(void *module);  /* NULL-safe */
+
+  /* Runs `jobs` independent work items of a kernel (CPU: jobs spread over the threads, each given
+   * scratch_bytes of 64-byte aligned per-thread scratch; GPU: a grid). params is the kernel's
+   * parameter block. Returns when the work is done (CPU) or enqueued on stream (GPU). */
+  fj_status (*launch)(backend_device *device, void *function, int64_t jobs, const void *params,
+                      size_t scratch_bytes, void *stream);
+} fj_backend;
+
+/* ---- registry (registry.c) ---- */
+int backend_count(void);
+const fj_backend *backend_get(int index);
+const fj_backend *backend_find(const char *name);  /* NULL when no backend has that name */
+/* Resolves "auto" / "cpu" / "cuda:1" / NULL (FLASHJIT_DEVICE, else auto) to a backend and device
+ * index; FJ_NO_DEVICE naming the devices found when it matches none, FJ_INVALID_ARGUMENT when the
+ * string is malformed. */
+fj_status backend_select(const char *device, const fj_backend **backend, int *index);
+
+/* ---- the CPU backend (cpu/) ---- */
+extern const fj_backend cpu_backend;
+#endif

@@ -1,0 +1,29 @@
+/* host_tensor.h: host-memory DLTensors for the tools, the tuner and the tests: allocate with a shape,
+ * dtype and optional strides, fill with seeded random values, poison, free. */
+#ifndef FJ_CORE_HOST_TENSOR_H
+#define FJ_CORE_HOST_TENSOR_H
+#include <stdint.h>
+#include <dlpack/dlpack.h>
+#include "core/dtype.h"
+
+typedef struct host_tensor {
+  DLTensor t;          /* t.shape and t.strides point into the arrays below */
+  int64_t shape[4];
+  int64_t strides[4];
+  void *allocation;    /* what to free; t.data points into it */
+  size_t allocation_bytes;
+} host_tensor;
+
+/* Allocates a tensor of ndim dims; strides NULL means row-major. The allocation covers every element
+ * the strides reach (64-byte aligned). Returns 0 on success, -1 on bad sizes or no memory. */
+int host_tensor_alloc(host_tensor *out, dtype_id dtype, int ndim, const int64_t *shape,
+                      const int64_t *strides);
+/* Makes a view of base's memory with its own shape/strides and an element offset (for packed QKV). */
+void host_tensor_view(host_tensor *out, const host_tensor *base, dtype_id dtype, int ndim,
+                      const int64_t *shape, const int64_t *strides, int64_t element_offset);
+/* Fills every reachable element with uniform values in [-1, 1) from a splitmix64 stream at seed. */
+void host_tensor_fill_random(host_tensor *t, uint64_t seed);
+/* Fills the whole allocation with a NaN pattern so unwritten outputs show. */
+void host_tensor_poison(host_tensor *t);
+void host_tensor_free(host_tensor *t);  /* NULL-safe; views free nothing */
+#endif

@@ -1,0 +1,58 @@
+/* problem.h: an attention call after validation. The key is what selects a kernel and a tuning result
+ * (it names no sizes that only change the launch); the problem adds the sizes, pointers and strides. */
+#ifndef FJ_CORE_PROBLEM_H
+#define FJ_CORE_PROBLEM_H
+#include <stddef.h>
+#include <stdint.h>
+#include "flashjit.h"
+#include "core/dtype.h"
+
+typedef enum problem_kind { PROBLEM_ATTENTION_FWD = 0 } problem_kind;
+
+typedef struct attention_key {
+  int kind;          /* problem_kind */
+  int dtype;         /* dtype_id of q, k, v and o */
+  int head_dim;
+  int heads;
+  int kv_heads;
+  int causal;
+  int has_lse;
+  int d_contiguous;  /* layout: q, k, v and o all have stride 1 along head_dim */
+  int seqlen_bucket; /* core_seqlen_bucket(seqlen_q) */
+} attention_key;
+
+/* A view of a 4-d (or 3-d, for lse) tensor: the address of element [0,0,0,0] and strides in elements. */
+typedef struct tensor_view {
+  char *data;
+  int ndim;
+  int64_t shape[4];
+  int64_t stride[4];
+} tensor_view;
+
+typedef struct attention_problem {
+  attention_key key;
+  int64_t batch, seqlen_q, seqlen_kv;
+  float softmax_scale;  /* resolved: never 0 */
+  tensor_view q, k, v, o;
+  tensor_view lse;      /* lse.data == NULL when absent */
+  DLDevice device;      /* where the tensors live */
+} attention_problem;
+
+/* Power-of-two bucket of a sequence length: 0 for 0, else ceil(log2(seqlen)) (1 -> 0 too). */
+int core_seqlen_bucket(int64_t seqlen);
+/* A stable, readable one-line form of the key: "attention_fwd dtype=bf16 d=128 h=8 hk=8 causal=0
+ * lse=0 dcontig=1 sq<=2^11". Used in logs, cache keys and the tuning database. */
+void core_attention_key_string(const attention_key *key, char *buffer, size_t size);
+
+/* Validates every argument of a forward call and fills *out. On failure returns FJ_INVALID_ARGUMENT
+ * (or FJ_UNSUPPORTED for a valid but unsupported case) with a message naming the argument and values,
+ * and touches no tensor memory. Checks: NULL pointers, ndim, dtypes (all equal, one of ours), shapes
+ * (batch/heads >= 1, head_dim a multiple of 8 in [8, 256], k/v/o/lse consistent with q, heads a
+ * multiple of kv_heads), strides (NULL means row-major; o and lse may not overlap themselves), o and lse
+ * not overlapping q, k, v or each other, devices all equal, a finite scale, a NULL data pointer with
+ * elements to touch, extents that overflow. */
+fj_status core_validate_attention(const fj_attention_args *args, attention_problem *out);
+
+/* Number of FLOPs of the forward (4 * b * h * sq * skv * d, counting only visible pairs when causal). */
+double core_attention_flops(const attention_problem *problem);
+#endif

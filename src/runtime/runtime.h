@@ -1,0 +1,32 @@
+/* runtime.h: the call path behind the public API: a context owns an opened device and an in-memory
+ * table of loaded kernels; a call validates, derives the key, finds or builds the kernel (tuning
+ * database winner or the family's default -> disk cache -> JIT) and launches it. */
+#ifndef FJ_RUNTIME_H
+#define FJ_RUNTIME_H
+#include "flashjit.h"
+#include "backends/backend.h"
+#include "kernels/kernel_family.h"
+
+/* A loaded kernel, owned by its context's table. */
+typedef struct runtime_kernel {
+  const kernel_family *family;
+  kernel_config config;
+  void *module;
+  void *function;
+  char source[16];       /* how it was obtained: "jit", "disk", for logs and bench */
+  double compile_ms;     /* time spent getting it (compile or disk load) */
+} runtime_kernel;
+
+/* Finds or builds the kernel for a validated problem on the context's device, with `config` when not
+ * NULL (the tuner, bench --config) else the tuned winner or the default. */
+fj_status runtime_get_kernel(fj_context *context, const attention_problem *problem,
+                             const kernel_config *config, runtime_kernel **out);
+/* Launches a kernel on a validated problem. */
+fj_status runtime_launch_attention(fj_context *context, const runtime_kernel *kernel,
+                                   const attention_problem *problem, void *stream);
+/* Accessors the command and the tuner use. */
+const fj_backend *runtime_backend(const fj_context *context);
+int runtime_device_index(const fj_context *context);
+const jit_target *runtime_target(const fj_context *context);
+const char *runtime_cache_dir(const fj_context *context);
+#endif
