@@ -10,4 +10,6 @@ fj_status core_error(fj_status status, const char *format, ...) __attribute__((f
 void core_error_prefix(const char *format, ...) __attribute__((format(printf, 1, 2)));
 /* Clears this thread's message; public entry points call it first. */
 void core_error_clear(void);
+/* This thread's message ("" when none); what fj_last_error() returns. Never NULL. */
+const char *core_error_message(void);
 #endif

@@ -1,0 +1,489 @@
+/* attention_fwd_cpu.c: the flash-attention forward for vector CPUs, as a kernel family: its tuning
+ * space, its constraints, its default, and the generator of one job (one Q tile of one batch and head).
+ *
+ * The algorithm is FlashAttention's: the Q tile stays resident while K and V stream through in tiles of
+ * block_n keys; each K tile gives a block of scores, the running row maximum and row sum are updated
+ * (online softmax in base 2, the scale folded into Q), and the output accumulator is rescaled and
+ * accumulates P V. On a CPU the natural orientation is transposed: queries run across vector lanes, so
+ * a score tile is block_n rows (keys) of block_m/lanes vectors (queries), the softmax statistics of a
+ * query are lane-wise, and both products are broadcast-FMAs:
+ *     S^T[n][queries] += K[n][d] * Q^T[d][queries]       (Q^T packed once per job, pre-scaled)
+ *     O^T[d][queries] += V[n][d] * P^T[n][queries]       (O^T in scratch, one row of d at a time)
+ * K and V tiles are first packed into fp32 scratch (converting fp16/bf16 once, zero-padding past the
+ * sequence end), which keeps the two inner loops free of conversions and edge cases. */
+#include "kernels/kernel_family.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "kernels/attention_fwd_cpu_abi.h"
+#include "tile/tile.h"
+
+enum { P_BLOCK_M, P_BLOCK_N, P_UNROLL, P_VECTOR, P_PV_ROWS, P_PV_VECTORS, P_COUNT };
+
+static const kernel_param params[P_COUNT] = {
+    [P_BLOCK_M] = {"block_m", "queries per job (a multiple of vector)", 6, {8, 16, 24, 32, 48, 64}},
+    [P_BLOCK_N] = {"block_n", "keys per K/V tile", 10, {4, 6, 8, 10, 12, 14, 16, 20, 24, 28}},
+    [P_UNROLL] = {"unroll", "head-dim steps per inner-loop iteration", 3, {1, 2, 4}},
+    [P_VECTOR] = {"vector", "fp32 lanes per vector (8: AVX2, 16: AVX-512)", 2, {8, 16}},
+    [P_PV_ROWS] = {"pv_rows", "queries per P.V register block", 6, {1, 2, 3, 4, 6, 8}},
+    [P_PV_VECTORS] = {"pv_vectors", "head-dim vectors per P.V register block", 3, {1, 2, 4}},
+};
+
+#define GENERATOR_VERSION 1
+
+/* Vector registers the inner loops need: the score (or P) tile, one Q^T (or O^T) row, the rescale
+ * factors, and a broadcast. Over the target's count, the tile spills in the hot loop. */
+static int registers_needed(int block_m, int block_n, int lanes) {
+  int vectors = block_m / lanes;
+  return block_n * vectors + 2 * vectors + 1;
+}
+
+static int config_valid(const attention_key *key, const jit_target *target, const kernel_config *config,
+                        char *why, size_t why_size) {
+  int block_m = config->values[P_BLOCK_M], block_n = config->values[P_BLOCK_N];
+  int unroll = config->values[P_UNROLL], lanes = config->values[P_VECTOR];
+  if (lanes * 32 > target->vector_bits) {
+    snprintf(why, why_size, "vector=%d needs %d-bit vectors; %s has %d", lanes, lanes * 32, target->cpu,
+             target->vector_bits);
+    return 0;
+  }
+  if (block_m % lanes != 0) {
+    snprintf(why, why_size, "block_m=%d is not a multiple of vector=%d", block_m, lanes);
+    return 0;
+  }
+  if (key->head_dim % unroll != 0) {
+    snprintf(why, why_size, "unroll=%d does not divide head_dim=%d", unroll, key->head_dim);
+    return 0;
+  }
+  int needed = registers_needed(block_m, block_n, lanes);
+  if (needed > target->vector_registers) {
+    snprintf(why, why_size, "block_m=%d block_n=%d vector=%d needs %d vector registers; %s has %d", block_m,
+             block_n, lanes, needed, target->cpu, target->vector_registers);
+    return 0;
+  }
+  int pv_rows = config->values[P_PV_ROWS], pv_vectors = config->values[P_PV_VECTORS];
+  int pv_needed = pv_rows * pv_vectors + pv_vectors + 1;
+  if (pv_needed > target->vector_registers) {
+    snprintf(why, why_size, "pv_rows=%d pv_vectors=%d needs %d vector registers; %s has %d", pv_rows,
+             pv_vectors, pv_needed, target->cpu, target->vector_registers);
+    return 0;
+  }
+  if (pv_rows > block_m) {
+    snprintf(why, why_size, "pv_rows=%d exceeds block_m=%d", pv_rows, block_m);
+    return 0;
+  }
+  return 1;
+}
+
+/* Two query vectors and as many keys as the registers hold: each broadcast feeds two FMAs, and the
+ * K/V packing is amortized over 2 * lanes queries. */
+static void default_config(const attention_key *key, const jit_target *target, kernel_config *out) {
+  memset(out, 0, sizeof *out);
+  int lanes = target->vector_bits >= 512 ? 16 : 8;
+  int block_m = 2 * lanes;
+  int block_n = 4;
+  for (int i = 0; i < params[P_BLOCK_N].num_values; i++) {
+    int candidate = params[P_BLOCK_N].values[i];
+    if (registers_needed(block_m, candidate, lanes) <= target->vector_registers) block_n = candidate;
+  }
+  out->values[P_BLOCK_M] = block_m;
+  out->values[P_BLOCK_N] = block_n;
+  out->values[P_UNROLL] = key->head_dim % 2 == 0 ? 2 : 1;
+  out->values[P_VECTOR] = lanes;
+  /* P.V: as many independent accumulators as fit beside one row of V and a broadcast. */
+  out->values[P_PV_ROWS] = target->vector_registers >= 32 ? 6 : 6;
+  out->values[P_PV_VECTORS] = target->vector_registers >= 32 ? 4 : 2;
+}
+
+static void codegen_key(const attention_key *key, char *buffer, size_t size) {
+  snprintf(buffer, size, "dtype=%s d=%d causal=%d lse=%d dcontig=%d", core_dtype_name((dtype_id)key->dtype),
+           key->head_dim, key->causal, key->has_lse, key->d_contiguous);
+}
+
+static int64_t job_count(const attention_problem *problem, const kernel_config *config) {
+  int64_t block_m = config->values[P_BLOCK_M];
+  return problem->batch * problem->key.heads * ((problem->seqlen_q + block_m - 1) / block_m);
+}
+
+/* Head dim rounded up to whole vectors: rows of V and O are kept that wide (zero-padded) so that the
+ * P.V microkernel only ever touches whole vectors. */
+static int padded_head_dim(int head_dim, int lanes) { return (head_dim + lanes - 1) / lanes * lanes; }
+
+/* The per-thread scratch, in floats, in this order: Q^T [d][block_m] (pre-scaled), O [block_m][dp],
+ * packed K [block_n][d], packed V [block_n][dp], P^T [block_n][block_m], the rescale factors [block_m],
+ * and the final statistics [2][block_m]. */
+typedef struct scratch_layout {
+  size_t q_t, o, k, v, p_t, alpha, stats, total;
+} scratch_layout;
+
+static scratch_layout layout_scratch(int head_dim, int block_m, int block_n, int lanes) {
+  size_t d = (size_t)head_dim, dp = (size_t)padded_head_dim(head_dim, lanes);
+  size_t bm = (size_t)block_m, bn = (size_t)block_n;
+  scratch_layout l;
+  l.q_t = 0;
+  l.o = l.q_t + d * bm;
+  l.k = l.o + bm * dp;
+  l.v = l.k + bn * d;
+  l.p_t = l.v + bn * dp;
+  l.alpha = l.p_t + bn * bm;
+  l.stats = l.alpha + bm;
+  l.total = l.stats + 2 * bm;
+  return l;
+}
+
+static size_t scratch_bytes(const attention_key *key, const kernel_config *config) {
+  return layout_scratch(key->head_dim, config->values[P_BLOCK_M], config->values[P_BLOCK_N],
+                        config->values[P_VECTOR]).total * sizeof(float);
+}
+
+/* ---- the generator ---------------------------------------------------------------------------------- */
+
+/* A tensor as the kernel sees it: base pointer and strides along (batch, seq, head, dim). */
+typedef struct tensor_ir {
+  LLVMValueRef base;
+  LLVMValueRef stride[4];
+} tensor_ir;
+
+static tensor_ir load_tensor(tile_builder *tb, LLVMValueRef block, size_t pointer_offset,
+                             size_t stride_offset, int d_contiguous) {
+  tensor_ir t;
+  t.base = tile_load_param_ptr(tb, block, pointer_offset);
+  for (int i = 0; i < 4; i++)
+    t.stride[i] = tile_load_param_i64(tb, block, stride_offset + (size_t)i * sizeof(int64_t));
+  /* A compile-time unit stride lets the packing loops load whole vectors. */
+  if (d_contiguous) t.stride[3] = tile_i64(tb, 1);
+  return t;
+}
+
+/* Element index of [b, s, h, 0]. */
+static LLVMValueRef row_index(tile_builder *tb, const tensor_ir *t, LLVMValueRef b, LLVMValueRef s,
+                              LLVMValueRef h) {
+  LLVMValueRef index = tile_mul(tb, b, t->stride[0]);
+  index = tile_add(tb, index, tile_mul(tb, s, t->stride[1]));
+  return tile_add(tb, index, tile_mul(tb, h, t->stride[2]));
+}
+
+#define MAX_VECTORS 8  /* block_m / vector at most */
+#define MAX_LANES 16
+#define MAX_PV_BLOCK 32
+
+typedef struct shape {
+  int block_m, block_n, unroll, lanes, vectors, head_dim, causal, has_lse, d_contiguous;
+  int pv_rows, pv_vectors;
+  dtype_id dtype;
+} shape;
+
+static LLVMValueRef scratch_region(tile_builder *tb, LLVMValueRef scratch, size_t offset_floats) {
+  LLVMValueRef index = tile_i64(tb, (int64_t)offset_floats);
+  return LLVMBuildInBoundsGEP2(tb->b, tb->f32, scratch, &index, 1, "");
+}
+
+static void fill_zero(tile_builder *tb, LLVMValueRef base, int64_t floats) {
+  tile_loop zl;
+  LLVMValueRef i = tile_for(tb, &zl, tile_i64(tb, 0), tile_i64(tb, floats), tile_i64(tb, tb->lanes), "z");
+  tile_store_vector(tb, base, i, tile_splat_f32(tb, 0.0f));
+  tile_end_for(tb, &zl);
+}
+
+/* Copies rows [first, first + block_n) of one head of K or V into packed fp32 [block_n][row_floats];
+ * rows at or past seqlen, and the padding past d, are zeros so that every product stays finite (the
+ * scores of missing keys are masked anyway). */
+static void pack_kv_tile(tile_builder *tb, const shape *s, const tensor_ir *t, LLVMValueRef b,
+                         LLVMValueRef first, LLVMValueRef kv_head, LLVMValueRef seqlen,
+                         LLVMValueRef packed, int row_floats) {
+  for (int n = 0; n < s->block_n; n++) {
+    LLVMValueRef key = tile_add(tb, first, tile_i64(tb, n));
+    LLVMValueRef packed_row = tile_i64(tb, (int64_t)n * row_floats);
+    tile_if inside;
+    LLVMValueRef present = tile_lt(tb, key, seqlen);
+    LLVMBasicBlockRef zero_block = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "pad");
+    LLVMBasicBlockRef copy_block = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "copy");
+    inside.done = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "packed");
+    LLVMBuildCondBr(tb->b, present, copy_block, zero_block);
+
+    LLVMPositionBuilderAtEnd(tb->b, copy_block);
+    LLVMValueRef source = row_index(tb, t, b, key, kv_head);
+    if (s->d_contiguous && s->head_dim % s->lanes == 0) {
+      for (int d = 0; d < s->head_dim; d += s->lanes) {
+        LLVMValueRef v = tile_load_vector(tb, t->base, tile_add(tb, source, tile_i64(tb, d)), s->dtype);
+        tile_store_vector(tb, packed, tile_add(tb, packed_row, tile_i64(tb, d)), v);
+      }
+    } else {
+      tile_loop dl;
+      LLVMValueRef d = tile_for(tb, &dl, tile_i64(tb, 0), tile_i64(tb, s->head_dim), tile_i64(tb, 1), "d");
+      LLVMValueRef x = tile_load_element(tb, t->base, tile_add(tb, source, tile_mul(tb, d, t->stride[3])),
+                                         s->dtype);
+      tile_store_f32(tb, packed, tile_add(tb, packed_row, d), x);
+      tile_end_for(tb, &dl);
+    }
+    for (int d = s->head_dim; d < row_floats; d++)
+      tile_store_f32(tb, packed, tile_add(tb, packed_row, tile_i64(tb, d)), tile_f32(tb, 0.0f));
+    LLVMBuildBr(tb->b, inside.done);
+
+    LLVMPositionBuilderAtEnd(tb->b, zero_block);
+    for (int d = 0; d + s->lanes <= row_floats; d += s->lanes)
+      tile_store_vector(tb, packed, tile_add(tb, packed_row, tile_i64(tb, d)), tile_splat_f32(tb, 0.0f));
+    for (int d = row_floats - row_floats % s->lanes; d < row_floats; d++)
+      tile_store_f32(tb, packed, tile_add(tb, packed_row, tile_i64(tb, d)), tile_f32(tb, 0.0f));
+    LLVMBuildBr(tb->b, inside.done);
+    LLVMPositionBuilderAtEnd(tb->b, inside.done);
+  }
+}
+
+/* One register block of O = alpha O + P V: rows [m0, m0 + rows) of O (queries) by `vectors` vectors of
+ * d from d0. The n loop runs over the tile's keys: one row of V (vectors loads), one broadcast of P per
+ * query, rows * vectors independent FMAs. */
+static void pv_block(tile_builder *tb, LLVMValueRef o_acc, LLVMValueRef p_t, LLVMValueRef v_packed,
+                     LLVMValueRef alpha_mem, int m0, int rows, int d0, int vectors, int block_m, int block_n,
+                     int row_floats) {
+  const int W = tb->lanes;
+  tile_regs acc = tile_regs_new(tb, rows, vectors, "pv");
+  for (int r = 0; r < rows; r++) {
+    LLVMValueRef alpha = tile_splat(tb, tile_load_f32(tb, alpha_mem, tile_i64(tb, m0 + r)));
+    for (int j = 0; j < vectors; j++) {
+      LLVMValueRef at = tile_i64(tb, (int64_t)(m0 + r) * row_floats + d0 + j * W);
+      tile_regs_set(tb, &acc, r, j, tile_vmul(tb, alpha, tile_load_vector(tb, o_acc, at, DTYPE_F32)));
+    }
+  }
+  tile_loop nl;
+  LLVMValueRef n = tile_for(tb, &nl, tile_i64(tb, 0), tile_i64(tb, block_n), tile_i64(tb, 1), "n");
+  LLVMValueRef v_row = tile_mul(tb, n, tile_i64(tb, row_floats));
+  LLVMValueRef p_row = tile_mul(tb, n, tile_i64(tb, block_m));
+  LLVMValueRef v_vectors[MAX_PV_BLOCK];
+  for (int j = 0; j < vectors; j++)
+    v_vectors[j] = tile_load_vector(tb, v_packed, tile_add(tb, v_row, tile_i64(tb, d0 + j * W)), DTYPE_F32);
+  for (int r = 0; r < rows; r++) {
+    LLVMValueRef p = tile_splat(tb, tile_load_f32(tb, p_t, tile_add(tb, p_row, tile_i64(tb, m0 + r))));
+    for (int j = 0; j < vectors; j++)
+      tile_regs_set(tb, &acc, r, j, tile_fma(tb, p, v_vectors[j], tile_regs_get(tb, &acc, r, j)));
+  }
+  tile_end_for(tb, &nl);
+  for (int r = 0; r < rows; r++)
+    for (int j = 0; j < vectors; j++)
+      tile_store_vector(tb, o_acc, tile_i64(tb, (int64_t)(m0 + r) * row_floats + d0 + j * W),
+                        tile_regs_get(tb, &acc, r, j));
+}
+
+static fj_status generate(LLVMModuleRef module, const attention_key *key, const jit_target *target,
+                          const kernel_config *config, const char *function_name) {
+  char why[256];
+  if (!config_valid(key, target, config, why, sizeof why))
+    return core_error(FJ_INVALID_ARGUMENT, "attention_fwd_cpu: invalid config: %s", why);
+  shape s = {.block_m = config->values[P_BLOCK_M],
+             .block_n = config->values[P_BLOCK_N],
+             .unroll = config->values[P_UNROLL],
+             .lanes = config->values[P_VECTOR],
+             .head_dim = key->head_dim,
+             .causal = key->causal,
+             .has_lse = key->has_lse,
+             .d_contiguous = key->d_contiguous,
+             .dtype = (dtype_id)key->dtype};
+  s.pv_rows = config->values[P_PV_ROWS];
+  s.pv_vectors = config->values[P_PV_VECTORS];
+  s.vectors = s.block_m / s.lanes;
+  const int D = s.head_dim, BM = s.block_m, BN = s.block_n, V = s.vectors, W = s.lanes;
+  const int DP = padded_head_dim(D, W);
+
+  tile_builder tbs, *tb = &tbs;
+  LLVMValueRef fn = tile_function_begin(tb, module, target, function_name, W);
+  LLVMValueRef block = LLVMGetParam(fn, 0), job = LLVMGetParam(fn, 1), scratch = LLVMGetParam(fn, 2);
+
+  /* ---- parameters ---- */
+#define P_OFF(field) offsetof(cpu_attention_params, field)
+  tensor_ir q = load_tensor(tb, block, P_OFF(q), P_OFF(q_stride), s.d_contiguous);
+  tensor_ir k = load_tensor(tb, block, P_OFF(k), P_OFF(k_stride), s.d_contiguous);
+  tensor_ir v = load_tensor(tb, block, P_OFF(v), P_OFF(v_stride), s.d_contiguous);
+  tensor_ir o = load_tensor(tb, block, P_OFF(o), P_OFF(o_stride), s.d_contiguous);
+  LLVMValueRef seqlen_q = tile_load_param_i64(tb, block, P_OFF(seqlen_q));
+  LLVMValueRef seqlen_kv = tile_load_param_i64(tb, block, P_OFF(seqlen_kv));
+  LLVMValueRef heads = tile_load_param_i64(tb, block, P_OFF(heads));
+  LLVMValueRef kv_heads = tile_load_param_i64(tb, block, P_OFF(kv_heads));
+  LLVMValueRef q_tiles = tile_load_param_i64(tb, block, P_OFF(q_tiles));
+  LLVMValueRef scale_log2 = tile_load_param_f32(tb, block, P_OFF(scale_log2));
+
+  /* ---- which Q tile of which (batch, head) ---- */
+  LLVMValueRef tile_index = LLVMBuildSRem(tb->b, job, q_tiles, "");
+  LLVMValueRef batch_head = LLVMBuildSDiv(tb->b, job, q_tiles, "");
+  LLVMValueRef h = LLVMBuildSRem(tb->b, batch_head, heads, "");
+  LLVMValueRef b = LLVMBuildSDiv(tb->b, batch_head, heads, "");
+  LLVMValueRef kv_h = LLVMBuildSDiv(tb->b, h, LLVMBuildSDiv(tb->b, heads, kv_heads, ""), "");
+  LLVMValueRef q0 = tile_mul(tb, tile_index, tile_i64(tb, BM));
+  LLVMValueRef rows = tile_min(tb, tile_i64(tb, BM), tile_sub(tb, seqlen_q, q0));
+  /* Causal, bottom-right aligned: query i sees keys j <= i + diagonal. */
+  LLVMValueRef diagonal = tile_sub(tb, seqlen_kv, seqlen_q);
+
+  /* ---- scratch ---- */
+  scratch_layout layout = layout_scratch(D, BM, BN, W);
+  LLVMValueRef q_t = scratch_region(tb, scratch, layout.q_t);
+  LLVMValueRef o_acc = scratch_region(tb, scratch, layout.o);
+  LLVMValueRef k_packed = scratch_region(tb, scratch, layout.k);
+  LLVMValueRef v_packed = scratch_region(tb, scratch, layout.v);
+  LLVMValueRef p_t = scratch_region(tb, scratch, layout.p_t);
+  LLVMValueRef alpha_mem = scratch_region(tb, scratch, layout.alpha);
+  LLVMValueRef stats = scratch_region(tb, scratch, layout.stats);
+
+  /* ---- Q^T, pre-scaled into base-2 logits; rows past seqlen_q are zeros ---- */
+  {
+    tile_loop ml;
+    LLVMValueRef m = tile_for(tb, &ml, tile_i64(tb, 0), tile_i64(tb, BM), tile_i64(tb, 1), "m");
+    LLVMValueRef inside = tile_lt(tb, m, rows);
+    LLVMValueRef last_query = tile_sub(tb, seqlen_q, tile_i64(tb, 1));
+    LLVMValueRef source = row_index(tb, &q, b, tile_min(tb, tile_add(tb, q0, m), last_query), h);
+    tile_loop dl;
+    LLVMValueRef d = tile_for(tb, &dl, tile_i64(tb, 0), tile_i64(tb, D), tile_i64(tb, 1), "d");
+    LLVMValueRef x = tile_load_element(tb, q.base, tile_add(tb, source, tile_mul(tb, d, q.stride[3])), s.dtype);
+    x = LLVMBuildSelect(tb->b, inside, LLVMBuildFMul(tb->b, x, scale_log2, ""), tile_f32(tb, 0.0f), "");
+    tile_store_f32(tb, q_t, tile_add(tb, tile_mul(tb, d, tile_i64(tb, BM)), m), x);
+    tile_end_for(tb, &dl);
+    tile_end_for(tb, &ml);
+  }
+  fill_zero(tb, o_acc, (int64_t)BM * DP);
+
+  /* ---- running statistics per query: max m (base-2 logits) and sum l ---- */
+  tile_regs row_max = tile_regs_new(tb, 1, V, "row_max");
+  tile_regs row_sum = tile_regs_new(tb, 1, V, "row_sum");
+  tile_regs_fill(tb, &row_max, tile_splat_f32(tb, -INFINITY));
+  tile_regs_fill(tb, &row_sum, tile_splat_f32(tb, 0.0f));
+  tile_regs scores = tile_regs_new(tb, BN, V, "scores");  /* S^T, then P^T */
+
+  /* Keys this tile can see at all: causal tiles stop at the diagonal of their last query. */
+  LLVMValueRef kv_end = seqlen_kv;
+  if (s.causal)
+    kv_end = tile_max(tb, tile_i64(tb, 0), tile_min(tb, seqlen_kv, tile_add(tb, tile_add(tb, q0, rows), diagonal)));
+
+  tile_loop kv_loop;
+  LLVMValueRef n0 = tile_for(tb, &kv_loop, tile_i64(tb, 0), kv_end, tile_i64(tb, BN), "n0");
+  pack_kv_tile(tb, &s, &k, b, n0, kv_h, seqlen_kv, k_packed, D);
+  pack_kv_tile(tb, &s, &v, b, n0, kv_h, seqlen_kv, v_packed, DP);
+
+  /* S^T = K Q^T: for each step of d, one row of Q^T against a broadcast of each key's element. */
+  tile_regs_fill(tb, &scores, tile_splat_f32(tb, 0.0f));
+  {
+    tile_loop dl;
+    LLVMValueRef d0 = tile_for(tb, &dl, tile_i64(tb, 0), tile_i64(tb, D), tile_i64(tb, s.unroll), "d");
+    for (int u = 0; u < s.unroll; u++) {
+      LLVMValueRef d = tile_add(tb, d0, tile_i64(tb, u));
+      LLVMValueRef q_row_start = tile_mul(tb, d, tile_i64(tb, BM));
+      LLVMValueRef q_row[MAX_VECTORS];
+      for (int vi = 0; vi < V; vi++)
+        q_row[vi] = tile_load_vector(tb, q_t, tile_add(tb, q_row_start, tile_i64(tb, vi * W)), DTYPE_F32);
+      for (int n = 0; n < BN; n++) {
+        LLVMValueRef kn = tile_splat(tb, tile_load_f32(tb, k_packed, tile_add(tb, tile_i64(tb, (int64_t)n * D), d)));
+        for (int vi = 0; vi < V; vi++)
+          tile_regs_set(tb, &scores, n, vi, tile_fma(tb, kn, q_row[vi], tile_regs_get(tb, &scores, n, vi)));
+      }
+    }
+    tile_end_for(tb, &dl);
+  }
+
+  /* Mask keys past the end and, when causal, past each query's diagonal. Query q0 + vi*W + lane sees
+   * key n0 + n when lane >= n0 + n - q0 - diagonal - vi*W; a key past seqlen_kv is seen by no lane. */
+  LLVMValueRef lane_numbers[MAX_LANES];
+  for (int i = 0; i < W; i++) lane_numbers[i] = LLVMConstInt(tb->i32, (unsigned long long)i, 0);
+  LLVMValueRef lanes = LLVMConstVector(lane_numbers, (unsigned)W);
+  for (int n = 0; n < BN; n++) {
+    LLVMValueRef key_index = tile_add(tb, n0, tile_i64(tb, n));
+    LLVMValueRef key_present = tile_lt(tb, key_index, seqlen_kv);
+    for (int vi = 0; vi < V; vi++) {
+      LLVMValueRef first_lane = tile_i64(tb, 0);
+      if (s.causal)
+        first_lane = tile_sub(tb, tile_sub(tb, tile_sub(tb, key_index, q0), diagonal), tile_i64(tb, (int64_t)vi * W));
+      first_lane = LLVMBuildSelect(tb->b, key_present, first_lane, tile_i64(tb, W), "");
+      first_lane = tile_min(tb, tile_max(tb, first_lane, tile_i64(tb, 0)), tile_i64(tb, W));
+      LLVMValueRef threshold = tile_splat(tb, LLVMBuildTrunc(tb->b, first_lane, tb->i32, ""));
+      LLVMValueRef visible = LLVMBuildICmp(tb->b, LLVMIntSGE, lanes, threshold, "");
+      tile_regs_set(tb, &scores, n, vi,
+                    LLVMBuildSelect(tb->b, visible, tile_regs_get(tb, &scores, n, vi), tile_splat_f32(tb, -INFINITY), ""));
+    }
+  }
+
+  /* Online softmax, lane-wise per query: new maximum, the factor that rescales what came before, and
+   * P = 2^(S - max), kept as P^T in scratch for the P.V microkernel. */
+  for (int vi = 0; vi < V; vi++) {
+    LLVMValueRef tile_max_v = tile_regs_get(tb, &scores, 0, vi);
+    for (int n = 1; n < BN; n++) tile_max_v = tile_vmax(tb, tile_max_v, tile_regs_get(tb, &scores, n, vi));
+    LLVMValueRef old_max = tile_regs_get(tb, &row_max, 0, vi);
+    LLVMValueRef new_max = tile_vmax(tb, old_max, tile_max_v);
+    /* A query that has seen no key yet keeps -inf; subtracting 0 then keeps every P exactly 0. */
+    LLVMValueRef none_seen = LLVMBuildFCmp(tb->b, LLVMRealOEQ, new_max, tile_splat_f32(tb, -INFINITY), "");
+    LLVMValueRef base = LLVMBuildSelect(tb->b, none_seen, tile_splat_f32(tb, 0.0f), new_max, "");
+    LLVMValueRef alpha = tile_exp2(tb, tile_vsub(tb, old_max, base));
+    tile_store_vector(tb, alpha_mem, tile_i64(tb, vi * W), alpha);
+    LLVMValueRef sum = tile_splat_f32(tb, 0.0f);
+    for (int n = 0; n < BN; n++) {
+      LLVMValueRef p = tile_exp2(tb, tile_vsub(tb, tile_regs_get(tb, &scores, n, vi), base));
+      tile_store_vector(tb, p_t, tile_i64(tb, (int64_t)n * BM + vi * W), p);
+      sum = tile_vadd(tb, sum, p);
+    }
+    tile_regs_set(tb, &row_sum, 0, vi, tile_fma(tb, tile_regs_get(tb, &row_sum, 0, vi), alpha, sum));
+    tile_regs_set(tb, &row_max, 0, vi, new_max);
+  }
+
+  /* O = alpha O + P V, a register block of pv_rows queries x pv_vectors vectors of d at a time: each
+   * row of V is loaded once per block and each P element broadcast once, into independent sums. */
+  for (int m0 = 0; m0 < BM; m0 += s.pv_rows) {
+    int block_rows = BM - m0 < s.pv_rows ? BM - m0 : s.pv_rows;
+    for (int dv0 = 0; dv0 < DP / W; dv0 += s.pv_vectors) {
+      int block_vectors = DP / W - dv0 < s.pv_vectors ? DP / W - dv0 : s.pv_vectors;
+      pv_block(tb, o_acc, p_t, v_packed, alpha_mem, m0, block_rows, dv0 * W, block_vectors, BM, BN, DP);
+    }
+  }
+  tile_end_for(tb, &kv_loop);
+
+  /* ---- epilogue: O / l, converted to the dtype; LSE = (m + log2 l) ln 2 ---- */
+  for (int vi = 0; vi < V; vi++) {
+    tile_store_vector(tb, stats, tile_i64(tb, vi * W), tile_regs_get(tb, &row_sum, 0, vi));
+    tile_store_vector(tb, stats, tile_i64(tb, BM + vi * W), tile_regs_get(tb, &row_max, 0, vi));
+  }
+  {
+    tile_loop ml;
+    LLVMValueRef m = tile_for(tb, &ml, tile_i64(tb, 0), rows, tile_i64(tb, 1), "m");
+    LLVMValueRef l = tile_load_f32(tb, stats, m);
+    LLVMValueRef seen = LLVMBuildFCmp(tb->b, LLVMRealOGT, l, tile_f32(tb, 0.0f), "");
+    LLVMValueRef inverse = LLVMBuildSelect(tb->b, seen, LLVMBuildFDiv(tb->b, tile_f32(tb, 1.0f), l, ""), tile_f32(tb, 0.0f), "");
+    LLVMValueRef query = tile_add(tb, q0, m);
+    LLVMValueRef destination = row_index(tb, &o, b, query, h);
+    LLVMValueRef source = tile_mul(tb, m, tile_i64(tb, DP));
+    tile_loop dl;
+    LLVMValueRef d = tile_for(tb, &dl, tile_i64(tb, 0), tile_i64(tb, D), tile_i64(tb, 1), "d");
+    LLVMValueRef x = tile_load_f32(tb, o_acc, tile_add(tb, source, d));
+    tile_store_element(tb, o.base, tile_add(tb, destination, tile_mul(tb, d, o.stride[3])), s.dtype,
+                       LLVMBuildFMul(tb->b, x, inverse, ""));
+    tile_end_for(tb, &dl);
+    if (s.has_lse) {
+      LLVMValueRef lse = tile_load_param_ptr(tb, block, P_OFF(lse));
+      LLVMValueRef lse_index = tile_mul(tb, b, tile_load_param_i64(tb, block, P_OFF(lse_stride[0])));
+      lse_index = tile_add(tb, lse_index, tile_mul(tb, h, tile_load_param_i64(tb, block, P_OFF(lse_stride[1]))));
+      lse_index = tile_add(tb, lse_index, tile_mul(tb, query, tile_load_param_i64(tb, block, P_OFF(lse_stride[2]))));
+      LLVMValueRef max = tile_load_f32(tb, stats, tile_add(tb, m, tile_i64(tb, BM)));
+      LLVMValueRef safe_l = LLVMBuildSelect(tb->b, seen, l, tile_f32(tb, 1.0f), "");
+      LLVMValueRef value = LLVMBuildFMul(tb->b, LLVMBuildFAdd(tb->b, max, tile_log2(tb, safe_l), ""),
+                                         tile_f32(tb, 0.69314718055994531f), "");
+      value = LLVMBuildSelect(tb->b, seen, value, tile_f32(tb, -INFINITY), "");
+      tile_store_f32(tb, lse, lse_index, value);
+    }
+    tile_end_for(tb, &ml);
+  }
+
+  tile_function_end(tb);
+#undef P_OFF
+  return FJ_OK;
+}
+
+const kernel_family attention_fwd_cpu_family = {
+    .name = "attention_fwd_cpu",
+    .backend = "cpu",
+    .generator_version = GENERATOR_VERSION,
+    .num_params = P_COUNT,
+    .params = params,
+    .config_valid = config_valid,
+    .default_config = default_config,
+    .generate = generate,
+    .codegen_key = codegen_key,
+    .job_count = job_count,
+    .scratch_bytes = scratch_bytes,
+};

@@ -1,0 +1,93 @@
+/* kernel_config.c: the text form of a kernel config ("block_m=32 block_n=12 unroll=2 vector=16"), used
+ * in logs, cache keys, the tuning database and `--config` options, and the table that maps a backend
+ * to its kernel family. The text names every parameter, so a stored config stays readable and a
+ * reordered parameter list cannot silently reinterpret it. */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernel_family.h"
+
+/* Forward attention families, one per backend; cuda/hip families are added here as they land. */
+static const kernel_family *const kernel_forward_families[] = {
+    &attention_fwd_cpu_family,
+};
+
+const kernel_family *kernel_family_for_backend(const char *backend) {
+  if (backend == NULL) return NULL;
+  for (size_t i = 0; i < sizeof kernel_forward_families / sizeof kernel_forward_families[0]; i++)
+    if (strcmp(kernel_forward_families[i]->backend, backend) == 0) return kernel_forward_families[i];
+  return NULL;
+}
+
+void kernel_config_string(const kernel_family *family, const kernel_config *config, char *buffer,
+                          size_t size) {
+  if (buffer == NULL || size == 0) return;
+  buffer[0] = '\0';
+  size_t used = 0;
+  for (int i = 0; i < family->num_params && i < KERNEL_MAX_PARAMS; i++) {
+    int w = snprintf(buffer + used, size - used, "%s%s=%d", i ? " " : "", family->params[i].name,
+                     config->values[i]);
+    if (w < 0 || (size_t)w >= size - used) return;  /* truncated, still NUL-terminated */
+    used += (size_t)w;
+  }
+}
+
+static int kernel_config_fail(char *why, size_t why_size, const char *format, const char *a,
+                              const char *b) {
+  if (why != NULL && why_size > 0) snprintf(why, why_size, format, a, b);
+  return -1;
+}
+
+int kernel_config_parse(const kernel_family *family, const char *text, kernel_config *out, char *why,
+                        size_t why_size) {
+  if (family == NULL || text == NULL || out == NULL)
+    return kernel_config_fail(why, why_size, "%s%s", "NULL family, text or output", "");
+  kernel_config parsed;
+  memset(&parsed, 0, sizeof parsed);
+  int seen[KERNEL_MAX_PARAMS] = {0};
+  const char *p = text;
+  for (;;) {
+    while (*p == ' ' || *p == '\t' || *p == ',') p++;
+    if (*p == '\0') break;
+    const char *name = p;
+    size_t name_len = strcspn(p, "= \t,");
+    if (p[name_len] != '=') {
+      char item[64];
+      snprintf(item, sizeof item, "%.*s", (int)(name_len < 60 ? name_len : 60), name);
+      return kernel_config_fail(why, why_size, "\"%s\" is not name=value%s", item, "");
+    }
+    int index = -1;
+    for (int i = 0; i < family->num_params; i++)
+      if (strlen(family->params[i].name) == name_len &&
+          strncmp(family->params[i].name, name, name_len) == 0)
+        index = i;
+    char name_text[64];
+    snprintf(name_text, sizeof name_text, "%.*s", (int)(name_len < 60 ? name_len : 60), name);
+    if (index < 0)
+      return kernel_config_fail(why, why_size, "unknown parameter \"%s\" for %s", name_text,
+                                family->name);
+    if (seen[index])
+      return kernel_config_fail(why, why_size, "parameter \"%s\" given twice%s", name_text, "");
+    const char *value = p + name_len + 1;
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(value, &end, 10);
+    if (end == value || errno != 0 || v < INT_MIN || v > INT_MAX ||
+        (*end != '\0' && *end != ' ' && *end != '\t' && *end != ','))
+      return kernel_config_fail(why, why_size, "parameter \"%s\" needs an integer value%s", name_text,
+                                "");
+    parsed.values[index] = (int)v;
+    seen[index] = 1;
+    p = end;
+  }
+  for (int i = 0; i < family->num_params; i++)
+    if (!seen[i])
+      return kernel_config_fail(why, why_size, "parameter \"%s\" is missing (%s needs all of them)",
+                                family->params[i].name, family->name);
+  *out = parsed;
+  if (why != NULL && why_size > 0) why[0] = '\0';
+  return 0;
+}

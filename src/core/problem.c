@@ -1,0 +1,414 @@
+/* problem.c: everything between a caller's fj_attention_args and a kernel: argument validation (the
+ * library's front door; a bad call must fail here with a message naming the argument and the values,
+ * before anything touches memory), the problem key that selects kernels and tuning results, its
+ * sequence-length bucket, and the FLOP count the benchmarks report. Validation only reads the DLTensor
+ * descriptors, never the tensors' data, which may live on a device. */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include "core/error.h"
+#include "core/problem.h"
+
+int core_seqlen_bucket(int64_t seqlen) {
+  int bucket = 0;
+  while (bucket < 63 && ((int64_t)1 << bucket) < seqlen) bucket++;
+  return bucket;
+}
+
+void core_attention_key_string(const attention_key *key, char *buffer, size_t size) {
+  if (buffer == NULL || size == 0) return;
+  snprintf(buffer, size, "attention_fwd dtype=%s d=%d h=%d hk=%d causal=%d lse=%d dcontig=%d sq<=2^%d",
+           core_dtype_name((dtype_id)key->dtype), key->head_dim, key->heads, key->kv_heads,
+           key->causal, key->has_lse, key->d_contiguous, key->seqlen_bucket);
+}
+
+double core_attention_flops(const attention_problem *problem) {
+  double sq = (double)problem->seqlen_q, skv = (double)problem->seqlen_kv;
+  double pairs = sq * skv;
+  if (problem->key.causal) {
+    /* Row i sees min(skv, max(0, i + skv - sq + 1)) keys: rows before `first` see none, rows from
+     * `full` on see all, and the rows between see 1, 2, 3, ... keys. */
+    int64_t offset = problem->seqlen_kv - problem->seqlen_q;
+    int64_t first = offset >= 0 ? 0 : -offset;
+    int64_t full = problem->seqlen_kv - 1 - offset; /* the first row that sees every key */
+    if (full < first) full = first;
+    if (full > problem->seqlen_q) full = problem->seqlen_q;
+    if (first > problem->seqlen_q) first = problem->seqlen_q;
+    double partial_rows = (double)(full - first);
+    double first_count = (double)(first + offset + 1);
+    pairs = partial_rows * first_count + partial_rows * (partial_rows - 1) / 2 +
+            (double)(problem->seqlen_q - full) * skv;
+  }
+  return 4.0 * (double)problem->batch * (double)problem->key.heads * pairs *
+         (double)problem->key.head_dim;
+}
+
+/* ---- validation ------------------------------------------------------------------------------------ */
+
+/* What validation learns about one tensor argument, before the problem is filled. */
+typedef struct core_arg {
+  const char *name;     /* "q" */
+  const DLTensor *t;
+  dtype_id dtype;
+  int64_t stride[4];    /* resolved: row-major when t->strides is NULL */
+  int64_t elements;     /* 0 when some dimension is 0 */
+  uintptr_t first;      /* address of element [0,...]: data + byte_offset */
+  uintptr_t end;        /* one past the last byte any element reaches; == first when empty */
+} core_arg;
+
+static const char *core_device_type_name(int type, char *scratch, size_t size) {
+  switch (type) {
+  case kDLCPU: return "cpu";
+  case kDLCUDA: return "cuda";
+  case kDLCUDAHost: return "cuda_host";
+  case kDLOpenCL: return "opencl";
+  case kDLVulkan: return "vulkan";
+  case kDLMetal: return "metal";
+  case kDLVPI: return "vpi";
+  case kDLROCM: return "rocm";
+  case kDLROCMHost: return "rocm_host";
+  case kDLExtDev: return "ext_dev";
+  case kDLCUDAManaged: return "cuda_managed";
+  default: snprintf(scratch, size, "type%d", type); return scratch;
+  }
+}
+
+static void core_format_dlpack_type(DLDataType type, char *buffer, size_t size) {
+  dtype_id ours;
+  if (core_dtype_from_dlpack(type, &ours)) {
+    snprintf(buffer, size, "%s", core_dtype_name(ours));
+    return;
+  }
+  const char *code = type.code == kDLInt            ? "int"
+                     : type.code == kDLUInt         ? "uint"
+                     : type.code == kDLFloat        ? "float"
+                     : type.code == kDLOpaqueHandle ? "handle"
+                     : type.code == kDLBfloat       ? "bfloat"
+                     : type.code == kDLComplex      ? "complex"
+                                                    : NULL;
+  if (code != NULL)
+    snprintf(buffer, size, "%s%ux%u", code, (unsigned)type.bits, (unsigned)type.lanes);
+  else
+    snprintf(buffer, size, "code%u:%ux%u", (unsigned)type.code, (unsigned)type.bits,
+             (unsigned)type.lanes);
+}
+
+/* "[2,8,128]" from n values. */
+static void core_format_list(const int64_t *values, int n, char *buffer, size_t size) {
+  size_t used = 0;
+  buffer[0] = '\0';
+  for (int i = 0; i < n && used < size; i++) {
+    int w = snprintf(buffer + used, size - used, "%s%" PRId64, i == 0 ? "[" : ",", values[i]);
+    if (w < 0) return;
+    used += (size_t)w;
+  }
+  if (used < size) snprintf(buffer + used, size - used, n == 0 ? "[]" : "]");
+}
+
+static fj_status core_check_present(const char *name, const DLTensor *t, int ndim, const char *dims) {
+  if (t == NULL) return core_error(FJ_INVALID_ARGUMENT, "args.%s is NULL", name);
+  if (t->ndim != ndim)
+    return core_error(FJ_INVALID_ARGUMENT, "%s.ndim=%d, expected %d (%s)", name, t->ndim, ndim, dims);
+  if (t->shape == NULL) return core_error(FJ_INVALID_ARGUMENT, "%s.shape is NULL", name);
+  for (int i = 0; i < ndim; i++)
+    if (t->shape[i] < 0)
+      return core_error(FJ_INVALID_ARGUMENT, "%s.shape[%d]=%" PRId64 " is negative", name, i,
+                        t->shape[i]);
+  return FJ_OK;
+}
+
+static fj_status core_check_dtype(core_arg *arg) {
+  if (!core_dtype_from_dlpack(arg->t->dtype, &arg->dtype)) {
+    char text[48];
+    core_format_dlpack_type(arg->t->dtype, text, sizeof text);
+    return core_error(FJ_INVALID_ARGUMENT, "%s.dtype is %s; expected fp32, fp16 or bf16", arg->name,
+                      text);
+  }
+  return FJ_OK;
+}
+
+/* Resolves strides and the byte range the tensor's elements occupy, refusing anything whose extent
+ * does not fit in int64 or the address space. */
+static fj_status core_check_layout(core_arg *arg) {
+  const DLTensor *t = arg->t;
+  const char *name = arg->name;
+  int ndim = t->ndim;
+  int64_t elem = core_dtype_size(arg->dtype);
+  if (t->strides == NULL) {
+    int64_t running = 1;
+    for (int i = ndim - 1; i >= 0; i--) {
+      arg->stride[i] = running;
+      /* Only used as a stride when the dimensions before it are non-empty; saturate to stay defined. */
+      if (t->shape[i] > 0 && __builtin_mul_overflow(running, t->shape[i], &running)) running = INT64_MAX;
+    }
+  } else {
+    for (int i = 0; i < ndim; i++) {
+      if (t->strides[i] < 0)
+        return core_error(FJ_INVALID_ARGUMENT,
+                          "%s.strides[%d]=%" PRId64 " is negative; negative strides are not supported",
+                          name, i, t->strides[i]);
+      arg->stride[i] = t->strides[i];
+    }
+  }
+  for (int i = ndim; i < 4; i++) arg->stride[i] = 0;
+
+  /* The count only feeds messages and the empty test, so it saturates instead of failing: a read-only
+   * input may broadcast a huge shape with stride 0. */
+  int64_t elements = 1;
+  for (int i = 0; i < ndim; i++)
+    if (t->shape[i] == 0) elements = 0;
+    else if (elements != 0 && __builtin_mul_overflow(elements, t->shape[i], &elements)) elements = INT64_MAX;
+  arg->elements = elements;
+  if (t->byte_offset > (uint64_t)INT64_MAX)
+    return core_error(FJ_INVALID_ARGUMENT, "%s.byte_offset=%" PRIu64 " does not fit in int64", name,
+                      t->byte_offset);
+  if (elements == 0) {
+    arg->first = arg->end = 0;
+    return FJ_OK;
+  }
+  int overflow = 0;
+  int64_t last = 0; /* largest element index reached */
+  char shape_text[128], stride_text[128];
+  core_format_list(t->shape, ndim, shape_text, sizeof shape_text);
+  core_format_list(arg->stride, ndim, stride_text, sizeof stride_text);
+  for (int i = 0; i < ndim && !overflow; i++) {
+    int64_t reach;
+    if (__builtin_mul_overflow(t->shape[i] - 1, arg->stride[i], &reach) ||
+        __builtin_add_overflow(last, reach, &last))
+      overflow = 1;
+  }
+  int64_t bytes = 0, total = 0;
+  if (overflow || __builtin_add_overflow(last, (int64_t)1, &bytes) ||
+      __builtin_mul_overflow(bytes, elem, &bytes) ||
+      __builtin_add_overflow(bytes, (int64_t)t->byte_offset, &total))
+    return core_error(FJ_INVALID_ARGUMENT,
+                      "%s: shape %s with strides %s (and byte_offset %" PRIu64
+                      ") reaches beyond 2^63 bytes",
+                      name, shape_text, stride_text, t->byte_offset);
+  if (t->data == NULL)
+    return core_error(FJ_INVALID_ARGUMENT, "%s.data is NULL but %s has %" PRId64 " elements (shape %s)",
+                      name, name, elements, shape_text);
+  uintptr_t base = (uintptr_t)t->data;
+  if (base > UINTPTR_MAX - (uintptr_t)total)
+    return core_error(FJ_INVALID_ARGUMENT,
+                      "%s: data=%p + %" PRId64 " bytes (byte_offset %" PRIu64
+                      ", shape %s, strides %s) wraps around the address space",
+                      name, t->data, total, t->byte_offset, shape_text, stride_text);
+  arg->first = base + (uintptr_t)t->byte_offset;
+  arg->end = base + (uintptr_t)total;
+  /* Kernels load whole elements (and vectors of them); a misaligned element faults on GPUs. */
+  if (arg->first % (uintptr_t)elem != 0)
+    return core_error(FJ_INVALID_ARGUMENT,
+                      "%s.data + byte_offset = %p + %" PRIu64 " is not aligned to %" PRId64
+                      " bytes (one %s element)",
+                      name, t->data, t->byte_offset, elem, core_dtype_name(arg->dtype));
+  return FJ_OK;
+}
+
+/* A sufficient test that no two index tuples of an output share an element: ordered by stride, each
+ * dimension's stride must step over everything the smaller dimensions span. Exact for the layouts
+ * anyone uses (row-major, transposed, padded); it may refuse an exotic interleaving that would be
+ * safe, which only costs that caller a copy. */
+static fj_status core_check_no_self_overlap(const core_arg *arg) {
+  const DLTensor *t = arg->t;
+  if (arg->elements == 0) return FJ_OK;
+  int order[4], n = 0;
+  for (int i = 0; i < t->ndim; i++)
+    if (t->shape[i] > 1) order[n++] = i;
+  for (int a = 1; a < n; a++) /* insertion sort by stride, then by dimension for a stable blame */
+    for (int b = a; b > 0 && arg->stride[order[b]] < arg->stride[order[b - 1]]; b--) {
+      int swap = order[b];
+      order[b] = order[b - 1];
+      order[b - 1] = swap;
+    }
+  int64_t span = 0; /* sum of (size-1)*stride over the dimensions checked so far; fits: extent did */
+  for (int k = 0; k < n; k++) {
+    int d = order[k];
+    if (arg->stride[d] <= span) {
+      char shape_text[128], stride_text[128];
+      core_format_list(t->shape, t->ndim, shape_text, sizeof shape_text);
+      core_format_list(arg->stride, t->ndim, stride_text, sizeof stride_text);
+      return core_error(FJ_INVALID_ARGUMENT,
+                        "%s.strides give overlapping elements (stride[%d]=%" PRId64
+                        " with shape[%d]=%" PRId64 "; shape %s, strides %s): an output must not "
+                        "alias itself",
+                        arg->name, d, arg->stride[d], d, t->shape[d], shape_text, stride_text);
+    }
+    span += (t->shape[d] - 1) * arg->stride[d];
+  }
+  return FJ_OK;
+}
+
+static fj_status core_check_disjoint(const core_arg *out, const core_arg *in) {
+  if (out->elements == 0 || in->elements == 0) return FJ_OK;
+  if (out->first < in->end && in->first < out->end)
+    return core_error(FJ_INVALID_ARGUMENT,
+                      "%s overlaps %s (bytes [0x%" PRIxPTR ", 0x%" PRIxPTR ") and [0x%" PRIxPTR
+                      ", 0x%" PRIxPTR ")): an output must not share memory with another argument",
+                      out->name, in->name, out->first, out->end, in->first, in->end);
+  return FJ_OK;
+}
+
+static fj_status core_check_same_device(const core_arg *arg, const core_arg *ref) {
+  DLDevice a = arg->t->device, b = ref->t->device;
+  if (a.device_type == b.device_type && a.device_id == b.device_id) return FJ_OK;
+  char sa[16], sb[16];
+  return core_error(FJ_INVALID_ARGUMENT, "%s.device=(%s,%d) but %s.device=(%s,%d)", ref->name,
+                    core_device_type_name((int)b.device_type, sb, sizeof sb), b.device_id,
+                    arg->name, core_device_type_name((int)a.device_type, sa, sizeof sa),
+                    a.device_id);
+}
+
+/* dim of arg must equal dim of ref; `what` says which size it is. */
+static fj_status core_check_dim(const core_arg *arg, int dim, const core_arg *ref, int ref_dim,
+                                const char *what) {
+  if (arg->t->shape[dim] == ref->t->shape[ref_dim]) return FJ_OK;
+  return core_error(FJ_INVALID_ARGUMENT,
+                    "%s.shape[%d]=%" PRId64 " but %s.shape[%d]=%" PRId64 " (%s must match)",
+                    arg->name, dim, arg->t->shape[dim], ref->name, ref_dim, ref->t->shape[ref_dim],
+                    what);
+}
+
+static void core_fill_view(tensor_view *view, const core_arg *arg) {
+  const DLTensor *t = arg->t;
+  memset(view, 0, sizeof *view);
+  /* Arithmetic on a NULL pointer is undefined; an empty tensor may have one. */
+  view->data = t->data == NULL ? NULL : (char *)t->data + t->byte_offset;
+  view->ndim = t->ndim;
+  for (int i = 0; i < t->ndim; i++) {
+    view->shape[i] = t->shape[i];
+    view->stride[i] = arg->stride[i];
+  }
+  /* lse is 3-d; a unit fourth dimension with stride 0 lets 4-d loops walk it unchanged. */
+  for (int i = t->ndim; i < 4; i++) {
+    view->shape[i] = 1;
+    view->stride[i] = 0;
+  }
+}
+
+/* The end of the part of args a caller must have: every field this version reads. */
+#define CORE_ARGS_MIN_SIZE (offsetof(fj_attention_args, stream) + sizeof(void *))
+
+fj_status core_validate_attention(const fj_attention_args *args, attention_problem *out) {
+  fj_status s;
+  if (args == NULL) return core_error(FJ_INVALID_ARGUMENT, "args is NULL");
+  if (out == NULL) return core_error(FJ_INVALID_ARGUMENT, "out is NULL (internal: no problem to fill)");
+  if (args->struct_size < CORE_ARGS_MIN_SIZE)
+    return core_error(FJ_INVALID_ARGUMENT,
+                      "args.struct_size=%" PRIu32 ", expected at least %zu (initialize args with "
+                      "fj_attention_args_init)",
+                      args->struct_size, (size_t)CORE_ARGS_MIN_SIZE);
+
+  core_arg q = {.name = "q", .t = args->q}, k = {.name = "k", .t = args->k};
+  core_arg v = {.name = "v", .t = args->v}, o = {.name = "o", .t = args->o};
+  core_arg lse = {.name = "lse", .t = args->lse};
+  const char *q_dims = "[batch, seqlen_q, heads, head_dim]";
+  const char *kv_dims = "[batch, seqlen_kv, kv_heads, head_dim]";
+  if ((s = core_check_present("q", q.t, 4, q_dims)) != FJ_OK) return s;
+  if ((s = core_check_present("k", k.t, 4, kv_dims)) != FJ_OK) return s;
+  if ((s = core_check_present("v", v.t, 4, kv_dims)) != FJ_OK) return s;
+  if ((s = core_check_present("o", o.t, 4, q_dims)) != FJ_OK) return s;
+  if (lse.t != NULL && (s = core_check_present("lse", lse.t, 3, "[batch, heads, seqlen_q]")) != FJ_OK)
+    return s;
+
+  /* dtypes: each one of ours, then all equal to q's; lse is always fp32. */
+  core_arg *qkvo[4] = {&q, &k, &v, &o};
+  for (int i = 0; i < 4; i++)
+    if ((s = core_check_dtype(qkvo[i])) != FJ_OK) return s;
+  for (int i = 1; i < 4; i++)
+    if (qkvo[i]->dtype != q.dtype)
+      return core_error(FJ_INVALID_ARGUMENT, "%s.dtype=%s but q.dtype=%s (all four must match)",
+                        qkvo[i]->name, core_dtype_name(qkvo[i]->dtype), core_dtype_name(q.dtype));
+  if (lse.t != NULL) {
+    if (!core_dtype_from_dlpack(lse.t->dtype, &lse.dtype) || lse.dtype != DTYPE_F32) {
+      char text[48];
+      core_format_dlpack_type(lse.t->dtype, text, sizeof text);
+      return core_error(FJ_INVALID_ARGUMENT, "lse.dtype must be fp32, got %s", text);
+    }
+  }
+
+  /* shapes */
+  const int64_t *qs = q.t->shape, *ks = k.t->shape;
+  if (qs[0] < 1)
+    return core_error(FJ_INVALID_ARGUMENT, "q.shape[0]=%" PRId64 ": batch must be at least 1", qs[0]);
+  if (qs[2] < 1 || qs[2] > INT32_MAX)
+    return core_error(FJ_INVALID_ARGUMENT,
+                      "q.shape[2]=%" PRId64 ": heads must be from 1 to 2147483647", qs[2]);
+  if (qs[3] < 8 || qs[3] > 256 || qs[3] % 8 != 0)
+    return core_error(FJ_INVALID_ARGUMENT,
+                      "head_dim=%" PRId64 ": must be a multiple of 8 from 8 to 256 (q.shape[3])",
+                      qs[3]);
+  if ((s = core_check_dim(&k, 0, &q, 0, "batch")) != FJ_OK) return s;
+  if (ks[2] < 1 || ks[2] > INT32_MAX)
+    return core_error(FJ_INVALID_ARGUMENT,
+                      "k.shape[2]=%" PRId64 ": kv_heads must be from 1 to 2147483647", ks[2]);
+  if ((s = core_check_dim(&k, 3, &q, 3, "head_dim")) != FJ_OK) return s;
+  static const char *const kv_what[4] = {"batch", "seqlen_kv", "kv_heads", "head_dim"};
+  static const char *const q_what[4] = {"batch", "seqlen_q", "heads", "head_dim"};
+  for (int d = 0; d < 4; d++)
+    if ((s = core_check_dim(&v, d, &k, d, kv_what[d])) != FJ_OK) return s;
+  for (int d = 0; d < 4; d++)
+    if ((s = core_check_dim(&o, d, &q, d, q_what[d])) != FJ_OK) return s;
+  if (qs[2] % ks[2] != 0)
+    return core_error(FJ_INVALID_ARGUMENT,
+                      "heads=%" PRId64 " is not a multiple of kv_heads=%" PRId64
+                      " (q.shape[2], k.shape[2])",
+                      qs[2], ks[2]);
+  if (lse.t != NULL) {
+    const int64_t *ls = lse.t->shape;
+    if (ls[0] != qs[0] || ls[1] != qs[2] || ls[2] != qs[1])
+      return core_error(FJ_INVALID_ARGUMENT,
+                        "lse.shape=[%" PRId64 ",%" PRId64 ",%" PRId64 "], expected [%" PRId64
+                        ",%" PRId64 ",%" PRId64 "] ([batch, heads, seqlen_q])",
+                        ls[0], ls[1], ls[2], qs[0], qs[2], qs[1]);
+  }
+
+  /* devices */
+  for (int i = 1; i < 4; i++)
+    if ((s = core_check_same_device(qkvo[i], &q)) != FJ_OK) return s;
+  if (lse.t != NULL && (s = core_check_same_device(&lse, &q)) != FJ_OK) return s;
+
+  /* memory: extents, then outputs against themselves and everything else. q, k and v may overlap
+   * each other (packed QKV): they are only read. */
+  for (int i = 0; i < 4; i++)
+    if ((s = core_check_layout(qkvo[i])) != FJ_OK) return s;
+  if (lse.t != NULL && (s = core_check_layout(&lse)) != FJ_OK) return s;
+  if ((s = core_check_no_self_overlap(&o)) != FJ_OK) return s;
+  if (lse.t != NULL && (s = core_check_no_self_overlap(&lse)) != FJ_OK) return s;
+  for (int i = 0; i < 3; i++)
+    if ((s = core_check_disjoint(&o, qkvo[i])) != FJ_OK) return s;
+  if (lse.t != NULL) {
+    for (int i = 0; i < 3; i++)
+      if ((s = core_check_disjoint(&lse, qkvo[i])) != FJ_OK) return s;
+    if ((s = core_check_disjoint(&o, &lse)) != FJ_OK) return s;
+  }
+
+  if (!isfinite(args->softmax_scale))
+    return core_error(FJ_INVALID_ARGUMENT, "softmax_scale=%g must be finite",
+                      (double)args->softmax_scale);
+
+  attention_problem p;
+  memset(&p, 0, sizeof p);
+  p.key.kind = PROBLEM_ATTENTION_FWD;
+  p.key.dtype = (int)q.dtype;
+  p.key.head_dim = (int)qs[3];
+  p.key.heads = (int)qs[2];
+  p.key.kv_heads = (int)ks[2];
+  p.key.causal = args->causal != 0;
+  p.key.has_lse = lse.t != NULL;
+  p.key.d_contiguous = q.stride[3] == 1 && k.stride[3] == 1 && v.stride[3] == 1 && o.stride[3] == 1;
+  p.key.seqlen_bucket = core_seqlen_bucket(qs[1]);
+  p.batch = qs[0];
+  p.seqlen_q = qs[1];
+  p.seqlen_kv = ks[1];
+  p.softmax_scale = args->softmax_scale != 0.0f ? args->softmax_scale : (float)(1.0 / sqrt((double)qs[3]));
+  core_fill_view(&p.q, &q);
+  core_fill_view(&p.k, &k);
+  core_fill_view(&p.v, &v);
+  core_fill_view(&p.o, &o);
+  if (lse.t != NULL) core_fill_view(&p.lse, &lse);
+  p.device = q.t->device;
+  *out = p;
+  return FJ_OK;
+}

@@ -1,0 +1,147 @@
+/* reference.c: the float64 attention every kernel is judged by. It is a direct transcription of the
+ * definition (scores, max-subtracted softmax, weighted sum of V) with no tiling or online softmax, so
+ * that a disagreement points at the kernel. Inputs are converted to double once per head, which keeps
+ * it fast enough for long sequences in tests without making the arithmetic any less plain. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/error.h"
+#include "core/reference.h"
+
+/* Copies rows [first, first + rows) of one (batch b, head h) slice of a 4-d view into doubles. */
+static void core_gather_rows(const tensor_view *view, dtype_id dtype, int64_t b, int64_t h,
+                             int64_t first, int64_t rows, int64_t head_dim, double *out) {
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t base = b * view->stride[0] + (first + r) * view->stride[1] + h * view->stride[2];
+    for (int64_t d = 0; d < head_dim; d++)
+      out[r * head_dim + d] = core_load_as_f32(view->data, dtype, base + d * view->stride[3]);
+  }
+}
+
+static double core_dot(const double *a, const double *b, int64_t n) {
+  /* Four partial sums let the compiler keep several multiply-adds in flight. */
+  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    s0 += a[i] * b[i];
+    s1 += a[i + 1] * b[i + 1];
+    s2 += a[i + 2] * b[i + 2];
+    s3 += a[i + 3] * b[i + 3];
+  }
+  for (; i < n; i++) s0 += a[i] * b[i];
+  return (s0 + s1) + (s2 + s3);
+}
+
+fj_status core_reference_attention(const attention_problem *problem, double *out_o, double *out_lse) {
+  const attention_key *key = &problem->key;
+  dtype_id dtype = (dtype_id)key->dtype;
+  int64_t B = problem->batch, SQ = problem->seqlen_q, SKV = problem->seqlen_kv;
+  int64_t H = key->heads, HK = key->kv_heads, D = key->head_dim;
+  int64_t group = H / HK;
+  double scale = problem->softmax_scale;
+
+  size_t kv_count = (size_t)(SKV > 0 ? SKV : 1) * (size_t)D;
+  double *kmat = malloc(kv_count * sizeof(double));
+  double *vmat = malloc(kv_count * sizeof(double));
+  double *qrow = malloc((size_t)D * sizeof(double));
+  double *acc = malloc((size_t)D * sizeof(double));
+  double *p = malloc((size_t)(SKV > 0 ? SKV : 1) * sizeof(double));
+  fj_status status = FJ_OK;
+  if (kmat == NULL || vmat == NULL || qrow == NULL || acc == NULL || p == NULL) {
+    status = core_error(FJ_OUT_OF_MEMORY, "reference: no memory for %lld x %lld keys and values",
+                        (long long)SKV, (long long)D);
+    goto done;
+  }
+
+  for (int64_t b = 0; b < B; b++) {
+    for (int64_t hk = 0; hk < HK; hk++) {
+      core_gather_rows(&problem->k, dtype, b, hk, 0, SKV, D, kmat);
+      core_gather_rows(&problem->v, dtype, b, hk, 0, SKV, D, vmat);
+      for (int64_t h = hk * group; h < (hk + 1) * group; h++) {
+        for (int64_t i = 0; i < SQ; i++) {
+          /* Causal masks align to the bottom-right corner: query i sees keys j <= i + SKV - SQ. */
+          int64_t visible = SKV;
+          if (key->causal) {
+            int64_t last = i + SKV - SQ;
+            visible = last < 0 ? 0 : last + 1 < SKV ? last + 1 : SKV;
+          }
+          double *o_row = out_o + ((b * SQ + i) * H + h) * D;
+          double lse = -INFINITY;
+          if (visible == 0) {
+            memset(o_row, 0, (size_t)D * sizeof(double));
+          } else {
+            core_gather_rows(&problem->q, dtype, b, h, i, 1, D, qrow);
+            double m = -INFINITY;
+            for (int64_t j = 0; j < visible; j++) {
+              p[j] = scale * core_dot(qrow, kmat + j * D, D);
+              if (p[j] > m) m = p[j];
+            }
+            double sum = 0;
+            memset(acc, 0, (size_t)D * sizeof(double));
+            for (int64_t j = 0; j < visible; j++) {
+              double w = exp(p[j] - m);
+              sum += w;
+              const double *vj = vmat + j * D;
+              for (int64_t d = 0; d < D; d++) acc[d] += w * vj[d];
+            }
+            for (int64_t d = 0; d < D; d++) o_row[d] = acc[d] / sum;
+            lse = m + log(sum);
+          }
+          if (out_lse != NULL) out_lse[(b * H + h) * SQ + i] = lse;
+        }
+      }
+    }
+  }
+done:
+  free(kmat);
+  free(vmat);
+  free(qrow);
+  free(acc);
+  free(p);
+  return status;
+}
+
+double core_relative_error_o(const attention_problem *problem, const double *ref_o) {
+  const attention_key *key = &problem->key;
+  const tensor_view *o = &problem->o;
+  int64_t H = key->heads, D = key->head_dim, SQ = problem->seqlen_q;
+  double diff2 = 0, ref2 = 0;
+  for (int64_t b = 0; b < problem->batch; b++)
+    for (int64_t i = 0; i < SQ; i++)
+      for (int64_t h = 0; h < H; h++) {
+        int64_t base = b * o->stride[0] + i * o->stride[1] + h * o->stride[2];
+        const double *ref = ref_o + ((b * SQ + i) * H + h) * D;
+        for (int64_t d = 0; d < D; d++) {
+          double got = core_load_as_f32(o->data, (dtype_id)key->dtype, base + d * o->stride[3]);
+          diff2 += (got - ref[d]) * (got - ref[d]);
+          ref2 += ref[d] * ref[d];
+        }
+      }
+  /* A NaN anywhere in the output propagates into the result, so no threshold can pass it. */
+  return sqrt(diff2) / fmax(sqrt(ref2), 1e-30);
+}
+
+double core_relative_error_lse(const attention_problem *problem, const double *ref_lse) {
+  const tensor_view *lse = &problem->lse;
+  if (lse->data == NULL) return 0.0;
+  int64_t H = problem->key.heads, SQ = problem->seqlen_q;
+  double diff2 = 0, ref2 = 0;
+  int mismatch = 0;
+  for (int64_t b = 0; b < problem->batch; b++)
+    for (int64_t h = 0; h < H; h++)
+      for (int64_t i = 0; i < SQ; i++) {
+        double got = core_load_as_f32(lse->data, DTYPE_F32,
+                                      b * lse->stride[0] + h * lse->stride[1] + i * lse->stride[2]);
+        double ref = ref_lse[(b * H + h) * SQ + i];
+        if (isnan(got)) return NAN;
+        if (isinf(got) || isinf(ref)) {
+          /* Only the same infinity on both sides (a fully masked row) agrees. */
+          if (got != ref) mismatch = 1;
+          continue;
+        }
+        diff2 += (got - ref) * (got - ref);
+        ref2 += ref * ref;
+      }
+  double error = sqrt(diff2) / fmax(sqrt(ref2), 1e-30);
+  return mismatch && error < 1.0 ? 1.0 : error;
+}

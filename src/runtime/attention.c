@@ -1,0 +1,93 @@
+/* attention.c: the public forward call. It validates (nothing is written on bad input), checks that
+ * the tensors live where the context's device can reach them, answers the empty cases without a
+ * kernel, and otherwise finds the kernel (table -> disk cache -> JIT) and launches it. */
+#include <math.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "runtime/runtime_internal.h"
+
+void fj_attention_args_init(fj_attention_args *args) {
+  if (args == NULL) return;
+  memset(args, 0, sizeof *args);
+  args->struct_size = (uint32_t)sizeof *args;
+  args->softmax_scale = 0.0f;
+  args->causal = 0;
+  args->stream = NULL;
+}
+
+static const char *runtime_device_type_name(int type) {
+  switch (type) {
+    case kDLCPU: return "cpu";
+    case kDLCUDA: return "cuda";
+    case kDLCUDAHost: return "cuda_host";
+    case kDLOpenCL: return "opencl";
+    case kDLVulkan: return "vulkan";
+    case kDLMetal: return "metal";
+    case kDLVPI: return "vpi";
+    case kDLROCM: return "rocm";
+    case kDLROCMHost: return "rocm_host";
+    case kDLExtDev: return "ext_dev";
+    case kDLCUDAManaged: return "cuda_managed";
+    default: return "unknown";
+  }
+}
+
+static fj_status runtime_check_device(const fj_context *context, const attention_problem *problem) {
+  const fj_backend *backend = context->backend;
+  int type = (int)problem->device.device_type;
+  int same = type == backend->device_type;
+  /* The CPU is one device whatever id a caller writes; a GPU's id must name the context's GPU. */
+  if (same && backend->device_type != kDLCPU) same = problem->device.device_id == context->device_index;
+  if (same) return FJ_OK;
+  if (backend->device_type == kDLCPU)
+    return core_error(FJ_INVALID_ARGUMENT, "q.device=(%s,%d) but the context's device is %s",
+                      runtime_device_type_name(type), (int)problem->device.device_id, backend->name);
+  return core_error(FJ_INVALID_ARGUMENT, "q.device=(%s,%d) but the context's device is %s:%d",
+                    runtime_device_type_name(type), (int)problem->device.device_id, backend->name,
+                    context->device_index);
+}
+
+/* seqlen_kv = 0: every row attends to nothing, so o is 0 and lse is -inf, as a kernel would give. */
+static fj_status runtime_write_empty_result(const fj_context *context, const attention_problem *problem) {
+  if (context->backend->device_type != kDLCPU)
+    return core_error(FJ_UNSUPPORTED, "seqlen_kv=0 on the %s backend (no fill kernel yet)",
+                      context->backend->name);
+  const tensor_view *o = &problem->o;
+  size_t element = (size_t)core_dtype_size((dtype_id)problem->key.dtype);
+  for (int64_t b = 0; b < o->shape[0]; b++)
+    for (int64_t s = 0; s < o->shape[1]; s++)
+      for (int64_t h = 0; h < o->shape[2]; h++)
+        for (int64_t d = 0; d < o->shape[3]; d++) {
+          int64_t offset = b * o->stride[0] + s * o->stride[1] + h * o->stride[2] + d * o->stride[3];
+          memset(o->data + offset * (int64_t)element, 0, element);  /* +0.0 in every dtype */
+        }
+  const tensor_view *lse = &problem->lse;
+  if (lse->data != NULL)
+    for (int64_t b = 0; b < lse->shape[0]; b++)
+      for (int64_t h = 0; h < lse->shape[1]; h++)
+        for (int64_t s = 0; s < lse->shape[2]; s++) {
+          int64_t offset = b * lse->stride[0] + h * lse->stride[1] + s * lse->stride[2];
+          ((float *)(void *)lse->data)[offset] = -INFINITY;
+        }
+  return FJ_OK;
+}
+
+fj_status fj_attention_forward(fj_context *context, const fj_attention_args *args) {
+  core_error_clear();
+  if (context == NULL) return core_error(FJ_INVALID_ARGUMENT, "context is NULL");
+  if (args == NULL) return core_error(FJ_INVALID_ARGUMENT, "args is NULL");
+  attention_problem problem;
+  fj_status status = core_validate_attention(args, &problem);
+  if (status != FJ_OK) return status;
+  status = runtime_check_device(context, &problem);
+  if (status != FJ_OK) return status;
+
+  if (problem.batch * problem.key.heads * problem.seqlen_q == 0) return FJ_OK;
+  if (problem.seqlen_kv == 0) return runtime_write_empty_result(context, &problem);
+
+  runtime_kernel *kernel = NULL;
+  status = runtime_get_kernel(context, &problem, NULL, &kernel);
+  if (status != FJ_OK) return status;
+  return runtime_launch_attention(context, kernel, &problem, args->stream);
+}

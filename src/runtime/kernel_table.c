@@ -1,0 +1,353 @@
+/* kernel_table.c: the context's in-memory table of loaded kernels and the slow path that fills it:
+ * choose a config (caller's, tuning database's, or the family's default), then take the compiled
+ * binary from the disk cache or JIT it, and load it on the device. After the first call for a key,
+ * a lookup is a string format, a hash and a short locked list walk: no allocation, no compile. */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <llvm-c/Core.h>
+
+#include "cache/binary_cache.h"
+#include "core/error.h"
+#include "core/hash.h"
+#include "core/log.h"
+#include "runtime/runtime_internal.h"
+
+static double runtime_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+static char *runtime_strdup(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *copy = malloc(n);
+  if (copy != NULL) memcpy(copy, s, n);
+  return copy;
+}
+
+/* The table key: the problem key as text, the family, and the caller's config or "auto" (the choice
+ * made for "auto" may later come from the tuning database, so it is kept apart from explicit configs). */
+static void runtime_lookup_key(const fj_context *context, const attention_problem *problem,
+                               const kernel_config *config, char *buffer, size_t size) {
+  char key_text[256], config_text[256];
+  core_attention_key_string(&problem->key, key_text, sizeof key_text);
+  if (config != NULL)
+    kernel_config_string(context->family, config, config_text, sizeof config_text);
+  else
+    snprintf(config_text, sizeof config_text, "auto");
+  snprintf(buffer, size, "%s|%s|%s", key_text, context->family->name, config_text);
+}
+
+static runtime_entry *runtime_find_entry(fj_context *context, uint64_t hash, const char *lookup) {
+  for (runtime_entry *e = context->buckets[hash % RUNTIME_TABLE_BUCKETS]; e != NULL; e = e->next)
+    if (e->hash == hash && strcmp(e->lookup_key, lookup) == 0) return e;
+  return NULL;
+}
+
+static void runtime_unlink_entry(fj_context *context, runtime_entry *entry) {
+  runtime_entry **link = &context->buckets[entry->hash % RUNTIME_TABLE_BUCKETS];
+  while (*link != NULL && *link != entry) link = &(*link)->next;
+  if (*link == entry) *link = entry->next;
+}
+
+/* ---- choosing the config ---- */
+
+/* TUNING DATABASE: the place where the tuned winner for (key, device fingerprint) will be looked up
+ * once the database lands (a later issue). Returns 1 and *out when a tuned config exists. */
+static int runtime_tuned_config(const fj_context *context, const attention_key *key, kernel_config *out) {
+  return 0;
+}
+
+static fj_status runtime_choose_config(const fj_context *context, const attention_problem *problem,
+                                       const kernel_config *given, kernel_config *out) {
+  const kernel_family *family = context->family;
+  char why[256] = "", config_text[256], key_text[256];
+  const char *source;
+  if (given != NULL) {
+    *out = *given;
+    source = "given by the caller";
+  } else if (runtime_tuned_config(context, &problem->key, out)) {
+    source = "tuning database";
+  } else {
+    family->default_config(&problem->key, &context->target, out);
+    source = "default heuristic";
+  }
+  kernel_config_string(family, out, config_text, sizeof config_text);
+  core_attention_key_string(&problem->key, key_text, sizeof key_text);
+  if (!family->config_valid(&problem->key, &context->target, out, why, sizeof why)) {
+    if (given != NULL)
+      return core_error(FJ_INVALID_ARGUMENT, "config \"%s\" cannot run %s on %s: %s", config_text,
+                        key_text, context->target.cpu, why);
+    /* A default or tuned config must always be valid: a broken heuristic is our bug, not the caller's. */
+    return core_error(FJ_INTERNAL, "%s config \"%s\" of %s is invalid for %s: %s", source, config_text,
+                      family->name, key_text, why);
+  }
+  core_log(LOG_DEBUG, "%s for %s: %s (%s)", family->name, key_text, config_text, source);
+  return FJ_OK;
+}
+
+/* "fj1|<family>|gen=<n>|<codegen key>|<config>|<triple>|<cpu>|<features>|llvm=<version>": everything
+ * that changes the binary, so that a stale file can never be loaded. malloc'd. */
+static char *runtime_cache_key(const fj_context *context, const attention_problem *problem,
+                               const kernel_config *config) {
+  const kernel_family *family = context->family;
+  const jit_target *target = &context->target;
+  char codegen[512], config_text[256];
+  family->codegen_key(&problem->key, codegen, sizeof codegen);
+  kernel_config_string(family, config, config_text, sizeof config_text);
+  const char *format = "fj1|%s|gen=%d|%s|%s|%s|%s|%s|llvm=%s";
+  int n = snprintf(NULL, 0, format, family->name, family->generator_version, codegen, config_text,
+                   target->triple, target->cpu, target->features, jit_llvm_version());
+  if (n < 0) return NULL;
+  char *key = malloc((size_t)n + 1);
+  if (key == NULL) return NULL;
+  snprintf(key, (size_t)n + 1, format, family->name, family->generator_version, codegen, config_text,
+           target->triple, target->cpu, target->features, jit_llvm_version());
+  return key;
+}
+
+/* ---- getting a binary and loading it ---- */
+
+static fj_status runtime_load_binary(fj_context *context, const void *binary, size_t size,
+                                     const char *function_name, const char *cache_key, void **module,
+                                     void **function) {
+  /* A unique name per load: the same binary may be loaded by several contexts in one process. */
+  static atomic_uint_fast64_t load_counter;
+  char name[128], hash_hex[17];
+  core_hash64_hex(core_hash64(cache_key, strlen(cache_key)), hash_hex);
+  snprintf(name, sizeof name, "%s.%s.%llu", function_name, hash_hex,
+           (unsigned long long)atomic_fetch_add(&load_counter, 1));
+  const fj_backend *backend = context->backend;
+  *module = NULL;
+  *function = NULL;
+  fj_status status = backend->module_load(context->device, binary, size, name, module);
+  if (status != FJ_OK) return status;
+  status = backend->module_function(*module, function_name, function);
+  if (status != FJ_OK) {
+    backend->module_unload(*module);
+    *module = NULL;
+  }
+  return status;
+}
+
+static fj_status runtime_compile(fj_context *context, const attention_problem *problem,
+                                 const kernel_config *config, const char *function_name,
+                                 jit_buffer *out) {
+  const kernel_family *family = context->family;
+  char what[768], key_text[256], config_text[256];
+  core_attention_key_string(&problem->key, key_text, sizeof key_text);
+  kernel_config_string(family, config, config_text, sizeof config_text);
+  snprintf(what, sizeof what, "%s %s for %s", family->name, config_text, key_text);
+
+  /* A context per compile: LLVM contexts are not thread-safe, and compiles on several threads at once
+   * (different keys) must not share one. */
+  LLVMContextRef llvm = LLVMContextCreate();
+  LLVMModuleRef module = LLVMModuleCreateWithNameInContext(function_name, llvm);
+  fj_status status = jit_module_set_target(module, &context->target);
+  if (status == FJ_OK)
+    status = family->generate(module, &problem->key, &context->target, config, function_name);
+  if (status == FJ_OK) status = jit_compile_module(module, &context->target, what, out);
+  if (status != FJ_OK) core_error_prefix("%s: ", what);
+  LLVMDisposeModule(module);
+  LLVMContextDispose(llvm);
+  return status;
+}
+
+/* Takes the kernel from the disk cache when a valid entry loads, else compiles it (and stores it). */
+static fj_status runtime_obtain_module(fj_context *context, const attention_problem *problem,
+                                       const kernel_config *config, const char *cache_key,
+                                       runtime_module *out) {
+  const fj_backend *backend = context->backend;
+  char function_name[96];
+  snprintf(function_name, sizeof function_name, "fj_%s", context->family->name);
+  double start = runtime_now_ms();
+
+  if (context->disk_cache) {
+    void *data = NULL;
+    size_t size = 0;
+    if (bincache_load(context->cache_dir, cache_key, backend->binary_kind, &data, &size)) {
+      fj_status status = runtime_load_binary(context, data, size, function_name, cache_key,
+                                             &out->module, &out->function);
+      free(data);
+      if (status == FJ_OK) {
+        out->compile_ms = runtime_now_ms() - start;
+        snprintf(out->source, sizeof out->source, "disk");
+        core_log(LOG_DEBUG, "kernel %s loaded from disk cache in %.1f ms", function_name,
+                 out->compile_ms);
+        return FJ_OK;
+      }
+      char path[PATH_MAX + 64] = "?";
+      bincache_path(context->cache_dir, cache_key, backend->binary_kind, path, sizeof path);
+      core_log(LOG_WARN, "cached kernel %s did not load (%s); recompiling", path, fj_last_error());
+      core_error_clear();
+    }
+  }
+
+  jit_buffer object = {0};
+  fj_status status = runtime_compile(context, problem, config, function_name, &object);
+  if (status != FJ_OK) return status;
+  double compiled = runtime_now_ms();
+  if (context->disk_cache) {
+    if (bincache_store(context->cache_dir, cache_key, backend->binary_kind, object.data, object.size) !=
+        FJ_OK) {
+      core_log(LOG_WARN, "kernel %s not stored in the disk cache: %s", function_name, fj_last_error());
+      core_error_clear();
+    }
+  }
+  status = runtime_load_binary(context, object.data, object.size, function_name, cache_key,
+                               &out->module, &out->function);
+  jit_buffer_free(&object);
+  if (status != FJ_OK) return status;
+  out->compile_ms = runtime_now_ms() - start;
+  snprintf(out->source, sizeof out->source, "jit");
+  core_log(LOG_DEBUG, "kernel %s compiled in %.1f ms (%.1f ms including store and load)", function_name,
+           compiled - start, out->compile_ms);
+  return FJ_OK;
+}
+
+/* Builds the kernel for a table entry, outside the table's lock (compiles of different keys run in
+ * parallel); the module list is shared under the lock, insert-if-absent. */
+static fj_status runtime_build(fj_context *context, const attention_problem *problem,
+                               const kernel_config *given, runtime_kernel *kernel) {
+  kernel_config config;
+  fj_status status = runtime_choose_config(context, problem, given, &config);
+  if (status != FJ_OK) return status;
+  kernel->family = context->family;
+  kernel->config = config;
+
+  char *cache_key = runtime_cache_key(context, problem, &config);
+  if (cache_key == NULL) return core_error(FJ_OUT_OF_MEMORY, "no memory for a cache key");
+
+  pthread_mutex_lock(&context->lock);
+  runtime_module *found = NULL;
+  for (runtime_module *m = context->modules; m != NULL && found == NULL; m = m->next)
+    if (strcmp(m->cache_key, cache_key) == 0) found = m;
+  pthread_mutex_unlock(&context->lock);
+  int shared = found != NULL;  /* another key's kernel compiled to the very same binary */
+
+  if (found == NULL) {
+    runtime_module built = {0};
+    status = runtime_obtain_module(context, problem, &config, cache_key, &built);
+    if (status != FJ_OK) {
+      free(cache_key);
+      return status;
+    }
+    pthread_mutex_lock(&context->lock);
+    for (runtime_module *m = context->modules; m != NULL && found == NULL; m = m->next)
+      if (strcmp(m->cache_key, cache_key) == 0) found = m;
+    if (found == NULL) {
+      runtime_module *m = malloc(sizeof *m);
+      if (m != NULL) {
+        *m = built;
+        m->cache_key = cache_key;
+        cache_key = NULL;
+        m->next = context->modules;
+        context->modules = m;
+        found = m;
+      }
+    }
+    pthread_mutex_unlock(&context->lock);
+    if (found == NULL || found->module != built.module) {
+      /* Another thread loaded the same binary first (or no memory to record ours): keep one. */
+      context->backend->module_unload(built.module);
+      if (found == NULL) {
+        free(cache_key);
+        return core_error(FJ_OUT_OF_MEMORY, "no memory for a kernel table entry");
+      }
+    }
+  }
+  free(cache_key);
+  /* Entries share the module; the module list owns it. */
+  kernel->module = found->module;
+  kernel->function = found->function;
+  if (shared) {
+    snprintf(kernel->source, sizeof kernel->source, "memory");
+    kernel->compile_ms = 0.0;
+  } else {
+    snprintf(kernel->source, sizeof kernel->source, "%s", found->source);
+    kernel->compile_ms = found->compile_ms;
+  }
+  return FJ_OK;
+}
+
+fj_status runtime_get_kernel(fj_context *context, const attention_problem *problem,
+                             const kernel_config *config, runtime_kernel **out) {
+  if (out != NULL) *out = NULL;
+  if (context == NULL || problem == NULL || out == NULL)
+    return core_error(FJ_INVALID_ARGUMENT, "runtime_get_kernel: NULL context, problem or out");
+  if (context->family == NULL)
+    return core_error(FJ_UNSUPPORTED, "no attention kernel family for the %s backend yet",
+                      context->backend->name);
+
+  char lookup[640];
+  runtime_lookup_key(context, problem, config, lookup, sizeof lookup);
+  uint64_t hash = core_hash64(lookup, strlen(lookup));
+
+  pthread_mutex_lock(&context->lock);
+  runtime_entry *entry;
+  while ((entry = runtime_find_entry(context, hash, lookup)) != NULL && entry->state != RUNTIME_READY)
+    pthread_cond_wait(&context->built, &context->lock);  /* another thread is building this key */
+  if (entry != NULL) {
+    pthread_mutex_unlock(&context->lock);
+    *out = &entry->kernel;
+    return FJ_OK;
+  }
+  entry = calloc(1, sizeof *entry);
+  char *lookup_copy = entry ? runtime_strdup(lookup) : NULL;
+  if (lookup_copy == NULL) {
+    pthread_mutex_unlock(&context->lock);
+    free(entry);
+    return core_error(FJ_OUT_OF_MEMORY, "no memory for a kernel table entry");
+  }
+  entry->hash = hash;
+  entry->lookup_key = lookup_copy;
+  entry->state = RUNTIME_BUILDING;
+  entry->next = context->buckets[hash % RUNTIME_TABLE_BUCKETS];
+  context->buckets[hash % RUNTIME_TABLE_BUCKETS] = entry;
+  pthread_mutex_unlock(&context->lock);
+
+  fj_status status = runtime_build(context, problem, config, &entry->kernel);
+
+  pthread_mutex_lock(&context->lock);
+  if (status == FJ_OK) {
+    entry->state = RUNTIME_READY;
+  } else {
+    /* Waiters wake, find no entry and try for themselves (each gets its own error message). */
+    runtime_unlink_entry(context, entry);
+  }
+  pthread_cond_broadcast(&context->built);
+  pthread_mutex_unlock(&context->lock);
+  if (status != FJ_OK) {
+    free(entry->lookup_key);
+    free(entry);
+    return status;
+  }
+  *out = &entry->kernel;
+  return FJ_OK;
+}
+
+void runtime_table_destroy(fj_context *context) {
+  for (int b = 0; b < RUNTIME_TABLE_BUCKETS; b++) {
+    runtime_entry *e = context->buckets[b];
+    while (e != NULL) {
+      runtime_entry *next = e->next;
+      free(e->lookup_key);
+      free(e);
+      e = next;
+    }
+    context->buckets[b] = NULL;
+  }
+  runtime_module *m = context->modules;
+  while (m != NULL) {
+    runtime_module *next = m->next;
+    if (context->backend->module_unload != NULL) context->backend->module_unload(m->module);
+    free(m->cache_key);
+    free(m);
+    m = next;
+  }
+  context->modules = NULL;
+}

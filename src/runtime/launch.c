@@ -1,0 +1,66 @@
+/* launch.c: turns a validated problem and a loaded kernel into a launch: the kernel's parameter block
+ * (the CPU ABI of kernels/attention_fwd_cpu_abi.h), its job count and its scratch, handed to the
+ * backend. GPU parameter blocks will sit beside the CPU one, selected by the family's backend. */
+#include <string.h>
+
+#include "core/error.h"
+#include "kernels/attention_fwd_cpu_abi.h"
+#include "runtime/runtime_internal.h"
+
+#define RUNTIME_LOG2E 1.4426950408889634
+
+/* The value of a named parameter: configs are positional, but the launch must not depend on the
+ * order in which a family happens to list its parameters. -1 when the family has no such parameter. */
+static int runtime_config_value(const kernel_family *family, const kernel_config *config,
+                                const char *name) {
+  for (int i = 0; i < family->num_params && i < KERNEL_MAX_PARAMS; i++)
+    if (strcmp(family->params[i].name, name) == 0) return config->values[i];
+  return -1;
+}
+
+static void runtime_copy_strides(int64_t out[4], const tensor_view *view) {
+  for (int i = 0; i < 4; i++) out[i] = i < view->ndim ? view->stride[i] : 0;
+}
+
+static fj_status runtime_cpu_params(const runtime_kernel *kernel, const attention_problem *problem,
+                                    cpu_attention_params *params) {
+  int block_m = runtime_config_value(kernel->family, &kernel->config, "block_m");
+  if (block_m < 1)
+    return core_error(FJ_INTERNAL, "%s has no usable block_m parameter (%d)", kernel->family->name,
+                      block_m);
+  memset(params, 0, sizeof *params);
+  params->q = problem->q.data;
+  params->k = problem->k.data;
+  params->v = problem->v.data;
+  params->o = problem->o.data;
+  params->lse = (float *)problem->lse.data;
+  runtime_copy_strides(params->q_stride, &problem->q);
+  runtime_copy_strides(params->k_stride, &problem->k);
+  runtime_copy_strides(params->v_stride, &problem->v);
+  runtime_copy_strides(params->o_stride, &problem->o);
+  if (problem->lse.data != NULL) runtime_copy_strides(params->lse_stride, &problem->lse);
+  params->batch = problem->batch;
+  params->seqlen_q = problem->seqlen_q;
+  params->seqlen_kv = problem->seqlen_kv;
+  params->heads = problem->key.heads;
+  params->kv_heads = problem->key.kv_heads;
+  params->q_tiles = (problem->seqlen_q + block_m - 1) / block_m;
+  params->scale_log2 = (float)((double)problem->softmax_scale * RUNTIME_LOG2E);
+  return FJ_OK;
+}
+
+fj_status runtime_launch_attention(fj_context *context, const runtime_kernel *kernel,
+                                   const attention_problem *problem, void *stream) {
+  if (context == NULL || kernel == NULL || problem == NULL)
+    return core_error(FJ_INVALID_ARGUMENT, "runtime_launch_attention: NULL context, kernel or problem");
+  const kernel_family *family = kernel->family;
+  if (strcmp(family->backend, "cpu") != 0 || context->backend->device_type != kDLCPU)
+    return core_error(FJ_UNSUPPORTED, "no parameter block for %s kernels on the %s backend yet",
+                      family->name, context->backend->name);
+  cpu_attention_params params;
+  fj_status status = runtime_cpu_params(kernel, problem, &params);
+  if (status != FJ_OK) return status;
+  int64_t jobs = family->job_count(problem, &kernel->config);
+  size_t scratch = family->scratch_bytes(&problem->key, &kernel->config);
+  return context->backend->launch(context->device, kernel->function, jobs, &params, scratch, stream);
+}

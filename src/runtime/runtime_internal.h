@@ -1,0 +1,52 @@
+/* runtime_internal.h: the layout of fj_context, shared by the runtime's own files (context.c,
+ * kernel_table.c, attention.c, launch.c) and by nothing else: other layers use runtime.h's accessors. */
+#ifndef FJ_RUNTIME_INTERNAL_H
+#define FJ_RUNTIME_INTERNAL_H
+#include <limits.h>
+#include <pthread.h>
+#include "runtime/runtime.h"
+
+#define RUNTIME_TABLE_BUCKETS 64
+
+/* A loaded binary, keyed by the full disk-cache key text: problem keys that differ only in sizes the
+ * generated code does not depend on (the sequence-length bucket) share one. */
+typedef struct runtime_module {
+  struct runtime_module *next;
+  char *cache_key;
+  void *module;
+  void *function;
+  char source[16];     /* "jit" or "disk"; a table entry that reuses it says "memory" */
+  double compile_ms;
+} runtime_module;
+
+/* One table entry per (problem key, family, config or "auto"). An entry is inserted before its kernel
+ * is built (state BUILDING) so that concurrent first calls wait for one build instead of racing. */
+typedef enum runtime_entry_state { RUNTIME_BUILDING = 0, RUNTIME_READY = 1 } runtime_entry_state;
+
+typedef struct runtime_entry {
+  struct runtime_entry *next;
+  uint64_t hash;
+  char *lookup_key;
+  runtime_entry_state state;
+  runtime_kernel kernel;  /* stable address: handed out to callers */
+} runtime_entry;
+
+struct fj_context {
+  const fj_backend *backend;
+  int device_index;
+  backend_device *device;
+  backend_device_info info;
+  jit_target target;
+  const kernel_family *family;  /* NULL when the backend has no forward family yet */
+  char cache_dir[PATH_MAX];
+  int disk_cache;               /* 0 when disable_disk_cache was set */
+
+  pthread_mutex_t lock;         /* guards everything below */
+  pthread_cond_t built;         /* signalled whenever an entry leaves RUNTIME_BUILDING */
+  runtime_entry *buckets[RUNTIME_TABLE_BUCKETS];
+  runtime_module *modules;
+};
+
+/* kernel_table.c: frees every entry and unloads every module (at context destruction). */
+void runtime_table_destroy(fj_context *context);
+#endif

@@ -1,0 +1,99 @@
+/* tile.h: the vocabulary kernel generators are written in, lowered here for vector CPUs (and, through
+ * the same names, for other targets later). A kernel speaks of loops, element loads and stores in its
+ * tensors' dtype, register tiles of fp32 vectors, broadcasts, fused multiply-adds, row statistics and
+ * exp2; this layer turns them into LLVM IR. Loop counters and register tiles live in stack slots that
+ * LLVM's SROA/mem2reg promote to registers, so the generator never builds phi nodes by hand. */
+#ifndef FJ_TILE_H
+#define FJ_TILE_H
+#include <stdint.h>
+#include <llvm-c/Core.h>
+#include "core/dtype.h"
+#include "jit/jit.h"
+
+typedef struct tile_builder {
+  LLVMContextRef ctx;
+  LLVMModuleRef module;
+  LLVMBuilderRef b;
+  LLVMValueRef function;
+  LLVMBasicBlockRef entry;  /* stack slots are created here so they promote to registers */
+  int lanes;                /* fp32 lanes of one vector register */
+  LLVMTypeRef f32, f16, i1, i16, i32, i64, ptr, vec, void_type;
+} tile_builder;
+
+/* Creates `name` (void(ptr, i64, ptr) with the C calling convention) with the target's cpu/features
+ * attributes and positions the builder in its body. */
+LLVMValueRef tile_function_begin(tile_builder *tb, LLVMModuleRef module, const jit_target *target,
+                                 const char *name, int lanes);
+/* Returns from the function and releases the builder. */
+void tile_function_end(tile_builder *tb);
+
+/* ---- scalars ---- */
+LLVMValueRef tile_i64(tile_builder *tb, int64_t value);
+LLVMValueRef tile_f32(tile_builder *tb, float value);
+LLVMValueRef tile_add(tile_builder *tb, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef tile_sub(tile_builder *tb, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef tile_mul(tile_builder *tb, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef tile_min(tile_builder *tb, LLVMValueRef a, LLVMValueRef b);  /* signed i64 */
+LLVMValueRef tile_max(tile_builder *tb, LLVMValueRef a, LLVMValueRef b);  /* signed i64 */
+LLVMValueRef tile_lt(tile_builder *tb, LLVMValueRef a, LLVMValueRef b);   /* signed i64 */
+
+/* A named mutable value (i64, float, vector): a stack slot promoted to a register. */
+LLVMValueRef tile_var(tile_builder *tb, LLVMTypeRef type, LLVMValueRef initial, const char *name);
+LLVMValueRef tile_get(tile_builder *tb, LLVMValueRef var);
+void tile_set(tile_builder *tb, LLVMValueRef var, LLVMValueRef value);
+
+/* ---- control flow ---- */
+typedef struct tile_loop {
+  LLVMValueRef counter, end, step;
+  LLVMBasicBlockRef test, body, done;
+} tile_loop;
+/* for (i = begin; i < end; i += step): returns i, valid inside the body. */
+LLVMValueRef tile_for(tile_builder *tb, tile_loop *loop, LLVMValueRef begin, LLVMValueRef end,
+                      LLVMValueRef step, const char *name);
+void tile_end_for(tile_builder *tb, tile_loop *loop);
+
+typedef struct tile_if {
+  LLVMBasicBlockRef done;
+} tile_if;
+void tile_if_begin(tile_builder *tb, tile_if *branch, LLVMValueRef condition);
+void tile_if_end(tile_builder *tb, tile_if *branch);
+
+/* ---- memory: element indices are in elements of the stated dtype ---- */
+LLVMValueRef tile_load_param_ptr(tile_builder *tb, LLVMValueRef block, size_t offset);
+LLVMValueRef tile_load_param_i64(tile_builder *tb, LLVMValueRef block, size_t offset);
+LLVMValueRef tile_load_param_f32(tile_builder *tb, LLVMValueRef block, size_t offset);
+/* One element of a tensor in its dtype, as fp32 (and back, rounding to nearest even). */
+LLVMValueRef tile_load_element(tile_builder *tb, LLVMValueRef base, LLVMValueRef index, dtype_id dtype);
+void tile_store_element(tile_builder *tb, LLVMValueRef base, LLVMValueRef index, dtype_id dtype,
+                        LLVMValueRef value);
+/* `lanes` consecutive elements as one fp32 vector (converted from the dtype). */
+LLVMValueRef tile_load_vector(tile_builder *tb, LLVMValueRef base, LLVMValueRef index, dtype_id dtype);
+/* A vector of fp32 scratch (index in floats). */
+void tile_store_vector(tile_builder *tb, LLVMValueRef base, LLVMValueRef index, LLVMValueRef value);
+LLVMValueRef tile_load_f32(tile_builder *tb, LLVMValueRef base, LLVMValueRef index);
+void tile_store_f32(tile_builder *tb, LLVMValueRef base, LLVMValueRef index, LLVMValueRef value);
+
+/* ---- vectors ---- */
+LLVMValueRef tile_splat(tile_builder *tb, LLVMValueRef scalar);  /* float -> vector */
+LLVMValueRef tile_splat_f32(tile_builder *tb, float value);
+LLVMValueRef tile_lane_index(tile_builder *tb, LLVMValueRef first);  /* i64 vector first, first+1, ... */
+LLVMValueRef tile_fma(tile_builder *tb, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c); /* a*b+c */
+LLVMValueRef tile_vmax(tile_builder *tb, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef tile_vmul(tile_builder *tb, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef tile_vadd(tile_builder *tb, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef tile_vsub(tile_builder *tb, LLVMValueRef a, LLVMValueRef b);
+/* 2^x for every lane; exactly 0 for x <= -127 (so -inf gives 0, never NaN); relative error ~1e-7. */
+LLVMValueRef tile_exp2(tile_builder *tb, LLVMValueRef x);
+LLVMValueRef tile_log2(tile_builder *tb, LLVMValueRef x);  /* scalar float, llvm.log2 */
+LLVMValueRef tile_extract(tile_builder *tb, LLVMValueRef vector, int lane);
+
+/* ---- register tiles: rows x cols fp32 held as rows x (cols / lanes) vectors ---- */
+typedef struct tile_regs {
+  int rows, vectors;
+  LLVMValueRef slot;
+} tile_regs;
+tile_regs tile_regs_new(tile_builder *tb, int rows, int vectors, const char *name);
+LLVMValueRef tile_regs_get(tile_builder *tb, const tile_regs *t, int row, int vector);
+void tile_regs_set(tile_builder *tb, const tile_regs *t, int row, int vector, LLVMValueRef value);
+void tile_regs_fill(tile_builder *tb, const tile_regs *t, LLVMValueRef vector_value);
+#endif

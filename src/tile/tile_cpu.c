@@ -1,0 +1,330 @@
+/* tile_cpu.c: the tile vocabulary lowered to LLVM IR for vector CPUs. Everything is target-independent
+ * IR (vector types, llvm.fma, llvm.floor-style intrinsics), so the X86 backend picks AVX-512 or AVX2
+ * from the function's cpu/features attributes; nothing here names an x86 instruction, and nothing emits
+ * a libm call (exp2 is a polynomial) so the generated code never depends on symbols at load time. */
+#include "tile/tile.h"
+
+#include <string.h>
+
+static LLVMValueRef call_intrinsic(tile_builder *tb, const char *name, LLVMTypeRef overload,
+                                   LLVMValueRef *args, unsigned count) {
+  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+  LLVMTypeRef types[1] = {overload};
+  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(tb->module, id, types, 1);
+  LLVMTypeRef fn_type = LLVMIntrinsicGetType(tb->ctx, id, types, 1);
+  return LLVMBuildCall2(tb->b, fn_type, fn, args, count, "");
+}
+
+/* insertelement + shufflevector with a zero mask: what LLVM's own vector splat builds. */
+static LLVMValueRef splat_value(tile_builder *tb, LLVMValueRef scalar) {
+  LLVMTypeRef type = LLVMVectorType(LLVMTypeOf(scalar), (unsigned)tb->lanes);
+  LLVMValueRef one = LLVMBuildInsertElement(tb->b, LLVMGetPoison(type), scalar,
+                                            LLVMConstInt(tb->i32, 0, 0), "");
+  LLVMTypeRef mask_type = LLVMVectorType(tb->i32, (unsigned)tb->lanes);
+  return LLVMBuildShuffleVector(tb->b, one, LLVMGetPoison(type), LLVMConstNull(mask_type), "");
+}
+
+LLVMValueRef tile_function_begin(tile_builder *tb, LLVMModuleRef module, const jit_target *target,
+                                 const char *name, int lanes) {
+  memset(tb, 0, sizeof *tb);
+  tb->module = module;
+  tb->ctx = LLVMGetModuleContext(module);
+  tb->lanes = lanes;
+  tb->f32 = LLVMFloatTypeInContext(tb->ctx);
+  tb->f16 = LLVMHalfTypeInContext(tb->ctx);
+  tb->i1 = LLVMInt1TypeInContext(tb->ctx);
+  tb->i16 = LLVMInt16TypeInContext(tb->ctx);
+  tb->i32 = LLVMInt32TypeInContext(tb->ctx);
+  tb->i64 = LLVMInt64TypeInContext(tb->ctx);
+  tb->ptr = LLVMPointerTypeInContext(tb->ctx, 0);
+  tb->vec = LLVMVectorType(tb->f32, (unsigned)lanes);
+  tb->void_type = LLVMVoidTypeInContext(tb->ctx);
+
+  LLVMTypeRef params[3] = {tb->ptr, tb->i64, tb->ptr};
+  LLVMValueRef fn = LLVMAddFunction(module, name, LLVMFunctionType(tb->void_type, params, 3, 0));
+  tb->function = fn;
+  LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+                          LLVMCreateStringAttribute(tb->ctx, "target-cpu", 10, target->cpu,
+                                                    (unsigned)strlen(target->cpu)));
+  LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+                          LLVMCreateStringAttribute(tb->ctx, "target-features", 15, target->features,
+                                                    (unsigned)strlen(target->features)));
+  /* Wide vectors are the point: without this, X86 prefers 256-bit vectors on some AVX-512 parts. */
+  if (target->vector_bits >= 512)
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+                            LLVMCreateStringAttribute(tb->ctx, "prefer-vector-width", 19, "512", 3));
+  unsigned nounwind = LLVMGetEnumAttributeKindForName("nounwind", 8);
+  LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(tb->ctx, nounwind, 0));
+  unsigned noalias = LLVMGetEnumAttributeKindForName("noalias", 7);
+  LLVMAddAttributeAtIndex(fn, 3, LLVMCreateEnumAttribute(tb->ctx, noalias, 0)); /* scratch */
+
+  tb->b = LLVMCreateBuilderInContext(tb->ctx);
+  tb->entry = LLVMAppendBasicBlockInContext(tb->ctx, fn, "entry");
+  LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(tb->ctx, fn, "body");
+  LLVMPositionBuilderAtEnd(tb->b, tb->entry);
+  LLVMBuildBr(tb->b, body);
+  LLVMPositionBuilderAtEnd(tb->b, body);
+  return fn;
+}
+
+void tile_function_end(tile_builder *tb) {
+  LLVMBuildRetVoid(tb->b);
+  LLVMDisposeBuilder(tb->b);
+  tb->b = NULL;
+}
+
+/* ---- scalars ---- */
+LLVMValueRef tile_i64(tile_builder *tb, int64_t value) {
+  return LLVMConstInt(tb->i64, (unsigned long long)value, 1);
+}
+LLVMValueRef tile_f32(tile_builder *tb, float value) { return LLVMConstReal(tb->f32, value); }
+LLVMValueRef tile_add(tile_builder *tb, LLVMValueRef a, LLVMValueRef b) {
+  return LLVMBuildAdd(tb->b, a, b, "");
+}
+LLVMValueRef tile_sub(tile_builder *tb, LLVMValueRef a, LLVMValueRef b) {
+  return LLVMBuildSub(tb->b, a, b, "");
+}
+LLVMValueRef tile_mul(tile_builder *tb, LLVMValueRef a, LLVMValueRef b) {
+  return LLVMBuildMul(tb->b, a, b, "");
+}
+LLVMValueRef tile_lt(tile_builder *tb, LLVMValueRef a, LLVMValueRef b) {
+  return LLVMBuildICmp(tb->b, LLVMIntSLT, a, b, "");
+}
+LLVMValueRef tile_min(tile_builder *tb, LLVMValueRef a, LLVMValueRef b) {
+  return LLVMBuildSelect(tb->b, tile_lt(tb, a, b), a, b, "");
+}
+LLVMValueRef tile_max(tile_builder *tb, LLVMValueRef a, LLVMValueRef b) {
+  return LLVMBuildSelect(tb->b, tile_lt(tb, a, b), b, a, "");
+}
+
+LLVMValueRef tile_var(tile_builder *tb, LLVMTypeRef type, LLVMValueRef initial, const char *name) {
+  LLVMBasicBlockRef here = LLVMGetInsertBlock(tb->b);
+  LLVMPositionBuilderBefore(tb->b, LLVMGetBasicBlockTerminator(tb->entry));
+  LLVMValueRef slot = LLVMBuildAlloca(tb->b, type, name);
+  LLVMPositionBuilderAtEnd(tb->b, here);
+  if (initial) LLVMBuildStore(tb->b, initial, slot);
+  return slot;
+}
+LLVMValueRef tile_get(tile_builder *tb, LLVMValueRef var) {
+  return LLVMBuildLoad2(tb->b, LLVMGetAllocatedType(var), var, "");
+}
+void tile_set(tile_builder *tb, LLVMValueRef var, LLVMValueRef value) { LLVMBuildStore(tb->b, value, var); }
+
+/* ---- control flow ---- */
+LLVMValueRef tile_for(tile_builder *tb, tile_loop *loop, LLVMValueRef begin, LLVMValueRef end,
+                      LLVMValueRef step, const char *name) {
+  loop->counter = tile_var(tb, tb->i64, begin, name);
+  loop->end = end;
+  loop->step = step;
+  loop->test = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "for.test");
+  loop->body = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "for.body");
+  loop->done = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "for.done");
+  LLVMBuildBr(tb->b, loop->test);
+  LLVMPositionBuilderAtEnd(tb->b, loop->test);
+  LLVMValueRef i = tile_get(tb, loop->counter);
+  LLVMBuildCondBr(tb->b, tile_lt(tb, i, end), loop->body, loop->done);
+  LLVMPositionBuilderAtEnd(tb->b, loop->body);
+  return tile_get(tb, loop->counter);
+}
+
+void tile_end_for(tile_builder *tb, tile_loop *loop) {
+  LLVMValueRef i = tile_get(tb, loop->counter);
+  tile_set(tb, loop->counter, LLVMBuildNSWAdd(tb->b, i, loop->step, ""));
+  LLVMBuildBr(tb->b, loop->test);
+  LLVMPositionBuilderAtEnd(tb->b, loop->done);
+}
+
+void tile_if_begin(tile_builder *tb, tile_if *branch, LLVMValueRef condition) {
+  LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "if.then");
+  branch->done = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "if.done");
+  LLVMBuildCondBr(tb->b, condition, then, branch->done);
+  LLVMPositionBuilderAtEnd(tb->b, then);
+}
+
+void tile_if_end(tile_builder *tb, tile_if *branch) {
+  LLVMBuildBr(tb->b, branch->done);
+  LLVMPositionBuilderAtEnd(tb->b, branch->done);
+}
+
+/* ---- memory ---- */
+static LLVMValueRef byte_address(tile_builder *tb, LLVMValueRef base, size_t offset) {
+  LLVMValueRef index = tile_i64(tb, (int64_t)offset);
+  return LLVMBuildGEP2(tb->b, LLVMInt8TypeInContext(tb->ctx), base, &index, 1, "");
+}
+
+LLVMValueRef tile_load_param_ptr(tile_builder *tb, LLVMValueRef block, size_t offset) {
+  return LLVMBuildLoad2(tb->b, tb->ptr, byte_address(tb, block, offset), "");
+}
+LLVMValueRef tile_load_param_i64(tile_builder *tb, LLVMValueRef block, size_t offset) {
+  return LLVMBuildLoad2(tb->b, tb->i64, byte_address(tb, block, offset), "");
+}
+LLVMValueRef tile_load_param_f32(tile_builder *tb, LLVMValueRef block, size_t offset) {
+  return LLVMBuildLoad2(tb->b, tb->f32, byte_address(tb, block, offset), "");
+}
+
+static LLVMTypeRef storage_type(tile_builder *tb, dtype_id dtype) {
+  switch (dtype) {
+  case DTYPE_F16: return tb->f16;
+  case DTYPE_BF16: return tb->i16; /* converted by bit manipulation: no bf16 instructions needed */
+  default: return tb->f32;
+  }
+}
+
+static LLVMValueRef element_address(tile_builder *tb, LLVMValueRef base, LLVMValueRef index,
+                                    LLVMTypeRef type) {
+  return LLVMBuildInBoundsGEP2(tb->b, type, base, &index, 1, "");
+}
+
+/* bf16 -> f32 is exact: the bf16 bits become the high half of the f32. Works lane-wise on vectors. */
+static LLVMValueRef bf16_bits_to_f32(tile_builder *tb, LLVMValueRef bits, LLVMTypeRef int_type,
+                                     LLVMTypeRef float_type, LLVMValueRef sixteen) {
+  LLVMValueRef wide = LLVMBuildZExt(tb->b, bits, int_type, "");
+  return LLVMBuildBitCast(tb->b, LLVMBuildShl(tb->b, wide, sixteen, ""), float_type, "");
+}
+
+LLVMValueRef tile_load_element(tile_builder *tb, LLVMValueRef base, LLVMValueRef index, dtype_id dtype) {
+  LLVMTypeRef type = storage_type(tb, dtype);
+  LLVMValueRef value = LLVMBuildLoad2(tb->b, type, element_address(tb, base, index, type), "");
+  if (dtype == DTYPE_F16) return LLVMBuildFPExt(tb->b, value, tb->f32, "");
+  if (dtype == DTYPE_BF16)
+    return bf16_bits_to_f32(tb, value, tb->i32, tb->f32, LLVMConstInt(tb->i32, 16, 0));
+  return value;
+}
+
+/* f32 -> bf16 with round-to-nearest-even; NaN stays a (quiet) NaN. */
+static LLVMValueRef f32_to_bf16_bits(tile_builder *tb, LLVMValueRef value) {
+  LLVMValueRef bits = LLVMBuildBitCast(tb->b, value, tb->i32, "");
+  LLVMValueRef lsb = LLVMBuildAnd(tb->b, LLVMBuildLShr(tb->b, bits, LLVMConstInt(tb->i32, 16, 0), ""),
+                                  LLVMConstInt(tb->i32, 1, 0), "");
+  LLVMValueRef bias = LLVMBuildAdd(tb->b, lsb, LLVMConstInt(tb->i32, 0x7FFF, 0), "");
+  LLVMValueRef rounded = LLVMBuildLShr(tb->b, LLVMBuildAdd(tb->b, bits, bias, ""),
+                                       LLVMConstInt(tb->i32, 16, 0), "");
+  LLVMValueRef is_nan = LLVMBuildFCmp(tb->b, LLVMRealUNO, value, value, "");
+  LLVMValueRef result = LLVMBuildSelect(tb->b, is_nan, LLVMConstInt(tb->i32, 0x7FC0, 0), rounded, "");
+  return LLVMBuildTrunc(tb->b, result, tb->i16, "");
+}
+
+void tile_store_element(tile_builder *tb, LLVMValueRef base, LLVMValueRef index, dtype_id dtype,
+                        LLVMValueRef value) {
+  LLVMTypeRef type = storage_type(tb, dtype);
+  LLVMValueRef stored = value;
+  if (dtype == DTYPE_F16) stored = LLVMBuildFPTrunc(tb->b, value, tb->f16, "");
+  if (dtype == DTYPE_BF16) stored = f32_to_bf16_bits(tb, value);
+  LLVMBuildStore(tb->b, stored, element_address(tb, base, index, type));
+}
+
+LLVMValueRef tile_load_vector(tile_builder *tb, LLVMValueRef base, LLVMValueRef index, dtype_id dtype) {
+  LLVMTypeRef element = storage_type(tb, dtype);
+  LLVMTypeRef type = LLVMVectorType(element, (unsigned)tb->lanes);
+  LLVMValueRef load = LLVMBuildLoad2(tb->b, type, element_address(tb, base, index, element), "");
+  LLVMSetAlignment(load, (unsigned)core_dtype_size(dtype));
+  if (dtype == DTYPE_F16) return LLVMBuildFPExt(tb->b, load, tb->vec, "");
+  if (dtype == DTYPE_BF16) {
+    LLVMTypeRef ivec = LLVMVectorType(tb->i32, (unsigned)tb->lanes);
+    LLVMValueRef sixteen = splat_value(tb, LLVMConstInt(tb->i32, 16, 0));
+    return bf16_bits_to_f32(tb, load, ivec, tb->vec, sixteen);
+  }
+  return load;
+}
+
+void tile_store_vector(tile_builder *tb, LLVMValueRef base, LLVMValueRef index, LLVMValueRef value) {
+  LLVMValueRef store = LLVMBuildStore(tb->b, value, element_address(tb, base, index, tb->f32));
+  LLVMSetAlignment(store, 4);
+}
+
+LLVMValueRef tile_load_f32(tile_builder *tb, LLVMValueRef base, LLVMValueRef index) {
+  return LLVMBuildLoad2(tb->b, tb->f32, element_address(tb, base, index, tb->f32), "");
+}
+void tile_store_f32(tile_builder *tb, LLVMValueRef base, LLVMValueRef index, LLVMValueRef value) {
+  LLVMBuildStore(tb->b, value, element_address(tb, base, index, tb->f32));
+}
+
+/* ---- vectors ---- */
+LLVMValueRef tile_splat(tile_builder *tb, LLVMValueRef scalar) {
+  return splat_value(tb, scalar);
+}
+LLVMValueRef tile_splat_f32(tile_builder *tb, float value) {
+  return tile_splat(tb, tile_f32(tb, value));
+}
+
+LLVMValueRef tile_lane_index(tile_builder *tb, LLVMValueRef first) {
+  LLVMValueRef lanes[64];
+  for (int i = 0; i < tb->lanes; i++) lanes[i] = LLVMConstInt(tb->i64, (unsigned long long)i, 0);
+  LLVMValueRef steps = LLVMConstVector(lanes, (unsigned)tb->lanes);
+  return LLVMBuildAdd(tb->b, splat_value(tb, first), steps, "");
+}
+
+LLVMValueRef tile_fma(tile_builder *tb, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) {
+  LLVMValueRef args[3] = {a, b, c};
+  return call_intrinsic(tb, "llvm.fma", LLVMTypeOf(a), args, 3);
+}
+LLVMValueRef tile_vmax(tile_builder *tb, LLVMValueRef a, LLVMValueRef b) {
+  /* Not maxnum: a plain compare-select lowers to one vmaxps and -inf behaves as expected. */
+  return LLVMBuildSelect(tb->b, LLVMBuildFCmp(tb->b, LLVMRealOGT, a, b, ""), a, b, "");
+}
+LLVMValueRef tile_vmul(tile_builder *tb, LLVMValueRef a, LLVMValueRef b) {
+  return LLVMBuildFMul(tb->b, a, b, "");
+}
+LLVMValueRef tile_vadd(tile_builder *tb, LLVMValueRef a, LLVMValueRef b) {
+  return LLVMBuildFAdd(tb->b, a, b, "");
+}
+LLVMValueRef tile_vsub(tile_builder *tb, LLVMValueRef a, LLVMValueRef b) {
+  return LLVMBuildFSub(tb->b, a, b, "");
+}
+
+/* 2^x = 2^n * 2^f with n = round(x), f in [-1/2, 1/2]; 2^f by its Taylor polynomial of degree 6
+ * (truncation error (ln2/2)^7/7! ~ 1.2e-7). x is clamped to -127 first, where n + 127 = 0 makes the
+ * scale's bit pattern exactly +0.0: masked scores (-inf) come out as exact zeros. */
+LLVMValueRef tile_exp2(tile_builder *tb, LLVMValueRef x) {
+  static const double taylor[7] = {1.0,
+                                   0.6931471805599453,
+                                   0.2402265069591007,
+                                   0.05550410866482158,
+                                   0.009618129107628477,
+                                   0.0013333558146428443,
+                                   0.00015403530393381606};
+  LLVMValueRef clamped = tile_vmax(tb, x, tile_splat_f32(tb, -127.0f));
+  LLVMValueRef args[1] = {clamped};
+  LLVMValueRef n = call_intrinsic(tb, "llvm.roundeven", tb->vec, args, 1);
+  LLVMValueRef f = tile_vsub(tb, clamped, n);
+  LLVMValueRef p = tile_splat_f32(tb, (float)taylor[6]);
+  for (int k = 5; k >= 0; k--) p = tile_fma(tb, p, f, tile_splat_f32(tb, (float)taylor[k]));
+  LLVMTypeRef ivec = LLVMVectorType(tb->i32, (unsigned)tb->lanes);
+  LLVMValueRef ni = LLVMBuildFPToSI(tb->b, n, ivec, "");
+  LLVMValueRef biased = LLVMBuildAdd(tb->b, ni, splat_value(tb, LLVMConstInt(tb->i32, 127, 0)), "");
+  LLVMValueRef bits = LLVMBuildShl(tb->b, biased, splat_value(tb, LLVMConstInt(tb->i32, 23, 0)), "");
+  return tile_vmul(tb, p, LLVMBuildBitCast(tb->b, bits, tb->vec, ""));
+}
+
+LLVMValueRef tile_log2(tile_builder *tb, LLVMValueRef x) {
+  LLVMValueRef args[1] = {x};
+  return call_intrinsic(tb, "llvm.log2", tb->f32, args, 1);
+}
+
+LLVMValueRef tile_extract(tile_builder *tb, LLVMValueRef vector, int lane) {
+  return LLVMBuildExtractElement(tb->b, vector, LLVMConstInt(tb->i32, (unsigned long long)lane, 0), "");
+}
+
+/* ---- register tiles ---- */
+tile_regs tile_regs_new(tile_builder *tb, int rows, int vectors, const char *name) {
+  tile_regs t = {rows, vectors, NULL};
+  t.slot = tile_var(tb, LLVMArrayType2(tb->vec, (uint64_t)rows * (uint64_t)vectors), NULL, name);
+  return t;
+}
+
+static LLVMValueRef regs_address(tile_builder *tb, const tile_regs *t, int row, int vector) {
+  LLVMValueRef index[2] = {LLVMConstInt(tb->i64, 0, 0),
+                           LLVMConstInt(tb->i64, (unsigned long long)(row * t->vectors + vector), 0)};
+  return LLVMBuildInBoundsGEP2(tb->b, LLVMGetAllocatedType(t->slot), t->slot, index, 2, "");
+}
+
+LLVMValueRef tile_regs_get(tile_builder *tb, const tile_regs *t, int row, int vector) {
+  return LLVMBuildLoad2(tb->b, tb->vec, regs_address(tb, t, row, vector), "");
+}
+void tile_regs_set(tile_builder *tb, const tile_regs *t, int row, int vector, LLVMValueRef value) {
+  LLVMBuildStore(tb->b, value, regs_address(tb, t, row, vector));
+}
+void tile_regs_fill(tile_builder *tb, const tile_regs *t, LLVMValueRef vector_value) {
+  for (int r = 0; r < t->rows; r++)
+    for (int v = 0; v < t->vectors; v++) tile_regs_set(tb, t, r, v, vector_value);
+}

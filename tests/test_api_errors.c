@@ -1,0 +1,372 @@
+/* test_api_errors.c: the public API's failure contract. Every bad argument must give its status and a
+ * message naming the argument, write nothing (o and lse are filled with a pattern and compared), and
+ * leave the context usable; device strings and cache folders that cannot work must fail cleanly. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "flashjit.h"
+#include "core/host_tensor.h"
+
+static int passed, failed;
+
+static void check(int ok, const char *format, ...) __attribute__((format(printf, 2, 3)));
+static void check(int ok, const char *format, ...) {
+  va_list ap;
+  va_start(ap, format);
+  printf("%s ", ok ? "ok  " : "FAIL");
+  vprintf(format, ap);
+  printf("\n");
+  va_end(ap);
+  fflush(stdout);
+  if (ok)
+    passed++;
+  else
+    failed++;
+}
+
+/* ---- a valid fp32 problem, copied into fresh DLTensors that a case may then break ---- */
+
+#define B 1
+#define S 16
+#define H 2
+#define D 64
+
+static host_tensor q, k, v, o, lse;
+
+typedef struct fixture {
+  DLTensor q, k, v, o, lse;
+  int64_t shape[5][4];
+  int64_t strides[5][4];
+  fj_attention_args args;
+} fixture;
+
+static void fixture_init(fixture *f) {
+  const host_tensor *src[5] = {&q, &k, &v, &o, &lse};
+  DLTensor *dst[5] = {&f->q, &f->k, &f->v, &f->o, &f->lse};
+  for (int i = 0; i < 5; i++) {
+    *dst[i] = src[i]->t;
+    for (int d = 0; d < src[i]->t.ndim; d++) f->shape[i][d] = src[i]->t.shape[d];
+    dst[i]->shape = f->shape[i];
+    dst[i]->strides = NULL;
+  }
+  fj_attention_args_init(&f->args);
+  f->args.q = &f->q;
+  f->args.k = &f->k;
+  f->args.v = &f->v;
+  f->args.o = &f->o;
+  f->args.lse = &f->lse;
+}
+
+/* Row-major strides made explicit, so a case can change one of them. */
+static void explicit_strides(DLTensor *t, int64_t *strides) {
+  int64_t s = 1;
+  for (int d = t->ndim - 1; d >= 0; d--) {
+    strides[d] = s;
+    s *= t->shape[d];
+  }
+  t->strides = strides;
+}
+
+typedef struct bad_case {
+  const char *what;
+  const char *expect;  /* a substring the message must contain: the argument's name */
+} bad_case;
+
+static const bad_case bad_cases[] = {
+    {"q is NULL", "args.q"},
+    {"k is NULL", "args.k"},
+    {"v is NULL", "args.v"},
+    {"o is NULL", "args.o"},
+    {"q.ndim=3", "q.ndim"},
+    {"lse.ndim=4", "lse.ndim"},
+    {"q.shape[1]=-1", "q.shape[1]"},
+    {"k.dtype=fp16 with q fp32", "k.dtype"},
+    {"all dtypes int32", "q.dtype"},
+    {"q.dtype lanes=2", "q.dtype"},
+    {"lse.dtype=fp16", "lse.dtype"},
+    {"k.shape[3]=32 with q 64", "k.shape[3]"},
+    {"head_dim=12 everywhere", "head_dim"},
+    {"head_dim=264 everywhere", "head_dim"},
+    {"batch=0", "q.shape[0]"},
+    {"k.shape[0]=2 with q 1", "k.shape[0]"},
+    {"v.shape[1]=15 with k 16", "v.shape[1]"},
+    {"o.shape[1]=15 with q 16", "o.shape[1]"},
+    {"heads=2 kv_heads=... 3 is no divisor", "kv_heads"},
+    {"lse.shape[2]=15", "lse.shape"},
+    {"o.data = q.data (overlap)", "o overlaps q"},
+    {"lse inside o (overlap)", "lse"},
+    {"o.strides[1]=0 (self overlap)", "o.strides"},
+    {"q.strides[2]=-64", "q.strides"},
+    {"k on (cuda,0), q on cpu", "k.device"},
+    {"everything on (cuda,0)", "q.device"},
+    {"softmax_scale=NaN", "softmax_scale"},
+    {"softmax_scale=inf", "softmax_scale"},
+    {"q.data=NULL", "q.data"},
+    {"v.data misaligned by 2 bytes", "v.data"},
+    {"args.struct_size=0", "struct_size"},
+};
+
+static void break_fixture(fixture *f, int which) {
+  switch (which) {
+    case 0: f->args.q = NULL; break;
+    case 1: f->args.k = NULL; break;
+    case 2: f->args.v = NULL; break;
+    case 3: f->args.o = NULL; break;
+    case 4: f->q.ndim = 3; break;
+    case 5: f->lse.ndim = 4; f->shape[4][3] = 1; break;
+    case 6: f->shape[0][1] = -1; break;
+    case 7: f->k.dtype.bits = 16; break;
+    case 8:
+      f->q.dtype.code = f->k.dtype.code = f->v.dtype.code = f->o.dtype.code = kDLInt;
+      break;
+    case 9: f->q.dtype.lanes = 2; break;
+    case 10: f->lse.dtype.bits = 16; break;
+    case 11: f->shape[1][3] = 32; break;
+    case 12: f->shape[0][3] = f->shape[1][3] = f->shape[2][3] = f->shape[3][3] = 12; break;
+    case 13: f->shape[0][3] = f->shape[1][3] = f->shape[2][3] = f->shape[3][3] = 264; break;
+    case 14: f->shape[0][0] = f->shape[3][0] = 0; f->shape[4][0] = 0; break;
+    case 15: f->shape[1][0] = 2; break;
+    case 16: f->shape[2][1] = 15; break;
+    case 17: f->shape[3][1] = 15; break;
+    case 18: f->shape[1][2] = f->shape[2][2] = 3; break;  /* heads 2, kv_heads 3 */
+    case 19: f->shape[4][2] = 15; break;
+    case 20: f->o.data = f->q.data; break;
+    case 21: f->lse.data = f->o.data; break;
+    case 22: explicit_strides(&f->o, f->strides[3]); f->strides[3][1] = 0; break;
+    case 23: explicit_strides(&f->q, f->strides[0]); f->strides[0][2] = -64; break;
+    case 24: f->k.device.device_type = kDLCUDA; break;
+    case 25:
+      f->q.device.device_type = f->k.device.device_type = f->v.device.device_type = kDLCUDA;
+      f->o.device.device_type = f->lse.device.device_type = kDLCUDA;
+      break;
+    case 26: f->args.softmax_scale = __builtin_nanf(""); break;
+    case 27: f->args.softmax_scale = __builtin_inff(); break;
+    case 28: f->q.data = NULL; break;
+    case 29: f->v.data = (char *)f->v.data + 2; break;
+    case 30: f->args.struct_size = 0; break;
+    default: break;
+  }
+}
+
+static void pattern_outputs(void) {
+  memset(o.allocation, 0xA5, o.allocation_bytes);
+  memset(lse.allocation, 0x5A, lse.allocation_bytes);
+}
+
+static int outputs_unchanged(void) {
+  const unsigned char *a = o.allocation, *b = lse.allocation;
+  for (size_t i = 0; i < o.allocation_bytes; i++)
+    if (a[i] != 0xA5) return 0;
+  for (size_t i = 0; i < lse.allocation_bytes; i++)
+    if (b[i] != 0x5A) return 0;
+  return 1;
+}
+
+static void test_bad_arguments(fj_context *context) {
+  fixture f;
+  fixture_init(&f);
+  pattern_outputs();
+  fj_status s = fj_attention_forward(NULL, &f.args);
+  check(s == FJ_INVALID_ARGUMENT && strstr(fj_last_error(), "context") != NULL && outputs_unchanged(),
+        "forward(NULL context): %s \"%s\"", fj_status_string(s), fj_last_error());
+  s = fj_attention_forward(context, NULL);
+  check(s == FJ_INVALID_ARGUMENT && strstr(fj_last_error(), "args") != NULL,
+        "forward(NULL args): %s \"%s\"", fj_status_string(s), fj_last_error());
+
+  for (int i = 0; i < (int)(sizeof bad_cases / sizeof bad_cases[0]); i++) {
+    fixture_init(&f);
+    break_fixture(&f, i);
+    pattern_outputs();
+    s = fj_attention_forward(context, &f.args);
+    const char *message = fj_last_error();
+    check(s == FJ_INVALID_ARGUMENT && strstr(message, bad_cases[i].expect) != NULL && outputs_unchanged(),
+          "%s: %s \"%s\" (expects \"%s\"%s)", bad_cases[i].what, fj_status_string(s), message,
+          bad_cases[i].expect, outputs_unchanged() ? "" : ", OUTPUT WRITTEN");
+  }
+
+  /* The context still works after all that, and success clears the message. */
+  fixture_init(&f);
+  s = fj_attention_forward(context, &f.args);
+  check(s == FJ_OK && fj_last_error()[0] == '\0', "valid call after the errors: %s, last error \"%s\"",
+        fj_status_string(s), fj_last_error());
+}
+
+/* ---- contexts ---- */
+
+static void expect_create(const char *label, const fj_context_options *options, fj_status expected,
+                          const char *expect1, const char *expect2) {
+  fj_context *context = (fj_context *)(uintptr_t)1;  /* must be overwritten with NULL on failure */
+  fj_status s = fj_context_create(options, &context);
+  const char *message = fj_last_error();
+  int ok = s == expected;
+  if (expected != FJ_OK) {
+    ok = ok && context == NULL && message[0] != '\0';
+    if (expect1) ok = ok && strstr(message, expect1) != NULL;
+    if (expect2) ok = ok && strstr(message, expect2) != NULL;
+  }
+  check(ok, "%s: %s \"%s\"", label, fj_status_string(s), message);
+  if (s == FJ_OK) fj_context_destroy(context);
+}
+
+static void test_contexts(const char *scratch_dir) {
+  fj_context_options options;
+  fj_context_options_init(&options);
+  options.disable_disk_cache = 1;
+
+  static const struct {
+    const char *device;
+    fj_status expected;
+    const char *expect1, *expect2;
+  } devices[] = {
+      {"cuda:0", FJ_NO_DEVICE, "cuda:0", "cpu:0"},
+      {"hip:1", FJ_NO_DEVICE, "hip:1", "cpu:0"},
+      {"nonsense", FJ_NO_DEVICE, "nonsense", "cpu:0"},
+      {"cpu:1", FJ_NO_DEVICE, "cpu:1", "cpu:0"},
+      {"nonsense:x", FJ_INVALID_ARGUMENT, "nonsense:x", NULL},
+      {"cpu:x", FJ_INVALID_ARGUMENT, "cpu:x", NULL},
+      {"cpu:", FJ_INVALID_ARGUMENT, "cpu:", NULL},
+      {"cpu:-1", FJ_INVALID_ARGUMENT, "cpu:-1", NULL},
+      {"", FJ_INVALID_ARGUMENT, "device", NULL},
+      {":0", FJ_INVALID_ARGUMENT, ":0", NULL},
+      {"cpu", FJ_OK, NULL, NULL},
+      {"cpu:0", FJ_OK, NULL, NULL},
+      {"auto", FJ_OK, NULL, NULL},
+  };
+  for (size_t i = 0; i < sizeof devices / sizeof devices[0]; i++) {
+    char label[96];
+    snprintf(label, sizeof label, "fj_context_create(device=\"%s\")", devices[i].device);
+    options.device = devices[i].device;
+    expect_create(label, &options, devices[i].expected, devices[i].expect1, devices[i].expect2);
+  }
+
+  /* NULL device reads FLASHJIT_DEVICE. */
+  options.device = NULL;
+  const char *saved = getenv("FLASHJIT_DEVICE");
+  char *saved_copy = saved ? strdup(saved) : NULL;
+  setenv("FLASHJIT_DEVICE", "cuda:3", 1);
+  expect_create("FLASHJIT_DEVICE=cuda:3, device=NULL", &options, FJ_NO_DEVICE, "cuda:3", "cpu:0");
+  setenv("FLASHJIT_DEVICE", "cpu", 1);
+  expect_create("FLASHJIT_DEVICE=cpu, device=NULL", &options, FJ_OK, NULL, NULL);
+  if (saved_copy) {
+    setenv("FLASHJIT_DEVICE", saved_copy, 1);
+    free(saved_copy);
+  } else {
+    unsetenv("FLASHJIT_DEVICE");
+  }
+
+  /* A cache folder that cannot exist: below a regular file. */
+  char file_path[4096], cache_path[4200];
+  snprintf(file_path, sizeof file_path, "%s/regular-file", scratch_dir);
+  FILE *file = fopen(file_path, "w");
+  if (file) fclose(file);
+  snprintf(cache_path, sizeof cache_path, "%s/cache", file_path);
+  fj_context_options io_options;
+  fj_context_options_init(&io_options);
+  io_options.device = "cpu";
+  io_options.cache_dir = cache_path;
+  expect_create("cache_dir below a regular file", &io_options, FJ_IO, "regular-file", NULL);
+  io_options.cache_dir = file_path;
+  expect_create("cache_dir is a regular file", &io_options, FJ_IO, "regular-file", NULL);
+  io_options.disable_disk_cache = 1;
+  expect_create("cache_dir unusable but disable_disk_cache=1", &io_options, FJ_OK, NULL, NULL);
+  unlink(file_path);
+
+  fj_context_options bad;
+  fj_context_options_init(&bad);
+  bad.disable_disk_cache = 1;
+  bad.num_threads = -1;
+  expect_create("num_threads=-1", &bad, FJ_INVALID_ARGUMENT, "num_threads", NULL);
+  fj_context_options_init(&bad);
+  bad.struct_size = 0;
+  expect_create("options.struct_size=0", &bad, FJ_INVALID_ARGUMENT, "struct_size", NULL);
+
+  fj_status s = fj_context_create(&options, NULL);
+  check(s == FJ_INVALID_ARGUMENT, "fj_context_create(out=NULL): %s \"%s\"", fj_status_string(s),
+        fj_last_error());
+  s = fj_context_destroy(NULL);
+  check(s == FJ_OK, "fj_context_destroy(NULL): %s", fj_status_string(s));
+
+  char name[8];
+  s = fj_context_device_name(NULL, name, sizeof name);
+  check(s == FJ_INVALID_ARGUMENT && strstr(fj_last_error(), "context") != NULL,
+        "fj_context_device_name(NULL context): %s \"%s\"", fj_status_string(s), fj_last_error());
+}
+
+static void test_strings(fj_context *context) {
+  static const struct {
+    fj_status status;
+    const char *text;
+  } codes[] = {
+#define FJ_TEST_STATUS_(name, value, text) {FJ_##name, text},
+      FJ_STATUS_MAP(FJ_TEST_STATUS_)
+#undef FJ_TEST_STATUS_
+  };
+  for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+    const char *got = fj_status_string(codes[i].status);
+    check(got != NULL && strcmp(got, codes[i].text) == 0, "fj_status_string(%d) = \"%s\"",
+          (int)codes[i].status, got ? got : "(null)");
+  }
+  const char *unknown = fj_status_string((fj_status)12345);
+  check(unknown != NULL && strcmp(unknown, "unknown status") == 0, "fj_status_string(12345) = \"%s\"",
+        unknown ? unknown : "(null)");
+  unknown = fj_status_string((fj_status)-1);
+  check(unknown != NULL && strcmp(unknown, "unknown status") == 0, "fj_status_string(-1) = \"%s\"",
+        unknown ? unknown : "(null)");
+  const char *version = fj_version_string();
+  char expected[32];
+  snprintf(expected, sizeof expected, "%d.%d.%d", FJ_VERSION_MAJOR, FJ_VERSION_MINOR, FJ_VERSION_PATCH);
+  check(version != NULL && strcmp(version, expected) == 0, "fj_version_string() = \"%s\"",
+        version ? version : "(null)");
+
+  char name[256], small[4];
+  fj_status s = fj_context_device_name(context, name, sizeof name);
+  check(s == FJ_OK && strncmp(name, "cpu: ", 5) == 0 && strlen(name) > 5, "device name \"%s\"", name);
+  s = fj_context_device_name(context, small, sizeof small);
+  check(s == FJ_OK && strcmp(small, "cpu") == 0, "device name into 4 bytes: \"%s\"", small);
+  check(fj_last_error() != NULL, "fj_last_error() is never NULL");
+}
+
+int main(void) {
+  char scratch_dir[] = "/tmp/fj-test-api-XXXXXX";
+  if (mkdtemp(scratch_dir) == NULL) {
+    perror("mkdtemp");
+    return 1;
+  }
+  int64_t q_shape[4] = {B, S, H, D}, lse_shape[3] = {B, H, S};
+  if (host_tensor_alloc(&q, DTYPE_F32, 4, q_shape, NULL) || host_tensor_alloc(&k, DTYPE_F32, 4, q_shape, NULL) ||
+      host_tensor_alloc(&v, DTYPE_F32, 4, q_shape, NULL) || host_tensor_alloc(&o, DTYPE_F32, 4, q_shape, NULL) ||
+      host_tensor_alloc(&lse, DTYPE_F32, 3, lse_shape, NULL)) {
+    printf("allocation failed\n0 passed, 1 failed\n");
+    return 1;
+  }
+  host_tensor_fill_random(&q, 1);
+  host_tensor_fill_random(&k, 2);
+  host_tensor_fill_random(&v, 3);
+
+  fj_context_options options;
+  fj_context_options_init(&options);
+  options.device = "cpu";
+  options.num_threads = 2;
+  options.disable_disk_cache = 1;
+  fj_context *context = NULL;
+  fj_status s = fj_context_create(&options, &context);
+  check(s == FJ_OK, "fj_context_create(cpu): %s %s", fj_status_string(s), fj_last_error());
+  if (s == FJ_OK) {
+    test_bad_arguments(context);
+    test_strings(context);
+  }
+  test_contexts(scratch_dir);
+  fj_context_destroy(context);
+  rmdir(scratch_dir);
+
+  host_tensor_free(&q);
+  host_tensor_free(&k);
+  host_tensor_free(&v);
+  host_tensor_free(&o);
+  host_tensor_free(&lse);
+  printf("%d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}

@@ -1,0 +1,181 @@
+/* test_kernel_space.c: every value of every tuning parameter of the CPU forward family produces a
+ * correct kernel, and the space's constraints say no exactly where they should. Each config that is
+ * valid on this host is compiled and run on small odd-shaped problems (fresh random inputs, poisoned
+ * outputs) and compared with the float64 reference; this is what the tuner relies on when it searches. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/host_tensor.h"
+#include "core/problem.h"
+#include "core/reference.h"
+#include "kernels/kernel_family.h"
+#include "runtime/runtime.h"
+
+static int passed, failed;
+
+static void check(int ok, const char *what) {
+  printf("%s: %s\n", ok ? "ok" : "FAIL", what);
+  if (ok) passed++; else failed++;
+}
+
+typedef struct problem_spec {
+  dtype_id dtype;
+  int batch, heads, kv_heads, seqlen_q, seqlen_kv, head_dim, causal;
+} problem_spec;
+
+/* Runs one problem with one config; returns the worse of the o and lse relative errors, or -1 when the
+ * call itself failed. */
+static double run_config(fj_context *context, const kernel_family *family, const kernel_config *config,
+                         const problem_spec *p, uint64_t seed) {
+  int64_t q_shape[4] = {p->batch, p->seqlen_q, p->heads, p->head_dim};
+  int64_t kv_shape[4] = {p->batch, p->seqlen_kv, p->kv_heads, p->head_dim};
+  int64_t lse_shape[3] = {p->batch, p->heads, p->seqlen_q};
+  host_tensor q, k, v, o, lse;
+  if (host_tensor_alloc(&q, p->dtype, 4, q_shape, NULL) || host_tensor_alloc(&k, p->dtype, 4, kv_shape, NULL) ||
+      host_tensor_alloc(&v, p->dtype, 4, kv_shape, NULL) || host_tensor_alloc(&o, p->dtype, 4, q_shape, NULL) ||
+      host_tensor_alloc(&lse, DTYPE_F32, 3, lse_shape, NULL)) {
+    fprintf(stderr, "allocation failed\n");
+    exit(1);
+  }
+  host_tensor_fill_random(&q, seed);
+  host_tensor_fill_random(&k, seed + 1);
+  host_tensor_fill_random(&v, seed + 2);
+  host_tensor_poison(&o);
+  host_tensor_poison(&lse);
+
+  fj_attention_args args;
+  fj_attention_args_init(&args);
+  args.q = &q.t;
+  args.k = &k.t;
+  args.v = &v.t;
+  args.o = &o.t;
+  args.lse = &lse.t;
+  args.causal = p->causal;
+  attention_problem problem;
+  double error = -1;
+  runtime_kernel *kernel = NULL;
+  if (core_validate_attention(&args, &problem) == FJ_OK &&
+      runtime_get_kernel(context, &problem, config, &kernel) == FJ_OK &&
+      runtime_launch_attention(context, kernel, &problem, NULL) == FJ_OK) {
+    size_t n = (size_t)(p->batch * p->seqlen_q * p->heads * p->head_dim);
+    double *ref_o = malloc(n * sizeof(double));
+    double *ref_lse = malloc((size_t)(p->batch * p->heads * p->seqlen_q) * sizeof(double));
+    if (!ref_o || !ref_lse || core_reference_attention(&problem, ref_o, ref_lse) != FJ_OK) exit(1);
+    double e_o = core_relative_error_o(&problem, ref_o);
+    double e_lse = core_relative_error_lse(&problem, ref_lse);
+    error = e_o > e_lse ? e_o : e_lse;
+    if (isnan(error)) error = INFINITY;
+    free(ref_o);
+    free(ref_lse);
+  } else {
+    printf("  call failed: %s\n", fj_last_error());
+  }
+  host_tensor_free(&q);
+  host_tensor_free(&k);
+  host_tensor_free(&v);
+  host_tensor_free(&o);
+  host_tensor_free(&lse);
+  return error;
+}
+
+int main(void) {
+  uint64_t seed = (uint64_t)time(NULL);
+  printf("seed %llu\n", (unsigned long long)seed);
+  fj_context_options options;
+  fj_context_options_init(&options);
+  options.device = "cpu";
+  options.disable_disk_cache = 1;
+  fj_context *context = NULL;
+  if (fj_context_create(&options, &context) != FJ_OK) {
+    printf("FAIL: context: %s\n", fj_last_error());
+    return 1;
+  }
+  const kernel_family *family = kernel_family_for_backend("cpu");
+  check(family != NULL, "the cpu backend has a forward family");
+  if (!family) return 1;
+  const jit_target *target = runtime_target(context);
+
+  /* The default config is valid for every head dim the API takes. */
+  int defaults_valid = 1;
+  for (int d = 8; d <= 256; d += 8) {
+    attention_key key = {.kind = PROBLEM_ATTENTION_FWD, .dtype = DTYPE_F32, .head_dim = d, .heads = 1, .kv_heads = 1};
+    kernel_config config;
+    char why[256];
+    family->default_config(&key, target, &config);
+    if (!family->config_valid(&key, target, &config, why, sizeof why)) {
+      printf("  default for d=%d invalid: %s\n", d, why);
+      defaults_valid = 0;
+    }
+  }
+  check(defaults_valid, "the default config is valid for head dims 8..256");
+
+  /* A register tile that cannot fit is refused with a reason that names the registers. */
+  {
+    attention_key key = {.kind = PROBLEM_ATTENTION_FWD, .dtype = DTYPE_F32, .head_dim = 64, .heads = 1, .kv_heads = 1};
+    kernel_config config;
+    family->default_config(&key, target, &config);
+    char text[256], why[256] = "";
+    kernel_config_string(family, &config, text, sizeof text);
+    kernel_config big;
+    char parse_why[256];
+    int lanes = target->vector_bits >= 512 ? 16 : 8;
+    char big_text[128];
+    snprintf(big_text, sizeof big_text, "block_m=64 block_n=28 unroll=1 vector=%d pv_rows=6 pv_vectors=4", lanes);
+    int parsed = kernel_config_parse(family, big_text, &big, parse_why, sizeof parse_why) == 0;
+    check(parsed && !family->config_valid(&key, target, &big, why, sizeof why) && strstr(why, "registers"),
+          "an oversized register tile is refused, naming registers");
+    printf("  (%s)\n", why);
+  }
+
+  /* Each value of each parameter at least once, around the default; shapes with ragged edges. */
+  const problem_spec problems[] = {
+      {DTYPE_F32, 1, 2, 1, 37, 45, 64, 1},
+      {DTYPE_BF16, 2, 2, 2, 29, 17, 24, 0},
+  };
+  attention_key probe_key = {.kind = PROBLEM_ATTENTION_FWD, .dtype = DTYPE_F32, .head_dim = 64, .heads = 2, .kv_heads = 1};
+  kernel_config base;
+  family->default_config(&probe_key, target, &base);
+  int tried = 0, refused = 0;
+  int block_n = -1;
+  for (int param = 0; param < family->num_params; param++)
+    if (strcmp(family->params[param].name, "block_n") == 0) block_n = param;
+  check(block_n >= 0, "the family has a block_n parameter");
+  if (block_n < 0) return 1;
+  for (int param = 0; param < family->num_params; param++) {
+    for (int i = 0; i < family->params[param].num_values; i++) {
+      kernel_config config = base;
+      config.values[param] = family->params[param].values[i];
+      char why[256], text[256], label[512];
+      for (int p = 0; p < (int)(sizeof problems / sizeof problems[0]); p++) {
+        attention_key key = probe_key;
+        key.dtype = problems[p].dtype;
+        key.head_dim = problems[p].head_dim;
+        kernel_config c = config;
+        /* keep the register tile feasible when varying block_m: shrink block_n until it fits */
+        for (int j = family->params[block_n].num_values - 1;
+             j > 0 && !family->config_valid(&key, target, &c, why, sizeof why) && strstr(why, "registers"); j--)
+          c.values[block_n] = family->params[block_n].values[j - 1];
+        kernel_config_string(family, &c, text, sizeof text);
+        if (!family->config_valid(&key, target, &c, why, sizeof why)) {
+          refused++;
+          continue;
+        }
+        tried++;
+        double error = run_config(context, family, &c, &problems[p], seed + (uint64_t)(tried * 7));
+        double bound = core_dtype_tolerance(problems[p].dtype);
+        snprintf(label, sizeof label, "%s on %s d=%d sq=%d skv=%d causal=%d: rel err %.2e (bound %.0e)", text,
+                 core_dtype_name(problems[p].dtype), problems[p].head_dim, problems[p].seqlen_q,
+                 problems[p].seqlen_kv, problems[p].causal, error, bound);
+        check(error >= 0 && error < bound, label);
+      }
+    }
+  }
+  printf("configs run: %d, refused by constraints: %d\n", tried, refused);
+  check(tried >= 10, "at least 10 configs ran");
+  fj_context_destroy(context);
+  printf("%d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}
