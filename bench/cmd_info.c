@@ -61,6 +61,9 @@ static void info_measure_peak(info_device *d) {
   if (status != FJ_OK) {
     d->peak_gflops = 0.0;
     snprintf(d->peak_error, sizeof d->peak_error, "%s: %s", fj_status_string(status), fj_last_error());
+    /* LLVM's messages span lines; info prints one line per fact */
+    for (char *c = d->peak_error; *c; c++)
+      if (*c == '\n') *c = ' ';
   }
 }
 

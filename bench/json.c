@@ -50,16 +50,19 @@ void json_write_escaped(FILE *out, const char *text) {
       fputc('\\', out);
       fputc((int)c, out);
       s++;
-    } else if (c == '\n') {
-      fputs("\\n", out), s++;
-    } else if (c == '\t') {
-      fputs("\\t", out), s++;
-    } else if (c == '\r') {
-      fputs("\\r", out), s++;
     } else if (c < 0x20 || c == 0x7F) {
-      fprintf(out, "\\u%04x", c), s++;
+      if (c == '\n')
+        fputs("\\n", out);
+      else if (c == '\t')
+        fputs("\\t", out);
+      else if (c == '\r')
+        fputs("\\r", out);
+      else
+        fprintf(out, "\\u%04x", c);
+      s++;
     } else if (c < 0x80) {
-      fputc((int)c, out), s++;
+      fputc((int)c, out);
+      s++;
     } else {
       int n = json_utf8_length(s);
       if (n == 0) {

@@ -1,10 +1,11 @@
-/* main.c: the `flashjit` command: dispatches to a subcommand (info, bench), prints help and the version.
- * Exit codes are the same everywhere: 0 done, 1 could not be done, 2 bad usage; every error is one
- * line on stderr. */
+/* main.c: the `flashjit` command: dispatches to a subcommand (info, bench, tune, cache), prints help
+ * and the version. Exit codes are the same everywhere: 0 done, 1 could not be done, 2 bad usage; every
+ * error is one line on stderr. */
 #include <stdio.h>
 #include <string.h>
 
 #include "bench/cli.h"
+#include "bench/presets.h"
 #include "flashjit.h"
 #include "jit/jit.h"
 
@@ -20,6 +21,9 @@ static const cli_command cli_commands[] = {
      cmd_info_help},
     {"bench", "time the attention forward on a device for one shape, optionally checked", cmd_bench,
      cmd_bench_help},
+    {"tune", "search kernel configs for problems on a device and keep the winners", cmd_tune, cmd_tune_help},
+    {"cache", "the tuning database and compiled kernels: list, show, export, import, prune, clear, warm",
+     cmd_cache, cmd_cache_help},
 };
 #define CLI_COMMAND_COUNT ((int)(sizeof cli_commands / sizeof cli_commands[0]))
 
@@ -47,7 +51,7 @@ static void cli_usage(FILE *out) {
           "  --version    the version of flashjit and of LLVM\n"
           "\n"
           "environment:\n"
-          "  FLASHJIT_DEVICE     the device for --device auto (\"cpu\", \"cuda:0\")\n"
+          "  FLASHJIT_DEVICE     the device when no --device is given (\"cpu\", \"cuda:0\"); else auto\n"
           "  FLASHJIT_CACHE_DIR  compiled kernels and tuning results (default ~/.cache/flashjit)\n"
           "  FLASHJIT_LOG        error, warn (default), info or debug\n");
 }
@@ -77,7 +81,7 @@ int main(int argc, char **argv) {
     }
     const cli_command *command = cli_find_command(argv[2]);
     if (command == NULL || argc > 3) {
-      cli_error("help", "unknown command '%s' (commands: info, bench)", argv[argc > 3 ? 3 : 2]);
+      cli_error("help", "unknown command '%s' (commands: info, bench, tune, cache)", argv[argc > 3 ? 3 : 2]);
       return CLI_EXIT_USAGE;
     }
     command->help(stdout);

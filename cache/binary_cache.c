@@ -92,10 +92,11 @@ static fj_status bincache_mkdirs(const char *dir) {
     }
     path[i] = saved;
   }
+  /* mkdir's EEXIST also covers a regular file of that name. */
   struct stat st;
-  if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+  int code = stat(dir, &st) != 0 ? errno : !S_ISDIR(st.st_mode) ? ENOTDIR : 0;
+  if (code != 0) {
     char text[128];
-    int code = stat(dir, &st) != 0 ? errno : ENOTDIR;
     return core_error(FJ_IO, "binary cache: %s is not a usable folder: %s", dir,
                       bincache_strerror(code, text, sizeof text));
   }
@@ -206,14 +207,16 @@ static void *bincache_read_entry(int fd, const char *key, size_t *size, char *re
     return NULL;
   }
   size_t want_key = strlen(key);
+  if (key_length != want_key) {
+    snprintf(reason, reason_size, "holds another key (%llu bytes, expected %zu)",
+             (unsigned long long)key_length, want_key);
+    return NULL;
+  }
   /* Compared before any addition so a forged size cannot overflow. */
   uint64_t file_size = (uint64_t)st.st_size;
-  if (key_length != want_key || payload_size > file_size ||
-      sizeof header + key_length + payload_size != file_size) {
-    snprintf(reason, reason_size,
-             "sizes do not add up: key %llu bytes (expected %zu), payload %llu bytes, file %llu bytes",
-             (unsigned long long)key_length, want_key, (unsigned long long)payload_size,
-             (unsigned long long)file_size);
+  if (payload_size > file_size || sizeof header + key_length + payload_size != file_size) {
+    snprintf(reason, reason_size, "size mismatch: header says %llu payload bytes, the file has %llu bytes",
+             (unsigned long long)payload_size, (unsigned long long)file_size);
     return NULL;
   }
   char *stored_key = malloc(want_key + 1);

@@ -89,6 +89,36 @@ FJ_API fj_status fj_context_destroy(fj_context *context);
 /* Copies the name of the context's device ("cpu: AMD EPYC ..."), truncated to size, NUL-terminated. */
 FJ_API fj_status fj_context_device_name(const fj_context *context, char *buffer, size_t size);
 
+/* A problem described by its sizes alone (no tensors): what a deployment serves, for warming a context
+ * up before traffic arrives (and what `flashjit tune` and `flashjit cache warm` read from a shapes file
+ * or a preset). The tensors it stands for are packed, row-major [batch, seq, heads, head_dim]. */
+typedef struct fj_problem_shape {
+  /* Set by fj_problem_shape_init. */
+  uint32_t struct_size;
+  /* fp32, fp16 or bf16 as DLPack spells them ({kDLFloat,32,1}, {kDLFloat,16,1}, {kDLBfloat,16,1}). */
+  DLDataType dtype;
+  int64_t batch, seqlen_q, seqlen_kv;  /* batch >= 1, seqlen_q >= 1, seqlen_kv >= 0 */
+  int heads, kv_heads;                 /* heads a multiple of kv_heads */
+  int head_dim;                        /* a multiple of 8 from 8 to 256 */
+  int causal;                          /* as fj_attention_args.causal */
+  int with_lse;                        /* non-zero: the calls will ask for the LSE */
+} fj_problem_shape;
+
+/* Fills *shape with the defaults: bf16, batch 1, 8 heads and kv heads, seqlen 2048 (q and kv), head
+ * dim 128, not causal, no LSE. shape must not be NULL. */
+FJ_API void fj_problem_shape_init(fj_problem_shape *shape);
+
+/* Compiles (or loads from the disk cache) and loads into the context the kernel that calls of each of
+ * the count shapes will use (the tuned winner for the context's device when the tuning database has
+ * one, else the default), so that the first real call of a shape costs no compile. A call whose
+ * sequence lengths fall into the same power-of-two bucket as a warmed shape reuses its kernel.
+ * shapes may be NULL only when count is 0. *loaded (may be NULL) gets the number of shapes whose
+ * kernel is now loaded. Stops at the first failure: FJ_INVALID_ARGUMENT naming the shape and field
+ * ("shapes[2].head_dim=96 ..."), FJ_UNSUPPORTED, FJ_COMPILE_FAILED, FJ_OUT_OF_MEMORY. The shapes are
+ * only read during the call. */
+FJ_API fj_status fj_context_warmup(fj_context *context, const fj_problem_shape *shapes, size_t count,
+                                   size_t *loaded);
+
 /* ---- attention ---------------------------------------------------------------------------------- */
 
 typedef struct fj_attention_args {

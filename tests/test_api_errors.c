@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "flashjit.h"
+#include "backends/backend.h"
 #include "core/host_tensor.h"
 
 static int passed, failed;
@@ -279,6 +280,8 @@ static void test_contexts(const char *scratch_dir) {
   bad.disable_disk_cache = 1;
   bad.num_threads = -1;
   expect_create("num_threads=-1", &bad, FJ_INVALID_ARGUMENT, "num_threads", NULL);
+  bad.num_threads = 1 << 20;
+  expect_create("num_threads=2^20", &bad, FJ_INVALID_ARGUMENT, "num_threads", NULL);
   fj_context_options_init(&bad);
   bad.struct_size = 0;
   expect_create("options.struct_size=0", &bad, FJ_INVALID_ARGUMENT, "struct_size", NULL);
@@ -329,6 +332,37 @@ static void test_strings(fj_context *context) {
   check(fj_last_error() != NULL, "fj_last_error() is never NULL");
 }
 
+/* The registry and the CPU backend's description, seen from inside (not public, but what every
+ * context relies on). */
+static void test_backends(void) {
+  check(backend_count() >= 1 && backend_get(0) != NULL && backend_get(-1) == NULL &&
+            backend_get(backend_count()) == NULL,
+        "registry lists %d backend(s)", backend_count());
+  const fj_backend *cpu = backend_find("cpu");
+  check(cpu == &cpu_backend && backend_find("nonsense") == NULL && backend_find(NULL) == NULL,
+        "backend_find(\"cpu\") is the CPU backend");
+  check(cpu->api_version == FJ_BACKEND_API_VERSION && strcmp(cpu->binary_kind, "o") == 0 &&
+            cpu->device_type == kDLCPU && cpu->device_count() == 1,
+        "cpu backend: api %d, kind \"%s\", device type %d, %d device(s)", cpu->api_version,
+        cpu->binary_kind, cpu->device_type, cpu->device_count());
+  backend_device_info info;
+  fj_status s = cpu->device_info(0, &info);
+  char prefix[256];
+  snprintf(prefix, sizeof prefix, "cpu|%s|%s|%d|", info.name, info.arch, info.compute_units);
+  check(s == FJ_OK && info.name[0] && info.arch[0] && info.compute_units >= 1 && info.memory_bytes > 0 &&
+            strncmp(info.fingerprint, prefix, strlen(prefix)) == 0 &&
+            strlen(info.fingerprint) == strlen(prefix) + 16,
+        "cpu:0 \"%s\" arch %s, %d cores, %.1f GiB, fingerprint \"%s\"", info.name, info.arch,
+        info.compute_units, (double)info.memory_bytes / (1 << 30), info.fingerprint);
+  s = cpu->device_info(1, &info);
+  check(s == FJ_NO_DEVICE, "cpu device_info(1): %s \"%s\"", fj_status_string(s), fj_last_error());
+  const fj_backend *selected = NULL;
+  int index = -1;
+  s = backend_select("auto", &selected, &index);
+  check(s == FJ_OK && selected == cpu && index == 0, "backend_select(\"auto\") -> %s:%d",
+        selected ? selected->name : "none", index);
+}
+
 int main(void) {
   char scratch_dir[] = "/tmp/fj-test-api-XXXXXX";
   if (mkdtemp(scratch_dir) == NULL) {
@@ -359,6 +393,7 @@ int main(void) {
     test_strings(context);
   }
   test_contexts(scratch_dir);
+  test_backends();
   fj_context_destroy(context);
   rmdir(scratch_dir);
 

@@ -6,8 +6,10 @@
 #include <dlpack/dlpack.h>
 #include "core/dtype.h"
 
+/* t.shape and t.strides point into the struct itself: pass host_tensor by pointer, never copy it by
+ * value (a copy's t.shape would still point into the original). */
 typedef struct host_tensor {
-  DLTensor t;          /* t.shape and t.strides point into the arrays below */
+  DLTensor t;          /* t.shape and t.strides point into the arrays below (strides always set) */
   int64_t shape[4];
   int64_t strides[4];
   void *allocation;    /* what to free; t.data points into it */
@@ -18,7 +20,8 @@ typedef struct host_tensor {
  * the strides reach (64-byte aligned). Returns 0 on success, -1 on bad sizes or no memory. */
 int host_tensor_alloc(host_tensor *out, dtype_id dtype, int ndim, const int64_t *shape,
                       const int64_t *strides);
-/* Makes a view of base's memory with its own shape/strides and an element offset (for packed QKV). */
+/* Makes a view of base's memory with its own shape/strides (NULL: row-major) and an offset in elements
+ * of dtype (for packed QKV); t.data already includes the offset, t.byte_offset is 0. */
 void host_tensor_view(host_tensor *out, const host_tensor *base, dtype_id dtype, int ndim,
                       const int64_t *shape, const int64_t *strides, int64_t element_offset);
 /* Fills every reachable element with uniform values in [-1, 1) from a splitmix64 stream at seed. */

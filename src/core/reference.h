@@ -10,8 +10,10 @@
  * memory). Fully masked rows give 0 and LSE -inf. Returns FJ_OUT_OF_MEMORY or FJ_OK. */
 fj_status core_reference_attention(const attention_problem *problem, double *out_o, double *out_lse);
 
-/* ||o - ref|| / max(||ref||, tiny) over all elements of the problem's o view (read as its dtype). */
+/* ||o - ref|| / max(||ref||, tiny) over all elements of the problem's o view (read as its dtype).
+ * +inf (never NaN, which would pass `err > tol`) when the output holds a NaN or an infinity. */
 double core_relative_error_o(const attention_problem *problem, const double *ref_o);
-/* Same for lse (finite entries; a -inf in one and not the other counts as an error of 1). */
+/* Same for lse (finite entries; a -inf in one and not the other counts as an error of 1; a NaN gives
+ * +inf). 0 when the problem has no lse. */
 double core_relative_error_lse(const attention_problem *problem, const double *ref_lse);
 #endif

@@ -13,7 +13,9 @@ typedef void (*core_pool_fn)(void *user, int64_t job, int worker);
 fj_status core_pool_create(int threads, core_pool **out);
 void core_pool_destroy(core_pool *pool);   /* NULL-safe */
 int core_pool_threads(const core_pool *pool);
-/* Runs fn(user, j, worker) for j in [0, jobs); returns when all are done. */
+/* Runs fn(user, j, worker) for j in [0, jobs); returns when all are done (jobs <= 0: nothing). Callers
+ * on other threads wait their turn; fn must not call core_pool_run on the same pool (it would wait on
+ * itself). */
 void core_pool_run(core_pool *pool, int64_t jobs, core_pool_fn fn, void *user);
 /* Online cores of this process (sched_getaffinity), at least 1. */
 int core_online_cores(void);

@@ -7,10 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <llvm-c/Core.h>
 
 #include "cache/binary_cache.h"
+#include "cache/tuning_db.h"
 #include "core/error.h"
 #include "core/hash.h"
 #include "core/log.h"
@@ -56,26 +58,86 @@ static void runtime_unlink_entry(fj_context *context, runtime_entry *entry) {
 
 /* ---- choosing the config ---- */
 
-/* TUNING DATABASE: the place where the tuned winner for (key, device fingerprint) will be looked up
- * once the database lands (a later issue). Returns 1 and *out when a tuned config exists. */
-static int runtime_tuned_config(const fj_context *context, const attention_key *key, kernel_config *out) {
-  return 0;
+/* The tuning database is opened on the first lookup that finds the file and kept for the context's
+ * life; a missing file is looked for again at the next new key (a tuner may create it while we serve),
+ * a file that fails to open is not. Lookups happen only when a key first enters the table, so the
+ * per-call cost stays that of the in-memory table. Called without the table lock. */
+static tuning_db *runtime_tuning_db(fj_context *context) {
+  pthread_mutex_lock(&context->lock);
+  if (context->tuning == NULL && !context->tuning_failed) {
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/%s", context->cache_dir, TUNING_DB_FILE);
+    if (access(path, F_OK) == 0) {
+      if (tuning_db_open(path, &context->tuning) != FJ_OK) {
+        core_log(LOG_WARN, "tuning database %s not used: %s", path, fj_last_error());
+        core_error_clear();
+        context->tuning = NULL;
+        context->tuning_failed = 1;
+      }
+    }
+  }
+  tuning_db *db = context->tuning;
+  pthread_mutex_unlock(&context->lock);
+  return db;
 }
 
-static fj_status runtime_choose_config(const fj_context *context, const attention_problem *problem,
-                                       const kernel_config *given, kernel_config *out) {
+const char *runtime_timing_method(const fj_context *context) {
+  /* One method per backend: a winner timed by wall clock on the host is not comparable with one timed
+   * by device events, so the method is part of every lookup. */
+  if (context->backend->device_type == kDLCPU) return "cpu-wall";
+  return "device-events";
+}
+
+/* The tuned winner for (key, device fingerprint, family, timing method): exact key first, then the
+ * nearest sequence-length bucket. 1 and *out when one exists that parses and is valid here; *source
+ * says which kind. */
+static int runtime_tuned_config(fj_context *context, const attention_key *key, kernel_config *out,
+                                const char **source, char *detail, size_t detail_size) {
+  tuning_db *db = runtime_tuning_db(context);
+  if (db == NULL) return 0;
   const kernel_family *family = context->family;
-  char why[256] = "", config_text[256], key_text[256];
+  char key_text[256], why[256] = "";
+  core_attention_key_string(key, key_text, sizeof key_text);
+  tuning_winner winner;
+  memset(&winner, 0, sizeof winner);
+  /* The handle serializes its own users; WAL lets this read while a tuner writes. */
+  int found = tuning_db_lookup_winner(db, context->info.fingerprint, key_text, family->name,
+                                      runtime_timing_method(context), &winner);
+  if (found != 1) return 0;
+  kernel_config config;
+  if (kernel_config_parse(family, winner.config, &config, why, sizeof why) != 0 ||
+      !family->config_valid(key, &context->target, &config, why, sizeof why)) {
+    core_log(LOG_WARN, "tuned winner \"%s\" for %s is not usable (%s); using the default", winner.config,
+             key_text, why);
+    return 0;
+  }
+  *out = config;
+  const char *bucket = strstr(winner.problem_key, "sq<=2^");
+  *source = winner.exact ? "tuned" : "tuned-nearest";
+  snprintf(detail, detail_size, "tuned winner (%s%s%s, %.3f ms)", winner.exact ? "exact" : "nearest bucket ",
+           winner.exact ? "" : (bucket ? bucket : winner.problem_key),
+           winner.current_versions ? "" : ", tuned under other versions", winner.median_ms);
+  return 1;
+}
+
+static fj_status runtime_choose_config(fj_context *context, const attention_problem *problem,
+                                       const kernel_config *given, kernel_config *out,
+                                       char *config_source, size_t config_source_size) {
+  const kernel_family *family = context->family;
+  char why[256] = "", config_text[256], key_text[256], detail[640];
   const char *source;
   if (given != NULL) {
     *out = *given;
-    source = "given by the caller";
-  } else if (runtime_tuned_config(context, &problem->key, out)) {
-    source = "tuning database";
+    source = "explicit";
+    snprintf(detail, sizeof detail, "given by the caller");
+  } else if (runtime_tuned_config(context, &problem->key, out, &source, detail, sizeof detail)) {
+    /* source and detail set */
   } else {
     family->default_config(&problem->key, &context->target, out);
-    source = "default heuristic";
+    source = "default";
+    snprintf(detail, sizeof detail, "default heuristic");
   }
+  snprintf(config_source, config_source_size, "%s", source);
   kernel_config_string(family, out, config_text, sizeof config_text);
   core_attention_key_string(&problem->key, key_text, sizeof key_text);
   if (!family->config_valid(&problem->key, &context->target, out, why, sizeof why)) {
@@ -86,7 +148,7 @@ static fj_status runtime_choose_config(const fj_context *context, const attentio
     return core_error(FJ_INTERNAL, "%s config \"%s\" of %s is invalid for %s: %s", source, config_text,
                       family->name, key_text, why);
   }
-  core_log(LOG_DEBUG, "%s for %s: %s (%s)", family->name, key_text, config_text, source);
+  core_log(LOG_DEBUG, "kernel for %s: %s: %s %s", key_text, detail, family->name, config_text);
   return FJ_OK;
 }
 
@@ -136,13 +198,8 @@ static fj_status runtime_load_binary(fj_context *context, const void *binary, si
 
 static fj_status runtime_compile(fj_context *context, const attention_problem *problem,
                                  const kernel_config *config, const char *function_name,
-                                 jit_buffer *out) {
+                                 const char *what, jit_buffer *out) {
   const kernel_family *family = context->family;
-  char what[768], key_text[256], config_text[256];
-  core_attention_key_string(&problem->key, key_text, sizeof key_text);
-  kernel_config_string(family, config, config_text, sizeof config_text);
-  snprintf(what, sizeof what, "%s %s for %s", family->name, config_text, key_text);
-
   /* A context per compile: LLVM contexts are not thread-safe, and compiles on several threads at once
    * (different keys) must not share one. */
   LLVMContextRef llvm = LLVMContextCreate();
@@ -164,6 +221,10 @@ static fj_status runtime_obtain_module(fj_context *context, const attention_prob
   const fj_backend *backend = context->backend;
   char function_name[96];
   snprintf(function_name, sizeof function_name, "fj_%s", context->family->name);
+  char what[768], key_text[256], config_text[256];
+  core_attention_key_string(&problem->key, key_text, sizeof key_text);
+  kernel_config_string(context->family, config, config_text, sizeof config_text);
+  snprintf(what, sizeof what, "%s %s for %s", context->family->name, config_text, key_text);
   double start = runtime_now_ms();
 
   if (context->disk_cache) {
@@ -176,8 +237,7 @@ static fj_status runtime_obtain_module(fj_context *context, const attention_prob
       if (status == FJ_OK) {
         out->compile_ms = runtime_now_ms() - start;
         snprintf(out->source, sizeof out->source, "disk");
-        core_log(LOG_DEBUG, "kernel %s loaded from disk cache in %.1f ms", function_name,
-                 out->compile_ms);
+        core_log(LOG_DEBUG, "kernel %s loaded from disk cache in %.1f ms", what, out->compile_ms);
         return FJ_OK;
       }
       char path[PATH_MAX + 64] = "?";
@@ -188,13 +248,13 @@ static fj_status runtime_obtain_module(fj_context *context, const attention_prob
   }
 
   jit_buffer object = {0};
-  fj_status status = runtime_compile(context, problem, config, function_name, &object);
+  fj_status status = runtime_compile(context, problem, config, function_name, what, &object);
   if (status != FJ_OK) return status;
   double compiled = runtime_now_ms();
   if (context->disk_cache) {
     if (bincache_store(context->cache_dir, cache_key, backend->binary_kind, object.data, object.size) !=
         FJ_OK) {
-      core_log(LOG_WARN, "kernel %s not stored in the disk cache: %s", function_name, fj_last_error());
+      core_log(LOG_WARN, "kernel %s not stored in the disk cache: %s", what, fj_last_error());
       core_error_clear();
     }
   }
@@ -204,7 +264,7 @@ static fj_status runtime_obtain_module(fj_context *context, const attention_prob
   if (status != FJ_OK) return status;
   out->compile_ms = runtime_now_ms() - start;
   snprintf(out->source, sizeof out->source, "jit");
-  core_log(LOG_DEBUG, "kernel %s compiled in %.1f ms (%.1f ms including store and load)", function_name,
+  core_log(LOG_DEBUG, "kernel %s compiled in %.1f ms (%.1f ms including store and load)", what,
            compiled - start, out->compile_ms);
   return FJ_OK;
 }
@@ -214,7 +274,8 @@ static fj_status runtime_obtain_module(fj_context *context, const attention_prob
 static fj_status runtime_build(fj_context *context, const attention_problem *problem,
                                const kernel_config *given, runtime_kernel *kernel) {
   kernel_config config;
-  fj_status status = runtime_choose_config(context, problem, given, &config);
+  fj_status status = runtime_choose_config(context, problem, given, &config, kernel->config_source,
+                                           sizeof kernel->config_source);
   if (status != FJ_OK) return status;
   kernel->family = context->family;
   kernel->config = config;
@@ -350,4 +411,6 @@ void runtime_table_destroy(fj_context *context) {
     m = next;
   }
   context->modules = NULL;
+  tuning_db_close(context->tuning);
+  context->tuning = NULL;
 }

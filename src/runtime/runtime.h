@@ -14,6 +14,9 @@ typedef struct runtime_kernel {
   void *module;
   void *function;
   char source[16];       /* how it was obtained: "jit", "disk", for logs and bench */
+  char config_source[16]; /* where the config came from: "explicit" (the caller's), "tuned" (the tuning
+                             database's winner for this key), "tuned-nearest" (its winner for the nearest
+                             sequence-length bucket), "default" (the family's heuristic) */
   double compile_ms;     /* time spent getting it (compile or disk load) */
 } runtime_kernel;
 
@@ -29,4 +32,12 @@ const fj_backend *runtime_backend(const fj_context *context);
 int runtime_device_index(const fj_context *context);
 const jit_target *runtime_target(const fj_context *context);
 const char *runtime_cache_dir(const fj_context *context);
+/* How kernels on the context's device are timed ("cpu-wall"): tuning results are only reused under the
+ * method they were measured with. */
+const char *runtime_timing_method(const fj_context *context);
+
+/* warmup.c: the problem a shape stands for (key and sizes; packed tensors, no data), enough to choose,
+ * compile and load its kernel. FJ_INVALID_ARGUMENT naming `what` and the field when a value is wrong. */
+fj_status runtime_problem_from_shape(const fj_problem_shape *shape, const char *what,
+                                     attention_problem *out);
 #endif

@@ -45,6 +45,9 @@ struct fj_context {
   pthread_cond_t built;         /* signalled whenever an entry leaves RUNTIME_BUILDING */
   runtime_entry *buckets[RUNTIME_TABLE_BUCKETS];
   runtime_module *modules;
+  /* The tuning database, opened on the first lookup that finds the file (kernel_table.c); read only. */
+  struct tuning_db *tuning;
+  int tuning_failed;            /* it could not be opened: not tried again */
 };
 
 /* kernel_table.c: frees every entry and unloads every module (at context destruction). */

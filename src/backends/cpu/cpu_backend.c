@@ -15,6 +15,8 @@
 #include "kernels/attention_fwd_cpu_abi.h"
 
 #define CPU_SCRATCH_ALIGN 64
+/* Far above any real core count; a larger request is a bug in the caller, not a wish to honour. */
+#define CPU_MAX_THREADS 4096
 
 struct backend_device {
   core_pool *pool;
@@ -90,7 +92,8 @@ static fj_status cpu_ready(void) {
 static int cpu_device_count(void) { return 1; }
 
 static fj_status cpu_check_index(int index) {
-  if (index != 0) return core_error(FJ_NO_DEVICE, "cpu:%d does not exist; the only CPU device is cpu:0", index);
+  if (index != 0)
+    return core_error(FJ_NO_DEVICE, "cpu:%d does not exist; the only CPU device is cpu:0", index);
   return FJ_OK;
 }
 
@@ -130,7 +133,9 @@ static fj_status cpu_device_open(int index, int num_threads, backend_device **ou
   *out = NULL;
   fj_status status = cpu_check_index(index);
   if (status != FJ_OK) return status;
-  if (num_threads < 0) return core_error(FJ_INVALID_ARGUMENT, "num_threads=%d must be >= 0", num_threads);
+  if (num_threads < 0 || num_threads > CPU_MAX_THREADS)
+    return core_error(FJ_INVALID_ARGUMENT, "num_threads=%d must be from 0 (one per core) to %d",
+                      num_threads, CPU_MAX_THREADS);
   int threads = num_threads == 0 ? core_online_cores() : num_threads;
   if (threads < 1) threads = 1;
 

@@ -29,7 +29,7 @@ static double peak_now(void) {
 /* Chains in flight: 16 covers latency 4 x 2 pipes with room to spare, and 16 + the two operands fit
  * in 32 AVX-512 registers. With 16 registers (AVX2, SSE) four are kept free so nothing spills. */
 static int peak_accumulators(const jit_target *target) {
-  int regs = target->vector_registers > 0 ? target->vector_registers : 16;
+  int regs = target->vector_registers >= 16 ? target->vector_registers : 16;
   return regs >= 32 ? 16 : regs - 4;
 }
 
@@ -111,13 +111,14 @@ static fj_status peak_build(LLVMContextRef context, LLVMModuleRef module, int la
   }
 
   LLVMPositionBuilderAtEnd(b, done);
-  LLVMValueRef total = NULL;
+  LLVMValueRef out[16] = {NULL};
   for (int k = 0; k < accumulators; k++) {
-    LLVMValueRef out = LLVMBuildPhi(b, vec, "out");
-    LLVMAddIncoming(out, &init[k], &entry, 1);
-    LLVMAddIncoming(out, &next[k], &loop, 1);
-    total = total ? LLVMBuildFAdd(b, total, out, "") : out;
+    out[k] = LLVMBuildPhi(b, vec, "out");
+    LLVMAddIncoming(out[k], &init[k], &entry, 1);
+    LLVMAddIncoming(out[k], &next[k], &loop, 1);
   }
+  LLVMValueRef total = out[0];
+  for (int k = 1; k < accumulators; k++) total = LLVMBuildFAdd(b, total, out[k], "");
   LLVMValueRef sum = LLVMBuildExtractElement(b, total, LLVMConstInt(i32, 0, 0), "");
   for (int l = 1; l < lanes; l++)
     sum = LLVMBuildFAdd(b, sum, LLVMBuildExtractElement(b, total, LLVMConstInt(i32, (unsigned)l, 0), ""),

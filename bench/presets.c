@@ -1,0 +1,413 @@
+/* presets.c: named problem lists for common models and the reader of shapes files. A preset is what an
+ * operator tunes overnight without writing a file: each model's attention (heads, KV heads, head dim)
+ * at the prefill lengths and the decode shape it serves. Shapes files say the same for a deployment's
+ * own shapes, as text lines (the flags of `flashjit bench`, with or without dashes) or as JSON. */
+#include "bench/presets.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache/json_reader.h"
+#include "core/dtype.h"
+
+/* One model's attention: query heads, KV heads, head dim. */
+typedef struct preset_model {
+  const char *name;
+  const char *title;
+  int heads, kv_heads, head_dim;
+} preset_model;
+
+static const preset_model preset_models[] = {
+    {"llama3-8b", "Llama-3-8B", 32, 8, 128},
+    {"llama3-70b", "Llama-3-70B", 64, 8, 128},
+    {"mistral-7b", "Mistral-7B", 32, 8, 128},
+    {"qwen2.5-7b", "Qwen2.5-7B", 28, 4, 128},
+};
+#define PRESET_MODEL_COUNT ((int)(sizeof preset_models / sizeof preset_models[0]))
+
+/* Prefill lengths: one per power-of-two bucket, so each is its own tuning key. */
+static const int64_t preset_prefill_lengths[] = {512, 1024, 2048, 4096};
+#define PRESET_PREFILL_COUNT ((int)(sizeof preset_prefill_lengths / sizeof preset_prefill_lengths[0]))
+/* Decode: one query per sequence against a long cache. The key does not name the KV length, so one
+ * representative length per model is all a tuner can use. */
+#define PRESET_DECODE_KV 8192
+#define PRESET_DECODE_BATCH 8
+
+int presets_append(preset_shapes *list, const fj_problem_shape *shape, const char *label) {
+  fj_problem_shape *shapes = realloc(list->shapes, (size_t)(list->count + 1) * sizeof *shapes);
+  if (shapes == NULL) return -1;
+  list->shapes = shapes;
+  char (*labels)[96] = realloc(list->labels, (size_t)(list->count + 1) * sizeof *labels);
+  if (labels == NULL) return -1;
+  list->labels = labels;
+  list->shapes[list->count] = *shape;
+  snprintf(list->labels[list->count], sizeof list->labels[list->count], "%s", label ? label : "");
+  list->count++;
+  return 0;
+}
+
+void presets_free(preset_shapes *list) {
+  if (list == NULL) return;
+  free(list->shapes);
+  free(list->labels);
+  memset(list, 0, sizeof *list);
+}
+
+static int preset_add_model(preset_shapes *out, const preset_model *m, int prefill, int decode) {
+  char label[96];
+  if (prefill)
+    for (int i = 0; i < PRESET_PREFILL_COUNT; i++) {
+      fj_problem_shape s;
+      fj_problem_shape_init(&s);
+      s.heads = m->heads;
+      s.kv_heads = m->kv_heads;
+      s.head_dim = m->head_dim;
+      s.seqlen_q = s.seqlen_kv = preset_prefill_lengths[i];
+      s.causal = 1;
+      snprintf(label, sizeof label, "%s prefill s%" PRId64, m->name, s.seqlen_q);
+      if (presets_append(out, &s, label) != 0) return -1;
+    }
+  if (decode) {
+    fj_problem_shape s;
+    fj_problem_shape_init(&s);
+    s.batch = PRESET_DECODE_BATCH;
+    s.heads = m->heads;
+    s.kv_heads = m->kv_heads;
+    s.head_dim = m->head_dim;
+    s.seqlen_q = 1;
+    s.seqlen_kv = PRESET_DECODE_KV;
+    s.causal = 1;
+    snprintf(label, sizeof label, "%s decode kv%d", m->name, PRESET_DECODE_KV);
+    if (presets_append(out, &s, label) != 0) return -1;
+  }
+  return 0;
+}
+
+/* The distinct attention shapes of the models (Mistral-7B's equals Llama-3-8B's). */
+static int preset_is_repeat(int index) {
+  for (int j = 0; j < index; j++)
+    if (preset_models[j].heads == preset_models[index].heads &&
+        preset_models[j].kv_heads == preset_models[index].kv_heads &&
+        preset_models[j].head_dim == preset_models[index].head_dim)
+      return 1;
+  return 0;
+}
+
+int presets_get(const char *name, preset_shapes *out) {
+  memset(out, 0, sizeof *out);
+  int rc = -1;
+  for (int i = 0; i < PRESET_MODEL_COUNT; i++)
+    if (strcmp(name, preset_models[i].name) == 0) rc = preset_add_model(out, &preset_models[i], 1, 1);
+  if (strcmp(name, "prefill") == 0 || strcmp(name, "decode") == 0) {
+    rc = 0;
+    for (int i = 0; i < PRESET_MODEL_COUNT && rc == 0; i++)
+      if (!preset_is_repeat(i))
+        rc = preset_add_model(out, &preset_models[i], name[0] == 'p', name[0] == 'd');
+  }
+  if (strcmp(name, "smoke") == 0) {
+    fj_problem_shape s;
+    fj_problem_shape_init(&s);
+    s.dtype = core_dtype_to_dlpack(DTYPE_F32);
+    s.heads = s.kv_heads = 2;
+    s.seqlen_q = s.seqlen_kv = 256;
+    s.head_dim = 64;
+    rc = presets_append(out, &s, "smoke b1 h2 s256 d64 fp32");
+  }
+  if (rc != 0) presets_free(out);
+  return rc;
+}
+
+void presets_print(FILE *out) {
+  for (int i = 0; i < PRESET_MODEL_COUNT; i++) {
+    const preset_model *m = &preset_models[i];
+    fprintf(out, "  %-12s %s: %d heads, %d KV heads, head dim %d, bf16, causal; prefill at", m->name, m->title,
+            m->heads, m->kv_heads, m->head_dim);
+    for (int j = 0; j < PRESET_PREFILL_COUNT; j++) fprintf(out, " %" PRId64, preset_prefill_lengths[j]);
+    fprintf(out, ", decode (seqlen_q 1) against %d keys, batch %d\n", PRESET_DECODE_KV, PRESET_DECODE_BATCH);
+  }
+  fprintf(out, "  %-12s the prefill lengths of every distinct model shape above\n", "prefill");
+  fprintf(out, "  %-12s the decode shape of every distinct model shape above\n", "decode");
+  fprintf(out, "  %-12s one tiny problem (b1 h2 s256 d64 fp32): checks that tuning works at all\n", "smoke");
+}
+
+void presets_describe(const fj_problem_shape *s, char *buffer, size_t size) {
+  dtype_id dtype = DTYPE_BF16;
+  core_dtype_from_dlpack(s->dtype, &dtype);
+  snprintf(buffer, size, "b%" PRId64 " h%d/%d sq%" PRId64 " skv%" PRId64 " d%d %s%s%s", s->batch, s->heads,
+           s->kv_heads, s->seqlen_q, s->seqlen_kv, s->head_dim, core_dtype_name(dtype), s->causal ? " causal" : "",
+           s->with_lse ? " lse" : "");
+}
+
+void presets_help(FILE *out) {
+  fprintf(out,
+          "shapes files:\n"
+          "  One problem per line, written as name=value words (or the flags of flashjit bench,\n"
+          "  with or without their dashes); '#' starts a comment; unnamed values take bench's\n"
+          "  defaults (batch 1, heads 8, kv_heads = heads, seqlen 2048, head_dim 128, bf16):\n"
+          "      # Llama-3-8B prefill and decode\n"
+          "      heads=32 kv_heads=8 head_dim=128 seqlen=2048 dtype=bf16 causal\n"
+          "      --batch 8 --heads 32 --kv-heads 8 --seqlen-q 1 --seqlen-kv 8192 --causal\n"
+          "      preset=qwen2.5-7b\n"
+          "  names: batch, heads, kv_heads, seqlen (q and kv), seqlen_q, seqlen_kv, head_dim, dtype,\n"
+          "  causal[=0|1], lse[=0|1], preset=NAME (a whole preset, alone on its line).\n"
+          "  Or JSON: an array of objects with the same names, or {\"problems\": [...]}:\n"
+          "      [{\"heads\": 32, \"kv_heads\": 8, \"seqlen\": 2048, \"causal\": true}]\n"
+          "\n"
+          "presets:\n");
+  presets_print(out);
+}
+
+/* ---- reading shapes files ----------------------------------------------------------------------- */
+
+static int preset_fail(char *why, size_t why_size, const char *format, ...) __attribute__((format(printf, 3, 4)));
+static int preset_fail(char *why, size_t why_size, const char *format, ...) {
+  va_list ap;
+  va_start(ap, format);
+  vsnprintf(why, why_size, format, ap);
+  va_end(ap);
+  return -1;
+}
+
+static int preset_parse_int(const char *text, int64_t min, int64_t max, int64_t *out) {
+  if (text == NULL || *text == '\0') return -1;
+  errno = 0;
+  char *end = NULL;
+  long long v = strtoll(text, &end, 10);
+  if (errno != 0 || *end != '\0' || v < min || v > max) return -1;
+  *out = (int64_t)v;
+  return 0;
+}
+
+static int preset_parse_bool(const char *text, int *out) {
+  if (text == NULL || strcmp(text, "1") == 0 || strcmp(text, "true") == 0 || strcmp(text, "yes") == 0) {
+    *out = 1;
+    return 0;
+  }
+  if (strcmp(text, "0") == 0 || strcmp(text, "false") == 0 || strcmp(text, "no") == 0) {
+    *out = 0;
+    return 0;
+  }
+  return -1;
+}
+
+/* Applies name=value (value NULL for a bare flag) to a shape; *kv_set / *seqlen_kv_set track whether
+ * kv_heads and seqlen_kv were named (else they follow heads and seqlen). */
+static int preset_apply(fj_problem_shape *s, const char *name, const char *value, int *kv_set, int *skv_set,
+                        char *why, size_t why_size) {
+  char key[32];
+  snprintf(key, sizeof key, "%s", name);
+  for (char *c = key; *c; c++)
+    if (*c == '-') *c = '_';
+  int64_t v = 0;
+  if (strcmp(key, "causal") == 0 || strcmp(key, "lse") == 0) {
+    int flag;
+    if (preset_parse_bool(value, &flag) != 0)
+      return preset_fail(why, why_size, "%s=%s: expected 0 or 1", name, value);
+    if (key[0] == 'c')
+      s->causal = flag;
+    else
+      s->with_lse = flag;
+    return 0;
+  }
+  if (value == NULL) return preset_fail(why, why_size, "%s needs a value", name);
+  if (strcmp(key, "dtype") == 0) {
+    dtype_id dtype;
+    if (!core_dtype_parse(value, &dtype))
+      return preset_fail(why, why_size, "dtype=%s: expected fp32, fp16 or bf16", value);
+    s->dtype = core_dtype_to_dlpack(dtype);
+    return 0;
+  }
+  struct {
+    const char *name;
+    int64_t min, max;
+  } ints[] = {{"batch", 1, INT32_MAX},      {"heads", 1, 65536},          {"kv_heads", 1, 65536},
+              {"seqlen", 1, INT32_MAX},     {"seqlen_q", 1, INT32_MAX},   {"seqlen_kv", 0, INT32_MAX},
+              {"head_dim", 8, 256}};
+  for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+    if (strcmp(key, ints[i].name) != 0) continue;
+    if (preset_parse_int(value, ints[i].min, ints[i].max, &v) != 0)
+      return preset_fail(why, why_size, "%s=%s: expected an integer from %" PRId64 " to %" PRId64, name, value,
+                         ints[i].min, ints[i].max);
+    switch (i) {
+      case 0: s->batch = v; break;
+      case 1: s->heads = (int)v; break;
+      case 2: s->kv_heads = (int)v; *kv_set = 1; break;
+      case 3: s->seqlen_q = v; if (!*skv_set) s->seqlen_kv = v; break;
+      case 4: s->seqlen_q = v; break;
+      case 5: s->seqlen_kv = v; *skv_set = 1; break;
+      case 6: s->head_dim = (int)v; break;
+    }
+    return 0;
+  }
+  return preset_fail(why, why_size, "unknown name \"%s\" (batch, heads, kv_heads, seqlen, seqlen_q, seqlen_kv, "
+                     "head_dim, dtype, causal, lse, preset)", name);
+}
+
+static int preset_finish(fj_problem_shape *s, int kv_set, char *why, size_t why_size) {
+  if (!kv_set) s->kv_heads = s->heads;
+  if (s->head_dim % 8 != 0) return preset_fail(why, why_size, "head_dim=%d is not a multiple of 8", s->head_dim);
+  if (s->heads % s->kv_heads != 0)
+    return preset_fail(why, why_size, "heads=%d is not a multiple of kv_heads=%d", s->heads, s->kv_heads);
+  if (s->seqlen_kv == 0) return preset_fail(why, why_size, "seqlen_kv=0: no kernel runs, nothing to tune");
+  return 0;
+}
+
+static int preset_read_line(char *line, int number, preset_shapes *out, char *why, size_t why_size) {
+  char *hash = strchr(line, '#');
+  if (hash) *hash = '\0';
+  char *words[64];
+  int n = 0;
+  for (char *w = strtok(line, " \t\r\n"); w != NULL; w = strtok(NULL, " \t\r\n")) {
+    if (n == 64) return preset_fail(why, why_size, "line %d: too many words", number);
+    words[n++] = w;
+  }
+  if (n == 0) return 0;
+  fj_problem_shape s;
+  fj_problem_shape_init(&s);
+  int kv_set = 0, skv_set = 0;
+  char detail[200];
+  for (int i = 0; i < n; i++) {
+    char *name = words[i];
+    while (*name == '-') name++;
+    char *value = strchr(name, '=');
+    if (value) {
+      *value++ = '\0';
+    } else if (strcmp(name, "causal") != 0 && strcmp(name, "lse") != 0 && i + 1 < n && words[i + 1][0] != '-' &&
+               strchr(words[i + 1], '=') == NULL) {
+      value = words[++i];  /* "--heads 32" */
+    }
+    if (strcmp(name, "preset") == 0) {
+      /* a whole preset: "preset=NAME" or "--preset NAME", and nothing else on the line */
+      preset_shapes p;
+      if (value == NULL || i != n - 1 || n > 2)
+        return preset_fail(why, why_size, "line %d: preset=NAME stands alone on its line", number);
+      if (presets_get(value, &p) != 0) return preset_fail(why, why_size, "line %d: unknown preset \"%s\"", number, value);
+      for (int k = 0; k < p.count; k++)
+        if (presets_append(out, &p.shapes[k], p.labels[k]) != 0) {
+          presets_free(&p);
+          return preset_fail(why, why_size, "out of memory");
+        }
+      presets_free(&p);
+      return 0;
+    }
+    if (preset_apply(&s, name, value, &kv_set, &skv_set, detail, sizeof detail) != 0)
+      return preset_fail(why, why_size, "line %d: %s", number, detail);
+  }
+  if (preset_finish(&s, kv_set, detail, sizeof detail) != 0)
+    return preset_fail(why, why_size, "line %d: %s", number, detail);
+  char label[96];
+  snprintf(label, sizeof label, "line %d", number);
+  return presets_append(out, &s, label) == 0 ? 0 : preset_fail(why, why_size, "out of memory");
+}
+
+static int preset_read_json(const char *text, size_t size, preset_shapes *out, char *why, size_t why_size) {
+  json_value *root = NULL;
+  if (json_parse(text, size, &root) != FJ_OK) return preset_fail(why, why_size, "%s", fj_last_error());
+  const json_value *list = root->type == JSON_OBJECT ? json_get(root, "problems") : root;
+  int rc = 0;
+  if (list == NULL || list->type != JSON_ARRAY) {
+    rc = preset_fail(why, why_size, "JSON: expected an array of problems or {\"problems\": [...]}");
+  }
+  for (size_t i = 0; rc == 0 && i < list->count; i++) {
+    const json_value *item = &list->items[i];
+    char detail[200];
+    if (item->type != JSON_OBJECT) {
+      rc = preset_fail(why, why_size, "problems[%zu]: expected an object, got %s", i, json_type_name(item->type));
+      break;
+    }
+    fj_problem_shape s;
+    fj_problem_shape_init(&s);
+    int kv_set = 0, skv_set = 0;
+    /* seqlen first, so that an explicit seqlen_kv wins whatever the member order */
+    for (int pass = 0; pass < 2 && rc == 0; pass++)
+      for (size_t m = 0; m < item->count && rc == 0; m++) {
+        const char *name = item->keys[m];
+        const json_value *v = &item->items[m];
+        if ((strcmp(name, "seqlen") == 0) != (pass == 0)) continue;
+        if (strcmp(name, "label") == 0 || strcmp(name, "name") == 0) continue;
+        char value[64];
+        if (v->type == JSON_STRING)
+          snprintf(value, sizeof value, "%s", v->string);
+        else if (v->type == JSON_NUMBER && v->is_integer)
+          snprintf(value, sizeof value, "%" PRId64, v->integer);
+        else if (v->type == JSON_TRUE || v->type == JSON_FALSE)
+          snprintf(value, sizeof value, "%d", v->type == JSON_TRUE);
+        else {
+          rc = preset_fail(why, why_size, "problems[%zu].%s: expected an integer, a string or a boolean", i, name);
+          break;
+        }
+        if (preset_apply(&s, name, value, &kv_set, &skv_set, detail, sizeof detail) != 0)
+          rc = preset_fail(why, why_size, "problems[%zu]: %s", i, detail);
+      }
+    if (rc == 0 && preset_finish(&s, kv_set, detail, sizeof detail) != 0)
+      rc = preset_fail(why, why_size, "problems[%zu]: %s", i, detail);
+    const json_value *label = json_get(item, "label");
+    char text_label[96];
+    snprintf(text_label, sizeof text_label, "%s", label && label->type == JSON_STRING ? label->string : "");
+    if (rc == 0 && presets_append(out, &s, text_label) != 0) rc = preset_fail(why, why_size, "out of memory");
+  }
+  json_free(root);
+  return rc;
+}
+
+int presets_read_file(const char *path, preset_shapes *out, char *why, size_t why_size) {
+  memset(out, 0, sizeof *out);
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) return preset_fail(why, why_size, "cannot open: %s", strerror(errno));
+  char *text = NULL;
+  size_t size = 0, capacity = 0;
+  char chunk[4096];
+  size_t n;
+  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+    if (size + n + 1 > capacity) {
+      capacity = (size + n + 1) * 2;
+      if (capacity > ((size_t)64 << 20)) {
+        fclose(f);
+        free(text);
+        return preset_fail(why, why_size, "larger than 64 MiB; not a shapes file");
+      }
+      char *grown = realloc(text, capacity);
+      if (grown == NULL) {
+        fclose(f);
+        free(text);
+        return preset_fail(why, why_size, "out of memory");
+      }
+      text = grown;
+    }
+    memcpy(text + size, chunk, n);
+    size += n;
+  }
+  int read_error = ferror(f);
+  fclose(f);
+  if (read_error) {
+    free(text);
+    return preset_fail(why, why_size, "read error");
+  }
+  if (text == NULL) return preset_fail(why, why_size, "empty: no problems");
+  text[size] = '\0';
+  const char *first = text;
+  while (*first && isspace((unsigned char)*first)) first++;
+  int rc;
+  if (*first == '[' || *first == '{') {
+    rc = preset_read_json(text, size, out, why, why_size);
+  } else {
+    rc = 0;
+    int number = 0;
+    for (char *line = text; line != NULL && rc == 0;) {
+      char *next = strchr(line, '\n');
+      if (next) *next++ = '\0';
+      number++;
+      rc = preset_read_line(line, number, out, why, why_size);
+      line = next;
+    }
+  }
+  free(text);
+  if (rc == 0 && out->count == 0) rc = preset_fail(why, why_size, "no problems in the file");
+  if (rc != 0) presets_free(out);
+  return rc;
+}

@@ -1,0 +1,107 @@
+/* warmup.c: getting a context ready before traffic arrives. A shape (sizes, no tensors) is turned into
+ * the problem key a real call of that shape would derive, and its kernel is chosen (tuned winner or
+ * default), compiled or loaded from the disk cache, and put into the context's table, so the first
+ * real call finds it there. The same conversion serves `flashjit cache warm` and the tuner's inputs. */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "runtime/runtime_internal.h"
+
+/* The first version of fj_problem_shape ends after with_lse. */
+#define RUNTIME_SHAPE_V1_SIZE (offsetof(fj_problem_shape, with_lse) + sizeof(int))
+
+void fj_problem_shape_init(fj_problem_shape *shape) {
+  if (shape == NULL) return;
+  memset(shape, 0, sizeof *shape);
+  shape->struct_size = (uint32_t)sizeof *shape;
+  shape->dtype = core_dtype_to_dlpack(DTYPE_BF16);
+  shape->batch = 1;
+  shape->seqlen_q = 2048;
+  shape->seqlen_kv = 2048;
+  shape->heads = 8;
+  shape->kv_heads = 8;
+  shape->head_dim = 128;
+}
+
+fj_status runtime_problem_from_shape(const fj_problem_shape *shape, const char *what,
+                                     attention_problem *out) {
+  if (what == NULL) what = "shape";
+  if (shape == NULL || out == NULL)
+    return core_error(FJ_INVALID_ARGUMENT, "%s: NULL shape or output", what);
+  if (shape->struct_size < RUNTIME_SHAPE_V1_SIZE)
+    return core_error(FJ_INVALID_ARGUMENT,
+                      "%s.struct_size=%" PRIu32 " is too small (%zu); call fj_problem_shape_init first",
+                      what, shape->struct_size, (size_t)RUNTIME_SHAPE_V1_SIZE);
+  dtype_id dtype;
+  if (!core_dtype_from_dlpack(shape->dtype, &dtype))
+    return core_error(FJ_INVALID_ARGUMENT, "%s.dtype=(code %d, bits %d, lanes %d) is not fp32, fp16 or bf16",
+                      what, (int)shape->dtype.code, (int)shape->dtype.bits, (int)shape->dtype.lanes);
+  if (shape->batch < 1)
+    return core_error(FJ_INVALID_ARGUMENT, "%s.batch=%" PRId64 " must be at least 1", what, shape->batch);
+  if (shape->seqlen_q < 1)
+    return core_error(FJ_INVALID_ARGUMENT, "%s.seqlen_q=%" PRId64 " must be at least 1", what,
+                      shape->seqlen_q);
+  if (shape->seqlen_kv < 0)
+    return core_error(FJ_INVALID_ARGUMENT, "%s.seqlen_kv=%" PRId64 " must be at least 0", what,
+                      shape->seqlen_kv);
+  if (shape->heads < 1 || shape->kv_heads < 1)
+    return core_error(FJ_INVALID_ARGUMENT, "%s.heads=%d, kv_heads=%d: both must be at least 1", what,
+                      shape->heads, shape->kv_heads);
+  if (shape->heads % shape->kv_heads != 0)
+    return core_error(FJ_INVALID_ARGUMENT, "%s.heads=%d is not a multiple of kv_heads=%d", what,
+                      shape->heads, shape->kv_heads);
+  if (shape->head_dim < 8 || shape->head_dim > 256 || shape->head_dim % 8 != 0)
+    return core_error(FJ_INVALID_ARGUMENT, "%s.head_dim=%d must be a multiple of 8 from 8 to 256", what,
+                      shape->head_dim);
+  memset(out, 0, sizeof *out);
+  out->key.kind = PROBLEM_ATTENTION_FWD;
+  out->key.dtype = (int)dtype;
+  out->key.head_dim = shape->head_dim;
+  out->key.heads = shape->heads;
+  out->key.kv_heads = shape->kv_heads;
+  out->key.causal = shape->causal != 0;
+  out->key.has_lse = shape->with_lse != 0;
+  out->key.d_contiguous = 1;  /* packed tensors, as the shape says */
+  out->key.seqlen_bucket = core_seqlen_bucket(shape->seqlen_q);
+  out->batch = shape->batch;
+  out->seqlen_q = shape->seqlen_q;
+  out->seqlen_kv = shape->seqlen_kv;
+  out->softmax_scale = (float)(1.0 / sqrt((double)shape->head_dim));
+  out->device.device_type = kDLCPU;
+  return FJ_OK;
+}
+
+fj_status fj_context_warmup(fj_context *context, const fj_problem_shape *shapes, size_t count,
+                            size_t *loaded) {
+  core_error_clear();
+  if (loaded != NULL) *loaded = 0;
+  if (context == NULL) return core_error(FJ_INVALID_ARGUMENT, "context is NULL");
+  if (shapes == NULL && count > 0)
+    return core_error(FJ_INVALID_ARGUMENT, "shapes is NULL but count=%zu", count);
+  for (size_t i = 0; i < count; i++) {
+    char what[48];
+    snprintf(what, sizeof what, "shapes[%zu]", i);
+    attention_problem problem;
+    fj_status status = runtime_problem_from_shape(&shapes[i], what, &problem);
+    if (status != FJ_OK) return status;
+    runtime_kernel *kernel = NULL;
+    status = runtime_get_kernel(context, &problem, NULL, &kernel);
+    if (status != FJ_OK) {
+      core_error_prefix("%s: ", what);
+      return status;
+    }
+    if (core_log_enabled(LOG_INFO)) {
+      char key[256], config[256];
+      core_attention_key_string(&problem.key, key, sizeof key);
+      kernel_config_string(kernel->family, &kernel->config, config, sizeof config);
+      core_log(LOG_INFO, "warmup: %s: %s (%s config, %s, %.1f ms)", key, config, kernel->config_source,
+               kernel->source, kernel->compile_ms);
+    }
+    if (loaded != NULL) *loaded = i + 1;
+  }
+  return FJ_OK;
+}

@@ -1,0 +1,615 @@
+/* test_cli.c: the `flashjit` command end to end, run as a child process the way a person or a script
+ * runs it: help and version, `info --json` (parsed as JSON, a CPU device with a positive measured peak),
+ * `bench --check --json` on small odd shapes of every dtype (exit 0, error under the dtype's bound),
+ * the disk cache seen from the command, and a list of bad invocations that must each exit non-zero by
+ * themselves (a signal is a failure) with exactly one line on stderr naming the flag. */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <math.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/dtype.h"
+
+extern char **environ;
+
+static int passed, failed;
+static char scratch[256];  /* this run's temporary folder */
+
+static void check(int ok, const char *format, ...) __attribute__((format(printf, 2, 3)));
+static void check(int ok, const char *format, ...) {
+  va_list ap;
+  va_start(ap, format);
+  printf("%s ", ok ? "ok  " : "FAIL");
+  vprintf(format, ap);
+  printf("\n");
+  va_end(ap);
+  fflush(stdout);
+  if (ok)
+    passed++;
+  else
+    failed++;
+}
+
+/* ---- running the command ---------------------------------------------------------------------- */
+
+typedef struct cli_result {
+  int exited;      /* 1 when it exited by itself (not by a signal, not killed for a timeout) */
+  int code;        /* exit code when exited */
+  int signal;      /* the signal when it did not */
+  char *out, *err; /* what it printed, NUL-terminated */
+} cli_result;
+
+static char *read_file(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) return strdup("");
+  size_t cap = 4096, len = 0;
+  char *text = malloc(cap);
+  size_t n;
+  while (text && (n = fread(text + len, 1, cap - len - 1, f)) > 0) {
+    len += n;
+    if (cap - len < 2) {
+      char *grown = realloc(text, cap * 2);
+      if (grown == NULL) break;
+      text = grown;
+      cap *= 2;
+    }
+  }
+  fclose(f);
+  if (text) text[len] = '\0';
+  return text ? text : strdup("");
+}
+
+/* Runs FJ_TEST_CLI with args (NULL-terminated), stdin from /dev/null, a 300 s limit. */
+static cli_result run_cli(const char *const *args) {
+  cli_result r = {0};
+  char out_path[512], err_path[512];
+  snprintf(out_path, sizeof out_path, "%s/stdout", scratch);
+  snprintf(err_path, sizeof err_path, "%s/stderr", scratch);
+  const char *argv[64];
+  int argc = 0;
+  argv[argc++] = FJ_TEST_CLI;
+  for (int i = 0; args[i] && argc < 63; i++) argv[argc++] = args[i];
+  argv[argc] = NULL;
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  posix_spawn_file_actions_addopen(&actions, 2, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  pid_t pid;
+  int rc = posix_spawn(&pid, FJ_TEST_CLI, &actions, NULL, (char *const *)argv, environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) {
+    r.out = strdup("");
+    r.err = strdup(strerror(rc));
+    return r;
+  }
+  int status = 0;
+  for (int waited_ms = 0;; waited_ms += 10) {
+    pid_t done = waitpid(pid, &status, WNOHANG);
+    if (done == pid) break;
+    if (done < 0 && errno != EINTR) break;
+    if (waited_ms > 300000) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      printf("     (killed after 300 s)\n");
+      break;
+    }
+    struct timespec ten_ms = {0, 10000000};
+    nanosleep(&ten_ms, NULL);
+  }
+  if (WIFEXITED(status)) {
+    r.exited = 1;
+    r.code = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    r.signal = WTERMSIG(status);
+  }
+  r.out = read_file(out_path);
+  r.err = read_file(err_path);
+  return r;
+}
+
+static void cli_result_free(cli_result *r) {
+  free(r->out);
+  free(r->err);
+}
+
+static int count_lines(const char *text) {
+  int n = 0;
+  for (; *text; text++) n += *text == '\n';
+  return n;
+}
+
+/* ---- a small JSON parser: enough to check the output is valid JSON and to read fields ------------- */
+
+typedef enum jtype { J_NULL, J_BOOL, J_NUMBER, J_STRING, J_ARRAY, J_OBJECT } jtype;
+
+typedef struct jvalue {
+  jtype type;
+  double number;           /* J_NUMBER, J_BOOL */
+  char *string;            /* J_STRING */
+  int count;               /* J_ARRAY, J_OBJECT */
+  char **keys;             /* J_OBJECT */
+  struct jvalue **items;   /* J_ARRAY, J_OBJECT */
+} jvalue;
+
+typedef struct jparser {
+  const char *p;
+  int error;
+} jparser;
+
+static void jfree(jvalue *v) {
+  if (v == NULL) return;
+  free(v->string);
+  for (int i = 0; i < v->count; i++) {
+    if (v->keys) free(v->keys[i]);
+    jfree(v->items[i]);
+  }
+  free(v->keys);
+  free(v->items);
+  free(v);
+}
+
+static void jskip(jparser *j) {
+  while (*j->p == ' ' || *j->p == '\n' || *j->p == '\t' || *j->p == '\r') j->p++;
+}
+
+static jvalue *jparse_value(jparser *j, int depth);
+
+static char *jparse_string(jparser *j) {
+  if (*j->p != '"') {
+    j->error = 1;
+    return NULL;
+  }
+  j->p++;
+  size_t cap = 64, len = 0;
+  char *s = malloc(cap);
+  while (s && *j->p != '"') {
+    unsigned char c = (unsigned char)*j->p;
+    if (c == '\0' || c < 0x20) {
+      j->error = 1;
+      break;
+    }
+    if (c == '\\') {
+      j->p++;
+      char e = *j->p;
+      if (e == 'u') {
+        for (int i = 1; i <= 4; i++)
+          if (!strchr("0123456789abcdefABCDEF", j->p[i]) || j->p[i] == '\0') j->error = 1;
+        if (j->error) break;
+        c = '?';  /* the tests never look at escaped code points */
+        j->p += 4;
+      } else if (e && strchr("\"\\/bfnrt", e)) {
+        c = e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r' : e == 'b' ? '\b' : e == 'f' ? '\f' : (unsigned char)e;
+      } else {
+        j->error = 1;
+        break;
+      }
+    }
+    if (len + 2 > cap) {
+      char *grown = realloc(s, cap *= 2);
+      if (grown == NULL) break;
+      s = grown;
+    }
+    s[len++] = (char)c;
+    j->p++;
+  }
+  if (s) s[len] = '\0';
+  if (j->error || s == NULL) {
+    free(s);
+    j->error = 1;
+    return NULL;
+  }
+  j->p++;
+  return s;
+}
+
+static int jappend(jvalue *v, char *key, jvalue *item) {
+  char **keys = v->type == J_OBJECT ? realloc(v->keys, (size_t)(v->count + 1) * sizeof *keys) : NULL;
+  if (v->type == J_OBJECT) {
+    if (keys == NULL) return -1;
+    v->keys = keys;
+    v->keys[v->count] = key;
+  }
+  jvalue **items = realloc(v->items, (size_t)(v->count + 1) * sizeof *items);
+  if (items == NULL) return -1;
+  v->items = items;
+  v->items[v->count++] = item;
+  return 0;
+}
+
+static jvalue *jparse_container(jparser *j, jvalue *v, int depth) {
+  char close = v->type == J_OBJECT ? '}' : ']';
+  j->p++;
+  jskip(j);
+  if (*j->p == close) {
+    j->p++;
+    return v;
+  }
+  for (;;) {
+    char *key = NULL;
+    jskip(j);
+    if (v->type == J_OBJECT) {
+      key = jparse_string(j);
+      jskip(j);
+      if (j->error || *j->p != ':') {
+        free(key);
+        j->error = 1;
+        return v;
+      }
+      j->p++;
+    }
+    jvalue *item = jparse_value(j, depth + 1);
+    if (j->error || jappend(v, key, item) != 0) {
+      free(key);
+      jfree(item);
+      j->error = 1;
+      return v;
+    }
+    jskip(j);
+    if (*j->p == ',') {
+      j->p++;
+      continue;
+    }
+    if (*j->p == close) {
+      j->p++;
+      return v;
+    }
+    j->error = 1;
+    return v;
+  }
+}
+
+static jvalue *jparse_value(jparser *j, int depth) {
+  jskip(j);
+  jvalue *v = calloc(1, sizeof *v);
+  if (v == NULL || depth > 64) {
+    j->error = 1;
+    return v;
+  }
+  const char *p = j->p;
+  if (*p == '{' || *p == '[') {
+    v->type = *p == '{' ? J_OBJECT : J_ARRAY;
+    return jparse_container(j, v, depth);
+  }
+  if (*p == '"') {
+    v->type = J_STRING;
+    v->string = jparse_string(j);
+    return v;
+  }
+  if (strncmp(p, "true", 4) == 0 || strncmp(p, "false", 5) == 0) {
+    v->type = J_BOOL;
+    v->number = *p == 't';
+    j->p += *p == 't' ? 4 : 5;
+    return v;
+  }
+  if (strncmp(p, "null", 4) == 0) {
+    v->type = J_NULL;
+    j->p += 4;
+    return v;
+  }
+  /* JSON numbers: no leading '+', no "nan"/"inf", which strtod alone would take */
+  if (*p == '-' || (*p >= '0' && *p <= '9')) {
+    char *end = NULL;
+    v->type = J_NUMBER;
+    v->number = strtod(p, &end);
+    if (end == p || !isfinite(v->number)) j->error = 1;
+    j->p = end;
+    return v;
+  }
+  j->error = 1;
+  return v;
+}
+
+/* The whole text as one JSON value followed by nothing but whitespace; NULL when it is not JSON. */
+static jvalue *jparse(const char *text) {
+  jparser j = {text, 0};
+  jvalue *v = jparse_value(&j, 0);
+  jskip(&j);
+  if (j.error || *j.p != '\0') {
+    jfree(v);
+    return NULL;
+  }
+  return v;
+}
+
+static const jvalue *jget(const jvalue *object, const char *key) {
+  if (object == NULL || object->type != J_OBJECT) return NULL;
+  for (int i = 0; i < object->count; i++)
+    if (strcmp(object->keys[i], key) == 0) return object->items[i];
+  return NULL;
+}
+
+static double jnumber(const jvalue *object, const char *key, double otherwise) {
+  const jvalue *v = jget(object, key);
+  return v && v->type == J_NUMBER ? v->number : otherwise;
+}
+
+static const char *jstring(const jvalue *object, const char *key) {
+  const jvalue *v = jget(object, key);
+  return v && v->type == J_STRING ? v->string : "";
+}
+
+/* ---- checks ------------------------------------------------------------------------------------- */
+
+static void test_help_and_version(void) {
+  cli_result r = run_cli((const char *[]){"--version", NULL});
+  check(r.exited && r.code == 0 && strncmp(r.out, "flashjit ", 9) == 0 && strstr(r.out, "LLVM 22."),
+        "--version: %s", r.out[0] ? strtok(r.out, "\n") : "(nothing)");
+  cli_result_free(&r);
+
+  r = run_cli((const char *[]){"--help", NULL});
+  check(r.exited && r.code == 0 && strstr(r.out, "bench") && strstr(r.out, "info") && r.err[0] == '\0',
+        "--help lists the commands");
+  cli_result_free(&r);
+
+  r = run_cli((const char *[]){"help", "bench", NULL});
+  check(r.exited && r.code == 0 && strstr(r.out, "--head-dim") && strstr(r.out, "--check"),
+        "help bench describes the flags");
+  cli_result_free(&r);
+
+  r = run_cli((const char *[]){"bench", "--help", NULL});
+  check(r.exited && r.code == 0 && strstr(r.out, "--seqlen-kv"), "bench --help");
+  cli_result_free(&r);
+}
+
+static void test_info(const char *cache_dir) {
+  cli_result r = run_cli((const char *[]){"info", "--json", NULL});
+  jvalue *doc = r.exited && r.code == 0 ? jparse(r.out) : NULL;
+  check(doc != NULL && doc->type == J_OBJECT, "info --json exits 0 and prints one JSON object%s%s",
+        r.err[0] ? "; stderr: " : "", r.err);
+  const jvalue *devices = jget(doc, "devices");
+  double peak = 0.0;
+  const char *cpu_name = "";
+  for (int i = 0; devices && devices->type == J_ARRAY && i < devices->count; i++) {
+    const jvalue *d = devices->items[i];
+    if (strcmp(jstring(d, "backend"), "cpu") == 0) {
+      peak = jnumber(d, "peak_gflops", 0.0);
+      cpu_name = jstring(d, "name");
+    }
+  }
+  check(peak > 0.0, "info --json: a cpu device (%s) with peak_gflops %.1f > 0", cpu_name, peak);
+  check(strncmp(jstring(doc, "llvm"), "22.", 3) == 0, "info --json: llvm %s", jstring(doc, "llvm"));
+  check(strcmp(jstring(doc, "cache_dir"), cache_dir) == 0, "info --json: cache_dir follows FLASHJIT_CACHE_DIR");
+  const jvalue *host = jget(doc, "host");
+  check(jnumber(host, "vector_bits", 0) >= 128 && jstring(host, "cpu")[0] != '\0',
+        "info --json: host %s with %.0f-bit vectors", jstring(host, "cpu"), jnumber(host, "vector_bits", 0));
+  jfree(doc);
+  cli_result_free(&r);
+
+  r = run_cli((const char *[]){"info", NULL});
+  check(r.exited && r.code == 0 && strstr(r.out, "GFLOP/s") && strstr(r.out, "cpu:0"),
+        "info (text) shows cpu:0 and its peak");
+  cli_result_free(&r);
+}
+
+typedef struct bench_case {
+  const char *what;
+  const char *dtype;
+  const char *args[16];
+} bench_case;
+
+/* Runs bench --check --json with the case's flags; returns the parsed JSON (caller frees) or NULL. */
+static jvalue *run_bench_case(const bench_case *c, const char *extra_flag, const char *extra_value) {
+  const char *args[40];
+  int n = 0;
+  args[n++] = "bench";
+  args[n++] = "--check";
+  args[n++] = "--json";
+  args[n++] = "--warmup";
+  args[n++] = "1";
+  args[n++] = "--repeat";
+  args[n++] = "3";
+  args[n++] = "--dtype";
+  args[n++] = c->dtype;
+  for (int i = 0; c->args[i]; i++) args[n++] = c->args[i];
+  if (extra_flag) args[n++] = extra_flag;
+  if (extra_value) args[n++] = extra_value;
+  args[n] = NULL;
+  cli_result r = run_cli(args);
+  jvalue *doc = r.exited ? jparse(r.out) : NULL;
+  dtype_id dtype = DTYPE_F32;
+  core_dtype_parse(c->dtype, &dtype);
+  double bound = core_dtype_tolerance(dtype);
+  double err = jnumber(doc, "rel_err", NAN), err_lse = jnumber(doc, "rel_err_lse", NAN);
+  int ok = r.exited && r.code == 0 && doc != NULL;
+  ok = ok && err <= bound && err_lse <= bound;
+  ok = ok && jnumber(doc, "ms", -1) >= 0 && jnumber(doc, "ms_min", -1) >= 0 && jnumber(doc, "gflops", -1) >= 0;
+  ok = ok && strcmp(jstring(doc, "dtype"), core_dtype_name(dtype)) == 0 && jstring(doc, "config")[0];
+  ok = ok && jstring(doc, "device")[0] && jstring(doc, "kernel_source")[0];
+  ok = ok && jnumber(doc, "reference_ms", -1) >= 0 && jnumber(doc, "compile_ms", -1) >= 0;
+  check(ok, "bench %s%s%s: exit %d, rel_err %.3g, lse %.3g (bound %.3g), %.3f ms, config %s%s%s",
+        c->what, extra_flag ? " " : "", extra_flag ? extra_flag : "", r.exited ? r.code : -r.signal, err,
+        err_lse, bound, jnumber(doc, "ms", NAN), jstring(doc, "config"), r.err[0] ? "; stderr: " : "", r.err);
+  check(r.err[0] == '\0', "bench %s: nothing on stderr", c->what);
+  cli_result_free(&r);
+  if (!ok) {
+    jfree(doc);
+    return NULL;
+  }
+  return doc;
+}
+
+static void test_bench(void) {
+  static const bench_case cases[] = {
+      {"fp32 causal GQA, odd lengths", "fp32",
+       {"--batch", "2", "--heads", "4", "--kv-heads", "2", "--seqlen", "77", "--seqlen-kv", "93",
+        "--head-dim", "64", "--causal", NULL}},
+      {"bf16 d=128", "bf16", {"--heads", "2", "--seqlen", "128", "--head-dim", "128", NULL}},
+      {"fp16 causal MQA d=80, seqlen_kv > seqlen", "fp16",
+       {"--heads", "3", "--kv-heads", "1", "--seqlen", "33", "--seqlen-kv", "65", "--head-dim", "80",
+        "--causal", NULL}},
+      {"fp32 one query, one key, d=8", "fp32",
+       {"--heads", "1", "--seqlen", "1", "--head-dim", "8", NULL}},
+      {"bf16 causal with fully masked rows (seqlen 100 > seqlen_kv 37), d=96", "bf16",
+       {"--heads", "2", "--seqlen", "100", "--seqlen-kv", "37", "--head-dim", "96", "--causal", NULL}},
+      {"fp16 GQA d=256 on one thread", "fp16",
+       {"--heads", "4", "--kv-heads", "2", "--seqlen", "45", "--head-dim", "256", "--threads", "1", NULL}},
+  };
+  char first_config[256] = "";
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    jvalue *doc = run_bench_case(&cases[i], NULL, NULL);
+    if (doc && i == 0) snprintf(first_config, sizeof first_config, "%s", jstring(doc, "config"));
+    jfree(doc);
+  }
+
+  /* The config a run reports can be given back with --config and is then what runs. */
+  if (first_config[0]) {
+    jvalue *doc = run_bench_case(&cases[0], "--config", first_config);
+    check(doc && strcmp(jstring(doc, "config"), first_config) == 0 &&
+              strcmp(jstring(doc, "config_from"), "--config") == 0,
+          "bench --config \"%s\" runs that config", first_config);
+    jfree(doc);
+  }
+
+  /* A fresh cache folder: the first run compiles, the second loads what the first stored. */
+  char cache[512];
+  snprintf(cache, sizeof cache, "%s/cache-bench", scratch);
+  const char *args[] = {"bench", "--json", "--dtype", "fp32", "--seqlen", "40", "--head-dim", "48",
+                        "--heads", "2", "--warmup", "0", "--repeat", "1", "--cache-dir", cache, NULL};
+  cli_result r1 = run_cli(args), r2 = run_cli(args);
+  jvalue *d1 = jparse(r1.out), *d2 = jparse(r2.out);
+  check(r1.exited && r1.code == 0 && r2.exited && r2.code == 0 &&
+            strcmp(jstring(d1, "kernel_source"), "jit") == 0 && strcmp(jstring(d2, "kernel_source"), "disk") == 0,
+        "--cache-dir: first run %s, second run %s", jstring(d1, "kernel_source"), jstring(d2, "kernel_source"));
+  jfree(d1);
+  jfree(d2);
+  cli_result_free(&r1);
+  cli_result_free(&r2);
+
+  /* Text mode is for people: aligned labels and the check verdict. */
+  const char *text_args[] = {"bench", "--check", "--dtype", "bf16", "--seqlen", "20", "--head-dim", "32",
+                             "--heads", "2", "--warmup", "0", "--repeat", "2", NULL};
+  cli_result r = run_cli(text_args);
+  check(r.exited && r.code == 0 && strstr(r.out, "GFLOP/s") && strstr(r.out, "check       ok") &&
+            strstr(r.out, "speedup vs reference"),
+        "bench text output has the rate, the check and the reference speedup");
+  cli_result_free(&r);
+}
+
+typedef struct bad_case {
+  const char *args[12];
+  const char *names;  /* what the one stderr line must contain */
+  int code;           /* the exit code, or -1 for any non-zero */
+} bad_case;
+
+static void test_bad_invocations(void) {
+  static const bad_case cases[] = {
+      {{NULL}, "no command", 2},
+      {{"frobnicate", NULL}, "frobnicate", 2},
+      {{"help", "frobnicate", NULL}, "frobnicate", 2},
+      {{"info", "--bogus", NULL}, "--bogus", 2},
+      {{"info", "--json=1", NULL}, "--json", 2},
+      {{"bench", "--frobnicate", NULL}, "--frobnicate", 2},
+      {{"bench", "--batch", NULL}, "--batch", 2},
+      {{"bench", "--batch", "--heads", "8", NULL}, "--batch", 2},
+      {{"bench", "--batch", "abc", NULL}, "--batch=abc", 2},
+      {{"bench", "--batch", "", NULL}, "--batch", 2},
+      {{"bench", "--batch", "12x", NULL}, "--batch=12x", 2},
+      {{"bench", "--batch", " 12", NULL}, "--batch", 2},
+      {{"bench", "--batch", "-3", NULL}, "--batch=-3", 2},
+      {{"bench", "--batch", "0", NULL}, "--batch=0", 2},
+      {{"bench", "--batch", "99999999999999999999999", NULL}, "--batch=99999999999999999999999", 2},
+      {{"bench", "--seqlen", "1e3", NULL}, "--seqlen=1e3", 2},
+      {{"bench", "--seqlen", "-1", NULL}, "--seqlen=-1", 2},
+      {{"bench", "--seqlen-kv", "-1", NULL}, "--seqlen-kv=-1", 2},
+      {{"bench", "--heads", "9223372036854775807", NULL}, "--heads", 2},
+      {{"bench", "--head-dim", "260", NULL}, "--head-dim=260", 2},
+      {{"bench", "--head-dim", "12", NULL}, "--head-dim=12", 2},
+      {{"bench", "--head-dim", "0", NULL}, "--head-dim=0", 2},
+      {{"bench", "--head-dim", "-128", NULL}, "--head-dim=-128", 2},
+      {{"bench", "--dtype", "fp8", NULL}, "--dtype=fp8", 2},
+      {{"bench", "--dtype", NULL}, "--dtype", 2},
+      {{"bench", "--device", "nosuch", NULL}, "--device=nosuch", -1},
+      {{"bench", "--device", "cuda:99", NULL}, "--device=cuda:99", -1},
+      {{"bench", "--device", "cpu:7", NULL}, "--device=cpu:7", -1},
+      {{"bench", "--device", "", NULL}, "--device", 2},
+      {{"bench", "--heads", "8", "--kv-heads", "3", NULL}, "--kv-heads=3", 2},
+      {{"bench", "--heads", "2", "--kv-heads", "4", NULL}, "--kv-heads=4", 2},
+      {{"bench", "--warmup", "-1", NULL}, "--warmup=-1", 2},
+      {{"bench", "--repeat", "0", NULL}, "--repeat=0", 2},
+      {{"bench", "--threads", "-2", NULL}, "--threads=-2", 2},
+      {{"bench", "--causal=yes", NULL}, "--causal", 2},
+      {{"bench", "stray", NULL}, "stray", 2},
+      {{"bench", "--batch", "100000", "--seqlen", "100000", NULL}, "--seqlen=100000", 2},
+      {{"bench", "--seqlen", "2000000000", "--head-dim", "256", NULL}, "--seqlen=2000000000", 2},
+      {{"bench", "--config", "block_m=banana", NULL}, "--config", 2},
+      {{"bench", "--config", "", NULL}, "--config", 2},
+      {{"bench", "--seqlen", "16", "--cache-dir", "/proc/flashjit-no-such-dir", NULL}, "--cache-dir", 1},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const bad_case *c = &cases[i];
+    char shown[256] = "";
+    size_t used = 0;
+    for (int a = 0; c->args[a] && used < sizeof shown - 1; a++)
+      used += (size_t)snprintf(shown + used, sizeof shown - used, "%s'%s'", a ? " " : "", c->args[a]);
+    if (used >= sizeof shown) used = sizeof shown - 1;
+    cli_result r = run_cli(c->args);
+    int lines = count_lines(r.err);
+    size_t len = strlen(r.err);
+    int ok = r.exited && r.code != 0 && (c->code < 0 || r.code == c->code);
+    ok = ok && lines == 1 && len > 0 && r.err[len - 1] == '\n' && strstr(r.err, c->names) != NULL;
+    ok = ok && r.out[0] == '\0';
+    if (len > 0 && r.err[len - 1] == '\n') r.err[len - 1] = '\0';
+    check(ok, "flashjit %s: %s %d, %d stderr line%s: %s", shown, r.exited ? "exit" : "SIGNAL",
+          r.exited ? r.code : r.signal, lines, lines == 1 ? "" : "s", r.err);
+    cli_result_free(&r);
+  }
+}
+
+/* bench without --device takes FLASHJIT_DEVICE, as the library does, and names it when it is wrong. */
+static void test_device_environment(void) {
+  setenv("FLASHJIT_DEVICE", "nosuch", 1);
+  cli_result r = run_cli((const char *[]){"bench", "--seqlen", "16", NULL});
+  check(r.exited && r.code != 0 && count_lines(r.err) == 1 && strstr(r.err, "FLASHJIT_DEVICE=nosuch"),
+        "FLASHJIT_DEVICE=nosuch: exit %d: %s", r.code, r.err);
+  cli_result_free(&r);
+  setenv("FLASHJIT_DEVICE", "cpu", 1);
+  r = run_cli((const char *[]){"bench", "--seqlen", "16", "--head-dim", "16", "--repeat", "1", "--json", NULL});
+  jvalue *doc = jparse(r.out);
+  check(r.exited && r.code == 0 && strcmp(jstring(doc, "backend"), "cpu") == 0,
+        "FLASHJIT_DEVICE=cpu: bench runs on %s", jstring(doc, "device_id"));
+  jfree(doc);
+  cli_result_free(&r);
+  unsetenv("FLASHJIT_DEVICE");
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  return remove(path);
+}
+
+int main(void) {
+  snprintf(scratch, sizeof scratch, "/tmp/fj_test_cli_XXXXXX");
+  if (mkdtemp(scratch) == NULL) {
+    perror("mkdtemp");
+    return 1;
+  }
+  char cache_dir[512];
+  snprintf(cache_dir, sizeof cache_dir, "%s/cache", scratch);
+  /* The command must not depend on (or write into) the user's environment. */
+  setenv("FLASHJIT_CACHE_DIR", cache_dir, 1);
+  unsetenv("FLASHJIT_DEVICE");
+  unsetenv("FLASHJIT_LOG");
+  unsetenv("FLASHJIT_CPU_FEATURES");
+  printf("     command: %s\n", FJ_TEST_CLI);
+
+  test_help_and_version();
+  test_info(cache_dir);
+  test_bench();
+  test_bad_invocations();
+  test_device_environment();
+
+  nftw(scratch, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+  printf("%d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}

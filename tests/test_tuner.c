@@ -1,0 +1,464 @@
+/* test_tuner.c: the tuner as a library, on small shapes (b1 h2 s256 d64, fp32 and bf16) and a restricted
+ * space so that each run takes seconds: exhaustive and seeded random runs are reproducible (the same
+ * candidates, and the same winner or one tied with it within timing noise); the winner is never slower
+ * than the default measured in the same run; every trial is in the database; a candidate made to crash,
+ * hang or give a wrong result is recorded as such and never wins, and the run still ends with a
+ * winner; budgets stop a run and say so; the device lock refuses a second tuner; and afterwards a fresh
+ * context uses the tuned config (exact key), the nearest bucket's, or the default, and says which. */
+#include <ftw.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cache/json_reader.h"
+#include "cache/tuning_db.h"
+#include "core/dtype.h"
+#include "runtime/runtime.h"
+#include "tuner/tuner.h"
+
+static int passed, failed;
+
+static void check(int ok, const char *format, ...) __attribute__((format(printf, 2, 3)));
+static void check(int ok, const char *format, ...) {
+  va_list ap;
+  va_start(ap, format);
+  printf("%s ", ok ? "ok  " : "FAIL");
+  vprintf(format, ap);
+  printf("\n");
+  va_end(ap);
+  fflush(stdout);
+  if (ok)
+    passed++;
+  else
+    failed++;
+}
+
+static char root[256];
+
+/* A fresh cache folder under this run's scratch folder. */
+static const char *fresh_dir(const char *name) {
+  static char paths[16][320];
+  static int used;
+  char *path = paths[used++ % 16];
+  snprintf(path, 320, "%s/%s", root, name);
+  mkdir(path, 0755);
+  return path;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  return remove(path);
+}
+
+/* The restricted space: 16 points, 12 valid on an AVX-512 host (4 need more registers), the default
+ * config among them. */
+#define SPACE "block_m=16,32 block_n=8,12 unroll=2 pv_rows=6 pv_vectors=2,4"
+
+static fj_problem_shape small_shape(dtype_id dtype) {
+  fj_problem_shape s;
+  fj_problem_shape_init(&s);
+  s.dtype = core_dtype_to_dlpack(dtype);
+  s.heads = s.kv_heads = 2;
+  s.seqlen_q = s.seqlen_kv = 256;
+  s.head_dim = 64;
+  return s;
+}
+
+static fj_context *open_context(const char *dir) {
+  fj_context_options options;
+  fj_context_options_init(&options);
+  options.device = "cpu";
+  options.cache_dir = dir;
+  options.num_threads = 1;
+  fj_context *context = NULL;
+  if (fj_context_create(&options, &context) != FJ_OK) {
+    printf("FAIL context: %s\n", fj_last_error());
+    exit(1);
+  }
+  return context;
+}
+
+static void base_options(tune_options *o) {
+  tune_options_init(o);
+  o->space = SPACE;
+  o->repeats = 10;
+  o->batch = 8;
+  /* One thread: the other core is free for whatever else the machine runs, which keeps timings of
+   * these tiny kernels far steadier than two threads that must both be scheduled. */
+  o->measure_threads = 1;
+}
+
+/* ---- reading the database back ------------------------------------------------------------------- */
+
+typedef struct db_trial {
+  char problem[256], config[128], timing[32], outcome[24];
+  double median_ms, min_ms;
+} db_trial;
+
+typedef struct db_dump {
+  db_trial *trials;
+  int count;
+} db_dump;
+
+static db_dump read_db(const char *dir) {
+  db_dump dump = {0};
+  char path[400];
+  snprintf(path, sizeof path, "%s/%s", dir, TUNING_DB_FILE);
+  tuning_db *db = NULL;
+  if (tuning_db_open(path, &db) != FJ_OK) return dump;
+  char *text = NULL;
+  size_t size = 0;
+  FILE *memory = open_memstream(&text, &size);
+  tuning_db_export(db, memory, 1);
+  fclose(memory);
+  tuning_db_close(db);
+  json_value *json = NULL;
+  if (json_parse(text, size, &json) == FJ_OK) {
+    const json_value *trials = json_get(json, "trials");
+    if (trials && trials->type == JSON_ARRAY) {
+      dump.trials = calloc(trials->count + 1, sizeof *dump.trials);
+      for (size_t i = 0; i < trials->count; i++) {
+        const json_value *t = &trials->items[i];
+        db_trial *d = &dump.trials[dump.count++];
+        const json_value *v;
+        if ((v = json_get(t, "problem")) && v->type == JSON_STRING) snprintf(d->problem, sizeof d->problem, "%s", v->string);
+        if ((v = json_get(t, "config")) && v->type == JSON_STRING) snprintf(d->config, sizeof d->config, "%s", v->string);
+        if ((v = json_get(t, "timing_method")) && v->type == JSON_STRING) snprintf(d->timing, sizeof d->timing, "%s", v->string);
+        if ((v = json_get(t, "outcome")) && v->type == JSON_STRING) snprintf(d->outcome, sizeof d->outcome, "%s", v->string);
+        const json_value *timings = json_get(t, "timings");
+        if (timings && (v = json_get(timings, "median_ms")) && v->type == JSON_NUMBER) d->median_ms = v->number;
+        if (timings && (v = json_get(timings, "min_ms")) && v->type == JSON_NUMBER) d->min_ms = v->number;
+      }
+    }
+  }
+  json_free(json);
+  free(text);
+  return dump;
+}
+
+static const db_trial *find_trial(const db_dump *dump, const char *problem, const char *config, const char *timing) {
+  for (int i = 0; i < dump->count; i++)
+    if (strcmp(dump->trials[i].problem, problem) == 0 && strcmp(dump->trials[i].config, config) == 0 &&
+        strcmp(dump->trials[i].timing, timing) == 0)
+      return &dump->trials[i];
+  return NULL;
+}
+
+static int count_timing(const db_dump *dump, const char *timing) {
+  int n = 0;
+  for (int i = 0; i < dump->count; i++) n += strcmp(dump->trials[i].timing, timing) == 0;
+  return n;
+}
+
+/* The winner of run b is the winner of run a, or the two are tied. On this shared machine ties are
+ * real (several configs within 2%) and a busy neighbour can flip them, so disagreement is accepted only
+ * where one of the runs itself timed the two winners within 10% of each other; by their fastest runs,
+ * since interference only ever adds time and a candidate that lost was often timed only a few times. */
+static int same_or_tied(const tune_result *a, const tune_result *b, const db_dump *a_dump, const db_dump *b_dump) {
+  if (strcmp(a->best_config, b->best_config) == 0) return 1;
+  int tied = 0;
+  const db_dump *dumps[2] = {a_dump, b_dump};
+  for (int i = 0; i < 2; i++) {
+    const db_trial *x = find_trial(dumps[i], a->problem_key, a->best_config, "cpu-wall");
+    const db_trial *y = find_trial(dumps[i], a->problem_key, b->best_config, "cpu-wall");
+    double tx = x ? x->min_ms : -1.0, ty = y ? y->min_ms : -1.0;
+    printf("     run %d: fastest runs %s %.4f ms, %s %.4f ms\n", i + 1, a->best_config, tx, b->best_config, ty);
+    if (tx > 0.0 && ty > 0.0 && fabs(tx - ty) <= 0.10 * fmin(tx, ty)) tied = 1;
+  }
+  return tied;
+}
+
+/* ---- the tests ------------------------------------------------------------------------------------ */
+
+static void test_parsers(void) {
+  double s = 0;
+  check(tune_parse_duration("8h", &s) == 0 && s == 8 * 3600, "duration 8h");
+  check(tune_parse_duration("90m", &s) == 0 && s == 5400, "duration 90m");
+  check(tune_parse_duration("1h30m", &s) == 0 && s == 5400, "duration 1h30m");
+  check(tune_parse_duration("120s", &s) == 0 && s == 120, "duration 120s");
+  check(tune_parse_duration("45", &s) == 0 && s == 45, "duration 45 (seconds)");
+  check(tune_parse_duration("", &s) != 0 && tune_parse_duration("8x", &s) != 0 && tune_parse_duration("-1h", &s) != 0 &&
+            tune_parse_duration("1h30", &s) != 0 && tune_parse_duration("0s", &s) != 0,
+        "bad durations refused");
+  tune_strategy st;
+  check(tune_strategy_parse("halving", &st) && st == TUNE_HALVING && !tune_strategy_parse("greedy", &st),
+        "strategy names");
+
+  fj_context *context = open_context(fresh_dir("space"));
+  const kernel_family *family = kernel_family_for_backend("cpu");
+  attention_problem problem;
+  fj_problem_shape shape = small_shape(DTYPE_F32);
+  runtime_problem_from_shape(&shape, "shape", &problem);
+  tune_space space;
+  fj_status built = tune_space_build(family, &problem.key, runtime_target(context), NULL, &space);
+  check(built == FJ_OK && space.total == 6 * 10 * 3 * 2 * 6 * 3 && space.count + space.pruned == space.total &&
+            space.count > 0,
+        "whole space: %lld points, %lld pruned, %lld valid", (long long)space.total, (long long)space.pruned,
+        (long long)space.count);
+  for (int64_t i = 0; i < space.count; i++) {
+    char why[256];
+    if (!family->config_valid(&problem.key, runtime_target(context), &space.configs[i], why, sizeof why)) {
+      check(0, "every listed config is valid (%s)", why);
+      break;
+    }
+  }
+  tune_space_free(&space);
+  built = tune_space_build(family, &problem.key, runtime_target(context), SPACE, &space);
+  check(built == FJ_OK && space.total == 16,
+        "restricted space: %lld points, %lld valid", (long long)space.total, (long long)space.count);
+  tune_space_free(&space);
+  built = tune_space_build(family, &problem.key, runtime_target(context), "block_q=16", &space);
+  check(built == FJ_INVALID_ARGUMENT && strstr(fj_last_error(), "block_q") != NULL,
+        "unknown parameter refused: %s", fj_last_error());
+  built = tune_space_build(family, &problem.key, runtime_target(context), "block_m=17", &space);
+  check(built == FJ_INVALID_ARGUMENT && strstr(fj_last_error(), "block_m=17") != NULL,
+        "unlisted value refused: %s", fj_last_error());
+  fj_context_destroy(context);
+}
+
+static int run_tuner(const char *dir, const fj_problem_shape *shapes, int count, const tune_options *o,
+                     tune_result *results) {
+  fj_context *context = open_context(dir);
+  fj_status status = tune_run(context, shapes, count, o, results);
+  if (status != FJ_OK) printf("     tune_run: %s: %s\n", fj_status_string(status), fj_last_error());
+  fj_context_destroy(context);
+  return status;
+}
+
+static void test_exhaustive(void) {
+  fj_problem_shape shapes[2] = {small_shape(DTYPE_F32), small_shape(DTYPE_BF16)};
+  tune_options o;
+  base_options(&o);
+  o.strategy = TUNE_EXHAUSTIVE;
+  tune_result first[2], second[2];
+  const char *dir_a = fresh_dir("exhaustive-a"), *dir_b = fresh_dir("exhaustive-b");
+  check(run_tuner(dir_a, shapes, 2, &o, first) == FJ_OK, "exhaustive run 1 (fp32 and bf16)");
+  check(run_tuner(dir_b, shapes, 2, &o, second) == FJ_OK, "exhaustive run 2 in a fresh database");
+  db_dump a = read_db(dir_a), b = read_db(dir_b);
+  for (int p = 0; p < 2; p++) {
+    tune_result *r = &first[p];
+    check(r->best_config[0] != '\0' && r->best_ms > 0.0, "[%d] a winner: %s (%.4f ms)", p, r->best_config, r->best_ms);
+    check(r->default_ms > 0.0 && r->best_ms <= r->default_ms * 1.05,
+          "[%d] winner %.4f ms <= default %.4f ms * 1.05 (same run)", p, r->best_ms, r->default_ms);
+    check(r->space == 16 && r->pruned == 4 && r->run == 12 && r->candidates == 12 && r->skipped == 0,
+          "[%d] exhaustive ran the 12 valid configs (space %lld, pruned %lld, new %lld)", p, (long long)r->space,
+          (long long)r->pruned, (long long)r->run);
+    int in_db = 0;
+    for (int i = 0; i < a.count; i++) in_db += strcmp(a.trials[i].problem, r->problem_key) == 0;
+    check(in_db == 12, "[%d] every trial is in the database (%d rows)", p, in_db);
+    check(same_or_tied(&first[p], &second[p], &a, &b), "[%d] the same winner twice (or tied)", p);
+  }
+  free(a.trials);
+  free(b.trials);
+
+  /* A rerun on the same database runs nothing: everything is recorded. */
+  tune_result again[2];
+  int status = run_tuner(dir_a, shapes, 2, &o, again);
+  check(status == FJ_OK && again[0].run == 0 && again[0].skipped == 12 &&
+            again[1].run == 0 && strcmp(again[0].best_config, first[0].best_config) == 0,
+        "rerun: nothing run again (%lld new, %lld known), same winner", (long long)again[0].run,
+        (long long)again[0].skipped);
+
+  /* After tuning, a fresh context uses the winner and says where its config came from. */
+  fj_context *context = open_context(dir_a);
+  attention_problem problem;
+  runtime_kernel *kernel = NULL;
+  char config[256];
+  runtime_problem_from_shape(&shapes[0], "shape", &problem);
+  status = runtime_get_kernel(context, &problem, NULL, &kernel);
+  check(status == FJ_OK && strcmp(kernel->config_source, "tuned") == 0,
+        "fresh context: config source \"%s\" for the tuned key", kernel ? kernel->config_source : "?");
+  if (kernel) kernel_config_string(kernel->family, &kernel->config, config, sizeof config);
+  check(kernel && strcmp(config, first[0].best_config) == 0, "fresh context runs the winner (%s)", kernel ? config : "?");
+  fj_problem_shape longer = shapes[0];
+  longer.seqlen_q = longer.seqlen_kv = 1000;  /* bucket 2^10, tuned at 2^8 */
+  runtime_problem_from_shape(&longer, "shape", &problem);
+  status = runtime_get_kernel(context, &problem, NULL, &kernel);
+  check(status == FJ_OK && strcmp(kernel->config_source, "tuned-nearest") == 0,
+        "nearest bucket: config source \"%s\"", kernel ? kernel->config_source : "?");
+  fj_problem_shape other = shapes[0];
+  other.heads = other.kv_heads = 4;  /* never tuned */
+  runtime_problem_from_shape(&other, "shape", &problem);
+  status = runtime_get_kernel(context, &problem, NULL, &kernel);
+  check(status == FJ_OK && strcmp(kernel->config_source, "default") == 0,
+        "untuned key: config source \"%s\"", kernel ? kernel->config_source : "?");
+  kernel_config explicit_config;
+  runtime_problem_from_shape(&shapes[0], "shape", &problem);
+  kernel_family_for_backend("cpu")->default_config(&problem.key, runtime_target(context), &explicit_config);
+  status = runtime_get_kernel(context, &problem, &explicit_config, &kernel);
+  check(status == FJ_OK && strcmp(kernel->config_source, "explicit") == 0,
+        "explicit config: config source \"%s\"", kernel ? kernel->config_source : "?");
+
+  /* Warmup loads the winners; a bad shape is named. */
+  size_t loaded = 0;
+  check(fj_context_warmup(context, shapes, 2, &loaded) == FJ_OK && loaded == 2, "warmup loads 2 shapes");
+  fj_problem_shape bad[2] = {shapes[0], shapes[1]};
+  bad[1].head_dim = 60;
+  status = fj_context_warmup(context, bad, 2, &loaded);
+  check(status == FJ_INVALID_ARGUMENT && loaded == 1 &&
+            strstr(fj_last_error(), "shapes[1].head_dim=60") != NULL,
+        "warmup names a bad shape: %s", fj_last_error());
+  check(fj_context_warmup(context, NULL, 0, NULL) == FJ_OK && fj_context_warmup(NULL, shapes, 1, NULL) == FJ_INVALID_ARGUMENT &&
+            fj_context_warmup(context, NULL, 1, NULL) == FJ_INVALID_ARGUMENT,
+        "warmup argument checks");
+  fj_context_destroy(context);
+}
+
+static void test_random_and_halving(void) {
+  fj_problem_shape shape = small_shape(DTYPE_F32);
+  tune_options o;
+  base_options(&o);
+  o.strategy = TUNE_RANDOM;
+  o.max_trials = 6;
+  o.seed = 42;
+  tune_result first, second;
+  const char *dir_a = fresh_dir("random-a"), *dir_b = fresh_dir("random-b");
+  check(run_tuner(dir_a, &shape, 1, &o, &first) == FJ_OK && run_tuner(dir_b, &shape, 1, &o, &second) == FJ_OK,
+        "random N=6 seed 42, twice");
+  db_dump a = read_db(dir_a), b = read_db(dir_b);
+  int same_sample = a.count == 6 && b.count == 6;
+  for (int i = 0; i < a.count && same_sample; i++)
+    same_sample = find_trial(&b, a.trials[i].problem, a.trials[i].config, "cpu-wall") != NULL;
+  check(same_sample, "the same 6 candidates both times (%d and %d trials)", a.count, b.count);
+  check(same_or_tied(&first, &second, &a, &b), "the same winner twice (or tied)");
+  check(first.best_ms <= first.default_ms * 1.05, "random winner %.4f ms <= default %.4f ms * 1.05", first.best_ms,
+        first.default_ms);
+  free(a.trials);
+  free(b.trials);
+
+  o.seed = 43;
+  tune_result other;
+  const char *dir_c = fresh_dir("random-c");
+  run_tuner(dir_c, &shape, 1, &o, &other);
+  db_dump c = read_db(dir_c);
+  a = read_db(dir_a);
+  int differs = 0;
+  for (int i = 0; i < c.count; i++) differs |= find_trial(&a, c.trials[i].problem, c.trials[i].config, "cpu-wall") == NULL;
+  check(differs, "another seed draws other candidates");
+  free(a.trials);
+  free(c.trials);
+
+  /* Halving: screening trials are recorded under their own method and never win. */
+  o.strategy = TUNE_HALVING;
+  o.max_trials = 9;
+  o.seed = 1;
+  tune_result h;
+  const char *dir_h = fresh_dir("halving");
+  int status = run_tuner(dir_h, &shape, 1, &o, &h);
+  check(status == FJ_OK && h.best_config[0] != '\0', "halving finds a winner: %s",
+        h.best_config);
+  db_dump d = read_db(dir_h);
+  int screened = count_timing(&d, "cpu-wall-screen"), full = count_timing(&d, "cpu-wall");
+  check(screened == 4 && full >= 2 && screened + full <= 9 && h.run == screened + full,
+        "halving: %d screened + %d timed in full <= 9 trials", screened, full);
+  check(find_trial(&d, h.problem_key, h.best_config, "cpu-wall") != NULL, "the halving winner was timed in full");
+  free(d.trials);
+}
+
+static void test_faults(void) {
+  fj_problem_shape shape = small_shape(DTYPE_F32);
+  tune_options o;
+  base_options(&o);
+  o.strategy = TUNE_EXHAUSTIVE;
+  o.timeout_s = 2.0;
+  const char *dir = fresh_dir("faults");
+  /* Two crash, one hangs, two give wrong results; none of them is the default. */
+  setenv("FLASHJIT_TUNE_FAULT",
+         "crash:block_m=16 block_n=8 unroll=2 vector=16;hang:block_m=16 block_n=12 unroll=2 vector=16 pv_rows=6 "
+         "pv_vectors=2;wrong:block_m=32 block_n=8",
+         1);
+  tune_result r;
+  int status = run_tuner(dir, &shape, 1, &o, &r);
+  unsetenv("FLASHJIT_TUNE_FAULT");
+  check(status == FJ_OK && r.best_config[0] != '\0', "the run finishes with a winner despite faults: %s", r.best_config);
+  check(r.outcomes[TRIAL_CRASH] == 2 && r.outcomes[TRIAL_TIMEOUT] == 1 && r.outcomes[TRIAL_WRONG_RESULT] == 2 &&
+            r.outcomes[TRIAL_OK] == 7 && r.run == 12,
+        "outcomes: %lld ok, %lld crash, %lld timeout, %lld wrong_result", (long long)r.outcomes[TRIAL_OK],
+        (long long)r.outcomes[TRIAL_CRASH], (long long)r.outcomes[TRIAL_TIMEOUT], (long long)r.outcomes[TRIAL_WRONG_RESULT]);
+  db_dump d = read_db(dir);
+  const db_trial *hung = find_trial(&d, r.problem_key, "block_m=16 block_n=12 unroll=2 vector=16 pv_rows=6 pv_vectors=2",
+                                    "cpu-wall");
+  check(hung && strcmp(hung->outcome, "timeout") == 0, "the hanging candidate is recorded as timeout");
+  int crashes = 0, wrongs = 0;
+  for (int i = 0; i < d.count; i++) {
+    crashes += strcmp(d.trials[i].outcome, "crash") == 0 && strstr(d.trials[i].config, "block_m=16 block_n=8") != NULL;
+    wrongs += strcmp(d.trials[i].outcome, "wrong_result") == 0 && strstr(d.trials[i].config, "block_m=32 block_n=8") != NULL;
+  }
+  check(crashes == 2 && wrongs == 2, "crashes and wrong results recorded against their configs (%d, %d)", crashes, wrongs);
+  check(strstr(r.best_config, "block_m=32 block_n=8") == NULL && strstr(r.best_config, "block_m=16 block_n=8") == NULL,
+        "no faulty candidate wins (%s)", r.best_config);
+  free(d.trials);
+}
+
+static void test_budgets_and_lock(void) {
+  fj_problem_shape shape = small_shape(DTYPE_F32);
+  tune_options o;
+  base_options(&o);
+  o.strategy = TUNE_EXHAUSTIVE;
+  o.max_trials = 5;
+  tune_result r;
+  const char *dir = fresh_dir("budget");
+  int status = run_tuner(dir, &shape, 1, &o, &r);
+  check(status == FJ_OK && r.run == 5 && r.stopped == TUNE_STOPPED_TRIALS &&
+            r.best_config[0] != '\0',
+        "trial budget: 5 new trials, stopped=%d, a winner so far", (int)r.stopped);
+  o.max_trials = 0;
+  o.budget_s = 0.001;  /* spent before the first batch after the default */
+  status = run_tuner(dir, &shape, 1, &o, &r);
+  check(status == FJ_OK && r.stopped == TUNE_STOPPED_TIME && r.run < 7,
+        "time budget: stopped=%d after %lld new trials", (int)r.stopped, (long long)r.run);
+  o.budget_s = 0.0;
+  status = run_tuner(dir, &shape, 1, &o, &r);
+  check(status == FJ_OK && r.stopped == TUNE_COMPLETE && r.run + r.skipped == 12,
+        "resumed without budgets: %lld new + %lld known = 12", (long long)r.run, (long long)r.skipped);
+
+  /* Compiling the next batch while this one is timed (what GPUs do) settles the same candidates. */
+  o.overlap = 1;
+  o.batch = 3;
+  tune_result overlapped;
+  const char *dir_o = fresh_dir("overlap");
+  status = run_tuner(dir_o, &shape, 1, &o, &overlapped);
+  check(status == FJ_OK && overlapped.run == 12 && overlapped.outcomes[TRIAL_OK] == 12 && overlapped.best_config[0],
+        "overlapped compile and measurement: %lld trials, %lld ok", (long long)overlapped.run,
+        (long long)overlapped.outcomes[TRIAL_OK]);
+  o.max_trials = 4;
+  const char *dir_p = fresh_dir("overlap-budget");
+  status = run_tuner(dir_p, &shape, 1, &o, &overlapped);
+  check(status == FJ_OK && overlapped.run == 4 && overlapped.stopped == TUNE_STOPPED_TRIALS,
+        "overlapped, trial budget 4: %lld trials", (long long)overlapped.run);
+  o.overlap = -1;
+  o.batch = 8;
+  o.max_trials = 0;
+
+  int fd = tune_lock_acquire(dir, "cpu:0");
+  check(fd >= 0, "lock taken by hand");
+  fj_context *context = open_context(dir);
+  status = tune_run(context, &shape, 1, &o, &r);
+  check(status == FJ_IO && strstr(fj_last_error(), "another tuner holds") != NULL, "a second tuner is refused: %s",
+        fj_last_error());
+  tune_lock_release(fd);
+  fj_problem_shape bad = shape;
+  bad.kv_heads = 3;
+  status = tune_run(context, &bad, 1, &o, &r);
+  check(status == FJ_INVALID_ARGUMENT && strstr(fj_last_error(), "problems[0]") != NULL, "a bad shape is named: %s",
+        fj_last_error());
+  fj_context_destroy(context);
+}
+
+int main(void) {
+  snprintf(root, sizeof root, "/tmp/fj-test-tuner-XXXXXX");
+  if (mkdtemp(root) == NULL) {
+    perror("mkdtemp");
+    return 1;
+  }
+  test_parsers();
+  test_exhaustive();
+  test_random_and_halving();
+  test_faults();
+  test_budgets_and_lock();
+  nftw(root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+  printf("%d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}

@@ -1,0 +1,638 @@
+/* test_validation.c: core_validate_attention, the library's front door. Every bad argument must come
+ * back as a status with a message that names the argument and its values, and must leave every tensor
+ * byte as it was; every valid layout (packed QKV, GQA/MQA, empty sequences, strided views, LSE) must be
+ * accepted and described correctly in the problem. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "flashjit.h"
+#include "core/error.h"
+#include "core/host_tensor.h"
+#include "core/problem.h"
+
+static int passed, failed;
+
+#define CHECK(cond, ...)                                          \
+  do {                                                            \
+    if (cond) {                                                   \
+      passed++;                                                   \
+      printf("ok: ");                                             \
+    } else {                                                      \
+      failed++;                                                   \
+      printf("FAIL (%s:%d): ", __FILE__, __LINE__);               \
+    }                                                             \
+    printf(__VA_ARGS__);                                          \
+    printf("\n");                                                 \
+  } while (0)
+
+/* A valid call: q [B,SQ,H,D], k/v [B,SKV,HK,D], o like q, lse [B,H,SQ]. The DLTensors are copies with
+ * their own shape and stride arrays, so a case can break one field without touching the memory. */
+typedef struct fixture {
+  host_tensor mem[5]; /* q k v o lse */
+  DLTensor t[5];
+  int64_t shape[5][4];
+  int64_t strides[5][4];
+  fj_attention_args args;
+  unsigned char *snapshot[5];
+} fixture;
+
+enum { Q, K, V, O, L };
+static const char *const names[5] = {"q", "k", "v", "o", "lse"};
+
+static void fixture_init(fixture *f, dtype_id dtype, int64_t b, int64_t sq, int64_t skv, int64_t h,
+                         int64_t hk, int64_t d) {
+  memset(f, 0, sizeof *f);
+  int64_t shapes[5][4] = {{b, sq, h, d}, {b, skv, hk, d}, {b, skv, hk, d}, {b, sq, h, d}, {b, h, sq, 1}};
+  for (int i = 0; i < 5; i++) {
+    int ndim = i == L ? 3 : 4;
+    dtype_id dt = i == L ? DTYPE_F32 : dtype;
+    if (host_tensor_alloc(&f->mem[i], dt, ndim, shapes[i], NULL) != 0) {
+      printf("FAIL: fixture allocation\n");
+      exit(1);
+    }
+    host_tensor_fill_random(&f->mem[i], (uint64_t)i + 1);
+    f->t[i] = f->mem[i].t;
+    memcpy(f->shape[i], f->mem[i].shape, sizeof f->shape[i]);
+    memcpy(f->strides[i], f->mem[i].strides, sizeof f->strides[i]);
+    f->t[i].shape = f->shape[i];
+    f->t[i].strides = f->strides[i];
+  }
+  memset(&f->args, 0, sizeof f->args);
+  f->args.struct_size = sizeof f->args;
+  f->args.q = &f->t[Q];
+  f->args.k = &f->t[K];
+  f->args.v = &f->t[V];
+  f->args.o = &f->t[O];
+  f->args.lse = &f->t[L];
+}
+
+static void fixture_free(fixture *f) {
+  for (int i = 0; i < 5; i++) {
+    host_tensor_free(&f->mem[i]);
+    free(f->snapshot[i]);
+    f->snapshot[i] = NULL;
+  }
+}
+
+static void fixture_snapshot(fixture *f) {
+  for (int i = 0; i < 5; i++) {
+    free(f->snapshot[i]);
+    f->snapshot[i] = malloc(f->mem[i].allocation_bytes);
+    memcpy(f->snapshot[i], f->mem[i].allocation, f->mem[i].allocation_bytes);
+  }
+}
+
+static int fixture_untouched(const fixture *f) {
+  for (int i = 0; i < 5; i++)
+    if (memcmp(f->snapshot[i], f->mem[i].allocation, f->mem[i].allocation_bytes) != 0) return 0;
+  return 1;
+}
+
+/* Calls the validator on f->args and checks: the status, every substring in the message, no tensor
+ * byte changed, and the output struct untouched. The substring list ends with NULL. */
+static void expect_fail(fixture *f, const char *what, fj_status want, ...) {
+  attention_problem problem, before;
+  memset(&problem, 0xab, sizeof problem);
+  memcpy(&before, &problem, sizeof problem);
+  /* o and lse hold a pattern: poison them (NaN bytes), then remember every byte of every tensor. */
+  host_tensor_poison(&f->mem[O]);
+  host_tensor_poison(&f->mem[L]);
+  fixture_snapshot(f);
+  core_error_clear();
+  fj_status got = core_validate_attention(&f->args, &problem);
+  const char *message = fj_last_error();
+  int all_found = 1;
+  va_list ap;
+  va_start(ap, want);
+  const char *missing = NULL;
+  for (const char *part = va_arg(ap, const char *); part != NULL; part = va_arg(ap, const char *))
+    if (strstr(message, part) == NULL) {
+      all_found = 0;
+      if (missing == NULL) missing = part;
+    }
+  va_end(ap);
+  CHECK(got == want && all_found && fixture_untouched(f) && memcmp(&problem, &before, sizeof problem) == 0,
+        "%s -> %s: \"%s\"%s%s%s", what, fj_status_string(got), message, missing ? " (missing \"" : "",
+        missing ? missing : "", missing ? "\")" : "");
+}
+
+/* Valid: returns the status and fills *p; checks the tensors were not written. */
+static fj_status expect_ok(fixture *f, const char *what, attention_problem *p) {
+  fixture_snapshot(f);
+  core_error_clear();
+  fj_status got = core_validate_attention(&f->args, p);
+  CHECK(got == FJ_OK && fixture_untouched(f), "%s is valid (%s%s%s)", what, fj_status_string(got),
+        got == FJ_OK ? "" : ": ", fj_last_error());
+  return got;
+}
+
+#define B 2
+#define SQ 128
+#define SKV 96
+#define H 8
+#define HK 8
+#define D 128
+
+static void fresh(fixture *f) {
+  fixture_free(f);
+  fixture_init(f, DTYPE_F16, B, SQ, SKV, H, HK, D);
+}
+
+static void test_pointers_and_struct(fixture *f) {
+  attention_problem p;
+  fresh(f);
+  core_error_clear();
+  CHECK(core_validate_attention(NULL, &p) == FJ_INVALID_ARGUMENT && strstr(fj_last_error(), "args is NULL"),
+        "NULL args: \"%s\"", fj_last_error());
+  CHECK(core_validate_attention(&f->args, NULL) == FJ_INVALID_ARGUMENT && strstr(fj_last_error(), "out is NULL"),
+        "NULL out: \"%s\"", fj_last_error());
+  f->args.struct_size = 0;
+  expect_fail(f, "struct_size 0", FJ_INVALID_ARGUMENT, "args.struct_size=0", "fj_attention_args_init", NULL);
+  f->args.struct_size = 8;
+  expect_fail(f, "struct_size 8", FJ_INVALID_ARGUMENT, "args.struct_size=8", NULL);
+  f->args.struct_size = (uint32_t)offsetof(fj_attention_args, stream);
+  char text[64];
+  snprintf(text, sizeof text, "args.struct_size=%u", (unsigned)offsetof(fj_attention_args, stream));
+  expect_fail(f, "struct_size without the stream field", FJ_INVALID_ARGUMENT, text, NULL);
+  f->args.struct_size = sizeof(fj_attention_args) + 64;
+  expect_ok(f, "a larger struct_size (a newer caller)", &p);
+  f->args.struct_size = sizeof(fj_attention_args);
+
+  const DLTensor **inputs[3] = {&f->args.q, &f->args.k, &f->args.v};
+  for (int i = 0; i < 3; i++) {
+    const DLTensor *keep = *inputs[i];
+    *inputs[i] = NULL;
+    snprintf(text, sizeof text, "args.%s is NULL", names[i]);
+    expect_fail(f, text, FJ_INVALID_ARGUMENT, text, NULL);
+    *inputs[i] = keep;
+  }
+  f->args.o = NULL;
+  expect_fail(f, "args.o is NULL", FJ_INVALID_ARGUMENT, "args.o is NULL", NULL);
+  f->args.o = &f->t[O];
+
+  f->t[Q].shape = NULL;
+  expect_fail(f, "q.shape NULL", FJ_INVALID_ARGUMENT, "q.shape is NULL", NULL);
+  f->t[Q].shape = f->shape[Q];
+  f->t[L].shape = NULL;
+  expect_fail(f, "lse.shape NULL", FJ_INVALID_ARGUMENT, "lse.shape is NULL", NULL);
+  f->t[L].shape = f->shape[L];
+}
+
+static void test_ndim(fixture *f) {
+  fresh(f);
+  f->t[Q].ndim = 3;
+  expect_fail(f, "q.ndim 3", FJ_INVALID_ARGUMENT, "q.ndim=3, expected 4 ([batch, seqlen_q, heads, head_dim])",
+              NULL);
+  f->t[Q].ndim = 4;
+  f->t[K].ndim = 5;
+  expect_fail(f, "k.ndim 5", FJ_INVALID_ARGUMENT, "k.ndim=5, expected 4 ([batch, seqlen_kv, kv_heads, head_dim])",
+              NULL);
+  f->t[K].ndim = 4;
+  f->t[V].ndim = 0;
+  expect_fail(f, "v.ndim 0", FJ_INVALID_ARGUMENT, "v.ndim=0, expected 4", NULL);
+  f->t[V].ndim = 4;
+  f->t[O].ndim = -1;
+  expect_fail(f, "o.ndim -1", FJ_INVALID_ARGUMENT, "o.ndim=-1, expected 4", NULL);
+  f->t[O].ndim = 4;
+  f->t[L].ndim = 4;
+  expect_fail(f, "lse.ndim 4", FJ_INVALID_ARGUMENT, "lse.ndim=4, expected 3 ([batch, heads, seqlen_q])", NULL);
+  f->t[L].ndim = 3;
+}
+
+static void test_dtypes(fixture *f) {
+  fresh(f);
+  DLDataType i32 = {kDLInt, 32, 1}, f32x4 = {kDLFloat, 32, 4}, f64 = {kDLFloat, 64, 1}, u8 = {kDLUInt, 8, 1};
+  DLDataType fp16 = {kDLFloat, 16, 1}, bf16 = {kDLBfloat, 16, 1}, fp32 = {kDLFloat, 32, 1};
+  DLDataType weird = {77, 16, 1};
+  f->t[Q].dtype = i32;
+  expect_fail(f, "q int32", FJ_INVALID_ARGUMENT, "q.dtype is int32x1; expected fp32, fp16 or bf16", NULL);
+  f->t[Q].dtype = f32x4;
+  expect_fail(f, "q float32x4", FJ_INVALID_ARGUMENT, "q.dtype is float32x4", NULL);
+  f->t[Q].dtype = fp16;
+  f->t[K].dtype = f64;
+  expect_fail(f, "k float64", FJ_INVALID_ARGUMENT, "k.dtype is float64x1", NULL);
+  f->t[K].dtype = fp16;
+  f->t[O].dtype = u8;
+  expect_fail(f, "o uint8", FJ_INVALID_ARGUMENT, "o.dtype is uint8x1", NULL);
+  f->t[O].dtype = weird;
+  expect_fail(f, "o code 77", FJ_INVALID_ARGUMENT, "o.dtype is code77:16x1", NULL);
+  f->t[O].dtype = fp16;
+
+  /* mixed dtypes: the fixture's memory is fp16, but validation never reads it */
+  f->t[Q].dtype = bf16;
+  expect_fail(f, "k fp16 with q bf16", FJ_INVALID_ARGUMENT, "k.dtype=fp16 but q.dtype=bf16", NULL);
+  f->t[K].dtype = bf16;
+  expect_fail(f, "v fp16 with q bf16", FJ_INVALID_ARGUMENT, "v.dtype=fp16 but q.dtype=bf16", NULL);
+  f->t[V].dtype = bf16;
+  f->t[O].dtype = fp32;
+  expect_fail(f, "o fp32 with q bf16", FJ_INVALID_ARGUMENT, "o.dtype=fp32 but q.dtype=bf16", NULL);
+  f->t[Q].dtype = f->t[K].dtype = f->t[V].dtype = f->t[O].dtype = fp16;
+
+  f->t[L].dtype = fp16;
+  expect_fail(f, "lse fp16", FJ_INVALID_ARGUMENT, "lse.dtype must be fp32", "fp16", NULL);
+  f->t[L].dtype = i32;
+  expect_fail(f, "lse int32", FJ_INVALID_ARGUMENT, "lse.dtype must be fp32", "int32x1", NULL);
+  f->t[L].dtype = fp32;
+}
+
+static void test_shapes(fixture *f) {
+  fresh(f);
+  f->shape[K][1] = -3;
+  expect_fail(f, "negative seqlen_kv", FJ_INVALID_ARGUMENT, "k.shape[1]=-3 is negative", NULL);
+  f->shape[K][1] = SKV;
+  f->shape[L][2] = -1;
+  expect_fail(f, "negative lse dim", FJ_INVALID_ARGUMENT, "lse.shape[2]=-1 is negative", NULL);
+  f->shape[L][2] = SQ;
+
+  f->shape[Q][0] = f->shape[O][0] = 0;
+  expect_fail(f, "batch 0", FJ_INVALID_ARGUMENT, "q.shape[0]=0: batch must be at least 1", NULL);
+  f->shape[Q][0] = f->shape[O][0] = B;
+  f->shape[Q][2] = f->shape[O][2] = 0;
+  expect_fail(f, "heads 0", FJ_INVALID_ARGUMENT, "q.shape[2]=0: heads must be", NULL);
+  f->shape[Q][2] = f->shape[O][2] = (int64_t)1 << 33;
+  expect_fail(f, "heads 2^33", FJ_INVALID_ARGUMENT, "q.shape[2]=8589934592: heads must be from 1 to 2147483647",
+              NULL);
+  f->shape[Q][2] = f->shape[O][2] = H;
+
+  int64_t bad_d[] = {260, 264, 0, 4, 12, 100, 255, 512};
+  for (size_t i = 0; i < sizeof bad_d / sizeof bad_d[0]; i++) {
+    for (int t = 0; t < 4; t++) f->shape[t][3] = bad_d[i];
+    char want[96], what[32];
+    snprintf(want, sizeof want, "head_dim=%lld: must be a multiple of 8 from 8 to 256", (long long)bad_d[i]);
+    snprintf(what, sizeof what, "head_dim %lld", (long long)bad_d[i]);
+    expect_fail(f, what, FJ_INVALID_ARGUMENT, want, "q.shape[3]", NULL);
+  }
+  for (int t = 0; t < 4; t++) f->shape[t][3] = D;
+
+  f->shape[K][3] = 96;
+  expect_fail(f, "k head_dim 96", FJ_INVALID_ARGUMENT, "k.shape[3]=96 but q.shape[3]=128 (head_dim must match)",
+              NULL);
+  f->shape[K][3] = D;
+  f->shape[K][0] = 3;
+  expect_fail(f, "k batch 3", FJ_INVALID_ARGUMENT, "k.shape[0]=3 but q.shape[0]=2 (batch must match)", NULL);
+  f->shape[K][0] = B;
+  f->shape[K][2] = f->shape[V][2] = 0;
+  expect_fail(f, "kv_heads 0", FJ_INVALID_ARGUMENT, "k.shape[2]=0: kv_heads must be", NULL);
+  f->shape[K][2] = f->shape[V][2] = HK;
+  f->shape[V][1] = 95;
+  expect_fail(f, "v seqlen", FJ_INVALID_ARGUMENT, "v.shape[1]=95 but k.shape[1]=96 (seqlen_kv must match)", NULL);
+  f->shape[V][1] = SKV;
+  f->shape[V][2] = 4;
+  expect_fail(f, "v kv_heads", FJ_INVALID_ARGUMENT, "v.shape[2]=4 but k.shape[2]=8 (kv_heads must match)", NULL);
+  f->shape[V][2] = HK;
+  f->shape[V][3] = 64;
+  expect_fail(f, "v head_dim", FJ_INVALID_ARGUMENT, "v.shape[3]=64 but k.shape[3]=128 (head_dim must match)", NULL);
+  f->shape[V][3] = D;
+  f->shape[V][0] = 1;
+  expect_fail(f, "v batch", FJ_INVALID_ARGUMENT, "v.shape[0]=1 but k.shape[0]=2 (batch must match)", NULL);
+  f->shape[V][0] = B;
+  f->shape[O][1] = 127;
+  expect_fail(f, "o seqlen", FJ_INVALID_ARGUMENT, "o.shape[1]=127 but q.shape[1]=128 (seqlen_q must match)", NULL);
+  f->shape[O][1] = SQ;
+  f->shape[O][2] = 16;
+  expect_fail(f, "o heads", FJ_INVALID_ARGUMENT, "o.shape[2]=16 but q.shape[2]=8 (heads must match)", NULL);
+  f->shape[O][2] = H;
+  f->shape[O][3] = 64;
+  expect_fail(f, "o head_dim", FJ_INVALID_ARGUMENT, "o.shape[3]=64 but q.shape[3]=128 (head_dim must match)", NULL);
+  f->shape[O][3] = D;
+  f->shape[O][0] = 4;
+  expect_fail(f, "o batch", FJ_INVALID_ARGUMENT, "o.shape[0]=4 but q.shape[0]=2 (batch must match)", NULL);
+  f->shape[O][0] = B;
+
+  /* heads 6 over kv_heads 4: shapes only, the memory is not read */
+  f->shape[Q][2] = f->shape[O][2] = 6;
+  f->shape[K][2] = f->shape[V][2] = 4;
+  f->shape[L][1] = 6;
+  expect_fail(f, "heads 6 kv 4", FJ_INVALID_ARGUMENT, "heads=6 is not a multiple of kv_heads=4", NULL);
+  f->shape[Q][2] = f->shape[O][2] = H;
+  f->shape[K][2] = f->shape[V][2] = HK;
+  f->shape[L][1] = H;
+
+  f->shape[L][2] = 100;
+  expect_fail(f, "lse seqlen", FJ_INVALID_ARGUMENT, "lse.shape=[2,8,100], expected [2,8,128] ([batch, heads, seqlen_q])",
+              NULL);
+  f->shape[L][2] = SQ;
+  f->shape[L][0] = 1;
+  expect_fail(f, "lse batch", FJ_INVALID_ARGUMENT, "lse.shape=[1,8,128], expected [2,8,128]", NULL);
+  f->shape[L][0] = B;
+  f->shape[L][1] = 4;
+  expect_fail(f, "lse heads", FJ_INVALID_ARGUMENT, "lse.shape=[2,4,128], expected [2,8,128]", NULL);
+  f->shape[L][1] = H;
+  /* [b, sq, h] (the transposed order some libraries use) is not ours */
+  f->shape[L][1] = SQ;
+  f->shape[L][2] = H;
+  expect_fail(f, "lse [b, sq, h]", FJ_INVALID_ARGUMENT, "lse.shape=[2,128,8], expected [2,8,128]", NULL);
+  f->shape[L][1] = H;
+  f->shape[L][2] = SQ;
+}
+
+static void test_devices(fixture *f) {
+  fresh(f);
+  f->t[Q].device.device_type = kDLCUDA;
+  expect_fail(f, "q on cuda, k on cpu", FJ_INVALID_ARGUMENT, "q.device=(cuda,0) but k.device=(cpu,0)", NULL);
+  f->t[Q].device.device_type = kDLCPU;
+  f->t[V].device.device_id = 1;
+  expect_fail(f, "v on cpu 1", FJ_INVALID_ARGUMENT, "q.device=(cpu,0) but v.device=(cpu,1)", NULL);
+  f->t[V].device.device_id = 0;
+  f->t[O].device.device_type = kDLROCM;
+  expect_fail(f, "o on rocm", FJ_INVALID_ARGUMENT, "q.device=(cpu,0) but o.device=(rocm,0)", NULL);
+  f->t[O].device.device_type = kDLCPU;
+  f->t[L].device.device_type = (DLDeviceType)99;
+  expect_fail(f, "lse on device type 99", FJ_INVALID_ARGUMENT, "q.device=(cpu,0) but lse.device=(type99,0)", NULL);
+  f->t[L].device.device_type = kDLCPU;
+  attention_problem p;
+  for (int i = 0; i < 5; i++) {
+    f->t[i].device.device_type = kDLCUDA;
+    f->t[i].device.device_id = 3;
+  }
+  /* All on one GPU: valid here (validation never reads the data); the device is recorded. */
+  if (expect_ok(f, "everything on (cuda,3)", &p) == FJ_OK)
+    CHECK(p.device.device_type == kDLCUDA && p.device.device_id == 3, "problem.device is (cuda,3)");
+}
+
+static void test_memory(fixture *f) {
+  fresh(f);
+  f->strides[Q][1] = -(H * D);
+  expect_fail(f, "negative q stride", FJ_INVALID_ARGUMENT, "q.strides[1]=-1024 is negative", NULL);
+  f->strides[Q][1] = H * D;
+  f->strides[L][2] = -1;
+  expect_fail(f, "negative lse stride", FJ_INVALID_ARGUMENT, "lse.strides[2]=-1 is negative", NULL);
+  f->strides[L][2] = 1;
+
+  void *keep = f->t[Q].data;
+  f->t[Q].data = NULL;
+  expect_fail(f, "q.data NULL", FJ_INVALID_ARGUMENT, "q.data is NULL", "262144 elements", NULL);
+  f->t[Q].data = keep;
+  keep = f->t[L].data;
+  f->t[L].data = NULL;
+  expect_fail(f, "lse.data NULL", FJ_INVALID_ARGUMENT, "lse.data is NULL", NULL);
+  f->t[L].data = keep;
+
+  /* extents that do not fit in int64 */
+  f->shape[K][1] = f->shape[V][1] = (int64_t)1 << 55;
+  f->t[K].strides = NULL;
+  expect_fail(f, "row-major k of 2^55 rows", FJ_INVALID_ARGUMENT, "k: shape [2,36028797018963968,8,128]",
+              "beyond 2^63 bytes", NULL);
+  f->shape[K][1] = f->shape[V][1] = SKV;
+  f->t[K].strides = f->strides[K];
+  f->strides[V][0] = INT64_MAX;
+  expect_fail(f, "v.strides[0]=INT64_MAX", FJ_INVALID_ARGUMENT,
+              "v: shape [2,96,8,128] with strides [9223372036854775807,1024,", "beyond 2^63 bytes", NULL);
+  f->strides[V][0] = INT64_MAX / 2 - 1000; /* the last element index fits; its byte does not */
+  expect_fail(f, "v bytes just past int64", FJ_INVALID_ARGUMENT, "v: shape [2,96,8,128] with strides [4611686018427386903,",
+              "beyond 2^63 bytes", NULL);
+  f->strides[V][0] = SKV * HK * D;
+  f->t[O].byte_offset = (uint64_t)1 << 63;
+  expect_fail(f, "o.byte_offset 2^63", FJ_INVALID_ARGUMENT, "o.byte_offset=9223372036854775808 does not fit in int64",
+              NULL);
+  f->t[O].byte_offset = (uint64_t)INT64_MAX - 100;
+  expect_fail(f, "o.byte_offset near 2^63", FJ_INVALID_ARGUMENT, "o: shape [2,128,8,128]", "byte_offset 9223372036854775707",
+              "beyond 2^63 bytes", NULL);
+  f->t[O].byte_offset = 0;
+  keep = f->t[V].data;
+  f->t[V].data = (void *)(UINTPTR_MAX - 4096);
+  expect_fail(f, "v at the top of the address space", FJ_INVALID_ARGUMENT, "v: data=", "wraps around the address space",
+              NULL);
+  f->t[V].data = keep;
+  f->t[K].byte_offset = 3;
+  expect_fail(f, "k misaligned by 3 bytes", FJ_INVALID_ARGUMENT, "k.data + byte_offset", "+ 3 is not aligned to 2 bytes",
+              NULL);
+  f->t[K].byte_offset = 0;
+
+  /* outputs overlapping inputs */
+  f->t[O].data = f->t[Q].data;
+  char want[160];
+  uintptr_t q0 = (uintptr_t)f->t[Q].data, qend = q0 + (uintptr_t)B * SQ * H * D * 2;
+  snprintf(want, sizeof want, "o overlaps q (bytes [0x%lx, 0x%lx) and [0x%lx, 0x%lx))", (unsigned long)q0,
+           (unsigned long)qend, (unsigned long)q0, (unsigned long)qend);
+  expect_fail(f, "o is q", FJ_INVALID_ARGUMENT, want, NULL);
+  f->t[O].data = f->mem[O].t.data;
+  /* v and o side by side in one buffer, so no other tensor is near */
+  {
+    size_t v_bytes = (size_t)B * SKV * HK * D * 2, o_bytes = (size_t)B * SQ * H * D * 2;
+    char *both = aligned_alloc(64, (v_bytes + o_bytes + 63) / 64 * 64);
+    attention_problem p;
+    f->t[V].data = both;
+    f->t[O].data = both + v_bytes - 2; /* o's first element is v's last */
+    expect_fail(f, "o starts on v's last element", FJ_INVALID_ARGUMENT, "o overlaps v (bytes [", NULL);
+    f->t[O].data = both + v_bytes;
+    expect_ok(f, "o right after v", &p);
+    f->t[V].data = f->mem[V].t.data;
+    f->t[O].data = f->mem[O].t.data;
+    free(both);
+  }
+  f->t[L].data = f->t[K].data;
+  expect_fail(f, "lse is k", FJ_INVALID_ARGUMENT, "lse overlaps k (bytes [", NULL);
+  f->t[L].data = f->mem[L].t.data;
+  f->t[L].data = f->t[O].data;
+  expect_fail(f, "lse is o", FJ_INVALID_ARGUMENT, "o overlaps lse (bytes [", NULL);
+  f->t[L].data = f->mem[L].t.data;
+
+  /* outputs overlapping themselves */
+  f->strides[O][1] = 0;
+  f->shape[Q][1] = f->shape[O][1] = 7;
+  f->shape[L][2] = 7;
+  expect_fail(f, "o.strides[1]=0", FJ_INVALID_ARGUMENT, "o.strides give overlapping elements (stride[1]=0 with shape[1]=7",
+              NULL);
+  f->shape[Q][1] = f->shape[O][1] = SQ;
+  f->shape[L][2] = SQ;
+  f->strides[O][1] = H * D;
+  f->strides[O][2] = D / 2; /* heads half a row apart */
+  expect_fail(f, "o heads overlap", FJ_INVALID_ARGUMENT, "o.strides give overlapping elements (stride[2]=64 with shape[2]=8",
+              NULL);
+  f->strides[O][2] = D;
+  f->strides[O][0] = H * D; /* batch 1 lands on sequence position 1 */
+  expect_fail(f, "o batch on top of seq", FJ_INVALID_ARGUMENT, "o.strides give overlapping elements",
+              "strides [1024,1024,128,1]", NULL);
+  f->strides[O][0] = SQ * H * D;
+  f->strides[O][3] = 0;
+  expect_fail(f, "o.strides[3]=0", FJ_INVALID_ARGUMENT, "o.strides give overlapping elements (stride[3]=0 with shape[3]=128",
+              NULL);
+  f->strides[O][3] = 1;
+  f->strides[L][1] = 1; /* heads and seq both stride 1 */
+  expect_fail(f, "lse strides overlap", FJ_INVALID_ARGUMENT, "lse.strides give overlapping elements", NULL);
+  f->strides[L][1] = SQ;
+
+  /* scale */
+  f->args.softmax_scale = NAN;
+  expect_fail(f, "scale NaN", FJ_INVALID_ARGUMENT, "softmax_scale=nan must be finite", NULL);
+  f->args.softmax_scale = INFINITY;
+  expect_fail(f, "scale inf", FJ_INVALID_ARGUMENT, "softmax_scale=inf must be finite", NULL);
+  f->args.softmax_scale = -INFINITY;
+  expect_fail(f, "scale -inf", FJ_INVALID_ARGUMENT, "softmax_scale=-inf must be finite", NULL);
+  f->args.softmax_scale = 0;
+}
+
+/* ---- valid calls ---- */
+
+static void test_valid_basic(fixture *f) {
+  attention_problem p;
+  fresh(f);
+  f->args.causal = 5;
+  if (expect_ok(f, "fp16 b2 sq128 skv96 h8 d128 with lse, causal", &p) != FJ_OK) return;
+  CHECK(p.key.kind == PROBLEM_ATTENTION_FWD && p.key.dtype == DTYPE_F16 && p.key.head_dim == D &&
+            p.key.heads == H && p.key.kv_heads == HK && p.key.causal == 1 && p.key.has_lse == 1 &&
+            p.key.d_contiguous == 1 && p.key.seqlen_bucket == 7,
+        "key: fp16 d128 h8 hk8 causal=1 lse=1 dcontig=1 bucket 7");
+  CHECK(p.batch == B && p.seqlen_q == SQ && p.seqlen_kv == SKV, "sizes b=%lld sq=%lld skv=%lld",
+        (long long)p.batch, (long long)p.seqlen_q, (long long)p.seqlen_kv);
+  CHECK(fabsf(p.softmax_scale - 1.0f / sqrtf(128.0f)) < 1e-7f, "scale 0 resolves to 1/sqrt(128) = %g",
+        (double)p.softmax_scale);
+  CHECK(p.q.data == f->mem[Q].t.data && p.k.data == f->mem[K].t.data && p.v.data == f->mem[V].t.data &&
+            p.o.data == f->mem[O].t.data && p.lse.data == f->mem[L].t.data,
+        "view data pointers");
+  CHECK(p.q.ndim == 4 && p.q.stride[0] == SQ * H * D && p.q.stride[1] == H * D && p.q.stride[2] == D &&
+            p.q.stride[3] == 1 && p.k.stride[0] == SKV * HK * D && p.q.shape[1] == SQ && p.k.shape[1] == SKV,
+        "q and k views: shapes and strides in elements");
+  CHECK(p.lse.ndim == 3 && p.lse.shape[0] == B && p.lse.shape[1] == H && p.lse.shape[2] == SQ &&
+            p.lse.shape[3] == 1 && p.lse.stride[0] == H * SQ && p.lse.stride[1] == SQ && p.lse.stride[2] == 1 &&
+            p.lse.stride[3] == 0,
+        "lse view [b,h,sq] with a unit fourth dimension");
+  CHECK(p.device.device_type == kDLCPU && p.device.device_id == 0, "device (cpu,0)");
+
+  f->args.softmax_scale = -0.25f;
+  f->args.causal = 0;
+  f->args.lse = NULL;
+  if (expect_ok(f, "no lse, explicit negative scale", &p) == FJ_OK)
+    CHECK(p.softmax_scale == -0.25f && p.key.has_lse == 0 && p.lse.data == NULL && p.key.causal == 0,
+          "explicit scale kept, lse absent");
+
+  /* NULL strides: row-major */
+  f->args.lse = &f->t[L];
+  for (int i = 0; i < 5; i++) f->t[i].strides = NULL;
+  if (expect_ok(f, "NULL strides everywhere", &p) == FJ_OK)
+    CHECK(p.o.stride[0] == SQ * H * D && p.o.stride[1] == H * D && p.o.stride[2] == D && p.o.stride[3] == 1 &&
+              p.lse.stride[0] == H * SQ && p.lse.stride[2] == 1 && p.key.d_contiguous == 1,
+          "NULL strides resolve to row-major");
+
+  /* byte_offset moves the views */
+  for (int i = 0; i < 5; i++) f->t[i].strides = f->strides[i];
+  f->shape[Q][1] = f->shape[O][1] = SQ - 1;
+  f->shape[L][2] = SQ - 1;
+  f->t[Q].byte_offset = (uint64_t)H * D * 2; /* start at row 1 */
+  f->t[O].byte_offset = 64;
+  if (expect_ok(f, "byte offsets on q and o", &p) == FJ_OK)
+    CHECK(p.q.data == (char *)f->mem[Q].t.data + H * D * 2 && p.o.data == (char *)f->mem[O].t.data + 64 &&
+              p.seqlen_q == SQ - 1,
+          "views include byte_offset");
+}
+
+static void test_valid_layouts(fixture *f) {
+  attention_problem p;
+  /* packed QKV: [b, s, 3*h*d] memory, three strided views, as PyTorch's qkv.view(...).unbind gives */
+  fixture_free(f);
+  fixture_init(f, DTYPE_BF16, 2, 64, 64, 4, 4, 64);
+  int64_t packed_shape[3] = {2, 64, 3 * 4 * 64};
+  host_tensor qkv;
+  host_tensor_alloc(&qkv, DTYPE_BF16, 3, packed_shape, NULL);
+  int64_t view_strides[4] = {64 * 3 * 4 * 64, 3 * 4 * 64, 64, 1};
+  for (int i = 0; i < 3; i++) {
+    f->t[i].data = qkv.t.data;
+    f->t[i].byte_offset = (uint64_t)i * 4 * 64 * 2;
+    memcpy(f->strides[i], view_strides, sizeof view_strides);
+  }
+  if (expect_ok(f, "packed QKV views of one [2,64,768] bf16 buffer", &p) == FJ_OK)
+    CHECK(p.q.data == (char *)qkv.t.data && p.k.data == (char *)qkv.t.data + 512 &&
+              p.v.data == (char *)qkv.t.data + 1024 && p.k.stride[1] == 768 && p.key.d_contiguous == 1 &&
+              p.key.dtype == DTYPE_BF16,
+          "packed views: k 512 bytes in, v 1024, row stride 768");
+  /* o may not live in the packed buffer's range, even between q's columns */
+  f->t[O].data = qkv.t.data;
+  f->t[O].byte_offset = 0;
+  expect_fail(f, "o inside the packed QKV buffer", FJ_INVALID_ARGUMENT, "o overlaps q", NULL);
+  f->t[O].data = f->mem[O].t.data;
+  host_tensor_free(&qkv);
+
+  /* [b, h, s, d] memory viewed as [b, s, h, d]; o with padded rows; head_dim strided */
+  fixture_free(f);
+  fixture_init(f, DTYPE_F32, 1, 33, 17, 2, 2, 8);
+  f->strides[Q][0] = 2 * 33 * 8;
+  f->strides[Q][1] = 8;
+  f->strides[Q][2] = 33 * 8;
+  f->strides[Q][3] = 1;
+  if (expect_ok(f, "q in [b,h,s,d] memory", &p) == FJ_OK)
+    CHECK(p.q.stride[1] == 8 && p.q.stride[2] == 264 && p.key.d_contiguous == 1, "transposed q strides kept");
+  f->strides[K][3] = 2;
+  f->strides[K][2] = 1;
+  f->strides[K][1] = 16; /* k in [b, s, d, h] memory: head_dim is not contiguous */
+  f->strides[K][0] = 17 * 16;
+  if (expect_ok(f, "k with head_dim stride 2", &p) == FJ_OK)
+    CHECK(p.key.d_contiguous == 0 && p.k.stride[3] == 2, "d_contiguous=0 when a head_dim stride is not 1");
+
+  /* broadcast q (stride 0 over the sequence) is fine: it is only read */
+  fixture_free(f);
+  fixture_init(f, DTYPE_F16, 1, 16, 16, 2, 2, 16);
+  f->strides[Q][1] = 0;
+  expect_ok(f, "q broadcast along the sequence (stride 0)", &p);
+  f->strides[Q][1] = 32;
+  /* a size-1 dimension's stride does not matter, even 0 in o */
+  f->strides[O][0] = 0;
+  expect_ok(f, "o with stride 0 on its size-1 batch", &p);
+  f->strides[O][0] = 16 * 2 * 16;
+
+  /* GQA 8/2 and MQA 8/1 */
+  fixture_free(f);
+  fixture_init(f, DTYPE_F16, 2, 40, 50, 8, 2, 64);
+  if (expect_ok(f, "GQA heads 8 kv_heads 2", &p) == FJ_OK)
+    CHECK(p.key.heads == 8 && p.key.kv_heads == 2, "GQA key h=8 hk=2");
+  fixture_free(f);
+  fixture_init(f, DTYPE_F16, 1, 40, 50, 8, 1, 64);
+  if (expect_ok(f, "MQA heads 8 kv_heads 1", &p) == FJ_OK)
+    CHECK(p.key.heads == 8 && p.key.kv_heads == 1, "MQA key h=8 hk=1");
+
+  /* head dims at the edges */
+  int64_t dims[] = {8, 256, 80, 96};
+  for (int i = 0; i < 4; i++) {
+    fixture_free(f);
+    fixture_init(f, DTYPE_BF16, 1, 3, 3, 1, 1, dims[i]);
+    char what[32];
+    snprintf(what, sizeof what, "head_dim %lld", (long long)dims[i]);
+    expect_ok(f, what, &p);
+  }
+}
+
+static void test_valid_empty(fixture *f) {
+  attention_problem p;
+  /* seqlen_q = 0: q, o and lse have no elements; their data may be NULL */
+  fixture_free(f);
+  fixture_init(f, DTYPE_F16, 2, 0, 10, 4, 4, 32);
+  f->t[Q].data = NULL;
+  f->t[O].data = NULL;
+  f->t[L].data = NULL;
+  if (expect_ok(f, "seqlen_q 0 with NULL q, o and lse data", &p) == FJ_OK)
+    CHECK(p.seqlen_q == 0 && p.seqlen_kv == 10 && p.key.seqlen_bucket == 0 && p.o.data == NULL,
+          "empty problem: sq=0, bucket 0, o.data NULL");
+  /* seqlen_kv = 0: valid, o gets zeros later; k and v may be NULL */
+  fixture_free(f);
+  fixture_init(f, DTYPE_F32, 1, 5, 0, 2, 1, 16);
+  f->t[K].data = NULL;
+  f->t[V].data = NULL;
+  if (expect_ok(f, "seqlen_kv 0 with NULL k and v", &p) == FJ_OK)
+    CHECK(p.seqlen_kv == 0 && p.key.kv_heads == 1, "sq=5 skv=0 accepted");
+  /* empty outputs may alias anything: nothing is written */
+  f->t[K].data = f->mem[K].t.data;
+  f->t[V].data = f->mem[V].t.data;
+  fixture_free(f);
+  fixture_init(f, DTYPE_F32, 1, 0, 4, 2, 2, 16);
+  f->t[O].data = f->t[Q].data = f->t[K].data;
+  expect_ok(f, "an empty o on top of k", &p);
+}
+
+int main(void) {
+  fixture f;
+  memset(&f, 0, sizeof f);
+  test_pointers_and_struct(&f);
+  test_ndim(&f);
+  test_dtypes(&f);
+  test_shapes(&f);
+  test_devices(&f);
+  test_memory(&f);
+  test_valid_basic(&f);
+  test_valid_layouts(&f);
+  test_valid_empty(&f);
+  fixture_free(&f);
+  printf("%d passed, %d failed\n", passed, failed);
+  return failed != 0;
+}

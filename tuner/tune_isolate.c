@@ -1,0 +1,534 @@
+/* tune_isolate.c: candidates run in child processes so that one that crashes, hangs or corrupts its
+ * context loses itself and nothing else. The parent forks a child per batch of candidates; the child
+ * builds its own context (never the parent's pool, locks or database handle, which fork does not carry
+ * over in a usable state), reports START before and DONE after each candidate through a pipe, and the
+ * parent watches the pipe with a deadline per candidate. A child that dies or overstays is reaped, the
+ * candidate it was on is recorded as crash or timeout, and a fresh child takes the rest of the batch.
+ *
+ * Compiles run in a child too (several threads in it): LLVM aborts the process on some internal
+ * errors, and that must cost one candidate, not the night's run. When a compile child with several
+ * compiles in flight dies, the culprit is unknown, so the rest of that batch is compiled one at a time.
+ *
+ * Everything a child needs (inputs, the float64 reference) is computed by the parent before forking
+ * and read from the child's copy of memory. Children leave with _exit: the parent's atexit handlers,
+ * stdio buffers and LLVM's static destructors are not theirs to run. */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/reference.h"
+#include "core/threadpool.h"
+#include "runtime/runtime.h"
+#include "tuner/tune_internal.h"
+
+double tune_now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ---- the child ----------------------------------------------------------------------------------- */
+
+typedef struct tune_child {
+  const tune_bench *bench;
+  tune_mode mode;
+  const tune_job *jobs;
+  const int *list;          /* indices into jobs, in the order to run them */
+  int count;
+  int fd;                   /* the pipe's write end */
+  fj_context *context;
+  double best_ms;           /* the slow cutoff's reference, improved by this child's own results */
+} tune_child;
+
+static void tune_child_send(int fd, const tune_report *report) {
+  /* One write of less than PIPE_BUF bytes is atomic, so compile threads need no lock here. A failed
+   * write means the parent is gone; PDEATHSIG ends us soon anyway. */
+  ssize_t n;
+  do n = write(fd, report, sizeof *report);
+  while (n < 0 && errno == EINTR);
+}
+
+static void tune_report_message(tune_report *report, const char *format, const char *detail) {
+  snprintf(report->message, sizeof report->message, format, detail);
+}
+
+/* FLASHJIT_TUNE_FAULT="crash:<substr>;hang:<substr>;wrong:<substr>": test-only faults, applied in the
+ * measuring child to candidates whose config text contains substr. 1 when `kind` applies to config. */
+static int tune_fault(const char *spec, const char *kind, const char *config) {
+  if (spec == NULL) return 0;
+  size_t kind_len = strlen(kind);
+  const char *p = spec;
+  while (*p) {
+    size_t len = strcspn(p, ";");
+    if (len > kind_len && strncmp(p, kind, kind_len) == 0 && p[kind_len] == ':') {
+      char needle[200];
+      size_t n = len - kind_len - 1;
+      if (n >= sizeof needle) n = sizeof needle - 1;
+      memcpy(needle, p + kind_len + 1, n);
+      needle[n] = '\0';
+      if (strstr(config, needle) != NULL) return 1;
+    }
+    p += len;
+    if (*p == ';') p++;
+  }
+  return 0;
+}
+
+static int tune_compare_doubles(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* 1 when every element of the problem's o view is finite: a poisoned output that still holds a NaN
+ * was not (fully) written. */
+static int tune_output_finite(const attention_problem *problem) {
+  const tensor_view *o = &problem->o;
+  dtype_id dtype = (dtype_id)problem->key.dtype;
+  for (int64_t b = 0; b < o->shape[0]; b++)
+    for (int64_t s = 0; s < o->shape[1]; s++)
+      for (int64_t h = 0; h < o->shape[2]; h++)
+        for (int64_t d = 0; d < o->shape[3]; d++) {
+          int64_t index = b * o->stride[0] + s * o->stride[1] + h * o->stride[2] + d * o->stride[3];
+          if (!isfinite(core_load_as_f32(o->data, dtype, index))) return 0;
+        }
+  return 1;
+}
+
+/* Checks, then times one candidate in the child's context. */
+static void tune_child_measure(tune_child *child, const tune_job *job, tune_report *r) {
+  const tune_bench *bench = child->bench;
+  char config_text[256];
+  kernel_config_string(bench->family, &job->config, config_text, sizeof config_text);
+  r->rel_err = -1.0;
+
+  runtime_kernel *kernel = NULL;
+  fj_status status = runtime_get_kernel(child->context, &bench->check, &job->config, &kernel);
+  if (status != FJ_OK) {
+    r->outcome = status == FJ_COMPILE_FAILED ? TRIAL_COMPILE_ERROR : TRIAL_LAUNCH_ERROR;
+    tune_report_message(r, "loading: %s", fj_last_error());
+    return;
+  }
+  if (tune_fault(bench->fault, "crash", config_text)) raise(SIGSEGV);
+  if (tune_fault(bench->fault, "hang", config_text))
+    for (;;) pause();
+
+  host_tensor_poison(bench->check_o);
+  status = runtime_launch_attention(child->context, kernel, &bench->check, NULL);
+  if (status != FJ_OK) {
+    r->outcome = TRIAL_LAUNCH_ERROR;
+    tune_report_message(r, "launch: %s", fj_last_error());
+    return;
+  }
+  if (tune_fault(bench->fault, "wrong", config_text))
+    core_store_from_f32(bench->check.o.data, (dtype_id)bench->check.key.dtype, 0, 100.0f);
+  double err = core_relative_error_o(&bench->check, bench->check_ref);
+  r->rel_err = isfinite(err) ? err : 1e30;
+  if (!(err <= bench->tolerance)) {
+    r->outcome = TRIAL_WRONG_RESULT;
+    snprintf(r->message, sizeof r->message, "relative error %.3g over the %s bound %.3g%s", err,
+             core_dtype_name((dtype_id)bench->check.key.dtype), bench->tolerance,
+             bench->check_is_problem ? "" : " (on the check problem)");
+    return;
+  }
+
+  /* The timed problem: the same binary (same generated code), a table entry of its own. Its first
+   * run doubles as a warmup and as a check that every output element was written. */
+  if (!bench->check_is_problem) {
+    status = runtime_get_kernel(child->context, &bench->problem, &job->config, &kernel);
+    if (status == FJ_OK) {
+      host_tensor_poison(bench->problem_o);
+      status = runtime_launch_attention(child->context, kernel, &bench->problem, NULL);
+    }
+    if (status != FJ_OK) {
+      r->outcome = TRIAL_LAUNCH_ERROR;
+      tune_report_message(r, "launch: %s", fj_last_error());
+      return;
+    }
+    if (!tune_output_finite(&bench->problem)) {
+      r->outcome = TRIAL_WRONG_RESULT;
+      snprintf(r->message, sizeof r->message, "output of the timed problem is not all finite");
+      return;
+    }
+  }
+  for (int i = 1; i < bench->warmup; i++) {
+    status = runtime_launch_attention(child->context, kernel, &bench->problem, NULL);
+    if (status != FJ_OK) break;
+  }
+
+  int repeats = bench->repeats < 1 ? 1 : bench->repeats;
+  double *times = calloc((size_t)repeats, sizeof *times);
+  if (times == NULL) {
+    r->outcome = TRIAL_LAUNCH_ERROR;
+    snprintf(r->message, sizeof r->message, "no memory for %d timings", repeats);
+    return;
+  }
+  int done = 0;
+  double fastest = INFINITY;
+  /* One run can be hit by a context switch (on a busy machine a 0.2 ms kernel then takes twice as
+   * long); two or three are rarely all hit, so the cutoff waits for them. */
+  int min_runs = child->best_ms > 0.0 && child->best_ms < 1.0 ? 3 : 2;
+  for (int i = 0; i < repeats && status == FJ_OK; i++) {
+    double t0 = tune_now_s();
+    status = runtime_launch_attention(child->context, kernel, &bench->problem, NULL);
+    times[done++] = (tune_now_s() - t0) * 1e3;
+    if (times[done - 1] < fastest) fastest = times[done - 1];
+    /* Interference only ever adds time, so a candidate whose fastest run is already slower than the
+     * best median by the margin cannot win: stop timing it. Most of a space goes after a few runs. */
+    if (done >= min_runs && bench->slow_factor > 1.0 && child->best_ms > 0.0 &&
+        fastest > bench->slow_factor * child->best_ms)
+      break;
+  }
+  if (status != FJ_OK) {
+    free(times);
+    r->outcome = TRIAL_LAUNCH_ERROR;
+    tune_report_message(r, "launch: %s", fj_last_error());
+    return;
+  }
+  qsort(times, (size_t)done, sizeof *times, tune_compare_doubles);
+  r->outcome = TRIAL_OK;
+  r->repeats = done;
+  r->median_ms = done % 2 ? times[done / 2] : 0.5 * (times[done / 2 - 1] + times[done / 2]);
+  r->min_ms = times[0];
+  r->max_ms = times[done - 1];
+  free(times);
+  if (child->best_ms <= 0.0 || r->median_ms < child->best_ms) child->best_ms = r->median_ms;
+}
+
+static void tune_child_compile(tune_child *child, const tune_job *job, tune_report *r) {
+  runtime_kernel *kernel = NULL;
+  double t0 = tune_now_s();
+  fj_status status = runtime_get_kernel(child->context, &child->bench->problem, &job->config, &kernel);
+  if (status != FJ_OK) {
+    r->outcome = TRIAL_COMPILE_ERROR;
+    tune_report_message(r, "%s", fj_last_error());
+    r->compile_ms = (tune_now_s() - t0) * 1e3;
+    return;
+  }
+  r->outcome = TRIAL_OK;
+  r->compile_ms = kernel->compile_ms;
+  snprintf(r->message, sizeof r->message, "%s", kernel->source);
+}
+
+static void tune_child_job(void *user, int64_t n, int worker) {
+  tune_child *child = user;
+  const tune_bench *bench = child->bench;
+  int index = child->list[n];
+  if (bench->deadline > 0.0 && tune_now_s() > bench->deadline) return;  /* left for a later run */
+  tune_report r;
+  memset(&r, 0, sizeof r);
+  r.kind = TUNE_REPORT_START;
+  r.job = index;
+  tune_child_send(child->fd, &r);
+  core_error_clear();
+  if (child->mode == TUNE_MODE_COMPILE)
+    tune_child_compile(child, &child->jobs[index], &r);
+  else
+    tune_child_measure(child, &child->jobs[index], &r);
+  r.kind = TUNE_REPORT_DONE;
+  r.job = index;
+  tune_child_send(child->fd, &r);
+}
+
+static void tune_child_main(tune_child *child, pid_t parent, int threads) {
+  /* Die with the parent: a tuner killed with -9 must not leave a child timing (or hanging) on. */
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != parent) _exit(3);
+  if (child->bench->close_fd >= 0) close(child->bench->close_fd);
+  signal(SIGPIPE, SIG_IGN);
+
+  const tune_bench *bench = child->bench;
+  char device[64];
+  snprintf(device, sizeof device, "%s:%d", bench->backend->name, bench->device_index);
+  fj_context_options options;
+  fj_context_options_init(&options);
+  options.device = device;
+  options.cache_dir = bench->cache_dir;
+  options.num_threads = child->mode == TUNE_MODE_COMPILE ? 1 : bench->measure_threads;
+  fj_status status = fj_context_create(&options, &child->context);
+  core_pool *pool = NULL;
+  if (status == FJ_OK && child->mode == TUNE_MODE_COMPILE && threads > 1)
+    status = core_pool_create(threads, &pool);
+  if (status != FJ_OK) {
+    tune_report r;
+    memset(&r, 0, sizeof r);
+    r.kind = TUNE_REPORT_SETUP_FAILED;
+    r.job = -1;
+    snprintf(r.message, sizeof r.message, "%s", fj_last_error());
+    tune_child_send(child->fd, &r);
+    _exit(2);
+  }
+  if (pool != NULL)
+    core_pool_run(pool, child->count, tune_child_job, child);
+  else
+    for (int i = 0; i < child->count; i++) tune_child_job(child, i, 0);
+  /* No cleanup: the process ends here and the kernel frees everything at once. */
+  _exit(0);
+}
+
+/* ---- the parent ---------------------------------------------------------------------------------- */
+
+enum { TUNE_JOB_PENDING = 0, TUNE_JOB_RUNNING, TUNE_JOB_SETTLED, TUNE_JOB_SUSPECT };
+
+typedef struct tune_worker {
+  tune_batch *batch;
+  unsigned char *state;
+  double *started;
+  pid_t pid;
+  int fd;
+  int solo;                 /* compile one at a time: a crash with several in flight had no culprit */
+  int setup_failures;
+  int finished;
+  char setup_error[200];
+  unsigned char buffer[sizeof(tune_report)];
+  size_t buffered;
+} tune_worker;
+
+static void tune_settle(tune_worker *w, int job, const tune_report *report) {
+  if (w->state[job] == TUNE_JOB_SETTLED) return;
+  w->state[job] = TUNE_JOB_SETTLED;
+  w->batch->settled++;
+  w->batch->on_result(w->batch->user, &w->batch->jobs[job], report);
+}
+
+static void tune_settle_failure(tune_worker *w, int job, trial_outcome outcome, const char *message) {
+  tune_report r;
+  memset(&r, 0, sizeof r);
+  r.kind = TUNE_REPORT_DONE;
+  r.job = job;
+  r.outcome = outcome;
+  r.rel_err = -1.0;
+  snprintf(r.message, sizeof r.message, "%s", message);
+  tune_settle(w, job, &r);
+}
+
+/* Forks a child for the worker's unsettled candidates. 0 started, 1 nothing to do, -1 fork failed. */
+static int tune_worker_start(const tune_bench *bench, tune_worker *w) {
+  tune_batch *batch = w->batch;
+  int *list = malloc((size_t)(batch->count > 0 ? batch->count : 1) * sizeof *list);
+  if (list == NULL) return -1;
+  int n = 0;
+  for (int i = 0; i < batch->count; i++)
+    if (w->state[i] == TUNE_JOB_PENDING || w->state[i] == TUNE_JOB_SUSPECT) {
+      w->state[i] = TUNE_JOB_PENDING;
+      list[n++] = i;
+    }
+  if (n == 0 || (bench->deadline > 0.0 && tune_now_s() > bench->deadline)) {
+    free(list);
+    w->finished = 1;
+    return 1;
+  }
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) {
+    free(list);
+    return -1;
+  }
+  int threads = bench->compile_threads > 0 ? bench->compile_threads : core_online_cores();
+  if (w->solo) threads = 1;
+  pid_t parent = getpid();
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    free(list);
+    return -1;
+  }
+  if (pid == 0) {
+    close(fds[0]);
+    tune_child child = {.bench = bench, .mode = batch->mode, .jobs = batch->jobs, .list = list,
+                        .count = n, .fd = fds[1], .context = NULL, .best_ms = bench->best_ms};
+    tune_child_main(&child, parent, threads);
+    _exit(4);  /* not reached */
+  }
+  close(fds[1]);
+  free(list);
+  w->pid = pid;
+  w->fd = fds[0];
+  w->buffered = 0;
+  return 0;
+}
+
+static const char *tune_signal_name(int sig) {
+  switch (sig) {
+    case SIGSEGV: return "SIGSEGV";
+    case SIGBUS: return "SIGBUS";
+    case SIGILL: return "SIGILL";
+    case SIGFPE: return "SIGFPE";
+    case SIGABRT: return "SIGABRT";
+    case SIGKILL: return "SIGKILL";
+    case SIGTERM: return "SIGTERM";
+    default: return "signal";
+  }
+}
+
+/* The child's pipe closed: reap it and settle what it left behind. */
+static void tune_worker_reap(tune_worker *w) {
+  int wstatus = 0;
+  while (waitpid(w->pid, &wstatus, 0) < 0 && errno == EINTR) {
+  }
+  close(w->fd);
+  w->fd = -1;
+  w->pid = 0;
+  int running = 0, last = -1;
+  for (int i = 0; i < w->batch->count; i++)
+    if (w->state[i] == TUNE_JOB_RUNNING) {
+      running++;
+      last = i;
+    }
+  int clean = WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0;
+  if (clean && running == 0) {
+    /* Done; anything still pending was left because the deadline passed. */
+    w->finished = 1;
+    return;
+  }
+  char why[160];
+  if (WIFSIGNALED(wstatus))
+    snprintf(why, sizeof why, "%s child killed by %s (%d)", w->batch->mode == TUNE_MODE_COMPILE ? "compile" : "measuring",
+             tune_signal_name(WTERMSIG(wstatus)), WTERMSIG(wstatus));
+  else
+    snprintf(why, sizeof why, "%s child exited with status %d", w->batch->mode == TUNE_MODE_COMPILE ? "compile" : "measuring",
+             WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1);
+  if (running == 1) {
+    tune_settle_failure(w, last, TRIAL_CRASH, why);
+  } else if (running > 1) {
+    for (int i = 0; i < w->batch->count; i++)
+      if (w->state[i] == TUNE_JOB_RUNNING) w->state[i] = TUNE_JOB_SUSPECT;
+    w->solo = 1;
+    core_log(LOG_INFO, "tune: %s with %d compiles in flight; compiling the rest one at a time", why, running);
+  } else if (++w->setup_failures >= 2) {
+    w->finished = 1;  /* the run reports the error */
+    if (w->setup_error[0] == '\0') snprintf(w->setup_error, sizeof w->setup_error, "%s", why);
+  }
+}
+
+static void tune_worker_read(tune_worker *w) {
+  for (;;) {
+    ssize_t n = read(w->fd, w->buffer + w->buffered, sizeof w->buffer - w->buffered);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      tune_worker_reap(w);
+      return;
+    }
+    w->buffered += (size_t)n;
+    if (w->buffered < sizeof w->buffer) continue;  /* the rest of this report is on its way */
+    tune_report r;
+    memcpy(&r, w->buffer, sizeof r);
+    w->buffered = 0;
+    if (r.kind == TUNE_REPORT_SETUP_FAILED) {
+      snprintf(w->setup_error, sizeof w->setup_error, "%s", r.message);
+    } else if (r.job >= 0 && r.job < w->batch->count) {
+      if (r.kind == TUNE_REPORT_START) {
+        w->state[r.job] = TUNE_JOB_RUNNING;
+        w->started[r.job] = tune_now_s();
+      } else if (r.kind == TUNE_REPORT_DONE) {
+        tune_settle(w, r.job, &r);
+      }
+    }
+    return;  /* one report per poll wakeup keeps the loop simple; poll comes straight back */
+  }
+}
+
+static void tune_worker_check_timeout(tune_worker *w, double now) {
+  int oldest = -1;
+  for (int i = 0; i < w->batch->count; i++)
+    if (w->state[i] == TUNE_JOB_RUNNING && now - w->started[i] > w->batch->timeout_s &&
+        (oldest < 0 || w->started[i] < w->started[oldest]))
+      oldest = i;
+  if (oldest < 0) return;
+  kill(w->pid, SIGKILL);
+  int wstatus;
+  while (waitpid(w->pid, &wstatus, 0) < 0 && errno == EINTR) {
+  }
+  close(w->fd);
+  w->fd = -1;
+  w->pid = 0;
+  char why[160];
+  snprintf(why, sizeof why, "no result after %.0f s: %s child killed", w->batch->timeout_s,
+           w->batch->mode == TUNE_MODE_COMPILE ? "compile" : "measuring");
+  tune_settle_failure(w, oldest, TRIAL_TIMEOUT, why);
+  /* the others in flight did nothing wrong: they run again */
+  for (int i = 0; i < w->batch->count; i++)
+    if (w->state[i] == TUNE_JOB_RUNNING) w->state[i] = TUNE_JOB_PENDING;
+}
+
+fj_status tune_run_batches(const tune_bench *bench, tune_batch *batches, int count) {
+  tune_worker workers[4];
+  if (count > 4) return core_error(FJ_INTERNAL, "tune_run_batches: %d batches at once (4 at most)", count);
+  memset(workers, 0, sizeof workers);
+  fj_status status = FJ_OK;
+  for (int b = 0; b < count; b++) {
+    tune_worker *w = &workers[b];
+    w->batch = &batches[b];
+    w->batch->settled = 0;
+    w->fd = -1;
+    w->state = calloc((size_t)(batches[b].count > 0 ? batches[b].count : 1), 1);
+    w->started = calloc((size_t)(batches[b].count > 0 ? batches[b].count : 1), sizeof(double));
+    if (w->state == NULL || w->started == NULL) status = core_error(FJ_OUT_OF_MEMORY, "no memory for a batch");
+    if (batches[b].count == 0) w->finished = 1;
+  }
+  while (status == FJ_OK) {
+    struct pollfd fds[4];
+    int map[4], nfds = 0, active = 0;
+    double now = tune_now_s(), wait_s = 1.0;
+    for (int b = 0; b < count; b++) {
+      tune_worker *w = &workers[b];
+      if (w->finished) continue;
+      if (w->pid == 0) {
+        int started = tune_worker_start(bench, w);
+        if (started < 0) {
+          status = core_error(FJ_INTERNAL, "tune: cannot start a child process: %s", strerror(errno));
+          break;
+        }
+        if (started == 1) continue;
+      }
+      active++;
+      fds[nfds].fd = w->fd;
+      fds[nfds].events = POLLIN;
+      map[nfds++] = b;
+      for (int i = 0; i < w->batch->count; i++)
+        if (w->state[i] == TUNE_JOB_RUNNING) {
+          double left = w->started[i] + w->batch->timeout_s - now;
+          if (left < wait_s) wait_s = left;
+        }
+    }
+    if (status != FJ_OK || active == 0) break;
+    if (wait_s < 0.01) wait_s = 0.01;
+    int ready = poll(fds, (nfds_t)nfds, (int)(wait_s * 1000.0) + 1);
+    if (ready < 0 && errno != EINTR) {
+      status = core_error(FJ_INTERNAL, "tune: poll: %s", strerror(errno));
+      break;
+    }
+    for (int i = 0; i < nfds && ready > 0; i++)
+      if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) tune_worker_read(&workers[map[i]]);
+    now = tune_now_s();
+    for (int b = 0; b < count; b++)
+      if (!workers[b].finished && workers[b].pid != 0) tune_worker_check_timeout(&workers[b], now);
+  }
+  for (int b = 0; b < count; b++) {
+    tune_worker *w = &workers[b];
+    if (w->pid != 0) {
+      kill(w->pid, SIGKILL);
+      int wstatus;
+      while (waitpid(w->pid, &wstatus, 0) < 0 && errno == EINTR) {
+      }
+      close(w->fd);
+    }
+    if (status == FJ_OK && w->setup_failures >= 2)
+      status = core_error(FJ_INTERNAL, "tune: %s children cannot start: %s",
+                          w->batch->mode == TUNE_MODE_COMPILE ? "compile" : "measuring", w->setup_error);
+    free(w->state);
+    free(w->started);
+  }
+  return status;
+}
