@@ -43,9 +43,12 @@ typedef struct kernel_family {
   /* The part of the key the generated code depends on (dtype, head dim, causal, ...), as text for the
    * compiled-binary cache key: kernels shared by keys that differ only in sizes compile once. */
   void (*codegen_key)(const attention_key *key, char *buffer, size_t size);
-  /* Number of independent jobs and the per-thread scratch bytes a launch of this problem needs. */
+  /* Number of independent jobs (CPU work items, GPU blocks) and the scratch a launch of this problem
+   * needs: per-thread scratch bytes on the CPU, dynamic shared memory bytes per block on a GPU. */
   int64_t (*job_count)(const attention_problem *problem, const kernel_config *config);
   size_t (*scratch_bytes)(const attention_key *key, const kernel_config *config);
+  /* (optional, NULL: 1) GPU threads per block. */
+  int (*block_threads)(const attention_key *key, const kernel_config *config);
 } kernel_family;
 
 /* "block_m=32 block_n=12 unroll=2 vector=16" */
@@ -58,4 +61,5 @@ int kernel_config_parse(const kernel_family *family, const char *text, kernel_co
 const kernel_family *kernel_family_for_backend(const char *backend);
 
 extern const kernel_family attention_fwd_cpu_family;
+extern const kernel_family attention_fwd_nvptx_family; /* backend "cuda" */
 #endif

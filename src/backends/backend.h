@@ -22,6 +22,15 @@ typedef struct backend_device_info {
 
 typedef struct backend_device backend_device;  /* an opened device: the backend's own state */
 
+/* One launch of a generated kernel. */
+typedef struct backend_launch {
+  int64_t jobs;          /* CPU work items / GPU blocks (a 1-D grid) */
+  int block_threads;     /* GPU threads per block (the family's block_threads); CPU: 1 */
+  size_t scratch_bytes;  /* CPU: per-thread scratch; GPU: dynamic shared memory per block */
+  const void *params;    /* the kernel's parameter block */
+  size_t params_size;
+} backend_launch;
+
 typedef struct fj_backend {
   int api_version;            /* FJ_BACKEND_API_VERSION */
   const char *name;           /* "cpu", "cuda", "hip" */
@@ -48,11 +57,36 @@ typedef struct fj_backend {
   fj_status (*module_function)(void *module, const char *function_name, void **function);
   void (*module_unload)(void *module);  /* NULL-safe */
 
-  /* Runs `jobs` independent work items of a kernel (CPU: jobs spread over the threads, each given
-   * scratch_bytes of 64-byte aligned per-thread scratch; GPU: a grid). params is the kernel's
-   * parameter block. Returns when the work is done (CPU) or enqueued on stream (GPU). */
-  fj_status (*launch)(backend_device *device, void *function, int64_t jobs, const void *params,
-                      size_t scratch_bytes, void *stream);
+  /* Runs a kernel: launch->jobs independent work items (CPU: spread over the threads, each given
+   * launch->scratch_bytes of 64-byte aligned per-thread scratch; GPU: a 1-D grid of launch->jobs
+   * blocks of launch->block_threads threads with launch->scratch_bytes of dynamic shared memory).
+   * launch->params is the kernel's parameter block (the CPU passes its address; a GPU passes it by
+   * value as the kernel's one parameter). Returns when the work is done (CPU) or enqueued on stream
+   * (GPU; NULL = the default stream); never synchronizes a GPU. */
+  fj_status (*launch)(backend_device *device, void *function, const backend_launch *launch,
+                      void *stream);
+
+  /* (optional, NULL: the emitted code is the binary) Turns what jit_compile_module emitted (PTX)
+   * into what module_load takes (a cubin through the driver's linker); *out malloc'd. This runs once
+   * per kernel: the disk cache stores its result. */
+  fj_status (*binary_finalize)(backend_device *device, const void *emitted, size_t size,
+                               const char *name, jit_buffer *out);
+
+  /* Device memory, for the command, the tuner and the tests (never in a call's hot path).
+   * (optional, NULL: host memory, malloc/free/memcpy: the CPU) */
+  fj_status (*memory_alloc)(backend_device *device, size_t bytes, void **out);
+  void (*memory_free)(backend_device *device, void *pointer);  /* NULL-safe */
+  fj_status (*copy_to_device)(backend_device *device, void *dst, const void *src, size_t bytes);
+  fj_status (*copy_to_host)(backend_device *device, void *dst, const void *src, size_t bytes);
+  /* (optional, NULL: nothing to wait for) Waits for the work enqueued on stream. */
+  fj_status (*synchronize)(backend_device *device, void *stream);
+  /* (optional, NULL: wall clock around a synchronous launch) Device-side timing: start records an
+   * event on stream, stop records a second one, waits for it and returns the milliseconds between. */
+  fj_status (*timer_start)(backend_device *device, void *stream, void **timer);
+  fj_status (*timer_stop)(backend_device *device, void *timer, double *milliseconds);  /* frees it */
+  /* (optional, NULL: "cpu-wall") How this backend's timings are taken ("cuda-event"): tuning results
+   * are reused only under the method they were measured with. */
+  const char *timing_method;
 } fj_backend;
 
 /* ---- registry (registry.c) ---- */
@@ -64,6 +98,7 @@ const fj_backend *backend_find(const char *name);  /* NULL when no backend has t
  * string is malformed. */
 fj_status backend_select(const char *device, const fj_backend **backend, int *index);
 
-/* ---- the CPU backend (cpu/) ---- */
-extern const fj_backend cpu_backend;
+/* ---- the backends ---- */
+extern const fj_backend cpu_backend;   /* cpu/ */
+extern const fj_backend cuda_backend;  /* cuda/: NVIDIA through libcuda.so.1, opened with dlopen */
 #endif

@@ -35,6 +35,11 @@ typedef struct jit_buffer {
 } jit_buffer;
 void jit_buffer_free(jit_buffer *buffer);  /* NULL-safe, resets the fields */
 
+/* An NVPTX target for arch "sm_80", "sm_86", "sm_90a", ...: triple nvptx64-nvidia-cuda, that cpu, the
+ * PTX ISA features the arch needs; vector fields describe a warp (jit_nvptx.c). FJ_INVALID_ARGUMENT
+ * naming the arch when LLVM does not know it. */
+fj_status jit_nvptx_target(const char *arch, jit_target *out);
+
 /* Sets the module's triple and data layout for target (call before building IR that depends on it). */
 fj_status jit_module_set_target(LLVMModuleRef module, const jit_target *target);
 /* Verifies the module (a broken module is FJ_COMPILE_FAILED with LLVM's message, never a crash), runs

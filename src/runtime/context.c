@@ -124,6 +124,7 @@ fj_status fj_context_device_name(const fj_context *context, char *buffer, size_t
 }
 
 const fj_backend *runtime_backend(const fj_context *context) { return context->backend; }
+backend_device *runtime_device(const fj_context *context) { return context->device; }
 int runtime_device_index(const fj_context *context) { return context->device_index; }
 const jit_target *runtime_target(const fj_context *context) { return &context->target; }
 const char *runtime_cache_dir(const fj_context *context) { return context->cache_dir; }

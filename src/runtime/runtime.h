@@ -29,6 +29,8 @@ fj_status runtime_launch_attention(fj_context *context, const runtime_kernel *ke
                                    const attention_problem *problem, void *stream);
 /* Accessors the command and the tuner use. */
 const fj_backend *runtime_backend(const fj_context *context);
+/* The opened device, for the backend's memory, copy and timer slots. */
+backend_device *runtime_device(const fj_context *context);
 int runtime_device_index(const fj_context *context);
 const jit_target *runtime_target(const fj_context *context);
 const char *runtime_cache_dir(const fj_context *context);
