@@ -62,5 +62,7 @@ fj_status runtime_launch_attention(fj_context *context, const runtime_kernel *ke
   if (status != FJ_OK) return status;
   int64_t jobs = family->job_count(problem, &kernel->config);
   size_t scratch = family->scratch_bytes(&problem->key, &kernel->config);
-  return context->backend->launch(context->device, kernel->function, jobs, &params, scratch, stream);
+  backend_launch launch = {.jobs = jobs, .block_threads = 1, .scratch_bytes = scratch,
+                           .params = &params, .params_size = sizeof params};
+  return context->backend->launch(context->device, kernel->function, &launch, stream);
 }

@@ -208,10 +208,13 @@ static void cpu_run_job(void *user, int64_t job, int worker) {
   launch->fn(launch->params, job, (float *)device->scratch[worker]);
 }
 
-static fj_status cpu_launch_kernel(backend_device *device, void *function, int64_t jobs,
-                                   const void *params, size_t scratch_bytes, void *stream) {
-  if (device == NULL || function == NULL || params == NULL)
+static fj_status cpu_launch_kernel(backend_device *device, void *function,
+                                   const backend_launch *request, void *stream) {
+  if (device == NULL || function == NULL || request == NULL || request->params == NULL)
     return core_error(FJ_INTERNAL, "cpu: launch with a NULL device, function or parameter block");
+  int64_t jobs = request->jobs;
+  const void *params = request->params;
+  size_t scratch_bytes = request->scratch_bytes;
   if (jobs <= 0) return FJ_OK;
   cpu_launch launch = {
       .device = device,
