@@ -96,21 +96,13 @@ int main(void) {
   check(status == FJ_OK && g1 > 0.0, "cpu_peak_gflops(1) > 0");
   check(detail1[0] != '\0', "detail is filled");
 
-  int cores = core_online_cores();
-  if (cores >= 2) {
-    /* Another process on a shared 2-core machine can take a core for a moment; threads that never run
-     * at once fail every attempt, a passing load only some. */
-    int attempts = 0, ok = 0;
-    for (; attempts < 3 && !ok; attempts++) {
-      if (attempts > 0) cpu_peak_gflops(1, &g1, detail1, sizeof detail1);
-      status = cpu_peak_gflops(2, &g2, detail2, sizeof detail2);
-      printf("     2 threads: %.1f GFLOP/s (%s), %.2fx one thread (%.1f)\n", g2, detail2,
-             g1 > 0 ? g2 / g1 : 0.0, g1);
-      ok = status == FJ_OK && g2 > 1.3 * g1;
-    }
-    check(ok, "two threads run at once: > 1.3x one thread (attempt %d of 3)", attempts);
-  } else {
-    printf("skip two-thread check: %d online core\n", cores);
+  /* The two-thread figure is printed, not asserted: whether two vCPUs double the FMA rate depends on
+   * the machine (SMT siblings share one core's FMA units) and on its neighbours, and speed belongs to
+   * the benchmark. That the pool really runs work on every worker is test_threadpool's business. */
+  if (core_online_cores() >= 2) {
+    status = cpu_peak_gflops(2, &g2, detail2, sizeof detail2);
+    printf("     2 threads: %.1f GFLOP/s (%s), %.2fx one thread\n", g2, detail2, g1 > 0 ? g2 / g1 : 0.0);
+    check(status == FJ_OK && g2 > 0.0, "cpu_peak_gflops(2) > 0");
   }
 
   double g = 1.0;
