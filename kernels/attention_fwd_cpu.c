@@ -26,10 +26,10 @@ enum { P_BLOCK_M, P_BLOCK_N, P_UNROLL, P_VECTOR, P_PV_ROWS, P_PV_VECTORS, P_COUN
 
 static const kernel_param params[P_COUNT] = {
     [P_BLOCK_M] = {"block_m", "queries per job (a multiple of vector)", 6, {8, 16, 24, 32, 48, 64}},
-    [P_BLOCK_N] = {"block_n", "keys per K/V tile", 10, {4, 6, 8, 10, 12, 14, 16, 20, 24, 28}},
+    [P_BLOCK_N] = {"block_n", "keys per K/V tile", 9, {4, 6, 8, 10, 12, 16, 20, 24, 28}},
     [P_UNROLL] = {"unroll", "head-dim steps per inner-loop iteration", 3, {1, 2, 4}},
     [P_VECTOR] = {"vector", "fp32 lanes per vector (8: AVX2, 16: AVX-512)", 2, {8, 16}},
-    [P_PV_ROWS] = {"pv_rows", "queries per P.V register block", 6, {1, 2, 3, 4, 6, 8}},
+    [P_PV_ROWS] = {"pv_rows", "queries per P.V register block", 5, {2, 3, 4, 6, 8}},
     [P_PV_VECTORS] = {"pv_vectors", "head-dim vectors per P.V register block", 3, {1, 2, 4}},
 };
 
@@ -95,7 +95,7 @@ static void default_config(const attention_key *key, const jit_target *target, k
   out->values[P_UNROLL] = key->head_dim % 2 == 0 ? 2 : 1;
   out->values[P_VECTOR] = lanes;
   /* P.V: as many independent accumulators as fit beside one row of V and a broadcast. */
-  out->values[P_PV_ROWS] = target->vector_registers >= 32 ? 6 : 6;
+  out->values[P_PV_ROWS] = 6;
   out->values[P_PV_VECTORS] = target->vector_registers >= 32 ? 4 : 2;
 }
 

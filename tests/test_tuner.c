@@ -193,7 +193,7 @@ static void test_parsers(void) {
   runtime_problem_from_shape(&shape, "shape", &problem);
   tune_space space;
   fj_status built = tune_space_build(family, &problem.key, runtime_target(context), NULL, &space);
-  check(built == FJ_OK && space.total == 6 * 10 * 3 * 2 * 6 * 3 && space.count + space.pruned == space.total &&
+  check(built == FJ_OK && space.total == 6 * 9 * 3 * 2 * 5 * 3 && space.count + space.pruned == space.total &&
             space.count > 0,
         "whole space: %lld points, %lld pruned, %lld valid", (long long)space.total, (long long)space.pruned,
         (long long)space.count);
