@@ -54,6 +54,10 @@ void cmd_tune_help(FILE *out) {
           "  --threads N          CPU threads the kernels run with, default 0 = every core\n"
           "  --compile-threads N  compiler threads, default one per core\n"
           "  --child-batch N      candidates per child process, default 16\n"
+          "  --isolation M        how candidate children start: fork (in a copy of this process; the\n"
+          "                       CPU only), exec (each child re-runs this program: needed for GPUs,\n"
+          "                       whose driver does not survive fork) or auto (default: fork on the\n"
+          "                       CPU, exec elsewhere)\n"
           "other:\n"
           "  --device NAME        auto, cpu, cuda:N, hip:N; default FLASHJIT_DEVICE, else auto\n"
           "  --cache-dir DIR      default FLASHJIT_CACHE_DIR or ~/.cache/flashjit\n"
@@ -63,15 +67,16 @@ void cmd_tune_help(FILE *out) {
   presets_help(out);
   fprintf(out,
           "\n"
-          "test-only: FLASHJIT_TUNE_FAULT=\"crash:S;hang:S;wrong:S\" makes the measuring child crash, hang or\n"
-          "corrupt the output of candidates whose config text contains S.\n"
+          "test-only: FLASHJIT_TUNE_FAULT=\"crash:S;hang:S;wrong:S;fault:S;lost:S\" makes the measuring child\n"
+          "crash, hang, corrupt the output of, launch with an invalid input pointer (a device fault), or\n"
+          "report a device fault and leave, for candidates whose config text contains S.\n"
           "\n"
           "exit status: 0 done (also when a budget stopped it; it says so), 1 failed or another tuner\n"
           "holds the device, 2 bad usage\n");
 }
 
 typedef struct tune_cli {
-  const char *device, *shapes, *preset, *strategy, *budget, *space, *cache_dir, *dtype_name;
+  const char *device, *shapes, *preset, *strategy, *budget, *space, *cache_dir, *dtype_name, *isolation;
   int64_t batch, heads, kv_heads, seqlen, seqlen_kv, head_dim;
   int causal, json, quiet, list_presets;
   int64_t trials, seed, warmup, repeat, threads, compile_threads, child_batch;
@@ -199,6 +204,7 @@ static int tune_parse(int argc, char **argv, tune_cli *c) {
       {"--threads", CLI_INT, &c->threads, 0, 4096, NULL},
       {"--compile-threads", CLI_INT, &c->compile_threads, 0, 4096, NULL},
       {"--child-batch", CLI_INT, &c->child_batch, 1, 4096, NULL},
+      {"--isolation", CLI_STRING, &c->isolation, 0, 0, NULL},
       {"--cache-dir", CLI_STRING, &c->cache_dir, 0, 0, NULL},
       {"--json", CLI_FLAG, &c->json, 0, 0, NULL},
       {"--quiet", CLI_FLAG, &c->quiet, 0, 0, NULL},
@@ -241,6 +247,11 @@ static int tune_parse(int argc, char **argv, tune_cli *c) {
   double seconds;
   if (c->budget != NULL && tune_parse_duration(c->budget, &seconds) != 0) {
     cli_error(TUNE_COMMAND, "--budget=%s: expected a duration such as 8h, 90m, 120s or 1h30m", c->budget);
+    return CLI_EXIT_USAGE;
+  }
+  if (c->isolation != NULL && strcmp(c->isolation, "auto") != 0 && strcmp(c->isolation, "fork") != 0 &&
+      strcmp(c->isolation, "exec") != 0) {
+    cli_error(TUNE_COMMAND, "--isolation=%s: expected auto, fork or exec", c->isolation);
     return CLI_EXIT_USAGE;
   }
   if (c->device != NULL && c->device[0] == '\0') {
@@ -436,6 +447,30 @@ int cmd_tune(int argc, char **argv) {
   }
   char device[256];
   fj_context_device_name(context, device, sizeof device);
+  /* With exec isolation the children run this very program again (see tune_options.child_exe), which
+   * hands them to tune_child_exec_main. */
+  char self[4096];
+  ssize_t self_len = readlink("/proc/self/exe", self, sizeof self - 1);
+  self[self_len > 0 ? self_len : 0] = '\0';
+  int use_exec = c.isolation != NULL && strcmp(c.isolation, "exec") == 0;
+  if (c.isolation == NULL || strcmp(c.isolation, "auto") == 0)
+    use_exec = runtime_backend(context)->device_type != kDLCPU;
+  if (c.isolation != NULL && strcmp(c.isolation, "fork") == 0 && runtime_backend(context)->device_type != kDLCPU) {
+    cli_error(TUNE_COMMAND, "--isolation=fork: %s's driver cannot be used in a forked child; use exec or auto",
+              runtime_backend(context)->name);
+    presets_free(&problems);
+    fj_context_destroy(context);
+    return CLI_EXIT_USAGE;
+  }
+  if (use_exec) {
+    if (self_len <= 0) {
+      cli_error(TUNE_COMMAND, "--isolation=exec: cannot find this program (/proc/self/exe)");
+      presets_free(&problems);
+      fj_context_destroy(context);
+      return CLI_EXIT_FAILURE;
+    }
+    o.child_exe = self;
+  }
 
   tune_view view;
   memset(&view, 0, sizeof view);

@@ -8,6 +8,7 @@
 #include "bench/presets.h"
 #include "flashjit.h"
 #include "jit/jit.h"
+#include "tuner/tuner.h"
 
 typedef struct cli_command {
   const char *name;
@@ -62,6 +63,8 @@ int main(int argc, char **argv) {
     return CLI_EXIT_USAGE;
   }
   const char *name = argv[1];
+  /* The tuner's exec'd children (tuner/tune_isolate.c): hidden, not a command anyone types. */
+  if (strcmp(name, TUNE_CHILD_COMMAND) == 0) return tune_child_exec_main(argc, argv);
   if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
     cli_usage(stdout);
     return CLI_EXIT_OK;

@@ -10,8 +10,23 @@
 #include "core/problem.h"
 #include "tuner/tuner.h"
 
+/* The inputs of one problem: the timed problem's tensors and, when its float64 reference would cost
+ * seconds, a small check problem with the same generated code. Built from (shape, index) alone with
+ * fixed seeds, so that an exec'd child rebuilds exactly the parent's bytes instead of being sent them.
+ * Holds host_tensors: build it in place, never copy it by value. */
+typedef struct tune_inputs {
+  host_tensor q, k, v, o;
+  host_tensor cq, ck, cv, co;  /* the check problem's; unused when check_is_problem */
+  attention_problem problem, check;
+  int check_is_problem;
+} tune_inputs;
+fj_status tune_inputs_build(const fj_problem_shape *shape, int index, tune_inputs *out);
+void tune_inputs_free(tune_inputs *inputs);  /* NULL-safe */
+
 /* Everything a child needs to compile or measure candidates of one problem. Built in the parent; a
- * forked child reads it (and the tensors and reference it points to) from its copy of the memory. */
+ * forked child reads it (and the tensors and reference it points to) from its copy of the memory; an
+ * exec'd child (child_exe set: a GPU driver does not survive fork) gets its scalars and the reference
+ * through a memory file and rebuilds the inputs with tune_inputs_build. */
 typedef struct tune_bench {
   const fj_backend *backend;
   int device_index;
@@ -33,7 +48,18 @@ typedef struct tune_bench {
   double deadline;             /* monotonic seconds; a child starts no candidate after it; 0 none */
   int close_fd;                /* the lock's descriptor: a child must not keep the device locked */
   const char *fault;           /* FLASHJIT_TUNE_FAULT, test-only fault injection */
+  const tune_inputs *inputs;   /* where problem and check come from (their q, k, v for device copies) */
+  const fj_problem_shape *shape;
+  int problem_index;           /* with shape, what tune_inputs_build needs */
+  size_t check_ref_count;      /* doubles in check_ref */
+  /* NULL: children are forked and run in the parent's memory image (the CPU). Else the executable a
+   * child execs right after fork, which hands `__tune-child FD FD` to tune_child_exec_main. */
+  const char *child_exe;
 } tune_bench;
+
+/* Exit status of a measuring child that reported a launch error on a device whose context may now be
+ * unusable (a GPU fault is sticky): the parent starts a fresh child for the rest of the batch. */
+#define TUNE_CHILD_EXIT_CONTEXT_LOST 5
 
 typedef enum tune_mode { TUNE_MODE_COMPILE = 0, TUNE_MODE_MEASURE = 1 } tune_mode;
 

@@ -11,16 +11,27 @@
  *
  * Everything a child needs (inputs, the float64 reference) is computed by the parent before forking
  * and read from the child's copy of memory. Children leave with _exit: the parent's atexit handlers,
- * stdio buffers and LLVM's static destructors are not theirs to run. */
+ * stdio buffers and LLVM's static destructors are not theirs to run.
+ *
+ * A GPU driver does not survive fork (CUDA's state is undefined in a forked child until it execs), so
+ * for devices other than the CPU each child execs the tuner's program again (bench->child_exe, entry
+ * tune_child_exec_main) and gets its work through a memory file: the scalars, the jobs and the
+ * reference; it rebuilds the inputs from their seeds. A measuring child copies the inputs to the
+ * device once, times each launch with the backend's timer, and after a launch error on a GPU reports
+ * the candidate and exits, since a fault leaves its context unusable: the parent starts a fresh child
+ * for the rest, so one faulting candidate costs only itself. */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,6 +41,7 @@
 #include "core/reference.h"
 #include "core/threadpool.h"
 #include "runtime/runtime.h"
+#include "tuner/tune_device.h"
 #include "tuner/tune_internal.h"
 
 double tune_now_s(void) {
@@ -49,6 +61,11 @@ typedef struct tune_child {
   int fd;                   /* the pipe's write end */
   fj_context *context;
   double best_ms;           /* the slow cutoff's reference, improved by this child's own results */
+  /* Measuring: the inputs on the device (the host tensors themselves on the CPU) and the problems
+   * whose views point at them. Checks read the host problems after a download. */
+  tune_mirror q, k, v, o, cq, ck, cv, co;
+  attention_problem device_problem, device_check;
+  int context_lost;         /* a launch failed on a device whose context may be dead */
 } tune_child;
 
 static void tune_child_send(int fd, const tune_report *report) {
@@ -63,8 +80,12 @@ static void tune_report_message(tune_report *report, const char *format, const c
   snprintf(report->message, sizeof report->message, format, detail);
 }
 
-/* FLASHJIT_TUNE_FAULT="crash:<substr>;hang:<substr>;wrong:<substr>": test-only faults, applied in the
- * measuring child to candidates whose config text contains substr. 1 when `kind` applies to config. */
+/* FLASHJIT_TUNE_FAULT="crash:<substr>;hang:<substr>;wrong:<substr>;fault:<substr>;lost:<substr>":
+ * test-only faults, applied in the measuring child to candidates whose config text contains substr.
+ * "fault" launches the candidate with q at address 0x8, a real invalid access by the kernel: on a GPU an
+ * illegal-address error that kills the child's context, on the CPU a SIGSEGV. "lost" makes a good
+ * launch report a driver error and the child leave as after a GPU fault, so the CPU tests cover that
+ * path too. 1 when `kind` applies to config. */
 static int tune_fault(const char *spec, const char *kind, const char *config) {
   if (spec == NULL) return 0;
   size_t kind_len = strlen(kind);
@@ -105,15 +126,56 @@ static int tune_output_finite(const attention_problem *problem) {
   return 1;
 }
 
+/* Copies the measuring inputs to the device once per child: candidates only rewrite o. */
+static fj_status tune_child_upload(tune_child *child) {
+  const tune_bench *bench = child->bench;
+  const tune_inputs *in = bench->inputs;
+  fj_context *ctx = child->context;
+  fj_status status = FJ_OK;
+  if (status == FJ_OK) status = tune_mirror_upload(ctx, &in->q, "q", &child->q);
+  if (status == FJ_OK) status = tune_mirror_upload(ctx, &in->k, "k", &child->k);
+  if (status == FJ_OK) status = tune_mirror_upload(ctx, &in->v, "v", &child->v);
+  if (status == FJ_OK) status = tune_mirror_upload(ctx, &in->o, "o", &child->o);
+  if (status == FJ_OK)
+    status = tune_device_problem(&child->q, &child->k, &child->v, &child->o, NULL, in->problem.key.causal,
+                                 &child->device_problem);
+  if (status != FJ_OK || in->check_is_problem) {
+    child->device_check = child->device_problem;
+    return status;
+  }
+  if (status == FJ_OK) status = tune_mirror_upload(ctx, &in->cq, "the check problem's q", &child->cq);
+  if (status == FJ_OK) status = tune_mirror_upload(ctx, &in->ck, "the check problem's k", &child->ck);
+  if (status == FJ_OK) status = tune_mirror_upload(ctx, &in->cv, "the check problem's v", &child->cv);
+  if (status == FJ_OK) status = tune_mirror_upload(ctx, &in->co, "the check problem's o", &child->co);
+  if (status == FJ_OK)
+    status = tune_device_problem(&child->cq, &child->ck, &child->cv, &child->co, NULL, in->check.key.causal,
+                                 &child->device_check);
+  return status;
+}
+
+/* The mirror of a host output tensor: the problem's o or the check problem's. */
+static tune_mirror *tune_child_output(tune_child *child, const host_tensor *host) {
+  return host == &child->bench->inputs->o ? &child->o : &child->co;
+}
+
+/* A launch failed: on a device with its own context (a GPU) that context may be dead (faults are
+ * sticky), so the child reports this candidate and then leaves for a fresh one. */
+static void tune_child_launch_error(tune_child *child, tune_report *r, const char *what) {
+  r->outcome = TRIAL_LAUNCH_ERROR;
+  snprintf(r->message, sizeof r->message, "%s: %s", what, fj_last_error());
+  if (!tune_device_is_host(child->context)) child->context_lost = 1;
+}
+
 /* Checks, then times one candidate in the child's context. */
 static void tune_child_measure(tune_child *child, const tune_job *job, tune_report *r) {
   const tune_bench *bench = child->bench;
+  fj_context *ctx = child->context;
   char config_text[256];
   kernel_config_string(bench->family, &job->config, config_text, sizeof config_text);
   r->rel_err = -1.0;
 
   runtime_kernel *kernel = NULL;
-  fj_status status = runtime_get_kernel(child->context, &bench->check, &job->config, &kernel);
+  fj_status status = runtime_get_kernel(ctx, &child->device_check, &job->config, &kernel);
   if (status != FJ_OK) {
     r->outcome = status == FJ_COMPILE_FAILED ? TRIAL_COMPILE_ERROR : TRIAL_LAUNCH_ERROR;
     tune_report_message(r, "loading: %s", fj_last_error());
@@ -123,11 +185,23 @@ static void tune_child_measure(tune_child *child, const tune_job *job, tune_repo
   if (tune_fault(bench->fault, "hang", config_text))
     for (;;) pause();
 
+  tune_mirror *check_o = tune_child_output(child, bench->check_o);
   host_tensor_poison(bench->check_o);
-  status = runtime_launch_attention(child->context, kernel, &bench->check, NULL);
+  status = tune_mirror_refresh(ctx, check_o);
+  if (status == FJ_OK) {
+    attention_problem launched = child->device_check;
+    if (tune_fault(bench->fault, "fault", config_text)) launched.q.data = (char *)(uintptr_t)0x8;
+    status = runtime_launch_attention(ctx, kernel, &launched, NULL);
+  }
+  /* A GPU reports a fault in the kernel when the queue is next waited for: the download waits. */
+  if (status == FJ_OK) status = tune_mirror_download(ctx, check_o);
+  if (status == FJ_OK && tune_fault(bench->fault, "lost", config_text)) {
+    /* What a GPU fault looks like to the child, on any device: an error, then a context to leave. */
+    status = core_error(FJ_DRIVER, "injected device fault (FLASHJIT_TUNE_FAULT lost): illegal address");
+    child->context_lost = 1;
+  }
   if (status != FJ_OK) {
-    r->outcome = TRIAL_LAUNCH_ERROR;
-    tune_report_message(r, "launch: %s", fj_last_error());
+    tune_child_launch_error(child, r, "launch");
     return;
   }
   if (tune_fault(bench->fault, "wrong", config_text))
@@ -145,14 +219,15 @@ static void tune_child_measure(tune_child *child, const tune_job *job, tune_repo
   /* The timed problem: the same binary (same generated code), a table entry of its own. Its first
    * run doubles as a warmup and as a check that every output element was written. */
   if (!bench->check_is_problem) {
-    status = runtime_get_kernel(child->context, &bench->problem, &job->config, &kernel);
+    status = runtime_get_kernel(ctx, &child->device_problem, &job->config, &kernel);
     if (status == FJ_OK) {
       host_tensor_poison(bench->problem_o);
-      status = runtime_launch_attention(child->context, kernel, &bench->problem, NULL);
+      status = tune_mirror_refresh(ctx, &child->o);
     }
+    if (status == FJ_OK) status = runtime_launch_attention(ctx, kernel, &child->device_problem, NULL);
+    if (status == FJ_OK) status = tune_mirror_download(ctx, &child->o);
     if (status != FJ_OK) {
-      r->outcome = TRIAL_LAUNCH_ERROR;
-      tune_report_message(r, "launch: %s", fj_last_error());
+      tune_child_launch_error(child, r, "launch");
       return;
     }
     if (!tune_output_finite(&bench->problem)) {
@@ -161,9 +236,12 @@ static void tune_child_measure(tune_child *child, const tune_job *job, tune_repo
       return;
     }
   }
-  for (int i = 1; i < bench->warmup; i++) {
-    status = runtime_launch_attention(child->context, kernel, &bench->problem, NULL);
-    if (status != FJ_OK) break;
+  for (int i = 1; i < bench->warmup && status == FJ_OK; i++)
+    status = runtime_launch_attention(ctx, kernel, &child->device_problem, NULL);
+  if (status == FJ_OK) status = tune_device_synchronize(ctx, NULL);
+  if (status != FJ_OK) {
+    tune_child_launch_error(child, r, "warmup");
+    return;
   }
 
   int repeats = bench->repeats < 1 ? 1 : bench->repeats;
@@ -179,10 +257,19 @@ static void tune_child_measure(tune_child *child, const tune_job *job, tune_repo
    * long); two or three are rarely all hit, so the cutoff waits for them. */
   int min_runs = child->best_ms > 0.0 && child->best_ms < 1.0 ? 3 : 2;
   for (int i = 0; i < repeats && status == FJ_OK; i++) {
-    double t0 = tune_now_s();
-    status = runtime_launch_attention(child->context, kernel, &bench->problem, NULL);
-    times[done++] = (tune_now_s() - t0) * 1e3;
-    if (times[done - 1] < fastest) fastest = times[done - 1];
+    /* Each launch timed on its own (events around it on a GPU, the wall clock on the CPU), so that
+     * the median and minimum are of single launches, as the slow cutoff needs. */
+    tune_timer timer;
+    double ms = 0.0;
+    status = tune_timer_start(ctx, NULL, &timer);
+    if (status == FJ_OK) {
+      status = runtime_launch_attention(ctx, kernel, &child->device_problem, NULL);
+      fj_status stop = tune_timer_stop(ctx, NULL, &timer, &ms);
+      if (status == FJ_OK) status = stop;
+    }
+    if (status != FJ_OK) break;
+    times[done++] = ms;
+    if (ms < fastest) fastest = ms;
     /* Interference only ever adds time, so a candidate whose fastest run is already slower than the
      * best median by the margin cannot win: stop timing it. Most of a space goes after a few runs. */
     if (done >= min_runs && bench->slow_factor > 1.0 && child->best_ms > 0.0 &&
@@ -191,8 +278,7 @@ static void tune_child_measure(tune_child *child, const tune_job *job, tune_repo
   }
   if (status != FJ_OK) {
     free(times);
-    r->outcome = TRIAL_LAUNCH_ERROR;
-    tune_report_message(r, "launch: %s", fj_last_error());
+    tune_child_launch_error(child, r, "timed launch");
     return;
   }
   qsort(times, (size_t)done, sizeof *times, tune_compare_doubles);
@@ -238,6 +324,8 @@ static void tune_child_job(void *user, int64_t n, int worker) {
   r.kind = TUNE_REPORT_DONE;
   r.job = index;
   tune_child_send(child->fd, &r);
+  /* Measuring runs one candidate at a time, so nothing else is in flight when the child leaves. */
+  if (child->context_lost) _exit(TUNE_CHILD_EXIT_CONTEXT_LOST);
 }
 
 static void tune_child_main(tune_child *child, pid_t parent, int threads) {
@@ -259,6 +347,7 @@ static void tune_child_main(tune_child *child, pid_t parent, int threads) {
   core_pool *pool = NULL;
   if (status == FJ_OK && child->mode == TUNE_MODE_COMPILE && threads > 1)
     status = core_pool_create(threads, &pool);
+  if (status == FJ_OK && child->mode == TUNE_MODE_MEASURE) status = tune_child_upload(child);
   if (status != FJ_OK) {
     tune_report r;
     memset(&r, 0, sizeof r);
@@ -276,11 +365,195 @@ static void tune_child_main(tune_child *child, pid_t parent, int threads) {
   _exit(0);
 }
 
+/* ---- exec'd children ------------------------------------------------------------------------------ */
+
+/* What an exec'd child is sent: this header, then the batch's jobs, the indices to run and the float64
+ * reference of the check problem. Everything else (the inputs) it rebuilds from the shape. */
+#define TUNE_WIRE_MAGIC 0x57544a46u /* "FJTW" */
+typedef struct tune_wire {
+  uint32_t magic;
+  uint32_t header_size;      /* sizeof(tune_wire): a child from another build refuses the file */
+  int32_t mode, threads, jobs, count;
+  int32_t device_index, measure_threads, warmup, repeats, problem_index;
+  int32_t parent;
+  double tolerance, slow_factor, best_ms, deadline;
+  uint64_t ref_count;
+  fj_problem_shape shape;
+  char backend[32];
+  char cache_dir[4096];
+  char fault[512];
+  int32_t has_fault;
+} tune_wire;
+
+static int tune_write_all(int fd, const void *data, size_t size) {
+  const char *p = data;
+  while (size > 0) {
+    ssize_t n = write(fd, p, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return -1;
+    p += n;
+    size -= (size_t)n;
+  }
+  return 0;
+}
+
+/* A close-on-exec memory file holding the work of one child; -1 with errno on failure. */
+static int tune_wire_write(const tune_bench *bench, const tune_batch *batch, const int *list, int n,
+                           int threads, pid_t parent) {
+  tune_wire *wire = calloc(1, sizeof *wire);
+  int32_t *indices = malloc((size_t)(n > 0 ? n : 1) * sizeof *indices);
+  if (wire == NULL || indices == NULL) {
+    free(wire);
+    free(indices);
+    errno = ENOMEM;
+    return -1;
+  }
+  wire->magic = TUNE_WIRE_MAGIC;
+  wire->header_size = (uint32_t)sizeof *wire;
+  wire->mode = (int32_t)batch->mode;
+  wire->threads = threads;
+  wire->jobs = batch->count;
+  wire->count = n;
+  wire->device_index = bench->device_index;
+  wire->measure_threads = bench->measure_threads;
+  wire->warmup = bench->warmup;
+  wire->repeats = bench->repeats;
+  wire->problem_index = bench->problem_index;
+  wire->parent = (int32_t)parent;
+  wire->tolerance = bench->tolerance;
+  wire->slow_factor = bench->slow_factor;
+  wire->best_ms = bench->best_ms;
+  wire->deadline = bench->deadline;
+  wire->ref_count = bench->check_ref_count;
+  wire->shape = *bench->shape;
+  snprintf(wire->backend, sizeof wire->backend, "%s", bench->backend->name);
+  snprintf(wire->cache_dir, sizeof wire->cache_dir, "%s", bench->cache_dir);
+  wire->has_fault = bench->fault != NULL;
+  if (bench->fault) snprintf(wire->fault, sizeof wire->fault, "%s", bench->fault);
+  for (int i = 0; i < n; i++) indices[i] = list[i];
+  int fd = memfd_create("flashjit-tune-work", MFD_CLOEXEC);
+  int ok = fd >= 0 && tune_write_all(fd, wire, sizeof *wire) == 0 &&
+           tune_write_all(fd, batch->jobs, (size_t)batch->count * sizeof *batch->jobs) == 0 &&
+           tune_write_all(fd, indices, (size_t)n * sizeof *indices) == 0 &&
+           tune_write_all(fd, bench->check_ref, wire->ref_count * sizeof(double)) == 0;
+  int saved = errno;
+  free(wire);
+  free(indices);
+  if (!ok) {
+    if (fd >= 0) close(fd);
+    errno = saved;
+    return -1;
+  }
+  return fd;
+}
+
+static int tune_child_usage(const char *why) {
+  fprintf(stderr, "flashjit " TUNE_CHILD_COMMAND ": %s (an internal command the tuner starts; not for use by hand)\n",
+          why);
+  return 2;
+}
+
+int tune_child_exec_main(int argc, char **argv) {
+  if (argc != 4 || strcmp(argv[1], TUNE_CHILD_COMMAND) != 0) return tune_child_usage("expects WORK_FD REPORT_FD");
+  char *end = NULL;
+  long work_fd = strtol(argv[2], &end, 10);
+  if (end == argv[2] || *end != '\0' || work_fd < 0) return tune_child_usage("bad WORK_FD");
+  long report_fd = strtol(argv[3], &end, 10);
+  if (end == argv[3] || *end != '\0' || report_fd < 0) return tune_child_usage("bad REPORT_FD");
+  struct stat st;
+  if (fstat((int)work_fd, &st) != 0 || (size_t)st.st_size < sizeof(tune_wire))
+    return tune_child_usage("WORK_FD is not a work file");
+  size_t size = (size_t)st.st_size;
+  const char *blob = mmap(NULL, size, PROT_READ, MAP_PRIVATE, (int)work_fd, 0);
+  if (blob == MAP_FAILED) return tune_child_usage("cannot map the work file");
+  close((int)work_fd);
+  const tune_wire *wire = (const tune_wire *)(const void *)blob;
+  if (wire->magic != TUNE_WIRE_MAGIC || wire->header_size != sizeof *wire || wire->jobs < 0 || wire->count < 0 ||
+      wire->count > wire->jobs)
+    return tune_child_usage("the work file is from another build");
+  size_t need = sizeof *wire + (size_t)wire->jobs * sizeof(tune_job) + (size_t)wire->count * sizeof(int32_t) +
+                (size_t)wire->ref_count * sizeof(double);
+  if (size != need) return tune_child_usage("the work file is truncated");
+  const tune_job *jobs = (const tune_job *)(const void *)(blob + sizeof *wire);
+  const int32_t *list = (const int32_t *)(const void *)(blob + sizeof *wire + (size_t)wire->jobs * sizeof(tune_job));
+  const double *ref = (const double *)(const void *)((const char *)list + (size_t)wire->count * sizeof(int32_t));
+  int32_t *order = malloc((size_t)(wire->count > 0 ? wire->count : 1) * sizeof *order);
+  if (order == NULL) _exit(2);
+  for (int i = 0; i < wire->count; i++) {
+    if (list[i] < 0 || list[i] >= wire->jobs) return tune_child_usage("a job index is out of range");
+    order[i] = list[i];
+  }
+
+  static tune_bench bench;
+  static tune_inputs inputs;
+  memset(&bench, 0, sizeof bench);
+  bench.backend = backend_find(wire->backend);
+  if (bench.backend == NULL) return tune_child_usage("unknown backend");
+  bench.family = kernel_family_for_backend(bench.backend->name);
+  if (bench.family == NULL) return tune_child_usage("no kernel family for the backend");
+  bench.device_index = wire->device_index;
+  bench.cache_dir = wire->cache_dir;
+  bench.measure_threads = wire->measure_threads;
+  bench.compile_threads = wire->threads;
+  bench.warmup = wire->warmup;
+  bench.repeats = wire->repeats;
+  bench.tolerance = wire->tolerance;
+  bench.slow_factor = wire->slow_factor;
+  bench.best_ms = wire->best_ms;
+  bench.deadline = wire->deadline;
+  bench.close_fd = -1;
+  bench.fault = wire->has_fault ? wire->fault : NULL;
+  bench.shape = &wire->shape;
+  bench.problem_index = wire->problem_index;
+  bench.check_ref = ref;
+  bench.check_ref_count = (size_t)wire->ref_count;
+  bench.child_exe = NULL;
+
+  /* A compile child needs only the problem's key and sizes; a measuring one the very inputs the parent
+   * built, which the same seeds rebuild. A failure here is the child's setup failing, reported as such. */
+  fj_status status;
+  if (wire->mode == TUNE_MODE_COMPILE) {
+    status = runtime_problem_from_shape(&wire->shape, "problem", &inputs.problem);
+    inputs.check = inputs.problem;
+    inputs.check_is_problem = 1;
+  } else {
+    status = tune_inputs_build(&wire->shape, wire->problem_index, &inputs);
+  }
+  if (status == FJ_OK && wire->mode == TUNE_MODE_MEASURE) {
+    size_t elements = (size_t)(inputs.check.batch * inputs.check.seqlen_q * inputs.check.key.heads *
+                               inputs.check.key.head_dim);
+    if (elements != bench.check_ref_count)
+      status = core_error(FJ_INTERNAL, "the check problem has %zu outputs but the reference %zu", elements,
+                          bench.check_ref_count);
+  }
+  if (status != FJ_OK) {
+    tune_report r;
+    memset(&r, 0, sizeof r);
+    r.kind = TUNE_REPORT_SETUP_FAILED;
+    r.job = -1;
+    snprintf(r.message, sizeof r.message, "%s", fj_last_error());
+    tune_child_send((int)report_fd, &r);
+    _exit(2);
+  }
+  bench.inputs = &inputs;
+  bench.problem = inputs.problem;
+  bench.check = inputs.check;
+  bench.check_is_problem = inputs.check_is_problem;
+  bench.problem_o = &inputs.o;
+  bench.check_o = inputs.check_is_problem ? &inputs.o : &inputs.co;
+
+  tune_child child = {.bench = &bench, .mode = (tune_mode)wire->mode, .jobs = jobs, .list = order,
+                      .count = wire->count, .fd = (int)report_fd, .context = NULL, .best_ms = wire->best_ms};
+  tune_child_main(&child, (pid_t)wire->parent, wire->threads);
+  _exit(4);  /* not reached */
+}
+
 /* ---- the parent ---------------------------------------------------------------------------------- */
 
 enum { TUNE_JOB_PENDING = 0, TUNE_JOB_RUNNING, TUNE_JOB_SETTLED, TUNE_JOB_SUSPECT };
 
 typedef struct tune_worker {
+  const tune_bench *bench;
   tune_batch *batch;
   unsigned char *state;
   double *started;
@@ -288,6 +561,8 @@ typedef struct tune_worker {
   int fd;
   int solo;                 /* compile one at a time: a crash with several in flight had no culprit */
   int setup_failures;
+  int progress;             /* candidates the current child settled: a child that settled some and then
+                               left (a lost GPU context) is restarted, not counted as unable to start */
   int finished;
   char setup_error[200];
   unsigned char buffer[sizeof(tune_report)];
@@ -336,14 +611,42 @@ static int tune_worker_start(const tune_bench *bench, tune_worker *w) {
   int threads = bench->compile_threads > 0 ? bench->compile_threads : core_online_cores();
   if (w->solo) threads = 1;
   pid_t parent = getpid();
+  /* Exec'd children get their work in a memory file; everything the child runs between fork and exec
+   * is prepared here, because only async-signal-safe calls are allowed there. */
+  int work_fd = -1;
+  char work_arg[16], report_arg[16];
+  char *child_argv[] = {"flashjit", TUNE_CHILD_COMMAND, work_arg, report_arg, NULL};
+  if (bench->child_exe != NULL) {
+    work_fd = tune_wire_write(bench, batch, list, n, threads, parent);
+    if (work_fd < 0) {
+      close(fds[0]);
+      close(fds[1]);
+      free(list);
+      return -1;
+    }
+    snprintf(work_arg, sizeof work_arg, "%d", work_fd);
+    snprintf(report_arg, sizeof report_arg, "%d", fds[1]);
+  }
   fflush(NULL);
   pid_t pid = fork();
   if (pid < 0) {
     close(fds[0]);
     close(fds[1]);
+    if (work_fd >= 0) close(work_fd);
     free(list);
     return -1;
   }
+  if (pid == 0 && bench->child_exe != NULL) {
+    /* Both descriptors were opened close-on-exec (so other children do not inherit them); these two
+     * are this child's to keep. */
+    fcntl(work_fd, F_SETFD, 0);
+    fcntl(fds[1], F_SETFD, 0);
+    if (bench->close_fd >= 0) close(bench->close_fd);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    execv(bench->child_exe, child_argv);
+    _exit(127);
+  }
+  if (work_fd >= 0) close(work_fd);
   if (pid == 0) {
     close(fds[0]);
     tune_child child = {.bench = bench, .mode = batch->mode, .jobs = batch->jobs, .list = list,
@@ -356,6 +659,7 @@ static int tune_worker_start(const tune_bench *bench, tune_worker *w) {
   w->pid = pid;
   w->fd = fds[0];
   w->buffered = 0;
+  w->progress = 0;
   return 0;
 }
 
@@ -392,13 +696,25 @@ static void tune_worker_reap(tune_worker *w) {
     w->finished = 1;
     return;
   }
+  const char *mode = w->batch->mode == TUNE_MODE_COMPILE ? "compile" : "measuring";
   char why[160];
   if (WIFSIGNALED(wstatus))
-    snprintf(why, sizeof why, "%s child killed by %s (%d)", w->batch->mode == TUNE_MODE_COMPILE ? "compile" : "measuring",
-             tune_signal_name(WTERMSIG(wstatus)), WTERMSIG(wstatus));
+    snprintf(why, sizeof why, "%s child killed by %s (%d)", mode, tune_signal_name(WTERMSIG(wstatus)),
+             WTERMSIG(wstatus));
+  else if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 127 && w->bench->child_exe != NULL)
+    snprintf(why, sizeof why, "%s child could not exec %.100s", mode, w->bench->child_exe);
+  else if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == TUNE_CHILD_EXIT_CONTEXT_LOST)
+    snprintf(why, sizeof why, "%s child left after a launch error (its device context may be lost)", mode);
   else
-    snprintf(why, sizeof why, "%s child exited with status %d", w->batch->mode == TUNE_MODE_COMPILE ? "compile" : "measuring",
-             WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1);
+    snprintf(why, sizeof why, "%s child exited with status %d", mode, WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1);
+  int progress = w->progress;
+  w->progress = 0;
+  if (running == 0 && progress > 0) {
+    /* Between candidates: the ones it settled are recorded; a fresh child takes the rest. */
+    core_log(LOG_INFO, "tune: %s after %d candidate%s; a fresh child takes the rest", why, progress,
+             progress == 1 ? "" : "s");
+    return;
+  }
   if (running == 1) {
     tune_settle_failure(w, last, TRIAL_CRASH, why);
   } else if (running > 1) {
@@ -433,6 +749,7 @@ static void tune_worker_read(tune_worker *w) {
         w->started[r.job] = tune_now_s();
       } else if (r.kind == TUNE_REPORT_DONE) {
         tune_settle(w, r.job, &r);
+        w->progress++;
       }
     }
     return;  /* one report per poll wakeup keeps the loop simple; poll comes straight back */
@@ -456,6 +773,7 @@ static void tune_worker_check_timeout(tune_worker *w, double now) {
   char why[160];
   snprintf(why, sizeof why, "no result after %.0f s: %s child killed", w->batch->timeout_s,
            w->batch->mode == TUNE_MODE_COMPILE ? "compile" : "measuring");
+  w->progress = 0;
   tune_settle_failure(w, oldest, TRIAL_TIMEOUT, why);
   /* the others in flight did nothing wrong: they run again */
   for (int i = 0; i < w->batch->count; i++)
@@ -469,6 +787,7 @@ fj_status tune_run_batches(const tune_bench *bench, tune_batch *batches, int cou
   fj_status status = FJ_OK;
   for (int b = 0; b < count; b++) {
     tune_worker *w = &workers[b];
+    w->bench = bench;
     w->batch = &batches[b];
     w->batch->settled = 0;
     w->fd = -1;

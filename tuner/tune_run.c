@@ -65,8 +65,7 @@ struct tune_problem_run {
   tune_result *result;
   const fj_problem_shape *shape;
   char key[512];
-  host_tensor q, k, v, o;
-  host_tensor cq, ck, cv, co;
+  tune_inputs in;
   double *ref;
   tune_bench bench;
   double deadline;
@@ -557,14 +556,7 @@ int tune_evaluate(tune_problem_run *run, tune_eval *evals, int n, const char *ph
 /* ---- one problem ------------------------------------------------------------------------------ */
 
 static void tune_problem_free(tune_problem_run *run) {
-  host_tensor_free(&run->q);
-  host_tensor_free(&run->k);
-  host_tensor_free(&run->v);
-  host_tensor_free(&run->o);
-  host_tensor_free(&run->cq);
-  host_tensor_free(&run->ck);
-  host_tensor_free(&run->cv);
-  host_tensor_free(&run->co);
+  tune_inputs_free(&run->in);
   free(run->ref);
   run->ref = NULL;
 }
@@ -595,6 +587,39 @@ static fj_status tune_make_problem(const fj_problem_shape *shape, int64_t batch,
   return core_validate_attention(&args, problem);
 }
 
+void tune_inputs_free(tune_inputs *in) {
+  if (in == NULL) return;
+  host_tensor *all[] = {&in->q, &in->k, &in->v, &in->o, &in->cq, &in->ck, &in->cv, &in->co};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) host_tensor_free(all[i]);
+}
+
+fj_status tune_inputs_build(const fj_problem_shape *shape, int index, tune_inputs *in) {
+  memset(in, 0, sizeof *in);
+  fj_status status = tune_make_problem(shape, shape->batch, shape->heads, shape->kv_heads, shape->seqlen_q,
+                                       shape->seqlen_kv, 0x5eed0001u + (uint64_t)index, &in->q, &in->k,
+                                       &in->v, &in->o, &in->problem);
+  if (status != FJ_OK) return status;
+  if (core_attention_flops(&in->problem) <= TUNE_CHECK_MAX_FLOPS) {
+    in->check = in->problem;
+    in->check_is_problem = 1;
+    return FJ_OK;
+  }
+  /* Same generated code (dtype, head dim, causal, layout), sizes that make the reference cheap and
+   * still cross several tiles with a ragged end; the causal diagonal keeps its side. */
+  int kv = shape->kv_heads < 2 ? shape->kv_heads : 2;
+  int heads = shape->heads / shape->kv_heads * kv;
+  int64_t skv = shape->seqlen_kv < 263 ? shape->seqlen_kv : 263;
+  int64_t sq = shape->seqlen_q < 131 ? shape->seqlen_q : 131;
+  if (shape->seqlen_q > shape->seqlen_kv) {
+    int64_t over = shape->seqlen_q - shape->seqlen_kv;
+    sq = skv + (over < 64 ? over : 64);
+  } else if (sq > skv) {
+    sq = skv;
+  }
+  return tune_make_problem(shape, 1, heads, kv, sq, skv, 0x5eed1001u + (uint64_t)index, &in->cq, &in->ck,
+                           &in->cv, &in->co, &in->check);
+}
+
 /* The inputs, the check problem and its reference, and the bench the children read. */
 static fj_status tune_problem_setup(tune_problem_run *run) {
   tune_state *s = run->s;
@@ -602,40 +627,24 @@ static fj_status tune_problem_setup(tune_problem_run *run) {
   const tune_options *o = s->options;
   tune_bench *b = &run->bench;
   memset(b, 0, sizeof *b);
-  fj_status status = tune_make_problem(shape, shape->batch, shape->heads, shape->kv_heads, shape->seqlen_q,
-                                       shape->seqlen_kv, 0x5eed0001u + (uint64_t)run->index, &run->q, &run->k,
-                                       &run->v, &run->o, &b->problem);
+  fj_status status = tune_inputs_build(shape, run->index, &run->in);
   if (status != FJ_OK) return status;
+  b->problem = run->in.problem;
+  b->check = run->in.check;
+  b->check_is_problem = run->in.check_is_problem;
+  b->problem_o = &run->in.o;
+  b->check_o = run->in.check_is_problem ? &run->in.o : &run->in.co;
+  b->inputs = &run->in;
+  b->shape = shape;
+  b->problem_index = run->index;
   core_attention_key_string(&b->problem.key, run->key, sizeof run->key);
-  b->problem_o = &run->o;
 
-  if (core_attention_flops(&b->problem) <= TUNE_CHECK_MAX_FLOPS) {
-    b->check = b->problem;
-    b->check_o = &run->o;
-    b->check_is_problem = 1;
-  } else {
-    /* Same generated code (dtype, head dim, causal, layout), sizes that make the reference cheap and
-     * still cross several tiles with a ragged end; the causal diagonal keeps its side. */
-    int kv = shape->kv_heads < 2 ? shape->kv_heads : 2;
-    int heads = shape->heads / shape->kv_heads * kv;
-    int64_t skv = shape->seqlen_kv < 263 ? shape->seqlen_kv : 263;
-    int64_t sq = shape->seqlen_q < 131 ? shape->seqlen_q : 131;
-    if (shape->seqlen_q > shape->seqlen_kv) {
-      int64_t over = shape->seqlen_q - shape->seqlen_kv;
-      sq = skv + (over < 64 ? over : 64);
-    } else if (sq > skv) {
-      sq = skv;
-    }
-    status = tune_make_problem(shape, 1, heads, kv, sq, skv, 0x5eed1001u + (uint64_t)run->index, &run->cq,
-                               &run->ck, &run->cv, &run->co, &b->check);
-    if (status != FJ_OK) return status;
-    b->check_o = &run->co;
-  }
   size_t elements = (size_t)(b->check.batch * b->check.seqlen_q * b->check.key.heads * b->check.key.head_dim);
   run->ref = malloc((elements ? elements : 1) * sizeof *run->ref);
   if (run->ref == NULL) return core_error(FJ_OUT_OF_MEMORY, "tune: no memory for the reference");
   status = core_reference_attention(&b->check, run->ref, NULL);
   if (status != FJ_OK) return status;
+  b->check_ref_count = elements;
 
   b->backend = s->backend;
   b->device_index = s->device_index;
@@ -651,6 +660,7 @@ static fj_status tune_problem_setup(tune_problem_run *run) {
   b->close_fd = s->lock_fd;
   b->fault = s->fault;
   b->deadline = run->deadline;
+  b->child_exe = o->child_exe;
   return FJ_OK;
 }
 
@@ -739,8 +749,10 @@ fj_status tune_run(fj_context *context, const fj_problem_shape *problems, int co
   s.family = kernel_family_for_backend(s.backend->name);
   if (s.family == NULL)
     return core_error(FJ_UNSUPPORTED, "no kernel family to tune for the %s backend", s.backend->name);
-  if (s.backend->device_type != kDLCPU)
-    return core_error(FJ_UNSUPPORTED, "the tuner cannot allocate %s device memory yet", s.backend->name);
+  if (s.backend->device_type != kDLCPU && (options->child_exe == NULL || options->child_exe[0] == '\0'))
+    return core_error(FJ_UNSUPPORTED, "tuning on the %s backend needs options->child_exe: its driver cannot "
+                      "be used in a forked child, so each child must exec a program that runs "
+                      "tune_child_exec_main (the flashjit command does)", s.backend->name);
   fj_status status = s.backend->device_info(s.device_index, &s.info);
   if (status != FJ_OK) return status;
   s.device = (tuning_device){.fingerprint = s.info.fingerprint, .backend = s.backend->name, .name = s.info.name,

@@ -66,6 +66,12 @@ typedef struct tune_options {
    * CPU, where the compiler would share the cores being measured. */
   int overlap;
   int measure_threads;        /* threads of the context the candidates run in; 0 = every core */
+  /* How children start. NULL: fork, the child working in a copy of the parent's memory; the CPU only,
+   * because a GPU driver initialised in the parent is unusable in a forked child. Else an executable
+   * whose main hands argv to tune_child_exec_main when argv[1] is "__tune-child" (the flashjit command
+   * does): each child is forked and at once execs it, and gets its work through a memory file. Devices
+   * other than the CPU need it (FJ_UNSUPPORTED otherwise). */
+  const char *child_exe;
   tune_progress_fn progress;
   void *progress_user;
 } tune_options;
@@ -101,6 +107,11 @@ typedef struct tune_result {
  * option (naming it), FJ_IO for the database, FJ_UNSUPPORTED when the device has no kernel family. */
 fj_status tune_run(fj_context *context, const fj_problem_shape *problems, int count,
                    const tune_options *options, tune_result *results);
+
+/* The entry of an exec'd tuner child: argv = {any, "__tune-child", work_fd, report_fd}. Never returns
+ * when argv is one (the child ends with _exit); returns 2 after a message when it is malformed. */
+int tune_child_exec_main(int argc, char **argv);
+#define TUNE_CHILD_COMMAND "__tune-child"
 
 /* ---- the parameter space (tune_space.c), exposed for tests and `flashjit tune --list-space` ---- */
 
