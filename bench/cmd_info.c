@@ -1,6 +1,8 @@
 /* cmd_info.c: `flashjit info`: what this machine offers flashjit: every backend and its devices (or why
- * it has none), the cache folder, the LLVM version, the host CPU as LLVM sees it, and the measured peak
- * fp32 FMA rate of each CPU device, the ceiling that bench figures are read against. */
+ * it has none: "libcuda.so.1: cannot open shared object file", "cuInit: CUDA_ERROR_NO_DEVICE ..."), the
+ * cache folder, the LLVM version, the host CPU as LLVM sees it, and the measured peak fp32 FMA rate of
+ * each CPU device, the ceiling that bench figures are read against. GPUs are listed with their arch,
+ * SM count, memory and driver version. */
 #include <string.h>
 
 #include "backends/backend.h"
@@ -95,6 +97,13 @@ static const char *info_unavailable(const fj_backend *backend) {
   return why ? why : "";
 }
 
+/* What a device's compute units are called where they are listed. */
+static const char *info_unit_name(const info_device *d) {
+  if (d->is_cpu) return "cores";
+  if (strcmp(d->backend->name, "cuda") == 0) return "SMs";
+  return "compute units";
+}
+
 static void info_print_text(const info_report *r) {
   const jit_target *host = &r->host;
   printf("flashjit   %s\n", fj_version_string());
@@ -120,7 +129,7 @@ static void info_print_text(const info_report *r) {
       continue;
     }
     printf("  %-8s %s (%s, %d %s, %.1f GiB%s%s)\n", id, d->info.name, d->info.arch,
-           d->info.compute_units, d->is_cpu ? "cores" : "compute units", info_gib(d->info.memory_bytes),
+           d->info.compute_units, info_unit_name(d), info_gib(d->info.memory_bytes),
            d->info.driver_version[0] ? ", driver " : "", d->info.driver_version);
     if (d->is_cpu && d->peak_gflops > 0.0)
       printf("           peak %.1f GFLOP/s fp32 FMA (%s)\n", d->peak_gflops, d->peak_detail);
@@ -159,6 +168,7 @@ static void info_print_json(const info_report *r) {
       json_kv_string(&w, "name", d->info.name);
       json_kv_string(&w, "arch", d->info.arch);
       json_kv_int(&w, "compute_units", d->info.compute_units);
+      if (strcmp(d->backend->name, "cuda") == 0) json_kv_int(&w, "sm_count", d->info.compute_units);
       json_kv_uint(&w, "memory_bytes", d->info.memory_bytes);
       json_kv_string(&w, "driver_version", d->info.driver_version);
       json_kv_string(&w, "fingerprint", d->info.fingerprint);

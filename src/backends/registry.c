@@ -12,10 +12,11 @@
 #include "core/error.h"
 #include "core/log.h"
 
-/* Order matters only for ties in device_score. GPU backends go here as they land:
- * &cuda_backend, &hip_backend, then NPU backends. */
+/* Order matters only for ties in device_score. GPU backends go here as they land (&hip_backend, then
+ * NPU backends); a backend whose driver is absent costs one failed dlopen, at first use. */
 static const fj_backend *const backend_table[] = {
     &cpu_backend,
+    &cuda_backend,
 };
 
 #define BACKEND_TABLE_SIZE ((int)(sizeof backend_table / sizeof backend_table[0]))

@@ -128,3 +128,10 @@ backend_device *runtime_device(const fj_context *context) { return context->devi
 int runtime_device_index(const fj_context *context) { return context->device_index; }
 const jit_target *runtime_target(const fj_context *context) { return &context->target; }
 const char *runtime_cache_dir(const fj_context *context) { return context->cache_dir; }
+
+const char *runtime_timing_method(const fj_context *context) {
+  /* One method per backend: a winner timed by wall clock on the host is not comparable with one timed
+   * by device events, so the method is part of every tuning lookup. */
+  const char *method = context->backend->timing_method;
+  return method != NULL ? method : "cpu-wall";
+}

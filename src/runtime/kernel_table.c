@@ -81,13 +81,6 @@ static tuning_db *runtime_tuning_db(fj_context *context) {
   return db;
 }
 
-const char *runtime_timing_method(const fj_context *context) {
-  /* One method per backend: a winner timed by wall clock on the host is not comparable with one timed
-   * by device events, so the method is part of every lookup. */
-  if (context->backend->device_type == kDLCPU) return "cpu-wall";
-  return "device-events";
-}
-
 /* The tuned winner for (key, device fingerprint, family, timing method): exact key first, then the
  * nearest sequence-length bucket. 1 and *out when one exists that parses and is valid here; *source
  * says which kind. */
@@ -153,7 +146,9 @@ static fj_status runtime_choose_config(fj_context *context, const attention_prob
 }
 
 /* "fj1|<family>|gen=<n>|<codegen key>|<config>|<triple>|<cpu>|<features>|llvm=<version>": everything
- * that changes the binary, so that a stale file can never be loaded. malloc'd. */
+ * that changes the binary, so that a stale file can never be loaded. Where the backend finalizes the
+ * emitted code (PTX through the CUDA driver's compiler) the driver's version changes the binary too,
+ * and "|driver=<version>" ends the key; CPU keys stay as they were. malloc'd. */
 static char *runtime_cache_key(const fj_context *context, const attention_problem *problem,
                                const kernel_config *config) {
   const kernel_family *family = context->family;
@@ -161,14 +156,17 @@ static char *runtime_cache_key(const fj_context *context, const attention_proble
   char codegen[512], config_text[256];
   family->codegen_key(&problem->key, codegen, sizeof codegen);
   kernel_config_string(family, config, config_text, sizeof config_text);
-  const char *format = "fj1|%s|gen=%d|%s|%s|%s|%s|%s|llvm=%s";
+  char driver[80] = "";
+  if (context->backend->binary_finalize != NULL)
+    snprintf(driver, sizeof driver, "|driver=%s", context->info.driver_version);
+  const char *format = "fj1|%s|gen=%d|%s|%s|%s|%s|%s|llvm=%s%s";
   int n = snprintf(NULL, 0, format, family->name, family->generator_version, codegen, config_text,
-                   target->triple, target->cpu, target->features, jit_llvm_version());
+                   target->triple, target->cpu, target->features, jit_llvm_version(), driver);
   if (n < 0) return NULL;
   char *key = malloc((size_t)n + 1);
   if (key == NULL) return NULL;
   snprintf(key, (size_t)n + 1, format, family->name, family->generator_version, codegen, config_text,
-           target->triple, target->cpu, target->features, jit_llvm_version());
+           target->triple, target->cpu, target->features, jit_llvm_version(), driver);
   return key;
 }
 
@@ -250,6 +248,18 @@ static fj_status runtime_obtain_module(fj_context *context, const attention_prob
   jit_buffer object = {0};
   fj_status status = runtime_compile(context, problem, config, function_name, what, &object);
   if (status != FJ_OK) return status;
+  if (backend->binary_finalize != NULL) {
+    /* What LLVM emitted (PTX) becomes what the device loads (a cubin) here, before the store, so a
+     * later process finds the finished binary and never runs the driver's compiler for it again. */
+    jit_buffer binary = {0};
+    status = backend->binary_finalize(context->device, object.data, object.size, function_name, &binary);
+    jit_buffer_free(&object);
+    if (status != FJ_OK) {
+      core_error_prefix("%s: ", what);
+      return status;
+    }
+    object = binary;
+  }
   double compiled = runtime_now_ms();
   if (context->disk_cache) {
     if (bincache_store(context->cache_dir, cache_key, backend->binary_kind, object.data, object.size) !=

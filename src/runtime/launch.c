@@ -1,10 +1,13 @@
 /* launch.c: turns a validated problem and a loaded kernel into a launch: the kernel's parameter block
- * (the CPU ABI of kernels/attention_fwd_cpu_abi.h), its job count and its scratch, handed to the
- * backend. GPU parameter blocks will sit beside the CPU one, selected by the family's backend. */
+ * (the CPU ABI of kernels/attention_fwd_cpu_abi.h, or the GPU one of kernels/attention_fwd_gpu_abi.h,
+ * chosen by the family's backend), its job count, block size and scratch, handed to the backend. Runs
+ * on every call: it fills structs on the stack and allocates nothing. */
+#include <stdint.h>
 #include <string.h>
 
 #include "core/error.h"
 #include "kernels/attention_fwd_cpu_abi.h"
+#include "kernels/attention_fwd_gpu_abi.h"
 #include "runtime/runtime_internal.h"
 
 #define RUNTIME_LOG2E 1.4426950408889634
@@ -49,20 +52,62 @@ static fj_status runtime_cpu_params(const runtime_kernel *kernel, const attentio
   return FJ_OK;
 }
 
+/* The same fields as the CPU block, with device addresses as integers: the kernel reads them as i64. */
+static fj_status runtime_gpu_params(const runtime_kernel *kernel, const attention_problem *problem,
+                                    gpu_attention_params *params) {
+  int block_m = runtime_config_value(kernel->family, &kernel->config, "block_m");
+  if (block_m < 1)
+    return core_error(FJ_INTERNAL, "%s has no usable block_m parameter (%d)", kernel->family->name,
+                      block_m);
+  memset(params, 0, sizeof *params);
+  params->q = (uint64_t)(uintptr_t)problem->q.data;
+  params->k = (uint64_t)(uintptr_t)problem->k.data;
+  params->v = (uint64_t)(uintptr_t)problem->v.data;
+  params->o = (uint64_t)(uintptr_t)problem->o.data;
+  params->lse = (uint64_t)(uintptr_t)problem->lse.data;
+  runtime_copy_strides(params->q_stride, &problem->q);
+  runtime_copy_strides(params->k_stride, &problem->k);
+  runtime_copy_strides(params->v_stride, &problem->v);
+  runtime_copy_strides(params->o_stride, &problem->o);
+  if (problem->lse.data != NULL) runtime_copy_strides(params->lse_stride, &problem->lse);
+  params->batch = problem->batch;
+  params->seqlen_q = problem->seqlen_q;
+  params->seqlen_kv = problem->seqlen_kv;
+  params->heads = problem->key.heads;
+  params->kv_heads = problem->key.kv_heads;
+  params->q_tiles = (problem->seqlen_q + block_m - 1) / block_m;
+  params->scale_log2 = (float)((double)problem->softmax_scale * RUNTIME_LOG2E);
+  return FJ_OK;
+}
+
 fj_status runtime_launch_attention(fj_context *context, const runtime_kernel *kernel,
                                    const attention_problem *problem, void *stream) {
   if (context == NULL || kernel == NULL || problem == NULL)
     return core_error(FJ_INVALID_ARGUMENT, "runtime_launch_attention: NULL context, kernel or problem");
   const kernel_family *family = kernel->family;
-  if (strcmp(family->backend, "cpu") != 0 || context->backend->device_type != kDLCPU)
-    return core_error(FJ_UNSUPPORTED, "no parameter block for %s kernels on the %s backend yet",
-                      family->name, context->backend->name);
-  cpu_attention_params params;
-  fj_status status = runtime_cpu_params(kernel, problem, &params);
-  if (status != FJ_OK) return status;
   int64_t jobs = family->job_count(problem, &kernel->config);
   size_t scratch = family->scratch_bytes(&problem->key, &kernel->config);
-  backend_launch launch = {.jobs = jobs, .block_threads = 1, .scratch_bytes = scratch,
-                           .params = &params, .params_size = sizeof params};
-  return context->backend->launch(context->device, kernel->function, &launch, stream);
+  backend_launch launch = {.jobs = jobs, .block_threads = 1, .scratch_bytes = scratch};
+  fj_status status;
+  if (strcmp(family->backend, "cpu") == 0 && context->backend->device_type == kDLCPU) {
+    cpu_attention_params params;
+    status = runtime_cpu_params(kernel, problem, &params);
+    if (status != FJ_OK) return status;
+    launch.params = &params;
+    launch.params_size = sizeof params;
+    return context->backend->launch(context->device, kernel->function, &launch, stream);
+  }
+  if (strcmp(family->backend, "cuda") == 0 && strcmp(context->backend->name, "cuda") == 0) {
+    gpu_attention_params params;
+    status = runtime_gpu_params(kernel, problem, &params);
+    if (status != FJ_OK) return status;
+    if (family->block_threads != NULL) launch.block_threads = family->block_threads(&problem->key, &kernel->config);
+    if (launch.block_threads < 1)
+      return core_error(FJ_INTERNAL, "%s asks for %d threads per block", family->name, launch.block_threads);
+    launch.params = &params;
+    launch.params_size = sizeof params;
+    return context->backend->launch(context->device, kernel->function, &launch, stream);
+  }
+  return core_error(FJ_UNSUPPORTED, "no parameter block for %s kernels on the %s backend yet",
+                    family->name, context->backend->name);
 }

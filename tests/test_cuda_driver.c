@@ -1,0 +1,663 @@
+/* test_cuda_driver.c: the CUDA backend's host paths without a GPU, against the fake driver in
+ * tests/fake_cuda/ (its path comes from CMake). The driver is loaded once per process, so each
+ * situation runs in a child process of this same program with its own environment: no library at all,
+ * a library lacking a required symbol, cuInit failing, and a working fake with two devices. In the last
+ * one the backend's slots are driven directly (discovery, fingerprint, contexts, PTX -> "cubin", module
+ * load, launch geometry and parameter bytes, the shared-memory opt-in, memory, copies, events, driver
+ * error text in fj_last_error, no synchronization in a launch, two threads launching at once), then the
+ * public API on top (device selection, timing method, tensors on the wrong device, and, once the NVPTX
+ * kernel family exists, a forward call compiled, linked, cached on disk and loaded again by a second
+ * context without linking). */
+#include <dlfcn.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "backends/backend.h"
+#include "core/error.h"
+#include "core/dtype.h"
+#include "core/problem.h"
+#include "fake_cuda/fake_cuda_state.h"
+#include "kernels/attention_fwd_gpu_abi.h"
+#include "kernels/kernel_family.h"
+#include "runtime/runtime.h"
+
+static int passed, failed;
+
+static void check(int ok, const char *format, ...) __attribute__((format(printf, 2, 3)));
+static void check(int ok, const char *format, ...) {
+  va_list ap;
+  va_start(ap, format);
+  printf("%s ", ok ? "ok  " : "FAIL");
+  vprintf(format, ap);
+  printf("\n");
+  va_end(ap);
+  fflush(stdout);
+  if (ok)
+    passed++;
+  else
+    failed++;
+}
+
+static int contains(const char *haystack, const char *needle) {
+  return haystack != NULL && strstr(haystack, needle) != NULL;
+}
+
+/* ---- scenarios without a usable driver ---- */
+
+static void expect_no_devices(const char *needle) {
+  const fj_backend *cuda = backend_find("cuda");
+  check(cuda == &cuda_backend, "the registry lists the cuda backend");
+  int n = cuda_backend.device_count();
+  const char *why = cuda_backend.unavailable_reason();
+  check(n == 0, "device_count = %d (want 0)", n);
+  check(contains(why, needle), "unavailable_reason \"%s\" names \"%s\"", why, needle);
+
+  const fj_backend *backend = NULL;
+  int index = -1;
+  fj_status s = backend_select("cuda:0", &backend, &index);
+  check(s == FJ_NO_DEVICE && contains(fj_last_error(), "cuda: none (") && contains(fj_last_error(), needle),
+        "cuda:0 -> %s: %s", fj_status_string(s), fj_last_error());
+  s = backend_select("auto", &backend, &index);
+  check(s == FJ_OK && backend == &cpu_backend, "auto falls back to the CPU (%s)", s == FJ_OK ? backend->name : "?");
+  backend_device_info info;
+  s = cuda_backend.device_info(0, &info);
+  check(s == FJ_NO_DEVICE && contains(fj_last_error(), needle), "device_info(0) -> %s: %s", fj_status_string(s),
+        fj_last_error());
+
+  fj_context_options options;
+  fj_context_options_init(&options);
+  options.device = "cuda:0";
+  options.disable_disk_cache = 1;
+  fj_context *context = NULL;
+  s = fj_context_create(&options, &context);
+  check(s == FJ_NO_DEVICE && context == NULL, "fj_context_create(cuda:0) -> %s: %s", fj_status_string(s),
+        fj_last_error());
+}
+
+/* `flashjit info` names the reason, in text and JSON. */
+static void expect_info_reason(const char *needle) {
+  char command[1024];
+  snprintf(command, sizeof command, "'%s' info 2>&1", FJ_TEST_CLI);
+  FILE *p = popen(command, "r");
+  char out[16384];
+  size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+  out[n] = '\0';
+  int rc = p ? pclose(p) : -1;
+  check(rc == 0 && contains(out, "cuda") && contains(out, "no devices") && contains(out, needle),
+        "flashjit info says why cuda has no devices (\"%s\")", needle);
+}
+
+/* ---- the working fake ---- */
+
+static void *fake_handle;
+static fake_cuda_counters *fake;
+
+static int fake_depth(void) {
+  fake_cuda_context_depth_fn depth = (fake_cuda_context_depth_fn)dlsym(fake_handle, "fake_cuda_context_depth");
+  return depth ? depth() : -1;
+}
+
+static void test_discovery(void) {
+  int n = cuda_backend.device_count();
+  check(n == 2, "device_count = %d (want 2)", n);
+  check(strcmp(cuda_backend.unavailable_reason(), "") == 0, "no unavailable_reason when devices exist");
+  backend_device_info info;
+  fj_status s = cuda_backend.device_info(0, &info);
+  check(s == FJ_OK && strcmp(info.name, "Fake GPU 0") == 0 && strcmp(info.arch, "sm_90a") == 0 &&
+            info.compute_units == 132 && info.memory_bytes == (80ull << 30) &&
+            strcmp(info.driver_version, "13.0") == 0,
+        "cuda:0: %s, %s, %d SMs, %llu bytes, driver %s", info.name, info.arch, info.compute_units,
+        (unsigned long long)info.memory_bytes, info.driver_version);
+  const char *want = "cuda|Fake GPU 0|sm_90a|sms=132|mem=85899345920|driver=13000|clock_khz=1755000|"
+                     "mem_clock_khz=2619000|bus_bits=5120";
+  check(strcmp(info.fingerprint, want) == 0, "fingerprint \"%s\"", info.fingerprint);
+  s = cuda_backend.device_info(1, &info);
+  check(s == FJ_OK && info.compute_units == 133, "cuda:1 has %d SMs", info.compute_units);
+  s = cuda_backend.device_info(2, &info);
+  check(s == FJ_NO_DEVICE && contains(fj_last_error(), "cuda:2"), "cuda:2 -> %s: %s", fj_status_string(s),
+        fj_last_error());
+  check(cuda_backend.device_score(0) > 1 && cuda_backend.device_score(1) > cuda_backend.device_score(0),
+        "GPU scores above the CPU's, more SMs first (%d, %d)", cuda_backend.device_score(0),
+        cuda_backend.device_score(1));
+  check(strcmp(cuda_backend.binary_kind, "cubin") == 0 && strcmp(cuda_backend.timing_method, "cuda-event") == 0 &&
+            cuda_backend.device_type == kDLCUDA,
+        "binary kind cubin, timing cuda-event, tensors kDLCUDA");
+
+  const fj_backend *backend = NULL;
+  int index = -1;
+  s = backend_select("auto", &backend, &index);
+  check(s == FJ_OK && backend == &cuda_backend && index == 1, "auto -> %s:%d", backend ? backend->name : "?", index);
+  s = backend_select("cuda:1", &backend, &index);
+  check(s == FJ_OK && backend == &cuda_backend && index == 1, "cuda:1 -> %s:%d", backend ? backend->name : "?",
+        index);
+  s = backend_select("cuda:7", &backend, &index);
+  check(s == FJ_NO_DEVICE && contains(fj_last_error(), "cuda:0, cuda:1"), "cuda:7 -> %s: %s",
+        fj_status_string(s), fj_last_error());
+  s = backend_select("cuda:x", &backend, &index);
+  check(s == FJ_INVALID_ARGUMENT, "cuda:x -> %s: %s", fj_status_string(s), fj_last_error());
+  s = backend_select("cuda", &backend, &index);
+  check(s == FJ_OK && index == 0, "cuda -> cuda:%d", index);
+
+  jit_target target;
+  s = cuda_backend.codegen_target(0, &target);
+  check(s == FJ_OK && strcmp(target.cpu, "sm_90a") == 0 && contains(target.triple, "nvptx64"),
+        "codegen target %s %s (%s)", target.triple, target.cpu, s == FJ_OK ? "ok" : fj_last_error());
+}
+
+static const char fake_ptx[] =
+    "//\n// fake PTX\n//\n.version 8.7\n.target sm_90a\n.address_size 64\n"
+    ".visible .entry fj_test_kernel(.param .align 8 .b8 p[256])\n{\n ret;\n}\n";
+
+static void *thread_function;  /* shared by the two-thread test */
+static backend_device *thread_device;
+
+static void *launch_many(void *arg) {
+  long which = (long)arg;
+  gpu_attention_params params;
+  memset(&params, 0, sizeof params);
+  params.batch = which;
+  long failures = 0;
+  for (int i = 0; i < 2000; i++) {
+    backend_launch request = {.jobs = 4, .block_threads = 128,
+                              .scratch_bytes = (size_t)(i % 2 ? 60000 : 70000) + (size_t)which * 1000,
+                              .params = &params, .params_size = sizeof params};
+    if (cuda_backend.launch(thread_device, thread_function, &request, (void *)(uintptr_t)(0x100 + which)) != FJ_OK)
+      failures++;
+  }
+  return (void *)failures;
+}
+
+static void test_slots(void) {
+  int retains = atomic_load(&fake->primary_retains);
+  backend_device *device = NULL;
+  fj_status s = cuda_backend.device_open(0, 0, &device);
+  check(s == FJ_OK && device != NULL && atomic_load(&fake->primary_retains) == retains + 1 && fake_depth() == 0,
+        "device_open retains the primary context and leaves nothing current (%s)",
+        s == FJ_OK ? "ok" : fj_last_error());
+  if (device == NULL) return;
+
+  /* PTX -> "cubin" through the linker; LLVM's text has no terminator, the driver needs one */
+  jit_buffer cubin = {0};
+  s = cuda_backend.binary_finalize(device, fake_ptx, sizeof fake_ptx - 1, "fj_test_kernel", &cubin);
+  check(s == FJ_OK && cubin.size == sizeof fake_ptx && memcmp(cubin.data, fake_ptx, sizeof fake_ptx) == 0 &&
+            atomic_load(&fake->link_completes) == 1 && atomic_load(&fake->link_destroys) == 1 &&
+            fake_depth() == 0,
+        "binary_finalize: %zu bytes through cuLinkCreate/AddData/Complete/Destroy (%s)", cubin.size,
+        s == FJ_OK ? "ok" : fj_last_error());
+  setenv("FAKE_CUDA_FAIL", "cuLinkAddData_v2:218", 1);
+  jit_buffer bad = {0};
+  s = cuda_backend.binary_finalize(device, fake_ptx, sizeof fake_ptx - 1, "fj_test_kernel", &bad);
+  check(s == FJ_COMPILE_FAILED && contains(fj_last_error(), "CUDA_ERROR_INVALID_PTX (a PTX JIT compilation failed)") &&
+            contains(fj_last_error(), "fake syntax error in fj_test_kernel") && bad.data == NULL &&
+            atomic_load(&fake->link_destroys) == 2 && fake_depth() == 0,
+        "a PTX error gives the driver's name, text and the linker's log: %s", fj_last_error());
+  unsetenv("FAKE_CUDA_FAIL");
+
+  /* modules */
+  void *module = NULL, *function = NULL;
+  setenv("FAKE_CUDA_FAIL", "cuModuleLoadData:200", 1);
+  s = cuda_backend.module_load(device, cubin.data, cubin.size, "test", &module);
+  check(s == FJ_COMPILE_FAILED && module == NULL && contains(fj_last_error(), "cuModuleLoadData") &&
+            contains(fj_last_error(), "CUDA_ERROR_INVALID_IMAGE (device kernel image is invalid)"),
+        "module_load failure: %s", fj_last_error());
+  unsetenv("FAKE_CUDA_FAIL");
+  s = cuda_backend.module_load(device, cubin.data, cubin.size, "test", &module);
+  check(s == FJ_OK && module != NULL && fake_depth() == 0, "module_load (%s)", s == FJ_OK ? "ok" : fj_last_error());
+  if (module == NULL) goto close;
+  s = cuda_backend.module_function(module, "no_such_kernel", &function);
+  check(s != FJ_OK && function == NULL && contains(fj_last_error(), "CUDA_ERROR_NOT_FOUND"),
+        "module_function of a missing name: %s", fj_last_error());
+  s = cuda_backend.module_function(module, "fj_test_kernel", &function);
+  check(s == FJ_OK && function != NULL, "module_function (%s)", s == FJ_OK ? "ok" : fj_last_error());
+  if (function == NULL) goto unload;
+
+  /* launch: geometry, shared memory, stream and the parameter bytes exactly; nothing synchronized */
+  gpu_attention_params params;
+  unsigned char *bytes = (unsigned char *)&params;
+  for (size_t i = 0; i < sizeof params; i++) bytes[i] = (unsigned char)(i * 7 + 3);
+  int syncs = atomic_load(&fake->stream_syncs) + atomic_load(&fake->context_syncs) + atomic_load(&fake->event_syncs);
+  int pushes = atomic_load(&fake->pushes), sets = atomic_load(&fake->func_set_attributes);
+  backend_launch request = {.jobs = 37, .block_threads = 128, .scratch_bytes = 1000, .params = &params,
+                            .params_size = sizeof params};
+  s = cuda_backend.launch(device, function, &request, (void *)0x1234);
+  check(s == FJ_OK && atomic_load(&fake->launches) == 1 && fake->last_grid[0] == 37 && fake->last_grid[1] == 1 &&
+            fake->last_grid[2] == 1 && fake->last_block[0] == 128 && fake->last_block[1] == 1 &&
+            fake->last_block[2] == 1 && fake->last_shared == 1000 && fake->last_stream == (void *)0x1234 &&
+            strcmp(fake->last_function, "fj_test_kernel") == 0,
+        "launch: grid (%u,%u,%u) block (%u,%u,%u) shared %u stream %p (%s)", fake->last_grid[0],
+        fake->last_grid[1], fake->last_grid[2], fake->last_block[0], fake->last_block[1], fake->last_block[2],
+        fake->last_shared, fake->last_stream, s == FJ_OK ? "ok" : fj_last_error());
+  check(memcmp(fake->last_params, &params, sizeof params) == 0, "launch passes the %zu parameter bytes by value",
+        sizeof params);
+  int syncs_after = atomic_load(&fake->stream_syncs) + atomic_load(&fake->context_syncs) +
+                    atomic_load(&fake->event_syncs);
+  check(syncs_after == syncs && fake_depth() == 0 && atomic_load(&fake->pushes) == pushes + 1 &&
+            atomic_load(&fake->pops) == atomic_load(&fake->pushes) && atomic_load(&fake->func_set_attributes) == sets,
+        "launch synchronizes nothing, pushes and pops the context once, sets no attribute under 48 KiB");
+
+  /* above 48 KiB the function opts in, once per new maximum */
+  size_t sizes[] = {100000, 100000, 90000, 150000};
+  int want_sets[] = {1, 1, 1, 2};
+  for (int i = 0; i < 4; i++) {
+    request.scratch_bytes = sizes[i];
+    s = cuda_backend.launch(device, function, &request, NULL);
+    int now = atomic_load(&fake->func_set_attributes) - sets;
+    check(s == FJ_OK && now == want_sets[i] && fake->last_shared == sizes[i],
+          "shared %zu: %d attribute sets in all (want %d) (%s)", sizes[i], now, want_sets[i],
+          s == FJ_OK ? "ok" : fj_last_error());
+  }
+  check(atomic_load(&fake->last_set_attribute_value) == 150000, "the limit was raised to 150000");
+  request.scratch_bytes = 300000;
+  s = cuda_backend.launch(device, function, &request, NULL);
+  check(s == FJ_UNSUPPORTED && contains(fj_last_error(), "232448"), "300000 bytes of shared memory: %s",
+        fj_last_error());
+  request.scratch_bytes = 0;
+  request.block_threads = 2048;
+  s = cuda_backend.launch(device, function, &request, NULL);
+  check(s != FJ_OK && contains(fj_last_error(), "1024"), "2048 threads per block: %s", fj_last_error());
+  request.block_threads = 128;
+  request.jobs = 0;
+  int launches = atomic_load(&fake->launches);
+  s = cuda_backend.launch(device, function, &request, NULL);
+  check(s == FJ_OK && atomic_load(&fake->launches) == launches, "0 jobs launch nothing");
+  request.jobs = 37;
+
+  setenv("FAKE_CUDA_FAIL", "cuLaunchKernel:701", 1);
+  s = cuda_backend.launch(device, function, &request, NULL);
+  check(s == FJ_DRIVER && contains(fj_last_error(), "cuLaunchKernel") &&
+            contains(fj_last_error(), "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES (too many resources requested for launch)") &&
+            fake_depth() == 0,
+        "launch failure: %s", fj_last_error());
+  setenv("FAKE_CUDA_FAIL", "cuLaunchKernel:12345", 1);
+  s = cuda_backend.launch(device, function, &request, NULL);
+  check(s == FJ_DRIVER && contains(fj_last_error(), "CUDA error 12345"), "a code the driver cannot name: %s",
+        fj_last_error());
+  unsetenv("FAKE_CUDA_FAIL");
+
+  /* memory and copies */
+  void *dptr = NULL;
+  s = cuda_backend.memory_alloc(device, 4096, &dptr);
+  check(s == FJ_OK && dptr != NULL, "memory_alloc 4096 (%s)", s == FJ_OK ? "ok" : fj_last_error());
+  unsigned char in[4096], out[4096];
+  for (int i = 0; i < 4096; i++) in[i] = (unsigned char)(i * 13);
+  memset(out, 0, sizeof out);
+  if (dptr != NULL) {
+    fj_status a = cuda_backend.copy_to_device(device, dptr, in, sizeof in);
+    fj_status b = cuda_backend.copy_to_host(device, out, dptr, sizeof out);
+    check(a == FJ_OK && b == FJ_OK && memcmp(in, out, sizeof in) == 0 && fake_depth() == 0,
+          "copy_to_device then copy_to_host round-trips 4096 bytes");
+    int frees = atomic_load(&fake->frees);
+    cuda_backend.memory_free(device, dptr);
+    check(atomic_load(&fake->frees) == frees + 1, "memory_free");
+  }
+  cuda_backend.memory_free(device, NULL);
+  s = cuda_backend.memory_alloc(device, 0, &dptr);
+  check(s == FJ_OK && dptr == NULL, "memory_alloc 0 gives NULL");
+  setenv("FAKE_CUDA_FAIL", "cuMemAlloc_v2:2", 1);
+  s = cuda_backend.memory_alloc(device, 1 << 20, &dptr);
+  check(s == FJ_OUT_OF_MEMORY && dptr == NULL && contains(fj_last_error(), "CUDA_ERROR_OUT_OF_MEMORY"),
+        "allocation failure: %s", fj_last_error());
+  setenv("FAKE_CUDA_FAIL", "cuMemcpyDtoH_v2:1", 1);
+  s = cuda_backend.copy_to_host(device, out, in, 16);
+  check(s == FJ_DRIVER && contains(fj_last_error(), "CUDA_ERROR_INVALID_VALUE"), "copy failure: %s",
+        fj_last_error());
+  unsetenv("FAKE_CUDA_FAIL");
+
+  /* synchronize and the event timer */
+  int stream_syncs = atomic_load(&fake->stream_syncs);
+  s = cuda_backend.synchronize(device, (void *)0x1234);
+  check(s == FJ_OK && atomic_load(&fake->stream_syncs) == stream_syncs + 1, "synchronize waits on the stream");
+  setenv("FAKE_CUDA_FAIL", "cuStreamSynchronize:719", 1);
+  s = cuda_backend.synchronize(device, NULL);
+  check(s == FJ_DRIVER && contains(fj_last_error(), "CUDA_ERROR_LAUNCH_FAILED (unspecified launch failure)"),
+        "a fault surfaces at synchronize: %s", fj_last_error());
+  unsetenv("FAKE_CUDA_FAIL");
+  void *timer = NULL;
+  double ms = -1;
+  s = cuda_backend.timer_start(device, NULL, &timer);
+  fj_status s2 = s == FJ_OK ? cuda_backend.launch(device, function, &request, NULL) : s;
+  fj_status s3 = s == FJ_OK ? cuda_backend.timer_stop(device, timer, &ms) : s;
+  check(s == FJ_OK && s2 == FJ_OK && s3 == FJ_OK && ms > 1.2 && ms < 1.3 &&
+            atomic_load(&fake->events_created) == atomic_load(&fake->events_destroyed) &&
+            atomic_load(&fake->event_syncs) == 1,
+        "timer: %.3f ms between two events (through cuEventElapsedTime_v2), events freed", ms);
+  setenv("FAKE_CUDA_FAIL", "cuEventRecord:400", 1);
+  s = cuda_backend.timer_start(device, NULL, &timer);
+  check(s == FJ_DRIVER && timer == NULL && atomic_load(&fake->events_created) == atomic_load(&fake->events_destroyed),
+        "timer_start failure frees its events: %s", fj_last_error());
+  unsetenv("FAKE_CUDA_FAIL");
+
+  /* two threads launching the same function at once, with shared sizes that need the opt-in */
+  thread_device = device;
+  thread_function = function;
+  pthread_t threads[2];
+  long failures = 0;
+  for (long t = 0; t < 2; t++) pthread_create(&threads[t], NULL, launch_many, (void *)t);
+  for (int t = 0; t < 2; t++) {
+    void *r = NULL;
+    pthread_join(threads[t], &r);
+    failures += (long)r;
+  }
+  check(failures == 0 && fake_depth() == 0, "two threads x 2000 launches: %ld failures", failures);
+
+unload:
+  if (module != NULL) {
+    int unloads = atomic_load(&fake->module_unloads);
+    cuda_backend.module_unload(module);
+    check(atomic_load(&fake->module_unloads) == unloads + 1, "module_unload");
+  }
+close:
+  jit_buffer_free(&cubin);
+  int releases = atomic_load(&fake->primary_releases);
+  cuda_backend.device_close(device);
+  check(atomic_load(&fake->primary_releases) == releases + 1, "device_close releases the primary context");
+}
+
+/* A caller that made its own context current: the backend works in it (no primary context), and a
+ * caller whose current context is on another device gets it back after every call. */
+static void test_caller_context(void) {
+  fake_cuda_make_context_fn make = (fake_cuda_make_context_fn)dlsym(fake_handle, "fake_cuda_make_context");
+  fake_cuda_push_fn push = (fake_cuda_push_fn)dlsym(fake_handle, "cuCtxPushCurrent_v2");
+  fake_cuda_pop_fn pop = (fake_cuda_pop_fn)dlsym(fake_handle, "cuCtxPopCurrent_v2");
+  if (make == NULL || push == NULL || pop == NULL) {
+    check(0, "the fake exports its context helpers");
+    return;
+  }
+  void *mine = make(0);
+  push(mine);
+  int retains = atomic_load(&fake->primary_retains), pushes = atomic_load(&fake->pushes);
+  backend_device *device = NULL;
+  fj_status s = cuda_backend.device_open(0, 0, &device);
+  check(s == FJ_OK && atomic_load(&fake->primary_retains) == retains,
+        "with a context current on cuda:0 the backend uses it, not the primary context");
+  jit_buffer cubin = {0};
+  void *module = NULL, *function = NULL;
+  s = cuda_backend.binary_finalize(device, fake_ptx, sizeof fake_ptx - 1, "k", &cubin);
+  if (s == FJ_OK) s = cuda_backend.module_load(device, cubin.data, cubin.size, "k", &module);
+  if (s == FJ_OK) s = cuda_backend.module_function(module, "fj_test_kernel", &function);
+  gpu_attention_params params;
+  memset(&params, 0, sizeof params);
+  backend_launch request = {.jobs = 1, .block_threads = 32, .params = &params, .params_size = sizeof params};
+  if (s == FJ_OK) s = cuda_backend.launch(device, function, &request, NULL);
+  check(s == FJ_OK && atomic_load(&fake->pushes) == pushes && fake_depth() == 1,
+        "calls in the caller's current context push nothing (%s)", s == FJ_OK ? "ok" : fj_last_error());
+  void *popped = NULL;
+  pop(&popped);
+  s = cuda_backend.launch(device, function, &request, NULL);
+  check(s == FJ_OK && atomic_load(&fake->pushes) == pushes + 1 && fake_depth() == 0,
+        "with nothing current, a launch pushes that context and pops it again (%s)",
+        s == FJ_OK ? "ok" : fj_last_error());
+  cuda_backend.module_unload(module);
+  jit_buffer_free(&cubin);
+  cuda_backend.device_close(device);
+
+  /* a context on device 1 is current; cuda:0 uses its primary context and leaves device 1's in place */
+  void *other = make(1);
+  push(other);
+  device = NULL;
+  s = cuda_backend.device_open(0, 0, &device);
+  check(s == FJ_OK && atomic_load(&fake->primary_retains) == retains + 1,
+        "with another device's context current, cuda:0 retains its primary context");
+  void *dptr = NULL;
+  if (s == FJ_OK) s = cuda_backend.memory_alloc(device, 64, &dptr);
+  cuda_backend.memory_free(device, dptr);
+  check(s == FJ_OK && fake_depth() == 1, "the caller's device-1 context is current again after each call");
+  cuda_backend.device_close(device);
+  pop(&popped);
+  check(popped == other, "the caller pops its own context");
+  free(mine);
+  free(other);
+}
+
+static void fill_tensor(DLTensor *t, void *data, int ndim, int64_t *shape, int device_type, int device_id,
+                        dtype_id dtype) {
+  memset(t, 0, sizeof *t);
+  t->data = data;
+  t->ndim = ndim;
+  t->shape = shape;
+  t->strides = NULL;
+  t->dtype = core_dtype_to_dlpack(dtype);
+  t->device.device_type = (DLDeviceType)device_type;
+  t->device.device_id = device_id;
+}
+
+static int count_files(const char *dir, const char *suffix) {
+  char command[1200];
+  snprintf(command, sizeof command, "ls '%s/kernels' 2>/dev/null | grep -c '%s$'", dir, suffix);
+  FILE *p = popen(command, "r");
+  int n = 0;
+  if (p != NULL) {
+    if (fscanf(p, "%d", &n) != 1) n = 0;
+    pclose(p);
+  }
+  return n;
+}
+
+/* The public API on the fake: tensors are host memory that says it is on cuda:0. */
+static void test_public_api(void) {
+  const char *cache_dir = getenv("FLASHJIT_CACHE_DIR");
+  fj_context_options options;
+  fj_context_options_init(&options);
+  options.device = "cuda:0";
+  fj_context *context = NULL;
+  fj_status s = fj_context_create(&options, &context);
+  check(s == FJ_OK, "fj_context_create(cuda:0) on the fake (%s)", s == FJ_OK ? "ok" : fj_last_error());
+  if (s != FJ_OK) return;
+  check(strcmp(runtime_timing_method(context), "cuda-event") == 0, "timing method %s",
+        runtime_timing_method(context));
+  char name[256];
+  fj_context_device_name(context, name, sizeof name);
+  check(strcmp(name, "cuda: Fake GPU 0") == 0, "device name \"%s\"", name);
+
+  int64_t b = 2, sq = 100, skv = 130, h = 4, hk = 2, d = 64;
+  int64_t q_shape[4] = {b, sq, h, d}, kv_shape[4] = {b, skv, hk, d}, lse_shape[3] = {b, h, sq};
+  uint16_t *q = calloc((size_t)(b * sq * h * d), 2), *k = calloc((size_t)(b * skv * hk * d), 2),
+           *v = calloc((size_t)(b * skv * hk * d), 2), *o = calloc((size_t)(b * sq * h * d), 2);
+  float *lse = calloc((size_t)(b * h * sq), 4);
+  DLTensor tq, tk, tv, to, tlse;
+  fill_tensor(&tq, q, 4, q_shape, kDLCUDA, 0, DTYPE_BF16);
+  fill_tensor(&tk, k, 4, kv_shape, kDLCUDA, 0, DTYPE_BF16);
+  fill_tensor(&tv, v, 4, kv_shape, kDLCUDA, 0, DTYPE_BF16);
+  fill_tensor(&to, o, 4, q_shape, kDLCUDA, 0, DTYPE_BF16);
+  fill_tensor(&tlse, lse, 3, lse_shape, kDLCUDA, 0, DTYPE_F32);
+  fj_attention_args args;
+  fj_attention_args_init(&args);
+  args.q = &tq;
+  args.k = &tk;
+  args.v = &tv;
+  args.o = &to;
+  args.lse = &tlse;
+  args.causal = 1;
+  args.stream = (void *)0xbeef;
+
+  /* tensors elsewhere are refused before anything runs */
+  int launches = atomic_load(&fake->launches);
+  DLTensor host[5] = {tq, tk, tv, to, tlse};
+  for (int i = 0; i < 5; i++) host[i].device.device_type = kDLCPU;
+  fj_attention_args wrong = args;
+  wrong.q = &host[0], wrong.k = &host[1], wrong.v = &host[2], wrong.o = &host[3], wrong.lse = &host[4];
+  s = fj_attention_forward(context, &wrong);
+  check(s == FJ_INVALID_ARGUMENT && contains(fj_last_error(), "q.device=(cpu,0)") &&
+            contains(fj_last_error(), "cuda:0"),
+        "host tensors on a cuda context: %s", fj_last_error());
+  for (int i = 0; i < 5; i++) host[i].device.device_type = kDLCUDA, host[i].device.device_id = 1;
+  s = fj_attention_forward(context, &wrong);
+  check(s == FJ_INVALID_ARGUMENT && contains(fj_last_error(), "q.device=(cuda,1)"),
+        "cuda:1 tensors on a cuda:0 context: %s", fj_last_error());
+  check(atomic_load(&fake->launches) == launches, "nothing launched for refused calls");
+
+  const kernel_family *family = kernel_family_for_backend("cuda");
+  int syncs = atomic_load(&fake->stream_syncs) + atomic_load(&fake->context_syncs);
+  int links = atomic_load(&fake->link_completes);
+  s = fj_attention_forward(context, &args);
+  if (family == NULL) {
+    check(s == FJ_UNSUPPORTED && contains(fj_last_error(), "no attention kernel family for the cuda backend"),
+          "no NVPTX family linked in yet: %s: %s", fj_status_string(s), fj_last_error());
+  } else {
+    check(s == FJ_OK, "forward on the fake: %s %s", fj_status_string(s), s == FJ_OK ? "" : fj_last_error());
+    attention_problem problem;
+    runtime_kernel *kernel = NULL;
+    fj_status v1 = core_validate_attention(&args, &problem);
+    fj_status v2 = v1 == FJ_OK ? runtime_get_kernel(context, &problem, NULL, &kernel) : v1;
+    if (s == FJ_OK && v2 == FJ_OK) {
+      const gpu_attention_params *p = (const gpu_attention_params *)(const void *)fake->last_params;
+      int64_t jobs = family->job_count(&problem, &kernel->config);
+      size_t scratch = family->scratch_bytes(&problem.key, &kernel->config);
+      int threads = family->block_threads ? family->block_threads(&problem.key, &kernel->config) : 1;
+      check(atomic_load(&fake->launches) == launches + 1 && fake->last_grid[0] == (unsigned)jobs &&
+                fake->last_block[0] == (unsigned)threads && fake->last_shared == (unsigned)scratch &&
+                fake->last_stream == (void *)0xbeef,
+            "one launch: grid %u (want %lld), block %u (want %d), shared %u (want %zu), caller's stream",
+            fake->last_grid[0], (long long)jobs, fake->last_block[0], threads, fake->last_shared, scratch);
+      check(p->q == (uint64_t)(uintptr_t)q && p->k == (uint64_t)(uintptr_t)k && p->v == (uint64_t)(uintptr_t)v &&
+                p->o == (uint64_t)(uintptr_t)o && p->lse == (uint64_t)(uintptr_t)lse && p->batch == b &&
+                p->seqlen_q == sq && p->seqlen_kv == skv && p->heads == h && p->kv_heads == hk &&
+                p->q_stride[1] == h * d && p->k_stride[1] == hk * d && p->lse_stride[1] == sq &&
+                p->q_tiles > 0 && p->scale_log2 > 0.18f && p->scale_log2 < 0.181f,
+            "the parameter block carries the tensors' addresses, strides and sizes (q_tiles %lld)",
+            (long long)p->q_tiles);
+      check(atomic_load(&fake->link_completes) == links + 1 && count_files(cache_dir, ".cubin") >= 1,
+            "the PTX was linked once and the cubin stored in the disk cache");
+    }
+    int now = atomic_load(&fake->stream_syncs) + atomic_load(&fake->context_syncs);
+    check(now == syncs, "a forward call synchronizes nothing");
+
+    /* a second context finds the cubin on disk and never links */
+    fj_context *second = NULL;
+    s = fj_context_create(&options, &second);
+    int loads = atomic_load(&fake->module_loads);
+    if (s == FJ_OK) s = fj_attention_forward(second, &args);
+    check(s == FJ_OK && atomic_load(&fake->link_completes) == links + 1 &&
+              atomic_load(&fake->module_loads) == loads + 1,
+          "a second context loads the cached cubin without the driver's compiler (%s)",
+          s == FJ_OK ? "ok" : fj_last_error());
+    fj_context_destroy(second);
+  }
+  fj_context_destroy(context);
+  free(q);
+  free(k);
+  free(v);
+  free(o);
+  free(lse);
+}
+
+static void expect_info_devices(void) {
+  char command[1024];
+  snprintf(command, sizeof command, "'%s' info --json 2>&1", FJ_TEST_CLI);
+  FILE *p = popen(command, "r");
+  char out[65536];
+  size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+  out[n] = '\0';
+  int rc = p ? pclose(p) : -1;
+  check(rc == 0 && contains(out, "\"cuda:1\"") && contains(out, "Fake GPU 1") && contains(out, "sm_90a") &&
+            contains(out, "\"sm_count\":133"),
+        "flashjit info --json lists the fake's devices");
+  snprintf(command, sizeof command, "'%s' info 2>&1", FJ_TEST_CLI);
+  p = popen(command, "r");
+  n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+  out[n] = '\0';
+  rc = p ? pclose(p) : -1;
+  check(rc == 0 && contains(out, "Fake GPU 0 (sm_90a, 132 SMs, 80.0 GiB, driver 13.0)"),
+        "flashjit info lists cuda:0 with arch, SMs, memory and driver");
+}
+
+static int run_scenario(const char *scenario) {
+  if (strcmp(scenario, "nolib") == 0) {
+    expect_no_devices("cannot open shared object file");
+    expect_no_devices("/nonexistent/libcuda.so.1");
+    expect_info_reason("cannot open shared object file");
+  } else if (strcmp(scenario, "nosym") == 0) {
+    expect_no_devices("lacks the required symbol cuLaunchKernel");
+  } else if (strcmp(scenario, "initfail") == 0) {
+    expect_no_devices("cuInit: CUDA_ERROR_NO_DEVICE (no CUDA-capable device is detected)");
+    expect_info_reason("cuInit: CUDA_ERROR_NO_DEVICE");
+  } else if (strcmp(scenario, "sm86") == 0) {
+    backend_device_info info;
+    fj_status s = cuda_backend.device_info(0, &info);
+    check(s == FJ_OK && strcmp(info.arch, "sm_86") == 0, "cc 8.6 is %s (no arch-specific suffix)", info.arch);
+  } else if (strcmp(scenario, "fake") == 0) {
+    /* The same library the backend opened: dlopen of one path gives one handle. */
+    check(cuda_backend.device_count() == 2, "the fake loads");
+    fake_handle = dlopen(FJ_TEST_FAKE_CUDA, RTLD_NOW | RTLD_NOLOAD);
+    fake_cuda_state_fn state = fake_handle ? (fake_cuda_state_fn)dlsym(fake_handle, "fake_cuda_state") : NULL;
+    fake = state ? state() : NULL;
+    if (fake == NULL) {
+      check(0, "the fake's counters are reachable (%s)", dlerror());
+    } else {
+      test_discovery();
+      test_slots();
+      test_caller_context();
+      test_public_api();
+      check(atomic_load(&fake->context_syncs) == 0, "nothing ever synchronized a whole context");
+      expect_info_devices();
+    }
+  } else {
+    printf("unknown scenario %s\n", scenario);
+    return 2;
+  }
+  printf("%s: %d passed, %d failed\n", scenario, passed, failed);
+  return failed ? 1 : 0;
+}
+
+/* ---- the parent: one child per scenario ---- */
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  return remove(path);
+}
+
+static void spawn(const char *self, const char *scenario, const char *const *env) {
+  printf("--- %s\n", scenario);
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    unsetenv("FAKE_CUDA_FAIL");
+    unsetenv("FLASHJIT_DEVICE");
+    for (int i = 0; env[i] != NULL; i += 2) setenv(env[i], env[i + 1], 1);
+    execl(self, self, scenario, (char *)NULL);
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  check(WIFEXITED(status) && WEXITSTATUS(status) == 0, "scenario %s (exit %d%s)", scenario,
+        WIFEXITED(status) ? WEXITSTATUS(status) : -1, WIFSIGNALED(status) ? ", killed by a signal" : "");
+}
+
+int main(int argc, char **argv) {
+  if (argc > 1) return run_scenario(argv[1]);
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) {
+    printf("cannot find /proc/self/exe\n");
+    return 1;
+  }
+  self[n] = '\0';
+  char cache_dir[] = "/tmp/fj_test_cuda_driver_XXXXXX";
+  if (mkdtemp(cache_dir) == NULL) {
+    printf("mkdtemp failed\n");
+    return 1;
+  }
+  const char *nolib[] = {"FLASHJIT_CUDA_LIBRARY", "/nonexistent/libcuda.so.1", "FLASHJIT_CACHE_DIR", cache_dir,
+                         NULL};
+  const char *nosym[] = {"FLASHJIT_CUDA_LIBRARY", FJ_TEST_FAKE_CUDA_NOLAUNCH, "FLASHJIT_CACHE_DIR", cache_dir,
+                         NULL};
+  const char *initfail[] = {"FLASHJIT_CUDA_LIBRARY", FJ_TEST_FAKE_CUDA, "FAKE_CUDA_INIT_RESULT", "100",
+                            "FLASHJIT_CACHE_DIR", cache_dir, NULL};
+  const char *sm86[] = {"FLASHJIT_CUDA_LIBRARY", FJ_TEST_FAKE_CUDA, "FAKE_CUDA_CC", "86", NULL};
+  const char *fake_env[] = {"FLASHJIT_CUDA_LIBRARY", FJ_TEST_FAKE_CUDA, "FAKE_CUDA_DEVICES", "2",
+                            "FLASHJIT_CACHE_DIR", cache_dir, NULL};
+  spawn(self, "nolib", nolib);
+  spawn(self, "nosym", nosym);
+  spawn(self, "initfail", initfail);
+  spawn(self, "sm86", sm86);
+  spawn(self, "fake", fake_env);
+  nftw(cache_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+  printf("%d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}
