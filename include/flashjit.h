@@ -62,7 +62,7 @@ typedef struct fj_context fj_context;
 typedef struct fj_context_options {
   /* Set by fj_context_options_init; lets the struct grow without breaking callers. */
   uint32_t struct_size;
-  /* "auto" (the best device found; also when NULL), "cpu", later "cuda:N" / "hip:N".
+  /* "auto" (the best device found; also when NULL), "cpu", "cuda:N" (NVIDIA), later "hip:N".
    * The environment variable FLASHJIT_DEVICE is used when this is NULL. */
   const char *device;
   /* Where compiled kernels (and the tuning database) live. NULL: FLASHJIT_CACHE_DIR, else

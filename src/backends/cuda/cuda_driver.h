@@ -68,6 +68,8 @@ typedef int CUjitInputType;
 
 /* cuEventCreate flags */
 #define CU_EVENT_DEFAULT 0
+/* cuStreamCreate flags: no implicit synchronization with the legacy default stream */
+#define CU_STREAM_NON_BLOCKING 1
 
 /* ---- the entry points: X(required, name, return, parameters) ----
  * Versioned names are asked for explicitly: the plain names are the pre-v2 ABI (32-bit sizes and
@@ -111,6 +113,9 @@ typedef int CUjitInputType;
   X(1, cuMemcpyHtoD_v2, CUresult, (CUdeviceptr dst, const void *src, size_t bytes))                   \
   X(1, cuMemcpyDtoH_v2, CUresult, (void *dst, CUdeviceptr src, size_t bytes))                         \
   X(1, cuStreamSynchronize, CUresult, (CUstream stream))                                              \
+  /* streams are the caller's; these serve only the tests and tools that need their own */           \
+  X(0, cuStreamCreate, CUresult, (CUstream * stream, unsigned int flags))                             \
+  X(0, cuStreamDestroy_v2, CUresult, (CUstream stream))                                               \
   X(1, cuEventCreate, CUresult, (CUevent * event, unsigned int flags))                                \
   X(1, cuEventRecord, CUresult, (CUevent event, CUstream stream))                                     \
   X(1, cuEventSynchronize, CUresult, (CUevent event))                                                 \

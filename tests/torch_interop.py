@@ -1,0 +1,177 @@
+"""torch_interop.py: flashjit called from a PyTorch process through ctypes, on tensors PyTorch
+allocated on cuda:0, as test_torch_interop runs it: python3 torch_interop.py <path to libflashjit.so>.
+
+The tensors cross as DLTensor structs built from data_ptr() and stride() (strides in elements), the
+call runs on a PyTorch stream, and o and lse are compared with a float64 reference computed by PyTorch
+(and with scaled_dot_product_attention where its causal alignment matches ours). Exit 0 when every case
+passes, 1 on a failure, 77 when the library has no CUDA kernels to run."""
+import ctypes
+import math
+import sys
+
+import torch
+
+FJ_OK, FJ_UNSUPPORTED = 0, 2
+KDL_CUDA = 2
+KDL_FLOAT, KDL_BFLOAT = 2, 4
+
+
+class DLDevice(ctypes.Structure):
+    _fields_ = [("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32)]
+
+
+class DLDataType(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16)]
+
+
+class DLTensor(ctypes.Structure):
+    _fields_ = [("data", ctypes.c_void_p), ("device", DLDevice), ("ndim", ctypes.c_int32),
+                ("dtype", DLDataType), ("shape", ctypes.POINTER(ctypes.c_int64)),
+                ("strides", ctypes.POINTER(ctypes.c_int64)), ("byte_offset", ctypes.c_uint64)]
+
+
+class ContextOptions(ctypes.Structure):
+    _fields_ = [("struct_size", ctypes.c_uint32), ("device", ctypes.c_char_p),
+                ("cache_dir", ctypes.c_char_p), ("num_threads", ctypes.c_int),
+                ("disable_disk_cache", ctypes.c_int)]
+
+
+class AttentionArgs(ctypes.Structure):
+    _fields_ = [("struct_size", ctypes.c_uint32), ("q", ctypes.POINTER(DLTensor)),
+                ("k", ctypes.POINTER(DLTensor)), ("v", ctypes.POINTER(DLTensor)),
+                ("o", ctypes.POINTER(DLTensor)), ("lse", ctypes.POINTER(DLTensor)),
+                ("softmax_scale", ctypes.c_float), ("causal", ctypes.c_int),
+                ("stream", ctypes.c_void_p)]
+
+
+def dltensor(t, keep):
+    """A DLTensor viewing torch tensor t; keep holds the shape/stride arrays alive."""
+    shape = (ctypes.c_int64 * t.dim())(*t.shape)
+    strides = (ctypes.c_int64 * t.dim())(*t.stride())
+    keep += [shape, strides]
+    code, bits = {torch.float16: (KDL_FLOAT, 16), torch.bfloat16: (KDL_BFLOAT, 16),
+                  torch.float32: (KDL_FLOAT, 32)}[t.dtype]
+    return DLTensor(ctypes.c_void_p(t.data_ptr()), DLDevice(KDL_CUDA, t.device.index or 0), t.dim(),
+                    DLDataType(code, bits, 1), shape, strides, 0)
+
+
+def reference(q, k, v, causal, scale):
+    """float64 o [b, sq, h, d] and lse [b, h, sq] with bottom-right causal alignment; rows with no
+    visible key give 0 and -inf."""
+    b, sq, h, d = q.shape
+    skv, hk = k.shape[1], k.shape[2]
+    qd, kd, vd = (x.double().transpose(1, 2) for x in (q, k, v))   # [b, h, s, d]
+    kd = kd.repeat_interleave(h // hk, dim=1)
+    vd = vd.repeat_interleave(h // hk, dim=1)
+    s = (qd @ kd.transpose(-1, -2)) * scale
+    if causal:
+        i = torch.arange(sq, device=q.device)[:, None]
+        j = torch.arange(skv, device=q.device)[None, :]
+        s = s.masked_fill(j > i + skv - sq, float("-inf"))
+    lse = torch.logsumexp(s, dim=-1)                                  # -inf on empty rows
+    p = torch.exp(s - lse[..., None].masked_fill(torch.isinf(lse)[..., None], 0.0))
+    p = torch.nan_to_num(p, nan=0.0)
+    o = (p @ vd).transpose(1, 2)                                      # [b, sq, h, d]
+    return o, lse
+
+
+def rel_err(x, ref):
+    x, ref = x.double(), ref.double()
+    if not torch.isfinite(x).all():
+        return math.inf
+    return (x - ref).norm().item() / max(ref.norm().item(), 1e-30)
+
+
+def main():
+    lib = ctypes.CDLL(sys.argv[1])
+    lib.fj_last_error.restype = ctypes.c_char_p
+    lib.fj_status_string.restype = ctypes.c_char_p
+    lib.fj_context_create.argtypes = [ctypes.POINTER(ContextOptions), ctypes.POINTER(ctypes.c_void_p)]
+    lib.fj_context_destroy.argtypes = [ctypes.c_void_p]
+    lib.fj_attention_forward.argtypes = [ctypes.c_void_p, ctypes.POINTER(AttentionArgs)]
+
+    torch.manual_seed(int.from_bytes(__import__("os").urandom(4), "little"))
+    dev = torch.device("cuda:0")
+    torch.zeros(1, device=dev)   # PyTorch's primary context is now current on this thread
+
+    options = ContextOptions()
+    lib.fj_context_options_init(ctypes.byref(options))
+    options.device = b"cuda:0"
+    options.disable_disk_cache = 1
+    ctx = ctypes.c_void_p()
+    status = lib.fj_context_create(ctypes.byref(options), ctypes.byref(ctx))
+    if status != FJ_OK:
+        print("FAIL fj_context_create(cuda:0):", lib.fj_last_error().decode())
+        return 1
+
+    failures = 0
+    stream = torch.cuda.Stream(device=dev)
+    # name, dtype, b, sq, skv, h, hk, d, causal, layout
+    cases = [
+        ("bf16 gqa causal", torch.bfloat16, 2, 300, 300, 8, 2, 128, 1, "plain"),
+        ("fp16 mha", torch.float16, 1, 257, 257, 4, 4, 64, 0, "plain"),
+        ("fp16 packed qkv causal", torch.float16, 2, 200, 200, 4, 4, 64, 1, "packed"),
+        ("bf16 bhsd transposed", torch.bfloat16, 1, 130, 130, 8, 8, 128, 0, "transposed"),
+        ("fp16 sq<skv causal", torch.float16, 1, 7, 1000, 4, 1, 64, 1, "plain"),
+        ("bf16 sq>skv causal (masked rows)", torch.bfloat16, 1, 100, 40, 2, 2, 96, 1, "plain"),
+    ]
+    for name, dtype, b, sq, skv, h, hk, d, causal, layout in cases:
+        if layout == "packed":
+            qkv = torch.randn(b, sq, h + 2 * hk, d, device=dev, dtype=dtype)
+            q, k, v = qkv[:, :, :h], qkv[:, :, h:h + hk], qkv[:, :, h + hk:]
+        elif layout == "transposed":
+            q = torch.randn(b, h, sq, d, device=dev, dtype=dtype).transpose(1, 2)
+            k = torch.randn(b, hk, skv, d, device=dev, dtype=dtype).transpose(1, 2)
+            v = torch.randn(b, hk, skv, d, device=dev, dtype=dtype).transpose(1, 2)
+        else:
+            q = torch.randn(b, sq, h, d, device=dev, dtype=dtype)
+            k = torch.randn(b, skv, hk, d, device=dev, dtype=dtype)
+            v = torch.randn(b, skv, hk, d, device=dev, dtype=dtype)
+        o = torch.full((b, sq, h, d), float("nan"), device=dev, dtype=dtype)
+        lse = torch.full((b, h, sq), float("nan"), device=dev, dtype=torch.float32)
+        keep = []
+        tq, tk, tv, to, tl = (dltensor(x, keep) for x in (q, k, v, o, lse))
+        args = AttentionArgs()
+        lib.fj_attention_args_init(ctypes.byref(args))
+        args.q, args.k, args.v = ctypes.pointer(tq), ctypes.pointer(tk), ctypes.pointer(tv)
+        args.o, args.lse = ctypes.pointer(to), ctypes.pointer(tl)
+        args.causal = causal
+        # The inputs were written on the current stream; the call runs on ours.
+        stream.wait_stream(torch.cuda.current_stream(dev))
+        args.stream = ctypes.c_void_p(stream.cuda_stream)
+        status = lib.fj_attention_forward(ctx, ctypes.byref(args))
+        if status == FJ_UNSUPPORTED and b"no attention kernel family" in lib.fj_last_error():
+            print("skipped:", lib.fj_last_error().decode())
+            lib.fj_context_destroy(ctx)
+            return 77
+        if status != FJ_OK:
+            print("FAIL %s: %s: %s" % (name, lib.fj_status_string(status).decode(),
+                                       lib.fj_last_error().decode()))
+            failures += 1
+            continue
+        stream.synchronize()
+        scale = 1.0 / math.sqrt(d)
+        ref_o, ref_lse = reference(q, k, v, causal, scale)
+        err_o = rel_err(o, ref_o)
+        finite = torch.isfinite(ref_lse)
+        lse_ok = bool(torch.equal(torch.isinf(lse) & (lse < 0), ~finite))
+        err_lse = rel_err(lse[finite], ref_lse[finite]) if finite.any() else 0.0
+        line = "%s: err_o=%.2e err_lse=%.2e" % (name, err_o, err_lse)
+        if sq == skv or not causal:
+            sdpa = torch.nn.functional.scaled_dot_product_attention(
+                q.transpose(1, 2), k.transpose(1, 2).repeat_interleave(h // hk, dim=1),
+                v.transpose(1, 2).repeat_interleave(h // hk, dim=1), is_causal=bool(causal)).transpose(1, 2)
+            err_sdpa = rel_err(o, sdpa)
+            line += " vs sdpa %.2e" % err_sdpa
+        else:
+            err_sdpa = 0.0
+        ok = err_o < 1e-2 and err_lse < 1e-3 and lse_ok and err_sdpa < 2e-2
+        print(("ok   " if ok else "FAIL ") + line + ("" if lse_ok else " LSE -inf ROWS WRONG"))
+        failures += 0 if ok else 1
+    lib.fj_context_destroy(ctx)
+    print("%d failed" % failures)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
