@@ -1,8 +1,11 @@
-/* cmd_bench.c: `flashjit bench`: times the attention forward for one shape on one device. It builds the
- * kernel first (reporting how: compiled or loaded from the disk cache, and how long that took), then
- * times warmup + repeat calls and reports the median and the minimum; --check compares the output (and
- * the LSE) with the float64 reference and times that naive reference too, as a sanity scale. Every flag
- * is checked before anything is allocated, so a bad invocation is one line on stderr, never a crash. */
+/* cmd_bench.c: `flashjit bench`: times the attention forward for one shape on one device (or, with
+ * --grid, for every point of a grid: bench_grid.c). It builds the kernel first (reporting how: compiled
+ * or loaded from the disk cache, and how long that took), makes the inputs on the host and copies them
+ * to the device (on the CPU the host memory is used as it is), then times warmup + repeat calls, each
+ * by the backend's timer (events around the launch on a GPU) or the wall clock, and reports the median
+ * and the minimum; --check copies the output (and the LSE) back and compares it with the float64
+ * reference, and times that naive reference too, as a sanity scale. Every flag is checked before
+ * anything is allocated, so a bad invocation is one line on stderr, never a crash. */
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
@@ -11,6 +14,7 @@
 #include <unistd.h>
 
 #include "backends/backend.h"
+#include "bench/bench.h"
 #include "bench/cli.h"
 #include "bench/json.h"
 #include "core/dtype.h"
@@ -21,8 +25,8 @@
 #include "flashjit.h"
 #include "kernels/kernel_family.h"
 #include "runtime/runtime.h"
+#include "tuner/tune_device.h"
 
-#define BENCH_COMMAND "bench"
 #define BENCH_MAX_HOST_BYTES (16.0 * 1024 * 1024 * 1024)
 #define BENCH_GIB (1024.0 * 1024.0 * 1024.0)
 
@@ -55,50 +59,40 @@ void cmd_bench_help(FILE *out) {
           "  --threads N          CPU worker threads, default 0 = one per core\n"
           "  --cache-dir DIR      compiled kernels; default FLASHJIT_CACHE_DIR or ~/.cache/flashjit\n"
           "\n"
+          "On a GPU the inputs are made on the host and copied to device memory, each call is timed\n"
+          "with device events around the launch, and --check copies the output back.\n"
+          "\n"
+          "grid mode: flashjit bench --grid prefill [--peers] [--dtype fp16,bf16] [--json | --csv]\n"
+          "  --grid prefill       every point of the prefill grid: dtypes fp16 and bf16, head dims 64\n"
+          "                       and 128, causal and not, seqlen 512 ... 16384 with batch = tokens /\n"
+          "                       seqlen and heads = width / head_dim; one table of TFLOP/s, where a\n"
+          "                       forward counts 4*b*h*sq*skv*d FLOP, halved when causal (the\n"
+          "                       FlashAttention convention, the peers' too)\n"
+          "  --tokens N           batch * seqlen, default 16384 (seqlens above it are left out)\n"
+          "  --width N            heads * head_dim, default 2048\n"
+          "  --seqlens L          only these seqlens, e.g. 512,1024 (each must divide --tokens)\n"
+          "  --head-dims L        only these head dims, e.g. 128\n"
+          "  --dtype L            a comma list of dtypes, default fp16,bf16\n"
+          "  --mask M             both (default), causal or none\n"
+          "  --peers              also measure PyTorch SDPA (flash, cuDNN, memory-efficient backends)\n"
+          "                       and a Triton FlashAttention-2 on the same grid with\n"
+          "                       bench/peers/peers.py, and give flashjit/peer ratios; without python3,\n"
+          "                       torch or a GPU the peer columns say n/a and one line says why\n"
+          "  --peers-script PATH  the peers script; default FLASHJIT_PEERS_SCRIPT, else found beside\n"
+          "                       this program's build or install folder\n"
+          "  --csv                one CSV row per point instead of the table\n"
+          "\n"
           "exit status: 0 done (and checked, with --check), 1 failed or over the error bound, 2 bad usage\n");
 }
-
-typedef struct bench_options {
-  const char *device;       /* NULL: FLASHJIT_DEVICE, else auto (what the library does with NULL) */
-  char device_flag[256];    /* "--device=cpu" or "FLASHJIT_DEVICE=cpu": how messages name it */
-  int64_t batch, heads, kv_heads, seqlen, seqlen_kv, head_dim;
-  const char *dtype_name;
-  int causal, check, json;
-  int64_t warmup, repeat, threads;
-  const char *config;
-  const char *cache_dir;
-  int kv_heads_set, seqlen_kv_set, config_set;
-  dtype_id dtype;
-} bench_options;
-
-/* Everything a run produces, for the report. */
-typedef struct bench_result {
-  char device_name[256];
-  char device_id[64];
-  const char *backend;
-  int threads;
-  char family[64];
-  char config[256];
-  const char *config_from;  /* "--config", or "runtime": the tuned winner or the family's default */
-  char kernel_source[16];
-  double compile_ms;      /* as the runtime recorded it */
-  double get_kernel_ms;   /* wall time of the lookup that built or loaded it */
-  double first_call_ms;
-  double ms_median, ms_min, ms_max;
-  double flops, gflops;
-  uint64_t seed;
-  int checked;
-  double rel_err, rel_err_lse, tolerance;
-  double reference_ms;
-  int check_passed;
-} bench_result;
 
 /* A problem's tensors and the path it runs through. */
 typedef struct bench_run {
   fj_context *context;
-  host_tensor q, k, v, o, lse;
-  fj_attention_args args;
-  attention_problem problem;
+  host_tensor q, k, v, o, lse;   /* the host side: inputs made here, outputs checked here */
+  tune_mirror dq, dk, dv, dout, dlse;  /* their twins on the device (the same memory on the CPU) */
+  fj_attention_args args;        /* on the device tensors */
+  attention_problem problem;     /* validated from args: what is launched */
+  attention_problem host_problem;  /* the same call on the host tensors: what the check reads */
   const kernel_config *config;  /* NULL: the public fj_attention_forward path */
   runtime_kernel *kernel;
 } bench_run;
@@ -147,6 +141,9 @@ static double bench_memory_limit(void) {
 /* Parses and checks every flag; CLI_EXIT_OK, or the exit code after printing the error (-1 for help). */
 static int bench_parse(int argc, char **argv, bench_options *o) {
   memset(o, 0, sizeof *o);
+  int seen_batch = 0, seen_heads = 0, seen_seqlen = 0, seen_head_dim = 0, seen_causal = 0;
+  o->tokens = 16384;
+  o->width = 2048;
   o->batch = 1;
   o->heads = 8;
   o->seqlen = 2048;
@@ -156,19 +153,28 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
   o->repeat = 10;
   const cli_option options[] = {
       {"--device", CLI_STRING, &o->device, 0, 0, NULL},
-      {"--batch", CLI_INT, &o->batch, 1, INT32_MAX, NULL},
-      {"--heads", CLI_INT, &o->heads, 1, INT32_MAX, NULL},
+      {"--batch", CLI_INT, &o->batch, 1, INT32_MAX, &seen_batch},
+      {"--heads", CLI_INT, &o->heads, 1, INT32_MAX, &seen_heads},
       {"--kv-heads", CLI_INT, &o->kv_heads, 1, INT32_MAX, &o->kv_heads_set},
-      {"--seqlen", CLI_INT, &o->seqlen, 1, INT32_MAX, NULL},
+      {"--seqlen", CLI_INT, &o->seqlen, 1, INT32_MAX, &seen_seqlen},
       {"--seqlen-kv", CLI_INT, &o->seqlen_kv, 0, INT32_MAX, &o->seqlen_kv_set},
       /* checked below, so that any out-of-range value gets the message that states the rule */
-      {"--head-dim", CLI_INT, &o->head_dim, INT64_MIN, INT64_MAX, NULL},
-      {"--dtype", CLI_STRING, &o->dtype_name, 0, 0, NULL},
-      {"--causal", CLI_FLAG, &o->causal, 0, 0, NULL},
+      {"--head-dim", CLI_INT, &o->head_dim, INT64_MIN, INT64_MAX, &seen_head_dim},
+      {"--dtype", CLI_STRING, &o->dtype_name, 0, 0, &o->dtype_set},
+      {"--causal", CLI_FLAG, &o->causal, 0, 0, &seen_causal},
       {"--check", CLI_FLAG, &o->check, 0, 0, NULL},
       {"--json", CLI_FLAG, &o->json, 0, 0, NULL},
-      {"--warmup", CLI_INT, &o->warmup, 0, 1000000, NULL},
-      {"--repeat", CLI_INT, &o->repeat, 1, 1000000, NULL},
+      {"--warmup", CLI_INT, &o->warmup, 0, 1000000, &o->warmup_set},
+      {"--repeat", CLI_INT, &o->repeat, 1, 1000000, &o->repeat_set},
+      {"--grid", CLI_STRING, &o->grid, 0, 0, NULL},
+      {"--tokens", CLI_INT, &o->tokens, 1, INT32_MAX, NULL},
+      {"--width", CLI_INT, &o->width, 1, 1 << 20, NULL},
+      {"--seqlens", CLI_STRING, &o->seqlens, 0, 0, NULL},
+      {"--head-dims", CLI_STRING, &o->head_dims, 0, 0, NULL},
+      {"--mask", CLI_STRING, &o->mask, 0, 0, NULL},
+      {"--peers", CLI_FLAG, &o->peers, 0, 0, NULL},
+      {"--peers-script", CLI_STRING, &o->peers_script, 0, 0, NULL},
+      {"--csv", CLI_FLAG, &o->csv, 0, 0, NULL},
       {"--config", CLI_STRING, &o->config, 0, 0, &o->config_set},
       {"--threads", CLI_INT, &o->threads, 0, 4096, NULL},
       {"--cache-dir", CLI_STRING, &o->cache_dir, 0, 0, NULL},
@@ -180,6 +186,34 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
   }
   if (!o->kv_heads_set) o->kv_heads = o->heads;
   if (!o->seqlen_kv_set) o->seqlen_kv = o->seqlen;
+  o->shape_flags = seen_batch || seen_heads || seen_seqlen || seen_head_dim || seen_causal || o->kv_heads_set ||
+                   o->seqlen_kv_set;
+  const char *env_device = getenv("FLASHJIT_DEVICE");
+  if (o->device != NULL)
+    snprintf(o->device_flag, sizeof o->device_flag, "--device=%s", o->device);
+  else if (env_device != NULL && env_device[0] != '\0')
+    snprintf(o->device_flag, sizeof o->device_flag, "FLASHJIT_DEVICE=%s", env_device);
+  else
+    snprintf(o->device_flag, sizeof o->device_flag, "--device=auto");
+  o->device_auto = strcmp(o->device_flag + strcspn(o->device_flag, "=") + 1, "auto") == 0;
+  if (o->device != NULL && o->device[0] == '\0') {
+    cli_error(BENCH_COMMAND, "--device=: empty device name (auto, cpu, cuda:N, hip:N)");
+    return CLI_EXIT_USAGE;
+  }
+  if (o->cache_dir != NULL && o->cache_dir[0] == '\0') {
+    cli_error(BENCH_COMMAND, "--cache-dir=: empty path");
+    return CLI_EXIT_USAGE;
+  }
+  if (o->grid != NULL) return bench_grid_parse(o);
+  {
+    /* The grid's own flags mean nothing for one shape: say so rather than ignore them. */
+    const char *grid_only = o->seqlens ? "--seqlens" : o->head_dims ? "--head-dims" : o->mask ? "--mask"
+                            : o->peers ? "--peers" : o->peers_script ? "--peers-script" : o->csv ? "--csv" : NULL;
+    if (grid_only != NULL) {
+      cli_error(BENCH_COMMAND, "%s: only with --grid (see flashjit help bench)", grid_only);
+      return CLI_EXIT_USAGE;
+    }
+  }
 
   if (!core_dtype_parse(o->dtype_name, &o->dtype)) {
     cli_error(BENCH_COMMAND, "--dtype=%s: unknown dtype (fp32, fp16 or bf16)", o->dtype_name);
@@ -192,21 +226,6 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
   if (o->heads % o->kv_heads != 0) {
     cli_error(BENCH_COMMAND, "--heads=%" PRId64 " --kv-heads=%" PRId64 ": heads must be a multiple of kv-heads",
               o->heads, o->kv_heads);
-    return CLI_EXIT_USAGE;
-  }
-  const char *env_device = getenv("FLASHJIT_DEVICE");
-  if (o->device != NULL)
-    snprintf(o->device_flag, sizeof o->device_flag, "--device=%s", o->device);
-  else if (env_device != NULL && env_device[0] != '\0')
-    snprintf(o->device_flag, sizeof o->device_flag, "FLASHJIT_DEVICE=%s", env_device);
-  else
-    snprintf(o->device_flag, sizeof o->device_flag, "--device=auto");
-  if (o->device != NULL && o->device[0] == '\0') {
-    cli_error(BENCH_COMMAND, "--device=: empty device name (auto, cpu, cuda:N, hip:N)");
-    return CLI_EXIT_USAGE;
-  }
-  if (o->cache_dir != NULL && o->cache_dir[0] == '\0') {
-    cli_error(BENCH_COMMAND, "--cache-dir=: empty path");
     return CLI_EXIT_USAGE;
   }
   double bytes = bench_host_bytes(o), limit = bench_memory_limit();
@@ -226,16 +245,25 @@ static fj_status bench_call(bench_run *run) {
   return runtime_launch_attention(run->context, run->kernel, &run->problem, NULL);
 }
 
-/* q, k, v allocated and filled from seed, o allocated and poisoned. 0, or -1 after the error. */
+/* Prints "flashjit bench: <what>: <status>: <fj_last_error()>". */
+static int bench_fail(const char *what, fj_status status) {
+  const char *detail = fj_last_error();
+  cli_error(BENCH_COMMAND, "%s: %s%s%s", what, fj_status_string(status), detail[0] ? ": " : "", detail);
+  return CLI_EXIT_FAILURE;
+}
+
+/* q, k, v allocated and filled from seed, o allocated and poisoned, all copied to the device. 0, or -1
+ * after the error. */
 static int bench_alloc(const bench_options *o, bench_run *run, uint64_t seed) {
   int64_t q_shape[4] = {o->batch, o->seqlen, o->heads, o->head_dim};
   int64_t kv_shape[4] = {o->batch, o->seqlen_kv, o->kv_heads, o->head_dim};
   struct {
     host_tensor *t;
+    tune_mirror *d;
     const char *name;
     const int64_t *shape;
-  } tensors[] = {{&run->q, "q", q_shape}, {&run->k, "k", kv_shape}, {&run->v, "v", kv_shape},
-                 {&run->o, "o", q_shape}};
+  } tensors[] = {{&run->q, &run->dq, "q", q_shape}, {&run->k, &run->dk, "k", kv_shape},
+                 {&run->v, &run->dv, "v", kv_shape}, {&run->o, &run->dout, "o", q_shape}};
   for (size_t i = 0; i < sizeof tensors / sizeof tensors[0]; i++) {
     if (host_tensor_alloc(tensors[i].t, o->dtype, 4, tensors[i].shape, NULL) != 0) {
       char shape[512];
@@ -250,16 +278,28 @@ static int bench_alloc(const bench_options *o, bench_run *run, uint64_t seed) {
   host_tensor_fill_random(&run->k, seed + 1);
   host_tensor_fill_random(&run->v, seed + 2);
   host_tensor_poison(&run->o);
+  for (size_t i = 0; i < sizeof tensors / sizeof tensors[0]; i++) {
+    fj_status status = tune_mirror_upload(run->context, tensors[i].t, tensors[i].name, tensors[i].d);
+    if (status != FJ_OK) {
+      char shape[512];
+      bench_shape_flags(o, shape, sizeof shape);
+      cli_error(BENCH_COMMAND, "%s: %s: %s", shape, fj_status_string(status), fj_last_error());
+      return -1;
+    }
+  }
   fj_attention_args_init(&run->args);
-  run->args.q = &run->q.t;
-  run->args.k = &run->k.t;
-  run->args.v = &run->v.t;
-  run->args.o = &run->o.t;
+  run->args.q = &run->dq.t;
+  run->args.k = &run->dk.t;
+  run->args.v = &run->dv.t;
+  run->args.o = &run->dout.t;
   run->args.causal = o->causal;
   return 0;
 }
 
 static void bench_free(bench_run *run) {
+  tune_mirror *mirrors[] = {&run->dq, &run->dk, &run->dv, &run->dout, &run->dlse};
+  for (size_t i = 0; i < sizeof mirrors / sizeof mirrors[0]; i++)
+    if (run->context) tune_mirror_free(run->context, mirrors[i]);
   host_tensor_free(&run->q);
   host_tensor_free(&run->k);
   host_tensor_free(&run->v);
@@ -267,14 +307,7 @@ static void bench_free(bench_run *run) {
   host_tensor_free(&run->lse);
 }
 
-/* Prints "flashjit bench: <what>: <status>: <fj_last_error()>". */
-static int bench_fail(const char *what, fj_status status) {
-  const char *detail = fj_last_error();
-  cli_error(BENCH_COMMAND, "%s: %s%s%s", what, fj_status_string(status), detail[0] ? ": " : "", detail);
-  return CLI_EXIT_FAILURE;
-}
-
-/* Poisons o and the LSE, runs once, and measures both against the reference. */
+/* Poisons o and the LSE, runs once, copies them back and measures both against the reference. */
 static int bench_check(const bench_options *o, bench_run *run, bench_result *r) {
   int64_t lse_shape[3] = {o->batch, o->heads, o->seqlen};
   if (host_tensor_alloc(&run->lse, DTYPE_F32, 3, lse_shape, NULL) != 0) {
@@ -282,6 +315,8 @@ static int bench_check(const bench_options *o, bench_run *run, bench_result *r) 
               lse_shape[0], lse_shape[1], lse_shape[2]);
     return CLI_EXIT_FAILURE;
   }
+  fj_status status = tune_mirror_upload(run->context, &run->lse, "the LSE", &run->dlse);
+  if (status != FJ_OK) return bench_fail("--check", status);
   size_t q_elems = (size_t)(o->batch * o->seqlen * o->heads * o->head_dim);
   size_t rows = (size_t)(o->batch * o->heads * o->seqlen);
   double *ref_o = malloc((q_elems ? q_elems : 1) * sizeof *ref_o);
@@ -295,14 +330,24 @@ static int bench_check(const bench_options *o, bench_run *run, bench_result *r) 
   }
 
   /* The run being timed (no LSE) is checked as it was timed; a second run with the LSE checks that
-   * path too, with the same config when one was forced. */
+   * path too, with the same config when one was forced. The reference and the comparisons read the
+   * host tensors; the runs use the device's. */
   int exit_code = CLI_EXIT_OK;
+  fj_attention_args host_lse_args;
+  fj_attention_args_init(&host_lse_args);
+  host_lse_args.q = &run->q.t;
+  host_lse_args.k = &run->k.t;
+  host_lse_args.v = &run->v.t;
+  host_lse_args.o = &run->o.t;
+  host_lse_args.lse = &run->lse.t;
+  host_lse_args.causal = o->causal;
   fj_attention_args with_lse = run->args;
-  with_lse.lse = &run->lse.t;
-  attention_problem problem_lse;
-  fj_status status = core_validate_attention(&with_lse, &problem_lse);
+  with_lse.lse = &run->dlse.t;
+  attention_problem host_lse, device_lse;
+  status = core_validate_attention(&host_lse_args, &host_lse);
+  if (status == FJ_OK) status = core_validate_attention(&with_lse, &device_lse);
   double t0 = bench_now_ms();
-  if (status == FJ_OK) status = core_reference_attention(&problem_lse, ref_o, ref_lse);
+  if (status == FJ_OK) status = core_reference_attention(&host_lse, ref_o, ref_lse);
   r->reference_ms = bench_now_ms() - t0;
   if (status != FJ_OK) {
     exit_code = bench_fail("--check: reference", status);
@@ -310,28 +355,36 @@ static int bench_check(const bench_options *o, bench_run *run, bench_result *r) 
   }
 
   host_tensor_poison(&run->o);
-  status = bench_call(run);
+  status = tune_mirror_refresh(run->context, &run->dout);
+  if (status == FJ_OK) status = bench_call(run);
+  if (status == FJ_OK) status = tune_mirror_download(run->context, &run->dout);
   if (status != FJ_OK) {
     exit_code = bench_fail("--check: forward", status);
     goto done;
   }
-  double err_o = core_relative_error_o(&run->problem, ref_o);
+  double err_o = core_relative_error_o(&run->host_problem, ref_o);
 
   host_tensor_poison(&run->o);
   host_tensor_poison(&run->lse);
-  if (run->config == NULL) {
-    status = fj_attention_forward(run->context, &with_lse);
-  } else {
-    runtime_kernel *kernel = NULL;
-    status = runtime_get_kernel(run->context, &problem_lse, run->config, &kernel);
-    if (status == FJ_OK) status = runtime_launch_attention(run->context, kernel, &problem_lse, NULL);
+  status = tune_mirror_refresh(run->context, &run->dout);
+  if (status == FJ_OK) status = tune_mirror_refresh(run->context, &run->dlse);
+  if (status == FJ_OK) {
+    if (run->config == NULL) {
+      status = fj_attention_forward(run->context, &with_lse);
+    } else {
+      runtime_kernel *kernel = NULL;
+      status = runtime_get_kernel(run->context, &device_lse, run->config, &kernel);
+      if (status == FJ_OK) status = runtime_launch_attention(run->context, kernel, &device_lse, NULL);
+    }
   }
+  if (status == FJ_OK) status = tune_mirror_download(run->context, &run->dout);
+  if (status == FJ_OK) status = tune_mirror_download(run->context, &run->dlse);
   if (status != FJ_OK) {
     exit_code = bench_fail("--check: forward with LSE", status);
     goto done;
   }
-  double err_o_lse = core_relative_error_o(&problem_lse, ref_o);
-  r->rel_err_lse = core_relative_error_lse(&problem_lse, ref_lse);
+  double err_o_lse = core_relative_error_o(&host_lse, ref_o);
+  r->rel_err_lse = core_relative_error_lse(&host_lse, ref_lse);
   /* NaN-safe: a NaN error must read as a failure, and fmax would drop it */
   r->rel_err = (isnan(err_o) || err_o > err_o_lse) ? err_o : err_o_lse;
   r->tolerance = core_dtype_tolerance(o->dtype);
@@ -345,17 +398,21 @@ done:
 }
 
 static void bench_print_text(const bench_options *o, const bench_result *r) {
-  printf("device      %s (%s, %d thread%s)\n", r->device_name, r->device_id, r->threads,
-         r->threads == 1 ? "" : "s");
+  if (strcmp(r->backend, "cpu") == 0)
+    printf("device      %s (%s, %d thread%s)%s\n", r->device_name, r->device_id, r->threads,
+           r->threads == 1 ? "" : "s", o->device_auto ? ", chosen by auto: the best device found" : "");
+  else
+    printf("device      %s (%s)%s\n", r->device_name, r->device_id,
+           o->device_auto ? ", chosen by auto: the best device found" : "");
   printf("problem     batch %" PRId64 ", heads %" PRId64 " (kv %" PRId64 "), seqlen %" PRId64 " x %" PRId64
          ", head_dim %" PRId64 ", %s%s\n",
          o->batch, o->heads, o->kv_heads, o->seqlen, o->seqlen_kv, o->head_dim, core_dtype_name(o->dtype),
          o->causal ? ", causal" : "");
   printf("kernel      %s %s (%s)\n", r->family, r->config,
-         o->config ? "from --config" : "the runtime's choice: tuned or default");
+         o->config ? "from --config" : r->config_source[0] ? r->config_source : "the runtime's choice");
   printf("build       %s, %.1f ms; first call %.2f ms\n", r->kernel_source, r->compile_ms, r->first_call_ms);
-  printf("time        %.3f ms median, %.3f ms min, %.3f ms max (%" PRId64 " runs after %" PRId64 " warmup)\n",
-         r->ms_median, r->ms_min, r->ms_max, o->repeat, o->warmup);
+  printf("time        %.3f ms median, %.3f ms min, %.3f ms max (%" PRId64 " runs after %" PRId64
+         " warmup, %s)\n", r->ms_median, r->ms_min, r->ms_max, o->repeat, o->warmup, r->timing);
   printf("rate        %.1f GFLOP/s (%.4g FLOP per call)\n", r->gflops, r->flops);
   if (r->checked) {
     printf("check       %s: rel_err %.3g, lse rel_err %.3g, bound %.3g (%s)\n",
@@ -373,6 +430,8 @@ static void bench_print_json(const bench_options *o, const bench_result *r) {
   json_kv_string(&w, "device", r->device_name);
   json_kv_string(&w, "device_id", r->device_id);
   json_kv_string(&w, "backend", r->backend);
+  json_kv_bool(&w, "device_auto", o->device_auto);
+  json_kv_string(&w, "timing", r->timing);
   json_kv_int(&w, "threads", r->threads);
   json_kv_string(&w, "dtype", core_dtype_name(o->dtype));
   json_kv_int(&w, "batch", o->batch);
@@ -385,6 +444,7 @@ static void bench_print_json(const bench_options *o, const bench_result *r) {
   json_kv_string(&w, "family", r->family);
   json_kv_string(&w, "config", r->config);
   json_kv_string(&w, "config_from", r->config_from);
+  json_kv_string(&w, "config_source", r->config_source);
   json_kv_string(&w, "kernel_source", r->kernel_source);
   json_kv_double(&w, "compile_ms", r->compile_ms);
   json_kv_double(&w, "get_kernel_ms", r->get_kernel_ms);
@@ -410,7 +470,7 @@ static void bench_print_json(const bench_options *o, const bench_result *r) {
 }
 
 /* Opens the device the flags name; CLI_EXIT_OK or the exit code after the error. */
-static int bench_open(const bench_options *o, bench_run *run) {
+static int bench_open(const bench_options *o, fj_context **context) {
   const fj_backend *backend = NULL;
   int index = 0;
   fj_status status = backend_select(o->device, &backend, &index);
@@ -418,18 +478,12 @@ static int bench_open(const bench_options *o, bench_run *run) {
     cli_error(BENCH_COMMAND, "%s: %s", o->device_flag, fj_last_error());
     return status == FJ_INVALID_ARGUMENT ? CLI_EXIT_USAGE : CLI_EXIT_FAILURE;
   }
-  if (backend->device_type != kDLCPU) {
-    /* The backend table has no memory slots yet, so host tensors are all bench can make. */
-    cli_error(BENCH_COMMAND, "%s: bench cannot allocate %s device memory yet", o->device_flag,
-              backend->name);
-    return CLI_EXIT_FAILURE;
-  }
   fj_context_options options;
   fj_context_options_init(&options);
   options.device = o->device;
   options.cache_dir = o->cache_dir;
   options.num_threads = (int)o->threads;
-  status = fj_context_create(&options, &run->context);
+  status = fj_context_create(&options, context);
   if (status != FJ_OK) {
     char flag[4200];
     if (status == FJ_IO && o->cache_dir)
@@ -442,25 +496,30 @@ static int bench_open(const bench_options *o, bench_run *run) {
   return CLI_EXIT_OK;
 }
 
-/* Warmup, then repeat timed calls into times[]; CLI_EXIT_OK or the exit code after the error. */
+/* Warmup, then repeat timed calls, each timed on its own (device events around it on a GPU, the wall
+ * clock on the CPU); CLI_EXIT_OK or the exit code after the error. */
 static int bench_time(const bench_options *o, bench_run *run, bench_result *r) {
   double t0 = bench_now_ms();
   fj_status status = bench_call(run);
+  if (status == FJ_OK) status = tune_device_synchronize(run->context, NULL);
   r->first_call_ms = bench_now_ms() - t0;
   if (status != FJ_OK) return bench_fail("forward", status);
-  for (int64_t i = 0; i < o->warmup; i++) {
-    status = bench_call(run);
-    if (status != FJ_OK) return bench_fail("forward", status);
-  }
+  for (int64_t i = 0; i < o->warmup && status == FJ_OK; i++) status = bench_call(run);
+  if (status == FJ_OK) status = tune_device_synchronize(run->context, NULL);
+  if (status != FJ_OK) return bench_fail("forward", status);
   double *times = malloc((size_t)o->repeat * sizeof *times);
   if (times == NULL) {
     cli_error(BENCH_COMMAND, "--repeat=%" PRId64 ": cannot allocate the timings", o->repeat);
     return CLI_EXIT_FAILURE;
   }
   for (int64_t i = 0; i < o->repeat; i++) {
-    t0 = bench_now_ms();
-    status = bench_call(run);
-    times[i] = bench_now_ms() - t0;
+    tune_timer timer;
+    status = tune_timer_start(run->context, NULL, &timer);
+    if (status == FJ_OK) {
+      status = bench_call(run);
+      fj_status stop = tune_timer_stop(run->context, NULL, &timer, &times[i]);
+      if (status == FJ_OK) status = stop;
+    }
     if (status != FJ_OK) {
       free(times);
       return bench_fail("forward", status);
@@ -479,9 +538,11 @@ static int bench_time(const bench_options *o, bench_run *run, bench_result *r) {
 
 /* The family of the context's device, and the --config text parsed against it (before any tensor is
  * allocated, so a typo costs nothing). CLI_EXIT_OK or the exit code after the error. */
-static int bench_family(const bench_options *o, bench_run *run, bench_result *r, kernel_config *forced) {
-  const fj_backend *backend = runtime_backend(run->context);
+static int bench_family(const bench_options *o, fj_context *context, bench_result *r, kernel_config *forced,
+                        const kernel_config **config) {
+  const fj_backend *backend = runtime_backend(context);
   const kernel_family *family = kernel_family_for_backend(backend->name);
+  *config = NULL;
   if (family == NULL) {
     cli_error(BENCH_COMMAND, "%s: no attention kernel family for the %s backend", o->device_flag,
               backend->name);
@@ -494,7 +555,7 @@ static int bench_family(const bench_options *o, bench_run *run, bench_result *r,
     cli_error(BENCH_COMMAND, "--config=\"%s\": %s", o->config, why);
     return CLI_EXIT_USAGE;
   }
-  run->config = forced;
+  *config = forced;
   return CLI_EXIT_OK;
 }
 
@@ -517,9 +578,53 @@ static int bench_kernel(const bench_options *o, bench_run *run, bench_result *r)
   if (status != FJ_OK) return bench_fail("building the kernel", status);
   kernel_config_string(run->kernel->family, &run->kernel->config, r->config, sizeof r->config);
   r->config_from = o->config ? "--config" : "runtime";
+  snprintf(r->config_source, sizeof r->config_source, "%s", run->kernel->config_source);
   snprintf(r->kernel_source, sizeof r->kernel_source, "%s", run->kernel->source);
   r->compile_ms = run->kernel->compile_ms;
   return CLI_EXIT_OK;
+}
+
+int bench_measure(fj_context *context, const bench_options *o, const kernel_config *forced, bench_result *r) {
+  bench_run run;
+  memset(&run, 0, sizeof run);
+  run.context = context;
+  run.config = forced;
+  fj_context_device_name(context, r->device_name, sizeof r->device_name);
+  r->backend = runtime_backend(context)->name;
+  r->timing = runtime_timing_method(context);
+  snprintf(r->device_id, sizeof r->device_id, "%s:%d", r->backend, runtime_device_index(context));
+  r->threads = o->threads > 0 ? (int)o->threads : core_online_cores();
+
+  /* Fresh inputs every run, as the tests do; the seed is reported so a failure can be replayed. */
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  r->seed = ((uint64_t)ts.tv_sec * 1000000007u) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32);
+  int code = CLI_EXIT_OK;
+  if (bench_alloc(o, &run, r->seed) != 0) {
+    code = CLI_EXIT_FAILURE;
+    goto done;
+  }
+  fj_status status = core_validate_attention(&run.args, &run.problem);
+  if (status == FJ_OK) {
+    fj_attention_args host_args = run.args;
+    host_args.q = &run.q.t;
+    host_args.k = &run.k.t;
+    host_args.v = &run.v.t;
+    host_args.o = &run.o.t;
+    status = core_validate_attention(&host_args, &run.host_problem);
+  }
+  if (status != FJ_OK) {
+    cli_error(BENCH_COMMAND, "%s", fj_last_error());
+    code = status == FJ_INVALID_ARGUMENT ? CLI_EXIT_USAGE : CLI_EXIT_FAILURE;
+    goto done;
+  }
+  code = bench_kernel(o, &run, r);
+  if (code == CLI_EXIT_OK) code = bench_time(o, &run, r);
+  if (code == CLI_EXIT_OK && o->check) code = bench_check(o, &run, r);
+
+done:
+  bench_free(&run);
+  return code;
 }
 
 int cmd_bench(int argc, char **argv) {
@@ -531,39 +636,22 @@ int cmd_bench(int argc, char **argv) {
   }
   if (code != CLI_EXIT_OK) return code;
 
-  bench_run run;
-  memset(&run, 0, sizeof run);
+  fj_context *context = NULL;
+  code = bench_open(&o, &context);
+  if (code != CLI_EXIT_OK) return code;
+  if (o.grid != NULL) {
+    code = bench_grid_run(context, &o);
+    fj_context_destroy(context);
+    return code;
+  }
+
   bench_result r;
   memset(&r, 0, sizeof r);
   kernel_config forced;
   memset(&forced, 0, sizeof forced);
-
-  code = bench_open(&o, &run);
-  if (code != CLI_EXIT_OK) return code;
-  fj_context_device_name(run.context, r.device_name, sizeof r.device_name);
-  r.backend = runtime_backend(run.context)->name;
-  snprintf(r.device_id, sizeof r.device_id, "%s:%d", r.backend, runtime_device_index(run.context));
-  r.threads = o.threads > 0 ? (int)o.threads : core_online_cores();
-  code = bench_family(&o, &run, &r, &forced);
-  if (code != CLI_EXIT_OK) goto done;
-
-  /* Fresh inputs every run, as the tests do; the seed is reported so a failure can be replayed. */
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  r.seed = ((uint64_t)ts.tv_sec * 1000000007u) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32);
-  if (bench_alloc(&o, &run, r.seed) != 0) {
-    code = CLI_EXIT_FAILURE;
-    goto done;
-  }
-  fj_status status = core_validate_attention(&run.args, &run.problem);
-  if (status != FJ_OK) {
-    cli_error(BENCH_COMMAND, "%s", fj_last_error());
-    code = status == FJ_INVALID_ARGUMENT ? CLI_EXIT_USAGE : CLI_EXIT_FAILURE;
-    goto done;
-  }
-  code = bench_kernel(&o, &run, &r);
-  if (code == CLI_EXIT_OK) code = bench_time(&o, &run, &r);
-  if (code == CLI_EXIT_OK && o.check) code = bench_check(&o, &run, &r);
+  const kernel_config *config = NULL;
+  code = bench_family(&o, context, &r, &forced, &config);
+  if (code == CLI_EXIT_OK) code = bench_measure(context, &o, config, &r);
   if (code == CLI_EXIT_OK) {
     if (o.json)
       bench_print_json(&o, &r);
@@ -575,9 +663,6 @@ int cmd_bench(int argc, char **argv) {
       code = CLI_EXIT_FAILURE;
     }
   }
-
-done:
-  bench_free(&run);
-  fj_context_destroy(run.context);
+  fj_context_destroy(context);
   return code;
 }

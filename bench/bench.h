@@ -1,0 +1,101 @@
+/* bench.h: what `flashjit bench`'s two modes share: the options, one measured shape (inputs made on the
+ * host, copied to the device, each call timed by the backend's timer or the wall clock, optionally checked
+ * against the float64 reference after copying the output back), and the grid mode built on it
+ * (bench_grid.c), which adds the peers' figures from bench/peers/peers.py. */
+#ifndef FJ_BENCH_BENCH_H
+#define FJ_BENCH_BENCH_H
+#include <stdint.h>
+#include "core/dtype.h"
+#include "flashjit.h"
+#include "kernels/kernel_family.h"
+
+#define BENCH_COMMAND "bench"
+
+typedef struct bench_options {
+  const char *device;       /* NULL: FLASHJIT_DEVICE, else auto (what the library does with NULL) */
+  char device_flag[256];    /* "--device=cpu" or "FLASHJIT_DEVICE=cpu": how messages name it */
+  int device_auto;          /* the device was chosen by "auto" (no flag, no environment, or "auto") */
+  int64_t batch, heads, kv_heads, seqlen, seqlen_kv, head_dim;
+  const char *dtype_name;
+  int causal, check, json;
+  int64_t warmup, repeat, threads;
+  const char *config;
+  const char *cache_dir;
+  int kv_heads_set, seqlen_kv_set, config_set, dtype_set, warmup_set, repeat_set;
+  int shape_flags;          /* a flag that sizes one problem was given (refused with --grid) */
+  dtype_id dtype;
+  /* --grid */
+  const char *grid;
+  int64_t tokens, width;
+  const char *seqlens, *head_dims, *mask;
+  int peers, csv;
+  const char *peers_script;
+} bench_options;
+
+/* Everything one measured shape produces, for the reports. */
+typedef struct bench_result {
+  char device_name[256];
+  char device_id[64];
+  const char *backend;
+  const char *timing;       /* the runtime's timing method: "cpu-wall", "cuda-event" */
+  int threads;
+  char family[64];
+  char config[256];
+  const char *config_from;  /* "--config", or "runtime": the tuned winner or the family's default */
+  char config_source[16];   /* the runtime's word: "tuned", "tuned-nearest", "default", "explicit" */
+  char kernel_source[16];
+  double compile_ms;      /* as the runtime recorded it */
+  double get_kernel_ms;   /* wall time of the lookup that built or loaded it */
+  double first_call_ms;
+  double ms_median, ms_min, ms_max;
+  double flops, gflops;
+  uint64_t seed;
+  int checked;
+  double rel_err, rel_err_lse, tolerance;
+  double reference_ms;
+  int check_passed;
+} bench_result;
+
+/* Measures the shape o names on the open context (forced: a parsed --config, or NULL). Prints its own
+ * one-line error; returns an exit code (CLI_EXIT_OK when measured, even if the check failed: see
+ * r->check_passed). */
+int bench_measure(fj_context *context, const bench_options *o, const kernel_config *forced, bench_result *r);
+
+/* ---- grid points and peers ---- */
+
+#define BENCH_PEER_COUNT 4
+/* "sdpa-flash", "sdpa-cudnn", "sdpa-efficient", "triton-fa2": the names peers.py reports under. */
+extern const char *const bench_peer_names[BENCH_PEER_COUNT];
+
+typedef struct bench_grid_point {
+  dtype_id dtype;
+  int64_t batch, heads, seqlen, head_dim;
+  int causal;
+  double flops;             /* 4*b*h*s*s*d, halved when causal: the convention of the whole table */
+  int measured;             /* flashjit's figures below are valid */
+  double ms, ms_min;
+  char config[256];
+  char config_source[16];
+  int peer_measured[BENCH_PEER_COUNT];
+  double peer_ms[BENCH_PEER_COUNT], peer_ms_min[BENCH_PEER_COUNT];
+  char peer_error[BENCH_PEER_COUNT][160];
+} bench_grid_point;
+
+typedef struct bench_peers_status {
+  int ran;                  /* the script ran and measured (else note says why not) */
+  char note[512];           /* why the peer columns are n/a, or "" */
+  char info[256];           /* torch version and device the script reported */
+  char unavailable[BENCH_PEER_COUNT][200];  /* per peer: why it was not measured, or "" */
+} bench_peers_status;
+
+/* bench_peers.c: runs the peers script on the points (their figures land in the points) for the
+ * device flashjit ran on ("cuda:0"). Never fails the command: whatever goes wrong ends in st->note. */
+void bench_peers_run(const bench_options *o, const char *device_id, bench_grid_point *points, int count,
+                     int64_t warmup, int64_t repeat, bench_peers_status *st);
+
+/* `flashjit bench --grid NAME`: every point measured on the open context, the peers when asked, one
+ * table. Returns an exit code. */
+int bench_grid_run(fj_context *context, bench_options *o);
+/* Checks the --grid flags (after the common ones); CLI_EXIT_OK or the exit code after the error. */
+int bench_grid_parse(bench_options *o);
+#endif

@@ -1,0 +1,418 @@
+/* bench_grid.c: `flashjit bench --grid prefill`: the prefill grid of issue 4 (fp16 and bf16, head dims
+ * 64 and 128, causal and not, seqlen 512 ... 16384 with batch * seqlen = tokens and heads * head_dim =
+ * width), each point measured as `flashjit bench` measures one shape, optionally beside the peers that
+ * bench/peers/peers.py measures, printed as one table (or JSON, or CSV) of TFLOP/s and flashjit/peer
+ * ratios. One FLOP convention for every column: 4*b*h*sq*skv*d per forward, halved when causal, the
+ * FlashAttention papers' and peers.py's; all rates are computed here from the reported milliseconds. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench/bench.h"
+#include "bench/cli.h"
+#include "bench/json.h"
+#include "runtime/runtime.h"
+
+#define GRID_MAX_POINTS 512
+#define GRID_MAX_LIST 16
+
+static const int64_t grid_prefill_seqlens[] = {512, 1024, 2048, 4096, 8192, 16384};
+static const int64_t grid_prefill_head_dims[] = {64, 128};
+
+typedef struct grid_spec {
+  dtype_id dtypes[GRID_MAX_LIST];
+  int dtype_count;
+  int64_t seqlens[GRID_MAX_LIST];
+  int seqlen_count;
+  int64_t head_dims[GRID_MAX_LIST];
+  int head_dim_count;
+  int causal_modes[2];
+  int causal_count;
+} grid_spec;
+
+/* Splits a comma list of integers; 0, or -1 after naming the flag and the bad item. */
+static int grid_int_list(const char *flag, const char *text, int64_t *out, int *count) {
+  *count = 0;
+  const char *p = text;
+  for (;;) {
+    size_t n = strcspn(p, ",");
+    char item[32];
+    const char *why = "not an integer";
+    int64_t value = 0;
+    if (n == 0 || n >= sizeof item || *count >= GRID_MAX_LIST) {
+      cli_error(BENCH_COMMAND, "%s=%s: %s", flag, text,
+                *count >= GRID_MAX_LIST ? "too many values" : "expected a comma list of integers");
+      return -1;
+    }
+    memcpy(item, p, n);
+    item[n] = '\0';
+    if (cli_parse_int64(item, &value, &why) != 0) {
+      cli_error(BENCH_COMMAND, "%s=%s: '%s': %s", flag, text, item, why);
+      return -1;
+    }
+    if (value < 1) {
+      cli_error(BENCH_COMMAND, "%s=%s: '%s': must be at least 1", flag, text, item);
+      return -1;
+    }
+    out[(*count)++] = value;
+    p += n;
+    if (*p == '\0') return 0;
+    p++;
+  }
+}
+
+/* The grid the flags describe; CLI_EXIT_OK or the exit code after the error. */
+static int grid_spec_build(const bench_options *o, grid_spec *g) {
+  memset(g, 0, sizeof *g);
+  const char *dtypes = o->dtype_set ? o->dtype_name : "fp16,bf16";
+  for (const char *p = dtypes;;) {
+    size_t n = strcspn(p, ",");
+    char item[16];
+    if (n == 0 || n >= sizeof item || g->dtype_count >= GRID_MAX_LIST) {
+      cli_error(BENCH_COMMAND, "--dtype=%s: expected a comma list of fp32, fp16, bf16", dtypes);
+      return CLI_EXIT_USAGE;
+    }
+    memcpy(item, p, n);
+    item[n] = '\0';
+    if (!core_dtype_parse(item, &g->dtypes[g->dtype_count])) {
+      cli_error(BENCH_COMMAND, "--dtype=%s: unknown dtype '%s' (fp32, fp16 or bf16)", dtypes, item);
+      return CLI_EXIT_USAGE;
+    }
+    g->dtype_count++;
+    p += n;
+    if (*p == '\0') break;
+    p++;
+  }
+
+  if (o->seqlens != NULL) {
+    if (grid_int_list("--seqlens", o->seqlens, g->seqlens, &g->seqlen_count) != 0) return CLI_EXIT_USAGE;
+  } else {
+    for (size_t i = 0; i < sizeof grid_prefill_seqlens / sizeof grid_prefill_seqlens[0]; i++)
+      if (grid_prefill_seqlens[i] <= o->tokens && o->tokens % grid_prefill_seqlens[i] == 0)
+        g->seqlens[g->seqlen_count++] = grid_prefill_seqlens[i];
+    if (g->seqlen_count == 0) {
+      cli_error(BENCH_COMMAND, "--tokens=%" PRId64 ": no grid seqlen (512, 1024, ..., 16384) divides it; "
+                "give --seqlens", o->tokens);
+      return CLI_EXIT_USAGE;
+    }
+  }
+  for (int i = 0; i < g->seqlen_count; i++)
+    if (g->seqlens[i] > o->tokens || o->tokens % g->seqlens[i] != 0) {
+      cli_error(BENCH_COMMAND, "--seqlens=%s --tokens=%" PRId64 ": seqlen %" PRId64
+                " must divide the tokens (batch = tokens / seqlen)", o->seqlens, o->tokens, g->seqlens[i]);
+      return CLI_EXIT_USAGE;
+    }
+
+  if (o->head_dims != NULL) {
+    if (grid_int_list("--head-dims", o->head_dims, g->head_dims, &g->head_dim_count) != 0) return CLI_EXIT_USAGE;
+  } else {
+    g->head_dim_count = 2;
+    memcpy(g->head_dims, grid_prefill_head_dims, sizeof grid_prefill_head_dims);
+  }
+  for (int i = 0; i < g->head_dim_count; i++) {
+    int64_t d = g->head_dims[i];
+    if (d < 8 || d > 256 || d % 8 != 0) {
+      cli_error(BENCH_COMMAND, "--head-dims: %" PRId64 ": must be a multiple of 8 from 8 to 256", d);
+      return CLI_EXIT_USAGE;
+    }
+    if (o->width % d != 0) {
+      cli_error(BENCH_COMMAND, "--width=%" PRId64 " --head-dims: head dim %" PRId64
+                " must divide the width (heads = width / head_dim)", o->width, d);
+      return CLI_EXIT_USAGE;
+    }
+  }
+
+  const char *mask = o->mask ? o->mask : "both";
+  if (strcmp(mask, "both") == 0) {
+    g->causal_modes[0] = 0;
+    g->causal_modes[1] = 1;
+    g->causal_count = 2;
+  } else if (strcmp(mask, "causal") == 0 || strcmp(mask, "none") == 0) {
+    g->causal_modes[0] = strcmp(mask, "causal") == 0;
+    g->causal_count = 1;
+  } else {
+    cli_error(BENCH_COMMAND, "--mask=%s: expected both, causal or none", mask);
+    return CLI_EXIT_USAGE;
+  }
+  return CLI_EXIT_OK;
+}
+
+int bench_grid_parse(bench_options *o) {
+  if (strcmp(o->grid, "prefill") != 0) {
+    cli_error(BENCH_COMMAND, "--grid=%s: unknown grid (prefill)", o->grid);
+    return CLI_EXIT_USAGE;
+  }
+  if (o->shape_flags) {
+    cli_error(BENCH_COMMAND, "--grid=%s: the grid sets batch, heads, seqlen, head dim and mask; use --tokens, "
+              "--width, --seqlens, --head-dims, --mask", o->grid);
+    return CLI_EXIT_USAGE;
+  }
+  if (o->check || o->config) {
+    cli_error(BENCH_COMMAND, "%s: not with --grid (check or force a config on single shapes)",
+              o->check ? "--check" : "--config");
+    return CLI_EXIT_USAGE;
+  }
+  if (o->json && o->csv) {
+    cli_error(BENCH_COMMAND, "--json with --csv: choose one");
+    return CLI_EXIT_USAGE;
+  }
+  if (o->peers_script != NULL && !o->peers) {
+    cli_error(BENCH_COMMAND, "--peers-script=%s: only with --peers", o->peers_script);
+    return CLI_EXIT_USAGE;
+  }
+  if (o->peers_script != NULL && o->peers_script[0] == '\0') {
+    cli_error(BENCH_COMMAND, "--peers-script=: empty path");
+    return CLI_EXIT_USAGE;
+  }
+  grid_spec g;
+  int code = grid_spec_build(o, &g);
+  if (code != CLI_EXIT_OK) return code;
+  /* The grid's defaults are those of a benchmark worth recording: more runs than one shape's. */
+  if (!o->warmup_set) o->warmup = 5;
+  if (!o->repeat_set) o->repeat = 20;
+  return CLI_EXIT_OK;
+}
+
+static const char *grid_source_word(const bench_grid_point *p) {
+  return p->config_source[0] ? p->config_source : "?";
+}
+
+static double grid_tflops(double flops, double ms) { return ms > 0.0 ? flops / (ms * 1e-3) / 1e12 : 0.0; }
+
+static void grid_print_table(const bench_options *o, const char *device, const char *device_id, const char *timing,
+                             const bench_grid_point *points, int count, const bench_peers_status *peers) {
+  printf("flashjit bench --grid %s on %s (%s), %s timing, warmup %" PRId64 ", median of %" PRId64 "\n", o->grid,
+         device, device_id, timing, o->warmup, o->repeat);
+  printf("TFLOP/s = 4*b*h*sq*skv*d / median time, halved when causal (FlashAttention convention, also the peers')\n");
+  if (o->peers) {
+    if (peers->ran)
+      printf("peers: %s, measured by bench/peers/peers.py in the same run; ratio = flashjit / peer\n",
+             peers->info[0] ? peers->info : "peers.py");
+    else
+      printf("peers: n/a: %s\n", peers->note);
+    for (int k = 0; k < BENCH_PEER_COUNT; k++)
+      if (peers->ran && peers->unavailable[k][0]) printf("  %s: n/a: %s\n", bench_peer_names[k], peers->unavailable[k]);
+  }
+  printf("\n%-5s %4s %-6s %6s %5s %5s | %9s %8s %-13s", "dtype", "d", "mask", "seqlen", "batch", "heads", "ms",
+         "TFLOP/s", "config");
+  if (o->peers)
+    for (int k = 0; k < BENCH_PEER_COUNT; k++) printf(" | %-14s %6s", bench_peer_names[k], "ratio");
+  printf("\n");
+  for (int i = 0; i < count; i++) {
+    const bench_grid_point *p = &points[i];
+    printf("%-5s %4" PRId64 " %-6s %6" PRId64 " %5" PRId64 " %5" PRId64 " | ", core_dtype_name(p->dtype), p->head_dim,
+           p->causal ? "causal" : "full", p->seqlen, p->batch, p->heads);
+    double mine = p->measured ? grid_tflops(p->flops, p->ms) : 0.0;
+    if (p->measured)
+      printf("%9.3f %8.2f %-13s", p->ms, mine, grid_source_word(p));
+    else
+      printf("%9s %8s %-13s", "failed", "-", "-");
+    if (o->peers)
+      for (int k = 0; k < BENCH_PEER_COUNT; k++) {
+        if (!p->peer_measured[k]) {
+          printf(" | %-14s %6s", p->peer_error[k][0] ? "error" : "n/a", "");
+          continue;
+        }
+        double theirs = grid_tflops(p->flops, p->peer_ms[k]);
+        char ratio[16] = "-";
+        if (p->measured && theirs > 0.0) snprintf(ratio, sizeof ratio, "%.2fx", mine / theirs);
+        printf(" | %-14.2f %6s", theirs, ratio);
+      }
+    printf("\n");
+  }
+  fflush(stdout);
+}
+
+static void grid_print_csv(const bench_options *o, const bench_grid_point *points, int count) {
+  printf("dtype,head_dim,causal,seqlen,batch,heads,flops,flashjit_ms,flashjit_ms_min,flashjit_tflops,config_source,"
+         "config");
+  if (o->peers)
+    for (int k = 0; k < BENCH_PEER_COUNT; k++)
+      printf(",%s_ms,%s_tflops,ratio_vs_%s", bench_peer_names[k], bench_peer_names[k], bench_peer_names[k]);
+  printf("\n");
+  for (int i = 0; i < count; i++) {
+    const bench_grid_point *p = &points[i];
+    printf("%s,%" PRId64 ",%d,%" PRId64 ",%" PRId64 ",%" PRId64 ",%.6g,", core_dtype_name(p->dtype), p->head_dim,
+           p->causal, p->seqlen, p->batch, p->heads, p->flops);
+    double mine = p->measured ? grid_tflops(p->flops, p->ms) : 0.0;
+    if (p->measured)
+      printf("%.6g,%.6g,%.6g,%s,\"%s\"", p->ms, p->ms_min, mine, grid_source_word(p), p->config);
+    else
+      printf(",,,,");
+    if (o->peers)
+      for (int k = 0; k < BENCH_PEER_COUNT; k++) {
+        if (!p->peer_measured[k]) {
+          printf(",,,");
+          continue;
+        }
+        double theirs = grid_tflops(p->flops, p->peer_ms[k]);
+        printf(",%.6g,%.6g,", p->peer_ms[k], theirs);
+        if (p->measured && theirs > 0.0) printf("%.4g", mine / theirs);
+      }
+    printf("\n");
+  }
+  fflush(stdout);
+}
+
+static void grid_print_json(const bench_options *o, const char *device, const char *device_id, const char *timing,
+                            const bench_grid_point *points, int count, const bench_peers_status *peers) {
+  json_writer w;
+  json_init(&w, stdout);
+  json_object_begin(&w);
+  json_kv_string(&w, "grid", o->grid);
+  json_kv_string(&w, "device", device);
+  json_kv_string(&w, "device_id", device_id);
+  json_kv_bool(&w, "device_auto", o->device_auto);
+  json_kv_string(&w, "timing", timing);
+  json_kv_string(&w, "flops_convention", "4*b*h*sq*skv*d, halved when causal");
+  json_kv_int(&w, "warmup", o->warmup);
+  json_kv_int(&w, "repeat", o->repeat);
+  if (o->peers) {
+    json_key(&w, "peers");
+    json_object_begin(&w);
+    json_kv_bool(&w, "ran", peers->ran);
+    json_kv_string(&w, "note", peers->note);
+    json_kv_string(&w, "info", peers->info);
+    json_key(&w, "unavailable");
+    json_object_begin(&w);
+    for (int k = 0; k < BENCH_PEER_COUNT; k++)
+      if (peers->unavailable[k][0]) json_kv_string(&w, bench_peer_names[k], peers->unavailable[k]);
+    json_object_end(&w);
+    json_object_end(&w);
+  }
+  json_key(&w, "points");
+  json_array_begin(&w);
+  for (int i = 0; i < count; i++) {
+    const bench_grid_point *p = &points[i];
+    json_object_begin(&w);
+    json_kv_string(&w, "dtype", core_dtype_name(p->dtype));
+    json_kv_int(&w, "head_dim", p->head_dim);
+    json_kv_bool(&w, "causal", p->causal);
+    json_kv_int(&w, "seqlen", p->seqlen);
+    json_kv_int(&w, "batch", p->batch);
+    json_kv_int(&w, "heads", p->heads);
+    json_kv_double(&w, "flops", p->flops);
+    json_kv_bool(&w, "measured", p->measured);
+    double mine = p->measured ? grid_tflops(p->flops, p->ms) : 0.0;
+    if (p->measured) {
+      json_kv_double(&w, "ms", p->ms);
+      json_kv_double(&w, "ms_min", p->ms_min);
+      json_kv_double(&w, "tflops", mine);
+      json_kv_string(&w, "config_source", p->config_source);
+      json_kv_string(&w, "config", p->config);
+    }
+    if (o->peers) {
+      json_key(&w, "peers");
+      json_object_begin(&w);
+      for (int k = 0; k < BENCH_PEER_COUNT; k++) {
+        if (!p->peer_measured[k] && !p->peer_error[k][0]) continue;
+        json_key(&w, bench_peer_names[k]);
+        json_object_begin(&w);
+        if (p->peer_measured[k]) {
+          double theirs = grid_tflops(p->flops, p->peer_ms[k]);
+          json_kv_double(&w, "ms", p->peer_ms[k]);
+          json_kv_double(&w, "ms_min", p->peer_ms_min[k]);
+          json_kv_double(&w, "tflops", theirs);
+          if (p->measured && theirs > 0.0) json_kv_double(&w, "ratio", mine / theirs);
+        } else {
+          json_kv_string(&w, "error", p->peer_error[k]);
+        }
+        json_object_end(&w);
+      }
+      json_object_end(&w);
+    }
+    json_object_end(&w);
+  }
+  json_array_end(&w);
+  json_object_end(&w);
+  json_finish(&w);
+}
+
+int bench_grid_run(fj_context *context, bench_options *o) {
+  grid_spec g;
+  int code = grid_spec_build(o, &g);
+  if (code != CLI_EXIT_OK) return code;
+  bench_grid_point *points = calloc(GRID_MAX_POINTS, sizeof *points);
+  if (points == NULL) {
+    cli_error(BENCH_COMMAND, "out of memory");
+    return CLI_EXIT_FAILURE;
+  }
+  int count = 0;
+  for (int t = 0; t < g.dtype_count; t++)
+    for (int d = 0; d < g.head_dim_count; d++)
+      for (int c = 0; c < g.causal_count; c++)
+        for (int s = 0; s < g.seqlen_count && count < GRID_MAX_POINTS; s++) {
+          bench_grid_point *p = &points[count++];
+          p->dtype = g.dtypes[t];
+          p->head_dim = g.head_dims[d];
+          p->causal = g.causal_modes[c];
+          p->seqlen = g.seqlens[s];
+          p->batch = o->tokens / p->seqlen;
+          p->heads = o->width / p->head_dim;
+          p->flops = 4.0 * (double)p->batch * (double)p->heads * (double)p->seqlen * (double)p->seqlen *
+                     (double)p->head_dim * (p->causal ? 0.5 : 1.0);
+        }
+
+  char device[256], device_id[64];
+  fj_context_device_name(context, device, sizeof device);
+  snprintf(device_id, sizeof device_id, "%s:%d", runtime_backend(context)->name, runtime_device_index(context));
+  const char *timing = runtime_timing_method(context);
+  fprintf(stderr, "flashjit bench: grid %s, %d points on %s (%s)%s\n", o->grid, count, device, device_id,
+          o->device_auto ? ", chosen by auto: the best device found" : "");
+
+  int failures = 0;
+  for (int i = 0; i < count; i++) {
+    bench_grid_point *p = &points[i];
+    bench_options one = *o;
+    one.grid = NULL;
+    one.batch = p->batch;
+    one.heads = one.kv_heads = p->heads;
+    one.seqlen = one.seqlen_kv = p->seqlen;
+    one.head_dim = p->head_dim;
+    one.dtype = p->dtype;
+    one.causal = p->causal;
+    one.check = 0;
+    one.config = NULL;
+    bench_result r;
+    memset(&r, 0, sizeof r);
+    int rc = bench_measure(context, &one, NULL, &r);
+    if (rc == CLI_EXIT_OK) {
+      p->measured = 1;
+      p->ms = r.ms_median;
+      p->ms_min = r.ms_min;
+      snprintf(p->config, sizeof p->config, "%s", r.config);
+      snprintf(p->config_source, sizeof p->config_source, "%s", r.config_source);
+    } else {
+      failures++;
+    }
+    fprintf(stderr, "flashjit bench: [%d/%d] %s d%" PRId64 " %s s%" PRId64 " b%" PRId64 " h%" PRId64 ": ", i + 1,
+            count, core_dtype_name(p->dtype), p->head_dim, p->causal ? "causal" : "full", p->seqlen, p->batch,
+            p->heads);
+    if (p->measured)
+      fprintf(stderr, "%.3f ms, %.2f TFLOP/s (%s)\n", p->ms, grid_tflops(p->flops, p->ms), p->config_source);
+    else
+      fprintf(stderr, "failed\n");
+  }
+
+  bench_peers_status peers;
+  memset(&peers, 0, sizeof peers);
+  if (o->peers) {
+    fprintf(stderr, "flashjit bench: measuring the peers\n");
+    bench_peers_run(o, device_id, points, count, o->warmup, o->repeat, &peers);
+    if (!peers.ran) fprintf(stderr, "flashjit bench: peers n/a: %s\n", peers.note);
+  }
+
+  if (o->json)
+    grid_print_json(o, device, device_id, timing, points, count, &peers);
+  else if (o->csv)
+    grid_print_csv(o, points, count);
+  else
+    grid_print_table(o, device, device_id, timing, points, count, &peers);
+  free(points);
+  if (failures > 0) {
+    cli_error(BENCH_COMMAND, "--grid=%s: %d of %d points failed (their errors are above)", o->grid, failures, count);
+    return CLI_EXIT_FAILURE;
+  }
+  return CLI_EXIT_OK;
+}
