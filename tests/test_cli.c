@@ -588,6 +588,139 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
   return remove(path);
 }
 
+/* ---- the grid, the peers and exec'd tuner children (on the CPU, small) ----------------------------- */
+
+#define GRID_SMALL "--device", "cpu", "--grid", "prefill", "--tokens", "1024", "--width", "128", "--seqlens", \
+                   "512,1024", "--head-dims", "64", "--dtype", "fp32", "--warmup", "0", "--repeat", "2"
+
+static void write_text(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  if (f) {
+    fputs(text, f);
+    fclose(f);
+  }
+}
+
+static void test_grid(void) {
+  /* The whole small grid: 2 seqlens x 2 masks, batch = tokens / seqlen, heads = width / d, and rates in
+   * the halved-when-causal convention. */
+  const char *args[] = {"bench", GRID_SMALL, "--json", NULL};
+  cli_result r = run_cli(args);
+  jvalue *doc = jparse(r.out);
+  const jvalue *points = jget(doc, "points");
+  int good = r.exited && r.code == 0 && points && points->type == J_ARRAY && points->count == 4 &&
+             strstr(jstring(doc, "flops_convention"), "halved when causal") != NULL;
+  for (int i = 0; good && i < points->count; i++) {
+    const jvalue *p = points->items[i];
+    double b = jnumber(p, "batch", 0), h = jnumber(p, "heads", 0), s = jnumber(p, "seqlen", 0);
+    const jvalue *causal = jget(p, "causal");
+    int is_causal = causal && causal->type == J_BOOL && causal->number != 0;
+    double flops = 4.0 * b * h * s * s * 64.0 * (is_causal ? 0.5 : 1.0);
+    double tflops = flops / (jnumber(p, "ms", 0) * 1e-3) / 1e12;
+    good = b * s == 1024 && h == 2 && fabs(jnumber(p, "flops", 0) - flops) < 1 &&
+           fabs(jnumber(p, "tflops", 0) - tflops) <= 1e-6 * tflops && jstring(p, "config_source")[0] != '\0';
+  }
+  check(good, "bench --grid prefill --json: 4 points, batch*seqlen = tokens, FLOPs halved when causal (exit %d)",
+        r.code);
+  jfree(doc);
+  cli_result_free(&r);
+
+  /* --peers where they cannot run: n/a with the reason, still exit 0. A CPU device makes even a real
+   * peers.py with torch decline, so this holds on any machine. */
+  const char *peers_args[] = {"bench", GRID_SMALL, "--peers", NULL};
+  r = run_cli(peers_args);
+  check(r.exited && r.code == 0 && strstr(r.out, "peers: n/a: ") && strstr(r.out, "sdpa-flash") &&
+            strstr(r.out, "triton-fa2"),
+        "bench --grid --peers on the CPU: peer columns n/a, one line says why, exit %d", r.code);
+  cli_result_free(&r);
+  setenv("FLASHJIT_PYTHON", "/nonexistent/python3", 1);
+  r = run_cli(peers_args);
+  check(r.exited && r.code == 0 && strstr(r.out, "peers: n/a: cannot run /nonexistent/python3"),
+        "bench --grid --peers without python: n/a, exit %d", r.code);
+  unsetenv("FLASHJIT_PYTHON");
+  cli_result_free(&r);
+
+  /* A stand-in peers script: its lines land in the right columns, the ratio is flashjit / peer. */
+  char fake[512];
+  snprintf(fake, sizeof fake, "%s/fake_peers.py", scratch);
+  write_text(fake,
+             "import json, sys\n"
+             "req = json.load(sys.stdin)\n"
+             "print('a line that is not JSON')\n"
+             "print(json.dumps({'kind': 'info', 'torch': 'stand-in', 'device': req['device']}))\n"
+             "print(json.dumps({'kind': 'unavailable', 'peer': 'sdpa-cudnn', 'reason': 'no cuDNN here'}))\n"
+             "for p in req['points']:\n"
+             "    print(json.dumps({'kind': 'result', 'id': p['id'], 'peer': 'sdpa-flash', 'ms': 2.0}))\n"
+             "    print(json.dumps({'kind': 'error', 'id': p['id'], 'peer': 'triton-fa2', 'error': 'boom'}))\n");
+  if (system("python3 -c '' >/dev/null 2>&1") == 0) {
+    const char *fake_args[] = {"bench", GRID_SMALL, "--peers", "--peers-script", fake, "--json", NULL};
+    r = run_cli(fake_args);
+    doc = jparse(r.out);
+    points = jget(doc, "points");
+    const jvalue *first = points && points->type == J_ARRAY && points->count ? points->items[0] : NULL;
+    const jvalue *flash = jget(jget(first, "peers"), "sdpa-flash");
+    double ratio = jnumber(first, "tflops", 0) / jnumber(flash, "tflops", -1);
+    check(r.exited && r.code == 0 && flash && fabs(jnumber(flash, "ms", 0) - 2.0) < 1e-9 &&
+              fabs(jnumber(flash, "ratio", 0) - ratio) <= 1e-6 * ratio &&
+              strcmp(jstring(jget(jget(first, "peers"), "triton-fa2"), "error"), "boom") == 0 &&
+              strcmp(jstring(jget(jget(doc, "peers"), "unavailable"), "sdpa-cudnn"), "no cuDNN here") == 0,
+          "bench --grid --peers with a stand-in script: results, errors and ratios in place (exit %d)", r.code);
+    jfree(doc);
+    cli_result_free(&r);
+  } else {
+    printf("     (no python3: the stand-in peers script is not run)\n");
+  }
+
+  static const bad_case bad[] = {
+      {{"bench", "--grid", "nonsense", NULL}, "--grid=nonsense", 2},
+      {{"bench", "--grid", "prefill", "--batch", "2", NULL}, "--grid=prefill", 2},
+      {{"bench", "--grid", "prefill", "--tokens", "100", NULL}, "--tokens=100", 2},
+      {{"bench", "--grid", "prefill", "--seqlens", "512,x", NULL}, "--seqlens=512,x", 2},
+      {{"bench", "--grid", "prefill", "--head-dims", "96", NULL}, "--width=2048", 2},
+      {{"bench", "--grid", "prefill", "--dtype", "fp16,int8", NULL}, "int8", 2},
+      {{"bench", "--grid", "prefill", "--mask", "sometimes", NULL}, "--mask=sometimes", 2},
+      {{"bench", "--grid", "prefill", "--check", NULL}, "--check", 2},
+      {{"bench", "--grid", "prefill", "--json", "--csv", NULL}, "--json with --csv", 2},
+      {{"bench", "--peers", NULL}, "--peers", 2},
+      {{"bench", "--grid", "prefill", "--peers-script", "x.py", NULL}, "--peers-script=x.py", 2},
+      {{"bench", "--device", "cuda:3", NULL}, "cuda:3", 1},
+      {{"tune", "--isolation", "sideways", NULL}, "--isolation=sideways", 2},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    r = run_cli(bad[i].args);
+    check(r.exited && r.code == bad[i].code && count_lines(r.err) == 1 && strstr(r.err, bad[i].names),
+          "%s %s %s: exit %d, one line naming %s", bad[i].args[0], bad[i].args[1], bad[i].args[2] ? bad[i].args[2] : "",
+          r.code, bad[i].names);
+    cli_result_free(&r);
+  }
+}
+
+/* Tuner children that exec the command (as on a GPU) on the CPU: a candidate that faults (SIGSEGV
+ * here) and one that reports a device fault and leaves cost themselves only. */
+static void test_tune_exec_isolation(void) {
+  char cache[512];
+  snprintf(cache, sizeof cache, "%s/cache-tune-exec", scratch);
+  setenv("FLASHJIT_TUNE_FAULT", "fault:block_m=16 block_n=8;lost:block_m=32 block_n=8", 1);
+  const char *args[] = {"tune", "--device", "cpu", "--isolation", "exec", "--heads", "2", "--seqlen", "128",
+                        "--head-dim", "64", "--dtype", "fp32", "--strategy", "exhaustive", "--space",
+                        "block_m=16,32 block_n=8,12 unroll=2 pv_rows=6 pv_vectors=2,4", "--threads", "1",
+                        "--repeat", "2", "--json", "--quiet", "--cache-dir", cache, NULL};
+  cli_result r = run_cli(args);
+  unsetenv("FLASHJIT_TUNE_FAULT");
+  jvalue *doc = jparse(r.out);
+  const jvalue *problems = jget(doc, "problems");
+  const jvalue *p = problems && problems->type == J_ARRAY && problems->count ? problems->items[0] : NULL;
+  const jvalue *outcomes = jget(p, "outcomes");
+  const char *winner = jstring(p, "tuned_config");
+  check(r.exited && r.code == 0 && jnumber(outcomes, "crash", 0) >= 1 && jnumber(outcomes, "launch_error", 0) >= 1 &&
+            jnumber(outcomes, "ok", 0) >= 1 && winner[0] && strstr(winner, "block_n=8") == NULL,
+        "tune --isolation exec: faults recorded (crash %.0f, launch_error %.0f), %.0f ok, winner %s (exit %d)",
+        jnumber(outcomes, "crash", -1), jnumber(outcomes, "launch_error", -1), jnumber(outcomes, "ok", -1), winner,
+        r.code);
+  jfree(doc);
+  cli_result_free(&r);
+}
+
 int main(void) {
   snprintf(scratch, sizeof scratch, "/tmp/fj_test_cli_XXXXXX");
   if (mkdtemp(scratch) == NULL) {
@@ -608,6 +741,8 @@ int main(void) {
   test_bench();
   test_bad_invocations();
   test_device_environment();
+  test_grid();
+  test_tune_exec_isolation();
 
   nftw(scratch, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
   printf("%d passed, %d failed\n", passed, failed);

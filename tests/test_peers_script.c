@@ -1,0 +1,83 @@
+/* test_peers_script.c: bench/peers/peers.py, the script `flashjit bench --grid ... --peers` runs, is at
+ * least valid Python and keeps its contract where torch or a GPU is missing: --self-test exits 0 (with a
+ * skip message, or having checked the peers where they exist), a request for a CPU device answers one
+ * "skip" line and exit 0, and a malformed request answers a "skip" line naming it and exit 2. The peers'
+ * numbers themselves need a GPU: `flashjit bench --grid prefill --peers` on one. Skips (77) without
+ * python3. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+static int passed, failed;
+
+static void check(int ok, const char *format, ...) __attribute__((format(printf, 2, 3)));
+static void check(int ok, const char *format, ...) {
+  va_list ap;
+  va_start(ap, format);
+  printf("%s ", ok ? "ok  " : "FAIL");
+  vprintf(format, ap);
+  printf("\n");
+  va_end(ap);
+  fflush(stdout);
+  if (ok)
+    passed++;
+  else
+    failed++;
+}
+
+/* Runs a shell command line; its exit status, and the first line of its stdout in line. */
+static int run(const char *command, char *line, size_t size) {
+  line[0] = '\0';
+  FILE *p = popen(command, "r");
+  if (p == NULL) return -1;
+  if (fgets(line, (int)size, p) == NULL) line[0] = '\0';
+  char rest[4096];
+  while (fgets(rest, sizeof rest, p) != NULL) {
+  }
+  int status = pclose(p);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int main(void) {
+  if (system("python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 8) else 1)' >/dev/null 2>&1") != 0) {
+    printf("skip: no python3 (3.8 or later) on PATH\n");
+    return 77;
+  }
+  const char *script = FJ_TEST_SOURCE_DIR "/bench/peers/peers.py";
+  char command[2048], line[4096];
+
+  /* Compiled to a throwaway cache folder, so the source tree gains no __pycache__. */
+  snprintf(command, sizeof command,
+           "PYTHONPYCACHEPREFIX=\"${TMPDIR:-/tmp}/fj-peers-pycache-$$\" python3 -m py_compile '%s' 2>&1; rc=$?; "
+           "rm -rf \"${TMPDIR:-/tmp}/fj-peers-pycache-$$\"; exit $rc", script);
+  int rc = run(command, line, sizeof line);
+  check(rc == 0, "python3 -m py_compile peers.py (exit %d%s%s)", rc, line[0] ? ": " : "", line);
+
+  snprintf(command, sizeof command, "PYTHONDONTWRITEBYTECODE=1 python3 '%s' --self-test 2>/dev/null", script);
+  rc = run(command, line, sizeof line);
+  check(rc == 0, "peers.py --self-test exits 0 (first line: %s)", line[0] ? line : "(none)");
+
+  snprintf(command, sizeof command,
+           "echo '{\"device\": \"cpu:0\", \"points\": [{\"id\": 0, \"dtype\": \"bf16\", \"batch\": 1, \"heads\": 2, "
+           "\"seqlen\": 64, \"head_dim\": 64, \"causal\": true}]}' | PYTHONDONTWRITEBYTECODE=1 python3 '%s' 2>/dev/null",
+           script);
+  rc = run(command, line, sizeof line);
+  check(rc == 0 && strstr(line, "\"kind\": \"skip\"") && strstr(line, "CUDA"),
+        "a request for a CPU device: one skip line, exit 0 (%d: %s)", rc, line);
+
+  snprintf(command, sizeof command, "echo 'not json' | PYTHONDONTWRITEBYTECODE=1 python3 '%s' 2>/dev/null", script);
+  rc = run(command, line, sizeof line);
+  check(rc == 2 && strstr(line, "\"kind\": \"skip\"") && strstr(line, "bad request"),
+        "a malformed request: a skip line that says so, exit 2 (%d: %s)", rc, line);
+
+  snprintf(command, sizeof command,
+           "echo '{\"points\": [{\"id\": 0, \"dtype\": \"int4\", \"batch\": 1, \"heads\": 2, \"seqlen\": 64, "
+           "\"head_dim\": 64}]}' | PYTHONDONTWRITEBYTECODE=1 python3 '%s' 2>/dev/null", script);
+  rc = run(command, line, sizeof line);
+  check(rc == 2 && strstr(line, "dtype"), "a request with a bad dtype is refused (%d: %s)", rc, line);
+
+  printf("%d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}
