@@ -13,6 +13,7 @@
 /* Forward attention families, one per backend; cuda/hip families are added here as they land. */
 static const kernel_family *const kernel_forward_families[] = {
     &attention_fwd_cpu_family,
+    &attention_fwd_nvptx_family,
 };
 
 const kernel_family *kernel_family_for_backend(const char *backend) {

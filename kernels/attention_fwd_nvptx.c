@@ -1,0 +1,419 @@
+/* attention_fwd_nvptx.c: the flash-attention forward for NVIDIA GPUs (sm_80 and later), as a kernel
+ * family: its tuning space, its constraints, its default, and the generator of one block.
+ *
+ * The algorithm is FlashAttention-2's. A block owns block_m queries of one (batch, head); its warps
+ * split those rows (16 * m_tiles rows each, m_tiles = block_m / (16 * warps)), so every softmax
+ * statistic stays inside one warp. The Q tile is loaded once into shared memory (and, with
+ * q_in_regs, into registers); K and V stream through a `stages`-deep ring of shared tiles filled
+ * asynchronously while the previous tile is being used. For each K/V tile: S = Q K^T on tensor
+ * cores, scaled into base-2 logits, masked only where the tile crosses the causal diagonal or the
+ * end of the sequence, the online softmax update (running row max m and row sum l), P = 2^(S - m)
+ * rounded into A fragments in registers, and O = alpha O + P V. Causal attention is aligned to the
+ * bottom right (query i sees keys j <= i + seqlen_kv - seqlen_q), and tiles past the last query's
+ * diagonal are never visited. Rows that see no key at all end as zeros (and LSE -inf), never NaN. */
+#include "kernels/kernel_family.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "backends/cuda/cuda_codegen.h"
+#include "core/error.h"
+#include "kernels/attention_fwd_gpu_abi.h"
+#include "tile/tile_gpu.h"
+
+enum { P_BLOCK_M, P_BLOCK_N, P_WARPS, P_STAGES, P_Q_IN_REGS, P_SWIZZLE, P_COUNT };
+
+static const kernel_param params[P_COUNT] = {
+    [P_BLOCK_M] = {"block_m", "queries per block (16 * warps * m-tiles per warp)", 2, {64, 128}},
+    [P_BLOCK_N] = {"block_n", "keys per K/V tile", 3, {32, 64, 128}},
+    [P_WARPS] = {"warps", "warps per block; they split the block's queries", 2, {4, 8}},
+    [P_STAGES] = {"stages", "K/V tiles in flight in the cp.async ring", 2, {2, 3}},
+    [P_Q_IN_REGS] = {"q_in_regs", "1: Q fragments kept in registers; 0: re-read from shared memory", 2, {0, 1}},
+    [P_SWIZZLE] = {"swizzle", "1: xor-swizzled shared tiles (no ldmatrix bank conflicts)", 2, {0, 1}},
+};
+
+#define GENERATOR_VERSION 1
+
+/* Per-thread 32-bit registers ptxas cannot do without, beyond the fragments counted below: addresses,
+ * loop state, row statistics, one K/V fragment in flight. Calibrated on ptxas 13 output (docs/NVPTX.md):
+ * configs under the budget assemble without spills on sm_80 and sm_90a. */
+#define REGISTER_OVERHEAD 56
+#define REGISTER_BUDGET 255
+
+typedef struct shape {
+  int block_m, block_n, warps, stages, q_in_regs, swizzle;
+  int head_dim, padded_dim, m_tiles, causal, has_lse, d_contiguous;
+  dtype_id dtype;
+} shape;
+
+static int round_up(int x, int to) { return (x + to - 1) / to * to; }
+
+static shape shape_of(const attention_key *key, const kernel_config *config) {
+  shape s;
+  memset(&s, 0, sizeof s);
+  s.block_m = config->values[P_BLOCK_M];
+  s.block_n = config->values[P_BLOCK_N];
+  s.warps = config->values[P_WARPS];
+  s.stages = config->values[P_STAGES];
+  s.q_in_regs = config->values[P_Q_IN_REGS];
+  s.swizzle = config->values[P_SWIZZLE];
+  s.head_dim = key->head_dim;
+  /* Tiles are whole k16 steps wide: a head dim of 8 mod 16 is zero-padded in shared memory (the
+   * padding adds 0 to every score and its output columns are never stored). */
+  s.padded_dim = round_up(key->head_dim, 16);
+  s.m_tiles = s.warps > 0 ? s.block_m / (16 * s.warps) : 0;
+  s.causal = key->causal;
+  s.has_lse = key->has_lse;
+  s.d_contiguous = key->d_contiguous;
+  s.dtype = (dtype_id)key->dtype;
+  return s;
+}
+
+/* Dynamic shared memory: the Q tile, then `stages` K tiles and `stages` V tiles. */
+static size_t shared_bytes(const shape *s) {
+  return ((size_t)s->block_m + 2 * (size_t)s->stages * (size_t)s->block_n) * (size_t)s->padded_dim * 2;
+}
+
+/* Fragments one thread keeps live in the main loop: the O and S accumulators, and Q's A fragments
+ * when they stay in registers. */
+static int registers_needed(const shape *s) {
+  int o = s->m_tiles * (s->padded_dim / 8) * 4;
+  int scores = s->m_tiles * (s->block_n / 8) * 4;
+  int q = s->q_in_regs ? s->m_tiles * (s->padded_dim / 16) * 4 : 0;
+  return o + scores + q + REGISTER_OVERHEAD;
+}
+
+static int config_valid(const attention_key *key, const jit_target *target, const kernel_config *config,
+                        char *why, size_t why_size) {
+  shape s = shape_of(key, config);
+  if (s.dtype != DTYPE_F16 && s.dtype != DTYPE_BF16) {
+    snprintf(why, why_size, "dtype %s: the NVIDIA kernels use fp16/bf16 tensor cores only (fp32 runs on the cpu backend)",
+             core_dtype_name(s.dtype));
+    return 0;
+  }
+  if (s.head_dim < 8 || s.head_dim > 256 || s.head_dim % 8 != 0) {
+    snprintf(why, why_size, "head_dim=%d: must be a multiple of 8 in [8, 256]", s.head_dim);
+    return 0;
+  }
+  if (s.warps <= 0 || s.block_m % (16 * s.warps) != 0 || s.m_tiles < 1) {
+    snprintf(why, why_size, "block_m=%d is not a multiple of 16 * warps=%d", s.block_m, 16 * s.warps);
+    return 0;
+  }
+  if (s.m_tiles > TILE_GPU_MAX_M_TILES) {
+    snprintf(why, why_size, "block_m=%d with warps=%d gives %d m16 tiles per warp; at most %d", s.block_m,
+             s.warps, s.m_tiles, TILE_GPU_MAX_M_TILES);
+    return 0;
+  }
+  if (s.block_n % 16 != 0 || s.block_n / 8 > TILE_GPU_MAX_N_TILES) {
+    snprintf(why, why_size, "block_n=%d: must be a multiple of 16 up to %d", s.block_n, 8 * TILE_GPU_MAX_N_TILES);
+    return 0;
+  }
+  if (s.stages < 2) {
+    snprintf(why, why_size, "stages=%d: the cp.async ring needs at least 2", s.stages);
+    return 0;
+  }
+  size_t limit = cuda_ir_shared_limit(target->cpu);
+  if (limit == 0) {
+    snprintf(why, why_size, "arch '%s' has no known shared-memory size", target->cpu);
+    return 0;
+  }
+  size_t bytes = shared_bytes(&s);
+  if (bytes > limit) {
+    snprintf(why, why_size, "needs %zu bytes of shared memory (block_m=%d block_n=%d stages=%d d=%d); %s has %zu",
+             bytes, s.block_m, s.block_n, s.stages, s.padded_dim, target->cpu, limit);
+    return 0;
+  }
+  int registers = registers_needed(&s);
+  if (registers > REGISTER_BUDGET) {
+    snprintf(why, why_size,
+             "needs about %d registers per thread (O, S%s fragments of %d m16 tiles; d=%d block_n=%d); the budget is %d",
+             registers, s.q_in_regs ? ", Q" : "", s.m_tiles, s.padded_dim, s.block_n, REGISTER_BUDGET);
+    return 0;
+  }
+  return 1;
+}
+
+/* FlashAttention-2's choices for Ampere/Hopper, in order of preference per head dim; the first one
+ * this target can hold wins, and the last one of each list fits in 99 KB (sm_86/89/120). */
+static void default_config(const attention_key *key, const jit_target *target, kernel_config *out) {
+  static const int small[][6] = {{128, 64, 4, 2, 1, 1}, {128, 64, 4, 2, 0, 1}, {64, 64, 4, 2, 0, 1}};
+  static const int medium[][6] = {{128, 64, 8, 2, 0, 1}, {64, 64, 4, 2, 0, 1}, {64, 32, 4, 2, 0, 1}};
+  static const int large[][6] = {{64, 32, 4, 2, 0, 1}, {64, 32, 4, 2, 0, 0}};
+  const int(*list)[6] = key->head_dim <= 64 ? small : key->head_dim <= 128 ? medium : large;
+  int count = key->head_dim <= 64    ? (int)(sizeof small / sizeof small[0])
+              : key->head_dim <= 128 ? (int)(sizeof medium / sizeof medium[0])
+                                     : (int)(sizeof large / sizeof large[0]);
+  char why[256];
+  for (int i = 0; i < count; i++) {
+    memset(out, 0, sizeof *out);
+    for (int p = 0; p < P_COUNT; p++) out->values[p] = list[i][p];
+    if (config_valid(key, target, out, why, sizeof why)) return;
+  }
+  /* Nothing fits (fp32, or a head dim the family refuses): the last choice, which config_valid will
+   * explain when the runtime asks. */
+}
+
+static void codegen_key(const attention_key *key, char *buffer, size_t size) {
+  snprintf(buffer, size, "dtype=%s d=%d causal=%d lse=%d dcontig=%d", core_dtype_name((dtype_id)key->dtype),
+           key->head_dim, key->causal, key->has_lse, key->d_contiguous);
+}
+
+static int64_t job_count(const attention_problem *problem, const kernel_config *config) {
+  int64_t block_m = config->values[P_BLOCK_M];
+  return problem->batch * problem->key.heads * ((problem->seqlen_q + block_m - 1) / block_m);
+}
+
+static size_t scratch_bytes(const attention_key *key, const kernel_config *config) {
+  shape s = shape_of(key, config);
+  return shared_bytes(&s);
+}
+
+static int block_threads(const attention_key *key, const kernel_config *config) {
+  (void)key;
+  return config->values[P_WARPS] * 32;
+}
+
+/* ---- the generator ---------------------------------------------------------------------------------- */
+
+#define P_OFF(field) offsetof(gpu_attention_params, field)
+
+/* One (batch, head) of a tensor as rows (sequence) x columns (head dim). */
+static void head_view(tile_gpu *tg, const shape *s, tile_gpu_global *view, size_t pointer, size_t strides,
+                      LLVMValueRef b, LLVMValueRef h, LLVMValueRef rows) {
+  tile_builder *tb = &tg->tb;
+  LLVMValueRef stride[4];
+  for (int i = 0; i < 4; i++) stride[i] = tile_gpu_param_i64(tg, strides + (size_t)i * sizeof(int64_t));
+  if (s->d_contiguous) stride[3] = tile_i64(tb, 1);
+  LLVMValueRef offset = tile_add(tb, tile_mul(tb, b, stride[0]), tile_mul(tb, h, stride[2]));
+  LLVMValueRef base = tile_gpu_element_address(tg, tile_gpu_param_global(tg, pointer), offset);
+  tile_gpu_global_init(tg, view, base, stride[1], stride[3], rows, s->head_dim, s->d_contiguous);
+}
+
+/* The block row where this warp's rows start (rows are split between warps in 16 * m_tiles slices). */
+static LLVMValueRef warp_first_row(tile_gpu *tg, const shape *s) {
+  return tile_mul(&tg->tb, LLVMBuildZExt(tg->tb.b, tg->warp, tg->tb.i64, ""), tile_i64(&tg->tb, 16 * s->m_tiles));
+}
+
+/* For each of this thread's rows, how many keys of the tile starting at key n0 it may see: those
+ * before seqlen_kv and, when causal, those j <= query + diagonal. */
+static void keys_visible(tile_gpu *tg, const shape *s, tile_gpu_rows *out, LLVMValueRef warp_row0, LLVMValueRef q0,
+                         LLVMValueRef n0, LLVMValueRef seqlen_kv, LLVMValueRef diagonal) {
+  tile_builder *tb = &tg->tb;
+  tile_gpu_rows rows;
+  tile_gpu_rows_index(tg, &rows, s->m_tiles, warp_row0);
+  out->m_tiles = s->m_tiles;
+  for (int r = 0; r < 2 * s->m_tiles; r++) {
+    LLVMValueRef limit = seqlen_kv;
+    if (s->causal) {
+      LLVMValueRef query = tile_add(tb, q0, rows.v[r]);
+      limit = tile_min(tb, seqlen_kv, tile_add(tb, tile_add(tb, query, diagonal), tile_i64(tb, 1)));
+    }
+    out->v[r] = tile_sub(tb, limit, n0);
+  }
+}
+
+static fj_status generate(LLVMModuleRef module, const attention_key *key, const jit_target *target,
+                          const kernel_config *config, const char *function_name) {
+  char why[256];
+  if (!config_valid(key, target, config, why, sizeof why))
+    return core_error(FJ_INVALID_ARGUMENT, "attention_fwd_nvptx: invalid config: %s", why);
+  const shape s = shape_of(key, config);
+  const int BM = s.block_m, BN = s.block_n, D = s.padded_dim, STAGES = s.stages;
+
+  tile_gpu tgs, *tg = &tgs;
+  tile_gpu_begin(tg, module, target, function_name, sizeof(gpu_attention_params), s.dtype, s.warps);
+  tile_builder *tb = &tg->tb;
+  LLVMBuilderRef ir = tb->b;
+
+  /* ---- parameters ---- */
+  LLVMValueRef seqlen_q = tile_gpu_param_i64(tg, P_OFF(seqlen_q));
+  LLVMValueRef seqlen_kv = tile_gpu_param_i64(tg, P_OFF(seqlen_kv));
+  LLVMValueRef heads = tile_gpu_param_i64(tg, P_OFF(heads));
+  LLVMValueRef kv_heads = tile_gpu_param_i64(tg, P_OFF(kv_heads));
+  LLVMValueRef q_tiles = tile_gpu_param_i64(tg, P_OFF(q_tiles));
+  LLVMValueRef scale_log2 = tile_gpu_param_f32(tg, P_OFF(scale_log2));
+
+  /* ---- which Q tile of which (batch, head): causal blocks take the longest tiles first ---- */
+  LLVMValueRef job = tile_gpu_block_index(tg);
+  LLVMValueRef tile_index = LLVMBuildURem(ir, job, q_tiles, "");
+  LLVMValueRef batch_head = LLVMBuildUDiv(ir, job, q_tiles, "");
+  if (s.causal) tile_index = tile_sub(tb, tile_sub(tb, q_tiles, tile_i64(tb, 1)), tile_index);
+  LLVMValueRef h = LLVMBuildURem(ir, batch_head, heads, "");
+  LLVMValueRef b = LLVMBuildUDiv(ir, batch_head, heads, "");
+  LLVMValueRef kv_h = LLVMBuildUDiv(ir, h, LLVMBuildUDiv(ir, heads, kv_heads, ""), "");  /* GQA */
+  LLVMValueRef q0 = tile_mul(tb, tile_index, tile_i64(tb, BM));
+  LLVMValueRef diagonal = tile_sub(tb, seqlen_kv, seqlen_q);  /* query i sees keys j <= i + diagonal */
+
+  tile_gpu_global q, k, v, o;
+  head_view(tg, &s, &q, P_OFF(q), P_OFF(q_stride), b, h, seqlen_q);
+  head_view(tg, &s, &k, P_OFF(k), P_OFF(k_stride), b, kv_h, seqlen_kv);
+  head_view(tg, &s, &v, P_OFF(v), P_OFF(v_stride), b, kv_h, seqlen_kv);
+  head_view(tg, &s, &o, P_OFF(o), P_OFF(o_stride), b, h, seqlen_q);
+
+  /* ---- shared memory: Q, then the ring of K tiles, then the ring of V tiles ---- */
+  const int tile_bytes = BN * D * 2, q_bytes = BM * D * 2;
+  tile_gpu_shared q_tile = {tile_gpu_i32(tg, 0), BM, D, s.swizzle};
+#define RING(first, stage)                                                                        \
+  ((tile_gpu_shared){LLVMBuildAdd(ir, tile_gpu_i32(tg, (first)),                                   \
+                                  LLVMBuildMul(ir, (stage), tile_gpu_i32(tg, tile_bytes), ""), ""), \
+                     BN, D, s.swizzle})
+
+  /* K/V tiles this Q tile reads: causal tiles stop after the last query's diagonal. */
+  LLVMValueRef kv_end = seqlen_kv;
+  if (s.causal)
+    kv_end = tile_max(tb, tile_i64(tb, 0),
+                      tile_min(tb, seqlen_kv, tile_add(tb, tile_add(tb, q0, tile_i64(tb, BM)), diagonal)));
+  LLVMValueRef kv_tiles = LLVMBuildSDiv(ir, tile_add(tb, kv_end, tile_i64(tb, BN - 1)), tile_i64(tb, BN), "");
+
+  /* ---- prologue: Q, and the first stages - 1 K/V tiles, one cp.async group each ---- */
+  tile_gpu_copy(tg, &q_tile, &q, q0);
+  tile_gpu_commit(tg);
+  for (int stage = 0; stage < STAGES - 1; stage++) {
+    tile_if present;
+    tile_if_begin(tb, &present, tile_lt(tb, tile_i64(tb, stage), kv_tiles));
+    tile_gpu_shared k_tile = {tile_gpu_i32(tg, q_bytes + stage * tile_bytes), BN, D, s.swizzle};
+    tile_gpu_shared v_tile = {tile_gpu_i32(tg, q_bytes + (STAGES + stage) * tile_bytes), BN, D, s.swizzle};
+    tile_gpu_copy(tg, &k_tile, &k, tile_i64(tb, (int64_t)stage * BN));
+    tile_gpu_copy(tg, &v_tile, &v, tile_i64(tb, (int64_t)stage * BN));
+    tile_if_end(tb, &present);
+    tile_gpu_commit(tg);  /* empty groups too: group n always holds tile n */
+  }
+
+  LLVMValueRef warp_row0 = warp_first_row(tg, &s);
+  tile_gpu_afrag q_frag;
+  if (s.q_in_regs) {
+    tile_gpu_wait(tg, STAGES - 1);  /* the Q group; the K/V groups may still be in flight */
+    tile_gpu_sync(tg);
+    tile_gpu_load_a(tg, &q_frag, &q_tile, warp_row0, s.m_tiles);
+  }
+
+  /* ---- running state: O, and per row the max m (base-2 logits) and this thread's part of the sum l */
+  tile_gpu_acc out;
+  tile_gpu_acc_init(tg, &out, s.m_tiles, D / 8, 0.0f);
+  tile_gpu_acc_make_var(tg, &out);
+  tile_gpu_rows row_max, row_sum;
+  tile_gpu_rows_init(tg, &row_max, s.m_tiles, tile_f32(tb, -INFINITY));
+  tile_gpu_rows_init(tg, &row_sum, s.m_tiles, tile_f32(tb, 0.0f));
+  tile_gpu_rows_make_var(tg, &row_max);
+  tile_gpu_rows_make_var(tg, &row_sum);
+
+  tile_loop kv_loop;
+  LLVMValueRef j = tile_for(tb, &kv_loop, tile_i64(tb, 0), kv_tiles, tile_i64(tb, 1), "kv");
+  {
+    tile_gpu_refresh_lanes(tg);
+    /* Tile j has landed (for every thread after the barrier), and every warp is done with tile j - 1,
+     * whose stage the next copy overwrites. */
+    tile_gpu_wait(tg, STAGES - 2);
+    tile_gpu_sync(tg);
+    LLVMValueRef next = tile_add(tb, j, tile_i64(tb, STAGES - 1));
+    tile_if more;
+    tile_if_begin(tb, &more, tile_lt(tb, next, kv_tiles));
+    LLVMValueRef next_stage = LLVMBuildTrunc(ir, LLVMBuildURem(ir, next, tile_i64(tb, STAGES), ""), tb->i32, "");
+    tile_gpu_shared k_next = RING(q_bytes, next_stage);
+    tile_gpu_shared v_next = RING(q_bytes + STAGES * tile_bytes, next_stage);
+    tile_gpu_copy(tg, &k_next, &k, tile_mul(tb, next, tile_i64(tb, BN)));
+    tile_gpu_copy(tg, &v_next, &v, tile_mul(tb, next, tile_i64(tb, BN)));
+    tile_if_end(tb, &more);
+    tile_gpu_commit(tg);
+
+    LLVMValueRef stage = LLVMBuildTrunc(ir, LLVMBuildURem(ir, j, tile_i64(tb, STAGES), ""), tb->i32, "");
+    tile_gpu_shared k_tile = RING(q_bytes, stage);
+    tile_gpu_shared v_tile = RING(q_bytes + STAGES * tile_bytes, stage);
+    LLVMValueRef n0 = tile_mul(tb, j, tile_i64(tb, BN));
+    warp_row0 = warp_first_row(tg, &s);
+
+    /* S = Q K^T, in base-2 logits */
+    tile_gpu_acc scores;
+    tile_gpu_acc_init(tg, &scores, s.m_tiles, BN / 8, 0.0f);
+    tile_gpu_dot(tg, &scores, s.q_in_regs ? &q_frag : NULL, &q_tile, warp_row0, &k_tile, 1, D / 16);
+    tile_gpu_scale(tg, &scores, scale_log2);
+
+    /* Mask keys past the end and past each query's diagonal, only in tiles that have any. */
+    LLVMValueRef past_end = tile_lt(tb, seqlen_kv, tile_add(tb, n0, tile_i64(tb, BN)));
+    LLVMValueRef needs_mask = past_end;
+    if (s.causal) {
+      LLVMValueRef crosses = tile_lt(tb, tile_add(tb, q0, diagonal), tile_add(tb, n0, tile_i64(tb, BN - 1)));
+      needs_mask = LLVMBuildOr(ir, past_end, crosses, "");
+    }
+    tile_gpu_rows visible;
+    keys_visible(tg, &s, &visible, warp_row0, q0, n0, seqlen_kv, diagonal);
+    tile_gpu_mask_columns(tg, &scores, &visible, needs_mask);
+
+    /* Online softmax. A row that has seen no key keeps max -inf; subtracting 0 instead keeps its P
+     * and its rescale factor exactly 0. */
+    tile_gpu_rows_load(tg, &row_max);
+    tile_gpu_rows_load(tg, &row_sum);
+    tile_gpu_rows new_max, base, alpha, tile_sum;
+    tile_gpu_row_max(tg, &scores, &row_max, &new_max);
+    tile_gpu_rows_replace_neg_inf(tg, &new_max, 0.0f, &base);
+    tile_gpu_rows_binary(tg, TILE_GPU_ROWS_SUB, &row_max, &base, &alpha);
+    tile_gpu_rows_exp2(tg, &alpha, &alpha);
+    tile_gpu_exp2_minus_rows(tg, &scores, &base);  /* scores now hold P */
+    tile_gpu_row_sum_partial(tg, &scores, &tile_sum);
+    tile_gpu_rows_binary(tg, TILE_GPU_ROWS_MUL, &row_sum, &alpha, &row_sum);
+    tile_gpu_rows_binary(tg, TILE_GPU_ROWS_ADD, &row_sum, &tile_sum, &row_sum);
+    for (int r = 0; r < 2 * s.m_tiles; r++) row_max.v[r] = new_max.v[r];
+    tile_gpu_rows_store(tg, &row_max);
+    tile_gpu_rows_store(tg, &row_sum);
+
+    /* O = alpha O + P V, P rounded to the input dtype in registers */
+    tile_gpu_acc_load(tg, &out);
+    tile_gpu_scale_rows(tg, &out, &alpha);
+    tile_gpu_afrag p_frag;
+    tile_gpu_acc_to_a(tg, &scores, &p_frag);
+    tile_gpu_dot(tg, &out, &p_frag, NULL, NULL, &v_tile, 0, BN / 16);
+    tile_gpu_acc_store(tg, &out);
+  }
+  tile_end_for(tb, &kv_loop);
+  tile_gpu_refresh_lanes(tg);
+  warp_row0 = warp_first_row(tg, &s);
+  tile_gpu_wait(tg, 0);  /* nothing may be in flight when the block exits */
+
+  /* ---- epilogue: O / l in the dtype; LSE = (m + log2 l) ln 2, -inf for a row that saw nothing ---- */
+  tile_gpu_acc_load(tg, &out);
+  tile_gpu_rows_load(tg, &row_max);
+  tile_gpu_rows_load(tg, &row_sum);
+  tile_gpu_rows_reduce_sum(tg, &row_sum);
+  tile_gpu_rows inverse;
+  tile_gpu_rows_reciprocal_or_zero(tg, &row_sum, &inverse);
+  tile_gpu_store(tg, &out, &inverse, &o, q0, warp_row0);
+  if (s.has_lse) {
+    tile_gpu_rows lse;
+    lse.m_tiles = s.m_tiles;
+    for (int r = 0; r < 2 * s.m_tiles; r++) {
+      LLVMValueRef l = row_sum.v[r];
+      LLVMValueRef seen = LLVMBuildFCmp(ir, LLVMRealOGT, l, tile_f32(tb, 0.0f), "");
+      LLVMValueRef log2_l = tile_gpu_lg2(tg, LLVMBuildSelect(ir, seen, l, tile_f32(tb, 1.0f), ""));
+      LLVMValueRef value = LLVMBuildFMul(ir, LLVMBuildFAdd(ir, row_max.v[r], log2_l, ""),
+                                         tile_f32(tb, 0.69314718055994531f), "");
+      lse.v[r] = LLVMBuildSelect(ir, seen, value, tile_f32(tb, -INFINITY), "");
+    }
+    LLVMValueRef lse_base = LLVMBuildIntToPtr(ir, tile_gpu_param_i64(tg, P_OFF(lse)), tg->global_ptr, "");
+    LLVMValueRef lse_offset = tile_add(tb, tile_mul(tb, b, tile_gpu_param_i64(tg, P_OFF(lse_stride[0]))),
+                                       tile_mul(tb, h, tile_gpu_param_i64(tg, P_OFF(lse_stride[1]))));
+    lse_base = LLVMBuildGEP2(ir, tb->f32, lse_base, &lse_offset, 1, "");
+    tile_gpu_store_rows(tg, &lse, lse_base, tile_gpu_param_i64(tg, P_OFF(lse_stride[2])), q0, warp_row0,
+                        seqlen_q);
+  }
+  tile_gpu_end(tg);
+#undef RING
+  return FJ_OK;
+}
+#undef P_OFF
+
+const kernel_family attention_fwd_nvptx_family = {
+    .name = "attention_fwd_nvptx",
+    .backend = "cuda",
+    .generator_version = GENERATOR_VERSION,
+    .num_params = P_COUNT,
+    .params = params,
+    .config_valid = config_valid,
+    .default_config = default_config,
+    .generate = generate,
+    .codegen_key = codegen_key,
+    .job_count = job_count,
+    .scratch_bytes = scratch_bytes,
+    .block_threads = block_threads,
+};

@@ -1,0 +1,619 @@
+/* tile_gpu.c: the warp-level tile vocabulary lowered for NVIDIA tensor cores: shared tiles filled by
+ * cp.async (zero-filled past the end) and read by ldmatrix, dot products as mma.sync m16n8k16, row
+ * statistics with quad shuffles, exp2 as ex2.approx. Every instruction comes from the CUDA backend's
+ * codegen hooks; this file decides only who holds what, following the layout rules at its top. Tiles
+ * are unrolled at generation time (sizes are compile-time), so fragments are plain SSA values and only
+ * what crosses a loop lives in stack slots, which SROA turns back into registers. */
+#include "tile/tile_gpu.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ---- layout rules ------------------------------------------------------------------------------- */
+
+void tile_gpu_acc_coord(int lane, int reg, int *row, int *col) {
+  *row = lane / 4 + 8 * (reg / 2);
+  *col = 2 * (lane % 4) + reg % 2;
+}
+
+void tile_gpu_a_coord(int lane, int reg, int half, int *row, int *k) {
+  *row = lane / 4 + 8 * (reg % 2);
+  *k = 2 * (lane % 4) + half + 8 * (reg / 2);
+}
+
+void tile_gpu_b_coord(int lane, int reg, int half, int *k, int *n) {
+  *k = 2 * (lane % 4) + half + 8 * reg;
+  *n = lane / 4;
+}
+
+void tile_gpu_ldmatrix_provider(int lane, int *matrix, int *row) {
+  *matrix = lane / 8;
+  *row = lane % 8;
+}
+
+void tile_gpu_ldmatrix_element(int lane, int half, int transpose, int *row, int *col) {
+  if (transpose) {
+    *row = 2 * (lane % 4) + half;
+    *col = lane / 4;
+  } else {
+    *row = lane / 4;
+    *col = 2 * (lane % 4) + half;
+  }
+}
+
+/* Matrix m of an x4 load sits at (row block, chunk) = (m & 1, m >> 1) for TILE_GPU_LD_A (the order of
+ * a0..a3) and at (m >> 1, m & 1) for TILE_GPU_LD_B (b0, b1 of one n-tile, then of the next). */
+void tile_gpu_ldmatrix_source(int lane, int kind, int *row, int *chunk) {
+  int matrix = lane / 8;
+  int row_block = kind == TILE_GPU_LD_A ? matrix & 1 : matrix >> 1;
+  *row = lane % 8 + 8 * row_block;
+  *chunk = kind == TILE_GPU_LD_A ? matrix >> 1 : matrix & 1;
+}
+
+int tile_gpu_swizzle_chunk(int row, int chunk, int chunks_per_row, int swizzle) {
+  if (!swizzle) return chunk;
+  int full = chunks_per_row & ~7;
+  if (chunk < full) return chunk ^ (row & 7);
+  int base = full, rest = chunks_per_row - full;
+  if (rest & 4) {
+    if (chunk < base + 4) return base + ((chunk - base) ^ ((row >> 1) & 3));
+    base += 4;
+  }
+  if (rest & 2) {
+    if (chunk < base + 2) return base + ((chunk - base) ^ ((row >> 2) & 1));
+    base += 2;
+  }
+  return chunk;
+}
+
+/* ---- small IR helpers ---------------------------------------------------------------------------- */
+
+LLVMValueRef tile_gpu_i32(tile_gpu *tg, int value) {
+  return LLVMConstInt(tg->tb.i32, (unsigned long long)(long long)value, 1);
+}
+
+static LLVMBuilderRef B(tile_gpu *tg) { return tg->tb.b; }
+
+static LLVMValueRef call_f32(tile_gpu *tg, const char *name, LLVMValueRef a, LLVMValueRef b) {
+  LLVMValueRef args[2] = {a, b};
+  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+  LLVMTypeRef types[1] = {tg->tb.f32};
+  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(tg->tb.module, id, types, 1);
+  return LLVMBuildCall2(B(tg), LLVMIntrinsicGetType(tg->tb.ctx, id, types, 1), fn, args, 2, "");
+}
+static LLVMValueRef fmax32(tile_gpu *tg, LLVMValueRef a, LLVMValueRef b) {
+  return call_f32(tg, "llvm.maxnum", a, b);
+}
+
+static LLVMValueRef shared_address(tile_gpu *tg, LLVMValueRef byte_offset) {
+  return LLVMBuildGEP2(B(tg), LLVMInt8TypeInContext(tg->tb.ctx), tg->shared, &byte_offset, 1, "");
+}
+
+static LLVMTypeRef operand_type(tile_gpu *tg) {
+  return tg->bf16 ? LLVMBFloatTypeInContext(tg->tb.ctx) : tg->tb.f16;
+}
+
+LLVMValueRef tile_gpu_element_address(tile_gpu *tg, LLVMValueRef base, LLVMValueRef index) {
+  return LLVMBuildGEP2(B(tg), tg->tb.i16, base, &index, 1, "");
+}
+
+/* The swizzle rule of tile_gpu_swizzle_chunk on i32 values; chunk may be a run-time value. */
+static LLVMValueRef swizzle_ir(tile_gpu *tg, LLVMValueRef row, LLVMValueRef chunk, int chunks_per_row,
+                               int swizzle) {
+  if (!swizzle) return chunk;
+  LLVMBuilderRef b = B(tg);
+  int full = chunks_per_row & ~7;
+  LLVMValueRef result = chunk;
+  if (full > 0) {
+    LLVMValueRef x = LLVMBuildXor(b, chunk, LLVMBuildAnd(b, row, tile_gpu_i32(tg, 7), ""), "");
+    if (full == chunks_per_row) return x;
+    result = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, chunk, tile_gpu_i32(tg, full), ""), x, chunk, "");
+  }
+  int base = full, rest = chunks_per_row - full;
+  for (int width = 4; width >= 2; width /= 2) {
+    if (!(rest & width)) continue;
+    int shift = width == 4 ? 1 : 2;
+    LLVMValueRef mask = LLVMBuildAnd(b, LLVMBuildLShr(b, row, tile_gpu_i32(tg, shift), ""),
+                                     tile_gpu_i32(tg, width - 1), "");
+    LLVMValueRef local = LLVMBuildSub(b, chunk, tile_gpu_i32(tg, base), "");
+    LLVMValueRef moved = LLVMBuildAdd(b, LLVMBuildXor(b, local, mask, ""), tile_gpu_i32(tg, base), "");
+    LLVMValueRef inside = LLVMBuildAnd(b, LLVMBuildICmp(b, LLVMIntSGE, chunk, tile_gpu_i32(tg, base), ""),
+                                       LLVMBuildICmp(b, LLVMIntSLT, chunk, tile_gpu_i32(tg, base + width), ""), "");
+    result = LLVMBuildSelect(b, inside, moved, result, "");
+    base += width;
+  }
+  return result;
+}
+
+/* Byte offset (i32) in dynamic shared memory of chunk `chunk` of row `row` of a shared tile. */
+static LLVMValueRef chunk_offset(tile_gpu *tg, const tile_gpu_shared *t, LLVMValueRef row, LLVMValueRef chunk) {
+  LLVMBuilderRef b = B(tg);
+  int chunks_per_row = t->cols / 8;
+  LLVMValueRef physical = swizzle_ir(tg, row, chunk, chunks_per_row, t->swizzle);
+  LLVMValueRef offset = LLVMBuildAdd(b, t->offset, LLVMBuildMul(b, row, tile_gpu_i32(tg, t->cols * 2), ""), "");
+  return LLVMBuildAdd(b, offset, LLVMBuildShl(b, physical, tile_gpu_i32(tg, 4), ""), "");
+}
+
+/* ---- kernel ---------------------------------------------------------------------------------------- */
+
+static void add_enum_attribute(tile_gpu *tg, LLVMValueRef fn, unsigned index, const char *name, uint64_t value) {
+  unsigned kind = LLVMGetEnumAttributeKindForName(name, strlen(name));
+  LLVMAddAttributeAtIndex(fn, index, LLVMCreateEnumAttribute(tg->tb.ctx, kind, value));
+}
+
+void tile_gpu_begin(tile_gpu *tg, LLVMModuleRef module, const jit_target *target, const char *name,
+                    size_t param_bytes, dtype_id dtype, int warps) {
+  memset(tg, 0, sizeof *tg);
+  tile_builder *tb = &tg->tb;
+  tb->module = module;
+  tb->ctx = LLVMGetModuleContext(module);
+  tb->lanes = 32;
+  tb->f32 = LLVMFloatTypeInContext(tb->ctx);
+  tb->f16 = LLVMHalfTypeInContext(tb->ctx);
+  tb->i1 = LLVMInt1TypeInContext(tb->ctx);
+  tb->i16 = LLVMInt16TypeInContext(tb->ctx);
+  tb->i32 = LLVMInt32TypeInContext(tb->ctx);
+  tb->i64 = LLVMInt64TypeInContext(tb->ctx);
+  tb->ptr = LLVMPointerTypeInContext(tb->ctx, 0);
+  tb->vec = tb->f32;
+  tb->void_type = LLVMVoidTypeInContext(tb->ctx);
+  tg->target = target;
+  tg->bf16 = dtype == DTYPE_BF16;
+  tg->warps = warps;
+  tg->global_ptr = LLVMPointerTypeInContext(tb->ctx, CUDA_AS_GLOBAL);
+  tg->shared_ptr = LLVMPointerTypeInContext(tb->ctx, CUDA_AS_SHARED);
+
+  LLVMTypeRef param_types[1] = {tb->ptr};
+  LLVMValueRef fn = LLVMAddFunction(module, name, LLVMFunctionType(tb->void_type, param_types, 1, 0));
+  tb->function = fn;
+  tb->b = LLVMCreateBuilderInContext(tb->ctx);
+  tg->ir.ctx = tb->ctx;
+  tg->ir.module = module;
+  tg->ir.b = tb->b;
+  cuda_ir_kernel(&tg->ir, fn, warps * 32);
+  /* By value: `.param .align 8 .b8 name[param_bytes]`, read with ld.param. */
+  LLVMTypeRef block = LLVMArrayType2(tb->i64, param_bytes / 8);
+  unsigned byval = LLVMGetEnumAttributeKindForName("byval", 5);
+  LLVMAddAttributeAtIndex(fn, 1, LLVMCreateTypeAttribute(tb->ctx, byval, block));
+  add_enum_attribute(tg, fn, 1, "align", 8);
+  add_enum_attribute(tg, fn, LLVMAttributeFunctionIndex, "nounwind", 0);
+  LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+                          LLVMCreateStringAttribute(tb->ctx, "target-cpu", 10, target->cpu,
+                                                    (unsigned)strlen(target->cpu)));
+  LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+                          LLVMCreateStringAttribute(tb->ctx, "target-features", 15, target->features,
+                                                    (unsigned)strlen(target->features)));
+
+  tb->entry = LLVMAppendBasicBlockInContext(tb->ctx, fn, "entry");
+  LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(tb->ctx, fn, "body");
+  LLVMPositionBuilderAtEnd(tb->b, tb->entry);
+  LLVMBuildBr(tb->b, body);
+  LLVMPositionBuilderAtEnd(tb->b, body);
+
+  tg->params = LLVMGetParam(fn, 0);
+  tg->shared = cuda_ir_dynamic_shared(&tg->ir);
+  tg->thread_root = cuda_ir_thread_index(&tg->ir);
+  tile_gpu_refresh_lanes(tg);
+}
+
+void tile_gpu_refresh_lanes(tile_gpu *tg) {
+  tile_builder *tb = &tg->tb;
+  tg->thread = cuda_ir_opaque(&tg->ir, tg->thread_root);
+  tg->lane = LLVMBuildAnd(tb->b, tg->thread, tile_gpu_i32(tg, 31), "lane");
+  tg->warp = LLVMBuildLShr(tb->b, tg->thread, tile_gpu_i32(tg, 5), "warp");
+  tg->group_row = LLVMBuildLShr(tb->b, tg->lane, tile_gpu_i32(tg, 2), "");
+  tg->quad_col = LLVMBuildShl(tb->b, LLVMBuildAnd(tb->b, tg->lane, tile_gpu_i32(tg, 3), ""), tile_gpu_i32(tg, 1), "");
+  /* tile_gpu_ldmatrix_source in IR: lane % 8 + 8 * row_block, chunk. */
+  LLVMValueRef low = LLVMBuildAnd(tb->b, tg->lane, tile_gpu_i32(tg, 7), "");
+  LLVMValueRef bit3 = LLVMBuildAnd(tb->b, LLVMBuildLShr(tb->b, tg->lane, tile_gpu_i32(tg, 3), ""), tile_gpu_i32(tg, 1), "");
+  LLVMValueRef bit4 = LLVMBuildLShr(tb->b, tg->lane, tile_gpu_i32(tg, 4), "");
+  tg->ld_row[TILE_GPU_LD_A] = LLVMBuildOr(tb->b, low, LLVMBuildShl(tb->b, bit3, tile_gpu_i32(tg, 3), ""), "");
+  tg->ld_chunk[TILE_GPU_LD_A] = bit4;
+  tg->ld_row[TILE_GPU_LD_B] = LLVMBuildOr(tb->b, low, LLVMBuildShl(tb->b, bit4, tile_gpu_i32(tg, 3), ""), "");
+  tg->ld_chunk[TILE_GPU_LD_B] = bit3;
+}
+
+void tile_gpu_end(tile_gpu *tg) { tile_function_end(&tg->tb); }
+
+static LLVMValueRef param_address(tile_gpu *tg, size_t offset) {
+  LLVMValueRef index = tile_i64(&tg->tb, (int64_t)offset);
+  return LLVMBuildGEP2(B(tg), LLVMInt8TypeInContext(tg->tb.ctx), tg->params, &index, 1, "");
+}
+LLVMValueRef tile_gpu_param_i64(tile_gpu *tg, size_t offset) {
+  return LLVMBuildLoad2(B(tg), tg->tb.i64, param_address(tg, offset), "");
+}
+LLVMValueRef tile_gpu_param_f32(tile_gpu *tg, size_t offset) {
+  return LLVMBuildLoad2(B(tg), tg->tb.f32, param_address(tg, offset), "");
+}
+LLVMValueRef tile_gpu_param_global(tile_gpu *tg, size_t offset) {
+  return LLVMBuildIntToPtr(B(tg), tile_gpu_param_i64(tg, offset), tg->global_ptr, "");
+}
+LLVMValueRef tile_gpu_block_index(tile_gpu *tg) {
+  return LLVMBuildZExt(B(tg), cuda_ir_block_index(&tg->ir), tg->tb.i64, "");
+}
+LLVMValueRef tile_gpu_lg2(tile_gpu *tg, LLVMValueRef x) { return cuda_ir_lg2(&tg->ir, x); }
+
+/* ---- global -> shared ------------------------------------------------------------------------------ */
+
+void tile_gpu_global_init(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef base, LLVMValueRef row_stride,
+                          LLVMValueRef col_stride, LLVMValueRef rows, int cols, int allow_vector) {
+  LLVMBuilderRef b = B(tg);
+  view->base = base;
+  view->row_stride = row_stride;
+  view->col_stride = col_stride;
+  view->rows = rows;
+  view->cols = cols;
+  view->vector_ok = NULL;
+  if (!allow_vector) return;
+  /* 16-byte copies need every row start 16-byte aligned: the base address and the row stride (in
+   * bytes) both multiples of 16, and columns contiguous. */
+  LLVMValueRef address = LLVMBuildPtrToInt(b, base, tg->tb.i64, "");
+  LLVMValueRef bits = LLVMBuildOr(b, address, LLVMBuildShl(b, row_stride, tile_i64(&tg->tb, 1), ""), "");
+  LLVMValueRef aligned = LLVMBuildICmp(b, LLVMIntEQ, LLVMBuildAnd(b, bits, tile_i64(&tg->tb, 15), ""),
+                                       tile_i64(&tg->tb, 0), "");
+  LLVMValueRef unit = LLVMBuildICmp(b, LLVMIntEQ, col_stride, tile_i64(&tg->tb, 1), "");
+  view->vector_ok = LLVMBuildAnd(b, aligned, unit, "vector_ok");
+}
+
+/* One pass over the tile's chunks, asynchronous (cp.async) or not. Chunk i of the tile (row i / cpr,
+ * chunk i % cpr) is moved by thread i % threads: consecutive threads read consecutive 16 bytes. */
+static void copy_chunks(tile_gpu *tg, const tile_gpu_shared *dst, const tile_gpu_global *src,
+                        LLVMValueRef first_row, int asynchronous) {
+  tile_builder *tb = &tg->tb;
+  LLVMBuilderRef b = B(tg);
+  int chunks_per_row = dst->cols / 8, threads = tg->warps * 32;
+  int total = dst->rows * chunks_per_row;
+  for (int start = 0; start < total; start += threads) {
+    LLVMValueRef i = LLVMBuildAdd(b, tg->thread, tile_gpu_i32(tg, start), "");
+    tile_if partial;
+    int guarded = start + threads > total;
+    if (guarded) tile_if_begin(tb, &partial, LLVMBuildICmp(b, LLVMIntULT, i, tile_gpu_i32(tg, total), ""));
+    LLVMValueRef row = LLVMBuildUDiv(b, i, tile_gpu_i32(tg, chunks_per_row), "");
+    LLVMValueRef chunk = LLVMBuildURem(b, i, tile_gpu_i32(tg, chunks_per_row), "");
+    LLVMValueRef global_row = LLVMBuildAdd(b, first_row, LLVMBuildZExt(b, row, tb->i64, ""), "");
+    LLVMValueRef valid = LLVMBuildAnd(b, tile_lt(tb, global_row, src->rows),
+                                      LLVMBuildICmp(b, LLVMIntULT, chunk, tile_gpu_i32(tg, src->cols / 8), ""), "");
+    LLVMValueRef column = LLVMBuildZExt(b, LLVMBuildShl(b, chunk, tile_gpu_i32(tg, 3), ""), tb->i64, "");
+    LLVMValueRef index = LLVMBuildAdd(b, LLVMBuildMul(b, global_row, src->row_stride, ""),
+                                      LLVMBuildMul(b, column, src->col_stride, ""), "");
+    /* A missing row or column still gets an address inside the tensor (element 0): nothing is read
+     * from it, but no address is ever formed outside the caller's buffer. */
+    index = LLVMBuildSelect(b, valid, index, tile_i64(tb, 0), "");
+    LLVMValueRef to = shared_address(tg, chunk_offset(tg, dst, row, chunk));
+    if (asynchronous) {
+      LLVMValueRef bytes = LLVMBuildSelect(b, valid, tile_gpu_i32(tg, 16), tile_gpu_i32(tg, 0), "");
+      cuda_ir_cp_async_16(&tg->ir, to, tile_gpu_element_address(tg, src->base, index), bytes);
+    } else {
+      LLVMTypeRef v8 = LLVMVectorType(tb->i16, 8);
+      LLVMValueRef packed = LLVMGetPoison(v8);
+      for (int e = 0; e < 8; e++) {
+        LLVMValueRef at = LLVMBuildAdd(b, index, LLVMBuildMul(b, tile_i64(tb, e), src->col_stride, ""), "");
+        LLVMValueRef x = LLVMBuildLoad2(b, tb->i16, tile_gpu_element_address(tg, src->base, at), "");
+        x = LLVMBuildSelect(b, valid, x, LLVMConstInt(tb->i16, 0, 0), "");
+        packed = LLVMBuildInsertElement(b, packed, x, tile_gpu_i32(tg, e), "");
+      }
+      LLVMValueRef store = LLVMBuildStore(b, packed, to);
+      LLVMSetAlignment(store, 16);
+    }
+    if (guarded) tile_if_end(tb, &partial);
+  }
+}
+
+void tile_gpu_copy(tile_gpu *tg, const tile_gpu_shared *dst, const tile_gpu_global *src, LLVMValueRef first_row) {
+  if (!src->vector_ok) {
+    copy_chunks(tg, dst, src, first_row, 0);
+    return;
+  }
+  tile_builder *tb = &tg->tb;
+  LLVMBasicBlockRef fast = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "copy.async");
+  LLVMBasicBlockRef slow = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "copy.sync");
+  LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "copy.done");
+  LLVMBuildCondBr(B(tg), src->vector_ok, fast, slow);
+  LLVMPositionBuilderAtEnd(B(tg), fast);
+  copy_chunks(tg, dst, src, first_row, 1);
+  LLVMBuildBr(B(tg), done);
+  LLVMPositionBuilderAtEnd(B(tg), slow);
+  copy_chunks(tg, dst, src, first_row, 0);
+  LLVMBuildBr(B(tg), done);
+  LLVMPositionBuilderAtEnd(B(tg), done);
+}
+
+void tile_gpu_commit(tile_gpu *tg) { cuda_ir_cp_async_commit(&tg->ir); }
+void tile_gpu_wait(tile_gpu *tg, int pending) { cuda_ir_cp_async_wait(&tg->ir, pending); }
+void tile_gpu_sync(tile_gpu *tg) { cuda_ir_barrier(&tg->ir); }
+
+/* ---- accumulators and rows ---------------------------------------------------------------------- */
+
+static int acc_count(const tile_gpu_acc *acc) { return acc->m_tiles * acc->n_tiles * 4; }
+
+void tile_gpu_acc_init(tile_gpu *tg, tile_gpu_acc *acc, int m_tiles, int n_tiles, float value) {
+  acc->m_tiles = m_tiles;
+  acc->n_tiles = n_tiles;
+  for (int i = 0; i < acc_count(acc); i++) {
+    acc->v[i] = tile_f32(&tg->tb, value);
+    acc->slot[i] = NULL;
+  }
+}
+void tile_gpu_acc_make_var(tile_gpu *tg, tile_gpu_acc *acc) {
+  for (int i = 0; i < acc_count(acc); i++) acc->slot[i] = tile_var(&tg->tb, tg->tb.f32, acc->v[i], "acc");
+}
+void tile_gpu_acc_load(tile_gpu *tg, tile_gpu_acc *acc) {
+  for (int i = 0; i < acc_count(acc); i++) acc->v[i] = tile_get(&tg->tb, acc->slot[i]);
+}
+void tile_gpu_acc_store(tile_gpu *tg, tile_gpu_acc *acc) {
+  for (int i = 0; i < acc_count(acc); i++) tile_set(&tg->tb, acc->slot[i], acc->v[i]);
+}
+
+void tile_gpu_rows_init(tile_gpu *tg, tile_gpu_rows *rows, int m_tiles, LLVMValueRef value) {
+  (void)tg;
+  rows->m_tiles = m_tiles;
+  for (int i = 0; i < 2 * m_tiles; i++) {
+    rows->v[i] = value;
+    rows->slot[i] = NULL;
+  }
+}
+void tile_gpu_rows_make_var(tile_gpu *tg, tile_gpu_rows *rows) {
+  for (int i = 0; i < 2 * rows->m_tiles; i++)
+    rows->slot[i] = tile_var(&tg->tb, LLVMTypeOf(rows->v[i]), rows->v[i], "row");
+}
+void tile_gpu_rows_load(tile_gpu *tg, tile_gpu_rows *rows) {
+  for (int i = 0; i < 2 * rows->m_tiles; i++) rows->v[i] = tile_get(&tg->tb, rows->slot[i]);
+}
+void tile_gpu_rows_store(tile_gpu *tg, tile_gpu_rows *rows) {
+  for (int i = 0; i < 2 * rows->m_tiles; i++) tile_set(&tg->tb, rows->slot[i], rows->v[i]);
+}
+
+void tile_gpu_rows_index(tile_gpu *tg, tile_gpu_rows *out, int m_tiles, LLVMValueRef warp_row0) {
+  LLVMBuilderRef b = B(tg);
+  out->m_tiles = m_tiles;
+  LLVMValueRef group = LLVMBuildZExt(b, tg->group_row, tg->tb.i64, "");
+  for (int m = 0; m < m_tiles; m++)
+    for (int h = 0; h < 2; h++) {
+      out->v[2 * m + h] = LLVMBuildAdd(b, warp_row0, LLVMBuildAdd(b, group, tile_i64(&tg->tb, m * 16 + h * 8), ""), "");
+      out->slot[2 * m + h] = NULL;
+    }
+}
+
+/* ---- dot ---------------------------------------------------------------------------------------------- */
+
+/* One ldmatrix.x4 of the 16 x 16 block at (row0 + row, chunk) of t, for the lane pattern `kind`. */
+static void ldmatrix_block(tile_gpu *tg, const tile_gpu_shared *t, LLVMValueRef row0, int row, int chunk,
+                           int kind, int transpose, LLVMValueRef out[4]) {
+  LLVMBuilderRef b = B(tg);
+  LLVMValueRef r = LLVMBuildAdd(b, row0, LLVMBuildAdd(b, tg->ld_row[kind], tile_gpu_i32(tg, row), ""), "");
+  LLVMValueRef c = LLVMBuildAdd(b, tg->ld_chunk[kind], tile_gpu_i32(tg, chunk), "");
+  cuda_ir_ldmatrix_x4(&tg->ir, shared_address(tg, chunk_offset(tg, t, r, c)), transpose, out);
+}
+
+static LLVMValueRef row0_i32(tile_gpu *tg, LLVMValueRef row0) {
+  if (!row0) return tile_gpu_i32(tg, 0);
+  return LLVMTypeOf(row0) == tg->tb.i32 ? row0 : LLVMBuildTrunc(B(tg), row0, tg->tb.i32, "");
+}
+
+void tile_gpu_load_a(tile_gpu *tg, tile_gpu_afrag *out, const tile_gpu_shared *src, LLVMValueRef row0,
+                     int m_tiles) {
+  out->m_tiles = m_tiles;
+  out->k_steps = src->cols / 16;
+  LLVMValueRef r0 = row0_i32(tg, row0);
+  for (int m = 0; m < m_tiles; m++)
+    for (int k = 0; k < out->k_steps; k++)
+      ldmatrix_block(tg, src, r0, m * 16, 2 * k, TILE_GPU_LD_A, 0, &out->v[(m * out->k_steps + k) * 4]);
+}
+
+void tile_gpu_dot(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_afrag *a, const tile_gpu_shared *a_shared,
+                  LLVMValueRef a_row0, const tile_gpu_shared *b_shared, int b_n_major, int k_steps) {
+  LLVMValueRef a_r0 = a ? NULL : row0_i32(tg, a_row0);
+  LLVMValueRef zero = tile_gpu_i32(tg, 0);
+  for (int k = 0; k < k_steps; k++) {
+    LLVMValueRef a_regs[TILE_GPU_MAX_M_TILES][4];
+    for (int m = 0; m < acc->m_tiles; m++) {
+      if (a)
+        memcpy(a_regs[m], &a->v[(m * a->k_steps + k) * 4], sizeof a_regs[m]);
+      else
+        ldmatrix_block(tg, a_shared, a_r0, m * 16, 2 * k, TILE_GPU_LD_A, 0, a_regs[m]);
+    }
+    for (int n = 0; n < acc->n_tiles; n += 2) {
+      LLVMValueRef b_regs[4];
+      if (b_n_major)  /* rows n, chunks k: plain ldmatrix gives the "col" B fragment */
+        ldmatrix_block(tg, b_shared, zero, n * 8, 2 * k, TILE_GPU_LD_B, 0, b_regs);
+      else            /* rows k, chunks n: .trans turns k-major rows into the same fragment */
+        ldmatrix_block(tg, b_shared, zero, k * 16, n, TILE_GPU_LD_A, 1, b_regs);
+      for (int m = 0; m < acc->m_tiles; m++)
+        for (int half = 0; half < 2; half++) {
+          LLVMValueRef *c = &acc->v[(m * acc->n_tiles + n + half) * 4];
+          LLVMValueRef d[4];
+          cuda_ir_mma_m16n8k16(&tg->ir, tg->bf16, a_regs[m], &b_regs[2 * half], c, d);
+          memcpy(c, d, sizeof d);
+        }
+    }
+  }
+}
+
+void tile_gpu_acc_to_a(tile_gpu *tg, const tile_gpu_acc *acc, tile_gpu_afrag *out) {
+  out->m_tiles = acc->m_tiles;
+  out->k_steps = acc->n_tiles / 2;
+  for (int m = 0; m < acc->m_tiles; m++)
+    for (int k = 0; k < out->k_steps; k++)
+      for (int r = 0; r < 4; r++) {
+        /* a_r holds row (r & 1) * 8 + lane/4, k 8 * (r >> 1) + 2 (lane % 4) + {0, 1}: accumulator
+         * registers 2 (r & 1) and 2 (r & 1) + 1 of n-tile 2k + (r >> 1). */
+        const LLVMValueRef *c = &acc->v[(m * acc->n_tiles + 2 * k + (r >> 1)) * 4 + 2 * (r & 1)];
+        out->v[(m * out->k_steps + k) * 4 + r] = cuda_ir_pack2(&tg->ir, tg->bf16, c[0], c[1]);
+      }
+}
+
+/* ---- elementwise and rows ------------------------------------------------------------------------- */
+
+/* Row slot (0 .. 2*m_tiles-1) of element i of an accumulator. */
+static int row_of(const tile_gpu_acc *acc, int i) {
+  int m = i / 4 / acc->n_tiles, reg = i % 4;
+  return 2 * m + reg / 2;
+}
+
+void tile_gpu_scale(tile_gpu *tg, tile_gpu_acc *acc, LLVMValueRef factor) {
+  for (int i = 0; i < acc_count(acc); i++) acc->v[i] = LLVMBuildFMul(B(tg), acc->v[i], factor, "");
+}
+
+void tile_gpu_scale_rows(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows *f) {
+  for (int i = 0; i < acc_count(acc); i++) acc->v[i] = LLVMBuildFMul(B(tg), acc->v[i], f->v[row_of(acc, i)], "");
+}
+
+void tile_gpu_mask_columns(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows *visible, LLVMValueRef when) {
+  tile_builder *tb = &tg->tb;
+  LLVMBuilderRef b = B(tg);
+  LLVMBasicBlockRef before = LLVMGetInsertBlock(b), mask = NULL, done = NULL;
+  if (when) {
+    mask = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "mask");
+    done = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "mask.done");
+    LLVMBuildCondBr(b, when, mask, done);
+    LLVMPositionBuilderAtEnd(b, mask);
+  }
+  /* Column of element (n, reg) is 8n + (reg & 1) + 2 (lane % 4): compare the constant part against
+   * visible - 2 (lane % 4), clamped into i32 range first. */
+  int width = acc->n_tiles * 8;
+  LLVMValueRef limit[2 * TILE_GPU_MAX_M_TILES];
+  for (int r = 0; r < 2 * acc->m_tiles; r++) {
+    LLVMValueRef v = tile_min(tb, tile_max(tb, visible->v[r], tile_i64(tb, -1)), tile_i64(tb, width));
+    limit[r] = LLVMBuildSub(b, LLVMBuildTrunc(b, v, tb->i32, ""), tg->quad_col, "");
+  }
+  LLVMValueRef minus_inf = tile_f32(tb, -INFINITY);
+  LLVMValueRef masked[TILE_GPU_MAX_M_TILES * TILE_GPU_MAX_N_TILES * 4];
+  for (int i = 0; i < acc_count(acc); i++) {
+    int n = i / 4 % acc->n_tiles, reg = i % 4;
+    LLVMValueRef seen = LLVMBuildICmp(b, LLVMIntSLT, tile_gpu_i32(tg, 8 * n + (reg & 1)), limit[row_of(acc, i)], "");
+    masked[i] = LLVMBuildSelect(b, seen, acc->v[i], minus_inf, "");
+  }
+  if (!when) {
+    memcpy(acc->v, masked, (size_t)acc_count(acc) * sizeof masked[0]);
+    return;
+  }
+  LLVMBasicBlockRef mask_end = LLVMGetInsertBlock(b);
+  LLVMBuildBr(b, done);
+  LLVMPositionBuilderAtEnd(b, done);
+  for (int i = 0; i < acc_count(acc); i++) {
+    LLVMValueRef phi = LLVMBuildPhi(b, tb->f32, "");
+    LLVMValueRef values[2] = {acc->v[i], masked[i]};
+    LLVMBasicBlockRef blocks[2] = {before, mask_end};
+    LLVMAddIncoming(phi, values, blocks, 2);
+    acc->v[i] = phi;
+  }
+}
+
+void tile_gpu_row_max(tile_gpu *tg, const tile_gpu_acc *acc, const tile_gpu_rows *init, tile_gpu_rows *out) {
+  tile_gpu_rows result;
+  result.m_tiles = acc->m_tiles;
+  for (int r = 0; r < 2 * acc->m_tiles; r++) result.v[r] = NULL;
+  for (int i = 0; i < acc_count(acc); i++) {
+    int r = row_of(acc, i);
+    result.v[r] = result.v[r] ? fmax32(tg, result.v[r], acc->v[i]) : acc->v[i];
+  }
+  /* The four lanes of a quad hold the same rows: two butterflies give each the row's maximum. */
+  for (int r = 0; r < 2 * acc->m_tiles; r++) {
+    for (int mask = 1; mask <= 2; mask *= 2)
+      result.v[r] = fmax32(tg, result.v[r], cuda_ir_shfl_xor(&tg->ir, result.v[r], mask));
+    out->v[r] = init ? fmax32(tg, init->v[r], result.v[r]) : result.v[r];
+  }
+  out->m_tiles = acc->m_tiles;
+}
+
+void tile_gpu_exp2_minus_rows(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows *sub) {
+  for (int i = 0; i < acc_count(acc); i++)
+    acc->v[i] = cuda_ir_ex2(&tg->ir, LLVMBuildFSub(B(tg), acc->v[i], sub->v[row_of(acc, i)], ""));
+}
+
+void tile_gpu_row_sum_partial(tile_gpu *tg, const tile_gpu_acc *acc, tile_gpu_rows *out) {
+  out->m_tiles = acc->m_tiles;
+  for (int r = 0; r < 2 * acc->m_tiles; r++) {
+    out->v[r] = NULL;
+  }
+  for (int i = 0; i < acc_count(acc); i++) {
+    int r = row_of(acc, i);
+    out->v[r] = out->v[r] ? LLVMBuildFAdd(B(tg), out->v[r], acc->v[i], "") : acc->v[i];
+  }
+}
+
+void tile_gpu_rows_reduce_sum(tile_gpu *tg, tile_gpu_rows *rows) {
+  for (int r = 0; r < 2 * rows->m_tiles; r++)
+    for (int mask = 1; mask <= 2; mask *= 2)
+      rows->v[r] = LLVMBuildFAdd(B(tg), rows->v[r], cuda_ir_shfl_xor(&tg->ir, rows->v[r], mask), "");
+}
+
+void tile_gpu_rows_binary(tile_gpu *tg, tile_gpu_rows_op op, const tile_gpu_rows *a, const tile_gpu_rows *b,
+                          tile_gpu_rows *out) {
+  out->m_tiles = a->m_tiles;
+  for (int r = 0; r < 2 * a->m_tiles; r++) {
+    LLVMValueRef x = a->v[r], y = b->v[r];
+    out->v[r] = op == TILE_GPU_ROWS_SUB   ? LLVMBuildFSub(B(tg), x, y, "")
+                : op == TILE_GPU_ROWS_MUL ? LLVMBuildFMul(B(tg), x, y, "")
+                                          : LLVMBuildFAdd(B(tg), x, y, "");
+  }
+}
+
+void tile_gpu_rows_exp2(tile_gpu *tg, const tile_gpu_rows *in, tile_gpu_rows *out) {
+  out->m_tiles = in->m_tiles;
+  for (int r = 0; r < 2 * in->m_tiles; r++) {
+    out->v[r] = cuda_ir_ex2(&tg->ir, in->v[r]);
+  }
+}
+
+void tile_gpu_rows_reciprocal_or_zero(tile_gpu *tg, const tile_gpu_rows *in, tile_gpu_rows *out) {
+  out->m_tiles = in->m_tiles;
+  for (int r = 0; r < 2 * in->m_tiles; r++) {
+    LLVMValueRef positive = LLVMBuildFCmp(B(tg), LLVMRealOGT, in->v[r], tile_f32(&tg->tb, 0.0f), "");
+    LLVMValueRef inverse = LLVMBuildFDiv(B(tg), tile_f32(&tg->tb, 1.0f), in->v[r], "");
+    out->v[r] = LLVMBuildSelect(B(tg), positive, inverse, tile_f32(&tg->tb, 0.0f), "");
+  }
+}
+
+void tile_gpu_rows_replace_neg_inf(tile_gpu *tg, const tile_gpu_rows *in, float replacement, tile_gpu_rows *out) {
+  out->m_tiles = in->m_tiles;
+  for (int r = 0; r < 2 * in->m_tiles; r++) {
+    LLVMValueRef is = LLVMBuildFCmp(B(tg), LLVMRealOEQ, in->v[r], tile_f32(&tg->tb, -INFINITY), "");
+    out->v[r] = LLVMBuildSelect(B(tg), is, tile_f32(&tg->tb, replacement), in->v[r], "");
+  }
+}
+
+/* ---- stores ---------------------------------------------------------------------------------------- */
+
+void tile_gpu_store(tile_gpu *tg, const tile_gpu_acc *acc, const tile_gpu_rows *row_scale,
+                    const tile_gpu_global *dst, LLVMValueRef first_row, LLVMValueRef warp_row0) {
+  tile_builder *tb = &tg->tb;
+  LLVMBuilderRef b = B(tg);
+  tile_gpu_rows rows;
+  tile_gpu_rows_index(tg, &rows, acc->m_tiles, warp_row0);
+  LLVMValueRef quad_col = LLVMBuildZExt(b, tg->quad_col, tb->i64, "");
+  for (int r = 0; r < 2 * acc->m_tiles; r++) {
+    int m = r / 2, half = r % 2;
+    LLVMValueRef global_row = LLVMBuildAdd(b, first_row, rows.v[r], "");
+    tile_if inside;
+    tile_if_begin(tb, &inside, tile_lt(tb, global_row, dst->rows));
+    LLVMValueRef row_start = LLVMBuildMul(b, global_row, dst->row_stride, "");
+    for (int n = 0; n < acc->n_tiles && n * 8 < dst->cols; n++)
+      for (int j = 0; j < 2; j++) {
+        LLVMValueRef x = acc->v[(m * acc->n_tiles + n) * 4 + 2 * half + j];
+        if (row_scale) x = LLVMBuildFMul(b, x, row_scale->v[r], "");
+        LLVMValueRef column = LLVMBuildAdd(b, quad_col, tile_i64(tb, 8 * n + j), "");
+        LLVMValueRef index = LLVMBuildAdd(b, row_start, LLVMBuildMul(b, column, dst->col_stride, ""), "");
+        LLVMValueRef narrow = LLVMBuildFPTrunc(b, x, operand_type(tg), "");
+        LLVMBuildStore(b, LLVMBuildBitCast(b, narrow, tb->i16, ""), tile_gpu_element_address(tg, dst->base, index));
+      }
+    tile_if_end(tb, &inside);
+  }
+}
+
+void tile_gpu_store_rows(tile_gpu *tg, const tile_gpu_rows *values, LLVMValueRef base, LLVMValueRef stride,
+                         LLVMValueRef first_row, LLVMValueRef warp_row0, LLVMValueRef limit) {
+  tile_builder *tb = &tg->tb;
+  LLVMBuilderRef b = B(tg);
+  tile_gpu_rows rows;
+  tile_gpu_rows_index(tg, &rows, values->m_tiles, warp_row0);
+  LLVMValueRef first_of_quad = LLVMBuildICmp(b, LLVMIntEQ, tg->quad_col, tile_gpu_i32(tg, 0), "");
+  for (int r = 0; r < 2 * values->m_tiles; r++) {
+    LLVMValueRef global_row = LLVMBuildAdd(b, first_row, rows.v[r], "");
+    tile_if inside;
+    tile_if_begin(tb, &inside, LLVMBuildAnd(b, first_of_quad, tile_lt(tb, global_row, limit), ""));
+    LLVMValueRef index = LLVMBuildMul(b, global_row, stride, "");
+    LLVMBuildStore(b, values->v[r], LLVMBuildGEP2(b, tb->f32, base, &index, 1, ""));
+    tile_if_end(tb, &inside);
+  }
+}

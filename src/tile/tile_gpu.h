@@ -1,0 +1,204 @@
+/* tile_gpu.h: the warp-level tile vocabulary GPU kernels are written in, lowered for NVIDIA tensor
+ * cores through the CUDA backend's codegen hooks. A kernel speaks of tiles in shared memory (filled
+ * asynchronously from global memory, rows past the end read as zeros), fp32 accumulator tiles owned
+ * by a warp (16 rows per m-tile, 8 columns per n-tile), operand fragments, dot products, row
+ * statistics (max, sum) and exp2 over rows, and masked stores. Which lane holds which element, how
+ * shared memory is swizzled, and which instruction moves what is this layer's business: the layout
+ * rules are plain C functions below (unit-tested on the CPU against the PTX ISA's figures) and the IR
+ * emitters follow them. The scalar and control-flow words of tile.h (tile_i64, tile_for, tile_var,
+ * tile_if, ...) work on the builder inside a tile_gpu unchanged. */
+#ifndef FJ_TILE_GPU_H
+#define FJ_TILE_GPU_H
+#include <stddef.h>
+#include <llvm-c/Core.h>
+#include "backends/cuda/cuda_codegen.h"
+#include "core/dtype.h"
+#include "jit/jit.h"
+#include "tile/tile.h"
+
+/* ---- layout rules (plain C; lane 0..31) -------------------------------------------------------- */
+
+/* mma.m16n8k16 with f16/bf16 operands and f32 accumulators (PTX ISA, "Matrix Fragments for
+ * mma.m16n8k16 with floating point type"). groupID = lane / 4, threadID_in_group = lane % 4. */
+/* Accumulator C/D (16 x 8): register reg (0..3) of lane holds (row, col). */
+void tile_gpu_acc_coord(int lane, int reg, int *row, int *col);
+/* A (16 x 16, row-major): half (0, 1) of 32-bit register reg (0..3) of lane holds (row, k). */
+void tile_gpu_a_coord(int lane, int reg, int half, int *row, int *k);
+/* B (16 x 8, "col"): half of register reg (0, 1) of lane holds (k, n). */
+void tile_gpu_b_coord(int lane, int reg, int half, int *k, int *n);
+
+/* ldmatrix.m8n8.x4.b16: lane gives the address of row `row` of matrix `matrix`; result register i
+ * is matrix i, and half `half` of it holds element (row, col) of that 8 x 8 matrix (transposed with
+ * .trans). */
+void tile_gpu_ldmatrix_provider(int lane, int *matrix, int *row);
+void tile_gpu_ldmatrix_element(int lane, int half, int transpose, int *row, int *col);
+
+/* Which row and 16-byte chunk (8 elements) of a 16 x 16 block a lane addresses for one ldmatrix.x4:
+ *  - TILE_GPU_LD_A: an A operand m16 x k16 stored row-major (also a B operand stored k-major, read
+ *    with .trans: V in P V); registers 0..3 are the mma's a0..a3, or b0,b1 of n-tile 0 then n-tile 1.
+ *  - TILE_GPU_LD_B: a B operand stored n-major (K in Q K^T: rows are n): registers are b0,b1 of
+ *    n-tile 0 then b0,b1 of n-tile 1. */
+enum { TILE_GPU_LD_A = 0, TILE_GPU_LD_B = 1 };
+void tile_gpu_ldmatrix_source(int lane, int kind, int *row, int *chunk);
+
+/* Shared tiles are rows of chunks_per_row 16-byte chunks. With swizzle, logical chunk c of row r
+ * lives at a permuted chunk of the same row: c ^ (r & 7) within each whole group of 8 chunks, and a
+ * narrower xor for a tail of 4 and of 2 chunks (head dims 80, 96, 112, ...), chosen so that the 8 rows
+ * one ldmatrix phase reads (same logical chunk, 8 consecutive rows from a multiple of 8) fall on 8
+ * different 16-byte bank groups (at most 2 rows per group when chunks_per_row % 8 == 6). A bijection on
+ * each row for any even chunks_per_row. */
+int tile_gpu_swizzle_chunk(int row, int chunk, int chunks_per_row, int swizzle);
+
+/* ---- IR ------------------------------------------------------------------------------------------ */
+
+#define TILE_GPU_MAX_M_TILES 4   /* m16 tiles per warp */
+#define TILE_GPU_MAX_N_TILES 32  /* n8 tiles: 256 columns */
+#define TILE_GPU_MAX_K_STEPS 16  /* k16 steps: 256 */
+
+typedef struct tile_gpu {
+  tile_builder tb;  /* the generic words of tile.h run on this */
+  cuda_ir ir;
+  const jit_target *target;
+  int bf16;         /* operand dtype: bf16 (1) or fp16 (0) */
+  int warps;
+  LLVMValueRef params;             /* the kernel's by-value parameter block (a pointer to it) */
+  LLVMValueRef thread, lane, warp; /* i32, as of the last tile_gpu_refresh_lanes */
+  LLVMValueRef thread_root;        /* %tid.x read once in the entry */
+  LLVMValueRef shared;             /* dynamic shared memory, ptr addrspace(3) */
+  LLVMTypeRef global_ptr, shared_ptr;
+  /* per-lane constants of the layouts, computed once: lane / 4, 2 * (lane % 4), and the row and
+   * chunk offsets a lane addresses for each tile_gpu_ldmatrix_source kind */
+  LLVMValueRef group_row, quad_col, ld_row[2], ld_chunk[2];
+} tile_gpu;
+
+/* Creates kernel `name(params byval [param_bytes] align 8)` for warps*32 threads and positions the
+ * builder in its body. dtype: DTYPE_F16 or DTYPE_BF16. */
+void tile_gpu_begin(tile_gpu *tg, LLVMModuleRef module, const jit_target *target, const char *name,
+                    size_t param_bytes, dtype_id dtype, int warps);
+void tile_gpu_end(tile_gpu *tg);
+/* Re-derives the per-lane values (lane, warp, layout offsets) at the builder's position from a copy of
+ * the thread index LLVM cannot hoist. Call at the top of a long loop body, and again after the loop
+ * (values made inside the body do not reach past it): every address derived from them is then
+ * recomputed in the loop instead of being held in registers across it. */
+void tile_gpu_refresh_lanes(tile_gpu *tg);
+
+LLVMValueRef tile_gpu_param_i64(tile_gpu *tg, size_t offset);
+LLVMValueRef tile_gpu_param_f32(tile_gpu *tg, size_t offset);
+LLVMValueRef tile_gpu_param_global(tile_gpu *tg, size_t offset);  /* a u64 device address */
+LLVMValueRef tile_gpu_block_index(tile_gpu *tg);                  /* i64 */
+LLVMValueRef tile_gpu_i32(tile_gpu *tg, int value);
+
+/* A rows x cols tile of the operand dtype in dynamic shared memory at byte `offset` (i32, may be a
+ * runtime value: a ring stage). cols is a multiple of 16. */
+typedef struct tile_gpu_shared {
+  LLVMValueRef offset;
+  int rows, cols, swizzle;
+} tile_gpu_shared;
+
+/* A 2-D view of a global tensor: element (r, c) at base + r * row_stride + c * col_stride (elements,
+ * i64). Rows at or past `rows` (i64) and columns at or past `cols` read as zeros. vector_ok (i1):
+ * rows are 16-byte aligned and contiguous, so 16-byte cp.async may move them; NULL: never. */
+typedef struct tile_gpu_global {
+  LLVMValueRef base, row_stride, col_stride, rows, vector_ok;
+  int cols;
+} tile_gpu_global;
+
+/* Fills *view for the tensor at base (ptr addrspace(1), already offset to element (0, 0)); vector_ok
+ * is computed at run time from the address and strides when allow_vector (the key promises unit
+ * column strides), else NULL. */
+void tile_gpu_global_init(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef base, LLVMValueRef row_stride,
+                          LLVMValueRef col_stride, LLVMValueRef rows, int cols, int allow_vector);
+/* base + index elements of the operand dtype (i64 index). */
+LLVMValueRef tile_gpu_element_address(tile_gpu *tg, LLVMValueRef base, LLVMValueRef index);
+
+/* Copies rows [first_row, first_row + dst->rows) of src into dst, all threads of the block sharing
+ * the work: cp.async (asynchronous: complete after tile_gpu_wait + tile_gpu_sync) when vector_ok,
+ * else ordinary loads and stores. */
+void tile_gpu_copy(tile_gpu *tg, const tile_gpu_shared *dst, const tile_gpu_global *src,
+                   LLVMValueRef first_row);
+void tile_gpu_commit(tile_gpu *tg);              /* closes this thread's group of copies */
+void tile_gpu_wait(tile_gpu *tg, int pending);   /* until at most `pending` groups are in flight */
+void tile_gpu_sync(tile_gpu *tg);                /* block barrier */
+
+/* A per-warp fp32 accumulator tile of 16*m_tiles x 8*n_tiles; v[(m * n_tiles + n) * 4 + reg]. With
+ * slots, the values live in stack slots that survive loops (tile_gpu_acc_load/store). */
+typedef struct tile_gpu_acc {
+  int m_tiles, n_tiles;
+  LLVMValueRef v[TILE_GPU_MAX_M_TILES * TILE_GPU_MAX_N_TILES * 4];
+  LLVMValueRef slot[TILE_GPU_MAX_M_TILES * TILE_GPU_MAX_N_TILES * 4];
+} tile_gpu_acc;
+
+/* The per-thread share of a per-row vector of an accumulator: the rows this thread holds elements
+ * of, two per m-tile (v[2m]: row m*16 + lane/4, v[2m+1]: 8 rows below). */
+typedef struct tile_gpu_rows {
+  int m_tiles;
+  LLVMValueRef v[2 * TILE_GPU_MAX_M_TILES];
+  LLVMValueRef slot[2 * TILE_GPU_MAX_M_TILES];
+} tile_gpu_rows;
+
+/* A operand fragments of a 16*m_tiles x 16*k_steps tile held in registers. */
+typedef struct tile_gpu_afrag {
+  int m_tiles, k_steps;
+  LLVMValueRef v[TILE_GPU_MAX_M_TILES * TILE_GPU_MAX_K_STEPS * 4];
+} tile_gpu_afrag;
+
+void tile_gpu_acc_init(tile_gpu *tg, tile_gpu_acc *acc, int m_tiles, int n_tiles, float value);
+/* Gives acc stack slots holding its current values; load/store move values in and out of them. */
+void tile_gpu_acc_make_var(tile_gpu *tg, tile_gpu_acc *acc);
+void tile_gpu_acc_load(tile_gpu *tg, tile_gpu_acc *acc);
+void tile_gpu_acc_store(tile_gpu *tg, tile_gpu_acc *acc);
+
+void tile_gpu_rows_init(tile_gpu *tg, tile_gpu_rows *rows, int m_tiles, LLVMValueRef value);
+void tile_gpu_rows_make_var(tile_gpu *tg, tile_gpu_rows *rows);
+void tile_gpu_rows_load(tile_gpu *tg, tile_gpu_rows *rows);
+void tile_gpu_rows_store(tile_gpu *tg, tile_gpu_rows *rows);
+/* The block-relative row index (i64) of each of this thread's rows for a warp whose tile starts at
+ * row warp_row0 (i64) of the block. */
+void tile_gpu_rows_index(tile_gpu *tg, tile_gpu_rows *out, int m_tiles, LLVMValueRef warp_row0);
+
+/* A fragments of rows [row0, row0 + 16*m_tiles) (i64, warp-uniform) of a shared tile, all columns. */
+void tile_gpu_load_a(tile_gpu *tg, tile_gpu_afrag *out, const tile_gpu_shared *src, LLVMValueRef row0,
+                     int m_tiles);
+/* acc += A B over k = 16 * k_steps. A: registers (a != NULL) or rows [a_row0, +16*m_tiles) of
+ * a_shared. B: b_shared; with b_n_major its rows are n (K in Q K^T: acc = Q K^T), else its rows are k
+ * (V in P V: acc = P V). */
+void tile_gpu_dot(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_afrag *a, const tile_gpu_shared *a_shared,
+                  LLVMValueRef a_row0, const tile_gpu_shared *b_shared, int b_n_major, int k_steps);
+/* The accumulator rounded to the operand dtype as A fragments (its columns become k): P in P V. */
+void tile_gpu_acc_to_a(tile_gpu *tg, const tile_gpu_acc *acc, tile_gpu_afrag *out);
+
+/* Elementwise and per-row arithmetic. */
+void tile_gpu_scale(tile_gpu *tg, tile_gpu_acc *acc, LLVMValueRef factor);          /* acc *= f */
+void tile_gpu_scale_rows(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows *f);  /* acc[r] *= f[r] */
+/* acc[r][c] = -inf where c >= visible[r] (i64 per row: how many leading columns it sees), only when
+ * `when` (i1, uniform; NULL: always) holds: the branch keeps unmasked tiles free of the selects. */
+void tile_gpu_mask_columns(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows *visible, LLVMValueRef when);
+/* out[r] = max(init[r], max_c acc[r][c]) across the whole row (quad shuffles). */
+void tile_gpu_row_max(tile_gpu *tg, const tile_gpu_acc *acc, const tile_gpu_rows *init, tile_gpu_rows *out);
+/* acc[r][c] = 2^(acc[r][c] - sub[r]). */
+void tile_gpu_exp2_minus_rows(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows *sub);
+/* out[r] = this thread's part of sum_c acc[r][c] (no shuffles: a running sum reduces once, at the
+ * end, with tile_gpu_rows_reduce_sum). */
+void tile_gpu_row_sum_partial(tile_gpu *tg, const tile_gpu_acc *acc, tile_gpu_rows *out);
+void tile_gpu_rows_reduce_sum(tile_gpu *tg, tile_gpu_rows *rows);
+/* Per-row scalar maps on f32 rows. */
+typedef enum { TILE_GPU_ROWS_SUB, TILE_GPU_ROWS_MUL, TILE_GPU_ROWS_ADD } tile_gpu_rows_op;
+void tile_gpu_rows_binary(tile_gpu *tg, tile_gpu_rows_op op, const tile_gpu_rows *a, const tile_gpu_rows *b,
+                          tile_gpu_rows *out);
+void tile_gpu_rows_exp2(tile_gpu *tg, const tile_gpu_rows *in, tile_gpu_rows *out);
+/* out[r] = 1 / in[r] where in[r] > 0, else 0 (a row that saw nothing stays 0, never NaN). */
+void tile_gpu_rows_reciprocal_or_zero(tile_gpu *tg, const tile_gpu_rows *in, tile_gpu_rows *out);
+/* out[r] = in[r] when finite-or-+inf, `replacement` where in[r] is -inf. */
+void tile_gpu_rows_replace_neg_inf(tile_gpu *tg, const tile_gpu_rows *in, float replacement, tile_gpu_rows *out);
+
+/* Stores acc[r][c] * row_scale[r] (row_scale may be NULL), rounded to the dtype, to dst element
+ * (first_row + r, c) for rows < dst->rows and c < dst->cols; acc rows start at block row warp_row0. */
+void tile_gpu_store(tile_gpu *tg, const tile_gpu_acc *acc, const tile_gpu_rows *row_scale,
+                    const tile_gpu_global *dst, LLVMValueRef first_row, LLVMValueRef warp_row0);
+/* Stores f32 rows[r] to base[(first_row + r) * stride] for rows < limit, one lane per row. */
+void tile_gpu_store_rows(tile_gpu *tg, const tile_gpu_rows *rows, LLVMValueRef base, LLVMValueRef stride,
+                         LLVMValueRef first_row, LLVMValueRef warp_row0, LLVMValueRef limit);
+
+/* Scalar helpers the kernel needs beside tiles. */
+LLVMValueRef tile_gpu_lg2(tile_gpu *tg, LLVMValueRef x);
+#endif

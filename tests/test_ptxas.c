@@ -1,0 +1,310 @@
+/* test_ptxas.c: the NVIDIA forward kernels checked without a GPU. Every valid config of the family's
+ * search space for head dims 64 and 128 (bf16; fp16 for the defaults and a slice of the space), the
+ * defaults of every other supported head dim, and the causal / LSE / strided variants of the defaults
+ * are generated, emitted as PTX for sm_80 and sm_90a, and assembled by ptxas -v: each must assemble,
+ * use no local memory (0 bytes stack frame, no spill stores or loads) and contain the instructions the
+ * kernel is built on (mma.sync, ldmatrix, cp.async, ex2.approx). Skips (77) where no ptxas is found:
+ * FJ_PTXAS, /usr/local/cuda/bin/ptxas, then PATH.
+ * FJ_PTXAS_JOBS: parallel jobs (default 2). FJ_PTXAS_FULL=1: fp16 over the whole space too.
+ * FJ_PTXAS_DUMP=dir: keep each job's PTX and ptxas report there. FJ_PTXAS_ONLY=substring: only the
+ * jobs whose name contains it. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/problem.h"
+#include "jit/jit.h"
+#include "kernels/kernel_family.h"
+
+typedef struct job {
+  char name[256];
+  char arch[16];
+  attention_key key;
+  kernel_config config;
+  /* results */
+  int ok, registers, spill_stores, spill_loads, stack;
+  size_t shared;
+  double seconds;
+  char message[1024];
+} job;
+
+static const kernel_family *family;
+static const char *ptxas;
+static const char *dump_dir;
+static job *jobs;
+static int job_count_total, next_job;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+
+static const char *find_ptxas(void) {
+  static char path[4096];
+  const char *env = getenv("FJ_PTXAS");
+  if (env && *env) return access(env, X_OK) == 0 ? env : NULL;
+  if (access("/usr/local/cuda/bin/ptxas", X_OK) == 0) return "/usr/local/cuda/bin/ptxas";
+  const char *p = getenv("PATH");
+  while (p && *p) {
+    size_t n = strcspn(p, ":");
+    snprintf(path, sizeof path, "%.*s/ptxas", (int)n, p);
+    if (n > 0 && access(path, X_OK) == 0) return path;
+    p += n;
+    if (*p == ':') p++;
+  }
+  return NULL;
+}
+
+static attention_key make_key(dtype_id dtype, int head_dim, int causal, int lse, int d_contiguous) {
+  attention_key key;
+  memset(&key, 0, sizeof key);
+  key.kind = PROBLEM_ATTENTION_FWD;
+  key.dtype = dtype;
+  key.head_dim = head_dim;
+  key.heads = 16;
+  key.kv_heads = 4;
+  key.causal = causal;
+  key.has_lse = lse;
+  key.d_contiguous = d_contiguous;
+  key.seqlen_bucket = 12;
+  return key;
+}
+
+static void add_job(const char *arch, const attention_key *key, const kernel_config *config, const char *tag) {
+  static int capacity;
+  if (job_count_total == capacity) {
+    capacity = capacity ? capacity * 2 : 256;
+    jobs = realloc(jobs, (size_t)capacity * sizeof *jobs);
+    if (!jobs) exit(1);
+  }
+  job *j = &jobs[job_count_total++];
+  memset(j, 0, sizeof *j);
+  char text[200];
+  kernel_config_string(family, config, text, sizeof text);
+  snprintf(j->name, sizeof j->name, "%s %s d=%d%s%s%s %s [%s]", arch, core_dtype_name((dtype_id)key->dtype),
+           key->head_dim, key->causal ? " causal" : "", key->has_lse ? " lse" : "",
+           key->d_contiguous ? "" : " strided-d", text, tag);
+  snprintf(j->arch, sizeof j->arch, "%s", arch);
+  j->key = *key;
+  j->config = *config;
+}
+
+/* Reads an unsigned number after `label` in text (e.g. "Used " -> 128); -1 when absent. */
+static int number_before(const char *text, const char *suffix) {
+  const char *at = strstr(text, suffix);
+  if (!at) return -1;
+  const char *p = at;
+  while (p > text && p[-1] == ' ') p--;
+  while (p > text && p[-1] >= '0' && p[-1] <= '9') p--;
+  return atoi(p);
+}
+
+static void run_job(job *j) {
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  jit_target target;
+  if (jit_nvptx_target(j->arch, &target) != FJ_OK) {
+    snprintf(j->message, sizeof j->message, "jit_nvptx_target: %s", fj_last_error());
+    return;
+  }
+  char why[256];
+  if (!family->config_valid(&j->key, &target, &j->config, why, sizeof why)) {
+    snprintf(j->message, sizeof j->message, "config invalid: %s", why);
+    return;
+  }
+  j->shared = family->scratch_bytes(&j->key, &j->config);
+  LLVMContextRef ctx = LLVMContextCreate();
+  LLVMModuleRef module = LLVMModuleCreateWithNameInContext("attention", ctx);
+  jit_buffer ptx = {0};
+  fj_status status = jit_module_set_target(module, &target);
+  if (status == FJ_OK) status = family->generate(module, &j->key, &target, &j->config, "attention_fwd");
+  if (status == FJ_OK) status = jit_compile_module(module, &target, j->name, &ptx);
+  LLVMDisposeModule(module);
+  LLVMContextDispose(ctx);
+  if (status != FJ_OK) {
+    snprintf(j->message, sizeof j->message, "generate/compile: %s", fj_last_error());
+    return;
+  }
+  const char *needed[] = {"mma.sync.aligned.m16n8k16", "ldmatrix.sync.aligned", "cp.async.cg.shared.global",
+                          "cp.async.wait_group", "ex2.approx", "shfl.sync.bfly", "bar.sync"};
+  for (size_t i = 0; i < sizeof needed / sizeof needed[0]; i++)
+    if (!strstr(ptx.data, needed[i]) && (j->key.d_contiguous || strncmp(needed[i], "cp.async", 8) != 0)) {
+      snprintf(j->message, sizeof j->message, "PTX lacks %s", needed[i]);
+      jit_buffer_free(&ptx);
+      return;
+    }
+  char dir[512], ptx_path[700], report_path[700], command[2400];
+  if (dump_dir) {
+    snprintf(dir, sizeof dir, "%s", dump_dir);
+  } else {
+    snprintf(dir, sizeof dir, "/tmp/fj_ptxas_XXXXXX");
+    if (!mkdtemp(dir)) {
+      snprintf(j->message, sizeof j->message, "mkdtemp failed");
+      jit_buffer_free(&ptx);
+      return;
+    }
+  }
+  int index = (int)(j - jobs);
+  snprintf(ptx_path, sizeof ptx_path, "%s/job%04d.ptx", dir, index);
+  snprintf(report_path, sizeof report_path, "%s/job%04d.txt", dir, index);
+  FILE *f = fopen(ptx_path, "w");
+  if (!f || fwrite(ptx.data, 1, ptx.size, f) != ptx.size) {
+    snprintf(j->message, sizeof j->message, "cannot write %s", ptx_path);
+    if (f) fclose(f);
+    jit_buffer_free(&ptx);
+    return;
+  }
+  fclose(f);
+  jit_buffer_free(&ptx);
+  snprintf(command, sizeof command, "'%s' -arch=%s -v -o /dev/null '%s' > '%s' 2>&1", ptxas, j->arch, ptx_path,
+           report_path);
+  int rc = system(command);
+  char report[16384] = {0};
+  (void)0;
+  f = fopen(report_path, "r");
+  if (f) {
+    size_t n = fread(report, 1, sizeof report - 1, f);
+    report[n] = '\0';
+    fclose(f);
+  }
+  if (!dump_dir) {
+    unlink(ptx_path);
+    unlink(report_path);
+    rmdir(dir);
+  }
+  if (rc != 0) {
+    snprintf(j->message, sizeof j->message, "ptxas failed (%d): %.300s", rc, report);
+    return;
+  }
+  j->registers = number_before(report, "registers");
+  j->spill_stores = number_before(report, "bytes spill stores");
+  j->spill_loads = number_before(report, "bytes spill loads");
+  j->stack = number_before(report, "bytes stack frame");
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  j->seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+  if (j->registers < 0 || j->spill_stores != 0 || j->spill_loads != 0 || j->stack != 0) {
+    snprintf(j->message, sizeof j->message, "local memory: %d bytes stack, %d spill stores, %d spill loads (%d registers)",
+             j->stack, j->spill_stores, j->spill_loads, j->registers);
+    return;
+  }
+  j->ok = 1;
+}
+
+static void *worker(void *unused) {
+  (void)unused;
+  for (;;) {
+    pthread_mutex_lock(&lock);
+    int i = next_job < job_count_total ? next_job++ : -1;
+    pthread_mutex_unlock(&lock);
+    if (i < 0) return NULL;
+    run_job(&jobs[i]);
+    pthread_mutex_lock(&lock);
+    printf("%s: %s", jobs[i].ok ? "ok" : "FAIL", jobs[i].name);
+    if (jobs[i].ok)
+      printf(" (%d registers, %zu B shared, %.1f s)\n", jobs[i].registers, jobs[i].shared, jobs[i].seconds);
+    else
+      printf("\n  %s\n", jobs[i].message);
+    fflush(stdout);
+    pthread_mutex_unlock(&lock);
+  }
+}
+
+/* Every point of the space valid for key on arch; `slice` keeps only swizzled configs. */
+static int add_space(const char *arch, const attention_key *key, int slice) {
+  jit_target target;
+  if (jit_nvptx_target(arch, &target) != FJ_OK) return 0;
+  int added = 0, index[KERNEL_MAX_PARAMS] = {0};
+  for (;;) {
+    kernel_config config;
+    memset(&config, 0, sizeof config);
+    for (int p = 0; p < family->num_params; p++) config.values[p] = family->params[p].values[index[p]];
+    char why[256];
+    int keep = family->config_valid(key, &target, &config, why, sizeof why);
+    if (keep && slice) {
+      for (int p = 0; p < family->num_params; p++)
+        if (strcmp(family->params[p].name, "swizzle") == 0 && config.values[p] == 0) keep = 0;
+    }
+    if (keep) {
+      add_job(arch, key, &config, "space");
+      added++;
+    }
+    int p = 0;
+    while (p < family->num_params && ++index[p] == family->params[p].num_values) index[p++] = 0;
+    if (p == family->num_params) break;
+  }
+  return added;
+}
+
+static void add_default(const char *arch, const attention_key *key) {
+  jit_target target;
+  if (jit_nvptx_target(arch, &target) != FJ_OK) return;
+  kernel_config config;
+  family->default_config(key, &target, &config);
+  add_job(arch, key, &config, "default");
+}
+
+int main(void) {
+  ptxas = find_ptxas();
+  if (!ptxas) {
+    printf("SKIP: no ptxas (set FJ_PTXAS, install CUDA at /usr/local/cuda, or put ptxas on PATH)\n");
+    return 77;
+  }
+  family = kernel_family_for_backend("cuda");
+  if (!family) {
+    printf("FAIL: no kernel family for backend cuda\n");
+    return 1;
+  }
+  dump_dir = getenv("FJ_PTXAS_DUMP");
+  int full = getenv("FJ_PTXAS_FULL") && atoi(getenv("FJ_PTXAS_FULL"));
+  const char *archs[] = {"sm_80", "sm_90a"};
+  int space = 0;
+  for (int a = 0; a < 2; a++) {
+    for (int d = 64; d <= 128; d += 64) {
+      attention_key bf16 = make_key(DTYPE_BF16, d, 0, 0, 1);
+      attention_key fp16 = make_key(DTYPE_F16, d, 0, 0, 1);
+      space += add_space(archs[a], &bf16, 0);
+      space += add_space(archs[a], &fp16, !full);
+    }
+    int dims[] = {64, 80, 96, 128, 256, 72};
+    for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++)
+      for (int dtype = DTYPE_F16; dtype <= DTYPE_BF16; dtype++) {
+        attention_key key = make_key((dtype_id)dtype, dims[i], 0, 0, 1);
+        add_default(archs[a], &key);
+        if (dims[i] == 64 || dims[i] == 128 || dims[i] == 256) {
+          key = make_key((dtype_id)dtype, dims[i], 1, 0, 1);
+          add_default(archs[a], &key);
+          key = make_key((dtype_id)dtype, dims[i], 1, 1, 1);
+          add_default(archs[a], &key);
+          key = make_key((dtype_id)dtype, dims[i], 0, 1, 0);
+          add_default(archs[a], &key);
+        }
+      }
+  }
+  const char *only = getenv("FJ_PTXAS_ONLY");
+  if (only && *only) {
+    int kept = 0;
+    for (int i = 0; i < job_count_total; i++)
+      if (strstr(jobs[i].name, only)) jobs[kept++] = jobs[i];
+    job_count_total = kept;
+  }
+  int threads = getenv("FJ_PTXAS_JOBS") ? atoi(getenv("FJ_PTXAS_JOBS")) : 2;
+  if (threads < 1) threads = 1;
+  if (threads > 16) threads = 16;
+  printf("ptxas: %s; %d jobs (%d from the search space), %d at a time\n", ptxas, job_count_total, space, threads);
+  fflush(stdout);
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  pthread_t tid[16];
+  for (int i = 0; i < threads; i++) pthread_create(&tid[i], NULL, worker, NULL);
+  for (int i = 0; i < threads; i++) pthread_join(tid[i], NULL);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  int failed = 0, max_registers = 0;
+  for (int i = 0; i < job_count_total; i++) {
+    if (!jobs[i].ok) failed++;
+    if (jobs[i].registers > max_registers) max_registers = jobs[i].registers;
+  }
+  printf("%d of %d jobs passed; most registers %d; %.1f s\n", job_count_total - failed, job_count_total,
+         max_registers, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+  free(jobs);
+  return failed ? 1 : 0;
+}
