@@ -539,6 +539,30 @@ static void test_public_api(void) {
           "a second context loads the cached cubin without the driver's compiler (%s)",
           s == FJ_OK ? "ok" : fj_last_error());
     fj_context_destroy(second);
+
+    /* Device addresses the host cannot read: validation (overlap, extents) and the launch work on the
+     * descriptors alone, so a read of tensor memory would crash this child. */
+    uintptr_t base = (uintptr_t)0x7e0000000000ull;
+    size_t q_bytes = (size_t)(b * sq * h * d) * 2, kv_bytes = (size_t)(b * skv * hk * d) * 2;
+    DLTensor uq = tq, uk = tk, uv = tv, uo = to, ul = tlse;
+    uq.data = (void *)base;
+    uk.data = (void *)(base + q_bytes);
+    uv.data = (void *)(base + q_bytes + kv_bytes);
+    uo.data = (void *)(base + q_bytes + 2 * kv_bytes);
+    ul.data = (void *)(base + 2 * q_bytes + 2 * kv_bytes);
+    fj_attention_args unmapped = args;
+    unmapped.q = &uq, unmapped.k = &uk, unmapped.v = &uv, unmapped.o = &uo, unmapped.lse = &ul;
+    launches = atomic_load(&fake->launches);
+    s = fj_attention_forward(context, &unmapped);
+    const gpu_attention_params *p = (const gpu_attention_params *)(const void *)fake->last_params;
+    check(s == FJ_OK && atomic_load(&fake->launches) == launches + 1 && p->q == base &&
+              p->lse == base + 2 * q_bytes + 2 * kv_bytes,
+          "unreadable device addresses pass validation untouched and reach the kernel (%s)",
+          s == FJ_OK ? "ok" : fj_last_error());
+    uo.data = (void *)(base + q_bytes / 2);  /* o overlapping q */
+    s = fj_attention_forward(context, &unmapped);
+    check(s == FJ_INVALID_ARGUMENT && contains(fj_last_error(), "overlap"),
+          "o overlapping q on the device is refused from the descriptors: %s", fj_last_error());
   }
   fj_context_destroy(context);
   free(q);

@@ -101,9 +101,11 @@ fj_status runtime_launch_attention(fj_context *context, const runtime_kernel *ke
     gpu_attention_params params;
     status = runtime_gpu_params(kernel, problem, &params);
     if (status != FJ_OK) return status;
-    if (family->block_threads != NULL) launch.block_threads = family->block_threads(&problem->key, &kernel->config);
+    if (family->block_threads != NULL)
+      launch.block_threads = family->block_threads(&problem->key, &kernel->config);
     if (launch.block_threads < 1)
-      return core_error(FJ_INTERNAL, "%s asks for %d threads per block", family->name, launch.block_threads);
+      return core_error(FJ_INTERNAL, "%s asks for %d threads per block", family->name,
+                        launch.block_threads);
     launch.params = &params;
     launch.params_size = sizeof params;
     return context->backend->launch(context->device, kernel->function, &launch, stream);

@@ -148,6 +148,10 @@ const char *cuda_result_text(const cuda_driver *driver, CUresult result, char *b
     snprintf(buffer, size, "%s (%s)", name, text);
   else if (name != NULL)
     snprintf(buffer, size, "%s (code %d)", name, (int)result);
+  else if (result == CUDA_ERROR_STUB_LIBRARY)
+    /* The toolkit's stub answers every call, cuGetErrorName included, with this code. */
+    snprintf(buffer, size, "CUDA_ERROR_STUB_LIBRARY (code 34: the CUDA toolkit's stub libcuda was loaded, "
+             "not a driver)");
   else
     snprintf(buffer, size, "CUDA error %d", (int)result);
   return buffer;
