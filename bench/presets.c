@@ -109,6 +109,31 @@ int presets_get(const char *name, preset_shapes *out) {
       if (!preset_is_repeat(i))
         rc = preset_add_model(out, &preset_models[i], name[0] == 'p', name[0] == 'd');
   }
+  if (strcmp(name, "prefill-grid") == 0) {
+    /* What `flashjit bench --grid prefill` measures, so that a tune of this preset covers every row:
+     * 16384 tokens (batch x seqlen), 2048 model width (heads x head dim). Each point has its own key
+     * (dtype, head dim, causal and seqlen bucket all differ), so each gets its own winner. */
+    static const int64_t lengths[] = {512, 1024, 2048, 4096, 8192, 16384};
+    static const int dims[] = {64, 128};
+    static const dtype_id dtypes[] = {DTYPE_F16, DTYPE_BF16};
+    rc = 0;
+    for (int t = 0; t < 2 && rc == 0; t++)
+      for (int d = 0; d < 2 && rc == 0; d++)
+        for (int c = 0; c < 2 && rc == 0; c++)
+          for (int l = 0; l < 6 && rc == 0; l++) {
+            fj_problem_shape s;
+            fj_problem_shape_init(&s);
+            s.dtype = core_dtype_to_dlpack(dtypes[t]);
+            s.head_dim = dims[d];
+            s.heads = s.kv_heads = 2048 / dims[d];
+            s.seqlen_q = s.seqlen_kv = lengths[l];
+            s.batch = 16384 / lengths[l];
+            s.causal = c;
+            char label[96];
+            presets_describe(&s, label, sizeof label);
+            rc = presets_append(out, &s, label);
+          }
+  }
   if (strcmp(name, "smoke") == 0) {
     fj_problem_shape s;
     fj_problem_shape_init(&s);
@@ -132,6 +157,9 @@ void presets_print(FILE *out) {
   }
   fprintf(out, "  %-12s the prefill lengths of every distinct model shape above\n", "prefill");
   fprintf(out, "  %-12s the decode shape of every distinct model shape above\n", "decode");
+  fprintf(out, "  %-12s the grid of flashjit bench --grid prefill: fp16 and bf16, head dims 64 and 128, causal\n"
+          "  %-12s and not, seqlen 512 ... 16384 with batch x seqlen = 16384 and heads x head dim = 2048\n",
+          "prefill-grid", "");
   fprintf(out, "  %-12s one tiny problem (b1 h2 s256 d64 fp32): checks that tuning works at all\n", "smoke");
 }
 
