@@ -317,7 +317,14 @@ static const char *tune_stop_text(tune_stop stop) {
 static void tune_print_table(const preset_shapes *problems, const tune_result *results, const char *device,
                              const tune_options *o) {
   printf("\nflashjit tune on %s: strategy %s, seed %" PRIu64 "\n", device, tune_strategy_name(o->strategy), o->seed);
-  printf("%-28s %11s %11s %8s %6s %6s  %s\n", "problem", "default ms", "tuned ms", "speedup", "new", "known",
+  /* The problem column fits the longest label (labels name dtype and mask last: never cut them). */
+  int width = 7;
+  for (int i = 0; i < problems->count; i++) {
+    int length = (int)strlen(problems->labels[i]);
+    if (length > width) width = length;
+  }
+  if (width > 64) width = 64;
+  printf("%-*s %11s %11s %8s %6s %6s  %s\n", width, "problem", "default ms", "tuned ms", "speedup", "new", "known",
          "tuned config");
   for (int i = 0; i < problems->count; i++) {
     const tune_result *r = &results[i];
@@ -326,14 +333,14 @@ static void tune_print_table(const preset_shapes *problems, const tune_result *r
     char dms[24] = "-", tms[24] = "-";
     if (r->default_ms > 0.0) snprintf(dms, sizeof dms, "%.4f", r->default_ms);
     if (r->best_ms > 0.0) snprintf(tms, sizeof tms, "%.4f", r->best_ms);
-    printf("%-28.28s %11s %11s %8s %6" PRId64 " %6" PRId64 "  %s\n", problems->labels[i], dms, tms, speedup, r->run,
+    printf("%-*.*s %11s %11s %8s %6" PRId64 " %6" PRId64 "  %s\n", width, width, problems->labels[i], dms, tms, speedup, r->run,
            r->skipped, r->best_config[0] ? r->best_config : "(none)");
-    if (r->duplicate_of >= 0) printf("%28s same key as problem %d: tuned once\n", "", r->duplicate_of + 1);
-    if (r->stopped != TUNE_COMPLETE) printf("%28s %s\n", "", tune_stop_text(r->stopped));
+    if (r->duplicate_of >= 0) printf("%*s same key as problem %d: tuned once\n", width, "", r->duplicate_of + 1);
+    if (r->stopped != TUNE_COMPLETE) printf("%*s %s\n", width, "", tune_stop_text(r->stopped));
     int64_t failed = r->outcomes[TRIAL_COMPILE_ERROR] + r->outcomes[TRIAL_LAUNCH_ERROR] + r->outcomes[TRIAL_TIMEOUT] +
                      r->outcomes[TRIAL_WRONG_RESULT] + r->outcomes[TRIAL_CRASH];
     if (failed > 0) {
-      printf("%28s failed:", "");
+      printf("%*s failed:", width, "");
       for (int k = 1; k < TRIAL_OUTCOME_COUNT; k++)
         if (r->outcomes[k] > 0) printf(" %" PRId64 " %s", r->outcomes[k], tuning_outcome_name((trial_outcome)k));
       printf("\n");

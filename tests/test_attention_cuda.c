@@ -335,6 +335,9 @@ static const test_case cases[] = {
     {BF16, 1, 2, 1, 1000, 7, 64, 1, 1, CONTIG},
     {F16, 2, 2, 2, 1000, 7, 128, 1, 1, CONTIG},
     {BF16, 1, 2, 2, 33, 17, 80, 1, 0, CONTIG},
+    /* no keys at all: every row is fully masked (zeros, lse -inf) */
+    {F16, 1, 2, 2, 65, 0, 64, 0, 1, CONTIG},
+    {BF16, 1, 2, 1, 65, 0, 128, 1, 1, CONTIG},
     /* lengths 1, 7, 1000, 1023, 4097 */
     {F16, 1, 2, 2, 1, 1, 64, 0, 1, CONTIG},
     {BF16, 1, 2, 2, 1, 1, 64, 1, 1, CONTIG},

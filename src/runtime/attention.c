@@ -48,11 +48,10 @@ static fj_status runtime_check_device(const fj_context *context, const attention
                     context->device_index);
 }
 
-/* seqlen_kv = 0: every row attends to nothing, so o is 0 and lse is -inf, as a kernel would give. */
-static fj_status runtime_write_empty_result(const fj_context *context, const attention_problem *problem) {
-  if (context->backend->device_type != kDLCPU)
-    return core_error(FJ_UNSUPPORTED, "seqlen_kv=0 on the %s backend (no fill kernel yet)",
-                      context->backend->name);
+/* seqlen_kv = 0 on the CPU: every row attends to nothing, so o is 0 and lse is -inf, as the kernel
+ * would give; written here because no kernel needs compiling for it. GPU kernels get the launch: their
+ * memory is not ours to write from the host, and an empty KV range is their fully masked row. */
+static fj_status runtime_write_empty_result(const attention_problem *problem) {
   const tensor_view *o = &problem->o;
   size_t element = (size_t)core_dtype_size((dtype_id)problem->key.dtype);
   for (int64_t b = 0; b < o->shape[0]; b++)
@@ -84,7 +83,8 @@ fj_status fj_attention_forward(fj_context *context, const fj_attention_args *arg
   if (status != FJ_OK) return status;
 
   if (problem.batch * problem.key.heads * problem.seqlen_q == 0) return FJ_OK;
-  if (problem.seqlen_kv == 0) return runtime_write_empty_result(context, &problem);
+  if (problem.seqlen_kv == 0 && context->backend->device_type == kDLCPU)
+    return runtime_write_empty_result(&problem);
 
   runtime_kernel *kernel = NULL;
   status = runtime_get_kernel(context, &problem, NULL, &kernel);
