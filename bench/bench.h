@@ -56,6 +56,9 @@ typedef struct bench_result {
   int check_passed;
 } bench_result;
 
+/* flashjit's CPU thread count for o: --threads, else one per core (what the context does with 0). */
+int bench_threads(const bench_options *o);
+
 /* Measures the shape o names on the open context (forced: a parsed --config, or NULL). Prints its own
  * one-line error; returns an exit code (CLI_EXIT_OK when measured, even if the check failed: see
  * r->check_passed). */
@@ -63,21 +66,23 @@ int bench_measure(fj_context *context, const bench_options *o, const kernel_conf
 
 /* ---- grid points and peers ---- */
 
-#define BENCH_PEER_COUNT 4
-/* "sdpa-flash", "sdpa-cudnn", "sdpa-efficient", "triton-fa2": the names peers.py reports under. */
+#define BENCH_PEER_COUNT 6
+/* The names peers.py reports under: "sdpa-flash", "sdpa-cudnn", "sdpa-efficient", "triton-fa2" (CUDA),
+ * then "torch-sdpa", "torch-eager" (CPU). */
 extern const char *const bench_peer_names[BENCH_PEER_COUNT];
 
 typedef struct bench_grid_point {
   dtype_id dtype;
-  int64_t batch, heads, seqlen, head_dim;
+  int64_t batch, heads, kv_heads, seqlen, seqlen_kv, head_dim;
   int causal;
-  double flops;             /* 4*b*h*s*s*d, halved when causal: the convention of the whole table */
+  double flops;             /* the caller's count: the grid's 4*b*h*s*s*d halved when causal, one shape's exact one */
   int measured;             /* flashjit's figures below are valid */
   double ms, ms_min;
   char config[256];
   char config_source[16];
   int peer_measured[BENCH_PEER_COUNT];
   double peer_ms[BENCH_PEER_COUNT], peer_ms_min[BENCH_PEER_COUNT];
+  int peer_unavailable[BENCH_PEER_COUNT];  /* peer_error says why it was not run here (n/a, not an error) */
   char peer_error[BENCH_PEER_COUNT][160];
 } bench_grid_point;
 
@@ -89,9 +94,20 @@ typedef struct bench_peers_status {
 } bench_peers_status;
 
 /* bench_peers.c: runs the peers script on the points (their figures land in the points) for the
- * device flashjit ran on ("cuda:0"). Never fails the command: whatever goes wrong ends in st->note. */
+ * device flashjit ran on ("cuda:0", "cpu:0"; on the CPU with bench_threads(o) threads). Never fails
+ * the command: whatever goes wrong ends in st->note. */
 void bench_peers_run(const bench_options *o, const char *device_id, bench_grid_point *points, int count,
                      int64_t warmup, int64_t repeat, bench_peers_status *st);
+/* The peers that run on the device ("cpu:0": the CPU ones, else the CUDA ones): their indices into
+ * bench_peer_names in peers[BENCH_PEER_COUNT]; returns how many. */
+int bench_peers_for_device(const char *device_id, int *peers);
+/* "error" when peer k failed at point p, else "n/a" (not run there, or the script not run at all). */
+const char *bench_peer_word(const bench_grid_point *p, int k);
+/* Why peer k has no figure at point p ("" when it has one): the script's note, the peer's or the
+ * point's reason. */
+const char *bench_peer_why(const bench_peers_status *st, const bench_grid_point *p, int k);
+/* flashjit's / peer k's throughput at p (above 1: flashjit faster), or 0 when either is missing. */
+double bench_peer_ratio(const bench_grid_point *p, int k);
 
 /* `flashjit bench --grid NAME`: every point measured on the open context, the peers when asked, one
  * table. Returns an exit code. */

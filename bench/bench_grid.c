@@ -157,14 +157,6 @@ int bench_grid_parse(bench_options *o) {
     cli_error(BENCH_COMMAND, "--json with --csv: choose one");
     return CLI_EXIT_USAGE;
   }
-  if (o->peers_script != NULL && !o->peers) {
-    cli_error(BENCH_COMMAND, "--peers-script=%s: only with --peers", o->peers_script);
-    return CLI_EXIT_USAGE;
-  }
-  if (o->peers_script != NULL && o->peers_script[0] == '\0') {
-    cli_error(BENCH_COMMAND, "--peers-script=: empty path");
-    return CLI_EXIT_USAGE;
-  }
   grid_spec g;
   int code = grid_spec_build(o, &g);
   if (code != CLI_EXIT_OK) return code;
@@ -185,19 +177,21 @@ static void grid_print_table(const bench_options *o, const char *device, const c
   printf("flashjit bench --grid %s on %s (%s), %s timing, warmup %" PRId64 ", median of %" PRId64 "\n", o->grid,
          device, device_id, timing, o->warmup, o->repeat);
   printf("TFLOP/s = 4*b*h*sq*skv*d / median time, halved when causal (FlashAttention convention, also the peers')\n");
+  int shown[BENCH_PEER_COUNT];
+  int shown_count = o->peers ? bench_peers_for_device(device_id, shown) : 0;
   if (o->peers) {
     if (peers->ran)
       printf("peers: %s, measured by bench/peers/peers.py in the same run; ratio = flashjit / peer\n",
              peers->info[0] ? peers->info : "peers.py");
     else
       printf("peers: n/a: %s\n", peers->note);
-    for (int k = 0; k < BENCH_PEER_COUNT; k++)
-      if (peers->ran && peers->unavailable[k][0]) printf("  %s: n/a: %s\n", bench_peer_names[k], peers->unavailable[k]);
+    for (int j = 0; j < shown_count; j++)
+      if (peers->ran && peers->unavailable[shown[j]][0])
+        printf("  %s: n/a: %s\n", bench_peer_names[shown[j]], peers->unavailable[shown[j]]);
   }
   printf("\n%-5s %4s %-6s %6s %5s %5s | %9s %8s %-13s", "dtype", "d", "mask", "seqlen", "batch", "heads", "ms",
          "TFLOP/s", "config");
-  if (o->peers)
-    for (int k = 0; k < BENCH_PEER_COUNT; k++) printf(" | %-14s %6s", bench_peer_names[k], "ratio");
+  for (int j = 0; j < shown_count; j++) printf(" | %-14s %6s", bench_peer_names[shown[j]], "ratio");
   printf("\n");
   for (int i = 0; i < count; i++) {
     const bench_grid_point *p = &points[i];
@@ -208,28 +202,30 @@ static void grid_print_table(const bench_options *o, const char *device, const c
       printf("%9.3f %8.2f %-13s", p->ms, mine, grid_source_word(p));
     else
       printf("%9s %8s %-13s", "failed", "-", "-");
-    if (o->peers)
-      for (int k = 0; k < BENCH_PEER_COUNT; k++) {
-        if (!p->peer_measured[k]) {
-          printf(" | %-14s %6s", p->peer_error[k][0] ? "error" : "n/a", "");
-          continue;
-        }
-        double theirs = grid_tflops(p->flops, p->peer_ms[k]);
-        char ratio[16] = "-";
-        if (p->measured && theirs > 0.0) snprintf(ratio, sizeof ratio, "%.2fx", mine / theirs);
-        printf(" | %-14.2f %6s", theirs, ratio);
+    for (int j = 0; j < shown_count; j++) {
+      int k = shown[j];
+      if (!p->peer_measured[k]) {
+        printf(" | %-14s %6s", bench_peer_word(p, k), "");
+        continue;
       }
+      char ratio[16] = "-";
+      if (bench_peer_ratio(p, k) > 0.0) snprintf(ratio, sizeof ratio, "%.2fx", bench_peer_ratio(p, k));
+      printf(" | %-14.2f %6s", grid_tflops(p->flops, p->peer_ms[k]), ratio);
+    }
     printf("\n");
   }
   fflush(stdout);
 }
 
-static void grid_print_csv(const bench_options *o, const bench_grid_point *points, int count) {
+static void grid_print_csv(const bench_options *o, const char *device_id, const bench_grid_point *points,
+                           int count) {
+  int shown[BENCH_PEER_COUNT];
+  int shown_count = o->peers ? bench_peers_for_device(device_id, shown) : 0;
   printf("dtype,head_dim,causal,seqlen,batch,heads,flops,flashjit_ms,flashjit_ms_min,flashjit_tflops,config_source,"
          "config");
-  if (o->peers)
-    for (int k = 0; k < BENCH_PEER_COUNT; k++)
-      printf(",%s_ms,%s_tflops,ratio_vs_%s", bench_peer_names[k], bench_peer_names[k], bench_peer_names[k]);
+  for (int j = 0; j < shown_count; j++)
+    printf(",%s_ms,%s_tflops,ratio_vs_%s", bench_peer_names[shown[j]], bench_peer_names[shown[j]],
+           bench_peer_names[shown[j]]);
   printf("\n");
   for (int i = 0; i < count; i++) {
     const bench_grid_point *p = &points[i];
@@ -240,16 +236,15 @@ static void grid_print_csv(const bench_options *o, const bench_grid_point *point
       printf("%.6g,%.6g,%.6g,%s,\"%s\"", p->ms, p->ms_min, mine, grid_source_word(p), p->config);
     else
       printf(",,,,");
-    if (o->peers)
-      for (int k = 0; k < BENCH_PEER_COUNT; k++) {
-        if (!p->peer_measured[k]) {
-          printf(",,,");
-          continue;
-        }
-        double theirs = grid_tflops(p->flops, p->peer_ms[k]);
-        printf(",%.6g,%.6g,", p->peer_ms[k], theirs);
-        if (p->measured && theirs > 0.0) printf("%.4g", mine / theirs);
+    for (int j = 0; j < shown_count; j++) {
+      int k = shown[j];
+      if (!p->peer_measured[k]) {
+        printf(",,,");
+        continue;
       }
+      printf(",%.6g,%.6g,", p->peer_ms[k], grid_tflops(p->flops, p->peer_ms[k]));
+      if (bench_peer_ratio(p, k) > 0.0) printf("%.4g", bench_peer_ratio(p, k));
+    }
     printf("\n");
   }
   fflush(stdout);
@@ -310,13 +305,12 @@ static void grid_print_json(const bench_options *o, const char *device, const ch
         json_key(&w, bench_peer_names[k]);
         json_object_begin(&w);
         if (p->peer_measured[k]) {
-          double theirs = grid_tflops(p->flops, p->peer_ms[k]);
           json_kv_double(&w, "ms", p->peer_ms[k]);
           json_kv_double(&w, "ms_min", p->peer_ms_min[k]);
-          json_kv_double(&w, "tflops", theirs);
-          if (p->measured && theirs > 0.0) json_kv_double(&w, "ratio", mine / theirs);
+          json_kv_double(&w, "tflops", grid_tflops(p->flops, p->peer_ms[k]));
+          if (bench_peer_ratio(p, k) > 0.0) json_kv_double(&w, "ratio", bench_peer_ratio(p, k));
         } else {
-          json_kv_string(&w, "error", p->peer_error[k]);
+          json_kv_string(&w, p->peer_unavailable[k] ? "unavailable" : "error", p->peer_error[k]);
         }
         json_object_end(&w);
       }
@@ -347,9 +341,9 @@ int bench_grid_run(fj_context *context, bench_options *o) {
           p->dtype = g.dtypes[t];
           p->head_dim = g.head_dims[d];
           p->causal = g.causal_modes[c];
-          p->seqlen = g.seqlens[s];
+          p->seqlen = p->seqlen_kv = g.seqlens[s];
           p->batch = o->tokens / p->seqlen;
-          p->heads = o->width / p->head_dim;
+          p->heads = p->kv_heads = o->width / p->head_dim;
           p->flops = 4.0 * (double)p->batch * (double)p->heads * (double)p->seqlen * (double)p->seqlen *
                      (double)p->head_dim * (p->causal ? 0.5 : 1.0);
         }
@@ -397,16 +391,12 @@ int bench_grid_run(fj_context *context, bench_options *o) {
 
   bench_peers_status peers;
   memset(&peers, 0, sizeof peers);
-  if (o->peers) {
-    fprintf(stderr, "flashjit bench: measuring the peers\n");
-    bench_peers_run(o, device_id, points, count, o->warmup, o->repeat, &peers);
-    if (!peers.ran) fprintf(stderr, "flashjit bench: peers n/a: %s\n", peers.note);
-  }
+  if (o->peers) bench_peers_run(o, device_id, points, count, o->warmup, o->repeat, &peers);
 
   if (o->json)
     grid_print_json(o, device, device_id, timing, points, count, &peers);
   else if (o->csv)
-    grid_print_csv(o, points, count);
+    grid_print_csv(o, device_id, points, count);
   else
     grid_print_table(o, device, device_id, timing, points, count, &peers);
   free(points);

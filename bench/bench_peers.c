@@ -1,8 +1,9 @@
-/* bench_peers.c: the peers' side of `flashjit bench --grid ... --peers`. It finds bench/peers/peers.py,
- * starts python3 on it with the grid as one JSON object on stdin, and reads one JSON object per line
- * back: results, errors, check verdicts, or one "skip" line when torch, Triton or a GPU is missing. A
- * missing interpreter, a missing script or a crashed script never fails the command: the peer columns
- * then say n/a and the note says why, because the flashjit figures are worth printing regardless. */
+/* bench_peers.c: the peers' side of `flashjit bench --peers` (one shape or a grid). It finds
+ * bench/peers/peers.py, starts python3 on it with the points as one JSON object on stdin, and reads one
+ * JSON object per line back: results, errors, check verdicts, or one "skip" line when torch, Triton or a
+ * GPU is missing. A missing interpreter, a missing script or a crashed script never fails the command:
+ * the peer columns then say n/a and the note says why, because the flashjit figures are worth printing
+ * regardless. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -20,7 +21,31 @@
 extern char **environ;
 
 const char *const bench_peer_names[BENCH_PEER_COUNT] = {"sdpa-flash", "sdpa-cudnn", "sdpa-efficient",
-                                                        "triton-fa2"};
+                                                        "triton-fa2", "torch-sdpa", "torch-eager"};
+#define BENCH_FIRST_CPU_PEER 4
+
+int bench_peers_for_device(const char *device_id, int *peers) {
+  int cpu = strncmp(device_id, "cpu", 3) == 0, n = 0;
+  for (int k = 0; k < BENCH_PEER_COUNT; k++)
+    if ((k >= BENCH_FIRST_CPU_PEER) == cpu) peers[n++] = k;
+  return n;
+}
+
+const char *bench_peer_word(const bench_grid_point *p, int k) {
+  return p->peer_error[k][0] && !p->peer_unavailable[k] ? "error" : "n/a";
+}
+
+const char *bench_peer_why(const bench_peers_status *st, const bench_grid_point *p, int k) {
+  if (p->peer_measured[k]) return "";
+  if (p->peer_error[k][0]) return p->peer_error[k];
+  if (!st->ran) return st->note;
+  return st->unavailable[k][0] ? st->unavailable[k] : "not measured";
+}
+
+double bench_peer_ratio(const bench_grid_point *p, int k) {
+  /* The same FLOP count on both sides: the throughput ratio is the inverse ratio of the times. */
+  return p->measured && p->peer_measured[k] && p->ms > 0.0 ? p->peer_ms[k] / p->ms : 0.0;
+}
 
 static int bench_peer_index(const char *name) {
   for (int i = 0; i < BENCH_PEER_COUNT; i++)
@@ -63,18 +88,20 @@ static int bench_peers_script(const bench_options *o, char *path, size_t size, c
   return -1;
 }
 
-/* The request: the device and the points, as peers.py reads them. */
-static int bench_peers_request(FILE *f, const char *device_id, const bench_grid_point *points, int count,
-                               int64_t warmup, int64_t repeat) {
-  fprintf(f, "{\"device\": \"%s\", \"warmup\": %" PRId64 ", \"repeat\": %" PRId64 ", \"points\": [", device_id,
-          warmup, repeat);
+/* The request: the device, flashjit's thread count (the CPU peers use as many) and the points, as
+ * peers.py reads them. */
+static int bench_peers_request(FILE *f, const char *device_id, int threads, const bench_grid_point *points,
+                               int count, int64_t warmup, int64_t repeat) {
+  fprintf(f, "{\"device\": \"%s\", \"threads\": %d, \"warmup\": %" PRId64 ", \"repeat\": %" PRId64
+          ", \"points\": [", device_id, threads, warmup, repeat);
   for (int i = 0; i < count; i++) {
     const bench_grid_point *p = &points[i];
     fprintf(f,
             "%s\n {\"id\": %d, \"dtype\": \"%s\", \"batch\": %" PRId64 ", \"heads\": %" PRId64
-            ", \"seqlen\": %" PRId64 ", \"seqlen_kv\": %" PRId64 ", \"head_dim\": %" PRId64 ", \"causal\": %s}",
-            i ? "," : "", i, core_dtype_name(p->dtype), p->batch, p->heads, p->seqlen, p->seqlen, p->head_dim,
-            p->causal ? "true" : "false");
+            ", \"kv_heads\": %" PRId64 ", \"seqlen\": %" PRId64 ", \"seqlen_kv\": %" PRId64 ", \"head_dim\": %" PRId64
+            ", \"causal\": %s}",
+            i ? "," : "", i, core_dtype_name(p->dtype), p->batch, p->heads, p->kv_heads, p->seqlen, p->seqlen_kv,
+            p->head_dim, p->causal ? "true" : "false");
   }
   fprintf(f, "\n]}\n");
   return fflush(f) == 0 && !ferror(f) ? 0 : -1;
@@ -101,12 +128,22 @@ static void bench_peers_line(const char *line, size_t length, bench_grid_point *
     snprintf(st->info, sizeof st->info, "torch %s on %s", torch && torch->type == JSON_STRING ? torch->string : "?",
              device && device->type == JSON_STRING ? device->string : "?");
   } else if (strcmp(k, "unavailable") == 0 && pi >= 0) {
+    /* with an id: this point only (a dtype torch has no CPU kernel for); without: the whole peer */
     const json_value *reason = json_get(v, "reason");
-    snprintf(st->unavailable[pi], sizeof st->unavailable[pi], "%s",
-             reason && reason->type == JSON_STRING ? reason->string : "unavailable");
+    const char *why = reason && reason->type == JSON_STRING ? reason->string : "unavailable";
+    if (point >= 0) {
+      points[point].peer_unavailable[pi] = 1;
+      snprintf(points[point].peer_error[pi], sizeof points[point].peer_error[pi], "%s", why);
+    } else if (id == NULL) {
+      snprintf(st->unavailable[pi], sizeof st->unavailable[pi], "%s", why);
+    }
   } else if (strcmp(k, "check") == 0 && pi >= 0) {
+    /* A failed check of scope "dtype" (the CPU's) costs that dtype's points only: they come back as
+     * "unavailable" lines with an id. */
     const json_value *ok = json_get(v, "ok"), *err = json_get(v, "rel_err"), *error = json_get(v, "error");
-    if (ok && ok->type == JSON_FALSE && st->unavailable[pi][0] == '\0') {
+    const json_value *scope = json_get(v, "scope");
+    int per_dtype = scope && scope->type == JSON_STRING && strcmp(scope->string, "dtype") == 0;
+    if (ok && ok->type == JSON_FALSE && !per_dtype && st->unavailable[pi][0] == '\0') {
       if (error && error->type == JSON_STRING)
         snprintf(st->unavailable[pi], sizeof st->unavailable[pi], "failed its check: %s", error->string);
       else
@@ -129,9 +166,8 @@ static void bench_peers_line(const char *line, size_t length, bench_grid_point *
   json_free(v);
 }
 
-void bench_peers_run(const bench_options *o, const char *device_id, bench_grid_point *points, int count,
-                     int64_t warmup, int64_t repeat, bench_peers_status *st) {
-  memset(st, 0, sizeof *st);
+static void bench_peers_spawn(const bench_options *o, const char *device_id, bench_grid_point *points, int count,
+                              int64_t warmup, int64_t repeat, bench_peers_status *st) {
   char script[PATH_MAX + 64];
   if (bench_peers_script(o, script, sizeof script, st->note, sizeof st->note) != 0) return;
 
@@ -147,7 +183,8 @@ void bench_peers_run(const bench_options *o, const char *device_id, bench_grid_p
   }
   unlink(request_path);
   FILE *request = fdopen(request_fd, "w+");
-  if (request == NULL || bench_peers_request(request, device_id, points, count, warmup, repeat) != 0) {
+  if (request == NULL ||
+      bench_peers_request(request, device_id, bench_threads(o), points, count, warmup, repeat) != 0) {
     snprintf(st->note, sizeof st->note, "cannot write the request: %s", strerror(errno));
     if (request) fclose(request); else close(request_fd);
     return;
@@ -203,4 +240,12 @@ void bench_peers_run(const bench_options *o, const char *device_id, bench_grid_p
     if (results == 0) return;
   }
   st->ran = 1;
+}
+
+void bench_peers_run(const bench_options *o, const char *device_id, bench_grid_point *points, int count,
+                     int64_t warmup, int64_t repeat, bench_peers_status *st) {
+  memset(st, 0, sizeof *st);
+  fprintf(stderr, "flashjit bench: measuring the peers\n");
+  bench_peers_spawn(o, device_id, points, count, warmup, repeat, st);
+  if (!st->ran) fprintf(stderr, "flashjit bench: peers n/a: %s\n", st->note);
 }

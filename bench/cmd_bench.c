@@ -58,6 +58,14 @@ void cmd_bench_help(FILE *out) {
           "                       e.g. the config string a previous run printed\n"
           "  --threads N          CPU worker threads, default 0 = one per core\n"
           "  --cache-dir DIR      compiled kernels; default FLASHJIT_CACHE_DIR or ~/.cache/flashjit\n"
+          "  --peers              also measure the peers in the same run with bench/peers/peers.py and\n"
+          "                       give their time, rate and the ratio flashjit / peer (above 1:\n"
+          "                       flashjit faster). On CUDA: PyTorch SDPA (flash, cuDNN,\n"
+          "                       memory-efficient backends) and a Triton FlashAttention-2; on the CPU:\n"
+          "                       PyTorch SDPA (torch >= 2.0), else PyTorch eager attention, on\n"
+          "                       --threads threads. Without python3 or torch they say n/a and why\n"
+          "  --peers-script PATH  the peers script; default FLASHJIT_PEERS_SCRIPT, else found beside\n"
+          "                       this program's build or install folder\n"
           "\n"
           "On a GPU the inputs are made on the host and copied to device memory, each call is timed\n"
           "with device events around the launch, and --check copies the output back.\n"
@@ -74,12 +82,7 @@ void cmd_bench_help(FILE *out) {
           "  --head-dims L        only these head dims, e.g. 128\n"
           "  --dtype L            a comma list of dtypes, default fp16,bf16\n"
           "  --mask M             both (default), causal or none\n"
-          "  --peers              also measure PyTorch SDPA (flash, cuDNN, memory-efficient backends)\n"
-          "                       and a Triton FlashAttention-2 on the same grid with\n"
-          "                       bench/peers/peers.py, and give flashjit/peer ratios; without python3,\n"
-          "                       torch or a GPU the peer columns say n/a and one line says why\n"
-          "  --peers-script PATH  the peers script; default FLASHJIT_PEERS_SCRIPT, else found beside\n"
-          "                       this program's build or install folder\n"
+          "  --peers              the peers (as above) on every point, as TFLOP/s and ratio columns\n"
           "  --csv                one CSV row per point instead of the table\n"
           "\n"
           "exit status: 0 done (and checked, with --check), 1 failed or over the error bound, 2 bad usage\n");
@@ -204,11 +207,19 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
     cli_error(BENCH_COMMAND, "--cache-dir=: empty path");
     return CLI_EXIT_USAGE;
   }
+  if (o->peers_script != NULL && !o->peers) {
+    cli_error(BENCH_COMMAND, "--peers-script=%s: only with --peers", o->peers_script);
+    return CLI_EXIT_USAGE;
+  }
+  if (o->peers_script != NULL && o->peers_script[0] == '\0') {
+    cli_error(BENCH_COMMAND, "--peers-script=: empty path");
+    return CLI_EXIT_USAGE;
+  }
   if (o->grid != NULL) return bench_grid_parse(o);
   {
     /* The grid's own flags mean nothing for one shape: say so rather than ignore them. */
     const char *grid_only = o->seqlens ? "--seqlens" : o->head_dims ? "--head-dims" : o->mask ? "--mask"
-                            : o->peers ? "--peers" : o->peers_script ? "--peers-script" : o->csv ? "--csv" : NULL;
+                            : o->csv ? "--csv" : NULL;
     if (grid_only != NULL) {
       cli_error(BENCH_COMMAND, "%s: only with --grid (see flashjit help bench)", grid_only);
       return CLI_EXIT_USAGE;
@@ -397,7 +408,37 @@ done:
   return exit_code;
 }
 
-static void bench_print_text(const bench_options *o, const bench_result *r) {
+/* One shape's peers: the measured point handed to bench_peers_run (its flops, the exact count, serve
+ * both sides), and what came back. */
+typedef struct bench_peers {
+  bench_grid_point point;
+  bench_peers_status status;
+  int shown[BENCH_PEER_COUNT];
+  int shown_count;
+} bench_peers;
+
+static void bench_run_peers(const bench_options *o, const bench_result *r, bench_peers *peers) {
+  memset(peers, 0, sizeof *peers);
+  bench_grid_point *p = &peers->point;
+  p->dtype = o->dtype;
+  p->batch = o->batch;
+  p->heads = o->heads;
+  p->kv_heads = o->kv_heads;
+  p->seqlen = o->seqlen;
+  p->seqlen_kv = o->seqlen_kv;
+  p->head_dim = o->head_dim;
+  p->causal = o->causal;
+  p->flops = r->flops;
+  p->measured = 1;
+  p->ms = r->ms_median;
+  p->ms_min = r->ms_min;
+  peers->shown_count = bench_peers_for_device(r->device_id, peers->shown);
+  bench_peers_run(o, r->device_id, p, 1, o->warmup, o->repeat, &peers->status);
+}
+
+static double bench_gflops(double flops, double ms) { return ms > 0.0 ? flops / (ms * 1e-3) / 1e9 : 0.0; }
+
+static void bench_print_text(const bench_options *o, const bench_result *r, const bench_peers *peers) {
   if (strcmp(r->backend, "cpu") == 0)
     printf("device      %s (%s, %d thread%s)%s\n", r->device_name, r->device_id, r->threads,
            r->threads == 1 ? "" : "s", o->device_auto ? ", chosen by auto: the best device found" : "");
@@ -421,9 +462,26 @@ static void bench_print_text(const bench_options *o, const bench_result *r) {
     printf("reference   %.1f ms (naive float64), speedup vs reference %.1fx\n", r->reference_ms,
            r->ms_median > 0.0 ? r->reference_ms / r->ms_median : 0.0);
   }
+  if (peers == NULL) return;
+  const bench_peers_status *st = &peers->status;
+  if (!st->ran) {
+    printf("peers       n/a: %s\n", st->note);
+    return;
+  }
+  printf("peers       %s, measured by bench/peers/peers.py in the same run; ratio = flashjit / peer "
+         "(throughput, above 1: flashjit faster)\n", st->info[0] ? st->info : "peers.py");
+  for (int j = 0; j < peers->shown_count; j++) {
+    int k = peers->shown[j];
+    const bench_grid_point *p = &peers->point;
+    if (p->peer_measured[k])
+      printf("  %-13s %.3f ms median, %.3f ms min, %.1f GFLOP/s, ratio %.2fx\n", bench_peer_names[k], p->peer_ms[k],
+             p->peer_ms_min[k], bench_gflops(p->flops, p->peer_ms[k]), bench_peer_ratio(p, k));
+    else
+      printf("  %-13s %s: %s\n", bench_peer_names[k], bench_peer_word(p, k), bench_peer_why(st, p, k));
+  }
 }
 
-static void bench_print_json(const bench_options *o, const bench_result *r) {
+static void bench_print_json(const bench_options *o, const bench_result *r, const bench_peers *peers) {
   json_writer w;
   json_init(&w, stdout);
   json_object_begin(&w);
@@ -464,6 +522,31 @@ static void bench_print_json(const bench_options *o, const bench_result *r) {
     json_kv_string(&w, "check", r->check_passed ? "pass" : "fail");
     json_kv_double(&w, "reference_ms", r->reference_ms);
     json_kv_double(&w, "speedup_vs_reference", r->ms_median > 0.0 ? r->reference_ms / r->ms_median : 0.0);
+  }
+  if (peers != NULL) {
+    /* every peer of the device: its figures, or why it has none */
+    const bench_grid_point *p = &peers->point;
+    json_kv_string(&w, "peers_info", peers->status.info);
+    json_kv_string(&w, "peers_note", peers->status.note);
+    json_key(&w, "peers");
+    json_array_begin(&w);
+    for (int j = 0; j < peers->shown_count; j++) {
+      int k = peers->shown[j];
+      json_object_begin(&w);
+      json_kv_string(&w, "peer", bench_peer_names[k]);
+      json_kv_bool(&w, "measured", p->peer_measured[k]);
+      if (p->peer_measured[k]) {
+        json_kv_double(&w, "ms", p->peer_ms[k]);
+        json_kv_double(&w, "ms_min", p->peer_ms_min[k]);
+        json_kv_double(&w, "gflops", bench_gflops(p->flops, p->peer_ms[k]));
+        json_kv_double(&w, "ratio", bench_peer_ratio(p, k));
+      } else {
+        json_kv_string(&w, strcmp(bench_peer_word(p, k), "error") == 0 ? "error" : "reason",
+                       bench_peer_why(&peers->status, p, k));
+      }
+      json_object_end(&w);
+    }
+    json_array_end(&w);
   }
   json_object_end(&w);
   json_finish(&w);
@@ -532,7 +615,7 @@ static int bench_time(const bench_options *o, bench_run *run, bench_result *r) {
   r->ms_max = times[n - 1];
   free(times);
   r->flops = core_attention_flops(&run->problem);
-  r->gflops = r->ms_median > 0.0 ? r->flops / (r->ms_median * 1e-3) / 1e9 : 0.0;
+  r->gflops = bench_gflops(r->flops, r->ms_median);
   return CLI_EXIT_OK;
 }
 
@@ -584,6 +667,8 @@ static int bench_kernel(const bench_options *o, bench_run *run, bench_result *r)
   return CLI_EXIT_OK;
 }
 
+int bench_threads(const bench_options *o) { return o->threads > 0 ? (int)o->threads : core_online_cores(); }
+
 int bench_measure(fj_context *context, const bench_options *o, const kernel_config *forced, bench_result *r) {
   bench_run run;
   memset(&run, 0, sizeof run);
@@ -593,7 +678,7 @@ int bench_measure(fj_context *context, const bench_options *o, const kernel_conf
   r->backend = runtime_backend(context)->name;
   r->timing = runtime_timing_method(context);
   snprintf(r->device_id, sizeof r->device_id, "%s:%d", r->backend, runtime_device_index(context));
-  r->threads = o->threads > 0 ? (int)o->threads : core_online_cores();
+  r->threads = bench_threads(o);
 
   /* Fresh inputs every run, as the tests do; the seed is reported so a failure can be replayed. */
   struct timespec ts;
@@ -653,10 +738,12 @@ int cmd_bench(int argc, char **argv) {
   code = bench_family(&o, context, &r, &forced, &config);
   if (code == CLI_EXIT_OK) code = bench_measure(context, &o, config, &r);
   if (code == CLI_EXIT_OK) {
+    bench_peers peers;
+    if (o.peers) bench_run_peers(&o, &r, &peers);
     if (o.json)
-      bench_print_json(&o, &r);
+      bench_print_json(&o, &r, o.peers ? &peers : NULL);
     else
-      bench_print_text(&o, &r);
+      bench_print_text(&o, &r, o.peers ? &peers : NULL);
     if (r.checked && !r.check_passed) {
       cli_error(BENCH_COMMAND, "--check: rel_err %.3g, lse rel_err %.3g: over the %s bound %.3g", r.rel_err,
                 r.rel_err_lse, core_dtype_name(o.dtype), r.tolerance);

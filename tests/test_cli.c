@@ -625,13 +625,14 @@ static void test_grid(void) {
   jfree(doc);
   cli_result_free(&r);
 
-  /* --peers where they cannot run: n/a with the reason, still exit 0. A CPU device makes even a real
-   * peers.py with torch decline, so this holds on any machine. */
+  /* --peers with the real script on the CPU: its columns are the CPU peers'; without torch they say n/a
+   * and one line says why, with torch (a tiny grid, nothing asserted about time) they are measured.
+   * Either way exit 0. */
   const char *peers_args[] = {"bench", GRID_SMALL, "--peers", NULL};
   r = run_cli(peers_args);
-  check(r.exited && r.code == 0 && strstr(r.out, "peers: n/a: ") && strstr(r.out, "sdpa-flash") &&
-            strstr(r.out, "triton-fa2"),
-        "bench --grid --peers on the CPU: peer columns n/a, one line says why, exit %d", r.code);
+  check(r.exited && r.code == 0 && (strstr(r.out, "peers: n/a: ") || strstr(r.out, "in the same run")) &&
+            strstr(r.out, "torch-sdpa") && strstr(r.out, "torch-eager") && !strstr(r.out, "triton-fa2"),
+        "bench --grid --peers on the CPU: the CPU peers' columns, measured or n/a with the reason, exit %d", r.code);
   cli_result_free(&r);
   setenv("FLASHJIT_PYTHON", "/nonexistent/python3", 1);
   r = run_cli(peers_args);
@@ -640,36 +641,89 @@ static void test_grid(void) {
   unsetenv("FLASHJIT_PYTHON");
   cli_result_free(&r);
 
-  /* A stand-in peers script: its lines land in the right columns, the ratio is flashjit / peer. */
+  /* A stand-in peers script, as the CPU peers answer: its lines land in the right columns, the ratio is
+   * flashjit / peer, a failed per-dtype check costs that dtype's points only (they say n/a), and the
+   * request carries flashjit's thread count and each point's kv heads and KV length. */
   char fake[512];
   snprintf(fake, sizeof fake, "%s/fake_peers.py", scratch);
   write_text(fake,
              "import json, sys\n"
              "req = json.load(sys.stdin)\n"
+             "p0 = req['points'][0]\n"
              "print('a line that is not JSON')\n"
-             "print(json.dumps({'kind': 'info', 'torch': 'stand-in', 'device': req['device']}))\n"
-             "print(json.dumps({'kind': 'unavailable', 'peer': 'sdpa-cudnn', 'reason': 'no cuDNN here'}))\n"
+             "print(json.dumps({'kind': 'info', 'torch': 'stand-in', 'device': '%s, %d threads, kv %d, skv %d' % "
+             "(req['device'], req['threads'], p0['kv_heads'], p0['seqlen_kv'])}))\n"
+             "print(json.dumps({'kind': 'unavailable', 'peer': 'torch-sdpa', 'reason': 'no SDPA here'}))\n"
+             "print(json.dumps({'kind': 'check', 'peer': 'torch-eager', 'ok': False, 'scope': 'dtype', "
+             "'dtype': 'fp16', 'error': 'no Half'}))\n"
              "for p in req['points']:\n"
-             "    print(json.dumps({'kind': 'result', 'id': p['id'], 'peer': 'sdpa-flash', 'ms': 2.0}))\n"
-             "    print(json.dumps({'kind': 'error', 'id': p['id'], 'peer': 'triton-fa2', 'error': 'boom'}))\n");
+             "    if p['dtype'] == 'fp16':\n"
+             "        print(json.dumps({'kind': 'unavailable', 'id': p['id'], 'peer': 'torch-eager', "
+             "'reason': 'no Half kernel'}))\n"
+             "    elif p['id'] == 0:\n"
+             "        print(json.dumps({'kind': 'result', 'id': p['id'], 'peer': 'torch-eager', 'ms': 2.0}))\n"
+             "    else:\n"
+             "        print(json.dumps({'kind': 'error', 'id': p['id'], 'peer': 'torch-eager', 'error': 'boom'}))\n");
   if (system("python3 -c '' >/dev/null 2>&1") == 0) {
     const char *fake_args[] = {"bench", GRID_SMALL, "--peers", "--peers-script", fake, "--json", NULL};
     r = run_cli(fake_args);
     doc = jparse(r.out);
     points = jget(doc, "points");
-    const jvalue *first = points && points->type == J_ARRAY && points->count ? points->items[0] : NULL;
-    const jvalue *flash = jget(jget(first, "peers"), "sdpa-flash");
-    double ratio = jnumber(first, "tflops", 0) / jnumber(flash, "tflops", -1);
-    check(r.exited && r.code == 0 && flash && fabs(jnumber(flash, "ms", 0) - 2.0) < 1e-9 &&
-              fabs(jnumber(flash, "ratio", 0) - ratio) <= 1e-6 * ratio &&
-              strcmp(jstring(jget(jget(first, "peers"), "triton-fa2"), "error"), "boom") == 0 &&
-              strcmp(jstring(jget(jget(doc, "peers"), "unavailable"), "sdpa-cudnn"), "no cuDNN here") == 0,
+    const jvalue *first = points && points->type == J_ARRAY && points->count > 1 ? points->items[0] : NULL;
+    const jvalue *eager = jget(jget(first, "peers"), "torch-eager");
+    double ratio = jnumber(first, "tflops", 0) / jnumber(eager, "tflops", -1);
+    check(r.exited && r.code == 0 && eager && fabs(jnumber(eager, "ms", 0) - 2.0) < 1e-9 &&
+              fabs(jnumber(eager, "ratio", 0) - ratio) <= 1e-6 * ratio &&
+              strcmp(jstring(jget(jget(points->items[1], "peers"), "torch-eager"), "error"), "boom") == 0 &&
+              strcmp(jstring(jget(jget(doc, "peers"), "unavailable"), "torch-sdpa"), "no SDPA here") == 0 &&
+              !jget(jget(jget(doc, "peers"), "unavailable"), "torch-eager"),
           "bench --grid --peers with a stand-in script: results, errors and ratios in place (exit %d)", r.code);
     jfree(doc);
+    cli_result_free(&r);
+
+    /* One shape: a peers array with each CPU peer's figures or reason, rates from the same FLOP count. */
+    const char *one_args[] = {"bench", "--device", "cpu", "--heads", "2", "--kv-heads", "1", "--seqlen", "64",
+                              "--seqlen-kv", "96", "--head-dim", "64", "--dtype", "fp32", "--causal", "--warmup",
+                              "0", "--repeat", "2", "--threads", "1", "--peers", "--peers-script", fake, "--json",
+                              NULL};
+    r = run_cli(one_args);
+    doc = jparse(r.out);
+    const jvalue *list = jget(doc, "peers");
+    const jvalue *sdpa = list && list->type == J_ARRAY && list->count == 2 ? list->items[0] : NULL;
+    eager = sdpa ? list->items[1] : NULL;
+    double gflops = jnumber(doc, "flops", 0) / 2e-3 / 1e9;
+    check(r.exited && r.code == 0 && strcmp(jstring(sdpa, "peer"), "torch-sdpa") == 0 &&
+              strcmp(jstring(sdpa, "reason"), "no SDPA here") == 0 && strcmp(jstring(eager, "peer"), "torch-eager") == 0 &&
+              fabs(jnumber(eager, "gflops", 0) - gflops) <= 1e-6 * gflops &&
+              fabs(jnumber(eager, "ratio", 0) - jnumber(doc, "gflops", 0) / gflops) <= 1e-6 * jnumber(eager, "ratio", 0) &&
+              strstr(jstring(doc, "peers_info"), "cpu:0, 1 threads, kv 1, skv 96"),
+          "bench --peers --json (one shape) with a stand-in script: a peers array, ratio = flashjit / peer (exit %d: %s)",
+          r.code, jstring(doc, "peers_info"));
+    jfree(doc);
+    cli_result_free(&r);
+
+    const char *half_args[] = {"bench", "--device", "cpu", "--heads", "2", "--seqlen", "64", "--head-dim", "64",
+                               "--dtype", "fp16", "--warmup", "0", "--repeat", "2", "--peers", "--peers-script", fake,
+                               NULL};
+    r = run_cli(half_args);
+    check(r.exited && r.code == 0 && strstr(r.out, "torch-sdpa    n/a: no SDPA here") &&
+              strstr(r.out, "torch-eager   n/a: no Half kernel"),
+          "bench --peers (one shape, text): a dtype the peer lacks says n/a and why (exit %d)", r.code);
     cli_result_free(&r);
   } else {
     printf("     (no python3: the stand-in peers script is not run)\n");
   }
+
+  /* One shape with the real script on the CPU: measured (torch here; a tiny shape, no time asserted) or
+   * n/a with the reason (no python3 or torch), exit 0 either way. */
+  const char *real_args[] = {"bench", "--device", "cpu", "--heads", "2", "--seqlen", "64", "--head-dim", "64",
+                             "--dtype", "fp32", "--warmup", "0", "--repeat", "2", "--peers", NULL};
+  r = run_cli(real_args);
+  check(r.exited && r.code == 0 &&
+            (strstr(r.out, "\npeers       n/a: ") || (strstr(r.out, "in the same run") && strstr(r.out, "torch-sdpa") &&
+                                                     strstr(r.out, "torch-eager"))),
+        "bench --peers (one shape) with the real script on the CPU: measured or n/a with the reason, exit %d", r.code);
+  cli_result_free(&r);
 
   static const bad_case bad[] = {
       {{"bench", "--grid", "nonsense", NULL}, "--grid=nonsense", 2},
@@ -681,7 +735,8 @@ static void test_grid(void) {
       {{"bench", "--grid", "prefill", "--mask", "sometimes", NULL}, "--mask=sometimes", 2},
       {{"bench", "--grid", "prefill", "--check", NULL}, "--check", 2},
       {{"bench", "--grid", "prefill", "--json", "--csv", NULL}, "--json with --csv", 2},
-      {{"bench", "--peers", NULL}, "--peers", 2},
+      {{"bench", "--peers-script", "x.py", NULL}, "--peers-script=x.py", 2},
+      {{"bench", "--csv", NULL}, "--csv", 2},
       {{"bench", "--grid", "prefill", "--peers-script", "x.py", NULL}, "--peers-script=x.py", 2},
       {{"bench", "--device", "cuda:3", NULL}, "cuda:3", 1},
       {{"tune", "--isolation", "sideways", NULL}, "--isolation=sideways", 2},

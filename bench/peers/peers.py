@@ -1,19 +1,31 @@
 #!/usr/bin/env python3
-"""peers.py: the attention implementations flashjit is compared with, measured on one CUDA device.
+"""peers.py: the attention implementations flashjit is compared with, measured on one CUDA device or the CPU.
 
-`flashjit bench --grid prefill --peers` runs this script with the grid as one JSON object on stdin and
-reads one JSON object per line back; it also runs by hand (`--grid prefill` builds the same grid here,
-`--self-test` only checks the peers against PyTorch's math backend). The peers:
+`flashjit bench --peers` (one shape, or `--grid prefill`) runs this script with the points as one JSON
+object on stdin and reads one JSON object per line back; it also runs by hand (`--grid prefill` builds
+the same grid here, `--self-test` only checks the peers against a reference). The peers on CUDA:
 
   sdpa-flash      torch.nn.functional.scaled_dot_product_attention, FLASH_ATTENTION backend forced
   sdpa-cudnn      the same, CUDNN_ATTENTION backend
   sdpa-efficient  the same, EFFICIENT_ATTENTION (memory-efficient) backend
   triton-fa2      a FlashAttention-2 forward written below in Triton, autotuned
 
+and on the CPU (device "cpu"; torch.set_num_threads(the request's "threads", default every core)):
+
+  torch-sdpa      scaled_dot_product_attention on CPU tensors (torch >= 2.0; its CPU flash path)
+  torch-eager     where torch has no SDPA: q k^T * scale, the causal mask, softmax (in float32), @ v, in
+                  the inputs' dtype, in chunks of query rows that keep the scores under 32 MiB
+
 Inputs are [batch, seqlen, heads, head_dim] as flashjit takes them; SDPA gets the [b, h, s, d] views
 (transpose(1, 2), last dimension still contiguous), the Triton kernel reads the [b, s, h, d] strides
-directly. Each launch is timed on the device with CUDA events (warmup first, then the median and the
-minimum of the timed runs), as flashjit times its own kernels.
+directly. On CUDA each launch is timed on the device with CUDA events (warmup first, then the median and
+the minimum of the timed runs), as flashjit times its own kernels; on the CPU each call is timed with
+time.perf_counter, as flashjit's CPU calls are timed by the wall clock. A causal mask is aligned to the
+bottom-right corner (row i sees keys j <= i + seqlen_kv - seqlen), as flashjit's.
+
+Every peer is checked first on small ragged cases: on CUDA against PyTorch's math backend, on the CPU
+against a float64 reference (per dtype: a dtype torch has no CPU kernel for makes that peer n/a for
+the points of that dtype, with the reason).
 
 FLOP convention (the same in flashjit's table): 4 * batch * heads * seqlen_q * seqlen_kv * head_dim per
 forward, halved when causal (the FlashAttention papers' convention; the exact count of visible pairs
@@ -26,10 +38,14 @@ so the command can say "n/a" and why.
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
+import time
 
-PEERS = ("sdpa-flash", "sdpa-cudnn", "sdpa-efficient", "triton-fa2")
+CUDA_PEERS = ("sdpa-flash", "sdpa-cudnn", "sdpa-efficient", "triton-fa2")
+CPU_PEERS = ("torch-sdpa", "torch-eager")
+PEERS = CUDA_PEERS + CPU_PEERS
 GRID_SEQLENS = (512, 1024, 2048, 4096, 8192, 16384)
 
 
@@ -59,20 +75,33 @@ def prefill_grid(tokens=16384, width=2048, dtypes=("fp16", "bf16"), head_dims=(6
                     if s > tokens or tokens % s:
                         continue
                     points.append({"id": len(points), "dtype": dtype, "batch": tokens // s, "heads": width // d,
-                                   "seqlen": s, "seqlen_kv": s, "head_dim": d, "causal": causal})
+                                   "kv_heads": width // d, "seqlen": s, "seqlen_kv": s, "head_dim": d,
+                                   "causal": causal})
     return points
 
 
 # ---- the environment --------------------------------------------------------------------------------
 
+def device_kind(device):
+    """"cuda", "cpu", or None for a device the peers do not cover."""
+    if device.startswith("cuda"):
+        return "cuda"
+    if device == "cpu" or device.startswith("cpu:"):
+        return "cpu"
+    return None
+
+
 def load_torch(device):
-    """(torch, None) when torch and a CUDA device are usable, else (None, why)."""
-    if not device.startswith("cuda"):
-        return None, "peers are measured on CUDA devices only (flashjit ran on %s)" % device
+    """(torch, None) when torch and the device (CUDA, or the CPU) are usable, else (None, why)."""
+    kind = device_kind(device)
+    if kind is None:
+        return None, "peers are measured on CUDA devices and the CPU only (flashjit ran on %s)" % device
     try:
         import torch  # noqa: F401
     except Exception as e:  # ImportError, or a broken install
         return None, "python3 cannot import torch (%s)" % e.__class__.__name__ + (": %s" % e if str(e) else "")
+    if kind == "cpu":
+        return torch, None
     if not torch.cuda.is_available():
         return None, "torch %s finds no CUDA device" % torch.__version__
     index = int(device.split(":", 1)[1]) if ":" in device else 0
@@ -250,6 +279,14 @@ def math_reference(torch, q, k, v, causal):
     return o.transpose(1, 2)
 
 
+def judge(case, name, o, ref):
+    """Relative norm error of o against ref (in ref's precision), under 2e-2 or not; emits the verdict."""
+    err = float((o.to(ref.dtype) - ref).norm() / ref.norm().clamp_min(1e-30))
+    ok = math.isfinite(err) and err < 2e-2
+    emit(dict(case, kind="check", peer=name, ok=ok, rel_err=err))
+    return ok, err
+
+
 def check_peers(torch, peers, dtypes, head_dims):
     """Runs each peer on small ragged cases and compares with the math backend by relative norm error;
     a peer that fails or errors is dropped (reported with the reason). Returns the peers kept."""
@@ -271,10 +308,7 @@ def check_peers(torch, peers, dtypes, head_dims):
                         emit(dict(case, kind="check", peer=name, ok=False, error=str(e).splitlines()[0][:300]))
                         del kept[name]
                         continue
-                    ref = math_reference(torch, q, k, v, causal)
-                    err = float((o.float() - ref).norm() / ref.norm().clamp_min(1e-30))
-                    ok = math.isfinite(err) and err < 2e-2
-                    emit(dict(case, kind="check", peer=name, ok=ok, rel_err=err))
+                    ok, _ = judge(case, name, o, math_reference(torch, q, k, v, causal))
                     if not ok:
                         del kept[name]
     return kept
@@ -296,8 +330,35 @@ def time_launches(torch, fn, warmup, repeat):
     return statistics.median(times), min(times)
 
 
+def report(point, name, run):
+    """Emits the result of run() -> (median ms, min ms) for peer name at point, or its error."""
+    try:
+        ms, ms_min = run()
+    except Exception as e:
+        emit({"kind": "error", "id": point["id"], "peer": name, "error": str(e).splitlines()[0][:300]})
+        return
+    emit({"kind": "result", "id": point["id"], "peer": name, "ms": ms, "ms_min": ms_min,
+          "tflops": flops(point) / (ms * 1e-3) / 1e12})
+
+
+def cuda_unsupported(point, name):
+    """Why peer name cannot run this point on CUDA as flashjit does, or None. The grid's points always
+    run; these only come from single shapes."""
+    if point["kv_heads"] != point["heads"]:
+        return "the CUDA peers here take kv_heads == heads (got %d and %d)" % (point["kv_heads"], point["heads"])
+    if name.startswith("sdpa-") and point["causal"] and point["seqlen"] != point["seqlen_kv"]:
+        return "SDPA's is_causal aligns the mask to the top-left corner, flashjit's to the bottom-right"
+    return None
+
+
 def measure(torch, peers, points, warmup, repeat):
     for point in points:
+        unsupported = {name: cuda_unsupported(point, name) for name in peers}
+        for name, why in unsupported.items():
+            if why:
+                emit({"kind": "unavailable", "id": point["id"], "peer": name, "reason": why})
+        if all(unsupported.values()):
+            continue
         tdtype = getattr(torch, TORCH_DTYPES[point["dtype"]])
         shape_q = (point["batch"], point["seqlen"], point["heads"], point["head_dim"])
         shape_kv = (point["batch"], point["seqlen_kv"], point["heads"], point["head_dim"])
@@ -306,17 +367,236 @@ def measure(torch, peers, points, warmup, repeat):
         k = torch.randn(shape_kv, device="cuda", dtype=tdtype)
         v = torch.randn(shape_kv, device="cuda", dtype=tdtype)
         for name, fn in peers.items():
-            try:
+            if unsupported[name]:
+                continue
+            def run(fn=fn):
                 # The first call compiles (Triton) and autotunes; it is not timed.
                 fn(q, k, v, point["causal"])
                 torch.cuda.synchronize()
-                ms, ms_min = time_launches(torch, lambda: fn(q, k, v, point["causal"]), warmup, repeat)
-            except Exception as e:
-                emit({"kind": "error", "id": point["id"], "peer": name, "error": str(e).splitlines()[0][:300]})
-                continue
-            emit({"kind": "result", "id": point["id"], "peer": name, "ms": ms, "ms_min": ms_min,
-                  "tflops": flops(point) / (ms * 1e-3) / 1e12})
+                return time_launches(torch, lambda: fn(q, k, v, point["causal"]), warmup, repeat)
+            report(point, name, run)
         del q, k, v
+
+
+# ---- the CPU peers -----------------------------------------------------------------------------------
+
+CPU_CHUNK_BYTES = 32 << 20  # scores + float32 softmax per chunk of query rows: reused heap, not fresh pages
+
+
+def cpu_threads(given):
+    """flashjit's thread count as the request gives it; 0 or none means one per core, as flashjit's."""
+    if isinstance(given, int) and given > 0:
+        return given
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def causal_visible(torch, seq_q, seq_kv):
+    """[seq_q, seq_kv] bool: row i sees key j when j <= i + seq_kv - seq_q (bottom-right aligned)."""
+    rows = torch.arange(seq_q).unsqueeze(1)
+    cols = torch.arange(seq_kv).unsqueeze(0)
+    return cols <= rows + (seq_kv - seq_q)
+
+
+def float64_reference(torch, q, k, v, causal):
+    """o = softmax(q k^T / sqrt(d) + mask) v in float64 for [b, s, h, d] inputs (GQA: k, v with fewer
+    heads); a row with no visible key gives 0, as flashjit's."""
+    qd, kd, vd = (t.double().transpose(1, 2) for t in (q, k, v))
+    group = qd.shape[1] // kd.shape[1]
+    kd, vd = kd.repeat_interleave(group, 1), vd.repeat_interleave(group, 1)
+    s = qd @ kd.transpose(-1, -2) / math.sqrt(qd.shape[-1])
+    if causal:
+        s = s.masked_fill(~causal_visible(torch, qd.shape[2], kd.shape[2]), float("-inf"))
+    p = torch.softmax(s, -1).nan_to_num(0.0)
+    return (p @ vd).transpose(1, 2)
+
+
+def eager_attention(torch, q, k, v, causal):
+    """The attention a PyTorch user writes without SDPA, on [b, s, h, d] inputs in their dtype. The
+    query heads that share a KV head are stacked as rows ([b, kv_heads, group * rows, d]), so K and V
+    are never copied per query head; query rows go in chunks that keep the scores under
+    CPU_CHUNK_BYTES."""
+    batch, seq_q, heads, d = q.shape
+    seq_kv, kv_heads = k.shape[1], k.shape[2]
+    group = heads // kv_heads
+    kt = k.permute(0, 2, 3, 1)  # [b, hkv, d, skv]
+    vt = v.permute(0, 2, 1, 3)  # [b, hkv, skv, d]
+    scale = 1.0 / math.sqrt(d)
+    visible = causal_visible(torch, seq_q, seq_kv) if causal else None
+    out = torch.empty_like(q)
+    rows = max(1, min(seq_q, CPU_CHUNK_BYTES // (batch * heads * seq_kv * 8)))
+    for r0 in range(0, seq_q, rows):
+        c = min(rows, seq_q - r0)
+        qc = q[:, r0:r0 + c].reshape(batch, c, kv_heads, group, d).permute(0, 2, 3, 1, 4)
+        qc = qc.reshape(batch, kv_heads, group * c, d) * scale  # a copy, never a view of q
+        s = torch.matmul(qc, kt)
+        if causal:
+            s = s.view(batch, kv_heads, group, c, seq_kv).masked_fill_(~visible[r0:r0 + c], float("-inf"))
+            s = s.view(batch, kv_heads, group * c, seq_kv)
+        p = torch.softmax(s, dim=-1, dtype=torch.float32)
+        if causal and seq_q > seq_kv:
+            p = p.nan_to_num_(0.0)  # the rows that see no key at all
+        o = torch.matmul(p.to(q.dtype), vt)
+        out[:, r0:r0 + c].view(batch, c, kv_heads, group, d).copy_(
+            o.view(batch, kv_heads, group, c, d).permute(0, 3, 1, 2, 4))
+    return out
+
+
+def torch_version_at_least(torch, major, minor):
+    try:
+        parts = torch.__version__.split("+")[0].split(".")
+        return (int(parts[0]), int(parts[1])) >= (major, minor)
+    except (ValueError, IndexError):
+        return False
+
+
+def make_cpu_peers(torch, wanted):
+    """{name: fn(q, k, v, causal) -> o} and {name: why} for the CPU peers: torch-sdpa where torch has
+    SDPA, else torch-eager."""
+    import torch.nn.functional as F
+    peers, missing = {}, {}
+    has_sdpa = hasattr(F, "scaled_dot_product_attention")
+    native_gqa = torch_version_at_least(torch, 2, 5)  # enable_gqa=True
+
+    def sdpa(q, k, v, causal):
+        qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        kwargs = {}
+        if kt.shape[1] != qt.shape[1]:
+            if native_gqa:
+                kwargs["enable_gqa"] = True
+            else:  # the copy an older torch needs, timed as a user pays it
+                group = qt.shape[1] // kt.shape[1]
+                kt, vt = kt.repeat_interleave(group, 1), vt.repeat_interleave(group, 1)
+        if causal and qt.shape[2] != kt.shape[2]:  # is_causal is top-left aligned: give the mask
+            kwargs["attn_mask"] = causal_visible(torch, qt.shape[2], kt.shape[2])
+        else:
+            kwargs["is_causal"] = bool(causal)
+        return F.scaled_dot_product_attention(qt, kt, vt, **kwargs).transpose(1, 2)
+
+    if "torch-sdpa" in wanted:
+        if has_sdpa:
+            peers["torch-sdpa"] = sdpa
+        else:
+            missing["torch-sdpa"] = ("torch %s has no scaled_dot_product_attention (2.0 or later): "
+                                     "torch-eager is measured instead" % torch.__version__)
+    if "torch-eager" in wanted:
+        if has_sdpa and "torch-sdpa" in wanted:
+            missing["torch-eager"] = ("torch %s has scaled_dot_product_attention: torch-sdpa is measured "
+                                      "instead" % torch.__version__)
+        else:
+            peers["torch-eager"] = lambda q, k, v, causal: eager_attention(torch, q, k, v, causal)
+    return peers, missing
+
+
+def cpu_inputs(torch, dtype, shape_q, shape_kv, seed):
+    """q, k, v in the dtype, drawn in float32 (some torch versions draw no fp16 on the CPU)."""
+    torch.manual_seed(seed)
+    tdtype = getattr(torch, TORCH_DTYPES[dtype])
+    return (torch.randn(shape_q).to(tdtype), torch.randn(shape_kv).to(tdtype), torch.randn(shape_kv).to(tdtype))
+
+
+def check_cpu_peers(torch, peers, dtypes, head_dims):
+    """Each peer on small ragged cases (GQA, seqlen_kv longer than seqlen too) against the float64
+    reference, per dtype. Returns {name: {dtype: why it is n/a}} for the dtypes a peer failed."""
+    failed = {name: {} for name in peers}
+    cases = ((2, 300, 300, 4, 2), (1, 100, 300, 4, 4))  # batch, seqlen, seqlen_kv, heads, kv_heads
+    for name in peers:
+        for dtype in dtypes:
+            for d in head_dims:
+                for batch, seq_q, seq_kv, heads, kv_heads in cases:
+                    for causal in (False, True):
+                        if dtype in failed[name]:
+                            continue
+                        case = {"dtype": dtype, "head_dim": d, "causal": causal, "batch": batch, "seqlen": seq_q,
+                                "seqlen_kv": seq_kv, "heads": heads, "kv_heads": kv_heads, "scope": "dtype"}
+                        q, k, v = cpu_inputs(torch, dtype, (batch, seq_q, heads, d), (batch, seq_kv, kv_heads, d),
+                                             1234)
+                        try:
+                            o = peers[name](q, k, v, causal)
+                        except Exception as e:
+                            error = str(e).splitlines()[0][:300] if str(e) else e.__class__.__name__
+                            emit(dict(case, kind="check", peer=name, ok=False, error=error))
+                            failed[name][dtype] = "torch %s on the CPU fails on %s: %s" % (torch.__version__, dtype,
+                                                                                          error)
+                            continue
+                        ok, err = judge(case, name, o, float64_reference(torch, q, k, v, causal))
+                        if not ok:
+                            failed[name][dtype] = "failed its check against the float64 reference on %s: " \
+                                                  "rel_err %.3g" % (dtype, err)
+    return failed
+
+
+def time_calls(fn, warmup, repeat):
+    """Median and minimum milliseconds of single calls, each between two perf_counter readings."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times), min(times)
+
+
+def measure_cpu(torch, peers, failed, points, warmup, repeat):
+    for point in points:
+        shape_q = (point["batch"], point["seqlen"], point["heads"], point["head_dim"])
+        shape_kv = (point["batch"], point["seqlen_kv"], point["kv_heads"], point["head_dim"])
+        q, k, v = cpu_inputs(torch, point["dtype"], shape_q, shape_kv, point["id"])
+        for name, fn in peers.items():
+            why = failed[name].get(point["dtype"])
+            if why:
+                emit({"kind": "unavailable", "id": point["id"], "peer": name, "reason": why})
+                continue
+            def run(fn=fn):
+                fn(q, k, v, point["causal"])  # the first call (allocator, thread pool) is not timed
+                return time_calls(lambda: fn(q, k, v, point["causal"]), warmup, repeat)
+            report(point, name, run)
+        del q, k, v
+
+
+def blas_library():
+    """The BLAS this process loaded, as "openblas-pthread/libopenblasp-r0.3.21.so", or None: torch's
+    float32 matmul on the CPU runs in it where torch was built with a generic BLAS (Debian's), and the
+    reference BLAS is some 20x slower than OpenBLAS, so a figure without it means little."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "blas" in line or "mkl" in line}
+    except OSError:
+        return None
+    for prefix in ("libmkl", "libopenblas", "libblis", "libblas"):
+        for path in sorted(paths):
+            if os.path.basename(path).startswith(prefix):
+                return "%s/%s" % (os.path.basename(os.path.dirname(path)), os.path.basename(path))
+    return None
+
+
+def run_cpu(torch, wanted, points, threads, warmup, repeat, self_test):
+    """The CPU side of main: the peers built, checked and measured on threads threads."""
+    torch.set_num_threads(threads)
+    blas = blas_library()
+    emit({"kind": "info", "torch": torch.__version__, "device": "CPU, %d thread%s%s" % (
+        threads, "" if threads == 1 else "s", ", BLAS " + blas if blas else "")})
+    peers, missing = make_cpu_peers(torch, wanted)
+    for name, reason in missing.items():
+        emit({"kind": "unavailable", "peer": name, "reason": reason})
+    dtypes = sorted({p["dtype"] for p in points}) or ["bf16", "fp16", "fp32"]
+    head_dims = sorted({p["head_dim"] for p in points}) or [64, 128]
+    with torch.no_grad():
+        failed = check_cpu_peers(torch, peers, dtypes, head_dims)
+        if self_test:
+            na = ["%s %s" % (n, dtype) for n, f in failed.items() for dtype, why in sorted(f.items())
+                  if not why.startswith("failed")]
+            wrong = ["%s %s" % (n, dtype) for n, f in failed.items() for dtype, why in sorted(f.items())
+                     if why.startswith("failed")]
+            print("peers.py self-test: %d CPU peer(s) checked, %s%s" % (
+                len(peers), "failed: " + ", ".join(wrong) if wrong else "all within 2e-2",
+                "; n/a (no CPU kernel in this torch): " + ", ".join(na) if na else ""), file=sys.stderr)
+            return 1 if wrong else 0
+        measure_cpu(torch, peers, failed, points, warmup, repeat)
+    return 0
 
 
 # ---- the modes ---------------------------------------------------------------------------------------
@@ -332,6 +612,12 @@ def read_request(stream):
         if p.get("dtype") not in TORCH_DTYPES:
             raise ValueError("point %r: dtype must be one of %s" % (p, ", ".join(TORCH_DTYPES)))
         p.setdefault("seqlen_kv", p["seqlen"])
+        p.setdefault("kv_heads", p["heads"])
+        for field in ("seqlen_kv", "kv_heads"):
+            if not isinstance(p[field], int) or p[field] < 1:
+                raise ValueError("point %r: %s must be a positive integer" % (p, field))
+        if p["heads"] % p["kv_heads"]:
+            raise ValueError("point %r: kv_heads must divide heads" % (p,))
         p["causal"] = bool(p.get("causal", False))
     return request
 
@@ -339,18 +625,23 @@ def read_request(stream):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--self-test", action="store_true",
-                        help="only check the peers against the math backend on small cases")
+                        help="only check the peers against their reference on small cases")
     parser.add_argument("--grid", choices=["prefill"], help="measure this grid instead of reading one on stdin")
     parser.add_argument("--tokens", type=int, default=16384, help="--grid: batch * seqlen (default 16384)")
     parser.add_argument("--width", type=int, default=2048, help="--grid: heads * head_dim (default 2048)")
-    parser.add_argument("--device", default=None, help="the CUDA device (default: the request's, else cuda:0)")
-    parser.add_argument("--peers", default=",".join(PEERS), help="comma list of peers (default: all)")
+    parser.add_argument("--device", default=None,
+                        help="cuda:N or cpu (default: the request's, else cuda:0)")
+    parser.add_argument("--peers", default=None,
+                        help="comma list of peers (default: all of the device's: %s on CUDA, %s on the CPU)"
+                        % (", ".join(CUDA_PEERS), ", ".join(CPU_PEERS)))
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU: torch threads (default: the request's \"threads\", else one per core)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed launches per point (default 5)")
     parser.add_argument("--repeat", type=int, default=None, help="timed launches per point (default 20)")
     args = parser.parse_args(argv)
 
-    wanted = [p for p in args.peers.split(",") if p]
-    unknown = [p for p in wanted if p not in PEERS]
+    wanted = [p for p in args.peers.split(",") if p] if args.peers is not None else None
+    unknown = [p for p in wanted or () if p not in PEERS]
     if unknown:
         parser.error("unknown peer(s) %s (known: %s)" % (", ".join(unknown), ", ".join(PEERS)))
 
@@ -374,6 +665,18 @@ def main(argv=None):
         if args.self_test:
             print("peers.py self-test skipped: %s" % why, file=sys.stderr)
         return 0
+    if device_kind(device) == "cpu":
+        wanted = list(CPU_PEERS) if wanted is None else wanted
+        for name in wanted:
+            if name not in CPU_PEERS:
+                emit({"kind": "unavailable", "peer": name, "reason": "a CUDA peer; flashjit ran on the CPU"})
+        threads = cpu_threads(args.threads if args.threads is not None else request.get("threads"))
+        return run_cpu(torch, wanted, request["points"], threads, warmup, repeat, args.self_test)
+    if wanted is None:
+        wanted = list(CUDA_PEERS)
+    for name in [n for n in wanted if n not in CUDA_PEERS]:
+        emit({"kind": "unavailable", "peer": name, "reason": "a CPU peer; flashjit ran on %s" % device})
+        wanted.remove(name)
     emit({"kind": "info", "torch": torch.__version__, "device": torch.cuda.get_device_name(),
           "capability": "%d.%d" % torch.cuda.get_device_capability()})
     peers, missing = make_peers(torch, wanted)
