@@ -1,7 +1,6 @@
 /* test_api_errors.c: the public API's failure contract. Every bad argument must give its status and a
  * message naming the argument, write nothing (o and lse are filled with a pattern and compared), and
  * leave the context usable; device strings and cache folders that cannot work must fail cleanly. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,23 +9,7 @@
 #include "flashjit.h"
 #include "backends/backend.h"
 #include "core/host_tensor.h"
-
-static int passed, failed;
-
-static void check(int ok, const char *format, ...) __attribute__((format(printf, 2, 3)));
-static void check(int ok, const char *format, ...) {
-  va_list ap;
-  va_start(ap, format);
-  printf("%s ", ok ? "ok  " : "FAIL");
-  vprintf(format, ap);
-  printf("\n");
-  va_end(ap);
-  fflush(stdout);
-  if (ok)
-    passed++;
-  else
-    failed++;
-}
+#include "check.h"
 
 /* ---- a valid fp32 problem, copied into fresh DLTensors that a case may then break ---- */
 
@@ -402,6 +385,5 @@ int main(void) {
   host_tensor_free(&v);
   host_tensor_free(&o);
   host_tensor_free(&lse);
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return check_summary();
 }

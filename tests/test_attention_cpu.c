@@ -6,7 +6,6 @@
  * 256, packed QKV and strided head dims, with and without lse; not the full cross product, which
  * would take far too long on two cores. */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,23 +17,7 @@
 #include "core/host_tensor.h"
 #include "core/problem.h"
 #include "core/reference.h"
-
-static int passed, failed;
-
-static void check(int ok, const char *format, ...) __attribute__((format(printf, 2, 3)));
-static void check(int ok, const char *format, ...) {
-  va_list ap;
-  va_start(ap, format);
-  printf("%s ", ok ? "ok  " : "FAIL");
-  vprintf(format, ap);
-  printf("\n");
-  va_end(ap);
-  fflush(stdout);
-  if (ok)
-    passed++;
-  else
-    failed++;
-}
+#include "check.h"
 
 static double now_ms(void) {
   struct timespec ts;
@@ -397,8 +380,7 @@ int main(int argc, char **argv) {
   fj_status status = fj_context_create(&options, &context);
   check(status == FJ_OK, "fj_context_create(cpu) = %s %s", fj_status_string(status), fj_last_error());
   if (status != FJ_OK) {
-    printf("%d passed, %d failed\n", passed, failed);
-    return 1;
+    return check_summary();  /* the check above failed: exits 1 */
   }
   char device[256];
   fj_context_device_name(context, device, sizeof device);
@@ -413,6 +395,5 @@ int main(int argc, char **argv) {
   printf("total %.1f s\n", (now_ms() - start) / 1e3);
 
   fj_context_destroy(context);
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return check_summary();
 }

@@ -9,7 +9,6 @@
  * Exits 77 (skipped) with the reason when no CUDA device is found or no NVPTX kernel family is built. */
 #include <math.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,26 +23,7 @@
 #include "core/reference.h"
 #include "kernels/kernel_family.h"
 #include "runtime/runtime.h"
-
-static int passed, failed;
-static pthread_mutex_t report_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void check(int ok, const char *format, ...) __attribute__((format(printf, 2, 3)));
-static void check(int ok, const char *format, ...) {
-  pthread_mutex_lock(&report_lock);
-  va_list ap;
-  va_start(ap, format);
-  printf("%s ", ok ? "ok  " : "FAIL");
-  vprintf(format, ap);
-  printf("\n");
-  va_end(ap);
-  fflush(stdout);
-  if (ok)
-    passed++;
-  else
-    failed++;
-  pthread_mutex_unlock(&report_lock);
-}
+#include "check.h"
 
 typedef enum layout {
   LAYOUT_CONTIGUOUS,  /* row-major, NULL strides */
@@ -422,8 +402,7 @@ int main(int argc, char **argv) {
   fj_status s = fj_context_create(&options, &context);
   check(s == FJ_OK, "fj_context_create(cuda:0): %s %s", fj_status_string(s), s == FJ_OK ? "" : fj_last_error());
   if (s != FJ_OK) {
-    printf("%d passed, %d failed\n", passed, failed);
-    return 1;
+    return check_summary();  /* the check above failed: exits 1 */
   }
   char name[256];
   fj_context_device_name(context, name, sizeof name);
@@ -449,6 +428,5 @@ int main(int argc, char **argv) {
     for (int t = 0; t < 2; t++) pthread_join(threads[t], NULL);
 
   fj_context_destroy(context);
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return check_summary();
 }

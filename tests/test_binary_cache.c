@@ -17,19 +17,7 @@
 #include "cache/binary_cache.h"
 #include "core/error.h"
 #include "core/log.h"
-
-static int passed, failed;
-
-static void check(int ok, const char *name, const char *detail) {
-  if (ok) {
-    passed++;
-    printf("ok   %s\n", name);
-  } else {
-    failed++;
-    printf("FAIL %s: %s\n", name, detail ? detail : "");
-  }
-  fflush(stdout);
-}
+#include "check.h"
 
 static uint64_t rng_state;
 static uint64_t random_u64(void) {
@@ -126,44 +114,44 @@ static int write_file(const char *path, const unsigned char *data, size_t size) 
 static void check_round_trip(const char *dir, const unsigned char *payload, size_t size) {
   const char *key = "attention_fwd dtype=bf16 d=128 h=8 hk=8 causal=1 | cpu znver5 | llvm 22.1.8";
   fj_status status = bincache_store(dir, key, "o", payload, size);
-  check(status == FJ_OK, "store a random payload", fj_last_error());
+  check_detail(status == FJ_OK, "store a random payload", fj_last_error());
   void *data = NULL;
   size_t got = 0;
   int hit = bincache_load(dir, key, "o", &data, &got);
-  check(hit == 1 && got == size && data && memcmp(data, payload, size) == 0,
+  check_detail(hit == 1 && got == size && data && memcmp(data, payload, size) == 0,
         "load returns the same bytes", "payload differs");
   free(data);
 
   /* The same key under another kind is another file. */
   hit = bincache_load(dir, key, "cubin", &data, &got);
-  check(hit == 0 && data == NULL && got == 0, "same key, other kind is a miss", NULL);
+  check_detail(hit == 0 && data == NULL && got == 0, "same key, other kind is a miss", NULL);
 
   /* A second key never returns the first's payload. */
   const char *key2 = "attention_fwd dtype=bf16 d=128 h=8 hk=8 causal=0 | cpu znver5 | llvm 22.1.8";
   hit = bincache_load(dir, key2, "o", &data, &got);
-  check(hit == 0 && data == NULL, "a second key misses before it is stored", NULL);
+  check_detail(hit == 0 && data == NULL, "a second key misses before it is stored", NULL);
   unsigned char other[100];
   random_bytes(other, sizeof other);
-  check(bincache_store(dir, key2, "o", other, sizeof other) == FJ_OK, "store a second key", fj_last_error());
+  check_detail(bincache_store(dir, key2, "o", other, sizeof other) == FJ_OK, "store a second key", fj_last_error());
   hit = bincache_load(dir, key2, "o", &data, &got);
-  check(hit == 1 && got == sizeof other && memcmp(data, other, sizeof other) == 0,
+  check_detail(hit == 1 && got == sizeof other && memcmp(data, other, sizeof other) == 0,
         "the second key returns its own payload", NULL);
   free(data);
   hit = bincache_load(dir, key, "o", &data, &got);
-  check(hit == 1 && got == size && memcmp(data, payload, size) == 0, "the first key still returns its own",
+  check_detail(hit == 1 && got == size && memcmp(data, payload, size) == 0, "the first key still returns its own",
         NULL);
   free(data);
 
   /* Overwriting replaces; an empty payload is a valid entry. */
-  check(bincache_store(dir, key2, "o", "", 0) == FJ_OK, "store an empty payload over an entry", fj_last_error());
+  check_detail(bincache_store(dir, key2, "o", "", 0) == FJ_OK, "store an empty payload over an entry", fj_last_error());
   hit = bincache_load(dir, key2, "o", &data, &got);
-  check(hit == 1 && got == 0, "an empty payload loads as a hit of size 0", NULL);
+  check_detail(hit == 1 && got == 0, "an empty payload loads as a hit of size 0", NULL);
   free(data);
 
   char path[4096];
-  check(bincache_path(dir, key, "../x", path, sizeof path) == FJ_INVALID_ARGUMENT,
+  check_detail(bincache_path(dir, key, "../x", path, sizeof path) == FJ_INVALID_ARGUMENT,
         "a kind with '/' or '.' is refused", fj_last_error());
-  check(bincache_path(dir, key, "o", path, 10) != FJ_OK && path[0] == '\0', "a short path buffer is an error",
+  check_detail(bincache_path(dir, key, "o", path, 10) != FJ_OK && path[0] == '\0', "a short path buffer is an error",
         fj_last_error());
 }
 
@@ -179,7 +167,7 @@ static void check_damage(const char *dir, damage kind, const unsigned char *payl
   bincache_path(dir, key, "o", path, sizeof path);
   bincache_path(dir, other_key, "o", other_path, sizeof other_path);
   if (bincache_store(dir, key, "o", payload, size) != FJ_OK) {
-    check(0, "store before damaging", fj_last_error());
+    check_detail(0, "store before damaging", fj_last_error());
     return;
   }
   unsigned char *bytes = NULL;
@@ -218,7 +206,7 @@ static void check_damage(const char *dir, damage kind, const unsigned char *payl
   snprintf(name, sizeof name, "%s: a miss, one warning naming the file, file removed", damage_names[kind]);
   snprintf(detail, sizeof detail, "hit=%d data=%p size=%zu exists=%d warnings=%d log='%s'", hit, data, got,
            file_exists(path), captured_warnings, captured);
-  check(hit == 0 && data == NULL && got == 0 && captured_warnings == 1 && strstr(captured, path) &&
+  check_detail(hit == 0 && data == NULL && got == 0 && captured_warnings == 1 && strstr(captured, path) &&
             strstr(captured, "corrupt") && !file_exists(path),
         name, detail);
   printf("  %s", captured);
@@ -226,7 +214,7 @@ static void check_damage(const char *dir, damage kind, const unsigned char *payl
   snprintf(name, sizeof name, "%s: a store works again afterwards", damage_names[kind]);
   fj_status status = bincache_store(dir, key, "o", payload, size);
   hit = bincache_load(dir, key, "o", &data, &got);
-  check(status == FJ_OK && hit == 1 && got == size && memcmp(data, payload, size) == 0, name, fj_last_error());
+  check_detail(status == FJ_OK && hit == 1 && got == size && memcmp(data, payload, size) == 0, name, fj_last_error());
   free(data);
 }
 
@@ -239,19 +227,19 @@ static void check_unwritable(const char *root) {
   core_error_clear();
   fj_status status = bincache_store(dir, "key", "o", "abc", 3);
   snprintf(detail, sizeof detail, "status %d message '%s'", status, fj_last_error());
-  check(status == FJ_IO && strstr(fj_last_error(), dir), "store below a regular file is FJ_IO naming the path",
+  check_detail(status == FJ_IO && strstr(fj_last_error(), dir), "store below a regular file is FJ_IO naming the path",
         detail);
   printf("  message: %s\n", fj_last_error());
   int temps = 0;
-  check(count_entries(root, &temps) == 2 && temps == 0, "a failed store leaves nothing behind", NULL);
+  check_detail(count_entries(root, &temps) == 2 && temps == 0, "a failed store leaves nothing behind", NULL);
 
   status = bincache_prepare(dir);
   snprintf(detail, sizeof detail, "status %d message '%s'", status, fj_last_error());
-  check(status == FJ_IO && strstr(fj_last_error(), dir) && strstr(fj_last_error(), "Not a directory"),
+  check_detail(status == FJ_IO && strstr(fj_last_error(), dir) && strstr(fj_last_error(), "Not a directory"),
         "prepare below a regular file is FJ_IO with the path and errno's text", detail);
   void *data = NULL;
   size_t size = 0;
-  check(bincache_load(dir, "key", "o", &data, &size) == 0, "load below a regular file is a quiet miss", NULL);
+  check_detail(bincache_load(dir, "key", "o", &data, &size) == 0, "load below a regular file is a quiet miss", NULL);
   unlink(file);
 }
 
@@ -268,7 +256,7 @@ static void check_stale_temps(const char *dir) {
   two_hours_ago[0].tv_sec -= 7200;
   two_hours_ago[1] = two_hours_ago[0];
   utimes(old_temp, two_hours_ago);
-  check(bincache_prepare(dir) == FJ_OK && !file_exists(old_temp) && file_exists(young_temp),
+  check_detail(bincache_prepare(dir) == FJ_OK && !file_exists(old_temp) && file_exists(young_temp),
         "prepare removes temp files older than an hour and keeps young ones", NULL);
   unlink(young_temp);
 }
@@ -349,10 +337,10 @@ static void check_concurrency(const char *dir) {
   }
   snprintf(detail, sizeof detail, "%d of %d processes saw a store failure, a warning or a wrong payload",
            failures, WRITERS);
-  check(failures == 0, "4 processes x 200 store+load of one key: every load a miss or a whole payload", detail);
+  check_detail(failures == 0, "4 processes x 200 store+load of one key: every load a miss or a whole payload", detail);
   int temps = 0, entries = count_entries(kernels, &temps);
   snprintf(detail, sizeof detail, "%d entries, %d temp files", entries, temps);
-  check(entries == 1 && temps == 0, "concurrent writers leave one entry and no temp files", detail);
+  check_detail(entries == 1 && temps == 0, "concurrent writers leave one entry and no temp files", detail);
 }
 
 static void check_default_dir(void) {
@@ -365,21 +353,21 @@ static void check_default_dir(void) {
   setenv("FLASHJIT_CACHE_DIR", "/some/where/fj", 1);
   setenv("XDG_CACHE_HOME", "/xdg/cache", 1);
   setenv("HOME", "/home/someone", 1);
-  check(bincache_default_dir(buffer, sizeof buffer) == FJ_OK && strcmp(buffer, "/some/where/fj") == 0,
+  check_detail(bincache_default_dir(buffer, sizeof buffer) == FJ_OK && strcmp(buffer, "/some/where/fj") == 0,
         "FLASHJIT_CACHE_DIR wins", buffer);
   unsetenv("FLASHJIT_CACHE_DIR");
-  check(bincache_default_dir(buffer, sizeof buffer) == FJ_OK && strcmp(buffer, "/xdg/cache/flashjit") == 0,
+  check_detail(bincache_default_dir(buffer, sizeof buffer) == FJ_OK && strcmp(buffer, "/xdg/cache/flashjit") == 0,
         "then $XDG_CACHE_HOME/flashjit", buffer);
   unsetenv("XDG_CACHE_HOME");
-  check(bincache_default_dir(buffer, sizeof buffer) == FJ_OK &&
+  check_detail(bincache_default_dir(buffer, sizeof buffer) == FJ_OK &&
             strcmp(buffer, "/home/someone/.cache/flashjit") == 0,
         "then ~/.cache/flashjit", buffer);
   unsetenv("HOME");
   snprintf(want, sizeof want, "/tmp/flashjit-%lu", (unsigned long)getuid());
-  check(bincache_default_dir(buffer, sizeof buffer) == FJ_OK && strcmp(buffer, want) == 0,
+  check_detail(bincache_default_dir(buffer, sizeof buffer) == FJ_OK && strcmp(buffer, want) == 0,
         "then /tmp/flashjit-<uid>", buffer);
   setenv("FLASHJIT_CACHE_DIR", "/a/rather/long/path/for/a/small/buffer", 1);
-  check(bincache_default_dir(buffer, 8) == FJ_IO, "a buffer too small is FJ_IO", fj_last_error());
+  check_detail(bincache_default_dir(buffer, 8) == FJ_IO, "a buffer too small is FJ_IO", fj_last_error());
 
   for (int k = 0; k < 3; k++) {
     if (saved[k])
@@ -408,9 +396,9 @@ int main(void) {
   char kernels[4096];
   snprintf(kernels, sizeof kernels, "%s/kernels", dir);
   struct stat st;
-  check(status == FJ_OK && stat(kernels, &st) == 0 && S_ISDIR(st.st_mode), "prepare makes dir/kernels",
+  check_detail(status == FJ_OK && stat(kernels, &st) == 0 && S_ISDIR(st.st_mode), "prepare makes dir/kernels",
         fj_last_error());
-  check(bincache_prepare(dir) == FJ_OK, "prepare again is fine", fj_last_error());
+  check_detail(bincache_prepare(dir) == FJ_OK, "prepare again is fine", fj_last_error());
 
   size_t size = 5000 + (size_t)(random_u64() % 20000);
   unsigned char *payload = malloc(size);
@@ -424,12 +412,11 @@ int main(void) {
 
   char shared[2048];
   snprintf(shared, sizeof shared, "%s/shared", root);
-  check(bincache_prepare(shared) == FJ_OK, "prepare a folder for the concurrent run", fj_last_error());
+  check_detail(bincache_prepare(shared) == FJ_OK, "prepare a folder for the concurrent run", fj_last_error());
   check_concurrency(shared);
   check_default_dir();
 
   remove_tree(root);
-  check(!file_exists(root), "temporary folders removed", root);
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  check_detail(!file_exists(root), "temporary folders removed", root);
+  return check_summary();
 }

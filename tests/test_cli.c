@@ -9,7 +9,6 @@
 #include <math.h>
 #include <signal.h>
 #include <spawn.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,26 +18,11 @@
 #include <unistd.h>
 
 #include "core/dtype.h"
+#include "check.h"
 
 extern char **environ;
 
-static int passed, failed;
 static char scratch[256];  /* this run's temporary folder */
-
-static void check(int ok, const char *format, ...) __attribute__((format(printf, 2, 3)));
-static void check(int ok, const char *format, ...) {
-  va_list ap;
-  va_start(ap, format);
-  printf("%s ", ok ? "ok  " : "FAIL");
-  vprintf(format, ap);
-  printf("\n");
-  va_end(ap);
-  fflush(stdout);
-  if (ok)
-    passed++;
-  else
-    failed++;
-}
 
 /* ---- running the command ---------------------------------------------------------------------- */
 
@@ -800,6 +784,5 @@ int main(void) {
   test_tune_exec_isolation();
 
   nftw(scratch, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return check_summary();
 }

@@ -14,21 +14,7 @@
 #include "core/log.h"
 #include "core/problem.h"
 #include "core/threadpool.h"
-
-static int passed, failed;
-
-#define CHECK(cond, ...)                                          \
-  do {                                                            \
-    if (cond) {                                                   \
-      passed++;                                                   \
-      printf("ok: ");                                             \
-    } else {                                                      \
-      failed++;                                                   \
-      printf("FAIL (%s:%d): ", __FILE__, __LINE__);               \
-    }                                                             \
-    printf(__VA_ARGS__);                                          \
-    printf("\n");                                                 \
-  } while (0)
+#include "check.h"
 
 static float bits_f32(uint32_t x) {
   float f;
@@ -522,6 +508,5 @@ int main(void) {
   test_log();
   test_host_tensor();
   test_cores();
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed != 0;
+  return check_summary();
 }

@@ -11,7 +11,6 @@
 #include <dlfcn.h>
 #include <ftw.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,23 +26,7 @@
 #include "kernels/attention_fwd_gpu_abi.h"
 #include "kernels/kernel_family.h"
 #include "runtime/runtime.h"
-
-static int passed, failed;
-
-static void check(int ok, const char *format, ...) __attribute__((format(printf, 2, 3)));
-static void check(int ok, const char *format, ...) {
-  va_list ap;
-  va_start(ap, format);
-  printf("%s ", ok ? "ok  " : "FAIL");
-  vprintf(format, ap);
-  printf("\n");
-  va_end(ap);
-  fflush(stdout);
-  if (ok)
-    passed++;
-  else
-    failed++;
-}
+#include "check.h"
 
 static int contains(const char *haystack, const char *needle) {
   return haystack != NULL && strstr(haystack, needle) != NULL;
@@ -682,6 +665,5 @@ int main(int argc, char **argv) {
   spawn(self, "sm86", sm86);
   spawn(self, "fake", fake_env);
   nftw(cache_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return check_summary();
 }

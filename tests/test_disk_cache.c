@@ -4,7 +4,6 @@
  * nothing; an explicit config is a separate cache entry; and config text round-trips. */
 #include <dirent.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,24 +18,7 @@
 #include "core/problem.h"
 #include "core/reference.h"
 #include "runtime/runtime.h"
-
-static int passed, failed;
-static const char *who = "";  /* "child: " in the second process */
-
-static void check(int ok, const char *format, ...) __attribute__((format(printf, 2, 3)));
-static void check(int ok, const char *format, ...) {
-  va_list ap;
-  va_start(ap, format);
-  printf("%s%s ", who, ok ? "ok  " : "FAIL");
-  vprintf(format, ap);
-  printf("\n");
-  va_end(ap);
-  fflush(stdout);
-  if (ok)
-    passed++;
-  else
-    failed++;
-}
+#include "check.h"
 
 static double now_ms(void) {
   struct timespec ts;
@@ -201,7 +183,7 @@ static void capture_sink(log_level level, const char *line, void *user) {
 /* ---- the second process ---- */
 
 static int child_main(const char *dir, uint64_t seed) {
-  who = "child: ";
+  check_prefix = "child: ";  /* this process's lines, told apart from the parent's */
   double start = now_ms();
   fj_context *context = open_context(dir, 0);
   if (context == NULL) return 1;
@@ -401,6 +383,5 @@ int main(int argc, char **argv) {
 
   remove_tree(dir);
   remove_tree(off_dir);
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return check_summary();
 }

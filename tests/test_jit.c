@@ -19,19 +19,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "jit/jit.h"
-
-static int passed, failed;
-
-static void check(int ok, const char *name, const char *detail) {
-  if (ok) {
-    passed++;
-    printf("ok   %s\n", name);
-  } else {
-    failed++;
-    printf("FAIL %s: %s\n", name, detail ? detail : "");
-  }
-  fflush(stdout);
-}
+#include "check.h"
 
 static double now_ms(void) {
   struct timespec t;
@@ -224,29 +212,29 @@ typedef float (*sum_exp_fn)(const float *x, int n);
 static void check_host_target(jit_target *host) {
   char detail[256];
   fj_status status = jit_host_target(host);
-  check(status == FJ_OK, "jit_host_target succeeds", fj_last_error());
+  check_detail(status == FJ_OK, "jit_host_target succeeds", fj_last_error());
   printf("  host: triple=%s cpu=%s vector_bits=%d registers=%d fma=%d f16c=%d avx512bf16=%d\n",
          host->triple, host->cpu, host->vector_bits, host->vector_registers, host->has_fma,
          host->has_f16c, host->has_avx512bf16);
   printf("  data layout: %s\n", host->data_layout);
-  check(host->triple[0] && host->cpu[0] && host->data_layout[0] && host->features[0],
+  check_detail(host->triple[0] && host->cpu[0] && host->data_layout[0] && host->features[0],
         "host triple, cpu, features and data layout are filled", NULL);
   snprintf(detail, sizeof detail, "vector_bits=%d registers=%d", host->vector_bits, host->vector_registers);
-  check((host->vector_bits == 128 || host->vector_bits == 256 || host->vector_bits == 512) &&
+  check_detail((host->vector_bits == 128 || host->vector_bits == 256 || host->vector_bits == 512) &&
             host->vector_registers == (host->vector_bits == 512 ? 32 : 16),
         "host vector_bits is 128/256/512 and registers match", detail);
-  check(strncmp(jit_llvm_version(), "22.", 3) == 0, "jit_llvm_version is 22.x", jit_llvm_version());
+  check_detail(strncmp(jit_llvm_version(), "22.", 3) == 0, "jit_llvm_version is 22.x", jit_llvm_version());
 }
 
 static void check_run_host(LLVMContextRef c, const jit_target *host, jit_buffer *object_out) {
   char detail[512];
   LLVMModuleRef m = build_host_module(c);
-  check(jit_module_set_target(m, host) == FJ_OK, "jit_module_set_target on the host", fj_last_error());
+  check_detail(jit_module_set_target(m, host) == FJ_OK, "jit_module_set_target on the host", fj_last_error());
   jit_buffer object = {0};
   double start = now_ms();
   fj_status status = jit_compile_module(m, host, "test_jit host module", &object);
   double compile_ms = now_ms() - start;
-  check(status == FJ_OK && object.data && object.size > 0, "compile the host module", fj_last_error());
+  check_detail(status == FJ_OK && object.data && object.size > 0, "compile the host module", fj_last_error());
   printf("  compile (verify + O3 + object) of the host module: %.1f ms, %zu bytes\n", compile_ms, object.size);
   LLVMDisposeModule(m);
   /* The first compile pays LLVM's one-time pass and target setup; the second is what a kernel costs. */
@@ -256,7 +244,7 @@ static void check_run_host(LLVMContextRef c, const jit_target *host, jit_buffer 
   start = now_ms();
   fj_status again_status = jit_compile_module(m, host, "test_jit host module (again)", &again);
   printf("  second compile of the same module: %.1f ms\n", now_ms() - start);
-  check(again_status == FJ_OK && again.size == object.size && memcmp(again.data, object.data, again.size) == 0,
+  check_detail(again_status == FJ_OK && again.size == object.size && memcmp(again.data, object.data, again.size) == 0,
         "compiling the same module twice gives the same object", fj_last_error());
   jit_buffer_free(&again);
   LLVMDisposeModule(m);
@@ -265,23 +253,23 @@ static void check_run_host(LLVMContextRef c, const jit_target *host, jit_buffer 
 
   jit_object *loaded = NULL;
   status = jit_object_load(object.data, object.size, "test_jit host module", &loaded);
-  check(status == FJ_OK && loaded, "jit_object_load", fj_last_error());
+  check_detail(status == FJ_OK && loaded, "jit_object_load", fj_last_error());
   if (status != FJ_OK) {
     jit_buffer_free(&object);
     return;
   }
   void *axpy_address = NULL, *zero_address = NULL, *sum_address = NULL;
-  check(jit_object_symbol(loaded, "axpy", &axpy_address) == FJ_OK && axpy_address, "symbol axpy",
+  check_detail(jit_object_symbol(loaded, "axpy", &axpy_address) == FJ_OK && axpy_address, "symbol axpy",
         fj_last_error());
-  check(jit_object_symbol(loaded, "zero", &zero_address) == FJ_OK && zero_address, "symbol zero",
+  check_detail(jit_object_symbol(loaded, "zero", &zero_address) == FJ_OK && zero_address, "symbol zero",
         fj_last_error());
-  check(jit_object_symbol(loaded, "sum_exp", &sum_address) == FJ_OK && sum_address, "symbol sum_exp",
+  check_detail(jit_object_symbol(loaded, "sum_exp", &sum_address) == FJ_OK && sum_address, "symbol sum_exp",
         fj_last_error());
 
   void *missing = (void *)1;
   status = jit_object_symbol(loaded, "no_such_kernel", &missing);
   snprintf(detail, sizeof detail, "status %d, address %p, message '%s'", status, missing, fj_last_error());
-  check(status != FJ_OK && missing == NULL && strstr(fj_last_error(), "no_such_kernel"),
+  check_detail(status != FJ_OK && missing == NULL && strstr(fj_last_error(), "no_such_kernel"),
         "a missing symbol is an error naming it", detail);
 
   if (axpy_address && zero_address && sum_address) {
@@ -320,9 +308,9 @@ static void check_run_host(LLVMContextRef c, const jit_target *host, jit_buffer 
       free(y);
       free(want);
     }
-    check(axpy_ok, "axpy matches C on random inputs (n = 1, 7, 64, 1037, 4099)", NULL);
-    check(sum_ok, "sum_exp (calls libm expf) matches C", NULL);
-    check(zero_ok, "zero (a loop O3 turns into memset) zeroes", NULL);
+    check_detail(axpy_ok, "axpy matches C on random inputs (n = 1, 7, 64, 1037, 4099)", NULL);
+    check_detail(sum_ok, "sum_exp (calls libm expf) matches C", NULL);
+    check_detail(zero_ok, "zero (a loop O3 turns into memset) zeroes", NULL);
   }
   jit_object_unload(loaded);
   jit_object_unload(NULL);
@@ -399,7 +387,7 @@ static void check_concurrent_compiles(const jit_target *host) {
     }
   }
   printf("  4 threads x 3 compile+load+run: %.1f ms\n", now_ms() - start);
-  check(ok, "4 threads compile, load and run their own modules at once", error);
+  check_detail(ok, "4 threads compile, load and run their own modules at once", error);
 }
 
 static void check_load_timing(const jit_buffer *object) {
@@ -415,7 +403,7 @@ static void check_load_timing(const jit_buffer *object) {
     jit_object_unload(loaded);
   }
   qsort(times, 20, sizeof times[0], compare_doubles);
-  check(ok, "20 loads of the same object", fj_last_error());
+  check_detail(ok, "20 loads of the same object", fj_last_error());
   printf("  cached-object load + lookup: median %.3f ms (min %.3f, max %.3f) over 20 loads\n",
          (times[9] + times[10]) / 2, times[0], times[19]);
 }
@@ -433,7 +421,7 @@ static void check_bad_inputs(LLVMContextRef c, const jit_target *host) {
   jit_buffer out = {(void *)1, 1};
   fj_status status = jit_compile_module(m, host, "broken-kernel cfg=1", &out);
   snprintf(detail, sizeof detail, "status %d, message '%s'", status, fj_last_error());
-  check(status == FJ_COMPILE_FAILED && out.data == NULL && out.size == 0 && strlen(fj_last_error()) > 20 &&
+  check_detail(status == FJ_COMPILE_FAILED && out.data == NULL && out.size == 0 && strlen(fj_last_error()) > 20 &&
             strstr(fj_last_error(), "broken-kernel cfg=1"),
         "a module that fails verification is FJ_COMPILE_FAILED with LLVM's message", detail);
   printf("  message: %s\n", fj_last_error());
@@ -443,10 +431,10 @@ static void check_bad_inputs(LLVMContextRef c, const jit_target *host) {
   jit_object *loaded = (jit_object *)1;
   status = jit_object_load(garbage, sizeof garbage, "garbage", &loaded);
   snprintf(detail, sizeof detail, "status %d, message '%s'", status, fj_last_error());
-  check(status != FJ_OK && loaded == NULL && strstr(fj_last_error(), "garbage"),
+  check_detail(status != FJ_OK && loaded == NULL && strstr(fj_last_error(), "garbage"),
         "loading bytes that are no object fails cleanly", detail);
 
-  check(jit_compile_module(NULL, host, "x", &out) == FJ_INVALID_ARGUMENT &&
+  check_detail(jit_compile_module(NULL, host, "x", &out) == FJ_INVALID_ARGUMENT &&
             jit_object_load(NULL, 0, "x", &loaded) == FJ_INVALID_ARGUMENT &&
             jit_host_target(NULL) == FJ_INVALID_ARGUMENT,
         "NULL arguments are FJ_INVALID_ARGUMENT", fj_last_error());
@@ -458,13 +446,13 @@ static void check_cpu_features_env(LLVMContextRef c, const jit_target *host) {
   jit_target t;
   setenv("FLASHJIT_CPU_FEATURES", "avx2", 1);
   fj_status status = jit_host_target(&t);
-  check(status == FJ_INVALID_ARGUMENT && strstr(fj_last_error(), "FLASHJIT_CPU_FEATURES"),
+  check_detail(status == FJ_INVALID_ARGUMENT && strstr(fj_last_error(), "FLASHJIT_CPU_FEATURES"),
         "FLASHJIT_CPU_FEATURES item without +/- is refused", fj_last_error());
 
   setenv("FLASHJIT_CPU_FEATURES", "-avx", 1);
   status = jit_host_target(&t);
   snprintf(detail, sizeof detail, "status %d vector_bits %d fma %d", status, t.vector_bits, t.has_fma);
-  check(status == FJ_OK && t.vector_bits == 128 && !t.has_fma && !t.has_f16c,
+  check_detail(status == FJ_OK && t.vector_bits == 128 && !t.has_fma && !t.has_f16c,
         "FLASHJIT_CPU_FEATURES=-avx takes AVX, AVX2, FMA, AVX-512 with it (128 bits)", detail);
 
   if (host->vector_bits != 512) {
@@ -477,7 +465,7 @@ static void check_cpu_features_env(LLVMContextRef c, const jit_target *host) {
   size_t length = strlen(t.features);
   snprintf(detail, sizeof detail, "status %d vector_bits %d registers %d bf16 %d", status, t.vector_bits,
            t.vector_registers, t.has_avx512bf16);
-  check(status == FJ_OK && t.vector_bits == 256 && t.vector_registers == 16 && !t.has_avx512bf16 &&
+  check_detail(status == FJ_OK && t.vector_bits == 256 && t.vector_registers == 16 && !t.has_avx512bf16 &&
             t.has_fma && length > 9 && strcmp(t.features + length - 9, ",-avx512f") == 0,
         "FLASHJIT_CPU_FEATURES=-avx512f on an AVX-512 host gives 256 bits, 16 registers", detail);
   unsetenv("FLASHJIT_CPU_FEATURES");
@@ -497,7 +485,7 @@ static void check_cpu_features_env(LLVMContextRef c, const jit_target *host) {
   printf("  instructions naming zmm/ymm: host %d/%d, -avx512f %d/%d\n", counts[0][0], counts[0][1],
          counts[1][0], counts[1][1]);
   snprintf(detail, sizeof detail, "-avx512f code: %d zmm, %d ymm instructions", counts[1][0], counts[1][1]);
-  check(counts[1][0] == 0 && counts[1][1] > 0, "code compiled with -avx512f uses ymm and never zmm", detail);
+  check_detail(counts[1][0] == 0 && counts[1][1] > 0, "code compiled with -avx512f uses ymm and never zmm", detail);
 }
 
 /* LLVM ends the process on a fatal error; the handler must first log which kernel was compiling.
@@ -513,7 +501,7 @@ static void fatal_sink(log_level level, const char *line, void *user) {
 static void check_fatal_handler(LLVMContextRef c, const jit_target *host) {
   int pipe_fds[2];
   if (pipe(pipe_fds) != 0) {
-    check(0, "fatal-error handler names the kernel", "pipe failed");
+    check_detail(0, "fatal-error handler names the kernel", "pipe failed");
     return;
   }
   fflush(stdout);
@@ -558,7 +546,7 @@ static void check_fatal_handler(LLVMContextRef c, const jit_target *host) {
     printf("  child killed by signal %d; its log: %s", WTERMSIG(wstatus), got);
   else
     printf("  child exit status %d; its log: %s", WEXITSTATUS(wstatus), got);
-  check(strstr(got, "fatal-test-kernel cfg=42") != NULL && strstr(got, "NOT FATAL") == NULL,
+  check_detail(strstr(got, "fatal-test-kernel cfg=42") != NULL && strstr(got, "NOT FATAL") == NULL,
         "an LLVM fatal error logs the kernel and config being compiled", got);
 }
 
@@ -572,20 +560,20 @@ static void check_nvptx(LLVMContextRef c) {
   LLVMModuleRef m = build_nvptx_module(c);
   /* data_layout left empty: jit_module_set_target derives it. */
   fj_status status = jit_module_set_target(m, &t);
-  check(status == FJ_OK && strlen(LLVMGetDataLayoutStr(m)) > 0, "jit_module_set_target derives an NVPTX layout",
+  check_detail(status == FJ_OK && strlen(LLVMGetDataLayoutStr(m)) > 0, "jit_module_set_target derives an NVPTX layout",
         fj_last_error());
   jit_buffer ptx = {0};
   double start = now_ms();
   status = jit_compile_module(m, &t, "test_jit nvptx axpy", &ptx);
   double ms = now_ms() - start;
   LLVMDisposeModule(m);
-  check(status == FJ_OK && ptx.data && ((char *)ptx.data)[ptx.size] == '\0', "compile for nvptx64 sm_90a",
+  check_detail(status == FJ_OK && ptx.data && ((char *)ptx.data)[ptx.size] == '\0', "compile for nvptx64 sm_90a",
         fj_last_error());
   if (status != FJ_OK)
     return;
   printf("  compile to PTX: %.1f ms, %zu bytes\n", ms, ptx.size);
   const char *text = ptx.data;
-  check(strstr(text, ".target sm_90a") && strstr(text, ".version 8.0") && strstr(text, ".entry axpy_kernel"),
+  check_detail(strstr(text, ".target sm_90a") && strstr(text, ".version 8.0") && strstr(text, ".entry axpy_kernel"),
         "PTX names .version 8.0, .target sm_90a and the .entry", text);
 
   const char *ptxas = "/usr/local/cuda/bin/ptxas";
@@ -597,7 +585,7 @@ static void check_nvptx(LLVMContextRef c) {
   char path[] = "/tmp/test_jit_XXXXXX.ptx";
   int fd = mkstemps(path, 4);
   if (fd < 0 || write(fd, ptx.data, ptx.size) != (ssize_t)ptx.size) {
-    check(0, "write PTX to a temp file", path);
+    check_detail(0, "write PTX to a temp file", path);
     if (fd >= 0)
       close(fd);
     jit_buffer_free(&ptx);
@@ -612,7 +600,7 @@ static void check_nvptx(LLVMContextRef c) {
     printf("  ptxas: %s", line);
   int rc = pipe_in ? pclose(pipe_in) : -1;
   snprintf(detail, sizeof detail, "ptxas exit status %d", WIFEXITED(rc) ? WEXITSTATUS(rc) : -1);
-  check(rc == 0, "ptxas -arch=sm_90a accepts the PTX", detail);
+  check_detail(rc == 0, "ptxas -arch=sm_90a accepts the PTX", detail);
   unlink(path);
   jit_buffer_free(&ptx);
 }
@@ -625,7 +613,7 @@ int main(void) {
   if (!core_log_enabled(LOG_WARN)) /* the checks read warnings and errors from the log */
     core_log_set_level(LOG_WARN);
   unsetenv("FLASHJIT_CPU_FEATURES");
-  check(jit_init() == FJ_OK && jit_init() == FJ_OK, "jit_init (twice)", fj_last_error());
+  check_detail(jit_init() == FJ_OK && jit_init() == FJ_OK, "jit_init (twice)", fj_last_error());
   LLVMInitializeX86Disassembler(); /* only the test disassembles */
 
   LLVMContextRef c = LLVMContextCreate();
@@ -643,6 +631,5 @@ int main(void) {
   check_nvptx(c);
   LLVMContextDispose(c);
 
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return check_summary();
 }

@@ -3,7 +3,6 @@
  * argument errors, and the emitted loop itself: the assembly must hold at least one vector FMA per
  * accumulator at the host's full width and no vector register traffic to the stack, or the figure would
  * measure spills instead of the FMA units. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,22 +12,7 @@
 #include "core/threadpool.h"
 #include "flashjit.h"
 #include "jit/jit.h"
-
-static int passed, failed;
-
-static void check(int ok, const char *format, ...) __attribute__((format(printf, 2, 3)));
-static void check(int ok, const char *format, ...) {
-  va_list ap;
-  va_start(ap, format);
-  printf("%s ", ok ? "ok  " : "FAIL");
-  vprintf(format, ap);
-  printf("\n");
-  va_end(ap);
-  if (ok)
-    passed++;
-  else
-    failed++;
-}
+#include "check.h"
 
 static const char *find_objdump(void) {
   static const char *const candidates[] = {"/usr/lib/llvm-22/bin/llvm-objdump", "/usr/bin/llvm-objdump-22"};
@@ -113,6 +97,5 @@ int main(void) {
   check(cpu_peak_gflops(1, NULL, NULL, 0) == FJ_INVALID_ARGUMENT, "NULL gflops is refused");
 
   check_assembly();
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return check_summary();
 }

@@ -5,28 +5,12 @@
  * and nothing is timed here), a device no peer covers answers one "skip" line, and a malformed request
  * answers a "skip" line naming it and exit 2. The peers' numbers themselves are `flashjit bench
  * --peers`'s. Skips (77) without python3. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 
-static int passed, failed;
-
-static void check(int ok, const char *format, ...) __attribute__((format(printf, 2, 3)));
-static void check(int ok, const char *format, ...) {
-  va_list ap;
-  va_start(ap, format);
-  printf("%s ", ok ? "ok  " : "FAIL");
-  vprintf(format, ap);
-  printf("\n");
-  va_end(ap);
-  fflush(stdout);
-  if (ok)
-    passed++;
-  else
-    failed++;
-}
+#include "check.h"
 
 /* Runs a shell command line; its exit status, and the first line of its stdout in line. */
 static int run(const char *command, char *line, size_t size) {
@@ -99,6 +83,5 @@ int main(void) {
   check(rc == 2 && strstr(line, "kv_heads"), "a request whose kv_heads do not divide heads is refused (%d: %s)", rc,
         line);
 
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return check_summary();
 }

@@ -12,21 +12,7 @@
 #include "core/host_tensor.h"
 #include "core/problem.h"
 #include "core/reference.h"
-
-static int passed, failed;
-
-#define CHECK(cond, ...)                                          \
-  do {                                                            \
-    if (cond) {                                                   \
-      passed++;                                                   \
-      printf("ok: ");                                             \
-    } else {                                                      \
-      failed++;                                                   \
-      printf("FAIL (%s:%d): ", __FILE__, __LINE__);               \
-    }                                                             \
-    printf(__VA_ARGS__);                                          \
-    printf("\n");                                                 \
-  } while (0)
+#include "check.h"
 
 /* Row-major q, k, v, o and lse tensors for one problem, and the reference's outputs. */
 typedef struct setup {
@@ -394,6 +380,5 @@ int main(void) {
   test_strided();
   test_relative_error();
   test_long();
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed != 0;
+  return check_summary();
 }

@@ -9,21 +9,7 @@
 #include "flashjit.h"
 #include "core/error.h"
 #include "core/threadpool.h"
-
-static int passed, failed;
-
-#define CHECK(cond, ...)                                          \
-  do {                                                            \
-    if (cond) {                                                   \
-      passed++;                                                   \
-      printf("ok: ");                                             \
-    } else {                                                      \
-      failed++;                                                   \
-      printf("FAIL (%s:%d): ", __FILE__, __LINE__);               \
-    }                                                             \
-    printf(__VA_ARGS__);                                          \
-    printf("\n");                                                 \
-  } while (0)
+#include "check.h"
 
 typedef struct counting {
   atomic_int *counts;
@@ -185,6 +171,5 @@ int main(void) {
   test_many_runs();
   test_concurrent_callers();
   test_create_destroy();
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed != 0;
+  return check_summary();
 }

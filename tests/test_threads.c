@@ -4,7 +4,6 @@
  * another new key. Every result is checked against the reference. */
 #include <math.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,28 +15,9 @@
 #include "core/problem.h"
 #include "core/reference.h"
 #include "runtime/runtime.h"
+#include "check.h"
 
 #define THREADS 4
-
-static int passed, failed;
-static pthread_mutex_t print_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void check(int ok, const char *format, ...) __attribute__((format(printf, 2, 3)));
-static void check(int ok, const char *format, ...) {
-  va_list ap;
-  va_start(ap, format);
-  pthread_mutex_lock(&print_lock);
-  printf("%s ", ok ? "ok  " : "FAIL");
-  vprintf(format, ap);
-  printf("\n");
-  fflush(stdout);
-  if (ok)
-    passed++;
-  else
-    failed++;
-  pthread_mutex_unlock(&print_lock);
-  va_end(ap);
-}
 
 typedef struct shape {
   dtype_id dtype;
@@ -176,8 +156,7 @@ int main(void) {
   fj_status s = fj_context_create(&options, &context);
   check(s == FJ_OK, "fj_context_create: %s %s", fj_status_string(s), fj_last_error());
   if (s != FJ_OK) {
-    printf("%d passed, %d failed\n", passed, failed);
-    return 1;
+    return check_summary();  /* the check above failed: exits 1 */
   }
   shape_key_text(&race_first, race_key_text[0], sizeof race_key_text[0]);
   shape_key_text(&race_last, race_key_text[1], sizeof race_key_text[1]);
@@ -191,8 +170,7 @@ int main(void) {
   check(started == THREADS, "started %d threads", started);
   if (started != THREADS) {
     /* The barrier would never open; nothing sensible is left to do. */
-    printf("%d passed, %d failed\n", passed, failed);
-    return 1;
+    return check_summary();  /* the check above failed: exits 1 */
   }
   for (int t = 0; t < THREADS; t++) pthread_join(threads[t], NULL);
   pthread_barrier_destroy(&barrier);
@@ -211,6 +189,5 @@ int main(void) {
   check(race_compiles[0] == 1 && race_compiles[1] == 1,
         "each racing key compiled exactly once (%d and %d compiles)", race_compiles[0], race_compiles[1]);
   fj_context_destroy(context);
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return check_summary();
 }

@@ -6,7 +6,6 @@
  * and keep a winner. Through the `flashjit` command, because GPU tuning children exec it. Skips (77)
  * where fj_context_create cannot open cuda:0. */
 #include <ftw.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,24 +14,9 @@
 
 #include "cache/json_reader.h"
 #include "flashjit.h"
+#include "check.h"
 
-static int passed, failed;
 static char scratch[256];
-
-static void check(int ok, const char *format, ...) __attribute__((format(printf, 2, 3)));
-static void check(int ok, const char *format, ...) {
-  va_list ap;
-  va_start(ap, format);
-  printf("%s ", ok ? "ok  " : "FAIL");
-  vprintf(format, ap);
-  printf("\n");
-  va_end(ap);
-  fflush(stdout);
-  if (ok)
-    passed++;
-  else
-    failed++;
-}
 
 /* Runs a shell command line, returns its exit status and its stdout (malloc'd) in *out. */
 static int run(const char *command, char **out) {
@@ -172,6 +156,5 @@ int main(void) {
   }
 
   nftw(scratch, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return check_summary();
 }

@@ -9,7 +9,6 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sqlite3.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,25 +22,9 @@
 #include "core/dtype.h"
 #include "runtime/runtime.h"
 #include "tuner/tuner.h"
+#include "check.h"
 
 extern char **environ;
-
-static int passed, failed;
-
-static void check(int ok, const char *format, ...) __attribute__((format(printf, 2, 3)));
-static void check(int ok, const char *format, ...) {
-  va_list ap;
-  va_start(ap, format);
-  printf("%s ", ok ? "ok  " : "FAIL");
-  vprintf(format, ap);
-  printf("\n");
-  va_end(ap);
-  fflush(stdout);
-  if (ok)
-    passed++;
-  else
-    failed++;
-}
 
 static char dir[256];
 
@@ -336,6 +319,5 @@ int main(void) {
   check(run_cli(bad_args) == 2, "an unknown cache action is a usage error");
 
   nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return check_summary();
 }

@@ -7,7 +7,6 @@
  * context uses the tuned config (exact key), the nearest bucket's, or the default, and says which. */
 #include <ftw.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,23 +17,7 @@
 #include "core/dtype.h"
 #include "runtime/runtime.h"
 #include "tuner/tuner.h"
-
-static int passed, failed;
-
-static void check(int ok, const char *format, ...) __attribute__((format(printf, 2, 3)));
-static void check(int ok, const char *format, ...) {
-  va_list ap;
-  va_start(ap, format);
-  printf("%s ", ok ? "ok  " : "FAIL");
-  vprintf(format, ap);
-  printf("\n");
-  va_end(ap);
-  fflush(stdout);
-  if (ok)
-    passed++;
-  else
-    failed++;
-}
+#include "check.h"
 
 static char root[256];
 
@@ -459,6 +442,5 @@ int main(void) {
   test_faults();
   test_budgets_and_lock();
   nftw(root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return check_summary();
 }

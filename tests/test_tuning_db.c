@@ -21,19 +21,7 @@
 #include "cache/tuning_db_internal.h"
 #include "core/error.h"
 #include "core/log.h"
-
-static int passed, failed;
-
-static void check(int ok, const char *name, const char *detail) {
-  if (ok) {
-    passed++;
-    printf("ok   %s\n", name);
-  } else {
-    failed++;
-    printf("FAIL %s: %s\n", name, detail ? detail : "");
-  }
-  fflush(stdout);
-}
+#include "check.h"
 
 /* Warnings captured from the log, to check that moving a file aside says so. */
 static char captured[8192];
@@ -173,68 +161,68 @@ static void check_schema(void) {
   path_in_root(path, sizeof path, "schema.db");
   tuning_db *db = NULL;
   fj_status s = tuning_db_open(path, &db);
-  check(s == FJ_OK && db, "open creates a new database", fj_last_error());
-  check(tuning_db_schema_version(db) == TUNING_DB_SCHEMA_VERSION, "schema version is 2", NULL);
-  check(sql_int(path, "PRAGMA user_version") == 2, "user_version is 2 in the file", NULL);
+  check_detail(s == FJ_OK && db, "open creates a new database", fj_last_error());
+  check_detail(tuning_db_schema_version(db) == TUNING_DB_SCHEMA_VERSION, "schema version is 2", NULL);
+  check_detail(sql_int(path, "PRAGMA user_version") == 2, "user_version is 2 in the file", NULL);
   long long tables = sql_int(path, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN "
                                    "('flashjit_meta','devices','problems','trials','winners','claims')");
-  check(tables == 6, "tables flashjit_meta, devices, problems, trials, winners, claims exist", NULL);
+  check_detail(tables == 6, "tables flashjit_meta, devices, problems, trials, winners, claims exist", NULL);
   char mode[32];
   sql_text(path, "PRAGMA journal_mode", mode, sizeof mode);
-  check(strcmp(mode, "wal") == 0, "journal mode is WAL", mode);
+  check_detail(strcmp(mode, "wal") == 0, "journal mode is WAL", mode);
   char format[64];
   sql_text(path, "SELECT value FROM flashjit_meta WHERE key = 'format'", format, sizeof format);
-  check(strcmp(format, "flashjit-tuning") == 0, "flashjit_meta holds the marker", format);
+  check_detail(strcmp(format, "flashjit-tuning") == 0, "flashjit_meta holds the marker", format);
   tuning_db_close(db);
   tuning_db *again = NULL;
-  check(tuning_db_open(path, &again) == FJ_OK, "reopening an existing database", fj_last_error());
+  check_detail(tuning_db_open(path, &again) == FJ_OK, "reopening an existing database", fj_last_error());
   tuning_db_close(again);
   tuning_db_close(NULL);
-  check(tuning_db_open(NULL, &again) == FJ_INVALID_ARGUMENT && again == NULL, "NULL path is refused", NULL);
+  check_detail(tuning_db_open(NULL, &again) == FJ_INVALID_ARGUMENT && again == NULL, "NULL path is refused", NULL);
   char missing[300];
   path_in_root(missing, sizeof missing, "no/such/folder/x.db");
-  check(tuning_db_open(missing, &again) == FJ_IO && strstr(fj_last_error(), missing), "missing folder: FJ_IO naming the path",
+  check_detail(tuning_db_open(missing, &again) == FJ_IO && strstr(fj_last_error(), missing), "missing folder: FJ_IO naming the path",
         fj_last_error());
 }
 
 static void check_record(tuning_db *db, const char *path) {
   tuning_trial t = make_trial(KEY_BF16_11, "block_m=32 block_n=64", TRIAL_OK, 2.0);
-  check(record(db, t) == 1, "record a trial", fj_last_error());
-  check(tuning_db_has_trial(db, FINGERPRINT, &t) == 1, "has_trial finds it", fj_last_error());
-  check(record(db, t) == 0, "recording it again succeeds with inserted=0", fj_last_error());
-  check(sql_int(path, "SELECT count(*) FROM trials") == 1, "the duplicate was not added", NULL);
+  check_detail(record(db, t) == 1, "record a trial", fj_last_error());
+  check_detail(tuning_db_has_trial(db, FINGERPRINT, &t) == 1, "has_trial finds it", fj_last_error());
+  check_detail(record(db, t) == 0, "recording it again succeeds with inserted=0", fj_last_error());
+  check_detail(sql_int(path, "SELECT count(*) FROM trials") == 1, "the duplicate was not added", NULL);
   tuning_trial other = t;
   other.generator_version = 2;
-  check(tuning_db_has_trial(db, FINGERPRINT, &other) == 0, "another generator version is another trial", NULL);
+  check_detail(tuning_db_has_trial(db, FINGERPRINT, &other) == 0, "another generator version is another trial", NULL);
   other = t;
   other.seqlen_q = 1000;
-  check(tuning_db_has_trial(db, FINGERPRINT, &other) == 0, "other sizes are another trial", NULL);
-  check(tuning_db_has_trial(db, "cpu:other", &t) == 0, "another device has no such trial", NULL);
-  check(sql_int(path, "SELECT seqlen_bucket FROM problems") == 11 &&
+  check_detail(tuning_db_has_trial(db, FINGERPRINT, &other) == 0, "other sizes are another trial", NULL);
+  check_detail(tuning_db_has_trial(db, "cpu:other", &t) == 0, "another device has no such trial", NULL);
+  check_detail(sql_int(path, "SELECT seqlen_bucket FROM problems") == 11 &&
             sql_int(path, "SELECT head_dim FROM problems") == 128 && sql_int(path, "SELECT kv_heads FROM problems") == 8,
         "the key is parsed into columns (bucket 11, d 128, hk 8)", NULL);
   char base[512];
   sql_text(path, "SELECT base_key || '|' || dtype FROM problems", base, sizeof base);
-  check(strcmp(base, "attention_fwd dtype=bf16 d=128 h=8 hk=8 causal=0 lse=0 dcontig=1|bf16") == 0,
+  check_detail(strcmp(base, "attention_fwd dtype=bf16 d=128 h=8 hk=8 causal=0 lse=0 dcontig=1|bf16") == 0,
         "base_key is the key without its bucket", base);
 
   tuning_trial bad = t;
   bad.config = NULL;
   int inserted = 7;
   fj_status s = tuning_db_record_trial(db, &test_device, &bad, &inserted);
-  check(s == FJ_INVALID_ARGUMENT && strstr(fj_last_error(), "config") && inserted == 0,
+  check_detail(s == FJ_INVALID_ARGUMENT && strstr(fj_last_error(), "config") && inserted == 0,
         "a trial without config is refused, naming the field", fj_last_error());
   bad = t;
   bad.median_ms = NAN;
-  check(tuning_db_record_trial(db, &test_device, &bad, NULL) == FJ_INVALID_ARGUMENT, "a NaN time is refused",
+  check_detail(tuning_db_record_trial(db, &test_device, &bad, NULL) == FJ_INVALID_ARGUMENT, "a NaN time is refused",
         fj_last_error());
   bad = t;
   bad.outcome = TRIAL_OUTCOME_COUNT;
-  check(tuning_db_record_trial(db, &test_device, &bad, NULL) == FJ_INVALID_ARGUMENT, "an unknown outcome is refused",
+  check_detail(tuning_db_record_trial(db, &test_device, &bad, NULL) == FJ_INVALID_ARGUMENT, "an unknown outcome is refused",
         fj_last_error());
-  check(tuning_db_record_trial(NULL, &test_device, &t, NULL) == FJ_INVALID_ARGUMENT, "a NULL db is refused", NULL);
+  check_detail(tuning_db_record_trial(NULL, &test_device, &t, NULL) == FJ_INVALID_ARGUMENT, "a NULL db is refused", NULL);
   trial_outcome o;
-  check(tuning_outcome_parse("wrong_result", &o) && o == TRIAL_WRONG_RESULT &&
+  check_detail(tuning_outcome_parse("wrong_result", &o) && o == TRIAL_WRONG_RESULT &&
             strcmp(tuning_outcome_name(TRIAL_COMPILE_ERROR), "compile_error") == 0 && !tuning_outcome_parse("fast", &o),
         "outcome names round-trip", NULL);
 }
@@ -246,15 +234,15 @@ static void check_winner(tuning_db *db) {
   record(db, wrong);
   record(db, make_trial(KEY_BF16_11, "block_m=16 block_n=16", TRIAL_TIMEOUT, 0));
   fj_status s = tuning_db_update_winner(db, FINGERPRINT, KEY_BF16_11, FAMILY, TIMING, library_now(), llvm_now(), 1);
-  check(s == FJ_OK, "update_winner", fj_last_error());
+  check_detail(s == FJ_OK, "update_winner", fj_last_error());
   tuning_winner w;
   int found = tuning_db_lookup_winner(db, FINGERPRINT, KEY_BF16_11, FAMILY, TIMING, &w);
-  check(found == 1 && strcmp(w.config, "block_m=64 block_n=64") == 0 && fabs(w.median_ms - 1.5) < 1e-12,
+  check_detail(found == 1 && strcmp(w.config, "block_m=64 block_n=64") == 0 && fabs(w.median_ms - 1.5) < 1e-12,
         "winner is the ok trial with the lowest median; the faster wrong_result never wins", w.config);
-  check(found && w.exact == 1 && w.current_versions == 1 && strcmp(w.problem_key, KEY_BF16_11) == 0 &&
+  check_detail(found && w.exact == 1 && w.current_versions == 1 && strcmp(w.problem_key, KEY_BF16_11) == 0 &&
             w.seqlen_bucket == 11 && w.generator_version == 1,
         "exact lookup: exact=1, current_versions=1", w.problem_key);
-  check(tuning_db_update_winner(db, FINGERPRINT, "attention_fwd never tuned sq<=2^3", FAMILY, TIMING, library_now(),
+  check_detail(tuning_db_update_winner(db, FINGERPRINT, "attention_fwd never tuned sq<=2^3", FAMILY, TIMING, library_now(),
                                 llvm_now(), 1) == FJ_OK,
         "update_winner of an unknown problem is fine", fj_last_error());
 }
@@ -262,16 +250,16 @@ static void check_winner(tuning_db *db) {
 static void check_lookup(tuning_db *db) {
   tuning_winner w;
   int found = tuning_db_lookup_winner(db, FINGERPRINT, KEY_BF16_12, FAMILY, TIMING, &w);
-  check(found == 1 && w.exact == 0 && strcmp(w.problem_key, KEY_BF16_11) == 0 &&
+  check_detail(found == 1 && w.exact == 0 && strcmp(w.problem_key, KEY_BF16_11) == 0 &&
             strcmp(w.config, "block_m=64 block_n=64") == 0,
         "bucket 12 asked, bucket 11 tuned: found with exact=0", w.problem_key);
-  check(tuning_db_lookup_winner(db, FINGERPRINT, KEY_FP16_11, FAMILY, TIMING, &w) == 0,
+  check_detail(tuning_db_lookup_winner(db, FINGERPRINT, KEY_FP16_11, FAMILY, TIMING, &w) == 0,
         "another dtype: not found", NULL);
-  check(tuning_db_lookup_winner(db, "cpu:other", KEY_BF16_11, FAMILY, TIMING, &w) == 0, "another device: not found",
+  check_detail(tuning_db_lookup_winner(db, "cpu:other", KEY_BF16_11, FAMILY, TIMING, &w) == 0, "another device: not found",
         NULL);
-  check(tuning_db_lookup_winner(db, FINGERPRINT, KEY_BF16_11, "other_family", TIMING, &w) == 0,
+  check_detail(tuning_db_lookup_winner(db, FINGERPRINT, KEY_BF16_11, "other_family", TIMING, &w) == 0,
         "another family: not found", NULL);
-  check(tuning_db_lookup_winner(db, FINGERPRINT, "attention_fwd dtype=bf16 d=128 h=8 hk=8 causal=1 lse=0 dcontig=1 "
+  check_detail(tuning_db_lookup_winner(db, FINGERPRINT, "attention_fwd dtype=bf16 d=128 h=8 hk=8 causal=1 lse=0 dcontig=1 "
                                 "sq<=2^11", FAMILY, TIMING, &w) == 0,
         "causal differs: not found", NULL);
 
@@ -284,11 +272,11 @@ static void check_lookup(tuning_db *db) {
   tuning_db_update_winner(db, FINGERPRINT, k9, FAMILY, TIMING, library_now(), llvm_now(), 1);
   tuning_db_update_winner(db, FINGERPRINT, k13, FAMILY, TIMING, library_now(), llvm_now(), 1);
   found = tuning_db_lookup_winner(db, FINGERPRINT, k11, FAMILY, TIMING, &w);
-  check(found && strcmp(w.config, "long") == 0 && w.seqlen_bucket == 13, "a tie between buckets goes to the longer",
+  check_detail(found && strcmp(w.config, "long") == 0 && w.seqlen_bucket == 13, "a tie between buckets goes to the longer",
         w.config);
   found = tuning_db_lookup_winner(db, FINGERPRINT, "attention_fwd dtype=fp32 d=64 h=4 hk=4 causal=0 lse=0 dcontig=1 "
                                   "sq<=2^2", FAMILY, TIMING, &w);
-  check(found && strcmp(w.config, "short") == 0, "bucket 2 asked: the nearest is 9", w.config);
+  check_detail(found && strcmp(w.config, "short") == 0, "bucket 2 asked: the nearest is 9", w.config);
 }
 
 static void check_versions(tuning_db *db) {
@@ -299,19 +287,19 @@ static void check_versions(tuning_db *db) {
   tuning_db_update_winner(db, FINGERPRINT, key, FAMILY, TIMING, library_now(), "21.1.0", 1);
   tuning_winner w;
   int found = tuning_db_lookup_winner(db, FINGERPRINT, key, FAMILY, TIMING, &w);
-  check(found && w.current_versions == 0 && strcmp(w.llvm_version, "21.1.0") == 0 &&
+  check_detail(found && w.current_versions == 0 && strcmp(w.llvm_version, "21.1.0") == 0 &&
             strcmp(w.config, "block_m=32 old") == 0,
         "a winner recorded under another LLVM is returned with current_versions=0", w.llvm_version);
   found = tuning_db_lookup_winner_at(db, FINGERPRINT, key, FAMILY, TIMING, library_now(), "21.1.0", 1, &w);
-  check(found && w.current_versions == 1, "lookup_winner_at with its versions: current_versions=1", NULL);
+  check_detail(found && w.current_versions == 1, "lookup_winner_at with its versions: current_versions=1", NULL);
   found = tuning_db_lookup_winner_at(db, FINGERPRINT, key, FAMILY, TIMING, library_now(), "21.1.0", 2, &w);
-  check(found && w.current_versions == 0, "another generator version: current_versions=0", NULL);
+  check_detail(found && w.current_versions == 0, "another generator version: current_versions=0", NULL);
 
   /* Only current-version trials compete: a slower current one replaces the faster old one. */
   record(db, make_trial(key, "block_m=64 new", TRIAL_OK, 1.4));
   tuning_db_update_winner(db, FINGERPRINT, key, FAMILY, TIMING, library_now(), llvm_now(), 1);
   found = tuning_db_lookup_winner(db, FINGERPRINT, key, FAMILY, TIMING, &w);
-  check(found && w.current_versions == 1 && strcmp(w.config, "block_m=64 new") == 0,
+  check_detail(found && w.current_versions == 1 && strcmp(w.config, "block_m=64 new") == 0,
         "re-tuned under the current versions: the current winner replaces the old one", w.config);
   /* No current trial at all: the old winner stays as a hint. */
   const char *key2 = "attention_fwd dtype=fp16 d=96 h=8 hk=2 causal=1 lse=0 dcontig=1 sq<=2^14";
@@ -320,7 +308,7 @@ static void check_versions(tuning_db *db) {
   tuning_db_update_winner(db, FINGERPRINT, key2, FAMILY, TIMING, library_now(), "21.1.0", 1);
   tuning_db_update_winner(db, FINGERPRINT, key2, FAMILY, TIMING, library_now(), llvm_now(), 1);
   found = tuning_db_lookup_winner(db, FINGERPRINT, key2, FAMILY, TIMING, &w);
-  check(found && w.current_versions == 0, "no current trial: the old winner is kept", NULL);
+  check_detail(found && w.current_versions == 0, "no current trial: the old winner is kept", NULL);
 }
 
 /* ---- files: migration, newer schema, corruption ----------------------------------------------- */
@@ -330,54 +318,54 @@ static void check_migration(void) {
   snprintf(fixture_path, sizeof fixture_path, "%s/tests/fixtures/tuning_db_v1.sql", FJ_TEST_SOURCE_DIR);
   path_in_root(path, sizeof path, "v1.db");
   char *sql = read_file(fixture_path, NULL);
-  check(sql != NULL, "the v1 fixture is readable", fixture_path);
+  check_detail(sql != NULL, "the v1 fixture is readable", fixture_path);
   if (!sql)
     return;
   int rc = sql_exec(path, sql);
   free(sql);
-  check(rc == SQLITE_OK && sql_int(path, "PRAGMA user_version") == 1, "a v1 file is built from the fixture", NULL);
+  check_detail(rc == SQLITE_OK && sql_int(path, "PRAGMA user_version") == 1, "a v1 file is built from the fixture", NULL);
   tuning_db *db = NULL;
   fj_status s = tuning_db_open(path, &db);
-  check(s == FJ_OK && tuning_db_schema_version(db) == 2, "open migrates v1 to v2", fj_last_error());
+  check_detail(s == FJ_OK && tuning_db_schema_version(db) == 2, "open migrates v1 to v2", fj_last_error());
   if (!db)
     return;
-  check(sql_int(path, "PRAGMA user_version") == 2, "user_version is now 2", NULL);
-  check(sql_int(path, "SELECT count(*) FROM trials") == 3 && sql_int(path, "SELECT count(*) FROM devices") == 1 &&
+  check_detail(sql_int(path, "PRAGMA user_version") == 2, "user_version is now 2", NULL);
+  check_detail(sql_int(path, "SELECT count(*) FROM trials") == 3 && sql_int(path, "SELECT count(*) FROM devices") == 1 &&
             sql_int(path, "SELECT count(*) FROM problems") == 2 && sql_int(path, "SELECT count(*) FROM winners") == 1,
         "every row kept (3 trials, 1 device, 2 problems, 1 winner)", NULL);
-  check(sql_int(path, "SELECT count(*) FROM trials WHERE generator_version = 0") == 3,
+  check_detail(sql_int(path, "SELECT count(*) FROM trials WHERE generator_version = 0") == 3,
         "v1 trials get generator version 0", NULL);
-  check(sql_int(path, "SELECT seqlen_bucket FROM problems WHERE id = 2") == 9 &&
+  check_detail(sql_int(path, "SELECT seqlen_bucket FROM problems WHERE id = 2") == 9 &&
             sql_int(path, "SELECT kv_heads FROM problems WHERE id = 2") == 4,
         "v1 keys parsed into the new columns", NULL);
-  check(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE name = 'claims'") == 1, "the claims table was added",
+  check_detail(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE name = 'claims'") == 1, "the claims table was added",
         NULL);
-  check(sql_int(path, "SELECT count(*) FROM flashjit_meta WHERE key = 'migrated_1_to_2'") == 1,
+  check_detail(sql_int(path, "SELECT count(*) FROM flashjit_meta WHERE key = 'migrated_1_to_2'") == 1,
         "the migration is noted in flashjit_meta", NULL);
   char check_result[64];
   sql_text(path, "PRAGMA integrity_check", check_result, sizeof check_result);
-  check(strcmp(check_result, "ok") == 0 && sql_int(path, "SELECT count(*) FROM pragma_foreign_key_check") == 0,
+  check_detail(strcmp(check_result, "ok") == 0 && sql_int(path, "SELECT count(*) FROM pragma_foreign_key_check") == 0,
         "migrated file passes integrity and foreign key checks", check_result);
   tuning_winner w;
   const char *fp = "cpu:x86_64:znver3:16:v1";
   int found = tuning_db_lookup_winner(db, fp, KEY_BF16_11, FAMILY, TIMING, &w);
-  check(found && strcmp(w.config, "block_m=64 block_n=64 unroll=4 vector=16") == 0 && w.current_versions == 0 &&
+  check_detail(found && strcmp(w.config, "block_m=64 block_n=64 unroll=4 vector=16") == 0 && w.current_versions == 0 &&
             w.generator_version == 0,
         "the v1 winner is found, marked as other versions", w.config);
   tuning_trial t = make_trial(KEY_BF16_11, "block_m=64 block_n=64 unroll=4 vector=16", TRIAL_OK, 3.5);
   t.library_version = "0.0.9";
   t.llvm_version = "21.1.0";
   t.generator_version = 0;
-  check(tuning_db_has_trial(db, fp, &t) == 1, "a v1 trial is found by has_trial (generator 0)", NULL);
+  check_detail(tuning_db_has_trial(db, fp, &t) == 1, "a v1 trial is found by has_trial (generator 0)", NULL);
   tuning_device d = test_device;
   d.fingerprint = fp;
   t.generator_version = 1;
   int inserted = 0;
-  check(tuning_db_record_trial(db, &d, &t, &inserted) == FJ_OK && inserted == 1, "recording into a migrated file",
+  check_detail(tuning_db_record_trial(db, &d, &t, &inserted) == FJ_OK && inserted == 1, "recording into a migrated file",
         fj_last_error());
   tuning_db_close(db);
   db = NULL;
-  check(tuning_db_open(path, &db) == FJ_OK && tuning_db_schema_version(db) == 2, "reopening the migrated file",
+  check_detail(tuning_db_open(path, &db) == FJ_OK && tuning_db_schema_version(db) == 2, "reopening the migrated file",
         fj_last_error());
   tuning_db_close(db);
 }
@@ -389,23 +377,23 @@ static void check_newer_schema(void) {
   tuning_db_open(path, &db);
   record(db, make_trial(KEY_BF16_11, "block_m=32", TRIAL_OK, 1));
   tuning_db_close(db);
-  check(sql_exec(path, "PRAGMA user_version = 99") == SQLITE_OK, "set user_version 99", NULL);
+  check_detail(sql_exec(path, "PRAGMA user_version = 99") == SQLITE_OK, "set user_version 99", NULL);
   size_t size_before = 0, size_after = 0;
   char *before = read_file(path, &size_before);
   db = (tuning_db *)1;
   fj_status s = tuning_db_open(path, &db);
   char expected[128];
   snprintf(expected, sizeof expected, "schema version 99; this flashjit (%s) reads up to 2", fj_version_string());
-  check(s == FJ_UNSUPPORTED && db == NULL, "a newer schema is refused with FJ_UNSUPPORTED", fj_last_error());
-  check(strstr(fj_last_error(), path) && strstr(fj_last_error(), expected) &&
+  check_detail(s == FJ_UNSUPPORTED && db == NULL, "a newer schema is refused with FJ_UNSUPPORTED", fj_last_error());
+  check_detail(strstr(fj_last_error(), path) && strstr(fj_last_error(), expected) &&
             strstr(fj_last_error(), "FLASHJIT_CACHE_DIR"),
         "the message names the path, the version and what to do", fj_last_error());
   char *after = read_file(path, &size_after);
-  check(before && after && size_before == size_after && memcmp(before, after, size_before) == 0,
+  check_detail(before && after && size_before == size_after && memcmp(before, after, size_before) == 0,
         "the newer file's bytes are unchanged", NULL);
   free(before);
   free(after);
-  check(sql_int(path, "SELECT count(*) FROM trials") == 1, "its rows are still there", NULL);
+  check_detail(sql_int(path, "SELECT count(*) FROM trials") == 1, "its rows are still there", NULL);
 }
 
 /* The name of a "<base>.corrupt-*" file in root (without -wal/-shm), or "" when none. */
@@ -431,15 +419,15 @@ static void check_moved_aside(const char *base, const char *what) {
   fj_status s = tuning_db_open(path, &db);
   capture_stop();
   snprintf(name, sizeof name, "%s: open succeeds with a fresh database", what);
-  check(s == FJ_OK && db && tuning_db_schema_version(db) == 2, name, fj_last_error());
+  check_detail(s == FJ_OK && db && tuning_db_schema_version(db) == 2, name, fj_last_error());
   char moved[512];
   find_moved(base, moved, sizeof moved);
   snprintf(name, sizeof name, "%s: moved aside to <path>.corrupt-<time>", what);
-  check(moved[0] && file_exists(moved), name, moved);
+  check_detail(moved[0] && file_exists(moved), name, moved);
   snprintf(name, sizeof name, "%s: one warning naming both paths", what);
-  check(captured_warnings == 1 && strstr(captured, path) && moved[0] && strstr(captured, moved), name, captured);
+  check_detail(captured_warnings == 1 && strstr(captured, path) && moved[0] && strstr(captured, moved), name, captured);
   snprintf(name, sizeof name, "%s: the fresh database works", what);
-  check(db && record(db, make_trial(KEY_BF16_11, "x", TRIAL_OK, 1)) == 1 &&
+  check_detail(db && record(db, make_trial(KEY_BF16_11, "x", TRIAL_OK, 1)) == 1 &&
             sql_int(path, "SELECT count(*) FROM trials") == 1,
         name, fj_last_error());
   tuning_db_close(db);
@@ -464,7 +452,7 @@ static void check_corruption(void) {
   find_moved("garbage.db", moved, sizeof moved);
   size_t size = 0;
   char *kept = read_file(moved, &size);
-  check(kept && size == sizeof junk && memcmp(kept, junk, size) == 0, "random bytes: the moved file is intact", NULL);
+  check_detail(kept && size == sizeof junk && memcmp(kept, junk, size) == 0, "random bytes: the moved file is intact", NULL);
   free(kept);
 
   path_in_root(path, sizeof path, "foreign.db");
@@ -472,7 +460,7 @@ static void check_corruption(void) {
                  "INSERT INTO users(name) VALUES('alice'), ('bob');");
   check_moved_aside("foreign.db", "another application's database");
   find_moved("foreign.db", moved, sizeof moved);
-  check(sql_int(moved, "SELECT count(*) FROM users") == 2, "foreign database: its data is kept in the moved file", NULL);
+  check_detail(sql_int(moved, "SELECT count(*) FROM users") == 2, "foreign database: its data is kept in the moved file", NULL);
 
   /* A flashjit file whose pages were overwritten: damage found by quick_check or by reading. */
   path_in_root(path, sizeof path, "damaged.db");
@@ -549,7 +537,7 @@ static void check_concurrent_writers(void) {
   path_in_root(path, sizeof path, "concurrent.db"); /* not created yet: both children create it at once */
   int go[2], results[2];
   if (pipe(go) != 0 || pipe(results) != 0) {
-    check(0, "pipes for the concurrent test", strerror(errno));
+    check_detail(0, "pipes for the concurrent test", strerror(errno));
     return;
   }
   pid_t pids[2];
@@ -578,19 +566,19 @@ static void check_concurrent_writers(void) {
   close(results[0]);
   char detail[64];
   snprintf(detail, sizeof detail, "%d errors", errors);
-  check(clean && errors == 0, "two writer processes ran without errors (busy waits handled)", detail);
-  check(sql_int(path, "SELECT count(*) FROM trials") == 700, "700 trials: 2 x 300 own + 100 shared", NULL);
-  check(sql_int(path, "SELECT count(*) FROM trials WHERE config LIKE 'own=%'") == 600 &&
+  check_detail(clean && errors == 0, "two writer processes ran without errors (busy waits handled)", detail);
+  check_detail(sql_int(path, "SELECT count(*) FROM trials") == 700, "700 trials: 2 x 300 own + 100 shared", NULL);
+  check_detail(sql_int(path, "SELECT count(*) FROM trials WHERE config LIKE 'own=%'") == 600 &&
             sql_int(path, "SELECT count(*) FROM (SELECT config FROM trials GROUP BY config HAVING count(*) > 1)") == 0,
         "each own trial present exactly once", NULL);
-  check(sql_int(path, "SELECT count(*) FROM trials WHERE config LIKE 'shared=%'") == 100,
+  check_detail(sql_int(path, "SELECT count(*) FROM trials WHERE config LIKE 'shared=%'") == 100,
         "shared trials not duplicated", NULL);
   snprintf(detail, sizeof detail, "measured %d", measured);
-  check(measured == 100, "claims: each shared trial measured by exactly one writer", detail);
-  check(sql_int(path, "SELECT count(*) FROM claims") == 0, "no claims left behind", NULL);
+  check_detail(measured == 100, "claims: each shared trial measured by exactly one writer", detail);
+  check_detail(sql_int(path, "SELECT count(*) FROM claims") == 0, "no claims left behind", NULL);
   char integrity[64];
   sql_text(path, "PRAGMA integrity_check", integrity, sizeof integrity);
-  check(strcmp(integrity, "ok") == 0, "integrity_check ok after concurrent writers", integrity);
+  check_detail(strcmp(integrity, "ok") == 0, "integrity_check ok after concurrent writers", integrity);
 }
 
 static void check_reader_during_writes(void) {
@@ -637,13 +625,13 @@ static void check_reader_during_writes(void) {
   int writer_status = 0, reader_status = 0;
   waitpid(writer, &writer_status, 0);
   waitpid(reader, &reader_status, 0);
-  check(WIFEXITED(writer_status) && WEXITSTATUS(writer_status) == 0, "writer process: no errors", NULL);
-  check(WIFEXITED(reader_status) && WEXITSTATUS(reader_status) == 0,
+  check_detail(WIFEXITED(writer_status) && WEXITSTATUS(writer_status) == 0, "writer process: no errors", NULL);
+  check_detail(WIFEXITED(reader_status) && WEXITSTATUS(reader_status) == 0,
         "reader process looking up while the writer records: no errors", NULL);
   tuning_winner w;
   db = NULL;
   tuning_db_open(path, &db);
-  check(tuning_db_lookup_winner(db, FINGERPRINT, KEY_BF16_11, FAMILY, TIMING, &w) && strcmp(w.config, "w299") == 0,
+  check_detail(tuning_db_lookup_winner(db, FINGERPRINT, KEY_BF16_11, FAMILY, TIMING, &w) && strcmp(w.config, "w299") == 0,
         "the final winner is the writer's fastest", w.config);
   tuning_db_close(db);
 }
@@ -669,18 +657,18 @@ static void check_claims(void) {
   }
   char reply = 'n';
   (void)!read(from_child[0], &reply, 1);
-  check(reply == 'y', "process A claims a candidate", NULL);
-  check(tuning_db_claim(db, FINGERPRINT, &t, 3600) == 0, "process B cannot claim it while A lives", NULL);
+  check_detail(reply == 'y', "process A claims a candidate", NULL);
+  check_detail(tuning_db_claim(db, FINGERPRINT, &t, 3600) == 0, "process B cannot claim it while A lives", NULL);
   (void)!write(to_child[1], "x", 1);
   waitpid(a, NULL, 0); /* reaped: a zombie would still answer kill(pid, 0) */
   close(to_child[0]);
   close(to_child[1]);
   close(from_child[0]);
   close(from_child[1]);
-  check(tuning_db_claim(db, FINGERPRINT, &t, 3600) == 1, "after A died, B takes the claim over", fj_last_error());
-  check(tuning_db_claim(db, FINGERPRINT, &t, 3600) == 1, "claiming again what B holds is fine", NULL);
+  check_detail(tuning_db_claim(db, FINGERPRINT, &t, 3600) == 1, "after A died, B takes the claim over", fj_last_error());
+  check_detail(tuning_db_claim(db, FINGERPRINT, &t, 3600) == 1, "claiming again what B holds is fine", NULL);
   tuning_db_release(db, FINGERPRINT, &t);
-  check(sql_int(path, "SELECT count(*) FROM claims") == 0, "release removes the claim", NULL);
+  check_detail(sql_int(path, "SELECT count(*) FROM claims") == 0, "release removes the claim", NULL);
 
   /* A claim of a live process on another host can only go stale. */
   sql_exec(path, "INSERT INTO claims VALUES('" FINGERPRINT "', '" KEY_BF16_11 "', 'attention_fwd_cpu', 'claimed',"
@@ -688,11 +676,11 @@ static void check_claims(void) {
   tuning_trial remote = t;
   remote.library_version = "x";
   remote.llvm_version = "y";
-  check(tuning_db_claim(db, FINGERPRINT, &remote, 3600) == 0, "a fresh claim from another host holds", NULL);
+  check_detail(tuning_db_claim(db, FINGERPRINT, &remote, 3600) == 0, "a fresh claim from another host holds", NULL);
   sql_exec(path, "UPDATE claims SET claimed_at = claimed_at - 7200");
-  check(tuning_db_claim(db, FINGERPRINT, &remote, 3600) == 1, "a stale claim is taken over", NULL);
+  check_detail(tuning_db_claim(db, FINGERPRINT, &remote, 3600) == 1, "a stale claim is taken over", NULL);
   record(db, t);
-  check(tuning_db_claim(db, FINGERPRINT, &t, 3600) == 0, "a trial already recorded cannot be claimed", NULL);
+  check_detail(tuning_db_claim(db, FINGERPRINT, &t, 3600) == 0, "a trial already recorded cannot be claimed", NULL);
   tuning_db_close(db);
 }
 
@@ -732,11 +720,11 @@ static void check_threads(void) {
     pthread_join(threads[i], NULL);
     errors += jobs[i].errors;
   }
-  check(errors == 0 && sql_int(path, "SELECT count(*) FROM trials") == 450,
+  check_detail(errors == 0 && sql_int(path, "SELECT count(*) FROM trials") == 450,
         "three threads sharing one handle: 450 trials, no errors", fj_last_error());
   tuning_trial unmeasured = make_trial(KEY_FP16_11, "not measured yet", TRIAL_OK, 0);
   unmeasured.median_ms = NAN; /* a tuner claims before it measures: only the identity matters */
-  check(tuning_db_claim(db, FINGERPRINT, &unmeasured, 60) == 1 && tuning_db_has_trial(db, FINGERPRINT, &unmeasured) == 0,
+  check_detail(tuning_db_claim(db, FINGERPRINT, &unmeasured, 60) == 1 && tuning_db_has_trial(db, FINGERPRINT, &unmeasured) == 0,
         "claim and has_trial look only at a trial's identity", fj_last_error());
   tuning_db_release(db, FINGERPRINT, &unmeasured);
   tuning_db_close(db);
@@ -759,12 +747,12 @@ static char *export_text(tuning_db *db, int json) {
 
 static void check_export_import(tuning_db *source, const char *source_path) {
   char *json = export_text(source, 1);
-  check(json && strstr(json, "\"format\":\"flashjit-tuning\"") && strstr(json, "\"winners\":["),
+  check_detail(json && strstr(json, "\"format\":\"flashjit-tuning\"") && strstr(json, "\"winners\":["),
         "export JSON", fj_last_error());
   if (!json)
     return;
   json_value *tree = NULL;
-  check(json_parse(json, strlen(json), &tree) == FJ_OK, "the export is valid JSON for our own reader",
+  check_detail(json_parse(json, strlen(json), &tree) == FJ_OK, "the export is valid JSON for our own reader",
         fj_last_error());
   json_free(tree);
   long long trials = sql_int(source_path, "SELECT count(*) FROM trials");
@@ -778,20 +766,20 @@ static void check_export_import(tuning_db *source, const char *source_path) {
   char detail[160];
   snprintf(detail, sizeof detail, "%s; imported %d skipped %d rejected %d of %lld", fj_last_error(), imported,
            skipped, rejected, trials);
-  check(s == FJ_OK && imported == trials && rejected == 0 && skipped == 0, "import into a fresh db: every trial",
+  check_detail(s == FJ_OK && imported == trials && rejected == 0 && skipped == 0, "import into a fresh db: every trial",
         detail);
-  check(sql_int(path, "SELECT count(*) FROM trials") == trials, "same trial count after import", NULL);
-  check(sql_int(path, "SELECT count(*) FROM trials WHERE rel_err > 1e308") == 1, "an infinite rel_err survives",
+  check_detail(sql_int(path, "SELECT count(*) FROM trials") == trials, "same trial count after import", NULL);
+  check_detail(sql_int(path, "SELECT count(*) FROM trials WHERE rel_err > 1e308") == 1, "an infinite rel_err survives",
         NULL);
   tuning_winner w;
-  check(tuning_db_lookup_winner(db, FINGERPRINT, KEY_BF16_11, FAMILY, TIMING, &w) &&
+  check_detail(tuning_db_lookup_winner(db, FINGERPRINT, KEY_BF16_11, FAMILY, TIMING, &w) &&
             strcmp(w.config, "block_m=64 block_n=64") == 0,
         "winners recomputed on import", w.config);
   s = tuning_db_import(db, json, NULL, &imported, &skipped, &rejected, NULL);
-  check(s == FJ_OK && imported == 0 && skipped == trials, "importing again adds nothing", fj_last_error());
+  check_detail(s == FJ_OK && imported == 0 && skipped == trials, "importing again adds nothing", fj_last_error());
   tuning_db_clear(db);
   s = tuning_db_import(db, json, "cpu:someone-else", &imported, &skipped, &rejected, NULL);
-  check(s == FJ_OK && imported == 0 && skipped == trials, "only_fingerprint leaves other devices out", NULL);
+  check_detail(s == FJ_OK && imported == 0 && skipped == trials, "only_fingerprint leaves other devices out", NULL);
   tuning_db_close(db);
 
   /* Truncated: malformed, nothing imported. */
@@ -800,9 +788,9 @@ static void check_export_import(tuning_db *source, const char *source_path) {
   db = NULL;
   tuning_db_open(path, &db);
   s = tuning_db_import(db, json, NULL, &imported, &skipped, &rejected, NULL);
-  check(s == FJ_INVALID_ARGUMENT && strstr(fj_last_error(), "at byte") && imported == 0,
+  check_detail(s == FJ_INVALID_ARGUMENT && strstr(fj_last_error(), "at byte") && imported == 0,
         "truncated JSON: an error naming the byte offset", fj_last_error());
-  check(sql_int(path, "SELECT count(*) FROM trials") == 0, "truncated JSON: nothing imported", NULL);
+  check_detail(sql_int(path, "SELECT count(*) FROM trials") == 0, "truncated JSON: nothing imported", NULL);
   free(json);
 
   static const struct {
@@ -822,13 +810,13 @@ static void check_export_import(tuning_db *source, const char *source_path) {
     s = tuning_db_import(db, malformed[i].text, NULL, NULL, NULL, NULL, NULL);
     char name[160];
     snprintf(name, sizeof name, "malformed input %zu refused: %s", i, malformed[i].expect);
-    check(s != FJ_OK && strstr(fj_last_error(), malformed[i].expect), name, fj_last_error());
+    check_detail(s != FJ_OK && strstr(fj_last_error(), malformed[i].expect), name, fj_last_error());
   }
   char deep[300];
   memset(deep, '[', 100);
   memset(deep + 100, ']', 100);
   deep[200] = '\0';
-  check(tuning_db_import(db, deep, NULL, NULL, NULL, NULL, NULL) == FJ_INVALID_ARGUMENT &&
+  check_detail(tuning_db_import(db, deep, NULL, NULL, NULL, NULL, NULL) == FJ_INVALID_ARGUMENT &&
             strstr(fj_last_error(), "deeper than 64 at byte 64"),
         "nesting past the depth limit is refused", fj_last_error());
   tuning_db_close(db);
@@ -837,7 +825,7 @@ static void check_export_import(tuning_db *source, const char *source_path) {
   int lines = 0;
   for (const char *p = csv; p && *p; p++)
     lines += *p == '\n';
-  check(csv && strncmp(csv, "problem,device,backend,", 23) == 0 && lines == trials + 1,
+  check_detail(csv && strncmp(csv, "problem,device,backend,", 23) == 0 && lines == trials + 1,
         "CSV export: a header and one line per trial", csv ? csv : fj_last_error());
   free(csv);
 }
@@ -890,19 +878,19 @@ static void check_bad_rows(void) {
   fclose(report);
   char detail[128];
   snprintf(detail, sizeof detail, "%s; imported %d rejected %d", fj_last_error(), imported, rejected);
-  check(s == FJ_OK && imported == 2 && rejected == 4, "bad rows rejected, the good ones imported", detail);
-  check(report_text && strstr(report_text, "row 1 (" KEY_BF16_11 ") rejected: field 'config' is missing"),
+  check_detail(s == FJ_OK && imported == 2 && rejected == 4, "bad rows rejected, the good ones imported", detail);
+  check_detail(report_text && strstr(report_text, "row 1 (" KEY_BF16_11 ") rejected: field 'config' is missing"),
         "missing config: the message names the row, the problem and the field", report_text);
-  check(report_text && strstr(report_text, "row 2") && strstr(report_text, "'outcome' has the unknown value 'splendid'"),
+  check_detail(report_text && strstr(report_text, "row 2") && strstr(report_text, "'outcome' has the unknown value 'splendid'"),
         "unknown outcome: the message names the row and the value", report_text);
-  check(report_text && strstr(report_text, "row 3") && strstr(report_text, "'sizes.batch' must be a number, not string"),
+  check_detail(report_text && strstr(report_text, "row 3") && strstr(report_text, "'sizes.batch' must be a number, not string"),
         "wrong type: the message names the row and the field", report_text);
-  check(report_text && strstr(report_text, "row 4 (no problem key) rejected: is a number, not an object"),
+  check_detail(report_text && strstr(report_text, "row 4 (no problem key) rejected: is a number, not an object"),
         "a row that is not an object", report_text);
   free(report_text);
   char message[64];
   sql_text(path, "SELECT message FROM trials WHERE config = 'good'", message, sizeof message);
-  check(strcmp(message, "caf\xc3\xa9 \xf0\x9f\x98\x80") == 0, "\\u escapes and surrogate pairs decode to UTF-8",
+  check_detail(strcmp(message, "caf\xc3\xa9 \xf0\x9f\x98\x80") == 0, "\\u escapes and surrogate pairs decode to UTF-8",
         message);
   tuning_db_close(db);
 }
@@ -932,20 +920,20 @@ static void check_prune_and_clear(void) {
   tuning_db_update_winner(db, FINGERPRINT, KEY_BF16_11, FAMILY, TIMING, library_now(), llvm_now(), 1);
   int removed = -1;
   fj_status s = tuning_db_prune(db, 86400, 0, &removed);
-  check(s == FJ_OK && removed == 2, "prune by age removes the 2 old trials that are not winners", fj_last_error());
-  check(sql_int(path, "SELECT count(*) FROM trials WHERE config = 'old fast'") == 1, "prune keeps the winner's trial",
+  check_detail(s == FJ_OK && removed == 2, "prune by age removes the 2 old trials that are not winners", fj_last_error());
+  check_detail(sql_int(path, "SELECT count(*) FROM trials WHERE config = 'old fast'") == 1, "prune keeps the winner's trial",
         NULL);
   s = tuning_db_prune(db, 0, 1, &removed);
-  check(s == FJ_OK && removed == 1 && sql_int(path, "SELECT count(*) FROM trials") == 2,
+  check_detail(s == FJ_OK && removed == 1 && sql_int(path, "SELECT count(*) FROM trials") == 2,
         "prune of other versions removes the other LLVM's trial", fj_last_error());
-  check(sql_int(path, "SELECT count(*) FROM problems") == 1, "problems left without trials go", NULL);
+  check_detail(sql_int(path, "SELECT count(*) FROM problems") == 1, "problems left without trials go", NULL);
 
   char *listing = NULL;
   size_t size = 0;
   FILE *f = open_memstream(&listing, &size);
   s = tuning_db_list(db, f);
   fclose(f);
-  check(s == FJ_OK && listing && strstr(listing, KEY_BF16_11) && strstr(listing, "old fast") &&
+  check_detail(s == FJ_OK && listing && strstr(listing, KEY_BF16_11) && strstr(listing, "old fast") &&
             strstr(listing, "2 trials"),
         "list shows the winner and the counts", listing);
   free(listing);
@@ -953,14 +941,14 @@ static void check_prune_and_clear(void) {
   f = open_memstream(&listing, &size);
   s = tuning_db_show(db, "dtype=bf16", f);
   fclose(f);
-  check(s == FJ_OK && listing && strstr(listing, "new slow") && strstr(listing, "* ok"), "show lists the trials",
+  check_detail(s == FJ_OK && listing && strstr(listing, "new slow") && strstr(listing, "* ok"), "show lists the trials",
         listing);
   free(listing);
 
-  check(tuning_db_clear(db) == FJ_OK && sql_int(path, "SELECT count(*) FROM trials") == 0 &&
+  check_detail(tuning_db_clear(db) == FJ_OK && sql_int(path, "SELECT count(*) FROM trials") == 0 &&
             sql_int(path, "SELECT count(*) FROM winners") == 0 && sql_int(path, "SELECT count(*) FROM devices") == 0,
         "clear empties every table", fj_last_error());
-  check(record(db, make_trial(KEY_BF16_11, "after clear", TRIAL_OK, 1)) == 1 &&
+  check_detail(record(db, make_trial(KEY_BF16_11, "after clear", TRIAL_OK, 1)) == 1 &&
             sql_int(path, "PRAGMA user_version") == 2,
         "the cleared database still works", NULL);
   tuning_db_close(db);
@@ -978,7 +966,7 @@ int main(void) {
   char path[256];
   path_in_root(path, sizeof path, "main.db");
   tuning_db *db = NULL;
-  check(tuning_db_open(path, &db) == FJ_OK, "open the main test database", fj_last_error());
+  check_detail(tuning_db_open(path, &db) == FJ_OK, "open the main test database", fj_last_error());
   if (db) {
     check_record(db, path);
     check_winner(db);
@@ -998,7 +986,6 @@ int main(void) {
   check_prune_and_clear();
 
   remove_tree(root);
-  check(!file_exists(root), "temporary folders removed", root);
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  check_detail(!file_exists(root), "temporary folders removed", root);
+  return check_summary();
 }

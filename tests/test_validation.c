@@ -11,21 +11,7 @@
 #include "core/error.h"
 #include "core/host_tensor.h"
 #include "core/problem.h"
-
-static int passed, failed;
-
-#define CHECK(cond, ...)                                          \
-  do {                                                            \
-    if (cond) {                                                   \
-      passed++;                                                   \
-      printf("ok: ");                                             \
-    } else {                                                      \
-      failed++;                                                   \
-      printf("FAIL (%s:%d): ", __FILE__, __LINE__);               \
-    }                                                             \
-    printf(__VA_ARGS__);                                          \
-    printf("\n");                                                 \
-  } while (0)
+#include "check.h"
 
 /* A valid call: q [B,SQ,H,D], k/v [B,SKV,HK,D], o like q, lse [B,H,SQ]. The DLTensors are copies with
  * their own shape and stride arrays, so a case can break one field without touching the memory. */
@@ -633,6 +619,5 @@ int main(void) {
   test_valid_layouts(&f);
   test_valid_empty(&f);
   fixture_free(&f);
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed != 0;
+  return check_summary();
 }
