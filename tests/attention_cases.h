@@ -1,0 +1,269 @@
+/* attention_cases.h: what the attention correctness suites (test_attention_cpu, test_attention_cuda)
+ * share, so that each of them reads as its list of cases plus how its device runs one. A case names a
+ * problem and a memory layout; case_tensors_create builds its host tensors with fresh random inputs and
+ * poisoned outputs (snapshotted, to catch writes outside o's and lse's elements), and case_compare
+ * holds the outputs against the float64 reference. The verdict line stays in each suite: the devices
+ * differ in what they report (timing, thread, input checks). */
+#ifndef FJ_TESTS_ATTENTION_CASES_H
+#define FJ_TESTS_ATTENTION_CASES_H
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flashjit.h"
+#include "core/dtype.h"
+#include "core/hash.h"
+#include "core/host_tensor.h"
+#include "core/problem.h"
+#include "core/reference.h"
+
+typedef enum layout {
+  LAYOUT_CONTIGUOUS,  /* row-major, NULL strides */
+  LAYOUT_PACKED_QKV,  /* one allocation [b, s, h + 2 hk, d] viewed as q, k and v */
+  LAYOUT_D_STRIDE2,   /* every tensor with stride 2 along head_dim (and o too) */
+  LAYOUT_LSE_STRIDED, /* contiguous q/k/v/o, lse stored [b, s, h] and viewed as [b, h, s] */
+} layout;
+
+static inline const char *layout_name(layout l) {
+  switch (l) {
+    case LAYOUT_CONTIGUOUS: return "contiguous";
+    case LAYOUT_PACKED_QKV: return "packed-qkv";
+    case LAYOUT_D_STRIDE2: return "d-stride-2";
+    case LAYOUT_LSE_STRIDED: return "lse-strided";
+  }
+  return "?";
+}
+
+typedef struct test_case {
+  dtype_id dtype;
+  int64_t batch, heads, kv_heads, seqlen_q, seqlen_kv, head_dim;
+  int causal, lse;
+  layout layout;
+  float scale;  /* 0: the default 1/sqrt(d) */
+} test_case;
+
+/* Short names for the case tables. */
+#define F32 DTYPE_F32
+#define F16 DTYPE_F16
+#define BF16 DTYPE_BF16
+#define CONTIG LAYOUT_CONTIGUOUS
+#define PACKED LAYOUT_PACKED_QKV
+#define DSTRIDE2 LAYOUT_D_STRIDE2
+#define LSESTRIDED LAYOUT_LSE_STRIDED
+
+static inline void describe(const test_case *c, char *buffer, size_t size) {
+  snprintf(buffer, size, "%s b=%lld h=%lld hk=%lld sq=%lld skv=%lld d=%lld causal=%d lse=%d %s%s",
+           core_dtype_name(c->dtype), (long long)c->batch, (long long)c->heads, (long long)c->kv_heads,
+           (long long)c->seqlen_q, (long long)c->seqlen_kv, (long long)c->head_dim, c->causal, c->lse,
+           layout_name(c->layout), c->scale != 0.0f ? " scale=custom" : "");
+}
+
+/* One case's host tensors. For packed QKV, q, k and v are views into qkv (which owns the memory). The
+ * *_before copies are o's and lse's poisoned allocations, taken before the call. */
+typedef struct case_tensors {
+  host_tensor qkv, q, k, v, o, lse;
+  unsigned char *o_before, *lse_before;
+} case_tensors;
+
+/* 1 when every tensor was allocated; fills the inputs from seed, poisons and snapshots the outputs. On 0,
+ * case_tensors_free is still the way out. */
+static inline int case_tensors_create(const test_case *c, uint64_t seed, case_tensors *t) {
+  memset(t, 0, sizeof *t);
+  int64_t b = c->batch, h = c->heads, hk = c->kv_heads, sq = c->seqlen_q, skv = c->seqlen_kv, d = c->head_dim;
+  int ok = 1;
+  int64_t q_shape[4] = {b, sq, h, d}, kv_shape[4] = {b, skv, hk, d};
+  if (c->layout == LAYOUT_PACKED_QKV) {
+    int64_t all = h + 2 * hk;
+    int64_t packed_shape[4] = {b, sq, all, d};
+    int64_t strides[4] = {sq * all * d, all * d, d, 1};
+    ok &= host_tensor_alloc(&t->qkv, c->dtype, 4, packed_shape, NULL) == 0;
+    if (ok) {
+      host_tensor_view(&t->q, &t->qkv, c->dtype, 4, q_shape, strides, 0);
+      host_tensor_view(&t->k, &t->qkv, c->dtype, 4, kv_shape, strides, h * d);
+      host_tensor_view(&t->v, &t->qkv, c->dtype, 4, kv_shape, strides, (h + hk) * d);
+      host_tensor_fill_random(&t->qkv, seed);
+    }
+  } else {
+    int stride2 = c->layout == LAYOUT_D_STRIDE2;
+    int64_t qs[4] = {sq * h * d * 2, h * d * 2, d * 2, 2}, kvs[4] = {skv * hk * d * 2, hk * d * 2, d * 2, 2};
+    ok &= host_tensor_alloc(&t->q, c->dtype, 4, q_shape, stride2 ? qs : NULL) == 0;
+    ok &= host_tensor_alloc(&t->k, c->dtype, 4, kv_shape, stride2 ? kvs : NULL) == 0;
+    ok &= host_tensor_alloc(&t->v, c->dtype, 4, kv_shape, stride2 ? kvs : NULL) == 0;
+    if (ok) {
+      host_tensor_fill_random(&t->q, seed);
+      host_tensor_fill_random(&t->k, seed + 1);
+      host_tensor_fill_random(&t->v, seed + 2);
+    }
+  }
+  int64_t os[4] = {sq * h * d * 2, h * d * 2, d * 2, 2};
+  ok &= host_tensor_alloc(&t->o, c->dtype, 4, q_shape, c->layout == LAYOUT_D_STRIDE2 ? os : NULL) == 0;
+  if (c->lse) {
+    int64_t lse_shape[3] = {b, h, sq};
+    int64_t lse_strides[3] = {sq * h, 1, h};  /* memory [b, s, h] */
+    ok &= host_tensor_alloc(&t->lse, DTYPE_F32, 3, lse_shape,
+                            c->layout == LAYOUT_LSE_STRIDED ? lse_strides : NULL) == 0;
+  }
+  if (!ok) return 0;
+  host_tensor_poison(&t->o);
+  if (c->lse) host_tensor_poison(&t->lse);
+  /* A failed snapshot is not an error here: the comparison then reports the write check as failed. */
+  t->o_before = malloc(t->o.allocation_bytes);
+  if (t->o_before) memcpy(t->o_before, t->o.allocation, t->o.allocation_bytes);
+  if (c->lse) {
+    t->lse_before = malloc(t->lse.allocation_bytes);
+    if (t->lse_before) memcpy(t->lse_before, t->lse.allocation, t->lse.allocation_bytes);
+  }
+  return 1;
+}
+
+static inline void case_tensors_free(const test_case *c, case_tensors *t) {
+  free(t->o_before);
+  free(t->lse_before);
+  host_tensor_free(&t->qkv);
+  if (c->layout != LAYOUT_PACKED_QKV) {
+    host_tensor_free(&t->q);
+    host_tensor_free(&t->k);
+    host_tensor_free(&t->v);
+  }
+  host_tensor_free(&t->o);
+  host_tensor_free(&t->lse);
+}
+
+/* The arguments of the case over its host tensors (for the CPU the call itself, for a GPU what the
+ * reference reads once the outputs are copied back). */
+static inline void case_host_args(const test_case *c, case_tensors *t, fj_attention_args *args) {
+  fj_attention_args_init(args);
+  args->q = &t->q.t;
+  args->k = &t->k.t;
+  args->v = &t->v.t;
+  args->o = &t->o.t;
+  args->lse = c->lse ? &t->lse.t : NULL;
+  args->causal = c->causal;
+  args->softmax_scale = c->scale;
+}
+
+static inline uint64_t allocation_hash(const host_tensor *t) {
+  return core_hash64(t->allocation, t->allocation_bytes);
+}
+
+/* A hash of every input byte, to show that the call left q, k and v alone. */
+static inline uint64_t case_inputs_hash(const test_case *c, const case_tensors *t) {
+  if (c->layout == LAYOUT_PACKED_QKV) return allocation_hash(&t->qkv);
+  return allocation_hash(&t->q) ^ (allocation_hash(&t->k) * 3) ^ (allocation_hash(&t->v) * 7);
+}
+
+/* Byte mask of the elements a view reaches inside its allocation, to tell writes to o's elements from
+ * writes anywhere else in the same allocation. */
+static inline unsigned char *element_mask(const host_tensor *t, int element_size) {
+  unsigned char *mask = calloc(t->allocation_bytes, 1);
+  if (mask == NULL) return NULL;
+  const char *base = t->allocation;
+  int64_t shape[4] = {1, 1, 1, 1}, stride[4] = {0, 0, 0, 0};
+  int off = 4 - t->t.ndim;
+  for (int i = 0; i < t->t.ndim; i++) {
+    shape[off + i] = t->t.shape[i];
+    stride[off + i] = t->t.strides ? t->t.strides[i] : 0;
+  }
+  if (t->t.strides == NULL) {
+    int64_t s = 1;
+    for (int i = 3; i >= 0; i--) {
+      stride[i] = s;
+      s *= shape[i];
+    }
+  }
+  for (int64_t a = 0; a < shape[0]; a++)
+    for (int64_t b = 0; b < shape[1]; b++)
+      for (int64_t c = 0; c < shape[2]; c++)
+        for (int64_t d = 0; d < shape[3]; d++) {
+          int64_t e = a * stride[0] + b * stride[1] + c * stride[2] + d * stride[3];
+          size_t at = (size_t)((const char *)t->t.data - base) + (size_t)e * (size_t)element_size +
+                      (size_t)t->t.byte_offset;
+          memset(mask + at, 1, (size_t)element_size);
+        }
+  return mask;
+}
+
+/* 1 when every byte of after outside the mask equals before. */
+static inline int only_elements_written(const host_tensor *t, const unsigned char *before, int element_size) {
+  unsigned char *mask = element_mask(t, element_size);
+  if (mask == NULL) return 0;
+  const unsigned char *after = t->allocation;
+  int ok = 1;
+  for (size_t i = 0; i < t->allocation_bytes && ok; i++)
+    if (!mask[i] && after[i] != before[i]) ok = 0;
+  free(mask);
+  return ok;
+}
+
+/* Rows that see no key under the bottom-right causal mask must be exactly 0 (not NaN) and have lse
+ * -inf. */
+static inline int masked_rows_exact(const attention_problem *p, long long *bad_row) {
+  if (!p->key.causal || p->seqlen_q <= p->seqlen_kv) return 1;
+  int64_t masked = p->seqlen_q - p->seqlen_kv;  /* rows i with i + skv - sq < 0 */
+  for (int64_t b = 0; b < p->batch; b++)
+    for (int64_t i = 0; i < masked; i++)
+      for (int64_t h = 0; h < p->key.heads; h++) {
+        for (int64_t d = 0; d < p->key.head_dim; d++) {
+          int64_t e = b * p->o.stride[0] + i * p->o.stride[1] + h * p->o.stride[2] + d * p->o.stride[3];
+          float value = core_load_as_f32(p->o.data, (dtype_id)p->key.dtype, e);
+          if (value != 0.0f || isnan(value)) {
+            *bad_row = (long long)i;
+            return 0;
+          }
+        }
+        if (p->lse.data != NULL) {
+          int64_t e = b * p->lse.stride[0] + h * p->lse.stride[1] + i * p->lse.stride[2];
+          float value = ((const float *)(const void *)p->lse.data)[e];
+          if (!(isinf(value) && value < 0)) {
+            *bad_row = (long long)i;
+            return 0;
+          }
+        }
+      }
+  return 1;
+}
+
+/* What the host tensors' outputs came to against the float64 reference. */
+typedef struct case_result {
+  double err_o, err_lse;  /* relative norm errors; err_lse 0 without lse */
+  double tol, tol_lse;
+  int masked_ok, outside_o, outside_lse;  /* 1: fully masked rows exact, nothing written outside */
+  long long bad_row;                      /* the first inexact fully masked row, else -1 */
+} case_result;
+
+/* 1 when the comparison ran; 0 when the reference could not (fj_last_error says why). tol_lse is the
+ * device's: lse is fp32 whatever the inputs, but how close it gets depends on how it is summed. */
+static inline int case_compare(const test_case *c, case_tensors *t, double tol_lse, case_result *r) {
+  fj_attention_args args;
+  case_host_args(c, t, &args);
+  attention_problem problem;
+  fj_status status = core_validate_attention(&args, &problem);
+  int64_t b = c->batch, h = c->heads, sq = c->seqlen_q, d = c->head_dim;
+  double *ref_o = malloc(sizeof(double) * (size_t)(b * sq * h * d) + 8);
+  double *ref_lse = malloc(sizeof(double) * (size_t)(b * h * sq) + 8);
+  int ran = status == FJ_OK && ref_o != NULL && ref_lse != NULL &&
+            core_reference_attention(&problem, ref_o, ref_lse) == FJ_OK;
+  if (ran) {
+    int es = core_dtype_size(c->dtype);
+    r->tol = core_dtype_tolerance(c->dtype);
+    r->tol_lse = tol_lse;
+    r->err_o = core_relative_error_o(&problem, ref_o);
+    r->err_lse = c->lse ? core_relative_error_lse(&problem, ref_lse) : 0.0;
+    r->bad_row = -1;
+    r->masked_ok = masked_rows_exact(&problem, &r->bad_row);
+    r->outside_o = t->o_before ? only_elements_written(&t->o, t->o_before, es) : 0;
+    r->outside_lse = c->lse ? (t->lse_before ? only_elements_written(&t->lse, t->lse_before, 4) : 0) : 1;
+  }
+  free(ref_o);
+  free(ref_lse);
+  return ran;
+}
+
+/* The verdict every device applies; a device may add conditions of its own. */
+static inline int case_result_ok(const case_result *r) {
+  return r->err_o <= r->tol && r->err_lse <= r->tol_lse && r->masked_ok && r->outside_o && r->outside_lse;
+}
+
+#endif
