@@ -214,7 +214,7 @@ int main(void) {
   }
   json_value *json = NULL;
   int known = -1, fresh = -1;
-  const char *winner = "";
+  char winner[256] = "";  /* a copy: the parsed JSON is freed before the cache checks use it */
   if (json_parse(out, strlen(out), &json) == FJ_OK) {
     const json_value *problems = json_get(json, "problems");
     if (problems && problems->type == JSON_ARRAY && problems->count == 1) {
@@ -222,7 +222,8 @@ int main(void) {
       const json_value *v;
       if ((v = json_get(p, "known_trials")) && v->type == JSON_NUMBER) known = (int)v->number;
       if ((v = json_get(p, "new_trials")) && v->type == JSON_NUMBER) fresh = (int)v->number;
-      if ((v = json_get(p, "tuned_config")) && v->type == JSON_STRING) winner = v->string;
+      if ((v = json_get(p, "tuned_config")) && v->type == JSON_STRING)
+        snprintf(winner, sizeof winner, "%s", v->string);
     }
   }
   check(known == after_kill, "the rerun skipped exactly the %d recorded trials (%d)", after_kill, known);
