@@ -52,31 +52,31 @@ static fj_status runtime_cpu_params(const runtime_kernel *kernel, const attentio
   return FJ_OK;
 }
 
-/* The same fields as the CPU block, with device addresses as integers: the kernel reads them as i64. */
+/* The GPU block carries the CPU block's fields, with device addresses as integers (the kernel reads
+ * them as i64): derived once, in runtime_cpu_params, and only re-typed here. */
 static fj_status runtime_gpu_params(const runtime_kernel *kernel, const attention_problem *problem,
                                     gpu_attention_params *params) {
-  int block_m = runtime_config_value(kernel->family, &kernel->config, "block_m");
-  if (block_m < 1)
-    return core_error(FJ_INTERNAL, "%s has no usable block_m parameter (%d)", kernel->family->name,
-                      block_m);
+  cpu_attention_params fields;
+  fj_status status = runtime_cpu_params(kernel, problem, &fields);
+  if (status != FJ_OK) return status;
   memset(params, 0, sizeof *params);
-  params->q = (uint64_t)(uintptr_t)problem->q.data;
-  params->k = (uint64_t)(uintptr_t)problem->k.data;
-  params->v = (uint64_t)(uintptr_t)problem->v.data;
-  params->o = (uint64_t)(uintptr_t)problem->o.data;
-  params->lse = (uint64_t)(uintptr_t)problem->lse.data;
-  runtime_copy_strides(params->q_stride, &problem->q);
-  runtime_copy_strides(params->k_stride, &problem->k);
-  runtime_copy_strides(params->v_stride, &problem->v);
-  runtime_copy_strides(params->o_stride, &problem->o);
-  if (problem->lse.data != NULL) runtime_copy_strides(params->lse_stride, &problem->lse);
-  params->batch = problem->batch;
-  params->seqlen_q = problem->seqlen_q;
-  params->seqlen_kv = problem->seqlen_kv;
-  params->heads = problem->key.heads;
-  params->kv_heads = problem->key.kv_heads;
-  params->q_tiles = (problem->seqlen_q + block_m - 1) / block_m;
-  params->scale_log2 = (float)((double)problem->softmax_scale * RUNTIME_LOG2E);
+  params->q = (uint64_t)(uintptr_t)fields.q;
+  params->k = (uint64_t)(uintptr_t)fields.k;
+  params->v = (uint64_t)(uintptr_t)fields.v;
+  params->o = (uint64_t)(uintptr_t)fields.o;
+  params->lse = (uint64_t)(uintptr_t)fields.lse;
+  memcpy(params->q_stride, fields.q_stride, sizeof params->q_stride);
+  memcpy(params->k_stride, fields.k_stride, sizeof params->k_stride);
+  memcpy(params->v_stride, fields.v_stride, sizeof params->v_stride);
+  memcpy(params->o_stride, fields.o_stride, sizeof params->o_stride);
+  memcpy(params->lse_stride, fields.lse_stride, sizeof params->lse_stride);
+  params->batch = fields.batch;
+  params->seqlen_q = fields.seqlen_q;
+  params->seqlen_kv = fields.seqlen_kv;
+  params->heads = fields.heads;
+  params->kv_heads = fields.kv_heads;
+  params->q_tiles = fields.q_tiles;
+  params->scale_log2 = fields.scale_log2;
   return FJ_OK;
 }
 
