@@ -313,45 +313,52 @@ static json_value *json_push(json_parser *p, json_value *v, size_t *capacity, in
   return slot;
 }
 
+/* Steps over an array's or object's opening bracket; 1 (and past the close) when it is empty. */
+static int json_open_is_empty(json_parser *p, char close) {
+  p->pos++;
+  json_skip_space(p);
+  if (p->pos < p->length && p->text[p->pos] == close) {
+    p->pos++;
+    return 1;
+  }
+  return 0;
+}
+
+/* After an item: 1 past a ',' (another item follows), 0 past the close or with the parse failed. */
+static int json_next_item(json_parser *p, char close) {
+  json_skip_space(p);
+  if (p->pos < p->length && p->text[p->pos] == ',') {
+    p->pos++;
+    return 1;
+  }
+  if (p->pos < p->length && p->text[p->pos] == close) {
+    p->pos++;
+    return 0;
+  }
+  json_fail_at(p, p->pos, close == ']' ? "',' or ']' expected" : "',' or '}' expected");
+  return 0;
+}
+
 static void json_read_array(json_parser *p, json_value *v) {
   size_t capacity = 0;
   v->type = JSON_ARRAY;
-  p->pos++; /* [ */
-  json_skip_space(p);
-  if (p->pos < p->length && p->text[p->pos] == ']') {
-    p->pos++;
+  if (json_open_is_empty(p, ']'))
     return;
-  }
   for (;;) {
     json_value *item = json_push(p, v, &capacity, 0);
     if (!item)
       return;
     json_read_value(p, item);
-    if (p->status != FJ_OK)
+    if (p->status != FJ_OK || !json_next_item(p, ']'))
       return;
-    json_skip_space(p);
-    if (p->pos < p->length && p->text[p->pos] == ',') {
-      p->pos++;
-      continue;
-    }
-    if (p->pos < p->length && p->text[p->pos] == ']') {
-      p->pos++;
-      return;
-    }
-    json_fail_at(p, p->pos, "',' or ']' expected");
-    return;
   }
 }
 
 static void json_read_object(json_parser *p, json_value *v) {
   size_t capacity = 0;
   v->type = JSON_OBJECT;
-  p->pos++; /* { */
-  json_skip_space(p);
-  if (p->pos < p->length && p->text[p->pos] == '}') {
-    p->pos++;
+  if (json_open_is_empty(p, '}'))
     return;
-  }
   for (;;) {
     json_skip_space(p);
     size_t key_at = p->pos;
@@ -385,19 +392,8 @@ static void json_read_object(json_parser *p, json_value *v) {
     }
     p->pos++;
     json_read_value(p, item);
-    if (p->status != FJ_OK)
+    if (p->status != FJ_OK || !json_next_item(p, '}'))
       return;
-    json_skip_space(p);
-    if (p->pos < p->length && p->text[p->pos] == ',') {
-      p->pos++;
-      continue;
-    }
-    if (p->pos < p->length && p->text[p->pos] == '}') {
-      p->pos++;
-      return;
-    }
-    json_fail_at(p, p->pos, "',' or '}' expected");
-    return;
   }
 }
 

@@ -97,7 +97,9 @@ static const char tuning_db_schema_v2[] =
     "  UNIQUE (fingerprint, problem_key, family, config, timing_method, batch, seqlen_q, seqlen_kv,"
     "          library_version, llvm_version, generator_version));";
 
-/* 1 -> 2. The trials table is rebuilt (SQLite cannot add a column to a UNIQUE constraint), keeping ids
+/* 1 -> 2. (Its trials_v2 text repeats the current schema's trials table on purpose: a migration is a
+ * frozen step that must keep producing version 2 whatever later versions do to the current schema.)
+ * The trials table is rebuilt (SQLite cannot add a column to a UNIQUE constraint), keeping ids
  * so that winners still point at their trials; v1 trials get generator version 0, which no generator
  * has, so they are never mistaken for current ones. The key columns are filled from C afterwards. */
 static const char tuning_db_migrate_1_to_2[] =
