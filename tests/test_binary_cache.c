@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "check.h"
+#include "test_files.h"
 
 static uint64_t rng_state;
 static uint64_t random_u64(void) {
@@ -68,24 +69,6 @@ static int count_entries(const char *folder, int *temps) {
   }
   closedir(d);
   return count;
-}
-
-static void remove_tree(const char *path) {
-  DIR *d = opendir(path);
-  if (d) {
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-      if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-        continue;
-      char child[4096];
-      snprintf(child, sizeof child, "%s/%s", path, e->d_name);
-      remove_tree(child);
-    }
-    closedir(d);
-    rmdir(path);
-  } else {
-    unlink(path);
-  }
 }
 
 static int read_file(const char *path, unsigned char **data, size_t *size) {

@@ -19,6 +19,7 @@
 #include "core/reference.h"
 #include "runtime/runtime.h"
 #include "check.h"
+#include "test_files.h"
 
 static double now_ms(void) {
   struct timespec ts;
@@ -150,24 +151,6 @@ static int count_tree(const char *dir) {
   }
   closedir(d);
   return n;
-}
-
-static void remove_tree(const char *dir) {
-  DIR *d = opendir(dir);
-  if (d == NULL) return;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL) {
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-    char child[4096];
-    snprintf(child, sizeof child, "%s/%s", dir, e->d_name);
-    struct stat st;
-    if (lstat(child, &st) == 0 && S_ISDIR(st.st_mode))
-      remove_tree(child);
-    else
-      unlink(child);
-  }
-  closedir(d);
-  rmdir(dir);
 }
 
 /* ---- captured log lines ---- */

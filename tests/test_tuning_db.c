@@ -22,6 +22,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "check.h"
+#include "test_files.h"
 
 /* Warnings captured from the log, to check that moving a file aside says so. */
 static char captured[8192];
@@ -44,24 +45,6 @@ static void capture_stop(void) { core_log_set_sink(NULL, NULL); }
 static char root[64];
 
 static void path_in_root(char *out, size_t size, const char *name) { snprintf(out, size, "%s/%s", root, name); }
-
-static void remove_tree(const char *path) {
-  DIR *d = opendir(path);
-  if (d) {
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-      if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-        continue;
-      char child[4096];
-      snprintf(child, sizeof child, "%s/%s", path, e->d_name);
-      remove_tree(child);
-    }
-    closedir(d);
-    rmdir(path);
-  } else {
-    unlink(path);
-  }
-}
 
 static int file_exists(const char *path) {
   struct stat st;
