@@ -408,6 +408,12 @@ static fj_status tune_children(tune_problem_run *run, tune_batch *batches, int c
   int64_t before = run->result->run;
   run->bench.best_ms = run->best_ms;
   fj_status status = tune_run_batches(&run->bench, batches, count);
+  /* Where a run's time goes (compiling or timing), for whoever sizes budgets or batches. */
+  if (core_log_enabled(LOG_DEBUG))
+    for (int i = 0; i < count; i++)
+      core_log(LOG_DEBUG, "tune: %s %d candidates in %.2f s%s",
+               batches[i].mode == TUNE_MODE_COMPILE ? "compiled" : "measured", batches[i].count,
+               tune_now_s() - t0, count > 1 ? " (overlapped)" : "");
   run->new_seconds += tune_now_s() - t0;
   run->new_count += run->result->run - before;
   return status;
