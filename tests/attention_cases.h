@@ -24,6 +24,10 @@ typedef enum layout {
   LAYOUT_PACKED_QKV,  /* one allocation [b, s, h + 2 hk, d] viewed as q, k and v */
   LAYOUT_D_STRIDE2,   /* every tensor with stride 2 along head_dim (and o too) */
   LAYOUT_LSE_STRIDED, /* contiguous q/k/v/o, lse stored [b, s, h] and viewed as [b, h, s] */
+  LAYOUT_MISALIGNED,  /* contiguous q, k, v one after another in one allocation, k one element off:
+                         unit head-dim strides everywhere, but k's rows are not 16-byte aligned, so a
+                         GPU kernel copies q and v with 16-byte moves and k another way, chosen at run
+                         time */
 } layout;
 
 static inline const char *layout_name(layout l) {
@@ -32,6 +36,7 @@ static inline const char *layout_name(layout l) {
     case LAYOUT_PACKED_QKV: return "packed-qkv";
     case LAYOUT_D_STRIDE2: return "d-stride-2";
     case LAYOUT_LSE_STRIDED: return "lse-strided";
+    case LAYOUT_MISALIGNED: return "misaligned";
   }
   return "?";
 }
@@ -52,6 +57,12 @@ typedef struct test_case {
 #define PACKED LAYOUT_PACKED_QKV
 #define DSTRIDE2 LAYOUT_D_STRIDE2
 #define LSESTRIDED LAYOUT_LSE_STRIDED
+#define MISALIGNED LAYOUT_MISALIGNED
+
+/* 1 when q, k and v are views into one allocation (case_tensors.qkv). */
+static inline int layout_shares_allocation(layout l) {
+  return l == LAYOUT_PACKED_QKV || l == LAYOUT_MISALIGNED;
+}
 
 static inline void describe(const test_case *c, char *buffer, size_t size) {
   snprintf(buffer, size, "%s b=%lld h=%lld hk=%lld sq=%lld skv=%lld d=%lld causal=%d lse=%d %s%s",
@@ -60,8 +71,8 @@ static inline void describe(const test_case *c, char *buffer, size_t size) {
            layout_name(c->layout), c->scale != 0.0f ? " scale=custom" : "");
 }
 
-/* One case's host tensors. For packed QKV, q, k and v are views into qkv (which owns the memory). The
- * *_before copies are o's and lse's poisoned allocations, taken before the call. */
+/* One case's host tensors. For packed QKV and misaligned, q, k and v are views into qkv (which owns the
+ * memory). The *_before copies are o's and lse's poisoned allocations, taken before the call. */
 typedef struct case_tensors {
   host_tensor qkv, q, k, v, o, lse;
   unsigned char *o_before, *lse_before;
@@ -83,6 +94,16 @@ static inline int case_tensors_create(const test_case *c, uint64_t seed, case_te
       host_tensor_view(&t->q, &t->qkv, c->dtype, 4, q_shape, strides, 0);
       host_tensor_view(&t->k, &t->qkv, c->dtype, 4, kv_shape, strides, h * d);
       host_tensor_view(&t->v, &t->qkv, c->dtype, 4, kv_shape, strides, (h + hk) * d);
+      host_tensor_fill_random(&t->qkv, seed);
+    }
+  } else if (c->layout == LAYOUT_MISALIGNED) {
+    int64_t nq = b * sq * h * d, nkv = b * skv * hk * d;
+    int64_t flat[1] = {nq + 8 + 2 * nkv};  /* nq and nkv are multiples of 8 (the head dim is) */
+    ok &= host_tensor_alloc(&t->qkv, c->dtype, 1, flat, NULL) == 0;
+    if (ok) {
+      host_tensor_view(&t->q, &t->qkv, c->dtype, 4, q_shape, NULL, 0);
+      host_tensor_view(&t->k, &t->qkv, c->dtype, 4, kv_shape, NULL, nq + 1);
+      host_tensor_view(&t->v, &t->qkv, c->dtype, 4, kv_shape, NULL, nq + 8 + nkv);
       host_tensor_fill_random(&t->qkv, seed);
     }
   } else {
@@ -122,7 +143,7 @@ static inline void case_tensors_free(const test_case *c, case_tensors *t) {
   free(t->o_before);
   free(t->lse_before);
   host_tensor_free(&t->qkv);
-  if (c->layout != LAYOUT_PACKED_QKV) {
+  if (!layout_shares_allocation(c->layout)) {
     host_tensor_free(&t->q);
     host_tensor_free(&t->k);
     host_tensor_free(&t->v);
@@ -150,7 +171,7 @@ static inline uint64_t allocation_hash(const host_tensor *t) {
 
 /* A hash of every input byte, to show that the call left q, k and v alone. */
 static inline uint64_t case_inputs_hash(const test_case *c, const case_tensors *t) {
-  if (c->layout == LAYOUT_PACKED_QKV) return allocation_hash(&t->qkv);
+  if (layout_shares_allocation(c->layout)) return allocation_hash(&t->qkv);
   return allocation_hash(&t->q) ^ (allocation_hash(&t->k) * 3) ^ (allocation_hash(&t->v) * 7);
 }
 

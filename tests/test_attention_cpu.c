@@ -114,6 +114,9 @@ static const test_case cases[] = {
     {F32, 1, 2, 2, 100, 100, 64, 0, 1, DSTRIDE2, 0},
     {F16, 2, 4, 2, 100, 50, 128, 1, 1, DSTRIDE2, 0},
     {BF16, 1, 2, 1, 60, 90, 96, 1, 0, DSTRIDE2, 0},
+    /* k one element off inside one allocation: rows not 16-byte aligned */
+    {BF16, 1, 4, 2, 77, 130, 64, 1, 1, MISALIGNED, 0},
+    {F32, 1, 2, 1, 50, 50, 128, 0, 0, MISALIGNED, 0},
     /* lse stored [b, s, h]; an explicit softmax scale */
     {F32, 2, 4, 2, 65, 65, 64, 1, 1, LSESTRIDED, 0},
     {F16, 1, 2, 2, 90, 90, 64, 0, 1, CONTIG, 0.3f},

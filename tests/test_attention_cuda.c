@@ -64,7 +64,7 @@ static void run_case(const test_case *c, uint64_t seed, void *stream, const char
   describe(c, name, sizeof name);
   case_tensors t;
   void *d_qkv = NULL, *d_q = NULL, *d_k = NULL, *d_v = NULL, *d_o = NULL, *d_lse = NULL;
-  int packed = c->layout == LAYOUT_PACKED_QKV;
+  int packed = layout_shares_allocation(c->layout);
   if (!case_tensors_create(c, seed, &t)) {
     check(0, "%s%s: host allocation failed", who, name);
     goto done;
@@ -181,6 +181,9 @@ static const test_case cases[] = {
     /* head_dim stride 2 on every tensor; lse stored [b, s, h] */
     {F16, 2, 4, 2, 100, 50, 128, 1, 1, DSTRIDE2, 0},
     {BF16, 1, 2, 1, 60, 90, 96, 1, 0, DSTRIDE2, 0},
+    /* k one element off inside one allocation: its rows take the copy path for unaligned rows */
+    {BF16, 1, 4, 2, 77, 130, 64, 1, 1, MISALIGNED, 0},
+    {F16, 1, 2, 1, 50, 50, 128, 0, 0, MISALIGNED, 0},
     {F16, 2, 4, 2, 65, 65, 64, 1, 1, LSESTRIDED, 0},
     {BF16, 1, 2, 1, 90, 45, 128, 1, 1, LSESTRIDED, 0},
 };

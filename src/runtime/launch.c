@@ -54,8 +54,8 @@ static fj_status runtime_cpu_params(const runtime_kernel *kernel, const attentio
 
 /* The GPU block carries the CPU block's fields, with device addresses as integers (the kernel reads
  * them as i64): derived once, in runtime_cpu_params, and only re-typed here. */
-static fj_status runtime_gpu_params(const runtime_kernel *kernel, const attention_problem *problem,
-                                    gpu_attention_params *params) {
+fj_status runtime_gpu_params(const runtime_kernel *kernel, const attention_problem *problem,
+                             gpu_attention_params *params) {
   cpu_attention_params fields;
   fj_status status = runtime_cpu_params(kernel, problem, &fields);
   if (status != FJ_OK) return status;

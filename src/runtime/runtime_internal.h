@@ -1,9 +1,12 @@
 /* runtime_internal.h: the layout of fj_context, shared by the runtime's own files (context.c,
- * kernel_table.c, attention.c, launch.c) and by nothing else: other layers use runtime.h's accessors. */
+ * kernel_table.c, attention.c, launch.c) and by nothing else: other layers use runtime.h's accessors.
+ * The one exception is runtime_gpu_params, which tests/test_attention_nvptx_emu.c calls so that the
+ * kernel it emulates gets exactly the parameter block a launch would pass. */
 #ifndef FJ_RUNTIME_INTERNAL_H
 #define FJ_RUNTIME_INTERNAL_H
 #include <limits.h>
 #include <pthread.h>
+#include "kernels/attention_fwd_gpu_abi.h"
 #include "runtime/runtime.h"
 
 #define RUNTIME_TABLE_BUCKETS 64
@@ -52,4 +55,9 @@ struct fj_context {
 
 /* kernel_table.c: frees every entry and unloads every module (at context destruction). */
 void runtime_table_destroy(fj_context *context);
+
+/* launch.c: the parameter block of a GPU kernel (kernels/attention_fwd_gpu_abi.h) for a validated
+ * problem; kernel->family and kernel->config are all it reads of the kernel. */
+fj_status runtime_gpu_params(const runtime_kernel *kernel, const attention_problem *problem,
+                             gpu_attention_params *params);
 #endif

@@ -1,0 +1,426 @@
+/* test_attention_nvptx_emu.c: the NVIDIA forward kernel's numbers checked without a GPU. Each case
+ * generates the real kernel module for sm_80 exactly as production does (jit_nvptx_target, then the
+ * family's generator, then the NVPTX O3 pipeline), runs it block by block in the warp-accurate CPU
+ * emulator of tests/nvptx_emu.h (every GPU thread a fiber; mma.sync, ldmatrix, shfl.sync from the PTX
+ * ISA's layouts; cp.async asynchronous, with hazards reported) on host tensors holding fresh random
+ * inputs and poisoned outputs, with the parameter block a launch would pass (runtime_gpu_params), and
+ * compares o and lse with the float64 reference (tests/attention_cases.h). The cases cover fp16 and
+ * bf16, head dims 24 to 256 (8 mod 16 too), causal and not, seqlen_q != seqlen_kv both ways, lengths
+ * no tile divides, GQA and MQA, LSE, a custom scale, packed QKV, a strided head dim and a misaligned
+ * K (the synchronous copy paths chosen at generation and at run time), a strided lse and
+ * seqlen_kv = 0; each head dim's default config and a spread of the family's space in which every
+ * value of every parameter appears (checked). First, the emulator's own checks are shown to fire on
+ * small hand-written kernels (a read of an unfinished cp.async, a missing barrier, an unknown
+ * intrinsic). One line per case: config, case, errors, work, time.
+ * FJ_EMU_ONLY=substring runs only the cases whose line contains it; FJ_EMU_NO_O3=1 emulates the
+ * generator's IR before the NVPTX O3 pipeline; FJ_EMU_SWEEP=1 runs every valid config of the space
+ * for both dtypes, causal and not, at head dims 24 to 256 on one small shape instead (minutes), a hunt
+ * for bugs beyond the listed cases; FJ_EMU_DUMP=dir keeps the rewritten host modules. Under
+ * AddressSanitizer, its one-time warning that swapcontext is not fully supported is expected: the
+ * fibers tell ASan about every switch (tests/nvptx_emu_fiber.c). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <llvm-c/Core.h>
+#include <llvm-c/IRReader.h>
+
+#include "attention_cases.h"
+#include "check.h"
+#include "kernels/attention_fwd_gpu_abi.h"
+#include "kernels/kernel_family.h"
+#include "nvptx_emu.h"
+#include "runtime/runtime_internal.h"
+
+static const kernel_family *family = &attention_fwd_nvptx_family;
+static jit_target nvptx;
+static uint64_t base_seed;
+static int nvptx_o3 = 1;
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ---- the emulator's own checks --------------------------------------------------------------------- */
+
+/* One warp copies 16 bytes per lane into shared memory with cp.async and reads them back with one
+ * ldmatrix.x4 (lane l gives the row it copied). `between` is the IR between the commit and the
+ * ldmatrix. */
+static const char *self_test_ir =
+    "target triple = \"nvptx64-nvidia-cuda\"\n"
+    "@fj_dynamic_shared = external addrspace(3) global [0 x i8], align 16\n"
+    "define ptx_kernel void @k(ptr byval([2 x i64]) align 8 %%p) {\n"
+    "  %%t = call i32 @llvm.nvvm.read.ptx.sreg.tid.x()\n"
+    "  %%a = load i64, ptr %%p\n"
+    "  %%g = inttoptr i64 %%a to ptr addrspace(1)\n"
+    "  %%o = mul i32 %%t, 16\n"
+    "  %%d = getelementptr i8, ptr addrspace(3) @fj_dynamic_shared, i32 %%o\n"
+    "  %%s = getelementptr i8, ptr addrspace(1) %%g, i32 %%o\n"
+    "  call void @llvm.nvvm.cp.async.cg.shared.global.16.s(ptr addrspace(3) %%d, ptr addrspace(1) %%s, i32 16)\n"
+    "  call void @llvm.nvvm.cp.async.commit.group()\n"
+    "%s"
+    "  %%r = call {i32, i32, i32, i32} @llvm.nvvm.ldmatrix.sync.aligned.m8n8.x4.b16.p3(ptr addrspace(3) %%d)\n"
+    "  call void @llvm.nvvm.cp.async.wait.group(i32 0)\n"
+    "  %%r0 = extractvalue {i32, i32, i32, i32} %%r, 0\n"
+    "  %%b = getelementptr i8, ptr %%p, i64 8\n"
+    "  %%ob = load i64, ptr %%b\n"
+    "  %%out = inttoptr i64 %%ob to ptr addrspace(1)\n"
+    "  %%at = getelementptr i32, ptr addrspace(1) %%out, i32 %%t\n"
+    "  store i32 %%r0, ptr addrspace(1) %%at\n"
+    "  ret void\n"
+    "}\n";
+
+/* 0 with the output in out[32], or -1 with the emulator's complaint in why. */
+static int self_test_run(const char *between, uint32_t out[32], char *why, size_t why_size) {
+  char text[4096];
+  snprintf(text, sizeof text, self_test_ir, between);
+  LLVMContextRef ctx = LLVMContextCreate();
+  LLVMMemoryBufferRef buffer = LLVMCreateMemoryBufferWithMemoryRangeCopy(text, strlen(text), "self_test");
+  LLVMModuleRef module = NULL;
+  char *message = NULL;
+  int rc = -1;
+  if (LLVMParseIRInContext(ctx, buffer, &module, &message)) {
+    snprintf(why, why_size, "the self-test IR does not parse: %s", message ? message : "?");
+    LLVMDisposeMessage(message);
+    LLVMContextDispose(ctx);
+    return -1;
+  }
+  LLVMSetDataLayout(module, nvptx.data_layout);
+  emu_kernel *kernel = NULL;
+  if (emu_kernel_build(module, &nvptx, "k", 32, 512, 0, &kernel, why, why_size) == 0) {
+    uint16_t source[256];
+    for (int i = 0; i < 256; i++) source[i] = (uint16_t)i;
+    uint64_t params[2] = {(uint64_t)(uintptr_t)source, (uint64_t)(uintptr_t)out};
+    emu_kernel_add_region(kernel, source, sizeof source, 0);
+    emu_kernel_add_region(kernel, out, 32 * sizeof *out, 1);
+    emu_stats stats;
+    rc = emu_kernel_launch(kernel, 1, params, sizeof params, &stats, why, why_size);
+  }
+  emu_kernel_free(kernel);
+  LLVMDisposeModule(module);
+  LLVMContextDispose(ctx);
+  return rc;
+}
+
+static void self_tests(void) {
+  char why[2048];
+  uint32_t out[32];
+  int rc = self_test_run("  call void @llvm.nvvm.cp.async.wait.group(i32 0)\n"
+                         "  call void @llvm.nvvm.barrier.cta.sync.aligned.all(i32 0)\n",
+                         out, why, sizeof why);
+  /* Matrix 0 is rows 0..7 = elements 0..63 in order: lane t gets elements 8 (t / 4) + 2 (t % 4), + 1. */
+  int layout_ok = rc == 0;
+  for (int t = 0; t < 32 && layout_ok; t++) {
+    uint32_t lo = (uint32_t)(8 * (t / 4) + 2 * (t % 4));
+    layout_ok = out[t] == (lo | (lo + 1) << 16);
+  }
+  check(layout_ok, "emulator: cp.async, wait_group, barrier, ldmatrix read back what was copied%s%s",
+        rc ? ": " : "", rc ? why : "");
+  rc = self_test_run("", out, why, sizeof why);
+  check(rc != 0 && strstr(why, "in flight") != NULL,
+        "emulator: an ldmatrix of bytes a cp.async has not landed is reported (%s)", rc ? why : "not reported");
+  rc = self_test_run("  call void @llvm.nvvm.cp.async.wait.group(i32 0)\n", out, why, sizeof why);
+  check(rc != 0 && strstr(why, "race") != NULL,
+        "emulator: an ldmatrix of other lanes' copies without a barrier is reported (%s)", rc ? why : "not reported");
+  rc = self_test_run("  call void @llvm.nvvm.barrier.cta.sync.aligned.all(i32 0)\n", out, why, sizeof why);
+  check(rc != 0 && strstr(why, "in flight") != NULL,
+        "emulator: a barrier before the wait_group does not make the copies land (%s)", rc ? why : "not reported");
+  rc = self_test_run("  call void @llvm.nvvm.membar.cta()\n", out, why, sizeof why);
+  check(rc != 0 && strstr(why, "llvm.nvvm.membar.cta") != NULL,
+        "emulator: an intrinsic it does not know is refused by name (%s)", rc ? why : "accepted");
+}
+
+/* ---- the attention cases ----------------------------------------------------------------------------- */
+
+/* block_m, block_n, warps, stages, q_in_regs, swizzle; all 0: the family's default for the key. */
+typedef struct config_spec {
+  int values[6];
+} config_spec;
+#define DEFAULT {{0, 0, 0, 0, 0, 0}}
+#define CONFIG(bm, bn, w, st, q, sw) {{bm, bn, w, st, q, sw}}
+
+typedef struct emu_case {
+  test_case c;
+  config_spec config;
+} emu_case;
+
+/* dtype, batch, heads, kv_heads, seqlen_q, seqlen_kv, head_dim, causal, lse, layout, scale; config */
+static const emu_case cases[] = {
+    /* each head dim's default config: 64, 72 (8 mod 16), 80, 96, 128, 256 */
+    {{F16, 1, 4, 2, 130, 130, 64, 0, 1, CONTIG, 0}, DEFAULT},
+    {{BF16, 1, 4, 2, 130, 130, 64, 1, 1, CONTIG, 0}, DEFAULT},
+    {{F16, 1, 2, 2, 70, 37, 72, 1, 1, CONTIG, 0}, DEFAULT},
+    {{BF16, 1, 2, 1, 33, 17, 80, 1, 0, CONTIG, 0}, DEFAULT},
+    {{BF16, 1, 2, 1, 70, 90, 96, 0, 1, CONTIG, 0}, DEFAULT},
+    {{F16, 2, 2, 1, 37, 100, 128, 1, 1, CONTIG, 0}, DEFAULT},
+    {{BF16, 1, 2, 2, 100, 37, 128, 1, 1, CONTIG, 0}, DEFAULT},
+    {{BF16, 1, 2, 1, 65, 80, 256, 1, 1, CONTIG, 0}, DEFAULT},
+    {{F16, 1, 1, 1, 40, 130, 256, 0, 1, CONTIG, 0}, DEFAULT},
+    /* length 1 (and one query against many keys), no keys at all, MQA, a custom scale, batch 2 */
+    {{F16, 1, 2, 2, 1, 1, 64, 0, 1, CONTIG, 0}, DEFAULT},
+    {{F16, 1, 2, 1, 1, 130, 128, 1, 1, CONTIG, 0}, DEFAULT},
+    {{BF16, 1, 2, 2, 90, 120, 64, 1, 1, CONTIG, 0.3f}, DEFAULT},
+    {{BF16, 2, 2, 1, 130, 300, 128, 1, 0, CONTIG, 0}, DEFAULT},
+    {{F16, 1, 2, 2, 65, 0, 64, 0, 1, CONTIG, 0}, DEFAULT},
+    {{BF16, 1, 2, 1, 65, 0, 128, 1, 1, CONTIG, 0}, DEFAULT},
+    {{BF16, 1, 4, 1, 37, 130, 64, 1, 1, CONTIG, 0}, DEFAULT},
+    /* many K/V tiles through the ring; query tiles that see no key at all (causal, sq >> skv) */
+    {{F16, 1, 1, 1, 200, 1000, 64, 0, 1, CONTIG, 0}, DEFAULT},
+    {{BF16, 1, 1, 1, 300, 37, 64, 1, 1, CONTIG, 0}, CONFIG(64, 16, 4, 2, 0, 1)},
+    /* layouts: packed QKV, head-dim stride 2 (the synchronous copy path chosen at generation), K's
+     * rows off 16-byte alignment (that path chosen at run time for K, cp.async for Q and V), lse
+     * stored [b, s, h] */
+    {{F16, 1, 4, 2, 77, 77, 64, 1, 1, PACKED, 0}, DEFAULT},
+    {{BF16, 1, 2, 1, 60, 90, 128, 1, 1, DSTRIDE2, 0}, DEFAULT},
+    {{BF16, 1, 2, 1, 70, 90, 72, 1, 1, MISALIGNED, 0}, DEFAULT},
+    {{F16, 2, 2, 2, 65, 130, 64, 0, 1, MISALIGNED, 0}, CONFIG(64, 32, 4, 3, 1, 0)},
+    {{BF16, 1, 2, 1, 50, 60, 40, 0, 1, DSTRIDE2, 0}, CONFIG(64, 64, 4, 2, 1, 1)},
+    {{F16, 1, 2, 2, 65, 65, 64, 1, 1, LSESTRIDED, 0}, DEFAULT},
+    /* the space: every value of every parameter somewhere */
+    {{F16, 1, 2, 1, 130, 100, 64, 1, 1, CONTIG, 0}, CONFIG(64, 16, 4, 2, 0, 0)},
+    {{BF16, 1, 2, 2, 100, 130, 64, 0, 1, CONTIG, 0}, CONFIG(64, 32, 4, 3, 1, 1)},
+    {{F16, 1, 2, 1, 130, 130, 128, 1, 1, CONTIG, 0}, CONFIG(64, 64, 4, 3, 0, 0)},
+    {{BF16, 1, 2, 2, 130, 77, 64, 1, 1, CONTIG, 0}, CONFIG(128, 16, 4, 2, 1, 0)},
+    {{F16, 1, 2, 1, 37, 130, 128, 1, 1, CONTIG, 0}, CONFIG(128, 32, 8, 3, 1, 1)},
+    {{BF16, 1, 2, 2, 130, 200, 32, 0, 1, CONTIG, 0}, CONFIG(128, 128, 8, 2, 0, 1)},
+    {{F16, 1, 2, 1, 100, 140, 24, 1, 1, CONTIG, 0}, CONFIG(64, 128, 4, 3, 0, 0)},
+    {{BF16, 1, 4, 2, 70, 70, 40, 0, 1, CONTIG, 0}, CONFIG(64, 64, 4, 2, 1, 1)},
+    {{F16, 1, 4, 1, 130, 100, 64, 0, 0, CONTIG, 0}, CONFIG(128, 32, 4, 3, 0, 1)},
+    {{BF16, 1, 2, 1, 70, 50, 256, 1, 1, CONTIG, 0}, CONFIG(64, 16, 4, 3, 0, 0)},
+    {{F16, 1, 2, 2, 70, 90, 96, 1, 1, CONTIG, 0}, CONFIG(64, 32, 4, 3, 1, 0)},
+    {{BF16, 1, 2, 1, 150, 70, 80, 0, 1, CONTIG, 0}, CONFIG(128, 64, 8, 3, 0, 0)},
+    {{F16, 1, 2, 1, 70, 100, 64, 1, 1, DSTRIDE2, 0}, CONFIG(64, 32, 4, 3, 0, 1)},
+    {{BF16, 1, 4, 2, 130, 130, 128, 0, 1, PACKED, 0}, CONFIG(128, 32, 8, 2, 0, 0)},
+};
+#define NUM_CASES ((int)(sizeof cases / sizeof cases[0]))
+
+/* A built kernel, kept for the cases that share its generated code (not in a sweep, where no two
+ * cases do). */
+typedef struct built {
+  char key[512];
+  emu_kernel *kernel;
+  double seconds;
+} built;
+static built builds[NUM_CASES];
+static int build_count, sweeping;
+static double sweep_build_seconds;
+
+/* Which values of each parameter the cases ran with: every one must appear somewhere. */
+static int covered[KERNEL_MAX_PARAMS][KERNEL_MAX_VALUES];
+
+static void note_coverage(const kernel_config *config) {
+  for (int p = 0; p < family->num_params; p++)
+    for (int v = 0; v < family->params[p].num_values; v++)
+      if (family->params[p].values[v] == config->values[p]) covered[p][v] = 1;
+}
+
+static void check_coverage(void) {
+  char missing[512] = "";
+  size_t used = 0;
+  for (int p = 0; p < family->num_params; p++)
+    for (int v = 0; v < family->params[p].num_values; v++)
+      if (!covered[p][v] && used < sizeof missing)
+        used += (size_t)snprintf(missing + used, sizeof missing - used, " %s=%d", family->params[p].name,
+                                 family->params[p].values[v]);
+  check(missing[0] == '\0', "the cases' configs take every value of every parameter of %s%s%s", family->name,
+        missing[0] ? "; never:" : "", missing);
+}
+
+static emu_kernel *kernel_for(const attention_key *key, const kernel_config *config, double *build_seconds,
+                              char *why, size_t why_size) {
+  char codegen[256], config_text[256], lookup[512];
+  family->codegen_key(key, codegen, sizeof codegen);
+  kernel_config_string(family, config, config_text, sizeof config_text);
+  snprintf(lookup, sizeof lookup, "%s|%s", codegen, config_text);
+  for (int i = 0; i < build_count; i++)
+    if (strcmp(builds[i].key, lookup) == 0) {
+      *build_seconds = 0;
+      return builds[i].kernel;
+    }
+  double start = now_s();
+  char name[96];
+  snprintf(name, sizeof name, "fj_%s", family->name);  /* the runtime's kernel name */
+  LLVMContextRef ctx = LLVMContextCreate();
+  LLVMModuleRef module = LLVMModuleCreateWithNameInContext(name, ctx);
+  emu_kernel *kernel = NULL;
+  fj_status status = jit_module_set_target(module, &nvptx);
+  if (status == FJ_OK) status = family->generate(module, key, &nvptx, config, name);
+  if (status != FJ_OK)
+    snprintf(why, why_size, "generate: %s", fj_last_error());
+  else
+    emu_kernel_build(module, &nvptx, name, family->block_threads(key, config), family->scratch_bytes(key, config),
+                     nvptx_o3, &kernel, why, why_size);
+  LLVMDisposeModule(module);
+  LLVMContextDispose(ctx);
+  *build_seconds = now_s() - start;
+  if (sweeping) sweep_build_seconds += *build_seconds;
+  if (kernel && !sweeping && build_count < NUM_CASES) {
+    snprintf(builds[build_count].key, sizeof builds[0].key, "%s", lookup);
+    builds[build_count].kernel = kernel;
+    builds[build_count++].seconds = *build_seconds;
+  }
+  return kernel;
+}
+
+/* The bytes from a view's first element to the end of its last: all the kernel may touch of it (the
+ * allocation may be larger: rounded up, or shared by q, k and v). */
+static void add_region(emu_kernel *kernel, const host_tensor *t, int writable) {
+  int64_t last = 0;
+  for (int i = 0; i < t->t.ndim; i++) {
+    if (t->t.shape[i] == 0) return;
+    last += (t->t.shape[i] - 1) * t->t.strides[i];
+  }
+  emu_kernel_add_region(kernel, t->t.data, (size_t)(last + 1) * (size_t)(t->t.dtype.bits / 8), writable);
+}
+
+static void run_case(int index, const emu_case *e) {
+  const test_case *c = &e->c;
+  char name[256], config_text[256] = "?", why[2048] = "";
+  describe(c, name, sizeof name);
+  case_tensors t;
+  if (!case_tensors_create(c, base_seed + 1000003u * (uint64_t)index, &t)) {
+    check(0, "%s: host allocation failed", name);
+    case_tensors_free(c, &t);
+    return;
+  }
+  fj_attention_args args;
+  case_host_args(c, &t, &args);
+  attention_problem problem;
+  if (core_validate_attention(&args, &problem) != FJ_OK) {
+    check(0, "%s: the case does not validate: %s", name, fj_last_error());
+    case_tensors_free(c, &t);
+    return;
+  }
+  runtime_kernel rk;
+  memset(&rk, 0, sizeof rk);
+  rk.family = family;
+  if (e->config.values[0] == 0)
+    family->default_config(&problem.key, &nvptx, &rk.config);
+  else
+    for (int p = 0; p < 6; p++) rk.config.values[p] = e->config.values[p];
+  kernel_config_string(family, &rk.config, config_text, sizeof config_text);
+  char line[600];
+  snprintf(line, sizeof line, "[%s%s] %s", config_text, e->config.values[0] == 0 ? " (default)" : "", name);
+  const char *only = getenv("FJ_EMU_ONLY");
+  if (only && *only && !strstr(line, only)) {
+    case_tensors_free(c, &t);
+    return;
+  }
+  if (!family->config_valid(&problem.key, &nvptx, &rk.config, why, sizeof why)) {
+    check(0, "%s: the case's config is not valid: %s", line, why);
+    case_tensors_free(c, &t);
+    return;
+  }
+
+  note_coverage(&rk.config);
+  double build_seconds = 0, start = 0, run_seconds = 0;
+  emu_stats stats;
+  memset(&stats, 0, sizeof stats);
+  gpu_attention_params params;
+  emu_kernel *kernel = kernel_for(&problem.key, &rk.config, &build_seconds, why, sizeof why);
+  if (!kernel) {
+    check(0, "%s: building the emulated kernel failed: %s", line, why);
+    goto done;
+  }
+  if (runtime_gpu_params(&rk, &problem, &params) != FJ_OK) {
+    check(0, "%s: runtime_gpu_params: %s", line, fj_last_error());
+    goto done;
+  }
+  emu_kernel_clear_regions(kernel);
+  add_region(kernel, &t.q, 0);
+  add_region(kernel, &t.k, 0);
+  add_region(kernel, &t.v, 0);
+  add_region(kernel, &t.o, 1);
+  if (c->lse) add_region(kernel, &t.lse, 1);
+  start = now_s();
+  int rc = emu_kernel_launch(kernel, family->job_count(&problem, &rk.config), &params, sizeof params, &stats, why,
+                             sizeof why);
+  run_seconds = now_s() - start;
+  if (rc != 0) {
+    check(0, "%s: the emulator stopped the kernel: %s", line, why);
+    goto done;
+  }
+  case_result r;
+  if (!case_compare(c, &t, 1e-3, &r)) {
+    check(0, "%s: reference failed (%s)", line, fj_last_error());
+    goto done;
+  }
+  check(case_result_ok(&r),
+        "%s: err_o=%.2e err_lse=%.2e (tol %.0e, %.0e)%s%s%s; %lld blocks, %lld cp.async, %lld warp ops, %.1f s build, "
+        "%.1f s run",
+        line, r.err_o, r.err_lse, r.tol, r.tol_lse, r.masked_ok ? "" : " MASKED ROW NOT EXACT (or NaN)",
+        r.outside_o ? "" : " WROTE OUTSIDE o's ELEMENTS", r.outside_lse ? "" : " WROTE OUTSIDE lse's ELEMENTS",
+        (long long)stats.blocks, (long long)stats.copies, (long long)stats.warp_ops, build_seconds, run_seconds);
+done:
+  if (sweeping) emu_kernel_free(kernel);
+  case_tensors_free(c, &t);
+}
+
+/* FJ_EMU_SWEEP=1: the whole space on one shape per (dtype, head dim, causal). */
+static void sweep(void) {
+  static const int dims[] = {24, 40, 64, 72, 80, 96, 128, 256};
+  int index = NUM_CASES;
+  sweeping = 1;
+  for (int dtype = DTYPE_F16; dtype <= DTYPE_BF16; dtype++)
+    for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++)
+      for (int causal = 0; causal < 2; causal++) {
+        emu_case e = {{(dtype_id)dtype, 1, 2, 1, 70, 90, dims[d], causal, 1, CONTIG, 0}, DEFAULT};
+        attention_key key;
+        memset(&key, 0, sizeof key);
+        key.dtype = dtype;
+        key.head_dim = dims[d];
+        key.heads = 2;
+        key.kv_heads = 1;
+        key.causal = causal;
+        key.has_lse = 1;
+        key.d_contiguous = 1;
+        int at[KERNEL_MAX_PARAMS] = {0};
+        for (;;) {
+          kernel_config config;
+          memset(&config, 0, sizeof config);
+          for (int p = 0; p < family->num_params; p++) config.values[p] = family->params[p].values[at[p]];
+          char why[256];
+          if (family->config_valid(&key, &nvptx, &config, why, sizeof why)) {
+            for (int p = 0; p < family->num_params; p++) e.config.values[p] = config.values[p];
+            run_case(index++, &e);
+          }
+          int p = 0;
+          while (p < family->num_params && ++at[p] == family->params[p].num_values) at[p++] = 0;
+          if (p == family->num_params) break;
+        }
+      }
+  printf("sweep: %d cases, %.1f s building\n", index - NUM_CASES, sweep_build_seconds);
+}
+
+int main(int argc, char **argv) {
+  if (jit_nvptx_target("sm_80", &nvptx) != FJ_OK) {
+    printf("FAIL jit_nvptx_target(sm_80): %s\n", fj_last_error());
+    return 1;
+  }
+  const char *no_o3 = getenv("FJ_EMU_NO_O3");
+  nvptx_o3 = !(no_o3 && *no_o3 && strcmp(no_o3, "0") != 0);
+  base_seed = (uint64_t)time(NULL) ^ ((uint64_t)clock() << 32);
+  if (argc > 1) base_seed = strtoull(argv[1], NULL, 0);
+  printf("seed %llu (rerun with: %s %llu); emulating the module %s the NVPTX O3 pipeline\n",
+         (unsigned long long)base_seed, argv[0], (unsigned long long)base_seed, nvptx_o3 ? "after" : "before");
+  double start = now_s();
+  self_tests();
+  const char *only = getenv("FJ_EMU_ONLY"), *sweep_env = getenv("FJ_EMU_SWEEP");
+  if (sweep_env && *sweep_env && strcmp(sweep_env, "0") != 0) {
+    sweep();
+  } else {
+    for (int i = 0; i < NUM_CASES; i++) run_case(i, &cases[i]);
+    if (!(only && *only)) check_coverage();
+  }
+  double build_total = 0;
+  for (int i = 0; i < build_count; i++) {
+    build_total += builds[i].seconds;
+    emu_kernel_free(builds[i].kernel);
+  }
+  if (!sweeping) printf("%d kernels built in %.1f s; ", build_count, build_total);
+  printf("%.1f s in all\n", now_s() - start);
+  return check_summary();
+}
