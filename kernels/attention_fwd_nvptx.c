@@ -34,7 +34,7 @@ static const kernel_param params[P_COUNT] = {
     [P_SWIZZLE] = {"swizzle", "1: xor-swizzled shared tiles (no ldmatrix bank conflicts)", 2, {0, 1}},
 };
 
-#define GENERATOR_VERSION 1
+#define GENERATOR_VERSION 2
 
 /* A budget on the fragments one thread holds in the main loop, in 32-bit registers: O, plus S counted
  * twice (the fp32 scores and, while P V runs, their P fragments and the K/V fragments beside them),

@@ -575,30 +575,60 @@ void tile_gpu_rows_replace_neg_inf(tile_gpu *tg, const tile_gpu_rows *in, float 
 
 /* ---- stores ---------------------------------------------------------------------------------------- */
 
-void tile_gpu_store(tile_gpu *tg, const tile_gpu_acc *acc, const tile_gpu_rows *row_scale,
-                    const tile_gpu_global *dst, LLVMValueRef first_row, LLVMValueRef warp_row0) {
+/* One pass of tile_gpu_store. A lane holds columns 2q and 2q + 1 of each n-tile row: `paired` writes
+ * them with one 4-byte store (packed as an mma operand is), else with two 2-byte stores. */
+static void store_acc_rows(tile_gpu *tg, const tile_gpu_acc *acc, const tile_gpu_rows *row_scale,
+                           const tile_gpu_global *dst, LLVMValueRef first_row, const tile_gpu_rows *rows,
+                           int paired) {
   tile_builder *tb = &tg->tb;
   LLVMBuilderRef b = B(tg);
-  tile_gpu_rows rows;
-  tile_gpu_rows_index(tg, &rows, acc->m_tiles, warp_row0);
   LLVMValueRef quad_col = LLVMBuildZExt(b, tg->quad_col, tb->i64, "");
   for (int r = 0; r < 2 * acc->m_tiles; r++) {
     int m = r / 2, half = r % 2;
-    LLVMValueRef global_row = LLVMBuildAdd(b, first_row, rows.v[r], "");
+    LLVMValueRef global_row = LLVMBuildAdd(b, first_row, rows->v[r], "");
     tile_if inside;
     tile_if_begin(tb, &inside, tile_lt(tb, global_row, dst->rows));
     LLVMValueRef row_start = LLVMBuildMul(b, global_row, dst->row_stride, "");
-    for (int n = 0; n < acc->n_tiles && n * 8 < dst->cols; n++)
+    for (int n = 0; n < acc->n_tiles && n * 8 < dst->cols; n++) {
+      LLVMValueRef x[2];
       for (int j = 0; j < 2; j++) {
-        LLVMValueRef x = acc->v[(m * acc->n_tiles + n) * 4 + 2 * half + j];
-        if (row_scale) x = LLVMBuildFMul(b, x, row_scale->v[r], "");
-        LLVMValueRef column = LLVMBuildAdd(b, quad_col, tile_i64(tb, 8 * n + j), "");
-        LLVMValueRef index = LLVMBuildAdd(b, row_start, LLVMBuildMul(b, column, dst->col_stride, ""), "");
-        LLVMValueRef narrow = LLVMBuildFPTrunc(b, x, operand_type(tg), "");
+        x[j] = acc->v[(m * acc->n_tiles + n) * 4 + 2 * half + j];
+        if (row_scale) x[j] = LLVMBuildFMul(b, x[j], row_scale->v[r], "");
+      }
+      LLVMValueRef column = LLVMBuildAdd(b, quad_col, tile_i64(tb, 8 * n), "");
+      if (paired) {
+        LLVMValueRef index = LLVMBuildAdd(b, row_start, column, "");
+        LLVMBuildStore(b, cuda_ir_pack2(&tg->ir, tg->bf16, x[0], x[1]),
+                       tile_gpu_element_address(tg, dst->base, index));
+        continue;
+      }
+      for (int j = 0; j < 2; j++) {
+        LLVMValueRef col_j = LLVMBuildAdd(b, column, tile_i64(tb, j), "");
+        LLVMValueRef index = LLVMBuildAdd(b, row_start, LLVMBuildMul(b, col_j, dst->col_stride, ""), "");
+        LLVMValueRef narrow = LLVMBuildFPTrunc(b, x[j], operand_type(tg), "");
         LLVMBuildStore(b, LLVMBuildBitCast(b, narrow, tb->i16, ""), tile_gpu_element_address(tg, dst->base, index));
       }
+    }
     tile_if_end(tb, &inside);
   }
+}
+
+void tile_gpu_store(tile_gpu *tg, const tile_gpu_acc *acc, const tile_gpu_rows *row_scale,
+                    const tile_gpu_global *dst, LLVMValueRef first_row, LLVMValueRef warp_row0) {
+  tile_gpu_rows rows;
+  tile_gpu_rows_index(tg, &rows, acc->m_tiles, warp_row0);
+  if (dst->vector_ok == NULL) {
+    store_acc_rows(tg, acc, row_scale, dst, first_row, &rows, 0);
+    return;
+  }
+  /* Rows that take 16-byte copies (aligned, unit column stride) certainly take 4-byte stores. */
+  tile_if paired, single;
+  tile_if_begin(&tg->tb, &paired, dst->vector_ok);
+  store_acc_rows(tg, acc, row_scale, dst, first_row, &rows, 1);
+  tile_if_end(&tg->tb, &paired);
+  tile_if_begin(&tg->tb, &single, LLVMBuildNot(B(tg), dst->vector_ok, ""));
+  store_acc_rows(tg, acc, row_scale, dst, first_row, &rows, 0);
+  tile_if_end(&tg->tb, &single);
 }
 
 void tile_gpu_store_rows(tile_gpu *tg, const tile_gpu_rows *values, LLVMValueRef base, LLVMValueRef stride,

@@ -192,7 +192,8 @@ void tile_gpu_rows_reciprocal_or_zero(tile_gpu *tg, const tile_gpu_rows *in, til
 void tile_gpu_rows_replace_neg_inf(tile_gpu *tg, const tile_gpu_rows *in, float replacement, tile_gpu_rows *out);
 
 /* Stores acc[r][c] * row_scale[r] (row_scale may be NULL), rounded to the dtype, to dst element
- * (first_row + r, c) for rows < dst->rows and c < dst->cols; acc rows start at block row warp_row0. */
+ * (first_row + r, c) for rows < dst->rows and c < dst->cols; acc rows start at block row warp_row0.
+ * Column pairs go out as one 4-byte store where dst->vector_ok holds at run time. */
 void tile_gpu_store(tile_gpu *tg, const tile_gpu_acc *acc, const tile_gpu_rows *row_scale,
                     const tile_gpu_global *dst, LLVMValueRef first_row, LLVMValueRef warp_row0);
 /* Stores f32 rows[r] to base[(first_row + r) * stride] for rows < limit, one lane per row. */
