@@ -100,6 +100,15 @@ static void emu_fail(emu_block *b, const char *format, ...) {
   emu_fiber_exit_to(&b->threads[b->current].fiber, &b->home);
 }
 
+/* A recording array of the cp.async bookkeeping, doubled (first: its first capacity). */
+static void *emu_grow(emu_block *b, void *array, size_t *capacity, size_t item_bytes, size_t first) {
+  size_t grown_capacity = *capacity ? 2 * *capacity : first;
+  void *grown = realloc(array, grown_capacity * item_bytes);
+  if (!grown) emu_fail(b, "out of memory recording cp.async copies");
+  *capacity = grown_capacity;
+  return grown;
+}
+
 /* ---- scheduling ---------------------------------------------------------------------------------- */
 
 static void emu_describe_deadlock(emu_block *b) {
@@ -395,21 +404,11 @@ void emu_hook_cp_async_16(int32_t site, void *shared_dst, const void *global_src
     emu_fail(b, "%s reads %d bytes at %p, outside every buffer the test registered", emu_site_text(b, site), src_size,
              global_src);
   emu_shared_write_check(b, at, 16, thread, site, "cp.async");
-  if (b->copy_count == b->copy_capacity) {
-    size_t capacity = b->copy_capacity ? 2 * b->copy_capacity : 4096;
-    emu_copy *grown = realloc(b->copies, capacity * sizeof *grown);
-    if (!grown) emu_fail(b, "out of memory recording cp.async copies");
-    b->copies = grown;
-    b->copy_capacity = capacity;
-  }
+  if (b->copy_count == b->copy_capacity)
+    b->copies = emu_grow(b, b->copies, &b->copy_capacity, sizeof *b->copies, 4096);
   emu_thread *self = &b->threads[thread];
-  if (self->pending_count == self->pending_capacity) {
-    size_t capacity = self->pending_capacity ? 2 * self->pending_capacity : 64;
-    size_t *grown = realloc(self->pending, capacity * sizeof *grown);
-    if (!grown) emu_fail(b, "out of memory recording cp.async copies");
-    self->pending = grown;
-    self->pending_capacity = capacity;
-  }
+  if (self->pending_count == self->pending_capacity)
+    self->pending = emu_grow(b, self->pending, &self->pending_capacity, sizeof *self->pending, 64);
   size_t index = b->copy_count++;
   b->copies[index] = (emu_copy){shared_dst, global_src, src_size, thread, site, self->committed};
   self->pending[self->pending_count++] = index;
