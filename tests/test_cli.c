@@ -4,11 +4,8 @@
  * the disk cache seen from the command, and a list of bad invocations that must each exit non-zero by
  * themselves (a signal is a failure) with exactly one line on stderr naming the flag. */
 #include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
 #include <math.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +16,8 @@
 
 #include "core/dtype.h"
 #include "check.h"
-
-extern char **environ;
+#include "cli_process.h"
+#include "test_files.h"
 
 static char scratch[256];  /* this run's temporary folder */
 
@@ -33,73 +30,28 @@ typedef struct cli_result {
   char *out, *err; /* what it printed, NUL-terminated */
 } cli_result;
 
-static char *read_file(const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL) return strdup("");
-  size_t cap = 4096, len = 0;
-  char *text = malloc(cap);
-  size_t n;
-  while (text && (n = fread(text + len, 1, cap - len - 1, f)) > 0) {
-    len += n;
-    if (cap - len < 2) {
-      char *grown = realloc(text, cap * 2);
-      if (grown == NULL) break;
-      text = grown;
-      cap *= 2;
-    }
-  }
-  fclose(f);
-  if (text) text[len] = '\0';
-  return text ? text : strdup("");
-}
-
 /* Runs FJ_TEST_CLI with args (NULL-terminated), stdin from /dev/null, a 300 s limit. */
 static cli_result run_cli(const char *const *args) {
   cli_result r = {0};
   char out_path[512], err_path[512];
   snprintf(out_path, sizeof out_path, "%s/stdout", scratch);
   snprintf(err_path, sizeof err_path, "%s/stderr", scratch);
-  const char *argv[64];
-  int argc = 0;
-  argv[argc++] = FJ_TEST_CLI;
-  for (int i = 0; args[i] && argc < 63; i++) argv[argc++] = args[i];
-  argv[argc] = NULL;
-
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  posix_spawn_file_actions_addopen(&actions, 2, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  pid_t pid;
-  int rc = posix_spawn(&pid, FJ_TEST_CLI, &actions, NULL, (char *const *)argv, environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) {
+  pid_t pid = cli_spawn(args, out_path, err_path);
+  if (pid < 0) {
     r.out = strdup("");
-    r.err = strdup(strerror(rc));
+    r.err = strdup(strerror(errno));
     return r;
   }
   int status = 0;
-  for (int waited_ms = 0;; waited_ms += 10) {
-    pid_t done = waitpid(pid, &status, WNOHANG);
-    if (done == pid) break;
-    if (done < 0 && errno != EINTR) break;
-    if (waited_ms > 300000) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      printf("     (killed after 300 s)\n");
-      break;
-    }
-    struct timespec ten_ms = {0, 10000000};
-    nanosleep(&ten_ms, NULL);
-  }
-  if (WIFEXITED(status)) {
+  int ended = cli_wait(pid, 300, &status);
+  if (ended && WIFEXITED(status)) {
     r.exited = 1;
     r.code = WEXITSTATUS(status);
   } else if (WIFSIGNALED(status)) {
     r.signal = WTERMSIG(status);
   }
-  r.out = read_file(out_path);
-  r.err = read_file(err_path);
+  r.out = read_text_file(out_path);
+  r.err = read_text_file(err_path);
   return r;
 }
 
@@ -568,10 +520,6 @@ static void test_device_environment(void) {
   unsetenv("FLASHJIT_DEVICE");
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-  return remove(path);
-}
-
 /* ---- the grid, the peers and exec'd tuner children (on the CPU, small) ----------------------------- */
 
 #define GRID_SMALL "--device", "cpu", "--grid", "prefill", "--tokens", "1024", "--width", "128", "--seqlens", \
@@ -783,6 +731,6 @@ int main(void) {
   test_grid();
   test_tune_exec_isolation();
 
-  nftw(scratch, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+  remove_tree(scratch);
   return check_summary();
 }

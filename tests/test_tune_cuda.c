@@ -15,6 +15,7 @@
 #include "cache/json_reader.h"
 #include "flashjit.h"
 #include "check.h"
+#include "cli_process.h"
 
 static char scratch[256];
 
@@ -23,21 +24,8 @@ static int run(const char *command, char **out) {
   printf("     $ %s\n", command);
   fflush(stdout);
   FILE *p = popen(command, "r");
-  size_t cap = 1 << 16, len = 0;
-  char *text = malloc(cap);
-  size_t n;
-  while (p && text && (n = fread(text + len, 1, cap - len - 1, p)) > 0) {
-    len += n;
-    if (cap - len < 2) {
-      char *grown = realloc(text, cap * 2);
-      if (grown == NULL) break;
-      text = grown;
-      cap *= 2;
-    }
-  }
-  if (text) text[len] = '\0';
+  *out = read_stream(p);
   int status = p ? pclose(p) : -1;
-  *out = text ? text : strdup("");
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 

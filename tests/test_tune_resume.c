@@ -4,10 +4,7 @@
  * the first tuner runs, a second one on the same device is refused at once with a clear message, and
  * after the kill the lock is free (a flock dies with its process). */
 #include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,8 +20,9 @@
 #include "runtime/runtime.h"
 #include "tuner/tuner.h"
 #include "check.h"
-
-extern char **environ;
+#include "cli_process.h"
+#include "test_files.h"
+#include "tuning_dump.h"
 
 static char dir[256];
 
@@ -35,19 +33,12 @@ static pid_t spawn_tune(const char *out_name, const char *err_name) {
   char out_path[400], err_path[400];
   snprintf(out_path, sizeof out_path, "%s/%s", dir, out_name);
   snprintf(err_path, sizeof err_path, "%s/%s", dir, err_name);
-  const char *argv[] = {FJ_TEST_CLI, "tune", "--device", "cpu", "--preset", "smoke", "--strategy", "exhaustive",
+  const char *args[] = {"tune", "--device", "cpu", "--preset", "smoke", "--strategy", "exhaustive",
                         "--space", SPACE, "--cache-dir", dir, "--repeat", "5", "--threads", "1", "--child-batch", "4",
                         "--json", "--quiet", NULL};
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  posix_spawn_file_actions_addopen(&actions, 2, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  pid_t pid = -1;
-  int rc = posix_spawn(&pid, FJ_TEST_CLI, &actions, NULL, (char *const *)argv, environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) {
-    printf("FAIL cannot start %s: %s\n", FJ_TEST_CLI, strerror(rc));
+  pid_t pid = cli_spawn(args, out_path, err_path);
+  if (pid < 0) {
+    printf("FAIL cannot start %s: %s\n", FJ_TEST_CLI, strerror(errno));
     exit(1);
   }
   return pid;
@@ -56,18 +47,7 @@ static pid_t spawn_tune(const char *out_name, const char *err_name) {
 /* Waits for pid up to seconds; its exit code, or -1 (killed by a signal or by us after the limit). */
 static int wait_exit(pid_t pid, int seconds) {
   int status = 0;
-  for (int waited = 0;; waited += 10) {
-    pid_t done = waitpid(pid, &status, WNOHANG);
-    if (done == pid) break;
-    if (waited > seconds * 1000) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      printf("     (killed after %d s)\n", seconds);
-      return -1;
-    }
-    struct timespec ten_ms = {0, 10000000};
-    nanosleep(&ten_ms, NULL);
-  }
+  if (!cli_wait(pid, seconds, &status)) return -1;
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
@@ -92,13 +72,7 @@ static int count_trials(void) {
 static char *slurp(const char *name) {
   char path[400];
   snprintf(path, sizeof path, "%s/%s", dir, name);
-  FILE *f = fopen(path, "rb");
-  if (f == NULL) return strdup("");
-  char *text = calloc(1, 1 << 20);
-  size_t n = fread(text, 1, (1 << 20) - 1, f);
-  text[n] = '\0';
-  fclose(f);
-  return text;
+  return read_text_file(path);
 }
 
 /* Runs the command with args (NULL-terminated) to completion; its exit code (-1: a signal), with
@@ -107,27 +81,8 @@ static int run_cli(const char *const *args) {
   char out_path[400], err_path[400];
   snprintf(out_path, sizeof out_path, "%s/cmd.out", dir);
   snprintf(err_path, sizeof err_path, "%s/cmd.err", dir);
-  const char *argv[32];
-  int argc = 0;
-  argv[argc++] = FJ_TEST_CLI;
-  for (int i = 0; args[i] != NULL && argc < 31; i++) argv[argc++] = args[i];
-  argv[argc] = NULL;
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  posix_spawn_file_actions_addopen(&actions, 2, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  pid_t pid = -1;
-  int rc = posix_spawn(&pid, FJ_TEST_CLI, &actions, NULL, (char *const *)argv, environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) return -1;
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-  return remove(path);
+  pid_t pid = cli_spawn(args, out_path, err_path);
+  return pid < 0 ? -1 : wait_exit(pid, 300);
 }
 
 int main(void) {
@@ -231,34 +186,20 @@ int main(void) {
   check(winner[0] != '\0', "a winner: %s", winner);
 
   /* The database: each config exactly once, all of them. */
-  char path[400];
-  snprintf(path, sizeof path, "%s/%s", dir, TUNING_DB_FILE);
-  tuning_db *db = NULL;
   int rows = 0, distinct = 0;
-  if (tuning_db_open(path, &db) == FJ_OK) {
-    char *text = NULL;
-    size_t size = 0;
-    FILE *memory = open_memstream(&text, &size);
-    tuning_db_export(db, memory, 1);
-    fclose(memory);
-    tuning_db_close(db);
-    json_value *dump = NULL;
-    if (json_parse(text, size, &dump) == FJ_OK) {
-      const json_value *trials = json_get(dump, "trials");
-      rows = trials ? (int)trials->count : 0;
-      for (int i = 0; i < rows; i++) {
-        const json_value *c = json_get(&trials->items[i], "config");
-        int seen_before = 0;
-        for (int j = 0; j < i && c; j++) {
-          const json_value *d = json_get(&trials->items[j], "config");
-          seen_before |= d && strcmp(d->string, c->string) == 0;
-        }
-        distinct += c && !seen_before;
-      }
+  json_value *dump = tuning_dump_json(dir);
+  const json_value *trials = dump ? json_get(dump, "trials") : NULL;
+  rows = trials ? (int)trials->count : 0;
+  for (int i = 0; i < rows; i++) {
+    const json_value *c = json_get(&trials->items[i], "config");
+    int seen_before = 0;
+    for (int j = 0; j < i && c; j++) {
+      const json_value *d = json_get(&trials->items[j], "config");
+      seen_before |= d && strcmp(d->string, c->string) == 0;
     }
-    json_free(dump);
-    free(text);
+    distinct += c && !seen_before;
   }
+  json_free(dump);
   check(rows == expected && distinct == expected, "the database holds %d trials of %d distinct configs (space %d)",
         rows, distinct, expected);
   json_free(json);
@@ -319,6 +260,6 @@ int main(void) {
   const char *bad_args[] = {"cache", "frobnicate", NULL};
   check(run_cli(bad_args) == 2, "an unknown cache action is a usage error");
 
-  nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+  remove_tree(dir);
   return check_summary();
 }

@@ -5,7 +5,6 @@
  * hang or give a wrong result is recorded as such and never wins, and the run still ends with a
  * winner; budgets stop a run and say so; the device lock refuses a second tuner; and afterwards a fresh
  * context uses the tuned config (exact key), the nearest bucket's, or the default, and says which. */
-#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +17,8 @@
 #include "runtime/runtime.h"
 #include "tuner/tuner.h"
 #include "check.h"
+#include "test_files.h"
+#include "tuning_dump.h"
 
 static char root[256];
 
@@ -29,10 +30,6 @@ static const char *fresh_dir(const char *name) {
   snprintf(path, 320, "%s/%s", root, name);
   mkdir(path, 0755);
   return path;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-  return remove(path);
 }
 
 /* The restricted space: 16 points, 12 valid on an AVX-512 host (4 need more registers), the default
@@ -87,18 +84,8 @@ typedef struct db_dump {
 
 static db_dump read_db(const char *dir) {
   db_dump dump = {0};
-  char path[400];
-  snprintf(path, sizeof path, "%s/%s", dir, TUNING_DB_FILE);
-  tuning_db *db = NULL;
-  if (tuning_db_open(path, &db) != FJ_OK) return dump;
-  char *text = NULL;
-  size_t size = 0;
-  FILE *memory = open_memstream(&text, &size);
-  tuning_db_export(db, memory, 1);
-  fclose(memory);
-  tuning_db_close(db);
-  json_value *json = NULL;
-  if (json_parse(text, size, &json) == FJ_OK) {
+  json_value *json = tuning_dump_json(dir);
+  if (json) {
     const json_value *trials = json_get(json, "trials");
     if (trials && trials->type == JSON_ARRAY) {
       dump.trials = calloc(trials->count + 1, sizeof *dump.trials);
@@ -117,7 +104,6 @@ static db_dump read_db(const char *dir) {
     }
   }
   json_free(json);
-  free(text);
   return dump;
 }
 
@@ -443,6 +429,6 @@ int main(void) {
   test_random_and_halving();
   test_faults();
   test_budgets_and_lock();
-  nftw(root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+  remove_tree(root);
   return check_summary();
 }

@@ -1,0 +1,31 @@
+/* tuning_dump.h: a test's view of a tuning database: <dir>/tuning.db exported as the JSON `flashjit
+ * cache export` writes (every trial) and parsed back, for tests to assert on rows. Header-only. */
+#ifndef FJ_TESTS_TUNING_DUMP_H
+#define FJ_TESTS_TUNING_DUMP_H
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cache/json_reader.h"
+#include "cache/tuning_db.h"
+
+/* The parsed export (json_free it), NULL when the database cannot be opened or read. */
+static inline json_value *tuning_dump_json(const char *dir) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", dir, TUNING_DB_FILE);
+  tuning_db *db = NULL;
+  if (tuning_db_open(path, &db) != FJ_OK) return NULL;
+  char *text = NULL;
+  size_t size = 0;
+  FILE *memory = open_memstream(&text, &size);
+  if (memory) {
+    tuning_db_export(db, memory, 1);
+    fclose(memory);
+  }
+  tuning_db_close(db);
+  json_value *json = NULL;
+  if (text == NULL || json_parse(text, size, &json) != FJ_OK) json = NULL;
+  free(text);
+  return json;
+}
+#endif
