@@ -167,6 +167,17 @@ static void tune_child_launch_error(tune_child *child, tune_report *r, const cha
 }
 
 /* Checks, then times one candidate in the child's context. */
+/* One launch, timed by itself: events around it on a GPU, the wall clock on the CPU. */
+static fj_status tune_timed_launch(fj_context *ctx, const runtime_kernel *kernel,
+                                   const attention_problem *problem, double *ms) {
+  tune_timer timer;
+  fj_status status = tune_timer_start(ctx, NULL, &timer);
+  if (status != FJ_OK) return status;
+  status = runtime_launch_attention(ctx, kernel, problem, NULL);
+  fj_status stop = tune_timer_stop(ctx, NULL, &timer, ms);
+  return status == FJ_OK ? stop : status;
+}
+
 static void tune_child_measure(tune_child *child, const tune_job *job, tune_report *r) {
   const tune_bench *bench = child->bench;
   fj_context *ctx = child->context;
@@ -227,13 +238,7 @@ static void tune_child_measure(tune_child *child, const tune_job *job, tune_repo
       host_tensor_poison(bench->problem_o);
       status = tune_mirror_refresh(ctx, &child->o);
     }
-    tune_timer timer;
-    if (status == FJ_OK) status = tune_timer_start(ctx, NULL, &timer);
-    if (status == FJ_OK) {
-      status = runtime_launch_attention(ctx, kernel, &child->device_problem, NULL);
-      fj_status stop = tune_timer_stop(ctx, NULL, &timer, &first_ms);
-      if (status == FJ_OK) status = stop;
-    }
+    if (status == FJ_OK) status = tune_timed_launch(ctx, kernel, &child->device_problem, &first_ms);
     if (status == FJ_OK) status = tune_mirror_download(ctx, &child->o);
     if (status != FJ_OK) {
       tune_child_launch_error(child, r, "launch");
@@ -269,16 +274,10 @@ static void tune_child_measure(tune_child *child, const tune_job *job, tune_repo
       first_ms > (2.0 * bench->slow_factor - 1.0) * child->best_ms)
     min_runs--;
   for (int i = 0; i < repeats && status == FJ_OK; i++) {
-    /* Each launch timed on its own (events around it on a GPU, the wall clock on the CPU), so that
-     * the median and minimum are of single launches, as the slow cutoff needs. */
-    tune_timer timer;
+    /* Each launch timed on its own, so that the median and minimum are of single launches, as the
+     * slow cutoff needs. */
     double ms = 0.0;
-    status = tune_timer_start(ctx, NULL, &timer);
-    if (status == FJ_OK) {
-      status = runtime_launch_attention(ctx, kernel, &child->device_problem, NULL);
-      fj_status stop = tune_timer_stop(ctx, NULL, &timer, &ms);
-      if (status == FJ_OK) status = stop;
-    }
+    status = tune_timed_launch(ctx, kernel, &child->device_problem, &ms);
     if (status != FJ_OK) break;
     times[done++] = ms;
     if (ms < fastest) fastest = ms;
