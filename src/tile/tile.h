@@ -20,8 +20,13 @@ typedef struct tile_builder {
   LLVMTypeRef f32, f16, i1, i16, i32, i64, ptr, vec, void_type;
 } tile_builder;
 
-/* Creates `name` (void(ptr, i64, ptr) with the C calling convention) with the target's cpu/features
- * attributes and positions the builder in its body. */
+/* The types every lowering uses, in the module's context; vec is `lanes` fp32 lanes (a lowering whose
+ * thread holds one lane sets vec to f32 after). */
+void tile_builder_init(tile_builder *tb, LLVMModuleRef module, int lanes);
+/* Makes fn the function being built: the target's cpu/features attributes, nounwind, an entry block for
+ * stack slots, and a builder positioned in its body. */
+void tile_function_open(tile_builder *tb, LLVMValueRef fn, const jit_target *target);
+/* Creates `name` (void(ptr, i64, ptr) with the C calling convention) for a vector CPU and opens it. */
 LLVMValueRef tile_function_begin(tile_builder *tb, LLVMModuleRef module, const jit_target *target,
                                  const char *name, int lanes);
 /* Returns from the function and releases the builder. */

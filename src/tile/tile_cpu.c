@@ -24,8 +24,7 @@ static LLVMValueRef splat_value(tile_builder *tb, LLVMValueRef scalar) {
   return LLVMBuildShuffleVector(tb->b, one, LLVMGetPoison(type), LLVMConstNull(mask_type), "");
 }
 
-LLVMValueRef tile_function_begin(tile_builder *tb, LLVMModuleRef module, const jit_target *target,
-                                 const char *name, int lanes) {
+void tile_builder_init(tile_builder *tb, LLVMModuleRef module, int lanes) {
   memset(tb, 0, sizeof *tb);
   tb->module = module;
   tb->ctx = LLVMGetModuleContext(module);
@@ -39,9 +38,9 @@ LLVMValueRef tile_function_begin(tile_builder *tb, LLVMModuleRef module, const j
   tb->ptr = LLVMPointerTypeInContext(tb->ctx, 0);
   tb->vec = LLVMVectorType(tb->f32, (unsigned)lanes);
   tb->void_type = LLVMVoidTypeInContext(tb->ctx);
+}
 
-  LLVMTypeRef params[3] = {tb->ptr, tb->i64, tb->ptr};
-  LLVMValueRef fn = LLVMAddFunction(module, name, LLVMFunctionType(tb->void_type, params, 3, 0));
+void tile_function_open(tile_builder *tb, LLVMValueRef fn, const jit_target *target) {
   tb->function = fn;
   LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
                           LLVMCreateStringAttribute(tb->ctx, "target-cpu", 10, target->cpu,
@@ -49,21 +48,28 @@ LLVMValueRef tile_function_begin(tile_builder *tb, LLVMModuleRef module, const j
   LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
                           LLVMCreateStringAttribute(tb->ctx, "target-features", 15, target->features,
                                                     (unsigned)strlen(target->features)));
-  /* Wide vectors are the point: without this, X86 prefers 256-bit vectors on some AVX-512 parts. */
-  if (target->vector_bits >= 512)
-    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
-                            LLVMCreateStringAttribute(tb->ctx, "prefer-vector-width", 19, "512", 3));
   unsigned nounwind = LLVMGetEnumAttributeKindForName("nounwind", 8);
   LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(tb->ctx, nounwind, 0));
-  unsigned noalias = LLVMGetEnumAttributeKindForName("noalias", 7);
-  LLVMAddAttributeAtIndex(fn, 3, LLVMCreateEnumAttribute(tb->ctx, noalias, 0)); /* scratch */
-
   tb->b = LLVMCreateBuilderInContext(tb->ctx);
   tb->entry = LLVMAppendBasicBlockInContext(tb->ctx, fn, "entry");
   LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(tb->ctx, fn, "body");
   LLVMPositionBuilderAtEnd(tb->b, tb->entry);
   LLVMBuildBr(tb->b, body);
   LLVMPositionBuilderAtEnd(tb->b, body);
+}
+
+LLVMValueRef tile_function_begin(tile_builder *tb, LLVMModuleRef module, const jit_target *target,
+                                 const char *name, int lanes) {
+  tile_builder_init(tb, module, lanes);
+  LLVMTypeRef params[3] = {tb->ptr, tb->i64, tb->ptr};
+  LLVMValueRef fn = LLVMAddFunction(module, name, LLVMFunctionType(tb->void_type, params, 3, 0));
+  /* Wide vectors are the point: without this, X86 prefers 256-bit vectors on some AVX-512 parts. */
+  if (target->vector_bits >= 512)
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+                            LLVMCreateStringAttribute(tb->ctx, "prefer-vector-width", 19, "512", 3));
+  unsigned noalias = LLVMGetEnumAttributeKindForName("noalias", 7);
+  LLVMAddAttributeAtIndex(fn, 3, LLVMCreateEnumAttribute(tb->ctx, noalias, 0)); /* scratch */
+  tile_function_open(tb, fn, target);
   return fn;
 }
 

@@ -145,18 +145,8 @@ void tile_gpu_begin(tile_gpu *tg, LLVMModuleRef module, const jit_target *target
                     size_t param_bytes, dtype_id dtype, int warps) {
   memset(tg, 0, sizeof *tg);
   tile_builder *tb = &tg->tb;
-  tb->module = module;
-  tb->ctx = LLVMGetModuleContext(module);
-  tb->lanes = 32;
-  tb->f32 = LLVMFloatTypeInContext(tb->ctx);
-  tb->f16 = LLVMHalfTypeInContext(tb->ctx);
-  tb->i1 = LLVMInt1TypeInContext(tb->ctx);
-  tb->i16 = LLVMInt16TypeInContext(tb->ctx);
-  tb->i32 = LLVMInt32TypeInContext(tb->ctx);
-  tb->i64 = LLVMInt64TypeInContext(tb->ctx);
-  tb->ptr = LLVMPointerTypeInContext(tb->ctx, 0);
-  tb->vec = tb->f32;
-  tb->void_type = LLVMVoidTypeInContext(tb->ctx);
+  tile_builder_init(tb, module, 32);
+  tb->vec = tb->f32;  /* a thread holds one lane of the warp */
   tg->target = target;
   tg->bf16 = dtype == DTYPE_BF16;
   tg->warps = warps;
@@ -165,30 +155,16 @@ void tile_gpu_begin(tile_gpu *tg, LLVMModuleRef module, const jit_target *target
 
   LLVMTypeRef param_types[1] = {tb->ptr};
   LLVMValueRef fn = LLVMAddFunction(module, name, LLVMFunctionType(tb->void_type, param_types, 1, 0));
-  tb->function = fn;
-  tb->b = LLVMCreateBuilderInContext(tb->ctx);
   tg->ir.ctx = tb->ctx;
   tg->ir.module = module;
-  tg->ir.b = tb->b;
   cuda_ir_kernel(&tg->ir, fn, warps * 32);
   /* By value: `.param .align 8 .b8 name[param_bytes]`, read with ld.param. */
   LLVMTypeRef block = LLVMArrayType2(tb->i64, param_bytes / 8);
   unsigned byval = LLVMGetEnumAttributeKindForName("byval", 5);
   LLVMAddAttributeAtIndex(fn, 1, LLVMCreateTypeAttribute(tb->ctx, byval, block));
   add_enum_attribute(tg, fn, 1, "align", 8);
-  add_enum_attribute(tg, fn, LLVMAttributeFunctionIndex, "nounwind", 0);
-  LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
-                          LLVMCreateStringAttribute(tb->ctx, "target-cpu", 10, target->cpu,
-                                                    (unsigned)strlen(target->cpu)));
-  LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
-                          LLVMCreateStringAttribute(tb->ctx, "target-features", 15, target->features,
-                                                    (unsigned)strlen(target->features)));
-
-  tb->entry = LLVMAppendBasicBlockInContext(tb->ctx, fn, "entry");
-  LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(tb->ctx, fn, "body");
-  LLVMPositionBuilderAtEnd(tb->b, tb->entry);
-  LLVMBuildBr(tb->b, body);
-  LLVMPositionBuilderAtEnd(tb->b, body);
+  tile_function_open(tb, fn, target);
+  tg->ir.b = tb->b;
 
   tg->params = LLVMGetParam(fn, 0);
   tg->shared = cuda_ir_dynamic_shared(&tg->ir);
