@@ -6,11 +6,14 @@
  * statistic stays inside one warp. The Q tile is loaded once into shared memory (and, with
  * q_in_regs, into registers); K and V stream through a `stages`-deep ring of shared tiles filled
  * asynchronously while the previous tile is being used. For each K/V tile: S = Q K^T on tensor
- * cores, scaled into base-2 logits, masked only where the tile crosses the causal diagonal or the
- * end of the sequence, the online softmax update (running row max m and row sum l), P = 2^(S - m)
- * rounded into A fragments in registers, and O = alpha O + P V. Causal attention is aligned to the
- * bottom right (query i sees keys j <= i + seqlen_kv - seqlen_q), and tiles past the last query's
- * diagonal are never visited. Rows that see no key at all end as zeros (and LSE -inf), never NaN. */
+ * cores, masked only where the tile crosses the causal diagonal or the end of the sequence, the
+ * online softmax update (running row max m of the base-2 logits c S, c = scale * log2 e, and row sum
+ * l), P = 2^(c S - m) as one fma and one ex2 per score, rounded into A fragments in registers, and
+ * O = alpha O + P V. After the loop the block's coordinates are derived again from the block index
+ * rather than held in registers across it (the loop needs every register). Causal attention is
+ * aligned to the bottom right (query i sees keys j <= i + seqlen_kv - seqlen_q), and tiles past the
+ * last query's diagonal are never visited. Rows that see no key at all end as zeros (and LSE -inf),
+ * never NaN. */
 #include "kernels/kernel_family.h"
 
 #include <math.h>
@@ -34,7 +37,7 @@ static const kernel_param params[P_COUNT] = {
     [P_SWIZZLE] = {"swizzle", "1: xor-swizzled shared tiles (no ldmatrix bank conflicts)", 2, {0, 1}},
 };
 
-#define GENERATOR_VERSION 2
+#define GENERATOR_VERSION 3
 
 /* A budget on the fragments one thread holds in the main loop, in 32-bit registers: O, plus S counted
  * twice (the fp32 scores and, while P V runs, their P fragments and the K/V fragments beside them),
@@ -215,6 +218,29 @@ static void keys_visible(tile_gpu *tg, const shape *s, tile_gpu_rows *out, LLVMV
   }
 }
 
+/* Which Q tile of which (batch, head) a block owns, and the KV head it reads (GQA: heads / kv_heads
+ * query heads share one). Causal blocks take the longest tiles first. */
+typedef struct block_coordinates {
+  LLVMValueRef batch, head, kv_head, q0;  /* i64; q0: the tile's first query */
+} block_coordinates;
+
+static block_coordinates block_coordinates_of(tile_gpu *tg, const shape *s, LLVMValueRef block_index) {
+  tile_builder *tb = &tg->tb;
+  LLVMBuilderRef ir = tb->b;
+  LLVMValueRef heads = tile_gpu_param_i64(tg, P_OFF(heads));
+  LLVMValueRef kv_heads = tile_gpu_param_i64(tg, P_OFF(kv_heads));
+  LLVMValueRef q_tiles = tile_gpu_param_i64(tg, P_OFF(q_tiles));
+  LLVMValueRef tile_index = LLVMBuildURem(ir, block_index, q_tiles, "");
+  LLVMValueRef batch_head = LLVMBuildUDiv(ir, block_index, q_tiles, "");
+  if (s->causal) tile_index = tile_sub(tb, tile_sub(tb, q_tiles, tile_i64(tb, 1)), tile_index);
+  block_coordinates at;
+  at.head = LLVMBuildURem(ir, batch_head, heads, "");
+  at.batch = LLVMBuildUDiv(ir, batch_head, heads, "");
+  at.kv_head = LLVMBuildUDiv(ir, at.head, LLVMBuildUDiv(ir, heads, kv_heads, ""), "");
+  at.q0 = tile_mul(tb, tile_index, tile_i64(tb, s->block_m));
+  return at;
+}
+
 static fj_status generate(LLVMModuleRef module, const attention_key *key, const jit_target *target,
                           const kernel_config *config, const char *function_name) {
   char why[256];
@@ -231,27 +257,19 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   /* ---- parameters ---- */
   LLVMValueRef seqlen_q = tile_gpu_param_i64(tg, P_OFF(seqlen_q));
   LLVMValueRef seqlen_kv = tile_gpu_param_i64(tg, P_OFF(seqlen_kv));
-  LLVMValueRef heads = tile_gpu_param_i64(tg, P_OFF(heads));
-  LLVMValueRef kv_heads = tile_gpu_param_i64(tg, P_OFF(kv_heads));
-  LLVMValueRef q_tiles = tile_gpu_param_i64(tg, P_OFF(q_tiles));
   LLVMValueRef scale_log2 = tile_gpu_param_f32(tg, P_OFF(scale_log2));
+  /* A masked score is one whose scaled logit is -inf: -inf for a positive scale, +inf for a negative. */
+  LLVMValueRef masked_score = LLVMBuildSelect(ir, LLVMBuildFCmp(ir, LLVMRealOLT, scale_log2, tile_f32(tb, 0.0f), ""),
+                                              tile_f32(tb, INFINITY), tile_f32(tb, -INFINITY), "");
 
-  /* ---- which Q tile of which (batch, head): causal blocks take the longest tiles first ---- */
-  LLVMValueRef job = tile_gpu_block_index(tg);
-  LLVMValueRef tile_index = LLVMBuildURem(ir, job, q_tiles, "");
-  LLVMValueRef batch_head = LLVMBuildUDiv(ir, job, q_tiles, "");
-  if (s.causal) tile_index = tile_sub(tb, tile_sub(tb, q_tiles, tile_i64(tb, 1)), tile_index);
-  LLVMValueRef h = LLVMBuildURem(ir, batch_head, heads, "");
-  LLVMValueRef b = LLVMBuildUDiv(ir, batch_head, heads, "");
-  LLVMValueRef kv_h = LLVMBuildUDiv(ir, h, LLVMBuildUDiv(ir, heads, kv_heads, ""), "");  /* GQA */
-  LLVMValueRef q0 = tile_mul(tb, tile_index, tile_i64(tb, BM));
+  block_coordinates at = block_coordinates_of(tg, &s, tile_gpu_block_index(tg));
+  LLVMValueRef b = at.batch, kv_h = at.kv_head, q0 = at.q0;
   LLVMValueRef diagonal = tile_sub(tb, seqlen_kv, seqlen_q);  /* query i sees keys j <= i + diagonal */
 
-  tile_gpu_global q, k, v, o;
-  head_view(tg, &s, &q, P_OFF(q), P_OFF(q_stride), b, h, seqlen_q);
+  tile_gpu_global q, k, v;
+  head_view(tg, &s, &q, P_OFF(q), P_OFF(q_stride), b, at.head, seqlen_q);
   head_view(tg, &s, &k, P_OFF(k), P_OFF(k_stride), b, kv_h, seqlen_kv);
   head_view(tg, &s, &v, P_OFF(v), P_OFF(v_stride), b, kv_h, seqlen_kv);
-  head_view(tg, &s, &o, P_OFF(o), P_OFF(o_stride), b, h, seqlen_q);
 
   /* ---- shared memory: Q, then the ring of K tiles, then the ring of V tiles ---- */
   const int tile_bytes = BN * D * 2, q_bytes = BM * D * 2;
@@ -325,11 +343,10 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     LLVMValueRef n0 = tile_mul(tb, j, tile_i64(tb, BN));
     warp_row0 = warp_first_row(tg, &s);
 
-    /* S = Q K^T, in base-2 logits */
+    /* S = Q K^T; scale_log2 * S are the base-2 logits, applied inside the max and the exp2 below */
     tile_gpu_acc scores;
     tile_gpu_acc_init(tg, &scores, s.m_tiles, BN / 8, 0.0f);
     tile_gpu_dot(tg, &scores, s.q_in_regs ? &q_frag : NULL, &q_tile, warp_row0, &k_tile, 1, D / 16);
-    tile_gpu_scale(tg, &scores, scale_log2);
 
     /* Mask keys past the end and past each query's diagonal, only in tiles that have any. */
     LLVMValueRef past_end = tile_lt(tb, seqlen_kv, tile_add(tb, n0, tile_i64(tb, BN)));
@@ -340,18 +357,18 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     }
     tile_gpu_rows visible;
     keys_visible(tg, &s, &visible, warp_row0, q0, n0, seqlen_kv, diagonal);
-    tile_gpu_mask_columns(tg, &scores, &visible, needs_mask);
+    tile_gpu_mask_columns(tg, &scores, &visible, needs_mask, masked_score);
 
     /* Online softmax. A row that has seen no key keeps max -inf; subtracting 0 instead keeps its P
      * and its rescale factor exactly 0. */
     tile_gpu_rows_load(tg, &row_max);
     tile_gpu_rows_load(tg, &row_sum);
     tile_gpu_rows new_max, base, alpha, tile_sum;
-    tile_gpu_row_max(tg, &scores, &row_max, &new_max);
+    tile_gpu_row_max_scaled(tg, &scores, scale_log2, &row_max, &new_max);
     tile_gpu_rows_replace_neg_inf(tg, &new_max, 0.0f, &base);
     tile_gpu_rows_binary(tg, TILE_GPU_ROWS_SUB, &row_max, &base, &alpha);
     tile_gpu_rows_exp2(tg, &alpha, &alpha);
-    tile_gpu_exp2_minus_rows(tg, &scores, &base);  /* scores now hold P */
+    tile_gpu_exp2_scaled_minus_rows(tg, &scores, scale_log2, &base);  /* scores now hold P */
     tile_gpu_row_sum_partial(tg, &scores, &tile_sum);
     tile_gpu_rows_binary(tg, TILE_GPU_ROWS_MUL, &row_sum, &alpha, &row_sum);
     tile_gpu_rows_binary(tg, TILE_GPU_ROWS_ADD, &row_sum, &tile_sum, &row_sum);
@@ -379,7 +396,10 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   tile_gpu_rows_reduce_sum(tg, &row_sum);
   tile_gpu_rows inverse;
   tile_gpu_rows_reciprocal_or_zero(tg, &row_sum, &inverse);
-  tile_gpu_store(tg, &out, &inverse, &o, q0, warp_row0);
+  at = block_coordinates_of(tg, &s, tile_gpu_block_index_opaque(tg));
+  tile_gpu_global o;
+  head_view(tg, &s, &o, P_OFF(o), P_OFF(o_stride), at.batch, at.head, seqlen_q);
+  tile_gpu_store(tg, &out, &inverse, &o, at.q0, warp_row0);
   if (s.has_lse) {
     tile_gpu_rows lse;
     lse.m_tiles = s.m_tiles;
@@ -392,10 +412,10 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
       lse.v[r] = LLVMBuildSelect(ir, seen, value, tile_f32(tb, -INFINITY), "");
     }
     LLVMValueRef lse_base = LLVMBuildIntToPtr(ir, tile_gpu_param_i64(tg, P_OFF(lse)), tg->global_ptr, "");
-    LLVMValueRef lse_offset = tile_add(tb, tile_mul(tb, b, tile_gpu_param_i64(tg, P_OFF(lse_stride[0]))),
-                                       tile_mul(tb, h, tile_gpu_param_i64(tg, P_OFF(lse_stride[1]))));
+    LLVMValueRef lse_offset = tile_add(tb, tile_mul(tb, at.batch, tile_gpu_param_i64(tg, P_OFF(lse_stride[0]))),
+                                       tile_mul(tb, at.head, tile_gpu_param_i64(tg, P_OFF(lse_stride[1]))));
     lse_base = LLVMBuildGEP2(ir, tb->f32, lse_base, &lse_offset, 1, "");
-    tile_gpu_store_rows(tg, &lse, lse_base, tile_gpu_param_i64(tg, P_OFF(lse_stride[2])), q0, warp_row0,
+    tile_gpu_store_rows(tg, &lse, lse_base, tile_gpu_param_i64(tg, P_OFF(lse_stride[2])), at.q0, warp_row0,
                         seqlen_q);
   }
   tile_gpu_end(tg);

@@ -117,10 +117,13 @@ static const test_case cases[] = {
     /* k one element off inside one allocation: rows not 16-byte aligned */
     {BF16, 1, 4, 2, 77, 130, 64, 1, 1, MISALIGNED, 0},
     {F32, 1, 2, 1, 50, 50, 128, 0, 0, MISALIGNED, 0},
-    /* lse stored [b, s, h]; an explicit softmax scale */
+    /* lse stored [b, s, h]; an explicit softmax scale, and a negative one (the row maximum of the
+     * scaled scores is then the minimum of the raw ones; masked and keyless rows still give 0) */
     {F32, 2, 4, 2, 65, 65, 64, 1, 1, LSESTRIDED, 0},
     {F16, 1, 2, 2, 90, 90, 64, 0, 1, CONTIG, 0.3f},
     {BF16, 1, 2, 1, 90, 45, 128, 1, 1, LSESTRIDED, 1.5f},
+    {F32, 1, 2, 1, 100, 37, 64, 1, 1, CONTIG, -0.2f},
+    {BF16, 1, 2, 2, 70, 130, 128, 0, 1, CONTIG, -0.1f},
 };
 
 /* seqlen_kv = 0 gives o = 0 and lse = -inf without a kernel; seqlen_q = 0 writes nothing. */

@@ -186,6 +186,10 @@ static const test_case cases[] = {
     {F16, 1, 2, 1, 50, 50, 128, 0, 0, MISALIGNED, 0},
     {F16, 2, 4, 2, 65, 65, 64, 1, 1, LSESTRIDED, 0},
     {BF16, 1, 2, 1, 90, 45, 128, 1, 1, LSESTRIDED, 0},
+    /* an explicit scale, and negative ones (the scaled row maximum is then the raw minimum) */
+    {F16, 1, 2, 2, 90, 90, 64, 0, 1, CONTIG, 0.3f},
+    {F16, 1, 2, 1, 100, 37, 64, 1, 1, CONTIG, -0.2f},
+    {BF16, 1, 2, 2, 70, 130, 128, 0, 1, CONTIG, -0.1f},
 };
 #define NUM_CASES ((int)(sizeof cases / sizeof cases[0]))
 

@@ -74,15 +74,23 @@ LLVMValueRef tile_gpu_i32(tile_gpu *tg, int value) {
 
 static LLVMBuilderRef B(tile_gpu *tg) { return tg->tb.b; }
 
-static LLVMValueRef call_f32(tile_gpu *tg, const char *name, LLVMValueRef a, LLVMValueRef b) {
-  LLVMValueRef args[2] = {a, b};
+static LLVMValueRef call_f32(tile_gpu *tg, const char *name, LLVMValueRef *args, unsigned count) {
   unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
   LLVMTypeRef types[1] = {tg->tb.f32};
   LLVMValueRef fn = LLVMGetIntrinsicDeclaration(tg->tb.module, id, types, 1);
-  return LLVMBuildCall2(B(tg), LLVMIntrinsicGetType(tg->tb.ctx, id, types, 1), fn, args, 2, "");
+  return LLVMBuildCall2(B(tg), LLVMIntrinsicGetType(tg->tb.ctx, id, types, 1), fn, args, count, "");
 }
 static LLVMValueRef fmax32(tile_gpu *tg, LLVMValueRef a, LLVMValueRef b) {
-  return call_f32(tg, "llvm.maxnum", a, b);
+  LLVMValueRef args[2] = {a, b};
+  return call_f32(tg, "llvm.maxnum", args, 2);
+}
+static LLVMValueRef fmin32(tile_gpu *tg, LLVMValueRef a, LLVMValueRef b) {
+  LLVMValueRef args[2] = {a, b};
+  return call_f32(tg, "llvm.minnum", args, 2);
+}
+static LLVMValueRef fma32(tile_gpu *tg, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) {
+  LLVMValueRef args[3] = {a, b, c};
+  return call_f32(tg, "llvm.fma", args, 3);
 }
 
 static LLVMValueRef shared_address(tile_gpu *tg, LLVMValueRef byte_offset) {
@@ -206,6 +214,9 @@ LLVMValueRef tile_gpu_param_global(tile_gpu *tg, size_t offset) {
 }
 LLVMValueRef tile_gpu_block_index(tile_gpu *tg) {
   return LLVMBuildZExt(B(tg), cuda_ir_block_index(&tg->ir), tg->tb.i64, "");
+}
+LLVMValueRef tile_gpu_block_index_opaque(tile_gpu *tg) {
+  return LLVMBuildZExt(B(tg), cuda_ir_opaque(&tg->ir, cuda_ir_block_index(&tg->ir)), tg->tb.i64, "");
 }
 LLVMValueRef tile_gpu_lg2(tile_gpu *tg, LLVMValueRef x) { return cuda_ir_lg2(&tg->ir, x); }
 
@@ -426,15 +437,12 @@ static int row_of(const tile_gpu_acc *acc, int i) {
   return 2 * m + reg / 2;
 }
 
-void tile_gpu_scale(tile_gpu *tg, tile_gpu_acc *acc, LLVMValueRef factor) {
-  for (int i = 0; i < acc_count(acc); i++) acc->v[i] = LLVMBuildFMul(B(tg), acc->v[i], factor, "");
-}
-
 void tile_gpu_scale_rows(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows *f) {
   for (int i = 0; i < acc_count(acc); i++) acc->v[i] = LLVMBuildFMul(B(tg), acc->v[i], f->v[row_of(acc, i)], "");
 }
 
-void tile_gpu_mask_columns(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows *visible, LLVMValueRef when) {
+void tile_gpu_mask_columns(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows *visible, LLVMValueRef when,
+                           LLVMValueRef fill) {
   tile_builder *tb = &tg->tb;
   LLVMBuilderRef b = B(tg);
   LLVMBasicBlockRef before = LLVMGetInsertBlock(b), mask = NULL, done = NULL;
@@ -452,12 +460,11 @@ void tile_gpu_mask_columns(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows 
     LLVMValueRef v = tile_min(tb, tile_max(tb, visible->v[r], tile_i64(tb, -1)), tile_i64(tb, width));
     limit[r] = LLVMBuildSub(b, LLVMBuildTrunc(b, v, tb->i32, ""), tg->quad_col, "");
   }
-  LLVMValueRef minus_inf = tile_f32(tb, -INFINITY);
   LLVMValueRef masked[TILE_GPU_MAX_M_TILES * TILE_GPU_MAX_N_TILES * 4];
   for (int i = 0; i < acc_count(acc); i++) {
     int n = i / 4 % acc->n_tiles, reg = i % 4;
     LLVMValueRef seen = LLVMBuildICmp(b, LLVMIntSLT, tile_gpu_i32(tg, 8 * n + (reg & 1)), limit[row_of(acc, i)], "");
-    masked[i] = LLVMBuildSelect(b, seen, acc->v[i], minus_inf, "");
+    masked[i] = LLVMBuildSelect(b, seen, acc->v[i], fill, "");
   }
   if (!when) {
     memcpy(acc->v, masked, (size_t)acc_count(acc) * sizeof masked[0]);
@@ -475,26 +482,57 @@ void tile_gpu_mask_columns(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows 
   }
 }
 
-void tile_gpu_row_max(tile_gpu *tg, const tile_gpu_acc *acc, const tile_gpu_rows *init, tile_gpu_rows *out) {
-  tile_gpu_rows result;
-  result.m_tiles = acc->m_tiles;
-  for (int r = 0; r < 2 * acc->m_tiles; r++) result.v[r] = NULL;
+/* The maximum (or, with minimum, the minimum) of each of this thread's rows across the whole row:
+ * this thread's elements, then two butterflies give the four lanes of a quad (which hold the same rows)
+ * the row's result. */
+static void row_extreme(tile_gpu *tg, const tile_gpu_acc *acc, int minimum, LLVMValueRef out[]) {
+  LLVMValueRef (*pick)(tile_gpu *, LLVMValueRef, LLVMValueRef) = minimum ? fmin32 : fmax32;
+  for (int r = 0; r < 2 * acc->m_tiles; r++) out[r] = NULL;
   for (int i = 0; i < acc_count(acc); i++) {
     int r = row_of(acc, i);
-    result.v[r] = result.v[r] ? fmax32(tg, result.v[r], acc->v[i]) : acc->v[i];
+    out[r] = out[r] ? pick(tg, out[r], acc->v[i]) : acc->v[i];
   }
-  /* The four lanes of a quad hold the same rows: two butterflies give each the row's maximum. */
-  for (int r = 0; r < 2 * acc->m_tiles; r++) {
-    for (int mask = 1; mask <= 2; mask *= 2)
-      result.v[r] = fmax32(tg, result.v[r], cuda_ir_shfl_xor(&tg->ir, result.v[r], mask));
-    out->v[r] = init ? fmax32(tg, init->v[r], result.v[r]) : result.v[r];
-  }
-  out->m_tiles = acc->m_tiles;
+  for (int r = 0; r < 2 * acc->m_tiles; r++)
+    for (int mask = 1; mask <= 2; mask *= 2) out[r] = pick(tg, out[r], cuda_ir_shfl_xor(&tg->ir, out[r], mask));
 }
 
-void tile_gpu_exp2_minus_rows(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows *sub) {
+void tile_gpu_row_max_scaled(tile_gpu *tg, const tile_gpu_acc *acc, LLVMValueRef scale, const tile_gpu_rows *init,
+                             tile_gpu_rows *out) {
+  tile_builder *tb = &tg->tb;
+  LLVMBuilderRef b = B(tg);
+  /* A negative scale turns the row's minimum into its scaled maximum; the branch is uniform, so each
+   * warp runs one reduction. */
+  LLVMBasicBlockRef up = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "rowmax.up");
+  LLVMBasicBlockRef down = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "rowmax.down");
+  LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "rowmax.done");
+  LLVMBuildCondBr(b, LLVMBuildFCmp(b, LLVMRealOLT, scale, tile_f32(tb, 0.0f), ""), down, up);
+  LLVMValueRef extreme[2][2 * TILE_GPU_MAX_M_TILES];
+  LLVMBasicBlockRef ends[2];
+  for (int minimum = 0; minimum < 2; minimum++) {
+    LLVMPositionBuilderAtEnd(b, minimum ? down : up);
+    row_extreme(tg, acc, minimum, extreme[minimum]);
+    ends[minimum] = LLVMGetInsertBlock(b);
+    LLVMBuildBr(b, done);
+  }
+  LLVMPositionBuilderAtEnd(b, done);
+  out->m_tiles = acc->m_tiles;
+  LLVMValueRef joined[2 * TILE_GPU_MAX_M_TILES];
+  for (int r = 0; r < 2 * acc->m_tiles; r++) {  /* the phis first: they head their block */
+    joined[r] = LLVMBuildPhi(b, tb->f32, "");
+    LLVMValueRef values[2] = {extreme[0][r], extreme[1][r]};
+    LLVMAddIncoming(joined[r], values, ends, 2);
+  }
+  for (int r = 0; r < 2 * acc->m_tiles; r++) {
+    LLVMValueRef scaled = LLVMBuildFMul(b, joined[r], scale, "");
+    out->v[r] = init ? fmax32(tg, init->v[r], scaled) : scaled;
+  }
+}
+
+void tile_gpu_exp2_scaled_minus_rows(tile_gpu *tg, tile_gpu_acc *acc, LLVMValueRef scale, const tile_gpu_rows *sub) {
+  LLVMValueRef negated[2 * TILE_GPU_MAX_M_TILES];
+  for (int r = 0; r < 2 * acc->m_tiles; r++) negated[r] = LLVMBuildFNeg(B(tg), sub->v[r], "");
   for (int i = 0; i < acc_count(acc); i++)
-    acc->v[i] = cuda_ir_ex2(&tg->ir, LLVMBuildFSub(B(tg), acc->v[i], sub->v[row_of(acc, i)], ""));
+    acc->v[i] = cuda_ir_ex2(&tg->ir, fma32(tg, acc->v[i], scale, negated[row_of(acc, i)]));
 }
 
 void tile_gpu_row_sum_partial(tile_gpu *tg, const tile_gpu_acc *acc, tile_gpu_rows *out) {

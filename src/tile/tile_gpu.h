@@ -86,6 +86,9 @@ LLVMValueRef tile_gpu_param_i64(tile_gpu *tg, size_t offset);
 LLVMValueRef tile_gpu_param_f32(tile_gpu *tg, size_t offset);
 LLVMValueRef tile_gpu_param_global(tile_gpu *tg, size_t offset);  /* a u64 device address */
 LLVMValueRef tile_gpu_block_index(tile_gpu *tg);                  /* i64 */
+/* The block index again, through a value LLVM cannot merge with the first read: what is derived from
+ * it is computed anew here instead of being held in registers since the first read (across a loop). */
+LLVMValueRef tile_gpu_block_index_opaque(tile_gpu *tg);
 LLVMValueRef tile_gpu_i32(tile_gpu *tg, int value);
 
 /* A rows x cols tile of the operand dtype in dynamic shared memory at byte `offset` (i32, may be a
@@ -168,15 +171,17 @@ void tile_gpu_dot(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_afrag *a, cons
 void tile_gpu_acc_to_a(tile_gpu *tg, const tile_gpu_acc *acc, tile_gpu_afrag *out);
 
 /* Elementwise and per-row arithmetic. */
-void tile_gpu_scale(tile_gpu *tg, tile_gpu_acc *acc, LLVMValueRef factor);          /* acc *= f */
 void tile_gpu_scale_rows(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows *f);  /* acc[r] *= f[r] */
-/* acc[r][c] = -inf where c >= visible[r] (i64 per row: how many leading columns it sees), only when
- * `when` (i1, uniform; NULL: always) holds: the branch keeps unmasked tiles free of the selects. */
-void tile_gpu_mask_columns(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows *visible, LLVMValueRef when);
-/* out[r] = max(init[r], max_c acc[r][c]) across the whole row (quad shuffles). */
-void tile_gpu_row_max(tile_gpu *tg, const tile_gpu_acc *acc, const tile_gpu_rows *init, tile_gpu_rows *out);
-/* acc[r][c] = 2^(acc[r][c] - sub[r]). */
-void tile_gpu_exp2_minus_rows(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows *sub);
+/* acc[r][c] = fill (f32) where c >= visible[r] (i64 per row: how many leading columns it sees), only
+ * when `when` (i1, uniform; NULL: always) holds: the branch keeps unmasked tiles free of the selects. */
+void tile_gpu_mask_columns(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows *visible, LLVMValueRef when,
+                           LLVMValueRef fill);
+/* out[r] = max(init[r], max_c scale * acc[r][c]) (quad shuffles across the row) without a multiply per
+ * element: scale times the row's maximum, or its minimum when scale (f32, uniform) is negative. */
+void tile_gpu_row_max_scaled(tile_gpu *tg, const tile_gpu_acc *acc, LLVMValueRef scale, const tile_gpu_rows *init,
+                             tile_gpu_rows *out);
+/* acc[r][c] = 2^(scale * acc[r][c] - sub[r]), the product and difference as one fma. */
+void tile_gpu_exp2_scaled_minus_rows(tile_gpu *tg, tile_gpu_acc *acc, LLVMValueRef scale, const tile_gpu_rows *sub);
 /* out[r] = this thread's part of sum_c acc[r][c] (no shuffles: a running sum reduces once, at the
  * end, with tile_gpu_rows_reduce_sum). */
 void tile_gpu_row_sum_partial(tile_gpu *tg, const tile_gpu_acc *acc, tile_gpu_rows *out);
