@@ -170,7 +170,7 @@ static const emu_case cases[] = {
     /* a negative scale: the scaled row maximum is the raw minimum, masked scores are +inf, and rows
      * that see no key (causal, sq > skv) still end as zeros */
     {{F16, 1, 2, 1, 100, 37, 64, 1, 1, CONTIG, -0.2f}, DEFAULT},
-    {{BF16, 1, 2, 2, 70, 130, 128, 0, 1, CONTIG, -0.1f}, CONFIG(64, 64, 4, 2, 0, 1)},
+    {{BF16, 1, 2, 2, 70, 130, 128, 0, 1, CONTIG, -0.1f}, CONFIG(128, 32, 4, 2, 0, 1)},
     /* many K/V tiles through the ring; query tiles that see no key at all (causal, sq >> skv) */
     {{F16, 1, 1, 1, 200, 1000, 64, 0, 1, CONTIG, 0}, DEFAULT},
     {{BF16, 1, 1, 1, 300, 37, 64, 1, 1, CONTIG, 0}, CONFIG(64, 16, 4, 2, 0, 1)},
