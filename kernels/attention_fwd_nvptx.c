@@ -37,7 +37,7 @@ static const kernel_param params[P_COUNT] = {
     [P_SWIZZLE] = {"swizzle", "1: xor-swizzled shared tiles (no ldmatrix bank conflicts)", 2, {0, 1}},
 };
 
-#define GENERATOR_VERSION 3
+#define GENERATOR_VERSION 4
 
 /* A budget on the registers one thread's fragments take in the main loop (32-bit registers): O; S
  * twice (the fp32 scores, then their P fragments beside the V fragments while P V runs); Q when it
@@ -383,7 +383,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
 
     /* O = alpha O + P V, P rounded to the input dtype in registers */
     tile_gpu_acc_load(tg, &out);
-    tile_gpu_scale_rows(tg, &out, &alpha);
+    tile_gpu_scale_rows_unless_one(tg, &out, &alpha);
     tile_gpu_afrag p_frag;
     tile_gpu_acc_to_a(tg, &scores, &p_frag);
     tile_gpu_dot(tg, &out, &p_frag, NULL, NULL, &v_tile, 0, BN / 16);

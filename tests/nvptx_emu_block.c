@@ -24,7 +24,7 @@
 #define EMU_STACK_BYTES (384 * 1024)
 
 enum { EMU_RUNNABLE, EMU_AT_BARRIER, EMU_AT_WARP, EMU_EXITED };
-enum { EMU_OP_MMA = 1, EMU_OP_LDMATRIX, EMU_OP_SHFL };
+enum { EMU_OP_MMA = 1, EMU_OP_LDMATRIX, EMU_OP_SHFL, EMU_OP_VOTE };
 
 /* Who touched a shared byte: a thread (its index), a whole warp (an ldmatrix: every lane receives the
  * data), several agents in one epoch, or nobody. */
@@ -336,6 +336,18 @@ uint32_t emu_hook_shfl_bfly(int32_t site, uint32_t member_mask, uint32_t value, 
   ws->lane_b[lane] = lane_b;
   ws->lane_c[lane] = lane_c;
   if (emu_warp_arrive(b, ws)) emu_warp_shfl_bfly(ws->value, ws->lane_b, ws->lane_c, ws->out);
+  return ws->out[lane];
+}
+
+uint32_t emu_hook_vote_any(int32_t site, uint32_t member_mask, uint32_t predicate) {
+  emu_block *b = emu_active;
+  if (member_mask != 0xffffffffu)
+    emu_fail(b, "%s with member mask 0x%08x: only whole-warp votes are emulated", emu_site_text(b, site),
+             member_mask);
+  emu_warp_state *ws = emu_warp_join(b, EMU_OP_VOTE, site, 0);
+  int lane = b->current % EMU_WARP;
+  ws->value[lane] = predicate;
+  if (emu_warp_arrive(b, ws)) emu_warp_vote_any(ws->value, ws->out);
   return ws->out[lane];
 }
 

@@ -47,6 +47,7 @@ enum {
 uint32_t emu_hook_sreg(int32_t which);
 void emu_hook_barrier(int32_t site, int32_t barrier);
 uint32_t emu_hook_shfl_bfly(int32_t site, uint32_t member_mask, uint32_t value, uint32_t b, uint32_t c);
+uint32_t emu_hook_vote_any(int32_t site, uint32_t member_mask, uint32_t predicate);
 float emu_hook_ex2_approx_ftz(float x);
 float emu_hook_lg2_approx(float x);
 float emu_hook_lg2_approx_ftz(float x);

@@ -199,6 +199,14 @@ static void emu_rewrite_nvvm(emu_rewriter *rw, LLVMValueRef call, const char *na
     emu_replace(call, is_float ? LLVMBuildBitCast(rw->b, result, f32, "") : result);
     return;
   }
+  if (strcmp(name, "llvm.nvvm.vote.any.sync") == 0) {
+    LLVMValueRef args[3] = {emu_i32(rw, emu_new_site(rw, "vote.sync.any", call)), arg[0],
+                            LLVMBuildZExt(rw->b, arg[1], i32, "")};
+    LLVMTypeRef types[3] = {i32, i32, i32};
+    LLVMValueRef result = emu_call(rw, "emu_hook_vote_any", i32, types, args, 3);
+    emu_replace(call, LLVMBuildICmp(rw->b, LLVMIntNE, result, emu_i32(rw, 0), ""));
+    return;
+  }
   if (strcmp(name, "llvm.nvvm.ex2.approx.ftz.f32") == 0 || strcmp(name, "llvm.nvvm.lg2.approx.f") == 0 ||
       strcmp(name, "llvm.nvvm.lg2.approx.ftz.f") == 0) {
     const char *hook = emu_starts_with(name, "llvm.nvvm.ex2") ? "emu_hook_ex2_approx_ftz"
@@ -482,6 +490,7 @@ static int emu_link(emu_kernel *k, LLVMMemoryBufferRef object, char *why, size_t
       {"emu_hook_sreg", (emu_function)emu_hook_sreg},
       {"emu_hook_barrier", (emu_function)emu_hook_barrier},
       {"emu_hook_shfl_bfly", (emu_function)emu_hook_shfl_bfly},
+      {"emu_hook_vote_any", (emu_function)emu_hook_vote_any},
       {"emu_hook_ex2_approx_ftz", (emu_function)emu_hook_ex2_approx_ftz},
       {"emu_hook_lg2_approx", (emu_function)emu_hook_lg2_approx},
       {"emu_hook_lg2_approx_ftz", (emu_function)emu_hook_lg2_approx_ftz},

@@ -83,3 +83,9 @@ void emu_warp_shfl_bfly(const uint32_t value[EMU_WARP], const uint32_t b[EMU_WAR
     out[lane] = value[j];
   }
 }
+
+void emu_warp_vote_any(const uint32_t pred[EMU_WARP], uint32_t out[EMU_WARP]) {
+  uint32_t any = 0;
+  for (int lane = 0; lane < EMU_WARP; lane++) any |= pred[lane] != 0;
+  for (int lane = 0; lane < EMU_WARP; lane++) out[lane] = any;
+}

@@ -1,6 +1,6 @@
 /* nvptx_emu_warp.h: what one warp-wide NVIDIA instruction computes, as plain C over all 32 lanes at
  * once: mma.sync m16n8k16 (f16/bf16 operands, f32 accumulators), ldmatrix m8n8 x4 (plain and .trans)
- * and shfl.sync bfly. The fragment layouts are written from the PTX ISA's text ("Matrix Fragments for
+ * shfl.sync bfly and vote.sync.any. The fragment layouts are written from the PTX ISA's text ("Matrix Fragments for
  * mma.m16n8k16 with floating point type", "Warp-level matrix load instruction: ldmatrix", "shfl.sync"),
  * not from src/tile/: the emulator exists to check the tile layer's layout helpers independently. The
  * emulator's scheduler (nvptx_emu_block.c) gathers the lanes' operands and calls these. */
@@ -26,4 +26,8 @@ void emu_warp_ldmatrix_x4(int transpose, const unsigned char *const rows[EMU_WAR
  * the lane's own value. */
 void emu_warp_shfl_bfly(const uint32_t value[EMU_WARP], const uint32_t b[EMU_WARP], const uint32_t c[EMU_WARP],
                         uint32_t out[EMU_WARP]);
+
+/* vote.sync.any.pred with every lane taking part: every lane receives 1 when pred[lane] is nonzero in
+ * any lane, else 0. */
+void emu_warp_vote_any(const uint32_t pred[EMU_WARP], uint32_t out[EMU_WARP]);
 #endif

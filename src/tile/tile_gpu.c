@@ -437,8 +437,28 @@ static int row_of(const tile_gpu_acc *acc, int i) {
   return 2 * m + reg / 2;
 }
 
-void tile_gpu_scale_rows(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows *f) {
-  for (int i = 0; i < acc_count(acc); i++) acc->v[i] = LLVMBuildFMul(B(tg), acc->v[i], f->v[row_of(acc, i)], "");
+void tile_gpu_scale_rows_unless_one(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows *f) {
+  tile_builder *tb = &tg->tb;
+  LLVMBuilderRef b = B(tg);
+  LLVMValueRef changes = LLVMConstInt(LLVMInt1TypeInContext(tb->ctx), 0, 0);
+  for (int r = 0; r < 2 * acc->m_tiles; r++)
+    changes = LLVMBuildOr(b, changes, LLVMBuildFCmp(b, LLVMRealUNE, f->v[r], tile_f32(tb, 1.0f), ""), "");
+  LLVMBasicBlockRef before = LLVMGetInsertBlock(b);
+  LLVMBasicBlockRef scale = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "rescale");
+  LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "rescale.done");
+  LLVMBuildCondBr(b, cuda_ir_vote_any(&tg->ir, changes), scale, done);
+  LLVMPositionBuilderAtEnd(b, scale);
+  LLVMValueRef scaled[TILE_GPU_MAX_M_TILES * TILE_GPU_MAX_N_TILES * 4];
+  for (int i = 0; i < acc_count(acc); i++) scaled[i] = LLVMBuildFMul(b, acc->v[i], f->v[row_of(acc, i)], "");
+  LLVMBuildBr(b, done);
+  LLVMPositionBuilderAtEnd(b, done);
+  for (int i = 0; i < acc_count(acc); i++) {
+    LLVMValueRef phi = LLVMBuildPhi(b, tb->f32, "");
+    LLVMValueRef values[2] = {acc->v[i], scaled[i]};
+    LLVMBasicBlockRef blocks[2] = {before, scale};
+    LLVMAddIncoming(phi, values, blocks, 2);
+    acc->v[i] = phi;
+  }
 }
 
 void tile_gpu_mask_columns(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows *visible, LLVMValueRef when,

@@ -171,7 +171,9 @@ void tile_gpu_dot(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_afrag *a, cons
 void tile_gpu_acc_to_a(tile_gpu *tg, const tile_gpu_acc *acc, tile_gpu_afrag *out);
 
 /* Elementwise and per-row arithmetic. */
-void tile_gpu_scale_rows(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows *f);  /* acc[r] *= f[r] */
+/* acc[r] *= f[r]; skipped by the whole warp (one vote) when every factor of every lane is exactly 1,
+ * where it would change nothing (a running maximum that stopped growing rescales nothing). */
+void tile_gpu_scale_rows_unless_one(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows *f);
 /* acc[r][c] = fill (f32) where c >= visible[r] (i64 per row: how many leading columns it sees), only
  * when `when` (i1, uniform; NULL: always) holds: the branch keeps unmasked tiles free of the selects. */
 void tile_gpu_mask_columns(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows *visible, LLVMValueRef when,

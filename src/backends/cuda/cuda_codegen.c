@@ -63,6 +63,11 @@ LLVMValueRef cuda_ir_shfl_xor(cuda_ir *ir, LLVMValueRef value_f32, int lane_mask
   return cuda_call(ir, "llvm.nvvm.shfl.sync.bfly.f32", NULL, args, 4);
 }
 
+LLVMValueRef cuda_ir_vote_any(cuda_ir *ir, LLVMValueRef predicate) {
+  LLVMValueRef args[2] = {LLVMConstInt(LLVMInt32TypeInContext(ir->ctx), 0xffffffffu, 0), predicate};
+  return cuda_call(ir, "llvm.nvvm.vote.any.sync", NULL, args, 2);
+}
+
 LLVMValueRef cuda_ir_ex2(cuda_ir *ir, LLVMValueRef x) {
   return cuda_call(ir, "llvm.nvvm.ex2.approx.ftz", LLVMFloatTypeInContext(ir->ctx), &x, 1);
 }

@@ -1,7 +1,7 @@
 /* cuda_codegen.h: the NVPTX code generation hooks: every NVIDIA-specific instruction the tile layer
- * lowers to (thread and block indices, the block barrier, warp shuffles, ex2/lg2, tensor-core mma.sync,
- * ldmatrix, cp.async and its groups, dynamic shared memory, packing fp32 pairs into f16x2/bf16x2) and
- * the per-arch limits kernels are sized by. Each hook emits LLVM NVVM intrinsics at the builder's
+ * lowers to (thread and block indices, the block barrier, warp shuffles and votes, ex2/lg2,
+ * tensor-core mma.sync, ldmatrix, cp.async and its groups, dynamic shared memory, packing fp32 pairs
+ * into f16x2/bf16x2) and the per-arch limits kernels are sized by. Each hook emits LLVM NVVM intrinsics at the builder's
  * position; nothing here knows tiles or kernels, and nothing outside this folder names an intrinsic. */
 #ifndef FJ_CUDA_CODEGEN_H
 #define FJ_CUDA_CODEGEN_H
@@ -34,6 +34,8 @@ LLVMValueRef cuda_ir_block_index(cuda_ir *ir);
 void cuda_ir_barrier(cuda_ir *ir);
 /* shfl.sync.bfly.b32 with the full warp: the value of lane ^ lane_mask. */
 LLVMValueRef cuda_ir_shfl_xor(cuda_ir *ir, LLVMValueRef value_f32, int lane_mask);
+/* vote.sync.any.pred with the full warp: true in every lane when predicate (i1) holds in any lane. */
+LLVMValueRef cuda_ir_vote_any(cuda_ir *ir, LLVMValueRef predicate);
 /* ex2.approx.ftz.f32 (2^x; -inf gives +0) and lg2.approx.f32. */
 LLVMValueRef cuda_ir_ex2(cuda_ir *ir, LLVMValueRef x);
 LLVMValueRef cuda_ir_lg2(cuda_ir *ir, LLVMValueRef x);
