@@ -437,6 +437,19 @@ static int row_of(const tile_gpu_acc *acc, int i) {
   return 2 * m + reg / 2;
 }
 
+/* At the join after a uniform branch that computed `changed` in block `changed_end` and left acc as
+ * it was in block `before`: acc becomes one phi per element. */
+static void join_acc(tile_gpu *tg, tile_gpu_acc *acc, LLVMBasicBlockRef before, const LLVMValueRef *changed,
+                     LLVMBasicBlockRef changed_end) {
+  for (int i = 0; i < acc_count(acc); i++) {
+    LLVMValueRef phi = LLVMBuildPhi(B(tg), tg->tb.f32, "");
+    LLVMValueRef values[2] = {acc->v[i], changed[i]};
+    LLVMBasicBlockRef blocks[2] = {before, changed_end};
+    LLVMAddIncoming(phi, values, blocks, 2);
+    acc->v[i] = phi;
+  }
+}
+
 void tile_gpu_scale_rows_unless_one(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows *f) {
   tile_builder *tb = &tg->tb;
   LLVMBuilderRef b = B(tg);
@@ -452,13 +465,7 @@ void tile_gpu_scale_rows_unless_one(tile_gpu *tg, tile_gpu_acc *acc, const tile_
   for (int i = 0; i < acc_count(acc); i++) scaled[i] = LLVMBuildFMul(b, acc->v[i], f->v[row_of(acc, i)], "");
   LLVMBuildBr(b, done);
   LLVMPositionBuilderAtEnd(b, done);
-  for (int i = 0; i < acc_count(acc); i++) {
-    LLVMValueRef phi = LLVMBuildPhi(b, tb->f32, "");
-    LLVMValueRef values[2] = {acc->v[i], scaled[i]};
-    LLVMBasicBlockRef blocks[2] = {before, scale};
-    LLVMAddIncoming(phi, values, blocks, 2);
-    acc->v[i] = phi;
-  }
+  join_acc(tg, acc, before, scaled, scale);
 }
 
 void tile_gpu_mask_columns(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows *visible, LLVMValueRef when,
@@ -493,13 +500,7 @@ void tile_gpu_mask_columns(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows 
   LLVMBasicBlockRef mask_end = LLVMGetInsertBlock(b);
   LLVMBuildBr(b, done);
   LLVMPositionBuilderAtEnd(b, done);
-  for (int i = 0; i < acc_count(acc); i++) {
-    LLVMValueRef phi = LLVMBuildPhi(b, tb->f32, "");
-    LLVMValueRef values[2] = {acc->v[i], masked[i]};
-    LLVMBasicBlockRef blocks[2] = {before, mask_end};
-    LLVMAddIncoming(phi, values, blocks, 2);
-    acc->v[i] = phi;
-  }
+  join_acc(tg, acc, before, masked, mask_end);
 }
 
 /* The maximum (or, with minimum, the minimum) of each of this thread's rows across the whole row:
