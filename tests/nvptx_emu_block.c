@@ -325,11 +325,16 @@ static int emu_warp_arrive(emu_block *b, emu_warp_state *ws) {
   return 0;
 }
 
+/* Shuffles and votes name their member lanes; the emulator runs only whole-warp ones. */
+static void emu_require_whole_warp(emu_block *b, int32_t site, uint32_t member_mask) {
+  if (member_mask != 0xffffffffu)
+    emu_fail(b, "%s with member mask 0x%08x: only whole-warp collectives are emulated", emu_site_text(b, site),
+             member_mask);
+}
+
 uint32_t emu_hook_shfl_bfly(int32_t site, uint32_t member_mask, uint32_t value, uint32_t lane_b, uint32_t lane_c) {
   emu_block *b = emu_active;
-  if (member_mask != 0xffffffffu)
-    emu_fail(b, "%s with member mask 0x%08x: only whole-warp shuffles are emulated", emu_site_text(b, site),
-             member_mask);
+  emu_require_whole_warp(b, site, member_mask);
   emu_warp_state *ws = emu_warp_join(b, EMU_OP_SHFL, site, 0);
   int lane = b->current % EMU_WARP;
   ws->value[lane] = value;
@@ -341,9 +346,7 @@ uint32_t emu_hook_shfl_bfly(int32_t site, uint32_t member_mask, uint32_t value, 
 
 uint32_t emu_hook_vote_any(int32_t site, uint32_t member_mask, uint32_t predicate) {
   emu_block *b = emu_active;
-  if (member_mask != 0xffffffffu)
-    emu_fail(b, "%s with member mask 0x%08x: only whole-warp votes are emulated", emu_site_text(b, site),
-             member_mask);
+  emu_require_whole_warp(b, site, member_mask);
   emu_warp_state *ws = emu_warp_join(b, EMU_OP_VOTE, site, 0);
   int lane = b->current % EMU_WARP;
   ws->value[lane] = predicate;

@@ -166,7 +166,6 @@ static void tune_child_launch_error(tune_child *child, tune_report *r, const cha
   if (!tune_device_is_host(child->context)) child->context_lost = 1;
 }
 
-/* Checks, then times one candidate in the child's context. */
 /* One launch, timed by itself: events around it on a GPU, the wall clock on the CPU. */
 static fj_status tune_timed_launch(fj_context *ctx, const runtime_kernel *kernel,
                                    const attention_problem *problem, double *ms) {
@@ -178,6 +177,7 @@ static fj_status tune_timed_launch(fj_context *ctx, const runtime_kernel *kernel
   return status == FJ_OK ? stop : status;
 }
 
+/* Checks, then times one candidate in the child's context. */
 static void tune_child_measure(tune_child *child, const tune_job *job, tune_report *r) {
   const tune_bench *bench = child->bench;
   fj_context *ctx = child->context;

@@ -1,8 +1,9 @@
 /* cuda_codegen.h: the NVPTX code generation hooks: every NVIDIA-specific instruction the tile layer
  * lowers to (thread and block indices, the block barrier, warp shuffles and votes, ex2/lg2,
  * tensor-core mma.sync, ldmatrix, cp.async and its groups, dynamic shared memory, packing fp32 pairs
- * into f16x2/bf16x2) and the per-arch limits kernels are sized by. Each hook emits LLVM NVVM intrinsics at the builder's
- * position; nothing here knows tiles or kernels, and nothing outside this folder names an intrinsic. */
+ * into f16x2/bf16x2) and the per-arch limits kernels are sized by. Each hook emits LLVM NVVM
+ * intrinsics at the builder's position; nothing here knows tiles or kernels, and nothing outside this
+ * folder names an intrinsic. */
 #ifndef FJ_CUDA_CODEGEN_H
 #define FJ_CUDA_CODEGEN_H
 #include <stddef.h>
