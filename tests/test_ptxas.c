@@ -6,6 +6,7 @@
  * kernel is built on (mma.sync, ldmatrix, cp.async, ex2.approx). Skips (77) where no ptxas is found:
  * FJ_PTXAS, /usr/local/cuda/bin/ptxas, then PATH.
  * FJ_PTXAS_JOBS: parallel jobs (default 2). FJ_PTXAS_FULL=1: fp16 over the whole space too.
+ * FJ_PTXAS_DIMS=80,96,256: the head dims whose whole space is assembled (default 64,128).
  * FJ_PTXAS_DUMP=dir: keep each job's PTX and ptxas report there. FJ_PTXAS_ONLY=substring: only the
  * jobs whose name contains it. */
 #include <pthread.h>
@@ -257,12 +258,28 @@ int main(void) {
   }
   dump_dir = getenv("FJ_PTXAS_DUMP");
   int full = getenv("FJ_PTXAS_FULL") && atoi(getenv("FJ_PTXAS_FULL"));
+  /* the head dims whose whole space is assembled: 64 and 128, or FJ_PTXAS_DIMS (e.g. "80,96,256") */
+  int space_dims[16] = {64, 128}, space_dim_count = 2;
+  const char *dims_env = getenv("FJ_PTXAS_DIMS");
+  if (dims_env && *dims_env) {
+    space_dim_count = 0;
+    for (const char *p = dims_env; *p && space_dim_count < 16;) {
+      char *end;
+      long d = strtol(p, &end, 10);
+      if (end == p || d < 8 || d > 256) {
+        printf("FAIL: FJ_PTXAS_DIMS='%s': expected head dims in [8, 256] separated by commas\n", dims_env);
+        return 1;
+      }
+      space_dims[space_dim_count++] = (int)d;
+      p = *end == ',' ? end + 1 : end;
+    }
+  }
   const char *archs[] = {"sm_80", "sm_90a"};
   int space = 0;
   for (int a = 0; a < 2; a++) {
-    for (int d = 64; d <= 128; d += 64) {
-      attention_key bf16 = make_key(DTYPE_BF16, d, 0, 0, 1);
-      attention_key fp16 = make_key(DTYPE_F16, d, 0, 0, 1);
+    for (int i = 0; i < space_dim_count; i++) {
+      attention_key bf16 = make_key(DTYPE_BF16, space_dims[i], 0, 0, 1);
+      attention_key fp16 = make_key(DTYPE_F16, space_dims[i], 0, 0, 1);
       space += add_space(archs[a], &bf16, 0);
       if (full) space += add_space(archs[a], &fp16, 0);
     }

@@ -286,6 +286,39 @@ static void copy_chunks(tile_gpu *tg, const tile_gpu_shared *dst, const tile_gpu
   }
 }
 
+/* Whether copy_whole_rows can move dst: every pass covers whole rows (each thread keeps one chunk
+ * column), no pass is partial, and no column is padding. */
+static int whole_rows_fit(const tile_gpu *tg, const tile_gpu_shared *dst, const tile_gpu_global *src) {
+  int chunks_per_row = dst->cols / 8, threads = tg->warps * 32;
+  return src->cols == dst->cols && threads % chunks_per_row == 0 && (dst->rows * chunks_per_row) % threads == 0;
+}
+
+/* copy_chunks' asynchronous pass for a tile whose rows all exist: a thread's chunk column and its
+ * first row are the same in every pass, so its source address only steps by a row stride times the
+ * rows per pass and its destination by a constant; no bounds, no selects. */
+static void copy_whole_rows(tile_gpu *tg, const tile_gpu_shared *dst, const tile_gpu_global *src,
+                            LLVMValueRef first_row) {
+  tile_builder *tb = &tg->tb;
+  LLVMBuilderRef b = B(tg);
+  int chunks_per_row = dst->cols / 8, threads = tg->warps * 32;
+  int rows_per_pass = threads / chunks_per_row;
+  LLVMValueRef row = LLVMBuildUDiv(b, tg->thread, tile_gpu_i32(tg, chunks_per_row), "");
+  LLVMValueRef chunk = LLVMBuildURem(b, tg->thread, tile_gpu_i32(tg, chunks_per_row), "");
+  LLVMValueRef global_row = LLVMBuildAdd(b, first_row, LLVMBuildZExt(b, row, tb->i64, ""), "");
+  LLVMValueRef column = LLVMBuildZExt(b, LLVMBuildShl(b, chunk, tile_gpu_i32(tg, 3), ""), tb->i64, "");
+  LLVMValueRef index = LLVMBuildAdd(b, LLVMBuildMul(b, global_row, src->row_stride, ""), column, "");
+  LLVMValueRef from = tile_gpu_element_address(tg, src->base, index);
+  /* bytes from one pass's source row to the next */
+  LLVMValueRef step = LLVMBuildMul(b, src->row_stride, tile_i64(tb, 2 * rows_per_pass), "");
+  LLVMValueRef sixteen = tile_gpu_i32(tg, 16);
+  for (int pass = 0; pass * rows_per_pass < dst->rows; pass++) {
+    if (pass > 0) from = LLVMBuildGEP2(b, LLVMInt8TypeInContext(tb->ctx), from, &step, 1, "");
+    LLVMValueRef pass_row = LLVMBuildAdd(b, row, tile_gpu_i32(tg, pass * rows_per_pass), "");
+    LLVMValueRef to = shared_address(tg, chunk_offset(tg, dst, pass_row, chunk));
+    cuda_ir_cp_async_16(&tg->ir, to, from, sixteen);
+  }
+}
+
 void tile_gpu_copy(tile_gpu *tg, const tile_gpu_shared *dst, const tile_gpu_global *src, LLVMValueRef first_row) {
   if (!src->vector_ok) {
     copy_chunks(tg, dst, src, first_row, 0);
@@ -297,6 +330,17 @@ void tile_gpu_copy(tile_gpu *tg, const tile_gpu_shared *dst, const tile_gpu_glob
   LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "copy.done");
   LLVMBuildCondBr(B(tg), src->vector_ok, fast, slow);
   LLVMPositionBuilderAtEnd(B(tg), fast);
+  if (whole_rows_fit(tg, dst, src)) {
+    /* Every tile but a sequence's last is whole: it takes the short path (a uniform branch). */
+    LLVMValueRef end = tile_add(tb, first_row, tile_i64(tb, dst->rows));
+    LLVMBasicBlockRef whole = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "copy.whole");
+    LLVMBasicBlockRef partial = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "copy.edge");
+    LLVMBuildCondBr(B(tg), tile_lt(tb, src->rows, end), partial, whole);
+    LLVMPositionBuilderAtEnd(B(tg), whole);
+    copy_whole_rows(tg, dst, src, first_row);
+    LLVMBuildBr(B(tg), done);
+    LLVMPositionBuilderAtEnd(B(tg), partial);
+  }
   copy_chunks(tg, dst, src, first_row, 1);
   LLVMBuildBr(B(tg), done);
   LLVMPositionBuilderAtEnd(B(tg), slow);
@@ -363,13 +407,32 @@ void tile_gpu_rows_index(tile_gpu *tg, tile_gpu_rows *out, int m_tiles, LLVMValu
 
 /* ---- dot ---------------------------------------------------------------------------------------------- */
 
-/* One ldmatrix.x4 of the 16 x 16 block at (row0 + row, chunk) of t, for the lane pattern `kind`. */
+/* One ldmatrix.x4 of the 16 x 16 block at (row0 + row, chunk) of t, for the lane pattern `kind`.
+ * row0 + row is a multiple of 8 (blocks are 16-row aligned) and chunk is even. */
 static void ldmatrix_block(tile_gpu *tg, const tile_gpu_shared *t, LLVMValueRef row0, int row, int chunk,
                            int kind, int transpose, LLVMValueRef out[4]) {
   LLVMBuilderRef b = B(tg);
-  LLVMValueRef r = LLVMBuildAdd(b, row0, LLVMBuildAdd(b, tg->ld_row[kind], tile_gpu_i32(tg, row), ""), "");
-  LLVMValueRef c = LLVMBuildAdd(b, tg->ld_chunk[kind], tile_gpu_i32(tg, chunk), "");
-  cuda_ir_ldmatrix_x4(&tg->ir, shared_address(tg, chunk_offset(tg, t, r, c)), transpose, out);
+  int row_bytes = t->cols * 2;
+  LLVMValueRef offset;
+  if (t->swizzle && (t->cols / 8) % 8 == 0) {
+    /* The lane's row is ld_row mod 8 and its chunk ld_chunk + chunk, so its swizzled chunk is
+     * (ld_chunk ^ lane % 8) ^ (chunk % 8) + chunk / 8 * 8 (ld_chunk is 0 or 1, chunk even). As bytes:
+     * one per-lane value, xor'ed with one of 4 constants, plus a constant: one instruction per
+     * distinct chunk % 8 instead of the swizzle worked out for every ldmatrix. */
+    LLVMValueRef lane_row = LLVMBuildAnd(b, tg->lane, tile_gpu_i32(tg, 7), "");
+    LLVMValueRef lane_chunk = LLVMBuildXor(b, tg->ld_chunk[kind], lane_row, "");
+    LLVMValueRef lane_bytes = LLVMBuildOr(b, LLVMBuildMul(b, tg->ld_row[kind], tile_gpu_i32(tg, row_bytes), ""),
+                                          LLVMBuildShl(b, lane_chunk, tile_gpu_i32(tg, 4), ""), "");
+    LLVMValueRef lane_part = LLVMBuildXor(b, lane_bytes, tile_gpu_i32(tg, (chunk % 8) * 16), "");
+    LLVMValueRef block = LLVMBuildAdd(b, t->offset, LLVMBuildMul(b, row0, tile_gpu_i32(tg, row_bytes), ""), "");
+    offset = LLVMBuildAdd(b, LLVMBuildAdd(b, lane_part, block, ""),
+                          tile_gpu_i32(tg, row * row_bytes + chunk / 8 * 128), "");
+  } else {
+    LLVMValueRef r = LLVMBuildAdd(b, row0, LLVMBuildAdd(b, tg->ld_row[kind], tile_gpu_i32(tg, row), ""), "");
+    LLVMValueRef c = LLVMBuildAdd(b, tg->ld_chunk[kind], tile_gpu_i32(tg, chunk), "");
+    offset = chunk_offset(tg, t, r, c);
+  }
+  cuda_ir_ldmatrix_x4(&tg->ir, shared_address(tg, offset), transpose, out);
 }
 
 static LLVMValueRef row0_i32(tile_gpu *tg, LLVMValueRef row0) {
