@@ -8,6 +8,29 @@
 #define FJ_ATTENTION_FWD_GPU_ABI_H
 #include <stdint.h>
 
+/* Division by a run-time divisor d in [1, 2^31) of a numerator n in [0, 2^31) without a divide
+ * instruction (Granlund and Montgomery's round-up method): with l = ceil(log2 d) and
+ * magic = floor(2^32 (2^l - d) / d) + 1 (fits in 32 bits), n / d = (umulhi(n, magic) + n) >> l, the sum
+ * below 2^32 because n < 2^31. The host fills one per divisor; the kernel spends a mul.hi, an add and
+ * a shift where a 32-bit division costs ~20 instructions. */
+typedef struct gpu_divider {
+  uint32_t magic, shift;
+} gpu_divider;
+
+static inline gpu_divider gpu_divider_for(uint32_t d) {
+  gpu_divider out;
+  uint32_t l = 0;
+  while (l < 32 && ((uint64_t)1 << l) < d) l++;
+  out.shift = l;
+  out.magic = (uint32_t)((((uint64_t)1 << 32) * (((uint64_t)1 << l) - d)) / d + 1);
+  return out;
+}
+
+static inline uint32_t gpu_divider_apply(gpu_divider divider, uint32_t n) {
+  uint32_t high = (uint32_t)(((uint64_t)n * divider.magic) >> 32);
+  return (uint32_t)(((uint64_t)high + n) >> divider.shift);
+}
+
 typedef struct gpu_attention_params {
   uint64_t q, k, v, o;        /* device addresses */
   uint64_t lse;               /* 0 when no LSE is asked for */
@@ -17,9 +40,11 @@ typedef struct gpu_attention_params {
   int64_t q_tiles;            /* ceil(seqlen_q / block_m) */
   float scale_log2;           /* softmax_scale * log2(e) */
   float pad_;
+  /* the block index's divisors: q_tiles, heads, and heads / kv_heads (query heads per KV head) */
+  gpu_divider q_tiles_divider, heads_divider, group_divider;
 } gpu_attention_params;
 
 #define GPU_ATTENTION_PARAM_POINTERS 5
 #define GPU_ATTENTION_PARAM_INT64S 26
-_Static_assert(sizeof(gpu_attention_params) == 8 * (5 + 26 + 1), "gpu_attention_params layout");
+_Static_assert(sizeof(gpu_attention_params) == 8 * (5 + 26 + 1 + 3), "gpu_attention_params layout");
 #endif

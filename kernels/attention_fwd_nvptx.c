@@ -37,7 +37,7 @@ static const kernel_param params[P_COUNT] = {
     [P_SWIZZLE] = {"swizzle", "1: xor-swizzled shared tiles (no ldmatrix bank conflicts)", 2, {0, 1}},
 };
 
-#define GENERATOR_VERSION 5
+#define GENERATOR_VERSION 6
 
 /* A budget on the registers one thread's fragments take in the main loop (32-bit registers): O; S
  * twice (the fp32 scores, then their P fragments beside the V fragments while P V runs); Q when it
@@ -229,20 +229,31 @@ typedef struct block_coordinates {
   LLVMValueRef batch, head, kv_head, q0;  /* i64; q0: the tile's first query */
 } block_coordinates;
 
+/* One division of a block index by a parameter, through the divider the host filled beside it. */
+static LLVMValueRef divide_by(tile_gpu *tg, LLVMValueRef n, size_t divider) {
+  return tile_gpu_divide(tg, n, tile_gpu_param_i32(tg, divider + offsetof(gpu_divider, magic)),
+                         tile_gpu_param_i32(tg, divider + offsetof(gpu_divider, shift)));
+}
+
 static block_coordinates block_coordinates_of(tile_gpu *tg, const shape *s, LLVMValueRef block_index) {
   tile_builder *tb = &tg->tb;
   LLVMBuilderRef ir = tb->b;
-  LLVMValueRef heads = tile_gpu_param_i64(tg, P_OFF(heads));
-  LLVMValueRef kv_heads = tile_gpu_param_i64(tg, P_OFF(kv_heads));
-  LLVMValueRef q_tiles = tile_gpu_param_i64(tg, P_OFF(q_tiles));
-  LLVMValueRef tile_index = LLVMBuildURem(ir, block_index, q_tiles, "");
-  LLVMValueRef batch_head = LLVMBuildUDiv(ir, block_index, q_tiles, "");
-  if (s->causal) tile_index = tile_sub(tb, tile_sub(tb, q_tiles, tile_i64(tb, 1)), tile_index);
+  /* In 32 bits (the backend launches fewer than 2^31 blocks) and without divide instructions: they
+   * would cost ~100 instructions per block here, and again in the epilogue. */
+  LLVMValueRef index = LLVMBuildTrunc(ir, block_index, tb->i32, "");
+  LLVMValueRef heads = LLVMBuildTrunc(ir, tile_gpu_param_i64(tg, P_OFF(heads)), tb->i32, "");
+  LLVMValueRef q_tiles = LLVMBuildTrunc(ir, tile_gpu_param_i64(tg, P_OFF(q_tiles)), tb->i32, "");
+  LLVMValueRef batch_head = divide_by(tg, index, P_OFF(q_tiles_divider));
+  LLVMValueRef tile_index = LLVMBuildSub(ir, index, LLVMBuildMul(ir, batch_head, q_tiles, ""), "");
+  if (s->causal) tile_index = LLVMBuildSub(ir, LLVMBuildSub(ir, q_tiles, tile_gpu_i32(tg, 1), ""), tile_index, "");
+  LLVMValueRef batch = divide_by(tg, batch_head, P_OFF(heads_divider));
+  LLVMValueRef head = LLVMBuildSub(ir, batch_head, LLVMBuildMul(ir, batch, heads, ""), "");
+  LLVMValueRef kv_head = divide_by(tg, head, P_OFF(group_divider));
   block_coordinates at;
-  at.head = LLVMBuildURem(ir, batch_head, heads, "");
-  at.batch = LLVMBuildUDiv(ir, batch_head, heads, "");
-  at.kv_head = LLVMBuildUDiv(ir, at.head, LLVMBuildUDiv(ir, heads, kv_heads, ""), "");
-  at.q0 = tile_mul(tb, tile_index, tile_i64(tb, s->block_m));
+  at.batch = LLVMBuildZExt(ir, batch, tb->i64, "");
+  at.head = LLVMBuildZExt(ir, head, tb->i64, "");
+  at.kv_head = LLVMBuildZExt(ir, kv_head, tb->i64, "");
+  at.q0 = tile_mul(tb, LLVMBuildZExt(ir, tile_index, tb->i64, ""), tile_i64(tb, s->block_m));
   return at;
 }
 

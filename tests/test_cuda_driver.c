@@ -136,7 +136,7 @@ static void test_discovery(void) {
 
 static const char fake_ptx[] =
     "//\n// fake PTX\n//\n.version 8.7\n.target sm_90a\n.address_size 64\n"
-    ".visible .entry fj_test_kernel(.param .align 8 .b8 p[256])\n{\n ret;\n}\n";
+    ".visible .entry fj_test_kernel(.param .align 8 .b8 p[280])\n{\n ret;\n}\n";
 
 static void *thread_function;  /* shared by the two-thread test */
 static backend_device *thread_device;

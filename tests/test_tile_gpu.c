@@ -4,10 +4,14 @@
  * of each matrix, or the transpose) over a swizzled shared tile delivers exactly the A fragment, the
  * B fragment of an n-major K tile and the B fragment of a k-major V tile; an accumulator regrouped as
  * an A fragment (P in P V) keeps every element in place; and the swizzle is a bijection on every row
- * whose ldmatrix phases touch 8 different 16-byte bank groups. */
+ * whose ldmatrix phases touch 8 different 16-byte bank groups; the xor form of the swizzle that
+ * ldmatrix addresses use for rows of whole groups of 8 chunks agrees with the rule; and the block
+ * index's dividers (gpu_divider, the host half of tile_gpu_divide) divide exactly. */
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "kernels/attention_fwd_gpu_abi.h"
 #include "tile/tile_gpu.h"
 
 static int passed, failed;
@@ -160,8 +164,57 @@ static void test_swizzle(void) {
   }
 }
 
+/* ldmatrix_block's shortcut: for a row r = 8i + (lane % 8), a chunk ld_chunk + c (ld_chunk 0 or 1, c
+ * even) of a row of whole groups of 8 chunks lands at ((ld_chunk ^ r % 8) ^ c % 8) + c / 8 * 8. */
+static void test_swizzle_xor_form(void) {
+  int ok = 1;
+  for (int cpr = 8; cpr <= 32; cpr += 8)
+    for (int r = 0; r < 64; r++)
+      for (int ld_chunk = 0; ld_chunk < 2; ld_chunk++)
+        for (int c = 0; c + 1 < cpr; c += 2) {
+          int rule = tile_gpu_swizzle_chunk(r, ld_chunk + c, cpr, 1);
+          int xor_form = ((ld_chunk ^ (r % 8)) ^ (c % 8)) + c / 8 * 8;
+          if (rule != xor_form) ok = 0;
+        }
+  check(ok, "the xor form of ldmatrix addresses matches the swizzle rule (8, 16, 24, 32 chunks per row)");
+}
+
+static void test_dividers(void) {
+  uint32_t divisors[] = {1, 2, 3, 5, 7, 8, 12, 16, 31, 32, 33, 100, 127, 128, 641, 1000, 4096, 65535, 65536,
+                         1u << 20, (1u << 20) + 1, 2147483647u, 1u << 30, (1u << 30) + 3, 1431655765u};
+  int ok = 1;
+  char what[160] = "";
+  uint64_t state = 88172645463325252ull;
+  for (size_t i = 0; i < sizeof divisors / sizeof divisors[0] && ok; i++) {
+    uint32_t d = divisors[i];
+    gpu_divider divider = gpu_divider_for(d);
+    for (int k = 0; k < 200000 && ok; k++) {
+      uint32_t n;
+      if (k < 4096) {
+        n = (uint32_t)k;  /* small numerators, every one */
+      } else if (k < 8192) {
+        n = 2147483647u - (uint32_t)(k - 4096);  /* the top of the range */
+      } else if (k < 12288) {
+        uint64_t m = (uint64_t)d * (uint64_t)(k - 8192) + (k % 3) - 1;  /* around multiples of d */
+        n = m > 2147483647u ? 2147483647u : (uint32_t)m;
+      } else {
+        state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+        n = (uint32_t)(state & 0x7fffffffu);
+      }
+      if (gpu_divider_apply(divider, n) != n / d) {
+        ok = 0;
+        snprintf(what, sizeof what, "%u / %u gives %u (magic %u, shift %u)", n, d, gpu_divider_apply(divider, n),
+                 divider.magic, divider.shift);
+      }
+    }
+  }
+  check(ok, ok ? "gpu_divider divides n < 2^31 exactly by 25 divisors from 1 to 2^31 - 1" : what);
+}
+
 int main(void) {
   test_fragment_bijections();
+  test_swizzle_xor_form();
+  test_dividers();
   test_accumulator_as_a();
   int cprs[] = {2, 4, 8, 10, 12, 16, 32};
   for (size_t i = 0; i < sizeof cprs / sizeof cprs[0]; i++)

@@ -77,6 +77,14 @@ fj_status runtime_gpu_params(const runtime_kernel *kernel, const attention_probl
   params->kv_heads = fields.kv_heads;
   params->q_tiles = fields.q_tiles;
   params->scale_log2 = fields.scale_log2;
+  /* Divisors of a block index below 2^31 (the backend refuses larger grids); 1 stands in for an
+   * empty problem's 0, which launches nothing. */
+  int64_t divisors[3] = {fields.q_tiles, fields.heads, fields.kv_heads > 0 ? fields.heads / fields.kv_heads : 1};
+  for (int i = 0; i < 3; i++)
+    if (divisors[i] < 1 || divisors[i] > INT32_MAX) divisors[i] = 1;
+  params->q_tiles_divider = gpu_divider_for((uint32_t)divisors[0]);
+  params->heads_divider = gpu_divider_for((uint32_t)divisors[1]);
+  params->group_divider = gpu_divider_for((uint32_t)divisors[2]);
   return FJ_OK;
 }
 

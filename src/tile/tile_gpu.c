@@ -206,6 +206,9 @@ static LLVMValueRef param_address(tile_gpu *tg, size_t offset) {
 LLVMValueRef tile_gpu_param_i64(tile_gpu *tg, size_t offset) {
   return LLVMBuildLoad2(B(tg), tg->tb.i64, param_address(tg, offset), "");
 }
+LLVMValueRef tile_gpu_param_i32(tile_gpu *tg, size_t offset) {
+  return LLVMBuildLoad2(B(tg), tg->tb.i32, param_address(tg, offset), "");
+}
 LLVMValueRef tile_gpu_param_f32(tile_gpu *tg, size_t offset) {
   return LLVMBuildLoad2(B(tg), tg->tb.f32, param_address(tg, offset), "");
 }
@@ -219,6 +222,14 @@ LLVMValueRef tile_gpu_block_index_opaque(tile_gpu *tg) {
   return LLVMBuildZExt(B(tg), cuda_ir_opaque(&tg->ir, cuda_ir_block_index(&tg->ir)), tg->tb.i64, "");
 }
 LLVMValueRef tile_gpu_lg2(tile_gpu *tg, LLVMValueRef x) { return cuda_ir_lg2(&tg->ir, x); }
+
+LLVMValueRef tile_gpu_divide(tile_gpu *tg, LLVMValueRef n, LLVMValueRef magic, LLVMValueRef shift) {
+  LLVMBuilderRef b = B(tg);
+  LLVMValueRef product = LLVMBuildMul(b, LLVMBuildZExt(b, n, tg->tb.i64, ""), LLVMBuildZExt(b, magic, tg->tb.i64, ""), "");
+  LLVMValueRef high = LLVMBuildTrunc(b, LLVMBuildLShr(b, product, tile_i64(&tg->tb, 32), ""), tg->tb.i32, "");
+  /* high <= n < 2^31: the sum fits in 32 bits */
+  return LLVMBuildLShr(b, LLVMBuildNUWAdd(b, high, n, ""), shift, "");
+}
 
 /* ---- global -> shared ------------------------------------------------------------------------------ */
 

@@ -3,9 +3,10 @@
 #ifndef FJ_FAKE_CUDA_STATE_H
 #define FJ_FAKE_CUDA_STATE_H
 #include <stdatomic.h>
+#include "kernels/attention_fwd_gpu_abi.h"
 
-/* Bytes of the parameter block a recorded launch copies: sizeof(gpu_attention_params). */
-#define FAKE_CUDA_PARAM_BYTES 256
+/* Bytes of the parameter block a recorded launch copies. */
+#define FAKE_CUDA_PARAM_BYTES sizeof(gpu_attention_params)
 
 typedef struct fake_cuda_counters {
   atomic_int primary_retains, primary_releases;
