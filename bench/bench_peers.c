@@ -138,12 +138,13 @@ static void bench_peers_line(const char *line, size_t length, bench_grid_point *
       snprintf(st->unavailable[pi], sizeof st->unavailable[pi], "%s", why);
     }
   } else if (strcmp(k, "check") == 0 && pi >= 0) {
-    /* A failed check of scope "dtype" (the CPU's) costs that dtype's points only: they come back as
-     * "unavailable" lines with an id. */
+    /* A failed check with a scope ("dtype" on the CPU, "dtype+head_dim" on CUDA) costs those points
+     * only: they come back as "unavailable" lines with an id. Without one it costs the whole peer. */
     const json_value *ok = json_get(v, "ok"), *err = json_get(v, "rel_err"), *error = json_get(v, "error");
     const json_value *scope = json_get(v, "scope");
-    int per_dtype = scope && scope->type == JSON_STRING && strcmp(scope->string, "dtype") == 0;
-    if (ok && ok->type == JSON_FALSE && !per_dtype && st->unavailable[pi][0] == '\0') {
+    int partial = scope && scope->type == JSON_STRING &&
+                  (strcmp(scope->string, "dtype") == 0 || strcmp(scope->string, "dtype+head_dim") == 0);
+    if (ok && ok->type == JSON_FALSE && !partial && st->unavailable[pi][0] == '\0') {
       if (error && error->type == JSON_STRING)
         snprintf(st->unavailable[pi], sizeof st->unavailable[pi], "failed its check: %s", error->string);
       else

@@ -574,7 +574,8 @@ static void test_grid(void) {
   cli_result_free(&r);
 
   /* A stand-in peers script, as the CPU peers answer: its lines land in the right columns, the ratio is
-   * flashjit / peer, a failed per-dtype check costs that dtype's points only (they say n/a), and the
+   * flashjit / peer, a failed check of a scope (per dtype, or per dtype and head dim as on CUDA) costs
+   * those points only (they say n/a; its rel_err may be null), and the
    * request carries flashjit's thread count and each point's kv heads and KV length. */
   char fake[512];
   snprintf(fake, sizeof fake, "%s/fake_peers.py", scratch);
@@ -588,6 +589,8 @@ static void test_grid(void) {
              "print(json.dumps({'kind': 'unavailable', 'peer': 'torch-sdpa', 'reason': 'no SDPA here'}))\n"
              "print(json.dumps({'kind': 'check', 'peer': 'torch-eager', 'ok': False, 'scope': 'dtype', "
              "'dtype': 'fp16', 'error': 'no Half'}))\n"
+             "print(json.dumps({'kind': 'check', 'peer': 'torch-eager', 'ok': False, 'scope': 'dtype+head_dim', "
+             "'dtype': 'fp16', 'head_dim': 64, 'rel_err': None}))\n"
              "for p in req['points']:\n"
              "    if p['dtype'] == 'fp16':\n"
              "        print(json.dumps({'kind': 'unavailable', 'id': p['id'], 'peer': 'torch-eager', "

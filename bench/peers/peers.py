@@ -23,9 +23,10 @@ the minimum of the timed runs), as flashjit times its own kernels; on the CPU ea
 time.perf_counter, as flashjit's CPU calls are timed by the wall clock. A causal mask is aligned to the
 bottom-right corner (row i sees keys j <= i + seqlen_kv - seqlen), as flashjit's.
 
-Every peer is checked first on small ragged cases: on CUDA against PyTorch's math backend, on the CPU
-against a float64 reference (per dtype: a dtype torch has no CPU kernel for makes that peer n/a for
-the points of that dtype, with the reason).
+Every peer is checked first on small ragged cases: on CUDA against PyTorch's math backend, per dtype and
+head dim (Triton's kernel at one fixed config, so that no check autotunes), on the CPU against a float64
+reference, per dtype. A failed or refused check makes that peer n/a for the points of that dtype (and
+head dim) only, with the reason.
 
 FLOP convention (the same in flashjit's table): 4 * batch * heads * seqlen_q * seqlen_kv * head_dim per
 forward, halved when causal (the FlashAttention papers' convention; the exact count of visible pairs
@@ -58,6 +59,11 @@ def emit(obj):
 def log(message):
     sys.stderr.write("peers: " + message + "\n")
     sys.stderr.flush()
+
+
+def first_line(e):
+    """The first line of an exception's message (its class name when it has none), at most 300 characters."""
+    return ((str(e).splitlines() or [""])[0] or e.__class__.__name__)[:300]
 
 
 def flops(point):
@@ -126,8 +132,14 @@ TORCH_DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
 # ---- the Triton FlashAttention-2 forward -------------------------------------------------------------
 
 def build_triton_fa2(triton):
-    """The kernel is defined inside a function so that the module imports without Triton."""
+    """The kernel is defined inside a function so that the module imports without Triton. Returns
+    run(q, k, v, causal), autotuned, with run.fixed: the same kernel at one config, no autotuning (the
+    correctness checks use it: a check of 300 rows would otherwise autotune a shape nobody measures)."""
     import triton.language as tl
+
+    def padded_dim(head_dim):
+        # tl.arange needs a power of two and tl.dot at least 16: the head dim is padded (and masked)
+        return max(16, triton.next_power_of_2(head_dim))
 
     def prune(configs, named_args, **kwargs):
         # K and V tiles of every pipeline stage plus the Q tile must fit in shared memory (about 227 KB
@@ -135,20 +147,18 @@ def build_triton_fa2(triton):
         head_dim = kwargs.get("HEAD_DIM", named_args.get("HEAD_DIM") if isinstance(named_args, dict) else None)
         if head_dim is None:
             return configs
-        kept = []
-        for c in configs:
-            bm, bn = c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]
-            smem = c.num_stages * 2 * bn * head_dim * 2 + bm * head_dim * 2
-            if smem <= 200 * 1024:
-                kept.append(c)
+        d = padded_dim(head_dim)
+        kept = [c for c in configs
+                if c.num_stages * 2 * c.kwargs["BLOCK_N"] * d * 2 + c.kwargs["BLOCK_M"] * d * 2 <= 200 * 1024]
         return kept or configs
 
-    # The autotuner's cache key also holds the tensors' dtypes, so fp16 and bf16 are tuned apart.
-    configs = [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
-               for bm in (64, 128) for bn in (32, 64, 128) for w in (4, 8) for s in (2, 3, 4)]
+    # A small space in the spirit of Triton's own attention tutorial: each config compiles once per
+    # (dtype, head dim, causal), and the first run of a grid must fit in one device call. The
+    # autotuner's cache key also holds the tensors' dtypes, so fp16 and bf16 are tuned apart.
+    configs = [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=st)
+               for bm, bn, w, st in ((128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (128, 64, 4, 2),
+                                     (128, 32, 4, 4), (64, 64, 4, 3), (64, 32, 4, 4), (128, 128, 8, 2))]
 
-    @triton.autotune(configs=configs, key=["SEQ_Q", "SEQ_KV", "HEAD_DIM", "CAUSAL"],
-                     prune_configs_by={"early_config_prune": prune})
     @triton.jit
     def fa2_fwd(Q, K, V, O, scale_log2,
                 stride_qb, stride_qs, stride_qh, stride_qd,
@@ -156,74 +166,98 @@ def build_triton_fa2(triton):
                 stride_vb, stride_vs, stride_vh, stride_vd,
                 stride_ob, stride_os, stride_oh, stride_od,
                 H, SEQ_Q, SEQ_KV,
-                HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+                HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, PAD_D: tl.constexpr, CAUSAL: tl.constexpr,
+                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
         # One program: BLOCK_M query rows of one (batch, head). FA2's loop order: Q stays in registers,
         # K/V tiles stream past it, and the softmax is kept online (running max m, running sum l,
         # unnormalised accumulator), rescaled whenever the max grows, normalised once at the end.
         pid_m = tl.program_id(0)
         pid_bh = tl.program_id(1)
-        b = pid_bh // H
-        h = pid_bh % H
+        b = (pid_bh // H).to(tl.int64)  # 64-bit offsets: a large batch passes 2^31 elements
+        h = (pid_bh % H).to(tl.int64)
         offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
         offs_n = tl.arange(0, BLOCK_N)
-        offs_d = tl.arange(0, HEAD_DIM)
+        offs_d = tl.arange(0, BLOCK_D)
+        # Row masks; with PAD_D (a head dim that is not a power of two, padded to BLOCK_D) the columns past
+        # the head dim are masked too: they read as 0 and are never stored. Without it the masks stay
+        # row-only, so the loads keep their full width.
+        q_rows = offs_m[:, None] < SEQ_Q
+        if PAD_D:
+            q_rows = q_rows & (offs_d[None, :] < HEAD_DIM)
         q = tl.load(Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qs + offs_d[None, :] * stride_qd,
-                    mask=offs_m[:, None] < SEQ_Q, other=0.0)
+                    mask=q_rows, other=0.0)
         m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
         l_i = tl.zeros([BLOCK_M], tl.float32)
-        acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
+        acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
         k_base = K + b * stride_kb + h * stride_kh
         v_base = V + b * stride_vb + h * stride_vh
         # Causal (aligned to the bottom-right corner, as flashjit's; the same as top-left when
         # SEQ_Q == SEQ_KV): row i sees keys j <= i + SEQ_KV - SEQ_Q, so the K/V blocks past the last
-        # row's limit are skipped outright instead of being masked.
+        # row's limit are skipped outright, and only blocks that cross the first row's limit or the
+        # sequence's end are masked (FA2 and Triton's tutorial split the loop the same way).
         if CAUSAL:
             hi = tl.minimum((pid_m + 1) * BLOCK_M + SEQ_KV - SEQ_Q, SEQ_KV)
+            mask_from = tl.minimum(pid_m * BLOCK_M + SEQ_KV - SEQ_Q + 1, SEQ_KV)
         else:
             hi = SEQ_KV
+            mask_from = SEQ_KV
         for start_n in range(0, hi, BLOCK_N):
             start_n = tl.multiple_of(start_n, BLOCK_N)
             cols = start_n + offs_n
-            k = tl.load(k_base + cols[None, :] * stride_ks + offs_d[:, None] * stride_kd,
-                        mask=cols[None, :] < SEQ_KV, other=0.0)
+            k_cols = cols[None, :] < SEQ_KV
+            v_rows = cols[:, None] < SEQ_KV
+            if PAD_D:
+                k_cols = k_cols & (offs_d[:, None] < HEAD_DIM)
+                v_rows = v_rows & (offs_d[None, :] < HEAD_DIM)
+            k = tl.load(k_base + cols[None, :] * stride_ks + offs_d[:, None] * stride_kd, mask=k_cols, other=0.0)
             # Base-2 softmax with the scale folded in: exp(x * scale) = exp2(x * scale * log2(e)).
             s = tl.dot(q, k) * scale_log2
-            visible = cols[None, :] < SEQ_KV
-            if CAUSAL:
-                visible = visible & (cols[None, :] <= offs_m[:, None] + (SEQ_KV - SEQ_Q))
-            s = tl.where(visible, s, float("-inf"))
+            if start_n + BLOCK_N > mask_from:
+                visible = cols[None, :] < SEQ_KV
+                if CAUSAL:
+                    visible = visible & (cols[None, :] <= offs_m[:, None] + (SEQ_KV - SEQ_Q))
+                s = tl.where(visible, s, float("-inf"))
             m_new = tl.maximum(m_i, tl.max(s, 1))
             # A row with nothing visible yet keeps max -inf; subtracting 0 instead keeps it NaN-free.
             m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
             p = tl.math.exp2(s - m_use[:, None])
             alpha = tl.math.exp2(m_i - m_use)
             l_i = l_i * alpha + tl.sum(p, 1)
-            v = tl.load(v_base + cols[:, None] * stride_vs + offs_d[None, :] * stride_vd,
-                        mask=cols[:, None] < SEQ_KV, other=0.0)
+            v = tl.load(v_base + cols[:, None] * stride_vs + offs_d[None, :] * stride_vd, mask=v_rows, other=0.0)
             acc = acc * alpha[:, None]
             acc = tl.dot(p.to(v.dtype), v, acc=acc)
             m_i = m_new
         l_safe = tl.where(l_i == 0.0, 1.0, l_i)  # fully masked rows give 0, not NaN
         acc = acc / l_safe[:, None]
         tl.store(O + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_os + offs_d[None, :] * stride_od,
-                 acc.to(O.dtype.element_ty), mask=offs_m[:, None] < SEQ_Q)
+                 acc.to(O.dtype.element_ty), mask=q_rows)
 
-    def run(q, k, v, causal):
+    fa2_tuned = triton.autotune(configs=configs, key=["SEQ_Q", "SEQ_KV", "HEAD_DIM", "CAUSAL"],
+                                prune_configs_by={"early_config_prune": prune})(fa2_fwd)
+
+    def launch(kernel, q, k, v, causal, **fixed):
         """q, k, v: [b, s, h, d]; returns o like q."""
         batch, seq_q, heads, d = q.shape
         seq_kv = k.shape[1]
         o = q.new_empty(q.shape)
         scale_log2 = (1.0 / math.sqrt(d)) * 1.4426950408889634
         grid = lambda meta: (triton.cdiv(seq_q, meta["BLOCK_M"]), batch * heads)  # noqa: E731
-        fa2_fwd[grid](q, k, v, o, scale_log2,
-                      q.stride(0), q.stride(1), q.stride(2), q.stride(3),
-                      k.stride(0), k.stride(1), k.stride(2), k.stride(3),
-                      v.stride(0), v.stride(1), v.stride(2), v.stride(3),
-                      o.stride(0), o.stride(1), o.stride(2), o.stride(3),
-                      heads, seq_q, seq_kv,
-                      HEAD_DIM=d, CAUSAL=bool(causal))
+        kernel[grid](q, k, v, o, scale_log2,
+                     q.stride(0), q.stride(1), q.stride(2), q.stride(3),
+                     k.stride(0), k.stride(1), k.stride(2), k.stride(3),
+                     v.stride(0), v.stride(1), v.stride(2), v.stride(3),
+                     o.stride(0), o.stride(1), o.stride(2), o.stride(3),
+                     heads, seq_q, seq_kv,
+                     HEAD_DIM=d, BLOCK_D=padded_dim(d), PAD_D=padded_dim(d) != d, CAUSAL=bool(causal), **fixed)
         return o
 
+    def run(q, k, v, causal):
+        return launch(fa2_tuned, q, k, v, causal)
+
+    def run_fixed(q, k, v, causal):
+        return launch(fa2_fwd, q, k, v, causal, BLOCK_M=64, BLOCK_N=64, num_warps=4, num_stages=2)
+
+    run.fixed = run_fixed
     return run
 
 
@@ -283,35 +317,45 @@ def judge(case, name, o, ref):
     """Relative norm error of o against ref (in ref's precision), under 2e-2 or not; emits the verdict."""
     err = float((o.to(ref.dtype) - ref).norm() / ref.norm().clamp_min(1e-30))
     ok = math.isfinite(err) and err < 2e-2
-    emit(dict(case, kind="check", peer=name, ok=ok, rel_err=err))
+    emit(dict(case, kind="check", peer=name, ok=ok, rel_err=err if math.isfinite(err) else None))
     return ok, err
 
 
 def check_peers(torch, peers, dtypes, head_dims):
-    """Runs each peer on small ragged cases and compares with the math backend by relative norm error;
-    a peer that fails or errors is dropped (reported with the reason). Returns the peers kept."""
-    kept = dict(peers)
-    for name in list(peers):
+    """Runs each peer on small ragged cases per (dtype, head dim) and compares with the math backend by
+    relative norm error. Returns ({name: {(dtype, head_dim): why}}, the peers that failed a check): a
+    failure or error makes that peer n/a for the points of that dtype and head dim only; a backend
+    that says it has no kernel for the case ("No available kernel") is n/a there without failing."""
+    na = {name: {} for name in peers}
+    failed = set()
+    for name in peers:
+        fn = getattr(peers[name], "fixed", peers[name])
         for dtype in dtypes:
             for d in head_dims:
                 for causal in (False, True):
-                    if name not in kept:
+                    if (dtype, d) in na[name]:
                         continue
                     torch.manual_seed(1234)
                     tdtype = getattr(torch, TORCH_DTYPES[dtype])
                     q, k, v = (torch.randn(2, 300, 4, d, device="cuda", dtype=tdtype) for _ in range(3))
-                    case = {"dtype": dtype, "head_dim": d, "causal": causal, "batch": 2, "seqlen": 300, "heads": 4}
+                    case = {"dtype": dtype, "head_dim": d, "causal": causal, "batch": 2, "seqlen": 300, "heads": 4,
+                            "scope": "dtype+head_dim"}
                     try:
-                        o = peers[name](q, k, v, causal)
+                        o = fn(q, k, v, causal)
                         torch.cuda.synchronize()
                     except Exception as e:
-                        emit(dict(case, kind="check", peer=name, ok=False, error=str(e).splitlines()[0][:300]))
-                        del kept[name]
+                        error = first_line(e)
+                        emit(dict(case, kind="check", peer=name, ok=False, error=error))
+                        na[name][(dtype, d)] = "fails on %s d=%d: %s" % (dtype, d, error)
+                        if "No available kernel" not in str(e):
+                            failed.add(name)
                         continue
-                    ok, _ = judge(case, name, o, math_reference(torch, q, k, v, causal))
+                    ok, err = judge(case, name, o, math_reference(torch, q, k, v, causal))
                     if not ok:
-                        del kept[name]
-    return kept
+                        na[name][(dtype, d)] = "failed its check against the math backend on %s d=%d: rel_err %.3g" \
+                                               % (dtype, d, err)
+                        failed.add(name)
+    return na, failed
 
 
 def time_launches(torch, fn, warmup, repeat):
@@ -335,7 +379,7 @@ def report(point, name, run):
     try:
         ms, ms_min = run()
     except Exception as e:
-        emit({"kind": "error", "id": point["id"], "peer": name, "error": str(e).splitlines()[0][:300]})
+        emit({"kind": "error", "id": point["id"], "peer": name, "error": first_line(e)})
         return
     emit({"kind": "result", "id": point["id"], "peer": name, "ms": ms, "ms_min": ms_min,
           "tflops": flops(point) / (ms * 1e-3) / 1e12})
@@ -351,9 +395,10 @@ def cuda_unsupported(point, name):
     return None
 
 
-def measure(torch, peers, points, warmup, repeat):
+def measure(torch, peers, na, points, warmup, repeat):
     for point in points:
-        unsupported = {name: cuda_unsupported(point, name) for name in peers}
+        unsupported = {name: cuda_unsupported(point, name) or na[name].get((point["dtype"], point["head_dim"]))
+                       for name in peers}
         for name, why in unsupported.items():
             if why:
                 emit({"kind": "unavailable", "id": point["id"], "peer": name, "reason": why})
@@ -516,7 +561,7 @@ def check_cpu_peers(torch, peers, dtypes, head_dims):
                         try:
                             o = peers[name](q, k, v, causal)
                         except Exception as e:
-                            error = str(e).splitlines()[0][:300] if str(e) else e.__class__.__name__
+                            error = first_line(e)
                             emit(dict(case, kind="check", peer=name, ok=False, error=error))
                             failed[name][dtype] = "torch %s on the CPU fails on %s: %s" % (torch.__version__, dtype,
                                                                                           error)
@@ -686,13 +731,12 @@ def main(argv=None):
     points = request["points"]
     dtypes = sorted({p["dtype"] for p in points}) or ["fp16", "bf16"]
     head_dims = sorted({p["head_dim"] for p in points}) or [64, 128]
-    peers = check_peers(torch, peers, dtypes, head_dims)
+    na, failed = check_peers(torch, peers, dtypes, head_dims)
     if args.self_test:
-        failed = [n for n in wanted if n not in peers and n not in missing]
-        print("peers.py self-test: %d peer(s) checked, %s" % (len(peers), "failed: " + ", ".join(failed)
+        print("peers.py self-test: %d peer(s) checked, %s" % (len(peers), "failed: " + ", ".join(sorted(failed))
                                                              if failed else "all within 2e-2"), file=sys.stderr)
         return 1 if failed else 0
-    measure(torch, peers, points, warmup, repeat)
+    measure(torch, peers, na, points, warmup, repeat)
     return 0
 
 
