@@ -193,40 +193,48 @@ def build_triton_fa2(triton):
         v_base = V + b * stride_vb + h * stride_vh
         # Causal (aligned to the bottom-right corner, as flashjit's; the same as top-left when
         # SEQ_Q == SEQ_KV): row i sees keys j <= i + SEQ_KV - SEQ_Q, so the K/V blocks past the last
-        # row's limit are skipped outright, and only blocks that cross the first row's limit or the
-        # sequence's end are masked (FA2 and Triton's tutorial split the loop the same way).
+        # row's limit are skipped outright. The blocks before n_full are seen whole by every row and
+        # run unmasked; only the rest (crossing the first row's limit or the sequence's end) are masked.
+        # Two loops, as in FA2 and Triton's tutorial: a branch inside one loop can keep Triton from
+        # pipelining the dots.
         if CAUSAL:
             hi = tl.minimum((pid_m + 1) * BLOCK_M + SEQ_KV - SEQ_Q, SEQ_KV)
             mask_from = tl.minimum(pid_m * BLOCK_M + SEQ_KV - SEQ_Q + 1, SEQ_KV)
         else:
             hi = SEQ_KV
             mask_from = SEQ_KV
-        for start_n in range(0, hi, BLOCK_N):
-            start_n = tl.multiple_of(start_n, BLOCK_N)
-            cols = start_n + offs_n
-            k_cols = cols[None, :] < SEQ_KV
-            v_rows = cols[:, None] < SEQ_KV
-            if PAD_D:
-                k_cols = k_cols & (offs_d[:, None] < HEAD_DIM)
-                v_rows = v_rows & (offs_d[None, :] < HEAD_DIM)
-            k = tl.load(k_base + cols[None, :] * stride_ks + offs_d[:, None] * stride_kd, mask=k_cols, other=0.0)
-            # Base-2 softmax with the scale folded in: exp(x * scale) = exp2(x * scale * log2(e)).
-            s = tl.dot(q, k) * scale_log2
-            if start_n + BLOCK_N > mask_from:
-                visible = cols[None, :] < SEQ_KV
-                if CAUSAL:
-                    visible = visible & (cols[None, :] <= offs_m[:, None] + (SEQ_KV - SEQ_Q))
-                s = tl.where(visible, s, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(s, 1))
-            # A row with nothing visible yet keeps max -inf; subtracting 0 instead keeps it NaN-free.
-            m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
-            p = tl.math.exp2(s - m_use[:, None])
-            alpha = tl.math.exp2(m_i - m_use)
-            l_i = l_i * alpha + tl.sum(p, 1)
-            v = tl.load(v_base + cols[:, None] * stride_vs + offs_d[None, :] * stride_vd, mask=v_rows, other=0.0)
-            acc = acc * alpha[:, None]
-            acc = tl.dot(p.to(v.dtype), v, acc=acc)
-            m_i = m_new
+        n_full = tl.maximum(mask_from, 0) // BLOCK_N * BLOCK_N
+        for phase in tl.static_range(2):
+            if phase == 0:
+                lo, end = 0, n_full
+            else:
+                lo, end = n_full, hi
+            for start_n in range(lo, end, BLOCK_N):
+                start_n = tl.multiple_of(start_n, BLOCK_N)
+                cols = start_n + offs_n
+                k_cols = cols[None, :] < SEQ_KV
+                v_rows = cols[:, None] < SEQ_KV
+                if PAD_D:
+                    k_cols = k_cols & (offs_d[:, None] < HEAD_DIM)
+                    v_rows = v_rows & (offs_d[None, :] < HEAD_DIM)
+                k = tl.load(k_base + cols[None, :] * stride_ks + offs_d[:, None] * stride_kd, mask=k_cols, other=0.0)
+                # Base-2 softmax with the scale folded in: exp(x * scale) = exp2(x * scale * log2(e)).
+                s = tl.dot(q, k) * scale_log2
+                if phase == 1:
+                    visible = cols[None, :] < SEQ_KV
+                    if CAUSAL:
+                        visible = visible & (cols[None, :] <= offs_m[:, None] + (SEQ_KV - SEQ_Q))
+                    s = tl.where(visible, s, float("-inf"))
+                m_new = tl.maximum(m_i, tl.max(s, 1))
+                # A row with nothing visible yet keeps max -inf; subtracting 0 instead keeps it NaN-free.
+                m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+                p = tl.math.exp2(s - m_use[:, None])
+                alpha = tl.math.exp2(m_i - m_use)
+                l_i = l_i * alpha + tl.sum(p, 1)
+                v = tl.load(v_base + cols[:, None] * stride_vs + offs_d[None, :] * stride_vd, mask=v_rows, other=0.0)
+                acc = acc * alpha[:, None]
+                acc = tl.dot(p.to(v.dtype), v, acc=acc)
+                m_i = m_new
         l_safe = tl.where(l_i == 0.0, 1.0, l_i)  # fully masked rows give 0, not NaN
         acc = acc / l_safe[:, None]
         tl.store(O + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_os + offs_d[None, :] * stride_od,
