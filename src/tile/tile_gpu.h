@@ -83,6 +83,7 @@ void tile_gpu_end(tile_gpu *tg);
 void tile_gpu_refresh_lanes(tile_gpu *tg);
 
 LLVMValueRef tile_gpu_param_i64(tile_gpu *tg, size_t offset);
+LLVMValueRef tile_gpu_param_i32(tile_gpu *tg, size_t offset);
 LLVMValueRef tile_gpu_param_f32(tile_gpu *tg, size_t offset);
 LLVMValueRef tile_gpu_param_global(tile_gpu *tg, size_t offset);  /* a u64 device address */
 LLVMValueRef tile_gpu_block_index(tile_gpu *tg);                  /* i64 */
@@ -209,7 +210,6 @@ void tile_gpu_store_rows(tile_gpu *tg, const tile_gpu_rows *rows, LLVMValueRef b
 
 /* Scalar helpers the kernel needs beside tiles. */
 LLVMValueRef tile_gpu_lg2(tile_gpu *tg, LLVMValueRef x);
-LLVMValueRef tile_gpu_param_i32(tile_gpu *tg, size_t offset);
 /* n / d for i32 n in [0, 2^31) without a divide: (umulhi(n, magic) + n) >> shift, with the magic and
  * shift the host worked out for d (Granlund and Montgomery's round-up method; i32 values). */
 LLVMValueRef tile_gpu_divide(tile_gpu *tg, LLVMValueRef n, LLVMValueRef magic, LLVMValueRef shift);
