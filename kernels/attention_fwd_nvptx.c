@@ -37,7 +37,7 @@ static const kernel_param params[P_COUNT] = {
     [P_SWIZZLE] = {"swizzle", "1: xor-swizzled shared tiles (no ldmatrix bank conflicts)", 2, {0, 1}},
 };
 
-#define GENERATOR_VERSION 6
+#define GENERATOR_VERSION 7
 
 /* A budget on the registers one thread's fragments take in the main loop (32-bit registers): O; S
  * twice (the fp32 scores, then their P fragments beside the V fragments while P V runs); Q when it

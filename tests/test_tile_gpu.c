@@ -164,19 +164,21 @@ static void test_swizzle(void) {
   }
 }
 
-/* ldmatrix_block's shortcut: for a row r = 8i + (lane % 8), a chunk ld_chunk + c (ld_chunk 0 or 1, c
- * even) of a row of whole groups of 8 chunks lands at ((ld_chunk ^ r % 8) ^ c % 8) + c / 8 * 8. */
+/* ldmatrix_block's shortcut: for a row r = 8i + (lane % 8) and a chunk ld_chunk + c (ld_chunk 0 or 1,
+ * c even) in the swizzle group starting at base, the swizzled chunk is base + ((ld_chunk ^ mask) ^
+ * (c - base)), mask = swizzle(r, base) - base; and the tail chunks past the groups stay put. */
 static void test_swizzle_xor_form(void) {
   int ok = 1;
-  for (int cpr = 8; cpr <= 32; cpr += 8)
+  for (int cpr = 2; cpr <= 32; cpr += 2)
     for (int r = 0; r < 64; r++)
       for (int ld_chunk = 0; ld_chunk < 2; ld_chunk++)
         for (int c = 0; c + 1 < cpr; c += 2) {
+          int base = tile_gpu_swizzle_group(c, cpr);
+          int mask = tile_gpu_swizzle_chunk(r, base, cpr, 1) - base;
           int rule = tile_gpu_swizzle_chunk(r, ld_chunk + c, cpr, 1);
-          int xor_form = ((ld_chunk ^ (r % 8)) ^ (c % 8)) + c / 8 * 8;
-          if (rule != xor_form) ok = 0;
+          if (rule != base + ((ld_chunk ^ mask) ^ (c - base)) || tile_gpu_swizzle_group(c + 1, cpr) != base) ok = 0;
         }
-  check(ok, "the xor form of ldmatrix addresses matches the swizzle rule (8, 16, 24, 32 chunks per row)");
+  check(ok, "the xor form of ldmatrix addresses matches the swizzle rule (2 to 32 chunks per row)");
 }
 
 static void test_dividers(void) {

@@ -66,6 +66,14 @@ int tile_gpu_swizzle_chunk(int row, int chunk, int chunks_per_row, int swizzle) 
   return chunk;
 }
 
+int tile_gpu_swizzle_group(int chunk, int chunks_per_row) {
+  int full = chunks_per_row & ~7;
+  if (chunk < full) return chunk & ~7;
+  int base = full;
+  if (((chunks_per_row - full) & 4) && chunk >= base + 4) base += 4;
+  return base;
+}
+
 /* ---- small IR helpers ---------------------------------------------------------------------------- */
 
 LLVMValueRef tile_gpu_i32(tile_gpu *tg, int value) {
@@ -297,24 +305,34 @@ static void copy_chunks(tile_gpu *tg, const tile_gpu_shared *dst, const tile_gpu
   }
 }
 
-/* Whether copy_whole_rows can move dst: every pass covers whole rows (each thread keeps one chunk
- * column), no pass is partial, and no column is padding. */
-static int whole_rows_fit(const tile_gpu *tg, const tile_gpu_shared *dst, const tile_gpu_global *src) {
-  int chunks_per_row = dst->cols / 8, threads = tg->warps * 32;
-  return src->cols == dst->cols && threads % chunks_per_row == 0 && (dst->rows * chunks_per_row) % threads == 0;
+/* The threads one row of chunks takes in copy_whole_rows: chunks_per_row rounded up to a power of two
+ * (at most 32), so that it divides the block's threads; the lanes past the row's end idle. */
+static int lanes_per_row(const tile_gpu_shared *dst) {
+  int lanes = 1;
+  while (lanes < dst->cols / 8) lanes *= 2;
+  return lanes;
 }
 
-/* copy_chunks' asynchronous pass for a tile whose rows all exist: a thread's chunk column and its
- * first row are the same in every pass, so its source address only steps by a row stride times the
- * rows per pass and its destination by a constant; no bounds, no selects. */
+/* Whether copy_whole_rows can move dst: no pass is partial and no column is padding. */
+static int whole_rows_fit(const tile_gpu *tg, const tile_gpu_shared *dst, const tile_gpu_global *src) {
+  int threads = tg->warps * 32, lanes = lanes_per_row(dst);
+  return src->cols == dst->cols && lanes <= 32 && (dst->rows * lanes) % threads == 0;
+}
+
+/* copy_chunks' asynchronous pass for a tile whose rows all exist: a thread keeps one chunk column
+ * and its first row in every pass, so its source address only steps by a row stride times the rows
+ * per pass and its destination by a constant; no bounds, no selects. */
 static void copy_whole_rows(tile_gpu *tg, const tile_gpu_shared *dst, const tile_gpu_global *src,
                             LLVMValueRef first_row) {
   tile_builder *tb = &tg->tb;
   LLVMBuilderRef b = B(tg);
-  int chunks_per_row = dst->cols / 8, threads = tg->warps * 32;
-  int rows_per_pass = threads / chunks_per_row;
-  LLVMValueRef row = LLVMBuildUDiv(b, tg->thread, tile_gpu_i32(tg, chunks_per_row), "");
-  LLVMValueRef chunk = LLVMBuildURem(b, tg->thread, tile_gpu_i32(tg, chunks_per_row), "");
+  int chunks_per_row = dst->cols / 8, threads = tg->warps * 32, lanes = lanes_per_row(dst);
+  int rows_per_pass = threads / lanes;
+  LLVMValueRef row = LLVMBuildUDiv(b, tg->thread, tile_gpu_i32(tg, lanes), "");
+  LLVMValueRef chunk = LLVMBuildURem(b, tg->thread, tile_gpu_i32(tg, lanes), "");
+  tile_if in_row;
+  if (lanes != chunks_per_row)
+    tile_if_begin(tb, &in_row, LLVMBuildICmp(b, LLVMIntULT, chunk, tile_gpu_i32(tg, chunks_per_row), ""));
   LLVMValueRef global_row = LLVMBuildAdd(b, first_row, LLVMBuildZExt(b, row, tb->i64, ""), "");
   LLVMValueRef column = LLVMBuildZExt(b, LLVMBuildShl(b, chunk, tile_gpu_i32(tg, 3), ""), tb->i64, "");
   LLVMValueRef index = LLVMBuildAdd(b, LLVMBuildMul(b, global_row, src->row_stride, ""), column, "");
@@ -328,6 +346,7 @@ static void copy_whole_rows(tile_gpu *tg, const tile_gpu_shared *dst, const tile
     LLVMValueRef to = shared_address(tg, chunk_offset(tg, dst, pass_row, chunk));
     cuda_ir_cp_async_16(&tg->ir, to, from, sixteen);
   }
+  if (lanes != chunks_per_row) tile_if_end(tb, &in_row);
 }
 
 void tile_gpu_copy(tile_gpu *tg, const tile_gpu_shared *dst, const tile_gpu_global *src, LLVMValueRef first_row) {
@@ -423,21 +442,30 @@ void tile_gpu_rows_index(tile_gpu *tg, tile_gpu_rows *out, int m_tiles, LLVMValu
 static void ldmatrix_block(tile_gpu *tg, const tile_gpu_shared *t, LLVMValueRef row0, int row, int chunk,
                            int kind, int transpose, LLVMValueRef out[4]) {
   LLVMBuilderRef b = B(tg);
-  int row_bytes = t->cols * 2;
+  int row_bytes = t->cols * 2, chunks_per_row = t->cols / 8;
   LLVMValueRef offset;
-  if (t->swizzle && (t->cols / 8) % 8 == 0) {
-    /* The lane's row is ld_row mod 8 and its chunk ld_chunk + chunk, so its swizzled chunk is
-     * (ld_chunk ^ lane % 8) ^ (chunk % 8) + chunk / 8 * 8 (ld_chunk is 0 or 1, chunk even). As bytes:
-     * one per-lane value, xor'ed with one of 4 constants, plus a constant: one instruction per
-     * distinct chunk % 8 instead of the swizzle worked out for every ldmatrix. */
+  if (t->swizzle) {
+    /* Inside its swizzle group a row's chunks are permuted by an xor with a mask of the row (the
+     * place the rule gives the group's first chunk). The lane's row is ld_row mod 8, and ld_chunk (0
+     * or 1) and chunk - base (even) share no bit, so the lane's chunk is base + ((ld_chunk ^ mask) ^
+     * (chunk - base)): a per-lane value xor'ed with a constant, one or two instructions per distinct
+     * chunk instead of the swizzle worked out for every ldmatrix. */
+    int base = tile_gpu_swizzle_group(chunk, chunks_per_row);
     LLVMValueRef lane_row = LLVMBuildAnd(b, tg->lane, tile_gpu_i32(tg, 7), "");
-    LLVMValueRef lane_chunk = LLVMBuildXor(b, tg->ld_chunk[kind], lane_row, "");
-    LLVMValueRef lane_bytes = LLVMBuildOr(b, LLVMBuildMul(b, tg->ld_row[kind], tile_gpu_i32(tg, row_bytes), ""),
-                                          LLVMBuildShl(b, lane_chunk, tile_gpu_i32(tg, 4), ""), "");
-    LLVMValueRef lane_part = LLVMBuildXor(b, lane_bytes, tile_gpu_i32(tg, (chunk % 8) * 16), "");
+    LLVMValueRef mask = LLVMBuildSub(b, swizzle_ir(tg, lane_row, tile_gpu_i32(tg, base), chunks_per_row, 1),
+                                     tile_gpu_i32(tg, base), "");
+    LLVMValueRef lane_chunk = LLVMBuildXor(b, tg->ld_chunk[kind], mask, "");
+    LLVMValueRef lane_row_bytes = LLVMBuildMul(b, tg->ld_row[kind], tile_gpu_i32(tg, row_bytes), "");
+    LLVMValueRef lane_part;
+    if (row_bytes % 128 == 0)  /* chunk bits (4..6) and row bits apart: the xor applies to the sum */
+      lane_part = LLVMBuildXor(b, LLVMBuildOr(b, lane_row_bytes, LLVMBuildShl(b, lane_chunk, tile_gpu_i32(tg, 4), ""), ""),
+                               tile_gpu_i32(tg, (chunk - base) * 16), "");
+    else
+      lane_part = LLVMBuildAdd(b, lane_row_bytes,
+                               LLVMBuildShl(b, LLVMBuildXor(b, lane_chunk, tile_gpu_i32(tg, chunk - base), ""),
+                                            tile_gpu_i32(tg, 4), ""), "");
     LLVMValueRef block = LLVMBuildAdd(b, t->offset, LLVMBuildMul(b, row0, tile_gpu_i32(tg, row_bytes), ""), "");
-    offset = LLVMBuildAdd(b, LLVMBuildAdd(b, lane_part, block, ""),
-                          tile_gpu_i32(tg, row * row_bytes + chunk / 8 * 128), "");
+    offset = LLVMBuildAdd(b, LLVMBuildAdd(b, lane_part, block, ""), tile_gpu_i32(tg, row * row_bytes + base * 16), "");
   } else {
     LLVMValueRef r = LLVMBuildAdd(b, row0, LLVMBuildAdd(b, tg->ld_row[kind], tile_gpu_i32(tg, row), ""), "");
     LLVMValueRef c = LLVMBuildAdd(b, tg->ld_chunk[kind], tile_gpu_i32(tg, chunk), "");

@@ -48,6 +48,9 @@ void tile_gpu_ldmatrix_source(int lane, int kind, int *row, int *chunk);
  * different 16-byte bank groups (at most 2 rows per group when chunks_per_row % 8 == 6). A bijection on
  * each row for any even chunks_per_row. */
 int tile_gpu_swizzle_chunk(int row, int chunk, int chunks_per_row, int swizzle);
+/* The first chunk of the swizzle group (8, 4 or 2 chunks) that holds `chunk`: inside a group the
+ * swizzle is an xor of the chunk's place with a mask of the row. */
+int tile_gpu_swizzle_group(int chunk, int chunks_per_row);
 
 /* ---- IR ------------------------------------------------------------------------------------------ */
 
