@@ -37,17 +37,22 @@ static const kernel_param params[P_COUNT] = {
     [P_SWIZZLE] = {"swizzle", "1: xor-swizzled shared tiles (no ldmatrix bank conflicts)", 2, {0, 1}},
 };
 
-#define GENERATOR_VERSION 7
+#define GENERATOR_VERSION 8
 
-/* A budget on the registers one thread's fragments take in the main loop (32-bit registers): O; S
- * twice (the fp32 scores, then their P fragments beside the V fragments while P V runs); Q when it
- * stays in registers; and the K and V fragments ptxas loads ahead of the mma.syncs that use them,
- * block_n / 4 and head_dim / 8 (a k-step of K's, half a k-step of V's: terms fitted to what ptxas
- * does). Addresses, loop state and row statistics take the rest. Measured with ptxas 13 over the
- * whole space at head dims 64, 80, 96, 128 and 256, sm_80 and sm_90a (1050 kernels): every config at
- * or under 224 assembles with no local memory, and the lowest that spills counts 240
- * (tests/test_ptxas.c checks d = 64 and 128 on every run). */
-#define FRAGMENT_REGISTER_BUDGET 224
+/* A budget on the registers one thread's fragments take in the main loop (32-bit registers), as a
+ * weighted count fitted to what ptxas does: O (live throughout); half of S (the fp32 scores live only
+ * from Q K^T until P is packed, which happens before O's rescale); one and a half times Q when it
+ * stays in registers; and twice the K and V fragments loaded ahead of the mma.syncs, block_n / 4 and
+ * head_dim / 8. Addresses, loop state and row statistics take the rest. Measured with ptxas 13 over the
+ * whole space at head dims 64, 80, 96, 128 and 256, sm_80 and sm_90a, bf16, generator version 8
+ * (818 kernels): every config at or under 226 assembles with no local memory (688 of them, among them
+ * FlashAttention-2's own 128 x 64 tiles of 4 warps at d = 128), the lowest that spills counts 228
+ * (tests/test_ptxas.c checks d = 64 and 128 on every run).
+ * A strided head dim (the synchronous, element-by-element load path) keeps the earlier rule, O + 2 S +
+ * Q + the fragments loaded ahead <= 224: its loads are hoisted ahead of their stores, and its space
+ * spills in places the fit above does not predict (FJ_PTXAS_STRIDED=1 shows them). */
+#define FRAGMENT_REGISTER_BUDGET 226
+#define STRIDED_FRAGMENT_REGISTER_BUDGET 224
 
 typedef struct shape {
   int block_m, block_n, warps, stages, q_in_regs, swizzle;
@@ -83,13 +88,18 @@ static size_t shared_bytes(const shape *s) {
   return ((size_t)s->block_m + 2 * (size_t)s->stages * (size_t)s->block_n) * (size_t)s->padded_dim * 2;
 }
 
-/* Fragment registers one thread needs in the main loop, as FRAGMENT_REGISTER_BUDGET counts them. */
+/* Fragment registers one thread needs in the main loop, as the budgets above weigh them. */
 static int fragment_registers(const shape *s) {
   int o = s->m_tiles * (s->padded_dim / 8) * 4;
   int scores = s->m_tiles * (s->block_n / 8) * 4;
   int q = s->q_in_regs ? s->m_tiles * (s->padded_dim / 16) * 4 : 0;
   int loaded_ahead = s->block_n / 4 + s->padded_dim / 8;
-  return o + 2 * scores + q + loaded_ahead;
+  if (!s->d_contiguous) return o + 2 * scores + q + loaded_ahead;
+  return (2 * o + scores + 3 * q + 4 * loaded_ahead) / 2;
+}
+
+static int fragment_budget(const shape *s) {
+  return s->d_contiguous ? FRAGMENT_REGISTER_BUDGET : STRIDED_FRAGMENT_REGISTER_BUDGET;
 }
 
 static int config_valid(const attention_key *key, const jit_target *target, const kernel_config *config,
@@ -133,27 +143,33 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
     return 0;
   }
   int registers = fragment_registers(&s);
-  if (registers > FRAGMENT_REGISTER_BUDGET) {
+  if (registers > fragment_budget(&s)) {
     snprintf(why, why_size,
-             "holds %d registers of fragments per thread (O, 2 x S%s of %d m16 tiles, K and V loaded ahead; d=%d block_n=%d); over %d ptxas spills",
-             registers, s.q_in_regs ? ", Q" : "", s.m_tiles, s.padded_dim, s.block_n, FRAGMENT_REGISTER_BUDGET);
+             "weighs %d registers of fragments per thread (O, S%s of %d m16 tiles, K/V loaded ahead; d=%d block_n=%d%s); "
+             "over %d ptxas spills",
+             registers, s.q_in_regs ? ", Q" : "", s.m_tiles, s.padded_dim, s.block_n,
+             s.d_contiguous ? "" : ", strided head dim", fragment_budget(&s));
     return 0;
   }
   return 1;
 }
 
 /* FlashAttention-2's choices for Ampere/Hopper where the register budget holds them, in order of
- * preference per head dim (its 128 x 64 tiles of 4 warps at d <= 128 and of 8 warps at d = 256 do not
- * fit: the nearest that do stand in); the first one this target can hold wins, and the last one of
- * each list fits in 99 KB (sm_86/89/120). With 8 warps of one m16 tile each, Q in registers is free
- * up to d = 128: 256 threads of 172 or 195 registers both leave room for one block per SM only, and
- * it saves the Q ldmatrix of every K/V tile (d = 128: 501 SASS instructions per tile instead of 520). */
+ * preference per head dim (its 128 x 32 / 128 x 64 tiles of 8 warps at d = 256 do not fit: the nearest
+ * that do stand in); the first one this target can hold wins, and the last one of each list fits in
+ * 99 KB (sm_86/89/120). The last column: blocks that must fit in one SM's shared memory for the
+ * choice to stand. FA2's own 128 x 64 tiles of 4 warps at d <= 128 (two m16 tiles per warp, 255
+ * registers) keep 8 warps busy per SM only as two blocks, which takes 2 x 96 KB at d = 128 (sm_90,
+ * sm_100); elsewhere 8 warps of one m16 tile each stand in, one block per SM, where Q in registers is
+ * free (256 threads of 172 or 195 registers leave room for one block either way) and saves the Q
+ * ldmatrix of every K/V tile (d = 128: 501 SASS instructions per tile instead of 520). Not yet
+ * measured on a GPU: the tuner's winners replace these wherever it has run. */
 static void default_config(const attention_key *key, const jit_target *target, kernel_config *out) {
-  static const int small[][6] = {{128, 64, 8, 2, 1, 1}, {128, 64, 8, 2, 0, 1}, {64, 64, 4, 2, 0, 1}};
-  static const int medium[][6] = {
-      {128, 64, 8, 2, 1, 1}, {128, 64, 8, 2, 0, 1}, {64, 64, 4, 2, 0, 1}, {64, 32, 4, 2, 0, 1}};
-  static const int large[][6] = {{128, 32, 8, 2, 0, 1}, {64, 32, 4, 2, 0, 1}, {64, 16, 4, 2, 0, 1}};
-  const int(*list)[6] = key->head_dim <= 64 ? small : key->head_dim <= 128 ? medium : large;
+  static const int small[][7] = {{128, 64, 8, 2, 1, 1, 1}, {128, 64, 8, 2, 0, 1, 1}, {64, 64, 4, 2, 0, 1, 1}};
+  static const int medium[][7] = {{128, 64, 4, 2, 0, 1, 2}, {128, 64, 8, 2, 1, 1, 1}, {128, 64, 8, 2, 0, 1, 1},
+                                  {64, 64, 4, 2, 0, 1, 1},  {64, 32, 4, 2, 0, 1, 1}};
+  static const int large[][7] = {{128, 32, 8, 2, 0, 1, 1}, {64, 32, 4, 2, 0, 1, 1}, {64, 16, 4, 2, 0, 1, 1}};
+  const int(*list)[7] = key->head_dim <= 64 ? small : key->head_dim <= 128 ? medium : large;
   int count = key->head_dim <= 64    ? (int)(sizeof small / sizeof small[0])
               : key->head_dim <= 128 ? (int)(sizeof medium / sizeof medium[0])
                                      : (int)(sizeof large / sizeof large[0]);
@@ -161,6 +177,9 @@ static void default_config(const attention_key *key, const jit_target *target, k
   for (int i = 0; i < count; i++) {
     memset(out, 0, sizeof *out);
     for (int p = 0; p < P_COUNT; p++) out->values[p] = list[i][p];
+    shape s = shape_of(key, out);
+    if (list[i][P_COUNT] > 1 && (size_t)list[i][P_COUNT] * shared_bytes(&s) > cuda_ir_shared_limit(target->cpu))
+      continue;
     if (config_valid(key, target, out, why, sizeof why)) return;
   }
   /* Nothing fits (fp32, or a head dim the family refuses): the last choice, which config_valid will
@@ -395,11 +414,13 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     tile_gpu_rows_store(tg, &row_max);
     tile_gpu_rows_store(tg, &row_sum);
 
-    /* O = alpha O + P V, P rounded to the input dtype in registers */
-    tile_gpu_acc_load(tg, &out);
-    tile_gpu_scale_rows_unless_one(tg, &out, &alpha);
+    /* O = alpha O + P V, P rounded to the input dtype in registers. P is packed first: across the
+     * rescale's branch its fp32 scores would hold twice the registers (FA2's 128 x 64 tiles of 4 warps
+     * fit at d = 128 only this way). */
     tile_gpu_afrag p_frag;
     tile_gpu_acc_to_a(tg, &scores, &p_frag);
+    tile_gpu_acc_load(tg, &out);
+    tile_gpu_scale_rows_unless_one(tg, &out, &alpha);
     tile_gpu_dot(tg, &out, &p_frag, NULL, NULL, &v_tile, 0, BN / 16);
     tile_gpu_acc_store(tg, &out);
   }

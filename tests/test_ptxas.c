@@ -7,6 +7,7 @@
  * FJ_PTXAS, /usr/local/cuda/bin/ptxas, then PATH.
  * FJ_PTXAS_JOBS: parallel jobs (default 2). FJ_PTXAS_FULL=1: fp16 over the whole space too.
  * FJ_PTXAS_DIMS=80,96,256: the head dims whose whole space is assembled (default 64,128).
+ * FJ_PTXAS_STRIDED=1: those spaces for a strided head dim (the synchronous load path).
  * FJ_PTXAS_DUMP=dir: keep each job's PTX and ptxas report there. FJ_PTXAS_ONLY=substring: only the
  * jobs whose name contains it. */
 #include <pthread.h>
@@ -274,12 +275,14 @@ int main(void) {
       p = *end == ',' ? end + 1 : end;
     }
   }
+  /* FJ_PTXAS_STRIDED=1: the spaces for tensors whose head dim is strided (the synchronous load path) */
+  int strided = getenv("FJ_PTXAS_STRIDED") && atoi(getenv("FJ_PTXAS_STRIDED"));
   const char *archs[] = {"sm_80", "sm_90a"};
   int space = 0;
   for (int a = 0; a < 2; a++) {
     for (int i = 0; i < space_dim_count; i++) {
-      attention_key bf16 = make_key(DTYPE_BF16, space_dims[i], 0, 0, 1);
-      attention_key fp16 = make_key(DTYPE_F16, space_dims[i], 0, 0, 1);
+      attention_key bf16 = make_key(DTYPE_BF16, space_dims[i], 0, 0, !strided);
+      attention_key fp16 = make_key(DTYPE_F16, space_dims[i], 0, 0, !strided);
       space += add_space(archs[a], &bf16, 0);
       if (full) space += add_space(archs[a], &fp16, 0);
     }
