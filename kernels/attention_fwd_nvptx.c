@@ -158,7 +158,7 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
  * preference per head dim (its 128 x 32 / 128 x 64 tiles of 8 warps at d = 256 do not fit: the nearest
  * that do stand in); the first one this target can hold wins, and the last one of each list fits in
  * 99 KB (sm_86/89/120). The last column: blocks that must fit in one SM's shared memory for the
- * choice to stand. FA2's own 128 x 64 tiles of 4 warps at d <= 128 (two m16 tiles per warp, 255
+ * choice to stand (the arch's per-block limit stands in for the SM's, 1 KB larger). FA2's own 128 x 64 tiles of 4 warps at d <= 128 (two m16 tiles per warp, 255
  * registers) keep 8 warps busy per SM only as two blocks, which takes 2 x 96 KB at d = 128 (sm_90,
  * sm_100); elsewhere 8 warps of one m16 tile each stand in, one block per SM, where Q in registers is
  * free (256 threads of 172 or 195 registers leave room for one block either way) and saves the Q
