@@ -155,17 +155,19 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
 }
 
 /* FlashAttention-2's choices for Ampere/Hopper where the register budget holds them, in order of
- * preference per head dim (its 128 x 32 / 128 x 64 tiles of 8 warps at d = 256 do not fit: the nearest
- * that do stand in); the first one this target can hold wins, and the last one of each list fits in
- * 99 KB (sm_86/89/120). The last column: blocks that must fit in one SM's shared memory for the
- * choice to stand (the arch's per-block limit stands in for the SM's, 1 KB larger). FA2's own 128 x 64 tiles of 4 warps at d <= 128 (two m16 tiles per warp, 255
- * registers) keep 8 warps busy per SM only as two blocks, which takes 2 x 96 KB at d = 128 (sm_90,
- * sm_100); elsewhere 8 warps of one m16 tile each stand in, one block per SM, where Q in registers is
- * free (256 threads of 172 or 195 registers leave room for one block either way) and saves the Q
- * ldmatrix of every K/V tile (d = 128: 501 SASS instructions per tile instead of 520). Not yet
- * measured on a GPU: the tuner's winners replace these wherever it has run. */
+ * preference per head dim (at d = 256 its tiles do not fit: the nearest that do stand in); the first
+ * one this target can hold wins, and the last one of each list fits in 99 KB (sm_86/89/120). The last
+ * column: blocks that must fit in one SM's shared memory for the choice to stand (the arch's per-block
+ * limit stands in for the SM's, 1 KB larger). FA2's own tiles of 4 warps with two m16 tiles per warp
+ * (128 x 128 at d = 64, 128 x 64 up to d = 128; 255 registers) keep 8 warps busy per SM only as two
+ * blocks: 2 x 80 KB at d = 64, 2 x 96 KB at d = 128 (sm_90 and sm_100; sm_80 up to d = 96). Elsewhere
+ * 8 warps of one m16 tile each stand in, one block per SM, where Q in registers is free (256 threads
+ * of 172 or 195 registers leave room for one block either way) and saves the Q ldmatrix of every K/V
+ * tile (d = 128: 501 SASS instructions per tile instead of 520). Not yet measured on a GPU: the
+ * tuner's winners replace these wherever it has run. */
 static void default_config(const attention_key *key, const jit_target *target, kernel_config *out) {
-  static const int small[][7] = {{128, 64, 8, 2, 1, 1, 1}, {128, 64, 8, 2, 0, 1, 1}, {64, 64, 4, 2, 0, 1, 1}};
+  static const int small[][7] = {
+      {128, 128, 4, 2, 0, 1, 2}, {128, 64, 8, 2, 1, 1, 1}, {128, 64, 8, 2, 0, 1, 1}, {64, 64, 4, 2, 0, 1, 1}};
   static const int medium[][7] = {{128, 64, 4, 2, 0, 1, 2}, {128, 64, 8, 2, 1, 1, 1}, {128, 64, 8, 2, 0, 1, 1},
                                   {64, 64, 4, 2, 0, 1, 1},  {64, 32, 4, 2, 0, 1, 1}};
   static const int large[][7] = {{128, 32, 8, 2, 0, 1, 1}, {64, 32, 4, 2, 0, 1, 1}, {64, 16, 4, 2, 0, 1, 1}};
