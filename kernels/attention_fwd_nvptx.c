@@ -49,10 +49,20 @@ static const kernel_param params[P_COUNT] = {
  * FlashAttention-2's own 128 x 64 tiles of 4 warps at d = 128), the lowest that spills counts 228
  * (tests/test_ptxas.c checks d = 64 and 128 on every run).
  * A strided head dim (the synchronous, element-by-element load path) keeps the earlier rule, O + 2 S +
- * Q + the fragments loaded ahead <= 224: its loads are hoisted ahead of their stores, and its space
- * spills in places the fit above does not predict (FJ_PTXAS_STRIDED=1 shows them). */
+ * Q + the fragments loaded ahead <= 224, and adds strided_copy_fits below. */
 #define FRAGMENT_REGISTER_BUDGET 226
 #define STRIDED_FRAGMENT_REGISTER_BUDGET 224
+
+/* A strided head dim is copied element by element, and ptxas issues a thread's loads of the next K and
+ * V tiles ahead of their stores to shared memory: those elements, 2 block_n head_dim / threads of them,
+ * share the registers with O. Fitted on 614 strided configs (ptxas 13, head dims 64, 80, 96, 128 and
+ * 256, sm_80 and sm_90a, fp16 and bf16, generator version 8; FJ_PTXAS_STRIDED=1 runs them): with the
+ * budget alone 73 of them spilled; with at most 80 copied elements per thread and O + those elements
+ * <= 128 (192 with swizzled tiles, whose ldmatrix addresses take fewer registers) none do, and 512 of
+ * the 541 that did not spill stay in the space. */
+#define STRIDED_MAX_COPIED_ELEMENTS 80
+#define STRIDED_O_AND_COPIED_BUDGET 128
+#define STRIDED_O_AND_COPIED_BUDGET_SWIZZLED 192
 
 typedef struct shape {
   int block_m, block_n, warps, stages, q_in_regs, swizzle;
@@ -100,6 +110,22 @@ static int fragment_registers(const shape *s) {
 
 static int fragment_budget(const shape *s) {
   return s->d_contiguous ? FRAGMENT_REGISTER_BUDGET : STRIDED_FRAGMENT_REGISTER_BUDGET;
+}
+
+/* 1 where a strided head dim's synchronous copies leave O its registers (always 1 when contiguous);
+ * else 0 and why. */
+static int strided_copy_fits(const shape *s, char *why, size_t why_size) {
+  if (s->d_contiguous) return 1;
+  int copied = 2 * s->block_n * s->padded_dim / (32 * s->warps);
+  int o = s->m_tiles * (s->padded_dim / 8) * 4;
+  int budget = s->swizzle ? STRIDED_O_AND_COPIED_BUDGET_SWIZZLED : STRIDED_O_AND_COPIED_BUDGET;
+  if (copied <= STRIDED_MAX_COPIED_ELEMENTS && o + copied <= budget) return 1;
+  snprintf(why, why_size,
+           "strided head dim: each thread copies %d elements of the next K/V tiles (block_n=%d d=%d warps=%d; "
+           "at most %d) beside %d registers of O (block_m=%d); O + copied over %d (swizzle=%d) ptxas spills",
+           copied, s->block_n, s->padded_dim, s->warps, STRIDED_MAX_COPIED_ELEMENTS, o, s->block_m, budget,
+           s->swizzle);
+  return 0;
 }
 
 static int config_valid(const attention_key *key, const jit_target *target, const kernel_config *config,
@@ -151,7 +177,7 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
              s.d_contiguous ? "" : ", strided head dim", fragment_budget(&s));
     return 0;
   }
-  return 1;
+  return strided_copy_fits(&s, why, why_size);
 }
 
 /* FlashAttention-2's choices for Ampere/Hopper where the register budget holds them, in order of

@@ -1,7 +1,7 @@
 /* test_ptxas.c: the NVIDIA forward kernels checked without a GPU. Every valid config of the family's
  * search space for head dims 64 and 128 (bf16; fp16 for the defaults, all of it with FJ_PTXAS_FULL=1), the
- * defaults of every other supported head dim, and the causal / LSE / strided variants of the defaults
- * are generated, emitted as PTX for sm_80 and sm_90a, and assembled by ptxas -v: each must assemble,
+ * defaults of every other supported head dim, the causal / LSE / strided variants of the defaults, and
+ * the space for a strided head dim at d = 128 on sm_90a (bf16; its own register rule) are generated, emitted as PTX for sm_80 and sm_90a, and assembled by ptxas -v: each must assemble,
  * use no local memory (0 bytes stack frame, no spill stores or loads) and contain the instructions the
  * kernel is built on (mma.sync, ldmatrix, cp.async, ex2.approx). Skips (77) where no ptxas is found:
  * FJ_PTXAS, /usr/local/cuda/bin/ptxas, then PATH.
@@ -285,6 +285,10 @@ int main(void) {
       attention_key fp16 = make_key(DTYPE_F16, space_dims[i], 0, 0, !strided);
       space += add_space(archs[a], &bf16, 0);
       if (full) space += add_space(archs[a], &fp16, 0);
+    }
+    if (!strided && strcmp(archs[a], "sm_90a") == 0) {
+      attention_key strided_d128 = make_key(DTYPE_BF16, 128, 0, 0, 0);
+      space += add_space(archs[a], &strided_d128, 0);
     }
     int dims[] = {64, 80, 96, 128, 256, 72};
     for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++)
