@@ -11,6 +11,8 @@
 
 #define BENCH_COMMAND "bench"
 
+#define BENCH_PEER_COUNT 6
+
 typedef struct bench_options {
   const char *device;       /* NULL: FLASHJIT_DEVICE, else auto (what the library does with NULL) */
   char device_flag[256];    /* "--device=cpu" or "FLASHJIT_DEVICE=cpu": how messages name it */
@@ -30,6 +32,8 @@ typedef struct bench_options {
   const char *seqlens, *head_dims, *mask;
   int peers, csv;
   const char *peers_script;
+  const char *peer_list;    /* --peer-list as given, or NULL: every peer of the device */
+  int peer_chosen[BENCH_PEER_COUNT];  /* with --peer-list: 1 for the peers it names */
 } bench_options;
 
 /* Everything one measured shape produces, for the reports. */
@@ -66,7 +70,6 @@ int bench_measure(fj_context *context, const bench_options *o, const kernel_conf
 
 /* ---- grid points and peers ---- */
 
-#define BENCH_PEER_COUNT 6
 /* The names peers.py reports under: "sdpa-flash", "sdpa-cudnn", "sdpa-efficient", "triton-fa2" (CUDA),
  * then "torch-sdpa", "torch-eager" (CPU). */
 extern const char *const bench_peer_names[BENCH_PEER_COUNT];
@@ -98,9 +101,12 @@ typedef struct bench_peers_status {
  * the command: whatever goes wrong ends in st->note. */
 void bench_peers_run(const bench_options *o, const char *device_id, bench_grid_point *points, int count,
                      int64_t warmup, int64_t repeat, bench_peers_status *st);
-/* The peers that run on the device ("cpu:0": the CPU ones, else the CUDA ones): their indices into
- * bench_peer_names in peers[BENCH_PEER_COUNT]; returns how many. */
-int bench_peers_for_device(const char *device_id, int *peers);
+/* The peers that run on the device ("cpu:0": the CPU ones, else the CUDA ones), only those --peer-list
+ * names when it was given: their indices into bench_peer_names in peers[BENCH_PEER_COUNT]; returns how
+ * many. */
+int bench_peers_for_device(const bench_options *o, const char *device_id, int *peers);
+/* Parses --peer-list into o->peer_chosen; 0, or -1 after printing the usage error. */
+int bench_peer_list_parse(bench_options *o);
 /* "error" when peer k failed at point p, else "n/a" (not run there, or the script not run at all). */
 const char *bench_peer_word(const bench_grid_point *p, int k);
 /* Why peer k has no figure at point p ("" when it has one): the script's note, the peer's or the

@@ -178,7 +178,7 @@ static void grid_print_table(const bench_options *o, const char *device, const c
          device, device_id, timing, o->warmup, o->repeat);
   printf("TFLOP/s = 4*b*h*sq*skv*d / median time, halved when causal (FlashAttention convention, also the peers')\n");
   int shown[BENCH_PEER_COUNT];
-  int shown_count = o->peers ? bench_peers_for_device(device_id, shown) : 0;
+  int shown_count = o->peers ? bench_peers_for_device(o, device_id, shown) : 0;
   if (o->peers) {
     if (peers->ran)
       printf("peers: %s, measured by bench/peers/peers.py in the same run; ratio = flashjit / peer\n",
@@ -220,7 +220,7 @@ static void grid_print_table(const bench_options *o, const char *device, const c
 static void grid_print_csv(const bench_options *o, const char *device_id, const bench_grid_point *points,
                            int count) {
   int shown[BENCH_PEER_COUNT];
-  int shown_count = o->peers ? bench_peers_for_device(device_id, shown) : 0;
+  int shown_count = o->peers ? bench_peers_for_device(o, device_id, shown) : 0;
   printf("dtype,head_dim,causal,seqlen,batch,heads,flops,flashjit_ms,flashjit_ms_min,flashjit_tflops,config_source,"
          "config");
   for (int j = 0; j < shown_count; j++)

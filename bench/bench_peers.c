@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "bench/bench.h"
+#include "bench/cli.h"
 #include "cache/json_reader.h"
 
 extern char **environ;
@@ -24,11 +25,47 @@ const char *const bench_peer_names[BENCH_PEER_COUNT] = {"sdpa-flash", "sdpa-cudn
                                                         "triton-fa2", "torch-sdpa", "torch-eager"};
 #define BENCH_FIRST_CPU_PEER 4
 
-int bench_peers_for_device(const char *device_id, int *peers) {
+static int bench_peer_index(const char *name) {
+  for (int i = 0; i < BENCH_PEER_COUNT; i++)
+    if (name != NULL && strcmp(bench_peer_names[i], name) == 0) return i;
+  return -1;
+}
+
+int bench_peers_for_device(const bench_options *o, const char *device_id, int *peers) {
   int cpu = strncmp(device_id, "cpu", 3) == 0, n = 0;
   for (int k = 0; k < BENCH_PEER_COUNT; k++)
-    if ((k >= BENCH_FIRST_CPU_PEER) == cpu) peers[n++] = k;
+    if ((k >= BENCH_FIRST_CPU_PEER) == cpu && (o->peer_list == NULL || o->peer_chosen[k])) peers[n++] = k;
   return n;
+}
+
+int bench_peer_list_parse(bench_options *o) {
+  memset(o->peer_chosen, 0, sizeof o->peer_chosen);
+  if (o->peer_list == NULL) return 0;
+  char known[256] = "";
+  for (int k = 0; k < BENCH_PEER_COUNT; k++)
+    snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", k ? ", " : "", bench_peer_names[k]);
+  const char *p = o->peer_list;
+  int named = 0;
+  for (;;) {
+    size_t length = strcspn(p, ",");
+    char name[64];
+    if (length == 0 || length >= sizeof name) {
+      cli_error(BENCH_COMMAND, "--peer-list=%s: expected peer names separated by commas (%s)", o->peer_list, known);
+      return -1;
+    }
+    memcpy(name, p, length);
+    name[length] = '\0';
+    int k = bench_peer_index(name);
+    if (k < 0) {
+      cli_error(BENCH_COMMAND, "--peer-list=%s: unknown peer '%s' (known: %s)", o->peer_list, name, known);
+      return -1;
+    }
+    o->peer_chosen[k] = 1;
+    named++;
+    if (p[length] == '\0') break;
+    p += length + 1;
+  }
+  return named > 0 ? 0 : -1;
 }
 
 const char *bench_peer_word(const bench_grid_point *p, int k) {
@@ -45,12 +82,6 @@ const char *bench_peer_why(const bench_peers_status *st, const bench_grid_point 
 double bench_peer_ratio(const bench_grid_point *p, int k) {
   /* The same FLOP count on both sides: the throughput ratio is the inverse ratio of the times. */
   return p->measured && p->peer_measured[k] && p->ms > 0.0 ? p->peer_ms[k] / p->ms : 0.0;
-}
-
-static int bench_peer_index(const char *name) {
-  for (int i = 0; i < BENCH_PEER_COUNT; i++)
-    if (name != NULL && strcmp(bench_peer_names[i], name) == 0) return i;
-  return -1;
 }
 
 /* The script: --peers-script, FLASHJIT_PEERS_SCRIPT, else beside this program: a build folder inside
@@ -90,10 +121,17 @@ static int bench_peers_script(const bench_options *o, char *path, size_t size, c
 
 /* The request: the device, flashjit's thread count (the CPU peers use as many) and the points, as
  * peers.py reads them. */
-static int bench_peers_request(FILE *f, const char *device_id, int threads, const bench_grid_point *points,
-                               int count, int64_t warmup, int64_t repeat) {
-  fprintf(f, "{\"device\": \"%s\", \"threads\": %d, \"warmup\": %" PRId64 ", \"repeat\": %" PRId64
-          ", \"points\": [", device_id, threads, warmup, repeat);
+static int bench_peers_request(FILE *f, const bench_options *o, const char *device_id, int threads,
+                               const bench_grid_point *points, int count, int64_t warmup, int64_t repeat) {
+  fprintf(f, "{\"device\": \"%s\", \"threads\": %d, \"warmup\": %" PRId64 ", \"repeat\": %" PRId64, device_id,
+          threads, warmup, repeat);
+  if (o->peer_list != NULL) {
+    int shown[BENCH_PEER_COUNT], n = bench_peers_for_device(o, device_id, shown);
+    fprintf(f, ", \"peers\": [");
+    for (int j = 0; j < n; j++) fprintf(f, "%s\"%s\"", j ? ", " : "", bench_peer_names[shown[j]]);
+    fprintf(f, "]");
+  }
+  fprintf(f, ", \"points\": [");
   for (int i = 0; i < count; i++) {
     const bench_grid_point *p = &points[i];
     fprintf(f,
@@ -185,7 +223,7 @@ static void bench_peers_spawn(const bench_options *o, const char *device_id, ben
   unlink(request_path);
   FILE *request = fdopen(request_fd, "w+");
   if (request == NULL ||
-      bench_peers_request(request, device_id, bench_threads(o), points, count, warmup, repeat) != 0) {
+      bench_peers_request(request, o, device_id, bench_threads(o), points, count, warmup, repeat) != 0) {
     snprintf(st->note, sizeof st->note, "cannot write the request: %s", strerror(errno));
     if (request) fclose(request); else close(request_fd);
     return;
@@ -246,6 +284,12 @@ static void bench_peers_spawn(const bench_options *o, const char *device_id, ben
 void bench_peers_run(const bench_options *o, const char *device_id, bench_grid_point *points, int count,
                      int64_t warmup, int64_t repeat, bench_peers_status *st) {
   memset(st, 0, sizeof *st);
+  int shown[BENCH_PEER_COUNT];
+  if (bench_peers_for_device(o, device_id, shown) == 0) {
+    snprintf(st->note, sizeof st->note, "--peer-list=%.200s names no peer that runs on %.60s", o->peer_list, device_id);
+    fprintf(stderr, "flashjit bench: peers n/a: %s\n", st->note);
+    return;
+  }
   fprintf(stderr, "flashjit bench: measuring the peers\n");
   bench_peers_spawn(o, device_id, points, count, warmup, repeat, st);
   if (!st->ran) fprintf(stderr, "flashjit bench: peers n/a: %s\n", st->note);

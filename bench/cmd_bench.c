@@ -64,6 +64,9 @@ void cmd_bench_help(FILE *out) {
           "                       memory-efficient backends) and a Triton FlashAttention-2; on the CPU:\n"
           "                       PyTorch SDPA (torch >= 2.0), else PyTorch eager attention, on\n"
           "                       --threads threads. Without python3 or torch they say n/a and why\n"
+          "  --peer-list NAMES    only these peers (implies --peers), e.g. sdpa-flash,sdpa-cudnn; of\n"
+          "                       sdpa-flash, sdpa-cudnn, sdpa-efficient, triton-fa2 (CUDA), torch-sdpa,\n"
+          "                       torch-eager (CPU)\n"
           "  --peers-script PATH  the peers script; default FLASHJIT_PEERS_SCRIPT, else found beside\n"
           "                       this program's build or install folder\n"
           "\n"
@@ -177,6 +180,7 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
       {"--mask", CLI_STRING, &o->mask, 0, 0, NULL},
       {"--peers", CLI_FLAG, &o->peers, 0, 0, NULL},
       {"--peers-script", CLI_STRING, &o->peers_script, 0, 0, NULL},
+      {"--peer-list", CLI_STRING, &o->peer_list, 0, 0, NULL},
       {"--csv", CLI_FLAG, &o->csv, 0, 0, NULL},
       {"--config", CLI_STRING, &o->config, 0, 0, &o->config_set},
       {"--threads", CLI_INT, &o->threads, 0, 4096, NULL},
@@ -206,6 +210,10 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
   if (o->cache_dir != NULL && o->cache_dir[0] == '\0') {
     cli_error(BENCH_COMMAND, "--cache-dir=: empty path");
     return CLI_EXIT_USAGE;
+  }
+  if (o->peer_list != NULL) {
+    if (bench_peer_list_parse(o) != 0) return CLI_EXIT_USAGE;
+    o->peers = 1;
   }
   if (o->peers_script != NULL && !o->peers) {
     cli_error(BENCH_COMMAND, "--peers-script=%s: only with --peers", o->peers_script);
@@ -432,7 +440,7 @@ static void bench_run_peers(const bench_options *o, const bench_result *r, bench
   p->measured = 1;
   p->ms = r->ms_median;
   p->ms_min = r->ms_min;
-  peers->shown_count = bench_peers_for_device(r->device_id, peers->shown);
+  peers->shown_count = bench_peers_for_device(o, r->device_id, peers->shown);
   bench_peers_run(o, r->device_id, p, 1, o->warmup, o->repeat, &peers->status);
 }
 

@@ -5,7 +5,10 @@
 # .device/bundle.tar.xz (ignored by git; small enough to travel with the tree). `unpack`, run on the GPU
 # machine from a copy of the tree, puts them back in build-gpu/ and makes the build's absolute paths
 # (the tests call the command and find their scripts by the path they were built at) resolve there.
-# `check` runs the GPU tests; what to run after that is in docs/PERF.md's NVIDIA section.
+# `check` runs the GPU tests. `measure` is what one device call should do (a session is lent about 15
+# minutes of device time, one command at most 10): check, cold and warm start, the prefill grid beside
+# PyTorch's SDPA backends, then the Triton peer and a short tune while time is left, each step under a
+# deadline, everything written to $OUT as it goes (docs/PERF.md's NVIDIA section).
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 build="$root/build-gpu"
@@ -47,8 +50,59 @@ check)
   done
   exit $status
   ;;
+measure)
+  # Usage (on the GPU machine, from the tree): bench/gpu_bundle.sh measure [SECONDS], default 540:
+  # the whole run stays inside that many seconds; each step gets at most its own share and is skipped
+  # when too little is left. Logs: $OUT/run.log (all steps), grid.csv, triton.jsonl, tune.json.
+  out=${OUT:-$root/.device/out}
+  mkdir -p "$out"
+  deadline=$(($(date +%s) + ${2:-540}))
+  log="$out/run.log"
+  B="$build/flashjit"
+  # step NAME MIN_SECONDS MAX_SECONDS command...: runs the command under timeout when at least MIN
+  # seconds are left, for at most MAX (or what is left); its output goes to the log.
+  step() {
+    name=$1 least=$2 most=$3
+    shift 3
+    left=$((deadline - $(date +%s)))
+    if [ "$left" -lt "$least" ]; then
+      echo "== $name: skipped, ${left}s left (needs ${least}s)" >>"$log"
+      return 0
+    fi
+    [ "$most" -lt "$left" ] || most=$left
+    echo "== $name (at most ${most}s): $*" >>"$log"
+    begin=$(date +%s)
+    rc=0
+    timeout -k 5 "$most" "$@" >>"$log" 2>&1 || rc=$?
+    echo "== $name: exit $rc after $(($(date +%s) - begin))s" >>"$log"
+  }
+  export PYTHONUNBUFFERED=1
+  # The run's own cache, outside $OUT (8 files come back at most): each kernel's first build is cold.
+  cache=$(mktemp -d /tmp/flashjit-measure-XXXXXX)
+  step "unpack" 30 120 "$0" unpack
+  step "nvidia-smi" 10 20 nvidia-smi
+  step "test_attention_cuda" 120 240 "$build/test_attention_cuda"
+  step "test_tune_cuda" 60 120 "$build/test_tune_cuda"
+  step "test_torch_interop" 30 90 "$build/test_torch_interop"
+  # Cold compile (an empty cache), then warm start (a second process loads the cached binary).
+  for run in cold warm; do
+    step "build $run d128 bf16" 20 60 "$B" bench --device cuda:0 --cache-dir "$cache" --batch 4 --heads 16 \
+      --seqlen 4096 --head-dim 128 --dtype bf16 --warmup 5 --repeat 20
+  done
+  step "grid with sdpa peers" 120 240 sh -c "\"$B\" bench --device cuda:0 --cache-dir \"$cache\" --grid prefill \
+    --peer-list sdpa-flash,sdpa-cudnn,sdpa-efficient --csv >\"$out/grid.csv\""
+  # Triton compiles 8 configs per (dtype, head dim, causal): what finishes is kept line by line.
+  step "triton-fa2 on the grid" 90 240 sh -c "python3 \"$root/bench/peers/peers.py\" --grid prefill \
+    --peers triton-fa2 >\"$out/triton.jsonl\""
+  step "tune d128 bf16 s4096" 60 120 sh -c "\"$B\" tune --device cuda:0 --cache-dir \"$cache\" --batch 4 \
+    --heads 16 --seqlen 4096 --head-dim 128 --dtype bf16 --budget 90s --json --quiet >\"$out/tune.json\""
+  step "tuned d128 bf16 s4096" 15 40 "$B" bench --device cuda:0 --cache-dir "$cache" --batch 4 --heads 16 \
+    --seqlen 4096 --head-dim 128 --dtype bf16 --warmup 5 --repeat 20
+  rm -rf "$cache"
+  grep "^== " "$log"
+  ;;
 *)
-  echo "usage: bench/gpu_bundle.sh pack | unpack | check" >&2
+  echo "usage: bench/gpu_bundle.sh pack | unpack | check | measure [SECONDS]" >&2
   exit 2
   ;;
 esac

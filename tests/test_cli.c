@@ -584,8 +584,9 @@ static void test_grid(void) {
              "req = json.load(sys.stdin)\n"
              "p0 = req['points'][0]\n"
              "print('a line that is not JSON')\n"
-             "print(json.dumps({'kind': 'info', 'torch': 'stand-in', 'device': '%s, %d threads, kv %d, skv %d' % "
-             "(req['device'], req['threads'], p0['kv_heads'], p0['seqlen_kv'])}))\n"
+             "print(json.dumps({'kind': 'info', 'torch': 'stand-in', 'device': '%s, %d threads, kv %d, skv %d, "
+             "asked for %s' % (req['device'], req['threads'], p0['kv_heads'], p0['seqlen_kv'], "
+             "','.join(req.get('peers', ['all'])))}))\n"
              "print(json.dumps({'kind': 'unavailable', 'peer': 'torch-sdpa', 'reason': 'no SDPA here'}))\n"
              "print(json.dumps({'kind': 'check', 'peer': 'torch-eager', 'ok': False, 'scope': 'dtype', "
              "'dtype': 'fp16', 'error': 'no Half'}))\n"
@@ -637,6 +638,22 @@ static void test_grid(void) {
     jfree(doc);
     cli_result_free(&r);
 
+    /* --peer-list: the request names the chosen peers, and only their columns are shown. */
+    const char *list_args[] = {"bench", "--device", "cpu", "--heads", "2", "--seqlen", "64", "--head-dim", "64",
+                               "--dtype", "fp32", "--warmup", "0", "--repeat", "2", "--threads", "1",
+                               "--peer-list", "torch-eager", "--peers-script", fake, "--json", NULL};
+    r = run_cli(list_args);
+    doc = jparse(r.out);
+    list = jget(doc, "peers");
+    check(r.exited && r.code == 0 && list && list->type == J_ARRAY && list->count == 1 &&
+              strcmp(jstring(list->items[0], "peer"), "torch-eager") == 0 &&
+              strstr(jstring(doc, "peers_info"), "asked for torch-eager") &&
+              strstr(jstring(doc, "peers_info"), "asked for torch-eager,") == NULL,
+          "bench --peer-list torch-eager: the request asks for that peer alone, one column (exit %d: %s)", r.code,
+          jstring(doc, "peers_info"));
+    jfree(doc);
+    cli_result_free(&r);
+
     const char *half_args[] = {"bench", "--device", "cpu", "--heads", "2", "--seqlen", "64", "--head-dim", "64",
                                "--dtype", "fp16", "--warmup", "0", "--repeat", "2", "--peers", "--peers-script", fake,
                                NULL};
@@ -672,6 +689,8 @@ static void test_grid(void) {
       {{"bench", "--grid", "prefill", "--json", "--csv", NULL}, "--json with --csv", 2},
       {{"bench", "--peers-script", "x.py", NULL}, "--peers-script=x.py", 2},
       {{"bench", "--csv", NULL}, "--csv", 2},
+      {{"bench", "--peer-list", "sdpa-flash,nope", NULL}, "--peer-list=sdpa-flash,nope", 2},
+      {{"bench", "--peer-list", "sdpa-flash,", NULL}, "--peer-list=sdpa-flash,", 2},
       {{"bench", "--grid", "prefill", "--peers-script", "x.py", NULL}, "--peers-script=x.py", 2},
       {{"bench", "--device", "cuda:3", NULL}, "cuda:3", 1},
       {{"tune", "--isolation", "sideways", NULL}, "--isolation=sideways", 2},

@@ -708,6 +708,9 @@ def main(argv=None):
         except (ValueError, json.JSONDecodeError) as e:
             emit({"kind": "skip", "reason": "bad request on stdin: %s" % e})
             return 2
+    if wanted is None and isinstance(request.get("peers"), list):
+        # flashjit bench --peer-list: the peers it names, as it checked them
+        wanted = [p for p in request["peers"] if p in PEERS]
     device = args.device or request.get("device") or "cuda:0"
     warmup = args.warmup if args.warmup is not None else int(request.get("warmup", 5))
     repeat = args.repeat if args.repeat is not None else int(request.get("repeat", 20))
