@@ -3,10 +3,11 @@
  * call glibc's own) so that the Nth allocation made by flashjit, SQLite or libc on flashjit's behalf
  * fails: once, or from then on. LLVM's and libstdc++'s allocations never fail (LLVM aborts when memory
  * runs out, by design) and are not counted; most runs keep LLVM out of the way, their kernels coming
- * from the disk cache, which a clean run fills first. For N = 1, 2, ... until the workload runs through without
- * reaching the Nth allocation, it creates a CPU context, runs two attention calls (the first reads
- * its tuned config from the tuning database: SQLite's allocations count too) and destroys the
- * context; then once more with one call that compiles its kernel and writes it to the disk cache.
+ * from the disk cache, which a clean run fills first. For N = 1, 2, ... until the workload runs
+ * through without reaching the Nth allocation, it creates a CPU context, runs two attention calls
+ * (the first reads its tuned config from the tuning database: SQLite's allocations count too) and
+ * destroys the context; then once more with one call that compiles its kernel and writes it to the
+ * disk cache.
  * Every call must return; an error must come with a message; a call that says FJ_OK must have
  * written the right result; and once the context is destroyed, every allocation made since it was
  * created must be freed (no leak on any error path). Skips (77) under AddressSanitizer, which replaces
