@@ -15,7 +15,9 @@
  * FJ_EMU_ONLY=substring runs only the cases whose line contains it; FJ_EMU_NO_O3=1 emulates the
  * generator's IR before the NVPTX O3 pipeline; FJ_EMU_SWEEP=1 runs every valid config of the space
  * for both dtypes, causal and not, at head dims 24 to 256 on one small shape instead (minutes), a hunt
- * for bugs beyond the listed cases; FJ_EMU_DUMP=dir keeps the rewritten host modules. Under
+ * for bugs beyond the listed cases (FJ_EMU_SWEEP=misaligned or =d-stride-2: in that layout, through
+ * the synchronous copy paths; the strided one over the strided space); FJ_EMU_DUMP=dir keeps the
+ * rewritten host modules. Under
  * AddressSanitizer, its one-time warning that swapcontext is not fully supported is expected: the
  * fibers tell ASan about every switch (tests/nvptx_emu_fiber.c). */
 #include <stdio.h>
@@ -364,15 +366,15 @@ done:
   case_tensors_free(c, &t);
 }
 
-/* FJ_EMU_SWEEP=1: the whole space on one shape per (dtype, head dim, causal). */
-static void sweep(void) {
+/* FJ_EMU_SWEEP: the whole space on one shape per (dtype, head dim, causal), in one layout. */
+static void sweep(layout in) {
   static const int dims[] = {24, 40, 64, 72, 80, 96, 128, 256};
   int index = NUM_CASES;
   sweeping = 1;
   for (int dtype = DTYPE_F16; dtype <= DTYPE_BF16; dtype++)
     for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++)
       for (int causal = 0; causal < 2; causal++) {
-        emu_case e = {{(dtype_id)dtype, 1, 2, 1, 70, 90, dims[d], causal, 1, CONTIG, 0}, DEFAULT};
+        emu_case e = {{(dtype_id)dtype, 1, 2, 1, 70, 90, dims[d], causal, 1, in, 0}, DEFAULT};
         attention_key key;
         memset(&key, 0, sizeof key);
         key.dtype = dtype;
@@ -381,7 +383,7 @@ static void sweep(void) {
         key.kv_heads = 1;
         key.causal = causal;
         key.has_lse = 1;
-        key.d_contiguous = 1;
+        key.d_contiguous = in != DSTRIDE2;
         int at[KERNEL_MAX_PARAMS] = {0};
         for (;;) {
           kernel_config config;
@@ -415,7 +417,7 @@ int main(int argc, char **argv) {
   self_tests();
   const char *only = getenv("FJ_EMU_ONLY"), *sweep_env = getenv("FJ_EMU_SWEEP");
   if (sweep_env && *sweep_env && strcmp(sweep_env, "0") != 0) {
-    sweep();
+    sweep(strcmp(sweep_env, "misaligned") == 0 ? MISALIGNED : strcmp(sweep_env, "d-stride-2") == 0 ? DSTRIDE2 : CONTIG);
   } else {
     for (int i = 0; i < NUM_CASES; i++) run_case(i, &cases[i]);
     if (!(only && *only)) check_coverage();
