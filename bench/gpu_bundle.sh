@@ -89,7 +89,7 @@ measure)
     step "build $run d128 bf16" 20 60 "$B" bench --device cuda:0 --cache-dir "$cache" --batch 4 --heads 16 \
       --seqlen 4096 --head-dim 128 --dtype bf16 --warmup 5 --repeat 20
   done
-  step "grid with sdpa peers" 120 240 sh -c "\"$B\" bench --device cuda:0 --cache-dir \"$cache\" --grid prefill \
+  step "grid with sdpa peers" 120 360 sh -c "\"$B\" bench --device cuda:0 --cache-dir \"$cache\" --grid prefill \
     --peer-list sdpa-flash,sdpa-cudnn,sdpa-efficient --csv >\"$out/grid.csv\""
   # Triton compiles 8 configs per (dtype, head dim, causal): what finishes is kept line by line.
   step "triton-fa2 on the grid" 90 240 sh -c "python3 \"$root/bench/peers/peers.py\" --grid prefill \
