@@ -45,7 +45,6 @@ int bench_peer_list_parse(bench_options *o) {
   for (int k = 0; k < BENCH_PEER_COUNT; k++)
     snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", k ? ", " : "", bench_peer_names[k]);
   const char *p = o->peer_list;
-  int named = 0;
   for (;;) {
     size_t length = strcspn(p, ",");
     char name[64];
@@ -61,11 +60,9 @@ int bench_peer_list_parse(bench_options *o) {
       return -1;
     }
     o->peer_chosen[k] = 1;
-    named++;
-    if (p[length] == '\0') break;
+    if (p[length] == '\0') return 0;
     p += length + 1;
   }
-  return named > 0 ? 0 : -1;
 }
 
 const char *bench_peer_word(const bench_grid_point *p, int k) {
