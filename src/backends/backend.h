@@ -1,4 +1,4 @@
-/* backend.h: the table every device backend fills (cpu now; cuda, hip and NPUs later), in the style of
+/* backend.h: the table every device backend fills (cpu and cuda now; hip and NPUs later), in the style of
  * SQLite's sqlite3_io_methods: api_version first, optional slots marked with their default. Adding a
  * vendor means one folder under src/backends/ and one line in registry.c. */
 #ifndef FJ_BACKEND_H
