@@ -443,6 +443,42 @@ static void test_host_tensor(void) {
   host_tensor_free(NULL);
   CHECK(t.allocation == NULL, "free clears and is NULL-safe and repeatable");
 
+  /* A benchmark-sized tensor (16M + 3 elements: the threaded fill, a partial last chunk): the same
+   * values for the same seed, uniform on [-1, 1) (mean 0, variance 1/3), no chunk repeating another. */
+  {
+    int64_t large[2] = {(1LL << 24) + 3, 1};
+    host_tensor a, b;
+    int made = host_tensor_alloc(&a, DTYPE_BF16, 2, large, NULL) == 0 && host_tensor_alloc(&b, DTYPE_BF16, 2, large, NULL) == 0;
+    CHECK(made, "alloc two [2^24 + 3, 1] bf16 tensors");
+    if (made) {
+      host_tensor_poison(&a);
+      host_tensor_fill_random(&a, 7);
+      host_tensor_fill_random(&b, 7);
+      size_t bytes = (size_t)large[0] * 2;
+      CHECK(memcmp(a.t.data, b.t.data, bytes) == 0, "large: same seed, same values");
+      double mean = 0, square = 0;
+      int bounded = 1;
+      for (int64_t i = 0; i < large[0]; i++) {
+        float v = core_load_as_f32(a.t.data, DTYPE_BF16, i);
+        bounded &= v >= -1.0f && v <= 1.0f;
+        mean += v;
+        square += (double)v * v;
+      }
+      mean /= (double)large[0];
+      square /= (double)large[0];
+      CHECK(bounded && fabs(mean) < 1e-3 && fabs(square - 1.0 / 3.0) < 1e-3,
+            "large: values in [-1, 1], mean %.2e, mean square %.4f (1/3)", mean, square);
+      const uint16_t *h = a.t.data;
+      CHECK(memcmp(h, h + (1 << 20), 1 << 12) != 0 && memcmp(h + (1 << 20), h + (2 << 20), 1 << 12) != 0,
+            "large: the chunks' streams differ");
+      CHECK(h[large[0] - 1] != 0xffff && h[large[0] - 3] != 0xffff, "large: the partial last chunk is filled (not NaN)");
+      host_tensor_fill_random(&b, 8);
+      CHECK(memcmp(a.t.data, b.t.data, bytes) != 0, "large: another seed, other values");
+    }
+    host_tensor_free(&a);
+    host_tensor_free(&b);
+  }
+
   /* padded strides: [2, 5] with row stride 8 reaches index 1*8+4 = 12 -> 13 floats -> 64 bytes */
   int64_t s2[2] = {2, 5}, st2[2] = {8, 1};
   CHECK(host_tensor_alloc(&t, DTYPE_F32, 2, s2, st2) == 0 && t.allocation_bytes == 64,

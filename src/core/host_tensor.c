@@ -1,8 +1,10 @@
 /* host_tensor.c: host-memory DLTensors for tests, tools and the tuner. Allocations cover exactly the
  * elements the strides reach (rounded up to 64 bytes), so a kernel that writes past a padded or strided
  * layout is caught by AddressSanitizer; random fills are seeded so a failure can be replayed. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "core/host_tensor.h"
 
 static void core_row_major(int ndim, const int64_t *shape, int64_t *strides) {
@@ -114,15 +116,54 @@ static uint64_t core_splitmix64(uint64_t *state) {
   return z ^ (z >> 31);
 }
 
+/* 24 random bits give every value exactly representable in fp32, uniform on [-1, 1). */
+static float core_random_unit(uint64_t *state) { return (float)(core_splitmix64(state) >> 40) * 0x1p-23f - 1.0f; }
+
 static void core_fill_one(void *state, int64_t index) {
   core_fill_state *s = state;
-  /* 24 random bits give every value exactly representable in fp32, uniform on [-1, 1). */
-  float value = (float)(core_splitmix64(&s->state) >> 40) * 0x1p-23f - 1.0f;
-  core_store_from_f32(s->data, s->dtype, index, value);
+  core_store_from_f32(s->data, s->dtype, index, core_random_unit(&s->state));
 }
 
 static int core_host_dtype(const host_tensor *t, dtype_id *dtype) {
   return t != NULL && t->t.data != NULL && core_dtype_from_dlpack(t->t.dtype, dtype);
+}
+
+/* Tensors of at least this many elements, row-major, are filled by several threads, each chunk of
+ * CORE_FILL_CHUNK elements from its own stream (seed and chunk number), so the values depend on the
+ * seed alone, not on the thread count. The benchmark grids fill 100 million elements a point; the
+ * tests' tensors stay far below and keep their one stream. */
+#define CORE_FILL_PARALLEL (1LL << 24)
+#define CORE_FILL_CHUNK (1LL << 20)
+#define CORE_FILL_MAX_THREADS 16
+
+typedef struct core_fill_job {
+  char *data;
+  dtype_id dtype;
+  int64_t count;
+  uint64_t seed;
+  int64_t first_chunk, chunk_step;
+} core_fill_job;
+
+static void *core_fill_chunks(void *argument) {
+  core_fill_job *job = argument;
+  for (int64_t chunk = job->first_chunk; chunk * CORE_FILL_CHUNK < job->count; chunk += job->chunk_step) {
+    uint64_t state = job->seed ^ ((uint64_t)(chunk + 1) * 0xd1b54a32d192ed03ULL);
+    int64_t end = (chunk + 1) * CORE_FILL_CHUNK < job->count ? (chunk + 1) * CORE_FILL_CHUNK : job->count;
+    for (int64_t i = chunk * CORE_FILL_CHUNK; i < end; i++)
+      core_store_from_f32(job->data, job->dtype, i, core_random_unit(&state));
+  }
+  return NULL;
+}
+
+/* The element count of a tensor whose strides are row-major (elements data[0 .. count)), else -1. */
+static int64_t core_row_major_count(const host_tensor *t) {
+  int64_t expected = 1;
+  for (int i = t->t.ndim - 1; i >= 0; i--) {
+    int64_t stride = t->t.strides != NULL ? t->t.strides[i] : t->strides[i];
+    if (t->t.shape[i] != 1 && stride != expected) return -1;
+    expected *= t->t.shape[i];
+  }
+  return expected;
 }
 
 void host_tensor_fill_random(host_tensor *t, uint64_t seed) {
@@ -130,7 +171,25 @@ void host_tensor_fill_random(host_tensor *t, uint64_t seed) {
   if (!core_host_dtype(t, &s.dtype)) return;
   s.data = (char *)t->t.data + t->t.byte_offset;
   s.state = seed;
-  core_for_each_element(t, core_fill_one, &s);
+  int64_t count = core_row_major_count(t);
+  if (count < CORE_FILL_PARALLEL) {
+    core_for_each_element(t, core_fill_one, &s);
+    return;
+  }
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  int threads = cores < 1 ? 1 : cores > CORE_FILL_MAX_THREADS ? CORE_FILL_MAX_THREADS : (int)cores;
+  core_fill_job jobs[CORE_FILL_MAX_THREADS];
+  pthread_t ids[CORE_FILL_MAX_THREADS];
+  int started[CORE_FILL_MAX_THREADS] = {0};
+  for (int i = 0; i < threads; i++) {
+    jobs[i] = (core_fill_job){s.data, s.dtype, count, seed, i, threads};
+    started[i] = i > 0 && pthread_create(&ids[i], NULL, core_fill_chunks, &jobs[i]) == 0;
+  }
+  /* This thread takes the first share, and any share whose thread did not start. */
+  for (int i = 0; i < threads; i++)
+    if (!started[i]) core_fill_chunks(&jobs[i]);
+  for (int i = 1; i < threads; i++)
+    if (started[i]) pthread_join(ids[i], NULL);
 }
 
 typedef struct core_poison_state {

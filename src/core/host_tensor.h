@@ -24,7 +24,9 @@ int host_tensor_alloc(host_tensor *out, dtype_id dtype, int ndim, const int64_t 
  * of dtype (for packed QKV); t.data already includes the offset, t.byte_offset is 0. */
 void host_tensor_view(host_tensor *out, const host_tensor *base, dtype_id dtype, int ndim,
                       const int64_t *shape, const int64_t *strides, int64_t element_offset);
-/* Fills every reachable element with uniform values in [-1, 1) from a splitmix64 stream at seed. */
+/* Fills every reachable element with uniform values in [-1, 1) from a splitmix64 stream at seed (a
+ * row-major tensor of 16M elements or more: one stream per 1M-element chunk, filled by up to 16
+ * threads; the values still depend on the seed alone). */
 void host_tensor_fill_random(host_tensor *t, uint64_t seed);
 /* Fills the whole allocation with a NaN pattern so unwritten outputs show. */
 void host_tensor_poison(host_tensor *t);
