@@ -98,9 +98,12 @@ static size_t shared_bytes(const shape *s) {
   return ((size_t)s->block_m + 2 * (size_t)s->stages * (size_t)s->block_n) * (size_t)s->padded_dim * 2;
 }
 
+/* Registers of one thread's part of the O accumulator (fp32, m_tiles x head_dim / 8 n8 tiles). */
+static int o_registers(const shape *s) { return s->m_tiles * (s->padded_dim / 8) * 4; }
+
 /* Fragment registers one thread needs in the main loop, as the budgets above weigh them. */
 static int fragment_registers(const shape *s) {
-  int o = s->m_tiles * (s->padded_dim / 8) * 4;
+  int o = o_registers(s);
   int scores = s->m_tiles * (s->block_n / 8) * 4;
   int q = s->q_in_regs ? s->m_tiles * (s->padded_dim / 16) * 4 : 0;
   int loaded_ahead = s->block_n / 4 + s->padded_dim / 8;
@@ -117,7 +120,7 @@ static int fragment_budget(const shape *s) {
 static int strided_copy_fits(const shape *s, char *why, size_t why_size) {
   if (s->d_contiguous) return 1;
   int copied = 2 * s->block_n * s->padded_dim / (32 * s->warps);
-  int o = s->m_tiles * (s->padded_dim / 8) * 4;
+  int o = o_registers(s);
   int budget = s->swizzle ? STRIDED_O_AND_COPIED_BUDGET_SWIZZLED : STRIDED_O_AND_COPIED_BUDGET;
   if (copied <= STRIDED_MAX_COPIED_ELEMENTS && o + copied <= budget) return 1;
   snprintf(why, why_size,

@@ -17,9 +17,8 @@
  * for both dtypes, causal and not, at head dims 24 to 256 on one small shape instead (minutes), a hunt
  * for bugs beyond the listed cases (FJ_EMU_SWEEP=misaligned or =d-stride-2: in that layout, through
  * the synchronous copy paths; the strided one over the strided space); FJ_EMU_DUMP=dir keeps the
- * rewritten host modules. Under
- * AddressSanitizer, its one-time warning that swapcontext is not fully supported is expected: the
- * fibers tell ASan about every switch (tests/nvptx_emu_fiber.c). */
+ * rewritten host modules. Under AddressSanitizer, its one-time warning that swapcontext is not fully
+ * supported is expected: the fibers tell ASan about every switch (tests/nvptx_emu_fiber.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,9 +1,10 @@
 /* test_ptxas.c: the NVIDIA forward kernels checked without a GPU. Every valid config of the family's
  * search space for head dims 64 and 128 (bf16; fp16 for the defaults, all of it with FJ_PTXAS_FULL=1), the
  * defaults of every other supported head dim, the causal / LSE / strided variants of the defaults, and
- * the space for a strided head dim at d = 128 on sm_90a (bf16; its own register rule) are generated, emitted as PTX for sm_80 and sm_90a, and assembled by ptxas -v: each must assemble,
- * use no local memory (0 bytes stack frame, no spill stores or loads) and contain the instructions the
- * kernel is built on (mma.sync, ldmatrix, cp.async, ex2.approx). Skips (77) where no ptxas is found:
+ * the space for a strided head dim at d = 128 on sm_90a (bf16; its own register rule) are generated,
+ * emitted as PTX for sm_80 and sm_90a, and assembled by ptxas -v: each must assemble, use no local memory
+ * (0 bytes stack frame, no spill stores or loads) and contain the instructions the kernel is built on
+ * (mma.sync, ldmatrix, cp.async, ex2.approx). Skips (77) where no ptxas is found:
  * FJ_PTXAS, /usr/local/cuda/bin/ptxas, then PATH.
  * FJ_PTXAS_JOBS: parallel jobs (default 2). FJ_PTXAS_FULL=1: fp16 over the whole space too.
  * FJ_PTXAS_DIMS=80,96,256: the head dims whose whole space is assembled (default 64,128).

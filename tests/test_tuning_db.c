@@ -23,6 +23,7 @@
 #include "core/log.h"
 #include "check.h"
 #include "test_files.h"
+#include "tuning_dump.h"
 
 /* Warnings captured from the log, to check that moving a file aside says so. */
 static char captured[8192];
@@ -82,19 +83,6 @@ static long long sql_int(const char *path, const char *sql) {
   return value;
 }
 
-static void sql_text(const char *path, const char *sql, char *out, size_t size) {
-  sqlite3 *h = NULL;
-  out[0] = '\0';
-  if (sqlite3_open_v2(path, &h, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK) {
-    sqlite3_busy_timeout(h, 10000);
-    sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(h, sql, -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
-      snprintf(out, size, "%s", sqlite3_column_text(s, 0) ? (const char *)sqlite3_column_text(s, 0) : "");
-    sqlite3_finalize(s);
-  }
-  sqlite3_close(h);
-}
-
 static int sql_exec(const char *path, const char *sql) {
   sqlite3 *h = NULL;
   int rc = sqlite3_open_v2(path, &h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
@@ -151,10 +139,10 @@ static void check_schema(void) {
                                    "('flashjit_meta','devices','problems','trials','winners','claims')");
   check_detail(tables == 6, "tables flashjit_meta, devices, problems, trials, winners, claims exist", NULL);
   char mode[32];
-  sql_text(path, "PRAGMA journal_mode", mode, sizeof mode);
+  tuning_sql_text(path, "PRAGMA journal_mode", mode, sizeof mode);
   check_detail(strcmp(mode, "wal") == 0, "journal mode is WAL", mode);
   char format[64];
-  sql_text(path, "SELECT value FROM flashjit_meta WHERE key = 'format'", format, sizeof format);
+  tuning_sql_text(path, "SELECT value FROM flashjit_meta WHERE key = 'format'", format, sizeof format);
   check_detail(strcmp(format, "flashjit-tuning") == 0, "flashjit_meta holds the marker", format);
   tuning_db_close(db);
   tuning_db *again = NULL;
@@ -185,7 +173,7 @@ static void check_record(tuning_db *db, const char *path) {
             sql_int(path, "SELECT head_dim FROM problems") == 128 && sql_int(path, "SELECT kv_heads FROM problems") == 8,
         "the key is parsed into columns (bucket 11, d 128, hk 8)", NULL);
   char base[512];
-  sql_text(path, "SELECT base_key || '|' || dtype FROM problems", base, sizeof base);
+  tuning_sql_text(path, "SELECT base_key || '|' || dtype FROM problems", base, sizeof base);
   check_detail(strcmp(base, "attention_fwd dtype=bf16 d=128 h=8 hk=8 causal=0 lse=0 dcontig=1|bf16") == 0,
         "base_key is the key without its bucket", base);
 
@@ -326,7 +314,7 @@ static void check_migration(void) {
   check_detail(sql_int(path, "SELECT count(*) FROM flashjit_meta WHERE key = 'migrated_1_to_2'") == 1,
         "the migration is noted in flashjit_meta", NULL);
   char check_result[64];
-  sql_text(path, "PRAGMA integrity_check", check_result, sizeof check_result);
+  tuning_sql_text(path, "PRAGMA integrity_check", check_result, sizeof check_result);
   check_detail(strcmp(check_result, "ok") == 0 && sql_int(path, "SELECT count(*) FROM pragma_foreign_key_check") == 0,
         "migrated file passes integrity and foreign key checks", check_result);
   tuning_winner w;
@@ -560,7 +548,7 @@ static void check_concurrent_writers(void) {
   check_detail(measured == 100, "claims: each shared trial measured by exactly one writer", detail);
   check_detail(sql_int(path, "SELECT count(*) FROM claims") == 0, "no claims left behind", NULL);
   char integrity[64];
-  sql_text(path, "PRAGMA integrity_check", integrity, sizeof integrity);
+  tuning_sql_text(path, "PRAGMA integrity_check", integrity, sizeof integrity);
   check_detail(strcmp(integrity, "ok") == 0, "integrity_check ok after concurrent writers", integrity);
 }
 
@@ -872,7 +860,7 @@ static void check_bad_rows(void) {
         "a row that is not an object", report_text);
   free(report_text);
   char message[64];
-  sql_text(path, "SELECT message FROM trials WHERE config = 'good'", message, sizeof message);
+  tuning_sql_text(path, "SELECT message FROM trials WHERE config = 'good'", message, sizeof message);
   check_detail(strcmp(message, "caf\xc3\xa9 \xf0\x9f\x98\x80") == 0, "\\u escapes and surrogate pairs decode to UTF-8",
         message);
   tuning_db_close(db);

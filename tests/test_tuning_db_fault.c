@@ -20,6 +20,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "test_files.h"
+#include "tuning_dump.h"
 
 /* ---- the fault VFS -------------------------------------------------------------------------------- */
 
@@ -228,20 +229,6 @@ static char import_json[8192];
 
 static char root[64], db_path[128];
 
-/* SQLite's answer on its own connection (through the shim, disarmed). */
-static void sql_text(const char *sql, char *out, size_t size) {
-  sqlite3 *h = NULL;
-  out[0] = '\0';
-  if (sqlite3_open_v2(db_path, &h, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK) {
-    sqlite3_busy_timeout(h, 10000);
-    sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(h, sql, -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
-      snprintf(out, size, "%s", sqlite3_column_text(s, 0) ? (const char *)sqlite3_column_text(s, 0) : "(null)");
-    sqlite3_finalize(s);
-  }
-  sqlite3_close(h);
-}
-
 /* 1 when a file was moved aside as corrupt (remove: and those files are deleted). */
 static int moved_aside(int remove) {
   DIR *d = opendir(root);
@@ -372,7 +359,7 @@ static int verify(const char *mode, long round, const round_record *recorded) {
     }
   }
   char integrity[256];
-  sql_text("PRAGMA integrity_check", integrity, sizeof integrity);
+  tuning_sql_text(db_path, "PRAGMA integrity_check", integrity, sizeof integrity);
   if (strcmp(integrity, "ok") != 0) {
     snprintf(what, sizeof what, "%s fault at I/O call %ld: integrity_check", mode, round);
     check_detail(0, what, integrity);
@@ -472,9 +459,9 @@ static void run_open_mode(const char *what, const char *v1_sql, int persistent) 
     else if (tuning_db_schema_version(db) != TUNING_DB_SCHEMA_VERSION) snprintf(detail, sizeof detail, "schema %d", tuning_db_schema_version(db));
     tuning_db_close(db);
     char trials[32], winners[32], integrity[256];
-    sql_text("SELECT count(*) FROM trials", trials, sizeof trials);
-    sql_text("SELECT count(*) FROM winners", winners, sizeof winners);
-    sql_text("PRAGMA integrity_check", integrity, sizeof integrity);
+    tuning_sql_text(db_path, "SELECT count(*) FROM trials", trials, sizeof trials);
+    tuning_sql_text(db_path, "SELECT count(*) FROM winners", winners, sizeof winners);
+    tuning_sql_text(db_path, "PRAGMA integrity_check", integrity, sizeof integrity);
     if (!detail[0] && v1_sql != NULL && (strcmp(trials, "3") != 0 || strcmp(winners, "1") != 0))
       snprintf(detail, sizeof detail, "%s trials and %s winners after the migration, not 3 and 1", trials, winners);
     if (!detail[0] && strcmp(integrity, "ok") != 0) snprintf(detail, sizeof detail, "integrity_check: %s", integrity);

@@ -1,8 +1,10 @@
 /* tuning_dump.h: a test's view of a tuning database: <dir>/tuning.db exported as the JSON `flashjit
- * cache export` writes (every trial) and parsed back, for tests to assert on rows. Header-only. */
+ * cache export` writes (every trial) and parsed back, for tests to assert on rows, and one SQL answer
+ * read on a connection of the test's own. Header-only. */
 #ifndef FJ_TESTS_TUNING_DUMP_H
 #define FJ_TESTS_TUNING_DUMP_H
 
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -27,5 +29,19 @@ static inline json_value *tuning_dump_json(const char *dir) {
   if (text == NULL || json_parse(text, size, &json) != FJ_OK) json = NULL;
   free(text);
   return json;
+}
+/* The first column of the first row of sql, as text, on a separate connection to the database file at
+ * path; "" on any failure. */
+static inline void tuning_sql_text(const char *path, const char *sql, char *out, size_t size) {
+  sqlite3 *h = NULL;
+  out[0] = '\0';
+  if (sqlite3_open_v2(path, &h, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK) {
+    sqlite3_busy_timeout(h, 10000);
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(h, sql, -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+      snprintf(out, size, "%s", sqlite3_column_text(s, 0) ? (const char *)sqlite3_column_text(s, 0) : "");
+    sqlite3_finalize(s);
+  }
+  sqlite3_close(h);
 }
 #endif
