@@ -53,6 +53,7 @@ typedef struct bench_result {
   double first_call_ms;
   double ms_median, ms_min, ms_max;
   double flops, gflops;
+  double bytes, gbps;       /* the least bytes a call moves (core_attention_bytes), and GB/s from the median */
   uint64_t seed;
   int checked;
   double rel_err, rel_err_lse, tolerance;

@@ -36,8 +36,9 @@ void cmd_bench_help(FILE *out) {
           "\n"
           "Times the attention forward o = softmax(q k^T / sqrt(d)) v for one shape on one device:\n"
           "the kernel is built first (compiled, or loaded from the disk cache), then timed over\n"
-          "--warmup + --repeat calls; the median and the minimum are reported, and GFLOP/s from the\n"
-          "median.\n"
+          "--warmup + --repeat calls; the median and the minimum are reported, and from the median\n"
+          "GFLOP/s and GB/s (the bytes of q, k, v, o and the LSE, each moved once: the figure of a\n"
+          "decode step, which reads a long K/V cache for a few queries).\n"
           "\n"
           "  --device NAME        auto (the best device found), cpu, cuda:N, hip:N; default\n"
           "                       FLASHJIT_DEVICE, else auto\n"
@@ -462,7 +463,8 @@ static void bench_print_text(const bench_options *o, const bench_result *r, cons
   printf("build       %s, %.1f ms; first call %.2f ms\n", r->kernel_source, r->compile_ms, r->first_call_ms);
   printf("time        %.3f ms median, %.3f ms min, %.3f ms max (%" PRId64 " runs after %" PRId64
          " warmup, %s)\n", r->ms_median, r->ms_min, r->ms_max, o->repeat, o->warmup, r->timing);
-  printf("rate        %.1f GFLOP/s (%.4g FLOP per call)\n", r->gflops, r->flops);
+  printf("rate        %.1f GFLOP/s (%.4g FLOP per call), %.1f GB/s (%.4g bytes per call at least)\n",
+         r->gflops, r->flops, r->gbps, r->bytes);
   if (r->checked) {
     printf("check       %s: rel_err %.3g, lse rel_err %.3g, bound %.3g (%s)\n",
            r->check_passed ? "ok" : "FAILED", r->rel_err, r->rel_err_lse, r->tolerance,
@@ -482,8 +484,9 @@ static void bench_print_text(const bench_options *o, const bench_result *r, cons
     int k = peers->shown[j];
     const bench_grid_point *p = &peers->point;
     if (p->peer_measured[k])
-      printf("  %-13s %.3f ms median, %.3f ms min, %.1f GFLOP/s, ratio %.2fx\n", bench_peer_names[k], p->peer_ms[k],
-             p->peer_ms_min[k], bench_gflops(p->flops, p->peer_ms[k]), bench_peer_ratio(p, k));
+      printf("  %-13s %.3f ms median, %.3f ms min, %.1f GFLOP/s, %.1f GB/s, ratio %.2fx\n", bench_peer_names[k],
+             p->peer_ms[k], p->peer_ms_min[k], bench_gflops(p->flops, p->peer_ms[k]),
+             bench_gflops(r->bytes, p->peer_ms[k]), bench_peer_ratio(p, k));
     else
       printf("  %-13s %s: %s\n", bench_peer_names[k], bench_peer_word(p, k), bench_peer_why(st, p, k));
   }
@@ -522,6 +525,8 @@ static void bench_print_json(const bench_options *o, const bench_result *r, cons
   json_kv_double(&w, "ms_max", r->ms_max);
   json_kv_double(&w, "flops", r->flops);
   json_kv_double(&w, "gflops", r->gflops);
+  json_kv_double(&w, "bytes", r->bytes);
+  json_kv_double(&w, "gbps", r->gbps);
   json_kv_uint(&w, "seed", r->seed);
   if (r->checked) {
     json_kv_double(&w, "rel_err", r->rel_err);
@@ -547,6 +552,7 @@ static void bench_print_json(const bench_options *o, const bench_result *r, cons
         json_kv_double(&w, "ms", p->peer_ms[k]);
         json_kv_double(&w, "ms_min", p->peer_ms_min[k]);
         json_kv_double(&w, "gflops", bench_gflops(p->flops, p->peer_ms[k]));
+        json_kv_double(&w, "gbps", bench_gflops(r->bytes, p->peer_ms[k]));
         json_kv_double(&w, "ratio", bench_peer_ratio(p, k));
       } else {
         json_kv_string(&w, strcmp(bench_peer_word(p, k), "error") == 0 ? "error" : "reason",
@@ -624,6 +630,8 @@ static int bench_time(const bench_options *o, bench_run *run, bench_result *r) {
   free(times);
   r->flops = core_attention_flops(&run->problem);
   r->gflops = bench_gflops(r->flops, r->ms_median);
+  r->bytes = core_attention_bytes(&run->problem);
+  r->gbps = bench_gflops(r->bytes, r->ms_median);
   return CLI_EXIT_OK;
 }
 

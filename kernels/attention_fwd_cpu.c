@@ -22,7 +22,7 @@
 #include "kernels/attention_fwd_cpu_abi.h"
 #include "tile/tile.h"
 
-enum { P_BLOCK_M, P_BLOCK_N, P_UNROLL, P_VECTOR, P_PV_ROWS, P_PV_VECTORS, P_COUNT };
+enum { P_BLOCK_M, P_BLOCK_N, P_UNROLL, P_VECTOR, P_PV_ROWS, P_PV_VECTORS, P_PACK_GQA, P_COUNT };
 
 static const kernel_param params[P_COUNT] = {
     [P_BLOCK_M] = {"block_m", "queries per job (a multiple of vector)", 6, {8, 16, 24, 32, 48, 64}},
@@ -31,9 +31,11 @@ static const kernel_param params[P_COUNT] = {
     [P_VECTOR] = {"vector", "fp32 lanes per vector (8: AVX2, 16: AVX-512)", 2, {8, 16}},
     [P_PV_ROWS] = {"pv_rows", "queries per P.V register block", 5, {2, 3, 4, 6, 8}},
     [P_PV_VECTORS] = {"pv_vectors", "head-dim vectors per P.V register block", 3, {1, 2, 4}},
+    [P_PACK_GQA] = {"pack_gqa", "1: a job's queries are the query heads of one KV head at each position",
+                    2, {0, 1}, .optional = 1},
 };
 
-#define GENERATOR_VERSION 1
+#define GENERATOR_VERSION 2
 
 /* Vector registers the inner loops need: the score (or P) tile, one Q^T (or O^T) row, the rescale
  * factors, and a broadcast. Over the target's count, the tile spills in the hot loop. */
@@ -76,15 +78,25 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
     snprintf(why, why_size, "pv_rows=%d exceeds block_m=%d", pv_rows, block_m);
     return 0;
   }
+  if (config->values[P_PACK_GQA] && key->heads == key->kv_heads) {
+    snprintf(why, why_size, "pack_gqa=1 needs grouped KV heads; heads=%d, kv_heads=%d", key->heads,
+             key->kv_heads);
+    return 0;
+  }
   return 1;
 }
 
 /* Two query vectors and as many keys as the registers hold: each broadcast feeds two FMAs, and the
- * K/V packing is amortized over 2 * lanes queries. */
+ * K/V packing is amortized over 2 * lanes queries. Grouped heads are packed (a decode step's queries
+ * then share one pass over K/V; prefill is as fast either way); a job with at most one vector of
+ * queries (decode) takes one vector, and P.V blocks of 4 queries, a common group size. */
 static void default_config(const attention_key *key, const jit_target *target, kernel_config *out) {
   memset(out, 0, sizeof *out);
   int lanes = target->vector_bits >= 512 ? 16 : 8;
-  int block_m = 2 * lanes;
+  int pack_gqa = key->heads > key->kv_heads;
+  int few_rows = key->seqlen_bucket <= 4 &&
+                 ((int64_t)1 << key->seqlen_bucket) * (pack_gqa ? key->heads / key->kv_heads : 1) <= lanes;
+  int block_m = few_rows ? lanes : 2 * lanes;
   int block_n = 4;
   for (int i = 0; i < params[P_BLOCK_N].num_values; i++) {
     int candidate = params[P_BLOCK_N].values[i];
@@ -95,8 +107,9 @@ static void default_config(const attention_key *key, const jit_target *target, k
   out->values[P_UNROLL] = key->head_dim % 2 == 0 ? 2 : 1;
   out->values[P_VECTOR] = lanes;
   /* P.V: as many independent accumulators as fit beside one row of V and a broadcast. */
-  out->values[P_PV_ROWS] = 6;
+  out->values[P_PV_ROWS] = few_rows ? 4 : 6;
   out->values[P_PV_VECTORS] = target->vector_registers >= 32 ? 4 : 2;
+  out->values[P_PACK_GQA] = pack_gqa;
 }
 
 static void codegen_key(const attention_key *key, char *buffer, size_t size) {
@@ -104,9 +117,15 @@ static void codegen_key(const attention_key *key, char *buffer, size_t size) {
            key->head_dim, key->causal, key->has_lse, key->d_contiguous);
 }
 
+/* A job's queries are block_m rows of one (batch, head slot): with pack_gqa a slot is a KV head and its
+ * rows run over (position, query head of the group), position-major; without, a slot is a query head
+ * and its rows are positions. Packing lets the few queries of a decode step share one pass over K/V. */
 static int64_t job_count(const attention_problem *problem, const kernel_config *config) {
   int64_t block_m = config->values[P_BLOCK_M];
-  return problem->batch * problem->key.heads * ((problem->seqlen_q + block_m - 1) / block_m);
+  int pack = config->values[P_PACK_GQA];
+  int64_t slots = pack ? problem->key.kv_heads : problem->key.heads;
+  int64_t rows = problem->seqlen_q * (pack ? problem->key.heads / problem->key.kv_heads : 1);
+  return problem->batch * slots * ((rows + block_m - 1) / block_m);
 }
 
 /* Head dim rounded up to whole vectors: rows of V and O are kept that wide (zero-padded) so that the
@@ -172,10 +191,23 @@ static LLVMValueRef row_index(tile_builder *tb, const tensor_ir *t, LLVMValueRef
 #define MAX_PV_BLOCK 32
 
 typedef struct shape {
-  int block_m, block_n, unroll, lanes, vectors, head_dim, causal, has_lse, d_contiguous;
+  int block_m, block_n, unroll, lanes, vectors, head_dim, causal, has_lse, d_contiguous, pack_gqa;
   int pv_rows, pv_vectors;
   dtype_id dtype;
 } shape;
+
+/* Which query a job's row is: rows run over positions, and with pack_gqa over the query heads of one
+ * KV head within each position. */
+typedef struct query_rows {
+  LLVMValueRef rows_per_position;  /* the group size when packed, else 1 */
+  LLVMValueRef first_head;         /* the query head of row 0 */
+} query_rows;
+
+static void row_query(tile_builder *tb, const query_rows *qr, LLVMValueRef row, LLVMValueRef *position,
+                      LLVMValueRef *head) {
+  *position = LLVMBuildSDiv(tb->b, row, qr->rows_per_position, "");
+  *head = tile_add(tb, qr->first_head, LLVMBuildSRem(tb->b, row, qr->rows_per_position, ""));
+}
 
 static LLVMValueRef scratch_region(tile_builder *tb, LLVMValueRef scratch, size_t offset_floats) {
   LLVMValueRef index = tile_i64(tb, (int64_t)offset_floats);
@@ -207,6 +239,11 @@ static void pack_kv_tile(tile_builder *tb, const shape *s, const tensor_ir *t, L
 
     LLVMPositionBuilderAtEnd(tb->b, copy_block);
     LLVMValueRef source = row_index(tb, t, b, key, kv_head);
+    /* The same row one tile ahead: rows of one head lie kv_heads * head_dim elements apart, so a
+     * decode step's pass over K/V crosses a page every few rows and outruns the hardware prefetcher. */
+    LLVMValueRef ahead = row_index(tb, t, b, tile_add(tb, key, tile_i64(tb, s->block_n)), kv_head);
+    for (int d = 0; d < s->head_dim; d += 64 / (int)core_dtype_size(s->dtype))
+      tile_prefetch(tb, t->base, tile_add(tb, ahead, tile_mul(tb, tile_i64(tb, d), t->stride[3])), s->dtype);
     if (s->d_contiguous && s->head_dim % s->lanes == 0) {
       for (int d = 0; d < s->head_dim; d += s->lanes) {
         LLVMValueRef v = tile_load_vector(tb, t->base, tile_add(tb, source, tile_i64(tb, d)), s->dtype);
@@ -284,6 +321,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
              .dtype = (dtype_id)key->dtype};
   s.pv_rows = config->values[P_PV_ROWS];
   s.pv_vectors = config->values[P_PV_VECTORS];
+  s.pack_gqa = config->values[P_PACK_GQA];
   s.vectors = s.block_m / s.lanes;
   const int D = s.head_dim, BM = s.block_m, BN = s.block_n, V = s.vectors, W = s.lanes;
   const int DP = padded_head_dim(D, W);
@@ -305,16 +343,22 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   LLVMValueRef q_tiles = tile_load_param_i64(tb, block, P_OFF(q_tiles));
   LLVMValueRef scale_log2 = tile_load_param_f32(tb, block, P_OFF(scale_log2));
 
-  /* ---- which Q tile of which (batch, head) ---- */
+  /* ---- which tile of rows of which (batch, head slot); see job_count ---- */
+  LLVMValueRef group = LLVMBuildSDiv(tb->b, heads, kv_heads, "group");
+  LLVMValueRef rows_per_position = s.pack_gqa ? group : tile_i64(tb, 1);
   LLVMValueRef tile_index = LLVMBuildSRem(tb->b, job, q_tiles, "");
-  LLVMValueRef batch_head = LLVMBuildSDiv(tb->b, job, q_tiles, "");
-  LLVMValueRef h = LLVMBuildSRem(tb->b, batch_head, heads, "");
-  LLVMValueRef b = LLVMBuildSDiv(tb->b, batch_head, heads, "");
-  LLVMValueRef kv_h = LLVMBuildSDiv(tb->b, h, LLVMBuildSDiv(tb->b, heads, kv_heads, ""), "");
+  LLVMValueRef batch_slot = LLVMBuildSDiv(tb->b, job, q_tiles, "");
+  LLVMValueRef slots = s.pack_gqa ? kv_heads : heads;
+  LLVMValueRef slot = LLVMBuildSRem(tb->b, batch_slot, slots, "");
+  LLVMValueRef b = LLVMBuildSDiv(tb->b, batch_slot, slots, "");
+  LLVMValueRef kv_h = s.pack_gqa ? slot : LLVMBuildSDiv(tb->b, slot, group, "");
+  LLVMValueRef first_head = tile_mul(tb, slot, rows_per_position);
   LLVMValueRef q0 = tile_mul(tb, tile_index, tile_i64(tb, BM));
-  LLVMValueRef rows = tile_min(tb, tile_i64(tb, BM), tile_sub(tb, seqlen_q, q0));
+  LLVMValueRef total_rows = tile_mul(tb, seqlen_q, rows_per_position);
+  LLVMValueRef rows = tile_min(tb, tile_i64(tb, BM), tile_sub(tb, total_rows, q0));
   /* Causal, bottom-right aligned: query i sees keys j <= i + diagonal. */
   LLVMValueRef diagonal = tile_sub(tb, seqlen_kv, seqlen_q);
+  query_rows qr = {rows_per_position, first_head};
 
   /* ---- scratch ---- */
   scratch_layout layout = layout_scratch(D, BM, BN, W);
@@ -331,8 +375,10 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     tile_loop ml;
     LLVMValueRef m = tile_for(tb, &ml, tile_i64(tb, 0), tile_i64(tb, BM), tile_i64(tb, 1), "m");
     LLVMValueRef inside = tile_lt(tb, m, rows);
-    LLVMValueRef last_query = tile_sub(tb, seqlen_q, tile_i64(tb, 1));
-    LLVMValueRef source = row_index(tb, &q, b, tile_min(tb, tile_add(tb, q0, m), last_query), h);
+    LLVMValueRef last_row = tile_sub(tb, total_rows, tile_i64(tb, 1));
+    LLVMValueRef position, h;
+    row_query(tb, &qr, tile_min(tb, tile_add(tb, q0, m), last_row), &position, &h);
+    LLVMValueRef source = row_index(tb, &q, b, position, h);
     tile_loop dl;
     LLVMValueRef d = tile_for(tb, &dl, tile_i64(tb, 0), tile_i64(tb, D), tile_i64(tb, 1), "d");
     LLVMValueRef x = tile_load_element(tb, q.base, tile_add(tb, source, tile_mul(tb, d, q.stride[3])), s.dtype);
@@ -352,8 +398,12 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
 
   /* Keys this tile can see at all: causal tiles stop at the diagonal of their last query. */
   LLVMValueRef kv_end = seqlen_kv;
-  if (s.causal)
-    kv_end = tile_max(tb, tile_i64(tb, 0), tile_min(tb, seqlen_kv, tile_add(tb, tile_add(tb, q0, rows), diagonal)));
+  if (s.causal) {
+    LLVMValueRef last_position = LLVMBuildSDiv(tb->b, tile_sub(tb, tile_add(tb, q0, rows), tile_i64(tb, 1)),
+                                               rows_per_position, "");
+    LLVMValueRef end = tile_add(tb, tile_add(tb, last_position, tile_i64(tb, 1)), diagonal);
+    kv_end = tile_max(tb, tile_i64(tb, 0), tile_min(tb, seqlen_kv, end));
+  }
 
   tile_loop kv_loop;
   LLVMValueRef n0 = tile_for(tb, &kv_loop, tile_i64(tb, 0), kv_end, tile_i64(tb, BN), "n0");
@@ -380,8 +430,10 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     tile_end_for(tb, &dl);
   }
 
-  /* Mask keys past the end and, when causal, past each query's diagonal. Query q0 + vi*W + lane sees
-   * key n0 + n when lane >= n0 + n - q0 - diagonal - vi*W; a key past seqlen_kv is seen by no lane. */
+  /* Mask keys past the end and, when causal, past each query's diagonal. Row q0 + vi*W + lane is at
+   * position (q0 + vi*W + lane) / rows_per_position and sees key n0 + n when that position is at least
+   * n0 + n - diagonal, that is when lane >= (n0 + n - diagonal) * rows_per_position - q0 - vi*W; a key
+   * past seqlen_kv is seen by no lane. */
   LLVMValueRef lane_numbers[MAX_LANES];
   for (int i = 0; i < W; i++) lane_numbers[i] = LLVMConstInt(tb->i32, (unsigned long long)i, 0);
   LLVMValueRef lanes = LLVMConstVector(lane_numbers, (unsigned)W);
@@ -391,7 +443,8 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     for (int vi = 0; vi < V; vi++) {
       LLVMValueRef first_lane = tile_i64(tb, 0);
       if (s.causal)
-        first_lane = tile_sub(tb, tile_sub(tb, tile_sub(tb, key_index, q0), diagonal), tile_i64(tb, (int64_t)vi * W));
+        first_lane = tile_sub(tb, tile_mul(tb, tile_sub(tb, key_index, diagonal), rows_per_position),
+                              tile_add(tb, q0, tile_i64(tb, (int64_t)vi * W)));
       first_lane = LLVMBuildSelect(tb->b, key_present, first_lane, tile_i64(tb, W), "");
       first_lane = tile_min(tb, tile_max(tb, first_lane, tile_i64(tb, 0)), tile_i64(tb, W));
       LLVMValueRef threshold = tile_splat(tb, LLVMBuildTrunc(tb->b, first_lane, tb->i32, ""));
@@ -427,10 +480,14 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
    * row of V is loaded once per block and each P element broadcast once, into independent sums. */
   for (int m0 = 0; m0 < BM; m0 += s.pv_rows) {
     int block_rows = BM - m0 < s.pv_rows ? BM - m0 : s.pv_rows;
+    /* Rows past the tile's last query are never stored: a decode step's few queries skip them. */
+    tile_if has_rows;
+    if (m0 > 0) tile_if_begin(tb, &has_rows, tile_lt(tb, tile_i64(tb, m0), rows));
     for (int dv0 = 0; dv0 < DP / W; dv0 += s.pv_vectors) {
       int block_vectors = DP / W - dv0 < s.pv_vectors ? DP / W - dv0 : s.pv_vectors;
       pv_block(tb, o_acc, p_t, v_packed, alpha_mem, m0, block_rows, dv0 * W, block_vectors, BM, BN, DP);
     }
+    if (m0 > 0) tile_if_end(tb, &has_rows);
   }
   tile_end_for(tb, &kv_loop);
 
@@ -445,7 +502,8 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     LLVMValueRef l = tile_load_f32(tb, stats, m);
     LLVMValueRef seen = LLVMBuildFCmp(tb->b, LLVMRealOGT, l, tile_f32(tb, 0.0f), "");
     LLVMValueRef inverse = LLVMBuildSelect(tb->b, seen, LLVMBuildFDiv(tb->b, tile_f32(tb, 1.0f), l, ""), tile_f32(tb, 0.0f), "");
-    LLVMValueRef query = tile_add(tb, q0, m);
+    LLVMValueRef query, h;
+    row_query(tb, &qr, tile_add(tb, q0, m), &query, &h);
     LLVMValueRef destination = row_index(tb, &o, b, query, h);
     LLVMValueRef source = tile_mul(tb, m, tile_i64(tb, DP));
     tile_loop dl;

@@ -85,7 +85,9 @@ int kernel_config_parse(const kernel_family *family, const char *text, kernel_co
     p = end;
   }
   for (int i = 0; i < family->num_params; i++)
-    if (!seen[i])
+    if (!seen[i] && family->params[i].optional)
+      parsed.values[i] = family->params[i].values[0];
+    else if (!seen[i])
       return kernel_config_fail(why, why_size, "parameter \"%s\" is missing (%s needs all of them)",
                                 family->params[i].name, family->name);
   *out = parsed;

@@ -18,6 +18,9 @@ typedef struct kernel_param {
   const char *help;              /* one line for `flashjit tune --help` and docs */
   int num_values;
   int values[KERNEL_MAX_VALUES]; /* the values the tuner may try, ascending */
+  /* 1 for a parameter added after configs were stored: a config text that omits it (a tuning
+   * database's winner, a --config string written earlier) means values[0], the old behaviour. */
+  int optional;
 } kernel_param;
 
 /* One point of a family's space: values in the order of the family's params. */
@@ -54,7 +57,8 @@ typedef struct kernel_family {
 /* "block_m=32 block_n=12 unroll=2 vector=16" */
 void kernel_config_string(const kernel_family *family, const kernel_config *config, char *buffer,
                           size_t size);
-/* Parses that form back (any order, all params required); 0 on success, -1 with why. */
+/* Parses that form back (any order; every param required except optional ones, which default to their
+ * first value); 0 on success, -1 with why. */
 int kernel_config_parse(const kernel_family *family, const char *text, kernel_config *out, char *why,
                         size_t why_size);
 /* The family for a backend ("cpu"), NULL if none. */

@@ -81,6 +81,12 @@ static const test_case cases[] = {
     {F16, 1, 8, 1, 130, 130, 64, 1, 1, CONTIG, 0},
     {BF16, 2, 4, 1, 100, 300, 96, 0, 1, CONTIG, 0},
     {F32, 1, 4, 1, 66, 66, 128, 0, 0, CONTIG, 0},
+    /* decode steps: a few queries per KV head, which the default packs into one job's rows (groups
+     * 3, 4, 8; a group that fills the rows; rows past a short cache's diagonal fully masked) */
+    {BF16, 3, 8, 2, 1, 1000, 128, 1, 1, CONTIG, 0},
+    {F16, 2, 8, 1, 3, 517, 64, 1, 1, LSESTRIDED, 0},
+    {F32, 1, 6, 2, 2, 300, 80, 1, 1, DSTRIDE2, 0},
+    {BF16, 2, 4, 2, 5, 3, 64, 1, 1, CONTIG, 0},
     /* seqlen_q != seqlen_kv both ways; causal with sq > skv leaves rows with no visible key */
     {F16, 1, 2, 2, 7, 1000, 64, 0, 1, CONTIG, 0},
     {F16, 1, 2, 2, 7, 1000, 64, 1, 1, CONTIG, 0},

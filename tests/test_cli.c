@@ -361,6 +361,17 @@ static jvalue *run_bench_case(const bench_case *c, const char *extra_flag, const
   int ok = r.exited && r.code == 0 && doc != NULL;
   ok = ok && err <= bound && err_lse <= bound;
   ok = ok && jnumber(doc, "ms", -1) >= 0 && jnumber(doc, "ms_min", -1) >= 0 && jnumber(doc, "gflops", -1) >= 0;
+  /* GB/s is the least bytes a call moves over the median time: both figures from the same median */
+  ok = ok && jnumber(doc, "bytes", -1) > 0 &&
+       fabs(jnumber(doc, "gbps", -1) * jnumber(doc, "ms", 0) * 1e-3 * 1e9 - jnumber(doc, "bytes", 0)) <=
+           1e-6 * jnumber(doc, "bytes", 0);
+  {
+    double b = jnumber(doc, "batch", 0), d = jnumber(doc, "head_dim", 0);
+    double q_rows = b * jnumber(doc, "seqlen", 0) * jnumber(doc, "heads", 0);
+    double kv_rows = b * jnumber(doc, "seqlen_kv", 0) * jnumber(doc, "kv_heads", 0);
+    double tensors = (2 * q_rows + 2 * kv_rows) * d * core_dtype_size(dtype), bytes = jnumber(doc, "bytes", 0);
+    ok = ok && (bytes == tensors || bytes == tensors + 4 * q_rows);  /* with or without the LSE */
+  }
   ok = ok && strcmp(jstring(doc, "dtype"), core_dtype_name(dtype)) == 0 && jstring(doc, "config")[0];
   ok = ok && jstring(doc, "device")[0] && jstring(doc, "kernel_source")[0];
   ok = ok && jnumber(doc, "reference_ms", -1) >= 0 && jnumber(doc, "compile_ms", -1) >= 0;

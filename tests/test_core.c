@@ -337,6 +337,19 @@ static void test_problem_helpers(void) {
         flops_bad);
   p.seqlen_q = p.seqlen_kv = 4096;
   CHECK(core_attention_flops(&p) == 4.0 * 2 * 3 * 64 * (4096.0 * 4097 / 2), "causal 4096x4096 is n(n+1)/2 pairs");
+
+  /* Bytes: q and o of b*sq*h*d, k and v of b*skv*hkv*d elements, and 4 per LSE value when there is one. */
+  p.key.dtype = DTYPE_BF16;
+  p.key.kv_heads = 1;
+  p.seqlen_q = 1;
+  p.seqlen_kv = 8192;
+  CHECK(core_attention_bytes(&p) == (2.0 * 2 * 1 * 3 * 64 + 2.0 * 2 * 8192 * 1 * 64) * 2,
+        "decode bytes: q, o once and k, v once, in bf16 (%.0f)", core_attention_bytes(&p));
+  float lse_value = 0.0f;
+  p.lse.data = (char *)&lse_value;
+  p.key.dtype = DTYPE_F32;
+  CHECK(core_attention_bytes(&p) == (2.0 * 2 * 1 * 3 * 64 + 2.0 * 2 * 8192 * 1 * 64) * 4 + 2.0 * 3 * 1 * 4,
+        "fp32 bytes with the LSE (%.0f)", core_attention_bytes(&p));
 }
 
 /* ---- logging ---- */

@@ -231,6 +231,16 @@ static void test_configs(const char *dir, uint64_t seed) {
     rc = kernel_config_parse(family, bad_texts[i], &parsed, why, sizeof why);
     check(rc == -1 && why[0] != '\0', "kernel_config_parse(\"%s\") fails: %s", bad_texts[i], why);
   }
+  /* A config stored before an optional parameter existed still parses, meaning its first value. */
+  if (strcmp(family->name, "attention_fwd_cpu") == 0) {
+    rc = kernel_config_parse(family, "block_m=32 block_n=12 unroll=2 vector=16 pv_rows=6 pv_vectors=4", &parsed,
+                             why, sizeof why);
+    check(rc == 0 && parsed.values[family->num_params - 1] == 0 &&
+              strcmp(family->params[family->num_params - 1].name, "pack_gqa") == 0,
+          "a config without the optional pack_gqa parses as pack_gqa=0 %s", why);
+    rc = kernel_config_parse(family, "block_m=32 block_n=12 unroll=2 vector=16 pv_rows=6", &parsed, why, sizeof why);
+    check(rc == -1 && strstr(why, "pv_vectors"), "a config without a required parameter still fails: %s", why);
+  }
 
   /* Another valid config (another value of one parameter) is its own kernel and its own file. */
   const jit_target *target = runtime_target(context);

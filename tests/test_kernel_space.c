@@ -134,6 +134,8 @@ int main(void) {
   const problem_spec problems[] = {
       {DTYPE_F32, 1, 2, 1, 37, 45, 64, 1},
       {DTYPE_BF16, 2, 2, 2, 29, 17, 24, 0},
+      /* decode-like: a few queries of 4 grouped heads, causal against a longer cache */
+      {DTYPE_BF16, 2, 8, 2, 3, 41, 64, 1},
   };
   attention_key probe_key = {.kind = PROBLEM_ATTENTION_FWD, .dtype = DTYPE_F32, .head_dim = 64, .heads = 2, .kv_heads = 1};
   kernel_config base;
@@ -153,6 +155,8 @@ int main(void) {
         attention_key key = probe_key;
         key.dtype = problems[p].dtype;
         key.head_dim = problems[p].head_dim;
+        key.heads = problems[p].heads;
+        key.kv_heads = problems[p].kv_heads;
         kernel_config c = config;
         /* keep the register tile feasible when varying block_m: shrink block_n until it fits */
         for (int j = family->params[block_n].num_values - 1;

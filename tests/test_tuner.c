@@ -34,7 +34,7 @@ static const char *fresh_dir(const char *name) {
 
 /* The restricted space: 16 points, 12 valid on an AVX-512 host (4 need more registers), the default
  * config among them. */
-#define SPACE "block_m=16,32 block_n=8,12 unroll=2 pv_rows=6 pv_vectors=2,4"
+#define SPACE "block_m=16,32 block_n=8,12 unroll=2 pv_rows=6 pv_vectors=2,4 pack_gqa=0"
 
 static fj_problem_shape small_shape(dtype_id dtype) {
   fj_problem_shape s;
@@ -164,7 +164,7 @@ static void test_parsers(void) {
   runtime_problem_from_shape(&shape, "shape", &problem);
   tune_space space;
   fj_status built = tune_space_build(family, &problem.key, runtime_target(context), NULL, &space);
-  check(built == FJ_OK && space.total == 6 * 9 * 3 * 2 * 5 * 3 && space.count + space.pruned == space.total &&
+  check(built == FJ_OK && space.total == 6 * 9 * 3 * 2 * 5 * 3 * 2 && space.count + space.pruned == space.total &&
             space.count > 0,
         "whole space: %lld points, %lld pruned, %lld valid", (long long)space.total, (long long)space.pruned,
         (long long)space.count);
@@ -349,7 +349,8 @@ static void test_faults(void) {
         "outcomes: %lld ok, %lld crash, %lld timeout, %lld wrong_result", (long long)r.outcomes[TRIAL_OK],
         (long long)r.outcomes[TRIAL_CRASH], (long long)r.outcomes[TRIAL_TIMEOUT], (long long)r.outcomes[TRIAL_WRONG_RESULT]);
   db_dump d = read_db(dir);
-  const db_trial *hung = find_trial(&d, r.problem_key, "block_m=16 block_n=12 unroll=2 vector=16 pv_rows=6 pv_vectors=2",
+  const db_trial *hung = find_trial(&d, r.problem_key,
+                                    "block_m=16 block_n=12 unroll=2 vector=16 pv_rows=6 pv_vectors=2 pack_gqa=0",
                                     "cpu-wall");
   check(hung && strcmp(hung->outcome, "timeout") == 0, "the hanging candidate is recorded as timeout");
   int crashes = 0, wrongs = 0;

@@ -44,6 +44,16 @@ double core_attention_flops(const attention_problem *problem) {
          (double)problem->key.head_dim;
 }
 
+double core_attention_bytes(const attention_problem *problem) {
+  double element = (double)core_dtype_size((dtype_id)problem->key.dtype);
+  double b = (double)problem->batch, d = (double)problem->key.head_dim;
+  double q_rows = b * (double)problem->seqlen_q * (double)problem->key.heads;
+  double kv_rows = b * (double)problem->seqlen_kv * (double)problem->key.kv_heads;
+  double bytes = (2.0 * q_rows + 2.0 * kv_rows) * d * element;
+  if (problem->lse.data != NULL) bytes += q_rows * 4.0;
+  return bytes;
+}
+
 /* ---- validation ------------------------------------------------------------------------------------ */
 
 /* What validation learns about one tensor argument, before the problem is filled. */

@@ -55,4 +55,7 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
 
 /* Number of FLOPs of the forward (4 * b * h * sq * skv * d, counting only visible pairs when causal). */
 double core_attention_flops(const attention_problem *problem);
+/* Bytes a forward must move at least: q, k and v read once, o (and the LSE, when asked for) written
+ * once. Decode steps are bound by this, not by FLOPs: GB/s = bytes / time is their figure of merit. */
+double core_attention_bytes(const attention_problem *problem);
 #endif

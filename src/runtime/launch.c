@@ -47,7 +47,11 @@ static fj_status runtime_cpu_params(const runtime_kernel *kernel, const attentio
   params->seqlen_kv = problem->seqlen_kv;
   params->heads = problem->key.heads;
   params->kv_heads = problem->key.kv_heads;
-  params->q_tiles = (problem->seqlen_q + block_m - 1) / block_m;
+  /* A packed job's rows are (position, query head of the group) pairs: see the families' job_count. */
+  int64_t rows = problem->seqlen_q;
+  if (runtime_config_value(kernel->family, &kernel->config, "pack_gqa") == 1)
+    rows *= problem->key.heads / problem->key.kv_heads;
+  params->q_tiles = (rows + block_m - 1) / block_m;
   params->scale_log2 = (float)((double)problem->softmax_scale * RUNTIME_LOG2E);
   return FJ_OK;
 }

@@ -73,6 +73,8 @@ void tile_store_element(tile_builder *tb, LLVMValueRef base, LLVMValueRef index,
                         LLVMValueRef value);
 /* `lanes` consecutive elements as one fp32 vector (converted from the dtype). */
 LLVMValueRef tile_load_vector(tile_builder *tb, LLVMValueRef base, LLVMValueRef index, dtype_id dtype);
+/* A hint to bring the cache line of element `index` in soon; never faults, so it may point past the end. */
+void tile_prefetch(tile_builder *tb, LLVMValueRef base, LLVMValueRef index, dtype_id dtype);
 /* A vector of fp32 scratch (index in floats). */
 void tile_store_vector(tile_builder *tb, LLVMValueRef base, LLVMValueRef index, LLVMValueRef value);
 LLVMValueRef tile_load_f32(tile_builder *tb, LLVMValueRef base, LLVMValueRef index);

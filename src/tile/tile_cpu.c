@@ -233,6 +233,19 @@ LLVMValueRef tile_load_vector(tile_builder *tb, LLVMValueRef base, LLVMValueRef 
   return load;
 }
 
+void tile_prefetch(tile_builder *tb, LLVMValueRef base, LLVMValueRef index, dtype_id dtype) {
+  /* A plain GEP: the address may lie past the tensor, which a prefetch allows and inbounds does not. */
+  LLVMValueRef address = LLVMBuildGEP2(tb->b, storage_type(tb, dtype), base, &index, 1, "");
+  unsigned id = LLVMLookupIntrinsicID("llvm.prefetch", strlen("llvm.prefetch"));
+  LLVMTypeRef types[1] = {LLVMTypeOf(address)};
+  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(tb->module, id, types, 1);
+  LLVMTypeRef fn_type = LLVMIntrinsicGetType(tb->ctx, id, types, 1);
+  /* read, keep in all cache levels, data cache */
+  LLVMValueRef args[4] = {address, LLVMConstInt(tb->i32, 0, 0), LLVMConstInt(tb->i32, 3, 0),
+                          LLVMConstInt(tb->i32, 1, 0)};
+  LLVMBuildCall2(tb->b, fn_type, fn, args, 4, "");
+}
+
 void tile_store_vector(tile_builder *tb, LLVMValueRef base, LLVMValueRef index, LLVMValueRef value) {
   LLVMValueRef store = LLVMBuildStore(tb->b, value, element_address(tb, base, index, tb->f32));
   LLVMSetAlignment(store, 4);
