@@ -2,7 +2,7 @@
  * later). The kernel takes it by value as its one parameter (in PTX: `.param .align 8 .b8 p[N]`), so
  * cuLaunchKernel's kernelParams is {&block}. The generator mirrors this layout in IR (five pointers as
  * i64, then the int64s, then the float), so change both together. Grid: 1-D, one block per job, job =
- * (b * heads + h) * q_tiles + tile as on the CPU (the kernel may visit tiles in any order it likes,
+ * (b * slots + slot) * q_tiles + tile as on the CPU (the kernel may visit tiles in any order it likes,
  * e.g. longest causal tiles first). */
 #ifndef FJ_ATTENTION_FWD_GPU_ABI_H
 #define FJ_ATTENTION_FWD_GPU_ABI_H
@@ -37,10 +37,11 @@ typedef struct gpu_attention_params {
   /* strides in elements, in the order batch, seq, head, dim (lse: batch, head, seq, unused) */
   int64_t q_stride[4], k_stride[4], v_stride[4], o_stride[4], lse_stride[4];
   int64_t batch, seqlen_q, seqlen_kv, heads, kv_heads;
-  int64_t q_tiles;            /* ceil(seqlen_q / block_m) */
+  int64_t q_tiles;            /* ceil(rows / block_m), rows as in the CPU block (pack_gqa or not) */
   float scale_log2;           /* softmax_scale * log2(e) */
-  float pad_;
-  /* the block index's divisors: q_tiles, heads, and heads / kv_heads (query heads per KV head) */
+  uint32_t group;             /* heads / kv_heads: query heads per KV head */
+  /* the block index's divisors: q_tiles, the head slots (heads, or kv_heads with pack_gqa), and
+   * heads / kv_heads */
   gpu_divider q_tiles_divider, heads_divider, group_divider;
 } gpu_attention_params;
 

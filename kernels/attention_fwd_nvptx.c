@@ -26,7 +26,7 @@
 #include "kernels/attention_fwd_gpu_abi.h"
 #include "tile/tile_gpu.h"
 
-enum { P_BLOCK_M, P_BLOCK_N, P_WARPS, P_STAGES, P_Q_IN_REGS, P_SWIZZLE, P_COUNT };
+enum { P_BLOCK_M, P_BLOCK_N, P_WARPS, P_STAGES, P_Q_IN_REGS, P_SWIZZLE, P_PACK_GQA, P_COUNT };
 
 static const kernel_param params[P_COUNT] = {
     [P_BLOCK_M] = {"block_m", "queries per block (16 * warps * m-tiles per warp)", 2, {64, 128}},
@@ -35,9 +35,11 @@ static const kernel_param params[P_COUNT] = {
     [P_STAGES] = {"stages", "K/V tiles in flight in the cp.async ring", 2, {2, 3}},
     [P_Q_IN_REGS] = {"q_in_regs", "1: Q fragments kept in registers; 0: re-read from shared memory", 2, {0, 1}},
     [P_SWIZZLE] = {"swizzle", "1: xor-swizzled shared tiles (no ldmatrix bank conflicts)", 2, {0, 1}},
+    [P_PACK_GQA] = {"pack_gqa", "1: a block's queries are the query heads of one KV head at each position",
+                    2, {0, 1}, .optional = 1},
 };
 
-#define GENERATOR_VERSION 8
+#define GENERATOR_VERSION 9
 
 /* A budget on the registers one thread's fragments take in the main loop (32-bit registers), as a
  * weighted count fitted to what ptxas does: O (live throughout); half of S (the fp32 scores live only
@@ -52,6 +54,10 @@ static const kernel_param params[P_COUNT] = {
  * Q + the fragments loaded ahead <= 224, and adds strided_copy_fits below. */
 #define FRAGMENT_REGISTER_BUDGET 226
 #define STRIDED_FRAGMENT_REGISTER_BUDGET 224
+/* pack_gqa's grouped row addresses cost ptxas registers at that edge: FA2's 128 x 64 tile of 4 warps
+ * at d = 128 (weight 224) spills 4-56 bytes with it (ptxas 13, sm_80 and sm_90a, generator version 9),
+ * while the next heaviest contiguous configs (214 and under) assemble clean packed or not. */
+#define PACKED_FRAGMENT_REGISTER_BUDGET 220
 
 /* A strided head dim is copied element by element, and ptxas issues a thread's loads of the next K and
  * V tiles ahead of their stores to shared memory: those elements, 2 block_n head_dim / threads of them,
@@ -65,7 +71,7 @@ static const kernel_param params[P_COUNT] = {
 #define STRIDED_O_AND_COPIED_BUDGET_SWIZZLED 192
 
 typedef struct shape {
-  int block_m, block_n, warps, stages, q_in_regs, swizzle;
+  int block_m, block_n, warps, stages, q_in_regs, swizzle, pack_gqa;
   int head_dim, padded_dim, m_tiles, causal, has_lse, d_contiguous;
   dtype_id dtype;
 } shape;
@@ -81,6 +87,7 @@ static shape shape_of(const attention_key *key, const kernel_config *config) {
   s.stages = config->values[P_STAGES];
   s.q_in_regs = config->values[P_Q_IN_REGS];
   s.swizzle = config->values[P_SWIZZLE];
+  s.pack_gqa = config->values[P_PACK_GQA];
   s.head_dim = key->head_dim;
   /* Tiles are whole k16 steps wide: a head dim of 8 mod 16 is zero-padded in shared memory (the
    * padding adds 0 to every score and its output columns are never stored). */
@@ -112,7 +119,8 @@ static int fragment_registers(const shape *s) {
 }
 
 static int fragment_budget(const shape *s) {
-  return s->d_contiguous ? FRAGMENT_REGISTER_BUDGET : STRIDED_FRAGMENT_REGISTER_BUDGET;
+  if (!s->d_contiguous) return STRIDED_FRAGMENT_REGISTER_BUDGET;
+  return s->pack_gqa ? PACKED_FRAGMENT_REGISTER_BUDGET : FRAGMENT_REGISTER_BUDGET;
 }
 
 /* 1 where a strided head dim's synchronous copies leave O its registers (always 1 when contiguous);
@@ -171,13 +179,17 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
              bytes, s.block_m, s.block_n, s.stages, s.padded_dim, target->cpu, limit);
     return 0;
   }
+  if (s.pack_gqa && key->heads == key->kv_heads) {
+    snprintf(why, why_size, "pack_gqa=1 needs grouped KV heads; heads=%d, kv_heads=%d", key->heads, key->kv_heads);
+    return 0;
+  }
   int registers = fragment_registers(&s);
   if (registers > fragment_budget(&s)) {
     snprintf(why, why_size,
-             "weighs %d registers of fragments per thread (O, S%s of %d m16 tiles, K/V loaded ahead; d=%d block_n=%d%s); "
+             "weighs %d registers of fragments per thread (O, S%s of %d m16 tiles, K/V loaded ahead; d=%d block_n=%d%s%s); "
              "over %d ptxas spills",
              registers, s.q_in_regs ? ", Q" : "", s.m_tiles, s.padded_dim, s.block_n,
-             s.d_contiguous ? "" : ", strided head dim", fragment_budget(&s));
+             s.d_contiguous ? "" : ", strided head dim", s.pack_gqa ? ", pack_gqa" : "", fragment_budget(&s));
     return 0;
   }
   return strided_copy_fits(&s, why, why_size);
@@ -192,24 +204,40 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
  * blocks: 2 x 80 KB at d = 64, 2 x 96 KB at d = 128 (sm_90 and sm_100; sm_80 up to d = 96). Elsewhere
  * 8 warps of one m16 tile each stand in, one block per SM, where Q in registers is free (256 threads
  * of 172 or 195 registers leave room for one block either way) and saves the Q ldmatrix of every K/V
- * tile (d = 128: 501 SASS instructions per tile instead of 520). Not yet measured on a GPU: the
- * tuner's winners replace these wherever it has run. */
+ * tile (d = 128: 501 SASS instructions per tile instead of 520).
+ * A decode step (at most 16 positions) packs grouped query heads into one block's rows, so that a KV
+ * head's cache is streamed once rather than once per query head, and takes the smallest tile of rows
+ * (64: one m16 tile per warp) with Q in registers and three stages in flight: its time is the stream
+ * of K/V, not the tensor cores. Not yet measured on a GPU: the tuner's winners replace these wherever
+ * it has run. */
+#define DEFAULT_TABLE_PARAMS 6 /* the tables' columns: block_m ... swizzle, then the blocks per SM */
 static void default_config(const attention_key *key, const jit_target *target, kernel_config *out) {
   static const int small[][7] = {
       {128, 128, 4, 2, 0, 1, 2}, {128, 64, 8, 2, 1, 1, 1}, {128, 64, 8, 2, 0, 1, 1}, {64, 64, 4, 2, 0, 1, 1}};
   static const int medium[][7] = {{128, 64, 4, 2, 0, 1, 2}, {128, 64, 8, 2, 1, 1, 1}, {128, 64, 8, 2, 0, 1, 1},
                                   {64, 64, 4, 2, 0, 1, 1},  {64, 32, 4, 2, 0, 1, 1}};
   static const int large[][7] = {{128, 32, 8, 2, 0, 1, 1}, {64, 32, 4, 2, 0, 1, 1}, {64, 16, 4, 2, 0, 1, 1}};
+  char why[256];
+  if (key->seqlen_bucket <= 4) {
+    const int pack = key->heads > key->kv_heads;
+    const int decode[][DEFAULT_TABLE_PARAMS] = {{64, 64, 4, 3, 1, 1}, {64, 32, 4, 3, 1, 1}, {64, 32, 4, 2, 0, 1}};
+    for (int i = 0; i < (int)(sizeof decode / sizeof decode[0]); i++) {
+      memset(out, 0, sizeof *out);
+      for (int p = 0; p < DEFAULT_TABLE_PARAMS; p++) out->values[p] = decode[i][p];
+      out->values[P_PACK_GQA] = pack;
+      if (config_valid(key, target, out, why, sizeof why)) return;
+    }
+  }
   const int(*list)[7] = key->head_dim <= 64 ? small : key->head_dim <= 128 ? medium : large;
   int count = key->head_dim <= 64    ? (int)(sizeof small / sizeof small[0])
               : key->head_dim <= 128 ? (int)(sizeof medium / sizeof medium[0])
                                      : (int)(sizeof large / sizeof large[0]);
-  char why[256];
   for (int i = 0; i < count; i++) {
     memset(out, 0, sizeof *out);
-    for (int p = 0; p < P_COUNT; p++) out->values[p] = list[i][p];
+    for (int p = 0; p < DEFAULT_TABLE_PARAMS; p++) out->values[p] = list[i][p];
     shape s = shape_of(key, out);
-    if (list[i][P_COUNT] > 1 && (size_t)list[i][P_COUNT] * shared_bytes(&s) > cuda_ir_shared_limit(target->cpu))
+    int blocks = list[i][DEFAULT_TABLE_PARAMS];
+    if (blocks > 1 && (size_t)blocks * shared_bytes(&s) > cuda_ir_shared_limit(target->cpu))
       continue;
     if (config_valid(key, target, out, why, sizeof why)) return;
   }
@@ -222,9 +250,14 @@ static void codegen_key(const attention_key *key, char *buffer, size_t size) {
            key->head_dim, key->causal, key->has_lse, key->d_contiguous);
 }
 
+/* As on the CPU: a block's rows are block_m queries of one (batch, head slot), a slot being a query
+ * head, or with pack_gqa a KV head whose rows run over (position, query head of its group). */
 static int64_t job_count(const attention_problem *problem, const kernel_config *config) {
   int64_t block_m = config->values[P_BLOCK_M];
-  return problem->batch * problem->key.heads * ((problem->seqlen_q + block_m - 1) / block_m);
+  int pack = config->values[P_PACK_GQA];
+  int64_t slots = pack ? problem->key.kv_heads : problem->key.heads;
+  int64_t rows = problem->seqlen_q * (pack ? problem->key.heads / problem->key.kv_heads : 1);
+  return problem->batch * slots * ((rows + block_m - 1) / block_m);
 }
 
 static size_t scratch_bytes(const attention_key *key, const kernel_config *config) {
@@ -241,16 +274,37 @@ static int block_threads(const attention_key *key, const kernel_config *config) 
 
 #define P_OFF(field) offsetof(gpu_attention_params, field)
 
-/* One (batch, head) of a tensor as rows (sequence) x columns (head dim). */
+/* One division of a block index by a parameter, through the divider the host filled beside it. */
+static LLVMValueRef divide_by(tile_gpu *tg, LLVMValueRef n, size_t divider) {
+  return tile_gpu_divide(tg, n, tile_gpu_param_i32(tg, divider + offsetof(gpu_divider, magic)),
+                         tile_gpu_param_i32(tg, divider + offsetof(gpu_divider, shift)));
+}
+
+/* The position of a tile row: the row itself, or with pack_gqa the row / group (i64 in and out). */
+static LLVMValueRef row_position(tile_gpu *tg, const shape *s, LLVMValueRef row) {
+  if (!s->pack_gqa) return row;
+  LLVMValueRef row32 = LLVMBuildTrunc(tg->tb.b, row, tg->tb.i32, "");
+  return LLVMBuildZExt(tg->tb.b, divide_by(tg, row32, P_OFF(group_divider)), tg->tb.i64, "");
+}
+
+/* One (batch, head) of a tensor as rows (sequence) x columns (head dim). With `grouped` (Q and O
+ * under pack_gqa) h is the group's first query head and its rows run over (position, head of the
+ * group): seqlen_q * group of them. */
 static void head_view(tile_gpu *tg, const shape *s, tile_gpu_global *view, size_t pointer, size_t strides,
-                      LLVMValueRef b, LLVMValueRef h, LLVMValueRef rows) {
+                      LLVMValueRef b, LLVMValueRef h, LLVMValueRef rows, int grouped) {
   tile_builder *tb = &tg->tb;
   LLVMValueRef stride[4];
   for (int i = 0; i < 4; i++) stride[i] = tile_gpu_param_i64(tg, strides + (size_t)i * sizeof(int64_t));
   if (s->d_contiguous) stride[3] = tile_i64(tb, 1);
   LLVMValueRef offset = tile_add(tb, tile_mul(tb, b, stride[0]), tile_mul(tb, h, stride[2]));
   LLVMValueRef base = tile_gpu_element_address(tg, tile_gpu_param_global(tg, pointer), offset);
+  LLVMValueRef group = grouped ? tile_gpu_param_i32(tg, P_OFF(group)) : NULL;
+  if (grouped) rows = tile_mul(tb, rows, LLVMBuildZExt(tb->b, group, tb->i64, ""));
   tile_gpu_global_init(tg, view, base, stride[1], stride[3], rows, s->head_dim, s->d_contiguous);
+  if (grouped)
+    tile_gpu_global_group_rows(tg, view, group, stride[2],
+                               tile_gpu_param_i32(tg, P_OFF(group_divider) + offsetof(gpu_divider, magic)),
+                               tile_gpu_param_i32(tg, P_OFF(group_divider) + offsetof(gpu_divider, shift)));
 }
 
 /* The block row where this warp's rows start (rows are split between warps in 16 * m_tiles slices). */
@@ -259,7 +313,7 @@ static LLVMValueRef warp_first_row(tile_gpu *tg, const shape *s) {
 }
 
 /* For each of this thread's rows, how many keys of the tile starting at key n0 it may see: those
- * before seqlen_kv and, when causal, those j <= query + diagonal. */
+ * before seqlen_kv and, when causal, those j <= query + diagonal (query: the row's position). */
 static void keys_visible(tile_gpu *tg, const shape *s, tile_gpu_rows *out, LLVMValueRef warp_row0, LLVMValueRef q0,
                          LLVMValueRef n0, LLVMValueRef seqlen_kv, LLVMValueRef diagonal) {
   tile_builder *tb = &tg->tb;
@@ -269,24 +323,18 @@ static void keys_visible(tile_gpu *tg, const shape *s, tile_gpu_rows *out, LLVMV
   for (int r = 0; r < 2 * s->m_tiles; r++) {
     LLVMValueRef limit = seqlen_kv;
     if (s->causal) {
-      LLVMValueRef query = tile_add(tb, q0, rows.v[r]);
+      LLVMValueRef query = row_position(tg, s, tile_add(tb, q0, rows.v[r]));
       limit = tile_min(tb, seqlen_kv, tile_add(tb, tile_add(tb, query, diagonal), tile_i64(tb, 1)));
     }
     out->v[r] = tile_sub(tb, limit, n0);
   }
 }
 
-/* Which Q tile of which (batch, head) a block owns, and the KV head it reads (GQA: heads / kv_heads
- * query heads share one). Causal blocks take the longest tiles first. */
+/* Which tile of rows of which (batch, head slot) a block owns, and the KV head it reads (GQA: heads /
+ * kv_heads query heads share one). Causal blocks take the longest tiles first. */
 typedef struct block_coordinates {
-  LLVMValueRef batch, head, kv_head, q0;  /* i64; q0: the tile's first query */
+  LLVMValueRef batch, head, kv_head, q0;  /* i64; head: the first query head; q0: the tile's first row */
 } block_coordinates;
-
-/* One division of a block index by a parameter, through the divider the host filled beside it. */
-static LLVMValueRef divide_by(tile_gpu *tg, LLVMValueRef n, size_t divider) {
-  return tile_gpu_divide(tg, n, tile_gpu_param_i32(tg, divider + offsetof(gpu_divider, magic)),
-                         tile_gpu_param_i32(tg, divider + offsetof(gpu_divider, shift)));
-}
 
 static block_coordinates block_coordinates_of(tile_gpu *tg, const shape *s, LLVMValueRef block_index) {
   tile_builder *tb = &tg->tb;
@@ -294,14 +342,20 @@ static block_coordinates block_coordinates_of(tile_gpu *tg, const shape *s, LLVM
   /* In 32 bits (the backend launches fewer than 2^31 blocks) and without divide instructions: they
    * would cost ~100 instructions per block here, and again in the epilogue. */
   LLVMValueRef index = LLVMBuildTrunc(ir, block_index, tb->i32, "");
-  LLVMValueRef heads = LLVMBuildTrunc(ir, tile_gpu_param_i64(tg, P_OFF(heads)), tb->i32, "");
+  /* head slots: query heads, or KV heads when packed (the host's heads_divider divides by these) */
+  LLVMValueRef slots = LLVMBuildTrunc(ir, tile_gpu_param_i64(tg, s->pack_gqa ? P_OFF(kv_heads) : P_OFF(heads)),
+                                      tb->i32, "");
   LLVMValueRef q_tiles = LLVMBuildTrunc(ir, tile_gpu_param_i64(tg, P_OFF(q_tiles)), tb->i32, "");
-  LLVMValueRef batch_head = divide_by(tg, index, P_OFF(q_tiles_divider));
-  LLVMValueRef tile_index = LLVMBuildSub(ir, index, LLVMBuildMul(ir, batch_head, q_tiles, ""), "");
+  LLVMValueRef batch_slot = divide_by(tg, index, P_OFF(q_tiles_divider));
+  LLVMValueRef tile_index = LLVMBuildSub(ir, index, LLVMBuildMul(ir, batch_slot, q_tiles, ""), "");
   if (s->causal) tile_index = LLVMBuildSub(ir, LLVMBuildSub(ir, q_tiles, tile_gpu_i32(tg, 1), ""), tile_index, "");
-  LLVMValueRef batch = divide_by(tg, batch_head, P_OFF(heads_divider));
-  LLVMValueRef head = LLVMBuildSub(ir, batch_head, LLVMBuildMul(ir, batch, heads, ""), "");
-  LLVMValueRef kv_head = divide_by(tg, head, P_OFF(group_divider));
+  LLVMValueRef batch = divide_by(tg, batch_slot, P_OFF(heads_divider));
+  LLVMValueRef slot = LLVMBuildSub(ir, batch_slot, LLVMBuildMul(ir, batch, slots, ""), "");
+  LLVMValueRef head = slot, kv_head = slot;
+  if (s->pack_gqa)
+    head = LLVMBuildMul(ir, slot, tile_gpu_param_i32(tg, P_OFF(group)), "");
+  else
+    kv_head = divide_by(tg, slot, P_OFF(group_divider));
   block_coordinates at;
   at.batch = LLVMBuildZExt(ir, batch, tb->i64, "");
   at.head = LLVMBuildZExt(ir, head, tb->i64, "");
@@ -336,9 +390,9 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   LLVMValueRef diagonal = tile_sub(tb, seqlen_kv, seqlen_q);  /* query i sees keys j <= i + diagonal */
 
   tile_gpu_global q, k, v;
-  head_view(tg, &s, &q, P_OFF(q), P_OFF(q_stride), b, at.head, seqlen_q);
-  head_view(tg, &s, &k, P_OFF(k), P_OFF(k_stride), b, kv_h, seqlen_kv);
-  head_view(tg, &s, &v, P_OFF(v), P_OFF(v_stride), b, kv_h, seqlen_kv);
+  head_view(tg, &s, &q, P_OFF(q), P_OFF(q_stride), b, at.head, seqlen_q, s.pack_gqa);
+  head_view(tg, &s, &k, P_OFF(k), P_OFF(k_stride), b, kv_h, seqlen_kv, 0);
+  head_view(tg, &s, &v, P_OFF(v), P_OFF(v_stride), b, kv_h, seqlen_kv, 0);
 
   /* ---- shared memory: Q, then the ring of K tiles, then the ring of V tiles ---- */
   const int tile_bytes = BN * D * 2, q_bytes = BM * D * 2;
@@ -350,9 +404,11 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
 
   /* K/V tiles this Q tile reads: causal tiles stop after the last query's diagonal. */
   LLVMValueRef kv_end = seqlen_kv;
-  if (s.causal)
-    kv_end = tile_max(tb, tile_i64(tb, 0),
-                      tile_min(tb, seqlen_kv, tile_add(tb, tile_add(tb, q0, tile_i64(tb, BM)), diagonal)));
+  if (s.causal) {
+    LLVMValueRef last_position = row_position(tg, &s, tile_add(tb, q0, tile_i64(tb, BM - 1)));
+    LLVMValueRef end = tile_add(tb, tile_add(tb, last_position, tile_i64(tb, 1)), diagonal);
+    kv_end = tile_max(tb, tile_i64(tb, 0), tile_min(tb, seqlen_kv, end));
+  }
   LLVMValueRef kv_tiles = LLVMBuildSDiv(ir, tile_add(tb, kv_end, tile_i64(tb, BN - 1)), tile_i64(tb, BN), "");
 
   /* ---- prologue: Q, and the first stages - 1 K/V tiles, one cp.async group each ---- */
@@ -421,7 +477,9 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     LLVMValueRef past_end = tile_lt(tb, seqlen_kv, tile_add(tb, n0, tile_i64(tb, BN)));
     LLVMValueRef needs_mask = past_end;
     if (s.causal) {
-      LLVMValueRef crosses = tile_lt(tb, tile_add(tb, q0, diagonal), tile_add(tb, n0, tile_i64(tb, BN - 1)));
+      LLVMValueRef first_position = row_position(tg, &s, q0);
+      LLVMValueRef crosses =
+          tile_lt(tb, tile_add(tb, first_position, diagonal), tile_add(tb, n0, tile_i64(tb, BN - 1)));
       needs_mask = LLVMBuildOr(ir, past_end, crosses, "");
     }
     tile_gpu_rows visible;
@@ -469,7 +527,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   tile_gpu_rows_reciprocal_or_zero(tg, &row_sum, &inverse);
   at = block_coordinates_of(tg, &s, tile_gpu_block_index_opaque(tg));
   tile_gpu_global o;
-  head_view(tg, &s, &o, P_OFF(o), P_OFF(o_stride), at.batch, at.head, seqlen_q);
+  head_view(tg, &s, &o, P_OFF(o), P_OFF(o_stride), at.batch, at.head, seqlen_q, s.pack_gqa);
   tile_gpu_store(tg, &out, &inverse, &o, at.q0, warp_row0);
   if (s.has_lse) {
     tile_gpu_rows lse;
@@ -483,11 +541,22 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
       lse.v[r] = LLVMBuildSelect(ir, seen, value, tile_f32(tb, -INFINITY), "");
     }
     LLVMValueRef lse_base = LLVMBuildIntToPtr(ir, tile_gpu_param_i64(tg, P_OFF(lse)), tg->global_ptr, "");
+    LLVMValueRef head_stride = tile_gpu_param_i64(tg, P_OFF(lse_stride[1]));
     LLVMValueRef lse_offset = tile_add(tb, tile_mul(tb, at.batch, tile_gpu_param_i64(tg, P_OFF(lse_stride[0]))),
-                                       tile_mul(tb, at.head, tile_gpu_param_i64(tg, P_OFF(lse_stride[1]))));
+                                       tile_mul(tb, at.head, head_stride));
     lse_base = LLVMBuildGEP2(ir, tb->f32, lse_base, &lse_offset, 1, "");
-    tile_gpu_store_rows(tg, &lse, lse_base, tile_gpu_param_i64(tg, P_OFF(lse_stride[2])), at.q0, warp_row0,
-                        seqlen_q);
+    /* LSE is [batch, head, seq]: its rows are positions, or (position, head) pairs when packed */
+    tile_gpu_global lse_view;
+    LLVMValueRef lse_rows = seqlen_q;
+    if (s.pack_gqa)
+      lse_rows = tile_mul(tb, seqlen_q, LLVMBuildZExt(ir, tile_gpu_param_i32(tg, P_OFF(group)), tb->i64, ""));
+    tile_gpu_global_init(tg, &lse_view, lse_base, tile_gpu_param_i64(tg, P_OFF(lse_stride[2])), tile_i64(tb, 1),
+                         lse_rows, 1, 0);
+    if (s.pack_gqa)
+      tile_gpu_global_group_rows(tg, &lse_view, tile_gpu_param_i32(tg, P_OFF(group)), head_stride,
+                                 tile_gpu_param_i32(tg, P_OFF(group_divider) + offsetof(gpu_divider, magic)),
+                                 tile_gpu_param_i32(tg, P_OFF(group_divider) + offsetof(gpu_divider, shift)));
+    tile_gpu_store_rows(tg, &lse, &lse_view, at.q0, warp_row0);
   }
   tile_gpu_end(tg);
 #undef RING

@@ -147,6 +147,11 @@ static const test_case cases[] = {
     {BF16, 1, 8, 1, 130, 130, 64, 1, 1, CONTIG, 0},
     {F16, 2, 16, 2, 100, 300, 96, 0, 1, CONTIG, 0},
     {BF16, 1, 4, 1, 66, 66, 128, 0, 0, CONTIG, 0},
+    /* decode steps, which the defaults pack (pack_gqa): groups 4, 8 and 3, a strided LSE, rows past a
+     * short cache's diagonal fully masked */
+    {BF16, 3, 8, 2, 1, 1000, 128, 1, 1, CONTIG, 0},
+    {F16, 2, 8, 1, 3, 517, 64, 1, 1, LSESTRIDED, 0},
+    {BF16, 2, 6, 2, 5, 3, 64, 1, 1, CONTIG, 0},
     /* seqlen_q != seqlen_kv both ways; causal with sq > skv leaves rows with no visible key */
     {F16, 1, 2, 2, 7, 1000, 64, 0, 1, CONTIG, 0},
     {F16, 1, 2, 2, 7, 1000, 64, 1, 1, CONTIG, 0},

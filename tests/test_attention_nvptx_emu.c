@@ -7,8 +7,9 @@
  * compares o and lse with the float64 reference (tests/attention_cases.h). The cases cover fp16 and
  * bf16, head dims 24 to 256 (8 mod 16 too), causal and not, seqlen_q != seqlen_kv both ways, lengths
  * no tile divides, GQA and MQA, LSE, a custom scale, packed QKV, a strided head dim and a misaligned
- * K (the synchronous copy paths chosen at generation and at run time), a strided lse and
- * seqlen_kv = 0; each head dim's default config and a spread of the family's space in which every
+ * K (the synchronous copy paths chosen at generation and at run time), a strided lse,
+ * seqlen_kv = 0 and packed GQA (decode steps, and packed prefill tiles on each copy path); each head
+ * dim's default config and a spread of the family's space in which every
  * value of every parameter appears (checked). First, the emulator's own checks are shown to fire on
  * small hand-written kernels (a read of an unfinished cp.async, a missing barrier, an unknown
  * intrinsic). One line per case: config, case, errors, work, time.
@@ -136,12 +137,14 @@ static void self_tests(void) {
 
 /* ---- the attention cases ----------------------------------------------------------------------------- */
 
-/* block_m, block_n, warps, stages, q_in_regs, swizzle; all 0: the family's default for the key. */
+/* block_m, block_n, warps, stages, q_in_regs, swizzle, pack_gqa; all 0: the family's default for the
+ * key. */
 typedef struct config_spec {
-  int values[6];
+  int values[7];
 } config_spec;
-#define DEFAULT {{0, 0, 0, 0, 0, 0}}
-#define CONFIG(bm, bn, w, st, q, sw) {{bm, bn, w, st, q, sw}}
+#define DEFAULT {{0, 0, 0, 0, 0, 0, 0}}
+#define CONFIG(bm, bn, w, st, q, sw) {{bm, bn, w, st, q, sw, 0}}
+#define CONFIG_PACKED(bm, bn, w, st, q, sw) {{bm, bn, w, st, q, sw, 1}}
 
 typedef struct emu_case {
   test_case c;
@@ -200,6 +203,16 @@ static const emu_case cases[] = {
     {{BF16, 1, 2, 1, 150, 70, 80, 0, 1, CONTIG, 0}, CONFIG(128, 64, 8, 3, 0, 0)},
     {{F16, 1, 2, 1, 70, 100, 64, 1, 1, DSTRIDE2, 0}, CONFIG(64, 32, 4, 3, 0, 1)},
     {{BF16, 1, 4, 2, 130, 130, 128, 0, 1, PACKED, 0}, CONFIG(128, 32, 8, 2, 0, 0)},
+    /* pack_gqa: decode steps by default (groups 4, 8 and 3; rows past a short cache's diagonal fully
+     * masked; a strided LSE), and packed prefill tiles through every copy path (cp.async chunks, a
+     * strided head dim, K misaligned) with 4 and 8 warps */
+    {{BF16, 2, 8, 2, 1, 300, 128, 1, 1, CONTIG, 0}, DEFAULT},
+    {{F16, 1, 8, 1, 3, 130, 64, 1, 1, LSESTRIDED, 0}, DEFAULT},
+    {{BF16, 1, 6, 2, 5, 3, 64, 1, 1, CONTIG, 0}, DEFAULT},
+    {{F16, 1, 4, 2, 70, 90, 64, 1, 1, CONTIG, 0}, CONFIG_PACKED(64, 32, 4, 2, 0, 1)},
+    {{BF16, 1, 4, 1, 20, 50, 64, 1, 1, DSTRIDE2, 0}, CONFIG_PACKED(64, 32, 4, 2, 1, 1)},
+    {{F16, 1, 6, 2, 30, 77, 72, 0, 1, MISALIGNED, 0}, CONFIG_PACKED(64, 64, 4, 3, 0, 0)},
+    {{F16, 1, 8, 2, 40, 100, 128, 0, 1, CONTIG, 0}, CONFIG_PACKED(128, 64, 8, 2, 0, 0)},
 };
 #define NUM_CASES ((int)(sizeof cases / sizeof cases[0]))
 
@@ -306,7 +319,7 @@ static void run_case(int index, const emu_case *e) {
   if (e->config.values[0] == 0)
     family->default_config(&problem.key, &nvptx, &rk.config);
   else
-    for (int p = 0; p < 6; p++) rk.config.values[p] = e->config.values[p];
+    for (int p = 0; p < 7; p++) rk.config.values[p] = e->config.values[p];
   kernel_config_string(family, &rk.config, config_text, sizeof config_text);
   char line[600];
   snprintf(line, sizeof line, "[%s%s] %s", config_text, e->config.values[0] == 0 ? " (default)" : "", name);

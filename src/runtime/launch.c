@@ -81,9 +81,17 @@ fj_status runtime_gpu_params(const runtime_kernel *kernel, const attention_probl
   params->kv_heads = fields.kv_heads;
   params->q_tiles = fields.q_tiles;
   params->scale_log2 = fields.scale_log2;
+  int64_t group = fields.kv_heads > 0 ? fields.heads / fields.kv_heads : 1;
+  params->group = (uint32_t)group;
+  int pack = runtime_config_value(kernel->family, &kernel->config, "pack_gqa") == 1;
+  /* A packed tile's rows are divided by the group in 32 bits: (position, head) rows below 2^31. */
+  if (pack && fields.seqlen_q * group > INT32_MAX)
+    return core_error(FJ_INVALID_ARGUMENT, "pack_gqa=1: seqlen_q=%lld x %lld query heads per KV head is %lld rows; "
+                      "at most 2^31 - 1 (use pack_gqa=0)", (long long)fields.seqlen_q, (long long)group,
+                      (long long)(fields.seqlen_q * group));
   /* Divisors of a block index below 2^31 (the backend refuses larger grids); 1 stands in for an
    * empty problem's 0, which launches nothing. */
-  int64_t divisors[3] = {fields.q_tiles, fields.heads, fields.kv_heads > 0 ? fields.heads / fields.kv_heads : 1};
+  int64_t divisors[3] = {fields.q_tiles, pack ? fields.kv_heads : fields.heads, group};
   for (int i = 0; i < 3; i++)
     if (divisors[i] < 1 || divisors[i] > INT32_MAX) divisors[i] = 1;
   params->q_tiles_divider = gpu_divider_for((uint32_t)divisors[0]);

@@ -250,6 +250,7 @@ void tile_gpu_global_init(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef base
   view->rows = rows;
   view->cols = cols;
   view->vector_ok = NULL;
+  view->group = view->group_stride = view->group_magic = view->group_shift = NULL;
   if (!allow_vector) return;
   /* 16-byte copies need every row start 16-byte aligned: the base address and the row stride (in
    * bytes) both multiples of 16, and columns contiguous. */
@@ -259,6 +260,32 @@ void tile_gpu_global_init(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef base
                                        tile_i64(&tg->tb, 0), "");
   LLVMValueRef unit = LLVMBuildICmp(b, LLVMIntEQ, col_stride, tile_i64(&tg->tb, 1), "");
   view->vector_ok = LLVMBuildAnd(b, aligned, unit, "vector_ok");
+}
+
+void tile_gpu_global_group_rows(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef group, LLVMValueRef group_stride,
+                                LLVMValueRef magic, LLVMValueRef shift) {
+  view->group = group;
+  view->group_stride = group_stride;
+  view->group_magic = magic;
+  view->group_shift = shift;
+  if (view->vector_ok == NULL) return;
+  /* the rows inside a group start 16-byte aligned too */
+  LLVMBuilderRef b = B(tg);
+  LLVMValueRef bytes = LLVMBuildShl(b, group_stride, tile_i64(&tg->tb, 1), "");
+  LLVMValueRef aligned = LLVMBuildICmp(b, LLVMIntEQ, LLVMBuildAnd(b, bytes, tile_i64(&tg->tb, 15), ""),
+                                       tile_i64(&tg->tb, 0), "");
+  view->vector_ok = LLVMBuildAnd(b, view->vector_ok, aligned, "vector_ok");
+}
+
+/* Elements from the view's base to the start of row `row` (i64, below 2^31 when grouped). */
+static LLVMValueRef row_offset(tile_gpu *tg, const tile_gpu_global *view, LLVMValueRef row) {
+  LLVMBuilderRef b = B(tg);
+  if (view->group == NULL) return LLVMBuildMul(b, row, view->row_stride, "");
+  LLVMValueRef row32 = LLVMBuildTrunc(b, row, tg->tb.i32, "");
+  LLVMValueRef outer = tile_gpu_divide(tg, row32, view->group_magic, view->group_shift);
+  LLVMValueRef inner = LLVMBuildSub(b, row32, LLVMBuildMul(b, outer, view->group, ""), "");
+  return LLVMBuildAdd(b, LLVMBuildMul(b, LLVMBuildZExt(b, outer, tg->tb.i64, ""), view->row_stride, ""),
+                      LLVMBuildMul(b, LLVMBuildZExt(b, inner, tg->tb.i64, ""), view->group_stride, ""), "");
 }
 
 /* One pass over the tile's chunks, asynchronous (cp.async) or not. Chunk i of the tile (row i / cpr,
@@ -280,8 +307,7 @@ static void copy_chunks(tile_gpu *tg, const tile_gpu_shared *dst, const tile_gpu
     LLVMValueRef valid = LLVMBuildAnd(b, tile_lt(tb, global_row, src->rows),
                                       LLVMBuildICmp(b, LLVMIntULT, chunk, tile_gpu_i32(tg, src->cols / 8), ""), "");
     LLVMValueRef column = LLVMBuildZExt(b, LLVMBuildShl(b, chunk, tile_gpu_i32(tg, 3), ""), tb->i64, "");
-    LLVMValueRef index = LLVMBuildAdd(b, LLVMBuildMul(b, global_row, src->row_stride, ""),
-                                      LLVMBuildMul(b, column, src->col_stride, ""), "");
+    LLVMValueRef index = LLVMBuildAdd(b, row_offset(tg, src, global_row), LLVMBuildMul(b, column, src->col_stride, ""), "");
     /* A missing row or column still gets an address inside the tensor (element 0): nothing is read
      * from it, but no address is ever formed outside the caller's buffer. */
     index = LLVMBuildSelect(b, valid, index, tile_i64(tb, 0), "");
@@ -313,10 +339,11 @@ static int lanes_per_row(const tile_gpu_shared *dst) {
   return lanes;
 }
 
-/* Whether copy_whole_rows can move dst: no pass is partial and no column is padding. */
+/* Whether copy_whole_rows can move dst: no pass is partial, no column is padding, and rows are evenly
+ * spaced (not grouped). */
 static int whole_rows_fit(const tile_gpu *tg, const tile_gpu_shared *dst, const tile_gpu_global *src) {
   int threads = tg->warps * 32, lanes = lanes_per_row(dst);
-  return src->cols == dst->cols && lanes <= 32 && (dst->rows * lanes) % threads == 0;
+  return src->cols == dst->cols && lanes <= 32 && (dst->rows * lanes) % threads == 0 && src->group == NULL;
 }
 
 /* copy_chunks' asynchronous pass for a tile whose rows all exist: a thread keeps one chunk column
@@ -725,7 +752,7 @@ static void store_acc_rows(tile_gpu *tg, const tile_gpu_acc *acc, const tile_gpu
     LLVMValueRef global_row = LLVMBuildAdd(b, first_row, rows->v[r], "");
     tile_if inside;
     tile_if_begin(tb, &inside, tile_lt(tb, global_row, dst->rows));
-    LLVMValueRef row_start = LLVMBuildMul(b, global_row, dst->row_stride, "");
+    LLVMValueRef row_start = row_offset(tg, dst, global_row);
     for (int n = 0; n < acc->n_tiles && n * 8 < dst->cols; n++) {
       LLVMValueRef x[2];
       for (int j = 0; j < 2; j++) {
@@ -768,8 +795,8 @@ void tile_gpu_store(tile_gpu *tg, const tile_gpu_acc *acc, const tile_gpu_rows *
   tile_if_end(&tg->tb, &single);
 }
 
-void tile_gpu_store_rows(tile_gpu *tg, const tile_gpu_rows *values, LLVMValueRef base, LLVMValueRef stride,
-                         LLVMValueRef first_row, LLVMValueRef warp_row0, LLVMValueRef limit) {
+void tile_gpu_store_rows(tile_gpu *tg, const tile_gpu_rows *values, const tile_gpu_global *dst,
+                         LLVMValueRef first_row, LLVMValueRef warp_row0) {
   tile_builder *tb = &tg->tb;
   LLVMBuilderRef b = B(tg);
   tile_gpu_rows rows;
@@ -778,9 +805,9 @@ void tile_gpu_store_rows(tile_gpu *tg, const tile_gpu_rows *values, LLVMValueRef
   for (int r = 0; r < 2 * values->m_tiles; r++) {
     LLVMValueRef global_row = LLVMBuildAdd(b, first_row, rows.v[r], "");
     tile_if inside;
-    tile_if_begin(tb, &inside, LLVMBuildAnd(b, first_of_quad, tile_lt(tb, global_row, limit), ""));
-    LLVMValueRef index = LLVMBuildMul(b, global_row, stride, "");
-    LLVMBuildStore(b, values->v[r], LLVMBuildGEP2(b, tb->f32, base, &index, 1, ""));
+    tile_if_begin(tb, &inside, LLVMBuildAnd(b, first_of_quad, tile_lt(tb, global_row, dst->rows), ""));
+    LLVMValueRef index = row_offset(tg, dst, global_row);
+    LLVMBuildStore(b, values->v[r], LLVMBuildGEP2(b, tb->f32, dst->base, &index, 1, ""));
     tile_if_end(tb, &inside);
   }
 }

@@ -104,10 +104,13 @@ typedef struct tile_gpu_shared {
 
 /* A 2-D view of a global tensor: element (r, c) at base + r * row_stride + c * col_stride (elements,
  * i64). Rows at or past `rows` (i64) and columns at or past `cols` read as zeros. vector_ok (i1):
- * rows are 16-byte aligned and contiguous, so 16-byte cp.async may move them; NULL: never. */
+ * rows are 16-byte aligned and contiguous, so 16-byte cp.async may move them; NULL: never.
+ * Grouped rows (group != NULL, tile_gpu_global_group_rows): row r is at (r / group) * row_stride +
+ * (r % group) * group_stride instead, e.g. the (position, query head) rows of a packed GQA tile. */
 typedef struct tile_gpu_global {
   LLVMValueRef base, row_stride, col_stride, rows, vector_ok;
   int cols;
+  LLVMValueRef group, group_stride, group_magic, group_shift;  /* i32, i64, i32, i32 */
 } tile_gpu_global;
 
 /* Fills *view for the tensor at base (ptr addrspace(1), already offset to element (0, 0)); vector_ok
@@ -115,6 +118,11 @@ typedef struct tile_gpu_global {
  * column strides), else NULL. */
 void tile_gpu_global_init(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef base, LLVMValueRef row_stride,
                           LLVMValueRef col_stride, LLVMValueRef rows, int cols, int allow_vector);
+/* Groups the view's rows: `group` (i32, >= 1) consecutive rows share a row_stride step and lie
+ * group_stride (i64) apart; magic and shift divide by group (kernels/attention_fwd_gpu_abi.h's
+ * gpu_divider). Row indices must stay below 2^31. */
+void tile_gpu_global_group_rows(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef group, LLVMValueRef group_stride,
+                                LLVMValueRef magic, LLVMValueRef shift);
 /* base + index elements of the operand dtype (i64 index). */
 LLVMValueRef tile_gpu_element_address(tile_gpu *tg, LLVMValueRef base, LLVMValueRef index);
 
@@ -207,9 +215,10 @@ void tile_gpu_rows_replace_neg_inf(tile_gpu *tg, const tile_gpu_rows *in, float 
  * Column pairs go out as one 4-byte store where dst->vector_ok holds at run time. */
 void tile_gpu_store(tile_gpu *tg, const tile_gpu_acc *acc, const tile_gpu_rows *row_scale,
                     const tile_gpu_global *dst, LLVMValueRef first_row, LLVMValueRef warp_row0);
-/* Stores f32 rows[r] to base[(first_row + r) * stride] for rows < limit, one lane per row. */
-void tile_gpu_store_rows(tile_gpu *tg, const tile_gpu_rows *rows, LLVMValueRef base, LLVMValueRef stride,
-                         LLVMValueRef first_row, LLVMValueRef warp_row0, LLVMValueRef limit);
+/* Stores f32 rows[r] to row first_row + r of dst (an f32 tensor; its columns unused) for rows <
+ * dst->rows, one lane per row. */
+void tile_gpu_store_rows(tile_gpu *tg, const tile_gpu_rows *rows, const tile_gpu_global *dst,
+                         LLVMValueRef first_row, LLVMValueRef warp_row0);
 
 /* Scalar helpers the kernel needs beside tiles. */
 LLVMValueRef tile_gpu_lg2(tile_gpu *tg, LLVMValueRef x);
