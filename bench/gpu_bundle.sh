@@ -91,6 +91,12 @@ measure)
   done
   step "grid with sdpa peers" 120 360 sh -c "\"$B\" bench --device cuda:0 --cache-dir \"$cache\" --grid prefill \
     --peer-list sdpa-flash,sdpa-cudnn,sdpa-efficient --csv >\"$out/grid.csv\""
+  # A decode step of Llama-3-8B (GB/s): the packed default beside the SDPA peers, then unpacked.
+  decode="--batch 8 --heads 32 --kv-heads 8 --seqlen 1 --seqlen-kv 8192 --head-dim 128 --dtype bf16 --causal"
+  step "decode packed" 20 60 sh -c "\"$B\" bench --device cuda:0 --cache-dir \"$cache\" $decode --check \
+    --peer-list sdpa-flash,sdpa-cudnn,sdpa-efficient --json >\"$out/decode.json\""
+  step "decode unpacked" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" $decode --check \
+    --config "block_m=64 block_n=64 warps=4 stages=3 q_in_regs=1 swizzle=1 pack_gqa=0"
   # Triton compiles 8 configs per (dtype, head dim, causal): what finishes is kept line by line.
   step "triton-fa2 on the grid" 90 240 sh -c "python3 \"$root/bench/peers/peers.py\" --grid prefill \
     --peers triton-fa2 >\"$out/triton.jsonl\""
