@@ -35,7 +35,7 @@ static const kernel_param params[P_COUNT] = {
                     2, {0, 1}, .optional = 1},
 };
 
-#define GENERATOR_VERSION 2
+#define GENERATOR_VERSION 3
 
 /* Vector registers the inner loops need: the score (or P) tile, one Q^T (or O^T) row, the rescale
  * factors, and a broadcast. Over the target's count, the tile spills in the hot loop. */
@@ -346,7 +346,12 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   LLVMValueRef q_tiles = tile_load_param_i64(tb, block, P_OFF(q_tiles));
   LLVMValueRef scale_log2 = tile_load_param_f32(tb, block, P_OFF(scale_log2));
 
-  /* ---- which tile of rows of which (batch, head slot); see job_count ---- */
+  /* ---- which part of the keys (split-KV), which tile of rows of which (batch, head slot); see
+   * job_count ---- */
+  LLVMValueRef kv_splits = tile_load_param_i64(tb, block, P_OFF(kv_splits));
+  LLVMValueRef kv_split_keys = tile_load_param_i64(tb, block, P_OFF(kv_split_keys));
+  LLVMValueRef part = LLVMBuildSRem(tb->b, job, kv_splits, "part");
+  job = LLVMBuildSDiv(tb->b, job, kv_splits, "");
   LLVMValueRef group = LLVMBuildSDiv(tb->b, heads, kv_heads, "group");
   LLVMValueRef rows_per_position = s.pack_gqa ? group : tile_i64(tb, 1);
   LLVMValueRef tile_index = LLVMBuildSRem(tb->b, job, q_tiles, "");
@@ -409,7 +414,11 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   }
 
   tile_loop kv_loop;
-  LLVMValueRef n0 = tile_for(tb, &kv_loop, tile_i64(tb, 0), kv_end, tile_i64(tb, BN), "n0");
+  /* Split-KV: this job's part of those keys (kv_split_keys is a multiple of BN, so no tile crosses into
+   * the next part). */
+  LLVMValueRef kv_begin = tile_mul(tb, part, kv_split_keys);
+  LLVMValueRef kv_stop = tile_min(tb, kv_end, tile_add(tb, kv_begin, kv_split_keys));
+  LLVMValueRef n0 = tile_for(tb, &kv_loop, kv_begin, kv_stop, tile_i64(tb, BN), "n0");
   pack_kv_tile(tb, &s, &k, b, n0, kv_h, seqlen_kv, k_packed, D);
   pack_kv_tile(tb, &s, &v, b, n0, kv_h, seqlen_kv, v_packed, DP);
 
@@ -495,6 +504,9 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   tile_end_for(tb, &kv_loop);
 
   /* ---- epilogue: O / l, converted to the dtype; LSE = (m + log2 l) ln 2 ---- */
+  LLVMValueRef o_partial = tile_load_param_ptr(tb, block, P_OFF(o_partial));
+  LLVMValueRef lse_partial = tile_load_param_ptr(tb, block, P_OFF(lse_partial));
+  LLVMValueRef is_part = LLVMBuildIsNotNull(tb->b, o_partial, "is_part");
   for (int vi = 0; vi < V; vi++) {
     tile_store_vector(tb, stats, tile_i64(tb, vi * W), tile_regs_get(tb, &row_sum, 0, vi));
     tile_store_vector(tb, stats, tile_i64(tb, BM + vi * W), tile_regs_get(tb, &row_max, 0, vi));
@@ -507,8 +519,31 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     LLVMValueRef inverse = LLVMBuildSelect(tb->b, seen, LLVMBuildFDiv(tb->b, tile_f32(tb, 1.0f), l, ""), tile_f32(tb, 0.0f), "");
     LLVMValueRef query, h;
     row_query(tb, &qr, tile_add(tb, q0, m), &query, &h);
-    LLVMValueRef destination = row_index(tb, &o, b, query, h);
     LLVMValueRef source = tile_mul(tb, m, tile_i64(tb, DP));
+    LLVMValueRef max = tile_load_f32(tb, stats, tile_add(tb, m, tile_i64(tb, BM)));
+    LLVMValueRef safe_l = LLVMBuildSelect(tb->b, seen, l, tile_f32(tb, 1.0f), "");
+    LLVMValueRef lse2 = LLVMBuildSelect(tb->b, seen, LLVMBuildFAdd(tb->b, max, tile_log2(tb, safe_l), ""),
+                                        tile_f32(tb, -INFINITY), "");
+    /* A split-KV part leaves fp32 O / l and its base-2 LSE at row ((part * batch + b) * heads + h) *
+     * seqlen_q + query of the workspace (cpu_attention_params), for the runtime to combine. */
+    tile_if to_parts;
+    tile_if_begin(tb, &to_parts, is_part);
+    {
+      LLVMValueRef rows_all = tile_mul(tb, tile_mul(tb, tile_load_param_i64(tb, block, P_OFF(batch)), heads), seqlen_q);
+      LLVMValueRef at = tile_add(tb, tile_mul(tb, part, rows_all),
+                                 tile_add(tb, tile_mul(tb, tile_add(tb, tile_mul(tb, b, heads), h), seqlen_q), query));
+      tile_store_f32(tb, lse_partial, at, lse2);
+      LLVMValueRef first = tile_mul(tb, at, tile_i64(tb, D));
+      tile_loop pl;
+      LLVMValueRef d = tile_for(tb, &pl, tile_i64(tb, 0), tile_i64(tb, D), tile_i64(tb, 1), "d");
+      LLVMValueRef x = tile_load_f32(tb, o_acc, tile_add(tb, source, d));
+      tile_store_f32(tb, o_partial, tile_add(tb, first, d), LLVMBuildFMul(tb->b, x, inverse, ""));
+      tile_end_for(tb, &pl);
+    }
+    tile_if_end(tb, &to_parts);
+    tile_if whole;
+    tile_if_begin(tb, &whole, LLVMBuildNot(tb->b, is_part, ""));
+    LLVMValueRef destination = row_index(tb, &o, b, query, h);
     tile_loop dl;
     LLVMValueRef d = tile_for(tb, &dl, tile_i64(tb, 0), tile_i64(tb, D), tile_i64(tb, 1), "d");
     LLVMValueRef x = tile_load_f32(tb, o_acc, tile_add(tb, source, d));
@@ -520,13 +555,10 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
       LLVMValueRef lse_index = tile_mul(tb, b, tile_load_param_i64(tb, block, P_OFF(lse_stride[0])));
       lse_index = tile_add(tb, lse_index, tile_mul(tb, h, tile_load_param_i64(tb, block, P_OFF(lse_stride[1]))));
       lse_index = tile_add(tb, lse_index, tile_mul(tb, query, tile_load_param_i64(tb, block, P_OFF(lse_stride[2]))));
-      LLVMValueRef max = tile_load_f32(tb, stats, tile_add(tb, m, tile_i64(tb, BM)));
-      LLVMValueRef safe_l = LLVMBuildSelect(tb->b, seen, l, tile_f32(tb, 1.0f), "");
-      LLVMValueRef value = LLVMBuildFMul(tb->b, LLVMBuildFAdd(tb->b, max, tile_log2(tb, safe_l), ""),
-                                         tile_f32(tb, 0.69314718055994531f), "");
-      value = LLVMBuildSelect(tb->b, seen, value, tile_f32(tb, -INFINITY), "");
-      tile_store_f32(tb, lse, lse_index, value);
+      /* -inf stays -inf: a row that saw nothing */
+      tile_store_f32(tb, lse, lse_index, LLVMBuildFMul(tb->b, lse2, tile_f32(tb, 0.69314718055994531f), ""));
     }
+    tile_if_end(tb, &whole);
     tile_end_for(tb, &ml);
   }
 

@@ -8,12 +8,19 @@ typedef struct cpu_attention_params {
   const void *q, *k, *v;
   void *o;
   float *lse;                 /* NULL when no LSE is asked for */
+  /* Split-KV: NULL when a job covers all its keys. Else each job covers one part of them and leaves,
+   * instead of o and lse, its fp32 output normalized by its own sum and its base-2 LSE, at row
+   * ((part * batch + b) * heads + h) * seqlen_q + position (times head_dim for o_partial); the
+   * runtime combines the parts (src/runtime/split_kv.c). */
+  float *o_partial, *lse_partial;
   /* strides in elements, in the order batch, seq, head, dim (lse: batch, head, seq, unused) */
   int64_t q_stride[4], k_stride[4], v_stride[4], o_stride[4], lse_stride[4];
   int64_t batch, seqlen_q, seqlen_kv, heads, kv_heads;
   int64_t q_tiles;            /* ceil(rows / block_m): job = (b * slots + slot) * q_tiles + tile, where a
                                * slot is a query head with rows = seqlen_q, or with pack_gqa a KV head
                                * with rows = seqlen_q * heads / kv_heads */
+  int64_t kv_splits;          /* parts each job's keys are cut into (1: none); job = job' * kv_splits + part */
+  int64_t kv_split_keys;      /* keys per part, a multiple of block_n */
   float scale_log2;           /* softmax_scale * log2(e): scores are exponentiated in base 2 */
 } cpu_attention_params;
 
@@ -21,6 +28,6 @@ typedef struct cpu_attention_params {
  * thread's, 64-byte aligned, of the family's scratch_bytes. */
 typedef void (*cpu_attention_fn)(const cpu_attention_params *params, int64_t job, float *scratch);
 
-#define CPU_ATTENTION_PARAM_POINTERS 5
-#define CPU_ATTENTION_PARAM_INT64S 26
+#define CPU_ATTENTION_PARAM_POINTERS 7
+#define CPU_ATTENTION_PARAM_INT64S 28
 #endif

@@ -13,6 +13,7 @@
 
 #include "attention_cases.h"
 #include "check.h"
+#include "runtime/runtime_internal.h"
 
 static double now_ms(void) {
   struct timespec ts;
@@ -132,6 +133,59 @@ static const test_case cases[] = {
     {BF16, 1, 2, 2, 70, 130, 128, 0, 1, CONTIG, -0.1f},
 };
 
+/* Split-KV: with more worker threads than jobs, a call cuts each job's keys into parts and combines
+ * them (src/runtime/split_kv.c). A context of 64 threads makes every case below split (checked): one
+ * or a few jobs against long caches, a last part shorter than the others, a strided head dim and LSE,
+ * head dim 256, and causal rows past a short cache's diagonal (parts, or all of a row's parts, seeing
+ * no key). */
+static const test_case split_cases[] = {
+    {BF16, 1, 8, 2, 1, 5000, 128, 1, 1, CONTIG, 0},
+    {F32, 1, 4, 1, 3, 2049, 64, 1, 1, LSESTRIDED, 0},
+    {F16, 2, 2, 2, 1, 1500, 80, 0, 1, DSTRIDE2, 0},
+    {F32, 1, 1, 1, 1100, 1030, 64, 1, 1, CONTIG, 0},
+    {BF16, 1, 4, 4, 16, 3000, 256, 1, 0, CONTIG, 0},
+};
+#define SPLIT_WORKERS 64
+
+static void run_split_cases(void) {
+  fj_context_options options;
+  fj_context_options_init(&options);
+  options.device = "cpu";
+  options.disable_disk_cache = 1;
+  options.num_threads = SPLIT_WORKERS;
+  fj_context *context = NULL;
+  fj_status status = fj_context_create(&options, &context);
+  check(status == FJ_OK, "fj_context_create(cpu, %d threads) = %s %s", SPLIT_WORKERS, fj_status_string(status),
+        fj_last_error());
+  if (status != FJ_OK) return;
+  for (size_t i = 0; i < sizeof split_cases / sizeof split_cases[0]; i++) {
+    const test_case *c = &split_cases[i];
+    /* the parts the launch will use, from the kernel it will run */
+    case_tensors t;
+    int64_t splits = 0;
+    if (case_tensors_create(c, base_seed, &t)) {
+      fj_attention_args args;
+      case_host_args(c, &t, &args);
+      attention_problem problem;
+      runtime_kernel *kernel = NULL;
+      if (core_validate_attention(&args, &problem) == FJ_OK &&
+          runtime_get_kernel(context, &problem, NULL, &kernel) == FJ_OK) {
+        int block_n = 0;
+        for (int p = 0; p < kernel->family->num_params; p++)
+          if (strcmp(kernel->family->params[p].name, "block_n") == 0) block_n = kernel->config.values[p];
+        splits = runtime_kv_splits(SPLIT_WORKERS, kernel->family->job_count(&problem, &kernel->config),
+                                   problem.seqlen_kv, block_n);
+      }
+    }
+    case_tensors_free(c, &t);
+    char name[256];
+    describe(c, name, sizeof name);
+    check(splits > 1, "%s: split into %lld parts with %d threads", name, (long long)splits, SPLIT_WORKERS);
+    run_case(context, c);
+  }
+  fj_context_destroy(context);
+}
+
 /* seqlen_kv = 0 gives o = 0 and lse = -inf without a kernel; seqlen_q = 0 writes nothing. */
 static void run_empty_cases(fj_context *context) {
   for (int which = 0; which < 2; which++) {
@@ -206,6 +260,7 @@ int main(int argc, char **argv) {
   run_case(context, &cases[0]);
   run_case(context, &cases[3]);
   run_empty_cases(context);
+  run_split_cases();
   printf("total %.1f s\n", (now_ms() - start) / 1e3);
 
   fj_context_destroy(context);

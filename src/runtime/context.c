@@ -9,6 +9,7 @@
 #include "cache/binary_cache.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/threadpool.h"
 #include "runtime/runtime_internal.h"
 
 /* The first version of the options struct ends after disable_disk_cache; callers built against a
@@ -103,6 +104,8 @@ fj_status fj_context_create(const fj_context_options *options, fj_context **out)
 
   status = backend->device_open(index, options->num_threads, &context->device);
   if (status != FJ_OK) goto fail;
+  context->workers = options->num_threads > 0 ? options->num_threads : core_online_cores();
+  if (context->workers < 1) context->workers = 1;
 
   core_log(LOG_INFO, "context on %s:%d (%s, %s), cache %s%s", backend->name, index, context->info.name,
            context->target.cpu, context->cache_dir, context->disk_cache ? "" : " (disabled)");

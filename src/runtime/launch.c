@@ -3,6 +3,7 @@
  * chosen by the family's backend), its job count, block size and scratch, handed to the backend. Runs
  * on every call: it fills structs on the stack and allocates nothing. */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
@@ -52,6 +53,9 @@ static fj_status runtime_cpu_params(const runtime_kernel *kernel, const attentio
   if (runtime_config_value(kernel->family, &kernel->config, "pack_gqa") == 1)
     rows *= problem->key.heads / problem->key.kv_heads;
   params->q_tiles = (rows + block_m - 1) / block_m;
+  /* one part: the whole sequence (split launches change both, see runtime_launch_cpu) */
+  params->kv_splits = 1;
+  params->kv_split_keys = problem->seqlen_kv > 0 ? problem->seqlen_kv : 1;
   params->scale_log2 = (float)((double)problem->softmax_scale * RUNTIME_LOG2E);
   return FJ_OK;
 }
@@ -100,6 +104,38 @@ fj_status runtime_gpu_params(const runtime_kernel *kernel, const attention_probl
   return FJ_OK;
 }
 
+/* A CPU launch; with fewer jobs than worker threads (a decode step: batch x KV heads jobs) each job's
+ * keys are cut into parts run as jobs of their own, into a workspace the size of a few outputs that
+ * split_kv.c then combines. */
+static fj_status runtime_launch_cpu(fj_context *context, const runtime_kernel *kernel,
+                                    const attention_problem *problem, backend_launch *launch, void *stream) {
+  cpu_attention_params params;
+  fj_status status = runtime_cpu_params(kernel, problem, &params);
+  if (status != FJ_OK) return status;
+  launch->params = &params;
+  launch->params_size = sizeof params;
+  int block_n = runtime_config_value(kernel->family, &kernel->config, "block_n");
+  int64_t splits = runtime_kv_splits(context->workers, launch->jobs, problem->seqlen_kv, block_n);
+  if (splits == 1) return context->backend->launch(context->device, kernel->function, launch, stream);
+
+  int64_t keys = (problem->seqlen_kv + splits - 1) / splits;
+  params.kv_split_keys = (keys + block_n - 1) / block_n * block_n;
+  params.kv_splits = (problem->seqlen_kv + params.kv_split_keys - 1) / params.kv_split_keys;
+  int64_t rows = problem->batch * problem->key.heads * problem->seqlen_q;
+  size_t floats = (size_t)(params.kv_splits * rows) * ((size_t)problem->key.head_dim + 1);
+  float *workspace = malloc(floats * sizeof *workspace);
+  if (workspace == NULL)
+    return core_error(FJ_OUT_OF_MEMORY, "split-KV: no memory for %lld parts of %lld rows (%zu bytes)",
+                      (long long)params.kv_splits, (long long)rows, floats * sizeof *workspace);
+  params.o_partial = workspace;
+  params.lse_partial = workspace + (size_t)(params.kv_splits * rows) * (size_t)problem->key.head_dim;
+  launch->jobs *= params.kv_splits;
+  status = context->backend->launch(context->device, kernel->function, launch, stream);
+  if (status == FJ_OK) status = runtime_combine_kv_splits(problem, params.kv_splits, params.o_partial, params.lse_partial);
+  free(workspace);
+  return status;
+}
+
 fj_status runtime_launch_attention(fj_context *context, const runtime_kernel *kernel,
                                    const attention_problem *problem, void *stream) {
   if (context == NULL || kernel == NULL || problem == NULL)
@@ -109,14 +145,8 @@ fj_status runtime_launch_attention(fj_context *context, const runtime_kernel *ke
   size_t scratch = family->scratch_bytes(&problem->key, &kernel->config);
   backend_launch launch = {.jobs = jobs, .block_threads = 1, .scratch_bytes = scratch};
   fj_status status;
-  if (strcmp(family->backend, "cpu") == 0 && context->backend->device_type == kDLCPU) {
-    cpu_attention_params params;
-    status = runtime_cpu_params(kernel, problem, &params);
-    if (status != FJ_OK) return status;
-    launch.params = &params;
-    launch.params_size = sizeof params;
-    return context->backend->launch(context->device, kernel->function, &launch, stream);
-  }
+  if (strcmp(family->backend, "cpu") == 0 && context->backend->device_type == kDLCPU)
+    return runtime_launch_cpu(context, kernel, problem, &launch, stream);
   if (strcmp(family->backend, "cuda") == 0 && strcmp(context->backend->name, "cuda") == 0) {
     gpu_attention_params params;
     status = runtime_gpu_params(kernel, problem, &params);

@@ -41,6 +41,7 @@ struct fj_context {
   backend_device_info info;
   jit_target target;
   const kernel_family *family;  /* NULL when the backend has no forward family yet */
+  int workers;                  /* the CPU device's worker threads (num_threads, or one per core) */
   char cache_dir[PATH_MAX];
   int disk_cache;               /* 0 when disable_disk_cache was set */
 
@@ -55,6 +56,14 @@ struct fj_context {
 
 /* kernel_table.c: frees every entry and unloads every module (at context destruction). */
 void runtime_table_destroy(fj_context *context);
+
+/* split_kv.c: how many parts to cut each job's keys into so that `jobs` jobs keep `workers` threads
+ * busy (1: none), given seqlen_kv and the kernel's key tile. */
+int64_t runtime_kv_splits(int workers, int64_t jobs, int64_t seqlen_kv, int block_n);
+/* split_kv.c: o and lse of the problem from the parts a split launch left (fp32 outputs normalized by
+ * their own sums, base-2 LSEs; cpu_attention_params' layout). */
+fj_status runtime_combine_kv_splits(const attention_problem *problem, int64_t splits, const float *o_partial,
+                                    const float *lse_partial);
 
 /* launch.c: the parameter block of a GPU kernel (kernels/attention_fwd_gpu_abi.h) for a validated
  * problem; kernel->family and kernel->config are all it reads of the kernel. */

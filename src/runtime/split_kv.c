@@ -1,0 +1,66 @@
+/* split_kv.c: split-KV for the CPU forward. A decode step has few jobs (batch x KV heads, one tile of
+ * rows each), often fewer than the worker threads; cutting each job's keys into parts gives every
+ * thread a part, each part leaving its own output and LSE, which this file then combines:
+ *     O = sum_i 2^(lse_i - m) O_i / sum_i 2^(lse_i - m),   LSE = (m + log2 sum_i 2^(lse_i - m)) ln 2,
+ * with m the largest lse_i (base 2), exactly the online softmax's merge of two partial results. */
+#include <math.h>
+#include <stdint.h>
+
+#include "core/dtype.h"
+#include "core/error.h"
+#include "runtime/runtime_internal.h"
+
+/* Parts of at least this many keys: below it the parts' fixed costs (Q packing, the epilogue, the
+ * combine) outweigh what the extra threads bring. */
+#define SPLIT_KV_MIN_KEYS 512
+#define SPLIT_KV_MAX 64
+
+int64_t runtime_kv_splits(int workers, int64_t jobs, int64_t seqlen_kv, int block_n) {
+  if (jobs < 1 || workers < 2 || jobs >= workers || block_n < 1) return 1;
+  int64_t splits = (workers + jobs - 1) / jobs;
+  int64_t by_keys = seqlen_kv / SPLIT_KV_MIN_KEYS;
+  if (splits > by_keys) splits = by_keys;
+  if (splits > SPLIT_KV_MAX) splits = SPLIT_KV_MAX;
+  return splits < 2 ? 1 : splits;
+}
+
+static void store_element(const tensor_view *t, int dtype, int64_t index, float value) {
+  switch ((dtype_id)dtype) {
+  case DTYPE_F16: ((uint16_t *)(void *)t->data)[index] = core_f32_to_f16(value); break;
+  case DTYPE_BF16: ((uint16_t *)(void *)t->data)[index] = core_f32_to_bf16(value); break;
+  default: ((float *)(void *)t->data)[index] = value; break;
+  }
+}
+
+fj_status runtime_combine_kv_splits(const attention_problem *problem, int64_t splits, const float *o_partial,
+                                    const float *lse_partial) {
+  if (splits < 1 || splits > SPLIT_KV_MAX)
+    return core_error(FJ_INTERNAL, "split-KV: %lld parts; 1 to %d", (long long)splits, SPLIT_KV_MAX);
+  const int64_t batch = problem->batch, heads = problem->key.heads, seqlen = problem->seqlen_q;
+  const int64_t d = problem->key.head_dim, rows = batch * heads * seqlen;
+  const tensor_view *o = &problem->o, *lse = &problem->lse;
+  for (int64_t b = 0; b < batch; b++)
+    for (int64_t h = 0; h < heads; h++)
+      for (int64_t s = 0; s < seqlen; s++) {
+        int64_t row = (b * heads + h) * seqlen + s;
+        float max = -INFINITY;
+        for (int64_t i = 0; i < splits; i++)
+          if (lse_partial[i * rows + row] > max) max = lse_partial[i * rows + row];
+        /* a part that saw no key (lse -inf) weighs 0; a row no part saw stays 0 */
+        double weight[SPLIT_KV_MAX] = {0}, sum = 0.0;
+        if (max != -INFINITY)
+          for (int64_t i = 0; i < splits; i++) sum += weight[i] = exp2((double)lse_partial[i * rows + row] - max);
+        int64_t out = b * o->stride[0] + s * o->stride[1] + h * o->stride[2];
+        for (int64_t c = 0; c < d; c++) {
+          double value = 0.0;
+          for (int64_t i = 0; i < splits; i++)
+            if (weight[i] > 0.0) value += weight[i] * o_partial[(i * rows + row) * d + c];
+          store_element(o, problem->key.dtype, out + c * o->stride[3], sum > 0.0 ? (float)(value / sum) : 0.0f);
+        }
+        if (lse->data != NULL) {
+          float value = sum > 0.0 ? (float)(((double)max + log2(sum)) * 0.69314718055994531) : -INFINITY;
+          ((float *)(void *)lse->data)[b * lse->stride[0] + h * lse->stride[1] + s * lse->stride[2]] = value;
+        }
+      }
+  return FJ_OK;
+}
