@@ -1,5 +1,7 @@
 /* attention_fwd_cpu.c: the flash-attention forward for vector CPUs, as a kernel family: its tuning
- * space, its constraints, its default, and the generator of one job (one Q tile of one batch and head).
+ * space, its constraints, its default, and the generator of one job (one tile of query rows of one
+ * batch and head, or with pack_gqa of one KV head's group of query heads; with split-KV, over one part
+ * of the keys).
  *
  * The algorithm is FlashAttention's: the Q tile stays resident while K and V stream through in tiles of
  * block_n keys; each K tile gives a block of scores, the running row maximum and row sum are updated
@@ -10,7 +12,9 @@
  *     S^T[n][queries] += K[n][d] * Q^T[d][queries]       (Q^T packed once per job, pre-scaled)
  *     O^T[d][queries] += V[n][d] * P^T[n][queries]       (O^T in scratch, one row of d at a time)
  * K and V tiles are first packed into fp32 scratch (converting fp16/bf16 once, zero-padding past the
- * sequence end), which keeps the two inner loops free of conversions and edge cases. */
+ * sequence end), which keeps the two inner loops free of conversions and edge cases. A split-KV job
+ * leaves its fp32 output and base-2 LSE in the runtime's workspace instead (src/runtime/split_kv.c
+ * combines the parts). */
 #include "kernels/kernel_family.h"
 
 #include <math.h>
