@@ -327,7 +327,7 @@ static void case_poison(case_data *c) {
   memset(c->lse, 0xFF, (size_t)elements(c->lse_shape, 3) * sizeof(float));
 }
 
-#define CASES 2
+#define CASES 3
 static case_data cases[CASES];
 static char cache_dir[64];
 
@@ -481,6 +481,8 @@ int main(void) {
   }
   case_make(&cases[0], "fp32 d64 causal GQA", DTYPE_F32, 1, 33, 47, 4, 2, 64, 1, 7);
   case_make(&cases[1], "bf16 d128", DTYPE_BF16, 2, 20, 20, 2, 2, 128, 0, 11);
+  /* one job on two threads: split-KV, whose workspace is allocated in the call */
+  case_make(&cases[2], "fp32 d64 MQA decode, split-KV", DTYPE_F32, 1, 1, 1100, 4, 1, 64, 1, 13);
 
   make_tuning_db();
 
