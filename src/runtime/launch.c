@@ -1,7 +1,8 @@
 /* launch.c: turns a validated problem and a loaded kernel into a launch: the kernel's parameter block
  * (the CPU ABI of kernels/attention_fwd_cpu_abi.h, or the GPU one of kernels/attention_fwd_gpu_abi.h,
  * chosen by the family's backend), its job count, block size and scratch, handed to the backend. Runs
- * on every call: it fills structs on the stack and allocates nothing. */
+ * on every call: it fills structs on the stack and allocates nothing, but for the workspace of a CPU
+ * split-KV launch (a few outputs' worth, freed before it returns). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,7 +132,8 @@ static fj_status runtime_launch_cpu(fj_context *context, const runtime_kernel *k
   params.lse_partial = workspace + (size_t)(params.kv_splits * rows) * (size_t)problem->key.head_dim;
   launch->jobs *= params.kv_splits;
   status = context->backend->launch(context->device, kernel->function, launch, stream);
-  if (status == FJ_OK) status = runtime_combine_kv_splits(problem, params.kv_splits, params.o_partial, params.lse_partial);
+  if (status == FJ_OK)
+    status = runtime_combine_kv_splits(problem, params.kv_splits, params.o_partial, params.lse_partial);
   free(workspace);
   return status;
 }
