@@ -143,6 +143,12 @@ typedef struct fj_attention_args {
   /* GPU backends: the stream to launch on (CUstream / hipStream_t); NULL = the default stream.
    * Ignored by the CPU, which returns when the result is written. */
   void *stream;
+  /* Optional, NULL for none: [batch] int32 on q's device, how many keys each sequence has. Sequence
+   * b attends to keys 0 .. seqlens_kv[b] - 1 of k and v only (a KV cache filled to different lengths,
+   * FlashAttention's cache_seqlens), and with causal its queries align to its own last key. Each value
+   * must be from 0 to seqlen_kv (k.shape[1]); a sequence with 0 keys gives 0 (LSE -inf). The CPU
+   * backend takes it; the CUDA backend returns FJ_UNSUPPORTED for it so far. */
+  const DLTensor *seqlens_kv;
 } fj_attention_args;
 
 /* Fills *args with the defaults: no tensors, scale 0 (1/sqrt(head_dim)), not causal, NULL stream. */

@@ -39,7 +39,7 @@ static const kernel_param params[P_COUNT] = {
                     2, {0, 1}, .optional = 1},
 };
 
-#define GENERATOR_VERSION 3
+#define GENERATOR_VERSION 4
 
 /* Vector registers the inner loops need: the score (or P) tile, one Q^T (or O^T) row, the rescale
  * factors, and a broadcast. Over the target's count, the tile spills in the hot loop. */
@@ -364,6 +364,20 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   LLVMValueRef slot = LLVMBuildSRem(tb->b, batch_slot, slots, "");
   LLVMValueRef b = LLVMBuildSDiv(tb->b, batch_slot, slots, "");
   LLVMValueRef kv_h = s.pack_gqa ? slot : LLVMBuildSDiv(tb->b, slot, group, "");
+  /* This sequence's keys: seqlens_kv[b] when given (validated into [0, seqlen_kv], clamped anyway so
+   * that no read can leave k and v). */
+  {
+    LLVMValueRef lens = tile_load_param_ptr(tb, block, P_OFF(seqlens_kv));
+    LLVMValueRef keys = tile_var(tb, tb->i64, seqlen_kv, "keys");
+    tile_if given;
+    tile_if_begin(tb, &given, LLVMBuildIsNotNull(tb->b, lens, ""));
+    LLVMValueRef at = tile_mul(tb, b, tile_load_param_i64(tb, block, P_OFF(seqlens_kv_stride)));
+    LLVMValueRef n = LLVMBuildLoad2(tb->b, tb->i32, LLVMBuildInBoundsGEP2(tb->b, tb->i32, lens, &at, 1, ""), "");
+    n = LLVMBuildSExt(tb->b, n, tb->i64, "");
+    tile_set(tb, keys, tile_min(tb, tile_max(tb, n, tile_i64(tb, 0)), seqlen_kv));
+    tile_if_end(tb, &given);
+    seqlen_kv = tile_get(tb, keys);
+  }
   LLVMValueRef first_head = tile_mul(tb, slot, rows_per_position);
   LLVMValueRef q0 = tile_mul(tb, tile_index, tile_i64(tb, BM));
   LLVMValueRef total_rows = tile_mul(tb, seqlen_q, rows_per_position);

@@ -13,6 +13,8 @@ typedef struct cpu_attention_params {
    * ((part * batch + b) * heads + h) * seqlen_q + position (times head_dim for o_partial); the
    * runtime combines the parts (src/runtime/split_kv.c). */
   float *o_partial, *lse_partial;
+  /* Each sequence's key count, at seqlens_kv[b * seqlens_kv_stride]; NULL: seqlen_kv for all. */
+  const int32_t *seqlens_kv;
   /* strides in elements, in the order batch, seq, head, dim (lse: batch, head, seq, unused) */
   int64_t q_stride[4], k_stride[4], v_stride[4], o_stride[4], lse_stride[4];
   int64_t batch, seqlen_q, seqlen_kv, heads, kv_heads;
@@ -21,6 +23,7 @@ typedef struct cpu_attention_params {
                                * with rows = seqlen_q * heads / kv_heads */
   int64_t kv_splits;          /* parts each job's keys are cut into (1: none); job = job' * kv_splits + part */
   int64_t kv_split_keys;      /* keys per part, a multiple of block_n */
+  int64_t seqlens_kv_stride;
   float scale_log2;           /* softmax_scale * log2(e): scores are exponentiated in base 2 */
 } cpu_attention_params;
 
@@ -28,6 +31,6 @@ typedef struct cpu_attention_params {
  * thread's, 64-byte aligned, of the family's scratch_bytes. */
 typedef void (*cpu_attention_fn)(const cpu_attention_params *params, int64_t job, float *scratch);
 
-#define CPU_ATTENTION_PARAM_POINTERS 7
-#define CPU_ATTENTION_PARAM_INT64S 28
+#define CPU_ATTENTION_PARAM_POINTERS 8
+#define CPU_ATTENTION_PARAM_INT64S 29
 #endif

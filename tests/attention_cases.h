@@ -47,6 +47,7 @@ typedef struct test_case {
   int causal, lse;
   layout layout;
   float scale;  /* 0: the default 1/sqrt(d) */
+  int varlen;   /* 1: seqlens_kv gives each sequence its own key count (case_sequence_keys) */
 } test_case;
 
 /* Short names for the case tables. */
@@ -69,6 +70,18 @@ static inline void describe(const test_case *c, char *buffer, size_t size) {
            core_dtype_name(c->dtype), (long long)c->batch, (long long)c->heads, (long long)c->kv_heads,
            (long long)c->seqlen_q, (long long)c->seqlen_kv, (long long)c->head_dim, c->causal, c->lse,
            layout_name(c->layout), c->scale != 0.0f ? " scale=custom" : "");
+  if (c->varlen) {
+    size_t used = strlen(buffer);
+    snprintf(buffer + used, size > used ? size - used : 0, " varlen");
+  }
+}
+
+/* A varlen case's key count for sequence b: all of them for the first, none for the second, and
+ * spread over [1, seqlen_kv) for the rest. */
+static inline int32_t case_sequence_keys(const test_case *c, int64_t b) {
+  if (b == 0 || c->seqlen_kv == 0) return (int32_t)c->seqlen_kv;
+  if (b == 1) return 0;
+  return (int32_t)(1 + (b * 7919) % c->seqlen_kv);
 }
 
 /* One case's host tensors. For packed QKV and misaligned, q, k and v are views into qkv (which owns the
@@ -76,6 +89,9 @@ static inline void describe(const test_case *c, char *buffer, size_t size) {
 typedef struct case_tensors {
   host_tensor qkv, q, k, v, o, lse;
   unsigned char *o_before, *lse_before;
+  int32_t *seqlens;  /* varlen cases: [batch] key counts, seen through seqlens_t */
+  int64_t seqlens_shape[1];
+  DLTensor seqlens_t;
 } case_tensors;
 
 /* 1 when every tensor was allocated; fills the inputs from seed, poisons and snapshots the outputs. On 0,
@@ -126,6 +142,14 @@ static inline int case_tensors_create(const test_case *c, uint64_t seed, case_te
     ok &= host_tensor_alloc(&t->lse, DTYPE_F32, 3, lse_shape,
                             c->layout == LAYOUT_LSE_STRIDED ? lse_strides : NULL) == 0;
   }
+  if (c->varlen) {
+    t->seqlens = malloc((size_t)b * sizeof *t->seqlens);
+    ok &= t->seqlens != NULL;
+    for (int64_t i = 0; ok && i < b; i++) t->seqlens[i] = case_sequence_keys(c, i);
+    t->seqlens_shape[0] = b;
+    t->seqlens_t = (DLTensor){.data = t->seqlens, .device = {kDLCPU, 0}, .ndim = 1,
+                              .dtype = {kDLInt, 32, 1}, .shape = t->seqlens_shape};
+  }
   if (!ok) return 0;
   host_tensor_poison(&t->o);
   if (c->lse) host_tensor_poison(&t->lse);
@@ -140,6 +164,7 @@ static inline int case_tensors_create(const test_case *c, uint64_t seed, case_te
 }
 
 static inline void case_tensors_free(const test_case *c, case_tensors *t) {
+  free(t->seqlens);
   free(t->o_before);
   free(t->lse_before);
   host_tensor_free(&t->qkv);
@@ -163,6 +188,7 @@ static inline void case_host_args(const test_case *c, case_tensors *t, fj_attent
   args->lse = c->lse ? &t->lse.t : NULL;
   args->causal = c->causal;
   args->softmax_scale = c->scale;
+  if (c->varlen) args->seqlens_kv = &t->seqlens_t;
 }
 
 static inline uint64_t allocation_hash(const host_tensor *t) {
@@ -218,12 +244,14 @@ static inline int only_elements_written(const host_tensor *t, const unsigned cha
   return ok;
 }
 
-/* Rows that see no key under the bottom-right causal mask must be exactly 0 (not NaN) and have lse
- * -inf. */
+/* Rows that see no key (under the bottom-right causal mask, or in a sequence with no keys) must be
+ * exactly 0 (not NaN) and have lse -inf. */
 static inline int masked_rows_exact(const attention_problem *p, long long *bad_row) {
-  if (!p->key.causal || p->seqlen_q <= p->seqlen_kv) return 1;
-  int64_t masked = p->seqlen_q - p->seqlen_kv;  /* rows i with i + skv - sq < 0 */
-  for (int64_t b = 0; b < p->batch; b++)
+  for (int64_t b = 0; b < p->batch; b++) {
+    int64_t keys = core_sequence_keys(p, b);
+    int64_t masked = 0;  /* rows i with i + keys - sq < 0 when causal; all of them without keys */
+    if (keys == 0) masked = p->seqlen_q;
+    else if (p->key.causal && p->seqlen_q > keys) masked = p->seqlen_q - keys;
     for (int64_t i = 0; i < masked; i++)
       for (int64_t h = 0; h < p->key.heads; h++) {
         for (int64_t d = 0; d < p->key.head_dim; d++) {
@@ -243,6 +271,7 @@ static inline int masked_rows_exact(const attention_problem *p, long long *bad_r
           }
         }
       }
+  }
   return 1;
 }
 

@@ -25,6 +25,10 @@ typedef struct fixture {
   int64_t shape[5][4];
   int64_t strides[5][4];
   fj_attention_args args;
+  /* seqlens_kv, given only by the cases that break it: one key count per sequence */
+  int32_t lens[2];
+  int64_t lens_shape[2];
+  DLTensor seqlens;
 } fixture;
 
 static void fixture_init(fixture *f) {
@@ -42,6 +46,10 @@ static void fixture_init(fixture *f) {
   f->args.v = &f->v;
   f->args.o = &f->o;
   f->args.lse = &f->lse;
+  f->lens[0] = f->lens[1] = S;
+  f->lens_shape[0] = B;
+  f->seqlens = (DLTensor){.data = f->lens, .device = {kDLCPU, 0}, .ndim = 1, .dtype = {kDLInt, 32, 1},
+                          .shape = f->lens_shape};
 }
 
 /* Row-major strides made explicit, so a case can change one of them. */
@@ -91,6 +99,13 @@ static const bad_case bad_cases[] = {
     {"q.data=NULL", "q.data"},
     {"v.data misaligned by 2 bytes", "v.data"},
     {"args.struct_size=0", "struct_size"},
+    {"seqlens_kv[0]=17 with seqlen_kv 16", "seqlens_kv[0]=17"},
+    {"seqlens_kv[0]=-1", "seqlens_kv[0]=-1"},
+    {"seqlens_kv.dtype=int64", "seqlens_kv.dtype"},
+    {"seqlens_kv.shape[0]=2 with batch 1", "seqlens_kv.shape[0]"},
+    {"seqlens_kv.ndim=2", "seqlens_kv.ndim"},
+    {"seqlens_kv on (cuda,0), q on cpu", "seqlens_kv.device"},
+    {"seqlens_kv inside o (overlap)", "o overlaps seqlens_kv"},
 };
 
 static void break_fixture(fixture *f, int which) {
@@ -131,6 +146,13 @@ static void break_fixture(fixture *f, int which) {
     case 28: f->q.data = NULL; break;
     case 29: f->v.data = (char *)f->v.data + 2; break;
     case 30: f->args.struct_size = 0; break;
+    case 31: f->lens[0] = S + 1; f->args.seqlens_kv = &f->seqlens; break;
+    case 32: f->lens[0] = -1; f->args.seqlens_kv = &f->seqlens; break;
+    case 33: f->seqlens.dtype.bits = 64; f->args.seqlens_kv = &f->seqlens; break;
+    case 34: f->lens_shape[0] = 2; f->args.seqlens_kv = &f->seqlens; break;
+    case 35: f->seqlens.ndim = 2; f->args.seqlens_kv = &f->seqlens; break;
+    case 36: f->seqlens.device.device_type = kDLCUDA; f->args.seqlens_kv = &f->seqlens; break;
+    case 37: f->seqlens.data = f->o.data; f->args.seqlens_kv = &f->seqlens; break;
     default: break;
   }
 }

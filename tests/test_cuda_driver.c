@@ -474,6 +474,15 @@ static void test_public_api(void) {
   s = fj_attention_forward(context, &wrong);
   check(s == FJ_INVALID_ARGUMENT && contains(fj_last_error(), "q.device=(cuda,1)"),
         "cuda:1 tensors on a cuda:0 context: %s", fj_last_error());
+  /* per-sequence key counts: valid arguments, which the cuda backend does not take yet */
+  int32_t lens_value = 0;
+  int64_t lens_shape[1] = {tq.shape[0]};
+  DLTensor lens = {.data = &lens_value, .device = tq.device, .ndim = 1, .dtype = {kDLInt, 32, 1}, .shape = lens_shape};
+  fj_attention_args with_lens = args;
+  with_lens.seqlens_kv = &lens;
+  s = fj_attention_forward(context, &with_lens);
+  check(s == FJ_UNSUPPORTED && contains(fj_last_error(), "seqlens_kv"), "seqlens_kv on cuda: %s %s",
+        fj_status_string(s), fj_last_error());
   check(atomic_load(&fake->launches) == launches, "nothing launched for refused calls");
 
   const kernel_family *family = kernel_family_for_backend("cuda");

@@ -5,6 +5,7 @@
  * descriptors, never the tensors' data, which may live on a device. */
 #include <inttypes.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include "core/error.h"
@@ -42,6 +43,11 @@ double core_attention_flops(const attention_problem *problem) {
   }
   return 4.0 * (double)problem->batch * (double)problem->key.heads * pairs *
          (double)problem->key.head_dim;
+}
+
+int64_t core_sequence_keys(const attention_problem *problem, int64_t b) {
+  if (problem->seqlens_kv == NULL) return problem->seqlen_kv;
+  return problem->seqlens_kv[b * problem->seqlens_kv_stride];
 }
 
 double core_attention_bytes(const attention_problem *problem) {
@@ -297,6 +303,38 @@ static void core_fill_view(tensor_view *view, const core_arg *arg) {
   }
 }
 
+/* seqlens_kv: [batch] int32 on q's device, apart from the outputs, and on the CPU (where it can be
+ * read now) every value in [0, seqlen_kv]. */
+static fj_status core_check_seqlens_kv(core_arg *lens, const core_arg *q, const core_arg *k, const core_arg *o,
+                                       const core_arg *lse) {
+  fj_status s;
+  if ((s = core_check_present("seqlens_kv", lens->t, 1, "[batch]")) != FJ_OK) return s;
+  DLDataType type = lens->t->dtype;
+  if (type.code != kDLInt || type.bits != 32 || type.lanes != 1) {
+    char text[48];
+    core_format_dlpack_type(type, text, sizeof text);
+    return core_error(FJ_INVALID_ARGUMENT, "seqlens_kv.dtype is %s; expected int32", text);
+  }
+  if (lens->t->shape[0] != q->t->shape[0])
+    return core_error(FJ_INVALID_ARGUMENT, "seqlens_kv.shape[0]=%" PRId64 " but q.shape[0]=%" PRId64
+                      " (one length per sequence of the batch)", lens->t->shape[0], q->t->shape[0]);
+  if ((s = core_check_same_device(lens, q)) != FJ_OK) return s;
+  lens->dtype = DTYPE_F32;  /* int32 is not an attention dtype; the layout check only needs its 4 bytes */
+  if ((s = core_check_layout(lens)) != FJ_OK) return s;
+  if ((s = core_check_disjoint(o, lens)) != FJ_OK) return s;
+  if (lse->t != NULL && (s = core_check_disjoint(lse, lens)) != FJ_OK) return s;
+  if (lens->t->device.device_type != kDLCPU || lens->t->shape[0] == 0) return FJ_OK;
+  if (lens->t->data == NULL) return core_error(FJ_INVALID_ARGUMENT, "seqlens_kv.data is NULL");
+  const int32_t *values = (const int32_t *)(const void *)((const char *)lens->t->data + lens->t->byte_offset);
+  for (int64_t b = 0; b < lens->t->shape[0]; b++) {
+    int32_t n = values[b * lens->stride[0]];
+    if (n < 0 || n > k->t->shape[1])
+      return core_error(FJ_INVALID_ARGUMENT, "seqlens_kv[%" PRId64 "]=%" PRId32 ": must be from 0 to seqlen_kv=%" PRId64
+                        " (k.shape[1])", b, n, k->t->shape[1]);
+  }
+  return FJ_OK;
+}
+
 /* The end of the part of args a caller must have: every field this version reads. */
 #define CORE_ARGS_MIN_SIZE (offsetof(fj_attention_args, stream) + sizeof(void *))
 
@@ -398,6 +436,12 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
     return core_error(FJ_INVALID_ARGUMENT, "softmax_scale=%g must be finite",
                       (double)args->softmax_scale);
 
+  /* seqlens_kv: only read where the caller's struct has it (an older header's args stop before) */
+  core_arg lens = {.name = "seqlens_kv", .t = NULL};
+  if (args->struct_size >= offsetof(fj_attention_args, seqlens_kv) + sizeof(const DLTensor *))
+    lens.t = args->seqlens_kv;
+  if (lens.t != NULL && (s = core_check_seqlens_kv(&lens, &q, &k, &o, &lse)) != FJ_OK) return s;
+
   attention_problem p;
   memset(&p, 0, sizeof p);
   p.key.kind = PROBLEM_ATTENTION_FWD;
@@ -418,6 +462,10 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
   core_fill_view(&p.v, &v);
   core_fill_view(&p.o, &o);
   if (lse.t != NULL) core_fill_view(&p.lse, &lse);
+  if (lens.t != NULL) {
+    p.seqlens_kv = (const int32_t *)(const void *)((const char *)lens.t->data + lens.t->byte_offset);
+    p.seqlens_kv_stride = lens.stride[0];
+  }
   p.device = q.t->device;
   *out = p;
   return FJ_OK;

@@ -35,6 +35,10 @@ typedef struct attention_problem {
   float softmax_scale;  /* resolved: never 0 */
   tensor_view q, k, v, o;
   tensor_view lse;      /* lse.data == NULL when absent */
+  /* Per-sequence key counts (fj_attention_args.seqlens_kv): int32 at seqlens_kv[b * seqlens_kv_stride],
+   * each in [0, seqlen_kv]; NULL when every sequence has seqlen_kv keys. */
+  const int32_t *seqlens_kv;
+  int64_t seqlens_kv_stride;
   DLDevice device;      /* where the tensors live */
 } attention_problem;
 
@@ -58,4 +62,6 @@ double core_attention_flops(const attention_problem *problem);
 /* Bytes a forward must move at least: q, k and v read once, o (and the LSE, when asked for) written
  * once. Decode steps are bound by this, not by FLOPs: GB/s = bytes / time is their figure of merit. */
 double core_attention_bytes(const attention_problem *problem);
+/* The number of keys sequence b has: seqlens_kv[b] when given (host memory), else seqlen_kv. */
+int64_t core_sequence_keys(const attention_problem *problem, int64_t b);
 #endif

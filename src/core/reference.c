@@ -54,16 +54,18 @@ fj_status core_reference_attention(const attention_problem *problem, double *out
   }
 
   for (int64_t b = 0; b < B; b++) {
+    /* this sequence's keys: all SKV, or its seqlens_kv entry */
+    int64_t keys = core_sequence_keys(problem, b);
     for (int64_t hk = 0; hk < HK; hk++) {
-      core_gather_rows(&problem->k, dtype, b, hk, 0, SKV, D, kmat);
-      core_gather_rows(&problem->v, dtype, b, hk, 0, SKV, D, vmat);
+      core_gather_rows(&problem->k, dtype, b, hk, 0, keys, D, kmat);
+      core_gather_rows(&problem->v, dtype, b, hk, 0, keys, D, vmat);
       for (int64_t h = hk * group; h < (hk + 1) * group; h++) {
         for (int64_t i = 0; i < SQ; i++) {
-          /* Causal masks align to the bottom-right corner: query i sees keys j <= i + SKV - SQ. */
-          int64_t visible = SKV;
+          /* Causal masks align to the bottom-right corner: query i sees keys j <= i + keys - SQ. */
+          int64_t visible = keys;
           if (key->causal) {
-            int64_t last = i + SKV - SQ;
-            visible = last < 0 ? 0 : last + 1 < SKV ? last + 1 : SKV;
+            int64_t last = i + keys - SQ;
+            visible = last < 0 ? 0 : last + 1 < keys ? last + 1 : keys;
           }
           double *o_row = out_o + ((b * SQ + i) * H + h) * D;
           double lse = -INFINITY;

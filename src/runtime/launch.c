@@ -57,6 +57,8 @@ static fj_status runtime_cpu_params(const runtime_kernel *kernel, const attentio
   /* one part: the whole sequence (split launches change both, see runtime_launch_cpu) */
   params->kv_splits = 1;
   params->kv_split_keys = problem->seqlen_kv > 0 ? problem->seqlen_kv : 1;
+  params->seqlens_kv = problem->seqlens_kv;
+  params->seqlens_kv_stride = problem->seqlens_kv_stride;
   params->scale_log2 = (float)((double)problem->softmax_scale * RUNTIME_LOG2E);
   return FJ_OK;
 }
