@@ -146,8 +146,9 @@ typedef struct fj_attention_args {
   /* Optional, NULL for none: [batch] int32 on q's device, how many keys each sequence has. Sequence
    * b attends to keys 0 .. seqlens_kv[b] - 1 of k and v only (a KV cache filled to different lengths,
    * FlashAttention's cache_seqlens), and with causal its queries align to its own last key. Each value
-   * must be from 0 to seqlen_kv (k.shape[1]); a sequence with 0 keys gives 0 (LSE -inf). The CPU
-   * backend takes it; the CUDA backend returns FJ_UNSUPPORTED for it so far. */
+   * must be from 0 to seqlen_kv (k.shape[1]); a sequence with 0 keys gives 0 (LSE -inf). On the CPU a
+   * value outside is refused (FJ_INVALID_ARGUMENT); on a GPU, whose memory the call does not read, the
+   * kernel clamps it into that range. */
   const DLTensor *seqlens_kv;
 } fj_attention_args;
 

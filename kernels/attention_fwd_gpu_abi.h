@@ -43,9 +43,12 @@ typedef struct gpu_attention_params {
   /* the block index's divisors: q_tiles, the head slots (heads, or kv_heads with pack_gqa), and
    * heads / kv_heads */
   gpu_divider q_tiles_divider, heads_divider, group_divider;
+  /* varlen kernels only: each sequence's key count (int32) at seqlens_kv + 4 * b * seqlens_kv_stride */
+  uint64_t seqlens_kv;
+  int64_t seqlens_kv_stride;
 } gpu_attention_params;
 
 #define GPU_ATTENTION_PARAM_POINTERS 5
 #define GPU_ATTENTION_PARAM_INT64S 26
-_Static_assert(sizeof(gpu_attention_params) == 8 * (5 + 26 + 1 + 3), "gpu_attention_params layout");
+_Static_assert(sizeof(gpu_attention_params) == 8 * (5 + 26 + 1 + 3 + 2), "gpu_attention_params layout");
 #endif

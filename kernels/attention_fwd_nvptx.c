@@ -39,7 +39,7 @@ static const kernel_param params[P_COUNT] = {
                     2, {0, 1}, .optional = 1},
 };
 
-#define GENERATOR_VERSION 9
+#define GENERATOR_VERSION 10
 
 /* A budget on the registers one thread's fragments take in the main loop (32-bit registers), as a
  * weighted count fitted to what ptxas does: O (live throughout); half of S (the fp32 scores live only
@@ -58,6 +58,12 @@ static const kernel_param params[P_COUNT] = {
  * at d = 128 (weight 224) spills 4-56 bytes with it (ptxas 13, sm_80 and sm_90a, generator version 9),
  * while the next heaviest contiguous configs (214 and under) assemble clean packed or not. */
 #define PACKED_FRAGMENT_REGISTER_BUDGET 220
+/* A varlen kernel (seqlens_kv) holds its sequence's key count and diagonal in registers across the
+ * loop, where the others re-read them from the parameter space: ptxas 13 then spilled 4-16 bytes in
+ * the two d = 128 tiles that sit at 254-255 registers without it (FA2's 128 x 64 of 4 warps, weight
+ * 224, and 64 x 128 of 4 warps, whose weight of 192 the fit underestimates), and in no other config
+ * of the d = 64/128 spaces (generator version 10, sm_80 and sm_90a). */
+#define VARLEN_FRAGMENT_REGISTER_BUDGET 220
 
 /* A strided head dim is copied element by element, and ptxas issues a thread's loads of the next K and
  * V tiles ahead of their stores to shared memory: those elements, 2 block_n head_dim / threads of them,
@@ -72,7 +78,7 @@ static const kernel_param params[P_COUNT] = {
 
 typedef struct shape {
   int block_m, block_n, warps, stages, q_in_regs, swizzle, pack_gqa;
-  int head_dim, padded_dim, m_tiles, causal, has_lse, d_contiguous;
+  int head_dim, padded_dim, m_tiles, causal, has_lse, d_contiguous, varlen;
   dtype_id dtype;
 } shape;
 
@@ -96,6 +102,7 @@ static shape shape_of(const attention_key *key, const kernel_config *config) {
   s.causal = key->causal;
   s.has_lse = key->has_lse;
   s.d_contiguous = key->d_contiguous;
+  s.varlen = key->varlen;
   s.dtype = (dtype_id)key->dtype;
   return s;
 }
@@ -120,6 +127,7 @@ static int fragment_registers(const shape *s) {
 
 static int fragment_budget(const shape *s) {
   if (!s->d_contiguous) return STRIDED_FRAGMENT_REGISTER_BUDGET;
+  if (s->varlen) return VARLEN_FRAGMENT_REGISTER_BUDGET;
   return s->pack_gqa ? PACKED_FRAGMENT_REGISTER_BUDGET : FRAGMENT_REGISTER_BUDGET;
 }
 
@@ -177,6 +185,12 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
   if (bytes > limit) {
     snprintf(why, why_size, "needs %zu bytes of shared memory (block_m=%d block_n=%d stages=%d d=%d); %s has %zu",
              bytes, s.block_m, s.block_n, s.stages, s.padded_dim, target->cpu, limit);
+    return 0;
+  }
+  if (s.varlen && s.m_tiles == 1 && s.block_n == 128 && s.padded_dim >= 128) {
+    snprintf(why, why_size,
+             "varlen (seqlens_kv): block_n=128 with one m16 tile per warp at d=%d holds 254 registers without "
+             "it; ptxas spills with it", s.padded_dim);
     return 0;
   }
   if (s.pack_gqa && key->heads == key->kv_heads) {
@@ -246,8 +260,8 @@ static void default_config(const attention_key *key, const jit_target *target, k
 }
 
 static void codegen_key(const attention_key *key, char *buffer, size_t size) {
-  snprintf(buffer, size, "dtype=%s d=%d causal=%d lse=%d dcontig=%d", core_dtype_name((dtype_id)key->dtype),
-           key->head_dim, key->causal, key->has_lse, key->d_contiguous);
+  snprintf(buffer, size, "dtype=%s d=%d causal=%d lse=%d dcontig=%d%s", core_dtype_name((dtype_id)key->dtype),
+           key->head_dim, key->causal, key->has_lse, key->d_contiguous, key->varlen ? " varlen=1" : "");
 }
 
 /* As on the CPU: a block's rows are block_m queries of one (batch, head slot), a slot being a query
@@ -364,6 +378,17 @@ static block_coordinates block_coordinates_of(tile_gpu *tg, const shape *s, LLVM
   return at;
 }
 
+/* A varlen kernel's sequence b has seqlens_kv[b] keys: read once per block from global memory and
+ * clamped to [0, seqlen_kv] (the host cannot check device values), so that no read leaves k and v. */
+static LLVMValueRef sequence_keys(tile_gpu *tg, LLVMValueRef b, LLVMValueRef seqlen_kv) {
+  tile_builder *tb = &tg->tb;
+  LLVMValueRef base = LLVMBuildIntToPtr(tb->b, tile_gpu_param_i64(tg, P_OFF(seqlens_kv)), tg->global_ptr, "");
+  LLVMValueRef at = tile_mul(tb, b, tile_gpu_param_i64(tg, P_OFF(seqlens_kv_stride)));
+  LLVMValueRef n = LLVMBuildLoad2(tb->b, tb->i32, LLVMBuildGEP2(tb->b, tb->i32, base, &at, 1, ""), "keys");
+  n = LLVMBuildSExt(tb->b, n, tb->i64, "");
+  return tile_min(tb, tile_max(tb, n, tile_i64(tb, 0)), seqlen_kv);
+}
+
 static fj_status generate(LLVMModuleRef module, const attention_key *key, const jit_target *target,
                           const kernel_config *config, const char *function_name) {
   char why[256];
@@ -387,6 +412,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
 
   block_coordinates at = block_coordinates_of(tg, &s, tile_gpu_block_index(tg));
   LLVMValueRef b = at.batch, kv_h = at.kv_head, q0 = at.q0;
+  if (s.varlen) seqlen_kv = sequence_keys(tg, b, seqlen_kv);
   LLVMValueRef diagonal = tile_sub(tb, seqlen_kv, seqlen_q);  /* query i sees keys j <= i + diagonal */
 
   tile_gpu_global q, k, v;

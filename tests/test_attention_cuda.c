@@ -63,7 +63,7 @@ static void run_case(const test_case *c, uint64_t seed, void *stream, const char
   char name[256];
   describe(c, name, sizeof name);
   case_tensors t;
-  void *d_qkv = NULL, *d_q = NULL, *d_k = NULL, *d_v = NULL, *d_o = NULL, *d_lse = NULL;
+  void *d_qkv = NULL, *d_q = NULL, *d_k = NULL, *d_v = NULL, *d_o = NULL, *d_lse = NULL, *d_lens = NULL;
   int packed = layout_shares_allocation(c->layout);
   if (!case_tensors_create(c, seed, &t)) {
     check(0, "%s%s: host allocation failed", who, name);
@@ -80,6 +80,9 @@ static void run_case(const test_case *c, uint64_t seed, void *stream, const char
   }
   if (s == FJ_OK) s = to_device(&t.o, &d_o);
   if (s == FJ_OK && c->lse) s = to_device(&t.lse, &d_lse);
+  size_t lens_bytes = (size_t)c->batch * sizeof *t.seqlens;
+  if (s == FJ_OK && c->varlen) s = backend->memory_alloc(device, lens_bytes, &d_lens);
+  if (s == FJ_OK && c->varlen) s = backend->copy_to_device(device, d_lens, t.seqlens, lens_bytes);
   /* A copy from pageable memory may return before its DMA lands; it runs on the legacy stream. */
   if (s == FJ_OK) s = backend->synchronize(device, NULL);
   if (s != FJ_OK) {
@@ -103,6 +106,10 @@ static void run_case(const test_case *c, uint64_t seed, void *stream, const char
   args.causal = c->causal;
   args.softmax_scale = c->scale;
   args.stream = stream;
+  DLTensor d_seqlens = t.seqlens_t;
+  d_seqlens.data = d_lens;
+  d_seqlens.device = (DLDevice){kDLCUDA, 0};
+  if (c->varlen) args.seqlens_kv = &d_seqlens;
   s = fj_attention_forward(context, &args);
   if (s == FJ_OK) s = backend->synchronize(device, stream);
   if (s == FJ_OK) s = backend->copy_to_host(device, t.o.allocation, d_o, t.o.allocation_bytes);
@@ -130,6 +137,7 @@ done:
   backend->memory_free(device, d_v);
   backend->memory_free(device, d_o);
   backend->memory_free(device, d_lse);
+  backend->memory_free(device, d_lens);
   case_tensors_free(c, &t);
 }
 
@@ -152,6 +160,10 @@ static const test_case cases[] = {
     {BF16, 3, 8, 2, 1, 1000, 128, 1, 1, CONTIG, 0, 0},
     {F16, 2, 8, 1, 3, 517, 64, 1, 1, LSESTRIDED, 0, 0},
     {BF16, 2, 6, 2, 5, 3, 64, 1, 1, CONTIG, 0, 0},
+    /* seqlens_kv: each sequence its own key count (all, none, spread), decode and causal prefill */
+    {BF16, 4, 8, 2, 1, 1000, 128, 1, 1, CONTIG, 0, 1},
+    {F16, 3, 4, 1, 3, 517, 64, 1, 1, LSESTRIDED, 0, 1},
+    {F16, 5, 2, 2, 70, 300, 80, 1, 1, CONTIG, 0, 1},
     /* seqlen_q != seqlen_kv both ways; causal with sq > skv leaves rows with no visible key */
     {F16, 1, 2, 2, 7, 1000, 64, 0, 1, CONTIG, 0, 0},
     {F16, 1, 2, 2, 7, 1000, 64, 1, 1, CONTIG, 0, 0},

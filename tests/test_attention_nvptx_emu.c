@@ -213,6 +213,12 @@ static const emu_case cases[] = {
     {{BF16, 1, 4, 1, 20, 50, 64, 1, 1, DSTRIDE2, 0, 0}, CONFIG_PACKED(64, 32, 4, 2, 1, 1)},
     {{F16, 1, 6, 2, 30, 77, 72, 0, 1, MISALIGNED, 0, 0}, CONFIG_PACKED(64, 64, 4, 3, 0, 0)},
     {{F16, 1, 8, 2, 40, 100, 128, 0, 1, CONTIG, 0, 0}, CONFIG_PACKED(128, 64, 8, 2, 0, 0)},
+    /* seqlens_kv (varlen kernels): each sequence its own key count (all, none, spread), decode packed
+     * by default, causal prefill tiles aligned to each sequence's last key, a strided head dim */
+    {{BF16, 4, 8, 2, 1, 300, 128, 1, 1, CONTIG, 0, 1}, DEFAULT},
+    {{F16, 3, 4, 1, 3, 130, 64, 1, 1, LSESTRIDED, 0, 1}, DEFAULT},
+    {{F16, 4, 2, 2, 70, 90, 64, 1, 1, CONTIG, 0, 1}, DEFAULT},
+    {{BF16, 3, 2, 1, 50, 77, 96, 0, 1, DSTRIDE2, 0, 1}, CONFIG(64, 32, 4, 2, 1, 1)},
 };
 #define NUM_CASES ((int)(sizeof cases / sizeof cases[0]))
 
@@ -354,6 +360,7 @@ static void run_case(int index, const emu_case *e) {
   add_region(kernel, &t.v, 0);
   add_region(kernel, &t.o, 1);
   if (c->lse) add_region(kernel, &t.lse, 1);
+  if (c->varlen) emu_kernel_add_region(kernel, t.seqlens, (size_t)c->batch * sizeof *t.seqlens, 0);
   start = now_s();
   int rc = emu_kernel_launch(kernel, family->job_count(&problem, &rk.config), &params, sizeof params, &stats, why,
                              sizeof why);

@@ -474,15 +474,6 @@ static void test_public_api(void) {
   s = fj_attention_forward(context, &wrong);
   check(s == FJ_INVALID_ARGUMENT && contains(fj_last_error(), "q.device=(cuda,1)"),
         "cuda:1 tensors on a cuda:0 context: %s", fj_last_error());
-  /* per-sequence key counts: valid arguments, which the cuda backend does not take yet */
-  int32_t lens_value = 0;
-  int64_t lens_shape[1] = {tq.shape[0]};
-  DLTensor lens = {.data = &lens_value, .device = tq.device, .ndim = 1, .dtype = {kDLInt, 32, 1}, .shape = lens_shape};
-  fj_attention_args with_lens = args;
-  with_lens.seqlens_kv = &lens;
-  s = fj_attention_forward(context, &with_lens);
-  check(s == FJ_UNSUPPORTED && contains(fj_last_error(), "seqlens_kv"), "seqlens_kv on cuda: %s %s",
-        fj_status_string(s), fj_last_error());
   check(atomic_load(&fake->launches) == launches, "nothing launched for refused calls");
 
   const kernel_family *family = kernel_family_for_backend("cuda");
@@ -550,6 +541,22 @@ static void test_public_api(void) {
     check(s == FJ_OK && atomic_load(&fake->launches) == launches + 1 && p->q == base &&
               p->lse == base + 2 * q_bytes + 2 * kv_bytes,
           "unreadable device addresses pass validation untouched and reach the kernel (%s)",
+          s == FJ_OK ? "ok" : fj_last_error());
+    /* per-sequence key counts in device memory: not read by the call (the kernel clamps them), carried
+     * to a varlen kernel of its own */
+    int64_t lens_shape[1] = {b};
+    DLTensor lens = {.data = (void *)(base + 2 * q_bytes + 2 * kv_bytes + 4096), .device = tq.device, .ndim = 1,
+                     .dtype = {kDLInt, 32, 1}, .shape = lens_shape};
+    fj_attention_args varlen = unmapped;
+    varlen.seqlens_kv = &lens;
+    launches = atomic_load(&fake->launches);
+    links = atomic_load(&fake->link_completes);
+    s = fj_attention_forward(context, &varlen);
+    p = (const gpu_attention_params *)(const void *)fake->last_params;
+    check(s == FJ_OK && atomic_load(&fake->launches) == launches + 1 &&
+              atomic_load(&fake->link_completes) == links + 1 && p->seqlens_kv == (uint64_t)(uintptr_t)lens.data &&
+              p->seqlens_kv_stride == 1,
+          "seqlens_kv on the device: unread, its address and stride reach a varlen kernel of its own (%s)",
           s == FJ_OK ? "ok" : fj_last_error());
     uo.data = (void *)(base + q_bytes / 2);  /* o overlapping q */
     s = fj_attention_forward(context, &unmapped);

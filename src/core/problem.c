@@ -19,9 +19,10 @@ int core_seqlen_bucket(int64_t seqlen) {
 
 void core_attention_key_string(const attention_key *key, char *buffer, size_t size) {
   if (buffer == NULL || size == 0) return;
-  snprintf(buffer, size, "attention_fwd dtype=%s d=%d h=%d hk=%d causal=%d lse=%d dcontig=%d sq<=2^%d",
+  /* varlen only where set, so that every key stored before it existed still reads the same */
+  snprintf(buffer, size, "attention_fwd dtype=%s d=%d h=%d hk=%d causal=%d lse=%d dcontig=%d%s sq<=2^%d",
            core_dtype_name((dtype_id)key->dtype), key->head_dim, key->heads, key->kv_heads,
-           key->causal, key->has_lse, key->d_contiguous, key->seqlen_bucket);
+           key->causal, key->has_lse, key->d_contiguous, key->varlen ? " varlen=1" : "", key->seqlen_bucket);
 }
 
 double core_attention_flops(const attention_problem *problem) {
@@ -463,6 +464,7 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
   core_fill_view(&p.o, &o);
   if (lse.t != NULL) core_fill_view(&p.lse, &lse);
   if (lens.t != NULL) {
+    p.key.varlen = 1;
     p.seqlens_kv = (const int32_t *)(const void *)((const char *)lens.t->data + lens.t->byte_offset);
     p.seqlens_kv_stride = lens.stride[0];
   }

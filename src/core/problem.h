@@ -19,6 +19,7 @@ typedef struct attention_key {
   int has_lse;
   int d_contiguous;  /* layout: q, k, v and o all have stride 1 along head_dim */
   int seqlen_bucket; /* core_seqlen_bucket(seqlen_q) */
+  int varlen;        /* seqlens_kv given: each sequence has its own number of keys */
 } attention_key;
 
 /* A view of a 4-d (or 3-d, for lse) tensor: the address of element [0,0,0,0] and strides in elements. */

@@ -81,9 +81,6 @@ fj_status fj_attention_forward(fj_context *context, const fj_attention_args *arg
   if (status != FJ_OK) return status;
   status = runtime_check_device(context, &problem);
   if (status != FJ_OK) return status;
-  if (problem.seqlens_kv != NULL && context->backend->device_type != kDLCPU)
-    return core_error(FJ_UNSUPPORTED, "seqlens_kv: per-sequence key counts are not supported by the %s backend "
-                      "yet (the cpu backend takes them)", context->backend->name);
 
   if (problem.batch * problem.key.heads * problem.seqlen_q == 0) return FJ_OK;
   if (problem.seqlen_kv == 0 && context->backend->device_type == kDLCPU)

@@ -88,6 +88,8 @@ fj_status runtime_gpu_params(const runtime_kernel *kernel, const attention_probl
   params->kv_heads = fields.kv_heads;
   params->q_tiles = fields.q_tiles;
   params->scale_log2 = fields.scale_log2;
+  params->seqlens_kv = (uint64_t)(uintptr_t)fields.seqlens_kv;
+  params->seqlens_kv_stride = fields.seqlens_kv_stride;
   int64_t group = fields.kv_heads > 0 ? fields.heads / fields.kv_heads : 1;
   params->group = (uint32_t)group;
   int pack = runtime_config_value(kernel->family, &kernel->config, "pack_gqa") == 1;
