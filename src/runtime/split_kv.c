@@ -15,9 +15,14 @@
 #define SPLIT_KV_MIN_KEYS 512
 #define SPLIT_KV_MAX 64
 
+/* Parts per worker: the pool hands jobs out as threads come for them, so a worker that wakes late
+ * still finds parts left (with one part each, a late worker left the caller's thread to run both:
+ * half the calls of a 2-thread decode ran serially on a 2-vCPU VM). */
+#define SPLIT_KV_PARTS_PER_WORKER 4
+
 int64_t runtime_kv_splits(int workers, int64_t jobs, int64_t seqlen_kv, int block_n) {
   if (jobs < 1 || workers < 2 || jobs >= workers || block_n < 1) return 1;
-  int64_t splits = (workers + jobs - 1) / jobs;
+  int64_t splits = (SPLIT_KV_PARTS_PER_WORKER * (int64_t)workers + jobs - 1) / jobs;
   int64_t by_keys = seqlen_kv / SPLIT_KV_MIN_KEYS;
   if (splits > by_keys) splits = by_keys;
   if (splits > SPLIT_KV_MAX) splits = SPLIT_KV_MAX;
