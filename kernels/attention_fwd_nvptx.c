@@ -301,6 +301,13 @@ static LLVMValueRef row_position(tile_gpu *tg, const shape *s, LLVMValueRef row)
   return LLVMBuildZExt(tg->tb.b, divide_by(tg, row32, P_OFF(group_divider)), tg->tb.i64, "");
 }
 
+/* pack_gqa: the view's rows become (position, query head of the group) pairs, heads head_stride apart. */
+static void group_rows_by_head(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef head_stride) {
+  tile_gpu_global_group_rows(tg, view, tile_gpu_param_i32(tg, P_OFF(group)), head_stride,
+                             tile_gpu_param_i32(tg, P_OFF(group_divider) + offsetof(gpu_divider, magic)),
+                             tile_gpu_param_i32(tg, P_OFF(group_divider) + offsetof(gpu_divider, shift)));
+}
+
 /* One (batch, head) of a tensor as rows (sequence) x columns (head dim). With `grouped` (Q and O
  * under pack_gqa) h is the group's first query head and its rows run over (position, head of the
  * group): seqlen_q * group of them. */
@@ -315,10 +322,7 @@ static void head_view(tile_gpu *tg, const shape *s, tile_gpu_global *view, size_
   LLVMValueRef group = grouped ? tile_gpu_param_i32(tg, P_OFF(group)) : NULL;
   if (grouped) rows = tile_mul(tb, rows, LLVMBuildZExt(tb->b, group, tb->i64, ""));
   tile_gpu_global_init(tg, view, base, stride[1], stride[3], rows, s->head_dim, s->d_contiguous);
-  if (grouped)
-    tile_gpu_global_group_rows(tg, view, group, stride[2],
-                               tile_gpu_param_i32(tg, P_OFF(group_divider) + offsetof(gpu_divider, magic)),
-                               tile_gpu_param_i32(tg, P_OFF(group_divider) + offsetof(gpu_divider, shift)));
+  if (grouped) group_rows_by_head(tg, view, stride[2]);
 }
 
 /* The block row where this warp's rows start (rows are split between warps in 16 * m_tiles slices). */
@@ -578,10 +582,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
       lse_rows = tile_mul(tb, seqlen_q, LLVMBuildZExt(ir, tile_gpu_param_i32(tg, P_OFF(group)), tb->i64, ""));
     tile_gpu_global_init(tg, &lse_view, lse_base, tile_gpu_param_i64(tg, P_OFF(lse_stride[2])), tile_i64(tb, 1),
                          lse_rows, 1, 0);
-    if (s.pack_gqa)
-      tile_gpu_global_group_rows(tg, &lse_view, tile_gpu_param_i32(tg, P_OFF(group)), head_stride,
-                                 tile_gpu_param_i32(tg, P_OFF(group_divider) + offsetof(gpu_divider, magic)),
-                                 tile_gpu_param_i32(tg, P_OFF(group_divider) + offsetof(gpu_divider, shift)));
+    if (s.pack_gqa) group_rows_by_head(tg, &lse_view, head_stride);
     tile_gpu_store_rows(tg, &lse, &lse_view, at.q0, warp_row0);
   }
   tile_gpu_end(tg);
