@@ -128,11 +128,7 @@ static void codegen_key(const attention_key *key, char *buffer, size_t size) {
  * rows run over (position, query head of the group), position-major; without, a slot is a query head
  * and its rows are positions. Packing lets the few queries of a decode step share one pass over K/V. */
 static int64_t job_count(const attention_problem *problem, const kernel_config *config) {
-  int64_t block_m = config->values[P_BLOCK_M];
-  int pack = config->values[P_PACK_GQA];
-  int64_t slots = pack ? problem->key.kv_heads : problem->key.heads;
-  int64_t rows = problem->seqlen_q * (pack ? problem->key.heads / problem->key.kv_heads : 1);
-  return problem->batch * slots * ((rows + block_m - 1) / block_m);
+  return kernel_row_tile_jobs(problem, config->values[P_BLOCK_M], config->values[P_PACK_GQA]);
 }
 
 /* Head dim rounded up to whole vectors: rows of V and O are kept that wide (zero-padded) so that the

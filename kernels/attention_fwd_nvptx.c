@@ -267,11 +267,7 @@ static void codegen_key(const attention_key *key, char *buffer, size_t size) {
 /* As on the CPU: a block's rows are block_m queries of one (batch, head slot), a slot being a query
  * head, or with pack_gqa a KV head whose rows run over (position, query head of its group). */
 static int64_t job_count(const attention_problem *problem, const kernel_config *config) {
-  int64_t block_m = config->values[P_BLOCK_M];
-  int pack = config->values[P_PACK_GQA];
-  int64_t slots = pack ? problem->key.kv_heads : problem->key.heads;
-  int64_t rows = problem->seqlen_q * (pack ? problem->key.heads / problem->key.kv_heads : 1);
-  return problem->batch * slots * ((rows + block_m - 1) / block_m);
+  return kernel_row_tile_jobs(problem, config->values[P_BLOCK_M], config->values[P_PACK_GQA]);
 }
 
 static size_t scratch_bytes(const attention_key *key, const kernel_config *config) {

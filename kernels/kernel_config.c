@@ -36,6 +36,15 @@ void kernel_config_string(const kernel_family *family, const kernel_config *conf
   }
 }
 
+int64_t kernel_slot_rows(const attention_problem *problem, int pack_gqa) {
+  return problem->seqlen_q * (pack_gqa ? problem->key.heads / problem->key.kv_heads : 1);
+}
+
+int64_t kernel_row_tile_jobs(const attention_problem *problem, int block_m, int pack_gqa) {
+  int64_t slots = pack_gqa ? problem->key.kv_heads : problem->key.heads;
+  return problem->batch * slots * ((kernel_slot_rows(problem, pack_gqa) + block_m - 1) / block_m);
+}
+
 static int kernel_config_fail(char *why, size_t why_size, const char *format, const char *a,
                               const char *b) {
   if (why != NULL && why_size > 0) snprintf(why, why_size, format, a, b);

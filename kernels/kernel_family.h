@@ -61,6 +61,11 @@ void kernel_config_string(const kernel_family *family, const kernel_config *conf
  * first value); 0 on success, -1 with why. */
 int kernel_config_parse(const kernel_family *family, const char *text, kernel_config *out, char *why,
                         size_t why_size);
+/* The rows one (batch, head slot) holds: seqlen_q of one query head, or with pack_gqa the
+ * seqlen_q * heads / kv_heads (position, query head) rows of one KV head's group, position-major. */
+int64_t kernel_slot_rows(const attention_problem *problem, int pack_gqa);
+/* batch x slots x ceil(slot rows / block_m): the jobs of a family whose job is one tile of rows. */
+int64_t kernel_row_tile_jobs(const attention_problem *problem, int block_m, int pack_gqa);
 /* The family for a backend ("cpu"), NULL if none. */
 const kernel_family *kernel_family_for_backend(const char *backend);
 

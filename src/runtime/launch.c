@@ -49,11 +49,8 @@ static fj_status runtime_cpu_params(const runtime_kernel *kernel, const attentio
   params->seqlen_kv = problem->seqlen_kv;
   params->heads = problem->key.heads;
   params->kv_heads = problem->key.kv_heads;
-  /* A packed job's rows are (position, query head of the group) pairs: see the families' job_count. */
-  int64_t rows = problem->seqlen_q;
-  if (runtime_config_value(kernel->family, &kernel->config, "pack_gqa") == 1)
-    rows *= problem->key.heads / problem->key.kv_heads;
-  params->q_tiles = (rows + block_m - 1) / block_m;
+  int pack_gqa = runtime_config_value(kernel->family, &kernel->config, "pack_gqa") == 1;
+  params->q_tiles = (kernel_slot_rows(problem, pack_gqa) + block_m - 1) / block_m;
   /* one part: the whole sequence (split launches change both, see runtime_launch_cpu) */
   params->kv_splits = 1;
   params->kv_split_keys = problem->seqlen_kv > 0 ? problem->seqlen_kv : 1;

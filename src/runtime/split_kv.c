@@ -29,14 +29,6 @@ int64_t runtime_kv_splits(int workers, int64_t jobs, int64_t seqlen_kv, int bloc
   return splits < 2 ? 1 : splits;
 }
 
-static void store_element(const tensor_view *t, int dtype, int64_t index, float value) {
-  switch ((dtype_id)dtype) {
-  case DTYPE_F16: ((uint16_t *)(void *)t->data)[index] = core_f32_to_f16(value); break;
-  case DTYPE_BF16: ((uint16_t *)(void *)t->data)[index] = core_f32_to_bf16(value); break;
-  default: ((float *)(void *)t->data)[index] = value; break;
-  }
-}
-
 fj_status runtime_combine_kv_splits(const attention_problem *problem, int64_t splits, const float *o_partial,
                                     const float *lse_partial) {
   if (splits < 1 || splits > SPLIT_KV_MAX)
@@ -60,7 +52,8 @@ fj_status runtime_combine_kv_splits(const attention_problem *problem, int64_t sp
           double value = 0.0;
           for (int64_t i = 0; i < splits; i++)
             if (weight[i] > 0.0) value += weight[i] * o_partial[(i * rows + row) * d + c];
-          store_element(o, problem->key.dtype, out + c * o->stride[3], sum > 0.0 ? (float)(value / sum) : 0.0f);
+          core_store_from_f32(o->data, (dtype_id)problem->key.dtype, out + c * o->stride[3],
+                              sum > 0.0 ? (float)(value / sum) : 0.0f);
         }
         if (lse->data != NULL) {
           float value = sum > 0.0 ? (float)(((double)max + log2(sum)) * 0.69314718055994531) : -INFINITY;
