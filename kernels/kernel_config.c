@@ -89,6 +89,22 @@ int kernel_config_parse(const kernel_family *family, const char *text, kernel_co
         (*end != '\0' && *end != ' ' && *end != '\t' && *end != ','))
       return kernel_config_fail(why, why_size, "parameter \"%s\" needs an integer value%s", name_text,
                                 "");
+    /* Only the values the family declares: its constraints and generator are written for those (an
+     * unlisted pack_gqa=2 once reached a launch that read it as 0 and a kernel that read it as 1). */
+    const kernel_param *param = &family->params[index];
+    int listed = 0;
+    char values[160] = "";
+    size_t used = 0;
+    for (int i = 0; i < param->num_values; i++) {
+      if (param->values[i] == v) listed = 1;
+      if (used < sizeof values)
+        used += (size_t)snprintf(values + used, sizeof values - used, "%s%d", i ? "," : "", param->values[i]);
+    }
+    if (!listed) {
+      char message[256];
+      snprintf(message, sizeof message, "=%ld is not one of its values (%s)", v, values);
+      return kernel_config_fail(why, why_size, "parameter \"%s\"%s", name_text, message);
+    }
     parsed.values[index] = (int)v;
     seen[index] = 1;
     p = end;

@@ -240,6 +240,14 @@ static void test_configs(const char *dir, uint64_t seed) {
           "a config without the optional pack_gqa parses as pack_gqa=0 %s", why);
     rc = kernel_config_parse(family, "block_m=32 block_n=12 unroll=2 vector=16 pv_rows=6", &parsed, why, sizeof why);
     check(rc == -1 && strstr(why, "pv_vectors"), "a config without a required parameter still fails: %s", why);
+    /* a value the family does not list: the launch and the generator would read it differently */
+    rc = kernel_config_parse(family, "block_m=32 block_n=12 unroll=2 vector=16 pv_rows=6 pv_vectors=4 pack_gqa=2",
+                             &parsed, why, sizeof why);
+    check(rc == -1 && strstr(why, "pack_gqa") && strstr(why, "(0,1)"), "pack_gqa=2 is refused, naming its values: %s",
+          why);
+    rc = kernel_config_parse(family, "block_m=32 block_n=13 unroll=2 vector=16 pv_rows=6 pv_vectors=4", &parsed, why,
+                             sizeof why);
+    check(rc == -1 && strstr(why, "block_n") && strstr(why, "=13"), "block_n=13 is refused: %s", why);
   }
 
   /* Another valid config (another value of one parameter) is its own kernel and its own file. */
