@@ -150,6 +150,14 @@ typedef struct fj_attention_args {
    * value outside is refused (FJ_INVALID_ARGUMENT); on a GPU, whose memory the call does not read, the
    * kernel clamps it into that range. */
   const DLTensor *seqlens_kv;
+  /* Optional, NULL for none: a paged KV cache (vLLM's block tables). block_table is [batch, max_pages]
+   * int32 on q's device; k and v are then page pools [pages, page_size, kv_heads, head_dim], and key j
+   * of sequence b is row j % page_size of page block_table[b][j / page_size]. seqlen_kv is then
+   * max_pages * page_size (at most 2^31 - 1), and seqlens_kv says how many of those keys each sequence
+   * has. Only the entries a sequence reads (ceil(its keys / page_size)) need be filled; each must be
+   * from 0 to pages - 1 (k.shape[0]). On the CPU an entry outside is refused (FJ_INVALID_ARGUMENT); on
+   * a GPU the kernel clamps it into that range. Pages may be shared between sequences, in any order. */
+  const DLTensor *block_table;
 } fj_attention_args;
 
 /* Fills *args with the defaults: no tensors, scale 0 (1/sqrt(head_dim)), not causal, NULL stream. */

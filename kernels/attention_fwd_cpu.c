@@ -39,7 +39,7 @@ static const kernel_param params[P_COUNT] = {
                     2, {0, 1}, .optional = 1},
 };
 
-#define GENERATOR_VERSION 4
+#define GENERATOR_VERSION 5
 
 /* Vector registers the inner loops need: the score (or P) tile, one Q^T (or O^T) row, the rescale
  * factors, and a broadcast. Over the target's count, the tile spills in the hot loop. */
@@ -120,8 +120,10 @@ static void default_config(const attention_key *key, const jit_target *target, k
 }
 
 static void codegen_key(const attention_key *key, char *buffer, size_t size) {
-  snprintf(buffer, size, "dtype=%s d=%d causal=%d lse=%d dcontig=%d", core_dtype_name((dtype_id)key->dtype),
-           key->head_dim, key->causal, key->has_lse, key->d_contiguous);
+  char page[24] = "";  /* a paged cache's page size is a constant of its kernel */
+  if (key->page_size > 0) snprintf(page, sizeof page, " page=%d", key->page_size);
+  snprintf(buffer, size, "dtype=%s d=%d causal=%d lse=%d dcontig=%d%s", core_dtype_name((dtype_id)key->dtype),
+           key->head_dim, key->causal, key->has_lse, key->d_contiguous, page);
 }
 
 /* A job's queries are block_m rows of one (batch, head slot): with pack_gqa a slot is a KV head and its
@@ -189,12 +191,32 @@ static LLVMValueRef row_index(tile_builder *tb, const tensor_ir *t, LLVMValueRef
   return tile_add(tb, index, tile_mul(tb, h, t->stride[2]));
 }
 
+/* Where one sequence's keys live: row key of batch b of k and v, or in a paged cache (page_size > 0)
+ * row key % page_size of the page its block-table row names for key / page_size. */
+typedef struct key_rows {
+  int page_size;
+  LLVMValueRef b;
+  LLVMValueRef table, table_stride, last_page;  /* paged: this sequence's row of the block table */
+} key_rows;
+
+/* Element index of [key's place, h, 0] in t (k or v). */
+static LLVMValueRef key_row_index(tile_builder *tb, const key_rows *kr, const tensor_ir *t, LLVMValueRef key,
+                                  LLVMValueRef h) {
+  if (kr->page_size == 0) return row_index(tb, t, kr->b, key, h);
+  LLVMValueRef page_size = tile_i64(tb, kr->page_size);
+  LLVMValueRef at = tile_mul(tb, LLVMBuildSDiv(tb->b, key, page_size, ""), kr->table_stride);
+  LLVMValueRef page = LLVMBuildLoad2(tb->b, tb->i32, LLVMBuildInBoundsGEP2(tb->b, tb->i32, kr->table, &at, 1, ""), "page");
+  /* validated on the host; clamped so that no entry, however it changed since, leads outside k and v */
+  page = tile_min(tb, tile_max(tb, LLVMBuildSExt(tb->b, page, tb->i64, ""), tile_i64(tb, 0)), kr->last_page);
+  return row_index(tb, t, page, LLVMBuildSRem(tb->b, key, page_size, ""), h);
+}
+
 #define MAX_VECTORS 8  /* block_m / vector at most */
 #define MAX_LANES 16
 #define MAX_PV_BLOCK 32
 
 typedef struct shape {
-  int block_m, block_n, unroll, lanes, vectors, head_dim, causal, has_lse, d_contiguous, pack_gqa;
+  int block_m, block_n, unroll, lanes, vectors, head_dim, causal, has_lse, d_contiguous, pack_gqa, page_size;
   int pv_rows, pv_vectors;
   dtype_id dtype;
 } shape;
@@ -227,7 +249,7 @@ static void fill_zero(tile_builder *tb, LLVMValueRef base, int64_t floats) {
 /* Copies rows [first, first + block_n) of one head of K or V into packed fp32 [block_n][row_floats];
  * rows at or past seqlen, and the padding past d, are zeros so that every product stays finite (the
  * scores of missing keys are masked anyway). */
-static void pack_kv_tile(tile_builder *tb, const shape *s, const tensor_ir *t, LLVMValueRef b,
+static void pack_kv_tile(tile_builder *tb, const shape *s, const tensor_ir *t, const key_rows *kr,
                          LLVMValueRef first, LLVMValueRef kv_head, LLVMValueRef seqlen,
                          LLVMValueRef packed, int row_floats) {
   for (int n = 0; n < s->block_n; n++) {
@@ -241,10 +263,13 @@ static void pack_kv_tile(tile_builder *tb, const shape *s, const tensor_ir *t, L
     LLVMBuildCondBr(tb->b, present, copy_block, zero_block);
 
     LLVMPositionBuilderAtEnd(tb->b, copy_block);
-    LLVMValueRef source = row_index(tb, t, b, key, kv_head);
+    LLVMValueRef source = key_row_index(tb, kr, t, key, kv_head);
     /* The same row one tile ahead: rows of one head lie kv_heads * head_dim elements apart, so a
-     * decode step's pass over K/V crosses a page every few rows and outruns the hardware prefetcher. */
-    LLVMValueRef ahead = row_index(tb, t, b, tile_add(tb, key, tile_i64(tb, s->block_n)), kv_head);
+     * decode step's pass over K/V crosses a page every few rows and outruns the hardware prefetcher.
+     * (A paged cache's block table is only read for keys that exist: the last one stands in.) */
+    LLVMValueRef ahead_key = tile_add(tb, key, tile_i64(tb, s->block_n));
+    if (kr->page_size > 0) ahead_key = tile_min(tb, ahead_key, tile_sub(tb, seqlen, tile_i64(tb, 1)));
+    LLVMValueRef ahead = key_row_index(tb, kr, t, ahead_key, kv_head);
     for (int d = 0; d < s->head_dim; d += 64 / (int)core_dtype_size(s->dtype))
       tile_prefetch(tb, t->base, tile_add(tb, ahead, tile_mul(tb, tile_i64(tb, d), t->stride[3])), s->dtype);
     if (s->d_contiguous && s->head_dim % s->lanes == 0) {
@@ -321,6 +346,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
              .causal = key->causal,
              .has_lse = key->has_lse,
              .d_contiguous = key->d_contiguous,
+             .page_size = key->page_size,
              .dtype = (dtype_id)key->dtype};
   s.pv_rows = config->values[P_PV_ROWS];
   s.pv_vectors = config->values[P_PV_VECTORS];
@@ -373,6 +399,13 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     tile_set(tb, keys, tile_min(tb, tile_max(tb, n, tile_i64(tb, 0)), seqlen_kv));
     tile_if_end(tb, &given);
     seqlen_kv = tile_get(tb, keys);
+  }
+  key_rows kr = {.page_size = s.page_size, .b = b};
+  if (s.page_size > 0) {
+    LLVMValueRef at = tile_mul(tb, b, tile_load_param_i64(tb, block, P_OFF(block_table_stride[0])));
+    kr.table = LLVMBuildInBoundsGEP2(tb->b, tb->i32, tile_load_param_ptr(tb, block, P_OFF(block_table)), &at, 1, "");
+    kr.table_stride = tile_load_param_i64(tb, block, P_OFF(block_table_stride[1]));
+    kr.last_page = tile_sub(tb, tile_load_param_i64(tb, block, P_OFF(pages)), tile_i64(tb, 1));
   }
   LLVMValueRef first_head = tile_mul(tb, slot, rows_per_position);
   LLVMValueRef q0 = tile_mul(tb, tile_index, tile_i64(tb, BM));
@@ -433,8 +466,8 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   LLVMValueRef kv_begin = tile_mul(tb, part, kv_split_keys);
   LLVMValueRef kv_stop = tile_min(tb, kv_end, tile_add(tb, kv_begin, kv_split_keys));
   LLVMValueRef n0 = tile_for(tb, &kv_loop, kv_begin, kv_stop, tile_i64(tb, BN), "n0");
-  pack_kv_tile(tb, &s, &k, b, n0, kv_h, seqlen_kv, k_packed, D);
-  pack_kv_tile(tb, &s, &v, b, n0, kv_h, seqlen_kv, v_packed, DP);
+  pack_kv_tile(tb, &s, &k, &kr, n0, kv_h, seqlen_kv, k_packed, D);
+  pack_kv_tile(tb, &s, &v, &kr, n0, kv_h, seqlen_kv, v_packed, DP);
 
   /* S^T = K Q^T: for each step of d, one row of Q^T against a broadcast of each key's element. */
   tile_regs_fill(tb, &scores, tile_splat_f32(tb, 0.0f));

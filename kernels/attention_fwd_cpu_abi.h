@@ -15,6 +15,10 @@ typedef struct cpu_attention_params {
   float *o_partial, *lse_partial;
   /* Each sequence's key count, at seqlens_kv[b * seqlens_kv_stride]; NULL: seqlen_kv for all. */
   const int32_t *seqlens_kv;
+  /* Paged kernels (key.page_size > 0) only: key j of sequence b is row j % page_size of page
+   * block_table[b * block_table_stride[0] + (j / page_size) * block_table_stride[1]], a page being
+   * k_stride[0] (v_stride[0]) elements; pages bounds the entries (validated on the host, clamped anyway). */
+  const int32_t *block_table;
   /* strides in elements, in the order batch, seq, head, dim (lse: batch, head, seq, unused) */
   int64_t q_stride[4], k_stride[4], v_stride[4], o_stride[4], lse_stride[4];
   int64_t batch, seqlen_q, seqlen_kv, heads, kv_heads;
@@ -24,6 +28,7 @@ typedef struct cpu_attention_params {
   int64_t kv_splits;          /* parts each job's keys are cut into (1: none); job = job' * kv_splits + part */
   int64_t kv_split_keys;      /* keys per part, a multiple of block_n */
   int64_t seqlens_kv_stride;
+  int64_t block_table_stride[2], pages;
   float scale_log2;           /* softmax_scale * log2(e): scores are exponentiated in base 2 */
 } cpu_attention_params;
 
@@ -31,6 +36,6 @@ typedef struct cpu_attention_params {
  * thread's, 64-byte aligned, of the family's scratch_bytes. */
 typedef void (*cpu_attention_fn)(const cpu_attention_params *params, int64_t job, float *scratch);
 
-#define CPU_ATTENTION_PARAM_POINTERS 8
-#define CPU_ATTENTION_PARAM_INT64S 29
+#define CPU_ATTENTION_PARAM_POINTERS 9
+#define CPU_ATTENTION_PARAM_INT64S 32
 #endif

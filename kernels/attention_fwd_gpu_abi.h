@@ -46,9 +46,12 @@ typedef struct gpu_attention_params {
   /* varlen kernels only: each sequence's key count (int32) at seqlens_kv + 4 * b * seqlens_kv_stride */
   uint64_t seqlens_kv;
   int64_t seqlens_kv_stride;
+  /* paged kernels only: page numbers (int32) as in the CPU block (entries clamped to [0, pages - 1]) */
+  uint64_t block_table;
+  int64_t block_table_stride[2], pages;
 } gpu_attention_params;
 
 #define GPU_ATTENTION_PARAM_POINTERS 5
 #define GPU_ATTENTION_PARAM_INT64S 26
-_Static_assert(sizeof(gpu_attention_params) == 8 * (5 + 26 + 1 + 3 + 2), "gpu_attention_params layout");
+_Static_assert(sizeof(gpu_attention_params) == 8 * (5 + 26 + 1 + 3 + 2 + 4), "gpu_attention_params layout");
 #endif

@@ -39,7 +39,7 @@ static const kernel_param params[P_COUNT] = {
                     2, {0, 1}, .optional = 1},
 };
 
-#define GENERATOR_VERSION 10
+#define GENERATOR_VERSION 11
 
 /* A budget on the registers one thread's fragments take in the main loop (32-bit registers), as a
  * weighted count fitted to what ptxas does: O (live throughout); half of S (the fp32 scores live only
@@ -78,7 +78,7 @@ static const kernel_param params[P_COUNT] = {
 
 typedef struct shape {
   int block_m, block_n, warps, stages, q_in_regs, swizzle, pack_gqa;
-  int head_dim, padded_dim, m_tiles, causal, has_lse, d_contiguous, varlen;
+  int head_dim, padded_dim, m_tiles, causal, has_lse, d_contiguous, varlen, page_size;
   dtype_id dtype;
 } shape;
 
@@ -103,6 +103,7 @@ static shape shape_of(const attention_key *key, const kernel_config *config) {
   s.has_lse = key->has_lse;
   s.d_contiguous = key->d_contiguous;
   s.varlen = key->varlen;
+  s.page_size = key->page_size;
   s.dtype = (dtype_id)key->dtype;
   return s;
 }
@@ -260,8 +261,10 @@ static void default_config(const attention_key *key, const jit_target *target, k
 }
 
 static void codegen_key(const attention_key *key, char *buffer, size_t size) {
-  snprintf(buffer, size, "dtype=%s d=%d causal=%d lse=%d dcontig=%d%s", core_dtype_name((dtype_id)key->dtype),
-           key->head_dim, key->causal, key->has_lse, key->d_contiguous, key->varlen ? " varlen=1" : "");
+  char page[24] = "";  /* a paged cache's page size is a constant of its kernel */
+  if (key->page_size > 0) snprintf(page, sizeof page, " page=%d", key->page_size);
+  snprintf(buffer, size, "dtype=%s d=%d causal=%d lse=%d dcontig=%d%s%s", core_dtype_name((dtype_id)key->dtype),
+           key->head_dim, key->causal, key->has_lse, key->d_contiguous, key->varlen ? " varlen=1" : "", page);
 }
 
 /* As on the CPU: a block's rows are block_m queries of one (batch, head slot), a slot being a query
@@ -304,21 +307,34 @@ static void group_rows_by_head(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef
                              tile_gpu_param_i32(tg, P_OFF(group_divider) + offsetof(gpu_divider, shift)));
 }
 
-/* One (batch, head) of a tensor as rows (sequence) x columns (head dim). With `grouped` (Q and O
- * under pack_gqa) h is the group's first query head and its rows run over (position, head of the
- * group): seqlen_q * group of them. */
+/* How a view's rows are laid out beyond one stride: Q and O under pack_gqa run over (position, query
+ * head of the group); K and V of a paged cache over the pages of the sequence's block-table row. */
+typedef enum { ROWS_PLAIN, ROWS_GROUPED, ROWS_PAGED } row_layout;
+
+/* One (batch, head) of a tensor as rows (sequence) x columns (head dim). ROWS_GROUPED: h is the
+ * group's first query head and the rows are seqlen_q * group (position, head) pairs. ROWS_PAGED: the
+ * tensor is a pool of pages (its first stride a page's) and the rows those of batch b's pages. */
 static void head_view(tile_gpu *tg, const shape *s, tile_gpu_global *view, size_t pointer, size_t strides,
-                      LLVMValueRef b, LLVMValueRef h, LLVMValueRef rows, int grouped) {
+                      LLVMValueRef b, LLVMValueRef h, LLVMValueRef rows, row_layout layout) {
   tile_builder *tb = &tg->tb;
   LLVMValueRef stride[4];
   for (int i = 0; i < 4; i++) stride[i] = tile_gpu_param_i64(tg, strides + (size_t)i * sizeof(int64_t));
   if (s->d_contiguous) stride[3] = tile_i64(tb, 1);
-  LLVMValueRef offset = tile_add(tb, tile_mul(tb, b, stride[0]), tile_mul(tb, h, stride[2]));
+  LLVMValueRef offset = tile_mul(tb, h, stride[2]);
+  if (layout != ROWS_PAGED) offset = tile_add(tb, offset, tile_mul(tb, b, stride[0]));
   LLVMValueRef base = tile_gpu_element_address(tg, tile_gpu_param_global(tg, pointer), offset);
-  LLVMValueRef group = grouped ? tile_gpu_param_i32(tg, P_OFF(group)) : NULL;
-  if (grouped) rows = tile_mul(tb, rows, LLVMBuildZExt(tb->b, group, tb->i64, ""));
+  LLVMValueRef group = layout == ROWS_GROUPED ? tile_gpu_param_i32(tg, P_OFF(group)) : NULL;
+  if (group != NULL) rows = tile_mul(tb, rows, LLVMBuildZExt(tb->b, group, tb->i64, ""));
   tile_gpu_global_init(tg, view, base, stride[1], stride[3], rows, s->head_dim, s->d_contiguous);
-  if (grouped) group_rows_by_head(tg, view, stride[2]);
+  if (group != NULL) group_rows_by_head(tg, view, stride[2]);
+  if (layout == ROWS_PAGED) {
+    LLVMValueRef table = LLVMBuildIntToPtr(tb->b, tile_gpu_param_i64(tg, P_OFF(block_table)), tg->global_ptr, "");
+    LLVMValueRef at = tile_mul(tb, b, tile_gpu_param_i64(tg, P_OFF(block_table_stride[0])));
+    table = LLVMBuildGEP2(tb->b, tb->i32, table, &at, 1, "");
+    LLVMValueRef last_page = tile_sub(tb, tile_gpu_param_i64(tg, P_OFF(pages)), tile_i64(tb, 1));
+    tile_gpu_global_page_rows(tg, view, table, tile_gpu_param_i64(tg, P_OFF(block_table_stride[1])), s->page_size,
+                              stride[0], last_page);
+  }
 }
 
 /* The block row where this warp's rows start (rows are split between warps in 16 * m_tiles slices). */
@@ -416,9 +432,10 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   LLVMValueRef diagonal = tile_sub(tb, seqlen_kv, seqlen_q);  /* query i sees keys j <= i + diagonal */
 
   tile_gpu_global q, k, v;
-  head_view(tg, &s, &q, P_OFF(q), P_OFF(q_stride), b, at.head, seqlen_q, s.pack_gqa);
-  head_view(tg, &s, &k, P_OFF(k), P_OFF(k_stride), b, kv_h, seqlen_kv, 0);
-  head_view(tg, &s, &v, P_OFF(v), P_OFF(v_stride), b, kv_h, seqlen_kv, 0);
+  const row_layout kv_rows = s.page_size > 0 ? ROWS_PAGED : ROWS_PLAIN;
+  head_view(tg, &s, &q, P_OFF(q), P_OFF(q_stride), b, at.head, seqlen_q, s.pack_gqa ? ROWS_GROUPED : ROWS_PLAIN);
+  head_view(tg, &s, &k, P_OFF(k), P_OFF(k_stride), b, kv_h, seqlen_kv, kv_rows);
+  head_view(tg, &s, &v, P_OFF(v), P_OFF(v_stride), b, kv_h, seqlen_kv, kv_rows);
 
   /* ---- shared memory: Q, then the ring of K tiles, then the ring of V tiles ---- */
   const int tile_bytes = BN * D * 2, q_bytes = BM * D * 2;
@@ -553,7 +570,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   tile_gpu_rows_reciprocal_or_zero(tg, &row_sum, &inverse);
   at = block_coordinates_of(tg, &s, tile_gpu_block_index_opaque(tg));
   tile_gpu_global o;
-  head_view(tg, &s, &o, P_OFF(o), P_OFF(o_stride), at.batch, at.head, seqlen_q, s.pack_gqa);
+  head_view(tg, &s, &o, P_OFF(o), P_OFF(o_stride), at.batch, at.head, seqlen_q, s.pack_gqa ? ROWS_GROUPED : ROWS_PLAIN);
   tile_gpu_store(tg, &out, &inverse, &o, at.q0, warp_row0);
   if (s.has_lse) {
     tile_gpu_rows lse;

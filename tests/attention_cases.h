@@ -48,6 +48,9 @@ typedef struct test_case {
   layout layout;
   float scale;  /* 0: the default 1/sqrt(d) */
   int varlen;   /* 1: seqlens_kv gives each sequence its own key count (case_sequence_keys) */
+  /* > 0: a paged cache (block_table) of pages of this many keys, the pages of all sequences shuffled in
+   * one pool with spares; seqlen_kv is then the pages per sequence times page_size (a multiple of it) */
+  int page_size;
 } test_case;
 
 /* Short names for the case tables. */
@@ -74,7 +77,15 @@ static inline void describe(const test_case *c, char *buffer, size_t size) {
     size_t used = strlen(buffer);
     snprintf(buffer + used, size > used ? size - used : 0, " varlen");
   }
+  if (c->page_size > 0) {
+    size_t used = strlen(buffer);
+    snprintf(buffer + used, size > used ? size - used : 0, " page=%d", c->page_size);
+  }
 }
+
+/* A paged case's pages per sequence, and the pool's pages: every sequence's plus three spares. */
+static inline int64_t case_table_width(const test_case *c) { return c->seqlen_kv / c->page_size; }
+static inline int64_t case_pool_pages(const test_case *c) { return c->batch * case_table_width(c) + 3; }
 
 /* A varlen case's key count for sequence b: all of them for the first, none for the second, and
  * spread over [1, seqlen_kv) for the rest. */
@@ -92,6 +103,9 @@ typedef struct case_tensors {
   int32_t *seqlens;  /* varlen cases: [batch] key counts, seen through seqlens_t */
   int64_t seqlens_shape[1];
   DLTensor seqlens_t;
+  int32_t *table;    /* paged cases: [batch, pages per sequence] page numbers, seen through table_t */
+  int64_t table_shape[2];
+  DLTensor table_t;
 } case_tensors;
 
 /* 1 when every tensor was allocated; fills the inputs from seed, poisons and snapshots the outputs. On 0,
@@ -101,6 +115,10 @@ static inline int case_tensors_create(const test_case *c, uint64_t seed, case_te
   int64_t b = c->batch, h = c->heads, hk = c->kv_heads, sq = c->seqlen_q, skv = c->seqlen_kv, d = c->head_dim;
   int ok = 1;
   int64_t q_shape[4] = {b, sq, h, d}, kv_shape[4] = {b, skv, hk, d};
+  if (c->page_size > 0) {  /* k and v are pools of pages */
+    kv_shape[0] = case_pool_pages(c);
+    kv_shape[1] = skv = c->page_size;
+  }
   if (c->layout == LAYOUT_PACKED_QKV) {
     int64_t all = h + 2 * hk;
     int64_t packed_shape[4] = {b, sq, all, d};
@@ -150,6 +168,23 @@ static inline int case_tensors_create(const test_case *c, uint64_t seed, case_te
     t->seqlens_t = (DLTensor){.data = t->seqlens, .device = {kDLCPU, 0}, .ndim = 1,
                               .dtype = {kDLInt, 32, 1}, .shape = t->seqlens_shape};
   }
+  if (c->page_size > 0) {
+    /* Sequence b's page i is a shuffle of the pool (a multiplier prime to the pool size); the entries a
+     * varlen sequence does not reach are -1, which only a read past its keys would notice. */
+    int64_t width = case_table_width(c), pool = case_pool_pages(c), multiplier = 7;
+    while (pool % multiplier == 0) multiplier += 2;
+    t->table = malloc((size_t)(b * width + 1) * sizeof *t->table);
+    ok &= t->table != NULL;
+    for (int64_t i = 0; ok && i < b; i++) {
+      int64_t keys = c->varlen ? case_sequence_keys(c, i) : c->seqlen_kv;
+      for (int64_t j = 0; j < width; j++)
+        t->table[i * width + j] = j * c->page_size < keys ? (int32_t)(((i * width + j) * multiplier + 1) % pool) : -1;
+    }
+    t->table_shape[0] = b;
+    t->table_shape[1] = width;
+    t->table_t = (DLTensor){.data = t->table, .device = {kDLCPU, 0}, .ndim = 2,
+                            .dtype = {kDLInt, 32, 1}, .shape = t->table_shape};
+  }
   if (!ok) return 0;
   host_tensor_poison(&t->o);
   if (c->lse) host_tensor_poison(&t->lse);
@@ -165,6 +200,7 @@ static inline int case_tensors_create(const test_case *c, uint64_t seed, case_te
 
 static inline void case_tensors_free(const test_case *c, case_tensors *t) {
   free(t->seqlens);
+  free(t->table);
   free(t->o_before);
   free(t->lse_before);
   host_tensor_free(&t->qkv);
@@ -189,6 +225,7 @@ static inline void case_host_args(const test_case *c, case_tensors *t, fj_attent
   args->causal = c->causal;
   args->softmax_scale = c->scale;
   if (c->varlen) args->seqlens_kv = &t->seqlens_t;
+  if (c->page_size > 0) args->block_table = &t->table_t;
 }
 
 static inline uint64_t allocation_hash(const host_tensor *t) {

@@ -29,6 +29,10 @@ typedef struct fixture {
   int32_t lens[2];
   int64_t lens_shape[2];
   DLTensor seqlens;
+  /* block_table, likewise: k and v read as one page of S keys, the table two entries (pages 0, 0) */
+  int32_t table[2];
+  int64_t table_shape[2];
+  DLTensor block_table;
 } fixture;
 
 static void fixture_init(fixture *f) {
@@ -50,6 +54,11 @@ static void fixture_init(fixture *f) {
   f->lens_shape[0] = B;
   f->seqlens = (DLTensor){.data = f->lens, .device = {kDLCPU, 0}, .ndim = 1, .dtype = {kDLInt, 32, 1},
                           .shape = f->lens_shape};
+  f->table[0] = f->table[1] = 0;
+  f->table_shape[0] = B;
+  f->table_shape[1] = 2;
+  f->block_table = (DLTensor){.data = f->table, .device = {kDLCPU, 0}, .ndim = 2, .dtype = {kDLInt, 32, 1},
+                              .shape = f->table_shape};
 }
 
 /* Row-major strides made explicit, so a case can change one of them. */
@@ -106,6 +115,17 @@ static const bad_case bad_cases[] = {
     {"seqlens_kv.ndim=2", "seqlens_kv.ndim"},
     {"seqlens_kv on (cuda,0), q on cpu", "seqlens_kv.device"},
     {"seqlens_kv inside o (overlap)", "o overlaps seqlens_kv"},
+    {"block_table[0][1]=1 with one page", "block_table[0][1]=1"},
+    {"block_table[0][0]=-1", "block_table[0][0]=-1"},
+    {"block_table.dtype=int64", "block_table.dtype"},
+    {"block_table.shape[0]=2 with batch 1", "block_table.shape[0]"},
+    {"block_table.ndim=1", "block_table.ndim"},
+    {"block_table.shape[1]=0", "block_table.shape[1]"},
+    {"block_table on (cuda,0), q on cpu", "block_table.device"},
+    {"block_table inside o (overlap)", "o overlaps block_table"},
+    {"block_table with 2^27 pages of 16 keys", "more than 2^31 - 1 keys"},
+    {"seqlens_kv[0]=33 with two pages of 16 keys", "block_table.shape[1] x k.shape[1]"},
+    {"v.shape[0]=2 pages, k.shape[0]=1", "(pages must match)"},
 };
 
 static void break_fixture(fixture *f, int which) {
@@ -153,6 +173,21 @@ static void break_fixture(fixture *f, int which) {
     case 35: f->seqlens.ndim = 2; f->args.seqlens_kv = &f->seqlens; break;
     case 36: f->seqlens.device.device_type = kDLCUDA; f->args.seqlens_kv = &f->seqlens; break;
     case 37: f->seqlens.data = f->o.data; f->args.seqlens_kv = &f->seqlens; break;
+    case 38: f->table[1] = 1; f->args.block_table = &f->block_table; break;
+    case 39: f->table[0] = -1; f->args.block_table = &f->block_table; break;
+    case 40: f->block_table.dtype.bits = 64; f->args.block_table = &f->block_table; break;
+    case 41: f->table_shape[0] = 2; f->args.block_table = &f->block_table; break;
+    case 42: f->block_table.ndim = 1; f->args.block_table = &f->block_table; break;
+    case 43: f->table_shape[1] = 0; f->args.block_table = &f->block_table; break;
+    case 44: f->block_table.device.device_type = kDLCUDA; f->args.block_table = &f->block_table; break;
+    case 45: f->block_table.data = f->o.data; f->args.block_table = &f->block_table; break;
+    case 46: f->table_shape[1] = (int64_t)1 << 27; f->args.block_table = &f->block_table; break;
+    case 47:
+      f->lens[0] = 2 * S + 1;
+      f->args.seqlens_kv = &f->seqlens;
+      f->args.block_table = &f->block_table;
+      break;
+    case 48: f->shape[2][0] = 2; f->args.block_table = &f->block_table; break;
     default: break;
   }
 }
@@ -198,6 +233,14 @@ static void test_bad_arguments(fj_context *context) {
   s = fj_attention_forward(context, &f.args);
   check(s == FJ_OK && fj_last_error()[0] == '\0', "valid call after the errors: %s, last error \"%s\"",
         fj_status_string(s), fj_last_error());
+  /* A paged call whose table repeats its one page, and whose unread entry is garbage, is valid. */
+  fixture_init(&f);
+  f.table[1] = -7;
+  f.lens[0] = S;
+  f.args.seqlens_kv = &f.seqlens;
+  f.args.block_table = &f.block_table;
+  s = fj_attention_forward(context, &f.args);
+  check(s == FJ_OK, "paged call reading only block_table[0][0]: %s \"%s\"", fj_status_string(s), fj_last_error());
 }
 
 /* ---- contexts ---- */

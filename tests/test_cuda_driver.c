@@ -558,6 +558,23 @@ static void test_public_api(void) {
               p->seqlens_kv_stride == 1,
           "seqlens_kv on the device: unread, its address and stride reach a varlen kernel of its own (%s)",
           s == FJ_OK ? "ok" : fj_last_error());
+    /* a block table in device memory: unread (the kernel clamps its entries); k and v read as b pages of
+     * skv keys, two entries per sequence, and the kernel is one of its own (the page size is compiled in) */
+    int64_t table_shape[2] = {b, 2};
+    DLTensor table = {.data = (void *)(base + 2 * q_bytes + 2 * kv_bytes + 8192), .device = tq.device, .ndim = 2,
+                      .dtype = {kDLInt, 32, 1}, .shape = table_shape};
+    fj_attention_args paged = varlen;
+    paged.block_table = &table;
+    launches = atomic_load(&fake->launches);
+    links = atomic_load(&fake->link_completes);
+    s = fj_attention_forward(context, &paged);
+    p = (const gpu_attention_params *)(const void *)fake->last_params;
+    check(s == FJ_OK && atomic_load(&fake->launches) == launches + 1 &&
+              atomic_load(&fake->link_completes) == links + 1 && p->block_table == (uint64_t)(uintptr_t)table.data &&
+              p->block_table_stride[0] == 2 && p->block_table_stride[1] == 1 && p->pages == b &&
+              p->seqlen_kv == 2 * skv,
+          "block_table on the device: unread, its address, strides and the pool's pages reach a paged kernel of its "
+          "own, seqlen_kv = 2 pages x %lld (%s)", (long long)skv, s == FJ_OK ? "ok" : fj_last_error());
     uo.data = (void *)(base + q_bytes / 2);  /* o overlapping q */
     s = fj_attention_forward(context, &unmapped);
     check(s == FJ_INVALID_ARGUMENT && contains(fj_last_error(), "overlap"),

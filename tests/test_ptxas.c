@@ -10,6 +10,7 @@
  * FJ_PTXAS_DIMS=80,96,256: the head dims whose whole space is assembled (default 64,128).
  * FJ_PTXAS_STRIDED=1: those spaces for a strided head dim (the synchronous load path).
  * FJ_PTXAS_VARLEN=1: those spaces for varlen keys (seqlens_kv: each sequence's key count read per block).
+ * FJ_PTXAS_PAGE=n: those spaces for a paged cache of pages of n keys (block_table), varlen too.
  * FJ_PTXAS_DUMP=dir: keep each job's PTX and ptxas report there. FJ_PTXAS_ONLY=substring: only the
  * jobs whose name contains it. */
 #include <pthread.h>
@@ -60,6 +61,7 @@ static const char *find_ptxas(void) {
 }
 
 static int varlen_spaces;  /* FJ_PTXAS_VARLEN */
+static int page_spaces;    /* FJ_PTXAS_PAGE */
 
 static attention_key make_key(dtype_id dtype, int head_dim, int causal, int lse, int d_contiguous) {
   attention_key key;
@@ -87,10 +89,12 @@ static void add_job(const char *arch, const attention_key *key, const kernel_con
   memset(j, 0, sizeof *j);
   char text[200];
   kernel_config_string(family, config, text, sizeof text);
-  snprintf(j->name, sizeof j->name, "%s %s d=%d%s%s%s%s%s %s [%s]", arch, core_dtype_name((dtype_id)key->dtype),
+  char page[24] = "";
+  if (key->page_size > 0) snprintf(page, sizeof page, " page=%d", key->page_size);
+  snprintf(j->name, sizeof j->name, "%s %s d=%d%s%s%s%s%s%s %s [%s]", arch, core_dtype_name((dtype_id)key->dtype),
            key->head_dim, key->causal ? " causal" : "", key->has_lse ? " lse" : "",
-           key->d_contiguous ? "" : " strided-d", key->varlen ? " varlen" : "",
-           key->varlen && key->seqlen_bucket == 0 ? " decode" : "", text, tag);
+           key->d_contiguous ? "" : " strided-d", key->varlen ? " varlen" : "", page,
+           key->seqlen_bucket == 0 ? " decode" : "", text, tag);
   snprintf(j->arch, sizeof j->arch, "%s", arch);
   j->key = *key;
   j->config = *config;
@@ -283,13 +287,16 @@ int main(void) {
   /* FJ_PTXAS_STRIDED=1: the spaces for tensors whose head dim is strided (the synchronous load path) */
   int strided = getenv("FJ_PTXAS_STRIDED") && atoi(getenv("FJ_PTXAS_STRIDED"));
   varlen_spaces = getenv("FJ_PTXAS_VARLEN") && atoi(getenv("FJ_PTXAS_VARLEN"));
+  page_spaces = getenv("FJ_PTXAS_PAGE") ? atoi(getenv("FJ_PTXAS_PAGE")) : 0;
+  if (page_spaces < 0) page_spaces = 0;
   const char *archs[] = {"sm_80", "sm_90a"};
   int space = 0;
   for (int a = 0; a < 2; a++) {
     for (int i = 0; i < space_dim_count; i++) {
       attention_key bf16 = make_key(DTYPE_BF16, space_dims[i], 0, 0, !strided);
       attention_key fp16 = make_key(DTYPE_F16, space_dims[i], 0, 0, !strided);
-      bf16.varlen = fp16.varlen = varlen_spaces;
+      bf16.varlen = fp16.varlen = varlen_spaces || page_spaces > 0;
+      bf16.page_size = fp16.page_size = page_spaces;
       space += add_space(archs[a], &bf16, 0);
       if (full) space += add_space(archs[a], &fp16, 0);
     }
@@ -314,6 +321,11 @@ int main(void) {
           key.varlen = 1;
           add_default(archs[a], &key);
           key.seqlen_bucket = 0;
+          add_default(archs[a], &key);
+          /* a paged cache (block_table, pages of 16 keys): decode, then causal prefill */
+          key.page_size = 16;
+          add_default(archs[a], &key);
+          key.seqlen_bucket = 12;
           add_default(archs[a], &key);
         }
       }

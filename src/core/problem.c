@@ -19,10 +19,13 @@ int core_seqlen_bucket(int64_t seqlen) {
 
 void core_attention_key_string(const attention_key *key, char *buffer, size_t size) {
   if (buffer == NULL || size == 0) return;
-  /* varlen only where set, so that every key stored before it existed still reads the same */
-  snprintf(buffer, size, "attention_fwd dtype=%s d=%d h=%d hk=%d causal=%d lse=%d dcontig=%d%s sq<=2^%d",
+  /* varlen and page only where set, so that every key stored before they existed still reads the same */
+  char page[24] = "";
+  if (key->page_size > 0) snprintf(page, sizeof page, " page=%d", key->page_size);
+  snprintf(buffer, size, "attention_fwd dtype=%s d=%d h=%d hk=%d causal=%d lse=%d dcontig=%d%s%s sq<=2^%d",
            core_dtype_name((dtype_id)key->dtype), key->head_dim, key->heads, key->kv_heads,
-           key->causal, key->has_lse, key->d_contiguous, key->varlen ? " varlen=1" : "", key->seqlen_bucket);
+           key->causal, key->has_lse, key->d_contiguous, key->varlen ? " varlen=1" : "", page,
+           key->seqlen_bucket);
 }
 
 double core_attention_flops(const attention_problem *problem) {
@@ -49,6 +52,17 @@ double core_attention_flops(const attention_problem *problem) {
 int64_t core_sequence_keys(const attention_problem *problem, int64_t b) {
   if (problem->seqlens_kv == NULL) return problem->seqlen_kv;
   return problem->seqlens_kv[b * problem->seqlens_kv_stride];
+}
+
+void core_key_place(const attention_problem *problem, int64_t b, int64_t j, int64_t *outer, int64_t *row) {
+  if (problem->block_table == NULL) {
+    *outer = b;
+    *row = j;
+    return;
+  }
+  int64_t page_size = problem->key.page_size;
+  *outer = problem->block_table[b * problem->block_table_stride[0] + (j / page_size) * problem->block_table_stride[1]];
+  *row = j % page_size;
 }
 
 double core_attention_bytes(const attention_problem *problem) {
@@ -304,34 +318,89 @@ static void core_fill_view(tensor_view *view, const core_arg *arg) {
   }
 }
 
-/* seqlens_kv: [batch] int32 on q's device, apart from the outputs, and on the CPU (where it can be
- * read now) every value in [0, seqlen_kv]. */
-static fj_status core_check_seqlens_kv(core_arg *lens, const core_arg *q, const core_arg *k, const core_arg *o,
-                                       const core_arg *lse) {
+/* An int32 index tensor (seqlens_kv, block_table): its dtype, device, layout, and apart from the
+ * outputs. */
+static fj_status core_check_index_tensor(core_arg *arg, const core_arg *q, const core_arg *o, const core_arg *lse) {
   fj_status s;
-  if ((s = core_check_present("seqlens_kv", lens->t, 1, "[batch]")) != FJ_OK) return s;
-  DLDataType type = lens->t->dtype;
+  DLDataType type = arg->t->dtype;
   if (type.code != kDLInt || type.bits != 32 || type.lanes != 1) {
     char text[48];
     core_format_dlpack_type(type, text, sizeof text);
-    return core_error(FJ_INVALID_ARGUMENT, "seqlens_kv.dtype is %s; expected int32", text);
+    return core_error(FJ_INVALID_ARGUMENT, "%s.dtype is %s; expected int32", arg->name, text);
   }
+  if ((s = core_check_same_device(arg, q)) != FJ_OK) return s;
+  arg->dtype = DTYPE_F32;  /* int32 is not an attention dtype; the layout check only needs its 4 bytes */
+  if ((s = core_check_layout(arg)) != FJ_OK) return s;
+  if ((s = core_check_disjoint(o, arg)) != FJ_OK) return s;
+  if (lse->t != NULL && (s = core_check_disjoint(lse, arg)) != FJ_OK) return s;
+  return FJ_OK;
+}
+
+static const int32_t *core_index_data(const core_arg *arg) {
+  return (const int32_t *)(const void *)((const char *)arg->t->data + arg->t->byte_offset);
+}
+
+/* seqlens_kv: [batch] int32 on q's device, apart from the outputs, and on the CPU (where it can be
+ * read now) every value in [0, seqlen_kv]. */
+static fj_status core_check_seqlens_kv(core_arg *lens, const core_arg *q, int64_t seqlen_kv, const char *seqlen_kv_is,
+                                       const core_arg *o, const core_arg *lse) {
+  fj_status s;
+  if ((s = core_check_present("seqlens_kv", lens->t, 1, "[batch]")) != FJ_OK) return s;
   if (lens->t->shape[0] != q->t->shape[0])
     return core_error(FJ_INVALID_ARGUMENT, "seqlens_kv.shape[0]=%" PRId64 " but q.shape[0]=%" PRId64
                       " (one length per sequence of the batch)", lens->t->shape[0], q->t->shape[0]);
-  if ((s = core_check_same_device(lens, q)) != FJ_OK) return s;
-  lens->dtype = DTYPE_F32;  /* int32 is not an attention dtype; the layout check only needs its 4 bytes */
-  if ((s = core_check_layout(lens)) != FJ_OK) return s;
-  if ((s = core_check_disjoint(o, lens)) != FJ_OK) return s;
-  if (lse->t != NULL && (s = core_check_disjoint(lse, lens)) != FJ_OK) return s;
+  if ((s = core_check_index_tensor(lens, q, o, lse)) != FJ_OK) return s;
   if (lens->t->device.device_type != kDLCPU || lens->t->shape[0] == 0) return FJ_OK;
   if (lens->t->data == NULL) return core_error(FJ_INVALID_ARGUMENT, "seqlens_kv.data is NULL");
-  const int32_t *values = (const int32_t *)(const void *)((const char *)lens->t->data + lens->t->byte_offset);
+  const int32_t *values = core_index_data(lens);
   for (int64_t b = 0; b < lens->t->shape[0]; b++) {
     int32_t n = values[b * lens->stride[0]];
-    if (n < 0 || n > k->t->shape[1])
+    if (n < 0 || n > seqlen_kv)
       return core_error(FJ_INVALID_ARGUMENT, "seqlens_kv[%" PRId64 "]=%" PRId32 ": must be from 0 to seqlen_kv=%" PRId64
-                        " (k.shape[1])", b, n, k->t->shape[1]);
+                        " (%s)", b, n, seqlen_kv, seqlen_kv_is);
+  }
+  return FJ_OK;
+}
+
+/* block_table: [batch, max_pages] int32 on q's device, apart from the outputs, with max_pages x
+ * page_size keys at most 2^31 - 1 (k.shape[1] is the page size). */
+static fj_status core_check_block_table(core_arg *table, const core_arg *q, const core_arg *k, const core_arg *o,
+                                        const core_arg *lse) {
+  fj_status s;
+  if ((s = core_check_present("block_table", table->t, 2, "[batch, max_pages]")) != FJ_OK) return s;
+  const int64_t *ts = table->t->shape;
+  if (ts[0] != q->t->shape[0])
+    return core_error(FJ_INVALID_ARGUMENT, "block_table.shape[0]=%" PRId64 " but q.shape[0]=%" PRId64
+                      " (one row of pages per sequence of the batch)", ts[0], q->t->shape[0]);
+  if (ts[1] < 1)
+    return core_error(FJ_INVALID_ARGUMENT, "block_table.shape[1]=%" PRId64 ": each sequence needs at least one page",
+                      ts[1]);
+  if (k->t->shape[0] < 1 || k->t->shape[1] < 1)
+    return core_error(FJ_INVALID_ARGUMENT, "k.shape=[%" PRId64 ",%" PRId64 ",...]: a paged cache needs at least one "
+                      "page of at least one key ([pages, page_size, kv_heads, head_dim])", k->t->shape[0],
+                      k->t->shape[1]);
+  if (k->t->shape[1] > INT32_MAX || ts[1] > INT32_MAX / k->t->shape[1])
+    return core_error(FJ_INVALID_ARGUMENT, "block_table.shape[1]=%" PRId64 " pages of k.shape[1]=%" PRId64
+                      " keys: more than 2^31 - 1 keys per sequence", ts[1], k->t->shape[1]);
+  return core_check_index_tensor(table, q, o, lse);
+}
+
+/* On the CPU, the entries each sequence reads (ceil(its keys / page_size)) name pages of k and v. */
+static fj_status core_check_block_table_entries(const core_arg *table, const core_arg *k, const core_arg *lens) {
+  if (table->t->device.device_type != kDLCPU) return FJ_OK;
+  if (table->t->data == NULL) return core_error(FJ_INVALID_ARGUMENT, "block_table.data is NULL");
+  const int32_t *entries = core_index_data(table);
+  const int32_t *counts = lens->t != NULL ? core_index_data(lens) : NULL;
+  int64_t pages = k->t->shape[0], page_size = k->t->shape[1];
+  for (int64_t b = 0; b < table->t->shape[0]; b++) {
+    int64_t keys = counts != NULL ? counts[b * lens->stride[0]] : table->t->shape[1] * page_size;
+    int64_t used = (keys + page_size - 1) / page_size;
+    for (int64_t i = 0; i < used; i++) {
+      int32_t page = entries[b * table->stride[0] + i * table->stride[1]];
+      if (page < 0 || page >= pages)
+        return core_error(FJ_INVALID_ARGUMENT, "block_table[%" PRId64 "][%" PRId64 "]=%" PRId32 ": not a page of k "
+                          "and v (k.shape[0]=%" PRId64 ": from 0 to %" PRId64 ")", b, i, page, pages, pages - 1);
+    }
   }
   return FJ_OK;
 }
@@ -349,11 +418,20 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
                       "fj_attention_args_init)",
                       args->struct_size, (size_t)CORE_ARGS_MIN_SIZE);
 
+  /* seqlens_kv and block_table: only read where the caller's struct has them (an older header's args
+   * stop before) */
+  core_arg lens = {.name = "seqlens_kv", .t = NULL}, table = {.name = "block_table", .t = NULL};
+  if (args->struct_size >= offsetof(fj_attention_args, seqlens_kv) + sizeof(const DLTensor *))
+    lens.t = args->seqlens_kv;
+  if (args->struct_size >= offsetof(fj_attention_args, block_table) + sizeof(const DLTensor *))
+    table.t = args->block_table;
+  int paged = table.t != NULL;
+
   core_arg q = {.name = "q", .t = args->q}, k = {.name = "k", .t = args->k};
   core_arg v = {.name = "v", .t = args->v}, o = {.name = "o", .t = args->o};
   core_arg lse = {.name = "lse", .t = args->lse};
   const char *q_dims = "[batch, seqlen_q, heads, head_dim]";
-  const char *kv_dims = "[batch, seqlen_kv, kv_heads, head_dim]";
+  const char *kv_dims = paged ? "[pages, page_size, kv_heads, head_dim]" : "[batch, seqlen_kv, kv_heads, head_dim]";
   if ((s = core_check_present("q", q.t, 4, q_dims)) != FJ_OK) return s;
   if ((s = core_check_present("k", k.t, 4, kv_dims)) != FJ_OK) return s;
   if ((s = core_check_present("v", v.t, 4, kv_dims)) != FJ_OK) return s;
@@ -388,15 +466,16 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
     return core_error(FJ_INVALID_ARGUMENT,
                       "head_dim=%" PRId64 ": must be a multiple of 8 from 8 to 256 (q.shape[3])",
                       qs[3]);
-  if ((s = core_check_dim(&k, 0, &q, 0, "batch")) != FJ_OK) return s;
+  if (!paged && (s = core_check_dim(&k, 0, &q, 0, "batch")) != FJ_OK) return s;
   if (ks[2] < 1 || ks[2] > INT32_MAX)
     return core_error(FJ_INVALID_ARGUMENT,
                       "k.shape[2]=%" PRId64 ": kv_heads must be from 1 to 2147483647", ks[2]);
   if ((s = core_check_dim(&k, 3, &q, 3, "head_dim")) != FJ_OK) return s;
   static const char *const kv_what[4] = {"batch", "seqlen_kv", "kv_heads", "head_dim"};
+  static const char *const page_what[4] = {"pages", "page_size", "kv_heads", "head_dim"};
   static const char *const q_what[4] = {"batch", "seqlen_q", "heads", "head_dim"};
   for (int d = 0; d < 4; d++)
-    if ((s = core_check_dim(&v, d, &k, d, kv_what[d])) != FJ_OK) return s;
+    if ((s = core_check_dim(&v, d, &k, d, paged ? page_what[d] : kv_what[d])) != FJ_OK) return s;
   for (int d = 0; d < 4; d++)
     if ((s = core_check_dim(&o, d, &q, d, q_what[d])) != FJ_OK) return s;
   if (qs[2] % ks[2] != 0)
@@ -437,11 +516,13 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
     return core_error(FJ_INVALID_ARGUMENT, "softmax_scale=%g must be finite",
                       (double)args->softmax_scale);
 
-  /* seqlens_kv: only read where the caller's struct has it (an older header's args stop before) */
-  core_arg lens = {.name = "seqlens_kv", .t = NULL};
-  if (args->struct_size >= offsetof(fj_attention_args, seqlens_kv) + sizeof(const DLTensor *))
-    lens.t = args->seqlens_kv;
-  if (lens.t != NULL && (s = core_check_seqlens_kv(&lens, &q, &k, &o, &lse)) != FJ_OK) return s;
+  /* A paged cache's keys per sequence: its pages times the page size. */
+  if (paged && (s = core_check_block_table(&table, &q, &k, &o, &lse)) != FJ_OK) return s;
+  int64_t seqlen_kv = paged ? table.t->shape[1] * ks[1] : ks[1];
+  const char *seqlen_kv_is = paged ? "block_table.shape[1] x k.shape[1]" : "k.shape[1]";
+  if (lens.t != NULL && (s = core_check_seqlens_kv(&lens, &q, seqlen_kv, seqlen_kv_is, &o, &lse)) != FJ_OK)
+    return s;
+  if (paged && (s = core_check_block_table_entries(&table, &k, &lens)) != FJ_OK) return s;
 
   attention_problem p;
   memset(&p, 0, sizeof p);
@@ -456,7 +537,7 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
   p.key.seqlen_bucket = core_seqlen_bucket(qs[1]);
   p.batch = qs[0];
   p.seqlen_q = qs[1];
-  p.seqlen_kv = ks[1];
+  p.seqlen_kv = seqlen_kv;
   p.softmax_scale = args->softmax_scale != 0.0f ? args->softmax_scale : (float)(1.0 / sqrt((double)qs[3]));
   core_fill_view(&p.q, &q);
   core_fill_view(&p.k, &k);
@@ -465,8 +546,15 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
   if (lse.t != NULL) core_fill_view(&p.lse, &lse);
   if (lens.t != NULL) {
     p.key.varlen = 1;
-    p.seqlens_kv = (const int32_t *)(const void *)((const char *)lens.t->data + lens.t->byte_offset);
+    p.seqlens_kv = core_index_data(&lens);
     p.seqlens_kv_stride = lens.stride[0];
+  }
+  if (paged) {
+    p.key.page_size = (int)ks[1];
+    p.block_table = core_index_data(&table);
+    p.block_table_stride[0] = table.stride[0];
+    p.block_table_stride[1] = table.stride[1];
+    p.pages = ks[0];
   }
   p.device = q.t->device;
   *out = p;

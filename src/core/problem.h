@@ -20,6 +20,7 @@ typedef struct attention_key {
   int d_contiguous;  /* layout: q, k, v and o all have stride 1 along head_dim */
   int seqlen_bucket; /* core_seqlen_bucket(seqlen_q) */
   int varlen;        /* seqlens_kv given: each sequence has its own number of keys */
+  int page_size;     /* block_table given: k and v are pools of pages of this many keys; else 0 */
 } attention_key;
 
 /* A view of a 4-d (or 3-d, for lse) tensor: the address of element [0,0,0,0] and strides in elements. */
@@ -40,6 +41,13 @@ typedef struct attention_problem {
    * each in [0, seqlen_kv]; NULL when every sequence has seqlen_kv keys. */
   const int32_t *seqlens_kv;
   int64_t seqlens_kv_stride;
+  /* Paged K/V (fj_attention_args.block_table; key.page_size > 0): key j of sequence b is row
+   * j % page_size of page block_table[b * block_table_stride[0] + (j / page_size) * block_table_stride[1]]
+   * of k and v, whose views are then [pages, page_size, kv_heads, head_dim]; seqlen_kv = max_pages *
+   * page_size. NULL when k and v are [batch, seqlen_kv, ...]. */
+  const int32_t *block_table;
+  int64_t block_table_stride[2];
+  int64_t pages;
   DLDevice device;      /* where the tensors live */
 } attention_problem;
 
@@ -65,4 +73,7 @@ double core_attention_flops(const attention_problem *problem);
 double core_attention_bytes(const attention_problem *problem);
 /* The number of keys sequence b has: seqlens_kv[b] when given (host memory), else seqlen_kv. */
 int64_t core_sequence_keys(const attention_problem *problem, int64_t b);
+/* Where key j of sequence b lives in k and v (host memory): the index along their first dimension (b,
+ * or its page) and along their second (j, or its row in that page). */
+void core_key_place(const attention_problem *problem, int64_t b, int64_t j, int64_t *outer, int64_t *row);
 #endif

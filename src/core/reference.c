@@ -57,8 +57,13 @@ fj_status core_reference_attention(const attention_problem *problem, double *out
     /* this sequence's keys: all SKV, or its seqlens_kv entry */
     int64_t keys = core_sequence_keys(problem, b);
     for (int64_t hk = 0; hk < HK; hk++) {
-      core_gather_rows(&problem->k, dtype, b, hk, 0, keys, D, kmat);
-      core_gather_rows(&problem->v, dtype, b, hk, 0, keys, D, vmat);
+      for (int64_t j = 0; j < keys; j++) {
+        /* key j's place: (b, j), or its page and its row there */
+        int64_t outer, row;
+        core_key_place(problem, b, j, &outer, &row);
+        core_gather_rows(&problem->k, dtype, outer, hk, row, 1, D, kmat + j * D);
+        core_gather_rows(&problem->v, dtype, outer, hk, row, 1, D, vmat + j * D);
+      }
       for (int64_t h = hk * group; h < (hk + 1) * group; h++) {
         for (int64_t i = 0; i < SQ; i++) {
           /* Causal masks align to the bottom-right corner: query i sees keys j <= i + keys - SQ. */

@@ -56,6 +56,10 @@ static fj_status runtime_cpu_params(const runtime_kernel *kernel, const attentio
   params->kv_split_keys = problem->seqlen_kv > 0 ? problem->seqlen_kv : 1;
   params->seqlens_kv = problem->seqlens_kv;
   params->seqlens_kv_stride = problem->seqlens_kv_stride;
+  params->block_table = problem->block_table;
+  params->block_table_stride[0] = problem->block_table_stride[0];
+  params->block_table_stride[1] = problem->block_table_stride[1];
+  params->pages = problem->pages;
   params->scale_log2 = (float)((double)problem->softmax_scale * RUNTIME_LOG2E);
   return FJ_OK;
 }
@@ -87,6 +91,9 @@ fj_status runtime_gpu_params(const runtime_kernel *kernel, const attention_probl
   params->scale_log2 = fields.scale_log2;
   params->seqlens_kv = (uint64_t)(uintptr_t)fields.seqlens_kv;
   params->seqlens_kv_stride = fields.seqlens_kv_stride;
+  params->block_table = (uint64_t)(uintptr_t)fields.block_table;
+  memcpy(params->block_table_stride, fields.block_table_stride, sizeof params->block_table_stride);
+  params->pages = fields.pages;
   int64_t group = fields.kv_heads > 0 ? fields.heads / fields.kv_heads : 1;
   params->group = (uint32_t)group;
   int pack = runtime_config_value(kernel->family, &kernel->config, "pack_gqa") == 1;

@@ -251,6 +251,8 @@ void tile_gpu_global_init(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef base
   view->cols = cols;
   view->vector_ok = NULL;
   view->group = view->group_stride = view->group_magic = view->group_shift = NULL;
+  view->page_size = 0;
+  view->table = view->table_stride = view->page_stride = view->last_page = NULL;
   if (!allow_vector) return;
   /* 16-byte copies need every row start 16-byte aligned: the base address and the row stride (in
    * bytes) both multiples of 16, and columns contiguous. */
@@ -277,9 +279,40 @@ void tile_gpu_global_group_rows(tile_gpu *tg, tile_gpu_global *view, LLVMValueRe
   view->vector_ok = LLVMBuildAnd(b, view->vector_ok, aligned, "vector_ok");
 }
 
+void tile_gpu_global_page_rows(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef table, LLVMValueRef table_stride,
+                               int page_size, LLVMValueRef page_stride, LLVMValueRef last_page) {
+  view->page_size = page_size;
+  view->table = table;
+  view->table_stride = table_stride;
+  view->page_stride = page_stride;
+  view->last_page = last_page;
+  if (view->vector_ok == NULL) return;
+  /* every page starts 16-byte aligned too */
+  LLVMBuilderRef b = B(tg);
+  LLVMValueRef bytes = LLVMBuildShl(b, page_stride, tile_i64(&tg->tb, 1), "");
+  LLVMValueRef aligned = LLVMBuildICmp(b, LLVMIntEQ, LLVMBuildAnd(b, bytes, tile_i64(&tg->tb, 15), ""),
+                                       tile_i64(&tg->tb, 0), "");
+  view->vector_ok = LLVMBuildAnd(b, view->vector_ok, aligned, "vector_ok");
+}
+
+/* A paged view's row: its page from the table (an entry out of range clamped into the pool, so that no
+ * address leaves it), then its row inside the page. */
+static LLVMValueRef paged_row_offset(tile_gpu *tg, const tile_gpu_global *view, LLVMValueRef row) {
+  tile_builder *tb = &tg->tb;
+  LLVMBuilderRef b = B(tg);
+  row = LLVMBuildSelect(b, tile_lt(tb, row, view->rows), row, tile_i64(tb, 0), "");
+  LLVMValueRef page_size = tile_i64(tb, view->page_size);
+  LLVMValueRef at = LLVMBuildMul(b, LLVMBuildUDiv(b, row, page_size, ""), view->table_stride, "");
+  LLVMValueRef page = LLVMBuildLoad2(b, tb->i32, LLVMBuildGEP2(b, tb->i32, view->table, &at, 1, ""), "page");
+  page = tile_min(tb, tile_max(tb, LLVMBuildSExt(b, page, tb->i64, ""), tile_i64(tb, 0)), view->last_page);
+  return LLVMBuildAdd(b, LLVMBuildMul(b, page, view->page_stride, ""),
+                      LLVMBuildMul(b, LLVMBuildURem(b, row, page_size, ""), view->row_stride, ""), "");
+}
+
 /* Elements from the view's base to the start of row `row` (i64, below 2^31 when grouped). */
 static LLVMValueRef row_offset(tile_gpu *tg, const tile_gpu_global *view, LLVMValueRef row) {
   LLVMBuilderRef b = B(tg);
+  if (view->page_size > 0) return paged_row_offset(tg, view, row);
   if (view->group == NULL) return LLVMBuildMul(b, row, view->row_stride, "");
   LLVMValueRef row32 = LLVMBuildTrunc(b, row, tg->tb.i32, "");
   LLVMValueRef outer = tile_gpu_divide(tg, row32, view->group_magic, view->group_shift);
@@ -340,10 +373,11 @@ static int lanes_per_row(const tile_gpu_shared *dst) {
 }
 
 /* Whether copy_whole_rows can move dst: no pass is partial, no column is padding, and rows are evenly
- * spaced (not grouped). */
+ * spaced (not grouped, not paged). */
 static int whole_rows_fit(const tile_gpu *tg, const tile_gpu_shared *dst, const tile_gpu_global *src) {
   int threads = tg->warps * 32, lanes = lanes_per_row(dst);
-  return src->cols == dst->cols && lanes <= 32 && (dst->rows * lanes) % threads == 0 && src->group == NULL;
+  return src->cols == dst->cols && lanes <= 32 && (dst->rows * lanes) % threads == 0 && src->group == NULL &&
+         src->page_size == 0;
 }
 
 /* copy_chunks' asynchronous pass for a tile whose rows all exist: a thread keeps one chunk column
