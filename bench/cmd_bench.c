@@ -48,6 +48,9 @@ void cmd_bench_help(FILE *out) {
           "  --seqlen N           query length, default 2048\n"
           "  --seqlen-kv N        key/value length, default = --seqlen\n"
           "  --head-dim N         a multiple of 8 from 8 to 256, default 128\n"
+          "  --page-size N        k and v as a paged cache (block_table): every sequence's\n"
+          "                       ceil(seqlen-kv / N) pages of N keys, shuffled in one pool (peers\n"
+          "                       run the same shape unpaged)\n"
           "  --dtype T            fp32, fp16 or bf16 (default)\n"
           "  --causal             causal mask aligned to the bottom-right corner\n"
           "  --check              compare o and the LSE with the float64 reference; exit 1 when the\n"
@@ -97,6 +100,9 @@ typedef struct bench_run {
   fj_context *context;
   host_tensor q, k, v, o, lse;   /* the host side: inputs made here, outputs checked here */
   tune_mirror dq, dk, dv, dout, dlse;  /* their twins on the device (the same memory on the CPU) */
+  host_tensor table, lens;       /* --page-size: the block table, and seqlens_kv where the pages
+                                  * hold more keys than --seqlen-kv */
+  tune_mirror dtable, dlens;
   fj_attention_args args;        /* on the device tensors */
   attention_problem problem;     /* validated from args: what is launched */
   attention_problem host_problem;  /* the same call on the host tensors: what the check reads */
@@ -148,7 +154,7 @@ static double bench_memory_limit(void) {
 /* Parses and checks every flag; CLI_EXIT_OK, or the exit code after printing the error (-1 for help). */
 static int bench_parse(int argc, char **argv, bench_options *o) {
   memset(o, 0, sizeof *o);
-  int seen_batch = 0, seen_heads = 0, seen_seqlen = 0, seen_head_dim = 0, seen_causal = 0;
+  int seen_batch = 0, seen_heads = 0, seen_seqlen = 0, seen_head_dim = 0, seen_causal = 0, seen_page_size = 0;
   o->tokens = 16384;
   o->width = 2048;
   o->batch = 1;
@@ -167,6 +173,7 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
       {"--seqlen-kv", CLI_INT, &o->seqlen_kv, 0, INT32_MAX, &o->seqlen_kv_set},
       /* checked below, so that any out-of-range value gets the message that states the rule */
       {"--head-dim", CLI_INT, &o->head_dim, INT64_MIN, INT64_MAX, &seen_head_dim},
+      {"--page-size", CLI_INT, &o->page_size, 1, INT32_MAX, &seen_page_size},
       {"--dtype", CLI_STRING, &o->dtype_name, 0, 0, &o->dtype_set},
       {"--causal", CLI_FLAG, &o->causal, 0, 0, &seen_causal},
       {"--check", CLI_FLAG, &o->check, 0, 0, NULL},
@@ -195,7 +202,7 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
   if (!o->kv_heads_set) o->kv_heads = o->heads;
   if (!o->seqlen_kv_set) o->seqlen_kv = o->seqlen;
   o->shape_flags = seen_batch || seen_heads || seen_seqlen || seen_head_dim || seen_causal || o->kv_heads_set ||
-                   o->seqlen_kv_set;
+                   o->seqlen_kv_set || seen_page_size;
   const char *env_device = getenv("FLASHJIT_DEVICE");
   if (o->device != NULL)
     snprintf(o->device_flag, sizeof o->device_flag, "--device=%s", o->device);
@@ -274,9 +281,53 @@ static int bench_fail(const char *what, fj_status status) {
 
 /* q, k, v allocated and filled from seed, o allocated and poisoned, all copied to the device. 0, or -1
  * after the error. */
+/* An int32 host tensor of ndim dims (host_tensor knows the attention dtypes only: fp32's 4 bytes, then
+ * re-typed), set to 0. */
+static int bench_alloc_int32(host_tensor *t, int ndim, const int64_t *shape) {
+  if (host_tensor_alloc(t, DTYPE_F32, ndim, shape, NULL) != 0) return -1;
+  t->t.dtype = (DLDataType){kDLInt, 32, 1};
+  memset(t->allocation, 0, t->allocation_bytes);
+  return 0;
+}
+
+/* --page-size: each sequence's pages, a shuffle of the pool (a multiplier prime to its size, so that
+ * neighbouring keys of a sequence are far apart in memory, as in a long-running server's cache), and
+ * where the pages hold more than --seqlen-kv keys, seqlens_kv. */
+static int bench_alloc_pages(const bench_options *o, bench_run *run) {
+  int64_t per_sequence = (o->seqlen_kv + o->page_size - 1) / o->page_size;
+  if (per_sequence < 1) per_sequence = 1;
+  int64_t pool = o->batch * per_sequence, multiplier = 7919;
+  while (pool % multiplier == 0) multiplier += 2;
+  int64_t table_shape[2] = {o->batch, per_sequence}, lens_shape[1] = {o->batch};
+  if (bench_alloc_int32(&run->table, 2, table_shape) != 0) return -1;
+  int32_t *entries = run->table.t.data;
+  for (int64_t i = 0; i < pool; i++) entries[i] = (int32_t)((i * multiplier) % pool);
+  if (per_sequence * o->page_size == o->seqlen_kv) return 0;
+  if (bench_alloc_int32(&run->lens, 1, lens_shape) != 0) return -1;
+  int32_t *lens = run->lens.t.data;
+  for (int64_t b = 0; b < o->batch; b++) lens[b] = (int32_t)o->seqlen_kv;
+  return 0;
+}
+
+/* Points args (on the device twins, or on the host tensors) at the block table and key counts. */
+static void bench_page_args(bench_run *run, fj_attention_args *args, int on_host) {
+  if (run->table.allocation == NULL) return;
+  args->block_table = on_host ? &run->table.t : &run->dtable.t;
+  if (run->lens.allocation != NULL) args->seqlens_kv = on_host ? &run->lens.t : &run->dlens.t;
+}
+
 static int bench_alloc(const bench_options *o, bench_run *run, uint64_t seed) {
   int64_t q_shape[4] = {o->batch, o->seqlen, o->heads, o->head_dim};
   int64_t kv_shape[4] = {o->batch, o->seqlen_kv, o->kv_heads, o->head_dim};
+  if (o->page_size > 0) {
+    int64_t per_sequence = (o->seqlen_kv + o->page_size - 1) / o->page_size;
+    kv_shape[0] = o->batch * (per_sequence > 0 ? per_sequence : 1);
+    kv_shape[1] = o->page_size;
+    if (bench_alloc_pages(o, run) != 0) {
+      cli_error(BENCH_COMMAND, "--page-size=%" PRId64 ": cannot allocate the block table", o->page_size);
+      return -1;
+    }
+  }
   struct {
     host_tensor *t;
     tune_mirror *d;
@@ -307,17 +358,32 @@ static int bench_alloc(const bench_options *o, bench_run *run, uint64_t seed) {
       return -1;
     }
   }
+  struct {
+    host_tensor *t;
+    tune_mirror *d;
+    const char *name;
+  } index[] = {{&run->table, &run->dtable, "the block table"}, {&run->lens, &run->dlens, "seqlens_kv"}};
+  for (size_t i = 0; i < sizeof index / sizeof index[0]; i++) {
+    if (index[i].t->allocation == NULL) continue;
+    fj_status status = tune_mirror_upload(run->context, index[i].t, index[i].name, index[i].d);
+    if (status != FJ_OK) {
+      cli_error(BENCH_COMMAND, "--page-size=%" PRId64 ": %s: %s", o->page_size, fj_status_string(status),
+                fj_last_error());
+      return -1;
+    }
+  }
   fj_attention_args_init(&run->args);
   run->args.q = &run->dq.t;
   run->args.k = &run->dk.t;
   run->args.v = &run->dv.t;
   run->args.o = &run->dout.t;
   run->args.causal = o->causal;
+  bench_page_args(run, &run->args, 0);
   return 0;
 }
 
 static void bench_free(bench_run *run) {
-  tune_mirror *mirrors[] = {&run->dq, &run->dk, &run->dv, &run->dout, &run->dlse};
+  tune_mirror *mirrors[] = {&run->dq, &run->dk, &run->dv, &run->dout, &run->dlse, &run->dtable, &run->dlens};
   for (size_t i = 0; i < sizeof mirrors / sizeof mirrors[0]; i++)
     if (run->context) tune_mirror_free(run->context, mirrors[i]);
   host_tensor_free(&run->q);
@@ -325,6 +391,8 @@ static void bench_free(bench_run *run) {
   host_tensor_free(&run->v);
   host_tensor_free(&run->o);
   host_tensor_free(&run->lse);
+  host_tensor_free(&run->table);
+  host_tensor_free(&run->lens);
 }
 
 /* Poisons o and the LSE, runs once, copies them back and measures both against the reference. */
@@ -361,6 +429,7 @@ static int bench_check(const bench_options *o, bench_run *run, bench_result *r) 
   host_lse_args.o = &run->o.t;
   host_lse_args.lse = &run->lse.t;
   host_lse_args.causal = o->causal;
+  bench_page_args(run, &host_lse_args, 1);
   fj_attention_args with_lse = run->args;
   with_lse.lse = &run->dlse.t;
   attention_problem host_lse, device_lse;
@@ -454,10 +523,12 @@ static void bench_print_text(const bench_options *o, const bench_result *r, cons
   else
     printf("device      %s (%s)%s\n", r->device_name, r->device_id,
            o->device_auto ? ", chosen by auto: the best device found" : "");
+  char paged[48] = "";
+  if (o->page_size > 0) snprintf(paged, sizeof paged, ", paged K/V (pages of %" PRId64 ")", o->page_size);
   printf("problem     batch %" PRId64 ", heads %" PRId64 " (kv %" PRId64 "), seqlen %" PRId64 " x %" PRId64
-         ", head_dim %" PRId64 ", %s%s\n",
+         ", head_dim %" PRId64 ", %s%s%s\n",
          o->batch, o->heads, o->kv_heads, o->seqlen, o->seqlen_kv, o->head_dim, core_dtype_name(o->dtype),
-         o->causal ? ", causal" : "");
+         o->causal ? ", causal" : "", paged);
   printf("kernel      %s %s (%s)\n", r->family, r->config,
          o->config ? "from --config" : r->config_source[0] ? r->config_source : "the runtime's choice");
   printf("build       %s, %.1f ms; first call %.2f ms\n", r->kernel_source, r->compile_ms, r->first_call_ms);
@@ -510,6 +581,7 @@ static void bench_print_json(const bench_options *o, const bench_result *r, cons
   json_kv_int(&w, "seqlen_kv", o->seqlen_kv);
   json_kv_int(&w, "head_dim", o->head_dim);
   json_kv_bool(&w, "causal", o->causal);
+  json_kv_int(&w, "page_size", o->page_size);
   json_kv_string(&w, "family", r->family);
   json_kv_string(&w, "config", r->config);
   json_kv_string(&w, "config_from", r->config_from);
@@ -628,9 +700,10 @@ static int bench_time(const bench_options *o, bench_run *run, bench_result *r) {
   r->ms_min = times[0];
   r->ms_max = times[n - 1];
   free(times);
-  r->flops = core_attention_flops(&run->problem);
+  /* from the host's copy of the call, whose seqlens_kv (with --page-size) can be read */
+  r->flops = core_attention_flops(&run->host_problem);
   r->gflops = bench_gflops(r->flops, r->ms_median);
-  r->bytes = core_attention_bytes(&run->problem);
+  r->bytes = core_attention_bytes(&run->host_problem);
   r->gbps = bench_gflops(r->bytes, r->ms_median);
   return CLI_EXIT_OK;
 }
@@ -712,6 +785,7 @@ int bench_measure(fj_context *context, const bench_options *o, const kernel_conf
     host_args.k = &run.k.t;
     host_args.v = &run.v.t;
     host_args.o = &run.o.t;
+    bench_page_args(&run, &host_args, 1);
     status = core_validate_attention(&host_args, &run.host_problem);
   }
   if (status != FJ_OK) {

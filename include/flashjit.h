@@ -156,7 +156,8 @@ typedef struct fj_attention_args {
    * max_pages * page_size (at most 2^31 - 1), and seqlens_kv says how many of those keys each sequence
    * has. Only the entries a sequence reads (ceil(its keys / page_size)) need be filled; each must be
    * from 0 to pages - 1 (k.shape[0]). On the CPU an entry outside is refused (FJ_INVALID_ARGUMENT); on
-   * a GPU the kernel clamps it into that range. Pages may be shared between sequences, in any order. */
+   * a GPU, whose memory the call does not read, the kernel reads page 0 for it. Pages may be shared
+   * between sequences, in any order. */
   const DLTensor *block_table;
 } fj_attention_args;
 

@@ -196,7 +196,7 @@ static LLVMValueRef row_index(tile_builder *tb, const tensor_ir *t, LLVMValueRef
 typedef struct key_rows {
   int page_size;
   LLVMValueRef b;
-  LLVMValueRef table, table_stride, last_page;  /* paged: this sequence's row of the block table */
+  LLVMValueRef table, table_stride, pages;  /* paged: this sequence's row of the block table */
 } key_rows;
 
 /* Element index of [key's place, h, 0] in t (k or v). */
@@ -206,8 +206,10 @@ static LLVMValueRef key_row_index(tile_builder *tb, const key_rows *kr, const te
   LLVMValueRef page_size = tile_i64(tb, kr->page_size);
   LLVMValueRef at = tile_mul(tb, LLVMBuildSDiv(tb->b, key, page_size, ""), kr->table_stride);
   LLVMValueRef page = LLVMBuildLoad2(tb->b, tb->i32, LLVMBuildInBoundsGEP2(tb->b, tb->i32, kr->table, &at, 1, ""), "page");
-  /* validated on the host; clamped so that no entry, however it changed since, leads outside k and v */
-  page = tile_min(tb, tile_max(tb, LLVMBuildSExt(tb->b, page, tb->i64, ""), tile_i64(tb, 0)), kr->last_page);
+  /* validated on the host; an entry out of range (however it changed since) reads page 0, never
+   * outside k and v */
+  page = LLVMBuildSExt(tb->b, page, tb->i64, "");
+  page = LLVMBuildSelect(tb->b, LLVMBuildICmp(tb->b, LLVMIntULT, page, kr->pages, ""), page, tile_i64(tb, 0), "");
   return row_index(tb, t, page, LLVMBuildSRem(tb->b, key, page_size, ""), h);
 }
 
@@ -405,7 +407,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     LLVMValueRef at = tile_mul(tb, b, tile_load_param_i64(tb, block, P_OFF(block_table_stride[0])));
     kr.table = LLVMBuildInBoundsGEP2(tb->b, tb->i32, tile_load_param_ptr(tb, block, P_OFF(block_table)), &at, 1, "");
     kr.table_stride = tile_load_param_i64(tb, block, P_OFF(block_table_stride[1]));
-    kr.last_page = tile_sub(tb, tile_load_param_i64(tb, block, P_OFF(pages)), tile_i64(tb, 1));
+    kr.pages = tile_load_param_i64(tb, block, P_OFF(pages));
   }
   LLVMValueRef first_head = tile_mul(tb, slot, rows_per_position);
   LLVMValueRef q0 = tile_mul(tb, tile_index, tile_i64(tb, BM));

@@ -17,7 +17,7 @@ typedef struct cpu_attention_params {
   const int32_t *seqlens_kv;
   /* Paged kernels (key.page_size > 0) only: key j of sequence b is row j % page_size of page
    * block_table[b * block_table_stride[0] + (j / page_size) * block_table_stride[1]], a page being
-   * k_stride[0] (v_stride[0]) elements; pages bounds the entries (validated on the host, clamped anyway). */
+   * k_stride[0] (v_stride[0]) elements; pages bounds the entries (validated on the host; one outside still reads page 0). */
   const int32_t *block_table;
   /* strides in elements, in the order batch, seq, head, dim (lse: batch, head, seq, unused) */
   int64_t q_stride[4], k_stride[4], v_stride[4], o_stride[4], lse_stride[4];

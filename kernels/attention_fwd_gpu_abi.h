@@ -46,7 +46,7 @@ typedef struct gpu_attention_params {
   /* varlen kernels only: each sequence's key count (int32) at seqlens_kv + 4 * b * seqlens_kv_stride */
   uint64_t seqlens_kv;
   int64_t seqlens_kv_stride;
-  /* paged kernels only: page numbers (int32) as in the CPU block (entries clamped to [0, pages - 1]) */
+  /* paged kernels only: page numbers (int32) as in the CPU block (an entry outside [0, pages) reads page 0) */
   uint64_t block_table;
   int64_t block_table_stride[2], pages;
 } gpu_attention_params;

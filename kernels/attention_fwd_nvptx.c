@@ -194,6 +194,12 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
              "it; ptxas spills with it", s.padded_dim);
     return 0;
   }
+  if (s.page_size > 0 && s.m_tiles == 2 && s.block_n == 128) {
+    snprintf(why, why_size,
+             "paged (block_table): block_n=128 with two m16 tiles per warp holds 253-255 registers at d=%d; "
+             "ptxas spills with some page sizes", s.padded_dim);
+    return 0;
+  }
   if (s.pack_gqa && key->heads == key->kv_heads) {
     snprintf(why, why_size, "pack_gqa=1 needs grouped KV heads; heads=%d, kv_heads=%d", key->heads, key->kv_heads);
     return 0;
@@ -307,6 +313,14 @@ static void group_rows_by_head(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef
                              tile_gpu_param_i32(tg, P_OFF(group_divider) + offsetof(gpu_divider, shift)));
 }
 
+/* Sequence b's row of the block table (paged kernels). */
+static LLVMValueRef block_table_row(tile_gpu *tg, LLVMValueRef b) {
+  tile_builder *tb = &tg->tb;
+  LLVMValueRef table = LLVMBuildIntToPtr(tb->b, tile_gpu_param_i64(tg, P_OFF(block_table)), tg->global_ptr, "");
+  LLVMValueRef at = tile_mul(tb, b, tile_gpu_param_i64(tg, P_OFF(block_table_stride[0])));
+  return LLVMBuildGEP2(tb->b, tb->i32, table, &at, 1, "");
+}
+
 /* How a view's rows are laid out beyond one stride: Q and O under pack_gqa run over (position, query
  * head of the group); K and V of a paged cache over the pages of the sequence's block-table row. */
 typedef enum { ROWS_PLAIN, ROWS_GROUPED, ROWS_PAGED } row_layout;
@@ -327,14 +341,9 @@ static void head_view(tile_gpu *tg, const shape *s, tile_gpu_global *view, size_
   if (group != NULL) rows = tile_mul(tb, rows, LLVMBuildZExt(tb->b, group, tb->i64, ""));
   tile_gpu_global_init(tg, view, base, stride[1], stride[3], rows, s->head_dim, s->d_contiguous);
   if (group != NULL) group_rows_by_head(tg, view, stride[2]);
-  if (layout == ROWS_PAGED) {
-    LLVMValueRef table = LLVMBuildIntToPtr(tb->b, tile_gpu_param_i64(tg, P_OFF(block_table)), tg->global_ptr, "");
-    LLVMValueRef at = tile_mul(tb, b, tile_gpu_param_i64(tg, P_OFF(block_table_stride[0])));
-    table = LLVMBuildGEP2(tb->b, tb->i32, table, &at, 1, "");
-    LLVMValueRef last_page = tile_sub(tb, tile_gpu_param_i64(tg, P_OFF(pages)), tile_i64(tb, 1));
-    tile_gpu_global_page_rows(tg, view, table, tile_gpu_param_i64(tg, P_OFF(block_table_stride[1])), s->page_size,
-                              stride[0], last_page);
-  }
+  if (layout == ROWS_PAGED)
+    tile_gpu_global_page_rows(tg, view, block_table_row(tg, b), tile_gpu_param_i64(tg, P_OFF(block_table_stride[1])),
+                              s->page_size, stride[0], tile_gpu_param_i64(tg, P_OFF(pages)));
 }
 
 /* The block row where this warp's rows start (rows are split between warps in 16 * m_tiles slices). */
@@ -500,6 +509,13 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     LLVMValueRef next_stage = LLVMBuildTrunc(ir, LLVMBuildURem(ir, next, tile_i64(tb, STAGES), ""), tb->i32, "");
     tile_gpu_shared k_next = RING(q_bytes, next_stage);
     tile_gpu_shared v_next = RING(q_bytes + STAGES * tile_bytes, next_stage);
+    if (s.page_size > 0) {
+      /* The block-table row anew from a block index LLVM cannot merge with the first read: a few
+       * instructions per tile instead of a pointer held in registers across the loop, where paged
+       * kernels sit at the 255-register edge. */
+      block_coordinates again = block_coordinates_of(tg, &s, tile_gpu_block_index_opaque(tg));
+      k.table = v.table = block_table_row(tg, again.batch);
+    }
     tile_gpu_copy(tg, &k_next, &k, tile_mul(tb, next, tile_i64(tb, BN)));
     tile_gpu_copy(tg, &v_next, &v, tile_mul(tb, next, tile_i64(tb, BN)));
     tile_if_end(tb, &more);

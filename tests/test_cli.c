@@ -402,11 +402,21 @@ static void test_bench(void) {
        {"--heads", "2", "--seqlen", "100", "--seqlen-kv", "37", "--head-dim", "96", "--causal", NULL}},
       {"fp16 GQA d=256 on one thread", "fp16",
        {"--heads", "4", "--kv-heads", "2", "--seqlen", "45", "--head-dim", "256", "--threads", "1", NULL}},
+      /* paged K/V: a decode step whose last page is part full (seqlens_kv), and prefill on pages of 5 */
+      {"bf16 paged decode, pages of 16, 200 keys", "bf16",
+       {"--batch", "3", "--heads", "8", "--kv-heads", "2", "--seqlen", "1", "--seqlen-kv", "200", "--causal",
+        "--page-size", "16", NULL}},
+      {"fp32 paged causal prefill, pages of 5", "fp32",
+       {"--batch", "2", "--heads", "2", "--seqlen", "60", "--seqlen-kv", "95", "--head-dim", "64", "--causal",
+        "--page-size", "5", NULL}},
   };
   char first_config[256] = "";
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     jvalue *doc = run_bench_case(&cases[i], NULL, NULL);
     if (doc && i == 0) snprintf(first_config, sizeof first_config, "%s", jstring(doc, "config"));
+    if (doc && strstr(cases[i].what, "paged"))
+      check(jnumber(doc, "page_size", 0) == (strstr(cases[i].what, "pages of 5") ? 5 : 16),
+            "bench %s: page_size %g in the JSON", cases[i].what, jnumber(doc, "page_size", 0));
     jfree(doc);
   }
 
@@ -470,6 +480,7 @@ static void test_bad_invocations(void) {
       {{"bench", "--seqlen", "1e3", NULL}, "--seqlen=1e3", 2},
       {{"bench", "--seqlen", "-1", NULL}, "--seqlen=-1", 2},
       {{"bench", "--seqlen-kv", "-1", NULL}, "--seqlen-kv=-1", 2},
+      {{"bench", "--page-size", "0", NULL}, "--page-size=0", 2},
       {{"bench", "--heads", "9223372036854775807", NULL}, "--heads", 2},
       {{"bench", "--head-dim", "260", NULL}, "--head-dim=260", 2},
       {{"bench", "--head-dim", "12", NULL}, "--head-dim=12", 2},

@@ -357,6 +357,21 @@ static void test_problem_helpers(void) {
   p.key.dtype = DTYPE_F32;
   CHECK(core_attention_bytes(&p) == (2.0 * 2 * 1 * 3 * 64 + 2.0 * 2 * 8192 * 1 * 64) * 4 + 2.0 * 3 * 1 * 4,
         "fp32 bytes with the LSE (%.0f)", core_attention_bytes(&p));
+
+  /* seqlens_kv in host memory: each sequence's own keys (100 and 0 of 8192); on a device, where they
+   * cannot be read, seqlen_kv */
+  int32_t key_counts[2] = {100, 0};
+  p.lse.data = NULL;
+  p.seqlens_kv = key_counts;
+  p.seqlens_kv_stride = 1;
+  p.device.device_type = kDLCPU;
+  CHECK(core_attention_bytes(&p) == (2.0 * 2 * 1 * 3 * 64 + 2.0 * 100 * 1 * 64) * 4,
+        "bytes count each sequence's keys (%.0f)", core_attention_bytes(&p));
+  CHECK(core_attention_flops(&p) == 4.0 * 3 * 64 * 100, "causal decode flops: one query against 100 keys (%.0f)",
+        core_attention_flops(&p));
+  p.device.device_type = kDLCUDA;
+  CHECK(core_attention_bytes(&p) == (2.0 * 2 * 1 * 3 * 64 + 2.0 * 2 * 8192 * 1 * 64) * 4,
+        "device seqlens_kv: bytes of seqlen_kv keys (%.0f)", core_attention_bytes(&p));
 }
 
 /* ---- logging ---- */

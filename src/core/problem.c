@@ -28,25 +28,39 @@ void core_attention_key_string(const attention_key *key, char *buffer, size_t si
            key->seqlen_bucket);
 }
 
-double core_attention_flops(const attention_problem *problem) {
-  double sq = (double)problem->seqlen_q, skv = (double)problem->seqlen_kv;
-  double pairs = sq * skv;
-  if (problem->key.causal) {
-    /* Row i sees min(skv, max(0, i + skv - sq + 1)) keys: rows before `first` see none, rows from
+/* Query-key pairs a forward computes for one sequence of seqlen_q queries and `keys` keys. */
+static double core_visible_pairs(int64_t seqlen_q, int64_t keys, int causal) {
+  double pairs = (double)seqlen_q * (double)keys;
+  if (causal) {
+    /* Row i sees min(keys, max(0, i + keys - sq + 1)) keys: rows before `first` see none, rows from
      * `full` on see all, and the rows between see 1, 2, 3, ... keys. */
-    int64_t offset = problem->seqlen_kv - problem->seqlen_q;
+    int64_t offset = keys - seqlen_q;
     int64_t first = offset >= 0 ? 0 : -offset;
-    int64_t full = problem->seqlen_kv - 1 - offset; /* the first row that sees every key */
+    int64_t full = keys - 1 - offset; /* the first row that sees every key */
     if (full < first) full = first;
-    if (full > problem->seqlen_q) full = problem->seqlen_q;
-    if (first > problem->seqlen_q) first = problem->seqlen_q;
+    if (full > seqlen_q) full = seqlen_q;
+    if (first > seqlen_q) first = seqlen_q;
     double partial_rows = (double)(full - first);
     double first_count = (double)(first + offset + 1);
     pairs = partial_rows * first_count + partial_rows * (partial_rows - 1) / 2 +
-            (double)(problem->seqlen_q - full) * skv;
+            (double)(seqlen_q - full) * (double)keys;
   }
-  return 4.0 * (double)problem->batch * (double)problem->key.heads * pairs *
-         (double)problem->key.head_dim;
+  return pairs;
+}
+
+/* Whether each sequence's own key count can be read here: seqlens_kv in host memory. */
+static int core_keys_readable(const attention_problem *problem) {
+  return problem->seqlens_kv != NULL && problem->device.device_type == kDLCPU;
+}
+
+double core_attention_flops(const attention_problem *problem) {
+  double pairs = 0;
+  if (core_keys_readable(problem))
+    for (int64_t b = 0; b < problem->batch; b++)
+      pairs += core_visible_pairs(problem->seqlen_q, core_sequence_keys(problem, b), problem->key.causal);
+  else
+    pairs = (double)problem->batch * core_visible_pairs(problem->seqlen_q, problem->seqlen_kv, problem->key.causal);
+  return 4.0 * (double)problem->key.heads * pairs * (double)problem->key.head_dim;
 }
 
 int64_t core_sequence_keys(const attention_problem *problem, int64_t b) {
@@ -69,7 +83,12 @@ double core_attention_bytes(const attention_problem *problem) {
   double element = (double)core_dtype_size((dtype_id)problem->key.dtype);
   double b = (double)problem->batch, d = (double)problem->key.head_dim;
   double q_rows = b * (double)problem->seqlen_q * (double)problem->key.heads;
-  double kv_rows = b * (double)problem->seqlen_kv * (double)problem->key.kv_heads;
+  double keys = b * (double)problem->seqlen_kv;
+  if (core_keys_readable(problem)) {
+    keys = 0;
+    for (int64_t i = 0; i < problem->batch; i++) keys += (double)core_sequence_keys(problem, i);
+  }
+  double kv_rows = keys * (double)problem->key.kv_heads;
   double bytes = (2.0 * q_rows + 2.0 * kv_rows) * d * element;
   if (problem->lse.data != NULL) bytes += q_rows * 4.0;
   return bytes;

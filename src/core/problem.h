@@ -66,10 +66,13 @@ void core_attention_key_string(const attention_key *key, char *buffer, size_t si
  * elements to touch, extents that overflow. */
 fj_status core_validate_attention(const fj_attention_args *args, attention_problem *out);
 
-/* Number of FLOPs of the forward (4 * b * h * sq * skv * d, counting only visible pairs when causal). */
+/* Number of FLOPs of the forward (4 * b * h * sq * skv * d, counting only visible pairs when causal).
+ * Here and in core_attention_bytes skv is each sequence's own key count where seqlens_kv is in host
+ * memory, else seqlen_kv. */
 double core_attention_flops(const attention_problem *problem);
-/* Bytes a forward must move at least: q, k and v read once, o (and the LSE, when asked for) written
- * once. Decode steps are bound by this, not by FLOPs: GB/s = bytes / time is their figure of merit. */
+/* Bytes a forward must move at least: q, k and v read once (each sequence's keys), o (and the LSE,
+ * when asked for) written once. Decode steps are bound by this, not by FLOPs: GB/s = bytes / time is
+ * their figure of merit. */
 double core_attention_bytes(const attention_problem *problem);
 /* The number of keys sequence b has: seqlens_kv[b] when given (host memory), else seqlen_kv. */
 int64_t core_sequence_keys(const attention_problem *problem, int64_t b);

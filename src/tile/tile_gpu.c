@@ -252,7 +252,7 @@ void tile_gpu_global_init(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef base
   view->vector_ok = NULL;
   view->group = view->group_stride = view->group_magic = view->group_shift = NULL;
   view->page_size = 0;
-  view->table = view->table_stride = view->page_stride = view->last_page = NULL;
+  view->table = view->table_stride = view->page_stride = view->pages = NULL;
   if (!allow_vector) return;
   /* 16-byte copies need every row start 16-byte aligned: the base address and the row stride (in
    * bytes) both multiples of 16, and columns contiguous. */
@@ -280,12 +280,12 @@ void tile_gpu_global_group_rows(tile_gpu *tg, tile_gpu_global *view, LLVMValueRe
 }
 
 void tile_gpu_global_page_rows(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef table, LLVMValueRef table_stride,
-                               int page_size, LLVMValueRef page_stride, LLVMValueRef last_page) {
+                               int page_size, LLVMValueRef page_stride, LLVMValueRef pages) {
   view->page_size = page_size;
   view->table = table;
   view->table_stride = table_stride;
   view->page_stride = page_stride;
-  view->last_page = last_page;
+  view->pages = pages;
   if (view->vector_ok == NULL) return;
   /* every page starts 16-byte aligned too */
   LLVMBuilderRef b = B(tg);
@@ -295,8 +295,8 @@ void tile_gpu_global_page_rows(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef
   view->vector_ok = LLVMBuildAnd(b, view->vector_ok, aligned, "vector_ok");
 }
 
-/* A paged view's row: its page from the table (an entry out of range clamped into the pool, so that no
- * address leaves it), then its row inside the page. */
+/* A paged view's row: its page from the table (an entry out of range reads page 0, so that no address
+ * leaves the pool), then its row inside the page. */
 static LLVMValueRef paged_row_offset(tile_gpu *tg, const tile_gpu_global *view, LLVMValueRef row) {
   tile_builder *tb = &tg->tb;
   LLVMBuilderRef b = B(tg);
@@ -304,7 +304,9 @@ static LLVMValueRef paged_row_offset(tile_gpu *tg, const tile_gpu_global *view, 
   LLVMValueRef page_size = tile_i64(tb, view->page_size);
   LLVMValueRef at = LLVMBuildMul(b, LLVMBuildUDiv(b, row, page_size, ""), view->table_stride, "");
   LLVMValueRef page = LLVMBuildLoad2(b, tb->i32, LLVMBuildGEP2(b, tb->i32, view->table, &at, 1, ""), "page");
-  page = tile_min(tb, tile_max(tb, LLVMBuildSExt(b, page, tb->i64, ""), tile_i64(tb, 0)), view->last_page);
+  page = LLVMBuildSExt(b, page, tb->i64, "");
+  /* one unsigned compare against the parameter: a negative entry is a large unsigned one */
+  page = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntULT, page, view->pages, ""), page, tile_i64(tb, 0), "");
   return LLVMBuildAdd(b, LLVMBuildMul(b, page, view->page_stride, ""),
                       LLVMBuildMul(b, LLVMBuildURem(b, row, page_size, ""), view->row_stride, ""), "");
 }

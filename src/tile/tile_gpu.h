@@ -114,7 +114,7 @@ typedef struct tile_gpu_global {
   /* Paged rows (page_size > 0, tile_gpu_global_page_rows): row r is row r % page_size of page
    * table[(r / page_size) * table_stride], pages page_stride elements apart. */
   int page_size;
-  LLVMValueRef table, table_stride, page_stride, last_page;    /* ptr addrspace(1) to i32, i64 x 3 */
+  LLVMValueRef table, table_stride, page_stride, pages;        /* ptr addrspace(1) to i32, i64 x 3 */
 } tile_gpu_global;
 
 /* Fills *view for the tensor at base (ptr addrspace(1), already offset to element (0, 0)); vector_ok
@@ -128,11 +128,11 @@ void tile_gpu_global_init(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef base
 void tile_gpu_global_group_rows(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef group, LLVMValueRef group_stride,
                                 LLVMValueRef magic, LLVMValueRef shift);
 /* Pages the view's rows (a paged KV cache): row r is row r % page_size (a constant) of page
- * table[(r / page_size) * table_stride] (i32 entries in global memory, clamped to [0, last_page]),
+ * table[(r / page_size) * table_stride] (i32 entries in global memory; one outside [0, pages) reads page 0),
  * pages page_stride (i64) elements apart from the view's base. The table is read for existing rows
  * only (those below rows; others stand in row 0), so it needs ceil(rows / page_size) entries. */
 void tile_gpu_global_page_rows(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef table, LLVMValueRef table_stride,
-                               int page_size, LLVMValueRef page_stride, LLVMValueRef last_page);
+                               int page_size, LLVMValueRef page_stride, LLVMValueRef pages);
 /* base + index elements of the operand dtype (i64 index). */
 LLVMValueRef tile_gpu_element_address(tile_gpu *tg, LLVMValueRef base, LLVMValueRef index);
 
