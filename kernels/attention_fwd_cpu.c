@@ -39,7 +39,7 @@ static const kernel_param params[P_COUNT] = {
                     2, {0, 1}, .optional = 1},
 };
 
-#define GENERATOR_VERSION 5
+#define GENERATOR_VERSION 6
 
 /* Vector registers the inner loops need: the score (or P) tile, one Q^T (or O^T) row, the rescale
  * factors, and a broadcast. Over the target's count, the tile spills in the hot loop. */
@@ -206,6 +206,10 @@ static LLVMValueRef key_row_index(tile_builder *tb, const key_rows *kr, const te
   LLVMValueRef page_size = tile_i64(tb, kr->page_size);
   LLVMValueRef at = tile_mul(tb, LLVMBuildSDiv(tb->b, key, page_size, ""), kr->table_stride);
   LLVMValueRef page = LLVMBuildLoad2(tb->b, tb->i32, LLVMBuildInBoundsGEP2(tb->b, tb->i32, kr->table, &at, 1, ""), "page");
+  /* The table does not change during the call: K's and V's copies of a row may share one load across
+   * the stores to scratch between them. */
+  unsigned invariant = LLVMGetMDKindIDInContext(tb->ctx, "invariant.load", 14);
+  LLVMSetMetadata(page, invariant, LLVMMetadataAsValue(tb->ctx, LLVMMDNodeInContext2(tb->ctx, NULL, 0)));
   /* validated on the host; an entry out of range (however it changed since) reads page 0, never
    * outside k and v */
   page = LLVMBuildSExt(tb->b, page, tb->i64, "");
@@ -248,15 +252,44 @@ static void fill_zero(tile_builder *tb, LLVMValueRef base, int64_t floats) {
   tile_end_for(tb, &zl);
 }
 
-/* Copies rows [first, first + block_n) of one head of K or V into packed fp32 [block_n][row_floats];
- * rows at or past seqlen, and the padding past d, are zeros so that every product stays finite (the
- * scores of missing keys are masked anyway). */
-static void pack_kv_tile(tile_builder *tb, const shape *s, const tensor_ir *t, const key_rows *kr,
-                         LLVMValueRef first, LLVMValueRef kv_head, LLVMValueRef seqlen,
-                         LLVMValueRef packed, int row_floats) {
+/* One row of one head of K or V (at element `source`, prefetching `ahead`) into packed fp32 at
+ * packed_row, zero-padded from d to row_floats. */
+static void pack_row(tile_builder *tb, const shape *s, const tensor_ir *t, LLVMValueRef source, LLVMValueRef ahead,
+                     LLVMValueRef packed, LLVMValueRef packed_row, int row_floats) {
+  for (int d = 0; d < s->head_dim; d += 64 / (int)core_dtype_size(s->dtype))
+    tile_prefetch(tb, t->base, tile_add(tb, ahead, tile_mul(tb, tile_i64(tb, d), t->stride[3])), s->dtype);
+  if (s->d_contiguous && s->head_dim % s->lanes == 0) {
+    for (int d = 0; d < s->head_dim; d += s->lanes) {
+      LLVMValueRef v = tile_load_vector(tb, t->base, tile_add(tb, source, tile_i64(tb, d)), s->dtype);
+      tile_store_vector(tb, packed, tile_add(tb, packed_row, tile_i64(tb, d)), v);
+    }
+  } else {
+    tile_loop dl;
+    LLVMValueRef d = tile_for(tb, &dl, tile_i64(tb, 0), tile_i64(tb, s->head_dim), tile_i64(tb, 1), "d");
+    LLVMValueRef x = tile_load_element(tb, t->base, tile_add(tb, source, tile_mul(tb, d, t->stride[3])), s->dtype);
+    tile_store_f32(tb, packed, tile_add(tb, packed_row, d), x);
+    tile_end_for(tb, &dl);
+  }
+  for (int d = s->head_dim; d < row_floats; d++)
+    tile_store_f32(tb, packed, tile_add(tb, packed_row, tile_i64(tb, d)), tile_f32(tb, 0.0f));
+}
+
+static void zero_row(tile_builder *tb, const shape *s, LLVMValueRef packed, LLVMValueRef packed_row, int row_floats) {
+  for (int d = 0; d + s->lanes <= row_floats; d += s->lanes)
+    tile_store_vector(tb, packed, tile_add(tb, packed_row, tile_i64(tb, d)), tile_splat_f32(tb, 0.0f));
+  for (int d = row_floats - row_floats % s->lanes; d < row_floats; d++)
+    tile_store_f32(tb, packed, tile_add(tb, packed_row, tile_i64(tb, d)), tile_f32(tb, 0.0f));
+}
+
+/* Copies keys [first, first + block_n) of one KV head into packed fp32 K [block_n][k_floats] and V
+ * [block_n][v_floats]; keys at or past seqlen, and the padding past d, are zeros so that every product
+ * stays finite (the scores of missing keys are masked anyway). A key's K and V rows are found once
+ * (in a paged cache, one read of the block table for both). */
+static void pack_kv_tiles(tile_builder *tb, const shape *s, const tensor_ir *k, const tensor_ir *v, const key_rows *kr,
+                          LLVMValueRef first, LLVMValueRef kv_head, LLVMValueRef seqlen, LLVMValueRef k_packed,
+                          int k_floats, LLVMValueRef v_packed, int v_floats) {
   for (int n = 0; n < s->block_n; n++) {
     LLVMValueRef key = tile_add(tb, first, tile_i64(tb, n));
-    LLVMValueRef packed_row = tile_i64(tb, (int64_t)n * row_floats);
     tile_if inside;
     LLVMValueRef present = tile_lt(tb, key, seqlen);
     LLVMBasicBlockRef zero_block = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "pad");
@@ -265,37 +298,20 @@ static void pack_kv_tile(tile_builder *tb, const shape *s, const tensor_ir *t, c
     LLVMBuildCondBr(tb->b, present, copy_block, zero_block);
 
     LLVMPositionBuilderAtEnd(tb->b, copy_block);
-    LLVMValueRef source = key_row_index(tb, kr, t, key, kv_head);
     /* The same row one tile ahead: rows of one head lie kv_heads * head_dim elements apart, so a
      * decode step's pass over K/V crosses a page every few rows and outruns the hardware prefetcher.
      * (A paged cache's block table is only read for keys that exist: the last one stands in.) */
     LLVMValueRef ahead_key = tile_add(tb, key, tile_i64(tb, s->block_n));
     if (kr->page_size > 0) ahead_key = tile_min(tb, ahead_key, tile_sub(tb, seqlen, tile_i64(tb, 1)));
-    LLVMValueRef ahead = key_row_index(tb, kr, t, ahead_key, kv_head);
-    for (int d = 0; d < s->head_dim; d += 64 / (int)core_dtype_size(s->dtype))
-      tile_prefetch(tb, t->base, tile_add(tb, ahead, tile_mul(tb, tile_i64(tb, d), t->stride[3])), s->dtype);
-    if (s->d_contiguous && s->head_dim % s->lanes == 0) {
-      for (int d = 0; d < s->head_dim; d += s->lanes) {
-        LLVMValueRef v = tile_load_vector(tb, t->base, tile_add(tb, source, tile_i64(tb, d)), s->dtype);
-        tile_store_vector(tb, packed, tile_add(tb, packed_row, tile_i64(tb, d)), v);
-      }
-    } else {
-      tile_loop dl;
-      LLVMValueRef d = tile_for(tb, &dl, tile_i64(tb, 0), tile_i64(tb, s->head_dim), tile_i64(tb, 1), "d");
-      LLVMValueRef x = tile_load_element(tb, t->base, tile_add(tb, source, tile_mul(tb, d, t->stride[3])),
-                                         s->dtype);
-      tile_store_f32(tb, packed, tile_add(tb, packed_row, d), x);
-      tile_end_for(tb, &dl);
-    }
-    for (int d = s->head_dim; d < row_floats; d++)
-      tile_store_f32(tb, packed, tile_add(tb, packed_row, tile_i64(tb, d)), tile_f32(tb, 0.0f));
+    pack_row(tb, s, k, key_row_index(tb, kr, k, key, kv_head), key_row_index(tb, kr, k, ahead_key, kv_head),
+             k_packed, tile_i64(tb, (int64_t)n * k_floats), k_floats);
+    pack_row(tb, s, v, key_row_index(tb, kr, v, key, kv_head), key_row_index(tb, kr, v, ahead_key, kv_head),
+             v_packed, tile_i64(tb, (int64_t)n * v_floats), v_floats);
     LLVMBuildBr(tb->b, inside.done);
 
     LLVMPositionBuilderAtEnd(tb->b, zero_block);
-    for (int d = 0; d + s->lanes <= row_floats; d += s->lanes)
-      tile_store_vector(tb, packed, tile_add(tb, packed_row, tile_i64(tb, d)), tile_splat_f32(tb, 0.0f));
-    for (int d = row_floats - row_floats % s->lanes; d < row_floats; d++)
-      tile_store_f32(tb, packed, tile_add(tb, packed_row, tile_i64(tb, d)), tile_f32(tb, 0.0f));
+    zero_row(tb, s, k_packed, tile_i64(tb, (int64_t)n * k_floats), k_floats);
+    zero_row(tb, s, v_packed, tile_i64(tb, (int64_t)n * v_floats), v_floats);
     LLVMBuildBr(tb->b, inside.done);
     LLVMPositionBuilderAtEnd(tb->b, inside.done);
   }
@@ -468,8 +484,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   LLVMValueRef kv_begin = tile_mul(tb, part, kv_split_keys);
   LLVMValueRef kv_stop = tile_min(tb, kv_end, tile_add(tb, kv_begin, kv_split_keys));
   LLVMValueRef n0 = tile_for(tb, &kv_loop, kv_begin, kv_stop, tile_i64(tb, BN), "n0");
-  pack_kv_tile(tb, &s, &k, &kr, n0, kv_h, seqlen_kv, k_packed, D);
-  pack_kv_tile(tb, &s, &v, &kr, n0, kv_h, seqlen_kv, v_packed, DP);
+  pack_kv_tiles(tb, &s, &k, &v, &kr, n0, kv_h, seqlen_kv, k_packed, D, v_packed, DP);
 
   /* S^T = K Q^T: for each step of d, one row of Q^T against a broadcast of each key's element. */
   tile_regs_fill(tb, &scores, tile_splat_f32(tb, 0.0f));
