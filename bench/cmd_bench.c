@@ -281,29 +281,15 @@ static int bench_fail(const char *what, fj_status status) {
 
 /* q, k, v allocated and filled from seed, o allocated and poisoned, all copied to the device. 0, or -1
  * after the error. */
-/* An int32 host tensor of ndim dims (host_tensor knows the attention dtypes only: fp32's 4 bytes, then
- * re-typed), set to 0. */
-static int bench_alloc_int32(host_tensor *t, int ndim, const int64_t *shape) {
-  if (host_tensor_alloc(t, DTYPE_F32, ndim, shape, NULL) != 0) return -1;
-  t->t.dtype = (DLDataType){kDLInt, 32, 1};
-  memset(t->allocation, 0, t->allocation_bytes);
-  return 0;
-}
-
-/* --page-size: each sequence's pages, a shuffle of the pool (a multiplier prime to its size, so that
- * neighbouring keys of a sequence are far apart in memory, as in a long-running server's cache), and
- * where the pages hold more than --seqlen-kv keys, seqlens_kv. */
+/* --page-size: each sequence's pages, a shuffle of the pool, and where the pages hold more than
+ * --seqlen-kv keys, seqlens_kv. */
 static int bench_alloc_pages(const bench_options *o, bench_run *run) {
   int64_t per_sequence = (o->seqlen_kv + o->page_size - 1) / o->page_size;
   if (per_sequence < 1) per_sequence = 1;
-  int64_t pool = o->batch * per_sequence, multiplier = 7919;
-  while (pool % multiplier == 0) multiplier += 2;
-  int64_t table_shape[2] = {o->batch, per_sequence}, lens_shape[1] = {o->batch};
-  if (bench_alloc_int32(&run->table, 2, table_shape) != 0) return -1;
-  int32_t *entries = run->table.t.data;
-  for (int64_t i = 0; i < pool; i++) entries[i] = (int32_t)((i * multiplier) % pool);
+  if (host_block_table_alloc(&run->table, o->batch, per_sequence) != 0) return -1;
   if (per_sequence * o->page_size == o->seqlen_kv) return 0;
-  if (bench_alloc_int32(&run->lens, 1, lens_shape) != 0) return -1;
+  int64_t lens_shape[1] = {o->batch};
+  if (host_tensor_alloc_int32(&run->lens, 1, lens_shape) != 0) return -1;
   int32_t *lens = run->lens.t.data;
   for (int64_t b = 0; b < o->batch; b++) lens[b] = (int32_t)o->seqlen_kv;
   return 0;

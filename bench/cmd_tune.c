@@ -35,6 +35,8 @@ void cmd_tune_help(FILE *out) {
           "  --preset NAME        a preset (below); --list-presets prints them\n"
           "  --batch --heads --kv-heads --seqlen --seqlen-kv --head-dim --dtype --causal\n"
           "                       one problem, as flashjit bench takes it (same defaults)\n"
+          "  --varlen             the calls give seqlens_kv (each sequence its own key count)\n"
+          "  --page-size N        the calls read a paged cache of pages of N keys (block_table)\n"
           "search:\n"
           "  --strategy S         exhaustive (every valid config), random (--trials N of them, seeded),\n"
           "                       halving (default: screen a sample with one run each, time the best\n"
@@ -79,7 +81,8 @@ void cmd_tune_help(FILE *out) {
 typedef struct tune_cli {
   const char *device, *shapes, *preset, *strategy, *budget, *space, *cache_dir, *dtype_name, *isolation;
   int64_t batch, heads, kv_heads, seqlen, seqlen_kv, head_dim;
-  int causal, json, quiet, list_presets;
+  int causal, json, quiet, list_presets, varlen;
+  int64_t page_size;
   int64_t trials, seed, warmup, repeat, threads, compile_threads, child_batch;
   int64_t timeout;
   int kv_heads_set, seqlen_kv_set, problem_flags;
@@ -181,6 +184,7 @@ static int tune_parse(int argc, char **argv, tune_cli *c) {
   c->warmup = 1;
   c->repeat = 10;
   int seen_kv = 0, seen_skv = 0, seen_b = 0, seen_h = 0, seen_s = 0, seen_d = 0, seen_t = 0, seen_c = 0;
+  int seen_varlen = 0, seen_page = 0;
   const cli_option options[] = {
       {"--device", CLI_STRING, &c->device, 0, 0, NULL},
       {"--shapes", CLI_STRING, &c->shapes, 0, 0, NULL},
@@ -194,6 +198,8 @@ static int tune_parse(int argc, char **argv, tune_cli *c) {
       {"--head-dim", CLI_INT, &c->head_dim, INT64_MIN, INT64_MAX, &seen_d},
       {"--dtype", CLI_STRING, &c->dtype_name, 0, 0, &seen_t},
       {"--causal", CLI_FLAG, &c->causal, 0, 0, &seen_c},
+      {"--varlen", CLI_FLAG, &c->varlen, 0, 0, &seen_varlen},
+      {"--page-size", CLI_INT, &c->page_size, 1, INT32_MAX, &seen_page},
       {"--strategy", CLI_STRING, &c->strategy, 0, 0, NULL},
       {"--budget", CLI_STRING, &c->budget, 0, 0, NULL},
       {"--trials", CLI_INT, &c->trials, 1, INT32_MAX, NULL},
@@ -217,7 +223,8 @@ static int tune_parse(int argc, char **argv, tune_cli *c) {
   }
   c->kv_heads_set = seen_kv;
   c->seqlen_kv_set = seen_skv;
-  c->problem_flags = seen_kv || seen_skv || seen_b || seen_h || seen_s || seen_d || seen_t || seen_c;
+  c->problem_flags = seen_kv || seen_skv || seen_b || seen_h || seen_s || seen_d || seen_t || seen_c || seen_varlen ||
+                     seen_page;
   if (!c->kv_heads_set) c->kv_heads = c->heads;
   if (!c->seqlen_kv_set) c->seqlen_kv = c->seqlen;
   if ((c->shapes != NULL) + (c->preset != NULL) + (c->problem_flags != 0) > 1) {
@@ -296,6 +303,8 @@ static int tune_problems(const tune_cli *c, preset_shapes *out) {
   s.seqlen_kv = c->seqlen_kv;
   s.head_dim = (int)c->head_dim;
   s.causal = c->causal;
+  s.varlen = c->varlen;
+  s.page_size = (int)c->page_size;
   char label[96];
   presets_describe(&s, label, sizeof label);
   if (presets_append(out, &s, label) != 0) {

@@ -166,9 +166,11 @@ void presets_print(FILE *out) {
 void presets_describe(const fj_problem_shape *s, char *buffer, size_t size) {
   dtype_id dtype = DTYPE_BF16;
   core_dtype_from_dlpack(s->dtype, &dtype);
-  snprintf(buffer, size, "b%" PRId64 " h%d/%d sq%" PRId64 " skv%" PRId64 " d%d %s%s%s", s->batch, s->heads,
+  char page[24] = "";
+  if (s->page_size > 0) snprintf(page, sizeof page, " page=%d", s->page_size);
+  snprintf(buffer, size, "b%" PRId64 " h%d/%d sq%" PRId64 " skv%" PRId64 " d%d %s%s%s%s%s", s->batch, s->heads,
            s->kv_heads, s->seqlen_q, s->seqlen_kv, s->head_dim, core_dtype_name(dtype), s->causal ? " causal" : "",
-           s->with_lse ? " lse" : "");
+           s->with_lse ? " lse" : "", s->varlen ? " varlen" : "", page);
 }
 
 void presets_help(FILE *out) {
@@ -182,7 +184,9 @@ void presets_help(FILE *out) {
           "      --batch 8 --heads 32 --kv-heads 8 --seqlen-q 1 --seqlen-kv 8192 --causal\n"
           "      preset=qwen2.5-7b\n"
           "  names: batch, heads, kv_heads, seqlen (q and kv), seqlen_q, seqlen_kv, head_dim, dtype,\n"
-          "  causal[=0|1], lse[=0|1], preset=NAME (a whole preset, alone on its line).\n"
+          "  causal[=0|1], lse[=0|1], varlen[=0|1] (the calls give seqlens_kv), page_size (the calls\n"
+          "  read a paged cache of pages of that many keys), preset=NAME (a whole preset, alone on\n"
+          "  its line).\n"
           "  Or JSON: an array of objects with the same names, or {\"problems\": [...]}:\n"
           "      [{\"heads\": 32, \"kv_heads\": 8, \"seqlen\": 2048, \"causal\": true}]\n"
           "\n"
@@ -232,14 +236,16 @@ static int preset_apply(fj_problem_shape *s, const char *name, const char *value
   for (char *c = key; *c; c++)
     if (*c == '-') *c = '_';
   int64_t v = 0;
-  if (strcmp(key, "causal") == 0 || strcmp(key, "lse") == 0) {
+  if (strcmp(key, "causal") == 0 || strcmp(key, "lse") == 0 || strcmp(key, "varlen") == 0) {
     int flag;
     if (preset_parse_bool(value, &flag) != 0)
       return preset_fail(why, why_size, "%s=%s: expected 0 or 1", name, value);
     if (key[0] == 'c')
       s->causal = flag;
-    else
+    else if (key[0] == 'l')
       s->with_lse = flag;
+    else
+      s->varlen = flag;
     return 0;
   }
   if (value == NULL) return preset_fail(why, why_size, "%s needs a value", name);
@@ -255,7 +261,7 @@ static int preset_apply(fj_problem_shape *s, const char *name, const char *value
     int64_t min, max;
   } ints[] = {{"batch", 1, INT32_MAX},      {"heads", 1, 65536},          {"kv_heads", 1, 65536},
               {"seqlen", 1, INT32_MAX},     {"seqlen_q", 1, INT32_MAX},   {"seqlen_kv", 0, INT32_MAX},
-              {"head_dim", 8, 256}};
+              {"head_dim", 8, 256},         {"page_size", 1, INT32_MAX}};
   for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
     if (strcmp(key, ints[i].name) != 0) continue;
     if (preset_parse_int(value, ints[i].min, ints[i].max, &v) != 0)
@@ -269,11 +275,12 @@ static int preset_apply(fj_problem_shape *s, const char *name, const char *value
       case 4: s->seqlen_q = v; break;
       case 5: s->seqlen_kv = v; *skv_set = 1; break;
       case 6: s->head_dim = (int)v; break;
+      case 7: s->page_size = (int)v; break;
     }
     return 0;
   }
   return preset_fail(why, why_size, "unknown name \"%s\" (batch, heads, kv_heads, seqlen, seqlen_q, seqlen_kv, "
-                     "head_dim, dtype, causal, lse, preset)", name);
+                     "head_dim, dtype, causal, lse, varlen, page_size, preset)", name);
 }
 
 static int preset_finish(fj_problem_shape *s, int kv_set, char *why, size_t why_size) {
@@ -305,7 +312,8 @@ static int preset_read_line(char *line, int number, preset_shapes *out, char *wh
     char *value = strchr(name, '=');
     if (value) {
       *value++ = '\0';
-    } else if (strcmp(name, "causal") != 0 && strcmp(name, "lse") != 0 && i + 1 < n && words[i + 1][0] != '-' &&
+    } else if (strcmp(name, "causal") != 0 && strcmp(name, "lse") != 0 && strcmp(name, "varlen") != 0 && i + 1 < n &&
+               words[i + 1][0] != '-' &&
                strchr(words[i + 1], '=') == NULL) {
       value = words[++i];  /* "--heads 32" */
     }

@@ -102,6 +102,12 @@ typedef struct fj_problem_shape {
   int head_dim;                        /* a multiple of 8 from 8 to 256 */
   int causal;                          /* as fj_attention_args.causal */
   int with_lse;                        /* non-zero: the calls will ask for the LSE */
+  /* Non-zero: the calls give seqlens_kv (each sequence its own key count, seqlen_kv at most). */
+  int varlen;
+  /* > 0: the calls read a paged cache (block_table) of pages of this many keys; seqlen_kv is then
+   * each sequence's keys (the tuner's tensors give every sequence ceil(seqlen_kv / page_size) pages,
+   * and seqlens_kv = seqlen_kv when varlen). 0: k and v are [batch, seqlen_kv, ...]. */
+  int page_size;
 } fj_problem_shape;
 
 /* Fills *shape with the defaults: bf16, batch 1, 8 heads and kv heads, seqlen 2048 (q and kv), head

@@ -277,6 +277,61 @@ static void test_exhaustive(void) {
   fj_context_destroy(context);
 }
 
+/* A paged, varlen shape (a decode step against a paged cache with per-sequence key counts) is tuned
+ * on tensors laid out as such: its trials and winner are filed under its own key, which a call of that
+ * shape (and a warmup) then finds; the same shape unpaged stays untuned. */
+static void test_paged_shape(void) {
+  fj_problem_shape shape = small_shape(DTYPE_F32);
+  shape.batch = 3;
+  shape.heads = 4;
+  shape.kv_heads = 2;
+  shape.seqlen_q = 2;
+  shape.seqlen_kv = 203;
+  shape.causal = 1;
+  shape.varlen = 1;
+  shape.page_size = 5;
+  tune_options o;
+  base_options(&o);
+  o.strategy = TUNE_RANDOM;
+  o.max_trials = 4;
+  tune_result result;
+  const char *dir = fresh_dir("paged");
+  check(run_tuner(dir, &shape, 1, &o, &result) == FJ_OK, "paged varlen shape tuned (random N=4)");
+  check(strstr(result.problem_key, " varlen=1 page=5 ") != NULL && result.best_config[0] != '\0' &&
+            result.outcomes[TRIAL_OK] == result.run && result.run > 0,
+        "its key \"%s\", winner %s, all %lld new trials ok (each checked against the reference)",
+        result.problem_key, result.best_config, (long long)result.run);
+  db_dump db = read_db(dir);
+  int filed = db.count > 0;
+  for (int i = 0; i < db.count; i++) filed = filed && strcmp(db.trials[i].problem, result.problem_key) == 0;
+  check(filed, "its %d trials are filed under that key", db.count);
+  free(db.trials);
+
+  fj_context *context = open_context(dir);
+  attention_problem problem;
+  runtime_kernel *kernel = NULL;
+  runtime_problem_from_shape(&shape, "shape", &problem);
+  fj_status status = runtime_get_kernel(context, &problem, NULL, &kernel);
+  check(status == FJ_OK && strcmp(kernel->config_source, "tuned") == 0 && problem.key.page_size == 5 &&
+            problem.key.varlen == 1,
+        "a call of the shape: config source \"%s\"", kernel ? kernel->config_source : "?");
+  fj_problem_shape dense = shape;
+  dense.varlen = 0;
+  dense.page_size = 0;
+  runtime_problem_from_shape(&dense, "shape", &problem);
+  status = runtime_get_kernel(context, &problem, NULL, &kernel);
+  check(status == FJ_OK && strcmp(kernel->config_source, "default") == 0,
+        "the same shape unpaged: config source \"%s\"", kernel ? kernel->config_source : "?");
+  size_t loaded = 0;
+  check(fj_context_warmup(context, &shape, 1, &loaded) == FJ_OK && loaded == 1, "warmup loads the paged shape");
+  fj_problem_shape bad = shape;
+  bad.page_size = -1;
+  status = fj_context_warmup(context, &bad, 1, &loaded);
+  check(status == FJ_INVALID_ARGUMENT && strstr(fj_last_error(), "shapes[0].page_size=-1") != NULL,
+        "a negative page size is named: %s", fj_last_error());
+  fj_context_destroy(context);
+}
+
 static void test_random_and_halving(void) {
   fj_problem_shape shape = small_shape(DTYPE_F32);
   tune_options o;
@@ -428,6 +483,7 @@ int main(void) {
   test_parsers();
   test_exhaustive();
   test_random_and_halving();
+  test_paged_shape();
   test_faults();
   test_budgets_and_lock();
   remove_tree(root);

@@ -139,7 +139,8 @@ fj_status tune_timer_stop(fj_context *context, void *stream, tune_timer *timer, 
 }
 
 fj_status tune_device_problem(const tune_mirror *q, const tune_mirror *k, const tune_mirror *v,
-                              tune_mirror *o, tune_mirror *lse, int causal, attention_problem *out) {
+                              tune_mirror *o, tune_mirror *lse, const tune_mirror *table, const tune_mirror *lens,
+                              int causal, attention_problem *out) {
   fj_attention_args args;
   fj_attention_args_init(&args);
   args.q = &q->t;
@@ -148,5 +149,7 @@ fj_status tune_device_problem(const tune_mirror *q, const tune_mirror *k, const 
   args.o = &o->t;
   args.lse = lse ? &lse->t : NULL;
   args.causal = causal;
+  args.block_table = table ? &table->t : NULL;
+  args.seqlens_kv = lens ? &lens->t : NULL;
   return core_validate_attention(&args, out);
 }

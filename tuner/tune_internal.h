@@ -16,7 +16,9 @@
  * Holds host_tensors: build it in place, never copy it by value. */
 typedef struct tune_inputs {
   host_tensor q, k, v, o;
+  host_tensor table, lens;     /* a paged shape's block table, a varlen shape's seqlens_kv; else unused */
   host_tensor cq, ck, cv, co;  /* the check problem's; unused when check_is_problem */
+  host_tensor ctable, clens;
   attention_problem problem, check;
   int check_is_problem;
 } tune_inputs;

@@ -63,7 +63,7 @@ typedef struct tune_child {
   double best_ms;           /* the slow cutoff's reference, improved by this child's own results */
   /* Measuring: the inputs on the device (the host tensors themselves on the CPU) and the problems
    * whose views point at them. Checks read the host problems after a download. */
-  tune_mirror q, k, v, o, cq, ck, cv, co;
+  tune_mirror q, k, v, o, table, lens, cq, ck, cv, co, ctable, clens;
   attention_problem device_problem, device_check;
   int context_lost;         /* a launch failed on a device whose context may be dead */
 } tune_child;
@@ -136,9 +136,13 @@ static fj_status tune_child_upload(tune_child *child) {
   if (status == FJ_OK) status = tune_mirror_upload(ctx, &in->k, "k", &child->k);
   if (status == FJ_OK) status = tune_mirror_upload(ctx, &in->v, "v", &child->v);
   if (status == FJ_OK) status = tune_mirror_upload(ctx, &in->o, "o", &child->o);
+  if (status == FJ_OK && in->table.allocation)
+    status = tune_mirror_upload(ctx, &in->table, "the block table", &child->table);
+  if (status == FJ_OK && in->lens.allocation) status = tune_mirror_upload(ctx, &in->lens, "seqlens_kv", &child->lens);
   if (status == FJ_OK)
-    status = tune_device_problem(&child->q, &child->k, &child->v, &child->o, NULL, in->problem.key.causal,
-                                 &child->device_problem);
+    status = tune_device_problem(&child->q, &child->k, &child->v, &child->o, NULL,
+                                 in->table.allocation ? &child->table : NULL, in->lens.allocation ? &child->lens : NULL,
+                                 in->problem.key.causal, &child->device_problem);
   if (status != FJ_OK || in->check_is_problem) {
     child->device_check = child->device_problem;
     return status;
@@ -147,8 +151,14 @@ static fj_status tune_child_upload(tune_child *child) {
   if (status == FJ_OK) status = tune_mirror_upload(ctx, &in->ck, "the check problem's k", &child->ck);
   if (status == FJ_OK) status = tune_mirror_upload(ctx, &in->cv, "the check problem's v", &child->cv);
   if (status == FJ_OK) status = tune_mirror_upload(ctx, &in->co, "the check problem's o", &child->co);
+  if (status == FJ_OK && in->ctable.allocation)
+    status = tune_mirror_upload(ctx, &in->ctable, "the check problem's block table", &child->ctable);
+  if (status == FJ_OK && in->clens.allocation)
+    status = tune_mirror_upload(ctx, &in->clens, "the check problem's seqlens_kv", &child->clens);
   if (status == FJ_OK)
-    status = tune_device_problem(&child->cq, &child->ck, &child->cv, &child->co, NULL, in->check.key.causal,
+    status = tune_device_problem(&child->cq, &child->ck, &child->cv, &child->co, NULL,
+                                 in->ctable.allocation ? &child->ctable : NULL,
+                                 in->clens.allocation ? &child->clens : NULL, in->check.key.causal,
                                  &child->device_check);
   return status;
 }

@@ -567,43 +567,70 @@ static void tune_problem_free(tune_problem_run *run) {
   run->ref = NULL;
 }
 
-/* Allocates q, k, v, o for sizes and validates them into *problem (packed, row-major). */
+/* A problem's host tensors: q, k, v, o, and for a paged or varlen shape its block table and key counts. */
+typedef struct tune_tensors {
+  host_tensor *q, *k, *v, *o, *table, *lens;
+} tune_tensors;
+
+/* Allocates the tensors for sizes and validates them into *problem (packed, row-major). A paged shape's
+ * k and v are a pool of every sequence's ceil(seqlen_kv / page_size) pages, shuffled (as bench
+ * --page-size lays them out); a varlen shape gives every sequence seqlen_kv keys; a paged one that is
+ * not varlen has its keys rounded up to whole pages (the key a call of it derives has no seqlens_kv). */
 static fj_status tune_make_problem(const fj_problem_shape *shape, int64_t batch, int heads, int kv_heads,
-                                   int64_t seqlen_q, int64_t seqlen_kv, uint64_t seed, host_tensor *q,
-                                   host_tensor *k, host_tensor *v, host_tensor *o, attention_problem *problem) {
+                                   int64_t seqlen_q, int64_t seqlen_kv, uint64_t seed, const tune_tensors *t,
+                                   attention_problem *problem) {
   dtype_id dtype;
   core_dtype_from_dlpack(shape->dtype, &dtype);
+  int has_fields = shape->struct_size >= offsetof(fj_problem_shape, page_size) + sizeof(int);
+  int page_size = has_fields && shape->page_size > 0 ? shape->page_size : 0;
+  int varlen = has_fields && shape->varlen != 0;
   int64_t q_shape[4] = {batch, seqlen_q, heads, shape->head_dim};
   int64_t kv_shape[4] = {batch, seqlen_kv, kv_heads, shape->head_dim};
-  if (host_tensor_alloc(q, dtype, 4, q_shape, NULL) != 0 || host_tensor_alloc(k, dtype, 4, kv_shape, NULL) != 0 ||
-      host_tensor_alloc(v, dtype, 4, kv_shape, NULL) != 0 || host_tensor_alloc(o, dtype, 4, q_shape, NULL) != 0)
+  int64_t pages = 0;
+  if (page_size > 0) {
+    pages = (seqlen_kv + page_size - 1) / page_size;
+    if (pages < 1) pages = 1;
+    kv_shape[0] = batch * pages;
+    kv_shape[1] = page_size;
+  }
+  int64_t lens_shape[1] = {batch};
+  if (host_tensor_alloc(t->q, dtype, 4, q_shape, NULL) != 0 || host_tensor_alloc(t->k, dtype, 4, kv_shape, NULL) != 0 ||
+      host_tensor_alloc(t->v, dtype, 4, kv_shape, NULL) != 0 || host_tensor_alloc(t->o, dtype, 4, q_shape, NULL) != 0 ||
+      (page_size > 0 && host_block_table_alloc(t->table, batch, pages) != 0) ||
+      (varlen && host_tensor_alloc_int32(t->lens, 1, lens_shape) != 0))
     return core_error(FJ_OUT_OF_MEMORY, "tune: no memory for the tensors of b=%" PRId64 " sq=%" PRId64
                       " skv=%" PRId64 " h=%d d=%d", batch, seqlen_q, seqlen_kv, heads, shape->head_dim);
-  host_tensor_fill_random(q, seed);
-  host_tensor_fill_random(k, seed + 1);
-  host_tensor_fill_random(v, seed + 2);
-  host_tensor_poison(o);
+  host_tensor_fill_random(t->q, seed);
+  host_tensor_fill_random(t->k, seed + 1);
+  host_tensor_fill_random(t->v, seed + 2);
+  host_tensor_poison(t->o);
+  if (varlen)
+    for (int64_t b = 0; b < batch; b++) ((int32_t *)t->lens->t.data)[b] = (int32_t)seqlen_kv;
   fj_attention_args args;
   fj_attention_args_init(&args);
-  args.q = &q->t;
-  args.k = &k->t;
-  args.v = &v->t;
-  args.o = &o->t;
+  args.q = &t->q->t;
+  args.k = &t->k->t;
+  args.v = &t->v->t;
+  args.o = &t->o->t;
   args.causal = shape->causal;
+  if (page_size > 0) args.block_table = &t->table->t;
+  if (varlen) args.seqlens_kv = &t->lens->t;
   return core_validate_attention(&args, problem);
 }
 
 void tune_inputs_free(tune_inputs *in) {
   if (in == NULL) return;
-  host_tensor *all[] = {&in->q, &in->k, &in->v, &in->o, &in->cq, &in->ck, &in->cv, &in->co};
+  host_tensor *all[] = {&in->q,  &in->k,  &in->v,  &in->o,  &in->table,  &in->lens,
+                        &in->cq, &in->ck, &in->cv, &in->co, &in->ctable, &in->clens};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) host_tensor_free(all[i]);
 }
 
 fj_status tune_inputs_build(const fj_problem_shape *shape, int index, tune_inputs *in) {
   memset(in, 0, sizeof *in);
+  tune_tensors main = {&in->q, &in->k, &in->v, &in->o, &in->table, &in->lens};
+  tune_tensors check = {&in->cq, &in->ck, &in->cv, &in->co, &in->ctable, &in->clens};
   fj_status status = tune_make_problem(shape, shape->batch, shape->heads, shape->kv_heads, shape->seqlen_q,
-                                       shape->seqlen_kv, 0x5eed0001u + (uint64_t)index, &in->q, &in->k,
-                                       &in->v, &in->o, &in->problem);
+                                       shape->seqlen_kv, 0x5eed0001u + (uint64_t)index, &main, &in->problem);
   if (status != FJ_OK) return status;
   if (core_attention_flops(&in->problem) <= TUNE_CHECK_MAX_FLOPS) {
     in->check = in->problem;
@@ -622,8 +649,7 @@ fj_status tune_inputs_build(const fj_problem_shape *shape, int index, tune_input
   } else if (sq > skv) {
     sq = skv;
   }
-  return tune_make_problem(shape, 1, heads, kv, sq, skv, 0x5eed1001u + (uint64_t)index, &in->cq, &in->ck,
-                           &in->cv, &in->co, &in->check);
+  return tune_make_problem(shape, 1, heads, kv, sq, skv, 0x5eed1001u + (uint64_t)index, &check, &in->check);
 }
 
 /* The inputs, the check problem and its reference, and the bench the children read. */

@@ -2,6 +2,7 @@
  * elements the strides reach (rounded up to 64 bytes), so a kernel that writes past a padded or strided
  * layout is caught by AddressSanitizer; random fills are seeded so a failure can be replayed. */
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -68,6 +69,24 @@ int host_tensor_alloc(host_tensor *out, dtype_id dtype, int ndim, const int64_t 
   out->t.shape = out->shape;
   out->t.strides = out->strides;
   out->t.byte_offset = 0;
+  return 0;
+}
+
+int host_tensor_alloc_int32(host_tensor *out, int ndim, const int64_t *shape) {
+  if (host_tensor_alloc(out, DTYPE_F32, ndim, shape, NULL) != 0) return -1;
+  out->t.dtype = (DLDataType){kDLInt, 32, 1};
+  memset(out->allocation, 0, out->allocation_bytes);
+  return 0;
+}
+
+int host_block_table_alloc(host_tensor *out, int64_t batch, int64_t pages_per_sequence) {
+  int64_t shape[2] = {batch, pages_per_sequence};
+  if (batch < 1 || pages_per_sequence < 1 || batch > INT32_MAX / pages_per_sequence) return -1;
+  if (host_tensor_alloc_int32(out, 2, shape) != 0) return -1;
+  int64_t pool = batch * pages_per_sequence, multiplier = 7919;
+  while (pool % multiplier == 0) multiplier += 2;
+  int32_t *entries = out->t.data;
+  for (int64_t i = 0; i < pool; i++) entries[i] = (int32_t)((i * multiplier) % pool);
   return 0;
 }
 

@@ -20,6 +20,13 @@ typedef struct host_tensor {
  * the strides reach (64-byte aligned). Returns 0 on success, -1 on bad sizes or no memory. */
 int host_tensor_alloc(host_tensor *out, dtype_id dtype, int ndim, const int64_t *shape,
                       const int64_t *strides);
+/* An int32 tensor (seqlens_kv, a block table), row-major and zeroed: host_tensor knows the attention
+ * dtypes only, so it is allocated as fp32 (the same 4 bytes) and re-typed. 0 or -1 as above. */
+int host_tensor_alloc_int32(host_tensor *out, int ndim, const int64_t *shape);
+/* A block table for a paged cache whose pool holds every sequence's pages: [batch, pages_per_sequence]
+ * int32, each page of the pool once, shuffled (multiples of a number prime to the pool's size, so that
+ * a sequence's neighbouring pages lie far apart, as in a long-running server's cache). 0 or -1. */
+int host_block_table_alloc(host_tensor *out, int64_t batch, int64_t pages_per_sequence);
 /* Makes a view of base's memory with its own shape/strides (NULL: row-major) and an offset in elements
  * of dtype (for packed QKV); t.data already includes the offset, t.byte_offset is 0. */
 void host_tensor_view(host_tensor *out, const host_tensor *base, dtype_id dtype, int ndim,

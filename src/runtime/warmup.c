@@ -57,8 +57,18 @@ fj_status runtime_problem_from_shape(const fj_problem_shape *shape, const char *
   if (shape->head_dim < 8 || shape->head_dim > 256 || shape->head_dim % 8 != 0)
     return core_error(FJ_INVALID_ARGUMENT, "%s.head_dim=%d must be a multiple of 8 from 8 to 256", what,
                       shape->head_dim);
+  /* varlen and page_size: only where the caller's struct has them (the first version stops before) */
+  int varlen = 0, page_size = 0;
+  if (shape->struct_size >= offsetof(fj_problem_shape, page_size) + sizeof(int)) {
+    varlen = shape->varlen != 0;
+    page_size = shape->page_size;
+  }
+  if (page_size < 0)
+    return core_error(FJ_INVALID_ARGUMENT, "%s.page_size=%d must be at least 0 (0: not paged)", what, page_size);
   memset(out, 0, sizeof *out);
   out->key.kind = PROBLEM_ATTENTION_FWD;
+  out->key.varlen = varlen;
+  out->key.page_size = page_size;
   out->key.dtype = (int)dtype;
   out->key.head_dim = shape->head_dim;
   out->key.heads = shape->heads;
