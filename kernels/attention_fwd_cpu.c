@@ -39,7 +39,7 @@ static const kernel_param params[P_COUNT] = {
                     2, {0, 1}, .optional = 1},
 };
 
-#define GENERATOR_VERSION 6
+#define GENERATOR_VERSION 7
 
 /* Vector registers the inner loops need: the score (or P) tile, one Q^T (or O^T) row, the rescale
  * factors, and a broadcast. Over the target's count, the tile spills in the hot loop. */
@@ -199,12 +199,9 @@ typedef struct key_rows {
   LLVMValueRef table, table_stride, pages;  /* paged: this sequence's row of the block table */
 } key_rows;
 
-/* Element index of [key's place, h, 0] in t (k or v). */
-static LLVMValueRef key_row_index(tile_builder *tb, const key_rows *kr, const tensor_ir *t, LLVMValueRef key,
-                                  LLVMValueRef h) {
-  if (kr->page_size == 0) return row_index(tb, t, kr->b, key, h);
-  LLVMValueRef page_size = tile_i64(tb, kr->page_size);
-  LLVMValueRef at = tile_mul(tb, LLVMBuildSDiv(tb->b, key, page_size, ""), kr->table_stride);
+/* The page (i64) block-table entry `entry` of this sequence names. */
+static LLVMValueRef table_page(tile_builder *tb, const key_rows *kr, LLVMValueRef entry) {
+  LLVMValueRef at = tile_mul(tb, entry, kr->table_stride);
   LLVMValueRef page = LLVMBuildLoad2(tb->b, tb->i32, LLVMBuildInBoundsGEP2(tb->b, tb->i32, kr->table, &at, 1, ""), "page");
   /* The table does not change during the call: K's and V's copies of a row may share one load across
    * the stores to scratch between them. */
@@ -213,8 +210,56 @@ static LLVMValueRef key_row_index(tile_builder *tb, const key_rows *kr, const te
   /* validated on the host; an entry out of range (however it changed since) reads page 0, never
    * outside k and v */
   page = LLVMBuildSExt(tb->b, page, tb->i64, "");
-  page = LLVMBuildSelect(tb->b, LLVMBuildICmp(tb->b, LLVMIntULT, page, kr->pages, ""), page, tile_i64(tb, 0), "");
+  return LLVMBuildSelect(tb->b, LLVMBuildICmp(tb->b, LLVMIntULT, page, kr->pages, ""), page, tile_i64(tb, 0), "");
+}
+
+/* Element index of [key's place, h, 0] in t (k or v). */
+static LLVMValueRef key_row_index(tile_builder *tb, const key_rows *kr, const tensor_ir *t, LLVMValueRef key,
+                                  LLVMValueRef h) {
+  if (kr->page_size == 0) return row_index(tb, t, kr->b, key, h);
+  LLVMValueRef page_size = tile_i64(tb, kr->page_size);
+  LLVMValueRef page = table_page(tb, kr, LLVMBuildSDiv(tb->b, key, page_size, ""));
   return row_index(tb, t, page, LLVMBuildSRem(tb->b, key, page_size, ""), h);
+}
+
+/* Pages of no fewer keys than a tile: the tile's keys lie on at most two pages, and the keys one tile
+ * ahead on those or the next, so three table reads per tile place them all (instead of two per key).
+ * Key first + i (i < 2 block_n) is at offset + i from the start of the first page; past a page's end
+ * it is on the next. */
+typedef struct tile_pages {
+  LLVMValueRef offset;   /* first % page_size */
+  LLVMValueRef page[3];  /* the pages of entries first / page_size + 0, 1, 2 (clamped to the sequence's
+                          * last entry: only entries the sequence reads are read) */
+} tile_pages;
+
+static tile_pages tile_pages_of(tile_builder *tb, const key_rows *kr, LLVMValueRef first, LLVMValueRef seqlen) {
+  tile_pages tp;
+  LLVMValueRef page_size = tile_i64(tb, kr->page_size);
+  LLVMValueRef entry = LLVMBuildSDiv(tb->b, first, page_size, "");
+  LLVMValueRef last = LLVMBuildSDiv(tb->b, tile_sub(tb, seqlen, tile_i64(tb, 1)), page_size, "");
+  for (int i = 0; i < 3; i++) tp.page[i] = table_page(tb, kr, tile_min(tb, tile_add(tb, entry, tile_i64(tb, i)), last));
+  tp.offset = LLVMBuildSRem(tb->b, first, page_size, "");
+  return tp;
+}
+
+/* For t (k or v) and head h: the element index of key first + 0 as if each of the three pages held it,
+ * so that key first + i is base[w] + i * stride[1] on page w. */
+static void tile_page_bases(tile_builder *tb, const tile_pages *tp, int page_size, const tensor_ir *t, LLVMValueRef h,
+                            LLVMValueRef base[3]) {
+  for (int w = 0; w < 3; w++) {
+    LLVMValueRef row = tile_sub(tb, tp->offset, tile_i64(tb, (int64_t)w * page_size));
+    base[w] = tile_add(tb, tile_add(tb, tile_mul(tb, tp->page[w], t->stride[0]), tile_mul(tb, h, t->stride[2])),
+                       tile_mul(tb, row, t->stride[1]));
+  }
+}
+
+static LLVMValueRef tile_page_row(tile_builder *tb, const tile_pages *tp, int page_size, const tensor_ir *t,
+                                  const LLVMValueRef base[3], int i) {
+  LLVMValueRef at = tile_add(tb, tp->offset, tile_i64(tb, i));
+  LLVMValueRef second = LLVMBuildICmp(tb->b, LLVMIntSGE, at, tile_i64(tb, page_size), "");
+  LLVMValueRef third = LLVMBuildICmp(tb->b, LLVMIntSGE, at, tile_i64(tb, 2 * (int64_t)page_size), "");
+  LLVMValueRef chosen = LLVMBuildSelect(tb->b, third, base[2], LLVMBuildSelect(tb->b, second, base[1], base[0], ""), "");
+  return tile_add(tb, chosen, tile_mul(tb, tile_i64(tb, i), t->stride[1]));
 }
 
 #define MAX_VECTORS 8  /* block_m / vector at most */
@@ -288,6 +333,14 @@ static void zero_row(tile_builder *tb, const shape *s, LLVMValueRef packed, LLVM
 static void pack_kv_tiles(tile_builder *tb, const shape *s, const tensor_ir *k, const tensor_ir *v, const key_rows *kr,
                           LLVMValueRef first, LLVMValueRef kv_head, LLVMValueRef seqlen, LLVMValueRef k_packed,
                           int k_floats, LLVMValueRef v_packed, int v_floats) {
+  int by_tile = kr->page_size >= s->block_n;
+  tile_pages tp;
+  LLVMValueRef k_base[3], v_base[3];
+  if (by_tile) {
+    tp = tile_pages_of(tb, kr, first, seqlen);
+    tile_page_bases(tb, &tp, kr->page_size, k, kv_head, k_base);
+    tile_page_bases(tb, &tp, kr->page_size, v, kv_head, v_base);
+  }
   for (int n = 0; n < s->block_n; n++) {
     LLVMValueRef key = tile_add(tb, first, tile_i64(tb, n));
     tile_if inside;
@@ -301,12 +354,22 @@ static void pack_kv_tiles(tile_builder *tb, const shape *s, const tensor_ir *k, 
     /* The same row one tile ahead: rows of one head lie kv_heads * head_dim elements apart, so a
      * decode step's pass over K/V crosses a page every few rows and outruns the hardware prefetcher.
      * (A paged cache's block table is only read for keys that exist: the last one stands in.) */
-    LLVMValueRef ahead_key = tile_add(tb, key, tile_i64(tb, s->block_n));
-    if (kr->page_size > 0) ahead_key = tile_min(tb, ahead_key, tile_sub(tb, seqlen, tile_i64(tb, 1)));
-    pack_row(tb, s, k, key_row_index(tb, kr, k, key, kv_head), key_row_index(tb, kr, k, ahead_key, kv_head),
-             k_packed, tile_i64(tb, (int64_t)n * k_floats), k_floats);
-    pack_row(tb, s, v, key_row_index(tb, kr, v, key, kv_head), key_row_index(tb, kr, v, ahead_key, kv_head),
-             v_packed, tile_i64(tb, (int64_t)n * v_floats), v_floats);
+    LLVMValueRef k_row, k_ahead, v_row, v_ahead;
+    if (by_tile) {
+      k_row = tile_page_row(tb, &tp, kr->page_size, k, k_base, n);
+      k_ahead = tile_page_row(tb, &tp, kr->page_size, k, k_base, n + s->block_n);
+      v_row = tile_page_row(tb, &tp, kr->page_size, v, v_base, n);
+      v_ahead = tile_page_row(tb, &tp, kr->page_size, v, v_base, n + s->block_n);
+    } else {
+      LLVMValueRef ahead_key = tile_add(tb, key, tile_i64(tb, s->block_n));
+      if (kr->page_size > 0) ahead_key = tile_min(tb, ahead_key, tile_sub(tb, seqlen, tile_i64(tb, 1)));
+      k_row = key_row_index(tb, kr, k, key, kv_head);
+      k_ahead = key_row_index(tb, kr, k, ahead_key, kv_head);
+      v_row = key_row_index(tb, kr, v, key, kv_head);
+      v_ahead = key_row_index(tb, kr, v, ahead_key, kv_head);
+    }
+    pack_row(tb, s, k, k_row, k_ahead, k_packed, tile_i64(tb, (int64_t)n * k_floats), k_floats);
+    pack_row(tb, s, v, v_row, v_ahead, v_packed, tile_i64(tb, (int64_t)n * v_floats), v_floats);
     LLVMBuildBr(tb->b, inside.done);
 
     LLVMPositionBuilderAtEnd(tb->b, zero_block);
