@@ -264,19 +264,24 @@ void tile_gpu_global_init(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef base
   view->vector_ok = LLVMBuildAnd(b, aligned, unit, "vector_ok");
 }
 
+/* 16-byte copies of a view whose rows also step by `stride` elements (2 bytes each): only where that
+ * step keeps every row start 16-byte aligned. */
+static void vector_ok_needs_aligned(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef stride) {
+  if (view->vector_ok == NULL) return;
+  LLVMBuilderRef b = B(tg);
+  LLVMValueRef bytes = LLVMBuildShl(b, stride, tile_i64(&tg->tb, 1), "");
+  LLVMValueRef aligned = LLVMBuildICmp(b, LLVMIntEQ, LLVMBuildAnd(b, bytes, tile_i64(&tg->tb, 15), ""),
+                                       tile_i64(&tg->tb, 0), "");
+  view->vector_ok = LLVMBuildAnd(b, view->vector_ok, aligned, "vector_ok");
+}
+
 void tile_gpu_global_group_rows(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef group, LLVMValueRef group_stride,
                                 LLVMValueRef magic, LLVMValueRef shift) {
   view->group = group;
   view->group_stride = group_stride;
   view->group_magic = magic;
   view->group_shift = shift;
-  if (view->vector_ok == NULL) return;
-  /* the rows inside a group start 16-byte aligned too */
-  LLVMBuilderRef b = B(tg);
-  LLVMValueRef bytes = LLVMBuildShl(b, group_stride, tile_i64(&tg->tb, 1), "");
-  LLVMValueRef aligned = LLVMBuildICmp(b, LLVMIntEQ, LLVMBuildAnd(b, bytes, tile_i64(&tg->tb, 15), ""),
-                                       tile_i64(&tg->tb, 0), "");
-  view->vector_ok = LLVMBuildAnd(b, view->vector_ok, aligned, "vector_ok");
+  vector_ok_needs_aligned(tg, view, group_stride);  /* the rows inside a group */
 }
 
 void tile_gpu_global_page_rows(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef table, LLVMValueRef table_stride,
@@ -286,13 +291,7 @@ void tile_gpu_global_page_rows(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef
   view->table_stride = table_stride;
   view->page_stride = page_stride;
   view->pages = pages;
-  if (view->vector_ok == NULL) return;
-  /* every page starts 16-byte aligned too */
-  LLVMBuilderRef b = B(tg);
-  LLVMValueRef bytes = LLVMBuildShl(b, page_stride, tile_i64(&tg->tb, 1), "");
-  LLVMValueRef aligned = LLVMBuildICmp(b, LLVMIntEQ, LLVMBuildAnd(b, bytes, tile_i64(&tg->tb, 15), ""),
-                                       tile_i64(&tg->tb, 0), "");
-  view->vector_ok = LLVMBuildAnd(b, view->vector_ok, aligned, "vector_ok");
+  vector_ok_needs_aligned(tg, view, page_stride);  /* every page's start */
 }
 
 /* A paged view's row: its page from the table (an entry out of range reads page 0, so that no address
