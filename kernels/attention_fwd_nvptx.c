@@ -64,6 +64,11 @@ static const kernel_param params[P_COUNT] = {
  * 224, and 64 x 128 of 4 warps, whose weight of 192 the fit underestimates), and in no other config
  * of the d = 64/128 spaces (generator version 10, sm_80 and sm_90a). */
 #define VARLEN_FRAGMENT_REGISTER_BUDGET 220
+/* A paged kernel (block_table) computes each copied row's address from a table entry: without
+ * seqlens_kv, FA2's 128 x 64 tile of 4 warps at d = 128 (weight 224) spilled 8 bytes (sm_80, 3 stages,
+ * generator version 11) and no other config of the d = 64/128/256 spaces at pages of 16; with it, the
+ * varlen budget applies anyway. */
+#define PAGED_FRAGMENT_REGISTER_BUDGET 220
 
 /* A strided head dim is copied element by element, and ptxas issues a thread's loads of the next K and
  * V tiles ahead of their stores to shared memory: those elements, 2 block_n head_dim / threads of them,
@@ -129,6 +134,7 @@ static int fragment_registers(const shape *s) {
 static int fragment_budget(const shape *s) {
   if (!s->d_contiguous) return STRIDED_FRAGMENT_REGISTER_BUDGET;
   if (s->varlen) return VARLEN_FRAGMENT_REGISTER_BUDGET;
+  if (s->page_size > 0) return PAGED_FRAGMENT_REGISTER_BUDGET;
   return s->pack_gqa ? PACKED_FRAGMENT_REGISTER_BUDGET : FRAGMENT_REGISTER_BUDGET;
 }
 

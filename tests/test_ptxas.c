@@ -10,7 +10,8 @@
  * FJ_PTXAS_DIMS=80,96,256: the head dims whose whole space is assembled (default 64,128).
  * FJ_PTXAS_STRIDED=1: those spaces for a strided head dim (the synchronous load path).
  * FJ_PTXAS_VARLEN=1: those spaces for varlen keys (seqlens_kv: each sequence's key count read per block).
- * FJ_PTXAS_PAGE=n: those spaces for a paged cache of pages of n keys (block_table), varlen too.
+ * FJ_PTXAS_PAGE=n: those spaces for a paged cache of pages of n keys (block_table); with
+ * FJ_PTXAS_VARLEN=1 varlen too.
  * FJ_PTXAS_DUMP=dir: keep each job's PTX and ptxas report there. FJ_PTXAS_ONLY=substring: only the
  * jobs whose name contains it. */
 #include <pthread.h>
@@ -295,7 +296,7 @@ int main(void) {
     for (int i = 0; i < space_dim_count; i++) {
       attention_key bf16 = make_key(DTYPE_BF16, space_dims[i], 0, 0, !strided);
       attention_key fp16 = make_key(DTYPE_F16, space_dims[i], 0, 0, !strided);
-      bf16.varlen = fp16.varlen = varlen_spaces || page_spaces > 0;
+      bf16.varlen = fp16.varlen = varlen_spaces;
       bf16.page_size = fp16.page_size = page_spaces;
       space += add_space(archs[a], &bf16, 0);
       if (full) space += add_space(archs[a], &fp16, 0);
@@ -322,10 +323,13 @@ int main(void) {
           add_default(archs[a], &key);
           key.seqlen_bucket = 0;
           add_default(archs[a], &key);
-          /* a paged cache (block_table, pages of 16 keys): decode, then causal prefill */
+          /* a paged cache (block_table, pages of 16 keys): decode, then causal prefill, with
+           * seqlens_kv and without */
           key.page_size = 16;
           add_default(archs[a], &key);
           key.seqlen_bucket = 12;
+          add_default(archs[a], &key);
+          key.varlen = 0;
           add_default(archs[a], &key);
         }
       }
