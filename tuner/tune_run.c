@@ -581,9 +581,8 @@ static fj_status tune_make_problem(const fj_problem_shape *shape, int64_t batch,
                                    attention_problem *problem) {
   dtype_id dtype;
   core_dtype_from_dlpack(shape->dtype, &dtype);
-  int has_fields = shape->struct_size >= offsetof(fj_problem_shape, page_size) + sizeof(int);
-  int page_size = has_fields && shape->page_size > 0 ? shape->page_size : 0;
-  int varlen = has_fields && shape->varlen != 0;
+  int varlen, page_size;  /* page_size >= 0: runtime_problem_from_shape refused the shape otherwise */
+  runtime_shape_kv_layout(shape, &varlen, &page_size);
   int64_t q_shape[4] = {batch, seqlen_q, heads, shape->head_dim};
   int64_t kv_shape[4] = {batch, seqlen_kv, kv_heads, shape->head_dim};
   int64_t pages = 0;
@@ -627,10 +626,10 @@ void tune_inputs_free(tune_inputs *in) {
 
 fj_status tune_inputs_build(const fj_problem_shape *shape, int index, tune_inputs *in) {
   memset(in, 0, sizeof *in);
-  tune_tensors main = {&in->q, &in->k, &in->v, &in->o, &in->table, &in->lens};
+  tune_tensors measured = {&in->q, &in->k, &in->v, &in->o, &in->table, &in->lens};
   tune_tensors check = {&in->cq, &in->ck, &in->cv, &in->co, &in->ctable, &in->clens};
   fj_status status = tune_make_problem(shape, shape->batch, shape->heads, shape->kv_heads, shape->seqlen_q,
-                                       shape->seqlen_kv, 0x5eed0001u + (uint64_t)index, &main, &in->problem);
+                                       shape->seqlen_kv, 0x5eed0001u + (uint64_t)index, &measured, &in->problem);
   if (status != FJ_OK) return status;
   if (core_attention_flops(&in->problem) <= TUNE_CHECK_MAX_FLOPS) {
     in->check = in->problem;

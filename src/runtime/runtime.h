@@ -42,4 +42,6 @@ const char *runtime_timing_method(const fj_context *context);
  * compile and load its kernel. FJ_INVALID_ARGUMENT naming `what` and the field when a value is wrong. */
 fj_status runtime_problem_from_shape(const fj_problem_shape *shape, const char *what,
                                      attention_problem *out);
+/* The shape's varlen flag (0 or 1) and page size, 0 where its struct predates them. */
+void runtime_shape_kv_layout(const fj_problem_shape *shape, int *varlen, int *page_size);
 #endif

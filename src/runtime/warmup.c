@@ -27,6 +27,13 @@ void fj_problem_shape_init(fj_problem_shape *shape) {
   shape->head_dim = 128;
 }
 
+void runtime_shape_kv_layout(const fj_problem_shape *shape, int *varlen, int *page_size) {
+  /* only where the caller's struct has them: the first version stops after with_lse */
+  int has_fields = shape->struct_size >= offsetof(fj_problem_shape, page_size) + sizeof(int);
+  *varlen = has_fields && shape->varlen != 0;
+  *page_size = has_fields ? shape->page_size : 0;
+}
+
 fj_status runtime_problem_from_shape(const fj_problem_shape *shape, const char *what,
                                      attention_problem *out) {
   if (what == NULL) what = "shape";
@@ -57,12 +64,8 @@ fj_status runtime_problem_from_shape(const fj_problem_shape *shape, const char *
   if (shape->head_dim < 8 || shape->head_dim > 256 || shape->head_dim % 8 != 0)
     return core_error(FJ_INVALID_ARGUMENT, "%s.head_dim=%d must be a multiple of 8 from 8 to 256", what,
                       shape->head_dim);
-  /* varlen and page_size: only where the caller's struct has them (the first version stops before) */
-  int varlen = 0, page_size = 0;
-  if (shape->struct_size >= offsetof(fj_problem_shape, page_size) + sizeof(int)) {
-    varlen = shape->varlen != 0;
-    page_size = shape->page_size;
-  }
+  int varlen, page_size;
+  runtime_shape_kv_layout(shape, &varlen, &page_size);
   if (page_size < 0)
     return core_error(FJ_INVALID_ARGUMENT, "%s.page_size=%d must be at least 0 (0: not paged)", what, page_size);
   memset(out, 0, sizeof *out);
