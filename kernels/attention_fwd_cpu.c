@@ -120,8 +120,8 @@ static void default_config(const attention_key *key, const jit_target *target, k
 }
 
 static void codegen_key(const attention_key *key, char *buffer, size_t size) {
-  char page[24] = "";  /* a paged cache's page size is a constant of its kernel */
-  if (key->page_size > 0) snprintf(page, sizeof page, " page=%d", key->page_size);
+  char page[24];
+  core_key_page_text(key, page, sizeof page);
   snprintf(buffer, size, "dtype=%s d=%d causal=%d lse=%d dcontig=%d%s", core_dtype_name((dtype_id)key->dtype),
            key->head_dim, key->causal, key->has_lse, key->d_contiguous, page);
 }

@@ -27,7 +27,7 @@
 #include "kernels/kernel_family.h"
 
 typedef struct job {
-  char name[256];
+  char name[320];
   char arch[16];
   attention_key key;
   kernel_config config;
@@ -90,8 +90,8 @@ static void add_job(const char *arch, const attention_key *key, const kernel_con
   memset(j, 0, sizeof *j);
   char text[200];
   kernel_config_string(family, config, text, sizeof text);
-  char page[24] = "";
-  if (key->page_size > 0) snprintf(page, sizeof page, " page=%d", key->page_size);
+  char page[24];
+  core_key_page_text(key, page, sizeof page);
   snprintf(j->name, sizeof j->name, "%s %s d=%d%s%s%s%s%s%s %s [%s]", arch, core_dtype_name((dtype_id)key->dtype),
            key->head_dim, key->causal ? " causal" : "", key->has_lse ? " lse" : "",
            key->d_contiguous ? "" : " strided-d", key->varlen ? " varlen" : "", page,

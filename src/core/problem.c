@@ -20,12 +20,18 @@ int core_seqlen_bucket(int64_t seqlen) {
 void core_attention_key_string(const attention_key *key, char *buffer, size_t size) {
   if (buffer == NULL || size == 0) return;
   /* varlen and page only where set, so that every key stored before they existed still reads the same */
-  char page[24] = "";
-  if (key->page_size > 0) snprintf(page, sizeof page, " page=%d", key->page_size);
+  char page[24];
+  core_key_page_text(key, page, sizeof page);
   snprintf(buffer, size, "attention_fwd dtype=%s d=%d h=%d hk=%d causal=%d lse=%d dcontig=%d%s%s sq<=2^%d",
            core_dtype_name((dtype_id)key->dtype), key->head_dim, key->heads, key->kv_heads,
            key->causal, key->has_lse, key->d_contiguous, key->varlen ? " varlen=1" : "", page,
            key->seqlen_bucket);
+}
+
+void core_key_page_text(const attention_key *key, char *buffer, size_t size) {
+  if (buffer == NULL || size == 0) return;
+  buffer[0] = '\0';
+  if (key->page_size > 0) snprintf(buffer, size, " page=%d", key->page_size);
 }
 
 /* Query-key pairs a forward computes for one sequence of seqlen_q queries and `keys` keys. */

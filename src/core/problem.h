@@ -56,6 +56,9 @@ int core_seqlen_bucket(int64_t seqlen);
 /* A stable, readable one-line form of the key: "attention_fwd dtype=bf16 d=128 h=8 hk=8 causal=0
  * lse=0 dcontig=1 sq<=2^11". Used in logs, cache keys and the tuning database. */
 void core_attention_key_string(const attention_key *key, char *buffer, size_t size);
+/* " page=N" for a paged key, else "": the part of the key and codegen strings a page size adds (a
+ * constant of the kernel). */
+void core_key_page_text(const attention_key *key, char *buffer, size_t size);
 
 /* Validates every argument of a forward call and fills *out. On failure returns FJ_INVALID_ARGUMENT
  * (or FJ_UNSUPPORTED for a valid but unsupported case) with a message naming the argument and values,
