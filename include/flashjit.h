@@ -165,6 +165,15 @@ typedef struct fj_attention_args {
    * a GPU, whose memory the call does not read, the kernel reads page 0 for it. Pages may be shared
    * between sequences, in any order. */
   const DLTensor *block_table;
+  /* Optional, NULL for none: scratch memory the call may write, [bytes] uint8 on q's device, 16-byte
+   * aligned, apart from every other argument. With it, a GPU call that would leave most of the
+   * device's SMs idle (a decode step: batch x KV heads blocks) cuts each sequence's keys into parts run
+   * by blocks of their own and merges them with a second kernel on the same stream (split-KV, with a
+   * kernel whose config has split_kv=1, the decode default). It uses at most the bytes
+   * fj_attention_workspace_size reports: a smaller workspace gives fewer parts, none gives none (the
+   * result is the same, only slower). Nothing in it is kept between calls, but two calls that may run
+   * at the same time (two streams) need two workspaces. The CPU does not use it. */
+  DLTensor *workspace;
 } fj_attention_args;
 
 /* Fills *args with the defaults: no tensors, scale 0 (1/sqrt(head_dim)), not causal, NULL stream. */
@@ -176,6 +185,14 @@ FJ_API void fj_attention_args_init(fj_attention_args *args);
  * FJ_OUT_OF_MEMORY. The first call for a new problem compiles (or loads from the disk cache) a kernel;
  * later calls reuse it. A zero-length sequence is valid: nothing to write, or zeros for seqlen_kv=0. */
 FJ_API fj_status fj_attention_forward(fj_context *context, const fj_attention_args *args);
+
+/* *bytes = the most workspace (fj_attention_args.workspace) a call with these args would use: 0 where
+ * it would not split its keys (the CPU; enough blocks to fill the device; a kernel without split_kv).
+ * Validates args as fj_attention_forward does (args->workspace may be NULL) and gets the kernel the
+ * call will use (compiling it, or loading it from the disk cache, the first time), but launches
+ * nothing. The size depends on batch, heads, seqlen_q, head_dim and seqlen_kv, so one workspace of the
+ * largest shape's size serves every smaller call. FJ_INVALID_ARGUMENT where bytes is NULL. */
+FJ_API fj_status fj_attention_workspace_size(fj_context *context, const fj_attention_args *args, size_t *bytes);
 
 #ifdef __cplusplus
 }

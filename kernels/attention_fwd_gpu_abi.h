@@ -1,7 +1,7 @@
 /* attention_fwd_gpu_abi.h: the parameter block of the generated GPU forward kernels (NVPTX now, AMDGPU
  * later). The kernel takes it by value as its one parameter (in PTX: `.param .align 8 .b8 p[N]`), so
- * cuLaunchKernel's kernelParams is {&block}. The generator mirrors this layout in IR (five pointers as
- * i64, then the int64s, then the float), so change both together. Grid: 1-D, one block per job, job =
+ * cuLaunchKernel's kernelParams is {&block}. The generator mirrors this layout in IR (field offsets
+ * through offsetof), so change both together. Grid: 1-D, one block per job, job =
  * (b * slots + slot) * q_tiles + tile as on the CPU (the kernel may visit tiles in any order it likes,
  * e.g. longest causal tiles first). */
 #ifndef FJ_ATTENTION_FWD_GPU_ABI_H
@@ -49,9 +49,21 @@ typedef struct gpu_attention_params {
   /* paged kernels only: page numbers (int32) as in the CPU block (an entry outside [0, pages) reads page 0) */
   uint64_t block_table;
   int64_t block_table_stride[2], pages;
+  /* Split-KV (kernels of a config with split_kv=1, when kv_splits > 1; else unread): each job's K/V
+   * tiles are cut into kv_splits parts of kv_split_tiles tiles, block = job * kv_splits + part, and
+   * each part leaves, instead of o and lse, its fp32 output normalized by its own sum and its base-2
+   * LSE (-inf where it saw no key) at partial row ((part * batch + b) * heads + h) * seqlen_q + position
+   * (times head_dim for o_partial), as the CPU's parts do. The module's combine kernel
+   * (GPU_COMBINE_SUFFIX) then merges them into o and lse: one warp per row of batch x heads x seqlen_q
+   * (row order as above without the part), GPU_COMBINE_WARPS rows per block. */
+  uint64_t o_partial, lse_partial;
+  int64_t kv_splits, kv_split_tiles;
+  /* kv_splits, and for the combine's rows seqlen_q and heads */
+  gpu_divider kv_splits_divider, seqlen_q_divider, query_heads_divider;
 } gpu_attention_params;
 
-#define GPU_ATTENTION_PARAM_POINTERS 5
-#define GPU_ATTENTION_PARAM_INT64S 26
-_Static_assert(sizeof(gpu_attention_params) == 8 * (5 + 26 + 1 + 3 + 2 + 4), "gpu_attention_params layout");
+#define GPU_COMBINE_SUFFIX "_combine"
+#define GPU_COMBINE_WARPS 4
+
+_Static_assert(sizeof(gpu_attention_params) == 8 * (5 + 26 + 1 + 3 + 2 + 4 + 2 + 2 + 3), "gpu_attention_params layout");
 #endif

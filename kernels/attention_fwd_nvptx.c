@@ -24,9 +24,10 @@
 #include "backends/cuda/cuda_codegen.h"
 #include "core/error.h"
 #include "kernels/attention_fwd_gpu_abi.h"
+#include "kernels/attention_fwd_nvptx_combine.h"
 #include "tile/tile_gpu.h"
 
-enum { P_BLOCK_M, P_BLOCK_N, P_WARPS, P_STAGES, P_Q_IN_REGS, P_SWIZZLE, P_PACK_GQA, P_COUNT };
+enum { P_BLOCK_M, P_BLOCK_N, P_WARPS, P_STAGES, P_Q_IN_REGS, P_SWIZZLE, P_PACK_GQA, P_SPLIT_KV, P_COUNT };
 
 static const kernel_param params[P_COUNT] = {
     [P_BLOCK_M] = {"block_m", "queries per block (16 * warps * m-tiles per warp)", 2, {64, 128}},
@@ -37,9 +38,11 @@ static const kernel_param params[P_COUNT] = {
     [P_SWIZZLE] = {"swizzle", "1: xor-swizzled shared tiles (no ldmatrix bank conflicts)", 2, {0, 1}},
     [P_PACK_GQA] = {"pack_gqa", "1: a block's queries are the query heads of one KV head at each position",
                     2, {0, 1}, .optional = 1},
+    [P_SPLIT_KV] = {"split_kv", "1 (decode): a job's keys may be cut over several blocks, merged by a second kernel, "
+                    "when the launch finds SMs idle and a workspace", 2, {0, 1}, .optional = 1},
 };
 
-#define GENERATOR_VERSION 11
+#define GENERATOR_VERSION 12
 
 /* A budget on the registers one thread's fragments take in the main loop (32-bit registers), as a
  * weighted count fitted to what ptxas does: O (live throughout); half of S (the fp32 scores live only
@@ -82,10 +85,13 @@ static const kernel_param params[P_COUNT] = {
 #define STRIDED_O_AND_COPIED_BUDGET_SWIZZLED 192
 
 typedef struct shape {
-  int block_m, block_n, warps, stages, q_in_regs, swizzle, pack_gqa;
+  int block_m, block_n, warps, stages, q_in_regs, swizzle, pack_gqa, split_kv;
   int head_dim, padded_dim, m_tiles, causal, has_lse, d_contiguous, varlen, page_size;
   dtype_id dtype;
 } shape;
+
+/* Keys whose queries fall in buckets up to 2^4 are decode steps (a few queries against a long cache). */
+#define DECODE_SEQLEN_BUCKET 4
 
 static int round_up(int x, int to) { return (x + to - 1) / to * to; }
 
@@ -99,6 +105,7 @@ static shape shape_of(const attention_key *key, const kernel_config *config) {
   s.q_in_regs = config->values[P_Q_IN_REGS];
   s.swizzle = config->values[P_SWIZZLE];
   s.pack_gqa = config->values[P_PACK_GQA];
+  s.split_kv = config->values[P_SPLIT_KV];
   s.head_dim = key->head_dim;
   /* Tiles are whole k16 steps wide: a head dim of 8 mod 16 is zero-padded in shared memory (the
    * padding adds 0 to every score and its output columns are never stored). */
@@ -206,6 +213,11 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
              "ptxas spills with some page sizes", s.padded_dim);
     return 0;
   }
+  if (s.split_kv && key->seqlen_bucket > DECODE_SEQLEN_BUCKET) {
+    snprintf(why, why_size, "split_kv=1 is for decode steps (seqlen_q at most %d); this key's seqlen_q bucket is 2^%d",
+             1 << DECODE_SEQLEN_BUCKET, key->seqlen_bucket);
+    return 0;
+  }
   if (s.pack_gqa && key->heads == key->kv_heads) {
     snprintf(why, why_size, "pack_gqa=1 needs grouped KV heads; heads=%d, kv_heads=%d", key->heads, key->kv_heads);
     return 0;
@@ -235,8 +247,9 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
  * A decode step (at most 16 positions) packs grouped query heads into one block's rows, so that a KV
  * head's cache is streamed once rather than once per query head, and takes the smallest tile of rows
  * (64: one m16 tile per warp) with Q in registers and three stages in flight: its time is the stream
- * of K/V, not the tensor cores. Not yet measured on a GPU: the tuner's winners replace these wherever
- * it has run. */
+ * of K/V, not the tensor cores; and it may split each job's keys over several blocks (split_kv), since
+ * batch x KV heads blocks leave most SMs of a large GPU idle. Not yet measured on a GPU: the tuner's
+ * winners replace these wherever it has run. */
 #define DEFAULT_TABLE_PARAMS 6 /* the tables' columns: block_m ... swizzle, then the blocks per SM */
 static void default_config(const attention_key *key, const jit_target *target, kernel_config *out) {
   static const int small[][7] = {
@@ -245,13 +258,14 @@ static void default_config(const attention_key *key, const jit_target *target, k
                                   {64, 64, 4, 2, 0, 1, 1},  {64, 32, 4, 2, 0, 1, 1}};
   static const int large[][7] = {{128, 32, 8, 2, 0, 1, 1}, {64, 32, 4, 2, 0, 1, 1}, {64, 16, 4, 2, 0, 1, 1}};
   char why[256];
-  if (key->seqlen_bucket <= 4) {
+  if (key->seqlen_bucket <= DECODE_SEQLEN_BUCKET) {
     const int pack = key->heads > key->kv_heads;
     const int decode[][DEFAULT_TABLE_PARAMS] = {{64, 64, 4, 3, 1, 1}, {64, 32, 4, 3, 1, 1}, {64, 32, 4, 2, 0, 1}};
     for (int i = 0; i < (int)(sizeof decode / sizeof decode[0]); i++) {
       memset(out, 0, sizeof *out);
       for (int p = 0; p < DEFAULT_TABLE_PARAMS; p++) out->values[p] = decode[i][p];
       out->values[P_PACK_GQA] = pack;
+      out->values[P_SPLIT_KV] = 1;
       if (config_valid(key, target, out, why, sizeof why)) return;
     }
   }
@@ -294,6 +308,8 @@ static int block_threads(const attention_key *key, const kernel_config *config) 
   (void)key;
   return config->values[P_WARPS] * 32;
 }
+
+static int splits_kv(const kernel_config *config) { return config->values[P_SPLIT_KV] == 1; }
 
 /* ---- the generator ---------------------------------------------------------------------------------- */
 
@@ -379,6 +395,7 @@ static void keys_visible(tile_gpu *tg, const shape *s, tile_gpu_rows *out, LLVMV
  * kv_heads query heads share one). Causal blocks take the longest tiles first. */
 typedef struct block_coordinates {
   LLVMValueRef batch, head, kv_head, q0;  /* i64; head: the first query head; q0: the tile's first row */
+  LLVMValueRef part;                      /* i64: which part of the job's keys (split_kv), else 0 */
 } block_coordinates;
 
 static block_coordinates block_coordinates_of(tile_gpu *tg, const shape *s, LLVMValueRef block_index) {
@@ -387,6 +404,13 @@ static block_coordinates block_coordinates_of(tile_gpu *tg, const shape *s, LLVM
   /* In 32 bits (the backend launches fewer than 2^31 blocks) and without divide instructions: they
    * would cost ~100 instructions per block here, and again in the epilogue. */
   LLVMValueRef index = LLVMBuildTrunc(ir, block_index, tb->i32, "");
+  LLVMValueRef part = NULL;
+  if (s->split_kv) {  /* block = job * kv_splits + part */
+    LLVMValueRef job = divide_by(tg, index, P_OFF(kv_splits_divider));
+    LLVMValueRef parts = LLVMBuildTrunc(ir, tile_gpu_param_i64(tg, P_OFF(kv_splits)), tb->i32, "");
+    part = LLVMBuildSub(ir, index, LLVMBuildMul(ir, job, parts, ""), "");
+    index = job;
+  }
   /* head slots: query heads, or KV heads when packed (the host's heads_divider divides by these) */
   LLVMValueRef slots = LLVMBuildTrunc(ir, tile_gpu_param_i64(tg, s->pack_gqa ? P_OFF(kv_heads) : P_OFF(heads)),
                                       tb->i32, "");
@@ -406,6 +430,7 @@ static block_coordinates block_coordinates_of(tile_gpu *tg, const shape *s, LLVM
   at.head = LLVMBuildZExt(ir, head, tb->i64, "");
   at.kv_head = LLVMBuildZExt(ir, kv_head, tb->i64, "");
   at.q0 = tile_mul(tb, LLVMBuildZExt(ir, tile_index, tb->i64, ""), tile_i64(tb, s->block_m));
+  at.part = part != NULL ? LLVMBuildZExt(ir, part, tb->i64, "") : tile_i64(tb, 0);
   return at;
 }
 
@@ -418,6 +443,68 @@ static LLVMValueRef sequence_keys(tile_gpu *tg, LLVMValueRef b, LLVMValueRef seq
   LLVMValueRef n = LLVMBuildLoad2(tb->b, tb->i32, LLVMBuildGEP2(tb->b, tb->i32, base, &at, 1, ""), "keys");
   n = LLVMBuildSExt(tb->b, n, tb->i64, "");
   return tile_min(tb, tile_max(tb, n, tile_i64(tb, 0)), seqlen_kv);
+}
+
+/* The block's rows of O (scaled by inverse, rounded to the dtype) to o, and with has_lse their
+ * LSE = log2_sum ln 2 to lse ([batch, head, seq]: rows are positions, or (position, head) pairs when
+ * packed). */
+static void store_result(tile_gpu *tg, const shape *s, const tile_gpu_acc *out, const tile_gpu_rows *inverse,
+                         const tile_gpu_rows *log2_sum, const block_coordinates *at, LLVMValueRef warp_row0) {
+  tile_builder *tb = &tg->tb;
+  LLVMBuilderRef ir = tb->b;
+  LLVMValueRef seqlen_q = tile_gpu_param_i64(tg, P_OFF(seqlen_q));
+  tile_gpu_global o;
+  head_view(tg, s, &o, P_OFF(o), P_OFF(o_stride), at->batch, at->head, seqlen_q, s->pack_gqa ? ROWS_GROUPED : ROWS_PLAIN);
+  tile_gpu_store(tg, out, inverse, &o, at->q0, warp_row0);
+  if (!s->has_lse) return;
+  tile_gpu_rows lse;
+  lse.m_tiles = s->m_tiles;
+  for (int r = 0; r < 2 * s->m_tiles; r++)
+    lse.v[r] = LLVMBuildFMul(ir, log2_sum->v[r], tile_f32(tb, 0.69314718055994531f), "");
+  LLVMValueRef lse_base = tile_gpu_param_global(tg, P_OFF(lse));
+  LLVMValueRef head_stride = tile_gpu_param_i64(tg, P_OFF(lse_stride[1]));
+  LLVMValueRef lse_offset = tile_add(tb, tile_mul(tb, at->batch, tile_gpu_param_i64(tg, P_OFF(lse_stride[0]))),
+                                     tile_mul(tb, at->head, head_stride));
+  lse_base = LLVMBuildGEP2(ir, tb->f32, lse_base, &lse_offset, 1, "");
+  tile_gpu_global lse_view;
+  LLVMValueRef lse_rows = seqlen_q;
+  if (s->pack_gqa)
+    lse_rows = tile_mul(tb, seqlen_q, LLVMBuildZExt(ir, tile_gpu_param_i32(tg, P_OFF(group)), tb->i64, ""));
+  tile_gpu_global_init(tg, &lse_view, lse_base, tile_gpu_param_i64(tg, P_OFF(lse_stride[2])), tile_i64(tb, 1),
+                       lse_rows, 1, 0);
+  if (s->pack_gqa) group_rows_by_head(tg, &lse_view, head_stride);
+  tile_gpu_store_rows(tg, &lse, &lse_view, at->q0, warp_row0);
+}
+
+/* A split part's rows: O scaled by inverse as fp32 to o_partial, log2_sum to lse_partial, at the rows
+ * of gpu_attention_params ((part * batch + b) * heads + h) * seqlen_q + position (packed: the heads of
+ * the group seqlen_q rows apart). The part LSE is taken whether or not the call asked for one. */
+static void store_part(tile_gpu *tg, const shape *s, const tile_gpu_acc *out, const tile_gpu_rows *inverse,
+                       const tile_gpu_rows *log2_sum, const block_coordinates *at, LLVMValueRef warp_row0) {
+  tile_builder *tb = &tg->tb;
+  LLVMBuilderRef ir = tb->b;
+  LLVMValueRef seqlen_q = tile_gpu_param_i64(tg, P_OFF(seqlen_q));
+  LLVMValueRef slab = tile_add(tb, tile_mul(tb, at->part, tile_gpu_param_i64(tg, P_OFF(batch))), at->batch);
+  slab = tile_add(tb, tile_mul(tb, slab, tile_gpu_param_i64(tg, P_OFF(heads))), at->head);
+  LLVMValueRef first_row = tile_mul(tb, slab, seqlen_q);  /* of (part, b, head), position 0 */
+  LLVMValueRef rows = seqlen_q;
+  if (s->pack_gqa)
+    rows = tile_mul(tb, seqlen_q, LLVMBuildZExt(ir, tile_gpu_param_i32(tg, P_OFF(group)), tb->i64, ""));
+
+  LLVMValueRef d = tile_i64(tb, s->head_dim);
+  LLVMValueRef o_offset = tile_mul(tb, first_row, d);
+  LLVMValueRef o_base = LLVMBuildGEP2(ir, tb->f32, tile_gpu_param_global(tg, P_OFF(o_partial)), &o_offset, 1, "");
+  tile_gpu_global o;
+  tile_gpu_global_init(tg, &o, o_base, d, tile_i64(tb, 1), rows, s->head_dim, 0);
+  o.f32 = 1;
+  if (s->pack_gqa) group_rows_by_head(tg, &o, tile_mul(tb, seqlen_q, d));
+  tile_gpu_store(tg, out, inverse, &o, at->q0, warp_row0);
+
+  LLVMValueRef lse_base = LLVMBuildGEP2(ir, tb->f32, tile_gpu_param_global(tg, P_OFF(lse_partial)), &first_row, 1, "");
+  tile_gpu_global lse;
+  tile_gpu_global_init(tg, &lse, lse_base, tile_i64(tb, 1), tile_i64(tb, 1), rows, 1, 0);
+  if (s->pack_gqa) group_rows_by_head(tg, &lse, seqlen_q);
+  tile_gpu_store_rows(tg, log2_sum, &lse, at->q0, warp_row0);
 }
 
 static fj_status generate(LLVMModuleRef module, const attention_key *key, const jit_target *target,
@@ -455,8 +542,8 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   /* ---- shared memory: Q, then the ring of K tiles, then the ring of V tiles ---- */
   const int tile_bytes = BN * D * 2, q_bytes = BM * D * 2;
   tile_gpu_shared q_tile = {tile_gpu_i32(tg, 0), BM, D, s.swizzle};
-#define RING(first, stage)                                                                        \
-  ((tile_gpu_shared){LLVMBuildAdd(ir, tile_gpu_i32(tg, (first)),                                   \
+#define RING(offset, stage)                                                                       \
+  ((tile_gpu_shared){LLVMBuildAdd(ir, tile_gpu_i32(tg, (offset)),                                  \
                                   LLVMBuildMul(ir, (stage), tile_gpu_i32(tg, tile_bytes), ""), ""), \
                      BN, D, s.swizzle})
 
@@ -468,17 +555,26 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     kv_end = tile_max(tb, tile_i64(tb, 0), tile_min(tb, seqlen_kv, end));
   }
   LLVMValueRef kv_tiles = LLVMBuildSDiv(ir, tile_add(tb, kv_end, tile_i64(tb, BN - 1)), tile_i64(tb, BN), "");
+  /* This block's tiles [first, last): all of them, or with split_kv its part's (maybe none). */
+  LLVMValueRef first = tile_i64(tb, 0), last = kv_tiles;
+  if (s.split_kv) {
+    LLVMValueRef per_part = tile_gpu_param_i64(tg, P_OFF(kv_split_tiles));
+    first = tile_mul(tb, at.part, per_part);
+    last = tile_min(tb, kv_tiles, tile_add(tb, first, per_part));
+  }
 
   /* ---- prologue: Q, and the first stages - 1 K/V tiles, one cp.async group each ---- */
   tile_gpu_copy(tg, &q_tile, &q, q0);
   tile_gpu_commit(tg);
   for (int stage = 0; stage < STAGES - 1; stage++) {
+    LLVMValueRef tile = tile_add(tb, first, tile_i64(tb, stage));
     tile_if present;
-    tile_if_begin(tb, &present, tile_lt(tb, tile_i64(tb, stage), kv_tiles));
-    tile_gpu_shared k_tile = {tile_gpu_i32(tg, q_bytes + stage * tile_bytes), BN, D, s.swizzle};
-    tile_gpu_shared v_tile = {tile_gpu_i32(tg, q_bytes + (STAGES + stage) * tile_bytes), BN, D, s.swizzle};
-    tile_gpu_copy(tg, &k_tile, &k, tile_i64(tb, (int64_t)stage * BN));
-    tile_gpu_copy(tg, &v_tile, &v, tile_i64(tb, (int64_t)stage * BN));
+    tile_if_begin(tb, &present, tile_lt(tb, tile, last));
+    LLVMValueRef ring_stage = LLVMBuildTrunc(ir, LLVMBuildURem(ir, tile, tile_i64(tb, STAGES), ""), tb->i32, "");
+    tile_gpu_shared k_tile = RING(q_bytes, ring_stage);
+    tile_gpu_shared v_tile = RING(q_bytes + STAGES * tile_bytes, ring_stage);
+    tile_gpu_copy(tg, &k_tile, &k, tile_mul(tb, tile, tile_i64(tb, BN)));
+    tile_gpu_copy(tg, &v_tile, &v, tile_mul(tb, tile, tile_i64(tb, BN)));
     tile_if_end(tb, &present);
     tile_gpu_commit(tg);  /* empty groups too: group n always holds tile n */
   }
@@ -502,7 +598,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   tile_gpu_rows_make_var(tg, &row_sum);
 
   tile_loop kv_loop;
-  LLVMValueRef j = tile_for(tb, &kv_loop, tile_i64(tb, 0), kv_tiles, tile_i64(tb, 1), "kv");
+  LLVMValueRef j = tile_for(tb, &kv_loop, first, last, tile_i64(tb, 1), "kv");
   {
     tile_gpu_refresh_lanes(tg);
     /* Tile j has landed (for every thread after the barrier), and every warp is done with tile j - 1,
@@ -511,7 +607,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     tile_gpu_sync(tg);
     LLVMValueRef next = tile_add(tb, j, tile_i64(tb, STAGES - 1));
     tile_if more;
-    tile_if_begin(tb, &more, tile_lt(tb, next, kv_tiles));
+    tile_if_begin(tb, &more, tile_lt(tb, next, last));
     LLVMValueRef next_stage = LLVMBuildTrunc(ir, LLVMBuildURem(ir, next, tile_i64(tb, STAGES), ""), tb->i32, "");
     tile_gpu_shared k_next = RING(q_bytes, next_stage);
     tile_gpu_shared v_next = RING(q_bytes + STAGES * tile_bytes, next_stage);
@@ -583,46 +679,40 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   warp_row0 = warp_first_row(tg, &s);
   tile_gpu_wait(tg, 0);  /* nothing may be in flight when the block exits */
 
-  /* ---- epilogue: O / l in the dtype; LSE = (m + log2 l) ln 2, -inf for a row that saw nothing ---- */
+  /* ---- epilogue: O / l, and log2 of each row's sum of exponentials (-inf for a row that saw nothing);
+   * to o and lse, or with split_kv to this part's rows of the workspace ---- */
   tile_gpu_acc_load(tg, &out);
   tile_gpu_rows_load(tg, &row_max);
   tile_gpu_rows_load(tg, &row_sum);
   tile_gpu_rows_reduce_sum(tg, &row_sum);
-  tile_gpu_rows inverse;
+  tile_gpu_rows inverse, log2_sum;
   tile_gpu_rows_reciprocal_or_zero(tg, &row_sum, &inverse);
+  log2_sum.m_tiles = s.m_tiles;
+  for (int r = 0; r < 2 * s.m_tiles; r++) {
+    LLVMValueRef l = row_sum.v[r];
+    LLVMValueRef seen = LLVMBuildFCmp(ir, LLVMRealOGT, l, tile_f32(tb, 0.0f), "");
+    LLVMValueRef log2_l = tile_gpu_lg2(tg, LLVMBuildSelect(ir, seen, l, tile_f32(tb, 1.0f), ""));
+    log2_sum.v[r] = LLVMBuildSelect(ir, seen, LLVMBuildFAdd(ir, row_max.v[r], log2_l, ""), tile_f32(tb, -INFINITY), "");
+  }
   at = block_coordinates_of(tg, &s, tile_gpu_block_index_opaque(tg));
-  tile_gpu_global o;
-  head_view(tg, &s, &o, P_OFF(o), P_OFF(o_stride), at.batch, at.head, seqlen_q, s.pack_gqa ? ROWS_GROUPED : ROWS_PLAIN);
-  tile_gpu_store(tg, &out, &inverse, &o, at.q0, warp_row0);
-  if (s.has_lse) {
-    tile_gpu_rows lse;
-    lse.m_tiles = s.m_tiles;
-    for (int r = 0; r < 2 * s.m_tiles; r++) {
-      LLVMValueRef l = row_sum.v[r];
-      LLVMValueRef seen = LLVMBuildFCmp(ir, LLVMRealOGT, l, tile_f32(tb, 0.0f), "");
-      LLVMValueRef log2_l = tile_gpu_lg2(tg, LLVMBuildSelect(ir, seen, l, tile_f32(tb, 1.0f), ""));
-      LLVMValueRef value = LLVMBuildFMul(ir, LLVMBuildFAdd(ir, row_max.v[r], log2_l, ""),
-                                         tile_f32(tb, 0.69314718055994531f), "");
-      lse.v[r] = LLVMBuildSelect(ir, seen, value, tile_f32(tb, -INFINITY), "");
-    }
-    LLVMValueRef lse_base = LLVMBuildIntToPtr(ir, tile_gpu_param_i64(tg, P_OFF(lse)), tg->global_ptr, "");
-    LLVMValueRef head_stride = tile_gpu_param_i64(tg, P_OFF(lse_stride[1]));
-    LLVMValueRef lse_offset = tile_add(tb, tile_mul(tb, at.batch, tile_gpu_param_i64(tg, P_OFF(lse_stride[0]))),
-                                       tile_mul(tb, at.head, head_stride));
-    lse_base = LLVMBuildGEP2(ir, tb->f32, lse_base, &lse_offset, 1, "");
-    /* LSE is [batch, head, seq]: its rows are positions, or (position, head) pairs when packed */
-    tile_gpu_global lse_view;
-    LLVMValueRef lse_rows = seqlen_q;
-    if (s.pack_gqa)
-      lse_rows = tile_mul(tb, seqlen_q, LLVMBuildZExt(ir, tile_gpu_param_i32(tg, P_OFF(group)), tb->i64, ""));
-    tile_gpu_global_init(tg, &lse_view, lse_base, tile_gpu_param_i64(tg, P_OFF(lse_stride[2])), tile_i64(tb, 1),
-                         lse_rows, 1, 0);
-    if (s.pack_gqa) group_rows_by_head(tg, &lse_view, head_stride);
-    tile_gpu_store_rows(tg, &lse, &lse_view, at.q0, warp_row0);
+  if (!s.split_kv) {
+    store_result(tg, &s, &out, &inverse, &log2_sum, &at, warp_row0);
+  } else {
+    LLVMValueRef split = tile_lt(tb, tile_i64(tb, 1), tile_gpu_param_i64(tg, P_OFF(kv_splits)));
+    tile_if parts, whole;
+    tile_if_begin(tb, &parts, split);
+    store_part(tg, &s, &out, &inverse, &log2_sum, &at, warp_row0);
+    tile_if_end(tb, &parts);
+    tile_if_begin(tb, &whole, LLVMBuildNot(ir, split, ""));
+    store_result(tg, &s, &out, &inverse, &log2_sum, &at, warp_row0);
+    tile_if_end(tb, &whole);
   }
   tile_gpu_end(tg);
 #undef RING
-  return FJ_OK;
+  if (!s.split_kv) return FJ_OK;
+  char combine[160];
+  snprintf(combine, sizeof combine, "%s%s", function_name, GPU_COMBINE_SUFFIX);
+  return attention_fwd_nvptx_generate_combine(module, key, target, combine);
 }
 #undef P_OFF
 
@@ -639,4 +729,5 @@ const kernel_family attention_fwd_nvptx_family = {
     .job_count = job_count,
     .scratch_bytes = scratch_bytes,
     .block_threads = block_threads,
+    .splits_kv = splits_kv,
 };

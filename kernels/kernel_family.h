@@ -52,6 +52,10 @@ typedef struct kernel_family {
   size_t (*scratch_bytes)(const attention_key *key, const kernel_config *config);
   /* (optional, NULL: 1) GPU threads per block. */
   int (*block_threads)(const attention_key *key, const kernel_config *config);
+  /* (optional, NULL: never) 1 when the config's kernel may cut each job's keys over several blocks
+   * (split-KV, GPU ABI): its module then also holds the kernel named with GPU_COMBINE_SUFFIX that
+   * merges the parts, launched after it when the launch splits. */
+  int (*splits_kv)(const kernel_config *config);
 } kernel_family;
 
 /* "block_m=32 block_n=12 unroll=2 vector=16" */

@@ -137,107 +137,125 @@ static void self_tests(void) {
 
 /* ---- the attention cases ----------------------------------------------------------------------------- */
 
-/* block_m, block_n, warps, stages, q_in_regs, swizzle, pack_gqa; all 0: the family's default for the
- * key. */
+/* block_m, block_n, warps, stages, q_in_regs, swizzle, pack_gqa, split_kv; all 0: the family's default
+ * for the key. */
 typedef struct config_spec {
-  int values[7];
+  int values[8];
 } config_spec;
-#define DEFAULT {{0, 0, 0, 0, 0, 0, 0}}
-#define CONFIG(bm, bn, w, st, q, sw) {{bm, bn, w, st, q, sw, 0}}
-#define CONFIG_PACKED(bm, bn, w, st, q, sw) {{bm, bn, w, st, q, sw, 1}}
+#define DEFAULT {{0, 0, 0, 0, 0, 0, 0, 0}}
+#define CONFIG(bm, bn, w, st, q, sw) {{bm, bn, w, st, q, sw, 0, 0}}
+#define CONFIG_PACKED(bm, bn, w, st, q, sw) {{bm, bn, w, st, q, sw, 1, 0}}
+#define CONFIG_SPLIT(bm, bn, w, st, q, sw, pack) {{bm, bn, w, st, q, sw, pack, 1}}
 
 typedef struct emu_case {
   test_case c;
   config_spec config;
+  /* split_kv configs: the parts a launch asks for (runtime_gpu_split_params may cut fewer); 0: one
+   * part, the kernel's unsplit path */
+  int splits;
 } emu_case;
 
 /* dtype, batch, heads, kv_heads, seqlen_q, seqlen_kv, head_dim, causal, lse, layout, scale; config */
 static const emu_case cases[] = {
     /* each head dim's default config: 64, 72 (8 mod 16), 80, 96, 128, 256 */
-    {{F16, 1, 4, 2, 130, 130, 64, 0, 1, CONTIG, 0, 0, 0}, DEFAULT},
-    {{BF16, 1, 4, 2, 130, 130, 64, 1, 1, CONTIG, 0, 0, 0}, DEFAULT},
-    {{F16, 1, 2, 2, 70, 37, 72, 1, 1, CONTIG, 0, 0, 0}, DEFAULT},
-    {{BF16, 1, 2, 1, 33, 17, 80, 1, 0, CONTIG, 0, 0, 0}, DEFAULT},
-    {{BF16, 1, 2, 1, 70, 90, 96, 0, 1, CONTIG, 0, 0, 0}, DEFAULT},
-    {{F16, 2, 2, 1, 37, 100, 128, 1, 1, CONTIG, 0, 0, 0}, DEFAULT},
-    {{BF16, 1, 2, 2, 100, 37, 128, 1, 1, CONTIG, 0, 0, 0}, DEFAULT},
-    {{BF16, 1, 2, 1, 65, 80, 256, 1, 1, CONTIG, 0, 0, 0}, DEFAULT},
-    {{F16, 1, 1, 1, 40, 130, 256, 0, 1, CONTIG, 0, 0, 0}, DEFAULT},
+    {{F16, 1, 4, 2, 130, 130, 64, 0, 1, CONTIG, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 1, 4, 2, 130, 130, 64, 1, 1, CONTIG, 0, 0, 0}, DEFAULT, 0},
+    {{F16, 1, 2, 2, 70, 37, 72, 1, 1, CONTIG, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 1, 2, 1, 33, 17, 80, 1, 0, CONTIG, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 1, 2, 1, 70, 90, 96, 0, 1, CONTIG, 0, 0, 0}, DEFAULT, 0},
+    {{F16, 2, 2, 1, 37, 100, 128, 1, 1, CONTIG, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 1, 2, 2, 100, 37, 128, 1, 1, CONTIG, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 1, 2, 1, 65, 80, 256, 1, 1, CONTIG, 0, 0, 0}, DEFAULT, 0},
+    {{F16, 1, 1, 1, 40, 130, 256, 0, 1, CONTIG, 0, 0, 0}, DEFAULT, 0},
     /* length 1 (and one query against many keys), no keys at all, MQA, a custom scale, batch 2 */
-    {{F16, 1, 2, 2, 1, 1, 64, 0, 1, CONTIG, 0, 0, 0}, DEFAULT},
-    {{F16, 1, 2, 1, 1, 130, 128, 1, 1, CONTIG, 0, 0, 0}, DEFAULT},
-    {{BF16, 1, 2, 2, 90, 120, 64, 1, 1, CONTIG, 0.3f, 0, 0}, DEFAULT},
-    {{BF16, 2, 2, 1, 130, 300, 128, 1, 0, CONTIG, 0, 0, 0}, DEFAULT},
-    {{F16, 1, 2, 2, 65, 0, 64, 0, 1, CONTIG, 0, 0, 0}, DEFAULT},
-    {{BF16, 1, 2, 1, 65, 0, 128, 1, 1, CONTIG, 0, 0, 0}, DEFAULT},
-    {{BF16, 1, 4, 1, 37, 130, 64, 1, 1, CONTIG, 0, 0, 0}, DEFAULT},
+    {{F16, 1, 2, 2, 1, 1, 64, 0, 1, CONTIG, 0, 0, 0}, DEFAULT, 0},
+    {{F16, 1, 2, 1, 1, 130, 128, 1, 1, CONTIG, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 1, 2, 2, 90, 120, 64, 1, 1, CONTIG, 0.3f, 0, 0}, DEFAULT, 0},
+    {{BF16, 2, 2, 1, 130, 300, 128, 1, 0, CONTIG, 0, 0, 0}, DEFAULT, 0},
+    {{F16, 1, 2, 2, 65, 0, 64, 0, 1, CONTIG, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 1, 2, 1, 65, 0, 128, 1, 1, CONTIG, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 1, 4, 1, 37, 130, 64, 1, 1, CONTIG, 0, 0, 0}, DEFAULT, 0},
     /* a negative scale: the scaled row maximum is the raw minimum, masked scores are +inf, and rows
      * that see no key (causal, sq > skv) still end as zeros */
-    {{F16, 1, 2, 1, 100, 37, 64, 1, 1, CONTIG, -0.2f, 0, 0}, DEFAULT},
-    {{BF16, 1, 2, 2, 70, 130, 128, 0, 1, CONTIG, -0.1f, 0, 0}, CONFIG(128, 32, 4, 2, 0, 1)},
+    {{F16, 1, 2, 1, 100, 37, 64, 1, 1, CONTIG, -0.2f, 0, 0}, DEFAULT, 0},
+    {{BF16, 1, 2, 2, 70, 130, 128, 0, 1, CONTIG, -0.1f, 0, 0}, CONFIG(128, 32, 4, 2, 0, 1), 0},
     /* many K/V tiles through the ring; query tiles that see no key at all (causal, sq >> skv) */
-    {{F16, 1, 1, 1, 200, 1000, 64, 0, 1, CONTIG, 0, 0, 0}, DEFAULT},
-    {{BF16, 1, 1, 1, 300, 37, 64, 1, 1, CONTIG, 0, 0, 0}, CONFIG(64, 16, 4, 2, 0, 1)},
+    {{F16, 1, 1, 1, 200, 1000, 64, 0, 1, CONTIG, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 1, 1, 1, 300, 37, 64, 1, 1, CONTIG, 0, 0, 0}, CONFIG(64, 16, 4, 2, 0, 1), 0},
     /* layouts: packed QKV, head-dim stride 2 (the synchronous copy path chosen at generation), K's
      * rows off 16-byte alignment (that path chosen at run time for K, cp.async for Q and V), lse
      * stored [b, s, h] */
-    {{F16, 1, 4, 2, 77, 77, 64, 1, 1, PACKED, 0, 0, 0}, DEFAULT},
-    {{BF16, 1, 2, 1, 60, 90, 128, 1, 1, DSTRIDE2, 0, 0, 0}, DEFAULT},
-    {{BF16, 1, 2, 1, 70, 90, 72, 1, 1, MISALIGNED, 0, 0, 0}, DEFAULT},
-    {{F16, 2, 2, 2, 65, 130, 64, 0, 1, MISALIGNED, 0, 0, 0}, CONFIG(64, 32, 4, 3, 1, 0)},
-    {{BF16, 1, 2, 1, 50, 60, 40, 0, 1, DSTRIDE2, 0, 0, 0}, CONFIG(64, 64, 4, 2, 1, 1)},
-    {{F16, 1, 2, 2, 65, 65, 64, 1, 1, LSESTRIDED, 0, 0, 0}, DEFAULT},
+    {{F16, 1, 4, 2, 77, 77, 64, 1, 1, PACKED, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 1, 2, 1, 60, 90, 128, 1, 1, DSTRIDE2, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 1, 2, 1, 70, 90, 72, 1, 1, MISALIGNED, 0, 0, 0}, DEFAULT, 0},
+    {{F16, 2, 2, 2, 65, 130, 64, 0, 1, MISALIGNED, 0, 0, 0}, CONFIG(64, 32, 4, 3, 1, 0), 0},
+    {{BF16, 1, 2, 1, 50, 60, 40, 0, 1, DSTRIDE2, 0, 0, 0}, CONFIG(64, 64, 4, 2, 1, 1), 0},
+    {{F16, 1, 2, 2, 65, 65, 64, 1, 1, LSESTRIDED, 0, 0, 0}, DEFAULT, 0},
     /* the space: every value of every parameter somewhere */
-    {{F16, 1, 2, 1, 130, 100, 64, 1, 1, CONTIG, 0, 0, 0}, CONFIG(64, 16, 4, 2, 0, 0)},
-    {{BF16, 1, 2, 2, 100, 130, 64, 0, 1, CONTIG, 0, 0, 0}, CONFIG(64, 32, 4, 3, 1, 1)},
-    {{F16, 1, 2, 1, 130, 130, 128, 1, 1, CONTIG, 0, 0, 0}, CONFIG(64, 64, 4, 3, 0, 0)},
-    {{BF16, 1, 2, 2, 130, 77, 64, 1, 1, CONTIG, 0, 0, 0}, CONFIG(128, 16, 4, 2, 1, 0)},
-    {{F16, 1, 2, 1, 37, 130, 128, 1, 1, CONTIG, 0, 0, 0}, CONFIG(128, 32, 8, 3, 1, 1)},
-    {{BF16, 1, 2, 2, 130, 200, 32, 0, 1, CONTIG, 0, 0, 0}, CONFIG(128, 128, 8, 2, 0, 1)},
-    {{F16, 1, 2, 1, 100, 140, 24, 1, 1, CONTIG, 0, 0, 0}, CONFIG(64, 128, 4, 3, 0, 0)},
-    {{BF16, 1, 4, 2, 70, 70, 40, 0, 1, CONTIG, 0, 0, 0}, CONFIG(64, 64, 4, 2, 1, 1)},
-    {{F16, 1, 4, 1, 130, 100, 64, 0, 0, CONTIG, 0, 0, 0}, CONFIG(128, 32, 4, 3, 0, 1)},
-    {{BF16, 1, 2, 1, 70, 50, 256, 1, 1, CONTIG, 0, 0, 0}, CONFIG(64, 16, 4, 3, 0, 0)},
-    {{F16, 1, 2, 1, 200, 300, 64, 1, 1, CONTIG, 0, 0, 0}, CONFIG(128, 64, 4, 3, 0, 1)},
-    {{F16, 1, 2, 2, 70, 90, 96, 1, 1, CONTIG, 0, 0, 0}, CONFIG(64, 32, 4, 3, 1, 0)},
-    {{BF16, 1, 2, 1, 150, 70, 80, 0, 1, CONTIG, 0, 0, 0}, CONFIG(128, 64, 8, 3, 0, 0)},
-    {{F16, 1, 2, 1, 70, 100, 64, 1, 1, DSTRIDE2, 0, 0, 0}, CONFIG(64, 32, 4, 3, 0, 1)},
-    {{BF16, 1, 4, 2, 130, 130, 128, 0, 1, PACKED, 0, 0, 0}, CONFIG(128, 32, 8, 2, 0, 0)},
+    {{F16, 1, 2, 1, 130, 100, 64, 1, 1, CONTIG, 0, 0, 0}, CONFIG(64, 16, 4, 2, 0, 0), 0},
+    {{BF16, 1, 2, 2, 100, 130, 64, 0, 1, CONTIG, 0, 0, 0}, CONFIG(64, 32, 4, 3, 1, 1), 0},
+    {{F16, 1, 2, 1, 130, 130, 128, 1, 1, CONTIG, 0, 0, 0}, CONFIG(64, 64, 4, 3, 0, 0), 0},
+    {{BF16, 1, 2, 2, 130, 77, 64, 1, 1, CONTIG, 0, 0, 0}, CONFIG(128, 16, 4, 2, 1, 0), 0},
+    {{F16, 1, 2, 1, 37, 130, 128, 1, 1, CONTIG, 0, 0, 0}, CONFIG(128, 32, 8, 3, 1, 1), 0},
+    {{BF16, 1, 2, 2, 130, 200, 32, 0, 1, CONTIG, 0, 0, 0}, CONFIG(128, 128, 8, 2, 0, 1), 0},
+    {{F16, 1, 2, 1, 100, 140, 24, 1, 1, CONTIG, 0, 0, 0}, CONFIG(64, 128, 4, 3, 0, 0), 0},
+    {{BF16, 1, 4, 2, 70, 70, 40, 0, 1, CONTIG, 0, 0, 0}, CONFIG(64, 64, 4, 2, 1, 1), 0},
+    {{F16, 1, 4, 1, 130, 100, 64, 0, 0, CONTIG, 0, 0, 0}, CONFIG(128, 32, 4, 3, 0, 1), 0},
+    {{BF16, 1, 2, 1, 70, 50, 256, 1, 1, CONTIG, 0, 0, 0}, CONFIG(64, 16, 4, 3, 0, 0), 0},
+    {{F16, 1, 2, 1, 200, 300, 64, 1, 1, CONTIG, 0, 0, 0}, CONFIG(128, 64, 4, 3, 0, 1), 0},
+    {{F16, 1, 2, 2, 70, 90, 96, 1, 1, CONTIG, 0, 0, 0}, CONFIG(64, 32, 4, 3, 1, 0), 0},
+    {{BF16, 1, 2, 1, 150, 70, 80, 0, 1, CONTIG, 0, 0, 0}, CONFIG(128, 64, 8, 3, 0, 0), 0},
+    {{F16, 1, 2, 1, 70, 100, 64, 1, 1, DSTRIDE2, 0, 0, 0}, CONFIG(64, 32, 4, 3, 0, 1), 0},
+    {{BF16, 1, 4, 2, 130, 130, 128, 0, 1, PACKED, 0, 0, 0}, CONFIG(128, 32, 8, 2, 0, 0), 0},
     /* pack_gqa: decode steps by default (groups 4, 8 and 3; rows past a short cache's diagonal fully
      * masked; a strided LSE), and packed prefill tiles through every copy path (cp.async chunks, a
      * strided head dim, K misaligned) with 4 and 8 warps */
-    {{BF16, 2, 8, 2, 1, 300, 128, 1, 1, CONTIG, 0, 0, 0}, DEFAULT},
-    {{F16, 1, 8, 1, 3, 130, 64, 1, 1, LSESTRIDED, 0, 0, 0}, DEFAULT},
-    {{BF16, 1, 6, 2, 5, 3, 64, 1, 1, CONTIG, 0, 0, 0}, DEFAULT},
-    {{F16, 1, 4, 2, 70, 90, 64, 1, 1, CONTIG, 0, 0, 0}, CONFIG_PACKED(64, 32, 4, 2, 0, 1)},
-    {{BF16, 1, 4, 1, 20, 50, 64, 1, 1, DSTRIDE2, 0, 0, 0}, CONFIG_PACKED(64, 32, 4, 2, 1, 1)},
-    {{F16, 1, 6, 2, 30, 77, 72, 0, 1, MISALIGNED, 0, 0, 0}, CONFIG_PACKED(64, 64, 4, 3, 0, 0)},
-    {{F16, 1, 8, 2, 40, 100, 128, 0, 1, CONTIG, 0, 0, 0}, CONFIG_PACKED(128, 64, 8, 2, 0, 0)},
+    {{BF16, 2, 8, 2, 1, 300, 128, 1, 1, CONTIG, 0, 0, 0}, DEFAULT, 0},
+    {{F16, 1, 8, 1, 3, 130, 64, 1, 1, LSESTRIDED, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 1, 6, 2, 5, 3, 64, 1, 1, CONTIG, 0, 0, 0}, DEFAULT, 0},
+    {{F16, 1, 4, 2, 70, 90, 64, 1, 1, CONTIG, 0, 0, 0}, CONFIG_PACKED(64, 32, 4, 2, 0, 1), 0},
+    {{BF16, 1, 4, 1, 20, 50, 64, 1, 1, DSTRIDE2, 0, 0, 0}, CONFIG_PACKED(64, 32, 4, 2, 1, 1), 0},
+    {{F16, 1, 6, 2, 30, 77, 72, 0, 1, MISALIGNED, 0, 0, 0}, CONFIG_PACKED(64, 64, 4, 3, 0, 0), 0},
+    {{F16, 1, 8, 2, 40, 100, 128, 0, 1, CONTIG, 0, 0, 0}, CONFIG_PACKED(128, 64, 8, 2, 0, 0), 0},
     /* seqlens_kv (varlen kernels): each sequence its own key count (all, none, spread), decode packed
      * by default, causal prefill tiles aligned to each sequence's last key, a strided head dim */
-    {{BF16, 4, 8, 2, 1, 300, 128, 1, 1, CONTIG, 0, 1, 0}, DEFAULT},
-    {{F16, 3, 4, 1, 3, 130, 64, 1, 1, LSESTRIDED, 0, 1, 0}, DEFAULT},
-    {{F16, 4, 2, 2, 70, 90, 64, 1, 1, CONTIG, 0, 1, 0}, DEFAULT},
-    {{BF16, 3, 2, 1, 50, 77, 96, 0, 1, DSTRIDE2, 0, 1, 0}, CONFIG(64, 32, 4, 2, 1, 1)},
+    {{BF16, 4, 8, 2, 1, 300, 128, 1, 1, CONTIG, 0, 1, 0}, DEFAULT, 0},
+    {{F16, 3, 4, 1, 3, 130, 64, 1, 1, LSESTRIDED, 0, 1, 0}, DEFAULT, 0},
+    {{F16, 4, 2, 2, 70, 90, 64, 1, 1, CONTIG, 0, 1, 0}, DEFAULT, 0},
+    {{BF16, 3, 2, 1, 50, 77, 96, 0, 1, DSTRIDE2, 0, 1, 0}, CONFIG(64, 32, 4, 2, 1, 1), 0},
     /* paged K/V (block_table; pages shuffled in a pool, entries past a sequence's keys -1): decode
      * packed by default with seqlens_kv, pages of 16 (tiles span pages) and 5 (no tile size divides
      * it), causal prefill, a strided head dim (the synchronous copy), pages of 1 and 128 */
-    {{BF16, 4, 8, 2, 1, 320, 128, 1, 1, CONTIG, 0, 1, 16}, DEFAULT},
-    {{F16, 2, 4, 1, 3, 135, 64, 1, 1, LSESTRIDED, 0, 1, 5}, DEFAULT},
-    {{F16, 2, 2, 2, 70, 96, 64, 1, 1, CONTIG, 0, 0, 16}, DEFAULT},
-    {{BF16, 2, 2, 1, 50, 40, 96, 0, 1, DSTRIDE2, 0, 1, 1}, CONFIG(64, 32, 4, 2, 1, 1)},
-    {{F16, 1, 4, 2, 100, 256, 128, 1, 1, CONTIG, 0, 0, 128}, CONFIG_PACKED(64, 64, 4, 3, 0, 1)},
+    {{BF16, 4, 8, 2, 1, 320, 128, 1, 1, CONTIG, 0, 1, 16}, DEFAULT, 0},
+    {{F16, 2, 4, 1, 3, 135, 64, 1, 1, LSESTRIDED, 0, 1, 5}, DEFAULT, 0},
+    {{F16, 2, 2, 2, 70, 96, 64, 1, 1, CONTIG, 0, 0, 16}, DEFAULT, 0},
+    {{BF16, 2, 2, 1, 50, 40, 96, 0, 1, DSTRIDE2, 0, 1, 1}, CONFIG(64, 32, 4, 2, 1, 1), 0},
+    {{F16, 1, 4, 2, 100, 256, 128, 1, 1, CONTIG, 0, 0, 128}, CONFIG_PACKED(64, 64, 4, 3, 0, 1), 0},
+    /* split-KV (decode defaults have split_kv=1; the cases above run them unsplit): parts merged by
+     * the combine kernel, packed and not, causal, d = 72/80 (the combine's lanes past the head dim),
+     * 256, sequences whose keys end before the last parts (varlen: those parts see nothing; the
+     * sequence with no keys at all ends as zeros), paged, parts of one tile, a strided LSE */
+    {{BF16, 2, 8, 2, 1, 300, 128, 1, 1, CONTIG, 0, 0, 0}, DEFAULT, 3},
+    {{F16, 1, 8, 1, 3, 130, 64, 1, 1, LSESTRIDED, 0, 0, 0}, DEFAULT, 3},
+    {{BF16, 2, 4, 4, 1, 500, 64, 0, 1, CONTIG, 0, 0, 0}, DEFAULT, 4},
+    {{F16, 1, 4, 2, 2, 200, 256, 1, 1, CONTIG, 0, 0, 0}, DEFAULT, 5},
+    {{BF16, 2, 4, 1, 1, 250, 80, 0, 1, CONTIG, 0, 0, 0}, DEFAULT, 3},
+    {{F16, 1, 2, 1, 4, 150, 72, 1, 0, CONTIG, 0, 0, 0}, DEFAULT, 2},
+    {{BF16, 4, 8, 2, 1, 300, 128, 1, 1, CONTIG, 0, 1, 0}, DEFAULT, 4},
+    {{BF16, 4, 8, 2, 1, 320, 128, 1, 1, CONTIG, 0, 1, 16}, DEFAULT, 3},
+    {{F16, 2, 4, 1, 3, 135, 64, 1, 1, LSESTRIDED, 0, 1, 5}, DEFAULT, 2},
+    {{F16, 1, 4, 2, 16, 333, 64, 1, 1, CONTIG, 0, 0, 0}, CONFIG_SPLIT(64, 32, 4, 2, 0, 1, 0), 6},
 };
 #define NUM_CASES ((int)(sizeof cases / sizeof cases[0]))
 
 /* A built kernel, kept for the cases that share its generated code (not in a sweep, where no two
  * cases do). */
 typedef struct built {
-  char key[512];
+  char key[600];
   emu_kernel *kernel;
   double seconds;
 } built;
-static built builds[NUM_CASES];
+static built builds[2 * NUM_CASES];
 static int build_count, sweeping;
 static double sweep_build_seconds;
 
@@ -262,12 +280,13 @@ static void check_coverage(void) {
         missing[0] ? "; never:" : "", missing);
 }
 
-static emu_kernel *kernel_for(const attention_key *key, const kernel_config *config, double *build_seconds,
-                              char *why, size_t why_size) {
-  char codegen[256], config_text[256], lookup[512];
+/* The kernel the runtime calls (suffix ""), or its module's combine kernel (GPU_COMBINE_SUFFIX). */
+static emu_kernel *kernel_for(const attention_key *key, const kernel_config *config, const char *suffix,
+                              double *build_seconds, char *why, size_t why_size) {
+  char codegen[256], config_text[256], lookup[sizeof builds[0].key];
   family->codegen_key(key, codegen, sizeof codegen);
   kernel_config_string(family, config, config_text, sizeof config_text);
-  snprintf(lookup, sizeof lookup, "%s|%s", codegen, config_text);
+  snprintf(lookup, sizeof lookup, "%s|%s|%s", codegen, config_text, suffix);
   for (int i = 0; i < build_count; i++)
     if (strcmp(builds[i].key, lookup) == 0) {
       *build_seconds = 0;
@@ -281,16 +300,19 @@ static emu_kernel *kernel_for(const attention_key *key, const kernel_config *con
   emu_kernel *kernel = NULL;
   fj_status status = jit_module_set_target(module, &nvptx);
   if (status == FJ_OK) status = family->generate(module, key, &nvptx, config, name);
+  int combine = suffix[0] != '\0';
+  char function[128];
+  snprintf(function, sizeof function, "%s%s", name, suffix);
   if (status != FJ_OK)
     snprintf(why, why_size, "generate: %s", fj_last_error());
   else
-    emu_kernel_build(module, &nvptx, name, family->block_threads(key, config), family->scratch_bytes(key, config),
-                     nvptx_o3, &kernel, why, why_size);
+    emu_kernel_build(module, &nvptx, function, combine ? 32 * GPU_COMBINE_WARPS : family->block_threads(key, config),
+                     combine ? 0 : family->scratch_bytes(key, config), nvptx_o3, &kernel, why, why_size);
   LLVMDisposeModule(module);
   LLVMContextDispose(ctx);
   *build_seconds = now_s() - start;
   if (sweeping) sweep_build_seconds += *build_seconds;
-  if (kernel && !sweeping && build_count < NUM_CASES) {
+  if (kernel && !sweeping && build_count < 2 * NUM_CASES) {
     snprintf(builds[build_count].key, sizeof builds[0].key, "%s", lookup);
     builds[build_count].kernel = kernel;
     builds[build_count++].seconds = *build_seconds;
@@ -333,10 +355,12 @@ static void run_case(int index, const emu_case *e) {
   if (e->config.values[0] == 0)
     family->default_config(&problem.key, &nvptx, &rk.config);
   else
-    for (int p = 0; p < 7; p++) rk.config.values[p] = e->config.values[p];
+    for (int p = 0; p < family->num_params; p++) rk.config.values[p] = e->config.values[p];
   kernel_config_string(family, &rk.config, config_text, sizeof config_text);
-  char line[600];
-  snprintf(line, sizeof line, "[%s%s] %s", config_text, e->config.values[0] == 0 ? " (default)" : "", name);
+  char line[600], split_text[32] = "";
+  if (e->splits > 0) snprintf(split_text, sizeof split_text, ", %d parts", e->splits);
+  snprintf(line, sizeof line, "[%s%s%s] %s", config_text, e->config.values[0] == 0 ? " (default)" : "", split_text,
+           name);
   const char *only = getenv("FJ_EMU_ONLY");
   if (only && *only && !strstr(line, only)) {
     case_tensors_free(c, &t);
@@ -353,7 +377,9 @@ static void run_case(int index, const emu_case *e) {
   emu_stats stats;
   memset(&stats, 0, sizeof stats);
   gpu_attention_params params;
-  emu_kernel *kernel = kernel_for(&problem.key, &rk.config, &build_seconds, why, sizeof why);
+  void *workspace = NULL;
+  size_t workspace_bytes = 0;
+  emu_kernel *kernel = kernel_for(&problem.key, &rk.config, "", &build_seconds, why, sizeof why), *combine = NULL;
   if (!kernel) {
     check(0, "%s: building the emulated kernel failed: %s", line, why);
     goto done;
@@ -362,23 +388,52 @@ static void run_case(int index, const emu_case *e) {
     check(0, "%s: runtime_gpu_params: %s", line, fj_last_error());
     goto done;
   }
-  emu_kernel_clear_regions(kernel);
-  add_region(kernel, &t.q, 0);
-  add_region(kernel, &t.k, 0);
-  add_region(kernel, &t.v, 0);
-  add_region(kernel, &t.o, 1);
-  if (c->lse) add_region(kernel, &t.lse, 1);
-  if (c->varlen) emu_kernel_add_region(kernel, t.seqlens, (size_t)c->batch * sizeof *t.seqlens, 0);
-  if (c->page_size > 0)
-    emu_kernel_add_region(kernel, t.table, (size_t)(c->batch * case_table_width(c)) * sizeof *t.table, 0);
-  start = now_s();
-  int rc = emu_kernel_launch(kernel, family->job_count(&problem, &rk.config), &params, sizeof params, &stats, why,
-                             sizeof why);
-  run_seconds = now_s() - start;
-  if (rc != 0) {
-    check(0, "%s: the emulator stopped the kernel: %s", line, why);
-    goto done;
+  /* A split launch, as runtime_launch_attention makes it: the parts into a poisoned workspace, o
+   * read-only for the first kernel (the parts must not write it), then the combine kernel. */
+  int64_t parts = 1;
+  if (e->splits > 0) {
+    int block_n = rk.config.values[1];
+    parts = runtime_gpu_split_params(&problem, block_n, e->splits, 0, &params);
+    workspace_bytes = runtime_gpu_split_bytes(&problem, parts);
+    workspace = malloc(workspace_bytes);
+    double combine_seconds = 0;
+    combine = kernel_for(&problem.key, &rk.config, GPU_COMBINE_SUFFIX, &combine_seconds, why, sizeof why);
+    build_seconds += combine_seconds;
+    if (workspace == NULL || combine == NULL || parts < 2) {
+      check(0, "%s: split into %d parts: %lld parts, %s", line, e->splits, (long long)parts,
+            combine == NULL ? why : "or no memory for the workspace");
+      goto done;
+    }
+    memset(workspace, 0xff, workspace_bytes);  /* NaN in every float */
+    runtime_gpu_split_params(&problem, block_n, e->splits, (uint64_t)(uintptr_t)workspace, &params);
   }
+  emu_kernel *launches[2] = {kernel, combine};
+  int64_t grids[2] = {family->job_count(&problem, &rk.config) * parts, runtime_gpu_combine_blocks(&problem)};
+  start = now_s();
+  for (int l = 0; l < (parts > 1 ? 2 : 1); l++) {
+    emu_kernel *run = launches[l];
+    emu_kernel_clear_regions(run);
+    add_region(run, &t.q, 0);
+    add_region(run, &t.k, 0);
+    add_region(run, &t.v, 0);
+    add_region(run, &t.o, parts == 1 || l == 1);
+    if (c->lse) add_region(run, &t.lse, parts == 1 || l == 1);
+    if (c->varlen) emu_kernel_add_region(run, t.seqlens, (size_t)c->batch * sizeof *t.seqlens, 0);
+    if (c->page_size > 0)
+      emu_kernel_add_region(run, t.table, (size_t)(c->batch * case_table_width(c)) * sizeof *t.table, 0);
+    if (workspace != NULL) emu_kernel_add_region(run, workspace, workspace_bytes, 1);
+    emu_stats one;
+    memset(&one, 0, sizeof one);
+    int rc = emu_kernel_launch(run, grids[l], &params, sizeof params, &one, why, sizeof why);
+    stats.blocks += one.blocks;
+    stats.copies += one.copies;
+    stats.warp_ops += one.warp_ops;
+    if (rc != 0) {
+      check(0, "%s: the emulator stopped the %s kernel: %s", line, l == 0 ? "attention" : "combine", why);
+      goto done;
+    }
+  }
+  run_seconds = now_s() - start;
   case_result r;
   if (!case_compare(c, &t, 1e-3, &r)) {
     check(0, "%s: reference failed (%s)", line, fj_last_error());
@@ -391,6 +446,7 @@ static void run_case(int index, const emu_case *e) {
         r.outside_o ? "" : " WROTE OUTSIDE o's ELEMENTS", r.outside_lse ? "" : " WROTE OUTSIDE lse's ELEMENTS",
         (long long)stats.blocks, (long long)stats.copies, (long long)stats.warp_ops, build_seconds, run_seconds);
 done:
+  free(workspace);
   if (sweeping) emu_kernel_free(kernel);
   case_tensors_free(c, &t);
 }
@@ -403,7 +459,7 @@ static void sweep(layout in) {
   for (int dtype = DTYPE_F16; dtype <= DTYPE_BF16; dtype++)
     for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++)
       for (int causal = 0; causal < 2; causal++) {
-        emu_case e = {{(dtype_id)dtype, 1, 2, 1, 70, 90, dims[d], causal, 1, in, 0, 0, 0}, DEFAULT};
+        emu_case e = {{(dtype_id)dtype, 1, 2, 1, 70, 90, dims[d], causal, 1, in, 0, 0, 0}, DEFAULT, 0};
         attention_key key;
         memset(&key, 0, sizeof key);
         key.dtype = dtype;

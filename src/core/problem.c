@@ -430,6 +430,42 @@ static fj_status core_check_block_table_entries(const core_arg *table, const cor
   return FJ_OK;
 }
 
+/* workspace: [bytes] uint8 on q's device, contiguous, 16-byte aligned, apart from every tensor the call
+ * reads or writes (others: the call's arguments; absent ones have t == NULL). */
+static fj_status core_check_workspace(core_arg *work, const core_arg *q, const core_arg *const *others, int count) {
+  fj_status s;
+  const DLTensor *t = work->t;
+  if (t->ndim != 1)
+    return core_error(FJ_INVALID_ARGUMENT, "workspace.ndim=%d: expected 1 ([bytes] uint8)", t->ndim);
+  if (t->shape == NULL) return core_error(FJ_INVALID_ARGUMENT, "workspace.shape is NULL");
+  if (t->dtype.code != kDLUInt || t->dtype.bits != 8 || t->dtype.lanes != 1) {
+    char text[48];
+    core_format_dlpack_type(t->dtype, text, sizeof text);
+    return core_error(FJ_INVALID_ARGUMENT, "workspace.dtype is %s; expected uint8", text);
+  }
+  if ((s = core_check_same_device(work, q)) != FJ_OK) return s;
+  if (t->shape[0] < 0)
+    return core_error(FJ_INVALID_ARGUMENT, "workspace.shape[0]=%" PRId64 " is negative", t->shape[0]);
+  if (t->strides != NULL && t->shape[0] > 1 && t->strides[0] != 1)
+    return core_error(FJ_INVALID_ARGUMENT, "workspace.strides[0]=%" PRId64 ": must be 1 (contiguous bytes)",
+                      t->strides[0]);
+  if (t->shape[0] > 0 && t->data == NULL) return core_error(FJ_INVALID_ARGUMENT, "workspace.data is NULL");
+  if (t->byte_offset > (uint64_t)INT64_MAX)
+    return core_error(FJ_INVALID_ARGUMENT, "workspace.byte_offset=%" PRIu64 " is too large", t->byte_offset);
+  work->first = (uintptr_t)t->data + (uintptr_t)t->byte_offset;
+  if (t->shape[0] > 0 && work->first % 16 != 0)
+    return core_error(FJ_INVALID_ARGUMENT,
+                      "workspace starts at 0x%" PRIxPTR " (data + byte_offset): must be 16-byte aligned", work->first);
+  if ((uint64_t)t->shape[0] > (uint64_t)(UINTPTR_MAX - work->first))
+    return core_error(FJ_INVALID_ARGUMENT, "workspace.shape[0]=%" PRId64 " bytes from 0x%" PRIxPTR " overflow the address space",
+                      t->shape[0], work->first);
+  work->end = work->first + (uintptr_t)t->shape[0];
+  work->elements = t->shape[0];
+  for (int i = 0; i < count; i++)
+    if (others[i]->t != NULL && (s = core_check_disjoint(work, others[i])) != FJ_OK) return s;
+  return FJ_OK;
+}
+
 /* The end of the part of args a caller must have: every field this version reads. */
 #define CORE_ARGS_MIN_SIZE (offsetof(fj_attention_args, stream) + sizeof(void *))
 
@@ -450,6 +486,8 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
     lens.t = args->seqlens_kv;
   if (args->struct_size >= offsetof(fj_attention_args, block_table) + sizeof(const DLTensor *))
     table.t = args->block_table;
+  core_arg work = {.name = "workspace", .t = NULL};
+  if (args->struct_size >= offsetof(fj_attention_args, workspace) + sizeof(DLTensor *)) work.t = args->workspace;
   int paged = table.t != NULL;
 
   core_arg q = {.name = "q", .t = args->q}, k = {.name = "k", .t = args->k};
@@ -548,6 +586,10 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
   if (lens.t != NULL && (s = core_check_seqlens_kv(&lens, &q, seqlen_kv, seqlen_kv_is, &o, &lse)) != FJ_OK)
     return s;
   if (paged && (s = core_check_block_table_entries(&table, &k, &lens)) != FJ_OK) return s;
+  if (work.t != NULL) {
+    const core_arg *const others[] = {&q, &k, &v, &o, &lse, &lens, &table};
+    if ((s = core_check_workspace(&work, &q, others, 7)) != FJ_OK) return s;
+  }
 
   attention_problem p;
   memset(&p, 0, sizeof p);
@@ -580,6 +622,10 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
     p.block_table_stride[0] = table.stride[0];
     p.block_table_stride[1] = table.stride[1];
     p.pages = ks[0];
+  }
+  if (work.t != NULL && work.elements > 0) {
+    p.workspace = (void *)work.first;
+    p.workspace_bytes = work.elements;
   }
   p.device = q.t->device;
   *out = p;

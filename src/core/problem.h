@@ -48,6 +48,9 @@ typedef struct attention_problem {
   const int32_t *block_table;
   int64_t block_table_stride[2];
   int64_t pages;
+  /* fj_attention_args.workspace: caller scratch on the device (NULL, 0 when none) */
+  void *workspace;
+  int64_t workspace_bytes;
   DLDevice device;      /* where the tensors live */
 } attention_problem;
 

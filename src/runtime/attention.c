@@ -2,6 +2,7 @@
  * the tensors live where the context's device can reach them, answers the empty cases without a
  * kernel, and otherwise finds the kernel (table -> disk cache -> JIT) and launches it. */
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "core/error.h"
@@ -90,4 +91,25 @@ fj_status fj_attention_forward(fj_context *context, const fj_attention_args *arg
   status = runtime_get_kernel(context, &problem, NULL, &kernel);
   if (status != FJ_OK) return status;
   return runtime_launch_attention(context, kernel, &problem, args->stream);
+}
+
+fj_status fj_attention_workspace_size(fj_context *context, const fj_attention_args *args, size_t *bytes) {
+  core_error_clear();
+  if (bytes == NULL) return core_error(FJ_INVALID_ARGUMENT, "bytes is NULL");
+  *bytes = 0;
+  if (context == NULL) return core_error(FJ_INVALID_ARGUMENT, "context is NULL");
+  if (args == NULL) return core_error(FJ_INVALID_ARGUMENT, "args is NULL");
+  attention_problem problem;
+  fj_status status = core_validate_attention(args, &problem);
+  if (status != FJ_OK) return status;
+  status = runtime_check_device(context, &problem);
+  if (status != FJ_OK) return status;
+  /* only GPU launches split into a workspace (the CPU allocates its own parts) */
+  if (context->backend->device_type == kDLCPU || problem.batch * problem.key.heads * problem.seqlen_q == 0) return FJ_OK;
+  runtime_kernel *kernel = NULL;
+  status = runtime_get_kernel(context, &problem, NULL, &kernel);
+  if (status != FJ_OK) return status;
+  int64_t splits = 1;
+  runtime_gpu_split_plan(context, kernel, &problem, SIZE_MAX, &splits, bytes);
+  return FJ_OK;
 }

@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "core/hash.h"
 #include "core/log.h"
+#include "kernels/attention_fwd_gpu_abi.h"
 #include "runtime/runtime_internal.h"
 
 static double runtime_now_ms(void) {
@@ -172,9 +173,10 @@ static char *runtime_cache_key(const fj_context *context, const attention_proble
 
 /* ---- getting a binary and loading it ---- */
 
-static fj_status runtime_load_binary(fj_context *context, const void *binary, size_t size,
-                                     const char *function_name, const char *cache_key, void **module,
-                                     void **function) {
+static fj_status runtime_load_binary(fj_context *context, const kernel_config *config, const void *binary,
+                                     size_t size, const char *function_name, const char *cache_key,
+                                     runtime_module *out) {
+  void **module = &out->module, **function = &out->function;
   /* A unique name per load: the same binary may be loaded by several contexts in one process. */
   static atomic_uint_fast64_t load_counter;
   char name[128], hash_hex[17];
@@ -187,6 +189,12 @@ static fj_status runtime_load_binary(fj_context *context, const void *binary, si
   fj_status status = backend->module_load(context->device, binary, size, name, module);
   if (status != FJ_OK) return status;
   status = backend->module_function(*module, function_name, function);
+  out->combine_function = NULL;
+  if (status == FJ_OK && context->family->splits_kv != NULL && context->family->splits_kv(config)) {
+    char combine[160];
+    snprintf(combine, sizeof combine, "%s%s", function_name, GPU_COMBINE_SUFFIX);
+    status = backend->module_function(*module, combine, &out->combine_function);
+  }
   if (status != FJ_OK) {
     backend->module_unload(*module);
     *module = NULL;
@@ -229,8 +237,7 @@ static fj_status runtime_obtain_module(fj_context *context, const attention_prob
     void *data = NULL;
     size_t size = 0;
     if (bincache_load(context->cache_dir, cache_key, backend->binary_kind, &data, &size)) {
-      fj_status status = runtime_load_binary(context, data, size, function_name, cache_key,
-                                             &out->module, &out->function);
+      fj_status status = runtime_load_binary(context, config, data, size, function_name, cache_key, out);
       free(data);
       if (status == FJ_OK) {
         out->compile_ms = runtime_now_ms() - start;
@@ -268,8 +275,7 @@ static fj_status runtime_obtain_module(fj_context *context, const attention_prob
       core_error_clear();
     }
   }
-  status = runtime_load_binary(context, object.data, object.size, function_name, cache_key,
-                               &out->module, &out->function);
+  status = runtime_load_binary(context, config, object.data, object.size, function_name, cache_key, out);
   jit_buffer_free(&object);
   if (status != FJ_OK) return status;
   out->compile_ms = runtime_now_ms() - start;
@@ -335,6 +341,7 @@ static fj_status runtime_build(fj_context *context, const attention_problem *pro
   /* Entries share the module; the module list owns it. */
   kernel->module = found->module;
   kernel->function = found->function;
+  kernel->combine_function = found->combine_function;
   if (shared) {
     snprintf(kernel->source, sizeof kernel->source, "memory");
     kernel->compile_ms = 0.0;

@@ -1,8 +1,9 @@
 /* launch.c: turns a validated problem and a loaded kernel into a launch: the kernel's parameter block
  * (the CPU ABI of kernels/attention_fwd_cpu_abi.h, or the GPU one of kernels/attention_fwd_gpu_abi.h,
- * chosen by the family's backend), its job count, block size and scratch, handed to the backend. Runs
- * on every call: it fills structs on the stack and allocates nothing, but for the workspace of a CPU
- * split-KV launch (a few outputs' worth, freed before it returns). */
+ * chosen by the family's backend), its job count, block size and scratch, handed to the backend (and
+ * on a GPU, for a split-KV launch, the combine kernel after it). Runs on every call: it fills structs
+ * on the stack and allocates nothing, but for the workspace of a CPU split-KV launch (a few outputs'
+ * worth, freed before it returns; a GPU launch uses the caller's). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,13 +105,38 @@ fj_status runtime_gpu_params(const runtime_kernel *kernel, const attention_probl
                       (long long)(fields.seqlen_q * group));
   /* Divisors of a block index below 2^31 (the backend refuses larger grids); 1 stands in for an
    * empty problem's 0, which launches nothing. */
-  int64_t divisors[3] = {fields.q_tiles, pack ? fields.kv_heads : fields.heads, group};
-  for (int i = 0; i < 3; i++)
+  int64_t divisors[5] = {fields.q_tiles, pack ? fields.kv_heads : fields.heads, group, fields.seqlen_q, fields.heads};
+  for (int i = 0; i < 5; i++)
     if (divisors[i] < 1 || divisors[i] > INT32_MAX) divisors[i] = 1;
   params->q_tiles_divider = gpu_divider_for((uint32_t)divisors[0]);
   params->heads_divider = gpu_divider_for((uint32_t)divisors[1]);
   params->group_divider = gpu_divider_for((uint32_t)divisors[2]);
+  params->seqlen_q_divider = gpu_divider_for((uint32_t)divisors[3]);
+  params->query_heads_divider = gpu_divider_for((uint32_t)divisors[4]);
+  /* one part, all of a job's tiles (runtime_gpu_split_params cuts them) */
+  params->kv_splits = 1;
+  params->kv_split_tiles = INT32_MAX;
+  params->kv_splits_divider = gpu_divider_for(1);
   return FJ_OK;
+}
+
+void runtime_gpu_split_plan(const fj_context *context, const runtime_kernel *kernel, const attention_problem *problem,
+                            size_t workspace_bytes, int64_t *splits, size_t *bytes) {
+  *splits = 1;
+  *bytes = 0;
+  if (kernel->combine_function == NULL) return;
+  const kernel_family *family = kernel->family;
+  int block_m = runtime_config_value(family, &kernel->config, "block_m");
+  int block_n = runtime_config_value(family, &kernel->config, "block_n");
+  int pack = runtime_config_value(family, &kernel->config, "pack_gqa") == 1;
+  /* the combine divides rows, and the kernel block indices, in 32 bits */
+  int64_t rows = problem->batch * problem->key.heads * problem->seqlen_q;
+  if (block_m < 1 || rows > INT32_MAX) return;
+  int64_t jobs = kernel_row_tile_jobs(problem, block_m, pack);
+  int64_t parts = runtime_gpu_kv_splits(context->info.compute_units, jobs, problem, block_n, workspace_bytes);
+  if (parts < 2 || jobs * parts > INT32_MAX) return;
+  *splits = parts;
+  *bytes = runtime_gpu_split_bytes(problem, parts);
 }
 
 /* A CPU launch; with fewer jobs than worker threads (a decode step: batch x KV heads jobs) each job's
@@ -168,7 +194,21 @@ fj_status runtime_launch_attention(fj_context *context, const runtime_kernel *ke
                         launch.block_threads);
     launch.params = &params;
     launch.params_size = sizeof params;
-    return context->backend->launch(context->device, kernel->function, &launch, stream);
+    /* Split-KV: with a workspace, a launch that would leave SMs idle runs each job's keys as parts, and
+     * the combine kernel merges them after it on the same stream. */
+    int64_t splits = 1;
+    size_t bytes = 0;
+    if (problem->workspace != NULL)
+      runtime_gpu_split_plan(context, kernel, problem, (size_t)problem->workspace_bytes, &splits, &bytes);
+    if (splits > 1)
+      splits = runtime_gpu_split_params(problem, runtime_config_value(family, &kernel->config, "block_n"), splits,
+                                        (uint64_t)(uintptr_t)problem->workspace, &params);
+    launch.jobs *= splits;
+    status = context->backend->launch(context->device, kernel->function, &launch, stream);
+    if (status != FJ_OK || splits == 1) return status;
+    backend_launch combine = {.jobs = runtime_gpu_combine_blocks(problem), .block_threads = 32 * GPU_COMBINE_WARPS,
+                              .scratch_bytes = 0, .params = &params, .params_size = sizeof params};
+    return context->backend->launch(context->device, kernel->combine_function, &combine, stream);
   }
   return core_error(FJ_UNSUPPORTED, "no parameter block for %s kernels on the %s backend yet",
                     family->name, context->backend->name);

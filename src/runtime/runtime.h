@@ -13,6 +13,9 @@ typedef struct runtime_kernel {
   kernel_config config;
   void *module;
   void *function;
+  /* (NULL unless the config may split its keys over blocks: kernel_family.splits_kv) the kernel that
+   * merges the parts, from the same module */
+  void *combine_function;
   char source[16];       /* how it was obtained: "jit", "disk", for logs and bench */
   char config_source[16]; /* where the config came from: "explicit" (the caller's), "tuned" (the tuning
                              database's winner for this key), "tuned-nearest" (its winner for the nearest

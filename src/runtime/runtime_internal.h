@@ -1,7 +1,8 @@
 /* runtime_internal.h: the layout of fj_context, shared by the runtime's own files (context.c,
  * kernel_table.c, attention.c, launch.c) and by nothing else: other layers use runtime.h's accessors.
- * The one exception is runtime_gpu_params, which tests/test_attention_nvptx_emu.c calls so that the
- * kernel it emulates gets exactly the parameter block a launch would pass. */
+ * The one exception is runtime_gpu_params (and the split's runtime_gpu_*), which
+ * tests/test_attention_nvptx_emu.c calls so that the kernel it emulates gets exactly the parameter
+ * block a launch would pass. */
 #ifndef FJ_RUNTIME_INTERNAL_H
 #define FJ_RUNTIME_INTERNAL_H
 #include <limits.h>
@@ -18,6 +19,7 @@ typedef struct runtime_module {
   char *cache_key;
   void *module;
   void *function;
+  void *combine_function;  /* a split-KV config's second kernel (GPU_COMBINE_SUFFIX), else NULL */
   char source[16];     /* "jit" or "disk"; a table entry that reuses it says "memory" */
   double compile_ms;
 } runtime_module;
@@ -65,8 +67,26 @@ int64_t runtime_kv_splits(int workers, int64_t jobs, int64_t seqlen_kv, int bloc
 fj_status runtime_combine_kv_splits(const attention_problem *problem, int64_t splits, const float *o_partial,
                                     const float *lse_partial);
 
+/* split_kv.c, GPU: how many parts to cut each job's keys into so that `jobs` blocks fill `sms` SMs
+ * (1: none), given the kernel's key tile and at most workspace_bytes of workspace. */
+int64_t runtime_gpu_kv_splits(int sms, int64_t jobs, const attention_problem *problem, int block_n,
+                              size_t workspace_bytes);
+/* The workspace `splits` parts of the problem take: fp32 outputs and LSEs of every row of each part. */
+size_t runtime_gpu_split_bytes(const attention_problem *problem, int64_t splits);
+/* Makes params (runtime_gpu_params') those of a launch cut into at most `splits` parts of whole key
+ * tiles, the parts' results in workspace (a device address of runtime_gpu_split_bytes(splits) bytes);
+ * returns the parts it cut (tiles shared evenly may need fewer; 1: params unchanged). */
+int64_t runtime_gpu_split_params(const attention_problem *problem, int block_n, int64_t splits, uint64_t workspace,
+                                 gpu_attention_params *params);
+/* Blocks of the combine kernel for the problem: one warp per row of batch x heads x seqlen_q. */
+int64_t runtime_gpu_combine_blocks(const attention_problem *problem);
+
 /* launch.c: the parameter block of a GPU kernel (kernels/attention_fwd_gpu_abi.h) for a validated
- * problem; kernel->family and kernel->config are all it reads of the kernel. */
+ * problem, unsplit; kernel->family and kernel->config are all it reads of the kernel. */
 fj_status runtime_gpu_params(const runtime_kernel *kernel, const attention_problem *problem,
                              gpu_attention_params *params);
+/* launch.c: the split a GPU launch of kernel on problem would make with workspace_bytes of workspace
+ * on the context's device: *splits parts (1: none) of *bytes of workspace (0 when none). */
+void runtime_gpu_split_plan(const fj_context *context, const runtime_kernel *kernel, const attention_problem *problem,
+                            size_t workspace_bytes, int64_t *splits, size_t *bytes);
 #endif

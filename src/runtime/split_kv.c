@@ -1,8 +1,10 @@
-/* split_kv.c: split-KV for the CPU forward. A decode step has few jobs (batch x KV heads, one tile of
- * rows each), often fewer than the worker threads; cutting each job's keys into parts gives every
- * thread a part, each part leaving its own output and LSE, which this file then combines:
+/* split_kv.c: split-KV. A decode step has few jobs (batch x KV heads, one tile of rows each), often
+ * fewer than the CPU's worker threads or a GPU's SMs; cutting each job's keys into parts gives every
+ * thread (SM) a part, each part leaving its own output and LSE, which are then combined:
  *     O = sum_i 2^(lse_i - m) O_i / sum_i 2^(lse_i - m),   LSE = (m + log2 sum_i 2^(lse_i - m)) ln 2,
- * with m the largest lse_i (base 2), exactly the online softmax's merge of two partial results. */
+ * with m the largest lse_i (base 2), exactly the online softmax's merge of two partial results. On the
+ * CPU this file combines them; on a GPU it plans the parts, and the kernel module's combine kernel
+ * merges them on the device. */
 #include <math.h>
 #include <stdint.h>
 
@@ -61,4 +63,53 @@ fj_status runtime_combine_kv_splits(const attention_problem *problem, int64_t sp
         }
       }
   return FJ_OK;
+}
+
+/* ---- GPU: the parts are blocks of their own, merged by the module's combine kernel ---- */
+
+/* Parts of at least this many keys (each part pays for its Q tile, its epilogue and its share of the
+ * combine), and at most this many parts (the workspace grows with them). */
+#define GPU_SPLIT_MIN_KEYS 256
+#define GPU_SPLIT_MAX 128
+
+int64_t runtime_gpu_kv_splits(int sms, int64_t jobs, const attention_problem *problem, int block_n,
+                              size_t workspace_bytes) {
+  if (sms < 2 || jobs < 1 || jobs >= sms || block_n < 1 || problem->seqlen_kv < 2 * GPU_SPLIT_MIN_KEYS) return 1;
+  /* one wave: every SM gets a block (a decode step of batch x KV heads blocks leaves most idle) */
+  int64_t splits = (sms + jobs - 1) / jobs;
+  int64_t by_keys = problem->seqlen_kv / GPU_SPLIT_MIN_KEYS;
+  if (splits > by_keys) splits = by_keys;
+  if (splits > GPU_SPLIT_MAX) splits = GPU_SPLIT_MAX;
+  size_t per_part = runtime_gpu_split_bytes(problem, 1);
+  if (per_part == 0) return 1;
+  if ((size_t)splits > workspace_bytes / per_part) splits = (int64_t)(workspace_bytes / per_part);
+  return splits < 2 ? 1 : splits;
+}
+
+static int64_t gpu_split_rows(const attention_problem *problem) {
+  return problem->batch * problem->key.heads * problem->seqlen_q;
+}
+
+size_t runtime_gpu_split_bytes(const attention_problem *problem, int64_t splits) {
+  return (size_t)splits * (size_t)gpu_split_rows(problem) * ((size_t)problem->key.head_dim + 1) * sizeof(float);
+}
+
+int64_t runtime_gpu_split_params(const attention_problem *problem, int block_n, int64_t splits, uint64_t workspace,
+                                 gpu_attention_params *params) {
+  int64_t tiles = (problem->seqlen_kv + block_n - 1) / block_n;
+  if (splits < 2 || tiles < 2) return 1;
+  int64_t per_part = (tiles + splits - 1) / splits;
+  splits = (tiles + per_part - 1) / per_part;
+  if (splits < 2) return 1;
+  int64_t rows = gpu_split_rows(problem);
+  params->kv_splits = splits;
+  params->kv_split_tiles = per_part;
+  params->kv_splits_divider = gpu_divider_for((uint32_t)splits);
+  params->o_partial = workspace;
+  params->lse_partial = workspace + (uint64_t)splits * (uint64_t)rows * (uint64_t)problem->key.head_dim * sizeof(float);
+  return splits;
+}
+
+int64_t runtime_gpu_combine_blocks(const attention_problem *problem) {
+  return (gpu_split_rows(problem) + GPU_COMBINE_WARPS - 1) / GPU_COMBINE_WARPS;
 }

@@ -230,6 +230,12 @@ LLVMValueRef tile_gpu_block_index_opaque(tile_gpu *tg) {
   return LLVMBuildZExt(B(tg), cuda_ir_opaque(&tg->ir, cuda_ir_block_index(&tg->ir)), tg->tb.i64, "");
 }
 LLVMValueRef tile_gpu_lg2(tile_gpu *tg, LLVMValueRef x) { return cuda_ir_lg2(&tg->ir, x); }
+LLVMValueRef tile_gpu_exp2(tile_gpu *tg, LLVMValueRef x) { return cuda_ir_ex2(&tg->ir, x); }
+
+void tile_gpu_store_element(tile_gpu *tg, LLVMValueRef base, LLVMValueRef index, LLVMValueRef value) {
+  LLVMValueRef narrow = LLVMBuildFPTrunc(B(tg), value, operand_type(tg), "");
+  LLVMBuildStore(B(tg), LLVMBuildBitCast(B(tg), narrow, tg->tb.i16, ""), tile_gpu_element_address(tg, base, index));
+}
 
 LLVMValueRef tile_gpu_divide(tile_gpu *tg, LLVMValueRef n, LLVMValueRef magic, LLVMValueRef shift) {
   LLVMBuilderRef b = B(tg);
@@ -253,6 +259,7 @@ void tile_gpu_global_init(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef base
   view->group = view->group_stride = view->group_magic = view->group_shift = NULL;
   view->page_size = 0;
   view->table = view->table_stride = view->page_stride = view->pages = NULL;
+  view->f32 = 0;
   if (!allow_vector) return;
   /* 16-byte copies need every row start 16-byte aligned: the base address and the row stride (in
    * bytes) both multiples of 16, and columns contiguous. */
@@ -804,6 +811,10 @@ static void store_acc_rows(tile_gpu *tg, const tile_gpu_acc *acc, const tile_gpu
       for (int j = 0; j < 2; j++) {
         LLVMValueRef col_j = LLVMBuildAdd(b, column, tile_i64(tb, j), "");
         LLVMValueRef index = LLVMBuildAdd(b, row_start, LLVMBuildMul(b, col_j, dst->col_stride, ""), "");
+        if (dst->f32) {
+          LLVMBuildStore(b, x[j], LLVMBuildGEP2(b, tb->f32, dst->base, &index, 1, ""));
+          continue;
+        }
         LLVMValueRef narrow = LLVMBuildFPTrunc(b, x[j], operand_type(tg), "");
         LLVMBuildStore(b, LLVMBuildBitCast(b, narrow, tb->i16, ""), tile_gpu_element_address(tg, dst->base, index));
       }

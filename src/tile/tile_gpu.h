@@ -115,6 +115,8 @@ typedef struct tile_gpu_global {
    * table[(r / page_size) * table_stride], pages page_stride elements apart. */
   int page_size;
   LLVMValueRef table, table_stride, page_stride, pages;        /* ptr addrspace(1) to i32, i64 x 3 */
+  /* 1: the elements are fp32 (a split-KV part's output), stored unrounded; 0: the operand dtype */
+  int f32;
 } tile_gpu_global;
 
 /* Fills *view for the tensor at base (ptr addrspace(1), already offset to element (0, 0)); vector_ok
@@ -220,7 +222,8 @@ void tile_gpu_rows_reciprocal_or_zero(tile_gpu *tg, const tile_gpu_rows *in, til
 /* out[r] = in[r] when finite-or-+inf, `replacement` where in[r] is -inf. */
 void tile_gpu_rows_replace_neg_inf(tile_gpu *tg, const tile_gpu_rows *in, float replacement, tile_gpu_rows *out);
 
-/* Stores acc[r][c] * row_scale[r] (row_scale may be NULL), rounded to the dtype, to dst element
+/* Stores acc[r][c] * row_scale[r] (row_scale may be NULL), rounded to the dtype (or as fp32 where
+ * dst->f32), to dst element
  * (first_row + r, c) for rows < dst->rows and c < dst->cols; acc rows start at block row warp_row0.
  * Column pairs go out as one 4-byte store where dst->vector_ok holds at run time. */
 void tile_gpu_store(tile_gpu *tg, const tile_gpu_acc *acc, const tile_gpu_rows *row_scale,
@@ -231,6 +234,9 @@ void tile_gpu_store_rows(tile_gpu *tg, const tile_gpu_rows *rows, const tile_gpu
                          LLVMValueRef first_row, LLVMValueRef warp_row0);
 
 /* Scalar helpers the kernel needs beside tiles. */
+/* Stores f32 value, rounded to the operand dtype, at element index (i64) of base. */
+void tile_gpu_store_element(tile_gpu *tg, LLVMValueRef base, LLVMValueRef index, LLVMValueRef value);
+LLVMValueRef tile_gpu_exp2(tile_gpu *tg, LLVMValueRef x);  /* ex2.approx: 2^-inf is +0 */
 LLVMValueRef tile_gpu_lg2(tile_gpu *tg, LLVMValueRef x);
 /* n / d for i32 n in [0, 2^31) without a divide: (umulhi(n, magic) + n) >> shift, with the magic and
  * shift the host worked out for d (Granlund and Montgomery's round-up method; i32 values). */

@@ -1,0 +1,126 @@
+/* attention_fwd_nvptx_combine.c: the second kernel of a split-KV launch. Each part of a row's keys left
+ * its output O_i (normalized by its own sum) and its base-2 LSE lse_i; the row's result is the online
+ * softmax's merge of them, with m the largest lse_i:
+ *     O = sum_i 2^(lse_i - m) O_i / sum_i 2^(lse_i - m),   LSE = (m + log2 sum_i 2^(lse_i - m)) ln 2.
+ * A part that saw no key (lse_i = -inf) weighs 0, and a row no part saw ends as 0 (LSE -inf), as
+ * everywhere else. One warp per row, its lanes over the head dim (consecutive lanes, consecutive
+ * columns: the parts' rows are read coalesced); the few parts' LSEs are read by every lane. */
+#include "kernels/attention_fwd_nvptx_combine.h"
+
+#include <math.h>
+#include <stddef.h>
+
+#include "kernels/attention_fwd_gpu_abi.h"
+#include "tile/tile_gpu.h"
+
+#define P_OFF(field) offsetof(gpu_attention_params, field)
+#define MAX_COLUMN_STEPS 8 /* head dims up to 256 over 32 lanes */
+
+static LLVMValueRef divide_by(tile_gpu *tg, LLVMValueRef n, size_t divider) {
+  return tile_gpu_divide(tg, n, tile_gpu_param_i32(tg, divider + offsetof(gpu_divider, magic)),
+                         tile_gpu_param_i32(tg, divider + offsetof(gpu_divider, shift)));
+}
+
+/* stride[i] of a parameter array of four int64 strides */
+static LLVMValueRef stride_of(tile_gpu *tg, size_t strides, int i) {
+  return tile_gpu_param_i64(tg, strides + (size_t)i * sizeof(int64_t));
+}
+
+fj_status attention_fwd_nvptx_generate_combine(LLVMModuleRef module, const attention_key *key,
+                                               const jit_target *target, const char *name) {
+  const int D = key->head_dim, steps = (D + 31) / 32;
+  tile_gpu tgs, *tg = &tgs;
+  tile_gpu_begin(tg, module, target, name, sizeof(gpu_attention_params), (dtype_id)key->dtype, GPU_COMBINE_WARPS);
+  tile_builder *tb = &tg->tb;
+  LLVMBuilderRef ir = tb->b;
+
+  LLVMValueRef batch = tile_gpu_param_i64(tg, P_OFF(batch)), heads = tile_gpu_param_i64(tg, P_OFF(heads));
+  LLVMValueRef seqlen_q = tile_gpu_param_i64(tg, P_OFF(seqlen_q)), parts = tile_gpu_param_i64(tg, P_OFF(kv_splits));
+  LLVMValueRef rows = tile_mul(tb, tile_mul(tb, batch, heads), seqlen_q);
+  LLVMValueRef row = tile_add(tb, tile_mul(tb, tile_gpu_block_index(tg), tile_i64(tb, GPU_COMBINE_WARPS)),
+                              LLVMBuildZExt(ir, tg->warp, tb->i64, ""));
+  tile_if inside;
+  tile_if_begin(tb, &inside, tile_lt(tb, row, rows));
+
+  LLVMValueRef lse_partial = tile_gpu_param_global(tg, P_OFF(lse_partial));
+  LLVMValueRef o_partial = tile_gpu_param_global(tg, P_OFF(o_partial));
+#define PART_LSE(part) \
+  LLVMBuildLoad2(ir, tb->f32, LLVMBuildGEP2(ir, tb->f32, lse_partial, (LLVMValueRef[]){tile_add(tb, tile_mul(tb, (part), rows), row)}, 1, ""), "")
+
+  /* m: the largest part LSE (-inf when no part saw a key) */
+  LLVMValueRef max = tile_var(tb, tb->f32, tile_f32(tb, -INFINITY), "max");
+  tile_loop scan;
+  LLVMValueRef part = tile_for(tb, &scan, tile_i64(tb, 0), parts, tile_i64(tb, 1), "part");
+  {
+    LLVMValueRef lse = PART_LSE(part), m = tile_get(tb, max);
+    tile_set(tb, max, LLVMBuildSelect(ir, LLVMBuildFCmp(ir, LLVMRealOGT, lse, m, ""), lse, m, ""));
+  }
+  tile_end_for(tb, &scan);
+  LLVMValueRef m = tile_get(tb, max);
+  LLVMValueRef base = LLVMBuildSelect(ir, LLVMBuildFCmp(ir, LLVMRealOEQ, m, tile_f32(tb, -INFINITY), ""),
+                                      tile_f32(tb, 0.0f), m, "");
+
+  /* sum_i w_i and sum_i w_i O_i, this lane's columns lane, lane + 32, ... */
+  LLVMValueRef lane = LLVMBuildZExt(ir, tg->lane, tb->i64, "");
+  LLVMValueRef sum = tile_var(tb, tb->f32, tile_f32(tb, 0.0f), "sum"), acc[MAX_COLUMN_STEPS];
+  for (int c = 0; c < steps; c++) acc[c] = tile_var(tb, tb->f32, tile_f32(tb, 0.0f), "acc");
+  tile_loop merge;
+  part = tile_for(tb, &merge, tile_i64(tb, 0), parts, tile_i64(tb, 1), "part");
+  {
+    LLVMValueRef weight = tile_gpu_exp2(tg, LLVMBuildFSub(ir, PART_LSE(part), base, ""));
+    tile_set(tb, sum, LLVMBuildFAdd(ir, tile_get(tb, sum), weight, ""));
+    LLVMValueRef part_row = tile_mul(tb, tile_add(tb, tile_mul(tb, part, rows), row), tile_i64(tb, D));
+    for (int c = 0; c < steps; c++) {
+      LLVMValueRef column = tile_add(tb, lane, tile_i64(tb, 32 * c));
+      tile_if in_row;
+      if ((c + 1) * 32 > D) tile_if_begin(tb, &in_row, tile_lt(tb, column, tile_i64(tb, D)));
+      LLVMValueRef at = tile_add(tb, part_row, column);
+      LLVMValueRef x = LLVMBuildLoad2(ir, tb->f32, LLVMBuildGEP2(ir, tb->f32, o_partial, &at, 1, ""), "");
+      tile_set(tb, acc[c], LLVMBuildFAdd(ir, tile_get(tb, acc[c]), LLVMBuildFMul(ir, weight, x, ""), ""));
+      if ((c + 1) * 32 > D) tile_if_end(tb, &in_row);
+    }
+  }
+  tile_end_for(tb, &merge);
+#undef PART_LSE
+
+  /* the row's (batch, head, position): row = (b * heads + h) * seqlen_q + position */
+  LLVMValueRef row32 = LLVMBuildTrunc(ir, row, tb->i32, "");
+  LLVMValueRef bh = divide_by(tg, row32, P_OFF(seqlen_q_divider));
+  LLVMValueRef position = LLVMBuildSub(ir, row32, LLVMBuildMul(ir, bh, LLVMBuildTrunc(ir, seqlen_q, tb->i32, ""), ""), "");
+  LLVMValueRef b = divide_by(tg, bh, P_OFF(query_heads_divider));
+  LLVMValueRef h = LLVMBuildSub(ir, bh, LLVMBuildMul(ir, b, LLVMBuildTrunc(ir, heads, tb->i32, ""), ""), "");
+  b = LLVMBuildZExt(ir, b, tb->i64, "");
+  h = LLVMBuildZExt(ir, h, tb->i64, "");
+  position = LLVMBuildZExt(ir, position, tb->i64, "");
+
+  LLVMValueRef total = tile_get(tb, sum);
+  LLVMValueRef seen = LLVMBuildFCmp(ir, LLVMRealOGT, total, tile_f32(tb, 0.0f), "");
+  LLVMValueRef inverse = LLVMBuildSelect(ir, seen, LLVMBuildFDiv(ir, tile_f32(tb, 1.0f), total, ""), tile_f32(tb, 0.0f), "");
+  LLVMValueRef o = tile_gpu_param_global(tg, P_OFF(o));
+  LLVMValueRef o_row = tile_add(tb, tile_add(tb, tile_mul(tb, b, stride_of(tg, P_OFF(o_stride), 0)),
+                                             tile_mul(tb, position, stride_of(tg, P_OFF(o_stride), 1))),
+                                tile_mul(tb, h, stride_of(tg, P_OFF(o_stride), 2)));
+  for (int c = 0; c < steps; c++) {
+    LLVMValueRef column = tile_add(tb, lane, tile_i64(tb, 32 * c));
+    tile_if in_row;
+    if ((c + 1) * 32 > D) tile_if_begin(tb, &in_row, tile_lt(tb, column, tile_i64(tb, D)));
+    LLVMValueRef at = tile_add(tb, o_row, tile_mul(tb, column, stride_of(tg, P_OFF(o_stride), 3)));
+    tile_gpu_store_element(tg, o, at, LLVMBuildFMul(ir, tile_get(tb, acc[c]), inverse, ""));
+    if ((c + 1) * 32 > D) tile_if_end(tb, &in_row);
+  }
+  if (key->has_lse) {
+    tile_if first_lane;
+    tile_if_begin(tb, &first_lane, LLVMBuildICmp(ir, LLVMIntEQ, tg->lane, tile_gpu_i32(tg, 0), ""));
+    LLVMValueRef log2_sum = tile_gpu_lg2(tg, LLVMBuildSelect(ir, seen, total, tile_f32(tb, 1.0f), ""));
+    LLVMValueRef value = LLVMBuildFMul(ir, LLVMBuildFAdd(ir, m, log2_sum, ""), tile_f32(tb, 0.69314718055994531f), "");
+    value = LLVMBuildSelect(ir, seen, value, tile_f32(tb, -INFINITY), "");
+    LLVMValueRef at = tile_add(tb, tile_add(tb, tile_mul(tb, b, stride_of(tg, P_OFF(lse_stride), 0)),
+                                            tile_mul(tb, h, stride_of(tg, P_OFF(lse_stride), 1))),
+                               tile_mul(tb, position, stride_of(tg, P_OFF(lse_stride), 2)));
+    LLVMBuildStore(ir, value, LLVMBuildGEP2(ir, tb->f32, tile_gpu_param_global(tg, P_OFF(lse)), &at, 1, ""));
+    tile_if_end(tb, &first_lane);
+  }
+  tile_if_end(tb, &inside);
+  tile_gpu_end(tg);
+  return FJ_OK;
+}
