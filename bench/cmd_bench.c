@@ -55,6 +55,8 @@ void cmd_bench_help(FILE *out) {
           "  --causal             causal mask aligned to the bottom-right corner\n"
           "  --check              compare o and the LSE with the float64 reference; exit 1 when the\n"
           "                       error is over the dtype's bound; also times the naive reference\n"
+          "  --no-split-kv        give the calls no workspace: a GPU launch that would cut each\n"
+          "                       sequence's keys over more blocks (a decode step) does not\n"
           "  --json               one JSON object instead of text\n"
           "  --warmup N           untimed calls before timing, default 2\n"
           "  --repeat N           timed calls, default 10\n"
@@ -103,6 +105,10 @@ typedef struct bench_run {
   host_tensor table, lens;       /* --page-size: the block table, and seqlens_kv where the pages
                                   * hold more keys than --seqlen-kv */
   tune_mirror dtable, dlens;
+  host_tensor work;              /* split-KV: the workspace (zeros), and its device twin as uint8 bytes */
+  tune_mirror dwork;
+  DLTensor workspace;
+  int64_t workspace_shape[1];
   fj_attention_args args;        /* on the device tensors */
   attention_problem problem;     /* validated from args: what is launched */
   attention_problem host_problem;  /* the same call on the host tensors: what the check reads */
@@ -177,6 +183,7 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
       {"--dtype", CLI_STRING, &o->dtype_name, 0, 0, &o->dtype_set},
       {"--causal", CLI_FLAG, &o->causal, 0, 0, &seen_causal},
       {"--check", CLI_FLAG, &o->check, 0, 0, NULL},
+      {"--no-split-kv", CLI_FLAG, &o->no_split_kv, 0, 0, NULL},
       {"--json", CLI_FLAG, &o->json, 0, 0, NULL},
       {"--warmup", CLI_INT, &o->warmup, 0, 1000000, &o->warmup_set},
       {"--repeat", CLI_INT, &o->repeat, 1, 1000000, &o->repeat_set},
@@ -369,7 +376,8 @@ static int bench_alloc(const bench_options *o, bench_run *run, uint64_t seed) {
 }
 
 static void bench_free(bench_run *run) {
-  tune_mirror *mirrors[] = {&run->dq, &run->dk, &run->dv, &run->dout, &run->dlse, &run->dtable, &run->dlens};
+  tune_mirror *mirrors[] = {&run->dq,   &run->dk,     &run->dv,    &run->dout,
+                            &run->dlse, &run->dtable, &run->dlens, &run->dwork};
   for (size_t i = 0; i < sizeof mirrors / sizeof mirrors[0]; i++)
     if (run->context) tune_mirror_free(run->context, mirrors[i]);
   host_tensor_free(&run->q);
@@ -379,6 +387,7 @@ static void bench_free(bench_run *run) {
   host_tensor_free(&run->lse);
   host_tensor_free(&run->table);
   host_tensor_free(&run->lens);
+  host_tensor_free(&run->work);
 }
 
 /* Poisons o and the LSE, runs once, copies them back and measures both against the reference. */
@@ -518,6 +527,9 @@ static void bench_print_text(const bench_options *o, const bench_result *r, cons
   printf("kernel      %s %s (%s)\n", r->family, r->config,
          o->config ? "from --config" : r->config_source[0] ? r->config_source : "the runtime's choice");
   printf("build       %s, %.1f ms; first call %.2f ms\n", r->kernel_source, r->compile_ms, r->first_call_ms);
+  if (r->kv_splits > 1)
+    printf("split-KV    each job's keys in %" PRId64 " parts, merged by the combine kernel (%zu bytes of workspace)\n",
+           r->kv_splits, r->workspace_bytes);
   printf("time        %.3f ms median, %.3f ms min, %.3f ms max (%" PRId64 " runs after %" PRId64
          " warmup, %s)\n", r->ms_median, r->ms_min, r->ms_max, o->repeat, o->warmup, r->timing);
   printf("rate        %.1f GFLOP/s (%.4g FLOP per call), %.1f GB/s (%.4g bytes per call at least)\n",
@@ -574,6 +586,8 @@ static void bench_print_json(const bench_options *o, const bench_result *r, cons
   json_kv_string(&w, "config_source", r->config_source);
   json_kv_string(&w, "kernel_source", r->kernel_source);
   json_kv_double(&w, "compile_ms", r->compile_ms);
+  json_kv_int(&w, "kv_splits", r->kv_splits);
+  json_kv_int(&w, "workspace_bytes", (int64_t)r->workspace_bytes);
   json_kv_double(&w, "get_kernel_ms", r->get_kernel_ms);
   json_kv_double(&w, "first_call_ms", r->first_call_ms);
   json_kv_int(&w, "warmup", o->warmup);
@@ -742,6 +756,37 @@ static int bench_kernel(const bench_options *o, bench_run *run, bench_result *r)
   return CLI_EXIT_OK;
 }
 
+/* Split-KV: on a GPU, the workspace the kernel would split a launch into (none with --no-split-kv),
+ * given to every call as an inference engine would give it. */
+static int bench_workspace(const bench_options *o, bench_run *run, bench_result *r) {
+  r->kv_splits = 1;
+  r->workspace_bytes = 0;
+  size_t bytes = 0;
+  runtime_gpu_split_plan(run->context, run->kernel, &run->problem, SIZE_MAX, &r->kv_splits, &bytes);
+  if (o->no_split_kv || bytes == 0) {
+    r->kv_splits = 1;
+    return CLI_EXIT_OK;
+  }
+  int64_t floats[1] = {(int64_t)((bytes + sizeof(float) - 1) / sizeof(float))};
+  if (host_tensor_alloc(&run->work, DTYPE_F32, 1, floats, NULL) != 0) {
+    cli_error(BENCH_COMMAND, "split-KV: cannot allocate a workspace of %zu bytes", bytes);
+    return CLI_EXIT_FAILURE;
+  }
+  fj_status status = tune_mirror_upload(run->context, &run->work, "the split-KV workspace", &run->dwork);
+  if (status != FJ_OK) return bench_fail("split-KV", status);
+  run->workspace = run->dwork.t;
+  run->workspace.ndim = 1;
+  run->workspace.dtype = (DLDataType){kDLUInt, 8, 1};
+  run->workspace_shape[0] = (int64_t)bytes;
+  run->workspace.shape = run->workspace_shape;
+  run->workspace.strides = NULL;
+  run->args.workspace = &run->workspace;
+  run->problem.workspace = (char *)run->workspace.data + run->workspace.byte_offset;
+  run->problem.workspace_bytes = (int64_t)bytes;
+  r->workspace_bytes = bytes;
+  return CLI_EXIT_OK;
+}
+
 int bench_threads(const bench_options *o) { return o->threads > 0 ? (int)o->threads : core_online_cores(); }
 
 int bench_measure(fj_context *context, const bench_options *o, const kernel_config *forced, bench_result *r) {
@@ -780,6 +825,7 @@ int bench_measure(fj_context *context, const bench_options *o, const kernel_conf
     goto done;
   }
   code = bench_kernel(o, &run, r);
+  if (code == CLI_EXIT_OK) code = bench_workspace(o, &run, r);
   if (code == CLI_EXIT_OK) code = bench_time(o, &run, r);
   if (code == CLI_EXIT_OK && o->check) code = bench_check(o, &run, r);
 

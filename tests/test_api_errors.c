@@ -33,6 +33,10 @@ typedef struct fixture {
   int32_t table[2];
   int64_t table_shape[2];
   DLTensor block_table;
+  /* workspace, likewise: 64 bytes of the fixture's own, 16-byte aligned */
+  _Alignas(16) unsigned char work[64];
+  int64_t work_shape[1], work_strides[1];
+  DLTensor workspace;
 } fixture;
 
 static void fixture_init(fixture *f) {
@@ -59,6 +63,10 @@ static void fixture_init(fixture *f) {
   f->table_shape[1] = 2;
   f->block_table = (DLTensor){.data = f->table, .device = {kDLCPU, 0}, .ndim = 2, .dtype = {kDLInt, 32, 1},
                               .shape = f->table_shape};
+  f->work_shape[0] = (int64_t)sizeof f->work;
+  f->work_strides[0] = 1;
+  f->workspace = (DLTensor){.data = f->work, .device = {kDLCPU, 0}, .ndim = 1, .dtype = {kDLUInt, 8, 1},
+                            .shape = f->work_shape};
 }
 
 /* Row-major strides made explicit, so a case can change one of them. */
@@ -126,6 +134,14 @@ static const bad_case bad_cases[] = {
     {"block_table with 2^27 pages of 16 keys", "more than 2^31 - 1 keys"},
     {"seqlens_kv[0]=33 with two pages of 16 keys", "block_table.shape[1] x k.shape[1]"},
     {"v.shape[0]=2 pages, k.shape[0]=1", "(pages must match)"},
+    {"workspace.dtype=int32", "workspace.dtype is int32"},
+    {"workspace.ndim=2", "workspace.ndim=2"},
+    {"workspace 4 bytes off 16-byte alignment", "must be 16-byte aligned"},
+    {"workspace on (cuda,0), q on cpu", "workspace.device"},
+    {"workspace inside o (overlap)", "workspace overlaps o"},
+    {"workspace.shape[0]=-1", "workspace.shape[0]=-1"},
+    {"workspace.strides[0]=2", "workspace.strides[0]=2"},
+    {"workspace.data NULL", "workspace.data is NULL"},
 };
 
 static void break_fixture(fixture *f, int which) {
@@ -188,6 +204,18 @@ static void break_fixture(fixture *f, int which) {
       f->args.block_table = &f->block_table;
       break;
     case 48: f->shape[2][0] = 2; f->args.block_table = &f->block_table; break;
+    case 49: f->workspace.dtype = (DLDataType){kDLInt, 32, 1}; f->args.workspace = &f->workspace; break;
+    case 50: f->workspace.ndim = 2; f->args.workspace = &f->workspace; break;
+    case 51: f->workspace.byte_offset = 4; f->args.workspace = &f->workspace; break;
+    case 52: f->workspace.device.device_type = kDLCUDA; f->args.workspace = &f->workspace; break;
+    case 53: f->workspace.data = f->o.data; f->args.workspace = &f->workspace; break;
+    case 54: f->work_shape[0] = -1; f->args.workspace = &f->workspace; break;
+    case 55:
+      f->work_strides[0] = 2;
+      f->workspace.strides = f->work_strides;
+      f->args.workspace = &f->workspace;
+      break;
+    case 56: f->workspace.data = NULL; f->args.workspace = &f->workspace; break;
     default: break;
   }
 }
@@ -241,6 +269,22 @@ static void test_bad_arguments(fj_context *context) {
   f.args.block_table = &f.block_table;
   s = fj_attention_forward(context, &f.args);
   check(s == FJ_OK, "paged call reading only block_table[0][0]: %s \"%s\"", fj_status_string(s), fj_last_error());
+  /* A workspace is valid on the CPU (which splits into its own memory), and it asks for none. */
+  fixture_init(&f);
+  f.args.workspace = &f.workspace;
+  s = fj_attention_forward(context, &f.args);
+  size_t bytes = 1;
+  fj_status size_status = fj_attention_workspace_size(context, &f.args, &bytes);
+  check(s == FJ_OK && size_status == FJ_OK && bytes == 0, "a call with a workspace on the CPU: %s; it asks for %zu bytes",
+        fj_status_string(s), bytes);
+  size_status = fj_attention_workspace_size(context, &f.args, NULL);
+  check(size_status == FJ_INVALID_ARGUMENT && strstr(fj_last_error(), "bytes is NULL") != NULL,
+        "fj_attention_workspace_size(bytes NULL): %s \"%s\"", fj_status_string(size_status), fj_last_error());
+  f.workspace.byte_offset = 8;
+  size_status = fj_attention_workspace_size(context, &f.args, &bytes);
+  check(size_status == FJ_INVALID_ARGUMENT && strstr(fj_last_error(), "16-byte aligned") != NULL,
+        "fj_attention_workspace_size validates as the call does: %s \"%s\"", fj_status_string(size_status),
+        fj_last_error());
 }
 
 /* ---- contexts ---- */

@@ -575,6 +575,59 @@ static void test_public_api(void) {
               p->seqlen_kv == 2 * skv,
           "block_table on the device: unread, its address, strides and the pool's pages reach a paged kernel of its "
           "own, seqlen_kv = 2 pages x %lld (%s)", (long long)skv, s == FJ_OK ? "ok" : fj_last_error());
+    /* Split-KV: a decode step (1 query, 4096 keys) of b x hk packed jobs leaves the 132 SMs idle; with
+     * a workspace its keys are cut into parts (256 keys at least: 16) and the combine kernel runs after,
+     * on the same stream; a smaller workspace gives fewer parts, none gives one launch. */
+    int64_t dq_shape[4] = {b, 1, h, d}, dkv_shape[4] = {b, 4096, hk, d}, dlse_shape[3] = {b, h, 1};
+    uintptr_t decode_base = base + ((uintptr_t)1 << 32);
+    DLTensor dq = uq, dk = uk, dv = uv, dout = uo, dlse = ul;
+    dq.shape = dq_shape, dout.shape = dq_shape, dk.shape = dkv_shape, dv.shape = dkv_shape, dlse.shape = dlse_shape;
+    size_t kv4096 = (size_t)(b * 4096 * hk * d) * 2;
+    dq.data = (void *)decode_base;
+    dk.data = (void *)(decode_base + 4096);
+    dv.data = (void *)(decode_base + 4096 + kv4096);
+    dout.data = (void *)(decode_base + 4096 + 2 * kv4096);
+    dlse.data = (void *)(decode_base + 8192 + 2 * kv4096);
+    fj_attention_args decode = args;
+    decode.q = &dq, decode.k = &dk, decode.v = &dv, decode.o = &dout, decode.lse = &dlse;
+    size_t need = 0;
+    s = fj_attention_workspace_size(context, &decode, &need);
+    int64_t rows = b * h * 1, parts = 16;
+    check(s == FJ_OK && need == (size_t)(parts * rows * (d + 1)) * sizeof(float),
+          "fj_attention_workspace_size of a decode step: %zu bytes (%lld parts of %lld rows of %lld floats) (%s)", need,
+          (long long)parts, (long long)rows, (long long)(d + 1), s == FJ_OK ? "ok" : fj_last_error());
+    int64_t work_shape[1] = {(int64_t)need};
+    DLTensor work = {.data = (void *)(decode_base + 16384 + 2 * kv4096), .device = tq.device, .ndim = 1,
+                     .dtype = {kDLUInt, 8, 1}, .shape = work_shape};
+    decode.workspace = &work;
+    launches = atomic_load(&fake->launches);
+    s = fj_attention_forward(context, &decode);
+    p = (const gpu_attention_params *)(const void *)fake->last_params;
+    check(s == FJ_OK && atomic_load(&fake->launches) == launches + 2 && contains(fake->last_function, GPU_COMBINE_SUFFIX) &&
+              fake->last_grid[0] == (unsigned)((rows + GPU_COMBINE_WARPS - 1) / GPU_COMBINE_WARPS) &&
+              fake->last_block[0] == 32 * GPU_COMBINE_WARPS && fake->last_shared == 0 &&
+              fake->last_stream == (void *)0xbeef && p->kv_splits == parts && p->kv_split_tiles * parts >= 4096 / 64 &&
+              p->o_partial == (uint64_t)(uintptr_t)work.data &&
+              p->lse_partial == p->o_partial + (uint64_t)(parts * rows * d) * sizeof(float) && p->o == (uint64_t)dout.data,
+          "a decode step with a workspace: two launches, the combine (%s, grid %u, block %u) after the parts (%lld of "
+          "%lld tiles) on the caller's stream (%s)", fake->last_function, fake->last_grid[0], fake->last_block[0],
+          (long long)p->kv_splits, (long long)p->kv_split_tiles, s == FJ_OK ? "ok" : fj_last_error());
+    work_shape[0] = (int64_t)(3 * rows * (d + 1)) * (int64_t)sizeof(float) + 100;
+    launches = atomic_load(&fake->launches);
+    s = fj_attention_forward(context, &decode);
+    p = (const gpu_attention_params *)(const void *)fake->last_params;
+    check(s == FJ_OK && atomic_load(&fake->launches) == launches + 2 && p->kv_splits == 3,
+          "a workspace for 3 parts gives 3 parts (%lld) (%s)", (long long)p->kv_splits, s == FJ_OK ? "ok" : fj_last_error());
+    decode.workspace = NULL;
+    launches = atomic_load(&fake->launches);
+    s = fj_attention_forward(context, &decode);
+    p = (const gpu_attention_params *)(const void *)fake->last_params;
+    check(s == FJ_OK && atomic_load(&fake->launches) == launches + 1 && p->kv_splits == 1 &&
+              !contains(fake->last_function, GPU_COMBINE_SUFFIX),
+          "no workspace: one launch, one part (%s)", s == FJ_OK ? "ok" : fj_last_error());
+    s = fj_attention_workspace_size(context, &args, &need);
+    check(s == FJ_OK && need == 0, "a prefill call needs no workspace (%zu bytes)", need);
+
     uo.data = (void *)(base + q_bytes / 2);  /* o overlapping q */
     s = fj_attention_forward(context, &unmapped);
     check(s == FJ_INVALID_ARGUMENT && contains(fj_last_error(), "overlap"),

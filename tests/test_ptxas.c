@@ -11,7 +11,8 @@
  * FJ_PTXAS_STRIDED=1: those spaces for a strided head dim (the synchronous load path).
  * FJ_PTXAS_VARLEN=1: those spaces for varlen keys (seqlens_kv: each sequence's key count read per block).
  * FJ_PTXAS_PAGE=n: those spaces for a paged cache of pages of n keys (block_table); with
- * FJ_PTXAS_VARLEN=1 varlen too.
+ * FJ_PTXAS_VARLEN=1 varlen too. FJ_PTXAS_DECODE=1: those spaces for decode keys (one query), whose
+ * split_kv=1 half adds the parts' loop range and epilogue and the combine kernel.
  * FJ_PTXAS_DUMP=dir: keep each job's PTX and ptxas report there. FJ_PTXAS_ONLY=substring: only the
  * jobs whose name contains it. */
 #include <pthread.h>
@@ -24,6 +25,7 @@
 
 #include "core/problem.h"
 #include "jit/jit.h"
+#include "kernels/attention_fwd_gpu_abi.h"
 #include "kernels/kernel_family.h"
 
 typedef struct job {
@@ -188,15 +190,35 @@ static void run_job(job *j) {
     snprintf(j->message, sizeof j->message, "ptxas failed (%d): %.300s", rc, report);
     return;
   }
-  j->registers = number_before(report, "registers");
-  j->spill_stores = number_before(report, "bytes spill stores");
-  j->spill_loads = number_before(report, "bytes spill loads");
-  j->stack = number_before(report, "bytes stack frame");
+  /* One section per kernel of the module (a split_kv config's has its combine kernel too): none may use
+   * local memory; the registers reported are the attention kernel's. */
+  int kernels = 0, expected = family->splits_kv != NULL && family->splits_kv(&j->config) ? 2 : 1;
+  const char *marker = "Compiling entry function '";
+  for (char *at = strstr(report, marker); at != NULL; kernels++) {
+    char *next = strstr(at + 1, marker);
+    if (next) *next = '\0';  /* this section only */
+    int registers = number_before(at, "registers"), spill_stores = number_before(at, "bytes spill stores");
+    int spill_loads = number_before(at, "bytes spill loads"), stack = number_before(at, "bytes stack frame");
+    int combine = strncmp(at + strlen(marker), "attention_fwd" GPU_COMBINE_SUFFIX, strlen("attention_fwd" GPU_COMBINE_SUFFIX)) == 0;
+    if (registers < 0 || spill_stores != 0 || spill_loads != 0 || stack != 0) {
+      snprintf(j->message, sizeof j->message, "local memory in the %s kernel: %d bytes stack, %d spill stores, %d spill loads (%d registers)",
+               combine ? "combine" : "attention", stack, spill_stores, spill_loads, registers);
+      return;
+    }
+    if (!combine) {
+      j->registers = registers;
+      j->spill_stores = spill_stores;
+      j->spill_loads = spill_loads;
+      j->stack = stack;
+    }
+    if (next) *next = marker[0];
+    at = next;
+  }
   clock_gettime(CLOCK_MONOTONIC, &t1);
   j->seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-  if (j->registers < 0 || j->spill_stores != 0 || j->spill_loads != 0 || j->stack != 0) {
-    snprintf(j->message, sizeof j->message, "local memory: %d bytes stack, %d spill stores, %d spill loads (%d registers)",
-             j->stack, j->spill_stores, j->spill_loads, j->registers);
+  if (kernels != expected || j->registers <= 0) {
+    snprintf(j->message, sizeof j->message, "ptxas reported %d kernels (expected %d) and %d registers: %.300s", kernels,
+             expected, j->registers, report);
     return;
   }
   j->ok = 1;
@@ -289,6 +311,7 @@ int main(void) {
   int strided = getenv("FJ_PTXAS_STRIDED") && atoi(getenv("FJ_PTXAS_STRIDED"));
   varlen_spaces = getenv("FJ_PTXAS_VARLEN") && atoi(getenv("FJ_PTXAS_VARLEN"));
   page_spaces = getenv("FJ_PTXAS_PAGE") ? atoi(getenv("FJ_PTXAS_PAGE")) : 0;
+  int decode_spaces = getenv("FJ_PTXAS_DECODE") && atoi(getenv("FJ_PTXAS_DECODE"));
   if (page_spaces < 0) page_spaces = 0;
   const char *archs[] = {"sm_80", "sm_90a"};
   int space = 0;
@@ -298,6 +321,7 @@ int main(void) {
       attention_key fp16 = make_key(DTYPE_F16, space_dims[i], 0, 0, !strided);
       bf16.varlen = fp16.varlen = varlen_spaces;
       bf16.page_size = fp16.page_size = page_spaces;
+      if (decode_spaces) bf16.seqlen_bucket = fp16.seqlen_bucket = 0;
       space += add_space(archs[a], &bf16, 0);
       if (full) space += add_space(archs[a], &fp16, 0);
     }
@@ -316,6 +340,10 @@ int main(void) {
           key = make_key((dtype_id)dtype, dims[i], 1, 1, 1);
           add_default(archs[a], &key);
           key = make_key((dtype_id)dtype, dims[i], 0, 1, 0);
+          add_default(archs[a], &key);
+          /* a decode step (split_kv: its module holds the combine kernel too) */
+          key = make_key((dtype_id)dtype, dims[i], 1, 1, 1);
+          key.seqlen_bucket = 0;
           add_default(archs[a], &key);
           /* varlen (seqlens_kv): causal prefill and decode */
           key = make_key((dtype_id)dtype, dims[i], 1, 1, 1);

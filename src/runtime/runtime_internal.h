@@ -85,8 +85,5 @@ int64_t runtime_gpu_combine_blocks(const attention_problem *problem);
  * problem, unsplit; kernel->family and kernel->config are all it reads of the kernel. */
 fj_status runtime_gpu_params(const runtime_kernel *kernel, const attention_problem *problem,
                              gpu_attention_params *params);
-/* launch.c: the split a GPU launch of kernel on problem would make with workspace_bytes of workspace
- * on the context's device: *splits parts (1: none) of *bytes of workspace (0 when none). */
-void runtime_gpu_split_plan(const fj_context *context, const runtime_kernel *kernel, const attention_problem *problem,
-                            size_t workspace_bytes, int64_t *splits, size_t *bytes);
+
 #endif
