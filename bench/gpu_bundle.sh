@@ -91,10 +91,15 @@ measure)
   done
   step "grid with sdpa peers" 120 360 sh -c "\"$B\" bench --device cuda:0 --cache-dir \"$cache\" --grid prefill \
     --peer-list sdpa-flash,sdpa-cudnn,sdpa-efficient --csv >\"$out/grid.csv\""
-  # A decode step of Llama-3-8B (GB/s): the packed default beside the SDPA peers, then unpacked.
+  # A decode step of Llama-3-8B (GB/s): the packed default (split-KV: bench gives it a workspace)
+  # beside the SDPA peers, then unsplit, then unpacked; and batch 1 with a long cache, split and not.
   decode="--batch 8 --heads 32 --kv-heads 8 --seqlen 1 --seqlen-kv 8192 --head-dim 128 --dtype bf16 --causal"
   step "decode packed" 20 60 sh -c "\"$B\" bench --device cuda:0 --cache-dir \"$cache\" $decode --check \
     --peer-list sdpa-flash,sdpa-cudnn,sdpa-efficient --json >\"$out/decode.json\""
+  step "decode packed unsplit" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" $decode --check --no-split-kv
+  decode1="--batch 1 --heads 32 --kv-heads 8 --seqlen 1 --seqlen-kv 32768 --head-dim 128 --dtype bf16 --causal"
+  step "decode batch 1" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" $decode1 --check
+  step "decode batch 1 unsplit" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" $decode1 --check --no-split-kv
   step "decode unpacked" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" $decode --check \
     --config "block_m=64 block_n=64 warps=4 stages=3 q_in_regs=1 swizzle=1 pack_gqa=0"
   # The same step from a paged cache (pages of 16 keys shuffled in one pool, vLLM's layout).

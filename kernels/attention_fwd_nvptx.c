@@ -67,6 +67,10 @@ static const kernel_param params[P_COUNT] = {
  * 224, and 64 x 128 of 4 warps, whose weight of 192 the fit underestimates), and in no other config
  * of the d = 64/128 spaces (generator version 10, sm_80 and sm_90a). */
 #define VARLEN_FRAGMENT_REGISTER_BUDGET 220
+/* A split_kv kernel's part ends at a tile held across the loop (and its epilogue has two ways out):
+ * ptxas 13 spilled 4-16 bytes in the same two tiles (generator version 12, decode keys, d = 64/128/256,
+ * sm_80 and sm_90a, 724 kernels), so it takes the varlen rules. */
+#define SPLIT_FRAGMENT_REGISTER_BUDGET 220
 /* A paged kernel (block_table) computes each copied row's address from a table entry: without
  * seqlens_kv, FA2's 128 x 64 tile of 4 warps at d = 128 (weight 224) spilled 8 bytes (sm_80, 3 stages,
  * generator version 11) and no other config of the d = 64/128/256 spaces at pages of 16; with it, the
@@ -141,6 +145,7 @@ static int fragment_registers(const shape *s) {
 static int fragment_budget(const shape *s) {
   if (!s->d_contiguous) return STRIDED_FRAGMENT_REGISTER_BUDGET;
   if (s->varlen) return VARLEN_FRAGMENT_REGISTER_BUDGET;
+  if (s->split_kv) return SPLIT_FRAGMENT_REGISTER_BUDGET;
   if (s->page_size > 0) return PAGED_FRAGMENT_REGISTER_BUDGET;
   return s->pack_gqa ? PACKED_FRAGMENT_REGISTER_BUDGET : FRAGMENT_REGISTER_BUDGET;
 }
@@ -201,10 +206,10 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
              bytes, s.block_m, s.block_n, s.stages, s.padded_dim, target->cpu, limit);
     return 0;
   }
-  if (s.varlen && s.m_tiles == 1 && s.block_n == 128 && s.padded_dim >= 128) {
+  if ((s.varlen || s.split_kv) && s.m_tiles == 1 && s.block_n == 128 && s.padded_dim >= 128) {
     snprintf(why, why_size,
-             "varlen (seqlens_kv): block_n=128 with one m16 tile per warp at d=%d holds 254 registers without "
-             "it; ptxas spills with it", s.padded_dim);
+             "%s: block_n=128 with one m16 tile per warp at d=%d holds 254 registers without it; ptxas spills "
+             "with it", s.varlen ? "varlen (seqlens_kv)" : "split_kv=1", s.padded_dim);
     return 0;
   }
   if (s.page_size > 0 && s.m_tiles == 2 && s.block_n == 128) {

@@ -5,7 +5,9 @@
  * allocations outside their elements changed and that fully masked rows are exactly 0 (lse -inf). The
  * cases cover fp16 and bf16, causal and not with seqlen_q != seqlen_kv both ways, GQA 1/2/4/8 and MQA,
  * lengths 1, 7, 1000, 1023, 4097, head dims 64/80/96/128/256, packed QKV, a strided head dim and a
- * strided lse. Then two threads share the context, each on its own non-blocking stream, at once.
+ * strided lse. A case whose call would split its keys given a workspace (fj_attention_workspace_size:
+ * the decode steps with enough keys) runs again with one (split-KV: parts and the combine kernel). Then
+ * two threads share the context, each on its own non-blocking stream (and workspace), at once.
  * Exits 77 (skipped) with the reason when no CUDA device is found or no NVPTX kernel family is built. */
 #include <math.h>
 #include <pthread.h>
@@ -59,12 +61,15 @@ static fj_status to_device(const host_tensor *t, void **out) {
 /* A GPU runs a case on device copies of the host tensors (same offsets inside same-sized allocations,
  * so the write check covers the device's whole allocation), then copies o and lse back for the shared
  * verdict. */
-static void run_case(const test_case *c, uint64_t seed, void *stream, const char *who) {
-  char name[256];
+/* split: give the call the workspace fj_attention_workspace_size asks for (split-KV), and skip a case
+ * that asks for none (it ran without). */
+static void run_case(const test_case *c, uint64_t seed, void *stream, const char *who, int split) {
+  char name[300];
   describe(c, name, sizeof name);
+  if (split) strncat(name, " split-KV", sizeof name - strlen(name) - 1);
   case_tensors t;
   void *d_qkv = NULL, *d_q = NULL, *d_k = NULL, *d_v = NULL, *d_o = NULL, *d_lse = NULL, *d_lens = NULL,
-       *d_table = NULL;
+       *d_table = NULL, *d_work = NULL;
   int packed = layout_shares_allocation(c->layout);
   if (!case_tensors_create(c, seed, &t)) {
     check(0, "%s%s: host allocation failed", who, name);
@@ -118,6 +123,21 @@ static void run_case(const test_case *c, uint64_t seed, void *stream, const char
   d_block_table.data = d_table;
   d_block_table.device = (DLDevice){kDLCUDA, 0};
   if (c->page_size > 0) args.block_table = &d_block_table;
+  size_t work_bytes = 0;
+  int64_t work_shape[1] = {0};
+  DLTensor d_workspace = {.device = {kDLCUDA, 0}, .ndim = 1, .dtype = {kDLUInt, 8, 1}, .shape = work_shape};
+  if (split) {
+    s = fj_attention_workspace_size(context, &args, &work_bytes);
+    if (s == FJ_OK && work_bytes == 0) goto done;  /* no split for this case: it ran without */
+    if (s == FJ_OK) s = backend->memory_alloc(device, work_bytes, &d_work);
+    if (s != FJ_OK) {
+      check(0, "%s%s: workspace of %zu bytes: %s", who, name, work_bytes, fj_last_error());
+      goto done;
+    }
+    work_shape[0] = (int64_t)work_bytes;
+    d_workspace.data = d_work;
+    args.workspace = &d_workspace;
+  }
   s = fj_attention_forward(context, &args);
   if (s == FJ_OK) s = backend->synchronize(device, stream);
   if (s == FJ_OK) s = backend->copy_to_host(device, t.o.allocation, d_o, t.o.allocation_bytes);
@@ -147,6 +167,7 @@ done:
   backend->memory_free(device, d_lse);
   backend->memory_free(device, d_lens);
   backend->memory_free(device, d_table);
+  backend->memory_free(device, d_work);
   case_tensors_free(c, &t);
 }
 
@@ -249,7 +270,8 @@ static void *worker_main(void *arg) {
   }
   /* Different shapes per thread, so that kernels are built while the other thread launches. */
   for (int i = w->id; i < NUM_CASES; i += 4)
-    run_case(&cases[i], base_seed + 777u * (uint64_t)(i + 1) + (uint64_t)w->id, stream, who);
+    for (int split = 0; split < 2; split++)
+      run_case(&cases[i], base_seed + 777u * (uint64_t)(i + 1) + (uint64_t)w->id, stream, who, split);
   d->cuStreamDestroy_v2(stream);
   CUcontext popped;
   d->cuCtxPopCurrent_v2(&popped);
@@ -288,7 +310,8 @@ int main(int argc, char **argv) {
   backend = runtime_backend(context);
   device = runtime_device(context);
 
-  for (int i = 0; i < NUM_CASES; i++) run_case(&cases[i], base_seed + 1000003u * (uint64_t)i, NULL, "");
+  for (int i = 0; i < NUM_CASES; i++)
+    for (int split = 0; split < 2; split++) run_case(&cases[i], base_seed + 1000003u * (uint64_t)i, NULL, "", split);
 
   worker workers[2];
   pthread_t threads[2];

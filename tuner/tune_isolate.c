@@ -65,6 +65,8 @@ typedef struct tune_child {
    * whose views point at them. Checks read the host problems after a download. */
   tune_mirror q, k, v, o, table, lens, cq, ck, cv, co, ctable, clens;
   attention_problem device_problem, device_check;
+  host_tensor work_host;    /* split-KV: the workspace's host side (zeros) and its device twin */
+  tune_mirror work;
   int context_lost;         /* a launch failed on a device whose context may be dead */
 } tune_child;
 
@@ -163,6 +165,30 @@ static fj_status tune_child_upload(tune_child *child) {
   return status;
 }
 
+/* Split-KV: a candidate whose launch would cut its keys over blocks gets the workspace an inference
+ * engine would give it (the child's one, grown when a candidate needs more), so that the tuner times
+ * what calls will run. The children exit rather than free their device memory. */
+static fj_status tune_child_workspace(tune_child *child, const runtime_kernel *kernel, attention_problem *problem) {
+  int64_t splits = 1;
+  size_t bytes = 0;
+  runtime_gpu_split_plan(child->context, kernel, problem, SIZE_MAX, &splits, &bytes);
+  problem->workspace = NULL;
+  problem->workspace_bytes = 0;
+  if (bytes == 0) return FJ_OK;
+  if (child->work.bytes < bytes) {
+    tune_mirror_free(child->context, &child->work);
+    host_tensor_free(&child->work_host);
+    int64_t floats[1] = {(int64_t)((bytes + sizeof(float) - 1) / sizeof(float))};
+    if (host_tensor_alloc(&child->work_host, DTYPE_F32, 1, floats, NULL) != 0)
+      return core_error(FJ_OUT_OF_MEMORY, "no host memory for a split-KV workspace of %zu bytes", bytes);
+    fj_status status = tune_mirror_upload(child->context, &child->work_host, "the split-KV workspace", &child->work);
+    if (status != FJ_OK) return status;
+  }
+  problem->workspace = (char *)child->work.t.data + child->work.t.byte_offset;
+  problem->workspace_bytes = (int64_t)bytes;
+  return FJ_OK;
+}
+
 /* The mirror of a host output tensor: the problem's o or the check problem's. */
 static tune_mirror *tune_child_output(tune_child *child, const host_tensor *host) {
   return host == &child->bench->inputs->o ? &child->o : &child->co;
@@ -208,7 +234,12 @@ static void tune_child_measure(tune_child *child, const tune_job *job, tune_repo
 
   tune_mirror *check_o = tune_child_output(child, bench->check_o);
   host_tensor_poison(bench->check_o);
-  status = tune_mirror_refresh(ctx, check_o);
+  status = tune_child_workspace(child, kernel, &child->device_check);
+  if (status == FJ_OK && bench->check_is_problem) {
+    child->device_problem.workspace = child->device_check.workspace;
+    child->device_problem.workspace_bytes = child->device_check.workspace_bytes;
+  }
+  if (status == FJ_OK) status = tune_mirror_refresh(ctx, check_o);
   if (status == FJ_OK) {
     attention_problem launched = child->device_check;
     if (tune_fault(bench->fault, "fault", config_text)) launched.q.data = (char *)(uintptr_t)0x8;
@@ -244,6 +275,7 @@ static void tune_child_measure(tune_child *child, const tune_job *job, tune_repo
   double first_ms = 0.0;
   if (!bench->check_is_problem) {
     status = runtime_get_kernel(ctx, &child->device_problem, &job->config, &kernel);
+    if (status == FJ_OK) status = tune_child_workspace(child, kernel, &child->device_problem);
     if (status == FJ_OK) {
       host_tensor_poison(bench->problem_o);
       status = tune_mirror_refresh(ctx, &child->o);

@@ -827,7 +827,7 @@ void tile_gpu_store(tile_gpu *tg, const tile_gpu_acc *acc, const tile_gpu_rows *
                     const tile_gpu_global *dst, LLVMValueRef first_row, LLVMValueRef warp_row0) {
   tile_gpu_rows rows;
   tile_gpu_rows_index(tg, &rows, acc->m_tiles, warp_row0);
-  if (dst->vector_ok == NULL) {
+  if (dst->vector_ok == NULL || dst->f32) {  /* pairs are packed to the operand dtype */
     store_acc_rows(tg, acc, row_scale, dst, first_row, &rows, 0);
     return;
   }
