@@ -73,14 +73,20 @@ static fj_status runtime_write_empty_result(const attention_problem *problem) {
   return FJ_OK;
 }
 
-fj_status fj_attention_forward(fj_context *context, const fj_attention_args *args) {
-  core_error_clear();
+/* What both public calls first do: the context and args present, every argument valid, the tensors on
+ * the context's device. */
+static fj_status runtime_validate_call(fj_context *context, const fj_attention_args *args, attention_problem *problem) {
   if (context == NULL) return core_error(FJ_INVALID_ARGUMENT, "context is NULL");
   if (args == NULL) return core_error(FJ_INVALID_ARGUMENT, "args is NULL");
-  attention_problem problem;
-  fj_status status = core_validate_attention(args, &problem);
+  fj_status status = core_validate_attention(args, problem);
   if (status != FJ_OK) return status;
-  status = runtime_check_device(context, &problem);
+  return runtime_check_device(context, problem);
+}
+
+fj_status fj_attention_forward(fj_context *context, const fj_attention_args *args) {
+  core_error_clear();
+  attention_problem problem;
+  fj_status status = runtime_validate_call(context, args, &problem);
   if (status != FJ_OK) return status;
 
   if (problem.batch * problem.key.heads * problem.seqlen_q == 0) return FJ_OK;
@@ -97,12 +103,8 @@ fj_status fj_attention_workspace_size(fj_context *context, const fj_attention_ar
   core_error_clear();
   if (bytes == NULL) return core_error(FJ_INVALID_ARGUMENT, "bytes is NULL");
   *bytes = 0;
-  if (context == NULL) return core_error(FJ_INVALID_ARGUMENT, "context is NULL");
-  if (args == NULL) return core_error(FJ_INVALID_ARGUMENT, "args is NULL");
   attention_problem problem;
-  fj_status status = core_validate_attention(args, &problem);
-  if (status != FJ_OK) return status;
-  status = runtime_check_device(context, &problem);
+  fj_status status = runtime_validate_call(context, args, &problem);
   if (status != FJ_OK) return status;
   /* only GPU launches split into a workspace (the CPU allocates its own parts) */
   if (context->backend->device_type == kDLCPU || problem.batch * problem.key.heads * problem.seqlen_q == 0) return FJ_OK;
