@@ -17,7 +17,8 @@
  * generator's IR before the NVPTX O3 pipeline; FJ_EMU_SWEEP=1 runs every valid config of the space
  * for both dtypes, causal and not, at head dims 24 to 256 on one small shape instead (minutes), a hunt
  * for bugs beyond the listed cases (FJ_EMU_SWEEP=misaligned or =d-stride-2: in that layout, through
- * the synchronous copy paths; the strided one over the strided space); FJ_EMU_DUMP=dir keeps the
+ * the synchronous copy paths; the strided one over the strided space; =decode: a decode step's space,
+ * split_kv configs in 3 parts); FJ_EMU_DUMP=dir keeps the
  * rewritten host modules. Under AddressSanitizer, its one-time warning that swapcontext is not fully
  * supported is expected: the fibers tell ASan about every switch (tests/nvptx_emu_fiber.c). */
 #include <stdio.h>
@@ -452,7 +453,9 @@ done:
 }
 
 /* FJ_EMU_SWEEP: the whole space on one shape per (dtype, head dim, causal), in one layout. */
-static void sweep(layout in) {
+/* decode: a decode step's space instead (3 queries of 4 heads against 300 keys of 2), split_kv configs
+ * launched in 3 parts. */
+static void sweep(layout in, int decode) {
   static const int dims[] = {24, 40, 64, 72, 80, 96, 128, 256};
   int index = NUM_CASES;
   sweeping = 1;
@@ -460,12 +463,14 @@ static void sweep(layout in) {
     for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++)
       for (int causal = 0; causal < 2; causal++) {
         emu_case e = {{(dtype_id)dtype, 1, 2, 1, 70, 90, dims[d], causal, 1, in, 0, 0, 0}, DEFAULT, 0};
+        if (decode) e.c = (test_case){(dtype_id)dtype, 1, 4, 2, 3, 300, dims[d], causal, 1, in, 0, 0, 0};
         attention_key key;
         memset(&key, 0, sizeof key);
         key.dtype = dtype;
         key.head_dim = dims[d];
-        key.heads = 2;
-        key.kv_heads = 1;
+        key.heads = (int)e.c.heads;
+        key.kv_heads = (int)e.c.kv_heads;
+        key.seqlen_bucket = core_seqlen_bucket(e.c.seqlen_q);
         key.causal = causal;
         key.has_lse = 1;
         key.d_contiguous = in != DSTRIDE2;
@@ -477,6 +482,7 @@ static void sweep(layout in) {
           char why[256];
           if (family->config_valid(&key, &nvptx, &config, why, sizeof why)) {
             for (int p = 0; p < family->num_params; p++) e.config.values[p] = config.values[p];
+            e.splits = family->splits_kv(&config) ? 3 : 0;
             run_case(index++, &e);
           }
           int p = 0;
@@ -502,7 +508,8 @@ int main(int argc, char **argv) {
   self_tests();
   const char *only = getenv("FJ_EMU_ONLY"), *sweep_env = getenv("FJ_EMU_SWEEP");
   if (sweep_env && *sweep_env && strcmp(sweep_env, "0") != 0) {
-    sweep(strcmp(sweep_env, "misaligned") == 0 ? MISALIGNED : strcmp(sweep_env, "d-stride-2") == 0 ? DSTRIDE2 : CONTIG);
+    sweep(strcmp(sweep_env, "misaligned") == 0 ? MISALIGNED : strcmp(sweep_env, "d-stride-2") == 0 ? DSTRIDE2 : CONTIG,
+          strcmp(sweep_env, "decode") == 0);
   } else {
     for (int i = 0; i < NUM_CASES; i++) run_case(i, &cases[i]);
     if (!(only && *only)) check_coverage();
