@@ -74,8 +74,15 @@ typedef struct fj_context_options {
   int disable_disk_cache;
 } fj_context_options;
 
-/* Fills *options with the defaults. options must not be NULL. */
+/* Fills the first `size` bytes of *options (the caller's sizeof, which may be a smaller struct of an
+ * older header or a larger one of a newer) with the defaults, struct_size the bytes written; writes
+ * nothing past them. Bindings that declare the struct themselves (ctypes) call this with its size.
+ * NULL, or size under 4: nothing. */
+FJ_API void fj_context_options_init_size(fj_context_options *options, size_t size);
+/* The same with the whole struct of the library's own header. In C the macro makes every call pass the
+ * caller's own sizeof, so a program built against an older header stays inside its struct. */
 FJ_API void fj_context_options_init(fj_context_options *options);
+#define fj_context_options_init(options) fj_context_options_init_size((options), sizeof *(options))
 
 /* Creates a context on the device that options selects. options may be NULL (all defaults).
  * Returns FJ_INVALID_ARGUMENT (bad option values, NULL out), FJ_NO_DEVICE (no such device),
@@ -111,8 +118,10 @@ typedef struct fj_problem_shape {
 } fj_problem_shape;
 
 /* Fills *shape with the defaults: bf16, batch 1, 8 heads and kv heads, seqlen 2048 (q and kv), head
- * dim 128, not causal, no LSE. shape must not be NULL. */
+ * dim 128, not causal, no LSE; the first `size` bytes only, as fj_context_options_init_size. */
+FJ_API void fj_problem_shape_init_size(fj_problem_shape *shape, size_t size);
 FJ_API void fj_problem_shape_init(fj_problem_shape *shape);
+#define fj_problem_shape_init(shape) fj_problem_shape_init_size((shape), sizeof *(shape))
 
 /* Compiles (or loads from the disk cache) and loads into the context the kernel that calls of each of
  * the count shapes will use (the tuned winner for the context's device when the tuning database has
@@ -176,8 +185,12 @@ typedef struct fj_attention_args {
   DLTensor *workspace;
 } fj_attention_args;
 
-/* Fills *args with the defaults: no tensors, scale 0 (1/sqrt(head_dim)), not causal, NULL stream. */
+/* Fills *args with the defaults: no tensors, scale 0 (1/sqrt(head_dim)), not causal, NULL stream; the
+ * first `size` bytes only, as fj_context_options_init_size (the struct grows: a ctypes binding of an
+ * older layout passes its own size and is read only that far). */
+FJ_API void fj_attention_args_init_size(fj_attention_args *args, size_t size);
 FJ_API void fj_attention_args_init(fj_attention_args *args);
+#define fj_attention_args_init(args) fj_attention_args_init_size((args), sizeof *(args))
 
 /* o = softmax(scale * q k^T + mask) v, per batch and head (head h reads kv head h / (heads/kv_heads)).
  * Returns FJ_INVALID_ARGUMENT for any argument it cannot take, writing nothing; FJ_UNSUPPORTED for a

@@ -390,6 +390,59 @@ static void test_contexts(const char *scratch_dir) {
         "fj_context_device_name(NULL context): %s \"%s\"", fj_status_string(s), fj_last_error());
 }
 
+/* The init functions write only the caller's own bytes: a binding (or a program built against an older
+ * header) whose struct stops before today's last field passes its size, and its calls read that far. */
+static void test_struct_sizes(fj_context *context) {
+  union {
+    fj_attention_args args;
+    unsigned char bytes[sizeof(fj_attention_args) + 32];
+  } buffer;
+  const size_t old_size = offsetof(fj_attention_args, stream) + sizeof(void *);  /* before seqlens_kv */
+  memset(buffer.bytes, 0xAB, sizeof buffer.bytes);
+  fj_attention_args_init_size(&buffer.args, old_size);
+  int untouched = 1;
+  for (size_t i = old_size; i < sizeof buffer.bytes; i++) untouched &= buffer.bytes[i] == 0xAB;
+  check(buffer.args.struct_size == old_size && untouched,
+        "fj_attention_args_init_size(%zu): struct_size %u, the %zu bytes after it untouched: %d", old_size,
+        buffer.args.struct_size, sizeof buffer.bytes - old_size, untouched);
+  fixture f;
+  fixture_init(&f);
+  buffer.args.q = &f.q, buffer.args.k = &f.k, buffer.args.v = &f.v, buffer.args.o = &f.o, buffer.args.lse = &f.lse;
+  fj_status s = fj_attention_forward(context, &buffer.args);  /* the garbage after it is never read */
+  check(s == FJ_OK, "a call with args of the first layout (%zu bytes; 0xAB after them): %s \"%s\"", old_size,
+        fj_status_string(s), fj_last_error());
+  fj_attention_args_init_size(&buffer.args, sizeof buffer.bytes);
+  check(buffer.args.struct_size == sizeof(fj_attention_args) && buffer.bytes[sizeof(fj_attention_args)] == 0xAB,
+        "a larger struct (a newer header's) gets this version's size (%u) and nothing past it",
+        buffer.args.struct_size);
+  fj_attention_args tiny;
+  memset(&tiny, 0xCD, sizeof tiny);
+  fj_attention_args_init_size(&tiny, 2);
+  check(tiny.struct_size == 0xCDCDCDCDu, "a size under 4 bytes writes nothing");
+
+  union {
+    fj_problem_shape shape;
+    unsigned char bytes[sizeof(fj_problem_shape) + 16];
+  } shape_buffer;
+  const size_t shape_old = offsetof(fj_problem_shape, varlen);
+  memset(shape_buffer.bytes, 0xAB, sizeof shape_buffer.bytes);
+  fj_problem_shape_init_size(&shape_buffer.shape, shape_old);
+  untouched = 1;
+  for (size_t i = shape_old; i < sizeof shape_buffer.bytes; i++) untouched &= shape_buffer.bytes[i] == 0xAB;
+  check(shape_buffer.shape.struct_size == shape_old && shape_buffer.shape.head_dim == 128 && untouched,
+        "fj_problem_shape_init_size(%zu): defaults up to there (head_dim %d), nothing after: %d", shape_old,
+        shape_buffer.shape.head_dim, untouched);
+  union {
+    fj_context_options options;
+    unsigned char bytes[sizeof(fj_context_options) + 16];
+  } options_buffer;
+  memset(options_buffer.bytes, 0xAB, sizeof options_buffer.bytes);
+  fj_context_options_init(&options_buffer.options);
+  check(options_buffer.options.struct_size == sizeof(fj_context_options) && options_buffer.options.device == NULL &&
+            options_buffer.bytes[sizeof(fj_context_options)] == 0xAB,
+        "fj_context_options_init (the macro: the caller's sizeof) fills its struct and stops there");
+}
+
 static void test_strings(fj_context *context) {
   static const struct {
     fj_status status;
@@ -482,6 +535,7 @@ int main(void) {
   check(s == FJ_OK, "fj_context_create(cpu): %s %s", fj_status_string(s), fj_last_error());
   if (s == FJ_OK) {
     test_bad_arguments(context);
+    test_struct_sizes(context);
     test_strings(context);
   }
   test_contexts(scratch_dir);

@@ -3,18 +3,33 @@
  * on the shared library just built (path from CMake): tensors allocated by PyTorch on cuda:0 (packed,
  * transposed and GQA layouts) go to fj_attention_forward through ctypes as DLTensors built from
  * data_ptr() and stride(), on a PyTorch stream, and the output is compared with PyTorch's own
- * attention. Anywhere else it is skipped (exit 77) with the reason. */
+ * attention. Anywhere else it is skipped (exit 77) with the reason, after checking (wherever python3
+ * is) that tests/flashjit_ctypes.py's structs match the library's. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 
 int main(void) {
-  int rc = system("python3 -c \"import torch; assert torch.cuda.is_available()\" >/dev/null 2>&1");
+  /* First, anywhere python3 is: the ctypes structs the script uses match the library's (a binding
+   * whose struct lacks a field would be read, and with the plain init written, past its end). */
+  if (system("python3 -c pass >/dev/null 2>&1") != 0) {
+    printf("skipped: no python3 here (the ctypes layout check and the PyTorch run need it)\n");
+    return 77;
+  }
+  char command[4096];
+  snprintf(command, sizeof command, "python3 '%s/tests/flashjit_ctypes.py' '%s'", FJ_TEST_SOURCE_DIR,
+           FJ_TEST_LIBFLASHJIT);
+  fflush(stdout);
+  int rc = system(command);
+  if (rc == -1 || !WIFEXITED(rc) || WEXITSTATUS(rc) != 0) {
+    printf("FAIL: %s (exit %d)\n", command, rc == -1 || !WIFEXITED(rc) ? -1 : WEXITSTATUS(rc));
+    return 1;
+  }
+  rc = system("python3 -c \"import torch; assert torch.cuda.is_available()\" >/dev/null 2>&1");
   if (rc != 0) {
     printf("skipped: python3 with a CUDA-enabled torch and a visible GPU is not available here\n");
     return 77;
   }
-  char command[4096];
   snprintf(command, sizeof command, "python3 '%s/tests/torch_interop.py' '%s'", FJ_TEST_SOURCE_DIR,
            FJ_TEST_LIBFLASHJIT);
   fflush(stdout);

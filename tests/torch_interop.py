@@ -11,37 +11,11 @@ import sys
 
 import torch
 
+from flashjit_ctypes import AttentionArgs, ContextOptions, DLDataType, DLDevice, DLTensor, check_layout, init
+
 FJ_OK, FJ_UNSUPPORTED = 0, 2
 KDL_CUDA = 2
-KDL_FLOAT, KDL_BFLOAT = 2, 4
-
-
-class DLDevice(ctypes.Structure):
-    _fields_ = [("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32)]
-
-
-class DLDataType(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16)]
-
-
-class DLTensor(ctypes.Structure):
-    _fields_ = [("data", ctypes.c_void_p), ("device", DLDevice), ("ndim", ctypes.c_int32),
-                ("dtype", DLDataType), ("shape", ctypes.POINTER(ctypes.c_int64)),
-                ("strides", ctypes.POINTER(ctypes.c_int64)), ("byte_offset", ctypes.c_uint64)]
-
-
-class ContextOptions(ctypes.Structure):
-    _fields_ = [("struct_size", ctypes.c_uint32), ("device", ctypes.c_char_p),
-                ("cache_dir", ctypes.c_char_p), ("num_threads", ctypes.c_int),
-                ("disable_disk_cache", ctypes.c_int)]
-
-
-class AttentionArgs(ctypes.Structure):
-    _fields_ = [("struct_size", ctypes.c_uint32), ("q", ctypes.POINTER(DLTensor)),
-                ("k", ctypes.POINTER(DLTensor)), ("v", ctypes.POINTER(DLTensor)),
-                ("o", ctypes.POINTER(DLTensor)), ("lse", ctypes.POINTER(DLTensor)),
-                ("softmax_scale", ctypes.c_float), ("causal", ctypes.c_int),
-                ("stream", ctypes.c_void_p)]
+KDL_UINT, KDL_FLOAT, KDL_BFLOAT = 1, 2, 4
 
 
 def dltensor(t, keep):
@@ -89,13 +63,18 @@ def main():
     lib.fj_context_create.argtypes = [ctypes.POINTER(ContextOptions), ctypes.POINTER(ctypes.c_void_p)]
     lib.fj_context_destroy.argtypes = [ctypes.c_void_p]
     lib.fj_attention_forward.argtypes = [ctypes.c_void_p, ctypes.POINTER(AttentionArgs)]
+    lib.fj_attention_workspace_size.argtypes = [ctypes.c_void_p, ctypes.POINTER(AttentionArgs),
+                                                ctypes.POINTER(ctypes.c_size_t)]
 
     torch.manual_seed(int.from_bytes(__import__("os").urandom(4), "little"))
     dev = torch.device("cuda:0")
     torch.zeros(1, device=dev)   # PyTorch's primary context is now current on this thread
 
-    options = ContextOptions()
-    lib.fj_context_options_init(ctypes.byref(options))
+    problem = check_layout(lib)
+    if problem:
+        print("FAIL", problem)
+        return 1
+    options = init(lib, "fj_context_options", ContextOptions)
     options.device = b"cuda:0"
     options.disable_disk_cache = 1
     ctx = ctypes.c_void_p()
@@ -114,6 +93,8 @@ def main():
         ("bf16 bhsd transposed", torch.bfloat16, 1, 130, 130, 8, 8, 128, 0, "transposed"),
         ("fp16 sq<skv causal", torch.float16, 1, 7, 1000, 4, 1, 64, 1, "plain"),
         ("bf16 sq>skv causal (masked rows)", torch.bfloat16, 1, 100, 40, 2, 2, 96, 1, "plain"),
+        # a decode step given the workspace it asks for, from PyTorch's allocator: split-KV
+        ("bf16 decode split-KV", torch.bfloat16, 2, 1, 4000, 32, 8, 128, 1, "plain"),
     ]
     for name, dtype, b, sq, skv, h, hk, d, causal, layout in cases:
         if layout == "packed":
@@ -131,14 +112,29 @@ def main():
         lse = torch.full((b, h, sq), float("nan"), device=dev, dtype=torch.float32)
         keep = []
         tq, tk, tv, to, tl = (dltensor(x, keep) for x in (q, k, v, o, lse))
-        args = AttentionArgs()
-        lib.fj_attention_args_init(ctypes.byref(args))
+        args = init(lib, "fj_attention_args", AttentionArgs)
         args.q, args.k, args.v = ctypes.pointer(tq), ctypes.pointer(tk), ctypes.pointer(tv)
         args.o, args.lse = ctypes.pointer(to), ctypes.pointer(tl)
         args.causal = causal
         # The inputs were written on the current stream; the call runs on ours.
         stream.wait_stream(torch.cuda.current_stream(dev))
         args.stream = ctypes.c_void_p(stream.cuda_stream)
+        if "split-KV" in name:
+            need = ctypes.c_size_t(0)
+            status = lib.fj_attention_workspace_size(ctx, ctypes.byref(args), ctypes.byref(need))
+            if status != FJ_OK or need.value == 0:
+                print("FAIL %s: fj_attention_workspace_size: %d bytes, %s" % (name, need.value,
+                                                                          lib.fj_last_error().decode()))
+                failures += 1
+                continue
+            work = torch.empty(need.value, device=dev, dtype=torch.uint8)
+            shape = (ctypes.c_int64 * 1)(need.value)
+            keep += [work, shape]
+            tw = DLTensor(ctypes.c_void_p(work.data_ptr()), DLDevice(KDL_CUDA, dev.index or 0), 1,
+                          DLDataType(KDL_UINT, 8, 1), shape, None, 0)
+            keep.append(tw)
+            args.workspace = ctypes.pointer(tw)
+            name += " (%d bytes)" % need.value
         status = lib.fj_attention_forward(ctx, ctypes.byref(args))
         if status == FJ_UNSUPPORTED and b"no attention kernel family" in lib.fj_last_error():
             print("skipped:", lib.fj_last_error().decode())

@@ -8,14 +8,16 @@
 #include "core/error.h"
 #include "runtime/runtime_internal.h"
 
-void fj_attention_args_init(fj_attention_args *args) {
-  if (args == NULL) return;
-  memset(args, 0, sizeof *args);
-  args->struct_size = (uint32_t)sizeof *args;
-  args->softmax_scale = 0.0f;
-  args->causal = 0;
-  args->stream = NULL;
+void fj_attention_args_init_size(fj_attention_args *args, size_t size) {
+  if (args == NULL || size < sizeof(uint32_t)) return;
+  fj_attention_args defaults;
+  memset(&defaults, 0, sizeof defaults);  /* no tensors, scale 0 (1/sqrt(d)), not causal, NULL stream */
+  if (size > sizeof defaults) size = sizeof defaults;
+  defaults.struct_size = (uint32_t)size;
+  memcpy(args, &defaults, size);
 }
+
+void(fj_attention_args_init)(fj_attention_args *args) { fj_attention_args_init_size(args, sizeof *args); }
 
 static const char *runtime_device_type_name(int type) {
   switch (type) {

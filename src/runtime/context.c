@@ -17,15 +17,16 @@
 #define RUNTIME_OPTIONS_V1_SIZE \
   (offsetof(fj_context_options, disable_disk_cache) + sizeof(int))
 
-void fj_context_options_init(fj_context_options *options) {
-  if (options == NULL) return;
-  memset(options, 0, sizeof *options);
-  options->struct_size = (uint32_t)sizeof *options;
-  options->device = NULL;
-  options->cache_dir = NULL;
-  options->num_threads = 0;
-  options->disable_disk_cache = 0;
+void fj_context_options_init_size(fj_context_options *options, size_t size) {
+  if (options == NULL || size < sizeof(uint32_t)) return;
+  fj_context_options defaults;
+  memset(&defaults, 0, sizeof defaults);  /* auto device, default cache folder, a thread per core */
+  if (size > sizeof defaults) size = sizeof defaults;
+  defaults.struct_size = (uint32_t)size;
+  memcpy(options, &defaults, size);
 }
+
+void(fj_context_options_init)(fj_context_options *options) { fj_context_options_init_size(options, sizeof *options); }
 
 fj_status fj_context_destroy(fj_context *context) {
   if (context == NULL) return FJ_OK;

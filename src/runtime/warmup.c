@@ -14,18 +14,23 @@
 /* The first version of fj_problem_shape ends after with_lse. */
 #define RUNTIME_SHAPE_V1_SIZE (offsetof(fj_problem_shape, with_lse) + sizeof(int))
 
-void fj_problem_shape_init(fj_problem_shape *shape) {
-  if (shape == NULL) return;
-  memset(shape, 0, sizeof *shape);
-  shape->struct_size = (uint32_t)sizeof *shape;
-  shape->dtype = core_dtype_to_dlpack(DTYPE_BF16);
-  shape->batch = 1;
-  shape->seqlen_q = 2048;
-  shape->seqlen_kv = 2048;
-  shape->heads = 8;
-  shape->kv_heads = 8;
-  shape->head_dim = 128;
+void fj_problem_shape_init_size(fj_problem_shape *shape, size_t size) {
+  if (shape == NULL || size < sizeof(uint32_t)) return;
+  fj_problem_shape defaults;
+  memset(&defaults, 0, sizeof defaults);
+  defaults.dtype = core_dtype_to_dlpack(DTYPE_BF16);
+  defaults.batch = 1;
+  defaults.seqlen_q = 2048;
+  defaults.seqlen_kv = 2048;
+  defaults.heads = 8;
+  defaults.kv_heads = 8;
+  defaults.head_dim = 128;
+  if (size > sizeof defaults) size = sizeof defaults;
+  defaults.struct_size = (uint32_t)size;
+  memcpy(shape, &defaults, size);
 }
+
+void(fj_problem_shape_init)(fj_problem_shape *shape) { fj_problem_shape_init_size(shape, sizeof *shape); }
 
 void runtime_shape_kv_layout(const fj_problem_shape *shape, int *varlen, int *page_size) {
   /* only where the caller's struct has them: the first version stops after with_lse */
