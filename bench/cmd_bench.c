@@ -762,7 +762,7 @@ static int bench_workspace(const bench_options *o, bench_run *run, bench_result 
   r->kv_splits = 1;
   r->workspace_bytes = 0;
   size_t bytes = 0;
-  runtime_gpu_split_plan(run->context, run->kernel, &run->problem, SIZE_MAX, &r->kv_splits, &bytes);
+  runtime_split_plan(run->context, run->kernel, &run->problem, SIZE_MAX, &r->kv_splits, &bytes);
   if (o->no_split_kv || bytes == 0) {
     r->kv_splits = 1;
     return CLI_EXIT_OK;

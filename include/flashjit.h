@@ -181,7 +181,8 @@ typedef struct fj_attention_args {
    * kernel whose config has split_kv=1, the decode default). It uses at most the bytes
    * fj_attention_workspace_size reports: a smaller workspace gives fewer parts, none gives none (the
    * result is the same, only slower). Nothing in it is kept between calls, but two calls that may run
-   * at the same time (two streams) need two workspaces. The CPU does not use it. */
+   * at the same time (two streams) need two workspaces. The CPU, which splits a decode step's keys
+   * over its threads, puts the parts there when it is large enough, else allocates its own. */
   DLTensor *workspace;
 } fj_attention_args;
 
@@ -200,7 +201,7 @@ FJ_API void fj_attention_args_init(fj_attention_args *args);
 FJ_API fj_status fj_attention_forward(fj_context *context, const fj_attention_args *args);
 
 /* *bytes = the most workspace (fj_attention_args.workspace) a call with these args would use: 0 where
- * it would not split its keys (the CPU; enough blocks to fill the device; a kernel without split_kv).
+ * it would not split its keys (enough blocks or jobs to fill the device; a kernel without split_kv).
  * Validates args as fj_attention_forward does (args->workspace may be NULL) and gets the kernel the
  * call will use (compiling it, or loading it from the disk cache, the first time), but launches
  * nothing. The size depends on batch, heads, seqlen_q, head_dim and seqlen_kv, so one workspace of the

@@ -26,9 +26,14 @@ static int case_counter;
 
 /* The CPU runs a case on the host tensors themselves, timed; on top of the shared verdict the inputs
  * must come out unchanged. */
+/* Split cases run a second time with the workspace fj_attention_workspace_size asks for, poisoned:
+ * the parts must go there (and the result be the same). */
+static int give_workspace;
+
 static void run_case(fj_context *context, const test_case *c) {
-  char name[256];
+  char name[300];
   describe(c, name, sizeof name);
+  if (give_workspace) strncat(name, " +workspace", sizeof name - strlen(name) - 1);
   uint64_t seed = base_seed + (uint64_t)(case_counter++) * 1000003u;
   case_tensors t;
   if (!case_tensors_create(c, seed, &t)) {
@@ -40,13 +45,39 @@ static void run_case(fj_context *context, const test_case *c) {
 
   fj_attention_args args;
   case_host_args(c, &t, &args);
+  size_t work_bytes = 0;
+  unsigned char *work = NULL;
+  int64_t work_shape[1] = {0};
+  DLTensor workspace = {.device = {kDLCPU, 0}, .ndim = 1, .dtype = {kDLUInt, 8, 1}, .shape = work_shape};
+  if (give_workspace) {
+    fj_status asked = fj_attention_workspace_size(context, &args, &work_bytes);
+    work = asked == FJ_OK && work_bytes > 0 ? aligned_alloc(64, (work_bytes + 63) / 64 * 64) : NULL;
+    check(work != NULL, "%s: fj_attention_workspace_size = %s, %zu bytes (%s)", name, fj_status_string(asked),
+          work_bytes, fj_last_error());
+    if (work == NULL) {
+      case_tensors_free(c, &t);
+      return;
+    }
+    memset(work, 0xFF, work_bytes);
+    work_shape[0] = (int64_t)work_bytes;
+    workspace.data = work;
+    args.workspace = &workspace;
+  }
   double start = now_ms();
   fj_status status = fj_attention_forward(context, &args);
   double ms = now_ms() - start;
   if (status != FJ_OK) {
     check(0, "%s: fj_attention_forward = %s (%s)", name, fj_status_string(status), fj_last_error());
     case_tensors_free(c, &t);
+    free(work);
     return;
+  }
+  if (work != NULL) {
+    size_t written = 0;
+    for (size_t i = 0; i < work_bytes; i++) written += work[i] != 0xFF;
+    check(written > work_bytes / 2, "%s: the parts went to the caller's workspace (%zu of %zu bytes written)", name,
+          written, work_bytes);
+    free(work);
   }
 
   /* lse is fp32 whatever the inputs, and the reference reads the same rounded inputs, so its error
@@ -201,6 +232,9 @@ static void run_split_cases(void) {
     describe(c, name, sizeof name);
     check(splits > 1, "%s: split into %lld parts with %d threads", name, (long long)splits, SPLIT_WORKERS);
     run_case(context, c);
+    give_workspace = 1;
+    run_case(context, c);
+    give_workspace = 0;
   }
   fj_context_destroy(context);
 }

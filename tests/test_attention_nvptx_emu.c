@@ -395,7 +395,7 @@ static void run_case(int index, const emu_case *e) {
   if (e->splits > 0) {
     int block_n = rk.config.values[1];
     parts = runtime_gpu_split_params(&problem, block_n, e->splits, 0, &params);
-    workspace_bytes = runtime_gpu_split_bytes(&problem, parts);
+    workspace_bytes = runtime_split_bytes(&problem, parts);
     workspace = malloc(workspace_bytes);
     double combine_seconds = 0;
     combine = kernel_for(&problem.key, &rk.config, GPU_COMBINE_SUFFIX, &combine_seconds, why, sizeof why);

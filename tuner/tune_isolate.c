@@ -171,7 +171,7 @@ static fj_status tune_child_upload(tune_child *child) {
 static fj_status tune_child_workspace(tune_child *child, const runtime_kernel *kernel, attention_problem *problem) {
   int64_t splits = 1;
   size_t bytes = 0;
-  runtime_gpu_split_plan(child->context, kernel, problem, SIZE_MAX, &splits, &bytes);
+  runtime_split_plan(child->context, kernel, problem, SIZE_MAX, &splits, &bytes);
   problem->workspace = NULL;
   problem->workspace_bytes = 0;
   if (bytes == 0) return FJ_OK;

@@ -108,12 +108,11 @@ fj_status fj_attention_workspace_size(fj_context *context, const fj_attention_ar
   attention_problem problem;
   fj_status status = runtime_validate_call(context, args, &problem);
   if (status != FJ_OK) return status;
-  /* only GPU launches split into a workspace (the CPU allocates its own parts) */
-  if (context->backend->device_type == kDLCPU || problem.batch * problem.key.heads * problem.seqlen_q == 0) return FJ_OK;
+  if (problem.batch * problem.key.heads * problem.seqlen_q == 0 || problem.seqlen_kv == 0) return FJ_OK;
   runtime_kernel *kernel = NULL;
   status = runtime_get_kernel(context, &problem, NULL, &kernel);
   if (status != FJ_OK) return status;
   int64_t splits = 1;
-  runtime_gpu_split_plan(context, kernel, &problem, SIZE_MAX, &splits, bytes);
+  runtime_split_plan(context, kernel, &problem, SIZE_MAX, &splits, bytes);
   return FJ_OK;
 }

@@ -120,10 +120,29 @@ fj_status runtime_gpu_params(const runtime_kernel *kernel, const attention_probl
   return FJ_OK;
 }
 
-void runtime_gpu_split_plan(const fj_context *context, const runtime_kernel *kernel, const attention_problem *problem,
-                            size_t workspace_bytes, int64_t *splits, size_t *bytes) {
+/* The CPU's parts: enough for every worker thread (runtime_kv_splits), each a whole number of key
+ * tiles (*split_keys keys); 1 when the jobs alone keep the threads busy. */
+static int64_t runtime_cpu_split(const fj_context *context, const runtime_kernel *kernel,
+                                 const attention_problem *problem, int64_t *split_keys) {
+  int block_n = runtime_config_value(kernel->family, &kernel->config, "block_n");
+  int64_t jobs = kernel->family->job_count(problem, &kernel->config);
+  int64_t splits = runtime_kv_splits(context->workers, jobs, problem->seqlen_kv, block_n);
+  if (splits == 1) return 1;
+  int64_t keys = (problem->seqlen_kv + splits - 1) / splits;
+  *split_keys = (keys + block_n - 1) / block_n * block_n;
+  return (problem->seqlen_kv + *split_keys - 1) / *split_keys;
+}
+
+void runtime_split_plan(const fj_context *context, const runtime_kernel *kernel, const attention_problem *problem,
+                        size_t workspace_bytes, int64_t *splits, size_t *bytes) {
   *splits = 1;
   *bytes = 0;
+  if (strcmp(kernel->family->backend, "cpu") == 0) {
+    int64_t split_keys = 0;
+    *splits = runtime_cpu_split(context, kernel, problem, &split_keys);
+    if (*splits > 1) *bytes = runtime_split_bytes(problem, *splits);
+    return;
+  }
   if (kernel->combine_function == NULL) return;
   const kernel_family *family = kernel->family;
   int block_m = runtime_config_value(family, &kernel->config, "block_m");
@@ -136,12 +155,12 @@ void runtime_gpu_split_plan(const fj_context *context, const runtime_kernel *ker
   int64_t parts = runtime_gpu_kv_splits(context->info.compute_units, jobs, problem, block_n, workspace_bytes);
   if (parts < 2 || jobs * parts > INT32_MAX) return;
   *splits = parts;
-  *bytes = runtime_gpu_split_bytes(problem, parts);
+  *bytes = runtime_split_bytes(problem, parts);
 }
 
 /* A CPU launch; with fewer jobs than worker threads (a decode step: batch x KV heads jobs) each job's
- * keys are cut into parts run as jobs of their own, into a workspace the size of a few outputs that
- * split_kv.c then combines. */
+ * keys are cut into parts run as jobs of their own, into a workspace the size of a few outputs (the
+ * caller's when it gave one that large, else allocated here) that split_kv.c then combines. */
 static fj_status runtime_launch_cpu(fj_context *context, const runtime_kernel *kernel,
                                     const attention_problem *problem, backend_launch *launch, void *stream) {
   cpu_attention_params params;
@@ -149,26 +168,26 @@ static fj_status runtime_launch_cpu(fj_context *context, const runtime_kernel *k
   if (status != FJ_OK) return status;
   launch->params = &params;
   launch->params_size = sizeof params;
-  int block_n = runtime_config_value(kernel->family, &kernel->config, "block_n");
-  int64_t splits = runtime_kv_splits(context->workers, launch->jobs, problem->seqlen_kv, block_n);
+  int64_t split_keys = 0, splits = runtime_cpu_split(context, kernel, problem, &split_keys);
   if (splits == 1) return context->backend->launch(context->device, kernel->function, launch, stream);
 
-  int64_t keys = (problem->seqlen_kv + splits - 1) / splits;
-  params.kv_split_keys = (keys + block_n - 1) / block_n * block_n;
-  params.kv_splits = (problem->seqlen_kv + params.kv_split_keys - 1) / params.kv_split_keys;
+  params.kv_split_keys = split_keys;
+  params.kv_splits = splits;
   int64_t rows = problem->batch * problem->key.heads * problem->seqlen_q;
-  size_t floats = (size_t)(params.kv_splits * rows) * ((size_t)problem->key.head_dim + 1);
-  float *workspace = malloc(floats * sizeof *workspace);
-  if (workspace == NULL)
-    return core_error(FJ_OUT_OF_MEMORY, "split-KV: no memory for %lld parts of %lld rows (%zu bytes)",
-                      (long long)params.kv_splits, (long long)rows, floats * sizeof *workspace);
+  size_t bytes = runtime_split_bytes(problem, splits);
+  float *owned = NULL, *workspace = problem->workspace;
+  if (workspace == NULL || (size_t)problem->workspace_bytes < bytes) {
+    workspace = owned = malloc(bytes);
+    if (workspace == NULL)
+      return core_error(FJ_OUT_OF_MEMORY, "split-KV: no memory for %lld parts of %lld rows (%zu bytes)",
+                        (long long)splits, (long long)rows, bytes);
+  }
   params.o_partial = workspace;
-  params.lse_partial = workspace + (size_t)(params.kv_splits * rows) * (size_t)problem->key.head_dim;
-  launch->jobs *= params.kv_splits;
+  params.lse_partial = workspace + (size_t)(splits * rows) * (size_t)problem->key.head_dim;
+  launch->jobs *= splits;
   status = context->backend->launch(context->device, kernel->function, launch, stream);
-  if (status == FJ_OK)
-    status = runtime_combine_kv_splits(problem, params.kv_splits, params.o_partial, params.lse_partial);
-  free(workspace);
+  if (status == FJ_OK) status = runtime_combine_kv_splits(problem, splits, params.o_partial, params.lse_partial);
+  free(owned);
   return status;
 }
 
@@ -199,7 +218,7 @@ fj_status runtime_launch_attention(fj_context *context, const runtime_kernel *ke
     int64_t splits = 1;
     size_t bytes = 0;
     if (problem->workspace != NULL)
-      runtime_gpu_split_plan(context, kernel, problem, (size_t)problem->workspace_bytes, &splits, &bytes);
+      runtime_split_plan(context, kernel, problem, (size_t)problem->workspace_bytes, &splits, &bytes);
     if (splits > 1)
       splits = runtime_gpu_split_params(problem, runtime_config_value(family, &kernel->config, "block_n"), splits,
                                         (uint64_t)(uintptr_t)problem->workspace, &params);

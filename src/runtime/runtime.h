@@ -30,10 +30,11 @@ fj_status runtime_get_kernel(fj_context *context, const attention_problem *probl
 /* Launches a kernel on a validated problem. */
 fj_status runtime_launch_attention(fj_context *context, const runtime_kernel *kernel,
                                    const attention_problem *problem, void *stream);
-/* The split a GPU launch of kernel on problem would make with workspace_bytes of workspace on the
- * context's device (split-KV: SIZE_MAX for the most it would take): *splits parts of each job's keys
- * (1: none) in *bytes of workspace (0 when none). The CPU and configs without split_kv never split. */
-void runtime_gpu_split_plan(const fj_context *context, const runtime_kernel *kernel, const attention_problem *problem,
+/* Split-KV: the parts a launch of kernel on problem cuts each job's keys into (*splits, 1: none) and the
+ * workspace they take (*bytes, 0 when none). CPU: as many as its threads want (a smaller workspace
+ * than that, or none, and the call allocates its own). GPU: as many as fill the SMs once, with at most
+ * workspace_bytes (SIZE_MAX: the most it would take); configs without split_kv never split. */
+void runtime_split_plan(const fj_context *context, const runtime_kernel *kernel, const attention_problem *problem,
                             size_t workspace_bytes, int64_t *splits, size_t *bytes);
 /* Accessors the command and the tuner use. */
 const fj_backend *runtime_backend(const fj_context *context);

@@ -71,10 +71,11 @@ fj_status runtime_combine_kv_splits(const attention_problem *problem, int64_t sp
  * (1: none), given the kernel's key tile and at most workspace_bytes of workspace. */
 int64_t runtime_gpu_kv_splits(int sms, int64_t jobs, const attention_problem *problem, int block_n,
                               size_t workspace_bytes);
-/* The workspace `splits` parts of the problem take: fp32 outputs and LSEs of every row of each part. */
-size_t runtime_gpu_split_bytes(const attention_problem *problem, int64_t splits);
+/* The workspace `splits` parts of the problem take, on either device: fp32 outputs and LSEs of every
+ * row of each part. */
+size_t runtime_split_bytes(const attention_problem *problem, int64_t splits);
 /* Makes params (runtime_gpu_params') those of a launch cut into at most `splits` parts of whole key
- * tiles, the parts' results in workspace (a device address of runtime_gpu_split_bytes(splits) bytes);
+ * tiles, the parts' results in workspace (a device address of runtime_split_bytes(splits) bytes);
  * returns the parts it cut (tiles shared evenly may need fewer; 1: params unchanged). */
 int64_t runtime_gpu_split_params(const attention_problem *problem, int block_n, int64_t splits, uint64_t workspace,
                                  gpu_attention_params *params);

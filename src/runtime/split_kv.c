@@ -65,6 +65,15 @@ fj_status runtime_combine_kv_splits(const attention_problem *problem, int64_t sp
   return FJ_OK;
 }
 
+static int64_t split_rows(const attention_problem *problem) {
+  return problem->batch * problem->key.heads * problem->seqlen_q;
+}
+
+/* the same for both devices: o_partial then lse_partial */
+size_t runtime_split_bytes(const attention_problem *problem, int64_t splits) {
+  return (size_t)splits * (size_t)split_rows(problem) * ((size_t)problem->key.head_dim + 1) * sizeof(float);
+}
+
 /* ---- GPU: the parts are blocks of their own, merged by the module's combine kernel ---- */
 
 /* Parts of at least this many keys (each part pays for its Q tile, its epilogue and its share of the
@@ -80,18 +89,10 @@ int64_t runtime_gpu_kv_splits(int sms, int64_t jobs, const attention_problem *pr
   int64_t by_keys = problem->seqlen_kv / GPU_SPLIT_MIN_KEYS;
   if (splits > by_keys) splits = by_keys;
   if (splits > GPU_SPLIT_MAX) splits = GPU_SPLIT_MAX;
-  size_t per_part = runtime_gpu_split_bytes(problem, 1);
+  size_t per_part = runtime_split_bytes(problem, 1);
   if (per_part == 0) return 1;
   if ((size_t)splits > workspace_bytes / per_part) splits = (int64_t)(workspace_bytes / per_part);
   return splits < 2 ? 1 : splits;
-}
-
-static int64_t gpu_split_rows(const attention_problem *problem) {
-  return problem->batch * problem->key.heads * problem->seqlen_q;
-}
-
-size_t runtime_gpu_split_bytes(const attention_problem *problem, int64_t splits) {
-  return (size_t)splits * (size_t)gpu_split_rows(problem) * ((size_t)problem->key.head_dim + 1) * sizeof(float);
 }
 
 int64_t runtime_gpu_split_params(const attention_problem *problem, int block_n, int64_t splits, uint64_t workspace,
@@ -101,7 +102,7 @@ int64_t runtime_gpu_split_params(const attention_problem *problem, int block_n, 
   int64_t per_part = (tiles + splits - 1) / splits;
   splits = (tiles + per_part - 1) / per_part;
   if (splits < 2) return 1;
-  int64_t rows = gpu_split_rows(problem);
+  int64_t rows = split_rows(problem);
   params->kv_splits = splits;
   params->kv_split_tiles = per_part;
   params->kv_splits_divider = gpu_divider_for((uint32_t)splits);
@@ -111,5 +112,5 @@ int64_t runtime_gpu_split_params(const attention_problem *problem, int block_n, 
 }
 
 int64_t runtime_gpu_combine_blocks(const attention_problem *problem) {
-  return (gpu_split_rows(problem) + GPU_COMBINE_WARPS - 1) / GPU_COMBINE_WARPS;
+  return (split_rows(problem) + GPU_COMBINE_WARPS - 1) / GPU_COMBINE_WARPS;
 }
