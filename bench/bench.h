@@ -21,7 +21,7 @@ typedef struct bench_options {
   int64_t page_size;        /* --page-size: k and v a paged cache of pages of this many keys; 0 none */
   const char *dtype_name;
   int causal, check, json;
-  int no_split_kv;          /* --no-split-kv: no workspace, so a GPU launch never splits its keys */
+  int no_split_kv;          /* --no-split-kv: no workspace (a GPU launch then never splits its keys) */
   int64_t warmup, repeat, threads;
   const char *config;
   const char *cache_dir;
@@ -51,7 +51,7 @@ typedef struct bench_result {
   char config_source[16];   /* the runtime's word: "tuned", "tuned-nearest", "default", "explicit" */
   char kernel_source[16];
   double compile_ms;      /* as the runtime recorded it */
-  int64_t kv_splits;      /* parts each job's keys were cut into on a GPU (split-KV); 1: none */
+  int64_t kv_splits;      /* parts each job's keys were cut into (split-KV); 1: none */
   size_t workspace_bytes; /* the workspace given to the calls for them */
   double get_kernel_ms;   /* wall time of the lookup that built or loaded it */
   double first_call_ms;

@@ -56,7 +56,8 @@ void cmd_bench_help(FILE *out) {
           "  --check              compare o and the LSE with the float64 reference; exit 1 when the\n"
           "                       error is over the dtype's bound; also times the naive reference\n"
           "  --no-split-kv        give the calls no workspace: a GPU launch that would cut each\n"
-          "                       sequence's keys over more blocks (a decode step) does not\n"
+          "                       sequence's keys over more blocks (a decode step) does not (the\n"
+          "                       CPU still does, into memory of its own)\n"
           "  --json               one JSON object instead of text\n"
           "  --warmup N           untimed calls before timing, default 2\n"
           "  --repeat N           timed calls, default 10\n"
@@ -527,9 +528,12 @@ static void bench_print_text(const bench_options *o, const bench_result *r, cons
   printf("kernel      %s %s (%s)\n", r->family, r->config,
          o->config ? "from --config" : r->config_source[0] ? r->config_source : "the runtime's choice");
   printf("build       %s, %.1f ms; first call %.2f ms\n", r->kernel_source, r->compile_ms, r->first_call_ms);
-  if (r->kv_splits > 1)
-    printf("split-KV    each job's keys in %" PRId64 " parts, merged by the combine kernel (%zu bytes of workspace)\n",
-           r->kv_splits, r->workspace_bytes);
+  if (r->kv_splits > 1) {
+    char where[64] = "no workspace: the call allocates its own";
+    if (r->workspace_bytes > 0) snprintf(where, sizeof where, "%zu bytes of workspace", r->workspace_bytes);
+    printf("split-KV    each job's keys in %" PRId64 " parts, merged %s (%s)\n", r->kv_splits,
+           strcmp(r->backend, "cpu") == 0 ? "after them" : "by the combine kernel", where);
+  }
   printf("time        %.3f ms median, %.3f ms min, %.3f ms max (%" PRId64 " runs after %" PRId64
          " warmup, %s)\n", r->ms_median, r->ms_min, r->ms_max, o->repeat, o->warmup, r->timing);
   printf("rate        %.1f GFLOP/s (%.4g FLOP per call), %.1f GB/s (%.4g bytes per call at least)\n",
@@ -756,15 +760,15 @@ static int bench_kernel(const bench_options *o, bench_run *run, bench_result *r)
   return CLI_EXIT_OK;
 }
 
-/* Split-KV: on a GPU, the workspace the kernel would split a launch into (none with --no-split-kv),
- * given to every call as an inference engine would give it. */
+/* Split-KV: the workspace the launch would split a call's keys into (none with --no-split-kv), given to
+ * every call as an inference engine would give it. */
 static int bench_workspace(const bench_options *o, bench_run *run, bench_result *r) {
   r->kv_splits = 1;
   r->workspace_bytes = 0;
   size_t bytes = 0;
   runtime_split_plan(run->context, run->kernel, &run->problem, SIZE_MAX, &r->kv_splits, &bytes);
   if (o->no_split_kv || bytes == 0) {
-    r->kv_splits = 1;
+    if (strcmp(r->backend, "cpu") != 0) r->kv_splits = 1;  /* a GPU splits only into a workspace */
     return CLI_EXIT_OK;
   }
   int64_t floats[1] = {(int64_t)((bytes + sizeof(float) - 1) / sizeof(float))};

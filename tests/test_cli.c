@@ -409,6 +409,13 @@ static void test_bench(void) {
       {"fp32 paged causal prefill, pages of 5", "fp32",
        {"--batch", "2", "--heads", "2", "--seqlen", "60", "--seqlen-kv", "95", "--head-dim", "64", "--causal",
         "--page-size", "5", NULL}},
+      /* split-KV on 8 threads: a decode step of 2 jobs cut into parts in the workspace bench gives it,
+       * then without one (the CPU's own memory) */
+      {"bf16 split decode", "bf16",
+       {"--heads", "8", "--kv-heads", "2", "--seqlen", "1", "--seqlen-kv", "3000", "--threads", "8", NULL}},
+      {"bf16 split decode --no-split-kv", "bf16",
+       {"--heads", "8", "--kv-heads", "2", "--seqlen", "1", "--seqlen-kv", "3000", "--threads", "8",
+        "--no-split-kv", NULL}},
   };
   char first_config[256] = "";
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -417,6 +424,13 @@ static void test_bench(void) {
     if (doc && strstr(cases[i].what, "paged"))
       check(jnumber(doc, "page_size", 0) == (strstr(cases[i].what, "pages of 5") ? 5 : 16),
             "bench %s: page_size %g in the JSON", cases[i].what, jnumber(doc, "page_size", 0));
+    if (doc && strstr(cases[i].what, "split decode")) {
+      int given = strstr(cases[i].what, "--no-split-kv") == NULL;
+      double parts = jnumber(doc, "kv_splits", 0), bytes = jnumber(doc, "workspace_bytes", -1);
+      /* parts x rows (8 heads x 1 query) x (head dim + 1) floats */
+      check(parts > 1 && bytes == (given ? parts * 8 * 129 * 4 : 0),
+            "bench %s: %g parts, %g bytes of workspace in the JSON", cases[i].what, parts, bytes);
+    }
     jfree(doc);
   }
 
