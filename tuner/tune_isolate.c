@@ -165,9 +165,10 @@ static fj_status tune_child_upload(tune_child *child) {
   return status;
 }
 
-/* Split-KV: a candidate whose launch would cut its keys over blocks gets the workspace an inference
+/* Split-KV: a candidate whose launch would cut its keys into parts gets the workspace an inference
  * engine would give it (the child's one, grown when a candidate needs more), so that the tuner times
- * what calls will run. The children exit rather than free their device memory. */
+ * what calls will run (on a GPU, without one, a split_kv config would run unsplit). The children exit
+ * rather than free their device memory. */
 static fj_status tune_child_workspace(tune_child *child, const runtime_kernel *kernel, attention_problem *problem) {
   int64_t splits = 1;
   size_t bytes = 0;
@@ -175,7 +176,7 @@ static fj_status tune_child_workspace(tune_child *child, const runtime_kernel *k
   problem->workspace = NULL;
   problem->workspace_bytes = 0;
   if (bytes == 0) return FJ_OK;
-  if (child->work.bytes < bytes) {
+  if (child->work_host.allocation == NULL || child->work_host.allocation_bytes < bytes) {
     tune_mirror_free(child->context, &child->work);
     host_tensor_free(&child->work_host);
     int64_t floats[1] = {(int64_t)((bytes + sizeof(float) - 1) / sizeof(float))};
