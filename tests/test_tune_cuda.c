@@ -3,8 +3,10 @@
  * on a fresh cache makes one of them, measured mid-batch, launch with q at address 0x8
  * (FLASHJIT_TUNE_FAULT=fault:<its config>), which kills its child's CUDA context. The run must end
  * (exit 0), record that candidate as a launch error, measure the candidates after it in fresh children,
- * and keep a winner. Through the `flashjit` command, because GPU tuning children exec it. Skips (77)
- * where fj_context_create cannot open cuda:0. */
+ * and keep a winner. Then a decode step's split_kv candidates are tuned: each must check right (the
+ * tuner gives it the workspace its plan asks for, so its parts and the combine kernel run). Through the
+ * `flashjit` command, because GPU tuning children exec it. Skips (77) where fj_context_create cannot
+ * open cuda:0. */
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,6 +144,25 @@ int main(void) {
     json_free(export);
     free(out);
   }
+
+  /* 3: a decode step's split_kv candidates, each given the workspace its plan asks for: all checked
+   * right against the reference (their parts and the combine kernel ran) and one of them kept. */
+  snprintf(command, sizeof command, "%s tune --device cuda:0 --batch 2 --heads 8 --kv-heads 2 --seqlen 1 "
+           "--seqlen-kv 4096 --head-dim 128 --dtype bf16 --causal --strategy random --trials 4 --seed 5 "
+           "--space 'split_kv=1' --repeat 3 --json --quiet --cache-dir %s/decode", FJ_TEST_CLI, scratch);
+  rc = run(command, &out);
+  table = NULL;
+  json_parse(out, strlen(out), &table);
+  problems = json_get(table, "problems");
+  first = problems && problems->type == JSON_ARRAY && problems->count ? &problems->items[0] : NULL;
+  const json_value *outcomes = json_get(first, "outcomes");
+  const char *winner = text_of(first, "tuned_config");
+  check(rc == 0 && number_of(outcomes, "ok") >= 2 && number_of(outcomes, "wrong_result") == 0 &&
+            number_of(outcomes, "launch_error") == 0 && strstr(winner, "split_kv=1") != NULL,
+        "a decode tune over split_kv=1 (exit %d): %.0f ok, %.0f wrong, %.0f launch errors; winner %s", rc,
+        number_of(outcomes, "ok"), number_of(outcomes, "wrong_result"), number_of(outcomes, "launch_error"), winner);
+  json_free(table);
+  free(out);
 
   nftw(scratch, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
   return check_summary();
