@@ -235,7 +235,8 @@ static const emu_case cases[] = {
     /* split-KV (decode defaults have split_kv=1; the cases above run them unsplit): parts merged by
      * the combine kernel, packed and not, causal, d = 72/80 (the combine's lanes past the head dim),
      * 256, sequences whose keys end before the last parts (varlen: those parts see nothing; the
-     * sequence with no keys at all ends as zeros), paged, parts of one tile, a strided LSE */
+     * sequence with no keys at all ends as zeros), paged, parts of one tile, a strided LSE, a strided
+     * head dim (o's too: the combine stores through o's strides) and a misaligned K */
     {{BF16, 2, 8, 2, 1, 300, 128, 1, 1, CONTIG, 0, 0, 0}, DEFAULT, 3},
     {{F16, 1, 8, 1, 3, 130, 64, 1, 1, LSESTRIDED, 0, 0, 0}, DEFAULT, 3},
     {{BF16, 2, 4, 4, 1, 500, 64, 0, 1, CONTIG, 0, 0, 0}, DEFAULT, 4},
@@ -246,6 +247,8 @@ static const emu_case cases[] = {
     {{BF16, 4, 8, 2, 1, 320, 128, 1, 1, CONTIG, 0, 1, 16}, DEFAULT, 3},
     {{F16, 2, 4, 1, 3, 135, 64, 1, 1, LSESTRIDED, 0, 1, 5}, DEFAULT, 2},
     {{F16, 1, 4, 2, 16, 333, 64, 1, 1, CONTIG, 0, 0, 0}, CONFIG_SPLIT(64, 32, 4, 2, 0, 1, 0), 6},
+    {{BF16, 2, 4, 1, 1, 200, 64, 1, 1, DSTRIDE2, 0, 0, 0}, DEFAULT, 3},
+    {{F16, 1, 6, 2, 2, 260, 72, 0, 1, MISALIGNED, 0, 0, 0}, DEFAULT, 4},
 };
 #define NUM_CASES ((int)(sizeof cases / sizeof cases[0]))
 
