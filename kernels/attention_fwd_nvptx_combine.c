@@ -26,6 +26,13 @@ static LLVMValueRef stride_of(tile_gpu *tg, size_t strides, int i) {
   return tile_gpu_param_i64(tg, strides + (size_t)i * sizeof(int64_t));
 }
 
+/* Part `part`'s base-2 LSE of row `row`: lse_partial[part * rows + row]. */
+static LLVMValueRef part_lse(tile_builder *tb, LLVMValueRef lse_partial, LLVMValueRef part, LLVMValueRef rows,
+                             LLVMValueRef row) {
+  LLVMValueRef at = tile_add(tb, tile_mul(tb, part, rows), row);
+  return LLVMBuildLoad2(tb->b, tb->f32, LLVMBuildGEP2(tb->b, tb->f32, lse_partial, &at, 1, ""), "");
+}
+
 fj_status attention_fwd_nvptx_generate_combine(LLVMModuleRef module, const attention_key *key,
                                                const jit_target *target, const char *name) {
   const int D = key->head_dim, steps = (D + 31) / 32;
@@ -44,15 +51,12 @@ fj_status attention_fwd_nvptx_generate_combine(LLVMModuleRef module, const atten
 
   LLVMValueRef lse_partial = tile_gpu_param_global(tg, P_OFF(lse_partial));
   LLVMValueRef o_partial = tile_gpu_param_global(tg, P_OFF(o_partial));
-#define PART_LSE(part) \
-  LLVMBuildLoad2(ir, tb->f32, LLVMBuildGEP2(ir, tb->f32, lse_partial, (LLVMValueRef[]){tile_add(tb, tile_mul(tb, (part), rows), row)}, 1, ""), "")
-
   /* m: the largest part LSE (-inf when no part saw a key) */
   LLVMValueRef max = tile_var(tb, tb->f32, tile_f32(tb, -INFINITY), "max");
   tile_loop scan;
   LLVMValueRef part = tile_for(tb, &scan, tile_i64(tb, 0), parts, tile_i64(tb, 1), "part");
   {
-    LLVMValueRef lse = PART_LSE(part), m = tile_get(tb, max);
+    LLVMValueRef lse = part_lse(tb, lse_partial, part, rows, row), m = tile_get(tb, max);
     tile_set(tb, max, LLVMBuildSelect(ir, LLVMBuildFCmp(ir, LLVMRealOGT, lse, m, ""), lse, m, ""));
   }
   tile_end_for(tb, &scan);
@@ -67,7 +71,7 @@ fj_status attention_fwd_nvptx_generate_combine(LLVMModuleRef module, const atten
   tile_loop merge;
   part = tile_for(tb, &merge, tile_i64(tb, 0), parts, tile_i64(tb, 1), "part");
   {
-    LLVMValueRef weight = tile_gpu_exp2(tg, LLVMBuildFSub(ir, PART_LSE(part), base, ""));
+    LLVMValueRef weight = tile_gpu_exp2(tg, LLVMBuildFSub(ir, part_lse(tb, lse_partial, part, rows, row), base, ""));
     tile_set(tb, sum, LLVMBuildFAdd(ir, tile_get(tb, sum), weight, ""));
     LLVMValueRef part_row = tile_mul(tb, tile_add(tb, tile_mul(tb, part, rows), row), tile_i64(tb, D));
     for (int c = 0; c < steps; c++) {
@@ -81,7 +85,6 @@ fj_status attention_fwd_nvptx_generate_combine(LLVMModuleRef module, const atten
     }
   }
   tile_end_for(tb, &merge);
-#undef PART_LSE
 
   /* the row's (batch, head, position): row = (b * heads + h) * seqlen_q + position */
   LLVMValueRef row32 = LLVMBuildTrunc(ir, row, tb->i32, "");

@@ -92,6 +92,10 @@ int64_t runtime_gpu_kv_splits(int sms, int64_t jobs, const attention_problem *pr
   size_t per_part = runtime_split_bytes(problem, 1);
   if (per_part == 0) return 1;
   if ((size_t)splits > workspace_bytes / per_part) splits = (int64_t)(workspace_bytes / per_part);
+  if (splits < 2) return 1;
+  /* whole tiles shared evenly: the parts runtime_gpu_split_params will cut (no more than these) */
+  int64_t tiles = (problem->seqlen_kv + block_n - 1) / block_n, per_tiles = (tiles + splits - 1) / splits;
+  splits = (tiles + per_tiles - 1) / per_tiles;
   return splits < 2 ? 1 : splits;
 }
 
