@@ -205,7 +205,9 @@ FJ_API fj_status fj_attention_forward(fj_context *context, const fj_attention_ar
  * Validates args as fj_attention_forward does (args->workspace may be NULL) and gets the kernel the
  * call will use (compiling it, or loading it from the disk cache, the first time), but launches
  * nothing. The size depends on batch, heads, seqlen_q, head_dim and seqlen_kv, so one workspace of the
- * largest shape's size serves every smaller call. FJ_INVALID_ARGUMENT where bytes is NULL. */
+ * largest shape's size serves every smaller call; it is never more than 128 x batch x heads x
+ * seqlen_q x (head_dim + 1) x 4 bytes, a bound to allocate by without asking. FJ_INVALID_ARGUMENT where
+ * bytes is NULL. */
 FJ_API fj_status fj_attention_workspace_size(fj_context *context, const fj_attention_args *args, size_t *bytes);
 
 #ifdef __cplusplus

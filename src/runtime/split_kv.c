@@ -79,7 +79,7 @@ size_t runtime_split_bytes(const attention_problem *problem, int64_t splits) {
 /* Parts of at least this many keys (each part pays for its Q tile, its epilogue and its share of the
  * combine), and at most this many parts (the workspace grows with them). */
 #define GPU_SPLIT_MIN_KEYS 256
-#define GPU_SPLIT_MAX 128
+#define GPU_SPLIT_MAX 128 /* flashjit.h promises this bound (fj_attention_workspace_size); the CPU stays under it */
 
 int64_t runtime_gpu_kv_splits(int sms, int64_t jobs, const attention_problem *problem, int block_n,
                               size_t workspace_bytes) {
