@@ -771,21 +771,14 @@ static int bench_workspace(const bench_options *o, bench_run *run, bench_result 
     if (strcmp(r->backend, "cpu") != 0) r->kv_splits = 1;  /* a GPU splits only into a workspace */
     return CLI_EXIT_OK;
   }
-  int64_t floats[1] = {(int64_t)((bytes + sizeof(float) - 1) / sizeof(float))};
-  if (host_tensor_alloc(&run->work, DTYPE_F32, 1, floats, NULL) != 0) {
-    cli_error(BENCH_COMMAND, "split-KV: cannot allocate a workspace of %zu bytes", bytes);
-    return CLI_EXIT_FAILURE;
-  }
-  fj_status status = tune_mirror_upload(run->context, &run->work, "the split-KV workspace", &run->dwork);
-  if (status != FJ_OK) return bench_fail("split-KV", status);
-  run->workspace = run->dwork.t;
-  run->workspace.ndim = 1;
-  run->workspace.dtype = (DLDataType){kDLUInt, 8, 1};
+  void *data = NULL;
+  fj_status status = tune_workspace_ensure(run->context, bytes, &run->work, &run->dwork, &data);
+  if (status != FJ_OK) return bench_fail("split-KV workspace", status);
   run->workspace_shape[0] = (int64_t)bytes;
-  run->workspace.shape = run->workspace_shape;
-  run->workspace.strides = NULL;
+  run->workspace = (DLTensor){.data = data, .device = run->dwork.t.device, .ndim = 1, .dtype = {kDLUInt, 8, 1},
+                              .shape = run->workspace_shape};
   run->args.workspace = &run->workspace;
-  run->problem.workspace = (char *)run->workspace.data + run->workspace.byte_offset;
+  run->problem.workspace = data;
   run->problem.workspace_bytes = (int64_t)bytes;
   r->workspace_bytes = bytes;
   return CLI_EXIT_OK;

@@ -450,6 +450,13 @@ static LLVMValueRef sequence_keys(tile_gpu *tg, LLVMValueRef b, LLVMValueRef seq
   return tile_min(tb, tile_max(tb, n, tile_i64(tb, 0)), seqlen_kv);
 }
 
+/* The rows of one head slot: seqlen_q positions, or with pack_gqa seqlen_q x group (position, head)
+ * pairs. */
+static LLVMValueRef slot_rows(tile_gpu *tg, const shape *s, LLVMValueRef seqlen_q) {
+  if (!s->pack_gqa) return seqlen_q;
+  return tile_mul(&tg->tb, seqlen_q, LLVMBuildZExt(tg->tb.b, tile_gpu_param_i32(tg, P_OFF(group)), tg->tb.i64, ""));
+}
+
 /* The block's rows of O (scaled by inverse, rounded to the dtype) to o, and with has_lse their
  * LSE = log2_sum ln 2 to lse ([batch, head, seq]: rows are positions, or (position, head) pairs when
  * packed). */
@@ -472,11 +479,8 @@ static void store_result(tile_gpu *tg, const shape *s, const tile_gpu_acc *out, 
                                      tile_mul(tb, at->head, head_stride));
   lse_base = LLVMBuildGEP2(ir, tb->f32, lse_base, &lse_offset, 1, "");
   tile_gpu_global lse_view;
-  LLVMValueRef lse_rows = seqlen_q;
-  if (s->pack_gqa)
-    lse_rows = tile_mul(tb, seqlen_q, LLVMBuildZExt(ir, tile_gpu_param_i32(tg, P_OFF(group)), tb->i64, ""));
   tile_gpu_global_init(tg, &lse_view, lse_base, tile_gpu_param_i64(tg, P_OFF(lse_stride[2])), tile_i64(tb, 1),
-                       lse_rows, 1, 0);
+                       slot_rows(tg, s, seqlen_q), 1, 0);
   if (s->pack_gqa) group_rows_by_head(tg, &lse_view, head_stride);
   tile_gpu_store_rows(tg, &lse, &lse_view, at->q0, warp_row0);
 }
@@ -492,9 +496,7 @@ static void store_part(tile_gpu *tg, const shape *s, const tile_gpu_acc *out, co
   LLVMValueRef slab = tile_add(tb, tile_mul(tb, at->part, tile_gpu_param_i64(tg, P_OFF(batch))), at->batch);
   slab = tile_add(tb, tile_mul(tb, slab, tile_gpu_param_i64(tg, P_OFF(heads))), at->head);
   LLVMValueRef first_row = tile_mul(tb, slab, seqlen_q);  /* of (part, b, head), position 0 */
-  LLVMValueRef rows = seqlen_q;
-  if (s->pack_gqa)
-    rows = tile_mul(tb, seqlen_q, LLVMBuildZExt(ir, tile_gpu_param_i32(tg, P_OFF(group)), tb->i64, ""));
+  LLVMValueRef rows = slot_rows(tg, s, seqlen_q);
 
   LLVMValueRef d = tile_i64(tb, s->head_dim);
   LLVMValueRef o_offset = tile_mul(tb, first_row, d);

@@ -107,6 +107,22 @@ void tune_mirror_free(fj_context *context, tune_mirror *mirror) {
   mirror->t.data = NULL;
 }
 
+fj_status tune_workspace_ensure(fj_context *context, size_t bytes, host_tensor *host, tune_mirror *mirror,
+                                void **data) {
+  /* the host tensor's size, not the mirror's: on the CPU the mirror is the host memory itself */
+  if (host->allocation == NULL || host->allocation_bytes < bytes) {
+    tune_mirror_free(context, mirror);
+    host_tensor_free(host);
+    int64_t floats[1] = {(int64_t)((bytes + sizeof(float) - 1) / sizeof(float))};
+    if (host_tensor_alloc(host, DTYPE_F32, 1, floats, NULL) != 0)
+      return core_error(FJ_OUT_OF_MEMORY, "no host memory for a split-KV workspace of %zu bytes", bytes);
+    fj_status status = tune_mirror_upload(context, host, "the split-KV workspace", mirror);
+    if (status != FJ_OK) return status;
+  }
+  *data = (char *)mirror->t.data + mirror->t.byte_offset;
+  return FJ_OK;
+}
+
 /* ---- timing ----------------------------------------------------------------------------------------- */
 
 static double tune_wall_ms(void) {

@@ -42,6 +42,11 @@ fj_status tune_mirror_refresh(fj_context *context, tune_mirror *mirror);
 /* Copies the twin back into its host tensor (waits for the default stream first). */
 fj_status tune_mirror_download(fj_context *context, tune_mirror *mirror);
 void tune_mirror_free(fj_context *context, tune_mirror *mirror);  /* NULL-safe, idempotent */
+/* A split-KV workspace of at least `bytes` on the context's device: host zeros (*host) and their twin
+ * (*mirror), kept when already that large, else made anew; *data is where it starts on the device.
+ * FJ_OUT_OF_MEMORY or the upload's status. */
+fj_status tune_workspace_ensure(fj_context *context, size_t bytes, host_tensor *host, tune_mirror *mirror,
+                                void **data);
 
 /* One launch timed on stream: the backend's timer (device events) when it has one, else the wall clock
  * around the launch followed by a synchronize. */

@@ -176,16 +176,10 @@ static fj_status tune_child_workspace(tune_child *child, const runtime_kernel *k
   problem->workspace = NULL;
   problem->workspace_bytes = 0;
   if (bytes == 0) return FJ_OK;
-  if (child->work_host.allocation == NULL || child->work_host.allocation_bytes < bytes) {
-    tune_mirror_free(child->context, &child->work);
-    host_tensor_free(&child->work_host);
-    int64_t floats[1] = {(int64_t)((bytes + sizeof(float) - 1) / sizeof(float))};
-    if (host_tensor_alloc(&child->work_host, DTYPE_F32, 1, floats, NULL) != 0)
-      return core_error(FJ_OUT_OF_MEMORY, "no host memory for a split-KV workspace of %zu bytes", bytes);
-    fj_status status = tune_mirror_upload(child->context, &child->work_host, "the split-KV workspace", &child->work);
-    if (status != FJ_OK) return status;
-  }
-  problem->workspace = (char *)child->work.t.data + child->work.t.byte_offset;
+  void *data = NULL;
+  fj_status status = tune_workspace_ensure(child->context, bytes, &child->work_host, &child->work, &data);
+  if (status != FJ_OK) return status;
+  problem->workspace = data;
   problem->workspace_bytes = (int64_t)bytes;
   return FJ_OK;
 }

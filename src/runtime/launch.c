@@ -144,18 +144,10 @@ void runtime_split_plan(const fj_context *context, const runtime_kernel *kernel,
     return;
   }
   if (kernel->combine_function == NULL) return;
-  const kernel_family *family = kernel->family;
-  int block_m = runtime_config_value(family, &kernel->config, "block_m");
-  int block_n = runtime_config_value(family, &kernel->config, "block_n");
-  int pack = runtime_config_value(family, &kernel->config, "pack_gqa") == 1;
-  /* the combine divides rows, and the kernel block indices, in 32 bits */
-  int64_t rows = problem->batch * problem->key.heads * problem->seqlen_q;
-  if (block_m < 1 || rows > INT32_MAX) return;
-  int64_t jobs = kernel_row_tile_jobs(problem, block_m, pack);
-  int64_t parts = runtime_gpu_kv_splits(context->info.compute_units, jobs, problem, block_n, workspace_bytes);
-  if (parts < 2 || jobs * parts > INT32_MAX) return;
-  *splits = parts;
-  *bytes = runtime_split_bytes(problem, parts);
+  int block_n = runtime_config_value(kernel->family, &kernel->config, "block_n");
+  int64_t jobs = kernel->family->job_count(problem, &kernel->config);
+  *splits = runtime_gpu_kv_splits(context->info.compute_units, jobs, problem, block_n, workspace_bytes);
+  if (*splits > 1) *bytes = runtime_split_bytes(problem, *splits);
 }
 
 /* A CPU launch; with fewer jobs than worker threads (a decode step: batch x KV heads jobs) each job's

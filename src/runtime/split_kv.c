@@ -84,6 +84,8 @@ size_t runtime_split_bytes(const attention_problem *problem, int64_t splits) {
 int64_t runtime_gpu_kv_splits(int sms, int64_t jobs, const attention_problem *problem, int block_n,
                               size_t workspace_bytes) {
   if (sms < 2 || jobs < 1 || jobs >= sms || block_n < 1 || problem->seqlen_kv < 2 * GPU_SPLIT_MIN_KEYS) return 1;
+  /* the combine divides its rows in 32 bits (the grid, under sms x GPU_SPLIT_MAX blocks, stays far below) */
+  if (split_rows(problem) > INT32_MAX) return 1;
   /* one wave: every SM gets a block (a decode step of batch x KV heads blocks leaves most idle) */
   int64_t splits = (sms + jobs - 1) / jobs;
   int64_t by_keys = problem->seqlen_kv / GPU_SPLIT_MIN_KEYS;
