@@ -115,10 +115,12 @@ typedef struct fj_problem_shape {
    * each sequence's keys (the tuner's tensors give every sequence ceil(seqlen_kv / page_size) pages,
    * and seqlens_kv = seqlen_kv when varlen). 0: k and v are [batch, seqlen_kv, ...]. */
   int page_size;
+  /* As fj_attention_args.window_left and window_right: -1 (the default) for no window on that side. */
+  int64_t window_left, window_right;
 } fj_problem_shape;
 
 /* Fills *shape with the defaults: bf16, batch 1, 8 heads and kv heads, seqlen 2048 (q and kv), head
- * dim 128, not causal, no LSE; the first `size` bytes only, as fj_context_options_init_size. */
+ * dim 128, not causal, no window, no LSE; the first `size` bytes only, as fj_context_options_init_size. */
 FJ_API void fj_problem_shape_init_size(fj_problem_shape *shape, size_t size);
 FJ_API void fj_problem_shape_init(fj_problem_shape *shape);
 #define fj_problem_shape_init(shape) fj_problem_shape_init_size((shape), sizeof *(shape))
@@ -184,9 +186,19 @@ typedef struct fj_attention_args {
    * at the same time (two streams) need two workspaces. The CPU, which splits a decode step's keys
    * over its threads, puts the parts there when it is large enough, else allocates its own. */
   DLTensor *workspace;
+  /* Sliding-window (local) attention, FlashAttention's window_size: with window_left >= 0, query i
+   * attends key j only when j >= i + seqlen_kv - seqlen_q - window_left (its diagonal key and the
+   * window_left keys before it: Mistral's, Gemma's and gpt-oss's local layers pass sliding_window - 1);
+   * with window_right >= 0, only when j <= i + seqlen_kv - seqlen_q + window_right. -1, the default,
+   * leaves that side open. causal is window_right = 0, so with causal window_right must be -1 or 0.
+   * seqlen_kv is each sequence's own where seqlens_kv is given. A query with no key in its window
+   * gives 0 (LSE -inf). */
+  int64_t window_left;
+  int64_t window_right;
 } fj_attention_args;
 
-/* Fills *args with the defaults: no tensors, scale 0 (1/sqrt(head_dim)), not causal, NULL stream; the
+/* Fills *args with the defaults: no tensors, scale 0 (1/sqrt(head_dim)), not causal, no window (-1,
+ * -1), NULL stream; the
  * first `size` bytes only, as fj_context_options_init_size (the struct grows: a ctypes binding of an
  * older layout passes its own size and is read only that far). */
 FJ_API void fj_attention_args_init_size(fj_attention_args *args, size_t size);

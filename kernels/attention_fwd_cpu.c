@@ -122,8 +122,8 @@ static void default_config(const attention_key *key, const jit_target *target, k
 static void codegen_key(const attention_key *key, char *buffer, size_t size) {
   char page[24];
   core_key_page_text(key, page, sizeof page);
-  snprintf(buffer, size, "dtype=%s d=%d causal=%d lse=%d dcontig=%d%s", core_dtype_name((dtype_id)key->dtype),
-           key->head_dim, key->causal, key->has_lse, key->d_contiguous, page);
+  snprintf(buffer, size, "dtype=%s d=%d causal=%d%s lse=%d dcontig=%d%s", core_dtype_name((dtype_id)key->dtype),
+           key->head_dim, key->causal, key->window ? " window=1" : "", key->has_lse, key->d_contiguous, page);
 }
 
 /* A job's queries are block_m rows of one (batch, head slot): with pack_gqa a slot is a KV head and its
@@ -266,7 +266,7 @@ static LLVMValueRef tile_page_row(tile_builder *tb, const tile_pages *tp, int pa
 #define MAX_PV_BLOCK 32
 
 typedef struct shape {
-  int block_m, block_n, unroll, lanes, vectors, head_dim, causal, has_lse, d_contiguous, pack_gqa, page_size;
+  int block_m, block_n, unroll, lanes, vectors, head_dim, causal, window, has_lse, d_contiguous, pack_gqa, page_size;
   int pv_rows, pv_vectors;
   dtype_id dtype;
 } shape;
@@ -414,6 +414,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
              .lanes = config->values[P_VECTOR],
              .head_dim = key->head_dim,
              .causal = key->causal,
+             .window = key->window,
              .has_lse = key->has_lse,
              .d_contiguous = key->d_contiguous,
              .page_size = key->page_size,
@@ -481,8 +482,11 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   LLVMValueRef q0 = tile_mul(tb, tile_index, tile_i64(tb, BM));
   LLVMValueRef total_rows = tile_mul(tb, seqlen_q, rows_per_position);
   LLVMValueRef rows = tile_min(tb, tile_i64(tb, BM), tile_sub(tb, total_rows, q0));
-  /* Causal, bottom-right aligned: query i sees keys j <= i + diagonal. */
+  /* Bottom-right aligned: query i sees keys j <= i + last_diagonal when causal, and j >= i +
+   * first_diagonal with a window. */
   LLVMValueRef diagonal = tile_sub(tb, seqlen_kv, seqlen_q);
+  LLVMValueRef last_diagonal = tile_add(tb, diagonal, tile_load_param_i64(tb, block, P_OFF(window_right)));
+  LLVMValueRef first_diagonal = tile_sub(tb, diagonal, tile_load_param_i64(tb, block, P_OFF(window_left)));
   query_rows qr = {rows_per_position, first_head};
 
   /* ---- scratch ---- */
@@ -521,19 +525,25 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   tile_regs_fill(tb, &row_sum, tile_splat_f32(tb, 0.0f));
   tile_regs scores = tile_regs_new(tb, BN, V, "scores");  /* S^T, then P^T */
 
-  /* Keys this tile can see at all: causal tiles stop at the diagonal of their last query. */
-  LLVMValueRef kv_end = seqlen_kv;
+  /* Keys this tile can see at all: causal tiles stop at the diagonal of their last query, windowed
+   * ones start at the tile holding their first query's first key. */
+  LLVMValueRef kv_end = seqlen_kv, kv_start = tile_i64(tb, 0);
   if (s.causal) {
     LLVMValueRef last_position = LLVMBuildSDiv(tb->b, tile_sub(tb, tile_add(tb, q0, rows), tile_i64(tb, 1)),
                                                rows_per_position, "");
-    LLVMValueRef end = tile_add(tb, tile_add(tb, last_position, tile_i64(tb, 1)), diagonal);
+    LLVMValueRef end = tile_add(tb, tile_add(tb, last_position, tile_i64(tb, 1)), last_diagonal);
     kv_end = tile_max(tb, tile_i64(tb, 0), tile_min(tb, seqlen_kv, end));
+  }
+  if (s.window) {
+    LLVMValueRef first_position = LLVMBuildSDiv(tb->b, q0, rows_per_position, "");
+    LLVMValueRef start = tile_max(tb, tile_i64(tb, 0), tile_add(tb, first_position, first_diagonal));
+    kv_start = tile_mul(tb, LLVMBuildSDiv(tb->b, start, tile_i64(tb, BN), ""), tile_i64(tb, BN));
   }
 
   tile_loop kv_loop;
-  /* Split-KV: this job's part of those keys (kv_split_keys is a multiple of BN, so no tile crosses into
-   * the next part). */
-  LLVMValueRef kv_begin = tile_mul(tb, part, kv_split_keys);
+  /* Split-KV: this job's part of those keys, counted from its first tile (kv_split_keys is a multiple
+   * of BN, so no tile crosses into the next part). */
+  LLVMValueRef kv_begin = tile_add(tb, kv_start, tile_mul(tb, part, kv_split_keys));
   LLVMValueRef kv_stop = tile_min(tb, kv_end, tile_add(tb, kv_begin, kv_split_keys));
   LLVMValueRef n0 = tile_for(tb, &kv_loop, kv_begin, kv_stop, tile_i64(tb, BN), "n0");
   tile_pages pages;
@@ -564,8 +574,10 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
 
   /* Mask keys past the end and, when causal, past each query's diagonal. Row q0 + vi*W + lane is at
    * position (q0 + vi*W + lane) / rows_per_position and sees key n0 + n when that position is at least
-   * n0 + n - diagonal, that is when lane >= (n0 + n - diagonal) * rows_per_position - q0 - vi*W; a key
-   * past seqlen_kv is seen by no lane. */
+   * n0 + n - last_diagonal, that is when lane >= (n0 + n - last_diagonal) * rows_per_position - q0 -
+   * vi*W; with a window also when the position is at most n0 + n - first_diagonal, that is when lane <
+   * (n0 + n - first_diagonal + 1) * rows_per_position - q0 - vi*W; a key past seqlen_kv is seen by no
+   * lane. */
   LLVMValueRef lane_numbers[MAX_LANES];
   for (int i = 0; i < W; i++) lane_numbers[i] = LLVMConstInt(tb->i32, (unsigned long long)i, 0);
   LLVMValueRef lanes = LLVMConstVector(lane_numbers, (unsigned)W);
@@ -574,13 +586,20 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     LLVMValueRef key_present = tile_lt(tb, key_index, seqlen_kv);
     for (int vi = 0; vi < V; vi++) {
       LLVMValueRef first_lane = tile_i64(tb, 0);
+      LLVMValueRef vector_row0 = tile_add(tb, q0, tile_i64(tb, (int64_t)vi * W));
       if (s.causal)
-        first_lane = tile_sub(tb, tile_mul(tb, tile_sub(tb, key_index, diagonal), rows_per_position),
-                              tile_add(tb, q0, tile_i64(tb, (int64_t)vi * W)));
+        first_lane = tile_sub(tb, tile_mul(tb, tile_sub(tb, key_index, last_diagonal), rows_per_position), vector_row0);
       first_lane = LLVMBuildSelect(tb->b, key_present, first_lane, tile_i64(tb, W), "");
       first_lane = tile_min(tb, tile_max(tb, first_lane, tile_i64(tb, 0)), tile_i64(tb, W));
       LLVMValueRef threshold = tile_splat(tb, LLVMBuildTrunc(tb->b, first_lane, tb->i32, ""));
       LLVMValueRef visible = LLVMBuildICmp(tb->b, LLVMIntSGE, lanes, threshold, "");
+      if (s.window) {
+        LLVMValueRef end_position = tile_add(tb, tile_sub(tb, key_index, first_diagonal), tile_i64(tb, 1));
+        LLVMValueRef end_lane = tile_sub(tb, tile_mul(tb, end_position, rows_per_position), vector_row0);
+        end_lane = tile_min(tb, tile_max(tb, end_lane, tile_i64(tb, 0)), tile_i64(tb, W));
+        LLVMValueRef end = tile_splat(tb, LLVMBuildTrunc(tb->b, end_lane, tb->i32, ""));
+        visible = LLVMBuildAnd(tb->b, visible, LLVMBuildICmp(tb->b, LLVMIntSLT, lanes, end, ""), "");
+      }
       tile_regs_set(tb, &scores, n, vi,
                     LLVMBuildSelect(tb->b, visible, tile_regs_get(tb, &scores, n, vi), tile_splat_f32(tb, -INFINITY), ""));
     }

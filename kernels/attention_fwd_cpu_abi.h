@@ -29,6 +29,10 @@ typedef struct cpu_attention_params {
   int64_t kv_split_keys;      /* keys per part, a multiple of block_n */
   int64_t seqlens_kv_stride;
   int64_t block_table_stride[2], pages;
+  /* Windowed kernels (key.window) read window_left, causal ones window_right (0: the plain causal
+   * mask): query i of a sequence of keys keys sees keys [i + keys - seqlen_q - window_left,
+   * i + keys - seqlen_q + window_right]. */
+  int64_t window_left, window_right;
   float scale_log2;           /* softmax_scale * log2(e): scores are exponentiated in base 2 */
 } cpu_attention_params;
 
@@ -37,5 +41,5 @@ typedef struct cpu_attention_params {
 typedef void (*cpu_attention_fn)(const cpu_attention_params *params, int64_t job, float *scratch);
 
 #define CPU_ATTENTION_PARAM_POINTERS 9
-#define CPU_ATTENTION_PARAM_INT64S 32
+#define CPU_ATTENTION_PARAM_INT64S 34
 #endif

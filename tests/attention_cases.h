@@ -51,6 +51,8 @@ typedef struct test_case {
   /* > 0: a paged cache (block_table) of pages of this many keys, the pages of all sequences shuffled in
    * one pool with spares; seqlen_kv is then the pages per sequence times page_size (a multiple of it) */
   int page_size;
+  /* fj_attention_args.window_left and window_right: -1 for no window on that side */
+  int window_left, window_right;
 } test_case;
 
 /* Short names for the case tables. */
@@ -80,6 +82,10 @@ static inline void describe(const test_case *c, char *buffer, size_t size) {
   if (c->page_size > 0) {
     size_t used = strlen(buffer);
     snprintf(buffer + used, size > used ? size - used : 0, " page=%d", c->page_size);
+  }
+  if (c->window_left >= 0 || c->window_right >= 0) {
+    size_t used = strlen(buffer);
+    snprintf(buffer + used, size > used ? size - used : 0, " window=(%d,%d)", c->window_left, c->window_right);
   }
 }
 
@@ -226,6 +232,8 @@ static inline void case_host_args(const test_case *c, case_tensors *t, fj_attent
   args->softmax_scale = c->scale;
   if (c->varlen) args->seqlens_kv = &t->seqlens_t;
   if (c->page_size > 0) args->block_table = &t->table_t;
+  args->window_left = c->window_left;
+  args->window_right = c->window_right;
 }
 
 static inline uint64_t allocation_hash(const host_tensor *t) {
@@ -281,15 +289,15 @@ static inline int only_elements_written(const host_tensor *t, const unsigned cha
   return ok;
 }
 
-/* Rows that see no key (under the bottom-right causal mask, or in a sequence with no keys) must be
- * exactly 0 (not NaN) and have lse -inf. */
+/* Rows that see no key (under the bottom-right causal mask or window, or in a sequence with no keys)
+ * must be exactly 0 (not NaN) and have lse -inf. */
 static inline int masked_rows_exact(const attention_problem *p, long long *bad_row) {
   for (int64_t b = 0; b < p->batch; b++) {
     int64_t keys = core_sequence_keys(p, b);
-    int64_t masked = 0;  /* rows i with i + keys - sq < 0 when causal; all of them without keys */
-    if (keys == 0) masked = p->seqlen_q;
-    else if (p->key.causal && p->seqlen_q > keys) masked = p->seqlen_q - keys;
-    for (int64_t i = 0; i < masked; i++)
+    for (int64_t i = 0; i < p->seqlen_q; i++) {
+      int64_t first, end;
+      core_visible_keys(p, i, keys, &first, &end);
+      if (first < end) continue;
       for (int64_t h = 0; h < p->key.heads; h++) {
         for (int64_t d = 0; d < p->key.head_dim; d++) {
           int64_t e = b * p->o.stride[0] + i * p->o.stride[1] + h * p->o.stride[2] + d * p->o.stride[3];
@@ -308,6 +316,7 @@ static inline int masked_rows_exact(const attention_problem *p, long long *bad_r
           }
         }
       }
+    }
   }
   return 1;
 }

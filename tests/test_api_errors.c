@@ -142,6 +142,10 @@ static const bad_case bad_cases[] = {
     {"workspace.shape[0]=-1", "workspace.shape[0]=-1"},
     {"workspace.strides[0]=2", "workspace.strides[0]=2"},
     {"workspace.data NULL", "workspace.data is NULL"},
+    {"window_left=-2", "window_left=-2"},
+    {"window_right=-7", "window_right=-7"},
+    {"causal with window_right=3", "window_right=3 with causal"},
+    {"window_left=INT64_MIN", "window_left=-9223372036854775808"},
 };
 
 static void break_fixture(fixture *f, int which) {
@@ -216,6 +220,10 @@ static void break_fixture(fixture *f, int which) {
       f->args.workspace = &f->workspace;
       break;
     case 56: f->workspace.data = NULL; f->args.workspace = &f->workspace; break;
+    case 57: f->args.window_left = -2; break;
+    case 58: f->args.window_right = -7; break;
+    case 59: f->args.causal = 1; f->args.window_right = 3; break;
+    case 60: f->args.window_left = INT64_MIN; f->args.window_right = 0; break;
     default: break;
   }
 }

@@ -301,12 +301,12 @@ static void test_problem_helpers(void) {
   for (int i = 0; i < 10; i++)
     CHECK(core_seqlen_bucket(lens[i]) == want[i], "seqlen bucket of %lld is %d (want %d)",
           (long long)lens[i], core_seqlen_bucket(lens[i]), want[i]);
-  attention_key key = {PROBLEM_ATTENTION_FWD, DTYPE_BF16, 128, 8, 8, 0, 0, 1, 11, 0, 0};
+  attention_key key = {PROBLEM_ATTENTION_FWD, DTYPE_BF16, 128, 8, 8, 0, 0, 1, 11, 0, 0, 0};
   char text[160];
   core_attention_key_string(&key, text, sizeof text);
   CHECK(strcmp(text, "attention_fwd dtype=bf16 d=128 h=8 hk=8 causal=0 lse=0 dcontig=1 sq<=2^11") == 0,
         "key string \"%s\"", text);
-  attention_key key2 = {PROBLEM_ATTENTION_FWD, DTYPE_F16, 64, 32, 4, 1, 1, 0, 0, 0, 0};
+  attention_key key2 = {PROBLEM_ATTENTION_FWD, DTYPE_F16, 64, 32, 4, 1, 1, 0, 0, 0, 0, 0};
   core_attention_key_string(&key2, text, sizeof text);
   CHECK(strcmp(text, "attention_fwd dtype=fp16 d=64 h=32 hk=4 causal=1 lse=1 dcontig=0 sq<=2^0") == 0,
         "key string \"%s\"", text);
@@ -316,6 +316,11 @@ static void test_problem_helpers(void) {
   paged.page_size = 16;
   core_attention_key_string(&paged, text, sizeof text);
   CHECK(strcmp(text, "attention_fwd dtype=fp16 d=64 h=32 hk=4 causal=1 lse=1 dcontig=0 varlen=1 page=16 sq<=2^0") == 0,
+        "key string \"%s\"", text);
+  attention_key windowed = key2;
+  windowed.window = 1;
+  core_attention_key_string(&windowed, text, sizeof text);
+  CHECK(strcmp(text, "attention_fwd dtype=fp16 d=64 h=32 hk=4 causal=1 window=1 lse=1 dcontig=0 sq<=2^0") == 0,
         "key string \"%s\"", text);
   char tiny[10];
   core_attention_key_string(&key, tiny, sizeof tiny);
@@ -344,6 +349,39 @@ static void test_problem_helpers(void) {
         flops_bad);
   p.seqlen_q = p.seqlen_kv = 4096;
   CHECK(core_attention_flops(&p) == 4.0 * 2 * 3 * 64 * (4096.0 * 4097 / 2), "causal 4096x4096 is n(n+1)/2 pairs");
+  /* sliding windows: query i sees j in [i + skv - sq - left, i + skv - sq + right], each side only where
+   * bounded; core_visible_keys and the flops agree with the pairs counted one by one */
+  int window_bad = 0;
+  const int64_t lefts[] = {-1, 0, 1, 3}, rights[] = {-1, 0, 2};
+  for (int l = 0; l < 4; l++)
+    for (int r = 0; r < 3; r++)
+      for (int64_t sq = 0; sq <= 9; sq++)
+        for (int64_t skv = 0; skv <= 9; skv++) {
+          p.key.window = lefts[l] >= 0;
+          p.key.causal = rights[r] >= 0;
+          p.window_left = lefts[l];
+          p.window_right = rights[r];
+          p.seqlen_q = sq;
+          p.seqlen_kv = skv;
+          double pairs = 0;
+          for (int64_t i = 0; i < sq; i++) {
+            int64_t first, end, seen_first = -1, seen_end = -1;
+            for (int64_t j = 0; j < skv; j++) {
+              int seen = (lefts[l] < 0 || j >= i + skv - sq - lefts[l]) && (rights[r] < 0 || j <= i + skv - sq + rights[r]);
+              if (seen && seen_first < 0) seen_first = j;
+              if (seen) seen_end = j + 1;
+              pairs += seen;
+            }
+            core_visible_keys(&p, i, skv, &first, &end);
+            if (seen_first < 0 ? first != end : first != seen_first || end != seen_end) window_bad++;
+          }
+          if (core_attention_flops(&p) != 4.0 * 2 * 3 * 64 * pairs) window_bad++;
+        }
+  CHECK(window_bad == 0, "sliding-window visible keys and flops match the pairs counted one by one (%d bad)",
+        window_bad);
+  p.key.window = 0;
+  p.key.causal = 1;
+  p.window_left = p.window_right = 0;
 
   /* Bytes: q and o of b*sq*h*d, k and v of b*skv*hkv*d elements, and 4 per LSE value when there is one. */
   p.key.dtype = DTYPE_BF16;

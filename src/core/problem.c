@@ -19,13 +19,14 @@ int core_seqlen_bucket(int64_t seqlen) {
 
 void core_attention_key_string(const attention_key *key, char *buffer, size_t size) {
   if (buffer == NULL || size == 0) return;
-  /* varlen and page only where set, so that every key stored before they existed still reads the same */
+  /* window, varlen and page only where set, so that every key stored before they existed still reads
+   * the same */
   char page[24];
   core_key_page_text(key, page, sizeof page);
-  snprintf(buffer, size, "attention_fwd dtype=%s d=%d h=%d hk=%d causal=%d lse=%d dcontig=%d%s%s sq<=2^%d",
+  snprintf(buffer, size, "attention_fwd dtype=%s d=%d h=%d hk=%d causal=%d%s lse=%d dcontig=%d%s%s sq<=2^%d",
            core_dtype_name((dtype_id)key->dtype), key->head_dim, key->heads, key->kv_heads,
-           key->causal, key->has_lse, key->d_contiguous, key->varlen ? " varlen=1" : "", page,
-           key->seqlen_bucket);
+           key->causal, key->window ? " window=1" : "", key->has_lse, key->d_contiguous,
+           key->varlen ? " varlen=1" : "", page, key->seqlen_bucket);
 }
 
 void core_key_page_text(const attention_key *key, char *buffer, size_t size) {
@@ -54,6 +55,36 @@ static double core_visible_pairs(int64_t seqlen_q, int64_t keys, int causal) {
   return pairs;
 }
 
+void core_visible_keys(const attention_problem *problem, int64_t i, int64_t keys, int64_t *first, int64_t *end) {
+  int64_t diagonal = i + keys - problem->seqlen_q;
+  int64_t lo = problem->key.window ? diagonal - problem->window_left : 0;
+  int64_t hi = problem->key.causal ? diagonal + problem->window_right + 1 : keys;
+  if (lo < 0) lo = 0;
+  if (hi > keys) hi = keys;
+  if (hi < lo) hi = lo;
+  *first = lo;
+  *end = hi;
+}
+
+/* Pairs one sequence computes under a sliding window: the rows counted one by one (a bench's or a
+ * tuner's figure, never on a call's path). */
+static double core_window_pairs(const attention_problem *problem, int64_t keys) {
+  double pairs = 0;
+  for (int64_t i = 0; i < problem->seqlen_q; i++) {
+    int64_t first, end;
+    core_visible_keys(problem, i, keys, &first, &end);
+    pairs += (double)(end - first);
+  }
+  return pairs;
+}
+
+/* Pairs of one sequence with `keys` keys. */
+static double core_sequence_pairs(const attention_problem *problem, int64_t keys) {
+  if (problem->key.window || (problem->key.causal && problem->window_right != 0))
+    return core_window_pairs(problem, keys);
+  return core_visible_pairs(problem->seqlen_q, keys, problem->key.causal);
+}
+
 /* Whether each sequence's own key count can be read here: seqlens_kv in host memory. */
 static int core_keys_readable(const attention_problem *problem) {
   return problem->seqlens_kv != NULL && problem->device.device_type == kDLCPU;
@@ -63,9 +94,9 @@ double core_attention_flops(const attention_problem *problem) {
   double pairs = 0;
   if (core_keys_readable(problem))
     for (int64_t b = 0; b < problem->batch; b++)
-      pairs += core_visible_pairs(problem->seqlen_q, core_sequence_keys(problem, b), problem->key.causal);
+      pairs += core_sequence_pairs(problem, core_sequence_keys(problem, b));
   else
-    pairs = (double)problem->batch * core_visible_pairs(problem->seqlen_q, problem->seqlen_kv, problem->key.causal);
+    pairs = (double)problem->batch * core_sequence_pairs(problem, problem->seqlen_kv);
   return 4.0 * (double)problem->key.heads * pairs * (double)problem->key.head_dim;
 }
 
@@ -575,6 +606,21 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
     if ((s = core_check_disjoint(&o, &lse)) != FJ_OK) return s;
   }
 
+  int64_t window_left = -1, window_right = -1;
+  if (args->struct_size >= offsetof(fj_attention_args, window_right) + sizeof(int64_t)) {
+    window_left = args->window_left;
+    window_right = args->window_right;
+  }
+  if (window_left < -1 || window_right < -1)
+    return core_error(FJ_INVALID_ARGUMENT,
+                      "window_left=%" PRId64 ", window_right=%" PRId64 ": each must be -1 (no window on that "
+                      "side) or at least 0",
+                      window_left, window_right);
+  if (args->causal && window_right > 0)
+    return core_error(FJ_INVALID_ARGUMENT,
+                      "window_right=%" PRId64 " with causal: causal is window_right=0 (give -1 or 0)", window_right);
+  if (args->causal) window_right = 0;
+
   if (!isfinite(args->softmax_scale))
     return core_error(FJ_INVALID_ARGUMENT, "softmax_scale=%g must be finite",
                       (double)args->softmax_scale);
@@ -591,6 +637,11 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
     if ((s = core_check_workspace(&work, &q, others, 7)) != FJ_OK) return s;
   }
 
+  /* A side that reaches past every key bounds nothing (no kernel then masks for it): a query's
+   * diagonal key is below seqlen_kv, and its last key is the diagonal plus seqlen_q - 1 at most. */
+  if (window_left >= seqlen_kv) window_left = -1;
+  if (!args->causal && window_right >= qs[1]) window_right = -1;
+
   attention_problem p;
   memset(&p, 0, sizeof p);
   p.key.kind = PROBLEM_ATTENTION_FWD;
@@ -598,7 +649,10 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
   p.key.head_dim = (int)qs[3];
   p.key.heads = (int)qs[2];
   p.key.kv_heads = (int)ks[2];
-  p.key.causal = args->causal != 0;
+  p.key.causal = window_right >= 0;
+  p.key.window = window_left >= 0;
+  p.window_left = window_left;
+  p.window_right = window_right;
   p.key.has_lse = lse.t != NULL;
   p.key.d_contiguous = q.stride[3] == 1 && k.stride[3] == 1 && v.stride[3] == 1 && o.stride[3] == 1;
   p.key.seqlen_bucket = core_seqlen_bucket(qs[1]);

@@ -15,12 +15,13 @@ typedef struct attention_key {
   int head_dim;
   int heads;
   int kv_heads;
-  int causal;
+  int causal;        /* keys past a diagonal are masked: causal, or window_right >= 0 */
   int has_lse;
   int d_contiguous;  /* layout: q, k, v and o all have stride 1 along head_dim */
   int seqlen_bucket; /* core_seqlen_bucket(seqlen_q) */
   int varlen;        /* seqlens_kv given: each sequence has its own number of keys */
   int page_size;     /* block_table given: k and v are pools of pages of this many keys; else 0 */
+  int window;        /* keys before a diagonal are masked: window_left >= 0 (a sliding window) */
 } attention_key;
 
 /* A view of a 4-d (or 3-d, for lse) tensor: the address of element [0,0,0,0] and strides in elements. */
@@ -35,6 +36,10 @@ typedef struct attention_problem {
   attention_key key;
   int64_t batch, seqlen_q, seqlen_kv;
   float softmax_scale;  /* resolved: never 0 */
+  /* The window (fj_attention_args.window_left/right) with causal folded in: window_left counts only
+   * with key.window, window_right only with key.causal (0 for a plain causal mask; a problem built
+   * field by field leaves both 0). core_visible_keys says what they leave a query. */
+  int64_t window_left, window_right;
   tensor_view q, k, v, o;
   tensor_view lse;      /* lse.data == NULL when absent */
   /* Per-sequence key counts (fj_attention_args.seqlens_kv): int32 at seqlens_kv[b * seqlens_kv_stride],
@@ -82,6 +87,10 @@ double core_attention_flops(const attention_problem *problem);
 double core_attention_bytes(const attention_problem *problem);
 /* The number of keys sequence b has: seqlens_kv[b] when given (host memory), else seqlen_kv. */
 int64_t core_sequence_keys(const attention_problem *problem, int64_t b);
+/* The keys query i of a sequence with `keys` keys attends to: [*first, *end), inside [0, keys] and
+ * empty (first = end) when it sees none. The masks align to the bottom-right corner: query i's diagonal
+ * key is i + keys - seqlen_q; window_right keys after it and window_left before it are seen too. */
+void core_visible_keys(const attention_problem *problem, int64_t i, int64_t keys, int64_t *first, int64_t *end);
 /* Where key j of sequence b lives in k and v (host memory): the index along their first dimension (b,
  * or its page) and along their second (j, or its row in that page). */
 void core_key_place(const attention_problem *problem, int64_t b, int64_t j, int64_t *outer, int64_t *row);

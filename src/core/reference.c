@@ -66,26 +66,23 @@ fj_status core_reference_attention(const attention_problem *problem, double *out
       }
       for (int64_t h = hk * group; h < (hk + 1) * group; h++) {
         for (int64_t i = 0; i < SQ; i++) {
-          /* Causal masks align to the bottom-right corner: query i sees keys j <= i + keys - SQ. */
-          int64_t visible = keys;
-          if (key->causal) {
-            int64_t last = i + keys - SQ;
-            visible = last < 0 ? 0 : last + 1 < keys ? last + 1 : keys;
-          }
+          /* The masks align to the bottom-right corner: query i sees keys [first, end). */
+          int64_t first, end;
+          core_visible_keys(problem, i, keys, &first, &end);
           double *o_row = out_o + ((b * SQ + i) * H + h) * D;
           double lse = -INFINITY;
-          if (visible == 0) {
+          if (end == first) {
             memset(o_row, 0, (size_t)D * sizeof(double));
           } else {
             core_gather_rows(&problem->q, dtype, b, h, i, 1, D, qrow);
             double m = -INFINITY;
-            for (int64_t j = 0; j < visible; j++) {
+            for (int64_t j = first; j < end; j++) {
               p[j] = scale * core_dot(qrow, kmat + j * D, D);
               if (p[j] > m) m = p[j];
             }
             double sum = 0;
             memset(acc, 0, (size_t)D * sizeof(double));
-            for (int64_t j = 0; j < visible; j++) {
+            for (int64_t j = first; j < end; j++) {
               double w = exp(p[j] - m);
               sum += w;
               const double *vj = vmat + j * D;

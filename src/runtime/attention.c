@@ -12,6 +12,7 @@ void fj_attention_args_init_size(fj_attention_args *args, size_t size) {
   if (args == NULL || size < sizeof(uint32_t)) return;
   fj_attention_args defaults;
   memset(&defaults, 0, sizeof defaults);  /* no tensors, scale 0 (1/sqrt(d)), not causal, NULL stream */
+  defaults.window_left = defaults.window_right = -1;  /* no window */
   if (size > sizeof defaults) size = sizeof defaults;
   defaults.struct_size = (uint32_t)size;
   memcpy(args, &defaults, size);

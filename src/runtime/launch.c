@@ -61,6 +61,8 @@ static fj_status runtime_cpu_params(const runtime_kernel *kernel, const attentio
   params->block_table_stride[0] = problem->block_table_stride[0];
   params->block_table_stride[1] = problem->block_table_stride[1];
   params->pages = problem->pages;
+  params->window_left = problem->key.window ? problem->window_left : 0;
+  params->window_right = problem->key.causal ? problem->window_right : 0;
   params->scale_log2 = (float)((double)problem->softmax_scale * RUNTIME_LOG2E);
   return FJ_OK;
 }
@@ -126,11 +128,12 @@ static int64_t runtime_cpu_split(const fj_context *context, const runtime_kernel
                                  const attention_problem *problem, int64_t *split_keys) {
   int block_n = runtime_config_value(kernel->family, &kernel->config, "block_n");
   int64_t jobs = kernel->family->job_count(problem, &kernel->config);
-  int64_t splits = runtime_kv_splits(context->workers, jobs, problem->seqlen_kv, block_n);
+  int64_t job_keys = runtime_job_keys(problem, block_n);
+  int64_t splits = runtime_kv_splits(context->workers, jobs, job_keys, block_n);
   if (splits == 1) return 1;
-  int64_t keys = (problem->seqlen_kv + splits - 1) / splits;
+  int64_t keys = (job_keys + splits - 1) / splits;
   *split_keys = (keys + block_n - 1) / block_n * block_n;
-  return (problem->seqlen_kv + *split_keys - 1) / *split_keys;
+  return (job_keys + *split_keys - 1) / *split_keys;
 }
 
 void runtime_split_plan(const fj_context *context, const runtime_kernel *kernel, const attention_problem *problem,

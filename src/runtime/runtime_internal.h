@@ -59,9 +59,13 @@ struct fj_context {
 /* kernel_table.c: frees every entry and unloads every module (at context destruction). */
 void runtime_table_destroy(fj_context *context);
 
+/* split_kv.c: the most keys one job's tiles can span, from the first tile it reads (the one holding
+ * its first query's first key under a sliding window, else key 0): seqlen_kv, or with a window on both
+ * sides the window's keys over the job's queries and a tile more. The parts of a split cover these. */
+int64_t runtime_job_keys(const attention_problem *problem, int block_n);
 /* split_kv.c: how many parts to cut each job's keys into so that `jobs` jobs keep `workers` threads
- * busy (1: none), given seqlen_kv and the kernel's key tile. */
-int64_t runtime_kv_splits(int workers, int64_t jobs, int64_t seqlen_kv, int block_n);
+ * busy (1: none), given the keys a job spans (runtime_job_keys) and the kernel's key tile. */
+int64_t runtime_kv_splits(int workers, int64_t jobs, int64_t job_keys, int block_n);
 /* split_kv.c: o and lse of the problem from the parts a split launch left (fp32 outputs normalized by
  * their own sums, base-2 LSEs; cpu_attention_params' layout). */
 fj_status runtime_combine_kv_splits(const attention_problem *problem, int64_t splits, const float *o_partial,

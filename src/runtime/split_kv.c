@@ -22,10 +22,18 @@
  * half the calls of a 2-thread decode ran serially on a 2-vCPU VM). */
 #define SPLIT_KV_PARTS_PER_WORKER 4
 
-int64_t runtime_kv_splits(int workers, int64_t jobs, int64_t seqlen_kv, int block_n) {
+int64_t runtime_job_keys(const attention_problem *problem, int block_n) {
+  if (!problem->key.window || !problem->key.causal) return problem->seqlen_kv;
+  /* a job's queries sit at most seqlen_q - 1 positions apart; each sees window_left + 1 + window_right
+   * keys, and its first tile starts up to block_n - 1 keys before its first key */
+  int64_t span = problem->seqlen_q + problem->window_left + problem->window_right + block_n - 1;
+  return span < problem->seqlen_kv ? span : problem->seqlen_kv;
+}
+
+int64_t runtime_kv_splits(int workers, int64_t jobs, int64_t job_keys, int block_n) {
   if (jobs < 1 || workers < 2 || jobs >= workers || block_n < 1) return 1;
   int64_t splits = (SPLIT_KV_PARTS_PER_WORKER * (int64_t)workers + jobs - 1) / jobs;
-  int64_t by_keys = seqlen_kv / SPLIT_KV_MIN_KEYS;
+  int64_t by_keys = job_keys / SPLIT_KV_MIN_KEYS;
   if (splits > by_keys) splits = by_keys;
   if (splits > SPLIT_KV_MAX) splits = SPLIT_KV_MAX;
   return splits < 2 ? 1 : splits;
@@ -83,12 +91,14 @@ size_t runtime_split_bytes(const attention_problem *problem, int64_t splits) {
 
 int64_t runtime_gpu_kv_splits(int sms, int64_t jobs, const attention_problem *problem, int block_n,
                               size_t workspace_bytes) {
-  if (sms < 2 || jobs < 1 || jobs >= sms || block_n < 1 || problem->seqlen_kv < 2 * GPU_SPLIT_MIN_KEYS) return 1;
+  if (sms < 2 || jobs < 1 || jobs >= sms || block_n < 1) return 1;
+  int64_t job_keys = runtime_job_keys(problem, block_n);
+  if (job_keys < 2 * GPU_SPLIT_MIN_KEYS) return 1;
   /* the combine divides its rows in 32 bits (the grid, under sms x GPU_SPLIT_MAX blocks, stays far below) */
   if (split_rows(problem) > INT32_MAX) return 1;
   /* one wave: every SM gets a block (a decode step of batch x KV heads blocks leaves most idle) */
   int64_t splits = (sms + jobs - 1) / jobs;
-  int64_t by_keys = problem->seqlen_kv / GPU_SPLIT_MIN_KEYS;
+  int64_t by_keys = job_keys / GPU_SPLIT_MIN_KEYS;
   if (splits > by_keys) splits = by_keys;
   if (splits > GPU_SPLIT_MAX) splits = GPU_SPLIT_MAX;
   size_t per_part = runtime_split_bytes(problem, 1);
@@ -96,14 +106,14 @@ int64_t runtime_gpu_kv_splits(int sms, int64_t jobs, const attention_problem *pr
   if ((size_t)splits > workspace_bytes / per_part) splits = (int64_t)(workspace_bytes / per_part);
   if (splits < 2) return 1;
   /* whole tiles shared evenly: the parts runtime_gpu_split_params will cut (no more than these) */
-  int64_t tiles = (problem->seqlen_kv + block_n - 1) / block_n, per_tiles = (tiles + splits - 1) / splits;
+  int64_t tiles = (job_keys + block_n - 1) / block_n, per_tiles = (tiles + splits - 1) / splits;
   splits = (tiles + per_tiles - 1) / per_tiles;
   return splits < 2 ? 1 : splits;
 }
 
 int64_t runtime_gpu_split_params(const attention_problem *problem, int block_n, int64_t splits, uint64_t workspace,
                                  gpu_attention_params *params) {
-  int64_t tiles = (problem->seqlen_kv + block_n - 1) / block_n;
+  int64_t tiles = (runtime_job_keys(problem, block_n) + block_n - 1) / block_n;
   if (splits < 2 || tiles < 2) return 1;
   int64_t per_part = (tiles + splits - 1) / splits;
   splits = (tiles + per_part - 1) / per_part;

@@ -25,6 +25,7 @@ void fj_problem_shape_init_size(fj_problem_shape *shape, size_t size) {
   defaults.heads = 8;
   defaults.kv_heads = 8;
   defaults.head_dim = 128;
+  defaults.window_left = defaults.window_right = -1;
   if (size > sizeof defaults) size = sizeof defaults;
   defaults.struct_size = (uint32_t)size;
   memcpy(shape, &defaults, size);
