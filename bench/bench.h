@@ -21,6 +21,8 @@ typedef struct bench_options {
   int64_t page_size;        /* --page-size: k and v a paged cache of pages of this many keys; 0 none */
   const char *dtype_name;
   int causal, check, json;
+  int64_t window_left, window_right; /* --window-left, --window-right: -1 (default) leaves that side open */
+  int windowed;                      /* either was given */
   int no_split_kv;          /* --no-split-kv: no workspace (a GPU launch then never splits its keys) */
   int64_t warmup, repeat, threads;
   const char *config;

@@ -53,6 +53,10 @@ void cmd_bench_help(FILE *out) {
           "                       run the same shape unpaged)\n"
           "  --dtype T            fp32, fp16 or bf16 (default)\n"
           "  --causal             causal mask aligned to the bottom-right corner\n"
+          "  --window-left N      sliding window: each query sees its diagonal key and the N keys\n"
+          "                       before it (a model's sliding_window - 1); -1 (default) no limit\n"
+          "  --window-right N     and at most N keys after its diagonal; -1 (default) no limit\n"
+          "                       (with --causal, 0); no peer takes a window\n"
           "  --check              compare o and the LSE with the float64 reference; exit 1 when the\n"
           "                       error is over the dtype's bound; also times the naive reference\n"
           "  --no-split-kv        give the calls no workspace: a GPU launch that would cut each\n"
@@ -171,6 +175,8 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
   o->dtype_name = "bf16";
   o->warmup = 2;
   o->repeat = 10;
+  o->window_left = o->window_right = -1;
+  int seen_window_left = 0, seen_window_right = 0;
   const cli_option options[] = {
       {"--device", CLI_STRING, &o->device, 0, 0, NULL},
       {"--batch", CLI_INT, &o->batch, 1, INT32_MAX, &seen_batch},
@@ -183,6 +189,8 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
       {"--page-size", CLI_INT, &o->page_size, 1, INT32_MAX, &seen_page_size},
       {"--dtype", CLI_STRING, &o->dtype_name, 0, 0, &o->dtype_set},
       {"--causal", CLI_FLAG, &o->causal, 0, 0, &seen_causal},
+      {"--window-left", CLI_INT, &o->window_left, -1, INT32_MAX, &seen_window_left},
+      {"--window-right", CLI_INT, &o->window_right, -1, INT32_MAX, &seen_window_right},
       {"--check", CLI_FLAG, &o->check, 0, 0, NULL},
       {"--no-split-kv", CLI_FLAG, &o->no_split_kv, 0, 0, NULL},
       {"--json", CLI_FLAG, &o->json, 0, 0, NULL},
@@ -210,7 +218,12 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
   if (!o->kv_heads_set) o->kv_heads = o->heads;
   if (!o->seqlen_kv_set) o->seqlen_kv = o->seqlen;
   o->shape_flags = seen_batch || seen_heads || seen_seqlen || seen_head_dim || seen_causal || o->kv_heads_set ||
-                   o->seqlen_kv_set || seen_page_size;
+                   o->seqlen_kv_set || seen_page_size || seen_window_left || seen_window_right;
+  o->windowed = seen_window_left || seen_window_right;
+  if (o->causal && o->window_right > 0) {
+    cli_error(BENCH_COMMAND, "--window-right=%" PRId64 " with --causal: causal is --window-right=0", o->window_right);
+    return CLI_EXIT_USAGE;
+  }
   const char *env_device = getenv("FLASHJIT_DEVICE");
   if (o->device != NULL)
     snprintf(o->device_flag, sizeof o->device_flag, "--device=%s", o->device);
@@ -230,6 +243,11 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
   if (o->peer_list != NULL) {
     if (bench_peer_list_parse(o) != 0) return CLI_EXIT_USAGE;
     o->peers = 1;
+  }
+  if (o->peers && o->windowed) {
+    cli_error(BENCH_COMMAND, "--peers with --window-left/--window-right: no peer takes a sliding window (PyTorch's "
+              "SDPA backends and the Triton kernel here take none)");
+    return CLI_EXIT_USAGE;
   }
   if (o->peers_script != NULL && !o->peers) {
     cli_error(BENCH_COMMAND, "--peers-script=%s: only with --peers", o->peers_script);
@@ -275,6 +293,13 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
 }
 
 /* One call of the kernel being measured. */
+/* --window-left / --window-right into a call's args */
+static void bench_window_args(const bench_options *o, fj_attention_args *args) {
+  args->windowed = o->windowed;
+  args->window_left = o->window_left;
+  args->window_right = o->window_right;
+}
+
 static fj_status bench_call(bench_run *run) {
   if (run->config == NULL) return fj_attention_forward(run->context, &run->args);
   return runtime_launch_attention(run->context, run->kernel, &run->problem, NULL);
@@ -372,6 +397,7 @@ static int bench_alloc(const bench_options *o, bench_run *run, uint64_t seed) {
   run->args.v = &run->dv.t;
   run->args.o = &run->dout.t;
   run->args.causal = o->causal;
+  bench_window_args(o, &run->args);
   bench_page_args(run, &run->args, 0);
   return 0;
 }
@@ -425,6 +451,7 @@ static int bench_check(const bench_options *o, bench_run *run, bench_result *r) 
   host_lse_args.o = &run->o.t;
   host_lse_args.lse = &run->lse.t;
   host_lse_args.causal = o->causal;
+  bench_window_args(o, &host_lse_args);
   bench_page_args(run, &host_lse_args, 1);
   fj_attention_args with_lse = run->args;
   with_lse.lse = &run->dlse.t;
@@ -519,12 +546,14 @@ static void bench_print_text(const bench_options *o, const bench_result *r, cons
   else
     printf("device      %s (%s)%s\n", r->device_name, r->device_id,
            o->device_auto ? ", chosen by auto: the best device found" : "");
-  char paged[48] = "";
+  char paged[48] = "", window[64] = "";
   if (o->page_size > 0) snprintf(paged, sizeof paged, ", paged K/V (pages of %" PRId64 ")", o->page_size);
+  if (o->windowed)
+    snprintf(window, sizeof window, ", window (%" PRId64 ", %" PRId64 ")", o->window_left, o->window_right);
   printf("problem     batch %" PRId64 ", heads %" PRId64 " (kv %" PRId64 "), seqlen %" PRId64 " x %" PRId64
-         ", head_dim %" PRId64 ", %s%s%s\n",
+         ", head_dim %" PRId64 ", %s%s%s%s\n",
          o->batch, o->heads, o->kv_heads, o->seqlen, o->seqlen_kv, o->head_dim, core_dtype_name(o->dtype),
-         o->causal ? ", causal" : "", paged);
+         o->causal ? ", causal" : "", window, paged);
   printf("kernel      %s %s (%s)\n", r->family, r->config,
          o->config ? "from --config" : r->config_source[0] ? r->config_source : "the runtime's choice");
   printf("build       %s, %.1f ms; first call %.2f ms\n", r->kernel_source, r->compile_ms, r->first_call_ms);
@@ -583,6 +612,8 @@ static void bench_print_json(const bench_options *o, const bench_result *r, cons
   json_kv_int(&w, "seqlen_kv", o->seqlen_kv);
   json_kv_int(&w, "head_dim", o->head_dim);
   json_kv_bool(&w, "causal", o->causal);
+  json_kv_int(&w, "window_left", o->window_left);
+  json_kv_int(&w, "window_right", o->causal && o->window_right < 0 ? 0 : o->window_right);
   json_kv_int(&w, "page_size", o->page_size);
   json_kv_string(&w, "family", r->family);
   json_kv_string(&w, "config", r->config);

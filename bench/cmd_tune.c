@@ -37,6 +37,8 @@ void cmd_tune_help(FILE *out) {
           "                       one problem, as flashjit bench takes it (same defaults)\n"
           "  --varlen             the calls give seqlens_kv (each sequence its own key count)\n"
           "  --page-size N        the calls read a paged cache of pages of N keys (block_table)\n"
+          "  --window-left N --window-right N\n"
+          "                       the calls use a sliding window, as flashjit bench takes it\n"
           "search:\n"
           "  --strategy S         exhaustive (every valid config), random (--trials N of them, seeded),\n"
           "                       halving (default: screen a sample with one run each, time the best\n"
@@ -83,6 +85,8 @@ typedef struct tune_cli {
   int64_t batch, heads, kv_heads, seqlen, seqlen_kv, head_dim;
   int causal, json, quiet, list_presets, varlen;
   int64_t page_size;
+  int64_t window_left, window_right;
+  int windowed;
   int64_t trials, seed, warmup, repeat, threads, compile_threads, child_batch;
   int64_t timeout;
   int kv_heads_set, seqlen_kv_set, problem_flags;
@@ -184,7 +188,8 @@ static int tune_parse(int argc, char **argv, tune_cli *c) {
   c->warmup = 1;
   c->repeat = 10;
   int seen_kv = 0, seen_skv = 0, seen_b = 0, seen_h = 0, seen_s = 0, seen_d = 0, seen_t = 0, seen_c = 0;
-  int seen_varlen = 0, seen_page = 0;
+  int seen_varlen = 0, seen_page = 0, seen_window_left = 0, seen_window_right = 0;
+  c->window_left = c->window_right = -1;
   const cli_option options[] = {
       {"--device", CLI_STRING, &c->device, 0, 0, NULL},
       {"--shapes", CLI_STRING, &c->shapes, 0, 0, NULL},
@@ -200,6 +205,8 @@ static int tune_parse(int argc, char **argv, tune_cli *c) {
       {"--causal", CLI_FLAG, &c->causal, 0, 0, &seen_c},
       {"--varlen", CLI_FLAG, &c->varlen, 0, 0, &seen_varlen},
       {"--page-size", CLI_INT, &c->page_size, 1, INT32_MAX, &seen_page},
+      {"--window-left", CLI_INT, &c->window_left, -1, INT32_MAX, &seen_window_left},
+      {"--window-right", CLI_INT, &c->window_right, -1, INT32_MAX, &seen_window_right},
       {"--strategy", CLI_STRING, &c->strategy, 0, 0, NULL},
       {"--budget", CLI_STRING, &c->budget, 0, 0, NULL},
       {"--trials", CLI_INT, &c->trials, 1, INT32_MAX, NULL},
@@ -224,7 +231,8 @@ static int tune_parse(int argc, char **argv, tune_cli *c) {
   c->kv_heads_set = seen_kv;
   c->seqlen_kv_set = seen_skv;
   c->problem_flags = seen_kv || seen_skv || seen_b || seen_h || seen_s || seen_d || seen_t || seen_c || seen_varlen ||
-                     seen_page;
+                     seen_page || seen_window_left || seen_window_right;
+  c->windowed = seen_window_left || seen_window_right;
   if (!c->kv_heads_set) c->kv_heads = c->heads;
   if (!c->seqlen_kv_set) c->seqlen_kv = c->seqlen;
   if ((c->shapes != NULL) + (c->preset != NULL) + (c->problem_flags != 0) > 1) {
@@ -305,6 +313,9 @@ static int tune_problems(const tune_cli *c, preset_shapes *out) {
   s.causal = c->causal;
   s.varlen = c->varlen;
   s.page_size = (int)c->page_size;
+  s.windowed = c->windowed;
+  s.window_left = c->window_left;
+  s.window_right = c->window_right;
   char label[96];
   presets_describe(&s, label, sizeof label);
   if (presets_append(out, &s, label) != 0) {

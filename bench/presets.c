@@ -166,11 +166,12 @@ void presets_print(FILE *out) {
 void presets_describe(const fj_problem_shape *s, char *buffer, size_t size) {
   dtype_id dtype = DTYPE_BF16;
   core_dtype_from_dlpack(s->dtype, &dtype);
-  char page[24] = "";
+  char page[24] = "", window[64] = "";
   if (s->page_size > 0) snprintf(page, sizeof page, " page=%d", s->page_size);
-  snprintf(buffer, size, "b%" PRId64 " h%d/%d sq%" PRId64 " skv%" PRId64 " d%d %s%s%s%s%s", s->batch, s->heads,
+  if (s->windowed) snprintf(window, sizeof window, " window=(%" PRId64 ",%" PRId64 ")", s->window_left, s->window_right);
+  snprintf(buffer, size, "b%" PRId64 " h%d/%d sq%" PRId64 " skv%" PRId64 " d%d %s%s%s%s%s%s", s->batch, s->heads,
            s->kv_heads, s->seqlen_q, s->seqlen_kv, s->head_dim, core_dtype_name(dtype), s->causal ? " causal" : "",
-           s->with_lse ? " lse" : "", s->varlen ? " varlen" : "", page);
+           window, s->with_lse ? " lse" : "", s->varlen ? " varlen" : "", page);
 }
 
 void presets_help(FILE *out) {
@@ -185,8 +186,9 @@ void presets_help(FILE *out) {
           "      preset=qwen2.5-7b\n"
           "  names: batch, heads, kv_heads, seqlen (q and kv), seqlen_q, seqlen_kv, head_dim, dtype,\n"
           "  causal[=0|1], lse[=0|1], varlen[=0|1] (the calls give seqlens_kv), page_size (the calls\n"
-          "  read a paged cache of pages of that many keys), preset=NAME (a whole preset, alone on\n"
-          "  its line).\n"
+          "  read a paged cache of pages of that many keys), window_left and window_right (a sliding\n"
+          "  window, -1 for an open side: window_left=4095 causal is a 4096-key window), preset=NAME\n"
+          "  (a whole preset, alone on its line).\n"
           "  Or JSON: an array of objects with the same names, or {\"problems\": [...]}:\n"
           "      [{\"heads\": 32, \"kv_heads\": 8, \"seqlen\": 2048, \"causal\": true}]\n"
           "\n"
@@ -261,7 +263,8 @@ static int preset_apply(fj_problem_shape *s, const char *name, const char *value
     int64_t min, max;
   } ints[] = {{"batch", 1, INT32_MAX},      {"heads", 1, 65536},          {"kv_heads", 1, 65536},
               {"seqlen", 1, INT32_MAX},     {"seqlen_q", 1, INT32_MAX},   {"seqlen_kv", 0, INT32_MAX},
-              {"head_dim", 8, 256},         {"page_size", 1, INT32_MAX}};
+              {"head_dim", 8, 256},         {"page_size", 1, INT32_MAX},  {"window_left", -1, INT32_MAX},
+              {"window_right", -1, INT32_MAX}};
   for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
     if (strcmp(key, ints[i].name) != 0) continue;
     if (preset_parse_int(value, ints[i].min, ints[i].max, &v) != 0)
@@ -276,11 +279,13 @@ static int preset_apply(fj_problem_shape *s, const char *name, const char *value
       case 5: s->seqlen_kv = v; *skv_set = 1; break;
       case 6: s->head_dim = (int)v; break;
       case 7: s->page_size = (int)v; break;
+      case 8: s->window_left = v; s->windowed = 1; break;
+      case 9: s->window_right = v; s->windowed = 1; break;
     }
     return 0;
   }
   return preset_fail(why, why_size, "unknown name \"%s\" (batch, heads, kv_heads, seqlen, seqlen_q, seqlen_kv, "
-                     "head_dim, dtype, causal, lse, varlen, page_size, preset)", name);
+                     "head_dim, dtype, causal, lse, varlen, page_size, window_left, window_right, preset)", name);
 }
 
 static int preset_finish(fj_problem_shape *s, int kv_set, char *why, size_t why_size) {

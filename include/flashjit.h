@@ -115,7 +115,8 @@ typedef struct fj_problem_shape {
    * each sequence's keys (the tuner's tensors give every sequence ceil(seqlen_kv / page_size) pages,
    * and seqlens_kv = seqlen_kv when varlen). 0: k and v are [batch, seqlen_kv, ...]. */
   int page_size;
-  /* As fj_attention_args.window_left and window_right: -1 (the default) for no window on that side. */
+  /* As fj_attention_args.windowed, window_left and window_right (0, -1, -1 by default: no window). */
+  int windowed;
   int64_t window_left, window_right;
 } fj_problem_shape;
 
@@ -186,13 +187,14 @@ typedef struct fj_attention_args {
    * at the same time (two streams) need two workspaces. The CPU, which splits a decode step's keys
    * over its threads, puts the parts there when it is large enough, else allocates its own. */
   DLTensor *workspace;
-  /* Sliding-window (local) attention, FlashAttention's window_size: with window_left >= 0, query i
-   * attends key j only when j >= i + seqlen_kv - seqlen_q - window_left (its diagonal key and the
-   * window_left keys before it: Mistral's, Gemma's and gpt-oss's local layers pass sliding_window - 1);
-   * with window_right >= 0, only when j <= i + seqlen_kv - seqlen_q + window_right. -1, the default,
-   * leaves that side open. causal is window_right = 0, so with causal window_right must be -1 or 0.
-   * seqlen_kv is each sequence's own where seqlens_kv is given. A query with no key in its window
-   * gives 0 (LSE -inf). */
+  /* Sliding-window (local) attention, FlashAttention's window_size, read only when windowed is
+   * non-zero (so that args zeroed by hand have none): with window_left >= 0, query i attends key j only
+   * when j >= i + seqlen_kv - seqlen_q - window_left (its diagonal key and the window_left keys before
+   * it: Mistral's, Gemma's and gpt-oss's local layers pass sliding_window - 1); with window_right >= 0,
+   * only when j <= i + seqlen_kv - seqlen_q + window_right. -1, the default, leaves that side open.
+   * causal is window_right = 0, so with causal window_right must be -1 or 0. seqlen_kv is each
+   * sequence's own where seqlens_kv is given. A query with no key in its window gives 0 (LSE -inf). */
+  int windowed;
   int64_t window_left;
   int64_t window_right;
 } fj_attention_args;

@@ -39,7 +39,7 @@ static const kernel_param params[P_COUNT] = {
                     2, {0, 1}, .optional = 1},
 };
 
-#define GENERATOR_VERSION 8
+#define GENERATOR_VERSION 9
 
 /* Vector registers the inner loops need: the score (or P) tile, one Q^T (or O^T) row, the rescale
  * factors, and a broadcast. Over the target's count, the tile spills in the hot loop. */

@@ -60,10 +60,12 @@ typedef struct gpu_attention_params {
   int64_t kv_splits, kv_split_tiles;
   /* kv_splits, and for the combine's rows seqlen_q and heads */
   gpu_divider kv_splits_divider, seqlen_q_divider, query_heads_divider;
+  /* windowed kernels (key.window) read window_left, causal ones window_right, as the CPU block's */
+  int64_t window_left, window_right;
 } gpu_attention_params;
 
 #define GPU_COMBINE_SUFFIX "_combine"
 #define GPU_COMBINE_WARPS 4
 
-_Static_assert(sizeof(gpu_attention_params) == 8 * (5 + 26 + 1 + 3 + 2 + 4 + 2 + 2 + 3), "gpu_attention_params layout");
+_Static_assert(sizeof(gpu_attention_params) == 8 * (5 + 26 + 1 + 3 + 2 + 4 + 2 + 2 + 3 + 2), "gpu_attention_params layout");
 #endif

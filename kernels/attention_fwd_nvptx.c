@@ -42,7 +42,7 @@ static const kernel_param params[P_COUNT] = {
                     "when the launch finds SMs idle and a workspace", 2, {0, 1}, .optional = 1},
 };
 
-#define GENERATOR_VERSION 12
+#define GENERATOR_VERSION 13
 
 /* A budget on the registers one thread's fragments take in the main loop (32-bit registers), as a
  * weighted count fitted to what ptxas does: O (live throughout); half of S (the fp32 scores live only
@@ -76,6 +76,12 @@ static const kernel_param params[P_COUNT] = {
  * generator version 11) and no other config of the d = 64/128/256 spaces at pages of 16; with it, the
  * varlen budget applies anyway. */
 #define PAGED_FRAGMENT_REGISTER_BUDGET 220
+/* A sliding-window kernel holds its first diagonal across the loop and masks a tile's lower edge too:
+ * FA2's 128 x 64 tile of 4 warps at d = 128 spilled 8 bytes on sm_90a with it (ptxas 13, generator
+ * version 13), so it takes the varlen rules; over the causal window spaces of d = 64 and 128 (616
+ * kernels, sm_80 and sm_90a) one more spilled (d = 64, 128 x 128 of 4 warps with 3 stages, 8 bytes on
+ * sm_90a), which config_valid refuses with its neighbours of 3 stages. */
+#define WINDOW_FRAGMENT_REGISTER_BUDGET 220
 
 /* A strided head dim is copied element by element, and ptxas issues a thread's loads of the next K and
  * V tiles ahead of their stores to shared memory: those elements, 2 block_n head_dim / threads of them,
@@ -90,7 +96,7 @@ static const kernel_param params[P_COUNT] = {
 
 typedef struct shape {
   int block_m, block_n, warps, stages, q_in_regs, swizzle, pack_gqa, split_kv;
-  int head_dim, padded_dim, m_tiles, causal, has_lse, d_contiguous, varlen, page_size;
+  int head_dim, padded_dim, m_tiles, causal, window, has_lse, d_contiguous, varlen, page_size;
   dtype_id dtype;
 } shape;
 
@@ -116,6 +122,7 @@ static shape shape_of(const attention_key *key, const kernel_config *config) {
   s.padded_dim = round_up(key->head_dim, 16);
   s.m_tiles = s.warps > 0 ? s.block_m / (16 * s.warps) : 0;
   s.causal = key->causal;
+  s.window = key->window;
   s.has_lse = key->has_lse;
   s.d_contiguous = key->d_contiguous;
   s.varlen = key->varlen;
@@ -147,6 +154,7 @@ static int fragment_budget(const shape *s) {
   if (s->varlen) return VARLEN_FRAGMENT_REGISTER_BUDGET;
   if (s->split_kv) return SPLIT_FRAGMENT_REGISTER_BUDGET;
   if (s->page_size > 0) return PAGED_FRAGMENT_REGISTER_BUDGET;
+  if (s->window) return WINDOW_FRAGMENT_REGISTER_BUDGET;
   return s->pack_gqa ? PACKED_FRAGMENT_REGISTER_BUDGET : FRAGMENT_REGISTER_BUDGET;
 }
 
@@ -206,10 +214,17 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
              bytes, s.block_m, s.block_n, s.stages, s.padded_dim, target->cpu, limit);
     return 0;
   }
-  if ((s.varlen || s.split_kv) && s.m_tiles == 1 && s.block_n == 128 && s.padded_dim >= 128) {
+  if ((s.varlen || s.split_kv || s.window) && s.m_tiles == 1 && s.block_n == 128 && s.padded_dim >= 128) {
     snprintf(why, why_size,
              "%s: block_n=128 with one m16 tile per warp at d=%d holds 254 registers without it; ptxas spills "
-             "with it", s.varlen ? "varlen (seqlens_kv)" : "split_kv=1", s.padded_dim);
+             "with it", s.varlen ? "varlen (seqlens_kv)" : s.split_kv ? "split_kv=1" : "a sliding window", s.padded_dim);
+    return 0;
+  }
+  if (s.window && s.m_tiles == 2 && s.block_n == 128 && s.stages >= 3) {
+    snprintf(why, why_size,
+             "a sliding window: block_n=128 with two m16 tiles per warp and %d stages holds 255 registers at d=%d; "
+             "ptxas spills with the window's masks",
+             s.stages, s.padded_dim);
     return 0;
   }
   if (s.page_size > 0 && s.m_tiles == 2 && s.block_n == 128) {
@@ -294,8 +309,9 @@ static void default_config(const attention_key *key, const jit_target *target, k
 static void codegen_key(const attention_key *key, char *buffer, size_t size) {
   char page[24];
   core_key_page_text(key, page, sizeof page);
-  snprintf(buffer, size, "dtype=%s d=%d causal=%d lse=%d dcontig=%d%s%s", core_dtype_name((dtype_id)key->dtype),
-           key->head_dim, key->causal, key->has_lse, key->d_contiguous, key->varlen ? " varlen=1" : "", page);
+  snprintf(buffer, size, "dtype=%s d=%d causal=%d%s lse=%d dcontig=%d%s%s", core_dtype_name((dtype_id)key->dtype),
+           key->head_dim, key->causal, key->window ? " window=1" : "", key->has_lse, key->d_contiguous,
+           key->varlen ? " varlen=1" : "", page);
 }
 
 /* As on the CPU: a block's rows are block_m queries of one (batch, head slot), a slot being a query
@@ -378,21 +394,22 @@ static LLVMValueRef warp_first_row(tile_gpu *tg, const shape *s) {
   return tile_mul(&tg->tb, LLVMBuildZExt(tg->tb.b, tg->warp, tg->tb.i64, ""), tile_i64(&tg->tb, 16 * s->m_tiles));
 }
 
-/* For each of this thread's rows, how many keys of the tile starting at key n0 it may see: those
- * before seqlen_kv and, when causal, those j <= query + diagonal (query: the row's position). */
-static void keys_visible(tile_gpu *tg, const shape *s, tile_gpu_rows *out, LLVMValueRef warp_row0, LLVMValueRef q0,
-                         LLVMValueRef n0, LLVMValueRef seqlen_kv, LLVMValueRef diagonal) {
+/* For each of this thread's rows, which keys of the tile starting at key n0 it may see, as columns
+ * [first, end): end counts those before seqlen_kv and, when causal, j <= query + last_diagonal (query:
+ * the row's position); with a window, first skips those j < query + first_diagonal. */
+static void keys_visible(tile_gpu *tg, const shape *s, tile_gpu_rows *first, tile_gpu_rows *end, LLVMValueRef warp_row0,
+                         LLVMValueRef q0, LLVMValueRef n0, LLVMValueRef seqlen_kv, LLVMValueRef last_diagonal,
+                         LLVMValueRef first_diagonal) {
   tile_builder *tb = &tg->tb;
   tile_gpu_rows rows;
   tile_gpu_rows_index(tg, &rows, s->m_tiles, warp_row0);
-  out->m_tiles = s->m_tiles;
+  first->m_tiles = end->m_tiles = s->m_tiles;
   for (int r = 0; r < 2 * s->m_tiles; r++) {
     LLVMValueRef limit = seqlen_kv;
-    if (s->causal) {
-      LLVMValueRef query = row_position(tg, s, tile_add(tb, q0, rows.v[r]));
-      limit = tile_min(tb, seqlen_kv, tile_add(tb, tile_add(tb, query, diagonal), tile_i64(tb, 1)));
-    }
-    out->v[r] = tile_sub(tb, limit, n0);
+    LLVMValueRef query = s->causal || s->window ? row_position(tg, s, tile_add(tb, q0, rows.v[r])) : NULL;
+    if (s->causal) limit = tile_min(tb, seqlen_kv, tile_add(tb, tile_add(tb, query, last_diagonal), tile_i64(tb, 1)));
+    end->v[r] = tile_sub(tb, limit, n0);
+    first->v[r] = s->window ? tile_sub(tb, tile_add(tb, query, first_diagonal), n0) : NULL;
   }
 }
 
@@ -538,7 +555,11 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   block_coordinates at = block_coordinates_of(tg, &s, tile_gpu_block_index(tg));
   LLVMValueRef b = at.batch, kv_h = at.kv_head, q0 = at.q0;
   if (s.varlen) seqlen_kv = sequence_keys(tg, b, seqlen_kv);
-  LLVMValueRef diagonal = tile_sub(tb, seqlen_kv, seqlen_q);  /* query i sees keys j <= i + diagonal */
+  /* Bottom-right aligned: query i sees keys j <= i + last_diagonal when causal and j >= i +
+   * first_diagonal with a window. */
+  LLVMValueRef diagonal = tile_sub(tb, seqlen_kv, seqlen_q);
+  LLVMValueRef last_diagonal = s.causal ? tile_add(tb, diagonal, tile_gpu_param_i64(tg, P_OFF(window_right))) : NULL;
+  LLVMValueRef first_diagonal = s.window ? tile_sub(tb, diagonal, tile_gpu_param_i64(tg, P_OFF(window_left))) : NULL;
 
   tile_gpu_global q, k, v;
   const row_layout kv_rows = s.page_size > 0 ? ROWS_PAGED : ROWS_PLAIN;
@@ -554,19 +575,25 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
                                   LLVMBuildMul(ir, (stage), tile_gpu_i32(tg, tile_bytes), ""), ""), \
                      BN, D, s.swizzle})
 
-  /* K/V tiles this Q tile reads: causal tiles stop after the last query's diagonal. */
+  /* K/V tiles this Q tile reads: causal tiles stop after the last query's diagonal; windowed ones
+   * start at the tile of the first query's first key. */
   LLVMValueRef kv_end = seqlen_kv;
   if (s.causal) {
     LLVMValueRef last_position = row_position(tg, &s, tile_add(tb, q0, tile_i64(tb, BM - 1)));
-    LLVMValueRef end = tile_add(tb, tile_add(tb, last_position, tile_i64(tb, 1)), diagonal);
+    LLVMValueRef end = tile_add(tb, tile_add(tb, last_position, tile_i64(tb, 1)), last_diagonal);
     kv_end = tile_max(tb, tile_i64(tb, 0), tile_min(tb, seqlen_kv, end));
   }
   LLVMValueRef kv_tiles = LLVMBuildSDiv(ir, tile_add(tb, kv_end, tile_i64(tb, BN - 1)), tile_i64(tb, BN), "");
+  LLVMValueRef first = tile_i64(tb, 0);
+  if (s.window) {
+    LLVMValueRef start = tile_add(tb, row_position(tg, &s, q0), first_diagonal);
+    first = LLVMBuildUDiv(ir, tile_max(tb, tile_i64(tb, 0), start), tile_i64(tb, BN), "");
+  }
   /* This block's tiles [first, last): all of them, or with split_kv its part's (maybe none). */
-  LLVMValueRef first = tile_i64(tb, 0), last = kv_tiles;
+  LLVMValueRef last = kv_tiles;
   if (s.split_kv) {
     LLVMValueRef per_part = tile_gpu_param_i64(tg, P_OFF(kv_split_tiles));
-    first = tile_mul(tb, at.part, per_part);
+    first = tile_add(tb, first, tile_mul(tb, at.part, per_part));
     last = tile_min(tb, kv_tiles, tile_add(tb, first, per_part));
   }
 
@@ -641,18 +668,24 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     tile_gpu_acc_init(tg, &scores, s.m_tiles, BN / 8, 0.0f);
     tile_gpu_dot(tg, &scores, s.q_in_regs ? &q_frag : NULL, &q_tile, warp_row0, &k_tile, 1, D / 16);
 
-    /* Mask keys past the end and past each query's diagonal, only in tiles that have any. */
+    /* Mask keys past the end, past each query's diagonal and before its window, only in tiles that
+     * have any. */
     LLVMValueRef past_end = tile_lt(tb, seqlen_kv, tile_add(tb, n0, tile_i64(tb, BN)));
     LLVMValueRef needs_mask = past_end;
     if (s.causal) {
       LLVMValueRef first_position = row_position(tg, &s, q0);
       LLVMValueRef crosses =
-          tile_lt(tb, tile_add(tb, first_position, diagonal), tile_add(tb, n0, tile_i64(tb, BN - 1)));
-      needs_mask = LLVMBuildOr(ir, past_end, crosses, "");
+          tile_lt(tb, tile_add(tb, first_position, last_diagonal), tile_add(tb, n0, tile_i64(tb, BN - 1)));
+      needs_mask = LLVMBuildOr(ir, needs_mask, crosses, "");
     }
-    tile_gpu_rows visible;
-    keys_visible(tg, &s, &visible, warp_row0, q0, n0, seqlen_kv, diagonal);
-    tile_gpu_mask_columns(tg, &scores, &visible, needs_mask, masked_score);
+    if (s.window) {
+      LLVMValueRef last_position = row_position(tg, &s, tile_add(tb, q0, tile_i64(tb, BM - 1)));
+      LLVMValueRef crosses = tile_lt(tb, n0, tile_add(tb, last_position, first_diagonal));
+      needs_mask = LLVMBuildOr(ir, needs_mask, crosses, "");
+    }
+    tile_gpu_rows first_seen, end_seen;
+    keys_visible(tg, &s, &first_seen, &end_seen, warp_row0, q0, n0, seqlen_kv, last_diagonal, first_diagonal);
+    tile_gpu_mask_columns(tg, &scores, s.window ? &first_seen : NULL, &end_seen, needs_mask, masked_score);
 
     /* Online softmax. A row that has seen no key keeps max -inf; subtracting 0 instead keeps its P
      * and its rescale factor exactly 0. */

@@ -232,6 +232,7 @@ static inline void case_host_args(const test_case *c, case_tensors *t, fj_attent
   args->softmax_scale = c->scale;
   if (c->varlen) args->seqlens_kv = &t->seqlens_t;
   if (c->page_size > 0) args->block_table = &t->table_t;
+  args->windowed = c->window_left >= 0 || c->window_right >= 0;
   args->window_left = c->window_left;
   args->window_right = c->window_right;
 }

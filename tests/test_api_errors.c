@@ -220,10 +220,10 @@ static void break_fixture(fixture *f, int which) {
       f->args.workspace = &f->workspace;
       break;
     case 56: f->workspace.data = NULL; f->args.workspace = &f->workspace; break;
-    case 57: f->args.window_left = -2; break;
-    case 58: f->args.window_right = -7; break;
-    case 59: f->args.causal = 1; f->args.window_right = 3; break;
-    case 60: f->args.window_left = INT64_MIN; f->args.window_right = 0; break;
+    case 57: f->args.windowed = 1; f->args.window_left = -2; break;
+    case 58: f->args.windowed = 1; f->args.window_right = -7; break;
+    case 59: f->args.windowed = 1; f->args.causal = 1; f->args.window_right = 3; break;
+    case 60: f->args.windowed = 1; f->args.window_left = INT64_MIN; f->args.window_right = 0; break;
     default: break;
   }
 }

@@ -249,6 +249,25 @@ static const emu_case cases[] = {
     {{F16, 1, 4, 2, 16, 333, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1}, CONFIG_SPLIT(64, 32, 4, 2, 0, 1, 0), 6},
     {{BF16, 2, 4, 1, 1, 200, 64, 1, 1, DSTRIDE2, 0, 0, 0, -1, -1}, DEFAULT, 3},
     {{F16, 1, 6, 2, 2, 260, 72, 0, 1, MISALIGNED, 0, 0, 0, -1, -1}, DEFAULT, 4},
+    /* sliding windows (window_left, window_right): causal local attention on the defaults (blocks start
+     * at their first query's window tile; tiles crossing the window's lower edge masked), windows
+     * shorter than a key tile, of the diagonal key alone, on both sides and on the right only without
+     * causal; packed decode and prefill, varlen, paged, split (parts over the window's tiles), a
+     * negative scale, a strided head dim */
+    {{BF16, 1, 4, 2, 300, 300, 64, 1, 1, CONTIG, 0, 0, 0, 100, -1}, DEFAULT, 0},
+    {{F16, 1, 2, 1, 130, 257, 128, 1, 1, LSESTRIDED, 0, 0, 0, 37, -1}, DEFAULT, 0},
+    {{F16, 1, 1, 1, 300, 300, 64, 1, 1, CONTIG, 0, 0, 0, 7, -1}, CONFIG(64, 16, 4, 2, 0, 0), 0},
+    {{BF16, 1, 2, 1, 70, 90, 128, 1, 1, CONTIG, 0, 0, 0, 0, -1}, DEFAULT, 0},
+    {{BF16, 1, 2, 2, 130, 200, 64, 0, 1, CONTIG, 0, 0, 0, 31, 17}, CONFIG(64, 32, 4, 2, 0, 1), 0},
+    {{F16, 1, 2, 2, 90, 70, 96, 0, 1, CONTIG, 0, 0, 0, -1, 5}, DEFAULT, 0},
+    {{BF16, 2, 8, 2, 1, 300, 128, 1, 1, CONTIG, 0, 0, 0, 50, -1}, DEFAULT, 0},
+    {{F16, 1, 4, 2, 70, 90, 64, 1, 1, CONTIG, 0, 0, 0, 10, -1}, CONFIG_PACKED(64, 32, 4, 2, 0, 1), 0},
+    {{BF16, 4, 8, 2, 2, 300, 128, 1, 1, CONTIG, 0, 1, 0, 70, -1}, DEFAULT, 0},
+    {{BF16, 4, 8, 2, 1, 320, 128, 1, 1, CONTIG, 0, 1, 16, 100, -1}, DEFAULT, 0},
+    {{BF16, 2, 8, 2, 1, 600, 128, 1, 1, CONTIG, 0, 0, 0, 300, -1}, DEFAULT, 3},
+    {{F16, 3, 4, 1, 3, 500, 64, 1, 1, CONTIG, 0, 1, 0, 150, -1}, DEFAULT, 3},
+    {{F16, 1, 2, 1, 100, 37, 64, 1, 1, CONTIG, -0.2f, 0, 0, 5, -1}, DEFAULT, 0},
+    {{BF16, 1, 2, 1, 60, 90, 128, 1, 1, DSTRIDE2, 0, 0, 0, 20, -1}, DEFAULT, 0},
 };
 #define NUM_CASES ((int)(sizeof cases / sizeof cases[0]))
 

@@ -12,7 +12,8 @@
  * FJ_PTXAS_VARLEN=1: those spaces for varlen keys (seqlens_kv: each sequence's key count read per block).
  * FJ_PTXAS_PAGE=n: those spaces for a paged cache of pages of n keys (block_table); with
  * FJ_PTXAS_VARLEN=1 varlen too. FJ_PTXAS_DECODE=1: those spaces for decode keys (one query), whose
- * split_kv=1 half adds the parts' loop range and epilogue and the combine kernel.
+ * split_kv=1 half adds the parts' loop range and epilogue and the combine kernel. FJ_PTXAS_WINDOW=1: those
+ * spaces for causal sliding-window keys (the window's first tile and its lower-edge masks).
  * FJ_PTXAS_DUMP=dir: keep each job's PTX and ptxas report there. FJ_PTXAS_ONLY=substring: only the
  * jobs whose name contains it. */
 #include <pthread.h>
@@ -65,6 +66,7 @@ static const char *find_ptxas(void) {
 
 static int varlen_spaces;  /* FJ_PTXAS_VARLEN */
 static int page_spaces;    /* FJ_PTXAS_PAGE */
+static int window_spaces;  /* FJ_PTXAS_WINDOW */
 
 static attention_key make_key(dtype_id dtype, int head_dim, int causal, int lse, int d_contiguous) {
   attention_key key;
@@ -94,8 +96,8 @@ static void add_job(const char *arch, const attention_key *key, const kernel_con
   kernel_config_string(family, config, text, sizeof text);
   char page[24];
   core_key_page_text(key, page, sizeof page);
-  snprintf(j->name, sizeof j->name, "%s %s d=%d%s%s%s%s%s%s %s [%s]", arch, core_dtype_name((dtype_id)key->dtype),
-           key->head_dim, key->causal ? " causal" : "", key->has_lse ? " lse" : "",
+  snprintf(j->name, sizeof j->name, "%s %s d=%d%s%s%s%s%s%s%s %s [%s]", arch, core_dtype_name((dtype_id)key->dtype),
+           key->head_dim, key->causal ? " causal" : "", key->window ? " window" : "", key->has_lse ? " lse" : "",
            key->d_contiguous ? "" : " strided-d", key->varlen ? " varlen" : "", page,
            key->seqlen_bucket == 0 ? " decode" : "", text, tag);
   snprintf(j->arch, sizeof j->arch, "%s", arch);
@@ -311,6 +313,7 @@ int main(void) {
   int strided = getenv("FJ_PTXAS_STRIDED") && atoi(getenv("FJ_PTXAS_STRIDED"));
   varlen_spaces = getenv("FJ_PTXAS_VARLEN") && atoi(getenv("FJ_PTXAS_VARLEN"));
   page_spaces = getenv("FJ_PTXAS_PAGE") ? atoi(getenv("FJ_PTXAS_PAGE")) : 0;
+  window_spaces = getenv("FJ_PTXAS_WINDOW") && atoi(getenv("FJ_PTXAS_WINDOW"));
   int decode_spaces = getenv("FJ_PTXAS_DECODE") && atoi(getenv("FJ_PTXAS_DECODE"));
   if (page_spaces < 0) page_spaces = 0;
   const char *archs[] = {"sm_80", "sm_90a"};
@@ -322,6 +325,7 @@ int main(void) {
       bf16.varlen = fp16.varlen = varlen_spaces;
       bf16.page_size = fp16.page_size = page_spaces;
       if (decode_spaces) bf16.seqlen_bucket = fp16.seqlen_bucket = 0;
+      if (window_spaces) bf16.window = fp16.window = bf16.causal = fp16.causal = 1;
       space += add_space(archs[a], &bf16, 0);
       if (full) space += add_space(archs[a], &fp16, 0);
     }
@@ -358,6 +362,14 @@ int main(void) {
           key.seqlen_bucket = 12;
           add_default(archs[a], &key);
           key.varlen = 0;
+          add_default(archs[a], &key);
+          /* a sliding window (causal): prefill, and a decode step over a paged varlen cache */
+          key = make_key((dtype_id)dtype, dims[i], 1, 1, 1);
+          key.window = 1;
+          add_default(archs[a], &key);
+          key.seqlen_bucket = 0;
+          key.varlen = 1;
+          key.page_size = 16;
           add_default(archs[a], &key);
         }
       }

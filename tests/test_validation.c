@@ -485,6 +485,30 @@ static void test_valid_basic(fixture *f) {
     CHECK(p.softmax_scale == -0.25f && p.key.has_lse == 0 && p.lse.data == NULL && p.key.causal == 0,
           "explicit scale kept, lse absent");
 
+  /* Sliding windows: args zeroed by hand (this fixture's) have none; windowed reads both sides, a side
+   * that reaches past every key bounds nothing, and causal is window_right = 0. */
+  CHECK(p.key.window == 0 && p.key.causal == 0, "zeroed args: no window (window_left %lld in the struct)",
+        (long long)f->args.window_left);
+  f->args.windowed = 1;
+  f->args.window_left = 3;
+  f->args.window_right = -1;
+  f->args.causal = 1;
+  if (expect_ok(f, "window_left=3, causal", &p) == FJ_OK)
+    CHECK(p.key.window == 1 && p.key.causal == 1 && p.window_left == 3 && p.window_right == 0,
+          "window (3, 0): key window=1 causal=1, window %lld %lld", (long long)p.window_left, (long long)p.window_right);
+  f->args.causal = 0;
+  f->args.window_left = SKV;
+  f->args.window_right = 2;
+  if (expect_ok(f, "window_left=seqlen_kv, window_right=2", &p) == FJ_OK)
+    CHECK(p.key.window == 0 && p.key.causal == 1 && p.window_right == 2,
+          "a left side past every key is no window; the right side bounds (causal=%d, right %lld)", p.key.causal,
+          (long long)p.window_right);
+  f->args.window_right = SQ;
+  if (expect_ok(f, "window_right=seqlen_q, not causal", &p) == FJ_OK)
+    CHECK(p.key.window == 0 && p.key.causal == 0, "a right side past every key is no mask (causal=%d)", p.key.causal);
+  f->args.windowed = 0;
+  f->args.window_left = f->args.window_right = 0;
+
   /* NULL strides: row-major */
   f->args.lse = &f->t[L];
   for (int i = 0; i < 5; i++) f->t[i].strides = NULL;

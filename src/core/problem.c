@@ -497,6 +497,29 @@ static fj_status core_check_workspace(core_arg *work, const core_arg *q, const c
   return FJ_OK;
 }
 
+fj_status core_resolve_window(const char *what, int causal, int64_t window_left, int64_t window_right,
+                              int64_t seqlen_q, int64_t seqlen_kv, attention_problem *problem) {
+  if (window_left < -1 || window_right < -1)
+    return core_error(FJ_INVALID_ARGUMENT,
+                      "%swindow_left=%" PRId64 ", %swindow_right=%" PRId64 ": each must be -1 (no window on that "
+                      "side) or at least 0",
+                      what, window_left, what, window_right);
+  if (causal && window_right > 0)
+    return core_error(FJ_INVALID_ARGUMENT,
+                      "%swindow_right=%" PRId64 " with causal: causal is window_right=0 (give -1 or 0)", what,
+                      window_right);
+  if (causal) window_right = 0;
+  /* A side that reaches past every key bounds nothing (no kernel then masks for it): a query's
+   * diagonal key is below seqlen_kv, and its last key is the diagonal plus seqlen_q - 1 at most. */
+  if (window_left >= seqlen_kv) window_left = -1;
+  if (!causal && window_right >= seqlen_q) window_right = -1;
+  problem->key.causal = window_right >= 0;
+  problem->key.window = window_left >= 0;
+  problem->window_left = window_left;
+  problem->window_right = window_right;
+  return FJ_OK;
+}
+
 /* The end of the part of args a caller must have: every field this version reads. */
 #define CORE_ARGS_MIN_SIZE (offsetof(fj_attention_args, stream) + sizeof(void *))
 
@@ -606,21 +629,6 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
     if ((s = core_check_disjoint(&o, &lse)) != FJ_OK) return s;
   }
 
-  int64_t window_left = -1, window_right = -1;
-  if (args->struct_size >= offsetof(fj_attention_args, window_right) + sizeof(int64_t)) {
-    window_left = args->window_left;
-    window_right = args->window_right;
-  }
-  if (window_left < -1 || window_right < -1)
-    return core_error(FJ_INVALID_ARGUMENT,
-                      "window_left=%" PRId64 ", window_right=%" PRId64 ": each must be -1 (no window on that "
-                      "side) or at least 0",
-                      window_left, window_right);
-  if (args->causal && window_right > 0)
-    return core_error(FJ_INVALID_ARGUMENT,
-                      "window_right=%" PRId64 " with causal: causal is window_right=0 (give -1 or 0)", window_right);
-  if (args->causal) window_right = 0;
-
   if (!isfinite(args->softmax_scale))
     return core_error(FJ_INVALID_ARGUMENT, "softmax_scale=%g must be finite",
                       (double)args->softmax_scale);
@@ -637,11 +645,7 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
     if ((s = core_check_workspace(&work, &q, others, 7)) != FJ_OK) return s;
   }
 
-  /* A side that reaches past every key bounds nothing (no kernel then masks for it): a query's
-   * diagonal key is below seqlen_kv, and its last key is the diagonal plus seqlen_q - 1 at most. */
-  if (window_left >= seqlen_kv) window_left = -1;
-  if (!args->causal && window_right >= qs[1]) window_right = -1;
-
+  int windowed = args->struct_size >= offsetof(fj_attention_args, window_right) + sizeof(int64_t) && args->windowed;
   attention_problem p;
   memset(&p, 0, sizeof p);
   p.key.kind = PROBLEM_ATTENTION_FWD;
@@ -649,10 +653,9 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
   p.key.head_dim = (int)qs[3];
   p.key.heads = (int)qs[2];
   p.key.kv_heads = (int)ks[2];
-  p.key.causal = window_right >= 0;
-  p.key.window = window_left >= 0;
-  p.window_left = window_left;
-  p.window_right = window_right;
+  if ((s = core_resolve_window("", args->causal, windowed ? args->window_left : -1, windowed ? args->window_right : -1,
+                               qs[1], seqlen_kv, &p)) != FJ_OK)
+    return s;
   p.key.has_lse = lse.t != NULL;
   p.key.d_contiguous = q.stride[3] == 1 && k.stride[3] == 1 && v.stride[3] == 1 && o.stride[3] == 1;
   p.key.seqlen_bucket = core_seqlen_bucket(qs[1]);

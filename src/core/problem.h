@@ -77,6 +77,12 @@ void core_key_page_text(const attention_key *key, char *buffer, size_t size);
  * elements to touch, extents that overflow. */
 fj_status core_validate_attention(const fj_attention_args *args, attention_problem *out);
 
+/* Sets problem's key.causal, key.window, window_left and window_right from a call's causal flag and
+ * window (-1 per open side), for seqlen_q queries against seqlen_kv keys: causal is window_right = 0,
+ * and a side that reaches past every key is dropped. FJ_INVALID_ARGUMENT naming what + "window_left"
+ * (what: "" for args, "shapes[2]." for a shape) for a value under -1 or window_right > 0 with causal. */
+fj_status core_resolve_window(const char *what, int causal, int64_t window_left, int64_t window_right,
+                              int64_t seqlen_q, int64_t seqlen_kv, attention_problem *problem);
 /* Number of FLOPs of the forward (4 * b * h * sq * skv * d, counting only visible pairs when causal).
  * Here and in core_attention_bytes skv is each sequence's own key count where seqlens_kv is in host
  * memory, else seqlen_kv. */

@@ -97,6 +97,8 @@ fj_status runtime_gpu_params(const runtime_kernel *kernel, const attention_probl
   params->block_table = (uint64_t)(uintptr_t)fields.block_table;
   memcpy(params->block_table_stride, fields.block_table_stride, sizeof params->block_table_stride);
   params->pages = fields.pages;
+  params->window_left = fields.window_left;
+  params->window_right = fields.window_right;
   int64_t group = fields.kv_heads > 0 ? fields.heads / fields.kv_heads : 1;
   params->group = (uint32_t)group;
   int pack = runtime_config_value(kernel->family, &kernel->config, "pack_gqa") == 1;

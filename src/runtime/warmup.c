@@ -82,7 +82,12 @@ fj_status runtime_problem_from_shape(const fj_problem_shape *shape, const char *
   out->key.head_dim = shape->head_dim;
   out->key.heads = shape->heads;
   out->key.kv_heads = shape->kv_heads;
-  out->key.causal = shape->causal != 0;
+  int windowed = shape->struct_size >= offsetof(fj_problem_shape, window_right) + sizeof(int64_t) && shape->windowed;
+  char prefix[64];
+  snprintf(prefix, sizeof prefix, "%s.", what);
+  fj_status status = core_resolve_window(prefix, shape->causal != 0, windowed ? shape->window_left : -1,
+                                         windowed ? shape->window_right : -1, shape->seqlen_q, shape->seqlen_kv, out);
+  if (status != FJ_OK) return status;
   out->key.has_lse = shape->with_lse != 0;
   out->key.d_contiguous = 1;  /* packed tensors, as the shape says */
   out->key.seqlen_bucket = core_seqlen_bucket(shape->seqlen_q);

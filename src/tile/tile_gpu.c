@@ -639,8 +639,8 @@ void tile_gpu_scale_rows_unless_one(tile_gpu *tg, tile_gpu_acc *acc, const tile_
   join_acc(tg, acc, before, scaled, scale);
 }
 
-void tile_gpu_mask_columns(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows *visible, LLVMValueRef when,
-                           LLVMValueRef fill) {
+void tile_gpu_mask_columns(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows *first, const tile_gpu_rows *end,
+                           LLVMValueRef when, LLVMValueRef fill) {
   tile_builder *tb = &tg->tb;
   LLVMBuilderRef b = B(tg);
   LLVMBasicBlockRef before = LLVMGetInsertBlock(b), mask = NULL, done = NULL;
@@ -651,17 +651,23 @@ void tile_gpu_mask_columns(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows 
     LLVMPositionBuilderAtEnd(b, mask);
   }
   /* Column of element (n, reg) is 8n + (reg & 1) + 2 (lane % 4): compare the constant part against
-   * visible - 2 (lane % 4), clamped into i32 range first. */
+   * end - 2 (lane % 4) and first - 2 (lane % 4), clamped into i32 range first. */
   int width = acc->n_tiles * 8;
-  LLVMValueRef limit[2 * TILE_GPU_MAX_M_TILES];
+  LLVMValueRef limit[2 * TILE_GPU_MAX_M_TILES], start[2 * TILE_GPU_MAX_M_TILES];
   for (int r = 0; r < 2 * acc->m_tiles; r++) {
-    LLVMValueRef v = tile_min(tb, tile_max(tb, visible->v[r], tile_i64(tb, -1)), tile_i64(tb, width));
+    LLVMValueRef v = tile_min(tb, tile_max(tb, end->v[r], tile_i64(tb, -1)), tile_i64(tb, width));
     limit[r] = LLVMBuildSub(b, LLVMBuildTrunc(b, v, tb->i32, ""), tg->quad_col, "");
+    if (first == NULL) continue;
+    v = tile_min(tb, tile_max(tb, first->v[r], tile_i64(tb, -1)), tile_i64(tb, width));
+    start[r] = LLVMBuildSub(b, LLVMBuildTrunc(b, v, tb->i32, ""), tg->quad_col, "");
   }
   LLVMValueRef masked[TILE_GPU_MAX_M_TILES * TILE_GPU_MAX_N_TILES * 4];
   for (int i = 0; i < acc_count(acc); i++) {
     int n = i / 4 % acc->n_tiles, reg = i % 4;
-    LLVMValueRef seen = LLVMBuildICmp(b, LLVMIntSLT, tile_gpu_i32(tg, 8 * n + (reg & 1)), limit[row_of(acc, i)], "");
+    LLVMValueRef column = tile_gpu_i32(tg, 8 * n + (reg & 1));
+    LLVMValueRef seen = LLVMBuildICmp(b, LLVMIntSLT, column, limit[row_of(acc, i)], "");
+    if (first != NULL)
+      seen = LLVMBuildAnd(b, seen, LLVMBuildICmp(b, LLVMIntSGE, column, start[row_of(acc, i)], ""), "");
     masked[i] = LLVMBuildSelect(b, seen, acc->v[i], fill, "");
   }
   if (!when) {

@@ -198,10 +198,11 @@ void tile_gpu_acc_to_a(tile_gpu *tg, const tile_gpu_acc *acc, tile_gpu_afrag *ou
 /* acc[r] *= f[r]; skipped by the whole warp (one vote) when every factor of every lane is exactly 1,
  * where it would change nothing (a running maximum that stopped growing rescales nothing). */
 void tile_gpu_scale_rows_unless_one(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows *f);
-/* acc[r][c] = fill (f32) where c >= visible[r] (i64 per row: how many leading columns it sees), only
- * when `when` (i1, uniform; NULL: always) holds: the branch keeps unmasked tiles free of the selects. */
-void tile_gpu_mask_columns(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows *visible, LLVMValueRef when,
-                           LLVMValueRef fill);
+/* acc[r][c] = fill (f32) where c >= end[r] or, with first (NULL: none), c < first[r] (i64 per row: the
+ * columns [first, end) it sees), only when `when` (i1, uniform; NULL: always) holds: the branch keeps
+ * unmasked tiles free of the selects. */
+void tile_gpu_mask_columns(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows *first, const tile_gpu_rows *end,
+                           LLVMValueRef when, LLVMValueRef fill);
 /* out[r] = max(init[r], max_c scale * acc[r][c]) (quad shuffles across the row) without a multiply per
  * element: scale times the row's maximum, or its minimum when scale (f32, uniform) is negative. */
 void tile_gpu_row_max_scaled(tile_gpu *tg, const tile_gpu_acc *acc, LLVMValueRef scale, const tile_gpu_rows *init,
