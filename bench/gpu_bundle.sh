@@ -104,6 +104,9 @@ measure)
     --config "block_m=64 block_n=64 warps=4 stages=3 q_in_regs=1 swizzle=1 pack_gqa=0"
   # The same step from a paged cache (pages of 16 keys shuffled in one pool, vLLM's layout).
   step "decode paged" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" $decode --page-size 16 --check
+  # A sliding-window layer (4096 keys, Mistral's) on the batch-1 cache of 32768 keys: the window's tiles only.
+  step "decode batch 1 window 4096" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" $decode1 \
+    --window-left 4095 --check
   # Triton compiles 8 configs per (dtype, head dim, causal): what finishes is kept line by line.
   step "triton-fa2 on the grid" 90 240 sh -c "python3 \"$root/bench/peers/peers.py\" --grid prefill \
     --peers triton-fa2 >\"$out/triton.jsonl\""

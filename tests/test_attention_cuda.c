@@ -243,6 +243,14 @@ static const test_case cases[] = {
     {F16, 1, 2, 2, 90, 90, 64, 0, 1, CONTIG, 0.3f, 0, 0, -1, -1},
     {F16, 1, 2, 1, 100, 37, 64, 1, 1, CONTIG, -0.2f, 0, 0, -1, -1},
     {BF16, 1, 2, 2, 70, 130, 128, 0, 1, CONTIG, -0.1f, 0, 0, -1, -1},
+    /* sliding windows: causal local attention on the defaults, windows on both sides and of the
+     * diagonal key alone, packed decode over a paged varlen cache, a split decode step */
+    {BF16, 1, 4, 2, 300, 300, 64, 1, 1, CONTIG, 0, 0, 0, 100, -1},
+    {F16, 1, 2, 1, 130, 257, 128, 1, 1, LSESTRIDED, 0, 0, 0, 37, -1},
+    {BF16, 1, 2, 2, 130, 200, 64, 0, 1, CONTIG, 0, 0, 0, 31, 17},
+    {BF16, 1, 2, 1, 70, 90, 128, 1, 1, CONTIG, 0, 0, 0, 0, -1},
+    {BF16, 4, 8, 2, 1, 320, 128, 1, 1, CONTIG, 0, 1, 16, 100, -1},
+    {BF16, 1, 8, 2, 1, 5000, 128, 1, 1, CONTIG, 0, 0, 0, 1500, -1},
 };
 #define NUM_CASES ((int)(sizeof cases / sizeof cases[0]))
 

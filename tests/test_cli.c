@@ -416,6 +416,14 @@ static void test_bench(void) {
       {"bf16 split decode --no-split-kv", "bf16",
        {"--heads", "8", "--kv-heads", "2", "--seqlen", "1", "--seqlen-kv", "3000", "--threads", "8",
         "--no-split-kv", NULL}},
+      /* sliding windows: causal local attention, and both sides without causal (checked against the
+       * reference like every case here) */
+      {"fp16 causal window 40", "fp16",
+       {"--heads", "4", "--kv-heads", "2", "--seqlen", "150", "--head-dim", "64", "--causal", "--window-left", "40",
+        NULL}},
+      {"fp32 window (20, 7)", "fp32",
+       {"--heads", "2", "--seqlen", "90", "--seqlen-kv", "120", "--head-dim", "64", "--window-left", "20",
+        "--window-right", "7", NULL}},
   };
   char first_config[256] = "";
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -424,6 +432,11 @@ static void test_bench(void) {
     if (doc && strstr(cases[i].what, "paged"))
       check(jnumber(doc, "page_size", 0) == (strstr(cases[i].what, "pages of 5") ? 5 : 16),
             "bench %s: page_size %g in the JSON", cases[i].what, jnumber(doc, "page_size", 0));
+    if (doc && strstr(cases[i].what, "window"))
+      check(jnumber(doc, "window_left", 0) == (strstr(cases[i].what, "causal") ? 40 : 20) &&
+                jnumber(doc, "window_right", -2) == (strstr(cases[i].what, "causal") ? 0 : 7),
+            "bench %s: window (%g, %g) in the JSON", cases[i].what, jnumber(doc, "window_left", 0),
+            jnumber(doc, "window_right", -2));
     if (doc && strstr(cases[i].what, "split decode")) {
       int given = strstr(cases[i].what, "--no-split-kv") == NULL;
       double parts = jnumber(doc, "kv_splits", 0), bytes = jnumber(doc, "workspace_bytes", -1);
@@ -495,6 +508,9 @@ static void test_bad_invocations(void) {
       {{"bench", "--seqlen", "-1", NULL}, "--seqlen=-1", 2},
       {{"bench", "--seqlen-kv", "-1", NULL}, "--seqlen-kv=-1", 2},
       {{"bench", "--page-size", "0", NULL}, "--page-size=0", 2},
+      {{"bench", "--window-left", "-2", NULL}, "--window-left=-2", 2},
+      {{"bench", "--causal", "--window-right", "3", NULL}, "--window-right=3 with --causal", 2},
+      {{"bench", "--window-left", "8", "--peers", NULL}, "no peer takes a sliding window", 2},
       {{"bench", "--heads", "9223372036854775807", NULL}, "--heads", 2},
       {{"bench", "--head-dim", "260", NULL}, "--head-dim=260", 2},
       {{"bench", "--head-dim", "12", NULL}, "--head-dim=12", 2},
@@ -806,6 +822,44 @@ static void test_paged_shapes(void) {
   cli_result_free(&r);
 }
 
+/* A sliding-window shape: tuned in exec'd children (every candidate must check right against the
+ * windowed reference), then warmed from a shapes file naming the window; a window under -1 is refused. */
+static void test_window_shapes(void) {
+  char cache[512], shapes[600], bad[600];
+  snprintf(cache, sizeof cache, "%s/cache-window", scratch);
+  const char *args[] = {"tune", "--device", "cpu", "--isolation", "exec", "--heads", "2", "--seqlen", "150",
+                        "--head-dim", "64", "--dtype", "fp32", "--causal", "--window-left", "20", "--strategy",
+                        "exhaustive", "--space", "block_m=16,32 block_n=6 unroll=2 pv_rows=4 pv_vectors=4", "--threads",
+                        "1", "--repeat", "2", "--json", "--quiet", "--cache-dir", cache, NULL};
+  cli_result r = run_cli(args);
+  jvalue *doc = jparse(r.out);
+  const jvalue *problems = jget(doc, "problems");
+  const jvalue *p = problems && problems->type == J_ARRAY && problems->count ? problems->items[0] : NULL;
+  const jvalue *outcomes = jget(p, "outcomes");
+  check(r.exited && r.code == 0 && strstr(jstring(p, "problem"), " causal=1 window=1 ") != NULL &&
+            jnumber(outcomes, "ok", 0) >= 2 && jnumber(outcomes, "wrong_result", -1) == 0 && jstring(p, "tuned_config")[0],
+        "tune --window-left 20 (exec children): key \"%s\", %.0f ok, %.0f wrong, winner %s (exit %d)",
+        jstring(p, "problem"), jnumber(outcomes, "ok", -1), jnumber(outcomes, "wrong_result", -1),
+        jstring(p, "tuned_config"), r.code);
+  jfree(doc);
+  cli_result_free(&r);
+
+  snprintf(shapes, sizeof shapes, "%s/window.shapes", scratch);
+  write_text(shapes, "# a local layer\nheads=2 seqlen=150 head_dim=64 dtype=fp32 causal window_left=20\n");
+  const char *warm[] = {"cache", "warm", "--device", "cpu", "--shapes", shapes, "--cache-dir", cache, NULL};
+  r = run_cli(warm);
+  check(r.exited && r.code == 0 && strstr(r.out, "tuned") != NULL,
+        "cache warm of a shapes file naming window_left=20: the tuned window kernel (exit %d): %s", r.code, r.out);
+  cli_result_free(&r);
+  snprintf(bad, sizeof bad, "%s/bad-window.shapes", scratch);
+  write_text(bad, "heads=4 window_left=-5\n");
+  const char *warm_bad[] = {"cache", "warm", "--device", "cpu", "--shapes", bad, "--cache-dir", cache, NULL};
+  r = run_cli(warm_bad);
+  check(r.exited && r.code == 2 && strstr(r.err, "window_left=-5") != NULL, "window_left=-5 in a shapes file: exit %d, %s",
+        r.code, r.err);
+  cli_result_free(&r);
+}
+
 int main(void) {
   snprintf(scratch, sizeof scratch, "/tmp/fj_test_cli_XXXXXX");
   if (mkdtemp(scratch) == NULL) {
@@ -829,6 +883,7 @@ int main(void) {
   test_grid();
   test_tune_exec_isolation();
   test_paged_shapes();
+  test_window_shapes();
 
   remove_tree(scratch);
   return check_summary();

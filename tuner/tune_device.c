@@ -156,7 +156,7 @@ fj_status tune_timer_stop(fj_context *context, void *stream, tune_timer *timer, 
 
 fj_status tune_device_problem(const tune_mirror *q, const tune_mirror *k, const tune_mirror *v,
                               tune_mirror *o, tune_mirror *lse, const tune_mirror *table, const tune_mirror *lens,
-                              int causal, attention_problem *out) {
+                              const attention_problem *host, attention_problem *out) {
   fj_attention_args args;
   fj_attention_args_init(&args);
   args.q = &q->t;
@@ -164,7 +164,10 @@ fj_status tune_device_problem(const tune_mirror *q, const tune_mirror *k, const 
   args.v = &v->t;
   args.o = &o->t;
   args.lse = lse ? &lse->t : NULL;
-  args.causal = causal;
+  /* the host problem's masks as a window: each side where it is bounded (causal is its right side at 0) */
+  args.windowed = 1;
+  args.window_left = host->key.window ? host->window_left : -1;
+  args.window_right = host->key.causal ? host->window_right : -1;
   args.block_table = table ? &table->t : NULL;
   args.seqlens_kv = lens ? &lens->t : NULL;
   return core_validate_attention(&args, out);

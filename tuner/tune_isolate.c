@@ -144,7 +144,7 @@ static fj_status tune_child_upload(tune_child *child) {
   if (status == FJ_OK)
     status = tune_device_problem(&child->q, &child->k, &child->v, &child->o, NULL,
                                  in->table.allocation ? &child->table : NULL, in->lens.allocation ? &child->lens : NULL,
-                                 in->problem.key.causal, &child->device_problem);
+                                 &in->problem, &child->device_problem);
   if (status != FJ_OK || in->check_is_problem) {
     child->device_check = child->device_problem;
     return status;
@@ -160,7 +160,7 @@ static fj_status tune_child_upload(tune_child *child) {
   if (status == FJ_OK)
     status = tune_device_problem(&child->cq, &child->ck, &child->cv, &child->co, NULL,
                                  in->ctable.allocation ? &child->ctable : NULL,
-                                 in->clens.allocation ? &child->clens : NULL, in->check.key.causal,
+                                 in->clens.allocation ? &child->clens : NULL, &in->check,
                                  &child->device_check);
   return status;
 }
