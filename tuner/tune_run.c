@@ -612,11 +612,8 @@ static fj_status tune_make_problem(const fj_problem_shape *shape, int64_t batch,
   args.v = &t->v->t;
   args.o = &t->o->t;
   args.causal = shape->causal;
-  if (shape->struct_size >= offsetof(fj_problem_shape, window_right) + sizeof(int64_t)) {
-    args.windowed = shape->windowed;
-    args.window_left = shape->window_left;
-    args.window_right = shape->window_right;
-  }
+  args.windowed = 1;
+  runtime_shape_window(shape, &args.window_left, &args.window_right);
   if (page_size > 0) args.block_table = &t->table->t;
   if (varlen) args.seqlens_kv = &t->lens->t;
   return core_validate_attention(&args, problem);

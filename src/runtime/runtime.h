@@ -53,4 +53,7 @@ fj_status runtime_problem_from_shape(const fj_problem_shape *shape, const char *
                                      attention_problem *out);
 /* The shape's varlen flag (0 or 1) and page size, 0 where its struct predates them. */
 void runtime_shape_kv_layout(const fj_problem_shape *shape, int *varlen, int *page_size);
+/* The shape's window as a call's window_left and window_right: -1 for an open side, both -1 where it
+ * is not windowed or its struct predates the fields. */
+void runtime_shape_window(const fj_problem_shape *shape, int64_t *window_left, int64_t *window_right);
 #endif

@@ -40,6 +40,12 @@ void runtime_shape_kv_layout(const fj_problem_shape *shape, int *varlen, int *pa
   *page_size = has_fields ? shape->page_size : 0;
 }
 
+void runtime_shape_window(const fj_problem_shape *shape, int64_t *window_left, int64_t *window_right) {
+  int windowed = shape->struct_size >= offsetof(fj_problem_shape, window_right) + sizeof(int64_t) && shape->windowed;
+  *window_left = windowed ? shape->window_left : -1;
+  *window_right = windowed ? shape->window_right : -1;
+}
+
 fj_status runtime_problem_from_shape(const fj_problem_shape *shape, const char *what,
                                      attention_problem *out) {
   if (what == NULL) what = "shape";
@@ -82,11 +88,12 @@ fj_status runtime_problem_from_shape(const fj_problem_shape *shape, const char *
   out->key.head_dim = shape->head_dim;
   out->key.heads = shape->heads;
   out->key.kv_heads = shape->kv_heads;
-  int windowed = shape->struct_size >= offsetof(fj_problem_shape, window_right) + sizeof(int64_t) && shape->windowed;
+  int64_t window_left, window_right;
+  runtime_shape_window(shape, &window_left, &window_right);
   char prefix[64];
   snprintf(prefix, sizeof prefix, "%s.", what);
-  fj_status status = core_resolve_window(prefix, shape->causal != 0, windowed ? shape->window_left : -1,
-                                         windowed ? shape->window_right : -1, shape->seqlen_q, shape->seqlen_kv, out);
+  fj_status status = core_resolve_window(prefix, shape->causal != 0, window_left, window_right, shape->seqlen_q,
+                                         shape->seqlen_kv, out);
   if (status != FJ_OK) return status;
   out->key.has_lse = shape->with_lse != 0;
   out->key.d_contiguous = 1;  /* packed tensors, as the shape says */
