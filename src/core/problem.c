@@ -35,26 +35,6 @@ void core_key_page_text(const attention_key *key, char *buffer, size_t size) {
   if (key->page_size > 0) snprintf(buffer, size, " page=%d", key->page_size);
 }
 
-/* Query-key pairs a forward computes for one sequence of seqlen_q queries and `keys` keys. */
-static double core_visible_pairs(int64_t seqlen_q, int64_t keys, int causal) {
-  double pairs = (double)seqlen_q * (double)keys;
-  if (causal) {
-    /* Row i sees min(keys, max(0, i + keys - sq + 1)) keys: rows before `first` see none, rows from
-     * `full` on see all, and the rows between see 1, 2, 3, ... keys. */
-    int64_t offset = keys - seqlen_q;
-    int64_t first = offset >= 0 ? 0 : -offset;
-    int64_t full = keys - 1 - offset; /* the first row that sees every key */
-    if (full < first) full = first;
-    if (full > seqlen_q) full = seqlen_q;
-    if (first > seqlen_q) first = seqlen_q;
-    double partial_rows = (double)(full - first);
-    double first_count = (double)(first + offset + 1);
-    pairs = partial_rows * first_count + partial_rows * (partial_rows - 1) / 2 +
-            (double)(seqlen_q - full) * (double)keys;
-  }
-  return pairs;
-}
-
 void core_visible_keys(const attention_problem *problem, int64_t i, int64_t keys, int64_t *first, int64_t *end) {
   int64_t diagonal = i + keys - problem->seqlen_q;
   int64_t lo = problem->key.window ? diagonal - problem->window_left : 0;
@@ -66,9 +46,9 @@ void core_visible_keys(const attention_problem *problem, int64_t i, int64_t keys
   *end = hi;
 }
 
-/* Pairs one sequence computes under a sliding window: the rows counted one by one (a bench's or a
- * tuner's figure, never on a call's path). */
-static double core_window_pairs(const attention_problem *problem, int64_t keys) {
+/* Query-key pairs one sequence with `keys` keys computes: each query's visible keys, counted row by row
+ * from the one definition the reference uses (a bench's or a tuner's figure, never on a call's path). */
+static double core_sequence_pairs(const attention_problem *problem, int64_t keys) {
   double pairs = 0;
   for (int64_t i = 0; i < problem->seqlen_q; i++) {
     int64_t first, end;
@@ -76,13 +56,6 @@ static double core_window_pairs(const attention_problem *problem, int64_t keys) 
     pairs += (double)(end - first);
   }
   return pairs;
-}
-
-/* Pairs of one sequence with `keys` keys. */
-static double core_sequence_pairs(const attention_problem *problem, int64_t keys) {
-  if (problem->key.window || (problem->key.causal && problem->window_right != 0))
-    return core_window_pairs(problem, keys);
-  return core_visible_pairs(problem->seqlen_q, keys, problem->key.causal);
 }
 
 /* Whether each sequence's own key count can be read here: seqlens_kv in host memory. */
