@@ -403,6 +403,14 @@ static void pv_block(tile_builder *tb, LLVMValueRef o_acc, LLVMValueRef p_t, LLV
                         tile_regs_get(tb, &acc, r, j));
 }
 
+/* The first lane of the vector of rows vector_row0 .. vector_row0 + lanes - 1 whose position (row /
+ * rows_per_position) is at least `position`, in [0, lanes]. */
+static LLVMValueRef first_lane_at(tile_builder *tb, LLVMValueRef position, LLVMValueRef rows_per_position,
+                                  LLVMValueRef vector_row0, int lanes) {
+  LLVMValueRef lane = tile_sub(tb, tile_mul(tb, position, rows_per_position), vector_row0);
+  return tile_min(tb, tile_max(tb, lane, tile_i64(tb, 0)), tile_i64(tb, lanes));
+}
+
 static fj_status generate(LLVMModuleRef module, const attention_key *key, const jit_target *target,
                           const kernel_config *config, const char *function_name) {
   char why[256];
@@ -485,8 +493,10 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   /* Bottom-right aligned: query i sees keys j <= i + last_diagonal when causal, and j >= i +
    * first_diagonal with a window. */
   LLVMValueRef diagonal = tile_sub(tb, seqlen_kv, seqlen_q);
-  LLVMValueRef last_diagonal = tile_add(tb, diagonal, tile_load_param_i64(tb, block, P_OFF(window_right)));
-  LLVMValueRef first_diagonal = tile_sub(tb, diagonal, tile_load_param_i64(tb, block, P_OFF(window_left)));
+  LLVMValueRef last_diagonal =
+      s.causal ? tile_add(tb, diagonal, tile_load_param_i64(tb, block, P_OFF(window_right))) : NULL;
+  LLVMValueRef first_diagonal =
+      s.window ? tile_sub(tb, diagonal, tile_load_param_i64(tb, block, P_OFF(window_left))) : NULL;
   query_rows qr = {rows_per_position, first_head};
 
   /* ---- scratch ---- */
@@ -585,18 +595,16 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     LLVMValueRef key_index = tile_add(tb, n0, tile_i64(tb, n));
     LLVMValueRef key_present = tile_lt(tb, key_index, seqlen_kv);
     for (int vi = 0; vi < V; vi++) {
-      LLVMValueRef first_lane = tile_i64(tb, 0);
       LLVMValueRef vector_row0 = tile_add(tb, q0, tile_i64(tb, (int64_t)vi * W));
+      LLVMValueRef first_lane = tile_i64(tb, 0);
       if (s.causal)
-        first_lane = tile_sub(tb, tile_mul(tb, tile_sub(tb, key_index, last_diagonal), rows_per_position), vector_row0);
+        first_lane = first_lane_at(tb, tile_sub(tb, key_index, last_diagonal), rows_per_position, vector_row0, W);
       first_lane = LLVMBuildSelect(tb->b, key_present, first_lane, tile_i64(tb, W), "");
-      first_lane = tile_min(tb, tile_max(tb, first_lane, tile_i64(tb, 0)), tile_i64(tb, W));
       LLVMValueRef threshold = tile_splat(tb, LLVMBuildTrunc(tb->b, first_lane, tb->i32, ""));
       LLVMValueRef visible = LLVMBuildICmp(tb->b, LLVMIntSGE, lanes, threshold, "");
       if (s.window) {
-        LLVMValueRef end_position = tile_add(tb, tile_sub(tb, key_index, first_diagonal), tile_i64(tb, 1));
-        LLVMValueRef end_lane = tile_sub(tb, tile_mul(tb, end_position, rows_per_position), vector_row0);
-        end_lane = tile_min(tb, tile_max(tb, end_lane, tile_i64(tb, 0)), tile_i64(tb, W));
+        LLVMValueRef past = tile_add(tb, tile_sub(tb, key_index, first_diagonal), tile_i64(tb, 1));
+        LLVMValueRef end_lane = first_lane_at(tb, past, rows_per_position, vector_row0, W);
         LLVMValueRef end = tile_splat(tb, LLVMBuildTrunc(tb->b, end_lane, tb->i32, ""));
         visible = LLVMBuildAnd(tb->b, visible, LLVMBuildICmp(tb->b, LLVMIntSLT, lanes, end, ""), "");
       }

@@ -639,6 +639,14 @@ void tile_gpu_scale_rows_unless_one(tile_gpu *tg, tile_gpu_acc *acc, const tile_
   join_acc(tg, acc, before, scaled, scale);
 }
 
+/* A row's column bound (i64) as the i32 the constant part of a column is compared with: clamped to
+ * [-1, width], minus this lane's 2 (lane % 4). */
+static LLVMValueRef column_bound(tile_gpu *tg, LLVMValueRef bound, int width) {
+  tile_builder *tb = &tg->tb;
+  LLVMValueRef v = tile_min(tb, tile_max(tb, bound, tile_i64(tb, -1)), tile_i64(tb, width));
+  return LLVMBuildSub(B(tg), LLVMBuildTrunc(B(tg), v, tb->i32, ""), tg->quad_col, "");
+}
+
 void tile_gpu_mask_columns(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows *first, const tile_gpu_rows *end,
                            LLVMValueRef when, LLVMValueRef fill) {
   tile_builder *tb = &tg->tb;
@@ -655,11 +663,8 @@ void tile_gpu_mask_columns(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows 
   int width = acc->n_tiles * 8;
   LLVMValueRef limit[2 * TILE_GPU_MAX_M_TILES], start[2 * TILE_GPU_MAX_M_TILES];
   for (int r = 0; r < 2 * acc->m_tiles; r++) {
-    LLVMValueRef v = tile_min(tb, tile_max(tb, end->v[r], tile_i64(tb, -1)), tile_i64(tb, width));
-    limit[r] = LLVMBuildSub(b, LLVMBuildTrunc(b, v, tb->i32, ""), tg->quad_col, "");
-    if (first == NULL) continue;
-    v = tile_min(tb, tile_max(tb, first->v[r], tile_i64(tb, -1)), tile_i64(tb, width));
-    start[r] = LLVMBuildSub(b, LLVMBuildTrunc(b, v, tb->i32, ""), tg->quad_col, "");
+    limit[r] = column_bound(tg, end->v[r], width);
+    if (first != NULL) start[r] = column_bound(tg, first->v[r], width);
   }
   LLVMValueRef masked[TILE_GPU_MAX_M_TILES * TILE_GPU_MAX_N_TILES * 4];
   for (int i = 0; i < acc_count(acc); i++) {
