@@ -756,6 +756,12 @@ static void test_grid(void) {
   }
 }
 
+/* The first problem of a `tune --json` report, or NULL. */
+static const jvalue *first_problem(const jvalue *doc) {
+  const jvalue *problems = jget(doc, "problems");
+  return problems && problems->type == J_ARRAY && problems->count ? problems->items[0] : NULL;
+}
+
 /* Tuner children that exec the command (as on a GPU) on the CPU: a candidate that faults (SIGSEGV
  * here) and one that reports a device fault and leaves cost themselves only. */
 static void test_tune_exec_isolation(void) {
@@ -769,8 +775,7 @@ static void test_tune_exec_isolation(void) {
   cli_result r = run_cli(args);
   unsetenv("FLASHJIT_TUNE_FAULT");
   jvalue *doc = jparse(r.out);
-  const jvalue *problems = jget(doc, "problems");
-  const jvalue *p = problems && problems->type == J_ARRAY && problems->count ? problems->items[0] : NULL;
+  const jvalue *p = first_problem(doc);
   const jvalue *outcomes = jget(p, "outcomes");
   const char *winner = jstring(p, "tuned_config");
   check(r.exited && r.code == 0 && jnumber(outcomes, "crash", 0) >= 1 && jnumber(outcomes, "launch_error", 0) >= 1 &&
@@ -794,8 +799,7 @@ static void test_paged_shapes(void) {
                         "--json", "--quiet", "--cache-dir", cache, NULL};
   cli_result r = run_cli(args);
   jvalue *doc = jparse(r.out);
-  const jvalue *problems = jget(doc, "problems");
-  const jvalue *p = problems && problems->type == J_ARRAY && problems->count ? problems->items[0] : NULL;
+  const jvalue *p = first_problem(doc);
   const jvalue *outcomes = jget(p, "outcomes");
   check(r.exited && r.code == 0 && strstr(jstring(p, "problem"), " varlen=1 page=16 ") != NULL &&
             jnumber(outcomes, "ok", 0) >= 2 && jstring(p, "tuned_config")[0],
@@ -833,8 +837,7 @@ static void test_window_shapes(void) {
                         "1", "--repeat", "2", "--json", "--quiet", "--cache-dir", cache, NULL};
   cli_result r = run_cli(args);
   jvalue *doc = jparse(r.out);
-  const jvalue *problems = jget(doc, "problems");
-  const jvalue *p = problems && problems->type == J_ARRAY && problems->count ? problems->items[0] : NULL;
+  const jvalue *p = first_problem(doc);
   const jvalue *outcomes = jget(p, "outcomes");
   check(r.exited && r.code == 0 && strstr(jstring(p, "problem"), " causal=1 window=1 ") != NULL &&
             jnumber(outcomes, "ok", 0) >= 2 && jnumber(outcomes, "wrong_result", -1) == 0 && jstring(p, "tuned_config")[0],
