@@ -23,6 +23,7 @@ typedef struct bench_options {
   int causal, check, json;
   int64_t window_left, window_right; /* --window-left, --window-right: -1 (default) leaves that side open */
   int windowed;                      /* either was given */
+  int varlen_q;             /* --varlen-q: ragged queries (cu_seqlens_q), every sequence seqlen of them */
   int no_split_kv;          /* --no-split-kv: no workspace (a GPU launch then never splits its keys) */
   int64_t warmup, repeat, threads;
   const char *config;

@@ -57,6 +57,10 @@ void cmd_bench_help(FILE *out) {
           "                       before it (a model's sliding_window - 1); -1 (default) no limit\n"
           "  --window-right N     and at most N keys after its diagonal; -1 (default) no limit\n"
           "                       (with --causal, 0); no peer takes a window\n"
+          "  --varlen-q           the call gives cu_seqlens_q: the sequences' queries packed end to\n"
+          "                       end (q and o [batch x seqlen, heads, head_dim]), as an engine's\n"
+          "                       prefill step gives them; every sequence --seqlen of them; no peer\n"
+          "                       takes them\n"
           "  --check              compare o and the LSE with the float64 reference; exit 1 when the\n"
           "                       error is over the dtype's bound; also times the naive reference\n"
           "  --no-split-kv        give the calls no workspace: a GPU launch that would cut each\n"
@@ -110,6 +114,8 @@ typedef struct bench_run {
   host_tensor table, lens;       /* --page-size: the block table, and seqlens_kv where the pages
                                   * hold more keys than --seqlen-kv */
   tune_mirror dtable, dlens;
+  host_tensor cu;                /* --varlen-q: cu_seqlens_q, and its device twin */
+  tune_mirror dcu;
   host_tensor work;              /* split-KV: the workspace (zeros), and its device twin as uint8 bytes */
   tune_mirror dwork;
   DLTensor workspace;
@@ -176,7 +182,7 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
   o->warmup = 2;
   o->repeat = 10;
   o->window_left = o->window_right = -1;
-  int seen_window_left = 0, seen_window_right = 0;
+  int seen_window_left = 0, seen_window_right = 0, seen_varlen_q = 0;
   const cli_option options[] = {
       {"--device", CLI_STRING, &o->device, 0, 0, NULL},
       {"--batch", CLI_INT, &o->batch, 1, INT32_MAX, &seen_batch},
@@ -191,6 +197,7 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
       {"--causal", CLI_FLAG, &o->causal, 0, 0, &seen_causal},
       {"--window-left", CLI_INT, &o->window_left, -1, INT32_MAX, &seen_window_left},
       {"--window-right", CLI_INT, &o->window_right, -1, INT32_MAX, &seen_window_right},
+      {"--varlen-q", CLI_FLAG, &o->varlen_q, 0, 0, &seen_varlen_q},
       {"--check", CLI_FLAG, &o->check, 0, 0, NULL},
       {"--no-split-kv", CLI_FLAG, &o->no_split_kv, 0, 0, NULL},
       {"--json", CLI_FLAG, &o->json, 0, 0, NULL},
@@ -218,7 +225,7 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
   if (!o->kv_heads_set) o->kv_heads = o->heads;
   if (!o->seqlen_kv_set) o->seqlen_kv = o->seqlen;
   o->shape_flags = seen_batch || seen_heads || seen_seqlen || seen_head_dim || seen_causal || o->kv_heads_set ||
-                   o->seqlen_kv_set || seen_page_size || seen_window_left || seen_window_right;
+                   o->seqlen_kv_set || seen_page_size || seen_window_left || seen_window_right || seen_varlen_q;
   o->windowed = seen_window_left || seen_window_right;
   if (o->causal && o->window_right > 0) {
     cli_error(BENCH_COMMAND, "--window-right=%" PRId64 " with --causal: causal is --window-right=0", o->window_right);
@@ -247,6 +254,11 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
   if (o->peers && o->windowed) {
     cli_error(BENCH_COMMAND, "--peers with --window-left/--window-right: no peer takes a sliding window (PyTorch's "
               "SDPA backends and the Triton kernel here take none)");
+    return CLI_EXIT_USAGE;
+  }
+  if (o->peers && o->varlen_q) {
+    cli_error(BENCH_COMMAND, "--peers with --varlen-q: no peer here takes ragged queries (PyTorch's SDPA takes "
+              "padded batches; FlashAttention's varlen function is not installed)");
     return CLI_EXIT_USAGE;
   }
   if (o->peers_script != NULL && !o->peers) {
@@ -279,6 +291,11 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
   if (o->heads % o->kv_heads != 0) {
     cli_error(BENCH_COMMAND, "--heads=%" PRId64 " --kv-heads=%" PRId64 ": heads must be a multiple of kv-heads",
               o->heads, o->kv_heads);
+    return CLI_EXIT_USAGE;
+  }
+  if (o->varlen_q && o->batch * o->seqlen > INT32_MAX) {
+    cli_error(BENCH_COMMAND, "--varlen-q: %" PRId64 " x %" PRId64 " queries; cu_seqlens_q's int32 offsets reach "
+              "2147483647", o->batch, o->seqlen);
     return CLI_EXIT_USAGE;
   }
   double bytes = bench_host_bytes(o), limit = bench_memory_limit();
@@ -328,8 +345,13 @@ static int bench_alloc_pages(const bench_options *o, bench_run *run) {
   return 0;
 }
 
-/* Points args (on the device twins, or on the host tensors) at the block table and key counts. */
-static void bench_page_args(bench_run *run, fj_attention_args *args, int on_host) {
+/* Points args (on the device twins, or on the host tensors) at the block table, the key counts and
+ * the query offsets. */
+static void bench_index_args(const bench_options *o, bench_run *run, fj_attention_args *args, int on_host) {
+  if (run->cu.allocation != NULL) {
+    args->cu_seqlens_q = on_host ? &run->cu.t : &run->dcu.t;
+    args->max_seqlen_q = o->seqlen;
+  }
   if (run->table.allocation == NULL) return;
   args->block_table = on_host ? &run->table.t : &run->dtable.t;
   if (run->lens.allocation != NULL) args->seqlens_kv = on_host ? &run->lens.t : &run->dlens.t;
@@ -337,6 +359,19 @@ static void bench_page_args(bench_run *run, fj_attention_args *args, int on_host
 
 static int bench_alloc(const bench_options *o, bench_run *run, uint64_t seed) {
   int64_t q_shape[4] = {o->batch, o->seqlen, o->heads, o->head_dim};
+  int q_dims = o->varlen_q ? 3 : 4;
+  if (o->varlen_q) {  /* [batch x seqlen, heads, head_dim], sequence b's queries from row b x seqlen */
+    int64_t cu_shape[1] = {o->batch + 1};
+    q_shape[0] = o->batch * o->seqlen;
+    q_shape[1] = o->heads;
+    q_shape[2] = o->head_dim;
+    q_shape[3] = 1;
+    if (host_tensor_alloc_int32(&run->cu, 1, cu_shape) != 0) {
+      cli_error(BENCH_COMMAND, "--varlen-q: cannot allocate cu_seqlens_q [%" PRId64 "]", cu_shape[0]);
+      return -1;
+    }
+    for (int64_t b = 0; b <= o->batch; b++) ((int32_t *)run->cu.t.data)[b] = (int32_t)(b * o->seqlen);
+  }
   int64_t kv_shape[4] = {o->batch, o->seqlen_kv, o->kv_heads, o->head_dim};
   if (o->page_size > 0) {
     int64_t per_sequence = (o->seqlen_kv + o->page_size - 1) / o->page_size;
@@ -352,15 +387,18 @@ static int bench_alloc(const bench_options *o, bench_run *run, uint64_t seed) {
     tune_mirror *d;
     const char *name;
     const int64_t *shape;
-  } tensors[] = {{&run->q, &run->dq, "q", q_shape}, {&run->k, &run->dk, "k", kv_shape},
-                 {&run->v, &run->dv, "v", kv_shape}, {&run->o, &run->dout, "o", q_shape}};
+    int ndim;
+  } tensors[] = {{&run->q, &run->dq, "q", q_shape, q_dims}, {&run->k, &run->dk, "k", kv_shape, 4},
+                 {&run->v, &run->dv, "v", kv_shape, 4}, {&run->o, &run->dout, "o", q_shape, q_dims}};
   for (size_t i = 0; i < sizeof tensors / sizeof tensors[0]; i++) {
-    if (host_tensor_alloc(tensors[i].t, o->dtype, 4, tensors[i].shape, NULL) != 0) {
+    if (host_tensor_alloc(tensors[i].t, o->dtype, tensors[i].ndim, tensors[i].shape, NULL) != 0) {
       char shape[512];
       bench_shape_flags(o, shape, sizeof shape);
-      cli_error(BENCH_COMMAND, "%s: cannot allocate %s [%" PRId64 ", %" PRId64 ", %" PRId64 ", %" PRId64 "]",
-                shape, tensors[i].name, tensors[i].shape[0], tensors[i].shape[1], tensors[i].shape[2],
-                tensors[i].shape[3]);
+      char dims[96];
+      int used = snprintf(dims, sizeof dims, "[%" PRId64, tensors[i].shape[0]);
+      for (int d = 1; d < tensors[i].ndim && used > 0 && (size_t)used < sizeof dims; d++)
+        used += snprintf(dims + used, sizeof dims - (size_t)used, ", %" PRId64, tensors[i].shape[d]);
+      cli_error(BENCH_COMMAND, "%s: cannot allocate %s %s]", shape, tensors[i].name, dims);
       return -1;
     }
   }
@@ -381,13 +419,13 @@ static int bench_alloc(const bench_options *o, bench_run *run, uint64_t seed) {
     host_tensor *t;
     tune_mirror *d;
     const char *name;
-  } index[] = {{&run->table, &run->dtable, "the block table"}, {&run->lens, &run->dlens, "seqlens_kv"}};
+  } index[] = {{&run->table, &run->dtable, "the block table"}, {&run->lens, &run->dlens, "seqlens_kv"},
+               {&run->cu, &run->dcu, "cu_seqlens_q"}};
   for (size_t i = 0; i < sizeof index / sizeof index[0]; i++) {
     if (index[i].t->allocation == NULL) continue;
     fj_status status = tune_mirror_upload(run->context, index[i].t, index[i].name, index[i].d);
     if (status != FJ_OK) {
-      cli_error(BENCH_COMMAND, "--page-size=%" PRId64 ": %s: %s", o->page_size, fj_status_string(status),
-                fj_last_error());
+      cli_error(BENCH_COMMAND, "%s: %s: %s", index[i].name, fj_status_string(status), fj_last_error());
       return -1;
     }
   }
@@ -398,13 +436,13 @@ static int bench_alloc(const bench_options *o, bench_run *run, uint64_t seed) {
   run->args.o = &run->dout.t;
   run->args.causal = o->causal;
   bench_window_args(o, &run->args);
-  bench_page_args(run, &run->args, 0);
+  bench_index_args(o, run, &run->args, 0);
   return 0;
 }
 
 static void bench_free(bench_run *run) {
-  tune_mirror *mirrors[] = {&run->dq,   &run->dk,     &run->dv,    &run->dout,
-                            &run->dlse, &run->dtable, &run->dlens, &run->dwork};
+  tune_mirror *mirrors[] = {&run->dq,   &run->dk,     &run->dv,    &run->dout,  &run->dlse,
+                            &run->dtable, &run->dlens, &run->dcu, &run->dwork};
   for (size_t i = 0; i < sizeof mirrors / sizeof mirrors[0]; i++)
     if (run->context) tune_mirror_free(run->context, mirrors[i]);
   host_tensor_free(&run->q);
@@ -414,13 +452,19 @@ static void bench_free(bench_run *run) {
   host_tensor_free(&run->lse);
   host_tensor_free(&run->table);
   host_tensor_free(&run->lens);
+  host_tensor_free(&run->cu);
   host_tensor_free(&run->work);
 }
 
 /* Poisons o and the LSE, runs once, copies them back and measures both against the reference. */
 static int bench_check(const bench_options *o, bench_run *run, bench_result *r) {
   int64_t lse_shape[3] = {o->batch, o->heads, o->seqlen};
-  if (host_tensor_alloc(&run->lse, DTYPE_F32, 3, lse_shape, NULL) != 0) {
+  if (o->varlen_q) {  /* [heads, total_q] */
+    lse_shape[0] = o->heads;
+    lse_shape[1] = o->batch * o->seqlen;
+    lse_shape[2] = 1;
+  }
+  if (host_tensor_alloc(&run->lse, DTYPE_F32, o->varlen_q ? 2 : 3, lse_shape, NULL) != 0) {
     cli_error(BENCH_COMMAND, "--check: cannot allocate the LSE [%" PRId64 ", %" PRId64 ", %" PRId64 "]",
               lse_shape[0], lse_shape[1], lse_shape[2]);
     return CLI_EXIT_FAILURE;
@@ -452,7 +496,7 @@ static int bench_check(const bench_options *o, bench_run *run, bench_result *r) 
   host_lse_args.lse = &run->lse.t;
   host_lse_args.causal = o->causal;
   bench_window_args(o, &host_lse_args);
-  bench_page_args(run, &host_lse_args, 1);
+  bench_index_args(o, run, &host_lse_args, 1);
   fj_attention_args with_lse = run->args;
   with_lse.lse = &run->dlse.t;
   attention_problem host_lse, device_lse;
@@ -548,12 +592,13 @@ static void bench_print_text(const bench_options *o, const bench_result *r, cons
            o->device_auto ? ", chosen by auto: the best device found" : "");
   char paged[48] = "", window[64] = "";
   if (o->page_size > 0) snprintf(paged, sizeof paged, ", paged K/V (pages of %" PRId64 ")", o->page_size);
+  const char *ragged = o->varlen_q ? ", ragged queries (cu_seqlens_q)" : "";
   if (o->windowed)
     snprintf(window, sizeof window, ", window (%" PRId64 ", %" PRId64 ")", o->window_left, o->window_right);
   printf("problem     batch %" PRId64 ", heads %" PRId64 " (kv %" PRId64 "), seqlen %" PRId64 " x %" PRId64
-         ", head_dim %" PRId64 ", %s%s%s%s\n",
+         ", head_dim %" PRId64 ", %s%s%s%s%s\n",
          o->batch, o->heads, o->kv_heads, o->seqlen, o->seqlen_kv, o->head_dim, core_dtype_name(o->dtype),
-         o->causal ? ", causal" : "", window, paged);
+         o->causal ? ", causal" : "", window, paged, ragged);
   printf("kernel      %s %s (%s)\n", r->family, r->config,
          o->config ? "from --config" : r->config_source[0] ? r->config_source : "the runtime's choice");
   printf("build       %s, %.1f ms; first call %.2f ms\n", r->kernel_source, r->compile_ms, r->first_call_ms);
@@ -615,6 +660,7 @@ static void bench_print_json(const bench_options *o, const bench_result *r, cons
   json_kv_int(&w, "window_left", o->window_left);
   json_kv_int(&w, "window_right", o->causal && o->window_right < 0 ? 0 : o->window_right);
   json_kv_int(&w, "page_size", o->page_size);
+  json_kv_bool(&w, "varlen_q", o->varlen_q);
   json_kv_string(&w, "family", r->family);
   json_kv_string(&w, "config", r->config);
   json_kv_string(&w, "config_from", r->config_from);
@@ -844,7 +890,7 @@ int bench_measure(fj_context *context, const bench_options *o, const kernel_conf
     host_args.k = &run.k.t;
     host_args.v = &run.v.t;
     host_args.o = &run.o.t;
-    bench_page_args(&run, &host_args, 1);
+    bench_index_args(o, &run, &host_args, 1);
     status = core_validate_attention(&host_args, &run.host_problem);
   }
   if (status != FJ_OK) {

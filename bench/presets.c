@@ -169,9 +169,9 @@ void presets_describe(const fj_problem_shape *s, char *buffer, size_t size) {
   char page[24] = "", window[64] = "";
   if (s->page_size > 0) snprintf(page, sizeof page, " page=%d", s->page_size);
   if (s->windowed) snprintf(window, sizeof window, " window=(%" PRId64 ",%" PRId64 ")", s->window_left, s->window_right);
-  snprintf(buffer, size, "b%" PRId64 " h%d/%d sq%" PRId64 " skv%" PRId64 " d%d %s%s%s%s%s%s", s->batch, s->heads,
+  snprintf(buffer, size, "b%" PRId64 " h%d/%d sq%" PRId64 " skv%" PRId64 " d%d %s%s%s%s%s%s%s", s->batch, s->heads,
            s->kv_heads, s->seqlen_q, s->seqlen_kv, s->head_dim, core_dtype_name(dtype), s->causal ? " causal" : "",
-           window, s->with_lse ? " lse" : "", s->varlen ? " varlen" : "", page);
+           window, s->with_lse ? " lse" : "", s->varlen ? " varlen" : "", s->varlen_q ? " varlen_q" : "", page);
 }
 
 void presets_help(FILE *out) {
@@ -185,7 +185,8 @@ void presets_help(FILE *out) {
           "      --batch 8 --heads 32 --kv-heads 8 --seqlen-q 1 --seqlen-kv 8192 --causal\n"
           "      preset=qwen2.5-7b\n"
           "  names: batch, heads, kv_heads, seqlen (q and kv), seqlen_q, seqlen_kv, head_dim, dtype,\n"
-          "  causal[=0|1], lse[=0|1], varlen[=0|1] (the calls give seqlens_kv), page_size (the calls\n"
+          "  causal[=0|1], lse[=0|1], varlen[=0|1] (the calls give seqlens_kv), varlen_q[=0|1] (the\n"
+          "  calls give cu_seqlens_q: ragged queries, seqlen_q their most), page_size (the calls\n"
           "  read a paged cache of pages of that many keys), window_left and window_right (a sliding\n"
           "  window, -1 for an open side: window_left=4095 causal is a 4096-key window), preset=NAME\n"
           "  (a whole preset, alone on its line).\n"
@@ -229,6 +230,18 @@ static int preset_parse_bool(const char *text, int *out) {
   return -1;
 }
 
+/* The names that may stand alone (as 1), in preset_apply's order. */
+static const char *const preset_flag_names[] = {"causal", "lse", "varlen", "varlen_q"};
+
+static int preset_is_flag(const char *name) {
+  for (size_t i = 0; i < sizeof preset_flag_names / sizeof preset_flag_names[0]; i++) {
+    const char *a = name, *b = preset_flag_names[i];
+    while (*a && (*a == *b || (*a == '-' && *b == '_'))) a++, b++;
+    if (*a == '\0' && *b == '\0') return 1;
+  }
+  return 0;
+}
+
 /* Applies name=value (value NULL for a bare flag) to a shape; *kv_set / *seqlen_kv_set track whether
  * kv_heads and seqlen_kv were named (else they follow heads and seqlen). */
 static int preset_apply(fj_problem_shape *s, const char *name, const char *value, int *kv_set, int *skv_set,
@@ -238,16 +251,11 @@ static int preset_apply(fj_problem_shape *s, const char *name, const char *value
   for (char *c = key; *c; c++)
     if (*c == '-') *c = '_';
   int64_t v = 0;
-  if (strcmp(key, "causal") == 0 || strcmp(key, "lse") == 0 || strcmp(key, "varlen") == 0) {
-    int flag;
-    if (preset_parse_bool(value, &flag) != 0)
+  int *flags[] = {&s->causal, &s->with_lse, &s->varlen, &s->varlen_q};
+  for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+    if (strcmp(key, preset_flag_names[i]) != 0) continue;
+    if (preset_parse_bool(value, flags[i]) != 0)
       return preset_fail(why, why_size, "%s=%s: expected 0 or 1", name, value);
-    if (key[0] == 'c')
-      s->causal = flag;
-    else if (key[0] == 'l')
-      s->with_lse = flag;
-    else
-      s->varlen = flag;
     return 0;
   }
   if (value == NULL) return preset_fail(why, why_size, "%s needs a value", name);
@@ -285,7 +293,8 @@ static int preset_apply(fj_problem_shape *s, const char *name, const char *value
     return 0;
   }
   return preset_fail(why, why_size, "unknown name \"%s\" (batch, heads, kv_heads, seqlen, seqlen_q, seqlen_kv, "
-                     "head_dim, dtype, causal, lse, varlen, page_size, window_left, window_right, preset)", name);
+                     "head_dim, dtype, causal, lse, varlen, varlen_q, page_size, window_left, window_right, preset)",
+                     name);
 }
 
 static int preset_finish(fj_problem_shape *s, int kv_set, char *why, size_t why_size) {
@@ -317,7 +326,7 @@ static int preset_read_line(char *line, int number, preset_shapes *out, char *wh
     char *value = strchr(name, '=');
     if (value) {
       *value++ = '\0';
-    } else if (strcmp(name, "causal") != 0 && strcmp(name, "lse") != 0 && strcmp(name, "varlen") != 0 && i + 1 < n &&
+    } else if (!preset_is_flag(name) && i + 1 < n &&
                words[i + 1][0] != '-' &&
                strchr(words[i + 1], '=') == NULL) {
       value = words[++i];  /* "--heads 32" */

@@ -118,6 +118,9 @@ typedef struct fj_problem_shape {
   /* As fj_attention_args.windowed, window_left and window_right (0, -1, -1 by default: no window). */
   int windowed;
   int64_t window_left, window_right;
+  /* Non-zero: the calls give cu_seqlens_q (ragged queries, seqlen_q then their max_seqlen_q; the
+   * tuner's tensors give every sequence seqlen_q queries). */
+  int varlen_q;
 } fj_problem_shape;
 
 /* Fills *shape with the defaults: bf16, batch 1, 8 heads and kv heads, seqlen 2048 (q and kv), head
@@ -197,6 +200,20 @@ typedef struct fj_attention_args {
   int windowed;
   int64_t window_left;
   int64_t window_right;
+  /* Optional, NULL for none: ragged queries, FlashAttention's cu_seqlens_q (a batch of prompts of
+   * different lengths packed end to end, as an engine's prefill or mixed prefill/decode step gives
+   * them). [batch + 1] int32 on q's device: sequence b's queries are rows cu_seqlens_q[b] ..
+   * cu_seqlens_q[b + 1] - 1 of q and o, which are then [total_q, heads, head_dim], and of lse, then
+   * [heads, total_q]; batch is cu_seqlens_q.shape[0] - 1, and k, v, seqlens_kv and block_table are as
+   * above for that batch. The offsets must not decrease, from cu_seqlens_q[0] >= 0 to
+   * cu_seqlens_q[batch] <= total_q; rows outside them are not touched. max_seqlen_q, read only with
+   * cu_seqlens_q, is the longest sequence's query count (from 0 to total_q): the kernel is chosen and
+   * the launch sized by it. Causal masks and windows align each sequence's queries to its own last key.
+   * On the CPU offsets or lengths outside these bounds are refused (FJ_INVALID_ARGUMENT); on a GPU,
+   * whose memory the call does not read, the kernel clamps them into [0, total_q] and each length to
+   * max_seqlen_q, so that it never writes outside o and lse. */
+  const DLTensor *cu_seqlens_q;
+  int64_t max_seqlen_q;
 } fj_attention_args;
 
 /* Fills *args with the defaults: no tensors, scale 0 (1/sqrt(head_dim)), not causal, no window (-1,

@@ -39,7 +39,7 @@ static const kernel_param params[P_COUNT] = {
                     2, {0, 1}, .optional = 1},
 };
 
-#define GENERATOR_VERSION 9
+#define GENERATOR_VERSION 10
 
 /* Vector registers the inner loops need: the score (or P) tile, one Q^T (or O^T) row, the rescale
  * factors, and a broadcast. Over the target's count, the tile spills in the hot loop. */
@@ -122,8 +122,9 @@ static void default_config(const attention_key *key, const jit_target *target, k
 static void codegen_key(const attention_key *key, char *buffer, size_t size) {
   char page[24];
   core_key_page_text(key, page, sizeof page);
-  snprintf(buffer, size, "dtype=%s d=%d causal=%d%s lse=%d dcontig=%d%s", core_dtype_name((dtype_id)key->dtype),
-           key->head_dim, key->causal, key->window ? " window=1" : "", key->has_lse, key->d_contiguous, page);
+  snprintf(buffer, size, "dtype=%s d=%d causal=%d%s lse=%d dcontig=%d%s%s", core_dtype_name((dtype_id)key->dtype),
+           key->head_dim, key->causal, key->window ? " window=1" : "", key->has_lse, key->d_contiguous,
+           key->varlen_q ? " varlen_q=1" : "", page);
 }
 
 /* A job's queries are block_m rows of one (batch, head slot): with pack_gqa a slot is a KV head and its
@@ -267,6 +268,7 @@ static LLVMValueRef tile_page_row(tile_builder *tb, const tile_pages *tp, int pa
 
 typedef struct shape {
   int block_m, block_n, unroll, lanes, vectors, head_dim, causal, window, has_lse, d_contiguous, pack_gqa, page_size;
+  int varlen_q;
   int pv_rows, pv_vectors;
   dtype_id dtype;
 } shape;
@@ -411,6 +413,24 @@ static LLVMValueRef first_lane_at(tile_builder *tb, LLVMValueRef position, LLVMV
   return tile_min(tb, tile_max(tb, lane, tile_i64(tb, 0)), tile_i64(tb, lanes));
 }
 
+/* A ragged sequence's queries (key.varlen_q): rows [*start, *start + *count) of q, o and lse, from
+ * cu_seqlens_q[b] and [b + 1] (validated on the host; clamped into [0, total_q] and to max_queries
+ * anyway, so that no job writes outside o and lse). */
+static void sequence_queries(tile_builder *tb, LLVMValueRef block, LLVMValueRef b, LLVMValueRef max_queries,
+                             LLVMValueRef *start, LLVMValueRef *count) {
+  LLVMValueRef offsets = tile_load_param_ptr(tb, block, offsetof(cpu_attention_params, cu_seqlens_q));
+  LLVMValueRef stride = tile_load_param_i64(tb, block, offsetof(cpu_attention_params, cu_seqlens_q_stride));
+  LLVMValueRef total = tile_load_param_i64(tb, block, offsetof(cpu_attention_params, total_q));
+  LLVMValueRef bound[2];
+  for (int i = 0; i < 2; i++) {
+    LLVMValueRef at = tile_mul(tb, tile_add(tb, b, tile_i64(tb, i)), stride);
+    LLVMValueRef n = LLVMBuildLoad2(tb->b, tb->i32, LLVMBuildInBoundsGEP2(tb->b, tb->i32, offsets, &at, 1, ""), "");
+    bound[i] = tile_min(tb, tile_max(tb, LLVMBuildSExt(tb->b, n, tb->i64, ""), tile_i64(tb, 0)), total);
+  }
+  *start = bound[0];
+  *count = tile_min(tb, tile_max(tb, tile_sub(tb, bound[1], bound[0]), tile_i64(tb, 0)), max_queries);
+}
+
 static fj_status generate(LLVMModuleRef module, const attention_key *key, const jit_target *target,
                           const kernel_config *config, const char *function_name) {
   char why[256];
@@ -426,6 +446,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
              .has_lse = key->has_lse,
              .d_contiguous = key->d_contiguous,
              .page_size = key->page_size,
+             .varlen_q = key->varlen_q,
              .dtype = (dtype_id)key->dtype};
   s.pv_rows = config->values[P_PV_ROWS];
   s.pv_vectors = config->values[P_PV_VECTORS];
@@ -486,9 +507,21 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     kr.table_stride = tile_load_param_i64(tb, block, P_OFF(block_table_stride[1]));
     kr.pages = tile_load_param_i64(tb, block, P_OFF(pages));
   }
+  /* This sequence's queries: seqlen_q from row 0, or with ragged queries its own rows from q_start (the
+   * split parts' rows keep max_queries positions per sequence). */
+  LLVMValueRef max_queries = seqlen_q, q_start = tile_i64(tb, 0);
+  if (s.varlen_q) sequence_queries(tb, block, b, max_queries, &q_start, &seqlen_q);
   LLVMValueRef first_head = tile_mul(tb, slot, rows_per_position);
   LLVMValueRef q0 = tile_mul(tb, tile_index, tile_i64(tb, BM));
   LLVMValueRef total_rows = tile_mul(tb, seqlen_q, rows_per_position);
+  if (s.varlen_q) {  /* the job's tile lies past a shorter sequence's end: nothing to do */
+    LLVMBasicBlockRef none = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "no_rows");
+    LLVMBasicBlockRef some = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "rows");
+    LLVMBuildCondBr(tb->b, tile_lt(tb, q0, total_rows), some, none);
+    LLVMPositionBuilderAtEnd(tb->b, none);
+    LLVMBuildRetVoid(tb->b);
+    LLVMPositionBuilderAtEnd(tb->b, some);
+  }
   LLVMValueRef rows = tile_min(tb, tile_i64(tb, BM), tile_sub(tb, total_rows, q0));
   /* Bottom-right aligned: query i sees keys j <= i + last_diagonal when causal, and j >= i +
    * first_diagonal with a window. */
@@ -517,7 +550,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     LLVMValueRef last_row = tile_sub(tb, total_rows, tile_i64(tb, 1));
     LLVMValueRef position, h;
     row_query(tb, &qr, tile_min(tb, tile_add(tb, q0, m), last_row), &position, &h);
-    LLVMValueRef source = row_index(tb, &q, b, position, h);
+    LLVMValueRef source = row_index(tb, &q, b, tile_add(tb, q_start, position), h);
     tile_loop dl;
     LLVMValueRef d = tile_for(tb, &dl, tile_i64(tb, 0), tile_i64(tb, D), tile_i64(tb, 1), "d");
     LLVMValueRef x = tile_load_element(tb, q.base, tile_add(tb, source, tile_mul(tb, d, q.stride[3])), s.dtype);
@@ -676,9 +709,9 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     tile_if to_parts;
     tile_if_begin(tb, &to_parts, is_part);
     {
-      LLVMValueRef rows_all = tile_mul(tb, tile_mul(tb, tile_load_param_i64(tb, block, P_OFF(batch)), heads), seqlen_q);
+      LLVMValueRef rows_all = tile_mul(tb, tile_mul(tb, tile_load_param_i64(tb, block, P_OFF(batch)), heads), max_queries);
       LLVMValueRef at = tile_add(tb, tile_mul(tb, part, rows_all),
-                                 tile_add(tb, tile_mul(tb, tile_add(tb, tile_mul(tb, b, heads), h), seqlen_q), query));
+                                 tile_add(tb, tile_mul(tb, tile_add(tb, tile_mul(tb, b, heads), h), max_queries), query));
       tile_store_f32(tb, lse_partial, at, lse2);
       LLVMValueRef first = tile_mul(tb, at, tile_i64(tb, D));
       tile_loop pl;
@@ -690,7 +723,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     tile_if_end(tb, &to_parts);
     tile_if whole;
     tile_if_begin(tb, &whole, LLVMBuildNot(tb->b, is_part, ""));
-    LLVMValueRef destination = row_index(tb, &o, b, query, h);
+    LLVMValueRef destination = row_index(tb, &o, b, tile_add(tb, q_start, query), h);
     tile_loop dl;
     LLVMValueRef d = tile_for(tb, &dl, tile_i64(tb, 0), tile_i64(tb, D), tile_i64(tb, 1), "d");
     LLVMValueRef x = tile_load_f32(tb, o_acc, tile_add(tb, source, d));
@@ -701,7 +734,8 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
       LLVMValueRef lse = tile_load_param_ptr(tb, block, P_OFF(lse));
       LLVMValueRef lse_index = tile_mul(tb, b, tile_load_param_i64(tb, block, P_OFF(lse_stride[0])));
       lse_index = tile_add(tb, lse_index, tile_mul(tb, h, tile_load_param_i64(tb, block, P_OFF(lse_stride[1]))));
-      lse_index = tile_add(tb, lse_index, tile_mul(tb, query, tile_load_param_i64(tb, block, P_OFF(lse_stride[2]))));
+      lse_index = tile_add(tb, lse_index,
+                           tile_mul(tb, tile_add(tb, q_start, query), tile_load_param_i64(tb, block, P_OFF(lse_stride[2]))));
       /* -inf stays -inf: a row that saw nothing */
       tile_store_f32(tb, lse, lse_index, LLVMBuildFMul(tb->b, lse2, tile_f32(tb, 0.69314718055994531f), ""));
     }

@@ -19,6 +19,12 @@ typedef struct cpu_attention_params {
    * block_table[b * block_table_stride[0] + (j / page_size) * block_table_stride[1]], a page being
    * k_stride[0] (v_stride[0]) elements; pages bounds the entries (validated on the host; one outside still reads page 0). */
   const int32_t *block_table;
+  /* Ragged queries (key.varlen_q) only: sequence b's queries are rows cu_seqlens_q[b * cu_seqlens_q_stride]
+   * up to (not including) cu_seqlens_q[(b + 1) * cu_seqlens_q_stride] of q, o and lse along their
+   * sequence dimension (their batch strides are then 0), seqlen_q their most; validated on the host,
+   * clamped into [0, total_q] and to seqlen_q queries anyway. Split parts keep the rows of seqlen_q
+   * positions per sequence. */
+  const int32_t *cu_seqlens_q;
   /* strides in elements, in the order batch, seq, head, dim (lse: batch, head, seq, unused) */
   int64_t q_stride[4], k_stride[4], v_stride[4], o_stride[4], lse_stride[4];
   int64_t batch, seqlen_q, seqlen_kv, heads, kv_heads;
@@ -33,6 +39,7 @@ typedef struct cpu_attention_params {
    * mask): query i of a sequence of keys keys sees keys [i + keys - seqlen_q - window_left,
    * i + keys - seqlen_q + window_right]. */
   int64_t window_left, window_right;
+  int64_t cu_seqlens_q_stride, total_q;
   float scale_log2;           /* softmax_scale * log2(e): scores are exponentiated in base 2 */
 } cpu_attention_params;
 
@@ -40,6 +47,6 @@ typedef struct cpu_attention_params {
  * thread's, 64-byte aligned, of the family's scratch_bytes. */
 typedef void (*cpu_attention_fn)(const cpu_attention_params *params, int64_t job, float *scratch);
 
-#define CPU_ATTENTION_PARAM_POINTERS 9
-#define CPU_ATTENTION_PARAM_INT64S 34
+#define CPU_ATTENTION_PARAM_POINTERS 10
+#define CPU_ATTENTION_PARAM_INT64S 36
 #endif

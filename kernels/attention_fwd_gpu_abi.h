@@ -62,10 +62,14 @@ typedef struct gpu_attention_params {
   gpu_divider kv_splits_divider, seqlen_q_divider, query_heads_divider;
   /* windowed kernels (key.window) read window_left, causal ones window_right, as the CPU block's */
   int64_t window_left, window_right;
+  /* ragged kernels (key.varlen_q) only: query offsets (int32) at cu_seqlens_q + 4 * b * cu_seqlens_q_stride,
+   * as in the CPU block (clamped into [0, total_q], each sequence to seqlen_q queries) */
+  uint64_t cu_seqlens_q;
+  int64_t cu_seqlens_q_stride, total_q;
 } gpu_attention_params;
 
 #define GPU_COMBINE_SUFFIX "_combine"
 #define GPU_COMBINE_WARPS 4
 
-_Static_assert(sizeof(gpu_attention_params) == 8 * (5 + 26 + 1 + 3 + 2 + 4 + 2 + 2 + 3 + 2), "gpu_attention_params layout");
+_Static_assert(sizeof(gpu_attention_params) == 8 * (5 + 26 + 1 + 3 + 2 + 4 + 2 + 2 + 3 + 2 + 3), "gpu_attention_params layout");
 #endif

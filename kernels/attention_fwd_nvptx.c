@@ -42,7 +42,7 @@ static const kernel_param params[P_COUNT] = {
                     "when the launch finds SMs idle and a workspace", 2, {0, 1}, .optional = 1},
 };
 
-#define GENERATOR_VERSION 13
+#define GENERATOR_VERSION 14
 
 /* A budget on the registers one thread's fragments take in the main loop (32-bit registers), as a
  * weighted count fitted to what ptxas does: O (live throughout); half of S (the fp32 scores live only
@@ -82,6 +82,11 @@ static const kernel_param params[P_COUNT] = {
  * kernels, sm_80 and sm_90a) one more spilled (d = 64, 128 x 128 of 4 warps with 3 stages, 8 bytes on
  * sm_90a), which config_valid refuses with its neighbours of 3 stages. */
 #define WINDOW_FRAGMENT_REGISTER_BUDGET 220
+/* A ragged-query kernel (cu_seqlens_q) holds its sequence's first row and query count: over the causal
+ * spaces of d = 64 and 128 (640 kernels, ptxas 13, sm_80 and sm_90a, generator version 14) 14 spilled
+ * 8-32 bytes, all of them in the two shapes config_valid refuses (one m16 tile per warp with 128-key
+ * tiles at d = 128, as varlen; two m16 tiles with 128-key tiles and pack_gqa at d = 64); it takes the
+ * varlen budget. */
 
 /* A strided head dim is copied element by element, and ptxas issues a thread's loads of the next K and
  * V tiles ahead of their stores to shared memory: those elements, 2 block_n head_dim / threads of them,
@@ -96,7 +101,7 @@ static const kernel_param params[P_COUNT] = {
 
 typedef struct shape {
   int block_m, block_n, warps, stages, q_in_regs, swizzle, pack_gqa, split_kv;
-  int head_dim, padded_dim, m_tiles, causal, window, has_lse, d_contiguous, varlen, page_size;
+  int head_dim, padded_dim, m_tiles, causal, window, has_lse, d_contiguous, varlen, page_size, varlen_q;
   dtype_id dtype;
 } shape;
 
@@ -126,6 +131,7 @@ static shape shape_of(const attention_key *key, const kernel_config *config) {
   s.has_lse = key->has_lse;
   s.d_contiguous = key->d_contiguous;
   s.varlen = key->varlen;
+  s.varlen_q = key->varlen_q;
   s.page_size = key->page_size;
   s.dtype = (dtype_id)key->dtype;
   return s;
@@ -151,7 +157,7 @@ static int fragment_registers(const shape *s) {
 
 static int fragment_budget(const shape *s) {
   if (!s->d_contiguous) return STRIDED_FRAGMENT_REGISTER_BUDGET;
-  if (s->varlen) return VARLEN_FRAGMENT_REGISTER_BUDGET;
+  if (s->varlen || s->varlen_q) return VARLEN_FRAGMENT_REGISTER_BUDGET;
   if (s->split_kv) return SPLIT_FRAGMENT_REGISTER_BUDGET;
   if (s->page_size > 0) return PAGED_FRAGMENT_REGISTER_BUDGET;
   if (s->window) return WINDOW_FRAGMENT_REGISTER_BUDGET;
@@ -214,10 +220,20 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
              bytes, s.block_m, s.block_n, s.stages, s.padded_dim, target->cpu, limit);
     return 0;
   }
-  if ((s.varlen || s.split_kv || s.window) && s.m_tiles == 1 && s.block_n == 128 && s.padded_dim >= 128) {
+  if ((s.varlen || s.split_kv || s.window || s.varlen_q) && s.m_tiles == 1 && s.block_n == 128 && s.padded_dim >= 128) {
     snprintf(why, why_size,
              "%s: block_n=128 with one m16 tile per warp at d=%d holds 254 registers without it; ptxas spills "
-             "with it", s.varlen ? "varlen (seqlens_kv)" : s.split_kv ? "split_kv=1" : "a sliding window", s.padded_dim);
+             "with it",
+             s.varlen ? "varlen (seqlens_kv)" : s.split_kv ? "split_kv=1" : s.window ? "a sliding window"
+                                                                               : "ragged queries (cu_seqlens_q)",
+             s.padded_dim);
+    return 0;
+  }
+  if (s.varlen_q && s.pack_gqa && s.m_tiles == 2 && s.block_n == 128) {
+    snprintf(why, why_size,
+             "ragged queries (cu_seqlens_q) with pack_gqa: block_n=128 with two m16 tiles per warp holds 255 registers "
+             "at d=%d; ptxas spills with the sequence's first row and the grouped row addresses",
+             s.padded_dim);
     return 0;
   }
   if (s.window && s.m_tiles == 2 && s.block_n == 128 && s.stages >= 3) {
@@ -309,9 +325,9 @@ static void default_config(const attention_key *key, const jit_target *target, k
 static void codegen_key(const attention_key *key, char *buffer, size_t size) {
   char page[24];
   core_key_page_text(key, page, sizeof page);
-  snprintf(buffer, size, "dtype=%s d=%d causal=%d%s lse=%d dcontig=%d%s%s", core_dtype_name((dtype_id)key->dtype),
+  snprintf(buffer, size, "dtype=%s d=%d causal=%d%s lse=%d dcontig=%d%s%s%s", core_dtype_name((dtype_id)key->dtype),
            key->head_dim, key->causal, key->window ? " window=1" : "", key->has_lse, key->d_contiguous,
-           key->varlen ? " varlen=1" : "", page);
+           key->varlen ? " varlen=1" : "", key->varlen_q ? " varlen_q=1" : "", page);
 }
 
 /* As on the CPU: a block's rows are block_m queries of one (batch, head slot), a slot being a query
@@ -368,16 +384,18 @@ static LLVMValueRef block_table_row(tile_gpu *tg, LLVMValueRef b) {
  * head of the group); K and V of a paged cache over the pages of the sequence's block-table row. */
 typedef enum { ROWS_PLAIN, ROWS_GROUPED, ROWS_PAGED } row_layout;
 
-/* One (batch, head) of a tensor as rows (sequence) x columns (head dim). ROWS_GROUPED: h is the
- * group's first query head and the rows are seqlen_q * group (position, head) pairs. ROWS_PAGED: the
- * tensor is a pool of pages (its first stride a page's) and the rows those of batch b's pages. */
+/* One (batch, head) of a tensor as rows (sequence) x columns (head dim), from row first_row (a ragged
+ * sequence's first query; NULL: 0). ROWS_GROUPED: h is the group's first query head and the rows are
+ * seqlen_q * group (position, head) pairs. ROWS_PAGED: the tensor is a pool of pages (its first stride a
+ * page's) and the rows those of batch b's pages. */
 static void head_view(tile_gpu *tg, const shape *s, tile_gpu_global *view, size_t pointer, size_t strides,
-                      LLVMValueRef b, LLVMValueRef h, LLVMValueRef rows, row_layout layout) {
+                      LLVMValueRef b, LLVMValueRef h, LLVMValueRef first_row, LLVMValueRef rows, row_layout layout) {
   tile_builder *tb = &tg->tb;
   LLVMValueRef stride[4];
   for (int i = 0; i < 4; i++) stride[i] = tile_gpu_param_i64(tg, strides + (size_t)i * sizeof(int64_t));
   if (s->d_contiguous) stride[3] = tile_i64(tb, 1);
   LLVMValueRef offset = tile_mul(tb, h, stride[2]);
+  if (first_row != NULL) offset = tile_add(tb, offset, tile_mul(tb, first_row, stride[1]));
   if (layout != ROWS_PAGED) offset = tile_add(tb, offset, tile_mul(tb, b, stride[0]));
   LLVMValueRef base = tile_gpu_element_address(tg, tile_gpu_param_global(tg, pointer), offset);
   LLVMValueRef group = layout == ROWS_GROUPED ? tile_gpu_param_i32(tg, P_OFF(group)) : NULL;
@@ -481,9 +499,11 @@ static void store_result(tile_gpu *tg, const shape *s, const tile_gpu_acc *out, 
                          const tile_gpu_rows *log2_sum, const block_coordinates *at, LLVMValueRef warp_row0) {
   tile_builder *tb = &tg->tb;
   LLVMBuilderRef ir = tb->b;
-  LLVMValueRef seqlen_q = tile_gpu_param_i64(tg, P_OFF(seqlen_q));
+  LLVMValueRef seqlen_q = tile_gpu_param_i64(tg, P_OFF(seqlen_q)), q_start = NULL;
+  if (s->varlen_q) attention_fwd_nvptx_sequence_queries(tg, at->batch, seqlen_q, &q_start, &seqlen_q);
   tile_gpu_global o;
-  head_view(tg, s, &o, P_OFF(o), P_OFF(o_stride), at->batch, at->head, seqlen_q, s->pack_gqa ? ROWS_GROUPED : ROWS_PLAIN);
+  head_view(tg, s, &o, P_OFF(o), P_OFF(o_stride), at->batch, at->head, q_start, seqlen_q,
+            s->pack_gqa ? ROWS_GROUPED : ROWS_PLAIN);
   tile_gpu_store(tg, out, inverse, &o, at->q0, warp_row0);
   if (!s->has_lse) return;
   tile_gpu_rows lse;
@@ -494,6 +514,8 @@ static void store_result(tile_gpu *tg, const shape *s, const tile_gpu_acc *out, 
   LLVMValueRef head_stride = tile_gpu_param_i64(tg, P_OFF(lse_stride[1]));
   LLVMValueRef lse_offset = tile_add(tb, tile_mul(tb, at->batch, tile_gpu_param_i64(tg, P_OFF(lse_stride[0]))),
                                      tile_mul(tb, at->head, head_stride));
+  if (q_start != NULL)
+    lse_offset = tile_add(tb, lse_offset, tile_mul(tb, q_start, tile_gpu_param_i64(tg, P_OFF(lse_stride[2]))));
   lse_base = LLVMBuildGEP2(ir, tb->f32, lse_base, &lse_offset, 1, "");
   tile_gpu_global lse_view;
   tile_gpu_global_init(tg, &lse_view, lse_base, tile_gpu_param_i64(tg, P_OFF(lse_stride[2])), tile_i64(tb, 1),
@@ -513,7 +535,10 @@ static void store_part(tile_gpu *tg, const shape *s, const tile_gpu_acc *out, co
   LLVMValueRef slab = tile_add(tb, tile_mul(tb, at->part, tile_gpu_param_i64(tg, P_OFF(batch))), at->batch);
   slab = tile_add(tb, tile_mul(tb, slab, tile_gpu_param_i64(tg, P_OFF(heads))), at->head);
   LLVMValueRef first_row = tile_mul(tb, slab, seqlen_q);  /* of (part, b, head), position 0 */
-  LLVMValueRef rows = slot_rows(tg, s, seqlen_q);
+  /* a ragged sequence's rows: its own count, in the slab of seqlen_q positions */
+  LLVMValueRef queries = seqlen_q, q_start;
+  if (s->varlen_q) attention_fwd_nvptx_sequence_queries(tg, at->batch, seqlen_q, &q_start, &queries);
+  LLVMValueRef rows = slot_rows(tg, s, queries);
 
   LLVMValueRef d = tile_i64(tb, s->head_dim);
   LLVMValueRef o_offset = tile_mul(tb, first_row, d);
@@ -555,6 +580,16 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   block_coordinates at = block_coordinates_of(tg, &s, tile_gpu_block_index(tg));
   LLVMValueRef b = at.batch, kv_h = at.kv_head, q0 = at.q0;
   if (s.varlen) seqlen_kv = sequence_keys(tg, b, seqlen_kv);
+  LLVMValueRef q_start = NULL;
+  if (s.varlen_q) {  /* this sequence's queries; a block whose tile lies past them has nothing to do */
+    attention_fwd_nvptx_sequence_queries(tg, b, seqlen_q, &q_start, &seqlen_q);
+    LLVMBasicBlockRef none = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "no_rows");
+    LLVMBasicBlockRef some = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "rows");
+    LLVMBuildCondBr(ir, tile_lt(tb, q0, slot_rows(tg, &s, seqlen_q)), some, none);
+    LLVMPositionBuilderAtEnd(ir, none);
+    LLVMBuildRetVoid(ir);
+    LLVMPositionBuilderAtEnd(ir, some);
+  }
   /* Bottom-right aligned: query i sees keys j <= i + last_diagonal when causal and j >= i +
    * first_diagonal with a window. */
   LLVMValueRef diagonal = tile_sub(tb, seqlen_kv, seqlen_q);
@@ -563,9 +598,10 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
 
   tile_gpu_global q, k, v;
   const row_layout kv_rows = s.page_size > 0 ? ROWS_PAGED : ROWS_PLAIN;
-  head_view(tg, &s, &q, P_OFF(q), P_OFF(q_stride), b, at.head, seqlen_q, s.pack_gqa ? ROWS_GROUPED : ROWS_PLAIN);
-  head_view(tg, &s, &k, P_OFF(k), P_OFF(k_stride), b, kv_h, seqlen_kv, kv_rows);
-  head_view(tg, &s, &v, P_OFF(v), P_OFF(v_stride), b, kv_h, seqlen_kv, kv_rows);
+  head_view(tg, &s, &q, P_OFF(q), P_OFF(q_stride), b, at.head, q_start, seqlen_q,
+            s.pack_gqa ? ROWS_GROUPED : ROWS_PLAIN);
+  head_view(tg, &s, &k, P_OFF(k), P_OFF(k_stride), b, kv_h, NULL, seqlen_kv, kv_rows);
+  head_view(tg, &s, &v, P_OFF(v), P_OFF(v_stride), b, kv_h, NULL, seqlen_kv, kv_rows);
 
   /* ---- shared memory: Q, then the ring of K tiles, then the ring of V tiles ---- */
   const int tile_bytes = BN * D * 2, q_bytes = BM * D * 2;

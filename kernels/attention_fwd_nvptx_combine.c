@@ -26,6 +26,25 @@ static LLVMValueRef stride_of(tile_gpu *tg, size_t strides, int i) {
   return tile_gpu_param_i64(tg, strides + (size_t)i * sizeof(int64_t));
 }
 
+/* (Both kernels of the module.) A ragged sequence's queries (key.varlen_q): rows [*start, *start + *count) of q,
+ * o and lse, from cu_seqlens_q[b] and [b + 1], read once per block and clamped into [0, total_q] and to max_queries
+ * (the host cannot check device values), so that no store leaves o and lse. */
+void attention_fwd_nvptx_sequence_queries(tile_gpu *tg, LLVMValueRef b, LLVMValueRef max_queries, LLVMValueRef *start,
+                                          LLVMValueRef *count) {
+  tile_builder *tb = &tg->tb;
+  LLVMValueRef offsets = LLVMBuildIntToPtr(tb->b, tile_gpu_param_i64(tg, P_OFF(cu_seqlens_q)), tg->global_ptr, "");
+  LLVMValueRef stride = tile_gpu_param_i64(tg, P_OFF(cu_seqlens_q_stride));
+  LLVMValueRef total = tile_gpu_param_i64(tg, P_OFF(total_q));
+  LLVMValueRef bound[2];
+  for (int i = 0; i < 2; i++) {
+    LLVMValueRef at = tile_mul(tb, tile_add(tb, b, tile_i64(tb, i)), stride);
+    LLVMValueRef n = LLVMBuildLoad2(tb->b, tb->i32, LLVMBuildGEP2(tb->b, tb->i32, offsets, &at, 1, ""), "offset");
+    bound[i] = tile_min(tb, tile_max(tb, LLVMBuildSExt(tb->b, n, tb->i64, ""), tile_i64(tb, 0)), total);
+  }
+  *start = bound[0];
+  *count = tile_min(tb, tile_max(tb, tile_sub(tb, bound[1], bound[0]), tile_i64(tb, 0)), max_queries);
+}
+
 /* Part `part`'s base-2 LSE of row `row`: lse_partial[part * rows + row]. */
 static LLVMValueRef part_lse(tile_builder *tb, LLVMValueRef lse_partial, LLVMValueRef part, LLVMValueRef rows,
                              LLVMValueRef row) {
@@ -96,6 +115,14 @@ fj_status attention_fwd_nvptx_generate_combine(LLVMModuleRef module, const atten
   h = LLVMBuildZExt(ir, h, tb->i64, "");
   position = LLVMBuildZExt(ir, position, tb->i64, "");
 
+  /* a ragged sequence's rows: only its own positions, from its first row */
+  tile_if in_sequence;
+  if (key->varlen_q) {
+    LLVMValueRef start, count;
+    attention_fwd_nvptx_sequence_queries(tg, b, seqlen_q, &start, &count);
+    tile_if_begin(tb, &in_sequence, tile_lt(tb, position, count));
+    position = tile_add(tb, position, start);
+  }
   LLVMValueRef total = tile_get(tb, sum);
   LLVMValueRef seen = LLVMBuildFCmp(ir, LLVMRealOGT, total, tile_f32(tb, 0.0f), "");
   LLVMValueRef inverse = LLVMBuildSelect(ir, seen, LLVMBuildFDiv(ir, tile_f32(tb, 1.0f), total, ""), tile_f32(tb, 0.0f), "");
@@ -123,6 +150,7 @@ fj_status attention_fwd_nvptx_generate_combine(LLVMModuleRef module, const atten
     LLVMBuildStore(ir, value, LLVMBuildGEP2(ir, tb->f32, tile_gpu_param_global(tg, P_OFF(lse)), &at, 1, ""));
     tile_if_end(tb, &first_lane);
   }
+  if (key->varlen_q) tile_if_end(tb, &in_sequence);
   tile_if_end(tb, &inside);
   tile_gpu_end(tg);
   return FJ_OK;

@@ -53,7 +53,14 @@ typedef struct test_case {
   int page_size;
   /* fj_attention_args.window_left and window_right: -1 for no window on that side */
   int window_left, window_right;
+  /* 1: ragged queries (cu_seqlens_q): sequence b has case_sequence_queries(c, b) of them, packed end to
+   * end after CASE_RAGGED_BEFORE spare rows and before one more (rows no call may write); q and o are
+   * [total_q, heads, head_dim], lse [heads, total_q]; seqlen_q is max_seqlen_q. Contiguous, d-stride-2
+   * and lse-strided layouts only (k and v keep their batch dimension). */
+  int ragged_q;
 } test_case;
+
+#define CASE_RAGGED_BEFORE 2
 
 /* Short names for the case tables. */
 #define F32 DTYPE_F32
@@ -87,7 +94,28 @@ static inline void describe(const test_case *c, char *buffer, size_t size) {
     size_t used = strlen(buffer);
     snprintf(buffer + used, size > used ? size - used : 0, " window=(%d,%d)", c->window_left, c->window_right);
   }
+  if (c->ragged_q) {
+    size_t used = strlen(buffer);
+    snprintf(buffer + used, size > used ? size - used : 0, " ragged-q");
+  }
 }
+
+/* A ragged case's query count for sequence b: seqlen_q (the most) for the first, none for the second
+ * when there are three or more, and spread over [1, seqlen_q] for the rest. */
+static inline int64_t case_sequence_queries(const test_case *c, int64_t b) {
+  if (b == 0 || c->seqlen_q == 0) return c->seqlen_q;
+  if (b == 1 && c->batch > 2) return 0;
+  return 1 + (b * 104729) % c->seqlen_q;
+}
+
+/* A ragged case's cu_seqlens_q[b] (b from 0 to batch), and its total_q: the rows of every sequence and
+ * the spares around them. */
+static inline int64_t case_query_offset(const test_case *c, int64_t b) {
+  int64_t offset = CASE_RAGGED_BEFORE;
+  for (int64_t i = 0; i < b; i++) offset += case_sequence_queries(c, i);
+  return offset;
+}
+static inline int64_t case_total_q(const test_case *c) { return case_query_offset(c, c->batch) + 1; }
 
 /* A paged case's pages per sequence, and the pool's pages: every sequence's plus three spares. */
 static inline int64_t case_table_width(const test_case *c) { return c->seqlen_kv / c->page_size; }
@@ -112,6 +140,9 @@ typedef struct case_tensors {
   int32_t *table;    /* paged cases: [batch, pages per sequence] page numbers, seen through table_t */
   int64_t table_shape[2];
   DLTensor table_t;
+  int32_t *cu;       /* ragged cases: [batch + 1] query offsets, seen through cu_t */
+  int64_t cu_shape[1];
+  DLTensor cu_t;
 } case_tensors;
 
 /* 1 when every tensor was allocated; fills the inputs from seed, poisons and snapshots the outputs. On 0,
@@ -121,6 +152,16 @@ static inline int case_tensors_create(const test_case *c, uint64_t seed, case_te
   int64_t b = c->batch, h = c->heads, hk = c->kv_heads, sq = c->seqlen_q, skv = c->seqlen_kv, d = c->head_dim;
   int ok = 1;
   int64_t q_shape[4] = {b, sq, h, d}, kv_shape[4] = {b, skv, hk, d};
+  /* ragged: q and o [total_q, h, d], lse [h, total_q]; the *_dims below say how many dimensions */
+  int q_dims = c->ragged_q ? 3 : 4, lse_dims = c->ragged_q ? 2 : 3;
+  if (c->ragged_q) {
+    if (layout_shares_allocation(c->layout)) return 0;
+    q_shape[0] = case_total_q(c);
+    q_shape[1] = h;
+    q_shape[2] = d;
+  }
+  const int64_t *q_strided = c->ragged_q ? (const int64_t[]){h * d * 2, d * 2, 2}
+                                         : (const int64_t[]){sq * h * d * 2, h * d * 2, d * 2, 2};
   if (c->page_size > 0) {  /* k and v are pools of pages */
     kv_shape[0] = case_pool_pages(c);
     kv_shape[1] = skv = c->page_size;
@@ -148,8 +189,8 @@ static inline int case_tensors_create(const test_case *c, uint64_t seed, case_te
     }
   } else {
     int stride2 = c->layout == LAYOUT_D_STRIDE2;
-    int64_t qs[4] = {sq * h * d * 2, h * d * 2, d * 2, 2}, kvs[4] = {skv * hk * d * 2, hk * d * 2, d * 2, 2};
-    ok &= host_tensor_alloc(&t->q, c->dtype, 4, q_shape, stride2 ? qs : NULL) == 0;
+    int64_t kvs[4] = {skv * hk * d * 2, hk * d * 2, d * 2, 2};
+    ok &= host_tensor_alloc(&t->q, c->dtype, q_dims, q_shape, stride2 ? q_strided : NULL) == 0;
     ok &= host_tensor_alloc(&t->k, c->dtype, 4, kv_shape, stride2 ? kvs : NULL) == 0;
     ok &= host_tensor_alloc(&t->v, c->dtype, 4, kv_shape, stride2 ? kvs : NULL) == 0;
     if (ok) {
@@ -158,13 +199,26 @@ static inline int case_tensors_create(const test_case *c, uint64_t seed, case_te
       host_tensor_fill_random(&t->v, seed + 2);
     }
   }
-  int64_t os[4] = {sq * h * d * 2, h * d * 2, d * 2, 2};
-  ok &= host_tensor_alloc(&t->o, c->dtype, 4, q_shape, c->layout == LAYOUT_D_STRIDE2 ? os : NULL) == 0;
+  ok &= host_tensor_alloc(&t->o, c->dtype, q_dims, q_shape, c->layout == LAYOUT_D_STRIDE2 ? q_strided : NULL) == 0;
   if (c->lse) {
     int64_t lse_shape[3] = {b, h, sq};
     int64_t lse_strides[3] = {sq * h, 1, h};  /* memory [b, s, h] */
-    ok &= host_tensor_alloc(&t->lse, DTYPE_F32, 3, lse_shape,
+    if (c->ragged_q) {  /* [h, total_q], strided: memory [total_q, h] */
+      lse_shape[0] = h;
+      lse_shape[1] = q_shape[0];
+      lse_strides[0] = 1;
+      lse_strides[1] = h;
+    }
+    ok &= host_tensor_alloc(&t->lse, DTYPE_F32, lse_dims, lse_shape,
                             c->layout == LAYOUT_LSE_STRIDED ? lse_strides : NULL) == 0;
+  }
+  if (c->ragged_q) {
+    t->cu = malloc((size_t)(b + 1) * sizeof *t->cu);
+    ok &= t->cu != NULL;
+    for (int64_t i = 0; ok && i <= b; i++) t->cu[i] = (int32_t)case_query_offset(c, i);
+    t->cu_shape[0] = b + 1;
+    t->cu_t = (DLTensor){.data = t->cu, .device = {kDLCPU, 0}, .ndim = 1, .dtype = {kDLInt, 32, 1},
+                         .shape = t->cu_shape};
   }
   if (c->varlen) {
     t->seqlens = malloc((size_t)b * sizeof *t->seqlens);
@@ -207,6 +261,7 @@ static inline int case_tensors_create(const test_case *c, uint64_t seed, case_te
 static inline void case_tensors_free(const test_case *c, case_tensors *t) {
   free(t->seqlens);
   free(t->table);
+  free(t->cu);
   free(t->o_before);
   free(t->lse_before);
   host_tensor_free(&t->qkv);
@@ -235,6 +290,10 @@ static inline void case_host_args(const test_case *c, case_tensors *t, fj_attent
   args->windowed = c->window_left >= 0 || c->window_right >= 0;
   args->window_left = c->window_left;
   args->window_right = c->window_right;
+  if (c->ragged_q) {
+    args->cu_seqlens_q = &t->cu_t;
+    args->max_seqlen_q = c->seqlen_q;
+  }
 }
 
 static inline uint64_t allocation_hash(const host_tensor *t) {
@@ -290,18 +349,51 @@ static inline int only_elements_written(const host_tensor *t, const unsigned cha
   return ok;
 }
 
+/* The byte of element `index` of a host tensor inside its allocation. */
+static inline size_t element_byte(const host_tensor *t, const int64_t *index, int element_size) {
+  int64_t e = 0, running = 1;
+  for (int i = t->t.ndim - 1; i >= 0; i--) {
+    e += index[i] * (t->t.strides ? t->t.strides[i] : running);
+    running *= t->t.shape[i];
+  }
+  return (size_t)((const char *)t->t.data - (const char *)t->allocation) + (size_t)t->t.byte_offset +
+         (size_t)e * (size_t)element_size;
+}
+
+/* A ragged case's spare rows of o ([total_q, h, d]) and lse ([h, total_q]), those before
+ * cu_seqlens_q[0] and after cu_seqlens_q[batch], are as they were before the call. */
+static inline int ragged_spares_untouched(const test_case *c, const case_tensors *t, int element_size) {
+  if (t->o_before == NULL || (c->lse && t->lse_before == NULL)) return 0;
+  const unsigned char *o = t->o.allocation, *lse = t->lse.allocation;
+  for (int64_t r = 0; r < case_total_q(c); r++) {
+    if (r >= CASE_RAGGED_BEFORE && r < case_query_offset(c, c->batch)) continue;
+    for (int64_t h = 0; h < c->heads; h++) {
+      for (int64_t d = 0; d < c->head_dim; d++) {
+        size_t at = element_byte(&t->o, (const int64_t[]){r, h, d}, element_size);
+        if (memcmp(o + at, t->o_before + at, (size_t)element_size) != 0) return 0;
+      }
+      if (c->lse) {
+        size_t at = element_byte(&t->lse, (const int64_t[]){h, r}, 4);
+        if (memcmp(lse + at, t->lse_before + at, 4) != 0) return 0;
+      }
+    }
+  }
+  return 1;
+}
+
 /* Rows that see no key (under the bottom-right causal mask or window, or in a sequence with no keys)
  * must be exactly 0 (not NaN) and have lse -inf. */
 static inline int masked_rows_exact(const attention_problem *p, long long *bad_row) {
   for (int64_t b = 0; b < p->batch; b++) {
-    int64_t keys = core_sequence_keys(p, b);
-    for (int64_t i = 0; i < p->seqlen_q; i++) {
+    int64_t keys = core_sequence_keys(p, b), start, queries;
+    core_sequence_queries(p, b, &start, &queries);
+    for (int64_t i = 0; i < queries; i++) {
       int64_t first, end;
-      core_visible_keys(p, i, keys, &first, &end);
+      core_visible_keys(p, i, queries, keys, &first, &end);
       if (first < end) continue;
       for (int64_t h = 0; h < p->key.heads; h++) {
         for (int64_t d = 0; d < p->key.head_dim; d++) {
-          int64_t e = b * p->o.stride[0] + i * p->o.stride[1] + h * p->o.stride[2] + d * p->o.stride[3];
+          int64_t e = b * p->o.stride[0] + (start + i) * p->o.stride[1] + h * p->o.stride[2] + d * p->o.stride[3];
           float value = core_load_as_f32(p->o.data, (dtype_id)p->key.dtype, e);
           if (value != 0.0f || isnan(value)) {
             *bad_row = (long long)i;
@@ -309,7 +401,7 @@ static inline int masked_rows_exact(const attention_problem *p, long long *bad_r
           }
         }
         if (p->lse.data != NULL) {
-          int64_t e = b * p->lse.stride[0] + h * p->lse.stride[1] + i * p->lse.stride[2];
+          int64_t e = b * p->lse.stride[0] + h * p->lse.stride[1] + (start + i) * p->lse.stride[2];
           float value = ((const float *)(const void *)p->lse.data)[e];
           if (!(isinf(value) && value < 0)) {
             *bad_row = (long long)i;
@@ -338,6 +430,7 @@ static inline int case_compare(const test_case *c, case_tensors *t, double tol_l
   attention_problem problem;
   fj_status status = core_validate_attention(&args, &problem);
   int64_t b = c->batch, h = c->heads, sq = c->seqlen_q, d = c->head_dim;
+  /* the reference's rows: [b][sq][h][d] and [b][h][sq] (a ragged sequence's first rows of its own) */
   double *ref_o = malloc(sizeof(double) * (size_t)(b * sq * h * d) + 8);
   double *ref_lse = malloc(sizeof(double) * (size_t)(b * h * sq) + 8);
   int ran = status == FJ_OK && ref_o != NULL && ref_lse != NULL &&
@@ -352,6 +445,8 @@ static inline int case_compare(const test_case *c, case_tensors *t, double tol_l
     r->masked_ok = masked_rows_exact(&problem, &r->bad_row);
     r->outside_o = t->o_before ? only_elements_written(&t->o, t->o_before, es) : 0;
     r->outside_lse = c->lse ? (t->lse_before ? only_elements_written(&t->lse, t->lse_before, 4) : 0) : 1;
+    /* ragged: the rows around the sequences' are o's and lse's elements, but no sequence's */
+    if (c->ragged_q && !ragged_spares_untouched(c, t, es)) r->outside_o = 0;
   }
   free(ref_o);
   free(ref_lse);

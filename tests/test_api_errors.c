@@ -146,6 +146,8 @@ static const bad_case bad_cases[] = {
     {"window_right=-7", "window_right=-7"},
     {"causal with window_right=3", "window_right=3 with causal"},
     {"window_left=INT64_MIN", "window_left=-9223372036854775808"},
+    {"cu_seqlens_q with a 4-d q", "q.ndim=4, expected 3 ([total_q, heads, head_dim] with cu_seqlens_q)"},
+    {"cu_seqlens_q of one offset (no sequence) with 3-d q and o", "cu_seqlens_q.shape[0]=1: batch + 1 offsets"},
 };
 
 static void break_fixture(fixture *f, int which) {
@@ -224,6 +226,13 @@ static void break_fixture(fixture *f, int which) {
     case 58: f->args.windowed = 1; f->args.window_right = -7; break;
     case 59: f->args.windowed = 1; f->args.causal = 1; f->args.window_right = 3; break;
     case 60: f->args.windowed = 1; f->args.window_left = INT64_MIN; f->args.window_right = 0; break;
+    case 61: f->args.cu_seqlens_q = &f->seqlens; break;
+    case 62: /* q and o seen as [total_q, heads, head_dim] (their first three dimensions), no lse */
+      f->q.ndim = f->o.ndim = 3;
+      f->args.lse = NULL;
+      f->args.cu_seqlens_q = &f->seqlens;
+      f->args.max_seqlen_q = 1;
+      break;
     default: break;
   }
 }

@@ -69,7 +69,7 @@ static void run_case(const test_case *c, uint64_t seed, void *stream, const char
   if (split) strncat(name, " split-KV", sizeof name - strlen(name) - 1);
   case_tensors t;
   void *d_qkv = NULL, *d_q = NULL, *d_k = NULL, *d_v = NULL, *d_o = NULL, *d_lse = NULL, *d_lens = NULL,
-       *d_table = NULL, *d_work = NULL;
+       *d_table = NULL, *d_work = NULL, *d_cu = NULL;
   int packed = layout_shares_allocation(c->layout);
   if (!case_tensors_create(c, seed, &t)) {
     check(0, "%s%s: host allocation failed", who, name);
@@ -92,6 +92,9 @@ static void run_case(const test_case *c, uint64_t seed, void *stream, const char
   size_t table_bytes = c->page_size > 0 ? (size_t)(c->batch * case_table_width(c)) * sizeof *t.table : 0;
   if (s == FJ_OK && c->page_size > 0) s = backend->memory_alloc(device, table_bytes, &d_table);
   if (s == FJ_OK && c->page_size > 0) s = backend->copy_to_device(device, d_table, t.table, table_bytes);
+  size_t cu_bytes = (size_t)(c->batch + 1) * sizeof *t.cu;
+  if (s == FJ_OK && c->ragged_q) s = backend->memory_alloc(device, cu_bytes, &d_cu);
+  if (s == FJ_OK && c->ragged_q) s = backend->copy_to_device(device, d_cu, t.cu, cu_bytes);
   /* A copy from pageable memory may return before its DMA lands; it runs on the legacy stream. */
   if (s == FJ_OK) s = backend->synchronize(device, NULL);
   if (s != FJ_OK) {
@@ -123,6 +126,13 @@ static void run_case(const test_case *c, uint64_t seed, void *stream, const char
   d_block_table.data = d_table;
   d_block_table.device = (DLDevice){kDLCUDA, 0};
   if (c->page_size > 0) args.block_table = &d_block_table;
+  DLTensor d_cu_seqlens_q = t.cu_t;
+  d_cu_seqlens_q.data = d_cu;
+  d_cu_seqlens_q.device = (DLDevice){kDLCUDA, 0};
+  if (c->ragged_q) {
+    args.cu_seqlens_q = &d_cu_seqlens_q;
+    args.max_seqlen_q = c->seqlen_q;
+  }
   size_t work_bytes = 0;
   int64_t work_shape[1] = {0};
   DLTensor d_workspace = {.device = {kDLCUDA, 0}, .ndim = 1, .dtype = {kDLUInt, 8, 1}, .shape = work_shape};
@@ -168,89 +178,96 @@ done:
   backend->memory_free(device, d_lens);
   backend->memory_free(device, d_table);
   backend->memory_free(device, d_work);
+  backend->memory_free(device, d_cu);
   case_tensors_free(c, &t);
 }
 
 /* dtype, batch, heads, kv_heads, seqlen_q, seqlen_kv, head_dim, causal, lse, layout, scale */
 static const test_case cases[] = {
     /* both dtypes, causal and not, GQA 2, batch > 1, a length no tile divides */
-    {F16, 2, 4, 2, 257, 257, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1},
-    {F16, 2, 4, 2, 257, 257, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1},
-    {BF16, 2, 4, 2, 257, 257, 128, 0, 1, CONTIG, 0, 0, 0, -1, -1},
-    {BF16, 2, 4, 2, 257, 257, 128, 1, 0, CONTIG, 0, 0, 0, -1, -1},
+    {F16, 2, 4, 2, 257, 257, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0},
+    {F16, 2, 4, 2, 257, 257, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0},
+    {BF16, 2, 4, 2, 257, 257, 128, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0},
+    {BF16, 2, 4, 2, 257, 257, 128, 1, 0, CONTIG, 0, 0, 0, -1, -1, 0},
     /* GQA ratios 1, 2, 4, 8 and MQA */
-    {F16, 1, 8, 8, 130, 130, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1},
-    {BF16, 1, 8, 4, 130, 130, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1},
-    {F16, 1, 8, 2, 130, 200, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1},
-    {BF16, 1, 8, 1, 130, 130, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1},
-    {F16, 2, 16, 2, 100, 300, 96, 0, 1, CONTIG, 0, 0, 0, -1, -1},
-    {BF16, 1, 4, 1, 66, 66, 128, 0, 0, CONTIG, 0, 0, 0, -1, -1},
+    {F16, 1, 8, 8, 130, 130, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0},
+    {BF16, 1, 8, 4, 130, 130, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0},
+    {F16, 1, 8, 2, 130, 200, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0},
+    {BF16, 1, 8, 1, 130, 130, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0},
+    {F16, 2, 16, 2, 100, 300, 96, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0},
+    {BF16, 1, 4, 1, 66, 66, 128, 0, 0, CONTIG, 0, 0, 0, -1, -1, 0},
     /* decode steps, which the defaults pack (pack_gqa): groups 4, 8 and 3, a strided LSE, rows past a
      * short cache's diagonal fully masked */
-    {BF16, 3, 8, 2, 1, 1000, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1},
-    {F16, 2, 8, 1, 3, 517, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1},
-    {BF16, 2, 6, 2, 5, 3, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1},
+    {BF16, 3, 8, 2, 1, 1000, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0},
+    {F16, 2, 8, 1, 3, 517, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 0},
+    {BF16, 2, 6, 2, 5, 3, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0},
     /* seqlens_kv: each sequence its own key count (all, none, spread), decode and causal prefill */
-    {BF16, 4, 8, 2, 1, 1000, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1},
-    {F16, 3, 4, 1, 3, 517, 64, 1, 1, LSESTRIDED, 0, 1, 0, -1, -1},
-    {F16, 5, 2, 2, 70, 300, 80, 1, 1, CONTIG, 0, 1, 0, -1, -1},
+    {BF16, 4, 8, 2, 1, 1000, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0},
+    {F16, 3, 4, 1, 3, 517, 64, 1, 1, LSESTRIDED, 0, 1, 0, -1, -1, 0},
+    {F16, 5, 2, 2, 70, 300, 80, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0},
     /* paged K/V (block_table, pages shuffled in a pool): decode with seqlens_kv, pages of 16 and 5;
      * causal prefill; a strided head dim */
-    {BF16, 4, 8, 2, 1, 1008, 128, 1, 1, CONTIG, 0, 1, 16, -1, -1},
-    {F16, 3, 4, 1, 3, 515, 64, 1, 1, LSESTRIDED, 0, 1, 5, -1, -1},
-    {F16, 2, 4, 2, 300, 512, 128, 1, 1, CONTIG, 0, 0, 16, -1, -1},
-    {BF16, 2, 2, 2, 70, 96, 64, 0, 1, DSTRIDE2, 0, 1, 32, -1, -1},
+    {BF16, 4, 8, 2, 1, 1008, 128, 1, 1, CONTIG, 0, 1, 16, -1, -1, 0},
+    {F16, 3, 4, 1, 3, 515, 64, 1, 1, LSESTRIDED, 0, 1, 5, -1, -1, 0},
+    {F16, 2, 4, 2, 300, 512, 128, 1, 1, CONTIG, 0, 0, 16, -1, -1, 0},
+    {BF16, 2, 2, 2, 70, 96, 64, 0, 1, DSTRIDE2, 0, 1, 32, -1, -1, 0},
     /* seqlen_q != seqlen_kv both ways; causal with sq > skv leaves rows with no visible key */
-    {F16, 1, 2, 2, 7, 1000, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1},
-    {F16, 1, 2, 2, 7, 1000, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1},
-    {BF16, 1, 2, 1, 1000, 7, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1},
-    {BF16, 1, 2, 1, 1000, 7, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1},
-    {F16, 2, 2, 2, 1000, 7, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1},
-    {BF16, 1, 2, 2, 33, 17, 80, 1, 0, CONTIG, 0, 0, 0, -1, -1},
+    {F16, 1, 2, 2, 7, 1000, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0},
+    {F16, 1, 2, 2, 7, 1000, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0},
+    {BF16, 1, 2, 1, 1000, 7, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0},
+    {BF16, 1, 2, 1, 1000, 7, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0},
+    {F16, 2, 2, 2, 1000, 7, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0},
+    {BF16, 1, 2, 2, 33, 17, 80, 1, 0, CONTIG, 0, 0, 0, -1, -1, 0},
     /* no keys at all: every row is fully masked (zeros, lse -inf) */
-    {F16, 1, 2, 2, 65, 0, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1},
-    {BF16, 1, 2, 1, 65, 0, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1},
+    {F16, 1, 2, 2, 65, 0, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0},
+    {BF16, 1, 2, 1, 65, 0, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0},
     /* lengths 1, 7, 1000, 1023, 4097 */
-    {F16, 1, 2, 2, 1, 1, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1},
-    {BF16, 1, 2, 2, 1, 1, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1},
-    {BF16, 3, 2, 1, 7, 7, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1},
-    {F16, 1, 4, 4, 1, 4097, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1},
-    {BF16, 1, 2, 1, 1023, 1023, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1},
-    {F16, 1, 2, 2, 1000, 1000, 96, 0, 1, CONTIG, 0, 0, 0, -1, -1},
-    {F16, 1, 1, 1, 4097, 4097, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1},
-    {BF16, 1, 1, 1, 1023, 4097, 128, 0, 0, CONTIG, 0, 0, 0, -1, -1},
+    {F16, 1, 2, 2, 1, 1, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0},
+    {BF16, 1, 2, 2, 1, 1, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0},
+    {BF16, 3, 2, 1, 7, 7, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0},
+    {F16, 1, 4, 4, 1, 4097, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0},
+    {BF16, 1, 2, 1, 1023, 1023, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0},
+    {F16, 1, 2, 2, 1000, 1000, 96, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0},
+    {F16, 1, 1, 1, 4097, 4097, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0},
+    {BF16, 1, 1, 1, 1023, 4097, 128, 0, 0, CONTIG, 0, 0, 0, -1, -1, 0},
     /* head dims 80, 96, 256 (64 and 128 above) */
-    {F16, 1, 3, 1, 150, 170, 80, 1, 1, CONTIG, 0, 0, 0, -1, -1},
-    {BF16, 1, 2, 2, 150, 150, 80, 0, 1, CONTIG, 0, 0, 0, -1, -1},
-    {BF16, 1, 2, 2, 150, 150, 96, 0, 1, CONTIG, 0, 0, 0, -1, -1},
-    {F16, 1, 2, 2, 120, 150, 96, 1, 0, CONTIG, 0, 0, 0, -1, -1},
-    {F16, 1, 2, 1, 150, 150, 256, 0, 1, CONTIG, 0, 0, 0, -1, -1},
-    {BF16, 1, 2, 2, 150, 120, 256, 1, 1, CONTIG, 0, 0, 0, -1, -1},
-    {F16, 1, 2, 2, 1023, 1023, 256, 1, 1, CONTIG, 0, 0, 0, -1, -1},
+    {F16, 1, 3, 1, 150, 170, 80, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0},
+    {BF16, 1, 2, 2, 150, 150, 80, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0},
+    {BF16, 1, 2, 2, 150, 150, 96, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0},
+    {F16, 1, 2, 2, 120, 150, 96, 1, 0, CONTIG, 0, 0, 0, -1, -1, 0},
+    {F16, 1, 2, 1, 150, 150, 256, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0},
+    {BF16, 1, 2, 2, 150, 120, 256, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0},
+    {F16, 1, 2, 2, 1023, 1023, 256, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0},
     /* packed QKV (one allocation viewed three times), with and without GQA */
-    {F16, 2, 4, 4, 300, 300, 64, 1, 1, PACKED, 0, 0, 0, -1, -1},
-    {BF16, 1, 8, 2, 200, 200, 128, 0, 1, PACKED, 0, 0, 0, -1, -1},
-    {F16, 1, 2, 2, 77, 77, 80, 0, 0, PACKED, 0, 0, 0, -1, -1},
+    {F16, 2, 4, 4, 300, 300, 64, 1, 1, PACKED, 0, 0, 0, -1, -1, 0},
+    {BF16, 1, 8, 2, 200, 200, 128, 0, 1, PACKED, 0, 0, 0, -1, -1, 0},
+    {F16, 1, 2, 2, 77, 77, 80, 0, 0, PACKED, 0, 0, 0, -1, -1, 0},
     /* head_dim stride 2 on every tensor; lse stored [b, s, h] */
-    {F16, 2, 4, 2, 100, 50, 128, 1, 1, DSTRIDE2, 0, 0, 0, -1, -1},
-    {BF16, 1, 2, 1, 60, 90, 96, 1, 0, DSTRIDE2, 0, 0, 0, -1, -1},
+    {F16, 2, 4, 2, 100, 50, 128, 1, 1, DSTRIDE2, 0, 0, 0, -1, -1, 0},
+    {BF16, 1, 2, 1, 60, 90, 96, 1, 0, DSTRIDE2, 0, 0, 0, -1, -1, 0},
     /* k one element off inside one allocation: its rows take the copy path for unaligned rows */
-    {BF16, 1, 4, 2, 77, 130, 64, 1, 1, MISALIGNED, 0, 0, 0, -1, -1},
-    {F16, 1, 2, 1, 50, 50, 128, 0, 0, MISALIGNED, 0, 0, 0, -1, -1},
-    {F16, 2, 4, 2, 65, 65, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1},
-    {BF16, 1, 2, 1, 90, 45, 128, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1},
+    {BF16, 1, 4, 2, 77, 130, 64, 1, 1, MISALIGNED, 0, 0, 0, -1, -1, 0},
+    {F16, 1, 2, 1, 50, 50, 128, 0, 0, MISALIGNED, 0, 0, 0, -1, -1, 0},
+    {F16, 2, 4, 2, 65, 65, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 0},
+    {BF16, 1, 2, 1, 90, 45, 128, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 0},
     /* an explicit scale, and negative ones (the scaled row maximum is then the raw minimum) */
-    {F16, 1, 2, 2, 90, 90, 64, 0, 1, CONTIG, 0.3f, 0, 0, -1, -1},
-    {F16, 1, 2, 1, 100, 37, 64, 1, 1, CONTIG, -0.2f, 0, 0, -1, -1},
-    {BF16, 1, 2, 2, 70, 130, 128, 0, 1, CONTIG, -0.1f, 0, 0, -1, -1},
+    {F16, 1, 2, 2, 90, 90, 64, 0, 1, CONTIG, 0.3f, 0, 0, -1, -1, 0},
+    {F16, 1, 2, 1, 100, 37, 64, 1, 1, CONTIG, -0.2f, 0, 0, -1, -1, 0},
+    {BF16, 1, 2, 2, 70, 130, 128, 0, 1, CONTIG, -0.1f, 0, 0, -1, -1, 0},
     /* sliding windows: causal local attention on the defaults, windows on both sides and of the
      * diagonal key alone, packed decode over a paged varlen cache, a split decode step */
-    {BF16, 1, 4, 2, 300, 300, 64, 1, 1, CONTIG, 0, 0, 0, 100, -1},
-    {F16, 1, 2, 1, 130, 257, 128, 1, 1, LSESTRIDED, 0, 0, 0, 37, -1},
-    {BF16, 1, 2, 2, 130, 200, 64, 0, 1, CONTIG, 0, 0, 0, 31, 17},
-    {BF16, 1, 2, 1, 70, 90, 128, 1, 1, CONTIG, 0, 0, 0, 0, -1},
-    {BF16, 4, 8, 2, 1, 320, 128, 1, 1, CONTIG, 0, 1, 16, 100, -1},
-    {BF16, 1, 8, 2, 1, 5000, 128, 1, 1, CONTIG, 0, 0, 0, 1500, -1},
+    {BF16, 1, 4, 2, 300, 300, 64, 1, 1, CONTIG, 0, 0, 0, 100, -1, 0},
+    {F16, 1, 2, 1, 130, 257, 128, 1, 1, LSESTRIDED, 0, 0, 0, 37, -1, 0},
+    {BF16, 1, 2, 2, 130, 200, 64, 0, 1, CONTIG, 0, 0, 0, 31, 17, 0},
+    {BF16, 1, 2, 1, 70, 90, 128, 1, 1, CONTIG, 0, 0, 0, 0, -1, 0},
+    {BF16, 4, 8, 2, 1, 320, 128, 1, 1, CONTIG, 0, 1, 16, 100, -1, 0},
+    {BF16, 1, 8, 2, 1, 5000, 128, 1, 1, CONTIG, 0, 0, 0, 1500, -1, 0},
+    /* ragged queries (cu_seqlens_q, spare rows around the sequences'): causal prefill GQA, packed
+     * prefill with seqlens_kv, an engine's mixed step over a paged varlen cache, a split decode step */
+    {F16, 3, 4, 2, 70, 100, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1},
+    {BF16, 3, 8, 2, 33, 160, 128, 1, 1, LSESTRIDED, 0, 1, 0, -1, -1, 1},
+    {BF16, 4, 8, 2, 5, 320, 128, 1, 1, CONTIG, 0, 1, 16, -1, -1, 1},
+    {BF16, 2, 8, 2, 2, 5000, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 1},
 };
 #define NUM_CASES ((int)(sizeof cases / sizeof cases[0]))
 

@@ -424,6 +424,10 @@ static void test_bench(void) {
       {"fp32 window (20, 7)", "fp32",
        {"--heads", "2", "--seqlen", "90", "--seqlen-kv", "120", "--head-dim", "64", "--window-left", "20",
         "--window-right", "7", NULL}},
+      /* ragged queries: three prompts packed end to end, causal against longer caches (chunked prefill) */
+      {"bf16 varlen_q causal prefill", "bf16",
+       {"--batch", "3", "--heads", "4", "--kv-heads", "2", "--seqlen", "70", "--seqlen-kv", "110", "--head-dim",
+        "64", "--causal", "--varlen-q", NULL}},
   };
   char first_config[256] = "";
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -432,6 +436,9 @@ static void test_bench(void) {
     if (doc && strstr(cases[i].what, "paged"))
       check(jnumber(doc, "page_size", 0) == (strstr(cases[i].what, "pages of 5") ? 5 : 16),
             "bench %s: page_size %g in the JSON", cases[i].what, jnumber(doc, "page_size", 0));
+    if (doc && strstr(cases[i].what, "varlen_q"))
+      check(jget(doc, "varlen_q") && jget(doc, "varlen_q")->type == J_BOOL && jget(doc, "varlen_q")->number == 1,
+            "bench %s: varlen_q true in the JSON", cases[i].what);
     if (doc && strstr(cases[i].what, "window"))
       check(jnumber(doc, "window_left", 0) == (strstr(cases[i].what, "causal") ? 40 : 20) &&
                 jnumber(doc, "window_right", -2) == (strstr(cases[i].what, "causal") ? 0 : 7),
@@ -511,6 +518,8 @@ static void test_bad_invocations(void) {
       {{"bench", "--window-left", "-2", NULL}, "--window-left=-2", 2},
       {{"bench", "--causal", "--window-right", "3", NULL}, "--window-right=3 with --causal", 2},
       {{"bench", "--window-left", "8", "--peers", NULL}, "no peer takes a sliding window", 2},
+      {{"bench", "--varlen-q", "--peers", NULL}, "--peers with --varlen-q", 2},
+      {{"bench", "--varlen-q", "--batch", "100000", "--seqlen", "100000", NULL}, "--varlen-q: 100000 x 100000", 2},
       {{"bench", "--heads", "9223372036854775807", NULL}, "--heads", 2},
       {{"bench", "--head-dim", "260", NULL}, "--head-dim=260", 2},
       {{"bench", "--head-dim", "12", NULL}, "--head-dim=12", 2},
@@ -863,6 +872,45 @@ static void test_window_shapes(void) {
   cli_result_free(&r);
 }
 
+/* A ragged-query shape (cu_seqlens_q): tuned in exec'd children, which rebuild the packed queries and
+ * their offsets from the shape alone (every candidate must check right), then warmed from a shapes file
+ * naming varlen_q; a flag value other than 0 or 1 is refused. */
+static void test_ragged_shapes(void) {
+  char cache[512], shapes[600], bad[600];
+  snprintf(cache, sizeof cache, "%s/cache-ragged", scratch);
+  const char *args[] = {"tune", "--device", "cpu", "--isolation", "exec", "--batch", "3", "--heads", "4", "--kv-heads",
+                        "2", "--seqlen", "70", "--seqlen-kv", "100", "--head-dim", "64", "--dtype", "fp32", "--causal",
+                        "--varlen-q", "--strategy", "exhaustive", "--space",
+                        "block_m=16,32 block_n=6 unroll=2 pv_rows=4 pv_vectors=4", "--threads", "1", "--repeat", "2",
+                        "--json", "--quiet", "--cache-dir", cache, NULL};
+  cli_result r = run_cli(args);
+  jvalue *doc = jparse(r.out);
+  const jvalue *p = first_problem(doc);
+  const jvalue *outcomes = jget(p, "outcomes");
+  check(r.exited && r.code == 0 && strstr(jstring(p, "problem"), " varlen_q=1 ") != NULL &&
+            jnumber(outcomes, "ok", 0) >= 2 && jnumber(outcomes, "wrong_result", -1) == 0 && jstring(p, "tuned_config")[0],
+        "tune --varlen-q (exec children): key \"%s\", %.0f ok, %.0f wrong, winner %s (exit %d)", jstring(p, "problem"),
+        jnumber(outcomes, "ok", -1), jnumber(outcomes, "wrong_result", -1), jstring(p, "tuned_config"), r.code);
+  jfree(doc);
+  cli_result_free(&r);
+
+  snprintf(shapes, sizeof shapes, "%s/ragged.shapes", scratch);
+  write_text(shapes, "# a prefill of prompts packed end to end\n"
+                     "batch=3 heads=4 kv_heads=2 seqlen_q=70 seqlen_kv=100 head_dim=64 dtype=fp32 causal varlen_q\n");
+  const char *warm[] = {"cache", "warm", "--device", "cpu", "--shapes", shapes, "--cache-dir", cache, NULL};
+  r = run_cli(warm);
+  check(r.exited && r.code == 0 && strstr(r.out, "tuned") != NULL,
+        "cache warm of a shapes file naming varlen_q: the tuned ragged kernel (exit %d): %s", r.code, r.out);
+  cli_result_free(&r);
+  snprintf(bad, sizeof bad, "%s/bad-ragged.shapes", scratch);
+  write_text(bad, "heads=4 varlen_q=2\n");
+  const char *warm_bad[] = {"cache", "warm", "--device", "cpu", "--shapes", bad, "--cache-dir", cache, NULL};
+  r = run_cli(warm_bad);
+  check(r.exited && r.code == 2 && strstr(r.err, "varlen_q=2") != NULL, "varlen_q=2 in a shapes file: exit %d, %s",
+        r.code, r.err);
+  cli_result_free(&r);
+}
+
 int main(void) {
   snprintf(scratch, sizeof scratch, "/tmp/fj_test_cli_XXXXXX");
   if (mkdtemp(scratch) == NULL) {
@@ -887,6 +935,7 @@ int main(void) {
   test_tune_exec_isolation();
   test_paged_shapes();
   test_window_shapes();
+  test_ragged_shapes();
 
   remove_tree(scratch);
   return check_summary();

@@ -13,7 +13,8 @@
  * FJ_PTXAS_PAGE=n: those spaces for a paged cache of pages of n keys (block_table); with
  * FJ_PTXAS_VARLEN=1 varlen too. FJ_PTXAS_DECODE=1: those spaces for decode keys (one query), whose
  * split_kv=1 half adds the parts' loop range and epilogue and the combine kernel. FJ_PTXAS_WINDOW=1: those
- * spaces for causal sliding-window keys (the window's first tile and its lower-edge masks).
+ * spaces for causal sliding-window keys (the window's first tile and its lower-edge masks). FJ_PTXAS_RAGGED=1:
+ * those spaces for causal ragged-query keys (cu_seqlens_q: each sequence's first row and query count read per block).
  * FJ_PTXAS_DUMP=dir: keep each job's PTX and ptxas report there. FJ_PTXAS_ONLY=substring: only the
  * jobs whose name contains it. */
 #include <pthread.h>
@@ -67,6 +68,7 @@ static const char *find_ptxas(void) {
 static int varlen_spaces;  /* FJ_PTXAS_VARLEN */
 static int page_spaces;    /* FJ_PTXAS_PAGE */
 static int window_spaces;  /* FJ_PTXAS_WINDOW */
+static int ragged_spaces;  /* FJ_PTXAS_RAGGED */
 
 static attention_key make_key(dtype_id dtype, int head_dim, int causal, int lse, int d_contiguous) {
   attention_key key;
@@ -96,9 +98,9 @@ static void add_job(const char *arch, const attention_key *key, const kernel_con
   kernel_config_string(family, config, text, sizeof text);
   char page[24];
   core_key_page_text(key, page, sizeof page);
-  snprintf(j->name, sizeof j->name, "%s %s d=%d%s%s%s%s%s%s%s %s [%s]", arch, core_dtype_name((dtype_id)key->dtype),
+  snprintf(j->name, sizeof j->name, "%s %s d=%d%s%s%s%s%s%s%s%s %s [%s]", arch, core_dtype_name((dtype_id)key->dtype),
            key->head_dim, key->causal ? " causal" : "", key->window ? " window" : "", key->has_lse ? " lse" : "",
-           key->d_contiguous ? "" : " strided-d", key->varlen ? " varlen" : "", page,
+           key->d_contiguous ? "" : " strided-d", key->varlen ? " varlen" : "", key->varlen_q ? " ragged-q" : "", page,
            key->seqlen_bucket == 0 ? " decode" : "", text, tag);
   snprintf(j->arch, sizeof j->arch, "%s", arch);
   j->key = *key;
@@ -314,6 +316,7 @@ int main(void) {
   varlen_spaces = getenv("FJ_PTXAS_VARLEN") && atoi(getenv("FJ_PTXAS_VARLEN"));
   page_spaces = getenv("FJ_PTXAS_PAGE") ? atoi(getenv("FJ_PTXAS_PAGE")) : 0;
   window_spaces = getenv("FJ_PTXAS_WINDOW") && atoi(getenv("FJ_PTXAS_WINDOW"));
+  ragged_spaces = getenv("FJ_PTXAS_RAGGED") && atoi(getenv("FJ_PTXAS_RAGGED"));
   int decode_spaces = getenv("FJ_PTXAS_DECODE") && atoi(getenv("FJ_PTXAS_DECODE"));
   if (page_spaces < 0) page_spaces = 0;
   const char *archs[] = {"sm_80", "sm_90a"};
@@ -326,6 +329,7 @@ int main(void) {
       bf16.page_size = fp16.page_size = page_spaces;
       if (decode_spaces) bf16.seqlen_bucket = fp16.seqlen_bucket = 0;
       if (window_spaces) bf16.window = fp16.window = bf16.causal = fp16.causal = 1;
+      if (ragged_spaces) bf16.varlen_q = fp16.varlen_q = bf16.causal = fp16.causal = 1;
       space += add_space(archs[a], &bf16, 0);
       if (full) space += add_space(archs[a], &fp16, 0);
     }
@@ -366,6 +370,15 @@ int main(void) {
           /* a sliding window (causal): prefill, and a decode step over a paged varlen cache */
           key = make_key((dtype_id)dtype, dims[i], 1, 1, 1);
           key.window = 1;
+          add_default(archs[a], &key);
+          key.seqlen_bucket = 0;
+          key.varlen = 1;
+          key.page_size = 16;
+          add_default(archs[a], &key);
+          /* ragged queries (cu_seqlens_q): causal prefill, and an engine's decode step over a paged
+           * varlen cache */
+          key = make_key((dtype_id)dtype, dims[i], 1, 1, 1);
+          key.varlen_q = 1;
           add_default(archs[a], &key);
           key.seqlen_bucket = 0;
           key.varlen = 1;

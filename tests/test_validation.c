@@ -4,6 +4,7 @@
  * accepted and described correctly in the problem. */
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -630,6 +631,129 @@ static void test_valid_empty(fixture *f) {
   expect_ok(f, "an empty o on top of k", &p);
 }
 
+/* ---- ragged queries (cu_seqlens_q) ---- */
+
+/* One validation of a ragged call: the status and, on failure, a message holding `part`. */
+static void ragged_expect(const fj_attention_args *args, const char *what, fj_status want, const char *part,
+                          attention_problem *p) {
+  core_error_clear();
+  fj_status got = core_validate_attention(args, p);
+  const char *message = fj_last_error();
+  CHECK(got == want && (part == NULL || strstr(message, part) != NULL), "ragged: %s -> %s: \"%s\"%s%s%s", what,
+        fj_status_string(got), message, part ? " (want \"" : "", part ? part : "", part ? "\")" : "");
+}
+
+#define RB 3    /* sequences */
+#define RT 20   /* total_q: the rows of q and o */
+#define RMAX 9  /* max_seqlen_q */
+
+static void test_ragged(void) {
+  dtype_id dt = DTYPE_BF16;
+  host_tensor q, k, v, o, lse, cu, lens, cu64, q4;
+  int64_t q_shape[3] = {RT, 4, 64}, kv_shape[4] = {RB, 50, 2, 64}, lse_shape[2] = {4, RT}, cu_shape[1] = {RB + 1};
+  int64_t lens_shape[1] = {RB}, q4_shape[4] = {RB, RMAX, 4, 64};
+  int ok = host_tensor_alloc(&q, dt, 3, q_shape, NULL) == 0 && host_tensor_alloc(&k, dt, 4, kv_shape, NULL) == 0 &&
+           host_tensor_alloc(&v, dt, 4, kv_shape, NULL) == 0 && host_tensor_alloc(&o, dt, 3, q_shape, NULL) == 0 &&
+           host_tensor_alloc(&lse, DTYPE_F32, 2, lse_shape, NULL) == 0 &&
+           host_tensor_alloc_int32(&cu, 1, cu_shape) == 0 && host_tensor_alloc_int32(&lens, 1, lens_shape) == 0 &&
+           host_tensor_alloc(&q4, dt, 4, q4_shape, NULL) == 0;
+  memset(&cu64, 0, sizeof cu64);
+  CHECK(ok, "ragged: fixture allocation");
+  if (!ok) return;
+  int32_t *offsets = cu.t.data;
+  const int32_t good[RB + 1] = {2, 11, 11, 19};  /* 9, 0 and 8 queries between spare rows */
+  memcpy(offsets, good, sizeof good);
+  fj_attention_args args;
+  fj_attention_args_init(&args);
+  args.q = &q.t;
+  args.k = &k.t;
+  args.v = &v.t;
+  args.o = &o.t;
+  args.lse = &lse.t;
+  args.causal = 1;
+  args.cu_seqlens_q = &cu.t;
+  args.max_seqlen_q = RMAX;
+  attention_problem p;
+  ragged_expect(&args, "3 sequences of 9, 0 and 8 queries in 20 rows", FJ_OK, NULL, &p);
+  int64_t start[RB], count[RB];
+  for (int b = 0; b < RB; b++) core_sequence_queries(&p, b, &start[b], &count[b]);
+  CHECK(p.key.varlen_q == 1 && p.batch == RB && p.seqlen_q == RMAX && p.total_q == RT && p.key.seqlen_bucket == 4 &&
+            p.cu_seqlens_q == offsets && p.cu_seqlens_q_stride == 1,
+        "ragged problem: varlen_q=%d batch %lld seqlen_q %lld total_q %lld bucket %d", p.key.varlen_q,
+        (long long)p.batch, (long long)p.seqlen_q, (long long)p.total_q, p.key.seqlen_bucket);
+  CHECK(p.q.ndim == 4 && p.q.shape[0] == RB && p.q.shape[1] == RMAX && p.q.stride[0] == 0 && p.q.stride[1] == 4 * 64 &&
+            p.q.stride[2] == 64 && p.q.stride[3] == 1 && p.o.stride[0] == 0 && p.lse.ndim == 3 &&
+            p.lse.stride[0] == 0 && p.lse.stride[1] == RT && p.lse.stride[2] == 1 && p.lse.shape[2] == RMAX,
+        "ragged views: q [b, max, h, d] strides (%lld, %lld, %lld, %lld), lse strides (%lld, %lld, %lld)",
+        (long long)p.q.stride[0], (long long)p.q.stride[1], (long long)p.q.stride[2], (long long)p.q.stride[3],
+        (long long)p.lse.stride[0], (long long)p.lse.stride[1], (long long)p.lse.stride[2]);
+  CHECK(start[0] == 2 && count[0] == 9 && start[1] == 11 && count[1] == 0 && start[2] == 11 && count[2] == 8,
+        "sequence queries (2, 9) (11, 0) (11, 8): got (%lld, %lld) (%lld, %lld) (%lld, %lld)", (long long)start[0],
+        (long long)count[0], (long long)start[1], (long long)count[1], (long long)start[2], (long long)count[2]);
+  /* FLOPs per sequence's own queries: causal 9 and 8 queries against 50 keys see every key they reach */
+  double pairs = 0;
+  for (int b = 0; b < RB; b++)
+    for (int64_t i = 0; i < count[b]; i++) pairs += (double)(i + 50 - count[b] + 1);
+  CHECK(core_attention_flops(&p) == 4.0 * 4 * 64 * pairs, "ragged FLOPs count each sequence's queries (%.0f, want %.0f)",
+        core_attention_flops(&p), 4.0 * 4 * 64 * pairs);
+
+  /* bad calls: each names the argument and the values */
+  args.q = &q4.t;
+  ragged_expect(&args, "4-d q", FJ_INVALID_ARGUMENT, "q.ndim=4, expected 3 ([total_q, heads, head_dim] with cu_seqlens_q)", &p);
+  args.q = &q.t;
+  cu.t.shape[0] = 1;
+  ragged_expect(&args, "one offset", FJ_INVALID_ARGUMENT, "cu_seqlens_q.shape[0]=1: batch + 1 offsets", &p);
+  cu.t.shape[0] = RB;
+  ragged_expect(&args, "k's batch of 3 against 2 sequences", FJ_INVALID_ARGUMENT,
+                "k.shape[0]=3 but cu_seqlens_q.shape[0] - 1=2", &p);
+  cu.t.shape[0] = RB + 1;
+  args.max_seqlen_q = RT + 1;
+  ragged_expect(&args, "max_seqlen_q past total_q", FJ_INVALID_ARGUMENT, "max_seqlen_q=21: must be from 0 to total_q=20", &p);
+  args.max_seqlen_q = -1;
+  ragged_expect(&args, "max_seqlen_q -1", FJ_INVALID_ARGUMENT, "max_seqlen_q=-1", &p);
+  args.max_seqlen_q = 8;
+  ragged_expect(&args, "a sequence longer than max_seqlen_q", FJ_INVALID_ARGUMENT,
+                "cu_seqlens_q[1] - cu_seqlens_q[0]=9 queries, more than max_seqlen_q=8", &p);
+  args.max_seqlen_q = RMAX;
+  offsets[2] = 10;
+  ragged_expect(&args, "decreasing offsets", FJ_INVALID_ARGUMENT,
+                "cu_seqlens_q[2]=10 after cu_seqlens_q[1]=11: offsets must not decrease", &p);
+  offsets[2] = 11;
+  offsets[3] = 21;
+  ragged_expect(&args, "offsets past total_q", FJ_INVALID_ARGUMENT, "cu_seqlens_q[3]=21 after cu_seqlens_q[2]=11", &p);
+  offsets[3] = 19;
+  offsets[0] = -1;
+  ragged_expect(&args, "a negative first offset", FJ_INVALID_ARGUMENT, "cu_seqlens_q[0]=-1: must be from 0 to total_q=20",
+                &p);
+  offsets[0] = 2;
+  cu.t.dtype.bits = 64;
+  ragged_expect(&args, "int64 offsets", FJ_INVALID_ARGUMENT, "cu_seqlens_q.dtype is int64", &p);
+  cu.t.dtype.bits = 32;
+  lse.t.shape[1] = RT - 1;
+  ragged_expect(&args, "lse of 19 rows", FJ_INVALID_ARGUMENT, "lse.shape=[4,19], expected [4,20] ([heads, total_q]", &p);
+  lse.t.shape[1] = RT;
+  args.lse = &o.t;
+  ragged_expect(&args, "3-d lse", FJ_INVALID_ARGUMENT, "lse.ndim=3, expected 2 ([heads, total_q] with cu_seqlens_q)", &p);
+  args.lse = &lse.t;
+  DLTensor inside_o = cu.t;
+  inside_o.data = o.t.data;
+  args.cu_seqlens_q = &inside_o;
+  ragged_expect(&args, "offsets inside o", FJ_INVALID_ARGUMENT, "o overlaps cu_seqlens_q", &p);
+  args.cu_seqlens_q = &cu.t;
+  lens.t.shape[0] = RB + 1;
+  args.seqlens_kv = &lens.t;
+  ragged_expect(&args, "seqlens_kv of 4 for 3 sequences", FJ_INVALID_ARGUMENT,
+                "seqlens_kv.shape[0]=4 but cu_seqlens_q.shape[0] - 1=3", &p);
+  args.seqlens_kv = NULL;
+  /* a caller built against the header before cu_seqlens_q: the field is not read */
+  args.struct_size = (uint32_t)offsetof(fj_attention_args, cu_seqlens_q);
+  ragged_expect(&args, "an older struct_size", FJ_INVALID_ARGUMENT, "q.ndim=3, expected 4", &p);
+  args.struct_size = sizeof args;
+  ragged_expect(&args, "the good call again", FJ_OK, NULL, &p);
+  host_tensor *all[] = {&q, &k, &v, &o, &lse, &cu, &lens, &q4};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) host_tensor_free(all[i]);
+}
+
 int main(void) {
   fixture f;
   memset(&f, 0, sizeof f);
@@ -642,6 +766,7 @@ int main(void) {
   test_valid_basic(&f);
   test_valid_layouts(&f);
   test_valid_empty(&f);
+  test_ragged();
   fixture_free(&f);
   return check_summary();
 }

@@ -567,9 +567,10 @@ static void tune_problem_free(tune_problem_run *run) {
   run->ref = NULL;
 }
 
-/* A problem's host tensors: q, k, v, o, and for a paged or varlen shape its block table and key counts. */
+/* A problem's host tensors: q, k, v, o, and for a paged or varlen shape its block table and key counts,
+ * for a ragged one (varlen_q) its query offsets. */
 typedef struct tune_tensors {
-  host_tensor *q, *k, *v, *o, *table, *lens;
+  host_tensor *q, *k, *v, *o, *table, *lens, *cu;
 } tune_tensors;
 
 /* Allocates the tensors for sizes and validates them into *problem (packed, row-major). A paged shape's
@@ -583,7 +584,14 @@ static fj_status tune_make_problem(const fj_problem_shape *shape, int64_t batch,
   core_dtype_from_dlpack(shape->dtype, &dtype);
   int varlen, page_size;  /* page_size >= 0: runtime_problem_from_shape refused the shape otherwise */
   runtime_shape_kv_layout(shape, &varlen, &page_size);
+  /* ragged queries: every sequence's seqlen_q queries end to end, q and o [batch x seqlen_q, heads, d] */
+  int ragged = runtime_shape_varlen_q(shape), q_dims = ragged ? 3 : 4;
   int64_t q_shape[4] = {batch, seqlen_q, heads, shape->head_dim};
+  if (ragged) {
+    q_shape[0] = batch * seqlen_q;
+    q_shape[1] = heads;
+    q_shape[2] = shape->head_dim;
+  }
   int64_t kv_shape[4] = {batch, seqlen_kv, kv_heads, shape->head_dim};
   int64_t pages = 0;
   if (page_size > 0) {
@@ -592,11 +600,13 @@ static fj_status tune_make_problem(const fj_problem_shape *shape, int64_t batch,
     kv_shape[0] = batch * pages;
     kv_shape[1] = page_size;
   }
-  int64_t lens_shape[1] = {batch};
-  if (host_tensor_alloc(t->q, dtype, 4, q_shape, NULL) != 0 || host_tensor_alloc(t->k, dtype, 4, kv_shape, NULL) != 0 ||
-      host_tensor_alloc(t->v, dtype, 4, kv_shape, NULL) != 0 || host_tensor_alloc(t->o, dtype, 4, q_shape, NULL) != 0 ||
+  int64_t lens_shape[1] = {batch}, cu_shape[1] = {batch + 1};
+  if (host_tensor_alloc(t->q, dtype, q_dims, q_shape, NULL) != 0 ||
+      host_tensor_alloc(t->k, dtype, 4, kv_shape, NULL) != 0 || host_tensor_alloc(t->v, dtype, 4, kv_shape, NULL) != 0 ||
+      host_tensor_alloc(t->o, dtype, q_dims, q_shape, NULL) != 0 ||
       (page_size > 0 && host_block_table_alloc(t->table, batch, pages) != 0) ||
-      (varlen && host_tensor_alloc_int32(t->lens, 1, lens_shape) != 0))
+      (varlen && host_tensor_alloc_int32(t->lens, 1, lens_shape) != 0) ||
+      (ragged && host_tensor_alloc_int32(t->cu, 1, cu_shape) != 0))
     return core_error(FJ_OUT_OF_MEMORY, "tune: no memory for the tensors of b=%" PRId64 " sq=%" PRId64
                       " skv=%" PRId64 " h=%d d=%d", batch, seqlen_q, seqlen_kv, heads, shape->head_dim);
   host_tensor_fill_random(t->q, seed);
@@ -605,6 +615,8 @@ static fj_status tune_make_problem(const fj_problem_shape *shape, int64_t batch,
   host_tensor_poison(t->o);
   if (varlen)
     for (int64_t b = 0; b < batch; b++) ((int32_t *)t->lens->t.data)[b] = (int32_t)seqlen_kv;
+  if (ragged)
+    for (int64_t b = 0; b <= batch; b++) ((int32_t *)t->cu->t.data)[b] = (int32_t)(b * seqlen_q);
   fj_attention_args args;
   fj_attention_args_init(&args);
   args.q = &t->q->t;
@@ -616,20 +628,24 @@ static fj_status tune_make_problem(const fj_problem_shape *shape, int64_t batch,
   runtime_shape_window(shape, &args.window_left, &args.window_right);
   if (page_size > 0) args.block_table = &t->table->t;
   if (varlen) args.seqlens_kv = &t->lens->t;
+  if (ragged) {
+    args.cu_seqlens_q = &t->cu->t;
+    args.max_seqlen_q = seqlen_q;
+  }
   return core_validate_attention(&args, problem);
 }
 
 void tune_inputs_free(tune_inputs *in) {
   if (in == NULL) return;
-  host_tensor *all[] = {&in->q,  &in->k,  &in->v,  &in->o,  &in->table,  &in->lens,
-                        &in->cq, &in->ck, &in->cv, &in->co, &in->ctable, &in->clens};
+  host_tensor *all[] = {&in->q,  &in->k,  &in->v,  &in->o,  &in->table,  &in->lens,  &in->cu,
+                        &in->cq, &in->ck, &in->cv, &in->co, &in->ctable, &in->clens, &in->ccu};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) host_tensor_free(all[i]);
 }
 
 fj_status tune_inputs_build(const fj_problem_shape *shape, int index, tune_inputs *in) {
   memset(in, 0, sizeof *in);
-  tune_tensors measured = {&in->q, &in->k, &in->v, &in->o, &in->table, &in->lens};
-  tune_tensors check = {&in->cq, &in->ck, &in->cv, &in->co, &in->ctable, &in->clens};
+  tune_tensors measured = {&in->q, &in->k, &in->v, &in->o, &in->table, &in->lens, &in->cu};
+  tune_tensors check = {&in->cq, &in->ck, &in->cv, &in->co, &in->ctable, &in->clens, &in->ccu};
   fj_status status = tune_make_problem(shape, shape->batch, shape->heads, shape->kv_heads, shape->seqlen_q,
                                        shape->seqlen_kv, 0x5eed0001u + (uint64_t)index, &measured, &in->problem);
   if (status != FJ_OK) return status;

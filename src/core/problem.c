@@ -19,14 +19,14 @@ int core_seqlen_bucket(int64_t seqlen) {
 
 void core_attention_key_string(const attention_key *key, char *buffer, size_t size) {
   if (buffer == NULL || size == 0) return;
-  /* window, varlen and page only where set, so that every key stored before they existed still reads
+  /* window, varlen, varlen_q and page only where set, so that every key stored before they existed still reads
    * the same */
   char page[24];
   core_key_page_text(key, page, sizeof page);
-  snprintf(buffer, size, "attention_fwd dtype=%s d=%d h=%d hk=%d causal=%d%s lse=%d dcontig=%d%s%s sq<=2^%d",
+  snprintf(buffer, size, "attention_fwd dtype=%s d=%d h=%d hk=%d causal=%d%s lse=%d dcontig=%d%s%s%s sq<=2^%d",
            core_dtype_name((dtype_id)key->dtype), key->head_dim, key->heads, key->kv_heads,
            key->causal, key->window ? " window=1" : "", key->has_lse, key->d_contiguous,
-           key->varlen ? " varlen=1" : "", page, key->seqlen_bucket);
+           key->varlen ? " varlen=1" : "", key->varlen_q ? " varlen_q=1" : "", page, key->seqlen_bucket);
 }
 
 void core_key_page_text(const attention_key *key, char *buffer, size_t size) {
@@ -35,8 +35,9 @@ void core_key_page_text(const attention_key *key, char *buffer, size_t size) {
   if (key->page_size > 0) snprintf(buffer, size, " page=%d", key->page_size);
 }
 
-void core_visible_keys(const attention_problem *problem, int64_t i, int64_t keys, int64_t *first, int64_t *end) {
-  int64_t diagonal = i + keys - problem->seqlen_q;
+void core_visible_keys(const attention_problem *problem, int64_t i, int64_t queries, int64_t keys, int64_t *first,
+                       int64_t *end) {
+  int64_t diagonal = i + keys - queries;
   int64_t lo = problem->key.window ? diagonal - problem->window_left : 0;
   int64_t hi = problem->key.causal ? diagonal + problem->window_right + 1 : keys;
   if (lo < 0) lo = 0;
@@ -46,36 +47,51 @@ void core_visible_keys(const attention_problem *problem, int64_t i, int64_t keys
   *end = hi;
 }
 
-/* Query-key pairs one sequence with `keys` keys computes: each query's visible keys, counted row by row
- * from the one definition the reference uses (a bench's or a tuner's figure, never on a call's path). */
-static double core_sequence_pairs(const attention_problem *problem, int64_t keys) {
+/* Query-key pairs one sequence with `queries` queries and `keys` keys computes: each query's visible
+ * keys, counted row by row from the one definition the reference uses (a bench's or a tuner's figure,
+ * never on a call's path). */
+static double core_sequence_pairs(const attention_problem *problem, int64_t queries, int64_t keys) {
   double pairs = 0;
-  for (int64_t i = 0; i < problem->seqlen_q; i++) {
+  for (int64_t i = 0; i < queries; i++) {
     int64_t first, end;
-    core_visible_keys(problem, i, keys, &first, &end);
+    core_visible_keys(problem, i, queries, keys, &first, &end);
     pairs += (double)(end - first);
   }
   return pairs;
 }
 
-/* Whether each sequence's own key count can be read here: seqlens_kv in host memory. */
-static int core_keys_readable(const attention_problem *problem) {
-  return problem->seqlens_kv != NULL && problem->device.device_type == kDLCPU;
+int64_t core_sequence_keys(const attention_problem *problem, int64_t b) {
+  if (problem->seqlens_kv == NULL) return problem->seqlen_kv;
+  return problem->seqlens_kv[b * problem->seqlens_kv_stride];
+}
+
+void core_sequence_queries(const attention_problem *problem, int64_t b, int64_t *start, int64_t *count) {
+  *start = 0;
+  *count = problem->seqlen_q;
+  if (problem->cu_seqlens_q == NULL) return;
+  *start = problem->cu_seqlens_q[b * problem->cu_seqlens_q_stride];
+  *count = problem->cu_seqlens_q[(b + 1) * problem->cu_seqlens_q_stride] - *start;
+}
+
+/* The FLOP and byte counts read each sequence's counts (seqlens_kv, cu_seqlens_q) only in host memory;
+ * on a device every sequence counts seqlen_kv keys and seqlen_q queries. */
+static void core_counted_sequence(const attention_problem *problem, int64_t b, int64_t *queries, int64_t *keys) {
+  int64_t start;
+  *queries = problem->seqlen_q;
+  *keys = problem->seqlen_kv;
+  if (problem->device.device_type != kDLCPU) return;
+  core_sequence_queries(problem, b, &start, queries);
+  *keys = core_sequence_keys(problem, b);
 }
 
 double core_attention_flops(const attention_problem *problem) {
   double pairs = 0;
-  if (core_keys_readable(problem))
-    for (int64_t b = 0; b < problem->batch; b++)
-      pairs += core_sequence_pairs(problem, core_sequence_keys(problem, b));
-  else
-    pairs = (double)problem->batch * core_sequence_pairs(problem, problem->seqlen_kv);
+  for (int64_t b = 0; b < problem->batch; b++) {
+    int64_t queries, keys;
+    core_counted_sequence(problem, b, &queries, &keys);
+    pairs += core_sequence_pairs(problem, queries, keys);
+  }
   return 4.0 * (double)problem->key.heads * pairs * (double)problem->key.head_dim;
-}
-
-int64_t core_sequence_keys(const attention_problem *problem, int64_t b) {
-  if (problem->seqlens_kv == NULL) return problem->seqlen_kv;
-  return problem->seqlens_kv[b * problem->seqlens_kv_stride];
 }
 
 void core_key_place(const attention_problem *problem, int64_t b, int64_t j, int64_t *outer, int64_t *row) {
@@ -91,13 +107,15 @@ void core_key_place(const attention_problem *problem, int64_t b, int64_t j, int6
 
 double core_attention_bytes(const attention_problem *problem) {
   double element = (double)core_dtype_size((dtype_id)problem->key.dtype);
-  double b = (double)problem->batch, d = (double)problem->key.head_dim;
-  double q_rows = b * (double)problem->seqlen_q * (double)problem->key.heads;
-  double keys = b * (double)problem->seqlen_kv;
-  if (core_keys_readable(problem)) {
-    keys = 0;
-    for (int64_t i = 0; i < problem->batch; i++) keys += (double)core_sequence_keys(problem, i);
+  double d = (double)problem->key.head_dim;
+  double queries = 0, keys = 0;
+  for (int64_t i = 0; i < problem->batch; i++) {
+    int64_t sequence_queries, sequence_keys;
+    core_counted_sequence(problem, i, &sequence_queries, &sequence_keys);
+    queries += (double)sequence_queries;
+    keys += (double)sequence_keys;
   }
+  double q_rows = queries * (double)problem->key.heads;
   double kv_rows = keys * (double)problem->key.kv_heads;
   double bytes = (2.0 * q_rows + 2.0 * kv_rows) * d * element;
   if (problem->lse.data != NULL) bytes += q_rows * 4.0;
@@ -347,7 +365,21 @@ static void core_fill_view(tensor_view *view, const core_arg *arg) {
   }
 }
 
-/* An int32 index tensor (seqlens_kv, block_table): its dtype, device, layout, and apart from the
+/* Ragged queries: a view of q or o ([total_q, heads, head_dim]) or lse ([heads, total_q]) as the batched
+ * one ([batch, seqlen_q, heads, head_dim], [batch, heads, seqlen_q]) with a batch stride of 0, the
+ * kernels adding each sequence's first row (problem.h). */
+static void core_view_add_batch(tensor_view *view, int64_t batch, int64_t seqlen_q) {
+  for (int i = 3; i > 0; i--) {
+    view->shape[i] = view->shape[i - 1];
+    view->stride[i] = view->stride[i - 1];
+  }
+  view->shape[0] = batch;
+  view->stride[0] = 0;
+  view->ndim++;
+  view->shape[view->ndim == 4 ? 1 : 2] = seqlen_q;
+}
+
+/* An int32 index tensor (seqlens_kv, block_table, cu_seqlens_q): its dtype, device, layout, and apart from the
  * outputs. */
 static fj_status core_check_index_tensor(core_arg *arg, const core_arg *q, const core_arg *o, const core_arg *lse) {
   fj_status s;
@@ -369,15 +401,48 @@ static const int32_t *core_index_data(const core_arg *arg) {
   return (const int32_t *)(const void *)((const char *)arg->t->data + arg->t->byte_offset);
 }
 
+/* The batch size and where it comes from ("q.shape[0]", or "cu_seqlens_q.shape[0] - 1"), for messages. */
+typedef struct core_batch {
+  int64_t size;
+  const char *is;
+} core_batch;
+
+/* cu_seqlens_q: [batch + 1] int32 on q's device, apart from the outputs, and on the CPU (where it can be
+ * read now) offsets that do not decrease, inside [0, total_q], no two more than max_seqlen_q apart. */
+static fj_status core_check_cu_seqlens_q(core_arg *cu, const core_arg *q, int64_t max_seqlen_q, const core_arg *o,
+                                         const core_arg *lse) {
+  fj_status s;
+  if ((s = core_check_index_tensor(cu, q, o, lse)) != FJ_OK) return s;
+  if (cu->t->device.device_type != kDLCPU) return FJ_OK;
+  if (cu->t->data == NULL) return core_error(FJ_INVALID_ARGUMENT, "cu_seqlens_q.data is NULL");
+  const int32_t *offsets = core_index_data(cu);
+  int64_t total_q = q->t->shape[0];
+  int32_t first = offsets[0];
+  if (first < 0 || first > total_q)
+    return core_error(FJ_INVALID_ARGUMENT, "cu_seqlens_q[0]=%" PRId32 ": must be from 0 to total_q=%" PRId64
+                      " (q.shape[0])", first, total_q);
+  for (int64_t b = 1; b < cu->t->shape[0]; b++) {
+    int64_t start = offsets[(b - 1) * cu->stride[0]], end = offsets[b * cu->stride[0]];
+    if (end < start || end > total_q)
+      return core_error(FJ_INVALID_ARGUMENT, "cu_seqlens_q[%" PRId64 "]=%" PRId64 " after cu_seqlens_q[%" PRId64
+                        "]=%" PRId64 ": offsets must not decrease and must end by total_q=%" PRId64 " (q.shape[0])",
+                        b, end, b - 1, start, total_q);
+    if (end - start > max_seqlen_q)
+      return core_error(FJ_INVALID_ARGUMENT, "cu_seqlens_q[%" PRId64 "] - cu_seqlens_q[%" PRId64 "]=%" PRId64
+                        " queries, more than max_seqlen_q=%" PRId64, b, b - 1, end - start, max_seqlen_q);
+  }
+  return FJ_OK;
+}
+
 /* seqlens_kv: [batch] int32 on q's device, apart from the outputs, and on the CPU (where it can be
  * read now) every value in [0, seqlen_kv]. */
-static fj_status core_check_seqlens_kv(core_arg *lens, const core_arg *q, int64_t seqlen_kv, const char *seqlen_kv_is,
-                                       const core_arg *o, const core_arg *lse) {
+static fj_status core_check_seqlens_kv(core_arg *lens, const core_arg *q, const core_batch *batch, int64_t seqlen_kv,
+                                       const char *seqlen_kv_is, const core_arg *o, const core_arg *lse) {
   fj_status s;
   if ((s = core_check_present("seqlens_kv", lens->t, 1, "[batch]")) != FJ_OK) return s;
-  if (lens->t->shape[0] != q->t->shape[0])
-    return core_error(FJ_INVALID_ARGUMENT, "seqlens_kv.shape[0]=%" PRId64 " but q.shape[0]=%" PRId64
-                      " (one length per sequence of the batch)", lens->t->shape[0], q->t->shape[0]);
+  if (lens->t->shape[0] != batch->size)
+    return core_error(FJ_INVALID_ARGUMENT, "seqlens_kv.shape[0]=%" PRId64 " but %s=%" PRId64
+                      " (one length per sequence of the batch)", lens->t->shape[0], batch->is, batch->size);
   if ((s = core_check_index_tensor(lens, q, o, lse)) != FJ_OK) return s;
   if (lens->t->device.device_type != kDLCPU || lens->t->shape[0] == 0) return FJ_OK;
   if (lens->t->data == NULL) return core_error(FJ_INVALID_ARGUMENT, "seqlens_kv.data is NULL");
@@ -393,14 +458,14 @@ static fj_status core_check_seqlens_kv(core_arg *lens, const core_arg *q, int64_
 
 /* block_table: [batch, max_pages] int32 on q's device, apart from the outputs, with max_pages x
  * page_size keys at most 2^31 - 1 (k.shape[1] is the page size). */
-static fj_status core_check_block_table(core_arg *table, const core_arg *q, const core_arg *k, const core_arg *o,
-                                        const core_arg *lse) {
+static fj_status core_check_block_table(core_arg *table, const core_arg *q, const core_batch *batch, const core_arg *k,
+                                        const core_arg *o, const core_arg *lse) {
   fj_status s;
   if ((s = core_check_present("block_table", table->t, 2, "[batch, max_pages]")) != FJ_OK) return s;
   const int64_t *ts = table->t->shape;
-  if (ts[0] != q->t->shape[0])
-    return core_error(FJ_INVALID_ARGUMENT, "block_table.shape[0]=%" PRId64 " but q.shape[0]=%" PRId64
-                      " (one row of pages per sequence of the batch)", ts[0], q->t->shape[0]);
+  if (ts[0] != batch->size)
+    return core_error(FJ_INVALID_ARGUMENT, "block_table.shape[0]=%" PRId64 " but %s=%" PRId64
+                      " (one row of pages per sequence of the batch)", ts[0], batch->is, batch->size);
   if (ts[1] < 1)
     return core_error(FJ_INVALID_ARGUMENT, "block_table.shape[1]=%" PRId64 ": each sequence needs at least one page",
                       ts[1]);
@@ -515,19 +580,26 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
     table.t = args->block_table;
   core_arg work = {.name = "workspace", .t = NULL};
   if (args->struct_size >= offsetof(fj_attention_args, workspace) + sizeof(DLTensor *)) work.t = args->workspace;
-  int paged = table.t != NULL;
+  core_arg cu = {.name = "cu_seqlens_q", .t = NULL};
+  if (args->struct_size >= offsetof(fj_attention_args, max_seqlen_q) + sizeof(int64_t)) cu.t = args->cu_seqlens_q;
+  int paged = table.t != NULL, ragged = cu.t != NULL;
 
   core_arg q = {.name = "q", .t = args->q}, k = {.name = "k", .t = args->k};
   core_arg v = {.name = "v", .t = args->v}, o = {.name = "o", .t = args->o};
   core_arg lse = {.name = "lse", .t = args->lse};
-  const char *q_dims = "[batch, seqlen_q, heads, head_dim]";
+  /* Ragged queries drop q's and o's batch dimension (and lse's): qh and qd are q's heads and head_dim. */
+  const int q_ndim = ragged ? 3 : 4, qh = q_ndim - 2, qd = q_ndim - 1;
+  const char *q_dims = ragged ? "[total_q, heads, head_dim] with cu_seqlens_q" : "[batch, seqlen_q, heads, head_dim]";
   const char *kv_dims = paged ? "[pages, page_size, kv_heads, head_dim]" : "[batch, seqlen_kv, kv_heads, head_dim]";
-  if ((s = core_check_present("q", q.t, 4, q_dims)) != FJ_OK) return s;
+  if ((s = core_check_present("q", q.t, q_ndim, q_dims)) != FJ_OK) return s;
   if ((s = core_check_present("k", k.t, 4, kv_dims)) != FJ_OK) return s;
   if ((s = core_check_present("v", v.t, 4, kv_dims)) != FJ_OK) return s;
-  if ((s = core_check_present("o", o.t, 4, q_dims)) != FJ_OK) return s;
-  if (lse.t != NULL && (s = core_check_present("lse", lse.t, 3, "[batch, heads, seqlen_q]")) != FJ_OK)
+  if ((s = core_check_present("o", o.t, q_ndim, q_dims)) != FJ_OK) return s;
+  if (lse.t != NULL &&
+      (s = core_check_present("lse", lse.t, q_ndim - 1, ragged ? "[heads, total_q] with cu_seqlens_q"
+                                                                : "[batch, heads, seqlen_q]")) != FJ_OK)
     return s;
+  if (ragged && (s = core_check_present("cu_seqlens_q", cu.t, 1, "[batch + 1]")) != FJ_OK) return s;
 
   /* dtypes: each one of ours, then all equal to q's; lse is always fp32. */
   core_arg *qkvo[4] = {&q, &k, &v, &o};
@@ -547,33 +619,54 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
 
   /* shapes */
   const int64_t *qs = q.t->shape, *ks = k.t->shape;
-  if (qs[0] < 1)
+  core_batch batch = {qs[0], "q.shape[0]"};
+  int64_t seqlen_q = qs[1];
+  if (ragged) {
+    batch = (core_batch){cu.t->shape[0] - 1, "cu_seqlens_q.shape[0] - 1"};
+    if (batch.size < 1)
+      return core_error(FJ_INVALID_ARGUMENT, "cu_seqlens_q.shape[0]=%" PRId64 ": batch + 1 offsets, for a batch of "
+                        "at least 1", cu.t->shape[0]);
+    seqlen_q = args->max_seqlen_q;
+    if (seqlen_q < 0 || seqlen_q > qs[0])
+      return core_error(FJ_INVALID_ARGUMENT, "max_seqlen_q=%" PRId64 ": must be from 0 to total_q=%" PRId64
+                        " (q.shape[0])", seqlen_q, qs[0]);
+  } else if (qs[0] < 1) {
     return core_error(FJ_INVALID_ARGUMENT, "q.shape[0]=%" PRId64 ": batch must be at least 1", qs[0]);
-  if (qs[2] < 1 || qs[2] > INT32_MAX)
+  }
+  if (qs[qh] < 1 || qs[qh] > INT32_MAX)
     return core_error(FJ_INVALID_ARGUMENT,
-                      "q.shape[2]=%" PRId64 ": heads must be from 1 to 2147483647", qs[2]);
-  if (qs[3] < 8 || qs[3] > 256 || qs[3] % 8 != 0)
+                      "q.shape[%d]=%" PRId64 ": heads must be from 1 to 2147483647", qh, qs[qh]);
+  if (qs[qd] < 8 || qs[qd] > 256 || qs[qd] % 8 != 0)
     return core_error(FJ_INVALID_ARGUMENT,
-                      "head_dim=%" PRId64 ": must be a multiple of 8 from 8 to 256 (q.shape[3])",
-                      qs[3]);
-  if (!paged && (s = core_check_dim(&k, 0, &q, 0, "batch")) != FJ_OK) return s;
+                      "head_dim=%" PRId64 ": must be a multiple of 8 from 8 to 256 (q.shape[%d])",
+                      qs[qd], qd);
+  if (!paged && ks[0] != batch.size)
+    return core_error(FJ_INVALID_ARGUMENT, "k.shape[0]=%" PRId64 " but %s=%" PRId64 " (batch must match)", ks[0],
+                      batch.is, batch.size);
   if (ks[2] < 1 || ks[2] > INT32_MAX)
     return core_error(FJ_INVALID_ARGUMENT,
                       "k.shape[2]=%" PRId64 ": kv_heads must be from 1 to 2147483647", ks[2]);
-  if ((s = core_check_dim(&k, 3, &q, 3, "head_dim")) != FJ_OK) return s;
+  if ((s = core_check_dim(&k, 3, &q, qd, "head_dim")) != FJ_OK) return s;
   static const char *const kv_what[4] = {"batch", "seqlen_kv", "kv_heads", "head_dim"};
   static const char *const page_what[4] = {"pages", "page_size", "kv_heads", "head_dim"};
   static const char *const q_what[4] = {"batch", "seqlen_q", "heads", "head_dim"};
+  static const char *const ragged_what[3] = {"total_q", "heads", "head_dim"};
   for (int d = 0; d < 4; d++)
     if ((s = core_check_dim(&v, d, &k, d, paged ? page_what[d] : kv_what[d])) != FJ_OK) return s;
-  for (int d = 0; d < 4; d++)
-    if ((s = core_check_dim(&o, d, &q, d, q_what[d])) != FJ_OK) return s;
-  if (qs[2] % ks[2] != 0)
+  for (int d = 0; d < q_ndim; d++)
+    if ((s = core_check_dim(&o, d, &q, d, ragged ? ragged_what[d] : q_what[d])) != FJ_OK) return s;
+  if (qs[qh] % ks[2] != 0)
     return core_error(FJ_INVALID_ARGUMENT,
                       "heads=%" PRId64 " is not a multiple of kv_heads=%" PRId64
-                      " (q.shape[2], k.shape[2])",
-                      qs[2], ks[2]);
-  if (lse.t != NULL) {
+                      " (q.shape[%d], k.shape[2])",
+                      qs[qh], ks[2], qh);
+  if (lse.t != NULL && ragged) {
+    const int64_t *ls = lse.t->shape;
+    if (ls[0] != qs[1] || ls[1] != qs[0])
+      return core_error(FJ_INVALID_ARGUMENT,
+                        "lse.shape=[%" PRId64 ",%" PRId64 "], expected [%" PRId64 ",%" PRId64
+                        "] ([heads, total_q] with cu_seqlens_q)", ls[0], ls[1], qs[1], qs[0]);
+  } else if (lse.t != NULL) {
     const int64_t *ls = lse.t->shape;
     if (ls[0] != qs[0] || ls[1] != qs[2] || ls[2] != qs[1])
       return core_error(FJ_INVALID_ARGUMENT,
@@ -607,15 +700,16 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
                       (double)args->softmax_scale);
 
   /* A paged cache's keys per sequence: its pages times the page size. */
-  if (paged && (s = core_check_block_table(&table, &q, &k, &o, &lse)) != FJ_OK) return s;
+  if (paged && (s = core_check_block_table(&table, &q, &batch, &k, &o, &lse)) != FJ_OK) return s;
   int64_t seqlen_kv = paged ? table.t->shape[1] * ks[1] : ks[1];
   const char *seqlen_kv_is = paged ? "block_table.shape[1] x k.shape[1]" : "k.shape[1]";
-  if (lens.t != NULL && (s = core_check_seqlens_kv(&lens, &q, seqlen_kv, seqlen_kv_is, &o, &lse)) != FJ_OK)
+  if (lens.t != NULL && (s = core_check_seqlens_kv(&lens, &q, &batch, seqlen_kv, seqlen_kv_is, &o, &lse)) != FJ_OK)
     return s;
   if (paged && (s = core_check_block_table_entries(&table, &k, &lens)) != FJ_OK) return s;
+  if (ragged && (s = core_check_cu_seqlens_q(&cu, &q, seqlen_q, &o, &lse)) != FJ_OK) return s;
   if (work.t != NULL) {
-    const core_arg *const others[] = {&q, &k, &v, &o, &lse, &lens, &table};
-    if ((s = core_check_workspace(&work, &q, others, 7)) != FJ_OK) return s;
+    const core_arg *const others[] = {&q, &k, &v, &o, &lse, &lens, &table, &cu};
+    if ((s = core_check_workspace(&work, &q, others, 8)) != FJ_OK) return s;
   }
 
   int windowed = args->struct_size >= offsetof(fj_attention_args, window_right) + sizeof(int64_t) && args->windowed;
@@ -623,24 +717,33 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
   memset(&p, 0, sizeof p);
   p.key.kind = PROBLEM_ATTENTION_FWD;
   p.key.dtype = (int)q.dtype;
-  p.key.head_dim = (int)qs[3];
-  p.key.heads = (int)qs[2];
+  p.key.head_dim = (int)qs[qd];
+  p.key.heads = (int)qs[qh];
   p.key.kv_heads = (int)ks[2];
   if ((s = core_resolve_window("", args->causal, windowed ? args->window_left : -1, windowed ? args->window_right : -1,
-                               qs[1], seqlen_kv, &p)) != FJ_OK)
+                               seqlen_q, seqlen_kv, &p)) != FJ_OK)
     return s;
   p.key.has_lse = lse.t != NULL;
-  p.key.d_contiguous = q.stride[3] == 1 && k.stride[3] == 1 && v.stride[3] == 1 && o.stride[3] == 1;
-  p.key.seqlen_bucket = core_seqlen_bucket(qs[1]);
-  p.batch = qs[0];
-  p.seqlen_q = qs[1];
+  p.key.d_contiguous = q.stride[qd] == 1 && k.stride[3] == 1 && v.stride[3] == 1 && o.stride[qd] == 1;
+  p.key.seqlen_bucket = core_seqlen_bucket(seqlen_q);
+  p.batch = batch.size;
+  p.seqlen_q = seqlen_q;
   p.seqlen_kv = seqlen_kv;
-  p.softmax_scale = args->softmax_scale != 0.0f ? args->softmax_scale : (float)(1.0 / sqrt((double)qs[3]));
+  p.softmax_scale = args->softmax_scale != 0.0f ? args->softmax_scale : (float)(1.0 / sqrt((double)qs[qd]));
   core_fill_view(&p.q, &q);
   core_fill_view(&p.k, &k);
   core_fill_view(&p.v, &v);
   core_fill_view(&p.o, &o);
   if (lse.t != NULL) core_fill_view(&p.lse, &lse);
+  if (ragged) {
+    p.key.varlen_q = 1;
+    p.cu_seqlens_q = core_index_data(&cu);
+    p.cu_seqlens_q_stride = cu.stride[0];
+    p.total_q = qs[0];
+    core_view_add_batch(&p.q, batch.size, seqlen_q);
+    core_view_add_batch(&p.o, batch.size, seqlen_q);
+    if (lse.t != NULL) core_view_add_batch(&p.lse, batch.size, seqlen_q);
+  }
   if (lens.t != NULL) {
     p.key.varlen = 1;
     p.seqlens_kv = core_index_data(&lens);

@@ -22,6 +22,7 @@ typedef struct attention_key {
   int varlen;        /* seqlens_kv given: each sequence has its own number of keys */
   int page_size;     /* block_table given: k and v are pools of pages of this many keys; else 0 */
   int window;        /* keys before a diagonal are masked: window_left >= 0 (a sliding window) */
+  int varlen_q;      /* cu_seqlens_q given: ragged queries, each sequence its own query count */
 } attention_key;
 
 /* A view of a 4-d (or 3-d, for lse) tensor: the address of element [0,0,0,0] and strides in elements. */
@@ -34,14 +35,23 @@ typedef struct tensor_view {
 
 typedef struct attention_problem {
   attention_key key;
-  int64_t batch, seqlen_q, seqlen_kv;
+  int64_t batch, seqlen_q, seqlen_kv;  /* seqlen_q: max_seqlen_q with ragged queries */
   float softmax_scale;  /* resolved: never 0 */
   /* The window (fj_attention_args.window_left/right) with causal folded in: window_left counts only
    * with key.window, window_right only with key.causal (0 for a plain causal mask; a problem built
    * field by field leaves both 0). core_visible_keys says what they leave a query. */
   int64_t window_left, window_right;
+  /* With ragged queries (cu_seqlens_q) q and o are still viewed [batch, seqlen_q, heads, head_dim] and
+   * lse [batch, heads, seqlen_q], but with a batch stride of 0: sequence b's query i is at row
+   * cu_seqlens_q[b] + i (core_sequence_queries). */
   tensor_view q, k, v, o;
   tensor_view lse;      /* lse.data == NULL when absent */
+  /* Ragged queries (fj_attention_args.cu_seqlens_q; key.varlen_q): int32 offsets at
+   * cu_seqlens_q[b * cu_seqlens_q_stride], b from 0 to batch, into total_q rows of q and o; NULL when
+   * every sequence has seqlen_q queries. */
+  const int32_t *cu_seqlens_q;
+  int64_t cu_seqlens_q_stride;
+  int64_t total_q;
   /* Per-sequence key counts (fj_attention_args.seqlens_kv): int32 at seqlens_kv[b * seqlens_kv_stride],
    * each in [0, seqlen_kv]; NULL when every sequence has seqlen_kv keys. */
   const int32_t *seqlens_kv;
@@ -93,10 +103,16 @@ double core_attention_flops(const attention_problem *problem);
 double core_attention_bytes(const attention_problem *problem);
 /* The number of keys sequence b has: seqlens_kv[b] when given (host memory), else seqlen_kv. */
 int64_t core_sequence_keys(const attention_problem *problem, int64_t b);
-/* The keys query i of a sequence with `keys` keys attends to: [*first, *end), inside [0, keys] and
- * empty (first = end) when it sees none. The masks align to the bottom-right corner: query i's diagonal
- * key is i + keys - seqlen_q; window_right keys after it and window_left before it are seen too. */
-void core_visible_keys(const attention_problem *problem, int64_t i, int64_t keys, int64_t *first, int64_t *end);
+/* Sequence b's queries: *count of them (at most seqlen_q), query i at row *start + i along the sequence
+ * dimension of q's, o's and lse's views. From cu_seqlens_q when given (host memory; validated), else
+ * start 0 and count seqlen_q. */
+void core_sequence_queries(const attention_problem *problem, int64_t b, int64_t *start, int64_t *count);
+/* The keys query i of a sequence of `queries` queries and `keys` keys attends to: [*first, *end), inside
+ * [0, keys] and empty (first = end) when it sees none. The masks align to the bottom-right corner: query
+ * i's diagonal key is i + keys - queries; window_right keys after it and window_left before it are seen
+ * too. */
+void core_visible_keys(const attention_problem *problem, int64_t i, int64_t queries, int64_t keys, int64_t *first,
+                       int64_t *end);
 /* Where key j of sequence b lives in k and v (host memory): the index along their first dimension (b,
  * or its page) and along their second (j, or its row in that page). */
 void core_key_place(const attention_problem *problem, int64_t b, int64_t j, int64_t *outer, int64_t *row);

@@ -54,8 +54,10 @@ fj_status core_reference_attention(const attention_problem *problem, double *out
   }
 
   for (int64_t b = 0; b < B; b++) {
-    /* this sequence's keys: all SKV, or its seqlens_kv entry */
-    int64_t keys = core_sequence_keys(problem, b);
+    /* this sequence's keys: all SKV, or its seqlens_kv entry; its queries: all SQ from row 0, or its
+     * cu_seqlens_q range */
+    int64_t keys = core_sequence_keys(problem, b), start, queries;
+    core_sequence_queries(problem, b, &start, &queries);
     for (int64_t hk = 0; hk < HK; hk++) {
       for (int64_t j = 0; j < keys; j++) {
         /* key j's place: (b, j), or its page and its row there */
@@ -65,16 +67,16 @@ fj_status core_reference_attention(const attention_problem *problem, double *out
         core_gather_rows(&problem->v, dtype, outer, hk, row, 1, D, vmat + j * D);
       }
       for (int64_t h = hk * group; h < (hk + 1) * group; h++) {
-        for (int64_t i = 0; i < SQ; i++) {
+        for (int64_t i = 0; i < queries; i++) {
           /* The masks align to the bottom-right corner: query i sees keys [first, end). */
           int64_t first, end;
-          core_visible_keys(problem, i, keys, &first, &end);
+          core_visible_keys(problem, i, queries, keys, &first, &end);
           double *o_row = out_o + ((b * SQ + i) * H + h) * D;
           double lse = -INFINITY;
           if (end == first) {
             memset(o_row, 0, (size_t)D * sizeof(double));
           } else {
-            core_gather_rows(&problem->q, dtype, b, h, i, 1, D, qrow);
+            core_gather_rows(&problem->q, dtype, b, h, start + i, 1, D, qrow);
             double m = -INFINITY;
             for (int64_t j = first; j < end; j++) {
               p[j] = scale * core_dot(qrow, kmat + j * D, D);
@@ -110,10 +112,12 @@ double core_relative_error_o(const attention_problem *problem, const double *ref
   const tensor_view *o = &problem->o;
   int64_t H = key->heads, D = key->head_dim, SQ = problem->seqlen_q;
   double diff2 = 0, ref2 = 0;
-  for (int64_t b = 0; b < problem->batch; b++)
-    for (int64_t i = 0; i < SQ; i++)
+  for (int64_t b = 0; b < problem->batch; b++) {
+    int64_t start, queries;
+    core_sequence_queries(problem, b, &start, &queries);
+    for (int64_t i = 0; i < queries; i++)
       for (int64_t h = 0; h < H; h++) {
-        int64_t base = b * o->stride[0] + i * o->stride[1] + h * o->stride[2];
+        int64_t base = b * o->stride[0] + (start + i) * o->stride[1] + h * o->stride[2];
         const double *ref = ref_o + ((b * SQ + i) * H + h) * D;
         for (int64_t d = 0; d < D; d++) {
           double got = core_load_as_f32(o->data, (dtype_id)key->dtype, base + d * o->stride[3]);
@@ -121,6 +125,7 @@ double core_relative_error_o(const attention_problem *problem, const double *ref
           ref2 += ref[d] * ref[d];
         }
       }
+  }
   /* NaN would slip through `err > tol` and `a > b ? a : b`; infinity fails every comparison's way. */
   double error = sqrt(diff2) / fmax(sqrt(ref2), 1e-30);
   return isnan(error) ? INFINITY : error;
@@ -132,11 +137,13 @@ double core_relative_error_lse(const attention_problem *problem, const double *r
   int64_t H = problem->key.heads, SQ = problem->seqlen_q;
   double diff2 = 0, ref2 = 0;
   int mismatch = 0;
-  for (int64_t b = 0; b < problem->batch; b++)
+  for (int64_t b = 0; b < problem->batch; b++) {
+    int64_t start, queries;
+    core_sequence_queries(problem, b, &start, &queries);
     for (int64_t h = 0; h < H; h++)
-      for (int64_t i = 0; i < SQ; i++) {
+      for (int64_t i = 0; i < queries; i++) {
         double got = core_load_as_f32(lse->data, DTYPE_F32,
-                                      b * lse->stride[0] + h * lse->stride[1] + i * lse->stride[2]);
+                                      b * lse->stride[0] + h * lse->stride[1] + (start + i) * lse->stride[2]);
         double ref = ref_lse[(b * H + h) * SQ + i];
         if (isnan(got)) return INFINITY; /* not NaN: see core_relative_error_o */
         if (isinf(got) || isinf(ref)) {
@@ -147,6 +154,7 @@ double core_relative_error_lse(const attention_problem *problem, const double *r
         diff2 += (got - ref) * (got - ref);
         ref2 += ref * ref;
       }
+  }
   double error = sqrt(diff2) / fmax(sqrt(ref2), 1e-30);
   return mismatch && error < 1.0 ? 1.0 : error;
 }

@@ -56,23 +56,21 @@ static fj_status runtime_check_device(const fj_context *context, const attention
  * would give; written here because no kernel needs compiling for it. GPU kernels get the launch: their
  * memory is not ours to write from the host, and an empty KV range is their fully masked row. */
 static fj_status runtime_write_empty_result(const attention_problem *problem) {
-  const tensor_view *o = &problem->o;
+  const tensor_view *o = &problem->o, *lse = &problem->lse;
   size_t element = (size_t)core_dtype_size((dtype_id)problem->key.dtype);
-  for (int64_t b = 0; b < o->shape[0]; b++)
-    for (int64_t s = 0; s < o->shape[1]; s++)
-      for (int64_t h = 0; h < o->shape[2]; h++)
-        for (int64_t d = 0; d < o->shape[3]; d++) {
+  for (int64_t b = 0; b < problem->batch; b++) {
+    int64_t start, count;  /* with ragged queries, only this sequence's rows */
+    core_sequence_queries(problem, b, &start, &count);
+    for (int64_t s = start; s < start + count; s++)
+      for (int64_t h = 0; h < problem->key.heads; h++) {
+        for (int64_t d = 0; d < problem->key.head_dim; d++) {
           int64_t offset = b * o->stride[0] + s * o->stride[1] + h * o->stride[2] + d * o->stride[3];
           memset(o->data + offset * (int64_t)element, 0, element);  /* +0.0 in every dtype */
         }
-  const tensor_view *lse = &problem->lse;
-  if (lse->data != NULL)
-    for (int64_t b = 0; b < lse->shape[0]; b++)
-      for (int64_t h = 0; h < lse->shape[1]; h++)
-        for (int64_t s = 0; s < lse->shape[2]; s++) {
-          int64_t offset = b * lse->stride[0] + h * lse->stride[1] + s * lse->stride[2];
-          ((float *)(void *)lse->data)[offset] = -INFINITY;
-        }
+        if (lse->data != NULL)
+          ((float *)(void *)lse->data)[b * lse->stride[0] + h * lse->stride[1] + s * lse->stride[2]] = -INFINITY;
+      }
+  }
   return FJ_OK;
 }
 

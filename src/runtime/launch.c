@@ -63,6 +63,9 @@ static fj_status runtime_cpu_params(const runtime_kernel *kernel, const attentio
   params->pages = problem->pages;
   params->window_left = problem->key.window ? problem->window_left : 0;
   params->window_right = problem->key.causal ? problem->window_right : 0;
+  params->cu_seqlens_q = problem->cu_seqlens_q;
+  params->cu_seqlens_q_stride = problem->cu_seqlens_q_stride;
+  params->total_q = problem->total_q;
   params->scale_log2 = (float)((double)problem->softmax_scale * RUNTIME_LOG2E);
   return FJ_OK;
 }
@@ -99,6 +102,9 @@ fj_status runtime_gpu_params(const runtime_kernel *kernel, const attention_probl
   params->pages = fields.pages;
   params->window_left = fields.window_left;
   params->window_right = fields.window_right;
+  params->cu_seqlens_q = (uint64_t)(uintptr_t)fields.cu_seqlens_q;
+  params->cu_seqlens_q_stride = fields.cu_seqlens_q_stride;
+  params->total_q = fields.total_q;
   int64_t group = fields.kv_heads > 0 ? fields.heads / fields.kv_heads : 1;
   params->group = (uint32_t)group;
   int pack = runtime_config_value(kernel->family, &kernel->config, "pack_gqa") == 1;

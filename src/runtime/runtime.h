@@ -56,4 +56,6 @@ void runtime_shape_kv_layout(const fj_problem_shape *shape, int *varlen, int *pa
 /* The shape's window as a call's window_left and window_right: -1 for an open side, both -1 where it
  * is not windowed or its struct predates the fields. */
 void runtime_shape_window(const fj_problem_shape *shape, int64_t *window_left, int64_t *window_right);
+/* Whether shape's calls give cu_seqlens_q (varlen_q, read only where the caller's struct has it). */
+int runtime_shape_varlen_q(const fj_problem_shape *shape);
 #endif

@@ -46,9 +46,11 @@ fj_status runtime_combine_kv_splits(const attention_problem *problem, int64_t sp
   const int64_t batch = problem->batch, heads = problem->key.heads, seqlen = problem->seqlen_q;
   const int64_t d = problem->key.head_dim, rows = batch * heads * seqlen;
   const tensor_view *o = &problem->o, *lse = &problem->lse;
-  for (int64_t b = 0; b < batch; b++)
+  for (int64_t b = 0; b < batch; b++) {
+    int64_t start, queries;  /* the parts' rows keep seqlen positions per sequence; o's are its own */
+    core_sequence_queries(problem, b, &start, &queries);
     for (int64_t h = 0; h < heads; h++)
-      for (int64_t s = 0; s < seqlen; s++) {
+      for (int64_t s = 0; s < queries; s++) {
         int64_t row = (b * heads + h) * seqlen + s;
         float max = -INFINITY;
         for (int64_t i = 0; i < splits; i++)
@@ -57,7 +59,7 @@ fj_status runtime_combine_kv_splits(const attention_problem *problem, int64_t sp
         double weight[SPLIT_KV_MAX] = {0}, sum = 0.0;
         if (max != -INFINITY)
           for (int64_t i = 0; i < splits; i++) sum += weight[i] = exp2((double)lse_partial[i * rows + row] - max);
-        int64_t out = b * o->stride[0] + s * o->stride[1] + h * o->stride[2];
+        int64_t out = b * o->stride[0] + (start + s) * o->stride[1] + h * o->stride[2];
         for (int64_t c = 0; c < d; c++) {
           double value = 0.0;
           for (int64_t i = 0; i < splits; i++)
@@ -67,9 +69,10 @@ fj_status runtime_combine_kv_splits(const attention_problem *problem, int64_t sp
         }
         if (lse->data != NULL) {
           float value = sum > 0.0 ? (float)(((double)max + log2(sum)) * 0.69314718055994531) : -INFINITY;
-          ((float *)(void *)lse->data)[b * lse->stride[0] + h * lse->stride[1] + s * lse->stride[2]] = value;
+          ((float *)(void *)lse->data)[b * lse->stride[0] + h * lse->stride[1] + (start + s) * lse->stride[2]] = value;
         }
       }
+  }
   return FJ_OK;
 }
 

@@ -46,6 +46,10 @@ void runtime_shape_window(const fj_problem_shape *shape, int64_t *window_left, i
   *window_right = windowed ? shape->window_right : -1;
 }
 
+int runtime_shape_varlen_q(const fj_problem_shape *shape) {
+  return shape->struct_size >= offsetof(fj_problem_shape, varlen_q) + sizeof(int) && shape->varlen_q != 0;
+}
+
 fj_status runtime_problem_from_shape(const fj_problem_shape *shape, const char *what,
                                      attention_problem *out) {
   if (what == NULL) what = "shape";
@@ -83,6 +87,7 @@ fj_status runtime_problem_from_shape(const fj_problem_shape *shape, const char *
   memset(out, 0, sizeof *out);
   out->key.kind = PROBLEM_ATTENTION_FWD;
   out->key.varlen = varlen;
+  out->key.varlen_q = runtime_shape_varlen_q(shape);
   out->key.page_size = page_size;
   out->key.dtype = (int)dtype;
   out->key.head_dim = shape->head_dim;
