@@ -12,6 +12,7 @@
 #define BENCH_COMMAND "bench"
 
 #define BENCH_PEER_COUNT 6
+#define BENCH_MAX_SEQUENCES 4096 /* --seqlens-q */
 
 typedef struct bench_options {
   const char *device;       /* NULL: FLASHJIT_DEVICE, else auto (what the library does with NULL) */
@@ -24,6 +25,9 @@ typedef struct bench_options {
   int64_t window_left, window_right; /* --window-left, --window-right: -1 (default) leaves that side open */
   int windowed;                      /* either was given */
   int varlen_q;             /* --varlen-q: ragged queries (cu_seqlens_q), every sequence seqlen of them */
+  const char *seqlens_q;    /* --seqlens-q as given: each sequence's own query count (varlen_q; batch and
+                             * seqlen follow from it); NULL when not given */
+  int32_t query_counts[BENCH_MAX_SEQUENCES];  /* with seqlens_q: the counts, batch of them */
   int no_split_kv;          /* --no-split-kv: no workspace (a GPU launch then never splits its keys) */
   int64_t warmup, repeat, threads;
   const char *config;

@@ -61,6 +61,10 @@ void cmd_bench_help(FILE *out) {
           "                       end (q and o [batch x seqlen, heads, head_dim]), as an engine's\n"
           "                       prefill step gives them; every sequence --seqlen of them; no peer\n"
           "                       takes them\n"
+          "  --seqlens-q L        ragged queries of these lengths, e.g. 1024,256,512 (--varlen-q\n"
+          "                       with the batch and the longest --seqlen from the list); without\n"
+          "                       --seqlen-kv each sequence attends to as many keys as it has\n"
+          "                       queries (a prefill of prompts of different lengths, seqlens_kv)\n"
           "  --check              compare o and the LSE with the float64 reference; exit 1 when the\n"
           "                       error is over the dtype's bound; also times the naive reference\n"
           "  --no-split-kv        give the calls no workspace: a GPU launch that would cut each\n"
@@ -168,6 +172,47 @@ static double bench_memory_limit(void) {
   return limit;
 }
 
+/* --seqlens-q: the comma list into query_counts; batch, seqlen (the longest) and varlen_q follow. 0, or
+ * -1 after the error. */
+static int bench_parse_query_counts(bench_options *o) {
+  const char *p = o->seqlens_q;
+  int64_t total = 0;
+  o->batch = 0;
+  o->seqlen = 0;
+  for (;;) {
+    size_t n = strcspn(p, ",");
+    char item[32];
+    const char *why = "not an integer";
+    int64_t value = 0;
+    if (n == 0 || n >= sizeof item || o->batch >= BENCH_MAX_SEQUENCES) {
+      cli_error(BENCH_COMMAND, "--seqlens-q=%s: %s", o->seqlens_q,
+                o->batch >= BENCH_MAX_SEQUENCES ? "more than 4096 sequences" : "expected a comma list of integers");
+      return -1;
+    }
+    memcpy(item, p, n);
+    item[n] = '\0';
+    if (cli_parse_int64(item, &value, &why) != 0 || value < 0 || value > INT32_MAX) {
+      cli_error(BENCH_COMMAND, "--seqlens-q=%s: '%s': %s", o->seqlens_q, item,
+                value < 0 || value > INT32_MAX ? "must be from 0 to 2147483647" : why);
+      return -1;
+    }
+    o->query_counts[o->batch++] = (int32_t)value;
+    total += value;
+    if (value > o->seqlen) o->seqlen = value;
+    p += n;
+    if (*p == '\0') break;
+    p++;
+  }
+  if (o->seqlen == 0 || total > INT32_MAX) {
+    cli_error(BENCH_COMMAND, "--seqlens-q=%s: %s", o->seqlens_q,
+              o->seqlen == 0 ? "no sequence has a query: nothing to time"
+                             : "more than 2147483647 queries in all (cu_seqlens_q is int32)");
+    return -1;
+  }
+  o->varlen_q = 1;
+  return 0;
+}
+
 /* Parses and checks every flag; CLI_EXIT_OK, or the exit code after printing the error (-1 for help). */
 static int bench_parse(int argc, char **argv, bench_options *o) {
   memset(o, 0, sizeof *o);
@@ -198,6 +243,7 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
       {"--window-left", CLI_INT, &o->window_left, -1, INT32_MAX, &seen_window_left},
       {"--window-right", CLI_INT, &o->window_right, -1, INT32_MAX, &seen_window_right},
       {"--varlen-q", CLI_FLAG, &o->varlen_q, 0, 0, &seen_varlen_q},
+      {"--seqlens-q", CLI_STRING, &o->seqlens_q, 0, 0, NULL},
       {"--check", CLI_FLAG, &o->check, 0, 0, NULL},
       {"--no-split-kv", CLI_FLAG, &o->no_split_kv, 0, 0, NULL},
       {"--json", CLI_FLAG, &o->json, 0, 0, NULL},
@@ -221,6 +267,15 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
     case CLI_PARSE_HELP: return -1;
     case CLI_PARSE_ERROR: return CLI_EXIT_USAGE;
     case CLI_PARSE_OK: break;
+  }
+  if (o->seqlens_q != NULL) {
+    if (seen_batch || seen_seqlen) {
+      cli_error(BENCH_COMMAND, "--seqlens-q=%s with %s: the list gives the batch and the longest sequence", o->seqlens_q,
+                seen_batch ? "--batch" : "--seqlen");
+      return CLI_EXIT_USAGE;
+    }
+    if (bench_parse_query_counts(o) != 0) return CLI_EXIT_USAGE;
+    seen_varlen_q = 1;
   }
   if (!o->kv_heads_set) o->kv_heads = o->heads;
   if (!o->seqlen_kv_set) o->seqlen_kv = o->seqlen;
@@ -352,25 +407,27 @@ static void bench_index_args(const bench_options *o, bench_run *run, fj_attentio
     args->cu_seqlens_q = on_host ? &run->cu.t : &run->dcu.t;
     args->max_seqlen_q = o->seqlen;
   }
-  if (run->table.allocation == NULL) return;
-  args->block_table = on_host ? &run->table.t : &run->dtable.t;
   if (run->lens.allocation != NULL) args->seqlens_kv = on_host ? &run->lens.t : &run->dlens.t;
+  if (run->table.allocation != NULL) args->block_table = on_host ? &run->table.t : &run->dtable.t;
 }
 
 static int bench_alloc(const bench_options *o, bench_run *run, uint64_t seed) {
   int64_t q_shape[4] = {o->batch, o->seqlen, o->heads, o->head_dim};
   int q_dims = o->varlen_q ? 3 : 4;
-  if (o->varlen_q) {  /* [batch x seqlen, heads, head_dim], sequence b's queries from row b x seqlen */
+  if (o->varlen_q) {  /* [total_q, heads, head_dim]: the sequences' queries end to end */
     int64_t cu_shape[1] = {o->batch + 1};
-    q_shape[0] = o->batch * o->seqlen;
-    q_shape[1] = o->heads;
-    q_shape[2] = o->head_dim;
-    q_shape[3] = 1;
     if (host_tensor_alloc_int32(&run->cu, 1, cu_shape) != 0) {
       cli_error(BENCH_COMMAND, "--varlen-q: cannot allocate cu_seqlens_q [%" PRId64 "]", cu_shape[0]);
       return -1;
     }
-    for (int64_t b = 0; b <= o->batch; b++) ((int32_t *)run->cu.t.data)[b] = (int32_t)(b * o->seqlen);
+    int32_t *cu = run->cu.t.data;
+    cu[0] = 0;
+    for (int64_t b = 0; b < o->batch; b++)
+      cu[b + 1] = cu[b] + (o->seqlens_q != NULL ? o->query_counts[b] : (int32_t)o->seqlen);
+    q_shape[0] = cu[o->batch];
+    q_shape[1] = o->heads;
+    q_shape[2] = o->head_dim;
+    q_shape[3] = 1;
   }
   int64_t kv_shape[4] = {o->batch, o->seqlen_kv, o->kv_heads, o->head_dim};
   if (o->page_size > 0) {
@@ -381,6 +438,14 @@ static int bench_alloc(const bench_options *o, bench_run *run, uint64_t seed) {
       cli_error(BENCH_COMMAND, "--page-size=%" PRId64 ": cannot allocate the block table", o->page_size);
       return -1;
     }
+  }
+  if (o->seqlens_q != NULL && !o->seqlen_kv_set) {  /* a prefill: each sequence's keys are its queries */
+    int64_t lens_shape[1] = {o->batch};
+    if (run->lens.allocation == NULL && host_tensor_alloc_int32(&run->lens, 1, lens_shape) != 0) {
+      cli_error(BENCH_COMMAND, "--seqlens-q: cannot allocate seqlens_kv [%" PRId64 "]", o->batch);
+      return -1;
+    }
+    memcpy(run->lens.t.data, o->query_counts, (size_t)o->batch * sizeof(int32_t));
   }
   struct {
     host_tensor *t;
@@ -461,7 +526,7 @@ static int bench_check(const bench_options *o, bench_run *run, bench_result *r) 
   int64_t lse_shape[3] = {o->batch, o->heads, o->seqlen};
   if (o->varlen_q) {  /* [heads, total_q] */
     lse_shape[0] = o->heads;
-    lse_shape[1] = o->batch * o->seqlen;
+    lse_shape[1] = run->q.t.shape[0];
     lse_shape[2] = 1;
   }
   if (host_tensor_alloc(&run->lse, DTYPE_F32, o->varlen_q ? 2 : 3, lse_shape, NULL) != 0) {
@@ -592,7 +657,11 @@ static void bench_print_text(const bench_options *o, const bench_result *r, cons
            o->device_auto ? ", chosen by auto: the best device found" : "");
   char paged[48] = "", window[64] = "";
   if (o->page_size > 0) snprintf(paged, sizeof paged, ", paged K/V (pages of %" PRId64 ")", o->page_size);
-  const char *ragged = o->varlen_q ? ", ragged queries (cu_seqlens_q)" : "";
+  char ragged[128] = "";
+  if (o->seqlens_q != NULL && strlen(o->seqlens_q) <= 60)
+    snprintf(ragged, sizeof ragged, ", ragged queries %s (cu_seqlens_q)", o->seqlens_q);
+  else if (o->varlen_q)
+    snprintf(ragged, sizeof ragged, ", ragged queries (cu_seqlens_q)%s", o->seqlens_q ? ", of --seqlens-q" : "");
   if (o->windowed)
     snprintf(window, sizeof window, ", window (%" PRId64 ", %" PRId64 ")", o->window_left, o->window_right);
   printf("problem     batch %" PRId64 ", heads %" PRId64 " (kv %" PRId64 "), seqlen %" PRId64 " x %" PRId64
@@ -661,6 +730,7 @@ static void bench_print_json(const bench_options *o, const bench_result *r, cons
   json_kv_int(&w, "window_right", o->causal && o->window_right < 0 ? 0 : o->window_right);
   json_kv_int(&w, "page_size", o->page_size);
   json_kv_bool(&w, "varlen_q", o->varlen_q);
+  json_kv_string(&w, "seqlens_q", o->seqlens_q ? o->seqlens_q : "");
   json_kv_string(&w, "family", r->family);
   json_kv_string(&w, "config", r->config);
   json_kv_string(&w, "config_from", r->config_from);

@@ -107,6 +107,12 @@ measure)
   # A sliding-window layer (4096 keys, Mistral's) on the batch-1 cache of 32768 keys: the window's tiles only.
   step "decode batch 1 window 4096" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" $decode1 \
     --window-left 4095 --check
+  # An engine's prefill of 8 prompts of different lengths packed end to end (cu_seqlens_q), against the
+  # same prompts padded to the longest (batch 8 x 4096): what ragged queries save.
+  step "prefill ragged 8 prompts" 15 40 "$B" bench --device cuda:0 --cache-dir "$cache" --heads 32 --kv-heads 8 \
+    --head-dim 128 --causal --seqlens-q 4096,512,1024,3000,77,2048,1500,256 --check
+  step "prefill padded 8 x 4096" 15 40 "$B" bench --device cuda:0 --cache-dir "$cache" --batch 8 --heads 32 \
+    --kv-heads 8 --head-dim 128 --causal --seqlen 4096
   # Triton compiles 8 configs per (dtype, head dim, causal): what finishes is kept line by line.
   step "triton-fa2 on the grid" 90 240 sh -c "python3 \"$root/bench/peers/peers.py\" --grid prefill \
     --peers triton-fa2 >\"$out/triton.jsonl\""

@@ -199,7 +199,7 @@ static const test_case cases[] = {
      * between spare rows no call may touch: causal prefill of fewer queries than keys (a chunk of a
      * longer prompt), GQA packed and not; with seqlens_kv; a paged cache with seqlens_kv (an engine's
      * chunked prefill); decode steps of one query or none per sequence, and a mixed prefill and decode
-     * batch; not causal; a window; head dim 8 and 256 */
+     * batch; not causal; a window; head dim 8 and 256; a cache of no keys */
     {BF16, 4, 8, 2, 97, 97, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1},
     {F32, 3, 4, 1, 37, 130, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 1},
     {F16, 5, 4, 1, 37, 90, 80, 1, 1, DSTRIDE2, 0, 1, 0, -1, -1, 1},
@@ -210,6 +210,8 @@ static const test_case cases[] = {
     {BF16, 3, 4, 2, 70, 200, 64, 1, 1, CONTIG, 0, 1, 0, 31, -1, 1},
     {F16, 3, 2, 1, 40, 40, 8, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1},
     {F32, 3, 2, 2, 30, 50, 256, 0, 0, CONTIG, 0, 0, 0, -1, -1, 1},
+    /* no keys at all: each sequence's rows 0 (LSE -inf) without a kernel, the spare rows untouched */
+    {F16, 3, 2, 2, 5, 0, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 1},
 };
 
 /* Split-KV: with more worker threads than jobs, a call cuts each job's keys into parts and combines

@@ -367,8 +367,18 @@ static jvalue *run_bench_case(const bench_case *c, const char *extra_flag, const
            1e-6 * jnumber(doc, "bytes", 0);
   {
     double b = jnumber(doc, "batch", 0), d = jnumber(doc, "head_dim", 0);
-    double q_rows = b * jnumber(doc, "seqlen", 0) * jnumber(doc, "heads", 0);
-    double kv_rows = b * jnumber(doc, "seqlen_kv", 0) * jnumber(doc, "kv_heads", 0);
+    double queries = b * jnumber(doc, "seqlen", 0), keys = b * jnumber(doc, "seqlen_kv", 0);
+    const char *lengths = jstring(doc, "seqlens_q");
+    if (lengths[0]) /* --seqlens-q: each sequence's queries, and as many keys (the cases give no --seqlen-kv) */
+      for (queries = keys = 0; *lengths; lengths += *lengths == ',') {
+        char *end;
+        double count = strtod(lengths, &end);
+        queries += count;
+        keys += count;
+        lengths = end;
+      }
+    double q_rows = queries * jnumber(doc, "heads", 0);
+    double kv_rows = keys * jnumber(doc, "kv_heads", 0);
     double tensors = (2 * q_rows + 2 * kv_rows) * d * core_dtype_size(dtype), bytes = jnumber(doc, "bytes", 0);
     ok = ok && (bytes == tensors || bytes == tensors + 4 * q_rows);  /* with or without the LSE */
   }
@@ -428,6 +438,9 @@ static void test_bench(void) {
       {"bf16 varlen_q causal prefill", "bf16",
        {"--batch", "3", "--heads", "4", "--kv-heads", "2", "--seqlen", "70", "--seqlen-kv", "110", "--head-dim",
         "64", "--causal", "--varlen-q", NULL}},
+      /* prompts of different lengths (one of none), each attending to its own keys */
+      {"fp16 varlen_q --seqlens-q prefill", "fp16",
+       {"--seqlens-q", "90,0,33,61", "--heads", "4", "--kv-heads", "1", "--head-dim", "80", "--causal", NULL}},
   };
   char first_config[256] = "";
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -437,8 +450,12 @@ static void test_bench(void) {
       check(jnumber(doc, "page_size", 0) == (strstr(cases[i].what, "pages of 5") ? 5 : 16),
             "bench %s: page_size %g in the JSON", cases[i].what, jnumber(doc, "page_size", 0));
     if (doc && strstr(cases[i].what, "varlen_q"))
-      check(jget(doc, "varlen_q") && jget(doc, "varlen_q")->type == J_BOOL && jget(doc, "varlen_q")->number == 1,
-            "bench %s: varlen_q true in the JSON", cases[i].what);
+      check(jget(doc, "varlen_q") && jget(doc, "varlen_q")->type == J_BOOL && jget(doc, "varlen_q")->number == 1 &&
+                (strstr(cases[i].what, "--seqlens-q") == NULL ||
+                 (strcmp(jstring(doc, "seqlens_q"), "90,0,33,61") == 0 && jnumber(doc, "batch", 0) == 4 &&
+                  jnumber(doc, "seqlen", 0) == 90)),
+            "bench %s: varlen_q true in the JSON (seqlens_q \"%s\", batch %g, seqlen %g)", cases[i].what,
+            jstring(doc, "seqlens_q"), jnumber(doc, "batch", 0), jnumber(doc, "seqlen", 0));
     if (doc && strstr(cases[i].what, "window"))
       check(jnumber(doc, "window_left", 0) == (strstr(cases[i].what, "causal") ? 40 : 20) &&
                 jnumber(doc, "window_right", -2) == (strstr(cases[i].what, "causal") ? 0 : 7),
@@ -519,6 +536,9 @@ static void test_bad_invocations(void) {
       {{"bench", "--causal", "--window-right", "3", NULL}, "--window-right=3 with --causal", 2},
       {{"bench", "--window-left", "8", "--peers", NULL}, "no peer takes a sliding window", 2},
       {{"bench", "--varlen-q", "--peers", NULL}, "--peers with --varlen-q", 2},
+      {{"bench", "--seqlens-q", "5,-1", NULL}, "--seqlens-q=5,-1: '-1': must be from 0", 2},
+      {{"bench", "--seqlens-q", "0,0", NULL}, "--seqlens-q=0,0: no sequence has a query", 2},
+      {{"bench", "--seqlens-q", "5", "--batch", "2", NULL}, "--seqlens-q=5 with --batch", 2},
       {{"bench", "--varlen-q", "--batch", "100000", "--seqlen", "100000", NULL}, "--varlen-q: 100000 x 100000", 2},
       {{"bench", "--heads", "9223372036854775807", NULL}, "--heads", 2},
       {{"bench", "--head-dim", "260", NULL}, "--head-dim=260", 2},
@@ -796,119 +816,77 @@ static void test_tune_exec_isolation(void) {
   cli_result_free(&r);
 }
 
-/* A paged, varlen decode shape: tuned in exec'd children (which rebuild its block table from the shape
- * alone), then warmed from a shapes file naming it; a shapes file with page_size=0 is refused. */
-static void test_paged_shapes(void) {
+/* A shape whose calls give more than tensors (a paged cache, a window, ragged queries): tuned in exec'd
+ * children, which rebuild its tensors from the shape alone, under a key holding key_part, with two
+ * candidates or more and none checking wrong against the reference; then warmed from a shapes file of
+ * shape_line (the tuned kernel, filed under that key); a shapes file of bad_line is refused naming
+ * bad_part. problem: tune's problem flags, NULL-terminated. */
+static void check_shape_tune_and_warm(const char *name, const char *const *problem, const char *space,
+                                      const char *key_part, const char *shape_line, const char *bad_line,
+                                      const char *bad_part) {
   char cache[512], shapes[600], bad[600];
-  snprintf(cache, sizeof cache, "%s/cache-paged", scratch);
-  const char *args[] = {"tune", "--device", "cpu", "--isolation", "exec", "--batch", "2", "--heads", "4",
-                        "--kv-heads", "2", "--seqlen", "1", "--seqlen-kv", "97", "--head-dim", "64", "--dtype",
-                        "fp32", "--causal", "--varlen", "--page-size", "16", "--strategy", "exhaustive", "--space",
-                        "block_m=16 block_n=6,8 unroll=2 pv_rows=4 pv_vectors=4", "--threads", "1", "--repeat", "2",
-                        "--json", "--quiet", "--cache-dir", cache, NULL};
+  snprintf(cache, sizeof cache, "%s/cache-%s", scratch, name);
+  const char *args[64] = {"tune", "--device", "cpu", "--isolation", "exec"};
+  int n = 5;
+  for (int i = 0; problem[i] != NULL && n < 48; i++) args[n++] = problem[i];
+  const char *rest[] = {"--strategy", "exhaustive", "--space", space, "--threads", "1", "--repeat", "2", "--json",
+                        "--quiet", "--cache-dir", cache, NULL};
+  for (int i = 0; rest[i] != NULL; i++) args[n++] = rest[i];
+  args[n] = NULL;
   cli_result r = run_cli(args);
   jvalue *doc = jparse(r.out);
   const jvalue *p = first_problem(doc);
   const jvalue *outcomes = jget(p, "outcomes");
-  check(r.exited && r.code == 0 && strstr(jstring(p, "problem"), " varlen=1 page=16 ") != NULL &&
-            jnumber(outcomes, "ok", 0) >= 2 && jstring(p, "tuned_config")[0],
-        "tune --varlen --page-size 16 (exec children): key \"%s\", %.0f ok, winner %s (exit %d)", jstring(p, "problem"),
-        jnumber(outcomes, "ok", -1), jstring(p, "tuned_config"), r.code);
-  jfree(doc);
-  cli_result_free(&r);
-
-  snprintf(shapes, sizeof shapes, "%s/paged.shapes", scratch);
-  write_text(shapes, "# a paged decode step\nbatch=2 heads=4 kv_heads=2 seqlen_q=1 seqlen_kv=97 head_dim=64 dtype=fp32 "
-                     "causal varlen page_size=16\n");
-  const char *warm[] = {"cache", "warm", "--device", "cpu", "--shapes", shapes, "--cache-dir", cache, NULL};
-  r = run_cli(warm);
-  /* "tuned": the winner filed under the paged key (the same shape unpaged has none) */
-  check(r.exited && r.code == 0 && strstr(r.out, "tuned") != NULL,
-        "cache warm of a shapes file naming varlen page_size=16: the tuned paged kernel (exit %d): %s", r.code, r.out);
-  cli_result_free(&r);
-  snprintf(bad, sizeof bad, "%s/bad-page.shapes", scratch);
-  write_text(bad, "heads=4 page_size=0\n");
-  const char *warm_bad[] = {"cache", "warm", "--device", "cpu", "--shapes", bad, "--cache-dir", cache, NULL};
-  r = run_cli(warm_bad);
-  check(r.exited && r.code == 2 && strstr(r.err, "page_size=0") != NULL, "page_size=0 in a shapes file: exit %d, %s",
-        r.code, r.err);
-  cli_result_free(&r);
-}
-
-/* A sliding-window shape: tuned in exec'd children (every candidate must check right against the
- * windowed reference), then warmed from a shapes file naming the window; a window under -1 is refused. */
-static void test_window_shapes(void) {
-  char cache[512], shapes[600], bad[600];
-  snprintf(cache, sizeof cache, "%s/cache-window", scratch);
-  const char *args[] = {"tune", "--device", "cpu", "--isolation", "exec", "--heads", "2", "--seqlen", "150",
-                        "--head-dim", "64", "--dtype", "fp32", "--causal", "--window-left", "20", "--strategy",
-                        "exhaustive", "--space", "block_m=16,32 block_n=6 unroll=2 pv_rows=4 pv_vectors=4", "--threads",
-                        "1", "--repeat", "2", "--json", "--quiet", "--cache-dir", cache, NULL};
-  cli_result r = run_cli(args);
-  jvalue *doc = jparse(r.out);
-  const jvalue *p = first_problem(doc);
-  const jvalue *outcomes = jget(p, "outcomes");
-  check(r.exited && r.code == 0 && strstr(jstring(p, "problem"), " causal=1 window=1 ") != NULL &&
-            jnumber(outcomes, "ok", 0) >= 2 && jnumber(outcomes, "wrong_result", -1) == 0 && jstring(p, "tuned_config")[0],
-        "tune --window-left 20 (exec children): key \"%s\", %.0f ok, %.0f wrong, winner %s (exit %d)",
+  check(r.exited && r.code == 0 && strstr(jstring(p, "problem"), key_part) != NULL && jnumber(outcomes, "ok", 0) >= 2 &&
+            jnumber(outcomes, "wrong_result", -1) == 0 && jstring(p, "tuned_config")[0],
+        "tune of a %s shape (exec children): key \"%s\", %.0f ok, %.0f wrong, winner %s (exit %d)", name,
         jstring(p, "problem"), jnumber(outcomes, "ok", -1), jnumber(outcomes, "wrong_result", -1),
         jstring(p, "tuned_config"), r.code);
   jfree(doc);
   cli_result_free(&r);
 
-  snprintf(shapes, sizeof shapes, "%s/window.shapes", scratch);
-  write_text(shapes, "# a local layer\nheads=2 seqlen=150 head_dim=64 dtype=fp32 causal window_left=20\n");
+  snprintf(shapes, sizeof shapes, "%s/%s.shapes", scratch, name);
+  write_text(shapes, shape_line);
   const char *warm[] = {"cache", "warm", "--device", "cpu", "--shapes", shapes, "--cache-dir", cache, NULL};
   r = run_cli(warm);
   check(r.exited && r.code == 0 && strstr(r.out, "tuned") != NULL,
-        "cache warm of a shapes file naming window_left=20: the tuned window kernel (exit %d): %s", r.code, r.out);
+        "cache warm of a shapes file of the %s shape: the tuned kernel (exit %d): %s", name, r.code, r.out);
   cli_result_free(&r);
-  snprintf(bad, sizeof bad, "%s/bad-window.shapes", scratch);
-  write_text(bad, "heads=4 window_left=-5\n");
+  snprintf(bad, sizeof bad, "%s/bad-%s.shapes", scratch, name);
+  write_text(bad, bad_line);
   const char *warm_bad[] = {"cache", "warm", "--device", "cpu", "--shapes", bad, "--cache-dir", cache, NULL};
   r = run_cli(warm_bad);
-  check(r.exited && r.code == 2 && strstr(r.err, "window_left=-5") != NULL, "window_left=-5 in a shapes file: exit %d, %s",
+  check(r.exited && r.code == 2 && strstr(r.err, bad_part) != NULL, "%s in a shapes file: exit %d, %s", bad_part,
         r.code, r.err);
   cli_result_free(&r);
 }
 
-/* A ragged-query shape (cu_seqlens_q): tuned in exec'd children, which rebuild the packed queries and
- * their offsets from the shape alone (every candidate must check right), then warmed from a shapes file
- * naming varlen_q; a flag value other than 0 or 1 is refused. */
-static void test_ragged_shapes(void) {
-  char cache[512], shapes[600], bad[600];
-  snprintf(cache, sizeof cache, "%s/cache-ragged", scratch);
-  const char *args[] = {"tune", "--device", "cpu", "--isolation", "exec", "--batch", "3", "--heads", "4", "--kv-heads",
-                        "2", "--seqlen", "70", "--seqlen-kv", "100", "--head-dim", "64", "--dtype", "fp32", "--causal",
-                        "--varlen-q", "--strategy", "exhaustive", "--space",
-                        "block_m=16,32 block_n=6 unroll=2 pv_rows=4 pv_vectors=4", "--threads", "1", "--repeat", "2",
-                        "--json", "--quiet", "--cache-dir", cache, NULL};
-  cli_result r = run_cli(args);
-  jvalue *doc = jparse(r.out);
-  const jvalue *p = first_problem(doc);
-  const jvalue *outcomes = jget(p, "outcomes");
-  check(r.exited && r.code == 0 && strstr(jstring(p, "problem"), " varlen_q=1 ") != NULL &&
-            jnumber(outcomes, "ok", 0) >= 2 && jnumber(outcomes, "wrong_result", -1) == 0 && jstring(p, "tuned_config")[0],
-        "tune --varlen-q (exec children): key \"%s\", %.0f ok, %.0f wrong, winner %s (exit %d)", jstring(p, "problem"),
-        jnumber(outcomes, "ok", -1), jnumber(outcomes, "wrong_result", -1), jstring(p, "tuned_config"), r.code);
-  jfree(doc);
-  cli_result_free(&r);
-
-  snprintf(shapes, sizeof shapes, "%s/ragged.shapes", scratch);
-  write_text(shapes, "# a prefill of prompts packed end to end\n"
-                     "batch=3 heads=4 kv_heads=2 seqlen_q=70 seqlen_kv=100 head_dim=64 dtype=fp32 causal varlen_q\n");
-  const char *warm[] = {"cache", "warm", "--device", "cpu", "--shapes", shapes, "--cache-dir", cache, NULL};
-  r = run_cli(warm);
-  check(r.exited && r.code == 0 && strstr(r.out, "tuned") != NULL,
-        "cache warm of a shapes file naming varlen_q: the tuned ragged kernel (exit %d): %s", r.code, r.out);
-  cli_result_free(&r);
-  snprintf(bad, sizeof bad, "%s/bad-ragged.shapes", scratch);
-  write_text(bad, "heads=4 varlen_q=2\n");
-  const char *warm_bad[] = {"cache", "warm", "--device", "cpu", "--shapes", bad, "--cache-dir", cache, NULL};
-  r = run_cli(warm_bad);
-  check(r.exited && r.code == 2 && strstr(r.err, "varlen_q=2") != NULL, "varlen_q=2 in a shapes file: exit %d, %s",
-        r.code, r.err);
-  cli_result_free(&r);
+/* A paged varlen decode step (the block table rebuilt from the shape; the same shape unpaged has no
+ * winner, so "tuned" means the paged key's), a causal sliding window, and ragged queries (the packed
+ * queries and their offsets rebuilt from the shape). */
+static void test_shapes_of_their_own(void) {
+  check_shape_tune_and_warm("paged",
+                            (const char *const[]){"--batch", "2", "--heads", "4", "--kv-heads", "2", "--seqlen", "1",
+                                                  "--seqlen-kv", "97", "--head-dim", "64", "--dtype", "fp32",
+                                                  "--causal", "--varlen", "--page-size", "16", NULL},
+                            "block_m=16 block_n=6,8 unroll=2 pv_rows=4 pv_vectors=4", " varlen=1 page=16 ",
+                            "# a paged decode step\nbatch=2 heads=4 kv_heads=2 seqlen_q=1 seqlen_kv=97 head_dim=64 "
+                            "dtype=fp32 causal varlen page_size=16\n",
+                            "heads=4 page_size=0\n", "page_size=0");
+  check_shape_tune_and_warm("window",
+                            (const char *const[]){"--heads", "2", "--seqlen", "150", "--head-dim", "64", "--dtype",
+                                                  "fp32", "--causal", "--window-left", "20", NULL},
+                            "block_m=16,32 block_n=6 unroll=2 pv_rows=4 pv_vectors=4", " causal=1 window=1 ",
+                            "# a local layer\nheads=2 seqlen=150 head_dim=64 dtype=fp32 causal window_left=20\n",
+                            "heads=4 window_left=-5\n", "window_left=-5");
+  check_shape_tune_and_warm("ragged",
+                            (const char *const[]){"--batch", "3", "--heads", "4", "--kv-heads", "2", "--seqlen", "70",
+                                                  "--seqlen-kv", "100", "--head-dim", "64", "--dtype", "fp32",
+                                                  "--causal", "--varlen-q", NULL},
+                            "block_m=16,32 block_n=6 unroll=2 pv_rows=4 pv_vectors=4", " varlen_q=1 ",
+                            "# a prefill of prompts packed end to end\nbatch=3 heads=4 kv_heads=2 seqlen_q=70 "
+                            "seqlen_kv=100 head_dim=64 dtype=fp32 causal varlen_q\n",
+                            "heads=4 varlen_q=2\n", "varlen_q=2");
 }
 
 int main(void) {
@@ -933,9 +911,7 @@ int main(void) {
   test_device_environment();
   test_grid();
   test_tune_exec_isolation();
-  test_paged_shapes();
-  test_window_shapes();
-  test_ragged_shapes();
+  test_shapes_of_their_own();
 
   remove_tree(scratch);
   return check_summary();
