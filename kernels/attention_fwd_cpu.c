@@ -39,7 +39,7 @@ static const kernel_param params[P_COUNT] = {
                     2, {0, 1}, .optional = 1},
 };
 
-#define GENERATOR_VERSION 10
+#define GENERATOR_VERSION 11
 
 /* Vector registers the inner loops need: the score (or P) tile, one Q^T (or O^T) row, the rescale
  * factors, and a broadcast. Over the target's count, the tile spills in the hot loop. */
@@ -478,6 +478,15 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   LLVMValueRef kv_split_keys = tile_load_param_i64(tb, block, P_OFF(kv_split_keys));
   LLVMValueRef part = LLVMBuildSRem(tb->b, job, kv_splits, "part");
   job = LLVMBuildSDiv(tb->b, job, kv_splits, "");
+  if (s.varlen_q) {  /* the launch's jobs: those of the grid that hold rows (job_map), or all of it */
+    LLVMValueRef map = tile_load_param_ptr(tb, block, P_OFF(job_map));
+    LLVMValueRef mapped = tile_var(tb, tb->i64, job, "job");
+    tile_if given;
+    tile_if_begin(tb, &given, LLVMBuildIsNotNull(tb->b, map, ""));
+    tile_set(tb, mapped, LLVMBuildLoad2(tb->b, tb->i64, LLVMBuildInBoundsGEP2(tb->b, tb->i64, map, &job, 1, ""), ""));
+    tile_if_end(tb, &given);
+    job = tile_get(tb, mapped);
+  }
   LLVMValueRef group = LLVMBuildSDiv(tb->b, heads, kv_heads, "group");
   LLVMValueRef rows_per_position = s.pack_gqa ? group : tile_i64(tb, 1);
   LLVMValueRef tile_index = LLVMBuildSRem(tb->b, job, q_tiles, "");

@@ -25,6 +25,10 @@ typedef struct cpu_attention_params {
    * clamped into [0, total_q] and to seqlen_q queries anyway. Split parts keep the rows of seqlen_q
    * positions per sequence. */
   const int32_t *cu_seqlens_q;
+  /* Ragged kernels only, NULL for none: the grid's jobs that hold rows of their sequence, job' =
+   * job_map[job'] (after the split part is taken off), so that a launch runs those alone instead of a
+   * grid sized by the longest sequence (whose other jobs would only return). */
+  const int64_t *job_map;
   /* strides in elements, in the order batch, seq, head, dim (lse: batch, head, seq, unused) */
   int64_t q_stride[4], k_stride[4], v_stride[4], o_stride[4], lse_stride[4];
   int64_t batch, seqlen_q, seqlen_kv, heads, kv_heads;
@@ -47,6 +51,6 @@ typedef struct cpu_attention_params {
  * thread's, 64-byte aligned, of the family's scratch_bytes. */
 typedef void (*cpu_attention_fn)(const cpu_attention_params *params, int64_t job, float *scratch);
 
-#define CPU_ATTENTION_PARAM_POINTERS 10
+#define CPU_ATTENTION_PARAM_POINTERS 11
 #define CPU_ATTENTION_PARAM_INT64S 36
 #endif

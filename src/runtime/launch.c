@@ -3,7 +3,7 @@
  * chosen by the family's backend), its job count, block size and scratch, handed to the backend (and
  * on a GPU, for a split-KV launch, the combine kernel after it). Runs on every call: it fills structs
  * on the stack and allocates nothing, but for the workspace of a CPU split-KV launch (a few outputs'
- * worth, freed before it returns; a GPU launch uses the caller's). */
+ * worth, freed before it returns; a GPU launch uses the caller's) and a ragged CPU launch's job map. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,12 +130,39 @@ fj_status runtime_gpu_params(const runtime_kernel *kernel, const attention_probl
   return FJ_OK;
 }
 
+/* Ragged queries on the CPU (cu_seqlens_q in host memory): the jobs of the grid (job = (b * slots +
+ * slot) * q_tiles + tile, q_tiles from the longest sequence) whose tile holds rows of its own sequence,
+ * written to map when it is not NULL; their count. The others would only return, and there are many:
+ * a batch of one long prompt and many one-token decode steps sizes every sequence's tiles by the prompt. */
+static int64_t runtime_cpu_ragged_jobs(const runtime_kernel *kernel, const attention_problem *problem, int64_t *map) {
+  int block_m = runtime_config_value(kernel->family, &kernel->config, "block_m");
+  int pack = runtime_config_value(kernel->family, &kernel->config, "pack_gqa") == 1;
+  int64_t per_position = pack ? problem->key.heads / problem->key.kv_heads : 1;
+  int64_t slots = pack ? problem->key.kv_heads : problem->key.heads;
+  int64_t q_tiles = (kernel_slot_rows(problem, pack) + block_m - 1) / block_m, count = 0;
+  for (int64_t b = 0; b < problem->batch; b++) {
+    int64_t start, queries;
+    core_sequence_queries(problem, b, &start, &queries);
+    int64_t tiles = (queries * per_position + block_m - 1) / block_m;
+    for (int64_t slot = 0; slot < slots; slot++)
+      for (int64_t tile = 0; tile < tiles; tile++, count++)
+        if (map != NULL) map[count] = (b * slots + slot) * q_tiles + tile;
+  }
+  return count;
+}
+
+/* The jobs a CPU launch runs: the family's grid, or with ragged queries those that hold rows. */
+static int64_t runtime_cpu_jobs(const runtime_kernel *kernel, const attention_problem *problem) {
+  if (problem->cu_seqlens_q == NULL) return kernel->family->job_count(problem, &kernel->config);
+  return runtime_cpu_ragged_jobs(kernel, problem, NULL);
+}
+
 /* The CPU's parts: enough for every worker thread (runtime_kv_splits), each a whole number of key
  * tiles (*split_keys keys); 1 when the jobs alone keep the threads busy. */
 static int64_t runtime_cpu_split(const fj_context *context, const runtime_kernel *kernel,
                                  const attention_problem *problem, int64_t *split_keys) {
   int block_n = runtime_config_value(kernel->family, &kernel->config, "block_n");
-  int64_t jobs = kernel->family->job_count(problem, &kernel->config);
+  int64_t jobs = runtime_cpu_jobs(kernel, problem);
   int64_t job_keys = runtime_job_keys(problem, block_n);
   int64_t splits = runtime_kv_splits(context->workers, jobs, job_keys, block_n);
   if (splits == 1) return 1;
@@ -171,8 +198,23 @@ static fj_status runtime_launch_cpu(fj_context *context, const runtime_kernel *k
   if (status != FJ_OK) return status;
   launch->params = &params;
   launch->params_size = sizeof params;
+  int64_t *job_map = NULL;
+  if (problem->cu_seqlens_q != NULL) {  /* ragged: the jobs that hold rows, through the kernel's job map */
+    launch->jobs = runtime_cpu_ragged_jobs(kernel, problem, NULL);
+    if (launch->jobs == 0) return FJ_OK;  /* no sequence has a query: nothing to write */
+    job_map = malloc((size_t)launch->jobs * sizeof *job_map);
+    if (job_map == NULL)
+      return core_error(FJ_OUT_OF_MEMORY, "ragged queries: no memory for the map of %lld jobs",
+                        (long long)launch->jobs);
+    runtime_cpu_ragged_jobs(kernel, problem, job_map);
+    params.job_map = job_map;
+  }
   int64_t split_keys = 0, splits = runtime_cpu_split(context, kernel, problem, &split_keys);
-  if (splits == 1) return context->backend->launch(context->device, kernel->function, launch, stream);
+  if (splits == 1) {
+    status = context->backend->launch(context->device, kernel->function, launch, stream);
+    free(job_map);
+    return status;
+  }
 
   params.kv_split_keys = split_keys;
   params.kv_splits = splits;
@@ -181,9 +223,11 @@ static fj_status runtime_launch_cpu(fj_context *context, const runtime_kernel *k
   float *owned = NULL, *workspace = problem->workspace;
   if (workspace == NULL || (size_t)problem->workspace_bytes < bytes) {
     workspace = owned = malloc(bytes);
-    if (workspace == NULL)
+    if (workspace == NULL) {
+      free(job_map);
       return core_error(FJ_OUT_OF_MEMORY, "split-KV: no memory for %lld parts of %lld rows (%zu bytes)",
                         (long long)splits, (long long)rows, bytes);
+    }
   }
   params.o_partial = workspace;
   params.lse_partial = workspace + (size_t)(splits * rows) * (size_t)problem->key.head_dim;
@@ -191,6 +235,7 @@ static fj_status runtime_launch_cpu(fj_context *context, const runtime_kernel *k
   status = context->backend->launch(context->device, kernel->function, launch, stream);
   if (status == FJ_OK) status = runtime_combine_kv_splits(problem, splits, params.o_partial, params.lse_partial);
   free(owned);
+  free(job_map);
   return status;
 }
 
