@@ -523,14 +523,8 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   LLVMValueRef first_head = tile_mul(tb, slot, rows_per_position);
   LLVMValueRef q0 = tile_mul(tb, tile_index, tile_i64(tb, BM));
   LLVMValueRef total_rows = tile_mul(tb, seqlen_q, rows_per_position);
-  if (s.varlen_q) {  /* the job's tile lies past a shorter sequence's end: nothing to do */
-    LLVMBasicBlockRef none = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "no_rows");
-    LLVMBasicBlockRef some = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "rows");
-    LLVMBuildCondBr(tb->b, tile_lt(tb, q0, total_rows), some, none);
-    LLVMPositionBuilderAtEnd(tb->b, none);
-    LLVMBuildRetVoid(tb->b);
-    LLVMPositionBuilderAtEnd(tb->b, some);
-  }
+  /* a job of the whole grid (no job map) whose tile lies past a shorter sequence's end: nothing to do */
+  if (s.varlen_q) tile_return_unless(tb, tile_lt(tb, q0, total_rows));
   LLVMValueRef rows = tile_min(tb, tile_i64(tb, BM), tile_sub(tb, total_rows, q0));
   /* Bottom-right aligned: query i sees keys j <= i + last_diagonal when causal, and j >= i +
    * first_diagonal with a window. */

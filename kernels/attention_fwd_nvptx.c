@@ -583,12 +583,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   LLVMValueRef q_start = NULL;
   if (s.varlen_q) {  /* this sequence's queries; a block whose tile lies past them has nothing to do */
     attention_fwd_nvptx_sequence_queries(tg, b, seqlen_q, &q_start, &seqlen_q);
-    LLVMBasicBlockRef none = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "no_rows");
-    LLVMBasicBlockRef some = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "rows");
-    LLVMBuildCondBr(ir, tile_lt(tb, q0, slot_rows(tg, &s, seqlen_q)), some, none);
-    LLVMPositionBuilderAtEnd(ir, none);
-    LLVMBuildRetVoid(ir);
-    LLVMPositionBuilderAtEnd(ir, some);
+    tile_return_unless(tb, tile_lt(tb, q0, slot_rows(tg, &s, seqlen_q)));
   }
   /* Bottom-right aligned: query i sees keys j <= i + last_diagonal when causal and j >= i +
    * first_diagonal with a window. */

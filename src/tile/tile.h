@@ -62,6 +62,8 @@ typedef struct tile_if {
 } tile_if;
 void tile_if_begin(tile_builder *tb, tile_if *branch, LLVMValueRef condition);
 void tile_if_end(tile_builder *tb, tile_if *branch);
+/* Returns from the function here unless go_on (i1) holds; code after it runs only when it does. */
+void tile_return_unless(tile_builder *tb, LLVMValueRef go_on);
 
 /* ---- memory: element indices are in elements of the stated dtype ---- */
 LLVMValueRef tile_load_param_ptr(tile_builder *tb, LLVMValueRef block, size_t offset);

@@ -152,6 +152,15 @@ void tile_if_end(tile_builder *tb, tile_if *branch) {
   LLVMPositionBuilderAtEnd(tb->b, branch->done);
 }
 
+void tile_return_unless(tile_builder *tb, LLVMValueRef go_on) {
+  LLVMBasicBlockRef stop = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "return");
+  LLVMBasicBlockRef rest = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "go_on");
+  LLVMBuildCondBr(tb->b, go_on, rest, stop);
+  LLVMPositionBuilderAtEnd(tb->b, stop);
+  LLVMBuildRetVoid(tb->b);
+  LLVMPositionBuilderAtEnd(tb->b, rest);
+}
+
 /* ---- memory ---- */
 static LLVMValueRef byte_address(tile_builder *tb, LLVMValueRef base, size_t offset) {
   LLVMValueRef index = tile_i64(tb, (int64_t)offset);
