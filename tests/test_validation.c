@@ -649,7 +649,7 @@ static void ragged_expect(const fj_attention_args *args, const char *what, fj_st
 
 static void test_ragged(void) {
   dtype_id dt = DTYPE_BF16;
-  host_tensor q, k, v, o, lse, cu, lens, cu64, q4;
+  host_tensor q, k, v, o, lse, cu, lens, q4;
   int64_t q_shape[3] = {RT, 4, 64}, kv_shape[4] = {RB, 50, 2, 64}, lse_shape[2] = {4, RT}, cu_shape[1] = {RB + 1};
   int64_t lens_shape[1] = {RB}, q4_shape[4] = {RB, RMAX, 4, 64};
   int ok = host_tensor_alloc(&q, dt, 3, q_shape, NULL) == 0 && host_tensor_alloc(&k, dt, 4, kv_shape, NULL) == 0 &&
@@ -657,7 +657,6 @@ static void test_ragged(void) {
            host_tensor_alloc(&lse, DTYPE_F32, 2, lse_shape, NULL) == 0 &&
            host_tensor_alloc_int32(&cu, 1, cu_shape) == 0 && host_tensor_alloc_int32(&lens, 1, lens_shape) == 0 &&
            host_tensor_alloc(&q4, dt, 4, q4_shape, NULL) == 0;
-  memset(&cu64, 0, sizeof cu64);
   CHECK(ok, "ragged: fixture allocation");
   if (!ok) return;
   int32_t *offsets = cu.t.data;

@@ -157,12 +157,11 @@ static int64_t runtime_cpu_jobs(const runtime_kernel *kernel, const attention_pr
   return runtime_cpu_ragged_jobs(kernel, problem, NULL);
 }
 
-/* The CPU's parts: enough for every worker thread (runtime_kv_splits), each a whole number of key
- * tiles (*split_keys keys); 1 when the jobs alone keep the threads busy. */
+/* The CPU's parts of a launch of `jobs` jobs: enough for every worker thread (runtime_kv_splits), each
+ * a whole number of key tiles (*split_keys keys); 1 when the jobs alone keep the threads busy. */
 static int64_t runtime_cpu_split(const fj_context *context, const runtime_kernel *kernel,
-                                 const attention_problem *problem, int64_t *split_keys) {
+                                 const attention_problem *problem, int64_t jobs, int64_t *split_keys) {
   int block_n = runtime_config_value(kernel->family, &kernel->config, "block_n");
-  int64_t jobs = runtime_cpu_jobs(kernel, problem);
   int64_t job_keys = runtime_job_keys(problem, block_n);
   int64_t splits = runtime_kv_splits(context->workers, jobs, job_keys, block_n);
   if (splits == 1) return 1;
@@ -177,7 +176,7 @@ void runtime_split_plan(const fj_context *context, const runtime_kernel *kernel,
   *bytes = 0;
   if (strcmp(kernel->family->backend, "cpu") == 0) {
     int64_t split_keys = 0;
-    *splits = runtime_cpu_split(context, kernel, problem, &split_keys);
+    *splits = runtime_cpu_split(context, kernel, problem, runtime_cpu_jobs(kernel, problem), &split_keys);
     if (*splits > 1) *bytes = runtime_split_bytes(problem, *splits);
     return;
   }
@@ -188,9 +187,38 @@ void runtime_split_plan(const fj_context *context, const runtime_kernel *kernel,
   if (*splits > 1) *bytes = runtime_split_bytes(problem, *splits);
 }
 
-/* A CPU launch; with fewer jobs than worker threads (a decode step: batch x KV heads jobs) each job's
- * keys are cut into parts run as jobs of their own, into a workspace the size of a few outputs (the
- * caller's when it gave one that large, else allocated here) that split_kv.c then combines. */
+/* A CPU launch of params (launch->jobs jobs); with fewer jobs than worker threads (a decode step: batch x
+ * KV heads jobs) each job's keys are cut into parts run as jobs of their own, into a workspace the size
+ * of a few outputs (the caller's when it gave one that large, else allocated here) that split_kv.c then
+ * combines. */
+static fj_status runtime_launch_cpu_parts(fj_context *context, const runtime_kernel *kernel,
+                                          const attention_problem *problem, cpu_attention_params *params,
+                                          backend_launch *launch, void *stream) {
+  int64_t split_keys = 0, splits = runtime_cpu_split(context, kernel, problem, launch->jobs, &split_keys);
+  if (splits == 1) return context->backend->launch(context->device, kernel->function, launch, stream);
+
+  params->kv_split_keys = split_keys;
+  params->kv_splits = splits;
+  int64_t rows = problem->batch * problem->key.heads * problem->seqlen_q;
+  size_t bytes = runtime_split_bytes(problem, splits);
+  float *owned = NULL, *workspace = problem->workspace;
+  if (workspace == NULL || (size_t)problem->workspace_bytes < bytes) {
+    workspace = owned = malloc(bytes);
+    if (workspace == NULL)
+      return core_error(FJ_OUT_OF_MEMORY, "split-KV: no memory for %lld parts of %lld rows (%zu bytes)",
+                        (long long)splits, (long long)rows, bytes);
+  }
+  params->o_partial = workspace;
+  params->lse_partial = workspace + (size_t)(splits * rows) * (size_t)problem->key.head_dim;
+  launch->jobs *= splits;
+  fj_status status = context->backend->launch(context->device, kernel->function, launch, stream);
+  if (status == FJ_OK) status = runtime_combine_kv_splits(problem, splits, params->o_partial, params->lse_partial);
+  free(owned);
+  return status;
+}
+
+/* A CPU launch: the family's grid of jobs, or with ragged queries those that hold rows, through the
+ * kernel's job map. */
 static fj_status runtime_launch_cpu(fj_context *context, const runtime_kernel *kernel,
                                     const attention_problem *problem, backend_launch *launch, void *stream) {
   cpu_attention_params params;
@@ -198,43 +226,15 @@ static fj_status runtime_launch_cpu(fj_context *context, const runtime_kernel *k
   if (status != FJ_OK) return status;
   launch->params = &params;
   launch->params_size = sizeof params;
-  int64_t *job_map = NULL;
-  if (problem->cu_seqlens_q != NULL) {  /* ragged: the jobs that hold rows, through the kernel's job map */
-    launch->jobs = runtime_cpu_ragged_jobs(kernel, problem, NULL);
-    if (launch->jobs == 0) return FJ_OK;  /* no sequence has a query: nothing to write */
-    job_map = malloc((size_t)launch->jobs * sizeof *job_map);
-    if (job_map == NULL)
-      return core_error(FJ_OUT_OF_MEMORY, "ragged queries: no memory for the map of %lld jobs",
-                        (long long)launch->jobs);
-    runtime_cpu_ragged_jobs(kernel, problem, job_map);
-    params.job_map = job_map;
-  }
-  int64_t split_keys = 0, splits = runtime_cpu_split(context, kernel, problem, &split_keys);
-  if (splits == 1) {
-    status = context->backend->launch(context->device, kernel->function, launch, stream);
-    free(job_map);
-    return status;
-  }
-
-  params.kv_split_keys = split_keys;
-  params.kv_splits = splits;
-  int64_t rows = problem->batch * problem->key.heads * problem->seqlen_q;
-  size_t bytes = runtime_split_bytes(problem, splits);
-  float *owned = NULL, *workspace = problem->workspace;
-  if (workspace == NULL || (size_t)problem->workspace_bytes < bytes) {
-    workspace = owned = malloc(bytes);
-    if (workspace == NULL) {
-      free(job_map);
-      return core_error(FJ_OUT_OF_MEMORY, "split-KV: no memory for %lld parts of %lld rows (%zu bytes)",
-                        (long long)splits, (long long)rows, bytes);
-    }
-  }
-  params.o_partial = workspace;
-  params.lse_partial = workspace + (size_t)(splits * rows) * (size_t)problem->key.head_dim;
-  launch->jobs *= splits;
-  status = context->backend->launch(context->device, kernel->function, launch, stream);
-  if (status == FJ_OK) status = runtime_combine_kv_splits(problem, splits, params.o_partial, params.lse_partial);
-  free(owned);
+  if (problem->cu_seqlens_q == NULL) return runtime_launch_cpu_parts(context, kernel, problem, &params, launch, stream);
+  launch->jobs = runtime_cpu_ragged_jobs(kernel, problem, NULL);
+  if (launch->jobs == 0) return FJ_OK;  /* no sequence has a query: nothing to write */
+  int64_t *job_map = malloc((size_t)launch->jobs * sizeof *job_map);
+  if (job_map == NULL)
+    return core_error(FJ_OUT_OF_MEMORY, "ragged queries: no memory for the map of %lld jobs", (long long)launch->jobs);
+  runtime_cpu_ragged_jobs(kernel, problem, job_map);
+  params.job_map = job_map;
+  status = runtime_launch_cpu_parts(context, kernel, problem, &params, launch, stream);
   free(job_map);
   return status;
 }
