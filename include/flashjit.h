@@ -121,6 +121,8 @@ typedef struct fj_problem_shape {
   /* Non-zero: the calls give cu_seqlens_q (ragged queries, seqlen_q then their max_seqlen_q; the
    * tuner's tensors give every sequence seqlen_q queries). */
   int varlen_q;
+  /* Non-zero: the calls give sinks (fj_attention_args.sinks). */
+  int sinks;
 } fj_problem_shape;
 
 /* Fills *shape with the defaults: bf16, batch 1, 8 heads and kv heads, seqlen 2048 (q and kv), head
@@ -214,6 +216,16 @@ typedef struct fj_attention_args {
    * max_seqlen_q, so that it never writes outside o and lse. */
   const DLTensor *cu_seqlens_q;
   int64_t max_seqlen_q;
+  /* Optional, NULL for none: attention sinks (gpt-oss's learned per-head logits), [heads] fp32 on q's
+   * device. Each head's softmax gets one more term in its denominator, as if every query also saw a key
+   * of score sinks[h] (in the units of the scaled scores, softmax_scale x q.k) whose value is zero:
+   *     o = sum_j e^(s_j) v_j / (e^(sinks[h]) + sum_j e^(s_j)),
+   * so a query may give part of its weight to nothing. The LSE counts that term too (o = sum_j
+   * e^(s_j - lse) v_j still holds; merging two calls' results by their LSE would count it twice, so
+   * give sinks to one of them); a query with no key to attend to gives 0 and LSE sinks[h]. Each value
+   * must be finite: on the CPU one that is not is refused (FJ_INVALID_ARGUMENT); on a GPU, whose memory
+   * the call does not read, it gives NaN in that head's rows (and writes nowhere else). */
+  const DLTensor *sinks;
 } fj_attention_args;
 
 /* Fills *args with the defaults: no tensors, scale 0 (1/sqrt(head_dim)), not causal, no window (-1,

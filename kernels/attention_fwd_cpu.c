@@ -39,7 +39,7 @@ static const kernel_param params[P_COUNT] = {
                     2, {0, 1}, .optional = 1},
 };
 
-#define GENERATOR_VERSION 11
+#define GENERATOR_VERSION 12
 
 /* Vector registers the inner loops need: the score (or P) tile, one Q^T (or O^T) row, the rescale
  * factors, and a broadcast. Over the target's count, the tile spills in the hot loop. */
@@ -120,11 +120,11 @@ static void default_config(const attention_key *key, const jit_target *target, k
 }
 
 static void codegen_key(const attention_key *key, char *buffer, size_t size) {
-  char page[24];
-  core_key_page_text(key, page, sizeof page);
+  char extra[40];
+  core_key_extra_text(key, extra, sizeof extra);
   snprintf(buffer, size, "dtype=%s d=%d causal=%d%s lse=%d dcontig=%d%s%s", core_dtype_name((dtype_id)key->dtype),
            key->head_dim, key->causal, key->window ? " window=1" : "", key->has_lse, key->d_contiguous,
-           key->varlen_q ? " varlen_q=1" : "", page);
+           key->varlen_q ? " varlen_q=1" : "", extra);
 }
 
 /* A job's queries are block_m rows of one (batch, head slot): with pack_gqa a slot is a KV head and its
@@ -431,6 +431,23 @@ static void sequence_queries(tile_builder *tb, LLVMValueRef block, LLVMValueRef 
   *count = tile_min(tb, tile_max(tb, tile_sub(tb, bound[1], bound[0]), tile_i64(tb, 0)), max_queries);
 }
 
+/* Head h's sink (key.sinks): one more term 2^sink2 of a row's sum, of a zero value (sink2 = sinks[h]
+ * log2 e, in the base-2 units of the row's maximum). With top = max(max, sink2), O / l becomes
+ * O 2^(max - top) / (l 2^(max - top) + 2^(sink2 - top)); top is finite (validation refuses other
+ * sinks), so a row that saw no key (max -inf, l 0) gets 0 and the LSE sink2. */
+static void add_sink(tile_builder *tb, LLVMValueRef block, LLVMValueRef h, LLVMValueRef max, LLVMValueRef l,
+                     LLVMValueRef *inverse, LLVMValueRef *lse2) {
+  LLVMValueRef sinks = tile_load_param_ptr(tb, block, offsetof(cpu_attention_params, sinks));
+  LLVMValueRef at = tile_mul(tb, h, tile_load_param_i64(tb, block, offsetof(cpu_attention_params, sinks_stride)));
+  LLVMValueRef sink2 = LLVMBuildFMul(tb->b, tile_load_f32(tb, sinks, at), tile_f32(tb, 1.4426950408889634f), "sink2");
+  LLVMValueRef top = tile_vmax(tb, max, sink2);
+  LLVMValueRef kept = tile_exp2_f32(tb, LLVMBuildFSub(tb->b, max, top, ""));
+  LLVMValueRef sum = LLVMBuildFAdd(tb->b, LLVMBuildFMul(tb->b, l, kept, ""),
+                                   tile_exp2_f32(tb, LLVMBuildFSub(tb->b, sink2, top, "")), "");
+  *inverse = LLVMBuildFDiv(tb->b, kept, sum, "");
+  *lse2 = LLVMBuildFAdd(tb->b, top, tile_log2(tb, sum), "");
+}
+
 static fj_status generate(LLVMModuleRef module, const attention_key *key, const jit_target *target,
                           const kernel_config *config, const char *function_name) {
   char why[256];
@@ -686,7 +703,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   }
   tile_end_for(tb, &kv_loop);
 
-  /* ---- epilogue: O / l, converted to the dtype; LSE = (m + log2 l) ln 2 ---- */
+  /* ---- epilogue: O / l, converted to the dtype; LSE = (m + log2 l) ln 2 (with a sink's term) ---- */
   LLVMValueRef o_partial = tile_load_param_ptr(tb, block, P_OFF(o_partial));
   LLVMValueRef lse_partial = tile_load_param_ptr(tb, block, P_OFF(lse_partial));
   LLVMValueRef is_part = LLVMBuildIsNotNull(tb->b, o_partial, "is_part");
@@ -726,6 +743,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     tile_if_end(tb, &to_parts);
     tile_if whole;
     tile_if_begin(tb, &whole, LLVMBuildNot(tb->b, is_part, ""));
+    if (key->sinks) add_sink(tb, block, h, max, l, &inverse, &lse2);  /* the parts' combine adds it */
     LLVMValueRef destination = row_index(tb, &o, b, tile_add(tb, q_start, query), h);
     tile_loop dl;
     LLVMValueRef d = tile_for(tb, &dl, tile_i64(tb, 0), tile_i64(tb, D), tile_i64(tb, 1), "d");

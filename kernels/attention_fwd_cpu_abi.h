@@ -29,6 +29,10 @@ typedef struct cpu_attention_params {
    * job_map[job'] (after the split part is taken off), so that a launch runs those alone instead of a
    * grid sized by the longest sequence (whose other jobs would only return). */
   const int64_t *job_map;
+  /* Kernels with sinks (key.sinks) only: head h's logit (natural log, the scaled scores' units) at
+   * sinks[h * sinks_stride], one more term of each of its rows' softmax sums (not of split parts': the
+   * runtime adds it when it combines them). */
+  const float *sinks;
   /* strides in elements, in the order batch, seq, head, dim (lse: batch, head, seq, unused) */
   int64_t q_stride[4], k_stride[4], v_stride[4], o_stride[4], lse_stride[4];
   int64_t batch, seqlen_q, seqlen_kv, heads, kv_heads;
@@ -44,6 +48,7 @@ typedef struct cpu_attention_params {
    * i + keys - seqlen_q + window_right]. */
   int64_t window_left, window_right;
   int64_t cu_seqlens_q_stride, total_q;
+  int64_t sinks_stride;
   float scale_log2;           /* softmax_scale * log2(e): scores are exponentiated in base 2 */
 } cpu_attention_params;
 
@@ -51,6 +56,6 @@ typedef struct cpu_attention_params {
  * thread's, 64-byte aligned, of the family's scratch_bytes. */
 typedef void (*cpu_attention_fn)(const cpu_attention_params *params, int64_t job, float *scratch);
 
-#define CPU_ATTENTION_PARAM_POINTERS 11
-#define CPU_ATTENTION_PARAM_INT64S 36
+#define CPU_ATTENTION_PARAM_POINTERS 12
+#define CPU_ATTENTION_PARAM_INT64S 37
 #endif

@@ -66,10 +66,14 @@ typedef struct gpu_attention_params {
    * as in the CPU block (clamped into [0, total_q], each sequence to seqlen_q queries) */
   uint64_t cu_seqlens_q;
   int64_t cu_seqlens_q_stride, total_q;
+  /* kernels with sinks (key.sinks) only: head h's logit (fp32, natural log) at sinks + 4 * h * sinks_stride,
+   * one more term of each row's softmax sum (added by the combine kernel, not by split parts) */
+  uint64_t sinks;
+  int64_t sinks_stride;
 } gpu_attention_params;
 
 #define GPU_COMBINE_SUFFIX "_combine"
 #define GPU_COMBINE_WARPS 4
 
-_Static_assert(sizeof(gpu_attention_params) == 8 * (5 + 26 + 1 + 3 + 2 + 4 + 2 + 2 + 3 + 2 + 3), "gpu_attention_params layout");
+_Static_assert(sizeof(gpu_attention_params) == 8 * (5 + 26 + 1 + 3 + 2 + 4 + 2 + 2 + 3 + 2 + 3 + 2), "gpu_attention_params layout");
 #endif

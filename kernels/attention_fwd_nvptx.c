@@ -42,7 +42,7 @@ static const kernel_param params[P_COUNT] = {
                     "when the launch finds SMs idle and a workspace", 2, {0, 1}, .optional = 1},
 };
 
-#define GENERATOR_VERSION 14
+#define GENERATOR_VERSION 15
 
 /* A budget on the registers one thread's fragments take in the main loop (32-bit registers), as a
  * weighted count fitted to what ptxas does: O (live throughout); half of S (the fp32 scores live only
@@ -101,7 +101,7 @@ static const kernel_param params[P_COUNT] = {
 
 typedef struct shape {
   int block_m, block_n, warps, stages, q_in_regs, swizzle, pack_gqa, split_kv;
-  int head_dim, padded_dim, m_tiles, causal, window, has_lse, d_contiguous, varlen, page_size, varlen_q;
+  int head_dim, padded_dim, m_tiles, causal, window, has_lse, d_contiguous, varlen, page_size, varlen_q, sinks;
   dtype_id dtype;
 } shape;
 
@@ -132,6 +132,7 @@ static shape shape_of(const attention_key *key, const kernel_config *config) {
   s.d_contiguous = key->d_contiguous;
   s.varlen = key->varlen;
   s.varlen_q = key->varlen_q;
+  s.sinks = key->sinks;
   s.page_size = key->page_size;
   s.dtype = (dtype_id)key->dtype;
   return s;
@@ -323,11 +324,11 @@ static void default_config(const attention_key *key, const jit_target *target, k
 }
 
 static void codegen_key(const attention_key *key, char *buffer, size_t size) {
-  char page[24];
-  core_key_page_text(key, page, sizeof page);
+  char extra[40];
+  core_key_extra_text(key, extra, sizeof extra);
   snprintf(buffer, size, "dtype=%s d=%d causal=%d%s lse=%d dcontig=%d%s%s%s", core_dtype_name((dtype_id)key->dtype),
            key->head_dim, key->causal, key->window ? " window=1" : "", key->has_lse, key->d_contiguous,
-           key->varlen ? " varlen=1" : "", key->varlen_q ? " varlen_q=1" : "", page);
+           key->varlen ? " varlen=1" : "", key->varlen_q ? " varlen_q=1" : "", extra);
 }
 
 /* As on the CPU: a block's rows are block_m queries of one (batch, head slot), a slot being a query
@@ -490,6 +491,40 @@ static LLVMValueRef sequence_keys(tile_gpu *tg, LLVMValueRef b, LLVMValueRef seq
 static LLVMValueRef slot_rows(tile_gpu *tg, const shape *s, LLVMValueRef seqlen_q) {
   if (!s->pack_gqa) return seqlen_q;
   return tile_mul(&tg->tb, seqlen_q, LLVMBuildZExt(tg->tb.b, tile_gpu_param_i32(tg, P_OFF(group)), tg->tb.i64, ""));
+}
+
+/* Each head's sink (key.sinks) folded into this thread's rows, where a row ends here (split parts leave
+ * it out; the combine kernel adds it): one more term 2^sink2 of the row's sum, of a zero value (sink2 =
+ * sinks[h] log2 e, in the units of the row's maximum m). With top = max(m, sink2), O / l becomes
+ * O 2^(m - top) / (l 2^(m - top) + 2^(sink2 - top)) and the log2 sum top + log2 of that sum; a row that
+ * saw no key (m -inf, l 0) gets 0 and sink2. Packed rows are (position, head) pairs: each its own head. */
+static void add_sinks(tile_gpu *tg, const shape *s, const block_coordinates *at, LLVMValueRef warp_row0,
+                      const tile_gpu_rows *row_max, const tile_gpu_rows *row_sum, tile_gpu_rows *inverse,
+                      tile_gpu_rows *log2_sum) {
+  tile_builder *tb = &tg->tb;
+  LLVMBuilderRef ir = tb->b;
+  tile_gpu_rows rows;
+  tile_gpu_rows_index(tg, &rows, s->m_tiles, warp_row0);
+  LLVMValueRef sinks = tile_gpu_param_global(tg, P_OFF(sinks));
+  LLVMValueRef stride = tile_gpu_param_i64(tg, P_OFF(sinks_stride));
+  LLVMValueRef group = LLVMBuildZExt(ir, tile_gpu_param_i32(tg, P_OFF(group)), tb->i64, "");
+  for (int r = 0; r < 2 * s->m_tiles; r++) {
+    LLVMValueRef head = at->head;
+    if (s->pack_gqa) {
+      LLVMValueRef row = tile_add(tb, at->q0, rows.v[r]);
+      head = tile_add(tb, head, tile_sub(tb, row, tile_mul(tb, row_position(tg, s, row), group)));
+    }
+    LLVMValueRef index = tile_mul(tb, head, stride);
+    LLVMValueRef sink = LLVMBuildLoad2(ir, tb->f32, LLVMBuildGEP2(ir, tb->f32, sinks, &index, 1, ""), "");
+    LLVMValueRef sink2 = LLVMBuildFMul(ir, sink, tile_f32(tb, 1.4426950408889634f), "sink2");
+    LLVMValueRef m = row_max->v[r];
+    LLVMValueRef top = LLVMBuildSelect(ir, LLVMBuildFCmp(ir, LLVMRealOGT, m, sink2, ""), m, sink2, "");
+    LLVMValueRef kept = tile_gpu_exp2(tg, LLVMBuildFSub(ir, m, top, ""));
+    LLVMValueRef sum = LLVMBuildFAdd(ir, LLVMBuildFMul(ir, row_sum->v[r], kept, ""),
+                                     tile_gpu_exp2(tg, LLVMBuildFSub(ir, sink2, top, "")), "");
+    inverse->v[r] = LLVMBuildFDiv(ir, kept, sum, "");
+    log2_sum->v[r] = LLVMBuildFAdd(ir, top, tile_gpu_lg2(tg, sum), "");
+  }
 }
 
 /* The block's rows of O (scaled by inverse, rounded to the dtype) to o, and with has_lse their
@@ -767,6 +802,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   }
   at = block_coordinates_of(tg, &s, tile_gpu_block_index_opaque(tg));
   if (!s.split_kv) {
+    if (s.sinks) add_sinks(tg, &s, &at, warp_row0, &row_max, &row_sum, &inverse, &log2_sum);
     store_result(tg, &s, &out, &inverse, &log2_sum, &at, warp_row0);
   } else {
     LLVMValueRef split = tile_lt(tb, tile_i64(tb, 1), tile_gpu_param_i64(tg, P_OFF(kv_splits)));
@@ -775,6 +811,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     store_part(tg, &s, &out, &inverse, &log2_sum, &at, warp_row0);
     tile_if_end(tb, &parts);
     tile_if_begin(tb, &whole, LLVMBuildNot(ir, split, ""));
+    if (s.sinks) add_sinks(tg, &s, &at, warp_row0, &row_max, &row_sum, &inverse, &log2_sum);
     store_result(tg, &s, &out, &inverse, &log2_sum, &at, warp_row0);
     tile_if_end(tb, &whole);
   }

@@ -58,6 +58,8 @@ typedef struct test_case {
    * [total_q, heads, head_dim], lse [heads, total_q]; seqlen_q is max_seqlen_q. Contiguous, d-stride-2
    * and lse-strided layouts only (k and v keep their batch dimension). */
   int ragged_q;
+  /* 1: attention sinks (fj_attention_args.sinks), case_sink(c, h) for head h */
+  int sinks;
 } test_case;
 
 #define CASE_RAGGED_BEFORE 2
@@ -98,6 +100,17 @@ static inline void describe(const test_case *c, char *buffer, size_t size) {
     size_t used = strlen(buffer);
     snprintf(buffer + used, size > used ? size - used : 0, " ragged-q");
   }
+  if (c->sinks) {
+    size_t used = strlen(buffer);
+    snprintf(buffer + used, size > used ? size - used : 0, " sinks");
+  }
+}
+
+/* A sinks case's logit for head h: from -3 to 5, so that some heads' sinks take most of the weight
+ * (the scores of unit-variance inputs are of order 1) and some almost none. */
+static inline float case_sink(const test_case *c, int64_t h) {
+  (void)c;
+  return -3.0f + (float)((h * 5) % 9);
 }
 
 /* A ragged case's query count for sequence b: seqlen_q (the most) for the first, none for the second
@@ -143,6 +156,9 @@ typedef struct case_tensors {
   int32_t *cu;       /* ragged cases: [batch + 1] query offsets, seen through cu_t */
   int64_t cu_shape[1];
   DLTensor cu_t;
+  float *sinks;      /* sinks cases: [heads] logits, seen through sinks_t */
+  int64_t sinks_shape[1];
+  DLTensor sinks_t;
 } case_tensors;
 
 /* 1 when every tensor was allocated; fills the inputs from seed, poisons and snapshots the outputs. On 0,
@@ -220,6 +236,14 @@ static inline int case_tensors_create(const test_case *c, uint64_t seed, case_te
     t->cu_t = (DLTensor){.data = t->cu, .device = {kDLCPU, 0}, .ndim = 1, .dtype = {kDLInt, 32, 1},
                          .shape = t->cu_shape};
   }
+  if (c->sinks) {
+    t->sinks = malloc((size_t)h * sizeof *t->sinks);
+    ok &= t->sinks != NULL;
+    for (int64_t i = 0; ok && i < h; i++) t->sinks[i] = case_sink(c, i);
+    t->sinks_shape[0] = h;
+    t->sinks_t = (DLTensor){.data = t->sinks, .device = {kDLCPU, 0}, .ndim = 1, .dtype = {kDLFloat, 32, 1},
+                            .shape = t->sinks_shape};
+  }
   if (c->varlen) {
     t->seqlens = malloc((size_t)b * sizeof *t->seqlens);
     ok &= t->seqlens != NULL;
@@ -262,6 +286,7 @@ static inline void case_tensors_free(const test_case *c, case_tensors *t) {
   free(t->seqlens);
   free(t->table);
   free(t->cu);
+  free(t->sinks);
   free(t->o_before);
   free(t->lse_before);
   host_tensor_free(&t->qkv);
@@ -294,6 +319,7 @@ static inline void case_host_args(const test_case *c, case_tensors *t, fj_attent
     args->cu_seqlens_q = &t->cu_t;
     args->max_seqlen_q = c->seqlen_q;
   }
+  if (c->sinks) args->sinks = &t->sinks_t;
 }
 
 static inline uint64_t allocation_hash(const host_tensor *t) {
@@ -382,7 +408,7 @@ static inline int ragged_spares_untouched(const test_case *c, const case_tensors
 }
 
 /* Rows that see no key (under the bottom-right causal mask or window, or in a sequence with no keys)
- * must be exactly 0 (not NaN) and have lse -inf. */
+ * must be exactly 0 (not NaN) and have lse -inf, or with sinks their head's sink (to fp32 rounding). */
 static inline int masked_rows_exact(const attention_problem *p, long long *bad_row) {
   for (int64_t b = 0; b < p->batch; b++) {
     int64_t keys = core_sequence_keys(p, b), start, queries;
@@ -403,7 +429,9 @@ static inline int masked_rows_exact(const attention_problem *p, long long *bad_r
         if (p->lse.data != NULL) {
           int64_t e = b * p->lse.stride[0] + h * p->lse.stride[1] + (start + i) * p->lse.stride[2];
           float value = ((const float *)(const void *)p->lse.data)[e];
-          if (!(isinf(value) && value < 0)) {
+          int exact = p->sinks != NULL ? fabsf(value - p->sinks[h * p->sinks_stride]) <= 1e-5f * (1.0f + fabsf(value))
+                                       : isinf(value) && value < 0;
+          if (!exact) {
             *bad_row = (long long)i;
             return 0;
           }

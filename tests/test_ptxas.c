@@ -96,11 +96,11 @@ static void add_job(const char *arch, const attention_key *key, const kernel_con
   memset(j, 0, sizeof *j);
   char text[200];
   kernel_config_string(family, config, text, sizeof text);
-  char page[24];
-  core_key_page_text(key, page, sizeof page);
+  char extra[40];
+  core_key_extra_text(key, extra, sizeof extra);
   snprintf(j->name, sizeof j->name, "%s %s d=%d%s%s%s%s%s%s%s%s %s [%s]", arch, core_dtype_name((dtype_id)key->dtype),
            key->head_dim, key->causal ? " causal" : "", key->window ? " window" : "", key->has_lse ? " lse" : "",
-           key->d_contiguous ? "" : " strided-d", key->varlen ? " varlen" : "", key->varlen_q ? " ragged-q" : "", page,
+           key->d_contiguous ? "" : " strided-d", key->varlen ? " varlen" : "", key->varlen_q ? " ragged-q" : "", extra,
            key->seqlen_bucket == 0 ? " decode" : "", text, tag);
   snprintf(j->arch, sizeof j->arch, "%s", arch);
   j->key = *key;

@@ -19,20 +19,21 @@ int core_seqlen_bucket(int64_t seqlen) {
 
 void core_attention_key_string(const attention_key *key, char *buffer, size_t size) {
   if (buffer == NULL || size == 0) return;
-  /* window, varlen, varlen_q and page only where set, so that every key stored before they existed still reads
+  /* window, varlen, varlen_q, page and sinks only where set, so that every key stored before they existed still reads
    * the same */
-  char page[24];
-  core_key_page_text(key, page, sizeof page);
+  char extra[40];
+  core_key_extra_text(key, extra, sizeof extra);
   snprintf(buffer, size, "attention_fwd dtype=%s d=%d h=%d hk=%d causal=%d%s lse=%d dcontig=%d%s%s%s sq<=2^%d",
            core_dtype_name((dtype_id)key->dtype), key->head_dim, key->heads, key->kv_heads,
            key->causal, key->window ? " window=1" : "", key->has_lse, key->d_contiguous,
-           key->varlen ? " varlen=1" : "", key->varlen_q ? " varlen_q=1" : "", page, key->seqlen_bucket);
+           key->varlen ? " varlen=1" : "", key->varlen_q ? " varlen_q=1" : "", extra, key->seqlen_bucket);
 }
 
-void core_key_page_text(const attention_key *key, char *buffer, size_t size) {
+void core_key_extra_text(const attention_key *key, char *buffer, size_t size) {
   if (buffer == NULL || size == 0) return;
-  buffer[0] = '\0';
-  if (key->page_size > 0) snprintf(buffer, size, " page=%d", key->page_size);
+  char page[24] = "";
+  if (key->page_size > 0) snprintf(page, sizeof page, " page=%d", key->page_size);
+  snprintf(buffer, size, "%s%s", page, key->sinks ? " sinks=1" : "");
 }
 
 void core_visible_keys(const attention_problem *problem, int64_t i, int64_t queries, int64_t keys, int64_t *first,
@@ -499,6 +500,33 @@ static fj_status core_check_block_table_entries(const core_arg *table, const cor
   return FJ_OK;
 }
 
+/* sinks: [heads] fp32 on q's device, apart from the outputs, and on the CPU (where it can be read now)
+ * every value finite. */
+static fj_status core_check_sinks(core_arg *sinks, const core_arg *q, int64_t heads, const core_arg *o,
+                                  const core_arg *lse) {
+  fj_status s;
+  if ((s = core_check_present("sinks", sinks->t, 1, "[heads]")) != FJ_OK) return s;
+  if (sinks->t->shape[0] != heads)
+    return core_error(FJ_INVALID_ARGUMENT, "sinks.shape[0]=%" PRId64 " but heads=%" PRId64
+                      " (one logit per query head)", sinks->t->shape[0], heads);
+  if (!core_dtype_from_dlpack(sinks->t->dtype, &sinks->dtype) || sinks->dtype != DTYPE_F32) {
+    char text[48];
+    core_format_dlpack_type(sinks->t->dtype, text, sizeof text);
+    return core_error(FJ_INVALID_ARGUMENT, "sinks.dtype is %s; expected fp32", text);
+  }
+  if ((s = core_check_same_device(sinks, q)) != FJ_OK) return s;
+  if ((s = core_check_layout(sinks)) != FJ_OK) return s;
+  if ((s = core_check_disjoint(o, sinks)) != FJ_OK) return s;
+  if (lse->t != NULL && (s = core_check_disjoint(lse, sinks)) != FJ_OK) return s;
+  if (sinks->t->device.device_type != kDLCPU) return FJ_OK;
+  const float *values = (const float *)(const void *)((const char *)sinks->t->data + sinks->t->byte_offset);
+  for (int64_t h = 0; h < heads; h++)
+    if (!isfinite(values[h * sinks->stride[0]]))
+      return core_error(FJ_INVALID_ARGUMENT, "sinks[%" PRId64 "]=%g: each must be finite", h,
+                        (double)values[h * sinks->stride[0]]);
+  return FJ_OK;
+}
+
 /* workspace: [bytes] uint8 on q's device, contiguous, 16-byte aligned, apart from every tensor the call
  * reads or writes (others: the call's arguments; absent ones have t == NULL). */
 static fj_status core_check_workspace(core_arg *work, const core_arg *q, const core_arg *const *others, int count) {
@@ -582,6 +610,8 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
   if (args->struct_size >= offsetof(fj_attention_args, workspace) + sizeof(DLTensor *)) work.t = args->workspace;
   core_arg cu = {.name = "cu_seqlens_q", .t = NULL};
   if (args->struct_size >= offsetof(fj_attention_args, max_seqlen_q) + sizeof(int64_t)) cu.t = args->cu_seqlens_q;
+  core_arg sinks = {.name = "sinks", .t = NULL};
+  if (args->struct_size >= offsetof(fj_attention_args, sinks) + sizeof(const DLTensor *)) sinks.t = args->sinks;
   int paged = table.t != NULL, ragged = cu.t != NULL;
 
   core_arg q = {.name = "q", .t = args->q}, k = {.name = "k", .t = args->k};
@@ -707,9 +737,10 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
     return s;
   if (paged && (s = core_check_block_table_entries(&table, &k, &lens)) != FJ_OK) return s;
   if (ragged && (s = core_check_cu_seqlens_q(&cu, &q, seqlen_q, &o, &lse)) != FJ_OK) return s;
+  if (sinks.t != NULL && (s = core_check_sinks(&sinks, &q, qs[qh], &o, &lse)) != FJ_OK) return s;
   if (work.t != NULL) {
-    const core_arg *const others[] = {&q, &k, &v, &o, &lse, &lens, &table, &cu};
-    if ((s = core_check_workspace(&work, &q, others, 8)) != FJ_OK) return s;
+    const core_arg *const others[] = {&q, &k, &v, &o, &lse, &lens, &table, &cu, &sinks};
+    if ((s = core_check_workspace(&work, &q, others, 9)) != FJ_OK) return s;
   }
 
   int windowed = args->struct_size >= offsetof(fj_attention_args, window_right) + sizeof(int64_t) && args->windowed;
@@ -755,6 +786,11 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
     p.block_table_stride[0] = table.stride[0];
     p.block_table_stride[1] = table.stride[1];
     p.pages = ks[0];
+  }
+  if (sinks.t != NULL) {
+    p.key.sinks = 1;
+    p.sinks = (const float *)(const void *)((const char *)sinks.t->data + sinks.t->byte_offset);
+    p.sinks_stride = sinks.stride[0];
   }
   if (work.t != NULL && work.elements > 0) {
     p.workspace = (void *)work.first;

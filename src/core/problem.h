@@ -23,6 +23,7 @@ typedef struct attention_key {
   int page_size;     /* block_table given: k and v are pools of pages of this many keys; else 0 */
   int window;        /* keys before a diagonal are masked: window_left >= 0 (a sliding window) */
   int varlen_q;      /* cu_seqlens_q given: ragged queries, each sequence its own query count */
+  int sinks;         /* sinks given: each head's softmax has one more term, of a zero value */
 } attention_key;
 
 /* A view of a 4-d (or 3-d, for lse) tensor: the address of element [0,0,0,0] and strides in elements. */
@@ -63,6 +64,10 @@ typedef struct attention_problem {
   const int32_t *block_table;
   int64_t block_table_stride[2];
   int64_t pages;
+  /* Attention sinks (fj_attention_args.sinks; key.sinks): head h's logit at sinks[h * sinks_stride], in
+   * the units of the scaled scores (natural log); NULL when none. */
+  const float *sinks;
+  int64_t sinks_stride;
   /* fj_attention_args.workspace: caller scratch on the device (NULL, 0 when none) */
   void *workspace;
   int64_t workspace_bytes;
@@ -74,9 +79,9 @@ int core_seqlen_bucket(int64_t seqlen);
 /* A stable, readable one-line form of the key: "attention_fwd dtype=bf16 d=128 h=8 hk=8 causal=0
  * lse=0 dcontig=1 sq<=2^11". Used in logs, cache keys and the tuning database. */
 void core_attention_key_string(const attention_key *key, char *buffer, size_t size);
-/* " page=N" for a paged key, else "": the part of the key and codegen strings a page size adds (a
- * constant of the kernel). */
-void core_key_page_text(const attention_key *key, char *buffer, size_t size);
+/* " page=N" for a paged key, else "", then " sinks=1" for a key with sinks: the part of the key and
+ * codegen strings these add (constants of the kernel). */
+void core_key_extra_text(const attention_key *key, char *buffer, size_t size);
 
 /* Validates every argument of a forward call and fills *out. On failure returns FJ_INVALID_ARGUMENT
  * (or FJ_UNSUPPORTED for a valid but unsupported case) with a message naming the argument and values,

@@ -72,17 +72,19 @@ fj_status core_reference_attention(const attention_problem *problem, double *out
           int64_t first, end;
           core_visible_keys(problem, i, queries, keys, &first, &end);
           double *o_row = out_o + ((b * SQ + i) * H + h) * D;
-          double lse = -INFINITY;
+          /* A sink is one more term of the denominator, a key of that score and a zero value. */
+          double sink = problem->sinks != NULL ? problem->sinks[h * problem->sinks_stride] : -INFINITY;
+          double lse = sink;
           if (end == first) {
             memset(o_row, 0, (size_t)D * sizeof(double));
           } else {
             core_gather_rows(&problem->q, dtype, b, h, start + i, 1, D, qrow);
-            double m = -INFINITY;
+            double m = sink;
             for (int64_t j = first; j < end; j++) {
               p[j] = scale * core_dot(qrow, kmat + j * D, D);
               if (p[j] > m) m = p[j];
             }
-            double sum = 0;
+            double sum = exp(sink - m);
             memset(acc, 0, (size_t)D * sizeof(double));
             for (int64_t j = first; j < end; j++) {
               double w = exp(p[j] - m);

@@ -52,8 +52,8 @@ static fj_status runtime_check_device(const fj_context *context, const attention
                     context->device_index);
 }
 
-/* seqlen_kv = 0 on the CPU: every row attends to nothing, so o is 0 and lse is -inf, as the kernel
- * would give; written here because no kernel needs compiling for it. GPU kernels get the launch: their
+/* seqlen_kv = 0 on the CPU: every row attends to nothing, so o is 0 and lse is -inf (or the head's
+ * sink, the sum's one term), as the kernel would give; written here because no kernel needs compiling for it. GPU kernels get the launch: their
  * memory is not ours to write from the host, and an empty KV range is their fully masked row. */
 static fj_status runtime_write_empty_result(const attention_problem *problem) {
   const tensor_view *o = &problem->o, *lse = &problem->lse;
@@ -68,7 +68,8 @@ static fj_status runtime_write_empty_result(const attention_problem *problem) {
           memset(o->data + offset * (int64_t)element, 0, element);  /* +0.0 in every dtype */
         }
         if (lse->data != NULL)
-          ((float *)(void *)lse->data)[b * lse->stride[0] + h * lse->stride[1] + s * lse->stride[2]] = -INFINITY;
+          ((float *)(void *)lse->data)[b * lse->stride[0] + h * lse->stride[1] + s * lse->stride[2]] =
+              problem->sinks != NULL ? problem->sinks[h * problem->sinks_stride] : -INFINITY;
       }
   }
   return FJ_OK;

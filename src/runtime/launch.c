@@ -66,6 +66,8 @@ static fj_status runtime_cpu_params(const runtime_kernel *kernel, const attentio
   params->cu_seqlens_q = problem->cu_seqlens_q;
   params->cu_seqlens_q_stride = problem->cu_seqlens_q_stride;
   params->total_q = problem->total_q;
+  params->sinks = problem->sinks;
+  params->sinks_stride = problem->sinks_stride;
   params->scale_log2 = (float)((double)problem->softmax_scale * RUNTIME_LOG2E);
   return FJ_OK;
 }
@@ -105,6 +107,8 @@ fj_status runtime_gpu_params(const runtime_kernel *kernel, const attention_probl
   params->cu_seqlens_q = (uint64_t)(uintptr_t)fields.cu_seqlens_q;
   params->cu_seqlens_q_stride = fields.cu_seqlens_q_stride;
   params->total_q = fields.total_q;
+  params->sinks = (uint64_t)(uintptr_t)fields.sinks;
+  params->sinks_stride = fields.sinks_stride;
   int64_t group = fields.kv_heads > 0 ? fields.heads / fields.kv_heads : 1;
   params->group = (uint32_t)group;
   int pack = runtime_config_value(kernel->family, &kernel->config, "pack_gqa") == 1;

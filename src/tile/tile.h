@@ -94,6 +94,7 @@ LLVMValueRef tile_vsub(tile_builder *tb, LLVMValueRef a, LLVMValueRef b);
 /* 2^x for every lane; exactly 0 for x <= -127 (so -inf gives 0, never NaN); relative error ~1e-7. */
 LLVMValueRef tile_exp2(tile_builder *tb, LLVMValueRef x);
 LLVMValueRef tile_log2(tile_builder *tb, LLVMValueRef x);  /* scalar float, llvm.log2 */
+LLVMValueRef tile_exp2_f32(tile_builder *tb, LLVMValueRef x);  /* scalar float, llvm.exp2 */
 LLVMValueRef tile_extract(tile_builder *tb, LLVMValueRef vector, int lane);
 
 /* ---- register tiles: rows x cols fp32 held as rows x (cols / lanes) vectors ---- */

@@ -329,6 +329,11 @@ LLVMValueRef tile_log2(tile_builder *tb, LLVMValueRef x) {
   return call_intrinsic(tb, "llvm.log2", tb->f32, args, 1);
 }
 
+LLVMValueRef tile_exp2_f32(tile_builder *tb, LLVMValueRef x) {
+  LLVMValueRef args[1] = {x};
+  return call_intrinsic(tb, "llvm.exp2", tb->f32, args, 1);
+}
+
 LLVMValueRef tile_extract(tile_builder *tb, LLVMValueRef vector, int lane) {
   return LLVMBuildExtractElement(tb->b, vector, LLVMConstInt(tb->i32, (unsigned long long)lane, 0), "");
 }
