@@ -65,6 +65,8 @@ void cmd_bench_help(FILE *out) {
           "                       with the batch and the longest --seqlen from the list); without\n"
           "                       --seqlen-kv each sequence attends to as many keys as it has\n"
           "                       queries (a prefill of prompts of different lengths, seqlens_kv)\n"
+          "  --sinks              attention sinks (gpt-oss): one logit per head in every row's\n"
+          "                       softmax sum (from -1 to 1); no peer takes them\n"
           "  --check              compare o and the LSE with the float64 reference; exit 1 when the\n"
           "                       error is over the dtype's bound; also times the naive reference\n"
           "  --no-split-kv        give the calls no workspace: a GPU launch that would cut each\n"
@@ -120,6 +122,8 @@ typedef struct bench_run {
   tune_mirror dtable, dlens;
   host_tensor cu;                /* --varlen-q: cu_seqlens_q, and its device twin */
   tune_mirror dcu;
+  host_tensor sinks;             /* --sinks: the heads' logits, and their device twin */
+  tune_mirror dsinks;
   host_tensor work;              /* split-KV: the workspace (zeros), and its device twin as uint8 bytes */
   tune_mirror dwork;
   DLTensor workspace;
@@ -244,6 +248,7 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
       {"--window-right", CLI_INT, &o->window_right, -1, INT32_MAX, &seen_window_right},
       {"--varlen-q", CLI_FLAG, &o->varlen_q, 0, 0, &seen_varlen_q},
       {"--seqlens-q", CLI_STRING, &o->seqlens_q, 0, 0, NULL},
+      {"--sinks", CLI_FLAG, &o->sinks, 0, 0, NULL},
       {"--check", CLI_FLAG, &o->check, 0, 0, NULL},
       {"--no-split-kv", CLI_FLAG, &o->no_split_kv, 0, 0, NULL},
       {"--json", CLI_FLAG, &o->json, 0, 0, NULL},
@@ -280,7 +285,8 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
   if (!o->kv_heads_set) o->kv_heads = o->heads;
   if (!o->seqlen_kv_set) o->seqlen_kv = o->seqlen;
   o->shape_flags = seen_batch || seen_heads || seen_seqlen || seen_head_dim || seen_causal || o->kv_heads_set ||
-                   o->seqlen_kv_set || seen_page_size || seen_window_left || seen_window_right || seen_varlen_q;
+                   o->seqlen_kv_set || seen_page_size || seen_window_left || seen_window_right || seen_varlen_q ||
+                   o->sinks;
   o->windowed = seen_window_left || seen_window_right;
   if (o->causal && o->window_right > 0) {
     cli_error(BENCH_COMMAND, "--window-right=%" PRId64 " with --causal: causal is --window-right=0", o->window_right);
@@ -309,6 +315,11 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
   if (o->peers && o->windowed) {
     cli_error(BENCH_COMMAND, "--peers with --window-left/--window-right: no peer takes a sliding window (PyTorch's "
               "SDPA backends and the Triton kernel here take none)");
+    return CLI_EXIT_USAGE;
+  }
+  if (o->peers && o->sinks) {
+    cli_error(BENCH_COMMAND, "--peers with --sinks: no peer here takes attention sinks (PyTorch's SDPA backends and "
+              "the Triton kernel here take none)");
     return CLI_EXIT_USAGE;
   }
   if (o->peers && o->varlen_q) {
@@ -409,6 +420,7 @@ static void bench_index_args(const bench_options *o, bench_run *run, fj_attentio
   }
   if (run->lens.allocation != NULL) args->seqlens_kv = on_host ? &run->lens.t : &run->dlens.t;
   if (run->table.allocation != NULL) args->block_table = on_host ? &run->table.t : &run->dtable.t;
+  if (run->sinks.allocation != NULL) args->sinks = on_host ? &run->sinks.t : &run->dsinks.t;
 }
 
 static int bench_alloc(const bench_options *o, bench_run *run, uint64_t seed) {
@@ -446,6 +458,14 @@ static int bench_alloc(const bench_options *o, bench_run *run, uint64_t seed) {
       return -1;
     }
     memcpy(run->lens.t.data, o->query_counts, (size_t)o->batch * sizeof(int32_t));
+  }
+  if (o->sinks) {  /* logits of the scores' order (as the tuner's), so the sinks' term counts */
+    int64_t sinks_shape[1] = {o->heads};
+    if (host_tensor_alloc(&run->sinks, DTYPE_F32, 1, sinks_shape, NULL) != 0) {
+      cli_error(BENCH_COMMAND, "--sinks: cannot allocate sinks [%" PRId64 "]", o->heads);
+      return -1;
+    }
+    for (int64_t h = 0; h < o->heads; h++) ((float *)run->sinks.t.data)[h] = 0.5f * (float)(h % 5) - 1.0f;
   }
   struct {
     host_tensor *t;
@@ -485,7 +505,7 @@ static int bench_alloc(const bench_options *o, bench_run *run, uint64_t seed) {
     tune_mirror *d;
     const char *name;
   } index[] = {{&run->table, &run->dtable, "the block table"}, {&run->lens, &run->dlens, "seqlens_kv"},
-               {&run->cu, &run->dcu, "cu_seqlens_q"}};
+               {&run->cu, &run->dcu, "cu_seqlens_q"}, {&run->sinks, &run->dsinks, "sinks"}};
   for (size_t i = 0; i < sizeof index / sizeof index[0]; i++) {
     if (index[i].t->allocation == NULL) continue;
     fj_status status = tune_mirror_upload(run->context, index[i].t, index[i].name, index[i].d);
@@ -507,7 +527,7 @@ static int bench_alloc(const bench_options *o, bench_run *run, uint64_t seed) {
 
 static void bench_free(bench_run *run) {
   tune_mirror *mirrors[] = {&run->dq,   &run->dk,     &run->dv,    &run->dout,  &run->dlse,
-                            &run->dtable, &run->dlens, &run->dcu, &run->dwork};
+                            &run->dtable, &run->dlens, &run->dcu, &run->dsinks, &run->dwork};
   for (size_t i = 0; i < sizeof mirrors / sizeof mirrors[0]; i++)
     if (run->context) tune_mirror_free(run->context, mirrors[i]);
   host_tensor_free(&run->q);
@@ -518,6 +538,7 @@ static void bench_free(bench_run *run) {
   host_tensor_free(&run->table);
   host_tensor_free(&run->lens);
   host_tensor_free(&run->cu);
+  host_tensor_free(&run->sinks);
   host_tensor_free(&run->work);
 }
 
@@ -665,9 +686,9 @@ static void bench_print_text(const bench_options *o, const bench_result *r, cons
   if (o->windowed)
     snprintf(window, sizeof window, ", window (%" PRId64 ", %" PRId64 ")", o->window_left, o->window_right);
   printf("problem     batch %" PRId64 ", heads %" PRId64 " (kv %" PRId64 "), seqlen %" PRId64 " x %" PRId64
-         ", head_dim %" PRId64 ", %s%s%s%s%s\n",
+         ", head_dim %" PRId64 ", %s%s%s%s%s%s\n",
          o->batch, o->heads, o->kv_heads, o->seqlen, o->seqlen_kv, o->head_dim, core_dtype_name(o->dtype),
-         o->causal ? ", causal" : "", window, paged, ragged);
+         o->causal ? ", causal" : "", window, paged, ragged, o->sinks ? ", attention sinks" : "");
   printf("kernel      %s %s (%s)\n", r->family, r->config,
          o->config ? "from --config" : r->config_source[0] ? r->config_source : "the runtime's choice");
   printf("build       %s, %.1f ms; first call %.2f ms\n", r->kernel_source, r->compile_ms, r->first_call_ms);
@@ -731,6 +752,7 @@ static void bench_print_json(const bench_options *o, const bench_result *r, cons
   json_kv_int(&w, "page_size", o->page_size);
   json_kv_bool(&w, "varlen_q", o->varlen_q);
   json_kv_string(&w, "seqlens_q", o->seqlens_q ? o->seqlens_q : "");
+  json_kv_bool(&w, "sinks", o->sinks);
   json_kv_string(&w, "family", r->family);
   json_kv_string(&w, "config", r->config);
   json_kv_string(&w, "config_from", r->config_from);

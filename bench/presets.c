@@ -15,18 +15,24 @@
 #include "cache/json_reader.h"
 #include "core/dtype.h"
 
-/* One model's attention: query heads, KV heads, head dim. */
+/* One model's attention: query heads, KV heads, head dim, whether its calls give attention sinks, and
+ * the sliding window of its local layers (0: none; else those layers' shapes come too). */
 typedef struct preset_model {
   const char *name;
   const char *title;
   int heads, kv_heads, head_dim;
+  int sinks;
+  int sliding_window;  /* keys a local layer's query sees, its own included (window_left = this - 1) */
 } preset_model;
 
 static const preset_model preset_models[] = {
-    {"llama3-8b", "Llama-3-8B", 32, 8, 128},
-    {"llama3-70b", "Llama-3-70B", 64, 8, 128},
-    {"mistral-7b", "Mistral-7B", 32, 8, 128},
-    {"qwen2.5-7b", "Qwen2.5-7B", 28, 4, 128},
+    {"llama3-8b", "Llama-3-8B", 32, 8, 128, 0, 0},
+    {"llama3-70b", "Llama-3-70B", 64, 8, 128, 0, 0},
+    {"mistral-7b", "Mistral-7B", 32, 8, 128, 0, 0},
+    {"qwen2.5-7b", "Qwen2.5-7B", 28, 4, 128, 0, 0},
+    /* gpt-oss-20b and -120b (the same attention): layers alternate between full and 128-key banded
+     * attention, each head with a learned sink */
+    {"gpt-oss", "gpt-oss-20b/120b", 64, 8, 64, 1, 128},
 };
 #define PRESET_MODEL_COUNT ((int)(sizeof preset_models / sizeof preset_models[0]))
 
@@ -58,32 +64,41 @@ void presets_free(preset_shapes *list) {
   memset(list, 0, sizeof *list);
 }
 
+/* A model's shape as its full layers call it, and where it has local layers, as those do (the same
+ * with its window: a key of its own). */
+static int preset_add_layers(preset_shapes *out, const preset_model *m, fj_problem_shape *s, const char *label) {
+  s->heads = m->heads;
+  s->kv_heads = m->kv_heads;
+  s->head_dim = m->head_dim;
+  s->causal = 1;
+  s->sinks = m->sinks;
+  if (presets_append(out, s, label) != 0) return -1;
+  if (m->sliding_window == 0) return 0;
+  char local[96];
+  snprintf(local, sizeof local, "%s window%d", label, m->sliding_window);
+  s->windowed = 1;
+  s->window_left = m->sliding_window - 1;
+  return presets_append(out, s, local);
+}
+
 static int preset_add_model(preset_shapes *out, const preset_model *m, int prefill, int decode) {
   char label[96];
   if (prefill)
     for (int i = 0; i < PRESET_PREFILL_COUNT; i++) {
       fj_problem_shape s;
       fj_problem_shape_init(&s);
-      s.heads = m->heads;
-      s.kv_heads = m->kv_heads;
-      s.head_dim = m->head_dim;
       s.seqlen_q = s.seqlen_kv = preset_prefill_lengths[i];
-      s.causal = 1;
       snprintf(label, sizeof label, "%s prefill s%" PRId64, m->name, s.seqlen_q);
-      if (presets_append(out, &s, label) != 0) return -1;
+      if (preset_add_layers(out, m, &s, label) != 0) return -1;
     }
   if (decode) {
     fj_problem_shape s;
     fj_problem_shape_init(&s);
     s.batch = PRESET_DECODE_BATCH;
-    s.heads = m->heads;
-    s.kv_heads = m->kv_heads;
-    s.head_dim = m->head_dim;
     s.seqlen_q = 1;
     s.seqlen_kv = PRESET_DECODE_KV;
-    s.causal = 1;
     snprintf(label, sizeof label, "%s decode kv%d", m->name, PRESET_DECODE_KV);
-    if (presets_append(out, &s, label) != 0) return -1;
+    if (preset_add_layers(out, m, &s, label) != 0) return -1;
   }
   return 0;
 }
@@ -93,7 +108,9 @@ static int preset_is_repeat(int index) {
   for (int j = 0; j < index; j++)
     if (preset_models[j].heads == preset_models[index].heads &&
         preset_models[j].kv_heads == preset_models[index].kv_heads &&
-        preset_models[j].head_dim == preset_models[index].head_dim)
+        preset_models[j].head_dim == preset_models[index].head_dim &&
+        preset_models[j].sinks == preset_models[index].sinks &&
+        preset_models[j].sliding_window == preset_models[index].sliding_window)
       return 1;
   return 0;
 }
@@ -150,8 +167,10 @@ int presets_get(const char *name, preset_shapes *out) {
 void presets_print(FILE *out) {
   for (int i = 0; i < PRESET_MODEL_COUNT; i++) {
     const preset_model *m = &preset_models[i];
-    fprintf(out, "  %-12s %s: %d heads, %d KV heads, head dim %d, bf16, causal; prefill at", m->name, m->title,
-            m->heads, m->kv_heads, m->head_dim);
+    fprintf(out, "  %-12s %s: %d heads, %d KV heads, head dim %d, bf16, causal%s", m->name, m->title, m->heads,
+            m->kv_heads, m->head_dim, m->sinks ? ", sinks" : "");
+    if (m->sliding_window > 0) fprintf(out, ", and each shape again with a %d-key window", m->sliding_window);
+    fprintf(out, "; prefill at");
     for (int j = 0; j < PRESET_PREFILL_COUNT; j++) fprintf(out, " %" PRId64, preset_prefill_lengths[j]);
     fprintf(out, ", decode (seqlen_q 1) against %d keys, batch %d\n", PRESET_DECODE_KV, PRESET_DECODE_BATCH);
   }
@@ -169,9 +188,10 @@ void presets_describe(const fj_problem_shape *s, char *buffer, size_t size) {
   char page[24] = "", window[64] = "";
   if (s->page_size > 0) snprintf(page, sizeof page, " page=%d", s->page_size);
   if (s->windowed) snprintf(window, sizeof window, " window=(%" PRId64 ",%" PRId64 ")", s->window_left, s->window_right);
-  snprintf(buffer, size, "b%" PRId64 " h%d/%d sq%" PRId64 " skv%" PRId64 " d%d %s%s%s%s%s%s%s", s->batch, s->heads,
+  snprintf(buffer, size, "b%" PRId64 " h%d/%d sq%" PRId64 " skv%" PRId64 " d%d %s%s%s%s%s%s%s%s", s->batch, s->heads,
            s->kv_heads, s->seqlen_q, s->seqlen_kv, s->head_dim, core_dtype_name(dtype), s->causal ? " causal" : "",
-           window, s->with_lse ? " lse" : "", s->varlen ? " varlen" : "", s->varlen_q ? " varlen_q" : "", page);
+           window, s->with_lse ? " lse" : "", s->varlen ? " varlen" : "", s->varlen_q ? " varlen_q" : "", page,
+           s->sinks ? " sinks" : "");
 }
 
 void presets_help(FILE *out) {
@@ -186,7 +206,8 @@ void presets_help(FILE *out) {
           "      preset=qwen2.5-7b\n"
           "  names: batch, heads, kv_heads, seqlen (q and kv), seqlen_q, seqlen_kv, head_dim, dtype,\n"
           "  causal[=0|1], lse[=0|1], varlen[=0|1] (the calls give seqlens_kv), varlen_q[=0|1] (the\n"
-          "  calls give cu_seqlens_q: ragged queries, seqlen_q their most), page_size (the calls\n"
+          "  calls give cu_seqlens_q: ragged queries, seqlen_q their most), sinks[=0|1] (the calls\n"
+          "  give attention sinks), page_size (the calls\n"
           "  read a paged cache of pages of that many keys), window_left and window_right (a sliding\n"
           "  window, -1 for an open side: window_left=4095 causal is a 4096-key window), preset=NAME\n"
           "  (a whole preset, alone on its line).\n"
@@ -231,7 +252,7 @@ static int preset_parse_bool(const char *text, int *out) {
 }
 
 /* The names that may stand alone (as 1), in preset_apply's order. */
-static const char *const preset_flag_names[] = {"causal", "lse", "varlen", "varlen_q"};
+static const char *const preset_flag_names[] = {"causal", "lse", "varlen", "varlen_q", "sinks"};
 
 static int preset_is_flag(const char *name) {
   for (size_t i = 0; i < sizeof preset_flag_names / sizeof preset_flag_names[0]; i++) {
@@ -251,7 +272,7 @@ static int preset_apply(fj_problem_shape *s, const char *name, const char *value
   for (char *c = key; *c; c++)
     if (*c == '-') *c = '_';
   int64_t v = 0;
-  int *flags[] = {&s->causal, &s->with_lse, &s->varlen, &s->varlen_q};
+  int *flags[] = {&s->causal, &s->with_lse, &s->varlen, &s->varlen_q, &s->sinks};
   for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
     if (strcmp(key, preset_flag_names[i]) != 0) continue;
     if (preset_parse_bool(value, flags[i]) != 0)
@@ -293,7 +314,8 @@ static int preset_apply(fj_problem_shape *s, const char *name, const char *value
     return 0;
   }
   return preset_fail(why, why_size, "unknown name \"%s\" (batch, heads, kv_heads, seqlen, seqlen_q, seqlen_kv, "
-                     "head_dim, dtype, causal, lse, varlen, varlen_q, page_size, window_left, window_right, preset)",
+                     "head_dim, dtype, causal, lse, varlen, varlen_q, sinks, page_size, window_left, window_right, "
+                     "preset)",
                      name);
 }
 

@@ -156,7 +156,8 @@ fj_status tune_timer_stop(fj_context *context, void *stream, tune_timer *timer, 
 
 fj_status tune_device_problem(const tune_mirror *q, const tune_mirror *k, const tune_mirror *v,
                               tune_mirror *o, tune_mirror *lse, const tune_mirror *table, const tune_mirror *lens,
-                              const tune_mirror *cu, const attention_problem *host, attention_problem *out) {
+                              const tune_mirror *cu, const tune_mirror *sinks, const attention_problem *host,
+                              attention_problem *out) {
   fj_attention_args args;
   fj_attention_args_init(&args);
   args.q = &q->t;
@@ -172,5 +173,6 @@ fj_status tune_device_problem(const tune_mirror *q, const tune_mirror *k, const 
   args.seqlens_kv = lens ? &lens->t : NULL;
   args.cu_seqlens_q = cu ? &cu->t : NULL;
   args.max_seqlen_q = host->seqlen_q;
+  args.sinks = sinks ? &sinks->t : NULL;
   return core_validate_attention(&args, out);
 }

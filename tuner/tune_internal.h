@@ -18,8 +18,9 @@ typedef struct tune_inputs {
   host_tensor q, k, v, o;
   host_tensor table, lens;     /* a paged shape's block table, a varlen shape's seqlens_kv; else unused */
   host_tensor cu;              /* a ragged shape's (varlen_q) cu_seqlens_q; else unused */
+  host_tensor sinks;           /* a shape with sinks: [heads] fp32 logits; else unused */
   host_tensor cq, ck, cv, co;  /* the check problem's; unused when check_is_problem */
-  host_tensor ctable, clens, ccu;
+  host_tensor ctable, clens, ccu, csinks;
   attention_problem problem, check;
   int check_is_problem;
 } tune_inputs;

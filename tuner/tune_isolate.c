@@ -63,7 +63,7 @@ typedef struct tune_child {
   double best_ms;           /* the slow cutoff's reference, improved by this child's own results */
   /* Measuring: the inputs on the device (the host tensors themselves on the CPU) and the problems
    * whose views point at them. Checks read the host problems after a download. */
-  tune_mirror q, k, v, o, table, lens, cu, cq, ck, cv, co, ctable, clens, ccu;
+  tune_mirror q, k, v, o, table, lens, cu, sinks, cq, ck, cv, co, ctable, clens, ccu, csinks;
   attention_problem device_problem, device_check;
   host_tensor work_host;    /* split-KV: the workspace's host side (zeros) and its device twin */
   tune_mirror work;
@@ -142,10 +142,12 @@ static fj_status tune_child_upload(tune_child *child) {
     status = tune_mirror_upload(ctx, &in->table, "the block table", &child->table);
   if (status == FJ_OK && in->lens.allocation) status = tune_mirror_upload(ctx, &in->lens, "seqlens_kv", &child->lens);
   if (status == FJ_OK && in->cu.allocation) status = tune_mirror_upload(ctx, &in->cu, "cu_seqlens_q", &child->cu);
+  if (status == FJ_OK && in->sinks.allocation) status = tune_mirror_upload(ctx, &in->sinks, "sinks", &child->sinks);
   if (status == FJ_OK)
     status = tune_device_problem(&child->q, &child->k, &child->v, &child->o, NULL,
                                  in->table.allocation ? &child->table : NULL, in->lens.allocation ? &child->lens : NULL,
-                                 in->cu.allocation ? &child->cu : NULL, &in->problem, &child->device_problem);
+                                 in->cu.allocation ? &child->cu : NULL, in->sinks.allocation ? &child->sinks : NULL,
+                                 &in->problem, &child->device_problem);
   if (status != FJ_OK || in->check_is_problem) {
     child->device_check = child->device_problem;
     return status;
@@ -160,11 +162,13 @@ static fj_status tune_child_upload(tune_child *child) {
     status = tune_mirror_upload(ctx, &in->clens, "the check problem's seqlens_kv", &child->clens);
   if (status == FJ_OK && in->ccu.allocation)
     status = tune_mirror_upload(ctx, &in->ccu, "the check problem's cu_seqlens_q", &child->ccu);
+  if (status == FJ_OK && in->csinks.allocation)
+    status = tune_mirror_upload(ctx, &in->csinks, "the check problem's sinks", &child->csinks);
   if (status == FJ_OK)
     status = tune_device_problem(&child->cq, &child->ck, &child->cv, &child->co, NULL,
                                  in->ctable.allocation ? &child->ctable : NULL,
                                  in->clens.allocation ? &child->clens : NULL, in->ccu.allocation ? &child->ccu : NULL,
-                                 &in->check, &child->device_check);
+                                 in->csinks.allocation ? &child->csinks : NULL, &in->check, &child->device_check);
   return status;
 }
 

@@ -568,9 +568,9 @@ static void tune_problem_free(tune_problem_run *run) {
 }
 
 /* A problem's host tensors: q, k, v, o, and for a paged or varlen shape its block table and key counts,
- * for a ragged one (varlen_q) its query offsets. */
+ * for a ragged one (varlen_q) its query offsets, for one with sinks its heads' logits. */
 typedef struct tune_tensors {
-  host_tensor *q, *k, *v, *o, *table, *lens, *cu;
+  host_tensor *q, *k, *v, *o, *table, *lens, *cu, *sinks;
 } tune_tensors;
 
 /* Allocates the tensors for sizes and validates them into *problem (packed, row-major). A paged shape's
@@ -600,13 +600,15 @@ static fj_status tune_make_problem(const fj_problem_shape *shape, int64_t batch,
     kv_shape[0] = batch * pages;
     kv_shape[1] = page_size;
   }
-  int64_t lens_shape[1] = {batch}, cu_shape[1] = {batch + 1};
+  int sinks = runtime_shape_sinks(shape);
+  int64_t lens_shape[1] = {batch}, cu_shape[1] = {batch + 1}, sinks_shape[1] = {heads};
   if (host_tensor_alloc(t->q, dtype, q_dims, q_shape, NULL) != 0 ||
       host_tensor_alloc(t->k, dtype, 4, kv_shape, NULL) != 0 || host_tensor_alloc(t->v, dtype, 4, kv_shape, NULL) != 0 ||
       host_tensor_alloc(t->o, dtype, q_dims, q_shape, NULL) != 0 ||
       (page_size > 0 && host_block_table_alloc(t->table, batch, pages) != 0) ||
       (varlen && host_tensor_alloc_int32(t->lens, 1, lens_shape) != 0) ||
-      (ragged && host_tensor_alloc_int32(t->cu, 1, cu_shape) != 0))
+      (ragged && host_tensor_alloc_int32(t->cu, 1, cu_shape) != 0) ||
+      (sinks && host_tensor_alloc(t->sinks, DTYPE_F32, 1, sinks_shape, NULL) != 0))
     return core_error(FJ_OUT_OF_MEMORY, "tune: no memory for the tensors of b=%" PRId64 " sq=%" PRId64
                       " skv=%" PRId64 " h=%d d=%d", batch, seqlen_q, seqlen_kv, heads, shape->head_dim);
   host_tensor_fill_random(t->q, seed);
@@ -617,6 +619,8 @@ static fj_status tune_make_problem(const fj_problem_shape *shape, int64_t batch,
     for (int64_t b = 0; b < batch; b++) ((int32_t *)t->lens->t.data)[b] = (int32_t)seqlen_kv;
   if (ragged)
     for (int64_t b = 0; b <= batch; b++) ((int32_t *)t->cu->t.data)[b] = (int32_t)(b * seqlen_q);
+  if (sinks)  /* logits of the scores' order, so that the sink's term is neither all nor nothing */
+    for (int h = 0; h < heads; h++) ((float *)t->sinks->t.data)[h] = 0.5f * (float)(h % 5) - 1.0f;
   fj_attention_args args;
   fj_attention_args_init(&args);
   args.q = &t->q->t;
@@ -632,20 +636,21 @@ static fj_status tune_make_problem(const fj_problem_shape *shape, int64_t batch,
     args.cu_seqlens_q = &t->cu->t;
     args.max_seqlen_q = seqlen_q;
   }
+  if (sinks) args.sinks = &t->sinks->t;
   return core_validate_attention(&args, problem);
 }
 
 void tune_inputs_free(tune_inputs *in) {
   if (in == NULL) return;
-  host_tensor *all[] = {&in->q,  &in->k,  &in->v,  &in->o,  &in->table,  &in->lens,  &in->cu,
-                        &in->cq, &in->ck, &in->cv, &in->co, &in->ctable, &in->clens, &in->ccu};
+  host_tensor *all[] = {&in->q,  &in->k,  &in->v,  &in->o,  &in->table,  &in->lens,  &in->cu,  &in->sinks,
+                        &in->cq, &in->ck, &in->cv, &in->co, &in->ctable, &in->clens, &in->ccu, &in->csinks};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) host_tensor_free(all[i]);
 }
 
 fj_status tune_inputs_build(const fj_problem_shape *shape, int index, tune_inputs *in) {
   memset(in, 0, sizeof *in);
-  tune_tensors measured = {&in->q, &in->k, &in->v, &in->o, &in->table, &in->lens, &in->cu};
-  tune_tensors check = {&in->cq, &in->ck, &in->cv, &in->co, &in->ctable, &in->clens, &in->ccu};
+  tune_tensors measured = {&in->q, &in->k, &in->v, &in->o, &in->table, &in->lens, &in->cu, &in->sinks};
+  tune_tensors check = {&in->cq, &in->ck, &in->cv, &in->co, &in->ctable, &in->clens, &in->ccu, &in->csinks};
   fj_status status = tune_make_problem(shape, shape->batch, shape->heads, shape->kv_heads, shape->seqlen_q,
                                        shape->seqlen_kv, 0x5eed0001u + (uint64_t)index, &measured, &in->problem);
   if (status != FJ_OK) return status;

@@ -58,4 +58,6 @@ void runtime_shape_kv_layout(const fj_problem_shape *shape, int *varlen, int *pa
 void runtime_shape_window(const fj_problem_shape *shape, int64_t *window_left, int64_t *window_right);
 /* Whether shape's calls give cu_seqlens_q (varlen_q, read only where the caller's struct has it). */
 int runtime_shape_varlen_q(const fj_problem_shape *shape);
+/* Whether shape's calls give sinks (read only where the caller's struct has the field). */
+int runtime_shape_sinks(const fj_problem_shape *shape);
 #endif

@@ -50,6 +50,10 @@ int runtime_shape_varlen_q(const fj_problem_shape *shape) {
   return shape->struct_size >= offsetof(fj_problem_shape, varlen_q) + sizeof(int) && shape->varlen_q != 0;
 }
 
+int runtime_shape_sinks(const fj_problem_shape *shape) {
+  return shape->struct_size >= offsetof(fj_problem_shape, sinks) + sizeof(int) && shape->sinks != 0;
+}
+
 fj_status runtime_problem_from_shape(const fj_problem_shape *shape, const char *what,
                                      attention_problem *out) {
   if (what == NULL) what = "shape";
@@ -88,6 +92,7 @@ fj_status runtime_problem_from_shape(const fj_problem_shape *shape, const char *
   out->key.kind = PROBLEM_ATTENTION_FWD;
   out->key.varlen = varlen;
   out->key.varlen_q = runtime_shape_varlen_q(shape);
+  out->key.sinks = runtime_shape_sinks(shape);
   out->key.page_size = page_size;
   out->key.dtype = (int)dtype;
   out->key.head_dim = shape->head_dim;
