@@ -113,6 +113,15 @@ measure)
     --head-dim 128 --causal --seqlens-q 4096,512,1024,3000,77,2048,1500,256 --check
   step "prefill padded 8 x 4096" 15 40 "$B" bench --device cuda:0 --cache-dir "$cache" --batch 8 --heads 32 \
     --kv-heads 8 --head-dim 128 --causal --seqlen 4096
+  # gpt-oss's attention (64 heads, 8 KV heads, d = 64, a sink per head): a decode step of a full layer and
+  # of a 128-key windowed one, and a 4096-token causal prefill, with sinks against the same without.
+  oss="--heads 64 --kv-heads 8 --head-dim 64 --dtype bf16 --causal"
+  step "gpt-oss decode sinks" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" $oss --batch 8 --seqlen 1 \
+    --seqlen-kv 8192 --sinks --check
+  step "gpt-oss decode window 128 sinks" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" $oss --batch 8 \
+    --seqlen 1 --seqlen-kv 8192 --window-left 127 --sinks --check
+  step "gpt-oss prefill sinks" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" $oss --seqlen 4096 --sinks --check
+  step "gpt-oss prefill" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" $oss --seqlen 4096
   # Triton compiles 8 configs per (dtype, head dim, causal): what finishes is kept line by line.
   step "triton-fa2 on the grid" 90 240 sh -c "python3 \"$root/bench/peers/peers.py\" --grid prefill \
     --peers triton-fa2 >\"$out/triton.jsonl\""

@@ -434,7 +434,8 @@ static void sequence_queries(tile_builder *tb, LLVMValueRef block, LLVMValueRef 
 /* Head h's sink (key.sinks): one more term 2^sink2 of a row's sum, of a zero value (sink2 = sinks[h]
  * log2 e, in the base-2 units of the row's maximum). With top = max(max, sink2), O / l becomes
  * O 2^(max - top) / (l 2^(max - top) + 2^(sink2 - top)); top is finite (validation refuses other
- * sinks), so a row that saw no key (max -inf, l 0) gets 0 and the LSE sink2. */
+ * sinks), so a row that saw no key (max -inf, l 0) gets 0 and the LSE sink2. A split job's first part
+ * holds it (the runtime's combine then counts it once, as one more term of that part's sum). */
 static void add_sink(tile_builder *tb, LLVMValueRef block, LLVMValueRef h, LLVMValueRef max, LLVMValueRef l,
                      LLVMValueRef *inverse, LLVMValueRef *lse2) {
   LLVMValueRef sinks = tile_load_param_ptr(tb, block, offsetof(cpu_attention_params, sinks));
@@ -724,6 +725,13 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     LLVMValueRef safe_l = LLVMBuildSelect(tb->b, seen, l, tile_f32(tb, 1.0f), "");
     LLVMValueRef lse2 = LLVMBuildSelect(tb->b, seen, LLVMBuildFAdd(tb->b, max, tile_log2(tb, safe_l), ""),
                                         tile_f32(tb, -INFINITY), "");
+    if (key->sinks) {  /* the whole row, or the first part of a split one: the combine counts it once */
+      LLVMValueRef with_inverse, with_lse2;
+      add_sink(tb, block, h, max, l, &with_inverse, &with_lse2);
+      LLVMValueRef first_part = LLVMBuildICmp(tb->b, LLVMIntEQ, part, tile_i64(tb, 0), "");
+      inverse = LLVMBuildSelect(tb->b, first_part, with_inverse, inverse, "");
+      lse2 = LLVMBuildSelect(tb->b, first_part, with_lse2, lse2, "");
+    }
     /* A split-KV part leaves fp32 O / l and its base-2 LSE at row ((part * batch + b) * heads + h) *
      * seqlen_q + query of the workspace (cpu_attention_params), for the runtime to combine. */
     tile_if to_parts;
@@ -743,7 +751,6 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     tile_if_end(tb, &to_parts);
     tile_if whole;
     tile_if_begin(tb, &whole, LLVMBuildNot(tb->b, is_part, ""));
-    if (key->sinks) add_sink(tb, block, h, max, l, &inverse, &lse2);  /* the parts' combine adds it */
     LLVMValueRef destination = row_index(tb, &o, b, tile_add(tb, q_start, query), h);
     tile_loop dl;
     LLVMValueRef d = tile_for(tb, &dl, tile_i64(tb, 0), tile_i64(tb, D), tile_i64(tb, 1), "d");

@@ -30,8 +30,8 @@ typedef struct cpu_attention_params {
    * grid sized by the longest sequence (whose other jobs would only return). */
   const int64_t *job_map;
   /* Kernels with sinks (key.sinks) only: head h's logit (natural log, the scaled scores' units) at
-   * sinks[h * sinks_stride], one more term of each of its rows' softmax sums (not of split parts': the
-   * runtime adds it when it combines them). */
+   * sinks[h * sinks_stride], one more term of each of its rows' softmax sums (of a split job's first
+   * part's only, so that the combine counts it once). */
   const float *sinks;
   /* strides in elements, in the order batch, seq, head, dim (lse: batch, head, seq, unused) */
   int64_t q_stride[4], k_stride[4], v_stride[4], o_stride[4], lse_stride[4];

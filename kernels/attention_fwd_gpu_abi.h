@@ -67,7 +67,8 @@ typedef struct gpu_attention_params {
   uint64_t cu_seqlens_q;
   int64_t cu_seqlens_q_stride, total_q;
   /* kernels with sinks (key.sinks) only: head h's logit (fp32, natural log) at sinks + 4 * h * sinks_stride,
-   * one more term of each row's softmax sum (added by the combine kernel, not by split parts) */
+   * one more term of each row's softmax sum (of a split job's first part's only: the combine counts it
+   * once) */
   uint64_t sinks;
   int64_t sinks_stride;
 } gpu_attention_params;

@@ -221,20 +221,28 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
              bytes, s.block_m, s.block_n, s.stages, s.padded_dim, target->cpu, limit);
     return 0;
   }
-  if ((s.varlen || s.split_kv || s.window || s.varlen_q) && s.m_tiles == 1 && s.block_n == 128 && s.padded_dim >= 128) {
+  if ((s.varlen || s.split_kv || s.window || s.varlen_q || s.sinks) && s.m_tiles == 1 && s.block_n == 128 &&
+      s.padded_dim >= 128) {
     snprintf(why, why_size,
              "%s: block_n=128 with one m16 tile per warp at d=%d holds 254 registers without it; ptxas spills "
              "with it",
              s.varlen ? "varlen (seqlens_kv)" : s.split_kv ? "split_kv=1" : s.window ? "a sliding window"
-                                                                               : "ragged queries (cu_seqlens_q)",
+                                                : s.varlen_q ? "ragged queries (cu_seqlens_q)" : "attention sinks",
              s.padded_dim);
     return 0;
   }
-  if (s.varlen_q && s.pack_gqa && s.m_tiles == 2 && s.block_n == 128) {
+  if ((s.varlen_q || s.sinks) && s.pack_gqa && s.m_tiles == 2 && s.block_n == 128) {
     snprintf(why, why_size,
-             "ragged queries (cu_seqlens_q) with pack_gqa: block_n=128 with two m16 tiles per warp holds 255 registers "
-             "at d=%d; ptxas spills with the sequence's first row and the grouped row addresses",
-             s.padded_dim);
+             "%s with pack_gqa: block_n=128 with two m16 tiles per warp holds 255 registers at d=%d; ptxas spills "
+             "with the %s and the grouped row addresses",
+             s.varlen_q ? "ragged queries (cu_seqlens_q)" : "attention sinks", s.padded_dim,
+             s.varlen_q ? "sequence's first row" : "rows' sinks");
+    return 0;
+  }
+  if (s.sinks && s.m_tiles == 2 && s.block_n >= 64 && s.padded_dim >= 128) {
+    snprintf(why, why_size,
+             "attention sinks: block_n=%d with two m16 tiles per warp holds 255 registers at d=%d; ptxas spills "
+             "with the sinks' state in some of these", s.block_n, s.padded_dim);
     return 0;
   }
   if (s.window && s.m_tiles == 2 && s.block_n == 128 && s.stages >= 3) {
@@ -493,14 +501,15 @@ static LLVMValueRef slot_rows(tile_gpu *tg, const shape *s, LLVMValueRef seqlen_
   return tile_mul(&tg->tb, seqlen_q, LLVMBuildZExt(tg->tb.b, tile_gpu_param_i32(tg, P_OFF(group)), tg->tb.i64, ""));
 }
 
-/* Each head's sink (key.sinks) folded into this thread's rows, where a row ends here (split parts leave
- * it out; the combine kernel adds it): one more term 2^sink2 of the row's sum, of a zero value (sink2 =
- * sinks[h] log2 e, in the units of the row's maximum m). With top = max(m, sink2), O / l becomes
- * O 2^(m - top) / (l 2^(m - top) + 2^(sink2 - top)) and the log2 sum top + log2 of that sum; a row that
- * saw no key (m -inf, l 0) gets 0 and sink2. Packed rows are (position, head) pairs: each its own head. */
-static void add_sinks(tile_gpu *tg, const shape *s, const block_coordinates *at, LLVMValueRef warp_row0,
-                      const tile_gpu_rows *row_max, const tile_gpu_rows *row_sum, tile_gpu_rows *inverse,
-                      tile_gpu_rows *log2_sum) {
+/* The head's sink (key.sinks) as the first term of each of this thread's rows' running state: a key of
+ * score sink2 = sinks[h] log2 e (the units of the row maximum) and a zero value, seen before any other:
+ * max sink2, and sum 1 in the first lane of each row's quad (the epilogue's reduction adds the quad's
+ * four). The online softmax and the epilogue then need nothing more: a row that sees no key ends as 0
+ * with the LSE sink2. Only the first part of a split job holds it, so that the combine counts it once.
+ * Packed rows are (position, head) pairs: each its own head. Read once per block, before the loop, so
+ * that no register is held across it or spent in the epilogue. */
+static void seed_sinks(tile_gpu *tg, const shape *s, const block_coordinates *at, LLVMValueRef warp_row0,
+                       tile_gpu_rows *row_max, tile_gpu_rows *row_sum) {
   tile_builder *tb = &tg->tb;
   LLVMBuilderRef ir = tb->b;
   tile_gpu_rows rows;
@@ -508,6 +517,11 @@ static void add_sinks(tile_gpu *tg, const shape *s, const block_coordinates *at,
   LLVMValueRef sinks = tile_gpu_param_global(tg, P_OFF(sinks));
   LLVMValueRef stride = tile_gpu_param_i64(tg, P_OFF(sinks_stride));
   LLVMValueRef group = LLVMBuildZExt(ir, tile_gpu_param_i32(tg, P_OFF(group)), tb->i64, "");
+  LLVMValueRef first_part = LLVMBuildICmp(ir, LLVMIntEQ, at->part, tile_i64(tb, 0), "");
+  LLVMValueRef quad_first = LLVMBuildICmp(ir, LLVMIntEQ, LLVMBuildAnd(ir, tg->lane, tile_gpu_i32(tg, 3), ""),
+                                          tile_gpu_i32(tg, 0), "");
+  LLVMValueRef one = LLVMBuildSelect(ir, LLVMBuildAnd(ir, first_part, quad_first, ""), tile_f32(tb, 1.0f),
+                                     tile_f32(tb, 0.0f), "");
   for (int r = 0; r < 2 * s->m_tiles; r++) {
     LLVMValueRef head = at->head;
     if (s->pack_gqa) {
@@ -517,13 +531,8 @@ static void add_sinks(tile_gpu *tg, const shape *s, const block_coordinates *at,
     LLVMValueRef index = tile_mul(tb, head, stride);
     LLVMValueRef sink = LLVMBuildLoad2(ir, tb->f32, LLVMBuildGEP2(ir, tb->f32, sinks, &index, 1, ""), "");
     LLVMValueRef sink2 = LLVMBuildFMul(ir, sink, tile_f32(tb, 1.4426950408889634f), "sink2");
-    LLVMValueRef m = row_max->v[r];
-    LLVMValueRef top = LLVMBuildSelect(ir, LLVMBuildFCmp(ir, LLVMRealOGT, m, sink2, ""), m, sink2, "");
-    LLVMValueRef kept = tile_gpu_exp2(tg, LLVMBuildFSub(ir, m, top, ""));
-    LLVMValueRef sum = LLVMBuildFAdd(ir, LLVMBuildFMul(ir, row_sum->v[r], kept, ""),
-                                     tile_gpu_exp2(tg, LLVMBuildFSub(ir, sink2, top, "")), "");
-    inverse->v[r] = LLVMBuildFDiv(ir, kept, sum, "");
-    log2_sum->v[r] = LLVMBuildFAdd(ir, top, tile_gpu_lg2(tg, sum), "");
+    row_max->v[r] = LLVMBuildSelect(ir, first_part, sink2, tile_f32(tb, -INFINITY), "");
+    row_sum->v[r] = one;
   }
 }
 
@@ -694,6 +703,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   tile_gpu_rows row_max, row_sum;
   tile_gpu_rows_init(tg, &row_max, s.m_tiles, tile_f32(tb, -INFINITY));
   tile_gpu_rows_init(tg, &row_sum, s.m_tiles, tile_f32(tb, 0.0f));
+  if (s.sinks) seed_sinks(tg, &s, &at, warp_row0, &row_max, &row_sum);
   tile_gpu_rows_make_var(tg, &row_max);
   tile_gpu_rows_make_var(tg, &row_sum);
 
@@ -802,7 +812,6 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   }
   at = block_coordinates_of(tg, &s, tile_gpu_block_index_opaque(tg));
   if (!s.split_kv) {
-    if (s.sinks) add_sinks(tg, &s, &at, warp_row0, &row_max, &row_sum, &inverse, &log2_sum);
     store_result(tg, &s, &out, &inverse, &log2_sum, &at, warp_row0);
   } else {
     LLVMValueRef split = tile_lt(tb, tile_i64(tb, 1), tile_gpu_param_i64(tg, P_OFF(kv_splits)));
@@ -811,7 +820,6 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     store_part(tg, &s, &out, &inverse, &log2_sum, &at, warp_row0);
     tile_if_end(tb, &parts);
     tile_if_begin(tb, &whole, LLVMBuildNot(ir, split, ""));
-    if (s.sinks) add_sinks(tg, &s, &at, warp_row0, &row_max, &row_sum, &inverse, &log2_sum);
     store_result(tg, &s, &out, &inverse, &log2_sum, &at, warp_row0);
     tile_if_end(tb, &whole);
   }

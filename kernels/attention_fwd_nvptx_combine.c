@@ -3,7 +3,7 @@
  * softmax's merge of them, with m the largest lse_i:
  *     O = sum_i 2^(lse_i - m) O_i / sum_i 2^(lse_i - m),   LSE = (m + log2 sum_i 2^(lse_i - m)) ln 2.
  * A part that saw no key (lse_i = -inf) weighs 0, and a row no part saw ends as 0 (LSE -inf), as
- * everywhere else. A head's sink (key.sinks) is one more lse_i, of an O_i of zeros. One warp per row, its lanes over the head dim (consecutive lanes, consecutive
+ * everywhere else. One warp per row, its lanes over the head dim (consecutive lanes, consecutive
  * columns: the parts' rows are read coalesced); the few parts' LSEs are read by every lane. */
 #include "kernels/attention_fwd_nvptx_combine.h"
 
@@ -68,27 +68,10 @@ fj_status attention_fwd_nvptx_generate_combine(LLVMModuleRef module, const atten
   tile_if inside;
   tile_if_begin(tb, &inside, tile_lt(tb, row, rows));
 
-  /* the row's (batch, head, position): row = (b * heads + h) * seqlen_q + position */
-  LLVMValueRef row32 = LLVMBuildTrunc(ir, row, tb->i32, "");
-  LLVMValueRef bh = divide_by(tg, row32, P_OFF(seqlen_q_divider));
-  LLVMValueRef position = LLVMBuildSub(ir, row32, LLVMBuildMul(ir, bh, LLVMBuildTrunc(ir, seqlen_q, tb->i32, ""), ""), "");
-  LLVMValueRef b = divide_by(tg, bh, P_OFF(query_heads_divider));
-  LLVMValueRef h = LLVMBuildSub(ir, bh, LLVMBuildMul(ir, b, LLVMBuildTrunc(ir, heads, tb->i32, ""), ""), "");
-  b = LLVMBuildZExt(ir, b, tb->i64, "");
-  h = LLVMBuildZExt(ir, h, tb->i64, "");
-  position = LLVMBuildZExt(ir, position, tb->i64, "");
-
   LLVMValueRef lse_partial = tile_gpu_param_global(tg, P_OFF(lse_partial));
   LLVMValueRef o_partial = tile_gpu_param_global(tg, P_OFF(o_partial));
-  /* the head's sink (key.sinks): one more LSE of a zero output, added here and not by the parts */
-  LLVMValueRef sink2 = NULL;
-  if (key->sinks) {
-    LLVMValueRef at = tile_mul(tb, h, tile_gpu_param_i64(tg, P_OFF(sinks_stride)));
-    LLVMValueRef sink = LLVMBuildLoad2(ir, tb->f32, LLVMBuildGEP2(ir, tb->f32, tile_gpu_param_global(tg, P_OFF(sinks)), &at, 1, ""), "");
-    sink2 = LLVMBuildFMul(ir, sink, tile_f32(tb, 1.4426950408889634f), "sink2");
-  }
-  /* m: the largest part LSE (and the sink; -inf when nothing was seen) */
-  LLVMValueRef max = tile_var(tb, tb->f32, sink2 != NULL ? sink2 : tile_f32(tb, -INFINITY), "max");
+  /* m: the largest part LSE (-inf when no part saw a key) */
+  LLVMValueRef max = tile_var(tb, tb->f32, tile_f32(tb, -INFINITY), "max");
   tile_loop scan;
   LLVMValueRef part = tile_for(tb, &scan, tile_i64(tb, 0), parts, tile_i64(tb, 1), "part");
   {
@@ -121,7 +104,16 @@ fj_status attention_fwd_nvptx_generate_combine(LLVMModuleRef module, const atten
     }
   }
   tile_end_for(tb, &merge);
-  if (sink2 != NULL) tile_set(tb, sum, LLVMBuildFAdd(ir, tile_get(tb, sum), tile_gpu_exp2(tg, LLVMBuildFSub(ir, sink2, base, "")), ""));
+
+  /* the row's (batch, head, position): row = (b * heads + h) * seqlen_q + position */
+  LLVMValueRef row32 = LLVMBuildTrunc(ir, row, tb->i32, "");
+  LLVMValueRef bh = divide_by(tg, row32, P_OFF(seqlen_q_divider));
+  LLVMValueRef position = LLVMBuildSub(ir, row32, LLVMBuildMul(ir, bh, LLVMBuildTrunc(ir, seqlen_q, tb->i32, ""), ""), "");
+  LLVMValueRef b = divide_by(tg, bh, P_OFF(query_heads_divider));
+  LLVMValueRef h = LLVMBuildSub(ir, bh, LLVMBuildMul(ir, b, LLVMBuildTrunc(ir, heads, tb->i32, ""), ""), "");
+  b = LLVMBuildZExt(ir, b, tb->i64, "");
+  h = LLVMBuildZExt(ir, h, tb->i64, "");
+  position = LLVMBuildZExt(ir, position, tb->i64, "");
 
   /* a ragged sequence's rows: only its own positions, from its first row */
   tile_if in_sequence;

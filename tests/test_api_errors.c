@@ -1,6 +1,7 @@
 /* test_api_errors.c: the public API's failure contract. Every bad argument must give its status and a
  * message naming the argument, write nothing (o and lse are filled with a pattern and compared), and
  * leave the context usable; device strings and cache folders that cannot work must fail cleanly. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,10 @@ typedef struct fixture {
   _Alignas(16) unsigned char work[64];
   int64_t work_shape[1], work_strides[1];
   DLTensor workspace;
+  /* sinks, likewise: one logit per head */
+  float sink_logits[H];
+  int64_t sinks_shape[1];
+  DLTensor sinks;
 } fixture;
 
 static void fixture_init(fixture *f) {
@@ -67,6 +72,10 @@ static void fixture_init(fixture *f) {
   f->work_strides[0] = 1;
   f->workspace = (DLTensor){.data = f->work, .device = {kDLCPU, 0}, .ndim = 1, .dtype = {kDLUInt, 8, 1},
                             .shape = f->work_shape};
+  for (int h = 0; h < H; h++) f->sink_logits[h] = 0.5f;
+  f->sinks_shape[0] = H;
+  f->sinks = (DLTensor){.data = f->sink_logits, .device = {kDLCPU, 0}, .ndim = 1, .dtype = {kDLFloat, 32, 1},
+                        .shape = f->sinks_shape};
 }
 
 /* Row-major strides made explicit, so a case can change one of them. */
@@ -148,6 +157,9 @@ static const bad_case bad_cases[] = {
     {"window_left=INT64_MIN", "window_left=-9223372036854775808"},
     {"cu_seqlens_q with a 4-d q", "q.ndim=4, expected 3 ([total_q, heads, head_dim] with cu_seqlens_q)"},
     {"cu_seqlens_q of one offset (no sequence) with 3-d q and o", "cu_seqlens_q.shape[0]=1: batch + 1 offsets"},
+    {"sinks of one logit for 2 heads", "sinks.shape[0]=1 but heads=2"},
+    {"sinks[1]=inf", "sinks[1]=inf: each must be finite"},
+    {"fp16 sinks", "sinks.dtype is fp16; expected fp32"},
 };
 
 static void break_fixture(fixture *f, int which) {
@@ -233,6 +245,9 @@ static void break_fixture(fixture *f, int which) {
       f->args.cu_seqlens_q = &f->seqlens;
       f->args.max_seqlen_q = 1;
       break;
+    case 63: f->sinks_shape[0] = 1; f->args.sinks = &f->sinks; break;
+    case 64: f->sink_logits[1] = INFINITY; f->args.sinks = &f->sinks; break;
+    case 65: f->sinks.dtype.bits = 16; f->args.sinks = &f->sinks; break;
     default: break;
   }
 }

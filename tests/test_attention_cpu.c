@@ -248,7 +248,8 @@ static const test_case split_cases[] = {
     /* ragged queries: the parts keep seqlen_q rows per sequence, the combine writes each sequence's */
     {BF16, 2, 8, 2, 4, 4000, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 1, 0},
     {F32, 2, 4, 4, 3, 3000, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 1, 0},
-    /* sinks: added once, by the combine (a sequence of no keys: every part empty, LSE the sink) */
+    /* sinks: held by the first part, counted once by the combine (a sequence of no keys: every part
+     * empty but for the sink, LSE the sink) */
     {BF16, 1, 8, 2, 1, 5000, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 1},
     {F32, 3, 4, 1, 1, 4000, 64, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 1},
 };

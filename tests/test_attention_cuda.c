@@ -69,7 +69,7 @@ static void run_case(const test_case *c, uint64_t seed, void *stream, const char
   if (split) strncat(name, " split-KV", sizeof name - strlen(name) - 1);
   case_tensors t;
   void *d_qkv = NULL, *d_q = NULL, *d_k = NULL, *d_v = NULL, *d_o = NULL, *d_lse = NULL, *d_lens = NULL,
-       *d_table = NULL, *d_work = NULL, *d_cu = NULL;
+       *d_table = NULL, *d_work = NULL, *d_cu = NULL, *d_sinks = NULL;
   int packed = layout_shares_allocation(c->layout);
   if (!case_tensors_create(c, seed, &t)) {
     check(0, "%s%s: host allocation failed", who, name);
@@ -95,6 +95,9 @@ static void run_case(const test_case *c, uint64_t seed, void *stream, const char
   size_t cu_bytes = (size_t)(c->batch + 1) * sizeof *t.cu;
   if (s == FJ_OK && c->ragged_q) s = backend->memory_alloc(device, cu_bytes, &d_cu);
   if (s == FJ_OK && c->ragged_q) s = backend->copy_to_device(device, d_cu, t.cu, cu_bytes);
+  size_t sinks_bytes = (size_t)c->heads * sizeof *t.sinks;
+  if (s == FJ_OK && c->sinks) s = backend->memory_alloc(device, sinks_bytes, &d_sinks);
+  if (s == FJ_OK && c->sinks) s = backend->copy_to_device(device, d_sinks, t.sinks, sinks_bytes);
   /* A copy from pageable memory may return before its DMA lands; it runs on the legacy stream. */
   if (s == FJ_OK) s = backend->synchronize(device, NULL);
   if (s != FJ_OK) {
@@ -133,6 +136,10 @@ static void run_case(const test_case *c, uint64_t seed, void *stream, const char
     args.cu_seqlens_q = &d_cu_seqlens_q;
     args.max_seqlen_q = c->seqlen_q;
   }
+  DLTensor d_sink_logits = t.sinks_t;
+  d_sink_logits.data = d_sinks;
+  d_sink_logits.device = (DLDevice){kDLCUDA, 0};
+  if (c->sinks) args.sinks = &d_sink_logits;
   size_t work_bytes = 0;
   int64_t work_shape[1] = {0};
   DLTensor d_workspace = {.device = {kDLCUDA, 0}, .ndim = 1, .dtype = {kDLUInt, 8, 1}, .shape = work_shape};
@@ -179,10 +186,12 @@ done:
   backend->memory_free(device, d_table);
   backend->memory_free(device, d_work);
   backend->memory_free(device, d_cu);
+  backend->memory_free(device, d_sinks);
   case_tensors_free(c, &t);
 }
 
-/* dtype, batch, heads, kv_heads, seqlen_q, seqlen_kv, head_dim, causal, lse, layout, scale */
+/* dtype, batch, heads, kv_heads, seqlen_q, seqlen_kv, head_dim, causal, lse, layout, scale, varlen,
+ * page_size, window_left, window_right, ragged_q, sinks */
 static const test_case cases[] = {
     /* both dtypes, causal and not, GQA 2, batch > 1, a length no tile divides */
     {F16, 2, 4, 2, 257, 257, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0},
@@ -268,6 +277,13 @@ static const test_case cases[] = {
     {BF16, 3, 8, 2, 33, 160, 128, 1, 1, LSESTRIDED, 0, 1, 0, -1, -1, 1, 0},
     {BF16, 4, 8, 2, 5, 320, 128, 1, 1, CONTIG, 0, 1, 16, -1, -1, 1, 0},
     {BF16, 2, 8, 2, 2, 5000, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 1, 0},
+    /* attention sinks (gpt-oss's shapes: d = 64, 8 query heads per KV head): causal prefill, rows past a
+     * short cache's diagonal, a split decode step of a windowed layer over a paged varlen cache, ragged
+     * queries */
+    {BF16, 1, 16, 2, 300, 300, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 1},
+    {F16, 1, 2, 1, 100, 37, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 1},
+    {BF16, 4, 16, 2, 1, 5120, 64, 1, 1, CONTIG, 0, 1, 16, 127, -1, 0, 1},
+    {BF16, 3, 8, 2, 33, 160, 128, 1, 1, LSESTRIDED, 0, 1, 0, -1, -1, 1, 1},
 };
 #define NUM_CASES ((int)(sizeof cases / sizeof cases[0]))
 

@@ -156,7 +156,8 @@ typedef struct emu_case {
   int splits;
 } emu_case;
 
-/* dtype, batch, heads, kv_heads, seqlen_q, seqlen_kv, head_dim, causal, lse, layout, scale; config */
+/* dtype, batch, heads, kv_heads, seqlen_q, seqlen_kv, head_dim, causal, lse, layout, scale, varlen,
+ * page_size, window_left, window_right, ragged_q, sinks; config; parts */
 static const emu_case cases[] = {
     /* each head dim's default config: 64, 72 (8 mod 16), 80, 96, 128, 256 */
     {{F16, 1, 4, 2, 130, 130, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0}, DEFAULT, 0},
@@ -283,8 +284,8 @@ static const emu_case cases[] = {
     {{BF16, 3, 2, 1, 50, 77, 96, 1, 1, DSTRIDE2, 0, 0, 0, -1, -1, 1, 0}, CONFIG(64, 32, 4, 2, 1, 1), 0},
     /* attention sinks (a per-head term of every row's sum; case_sink): causal prefill, rows past a short
      * cache's diagonal (0, LSE the sink), no keys at all, a packed prefill tile (each row its own head),
-     * packed decode over a varlen cache unsplit (the split kernel's whole path) and in parts (the
-     * combine adds the sink once), ragged queries in parts with a strided LSE */
+     * packed decode over a varlen cache unsplit (the split kernel's whole path) and in parts (the first
+     * part holds the sink, the combine counts it once), ragged queries in parts with a strided LSE */
     {{F16, 1, 4, 2, 130, 130, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 1}, DEFAULT, 0},
     {{BF16, 1, 2, 2, 100, 37, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 1}, DEFAULT, 0},
     {{F16, 1, 2, 2, 65, 0, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 1}, DEFAULT, 0},
@@ -469,8 +470,7 @@ static void run_case(int index, const emu_case *e) {
     if (c->ragged_q) emu_kernel_add_region(run, t.cu, (size_t)(c->batch + 1) * sizeof *t.cu, 0);
     if (c->page_size > 0)
       emu_kernel_add_region(run, t.table, (size_t)(c->batch * case_table_width(c)) * sizeof *t.table, 0);
-    /* only where rows end: split parts must leave the sinks to the combine */
-    if (c->sinks && (parts == 1 || l == 1)) emu_kernel_add_region(run, t.sinks, (size_t)c->heads * sizeof *t.sinks, 0);
+    if (c->sinks) emu_kernel_add_region(run, t.sinks, (size_t)c->heads * sizeof *t.sinks, 0);
     if (workspace != NULL) emu_kernel_add_region(run, workspace, workspace_bytes, 1);
     emu_stats one;
     memset(&one, 0, sizeof one);

@@ -332,7 +332,7 @@ static void test_info(const char *cache_dir) {
 typedef struct bench_case {
   const char *what;
   const char *dtype;
-  const char *args[16];
+  const char *args[20];
 } bench_case;
 
 /* Runs bench --check --json with the case's flags; returns the parsed JSON (caller frees) or NULL. */
@@ -441,6 +441,10 @@ static void test_bench(void) {
       /* prompts of different lengths (one of none), each attending to its own keys */
       {"fp16 varlen_q --seqlens-q prefill", "fp16",
        {"--seqlens-q", "90,0,33,61", "--heads", "4", "--kv-heads", "1", "--head-dim", "80", "--causal", NULL}},
+      /* attention sinks: a split decode step of a windowed layer (gpt-oss's), the sinks added once */
+      {"bf16 sinks split decode", "bf16",
+       {"--heads", "8", "--kv-heads", "2", "--seqlen", "1", "--seqlen-kv", "3000", "--head-dim", "64", "--causal",
+        "--window-left", "1500", "--threads", "8", "--sinks", NULL}},
   };
   char first_config[256] = "";
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -456,7 +460,13 @@ static void test_bench(void) {
                   jnumber(doc, "seqlen", 0) == 90)),
             "bench %s: varlen_q true in the JSON (seqlens_q \"%s\", batch %g, seqlen %g)", cases[i].what,
             jstring(doc, "seqlens_q"), jnumber(doc, "batch", 0), jnumber(doc, "seqlen", 0));
-    if (doc && strstr(cases[i].what, "window"))
+    if (doc)
+      check(jget(doc, "sinks") && jget(doc, "sinks")->type == J_BOOL &&
+                jget(doc, "sinks")->number == (strstr(cases[i].what, "sinks") != NULL),
+            "bench %s: sinks %s in the JSON", cases[i].what, strstr(cases[i].what, "sinks") ? "true" : "false");
+    if (doc && strstr(cases[i].what, "sinks"))
+      check(jnumber(doc, "kv_splits", 0) > 1, "bench %s: %g parts", cases[i].what, jnumber(doc, "kv_splits", 0));
+    if (doc && strstr(cases[i].what, "window") && !strstr(cases[i].what, "sinks"))
       check(jnumber(doc, "window_left", 0) == (strstr(cases[i].what, "causal") ? 40 : 20) &&
                 jnumber(doc, "window_right", -2) == (strstr(cases[i].what, "causal") ? 0 : 7),
             "bench %s: window (%g, %g) in the JSON", cases[i].what, jnumber(doc, "window_left", 0),
@@ -536,6 +546,8 @@ static void test_bad_invocations(void) {
       {{"bench", "--causal", "--window-right", "3", NULL}, "--window-right=3 with --causal", 2},
       {{"bench", "--window-left", "8", "--peers", NULL}, "no peer takes a sliding window", 2},
       {{"bench", "--varlen-q", "--peers", NULL}, "--peers with --varlen-q", 2},
+      {{"bench", "--sinks", "--peers", NULL}, "--peers with --sinks", 2},
+      {{"bench", "--sinks", "--grid", "prefill", NULL}, "--grid=prefill: the grid sets", 2},
       {{"bench", "--seqlens-q", "5,-1", NULL}, "--seqlens-q=5,-1: '-1': must be from 0", 2},
       {{"bench", "--seqlens-q", "0,0", NULL}, "--seqlens-q=0,0: no sequence has a query", 2},
       {{"bench", "--seqlens-q", "5", "--batch", "2", NULL}, "--seqlens-q=5 with --batch", 2},
@@ -862,8 +874,8 @@ static void check_shape_tune_and_warm(const char *name, const char *const *probl
 }
 
 /* A paged varlen decode step (the block table rebuilt from the shape; the same shape unpaged has no
- * winner, so "tuned" means the paged key's), a causal sliding window, and ragged queries (the packed
- * queries and their offsets rebuilt from the shape). */
+ * winner, so "tuned" means the paged key's), a causal sliding window, ragged queries (the packed
+ * queries and their offsets rebuilt from the shape), and a decode step with sinks (their logits too). */
 static void test_shapes_of_their_own(void) {
   check_shape_tune_and_warm("paged",
                             (const char *const[]){"--batch", "2", "--heads", "4", "--kv-heads", "2", "--seqlen", "1",
@@ -887,6 +899,14 @@ static void test_shapes_of_their_own(void) {
                             "# a prefill of prompts packed end to end\nbatch=3 heads=4 kv_heads=2 seqlen_q=70 "
                             "seqlen_kv=100 head_dim=64 dtype=fp32 causal varlen_q\n",
                             "heads=4 varlen_q=2\n", "varlen_q=2");
+  check_shape_tune_and_warm("sinks",
+                            (const char *const[]){"--batch", "2", "--heads", "8", "--kv-heads", "2", "--seqlen", "1",
+                                                  "--seqlen-kv", "300", "--head-dim", "64", "--dtype", "fp32",
+                                                  "--causal", "--sinks", NULL},
+                            "block_m=16 block_n=6,8 unroll=2 pv_rows=4 pv_vectors=4", " sinks=1 ",
+                            "# a gpt-oss decode step\nbatch=2 heads=8 kv_heads=2 seqlen_q=1 seqlen_kv=300 head_dim=64 "
+                            "dtype=fp32 causal sinks\n",
+                            "heads=4 sinks=2\n", "sinks=2");
 }
 
 int main(void) {

@@ -15,6 +15,7 @@
  * split_kv=1 half adds the parts' loop range and epilogue and the combine kernel. FJ_PTXAS_WINDOW=1: those
  * spaces for causal sliding-window keys (the window's first tile and its lower-edge masks). FJ_PTXAS_RAGGED=1:
  * those spaces for causal ragged-query keys (cu_seqlens_q: each sequence's first row and query count read per block).
+ * FJ_PTXAS_SINKS=1: those spaces for causal keys with attention sinks (each row's head's logit in its epilogue).
  * FJ_PTXAS_DUMP=dir: keep each job's PTX and ptxas report there. FJ_PTXAS_ONLY=substring: only the
  * jobs whose name contains it. */
 #include <pthread.h>
@@ -69,6 +70,7 @@ static int varlen_spaces;  /* FJ_PTXAS_VARLEN */
 static int page_spaces;    /* FJ_PTXAS_PAGE */
 static int window_spaces;  /* FJ_PTXAS_WINDOW */
 static int ragged_spaces;  /* FJ_PTXAS_RAGGED */
+static int sinks_spaces;   /* FJ_PTXAS_SINKS */
 
 static attention_key make_key(dtype_id dtype, int head_dim, int causal, int lse, int d_contiguous) {
   attention_key key;
@@ -317,6 +319,7 @@ int main(void) {
   page_spaces = getenv("FJ_PTXAS_PAGE") ? atoi(getenv("FJ_PTXAS_PAGE")) : 0;
   window_spaces = getenv("FJ_PTXAS_WINDOW") && atoi(getenv("FJ_PTXAS_WINDOW"));
   ragged_spaces = getenv("FJ_PTXAS_RAGGED") && atoi(getenv("FJ_PTXAS_RAGGED"));
+  sinks_spaces = getenv("FJ_PTXAS_SINKS") && atoi(getenv("FJ_PTXAS_SINKS"));
   int decode_spaces = getenv("FJ_PTXAS_DECODE") && atoi(getenv("FJ_PTXAS_DECODE"));
   if (page_spaces < 0) page_spaces = 0;
   const char *archs[] = {"sm_80", "sm_90a"};
@@ -330,6 +333,7 @@ int main(void) {
       if (decode_spaces) bf16.seqlen_bucket = fp16.seqlen_bucket = 0;
       if (window_spaces) bf16.window = fp16.window = bf16.causal = fp16.causal = 1;
       if (ragged_spaces) bf16.varlen_q = fp16.varlen_q = bf16.causal = fp16.causal = 1;
+      if (sinks_spaces) bf16.sinks = fp16.sinks = bf16.causal = fp16.causal = 1;
       space += add_space(archs[a], &bf16, 0);
       if (full) space += add_space(archs[a], &fp16, 0);
     }
@@ -381,6 +385,16 @@ int main(void) {
           key.varlen_q = 1;
           add_default(archs[a], &key);
           key.seqlen_bucket = 0;
+          key.varlen = 1;
+          key.page_size = 16;
+          add_default(archs[a], &key);
+          /* attention sinks (gpt-oss): causal prefill, and a decode step of a windowed layer over a
+           * paged varlen cache (split: the combine kernel adds the sinks) */
+          key = make_key((dtype_id)dtype, dims[i], 1, 1, 1);
+          key.sinks = 1;
+          add_default(archs[a], &key);
+          key.seqlen_bucket = 0;
+          key.window = 1;
           key.varlen = 1;
           key.page_size = 16;
           add_default(archs[a], &key);

@@ -633,15 +633,18 @@ static void test_valid_empty(fixture *f) {
 
 /* ---- ragged queries (cu_seqlens_q) ---- */
 
-/* One validation of a ragged call: the status and, on failure, a message holding `part`. */
-static void ragged_expect(const fj_attention_args *args, const char *what, fj_status want, const char *part,
-                          attention_problem *p) {
+/* One validation of a call of the topic's ("ragged", "sinks"): the status and, on failure, a message
+ * holding `part`. */
+static void args_expect(const char *topic, const fj_attention_args *args, const char *what, fj_status want,
+                        const char *part, attention_problem *p) {
   core_error_clear();
   fj_status got = core_validate_attention(args, p);
   const char *message = fj_last_error();
-  CHECK(got == want && (part == NULL || strstr(message, part) != NULL), "ragged: %s -> %s: \"%s\"%s%s%s", what,
+  CHECK(got == want && (part == NULL || strstr(message, part) != NULL), "%s: %s -> %s: \"%s\"%s%s%s", topic, what,
         fj_status_string(got), message, part ? " (want \"" : "", part ? part : "", part ? "\")" : "");
 }
+#define ragged_expect(...) args_expect("ragged", __VA_ARGS__)
+#define sinks_expect(...) args_expect("sinks", __VA_ARGS__)
 
 #define RB 3    /* sequences */
 #define RT 20   /* total_q: the rows of q and o */
@@ -753,6 +756,88 @@ static void test_ragged(void) {
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) host_tensor_free(all[i]);
 }
 
+/* ---- attention sinks ---- */
+
+static void test_sinks(void) {
+  dtype_id dt = DTYPE_F16;
+  host_tensor q, k, v, o, lse, sinks, sinks2d, sinks_f16;
+  int64_t q_shape[4] = {2, 5, 6, 64}, kv_shape[4] = {2, 9, 2, 64}, lse_shape[3] = {2, 6, 5}, sinks_shape[1] = {6};
+  int64_t sinks2d_shape[2] = {1, 6};
+  int ok = host_tensor_alloc(&q, dt, 4, q_shape, NULL) == 0 && host_tensor_alloc(&k, dt, 4, kv_shape, NULL) == 0 &&
+           host_tensor_alloc(&v, dt, 4, kv_shape, NULL) == 0 && host_tensor_alloc(&o, dt, 4, q_shape, NULL) == 0 &&
+           host_tensor_alloc(&lse, DTYPE_F32, 3, lse_shape, NULL) == 0 &&
+           host_tensor_alloc(&sinks, DTYPE_F32, 1, sinks_shape, NULL) == 0 &&
+           host_tensor_alloc(&sinks2d, DTYPE_F32, 2, sinks2d_shape, NULL) == 0 &&
+           host_tensor_alloc(&sinks_f16, DTYPE_F16, 1, sinks_shape, NULL) == 0;
+  CHECK(ok, "sinks: fixture allocation");
+  if (!ok) return;
+  float *values = sinks.t.data;
+  for (int h = 0; h < 6; h++) values[h] = 0.25f * (float)h - 1.0f;
+  fj_attention_args args;
+  fj_attention_args_init(&args);
+  args.q = &q.t;
+  args.k = &k.t;
+  args.v = &v.t;
+  args.o = &o.t;
+  args.lse = &lse.t;
+  args.sinks = &sinks.t;
+  attention_problem p;
+  sinks_expect(&args, "6 heads' logits", FJ_OK, NULL, &p);
+  char key[256];
+  core_attention_key_string(&p.key, key, sizeof key);
+  CHECK(p.key.sinks == 1 && p.sinks == values && p.sinks_stride == 1 && strstr(key, " sinks=1 ") != NULL,
+        "sinks problem: key.sinks=%d, stride %lld, key \"%s\"", p.key.sinks, (long long)p.sinks_stride, key);
+  /* every other element of a longer array: the stride is kept */
+  int64_t every_other[1] = {2};
+  int64_t three[1] = {3};
+  sinks.t.strides = every_other;
+  sinks.t.shape = three;
+  q.t.shape[2] = o.t.shape[2] = lse.t.shape[1] = 3;
+  k.t.shape[2] = v.t.shape[2] = 1;
+  sinks_expect(&args, "3 heads' logits, stride 2", FJ_OK, NULL, &p);
+  CHECK(p.sinks_stride == 2, "sinks stride 2 kept (%lld)", (long long)p.sinks_stride);
+  sinks.t.strides = NULL;
+  sinks.t.shape = sinks_shape;
+  q.t.shape[2] = o.t.shape[2] = lse.t.shape[1] = 6;
+  k.t.shape[2] = v.t.shape[2] = 2;
+
+  /* bad calls: each names the argument and the values */
+  sinks_shape[0] = 5;
+  sinks_expect(&args, "5 logits for 6 heads", FJ_INVALID_ARGUMENT, "sinks.shape[0]=5 but heads=6 (one logit per query head)",
+               &p);
+  sinks_shape[0] = 6;
+  args.sinks = &sinks2d.t;
+  sinks_expect(&args, "a 2-d tensor", FJ_INVALID_ARGUMENT, "sinks.ndim=2, expected 1 ([heads])", &p);
+  args.sinks = &sinks_f16.t;
+  sinks_expect(&args, "fp16 logits", FJ_INVALID_ARGUMENT, "sinks.dtype is fp16; expected fp32", &p);
+  args.sinks = &sinks.t;
+  values[4] = NAN;
+  sinks_expect(&args, "a NaN", FJ_INVALID_ARGUMENT, "sinks[4]=nan: each must be finite", &p);
+  values[4] = -INFINITY;
+  sinks_expect(&args, "-inf", FJ_INVALID_ARGUMENT, "sinks[4]=-inf: each must be finite", &p);
+  values[4] = 0.0f;
+  sinks.t.device = (DLDevice){kDLCUDA, 0};
+  sinks_expect(&args, "on another device", FJ_INVALID_ARGUMENT, "q.device=(cpu,0) but sinks.device=(cuda,0)", &p);
+  sinks.t.device = (DLDevice){kDLCPU, 0};
+  DLTensor inside_lse = sinks.t;
+  inside_lse.data = lse.t.data;
+  args.sinks = &inside_lse;
+  sinks_expect(&args, "inside lse", FJ_INVALID_ARGUMENT, "lse overlaps sinks", &p);
+  inside_lse.data = NULL;
+  sinks_expect(&args, "no data", FJ_INVALID_ARGUMENT, "sinks.data is NULL", &p);
+  args.sinks = &sinks.t;
+  /* a caller built against the header before sinks: the field is not read */
+  args.struct_size = (uint32_t)offsetof(fj_attention_args, sinks);
+  args.sinks = &sinks2d.t;
+  sinks_expect(&args, "an older struct_size", FJ_OK, NULL, &p);
+  CHECK(p.key.sinks == 0 && p.sinks == NULL, "an older caller's call has no sinks (key.sinks=%d)", p.key.sinks);
+  args.struct_size = sizeof args;
+  args.sinks = &sinks.t;
+  sinks_expect(&args, "the good call again", FJ_OK, NULL, &p);
+  host_tensor *all[] = {&q, &k, &v, &o, &lse, &sinks, &sinks2d, &sinks_f16};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) host_tensor_free(all[i]);
+}
+
 int main(void) {
   fixture f;
   memset(&f, 0, sizeof f);
@@ -766,6 +851,7 @@ int main(void) {
   test_valid_layouts(&f);
   test_valid_empty(&f);
   test_ragged();
+  test_sinks();
   fixture_free(&f);
   return check_summary();
 }

@@ -2,8 +2,7 @@
  * fewer than the CPU's worker threads or a GPU's SMs; cutting each job's keys into parts gives every
  * thread (SM) a part, each part leaving its own output and LSE, which are then combined:
  *     O = sum_i 2^(lse_i - m) O_i / sum_i 2^(lse_i - m),   LSE = (m + log2 sum_i 2^(lse_i - m)) ln 2,
- * with m the largest lse_i (base 2), exactly the online softmax's merge of two partial results (a head's
- * sink, fj_attention_args.sinks, is one more lse_i of a zero O_i, added here and not by the parts). On the
+ * with m the largest lse_i (base 2), exactly the online softmax's merge of two partial results. On the
  * CPU this file combines them; on a GPU it plans the parts, and the kernel module's combine kernel
  * merges them on the device. */
 #include <math.h>
@@ -53,18 +52,13 @@ fj_status runtime_combine_kv_splits(const attention_problem *problem, int64_t sp
     for (int64_t h = 0; h < heads; h++)
       for (int64_t s = 0; s < queries; s++) {
         int64_t row = (b * heads + h) * seqlen + s;
-        /* the head's sink (finite), once: a term of the sum whose value is zero */
-        float sink2 = problem->sinks != NULL ? problem->sinks[h * problem->sinks_stride] * 1.4426950408889634f
-                                             : -INFINITY;
-        float max = sink2;
+        float max = -INFINITY;
         for (int64_t i = 0; i < splits; i++)
           if (lse_partial[i * rows + row] > max) max = lse_partial[i * rows + row];
         /* a part that saw no key (lse -inf) weighs 0; a row no part saw stays 0 */
         double weight[SPLIT_KV_MAX] = {0}, sum = 0.0;
-        if (max != -INFINITY) {
+        if (max != -INFINITY)
           for (int64_t i = 0; i < splits; i++) sum += weight[i] = exp2((double)lse_partial[i * rows + row] - max);
-          sum += exp2((double)sink2 - max);
-        }
         int64_t out = b * o->stride[0] + (start + s) * o->stride[1] + h * o->stride[2];
         for (int64_t c = 0; c < d; c++) {
           double value = 0.0;
