@@ -39,7 +39,7 @@ static const kernel_param params[P_COUNT] = {
                     2, {0, 1}, .optional = 1},
 };
 
-#define GENERATOR_VERSION 12
+#define GENERATOR_VERSION 13
 
 /* Vector registers the inner loops need: the score (or P) tile, one Q^T (or O^T) row, the rescale
  * factors, and a broadcast. Over the target's count, the tile spills in the hot loop. */
@@ -441,10 +441,13 @@ static void add_sink(tile_builder *tb, LLVMValueRef block, LLVMValueRef h, LLVMV
   LLVMValueRef sinks = tile_load_param_ptr(tb, block, offsetof(cpu_attention_params, sinks));
   LLVMValueRef at = tile_mul(tb, h, tile_load_param_i64(tb, block, offsetof(cpu_attention_params, sinks_stride)));
   LLVMValueRef sink2 = LLVMBuildFMul(tb->b, tile_load_f32(tb, sinks, at), tile_f32(tb, 1.4426950408889634f), "sink2");
-  LLVMValueRef top = tile_vmax(tb, max, sink2);
-  LLVMValueRef kept = tile_exp2_f32(tb, LLVMBuildFSub(tb->b, max, top, ""));
-  LLVMValueRef sum = LLVMBuildFAdd(tb->b, LLVMBuildFMul(tb->b, l, kept, ""),
-                                   tile_exp2_f32(tb, LLVMBuildFSub(tb->b, sink2, top, "")), "");
+  /* one of the two exponents is 0: one exp2 of the other, -|max - sink2| */
+  LLVMValueRef max_on_top = LLVMBuildFCmp(tb->b, LLVMRealOGE, max, sink2, "");
+  LLVMValueRef top = LLVMBuildSelect(tb->b, max_on_top, max, sink2, "");
+  LLVMValueRef below = tile_exp2_f32(tb, LLVMBuildFSub(tb->b, LLVMBuildSelect(tb->b, max_on_top, sink2, max, ""), top, ""));
+  LLVMValueRef kept = LLVMBuildSelect(tb->b, max_on_top, tile_f32(tb, 1.0f), below, "");
+  LLVMValueRef sink_term = LLVMBuildSelect(tb->b, max_on_top, below, tile_f32(tb, 1.0f), "");
+  LLVMValueRef sum = LLVMBuildFAdd(tb->b, LLVMBuildFMul(tb->b, l, kept, ""), sink_term, "");
   *inverse = LLVMBuildFDiv(tb->b, kept, sum, "");
   *lse2 = LLVMBuildFAdd(tb->b, top, tile_log2(tb, sum), "");
 }

@@ -442,7 +442,7 @@ static void test_bench(void) {
       {"fp16 varlen_q --seqlens-q prefill", "fp16",
        {"--seqlens-q", "90,0,33,61", "--heads", "4", "--kv-heads", "1", "--head-dim", "80", "--causal", NULL}},
       /* attention sinks: a split decode step of a windowed layer (gpt-oss's), the sinks added once */
-      {"bf16 sinks split decode", "bf16",
+      {"bf16 sinks decode in parts, windowed", "bf16",
        {"--heads", "8", "--kv-heads", "2", "--seqlen", "1", "--seqlen-kv", "3000", "--head-dim", "64", "--causal",
         "--window-left", "1500", "--threads", "8", "--sinks", NULL}},
   };
