@@ -29,6 +29,7 @@ typedef struct bench_options {
                              * seqlen follow from it); NULL when not given */
   int32_t query_counts[BENCH_MAX_SEQUENCES];  /* with seqlens_q: the counts, batch of them */
   int sinks;                /* --sinks: attention sinks, one logit per head (gpt-oss's) */
+  float softcap;            /* --softcap: logit soft-capping (0: none) */
   int no_split_kv;          /* --no-split-kv: no workspace (a GPU launch then never splits its keys) */
   int64_t warmup, repeat, threads;
   const char *config;

@@ -20,13 +20,14 @@ typedef enum cli_option_kind {
   CLI_FLAG,    /* no value; *(int *)value = 1 */
   CLI_INT,     /* an integer in [min, max]; *(int64_t *)value */
   CLI_STRING,  /* any text; *(const char **)value points into argv */
+  CLI_FLOAT,   /* a finite decimal number in [min, max]; *(float *)value */
 } cli_option_kind;
 
 typedef struct cli_option {
   const char *name;  /* with the dashes: "--batch" */
   cli_option_kind kind;
   void *value;
-  int64_t min, max;  /* CLI_INT only */
+  int64_t min, max;  /* CLI_INT and CLI_FLOAT only */
   int *seen;         /* (optional) set to 1 when the option is given */
 } cli_option;
 

@@ -3,6 +3,7 @@
  * number past int64 is a usage error that names the flag, never a silent zero or a wrapped size. */
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,19 @@ static const cli_option *cli_find(const cli_option *options, int count, const ch
 static int cli_apply(const char *command, const cli_option *option, const char *value) {
   if (option->kind == CLI_STRING) {
     *(const char **)option->value = value;
+  } else if (option->kind == CLI_FLOAT) {
+    char *end = NULL;
+    errno = 0;
+    double number = *value ? strtod(value, &end) : 0.0;
+    if (*value == '\0' || *end != '\0' || errno == ERANGE || !isfinite((float)number)) {
+      cli_error(command, "%s=%s: not a finite number", option->name, value);
+      return -1;
+    }
+    if (number < (double)option->min || number > (double)option->max) {
+      cli_error(command, "%s=%s: must be from %" PRId64 " to %" PRId64, option->name, value, option->min, option->max);
+      return -1;
+    }
+    *(float *)option->value = (float)number;
   } else {
     int64_t number = 0;
     const char *why = NULL;

@@ -67,6 +67,8 @@ void cmd_bench_help(FILE *out) {
           "                       queries (a prefill of prompts of different lengths, seqlens_kv)\n"
           "  --sinks              attention sinks (gpt-oss): one logit per head in every row's\n"
           "                       softmax sum (from -1 to 1); no peer takes them\n"
+          "  --softcap X          logit soft-capping (Gemma 2's 50): scores become X tanh(score / X);\n"
+          "                       0 (default) none; no peer takes it\n"
           "  --check              compare o and the LSE with the float64 reference; exit 1 when the\n"
           "                       error is over the dtype's bound; also times the naive reference\n"
           "  --no-split-kv        give the calls no workspace: a GPU launch that would cut each\n"
@@ -249,6 +251,7 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
       {"--varlen-q", CLI_FLAG, &o->varlen_q, 0, 0, &seen_varlen_q},
       {"--seqlens-q", CLI_STRING, &o->seqlens_q, 0, 0, NULL},
       {"--sinks", CLI_FLAG, &o->sinks, 0, 0, NULL},
+      {"--softcap", CLI_FLOAT, &o->softcap, 0, INT32_MAX, NULL},
       {"--check", CLI_FLAG, &o->check, 0, 0, NULL},
       {"--no-split-kv", CLI_FLAG, &o->no_split_kv, 0, 0, NULL},
       {"--json", CLI_FLAG, &o->json, 0, 0, NULL},
@@ -286,7 +289,7 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
   if (!o->seqlen_kv_set) o->seqlen_kv = o->seqlen;
   o->shape_flags = seen_batch || seen_heads || seen_seqlen || seen_head_dim || seen_causal || o->kv_heads_set ||
                    o->seqlen_kv_set || seen_page_size || seen_window_left || seen_window_right || seen_varlen_q ||
-                   o->sinks;
+                   o->sinks || o->softcap != 0.0f;
   o->windowed = seen_window_left || seen_window_right;
   if (o->causal && o->window_right > 0) {
     cli_error(BENCH_COMMAND, "--window-right=%" PRId64 " with --causal: causal is --window-right=0", o->window_right);
@@ -315,6 +318,11 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
   if (o->peers && o->windowed) {
     cli_error(BENCH_COMMAND, "--peers with --window-left/--window-right: no peer takes a sliding window (PyTorch's "
               "SDPA backends and the Triton kernel here take none)");
+    return CLI_EXIT_USAGE;
+  }
+  if (o->peers && o->softcap != 0.0f) {
+    cli_error(BENCH_COMMAND, "--peers with --softcap: no peer here takes logit soft-capping (PyTorch's SDPA backends "
+              "and the Triton kernel here take none)");
     return CLI_EXIT_USAGE;
   }
   if (o->peers && o->sinks) {
@@ -376,11 +384,12 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
 }
 
 /* One call of the kernel being measured. */
-/* --window-left / --window-right into a call's args */
-static void bench_window_args(const bench_options *o, fj_attention_args *args) {
+/* The call's scalars: --window-left / --window-right and --softcap */
+static void bench_scalar_args(const bench_options *o, fj_attention_args *args) {
   args->windowed = o->windowed;
   args->window_left = o->window_left;
   args->window_right = o->window_right;
+  args->softcap = o->softcap;
 }
 
 static fj_status bench_call(bench_run *run) {
@@ -520,7 +529,7 @@ static int bench_alloc(const bench_options *o, bench_run *run, uint64_t seed) {
   run->args.v = &run->dv.t;
   run->args.o = &run->dout.t;
   run->args.causal = o->causal;
-  bench_window_args(o, &run->args);
+  bench_scalar_args(o, &run->args);
   bench_index_args(o, run, &run->args, 0);
   return 0;
 }
@@ -581,7 +590,7 @@ static int bench_check(const bench_options *o, bench_run *run, bench_result *r) 
   host_lse_args.o = &run->o.t;
   host_lse_args.lse = &run->lse.t;
   host_lse_args.causal = o->causal;
-  bench_window_args(o, &host_lse_args);
+  bench_scalar_args(o, &host_lse_args);
   bench_index_args(o, run, &host_lse_args, 1);
   fj_attention_args with_lse = run->args;
   with_lse.lse = &run->dlse.t;
@@ -689,6 +698,8 @@ static void bench_print_text(const bench_options *o, const bench_result *r, cons
          ", head_dim %" PRId64 ", %s%s%s%s%s%s\n",
          o->batch, o->heads, o->kv_heads, o->seqlen, o->seqlen_kv, o->head_dim, core_dtype_name(o->dtype),
          o->causal ? ", causal" : "", window, paged, ragged, o->sinks ? ", attention sinks" : "");
+  if (o->softcap != 0.0f) printf("softcap     %g (scores become %g tanh(score / %g))\n", (double)o->softcap,
+                                 (double)o->softcap, (double)o->softcap);
   printf("kernel      %s %s (%s)\n", r->family, r->config,
          o->config ? "from --config" : r->config_source[0] ? r->config_source : "the runtime's choice");
   printf("build       %s, %.1f ms; first call %.2f ms\n", r->kernel_source, r->compile_ms, r->first_call_ms);
@@ -753,6 +764,7 @@ static void bench_print_json(const bench_options *o, const bench_result *r, cons
   json_kv_bool(&w, "varlen_q", o->varlen_q);
   json_kv_string(&w, "seqlens_q", o->seqlens_q ? o->seqlens_q : "");
   json_kv_bool(&w, "sinks", o->sinks);
+  json_kv_double(&w, "softcap", o->softcap);
   json_kv_string(&w, "family", r->family);
   json_kv_string(&w, "config", r->config);
   json_kv_string(&w, "config_from", r->config_from);

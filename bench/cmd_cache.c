@@ -49,7 +49,8 @@ void cmd_cache_help(FILE *out) {
           "  --threads N                warm: CPU threads of the context, default every core\n"
           "  problem flags (warm)       --batch --heads --kv-heads --seqlen --seqlen-kv --head-dim --dtype\n"
           "                             --causal, as flashjit bench takes them; --varlen, --varlen-q,\n"
-          "                             --sinks and --page-size N as flashjit tune takes them\n"
+          "                             --sinks, --softcap X and --page-size N as flashjit tune\n"
+          "                             takes them\n"
           "\n"
           "exit status: 0 done, 1 failed, 2 bad usage\n");
 }
@@ -61,6 +62,7 @@ typedef struct cache_cli {
   int all_devices, other_versions, kernels;
   int64_t threads, batch, heads, kv_heads, seqlen, seqlen_kv, head_dim;
   int causal, problem_flags, kv_heads_set, seqlen_kv_set, varlen, varlen_q, sinks;
+  float softcap;
   int64_t page_size;
   char dir[PATH_MAX];
   char db_path[PATH_MAX + 32];
@@ -78,7 +80,7 @@ static int cache_parse(int argc, char **argv, cache_cli *c, int positional_allow
     c->positional = argv[2];
     first = 2;
   }
-  int seen[12] = {0};
+  int seen[13] = {0};
   const cli_option options[] = {
       {"--cache-dir", CLI_STRING, &c->cache_dir, 0, 0, NULL},
       {"--device", CLI_STRING, &c->device, 0, 0, NULL},
@@ -103,13 +105,14 @@ static int cache_parse(int argc, char **argv, cache_cli *c, int positional_allow
       {"--page-size", CLI_INT, &c->page_size, 1, INT32_MAX, &seen[9]},
       {"--varlen-q", CLI_FLAG, &c->varlen_q, 0, 0, &seen[10]},
       {"--sinks", CLI_FLAG, &c->sinks, 0, 0, &seen[11]},
+      {"--softcap", CLI_FLOAT, &c->softcap, 0, INT32_MAX, &seen[12]},
   };
   switch (cli_parse(c->command, argc - first, argv + first, options, (int)(sizeof options / sizeof options[0]))) {
     case CLI_PARSE_HELP: return -1;
     case CLI_PARSE_ERROR: return CLI_EXIT_USAGE;
     case CLI_PARSE_OK: break;
   }
-  for (int i = 0; i < 12; i++) c->problem_flags |= seen[i];
+  for (int i = 0; i < 13; i++) c->problem_flags |= seen[i];
   c->kv_heads_set = seen[2];
   c->seqlen_kv_set = seen[4];
   if (!c->kv_heads_set) c->kv_heads = c->heads;
@@ -365,6 +368,7 @@ static int cache_warm(cache_cli *c) {
     s.varlen = c->varlen;
     s.varlen_q = c->varlen_q;
     s.sinks = c->sinks;
+    s.softcap = c->softcap;
     s.page_size = (int)c->page_size;
     char label[96];
     presets_describe(&s, label, sizeof label);

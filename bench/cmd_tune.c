@@ -38,6 +38,7 @@ void cmd_tune_help(FILE *out) {
           "  --varlen             the calls give seqlens_kv (each sequence its own key count)\n"
           "  --varlen-q           the calls give cu_seqlens_q (ragged queries; --seqlen their most)\n"
           "  --sinks              the calls give attention sinks (one logit per head)\n"
+          "  --softcap X          the calls soft-cap their logits at X (Gemma 2's 50)\n"
           "  --page-size N        the calls read a paged cache of pages of N keys (block_table)\n"
           "  --window-left N --window-right N\n"
           "                       the calls use a sliding window, as flashjit bench takes it\n"
@@ -86,6 +87,7 @@ typedef struct tune_cli {
   const char *device, *shapes, *preset, *strategy, *budget, *space, *cache_dir, *dtype_name, *isolation;
   int64_t batch, heads, kv_heads, seqlen, seqlen_kv, head_dim;
   int causal, json, quiet, list_presets, varlen, varlen_q, sinks;
+  float softcap;
   int64_t page_size;
   int64_t window_left, window_right;
   int windowed;
@@ -191,6 +193,7 @@ static int tune_parse(int argc, char **argv, tune_cli *c) {
   c->repeat = 10;
   int seen_kv = 0, seen_skv = 0, seen_b = 0, seen_h = 0, seen_s = 0, seen_d = 0, seen_t = 0, seen_c = 0;
   int seen_varlen = 0, seen_page = 0, seen_window_left = 0, seen_window_right = 0, seen_varlen_q = 0, seen_sinks = 0;
+  int seen_softcap = 0;
   c->window_left = c->window_right = -1;
   const cli_option options[] = {
       {"--device", CLI_STRING, &c->device, 0, 0, NULL},
@@ -208,6 +211,7 @@ static int tune_parse(int argc, char **argv, tune_cli *c) {
       {"--varlen", CLI_FLAG, &c->varlen, 0, 0, &seen_varlen},
       {"--varlen-q", CLI_FLAG, &c->varlen_q, 0, 0, &seen_varlen_q},
       {"--sinks", CLI_FLAG, &c->sinks, 0, 0, &seen_sinks},
+      {"--softcap", CLI_FLOAT, &c->softcap, 0, INT32_MAX, &seen_softcap},
       {"--page-size", CLI_INT, &c->page_size, 1, INT32_MAX, &seen_page},
       {"--window-left", CLI_INT, &c->window_left, -1, INT32_MAX, &seen_window_left},
       {"--window-right", CLI_INT, &c->window_right, -1, INT32_MAX, &seen_window_right},
@@ -235,7 +239,8 @@ static int tune_parse(int argc, char **argv, tune_cli *c) {
   c->kv_heads_set = seen_kv;
   c->seqlen_kv_set = seen_skv;
   c->problem_flags = seen_kv || seen_skv || seen_b || seen_h || seen_s || seen_d || seen_t || seen_c || seen_varlen ||
-                     seen_page || seen_window_left || seen_window_right || seen_varlen_q || seen_sinks;
+                     seen_page || seen_window_left || seen_window_right || seen_varlen_q || seen_sinks ||
+                     seen_softcap;
   c->windowed = seen_window_left || seen_window_right;
   if (!c->kv_heads_set) c->kv_heads = c->heads;
   if (!c->seqlen_kv_set) c->seqlen_kv = c->seqlen;
@@ -318,6 +323,7 @@ static int tune_problems(const tune_cli *c, preset_shapes *out) {
   s.varlen = c->varlen;
   s.varlen_q = c->varlen_q;
   s.sinks = c->sinks;
+  s.softcap = c->softcap;
   s.page_size = (int)c->page_size;
   s.windowed = c->windowed;
   s.window_left = c->window_left;

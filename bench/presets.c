@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,10 +189,12 @@ void presets_describe(const fj_problem_shape *s, char *buffer, size_t size) {
   char page[24] = "", window[64] = "";
   if (s->page_size > 0) snprintf(page, sizeof page, " page=%d", s->page_size);
   if (s->windowed) snprintf(window, sizeof window, " window=(%" PRId64 ",%" PRId64 ")", s->window_left, s->window_right);
-  snprintf(buffer, size, "b%" PRId64 " h%d/%d sq%" PRId64 " skv%" PRId64 " d%d %s%s%s%s%s%s%s%s", s->batch, s->heads,
-           s->kv_heads, s->seqlen_q, s->seqlen_kv, s->head_dim, core_dtype_name(dtype), s->causal ? " causal" : "",
-           window, s->with_lse ? " lse" : "", s->varlen ? " varlen" : "", s->varlen_q ? " varlen_q" : "", page,
-           s->sinks ? " sinks" : "");
+  char softcap[32] = "";
+  if (s->softcap > 0.0f) snprintf(softcap, sizeof softcap, " softcap=%g", (double)s->softcap);
+  snprintf(buffer, size, "b%" PRId64 " h%d/%d sq%" PRId64 " skv%" PRId64 " d%d %s%s%s%s%s%s%s%s%s", s->batch,
+           s->heads, s->kv_heads, s->seqlen_q, s->seqlen_kv, s->head_dim, core_dtype_name(dtype),
+           s->causal ? " causal" : "", window, s->with_lse ? " lse" : "", s->varlen ? " varlen" : "",
+           s->varlen_q ? " varlen_q" : "", page, s->sinks ? " sinks" : "", softcap);
 }
 
 void presets_help(FILE *out) {
@@ -207,7 +210,7 @@ void presets_help(FILE *out) {
           "  names: batch, heads, kv_heads, seqlen (q and kv), seqlen_q, seqlen_kv, head_dim, dtype,\n"
           "  causal[=0|1], lse[=0|1], varlen[=0|1] (the calls give seqlens_kv), varlen_q[=0|1] (the\n"
           "  calls give cu_seqlens_q: ragged queries, seqlen_q their most), sinks[=0|1] (the calls\n"
-          "  give attention sinks), page_size (the calls\n"
+          "  give attention sinks), softcap=X (logit soft-capping), page_size (the calls\n"
           "  read a paged cache of pages of that many keys), window_left and window_right (a sliding\n"
           "  window, -1 for an open side: window_left=4095 causal is a 4096-key window), preset=NAME\n"
           "  (a whole preset, alone on its line).\n"
@@ -280,6 +283,15 @@ static int preset_apply(fj_problem_shape *s, const char *name, const char *value
     return 0;
   }
   if (value == NULL) return preset_fail(why, why_size, "%s needs a value", name);
+  if (strcmp(key, "softcap") == 0) {
+    char *end = NULL;
+    errno = 0;
+    double cap = strtod(value, &end);
+    if (*value == '\0' || *end != '\0' || errno == ERANGE || !isfinite((float)cap) || cap < 0.0)
+      return preset_fail(why, why_size, "softcap=%s: expected a finite number, at least 0", value);
+    s->softcap = (float)cap;
+    return 0;
+  }
   if (strcmp(key, "dtype") == 0) {
     dtype_id dtype;
     if (!core_dtype_parse(value, &dtype))
@@ -314,8 +326,8 @@ static int preset_apply(fj_problem_shape *s, const char *name, const char *value
     return 0;
   }
   return preset_fail(why, why_size, "unknown name \"%s\" (batch, heads, kv_heads, seqlen, seqlen_q, seqlen_kv, "
-                     "head_dim, dtype, causal, lse, varlen, varlen_q, sinks, page_size, window_left, window_right, "
-                     "preset)",
+                     "head_dim, dtype, causal, lse, varlen, varlen_q, sinks, softcap, page_size, window_left, "
+                     "window_right, preset)",
                      name);
 }
 
@@ -407,10 +419,12 @@ static int preset_read_json(const char *text, size_t size, preset_shapes *out, c
           snprintf(value, sizeof value, "%s", v->string);
         else if (v->type == JSON_NUMBER && v->is_integer)
           snprintf(value, sizeof value, "%" PRId64, v->integer);
+        else if (v->type == JSON_NUMBER)  /* softcap's; an integer name refuses it by name */
+          snprintf(value, sizeof value, "%.9g", v->number);
         else if (v->type == JSON_TRUE || v->type == JSON_FALSE)
           snprintf(value, sizeof value, "%d", v->type == JSON_TRUE);
         else {
-          rc = preset_fail(why, why_size, "problems[%zu].%s: expected an integer, a string or a boolean", i, name);
+          rc = preset_fail(why, why_size, "problems[%zu].%s: expected a number, a string or a boolean", i, name);
           break;
         }
         if (preset_apply(&s, name, value, &kv_set, &skv_set, detail, sizeof detail) != 0)

@@ -123,6 +123,8 @@ typedef struct fj_problem_shape {
   int varlen_q;
   /* Non-zero: the calls give sinks (fj_attention_args.sinks). */
   int sinks;
+  /* As fj_attention_args.softcap (0: none); the tuner's calls use this value. */
+  float softcap;
 } fj_problem_shape;
 
 /* Fills *shape with the defaults: bf16, batch 1, 8 heads and kv heads, seqlen 2048 (q and kv), head
@@ -226,6 +228,12 @@ typedef struct fj_attention_args {
    * must be finite: on the CPU one that is not is refused (FJ_INVALID_ARGUMENT); on a GPU, whose memory
    * the call does not read, it gives NaN in that head's rows (and writes nowhere else). */
   const DLTensor *sinks;
+  /* Logit soft-capping (Gemma 2's attn_logit_softcapping, Grok's; FlashAttention's softcap): above 0,
+   * each scaled score s = softmax_scale x q.k becomes softcap x tanh(s / softcap) before the masks and
+   * the softmax, so that no logit passes +-softcap; 0, the default, leaves the scores as they are.
+   * Must be finite and not negative. On NVIDIA GPUs tanh is the hardware's tanh.approx (relative error
+   * about 2^-11, as FlashAttention's). */
+  float softcap;
 } fj_attention_args;
 
 /* Fills *args with the defaults: no tensors, scale 0 (1/sqrt(head_dim)), not causal, no window (-1,

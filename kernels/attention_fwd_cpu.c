@@ -39,13 +39,14 @@ static const kernel_param params[P_COUNT] = {
                     2, {0, 1}, .optional = 1},
 };
 
-#define GENERATOR_VERSION 13
+#define GENERATOR_VERSION 14
 
 /* Vector registers the inner loops need: the score (or P) tile, one Q^T (or O^T) row, the rescale
- * factors, and a broadcast. Over the target's count, the tile spills in the hot loop. */
-static int registers_needed(int block_m, int block_n, int lanes) {
+ * factors, and a broadcast; soft-capping adds its two factors and tanh's temporaries beside the tile.
+ * Over the target's count, the tile spills in the hot loop. */
+static int registers_needed(const attention_key *key, int block_m, int block_n, int lanes) {
   int vectors = block_m / lanes;
-  return block_n * vectors + 2 * vectors + 1;
+  return block_n * vectors + 2 * vectors + 1 + (key->softcap ? 4 : 0);
 }
 
 static int config_valid(const attention_key *key, const jit_target *target, const kernel_config *config,
@@ -65,7 +66,7 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
     snprintf(why, why_size, "unroll=%d does not divide head_dim=%d", unroll, key->head_dim);
     return 0;
   }
-  int needed = registers_needed(block_m, block_n, lanes);
+  int needed = registers_needed(key, block_m, block_n, lanes);
   if (needed > target->vector_registers) {
     snprintf(why, why_size, "block_m=%d block_n=%d vector=%d needs %d vector registers; %s has %d", block_m,
              block_n, lanes, needed, target->cpu, target->vector_registers);
@@ -106,7 +107,7 @@ static void default_config(const attention_key *key, const jit_target *target, k
   int block_n = 4;
   for (int i = 0; i < params[P_BLOCK_N].num_values; i++) {
     int candidate = params[P_BLOCK_N].values[i];
-    if (registers_needed(block_m, candidate, lanes) <= target->vector_registers) block_n = candidate;
+    if (registers_needed(key, block_m, candidate, lanes) <= target->vector_registers) block_n = candidate;
   }
   if (few_rows) block_n = 6;
   out->values[P_BLOCK_M] = block_m;
@@ -637,6 +638,16 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
       }
     }
     tile_end_for(tb, &dl);
+  }
+
+  /* Soft-capping (key.softcap): each base-2 score s becomes softcap_out tanh(softcap_in s), before the
+   * masks (which then set their scores to -inf). */
+  if (key->softcap) {
+    LLVMValueRef in = tile_splat(tb, tile_load_param_f32(tb, block, P_OFF(softcap_in)));
+    LLVMValueRef out = tile_splat(tb, tile_load_param_f32(tb, block, P_OFF(softcap_out)));
+    for (int n = 0; n < BN; n++)
+      for (int vi = 0; vi < V; vi++)
+        tile_regs_set(tb, &scores, n, vi, tile_vmul(tb, out, tile_tanh(tb, tile_vmul(tb, in, tile_regs_get(tb, &scores, n, vi)))));
   }
 
   /* Mask keys past the end and, when causal, past each query's diagonal. Row q0 + vi*W + lane is at

@@ -50,6 +50,9 @@ typedef struct cpu_attention_params {
   int64_t cu_seqlens_q_stride, total_q;
   int64_t sinks_stride;
   float scale_log2;           /* softmax_scale * log2(e): scores are exponentiated in base 2 */
+  /* Soft-capped kernels (key.softcap) only: a base-2 score s becomes softcap_out * tanh(softcap_in * s),
+   * softcap_out = softcap * log2(e) and softcap_in its inverse. */
+  float softcap_in, softcap_out;
 } cpu_attention_params;
 
 /* The generated function: one job = one tile of query rows of one (batch, head slot). scratch is this

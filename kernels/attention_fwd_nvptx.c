@@ -42,7 +42,7 @@ static const kernel_param params[P_COUNT] = {
                     "when the launch finds SMs idle and a workspace", 2, {0, 1}, .optional = 1},
 };
 
-#define GENERATOR_VERSION 15
+#define GENERATOR_VERSION 16
 
 /* A budget on the registers one thread's fragments take in the main loop (32-bit registers), as a
  * weighted count fitted to what ptxas does: O (live throughout); half of S (the fp32 scores live only
@@ -101,7 +101,8 @@ static const kernel_param params[P_COUNT] = {
 
 typedef struct shape {
   int block_m, block_n, warps, stages, q_in_regs, swizzle, pack_gqa, split_kv;
-  int head_dim, padded_dim, m_tiles, causal, window, has_lse, d_contiguous, varlen, page_size, varlen_q, sinks;
+  int head_dim, padded_dim, m_tiles, causal, window, has_lse, d_contiguous, varlen, page_size, varlen_q, sinks,
+      softcap;
   dtype_id dtype;
 } shape;
 
@@ -133,6 +134,7 @@ static shape shape_of(const attention_key *key, const kernel_config *config) {
   s.varlen = key->varlen;
   s.varlen_q = key->varlen_q;
   s.sinks = key->sinks;
+  s.softcap = key->softcap;
   s.page_size = key->page_size;
   s.dtype = (dtype_id)key->dtype;
   return s;
@@ -759,6 +761,9 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
       LLVMValueRef crosses = tile_lt(tb, n0, tile_add(tb, last_position, first_diagonal));
       needs_mask = LLVMBuildOr(ir, needs_mask, crosses, "");
     }
+    /* soft-capping (key.softcap), before the masks: q.k becomes softcap_out tanh(softcap_in q.k) */
+    if (s.softcap)
+      tile_gpu_tanh_scaled(tg, &scores, tile_gpu_param_f32(tg, P_OFF(softcap_in)), tile_gpu_param_f32(tg, P_OFF(softcap_out)));
     tile_gpu_rows first_seen, end_seen;
     keys_visible(tg, &s, &first_seen, &end_seen, warp_row0, q0, n0, seqlen_kv, last_diagonal, first_diagonal);
     tile_gpu_mask_columns(tg, &scores, s.window ? &first_seen : NULL, &end_seen, needs_mask, masked_score);

@@ -60,6 +60,7 @@ typedef struct test_case {
   int ragged_q;
   /* 1: attention sinks (fj_attention_args.sinks), case_sink(c, h) for head h */
   int sinks;
+  float softcap;  /* fj_attention_args.softcap: 0 for none */
 } test_case;
 
 #define CASE_RAGGED_BEFORE 2
@@ -103,6 +104,10 @@ static inline void describe(const test_case *c, char *buffer, size_t size) {
   if (c->sinks) {
     size_t used = strlen(buffer);
     snprintf(buffer + used, size > used ? size - used : 0, " sinks");
+  }
+  if (c->softcap > 0.0f) {
+    size_t used = strlen(buffer);
+    snprintf(buffer + used, size > used ? size - used : 0, " softcap=%g", (double)c->softcap);
   }
 }
 
@@ -320,6 +325,7 @@ static inline void case_host_args(const test_case *c, case_tensors *t, fj_attent
     args->max_seqlen_q = c->seqlen_q;
   }
   if (c->sinks) args->sinks = &t->sinks_t;
+  args->softcap = c->softcap;
 }
 
 static inline uint64_t allocation_hash(const host_tensor *t) {

@@ -33,7 +33,7 @@ class ProblemShape(ctypes.Structure):
                 ("kv_heads", ctypes.c_int), ("head_dim", ctypes.c_int), ("causal", ctypes.c_int),
                 ("with_lse", ctypes.c_int), ("varlen", ctypes.c_int), ("page_size", ctypes.c_int),
                 ("windowed", ctypes.c_int), ("window_left", ctypes.c_int64), ("window_right", ctypes.c_int64),
-                ("varlen_q", ctypes.c_int), ("sinks", ctypes.c_int)]
+                ("varlen_q", ctypes.c_int), ("sinks", ctypes.c_int), ("softcap", ctypes.c_float)]
 
 
 class AttentionArgs(ctypes.Structure):
@@ -45,7 +45,7 @@ class AttentionArgs(ctypes.Structure):
                 ("block_table", ctypes.POINTER(DLTensor)), ("workspace", ctypes.POINTER(DLTensor)),
                 ("windowed", ctypes.c_int), ("window_left", ctypes.c_int64), ("window_right", ctypes.c_int64),
                 ("cu_seqlens_q", ctypes.POINTER(DLTensor)), ("max_seqlen_q", ctypes.c_int64),
-                ("sinks", ctypes.POINTER(DLTensor))]
+                ("sinks", ctypes.POINTER(DLTensor)), ("softcap", ctypes.c_float)]
 
 
 STRUCTS = [("fj_context_options", ContextOptions), ("fj_problem_shape", ProblemShape),

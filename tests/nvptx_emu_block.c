@@ -358,6 +358,8 @@ static float emu_flush_subnormal(float x) { return fpclassify(x) == FP_SUBNORMAL
 
 float emu_hook_ex2_approx_ftz(float x) { return emu_flush_subnormal(exp2f(emu_flush_subnormal(x))); }
 float emu_hook_lg2_approx(float x) { return log2f(x); }
+/* tanh.approx.f32 is within 2^-11 relative of tanh (PTX ISA); exact here, as ex2 and lg2 are. */
+float emu_hook_tanh_approx(float x) { return tanhf(x); }
 float emu_hook_lg2_approx_ftz(float x) { return log2f(emu_flush_subnormal(x)); }
 
 void emu_hook_mma_m16n8k16(int32_t site, int32_t bf16, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,

@@ -49,6 +49,7 @@ void emu_hook_barrier(int32_t site, int32_t barrier);
 uint32_t emu_hook_shfl_bfly(int32_t site, uint32_t member_mask, uint32_t value, uint32_t b, uint32_t c);
 uint32_t emu_hook_vote_any(int32_t site, uint32_t member_mask, uint32_t predicate);
 float emu_hook_ex2_approx_ftz(float x);
+float emu_hook_tanh_approx(float x);
 float emu_hook_lg2_approx(float x);
 float emu_hook_lg2_approx_ftz(float x);
 void emu_hook_mma_m16n8k16(int32_t site, int32_t bf16, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,

@@ -349,6 +349,12 @@ static void emu_rewrite_instruction(emu_rewriter *rw, LLVMValueRef inst) {
     emu_rewrite_nvvm(rw, inst, name);
     return;
   }
+  if (strcmp(name, "llvm.tanh.f32") == 0) {  /* tanh.approx.f32 on the device (cuda_ir_tanh) */
+    LLVMValueRef x = LLVMGetOperand(inst, 0);
+    LLVMPositionBuilderBefore(rw->b, inst);
+    emu_replace(inst, emu_call(rw, "emu_hook_tanh_approx", rw->f32, &rw->f32, &x, 1));
+    return;
+  }
   if (emu_starts_with(name, "llvm.mem")) {
     /* memcpy/memmove/memset on device memory would bypass the access checks. */
     for (unsigned i = 0; i < (unsigned)LLVMGetNumArgOperands(inst); i++)
@@ -492,6 +498,7 @@ static int emu_link(emu_kernel *k, LLVMMemoryBufferRef object, char *why, size_t
       {"emu_hook_shfl_bfly", (emu_function)emu_hook_shfl_bfly},
       {"emu_hook_vote_any", (emu_function)emu_hook_vote_any},
       {"emu_hook_ex2_approx_ftz", (emu_function)emu_hook_ex2_approx_ftz},
+      {"emu_hook_tanh_approx", (emu_function)emu_hook_tanh_approx},
       {"emu_hook_lg2_approx", (emu_function)emu_hook_lg2_approx},
       {"emu_hook_lg2_approx_ftz", (emu_function)emu_hook_lg2_approx_ftz},
       {"emu_hook_mma_m16n8k16", (emu_function)emu_hook_mma_m16n8k16},

@@ -160,6 +160,9 @@ static const bad_case bad_cases[] = {
     {"sinks of one logit for 2 heads", "sinks.shape[0]=1 but heads=2"},
     {"sinks[1]=inf", "sinks[1]=inf: each must be finite"},
     {"fp16 sinks", "sinks.dtype is fp16; expected fp32"},
+    {"softcap=-1", "softcap=-1: must be finite and not negative"},
+    {"softcap=NaN", "softcap=nan: must be finite"},
+    {"softcap=1e-35", "softcap=1e-35 with softmax_scale=0.125: softcap and softcap / softmax_scale must each be from"},
 };
 
 static void break_fixture(fixture *f, int which) {
@@ -248,6 +251,9 @@ static void break_fixture(fixture *f, int which) {
     case 63: f->sinks_shape[0] = 1; f->args.sinks = &f->sinks; break;
     case 64: f->sink_logits[1] = INFINITY; f->args.sinks = &f->sinks; break;
     case 65: f->sinks.dtype.bits = 16; f->args.sinks = &f->sinks; break;
+    case 66: f->args.softcap = -1.0f; break;
+    case 67: f->args.softcap = NAN; break;
+    case 68: f->args.softcap = 1e-35f; break;
     default: break;
   }
 }

@@ -445,6 +445,9 @@ static void test_bench(void) {
       {"bf16 sinks decode in parts, windowed", "bf16",
        {"--heads", "8", "--kv-heads", "2", "--seqlen", "1", "--seqlen-kv", "3000", "--head-dim", "64", "--causal",
         "--window-left", "1500", "--threads", "8", "--sinks", NULL}},
+      /* logit soft-capping at 1.5 (scores of order 1 bend), causal GQA prefill */
+      {"fp32 softcap 1.5 causal", "fp32",
+       {"--heads", "4", "--kv-heads", "2", "--seqlen", "130", "--head-dim", "64", "--causal", "--softcap", "1.5", NULL}},
   };
   char first_config[256] = "";
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -466,6 +469,9 @@ static void test_bench(void) {
             "bench %s: sinks %s in the JSON", cases[i].what, strstr(cases[i].what, "sinks") ? "true" : "false");
     if (doc && strstr(cases[i].what, "sinks"))
       check(jnumber(doc, "kv_splits", 0) > 1, "bench %s: %g parts", cases[i].what, jnumber(doc, "kv_splits", 0));
+    if (doc)
+      check(jnumber(doc, "softcap", -1) == (strstr(cases[i].what, "softcap") ? 1.5 : 0.0), "bench %s: softcap %g in the JSON",
+            cases[i].what, jnumber(doc, "softcap", -1));
     if (doc && strstr(cases[i].what, "window") && !strstr(cases[i].what, "sinks"))
       check(jnumber(doc, "window_left", 0) == (strstr(cases[i].what, "causal") ? 40 : 20) &&
                 jnumber(doc, "window_right", -2) == (strstr(cases[i].what, "causal") ? 0 : 7),
@@ -547,6 +553,10 @@ static void test_bad_invocations(void) {
       {{"bench", "--window-left", "8", "--peers", NULL}, "no peer takes a sliding window", 2},
       {{"bench", "--varlen-q", "--peers", NULL}, "--peers with --varlen-q", 2},
       {{"bench", "--sinks", "--peers", NULL}, "--peers with --sinks", 2},
+      {{"bench", "--softcap", "30", "--peers", NULL}, "--peers with --softcap", 2},
+      {{"bench", "--softcap", "-1", NULL}, "--softcap=-1: must be from 0", 2},
+      {{"bench", "--softcap", "1e40", NULL}, "--softcap=1e40: not a finite number", 2},
+      {{"bench", "--softcap", "x", NULL}, "--softcap=x: not a finite number", 2},
       {{"bench", "--sinks", "--grid", "prefill", NULL}, "--grid=prefill: the grid sets", 2},
       {{"bench", "--seqlens-q", "5,-1", NULL}, "--seqlens-q=5,-1: '-1': must be from 0", 2},
       {{"bench", "--seqlens-q", "0,0", NULL}, "--seqlens-q=0,0: no sequence has a query", 2},
@@ -907,6 +917,14 @@ static void test_shapes_of_their_own(void) {
                             "# a gpt-oss decode step\nbatch=2 heads=8 kv_heads=2 seqlen_q=1 seqlen_kv=300 head_dim=64 "
                             "dtype=fp32 causal sinks\n",
                             "heads=4 sinks=2\n", "sinks=2");
+  check_shape_tune_and_warm("softcap",
+                            (const char *const[]){"--heads", "4", "--kv-heads", "2", "--seqlen", "150", "--head-dim",
+                                                  "64", "--dtype", "fp32", "--causal", "--window-left", "20",
+                                                  "--softcap", "2", NULL},
+                            "block_m=16,32 block_n=6 unroll=2 pv_rows=4 pv_vectors=4", " softcap=1 ",
+                            "# a Gemma 2 local layer\nheads=4 kv_heads=2 seqlen=150 head_dim=64 dtype=fp32 causal "
+                            "window_left=20 softcap=2\n",
+                            "heads=4 softcap=-3\n", "softcap=-3: expected a finite number, at least 0");
 }
 
 int main(void) {

@@ -15,7 +15,8 @@
  * split_kv=1 half adds the parts' loop range and epilogue and the combine kernel. FJ_PTXAS_WINDOW=1: those
  * spaces for causal sliding-window keys (the window's first tile and its lower-edge masks). FJ_PTXAS_RAGGED=1:
  * those spaces for causal ragged-query keys (cu_seqlens_q: each sequence's first row and query count read per block).
- * FJ_PTXAS_SINKS=1: those spaces for causal keys with attention sinks (each row's head's logit in its epilogue).
+ * FJ_PTXAS_SINKS=1: those spaces for causal keys with attention sinks (each row's head's logit in its
+ * running state). FJ_PTXAS_SOFTCAP=1: those spaces for causal soft-capped keys (tanh.approx per score).
  * FJ_PTXAS_DUMP=dir: keep each job's PTX and ptxas report there. FJ_PTXAS_ONLY=substring: only the
  * jobs whose name contains it. */
 #include <pthread.h>
@@ -71,6 +72,7 @@ static int page_spaces;    /* FJ_PTXAS_PAGE */
 static int window_spaces;  /* FJ_PTXAS_WINDOW */
 static int ragged_spaces;  /* FJ_PTXAS_RAGGED */
 static int sinks_spaces;   /* FJ_PTXAS_SINKS */
+static int softcap_spaces; /* FJ_PTXAS_SOFTCAP */
 
 static attention_key make_key(dtype_id dtype, int head_dim, int causal, int lse, int d_contiguous) {
   attention_key key;
@@ -320,6 +322,7 @@ int main(void) {
   window_spaces = getenv("FJ_PTXAS_WINDOW") && atoi(getenv("FJ_PTXAS_WINDOW"));
   ragged_spaces = getenv("FJ_PTXAS_RAGGED") && atoi(getenv("FJ_PTXAS_RAGGED"));
   sinks_spaces = getenv("FJ_PTXAS_SINKS") && atoi(getenv("FJ_PTXAS_SINKS"));
+  softcap_spaces = getenv("FJ_PTXAS_SOFTCAP") && atoi(getenv("FJ_PTXAS_SOFTCAP"));
   int decode_spaces = getenv("FJ_PTXAS_DECODE") && atoi(getenv("FJ_PTXAS_DECODE"));
   if (page_spaces < 0) page_spaces = 0;
   const char *archs[] = {"sm_80", "sm_90a"};
@@ -334,6 +337,7 @@ int main(void) {
       if (window_spaces) bf16.window = fp16.window = bf16.causal = fp16.causal = 1;
       if (ragged_spaces) bf16.varlen_q = fp16.varlen_q = bf16.causal = fp16.causal = 1;
       if (sinks_spaces) bf16.sinks = fp16.sinks = bf16.causal = fp16.causal = 1;
+      if (softcap_spaces) bf16.softcap = fp16.softcap = bf16.causal = fp16.causal = 1;
       space += add_space(archs[a], &bf16, 0);
       if (full) space += add_space(archs[a], &fp16, 0);
     }
@@ -397,6 +401,13 @@ int main(void) {
           key.window = 1;
           key.varlen = 1;
           key.page_size = 16;
+          add_default(archs[a], &key);
+          /* logit soft-capping (Gemma 2): causal prefill, and a decode step of a windowed layer (split) */
+          key = make_key((dtype_id)dtype, dims[i], 1, 1, 1);
+          key.softcap = 1;
+          add_default(archs[a], &key);
+          key.seqlen_bucket = 0;
+          key.window = 1;
           add_default(archs[a], &key);
         }
       }

@@ -834,6 +834,32 @@ static void test_sinks(void) {
   args.struct_size = sizeof args;
   args.sinks = &sinks.t;
   sinks_expect(&args, "the good call again", FJ_OK, NULL, &p);
+
+  /* soft-capping: a value, a flag of the key */
+  args.softcap = 50.0f;
+  sinks_expect(&args, "softcap 50", FJ_OK, NULL, &p);
+  core_attention_key_string(&p.key, key, sizeof key);
+  CHECK(p.key.softcap == 1 && p.softcap == 50.0f && strstr(key, " sinks=1 softcap=1 ") != NULL,
+        "softcap problem: key.softcap=%d, softcap %g, key \"%s\"", p.key.softcap, (double)p.softcap, key);
+  args.softcap = -0.5f;
+  sinks_expect(&args, "softcap -0.5", FJ_INVALID_ARGUMENT, "softcap=-0.5: must be finite and not negative", &p);
+  args.softcap = INFINITY;
+  sinks_expect(&args, "softcap inf", FJ_INVALID_ARGUMENT, "softcap=inf: must be finite", &p);
+  args.softcap = 1e31f;
+  sinks_expect(&args, "softcap 1e31", FJ_INVALID_ARGUMENT, "softcap=1e+31 with softmax_scale=0.125", &p);
+  args.softmax_scale = 1e-20f;
+  args.softcap = 1e20f;
+  sinks_expect(&args, "softcap 1e20 over a scale of 1e-20", FJ_INVALID_ARGUMENT,
+               "softcap and softcap / softmax_scale must each be from 1e-30 to 1e30", &p);
+  args.softmax_scale = 0.0f;
+  args.softcap = -1.0f;
+  args.struct_size = (uint32_t)offsetof(fj_attention_args, softcap);
+  sinks_expect(&args, "an older struct_size (softcap not read)", FJ_OK, NULL, &p);
+  CHECK(p.key.softcap == 0 && p.softcap == 0.0f, "an older caller's call has no softcap (key.softcap=%d)", p.key.softcap);
+  args.struct_size = sizeof args;
+  args.softcap = 0.0f;
+  sinks_expect(&args, "softcap 0 (none)", FJ_OK, NULL, &p);
+  CHECK(p.key.softcap == 0, "softcap 0: key.softcap=%d", p.key.softcap);
   host_tensor *all[] = {&q, &k, &v, &o, &lse, &sinks, &sinks2d, &sinks_f16};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) host_tensor_free(all[i]);
 }

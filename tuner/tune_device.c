@@ -174,5 +174,6 @@ fj_status tune_device_problem(const tune_mirror *q, const tune_mirror *k, const 
   args.cu_seqlens_q = cu ? &cu->t : NULL;
   args.max_seqlen_q = host->seqlen_q;
   args.sinks = sinks ? &sinks->t : NULL;
+  args.softcap = host->softcap;
   return core_validate_attention(&args, out);
 }

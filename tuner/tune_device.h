@@ -59,7 +59,8 @@ fj_status tune_timer_start(fj_context *context, void *stream, tune_timer *timer)
 fj_status tune_timer_stop(fj_context *context, void *stream, tune_timer *timer, double *milliseconds);
 
 /* Validates the attention call on the mirrors of q, k, v, o (and lse, the block table, seqlens_kv,
- * cu_seqlens_q and sinks where not NULL) with host's masks (causal and sliding window) and max_seqlen_q into *out:
+ * cu_seqlens_q and sinks where not NULL) with host's masks (causal and sliding window), softcap and
+ * max_seqlen_q into *out:
  * a problem whose views point at device memory, for launches; checks still read the host problem. */
 fj_status tune_device_problem(const tune_mirror *q, const tune_mirror *k, const tune_mirror *v,
                               tune_mirror *o, tune_mirror *lse, const tune_mirror *table, const tune_mirror *lens,

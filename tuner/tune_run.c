@@ -637,6 +637,7 @@ static fj_status tune_make_problem(const fj_problem_shape *shape, int64_t batch,
     args.max_seqlen_q = seqlen_q;
   }
   if (sinks) args.sinks = &t->sinks->t;
+  args.softcap = runtime_shape_softcap(shape);
   return core_validate_attention(&args, problem);
 }
 

@@ -33,7 +33,7 @@ void core_key_extra_text(const attention_key *key, char *buffer, size_t size) {
   if (buffer == NULL || size == 0) return;
   char page[24] = "";
   if (key->page_size > 0) snprintf(page, sizeof page, " page=%d", key->page_size);
-  snprintf(buffer, size, "%s%s", page, key->sinks ? " sinks=1" : "");
+  snprintf(buffer, size, "%s%s%s", page, key->sinks ? " sinks=1" : "", key->softcap ? " softcap=1" : "");
 }
 
 void core_visible_keys(const attention_problem *problem, int64_t i, int64_t queries, int64_t keys, int64_t *first,
@@ -728,6 +728,10 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
   if (!isfinite(args->softmax_scale))
     return core_error(FJ_INVALID_ARGUMENT, "softmax_scale=%g must be finite",
                       (double)args->softmax_scale);
+  float softcap = args->struct_size >= offsetof(fj_attention_args, softcap) + sizeof(float) ? args->softcap : 0.0f;
+  if (!(isfinite(softcap) && softcap >= 0.0f))
+    return core_error(FJ_INVALID_ARGUMENT, "softcap=%g: must be finite and not negative (0: no capping)",
+                      (double)softcap);
 
   /* A paged cache's keys per sequence: its pages times the page size. */
   if (paged && (s = core_check_block_table(&table, &q, &batch, &k, &o, &lse)) != FJ_OK) return s;
@@ -761,6 +765,13 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
   p.seqlen_q = seqlen_q;
   p.seqlen_kv = seqlen_kv;
   p.softmax_scale = args->softmax_scale != 0.0f ? args->softmax_scale : (float)(1.0 / sqrt((double)qs[qd]));
+  p.key.softcap = softcap > 0.0f;
+  p.softcap = softcap;
+  /* the kernels scale by softcap / softmax_scale and its inverse (and softcap log2 e): all must be floats */
+  double cap_ratio = fabs((double)softcap / (double)p.softmax_scale);
+  if (softcap > 0.0f && (softcap < 1e-30f || softcap > 1e30f || cap_ratio < 1e-30 || cap_ratio > 1e30))
+    return core_error(FJ_INVALID_ARGUMENT, "softcap=%g with softmax_scale=%g: softcap and softcap / softmax_scale "
+                      "must each be from 1e-30 to 1e30", (double)softcap, (double)p.softmax_scale);
   core_fill_view(&p.q, &q);
   core_fill_view(&p.k, &k);
   core_fill_view(&p.v, &v);

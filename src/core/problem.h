@@ -24,6 +24,7 @@ typedef struct attention_key {
   int window;        /* keys before a diagonal are masked: window_left >= 0 (a sliding window) */
   int varlen_q;      /* cu_seqlens_q given: ragged queries, each sequence its own query count */
   int sinks;         /* sinks given: each head's softmax has one more term, of a zero value */
+  int softcap;       /* softcap > 0: scores pass through softcap x tanh(score / softcap) */
 } attention_key;
 
 /* A view of a 4-d (or 3-d, for lse) tensor: the address of element [0,0,0,0] and strides in elements. */
@@ -38,6 +39,7 @@ typedef struct attention_problem {
   attention_key key;
   int64_t batch, seqlen_q, seqlen_kv;  /* seqlen_q: max_seqlen_q with ragged queries */
   float softmax_scale;  /* resolved: never 0 */
+  float softcap;        /* fj_attention_args.softcap: > 0 with key.softcap, else 0 */
   /* The window (fj_attention_args.window_left/right) with causal folded in: window_left counts only
    * with key.window, window_right only with key.causal (0 for a plain causal mask; a problem built
    * field by field leaves both 0). core_visible_keys says what they leave a query. */
@@ -79,8 +81,8 @@ int core_seqlen_bucket(int64_t seqlen);
 /* A stable, readable one-line form of the key: "attention_fwd dtype=bf16 d=128 h=8 hk=8 causal=0
  * lse=0 dcontig=1 sq<=2^11". Used in logs, cache keys and the tuning database. */
 void core_attention_key_string(const attention_key *key, char *buffer, size_t size);
-/* " page=N" for a paged key, else "", then " sinks=1" for a key with sinks: the part of the key and
- * codegen strings these add (constants of the kernel). */
+/* " page=N" for a paged key, else "", then " sinks=1" for a key with sinks and " softcap=1" for a
+ * soft-capped one: the part of the key and codegen strings these add (constants of the kernel). */
 void core_key_extra_text(const attention_key *key, char *buffer, size_t size);
 
 /* Validates every argument of a forward call and fills *out. On failure returns FJ_INVALID_ARGUMENT

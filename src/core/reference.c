@@ -38,7 +38,7 @@ fj_status core_reference_attention(const attention_problem *problem, double *out
   int64_t B = problem->batch, SQ = problem->seqlen_q, SKV = problem->seqlen_kv;
   int64_t H = key->heads, HK = key->kv_heads, D = key->head_dim;
   int64_t group = H / HK;
-  double scale = problem->softmax_scale;
+  double scale = problem->softmax_scale, softcap = problem->softcap;
 
   size_t kv_count = (size_t)(SKV > 0 ? SKV : 1) * (size_t)D;
   double *kmat = malloc(kv_count * sizeof(double));
@@ -82,6 +82,7 @@ fj_status core_reference_attention(const attention_problem *problem, double *out
             double m = sink;
             for (int64_t j = first; j < end; j++) {
               p[j] = scale * core_dot(qrow, kmat + j * D, D);
+              if (softcap > 0) p[j] = softcap * tanh(p[j] / softcap);
               if (p[j] > m) m = p[j];
             }
             double sum = exp(sink - m);

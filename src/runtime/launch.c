@@ -69,6 +69,10 @@ static fj_status runtime_cpu_params(const runtime_kernel *kernel, const attentio
   params->sinks = problem->sinks;
   params->sinks_stride = problem->sinks_stride;
   params->scale_log2 = (float)((double)problem->softmax_scale * RUNTIME_LOG2E);
+  if (problem->key.softcap) {
+    params->softcap_out = (float)((double)problem->softcap * RUNTIME_LOG2E);
+    params->softcap_in = (float)(1.0 / ((double)problem->softcap * RUNTIME_LOG2E));
+  }
   return FJ_OK;
 }
 
@@ -109,6 +113,10 @@ fj_status runtime_gpu_params(const runtime_kernel *kernel, const attention_probl
   params->total_q = fields.total_q;
   params->sinks = (uint64_t)(uintptr_t)fields.sinks;
   params->sinks_stride = fields.sinks_stride;
+  if (problem->key.softcap) {  /* in the raw q.k's units: the kernel scales by scale_log2 after the cap */
+    params->softcap_in = (float)((double)problem->softmax_scale / (double)problem->softcap);
+    params->softcap_out = (float)((double)problem->softcap / (double)problem->softmax_scale);
+  }
   int64_t group = fields.kv_heads > 0 ? fields.heads / fields.kv_heads : 1;
   params->group = (uint32_t)group;
   int pack = runtime_config_value(kernel->family, &kernel->config, "pack_gqa") == 1;

@@ -60,4 +60,6 @@ void runtime_shape_window(const fj_problem_shape *shape, int64_t *window_left, i
 int runtime_shape_varlen_q(const fj_problem_shape *shape);
 /* Whether shape's calls give sinks (read only where the caller's struct has the field). */
 int runtime_shape_sinks(const fj_problem_shape *shape);
+/* shape's softcap (0 where the caller's struct has no such field). */
+float runtime_shape_softcap(const fj_problem_shape *shape);
 #endif

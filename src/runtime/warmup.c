@@ -54,6 +54,10 @@ int runtime_shape_sinks(const fj_problem_shape *shape) {
   return shape->struct_size >= offsetof(fj_problem_shape, sinks) + sizeof(int) && shape->sinks != 0;
 }
 
+float runtime_shape_softcap(const fj_problem_shape *shape) {
+  return shape->struct_size >= offsetof(fj_problem_shape, softcap) + sizeof(float) ? shape->softcap : 0.0f;
+}
+
 fj_status runtime_problem_from_shape(const fj_problem_shape *shape, const char *what,
                                      attention_problem *out) {
   if (what == NULL) what = "shape";
@@ -93,6 +97,12 @@ fj_status runtime_problem_from_shape(const fj_problem_shape *shape, const char *
   out->key.varlen = varlen;
   out->key.varlen_q = runtime_shape_varlen_q(shape);
   out->key.sinks = runtime_shape_sinks(shape);
+  float softcap = runtime_shape_softcap(shape);
+  if (!(isfinite(softcap) && softcap >= 0.0f))
+    return core_error(FJ_INVALID_ARGUMENT, "%s.softcap=%g: must be finite and not negative (0: no capping)", what,
+                      (double)softcap);
+  out->key.softcap = softcap > 0.0f;
+  out->softcap = softcap;
   out->key.page_size = page_size;
   out->key.dtype = (int)dtype;
   out->key.head_dim = shape->head_dim;

@@ -93,6 +93,8 @@ LLVMValueRef tile_vadd(tile_builder *tb, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef tile_vsub(tile_builder *tb, LLVMValueRef a, LLVMValueRef b);
 /* 2^x for every lane; exactly 0 for x <= -127 (so -inf gives 0, never NaN); relative error ~1e-7. */
 LLVMValueRef tile_exp2(tile_builder *tb, LLVMValueRef x);
+/* tanh of a vector, through tile_exp2 of a non-positive argument (no overflow; absolute error ~1e-7). */
+LLVMValueRef tile_tanh(tile_builder *tb, LLVMValueRef x);
 LLVMValueRef tile_log2(tile_builder *tb, LLVMValueRef x);  /* scalar float, llvm.log2 */
 LLVMValueRef tile_exp2_f32(tile_builder *tb, LLVMValueRef x);  /* scalar float, llvm.exp2 */
 LLVMValueRef tile_extract(tile_builder *tb, LLVMValueRef vector, int lane);

@@ -324,6 +324,16 @@ LLVMValueRef tile_exp2(tile_builder *tb, LLVMValueRef x) {
   return tile_vmul(tb, p, LLVMBuildBitCast(tb->b, bits, tb->vec, ""));
 }
 
+/* tanh(x) = sign(x) (1 - t) / (1 + t) with t = 2^(-2 log2(e) |x|) in (0, 1]; past |x| = 44 tile_exp2's
+ * clamp makes t exactly 0 and the result +-1. */
+LLVMValueRef tile_tanh(tile_builder *tb, LLVMValueRef x) {
+  LLVMValueRef magnitude = call_intrinsic(tb, "llvm.fabs", tb->vec, &x, 1);
+  LLVMValueRef t = tile_exp2(tb, tile_vmul(tb, magnitude, tile_splat_f32(tb, (float)(-2.0 * 1.4426950408889634))));
+  LLVMValueRef one = tile_splat_f32(tb, 1.0f);
+  LLVMValueRef args[2] = {LLVMBuildFDiv(tb->b, tile_vsub(tb, one, t), tile_vadd(tb, one, t), ""), x};
+  return call_intrinsic(tb, "llvm.copysign", tb->vec, args, 2);
+}
+
 LLVMValueRef tile_log2(tile_builder *tb, LLVMValueRef x) {
   LLVMValueRef args[1] = {x};
   return call_intrinsic(tb, "llvm.log2", tb->f32, args, 1);

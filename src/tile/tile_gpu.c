@@ -738,6 +738,11 @@ void tile_gpu_exp2_scaled_minus_rows(tile_gpu *tg, tile_gpu_acc *acc, LLVMValueR
     acc->v[i] = cuda_ir_ex2(&tg->ir, fma32(tg, acc->v[i], scale, negated[row_of(acc, i)]));
 }
 
+void tile_gpu_tanh_scaled(tile_gpu *tg, tile_gpu_acc *acc, LLVMValueRef in, LLVMValueRef out) {
+  for (int i = 0; i < acc_count(acc); i++)
+    acc->v[i] = LLVMBuildFMul(B(tg), out, cuda_ir_tanh(&tg->ir, LLVMBuildFMul(B(tg), in, acc->v[i], "")), "");
+}
+
 void tile_gpu_row_sum_partial(tile_gpu *tg, const tile_gpu_acc *acc, tile_gpu_rows *out) {
   out->m_tiles = acc->m_tiles;
   for (int r = 0; r < 2 * acc->m_tiles; r++) {

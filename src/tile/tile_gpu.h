@@ -209,6 +209,8 @@ void tile_gpu_row_max_scaled(tile_gpu *tg, const tile_gpu_acc *acc, LLVMValueRef
                              tile_gpu_rows *out);
 /* acc[r][c] = 2^(scale * acc[r][c] - sub[r]), the product and difference as one fma. */
 void tile_gpu_exp2_scaled_minus_rows(tile_gpu *tg, tile_gpu_acc *acc, LLVMValueRef scale, const tile_gpu_rows *sub);
+/* acc[i] = out * tanh(in * acc[i]) (tanh.approx): logit soft-capping. */
+void tile_gpu_tanh_scaled(tile_gpu *tg, tile_gpu_acc *acc, LLVMValueRef in, LLVMValueRef out);
 /* out[r] = this thread's part of sum_c acc[r][c] (no shuffles: a running sum reduces once, at the
  * end, with tile_gpu_rows_reduce_sum). */
 void tile_gpu_row_sum_partial(tile_gpu *tg, const tile_gpu_acc *acc, tile_gpu_rows *out);

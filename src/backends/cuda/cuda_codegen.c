@@ -76,6 +76,14 @@ LLVMValueRef cuda_ir_lg2(cuda_ir *ir, LLVMValueRef x) {
   return cuda_call(ir, "llvm.nvvm.lg2.approx.f", NULL, &x, 1);
 }
 
+/* LLVM 22 has no nvvm tanh intrinsic (it upgrades llvm.nvvm.tanh.approx.f32 to this): llvm.tanh with the
+ * approximate-function flag is what the NVPTX backend selects tanh.approx.f32 for. */
+LLVMValueRef cuda_ir_tanh(cuda_ir *ir, LLVMValueRef x) {
+  LLVMValueRef call = cuda_call(ir, "llvm.tanh", LLVMFloatTypeInContext(ir->ctx), &x, 1);
+  LLVMSetFastMathFlags(call, LLVMFastMathApproxFunc);
+  return call;
+}
+
 void cuda_ir_mma_m16n8k16(cuda_ir *ir, int bf16, LLVMValueRef const a[4], LLVMValueRef const b[2],
                           LLVMValueRef const c[4], LLVMValueRef d[4]) {
   LLVMValueRef args[10];

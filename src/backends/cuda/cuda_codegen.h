@@ -40,6 +40,8 @@ LLVMValueRef cuda_ir_vote_any(cuda_ir *ir, LLVMValueRef predicate);
 /* ex2.approx.ftz.f32 (2^x; -inf gives +0) and lg2.approx.f32. */
 LLVMValueRef cuda_ir_ex2(cuda_ir *ir, LLVMValueRef x);
 LLVMValueRef cuda_ir_lg2(cuda_ir *ir, LLVMValueRef x);
+/* tanh.approx.f32 (sm_75 and later; relative error about 2^-11). */
+LLVMValueRef cuda_ir_tanh(cuda_ir *ir, LLVMValueRef x);
 
 /* mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16}.{f16,bf16}.f32: d = a * b + c for one warp. a: four
  * i32 registers (eight f16/bf16), b: two, c and d: four floats, in the PTX ISA's fragment layouts. */
