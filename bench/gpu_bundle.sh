@@ -120,8 +120,16 @@ measure)
     --seqlen-kv 8192 --sinks --check
   step "gpt-oss decode window 128 sinks" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" $oss --batch 8 \
     --seqlen 1 --seqlen-kv 8192 --window-left 127 --sinks --check
-  step "gpt-oss prefill sinks" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" $oss --seqlen 4096 --sinks --check
+  step "gpt-oss prefill sinks" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" $oss --seqlen 4096 --sinks
   step "gpt-oss prefill" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" $oss --seqlen 4096
+  # Gemma 2's attention (16 heads, 8 KV heads, d = 256, logits soft-capped at 50): a 4096-token causal
+  # prefill with the cap against the same without (the cost of tanh.approx per score).
+  # Checked at 1024 tokens (the float64 reference of 4096 would take minutes), timed at 4096.
+  gemma="--heads 16 --kv-heads 8 --head-dim 256 --dtype bf16 --causal"
+  step "gemma2 prefill 1024 softcap check" 15 60 "$B" bench --device cuda:0 --cache-dir "$cache" $gemma --seqlen 1024 \
+    --softcap 50 --check
+  step "gemma2 prefill softcap" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" $gemma --seqlen 4096 --softcap 50
+  step "gemma2 prefill" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" $gemma --seqlen 4096
   # Triton compiles 8 configs per (dtype, head dim, causal): what finishes is kept line by line.
   step "triton-fa2 on the grid" 90 240 sh -c "python3 \"$root/bench/peers/peers.py\" --grid prefill \
     --peers triton-fa2 >\"$out/triton.jsonl\""

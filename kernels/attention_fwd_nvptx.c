@@ -183,6 +183,16 @@ static int strided_copy_fits(const shape *s, char *why, size_t why_size) {
   return 0;
 }
 
+/* The first of the key's features that cost registers, for config_valid's messages. */
+static const char *feature_named(const shape *s) {
+  if (s->varlen) return "varlen (seqlens_kv)";
+  if (s->split_kv) return "split_kv=1";
+  if (s->window) return "a sliding window";
+  if (s->varlen_q) return "ragged queries (cu_seqlens_q)";
+  if (s->sinks) return "attention sinks";
+  return "logit soft-capping";
+}
+
 static int config_valid(const attention_key *key, const jit_target *target, const kernel_config *config,
                         char *why, size_t why_size) {
   shape s = shape_of(key, config);
@@ -223,14 +233,17 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
              bytes, s.block_m, s.block_n, s.stages, s.padded_dim, target->cpu, limit);
     return 0;
   }
-  if ((s.varlen || s.split_kv || s.window || s.varlen_q || s.sinks) && s.m_tiles == 1 && s.block_n == 128 &&
-      s.padded_dim >= 128) {
+  if ((s.varlen || s.split_kv || s.window || s.varlen_q || s.sinks || s.softcap) && s.m_tiles == 1 &&
+      s.block_n == 128 && s.padded_dim >= 128) {
     snprintf(why, why_size,
              "%s: block_n=128 with one m16 tile per warp at d=%d holds 254 registers without it; ptxas spills "
-             "with it",
-             s.varlen ? "varlen (seqlens_kv)" : s.split_kv ? "split_kv=1" : s.window ? "a sliding window"
-                                                : s.varlen_q ? "ragged queries (cu_seqlens_q)" : "attention sinks",
-             s.padded_dim);
+             "with it", feature_named(&s), s.padded_dim);
+    return 0;
+  }
+  if (s.softcap && s.m_tiles == 2 && s.block_n == 128) {
+    snprintf(why, why_size,
+             "logit soft-capping: block_n=128 with two m16 tiles per warp holds 255 registers at d=%d; ptxas spills "
+             "with the tanh of each score in most of these", s.padded_dim);
     return 0;
   }
   if ((s.varlen_q || s.sinks) && s.pack_gqa && s.m_tiles == 2 && s.block_n == 128) {
@@ -241,10 +254,10 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
              s.varlen_q ? "sequence's first row" : "rows' sinks");
     return 0;
   }
-  if (s.sinks && s.m_tiles == 2 && s.block_n >= 64 && s.padded_dim >= 128) {
+  if ((s.sinks || s.softcap) && s.m_tiles == 2 && s.block_n >= 64 && s.padded_dim >= 128) {
     snprintf(why, why_size,
-             "attention sinks: block_n=%d with two m16 tiles per warp holds 255 registers at d=%d; ptxas spills "
-             "with the sinks' state in some of these", s.block_n, s.padded_dim);
+             "%s: block_n=%d with two m16 tiles per warp holds 255 registers at d=%d; ptxas spills with it in some "
+             "of these", s.sinks ? "attention sinks" : "logit soft-capping", s.block_n, s.padded_dim);
     return 0;
   }
   if (s.window && s.m_tiles == 2 && s.block_n == 128 && s.stages >= 3) {
