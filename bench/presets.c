@@ -16,24 +16,29 @@
 #include "cache/json_reader.h"
 #include "core/dtype.h"
 
-/* One model's attention: query heads, KV heads, head dim, whether its calls give attention sinks, and
- * the sliding window of its local layers (0: none; else those layers' shapes come too). */
+/* One model's attention: query heads, KV heads, head dim, whether its calls give attention sinks, the
+ * sliding window of its local layers (0: none; else those layers' shapes come too), and its logit
+ * soft-cap (0: none). */
 typedef struct preset_model {
   const char *name;
   const char *title;
   int heads, kv_heads, head_dim;
   int sinks;
   int sliding_window;  /* keys a local layer's query sees, its own included (window_left = this - 1) */
+  float softcap;
 } preset_model;
 
 static const preset_model preset_models[] = {
-    {"llama3-8b", "Llama-3-8B", 32, 8, 128, 0, 0},
-    {"llama3-70b", "Llama-3-70B", 64, 8, 128, 0, 0},
-    {"mistral-7b", "Mistral-7B", 32, 8, 128, 0, 0},
-    {"qwen2.5-7b", "Qwen2.5-7B", 28, 4, 128, 0, 0},
+    {"llama3-8b", "Llama-3-8B", 32, 8, 128, 0, 0, 0.0f},
+    {"llama3-70b", "Llama-3-70B", 64, 8, 128, 0, 0, 0.0f},
+    {"mistral-7b", "Mistral-7B", 32, 8, 128, 0, 0, 0.0f},
+    {"qwen2.5-7b", "Qwen2.5-7B", 28, 4, 128, 0, 0, 0.0f},
     /* gpt-oss-20b and -120b (the same attention): layers alternate between full and 128-key banded
      * attention, each head with a learned sink */
-    {"gpt-oss", "gpt-oss-20b/120b", 64, 8, 64, 1, 128},
+    {"gpt-oss", "gpt-oss-20b/120b", 64, 8, 64, 1, 128, 0.0f},
+    /* Gemma-2-9B: layers alternate between full and 4096-key windowed attention, logits capped at 50
+     * (its query scale, 1/sqrt(256), is the default's) */
+    {"gemma2-9b", "Gemma-2-9B", 16, 8, 256, 0, 4096, 50.0f},
 };
 #define PRESET_MODEL_COUNT ((int)(sizeof preset_models / sizeof preset_models[0]))
 
@@ -73,6 +78,7 @@ static int preset_add_layers(preset_shapes *out, const preset_model *m, fj_probl
   s->head_dim = m->head_dim;
   s->causal = 1;
   s->sinks = m->sinks;
+  s->softcap = m->softcap;
   if (presets_append(out, s, label) != 0) return -1;
   if (m->sliding_window == 0) return 0;
   char local[96];
@@ -111,7 +117,8 @@ static int preset_is_repeat(int index) {
         preset_models[j].kv_heads == preset_models[index].kv_heads &&
         preset_models[j].head_dim == preset_models[index].head_dim &&
         preset_models[j].sinks == preset_models[index].sinks &&
-        preset_models[j].sliding_window == preset_models[index].sliding_window)
+        preset_models[j].sliding_window == preset_models[index].sliding_window &&
+        preset_models[j].softcap == preset_models[index].softcap)
       return 1;
   return 0;
 }
@@ -170,6 +177,7 @@ void presets_print(FILE *out) {
     const preset_model *m = &preset_models[i];
     fprintf(out, "  %-12s %s: %d heads, %d KV heads, head dim %d, bf16, causal%s", m->name, m->title, m->heads,
             m->kv_heads, m->head_dim, m->sinks ? ", sinks" : "");
+    if (m->softcap > 0.0f) fprintf(out, ", logits capped at %g", (double)m->softcap);
     if (m->sliding_window > 0) fprintf(out, ", and each shape again with a %d-key window", m->sliding_window);
     fprintf(out, "; prefill at");
     for (int j = 0; j < PRESET_PREFILL_COUNT; j++) fprintf(out, " %" PRId64, preset_prefill_lengths[j]);
