@@ -14,7 +14,8 @@
  * K and V tiles are first packed into fp32 scratch (converting fp16/bf16 once, zero-padding past the
  * sequence end), which keeps the two inner loops free of conversions and edge cases. A split-KV job
  * leaves its fp32 output and base-2 LSE in the runtime's workspace instead (src/runtime/split_kv.c
- * combines the parts). */
+ * combines the parts). Logit soft-capping passes each score through a scaled tanh before the masks;
+ * an attention sink is one more term of a row's sum, added in the epilogue. */
 #include "kernels/kernel_family.h"
 
 #include <math.h>

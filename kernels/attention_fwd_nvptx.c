@@ -12,8 +12,10 @@
  * O = alpha O + P V. After the loop the block's coordinates are derived again from the block index
  * rather than held in registers across it (the loop needs every register). Causal attention is
  * aligned to the bottom right (query i sees keys j <= i + seqlen_kv - seqlen_q), and tiles past the
- * last query's diagonal are never visited. Rows that see no key at all end as zeros (and LSE -inf),
- * never NaN. */
+ * last query's diagonal are never visited. With logit soft-capping each score passes through a scaled
+ * tanh before the masks; with attention sinks each row's running state starts from its head's sink (a
+ * key of that score and a zero value). Rows that see no key at all end as zeros (and LSE -inf, or the
+ * sink), never NaN. */
 #include "kernels/kernel_family.h"
 
 #include <math.h>
