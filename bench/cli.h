@@ -42,6 +42,9 @@ cli_parse_result cli_parse(const char *command, int argc, char **argv, const cli
 /* Strict decimal integer: optional sign, digits, nothing else; 0 and *out on success, else -1 and
  * *why ("not an integer", "out of range"). Bounds are checked by the caller. */
 int cli_parse_int64(const char *text, int64_t *out, const char **why);
+/* A decimal number that is a finite float ("50", "0.5", "1e3"); 0 and *out, else -1 and *why ("not a
+ * finite number"). Bounds are checked by the caller. */
+int cli_parse_float(const char *text, float *out, const char **why);
 
 /* Prints "flashjit <command>: <message>\n" to stderr as exactly one line (newlines in the message,
  * which library and LLVM messages may carry, become spaces). */

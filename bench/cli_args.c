@@ -47,6 +47,18 @@ int cli_parse_int64(const char *text, int64_t *out, const char **why) {
   return 0;
 }
 
+int cli_parse_float(const char *text, float *out, const char **why) {
+  char *end = NULL;
+  errno = 0;
+  double number = *text ? strtod(text, &end) : 0.0;
+  if (*text == '\0' || *end != '\0' || errno == ERANGE || !isfinite((float)number)) {
+    *why = "not a finite number";
+    return -1;
+  }
+  *out = (float)number;
+  return 0;
+}
+
 static const cli_option *cli_find(const cli_option *options, int count, const char *name, size_t length) {
   for (int i = 0; i < count; i++)
     if (strlen(options[i].name) == length && strncmp(options[i].name, name, length) == 0)
@@ -59,18 +71,17 @@ static int cli_apply(const char *command, const cli_option *option, const char *
   if (option->kind == CLI_STRING) {
     *(const char **)option->value = value;
   } else if (option->kind == CLI_FLOAT) {
-    char *end = NULL;
-    errno = 0;
-    double number = *value ? strtod(value, &end) : 0.0;
-    if (*value == '\0' || *end != '\0' || errno == ERANGE || !isfinite((float)number)) {
-      cli_error(command, "%s=%s: not a finite number", option->name, value);
+    float number = 0.0f;
+    const char *why = NULL;
+    if (cli_parse_float(value, &number, &why) != 0) {
+      cli_error(command, "%s=%s: %s", option->name, value, why);
       return -1;
     }
     if (number < (double)option->min || number > (double)option->max) {
       cli_error(command, "%s=%s: must be from %" PRId64 " to %" PRId64, option->name, value, option->min, option->max);
       return -1;
     }
-    *(float *)option->value = (float)number;
+    *(float *)option->value = number;
   } else {
     int64_t number = 0;
     const char *why = NULL;

@@ -8,11 +8,11 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/cli.h"
 #include "cache/json_reader.h"
 #include "core/dtype.h"
 
@@ -292,12 +292,9 @@ static int preset_apply(fj_problem_shape *s, const char *name, const char *value
   }
   if (value == NULL) return preset_fail(why, why_size, "%s needs a value", name);
   if (strcmp(key, "softcap") == 0) {
-    char *end = NULL;
-    errno = 0;
-    double cap = strtod(value, &end);
-    if (*value == '\0' || *end != '\0' || errno == ERANGE || !isfinite((float)cap) || cap < 0.0)
+    const char *problem = NULL;
+    if (cli_parse_float(value, &s->softcap, &problem) != 0 || s->softcap < 0.0f)
       return preset_fail(why, why_size, "softcap=%s: expected a finite number, at least 0", value);
-    s->softcap = (float)cap;
     return 0;
   }
   if (strcmp(key, "dtype") == 0) {

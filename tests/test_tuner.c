@@ -334,6 +334,15 @@ static void test_paged_shape(void) {
   status = fj_context_warmup(context, &bad, 1, &loaded);
   check(status == FJ_INVALID_ARGUMENT && strstr(fj_last_error(), "shapes[0].page_size=-1") != NULL,
         "a negative page size is named: %s", fj_last_error());
+  bad = shape;
+  bad.softcap = -2.0f;
+  status = fj_context_warmup(context, &bad, 1, &loaded);
+  check(status == FJ_INVALID_ARGUMENT && strstr(fj_last_error(), "shapes[0].softcap=-2: must be finite") != NULL,
+        "a negative softcap is named: %s", fj_last_error());
+  bad.softcap = 1e35f;
+  status = fj_context_warmup(context, &bad, 1, &loaded);
+  check(status == FJ_INVALID_ARGUMENT && strstr(fj_last_error(), "shapes[0].softcap=1e+35 with softmax_scale") != NULL,
+        "a softcap past 1e30 is named: %s", fj_last_error());
   fj_context_destroy(context);
 }
 

@@ -563,6 +563,18 @@ static fj_status core_check_workspace(core_arg *work, const core_arg *q, const c
   return FJ_OK;
 }
 
+fj_status core_check_softcap(const char *what, float softcap, float softmax_scale) {
+  if (!(isfinite(softcap) && softcap >= 0.0f))
+    return core_error(FJ_INVALID_ARGUMENT, "%ssoftcap=%g: must be finite and not negative (0: no capping)", what,
+                      (double)softcap);
+  /* the kernels scale by softcap / softmax_scale and its inverse (and softcap log2 e): all must be floats */
+  double ratio = fabs((double)softcap / (double)softmax_scale);
+  if (softcap > 0.0f && (softcap < 1e-30f || softcap > 1e30f || ratio < 1e-30 || ratio > 1e30))
+    return core_error(FJ_INVALID_ARGUMENT, "%ssoftcap=%g with softmax_scale=%g: softcap and softcap / softmax_scale "
+                      "must each be from 1e-30 to 1e30", what, (double)softcap, (double)softmax_scale);
+  return FJ_OK;
+}
+
 fj_status core_resolve_window(const char *what, int causal, int64_t window_left, int64_t window_right,
                               int64_t seqlen_q, int64_t seqlen_kv, attention_problem *problem) {
   if (window_left < -1 || window_right < -1)
@@ -729,9 +741,6 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
     return core_error(FJ_INVALID_ARGUMENT, "softmax_scale=%g must be finite",
                       (double)args->softmax_scale);
   float softcap = args->struct_size >= offsetof(fj_attention_args, softcap) + sizeof(float) ? args->softcap : 0.0f;
-  if (!(isfinite(softcap) && softcap >= 0.0f))
-    return core_error(FJ_INVALID_ARGUMENT, "softcap=%g: must be finite and not negative (0: no capping)",
-                      (double)softcap);
 
   /* A paged cache's keys per sequence: its pages times the page size. */
   if (paged && (s = core_check_block_table(&table, &q, &batch, &k, &o, &lse)) != FJ_OK) return s;
@@ -765,13 +774,9 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
   p.seqlen_q = seqlen_q;
   p.seqlen_kv = seqlen_kv;
   p.softmax_scale = args->softmax_scale != 0.0f ? args->softmax_scale : (float)(1.0 / sqrt((double)qs[qd]));
+  if ((s = core_check_softcap("", softcap, p.softmax_scale)) != FJ_OK) return s;
   p.key.softcap = softcap > 0.0f;
   p.softcap = softcap;
-  /* the kernels scale by softcap / softmax_scale and its inverse (and softcap log2 e): all must be floats */
-  double cap_ratio = fabs((double)softcap / (double)p.softmax_scale);
-  if (softcap > 0.0f && (softcap < 1e-30f || softcap > 1e30f || cap_ratio < 1e-30 || cap_ratio > 1e30))
-    return core_error(FJ_INVALID_ARGUMENT, "softcap=%g with softmax_scale=%g: softcap and softcap / softmax_scale "
-                      "must each be from 1e-30 to 1e30", (double)softcap, (double)p.softmax_scale);
   core_fill_view(&p.q, &q);
   core_fill_view(&p.k, &k);
   core_fill_view(&p.v, &v);

@@ -94,6 +94,9 @@ void core_key_extra_text(const attention_key *key, char *buffer, size_t size);
  * elements to touch, extents that overflow. */
 fj_status core_validate_attention(const fj_attention_args *args, attention_problem *out);
 
+/* FJ_OK for a call's (what: "" for args, "shapes[2]." for a shape) softcap: finite, not negative, and
+ * where above 0 between 1e-30 and 1e30 as softcap and as softcap / softmax_scale (the kernels' factors). */
+fj_status core_check_softcap(const char *what, float softcap, float softmax_scale);
 /* Sets problem's key.causal, key.window, window_left and window_right from a call's causal flag and
  * window (-1 per open side), for seqlen_q queries against seqlen_kv keys: causal is window_right = 0,
  * and a side that reaches past every key is dropped. FJ_INVALID_ARGUMENT naming what + "window_left"

@@ -97,12 +97,6 @@ fj_status runtime_problem_from_shape(const fj_problem_shape *shape, const char *
   out->key.varlen = varlen;
   out->key.varlen_q = runtime_shape_varlen_q(shape);
   out->key.sinks = runtime_shape_sinks(shape);
-  float softcap = runtime_shape_softcap(shape);
-  if (!(isfinite(softcap) && softcap >= 0.0f))
-    return core_error(FJ_INVALID_ARGUMENT, "%s.softcap=%g: must be finite and not negative (0: no capping)", what,
-                      (double)softcap);
-  out->key.softcap = softcap > 0.0f;
-  out->softcap = softcap;
   out->key.page_size = page_size;
   out->key.dtype = (int)dtype;
   out->key.head_dim = shape->head_dim;
@@ -122,6 +116,10 @@ fj_status runtime_problem_from_shape(const fj_problem_shape *shape, const char *
   out->seqlen_q = shape->seqlen_q;
   out->seqlen_kv = shape->seqlen_kv;
   out->softmax_scale = (float)(1.0 / sqrt((double)shape->head_dim));
+  float softcap = runtime_shape_softcap(shape);
+  if ((status = core_check_softcap(prefix, softcap, out->softmax_scale)) != FJ_OK) return status;
+  out->key.softcap = softcap > 0.0f;
+  out->softcap = softcap;
   out->device.device_type = kDLCPU;
   return FJ_OK;
 }
