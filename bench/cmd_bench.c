@@ -468,13 +468,9 @@ static int bench_alloc(const bench_options *o, bench_run *run, uint64_t seed) {
     }
     memcpy(run->lens.t.data, o->query_counts, (size_t)o->batch * sizeof(int32_t));
   }
-  if (o->sinks) {  /* logits of the scores' order (as the tuner's), so the sinks' term counts */
-    int64_t sinks_shape[1] = {o->heads};
-    if (host_tensor_alloc(&run->sinks, DTYPE_F32, 1, sinks_shape, NULL) != 0) {
-      cli_error(BENCH_COMMAND, "--sinks: cannot allocate sinks [%" PRId64 "]", o->heads);
-      return -1;
-    }
-    for (int64_t h = 0; h < o->heads; h++) ((float *)run->sinks.t.data)[h] = 0.5f * (float)(h % 5) - 1.0f;
+  if (o->sinks && tune_sinks_alloc(&run->sinks, o->heads) != 0) {  /* the tuner's logits */
+    cli_error(BENCH_COMMAND, "--sinks: cannot allocate sinks [%" PRId64 "]", o->heads);
+    return -1;
   }
   struct {
     host_tensor *t;

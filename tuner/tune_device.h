@@ -62,6 +62,11 @@ fj_status tune_timer_stop(fj_context *context, void *stream, tune_timer *timer, 
  * cu_seqlens_q and sinks where not NULL) with host's masks (causal and sliding window), softcap and
  * max_seqlen_q into *out:
  * a problem whose views point at device memory, for launches; checks still read the host problem. */
+/* The heads' sink logits the tuner and bench give a shape with sinks: [heads] fp32 from -1 to 1, of the
+ * order of the scores, so that a sink's term is neither all of a row's sum nor nothing. 0, or -1 when
+ * out of memory. */
+int tune_sinks_alloc(host_tensor *sinks, int64_t heads);
+
 fj_status tune_device_problem(const tune_mirror *q, const tune_mirror *k, const tune_mirror *v,
                               tune_mirror *o, tune_mirror *lse, const tune_mirror *table, const tune_mirror *lens,
                               const tune_mirror *cu, const tune_mirror *sinks, const attention_problem *host,

@@ -21,6 +21,7 @@
 #include "core/reference.h"
 #include "core/threadpool.h"
 #include "runtime/runtime.h"
+#include "tuner/tune_device.h"
 #include "tuner/tune_internal.h"
 
 #define TUNE_DEFAULT_BATCH 16
@@ -601,14 +602,14 @@ static fj_status tune_make_problem(const fj_problem_shape *shape, int64_t batch,
     kv_shape[1] = page_size;
   }
   int sinks = runtime_shape_sinks(shape);
-  int64_t lens_shape[1] = {batch}, cu_shape[1] = {batch + 1}, sinks_shape[1] = {heads};
+  int64_t lens_shape[1] = {batch}, cu_shape[1] = {batch + 1};
   if (host_tensor_alloc(t->q, dtype, q_dims, q_shape, NULL) != 0 ||
       host_tensor_alloc(t->k, dtype, 4, kv_shape, NULL) != 0 || host_tensor_alloc(t->v, dtype, 4, kv_shape, NULL) != 0 ||
       host_tensor_alloc(t->o, dtype, q_dims, q_shape, NULL) != 0 ||
       (page_size > 0 && host_block_table_alloc(t->table, batch, pages) != 0) ||
       (varlen && host_tensor_alloc_int32(t->lens, 1, lens_shape) != 0) ||
       (ragged && host_tensor_alloc_int32(t->cu, 1, cu_shape) != 0) ||
-      (sinks && host_tensor_alloc(t->sinks, DTYPE_F32, 1, sinks_shape, NULL) != 0))
+      (sinks && tune_sinks_alloc(t->sinks, heads) != 0))
     return core_error(FJ_OUT_OF_MEMORY, "tune: no memory for the tensors of b=%" PRId64 " sq=%" PRId64
                       " skv=%" PRId64 " h=%d d=%d", batch, seqlen_q, seqlen_kv, heads, shape->head_dim);
   host_tensor_fill_random(t->q, seed);
@@ -619,8 +620,6 @@ static fj_status tune_make_problem(const fj_problem_shape *shape, int64_t batch,
     for (int64_t b = 0; b < batch; b++) ((int32_t *)t->lens->t.data)[b] = (int32_t)seqlen_kv;
   if (ragged)
     for (int64_t b = 0; b <= batch; b++) ((int32_t *)t->cu->t.data)[b] = (int32_t)(b * seqlen_q);
-  if (sinks)  /* logits of the scores' order, so that the sink's term is neither all nor nothing */
-    for (int h = 0; h < heads; h++) ((float *)t->sinks->t.data)[h] = 0.5f * (float)(h % 5) - 1.0f;
   fj_attention_args args;
   fj_attention_args_init(&args);
   args.q = &t->q->t;
