@@ -12,7 +12,12 @@
  *     S^T[n][queries] += K[n][d] * Q^T[d][queries]       (Q^T packed once per job, pre-scaled)
  *     O^T[d][queries] += V[n][d] * P^T[n][queries]       (O^T in scratch, one row of d at a time)
  * K and V tiles are first packed into fp32 scratch (converting fp16/bf16 once, zero-padding past the
- * sequence end), which keeps the two inner loops free of conversions and edge cases. A split-KV job
+ * sequence end), which keeps the two inner loops free of conversions and edge cases. With bf16_dot
+ * (bf16 inputs on a CPU with AVX512-BF16) both products take pairs of the reduced dimension per fp32
+ * lane instead, twice the products per instruction: Q^T as pairs of d per query, K's rows as they are
+ * (each key's pair of d broadcast), P^T rounded to bf16 as pairs of keys per query, and V's rows
+ * interleaved in pairs of keys; the scale is applied to the scores rather than folded into Q, which
+ * stays exact. A split-KV job
  * leaves its fp32 output and base-2 LSE in the runtime's workspace instead (src/runtime/split_kv.c
  * combines the parts). Logit soft-capping passes each score through a scaled tanh before the masks;
  * an attention sink is one more term of a row's sum, added in the epilogue. */
@@ -27,7 +32,7 @@
 #include "kernels/attention_fwd_cpu_abi.h"
 #include "tile/tile.h"
 
-enum { P_BLOCK_M, P_BLOCK_N, P_UNROLL, P_VECTOR, P_PV_ROWS, P_PV_VECTORS, P_PACK_GQA, P_COUNT };
+enum { P_BLOCK_M, P_BLOCK_N, P_UNROLL, P_VECTOR, P_PV_ROWS, P_PV_VECTORS, P_PACK_GQA, P_BF16_DOT, P_COUNT };
 
 static const kernel_param params[P_COUNT] = {
     [P_BLOCK_M] = {"block_m", "queries per job (a multiple of vector)", 6, {8, 16, 24, 32, 48, 64}},
@@ -38,9 +43,11 @@ static const kernel_param params[P_COUNT] = {
     [P_PV_VECTORS] = {"pv_vectors", "head-dim vectors per P.V register block", 3, {1, 2, 4}},
     [P_PACK_GQA] = {"pack_gqa", "1: a job's queries are the query heads of one KV head at each position",
                     2, {0, 1}, .optional = 1},
+    [P_BF16_DOT] = {"bf16_dot", "1: bf16 products in pairs (AVX512-BF16's dot; P rounded to bf16 for P.V)", 2,
+                    {0, 1}, .optional = 1},
 };
 
-#define GENERATOR_VERSION 14
+#define GENERATOR_VERSION 15
 
 /* Vector registers the inner loops need: the score (or P) tile, one Q^T (or O^T) row, the rescale
  * factors, and a broadcast; soft-capping adds its two factors and tanh's temporaries beside the tile.
@@ -84,6 +91,22 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
     snprintf(why, why_size, "pv_rows=%d exceeds block_m=%d", pv_rows, block_m);
     return 0;
   }
+  if (config->values[P_BF16_DOT]) {
+    if (key->dtype != DTYPE_BF16) {
+      snprintf(why, why_size, "bf16_dot=1 needs bf16 inputs; dtype=%s", core_dtype_name((dtype_id)key->dtype));
+      return 0;
+    }
+    if (!target->has_avx512bf16 || lanes != 16) {
+      snprintf(why, why_size, "bf16_dot=1 needs AVX512-BF16 and vector=16; %s has %s, vector=%d", target->cpu,
+               target->has_avx512bf16 ? "AVX512-BF16" : "no AVX512-BF16", lanes);
+      return 0;
+    }
+    if (key->head_dim % (2 * unroll) != 0) {
+      snprintf(why, why_size, "bf16_dot=1 with unroll=%d takes head_dim in steps of %d pairs; head_dim=%d", unroll,
+               unroll, key->head_dim);
+      return 0;
+    }
+  }
   if (config->values[P_PACK_GQA] && key->heads == key->kv_heads) {
     snprintf(why, why_size, "pack_gqa=1 needs grouped KV heads; heads=%d, kv_heads=%d", key->heads,
              key->kv_heads);
@@ -119,6 +142,12 @@ static void default_config(const attention_key *key, const jit_target *target, k
   out->values[P_PV_ROWS] = few_rows ? 4 : 6;
   out->values[P_PV_VECTORS] = target->vector_registers >= 32 ? 4 : 2;
   out->values[P_PACK_GQA] = pack_gqa;
+  /* bf16 products in pairs where the CPU has them (twice the products per instruction); unroll drops
+   * to 1 where pairs of two steps do not divide d */
+  if (key->dtype == DTYPE_BF16 && target->has_avx512bf16 && lanes == 16 && key->head_dim % 2 == 0) {
+    out->values[P_BF16_DOT] = 1;
+    if (key->head_dim % 4 != 0) out->values[P_UNROLL] = 1;
+  }
 }
 
 static void codegen_key(const attention_key *key, char *buffer, size_t size) {
@@ -267,11 +296,13 @@ static LLVMValueRef tile_page_row(tile_builder *tb, const tile_pages *tp, int pa
 #define MAX_VECTORS 8  /* block_m / vector at most */
 #define MAX_LANES 16
 #define MAX_PV_BLOCK 32
+#define MAX_BLOCK_N 28
 
 typedef struct shape {
   int block_m, block_n, unroll, lanes, vectors, head_dim, causal, window, has_lse, d_contiguous, pack_gqa, page_size;
   int varlen_q;
   int pv_rows, pv_vectors;
+  int bf16_dot;  /* packed K, V, Q^T and P^T hold bf16 bits, multiplied in pairs */
   dtype_id dtype;
 } shape;
 
@@ -300,48 +331,69 @@ static void fill_zero(tile_builder *tb, LLVMValueRef base, int64_t floats) {
   tile_end_for(tb, &zl);
 }
 
-/* One row of one head of K or V (at element `source`, prefetching `ahead`) into packed fp32 at
- * packed_row, zero-padded from d to row_floats. */
+/* One row of one head of K or V (at element `source`, prefetching `ahead`) into the packed tile at
+ * packed_row, zero-padded from d to row_elements: as fp32, or with bf16_dot as the bf16 bits. */
 static void pack_row(tile_builder *tb, const shape *s, const tensor_ir *t, LLVMValueRef source, LLVMValueRef ahead,
-                     LLVMValueRef packed, LLVMValueRef packed_row, int row_floats) {
+                     LLVMValueRef packed, LLVMValueRef packed_row, int row_elements) {
   for (int d = 0; d < s->head_dim; d += 64 / (int)core_dtype_size(s->dtype))
     tile_prefetch(tb, t->base, tile_add(tb, ahead, tile_mul(tb, tile_i64(tb, d), t->stride[3])), s->dtype);
   if (s->d_contiguous && s->head_dim % s->lanes == 0) {
     for (int d = 0; d < s->head_dim; d += s->lanes) {
-      LLVMValueRef v = tile_load_vector(tb, t->base, tile_add(tb, source, tile_i64(tb, d)), s->dtype);
-      tile_store_vector(tb, packed, tile_add(tb, packed_row, tile_i64(tb, d)), v);
+      LLVMValueRef from = tile_add(tb, source, tile_i64(tb, d)), to = tile_add(tb, packed_row, tile_i64(tb, d));
+      if (s->bf16_dot)
+        tile_store_bits(tb, packed, to, tile_load_bits(tb, t->base, from, s->lanes));
+      else
+        tile_store_vector(tb, packed, to, tile_load_vector(tb, t->base, from, s->dtype));
     }
   } else {
     tile_loop dl;
     LLVMValueRef d = tile_for(tb, &dl, tile_i64(tb, 0), tile_i64(tb, s->head_dim), tile_i64(tb, 1), "d");
-    LLVMValueRef x = tile_load_element(tb, t->base, tile_add(tb, source, tile_mul(tb, d, t->stride[3])), s->dtype);
-    tile_store_f32(tb, packed, tile_add(tb, packed_row, d), x);
+    LLVMValueRef from = tile_add(tb, source, tile_mul(tb, d, t->stride[3])), to = tile_add(tb, packed_row, d);
+    if (s->bf16_dot)
+      tile_store_bits(tb, packed, to, tile_load_bits(tb, t->base, from, 1));
+    else
+      tile_store_f32(tb, packed, to, tile_load_element(tb, t->base, from, s->dtype));
     tile_end_for(tb, &dl);
   }
-  for (int d = s->head_dim; d < row_floats; d++)
-    tile_store_f32(tb, packed, tile_add(tb, packed_row, tile_i64(tb, d)), tile_f32(tb, 0.0f));
+  for (int d = s->head_dim; d < row_elements; d++) {
+    LLVMValueRef to = tile_add(tb, packed_row, tile_i64(tb, d));
+    if (s->bf16_dot)
+      tile_store_bits(tb, packed, to, LLVMConstInt(tb->i16, 0, 0));
+    else
+      tile_store_f32(tb, packed, to, tile_f32(tb, 0.0f));
+  }
 }
 
-static void zero_row(tile_builder *tb, const shape *s, LLVMValueRef packed, LLVMValueRef packed_row, int row_floats) {
-  for (int d = 0; d + s->lanes <= row_floats; d += s->lanes)
-    tile_store_vector(tb, packed, tile_add(tb, packed_row, tile_i64(tb, d)), tile_splat_f32(tb, 0.0f));
-  for (int d = row_floats - row_floats % s->lanes; d < row_floats; d++)
-    tile_store_f32(tb, packed, tile_add(tb, packed_row, tile_i64(tb, d)), tile_f32(tb, 0.0f));
+static void zero_row(tile_builder *tb, const shape *s, LLVMValueRef packed, LLVMValueRef packed_row, int row_elements) {
+  for (int d = 0; d + s->lanes <= row_elements; d += s->lanes) {
+    LLVMValueRef to = tile_add(tb, packed_row, tile_i64(tb, d));
+    if (s->bf16_dot)
+      tile_store_bits(tb, packed, to, LLVMConstNull(LLVMVectorType(tb->i16, (unsigned)s->lanes)));
+    else
+      tile_store_vector(tb, packed, to, tile_splat_f32(tb, 0.0f));
+  }
+  for (int d = row_elements - row_elements % s->lanes; d < row_elements; d++) {
+    LLVMValueRef to = tile_add(tb, packed_row, tile_i64(tb, d));
+    if (s->bf16_dot)
+      tile_store_bits(tb, packed, to, LLVMConstInt(tb->i16, 0, 0));
+    else
+      tile_store_f32(tb, packed, to, tile_f32(tb, 0.0f));
+  }
 }
 
-/* Copies keys [first, first + block_n) of one KV head of t (K or V) into packed fp32
- * [block_n][row_floats]; keys at or past seqlen, and the padding past d, are zeros so that every product
+/* Copies keys [first, first + block_n) of one KV head of t (K or V) into packed
+ * [block_n][row_elements] (fp32, or bf16 with bf16_dot); keys at or past seqlen, and the padding past d, are zeros so that every product
  * stays finite (the scores of missing keys are masked anyway). pages: a paged cache's tile placement
  * (tile_pages_of, pages of at least a tile) or NULL (each key placed alone). K's and V's tiles are
  * packed one after the other: interleaving their rows was 3-5% slower on a decode step. */
 static void pack_kv_tile(tile_builder *tb, const shape *s, const tensor_ir *t, const key_rows *kr,
                          const tile_pages *pages, LLVMValueRef first, LLVMValueRef kv_head, LLVMValueRef seqlen,
-                         LLVMValueRef packed, int row_floats) {
+                         LLVMValueRef packed, int row_elements) {
   LLVMValueRef base[3];
   if (pages != NULL) tile_page_bases(tb, pages, kr->page_size, t, kv_head, base);
   for (int n = 0; n < s->block_n; n++) {
     LLVMValueRef key = tile_add(tb, first, tile_i64(tb, n));
-    LLVMValueRef packed_row = tile_i64(tb, (int64_t)n * row_floats);
+    LLVMValueRef packed_row = tile_i64(tb, (int64_t)n * row_elements);
     tile_if inside;
     LLVMValueRef present = tile_lt(tb, key, seqlen);
     LLVMBasicBlockRef zero_block = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "pad");
@@ -363,22 +415,34 @@ static void pack_kv_tile(tile_builder *tb, const shape *s, const tensor_ir *t, c
       row = key_row_index(tb, kr, t, key, kv_head);
       ahead = key_row_index(tb, kr, t, ahead_key, kv_head);
     }
-    pack_row(tb, s, t, row, ahead, packed, packed_row, row_floats);
+    pack_row(tb, s, t, row, ahead, packed, packed_row, row_elements);
     LLVMBuildBr(tb->b, inside.done);
 
     LLVMPositionBuilderAtEnd(tb->b, zero_block);
-    zero_row(tb, s, packed, packed_row, row_floats);
+    zero_row(tb, s, packed, packed_row, row_elements);
     LLVMBuildBr(tb->b, inside.done);
     LLVMPositionBuilderAtEnd(tb->b, inside.done);
   }
 }
 
+/* bf16_dot: V's packed bf16 rows [block_n][dp] as pairs of keys [block_n / 2][dp][2] (rows 2j and
+ * 2j + 1 interleaved), so that the 2 x lanes elements at (j dp + d) 2 are one operand of a pair dot. */
+static void interleave_key_pairs(tile_builder *tb, const shape *s, LLVMValueRef rows, LLVMValueRef pairs, int dp) {
+  for (int j = 0; j < s->block_n / 2; j++)
+    for (int d = 0; d < dp; d += s->lanes) {
+      LLVMValueRef even = tile_load_bits(tb, rows, tile_i64(tb, (int64_t)2 * j * dp + d), s->lanes);
+      LLVMValueRef odd = tile_load_bits(tb, rows, tile_i64(tb, (int64_t)(2 * j + 1) * dp + d), s->lanes);
+      tile_store_bits(tb, pairs, tile_i64(tb, ((int64_t)j * dp + d) * 2), tile_interleave(tb, even, odd));
+    }
+}
+
 /* One register block of O = alpha O + P V: rows [m0, m0 + rows) of O (queries) by `vectors` vectors of
  * d from d0. The n loop runs over the tile's keys: one row of V (vectors loads), one broadcast of P per
- * query, rows * vectors independent FMAs. */
+ * query, rows * vectors independent FMAs; with bf16 pairs (P^T and V as interleave_key_pairs leaves
+ * them) it runs over pairs of keys, one pair dot in place of two FMAs. */
 static void pv_block(tile_builder *tb, LLVMValueRef o_acc, LLVMValueRef p_t, LLVMValueRef v_packed,
                      LLVMValueRef alpha_mem, int m0, int rows, int d0, int vectors, int block_m, int block_n,
-                     int row_floats) {
+                     int row_floats, int pairs) {
   const int W = tb->lanes;
   tile_regs acc = tile_regs_new(tb, rows, vectors, "pv");
   for (int r = 0; r < rows; r++) {
@@ -389,16 +453,22 @@ static void pv_block(tile_builder *tb, LLVMValueRef o_acc, LLVMValueRef p_t, LLV
     }
   }
   tile_loop nl;
-  LLVMValueRef n = tile_for(tb, &nl, tile_i64(tb, 0), tile_i64(tb, block_n), tile_i64(tb, 1), "n");
-  LLVMValueRef v_row = tile_mul(tb, n, tile_i64(tb, row_floats));
-  LLVMValueRef p_row = tile_mul(tb, n, tile_i64(tb, block_m));
+  int steps = pairs ? block_n / 2 : block_n, width = pairs ? 2 : 1;  /* keys per step */
+  LLVMValueRef n = tile_for(tb, &nl, tile_i64(tb, 0), tile_i64(tb, steps), tile_i64(tb, 1), "n");
+  LLVMValueRef v_row = tile_mul(tb, n, tile_i64(tb, (int64_t)row_floats * width));
+  LLVMValueRef p_row = tile_mul(tb, n, tile_i64(tb, (int64_t)block_m * width));
   LLVMValueRef v_vectors[MAX_PV_BLOCK];
-  for (int j = 0; j < vectors; j++)
-    v_vectors[j] = tile_load_vector(tb, v_packed, tile_add(tb, v_row, tile_i64(tb, d0 + j * W)), DTYPE_F32);
+  for (int j = 0; j < vectors; j++) {
+    LLVMValueRef at = tile_add(tb, v_row, tile_i64(tb, (int64_t)(d0 + j * W) * width));
+    v_vectors[j] = pairs ? tile_load_bits(tb, v_packed, at, 2 * W) : tile_load_vector(tb, v_packed, at, DTYPE_F32);
+  }
   for (int r = 0; r < rows; r++) {
-    LLVMValueRef p = tile_splat(tb, tile_load_f32(tb, p_t, tile_add(tb, p_row, tile_i64(tb, m0 + r))));
-    for (int j = 0; j < vectors; j++)
-      tile_regs_set(tb, &acc, r, j, tile_fma(tb, p, v_vectors[j], tile_regs_get(tb, &acc, r, j)));
+    LLVMValueRef at = tile_add(tb, p_row, tile_i64(tb, (int64_t)(m0 + r) * width));
+    LLVMValueRef p = pairs ? tile_splat_pair(tb, p_t, at) : tile_splat(tb, tile_load_f32(tb, p_t, at));
+    for (int j = 0; j < vectors; j++) {
+      LLVMValueRef sum = tile_regs_get(tb, &acc, r, j);
+      tile_regs_set(tb, &acc, r, j, pairs ? tile_pair_dot(tb, sum, v_vectors[j], p) : tile_fma(tb, p, v_vectors[j], sum));
+    }
   }
   tile_end_for(tb, &nl);
   for (int r = 0; r < rows; r++)
@@ -474,6 +544,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   s.pv_rows = config->values[P_PV_ROWS];
   s.pv_vectors = config->values[P_PV_VECTORS];
   s.pack_gqa = config->values[P_PACK_GQA];
+  s.bf16_dot = config->values[P_BF16_DOT];
   s.vectors = s.block_m / s.lanes;
   const int D = s.head_dim, BM = s.block_m, BN = s.block_n, V = s.vectors, W = s.lanes;
   const int DP = padded_head_dim(D, W);
@@ -564,11 +635,14 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   LLVMValueRef o_acc = scratch_region(tb, scratch, layout.o);
   LLVMValueRef k_packed = scratch_region(tb, scratch, layout.k);
   LLVMValueRef v_packed = scratch_region(tb, scratch, layout.v);
+  /* bf16_dot: V's bf16 rows fill half of its region, their key pairs the other half */
+  LLVMValueRef v_pairs = scratch_region(tb, scratch, layout.v + (size_t)BN * DP / 2);
   LLVMValueRef p_t = scratch_region(tb, scratch, layout.p_t);
   LLVMValueRef alpha_mem = scratch_region(tb, scratch, layout.alpha);
   LLVMValueRef stats = scratch_region(tb, scratch, layout.stats);
 
-  /* ---- Q^T, pre-scaled into base-2 logits; rows past seqlen_q are zeros ---- */
+  /* ---- Q^T, pre-scaled into base-2 logits (with bf16_dot: bf16 pairs of d per query, unscaled);
+   * rows past seqlen_q are zeros ---- */
   {
     tile_loop ml;
     LLVMValueRef m = tile_for(tb, &ml, tile_i64(tb, 0), tile_i64(tb, BM), tile_i64(tb, 1), "m");
@@ -579,9 +653,18 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     LLVMValueRef source = row_index(tb, &q, b, tile_add(tb, q_start, position), h);
     tile_loop dl;
     LLVMValueRef d = tile_for(tb, &dl, tile_i64(tb, 0), tile_i64(tb, D), tile_i64(tb, 1), "d");
-    LLVMValueRef x = tile_load_element(tb, q.base, tile_add(tb, source, tile_mul(tb, d, q.stride[3])), s.dtype);
-    x = LLVMBuildSelect(tb->b, inside, LLVMBuildFMul(tb->b, x, scale_log2, ""), tile_f32(tb, 0.0f), "");
-    tile_store_f32(tb, q_t, tile_add(tb, tile_mul(tb, d, tile_i64(tb, BM)), m), x);
+    LLVMValueRef element = tile_add(tb, source, tile_mul(tb, d, q.stride[3]));
+    if (s.bf16_dot) {  /* element d of row m at ((d / 2) BM + m) 2 + d % 2 */
+      LLVMValueRef bits = LLVMBuildSelect(tb->b, inside, tile_load_bits(tb, q.base, element, 1), LLVMConstInt(tb->i16, 0, 0), "");
+      LLVMValueRef odd = LLVMBuildAnd(tb->b, d, tile_i64(tb, 1), "");
+      LLVMValueRef at = tile_add(tb, tile_mul(tb, tile_sub(tb, d, odd), tile_i64(tb, BM)),
+                                 tile_add(tb, tile_mul(tb, m, tile_i64(tb, 2)), odd));
+      tile_store_bits(tb, q_t, at, bits);
+    } else {
+      LLVMValueRef x = tile_load_element(tb, q.base, element, s.dtype);
+      x = LLVMBuildSelect(tb->b, inside, LLVMBuildFMul(tb->b, x, scale_log2, ""), tile_f32(tb, 0.0f), "");
+      tile_store_f32(tb, q_t, tile_add(tb, tile_mul(tb, d, tile_i64(tb, BM)), m), x);
+    }
     tile_end_for(tb, &dl);
     tile_end_for(tb, &ml);
   }
@@ -620,10 +703,31 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   if (by_tile) pages = tile_pages_of(tb, &kr, n0, seqlen_kv);
   pack_kv_tile(tb, &s, &k, &kr, by_tile ? &pages : NULL, n0, kv_h, seqlen_kv, k_packed, D);
   pack_kv_tile(tb, &s, &v, &kr, by_tile ? &pages : NULL, n0, kv_h, seqlen_kv, v_packed, DP);
+  if (s.bf16_dot) interleave_key_pairs(tb, &s, v_packed, v_pairs, DP);
 
-  /* S^T = K Q^T: for each step of d, one row of Q^T against a broadcast of each key's element. */
+  /* S^T = K Q^T: for each step of d, one row of Q^T against a broadcast of each key's element (with
+   * bf16_dot, for each pair of d: Q^T's pairs against each key's pair, then the scale). */
   tile_regs_fill(tb, &scores, tile_splat_f32(tb, 0.0f));
-  {
+  if (s.bf16_dot) {
+    tile_loop dl;
+    LLVMValueRef j0 = tile_for(tb, &dl, tile_i64(tb, 0), tile_i64(tb, D / 2), tile_i64(tb, s.unroll), "pair");
+    for (int u = 0; u < s.unroll; u++) {
+      LLVMValueRef j = tile_add(tb, j0, tile_i64(tb, u));
+      LLVMValueRef q_row_start = tile_mul(tb, j, tile_i64(tb, 2 * BM));
+      LLVMValueRef q_row[MAX_VECTORS];
+      for (int vi = 0; vi < V; vi++)
+        q_row[vi] = tile_load_bits(tb, q_t, tile_add(tb, q_row_start, tile_i64(tb, 2 * vi * W)), 2 * W);
+      for (int n = 0; n < BN; n++) {
+        LLVMValueRef kn = tile_splat_pair(tb, k_packed, tile_add(tb, tile_i64(tb, (int64_t)n * D), tile_mul(tb, j, tile_i64(tb, 2))));
+        for (int vi = 0; vi < V; vi++)
+          tile_regs_set(tb, &scores, n, vi, tile_pair_dot(tb, tile_regs_get(tb, &scores, n, vi), q_row[vi], kn));
+      }
+    }
+    tile_end_for(tb, &dl);
+    LLVMValueRef scale = tile_splat(tb, scale_log2);
+    for (int n = 0; n < BN; n++)
+      for (int vi = 0; vi < V; vi++) tile_regs_set(tb, &scores, n, vi, tile_vmul(tb, scale, tile_regs_get(tb, &scores, n, vi)));
+  } else {
     tile_loop dl;
     LLVMValueRef d0 = tile_for(tb, &dl, tile_i64(tb, 0), tile_i64(tb, D), tile_i64(tb, s.unroll), "d");
     for (int u = 0; u < s.unroll; u++) {
@@ -683,7 +787,8 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   }
 
   /* Online softmax, lane-wise per query: new maximum, the factor that rescales what came before, and
-   * P = 2^(S - max), kept as P^T in scratch for the P.V microkernel. */
+   * P = 2^(S - max), kept as P^T in scratch for the P.V microkernel (with bf16_dot as bf16 pairs of
+   * keys per query, [block_n / 2][block_m][2]; the sum keeps fp32 P). */
   for (int vi = 0; vi < V; vi++) {
     LLVMValueRef tile_max_v = tile_regs_get(tb, &scores, 0, vi);
     for (int n = 1; n < BN; n++) tile_max_v = tile_vmax(tb, tile_max_v, tile_regs_get(tb, &scores, n, vi));
@@ -695,11 +800,14 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     LLVMValueRef alpha = tile_exp2(tb, tile_vsub(tb, old_max, base));
     tile_store_vector(tb, alpha_mem, tile_i64(tb, vi * W), alpha);
     LLVMValueRef sum = tile_splat_f32(tb, 0.0f);
+    LLVMValueRef p[MAX_BLOCK_N];
     for (int n = 0; n < BN; n++) {
-      LLVMValueRef p = tile_exp2(tb, tile_vsub(tb, tile_regs_get(tb, &scores, n, vi), base));
-      tile_store_vector(tb, p_t, tile_i64(tb, (int64_t)n * BM + vi * W), p);
-      sum = tile_vadd(tb, sum, p);
+      p[n] = tile_exp2(tb, tile_vsub(tb, tile_regs_get(tb, &scores, n, vi), base));
+      if (!s.bf16_dot) tile_store_vector(tb, p_t, tile_i64(tb, (int64_t)n * BM + vi * W), p[n]);
+      sum = tile_vadd(tb, sum, p[n]);
     }
+    for (int j = 0; s.bf16_dot && j < BN / 2; j++)
+      tile_store_bits(tb, p_t, tile_i64(tb, ((int64_t)j * BM + vi * W) * 2), tile_bf16_pairs(tb, p[2 * j], p[2 * j + 1]));
     tile_regs_set(tb, &row_sum, 0, vi, tile_fma(tb, tile_regs_get(tb, &row_sum, 0, vi), alpha, sum));
     tile_regs_set(tb, &row_max, 0, vi, new_max);
   }
@@ -713,7 +821,8 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     if (m0 > 0) tile_if_begin(tb, &has_rows, tile_lt(tb, tile_i64(tb, m0), rows));
     for (int dv0 = 0; dv0 < DP / W; dv0 += s.pv_vectors) {
       int block_vectors = DP / W - dv0 < s.pv_vectors ? DP / W - dv0 : s.pv_vectors;
-      pv_block(tb, o_acc, p_t, v_packed, alpha_mem, m0, block_rows, dv0 * W, block_vectors, BM, BN, DP);
+      pv_block(tb, o_acc, p_t, s.bf16_dot ? v_pairs : v_packed, alpha_mem, m0, block_rows, dv0 * W, block_vectors, BM,
+               BN, DP, s.bf16_dot);
     }
     if (m0 > 0) tile_if_end(tb, &has_rows);
   }

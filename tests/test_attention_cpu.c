@@ -30,6 +30,33 @@ static int case_counter;
  * the parts must go there (and the result be the same). */
 static int give_workspace;
 
+/* Set: a case runs its default config with bf16_dot flipped (the other product for bf16 inputs), so
+ * that both are checked on a CPU whose default takes the pairs. */
+static int flip_bf16_dot;
+
+static int param_index(const kernel_family *family, const char *name) {
+  for (int p = 0; p < family->num_params; p++)
+    if (strcmp(family->params[p].name, name) == 0) return p;
+  return -1;
+}
+
+static fj_status forward(fj_context *context, const fj_attention_args *args, char *config_text, size_t size) {
+  if (!flip_bf16_dot) return fj_attention_forward(context, args);
+  attention_problem problem;
+  runtime_kernel *kernel = NULL;
+  fj_status status = core_validate_attention(args, &problem);
+  if (status == FJ_OK) status = runtime_get_kernel(context, &problem, NULL, &kernel);
+  if (status != FJ_OK) return status;
+  kernel_config flipped = kernel->config;
+  int p = param_index(kernel->family, "bf16_dot");
+  if (p < 0) return FJ_INTERNAL;
+  flipped.values[p] = !flipped.values[p];
+  status = runtime_get_kernel(context, &problem, &flipped, &kernel);
+  if (status != FJ_OK) return status;
+  kernel_config_string(kernel->family, &kernel->config, config_text, size);
+  return runtime_launch_attention(context, kernel, &problem, NULL);
+}
+
 static void run_case(fj_context *context, const test_case *c) {
   char name[300];
   describe(c, name, sizeof name);
@@ -64,8 +91,10 @@ static void run_case(fj_context *context, const test_case *c) {
     args.workspace = &workspace;
   }
   double start = now_ms();
-  fj_status status = fj_attention_forward(context, &args);
+  char config_text[256] = "";
+  fj_status status = forward(context, &args, config_text, sizeof config_text);
   double ms = now_ms() - start;
+  if (config_text[0] != '\0') snprintf(name + strlen(name), sizeof name - strlen(name), " [%s]", config_text);
   if (status != FJ_OK) {
     check(0, "%s: fj_attention_forward = %s (%s)", name, fj_status_string(status), fj_last_error());
     case_tensors_free(c, &t);
@@ -355,6 +384,26 @@ static void run_empty_cases(fj_context *context) {
   }
 }
 
+/* The bf16 cases again with the product the default did not take, where this CPU has both: a CPU
+ * with AVX512-BF16 defaults to the pairs (bf16_dot=1), and the fp32 FMAs every other CPU runs must stay
+ * right too. */
+static void run_other_bf16_product(fj_context *context) {
+  attention_key probe = {.dtype = DTYPE_BF16, .head_dim = 128, .heads = 8, .kv_heads = 8};
+  kernel_config config;
+  attention_fwd_cpu_family.default_config(&probe, runtime_target(context), &config);
+  int p = param_index(&attention_fwd_cpu_family, "bf16_dot");
+  check(p >= 0, "attention_fwd_cpu has a bf16_dot parameter");
+  if (p < 0 || !config.values[p]) {
+    printf("skip: the bf16 products in pairs (bf16_dot=1) need AVX512-BF16, which this CPU lacks: its default, "
+           "fp32 FMAs, ran above\n");
+    return;
+  }
+  flip_bf16_dot = 1;
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    if (cases[i].dtype == BF16) run_case(context, &cases[i]);
+  flip_bf16_dot = 0;
+}
+
 int main(int argc, char **argv) {
   base_seed = (uint64_t)time(NULL) ^ ((uint64_t)clock() << 32);
   if (argc > 1) base_seed = strtoull(argv[1], NULL, 0);
@@ -383,6 +432,7 @@ int main(int argc, char **argv) {
   run_case(context, &cases[3]);
   run_empty_cases(context);
   run_split_cases();
+  run_other_bf16_product(context);
   printf("total %.1f s\n", (now_ms() - start) / 1e3);
 
   fj_context_destroy(context);

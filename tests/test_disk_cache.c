@@ -231,13 +231,14 @@ static void test_configs(const char *dir, uint64_t seed) {
     rc = kernel_config_parse(family, bad_texts[i], &parsed, why, sizeof why);
     check(rc == -1 && why[0] != '\0', "kernel_config_parse(\"%s\") fails: %s", bad_texts[i], why);
   }
-  /* A config stored before an optional parameter existed still parses, meaning its first value. */
+  /* A config stored before the optional parameters existed still parses, meaning their first values. */
   if (strcmp(family->name, "attention_fwd_cpu") == 0) {
     rc = kernel_config_parse(family, "block_m=32 block_n=12 unroll=2 vector=16 pv_rows=6 pv_vectors=4", &parsed,
                              why, sizeof why);
-    check(rc == 0 && parsed.values[family->num_params - 1] == 0 &&
-              strcmp(family->params[family->num_params - 1].name, "pack_gqa") == 0,
-          "a config without the optional pack_gqa parses as pack_gqa=0 %s", why);
+    int n = family->num_params;
+    check(rc == 0 && n >= 2 && parsed.values[n - 2] == 0 && parsed.values[n - 1] == 0 &&
+              strcmp(family->params[n - 2].name, "pack_gqa") == 0 && strcmp(family->params[n - 1].name, "bf16_dot") == 0,
+          "a config without the optional pack_gqa and bf16_dot parses as pack_gqa=0 bf16_dot=0 %s", why);
     rc = kernel_config_parse(family, "block_m=32 block_n=12 unroll=2 vector=16 pv_rows=6", &parsed, why, sizeof why);
     check(rc == -1 && strstr(why, "pv_vectors"), "a config without a required parameter still fails: %s", why);
     /* a value the family does not list: the launch and the generator would read it differently */

@@ -32,9 +32,22 @@ static const char *fresh_dir(const char *name) {
   return path;
 }
 
-/* The restricted space: 16 points, 12 valid on an AVX-512 host (4 need more registers), the default
- * config among them. */
+/* The restricted space: 32 points (bf16_dot 0 and 1), 12 valid on an AVX-512 host for fp32 (4 need
+ * more registers, the 16 of bf16_dot=1 need bf16 inputs), the default config among them; for bf16 the
+ * 8 of bf16_dot=1 and vector=16 are valid too where the CPU has AVX512-BF16 (space_valid). */
 #define SPACE "block_m=16,32 block_n=8,12 unroll=2 pv_rows=6 pv_vectors=2,4 pack_gqa=0"
+#define SPACE_POINTS 32
+
+static int space_valid(dtype_id dtype) {
+  fj_context_options options;
+  fj_context_options_init(&options);
+  options.device = "cpu";
+  fj_context *context = NULL;
+  if (fj_context_create(&options, &context) != FJ_OK) return -1;
+  int pairs = runtime_target(context)->has_avx512bf16 && runtime_target(context)->vector_bits >= 512;
+  fj_context_destroy(context);
+  return dtype == DTYPE_BF16 && pairs ? 20 : 12;
+}
 
 static fj_problem_shape small_shape(dtype_id dtype) {
   fj_problem_shape s;
@@ -169,7 +182,7 @@ static void test_parsers(void) {
   runtime_problem_from_shape(&shape, "shape", &problem);
   tune_space space;
   fj_status built = tune_space_build(family, &problem.key, runtime_target(context), NULL, &space);
-  check(built == FJ_OK && space.total == 6 * 9 * 3 * 2 * 5 * 3 * 2 && space.count + space.pruned == space.total &&
+  check(built == FJ_OK && space.total == 6 * 9 * 3 * 2 * 5 * 3 * 2 * 2 && space.count + space.pruned == space.total &&
             space.count > 0,
         "whole space: %lld points, %lld pruned, %lld valid", (long long)space.total, (long long)space.pruned,
         (long long)space.count);
@@ -182,7 +195,7 @@ static void test_parsers(void) {
   }
   tune_space_free(&space);
   built = tune_space_build(family, &problem.key, runtime_target(context), SPACE, &space);
-  check(built == FJ_OK && space.total == 16,
+  check(built == FJ_OK && space.total == SPACE_POINTS && space.count == space_valid(DTYPE_F32),
         "restricted space: %lld points, %lld valid", (long long)space.total, (long long)space.count);
   tune_space_free(&space);
   built = tune_space_build(family, &problem.key, runtime_target(context), "block_q=16", &space);
@@ -218,12 +231,14 @@ static void test_exhaustive(void) {
     check(r->best_config[0] != '\0' && r->best_ms > 0.0, "[%d] a winner: %s (%.4f ms)", p, r->best_config, r->best_ms);
     check(r->default_ms > 0.0 && r->best_ms <= r->default_ms * 1.05,
           "[%d] winner %.4f ms <= default %.4f ms * 1.05 (same run)", p, r->best_ms, r->default_ms);
-    check(r->space == 16 && r->pruned == 4 && r->run == 12 && r->candidates == 12 && r->skipped == 0,
-          "[%d] exhaustive ran the 12 valid configs (space %lld, pruned %lld, new %lld)", p, (long long)r->space,
+    int valid = space_valid(p == 0 ? DTYPE_F32 : DTYPE_BF16);
+    check(r->space == SPACE_POINTS && r->pruned == SPACE_POINTS - valid && r->run == valid &&
+              r->candidates == valid && r->skipped == 0,
+          "[%d] exhaustive ran the %d valid configs (space %lld, pruned %lld, new %lld)", p, valid, (long long)r->space,
           (long long)r->pruned, (long long)r->run);
     int in_db = 0;
     for (int i = 0; i < a.count; i++) in_db += strcmp(a.trials[i].problem, r->problem_key) == 0;
-    check(in_db == 12, "[%d] every trial is in the database (%d rows)", p, in_db);
+    check(in_db == valid, "[%d] every trial is in the database (%d rows)", p, in_db);
     check(same_or_tied(&first[p], &second[p], &a, &b), "[%d] the same winner twice (or tied)", p);
   }
   free(a.trials);
@@ -419,7 +434,7 @@ static void test_faults(void) {
         (long long)r.outcomes[TRIAL_CRASH], (long long)r.outcomes[TRIAL_TIMEOUT], (long long)r.outcomes[TRIAL_WRONG_RESULT]);
   db_dump d = read_db(dir);
   const db_trial *hung = find_trial(&d, r.problem_key,
-                                    "block_m=16 block_n=12 unroll=2 vector=16 pv_rows=6 pv_vectors=2 pack_gqa=0",
+                                    "block_m=16 block_n=12 unroll=2 vector=16 pv_rows=6 pv_vectors=2 pack_gqa=0 bf16_dot=0",
                                     "cpu-wall");
   check(hung && strcmp(hung->outcome, "timeout") == 0, "the hanging candidate is recorded as timeout");
   int crashes = 0, wrongs = 0;

@@ -82,6 +82,23 @@ void tile_store_vector(tile_builder *tb, LLVMValueRef base, LLVMValueRef index, 
 LLVMValueRef tile_load_f32(tile_builder *tb, LLVMValueRef base, LLVMValueRef index);
 void tile_store_f32(tile_builder *tb, LLVMValueRef base, LLVMValueRef index, LLVMValueRef value);
 
+/* ---- bf16 pairs: the operands of tile_pair_dot, kept as raw bf16 bits (i16) ---- */
+/* `count` consecutive bf16 elements' bits from a bf16 tensor or scratch (index in 2-byte elements): an
+ * i16 for count 1, else a vector of count i16. */
+LLVMValueRef tile_load_bits(tile_builder *tb, LLVMValueRef base, LLVMValueRef index, int count);
+void tile_store_bits(tile_builder *tb, LLVMValueRef base, LLVMValueRef index, LLVMValueRef bits);
+/* The bf16 pair at index, index + 1, repeated for every fp32 lane (2 x lanes i16). */
+LLVMValueRef tile_splat_pair(tile_builder *tb, LLVMValueRef base, LLVMValueRef index);
+/* Two vectors of the same type, interleaved: even[0], odd[0], even[1], odd[1], ... */
+LLVMValueRef tile_interleave(tile_builder *tb, LLVMValueRef even, LLVMValueRef odd);
+/* Two fp32 vectors rounded to bf16 (to nearest even) and interleaved: 2 x lanes i16. */
+LLVMValueRef tile_bf16_pairs(tile_builder *tb, LLVMValueRef even, LLVMValueRef odd);
+/* acc + the dot product of each lane's bf16 pair in a and b (2 x lanes i16 each): acc[l] + a[2l] b[2l]
+ * + a[2l+1] b[2l+1], with fp32 sums. Twice the products of an FMA per instruction; needs AVX512-BF16
+ * (jit_target.has_avx512bf16) and 16 lanes. Like the instruction it is, it reads bf16 subnormals as
+ * zero. */
+LLVMValueRef tile_pair_dot(tile_builder *tb, LLVMValueRef acc, LLVMValueRef a, LLVMValueRef b);
+
 /* ---- vectors ---- */
 LLVMValueRef tile_splat(tile_builder *tb, LLVMValueRef scalar);  /* float -> vector */
 LLVMValueRef tile_splat_f32(tile_builder *tb, float value);

@@ -1,7 +1,8 @@
 /* tile_cpu.c: the tile vocabulary lowered to LLVM IR for vector CPUs. Everything is target-independent
  * IR (vector types, llvm.fma, llvm.floor-style intrinsics), so the X86 backend picks AVX-512 or AVX2
- * from the function's cpu/features attributes; nothing here names an x86 instruction, and nothing emits
- * a libm call (exp2 is a polynomial) so the generated code never depends on symbols at load time. */
+ * from the function's cpu/features attributes; nothing here names an x86 instruction but the bf16 pair
+ * dot (LLVM has no target-independent form of it), and nothing emits a libm call (exp2 is a polynomial)
+ * so the generated code never depends on symbols at load time. */
 #include "tile/tile.h"
 
 #include <string.h>
@@ -265,6 +266,50 @@ LLVMValueRef tile_load_f32(tile_builder *tb, LLVMValueRef base, LLVMValueRef ind
 }
 void tile_store_f32(tile_builder *tb, LLVMValueRef base, LLVMValueRef index, LLVMValueRef value) {
   LLVMBuildStore(tb->b, value, element_address(tb, base, index, tb->f32));
+}
+
+/* ---- bf16 pairs ---- */
+LLVMValueRef tile_load_bits(tile_builder *tb, LLVMValueRef base, LLVMValueRef index, int count) {
+  LLVMTypeRef type = count == 1 ? tb->i16 : LLVMVectorType(tb->i16, (unsigned)count);
+  LLVMValueRef load = LLVMBuildLoad2(tb->b, type, element_address(tb, base, index, tb->i16), "");
+  LLVMSetAlignment(load, 2);
+  return load;
+}
+
+void tile_store_bits(tile_builder *tb, LLVMValueRef base, LLVMValueRef index, LLVMValueRef bits) {
+  LLVMValueRef store = LLVMBuildStore(tb->b, bits, element_address(tb, base, index, tb->i16));
+  LLVMSetAlignment(store, 2);
+}
+
+LLVMValueRef tile_splat_pair(tile_builder *tb, LLVMValueRef base, LLVMValueRef index) {
+  LLVMValueRef pair = LLVMBuildLoad2(tb->b, tb->i32, element_address(tb, base, index, tb->i16), "");
+  LLVMSetAlignment(pair, 2);
+  return LLVMBuildBitCast(tb->b, splat_value(tb, pair), LLVMVectorType(tb->i16, 2u * (unsigned)tb->lanes), "");
+}
+
+LLVMValueRef tile_interleave(tile_builder *tb, LLVMValueRef even, LLVMValueRef odd) {
+  unsigned n = LLVMGetVectorSize(LLVMTypeOf(even));
+  LLVMValueRef mask[128];
+  for (unsigned i = 0; i < 2 * n; i++) mask[i] = LLVMConstInt(tb->i32, i / 2 + (i % 2) * n, 0);
+  return LLVMBuildShuffleVector(tb->b, even, odd, LLVMConstVector(mask, 2 * n), "");
+}
+
+LLVMValueRef tile_bf16_pairs(tile_builder *tb, LLVMValueRef even, LLVMValueRef odd) {
+  LLVMTypeRef bf16 = LLVMVectorType(LLVMBFloatTypeInContext(tb->ctx), (unsigned)tb->lanes);
+  LLVMTypeRef bits = LLVMVectorType(tb->i16, (unsigned)tb->lanes);
+  LLVMValueRef e = LLVMBuildBitCast(tb->b, LLVMBuildFPTrunc(tb->b, even, bf16, ""), bits, "");
+  LLVMValueRef o = LLVMBuildBitCast(tb->b, LLVMBuildFPTrunc(tb->b, odd, bf16, ""), bits, "");
+  return tile_interleave(tb, e, o);
+}
+
+LLVMValueRef tile_pair_dot(tile_builder *tb, LLVMValueRef acc, LLVMValueRef a, LLVMValueRef b) {
+  static const char name[] = "llvm.x86.avx512bf16.dpbf16ps.512";
+  LLVMTypeRef pairs = LLVMVectorType(LLVMBFloatTypeInContext(tb->ctx), 2u * (unsigned)tb->lanes);
+  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(tb->module, id, NULL, 0);
+  LLVMTypeRef fn_type = LLVMIntrinsicGetType(tb->ctx, id, NULL, 0);
+  LLVMValueRef args[3] = {acc, LLVMBuildBitCast(tb->b, a, pairs, ""), LLVMBuildBitCast(tb->b, b, pairs, "")};
+  return LLVMBuildCall2(tb->b, fn_type, fn, args, 3, "");
 }
 
 /* ---- vectors ---- */
