@@ -20,7 +20,8 @@ void cmd_info_help(FILE *out) {
           "\n"
           "Lists the devices flashjit finds (and why a backend has none), the cache folder, the LLVM\n"
           "version, the host CPU's name and features, and the measured peak fp32 FMA rate of each CPU\n"
-          "device on all its cores (takes about a second).\n"
+          "device on all its cores, and where it has AVX512-BF16 the peak of its bf16 pair dot, the\n"
+          "instruction bf16 kernels run on there (takes about a second).\n"
           "\n"
           "  --json   one JSON object instead of text\n");
 }
@@ -36,6 +37,8 @@ typedef struct info_device {
   double peak_gflops;  /* 0 when not measured */
   char peak_detail[160];
   char peak_error[256];
+  double bf16_peak_gflops;  /* 0 when the CPU has no bf16 pair dot */
+  char bf16_peak_detail[160];
 } info_device;
 
 #define INFO_MAX_DEVICES 64
@@ -67,6 +70,9 @@ static void info_measure_peak(info_device *d) {
     for (char *c = d->peak_error; *c; c++)
       if (*c == '\n') *c = ' ';
   }
+  if (cpu_peak_bf16_dot_gflops(d->peak_threads, &d->bf16_peak_gflops, d->bf16_peak_detail,
+                               sizeof d->bf16_peak_detail) != FJ_OK)
+    d->bf16_peak_gflops = 0.0;  /* no AVX512-BF16: nothing to say */
 }
 
 static void info_gather(info_report *r) {
@@ -133,6 +139,8 @@ static void info_print_text(const info_report *r) {
            d->info.driver_version[0] ? ", driver " : "", d->info.driver_version);
     if (d->is_cpu && d->peak_gflops > 0.0)
       printf("           peak %.1f GFLOP/s fp32 FMA (%s)\n", d->peak_gflops, d->peak_detail);
+    if (d->is_cpu && d->bf16_peak_gflops > 0.0)
+      printf("           peak %.1f GFLOP/s bf16 pair dot (%s)\n", d->bf16_peak_gflops, d->bf16_peak_detail);
     else if (d->is_cpu)
       printf("           peak unmeasured (%s)\n", d->peak_error);
   }
@@ -186,6 +194,11 @@ static void info_print_json(const info_report *r) {
         json_kv_string(&w, "peak_detail", d->peak_detail);
       else
         json_kv_string(&w, "peak_error", d->peak_error);
+      json_key(&w, "peak_bf16_dot_gflops");
+      if (d->bf16_peak_gflops > 0.0)
+        json_double(&w, d->bf16_peak_gflops);
+      else
+        json_null(&w);
     }
     json_object_end(&w);
   }

@@ -49,12 +49,25 @@ static const kernel_param params[P_COUNT] = {
 
 #define GENERATOR_VERSION 15
 
-/* Vector registers the inner loops need: the score (or P) tile, one Q^T (or O^T) row, the rescale
- * factors, and a broadcast; soft-capping adds its two factors and tanh's temporaries beside the tile.
- * Over the target's count, the tile spills in the hot loop. */
-static int registers_needed(const attention_key *key, int block_m, int block_n, int lanes) {
+/* Vector registers the score loop needs for `keys` keys: the score tile, one Q^T row, the row
+ * statistics, and a broadcast; soft-capping adds its two factors and tanh's temporaries beside the
+ * tile. Over the target's count, the tile spills in the hot loop. */
+static int registers_needed(const attention_key *key, int block_m, int keys, int lanes) {
   int vectors = block_m / lanes;
-  return block_n * vectors + 2 * vectors + 1 + (key->softcap ? 4 : 0);
+  return keys * vectors + 2 * vectors + 1 + (key->softcap ? 4 : 0);
+}
+
+/* Keys per chunk of a tile's scores: a tile of more keys than the registers hold is scored in equal
+ * chunks (the most keys that fit and divide the tile), so that P.V, which loads, rescales and stores
+ * its O accumulator once per tile, runs over the whole tile (see default_config). 0 when no such chunk
+ * holds MIN_CHUNK keys: chunks that short leave too few independent sums to hide the FMA latency, and
+ * the tuner need not try them. */
+#define MIN_CHUNK 4
+static int score_chunk(const attention_key *key, const jit_target *target, int block_m, int block_n, int lanes) {
+  int chunk = block_n;
+  while (chunk > 0 && (block_n % chunk != 0 || registers_needed(key, block_m, chunk, lanes) > target->vector_registers))
+    chunk--;
+  return chunk == block_n || chunk >= MIN_CHUNK ? chunk : 0;
 }
 
 static int config_valid(const attention_key *key, const jit_target *target, const kernel_config *config,
@@ -74,10 +87,11 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
     snprintf(why, why_size, "unroll=%d does not divide head_dim=%d", unroll, key->head_dim);
     return 0;
   }
-  int needed = registers_needed(key, block_m, block_n, lanes);
-  if (needed > target->vector_registers) {
-    snprintf(why, why_size, "block_m=%d block_n=%d vector=%d needs %d vector registers; %s has %d", block_m,
-             block_n, lanes, needed, target->cpu, target->vector_registers);
+  if (score_chunk(key, target, block_m, block_n, lanes) == 0) {
+    int keys = block_n < MIN_CHUNK ? block_n : MIN_CHUNK;
+    snprintf(why, why_size, "block_m=%d block_n=%d vector=%d needs %d vector registers for the scores of %d keys; %s has %d",
+             block_m, block_n, lanes, registers_needed(key, block_m, keys, lanes), keys, target->cpu,
+             target->vector_registers);
     return 0;
   }
   int pv_rows = config->values[P_PV_ROWS], pv_vectors = config->values[P_PV_VECTORS];
@@ -115,8 +129,8 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
   return 1;
 }
 
-/* Two query vectors and as many keys as the registers hold: each broadcast feeds two FMAs, and the
- * K/V packing is amortized over 2 * lanes queries. Grouped heads are packed (a decode step's queries
+/* Several query vectors (two where the target has 16 registers, with as many keys as they hold):
+ * each broadcast feeds as many FMAs, and the K/V packing is amortized over their queries. Grouped heads are packed (a decode step's queries
  * then share one pass over K/V; prefill is as fast either way); a job with at most one vector of
  * queries (decode) takes one vector, tiles of 6 keys, and P.V blocks of 4 queries, a common group size.
  * (Decode steps of Llama-3-8B/70B shapes on a 2-core znver5, 2026-12-06: 6-key tiles were 3-22% faster
@@ -132,6 +146,15 @@ static void default_config(const attention_key *key, const jit_target *target, k
   for (int i = 0; i < params[P_BLOCK_N].num_values; i++) {
     int candidate = params[P_BLOCK_N].values[i];
     if (registers_needed(key, block_m, candidate, lanes) <= target->vector_registers) block_n = candidate;
+  }
+  /* With 32 registers, prefill takes four query vectors and tiles of 24 keys, scored in chunks: each K
+   * element and each pass over O then serves twice the products (2-core znver5, 2026-12-06: 8-26%
+   * faster than 2 vectors x 12 keys, fp32 and bf16, d = 64 to 256). */
+  int64_t slot_rows = ((int64_t)1 << (key->seqlen_bucket < 20 ? key->seqlen_bucket : 20)) *
+                      (pack_gqa ? key->heads / key->kv_heads : 1);
+  if (!few_rows && target->vector_registers >= 32) {
+    block_m = slot_rows >= 4 * lanes ? 4 * lanes : 2 * lanes;
+    block_n = 24;
   }
   if (few_rows) block_n = 6;
   out->values[P_BLOCK_M] = block_m;
@@ -170,10 +193,11 @@ static int64_t job_count(const attention_problem *problem, const kernel_config *
 static int padded_head_dim(int head_dim, int lanes) { return (head_dim + lanes - 1) / lanes * lanes; }
 
 /* The per-thread scratch, in floats, in this order: Q^T [d][block_m] (pre-scaled), O [block_m][dp],
- * packed K [block_n][d], packed V [block_n][dp], P^T [block_n][block_m], the rescale factors [block_m],
- * and the final statistics [2][block_m]. */
+ * packed K [block_n][d], packed V [block_n][dp], P^T [block_n][block_m], the scores S^T
+ * [block_n][block_m] of a tile of several chunks, the rescale factors [block_m], and the final
+ * statistics [2][block_m]. */
 typedef struct scratch_layout {
-  size_t q_t, o, k, v, p_t, alpha, stats, total;
+  size_t q_t, o, k, v, p_t, s_t, alpha, stats, total;
 } scratch_layout;
 
 static scratch_layout layout_scratch(int head_dim, int block_m, int block_n, int lanes) {
@@ -185,7 +209,8 @@ static scratch_layout layout_scratch(int head_dim, int block_m, int block_n, int
   l.k = l.o + bm * dp;
   l.v = l.k + bn * d;
   l.p_t = l.v + bn * dp;
-  l.alpha = l.p_t + bn * bm;
+  l.s_t = l.p_t + bn * bm;
+  l.alpha = l.s_t + bn * bm;
   l.stats = l.alpha + bm;
   l.total = l.stats + 2 * bm;
   return l;
@@ -285,18 +310,17 @@ static void tile_page_bases(tile_builder *tb, const tile_pages *tp, int page_siz
 }
 
 static LLVMValueRef tile_page_row(tile_builder *tb, const tile_pages *tp, int page_size, const tensor_ir *t,
-                                  const LLVMValueRef base[3], int i) {
-  LLVMValueRef at = tile_add(tb, tp->offset, tile_i64(tb, i));
+                                  const LLVMValueRef base[3], LLVMValueRef i) {
+  LLVMValueRef at = tile_add(tb, tp->offset, i);
   LLVMValueRef second = LLVMBuildICmp(tb->b, LLVMIntSGE, at, tile_i64(tb, page_size), "");
   LLVMValueRef third = LLVMBuildICmp(tb->b, LLVMIntSGE, at, tile_i64(tb, 2 * (int64_t)page_size), "");
   LLVMValueRef chosen = LLVMBuildSelect(tb->b, third, base[2], LLVMBuildSelect(tb->b, second, base[1], base[0], ""), "");
-  return tile_add(tb, chosen, tile_mul(tb, tile_i64(tb, i), t->stride[1]));
+  return tile_add(tb, chosen, tile_mul(tb, i, t->stride[1]));
 }
 
 #define MAX_VECTORS 8  /* block_m / vector at most */
 #define MAX_LANES 16
 #define MAX_PV_BLOCK 32
-#define MAX_BLOCK_N 28
 
 typedef struct shape {
   int block_m, block_n, unroll, lanes, vectors, head_dim, causal, window, has_lse, d_contiguous, pack_gqa, page_size;
@@ -391,9 +415,11 @@ static void pack_kv_tile(tile_builder *tb, const shape *s, const tensor_ir *t, c
                          LLVMValueRef packed, int row_elements) {
   LLVMValueRef base[3];
   if (pages != NULL) tile_page_bases(tb, pages, kr->page_size, t, kv_head, base);
-  for (int n = 0; n < s->block_n; n++) {
-    LLVMValueRef key = tile_add(tb, first, tile_i64(tb, n));
-    LLVMValueRef packed_row = tile_i64(tb, (int64_t)n * row_elements);
+  tile_loop nl;
+  LLVMValueRef n = tile_for(tb, &nl, tile_i64(tb, 0), tile_i64(tb, s->block_n), tile_i64(tb, 1), "key");
+  {
+    LLVMValueRef key = tile_add(tb, first, n);
+    LLVMValueRef packed_row = tile_mul(tb, n, tile_i64(tb, row_elements));
     tile_if inside;
     LLVMValueRef present = tile_lt(tb, key, seqlen);
     LLVMBasicBlockRef zero_block = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "pad");
@@ -408,7 +434,7 @@ static void pack_kv_tile(tile_builder *tb, const shape *s, const tensor_ir *t, c
     LLVMValueRef row, ahead;
     if (pages != NULL) {
       row = tile_page_row(tb, pages, kr->page_size, t, base, n);
-      ahead = tile_page_row(tb, pages, kr->page_size, t, base, n + s->block_n);
+      ahead = tile_page_row(tb, pages, kr->page_size, t, base, tile_add(tb, n, tile_i64(tb, s->block_n)));
     } else {
       LLVMValueRef ahead_key = tile_add(tb, key, tile_i64(tb, s->block_n));
       if (kr->page_size > 0) ahead_key = tile_min(tb, ahead_key, tile_sub(tb, seqlen, tile_i64(tb, 1)));
@@ -423,17 +449,57 @@ static void pack_kv_tile(tile_builder *tb, const shape *s, const tensor_ir *t, c
     LLVMBuildBr(tb->b, inside.done);
     LLVMPositionBuilderAtEnd(tb->b, inside.done);
   }
+  tile_end_for(tb, &nl);
+}
+
+/* S^T for keys [c0, c0 + cn) of the tile, in registers (`scores`), then to rows c0 .. c0 + cn - 1 of
+ * s_t: for each step of d, one row of Q^T against a broadcast of each key's element (with bf16_dot,
+ * for each pair of d: Q^T's pairs against each key's pair; the scale comes after). */
+static void score_chunk_of_tile(tile_builder *tb, const shape *s, const tile_regs *scores, LLVMValueRef q_t,
+                                LLVMValueRef k_packed, LLVMValueRef c0, int cn, LLVMValueRef s_t) {
+  const int D = s->head_dim, BM = s->block_m, V = s->vectors, W = s->lanes;
+  tile_regs_fill(tb, scores, tile_splat_f32(tb, 0.0f));
+  int pairs = s->bf16_dot, width = pairs ? 2 : 1;  /* elements of d per step */
+  tile_loop dl;
+  LLVMValueRef j0 = tile_for(tb, &dl, tile_i64(tb, 0), tile_i64(tb, D / width), tile_i64(tb, s->unroll), "d");
+  for (int u = 0; u < s->unroll; u++) {
+    LLVMValueRef j = tile_add(tb, j0, tile_i64(tb, u));
+    LLVMValueRef q_row_start = tile_mul(tb, j, tile_i64(tb, (int64_t)width * BM));
+    LLVMValueRef q_row[MAX_VECTORS];
+    for (int vi = 0; vi < V; vi++) {
+      LLVMValueRef at = tile_add(tb, q_row_start, tile_i64(tb, (int64_t)width * vi * W));
+      q_row[vi] = pairs ? tile_load_bits(tb, q_t, at, 2 * W) : tile_load_vector(tb, q_t, at, DTYPE_F32);
+    }
+    for (int n = 0; n < cn; n++) {
+      LLVMValueRef key_row = tile_mul(tb, tile_add(tb, c0, tile_i64(tb, n)), tile_i64(tb, D));
+      LLVMValueRef at = tile_add(tb, key_row, tile_mul(tb, j, tile_i64(tb, width)));
+      LLVMValueRef kn = pairs ? tile_splat_pair(tb, k_packed, at) : tile_splat(tb, tile_load_f32(tb, k_packed, at));
+      for (int vi = 0; vi < V; vi++) {
+        LLVMValueRef sum = tile_regs_get(tb, scores, n, vi);
+        tile_regs_set(tb, scores, n, vi, pairs ? tile_pair_dot(tb, sum, q_row[vi], kn) : tile_fma(tb, kn, q_row[vi], sum));
+      }
+    }
+  }
+  tile_end_for(tb, &dl);
+  for (int n = 0; n < cn; n++) {
+    LLVMValueRef row = tile_mul(tb, tile_add(tb, c0, tile_i64(tb, n)), tile_i64(tb, BM));
+    for (int vi = 0; vi < V; vi++)
+      tile_store_vector(tb, s_t, tile_add(tb, row, tile_i64(tb, (int64_t)vi * W)), tile_regs_get(tb, scores, n, vi));
+  }
 }
 
 /* bf16_dot: V's packed bf16 rows [block_n][dp] as pairs of keys [block_n / 2][dp][2] (rows 2j and
  * 2j + 1 interleaved), so that the 2 x lanes elements at (j dp + d) 2 are one operand of a pair dot. */
 static void interleave_key_pairs(tile_builder *tb, const shape *s, LLVMValueRef rows, LLVMValueRef pairs, int dp) {
-  for (int j = 0; j < s->block_n / 2; j++)
-    for (int d = 0; d < dp; d += s->lanes) {
-      LLVMValueRef even = tile_load_bits(tb, rows, tile_i64(tb, (int64_t)2 * j * dp + d), s->lanes);
-      LLVMValueRef odd = tile_load_bits(tb, rows, tile_i64(tb, (int64_t)(2 * j + 1) * dp + d), s->lanes);
-      tile_store_bits(tb, pairs, tile_i64(tb, ((int64_t)j * dp + d) * 2), tile_interleave(tb, even, odd));
-    }
+  tile_loop jl;
+  LLVMValueRef j = tile_for(tb, &jl, tile_i64(tb, 0), tile_i64(tb, s->block_n / 2), tile_i64(tb, 1), "pair");
+  LLVMValueRef even_row = tile_mul(tb, j, tile_i64(tb, 2 * (int64_t)dp));  /* row 2j, and pair j's start */
+  for (int d = 0; d < dp; d += s->lanes) {
+    LLVMValueRef even = tile_load_bits(tb, rows, tile_add(tb, even_row, tile_i64(tb, d)), s->lanes);
+    LLVMValueRef odd = tile_load_bits(tb, rows, tile_add(tb, even_row, tile_i64(tb, dp + d)), s->lanes);
+    tile_store_bits(tb, pairs, tile_add(tb, even_row, tile_i64(tb, 2 * (int64_t)d)), tile_interleave(tb, even, odd));
+  }
+  tile_end_for(tb, &jl);
 }
 
 /* One register block of O = alpha O + P V: rows [m0, m0 + rows) of O (queries) by `vectors` vectors of
@@ -441,15 +507,17 @@ static void interleave_key_pairs(tile_builder *tb, const shape *s, LLVMValueRef 
  * query, rows * vectors independent FMAs; with bf16 pairs (P^T and V as interleave_key_pairs leaves
  * them) it runs over pairs of keys, one pair dot in place of two FMAs. */
 static void pv_block(tile_builder *tb, LLVMValueRef o_acc, LLVMValueRef p_t, LLVMValueRef v_packed,
-                     LLVMValueRef alpha_mem, int m0, int rows, int d0, int vectors, int block_m, int block_n,
+                     LLVMValueRef alpha_mem, LLVMValueRef m0, int rows, int d0, int vectors, int block_m, int block_n,
                      int row_floats, int pairs) {
   const int W = tb->lanes;
   tile_regs acc = tile_regs_new(tb, rows, vectors, "pv");
+  LLVMValueRef o_at[MAX_PV_BLOCK];  /* where row m0 + r, vector j of the block is in O */
   for (int r = 0; r < rows; r++) {
-    LLVMValueRef alpha = tile_splat(tb, tile_load_f32(tb, alpha_mem, tile_i64(tb, m0 + r)));
+    LLVMValueRef row = tile_add(tb, m0, tile_i64(tb, r));
+    LLVMValueRef alpha = tile_splat(tb, tile_load_f32(tb, alpha_mem, row));
     for (int j = 0; j < vectors; j++) {
-      LLVMValueRef at = tile_i64(tb, (int64_t)(m0 + r) * row_floats + d0 + j * W);
-      tile_regs_set(tb, &acc, r, j, tile_vmul(tb, alpha, tile_load_vector(tb, o_acc, at, DTYPE_F32)));
+      o_at[r * vectors + j] = tile_add(tb, tile_mul(tb, row, tile_i64(tb, row_floats)), tile_i64(tb, d0 + j * W));
+      tile_regs_set(tb, &acc, r, j, tile_vmul(tb, alpha, tile_load_vector(tb, o_acc, o_at[r * vectors + j], DTYPE_F32)));
     }
   }
   tile_loop nl;
@@ -463,7 +531,7 @@ static void pv_block(tile_builder *tb, LLVMValueRef o_acc, LLVMValueRef p_t, LLV
     v_vectors[j] = pairs ? tile_load_bits(tb, v_packed, at, 2 * W) : tile_load_vector(tb, v_packed, at, DTYPE_F32);
   }
   for (int r = 0; r < rows; r++) {
-    LLVMValueRef at = tile_add(tb, p_row, tile_i64(tb, (int64_t)(m0 + r) * width));
+    LLVMValueRef at = tile_add(tb, p_row, tile_mul(tb, tile_add(tb, m0, tile_i64(tb, r)), tile_i64(tb, width)));
     LLVMValueRef p = pairs ? tile_splat_pair(tb, p_t, at) : tile_splat(tb, tile_load_f32(tb, p_t, at));
     for (int j = 0; j < vectors; j++) {
       LLVMValueRef sum = tile_regs_get(tb, &acc, r, j);
@@ -472,9 +540,17 @@ static void pv_block(tile_builder *tb, LLVMValueRef o_acc, LLVMValueRef p_t, LLV
   }
   tile_end_for(tb, &nl);
   for (int r = 0; r < rows; r++)
-    for (int j = 0; j < vectors; j++)
-      tile_store_vector(tb, o_acc, tile_i64(tb, (int64_t)(m0 + r) * row_floats + d0 + j * W),
-                        tile_regs_get(tb, &acc, r, j));
+    for (int j = 0; j < vectors; j++) tile_store_vector(tb, o_acc, o_at[r * vectors + j], tile_regs_get(tb, &acc, r, j));
+}
+
+/* Rows [m0, m0 + rows) of O = alpha O + P V, across d in blocks of pv_vectors vectors. */
+static void pv_blocks_of_rows(tile_builder *tb, const shape *s, LLVMValueRef o_acc, LLVMValueRef p_t, LLVMValueRef v,
+                              LLVMValueRef alpha_mem, LLVMValueRef m0, int rows) {
+  const int W = s->lanes, DP = padded_head_dim(s->head_dim, W);
+  for (int dv0 = 0; dv0 < DP / W; dv0 += s->pv_vectors) {
+    int block_vectors = DP / W - dv0 < s->pv_vectors ? DP / W - dv0 : s->pv_vectors;
+    pv_block(tb, o_acc, p_t, v, alpha_mem, m0, rows, dv0 * W, block_vectors, s->block_m, s->block_n, DP, s->bf16_dot);
+  }
 }
 
 /* The first lane of the vector of rows vector_row0 .. vector_row0 + lanes - 1 whose position (row /
@@ -638,6 +714,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   /* bf16_dot: V's bf16 rows fill half of its region, their key pairs the other half */
   LLVMValueRef v_pairs = scratch_region(tb, scratch, layout.v + (size_t)BN * DP / 2);
   LLVMValueRef p_t = scratch_region(tb, scratch, layout.p_t);
+  LLVMValueRef s_t = scratch_region(tb, scratch, layout.s_t);
   LLVMValueRef alpha_mem = scratch_region(tb, scratch, layout.alpha);
   LLVMValueRef stats = scratch_region(tb, scratch, layout.stats);
 
@@ -675,7 +752,8 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   tile_regs row_sum = tile_regs_new(tb, 1, V, "row_sum");
   tile_regs_fill(tb, &row_max, tile_splat_f32(tb, -INFINITY));
   tile_regs_fill(tb, &row_sum, tile_splat_f32(tb, 0.0f));
-  tile_regs scores = tile_regs_new(tb, BN, V, "scores");  /* S^T, then P^T */
+  const int chunk = score_chunk(key, target, BM, BN, W);
+  tile_regs scores = tile_regs_new(tb, chunk, V, "scores");  /* S^T of one chunk of the tile's keys */
 
   /* Keys this tile can see at all: causal tiles stop at the diagonal of their last query, windowed
    * ones start at the tile holding their first query's first key. */
@@ -705,69 +783,42 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   pack_kv_tile(tb, &s, &v, &kr, by_tile ? &pages : NULL, n0, kv_h, seqlen_kv, v_packed, DP);
   if (s.bf16_dot) interleave_key_pairs(tb, &s, v_packed, v_pairs, DP);
 
-  /* S^T = K Q^T: for each step of d, one row of Q^T against a broadcast of each key's element (with
-   * bf16_dot, for each pair of d: Q^T's pairs against each key's pair, then the scale). */
-  tile_regs_fill(tb, &scores, tile_splat_f32(tb, 0.0f));
-  if (s.bf16_dot) {
-    tile_loop dl;
-    LLVMValueRef j0 = tile_for(tb, &dl, tile_i64(tb, 0), tile_i64(tb, D / 2), tile_i64(tb, s.unroll), "pair");
-    for (int u = 0; u < s.unroll; u++) {
-      LLVMValueRef j = tile_add(tb, j0, tile_i64(tb, u));
-      LLVMValueRef q_row_start = tile_mul(tb, j, tile_i64(tb, 2 * BM));
-      LLVMValueRef q_row[MAX_VECTORS];
-      for (int vi = 0; vi < V; vi++)
-        q_row[vi] = tile_load_bits(tb, q_t, tile_add(tb, q_row_start, tile_i64(tb, 2 * vi * W)), 2 * W);
-      for (int n = 0; n < BN; n++) {
-        LLVMValueRef kn = tile_splat_pair(tb, k_packed, tile_add(tb, tile_i64(tb, (int64_t)n * D), tile_mul(tb, j, tile_i64(tb, 2))));
-        for (int vi = 0; vi < V; vi++)
-          tile_regs_set(tb, &scores, n, vi, tile_pair_dot(tb, tile_regs_get(tb, &scores, n, vi), q_row[vi], kn));
-      }
-    }
-    tile_end_for(tb, &dl);
-    LLVMValueRef scale = tile_splat(tb, scale_log2);
-    for (int n = 0; n < BN; n++)
-      for (int vi = 0; vi < V; vi++) tile_regs_set(tb, &scores, n, vi, tile_vmul(tb, scale, tile_regs_get(tb, &scores, n, vi)));
-  } else {
-    tile_loop dl;
-    LLVMValueRef d0 = tile_for(tb, &dl, tile_i64(tb, 0), tile_i64(tb, D), tile_i64(tb, s.unroll), "d");
-    for (int u = 0; u < s.unroll; u++) {
-      LLVMValueRef d = tile_add(tb, d0, tile_i64(tb, u));
-      LLVMValueRef q_row_start = tile_mul(tb, d, tile_i64(tb, BM));
-      LLVMValueRef q_row[MAX_VECTORS];
-      for (int vi = 0; vi < V; vi++)
-        q_row[vi] = tile_load_vector(tb, q_t, tile_add(tb, q_row_start, tile_i64(tb, vi * W)), DTYPE_F32);
-      for (int n = 0; n < BN; n++) {
-        LLVMValueRef kn = tile_splat(tb, tile_load_f32(tb, k_packed, tile_add(tb, tile_i64(tb, (int64_t)n * D), d)));
-        for (int vi = 0; vi < V; vi++)
-          tile_regs_set(tb, &scores, n, vi, tile_fma(tb, kn, q_row[vi], tile_regs_get(tb, &scores, n, vi)));
-      }
-    }
-    tile_end_for(tb, &dl);
+  /* S^T, chunk by chunk (what the registers hold), into scratch: s_t [block_n][block_m]. */
+  {
+    tile_loop cl;
+    LLVMValueRef c0 = tile_for(tb, &cl, tile_i64(tb, 0), tile_i64(tb, BN), tile_i64(tb, chunk), "chunk");
+    score_chunk_of_tile(tb, &s, &scores, q_t, k_packed, c0, chunk, s_t);
+    cl.rolled = 1;
+    tile_end_for(tb, &cl);
   }
 
-  /* Soft-capping (key.softcap): each base-2 score s becomes softcap_out tanh(softcap_in s), before the
-   * masks (which then set their scores to -inf). */
-  if (key->softcap) {
-    LLVMValueRef in = tile_splat(tb, tile_load_param_f32(tb, block, P_OFF(softcap_in)));
-    LLVMValueRef out = tile_splat(tb, tile_load_param_f32(tb, block, P_OFF(softcap_out)));
-    for (int n = 0; n < BN; n++)
-      for (int vi = 0; vi < V; vi++)
-        tile_regs_set(tb, &scores, n, vi, tile_vmul(tb, out, tile_tanh(tb, tile_vmul(tb, in, tile_regs_get(tb, &scores, n, vi)))));
-  }
-
-  /* Mask keys past the end and, when causal, past each query's diagonal. Row q0 + vi*W + lane is at
-   * position (q0 + vi*W + lane) / rows_per_position and sees key n0 + n when that position is at least
-   * n0 + n - last_diagonal, that is when lane >= (n0 + n - last_diagonal) * rows_per_position - q0 -
-   * vi*W; with a window also when the position is at most n0 + n - first_diagonal, that is when lane <
-   * (n0 + n - first_diagonal + 1) * rows_per_position - q0 - vi*W; a key past seqlen_kv is seen by no
-   * lane. */
+  /* Each key's scores as base-2 logits (with bf16_dot the scale Q^T was not given), soft-capped
+   * (key.softcap: s becomes softcap_out tanh(softcap_in s)), then masked: keys past the end and, when
+   * causal, past each query's diagonal. Row q0 + vi*W + lane is at position (q0 + vi*W + lane) /
+   * rows_per_position and sees key n0 + n when that position is at least n0 + n - last_diagonal, that is
+   * when lane >= (n0 + n - last_diagonal) * rows_per_position - q0 - vi*W; with a window also when the
+   * position is at most n0 + n - first_diagonal, that is when lane < (n0 + n - first_diagonal + 1) *
+   * rows_per_position - q0 - vi*W; a key past seqlen_kv is seen by no lane. Each query's maximum over
+   * the tile comes out too. */
   LLVMValueRef lane_numbers[MAX_LANES];
   for (int i = 0; i < W; i++) lane_numbers[i] = LLVMConstInt(tb->i32, (unsigned long long)i, 0);
   LLVMValueRef lanes = LLVMConstVector(lane_numbers, (unsigned)W);
-  for (int n = 0; n < BN; n++) {
-    LLVMValueRef key_index = tile_add(tb, n0, tile_i64(tb, n));
+  LLVMValueRef tile_max_var[MAX_VECTORS];
+  for (int vi = 0; vi < V; vi++) tile_max_var[vi] = tile_var(tb, tb->vec, tile_splat_f32(tb, -INFINITY), "tile_max");
+  {
+    tile_loop nl;
+    LLVMValueRef n = tile_for(tb, &nl, tile_i64(tb, 0), tile_i64(tb, BN), tile_i64(tb, 1), "key");
+    LLVMValueRef key_index = tile_add(tb, n0, n);
     LLVMValueRef key_present = tile_lt(tb, key_index, seqlen_kv);
     for (int vi = 0; vi < V; vi++) {
+      LLVMValueRef at = tile_add(tb, tile_mul(tb, n, tile_i64(tb, BM)), tile_i64(tb, (int64_t)vi * W));
+      LLVMValueRef score = tile_load_vector(tb, s_t, at, DTYPE_F32);
+      if (s.bf16_dot) score = tile_vmul(tb, tile_splat(tb, scale_log2), score);
+      if (key->softcap) {
+        LLVMValueRef in = tile_splat(tb, tile_load_param_f32(tb, block, P_OFF(softcap_in)));
+        LLVMValueRef out = tile_splat(tb, tile_load_param_f32(tb, block, P_OFF(softcap_out)));
+        score = tile_vmul(tb, out, tile_tanh(tb, tile_vmul(tb, in, score)));
+      }
       LLVMValueRef vector_row0 = tile_add(tb, q0, tile_i64(tb, (int64_t)vi * W));
       LLVMValueRef first_lane = tile_i64(tb, 0);
       if (s.causal)
@@ -781,50 +832,69 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
         LLVMValueRef end = tile_splat(tb, LLVMBuildTrunc(tb->b, end_lane, tb->i32, ""));
         visible = LLVMBuildAnd(tb->b, visible, LLVMBuildICmp(tb->b, LLVMIntSLT, lanes, end, ""), "");
       }
-      tile_regs_set(tb, &scores, n, vi,
-                    LLVMBuildSelect(tb->b, visible, tile_regs_get(tb, &scores, n, vi), tile_splat_f32(tb, -INFINITY), ""));
+      score = LLVMBuildSelect(tb->b, visible, score, tile_splat_f32(tb, -INFINITY), "");
+      tile_store_vector(tb, s_t, at, score);
+      tile_set(tb, tile_max_var[vi], tile_vmax(tb, tile_get(tb, tile_max_var[vi]), score));
     }
+    nl.rolled = 1;
+    tile_end_for(tb, &nl);
   }
 
   /* Online softmax, lane-wise per query: new maximum, the factor that rescales what came before, and
    * P = 2^(S - max), kept as P^T in scratch for the P.V microkernel (with bf16_dot as bf16 pairs of
    * keys per query, [block_n / 2][block_m][2]; the sum keeps fp32 P). */
+  LLVMValueRef base[MAX_VECTORS], sum_var[MAX_VECTORS];
   for (int vi = 0; vi < V; vi++) {
-    LLVMValueRef tile_max_v = tile_regs_get(tb, &scores, 0, vi);
-    for (int n = 1; n < BN; n++) tile_max_v = tile_vmax(tb, tile_max_v, tile_regs_get(tb, &scores, n, vi));
     LLVMValueRef old_max = tile_regs_get(tb, &row_max, 0, vi);
-    LLVMValueRef new_max = tile_vmax(tb, old_max, tile_max_v);
+    LLVMValueRef new_max = tile_vmax(tb, old_max, tile_get(tb, tile_max_var[vi]));
     /* A query that has seen no key yet keeps -inf; subtracting 0 then keeps every P exactly 0. */
     LLVMValueRef none_seen = LLVMBuildFCmp(tb->b, LLVMRealOEQ, new_max, tile_splat_f32(tb, -INFINITY), "");
-    LLVMValueRef base = LLVMBuildSelect(tb->b, none_seen, tile_splat_f32(tb, 0.0f), new_max, "");
-    LLVMValueRef alpha = tile_exp2(tb, tile_vsub(tb, old_max, base));
+    base[vi] = LLVMBuildSelect(tb->b, none_seen, tile_splat_f32(tb, 0.0f), new_max, "");
+    LLVMValueRef alpha = tile_exp2(tb, tile_vsub(tb, old_max, base[vi]));
     tile_store_vector(tb, alpha_mem, tile_i64(tb, vi * W), alpha);
-    LLVMValueRef sum = tile_splat_f32(tb, 0.0f);
-    LLVMValueRef p[MAX_BLOCK_N];
-    for (int n = 0; n < BN; n++) {
-      p[n] = tile_exp2(tb, tile_vsub(tb, tile_regs_get(tb, &scores, n, vi), base));
-      if (!s.bf16_dot) tile_store_vector(tb, p_t, tile_i64(tb, (int64_t)n * BM + vi * W), p[n]);
-      sum = tile_vadd(tb, sum, p[n]);
-    }
-    for (int j = 0; s.bf16_dot && j < BN / 2; j++)
-      tile_store_bits(tb, p_t, tile_i64(tb, ((int64_t)j * BM + vi * W) * 2), tile_bf16_pairs(tb, p[2 * j], p[2 * j + 1]));
-    tile_regs_set(tb, &row_sum, 0, vi, tile_fma(tb, tile_regs_get(tb, &row_sum, 0, vi), alpha, sum));
+    tile_regs_set(tb, &row_sum, 0, vi, tile_vmul(tb, tile_regs_get(tb, &row_sum, 0, vi), alpha));
     tile_regs_set(tb, &row_max, 0, vi, new_max);
+    sum_var[vi] = tile_var(tb, tb->vec, tile_splat_f32(tb, 0.0f), "tile_sum");
   }
+  {
+    int step = s.bf16_dot ? 2 : 1;  /* keys per P store */
+    tile_loop nl;
+    LLVMValueRef n = tile_for(tb, &nl, tile_i64(tb, 0), tile_i64(tb, BN), tile_i64(tb, step), "key");
+    for (int vi = 0; vi < V; vi++) {
+      LLVMValueRef p[2];
+      for (int e = 0; e < step; e++) {
+        LLVMValueRef at = tile_add(tb, tile_mul(tb, tile_add(tb, n, tile_i64(tb, e)), tile_i64(tb, BM)), tile_i64(tb, (int64_t)vi * W));
+        p[e] = tile_exp2(tb, tile_vsub(tb, tile_load_vector(tb, s_t, at, DTYPE_F32), base[vi]));
+        tile_set(tb, sum_var[vi], tile_vadd(tb, tile_get(tb, sum_var[vi]), p[e]));
+        if (!s.bf16_dot) tile_store_vector(tb, p_t, at, p[e]);
+      }
+      if (s.bf16_dot)  /* pair n / 2 at ((n / 2) BM + vi W) 2 = n BM + 2 vi W */
+        tile_store_bits(tb, p_t, tile_add(tb, tile_mul(tb, n, tile_i64(tb, BM)), tile_i64(tb, (int64_t)2 * vi * W)),
+                        tile_bf16_pairs(tb, p[0], p[1]));
+    }
+    nl.rolled = 1;
+    tile_end_for(tb, &nl);
+  }
+  for (int vi = 0; vi < V; vi++)
+    tile_regs_set(tb, &row_sum, 0, vi, tile_vadd(tb, tile_regs_get(tb, &row_sum, 0, vi), tile_get(tb, sum_var[vi])));
 
   /* O = alpha O + P V, a register block of pv_rows queries x pv_vectors vectors of d at a time: each
-   * row of V is loaded once per block and each P element broadcast once, into independent sums. */
-  for (int m0 = 0; m0 < BM; m0 += s.pv_rows) {
-    int block_rows = BM - m0 < s.pv_rows ? BM - m0 : s.pv_rows;
-    /* Rows past the tile's last query are never stored: a decode step's few queries skip them. */
-    tile_if has_rows;
-    if (m0 > 0) tile_if_begin(tb, &has_rows, tile_lt(tb, tile_i64(tb, m0), rows));
-    for (int dv0 = 0; dv0 < DP / W; dv0 += s.pv_vectors) {
-      int block_vectors = DP / W - dv0 < s.pv_vectors ? DP / W - dv0 : s.pv_vectors;
-      pv_block(tb, o_acc, p_t, s.bf16_dot ? v_pairs : v_packed, alpha_mem, m0, block_rows, dv0 * W, block_vectors, BM,
-               BN, DP, s.bf16_dot);
+   * row of V is loaded once per block and each P element broadcast once, into independent sums. The
+   * blocks of whole pv_rows run in a loop, then the rest; rows past the tile's last query are never
+   * stored, so a decode step's few queries skip theirs. */
+  {
+    int whole = BM - BM % s.pv_rows, rest = BM % s.pv_rows;
+    tile_loop ml;
+    LLVMValueRef m0 = tile_for(tb, &ml, tile_i64(tb, 0), tile_min(tb, rows, tile_i64(tb, whole)), tile_i64(tb, s.pv_rows), "rows");
+    pv_blocks_of_rows(tb, &s, o_acc, p_t, s.bf16_dot ? v_pairs : v_packed, alpha_mem, m0, s.pv_rows);
+    ml.rolled = 1;
+    tile_end_for(tb, &ml);
+    if (rest > 0) {
+      tile_if has_rows;
+      tile_if_begin(tb, &has_rows, tile_lt(tb, tile_i64(tb, whole), rows));
+      pv_blocks_of_rows(tb, &s, o_acc, p_t, s.bf16_dot ? v_pairs : v_packed, alpha_mem, tile_i64(tb, whole), rest);
+      tile_if_end(tb, &has_rows);
     }
-    if (m0 > 0) tile_if_end(tb, &has_rows);
   }
   tile_end_for(tb, &kv_loop);
 

@@ -21,12 +21,13 @@ static const char *find_objdump(void) {
   return NULL;
 }
 
-/* Disassembles the loop's object and checks its shape. */
-static void check_assembly(void) {
+/* Disassembles the loop's object and checks its shape: one full-width instruction (FMA, or the bf16
+ * pair dot) per accumulator. */
+static void check_assembly(cpu_peak_op op) {
   jit_buffer object = {0};
   int lanes = 0, accumulators = 0;
-  fj_status status = cpu_peak_object(&object, &lanes, &accumulators);
-  check(status == FJ_OK, "cpu_peak_object compiles the loop");
+  fj_status status = cpu_peak_object(op, &object, &lanes, &accumulators);
+  check(status == FJ_OK, "cpu_peak_object compiles the %s loop", op == CPU_PEAK_FMA ? "FMA" : "bf16 pair dot");
   if (status != FJ_OK) {
     printf("     %s\n", fj_last_error());
     return;
@@ -53,7 +54,8 @@ static void check_assembly(void) {
   char line[512];
   while (pipe && fgets(line, sizeof line, pipe)) {
     lines++;
-    if (strstr(line, "vfmadd") || strstr(line, "vfmsub") || strstr(line, "vfnmadd")) {
+    if (op == CPU_PEAK_FMA ? strstr(line, "vfmadd") || strstr(line, "vfmsub") || strstr(line, "vfnmadd")
+                           : strstr(line, "vdpbf16ps") != NULL) {
       fmas++;
       if (strstr(line, reg)) full_width_fmas++;
     }
@@ -64,10 +66,10 @@ static void check_assembly(void) {
   }
   int rc = pipe ? pclose(pipe) : -1;
   unlink(path);
-  printf("     %d lines of assembly, %d FMAs (%d on %s), %d vector stack accesses; %d accumulators x %d lanes\n",
-         lines, fmas, full_width_fmas, reg + 1, stack_vector, accumulators, lanes);
+  printf("     %d lines of assembly, %d %s (%d on %s), %d vector stack accesses; %d accumulators x %d lanes\n", lines,
+         fmas, op == CPU_PEAK_FMA ? "FMAs" : "pair dots", full_width_fmas, reg + 1, stack_vector, accumulators, lanes);
   check(rc == 0 && lines > 0, "llvm-objdump disassembles the loop");
-  check(full_width_fmas >= accumulators, "one full-width vector FMA per accumulator at least");
+  check(full_width_fmas >= accumulators, "one full-width vector instruction per accumulator at least");
   check(stack_vector == 0, "no vector spills or reloads");
 }
 
@@ -96,6 +98,23 @@ int main(void) {
   check(strstr(fj_last_error(), "threads=100000") != NULL, "the message names the value");
   check(cpu_peak_gflops(1, NULL, NULL, 0) == FJ_INVALID_ARGUMENT, "NULL gflops is refused");
 
-  check_assembly();
+  check_assembly(CPU_PEAK_FMA);
+
+  /* The bf16 pair dot, where the host has it: a figure above 0, and its loop's shape; elsewhere a
+   * refusal that says why. */
+  jit_target host;
+  if (jit_init() == FJ_OK && jit_host_target(&host) == FJ_OK) {
+    double dot = 0.0;
+    char detail[160] = "";
+    status = cpu_peak_bf16_dot_gflops(1, &dot, detail, sizeof detail);
+    if (host.has_avx512bf16 && host.vector_bits >= 512) {
+      printf("     bf16 pair dot, 1 thread: %.1f GFLOP/s (%s), %.2fx the FMA figure\n", dot, detail, g1 > 0 ? dot / g1 : 0.0);
+      check(status == FJ_OK && dot > 0.0, "cpu_peak_bf16_dot_gflops(1) > 0");
+      check_assembly(CPU_PEAK_BF16_DOT);
+    } else {
+      check(status == FJ_UNSUPPORTED && strstr(fj_last_error(), "AVX512-BF16") != NULL,
+            "no AVX512-BF16 here: the pair dot's peak is refused (%s)", fj_last_error());
+    }
+  }
   return check_summary();
 }

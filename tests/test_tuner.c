@@ -32,10 +32,10 @@ static const char *fresh_dir(const char *name) {
   return path;
 }
 
-/* The restricted space: 32 points (bf16_dot 0 and 1), 12 valid on an AVX-512 host for fp32 (4 need
- * more registers, the 16 of bf16_dot=1 need bf16 inputs), the default config among them; for bf16 the
+/* The restricted space: 32 points (bf16_dot 0 and 1), 12 valid on an AVX-512 host for fp32 (the 4 of
+ * block_m=64 vector=8 need more registers, the 16 of bf16_dot=1 need bf16 inputs), the default config among them; for bf16 the
  * 8 of bf16_dot=1 and vector=16 are valid too where the CPU has AVX512-BF16 (space_valid). */
-#define SPACE "block_m=16,32 block_n=8,12 unroll=2 pv_rows=6 pv_vectors=2,4 pack_gqa=0"
+#define SPACE "block_m=32,64 block_n=12,24 unroll=2 pv_rows=6 pv_vectors=2,4 pack_gqa=0"
 #define SPACE_POINTS 32
 
 static int space_valid(dtype_id dtype) {
@@ -421,8 +421,8 @@ static void test_faults(void) {
   const char *dir = fresh_dir("faults");
   /* Two crash, one hangs, two give wrong results; none of them is the default. */
   setenv("FLASHJIT_TUNE_FAULT",
-         "crash:block_m=16 block_n=8 unroll=2 vector=16;hang:block_m=16 block_n=12 unroll=2 vector=16 pv_rows=6 "
-         "pv_vectors=2;wrong:block_m=32 block_n=8",
+         "crash:block_m=32 block_n=12 unroll=2 vector=16;hang:block_m=32 block_n=24 unroll=2 vector=16 pv_rows=6 "
+         "pv_vectors=2;wrong:block_m=32 block_n=24 unroll=2 vector=8",
          1);
   tune_result r;
   int status = run_tuner(dir, &shape, 1, &o, &r);
@@ -434,16 +434,17 @@ static void test_faults(void) {
         (long long)r.outcomes[TRIAL_CRASH], (long long)r.outcomes[TRIAL_TIMEOUT], (long long)r.outcomes[TRIAL_WRONG_RESULT]);
   db_dump d = read_db(dir);
   const db_trial *hung = find_trial(&d, r.problem_key,
-                                    "block_m=16 block_n=12 unroll=2 vector=16 pv_rows=6 pv_vectors=2 pack_gqa=0 bf16_dot=0",
+                                    "block_m=32 block_n=24 unroll=2 vector=16 pv_rows=6 pv_vectors=2 pack_gqa=0 bf16_dot=0",
                                     "cpu-wall");
   check(hung && strcmp(hung->outcome, "timeout") == 0, "the hanging candidate is recorded as timeout");
   int crashes = 0, wrongs = 0;
   for (int i = 0; i < d.count; i++) {
-    crashes += strcmp(d.trials[i].outcome, "crash") == 0 && strstr(d.trials[i].config, "block_m=16 block_n=8") != NULL;
-    wrongs += strcmp(d.trials[i].outcome, "wrong_result") == 0 && strstr(d.trials[i].config, "block_m=32 block_n=8") != NULL;
+    crashes += strcmp(d.trials[i].outcome, "crash") == 0 && strstr(d.trials[i].config, "block_m=32 block_n=12 unroll=2 vector=16") != NULL;
+    wrongs += strcmp(d.trials[i].outcome, "wrong_result") == 0 && strstr(d.trials[i].config, "block_m=32 block_n=24 unroll=2 vector=8") != NULL;
   }
   check(crashes == 2 && wrongs == 2, "crashes and wrong results recorded against their configs (%d, %d)", crashes, wrongs);
-  check(strstr(r.best_config, "block_m=32 block_n=8") == NULL && strstr(r.best_config, "block_m=16 block_n=8") == NULL,
+  check(strstr(r.best_config, "block_m=32 block_n=24 unroll=2 vector=8") == NULL &&
+            strstr(r.best_config, "block_m=32 block_n=12 unroll=2 vector=16") == NULL,
         "no faulty candidate wins (%s)", r.best_config);
   free(d.trials);
 }

@@ -51,6 +51,7 @@ void tile_set(tile_builder *tb, LLVMValueRef var, LLVMValueRef value);
 typedef struct tile_loop {
   LLVMValueRef counter, end, step;
   LLVMBasicBlockRef test, body, done;
+  int rolled;  /* set before tile_end_for: LLVM must not unroll it (code size, compile time) */
 } tile_loop;
 /* for (i = begin; i < end; i += step): returns i, valid inside the body. */
 LLVMValueRef tile_for(tile_builder *tb, tile_loop *loop, LLVMValueRef begin, LLVMValueRef end,

@@ -7,6 +7,8 @@
 
 #include <string.h>
 
+#include <llvm-c/DebugInfo.h> /* LLVMTemporaryMDNode: a loop's self-referencing metadata */
+
 static LLVMValueRef call_intrinsic(tile_builder *tb, const char *name, LLVMTypeRef overload,
                                    LLVMValueRef *args, unsigned count) {
   unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
@@ -120,6 +122,7 @@ void tile_set(tile_builder *tb, LLVMValueRef var, LLVMValueRef value) { LLVMBuil
 /* ---- control flow ---- */
 LLVMValueRef tile_for(tile_builder *tb, tile_loop *loop, LLVMValueRef begin, LLVMValueRef end,
                       LLVMValueRef step, const char *name) {
+  loop->rolled = 0;
   loop->counter = tile_var(tb, tb->i64, begin, name);
   loop->end = end;
   loop->step = step;
@@ -137,7 +140,15 @@ LLVMValueRef tile_for(tile_builder *tb, tile_loop *loop, LLVMValueRef begin, LLV
 void tile_end_for(tile_builder *tb, tile_loop *loop) {
   LLVMValueRef i = tile_get(tb, loop->counter);
   tile_set(tb, loop->counter, LLVMBuildNSWAdd(tb->b, i, loop->step, ""));
-  LLVMBuildBr(tb->b, loop->test);
+  LLVMValueRef back = LLVMBuildBr(tb->b, loop->test);
+  if (loop->rolled) {  /* !llvm.loop !{!self, !{!"llvm.loop.unroll.disable"}} */
+    LLVMMetadataRef self = LLVMTemporaryMDNode(tb->ctx, NULL, 0);
+    LLVMMetadataRef disable = LLVMMDStringInContext2(tb->ctx, "llvm.loop.unroll.disable", 24);
+    LLVMMetadataRef fields[2] = {self, LLVMMDNodeInContext2(tb->ctx, &disable, 1)};
+    LLVMMetadataRef id = LLVMMDNodeInContext2(tb->ctx, fields, 2);
+    LLVMMetadataReplaceAllUsesWith(self, id);
+    LLVMSetMetadata(back, LLVMGetMDKindIDInContext(tb->ctx, "llvm.loop", 9), LLVMMetadataAsValue(tb->ctx, id));
+  }
   LLVMPositionBuilderAtEnd(tb->b, loop->done);
 }
 

@@ -38,12 +38,28 @@ static int peak_lanes(const jit_target *target) {
   return bits / 32;
 }
 
+/* The bf16 pair dot's operands: every lane's pair (x, -x) rounded to bf16, as <2 lanes x bfloat>. */
+static LLVMValueRef peak_bf16_pairs(LLVMBuilderRef b, LLVMContextRef context, LLVMValueRef x, int lanes, int negate_odd) {
+  LLVMTypeRef bf16 = LLVMBFloatTypeInContext(context);
+  LLVMTypeRef i32 = LLVMInt32TypeInContext(context);
+  LLVMValueRef even = LLVMBuildFPTrunc(b, x, bf16, "");
+  LLVMValueRef odd = LLVMBuildFPTrunc(b, negate_odd ? LLVMBuildFNeg(b, x, "") : x, bf16, "");
+  LLVMTypeRef pair_type = LLVMVectorType(bf16, 2);
+  LLVMValueRef pair = LLVMBuildInsertElement(b, LLVMGetPoison(pair_type), even, LLVMConstInt(i32, 0, 0), "");
+  pair = LLVMBuildInsertElement(b, pair, odd, LLVMConstInt(i32, 1, 0), "");
+  LLVMValueRef mask[32];
+  for (int l = 0; l < 2 * lanes; l++) mask[l] = LLVMConstInt(i32, (unsigned)(l % 2), 0);
+  return LLVMBuildShuffleVector(b, pair, LLVMGetPoison(pair_type), LLVMConstVector(mask, 2u * (unsigned)lanes), "");
+}
+
 /* Builds: float fj_cpu_peak_fma(i64 n, float a, float b) { acc[k] = init[k]; repeat n times:
  * acc[k] = fma(acc[k], a, b) for every k; return the sum of every lane of every acc; }.
  * The inits differ per accumulator and lane so that no two chains are provably equal (LLVM would merge
  * identical phis into one chain), and with a < 1 every chain converges to b / (1 - a): values stay
- * normal, never denormal or infinite, which would slow the FMA units and falsify the figure. */
-static fj_status peak_build(LLVMContextRef context, LLVMModuleRef module, int lanes,
+ * normal, never denormal or infinite, which would slow the FMA units and falsify the figure. For the
+ * bf16 pair dot the step is acc[k] + a b - a b (pairs (a, -a) and (b, b), exact products), so the
+ * chains stay near their inits. */
+static fj_status peak_build(LLVMContextRef context, LLVMModuleRef module, cpu_peak_op op, int lanes,
                             int accumulators) {
   LLVMTypeRef f32 = LLVMFloatTypeInContext(context);
   LLVMTypeRef i64 = LLVMInt64TypeInContext(context);
@@ -62,10 +78,11 @@ static fj_status peak_build(LLVMContextRef context, LLVMModuleRef module, int la
   unsigned nounwind = LLVMGetEnumAttributeKindForName("nounwind", 8);
   LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(context, nounwind, 0));
 
-  unsigned fma_id = LLVMLookupIntrinsicID("llvm.fma", 8);
-  if (fma_id == 0) return core_error(FJ_INTERNAL, "cpu_peak: LLVM has no llvm.fma intrinsic");
-  LLVMValueRef fma = LLVMGetIntrinsicDeclaration(module, fma_id, &vec, 1);
-  LLVMTypeRef fma_type = LLVMIntrinsicGetType(context, fma_id, &vec, 1);
+  const char *name = op == CPU_PEAK_FMA ? "llvm.fma" : "llvm.x86.avx512bf16.dpbf16ps.512";
+  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+  if (id == 0) return core_error(FJ_INTERNAL, "cpu_peak: LLVM has no %s intrinsic", name);
+  LLVMValueRef step = LLVMGetIntrinsicDeclaration(module, id, &vec, op == CPU_PEAK_FMA ? 1 : 0);
+  LLVMTypeRef step_type = LLVMIntrinsicGetType(context, id, &vec, op == CPU_PEAK_FMA ? 1 : 0);
 
   LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(context, fn, "entry");
   LLVMBasicBlockRef loop = LLVMAppendBasicBlockInContext(context, fn, "loop");
@@ -82,6 +99,11 @@ static fj_status peak_build(LLVMContextRef context, LLVMModuleRef module, int la
   LLVMValueRef addend = LLVMBuildShuffleVector(
       b, LLVMBuildInsertElement(b, poison, LLVMGetParam(fn, 2), LLVMConstInt(i32, 0, 0), ""), poison,
       zero_mask, "b");
+  LLVMValueRef a_pairs = NULL, b_pairs = NULL;
+  if (op == CPU_PEAK_BF16_DOT) {
+    a_pairs = peak_bf16_pairs(b, context, LLVMGetParam(fn, 1), lanes, 1);
+    b_pairs = peak_bf16_pairs(b, context, LLVMGetParam(fn, 2), lanes, 0);
+  }
   LLVMValueRef init[16];
   for (int k = 0; k < accumulators; k++) {
     LLVMValueRef elems[16];
@@ -96,8 +118,8 @@ static fj_status peak_build(LLVMContextRef context, LLVMModuleRef module, int la
   LLVMValueRef acc[16], next[16];
   for (int k = 0; k < accumulators; k++) acc[k] = LLVMBuildPhi(b, vec, "acc");
   for (int k = 0; k < accumulators; k++) {
-    LLVMValueRef args[3] = {acc[k], a, addend};
-    next[k] = LLVMBuildCall2(b, fma_type, fma, args, 3, "");
+    LLVMValueRef fma_args[3] = {acc[k], a, addend}, dot_args[3] = {acc[k], a_pairs, b_pairs};
+    next[k] = LLVMBuildCall2(b, step_type, step, op == CPU_PEAK_FMA ? fma_args : dot_args, 3, "");
   }
   LLVMValueRef i_next = LLVMBuildAdd(b, i, LLVMConstInt(i64, 1, 0), "i.next");
   LLVMValueRef more = LLVMBuildICmp(b, LLVMIntULT, i_next, n, "more");
@@ -129,7 +151,7 @@ static fj_status peak_build(LLVMContextRef context, LLVMModuleRef module, int la
 }
 
 /* Compiles the loop for the host into an object. */
-static fj_status peak_compile(jit_buffer *out, int *lanes_out, int *accumulators_out) {
+static fj_status peak_compile(cpu_peak_op op, jit_buffer *out, int *lanes_out, int *accumulators_out) {
   fj_status status = jit_init();
   if (status != FJ_OK) return status;
   jit_target target;
@@ -138,12 +160,14 @@ static fj_status peak_compile(jit_buffer *out, int *lanes_out, int *accumulators
   int lanes = peak_lanes(&target);
   int accumulators = peak_accumulators(&target);
   if (lanes > 16) lanes = 16;  /* no host has vectors wider than 512 bits */
+  if (op == CPU_PEAK_BF16_DOT && !(target.has_avx512bf16 && lanes == 16))
+    return core_error(FJ_UNSUPPORTED, "cpu_peak: %s has no AVX512-BF16 at 512 bits: no bf16 pair dot", target.cpu);
 
   LLVMContextRef context = LLVMContextCreate();
   LLVMModuleRef module = LLVMModuleCreateWithNameInContext("fj_cpu_peak", context);
   status = jit_module_set_target(module, &target);
-  if (status == FJ_OK) status = peak_build(context, module, lanes, accumulators);
-  if (status == FJ_OK) status = jit_compile_module(module, &target, "cpu_peak fma loop", out);
+  if (status == FJ_OK) status = peak_build(context, module, op, lanes, accumulators);
+  if (status == FJ_OK) status = jit_compile_module(module, &target, "cpu_peak loop", out);
   LLVMDisposeModule(module);
   LLVMContextDispose(context);
   if (status != FJ_OK) return status;
@@ -152,10 +176,10 @@ static fj_status peak_compile(jit_buffer *out, int *lanes_out, int *accumulators
   return FJ_OK;
 }
 
-fj_status cpu_peak_object(jit_buffer *out, int *lanes, int *accumulators) {
+fj_status cpu_peak_object(cpu_peak_op op, jit_buffer *out, int *lanes, int *accumulators) {
   if (out == NULL || lanes == NULL || accumulators == NULL)
     return core_error(FJ_INVALID_ARGUMENT, "cpu_peak_object: NULL argument");
-  return peak_compile(out, lanes, accumulators);
+  return peak_compile(op, out, lanes, accumulators);
 }
 
 /* One repetition's shared state. The barrier makes every thread start its loop at the same moment:
@@ -195,7 +219,7 @@ static double peak_repeat(core_pool *pool, peak_run *run) {
   return last - first;
 }
 
-fj_status cpu_peak_gflops(int threads, double *gflops, char *detail, size_t detail_size) {
+static fj_status peak_measure(cpu_peak_op op, int threads, double *gflops, char *detail, size_t detail_size) {
   if (gflops == NULL) return core_error(FJ_INVALID_ARGUMENT, "cpu_peak_gflops: gflops is NULL");
   *gflops = 0.0;
   if (detail != NULL && detail_size > 0) detail[0] = '\0';
@@ -205,7 +229,7 @@ fj_status cpu_peak_gflops(int threads, double *gflops, char *detail, size_t deta
 
   jit_buffer object = {0};
   int lanes = 0, accumulators = 0;
-  fj_status status = peak_compile(&object, &lanes, &accumulators);
+  fj_status status = peak_compile(op, &object, &lanes, &accumulators);
   if (status != FJ_OK) return status;
   jit_object *loaded = NULL;
   status = jit_object_load(object.data, object.size, "cpu_peak", &loaded);
@@ -254,7 +278,7 @@ fj_status cpu_peak_gflops(int threads, double *gflops, char *detail, size_t deta
   core_pool_destroy(pool);
   jit_object_unload(loaded);
 
-  double flops = 2.0 * lanes * accumulators * (double)run->iterations * threads;
+  double flops = (op == CPU_PEAK_FMA ? 2.0 : 4.0) * lanes * accumulators * (double)run->iterations * threads;
   int64_t iterations_done = run->iterations;
   free(run);
   if (!(best > 0.0 && best < HUGE_VAL))
@@ -265,4 +289,12 @@ fj_status cpu_peak_gflops(int threads, double *gflops, char *detail, size_t deta
     snprintf(detail, detail_size, "%d accumulators x %d lanes, %d thread%s, best of %d, %.0f ms each",
              accumulators, lanes, threads, threads == 1 ? "" : "s", PEAK_REPEATS, best * 1e3);
   return FJ_OK;
+}
+
+fj_status cpu_peak_gflops(int threads, double *gflops, char *detail, size_t detail_size) {
+  return peak_measure(CPU_PEAK_FMA, threads, gflops, detail, detail_size);
+}
+
+fj_status cpu_peak_bf16_dot_gflops(int threads, double *gflops, char *detail, size_t detail_size) {
+  return peak_measure(CPU_PEAK_BF16_DOT, threads, gflops, detail, detail_size);
 }
