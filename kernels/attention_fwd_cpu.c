@@ -6,21 +6,23 @@
  * The algorithm is FlashAttention's: the Q tile stays resident while K and V stream through in tiles of
  * block_n keys; each K tile gives a block of scores, the running row maximum and row sum are updated
  * (online softmax in base 2, the scale folded into Q), and the output accumulator is rescaled and
- * accumulates P V. On a CPU the natural orientation is transposed: queries run across vector lanes, so
- * a score tile is block_n rows (keys) of block_m/lanes vectors (queries), the softmax statistics of a
- * query are lane-wise, and both products are broadcast-FMAs:
+ * accumulates P V. On a CPU the scores are transposed: queries run across vector lanes, so a score
+ * tile is block_n rows (keys) of block_m/lanes vectors (queries) and the softmax statistics of a query
+ * are lane-wise; both products are broadcast-FMAs:
  *     S^T[n][queries] += K[n][d] * Q^T[d][queries]       (Q^T packed once per job, pre-scaled)
- *     O^T[d][queries] += V[n][d] * P^T[n][queries]       (O^T in scratch, one row of d at a time)
- * K and V tiles are first packed into fp32 scratch (converting fp16/bf16 once, zero-padding past the
- * sequence end), which keeps the two inner loops free of conversions and edge cases. With bf16_dot
- * (bf16 inputs on a CPU with AVX512-BF16) both products take pairs of the reduced dimension per fp32
- * lane instead, twice the products per instruction: Q^T as pairs of d per query, K's rows as they are
- * (each key's pair of d broadcast), P^T rounded to bf16 as pairs of keys per query, and V's rows
- * interleaved in pairs of keys; the scale is applied to the scores rather than folded into Q, which
- * stays exact. A split-KV job
- * leaves its fp32 output and base-2 LSE in the runtime's workspace instead (src/runtime/split_kv.c
- * combines the parts). Logit soft-capping passes each score through a scaled tanh before the masks;
- * an attention sink is one more term of a row's sum, added in the epilogue. */
+ *     O[query][d]     += P^T[n][query] * V[n][d]          (O in scratch, register blocks of rows x d)
+ * The score tile is computed in chunks of keys that fit the registers and kept in scratch until the
+ * tile's maximum is known, so a tile may hold more keys than the registers: P.V then loads, rescales
+ * and stores each block of O once per tile of block_n keys. K and V tiles are first packed into fp32
+ * scratch (converting fp16/bf16 once, zero-padding past the sequence end), which keeps the inner loops
+ * free of conversions and edge cases. With bf16_dot (bf16 inputs on a CPU with AVX512-BF16) both
+ * products take pairs of the reduced dimension per fp32 lane instead, twice the products per
+ * instruction: Q^T as pairs of d per query, K's rows as they are (each key's pair of d broadcast), P^T
+ * rounded to bf16 as pairs of keys per query, and V's rows interleaved in pairs of keys; the scale is
+ * applied to the scores rather than folded into Q, which stays exact. A split-KV job leaves its fp32
+ * output and base-2 LSE in the runtime's workspace instead (src/runtime/split_kv.c combines the
+ * parts). Logit soft-capping passes each score through a scaled tanh before the masks; an attention
+ * sink is one more term of a row's sum, added in the epilogue. */
 #include "kernels/kernel_family.h"
 
 #include <math.h>
