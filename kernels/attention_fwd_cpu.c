@@ -90,10 +90,11 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
     return 0;
   }
   if (score_chunk(key, target, block_m, block_n, lanes) == 0) {
-    int keys = block_n < MIN_CHUNK ? block_n : MIN_CHUNK;
-    snprintf(why, why_size, "block_m=%d block_n=%d vector=%d needs %d vector registers for the scores of %d keys; %s has %d",
-             block_m, block_n, lanes, registers_needed(key, block_m, keys, lanes), keys, target->cpu,
-             target->vector_registers);
+    snprintf(why, why_size,
+             "block_m=%d block_n=%d vector=%d: the scores of all %d keys need %d vector registers (%s has %d), and "
+             "no smaller chunk that divides %d and holds at least %d keys fits",
+             block_m, block_n, lanes, block_n, registers_needed(key, block_m, block_n, lanes), target->cpu,
+             target->vector_registers, block_n, MIN_CHUNK);
     return 0;
   }
   int pv_rows = config->values[P_PV_ROWS], pv_vectors = config->values[P_PV_VECTORS];
@@ -118,8 +119,8 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
       return 0;
     }
     if (key->head_dim % (2 * unroll) != 0) {
-      snprintf(why, why_size, "bf16_dot=1 with unroll=%d takes head_dim in steps of %d pairs; head_dim=%d", unroll,
-               unroll, key->head_dim);
+      snprintf(why, why_size, "bf16_dot=1 with unroll=%d steps through head_dim %d elements at a time; head_dim=%d",
+               unroll, 2 * unroll, key->head_dim);
       return 0;
     }
   }
@@ -132,11 +133,12 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
 }
 
 /* Several query vectors (two where the target has 16 registers, with as many keys as they hold):
- * each broadcast feeds as many FMAs, and the K/V packing is amortized over their queries. Grouped heads are packed (a decode step's queries
- * then share one pass over K/V; prefill is as fast either way); a job with at most one vector of
- * queries (decode) takes one vector, tiles of 6 keys, and P.V blocks of 4 queries, a common group size.
- * (Decode steps of Llama-3-8B/70B shapes on a 2-core znver5, 2026-12-06: 6-key tiles were 3-22% faster
- * than the 28 the registers hold, fp32 and bf16, packed or not; the tuner found them first.) */
+ * each broadcast feeds as many FMAs, and the K/V packing is amortized over their queries. Grouped
+ * heads are packed (a decode step's queries then share one pass over K/V; prefill is as fast either
+ * way); a job with at most one vector of queries (decode) takes one vector, tiles of 6 keys, and P.V
+ * blocks of 4 queries, a common group size. (Decode steps of Llama-3-8B/70B shapes on a 2-core
+ * znver5, 2026-12-06: 6-key tiles were 3-22% faster than the 28 the registers hold, fp32 and bf16,
+ * packed or not; the tuner found them first.) */
 static void default_config(const attention_key *key, const jit_target *target, kernel_config *out) {
   memset(out, 0, sizeof *out);
   int lanes = target->vector_bits >= 512 ? 16 : 8;
