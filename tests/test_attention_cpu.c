@@ -318,9 +318,8 @@ static void run_split_cases(void) {
       runtime_kernel *kernel = NULL;
       if (core_validate_attention(&args, &problem) == FJ_OK &&
           runtime_get_kernel(context, &problem, NULL, &kernel) == FJ_OK) {
-        int block_n = 0;
-        for (int p = 0; p < kernel->family->num_params; p++)
-          if (strcmp(kernel->family->params[p].name, "block_n") == 0) block_n = kernel->config.values[p];
+        int p = param_index(kernel->family, "block_n");
+        int block_n = p >= 0 ? kernel->config.values[p] : 0;
         splits = runtime_kv_splits(SPLIT_WORKERS, kernel->family->job_count(&problem, &kernel->config),
                                    runtime_job_keys(&problem, block_n), block_n);
       }
