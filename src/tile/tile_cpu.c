@@ -9,12 +9,14 @@
 
 #include <llvm-c/DebugInfo.h> /* LLVMTemporaryMDNode: a loop's self-referencing metadata */
 
+/* overload: the type an overloaded intrinsic is declared for, NULL for one that is not overloaded */
 static LLVMValueRef call_intrinsic(tile_builder *tb, const char *name, LLVMTypeRef overload,
                                    LLVMValueRef *args, unsigned count) {
   unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
   LLVMTypeRef types[1] = {overload};
-  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(tb->module, id, types, 1);
-  LLVMTypeRef fn_type = LLVMIntrinsicGetType(tb->ctx, id, types, 1);
+  size_t overloads = overload != NULL ? 1 : 0;
+  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(tb->module, id, types, overloads);
+  LLVMTypeRef fn_type = LLVMIntrinsicGetType(tb->ctx, id, types, overloads);
   return LLVMBuildCall2(tb->b, fn_type, fn, args, count, "");
 }
 
@@ -314,13 +316,9 @@ LLVMValueRef tile_bf16_pairs(tile_builder *tb, LLVMValueRef even, LLVMValueRef o
 }
 
 LLVMValueRef tile_pair_dot(tile_builder *tb, LLVMValueRef acc, LLVMValueRef a, LLVMValueRef b) {
-  static const char name[] = "llvm.x86.avx512bf16.dpbf16ps.512";
   LLVMTypeRef pairs = LLVMVectorType(LLVMBFloatTypeInContext(tb->ctx), 2u * (unsigned)tb->lanes);
-  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
-  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(tb->module, id, NULL, 0);
-  LLVMTypeRef fn_type = LLVMIntrinsicGetType(tb->ctx, id, NULL, 0);
   LLVMValueRef args[3] = {acc, LLVMBuildBitCast(tb->b, a, pairs, ""), LLVMBuildBitCast(tb->b, b, pairs, "")};
-  return LLVMBuildCall2(tb->b, fn_type, fn, args, 3, "");
+  return call_intrinsic(tb, "llvm.x86.avx512bf16.dpbf16ps.512", NULL, args, 3);
 }
 
 /* ---- vectors ---- */
