@@ -43,7 +43,8 @@ void cmd_tune_help(FILE *out) {
           "  --window-left N --window-right N\n"
           "                       the calls use a sliding window, as flashjit bench takes it\n"
           "search:\n"
-          "  --strategy S         exhaustive (every valid config), random (--trials N of them, seeded),\n"
+          "  --strategy S         exhaustive (every valid config; of configs that compile to the same\n"
+          "                       kernel, one), random (--trials N of them, seeded),\n"
           "                       halving (default: screen a sample with one run each, time the best\n"
           "                       quarter in full, refine around the leaders; a sixth of the space)\n"
           "  --budget T           stop starting candidates after T (8h, 90m, 120s, 1h30m) for the\n"
@@ -421,6 +422,7 @@ static void tune_print_json(const preset_shapes *problems, const tune_result *re
     json_kv_double(&w, "previous_ms", r->previous_ms);
     json_kv_int(&w, "space", r->space);
     json_kv_int(&w, "pruned", r->pruned);
+    json_kv_int(&w, "duplicates", r->duplicates);
     json_kv_int(&w, "candidates", r->candidates);
     json_kv_int(&w, "new_trials", r->run);
     json_kv_int(&w, "known_trials", r->skipped);

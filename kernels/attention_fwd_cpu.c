@@ -72,6 +72,10 @@ static int score_chunk(const attention_key *key, const jit_target *target, int b
   return chunk == block_n || chunk >= MIN_CHUNK ? chunk : 0;
 }
 
+/* Head dim rounded up to whole vectors: rows of V and O are kept that wide (zero-padded) so that the
+ * P.V microkernel only ever touches whole vectors. */
+static int padded_head_dim(int head_dim, int lanes) { return (head_dim + lanes - 1) / lanes * lanes; }
+
 static int config_valid(const attention_key *key, const jit_target *target, const kernel_config *config,
                         char *why, size_t why_size) {
   int block_m = config->values[P_BLOCK_M], block_n = config->values[P_BLOCK_N];
@@ -132,6 +136,38 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
   return 1;
 }
 
+/* Configs that compile to another's kernel, so that the tuner times each kernel once (a third of the
+ * space at d = 64):
+ * - unroll=1 where unroll=2 is valid: LLVM's loop unroller runs the score chunk's d loop at least two
+ *   steps per iteration either way (the same instruction counts, +-2 of ~2000, on znver5 for fp32 and
+ *   bf16 pairs, d = 64 to 256, tiles of 8 to 28 keys; test_kernel_space compares the two on the host);
+ * - pv_vectors of more than a row of V's vectors: P.V's one block per row is the same with the fewest
+ *   listed values that still cover the row (pv_vectors=4 is pv_vectors=2 at d = 32 and vector=16). */
+static int same_kernel_as(const attention_key *key, const jit_target *target, const kernel_config *config,
+                          kernel_config *out, char *why, size_t why_size) {
+  *out = *config;
+  char ignored[256];
+  if (config->values[P_UNROLL] == 1) {
+    kernel_config twin = *config;
+    twin.values[P_UNROLL] = 2;
+    if (config_valid(key, target, &twin, ignored, sizeof ignored)) {
+      *out = twin;
+      snprintf(why, why_size, "unroll=1 compiles as unroll=2: LLVM unrolls the d loop twice either way");
+      return 1;
+    }
+  }
+  int row_vectors = padded_head_dim(key->head_dim, config->values[P_VECTOR]) / config->values[P_VECTOR];
+  const kernel_param *pv = &params[P_PV_VECTORS];
+  for (int i = 0; i < pv->num_values && pv->values[i] < config->values[P_PV_VECTORS]; i++)
+    if (pv->values[i] >= row_vectors) {
+      out->values[P_PV_VECTORS] = pv->values[i];
+      snprintf(why, why_size, "pv_vectors=%d covers a row of %d vectors as pv_vectors=%d does",
+               config->values[P_PV_VECTORS], row_vectors, pv->values[i]);
+      return 1;
+    }
+  return 0;
+}
+
 /* Several query vectors (two where the target has 16 registers, with as many keys as they hold):
  * each broadcast feeds as many FMAs, and the K/V packing is amortized over their queries. Grouped
  * heads are packed (a decode step's queries then share one pass over K/V; prefill is as fast either
@@ -175,6 +211,10 @@ static void default_config(const attention_key *key, const jit_target *target, k
     out->values[P_BF16_DOT] = 1;
     if (key->head_dim % 4 != 0) out->values[P_UNROLL] = 1;
   }
+  /* in the form the tuner searches (a short head dim's row is fewer than pv_vectors vectors) */
+  kernel_config twin;
+  char why[160];
+  if (same_kernel_as(key, target, out, &twin, why, sizeof why)) *out = twin;
 }
 
 static void codegen_key(const attention_key *key, char *buffer, size_t size) {
@@ -191,10 +231,6 @@ static void codegen_key(const attention_key *key, char *buffer, size_t size) {
 static int64_t job_count(const attention_problem *problem, const kernel_config *config) {
   return kernel_row_tile_jobs(problem, config->values[P_BLOCK_M], config->values[P_PACK_GQA]);
 }
-
-/* Head dim rounded up to whole vectors: rows of V and O are kept that wide (zero-padded) so that the
- * P.V microkernel only ever touches whole vectors. */
-static int padded_head_dim(int head_dim, int lanes) { return (head_dim + lanes - 1) / lanes * lanes; }
 
 /* The per-thread scratch, in floats, in this order: Q^T [d][block_m] (pre-scaled), O [block_m][dp],
  * packed K [block_n][d], packed V [block_n][dp], P^T [block_n][block_m], the scores S^T
@@ -981,6 +1017,7 @@ const kernel_family attention_fwd_cpu_family = {
     .num_params = P_COUNT,
     .params = params,
     .config_valid = config_valid,
+    .same_kernel_as = same_kernel_as,
     .default_config = default_config,
     .generate = generate,
     .codegen_key = codegen_key,

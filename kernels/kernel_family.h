@@ -38,6 +38,11 @@ typedef struct kernel_family {
   /* 1 when the config can run this problem on this target; else 0 and a reason in why. */
   int (*config_valid)(const attention_key *key, const jit_target *target, const kernel_config *config,
                       char *why, size_t why_size);
+  /* (optional, NULL: every valid config is its own kernel) 1 when another config is known to compile to
+   * the same kernel as `config` for this problem and target: that config in *out, and why in `why`.
+   * The tuner then tries only that one (`config` stays valid: --config and stored winners still run). */
+  int (*same_kernel_as)(const attention_key *key, const jit_target *target, const kernel_config *config,
+                        kernel_config *out, char *why, size_t why_size);
   /* The heuristic used when there is no tuning result. Always valid. */
   void (*default_config)(const attention_key *key, const jit_target *target, kernel_config *out);
   /* Appends the kernel function `function_name` for key+config to module (target already set). */

@@ -11,6 +11,10 @@
 #include "core/host_tensor.h"
 #include "core/problem.h"
 #include "core/reference.h"
+#include "jit/jit.h"
+#include <llvm-c/Disassembler.h>
+#include <llvm-c/Object.h>
+#include <llvm-c/Target.h>
 #include "kernels/kernel_family.h"
 #include "runtime/runtime.h"
 
@@ -81,6 +85,102 @@ static double run_config(fj_context *context, const kernel_family *family, const
   return error;
 }
 
+/* The instructions of the object code the family generates for key and config on target, read back
+ * with LLVM's disassembler: how many, and how many of them multiply (the FMAs and bf16 pair dots).
+ * 0 on success. */
+typedef struct code_count {
+  long instructions, products;
+} code_count;
+
+static int count_code(const kernel_family *family, const attention_key *key, const jit_target *target,
+                      const kernel_config *config, code_count *out) {
+  memset(out, 0, sizeof *out);
+  LLVMContextRef llvm = LLVMContextCreate();
+  LLVMModuleRef module = LLVMModuleCreateWithNameInContext("attention", llvm);
+  jit_buffer object = {0};
+  fj_status status = jit_module_set_target(module, target);
+  if (status == FJ_OK) status = family->generate(module, key, target, config, "attention_fwd");
+  if (status == FJ_OK) status = jit_compile_module(module, target, "same-kernel check", &object);
+  LLVMDisposeModule(module);
+  if (status != FJ_OK) {
+    printf("  compile failed: %s\n", fj_last_error());
+    LLVMContextDispose(llvm);
+    return -1;
+  }
+  LLVMMemoryBufferRef buffer = LLVMCreateMemoryBufferWithMemoryRange(object.data, object.size, "object", 0);
+  char *message = NULL;
+  LLVMBinaryRef binary = LLVMCreateBinary(buffer, llvm, &message);
+  LLVMDisasmContextRef disasm = LLVMCreateDisasmCPU(target->triple, target->cpu, NULL, 0, NULL, NULL);
+  int found = 0;
+  if (binary != NULL && disasm != NULL) {
+    LLVMSectionIteratorRef section = LLVMObjectFileCopySectionIterator(binary);
+    for (; !LLVMObjectFileIsSectionIteratorAtEnd(binary, section); LLVMMoveToNextSection(section)) {
+      const char *name = LLVMGetSectionName(section);
+      if (name == NULL || strncmp(name, ".text", 5) != 0) continue;
+      found = 1;
+      uint8_t *bytes = (uint8_t *)LLVMGetSectionContents(section);
+      uint64_t size = LLVMGetSectionSize(section), at = 0;
+      char text[128];
+      while (at < size) {
+        size_t length = LLVMDisasmInstruction(disasm, bytes + at, size - at, at, text, sizeof text);
+        if (length == 0) break;
+        at += length;
+        out->instructions++;
+        out->products += strstr(text, "vfmadd") != NULL || strstr(text, "vdpbf16ps") != NULL;
+      }
+    }
+    LLVMDisposeSectionIterator(section);
+  }
+  if (binary == NULL || disasm == NULL || !found)
+    printf("  cannot read the object back: %s\n", message ? message : disasm ? "no .text" : "no disassembler");
+  LLVMDisposeMessage(message);
+  if (disasm != NULL) LLVMDisasmDispose(disasm);
+  if (binary != NULL) LLVMDisposeBinary(binary);
+  LLVMDisposeMemoryBuffer(buffer);
+  LLVMContextDispose(llvm);
+  jit_buffer_free(&object);
+  return binary != NULL && disasm != NULL && found && out->instructions > 0 ? 0 : -1;
+}
+
+/* The family leaves configs out of the tuner's space as "the same kernel as another"; that is a claim
+ * about what LLVM makes of them, checked here: twins have the same number of products and within 1% of
+ * each other's instructions (a loop's exit test or an address's form may differ). */
+static void check_same_kernels(const kernel_family *family, const jit_target *target) {
+  const struct {
+    dtype_id dtype;
+    int head_dim;
+    const char *config;
+  } twins[] = {
+      {DTYPE_F32, 64, "block_m=64 block_n=24 unroll=1 vector=16 pv_rows=6 pv_vectors=4"},
+      {DTYPE_F32, 80, "block_m=16 block_n=8 unroll=1 vector=8 pv_rows=2 pv_vectors=2"},
+      {DTYPE_BF16, 256, "block_m=48 block_n=28 unroll=1 vector=16 pv_rows=8 pv_vectors=1"},
+      {DTYPE_BF16, 128, "block_m=64 block_n=24 unroll=1 vector=16 pv_rows=6 pv_vectors=4 bf16_dot=1"},
+      {DTYPE_F32, 32, "block_m=32 block_n=12 unroll=2 vector=16 pv_rows=6 pv_vectors=4"},
+  };
+  LLVMInitializeX86Disassembler();  /* the library itself never reads code back */
+  for (size_t i = 0; i < sizeof twins / sizeof twins[0]; i++) {
+    attention_key key = {.kind = PROBLEM_ATTENTION_FWD, .dtype = twins[i].dtype, .head_dim = twins[i].head_dim,
+                         .heads = 2, .kv_heads = 2, .seqlen_bucket = 10};
+    kernel_config config, twin;
+    char why[256] = "", label[512], twin_text[256] = "";
+    if (kernel_config_parse(family, twins[i].config, &config, why, sizeof why) != 0 ||
+        !family->config_valid(&key, target, &config, why, sizeof why)) {
+      printf("  skip %s d=%d: %s\n", twins[i].config, twins[i].head_dim, why);
+      continue;
+    }
+    int same = family->same_kernel_as(&key, target, &config, &twin, why, sizeof why);
+    kernel_config_string(family, &twin, twin_text, sizeof twin_text);
+    code_count a = {0}, b = {0};
+    int read = same && count_code(family, &key, target, &config, &a) == 0 &&
+               count_code(family, &key, target, &twin, &b) == 0;
+    long gap = a.instructions > b.instructions ? a.instructions - b.instructions : b.instructions - a.instructions;
+    snprintf(label, sizeof label, "%s d=%d %s: %ld instructions, %ld products; its twin %s: %ld, %ld (%s)",
+             core_dtype_name(twins[i].dtype), twins[i].head_dim, twins[i].config, a.instructions, a.products,
+             twin_text, b.instructions, b.products, why);
+    check(read && a.products > 0 && a.products == b.products && gap * 100 <= a.instructions, label);
+  }
+}
+
 int main(void) {
   uint64_t seed = (uint64_t)time(NULL);
   printf("seed %llu\n", (unsigned long long)seed);
@@ -129,6 +229,8 @@ int main(void) {
           "an oversized register tile is refused, naming registers");
     printf("  (%s)\n", why);
   }
+
+  check_same_kernels(family, target);
 
   /* Each value of each parameter at least once, around the default; shapes with ragged edges. */
   const problem_spec problems[] = {

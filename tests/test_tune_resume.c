@@ -28,7 +28,7 @@ static char dir[256];
 
 /* 48 valid configs of the smoke problem on an AVX-512 host, its default among them; enough that a
  * kill lands mid-run. */
-#define SPACE "block_m=32,64 block_n=6,8,12,24 unroll=1,2 pv_rows=6 pv_vectors=2,4"
+#define SPACE "block_m=32,64 block_n=6,8,12,24 unroll=2,4 pv_rows=6 pv_vectors=2,4"
 
 static pid_t spawn_tune(const char *out_name, const char *err_name) {
   char out_path[400], err_path[400];

@@ -182,17 +182,39 @@ static void test_parsers(void) {
   runtime_problem_from_shape(&shape, "shape", &problem);
   tune_space space;
   fj_status built = tune_space_build(family, &problem.key, runtime_target(context), NULL, &space);
-  check(built == FJ_OK && space.total == 6 * 9 * 3 * 2 * 5 * 3 * 2 * 2 && space.count + space.pruned == space.total &&
-            space.count > 0,
-        "whole space: %lld points, %lld pruned, %lld valid", (long long)space.total, (long long)space.pruned,
-        (long long)space.count);
+  check(built == FJ_OK && space.total == 6 * 9 * 3 * 2 * 5 * 3 * 2 * 2 &&
+            space.count + space.pruned + space.duplicates == space.total && space.count > 0 && space.duplicates > 0,
+        "whole space: %lld points, %lld pruned, %lld the same kernel as another, %lld candidates",
+        (long long)space.total, (long long)space.pruned, (long long)space.duplicates, (long long)space.count);
   for (int64_t i = 0; i < space.count; i++) {
     char why[256];
+    kernel_config twin;
     if (!family->config_valid(&problem.key, runtime_target(context), &space.configs[i], why, sizeof why)) {
       check(0, "every listed config is valid (%s)", why);
       break;
     }
+    if (family->same_kernel_as(&problem.key, runtime_target(context), &space.configs[i], &twin, why, sizeof why)) {
+      check(0, "no listed config compiles as another (%s)", why);
+      break;
+    }
   }
+  tune_space_free(&space);
+  /* unroll=1 compiles as unroll=2 at d = 64: with both in the space, only unroll=2 is tried; alone, it is */
+  const char *twins = "block_m=32 block_n=12 unroll=1,2 vector=16 pv_rows=6 pv_vectors=2 pack_gqa=0 bf16_dot=0";
+  char kept[256] = "";
+  built = tune_space_build(family, &problem.key, runtime_target(context), twins, &space);
+  if (built == FJ_OK && space.count == 1) kernel_config_string(family, &space.configs[0], kept, sizeof kept);
+  check(built == FJ_OK && space.total == 2 && space.duplicates == 1 && strstr(kept, " unroll=2 ") != NULL &&
+            strstr(space.duplicate_reason, "unroll=1") != NULL,
+        "unroll=1,2: %lld candidate(s) (%s), %lld the same kernel (%s)", (long long)space.count, kept,
+        (long long)space.duplicates, space.duplicate_reason);
+  tune_space_free(&space);
+  built = tune_space_build(family, &problem.key, runtime_target(context),
+                           "block_m=32 block_n=12 unroll=1 vector=16 pv_rows=6 pv_vectors=2 pack_gqa=0 bf16_dot=0", &space);
+  kept[0] = '\0';
+  if (built == FJ_OK && space.count == 1) kernel_config_string(family, &space.configs[0], kept, sizeof kept);
+  check(built == FJ_OK && space.duplicates == 0 && strstr(kept, " unroll=1 ") != NULL,
+        "unroll=1 alone is still tried (%s)", kept);
   tune_space_free(&space);
   built = tune_space_build(family, &problem.key, runtime_target(context), SPACE, &space);
   check(built == FJ_OK && space.total == SPACE_POINTS && space.count == space_valid(DTYPE_F32),

@@ -751,9 +751,12 @@ static fj_status tune_problem(tune_problem_run *run) {
   if (status != FJ_OK) return status;
   r->space = space.total;
   r->pruned = space.pruned;
+  r->duplicates = space.duplicates;
   core_log(LOG_INFO, "tune: %s: %" PRId64 " points, %" PRId64 " pruned by %s's constraints%s%s%s, %" PRId64
-           " candidates", run->key, space.total, space.pruned, s->family->name, space.pruned ? " (e.g. " : "",
-           space.example_reason, space.pruned ? ")" : "", space.count);
+           " the same kernel as another%s%s%s, %" PRId64 " candidates", run->key, space.total, space.pruned,
+           s->family->name, space.pruned ? " (e.g. " : "", space.example_reason, space.pruned ? ")" : "",
+           space.duplicates, space.duplicates ? " (e.g. " : "", space.duplicate_reason, space.duplicates ? ")" : "",
+           space.count);
 
   kernel_config default_config;
   s->family->default_config(&run->bench.problem.key, runtime_target(s->context), &default_config);

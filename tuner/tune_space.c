@@ -1,6 +1,7 @@
 /* tune_space.c: the search space as the kernel family declares it: the cartesian product of its
  * parameters' values (optionally restricted to some values per parameter), filtered by the family's
- * own config_valid for the problem and target. Also the small text parsers the tuner's callers share
+ * own config_valid for the problem and target, less the points it compiles as another point
+ * (same_kernel_as). Also the small text parsers the tuner's callers share
  * (strategy names, durations) and the default options. Nothing here knows what a parameter means. */
 #include <ctype.h>
 #include <errno.h>
@@ -127,6 +128,17 @@ static fj_status tune_parse_restriction(const kernel_family *family, const char 
   return FJ_OK;
 }
 
+/* 1 when each of config's values is one the restriction allows. */
+static int tune_config_allowed(const kernel_family *family, const tune_allowed *allowed, const kernel_config *config) {
+  for (int p = 0; p < family->num_params; p++) {
+    int ok = 0;
+    for (int v = 0; v < family->params[p].num_values; v++)
+      if (family->params[p].values[v] == config->values[p]) ok = allowed->allowed[p][v];
+    if (!ok) return 0;
+  }
+  return 1;
+}
+
 fj_status tune_space_build(const kernel_family *family, const attention_key *key, const jit_target *target,
                            const char *restriction, tune_space *out) {
   memset(out, 0, sizeof *out);
@@ -154,11 +166,17 @@ fj_status tune_space_build(const kernel_family *family, const attention_key *key
     memset(&config, 0, sizeof config);
     for (int p = 0; p < family->num_params; p++) config.values[p] = lists[p][index[p]];
     char why[256] = "";
-    if (family->config_valid(key, target, &config, why, sizeof why)) {
-      out->configs[out->count++] = config;
-    } else {
+    kernel_config twin;
+    if (!family->config_valid(key, target, &config, why, sizeof why)) {
       if (out->example_reason[0] == '\0') snprintf(out->example_reason, sizeof out->example_reason, "%s", why);
       out->pruned++;
+    } else if (family->same_kernel_as && family->same_kernel_as(key, target, &config, &twin, why, sizeof why) &&
+               tune_config_allowed(family, &allowed, &twin)) {
+      /* its twin is in the space too (a restriction that leaves the twin out keeps this one) */
+      if (out->duplicate_reason[0] == '\0') snprintf(out->duplicate_reason, sizeof out->duplicate_reason, "%s", why);
+      out->duplicates++;
+    } else {
+      out->configs[out->count++] = config;
     }
     for (int p = family->num_params - 1; p >= 0; p--) {
       if (++index[p] < counts[p]) break;

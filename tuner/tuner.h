@@ -91,6 +91,7 @@ typedef struct tune_result {
   double previous_ms;
   int64_t space;              /* points of the (restricted) space */
   int64_t pruned;             /* of which config_valid refused */
+  int64_t duplicates;         /* and of which another point's kernel is the same (tried once) */
   int64_t candidates;         /* distinct configs the strategy settled (measured or found recorded) */
   int64_t run;                /* new trials recorded by this run */
   int64_t skipped;            /* already recorded (resume): not run again */
@@ -121,6 +122,8 @@ typedef struct tune_space {
   int64_t total;              /* points before config_valid */
   int64_t pruned;
   char example_reason[256];   /* why one pruned point was refused, for the log */
+  int64_t duplicates;         /* valid points left out: the family compiles them as another point here */
+  char duplicate_reason[256]; /* one of them, for the log */
 } tune_space;
 
 /* FJ_INVALID_ARGUMENT when restriction names an unknown parameter or a value the family does not list. */
