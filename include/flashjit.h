@@ -234,6 +234,20 @@ typedef struct fj_attention_args {
    * Must be finite and not negative. On NVIDIA GPUs tanh is the hardware's tanh.approx (relative error
    * about 2^-11, as FlashAttention's). */
   float softcap;
+  /* Optional, NULL for none: packed keys, FlashAttention's cu_seqlens_k (the keys and values of a batch
+   * of prompts packed end to end, as flash_attn_varlen_func takes them beside cu_seqlens_q). [batch + 1]
+   * int32 on q's device: sequence b's keys are rows cu_seqlens_k[b] .. cu_seqlens_k[b + 1] - 1 of k and
+   * v, which are then [total_k, kv_heads, head_dim]; batch is q's (or cu_seqlens_q's). The offsets must
+   * not decrease, from cu_seqlens_k[0] >= 0 to cu_seqlens_k[batch] <= total_k; rows outside them are not
+   * read. max_seqlen_k, read only with cu_seqlens_k, is the longest sequence's key count (from 0 to
+   * total_k) and stands for seqlen_kv. Causal masks and windows align each sequence's queries to its own
+   * last key. Not with seqlens_kv or block_table (a packed sequence's keys are all of its rows; a paged
+   * cache has its own layout). Kernels are chosen by the winner tuned for seqlens_kv (`flashjit tune
+   * --varlen`): the work is the same. On the CPU offsets or lengths outside these bounds are refused
+   * (FJ_INVALID_ARGUMENT); on a GPU, whose memory the call does not read, the kernel clamps them into
+   * [0, total_k] and each length to max_seqlen_k, so that it never reads outside k and v. */
+  const DLTensor *cu_seqlens_k;
+  int64_t max_seqlen_k;
 } fj_attention_args;
 
 /* Fills *args with the defaults: no tensors, scale 0 (1/sqrt(head_dim)), not causal, no window (-1,

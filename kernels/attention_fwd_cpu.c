@@ -218,7 +218,7 @@ static void default_config(const attention_key *key, const jit_target *target, k
 }
 
 static void codegen_key(const attention_key *key, char *buffer, size_t size) {
-  char extra[40];
+  char extra[64];
   core_key_extra_text(key, extra, sizeof extra);
   snprintf(buffer, size, "dtype=%s d=%d causal=%d%s lse=%d dcontig=%d%s%s", core_dtype_name((dtype_id)key->dtype),
            key->head_dim, key->causal, key->window ? " window=1" : "", key->has_lse, key->d_contiguous,
@@ -288,11 +288,13 @@ static LLVMValueRef row_index(tile_builder *tb, const tensor_ir *t, LLVMValueRef
   return tile_add(tb, index, tile_mul(tb, h, t->stride[2]));
 }
 
-/* Where one sequence's keys live: row key of batch b of k and v, or in a paged cache (page_size > 0)
- * row key % page_size of the page its block-table row names for key / page_size. */
+/* Where one sequence's keys live: row key of batch b of k and v (with packed keys row start + key, the
+ * batch stride being 0), or in a paged cache (page_size > 0) row key % page_size of the page its
+ * block-table row names for key / page_size. */
 typedef struct key_rows {
   int page_size;
   LLVMValueRef b;
+  LLVMValueRef start;                       /* packed keys: the sequence's first row; else NULL */
   LLVMValueRef table, table_stride, pages;  /* paged: this sequence's row of the block table */
 } key_rows;
 
@@ -312,7 +314,7 @@ static LLVMValueRef table_page(tile_builder *tb, const key_rows *kr, LLVMValueRe
 /* Element index of [key's place, h, 0] in t (k or v). */
 static LLVMValueRef key_row_index(tile_builder *tb, const key_rows *kr, const tensor_ir *t, LLVMValueRef key,
                                   LLVMValueRef h) {
-  if (kr->page_size == 0) return row_index(tb, t, kr->b, key, h);
+  if (kr->page_size == 0) return row_index(tb, t, kr->b, kr->start != NULL ? tile_add(tb, kr->start, key) : key, h);
   LLVMValueRef page_size = tile_i64(tb, kr->page_size);
   LLVMValueRef page = table_page(tb, kr, LLVMBuildSDiv(tb->b, key, page_size, ""));
   return row_index(tb, t, page, LLVMBuildSRem(tb->b, key, page_size, ""), h);
@@ -364,7 +366,7 @@ static LLVMValueRef tile_page_row(tile_builder *tb, const tile_pages *tp, int pa
 
 typedef struct shape {
   int block_m, block_n, unroll, lanes, vectors, head_dim, causal, window, has_lse, d_contiguous, pack_gqa, page_size;
-  int varlen_q;
+  int varlen_q, varlen_k;
   int pv_rows, pv_vectors;
   int bf16_dot;  /* packed K, V, Q^T and P^T hold bf16 bits, multiplied in pairs */
   dtype_id dtype;
@@ -601,14 +603,15 @@ static LLVMValueRef first_lane_at(tile_builder *tb, LLVMValueRef position, LLVMV
   return tile_min(tb, tile_max(tb, lane, tile_i64(tb, 0)), tile_i64(tb, lanes));
 }
 
-/* A ragged sequence's queries (key.varlen_q): rows [*start, *start + *count) of q, o and lse, from
- * cu_seqlens_q[b] and [b + 1] (validated on the host; clamped into [0, total_q] and to max_queries
- * anyway, so that no job writes outside o and lse). */
-static void sequence_queries(tile_builder *tb, LLVMValueRef block, LLVMValueRef b, LLVMValueRef max_queries,
-                             LLVMValueRef *start, LLVMValueRef *count) {
-  LLVMValueRef offsets = tile_load_param_ptr(tb, block, offsetof(cpu_attention_params, cu_seqlens_q));
-  LLVMValueRef stride = tile_load_param_i64(tb, block, offsetof(cpu_attention_params, cu_seqlens_q_stride));
-  LLVMValueRef total = tile_load_param_i64(tb, block, offsetof(cpu_attention_params, total_q));
+/* A ragged sequence's queries (key.varlen_q) or packed sequence's keys (key.varlen_k): rows [*start,
+ * *start + *count) of q, o and lse (of k and v), from offsets[b] and [b + 1] (cu_seqlens_q or
+ * cu_seqlens_k; validated on the host, clamped into [0, total] and to most rows anyway, so that no job
+ * reads or writes outside the tensors). */
+static void sequence_rows(tile_builder *tb, LLVMValueRef block, size_t offsets_at, size_t stride_at, size_t total_at,
+                          LLVMValueRef b, LLVMValueRef most, LLVMValueRef *start, LLVMValueRef *count) {
+  LLVMValueRef offsets = tile_load_param_ptr(tb, block, offsets_at);
+  LLVMValueRef stride = tile_load_param_i64(tb, block, stride_at);
+  LLVMValueRef total = tile_load_param_i64(tb, block, total_at);
   LLVMValueRef bound[2];
   for (int i = 0; i < 2; i++) {
     LLVMValueRef at = tile_mul(tb, tile_add(tb, b, tile_i64(tb, i)), stride);
@@ -616,7 +619,7 @@ static void sequence_queries(tile_builder *tb, LLVMValueRef block, LLVMValueRef 
     bound[i] = tile_min(tb, tile_max(tb, LLVMBuildSExt(tb->b, n, tb->i64, ""), tile_i64(tb, 0)), total);
   }
   *start = bound[0];
-  *count = tile_min(tb, tile_max(tb, tile_sub(tb, bound[1], bound[0]), tile_i64(tb, 0)), max_queries);
+  *count = tile_min(tb, tile_max(tb, tile_sub(tb, bound[1], bound[0]), tile_i64(tb, 0)), most);
 }
 
 /* Head h's sink (key.sinks): one more term 2^sink2 of a row's sum, of a zero value (sink2 = sinks[h]
@@ -656,6 +659,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
              .d_contiguous = key->d_contiguous,
              .page_size = key->page_size,
              .varlen_q = key->varlen_q,
+             .varlen_k = key->varlen_k,
              .dtype = (dtype_id)key->dtype};
   s.pv_rows = config->values[P_PV_ROWS];
   s.pv_vectors = config->values[P_PV_VECTORS];
@@ -719,7 +723,10 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     tile_if_end(tb, &given);
     seqlen_kv = tile_get(tb, keys);
   }
-  key_rows kr = {.page_size = s.page_size, .b = b};
+  key_rows kr = {.page_size = s.page_size, .b = b, .start = NULL};
+  if (s.varlen_k)  /* packed keys: this sequence's rows of k and v, and how many */
+    sequence_rows(tb, block, P_OFF(cu_seqlens_k), P_OFF(cu_seqlens_k_stride), P_OFF(total_k), b, seqlen_kv, &kr.start,
+                  &seqlen_kv);
   if (s.page_size > 0) {
     LLVMValueRef at = tile_mul(tb, b, tile_load_param_i64(tb, block, P_OFF(block_table_stride[0])));
     kr.table = LLVMBuildInBoundsGEP2(tb->b, tb->i32, tile_load_param_ptr(tb, block, P_OFF(block_table)), &at, 1, "");
@@ -729,7 +736,9 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   /* This sequence's queries: seqlen_q from row 0, or with ragged queries its own rows from q_start (the
    * split parts' rows keep max_queries positions per sequence). */
   LLVMValueRef max_queries = seqlen_q, q_start = tile_i64(tb, 0);
-  if (s.varlen_q) sequence_queries(tb, block, b, max_queries, &q_start, &seqlen_q);
+  if (s.varlen_q)
+    sequence_rows(tb, block, P_OFF(cu_seqlens_q), P_OFF(cu_seqlens_q_stride), P_OFF(total_q), b, max_queries, &q_start,
+                  &seqlen_q);
   LLVMValueRef first_head = tile_mul(tb, slot, rows_per_position);
   LLVMValueRef q0 = tile_mul(tb, tile_index, tile_i64(tb, BM));
   LLVMValueRef total_rows = tile_mul(tb, seqlen_q, rows_per_position);

@@ -104,7 +104,7 @@ static const kernel_param params[P_COUNT] = {
 typedef struct shape {
   int block_m, block_n, warps, stages, q_in_regs, swizzle, pack_gqa, split_kv;
   int head_dim, padded_dim, m_tiles, causal, window, has_lse, d_contiguous, varlen, page_size, varlen_q, sinks,
-      softcap;
+      softcap, varlen_k;
   dtype_id dtype;
 } shape;
 
@@ -135,6 +135,7 @@ static shape shape_of(const attention_key *key, const kernel_config *config) {
   s.d_contiguous = key->d_contiguous;
   s.varlen = key->varlen;
   s.varlen_q = key->varlen_q;
+  s.varlen_k = key->varlen_k;
   s.sinks = key->sinks;
   s.softcap = key->softcap;
   s.page_size = key->page_size;
@@ -187,6 +188,7 @@ static int strided_copy_fits(const shape *s, char *why, size_t why_size) {
 
 /* The first of the key's features that cost registers, for config_valid's messages. */
 static const char *feature_named(const shape *s) {
+  if (s->varlen_k) return "packed keys (cu_seqlens_k)";
   if (s->varlen) return "varlen (seqlens_kv)";
   if (s->split_kv) return "split_kv=1";
   if (s->window) return "a sliding window";
@@ -349,7 +351,7 @@ static void default_config(const attention_key *key, const jit_target *target, k
 }
 
 static void codegen_key(const attention_key *key, char *buffer, size_t size) {
-  char extra[40];
+  char extra[64];
   core_key_extra_text(key, extra, sizeof extra);
   snprintf(buffer, size, "dtype=%s d=%d causal=%d%s lse=%d dcontig=%d%s%s%s", core_dtype_name((dtype_id)key->dtype),
            key->head_dim, key->causal, key->window ? " window=1" : "", key->has_lse, key->d_contiguous,
@@ -640,7 +642,11 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
 
   block_coordinates at = block_coordinates_of(tg, &s, tile_gpu_block_index(tg));
   LLVMValueRef b = at.batch, kv_h = at.kv_head, q0 = at.q0;
-  if (s.varlen) seqlen_kv = sequence_keys(tg, b, seqlen_kv);
+  LLVMValueRef k_start = NULL;  /* packed keys: this sequence's first row of k and v */
+  if (s.varlen_k)
+    attention_fwd_nvptx_sequence_keys(tg, b, seqlen_kv, &k_start, &seqlen_kv);
+  else if (s.varlen)
+    seqlen_kv = sequence_keys(tg, b, seqlen_kv);
   LLVMValueRef q_start = NULL;
   if (s.varlen_q) {  /* this sequence's queries; a block whose tile lies past them has nothing to do */
     attention_fwd_nvptx_sequence_queries(tg, b, seqlen_q, &q_start, &seqlen_q);
@@ -656,8 +662,8 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   const row_layout kv_rows = s.page_size > 0 ? ROWS_PAGED : ROWS_PLAIN;
   head_view(tg, &s, &q, P_OFF(q), P_OFF(q_stride), b, at.head, q_start, seqlen_q,
             s.pack_gqa ? ROWS_GROUPED : ROWS_PLAIN);
-  head_view(tg, &s, &k, P_OFF(k), P_OFF(k_stride), b, kv_h, NULL, seqlen_kv, kv_rows);
-  head_view(tg, &s, &v, P_OFF(v), P_OFF(v_stride), b, kv_h, NULL, seqlen_kv, kv_rows);
+  head_view(tg, &s, &k, P_OFF(k), P_OFF(k_stride), b, kv_h, k_start, seqlen_kv, kv_rows);
+  head_view(tg, &s, &v, P_OFF(v), P_OFF(v_stride), b, kv_h, k_start, seqlen_kv, kv_rows);
 
   /* ---- shared memory: Q, then the ring of K tiles, then the ring of V tiles ---- */
   const int tile_bytes = BN * D * 2, q_bytes = BM * D * 2;

@@ -26,15 +26,16 @@ static LLVMValueRef stride_of(tile_gpu *tg, size_t strides, int i) {
   return tile_gpu_param_i64(tg, strides + (size_t)i * sizeof(int64_t));
 }
 
-/* (Both kernels of the module.) A ragged sequence's queries (key.varlen_q): rows [*start, *start + *count) of q,
- * o and lse, from cu_seqlens_q[b] and [b + 1], read once per block and clamped into [0, total_q] and to max_queries
- * (the host cannot check device values), so that no store leaves o and lse. */
-void attention_fwd_nvptx_sequence_queries(tile_gpu *tg, LLVMValueRef b, LLVMValueRef max_queries, LLVMValueRef *start,
-                                          LLVMValueRef *count) {
+/* (Both kernels of the module.) A ragged sequence's queries (key.varlen_q) or a packed sequence's keys
+ * (key.varlen_k): rows [*start, *start + *count), from offsets[b] and [b + 1] (cu_seqlens_q or cu_seqlens_k),
+ * read once per block and clamped into [0, total] and to `most` (the host cannot check device values), so
+ * that no access leaves the tensors. */
+static void sequence_rows(tile_gpu *tg, size_t offsets_at, size_t stride_at, size_t total_at, LLVMValueRef b,
+                          LLVMValueRef most, LLVMValueRef *start, LLVMValueRef *count) {
   tile_builder *tb = &tg->tb;
-  LLVMValueRef offsets = LLVMBuildIntToPtr(tb->b, tile_gpu_param_i64(tg, P_OFF(cu_seqlens_q)), tg->global_ptr, "");
-  LLVMValueRef stride = tile_gpu_param_i64(tg, P_OFF(cu_seqlens_q_stride));
-  LLVMValueRef total = tile_gpu_param_i64(tg, P_OFF(total_q));
+  LLVMValueRef offsets = LLVMBuildIntToPtr(tb->b, tile_gpu_param_i64(tg, offsets_at), tg->global_ptr, "");
+  LLVMValueRef stride = tile_gpu_param_i64(tg, stride_at);
+  LLVMValueRef total = tile_gpu_param_i64(tg, total_at);
   LLVMValueRef bound[2];
   for (int i = 0; i < 2; i++) {
     LLVMValueRef at = tile_mul(tb, tile_add(tb, b, tile_i64(tb, i)), stride);
@@ -42,7 +43,17 @@ void attention_fwd_nvptx_sequence_queries(tile_gpu *tg, LLVMValueRef b, LLVMValu
     bound[i] = tile_min(tb, tile_max(tb, LLVMBuildSExt(tb->b, n, tb->i64, ""), tile_i64(tb, 0)), total);
   }
   *start = bound[0];
-  *count = tile_min(tb, tile_max(tb, tile_sub(tb, bound[1], bound[0]), tile_i64(tb, 0)), max_queries);
+  *count = tile_min(tb, tile_max(tb, tile_sub(tb, bound[1], bound[0]), tile_i64(tb, 0)), most);
+}
+
+void attention_fwd_nvptx_sequence_queries(tile_gpu *tg, LLVMValueRef b, LLVMValueRef max_queries, LLVMValueRef *start,
+                                          LLVMValueRef *count) {
+  sequence_rows(tg, P_OFF(cu_seqlens_q), P_OFF(cu_seqlens_q_stride), P_OFF(total_q), b, max_queries, start, count);
+}
+
+void attention_fwd_nvptx_sequence_keys(tile_gpu *tg, LLVMValueRef b, LLVMValueRef max_keys, LLVMValueRef *start,
+                                       LLVMValueRef *count) {
+  sequence_rows(tg, P_OFF(cu_seqlens_k), P_OFF(cu_seqlens_k_stride), P_OFF(total_k), b, max_keys, start, count);
 }
 
 /* Part `part`'s base-2 LSE of row `row`: lse_partial[part * rows + row]. */

@@ -15,4 +15,8 @@ fj_status attention_fwd_nvptx_generate_combine(LLVMModuleRef module, const atten
  * lse, from the parameter block's cu_seqlens_q, clamped into [0, total_q] and to max_queries. */
 void attention_fwd_nvptx_sequence_queries(tile_gpu *tg, LLVMValueRef b, LLVMValueRef max_queries, LLVMValueRef *start,
                                           LLVMValueRef *count);
+/* Packed sequence b's keys (key.varlen_k), rows [*start, *start + *count) of k and v, from cu_seqlens_k,
+ * clamped into [0, total_k] and to max_keys. */
+void attention_fwd_nvptx_sequence_keys(tile_gpu *tg, LLVMValueRef b, LLVMValueRef max_keys, LLVMValueRef *start,
+                                       LLVMValueRef *count);
 #endif

@@ -61,6 +61,11 @@ typedef struct test_case {
   /* 1: attention sinks (fj_attention_args.sinks), case_sink(c, h) for head h */
   int sinks;
   float softcap;  /* fj_attention_args.softcap: 0 for none */
+  /* 1: packed keys (cu_seqlens_k): sequence b has case_sequence_keys(c, b) keys, packed end to end in k
+   * and v ([total_k, kv_heads, head_dim]) after CASE_RAGGED_BEFORE spare rows and before one more, all
+   * NaN (rows no call may read); seqlen_kv is max_seqlen_k. Contiguous and d-stride-2 layouts only, not
+   * with varlen or a paged cache. */
+  int packed_k;
 } test_case;
 
 #define CASE_RAGGED_BEFORE 2
@@ -109,6 +114,10 @@ static inline void describe(const test_case *c, char *buffer, size_t size) {
     size_t used = strlen(buffer);
     snprintf(buffer + used, size > used ? size - used : 0, " softcap=%g", (double)c->softcap);
   }
+  if (c->packed_k) {
+    size_t used = strlen(buffer);
+    snprintf(buffer + used, size > used ? size - used : 0, " packed-k");
+  }
 }
 
 /* A sinks case's logit for head h: from -3 to 5, so that some heads' sinks take most of the weight
@@ -147,6 +156,15 @@ static inline int32_t case_sequence_keys(const test_case *c, int64_t b) {
   return (int32_t)(1 + (b * 7919) % c->seqlen_kv);
 }
 
+/* A packed-keys case's cu_seqlens_k[b] (b from 0 to batch), and its total_k: the rows of every sequence
+ * and the spares around them. */
+static inline int64_t case_key_offset(const test_case *c, int64_t b) {
+  int64_t offset = CASE_RAGGED_BEFORE;
+  for (int64_t i = 0; i < b; i++) offset += case_sequence_keys(c, i);
+  return offset;
+}
+static inline int64_t case_total_k(const test_case *c) { return case_key_offset(c, c->batch) + 1; }
+
 /* One case's host tensors. For packed QKV and misaligned, q, k and v are views into qkv (which owns the
  * memory). The *_before copies are o's and lse's poisoned allocations, taken before the call. */
 typedef struct case_tensors {
@@ -161,6 +179,9 @@ typedef struct case_tensors {
   int32_t *cu;       /* ragged cases: [batch + 1] query offsets, seen through cu_t */
   int64_t cu_shape[1];
   DLTensor cu_t;
+  int32_t *cu_k;     /* packed-keys cases: [batch + 1] key offsets, seen through cu_k_t */
+  int64_t cu_k_shape[1];
+  DLTensor cu_k_t;
   float *sinks;      /* sinks cases: [heads] logits, seen through sinks_t */
   int64_t sinks_shape[1];
   DLTensor sinks_t;
@@ -187,6 +208,14 @@ static inline int case_tensors_create(const test_case *c, uint64_t seed, case_te
     kv_shape[0] = case_pool_pages(c);
     kv_shape[1] = skv = c->page_size;
   }
+  /* packed keys: k and v [total_k, hk, d] */
+  int kv_dims = c->packed_k ? 3 : 4;
+  if (c->packed_k) {
+    if (layout_shares_allocation(c->layout) || c->varlen || c->page_size > 0) return 0;
+    kv_shape[0] = case_total_k(c);
+    kv_shape[1] = hk;
+    kv_shape[2] = d;
+  }
   if (c->layout == LAYOUT_PACKED_QKV) {
     int64_t all = h + 2 * hk;
     int64_t packed_shape[4] = {b, sq, all, d};
@@ -211,13 +240,26 @@ static inline int case_tensors_create(const test_case *c, uint64_t seed, case_te
   } else {
     int stride2 = c->layout == LAYOUT_D_STRIDE2;
     int64_t kvs[4] = {skv * hk * d * 2, hk * d * 2, d * 2, 2};
+    const int64_t *kv_strided = c->packed_k ? kvs + 1 : kvs;
     ok &= host_tensor_alloc(&t->q, c->dtype, q_dims, q_shape, stride2 ? q_strided : NULL) == 0;
-    ok &= host_tensor_alloc(&t->k, c->dtype, 4, kv_shape, stride2 ? kvs : NULL) == 0;
-    ok &= host_tensor_alloc(&t->v, c->dtype, 4, kv_shape, stride2 ? kvs : NULL) == 0;
+    ok &= host_tensor_alloc(&t->k, c->dtype, kv_dims, kv_shape, stride2 ? kv_strided : NULL) == 0;
+    ok &= host_tensor_alloc(&t->v, c->dtype, kv_dims, kv_shape, stride2 ? kv_strided : NULL) == 0;
     if (ok) {
       host_tensor_fill_random(&t->q, seed);
       host_tensor_fill_random(&t->k, seed + 1);
       host_tensor_fill_random(&t->v, seed + 2);
+    }
+    if (ok && c->packed_k) {  /* the spare rows before and after the sequences: NaN, never to be read */
+      host_tensor *kv[2] = {&t->k, &t->v};
+      for (int i = 0; i < 2; i++) {
+        host_tensor spare;
+        int64_t before[3] = {CASE_RAGGED_BEFORE, hk, d}, after[3] = {1, hk, d};
+        const int64_t *strides = kv[i]->t.strides;
+        host_tensor_view(&spare, kv[i], c->dtype, 3, before, strides, 0);
+        host_tensor_poison(&spare);
+        host_tensor_view(&spare, kv[i], c->dtype, 3, after, strides, (kv_shape[0] - 1) * (strides ? strides[0] : hk * d));
+        host_tensor_poison(&spare);
+      }
     }
   }
   ok &= host_tensor_alloc(&t->o, c->dtype, q_dims, q_shape, c->layout == LAYOUT_D_STRIDE2 ? q_strided : NULL) == 0;
@@ -240,6 +282,14 @@ static inline int case_tensors_create(const test_case *c, uint64_t seed, case_te
     t->cu_shape[0] = b + 1;
     t->cu_t = (DLTensor){.data = t->cu, .device = {kDLCPU, 0}, .ndim = 1, .dtype = {kDLInt, 32, 1},
                          .shape = t->cu_shape};
+  }
+  if (c->packed_k) {
+    t->cu_k = malloc((size_t)(b + 1) * sizeof *t->cu_k);
+    ok &= t->cu_k != NULL;
+    for (int64_t i = 0; ok && i <= b; i++) t->cu_k[i] = (int32_t)case_key_offset(c, i);
+    t->cu_k_shape[0] = b + 1;
+    t->cu_k_t = (DLTensor){.data = t->cu_k, .device = {kDLCPU, 0}, .ndim = 1, .dtype = {kDLInt, 32, 1},
+                           .shape = t->cu_k_shape};
   }
   if (c->sinks) {
     t->sinks = malloc((size_t)h * sizeof *t->sinks);
@@ -291,6 +341,7 @@ static inline void case_tensors_free(const test_case *c, case_tensors *t) {
   free(t->seqlens);
   free(t->table);
   free(t->cu);
+  free(t->cu_k);
   free(t->sinks);
   free(t->o_before);
   free(t->lse_before);
@@ -326,6 +377,10 @@ static inline void case_host_args(const test_case *c, case_tensors *t, fj_attent
   }
   if (c->sinks) args->sinks = &t->sinks_t;
   args->softcap = c->softcap;
+  if (c->packed_k) {
+    args->cu_seqlens_k = &t->cu_k_t;
+    args->max_seqlen_k = c->seqlen_kv;
+  }
 }
 
 static inline uint64_t allocation_hash(const host_tensor *t) {

@@ -17,6 +17,8 @@
  * those spaces for causal ragged-query keys (cu_seqlens_q: each sequence's first row and query count read per block).
  * FJ_PTXAS_SINKS=1: those spaces for causal keys with attention sinks (each row's head's logit in its
  * running state). FJ_PTXAS_SOFTCAP=1: those spaces for causal soft-capped keys (tanh.approx per score).
+ * FJ_PTXAS_PACKED_K=1: those spaces for causal packed keys (cu_seqlens_k: each sequence's first row of K
+ * and V, and its key count, read per block).
  * FJ_PTXAS_DUMP=dir: keep each job's PTX and ptxas report there. FJ_PTXAS_ONLY=substring: only the
  * jobs whose name contains it. */
 #include <pthread.h>
@@ -33,7 +35,7 @@
 #include "kernels/kernel_family.h"
 
 typedef struct job {
-  char name[320];
+  char name[400];
   char arch[16];
   attention_key key;
   kernel_config config;
@@ -100,7 +102,7 @@ static void add_job(const char *arch, const attention_key *key, const kernel_con
   memset(j, 0, sizeof *j);
   char text[200];
   kernel_config_string(family, config, text, sizeof text);
-  char extra[40];
+  char extra[64];
   core_key_extra_text(key, extra, sizeof extra);
   snprintf(j->name, sizeof j->name, "%s %s d=%d%s%s%s%s%s%s%s%s %s [%s]", arch, core_dtype_name((dtype_id)key->dtype),
            key->head_dim, key->causal ? " causal" : "", key->window ? " window" : "", key->has_lse ? " lse" : "",
@@ -323,6 +325,7 @@ int main(void) {
   ragged_spaces = getenv("FJ_PTXAS_RAGGED") && atoi(getenv("FJ_PTXAS_RAGGED"));
   sinks_spaces = getenv("FJ_PTXAS_SINKS") && atoi(getenv("FJ_PTXAS_SINKS"));
   softcap_spaces = getenv("FJ_PTXAS_SOFTCAP") && atoi(getenv("FJ_PTXAS_SOFTCAP"));
+  int packed_k_spaces = getenv("FJ_PTXAS_PACKED_K") && atoi(getenv("FJ_PTXAS_PACKED_K"));
   int decode_spaces = getenv("FJ_PTXAS_DECODE") && atoi(getenv("FJ_PTXAS_DECODE"));
   if (page_spaces < 0) page_spaces = 0;
   const char *archs[] = {"sm_80", "sm_90a"};
@@ -338,6 +341,7 @@ int main(void) {
       if (ragged_spaces) bf16.varlen_q = fp16.varlen_q = bf16.causal = fp16.causal = 1;
       if (sinks_spaces) bf16.sinks = fp16.sinks = bf16.causal = fp16.causal = 1;
       if (softcap_spaces) bf16.softcap = fp16.softcap = bf16.causal = fp16.causal = 1;
+      if (packed_k_spaces) bf16.varlen = fp16.varlen = bf16.varlen_k = fp16.varlen_k = bf16.causal = fp16.causal = 1;
       space += add_space(archs[a], &bf16, 0);
       if (full) space += add_space(archs[a], &fp16, 0);
     }
@@ -401,6 +405,14 @@ int main(void) {
           key.window = 1;
           key.varlen = 1;
           key.page_size = 16;
+          add_default(archs[a], &key);
+          /* packed keys (cu_seqlens_k): flash_attn_varlen_func's causal prefill with ragged queries, and
+           * a decode step (split) */
+          key = make_key((dtype_id)dtype, dims[i], 1, 1, 1);
+          key.varlen = key.varlen_k = key.varlen_q = 1;
+          add_default(archs[a], &key);
+          key.varlen_q = 0;
+          key.seqlen_bucket = 0;
           add_default(archs[a], &key);
           /* logit soft-capping (Gemma 2): causal prefill, and a decode step of a windowed layer (split) */
           key = make_key((dtype_id)dtype, dims[i], 1, 1, 1);

@@ -756,6 +756,119 @@ static void test_ragged(void) {
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) host_tensor_free(all[i]);
 }
 
+/* ---- packed keys (cu_seqlens_k) ---- */
+#define packed_expect(...) args_expect("packed", __VA_ARGS__)
+
+#define PB 3    /* sequences */
+#define PT 30   /* total_k: the rows of k and v */
+#define PMAX 16 /* max_seqlen_k */
+
+static void test_packed_keys(void) {
+  dtype_id dt = DTYPE_F16;
+  host_tensor q, k, v, o, cu, lens, table, k4;
+  int64_t q_shape[4] = {PB, 5, 4, 64}, kv_shape[3] = {PT, 2, 64}, cu_shape[1] = {PB + 1}, lens_shape[1] = {PB};
+  int64_t table_shape[2] = {PB, 2}, k4_shape[4] = {PB, PMAX, 2, 64};
+  int ok = host_tensor_alloc(&q, dt, 4, q_shape, NULL) == 0 && host_tensor_alloc(&k, dt, 3, kv_shape, NULL) == 0 &&
+           host_tensor_alloc(&v, dt, 3, kv_shape, NULL) == 0 && host_tensor_alloc(&o, dt, 4, q_shape, NULL) == 0 &&
+           host_tensor_alloc_int32(&cu, 1, cu_shape) == 0 && host_tensor_alloc_int32(&lens, 1, lens_shape) == 0 &&
+           host_tensor_alloc_int32(&table, 2, table_shape) == 0 && host_tensor_alloc(&k4, dt, 4, k4_shape, NULL) == 0;
+  CHECK(ok, "packed: fixture allocation");
+  if (!ok) return;
+  int32_t *offsets = cu.t.data;
+  const int32_t good[PB + 1] = {1, 17, 17, 29};  /* 16, 0 and 12 keys between spare rows */
+  memcpy(offsets, good, sizeof good);
+  fj_attention_args args;
+  fj_attention_args_init(&args);
+  args.q = &q.t;
+  args.k = &k.t;
+  args.v = &v.t;
+  args.o = &o.t;
+  args.causal = 1;
+  args.cu_seqlens_k = &cu.t;
+  args.max_seqlen_k = PMAX;
+  attention_problem p;
+  packed_expect(&args, "3 sequences of 16, 0 and 12 keys in 30 rows", FJ_OK, NULL, &p);
+  int64_t keys[PB], outer[PB], row[PB];
+  for (int b = 0; b < PB; b++) {
+    keys[b] = core_sequence_keys(&p, b);
+    core_key_place(&p, b, 3, &outer[b], &row[b]);
+  }
+  char key_text[256];
+  core_attention_key_string(&p.key, key_text, sizeof key_text);
+  CHECK(p.key.varlen_k == 1 && p.key.varlen == 1 && p.key.kv_heads == 2 && p.seqlen_kv == PMAX && p.total_k == PT &&
+            p.cu_seqlens_k == offsets && p.cu_seqlens_k_stride == 1 && strstr(key_text, " varlen=1 varlen_k=1") != NULL,
+        "packed problem: varlen_k=%d kv_heads %d seqlen_kv %lld total_k %lld, key \"%s\"", p.key.varlen_k, p.key.kv_heads,
+        (long long)p.seqlen_kv, (long long)p.total_k, key_text);
+  CHECK(p.k.ndim == 4 && p.k.shape[0] == PB && p.k.shape[1] == PMAX && p.k.stride[0] == 0 && p.k.stride[1] == 2 * 64 &&
+            p.v.stride[0] == 0 && p.v.stride[2] == 64,
+        "packed views: k [b, max, hk, d] strides (%lld, %lld, %lld, %lld)", (long long)p.k.stride[0],
+        (long long)p.k.stride[1], (long long)p.k.stride[2], (long long)p.k.stride[3]);
+  CHECK(keys[0] == 16 && keys[1] == 0 && keys[2] == 12 && row[0] == 4 && row[2] == 20,
+        "sequence keys 16, 0, 12 (got %lld, %lld, %lld); key 3 of sequences 0 and 2 at rows 4 and 20 (got %lld, %lld)",
+        (long long)keys[0], (long long)keys[1], (long long)keys[2], (long long)row[0], (long long)row[2]);
+  /* FLOPs count each sequence's own keys: causal, 5 queries aligned to each sequence's last key */
+  double pairs = 0;
+  for (int b = 0; b < PB; b++)
+    for (int64_t i = 0; i < 5; i++) {
+      int64_t seen = i + keys[b] - 5 + 1;
+      pairs += (double)(seen < 0 ? 0 : seen);
+    }
+  CHECK(core_attention_flops(&p) == 4.0 * 4 * 64 * pairs, "packed FLOPs count each sequence's keys (%.0f, want %.0f)",
+        core_attention_flops(&p), 4.0 * 4 * 64 * pairs);
+
+  /* bad calls: each names the argument and the values */
+  args.k = &k4.t;
+  packed_expect(&args, "4-d k", FJ_INVALID_ARGUMENT, "k.ndim=4, expected 3 ([total_k, kv_heads, head_dim] with cu_seqlens_k)",
+                &p);
+  args.k = &k.t;
+  v.t.shape[1] = 4;
+  packed_expect(&args, "v of 4 heads", FJ_INVALID_ARGUMENT, "v.shape[1]=4", &p);
+  v.t.shape[1] = 2;
+  cu.t.shape[0] = PB;
+  packed_expect(&args, "offsets for 2 sequences", FJ_INVALID_ARGUMENT, "cu_seqlens_k.shape[0]=3, expected q.shape[0] + 1 = 4", &p);
+  cu.t.shape[0] = PB + 1;
+  args.max_seqlen_k = PT + 1;
+  packed_expect(&args, "max_seqlen_k past total_k", FJ_INVALID_ARGUMENT, "max_seqlen_k=31: must be from 0 to total_k=30",
+                &p);
+  args.max_seqlen_k = 15;
+  packed_expect(&args, "a sequence longer than max_seqlen_k", FJ_INVALID_ARGUMENT,
+                "cu_seqlens_k[1] - cu_seqlens_k[0]=16 keys, more than max_seqlen_k=15", &p);
+  args.max_seqlen_k = PMAX;
+  offsets[2] = 16;
+  packed_expect(&args, "decreasing offsets", FJ_INVALID_ARGUMENT,
+                "cu_seqlens_k[2]=16 after cu_seqlens_k[1]=17: offsets must not decrease", &p);
+  offsets[2] = 17;
+  offsets[3] = 31;
+  packed_expect(&args, "offsets past total_k", FJ_INVALID_ARGUMENT,
+                "cu_seqlens_k[3]=31 after cu_seqlens_k[2]=17: offsets must not decrease and must end by total_k=30", &p);
+  offsets[3] = 29;
+  offsets[0] = -2;
+  packed_expect(&args, "a negative first offset", FJ_INVALID_ARGUMENT, "cu_seqlens_k[0]=-2: must be from 0 to total_k=30",
+                &p);
+  offsets[0] = 1;
+  cu.t.dtype.code = kDLUInt;
+  packed_expect(&args, "uint32 offsets", FJ_INVALID_ARGUMENT, "cu_seqlens_k.dtype is uint32", &p);
+  cu.t.dtype.code = kDLInt;
+  DLTensor inside_o = cu.t;
+  inside_o.data = o.t.data;
+  args.cu_seqlens_k = &inside_o;
+  packed_expect(&args, "offsets inside o", FJ_INVALID_ARGUMENT, "o overlaps cu_seqlens_k", &p);
+  args.cu_seqlens_k = &cu.t;
+  args.seqlens_kv = &lens.t;
+  packed_expect(&args, "with seqlens_kv", FJ_INVALID_ARGUMENT, "cu_seqlens_k with seqlens_kv", &p);
+  args.seqlens_kv = NULL;
+  args.block_table = &table.t;
+  packed_expect(&args, "with a block table", FJ_INVALID_ARGUMENT, "cu_seqlens_k with block_table", &p);
+  args.block_table = NULL;
+  /* a caller built against the header before cu_seqlens_k: the field is not read */
+  args.struct_size = (uint32_t)offsetof(fj_attention_args, cu_seqlens_k);
+  packed_expect(&args, "an older struct_size", FJ_INVALID_ARGUMENT, "k.ndim=3, expected 4", &p);
+  args.struct_size = sizeof args;
+  packed_expect(&args, "the good call again", FJ_OK, NULL, &p);
+  host_tensor *all[] = {&q, &k, &v, &o, &cu, &lens, &table, &k4};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) host_tensor_free(all[i]);
+}
+
 /* ---- attention sinks ---- */
 
 static void test_sinks(void) {
@@ -877,6 +990,7 @@ int main(void) {
   test_valid_layouts(&f);
   test_valid_empty(&f);
   test_ragged();
+  test_packed_keys();
   test_sinks();
   fixture_free(&f);
   return check_summary();

@@ -21,7 +21,7 @@ void core_attention_key_string(const attention_key *key, char *buffer, size_t si
   if (buffer == NULL || size == 0) return;
   /* window, varlen, varlen_q, page and sinks only where set, so that every key stored before they existed still reads
    * the same */
-  char extra[40];
+  char extra[64];
   core_key_extra_text(key, extra, sizeof extra);
   snprintf(buffer, size, "attention_fwd dtype=%s d=%d h=%d hk=%d causal=%d%s lse=%d dcontig=%d%s%s%s sq<=2^%d",
            core_dtype_name((dtype_id)key->dtype), key->head_dim, key->heads, key->kv_heads,
@@ -33,7 +33,8 @@ void core_key_extra_text(const attention_key *key, char *buffer, size_t size) {
   if (buffer == NULL || size == 0) return;
   char page[24] = "";
   if (key->page_size > 0) snprintf(page, sizeof page, " page=%d", key->page_size);
-  snprintf(buffer, size, "%s%s%s", page, key->sinks ? " sinks=1" : "", key->softcap ? " softcap=1" : "");
+  snprintf(buffer, size, "%s%s%s%s", page, key->sinks ? " sinks=1" : "", key->softcap ? " softcap=1" : "",
+           key->varlen_k ? " varlen_k=1" : "");
 }
 
 void core_visible_keys(const attention_problem *problem, int64_t i, int64_t queries, int64_t keys, int64_t *first,
@@ -62,6 +63,8 @@ static double core_sequence_pairs(const attention_problem *problem, int64_t quer
 }
 
 int64_t core_sequence_keys(const attention_problem *problem, int64_t b) {
+  if (problem->cu_seqlens_k != NULL)
+    return problem->cu_seqlens_k[(b + 1) * problem->cu_seqlens_k_stride] - problem->cu_seqlens_k[b * problem->cu_seqlens_k_stride];
   if (problem->seqlens_kv == NULL) return problem->seqlen_kv;
   return problem->seqlens_kv[b * problem->seqlens_kv_stride];
 }
@@ -98,7 +101,7 @@ double core_attention_flops(const attention_problem *problem) {
 void core_key_place(const attention_problem *problem, int64_t b, int64_t j, int64_t *outer, int64_t *row) {
   if (problem->block_table == NULL) {
     *outer = b;
-    *row = j;
+    *row = problem->cu_seqlens_k != NULL ? problem->cu_seqlens_k[b * problem->cu_seqlens_k_stride] + j : j;
     return;
   }
   int64_t page_size = problem->key.page_size;
@@ -408,29 +411,31 @@ typedef struct core_batch {
   const char *is;
 } core_batch;
 
-/* cu_seqlens_q: [batch + 1] int32 on q's device, apart from the outputs, and on the CPU (where it can be
- * read now) offsets that do not decrease, inside [0, total_q], no two more than max_seqlen_q apart. */
-static fj_status core_check_cu_seqlens_q(core_arg *cu, const core_arg *q, int64_t max_seqlen_q, const core_arg *o,
-                                         const core_arg *lse) {
+/* cu_seqlens_q or cu_seqlens_k (`cu`): [batch + 1] int32 on q's device, apart from the outputs, and on
+ * the CPU (where it can be read now) offsets that do not decrease, inside [0, total] (rows of q, or of k,
+ * `total_is` naming which), no two more than `most` (max_seqlen_q or max_seqlen_k) apart. */
+static fj_status core_check_offsets(core_arg *cu, const char *rows, int64_t total, const char *total_is, int64_t most,
+                                    const core_arg *q, const core_arg *o, const core_arg *lse) {
   fj_status s;
   if ((s = core_check_index_tensor(cu, q, o, lse)) != FJ_OK) return s;
   if (cu->t->device.device_type != kDLCPU) return FJ_OK;
-  if (cu->t->data == NULL) return core_error(FJ_INVALID_ARGUMENT, "cu_seqlens_q.data is NULL");
+  if (cu->t->data == NULL) return core_error(FJ_INVALID_ARGUMENT, "%s.data is NULL", cu->name);
   const int32_t *offsets = core_index_data(cu);
-  int64_t total_q = q->t->shape[0];
+  const char *n = cu->name, *total_name = rows[0] == 'q' ? "total_q" : "total_k";
+  const char *most_name = rows[0] == 'q' ? "max_seqlen_q" : "max_seqlen_k";
   int32_t first = offsets[0];
-  if (first < 0 || first > total_q)
-    return core_error(FJ_INVALID_ARGUMENT, "cu_seqlens_q[0]=%" PRId32 ": must be from 0 to total_q=%" PRId64
-                      " (q.shape[0])", first, total_q);
+  if (first < 0 || first > total)
+    return core_error(FJ_INVALID_ARGUMENT, "%s[0]=%" PRId32 ": must be from 0 to %s=%" PRId64 " (%s)", n, first,
+                      total_name, total, total_is);
   for (int64_t b = 1; b < cu->t->shape[0]; b++) {
     int64_t start = offsets[(b - 1) * cu->stride[0]], end = offsets[b * cu->stride[0]];
-    if (end < start || end > total_q)
-      return core_error(FJ_INVALID_ARGUMENT, "cu_seqlens_q[%" PRId64 "]=%" PRId64 " after cu_seqlens_q[%" PRId64
-                        "]=%" PRId64 ": offsets must not decrease and must end by total_q=%" PRId64 " (q.shape[0])",
-                        b, end, b - 1, start, total_q);
-    if (end - start > max_seqlen_q)
-      return core_error(FJ_INVALID_ARGUMENT, "cu_seqlens_q[%" PRId64 "] - cu_seqlens_q[%" PRId64 "]=%" PRId64
-                        " queries, more than max_seqlen_q=%" PRId64, b, b - 1, end - start, max_seqlen_q);
+    if (end < start || end > total)
+      return core_error(FJ_INVALID_ARGUMENT, "%s[%" PRId64 "]=%" PRId64 " after %s[%" PRId64 "]=%" PRId64
+                        ": offsets must not decrease and must end by %s=%" PRId64 " (%s)",
+                        n, b, end, n, b - 1, start, total_name, total, total_is);
+    if (end - start > most)
+      return core_error(FJ_INVALID_ARGUMENT, "%s[%" PRId64 "] - %s[%" PRId64 "]=%" PRId64 " %s, more than %s=%" PRId64,
+                        n, b, n, b - 1, end - start, rows[0] == 'q' ? "queries" : "keys", most_name, most);
   }
   return FJ_OK;
 }
@@ -624,7 +629,12 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
   if (args->struct_size >= offsetof(fj_attention_args, max_seqlen_q) + sizeof(int64_t)) cu.t = args->cu_seqlens_q;
   core_arg sinks = {.name = "sinks", .t = NULL};
   if (args->struct_size >= offsetof(fj_attention_args, sinks) + sizeof(const DLTensor *)) sinks.t = args->sinks;
-  int paged = table.t != NULL, ragged = cu.t != NULL;
+  core_arg cu_k = {.name = "cu_seqlens_k", .t = NULL};
+  if (args->struct_size >= offsetof(fj_attention_args, max_seqlen_k) + sizeof(int64_t)) cu_k.t = args->cu_seqlens_k;
+  int paged = table.t != NULL, ragged = cu.t != NULL, packed = cu_k.t != NULL;
+  if (packed && (paged || lens.t != NULL))
+    return core_error(FJ_INVALID_ARGUMENT, "cu_seqlens_k with %s: packed keys are each sequence's rows of k and v, "
+                      "all of them; give one of the two", paged ? "block_table" : "seqlens_kv");
 
   core_arg q = {.name = "q", .t = args->q}, k = {.name = "k", .t = args->k};
   core_arg v = {.name = "v", .t = args->v}, o = {.name = "o", .t = args->o};
@@ -632,16 +642,21 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
   /* Ragged queries drop q's and o's batch dimension (and lse's): qh and qd are q's heads and head_dim. */
   const int q_ndim = ragged ? 3 : 4, qh = q_ndim - 2, qd = q_ndim - 1;
   const char *q_dims = ragged ? "[total_q, heads, head_dim] with cu_seqlens_q" : "[batch, seqlen_q, heads, head_dim]";
-  const char *kv_dims = paged ? "[pages, page_size, kv_heads, head_dim]" : "[batch, seqlen_kv, kv_heads, head_dim]";
+  const char *kv_dims = paged    ? "[pages, page_size, kv_heads, head_dim]"
+                        : packed ? "[total_k, kv_heads, head_dim] with cu_seqlens_k"
+                                 : "[batch, seqlen_kv, kv_heads, head_dim]";
+  /* Packed keys drop k's and v's batch dimension: kh and kd are their kv_heads and head_dim. */
+  const int kv_ndim = packed ? 3 : 4, kh = kv_ndim - 2, kd = kv_ndim - 1;
   if ((s = core_check_present("q", q.t, q_ndim, q_dims)) != FJ_OK) return s;
-  if ((s = core_check_present("k", k.t, 4, kv_dims)) != FJ_OK) return s;
-  if ((s = core_check_present("v", v.t, 4, kv_dims)) != FJ_OK) return s;
+  if ((s = core_check_present("k", k.t, kv_ndim, kv_dims)) != FJ_OK) return s;
+  if ((s = core_check_present("v", v.t, kv_ndim, kv_dims)) != FJ_OK) return s;
   if ((s = core_check_present("o", o.t, q_ndim, q_dims)) != FJ_OK) return s;
   if (lse.t != NULL &&
       (s = core_check_present("lse", lse.t, q_ndim - 1, ragged ? "[heads, total_q] with cu_seqlens_q"
                                                                 : "[batch, heads, seqlen_q]")) != FJ_OK)
     return s;
   if (ragged && (s = core_check_present("cu_seqlens_q", cu.t, 1, "[batch + 1]")) != FJ_OK) return s;
+  if (packed && (s = core_check_present("cu_seqlens_k", cu_k.t, 1, "[batch + 1]")) != FJ_OK) return s;
 
   /* dtypes: each one of ours, then all equal to q's; lse is always fp32. */
   core_arg *qkvo[4] = {&q, &k, &v, &o};
@@ -682,26 +697,31 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
     return core_error(FJ_INVALID_ARGUMENT,
                       "head_dim=%" PRId64 ": must be a multiple of 8 from 8 to 256 (q.shape[%d])",
                       qs[qd], qd);
-  if (!paged && ks[0] != batch.size)
+  if (packed && cu_k.t->shape[0] != batch.size + 1)
+    return core_error(FJ_INVALID_ARGUMENT, "cu_seqlens_k.shape[0]=%" PRId64 ", expected %s + 1 = %" PRId64
+                      " (batch + 1 offsets)", cu_k.t->shape[0], batch.is, batch.size + 1);
+  if (!paged && !packed && ks[0] != batch.size)
     return core_error(FJ_INVALID_ARGUMENT, "k.shape[0]=%" PRId64 " but %s=%" PRId64 " (batch must match)", ks[0],
                       batch.is, batch.size);
-  if (ks[2] < 1 || ks[2] > INT32_MAX)
+  if (ks[kh] < 1 || ks[kh] > INT32_MAX)
     return core_error(FJ_INVALID_ARGUMENT,
-                      "k.shape[2]=%" PRId64 ": kv_heads must be from 1 to 2147483647", ks[2]);
-  if ((s = core_check_dim(&k, 3, &q, qd, "head_dim")) != FJ_OK) return s;
+                      "k.shape[%d]=%" PRId64 ": kv_heads must be from 1 to 2147483647", kh, ks[kh]);
+  if ((s = core_check_dim(&k, kd, &q, qd, "head_dim")) != FJ_OK) return s;
   static const char *const kv_what[4] = {"batch", "seqlen_kv", "kv_heads", "head_dim"};
   static const char *const page_what[4] = {"pages", "page_size", "kv_heads", "head_dim"};
+  static const char *const packed_what[3] = {"total_k", "kv_heads", "head_dim"};
   static const char *const q_what[4] = {"batch", "seqlen_q", "heads", "head_dim"};
   static const char *const ragged_what[3] = {"total_q", "heads", "head_dim"};
-  for (int d = 0; d < 4; d++)
-    if ((s = core_check_dim(&v, d, &k, d, paged ? page_what[d] : kv_what[d])) != FJ_OK) return s;
+  for (int d = 0; d < kv_ndim; d++)
+    if ((s = core_check_dim(&v, d, &k, d, paged ? page_what[d] : packed ? packed_what[d] : kv_what[d])) != FJ_OK)
+      return s;
   for (int d = 0; d < q_ndim; d++)
     if ((s = core_check_dim(&o, d, &q, d, ragged ? ragged_what[d] : q_what[d])) != FJ_OK) return s;
-  if (qs[qh] % ks[2] != 0)
+  if (qs[qh] % ks[kh] != 0)
     return core_error(FJ_INVALID_ARGUMENT,
                       "heads=%" PRId64 " is not a multiple of kv_heads=%" PRId64
-                      " (q.shape[%d], k.shape[2])",
-                      qs[qh], ks[2], qh);
+                      " (q.shape[%d], k.shape[%d])",
+                      qs[qh], ks[kh], qh, kh);
   if (lse.t != NULL && ragged) {
     const int64_t *ls = lse.t->shape;
     if (ls[0] != qs[1] || ls[1] != qs[0])
@@ -744,16 +764,21 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
 
   /* A paged cache's keys per sequence: its pages times the page size. */
   if (paged && (s = core_check_block_table(&table, &q, &batch, &k, &o, &lse)) != FJ_OK) return s;
-  int64_t seqlen_kv = paged ? table.t->shape[1] * ks[1] : ks[1];
+  int64_t seqlen_kv = paged ? table.t->shape[1] * ks[1] : packed ? args->max_seqlen_k : ks[1];
   const char *seqlen_kv_is = paged ? "block_table.shape[1] x k.shape[1]" : "k.shape[1]";
+  if (packed && (seqlen_kv < 0 || seqlen_kv > ks[0]))
+    return core_error(FJ_INVALID_ARGUMENT, "max_seqlen_k=%" PRId64 ": must be from 0 to total_k=%" PRId64
+                      " (k.shape[0])", seqlen_kv, ks[0]);
   if (lens.t != NULL && (s = core_check_seqlens_kv(&lens, &q, &batch, seqlen_kv, seqlen_kv_is, &o, &lse)) != FJ_OK)
     return s;
   if (paged && (s = core_check_block_table_entries(&table, &k, &lens)) != FJ_OK) return s;
-  if (ragged && (s = core_check_cu_seqlens_q(&cu, &q, seqlen_q, &o, &lse)) != FJ_OK) return s;
+  if (ragged && (s = core_check_offsets(&cu, "q", qs[0], "q.shape[0]", seqlen_q, &q, &o, &lse)) != FJ_OK) return s;
+  if (packed && (s = core_check_offsets(&cu_k, "k", ks[0], "k.shape[0]", seqlen_kv, &q, &o, &lse)) != FJ_OK)
+    return s;
   if (sinks.t != NULL && (s = core_check_sinks(&sinks, &q, qs[qh], &o, &lse)) != FJ_OK) return s;
   if (work.t != NULL) {
-    const core_arg *const others[] = {&q, &k, &v, &o, &lse, &lens, &table, &cu, &sinks};
-    if ((s = core_check_workspace(&work, &q, others, 9)) != FJ_OK) return s;
+    const core_arg *const others[] = {&q, &k, &v, &o, &lse, &lens, &table, &cu, &sinks, &cu_k};
+    if ((s = core_check_workspace(&work, &q, others, 10)) != FJ_OK) return s;
   }
 
   int windowed = args->struct_size >= offsetof(fj_attention_args, window_right) + sizeof(int64_t) && args->windowed;
@@ -763,12 +788,12 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
   p.key.dtype = (int)q.dtype;
   p.key.head_dim = (int)qs[qd];
   p.key.heads = (int)qs[qh];
-  p.key.kv_heads = (int)ks[2];
+  p.key.kv_heads = (int)ks[kh];
   if ((s = core_resolve_window("", args->causal, windowed ? args->window_left : -1, windowed ? args->window_right : -1,
                                seqlen_q, seqlen_kv, &p)) != FJ_OK)
     return s;
   p.key.has_lse = lse.t != NULL;
-  p.key.d_contiguous = q.stride[qd] == 1 && k.stride[3] == 1 && v.stride[3] == 1 && o.stride[qd] == 1;
+  p.key.d_contiguous = q.stride[qd] == 1 && k.stride[kd] == 1 && v.stride[kd] == 1 && o.stride[qd] == 1;
   p.key.seqlen_bucket = core_seqlen_bucket(seqlen_q);
   p.batch = batch.size;
   p.seqlen_q = seqlen_q;
@@ -790,6 +815,14 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
     core_view_add_batch(&p.q, batch.size, seqlen_q);
     core_view_add_batch(&p.o, batch.size, seqlen_q);
     if (lse.t != NULL) core_view_add_batch(&p.lse, batch.size, seqlen_q);
+  }
+  if (packed) {
+    p.key.varlen = p.key.varlen_k = 1;
+    p.cu_seqlens_k = core_index_data(&cu_k);
+    p.cu_seqlens_k_stride = cu_k.stride[0];
+    p.total_k = ks[0];
+    core_view_add_batch(&p.k, batch.size, seqlen_kv);
+    core_view_add_batch(&p.v, batch.size, seqlen_kv);
   }
   if (lens.t != NULL) {
     p.key.varlen = 1;

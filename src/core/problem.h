@@ -19,12 +19,13 @@ typedef struct attention_key {
   int has_lse;
   int d_contiguous;  /* layout: q, k, v and o all have stride 1 along head_dim */
   int seqlen_bucket; /* core_seqlen_bucket(seqlen_q) */
-  int varlen;        /* seqlens_kv given: each sequence has its own number of keys */
+  int varlen;        /* seqlens_kv or cu_seqlens_k given: each sequence has its own number of keys */
   int page_size;     /* block_table given: k and v are pools of pages of this many keys; else 0 */
   int window;        /* keys before a diagonal are masked: window_left >= 0 (a sliding window) */
   int varlen_q;      /* cu_seqlens_q given: ragged queries, each sequence its own query count */
   int sinks;         /* sinks given: each head's softmax has one more term, of a zero value */
   int softcap;       /* softcap > 0: scores pass through softcap x tanh(score / softcap) */
+  int varlen_k;      /* cu_seqlens_k given: packed keys, each sequence its own rows of k and v (varlen too) */
 } attention_key;
 
 /* A view of a 4-d (or 3-d, for lse) tensor: the address of element [0,0,0,0] and strides in elements. */
@@ -55,6 +56,13 @@ typedef struct attention_problem {
   const int32_t *cu_seqlens_q;
   int64_t cu_seqlens_q_stride;
   int64_t total_q;
+  /* Packed keys (fj_attention_args.cu_seqlens_k; key.varlen_k): int32 offsets at
+   * cu_seqlens_k[b * cu_seqlens_k_stride], b from 0 to batch, into total_k rows of k and v, whose views
+   * are then [batch, seqlen_kv, kv_heads, head_dim] with a batch stride of 0 (seqlen_kv: max_seqlen_k):
+   * sequence b's key j is at row cu_seqlens_k[b] + j (core_key_place). NULL when not packed. */
+  const int32_t *cu_seqlens_k;
+  int64_t cu_seqlens_k_stride;
+  int64_t total_k;
   /* Per-sequence key counts (fj_attention_args.seqlens_kv): int32 at seqlens_kv[b * seqlens_kv_stride],
    * each in [0, seqlen_kv]; NULL when every sequence has seqlen_kv keys. */
   const int32_t *seqlens_kv;
@@ -81,8 +89,9 @@ int core_seqlen_bucket(int64_t seqlen);
 /* A stable, readable one-line form of the key: "attention_fwd dtype=bf16 d=128 h=8 hk=8 causal=0
  * lse=0 dcontig=1 sq<=2^11". Used in logs, cache keys and the tuning database. */
 void core_attention_key_string(const attention_key *key, char *buffer, size_t size);
-/* " page=N" for a paged key, else "", then " sinks=1" for a key with sinks and " softcap=1" for a
- * soft-capped one: the part of the key and codegen strings these add (constants of the kernel). */
+/* " page=N" for a paged key, else "", then " sinks=1" for a key with sinks, " softcap=1" for a
+ * soft-capped one and " varlen_k=1" for packed keys: the part of the key and codegen strings these add
+ * (constants of the kernel). 64 bytes hold the longest. */
 void core_key_extra_text(const attention_key *key, char *buffer, size_t size);
 
 /* Validates every argument of a forward call and fills *out. On failure returns FJ_INVALID_ARGUMENT
@@ -111,7 +120,8 @@ double core_attention_flops(const attention_problem *problem);
  * when asked for) written once. Decode steps are bound by this, not by FLOPs: GB/s = bytes / time is
  * their figure of merit. */
 double core_attention_bytes(const attention_problem *problem);
-/* The number of keys sequence b has: seqlens_kv[b] when given (host memory), else seqlen_kv. */
+/* The number of keys sequence b has: seqlens_kv[b], or cu_seqlens_k[b + 1] - cu_seqlens_k[b], when given
+ * (host memory), else seqlen_kv. */
 int64_t core_sequence_keys(const attention_problem *problem, int64_t b);
 /* Sequence b's queries: *count of them (at most seqlen_q), query i at row *start + i along the sequence
  * dimension of q's, o's and lse's views. From cu_seqlens_q when given (host memory; validated), else
@@ -124,6 +134,6 @@ void core_sequence_queries(const attention_problem *problem, int64_t b, int64_t 
 void core_visible_keys(const attention_problem *problem, int64_t i, int64_t queries, int64_t keys, int64_t *first,
                        int64_t *end);
 /* Where key j of sequence b lives in k and v (host memory): the index along their first dimension (b,
- * or its page) and along their second (j, or its row in that page). */
+ * or its page) and along their second (j, its row in that page, or with packed keys cu_seqlens_k[b] + j). */
 void core_key_place(const attention_problem *problem, int64_t b, int64_t j, int64_t *outer, int64_t *row);
 #endif
