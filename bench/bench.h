@@ -28,6 +28,7 @@ typedef struct bench_options {
   const char *seqlens_q;    /* --seqlens-q as given: each sequence's own query count (varlen_q; batch and
                              * seqlen follow from it); NULL when not given */
   int32_t query_counts[BENCH_MAX_SEQUENCES];  /* with seqlens_q: the counts, batch of them */
+  int packed_kv;            /* --packed-kv: packed keys (cu_seqlens_k), k and v [total_k, kv_heads, head_dim] */
   int sinks;                /* --sinks: attention sinks, one logit per head (gpt-oss's) */
   float softcap;            /* --softcap: logit soft-capping (0: none) */
   int no_split_kv;          /* --no-split-kv: no workspace (a GPU launch then never splits its keys) */

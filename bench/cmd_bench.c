@@ -65,6 +65,11 @@ void cmd_bench_help(FILE *out) {
           "                       with the batch and the longest --seqlen from the list); without\n"
           "                       --seqlen-kv each sequence attends to as many keys as it has\n"
           "                       queries (a prefill of prompts of different lengths, seqlens_kv)\n"
+          "  --packed-kv          the call gives cu_seqlens_k: the sequences' keys and values packed end\n"
+          "                       to end (k and v [total_k, kv_heads, head_dim]), as\n"
+          "                       flash_attn_varlen_func takes them: every sequence --seqlen-kv keys,\n"
+          "                       or with --seqlens-q and no --seqlen-kv as many as its queries; not\n"
+          "                       with --page-size; no peer takes them\n"
           "  --sinks              attention sinks (gpt-oss): one logit per head in every row's\n"
           "                       softmax sum (from -1 to 1); no peer takes them\n"
           "  --softcap X          logit soft-capping (Gemma 2's 50): scores become X tanh(score / X);\n"
@@ -124,6 +129,8 @@ typedef struct bench_run {
   tune_mirror dtable, dlens;
   host_tensor cu;                /* --varlen-q: cu_seqlens_q, and its device twin */
   tune_mirror dcu;
+  host_tensor cu_k;              /* --packed-kv: cu_seqlens_k, and its device twin */
+  tune_mirror dcu_k;
   host_tensor sinks;             /* --sinks: the heads' logits, and their device twin */
   tune_mirror dsinks;
   host_tensor work;              /* split-KV: the workspace (zeros), and its device twin as uint8 bytes */
@@ -250,6 +257,7 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
       {"--window-right", CLI_INT, &o->window_right, -1, INT32_MAX, &seen_window_right},
       {"--varlen-q", CLI_FLAG, &o->varlen_q, 0, 0, &seen_varlen_q},
       {"--seqlens-q", CLI_STRING, &o->seqlens_q, 0, 0, NULL},
+      {"--packed-kv", CLI_FLAG, &o->packed_kv, 0, 0, NULL},
       {"--sinks", CLI_FLAG, &o->sinks, 0, 0, NULL},
       {"--softcap", CLI_FLOAT, &o->softcap, 0, INT32_MAX, NULL},
       {"--check", CLI_FLAG, &o->check, 0, 0, NULL},
@@ -289,7 +297,12 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
   if (!o->seqlen_kv_set) o->seqlen_kv = o->seqlen;
   o->shape_flags = seen_batch || seen_heads || seen_seqlen || seen_head_dim || seen_causal || o->kv_heads_set ||
                    o->seqlen_kv_set || seen_page_size || seen_window_left || seen_window_right || seen_varlen_q ||
-                   o->sinks || o->softcap != 0.0f;
+                   o->sinks || o->softcap != 0.0f || o->packed_kv;
+  if (o->packed_kv && seen_page_size) {
+    cli_error(BENCH_COMMAND, "--packed-kv with --page-size: packed keys are rows of k and v, a paged cache pages of "
+              "them; give one");
+    return CLI_EXIT_USAGE;
+  }
   o->windowed = seen_window_left || seen_window_right;
   if (o->causal && o->window_right > 0) {
     cli_error(BENCH_COMMAND, "--window-right=%" PRId64 " with --causal: causal is --window-right=0", o->window_right);
@@ -330,6 +343,11 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
               "the Triton kernel here take none)");
     return CLI_EXIT_USAGE;
   }
+  if (o->peers && o->packed_kv) {
+    cli_error(BENCH_COMMAND, "--peers with --packed-kv: no peer here takes packed keys (PyTorch's SDPA takes "
+              "padded batches; FlashAttention's varlen function is not installed)");
+    return CLI_EXIT_USAGE;
+  }
   if (o->peers && o->varlen_q) {
     cli_error(BENCH_COMMAND, "--peers with --varlen-q: no peer here takes ragged queries (PyTorch's SDPA takes "
               "padded batches; FlashAttention's varlen function is not installed)");
@@ -365,6 +383,11 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
   if (o->heads % o->kv_heads != 0) {
     cli_error(BENCH_COMMAND, "--heads=%" PRId64 " --kv-heads=%" PRId64 ": heads must be a multiple of kv-heads",
               o->heads, o->kv_heads);
+    return CLI_EXIT_USAGE;
+  }
+  if (o->packed_kv && o->batch * o->seqlen_kv > INT32_MAX) {
+    cli_error(BENCH_COMMAND, "--packed-kv: %" PRId64 " x %" PRId64 " keys; cu_seqlens_k's int32 offsets reach "
+              "2147483647", o->batch, o->seqlen_kv);
     return CLI_EXIT_USAGE;
   }
   if (o->varlen_q && o->batch * o->seqlen > INT32_MAX) {
@@ -427,6 +450,10 @@ static void bench_index_args(const bench_options *o, bench_run *run, fj_attentio
     args->cu_seqlens_q = on_host ? &run->cu.t : &run->dcu.t;
     args->max_seqlen_q = o->seqlen;
   }
+  if (run->cu_k.allocation != NULL) {
+    args->cu_seqlens_k = on_host ? &run->cu_k.t : &run->dcu_k.t;
+    args->max_seqlen_k = o->seqlen_kv;
+  }
   if (run->lens.allocation != NULL) args->seqlens_kv = on_host ? &run->lens.t : &run->dlens.t;
   if (run->table.allocation != NULL) args->block_table = on_host ? &run->table.t : &run->dtable.t;
   if (run->sinks.allocation != NULL) args->sinks = on_host ? &run->sinks.t : &run->dsinks.t;
@@ -460,7 +487,23 @@ static int bench_alloc(const bench_options *o, bench_run *run, uint64_t seed) {
       return -1;
     }
   }
-  if (o->seqlens_q != NULL && !o->seqlen_kv_set) {  /* a prefill: each sequence's keys are its queries */
+  int kv_dims = 4;
+  if (o->packed_kv) {  /* [total_k, kv_heads, head_dim]: the sequences' keys end to end */
+    int64_t cu_shape[1] = {o->batch + 1};
+    if (host_tensor_alloc_int32(&run->cu_k, 1, cu_shape) != 0) {
+      cli_error(BENCH_COMMAND, "--packed-kv: cannot allocate cu_seqlens_k [%" PRId64 "]", cu_shape[0]);
+      return -1;
+    }
+    int32_t *cu = run->cu_k.t.data;
+    int own = o->seqlens_q != NULL && !o->seqlen_kv_set;  /* a prefill: each sequence's keys are its queries */
+    cu[0] = 0;
+    for (int64_t b = 0; b < o->batch; b++) cu[b + 1] = cu[b] + (own ? o->query_counts[b] : (int32_t)o->seqlen_kv);
+    kv_shape[0] = cu[o->batch];
+    kv_shape[1] = o->kv_heads;
+    kv_shape[2] = o->head_dim;
+    kv_dims = 3;
+  }
+  if (o->seqlens_q != NULL && !o->seqlen_kv_set && !o->packed_kv) {  /* a prefill: each sequence's keys are its queries */
     int64_t lens_shape[1] = {o->batch};
     if (run->lens.allocation == NULL && host_tensor_alloc_int32(&run->lens, 1, lens_shape) != 0) {
       cli_error(BENCH_COMMAND, "--seqlens-q: cannot allocate seqlens_kv [%" PRId64 "]", o->batch);
@@ -478,8 +521,8 @@ static int bench_alloc(const bench_options *o, bench_run *run, uint64_t seed) {
     const char *name;
     const int64_t *shape;
     int ndim;
-  } tensors[] = {{&run->q, &run->dq, "q", q_shape, q_dims}, {&run->k, &run->dk, "k", kv_shape, 4},
-                 {&run->v, &run->dv, "v", kv_shape, 4}, {&run->o, &run->dout, "o", q_shape, q_dims}};
+  } tensors[] = {{&run->q, &run->dq, "q", q_shape, q_dims}, {&run->k, &run->dk, "k", kv_shape, kv_dims},
+                 {&run->v, &run->dv, "v", kv_shape, kv_dims}, {&run->o, &run->dout, "o", q_shape, q_dims}};
   for (size_t i = 0; i < sizeof tensors / sizeof tensors[0]; i++) {
     if (host_tensor_alloc(tensors[i].t, o->dtype, tensors[i].ndim, tensors[i].shape, NULL) != 0) {
       char shape[512];
@@ -510,7 +553,8 @@ static int bench_alloc(const bench_options *o, bench_run *run, uint64_t seed) {
     tune_mirror *d;
     const char *name;
   } index[] = {{&run->table, &run->dtable, "the block table"}, {&run->lens, &run->dlens, "seqlens_kv"},
-               {&run->cu, &run->dcu, "cu_seqlens_q"}, {&run->sinks, &run->dsinks, "sinks"}};
+               {&run->cu, &run->dcu, "cu_seqlens_q"}, {&run->sinks, &run->dsinks, "sinks"},
+               {&run->cu_k, &run->dcu_k, "cu_seqlens_k"}};
   for (size_t i = 0; i < sizeof index / sizeof index[0]; i++) {
     if (index[i].t->allocation == NULL) continue;
     fj_status status = tune_mirror_upload(run->context, index[i].t, index[i].name, index[i].d);
@@ -532,7 +576,7 @@ static int bench_alloc(const bench_options *o, bench_run *run, uint64_t seed) {
 
 static void bench_free(bench_run *run) {
   tune_mirror *mirrors[] = {&run->dq,   &run->dk,     &run->dv,    &run->dout,  &run->dlse,
-                            &run->dtable, &run->dlens, &run->dcu, &run->dsinks, &run->dwork};
+                            &run->dtable, &run->dlens, &run->dcu, &run->dsinks, &run->dwork, &run->dcu_k};
   for (size_t i = 0; i < sizeof mirrors / sizeof mirrors[0]; i++)
     if (run->context) tune_mirror_free(run->context, mirrors[i]);
   host_tensor_free(&run->q);
@@ -543,6 +587,7 @@ static void bench_free(bench_run *run) {
   host_tensor_free(&run->table);
   host_tensor_free(&run->lens);
   host_tensor_free(&run->cu);
+  host_tensor_free(&run->cu_k);
   host_tensor_free(&run->sinks);
   host_tensor_free(&run->work);
 }
@@ -691,9 +736,10 @@ static void bench_print_text(const bench_options *o, const bench_result *r, cons
   if (o->windowed)
     snprintf(window, sizeof window, ", window (%" PRId64 ", %" PRId64 ")", o->window_left, o->window_right);
   printf("problem     batch %" PRId64 ", heads %" PRId64 " (kv %" PRId64 "), seqlen %" PRId64 " x %" PRId64
-         ", head_dim %" PRId64 ", %s%s%s%s%s%s\n",
+         ", head_dim %" PRId64 ", %s%s%s%s%s%s%s\n",
          o->batch, o->heads, o->kv_heads, o->seqlen, o->seqlen_kv, o->head_dim, core_dtype_name(o->dtype),
-         o->causal ? ", causal" : "", window, paged, ragged, o->sinks ? ", attention sinks" : "");
+         o->causal ? ", causal" : "", window, paged, ragged, o->packed_kv ? ", packed keys (cu_seqlens_k)" : "",
+         o->sinks ? ", attention sinks" : "");
   if (o->softcap != 0.0f) printf("softcap     %g (scores become %g tanh(score / %g))\n", (double)o->softcap,
                                  (double)o->softcap, (double)o->softcap);
   printf("kernel      %s %s (%s)\n", r->family, r->config,
@@ -759,6 +805,7 @@ static void bench_print_json(const bench_options *o, const bench_result *r, cons
   json_kv_int(&w, "page_size", o->page_size);
   json_kv_bool(&w, "varlen_q", o->varlen_q);
   json_kv_string(&w, "seqlens_q", o->seqlens_q ? o->seqlens_q : "");
+  json_kv_bool(&w, "packed_kv", o->packed_kv);
   json_kv_bool(&w, "sinks", o->sinks);
   json_kv_double(&w, "softcap", o->softcap);
   json_kv_string(&w, "family", r->family);

@@ -441,6 +441,14 @@ static void test_bench(void) {
       /* prompts of different lengths (one of none), each attending to its own keys */
       {"fp16 varlen_q --seqlens-q prefill", "fp16",
        {"--seqlens-q", "90,0,33,61", "--heads", "4", "--kv-heads", "1", "--head-dim", "80", "--causal", NULL}},
+      /* packed keys (cu_seqlens_k): prompts packed end to end with their keys (flash_attn_varlen_func's
+       * layout), and a split decode step over packed caches */
+      {"fp16 packed_kv --seqlens-q prefill", "fp16",
+       {"--seqlens-q", "90,0,33,61", "--heads", "4", "--kv-heads", "1", "--head-dim", "80", "--causal", "--packed-kv",
+        NULL}},
+      {"bf16 packed_kv split decode", "bf16",
+       {"--batch", "2", "--heads", "8", "--kv-heads", "2", "--seqlen", "1", "--seqlen-kv", "3000", "--causal",
+        "--threads", "8", "--packed-kv", NULL}},
       /* attention sinks: a split decode step of a windowed layer (gpt-oss's), the sinks added once */
       {"bf16 sinks decode in parts, windowed", "bf16",
        {"--heads", "8", "--kv-heads", "2", "--seqlen", "1", "--seqlen-kv", "3000", "--head-dim", "64", "--causal",
@@ -456,6 +464,9 @@ static void test_bench(void) {
     if (doc && strstr(cases[i].what, "paged"))
       check(jnumber(doc, "page_size", 0) == (strstr(cases[i].what, "pages of 5") ? 5 : 16),
             "bench %s: page_size %g in the JSON", cases[i].what, jnumber(doc, "page_size", 0));
+    if (doc && strstr(cases[i].what, "packed_kv"))
+      check(jget(doc, "packed_kv") && jget(doc, "packed_kv")->type == J_BOOL && jget(doc, "packed_kv")->number == 1,
+            "bench %s: packed_kv true in the JSON", cases[i].what);
     if (doc && strstr(cases[i].what, "varlen_q"))
       check(jget(doc, "varlen_q") && jget(doc, "varlen_q")->type == J_BOOL && jget(doc, "varlen_q")->number == 1 &&
                 (strstr(cases[i].what, "--seqlens-q") == NULL ||
@@ -480,8 +491,8 @@ static void test_bench(void) {
     if (doc && strstr(cases[i].what, "split decode")) {
       int given = strstr(cases[i].what, "--no-split-kv") == NULL;
       double parts = jnumber(doc, "kv_splits", 0), bytes = jnumber(doc, "workspace_bytes", -1);
-      /* parts x rows (8 heads x 1 query) x (head dim + 1) floats */
-      check(parts > 1 && bytes == (given ? parts * 8 * 129 * 4 : 0),
+      /* parts x rows (batch x 8 heads x 1 query) x (head dim + 1) floats */
+      check(parts > 1 && bytes == (given ? parts * jnumber(doc, "batch", 0) * 8 * 129 * 4 : 0),
             "bench %s: %g parts, %g bytes of workspace in the JSON", cases[i].what, parts, bytes);
     }
     jfree(doc);
@@ -552,6 +563,8 @@ static void test_bad_invocations(void) {
       {{"bench", "--causal", "--window-right", "3", NULL}, "--window-right=3 with --causal", 2},
       {{"bench", "--window-left", "8", "--peers", NULL}, "no peer takes a sliding window", 2},
       {{"bench", "--varlen-q", "--peers", NULL}, "--peers with --varlen-q", 2},
+      {{"bench", "--packed-kv", "--peers", NULL}, "--peers with --packed-kv", 2},
+      {{"bench", "--packed-kv", "--page-size", "16", NULL}, "--packed-kv with --page-size", 2},
       {{"bench", "--sinks", "--peers", NULL}, "--peers with --sinks", 2},
       {{"bench", "--softcap", "30", "--peers", NULL}, "--peers with --softcap", 2},
       {{"bench", "--softcap", "-1", NULL}, "--softcap=-1: must be from 0", 2},
