@@ -58,6 +58,13 @@ static fj_status to_device(const host_tensor *t, void **out) {
   return s;
 }
 
+/* A host tensor's description (shape, dtype) over its copy on cuda:0. */
+static DLTensor on_device(DLTensor host, void *data) {
+  host.data = data;
+  host.device = (DLDevice){kDLCUDA, 0};
+  return host;
+}
+
 /* A GPU runs a case on device copies of the host tensors (same offsets inside same-sized allocations,
  * so the write check covers the device's whole allocation), then copies o and lse back for the shared
  * verdict. */
@@ -124,31 +131,20 @@ static void run_case(const test_case *c, uint64_t seed, void *stream, const char
   args.softcap = c->softcap;
   args.softmax_scale = c->scale;
   args.stream = stream;
-  DLTensor d_seqlens = t.seqlens_t;
-  d_seqlens.data = d_lens;
-  d_seqlens.device = (DLDevice){kDLCUDA, 0};
+  /* the index tensors and sinks: the host tensors' descriptions over their device copies */
+  DLTensor d_seqlens = on_device(t.seqlens_t, d_lens), d_block_table = on_device(t.table_t, d_table);
+  DLTensor d_cu_seqlens_q = on_device(t.cu_t, d_cu), d_cu_seqlens_k = on_device(t.cu_k_t, d_cu_k);
+  DLTensor d_sink_logits = on_device(t.sinks_t, d_sinks);
   if (c->varlen) args.seqlens_kv = &d_seqlens;
-  DLTensor d_block_table = t.table_t;
-  d_block_table.data = d_table;
-  d_block_table.device = (DLDevice){kDLCUDA, 0};
   if (c->page_size > 0) args.block_table = &d_block_table;
-  DLTensor d_cu_seqlens_q = t.cu_t;
-  d_cu_seqlens_q.data = d_cu;
-  d_cu_seqlens_q.device = (DLDevice){kDLCUDA, 0};
   if (c->ragged_q) {
     args.cu_seqlens_q = &d_cu_seqlens_q;
     args.max_seqlen_q = c->seqlen_q;
   }
-  DLTensor d_cu_seqlens_k = t.cu_k_t;
-  d_cu_seqlens_k.data = d_cu_k;
-  d_cu_seqlens_k.device = (DLDevice){kDLCUDA, 0};
   if (c->packed_k) {
     args.cu_seqlens_k = &d_cu_seqlens_k;
     args.max_seqlen_k = c->seqlen_kv;
   }
-  DLTensor d_sink_logits = t.sinks_t;
-  d_sink_logits.data = d_sinks;
-  d_sink_logits.device = (DLDevice){kDLCUDA, 0};
   if (c->sinks) args.sinks = &d_sink_logits;
   size_t work_bytes = 0;
   int64_t work_shape[1] = {0};
