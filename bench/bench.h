@@ -30,6 +30,7 @@ typedef struct bench_options {
   int32_t query_counts[BENCH_MAX_SEQUENCES];  /* with seqlens_q: the counts, batch of them */
   int packed_kv;            /* --packed-kv: packed keys (cu_seqlens_k), k and v [total_k, kv_heads, head_dim] */
   int sinks;                /* --sinks: attention sinks, one logit per head (gpt-oss's) */
+  int alibi;                /* --alibi: ALiBi with BLOOM's slopes, one per head */
   float softcap;            /* --softcap: logit soft-capping (0: none) */
   int no_split_kv;          /* --no-split-kv: no workspace (a GPU launch then never splits its keys) */
   int64_t warmup, repeat, threads;

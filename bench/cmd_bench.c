@@ -70,6 +70,9 @@ void cmd_bench_help(FILE *out) {
           "                       flash_attn_varlen_func takes them: every sequence --seqlen-kv keys,\n"
           "                       or with --seqlens-q and no --seqlen-kv as many as its queries; not\n"
           "                       with --page-size; no peer takes them\n"
+          "  --alibi              ALiBi (BLOOM, MPT) with BLOOM's slopes 2^(-8 (h + 1) / heads): each\n"
+          "                       score less slope x its key's distance from the query's diagonal;\n"
+          "                       no peer takes it\n"
           "  --sinks              attention sinks (gpt-oss): one logit per head in every row's\n"
           "                       softmax sum (from -1 to 1); no peer takes them\n"
           "  --softcap X          logit soft-capping (Gemma 2's 50): scores become X tanh(score / X);\n"
@@ -133,6 +136,8 @@ typedef struct bench_run {
   tune_mirror dcu_k;
   host_tensor sinks;             /* --sinks: the heads' logits, and their device twin */
   tune_mirror dsinks;
+  host_tensor slopes;            /* --alibi: the heads' slopes, and their device twin */
+  tune_mirror dslopes;
   host_tensor work;              /* split-KV: the workspace (zeros), and its device twin as uint8 bytes */
   tune_mirror dwork;
   DLTensor workspace;
@@ -259,6 +264,7 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
       {"--seqlens-q", CLI_STRING, &o->seqlens_q, 0, 0, NULL},
       {"--packed-kv", CLI_FLAG, &o->packed_kv, 0, 0, NULL},
       {"--sinks", CLI_FLAG, &o->sinks, 0, 0, NULL},
+      {"--alibi", CLI_FLAG, &o->alibi, 0, 0, NULL},
       {"--softcap", CLI_FLOAT, &o->softcap, 0, INT32_MAX, NULL},
       {"--check", CLI_FLAG, &o->check, 0, 0, NULL},
       {"--no-split-kv", CLI_FLAG, &o->no_split_kv, 0, 0, NULL},
@@ -297,7 +303,7 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
   if (!o->seqlen_kv_set) o->seqlen_kv = o->seqlen;
   o->shape_flags = seen_batch || seen_heads || seen_seqlen || seen_head_dim || seen_causal || o->kv_heads_set ||
                    o->seqlen_kv_set || seen_page_size || seen_window_left || seen_window_right || seen_varlen_q ||
-                   o->sinks || o->softcap != 0.0f || o->packed_kv;
+                   o->sinks || o->softcap != 0.0f || o->packed_kv || o->alibi;
   if (o->packed_kv && seen_page_size) {
     cli_error(BENCH_COMMAND, "--packed-kv with --page-size: packed keys are rows of k and v, a paged cache pages of "
               "them; give one");
@@ -336,6 +342,11 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
   if (o->peers && o->softcap != 0.0f) {
     cli_error(BENCH_COMMAND, "--peers with --softcap: no peer here takes logit soft-capping (PyTorch's SDPA backends "
               "and the Triton kernel here take none)");
+    return CLI_EXIT_USAGE;
+  }
+  if (o->peers && o->alibi) {
+    cli_error(BENCH_COMMAND, "--peers with --alibi: no peer here takes ALiBi (PyTorch's SDPA backends and the Triton "
+              "kernel here take none)");
     return CLI_EXIT_USAGE;
   }
   if (o->peers && o->sinks) {
@@ -457,6 +468,7 @@ static void bench_index_args(const bench_options *o, bench_run *run, fj_attentio
   if (run->lens.allocation != NULL) args->seqlens_kv = on_host ? &run->lens.t : &run->dlens.t;
   if (run->table.allocation != NULL) args->block_table = on_host ? &run->table.t : &run->dtable.t;
   if (run->sinks.allocation != NULL) args->sinks = on_host ? &run->sinks.t : &run->dsinks.t;
+  if (run->slopes.allocation != NULL) args->alibi_slopes = on_host ? &run->slopes.t : &run->dslopes.t;
 }
 
 static int bench_alloc(const bench_options *o, bench_run *run, uint64_t seed) {
@@ -511,6 +523,15 @@ static int bench_alloc(const bench_options *o, bench_run *run, uint64_t seed) {
     }
     memcpy(run->lens.t.data, o->query_counts, (size_t)o->batch * sizeof(int32_t));
   }
+  if (o->alibi) {  /* BLOOM's geometric slopes */
+    int64_t slopes_shape[1] = {o->heads};
+    if (host_tensor_alloc(&run->slopes, DTYPE_F32, 1, slopes_shape, NULL) != 0) {
+      cli_error(BENCH_COMMAND, "--alibi: cannot allocate alibi_slopes [%" PRId64 "]", o->heads);
+      return -1;
+    }
+    float *slopes = run->slopes.t.data;
+    for (int64_t h = 0; h < o->heads; h++) slopes[h] = (float)pow(2.0, -8.0 * (double)(h + 1) / (double)o->heads);
+  }
   if (o->sinks && tune_sinks_alloc(&run->sinks, o->heads) != 0) {  /* the tuner's logits */
     cli_error(BENCH_COMMAND, "--sinks: cannot allocate sinks [%" PRId64 "]", o->heads);
     return -1;
@@ -554,7 +575,7 @@ static int bench_alloc(const bench_options *o, bench_run *run, uint64_t seed) {
     const char *name;
   } index[] = {{&run->table, &run->dtable, "the block table"}, {&run->lens, &run->dlens, "seqlens_kv"},
                {&run->cu, &run->dcu, "cu_seqlens_q"}, {&run->sinks, &run->dsinks, "sinks"},
-               {&run->cu_k, &run->dcu_k, "cu_seqlens_k"}};
+               {&run->cu_k, &run->dcu_k, "cu_seqlens_k"}, {&run->slopes, &run->dslopes, "alibi_slopes"}};
   for (size_t i = 0; i < sizeof index / sizeof index[0]; i++) {
     if (index[i].t->allocation == NULL) continue;
     fj_status status = tune_mirror_upload(run->context, index[i].t, index[i].name, index[i].d);
@@ -576,7 +597,7 @@ static int bench_alloc(const bench_options *o, bench_run *run, uint64_t seed) {
 
 static void bench_free(bench_run *run) {
   tune_mirror *mirrors[] = {&run->dq,   &run->dk,     &run->dv,    &run->dout,  &run->dlse,
-                            &run->dtable, &run->dlens, &run->dcu, &run->dsinks, &run->dwork, &run->dcu_k};
+                            &run->dtable, &run->dlens, &run->dcu, &run->dsinks, &run->dwork, &run->dcu_k, &run->dslopes};
   for (size_t i = 0; i < sizeof mirrors / sizeof mirrors[0]; i++)
     if (run->context) tune_mirror_free(run->context, mirrors[i]);
   host_tensor_free(&run->q);
@@ -589,6 +610,7 @@ static void bench_free(bench_run *run) {
   host_tensor_free(&run->cu);
   host_tensor_free(&run->cu_k);
   host_tensor_free(&run->sinks);
+  host_tensor_free(&run->slopes);
   host_tensor_free(&run->work);
 }
 
@@ -740,6 +762,7 @@ static void bench_print_text(const bench_options *o, const bench_result *r, cons
          o->batch, o->heads, o->kv_heads, o->seqlen, o->seqlen_kv, o->head_dim, core_dtype_name(o->dtype),
          o->causal ? ", causal" : "", window, paged, ragged, o->packed_kv ? ", packed keys (cu_seqlens_k)" : "",
          o->sinks ? ", attention sinks" : "");
+  if (o->alibi) printf("alibi       BLOOM's slopes 2^(-8 (h + 1) / %" PRId64 ")\n", o->heads);
   if (o->softcap != 0.0f) printf("softcap     %g (scores become %g tanh(score / %g))\n", (double)o->softcap,
                                  (double)o->softcap, (double)o->softcap);
   printf("kernel      %s %s (%s)\n", r->family, r->config,
@@ -807,6 +830,7 @@ static void bench_print_json(const bench_options *o, const bench_result *r, cons
   json_kv_string(&w, "seqlens_q", o->seqlens_q ? o->seqlens_q : "");
   json_kv_bool(&w, "packed_kv", o->packed_kv);
   json_kv_bool(&w, "sinks", o->sinks);
+  json_kv_bool(&w, "alibi", o->alibi);
   json_kv_double(&w, "softcap", o->softcap);
   json_kv_string(&w, "family", r->family);
   json_kv_string(&w, "config", r->config);

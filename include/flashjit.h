@@ -248,6 +248,14 @@ typedef struct fj_attention_args {
    * [0, total_k] and each length to max_seqlen_k, so that it never reads outside k and v. */
   const DLTensor *cu_seqlens_k;
   int64_t max_seqlen_k;
+  /* Optional, NULL for none: ALiBi (BLOOM's, MPT's linear biases), FlashAttention's alibi_slopes: fp32
+   * [heads] or [batch, heads] on q's device. The scaled score of query i and key j of head h (sequence
+   * b) gets -slope x |i + seqlen_kv - seqlen_q - j| added, slope = alibi_slopes[h] (or [b][h]), after
+   * soft-capping and before the masks and the softmax; seqlen_kv and seqlen_q are each sequence's own
+   * (the bias is 0 on a query's diagonal key and grows with the distance either side). Each value must
+   * be finite: on the CPU one that is not is refused (FJ_INVALID_ARGUMENT); on a GPU, whose memory the
+   * call does not read, it gives NaN or infinities in that head's rows (and writes nowhere else). */
+  const DLTensor *alibi_slopes;
 } fj_attention_args;
 
 /* Fills *args with the defaults: no tensors, scale 0 (1/sqrt(head_dim)), not causal, no window (-1,

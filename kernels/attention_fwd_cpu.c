@@ -237,7 +237,7 @@ static int64_t job_count(const attention_problem *problem, const kernel_config *
  * [block_n][block_m] of a tile of several chunks, the rescale factors [block_m], and the final
  * statistics [2][block_m]. */
 typedef struct scratch_layout {
-  size_t q_t, o, k, v, p_t, s_t, alpha, stats, total;
+  size_t q_t, o, k, v, p_t, s_t, alpha, stats, alibi, total;
 } scratch_layout;
 
 static scratch_layout layout_scratch(int head_dim, int block_m, int block_n, int lanes) {
@@ -252,7 +252,8 @@ static scratch_layout layout_scratch(int head_dim, int block_m, int block_n, int
   l.s_t = l.p_t + bn * bm;
   l.alpha = l.s_t + bn * bm;
   l.stats = l.alpha + bm;
-  l.total = l.stats + 2 * bm;
+  l.alibi = l.stats + 2 * bm;  /* ALiBi: each row's -slope log2 e, then its diagonal key */
+  l.total = l.alibi + 2 * bm;
   return l;
 }
 
@@ -366,7 +367,7 @@ static LLVMValueRef tile_page_row(tile_builder *tb, const tile_pages *tp, int pa
 
 typedef struct shape {
   int block_m, block_n, unroll, lanes, vectors, head_dim, causal, window, has_lse, d_contiguous, pack_gqa, page_size;
-  int varlen_q, varlen_k;
+  int varlen_q, varlen_k, alibi;
   int pv_rows, pv_vectors;
   int bf16_dot;  /* packed K, V, Q^T and P^T hold bf16 bits, multiplied in pairs */
   dtype_id dtype;
@@ -660,6 +661,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
              .page_size = key->page_size,
              .varlen_q = key->varlen_q,
              .varlen_k = key->varlen_k,
+             .alibi = key->alibi,
              .dtype = (dtype_id)key->dtype};
   s.pv_rows = config->values[P_PV_ROWS];
   s.pv_vectors = config->values[P_PV_VECTORS];
@@ -766,6 +768,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   LLVMValueRef s_t = scratch_region(tb, scratch, layout.s_t);
   LLVMValueRef alpha_mem = scratch_region(tb, scratch, layout.alpha);
   LLVMValueRef stats = scratch_region(tb, scratch, layout.stats);
+  LLVMValueRef alibi_rows = scratch_region(tb, scratch, layout.alibi);
 
   /* ---- Q^T, pre-scaled into base-2 logits (with bf16_dot: bf16 pairs of d per query, unscaled);
    * rows past seqlen_q are zeros ---- */
@@ -795,6 +798,25 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     tile_end_for(tb, &ml);
   }
   fill_zero(tb, o_acc, (int64_t)BM * DP);
+
+  /* ---- ALiBi: per row, its head's -slope log2 e (base-2 logits) and its diagonal key i + keys - queries
+   * as floats, for the score pass to take a vector of each (rows past the tile's end take the last
+   * row's) ---- */
+  if (s.alibi) {
+    LLVMValueRef slopes = tile_load_param_ptr(tb, block, P_OFF(alibi));
+    LLVMValueRef batch_at = tile_mul(tb, b, tile_load_param_i64(tb, block, P_OFF(alibi_stride[0])));
+    LLVMValueRef head_stride = tile_load_param_i64(tb, block, P_OFF(alibi_stride[1]));
+    tile_loop ml;
+    LLVMValueRef m = tile_for(tb, &ml, tile_i64(tb, 0), tile_i64(tb, BM), tile_i64(tb, 1), "m");
+    LLVMValueRef position, h;
+    row_query(tb, &qr, tile_min(tb, tile_add(tb, q0, m), tile_max(tb, tile_sub(tb, total_rows, tile_i64(tb, 1)), tile_i64(tb, 0))),
+              &position, &h);
+    LLVMValueRef slope = tile_load_f32(tb, slopes, tile_add(tb, batch_at, tile_mul(tb, h, head_stride)));
+    tile_store_f32(tb, alibi_rows, m, LLVMBuildFMul(tb->b, slope, tile_f32(tb, -1.4426950408889634f), ""));
+    LLVMValueRef diagonal_key = LLVMBuildSIToFP(tb->b, tile_add(tb, position, diagonal), tb->f32, "");
+    tile_store_f32(tb, alibi_rows, tile_add(tb, m, tile_i64(tb, BM)), diagonal_key);
+    tile_end_for(tb, &ml);
+  }
 
   /* ---- running statistics per query: max m (base-2 logits) and sum l ---- */
   tile_regs row_max = tile_regs_new(tb, 1, V, "row_max");
@@ -867,6 +889,13 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
         LLVMValueRef in = tile_splat(tb, tile_load_param_f32(tb, block, P_OFF(softcap_in)));
         LLVMValueRef out = tile_splat(tb, tile_load_param_f32(tb, block, P_OFF(softcap_out)));
         score = tile_vmul(tb, out, tile_tanh(tb, tile_vmul(tb, in, score)));
+      }
+      if (s.alibi) {  /* -slope |diagonal key - key| */
+        LLVMValueRef slope = tile_load_vector(tb, alibi_rows, tile_i64(tb, (int64_t)vi * W), DTYPE_F32);
+        LLVMValueRef diagonal_key = tile_load_vector(tb, alibi_rows, tile_i64(tb, (int64_t)BM + vi * W), DTYPE_F32);
+        LLVMValueRef distance = tile_vsub(tb, diagonal_key, tile_splat(tb, LLVMBuildSIToFP(tb->b, key_index, tb->f32, "")));
+        distance = tile_vmax(tb, distance, LLVMBuildFNeg(tb->b, distance, ""));
+        score = tile_fma(tb, slope, distance, score);
       }
       LLVMValueRef vector_row0 = tile_add(tb, q0, tile_i64(tb, (int64_t)vi * W));
       LLVMValueRef first_lane = tile_i64(tb, 0);

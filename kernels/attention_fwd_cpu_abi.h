@@ -38,6 +38,9 @@ typedef struct cpu_attention_params {
    * dimension (their batch strides are then 0), seqlen_kv their most; validated on the host, clamped
    * into [0, total_k] and to seqlen_kv keys anyway. */
   const int32_t *cu_seqlens_k;
+  /* ALiBi kernels (key.alibi) only: sequence b's head h's slope (the scaled scores' units) at
+   * alibi[b * alibi_stride[0] + h * alibi_stride[1]]. */
+  const float *alibi;
   /* strides in elements, in the order batch, seq, head, dim (lse: batch, head, seq, unused) */
   int64_t q_stride[4], k_stride[4], v_stride[4], o_stride[4], lse_stride[4];
   int64_t batch, seqlen_q, seqlen_kv, heads, kv_heads;
@@ -55,6 +58,7 @@ typedef struct cpu_attention_params {
   int64_t cu_seqlens_q_stride, total_q;
   int64_t sinks_stride;
   int64_t cu_seqlens_k_stride, total_k;
+  int64_t alibi_stride[2];
   float scale_log2;           /* softmax_scale * log2(e): scores are exponentiated in base 2 */
   /* Soft-capped kernels (key.softcap) only: a base-2 score s becomes softcap_out * tanh(softcap_in * s),
    * softcap_out = softcap * log2(e) and softcap_in its inverse. */
@@ -65,6 +69,6 @@ typedef struct cpu_attention_params {
  * thread's, 64-byte aligned, of the family's scratch_bytes. */
 typedef void (*cpu_attention_fn)(const cpu_attention_params *params, int64_t job, float *scratch);
 
-#define CPU_ATTENTION_PARAM_POINTERS 13
-#define CPU_ATTENTION_PARAM_INT64S 39
+#define CPU_ATTENTION_PARAM_POINTERS 14
+#define CPU_ATTENTION_PARAM_INT64S 41
 #endif

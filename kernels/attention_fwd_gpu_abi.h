@@ -75,6 +75,10 @@ typedef struct gpu_attention_params {
    * as in the CPU block (clamped into [0, total_k], each sequence to seqlen_kv keys) */
   uint64_t cu_seqlens_k;
   int64_t cu_seqlens_k_stride, total_k;
+  /* ALiBi kernels (key.alibi) only: slopes (fp32) at alibi + 4 * (b * alibi_stride[0] + h * alibi_stride[1]),
+   * as in the CPU block */
+  uint64_t alibi;
+  int64_t alibi_stride[2];
   /* soft-capped kernels (key.softcap) only: a raw score q.k becomes softcap_out * tanh(softcap_in * q.k),
    * softcap_in = softmax_scale / softcap and softcap_out its inverse, so that the kernel's scaling by
    * scale_log2 afterwards gives softcap * tanh(softmax_scale q.k / softcap) in base 2 */
@@ -84,5 +88,5 @@ typedef struct gpu_attention_params {
 #define GPU_COMBINE_SUFFIX "_combine"
 #define GPU_COMBINE_WARPS 4
 
-_Static_assert(sizeof(gpu_attention_params) == 8 * (5 + 26 + 1 + 3 + 2 + 4 + 2 + 2 + 3 + 2 + 3 + 2 + 3 + 1), "gpu_attention_params layout");
+_Static_assert(sizeof(gpu_attention_params) == 8 * (5 + 26 + 1 + 3 + 2 + 4 + 2 + 2 + 3 + 2 + 3 + 2 + 3 + 3 + 1), "gpu_attention_params layout");
 #endif

@@ -104,7 +104,7 @@ static const kernel_param params[P_COUNT] = {
 typedef struct shape {
   int block_m, block_n, warps, stages, q_in_regs, swizzle, pack_gqa, split_kv;
   int head_dim, padded_dim, m_tiles, causal, window, has_lse, d_contiguous, varlen, page_size, varlen_q, sinks,
-      softcap, varlen_k;
+      softcap, varlen_k, alibi;
   dtype_id dtype;
 } shape;
 
@@ -136,6 +136,7 @@ static shape shape_of(const attention_key *key, const kernel_config *config) {
   s.varlen = key->varlen;
   s.varlen_q = key->varlen_q;
   s.varlen_k = key->varlen_k;
+  s.alibi = key->alibi;
   s.sinks = key->sinks;
   s.softcap = key->softcap;
   s.page_size = key->page_size;
@@ -163,7 +164,7 @@ static int fragment_registers(const shape *s) {
 
 static int fragment_budget(const shape *s) {
   if (!s->d_contiguous) return STRIDED_FRAGMENT_REGISTER_BUDGET;
-  if (s->varlen || s->varlen_q) return VARLEN_FRAGMENT_REGISTER_BUDGET;
+  if (s->varlen || s->varlen_q || s->alibi) return VARLEN_FRAGMENT_REGISTER_BUDGET;
   if (s->split_kv) return SPLIT_FRAGMENT_REGISTER_BUDGET;
   if (s->page_size > 0) return PAGED_FRAGMENT_REGISTER_BUDGET;
   if (s->window) return WINDOW_FRAGMENT_REGISTER_BUDGET;
@@ -194,6 +195,7 @@ static const char *feature_named(const shape *s) {
   if (s->window) return "a sliding window";
   if (s->varlen_q) return "ragged queries (cu_seqlens_q)";
   if (s->sinks) return "attention sinks";
+  if (s->alibi) return "ALiBi";
   return "logit soft-capping";
 }
 
@@ -237,7 +239,7 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
              bytes, s.block_m, s.block_n, s.stages, s.padded_dim, target->cpu, limit);
     return 0;
   }
-  if ((s.varlen || s.split_kv || s.window || s.varlen_q || s.sinks || s.softcap) && s.m_tiles == 1 &&
+  if ((s.varlen || s.split_kv || s.window || s.varlen_q || s.sinks || s.softcap || s.alibi) && s.m_tiles == 1 &&
       s.block_n == 128 && s.padded_dim >= 128) {
     snprintf(why, why_size,
              "%s: block_n=128 with one m16 tile per warp at d=%d holds 254 registers without it; ptxas spills "
@@ -248,6 +250,16 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
     snprintf(why, why_size,
              "logit soft-capping: block_n=128 with two m16 tiles per warp holds 255 registers at d=%d; ptxas spills "
              "with the tanh of each score in most of these", s.padded_dim);
+    return 0;
+  }
+  /* ALiBi holds each row's slope and diagonal key beside the scores: over the causal d = 64 and 128
+   * spaces (616 kernels, ptxas 13, sm_80 and sm_90a, 2026-12-06) the 13 that spilled (20-108 spill
+   * stores) were all d = 64 tiles of two m16 tiles per warp with 128-key tiles, or 64-key ones with Q in
+   * registers; those shapes go, 32 kernels in all. */
+  if (s.alibi && s.m_tiles == 2 && s.padded_dim == 64 && (s.block_n == 128 || (s.block_n == 64 && s.q_in_regs))) {
+    snprintf(why, why_size,
+             "ALiBi: block_n=%d%s with two m16 tiles per warp holds 255 registers at d=%d; ptxas spills with each "
+             "row's slope and diagonal key", s.block_n, s.block_n == 64 ? " and Q in registers" : "", s.padded_dim);
     return 0;
   }
   if ((s.varlen_q || s.sinks) && s.pack_gqa && s.m_tiles == 2 && s.block_n == 128) {
@@ -555,6 +567,32 @@ static void seed_sinks(tile_gpu *tg, const shape *s, const block_coordinates *at
   }
 }
 
+/* ALiBi (key.alibi): each raw score of this thread's rows gets slope unit |diagonal key - key| added,
+ * unit = -1 / softmax_scale (the kernel scales raw scores afterwards), the slope that of the row's head
+ * (with pack_gqa each row its own) and sequence; the diagonal key of a row at position i is i + diagonal. */
+static void add_alibi(tile_gpu *tg, const shape *s, const block_coordinates *at, tile_gpu_acc *scores,
+                      LLVMValueRef warp_row0, LLVMValueRef n0, LLVMValueRef diagonal, LLVMValueRef unit) {
+  tile_builder *tb = &tg->tb;
+  LLVMBuilderRef ir = tb->b;
+  tile_gpu_rows rows, slope, centre;
+  tile_gpu_rows_index(tg, &rows, s->m_tiles, warp_row0);
+  LLVMValueRef slopes = tile_gpu_param_global(tg, P_OFF(alibi));
+  LLVMValueRef batch_at = tile_mul(tb, at->batch, tile_gpu_param_i64(tg, P_OFF(alibi_stride[0])));
+  LLVMValueRef head_stride = tile_gpu_param_i64(tg, P_OFF(alibi_stride[1]));
+  LLVMValueRef group = LLVMBuildZExt(ir, tile_gpu_param_i32(tg, P_OFF(group)), tb->i64, "");
+  slope.m_tiles = centre.m_tiles = s->m_tiles;
+  for (int r = 0; r < 2 * s->m_tiles; r++) {
+    LLVMValueRef row = tile_add(tb, at->q0, rows.v[r]);
+    LLVMValueRef position = row_position(tg, s, row), head = at->head;
+    if (s->pack_gqa) head = tile_add(tb, head, tile_sub(tb, row, tile_mul(tb, position, group)));
+    LLVMValueRef index = tile_add(tb, batch_at, tile_mul(tb, head, head_stride));
+    LLVMValueRef value = LLVMBuildLoad2(ir, tb->f32, LLVMBuildGEP2(ir, tb->f32, slopes, &index, 1, ""), "slope");
+    slope.v[r] = LLVMBuildFMul(ir, value, unit, "");
+    centre.v[r] = LLVMBuildSIToFP(ir, tile_sub(tb, tile_add(tb, position, diagonal), n0), tb->f32, "");
+  }
+  tile_gpu_add_distance(tg, scores, &slope, &centre);
+}
+
 /* The block's rows of O (scaled by inverse, rounded to the dtype) to o, and with has_lse their
  * LSE = log2_sum ln 2 to lse ([batch, head, seq]: rows are positions, or (position, head) pairs when
  * packed). */
@@ -657,6 +695,8 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   LLVMValueRef diagonal = tile_sub(tb, seqlen_kv, seqlen_q);
   LLVMValueRef last_diagonal = s.causal ? tile_add(tb, diagonal, tile_gpu_param_i64(tg, P_OFF(window_right))) : NULL;
   LLVMValueRef first_diagonal = s.window ? tile_sub(tb, diagonal, tile_gpu_param_i64(tg, P_OFF(window_left))) : NULL;
+  /* ALiBi's slopes are in the scaled scores' units: -1 / softmax_scale takes them to the raw scores' */
+  LLVMValueRef alibi_unit = s.alibi ? LLVMBuildFDiv(ir, tile_f32(tb, -1.4426950408889634f), scale_log2, "") : NULL;
 
   tile_gpu_global q, k, v;
   const row_layout kv_rows = s.page_size > 0 ? ROWS_PAGED : ROWS_PLAIN;
@@ -785,6 +825,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     /* soft-capping (key.softcap), before the masks: q.k becomes softcap_out tanh(softcap_in q.k) */
     if (s.softcap)
       tile_gpu_tanh_scaled(tg, &scores, tile_gpu_param_f32(tg, P_OFF(softcap_in)), tile_gpu_param_f32(tg, P_OFF(softcap_out)));
+    if (s.alibi) add_alibi(tg, &s, &at, &scores, warp_row0, n0, diagonal, alibi_unit);
     tile_gpu_rows first_seen, end_seen;
     keys_visible(tg, &s, &first_seen, &end_seen, warp_row0, q0, n0, seqlen_kv, last_diagonal, first_diagonal);
     tile_gpu_mask_columns(tg, &scores, s.window ? &first_seen : NULL, &end_seen, needs_mask, masked_score);

@@ -66,6 +66,9 @@ typedef struct test_case {
    * NaN (rows no call may read); seqlen_kv is max_seqlen_k. Contiguous and d-stride-2 layouts only, not
    * with varlen or a paged cache. */
   int packed_k;
+  /* ALiBi (alibi_slopes, case_alibi_slope): 1 one slope per head ([heads]), 2 per sequence and head
+   * ([batch, heads]) */
+  int alibi;
 } test_case;
 
 #define CASE_RAGGED_BEFORE 2
@@ -118,6 +121,18 @@ static inline void describe(const test_case *c, char *buffer, size_t size) {
     size_t used = strlen(buffer);
     snprintf(buffer + used, size > used ? size - used : 0, " packed-k");
   }
+  if (c->alibi) {
+    size_t used = strlen(buffer);
+    snprintf(buffer + used, size > used ? size - used : 0, " alibi%s", c->alibi == 2 ? "[b,h]" : "");
+  }
+}
+
+/* An ALiBi case's slope for sequence b's head h: BLOOM's geometric 2^(-8 (h + 1) / heads) for [heads];
+ * per sequence, that slope times 1, 0.5, 2, ... so that a kernel reading another sequence's row shows. */
+static inline float case_alibi_slope(const test_case *c, int64_t b, int64_t h) {
+  double slope = pow(2.0, -8.0 * (double)(h + 1) / (double)c->heads);
+  if (c->alibi == 2) slope *= (b % 3 == 0) ? 1.0 : (b % 3 == 1) ? 0.5 : 2.0;
+  return (float)slope;
 }
 
 /* A sinks case's logit for head h: from -3 to 5, so that some heads' sinks take most of the weight
@@ -185,6 +200,9 @@ typedef struct case_tensors {
   float *sinks;      /* sinks cases: [heads] logits, seen through sinks_t */
   int64_t sinks_shape[1];
   DLTensor sinks_t;
+  float *slopes;     /* ALiBi cases: [heads] or [batch, heads] slopes, seen through slopes_t */
+  int64_t slopes_shape[2];
+  DLTensor slopes_t;
 } case_tensors;
 
 /* 1 when every tensor was allocated; fills the inputs from seed, poisons and snapshots the outputs. On 0,
@@ -291,6 +309,16 @@ static inline int case_tensors_create(const test_case *c, uint64_t seed, case_te
     t->cu_k_t = (DLTensor){.data = t->cu_k, .device = {kDLCPU, 0}, .ndim = 1, .dtype = {kDLInt, 32, 1},
                            .shape = t->cu_k_shape};
   }
+  if (c->alibi) {
+    int64_t rows = c->alibi == 2 ? b : 1;
+    t->slopes = malloc((size_t)(rows * h) * sizeof *t->slopes);
+    ok &= t->slopes != NULL;
+    for (int64_t i = 0; ok && i < rows * h; i++) t->slopes[i] = case_alibi_slope(c, i / h, i % h);
+    t->slopes_shape[0] = c->alibi == 2 ? b : h;
+    t->slopes_shape[1] = h;
+    t->slopes_t = (DLTensor){.data = t->slopes, .device = {kDLCPU, 0}, .ndim = c->alibi == 2 ? 2 : 1,
+                             .dtype = {kDLFloat, 32, 1}, .shape = t->slopes_shape};
+  }
   if (c->sinks) {
     t->sinks = malloc((size_t)h * sizeof *t->sinks);
     ok &= t->sinks != NULL;
@@ -342,6 +370,7 @@ static inline void case_tensors_free(const test_case *c, case_tensors *t) {
   free(t->table);
   free(t->cu);
   free(t->cu_k);
+  free(t->slopes);
   free(t->sinks);
   free(t->o_before);
   free(t->lse_before);
@@ -381,6 +410,7 @@ static inline void case_host_args(const test_case *c, case_tensors *t, fj_attent
     args->cu_seqlens_k = &t->cu_k_t;
     args->max_seqlen_k = c->seqlen_kv;
   }
+  if (c->alibi) args->alibi_slopes = &t->slopes_t;
 }
 
 static inline uint64_t allocation_hash(const host_tensor *t) {

@@ -46,7 +46,8 @@ class AttentionArgs(ctypes.Structure):
                 ("windowed", ctypes.c_int), ("window_left", ctypes.c_int64), ("window_right", ctypes.c_int64),
                 ("cu_seqlens_q", ctypes.POINTER(DLTensor)), ("max_seqlen_q", ctypes.c_int64),
                 ("sinks", ctypes.POINTER(DLTensor)), ("softcap", ctypes.c_float),
-                ("cu_seqlens_k", ctypes.POINTER(DLTensor)), ("max_seqlen_k", ctypes.c_int64)]
+                ("cu_seqlens_k", ctypes.POINTER(DLTensor)), ("max_seqlen_k", ctypes.c_int64),
+                ("alibi_slopes", ctypes.POINTER(DLTensor))]
 
 
 STRUCTS = [("fj_context_options", ContextOptions), ("fj_problem_shape", ProblemShape),

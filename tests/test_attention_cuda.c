@@ -76,7 +76,7 @@ static void run_case(const test_case *c, uint64_t seed, void *stream, const char
   if (split) strncat(name, " split-KV", sizeof name - strlen(name) - 1);
   case_tensors t;
   void *d_qkv = NULL, *d_q = NULL, *d_k = NULL, *d_v = NULL, *d_o = NULL, *d_lse = NULL, *d_lens = NULL,
-       *d_table = NULL, *d_work = NULL, *d_cu = NULL, *d_sinks = NULL, *d_cu_k = NULL;
+       *d_table = NULL, *d_work = NULL, *d_cu = NULL, *d_sinks = NULL, *d_cu_k = NULL, *d_slopes = NULL;
   int packed = layout_shares_allocation(c->layout);
   if (!case_tensors_create(c, seed, &t)) {
     check(0, "%s%s: host allocation failed", who, name);
@@ -104,6 +104,9 @@ static void run_case(const test_case *c, uint64_t seed, void *stream, const char
   if (s == FJ_OK && c->ragged_q) s = backend->copy_to_device(device, d_cu, t.cu, cu_bytes);
   if (s == FJ_OK && c->packed_k) s = backend->memory_alloc(device, cu_bytes, &d_cu_k);
   if (s == FJ_OK && c->packed_k) s = backend->copy_to_device(device, d_cu_k, t.cu_k, cu_bytes);
+  size_t slopes_bytes = (size_t)((c->alibi == 2 ? c->batch : 1) * c->heads) * sizeof *t.slopes;
+  if (s == FJ_OK && c->alibi) s = backend->memory_alloc(device, slopes_bytes, &d_slopes);
+  if (s == FJ_OK && c->alibi) s = backend->copy_to_device(device, d_slopes, t.slopes, slopes_bytes);
   size_t sinks_bytes = (size_t)c->heads * sizeof *t.sinks;
   if (s == FJ_OK && c->sinks) s = backend->memory_alloc(device, sinks_bytes, &d_sinks);
   if (s == FJ_OK && c->sinks) s = backend->copy_to_device(device, d_sinks, t.sinks, sinks_bytes);
@@ -134,7 +137,7 @@ static void run_case(const test_case *c, uint64_t seed, void *stream, const char
   /* the index tensors and sinks: the host tensors' descriptions over their device copies */
   DLTensor d_seqlens = on_device(t.seqlens_t, d_lens), d_block_table = on_device(t.table_t, d_table);
   DLTensor d_cu_seqlens_q = on_device(t.cu_t, d_cu), d_cu_seqlens_k = on_device(t.cu_k_t, d_cu_k);
-  DLTensor d_sink_logits = on_device(t.sinks_t, d_sinks);
+  DLTensor d_sink_logits = on_device(t.sinks_t, d_sinks), d_alibi_slopes = on_device(t.slopes_t, d_slopes);
   if (c->varlen) args.seqlens_kv = &d_seqlens;
   if (c->page_size > 0) args.block_table = &d_block_table;
   if (c->ragged_q) {
@@ -146,6 +149,7 @@ static void run_case(const test_case *c, uint64_t seed, void *stream, const char
     args.max_seqlen_k = c->seqlen_kv;
   }
   if (c->sinks) args.sinks = &d_sink_logits;
+  if (c->alibi) args.alibi_slopes = &d_alibi_slopes;
   size_t work_bytes = 0;
   int64_t work_shape[1] = {0};
   DLTensor d_workspace = {.device = {kDLCUDA, 0}, .ndim = 1, .dtype = {kDLUInt, 8, 1}, .shape = work_shape};
@@ -194,114 +198,120 @@ done:
   backend->memory_free(device, d_cu);
   backend->memory_free(device, d_sinks);
   backend->memory_free(device, d_cu_k);
+  backend->memory_free(device, d_slopes);
   case_tensors_free(c, &t);
 }
 
 /* dtype, batch, heads, kv_heads, seqlen_q, seqlen_kv, head_dim, causal, lse, layout, scale, varlen,
- * page_size, window_left, window_right, ragged_q, sinks, softcap, packed_k */
+ * page_size, window_left, window_right, ragged_q, sinks, softcap, packed_k, alibi */
 static const test_case cases[] = {
     /* both dtypes, causal and not, GQA 2, batch > 1, a length no tile divides */
-    {F16, 2, 4, 2, 257, 257, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0},
-    {F16, 2, 4, 2, 257, 257, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0},
-    {BF16, 2, 4, 2, 257, 257, 128, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0},
-    {BF16, 2, 4, 2, 257, 257, 128, 1, 0, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0},
+    {F16, 2, 4, 2, 257, 257, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {F16, 2, 4, 2, 257, 257, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {BF16, 2, 4, 2, 257, 257, 128, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {BF16, 2, 4, 2, 257, 257, 128, 1, 0, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
     /* GQA ratios 1, 2, 4, 8 and MQA */
-    {F16, 1, 8, 8, 130, 130, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0},
-    {BF16, 1, 8, 4, 130, 130, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0},
-    {F16, 1, 8, 2, 130, 200, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0},
-    {BF16, 1, 8, 1, 130, 130, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0},
-    {F16, 2, 16, 2, 100, 300, 96, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0},
-    {BF16, 1, 4, 1, 66, 66, 128, 0, 0, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0},
+    {F16, 1, 8, 8, 130, 130, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {BF16, 1, 8, 4, 130, 130, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {F16, 1, 8, 2, 130, 200, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {BF16, 1, 8, 1, 130, 130, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {F16, 2, 16, 2, 100, 300, 96, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {BF16, 1, 4, 1, 66, 66, 128, 0, 0, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
     /* decode steps, which the defaults pack (pack_gqa): groups 4, 8 and 3, a strided LSE, rows past a
      * short cache's diagonal fully masked */
-    {BF16, 3, 8, 2, 1, 1000, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0},
-    {F16, 2, 8, 1, 3, 517, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 0, 0, 0, 0},
-    {BF16, 2, 6, 2, 5, 3, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0},
+    {BF16, 3, 8, 2, 1, 1000, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {F16, 2, 8, 1, 3, 517, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {BF16, 2, 6, 2, 5, 3, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
     /* seqlens_kv: each sequence its own key count (all, none, spread), decode and causal prefill */
-    {BF16, 4, 8, 2, 1, 1000, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 0, 0, 0},
-    {F16, 3, 4, 1, 3, 517, 64, 1, 1, LSESTRIDED, 0, 1, 0, -1, -1, 0, 0, 0, 0},
-    {F16, 5, 2, 2, 70, 300, 80, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 0, 0, 0},
+    {BF16, 4, 8, 2, 1, 1000, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 0, 0, 0, 0},
+    {F16, 3, 4, 1, 3, 517, 64, 1, 1, LSESTRIDED, 0, 1, 0, -1, -1, 0, 0, 0, 0, 0},
+    {F16, 5, 2, 2, 70, 300, 80, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 0, 0, 0, 0},
     /* paged K/V (block_table, pages shuffled in a pool): decode with seqlens_kv, pages of 16 and 5;
      * causal prefill; a strided head dim */
-    {BF16, 4, 8, 2, 1, 1008, 128, 1, 1, CONTIG, 0, 1, 16, -1, -1, 0, 0, 0, 0},
-    {F16, 3, 4, 1, 3, 515, 64, 1, 1, LSESTRIDED, 0, 1, 5, -1, -1, 0, 0, 0, 0},
-    {F16, 2, 4, 2, 300, 512, 128, 1, 1, CONTIG, 0, 0, 16, -1, -1, 0, 0, 0, 0},
-    {BF16, 2, 2, 2, 70, 96, 64, 0, 1, DSTRIDE2, 0, 1, 32, -1, -1, 0, 0, 0, 0},
+    {BF16, 4, 8, 2, 1, 1008, 128, 1, 1, CONTIG, 0, 1, 16, -1, -1, 0, 0, 0, 0, 0},
+    {F16, 3, 4, 1, 3, 515, 64, 1, 1, LSESTRIDED, 0, 1, 5, -1, -1, 0, 0, 0, 0, 0},
+    {F16, 2, 4, 2, 300, 512, 128, 1, 1, CONTIG, 0, 0, 16, -1, -1, 0, 0, 0, 0, 0},
+    {BF16, 2, 2, 2, 70, 96, 64, 0, 1, DSTRIDE2, 0, 1, 32, -1, -1, 0, 0, 0, 0, 0},
     /* seqlen_q != seqlen_kv both ways; causal with sq > skv leaves rows with no visible key */
-    {F16, 1, 2, 2, 7, 1000, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0},
-    {F16, 1, 2, 2, 7, 1000, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0},
-    {BF16, 1, 2, 1, 1000, 7, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0},
-    {BF16, 1, 2, 1, 1000, 7, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0},
-    {F16, 2, 2, 2, 1000, 7, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0},
-    {BF16, 1, 2, 2, 33, 17, 80, 1, 0, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0},
+    {F16, 1, 2, 2, 7, 1000, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {F16, 1, 2, 2, 7, 1000, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {BF16, 1, 2, 1, 1000, 7, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {BF16, 1, 2, 1, 1000, 7, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {F16, 2, 2, 2, 1000, 7, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {BF16, 1, 2, 2, 33, 17, 80, 1, 0, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
     /* no keys at all: every row is fully masked (zeros, lse -inf) */
-    {F16, 1, 2, 2, 65, 0, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0},
-    {BF16, 1, 2, 1, 65, 0, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0},
+    {F16, 1, 2, 2, 65, 0, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {BF16, 1, 2, 1, 65, 0, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
     /* lengths 1, 7, 1000, 1023, 4097 */
-    {F16, 1, 2, 2, 1, 1, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0},
-    {BF16, 1, 2, 2, 1, 1, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0},
-    {BF16, 3, 2, 1, 7, 7, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0},
-    {F16, 1, 4, 4, 1, 4097, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0},
-    {BF16, 1, 2, 1, 1023, 1023, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0},
-    {F16, 1, 2, 2, 1000, 1000, 96, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0},
-    {F16, 1, 1, 1, 4097, 4097, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0},
-    {BF16, 1, 1, 1, 1023, 4097, 128, 0, 0, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0},
+    {F16, 1, 2, 2, 1, 1, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {BF16, 1, 2, 2, 1, 1, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {BF16, 3, 2, 1, 7, 7, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {F16, 1, 4, 4, 1, 4097, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {BF16, 1, 2, 1, 1023, 1023, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {F16, 1, 2, 2, 1000, 1000, 96, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {F16, 1, 1, 1, 4097, 4097, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {BF16, 1, 1, 1, 1023, 4097, 128, 0, 0, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
     /* head dims 80, 96, 256 (64 and 128 above) */
-    {F16, 1, 3, 1, 150, 170, 80, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0},
-    {BF16, 1, 2, 2, 150, 150, 80, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0},
-    {BF16, 1, 2, 2, 150, 150, 96, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0},
-    {F16, 1, 2, 2, 120, 150, 96, 1, 0, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0},
-    {F16, 1, 2, 1, 150, 150, 256, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0},
-    {BF16, 1, 2, 2, 150, 120, 256, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0},
-    {F16, 1, 2, 2, 1023, 1023, 256, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0},
+    {F16, 1, 3, 1, 150, 170, 80, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {BF16, 1, 2, 2, 150, 150, 80, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {BF16, 1, 2, 2, 150, 150, 96, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {F16, 1, 2, 2, 120, 150, 96, 1, 0, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {F16, 1, 2, 1, 150, 150, 256, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {BF16, 1, 2, 2, 150, 120, 256, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {F16, 1, 2, 2, 1023, 1023, 256, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
     /* packed QKV (one allocation viewed three times), with and without GQA */
-    {F16, 2, 4, 4, 300, 300, 64, 1, 1, PACKED, 0, 0, 0, -1, -1, 0, 0, 0, 0},
-    {BF16, 1, 8, 2, 200, 200, 128, 0, 1, PACKED, 0, 0, 0, -1, -1, 0, 0, 0, 0},
-    {F16, 1, 2, 2, 77, 77, 80, 0, 0, PACKED, 0, 0, 0, -1, -1, 0, 0, 0, 0},
+    {F16, 2, 4, 4, 300, 300, 64, 1, 1, PACKED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {BF16, 1, 8, 2, 200, 200, 128, 0, 1, PACKED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {F16, 1, 2, 2, 77, 77, 80, 0, 0, PACKED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
     /* head_dim stride 2 on every tensor; lse stored [b, s, h] */
-    {F16, 2, 4, 2, 100, 50, 128, 1, 1, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 0, 0},
-    {BF16, 1, 2, 1, 60, 90, 96, 1, 0, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 0, 0},
+    {F16, 2, 4, 2, 100, 50, 128, 1, 1, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {BF16, 1, 2, 1, 60, 90, 96, 1, 0, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
     /* k one element off inside one allocation: its rows take the copy path for unaligned rows */
-    {BF16, 1, 4, 2, 77, 130, 64, 1, 1, MISALIGNED, 0, 0, 0, -1, -1, 0, 0, 0, 0},
-    {F16, 1, 2, 1, 50, 50, 128, 0, 0, MISALIGNED, 0, 0, 0, -1, -1, 0, 0, 0, 0},
-    {F16, 2, 4, 2, 65, 65, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 0, 0, 0, 0},
-    {BF16, 1, 2, 1, 90, 45, 128, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 0, 0, 0, 0},
+    {BF16, 1, 4, 2, 77, 130, 64, 1, 1, MISALIGNED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {F16, 1, 2, 1, 50, 50, 128, 0, 0, MISALIGNED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {F16, 2, 4, 2, 65, 65, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {BF16, 1, 2, 1, 90, 45, 128, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
     /* an explicit scale, and negative ones (the scaled row maximum is then the raw minimum) */
-    {F16, 1, 2, 2, 90, 90, 64, 0, 1, CONTIG, 0.3f, 0, 0, -1, -1, 0, 0, 0, 0},
-    {F16, 1, 2, 1, 100, 37, 64, 1, 1, CONTIG, -0.2f, 0, 0, -1, -1, 0, 0, 0, 0},
-    {BF16, 1, 2, 2, 70, 130, 128, 0, 1, CONTIG, -0.1f, 0, 0, -1, -1, 0, 0, 0, 0},
+    {F16, 1, 2, 2, 90, 90, 64, 0, 1, CONTIG, 0.3f, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {F16, 1, 2, 1, 100, 37, 64, 1, 1, CONTIG, -0.2f, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {BF16, 1, 2, 2, 70, 130, 128, 0, 1, CONTIG, -0.1f, 0, 0, -1, -1, 0, 0, 0, 0, 0},
     /* sliding windows: causal local attention on the defaults, windows on both sides and of the
      * diagonal key alone, packed decode over a paged varlen cache, a split decode step */
-    {BF16, 1, 4, 2, 300, 300, 64, 1, 1, CONTIG, 0, 0, 0, 100, -1, 0, 0, 0, 0},
-    {F16, 1, 2, 1, 130, 257, 128, 1, 1, LSESTRIDED, 0, 0, 0, 37, -1, 0, 0, 0, 0},
-    {BF16, 1, 2, 2, 130, 200, 64, 0, 1, CONTIG, 0, 0, 0, 31, 17, 0, 0, 0, 0},
-    {BF16, 1, 2, 1, 70, 90, 128, 1, 1, CONTIG, 0, 0, 0, 0, -1, 0, 0, 0, 0},
-    {BF16, 4, 8, 2, 1, 320, 128, 1, 1, CONTIG, 0, 1, 16, 100, -1, 0, 0, 0, 0},
-    {BF16, 1, 8, 2, 1, 5000, 128, 1, 1, CONTIG, 0, 0, 0, 1500, -1, 0, 0, 0, 0},
+    {BF16, 1, 4, 2, 300, 300, 64, 1, 1, CONTIG, 0, 0, 0, 100, -1, 0, 0, 0, 0, 0},
+    {F16, 1, 2, 1, 130, 257, 128, 1, 1, LSESTRIDED, 0, 0, 0, 37, -1, 0, 0, 0, 0, 0},
+    {BF16, 1, 2, 2, 130, 200, 64, 0, 1, CONTIG, 0, 0, 0, 31, 17, 0, 0, 0, 0, 0},
+    {BF16, 1, 2, 1, 70, 90, 128, 1, 1, CONTIG, 0, 0, 0, 0, -1, 0, 0, 0, 0, 0},
+    {BF16, 4, 8, 2, 1, 320, 128, 1, 1, CONTIG, 0, 1, 16, 100, -1, 0, 0, 0, 0, 0},
+    {BF16, 1, 8, 2, 1, 5000, 128, 1, 1, CONTIG, 0, 0, 0, 1500, -1, 0, 0, 0, 0, 0},
     /* ragged queries (cu_seqlens_q, spare rows around the sequences'): causal prefill GQA, packed
      * prefill with seqlens_kv, an engine's mixed step over a paged varlen cache, a split decode step */
-    {F16, 3, 4, 2, 70, 100, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1, 0, 0, 0},
-    {BF16, 3, 8, 2, 33, 160, 128, 1, 1, LSESTRIDED, 0, 1, 0, -1, -1, 1, 0, 0, 0},
-    {BF16, 4, 8, 2, 5, 320, 128, 1, 1, CONTIG, 0, 1, 16, -1, -1, 1, 0, 0, 0},
-    {BF16, 2, 8, 2, 2, 5000, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 1, 0, 0, 0},
+    {F16, 3, 4, 2, 70, 100, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1, 0, 0, 0, 0},
+    {BF16, 3, 8, 2, 33, 160, 128, 1, 1, LSESTRIDED, 0, 1, 0, -1, -1, 1, 0, 0, 0, 0},
+    {BF16, 4, 8, 2, 5, 320, 128, 1, 1, CONTIG, 0, 1, 16, -1, -1, 1, 0, 0, 0, 0},
+    {BF16, 2, 8, 2, 2, 5000, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 1, 0, 0, 0, 0},
     /* attention sinks (gpt-oss's shapes: d = 64, 8 query heads per KV head): causal prefill, rows past a
      * short cache's diagonal, a split decode step of a windowed layer over a paged varlen cache, ragged
      * queries */
-    {BF16, 1, 16, 2, 300, 300, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 1, 0, 0},
-    {F16, 1, 2, 1, 100, 37, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 1, 0, 0},
-    {BF16, 4, 16, 2, 1, 5120, 64, 1, 1, CONTIG, 0, 1, 16, 127, -1, 0, 1, 0, 0},
-    {BF16, 3, 8, 2, 33, 160, 128, 1, 1, LSESTRIDED, 0, 1, 0, -1, -1, 1, 1, 0, 0},
+    {BF16, 1, 16, 2, 300, 300, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 1, 0, 0, 0},
+    {F16, 1, 2, 1, 100, 37, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 1, 0, 0, 0},
+    {BF16, 4, 16, 2, 1, 5120, 64, 1, 1, CONTIG, 0, 1, 16, 127, -1, 0, 1, 0, 0, 0},
+    {BF16, 3, 8, 2, 33, 160, 128, 1, 1, LSESTRIDED, 0, 1, 0, -1, -1, 1, 1, 0, 0, 0},
     /* logit soft-capping (tanh.approx): Gemma 2's layers at head dim 256 (global and a local window),
      * a negative scale with fully masked rows, a split decode step with sinks */
-    {BF16, 1, 8, 4, 300, 300, 256, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 1.0f, 0},
-    {BF16, 1, 8, 4, 300, 300, 256, 1, 1, CONTIG, 0, 0, 0, 100, -1, 0, 0, 1.0f, 0},
-    {F16, 1, 2, 1, 100, 37, 64, 1, 1, CONTIG, -0.2f, 0, 0, -1, -1, 0, 0, 1.5f, 0},
-    {BF16, 4, 16, 2, 1, 5120, 64, 1, 1, CONTIG, 0, 1, 16, 127, -1, 0, 1, 2.0f, 0},
+    {BF16, 1, 8, 4, 300, 300, 256, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 1.0f, 0, 0},
+    {BF16, 1, 8, 4, 300, 300, 256, 1, 1, CONTIG, 0, 0, 0, 100, -1, 0, 0, 1.0f, 0, 0},
+    {F16, 1, 2, 1, 100, 37, 64, 1, 1, CONTIG, -0.2f, 0, 0, -1, -1, 0, 0, 1.5f, 0, 0},
+    {BF16, 4, 16, 2, 1, 5120, 64, 1, 1, CONTIG, 0, 1, 16, 127, -1, 0, 1, 2.0f, 0, 0},
     /* packed keys (cu_seqlens_k, NaN rows around the sequences'): flash_attn_varlen_func's causal
      * prefill with ragged queries, padded queries with a strided head dim, a decode step (split) */
-    {F16, 3, 4, 2, 70, 100, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1, 0, 0, 1},
-    {BF16, 3, 8, 2, 60, 300, 128, 0, 1, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 0, 1},
-    {BF16, 2, 8, 2, 2, 5000, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1, 0, 0, 1},
+    {F16, 3, 4, 2, 70, 100, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1, 0, 0, 1, 0},
+    {BF16, 3, 8, 2, 60, 300, 128, 0, 1, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 0, 1, 0},
+    {BF16, 2, 8, 2, 2, 5000, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1, 0, 0, 1, 0},
+    /* ALiBi (BLOOM's slopes): causal prefill at d = 128 (BLOOM's), not causal with a negative scale, a
+     * split decode step with per-sequence slopes over a varlen cache */
+    {BF16, 1, 16, 16, 300, 300, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 1},
+    {F16, 2, 4, 2, 100, 130, 64, 0, 1, CONTIG, -0.2f, 0, 0, -1, -1, 0, 0, 0, 0, 1},
+    {BF16, 4, 16, 2, 1, 5120, 64, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 0, 0, 0, 2},
 };
 #define NUM_CASES ((int)(sizeof cases / sizeof cases[0]))
 

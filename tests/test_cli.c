@@ -449,6 +449,9 @@ static void test_bench(void) {
       {"bf16 packed_kv split decode", "bf16",
        {"--batch", "2", "--heads", "8", "--kv-heads", "2", "--seqlen", "1", "--seqlen-kv", "3000", "--causal",
         "--threads", "8", "--packed-kv", NULL}},
+      /* ALiBi with BLOOM's slopes: causal GQA prefill */
+      {"fp32 alibi causal", "fp32",
+       {"--heads", "4", "--kv-heads", "2", "--seqlen", "130", "--head-dim", "64", "--causal", "--alibi", NULL}},
       /* attention sinks: a split decode step of a windowed layer (gpt-oss's), the sinks added once */
       {"bf16 sinks decode in parts, windowed", "bf16",
        {"--heads", "8", "--kv-heads", "2", "--seqlen", "1", "--seqlen-kv", "3000", "--head-dim", "64", "--causal",
@@ -464,6 +467,10 @@ static void test_bench(void) {
     if (doc && strstr(cases[i].what, "paged"))
       check(jnumber(doc, "page_size", 0) == (strstr(cases[i].what, "pages of 5") ? 5 : 16),
             "bench %s: page_size %g in the JSON", cases[i].what, jnumber(doc, "page_size", 0));
+    if (doc)
+      check(jget(doc, "alibi") && jget(doc, "alibi")->type == J_BOOL &&
+                jget(doc, "alibi")->number == (strstr(cases[i].what, "alibi") != NULL),
+            "bench %s: alibi %s in the JSON", cases[i].what, strstr(cases[i].what, "alibi") ? "true" : "false");
     if (doc && strstr(cases[i].what, "packed_kv"))
       check(jget(doc, "packed_kv") && jget(doc, "packed_kv")->type == J_BOOL && jget(doc, "packed_kv")->number == 1,
             "bench %s: packed_kv true in the JSON", cases[i].what);
@@ -564,6 +571,7 @@ static void test_bad_invocations(void) {
       {{"bench", "--window-left", "8", "--peers", NULL}, "no peer takes a sliding window", 2},
       {{"bench", "--varlen-q", "--peers", NULL}, "--peers with --varlen-q", 2},
       {{"bench", "--packed-kv", "--peers", NULL}, "--peers with --packed-kv", 2},
+      {{"bench", "--alibi", "--peers", NULL}, "--peers with --alibi", 2},
       {{"bench", "--packed-kv", "--page-size", "16", NULL}, "--packed-kv with --page-size", 2},
       {{"bench", "--sinks", "--peers", NULL}, "--peers with --sinks", 2},
       {{"bench", "--softcap", "30", "--peers", NULL}, "--peers with --softcap", 2},

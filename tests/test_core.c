@@ -301,12 +301,12 @@ static void test_problem_helpers(void) {
   for (int i = 0; i < 10; i++)
     CHECK(core_seqlen_bucket(lens[i]) == want[i], "seqlen bucket of %lld is %d (want %d)",
           (long long)lens[i], core_seqlen_bucket(lens[i]), want[i]);
-  attention_key key = {PROBLEM_ATTENTION_FWD, DTYPE_BF16, 128, 8, 8, 0, 0, 1, 11, 0, 0, 0, 0, 0, 0, 0};
+  attention_key key = {PROBLEM_ATTENTION_FWD, DTYPE_BF16, 128, 8, 8, 0, 0, 1, 11, 0, 0, 0, 0, 0, 0, 0, 0};
   char text[160];
   core_attention_key_string(&key, text, sizeof text);
   CHECK(strcmp(text, "attention_fwd dtype=bf16 d=128 h=8 hk=8 causal=0 lse=0 dcontig=1 sq<=2^11") == 0,
         "key string \"%s\"", text);
-  attention_key key2 = {PROBLEM_ATTENTION_FWD, DTYPE_F16, 64, 32, 4, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  attention_key key2 = {PROBLEM_ATTENTION_FWD, DTYPE_F16, 64, 32, 4, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
   core_attention_key_string(&key2, text, sizeof text);
   CHECK(strcmp(text, "attention_fwd dtype=fp16 d=64 h=32 hk=4 causal=1 lse=1 dcontig=0 sq<=2^0") == 0,
         "key string \"%s\"", text);
@@ -331,9 +331,10 @@ static void test_problem_helpers(void) {
         "key string \"%s\"", text);
   /* packed keys: the longest key, every flag set (the buffers it goes through hold 256 bytes) */
   with_sinks.varlen_k = 1;
+  with_sinks.alibi = 1;
   core_attention_key_string(&with_sinks, text, sizeof text);
   CHECK(strcmp(text, "attention_fwd dtype=fp16 d=64 h=32 hk=4 causal=1 lse=1 dcontig=0 varlen=1 varlen_q=1 "
-                     "page=2147483647 sinks=1 softcap=1 varlen_k=1 sq<=2^0") == 0,
+                     "page=2147483647 sinks=1 softcap=1 varlen_k=1 alibi=1 sq<=2^0") == 0,
         "key string \"%s\"", text);
   attention_key windowed = key2;
   windowed.window = 1;

@@ -18,7 +18,8 @@
  * FJ_PTXAS_SINKS=1: those spaces for causal keys with attention sinks (each row's head's logit in its
  * running state). FJ_PTXAS_SOFTCAP=1: those spaces for causal soft-capped keys (tanh.approx per score).
  * FJ_PTXAS_PACKED_K=1: those spaces for causal packed keys (cu_seqlens_k: each sequence's first row of K
- * and V, and its key count, read per block).
+ * and V, and its key count, read per block). FJ_PTXAS_ALIBI=1: those spaces for causal ALiBi keys (each
+ * row's slope and diagonal, a distance per score).
  * FJ_PTXAS_DUMP=dir: keep each job's PTX and ptxas report there. FJ_PTXAS_ONLY=substring: only the
  * jobs whose name contains it. */
 #include <pthread.h>
@@ -326,6 +327,7 @@ int main(void) {
   sinks_spaces = getenv("FJ_PTXAS_SINKS") && atoi(getenv("FJ_PTXAS_SINKS"));
   softcap_spaces = getenv("FJ_PTXAS_SOFTCAP") && atoi(getenv("FJ_PTXAS_SOFTCAP"));
   int packed_k_spaces = getenv("FJ_PTXAS_PACKED_K") && atoi(getenv("FJ_PTXAS_PACKED_K"));
+  int alibi_spaces = getenv("FJ_PTXAS_ALIBI") && atoi(getenv("FJ_PTXAS_ALIBI"));
   int decode_spaces = getenv("FJ_PTXAS_DECODE") && atoi(getenv("FJ_PTXAS_DECODE"));
   if (page_spaces < 0) page_spaces = 0;
   const char *archs[] = {"sm_80", "sm_90a"};
@@ -342,6 +344,7 @@ int main(void) {
       if (sinks_spaces) bf16.sinks = fp16.sinks = bf16.causal = fp16.causal = 1;
       if (softcap_spaces) bf16.softcap = fp16.softcap = bf16.causal = fp16.causal = 1;
       if (packed_k_spaces) bf16.varlen = fp16.varlen = bf16.varlen_k = fp16.varlen_k = bf16.causal = fp16.causal = 1;
+      if (alibi_spaces) bf16.alibi = fp16.alibi = bf16.causal = fp16.causal = 1;
       space += add_space(archs[a], &bf16, 0);
       if (full) space += add_space(archs[a], &fp16, 0);
     }
@@ -413,6 +416,13 @@ int main(void) {
           add_default(archs[a], &key);
           key.varlen_q = 0;
           key.seqlen_bucket = 0;
+          add_default(archs[a], &key);
+          /* ALiBi (BLOOM, MPT): causal prefill, and a decode step over a varlen cache (split) */
+          key = make_key((dtype_id)dtype, dims[i], 1, 1, 1);
+          key.alibi = 1;
+          add_default(archs[a], &key);
+          key.seqlen_bucket = 0;
+          key.varlen = 1;
           add_default(archs[a], &key);
           /* logit soft-capping (Gemma 2): causal prefill, and a decode step of a windowed layer (split) */
           key = make_key((dtype_id)dtype, dims[i], 1, 1, 1);

@@ -869,6 +869,90 @@ static void test_packed_keys(void) {
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) host_tensor_free(all[i]);
 }
 
+/* ---- ALiBi (alibi_slopes) ---- */
+#define alibi_expect(...) args_expect("alibi", __VA_ARGS__)
+
+static void test_alibi(void) {
+  dtype_id dt = DTYPE_BF16;
+  host_tensor q, k, v, o, lse, slopes, per_sequence, slopes_f16, slopes_3d;
+  int64_t q_shape[4] = {2, 5, 4, 64}, kv_shape[4] = {2, 9, 2, 64}, lse_shape[3] = {2, 4, 5}, slopes_shape[1] = {4};
+  int64_t per_sequence_shape[2] = {2, 4}, three_d[3] = {1, 2, 4};
+  int ok = host_tensor_alloc(&q, dt, 4, q_shape, NULL) == 0 && host_tensor_alloc(&k, dt, 4, kv_shape, NULL) == 0 &&
+           host_tensor_alloc(&v, dt, 4, kv_shape, NULL) == 0 && host_tensor_alloc(&o, dt, 4, q_shape, NULL) == 0 &&
+           host_tensor_alloc(&lse, DTYPE_F32, 3, lse_shape, NULL) == 0 &&
+           host_tensor_alloc(&slopes, DTYPE_F32, 1, slopes_shape, NULL) == 0 &&
+           host_tensor_alloc(&per_sequence, DTYPE_F32, 2, per_sequence_shape, NULL) == 0 &&
+           host_tensor_alloc(&slopes_f16, DTYPE_F16, 1, slopes_shape, NULL) == 0 &&
+           host_tensor_alloc(&slopes_3d, DTYPE_F32, 3, three_d, NULL) == 0;
+  CHECK(ok, "alibi: fixture allocation");
+  if (!ok) return;
+  float *values = slopes.t.data, *rows = per_sequence.t.data;
+  for (int h = 0; h < 4; h++) values[h] = 0.5f / (float)(h + 1);
+  for (int i = 0; i < 8; i++) rows[i] = 0.25f * (float)(i + 1);
+  fj_attention_args args;
+  fj_attention_args_init(&args);
+  args.q = &q.t;
+  args.k = &k.t;
+  args.v = &v.t;
+  args.o = &o.t;
+  args.lse = &lse.t;
+  args.causal = 1;
+  args.alibi_slopes = &slopes.t;
+  attention_problem p;
+  alibi_expect(&args, "4 heads' slopes", FJ_OK, NULL, &p);
+  char key_text[256];
+  core_attention_key_string(&p.key, key_text, sizeof key_text);
+  CHECK(p.key.alibi == 1 && p.alibi == values && p.alibi_stride[0] == 0 && p.alibi_stride[1] == 1 &&
+            strstr(key_text, " alibi=1") != NULL,
+        "alibi problem: key.alibi=%d strides (%lld, %lld), key \"%s\"", p.key.alibi, (long long)p.alibi_stride[0],
+        (long long)p.alibi_stride[1], key_text);
+  args.alibi_slopes = &per_sequence.t;
+  alibi_expect(&args, "[batch, heads] slopes", FJ_OK, NULL, &p);
+  CHECK(p.alibi == rows && p.alibi_stride[0] == 4 && p.alibi_stride[1] == 1,
+        "per-sequence slopes: strides (%lld, %lld)", (long long)p.alibi_stride[0], (long long)p.alibi_stride[1]);
+
+  /* bad calls: each names the argument and the values */
+  per_sequence.t.shape[0] = 3;
+  alibi_expect(&args, "slopes of 3 sequences", FJ_INVALID_ARGUMENT,
+               "alibi_slopes.shape=[3, 4], expected [4] or [2, 4] (heads; q.shape[0], heads)", &p);
+  per_sequence.t.shape[0] = 2;
+  args.alibi_slopes = &slopes.t;
+  slopes.t.shape[0] = 3;
+  alibi_expect(&args, "3 slopes for 4 heads", FJ_INVALID_ARGUMENT, "alibi_slopes.shape=[3], expected [4] or [2, 4]", &p);
+  slopes.t.shape[0] = 4;
+  args.alibi_slopes = &slopes_3d.t;
+  alibi_expect(&args, "a 3-d tensor", FJ_INVALID_ARGUMENT, "alibi_slopes.ndim=3, expected 1 ([heads]) or 2", &p);
+  args.alibi_slopes = &slopes_f16.t;
+  alibi_expect(&args, "fp16 slopes", FJ_INVALID_ARGUMENT, "alibi_slopes.dtype is fp16; expected fp32", &p);
+  args.alibi_slopes = &slopes.t;
+  values[2] = INFINITY;
+  alibi_expect(&args, "an infinite slope", FJ_INVALID_ARGUMENT, "alibi_slopes[2]=inf: each must be finite", &p);
+  values[2] = 0.25f;
+  args.alibi_slopes = &per_sequence.t;
+  rows[5] = NAN;
+  alibi_expect(&args, "a NaN slope", FJ_INVALID_ARGUMENT, "alibi_slopes[1][1]=nan: each must be finite", &p);
+  rows[5] = 1.0f;
+  args.alibi_slopes = &slopes.t;
+  slopes.t.device = (DLDevice){kDLCUDA, 0};
+  alibi_expect(&args, "on another device", FJ_INVALID_ARGUMENT, "q.device=(cpu,0) but alibi_slopes.device=(cuda,0)", &p);
+  slopes.t.device = (DLDevice){kDLCPU, 0};
+  DLTensor inside_o = slopes.t;
+  inside_o.data = o.t.data;
+  args.alibi_slopes = &inside_o;
+  alibi_expect(&args, "inside o", FJ_INVALID_ARGUMENT, "o overlaps alibi_slopes", &p);
+  args.alibi_slopes = &slopes.t;
+  /* a caller built against the header before alibi_slopes: the field is not read */
+  args.struct_size = (uint32_t)offsetof(fj_attention_args, alibi_slopes);
+  args.alibi_slopes = &slopes_3d.t;
+  alibi_expect(&args, "an older struct_size", FJ_OK, NULL, &p);
+  CHECK(p.key.alibi == 0 && p.alibi == NULL, "an older caller's call has no ALiBi (key.alibi=%d)", p.key.alibi);
+  args.struct_size = sizeof args;
+  args.alibi_slopes = &slopes.t;
+  alibi_expect(&args, "the good call again", FJ_OK, NULL, &p);
+  host_tensor *all[] = {&q, &k, &v, &o, &lse, &slopes, &per_sequence, &slopes_f16, &slopes_3d};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) host_tensor_free(all[i]);
+}
+
 /* ---- attention sinks ---- */
 
 static void test_sinks(void) {
@@ -991,6 +1075,7 @@ int main(void) {
   test_valid_empty(&f);
   test_ragged();
   test_packed_keys();
+  test_alibi();
   test_sinks();
   fixture_free(&f);
   return check_summary();

@@ -33,8 +33,8 @@ void core_key_extra_text(const attention_key *key, char *buffer, size_t size) {
   if (buffer == NULL || size == 0) return;
   char page[24] = "";
   if (key->page_size > 0) snprintf(page, sizeof page, " page=%d", key->page_size);
-  snprintf(buffer, size, "%s%s%s%s", page, key->sinks ? " sinks=1" : "", key->softcap ? " softcap=1" : "",
-           key->varlen_k ? " varlen_k=1" : "");
+  snprintf(buffer, size, "%s%s%s%s%s", page, key->sinks ? " sinks=1" : "", key->softcap ? " softcap=1" : "",
+           key->varlen_k ? " varlen_k=1" : "", key->alibi ? " alibi=1" : "");
 }
 
 void core_visible_keys(const attention_problem *problem, int64_t i, int64_t queries, int64_t keys, int64_t *first,
@@ -532,6 +532,51 @@ static fj_status core_check_sinks(core_arg *sinks, const core_arg *q, int64_t he
   return FJ_OK;
 }
 
+/* alibi_slopes: fp32 [heads] or [batch, heads] on q's device, apart from the outputs, and on the CPU
+ * (where it can be read now) every value finite. */
+static fj_status core_check_alibi(core_arg *slopes, const core_arg *q, const core_batch *batch, int64_t heads,
+                                  const core_arg *o, const core_arg *lse) {
+  fj_status s;
+  const DLTensor *t = slopes->t;
+  if (t->ndim != 1 && t->ndim != 2)
+    return core_error(FJ_INVALID_ARGUMENT, "alibi_slopes.ndim=%d, expected 1 ([heads]) or 2 ([batch, heads])", t->ndim);
+  if ((s = core_check_present("alibi_slopes", t, t->ndim, t->ndim == 1 ? "[heads]" : "[batch, heads]")) != FJ_OK)
+    return s;
+  if (t->shape[t->ndim - 1] != heads || (t->ndim == 2 && t->shape[0] != batch->size)) {
+    char shape[48];
+    if (t->ndim == 2)
+      snprintf(shape, sizeof shape, "[%" PRId64 ", %" PRId64 "]", t->shape[0], t->shape[1]);
+    else
+      snprintf(shape, sizeof shape, "[%" PRId64 "]", t->shape[0]);
+    return core_error(FJ_INVALID_ARGUMENT, "alibi_slopes.shape=%s, expected [%" PRId64 "] or [%" PRId64 ", %" PRId64
+                      "] (heads; %s, heads)", shape, heads, batch->size, heads, batch->is);
+  }
+  if (!core_dtype_from_dlpack(t->dtype, &slopes->dtype) || slopes->dtype != DTYPE_F32) {
+    char text[48];
+    core_format_dlpack_type(t->dtype, text, sizeof text);
+    return core_error(FJ_INVALID_ARGUMENT, "alibi_slopes.dtype is %s; expected fp32", text);
+  }
+  if ((s = core_check_same_device(slopes, q)) != FJ_OK) return s;
+  if ((s = core_check_layout(slopes)) != FJ_OK) return s;
+  if ((s = core_check_disjoint(o, slopes)) != FJ_OK) return s;
+  if (lse->t != NULL && (s = core_check_disjoint(lse, slopes)) != FJ_OK) return s;
+  if (t->device.device_type != kDLCPU) return FJ_OK;
+  const float *values = (const float *)(const void *)((const char *)t->data + t->byte_offset);
+  int64_t rows = t->ndim == 2 ? t->shape[0] : 1, row_stride = t->ndim == 2 ? slopes->stride[0] : 0;
+  int64_t head_stride = slopes->stride[t->ndim - 1];
+  for (int64_t b = 0; b < rows; b++)
+    for (int64_t h = 0; h < heads; h++) {
+      float value = values[b * row_stride + h * head_stride];
+      if (!isfinite(value)) {
+        if (t->ndim == 2)
+          return core_error(FJ_INVALID_ARGUMENT, "alibi_slopes[%" PRId64 "][%" PRId64 "]=%g: each must be finite", b,
+                            h, (double)value);
+        return core_error(FJ_INVALID_ARGUMENT, "alibi_slopes[%" PRId64 "]=%g: each must be finite", h, (double)value);
+      }
+    }
+  return FJ_OK;
+}
+
 /* workspace: [bytes] uint8 on q's device, contiguous, 16-byte aligned, apart from every tensor the call
  * reads or writes (others: the call's arguments; absent ones have t == NULL). */
 static fj_status core_check_workspace(core_arg *work, const core_arg *q, const core_arg *const *others, int count) {
@@ -631,6 +676,9 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
   if (args->struct_size >= offsetof(fj_attention_args, sinks) + sizeof(const DLTensor *)) sinks.t = args->sinks;
   core_arg cu_k = {.name = "cu_seqlens_k", .t = NULL};
   if (args->struct_size >= offsetof(fj_attention_args, max_seqlen_k) + sizeof(int64_t)) cu_k.t = args->cu_seqlens_k;
+  core_arg alibi = {.name = "alibi_slopes", .t = NULL};
+  if (args->struct_size >= offsetof(fj_attention_args, alibi_slopes) + sizeof(const DLTensor *))
+    alibi.t = args->alibi_slopes;
   int paged = table.t != NULL, ragged = cu.t != NULL, packed = cu_k.t != NULL;
   if (packed && (paged || lens.t != NULL))
     return core_error(FJ_INVALID_ARGUMENT, "cu_seqlens_k with %s: packed keys are each sequence's rows of k and v, "
@@ -776,9 +824,10 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
   if (packed && (s = core_check_offsets(&cu_k, "k", ks[0], "k.shape[0]", seqlen_kv, &q, &o, &lse)) != FJ_OK)
     return s;
   if (sinks.t != NULL && (s = core_check_sinks(&sinks, &q, qs[qh], &o, &lse)) != FJ_OK) return s;
+  if (alibi.t != NULL && (s = core_check_alibi(&alibi, &q, &batch, qs[qh], &o, &lse)) != FJ_OK) return s;
   if (work.t != NULL) {
-    const core_arg *const others[] = {&q, &k, &v, &o, &lse, &lens, &table, &cu, &sinks, &cu_k};
-    if ((s = core_check_workspace(&work, &q, others, 10)) != FJ_OK) return s;
+    const core_arg *const others[] = {&q, &k, &v, &o, &lse, &lens, &table, &cu, &sinks, &cu_k, &alibi};
+    if ((s = core_check_workspace(&work, &q, others, 11)) != FJ_OK) return s;
   }
 
   int windowed = args->struct_size >= offsetof(fj_attention_args, window_right) + sizeof(int64_t) && args->windowed;
@@ -840,6 +889,12 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
     p.key.sinks = 1;
     p.sinks = (const float *)(const void *)((const char *)sinks.t->data + sinks.t->byte_offset);
     p.sinks_stride = sinks.stride[0];
+  }
+  if (alibi.t != NULL) {
+    p.key.alibi = 1;
+    p.alibi = (const float *)(const void *)((const char *)alibi.t->data + alibi.t->byte_offset);
+    p.alibi_stride[0] = alibi.t->ndim == 2 ? alibi.stride[0] : 0;
+    p.alibi_stride[1] = alibi.stride[alibi.t->ndim - 1];
   }
   if (work.t != NULL && work.elements > 0) {
     p.workspace = (void *)work.first;

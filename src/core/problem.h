@@ -26,6 +26,7 @@ typedef struct attention_key {
   int sinks;         /* sinks given: each head's softmax has one more term, of a zero value */
   int softcap;       /* softcap > 0: scores pass through softcap x tanh(score / softcap) */
   int varlen_k;      /* cu_seqlens_k given: packed keys, each sequence its own rows of k and v (varlen too) */
+  int alibi;         /* alibi_slopes given: each score gets -slope x its distance from the query's diagonal */
 } attention_key;
 
 /* A view of a 4-d (or 3-d, for lse) tensor: the address of element [0,0,0,0] and strides in elements. */
@@ -78,6 +79,10 @@ typedef struct attention_problem {
    * the units of the scaled scores (natural log); NULL when none. */
   const float *sinks;
   int64_t sinks_stride;
+  /* ALiBi (fj_attention_args.alibi_slopes; key.alibi): sequence b's head h's slope at
+   * alibi[b * alibi_stride[0] + h * alibi_stride[1]] (alibi_stride[0] = 0 for [heads]); NULL when none. */
+  const float *alibi;
+  int64_t alibi_stride[2];
   /* fj_attention_args.workspace: caller scratch on the device (NULL, 0 when none) */
   void *workspace;
   int64_t workspace_bytes;
@@ -90,8 +95,8 @@ int core_seqlen_bucket(int64_t seqlen);
  * lse=0 dcontig=1 sq<=2^11". Used in logs, cache keys and the tuning database. */
 void core_attention_key_string(const attention_key *key, char *buffer, size_t size);
 /* " page=N" for a paged key, else "", then " sinks=1" for a key with sinks, " softcap=1" for a
- * soft-capped one and " varlen_k=1" for packed keys: the part of the key and codegen strings these add
- * (constants of the kernel). 64 bytes hold the longest. */
+ * soft-capped one, " varlen_k=1" for packed keys and " alibi=1" for ALiBi: the part of the key and
+ * codegen strings these add (constants of the kernel). 64 bytes hold the longest. */
 void core_key_extra_text(const attention_key *key, char *buffer, size_t size);
 
 /* Validates every argument of a forward call and fills *out. On failure returns FJ_INVALID_ARGUMENT

@@ -74,6 +74,9 @@ fj_status core_reference_attention(const attention_problem *problem, double *out
           double *o_row = out_o + ((b * SQ + i) * H + h) * D;
           /* A sink is one more term of the denominator, a key of that score and a zero value. */
           double sink = problem->sinks != NULL ? problem->sinks[h * problem->sinks_stride] : -INFINITY;
+          /* ALiBi: -slope x the key's distance from the query's diagonal, i + keys - queries */
+          double slope = problem->alibi != NULL
+                             ? problem->alibi[b * problem->alibi_stride[0] + h * problem->alibi_stride[1]] : 0.0;
           double lse = sink;
           if (end == first) {
             memset(o_row, 0, (size_t)D * sizeof(double));
@@ -83,6 +86,7 @@ fj_status core_reference_attention(const attention_problem *problem, double *out
             for (int64_t j = first; j < end; j++) {
               p[j] = scale * core_dot(qrow, kmat + j * D, D);
               if (softcap > 0) p[j] = softcap * tanh(p[j] / softcap);
+              p[j] -= slope * fabs((double)(i + keys - queries - j));
               if (p[j] > m) m = p[j];
             }
             double sum = exp(sink - m);

@@ -85,7 +85,8 @@ static tuning_db *runtime_tuning_db(fj_context *context) {
 /* The tuned winner for (key, device fingerprint, family, timing method): exact key first, then the
  * nearest sequence-length bucket. 1 and *out when one exists that parses and is valid here; *source
  * says which kind. Packed keys (varlen_k) take the winner of the same problem with seqlens_kv: the
- * kernels do the same work, only each sequence's first row of k and v differs. */
+ * kernels do the same work, only each sequence's first row of k and v differs; ALiBi keys that of the
+ * problem without it (a few operations per score; the tuner has no ALiBi shapes). */
 static int runtime_tuned_config(fj_context *context, const attention_key *key, kernel_config *out,
                                 const char **source, char *detail, size_t detail_size) {
   tuning_db *db = runtime_tuning_db(context);
@@ -94,6 +95,7 @@ static int runtime_tuned_config(fj_context *context, const attention_key *key, k
   char key_text[256], why[256] = "";
   attention_key tuned_as = *key;
   tuned_as.varlen_k = 0;
+  tuned_as.alibi = 0;
   core_attention_key_string(&tuned_as, key_text, sizeof key_text);
   tuning_winner winner;
   memset(&winner, 0, sizeof winner);

@@ -71,6 +71,9 @@ static fj_status runtime_cpu_params(const runtime_kernel *kernel, const attentio
   params->cu_seqlens_k = problem->cu_seqlens_k;
   params->cu_seqlens_k_stride = problem->cu_seqlens_k_stride;
   params->total_k = problem->total_k;
+  params->alibi = problem->alibi;
+  params->alibi_stride[0] = problem->alibi_stride[0];
+  params->alibi_stride[1] = problem->alibi_stride[1];
   params->scale_log2 = (float)((double)problem->softmax_scale * RUNTIME_LOG2E);
   if (problem->key.softcap) {
     params->softcap_out = (float)((double)problem->softcap * RUNTIME_LOG2E);
@@ -119,6 +122,9 @@ fj_status runtime_gpu_params(const runtime_kernel *kernel, const attention_probl
   params->cu_seqlens_k = (uint64_t)(uintptr_t)fields.cu_seqlens_k;
   params->cu_seqlens_k_stride = fields.cu_seqlens_k_stride;
   params->total_k = fields.total_k;
+  params->alibi = (uint64_t)(uintptr_t)fields.alibi;
+  params->alibi_stride[0] = fields.alibi_stride[0];
+  params->alibi_stride[1] = fields.alibi_stride[1];
   if (problem->key.softcap) {  /* in the raw q.k's units: the kernel scales by scale_log2 after the cap */
     params->softcap_in = (float)((double)problem->softmax_scale / (double)problem->softcap);
     params->softcap_out = (float)((double)problem->softcap / (double)problem->softmax_scale);

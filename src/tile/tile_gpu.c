@@ -743,6 +743,21 @@ void tile_gpu_tanh_scaled(tile_gpu *tg, tile_gpu_acc *acc, LLVMValueRef in, LLVM
     acc->v[i] = LLVMBuildFMul(B(tg), out, cuda_ir_tanh(&tg->ir, LLVMBuildFMul(B(tg), in, acc->v[i], "")), "");
 }
 
+void tile_gpu_add_distance(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows *slope, const tile_gpu_rows *centre) {
+  LLVMBuilderRef b = B(tg);
+  /* Column of element (n, reg) is 8n + (reg & 1) + 2 (lane % 4): the lane's part comes off each centre once. */
+  LLVMValueRef lane_column = LLVMBuildUIToFP(b, tg->quad_col, tg->tb.f32, "");
+  LLVMValueRef from_lane[2 * TILE_GPU_MAX_M_TILES];
+  for (int r = 0; r < 2 * acc->m_tiles; r++) from_lane[r] = LLVMBuildFSub(b, centre->v[r], lane_column, "");
+  for (int i = 0; i < acc_count(acc); i++) {
+    int n = i / 4 % acc->n_tiles, reg = i % 4, r = row_of(acc, i);
+    LLVMValueRef d = LLVMBuildFSub(b, from_lane[r], tile_f32(&tg->tb, (float)(8 * n + (reg & 1))), "");
+    LLVMValueRef negative = LLVMBuildFCmp(b, LLVMRealOLT, d, tile_f32(&tg->tb, 0.0f), "");
+    d = LLVMBuildSelect(b, negative, LLVMBuildFNeg(b, d, ""), d, "");
+    acc->v[i] = LLVMBuildFAdd(b, acc->v[i], LLVMBuildFMul(b, slope->v[r], d, ""), "");
+  }
+}
+
 void tile_gpu_row_sum_partial(tile_gpu *tg, const tile_gpu_acc *acc, tile_gpu_rows *out) {
   out->m_tiles = acc->m_tiles;
   for (int r = 0; r < 2 * acc->m_tiles; r++) {

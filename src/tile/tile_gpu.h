@@ -211,6 +211,9 @@ void tile_gpu_row_max_scaled(tile_gpu *tg, const tile_gpu_acc *acc, LLVMValueRef
 void tile_gpu_exp2_scaled_minus_rows(tile_gpu *tg, tile_gpu_acc *acc, LLVMValueRef scale, const tile_gpu_rows *sub);
 /* acc[i] = out * tanh(in * acc[i]) (tanh.approx): logit soft-capping. */
 void tile_gpu_tanh_scaled(tile_gpu *tg, tile_gpu_acc *acc, LLVMValueRef in, LLVMValueRef out);
+/* acc[r][c] += slope[r] |centre[r] - c| (f32 rows; c the element's column in the tile): a bias that
+ * grows with a column's distance from each row's own, ALiBi's. */
+void tile_gpu_add_distance(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows *slope, const tile_gpu_rows *centre);
 /* out[r] = this thread's part of sum_c acc[r][c] (no shuffles: a running sum reduces once, at the
  * end, with tile_gpu_rows_reduce_sum). */
 void tile_gpu_row_sum_partial(tile_gpu *tg, const tile_gpu_acc *acc, tile_gpu_rows *out);
