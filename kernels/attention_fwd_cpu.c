@@ -21,8 +21,10 @@
  * rounded to bf16 as pairs of keys per query, and V's rows interleaved in pairs of keys; the scale is
  * applied to the scores rather than folded into Q, which stays exact. A split-KV job leaves its fp32
  * output and base-2 LSE in the runtime's workspace instead (src/runtime/split_kv.c combines the
- * parts). Logit soft-capping passes each score through a scaled tanh before the masks; an attention
- * sink is one more term of a row's sum, added in the epilogue. */
+ * parts). Logit soft-capping passes each score through a scaled tanh before the masks, and ALiBi then
+ * subtracts the row's slope times the key's distance from its diagonal; an attention sink is one more
+ * term of a row's sum, added in the epilogue. Ragged queries (cu_seqlens_q) and packed keys
+ * (cu_seqlens_k) start a sequence's rows of q and o, or of k and v, at its offset. */
 #include "kernels/kernel_family.h"
 
 #include <math.h>
@@ -234,8 +236,8 @@ static int64_t job_count(const attention_problem *problem, const kernel_config *
 
 /* The per-thread scratch, in floats, in this order: Q^T [d][block_m] (pre-scaled), O [block_m][dp],
  * packed K [block_n][d], packed V [block_n][dp], P^T [block_n][block_m], the scores S^T
- * [block_n][block_m] of a tile of several chunks, the rescale factors [block_m], and the final
- * statistics [2][block_m]. */
+ * [block_n][block_m] of a tile of several chunks, the rescale factors [block_m], the final
+ * statistics [2][block_m], and ALiBi's per-row slopes and diagonal keys [2][block_m]. */
 typedef struct scratch_layout {
   size_t q_t, o, k, v, p_t, s_t, alpha, stats, alibi, total;
 } scratch_layout;
@@ -315,7 +317,8 @@ static LLVMValueRef table_page(tile_builder *tb, const key_rows *kr, LLVMValueRe
 /* Element index of [key's place, h, 0] in t (k or v). */
 static LLVMValueRef key_row_index(tile_builder *tb, const key_rows *kr, const tensor_ir *t, LLVMValueRef key,
                                   LLVMValueRef h) {
-  if (kr->page_size == 0) return row_index(tb, t, kr->b, kr->start != NULL ? tile_add(tb, kr->start, key) : key, h);
+  if (kr->page_size == 0)
+    return row_index(tb, t, kr->b, kr->start != NULL ? tile_add(tb, kr->start, key) : key, h);
   LLVMValueRef page_size = tile_i64(tb, kr->page_size);
   LLVMValueRef page = table_page(tb, kr, LLVMBuildSDiv(tb->b, key, page_size, ""));
   return row_index(tb, t, page, LLVMBuildSRem(tb->b, key, page_size, ""), h);
@@ -800,7 +803,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   fill_zero(tb, o_acc, (int64_t)BM * DP);
 
   /* ---- ALiBi: per row, its head's -slope log2 e (base-2 logits) and its diagonal key i + keys - queries
-   * as floats, for the score pass to take a vector of each (rows past the tile's end take the last
+   * as floats, for the score pass to take a vector of each (rows past the sequence's end take its last
    * row's) ---- */
   if (s.alibi) {
     LLVMValueRef slopes = tile_load_param_ptr(tb, block, P_OFF(alibi));

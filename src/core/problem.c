@@ -63,8 +63,10 @@ static double core_sequence_pairs(const attention_problem *problem, int64_t quer
 }
 
 int64_t core_sequence_keys(const attention_problem *problem, int64_t b) {
-  if (problem->cu_seqlens_k != NULL)
-    return problem->cu_seqlens_k[(b + 1) * problem->cu_seqlens_k_stride] - problem->cu_seqlens_k[b * problem->cu_seqlens_k_stride];
+  if (problem->cu_seqlens_k != NULL) {
+    const int32_t *offsets = problem->cu_seqlens_k;
+    return offsets[(b + 1) * problem->cu_seqlens_k_stride] - offsets[b * problem->cu_seqlens_k_stride];
+  }
   if (problem->seqlens_kv == NULL) return problem->seqlen_kv;
   return problem->seqlens_kv[b * problem->seqlens_kv_stride];
 }
@@ -411,31 +413,35 @@ typedef struct core_batch {
   const char *is;
 } core_batch;
 
+/* The names a set of offsets is checked under: cu_seqlens_q's or cu_seqlens_k's. */
+typedef struct core_offsets_names {
+  const char *total, *total_is, *most, *rows;  /* "total_q", "q.shape[0]", "max_seqlen_q", "queries" */
+} core_offsets_names;
+
 /* cu_seqlens_q or cu_seqlens_k (`cu`): [batch + 1] int32 on q's device, apart from the outputs, and on
- * the CPU (where it can be read now) offsets that do not decrease, inside [0, total] (rows of q, or of k,
- * `total_is` naming which), no two more than `most` (max_seqlen_q or max_seqlen_k) apart. */
-static fj_status core_check_offsets(core_arg *cu, const char *rows, int64_t total, const char *total_is, int64_t most,
+ * the CPU (where it can be read now) offsets that do not decrease, inside [0, total] (rows of q, or of
+ * k), no two more than `most` (max_seqlen_q or max_seqlen_k) apart. */
+static fj_status core_check_offsets(core_arg *cu, const core_offsets_names *names, int64_t total, int64_t most,
                                     const core_arg *q, const core_arg *o, const core_arg *lse) {
   fj_status s;
   if ((s = core_check_index_tensor(cu, q, o, lse)) != FJ_OK) return s;
   if (cu->t->device.device_type != kDLCPU) return FJ_OK;
   if (cu->t->data == NULL) return core_error(FJ_INVALID_ARGUMENT, "%s.data is NULL", cu->name);
   const int32_t *offsets = core_index_data(cu);
-  const char *n = cu->name, *total_name = rows[0] == 'q' ? "total_q" : "total_k";
-  const char *most_name = rows[0] == 'q' ? "max_seqlen_q" : "max_seqlen_k";
+  const char *n = cu->name;
   int32_t first = offsets[0];
   if (first < 0 || first > total)
     return core_error(FJ_INVALID_ARGUMENT, "%s[0]=%" PRId32 ": must be from 0 to %s=%" PRId64 " (%s)", n, first,
-                      total_name, total, total_is);
+                      names->total, total, names->total_is);
   for (int64_t b = 1; b < cu->t->shape[0]; b++) {
     int64_t start = offsets[(b - 1) * cu->stride[0]], end = offsets[b * cu->stride[0]];
     if (end < start || end > total)
       return core_error(FJ_INVALID_ARGUMENT, "%s[%" PRId64 "]=%" PRId64 " after %s[%" PRId64 "]=%" PRId64
                         ": offsets must not decrease and must end by %s=%" PRId64 " (%s)",
-                        n, b, end, n, b - 1, start, total_name, total, total_is);
+                        n, b, end, n, b - 1, start, names->total, total, names->total_is);
     if (end - start > most)
       return core_error(FJ_INVALID_ARGUMENT, "%s[%" PRId64 "] - %s[%" PRId64 "]=%" PRId64 " %s, more than %s=%" PRId64,
-                        n, b, n, b - 1, end - start, rows[0] == 'q' ? "queries" : "keys", most_name, most);
+                        n, b, n, b - 1, end - start, names->rows, names->most, most);
   }
   return FJ_OK;
 }
@@ -820,9 +826,10 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
   if (lens.t != NULL && (s = core_check_seqlens_kv(&lens, &q, &batch, seqlen_kv, seqlen_kv_is, &o, &lse)) != FJ_OK)
     return s;
   if (paged && (s = core_check_block_table_entries(&table, &k, &lens)) != FJ_OK) return s;
-  if (ragged && (s = core_check_offsets(&cu, "q", qs[0], "q.shape[0]", seqlen_q, &q, &o, &lse)) != FJ_OK) return s;
-  if (packed && (s = core_check_offsets(&cu_k, "k", ks[0], "k.shape[0]", seqlen_kv, &q, &o, &lse)) != FJ_OK)
-    return s;
+  static const core_offsets_names query_offsets = {"total_q", "q.shape[0]", "max_seqlen_q", "queries"};
+  static const core_offsets_names key_offsets = {"total_k", "k.shape[0]", "max_seqlen_k", "keys"};
+  if (ragged && (s = core_check_offsets(&cu, &query_offsets, qs[0], seqlen_q, &q, &o, &lse)) != FJ_OK) return s;
+  if (packed && (s = core_check_offsets(&cu_k, &key_offsets, ks[0], seqlen_kv, &q, &o, &lse)) != FJ_OK) return s;
   if (sinks.t != NULL && (s = core_check_sinks(&sinks, &q, qs[qh], &o, &lse)) != FJ_OK) return s;
   if (alibi.t != NULL && (s = core_check_alibi(&alibi, &q, &batch, qs[qh], &o, &lse)) != FJ_OK) return s;
   if (work.t != NULL) {
