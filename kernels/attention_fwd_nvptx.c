@@ -539,6 +539,16 @@ static LLVMValueRef slot_rows(tile_gpu *tg, const shape *s, LLVMValueRef seqlen_
  * with the LSE sink2. Only the first part of a split job holds it, so that the combine counts it once.
  * Packed rows are (position, head) pairs: each its own head. Read once per block, before the loop, so
  * that no register is held across it or spent in the epilogue. */
+/* The query head of the block's row `row` at `position`: the block's head, or with pack_gqa (rows are
+ * (position, head of the group) pairs) the group's first head plus the row's place in its group. */
+static LLVMValueRef row_head(tile_gpu *tg, const shape *s, const block_coordinates *at, LLVMValueRef row,
+                             LLVMValueRef position) {
+  if (!s->pack_gqa) return at->head;
+  tile_builder *tb = &tg->tb;
+  LLVMValueRef group = LLVMBuildZExt(tb->b, tile_gpu_param_i32(tg, P_OFF(group)), tb->i64, "");
+  return tile_add(tb, at->head, tile_sub(tb, row, tile_mul(tb, position, group)));
+}
+
 static void seed_sinks(tile_gpu *tg, const shape *s, const block_coordinates *at, LLVMValueRef warp_row0,
                        tile_gpu_rows *row_max, tile_gpu_rows *row_sum) {
   tile_builder *tb = &tg->tb;
@@ -547,18 +557,14 @@ static void seed_sinks(tile_gpu *tg, const shape *s, const block_coordinates *at
   tile_gpu_rows_index(tg, &rows, s->m_tiles, warp_row0);
   LLVMValueRef sinks = tile_gpu_param_global(tg, P_OFF(sinks));
   LLVMValueRef stride = tile_gpu_param_i64(tg, P_OFF(sinks_stride));
-  LLVMValueRef group = LLVMBuildZExt(ir, tile_gpu_param_i32(tg, P_OFF(group)), tb->i64, "");
   LLVMValueRef first_part = LLVMBuildICmp(ir, LLVMIntEQ, at->part, tile_i64(tb, 0), "");
   LLVMValueRef quad_first = LLVMBuildICmp(ir, LLVMIntEQ, LLVMBuildAnd(ir, tg->lane, tile_gpu_i32(tg, 3), ""),
                                           tile_gpu_i32(tg, 0), "");
   LLVMValueRef one = LLVMBuildSelect(ir, LLVMBuildAnd(ir, first_part, quad_first, ""), tile_f32(tb, 1.0f),
                                      tile_f32(tb, 0.0f), "");
   for (int r = 0; r < 2 * s->m_tiles; r++) {
-    LLVMValueRef head = at->head;
-    if (s->pack_gqa) {
-      LLVMValueRef row = tile_add(tb, at->q0, rows.v[r]);
-      head = tile_add(tb, head, tile_sub(tb, row, tile_mul(tb, row_position(tg, s, row), group)));
-    }
+    LLVMValueRef row = tile_add(tb, at->q0, rows.v[r]);
+    LLVMValueRef head = row_head(tg, s, at, row, row_position(tg, s, row));
     LLVMValueRef index = tile_mul(tb, head, stride);
     LLVMValueRef sink = LLVMBuildLoad2(ir, tb->f32, LLVMBuildGEP2(ir, tb->f32, sinks, &index, 1, ""), "");
     LLVMValueRef sink2 = LLVMBuildFMul(ir, sink, tile_f32(tb, 1.4426950408889634f), "sink2");
@@ -579,13 +585,11 @@ static void add_alibi(tile_gpu *tg, const shape *s, const block_coordinates *at,
   LLVMValueRef slopes = tile_gpu_param_global(tg, P_OFF(alibi));
   LLVMValueRef batch_at = tile_mul(tb, at->batch, tile_gpu_param_i64(tg, P_OFF(alibi_stride[0])));
   LLVMValueRef head_stride = tile_gpu_param_i64(tg, P_OFF(alibi_stride[1]));
-  LLVMValueRef group = LLVMBuildZExt(ir, tile_gpu_param_i32(tg, P_OFF(group)), tb->i64, "");
   slope.m_tiles = centre.m_tiles = s->m_tiles;
   for (int r = 0; r < 2 * s->m_tiles; r++) {
     LLVMValueRef row = tile_add(tb, at->q0, rows.v[r]);
-    LLVMValueRef position = row_position(tg, s, row), head = at->head;
-    if (s->pack_gqa) head = tile_add(tb, head, tile_sub(tb, row, tile_mul(tb, position, group)));
-    LLVMValueRef index = tile_add(tb, batch_at, tile_mul(tb, head, head_stride));
+    LLVMValueRef position = row_position(tg, s, row);
+    LLVMValueRef index = tile_add(tb, batch_at, tile_mul(tb, row_head(tg, s, at, row, position), head_stride));
     LLVMValueRef value = LLVMBuildLoad2(ir, tb->f32, LLVMBuildGEP2(ir, tb->f32, slopes, &index, 1, ""), "slope");
     slope.v[r] = LLVMBuildFMul(ir, value, unit, "");
     centre.v[r] = LLVMBuildSIToFP(ir, tile_sub(tb, tile_add(tb, position, diagonal), n0), tb->f32, "");

@@ -385,22 +385,28 @@ static void core_view_add_batch(tensor_view *view, int64_t batch, int64_t seqlen
   view->shape[view->ndim == 4 ? 1 : 2] = seqlen_q;
 }
 
-/* An int32 index tensor (seqlens_kv, block_table, cu_seqlens_q): its dtype, device, layout, and apart from the
- * outputs. */
-static fj_status core_check_index_tensor(core_arg *arg, const core_arg *q, const core_arg *o, const core_arg *lse) {
+/* A tensor the call only reads beside q, k and v (an index tensor, sinks, slopes), its dtype already
+ * checked (arg->dtype a 4-byte type): on q's device, a valid layout, apart from the outputs. */
+static fj_status core_check_side_input(core_arg *arg, const core_arg *q, const core_arg *o, const core_arg *lse) {
   fj_status s;
+  if ((s = core_check_same_device(arg, q)) != FJ_OK) return s;
+  if ((s = core_check_layout(arg)) != FJ_OK) return s;
+  if ((s = core_check_disjoint(o, arg)) != FJ_OK) return s;
+  if (lse->t != NULL && (s = core_check_disjoint(lse, arg)) != FJ_OK) return s;
+  return FJ_OK;
+}
+
+/* An int32 index tensor (seqlens_kv, block_table, cu_seqlens_q, cu_seqlens_k): its dtype, then as every
+ * side input. */
+static fj_status core_check_index_tensor(core_arg *arg, const core_arg *q, const core_arg *o, const core_arg *lse) {
   DLDataType type = arg->t->dtype;
   if (type.code != kDLInt || type.bits != 32 || type.lanes != 1) {
     char text[48];
     core_format_dlpack_type(type, text, sizeof text);
     return core_error(FJ_INVALID_ARGUMENT, "%s.dtype is %s; expected int32", arg->name, text);
   }
-  if ((s = core_check_same_device(arg, q)) != FJ_OK) return s;
   arg->dtype = DTYPE_F32;  /* int32 is not an attention dtype; the layout check only needs its 4 bytes */
-  if ((s = core_check_layout(arg)) != FJ_OK) return s;
-  if ((s = core_check_disjoint(o, arg)) != FJ_OK) return s;
-  if (lse->t != NULL && (s = core_check_disjoint(lse, arg)) != FJ_OK) return s;
-  return FJ_OK;
+  return core_check_side_input(arg, q, o, lse);
 }
 
 static const int32_t *core_index_data(const core_arg *arg) {
@@ -525,10 +531,7 @@ static fj_status core_check_sinks(core_arg *sinks, const core_arg *q, int64_t he
     core_format_dlpack_type(sinks->t->dtype, text, sizeof text);
     return core_error(FJ_INVALID_ARGUMENT, "sinks.dtype is %s; expected fp32", text);
   }
-  if ((s = core_check_same_device(sinks, q)) != FJ_OK) return s;
-  if ((s = core_check_layout(sinks)) != FJ_OK) return s;
-  if ((s = core_check_disjoint(o, sinks)) != FJ_OK) return s;
-  if (lse->t != NULL && (s = core_check_disjoint(lse, sinks)) != FJ_OK) return s;
+  if ((s = core_check_side_input(sinks, q, o, lse)) != FJ_OK) return s;
   if (sinks->t->device.device_type != kDLCPU) return FJ_OK;
   const float *values = (const float *)(const void *)((const char *)sinks->t->data + sinks->t->byte_offset);
   for (int64_t h = 0; h < heads; h++)
@@ -562,10 +565,7 @@ static fj_status core_check_alibi(core_arg *slopes, const core_arg *q, const cor
     core_format_dlpack_type(t->dtype, text, sizeof text);
     return core_error(FJ_INVALID_ARGUMENT, "alibi_slopes.dtype is %s; expected fp32", text);
   }
-  if ((s = core_check_same_device(slopes, q)) != FJ_OK) return s;
-  if ((s = core_check_layout(slopes)) != FJ_OK) return s;
-  if ((s = core_check_disjoint(o, slopes)) != FJ_OK) return s;
-  if (lse->t != NULL && (s = core_check_disjoint(lse, slopes)) != FJ_OK) return s;
+  if ((s = core_check_side_input(slopes, q, o, lse)) != FJ_OK) return s;
   if (t->device.device_type != kDLCPU) return FJ_OK;
   const float *values = (const float *)(const void *)((const char *)t->data + t->byte_offset);
   int64_t rows = t->ndim == 2 ? t->shape[0] : 1, row_stride = t->ndim == 2 ? slopes->stride[0] : 0;
