@@ -55,6 +55,11 @@ FJ_API const char *fj_last_error(void);
 /* The library's version, "MAJOR.MINOR.PATCH"; a static string, never NULL. */
 FJ_API const char *fj_version_string(void);
 
+/* DLPack 1.1's type codes of the fp8 types k and v may have (DLDataType.code, with bits 8 and lanes 1);
+ * an older dlpack.h has no name for them. */
+#define FJ_DLPACK_FLOAT8_E4M3FN 10
+#define FJ_DLPACK_FLOAT8_E5M2 12
+
 /* ---- context ------------------------------------------------------------------------------------ */
 
 typedef struct fj_context fj_context;
@@ -151,7 +156,8 @@ typedef struct fj_attention_args {
   uint32_t struct_size;
   /* q: [batch, seqlen_q, heads, head_dim]; k, v: [batch, seqlen_kv, kv_heads, head_dim];
    * o: like q. Any strides (in elements; packed QKV views work); fp32, fp16 or bf16, all four the same
-   * dtype; head_dim a multiple of 8 from 8 to 256; heads a multiple of kv_heads (GQA/MQA).
+   * dtype, except that k and v may both be fp8 (an fp8 KV cache, see k_scale); head_dim a multiple of
+   * 8 from 8 to 256; heads a multiple of kv_heads (GQA/MQA).
    * o must not overlap q, k, v or lse, and must not overlap itself. */
   const DLTensor *q;
   const DLTensor *k;
@@ -256,6 +262,14 @@ typedef struct fj_attention_args {
    * be finite: on the CPU one that is not is refused (FJ_INVALID_ARGUMENT); on a GPU, whose memory the
    * call does not read, it gives NaN or infinities in that head's rows (and writes nowhere else). */
   const DLTensor *alibi_slopes;
+  /* An fp8 KV cache (vLLM's kv_cache_dtype="fp8", FlashInfer's fp8 pages): k and v both
+   * FJ_DLPACK_FLOAT8_E4M3FN or both FJ_DLPACK_FLOAT8_E5M2 (bits 8, lanes 1) beside q and o of fp32,
+   * fp16 or bf16. They hold the keys and values divided by k_scale and v_scale, the per-tensor scales
+   * the cache was quantized with: the call attends to k_scale x k and v_scale x v. 0, the default,
+   * selects 1; each must be finite and not negative, and they are read only when k and v are fp8.
+   * On the CPU only for now: a GPU context refuses fp8 k and v (FJ_UNSUPPORTED). */
+  float k_scale;
+  float v_scale;
 } fj_attention_args;
 
 /* Fills *args with the defaults: no tensors, scale 0 (1/sqrt(head_dim)), not causal, no window (-1,

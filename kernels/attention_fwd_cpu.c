@@ -220,7 +220,7 @@ static void default_config(const attention_key *key, const jit_target *target, k
 }
 
 static void codegen_key(const attention_key *key, char *buffer, size_t size) {
-  char extra[64];
+  char extra[96];
   core_key_extra_text(key, extra, sizeof extra);
   snprintf(buffer, size, "dtype=%s d=%d causal=%d%s lse=%d dcontig=%d%s%s", core_dtype_name((dtype_id)key->dtype),
            key->head_dim, key->causal, key->window ? " window=1" : "", key->has_lse, key->d_contiguous,
@@ -374,6 +374,7 @@ typedef struct shape {
   int pv_rows, pv_vectors;
   int bf16_dot;  /* packed K, V, Q^T and P^T hold bf16 bits, multiplied in pairs */
   dtype_id dtype;
+  dtype_id kv_dtype;  /* k's and v's: dtype, or an fp8 cache's (converted as its tiles are packed) */
 } shape;
 
 /* Which query a job's row is: rows run over positions, and with pack_gqa over the query heads of one
@@ -402,27 +403,34 @@ static void fill_zero(tile_builder *tb, LLVMValueRef base, int64_t floats) {
 }
 
 /* One row of one head of K or V (at element `source`, prefetching `ahead`) into the packed tile at
- * packed_row, zero-padded from d to row_elements: as fp32, or with bf16_dot as the bf16 bits. */
+ * packed_row, zero-padded from d to row_elements: as fp32, or with bf16_dot as the bf16 bits (an fp8
+ * cache's elements converted, which bf16 holds exactly). */
 static void pack_row(tile_builder *tb, const shape *s, const tensor_ir *t, LLVMValueRef source, LLVMValueRef ahead,
                      LLVMValueRef packed, LLVMValueRef packed_row, int row_elements) {
-  for (int d = 0; d < s->head_dim; d += 64 / (int)core_dtype_size(s->dtype))
-    tile_prefetch(tb, t->base, tile_add(tb, ahead, tile_mul(tb, tile_i64(tb, d), t->stride[3])), s->dtype);
+  const dtype_id kv = s->kv_dtype;
+  for (int d = 0; d < s->head_dim; d += 64 / (int)core_dtype_size(kv))
+    tile_prefetch(tb, t->base, tile_add(tb, ahead, tile_mul(tb, tile_i64(tb, d), t->stride[3])), kv);
+  int copy_bits = s->bf16_dot && kv == DTYPE_BF16, to_bits = s->bf16_dot && kv != DTYPE_BF16;
   if (s->d_contiguous && s->head_dim % s->lanes == 0) {
     for (int d = 0; d < s->head_dim; d += s->lanes) {
       LLVMValueRef from = tile_add(tb, source, tile_i64(tb, d)), to = tile_add(tb, packed_row, tile_i64(tb, d));
-      if (s->bf16_dot)
+      if (copy_bits)
         tile_store_bits(tb, packed, to, tile_load_bits(tb, t->base, from, s->lanes));
+      else if (to_bits)
+        tile_store_bits(tb, packed, to, tile_exact_bf16_bits(tb, tile_load_vector(tb, t->base, from, kv)));
       else
-        tile_store_vector(tb, packed, to, tile_load_vector(tb, t->base, from, s->dtype));
+        tile_store_vector(tb, packed, to, tile_load_vector(tb, t->base, from, kv));
     }
   } else {
     tile_loop dl;
     LLVMValueRef d = tile_for(tb, &dl, tile_i64(tb, 0), tile_i64(tb, s->head_dim), tile_i64(tb, 1), "d");
     LLVMValueRef from = tile_add(tb, source, tile_mul(tb, d, t->stride[3])), to = tile_add(tb, packed_row, d);
-    if (s->bf16_dot)
+    if (copy_bits)
       tile_store_bits(tb, packed, to, tile_load_bits(tb, t->base, from, 1));
+    else if (to_bits)
+      tile_store_bits(tb, packed, to, tile_exact_bf16_bits(tb, tile_load_element(tb, t->base, from, kv)));
     else
-      tile_store_f32(tb, packed, to, tile_load_element(tb, t->base, from, s->dtype));
+      tile_store_f32(tb, packed, to, tile_load_element(tb, t->base, from, kv));
     tile_end_for(tb, &dl);
   }
   for (int d = s->head_dim; d < row_elements; d++) {
@@ -665,7 +673,8 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
              .varlen_q = key->varlen_q,
              .varlen_k = key->varlen_k,
              .alibi = key->alibi,
-             .dtype = (dtype_id)key->dtype};
+             .dtype = (dtype_id)key->dtype,
+             .kv_dtype = core_key_kv_dtype(key)};
   s.pv_rows = config->values[P_PV_ROWS];
   s.pv_vectors = config->values[P_PV_VECTORS];
   s.pack_gqa = config->values[P_PACK_GQA];
@@ -992,7 +1001,9 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     LLVMValueRef m = tile_for(tb, &ml, tile_i64(tb, 0), rows, tile_i64(tb, 1), "m");
     LLVMValueRef l = tile_load_f32(tb, stats, m);
     LLVMValueRef seen = LLVMBuildFCmp(tb->b, LLVMRealOGT, l, tile_f32(tb, 0.0f), "");
-    LLVMValueRef inverse = LLVMBuildSelect(tb->b, seen, LLVMBuildFDiv(tb->b, tile_f32(tb, 1.0f), l, ""), tile_f32(tb, 0.0f), "");
+    /* an fp8 cache's values are v / v_scale: o = v_scale sum p v / l */
+    LLVMValueRef numerator = key->kv_fp8 ? tile_load_param_f32(tb, block, P_OFF(v_scale)) : tile_f32(tb, 1.0f);
+    LLVMValueRef inverse = LLVMBuildSelect(tb->b, seen, LLVMBuildFDiv(tb->b, numerator, l, ""), tile_f32(tb, 0.0f), "");
     LLVMValueRef query, h;
     row_query(tb, &qr, tile_add(tb, q0, m), &query, &h);
     LLVMValueRef source = tile_mul(tb, m, tile_i64(tb, DP));
@@ -1004,6 +1015,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
       LLVMValueRef with_inverse, with_lse2;
       add_sink(tb, block, h, max, l, &with_inverse, &with_lse2);
       LLVMValueRef first_part = LLVMBuildICmp(tb->b, LLVMIntEQ, part, tile_i64(tb, 0), "");
+      if (key->kv_fp8) with_inverse = LLVMBuildFMul(tb->b, with_inverse, numerator, "");
       inverse = LLVMBuildSelect(tb->b, first_part, with_inverse, inverse, "");
       lse2 = LLVMBuildSelect(tb->b, first_part, with_lse2, lse2, "");
     }

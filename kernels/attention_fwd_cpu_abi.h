@@ -59,10 +59,13 @@ typedef struct cpu_attention_params {
   int64_t sinks_stride;
   int64_t cu_seqlens_k_stride, total_k;
   int64_t alibi_stride[2];
-  float scale_log2;           /* softmax_scale * log2(e): scores are exponentiated in base 2 */
+  float scale_log2;           /* softmax_scale * k_scale * log2(e): scores are exponentiated in base 2 */
   /* Soft-capped kernels (key.softcap) only: a base-2 score s becomes softcap_out * tanh(softcap_in * s),
    * softcap_out = softcap * log2(e) and softcap_in its inverse. */
   float softcap_in, softcap_out;
+  /* fp8 caches (key.kv_fp8) only: o is v_scale x the attention over the stored values (k_scale is in
+   * scale_log2). */
+  float v_scale;
 } cpu_attention_params;
 
 /* The generated function: one job = one tile of query rows of one (batch, head slot). scratch is this

@@ -199,14 +199,24 @@ static const char *feature_named(const shape *s) {
   return "logit soft-capping";
 }
 
-static int config_valid(const attention_key *key, const jit_target *target, const kernel_config *config,
-                        char *why, size_t why_size) {
-  shape s = shape_of(key, config);
-  if (s.dtype != DTYPE_F16 && s.dtype != DTYPE_BF16) {
+static int problem_supported(const attention_key *key, char *why, size_t why_size) {
+  if (key->dtype != DTYPE_F16 && key->dtype != DTYPE_BF16) {
     snprintf(why, why_size, "dtype %s: the NVIDIA kernels use fp16/bf16 tensor cores only (fp32 runs on the cpu backend)",
-             core_dtype_name(s.dtype));
+             core_dtype_name((dtype_id)key->dtype));
     return 0;
   }
+  if (key->kv_fp8) {
+    snprintf(why, why_size, "k and v of %s: fp8 KV caches run on the cpu backend only so far",
+             core_dtype_name((dtype_id)key->kv_fp8));
+    return 0;
+  }
+  return 1;
+}
+
+static int config_valid(const attention_key *key, const jit_target *target, const kernel_config *config,
+                        char *why, size_t why_size) {
+  if (!problem_supported(key, why, why_size)) return 0;
+  shape s = shape_of(key, config);
   if (s.head_dim < 8 || s.head_dim > 256 || s.head_dim % 8 != 0) {
     snprintf(why, why_size, "head_dim=%d: must be a multiple of 8 in [8, 256]", s.head_dim);
     return 0;
@@ -363,7 +373,7 @@ static void default_config(const attention_key *key, const jit_target *target, k
 }
 
 static void codegen_key(const attention_key *key, char *buffer, size_t size) {
-  char extra[64];
+  char extra[96];
   core_key_extra_text(key, extra, sizeof extra);
   snprintf(buffer, size, "dtype=%s d=%d causal=%d%s lse=%d dcontig=%d%s%s%s", core_dtype_name((dtype_id)key->dtype),
            key->head_dim, key->causal, key->window ? " window=1" : "", key->has_lse, key->d_contiguous,
@@ -909,6 +919,7 @@ const kernel_family attention_fwd_nvptx_family = {
     .generator_version = GENERATOR_VERSION,
     .num_params = P_COUNT,
     .params = params,
+    .problem_supported = problem_supported,
     .config_valid = config_valid,
     .default_config = default_config,
     .generate = generate,

@@ -35,6 +35,10 @@ typedef struct kernel_family {
   int num_params;
   const kernel_param *params;
 
+  /* (optional, NULL: every valid problem) 1 when the family generates kernels for this problem at all;
+   * else 0 and why (a dtype its hardware path lacks): the call gets FJ_UNSUPPORTED before any config is
+   * chosen. */
+  int (*problem_supported)(const attention_key *key, char *why, size_t why_size);
   /* 1 when the config can run this problem on this target; else 0 and a reason in why. */
   int (*config_valid)(const attention_key *key, const jit_target *target, const kernel_config *config,
                       char *why, size_t why_size);

@@ -69,14 +69,25 @@ typedef struct test_case {
   /* ALiBi (alibi_slopes, case_alibi_slope): 1 one slope per head ([heads]), 2 per sequence and head
    * ([batch, heads]) */
   int alibi;
+  /* 0, or DTYPE_E4M3 / DTYPE_E5M2: k and v of that fp8, an fp8 KV cache read with case_k_scale and
+   * case_v_scale (contiguous, d-stride-2 and lse-strided layouts only) */
+  int kv_fp8;
 } test_case;
 
 #define CASE_RAGGED_BEFORE 2
+
+/* k's and v's dtype; an fp8 case's scales (not 1, and not powers of two for E4M3, so that a kernel that
+ * drops or swaps them shows; the stored values are the random ones, the attended ones these times them) */
+static inline dtype_id case_kv_dtype(const test_case *c) { return c->kv_fp8 ? (dtype_id)c->kv_fp8 : c->dtype; }
+static inline float case_k_scale(const test_case *c) { return c->kv_fp8 == DTYPE_E4M3 ? 1.75f : 0.5f; }
+static inline float case_v_scale(const test_case *c) { return c->kv_fp8 == DTYPE_E4M3 ? 0.375f : 3.0f; }
 
 /* Short names for the case tables. */
 #define F32 DTYPE_F32
 #define F16 DTYPE_F16
 #define BF16 DTYPE_BF16
+#define E4M3 DTYPE_E4M3
+#define E5M2 DTYPE_E5M2
 #define CONTIG LAYOUT_CONTIGUOUS
 #define PACKED LAYOUT_PACKED_QKV
 #define DSTRIDE2 LAYOUT_D_STRIDE2
@@ -124,6 +135,10 @@ static inline void describe(const test_case *c, char *buffer, size_t size) {
   if (c->alibi) {
     size_t used = strlen(buffer);
     snprintf(buffer + used, size > used ? size - used : 0, " alibi%s", c->alibi == 2 ? "[b,h]" : "");
+  }
+  if (c->kv_fp8) {
+    size_t used = strlen(buffer);
+    snprintf(buffer + used, size > used ? size - used : 0, " kv=%s", core_dtype_name((dtype_id)c->kv_fp8));
   }
 }
 
@@ -234,6 +249,8 @@ static inline int case_tensors_create(const test_case *c, uint64_t seed, case_te
     kv_shape[1] = hk;
     kv_shape[2] = d;
   }
+  const dtype_id kv_dtype = case_kv_dtype(c);
+  if (c->kv_fp8 && layout_shares_allocation(c->layout)) return 0;
   if (c->layout == LAYOUT_PACKED_QKV) {
     int64_t all = h + 2 * hk;
     int64_t packed_shape[4] = {b, sq, all, d};
@@ -260,8 +277,8 @@ static inline int case_tensors_create(const test_case *c, uint64_t seed, case_te
     int64_t kvs[4] = {skv * hk * d * 2, hk * d * 2, d * 2, 2};
     const int64_t *kv_strided = c->packed_k ? kvs + 1 : kvs;
     ok &= host_tensor_alloc(&t->q, c->dtype, q_dims, q_shape, stride2 ? q_strided : NULL) == 0;
-    ok &= host_tensor_alloc(&t->k, c->dtype, kv_dims, kv_shape, stride2 ? kv_strided : NULL) == 0;
-    ok &= host_tensor_alloc(&t->v, c->dtype, kv_dims, kv_shape, stride2 ? kv_strided : NULL) == 0;
+    ok &= host_tensor_alloc(&t->k, kv_dtype, kv_dims, kv_shape, stride2 ? kv_strided : NULL) == 0;
+    ok &= host_tensor_alloc(&t->v, kv_dtype, kv_dims, kv_shape, stride2 ? kv_strided : NULL) == 0;
     if (ok) {
       host_tensor_fill_random(&t->q, seed);
       host_tensor_fill_random(&t->k, seed + 1);
@@ -273,9 +290,9 @@ static inline int case_tensors_create(const test_case *c, uint64_t seed, case_te
         host_tensor spare;
         int64_t before[3] = {CASE_RAGGED_BEFORE, hk, d}, after[3] = {1, hk, d};
         const int64_t *strides = kv[i]->t.strides;
-        host_tensor_view(&spare, kv[i], c->dtype, 3, before, strides, 0);
+        host_tensor_view(&spare, kv[i], kv_dtype, 3, before, strides, 0);
         host_tensor_poison(&spare);
-        host_tensor_view(&spare, kv[i], c->dtype, 3, after, strides, (kv_shape[0] - 1) * (strides ? strides[0] : hk * d));
+        host_tensor_view(&spare, kv[i], kv_dtype, 3, after, strides, (kv_shape[0] - 1) * (strides ? strides[0] : hk * d));
         host_tensor_poison(&spare);
       }
     }
@@ -411,6 +428,10 @@ static inline void case_host_args(const test_case *c, case_tensors *t, fj_attent
     args->max_seqlen_k = c->seqlen_kv;
   }
   if (c->alibi) args->alibi_slopes = &t->slopes_t;
+  if (c->kv_fp8) {
+    args->k_scale = case_k_scale(c);
+    args->v_scale = case_v_scale(c);
+  }
 }
 
 static inline uint64_t allocation_hash(const host_tensor *t) {

@@ -127,162 +127,175 @@ static void run_case(fj_context *context, const test_case *c) {
 }
 
 /* dtype, batch, heads, kv_heads, seqlen_q, seqlen_kv, head_dim, causal, lse, layout, scale, varlen,
- * page_size, window_left, window_right, ragged_q, sinks, softcap, packed_k, alibi */
+ * page_size, window_left, window_right, ragged_q, sinks, softcap, packed_k, alibi, kv_fp8 */
 static const test_case cases[] = {
     /* every dtype, causal and not, GQA 2, batch > 1, a length no tile divides */
-    {F32, 2, 4, 2, 257, 257, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {F32, 2, 4, 2, 257, 257, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {F16, 2, 4, 2, 257, 257, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {F16, 2, 4, 2, 257, 257, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {BF16, 2, 4, 2, 257, 257, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {BF16, 2, 4, 2, 257, 257, 64, 1, 0, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {F32, 2, 4, 2, 257, 257, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {F32, 2, 4, 2, 257, 257, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {F16, 2, 4, 2, 257, 257, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {F16, 2, 4, 2, 257, 257, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {BF16, 2, 4, 2, 257, 257, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {BF16, 2, 4, 2, 257, 257, 64, 1, 0, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
     /* GQA ratios 1, 2, 4, 8 and MQA */
-    {F16, 1, 8, 8, 130, 130, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {BF16, 1, 8, 4, 130, 130, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {F32, 1, 8, 2, 130, 200, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {F16, 1, 8, 1, 130, 130, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {BF16, 2, 4, 1, 100, 300, 96, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {F32, 1, 4, 1, 66, 66, 128, 0, 0, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {F16, 1, 8, 8, 130, 130, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {BF16, 1, 8, 4, 130, 130, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {F32, 1, 8, 2, 130, 200, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {F16, 1, 8, 1, 130, 130, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {BF16, 2, 4, 1, 100, 300, 96, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {F32, 1, 4, 1, 66, 66, 128, 0, 0, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
     /* decode steps: a few queries per KV head, which the default packs into one job's rows (groups
      * 3, 4, 8; a group that fills the rows; rows past a short cache's diagonal fully masked) */
-    {BF16, 3, 8, 2, 1, 1000, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {F16, 2, 8, 1, 3, 517, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {F32, 1, 6, 2, 2, 300, 80, 1, 1, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {BF16, 2, 4, 2, 5, 3, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {BF16, 3, 8, 2, 1, 1000, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {F16, 2, 8, 1, 3, 517, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {F32, 1, 6, 2, 2, 300, 80, 1, 1, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {BF16, 2, 4, 2, 5, 3, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
     /* seqlens_kv: each sequence its own key count (all, none, and spread), decode and prefill, causal
      * aligned to each sequence's own last key */
-    {BF16, 4, 8, 2, 1, 700, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 0, 0, 0, 0},
-    {F32, 3, 4, 1, 3, 130, 64, 1, 1, LSESTRIDED, 0, 1, 0, -1, -1, 0, 0, 0, 0, 0},
-    {F16, 5, 2, 2, 37, 90, 80, 1, 1, DSTRIDE2, 0, 1, 0, -1, -1, 0, 0, 0, 0, 0},
-    {F32, 3, 2, 2, 60, 45, 64, 0, 1, CONTIG, 0, 1, 0, -1, -1, 0, 0, 0, 0, 0},
+    {BF16, 4, 8, 2, 1, 700, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {F32, 3, 4, 1, 3, 130, 64, 1, 1, LSESTRIDED, 0, 1, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {F16, 5, 2, 2, 37, 90, 80, 1, 1, DSTRIDE2, 0, 1, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {F32, 3, 2, 2, 60, 45, 64, 0, 1, CONTIG, 0, 1, 0, -1, -1, 0, 0, 0, 0, 0, 0},
     /* paged K/V (block_table): pages of every sequence shuffled in one pool; page sizes 16 (tiles
      * cross pages), 1 and 5 (odd, no tile size divides it) and 256; decode packed and not, prefill,
      * with and without seqlens_kv (entries past a sequence's keys are -1 and must not be read) */
-    {BF16, 3, 8, 2, 1, 704, 128, 1, 1, CONTIG, 0, 1, 16, -1, -1, 0, 0, 0, 0, 0},
-    {F16, 2, 4, 4, 3, 160, 64, 1, 1, LSESTRIDED, 0, 0, 16, -1, -1, 0, 0, 0, 0, 0},
-    {F32, 2, 4, 1, 1, 45, 64, 1, 1, CONTIG, 0, 1, 5, -1, -1, 0, 0, 0, 0, 0},
-    {F32, 2, 2, 2, 37, 37, 80, 1, 0, DSTRIDE2, 0, 0, 1, -1, -1, 0, 0, 0, 0, 0},
-    {BF16, 2, 4, 2, 100, 512, 64, 1, 1, CONTIG, 0, 1, 256, -1, -1, 0, 0, 0, 0, 0},
-    {F16, 1, 2, 1, 70, 80, 256, 0, 1, CONTIG, 0, 0, 16, -1, -1, 0, 0, 0, 0, 0},
+    {BF16, 3, 8, 2, 1, 704, 128, 1, 1, CONTIG, 0, 1, 16, -1, -1, 0, 0, 0, 0, 0, 0},
+    {F16, 2, 4, 4, 3, 160, 64, 1, 1, LSESTRIDED, 0, 0, 16, -1, -1, 0, 0, 0, 0, 0, 0},
+    {F32, 2, 4, 1, 1, 45, 64, 1, 1, CONTIG, 0, 1, 5, -1, -1, 0, 0, 0, 0, 0, 0},
+    {F32, 2, 2, 2, 37, 37, 80, 1, 0, DSTRIDE2, 0, 0, 1, -1, -1, 0, 0, 0, 0, 0, 0},
+    {BF16, 2, 4, 2, 100, 512, 64, 1, 1, CONTIG, 0, 1, 256, -1, -1, 0, 0, 0, 0, 0, 0},
+    {F16, 1, 2, 1, 70, 80, 256, 0, 1, CONTIG, 0, 0, 16, -1, -1, 0, 0, 0, 0, 0, 0},
     /* seqlen_q != seqlen_kv both ways; causal with sq > skv leaves rows with no visible key */
-    {F16, 1, 2, 2, 7, 1000, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {F16, 1, 2, 2, 7, 1000, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {F32, 1, 2, 1, 1000, 7, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {F32, 1, 2, 1, 1000, 7, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {BF16, 2, 2, 2, 1000, 7, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {BF16, 1, 2, 2, 33, 17, 80, 1, 0, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {F16, 1, 2, 2, 7, 1000, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {F16, 1, 2, 2, 7, 1000, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {F32, 1, 2, 1, 1000, 7, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {F32, 1, 2, 1, 1000, 7, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {BF16, 2, 2, 2, 1000, 7, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {BF16, 1, 2, 2, 33, 17, 80, 1, 0, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
     /* lengths 1, 7, 1023, 4097 */
-    {F32, 1, 2, 2, 1, 1, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {F16, 1, 2, 2, 1, 1, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {BF16, 3, 2, 1, 7, 7, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {F32, 1, 4, 4, 1, 4097, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {BF16, 1, 2, 1, 1023, 1023, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {F16, 1, 1, 1, 4097, 4097, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {F32, 1, 1, 1, 1023, 4097, 64, 0, 0, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {F32, 1, 2, 2, 1, 1, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {F16, 1, 2, 2, 1, 1, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {BF16, 3, 2, 1, 7, 7, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {F32, 1, 4, 4, 1, 4097, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {BF16, 1, 2, 1, 1023, 1023, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {F16, 1, 1, 1, 4097, 4097, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {F32, 1, 1, 1, 1023, 4097, 64, 0, 0, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
     /* head dims 8, 80, 96, 256 (64 and 128 above) */
-    {F32, 2, 2, 1, 150, 150, 8, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {F16, 1, 2, 2, 150, 150, 8, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {F16, 1, 3, 1, 150, 170, 80, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {F32, 1, 2, 2, 150, 150, 80, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {BF16, 1, 2, 2, 150, 150, 96, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {F32, 1, 2, 2, 120, 150, 96, 1, 0, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {F16, 1, 2, 1, 150, 150, 256, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {BF16, 1, 2, 2, 150, 120, 256, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {F32, 1, 2, 2, 129, 129, 256, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {F32, 2, 2, 1, 150, 150, 8, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {F16, 1, 2, 2, 150, 150, 8, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {F16, 1, 3, 1, 150, 170, 80, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {F32, 1, 2, 2, 150, 150, 80, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {BF16, 1, 2, 2, 150, 150, 96, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {F32, 1, 2, 2, 120, 150, 96, 1, 0, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {F16, 1, 2, 1, 150, 150, 256, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {BF16, 1, 2, 2, 150, 120, 256, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {F32, 1, 2, 2, 129, 129, 256, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
     /* packed QKV (one allocation viewed three times), with and without GQA */
-    {F16, 2, 4, 4, 300, 300, 64, 1, 1, PACKED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {BF16, 1, 8, 2, 200, 200, 128, 0, 1, PACKED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {F32, 1, 2, 2, 77, 77, 80, 0, 0, PACKED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {F16, 2, 4, 4, 300, 300, 64, 1, 1, PACKED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {BF16, 1, 8, 2, 200, 200, 128, 0, 1, PACKED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {F32, 1, 2, 2, 77, 77, 80, 0, 0, PACKED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
     /* head_dim stride 2 on every tensor */
-    {F32, 1, 2, 2, 100, 100, 64, 0, 1, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {F16, 2, 4, 2, 100, 50, 128, 1, 1, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {BF16, 1, 2, 1, 60, 90, 96, 1, 0, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {F32, 1, 2, 2, 100, 100, 64, 0, 1, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {F16, 2, 4, 2, 100, 50, 128, 1, 1, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {BF16, 1, 2, 1, 60, 90, 96, 1, 0, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
     /* k one element off inside one allocation: rows not 16-byte aligned */
-    {BF16, 1, 4, 2, 77, 130, 64, 1, 1, MISALIGNED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {F32, 1, 2, 1, 50, 50, 128, 0, 0, MISALIGNED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {BF16, 1, 4, 2, 77, 130, 64, 1, 1, MISALIGNED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {F32, 1, 2, 1, 50, 50, 128, 0, 0, MISALIGNED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
     /* lse stored [b, s, h]; an explicit softmax scale, and a negative one (the row maximum of the
      * scaled scores is then the minimum of the raw ones; masked and keyless rows still give 0) */
-    {F32, 2, 4, 2, 65, 65, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {F16, 1, 2, 2, 90, 90, 64, 0, 1, CONTIG, 0.3f, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {BF16, 1, 2, 1, 90, 45, 128, 1, 1, LSESTRIDED, 1.5f, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {F32, 1, 2, 1, 100, 37, 64, 1, 1, CONTIG, -0.2f, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {BF16, 1, 2, 2, 70, 130, 128, 0, 1, CONTIG, -0.1f, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {F32, 2, 4, 2, 65, 65, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {F16, 1, 2, 2, 90, 90, 64, 0, 1, CONTIG, 0.3f, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {BF16, 1, 2, 1, 90, 45, 128, 1, 1, LSESTRIDED, 1.5f, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {F32, 1, 2, 1, 100, 37, 64, 1, 1, CONTIG, -0.2f, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {BF16, 1, 2, 2, 70, 130, 128, 0, 1, CONTIG, -0.1f, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
     /* sliding windows (window_left, window_right): causal local attention (Mistral's, Gemma's) over
      * lengths no tile divides, sq != skv both ways; a window of the diagonal key alone; windows on
      * one side or both without causal; a window longer than the keys (no window); GQA packed decode
      * with windows shorter than a tile and ending mid-tile; varlen and paged caches; a negative scale */
-    {F32, 2, 4, 2, 257, 257, 64, 1, 1, CONTIG, 0, 0, 0, 64, -1, 0, 0, 0, 0, 0},
-    {BF16, 1, 4, 4, 130, 300, 128, 1, 1, LSESTRIDED, 0, 0, 0, 37, -1, 0, 0, 0, 0, 0},
-    {F16, 1, 2, 1, 300, 130, 80, 1, 1, CONTIG, 0, 0, 0, 20, -1, 0, 0, 0, 0, 0},
-    {F32, 1, 2, 2, 70, 90, 64, 1, 1, CONTIG, 0, 0, 0, 0, -1, 0, 0, 0, 0, 0},
-    {BF16, 2, 2, 1, 130, 200, 64, 0, 1, CONTIG, 0, 0, 0, 31, 17, 0, 0, 0, 0, 0},
-    {F16, 1, 2, 2, 90, 70, 96, 0, 1, DSTRIDE2, 0, 0, 0, 25, -1, 0, 0, 0, 0, 0},
-    {F32, 1, 2, 2, 90, 70, 64, 0, 1, CONTIG, 0, 0, 0, -1, 5, 0, 0, 0, 0, 0},
-    {F32, 1, 2, 2, 40, 60, 64, 1, 1, CONTIG, 0, 0, 0, 5000, 0, 0, 0, 0, 0, 0},
-    {BF16, 3, 8, 2, 1, 1000, 128, 1, 1, CONTIG, 0, 0, 0, 100, -1, 0, 0, 0, 0, 0},
-    {F16, 2, 8, 1, 3, 517, 64, 1, 1, CONTIG, 0, 0, 0, 3, -1, 0, 0, 0, 0, 0},
-    {BF16, 4, 8, 2, 2, 700, 128, 1, 1, CONTIG, 0, 1, 0, 200, -1, 0, 0, 0, 0, 0},
-    {BF16, 3, 8, 2, 1, 704, 128, 1, 1, CONTIG, 0, 1, 16, 50, -1, 0, 0, 0, 0, 0},
-    {F32, 2, 2, 2, 37, 45, 80, 1, 1, CONTIG, 0, 0, 5, 9, -1, 0, 0, 0, 0, 0},
-    {F32, 1, 2, 1, 100, 100, 64, 1, 1, CONTIG, -0.2f, 0, 0, 10, -1, 0, 0, 0, 0, 0},
+    {F32, 2, 4, 2, 257, 257, 64, 1, 1, CONTIG, 0, 0, 0, 64, -1, 0, 0, 0, 0, 0, 0},
+    {BF16, 1, 4, 4, 130, 300, 128, 1, 1, LSESTRIDED, 0, 0, 0, 37, -1, 0, 0, 0, 0, 0, 0},
+    {F16, 1, 2, 1, 300, 130, 80, 1, 1, CONTIG, 0, 0, 0, 20, -1, 0, 0, 0, 0, 0, 0},
+    {F32, 1, 2, 2, 70, 90, 64, 1, 1, CONTIG, 0, 0, 0, 0, -1, 0, 0, 0, 0, 0, 0},
+    {BF16, 2, 2, 1, 130, 200, 64, 0, 1, CONTIG, 0, 0, 0, 31, 17, 0, 0, 0, 0, 0, 0},
+    {F16, 1, 2, 2, 90, 70, 96, 0, 1, DSTRIDE2, 0, 0, 0, 25, -1, 0, 0, 0, 0, 0, 0},
+    {F32, 1, 2, 2, 90, 70, 64, 0, 1, CONTIG, 0, 0, 0, -1, 5, 0, 0, 0, 0, 0, 0},
+    {F32, 1, 2, 2, 40, 60, 64, 1, 1, CONTIG, 0, 0, 0, 5000, 0, 0, 0, 0, 0, 0, 0},
+    {BF16, 3, 8, 2, 1, 1000, 128, 1, 1, CONTIG, 0, 0, 0, 100, -1, 0, 0, 0, 0, 0, 0},
+    {F16, 2, 8, 1, 3, 517, 64, 1, 1, CONTIG, 0, 0, 0, 3, -1, 0, 0, 0, 0, 0, 0},
+    {BF16, 4, 8, 2, 2, 700, 128, 1, 1, CONTIG, 0, 1, 0, 200, -1, 0, 0, 0, 0, 0, 0},
+    {BF16, 3, 8, 2, 1, 704, 128, 1, 1, CONTIG, 0, 1, 16, 50, -1, 0, 0, 0, 0, 0, 0},
+    {F32, 2, 2, 2, 37, 45, 80, 1, 1, CONTIG, 0, 0, 5, 9, -1, 0, 0, 0, 0, 0, 0},
+    {F32, 1, 2, 1, 100, 100, 64, 1, 1, CONTIG, -0.2f, 0, 0, 10, -1, 0, 0, 0, 0, 0, 0},
     /* ragged queries (cu_seqlens_q; lengths case_sequence_queries: the longest, none, and spread),
      * between spare rows no call may touch: causal prefill of fewer queries than keys (a chunk of a
      * longer prompt), GQA packed and not; with seqlens_kv; a paged cache with seqlens_kv (an engine's
      * chunked prefill); decode steps of one query or none per sequence, and a mixed prefill and decode
      * batch; not causal; a window; head dim 8 and 256; a cache of no keys */
-    {BF16, 4, 8, 2, 97, 97, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1, 0, 0, 0, 0},
-    {F32, 3, 4, 1, 37, 130, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 1, 0, 0, 0, 0},
-    {F16, 5, 4, 1, 37, 90, 80, 1, 1, DSTRIDE2, 0, 1, 0, -1, -1, 1, 0, 0, 0, 0},
-    {BF16, 3, 8, 2, 33, 160, 128, 1, 1, LSESTRIDED, 0, 1, 16, -1, -1, 1, 0, 0, 0, 0},
-    {BF16, 4, 8, 2, 1, 700, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 1, 0, 0, 0, 0},
-    {F32, 3, 4, 2, 5, 300, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1, 0, 0, 0, 0},
-    {F32, 2, 2, 2, 60, 45, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 1, 0, 0, 0, 0},
-    {BF16, 3, 4, 2, 70, 200, 64, 1, 1, CONTIG, 0, 1, 0, 31, -1, 1, 0, 0, 0, 0},
-    {F16, 3, 2, 1, 40, 40, 8, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1, 0, 0, 0, 0},
-    {F32, 3, 2, 2, 30, 50, 256, 0, 0, CONTIG, 0, 0, 0, -1, -1, 1, 0, 0, 0, 0},
+    {BF16, 4, 8, 2, 97, 97, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1, 0, 0, 0, 0, 0},
+    {F32, 3, 4, 1, 37, 130, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 1, 0, 0, 0, 0, 0},
+    {F16, 5, 4, 1, 37, 90, 80, 1, 1, DSTRIDE2, 0, 1, 0, -1, -1, 1, 0, 0, 0, 0, 0},
+    {BF16, 3, 8, 2, 33, 160, 128, 1, 1, LSESTRIDED, 0, 1, 16, -1, -1, 1, 0, 0, 0, 0, 0},
+    {BF16, 4, 8, 2, 1, 700, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 1, 0, 0, 0, 0, 0},
+    {F32, 3, 4, 2, 5, 300, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1, 0, 0, 0, 0, 0},
+    {F32, 2, 2, 2, 60, 45, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 1, 0, 0, 0, 0, 0},
+    {BF16, 3, 4, 2, 70, 200, 64, 1, 1, CONTIG, 0, 1, 0, 31, -1, 1, 0, 0, 0, 0, 0},
+    {F16, 3, 2, 1, 40, 40, 8, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1, 0, 0, 0, 0, 0},
+    {F32, 3, 2, 2, 30, 50, 256, 0, 0, CONTIG, 0, 0, 0, -1, -1, 1, 0, 0, 0, 0, 0},
     /* no keys at all: each sequence's rows 0 (LSE -inf) without a kernel, the spare rows untouched */
-    {F16, 3, 2, 2, 5, 0, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 1, 0, 0, 0, 0},
+    {F16, 3, 2, 2, 5, 0, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 1, 0, 0, 0, 0, 0},
     /* attention sinks (case_sink: from -3 to 5 by head): causal GQA prefill; rows past a short cache's
      * diagonal (0, LSE the sink); a decode step over a varlen cache with a sequence of no keys, packed;
      * a paged cache with a window; ragged queries; strided head dim, no LSE, a custom scale; no keys at
      * all (LSE the sink, without a kernel) */
-    {BF16, 2, 8, 2, 97, 130, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 1, 0, 0, 0},
-    {F32, 1, 2, 1, 100, 37, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 1, 0, 0, 0},
-    {F32, 3, 8, 2, 1, 700, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 1, 0, 0, 0},
-    {F16, 2, 4, 1, 3, 512, 64, 1, 1, LSESTRIDED, 0, 1, 16, 50, -1, 0, 1, 0, 0, 0},
-    {BF16, 3, 4, 2, 33, 160, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 1, 1, 0, 0, 0},
-    {F16, 1, 4, 4, 90, 90, 80, 0, 0, DSTRIDE2, 0.3f, 0, 0, -1, -1, 0, 1, 0, 0, 0},
-    {F16, 3, 2, 2, 5, 0, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 1, 1, 0, 0, 0},
+    {BF16, 2, 8, 2, 97, 130, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 1, 0, 0, 0, 0},
+    {F32, 1, 2, 1, 100, 37, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 1, 0, 0, 0, 0},
+    {F32, 3, 8, 2, 1, 700, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 1, 0, 0, 0, 0},
+    {F16, 2, 4, 1, 3, 512, 64, 1, 1, LSESTRIDED, 0, 1, 16, 50, -1, 0, 1, 0, 0, 0, 0},
+    {BF16, 3, 4, 2, 33, 160, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 1, 1, 0, 0, 0, 0},
+    {F16, 1, 4, 4, 90, 90, 80, 0, 0, DSTRIDE2, 0.3f, 0, 0, -1, -1, 0, 1, 0, 0, 0, 0},
+    {F16, 3, 2, 2, 5, 0, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 1, 1, 0, 0, 0, 0},
     /* logit soft-capping (caps of 1 to 3, where scores of order 1 bend): causal GQA prefill; a negative
      * scale with rows past a short cache's diagonal; a packed decode step over a varlen cache with
      * sinks; a local layer's window (Gemma 2's); ragged queries; head dim 256 strided, not causal */
-    {BF16, 2, 4, 2, 130, 130, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 1.0f, 0, 0},
-    {F32, 1, 2, 1, 100, 37, 64, 1, 1, CONTIG, -0.2f, 0, 0, -1, -1, 0, 0, 1.5f, 0, 0},
-    {F16, 3, 8, 2, 1, 700, 64, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 1, 2.0f, 0, 0},
-    {BF16, 1, 8, 4, 200, 200, 128, 1, 1, CONTIG, 0, 0, 0, 37, -1, 0, 0, 1.0f, 0, 0},
-    {BF16, 3, 4, 2, 33, 160, 128, 1, 1, LSESTRIDED, 0, 1, 0, -1, -1, 1, 0, 3.0f, 0, 0},
-    {F32, 2, 4, 2, 70, 90, 256, 0, 1, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 1.0f, 0, 0},
+    {BF16, 2, 4, 2, 130, 130, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 1.0f, 0, 0, 0},
+    {F32, 1, 2, 1, 100, 37, 64, 1, 1, CONTIG, -0.2f, 0, 0, -1, -1, 0, 0, 1.5f, 0, 0, 0},
+    {F16, 3, 8, 2, 1, 700, 64, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 1, 2.0f, 0, 0, 0},
+    {BF16, 1, 8, 4, 200, 200, 128, 1, 1, CONTIG, 0, 0, 0, 37, -1, 0, 0, 1.0f, 0, 0, 0},
+    {BF16, 3, 4, 2, 33, 160, 128, 1, 1, LSESTRIDED, 0, 1, 0, -1, -1, 1, 0, 3.0f, 0, 0, 0},
+    {F32, 2, 4, 2, 70, 90, 256, 0, 1, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 1.0f, 0, 0, 0},
     /* packed keys (cu_seqlens_k; lengths case_sequence_keys: the longest, none, and spread), between
      * NaN rows no call may read: ragged prefill as flash_attn_varlen_func takes it, causal GQA; padded
      * queries against packed keys, LSE strided; not causal, head dim 80 strided; decode steps, packed
      * GQA; a window; sinks and a soft cap; head dim 256 */
-    {BF16, 4, 8, 2, 97, 97, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1, 0, 0, 1, 0},
-    {F32, 3, 4, 1, 37, 130, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 0, 0, 0, 1, 0},
-    {F16, 3, 4, 2, 50, 60, 80, 0, 1, DSTRIDE2, 0, 0, 0, -1, -1, 1, 0, 0, 1, 0},
-    {BF16, 4, 8, 2, 1, 700, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 1, 0},
-    {F32, 3, 4, 2, 70, 200, 64, 1, 1, CONTIG, 0, 0, 0, 31, -1, 1, 0, 0, 1, 0},
-    {BF16, 3, 4, 2, 33, 160, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1, 1, 2.0f, 1, 0},
-    {F32, 3, 2, 2, 30, 50, 256, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 1, 0},
+    {BF16, 4, 8, 2, 97, 97, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1, 0, 0, 1, 0, 0},
+    {F32, 3, 4, 1, 37, 130, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 0, 0, 0, 1, 0, 0},
+    {F16, 3, 4, 2, 50, 60, 80, 0, 1, DSTRIDE2, 0, 0, 0, -1, -1, 1, 0, 0, 1, 0, 0},
+    {BF16, 4, 8, 2, 1, 700, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 1, 0, 0},
+    {F32, 3, 4, 2, 70, 200, 64, 1, 1, CONTIG, 0, 0, 0, 31, -1, 1, 0, 0, 1, 0, 0},
+    {BF16, 3, 4, 2, 33, 160, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1, 1, 2.0f, 1, 0, 0},
+    {F32, 3, 2, 2, 30, 50, 256, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 1, 0, 0},
     /* ALiBi (case_alibi_slope: BLOOM's slopes; [batch, heads] ones differ by sequence): causal GQA
      * prefill; not causal with fewer queries than keys (distances on both sides of the diagonal); a packed
      * decode step over a varlen cache; ragged queries and packed keys with a window; sinks and a soft
      * cap; a negative scale with a strided head dim */
-    {F32, 2, 4, 2, 130, 130, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 1},
-    {BF16, 2, 4, 2, 97, 130, 128, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 1},
-    {F16, 3, 8, 2, 1, 700, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 0, 0, 0, 2},
-    {F32, 3, 4, 2, 70, 200, 64, 1, 1, CONTIG, 0, 0, 0, 31, -1, 1, 0, 0, 1, 2},
-    {BF16, 2, 4, 1, 100, 100, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 0, 1, 1.5f, 0, 1},
-    {F32, 2, 2, 2, 30, 50, 80, 0, 1, DSTRIDE2, -0.2f, 0, 0, -1, -1, 0, 0, 0, 0, 1},
+    {F32, 2, 4, 2, 130, 130, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 1, 0},
+    {BF16, 2, 4, 2, 97, 130, 128, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 1, 0},
+    {F16, 3, 8, 2, 1, 700, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 0, 0, 0, 2, 0},
+    {F32, 3, 4, 2, 70, 200, 64, 1, 1, CONTIG, 0, 0, 0, 31, -1, 1, 0, 0, 1, 2, 0},
+    {BF16, 2, 4, 1, 100, 100, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 0, 1, 1.5f, 0, 1, 0},
+    {F32, 2, 2, 2, 30, 50, 80, 0, 1, DSTRIDE2, -0.2f, 0, 0, -1, -1, 0, 0, 0, 0, 1, 0},
+    /* fp8 KV caches (k and v E4M3 or E5M2 with case_k_scale and case_v_scale): causal GQA prefill beside
+     * bf16 queries (their tiles converted to bf16 pairs, or to fp32 in the other product) and fp16 ones;
+     * fp32 queries with a strided head dim (element by element), a negative scale and rows that see no
+     * key; a packed decode step over a varlen cache, and over a paged one; sinks (the scale of V meets
+     * the sink's term); packed keys between NaN rows; head dim 256 with a window and a soft cap */
+    {BF16, 2, 4, 2, 130, 130, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, E4M3},
+    {F16, 2, 4, 2, 97, 130, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, E5M2},
+    {F32, 1, 2, 1, 100, 37, 64, 1, 1, DSTRIDE2, -0.2f, 0, 0, -1, -1, 0, 0, 0, 0, 0, E4M3},
+    {BF16, 3, 8, 2, 1, 700, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 0, 0, 0, 0, E4M3},
+    {BF16, 3, 8, 2, 1, 704, 128, 1, 1, LSESTRIDED, 0, 1, 16, -1, -1, 0, 0, 0, 0, 0, E5M2},
+    {F32, 2, 4, 2, 50, 80, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 1, 0, 0, 0, E4M3},
+    {F16, 3, 4, 2, 50, 60, 80, 0, 1, DSTRIDE2, 0, 0, 0, -1, -1, 1, 0, 0, 1, 0, E5M2},
+    {BF16, 1, 2, 2, 70, 90, 256, 1, 1, CONTIG, 0, 0, 0, 40, -1, 0, 0, 2.0f, 0, 0, E4M3},
 };
 
 /* Split-KV: with more worker threads than jobs, a call cuts each job's keys into parts and combines
@@ -291,33 +304,35 @@ static const test_case cases[] = {
  * head dim 256, and causal rows past a short cache's diagonal (parts, or all of a row's parts, seeing
  * no key). */
 static const test_case split_cases[] = {
-    {BF16, 1, 8, 2, 1, 5000, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {F32, 1, 4, 1, 3, 2049, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {F16, 2, 2, 2, 1, 1500, 80, 0, 1, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {F32, 1, 1, 1, 1100, 1030, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
-    {BF16, 1, 4, 4, 16, 3000, 256, 1, 0, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0},
+    {BF16, 1, 8, 2, 1, 5000, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {F32, 1, 4, 1, 3, 2049, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {F16, 2, 2, 2, 1, 1500, 80, 0, 1, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {F32, 1, 1, 1, 1100, 1030, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    {BF16, 1, 4, 4, 16, 3000, 256, 1, 0, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0},
     /* with seqlens_kv: parts past a short sequence's end, and a sequence of no keys */
-    {F32, 3, 4, 1, 1, 4000, 64, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 0, 0, 0, 0},
+    {F32, 3, 4, 1, 1, 4000, 64, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 0, 0, 0, 0, 0},
+    /* an fp8 cache: each part scales its values */
+    {BF16, 1, 8, 2, 1, 5000, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, E4M3},
     /* paged, parts starting inside a page */
-    {BF16, 1, 8, 2, 1, 4000, 128, 1, 1, CONTIG, 0, 1, 16, -1, -1, 0, 0, 0, 0, 0},
+    {BF16, 1, 8, 2, 1, 4000, 128, 1, 1, CONTIG, 0, 1, 16, -1, -1, 0, 0, 0, 0, 0, 0},
     /* sliding windows: the parts cover the window, not the cache (a short varlen sequence's window
      * starts at its key 0) */
-    {BF16, 1, 8, 2, 1, 5000, 128, 1, 1, CONTIG, 0, 0, 0, 1500, -1, 0, 0, 0, 0, 0},
-    {F32, 3, 4, 1, 2, 4000, 64, 1, 1, CONTIG, 0, 1, 0, 1100, -1, 0, 0, 0, 0, 0},
+    {BF16, 1, 8, 2, 1, 5000, 128, 1, 1, CONTIG, 0, 0, 0, 1500, -1, 0, 0, 0, 0, 0, 0},
+    {F32, 3, 4, 1, 2, 4000, 64, 1, 1, CONTIG, 0, 1, 0, 1100, -1, 0, 0, 0, 0, 0, 0},
     /* ragged queries: the parts keep seqlen_q rows per sequence, the combine writes each sequence's */
-    {BF16, 2, 8, 2, 4, 4000, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 1, 0, 0, 0, 0},
-    {F32, 2, 4, 4, 3, 3000, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 1, 0, 0, 0, 0},
+    {BF16, 2, 8, 2, 4, 4000, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 1, 0, 0, 0, 0, 0},
+    {F32, 2, 4, 4, 3, 3000, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 1, 0, 0, 0, 0, 0},
     /* sinks: held by the first part, counted once by the combine (a sequence of no keys: every part
      * empty but for the sink, LSE the sink) */
-    {BF16, 1, 8, 2, 1, 5000, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 1, 0, 0, 0},
-    {F32, 3, 4, 1, 1, 4000, 64, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 1, 0, 0, 0},
+    {BF16, 1, 8, 2, 1, 5000, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 1, 0, 0, 0, 0},
+    {F32, 3, 4, 1, 1, 4000, 64, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 1, 0, 0, 0, 0},
     /* soft-capped parts */
-    {BF16, 1, 8, 2, 1, 5000, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 1.0f, 0, 0},
+    {BF16, 1, 8, 2, 1, 5000, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 1.0f, 0, 0, 0},
     /* packed keys: parts past a short sequence's end, a sequence of no keys; with ragged queries */
-    {F32, 3, 4, 1, 1, 4000, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 1, 0},
-    {BF16, 3, 8, 2, 4, 3000, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1, 0, 0, 1, 0},
+    {F32, 3, 4, 1, 1, 4000, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 1, 0, 0},
+    {BF16, 3, 8, 2, 4, 3000, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1, 0, 0, 1, 0, 0},
     /* ALiBi in parts (each part its keys' own distances) */
-    {BF16, 2, 8, 2, 1, 5000, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 2},
+    {BF16, 2, 8, 2, 1, 5000, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 2, 0},
 };
 #define SPLIT_WORKERS 64
 
@@ -409,6 +424,84 @@ static void run_empty_cases(fj_context *context) {
   }
 }
 
+/* Every fp8 code through the kernel's conversion, against core_e4m3_to_f32 / core_e5m2_to_f32 (which
+ * test_core holds against the formats' definitions): sequence b of 256 has one key whose K row is code
+ * b then zeros and whose V row is code b throughout, and one query e_0, so that with softmax_scale 1 the
+ * LSE is K's value (the one score) and o is V's. Non-finite codes are left out of K (zeros instead: their
+ * score is not a value); V's NaN and infinities must come out as they are. For fp32 queries (fp32 tiles) and bf16 ones
+ * with each product this CPU has (fp32 tiles, or bf16 pairs). */
+static void run_fp8_codes(fj_context *context) {
+  const int64_t B = 256, D = 16;
+  int p = param_index(&attention_fwd_cpu_family, "bf16_dot");
+  attention_key probe = {.dtype = DTYPE_BF16, .head_dim = 128, .heads = 8, .kv_heads = 8};
+  kernel_config config;
+  attention_fwd_cpu_family.default_config(&probe, runtime_target(context), &config);
+  int has_pairs = p >= 0 && config.values[p];
+  for (int kv_index = 0; kv_index < 2; kv_index++) {
+    dtype_id kv = kv_index == 0 ? DTYPE_E4M3 : DTYPE_E5M2;
+    for (int run = 0; run < 3; run++) {
+      dtype_id q_dtype = run == 0 ? DTYPE_F32 : DTYPE_BF16;
+      if (run == 2 && !has_pairs) continue;
+      int64_t q_shape[4] = {B, 1, 1, D}, kv_shape[4] = {B, 1, 1, D}, lse_shape[3] = {B, 1, 1};
+      host_tensor q = {0}, k = {0}, v = {0}, o = {0}, lse = {0};
+      int ok = host_tensor_alloc(&q, q_dtype, 4, q_shape, NULL) == 0 && host_tensor_alloc(&k, kv, 4, kv_shape, NULL) == 0 &&
+               host_tensor_alloc(&v, kv, 4, kv_shape, NULL) == 0 && host_tensor_alloc(&o, q_dtype, 4, q_shape, NULL) == 0 &&
+               host_tensor_alloc(&lse, DTYPE_F32, 3, lse_shape, NULL) == 0;
+      int bad_k = 0, bad_v = 0, first_bad = -1;
+      fj_status status = FJ_INTERNAL;
+      if (ok) {
+        for (int64_t b = 0; b < B; b++) {
+          float value = core_load_as_f32(&(uint8_t){(uint8_t)b}, kv, 0);
+          for (int64_t d = 0; d < D; d++) {
+            core_store_from_f32(q.t.data, q_dtype, b * D + d, d == 0 ? 1.0f : 0.0f);
+            ((uint8_t *)k.t.data)[b * D + d] = d == 0 && isfinite(value) ? (uint8_t)b : 0;
+            ((uint8_t *)v.t.data)[b * D + d] = (uint8_t)b;
+          }
+        }
+        host_tensor_poison(&o);
+        host_tensor_poison(&lse);
+        fj_attention_args args;
+        fj_attention_args_init(&args);
+        args.q = &q.t;
+        args.k = &k.t;
+        args.v = &v.t;
+        args.o = &o.t;
+        args.lse = &lse.t;
+        args.softmax_scale = 1.0f;
+        char config_text[256] = "";
+        flip_bf16_dot = run == 2;
+        status = forward(context, &args, config_text, sizeof config_text);
+        flip_bf16_dot = 0;
+        for (int64_t b = 0; status == FJ_OK && b < B; b++) {
+          float want = kv == DTYPE_E4M3 ? core_e4m3_to_f32((uint8_t)b) : core_e5m2_to_f32((uint8_t)b);
+          float got_lse = ((float *)lse.t.data)[b];
+          /* the LSE passes through base 2 and back: a rounding or two */
+          if (isfinite(want) && !(fabsf(got_lse - want) <= 1e-6f * fabsf(want))) {
+            bad_k++;
+            if (first_bad < 0) first_bad = (int)b;
+          }
+          for (int64_t d = 0; d < D; d++) {
+            float got = core_load_as_f32(o.t.data, q_dtype, b * D + d);
+            if (!(got == want || (isnan(got) && isnan(want)))) {
+              bad_v++;
+              if (first_bad < 0) first_bad = (int)b;
+            }
+          }
+        }
+      }
+      check(ok && status == FJ_OK && bad_k == 0 && bad_v == 0,
+            "fp8 codes of %s with %s queries%s: %s; K codes wrong %d, V elements wrong %d (first code 0x%02x)",
+            core_dtype_name(kv), core_dtype_name(q_dtype), run == 2 ? " (the other product)" : "",
+            ok ? fj_status_string(status) : "allocation failed", bad_k, bad_v, first_bad < 0 ? 0 : first_bad);
+      host_tensor_free(&q);
+      host_tensor_free(&k);
+      host_tensor_free(&v);
+      host_tensor_free(&o);
+      host_tensor_free(&lse);
+    }
+  }
+}
+
 /* The bf16 cases again with the product the default did not take, where this CPU has both: a CPU
  * with AVX512-BF16 defaults to the pairs (bf16_dot=1), and the fp32 FMAs every other CPU runs must stay
  * right too. */
@@ -457,6 +550,7 @@ int main(int argc, char **argv) {
   run_case(context, &cases[3]);
   run_empty_cases(context);
   run_split_cases();
+  run_fp8_codes(context);
   run_other_bf16_product(context);
   printf("total %.1f s\n", (now_ms() - start) / 1e3);
 

@@ -237,6 +237,71 @@ static void test_bf16(void) {
   }
 }
 
+/* fp8 against the formats' definitions, computed here another way (sign x mantissa x a power of two):
+ * E4M3 "fn" (bias 7, subnormals at exponent 0, no infinities, S.1111.111 NaN) and E5M2 (bias 15, IEEE-
+ * like: exponent 31 is infinity or NaN). Then every code back through the rounding conversion, the
+ * points halfway between neighbours (ties to the even code), and saturation. */
+static double fp8_definition(unsigned code, int exponent_bits, int mantissa_bits, int bias, int has_inf) {
+  int sign = code >> 7 & 1, exponent = (int)(code >> mantissa_bits) & ((1 << exponent_bits) - 1);
+  int mantissa = (int)code & ((1 << mantissa_bits) - 1), top = (1 << exponent_bits) - 1;
+  double s = sign ? -1.0 : 1.0;
+  if (has_inf && exponent == top) return mantissa ? NAN : s * INFINITY;
+  if (!has_inf && exponent == top && mantissa == (1 << mantissa_bits) - 1) return NAN;
+  if (exponent == 0) return s * ldexp((double)mantissa, 1 - bias - mantissa_bits);
+  return s * ldexp((double)((1 << mantissa_bits) + mantissa), exponent - bias - mantissa_bits);
+}
+
+static void test_fp8(void) {
+  int wrong[2] = {0, 0}, back[2] = {0, 0}, ties[2] = {0, 0}, first = -1;
+  for (int f = 0; f < 2; f++) {
+    for (unsigned code = 0; code < 256; code++) {
+      double want = f == 0 ? fp8_definition(code, 4, 3, 7, 0) : fp8_definition(code, 5, 2, 15, 1);
+      float got = f == 0 ? core_e4m3_to_f32((uint8_t)code) : core_e5m2_to_f32((uint8_t)code);
+      if (!(((double)got == want && !signbit(got) == !signbit(want)) || (isnan(got) && isnan(want)))) {
+        wrong[f]++;
+        if (first < 0) first = (int)code;
+      }
+      uint8_t again = f == 0 ? core_f32_to_e4m3(got) : core_f32_to_e5m2(got);
+      /* every finite code comes back as itself; NaN as a NaN code, E5M2's infinities saturate */
+      float again_value = f == 0 ? core_e4m3_to_f32(again) : core_e5m2_to_f32(again);
+      int ok = isnan(got) ? isnan(again_value) : isinf(got) ? again_value == copysignf(57344.0f, got) : again == code;
+      back[f] += !ok;
+      /* halfway to the next code up in magnitude: to the even one of the two */
+      unsigned next = code + 1;
+      float next_value = f == 0 ? core_e4m3_to_f32((uint8_t)next) : core_e5m2_to_f32((uint8_t)next);
+      if ((code & 0x7f) < 0x7f && isfinite(got) && isfinite(next_value)) {
+        float mid = (float)(((double)got + (double)next_value) / 2);
+        uint8_t rounded = f == 0 ? core_f32_to_e4m3(mid) : core_f32_to_e5m2(mid);
+        ties[f] += rounded != ((code & 1) == 0 ? code : next);
+      }
+    }
+  }
+  CHECK(wrong[0] == 0 && wrong[1] == 0, "every E4M3 and E5M2 code decodes as its definition (wrong %d, %d; first 0x%02x)",
+        wrong[0], wrong[1], first < 0 ? 0 : first);
+  CHECK(back[0] == 0 && back[1] == 0, "every code rounds back to itself (wrong %d, %d)", back[0], back[1]);
+  CHECK(ties[0] == 0 && ties[1] == 0, "halfway values round to the even code (wrong %d, %d)", ties[0], ties[1]);
+  CHECK(core_e4m3_to_f32(0x7e) == 448.0f && core_e4m3_to_f32(0x01) == 0x1p-9f && isnan(core_e4m3_to_f32(0xff)) &&
+            core_e5m2_to_f32(0x7b) == 57344.0f && isinf(core_e5m2_to_f32(0xfc)) && core_e5m2_to_f32(0x01) == 0x1p-16f,
+        "E4M3 448 and 2^-9, E5M2 57344, -inf and 2^-16");
+  CHECK(core_f32_to_e4m3(1000.0f) == 0x7e && core_f32_to_e4m3(-INFINITY) == 0xfe && core_f32_to_e5m2(1e6f) == 0x7b &&
+            core_f32_to_e4m3(0x1p-11f) == 0x00 && core_f32_to_e4m3(0x1.8p-10f) == 0x01 && core_f32_to_e4m3(NAN) == 0x7f &&
+            core_f32_to_e4m3(-0.0f) == 0x80,
+        "saturation at 448 and 57344, 2^-11 to 0 (a tie to even), 1.5 x 2^-10 up to 2^-9, NaN, -0");
+  CHECK(strcmp(core_dtype_name(DTYPE_E4M3), "fp8_e4m3") == 0 && core_dtype_size(DTYPE_E5M2) == 1 &&
+            core_dtype_is_fp8(DTYPE_E5M2) && !core_dtype_is_fp8(DTYPE_BF16),
+        "fp8 names, sizes");
+  dtype_id d;
+  DLDataType e4m3 = {FJ_DLPACK_FLOAT8_E4M3FN, 8, 1}, e5m2 = {FJ_DLPACK_FLOAT8_E5M2, 8, 1}, wide = {FJ_DLPACK_FLOAT8_E5M2, 16, 1};
+  CHECK(core_kv_dtype_from_dlpack(e4m3, &d) && d == DTYPE_E4M3 && core_kv_dtype_from_dlpack(e5m2, &d) && d == DTYPE_E5M2 &&
+            !core_dtype_from_dlpack(e4m3, &d) && !core_kv_dtype_from_dlpack(wide, &d) &&
+            core_dtype_to_dlpack(DTYPE_E4M3).code == FJ_DLPACK_FLOAT8_E4M3FN && core_dtype_to_dlpack(DTYPE_E5M2).bits == 8,
+        "fp8 <-> DLPack 1.1's codes 10 and 12, for k and v only");
+  CHECK(core_kv_dtype_parse("fp8_e4m3", &d) && d == DTYPE_E4M3 && core_kv_dtype_parse("E5M2", &d) && d == DTYPE_E5M2 &&
+            core_kv_dtype_parse("bf16", &d) && d == DTYPE_BF16 && !core_dtype_parse("fp8_e4m3", &d) &&
+            !core_kv_dtype_parse("fp8_e3m4", &d),
+        "K/V dtype names");
+}
+
 static void test_dtype_table(void) {
   CHECK(strcmp(core_dtype_name(DTYPE_F32), "fp32") == 0 && strcmp(core_dtype_name(DTYPE_F16), "fp16") == 0 &&
             strcmp(core_dtype_name(DTYPE_BF16), "bf16") == 0,
@@ -301,12 +366,12 @@ static void test_problem_helpers(void) {
   for (int i = 0; i < 10; i++)
     CHECK(core_seqlen_bucket(lens[i]) == want[i], "seqlen bucket of %lld is %d (want %d)",
           (long long)lens[i], core_seqlen_bucket(lens[i]), want[i]);
-  attention_key key = {PROBLEM_ATTENTION_FWD, DTYPE_BF16, 128, 8, 8, 0, 0, 1, 11, 0, 0, 0, 0, 0, 0, 0, 0};
-  char text[160];
+  attention_key key = {PROBLEM_ATTENTION_FWD, DTYPE_BF16, 128, 8, 8, 0, 0, 1, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  char text[256];
   core_attention_key_string(&key, text, sizeof text);
   CHECK(strcmp(text, "attention_fwd dtype=bf16 d=128 h=8 hk=8 causal=0 lse=0 dcontig=1 sq<=2^11") == 0,
         "key string \"%s\"", text);
-  attention_key key2 = {PROBLEM_ATTENTION_FWD, DTYPE_F16, 64, 32, 4, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  attention_key key2 = {PROBLEM_ATTENTION_FWD, DTYPE_F16, 64, 32, 4, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
   core_attention_key_string(&key2, text, sizeof text);
   CHECK(strcmp(text, "attention_fwd dtype=fp16 d=64 h=32 hk=4 causal=1 lse=1 dcontig=0 sq<=2^0") == 0,
         "key string \"%s\"", text);
@@ -329,13 +394,18 @@ static void test_problem_helpers(void) {
   CHECK(strcmp(text, "attention_fwd dtype=fp16 d=64 h=32 hk=4 causal=1 lse=1 dcontig=0 varlen=1 varlen_q=1 "
                      "page=2147483647 sinks=1 softcap=1 sq<=2^0") == 0,
         "key string \"%s\"", text);
-  /* packed keys: the longest key, every flag set (the buffers it goes through hold 256 bytes) */
+  /* packed keys, ALiBi, an fp8 cache: the longest key, every flag set (the buffers it goes through hold
+   * 256 bytes) */
   with_sinks.varlen_k = 1;
   with_sinks.alibi = 1;
+  with_sinks.kv_fp8 = DTYPE_E4M3;
+  with_sinks.window = 1;
   core_attention_key_string(&with_sinks, text, sizeof text);
-  CHECK(strcmp(text, "attention_fwd dtype=fp16 d=64 h=32 hk=4 causal=1 lse=1 dcontig=0 varlen=1 varlen_q=1 "
-                     "page=2147483647 sinks=1 softcap=1 varlen_k=1 alibi=1 sq<=2^0") == 0,
+  CHECK(strcmp(text, "attention_fwd dtype=fp16 d=64 h=32 hk=4 causal=1 window=1 lse=1 dcontig=0 varlen=1 varlen_q=1 "
+                     "page=2147483647 sinks=1 softcap=1 varlen_k=1 alibi=1 kv=fp8_e4m3 sq<=2^0") == 0,
         "key string \"%s\"", text);
+  CHECK(core_key_kv_dtype(&with_sinks) == DTYPE_E4M3 && core_key_kv_dtype(&key2) == DTYPE_F16,
+        "k's dtype: the fp8 of a cache, else q's");
   attention_key windowed = key2;
   windowed.window = 1;
   core_attention_key_string(&windowed, text, sizeof text);
@@ -409,6 +479,10 @@ static void test_problem_helpers(void) {
   p.seqlen_kv = 8192;
   CHECK(core_attention_bytes(&p) == (2.0 * 2 * 1 * 3 * 64 + 2.0 * 2 * 8192 * 1 * 64) * 2,
         "decode bytes: q, o once and k, v once, in bf16 (%.0f)", core_attention_bytes(&p));
+  p.key.kv_fp8 = DTYPE_E4M3;
+  CHECK(core_attention_bytes(&p) == (2.0 * 2 * 1 * 3 * 64) * 2 + (2.0 * 2 * 8192 * 1 * 64) * 1,
+        "decode bytes of an fp8 cache: k and v one byte an element (%.0f)", core_attention_bytes(&p));
+  p.key.kv_fp8 = 0;
   float lse_value = 0.0f;
   p.lse.data = (char *)&lse_value;
   p.key.dtype = DTYPE_F32;
@@ -588,7 +662,7 @@ static void test_host_tensor(void) {
   CHECK(host_tensor_alloc(&t, DTYPE_F32, 2, s2, nst) == -1, "a negative stride is refused");
   CHECK(host_tensor_alloc(&t, DTYPE_F32, 5, big, NULL) == -1 && host_tensor_alloc(&t, DTYPE_F32, 0, big, NULL) == -1,
         "ndim 5 and 0 are refused");
-  CHECK(host_tensor_alloc(&t, DTYPE_COUNT, 2, s2, NULL) == -1, "an unknown dtype is refused");
+  CHECK(host_tensor_alloc(&t, DTYPE_KV_COUNT, 2, s2, NULL) == -1, "an unknown dtype is refused");
   int64_t empty[2] = {0, 5};
   CHECK(host_tensor_alloc(&t, DTYPE_F32, 2, empty, NULL) == 0 && t.t.data != NULL, "an empty tensor still gets memory");
   host_tensor_free(&t);
@@ -631,6 +705,7 @@ int main(void) {
   test_f16();
   test_bf16();
   test_dtype_table();
+  test_fp8();
   test_hash();
   test_problem_helpers();
   test_log();

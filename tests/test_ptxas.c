@@ -103,7 +103,7 @@ static void add_job(const char *arch, const attention_key *key, const kernel_con
   memset(j, 0, sizeof *j);
   char text[200];
   kernel_config_string(family, config, text, sizeof text);
-  char extra[64];
+  char extra[96];
   core_key_extra_text(key, extra, sizeof extra);
   snprintf(j->name, sizeof j->name, "%s %s d=%d%s%s%s%s%s%s%s%s %s [%s]", arch, core_dtype_name((dtype_id)key->dtype),
            key->head_dim, key->causal ? " causal" : "", key->window ? " window" : "", key->has_lse ? " lse" : "",

@@ -144,7 +144,7 @@ static void core_fill_one(void *state, int64_t index) {
 }
 
 static int core_host_dtype(const host_tensor *t, dtype_id *dtype) {
-  return t != NULL && t->t.data != NULL && core_dtype_from_dlpack(t->t.dtype, dtype);
+  return t != NULL && t->t.data != NULL && core_kv_dtype_from_dlpack(t->t.dtype, dtype);
 }
 
 /* Tensors of at least this many elements, row-major, are filled by several threads, each chunk of

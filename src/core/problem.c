@@ -21,7 +21,7 @@ void core_attention_key_string(const attention_key *key, char *buffer, size_t si
   if (buffer == NULL || size == 0) return;
   /* window, varlen, varlen_q, page and sinks only where set, so that every key stored before they existed still reads
    * the same */
-  char extra[64];
+  char extra[96];
   core_key_extra_text(key, extra, sizeof extra);
   snprintf(buffer, size, "attention_fwd dtype=%s d=%d h=%d hk=%d causal=%d%s lse=%d dcontig=%d%s%s%s sq<=2^%d",
            core_dtype_name((dtype_id)key->dtype), key->head_dim, key->heads, key->kv_heads,
@@ -29,12 +29,17 @@ void core_attention_key_string(const attention_key *key, char *buffer, size_t si
            key->varlen ? " varlen=1" : "", key->varlen_q ? " varlen_q=1" : "", extra, key->seqlen_bucket);
 }
 
+dtype_id core_key_kv_dtype(const attention_key *key) {
+  return key->kv_fp8 ? (dtype_id)key->kv_fp8 : (dtype_id)key->dtype;
+}
+
 void core_key_extra_text(const attention_key *key, char *buffer, size_t size) {
   if (buffer == NULL || size == 0) return;
-  char page[24] = "";
+  char page[24] = "", kv[24] = "";
   if (key->page_size > 0) snprintf(page, sizeof page, " page=%d", key->page_size);
-  snprintf(buffer, size, "%s%s%s%s%s", page, key->sinks ? " sinks=1" : "", key->softcap ? " softcap=1" : "",
-           key->varlen_k ? " varlen_k=1" : "", key->alibi ? " alibi=1" : "");
+  if (key->kv_fp8) snprintf(kv, sizeof kv, " kv=%s", core_dtype_name((dtype_id)key->kv_fp8));
+  snprintf(buffer, size, "%s%s%s%s%s%s", page, key->sinks ? " sinks=1" : "", key->softcap ? " softcap=1" : "",
+           key->varlen_k ? " varlen_k=1" : "", key->alibi ? " alibi=1" : "", kv);
 }
 
 void core_visible_keys(const attention_problem *problem, int64_t i, int64_t queries, int64_t keys, int64_t *first,
@@ -113,6 +118,7 @@ void core_key_place(const attention_problem *problem, int64_t b, int64_t j, int6
 
 double core_attention_bytes(const attention_problem *problem) {
   double element = (double)core_dtype_size((dtype_id)problem->key.dtype);
+  double kv_element = (double)core_dtype_size(core_key_kv_dtype(&problem->key));
   double d = (double)problem->key.head_dim;
   double queries = 0, keys = 0;
   for (int64_t i = 0; i < problem->batch; i++) {
@@ -123,7 +129,7 @@ double core_attention_bytes(const attention_problem *problem) {
   }
   double q_rows = queries * (double)problem->key.heads;
   double kv_rows = keys * (double)problem->key.kv_heads;
-  double bytes = (2.0 * q_rows + 2.0 * kv_rows) * d * element;
+  double bytes = 2.0 * q_rows * d * element + 2.0 * kv_rows * d * kv_element;
   if (problem->lse.data != NULL) bytes += q_rows * 4.0;
   return bytes;
 }
@@ -160,7 +166,7 @@ static const char *core_device_type_name(int type, char *scratch, size_t size) {
 
 static void core_format_dlpack_type(DLDataType type, char *buffer, size_t size) {
   dtype_id ours;
-  if (core_dtype_from_dlpack(type, &ours)) {
+  if (core_kv_dtype_from_dlpack(type, &ours)) {
     snprintf(buffer, size, "%s", core_dtype_name(ours));
     return;
   }
@@ -202,13 +208,22 @@ static fj_status core_check_present(const char *name, const DLTensor *t, int ndi
   return FJ_OK;
 }
 
-static fj_status core_check_dtype(core_arg *arg) {
-  if (!core_dtype_from_dlpack(arg->t->dtype, &arg->dtype)) {
+/* q's and o's dtype: fp32, fp16 or bf16; k's and v's (kv non-zero) may also be fp8. */
+static fj_status core_check_dtype(core_arg *arg, int kv) {
+  if (!(kv ? core_kv_dtype_from_dlpack : core_dtype_from_dlpack)(arg->t->dtype, &arg->dtype)) {
     char text[48];
     core_format_dlpack_type(arg->t->dtype, text, sizeof text);
-    return core_error(FJ_INVALID_ARGUMENT, "%s.dtype is %s; expected fp32, fp16 or bf16", arg->name,
-                      text);
+    return core_error(FJ_INVALID_ARGUMENT, "%s.dtype is %s; expected fp32, fp16 or bf16%s", arg->name, text,
+                      kv ? " (or fp8_e4m3 / fp8_e5m2, a KV cache)" : "");
   }
+  return FJ_OK;
+}
+
+/* An fp8 cache's scale: 0 selects 1; else finite and not negative. */
+static fj_status core_resolve_kv_scale(const char *name, float given, float *out) {
+  if (!(isfinite(given) && given >= 0.0f))
+    return core_error(FJ_INVALID_ARGUMENT, "%s=%g: must be finite and not negative (0: 1)", name, (double)given);
+  *out = given != 0.0f ? given : 1.0f;
   return FJ_OK;
 }
 
@@ -712,14 +727,25 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
   if (ragged && (s = core_check_present("cu_seqlens_q", cu.t, 1, "[batch + 1]")) != FJ_OK) return s;
   if (packed && (s = core_check_present("cu_seqlens_k", cu_k.t, 1, "[batch + 1]")) != FJ_OK) return s;
 
-  /* dtypes: each one of ours, then all equal to q's; lse is always fp32. */
+  /* dtypes: each one of ours, then all equal to q's, but for an fp8 cache's k and v (both the same fp8);
+   * lse is always fp32. */
   core_arg *qkvo[4] = {&q, &k, &v, &o};
   for (int i = 0; i < 4; i++)
-    if ((s = core_check_dtype(qkvo[i])) != FJ_OK) return s;
-  for (int i = 1; i < 4; i++)
-    if (qkvo[i]->dtype != q.dtype)
-      return core_error(FJ_INVALID_ARGUMENT, "%s.dtype=%s but q.dtype=%s (all four must match)",
-                        qkvo[i]->name, core_dtype_name(qkvo[i]->dtype), core_dtype_name(q.dtype));
+    if ((s = core_check_dtype(qkvo[i], qkvo[i] == &k || qkvo[i] == &v)) != FJ_OK) return s;
+  if (o.dtype != q.dtype)
+    return core_error(FJ_INVALID_ARGUMENT, "o.dtype=%s but q.dtype=%s (they must match)", core_dtype_name(o.dtype),
+                      core_dtype_name(q.dtype));
+  if (v.dtype != k.dtype)
+    return core_error(FJ_INVALID_ARGUMENT, "v.dtype=%s but k.dtype=%s (they must match)", core_dtype_name(v.dtype),
+                      core_dtype_name(k.dtype));
+  if (k.dtype != q.dtype && !core_dtype_is_fp8(k.dtype))
+    return core_error(FJ_INVALID_ARGUMENT, "k.dtype=%s but q.dtype=%s (k and v must be q's dtype, or fp8)",
+                      core_dtype_name(k.dtype), core_dtype_name(q.dtype));
+  float k_scale = 1.0f, v_scale = 1.0f;
+  if (core_dtype_is_fp8(k.dtype) && args->struct_size >= offsetof(fj_attention_args, v_scale) + sizeof(float)) {
+    if ((s = core_resolve_kv_scale("k_scale", args->k_scale, &k_scale)) != FJ_OK) return s;
+    if ((s = core_resolve_kv_scale("v_scale", args->v_scale, &v_scale)) != FJ_OK) return s;
+  }
   if (lse.t != NULL) {
     if (!core_dtype_from_dlpack(lse.t->dtype, &lse.dtype) || lse.dtype != DTYPE_F32) {
       char text[48];
@@ -842,6 +868,9 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
   memset(&p, 0, sizeof p);
   p.key.kind = PROBLEM_ATTENTION_FWD;
   p.key.dtype = (int)q.dtype;
+  p.key.kv_fp8 = core_dtype_is_fp8(k.dtype) ? (int)k.dtype : 0;
+  p.k_scale = k_scale;
+  p.v_scale = v_scale;
   p.key.head_dim = (int)qs[qd];
   p.key.heads = (int)qs[qh];
   p.key.kv_heads = (int)ks[kh];

@@ -27,6 +27,7 @@ typedef struct attention_key {
   int softcap;       /* softcap > 0: scores pass through softcap x tanh(score / softcap) */
   int varlen_k;      /* cu_seqlens_k given: packed keys, each sequence its own rows of k and v (varlen too) */
   int alibi;         /* alibi_slopes given: each score gets -slope x its distance from the query's diagonal */
+  int kv_fp8;        /* 0: k and v are of dtype; else an fp8 KV cache's dtype_id (read with k/v_scale) */
 } attention_key;
 
 /* A view of a 4-d (or 3-d, for lse) tensor: the address of element [0,0,0,0] and strides in elements. */
@@ -42,6 +43,9 @@ typedef struct attention_problem {
   int64_t batch, seqlen_q, seqlen_kv;  /* seqlen_q: max_seqlen_q with ragged queries */
   float softmax_scale;  /* resolved: never 0 */
   float softcap;        /* fj_attention_args.softcap: > 0 with key.softcap, else 0 */
+  /* An fp8 cache's scales (fj_attention_args.k_scale, v_scale resolved: never 0); 1 when k and v are
+   * not fp8. The scores are softmax_scale x k_scale x q.k_stored, o is v_scale x sum p v_stored / l. */
+  float k_scale, v_scale;
   /* The window (fj_attention_args.window_left/right) with causal folded in: window_left counts only
    * with key.window, window_right only with key.causal (0 for a plain causal mask; a problem built
    * field by field leaves both 0). core_visible_keys says what they leave a query. */
@@ -91,6 +95,8 @@ typedef struct attention_problem {
 
 /* Power-of-two bucket of a sequence length: 0 for 0, else ceil(log2(seqlen)) (1 -> 0 too). */
 int core_seqlen_bucket(int64_t seqlen);
+/* k's and v's dtype: key->dtype, or the fp8 of an fp8 cache. */
+dtype_id core_key_kv_dtype(const attention_key *key);
 /* A stable, readable one-line form of the key: "attention_fwd dtype=bf16 d=128 h=8 hk=8 causal=0
  * lse=0 dcontig=1 sq<=2^11". Used in logs, cache keys and the tuning database. */
 void core_attention_key_string(const attention_key *key, char *buffer, size_t size);

@@ -39,6 +39,9 @@ fj_status core_reference_attention(const attention_problem *problem, double *out
   int64_t H = key->heads, HK = key->kv_heads, D = key->head_dim;
   int64_t group = H / HK;
   double scale = problem->softmax_scale, softcap = problem->softcap;
+  /* an fp8 cache holds k / k_scale and v / v_scale */
+  dtype_id kv_dtype = core_key_kv_dtype(key);
+  double k_scale = key->kv_fp8 ? problem->k_scale : 1.0, v_scale = key->kv_fp8 ? problem->v_scale : 1.0;
 
   size_t kv_count = (size_t)(SKV > 0 ? SKV : 1) * (size_t)D;
   double *kmat = malloc(kv_count * sizeof(double));
@@ -63,8 +66,12 @@ fj_status core_reference_attention(const attention_problem *problem, double *out
         /* key j's place: (b, j), or its page and its row there */
         int64_t outer, row;
         core_key_place(problem, b, j, &outer, &row);
-        core_gather_rows(&problem->k, dtype, outer, hk, row, 1, D, kmat + j * D);
-        core_gather_rows(&problem->v, dtype, outer, hk, row, 1, D, vmat + j * D);
+        core_gather_rows(&problem->k, kv_dtype, outer, hk, row, 1, D, kmat + j * D);
+        core_gather_rows(&problem->v, kv_dtype, outer, hk, row, 1, D, vmat + j * D);
+        for (int64_t d = 0; d < D; d++) {
+          kmat[j * D + d] *= k_scale;
+          vmat[j * D + d] *= v_scale;
+        }
       }
       for (int64_t h = hk * group; h < (hk + 1) * group; h++) {
         for (int64_t i = 0; i < queries; i++) {

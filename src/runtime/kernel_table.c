@@ -86,7 +86,9 @@ static tuning_db *runtime_tuning_db(fj_context *context) {
  * nearest sequence-length bucket. 1 and *out when one exists that parses and is valid here; *source
  * says which kind. Packed keys (varlen_k) take the winner of the same problem with seqlens_kv: the
  * kernels do the same work, only each sequence's first row of k and v differs; ALiBi keys that of the
- * problem without it (a few operations per score; the tuner has no ALiBi shapes). */
+ * problem without it (a few operations per score; the tuner has no ALiBi shapes); fp8 caches that of
+ * the problem with k and v in q's dtype (the tiles are converted as they are packed; the tuner has no
+ * fp8 shapes). */
 static int runtime_tuned_config(fj_context *context, const attention_key *key, kernel_config *out,
                                 const char **source, char *detail, size_t detail_size) {
   tuning_db *db = runtime_tuning_db(context);
@@ -96,6 +98,7 @@ static int runtime_tuned_config(fj_context *context, const attention_key *key, k
   attention_key tuned_as = *key;
   tuned_as.varlen_k = 0;
   tuned_as.alibi = 0;
+  tuned_as.kv_fp8 = 0;
   core_attention_key_string(&tuned_as, key_text, sizeof key_text);
   tuning_winner winner;
   memset(&winner, 0, sizeof winner);
@@ -365,6 +368,11 @@ fj_status runtime_get_kernel(fj_context *context, const attention_problem *probl
   if (context->family == NULL)
     return core_error(FJ_UNSUPPORTED, "no attention kernel family for the %s backend yet",
                       context->backend->name);
+
+  char why[256] = "";
+  if (context->family->problem_supported != NULL &&
+      !context->family->problem_supported(&problem->key, why, sizeof why))
+    return core_error(FJ_UNSUPPORTED, "%s: %s", context->backend->name, why);
 
   char lookup[640];
   runtime_lookup_key(context, problem, config, lookup, sizeof lookup);

@@ -74,7 +74,10 @@ static fj_status runtime_cpu_params(const runtime_kernel *kernel, const attentio
   params->alibi = problem->alibi;
   params->alibi_stride[0] = problem->alibi_stride[0];
   params->alibi_stride[1] = problem->alibi_stride[1];
-  params->scale_log2 = (float)((double)problem->softmax_scale * RUNTIME_LOG2E);
+  /* an fp8 cache's keys are k / k_scale: its scale goes with the softmax's */
+  double k_scale = problem->key.kv_fp8 ? problem->k_scale : 1.0;
+  params->scale_log2 = (float)((double)problem->softmax_scale * k_scale * RUNTIME_LOG2E);
+  params->v_scale = problem->key.kv_fp8 ? problem->v_scale : 1.0f;
   if (problem->key.softcap) {
     params->softcap_out = (float)((double)problem->softcap * RUNTIME_LOG2E);
     params->softcap_in = (float)(1.0 / ((double)problem->softcap * RUNTIME_LOG2E));

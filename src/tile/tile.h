@@ -17,7 +17,7 @@ typedef struct tile_builder {
   LLVMValueRef function;
   LLVMBasicBlockRef entry;  /* stack slots are created here so they promote to registers */
   int lanes;                /* fp32 lanes of one vector register */
-  LLVMTypeRef f32, f16, i1, i16, i32, i64, ptr, vec, void_type;
+  LLVMTypeRef f32, f16, i1, i8, i16, i32, i64, ptr, vec, void_type;
 } tile_builder;
 
 /* The types every lowering uses, in the module's context; vec is `lanes` fp32 lanes (a lowering whose
@@ -70,7 +70,8 @@ void tile_return_unless(tile_builder *tb, LLVMValueRef go_on);
 LLVMValueRef tile_load_param_ptr(tile_builder *tb, LLVMValueRef block, size_t offset);
 LLVMValueRef tile_load_param_i64(tile_builder *tb, LLVMValueRef block, size_t offset);
 LLVMValueRef tile_load_param_f32(tile_builder *tb, LLVMValueRef block, size_t offset);
-/* One element of a tensor in its dtype, as fp32 (and back, rounding to nearest even). */
+/* One element of a tensor in its dtype, as fp32 (and back, rounding to nearest even; the fp8 dtypes,
+ * an fp8 KV cache's, are only loaded). */
 LLVMValueRef tile_load_element(tile_builder *tb, LLVMValueRef base, LLVMValueRef index, dtype_id dtype);
 void tile_store_element(tile_builder *tb, LLVMValueRef base, LLVMValueRef index, dtype_id dtype,
                         LLVMValueRef value);
@@ -92,6 +93,9 @@ void tile_store_bits(tile_builder *tb, LLVMValueRef base, LLVMValueRef index, LL
 LLVMValueRef tile_splat_pair(tile_builder *tb, LLVMValueRef base, LLVMValueRef index);
 /* Two vectors of the same type, interleaved: even[0], odd[0], even[1], odd[1], ... */
 LLVMValueRef tile_interleave(tile_builder *tb, LLVMValueRef even, LLVMValueRef odd);
+/* The bf16 bits of fp32 values (scalar or vector) that bf16 holds exactly (an fp8 element's): the high
+ * half of each, no rounding. */
+LLVMValueRef tile_exact_bf16_bits(tile_builder *tb, LLVMValueRef value);
 /* Two fp32 vectors rounded to bf16 (to nearest even) and interleaved: 2 x lanes i16. */
 LLVMValueRef tile_bf16_pairs(tile_builder *tb, LLVMValueRef even, LLVMValueRef odd);
 /* acc + the dot product of each lane's bf16 pair in a and b (2 x lanes i16 each): acc[l] + a[2l] b[2l]

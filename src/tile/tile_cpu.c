@@ -37,6 +37,7 @@ void tile_builder_init(tile_builder *tb, LLVMModuleRef module, int lanes) {
   tb->f32 = LLVMFloatTypeInContext(tb->ctx);
   tb->f16 = LLVMHalfTypeInContext(tb->ctx);
   tb->i1 = LLVMInt1TypeInContext(tb->ctx);
+  tb->i8 = LLVMInt8TypeInContext(tb->ctx);
   tb->i16 = LLVMInt16TypeInContext(tb->ctx);
   tb->i32 = LLVMInt32TypeInContext(tb->ctx);
   tb->i64 = LLVMInt64TypeInContext(tb->ctx);
@@ -195,6 +196,8 @@ static LLVMTypeRef storage_type(tile_builder *tb, dtype_id dtype) {
   switch (dtype) {
   case DTYPE_F16: return tb->f16;
   case DTYPE_BF16: return tb->i16; /* converted by bit manipulation: no bf16 instructions needed */
+  case DTYPE_E4M3:
+  case DTYPE_E5M2: return tb->i8;  /* likewise */
   default: return tb->f32;
   }
 }
@@ -211,12 +214,56 @@ static LLVMValueRef bf16_bits_to_f32(tile_builder *tb, LLVMValueRef bits, LLVMTy
   return LLVMBuildBitCast(tb->b, LLVMBuildShl(tb->b, wide, sixteen, ""), float_type, "");
 }
 
+/* A constant of `like`'s shape: the scalar itself, or a vector of it as wide as `like`. */
+static LLVMValueRef shaped_constant(LLVMValueRef like, LLVMValueRef scalar) {
+  LLVMTypeRef type = LLVMTypeOf(like);
+  if (LLVMGetTypeKind(type) != LLVMVectorTypeKind) return scalar;
+  LLVMValueRef copies[64];  /* the widest vector this layer builds: 2 x 16 lanes of bf16 pairs */
+  unsigned n = LLVMGetVectorSize(type);
+  if (n > 64) n = 64;
+  for (unsigned i = 0; i < n; i++) copies[i] = scalar;
+  return LLVMConstVector(copies, n);
+}
+
+/* The type of `like`'s shape with elements of `element`. */
+static LLVMTypeRef shaped_type(LLVMValueRef like, LLVMTypeRef element) {
+  LLVMTypeRef type = LLVMTypeOf(like);
+  return LLVMGetTypeKind(type) == LLVMVectorTypeKind ? LLVMVectorType(element, LLVMGetVectorSize(type)) : element;
+}
+
+/* fp8 bits (i8, scalar or vector) -> fp32, exactly and with no fp8 instructions. E5M2 is the high byte of
+ * an fp16. E4M3 ("fn", bias 7, no infinities): its 7 magnitude bits shifted into an fp32's exponent and
+ * mantissa and rebiased by 120 give every normal; a subnormal (exponent 0) is mantissa x 2^-9, computed
+ * apart so that it does not depend on the fp32 denormals a caller's DAZ mode would zero; 0x7f is NaN. */
+static LLVMValueRef fp8_bits_to_f32(tile_builder *tb, LLVMValueRef bits, dtype_id dtype) {
+  LLVMTypeRef f32 = shaped_type(bits, tb->f32), i32 = shaped_type(bits, tb->i32);
+  if (dtype == DTYPE_E5M2) {
+    LLVMValueRef wide = LLVMBuildZExt(tb->b, bits, shaped_type(bits, tb->i16), "");
+    wide = LLVMBuildShl(tb->b, wide, shaped_constant(wide, LLVMConstInt(tb->i16, 8, 0)), "");
+    return LLVMBuildFPExt(tb->b, LLVMBuildBitCast(tb->b, wide, shaped_type(bits, tb->f16), ""), f32, "");
+  }
+  LLVMValueRef x = LLVMBuildZExt(tb->b, bits, i32, "");
+#define I32(v) shaped_constant(x, LLVMConstInt(tb->i32, (v), 0))
+  LLVMValueRef magnitude = LLVMBuildAnd(tb->b, x, I32(0x7f), "");
+  LLVMValueRef normal = LLVMBuildAdd(tb->b, LLVMBuildShl(tb->b, magnitude, I32(20), ""), I32(120u << 23), "");
+  LLVMValueRef subnormal = LLVMBuildFMul(tb->b, LLVMBuildUIToFP(tb->b, magnitude, f32, ""),
+                                         shaped_constant(x, tile_f32(tb, 0x1p-9f)), "");
+  subnormal = LLVMBuildBitCast(tb->b, subnormal, i32, "");
+  LLVMValueRef value = LLVMBuildSelect(tb->b, LLVMBuildICmp(tb->b, LLVMIntULT, magnitude, I32(8), ""), subnormal,
+                                       normal, "");
+  value = LLVMBuildSelect(tb->b, LLVMBuildICmp(tb->b, LLVMIntEQ, magnitude, I32(0x7f), ""), I32(0x7fc00000u), value, "");
+  LLVMValueRef sign = LLVMBuildShl(tb->b, LLVMBuildAnd(tb->b, x, I32(0x80), ""), I32(24), "");
+#undef I32
+  return LLVMBuildBitCast(tb->b, LLVMBuildOr(tb->b, value, sign, ""), f32, "");
+}
+
 LLVMValueRef tile_load_element(tile_builder *tb, LLVMValueRef base, LLVMValueRef index, dtype_id dtype) {
   LLVMTypeRef type = storage_type(tb, dtype);
   LLVMValueRef value = LLVMBuildLoad2(tb->b, type, element_address(tb, base, index, type), "");
   if (dtype == DTYPE_F16) return LLVMBuildFPExt(tb->b, value, tb->f32, "");
   if (dtype == DTYPE_BF16)
     return bf16_bits_to_f32(tb, value, tb->i32, tb->f32, LLVMConstInt(tb->i32, 16, 0));
+  if (core_dtype_is_fp8(dtype)) return fp8_bits_to_f32(tb, value, dtype);
   return value;
 }
 
@@ -253,6 +300,7 @@ LLVMValueRef tile_load_vector(tile_builder *tb, LLVMValueRef base, LLVMValueRef 
     LLVMValueRef sixteen = splat_value(tb, LLVMConstInt(tb->i32, 16, 0));
     return bf16_bits_to_f32(tb, load, ivec, tb->vec, sixteen);
   }
+  if (core_dtype_is_fp8(dtype)) return fp8_bits_to_f32(tb, load, dtype);
   return load;
 }
 
@@ -305,6 +353,12 @@ LLVMValueRef tile_interleave(tile_builder *tb, LLVMValueRef even, LLVMValueRef o
   LLVMValueRef mask[128];
   for (unsigned i = 0; i < 2 * n; i++) mask[i] = LLVMConstInt(tb->i32, i / 2 + (i % 2) * n, 0);
   return LLVMBuildShuffleVector(tb->b, even, odd, LLVMConstVector(mask, 2 * n), "");
+}
+
+LLVMValueRef tile_exact_bf16_bits(tile_builder *tb, LLVMValueRef value) {
+  LLVMValueRef bits = LLVMBuildBitCast(tb->b, value, shaped_type(value, tb->i32), "");
+  bits = LLVMBuildLShr(tb->b, bits, shaped_constant(bits, LLVMConstInt(tb->i32, 16, 0)), "");
+  return LLVMBuildTrunc(tb->b, bits, shaped_type(value, tb->i16), "");
 }
 
 LLVMValueRef tile_bf16_pairs(tile_builder *tb, LLVMValueRef even, LLVMValueRef odd) {
