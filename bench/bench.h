@@ -31,6 +31,8 @@ typedef struct bench_options {
   int packed_kv;            /* --packed-kv: packed keys (cu_seqlens_k), k and v [total_k, kv_heads, head_dim] */
   int sinks;                /* --sinks: attention sinks, one logit per head (gpt-oss's) */
   int alibi;                /* --alibi: ALiBi with BLOOM's slopes, one per head */
+  const char *kv_dtype_name; /* --kv-dtype: k and v of an fp8 cache (NULL: --dtype's) */
+  dtype_id kv_dtype;        /* k's and v's dtype: dtype, or an fp8 */
   float softcap;            /* --softcap: logit soft-capping (0: none) */
   int no_split_kv;          /* --no-split-kv: no workspace (a GPU launch then never splits its keys) */
   int64_t warmup, repeat, threads;

@@ -70,6 +70,8 @@ void cmd_bench_help(FILE *out) {
           "                       flash_attn_varlen_func takes them: every sequence --seqlen-kv keys,\n"
           "                       or with --seqlens-q and no --seqlen-kv as many as its queries; not\n"
           "                       with --page-size; no peer takes them\n"
+          "  --kv-dtype T         k and v as an fp8 KV cache: fp8_e4m3 or fp8_e5m2 (scales 1);\n"
+          "                       default --dtype's; no peer takes it\n"
           "  --alibi              ALiBi (BLOOM, MPT) with BLOOM's slopes 2^(-8 (h + 1) / heads): each\n"
           "                       score less slope x its key's distance from the query's diagonal;\n"
           "                       no peer takes it\n"
@@ -167,6 +169,9 @@ static void bench_shape_flags(const bench_options *o, char *buffer, size_t size)
            " --seqlen-kv=%" PRId64 " --head-dim=%" PRId64 " --dtype=%s",
            o->batch, o->heads, o->kv_heads, o->seqlen, o->seqlen_kv, o->head_dim,
            core_dtype_name(o->dtype));
+  size_t used = strlen(buffer);
+  if (o->kv_dtype != o->dtype && used < size)
+    snprintf(buffer + used, size - used, " --kv-dtype=%s", core_dtype_name(o->kv_dtype));
 }
 
 /* Host bytes the run needs: q, k, v, o (+ the LSE and the float64 reference with --check). In double
@@ -177,7 +182,7 @@ static double bench_host_bytes(const bench_options *o) {
   double q_elems = (double)o->batch * (double)o->seqlen * (double)o->heads * d;
   double kv_elems = (double)o->batch * (double)o->seqlen_kv * (double)o->kv_heads * d;
   double rows = (double)o->batch * (double)o->heads * (double)o->seqlen;
-  double bytes = (2.0 * q_elems + 2.0 * kv_elems) * elem;
+  double bytes = 2.0 * q_elems * elem + 2.0 * kv_elems * core_dtype_size(o->kv_dtype);
   if (o->check) bytes += rows * 4.0 + q_elems * 8.0 + rows * 8.0;
   return bytes;
 }
@@ -265,6 +270,7 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
       {"--packed-kv", CLI_FLAG, &o->packed_kv, 0, 0, NULL},
       {"--sinks", CLI_FLAG, &o->sinks, 0, 0, NULL},
       {"--alibi", CLI_FLAG, &o->alibi, 0, 0, NULL},
+      {"--kv-dtype", CLI_STRING, &o->kv_dtype_name, 0, 0, NULL},
       {"--softcap", CLI_FLOAT, &o->softcap, 0, INT32_MAX, NULL},
       {"--check", CLI_FLAG, &o->check, 0, 0, NULL},
       {"--no-split-kv", CLI_FLAG, &o->no_split_kv, 0, 0, NULL},
@@ -303,7 +309,7 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
   if (!o->seqlen_kv_set) o->seqlen_kv = o->seqlen;
   o->shape_flags = seen_batch || seen_heads || seen_seqlen || seen_head_dim || seen_causal || o->kv_heads_set ||
                    o->seqlen_kv_set || seen_page_size || seen_window_left || seen_window_right || seen_varlen_q ||
-                   o->sinks || o->softcap != 0.0f || o->packed_kv || o->alibi;
+                   o->sinks || o->softcap != 0.0f || o->packed_kv || o->alibi || o->kv_dtype_name != NULL;
   if (o->packed_kv && seen_page_size) {
     cli_error(BENCH_COMMAND, "--packed-kv with --page-size: packed keys are rows of k and v, a paged cache pages of "
               "them; give one");
@@ -349,6 +355,11 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
               "kernel here take none)");
     return CLI_EXIT_USAGE;
   }
+  if (o->peers && o->kv_dtype_name != NULL) {
+    cli_error(BENCH_COMMAND, "--peers with --kv-dtype: no peer here takes an fp8 KV cache (PyTorch's SDPA backends and "
+              "the Triton kernel here take q, k and v of one dtype)");
+    return CLI_EXIT_USAGE;
+  }
   if (o->peers && o->sinks) {
     cli_error(BENCH_COMMAND, "--peers with --sinks: no peer here takes attention sinks (PyTorch's SDPA backends and "
               "the Triton kernel here take none)");
@@ -385,6 +396,13 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
 
   if (!core_dtype_parse(o->dtype_name, &o->dtype)) {
     cli_error(BENCH_COMMAND, "--dtype=%s: unknown dtype (fp32, fp16 or bf16)", o->dtype_name);
+    return CLI_EXIT_USAGE;
+  }
+  o->kv_dtype = o->dtype;
+  if (o->kv_dtype_name != NULL &&
+      (!core_kv_dtype_parse(o->kv_dtype_name, &o->kv_dtype) || (o->kv_dtype != o->dtype && !core_dtype_is_fp8(o->kv_dtype)))) {
+    cli_error(BENCH_COMMAND, "--kv-dtype=%s: fp8_e4m3 or fp8_e5m2 (an fp8 KV cache), or --dtype's %s", o->kv_dtype_name,
+              core_dtype_name(o->dtype));
     return CLI_EXIT_USAGE;
   }
   if (o->head_dim < 8 || o->head_dim > 256 || o->head_dim % 8 != 0) {
@@ -545,7 +563,8 @@ static int bench_alloc(const bench_options *o, bench_run *run, uint64_t seed) {
   } tensors[] = {{&run->q, &run->dq, "q", q_shape, q_dims}, {&run->k, &run->dk, "k", kv_shape, kv_dims},
                  {&run->v, &run->dv, "v", kv_shape, kv_dims}, {&run->o, &run->dout, "o", q_shape, q_dims}};
   for (size_t i = 0; i < sizeof tensors / sizeof tensors[0]; i++) {
-    if (host_tensor_alloc(tensors[i].t, o->dtype, tensors[i].ndim, tensors[i].shape, NULL) != 0) {
+    dtype_id dtype = tensors[i].t == &run->k || tensors[i].t == &run->v ? o->kv_dtype : o->dtype;
+    if (host_tensor_alloc(tensors[i].t, dtype, tensors[i].ndim, tensors[i].shape, NULL) != 0) {
       char shape[512];
       bench_shape_flags(o, shape, sizeof shape);
       char dims[96];
@@ -762,6 +781,7 @@ static void bench_print_text(const bench_options *o, const bench_result *r, cons
          o->batch, o->heads, o->kv_heads, o->seqlen, o->seqlen_kv, o->head_dim, core_dtype_name(o->dtype),
          o->causal ? ", causal" : "", window, paged, ragged, o->packed_kv ? ", packed keys (cu_seqlens_k)" : "",
          o->sinks ? ", attention sinks" : "");
+  if (o->kv_dtype != o->dtype) printf("kv cache    k and v %s (scales 1)\n", core_dtype_name(o->kv_dtype));
   if (o->alibi) printf("alibi       BLOOM's slopes 2^(-8 (h + 1) / %" PRId64 ")\n", o->heads);
   if (o->softcap != 0.0f) printf("softcap     %g (scores become %g tanh(score / %g))\n", (double)o->softcap,
                                  (double)o->softcap, (double)o->softcap);
@@ -831,6 +851,7 @@ static void bench_print_json(const bench_options *o, const bench_result *r, cons
   json_kv_bool(&w, "packed_kv", o->packed_kv);
   json_kv_bool(&w, "sinks", o->sinks);
   json_kv_bool(&w, "alibi", o->alibi);
+  json_kv_string(&w, "kv_dtype", core_dtype_name(o->kv_dtype));
   json_kv_double(&w, "softcap", o->softcap);
   json_kv_string(&w, "family", r->family);
   json_kv_string(&w, "config", r->config);

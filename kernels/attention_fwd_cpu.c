@@ -1067,6 +1067,7 @@ const kernel_family attention_fwd_cpu_family = {
     .name = "attention_fwd_cpu",
     .backend = "cpu",
     .generator_version = GENERATOR_VERSION,
+    .params_bytes = sizeof(cpu_attention_params),
     .num_params = P_COUNT,
     .params = params,
     .config_valid = config_valid,

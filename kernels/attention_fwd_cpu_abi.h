@@ -1,5 +1,7 @@
 /* attention_fwd_cpu_abi.h: the parameter block the generated CPU forward kernel reads. The generator
- * mirrors this layout in IR (pointers, then int64s, then the float), so change both together. */
+ * mirrors this layout in IR (pointers, then int64s, then the floats), so change both together. The disk
+ * cache's keys carry sizeof this block (kernel_family.params_bytes): a change that keeps its size (a
+ * reordering) must bump the generator's version, or a cached kernel of the old layout would be loaded. */
 #ifndef FJ_ATTENTION_FWD_CPU_ABI_H
 #define FJ_ATTENTION_FWD_CPU_ABI_H
 #include <stdint.h>

@@ -1,7 +1,8 @@
 /* attention_fwd_gpu_abi.h: the parameter block of the generated GPU forward kernels (NVPTX now, AMDGPU
  * later). The kernel takes it by value as its one parameter (in PTX: `.param .align 8 .b8 p[N]`), so
  * cuLaunchKernel's kernelParams is {&block}. The generator mirrors this layout in IR (field offsets
- * through offsetof), so change both together. Grid: 1-D, one block per job, job =
+ * through offsetof), so change both together. The disk cache's keys carry sizeof this block
+ * (kernel_family.params_bytes): a change that keeps its size must bump the generator's version. Grid: 1-D, one block per job, job =
  * (b * slots + slot) * q_tiles + tile as on the CPU (the kernel may visit tiles in any order it likes,
  * e.g. longest causal tiles first). */
 #ifndef FJ_ATTENTION_FWD_GPU_ABI_H

@@ -917,6 +917,7 @@ const kernel_family attention_fwd_nvptx_family = {
     .name = "attention_fwd_nvptx",
     .backend = "cuda",
     .generator_version = GENERATOR_VERSION,
+    .params_bytes = sizeof(gpu_attention_params),
     .num_params = P_COUNT,
     .params = params,
     .problem_supported = problem_supported,

@@ -32,6 +32,10 @@ typedef struct kernel_family {
   const char *name;           /* "attention_fwd_cpu" */
   const char *backend;        /* the backend it generates for: "cpu" */
   int generator_version;      /* bump when generated code changes: it is in every cache key */
+  /* sizeof the parameter block its kernels read (cpu_attention_params, gpu_attention_params): in every
+   * cache key too, so that a binary built for another layout of the block (a field added) is never
+   * loaded, whether or not generator_version was bumped with it */
+  size_t params_bytes;
   int num_params;
   const kernel_param *params;
 

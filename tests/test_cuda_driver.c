@@ -542,6 +542,25 @@ static void test_public_api(void) {
               p->lse == base + 2 * q_bytes + 2 * kv_bytes,
           "unreadable device addresses pass validation untouched and reach the kernel (%s)",
           s == FJ_OK ? "ok" : fj_last_error());
+    /* what the NVIDIA kernels do not take: an fp8 KV cache, fp32 tensors; refused before any compile */
+    DLTensor fk = uk, fv = uv, fq = uq, fo = uo;
+    fk.dtype = fv.dtype = (DLDataType){FJ_DLPACK_FLOAT8_E4M3FN, 8, 1};
+    fj_attention_args fp8 = unmapped;
+    fp8.k = &fk, fp8.v = &fv;
+    launches = atomic_load(&fake->launches);
+    links = atomic_load(&fake->link_completes);
+    s = fj_attention_forward(context, &fp8);
+    check(s == FJ_UNSUPPORTED && contains(fj_last_error(), "fp8_e4m3") && contains(fj_last_error(), "cpu backend") &&
+              atomic_load(&fake->launches) == launches && atomic_load(&fake->link_completes) == links,
+          "an fp8 KV cache on the GPU: %s, nothing compiled or launched (%s)", fj_status_string(s), fj_last_error());
+    fq.dtype = fk.dtype = fv.dtype = fo.dtype = (DLDataType){kDLFloat, 32, 1};
+    fq.data = (void *)(base + ((uintptr_t)1 << 28)), fk.data = (void *)(base + ((uintptr_t)2 << 28));
+    fv.data = (void *)(base + ((uintptr_t)3 << 28)), fo.data = (void *)(base + ((uintptr_t)4 << 28));
+    fj_attention_args fp32 = unmapped;
+    fp32.q = &fq, fp32.k = &fk, fp32.v = &fv, fp32.o = &fo;
+    s = fj_attention_forward(context, &fp32);
+    check(s == FJ_UNSUPPORTED && contains(fj_last_error(), "dtype fp32") && atomic_load(&fake->launches) == launches,
+          "fp32 on the GPU: %s (%s)", fj_status_string(s), fj_last_error());
     /* per-sequence key counts in device memory: not read by the call (the kernel clamps them), carried
      * to a varlen kernel of its own */
     int64_t lens_shape[1] = {b};

@@ -211,7 +211,7 @@ static void test_dtypes(fixture *f) {
   f->t[Q].dtype = bf16;
   expect_fail(f, "k fp16 with q bf16", FJ_INVALID_ARGUMENT, "k.dtype=fp16 but q.dtype=bf16", NULL);
   f->t[K].dtype = bf16;
-  expect_fail(f, "v fp16 with q bf16", FJ_INVALID_ARGUMENT, "v.dtype=fp16 but q.dtype=bf16", NULL);
+  expect_fail(f, "v fp16 with q and k bf16", FJ_INVALID_ARGUMENT, "v.dtype=fp16 but k.dtype=bf16", NULL);
   f->t[V].dtype = bf16;
   f->t[O].dtype = fp32;
   expect_fail(f, "o fp32 with q bf16", FJ_INVALID_ARGUMENT, "o.dtype=fp32 but q.dtype=bf16", NULL);
@@ -869,6 +869,93 @@ static void test_packed_keys(void) {
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) host_tensor_free(all[i]);
 }
 
+/* ---- fp8 KV caches (k and v float8, k_scale, v_scale) ---- */
+#define fp8_expect(...) args_expect("fp8 cache", __VA_ARGS__)
+
+static void test_fp8_cache(void) {
+  host_tensor q, k, v, o, k5, kb, vb;
+  int64_t q_shape[4] = {2, 5, 4, 64}, kv_shape[4] = {2, 9, 2, 64};
+  int ok = host_tensor_alloc(&q, DTYPE_BF16, 4, q_shape, NULL) == 0 && host_tensor_alloc(&k, DTYPE_E4M3, 4, kv_shape, NULL) == 0 &&
+           host_tensor_alloc(&v, DTYPE_E4M3, 4, kv_shape, NULL) == 0 && host_tensor_alloc(&o, DTYPE_BF16, 4, q_shape, NULL) == 0 &&
+           host_tensor_alloc(&k5, DTYPE_E5M2, 4, kv_shape, NULL) == 0 &&
+           host_tensor_alloc(&kb, DTYPE_BF16, 4, kv_shape, NULL) == 0 && host_tensor_alloc(&vb, DTYPE_BF16, 4, kv_shape, NULL) == 0;
+  CHECK(ok, "fp8 cache: fixture allocation");
+  if (!ok) return;
+  fj_attention_args args;
+  fj_attention_args_init(&args);
+  args.q = &q.t;
+  args.k = &k.t;
+  args.v = &v.t;
+  args.o = &o.t;
+  attention_problem p;
+  char key_text[256];
+  fp8_expect(&args, "E4M3 k and v beside bf16 q, scales 0 (1)", FJ_OK, NULL, &p);
+  core_attention_key_string(&p.key, key_text, sizeof key_text);
+  CHECK(p.key.kv_fp8 == DTYPE_E4M3 && p.k_scale == 1.0f && p.v_scale == 1.0f && strstr(key_text, " kv=fp8_e4m3") != NULL &&
+            p.k.stride[1] == 2 * 64,
+        "fp8 problem: kv_fp8=%d scales %g %g, key \"%s\", k's row stride %lld elements", p.key.kv_fp8, (double)p.k_scale,
+        (double)p.v_scale, key_text, (long long)p.k.stride[1]);
+  args.k_scale = 0.5f;
+  args.v_scale = 3.0f;
+  fp8_expect(&args, "scales 0.5 and 3", FJ_OK, NULL, &p);
+  CHECK(p.k_scale == 0.5f && p.v_scale == 3.0f, "scales kept: %g %g", (double)p.k_scale, (double)p.v_scale);
+  args.k_scale = -1.0f;
+  fp8_expect(&args, "a negative k_scale", FJ_INVALID_ARGUMENT, "k_scale=-1: must be finite and not negative", &p);
+  args.k_scale = INFINITY;
+  fp8_expect(&args, "an infinite k_scale", FJ_INVALID_ARGUMENT, "k_scale=inf", &p);
+  args.k_scale = 1.0f;
+  args.v_scale = NAN;
+  fp8_expect(&args, "a NaN v_scale", FJ_INVALID_ARGUMENT, "v_scale=nan", &p);
+  args.v_scale = 1.0f;
+  args.v = &k5.t;
+  fp8_expect(&args, "k E4M3, v E5M2", FJ_INVALID_ARGUMENT, "v.dtype=fp8_e5m2 but k.dtype=fp8_e4m3", &p);
+  args.v = &o.t;
+  fp8_expect(&args, "k E4M3, v bf16", FJ_INVALID_ARGUMENT, "v.dtype=bf16 but k.dtype=fp8_e4m3", &p);
+  args.v = &v.t;
+  args.q = &k.t;
+  fp8_expect(&args, "q E4M3", FJ_INVALID_ARGUMENT, "q.dtype is fp8_e4m3; expected fp32, fp16 or bf16", &p);
+  args.q = &q.t;
+  args.o = &v.t;
+  fp8_expect(&args, "o E4M3", FJ_INVALID_ARGUMENT, "o.dtype is fp8_e4m3; expected fp32, fp16 or bf16", &p);
+  args.o = &o.t;
+  DLTensor pairs = k.t;
+  pairs.dtype.lanes = 2;
+  args.k = &pairs;
+  fp8_expect(&args, "k of fp8 pairs", FJ_INVALID_ARGUMENT, "k.dtype is code10:8x2", &p);
+  args.k = &k.t;
+  /* o inside the cache: the extents count one byte an element */
+  DLTensor inside = o.t;
+  inside.data = (char *)k.t.data + 2 * 9 * 2 * 64 - 64;
+  args.o = &inside;
+  fp8_expect(&args, "o over the cache's last row", FJ_INVALID_ARGUMENT, "o overlaps k", &p);
+  inside.data = (char *)k.t.data + 2 * 9 * 2 * 64;
+  args.v = &k.t;  /* keep v away from o for this one */
+  fp8_expect(&args, "o just past k", FJ_OK, NULL, &p);
+  args.v = &v.t;
+  args.o = &o.t;
+  /* not fp8: the scales are not read */
+  args.k = &kb.t;
+  args.v = &vb.t;
+  args.k_scale = -1.0f;
+  fp8_expect(&args, "bf16 k and v with k_scale=-1 (not read)", FJ_OK, NULL, &p);
+  CHECK(p.key.kv_fp8 == 0 && p.k_scale == 1.0f, "bf16 k and v: no fp8 cache, scale 1 (kv_fp8=%d, %g)", p.key.kv_fp8,
+        (double)p.k_scale);
+  args.k = &k.t;
+  args.v = &v.t;
+  /* a caller built against the header before k_scale: 1 and 1 */
+  args.struct_size = (uint32_t)offsetof(fj_attention_args, k_scale);
+  fp8_expect(&args, "an older struct_size", FJ_OK, NULL, &p);
+  CHECK(p.key.kv_fp8 == DTYPE_E4M3 && p.k_scale == 1.0f && p.v_scale == 1.0f,
+        "an older caller's fp8 cache has scales 1 (%g, %g)", (double)p.k_scale, (double)p.v_scale);
+  host_tensor_free(&q);
+  host_tensor_free(&k);
+  host_tensor_free(&v);
+  host_tensor_free(&o);
+  host_tensor_free(&k5);
+  host_tensor_free(&kb);
+  host_tensor_free(&vb);
+}
+
 /* ---- ALiBi (alibi_slopes) ---- */
 #define alibi_expect(...) args_expect("alibi", __VA_ARGS__)
 
@@ -1076,6 +1163,7 @@ int main(void) {
   test_ragged();
   test_packed_keys();
   test_alibi();
+  test_fp8_cache();
   test_sinks();
   fixture_free(&f);
   return check_summary();

@@ -732,15 +732,15 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
   core_arg *qkvo[4] = {&q, &k, &v, &o};
   for (int i = 0; i < 4; i++)
     if ((s = core_check_dtype(qkvo[i], qkvo[i] == &k || qkvo[i] == &v)) != FJ_OK) return s;
-  if (o.dtype != q.dtype)
-    return core_error(FJ_INVALID_ARGUMENT, "o.dtype=%s but q.dtype=%s (they must match)", core_dtype_name(o.dtype),
-                      core_dtype_name(q.dtype));
-  if (v.dtype != k.dtype)
-    return core_error(FJ_INVALID_ARGUMENT, "v.dtype=%s but k.dtype=%s (they must match)", core_dtype_name(v.dtype),
-                      core_dtype_name(k.dtype));
   if (k.dtype != q.dtype && !core_dtype_is_fp8(k.dtype))
     return core_error(FJ_INVALID_ARGUMENT, "k.dtype=%s but q.dtype=%s (k and v must be q's dtype, or fp8)",
                       core_dtype_name(k.dtype), core_dtype_name(q.dtype));
+  if (v.dtype != k.dtype)
+    return core_error(FJ_INVALID_ARGUMENT, "v.dtype=%s but k.dtype=%s (they must match)", core_dtype_name(v.dtype),
+                      core_dtype_name(k.dtype));
+  if (o.dtype != q.dtype)
+    return core_error(FJ_INVALID_ARGUMENT, "o.dtype=%s but q.dtype=%s (they must match)", core_dtype_name(o.dtype),
+                      core_dtype_name(q.dtype));
   float k_scale = 1.0f, v_scale = 1.0f;
   if (core_dtype_is_fp8(k.dtype) && args->struct_size >= offsetof(fj_attention_args, v_scale) + sizeof(float)) {
     if ((s = core_resolve_kv_scale("k_scale", args->k_scale, &k_scale)) != FJ_OK) return s;

@@ -154,7 +154,7 @@ static fj_status runtime_choose_config(fj_context *context, const attention_prob
   return FJ_OK;
 }
 
-/* "fj1|<family>|gen=<n>|<codegen key>|<config>|<triple>|<cpu>|<features>|llvm=<version>": everything
+/* "fj1|<family>|gen=<n>|abi=<bytes>|<codegen key>|<config>|<triple>|<cpu>|<features>|llvm=<version>": everything
  * that changes the binary, so that a stale file can never be loaded. Where the backend finalizes the
  * emitted code (PTX through the CUDA driver's compiler) the driver's version changes the binary too,
  * and "|driver=<version>" ends the key; CPU keys stay as they were. malloc'd. */
@@ -168,14 +168,14 @@ static char *runtime_cache_key(const fj_context *context, const attention_proble
   char driver[80] = "";
   if (context->backend->binary_finalize != NULL)
     snprintf(driver, sizeof driver, "|driver=%s", context->info.driver_version);
-  const char *format = "fj1|%s|gen=%d|%s|%s|%s|%s|%s|llvm=%s%s";
-  int n = snprintf(NULL, 0, format, family->name, family->generator_version, codegen, config_text,
-                   target->triple, target->cpu, target->features, jit_llvm_version(), driver);
+  const char *format = "fj1|%s|gen=%d|abi=%zu|%s|%s|%s|%s|%s|llvm=%s%s";
+  int n = snprintf(NULL, 0, format, family->name, family->generator_version, family->params_bytes, codegen,
+                   config_text, target->triple, target->cpu, target->features, jit_llvm_version(), driver);
   if (n < 0) return NULL;
   char *key = malloc((size_t)n + 1);
   if (key == NULL) return NULL;
-  snprintf(key, (size_t)n + 1, format, family->name, family->generator_version, codegen, config_text,
-           target->triple, target->cpu, target->features, jit_llvm_version(), driver);
+  snprintf(key, (size_t)n + 1, format, family->name, family->generator_version, family->params_bytes, codegen,
+           config_text, target->triple, target->cpu, target->features, jit_llvm_version(), driver);
   return key;
 }
 
