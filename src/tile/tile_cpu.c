@@ -231,30 +231,25 @@ static LLVMTypeRef shaped_type(LLVMValueRef like, LLVMTypeRef element) {
   return LLVMGetTypeKind(type) == LLVMVectorTypeKind ? LLVMVectorType(element, LLVMGetVectorSize(type)) : element;
 }
 
-/* fp8 bits (i8, scalar or vector) -> fp32, exactly and with no fp8 instructions. E5M2 is the high byte of
- * an fp16. E4M3 ("fn", bias 7, no infinities): its 7 magnitude bits shifted into an fp32's exponent and
- * mantissa and rebiased by 120 give every normal; a subnormal (exponent 0) is mantissa x 2^-9, computed
- * apart so that it does not depend on the fp32 denormals a caller's DAZ mode would zero; 0x7f is NaN. */
+/* fp8 bits (i8, scalar or vector) -> fp32, exactly and with no fp8 instructions, through the fp16
+ * conversion every AVX target has. E5M2 is the high byte of an fp16. E4M3 ("fn", bias 7, no
+ * infinities) shifted into an fp16's exponent and mantissa (sign to bit 15, the 7 magnitude bits to
+ * bits 13..7) is its value times 2^-8, subnormals included (fp16's range holds them all as normals or
+ * subnormals of the same spacing), so one multiply by 2^8 after the conversion gives it; its
+ * S.1111.111 is NaN. */
 static LLVMValueRef fp8_bits_to_f32(tile_builder *tb, LLVMValueRef bits, dtype_id dtype) {
-  LLVMTypeRef f32 = shaped_type(bits, tb->f32), i32 = shaped_type(bits, tb->i32);
-  if (dtype == DTYPE_E5M2) {
-    LLVMValueRef wide = LLVMBuildZExt(tb->b, bits, shaped_type(bits, tb->i16), "");
-    wide = LLVMBuildShl(tb->b, wide, shaped_constant(wide, LLVMConstInt(tb->i16, 8, 0)), "");
-    return LLVMBuildFPExt(tb->b, LLVMBuildBitCast(tb->b, wide, shaped_type(bits, tb->f16), ""), f32, "");
-  }
-  LLVMValueRef x = LLVMBuildZExt(tb->b, bits, i32, "");
-#define I32(v) shaped_constant(x, LLVMConstInt(tb->i32, (v), 0))
-  LLVMValueRef magnitude = LLVMBuildAnd(tb->b, x, I32(0x7f), "");
-  LLVMValueRef normal = LLVMBuildAdd(tb->b, LLVMBuildShl(tb->b, magnitude, I32(20), ""), I32(120u << 23), "");
-  LLVMValueRef subnormal = LLVMBuildFMul(tb->b, LLVMBuildUIToFP(tb->b, magnitude, f32, ""),
-                                         shaped_constant(x, tile_f32(tb, 0x1p-9f)), "");
-  subnormal = LLVMBuildBitCast(tb->b, subnormal, i32, "");
-  LLVMValueRef value = LLVMBuildSelect(tb->b, LLVMBuildICmp(tb->b, LLVMIntULT, magnitude, I32(8), ""), subnormal,
-                                       normal, "");
-  value = LLVMBuildSelect(tb->b, LLVMBuildICmp(tb->b, LLVMIntEQ, magnitude, I32(0x7f), ""), I32(0x7fc00000u), value, "");
-  LLVMValueRef sign = LLVMBuildShl(tb->b, LLVMBuildAnd(tb->b, x, I32(0x80), ""), I32(24), "");
-#undef I32
-  return LLVMBuildBitCast(tb->b, LLVMBuildOr(tb->b, value, sign, ""), f32, "");
+  LLVMTypeRef f32 = shaped_type(bits, tb->f32), f16 = shaped_type(bits, tb->f16);
+  /* sign-extended and shifted by 7, the sign lands on bits 15 and 14: bit 14 cleared leaves the fp16 */
+  LLVMValueRef x = LLVMBuildSExt(tb->b, bits, shaped_type(bits, tb->i16), "");
+#define I16(v) shaped_constant(x, LLVMConstInt(tb->i16, (v), 0))
+  if (dtype == DTYPE_E5M2)
+    return LLVMBuildFPExt(tb->b, LLVMBuildBitCast(tb->b, LLVMBuildShl(tb->b, x, I16(8), ""), f16, ""), f32, "");
+  LLVMValueRef half = LLVMBuildAnd(tb->b, LLVMBuildShl(tb->b, x, I16(7), ""), I16(0xbfff), "");
+  LLVMValueRef is_nan = LLVMBuildICmp(tb->b, LLVMIntEQ, LLVMBuildAnd(tb->b, x, I16(0x7f), ""), I16(0x7f), "");
+  half = LLVMBuildSelect(tb->b, is_nan, I16(0x7e00), half, "");
+#undef I16
+  LLVMValueRef value = LLVMBuildFPExt(tb->b, LLVMBuildBitCast(tb->b, half, f16, ""), f32, "");
+  return LLVMBuildFMul(tb->b, value, shaped_constant(value, tile_f32(tb, 256.0f)), "");
 }
 
 LLVMValueRef tile_load_element(tile_builder *tb, LLVMValueRef base, LLVMValueRef index, dtype_id dtype) {
