@@ -267,7 +267,8 @@ typedef struct fj_attention_args {
    * fp16 or bf16. They hold the keys and values divided by k_scale and v_scale, the per-tensor scales
    * the cache was quantized with: the call attends to k_scale x k and v_scale x v. 0, the default,
    * selects 1; each must be finite and not negative, and they are read only when k and v are fp8.
-   * On the CPU only for now: a GPU context refuses fp8 k and v (FJ_UNSUPPORTED). */
+   * The kernels convert each element exactly (every fp8 value is an fp16 and a bf16 value) as they copy
+   * their K/V tiles; on NVIDIA GPUs that copy goes through registers instead of cp.async. */
   float k_scale;
   float v_scale;
 } fj_attention_args;

@@ -84,10 +84,13 @@ typedef struct gpu_attention_params {
    * softcap_in = softmax_scale / softcap and softcap_out its inverse, so that the kernel's scaling by
    * scale_log2 afterwards gives softcap * tanh(softmax_scale q.k / softcap) in base 2 */
   float softcap_in, softcap_out;
+  /* fp8 caches (key.kv_fp8) only: o is v_scale x the attention over the stored values (k_scale is in
+   * scale_log2 and the soft cap's factors) */
+  float v_scale;
 } gpu_attention_params;
 
 #define GPU_COMBINE_SUFFIX "_combine"
 #define GPU_COMBINE_WARPS 4
 
-_Static_assert(sizeof(gpu_attention_params) == 8 * (5 + 26 + 1 + 3 + 2 + 4 + 2 + 2 + 3 + 2 + 3 + 2 + 3 + 3 + 1), "gpu_attention_params layout");
+_Static_assert(sizeof(gpu_attention_params) == 8 * (5 + 26 + 1 + 3 + 2 + 4 + 2 + 2 + 3 + 2 + 3 + 2 + 3 + 3 + 1 + 1), "gpu_attention_params layout");
 #endif

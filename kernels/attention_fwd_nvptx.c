@@ -14,8 +14,9 @@
  * aligned to the bottom right (query i sees keys j <= i + seqlen_kv - seqlen_q), and tiles past the
  * last query's diagonal are never visited. With logit soft-capping each score passes through a scaled
  * tanh before the masks; with attention sinks each row's running state starts from its head's sink (a
- * key of that score and a zero value). Rows that see no key at all end as zeros (and LSE -inf, or the
- * sink), never NaN. */
+ * key of that score and a zero value). An fp8 KV cache's tiles are copied through registers, each
+ * element converted to the operand dtype (its k_scale is in the scores' scale, its v_scale in the final
+ * division). Rows that see no key at all end as zeros (and LSE -inf, or the sink), never NaN. */
 #include "kernels/kernel_family.h"
 
 #include <math.h>
@@ -105,6 +106,10 @@ typedef struct shape {
   int block_m, block_n, warps, stages, q_in_regs, swizzle, pack_gqa, split_kv;
   int head_dim, padded_dim, m_tiles, causal, window, has_lse, d_contiguous, varlen, page_size, varlen_q, sinks,
       softcap, varlen_k, alibi;
+  int kv_fp8;   /* 0, or the fp8 dtype of k and v (an fp8 cache) */
+  /* K/V tiles are copied synchronously through registers: a strided head dim, or an fp8 cache converted on
+   * the way (the register rules of that path apply) */
+  int sync_kv;
   dtype_id dtype;
 } shape;
 
@@ -140,6 +145,8 @@ static shape shape_of(const attention_key *key, const kernel_config *config) {
   s.sinks = key->sinks;
   s.softcap = key->softcap;
   s.page_size = key->page_size;
+  s.kv_fp8 = key->kv_fp8;
+  s.sync_kv = !key->d_contiguous || key->kv_fp8;
   s.dtype = (dtype_id)key->dtype;
   return s;
 }
@@ -158,12 +165,12 @@ static int fragment_registers(const shape *s) {
   int scores = s->m_tiles * (s->block_n / 8) * 4;
   int q = s->q_in_regs ? s->m_tiles * (s->padded_dim / 16) * 4 : 0;
   int loaded_ahead = s->block_n / 4 + s->padded_dim / 8;
-  if (!s->d_contiguous) return o + 2 * scores + q + loaded_ahead;
+  if (s->sync_kv) return o + 2 * scores + q + loaded_ahead;
   return (2 * o + scores + 3 * q + 4 * loaded_ahead) / 2;
 }
 
 static int fragment_budget(const shape *s) {
-  if (!s->d_contiguous) return STRIDED_FRAGMENT_REGISTER_BUDGET;
+  if (s->sync_kv) return STRIDED_FRAGMENT_REGISTER_BUDGET;
   if (s->varlen || s->varlen_q || s->alibi) return VARLEN_FRAGMENT_REGISTER_BUDGET;
   if (s->split_kv) return SPLIT_FRAGMENT_REGISTER_BUDGET;
   if (s->page_size > 0) return PAGED_FRAGMENT_REGISTER_BUDGET;
@@ -171,19 +178,19 @@ static int fragment_budget(const shape *s) {
   return s->pack_gqa ? PACKED_FRAGMENT_REGISTER_BUDGET : FRAGMENT_REGISTER_BUDGET;
 }
 
-/* 1 where a strided head dim's synchronous copies leave O its registers (always 1 when contiguous);
- * else 0 and why. */
+/* 1 where the synchronous K/V copies (a strided head dim, an fp8 cache) leave O its registers (always 1
+ * for cp.async copies); else 0 and why. */
 static int strided_copy_fits(const shape *s, char *why, size_t why_size) {
-  if (s->d_contiguous) return 1;
+  if (!s->sync_kv) return 1;
   int copied = 2 * s->block_n * s->padded_dim / (32 * s->warps);
   int o = o_registers(s);
   int budget = s->swizzle ? STRIDED_O_AND_COPIED_BUDGET_SWIZZLED : STRIDED_O_AND_COPIED_BUDGET;
   if (copied <= STRIDED_MAX_COPIED_ELEMENTS && o + copied <= budget) return 1;
   snprintf(why, why_size,
-           "strided head dim: each thread copies %d elements of the next K/V tiles (block_n=%d d=%d warps=%d; "
+           "%s: each thread copies %d elements of the next K/V tiles (block_n=%d d=%d warps=%d; "
            "at most %d) beside %d registers of O (block_m=%d); O + copied over %d (swizzle=%d) ptxas spills",
-           copied, s->block_n, s->padded_dim, s->warps, STRIDED_MAX_COPIED_ELEMENTS, o, s->block_m, budget,
-           s->swizzle);
+           s->d_contiguous ? "fp8 K/V converted as copied" : "strided head dim", copied, s->block_n, s->padded_dim,
+           s->warps, STRIDED_MAX_COPIED_ELEMENTS, o, s->block_m, budget, s->swizzle);
   return 0;
 }
 
@@ -203,11 +210,6 @@ static int problem_supported(const attention_key *key, char *why, size_t why_siz
   if (key->dtype != DTYPE_F16 && key->dtype != DTYPE_BF16) {
     snprintf(why, why_size, "dtype %s: the NVIDIA kernels use fp16/bf16 tensor cores only (fp32 runs on the cpu backend)",
              core_dtype_name((dtype_id)key->dtype));
-    return 0;
-  }
-  if (key->kv_fp8) {
-    snprintf(why, why_size, "k and v of %s: fp8 KV caches run on the cpu backend only so far",
-             core_dtype_name((dtype_id)key->kv_fp8));
     return 0;
   }
   return 1;
@@ -314,7 +316,8 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
              "weighs %d registers of fragments per thread (O, S%s of %d m16 tiles, K/V loaded ahead; d=%d block_n=%d%s%s); "
              "over %d ptxas spills",
              registers, s.q_in_regs ? ", Q" : "", s.m_tiles, s.padded_dim, s.block_n,
-             s.d_contiguous ? "" : ", strided head dim", s.pack_gqa ? ", pack_gqa" : "", fragment_budget(&s));
+             !s.sync_kv ? "" : s.d_contiguous ? ", fp8 K/V" : ", strided head dim", s.pack_gqa ? ", pack_gqa" : "",
+             fragment_budget(&s));
     return 0;
   }
   return strided_copy_fits(&s, why, why_size);
@@ -447,10 +450,14 @@ static void head_view(tile_gpu *tg, const shape *s, tile_gpu_global *view, size_
   LLVMValueRef offset = tile_mul(tb, h, stride[2]);
   if (first_row != NULL) offset = tile_add(tb, offset, tile_mul(tb, first_row, stride[1]));
   if (layout != ROWS_PAGED) offset = tile_add(tb, offset, tile_mul(tb, b, stride[0]));
-  LLVMValueRef base = tile_gpu_element_address(tg, tile_gpu_param_global(tg, pointer), offset);
+  /* an fp8 cache's k and v: elements of one byte, converted as they are copied */
+  int fp8 = s->kv_fp8 && (pointer == P_OFF(k) || pointer == P_OFF(v));
+  LLVMValueRef base = fp8 ? tile_gpu_fp8_element_address(tg, tile_gpu_param_global(tg, pointer), offset)
+                          : tile_gpu_element_address(tg, tile_gpu_param_global(tg, pointer), offset);
   LLVMValueRef group = layout == ROWS_GROUPED ? tile_gpu_param_i32(tg, P_OFF(group)) : NULL;
   if (group != NULL) rows = tile_mul(tb, rows, LLVMBuildZExt(tb->b, group, tb->i64, ""));
-  tile_gpu_global_init(tg, view, base, stride[1], stride[3], rows, s->head_dim, s->d_contiguous);
+  tile_gpu_global_init(tg, view, base, stride[1], stride[3], rows, s->head_dim, s->d_contiguous && !fp8);
+  if (fp8) tile_gpu_global_fp8(tg, view, (dtype_id)s->kv_fp8, s->d_contiguous);
   if (group != NULL) group_rows_by_head(tg, view, stride[2]);
   if (layout == ROWS_PAGED)
     tile_gpu_global_page_rows(tg, view, block_table_row(tg, b), tile_gpu_param_i64(tg, P_OFF(block_table_stride[1])),
@@ -884,6 +891,10 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   tile_gpu_rows_reduce_sum(tg, &row_sum);
   tile_gpu_rows inverse, log2_sum;
   tile_gpu_rows_reciprocal_or_zero(tg, &row_sum, &inverse);
+  if (s.kv_fp8) {  /* an fp8 cache's values are v / v_scale: o = v_scale sum p v / l */
+    LLVMValueRef v_scale = tile_gpu_param_f32(tg, P_OFF(v_scale));
+    for (int r = 0; r < 2 * s.m_tiles; r++) inverse.v[r] = LLVMBuildFMul(ir, inverse.v[r], v_scale, "");
+  }
   log2_sum.m_tiles = s.m_tiles;
   for (int r = 0; r < 2 * s.m_tiles; r++) {
     LLVMValueRef l = row_sum.v[r];

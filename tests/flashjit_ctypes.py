@@ -47,7 +47,8 @@ class AttentionArgs(ctypes.Structure):
                 ("cu_seqlens_q", ctypes.POINTER(DLTensor)), ("max_seqlen_q", ctypes.c_int64),
                 ("sinks", ctypes.POINTER(DLTensor)), ("softcap", ctypes.c_float),
                 ("cu_seqlens_k", ctypes.POINTER(DLTensor)), ("max_seqlen_k", ctypes.c_int64),
-                ("alibi_slopes", ctypes.POINTER(DLTensor))]
+                ("alibi_slopes", ctypes.POINTER(DLTensor)), ("k_scale", ctypes.c_float),
+                ("v_scale", ctypes.c_float)]
 
 
 STRUCTS = [("fj_context_options", ContextOptions), ("fj_problem_shape", ProblemShape),

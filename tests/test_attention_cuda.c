@@ -150,6 +150,10 @@ static void run_case(const test_case *c, uint64_t seed, void *stream, const char
   }
   if (c->sinks) args.sinks = &d_sink_logits;
   if (c->alibi) args.alibi_slopes = &d_alibi_slopes;
+  if (c->kv_fp8) {
+    args.k_scale = case_k_scale(c);
+    args.v_scale = case_v_scale(c);
+  }
   size_t work_bytes = 0;
   int64_t work_shape[1] = {0};
   DLTensor d_workspace = {.device = {kDLCUDA, 0}, .ndim = 1, .dtype = {kDLUInt, 8, 1}, .shape = work_shape};
@@ -312,6 +316,11 @@ static const test_case cases[] = {
     {BF16, 1, 16, 16, 300, 300, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 1, 0},
     {F16, 2, 4, 2, 100, 130, 64, 0, 1, CONTIG, -0.2f, 0, 0, -1, -1, 0, 0, 0, 0, 1, 0},
     {BF16, 4, 16, 2, 1, 5120, 64, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 0, 0, 0, 2, 0},
+    /* fp8 KV caches (vLLM's): causal GQA prefill with E4M3, fp16 with E5M2 not causal, a split decode step
+     * over a paged varlen E4M3 cache (Llama-3-8B's heads) */
+    {BF16, 2, 8, 2, 300, 300, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, E4M3},
+    {F16, 2, 4, 2, 100, 130, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, E5M2},
+    {BF16, 4, 32, 8, 1, 4096, 128, 1, 1, CONTIG, 0, 1, 16, -1, -1, 0, 0, 0, 0, 0, E4M3},
 };
 #define NUM_CASES ((int)(sizeof cases / sizeof cases[0]))
 

@@ -317,6 +317,15 @@ static const emu_case cases[] = {
     {{F16, 1, 4, 2, 70, 90, 64, 1, 1, CONTIG, -0.2f, 0, 0, -1, -1, 0, 0, 1.5f, 0, 1, 0}, CONFIG_PACKED(64, 32, 4, 2, 0, 1), 0},
     {{BF16, 4, 8, 2, 1, 300, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 0, 0, 0, 2, 0}, DEFAULT, 3},
     {{F16, 3, 4, 2, 40, 90, 64, 1, 1, CONTIG, 0, 0, 0, 20, -1, 1, 0, 0, 1, 1, 0}, DEFAULT, 0},
+    /* fp8 KV caches (E4M3, E5M2 with case_k_scale, case_v_scale; converted as K/V tiles are copied):
+     * causal bf16 prefill; fp16 not causal with fewer queries than keys; a paged varlen decode step in
+     * 3 parts; a strided head dim; ragged queries and packed keys with sinks and a soft cap (whose factors
+     * carry k_scale) */
+    {{BF16, 1, 4, 2, 130, 130, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, E4M3}, DEFAULT, 0},
+    {{F16, 2, 2, 1, 70, 100, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, E5M2}, DEFAULT, 0},
+    {{F16, 3, 8, 2, 1, 304, 128, 1, 1, CONTIG, 0, 1, 16, -1, -1, 0, 0, 0, 0, 0, E4M3}, DEFAULT, 3},
+    {{BF16, 1, 2, 1, 60, 90, 64, 1, 1, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, E5M2}, DEFAULT, 0},
+    {{BF16, 3, 4, 2, 40, 90, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1, 1, 1.5f, 1, 0, E4M3}, DEFAULT, 0},
 };
 #define NUM_CASES ((int)(sizeof cases / sizeof cases[0]))
 
@@ -403,16 +412,60 @@ static void add_region(emu_kernel *kernel, const host_tensor *t, int writable) {
   emu_kernel_add_region(kernel, t->t.data, (size_t)(last + 1) * (size_t)(t->t.dtype.bits / 8), writable);
 }
 
+/* Set: the case is run_fp8_codes's (one key per sequence, sequence b's key and value code b): its inputs
+ * are made by fill_fp8_codes and its outputs checked exactly by fp8_codes_wrong. */
+static int fp8_codes;
+
+/* Sequence b: query e_0, K row code b then zeros, V row code b throughout; codes that are not finite
+ * values are left out (zeros: their score or output is not a value to compare). */
+static float fp8_code_value(dtype_id kv, int code) {
+  return kv == DTYPE_E4M3 ? core_e4m3_to_f32((uint8_t)code) : core_e5m2_to_f32((uint8_t)code);
+}
+static void fill_fp8_codes(const test_case *c, case_tensors *t) {
+  dtype_id kv = (dtype_id)c->kv_fp8;
+  for (int64_t b = 0; b < c->batch; b++) {
+    int code = isfinite(fp8_code_value(kv, (int)b)) ? (int)b : 0;
+    for (int64_t d = 0; d < c->head_dim; d++) {
+      core_store_from_f32(t->q.t.data, c->dtype, b * c->head_dim + d, d == 0 ? 1.0f : 0.0f);
+      ((uint8_t *)t->k.t.data)[b * c->head_dim + d] = d == 0 ? (uint8_t)code : 0;
+      ((uint8_t *)t->v.t.data)[b * c->head_dim + d] = (uint8_t)code;
+    }
+  }
+}
+/* Elements of o other than code b's value times v_scale (exactly, in the dtype: the one key's value), and
+ * LSEs off K's value times the scales by more than a rounding; *first the first bad code. */
+static int fp8_codes_wrong(const test_case *c, case_tensors *t, int *first) {
+  dtype_id kv = (dtype_id)c->kv_fp8;
+  int wrong = 0;
+  *first = -1;
+  for (int64_t b = 0; b < c->batch; b++) {
+    float value = fp8_code_value(kv, (int)b);
+    if (!isfinite(value)) value = 0.0f;
+    float want_lse = value * case_k_scale(c), got_lse = ((float *)t->lse.t.data)[b];
+    int bad = !(fabsf(got_lse - want_lse) <= 1e-6f * fabsf(want_lse) + 1e-30f);
+    uint16_t rounded;  /* o in its dtype: fp16 takes E5M2's largest values times v_scale to infinity */
+    core_store_from_f32(&rounded, c->dtype, 0, value * case_v_scale(c));
+    float want_o = core_load_as_f32(&rounded, c->dtype, 0);
+    for (int64_t d = 0; d < c->head_dim; d++)
+      bad |= core_load_as_f32(t->o.t.data, c->dtype, b * c->head_dim + d) != want_o;
+    if (bad && *first < 0) *first = (int)b;
+    wrong += bad;
+  }
+  return wrong;
+}
+
 static void run_case(int index, const emu_case *e) {
   const test_case *c = &e->c;
   char name[256], config_text[256] = "?", why[2048] = "";
   describe(c, name, sizeof name);
+  if (fp8_codes) strncat(name, " every fp8 code", sizeof name - strlen(name) - 1);
   case_tensors t;
   if (!case_tensors_create(c, base_seed + 1000003u * (uint64_t)index, &t)) {
     check(0, "%s: host allocation failed", name);
     case_tensors_free(c, &t);
     return;
   }
+  if (fp8_codes) fill_fp8_codes(c, &t);
   fj_attention_args args;
   case_host_args(c, &t, &args);
   attention_problem problem;
@@ -511,6 +564,11 @@ static void run_case(int index, const emu_case *e) {
     }
   }
   run_seconds = now_s() - start;
+  if (fp8_codes) {
+    int first, wrong = fp8_codes_wrong(c, &t, &first);
+    check(wrong == 0, "%s: %d codes wrong (first 0x%02x)", line, wrong, first < 0 ? 0 : first);
+    goto done;
+  }
   case_result r;
   if (!case_compare(c, &t, 1e-3, &r)) {
     check(0, "%s: reference failed (%s)", line, fj_last_error());
@@ -589,6 +647,16 @@ int main(int argc, char **argv) {
   } else {
     for (int i = 0; i < NUM_CASES; i++) run_case(i, &cases[i]);
     if (!(only && *only)) check_coverage();
+    /* every code of both fp8 formats through the kernel's conversion, into fp16 and into bf16 operands */
+    static const emu_case codes[] = {
+        {{F16, 256, 1, 1, 1, 1, 16, 0, 1, CONTIG, 1.0f, 0, 0, -1, -1, 0, 0, 0, 0, 0, E4M3}, DEFAULT, 0},
+        {{BF16, 256, 1, 1, 1, 1, 16, 0, 1, CONTIG, 1.0f, 0, 0, -1, -1, 0, 0, 0, 0, 0, E4M3}, DEFAULT, 0},
+        {{F16, 256, 1, 1, 1, 1, 16, 0, 1, CONTIG, 1.0f, 0, 0, -1, -1, 0, 0, 0, 0, 0, E5M2}, DEFAULT, 0},
+        {{BF16, 256, 1, 1, 1, 1, 16, 0, 1, CONTIG, 1.0f, 0, 0, -1, -1, 0, 0, 0, 0, 0, E5M2}, DEFAULT, 0},
+    };
+    fp8_codes = 1;
+    for (int i = 0; i < (int)(sizeof codes / sizeof codes[0]); i++) run_case(NUM_CASES + i, &codes[i]);
+    fp8_codes = 0;
   }
   double build_total = 0;
   for (int i = 0; i < build_count; i++) {

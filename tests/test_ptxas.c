@@ -19,7 +19,8 @@
  * running state). FJ_PTXAS_SOFTCAP=1: those spaces for causal soft-capped keys (tanh.approx per score).
  * FJ_PTXAS_PACKED_K=1: those spaces for causal packed keys (cu_seqlens_k: each sequence's first row of K
  * and V, and its key count, read per block). FJ_PTXAS_ALIBI=1: those spaces for causal ALiBi keys (each
- * row's slope and diagonal, a distance per score).
+ * row's slope and diagonal, a distance per score). FJ_PTXAS_FP8=1: those spaces for causal keys of an E4M3
+ * KV cache (K and V copied through registers and converted, as a strided head dim's are).
  * FJ_PTXAS_DUMP=dir: keep each job's PTX and ptxas report there. FJ_PTXAS_ONLY=substring: only the
  * jobs whose name contains it. */
 #include <pthread.h>
@@ -328,6 +329,7 @@ int main(void) {
   softcap_spaces = getenv("FJ_PTXAS_SOFTCAP") && atoi(getenv("FJ_PTXAS_SOFTCAP"));
   int packed_k_spaces = getenv("FJ_PTXAS_PACKED_K") && atoi(getenv("FJ_PTXAS_PACKED_K"));
   int alibi_spaces = getenv("FJ_PTXAS_ALIBI") && atoi(getenv("FJ_PTXAS_ALIBI"));
+  int fp8_spaces = getenv("FJ_PTXAS_FP8") && atoi(getenv("FJ_PTXAS_FP8"));
   int decode_spaces = getenv("FJ_PTXAS_DECODE") && atoi(getenv("FJ_PTXAS_DECODE"));
   if (page_spaces < 0) page_spaces = 0;
   const char *archs[] = {"sm_80", "sm_90a"};
@@ -345,6 +347,7 @@ int main(void) {
       if (softcap_spaces) bf16.softcap = fp16.softcap = bf16.causal = fp16.causal = 1;
       if (packed_k_spaces) bf16.varlen = fp16.varlen = bf16.varlen_k = fp16.varlen_k = bf16.causal = fp16.causal = 1;
       if (alibi_spaces) bf16.alibi = fp16.alibi = bf16.causal = fp16.causal = 1;
+      if (fp8_spaces) bf16.causal = fp16.causal = 1, bf16.kv_fp8 = fp16.kv_fp8 = DTYPE_E4M3;
       space += add_space(archs[a], &bf16, 0);
       if (full) space += add_space(archs[a], &fp16, 0);
     }
@@ -430,6 +433,16 @@ int main(void) {
           add_default(archs[a], &key);
           key.seqlen_bucket = 0;
           key.window = 1;
+          add_default(archs[a], &key);
+          /* fp8 KV caches (E4M3 and E5M2, converted as the tiles are copied): causal prefill, and a decode
+           * step over a paged varlen cache (split) */
+          key = make_key((dtype_id)dtype, dims[i], 1, 1, 1);
+          key.kv_fp8 = DTYPE_E4M3;
+          add_default(archs[a], &key);
+          key.kv_fp8 = DTYPE_E5M2;
+          key.seqlen_bucket = 0;
+          key.varlen = 1;
+          key.page_size = 16;
           add_default(archs[a], &key);
         }
       }

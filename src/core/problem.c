@@ -884,7 +884,8 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
   p.seqlen_q = seqlen_q;
   p.seqlen_kv = seqlen_kv;
   p.softmax_scale = args->softmax_scale != 0.0f ? args->softmax_scale : (float)(1.0 / sqrt((double)qs[qd]));
-  if ((s = core_check_softcap("", softcap, p.softmax_scale)) != FJ_OK) return s;
+  /* the kernels' factors are in units of the stored keys' scores: an fp8 cache's k_scale is in them */
+  if ((s = core_check_softcap("", softcap, p.softmax_scale * k_scale)) != FJ_OK) return s;
   p.key.softcap = softcap > 0.0f;
   p.softcap = softcap;
   core_fill_view(&p.q, &q);

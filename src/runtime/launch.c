@@ -128,9 +128,12 @@ fj_status runtime_gpu_params(const runtime_kernel *kernel, const attention_probl
   params->alibi = (uint64_t)(uintptr_t)fields.alibi;
   params->alibi_stride[0] = fields.alibi_stride[0];
   params->alibi_stride[1] = fields.alibi_stride[1];
-  if (problem->key.softcap) {  /* in the raw q.k's units: the kernel scales by scale_log2 after the cap */
-    params->softcap_in = (float)((double)problem->softmax_scale / (double)problem->softcap);
-    params->softcap_out = (float)((double)problem->softcap / (double)problem->softmax_scale);
+  params->v_scale = fields.v_scale;
+  if (problem->key.softcap) {  /* in the raw q.k's units (an fp8 cache's stored keys'): the kernel scales by
+                                * scale_log2 after the cap */
+    double scale = (double)problem->softmax_scale * (problem->key.kv_fp8 ? (double)problem->k_scale : 1.0);
+    params->softcap_in = (float)(scale / (double)problem->softcap);
+    params->softcap_out = (float)((double)problem->softcap / scale);
   }
   int64_t group = fields.kv_heads > 0 ? fields.heads / fields.kv_heads : 1;
   params->group = (uint32_t)group;

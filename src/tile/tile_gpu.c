@@ -113,6 +113,33 @@ LLVMValueRef tile_gpu_element_address(tile_gpu *tg, LLVMValueRef base, LLVMValue
   return LLVMBuildGEP2(B(tg), tg->tb.i16, base, &index, 1, "");
 }
 
+LLVMValueRef tile_gpu_fp8_element_address(tile_gpu *tg, LLVMValueRef base, LLVMValueRef index) {
+  return LLVMBuildGEP2(B(tg), LLVMInt8TypeInContext(tg->tb.ctx), base, &index, 1, "");
+}
+
+/* An fp8 element's bits (i8) as the operand dtype's bits (i16), exactly (every fp8 value is an fp16
+ * and a bf16 value), with integer shifts and fp16/fp32 conversions sm_80 has (its cvt from e4m3x2/e5m2x2
+ * needs sm_89). E5M2 is the high byte of an fp16. E4M3 ("fn", bias 7) sign-extended and shifted by 7,
+ * bit 14 cleared, is an fp16 of its value times 2^-8 (its subnormals too), so one multiply by 2^8 in
+ * fp32 gives it; its S.1111.111 is NaN. */
+static LLVMValueRef fp8_to_operand_bits(tile_gpu *tg, LLVMValueRef bits, dtype_id dtype) {
+  tile_builder *tb = &tg->tb;
+  LLVMBuilderRef b = B(tg);
+  LLVMValueRef x = LLVMBuildSExt(b, bits, tb->i16, "");
+  LLVMValueRef half = dtype == DTYPE_E5M2
+                          ? LLVMBuildShl(b, x, LLVMConstInt(tb->i16, 8, 0), "")
+                          : LLVMBuildAnd(b, LLVMBuildShl(b, x, LLVMConstInt(tb->i16, 7, 0), ""),
+                                         LLVMConstInt(tb->i16, 0xbfff, 0), "");
+  LLVMValueRef value = LLVMBuildFPExt(b, LLVMBuildBitCast(b, half, tb->f16, ""), tb->f32, "");
+  if (dtype == DTYPE_E4M3) {
+    value = LLVMBuildFMul(b, value, tile_f32(tb, 256.0f), "");
+    LLVMValueRef is_nan = LLVMBuildICmp(b, LLVMIntEQ, LLVMBuildAnd(b, x, LLVMConstInt(tb->i16, 0x7f, 0), ""),
+                                        LLVMConstInt(tb->i16, 0x7f, 0), "");
+    value = LLVMBuildSelect(b, is_nan, tile_f32(tb, NAN), value, "");
+  }
+  return LLVMBuildBitCast(b, LLVMBuildFPTrunc(b, value, operand_type(tg), ""), tb->i16, "");
+}
+
 /* The swizzle rule of tile_gpu_swizzle_chunk on i32 values; chunk may be a run-time value. */
 static LLVMValueRef swizzle_ir(tile_gpu *tg, LLVMValueRef row, LLVMValueRef chunk, int chunks_per_row,
                                int swizzle) {
@@ -260,6 +287,8 @@ void tile_gpu_global_init(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef base
   view->page_size = 0;
   view->table = view->table_stride = view->page_stride = view->pages = NULL;
   view->f32 = 0;
+  view->fp8 = 0;
+  view->fp8_vector_ok = NULL;
   if (!allow_vector) return;
   /* 16-byte copies need every row start 16-byte aligned: the base address and the row stride (in
    * bytes) both multiples of 16, and columns contiguous. */
@@ -269,6 +298,20 @@ void tile_gpu_global_init(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef base
                                        tile_i64(&tg->tb, 0), "");
   LLVMValueRef unit = LLVMBuildICmp(b, LLVMIntEQ, col_stride, tile_i64(&tg->tb, 1), "");
   view->vector_ok = LLVMBuildAnd(b, aligned, unit, "vector_ok");
+}
+
+void tile_gpu_global_fp8(tile_gpu *tg, tile_gpu_global *view, dtype_id dtype, int contiguous) {
+  view->fp8 = (int)dtype;
+  view->vector_ok = NULL;  /* copied through registers, converted */
+  view->fp8_vector_ok = NULL;
+  if (!contiguous) return;
+  LLVMBuilderRef b = B(tg);
+  LLVMValueRef address = LLVMBuildPtrToInt(b, view->base, tg->tb.i64, "");
+  LLVMValueRef bits = LLVMBuildOr(b, address, view->row_stride, "");
+  view->fp8_vector_ok = LLVMBuildAnd(b, LLVMBuildICmp(b, LLVMIntEQ, LLVMBuildAnd(b, bits, tile_i64(&tg->tb, 7), ""),
+                                                      tile_i64(&tg->tb, 0), ""),
+                                     LLVMBuildICmp(b, LLVMIntEQ, view->col_stride, tile_i64(&tg->tb, 1), ""),
+                                     "fp8_vector_ok");
 }
 
 /* 16-byte copies of a view whose rows also step by `stride` elements (2 bytes each): only where that
@@ -299,6 +342,11 @@ void tile_gpu_global_page_rows(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef
   view->page_stride = page_stride;
   view->pages = pages;
   vector_ok_needs_aligned(tg, view, page_stride);  /* every page's start */
+  if (view->fp8_vector_ok != NULL) {  /* fp8: pages of whole 8-byte steps */
+    LLVMValueRef aligned = LLVMBuildICmp(B(tg), LLVMIntEQ, LLVMBuildAnd(B(tg), page_stride, tile_i64(&tg->tb, 7), ""),
+                                         tile_i64(&tg->tb, 0), "");
+    view->fp8_vector_ok = LLVMBuildAnd(B(tg), view->fp8_vector_ok, aligned, "fp8_vector_ok");
+  }
 }
 
 /* A paged view's row: its page from the table (an entry out of range reads page 0, so that no address
@@ -329,6 +377,41 @@ static LLVMValueRef row_offset(tile_gpu *tg, const tile_gpu_global *view, LLVMVa
                       LLVMBuildMul(b, LLVMBuildZExt(b, inner, tg->tb.i64, ""), view->group_stride, ""), "");
 }
 
+/* 8 fp8 elements of src from element `index` (bytes), converted to the operand dtype: one 8-byte load
+ * where the view's rows allow it (fp8_vector_ok), else one byte load each; zeros unless valid. */
+static LLVMValueRef fp8_chunk(tile_gpu *tg, const tile_gpu_global *src, LLVMValueRef index, LLVMValueRef valid) {
+  tile_builder *tb = &tg->tb;
+  LLVMBuilderRef b = B(tg);
+  LLVMTypeRef i8 = LLVMInt8TypeInContext(tb->ctx), v8 = LLVMVectorType(tb->i16, 8);
+  LLVMValueRef chunk = tile_var(tb, v8, LLVMConstNull(v8), "fp8_chunk");
+  for (int wide = 1; wide >= 0; wide--) {
+    if (wide && src->fp8_vector_ok == NULL) continue;
+    tile_if path;
+    if (src->fp8_vector_ok != NULL)
+      tile_if_begin(tb, &path, wide ? src->fp8_vector_ok : LLVMBuildNot(b, src->fp8_vector_ok, ""));
+    LLVMValueRef bytes = NULL;
+    if (wide) {
+      bytes = LLVMBuildLoad2(b, LLVMVectorType(i8, 8), tile_gpu_fp8_element_address(tg, src->base, index), "");
+      LLVMSetAlignment(bytes, 8);
+    }
+    LLVMValueRef packed = LLVMGetPoison(v8);
+    for (int e = 0; e < 8; e++) {
+      LLVMValueRef x;
+      if (wide) {
+        x = LLVMBuildExtractElement(b, bytes, tile_gpu_i32(tg, e), "");
+      } else {
+        LLVMValueRef at = LLVMBuildAdd(b, index, LLVMBuildMul(b, tile_i64(tb, e), src->col_stride, ""), "");
+        x = LLVMBuildLoad2(b, i8, tile_gpu_fp8_element_address(tg, src->base, at), "");
+      }
+      x = LLVMBuildSelect(b, valid, fp8_to_operand_bits(tg, x, src->fp8), LLVMConstInt(tb->i16, 0, 0), "");
+      packed = LLVMBuildInsertElement(b, packed, x, tile_gpu_i32(tg, e), "");
+    }
+    tile_set(tb, chunk, packed);
+    if (src->fp8_vector_ok != NULL) tile_if_end(tb, &path);
+  }
+  return tile_get(tb, chunk);
+}
+
 /* One pass over the tile's chunks, asynchronous (cp.async) or not. Chunk i of the tile (row i / cpr,
  * chunk i % cpr) is moved by thread i % threads: consecutive threads read consecutive 16 bytes. */
 static void copy_chunks(tile_gpu *tg, const tile_gpu_shared *dst, const tile_gpu_global *src,
@@ -356,6 +439,10 @@ static void copy_chunks(tile_gpu *tg, const tile_gpu_shared *dst, const tile_gpu
     if (asynchronous) {
       LLVMValueRef bytes = LLVMBuildSelect(b, valid, tile_gpu_i32(tg, 16), tile_gpu_i32(tg, 0), "");
       cuda_ir_cp_async_16(&tg->ir, to, tile_gpu_element_address(tg, src->base, index), bytes);
+    } else if (src->fp8) {
+      LLVMValueRef packed = fp8_chunk(tg, src, index, valid);
+      LLVMValueRef store = LLVMBuildStore(b, packed, to);
+      LLVMSetAlignment(store, 16);
     } else {
       LLVMTypeRef v8 = LLVMVectorType(tb->i16, 8);
       LLVMValueRef packed = LLVMGetPoison(v8);

@@ -117,6 +117,11 @@ typedef struct tile_gpu_global {
   LLVMValueRef table, table_stride, page_stride, pages;        /* ptr addrspace(1) to i32, i64 x 3 */
   /* 1: the elements are fp32 (a split-KV part's output), stored unrounded; 0: the operand dtype */
   int f32;
+  /* DTYPE_E4M3 or DTYPE_E5M2: the elements are that fp8 (an fp8 KV cache, tile_gpu_global_fp8), one byte
+   * each, converted to the operand dtype as they are copied; 0: the operand dtype */
+  int fp8;
+  /* fp8 views (i1, NULL: never): rows are 8-byte aligned and contiguous, so 8 elements move in one load */
+  LLVMValueRef fp8_vector_ok;
 } tile_gpu_global;
 
 /* Fills *view for the tensor at base (ptr addrspace(1), already offset to element (0, 0)); vector_ok
@@ -124,6 +129,14 @@ typedef struct tile_gpu_global {
  * column strides), else NULL. */
 void tile_gpu_global_init(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef base, LLVMValueRef row_stride,
                           LLVMValueRef col_stride, LLVMValueRef rows, int cols, int allow_vector);
+/* Makes the view (just initialized, without vector copies) one of fp8 elements of `dtype` (DTYPE_E4M3,
+ * DTYPE_E5M2): base and strides count bytes, and tile_gpu_copy moves it synchronously through registers,
+ * converting each element exactly to the operand dtype (no cp.async: the shared tile holds the operand
+ * dtype); with `contiguous` (unit column strides promised), 8 at a time where the rows are 8-byte
+ * aligned (checked at run time). Before tile_gpu_global_page_rows. */
+void tile_gpu_global_fp8(tile_gpu *tg, tile_gpu_global *view, dtype_id dtype, int contiguous);
+/* The address of element `index` (i64) of a global tensor of the operand dtype, or with fp8 of bytes. */
+LLVMValueRef tile_gpu_fp8_element_address(tile_gpu *tg, LLVMValueRef base, LLVMValueRef index);
 /* Groups the view's rows: `group` (i32, >= 1) consecutive rows share a row_stride step and lie
  * group_stride (i64) apart; magic and shift divide by group (kernels/attention_fwd_gpu_abi.h's
  * gpu_divider). Row indices must stay below 2^31. */
