@@ -50,7 +50,7 @@ void cmd_cache_help(FILE *out) {
           "  problem flags (warm)       --batch --heads --kv-heads --seqlen --seqlen-kv --head-dim --dtype\n"
           "                             --causal, as flashjit bench takes them; --varlen, --varlen-q,\n"
           "                             --sinks, --softcap X and --page-size N as flashjit tune\n"
-          "                             takes them\n"
+          "                             takes them; --kv-dtype fp8_e4m3|fp8_e5m2 (an fp8 KV cache)\n"
           "\n"
           "exit status: 0 done, 1 failed, 2 bad usage\n");
 }
@@ -58,7 +58,7 @@ void cmd_cache_help(FILE *out) {
 typedef struct cache_cli {
   char command[32];          /* "cache list" */
   const char *positional;
-  const char *cache_dir, *device, *format, *output, *older_than, *shapes, *preset, *dtype_name;
+  const char *cache_dir, *device, *format, *output, *older_than, *shapes, *preset, *dtype_name, *kv_dtype_name;
   int all_devices, other_versions, kernels;
   int64_t threads, batch, heads, kv_heads, seqlen, seqlen_kv, head_dim;
   int causal, problem_flags, kv_heads_set, seqlen_kv_set, varlen, varlen_q, sinks;
@@ -80,7 +80,7 @@ static int cache_parse(int argc, char **argv, cache_cli *c, int positional_allow
     c->positional = argv[2];
     first = 2;
   }
-  int seen[13] = {0};
+  int seen[14] = {0};
   const cli_option options[] = {
       {"--cache-dir", CLI_STRING, &c->cache_dir, 0, 0, NULL},
       {"--device", CLI_STRING, &c->device, 0, 0, NULL},
@@ -106,13 +106,14 @@ static int cache_parse(int argc, char **argv, cache_cli *c, int positional_allow
       {"--varlen-q", CLI_FLAG, &c->varlen_q, 0, 0, &seen[10]},
       {"--sinks", CLI_FLAG, &c->sinks, 0, 0, &seen[11]},
       {"--softcap", CLI_FLOAT, &c->softcap, 0, INT32_MAX, &seen[12]},
+      {"--kv-dtype", CLI_STRING, &c->kv_dtype_name, 0, 0, &seen[13]},
   };
   switch (cli_parse(c->command, argc - first, argv + first, options, (int)(sizeof options / sizeof options[0]))) {
     case CLI_PARSE_HELP: return -1;
     case CLI_PARSE_ERROR: return CLI_EXIT_USAGE;
     case CLI_PARSE_OK: break;
   }
-  for (int i = 0; i < 13; i++) c->problem_flags |= seen[i];
+  for (int i = 0; i < 14; i++) c->problem_flags |= seen[i];
   c->kv_heads_set = seen[2];
   c->seqlen_kv_set = seen[4];
   if (!c->kv_heads_set) c->kv_heads = c->heads;
@@ -370,6 +371,15 @@ static int cache_warm(cache_cli *c) {
     s.sinks = c->sinks;
     s.softcap = c->softcap;
     s.page_size = (int)c->page_size;
+    if (c->kv_dtype_name != NULL) {
+      dtype_id kv;
+      if (!core_kv_dtype_parse(c->kv_dtype_name, &kv) || (kv != dtype && !core_dtype_is_fp8(kv))) {
+        cli_error(c->command, "--kv-dtype=%s: fp8_e4m3 or fp8_e5m2 (an fp8 KV cache), or --dtype's %s",
+                  c->kv_dtype_name, core_dtype_name(dtype));
+        return CLI_EXIT_USAGE;
+      }
+      if (kv != dtype) s.kv_dtype = core_dtype_to_dlpack(kv);
+    }
     char label[96];
     presets_describe(&s, label, sizeof label);
     if (presets_append(&problems, &s, label) != 0) {

@@ -104,6 +104,10 @@ measure)
     --config "block_m=64 block_n=64 warps=4 stages=3 q_in_regs=1 swizzle=1 pack_gqa=0"
   # The same step from a paged cache (pages of 16 keys shuffled in one pool, vLLM's layout).
   step "decode paged" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" $decode --page-size 16 --check
+  # The same paged step from an fp8 cache (vLLM's kv_cache_dtype=fp8): half the bytes, copied through
+  # registers and converted; against "decode paged" above.
+  step "decode paged fp8" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" $decode --page-size 16 \
+    --kv-dtype fp8_e4m3 --check
   # A sliding-window layer (4096 keys, Mistral's) on the batch-1 cache of 32768 keys: the window's tiles only.
   step "decode batch 1 window 4096" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" $decode1 \
     --window-left 4095 --check

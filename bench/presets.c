@@ -197,12 +197,15 @@ void presets_describe(const fj_problem_shape *s, char *buffer, size_t size) {
   char page[24] = "", window[64] = "";
   if (s->page_size > 0) snprintf(page, sizeof page, " page=%d", s->page_size);
   if (s->windowed) snprintf(window, sizeof window, " window=(%" PRId64 ",%" PRId64 ")", s->window_left, s->window_right);
-  char softcap[32] = "";
+  char softcap[32] = "", kv[32] = "";
   if (s->softcap > 0.0f) snprintf(softcap, sizeof softcap, " softcap=%g", (double)s->softcap);
-  snprintf(buffer, size, "b%" PRId64 " h%d/%d sq%" PRId64 " skv%" PRId64 " d%d %s%s%s%s%s%s%s%s%s", s->batch,
+  dtype_id kv_dtype;
+  if (s->kv_dtype.bits != 0 && core_kv_dtype_from_dlpack(s->kv_dtype, &kv_dtype) && core_dtype_is_fp8(kv_dtype))
+    snprintf(kv, sizeof kv, " kv=%s", core_dtype_name(kv_dtype));
+  snprintf(buffer, size, "b%" PRId64 " h%d/%d sq%" PRId64 " skv%" PRId64 " d%d %s%s%s%s%s%s%s%s%s%s", s->batch,
            s->heads, s->kv_heads, s->seqlen_q, s->seqlen_kv, s->head_dim, core_dtype_name(dtype),
            s->causal ? " causal" : "", window, s->with_lse ? " lse" : "", s->varlen ? " varlen" : "",
-           s->varlen_q ? " varlen_q" : "", page, s->sinks ? " sinks" : "", softcap);
+           s->varlen_q ? " varlen_q" : "", page, s->sinks ? " sinks" : "", softcap, kv);
 }
 
 void presets_help(FILE *out) {
@@ -218,7 +221,8 @@ void presets_help(FILE *out) {
           "  names: batch, heads, kv_heads, seqlen (q and kv), seqlen_q, seqlen_kv, head_dim, dtype,\n"
           "  causal[=0|1], lse[=0|1], varlen[=0|1] (the calls give seqlens_kv), varlen_q[=0|1] (the\n"
           "  calls give cu_seqlens_q: ragged queries, seqlen_q their most), sinks[=0|1] (the calls\n"
-          "  give attention sinks), softcap=X (logit soft-capping at X), page_size (the calls read\n"
+          "  give attention sinks), softcap=X (logit soft-capping at X), kv_dtype=fp8_e4m3|fp8_e5m2\n"
+          "  (the calls read an fp8 KV cache; tuned as k and v of dtype), page_size (the calls read\n"
           "  a paged cache of pages of that many keys), window_left and window_right (a sliding\n"
           "  window, -1 for an open side: window_left=4095 causal is a 4096-key window), preset=NAME\n"
           "  (a whole preset, alone on its line).\n"
@@ -304,6 +308,19 @@ static int preset_apply(fj_problem_shape *s, const char *name, const char *value
     s->dtype = core_dtype_to_dlpack(dtype);
     return 0;
   }
+  if (strcmp(key, "kv_dtype") == 0) {  /* an fp8 cache (or dtype's own name: none) */
+    dtype_id kv;
+    if (!core_kv_dtype_parse(value, &kv) || !core_dtype_is_fp8(kv)) {
+      dtype_id dtype;
+      if (core_dtype_parse(value, &dtype) && core_dtype_from_dlpack(s->dtype, &kv) && kv == dtype) {
+        s->kv_dtype = (DLDataType){0, 0, 0};
+        return 0;
+      }
+      return preset_fail(why, why_size, "kv_dtype=%s: expected fp8_e4m3 or fp8_e5m2 (an fp8 cache), or dtype's", value);
+    }
+    s->kv_dtype = core_dtype_to_dlpack(kv);
+    return 0;
+  }
   struct {
     const char *name;
     int64_t min, max;
@@ -331,8 +348,8 @@ static int preset_apply(fj_problem_shape *s, const char *name, const char *value
     return 0;
   }
   return preset_fail(why, why_size, "unknown name \"%s\" (batch, heads, kv_heads, seqlen, seqlen_q, seqlen_kv, "
-                     "head_dim, dtype, causal, lse, varlen, varlen_q, sinks, softcap, page_size, window_left, "
-                     "window_right, preset)",
+                     "head_dim, dtype, kv_dtype, causal, lse, varlen, varlen_q, sinks, softcap, page_size, "
+                     "window_left, window_right, preset)",
                      name);
 }
 

@@ -130,6 +130,10 @@ typedef struct fj_problem_shape {
   int sinks;
   /* As fj_attention_args.softcap (0: none); the tuner's calls use this value. */
   float softcap;
+  /* k's and v's dtype when the calls read an fp8 KV cache: FJ_DLPACK_FLOAT8_E4M3FN or _E5M2 (bits 8,
+   * lanes 1); {0, 0, 0} (the default) or dtype itself: k and v of dtype. Warming up loads the fp8
+   * kernel; the tuner tunes the problem with k and v of dtype, whose winner the fp8 calls use. */
+  DLDataType kv_dtype;
 } fj_problem_shape;
 
 /* Fills *shape with the defaults: bf16, batch 1, 8 heads and kv heads, seqlen 2048 (q and kv), head

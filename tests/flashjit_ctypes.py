@@ -33,7 +33,8 @@ class ProblemShape(ctypes.Structure):
                 ("kv_heads", ctypes.c_int), ("head_dim", ctypes.c_int), ("causal", ctypes.c_int),
                 ("with_lse", ctypes.c_int), ("varlen", ctypes.c_int), ("page_size", ctypes.c_int),
                 ("windowed", ctypes.c_int), ("window_left", ctypes.c_int64), ("window_right", ctypes.c_int64),
-                ("varlen_q", ctypes.c_int), ("sinks", ctypes.c_int), ("softcap", ctypes.c_float)]
+                ("varlen_q", ctypes.c_int), ("sinks", ctypes.c_int), ("softcap", ctypes.c_float),
+                ("kv_dtype", DLDataType)]
 
 
 class AttentionArgs(ctypes.Structure):

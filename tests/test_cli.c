@@ -379,7 +379,10 @@ static jvalue *run_bench_case(const bench_case *c, const char *extra_flag, const
       }
     double q_rows = queries * jnumber(doc, "heads", 0);
     double kv_rows = keys * jnumber(doc, "kv_heads", 0);
-    double tensors = (2 * q_rows + 2 * kv_rows) * d * core_dtype_size(dtype), bytes = jnumber(doc, "bytes", 0);
+    dtype_id kv_dtype = dtype;  /* an fp8 cache's k and v: one byte an element */
+    core_kv_dtype_parse(jstring(doc, "kv_dtype"), &kv_dtype);
+    double tensors = (2 * q_rows * core_dtype_size(dtype) + 2 * kv_rows * core_dtype_size(kv_dtype)) * d;
+    double bytes = jnumber(doc, "bytes", 0);
     ok = ok && (bytes == tensors || bytes == tensors + 4 * q_rows);  /* with or without the LSE */
   }
   ok = ok && strcmp(jstring(doc, "dtype"), core_dtype_name(dtype)) == 0 && jstring(doc, "config")[0];
@@ -459,6 +462,12 @@ static void test_bench(void) {
       /* logit soft-capping at 1.5 (scores of order 1 bend), causal GQA prefill */
       {"fp32 softcap 1.5 causal", "fp32",
        {"--heads", "4", "--kv-heads", "2", "--seqlen", "130", "--head-dim", "64", "--causal", "--softcap", "1.5", NULL}},
+      /* fp8 KV caches: a paged E4M3 decode step, an E5M2 prefill beside fp16 queries */
+      {"bf16 kv_dtype fp8_e4m3 paged decode", "bf16",
+       {"--heads", "8", "--kv-heads", "2", "--seqlen", "1", "--seqlen-kv", "700", "--causal", "--page-size", "16",
+        "--kv-dtype", "fp8_e4m3", NULL}},
+      {"fp16 kv_dtype fp8_e5m2 prefill", "fp16",
+       {"--heads", "4", "--kv-heads", "2", "--seqlen", "130", "--head-dim", "64", "--kv-dtype", "e5m2", NULL}},
   };
   char first_config[256] = "";
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -471,6 +480,12 @@ static void test_bench(void) {
       check(jget(doc, "alibi") && jget(doc, "alibi")->type == J_BOOL &&
                 jget(doc, "alibi")->number == (strstr(cases[i].what, "alibi") != NULL),
             "bench %s: alibi %s in the JSON", cases[i].what, strstr(cases[i].what, "alibi") ? "true" : "false");
+    if (doc) {
+      const char *kv = strstr(cases[i].what, "fp8_e4m3") ? "fp8_e4m3" : strstr(cases[i].what, "fp8_e5m2") ? "fp8_e5m2"
+                                                                                                       : cases[i].dtype;
+      check(strcmp(jstring(doc, "kv_dtype"), kv) == 0, "bench %s: kv_dtype %s in the JSON", cases[i].what,
+            jstring(doc, "kv_dtype"));
+    }
     if (doc && strstr(cases[i].what, "packed_kv"))
       check(jget(doc, "packed_kv") && jget(doc, "packed_kv")->type == J_BOOL && jget(doc, "packed_kv")->number == 1,
             "bench %s: packed_kv true in the JSON", cases[i].what);
@@ -572,6 +587,9 @@ static void test_bad_invocations(void) {
       {{"bench", "--varlen-q", "--peers", NULL}, "--peers with --varlen-q", 2},
       {{"bench", "--packed-kv", "--peers", NULL}, "--peers with --packed-kv", 2},
       {{"bench", "--alibi", "--peers", NULL}, "--peers with --alibi", 2},
+      {{"bench", "--kv-dtype", "fp8_e4m3", "--peers", NULL}, "--peers with --kv-dtype", 2},
+      {{"bench", "--kv-dtype", "int8", NULL}, "--kv-dtype=int8: fp8_e4m3 or fp8_e5m2", 2},
+      {{"bench", "--dtype", "fp16", "--kv-dtype", "bf16", NULL}, "--kv-dtype=bf16", 2},
       {{"bench", "--packed-kv", "--page-size", "16", NULL}, "--packed-kv with --page-size", 2},
       {{"bench", "--sinks", "--peers", NULL}, "--peers with --sinks", 2},
       {{"bench", "--softcap", "30", "--peers", NULL}, "--peers with --softcap", 2},
@@ -948,6 +966,48 @@ static void test_shapes_of_their_own(void) {
                             "heads=4 softcap=-3\n", "softcap=-3: expected a finite number, at least 0");
 }
 
+/* An fp8 cache's kernel warmed from the flags and from a shapes file, then loaded by bench from the
+ * disk (no compile); bad fp8 names refused by name. */
+static void test_fp8_warm(void) {
+  char cache[512], shapes[600], bad[600];
+  snprintf(cache, sizeof cache, "%s/cache-fp8", scratch);
+  const char *warm[] = {"cache", "warm", "--device", "cpu", "--cache-dir", cache, "--heads", "2", "--seqlen", "64",
+                        "--head-dim", "64", "--kv-dtype", "fp8_e4m3", NULL};
+  cli_result r = run_cli(warm);
+  check(r.exited && r.code == 0 && strstr(r.out, "kv=fp8_e4m3") != NULL && strstr(r.out, "jit") != NULL,
+        "cache warm --kv-dtype fp8_e4m3: compiled (exit %d): %s", r.code, r.out);
+  cli_result_free(&r);
+  const char *bench[] = {"bench", "--device", "cpu", "--cache-dir", cache, "--heads", "2", "--seqlen", "64",
+                         "--head-dim", "64", "--kv-dtype", "fp8_e4m3", "--repeat", "1", "--json", NULL};
+  r = run_cli(bench);
+  jvalue *doc = jparse(r.out);
+  check(r.exited && r.code == 0 && strcmp(jstring(doc, "kernel_source"), "disk") == 0,
+        "bench of the warmed fp8 shape loads its kernel from the disk: %s (exit %d)", jstring(doc, "kernel_source"),
+        r.code);
+  jfree(doc);
+  cli_result_free(&r);
+  snprintf(shapes, sizeof shapes, "%s/fp8.shapes", scratch);
+  write_text(shapes, "# a decode step over an E5M2 cache\nheads=4 kv_heads=2 seqlen_q=1 seqlen_kv=300 head_dim=64 "
+                     "causal kv_dtype=fp8_e5m2\n");
+  const char *warm_file[] = {"cache", "warm", "--device", "cpu", "--cache-dir", cache, "--shapes", shapes, NULL};
+  r = run_cli(warm_file);
+  check(r.exited && r.code == 0 && strstr(r.out, "jit") != NULL, "cache warm of a shapes file with kv_dtype=fp8_e5m2 "
+        "(exit %d): %s", r.code, r.out);
+  cli_result_free(&r);
+  snprintf(bad, sizeof bad, "%s/bad-fp8.shapes", scratch);
+  write_text(bad, "heads=4 kv_dtype=fp4\n");
+  const char *warm_bad[] = {"cache", "warm", "--device", "cpu", "--cache-dir", cache, "--shapes", bad, NULL};
+  r = run_cli(warm_bad);
+  check(r.exited && r.code == 2 && strstr(r.err, "kv_dtype=fp4: expected fp8_e4m3 or fp8_e5m2") != NULL,
+        "kv_dtype=fp4 in a shapes file: exit %d, %s", r.code, r.err);
+  cli_result_free(&r);
+  const char *warm_flag_bad[] = {"cache", "warm", "--device", "cpu", "--cache-dir", cache, "--kv-dtype", "fp16", NULL};
+  r = run_cli(warm_flag_bad);
+  check(r.exited && r.code == 2 && strstr(r.err, "--kv-dtype=fp16") != NULL, "cache warm --kv-dtype fp16 beside bf16: "
+        "exit %d, %s", r.code, r.err);
+  cli_result_free(&r);
+}
+
 int main(void) {
   snprintf(scratch, sizeof scratch, "/tmp/fj_test_cli_XXXXXX");
   if (mkdtemp(scratch) == NULL) {
@@ -971,6 +1031,7 @@ int main(void) {
   test_grid();
   test_tune_exec_isolation();
   test_shapes_of_their_own();
+  test_fp8_warm();
 
   remove_tree(scratch);
   return check_summary();

@@ -380,6 +380,20 @@ static void test_paged_shape(void) {
   status = fj_context_warmup(context, &bad, 1, &loaded);
   check(status == FJ_INVALID_ARGUMENT && strstr(fj_last_error(), "shapes[0].softcap=1e+35 with softmax_scale") != NULL,
         "a softcap past 1e30 is named: %s", fj_last_error());
+  /* the same calls over an fp8 cache: a kernel of their own, with the winner tuned for k and v of fp32 */
+  fj_problem_shape fp8 = shape;
+  fp8.kv_dtype = (DLDataType){FJ_DLPACK_FLOAT8_E4M3FN, 8, 1};
+  runtime_problem_from_shape(&fp8, "shape", &problem);
+  status = runtime_get_kernel(context, &problem, NULL, &kernel);
+  check(status == FJ_OK && problem.key.kv_fp8 == DTYPE_E4M3 && strcmp(kernel->config_source, "tuned") == 0,
+        "the shape over an E4M3 cache: kv_fp8=%d, config source \"%s\"", problem.key.kv_fp8,
+        kernel ? kernel->config_source : "?");
+  check(fj_context_warmup(context, &fp8, 1, &loaded) == FJ_OK && loaded == 1, "warmup loads the fp8 shape");
+  bad = fp8;
+  bad.kv_dtype = (DLDataType){kDLInt, 8, 1};
+  status = fj_context_warmup(context, &bad, 1, &loaded);
+  check(status == FJ_INVALID_ARGUMENT && strstr(fj_last_error(), "shapes[0].kv_dtype=(code 0, bits 8, lanes 1)") != NULL,
+        "an int8 kv_dtype is named: %s", fj_last_error());
   fj_context_destroy(context);
 }
 

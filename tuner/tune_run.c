@@ -791,11 +791,41 @@ static fj_status tune_problem(tune_problem_run *run) {
 
 /* ---- the run ----------------------------------------------------------------------------------- */
 
+static fj_status tune_run_shapes(fj_context *context, const fj_problem_shape *problems, int count,
+                                 const tune_options *options, tune_result *results);
+
+/* An fp8 cache's calls use the winner of the same problem with k and v of q's dtype
+ * (runtime_tuned_config): a shape's kv_dtype is checked, then that problem is what is tuned. */
 fj_status tune_run(fj_context *context, const fj_problem_shape *problems, int count,
                    const tune_options *options, tune_result *results) {
   if (context == NULL || (problems == NULL && count > 0) || options == NULL || (results == NULL && count > 0))
     return core_error(FJ_INVALID_ARGUMENT, "tune_run: NULL context, problems, options or results");
   if (count < 0) return core_error(FJ_INVALID_ARGUMENT, "tune_run: count=%d", count);
+  fj_problem_shape *tuned = count > 0 ? malloc((size_t)count * sizeof *tuned) : NULL;
+  if (count > 0 && tuned == NULL) return core_error(FJ_OUT_OF_MEMORY, "tune_run: no memory for %d shapes", count);
+  for (int i = 0; i < count; i++) {
+    char what[32];
+    snprintf(what, sizeof what, "problems[%d]", i);
+    int kv_fp8;
+    fj_status status = runtime_shape_kv_fp8(&problems[i], what, &kv_fp8);
+    if (status != FJ_OK) {
+      free(tuned);
+      return status;
+    }
+    tuned[i] = problems[i];
+    if (kv_fp8) {
+      tuned[i].kv_dtype = (DLDataType){0, 0, 0};
+      core_log(LOG_INFO, "tune: %s reads an fp8 cache (%s): tuned with k and v of its dtype, whose winner its calls "
+               "use", what, core_dtype_name((dtype_id)kv_fp8));
+    }
+  }
+  fj_status status = tune_run_shapes(context, tuned, count, options, results);
+  free(tuned);
+  return status;
+}
+
+static fj_status tune_run_shapes(fj_context *context, const fj_problem_shape *problems, int count,
+                                 const tune_options *options, tune_result *results) {
   tune_state s;
   memset(&s, 0, sizeof s);
   s.context = context;

@@ -58,6 +58,21 @@ float runtime_shape_softcap(const fj_problem_shape *shape) {
   return shape->struct_size >= offsetof(fj_problem_shape, softcap) + sizeof(float) ? shape->softcap : 0.0f;
 }
 
+fj_status runtime_shape_kv_fp8(const fj_problem_shape *shape, const char *what, int *kv_fp8) {
+  *kv_fp8 = 0;
+  if (shape->struct_size < offsetof(fj_problem_shape, kv_dtype) + sizeof(DLDataType)) return FJ_OK;
+  DLDataType t = shape->kv_dtype;
+  if (t.code == 0 && t.bits == 0 && t.lanes == 0) return FJ_OK;
+  dtype_id kv, dtype;
+  if (!core_kv_dtype_from_dlpack(t, &kv) ||
+      (!core_dtype_is_fp8(kv) && !(core_dtype_from_dlpack(shape->dtype, &dtype) && kv == dtype)))
+    return core_error(FJ_INVALID_ARGUMENT, "%s.kv_dtype=(code %d, bits %d, lanes %d): expected fp8_e4m3 (code %d) or "
+                      "fp8_e5m2 (code %d), bits 8, lanes 1; or {0, 0, 0} for dtype's", what, (int)t.code, (int)t.bits,
+                      (int)t.lanes, FJ_DLPACK_FLOAT8_E4M3FN, FJ_DLPACK_FLOAT8_E5M2);
+  *kv_fp8 = core_dtype_is_fp8(kv) ? (int)kv : 0;
+  return FJ_OK;
+}
+
 fj_status runtime_problem_from_shape(const fj_problem_shape *shape, const char *what,
                                      attention_problem *out) {
   if (what == NULL) what = "shape";
@@ -88,11 +103,15 @@ fj_status runtime_problem_from_shape(const fj_problem_shape *shape, const char *
   if (shape->head_dim < 8 || shape->head_dim > 256 || shape->head_dim % 8 != 0)
     return core_error(FJ_INVALID_ARGUMENT, "%s.head_dim=%d must be a multiple of 8 from 8 to 256", what,
                       shape->head_dim);
-  int varlen, page_size;
+  int varlen, page_size, kv_fp8;
   runtime_shape_kv_layout(shape, &varlen, &page_size);
   if (page_size < 0)
     return core_error(FJ_INVALID_ARGUMENT, "%s.page_size=%d must be at least 0 (0: not paged)", what, page_size);
+  fj_status status = runtime_shape_kv_fp8(shape, what, &kv_fp8);
+  if (status != FJ_OK) return status;
   memset(out, 0, sizeof *out);
+  out->key.kv_fp8 = kv_fp8;
+  out->k_scale = out->v_scale = 1.0f;
   out->key.kind = PROBLEM_ATTENTION_FWD;
   out->key.varlen = varlen;
   out->key.varlen_q = runtime_shape_varlen_q(shape);
@@ -106,8 +125,8 @@ fj_status runtime_problem_from_shape(const fj_problem_shape *shape, const char *
   runtime_shape_window(shape, &window_left, &window_right);
   char prefix[64];
   snprintf(prefix, sizeof prefix, "%s.", what);
-  fj_status status = core_resolve_window(prefix, shape->causal != 0, window_left, window_right, shape->seqlen_q,
-                                         shape->seqlen_kv, out);
+  status = core_resolve_window(prefix, shape->causal != 0, window_left, window_right, shape->seqlen_q,
+                               shape->seqlen_kv, out);
   if (status != FJ_OK) return status;
   out->key.has_lse = shape->with_lse != 0;
   out->key.d_contiguous = 1;  /* packed tensors, as the shape says */
