@@ -16,6 +16,7 @@ from flashjit_ctypes import AttentionArgs, ContextOptions, DLDataType, DLDevice,
 FJ_OK, FJ_UNSUPPORTED = 0, 2
 KDL_CUDA = 2
 KDL_UINT, KDL_FLOAT, KDL_BFLOAT = 1, 2, 4
+KDL_FLOAT8_E4M3FN, KDL_FLOAT8_E5M2 = 10, 12
 
 
 def dltensor(t, keep):
@@ -23,8 +24,10 @@ def dltensor(t, keep):
     shape = (ctypes.c_int64 * t.dim())(*t.shape)
     strides = (ctypes.c_int64 * t.dim())(*t.stride())
     keep += [shape, strides]
-    code, bits = {torch.float16: (KDL_FLOAT, 16), torch.bfloat16: (KDL_BFLOAT, 16),
-                  torch.float32: (KDL_FLOAT, 32)}[t.dtype]
+    codes = {torch.float16: (KDL_FLOAT, 16), torch.bfloat16: (KDL_BFLOAT, 16), torch.float32: (KDL_FLOAT, 32)}
+    if hasattr(torch, "float8_e4m3fn"):   # DLPack 1.1's codes of the fp8 types (an fp8 KV cache)
+        codes.update({torch.float8_e4m3fn: (KDL_FLOAT8_E4M3FN, 8), torch.float8_e5m2: (KDL_FLOAT8_E5M2, 8)})
+    code, bits = codes[t.dtype]
     return DLTensor(ctypes.c_void_p(t.data_ptr()), DLDevice(KDL_CUDA, t.device.index or 0), t.dim(),
                     DLDataType(code, bits, 1), shape, strides, 0)
 
@@ -96,8 +99,21 @@ def main():
         # a decode step given the workspace it asks for, from PyTorch's allocator: split-KV
         ("bf16 decode split-KV", torch.bfloat16, 2, 1, 4000, 32, 8, 128, 1, "plain"),
     ]
+    if hasattr(torch, "float8_e4m3fn"):
+        # an fp8 KV cache made by PyTorch (vLLM's kv_cache_dtype="fp8"), read with k_scale and v_scale
+        cases += [("bf16 q, fp8_e4m3 cache, causal", torch.bfloat16, 2, 200, 300, 8, 2, 128, 1, "fp8_e4m3"),
+                  ("fp16 q, fp8_e5m2 cache, decode", torch.float16, 2, 1, 2000, 32, 8, 128, 1, "fp8_e5m2")]
+    else:
+        print("skip: this PyTorch has no float8 dtypes (the fp8 cache cases)")
     for name, dtype, b, sq, skv, h, hk, d, causal, layout in cases:
-        if layout == "packed":
+        k_scale = v_scale = 1.0
+        if layout.startswith("fp8"):
+            q = torch.randn(b, sq, h, d, device=dev, dtype=dtype)
+            fp8 = torch.float8_e4m3fn if layout == "fp8_e4m3" else torch.float8_e5m2
+            k_scale, v_scale = 0.5, 2.0
+            k = (torch.randn(b, skv, hk, d, device=dev) / k_scale).to(fp8)
+            v = (torch.randn(b, skv, hk, d, device=dev) / v_scale).to(fp8)
+        elif layout == "packed":
             qkv = torch.randn(b, sq, h + 2 * hk, d, device=dev, dtype=dtype)
             q, k, v = qkv[:, :, :h], qkv[:, :, h:h + hk], qkv[:, :, h + hk:]
         elif layout == "transposed":
@@ -116,6 +132,7 @@ def main():
         args.q, args.k, args.v = ctypes.pointer(tq), ctypes.pointer(tk), ctypes.pointer(tv)
         args.o, args.lse = ctypes.pointer(to), ctypes.pointer(tl)
         args.causal = causal
+        args.k_scale, args.v_scale = k_scale, v_scale
         # The inputs were written on the current stream; the call runs on ours.
         stream.wait_stream(torch.cuda.current_stream(dev))
         args.stream = ctypes.c_void_p(stream.cuda_stream)
@@ -147,13 +164,13 @@ def main():
             continue
         stream.synchronize()
         scale = 1.0 / math.sqrt(d)
-        ref_o, ref_lse = reference(q, k, v, causal, scale)
+        ref_o, ref_lse = reference(q, k.double() * k_scale, v.double() * v_scale, causal, scale)
         err_o = rel_err(o, ref_o)
         finite = torch.isfinite(ref_lse)
         lse_ok = bool(torch.equal(torch.isinf(lse) & (lse < 0), ~finite))
         err_lse = rel_err(lse[finite], ref_lse[finite]) if finite.any() else 0.0
         line = "%s: err_o=%.2e err_lse=%.2e" % (name, err_o, err_lse)
-        if sq == skv or not causal:
+        if (sq == skv or not causal) and not layout.startswith("fp8"):
             sdpa = torch.nn.functional.scaled_dot_product_attention(
                 q.transpose(1, 2), k.transpose(1, 2).repeat_interleave(h // hk, dim=1),
                 v.transpose(1, 2).repeat_interleave(h // hk, dim=1), is_causal=bool(causal)).transpose(1, 2)
