@@ -399,8 +399,7 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
     return CLI_EXIT_USAGE;
   }
   o->kv_dtype = o->dtype;
-  if (o->kv_dtype_name != NULL &&
-      (!core_kv_dtype_parse(o->kv_dtype_name, &o->kv_dtype) || (o->kv_dtype != o->dtype && !core_dtype_is_fp8(o->kv_dtype)))) {
+  if (o->kv_dtype_name != NULL && !core_kv_dtype_parse_for(o->kv_dtype_name, o->dtype, &o->kv_dtype)) {
     cli_error(BENCH_COMMAND, "--kv-dtype=%s: fp8_e4m3 or fp8_e5m2 (an fp8 KV cache), or --dtype's %s", o->kv_dtype_name,
               core_dtype_name(o->dtype));
     return CLI_EXIT_USAGE;

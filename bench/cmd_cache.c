@@ -373,7 +373,7 @@ static int cache_warm(cache_cli *c) {
     s.page_size = (int)c->page_size;
     if (c->kv_dtype_name != NULL) {
       dtype_id kv;
-      if (!core_kv_dtype_parse(c->kv_dtype_name, &kv) || (kv != dtype && !core_dtype_is_fp8(kv))) {
+      if (!core_kv_dtype_parse_for(c->kv_dtype_name, dtype, &kv)) {
         cli_error(c->command, "--kv-dtype=%s: fp8_e4m3 or fp8_e5m2 (an fp8 KV cache), or --dtype's %s",
                   c->kv_dtype_name, core_dtype_name(dtype));
         return CLI_EXIT_USAGE;

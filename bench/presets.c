@@ -309,16 +309,11 @@ static int preset_apply(fj_problem_shape *s, const char *name, const char *value
     return 0;
   }
   if (strcmp(key, "kv_dtype") == 0) {  /* an fp8 cache (or dtype's own name: none) */
-    dtype_id kv;
-    if (!core_kv_dtype_parse(value, &kv) || !core_dtype_is_fp8(kv)) {
-      dtype_id dtype;
-      if (core_dtype_parse(value, &dtype) && core_dtype_from_dlpack(s->dtype, &kv) && kv == dtype) {
-        s->kv_dtype = (DLDataType){0, 0, 0};
-        return 0;
-      }
+    dtype_id dtype = DTYPE_BF16, kv;
+    core_dtype_from_dlpack(s->dtype, &dtype);
+    if (!core_kv_dtype_parse_for(value, dtype, &kv))
       return preset_fail(why, why_size, "kv_dtype=%s: expected fp8_e4m3 or fp8_e5m2 (an fp8 cache), or dtype's", value);
-    }
-    s->kv_dtype = core_dtype_to_dlpack(kv);
+    s->kv_dtype = core_dtype_is_fp8(kv) ? core_dtype_to_dlpack(kv) : (DLDataType){0, 0, 0};
     return 0;
   }
   struct {

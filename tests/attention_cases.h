@@ -438,6 +438,49 @@ static inline uint64_t allocation_hash(const host_tensor *t) {
   return core_hash64(t->allocation, t->allocation_bytes);
 }
 
+/* Every fp8 code through a kernel's conversion: a case of `batch` 256 sequences of one query and one key
+ * (seqlen_q = seqlen_kv = 1), softmax_scale 1, an LSE and a contiguous layout, whose sequence b has query
+ * e_0, K row code b then zeros (0 for a code that is not a finite value: its score would be none) and V
+ * row code b throughout, NaN and infinities included. Then the LSE is K's value times k_scale (one score)
+ * and o V's times v_scale, in o's dtype. */
+static inline float case_fp8_code_value(dtype_id kv, int code) {
+  return kv == DTYPE_E4M3 ? core_e4m3_to_f32((uint8_t)code) : core_e5m2_to_f32((uint8_t)code);
+}
+static inline void case_fill_fp8_codes(const test_case *c, case_tensors *t) {
+  dtype_id kv = (dtype_id)c->kv_fp8;
+  for (int64_t b = 0; b < c->batch; b++) {
+    int key_code = isfinite(case_fp8_code_value(kv, (int)b)) ? (int)b : 0;
+    for (int64_t d = 0; d < c->head_dim; d++) {
+      core_store_from_f32(t->q.t.data, c->dtype, b * c->head_dim + d, d == 0 ? 1.0f : 0.0f);
+      ((uint8_t *)t->k.t.data)[b * c->head_dim + d] = d == 0 ? (uint8_t)key_code : 0;
+      ((uint8_t *)t->v.t.data)[b * c->head_dim + d] = (uint8_t)b;
+    }
+  }
+}
+/* The sequences whose o is not exactly their value times v_scale in o's dtype (fp16 takes E5M2's largest
+ * codes times v_scale to infinity), or whose LSE is off their K value times k_scale by more than a
+ * rounding or two (it passes through base 2 and back); *first the first. */
+static inline int case_fp8_codes_wrong(const test_case *c, const case_tensors *t, int *first) {
+  dtype_id kv = (dtype_id)c->kv_fp8;
+  int wrong = 0;
+  *first = -1;
+  for (int64_t b = 0; b < c->batch; b++) {
+    float value = case_fp8_code_value(kv, (int)b), key = isfinite(value) ? value : 0.0f;
+    float want_lse = key * case_k_scale(c), got_lse = ((const float *)t->lse.t.data)[b];
+    int bad = !(fabsf(got_lse - want_lse) <= 1e-6f * fabsf(want_lse) + 1e-30f);
+    uint32_t rounded;
+    core_store_from_f32(&rounded, c->dtype, 0, value * case_v_scale(c));
+    float want_o = core_load_as_f32(&rounded, c->dtype, 0);
+    for (int64_t d = 0; d < c->head_dim; d++) {
+      float got = core_load_as_f32(t->o.t.data, c->dtype, b * c->head_dim + d);
+      bad |= !(got == want_o || (isnan(got) && isnan(want_o)));
+    }
+    if (bad && *first < 0) *first = (int)b;
+    wrong += bad;
+  }
+  return wrong;
+}
+
 /* A hash of every input byte, to show that the call left q, k and v alone. */
 static inline uint64_t case_inputs_hash(const test_case *c, const case_tensors *t) {
   if (layout_shares_allocation(c->layout)) return allocation_hash(&t->qkv);

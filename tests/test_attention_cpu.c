@@ -424,82 +424,38 @@ static void run_empty_cases(fj_context *context) {
   }
 }
 
-/* Every fp8 code through the kernel's conversion, against core_e4m3_to_f32 / core_e5m2_to_f32 (which
- * test_core holds against the formats' definitions): sequence b of 256 has one key whose K row is code
- * b then zeros and whose V row is code b throughout, and one query e_0, so that with softmax_scale 1 the
- * LSE is K's value (the one score) and o is V's. Non-finite codes are left out of K (zeros instead: their
- * score is not a value); V's NaN and infinities must come out as they are. For fp32 queries (fp32 tiles) and bf16 ones
- * with each product this CPU has (fp32 tiles, or bf16 pairs). */
+/* Every fp8 code through the kernel's conversion (case_fill_fp8_codes, checked exactly by
+ * case_fp8_codes_wrong against core_e4m3_to_f32 / core_e5m2_to_f32, which test_core holds against the
+ * formats' definitions), for fp32 queries (fp32 tiles) and bf16 ones with each product this CPU has
+ * (fp32 tiles, or bf16 pairs). */
 static void run_fp8_codes(fj_context *context) {
-  const int64_t B = 256, D = 16;
   int p = param_index(&attention_fwd_cpu_family, "bf16_dot");
   attention_key probe = {.dtype = DTYPE_BF16, .head_dim = 128, .heads = 8, .kv_heads = 8};
   kernel_config config;
   attention_fwd_cpu_family.default_config(&probe, runtime_target(context), &config);
   int has_pairs = p >= 0 && config.values[p];
-  for (int kv_index = 0; kv_index < 2; kv_index++) {
-    dtype_id kv = kv_index == 0 ? DTYPE_E4M3 : DTYPE_E5M2;
+  for (int kv = DTYPE_E4M3; kv <= DTYPE_E5M2; kv++)
     for (int run = 0; run < 3; run++) {
-      dtype_id q_dtype = run == 0 ? DTYPE_F32 : DTYPE_BF16;
       if (run == 2 && !has_pairs) continue;
-      int64_t q_shape[4] = {B, 1, 1, D}, kv_shape[4] = {B, 1, 1, D}, lse_shape[3] = {B, 1, 1};
-      host_tensor q = {0}, k = {0}, v = {0}, o = {0}, lse = {0};
-      int ok = host_tensor_alloc(&q, q_dtype, 4, q_shape, NULL) == 0 && host_tensor_alloc(&k, kv, 4, kv_shape, NULL) == 0 &&
-               host_tensor_alloc(&v, kv, 4, kv_shape, NULL) == 0 && host_tensor_alloc(&o, q_dtype, 4, q_shape, NULL) == 0 &&
-               host_tensor_alloc(&lse, DTYPE_F32, 3, lse_shape, NULL) == 0;
-      int bad_k = 0, bad_v = 0, first_bad = -1;
+      test_case c = {run == 0 ? F32 : BF16, 256, 1, 1, 1, 1, 16, 0, 1, CONTIG, 1.0f, 0, 0, -1, -1, 0, 0, 0, 0, 0, kv};
+      case_tensors t;
+      int ok = case_tensors_create(&c, base_seed, &t), wrong = 0, first = -1;
       fj_status status = FJ_INTERNAL;
       if (ok) {
-        for (int64_t b = 0; b < B; b++) {
-          float value = core_load_as_f32(&(uint8_t){(uint8_t)b}, kv, 0);
-          for (int64_t d = 0; d < D; d++) {
-            core_store_from_f32(q.t.data, q_dtype, b * D + d, d == 0 ? 1.0f : 0.0f);
-            ((uint8_t *)k.t.data)[b * D + d] = d == 0 && isfinite(value) ? (uint8_t)b : 0;
-            ((uint8_t *)v.t.data)[b * D + d] = (uint8_t)b;
-          }
-        }
-        host_tensor_poison(&o);
-        host_tensor_poison(&lse);
+        case_fill_fp8_codes(&c, &t);
         fj_attention_args args;
-        fj_attention_args_init(&args);
-        args.q = &q.t;
-        args.k = &k.t;
-        args.v = &v.t;
-        args.o = &o.t;
-        args.lse = &lse.t;
-        args.softmax_scale = 1.0f;
+        case_host_args(&c, &t, &args);
         char config_text[256] = "";
         flip_bf16_dot = run == 2;
         status = forward(context, &args, config_text, sizeof config_text);
         flip_bf16_dot = 0;
-        for (int64_t b = 0; status == FJ_OK && b < B; b++) {
-          float want = kv == DTYPE_E4M3 ? core_e4m3_to_f32((uint8_t)b) : core_e5m2_to_f32((uint8_t)b);
-          float got_lse = ((float *)lse.t.data)[b];
-          /* the LSE passes through base 2 and back: a rounding or two */
-          if (isfinite(want) && !(fabsf(got_lse - want) <= 1e-6f * fabsf(want))) {
-            bad_k++;
-            if (first_bad < 0) first_bad = (int)b;
-          }
-          for (int64_t d = 0; d < D; d++) {
-            float got = core_load_as_f32(o.t.data, q_dtype, b * D + d);
-            if (!(got == want || (isnan(got) && isnan(want)))) {
-              bad_v++;
-              if (first_bad < 0) first_bad = (int)b;
-            }
-          }
-        }
+        if (status == FJ_OK) wrong = case_fp8_codes_wrong(&c, &t, &first);
       }
-      check(ok && status == FJ_OK && bad_k == 0 && bad_v == 0,
-            "fp8 codes of %s with %s queries%s: %s; K codes wrong %d, V elements wrong %d (first code 0x%02x)",
-            core_dtype_name(kv), core_dtype_name(q_dtype), run == 2 ? " (the other product)" : "",
-            ok ? fj_status_string(status) : "allocation failed", bad_k, bad_v, first_bad < 0 ? 0 : first_bad);
-      host_tensor_free(&q);
-      host_tensor_free(&k);
-      host_tensor_free(&v);
-      host_tensor_free(&o);
-      host_tensor_free(&lse);
+      check(ok && status == FJ_OK && wrong == 0, "every %s code with %s queries%s: %s; %d codes wrong (first 0x%02x)",
+            core_dtype_name((dtype_id)kv), core_dtype_name(c.dtype), run == 2 ? " (the other product)" : "",
+            ok ? fj_status_string(status) : "allocation failed", wrong, first < 0 ? 0 : first);
+      case_tensors_free(&c, &t);
     }
-  }
 }
 
 /* The bf16 cases again with the product the default did not take, where this CPU has both: a CPU

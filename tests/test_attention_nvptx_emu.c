@@ -412,47 +412,9 @@ static void add_region(emu_kernel *kernel, const host_tensor *t, int writable) {
   emu_kernel_add_region(kernel, t->t.data, (size_t)(last + 1) * (size_t)(t->t.dtype.bits / 8), writable);
 }
 
-/* Set: the case is run_fp8_codes's (one key per sequence, sequence b's key and value code b): its inputs
- * are made by fill_fp8_codes and its outputs checked exactly by fp8_codes_wrong. */
+/* Set: the case is one of the fp8 code cases (case_fill_fp8_codes makes its inputs, case_fp8_codes_wrong
+ * checks its outputs exactly). */
 static int fp8_codes;
-
-/* Sequence b: query e_0, K row code b then zeros, V row code b throughout; codes that are not finite
- * values are left out (zeros: their score or output is not a value to compare). */
-static float fp8_code_value(dtype_id kv, int code) {
-  return kv == DTYPE_E4M3 ? core_e4m3_to_f32((uint8_t)code) : core_e5m2_to_f32((uint8_t)code);
-}
-static void fill_fp8_codes(const test_case *c, case_tensors *t) {
-  dtype_id kv = (dtype_id)c->kv_fp8;
-  for (int64_t b = 0; b < c->batch; b++) {
-    int code = isfinite(fp8_code_value(kv, (int)b)) ? (int)b : 0;
-    for (int64_t d = 0; d < c->head_dim; d++) {
-      core_store_from_f32(t->q.t.data, c->dtype, b * c->head_dim + d, d == 0 ? 1.0f : 0.0f);
-      ((uint8_t *)t->k.t.data)[b * c->head_dim + d] = d == 0 ? (uint8_t)code : 0;
-      ((uint8_t *)t->v.t.data)[b * c->head_dim + d] = (uint8_t)code;
-    }
-  }
-}
-/* Elements of o other than code b's value times v_scale (exactly, in the dtype: the one key's value), and
- * LSEs off K's value times the scales by more than a rounding; *first the first bad code. */
-static int fp8_codes_wrong(const test_case *c, case_tensors *t, int *first) {
-  dtype_id kv = (dtype_id)c->kv_fp8;
-  int wrong = 0;
-  *first = -1;
-  for (int64_t b = 0; b < c->batch; b++) {
-    float value = fp8_code_value(kv, (int)b);
-    if (!isfinite(value)) value = 0.0f;
-    float want_lse = value * case_k_scale(c), got_lse = ((float *)t->lse.t.data)[b];
-    int bad = !(fabsf(got_lse - want_lse) <= 1e-6f * fabsf(want_lse) + 1e-30f);
-    uint16_t rounded;  /* o in its dtype: fp16 takes E5M2's largest values times v_scale to infinity */
-    core_store_from_f32(&rounded, c->dtype, 0, value * case_v_scale(c));
-    float want_o = core_load_as_f32(&rounded, c->dtype, 0);
-    for (int64_t d = 0; d < c->head_dim; d++)
-      bad |= core_load_as_f32(t->o.t.data, c->dtype, b * c->head_dim + d) != want_o;
-    if (bad && *first < 0) *first = (int)b;
-    wrong += bad;
-  }
-  return wrong;
-}
 
 static void run_case(int index, const emu_case *e) {
   const test_case *c = &e->c;
@@ -465,7 +427,7 @@ static void run_case(int index, const emu_case *e) {
     case_tensors_free(c, &t);
     return;
   }
-  if (fp8_codes) fill_fp8_codes(c, &t);
+  if (fp8_codes) case_fill_fp8_codes(c, &t);
   fj_attention_args args;
   case_host_args(c, &t, &args);
   attention_problem problem;
@@ -565,7 +527,7 @@ static void run_case(int index, const emu_case *e) {
   }
   run_seconds = now_s() - start;
   if (fp8_codes) {
-    int first, wrong = fp8_codes_wrong(c, &t, &first);
+    int first, wrong = case_fp8_codes_wrong(c, &t, &first);
     check(wrong == 0, "%s: %d codes wrong (first 0x%02x)", line, wrong, first < 0 ? 0 : first);
     goto done;
   }

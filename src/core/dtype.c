@@ -68,6 +68,13 @@ int core_kv_dtype_parse(const char *name, dtype_id *out) {
   return core_dtype_parse(name, out);
 }
 
+int core_kv_dtype_parse_for(const char *name, dtype_id dtype, dtype_id *out) {
+  dtype_id kv;
+  if (!core_kv_dtype_parse(name, &kv) || (kv != dtype && !core_dtype_is_fp8(kv))) return 0;
+  *out = kv;
+  return 1;
+}
+
 int core_kv_dtype_from_dlpack(DLDataType type, dtype_id *out) {
   if (type.lanes == 1 && type.bits == 8 && (type.code == FJ_DLPACK_FLOAT8_E4M3FN || type.code == FJ_DLPACK_FLOAT8_E5M2)) {
     if (out != NULL) *out = type.code == FJ_DLPACK_FLOAT8_E4M3FN ? DTYPE_E4M3 : DTYPE_E5M2;

@@ -24,6 +24,8 @@ int core_dtype_is_fp8(dtype_id dtype);
 int core_dtype_parse(const char *name, dtype_id *out); /* 1 on success; takes fp32/f32/float32, ... */
 /* The same for a K/V dtype: an attention dtype or fp8_e4m3 / fp8_e5m2 (e4m3, float8_e4m3fn, ...). */
 int core_kv_dtype_parse(const char *name, dtype_id *out);
+/* 1 and *out when name is what k and v may be beside q of `dtype`: an fp8 (a cache's) or dtype itself. */
+int core_kv_dtype_parse_for(const char *name, dtype_id dtype, dtype_id *out);
 /* 1 and *out when the DLPack type is one of the attention dtypes (lanes must be 1). */
 int core_dtype_from_dlpack(DLDataType type, dtype_id *out);
 /* The same, fp8 included (k and v). */

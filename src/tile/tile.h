@@ -93,6 +93,9 @@ void tile_store_bits(tile_builder *tb, LLVMValueRef base, LLVMValueRef index, LL
 LLVMValueRef tile_splat_pair(tile_builder *tb, LLVMValueRef base, LLVMValueRef index);
 /* Two vectors of the same type, interleaved: even[0], odd[0], even[1], odd[1], ... */
 LLVMValueRef tile_interleave(tile_builder *tb, LLVMValueRef even, LLVMValueRef odd);
+/* fp8 bits (i8, scalar or vector; DTYPE_E4M3 or DTYPE_E5M2) as fp32, exactly, with integer shifts and the
+ * fp16 conversion every target here has (no fp8 instructions): an fp8 KV cache's elements. */
+LLVMValueRef tile_fp8_to_f32(tile_builder *tb, LLVMValueRef bits, dtype_id dtype);
 /* The bf16 bits of fp32 values (scalar or vector) that bf16 holds exactly (an fp8 element's): the high
  * half of each, no rounding. */
 LLVMValueRef tile_exact_bf16_bits(tile_builder *tb, LLVMValueRef value);

@@ -232,12 +232,12 @@ static LLVMTypeRef shaped_type(LLVMValueRef like, LLVMTypeRef element) {
 }
 
 /* fp8 bits (i8, scalar or vector) -> fp32, exactly and with no fp8 instructions, through the fp16
- * conversion every AVX target has. E5M2 is the high byte of an fp16. E4M3 ("fn", bias 7, no
+ * conversion every target has (F16C on x86, cvt.f32.f16 on NVIDIA GPUs). E5M2 is the high byte of an fp16. E4M3 ("fn", bias 7, no
  * infinities) shifted into an fp16's exponent and mantissa (sign to bit 15, the 7 magnitude bits to
  * bits 13..7) is its value times 2^-8, subnormals included (fp16's range holds them all as normals or
  * subnormals of the same spacing), so one multiply by 2^8 after the conversion gives it; its
  * S.1111.111 is NaN. */
-static LLVMValueRef fp8_bits_to_f32(tile_builder *tb, LLVMValueRef bits, dtype_id dtype) {
+LLVMValueRef tile_fp8_to_f32(tile_builder *tb, LLVMValueRef bits, dtype_id dtype) {
   LLVMTypeRef f32 = shaped_type(bits, tb->f32), f16 = shaped_type(bits, tb->f16);
   /* sign-extended and shifted by 7, the sign lands on bits 15 and 14: bit 14 cleared leaves the fp16 */
   LLVMValueRef x = LLVMBuildSExt(tb->b, bits, shaped_type(bits, tb->i16), "");
@@ -258,7 +258,7 @@ LLVMValueRef tile_load_element(tile_builder *tb, LLVMValueRef base, LLVMValueRef
   if (dtype == DTYPE_F16) return LLVMBuildFPExt(tb->b, value, tb->f32, "");
   if (dtype == DTYPE_BF16)
     return bf16_bits_to_f32(tb, value, tb->i32, tb->f32, LLVMConstInt(tb->i32, 16, 0));
-  if (core_dtype_is_fp8(dtype)) return fp8_bits_to_f32(tb, value, dtype);
+  if (core_dtype_is_fp8(dtype)) return tile_fp8_to_f32(tb, value, dtype);
   return value;
 }
 
@@ -295,7 +295,7 @@ LLVMValueRef tile_load_vector(tile_builder *tb, LLVMValueRef base, LLVMValueRef 
     LLVMValueRef sixteen = splat_value(tb, LLVMConstInt(tb->i32, 16, 0));
     return bf16_bits_to_f32(tb, load, ivec, tb->vec, sixteen);
   }
-  if (core_dtype_is_fp8(dtype)) return fp8_bits_to_f32(tb, load, dtype);
+  if (core_dtype_is_fp8(dtype)) return tile_fp8_to_f32(tb, load, dtype);
   return load;
 }
 

@@ -117,27 +117,11 @@ LLVMValueRef tile_gpu_fp8_element_address(tile_gpu *tg, LLVMValueRef base, LLVMV
   return LLVMBuildGEP2(B(tg), LLVMInt8TypeInContext(tg->tb.ctx), base, &index, 1, "");
 }
 
-/* An fp8 element's bits (i8) as the operand dtype's bits (i16), exactly (every fp8 value is an fp16
- * and a bf16 value), with integer shifts and fp16/fp32 conversions sm_80 has (its cvt from e4m3x2/e5m2x2
- * needs sm_89). E5M2 is the high byte of an fp16. E4M3 ("fn", bias 7) sign-extended and shifted by 7,
- * bit 14 cleared, is an fp16 of its value times 2^-8 (its subnormals too), so one multiply by 2^8 in
- * fp32 gives it; its S.1111.111 is NaN. */
+/* An fp8 element's bits (i8) as the operand dtype's bits (i16): exact, every fp8 value being an fp16 and
+ * a bf16 value (tile_fp8_to_f32 needs only sm_80's instructions; sm_89's cvt from e4m3x2 is not used). */
 static LLVMValueRef fp8_to_operand_bits(tile_gpu *tg, LLVMValueRef bits, dtype_id dtype) {
-  tile_builder *tb = &tg->tb;
-  LLVMBuilderRef b = B(tg);
-  LLVMValueRef x = LLVMBuildSExt(b, bits, tb->i16, "");
-  LLVMValueRef half = dtype == DTYPE_E5M2
-                          ? LLVMBuildShl(b, x, LLVMConstInt(tb->i16, 8, 0), "")
-                          : LLVMBuildAnd(b, LLVMBuildShl(b, x, LLVMConstInt(tb->i16, 7, 0), ""),
-                                         LLVMConstInt(tb->i16, 0xbfff, 0), "");
-  LLVMValueRef value = LLVMBuildFPExt(b, LLVMBuildBitCast(b, half, tb->f16, ""), tb->f32, "");
-  if (dtype == DTYPE_E4M3) {
-    value = LLVMBuildFMul(b, value, tile_f32(tb, 256.0f), "");
-    LLVMValueRef is_nan = LLVMBuildICmp(b, LLVMIntEQ, LLVMBuildAnd(b, x, LLVMConstInt(tb->i16, 0x7f, 0), ""),
-                                        LLVMConstInt(tb->i16, 0x7f, 0), "");
-    value = LLVMBuildSelect(b, is_nan, tile_f32(tb, NAN), value, "");
-  }
-  return LLVMBuildBitCast(b, LLVMBuildFPTrunc(b, value, operand_type(tg), ""), tb->i16, "");
+  LLVMValueRef value = tile_fp8_to_f32(&tg->tb, bits, dtype);
+  return LLVMBuildBitCast(B(tg), LLVMBuildFPTrunc(B(tg), value, operand_type(tg), ""), tg->tb.i16, "");
 }
 
 /* The swizzle rule of tile_gpu_swizzle_chunk on i32 values; chunk may be a run-time value. */
