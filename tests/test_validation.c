@@ -903,6 +903,11 @@ static void test_fp8_cache(void) {
   fp8_expect(&args, "a negative k_scale", FJ_INVALID_ARGUMENT, "k_scale=-1: must be finite and not negative", &p);
   args.k_scale = INFINITY;
   fp8_expect(&args, "an infinite k_scale", FJ_INVALID_ARGUMENT, "k_scale=inf", &p);
+  args.k_scale = 1e38f;
+  args.softmax_scale = 100.0f;
+  fp8_expect(&args, "k_scale x softmax_scale past a float", FJ_INVALID_ARGUMENT,
+             "k_scale=1e+38 with softmax_scale=100: their product must be a finite float", &p);
+  args.softmax_scale = 0.0f;
   args.k_scale = 1.0f;
   args.v_scale = NAN;
   fp8_expect(&args, "a NaN v_scale", FJ_INVALID_ARGUMENT, "v_scale=nan", &p);

@@ -3,6 +3,7 @@
  * before anything touches memory), the problem key that selects kernels and tuning results, its
  * sequence-length bucket, and the FLOP count the benchmarks report. Validation only reads the DLTensor
  * descriptors, never the tensors' data, which may live on a device. */
+#include <float.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stddef.h>
@@ -884,7 +885,11 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
   p.seqlen_q = seqlen_q;
   p.seqlen_kv = seqlen_kv;
   p.softmax_scale = args->softmax_scale != 0.0f ? args->softmax_scale : (float)(1.0 / sqrt((double)qs[qd]));
-  /* the kernels' factors are in units of the stored keys' scores: an fp8 cache's k_scale is in them */
+  /* the kernels scale the stored keys' scores by softmax_scale x k_scale (log2 e), a float */
+  if (!(fabs((double)p.softmax_scale * (double)k_scale * 1.4426950408889634) <= (double)FLT_MAX))
+    return core_error(FJ_INVALID_ARGUMENT, "k_scale=%g with softmax_scale=%g: their product must be a finite float",
+                      (double)k_scale, (double)p.softmax_scale);
+  /* the soft cap's factors are in units of the stored keys' scores too */
   if ((s = core_check_softcap("", softcap, p.softmax_scale * k_scale)) != FJ_OK) return s;
   p.key.softcap = softcap > 0.0f;
   p.softcap = softcap;
