@@ -50,7 +50,8 @@ void cmd_cache_help(FILE *out) {
           "  problem flags (warm)       --batch --heads --kv-heads --seqlen --seqlen-kv --head-dim --dtype\n"
           "                             --causal, as flashjit bench takes them; --varlen, --varlen-q,\n"
           "                             --sinks, --softcap X and --page-size N as flashjit tune\n"
-          "                             takes them; --kv-dtype fp8_e4m3|fp8_e5m2 (an fp8 KV cache)\n"
+          "                             takes them; --kv-dtype fp8_e4m3|fp8_e5m2 (an fp8 KV cache),\n"
+          "                             --packed-kv and --alibi as flashjit bench takes them\n"
           "\n"
           "exit status: 0 done, 1 failed, 2 bad usage\n");
 }
@@ -61,7 +62,7 @@ typedef struct cache_cli {
   const char *cache_dir, *device, *format, *output, *older_than, *shapes, *preset, *dtype_name, *kv_dtype_name;
   int all_devices, other_versions, kernels;
   int64_t threads, batch, heads, kv_heads, seqlen, seqlen_kv, head_dim;
-  int causal, problem_flags, kv_heads_set, seqlen_kv_set, varlen, varlen_q, sinks;
+  int causal, problem_flags, kv_heads_set, seqlen_kv_set, varlen, varlen_q, sinks, packed_k, alibi;
   float softcap;
   int64_t page_size;
   char dir[PATH_MAX];
@@ -80,7 +81,7 @@ static int cache_parse(int argc, char **argv, cache_cli *c, int positional_allow
     c->positional = argv[2];
     first = 2;
   }
-  int seen[14] = {0};
+  int seen[16] = {0};
   const cli_option options[] = {
       {"--cache-dir", CLI_STRING, &c->cache_dir, 0, 0, NULL},
       {"--device", CLI_STRING, &c->device, 0, 0, NULL},
@@ -107,13 +108,15 @@ static int cache_parse(int argc, char **argv, cache_cli *c, int positional_allow
       {"--sinks", CLI_FLAG, &c->sinks, 0, 0, &seen[11]},
       {"--softcap", CLI_FLOAT, &c->softcap, 0, INT32_MAX, &seen[12]},
       {"--kv-dtype", CLI_STRING, &c->kv_dtype_name, 0, 0, &seen[13]},
+      {"--packed-kv", CLI_FLAG, &c->packed_k, 0, 0, &seen[14]},
+      {"--alibi", CLI_FLAG, &c->alibi, 0, 0, &seen[15]},
   };
   switch (cli_parse(c->command, argc - first, argv + first, options, (int)(sizeof options / sizeof options[0]))) {
     case CLI_PARSE_HELP: return -1;
     case CLI_PARSE_ERROR: return CLI_EXIT_USAGE;
     case CLI_PARSE_OK: break;
   }
-  for (int i = 0; i < 14; i++) c->problem_flags |= seen[i];
+  for (int i = 0; i < 16; i++) c->problem_flags |= seen[i];
   c->kv_heads_set = seen[2];
   c->seqlen_kv_set = seen[4];
   if (!c->kv_heads_set) c->kv_heads = c->heads;
@@ -369,6 +372,8 @@ static int cache_warm(cache_cli *c) {
     s.varlen = c->varlen;
     s.varlen_q = c->varlen_q;
     s.sinks = c->sinks;
+    s.packed_k = c->packed_k;
+    s.alibi = c->alibi;
     s.softcap = c->softcap;
     s.page_size = (int)c->page_size;
     if (c->kv_dtype_name != NULL) {

@@ -202,10 +202,11 @@ void presets_describe(const fj_problem_shape *s, char *buffer, size_t size) {
   dtype_id kv_dtype;
   if (s->kv_dtype.bits != 0 && core_kv_dtype_from_dlpack(s->kv_dtype, &kv_dtype) && core_dtype_is_fp8(kv_dtype))
     snprintf(kv, sizeof kv, " kv=%s", core_dtype_name(kv_dtype));
-  snprintf(buffer, size, "b%" PRId64 " h%d/%d sq%" PRId64 " skv%" PRId64 " d%d %s%s%s%s%s%s%s%s%s%s", s->batch,
+  snprintf(buffer, size, "b%" PRId64 " h%d/%d sq%" PRId64 " skv%" PRId64 " d%d %s%s%s%s%s%s%s%s%s%s%s%s", s->batch,
            s->heads, s->kv_heads, s->seqlen_q, s->seqlen_kv, s->head_dim, core_dtype_name(dtype),
            s->causal ? " causal" : "", window, s->with_lse ? " lse" : "", s->varlen ? " varlen" : "",
-           s->varlen_q ? " varlen_q" : "", page, s->sinks ? " sinks" : "", softcap, kv);
+           s->varlen_q ? " varlen_q" : "", page, s->sinks ? " sinks" : "", softcap, kv,
+           s->packed_k ? " packed_k" : "", s->alibi ? " alibi" : "");
 }
 
 void presets_help(FILE *out) {
@@ -222,7 +223,9 @@ void presets_help(FILE *out) {
           "  causal[=0|1], lse[=0|1], varlen[=0|1] (the calls give seqlens_kv), varlen_q[=0|1] (the\n"
           "  calls give cu_seqlens_q: ragged queries, seqlen_q their most), sinks[=0|1] (the calls\n"
           "  give attention sinks), softcap=X (logit soft-capping at X), kv_dtype=fp8_e4m3|fp8_e5m2\n"
-          "  (the calls read an fp8 KV cache; tuned as k and v of dtype), page_size (the calls read\n"
+          "  (the calls read an fp8 KV cache; tuned as k and v of dtype), packed_k[=0|1] (the calls\n"
+          "  give cu_seqlens_k; tuned as varlen), alibi[=0|1] (the calls give ALiBi slopes; tuned\n"
+          "  without), page_size (the calls read\n"
           "  a paged cache of pages of that many keys), window_left and window_right (a sliding\n"
           "  window, -1 for an open side: window_left=4095 causal is a 4096-key window), preset=NAME\n"
           "  (a whole preset, alone on its line).\n"
@@ -267,7 +270,7 @@ static int preset_parse_bool(const char *text, int *out) {
 }
 
 /* The names that may stand alone (as 1), in preset_apply's order. */
-static const char *const preset_flag_names[] = {"causal", "lse", "varlen", "varlen_q", "sinks"};
+static const char *const preset_flag_names[] = {"causal", "lse", "varlen", "varlen_q", "sinks", "packed_k", "alibi"};
 
 static int preset_is_flag(const char *name) {
   for (size_t i = 0; i < sizeof preset_flag_names / sizeof preset_flag_names[0]; i++) {
@@ -287,7 +290,7 @@ static int preset_apply(fj_problem_shape *s, const char *name, const char *value
   for (char *c = key; *c; c++)
     if (*c == '-') *c = '_';
   int64_t v = 0;
-  int *flags[] = {&s->causal, &s->with_lse, &s->varlen, &s->varlen_q, &s->sinks};
+  int *flags[] = {&s->causal, &s->with_lse, &s->varlen, &s->varlen_q, &s->sinks, &s->packed_k, &s->alibi};
   for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
     if (strcmp(key, preset_flag_names[i]) != 0) continue;
     if (preset_parse_bool(value, flags[i]) != 0)
@@ -343,8 +346,8 @@ static int preset_apply(fj_problem_shape *s, const char *name, const char *value
     return 0;
   }
   return preset_fail(why, why_size, "unknown name \"%s\" (batch, heads, kv_heads, seqlen, seqlen_q, seqlen_kv, "
-                     "head_dim, dtype, kv_dtype, causal, lse, varlen, varlen_q, sinks, softcap, page_size, "
-                     "window_left, window_right, preset)",
+                     "head_dim, dtype, kv_dtype, causal, lse, varlen, varlen_q, packed_k, alibi, sinks, softcap, "
+                     "page_size, window_left, window_right, preset)",
                      name);
 }
 

@@ -134,6 +134,11 @@ typedef struct fj_problem_shape {
    * lanes 1); {0, 0, 0} (the default) or dtype itself: k and v of dtype. Warming up loads the fp8
    * kernel; the tuner tunes the problem with k and v of dtype, whose winner the fp8 calls use. */
   DLDataType kv_dtype;
+  /* Non-zero: the calls give cu_seqlens_k (packed keys, every sequence seqlen_kv of them; not with a
+   * page_size), and alibi_slopes. Warming up loads their kernels; the tuner tunes the problem with
+   * seqlens_kv instead of packed keys and without ALiBi, whose winners such calls use. */
+  int packed_k;
+  int alibi;
 } fj_problem_shape;
 
 /* Fills *shape with the defaults: bf16, batch 1, 8 heads and kv heads, seqlen 2048 (q and kv), head

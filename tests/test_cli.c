@@ -966,8 +966,8 @@ static void test_shapes_of_their_own(void) {
                             "heads=4 softcap=-3\n", "softcap=-3: expected a finite number, at least 0");
 }
 
-/* An fp8 cache's kernel warmed from the flags and from a shapes file, then loaded by bench from the
- * disk (no compile); bad fp8 names refused by name. */
+/* An fp8 cache's kernel (and one with packed keys and ALiBi) warmed from the flags and from a shapes
+ * file, then loaded by bench from the disk (no compile); bad fp8 names refused by name. */
 static void test_fp8_warm(void) {
   char cache[512], shapes[600], bad[600];
   snprintf(cache, sizeof cache, "%s/cache-fp8", scratch);
@@ -1000,6 +1000,22 @@ static void test_fp8_warm(void) {
   r = run_cli(warm_bad);
   check(r.exited && r.code == 2 && strstr(r.err, "kv_dtype=fp4: expected fp8_e4m3 or fp8_e5m2") != NULL,
         "kv_dtype=fp4 in a shapes file: exit %d, %s", r.code, r.err);
+  cli_result_free(&r);
+  const char *warm_more[] = {"cache", "warm", "--device", "cpu", "--cache-dir", cache, "--heads", "4", "--kv-heads", "2",
+                             "--seqlen", "64", "--head-dim", "64", "--causal", "--packed-kv", "--alibi", NULL};
+  r = run_cli(warm_more);
+  check(r.exited && r.code == 0 && strstr(r.out, "packed_k alibi") != NULL, "cache warm --packed-kv --alibi (exit %d): %s",
+        r.code, r.out);
+  cli_result_free(&r);
+  const char *bench_more[] = {"bench", "--device", "cpu", "--cache-dir", cache, "--heads", "4", "--kv-heads", "2",
+                              "--seqlen", "64", "--head-dim", "64", "--causal", "--packed-kv", "--alibi", "--repeat", "1",
+                              "--json", NULL};
+  r = run_cli(bench_more);
+  doc = jparse(r.out);
+  check(r.exited && r.code == 0 && strcmp(jstring(doc, "kernel_source"), "disk") == 0,
+        "bench of the warmed packed-keys ALiBi shape loads its kernel from the disk: %s (exit %d)",
+        jstring(doc, "kernel_source"), r.code);
+  jfree(doc);
   cli_result_free(&r);
   const char *warm_flag_bad[] = {"cache", "warm", "--device", "cpu", "--cache-dir", cache, "--kv-dtype", "fp16", NULL};
   r = run_cli(warm_flag_bad);

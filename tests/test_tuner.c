@@ -397,6 +397,48 @@ static void test_paged_shape(void) {
   fj_context_destroy(context);
 }
 
+/* A shape whose calls give packed keys and ALiBi slopes over an fp8 cache is tuned as the problem its
+ * calls take their winner from (seqlens_kv, no ALiBi, k and v of q's dtype); a call of the shape then
+ * finds that winner and warmup loads its kernel; packed keys with a page size are named. */
+static void test_shape_tuned_as_its_base(void) {
+  fj_problem_shape shape = small_shape(DTYPE_F32);
+  shape.batch = 2;
+  shape.heads = 4;
+  shape.kv_heads = 2;
+  shape.seqlen_q = 40;
+  shape.seqlen_kv = 90;
+  shape.causal = 1;
+  shape.packed_k = shape.alibi = 1;
+  shape.kv_dtype = (DLDataType){FJ_DLPACK_FLOAT8_E5M2, 8, 1};
+  tune_options o;
+  base_options(&o);
+  o.strategy = TUNE_RANDOM;
+  o.max_trials = 3;
+  tune_result result;
+  const char *dir = fresh_dir("base");
+  check(run_tuner(dir, &shape, 1, &o, &result) == FJ_OK && result.best_config[0] != '\0',
+        "a packed-keys ALiBi fp8 shape tuned (random N=3): winner %s", result.best_config);
+  check(strstr(result.problem_key, " varlen=1 ") != NULL && strstr(result.problem_key, "varlen_k") == NULL &&
+            strstr(result.problem_key, "alibi") == NULL && strstr(result.problem_key, "kv=") == NULL,
+        "tuned under its base problem's key \"%s\"", result.problem_key);
+  fj_context *context = open_context(dir);
+  attention_problem problem;
+  runtime_kernel *kernel = NULL;
+  runtime_problem_from_shape(&shape, "shape", &problem);
+  fj_status status = runtime_get_kernel(context, &problem, NULL, &kernel);
+  check(status == FJ_OK && problem.key.varlen_k && problem.key.alibi && problem.key.kv_fp8 == DTYPE_E5M2 &&
+            strcmp(kernel->config_source, "tuned") == 0,
+        "a call of the shape: config source \"%s\"", kernel ? kernel->config_source : "?");
+  size_t loaded = 0;
+  check(fj_context_warmup(context, &shape, 1, &loaded) == FJ_OK && loaded == 1, "warmup loads the shape");
+  fj_problem_shape bad = shape;
+  bad.page_size = 16;
+  status = fj_context_warmup(context, &bad, 1, &loaded);
+  check(status == FJ_INVALID_ARGUMENT && strstr(fj_last_error(), "shapes[0].packed_k with page_size=16") != NULL,
+        "packed keys with a page size are named: %s", fj_last_error());
+  fj_context_destroy(context);
+}
+
 static void test_random_and_halving(void) {
   fj_problem_shape shape = small_shape(DTYPE_F32);
   tune_options o;
@@ -550,6 +592,7 @@ int main(void) {
   test_exhaustive();
   test_random_and_halving();
   test_paged_shape();
+  test_shape_tuned_as_its_base();
   test_faults();
   test_budgets_and_lock();
   remove_tree(root);

@@ -794,8 +794,9 @@ static fj_status tune_problem(tune_problem_run *run) {
 static fj_status tune_run_shapes(fj_context *context, const fj_problem_shape *problems, int count,
                                  const tune_options *options, tune_result *results);
 
-/* An fp8 cache's calls use the winner of the same problem with k and v of q's dtype
- * (runtime_tuned_config): a shape's kv_dtype is checked, then that problem is what is tuned. */
+/* An fp8 cache's calls use the winner of the same problem with k and v of q's dtype, packed keys that
+ * of the problem with seqlens_kv, ALiBi that of the problem without it (runtime_tuned_config): a shape's
+ * kv_dtype is checked, then that problem is what is tuned. */
 fj_status tune_run(fj_context *context, const fj_problem_shape *problems, int count,
                    const tune_options *options, tune_result *results) {
   if (context == NULL || (problems == NULL && count > 0) || options == NULL || (results == NULL && count > 0))
@@ -817,6 +818,15 @@ fj_status tune_run(fj_context *context, const fj_problem_shape *problems, int co
       tuned[i].kv_dtype = (DLDataType){0, 0, 0};
       core_log(LOG_INFO, "tune: %s reads an fp8 cache (%s): tuned with k and v of its dtype, whose winner its calls "
                "use", what, core_dtype_name((dtype_id)kv_fp8));
+    }
+    if (runtime_shape_packed_k(&problems[i])) {
+      tuned[i].packed_k = 0;
+      tuned[i].varlen = 1;
+      core_log(LOG_INFO, "tune: %s gives packed keys: tuned with seqlens_kv, whose winner its calls use", what);
+    }
+    if (runtime_shape_alibi(&problems[i])) {
+      tuned[i].alibi = 0;
+      core_log(LOG_INFO, "tune: %s gives ALiBi slopes: tuned without them, whose winner its calls use", what);
     }
   }
   fj_status status = tune_run_shapes(context, tuned, count, options, results);

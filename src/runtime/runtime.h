@@ -62,6 +62,10 @@ int runtime_shape_varlen_q(const fj_problem_shape *shape);
 int runtime_shape_sinks(const fj_problem_shape *shape);
 /* shape's softcap (0 where the caller's struct has no such field). */
 float runtime_shape_softcap(const fj_problem_shape *shape);
+/* Whether shape's calls give cu_seqlens_k (packed keys) and alibi_slopes (0 where the caller's struct has
+ * no such field). */
+int runtime_shape_packed_k(const fj_problem_shape *shape);
+int runtime_shape_alibi(const fj_problem_shape *shape);
 /* shape's fp8 cache: *kv_fp8 its dtype_id, or 0 for k and v of dtype (also where the caller's struct has
  * no kv_dtype); FJ_INVALID_ARGUMENT naming `what` for a type that is neither. */
 fj_status runtime_shape_kv_fp8(const fj_problem_shape *shape, const char *what, int *kv_fp8);

@@ -58,6 +58,14 @@ float runtime_shape_softcap(const fj_problem_shape *shape) {
   return shape->struct_size >= offsetof(fj_problem_shape, softcap) + sizeof(float) ? shape->softcap : 0.0f;
 }
 
+int runtime_shape_packed_k(const fj_problem_shape *shape) {
+  return shape->struct_size >= offsetof(fj_problem_shape, packed_k) + sizeof(int) && shape->packed_k != 0;
+}
+
+int runtime_shape_alibi(const fj_problem_shape *shape) {
+  return shape->struct_size >= offsetof(fj_problem_shape, alibi) + sizeof(int) && shape->alibi != 0;
+}
+
 fj_status runtime_shape_kv_fp8(const fj_problem_shape *shape, const char *what, int *kv_fp8) {
   *kv_fp8 = 0;
   if (shape->struct_size < offsetof(fj_problem_shape, kv_dtype) + sizeof(DLDataType)) return FJ_OK;
@@ -109,8 +117,15 @@ fj_status runtime_problem_from_shape(const fj_problem_shape *shape, const char *
     return core_error(FJ_INVALID_ARGUMENT, "%s.page_size=%d must be at least 0 (0: not paged)", what, page_size);
   fj_status status = runtime_shape_kv_fp8(shape, what, &kv_fp8);
   if (status != FJ_OK) return status;
+  int packed_k = runtime_shape_packed_k(shape);
+  if (packed_k && page_size > 0)
+    return core_error(FJ_INVALID_ARGUMENT, "%s.packed_k with page_size=%d: packed keys are rows of k and v, a paged "
+                      "cache pages of them; give one", what, page_size);
   memset(out, 0, sizeof *out);
   out->key.kv_fp8 = kv_fp8;
+  out->key.varlen_k = packed_k;
+  if (packed_k) varlen = 1;  /* each sequence its own key count, as with seqlens_kv */
+  out->key.alibi = runtime_shape_alibi(shape);
   out->k_scale = out->v_scale = 1.0f;
   out->key.kind = PROBLEM_ATTENTION_FWD;
   out->key.varlen = varlen;
