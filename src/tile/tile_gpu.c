@@ -258,9 +258,31 @@ LLVMValueRef tile_gpu_divide(tile_gpu *tg, LLVMValueRef n, LLVMValueRef magic, L
 
 /* ---- global -> shared ------------------------------------------------------------------------------ */
 
+/* The vector copies' alignment and element size: 16-byte cp.async of 2-byte elements, or an fp8 view's
+ * 8-byte loads of 1-byte elements. */
+static int copy_alignment(int fp8) { return fp8 ? 8 : 16; }
+static LLVMValueRef stride_bytes(tile_gpu *tg, LLVMValueRef elements, int fp8) {
+  return fp8 ? elements : LLVMBuildShl(B(tg), elements, tile_i64(&tg->tb, 1), "");
+}
+/* bytes (i64) a multiple of the vector copies' alignment */
+static LLVMValueRef copy_aligned(tile_gpu *tg, LLVMValueRef bytes, int fp8) {
+  LLVMBuilderRef b = B(tg);
+  return LLVMBuildICmp(b, LLVMIntEQ, LLVMBuildAnd(b, bytes, tile_i64(&tg->tb, copy_alignment(fp8) - 1), ""),
+                       tile_i64(&tg->tb, 0), "");
+}
+
+/* A view's vector copies need every row start aligned (the base address and the row stride, in bytes,
+ * both multiples of the alignment) and contiguous columns. */
+static LLVMValueRef rows_vector_ok(tile_gpu *tg, const tile_gpu_global *view, int fp8) {
+  LLVMBuilderRef b = B(tg);
+  LLVMValueRef address = LLVMBuildPtrToInt(b, view->base, tg->tb.i64, "");
+  LLVMValueRef aligned = copy_aligned(tg, LLVMBuildOr(b, address, stride_bytes(tg, view->row_stride, fp8), ""), fp8);
+  LLVMValueRef unit = LLVMBuildICmp(b, LLVMIntEQ, view->col_stride, tile_i64(&tg->tb, 1), "");
+  return LLVMBuildAnd(b, aligned, unit, fp8 ? "fp8_vector_ok" : "vector_ok");
+}
+
 void tile_gpu_global_init(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef base, LLVMValueRef row_stride,
                           LLVMValueRef col_stride, LLVMValueRef rows, int cols, int allow_vector) {
-  LLVMBuilderRef b = B(tg);
   view->base = base;
   view->row_stride = row_stride;
   view->col_stride = col_stride;
@@ -274,39 +296,24 @@ void tile_gpu_global_init(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef base
   view->fp8 = 0;
   view->fp8_vector_ok = NULL;
   if (!allow_vector) return;
-  /* 16-byte copies need every row start 16-byte aligned: the base address and the row stride (in
-   * bytes) both multiples of 16, and columns contiguous. */
-  LLVMValueRef address = LLVMBuildPtrToInt(b, base, tg->tb.i64, "");
-  LLVMValueRef bits = LLVMBuildOr(b, address, LLVMBuildShl(b, row_stride, tile_i64(&tg->tb, 1), ""), "");
-  LLVMValueRef aligned = LLVMBuildICmp(b, LLVMIntEQ, LLVMBuildAnd(b, bits, tile_i64(&tg->tb, 15), ""),
-                                       tile_i64(&tg->tb, 0), "");
-  LLVMValueRef unit = LLVMBuildICmp(b, LLVMIntEQ, col_stride, tile_i64(&tg->tb, 1), "");
-  view->vector_ok = LLVMBuildAnd(b, aligned, unit, "vector_ok");
+  view->vector_ok = rows_vector_ok(tg, view, 0);
 }
 
 void tile_gpu_global_fp8(tile_gpu *tg, tile_gpu_global *view, dtype_id dtype, int contiguous) {
   view->fp8 = (int)dtype;
   view->vector_ok = NULL;  /* copied through registers, converted */
-  view->fp8_vector_ok = NULL;
-  if (!contiguous) return;
-  LLVMBuilderRef b = B(tg);
-  LLVMValueRef address = LLVMBuildPtrToInt(b, view->base, tg->tb.i64, "");
-  LLVMValueRef bits = LLVMBuildOr(b, address, view->row_stride, "");
-  view->fp8_vector_ok = LLVMBuildAnd(b, LLVMBuildICmp(b, LLVMIntEQ, LLVMBuildAnd(b, bits, tile_i64(&tg->tb, 7), ""),
-                                                      tile_i64(&tg->tb, 0), ""),
-                                     LLVMBuildICmp(b, LLVMIntEQ, view->col_stride, tile_i64(&tg->tb, 1), ""),
-                                     "fp8_vector_ok");
+  view->fp8_vector_ok = contiguous ? rows_vector_ok(tg, view, 1) : NULL;
 }
 
-/* 16-byte copies of a view whose rows also step by `stride` elements (2 bytes each): only where that
- * step keeps every row start 16-byte aligned. */
+/* The vector copies of a view whose rows also step by `stride` elements: only where that step keeps
+ * every row start aligned as they need (16 bytes for cp.async, 8 for an fp8 view's loads). */
 static void vector_ok_needs_aligned(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef stride) {
-  if (view->vector_ok == NULL) return;
   LLVMBuilderRef b = B(tg);
-  LLVMValueRef bytes = LLVMBuildShl(b, stride, tile_i64(&tg->tb, 1), "");
-  LLVMValueRef aligned = LLVMBuildICmp(b, LLVMIntEQ, LLVMBuildAnd(b, bytes, tile_i64(&tg->tb, 15), ""),
-                                       tile_i64(&tg->tb, 0), "");
-  view->vector_ok = LLVMBuildAnd(b, view->vector_ok, aligned, "vector_ok");
+  if (view->vector_ok != NULL)
+    view->vector_ok = LLVMBuildAnd(b, view->vector_ok, copy_aligned(tg, stride_bytes(tg, stride, 0), 0), "vector_ok");
+  if (view->fp8_vector_ok != NULL)
+    view->fp8_vector_ok =
+        LLVMBuildAnd(b, view->fp8_vector_ok, copy_aligned(tg, stride_bytes(tg, stride, 1), 1), "fp8_vector_ok");
 }
 
 void tile_gpu_global_group_rows(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef group, LLVMValueRef group_stride,
@@ -326,11 +333,6 @@ void tile_gpu_global_page_rows(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef
   view->page_stride = page_stride;
   view->pages = pages;
   vector_ok_needs_aligned(tg, view, page_stride);  /* every page's start */
-  if (view->fp8_vector_ok != NULL) {  /* fp8: pages of whole 8-byte steps */
-    LLVMValueRef aligned = LLVMBuildICmp(B(tg), LLVMIntEQ, LLVMBuildAnd(B(tg), page_stride, tile_i64(&tg->tb, 7), ""),
-                                         tile_i64(&tg->tb, 0), "");
-    view->fp8_vector_ok = LLVMBuildAnd(B(tg), view->fp8_vector_ok, aligned, "fp8_vector_ok");
-  }
 }
 
 /* A paged view's row: its page from the table (an entry out of range reads page 0, so that no address
