@@ -19,6 +19,7 @@ typedef struct bench_options {
   char device_flag[256];    /* "--device=cpu" or "FLASHJIT_DEVICE=cpu": how messages name it */
   int device_auto;          /* the device was chosen by "auto" (no flag, no environment, or "auto") */
   int64_t batch, heads, kv_heads, seqlen, seqlen_kv, head_dim;
+  int64_t head_dim_v;       /* --head-dim-v: v's and o's head dim (after parsing: head_dim where not given) */
   int64_t page_size;        /* --page-size: k and v a paged cache of pages of this many keys; 0 none */
   const char *dtype_name;
   int causal, check, json;

@@ -363,8 +363,8 @@ int bench_grid_run(fj_context *context, bench_options *o) {
     one.batch = p->batch;
     one.heads = one.kv_heads = p->heads;
     one.seqlen = one.seqlen_kv = p->seqlen;
-    one.head_dim = p->head_dim;
-    one.dtype = p->dtype;
+    one.head_dim = one.head_dim_v = p->head_dim;
+    one.dtype = one.kv_dtype = p->dtype;
     one.causal = p->causal;
     one.check = 0;
     one.config = NULL;

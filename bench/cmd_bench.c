@@ -48,6 +48,9 @@ void cmd_bench_help(FILE *out) {
           "  --seqlen N           query length, default 2048\n"
           "  --seqlen-kv N        key/value length, default = --seqlen\n"
           "  --head-dim N         a multiple of 8 from 8 to 256, default 128\n"
+          "  --head-dim-v N       v's and o's head dim, where it differs (DeepSeek's MLA prefill:\n"
+          "                       --head-dim 192 --head-dim-v 128); default --head-dim's; no peer\n"
+          "                       takes it\n"
           "  --page-size N        k and v as a paged cache (block_table): every sequence's\n"
           "                       ceil(seqlen-kv / N) pages of N keys, shuffled in one pool (peers\n"
           "                       run the same shape unpaged)\n"
@@ -170,6 +173,9 @@ static void bench_shape_flags(const bench_options *o, char *buffer, size_t size)
            o->batch, o->heads, o->kv_heads, o->seqlen, o->seqlen_kv, o->head_dim,
            core_dtype_name(o->dtype));
   size_t used = strlen(buffer);
+  if (o->head_dim_v != o->head_dim && used < size)
+    snprintf(buffer + used, size - used, " --head-dim-v=%" PRId64, o->head_dim_v);
+  used = strlen(buffer);
   if (o->kv_dtype != o->dtype && used < size)
     snprintf(buffer + used, size - used, " --kv-dtype=%s", core_dtype_name(o->kv_dtype));
 }
@@ -178,12 +184,11 @@ static void bench_shape_flags(const bench_options *o, char *buffer, size_t size)
  * so that absurd sizes are compared, not overflowed. */
 static double bench_host_bytes(const bench_options *o) {
   double elem = core_dtype_size(o->dtype);
-  double d = (double)o->head_dim;
-  double q_elems = (double)o->batch * (double)o->seqlen * (double)o->heads * d;
-  double kv_elems = (double)o->batch * (double)o->seqlen_kv * (double)o->kv_heads * d;
-  double rows = (double)o->batch * (double)o->heads * (double)o->seqlen;
-  double bytes = 2.0 * q_elems * elem + 2.0 * kv_elems * core_dtype_size(o->kv_dtype);
-  if (o->check) bytes += rows * 4.0 + q_elems * 8.0 + rows * 8.0;
+  double d = (double)o->head_dim, dv = (double)o->head_dim_v;
+  double q_rows = (double)o->batch * (double)o->seqlen * (double)o->heads;
+  double kv_rows = (double)o->batch * (double)o->seqlen_kv * (double)o->kv_heads;
+  double bytes = q_rows * (d + dv) * elem + kv_rows * (d + dv) * core_dtype_size(o->kv_dtype);
+  if (o->check) bytes += q_rows * 4.0 + q_rows * dv * 8.0 + q_rows * 8.0;
   return bytes;
 }
 
@@ -250,7 +255,7 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
   o->warmup = 2;
   o->repeat = 10;
   o->window_left = o->window_right = -1;
-  int seen_window_left = 0, seen_window_right = 0, seen_varlen_q = 0;
+  int seen_window_left = 0, seen_window_right = 0, seen_varlen_q = 0, seen_head_dim_v = 0;
   const cli_option options[] = {
       {"--device", CLI_STRING, &o->device, 0, 0, NULL},
       {"--batch", CLI_INT, &o->batch, 1, INT32_MAX, &seen_batch},
@@ -260,6 +265,7 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
       {"--seqlen-kv", CLI_INT, &o->seqlen_kv, 0, INT32_MAX, &o->seqlen_kv_set},
       /* checked below, so that any out-of-range value gets the message that states the rule */
       {"--head-dim", CLI_INT, &o->head_dim, INT64_MIN, INT64_MAX, &seen_head_dim},
+      {"--head-dim-v", CLI_INT, &o->head_dim_v, INT64_MIN, INT64_MAX, &seen_head_dim_v},
       {"--page-size", CLI_INT, &o->page_size, 1, INT32_MAX, &seen_page_size},
       {"--dtype", CLI_STRING, &o->dtype_name, 0, 0, &o->dtype_set},
       {"--causal", CLI_FLAG, &o->causal, 0, 0, &seen_causal},
@@ -309,7 +315,8 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
   if (!o->seqlen_kv_set) o->seqlen_kv = o->seqlen;
   o->shape_flags = seen_batch || seen_heads || seen_seqlen || seen_head_dim || seen_causal || o->kv_heads_set ||
                    o->seqlen_kv_set || seen_page_size || seen_window_left || seen_window_right || seen_varlen_q ||
-                   o->sinks || o->softcap != 0.0f || o->packed_kv || o->alibi || o->kv_dtype_name != NULL;
+                   o->sinks || o->softcap != 0.0f || o->packed_kv || o->alibi || o->kv_dtype_name != NULL ||
+                   seen_head_dim_v;
   if (o->packed_kv && seen_page_size) {
     cli_error(BENCH_COMMAND, "--packed-kv with --page-size: packed keys are rows of k and v, a paged cache pages of "
               "them; give one");
@@ -360,6 +367,11 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
               "the Triton kernel here take q, k and v of one dtype)");
     return CLI_EXIT_USAGE;
   }
+  if (o->peers && seen_head_dim_v) {
+    cli_error(BENCH_COMMAND, "--peers with --head-dim-v: no peer here takes v of its own head dim (the Triton kernel "
+              "here and PyTorch's flash backend take one head dim)");
+    return CLI_EXIT_USAGE;
+  }
   if (o->peers && o->sinks) {
     cli_error(BENCH_COMMAND, "--peers with --sinks: no peer here takes attention sinks (PyTorch's SDPA backends and "
               "the Triton kernel here take none)");
@@ -406,6 +418,11 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
   }
   if (o->head_dim < 8 || o->head_dim > 256 || o->head_dim % 8 != 0) {
     cli_error(BENCH_COMMAND, "--head-dim=%" PRId64 ": must be a multiple of 8 from 8 to 256", o->head_dim);
+    return CLI_EXIT_USAGE;
+  }
+  if (!seen_head_dim_v) o->head_dim_v = o->head_dim;
+  if (o->head_dim_v < 8 || o->head_dim_v > 256 || o->head_dim_v % 8 != 0) {
+    cli_error(BENCH_COMMAND, "--head-dim-v=%" PRId64 ": must be a multiple of 8 from 8 to 256", o->head_dim_v);
     return CLI_EXIT_USAGE;
   }
   if (o->heads % o->kv_heads != 0) {
@@ -517,6 +534,7 @@ static int bench_alloc(const bench_options *o, bench_run *run, uint64_t seed) {
     }
   }
   int kv_dims = 4;
+  int64_t v_shape[4], o_shape[4];  /* k's and q's with v's head dim last (set once they are final) */
   if (o->packed_kv) {  /* [total_k, kv_heads, head_dim]: the sequences' keys end to end */
     int64_t cu_shape[1] = {o->batch + 1};
     if (host_tensor_alloc_int32(&run->cu_k, 1, cu_shape) != 0) {
@@ -553,6 +571,10 @@ static int bench_alloc(const bench_options *o, bench_run *run, uint64_t seed) {
     cli_error(BENCH_COMMAND, "--sinks: cannot allocate sinks [%" PRId64 "]", o->heads);
     return -1;
   }
+  memcpy(v_shape, kv_shape, sizeof v_shape);
+  memcpy(o_shape, q_shape, sizeof o_shape);
+  v_shape[kv_dims - 1] = o->head_dim_v;
+  o_shape[q_dims - 1] = o->head_dim_v;
   struct {
     host_tensor *t;
     tune_mirror *d;
@@ -560,7 +582,7 @@ static int bench_alloc(const bench_options *o, bench_run *run, uint64_t seed) {
     const int64_t *shape;
     int ndim;
   } tensors[] = {{&run->q, &run->dq, "q", q_shape, q_dims}, {&run->k, &run->dk, "k", kv_shape, kv_dims},
-                 {&run->v, &run->dv, "v", kv_shape, kv_dims}, {&run->o, &run->dout, "o", q_shape, q_dims}};
+                 {&run->v, &run->dv, "v", v_shape, kv_dims}, {&run->o, &run->dout, "o", o_shape, q_dims}};
   for (size_t i = 0; i < sizeof tensors / sizeof tensors[0]; i++) {
     dtype_id dtype = tensors[i].t == &run->k || tensors[i].t == &run->v ? o->kv_dtype : o->dtype;
     if (host_tensor_alloc(tensors[i].t, dtype, tensors[i].ndim, tensors[i].shape, NULL) != 0) {
@@ -647,7 +669,7 @@ static int bench_check(const bench_options *o, bench_run *run, bench_result *r) 
   }
   fj_status status = tune_mirror_upload(run->context, &run->lse, "the LSE", &run->dlse);
   if (status != FJ_OK) return bench_fail("--check", status);
-  size_t q_elems = (size_t)(o->batch * o->seqlen * o->heads * o->head_dim);
+  size_t q_elems = (size_t)(o->batch * o->seqlen * o->heads * o->head_dim_v);  /* o's */
   size_t rows = (size_t)(o->batch * o->heads * o->seqlen);
   double *ref_o = malloc((q_elems ? q_elems : 1) * sizeof *ref_o);
   double *ref_lse = malloc((rows ? rows : 1) * sizeof *ref_lse);
@@ -768,7 +790,8 @@ static void bench_print_text(const bench_options *o, const bench_result *r, cons
            o->device_auto ? ", chosen by auto: the best device found" : "");
   char paged[48] = "", window[64] = "";
   if (o->page_size > 0) snprintf(paged, sizeof paged, ", paged K/V (pages of %" PRId64 ")", o->page_size);
-  char ragged[128] = "";
+  char ragged[128] = "", head_dim_v[32] = "";
+  if (o->head_dim_v != o->head_dim) snprintf(head_dim_v, sizeof head_dim_v, " (v %" PRId64 ")", o->head_dim_v);
   if (o->seqlens_q != NULL && strlen(o->seqlens_q) <= 60)
     snprintf(ragged, sizeof ragged, ", ragged queries %s (cu_seqlens_q)", o->seqlens_q);
   else if (o->varlen_q)
@@ -776,8 +799,8 @@ static void bench_print_text(const bench_options *o, const bench_result *r, cons
   if (o->windowed)
     snprintf(window, sizeof window, ", window (%" PRId64 ", %" PRId64 ")", o->window_left, o->window_right);
   printf("problem     batch %" PRId64 ", heads %" PRId64 " (kv %" PRId64 "), seqlen %" PRId64 " x %" PRId64
-         ", head_dim %" PRId64 ", %s%s%s%s%s%s%s\n",
-         o->batch, o->heads, o->kv_heads, o->seqlen, o->seqlen_kv, o->head_dim, core_dtype_name(o->dtype),
+         ", head_dim %" PRId64 "%s, %s%s%s%s%s%s%s\n",
+         o->batch, o->heads, o->kv_heads, o->seqlen, o->seqlen_kv, o->head_dim, head_dim_v, core_dtype_name(o->dtype),
          o->causal ? ", causal" : "", window, paged, ragged, o->packed_kv ? ", packed keys (cu_seqlens_k)" : "",
          o->sinks ? ", attention sinks" : "");
   if (o->kv_dtype != o->dtype) printf("kv cache    k and v %s (scales 1)\n", core_dtype_name(o->kv_dtype));
@@ -841,6 +864,7 @@ static void bench_print_json(const bench_options *o, const bench_result *r, cons
   json_kv_int(&w, "seqlen", o->seqlen);
   json_kv_int(&w, "seqlen_kv", o->seqlen_kv);
   json_kv_int(&w, "head_dim", o->head_dim);
+  json_kv_int(&w, "head_dim_v", o->head_dim_v);
   json_kv_bool(&w, "causal", o->causal);
   json_kv_int(&w, "window_left", o->window_left);
   json_kv_int(&w, "window_right", o->causal && o->window_right < 0 ? 0 : o->window_right);

@@ -35,6 +35,7 @@ void cmd_tune_help(FILE *out) {
           "  --preset NAME        a preset (below); --list-presets prints them\n"
           "  --batch --heads --kv-heads --seqlen --seqlen-kv --head-dim --dtype --causal\n"
           "                       one problem, as flashjit bench takes it (same defaults)\n"
+          "  --head-dim-v N       v's and o's head dim, where it differs (MLA: 128 beside --head-dim 192)\n"
           "  --varlen             the calls give seqlens_kv (each sequence its own key count)\n"
           "  --varlen-q           the calls give cu_seqlens_q (ragged queries; --seqlen their most)\n"
           "  --sinks              the calls give attention sinks (one logit per head)\n"
@@ -87,6 +88,7 @@ void cmd_tune_help(FILE *out) {
 typedef struct tune_cli {
   const char *device, *shapes, *preset, *strategy, *budget, *space, *cache_dir, *dtype_name, *isolation;
   int64_t batch, heads, kv_heads, seqlen, seqlen_kv, head_dim;
+  int64_t head_dim_v;  /* --head-dim-v: 0 when not given (head_dim's) */
   int causal, json, quiet, list_presets, varlen, varlen_q, sinks;
   float softcap;
   int64_t page_size;
@@ -194,7 +196,7 @@ static int tune_parse(int argc, char **argv, tune_cli *c) {
   c->repeat = 10;
   int seen_kv = 0, seen_skv = 0, seen_b = 0, seen_h = 0, seen_s = 0, seen_d = 0, seen_t = 0, seen_c = 0;
   int seen_varlen = 0, seen_page = 0, seen_window_left = 0, seen_window_right = 0, seen_varlen_q = 0, seen_sinks = 0;
-  int seen_softcap = 0;
+  int seen_softcap = 0, seen_dv = 0;
   c->window_left = c->window_right = -1;
   const cli_option options[] = {
       {"--device", CLI_STRING, &c->device, 0, 0, NULL},
@@ -207,6 +209,7 @@ static int tune_parse(int argc, char **argv, tune_cli *c) {
       {"--seqlen", CLI_INT, &c->seqlen, 1, INT32_MAX, &seen_s},
       {"--seqlen-kv", CLI_INT, &c->seqlen_kv, 1, INT32_MAX, &seen_skv},
       {"--head-dim", CLI_INT, &c->head_dim, INT64_MIN, INT64_MAX, &seen_d},
+      {"--head-dim-v", CLI_INT, &c->head_dim_v, INT64_MIN, INT64_MAX, &seen_dv},
       {"--dtype", CLI_STRING, &c->dtype_name, 0, 0, &seen_t},
       {"--causal", CLI_FLAG, &c->causal, 0, 0, &seen_c},
       {"--varlen", CLI_FLAG, &c->varlen, 0, 0, &seen_varlen},
@@ -241,7 +244,7 @@ static int tune_parse(int argc, char **argv, tune_cli *c) {
   c->seqlen_kv_set = seen_skv;
   c->problem_flags = seen_kv || seen_skv || seen_b || seen_h || seen_s || seen_d || seen_t || seen_c || seen_varlen ||
                      seen_page || seen_window_left || seen_window_right || seen_varlen_q || seen_sinks ||
-                     seen_softcap;
+                     seen_softcap || seen_dv;
   c->windowed = seen_window_left || seen_window_right;
   if (!c->kv_heads_set) c->kv_heads = c->heads;
   if (!c->seqlen_kv_set) c->seqlen_kv = c->seqlen;
@@ -258,6 +261,10 @@ static int tune_parse(int argc, char **argv, tune_cli *c) {
   }
   if (c->head_dim < 8 || c->head_dim > 256 || c->head_dim % 8 != 0) {
     cli_error(TUNE_COMMAND, "--head-dim=%" PRId64 ": must be a multiple of 8 from 8 to 256", c->head_dim);
+    return CLI_EXIT_USAGE;
+  }
+  if (seen_dv && (c->head_dim_v < 8 || c->head_dim_v > 256 || c->head_dim_v % 8 != 0)) {
+    cli_error(TUNE_COMMAND, "--head-dim-v=%" PRId64 ": must be a multiple of 8 from 8 to 256", c->head_dim_v);
     return CLI_EXIT_USAGE;
   }
   if (c->heads % c->kv_heads != 0) {
@@ -320,6 +327,7 @@ static int tune_problems(const tune_cli *c, preset_shapes *out) {
   s.seqlen_q = c->seqlen;
   s.seqlen_kv = c->seqlen_kv;
   s.head_dim = (int)c->head_dim;
+  s.head_dim_v = c->head_dim_v != c->head_dim ? (int)c->head_dim_v : 0;
   s.causal = c->causal;
   s.varlen = c->varlen;
   s.varlen_q = c->varlen_q;

@@ -197,13 +197,14 @@ void presets_describe(const fj_problem_shape *s, char *buffer, size_t size) {
   char page[24] = "", window[64] = "";
   if (s->page_size > 0) snprintf(page, sizeof page, " page=%d", s->page_size);
   if (s->windowed) snprintf(window, sizeof window, " window=(%" PRId64 ",%" PRId64 ")", s->window_left, s->window_right);
-  char softcap[32] = "", kv[32] = "";
+  char softcap[32] = "", kv[32] = "", dv[16] = "";
   if (s->softcap > 0.0f) snprintf(softcap, sizeof softcap, " softcap=%g", (double)s->softcap);
+  if (s->head_dim_v != 0 && s->head_dim_v != s->head_dim) snprintf(dv, sizeof dv, "/%d", s->head_dim_v);
   dtype_id kv_dtype;
   if (s->kv_dtype.bits != 0 && core_kv_dtype_from_dlpack(s->kv_dtype, &kv_dtype) && core_dtype_is_fp8(kv_dtype))
     snprintf(kv, sizeof kv, " kv=%s", core_dtype_name(kv_dtype));
-  snprintf(buffer, size, "b%" PRId64 " h%d/%d sq%" PRId64 " skv%" PRId64 " d%d %s%s%s%s%s%s%s%s%s%s%s%s", s->batch,
-           s->heads, s->kv_heads, s->seqlen_q, s->seqlen_kv, s->head_dim, core_dtype_name(dtype),
+  snprintf(buffer, size, "b%" PRId64 " h%d/%d sq%" PRId64 " skv%" PRId64 " d%d%s %s%s%s%s%s%s%s%s%s%s%s%s", s->batch,
+           s->heads, s->kv_heads, s->seqlen_q, s->seqlen_kv, s->head_dim, dv, core_dtype_name(dtype),
            s->causal ? " causal" : "", window, s->with_lse ? " lse" : "", s->varlen ? " varlen" : "",
            s->varlen_q ? " varlen_q" : "", page, s->sinks ? " sinks" : "", softcap, kv,
            s->packed_k ? " packed_k" : "", s->alibi ? " alibi" : "");
@@ -219,7 +220,8 @@ void presets_help(FILE *out) {
           "      heads=32 kv_heads=8 head_dim=128 seqlen=2048 dtype=bf16 causal\n"
           "      --batch 8 --heads 32 --kv-heads 8 --seqlen-q 1 --seqlen-kv 8192 --causal\n"
           "      preset=qwen2.5-7b\n"
-          "  names: batch, heads, kv_heads, seqlen (q and kv), seqlen_q, seqlen_kv, head_dim, dtype,\n"
+          "  names: batch, heads, kv_heads, seqlen (q and kv), seqlen_q, seqlen_kv, head_dim,\n"
+          "  head_dim_v (v's and o's head dim where it differs: MLA's 128 beside head_dim 192), dtype,\n"
           "  causal[=0|1], lse[=0|1], varlen[=0|1] (the calls give seqlens_kv), varlen_q[=0|1] (the\n"
           "  calls give cu_seqlens_q: ragged queries, seqlen_q their most), sinks[=0|1] (the calls\n"
           "  give attention sinks), softcap=X (logit soft-capping at X), kv_dtype=fp8_e4m3|fp8_e5m2\n"
@@ -325,7 +327,7 @@ static int preset_apply(fj_problem_shape *s, const char *name, const char *value
   } ints[] = {{"batch", 1, INT32_MAX},      {"heads", 1, 65536},          {"kv_heads", 1, 65536},
               {"seqlen", 1, INT32_MAX},     {"seqlen_q", 1, INT32_MAX},   {"seqlen_kv", 0, INT32_MAX},
               {"head_dim", 8, 256},         {"page_size", 1, INT32_MAX},  {"window_left", -1, INT32_MAX},
-              {"window_right", -1, INT32_MAX}};
+              {"window_right", -1, INT32_MAX}, {"head_dim_v", 8, 256}};
   for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
     if (strcmp(key, ints[i].name) != 0) continue;
     if (preset_parse_int(value, ints[i].min, ints[i].max, &v) != 0)
@@ -342,11 +344,12 @@ static int preset_apply(fj_problem_shape *s, const char *name, const char *value
       case 7: s->page_size = (int)v; break;
       case 8: s->window_left = v; s->windowed = 1; break;
       case 9: s->window_right = v; s->windowed = 1; break;
+      case 10: s->head_dim_v = (int)v; break;
     }
     return 0;
   }
   return preset_fail(why, why_size, "unknown name \"%s\" (batch, heads, kv_heads, seqlen, seqlen_q, seqlen_kv, "
-                     "head_dim, dtype, kv_dtype, causal, lse, varlen, varlen_q, packed_k, alibi, sinks, softcap, "
+                     "head_dim, head_dim_v, dtype, kv_dtype, causal, lse, varlen, varlen_q, packed_k, alibi, sinks, softcap, "
                      "page_size, window_left, window_right, preset)",
                      name);
 }
@@ -354,6 +357,8 @@ static int preset_apply(fj_problem_shape *s, const char *name, const char *value
 static int preset_finish(fj_problem_shape *s, int kv_set, char *why, size_t why_size) {
   if (!kv_set) s->kv_heads = s->heads;
   if (s->head_dim % 8 != 0) return preset_fail(why, why_size, "head_dim=%d is not a multiple of 8", s->head_dim);
+  if (s->head_dim_v % 8 != 0) return preset_fail(why, why_size, "head_dim_v=%d is not a multiple of 8", s->head_dim_v);
+  if (s->head_dim_v == s->head_dim) s->head_dim_v = 0;  /* one form per problem */
   if (s->heads % s->kv_heads != 0)
     return preset_fail(why, why_size, "heads=%d is not a multiple of kv_heads=%d", s->heads, s->kv_heads);
   if (s->seqlen_kv == 0) return preset_fail(why, why_size, "seqlen_kv=0: no kernel runs, nothing to tune");

@@ -139,6 +139,9 @@ typedef struct fj_problem_shape {
    * seqlens_kv instead of packed keys and without ALiBi, whose winners such calls use. */
   int packed_k;
   int alibi;
+  /* v's (and o's) head dim when it differs from head_dim (DeepSeek's MLA prefill: head_dim 192,
+   * head_dim_v 128); 0 (the default): head_dim. A multiple of 8 from 8 to 256. */
+  int head_dim_v;
 } fj_problem_shape;
 
 /* Fills *shape with the defaults: bf16, batch 1, 8 heads and kv heads, seqlen 2048 (q and kv), head
@@ -166,7 +169,9 @@ typedef struct fj_attention_args {
   /* q: [batch, seqlen_q, heads, head_dim]; k, v: [batch, seqlen_kv, kv_heads, head_dim];
    * o: like q. Any strides (in elements; packed QKV views work); fp32, fp16 or bf16, all four the same
    * dtype, except that k and v may both be fp8 (an fp8 KV cache, see k_scale); head_dim a multiple of
-   * 8 from 8 to 256; heads a multiple of kv_heads (GQA/MQA).
+   * 8 from 8 to 256; heads a multiple of kv_heads (GQA/MQA). v (and with it o) may have a head dim of
+   * its own, also a multiple of 8 from 8 to 256 (DeepSeek's MLA prefill: q and k 192, v and o 128);
+   * softmax_scale's default is still 1/sqrt(q's head_dim).
    * o must not overlap q, k, v or lse, and must not overlap itself. */
   const DLTensor *q;
   const DLTensor *k;

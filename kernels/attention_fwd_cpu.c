@@ -158,7 +158,7 @@ static int same_kernel_as(const attention_key *key, const jit_target *target, co
       return 1;
     }
   }
-  int row_vectors = padded_head_dim(key->head_dim, config->values[P_VECTOR]) / config->values[P_VECTOR];
+  int row_vectors = padded_head_dim(core_key_head_dim_v(key), config->values[P_VECTOR]) / config->values[P_VECTOR];
   const kernel_param *pv = &params[P_PV_VECTORS];
   for (int i = 0; i < pv->num_values && pv->values[i] < config->values[P_PV_VECTORS]; i++)
     if (pv->values[i] >= row_vectors) {
@@ -242,15 +242,15 @@ typedef struct scratch_layout {
   size_t q_t, o, k, v, p_t, s_t, alpha, stats, alibi, total;
 } scratch_layout;
 
-static scratch_layout layout_scratch(int head_dim, int block_m, int block_n, int lanes) {
-  size_t d = (size_t)head_dim, dp = (size_t)padded_head_dim(head_dim, lanes);
+static scratch_layout layout_scratch(int head_dim, int head_dim_v, int block_m, int block_n, int lanes) {
+  size_t d = (size_t)head_dim, dvp = (size_t)padded_head_dim(head_dim_v, lanes);
   size_t bm = (size_t)block_m, bn = (size_t)block_n;
   scratch_layout l;
   l.q_t = 0;
   l.o = l.q_t + d * bm;
-  l.k = l.o + bm * dp;
+  l.k = l.o + bm * dvp;
   l.v = l.k + bn * d;
-  l.p_t = l.v + bn * dp;
+  l.p_t = l.v + bn * dvp;
   l.s_t = l.p_t + bn * bm;
   l.alpha = l.s_t + bn * bm;
   l.stats = l.alpha + bm;
@@ -260,7 +260,7 @@ static scratch_layout layout_scratch(int head_dim, int block_m, int block_n, int
 }
 
 static size_t scratch_bytes(const attention_key *key, const kernel_config *config) {
-  return layout_scratch(key->head_dim, config->values[P_BLOCK_M], config->values[P_BLOCK_N],
+  return layout_scratch(key->head_dim, core_key_head_dim_v(key), config->values[P_BLOCK_M], config->values[P_BLOCK_N],
                         config->values[P_VECTOR]).total * sizeof(float);
 }
 
@@ -370,6 +370,7 @@ static LLVMValueRef tile_page_row(tile_builder *tb, const tile_pages *tp, int pa
 
 typedef struct shape {
   int block_m, block_n, unroll, lanes, vectors, head_dim, causal, window, has_lse, d_contiguous, pack_gqa, page_size;
+  int head_dim_v;  /* V's and O's (MLA's differs from Q's and K's) */
   int varlen_q, varlen_k, alibi;
   int pv_rows, pv_vectors;
   int bf16_dot;  /* packed K, V, Q^T and P^T hold bf16 bits, multiplied in pairs */
@@ -402,17 +403,17 @@ static void fill_zero(tile_builder *tb, LLVMValueRef base, int64_t floats) {
   tile_end_for(tb, &zl);
 }
 
-/* One row of one head of K or V (at element `source`, prefetching `ahead`) into the packed tile at
- * packed_row, zero-padded from d to row_elements: as fp32, or with bf16_dot as the bf16 bits (an fp8
- * cache's elements converted, which bf16 holds exactly). */
-static void pack_row(tile_builder *tb, const shape *s, const tensor_ir *t, LLVMValueRef source, LLVMValueRef ahead,
-                     LLVMValueRef packed, LLVMValueRef packed_row, int row_elements) {
+/* One row of one head of K or V (its `dim` elements at element `source`, prefetching `ahead`) into the
+ * packed tile at packed_row, zero-padded from dim to row_elements: as fp32, or with bf16_dot as the bf16
+ * bits (an fp8 cache's elements converted, which bf16 holds exactly). */
+static void pack_row(tile_builder *tb, const shape *s, const tensor_ir *t, int dim, LLVMValueRef source,
+                     LLVMValueRef ahead, LLVMValueRef packed, LLVMValueRef packed_row, int row_elements) {
   const dtype_id kv = s->kv_dtype;
-  for (int d = 0; d < s->head_dim; d += 64 / (int)core_dtype_size(kv))
+  for (int d = 0; d < dim; d += 64 / (int)core_dtype_size(kv))
     tile_prefetch(tb, t->base, tile_add(tb, ahead, tile_mul(tb, tile_i64(tb, d), t->stride[3])), kv);
   int copy_bits = s->bf16_dot && kv == DTYPE_BF16, to_bits = s->bf16_dot && kv != DTYPE_BF16;
-  if (s->d_contiguous && s->head_dim % s->lanes == 0) {
-    for (int d = 0; d < s->head_dim; d += s->lanes) {
+  if (s->d_contiguous && dim % s->lanes == 0) {
+    for (int d = 0; d < dim; d += s->lanes) {
       LLVMValueRef from = tile_add(tb, source, tile_i64(tb, d)), to = tile_add(tb, packed_row, tile_i64(tb, d));
       if (copy_bits)
         tile_store_bits(tb, packed, to, tile_load_bits(tb, t->base, from, s->lanes));
@@ -423,7 +424,7 @@ static void pack_row(tile_builder *tb, const shape *s, const tensor_ir *t, LLVMV
     }
   } else {
     tile_loop dl;
-    LLVMValueRef d = tile_for(tb, &dl, tile_i64(tb, 0), tile_i64(tb, s->head_dim), tile_i64(tb, 1), "d");
+    LLVMValueRef d = tile_for(tb, &dl, tile_i64(tb, 0), tile_i64(tb, dim), tile_i64(tb, 1), "d");
     LLVMValueRef from = tile_add(tb, source, tile_mul(tb, d, t->stride[3])), to = tile_add(tb, packed_row, d);
     if (copy_bits)
       tile_store_bits(tb, packed, to, tile_load_bits(tb, t->base, from, 1));
@@ -433,7 +434,7 @@ static void pack_row(tile_builder *tb, const shape *s, const tensor_ir *t, LLVMV
       tile_store_f32(tb, packed, to, tile_load_element(tb, t->base, from, kv));
     tile_end_for(tb, &dl);
   }
-  for (int d = s->head_dim; d < row_elements; d++) {
+  for (int d = dim; d < row_elements; d++) {
     LLVMValueRef to = tile_add(tb, packed_row, tile_i64(tb, d));
     if (s->bf16_dot)
       tile_store_bits(tb, packed, to, LLVMConstInt(tb->i16, 0, 0));
@@ -459,12 +460,12 @@ static void zero_row(tile_builder *tb, const shape *s, LLVMValueRef packed, LLVM
   }
 }
 
-/* Copies keys [first, first + block_n) of one KV head of t (K or V) into packed
+/* Copies keys [first, first + block_n) of one KV head of t (K or V, rows of `dim` elements) into packed
  * [block_n][row_elements] (fp32, or bf16 with bf16_dot); keys at or past seqlen, and the padding past d, are zeros so that every product
  * stays finite (the scores of missing keys are masked anyway). pages: a paged cache's tile placement
  * (tile_pages_of, pages of at least a tile) or NULL (each key placed alone). K's and V's tiles are
  * packed one after the other: interleaving their rows was 3-5% slower on a decode step. */
-static void pack_kv_tile(tile_builder *tb, const shape *s, const tensor_ir *t, const key_rows *kr,
+static void pack_kv_tile(tile_builder *tb, const shape *s, const tensor_ir *t, int dim, const key_rows *kr,
                          const tile_pages *pages, LLVMValueRef first, LLVMValueRef kv_head, LLVMValueRef seqlen,
                          LLVMValueRef packed, int row_elements) {
   LLVMValueRef base[3];
@@ -495,7 +496,7 @@ static void pack_kv_tile(tile_builder *tb, const shape *s, const tensor_ir *t, c
       row = key_row_index(tb, kr, t, key, kv_head);
       ahead = key_row_index(tb, kr, t, ahead_key, kv_head);
     }
-    pack_row(tb, s, t, row, ahead, packed, packed_row, row_elements);
+    pack_row(tb, s, t, dim, row, ahead, packed, packed_row, row_elements);
     LLVMBuildBr(tb->b, inside.done);
 
     LLVMPositionBuilderAtEnd(tb->b, zero_block);
@@ -597,10 +598,10 @@ static void pv_block(tile_builder *tb, LLVMValueRef o_acc, LLVMValueRef p_t, LLV
     for (int j = 0; j < vectors; j++) tile_store_vector(tb, o_acc, o_at[r * vectors + j], tile_regs_get(tb, &acc, r, j));
 }
 
-/* Rows [m0, m0 + rows) of O = alpha O + P V, across d in blocks of pv_vectors vectors. */
+/* Rows [m0, m0 + rows) of O = alpha O + P V, across V's head dim in blocks of pv_vectors vectors. */
 static void pv_blocks_of_rows(tile_builder *tb, const shape *s, LLVMValueRef o_acc, LLVMValueRef p_t, LLVMValueRef v,
                               LLVMValueRef alpha_mem, LLVMValueRef m0, int rows) {
-  const int W = s->lanes, DP = padded_head_dim(s->head_dim, W);
+  const int W = s->lanes, DP = padded_head_dim(s->head_dim_v, W);
   for (int dv0 = 0; dv0 < DP / W; dv0 += s->pv_vectors) {
     int block_vectors = DP / W - dv0 < s->pv_vectors ? DP / W - dv0 : s->pv_vectors;
     pv_block(tb, o_acc, p_t, v, alpha_mem, m0, rows, dv0 * W, block_vectors, s->block_m, s->block_n, DP, s->bf16_dot);
@@ -665,6 +666,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
              .unroll = config->values[P_UNROLL],
              .lanes = config->values[P_VECTOR],
              .head_dim = key->head_dim,
+             .head_dim_v = core_key_head_dim_v(key),
              .causal = key->causal,
              .window = key->window,
              .has_lse = key->has_lse,
@@ -680,8 +682,8 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   s.pack_gqa = config->values[P_PACK_GQA];
   s.bf16_dot = config->values[P_BF16_DOT];
   s.vectors = s.block_m / s.lanes;
-  const int D = s.head_dim, BM = s.block_m, BN = s.block_n, V = s.vectors, W = s.lanes;
-  const int DP = padded_head_dim(D, W);
+  const int D = s.head_dim, DV = s.head_dim_v, BM = s.block_m, BN = s.block_n, V = s.vectors, W = s.lanes;
+  const int DVP = padded_head_dim(DV, W);  /* V's and O's rows */
 
   tile_builder tbs, *tb = &tbs;
   LLVMValueRef fn = tile_function_begin(tb, module, target, function_name, W);
@@ -769,13 +771,13 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   query_rows qr = {rows_per_position, first_head};
 
   /* ---- scratch ---- */
-  scratch_layout layout = layout_scratch(D, BM, BN, W);
+  scratch_layout layout = layout_scratch(D, DV, BM, BN, W);
   LLVMValueRef q_t = scratch_region(tb, scratch, layout.q_t);
   LLVMValueRef o_acc = scratch_region(tb, scratch, layout.o);
   LLVMValueRef k_packed = scratch_region(tb, scratch, layout.k);
   LLVMValueRef v_packed = scratch_region(tb, scratch, layout.v);
   /* bf16_dot: V's bf16 rows fill half of its region, their key pairs the other half */
-  LLVMValueRef v_pairs = scratch_region(tb, scratch, layout.v + (size_t)BN * DP / 2);
+  LLVMValueRef v_pairs = scratch_region(tb, scratch, layout.v + (size_t)BN * DVP / 2);
   LLVMValueRef p_t = scratch_region(tb, scratch, layout.p_t);
   LLVMValueRef s_t = scratch_region(tb, scratch, layout.s_t);
   LLVMValueRef alpha_mem = scratch_region(tb, scratch, layout.alpha);
@@ -809,7 +811,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     tile_end_for(tb, &dl);
     tile_end_for(tb, &ml);
   }
-  fill_zero(tb, o_acc, (int64_t)BM * DP);
+  fill_zero(tb, o_acc, (int64_t)BM * DVP);
 
   /* ---- ALiBi: per row, its head's -slope log2 e (base-2 logits) and its diagonal key i + keys - queries
    * as floats, for the score pass to take a vector of each (rows past the sequence's end take its last
@@ -862,9 +864,9 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   tile_pages pages;
   int by_tile = s.page_size >= s.block_n;  /* pages of at least a tile: placed per tile */
   if (by_tile) pages = tile_pages_of(tb, &kr, n0, seqlen_kv);
-  pack_kv_tile(tb, &s, &k, &kr, by_tile ? &pages : NULL, n0, kv_h, seqlen_kv, k_packed, D);
-  pack_kv_tile(tb, &s, &v, &kr, by_tile ? &pages : NULL, n0, kv_h, seqlen_kv, v_packed, DP);
-  if (s.bf16_dot) interleave_key_pairs(tb, &s, v_packed, v_pairs, DP);
+  pack_kv_tile(tb, &s, &k, D, &kr, by_tile ? &pages : NULL, n0, kv_h, seqlen_kv, k_packed, D);
+  pack_kv_tile(tb, &s, &v, DV, &kr, by_tile ? &pages : NULL, n0, kv_h, seqlen_kv, v_packed, DVP);
+  if (s.bf16_dot) interleave_key_pairs(tb, &s, v_packed, v_pairs, DVP);
 
   /* S^T, chunk by chunk (what the registers hold), into scratch: s_t [block_n][block_m]. */
   {
@@ -1006,7 +1008,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     LLVMValueRef inverse = LLVMBuildSelect(tb->b, seen, LLVMBuildFDiv(tb->b, numerator, l, ""), tile_f32(tb, 0.0f), "");
     LLVMValueRef query, h;
     row_query(tb, &qr, tile_add(tb, q0, m), &query, &h);
-    LLVMValueRef source = tile_mul(tb, m, tile_i64(tb, DP));
+    LLVMValueRef source = tile_mul(tb, m, tile_i64(tb, DVP));
     LLVMValueRef max = tile_load_f32(tb, stats, tile_add(tb, m, tile_i64(tb, BM)));
     LLVMValueRef safe_l = LLVMBuildSelect(tb->b, seen, l, tile_f32(tb, 1.0f), "");
     LLVMValueRef lse2 = LLVMBuildSelect(tb->b, seen, LLVMBuildFAdd(tb->b, max, tile_log2(tb, safe_l), ""),
@@ -1028,9 +1030,9 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
       LLVMValueRef at = tile_add(tb, tile_mul(tb, part, rows_all),
                                  tile_add(tb, tile_mul(tb, tile_add(tb, tile_mul(tb, b, heads), h), max_queries), query));
       tile_store_f32(tb, lse_partial, at, lse2);
-      LLVMValueRef first = tile_mul(tb, at, tile_i64(tb, D));
+      LLVMValueRef first = tile_mul(tb, at, tile_i64(tb, DV));
       tile_loop pl;
-      LLVMValueRef d = tile_for(tb, &pl, tile_i64(tb, 0), tile_i64(tb, D), tile_i64(tb, 1), "d");
+      LLVMValueRef d = tile_for(tb, &pl, tile_i64(tb, 0), tile_i64(tb, DV), tile_i64(tb, 1), "d");
       LLVMValueRef x = tile_load_f32(tb, o_acc, tile_add(tb, source, d));
       tile_store_f32(tb, o_partial, tile_add(tb, first, d), LLVMBuildFMul(tb->b, x, inverse, ""));
       tile_end_for(tb, &pl);
@@ -1040,7 +1042,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     tile_if_begin(tb, &whole, LLVMBuildNot(tb->b, is_part, ""));
     LLVMValueRef destination = row_index(tb, &o, b, tile_add(tb, q_start, query), h);
     tile_loop dl;
-    LLVMValueRef d = tile_for(tb, &dl, tile_i64(tb, 0), tile_i64(tb, D), tile_i64(tb, 1), "d");
+    LLVMValueRef d = tile_for(tb, &dl, tile_i64(tb, 0), tile_i64(tb, DV), tile_i64(tb, 1), "d");
     LLVMValueRef x = tile_load_f32(tb, o_acc, tile_add(tb, source, d));
     tile_store_element(tb, o.base, tile_add(tb, destination, tile_mul(tb, d, o.stride[3])), s.dtype,
                        LLVMBuildFMul(tb->b, x, inverse, ""));

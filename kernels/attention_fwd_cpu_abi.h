@@ -12,7 +12,7 @@ typedef struct cpu_attention_params {
   float *lse;                 /* NULL when no LSE is asked for */
   /* Split-KV: NULL when a job covers all its keys. Else each job covers one part of them and leaves,
    * instead of o and lse, its fp32 output normalized by its own sum and its base-2 LSE, at row
-   * ((part * batch + b) * heads + h) * seqlen_q + position (times head_dim for o_partial); the
+   * ((part * batch + b) * heads + h) * seqlen_q + position (times v's head dim for o_partial); the
    * runtime combines the parts (src/runtime/split_kv.c). */
   float *o_partial, *lse_partial;
   /* Each sequence's key count, at seqlens_kv[b * seqlens_kv_stride]; NULL: seqlen_kv for all. */

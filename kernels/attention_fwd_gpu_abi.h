@@ -54,7 +54,7 @@ typedef struct gpu_attention_params {
    * tiles are cut into kv_splits parts of kv_split_tiles tiles, block = job * kv_splits + part, and
    * each part leaves, instead of o and lse, its fp32 output normalized by its own sum and its base-2
    * LSE (-inf where it saw no key) at partial row ((part * batch + b) * heads + h) * seqlen_q + position
-   * (times head_dim for o_partial), as the CPU's parts do. The module's combine kernel
+   * (times v's head dim for o_partial), as the CPU's parts do. The module's combine kernel
    * (GPU_COMBINE_SUFFIX) then merges them into o and lse: one warp per row of batch x heads x seqlen_q
    * (row order as above without the part), GPU_COMBINE_WARPS rows per block. */
   uint64_t o_partial, lse_partial;

@@ -99,6 +99,9 @@ static const kernel_param params[P_COUNT] = {
  * <= 128 (192 with swizzled tiles, whose ldmatrix addresses take fewer registers) none do, and 512 of
  * the 541 that did not spill stay in the space. */
 #define STRIDED_MAX_COPIED_ELEMENTS 80
+/* v's head dim apart from Q's and K's: see config_valid */
+#define DV_NARROW_4_WARP_BUDGET 190
+#define DV_WIDE_UNSWIZZLED_LIMIT 216
 #define STRIDED_O_AND_COPIED_BUDGET 128
 #define STRIDED_O_AND_COPIED_BUDGET_SWIZZLED 192
 
@@ -106,6 +109,7 @@ typedef struct shape {
   int block_m, block_n, warps, stages, q_in_regs, swizzle, pack_gqa, split_kv;
   int head_dim, padded_dim, m_tiles, causal, window, has_lse, d_contiguous, varlen, page_size, varlen_q, sinks,
       softcap, varlen_k, alibi;
+  int head_dim_v, padded_dim_v;  /* V's and O's: MLA's differs from Q's and K's */
   int kv_fp8;   /* 0, or the fp8 dtype of k and v (an fp8 cache) */
   /* K/V tiles are copied synchronously through registers: a strided head dim, or an fp8 cache converted on
    * the way (the register rules of that path apply) */
@@ -133,6 +137,8 @@ static shape shape_of(const attention_key *key, const kernel_config *config) {
   /* Tiles are whole k16 steps wide: a head dim of 8 mod 16 is zero-padded in shared memory (the
    * padding adds 0 to every score and its output columns are never stored). */
   s.padded_dim = round_up(key->head_dim, 16);
+  s.head_dim_v = core_key_head_dim_v(key);
+  s.padded_dim_v = round_up(s.head_dim_v, 16);
   s.m_tiles = s.warps > 0 ? s.block_m / (16 * s.warps) : 0;
   s.causal = key->causal;
   s.window = key->window;
@@ -153,18 +159,19 @@ static shape shape_of(const attention_key *key, const kernel_config *config) {
 
 /* Dynamic shared memory: the Q tile, then `stages` K tiles and `stages` V tiles. */
 static size_t shared_bytes(const shape *s) {
-  return ((size_t)s->block_m + 2 * (size_t)s->stages * (size_t)s->block_n) * (size_t)s->padded_dim * 2;
+  size_t qk_rows = (size_t)s->block_m + (size_t)s->stages * (size_t)s->block_n;
+  return (qk_rows * (size_t)s->padded_dim + (size_t)s->stages * (size_t)s->block_n * (size_t)s->padded_dim_v) * 2;
 }
 
-/* Registers of one thread's part of the O accumulator (fp32, m_tiles x head_dim / 8 n8 tiles). */
-static int o_registers(const shape *s) { return s->m_tiles * (s->padded_dim / 8) * 4; }
+/* Registers of one thread's part of the O accumulator (fp32, m_tiles x V's head_dim / 8 n8 tiles). */
+static int o_registers(const shape *s) { return s->m_tiles * (s->padded_dim_v / 8) * 4; }
 
 /* Fragment registers one thread needs in the main loop, as the budgets above weigh them. */
 static int fragment_registers(const shape *s) {
   int o = o_registers(s);
   int scores = s->m_tiles * (s->block_n / 8) * 4;
   int q = s->q_in_regs ? s->m_tiles * (s->padded_dim / 16) * 4 : 0;
-  int loaded_ahead = s->block_n / 4 + s->padded_dim / 8;
+  int loaded_ahead = s->block_n / 4 + s->padded_dim_v / 8;  /* K's for S, V's for O */
   if (s->sync_kv) return o + 2 * scores + q + loaded_ahead;
   return (2 * o + scores + 3 * q + 4 * loaded_ahead) / 2;
 }
@@ -182,15 +189,15 @@ static int fragment_budget(const shape *s) {
  * for cp.async copies); else 0 and why. */
 static int strided_copy_fits(const shape *s, char *why, size_t why_size) {
   if (!s->sync_kv) return 1;
-  int copied = 2 * s->block_n * s->padded_dim / (32 * s->warps);
+  int copied = s->block_n * (s->padded_dim + s->padded_dim_v) / (32 * s->warps);
   int o = o_registers(s);
   int budget = s->swizzle ? STRIDED_O_AND_COPIED_BUDGET_SWIZZLED : STRIDED_O_AND_COPIED_BUDGET;
   if (copied <= STRIDED_MAX_COPIED_ELEMENTS && o + copied <= budget) return 1;
   snprintf(why, why_size,
-           "%s: each thread copies %d elements of the next K/V tiles (block_n=%d d=%d warps=%d; "
+           "%s: each thread copies %d elements of the next K/V tiles (block_n=%d d=%d dv=%d warps=%d; "
            "at most %d) beside %d registers of O (block_m=%d); O + copied over %d (swizzle=%d) ptxas spills",
            s->d_contiguous ? "fp8 K/V converted as copied" : "strided head dim", copied, s->block_n, s->padded_dim,
-           s->warps, STRIDED_MAX_COPIED_ELEMENTS, o, s->block_m, budget, s->swizzle);
+           s->padded_dim_v, s->warps, STRIDED_MAX_COPIED_ELEMENTS, o, s->block_m, budget, s->swizzle);
   return 0;
 }
 
@@ -223,6 +230,10 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
     snprintf(why, why_size, "head_dim=%d: must be a multiple of 8 in [8, 256]", s.head_dim);
     return 0;
   }
+  if (s.head_dim_v < 8 || s.head_dim_v > 256 || s.head_dim_v % 8 != 0) {
+    snprintf(why, why_size, "v's head_dim=%d: must be a multiple of 8 in [8, 256]", s.head_dim_v);
+    return 0;
+  }
   if (s.warps <= 0 || s.block_m % (16 * s.warps) != 0 || s.m_tiles < 1) {
     snprintf(why, why_size, "block_m=%d is not a multiple of 16 * warps=%d", s.block_m, 16 * s.warps);
     return 0;
@@ -247,8 +258,8 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
   }
   size_t bytes = shared_bytes(&s);
   if (bytes > limit) {
-    snprintf(why, why_size, "needs %zu bytes of shared memory (block_m=%d block_n=%d stages=%d d=%d); %s has %zu",
-             bytes, s.block_m, s.block_n, s.stages, s.padded_dim, target->cpu, limit);
+    snprintf(why, why_size, "needs %zu bytes of shared memory (block_m=%d block_n=%d stages=%d d=%d dv=%d); %s has %zu",
+             bytes, s.block_m, s.block_n, s.stages, s.padded_dim, s.padded_dim_v, target->cpu, limit);
     return 0;
   }
   if ((s.varlen || s.split_kv || s.window || s.varlen_q || s.sinks || s.softcap || s.alibi) && s.m_tiles == 1 &&
@@ -311,11 +322,30 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
     return 0;
   }
   int registers = fragment_registers(&s);
+  /* v with a head dim of its own (MLA): ptxas 13 over the causal spaces of d = 192 and 64 with v's 128
+   * (534 kernels, sm_80 and sm_90a, 2026-12-07) spilled 8-48 bytes in 21 that the budget keeps. Where Q
+   * and K are the wider (192), all of them had 4 warps and weighed over 190 (the 8-warp tiles of the same
+   * fragments assemble clean: a thread of 4 warps issues twice the copies of the wider Q and K tiles);
+   * where V is the wider, two of 4 warps, 2 stages and no swizzle at 216 and over. Those shapes go (45
+   * clean ones with them). */
+  if (s.padded_dim > s.padded_dim_v && s.warps == 4 && registers > DV_NARROW_4_WARP_BUDGET) {
+    snprintf(why, why_size,
+             "d=%d over v's dv=%d with 4 warps weighs %d registers of fragments (over %d): ptxas spills with the "
+             "wider Q and K tiles' copies", s.padded_dim, s.padded_dim_v, registers, DV_NARROW_4_WARP_BUDGET);
+    return 0;
+  }
+  if (s.padded_dim < s.padded_dim_v && s.warps == 4 && s.stages == 2 && !s.swizzle &&
+      registers >= DV_WIDE_UNSWIZZLED_LIMIT) {
+    snprintf(why, why_size,
+             "v's dv=%d over d=%d with 4 warps, 2 stages and no swizzle weighs %d registers of fragments (at least "
+             "%d): ptxas spills in some of these", s.padded_dim_v, s.padded_dim, registers, DV_WIDE_UNSWIZZLED_LIMIT);
+    return 0;
+  }
   if (registers > fragment_budget(&s)) {
     snprintf(why, why_size,
-             "weighs %d registers of fragments per thread (O, S%s of %d m16 tiles, K/V loaded ahead; d=%d block_n=%d%s%s); "
-             "over %d ptxas spills",
-             registers, s.q_in_regs ? ", Q" : "", s.m_tiles, s.padded_dim, s.block_n,
+             "weighs %d registers of fragments per thread (O, S%s of %d m16 tiles, K/V loaded ahead; d=%d dv=%d "
+             "block_n=%d%s%s); over %d ptxas spills",
+             registers, s.q_in_regs ? ", Q" : "", s.m_tiles, s.padded_dim, s.padded_dim_v, s.block_n,
              !s.sync_kv ? "" : s.d_contiguous ? ", fp8 K/V" : ", strided head dim", s.pack_gqa ? ", pack_gqa" : "",
              fragment_budget(&s));
     return 0;
@@ -358,10 +388,11 @@ static void default_config(const attention_key *key, const jit_target *target, k
       if (config_valid(key, target, out, why, sizeof why)) return;
     }
   }
-  const int(*list)[7] = key->head_dim <= 64 ? small : key->head_dim <= 128 ? medium : large;
-  int count = key->head_dim <= 64    ? (int)(sizeof small / sizeof small[0])
-              : key->head_dim <= 128 ? (int)(sizeof medium / sizeof medium[0])
-                                     : (int)(sizeof large / sizeof large[0]);
+  const int widest = key->head_dim > core_key_head_dim_v(key) ? key->head_dim : core_key_head_dim_v(key);
+  const int(*list)[7] = widest <= 64 ? small : widest <= 128 ? medium : large;
+  int count = widest <= 64    ? (int)(sizeof small / sizeof small[0])
+              : widest <= 128 ? (int)(sizeof medium / sizeof medium[0])
+                              : (int)(sizeof large / sizeof large[0]);
   for (int i = 0; i < count; i++) {
     memset(out, 0, sizeof *out);
     for (int p = 0; p < DEFAULT_TABLE_PARAMS; p++) out->values[p] = list[i][p];
@@ -452,11 +483,12 @@ static void head_view(tile_gpu *tg, const shape *s, tile_gpu_global *view, size_
   if (layout != ROWS_PAGED) offset = tile_add(tb, offset, tile_mul(tb, b, stride[0]));
   /* an fp8 cache's k and v: elements of one byte, converted as they are copied */
   int fp8 = s->kv_fp8 && (pointer == P_OFF(k) || pointer == P_OFF(v));
+  int columns = pointer == P_OFF(v) || pointer == P_OFF(o) ? s->head_dim_v : s->head_dim;
   LLVMValueRef base = fp8 ? tile_gpu_fp8_element_address(tg, tile_gpu_param_global(tg, pointer), offset)
                           : tile_gpu_element_address(tg, tile_gpu_param_global(tg, pointer), offset);
   LLVMValueRef group = layout == ROWS_GROUPED ? tile_gpu_param_i32(tg, P_OFF(group)) : NULL;
   if (group != NULL) rows = tile_mul(tb, rows, LLVMBuildZExt(tb->b, group, tb->i64, ""));
-  tile_gpu_global_init(tg, view, base, stride[1], stride[3], rows, s->head_dim, s->d_contiguous && !fp8);
+  tile_gpu_global_init(tg, view, base, stride[1], stride[3], rows, columns, s->d_contiguous && !fp8);
   if (fp8) tile_gpu_global_fp8(tg, view, (dtype_id)s->kv_fp8, s->d_contiguous);
   if (group != NULL) group_rows_by_head(tg, view, stride[2]);
   if (layout == ROWS_PAGED)
@@ -662,11 +694,11 @@ static void store_part(tile_gpu *tg, const shape *s, const tile_gpu_acc *out, co
   if (s->varlen_q) attention_fwd_nvptx_sequence_queries(tg, at->batch, seqlen_q, &q_start, &queries);
   LLVMValueRef rows = slot_rows(tg, s, queries);
 
-  LLVMValueRef d = tile_i64(tb, s->head_dim);
+  LLVMValueRef d = tile_i64(tb, s->head_dim_v);
   LLVMValueRef o_offset = tile_mul(tb, first_row, d);
   LLVMValueRef o_base = LLVMBuildGEP2(ir, tb->f32, tile_gpu_param_global(tg, P_OFF(o_partial)), &o_offset, 1, "");
   tile_gpu_global o;
-  tile_gpu_global_init(tg, &o, o_base, d, tile_i64(tb, 1), rows, s->head_dim, 0);
+  tile_gpu_global_init(tg, &o, o_base, d, tile_i64(tb, 1), rows, s->head_dim_v, 0);
   o.f32 = 1;
   if (s->pack_gqa) group_rows_by_head(tg, &o, tile_mul(tb, seqlen_q, d));
   tile_gpu_store(tg, out, inverse, &o, at->q0, warp_row0);
@@ -684,7 +716,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   if (!config_valid(key, target, config, why, sizeof why))
     return core_error(FJ_INVALID_ARGUMENT, "attention_fwd_nvptx: invalid config: %s", why);
   const shape s = shape_of(key, config);
-  const int BM = s.block_m, BN = s.block_n, D = s.padded_dim, STAGES = s.stages;
+  const int BM = s.block_m, BN = s.block_n, D = s.padded_dim, DV = s.padded_dim_v, STAGES = s.stages;
 
   tile_gpu tgs, *tg = &tgs;
   tile_gpu_begin(tg, module, target, function_name, sizeof(gpu_attention_params), s.dtype, s.warps);
@@ -727,12 +759,14 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   head_view(tg, &s, &v, P_OFF(v), P_OFF(v_stride), b, kv_h, k_start, seqlen_kv, kv_rows);
 
   /* ---- shared memory: Q, then the ring of K tiles, then the ring of V tiles ---- */
-  const int tile_bytes = BN * D * 2, q_bytes = BM * D * 2;
+  const int k_bytes = BN * D * 2, v_bytes = BN * DV * 2, q_bytes = BM * D * 2, v_ring = q_bytes + STAGES * k_bytes;
   tile_gpu_shared q_tile = {tile_gpu_i32(tg, 0), BM, D, s.swizzle};
-#define RING(offset, stage)                                                                       \
+#define RING(offset, stage, tile_bytes, cols)                                                       \
   ((tile_gpu_shared){LLVMBuildAdd(ir, tile_gpu_i32(tg, (offset)),                                  \
-                                  LLVMBuildMul(ir, (stage), tile_gpu_i32(tg, tile_bytes), ""), ""), \
-                     BN, D, s.swizzle})
+                                  LLVMBuildMul(ir, (stage), tile_gpu_i32(tg, (tile_bytes)), ""), ""), \
+                     BN, (cols), s.swizzle})
+#define K_RING(stage) RING(q_bytes, stage, k_bytes, D)
+#define V_RING(stage) RING(v_ring, stage, v_bytes, DV)
 
   /* K/V tiles this Q tile reads: causal tiles stop after the last query's diagonal; windowed ones
    * start at the tile of the first query's first key. */
@@ -764,8 +798,8 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     tile_if present;
     tile_if_begin(tb, &present, tile_lt(tb, tile, last));
     LLVMValueRef ring_stage = LLVMBuildTrunc(ir, LLVMBuildURem(ir, tile, tile_i64(tb, STAGES), ""), tb->i32, "");
-    tile_gpu_shared k_tile = RING(q_bytes, ring_stage);
-    tile_gpu_shared v_tile = RING(q_bytes + STAGES * tile_bytes, ring_stage);
+    tile_gpu_shared k_tile = K_RING(ring_stage);
+    tile_gpu_shared v_tile = V_RING(ring_stage);
     tile_gpu_copy(tg, &k_tile, &k, tile_mul(tb, tile, tile_i64(tb, BN)));
     tile_gpu_copy(tg, &v_tile, &v, tile_mul(tb, tile, tile_i64(tb, BN)));
     tile_if_end(tb, &present);
@@ -782,7 +816,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
 
   /* ---- running state: O, and per row the max m (base-2 logits) and this thread's part of the sum l */
   tile_gpu_acc out;
-  tile_gpu_acc_init(tg, &out, s.m_tiles, D / 8, 0.0f);
+  tile_gpu_acc_init(tg, &out, s.m_tiles, DV / 8, 0.0f);
   tile_gpu_acc_make_var(tg, &out);
   tile_gpu_rows row_max, row_sum;
   tile_gpu_rows_init(tg, &row_max, s.m_tiles, tile_f32(tb, -INFINITY));
@@ -803,8 +837,8 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     tile_if more;
     tile_if_begin(tb, &more, tile_lt(tb, next, last));
     LLVMValueRef next_stage = LLVMBuildTrunc(ir, LLVMBuildURem(ir, next, tile_i64(tb, STAGES), ""), tb->i32, "");
-    tile_gpu_shared k_next = RING(q_bytes, next_stage);
-    tile_gpu_shared v_next = RING(q_bytes + STAGES * tile_bytes, next_stage);
+    tile_gpu_shared k_next = K_RING(next_stage);
+    tile_gpu_shared v_next = V_RING(next_stage);
     if (s.page_size > 0) {
       /* The block-table row anew from a block index LLVM cannot merge with the first read: a few
        * instructions per tile instead of a pointer held in registers across the loop, where paged
@@ -818,8 +852,8 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     tile_gpu_commit(tg);
 
     LLVMValueRef stage = LLVMBuildTrunc(ir, LLVMBuildURem(ir, j, tile_i64(tb, STAGES), ""), tb->i32, "");
-    tile_gpu_shared k_tile = RING(q_bytes, stage);
-    tile_gpu_shared v_tile = RING(q_bytes + STAGES * tile_bytes, stage);
+    tile_gpu_shared k_tile = K_RING(stage);
+    tile_gpu_shared v_tile = V_RING(stage);
     LLVMValueRef n0 = tile_mul(tb, j, tile_i64(tb, BN));
     warp_row0 = warp_first_row(tg, &s);
 
@@ -917,6 +951,8 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   }
   tile_gpu_end(tg);
 #undef RING
+#undef K_RING
+#undef V_RING
   if (!s.split_kv) return FJ_OK;
   char combine[160];
   snprintf(combine, sizeof combine, "%s%s", function_name, GPU_COMBINE_SUFFIX);

@@ -65,7 +65,7 @@ static LLVMValueRef part_lse(tile_builder *tb, LLVMValueRef lse_partial, LLVMVal
 
 fj_status attention_fwd_nvptx_generate_combine(LLVMModuleRef module, const attention_key *key,
                                                const jit_target *target, const char *name) {
-  const int D = key->head_dim, steps = (D + 31) / 32;
+  const int D = core_key_head_dim_v(key), steps = (D + 31) / 32;  /* o's head dim */
   tile_gpu tgs, *tg = &tgs;
   tile_gpu_begin(tg, module, target, name, sizeof(gpu_attention_params), (dtype_id)key->dtype, GPU_COMBINE_WARPS);
   tile_builder *tb = &tg->tb;

@@ -72,6 +72,9 @@ typedef struct test_case {
   /* 0, or DTYPE_E4M3 / DTYPE_E5M2: k and v of that fp8, an fp8 KV cache read with case_k_scale and
    * case_v_scale (contiguous, d-stride-2 and lse-strided layouts only) */
   int kv_fp8;
+  /* 0: v and o have head_dim; else their own head dim (DeepSeek's MLA prefill: q, k 192 and v, o 128);
+   * not with packed-qkv or misaligned layouts */
+  int64_t head_dim_v;
 } test_case;
 
 #define CASE_RAGGED_BEFORE 2
@@ -81,6 +84,8 @@ typedef struct test_case {
 static inline dtype_id case_kv_dtype(const test_case *c) { return c->kv_fp8 ? (dtype_id)c->kv_fp8 : c->dtype; }
 static inline float case_k_scale(const test_case *c) { return c->kv_fp8 == DTYPE_E4M3 ? 1.75f : 0.5f; }
 static inline float case_v_scale(const test_case *c) { return c->kv_fp8 == DTYPE_E4M3 ? 0.375f : 3.0f; }
+/* v's and o's head dim */
+static inline int64_t case_head_dim_v(const test_case *c) { return c->head_dim_v ? c->head_dim_v : c->head_dim; }
 
 /* Short names for the case tables. */
 #define F32 DTYPE_F32
@@ -139,6 +144,10 @@ static inline void describe(const test_case *c, char *buffer, size_t size) {
   if (c->kv_fp8) {
     size_t used = strlen(buffer);
     snprintf(buffer + used, size > used ? size - used : 0, " kv=%s", core_dtype_name((dtype_id)c->kv_fp8));
+  }
+  if (c->head_dim_v) {
+    size_t used = strlen(buffer);
+    snprintf(buffer + used, size > used ? size - used : 0, " dv=%lld", (long long)c->head_dim_v);
   }
 }
 
@@ -225,8 +234,10 @@ typedef struct case_tensors {
 static inline int case_tensors_create(const test_case *c, uint64_t seed, case_tensors *t) {
   memset(t, 0, sizeof *t);
   int64_t b = c->batch, h = c->heads, hk = c->kv_heads, sq = c->seqlen_q, skv = c->seqlen_kv, d = c->head_dim;
+  const int64_t dv = case_head_dim_v(c);
   int ok = 1;
   int64_t q_shape[4] = {b, sq, h, d}, kv_shape[4] = {b, skv, hk, d};
+  if (dv != d && layout_shares_allocation(c->layout)) return 0;
   /* ragged: q and o [total_q, h, d], lse [h, total_q]; the *_dims below say how many dimensions */
   int q_dims = c->ragged_q ? 3 : 4, lse_dims = c->ragged_q ? 2 : 3;
   if (c->ragged_q) {
@@ -237,6 +248,8 @@ static inline int case_tensors_create(const test_case *c, uint64_t seed, case_te
   }
   const int64_t *q_strided = c->ragged_q ? (const int64_t[]){h * d * 2, d * 2, 2}
                                          : (const int64_t[]){sq * h * d * 2, h * d * 2, d * 2, 2};
+  const int64_t *o_strided = c->ragged_q ? (const int64_t[]){h * dv * 2, dv * 2, 2}
+                                         : (const int64_t[]){sq * h * dv * 2, h * dv * 2, dv * 2, 2};
   if (c->page_size > 0) {  /* k and v are pools of pages */
     kv_shape[0] = case_pool_pages(c);
     kv_shape[1] = skv = c->page_size;
@@ -249,6 +262,12 @@ static inline int case_tensors_create(const test_case *c, uint64_t seed, case_te
     kv_shape[1] = hk;
     kv_shape[2] = d;
   }
+  /* v and o: k's and q's shapes with v's head dim last */
+  int64_t v_shape[4], o_shape[4];
+  memcpy(v_shape, kv_shape, sizeof v_shape);
+  memcpy(o_shape, q_shape, sizeof o_shape);
+  v_shape[c->packed_k ? 2 : 3] = dv;
+  o_shape[c->ragged_q ? 2 : 3] = dv;
   const dtype_id kv_dtype = case_kv_dtype(c);
   if (c->kv_fp8 && layout_shares_allocation(c->layout)) return 0;
   if (c->layout == LAYOUT_PACKED_QKV) {
@@ -274,11 +293,11 @@ static inline int case_tensors_create(const test_case *c, uint64_t seed, case_te
     }
   } else {
     int stride2 = c->layout == LAYOUT_D_STRIDE2;
-    int64_t kvs[4] = {skv * hk * d * 2, hk * d * 2, d * 2, 2};
-    const int64_t *kv_strided = c->packed_k ? kvs + 1 : kvs;
+    int64_t kvs[4] = {skv * hk * d * 2, hk * d * 2, d * 2, 2}, vs[4] = {skv * hk * dv * 2, hk * dv * 2, dv * 2, 2};
+    const int64_t *kv_strided = c->packed_k ? kvs + 1 : kvs, *v_strided = c->packed_k ? vs + 1 : vs;
     ok &= host_tensor_alloc(&t->q, c->dtype, q_dims, q_shape, stride2 ? q_strided : NULL) == 0;
     ok &= host_tensor_alloc(&t->k, kv_dtype, kv_dims, kv_shape, stride2 ? kv_strided : NULL) == 0;
-    ok &= host_tensor_alloc(&t->v, kv_dtype, kv_dims, kv_shape, stride2 ? kv_strided : NULL) == 0;
+    ok &= host_tensor_alloc(&t->v, kv_dtype, kv_dims, v_shape, stride2 ? v_strided : NULL) == 0;
     if (ok) {
       host_tensor_fill_random(&t->q, seed);
       host_tensor_fill_random(&t->k, seed + 1);
@@ -288,16 +307,17 @@ static inline int case_tensors_create(const test_case *c, uint64_t seed, case_te
       host_tensor *kv[2] = {&t->k, &t->v};
       for (int i = 0; i < 2; i++) {
         host_tensor spare;
-        int64_t before[3] = {CASE_RAGGED_BEFORE, hk, d}, after[3] = {1, hk, d};
+        int64_t row = i == 0 ? d : dv;
+        int64_t before[3] = {CASE_RAGGED_BEFORE, hk, row}, after[3] = {1, hk, row};
         const int64_t *strides = kv[i]->t.strides;
         host_tensor_view(&spare, kv[i], kv_dtype, 3, before, strides, 0);
         host_tensor_poison(&spare);
-        host_tensor_view(&spare, kv[i], kv_dtype, 3, after, strides, (kv_shape[0] - 1) * (strides ? strides[0] : hk * d));
+        host_tensor_view(&spare, kv[i], kv_dtype, 3, after, strides, (kv_shape[0] - 1) * (strides ? strides[0] : hk * row));
         host_tensor_poison(&spare);
       }
     }
   }
-  ok &= host_tensor_alloc(&t->o, c->dtype, q_dims, q_shape, c->layout == LAYOUT_D_STRIDE2 ? q_strided : NULL) == 0;
+  ok &= host_tensor_alloc(&t->o, c->dtype, q_dims, o_shape, c->layout == LAYOUT_D_STRIDE2 ? o_strided : NULL) == 0;
   if (c->lse) {
     int64_t lse_shape[3] = {b, h, sq};
     int64_t lse_strides[3] = {sq * h, 1, h};  /* memory [b, s, h] */
@@ -549,7 +569,7 @@ static inline int ragged_spares_untouched(const test_case *c, const case_tensors
   for (int64_t r = 0; r < case_total_q(c); r++) {
     if (r >= CASE_RAGGED_BEFORE && r < case_query_offset(c, c->batch)) continue;
     for (int64_t h = 0; h < c->heads; h++) {
-      for (int64_t d = 0; d < c->head_dim; d++) {
+      for (int64_t d = 0; d < case_head_dim_v(c); d++) {
         size_t at = element_byte(&t->o, (const int64_t[]){r, h, d}, element_size);
         if (memcmp(o + at, t->o_before + at, (size_t)element_size) != 0) return 0;
       }
@@ -573,7 +593,7 @@ static inline int masked_rows_exact(const attention_problem *p, long long *bad_r
       core_visible_keys(p, i, queries, keys, &first, &end);
       if (first < end) continue;
       for (int64_t h = 0; h < p->key.heads; h++) {
-        for (int64_t d = 0; d < p->key.head_dim; d++) {
+        for (int64_t d = 0; d < core_key_head_dim_v(&p->key); d++) {
           int64_t e = b * p->o.stride[0] + (start + i) * p->o.stride[1] + h * p->o.stride[2] + d * p->o.stride[3];
           float value = core_load_as_f32(p->o.data, (dtype_id)p->key.dtype, e);
           if (value != 0.0f || isnan(value)) {
@@ -612,8 +632,8 @@ static inline int case_compare(const test_case *c, case_tensors *t, double tol_l
   case_host_args(c, t, &args);
   attention_problem problem;
   fj_status status = core_validate_attention(&args, &problem);
-  int64_t b = c->batch, h = c->heads, sq = c->seqlen_q, d = c->head_dim;
-  /* the reference's rows: [b][sq][h][d] and [b][h][sq] (a ragged sequence's first rows of its own) */
+  int64_t b = c->batch, h = c->heads, sq = c->seqlen_q, d = case_head_dim_v(c);
+  /* the reference's rows: [b][sq][h][dv] and [b][h][sq] (a ragged sequence's first rows of its own) */
   double *ref_o = malloc(sizeof(double) * (size_t)(b * sq * h * d) + 8);
   double *ref_lse = malloc(sizeof(double) * (size_t)(b * h * sq) + 8);
   int ran = status == FJ_OK && ref_o != NULL && ref_lse != NULL &&

@@ -366,12 +366,12 @@ static void test_problem_helpers(void) {
   for (int i = 0; i < 10; i++)
     CHECK(core_seqlen_bucket(lens[i]) == want[i], "seqlen bucket of %lld is %d (want %d)",
           (long long)lens[i], core_seqlen_bucket(lens[i]), want[i]);
-  attention_key key = {PROBLEM_ATTENTION_FWD, DTYPE_BF16, 128, 8, 8, 0, 0, 1, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  attention_key key = {PROBLEM_ATTENTION_FWD, DTYPE_BF16, 128, 8, 8, 0, 0, 1, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
   char text[256];
   core_attention_key_string(&key, text, sizeof text);
   CHECK(strcmp(text, "attention_fwd dtype=bf16 d=128 h=8 hk=8 causal=0 lse=0 dcontig=1 sq<=2^11") == 0,
         "key string \"%s\"", text);
-  attention_key key2 = {PROBLEM_ATTENTION_FWD, DTYPE_F16, 64, 32, 4, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  attention_key key2 = {PROBLEM_ATTENTION_FWD, DTYPE_F16, 64, 32, 4, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
   core_attention_key_string(&key2, text, sizeof text);
   CHECK(strcmp(text, "attention_fwd dtype=fp16 d=64 h=32 hk=4 causal=1 lse=1 dcontig=0 sq<=2^0") == 0,
         "key string \"%s\"", text);
@@ -400,12 +400,16 @@ static void test_problem_helpers(void) {
   with_sinks.alibi = 1;
   with_sinks.kv_fp8 = DTYPE_E4M3;
   with_sinks.window = 1;
+  with_sinks.head_dim_v = 256;
   core_attention_key_string(&with_sinks, text, sizeof text);
   CHECK(strcmp(text, "attention_fwd dtype=fp16 d=64 h=32 hk=4 causal=1 window=1 lse=1 dcontig=0 varlen=1 varlen_q=1 "
-                     "page=2147483647 sinks=1 softcap=1 varlen_k=1 alibi=1 kv=fp8_e4m3 sq<=2^0") == 0,
+                     "page=2147483647 sinks=1 softcap=1 varlen_k=1 alibi=1 kv=fp8_e4m3 dv=256 sq<=2^0") == 0,
         "key string \"%s\"", text);
   CHECK(core_key_kv_dtype(&with_sinks) == DTYPE_E4M3 && core_key_kv_dtype(&key2) == DTYPE_F16,
         "k's dtype: the fp8 of a cache, else q's");
+  CHECK(core_key_head_dim_v(&with_sinks) == 256 && core_key_head_dim_v(&key2) == 64,
+        "v's head dim: its own where set, else q's (%d, %d)", core_key_head_dim_v(&with_sinks),
+        core_key_head_dim_v(&key2));
   attention_key windowed = key2;
   windowed.window = 1;
   core_attention_key_string(&windowed, text, sizeof text);
@@ -438,6 +442,10 @@ static void test_problem_helpers(void) {
         flops_bad);
   p.seqlen_q = p.seqlen_kv = 4096;
   CHECK(core_attention_flops(&p) == 4.0 * 2 * 3 * 64 * (4096.0 * 4097 / 2), "causal 4096x4096 is n(n+1)/2 pairs");
+  p.key.head_dim_v = 32;  /* q.k 2 d and p.v 2 dv per pair */
+  CHECK(core_attention_flops(&p) == 2.0 * 2 * 3 * (64 + 32) * (4096.0 * 4097 / 2),
+        "v's own head dim: 2 b h pairs (d + dv) (%g)", core_attention_flops(&p));
+  p.key.head_dim_v = 0;
   /* sliding windows: query i sees j in [i + skv - sq - left, i + skv - sq + right], each side only where
    * bounded; core_visible_keys and the flops agree with the pairs counted one by one */
   int window_bad = 0;
@@ -483,6 +491,10 @@ static void test_problem_helpers(void) {
   CHECK(core_attention_bytes(&p) == (2.0 * 2 * 1 * 3 * 64) * 2 + (2.0 * 2 * 8192 * 1 * 64) * 1,
         "decode bytes of an fp8 cache: k and v one byte an element (%.0f)", core_attention_bytes(&p));
   p.key.kv_fp8 = 0;
+  p.key.head_dim_v = 16;  /* q and k rows of 64, v and o rows of 16 */
+  CHECK(core_attention_bytes(&p) == (2.0 * 1 * 3 * (64 + 16) + 2.0 * 8192 * 1 * (64 + 16)) * 2,
+        "decode bytes with v's own head dim (%.0f)", core_attention_bytes(&p));
+  p.key.head_dim_v = 0;
   float lse_value = 0.0f;
   p.lse.data = (char *)&lse_value;
   p.key.dtype = DTYPE_F32;

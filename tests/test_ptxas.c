@@ -20,7 +20,9 @@
  * FJ_PTXAS_PACKED_K=1: those spaces for causal packed keys (cu_seqlens_k: each sequence's first row of K
  * and V, and its key count, read per block). FJ_PTXAS_ALIBI=1: those spaces for causal ALiBi keys (each
  * row's slope and diagonal, a distance per score). FJ_PTXAS_FP8=1: those spaces for causal keys of an E4M3
- * KV cache (K and V copied through registers and converted, as a strided head dim's are).
+ * KV cache (K and V copied through registers and converted, as a strided head dim's are). FJ_PTXAS_DV=n:
+ * those spaces for causal keys whose v has head dim n (K and V rings of their own widths, O as wide as V;
+ * MLA's prefill is FJ_PTXAS_DIMS=192 FJ_PTXAS_DV=128).
  * FJ_PTXAS_DUMP=dir: keep each job's PTX and ptxas report there. FJ_PTXAS_ONLY=substring: only the
  * jobs whose name contains it. */
 #include <pthread.h>
@@ -331,7 +333,12 @@ int main(void) {
   int alibi_spaces = getenv("FJ_PTXAS_ALIBI") && atoi(getenv("FJ_PTXAS_ALIBI"));
   int fp8_spaces = getenv("FJ_PTXAS_FP8") && atoi(getenv("FJ_PTXAS_FP8"));
   int decode_spaces = getenv("FJ_PTXAS_DECODE") && atoi(getenv("FJ_PTXAS_DECODE"));
+  int dv_spaces = getenv("FJ_PTXAS_DV") ? atoi(getenv("FJ_PTXAS_DV")) : 0;
   if (page_spaces < 0) page_spaces = 0;
+  if (dv_spaces != 0 && (dv_spaces < 8 || dv_spaces > 256 || dv_spaces % 8 != 0)) {
+    printf("FAIL: FJ_PTXAS_DV=%d: expected a multiple of 8 in [8, 256]\n", dv_spaces);
+    return 1;
+  }
   const char *archs[] = {"sm_80", "sm_90a"};
   int space = 0;
   for (int a = 0; a < 2; a++) {
@@ -348,6 +355,10 @@ int main(void) {
       if (packed_k_spaces) bf16.varlen = fp16.varlen = bf16.varlen_k = fp16.varlen_k = bf16.causal = fp16.causal = 1;
       if (alibi_spaces) bf16.alibi = fp16.alibi = bf16.causal = fp16.causal = 1;
       if (fp8_spaces) bf16.causal = fp16.causal = 1, bf16.kv_fp8 = fp16.kv_fp8 = DTYPE_E4M3;
+      if (dv_spaces && dv_spaces != space_dims[i]) {
+        bf16.causal = fp16.causal = 1;
+        bf16.head_dim_v = fp16.head_dim_v = dv_spaces;
+      }
       space += add_space(archs[a], &bf16, 0);
       if (full) space += add_space(archs[a], &fp16, 0);
     }
@@ -446,6 +457,23 @@ int main(void) {
           add_default(archs[a], &key);
         }
       }
+    /* v with a head dim of its own: DeepSeek's MLA prefill (q and k 192, v 128) causal with the LSE and
+     * not causal, and a decode step over a paged varlen cache (split: the parts and the combine as wide
+     * as V); v wider than k (64 and 128), causal */
+    for (int dtype = DTYPE_F16; dtype <= DTYPE_BF16; dtype++) {
+      attention_key key = make_key((dtype_id)dtype, 192, 1, 1, 1);
+      key.head_dim_v = 128;
+      add_default(archs[a], &key);
+      key.causal = key.has_lse = 0;
+      add_default(archs[a], &key);
+      key.causal = key.has_lse = key.varlen = 1;
+      key.seqlen_bucket = 0;
+      key.page_size = 16;
+      add_default(archs[a], &key);
+      key = make_key((dtype_id)dtype, 64, 1, 1, 1);
+      key.head_dim_v = 128;
+      add_default(archs[a], &key);
+    }
   }
   const char *only = getenv("FJ_PTXAS_ONLY");
   if (only && *only) {

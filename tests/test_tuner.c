@@ -439,6 +439,54 @@ static void test_shape_tuned_as_its_base(void) {
   fj_context_destroy(context);
 }
 
+/* A shape whose v has a head dim of its own (MLA's prefill) is tuned as itself: its key names dv, its
+ * trials are checked against the reference with o as wide as v, and a call of it finds the winner; the
+ * same head dim given twice is the plain problem; a bad head_dim_v is named. */
+static void test_shape_with_head_dim_v(void) {
+  fj_problem_shape shape = small_shape(DTYPE_F32);
+  shape.heads = 4;
+  shape.kv_heads = 2;
+  shape.seqlen_q = shape.seqlen_kv = 70;
+  shape.head_dim = 48;
+  shape.head_dim_v = 24;
+  shape.causal = 1;
+  tune_options o;
+  base_options(&o);
+  o.strategy = TUNE_RANDOM;
+  o.max_trials = 3;
+  tune_result result;
+  const char *dir = fresh_dir("head-dim-v");
+  memset(&result, 0, sizeof result);
+  int tuned = run_tuner(dir, &shape, 1, &o, &result) == FJ_OK;
+  check(tuned && result.best_config[0] != '\0' && result.outcomes[TRIAL_OK] == result.run && result.run > 0,
+        "a shape with head_dim_v 24 beside 48 tuned (random N=3), all %lld trials ok: winner %s",
+        (long long)result.run, result.best_config);
+  check(strstr(result.problem_key, " d=48 ") != NULL && strstr(result.problem_key, " dv=24 ") != NULL,
+        "its key names both head dims: \"%s\"", result.problem_key);
+  fj_context *context = open_context(dir);
+  attention_problem problem;
+  runtime_kernel *kernel = NULL;
+  runtime_problem_from_shape(&shape, "shape", &problem);
+  fj_status status = runtime_get_kernel(context, &problem, NULL, &kernel);
+  check(status == FJ_OK && problem.key.head_dim_v == 24 && strcmp(kernel->config_source, "tuned") == 0,
+        "a call of the shape: config source \"%s\"", kernel ? kernel->config_source : "?");
+  size_t loaded = 0;
+  check(fj_context_warmup(context, &shape, 1, &loaded) == FJ_OK && loaded == 1, "warmup loads the shape");
+  fj_problem_shape same = shape;
+  same.head_dim_v = 48;  /* head_dim's own: the plain problem, untuned here */
+  runtime_problem_from_shape(&same, "shape", &problem);
+  status = runtime_get_kernel(context, &problem, NULL, &kernel);
+  check(status == FJ_OK && problem.key.head_dim_v == 0 && strcmp(kernel->config_source, "default") == 0,
+        "head_dim_v = head_dim is the plain problem: key dv %d, config source \"%s\"", problem.key.head_dim_v,
+        kernel ? kernel->config_source : "?");
+  fj_problem_shape bad = shape;
+  bad.head_dim_v = 12;
+  status = fj_context_warmup(context, &bad, 1, &loaded);
+  check(status == FJ_INVALID_ARGUMENT && strstr(fj_last_error(), "shapes[0].head_dim_v=12 must be") != NULL,
+        "a bad head_dim_v is named: %s", fj_last_error());
+  fj_context_destroy(context);
+}
+
 static void test_random_and_halving(void) {
   fj_problem_shape shape = small_shape(DTYPE_F32);
   tune_options o;
@@ -593,6 +641,7 @@ int main(void) {
   test_random_and_halving();
   test_paged_shape();
   test_shape_tuned_as_its_base();
+  test_shape_with_head_dim_v();
   test_faults();
   test_budgets_and_lock();
   remove_tree(root);

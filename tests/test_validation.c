@@ -269,9 +269,20 @@ static void test_shapes(fixture *f) {
   f->shape[V][2] = 4;
   expect_fail(f, "v kv_heads", FJ_INVALID_ARGUMENT, "v.shape[2]=4 but k.shape[2]=8 (kv_heads must match)", NULL);
   f->shape[V][2] = HK;
+  /* v may have a head dim of its own, and o then has it */
   f->shape[V][3] = 64;
-  expect_fail(f, "v head_dim", FJ_INVALID_ARGUMENT, "v.shape[3]=64 but k.shape[3]=128 (head_dim must match)", NULL);
-  f->shape[V][3] = D;
+  expect_fail(f, "v head_dim alone", FJ_INVALID_ARGUMENT, "o.shape[3]=128 but v.shape[3]=64 (o has v's head dim)",
+              NULL);
+  int64_t bad_dv[] = {60, 0, 12, 264, 4};
+  for (int i = 0; i < 5; i++) {
+    f->shape[V][3] = f->shape[O][3] = bad_dv[i];
+    char want[96], what[48];
+    snprintf(want, sizeof want, "v.shape[3]=%lld: v's head dim must be a multiple of 8 from 8 to 256",
+             (long long)bad_dv[i]);
+    snprintf(what, sizeof what, "v and o head_dim %lld", (long long)bad_dv[i]);
+    expect_fail(f, what, FJ_INVALID_ARGUMENT, want, NULL);
+  }
+  f->shape[V][3] = f->shape[O][3] = D;
   f->shape[V][0] = 1;
   expect_fail(f, "v batch", FJ_INVALID_ARGUMENT, "v.shape[0]=1 but k.shape[0]=2 (batch must match)", NULL);
   f->shape[V][0] = B;
@@ -282,7 +293,7 @@ static void test_shapes(fixture *f) {
   expect_fail(f, "o heads", FJ_INVALID_ARGUMENT, "o.shape[2]=16 but q.shape[2]=8 (heads must match)", NULL);
   f->shape[O][2] = H;
   f->shape[O][3] = 64;
-  expect_fail(f, "o head_dim", FJ_INVALID_ARGUMENT, "o.shape[3]=64 but q.shape[3]=128 (head_dim must match)", NULL);
+  expect_fail(f, "o head_dim", FJ_INVALID_ARGUMENT, "o.shape[3]=64 but v.shape[3]=128 (o has v's head dim)", NULL);
   f->shape[O][3] = D;
   f->shape[O][0] = 4;
   expect_fail(f, "o batch", FJ_INVALID_ARGUMENT, "o.shape[0]=4 but q.shape[0]=2 (batch must match)", NULL);
@@ -600,7 +611,25 @@ static void test_valid_layouts(fixture *f) {
     fixture_init(f, DTYPE_BF16, 1, 3, 3, 1, 1, dims[i]);
     char what[32];
     snprintf(what, sizeof what, "head_dim %lld", (long long)dims[i]);
-    expect_ok(f, what, &p);
+    if (expect_ok(f, what, &p) == FJ_OK)
+      CHECK(p.key.head_dim_v == 0, "one head dim: key.head_dim_v 0 (%d)", p.key.head_dim_v);
+  }
+
+  /* v and o with a head dim of their own (shrunk from the fixture's, so the memory holds them): MLA's
+   * prefill (192 and 128), v wider than q and k (8 and 256), v narrower (256 and 8); the default scale is
+   * q's head dim's */
+  int64_t qk_v[3][2] = {{192, 128}, {8, 256}, {256, 8}};
+  for (int i = 0; i < 3; i++) {
+    fixture_free(f);
+    fixture_init(f, DTYPE_BF16, 2, 5, 7, 4, 2, 256);
+    f->shape[Q][3] = f->shape[K][3] = qk_v[i][0];
+    f->shape[V][3] = f->shape[O][3] = qk_v[i][1];
+    char what[48];
+    snprintf(what, sizeof what, "head_dim %lld, v's %lld", (long long)qk_v[i][0], (long long)qk_v[i][1]);
+    if (expect_ok(f, what, &p) == FJ_OK)
+      CHECK(p.key.head_dim == qk_v[i][0] && p.key.head_dim_v == qk_v[i][1] && core_key_head_dim_v(&p.key) == qk_v[i][1] &&
+                fabsf(p.softmax_scale - 1.0f / sqrtf((float)qk_v[i][0])) < 1e-7f,
+            "%s: key d=%d dv=%d, scale %g", what, p.key.head_dim, p.key.head_dim_v, (double)p.softmax_scale);
   }
 }
 

@@ -576,7 +576,7 @@ int tune_child_exec_main(int argc, char **argv) {
   }
   if (status == FJ_OK && wire->mode == TUNE_MODE_MEASURE) {
     size_t elements = (size_t)(inputs.check.batch * inputs.check.seqlen_q * inputs.check.key.heads *
-                               inputs.check.key.head_dim);
+                               core_key_head_dim_v(&inputs.check.key));
     if (elements != bench.check_ref_count)
       status = core_error(FJ_INTERNAL, "the check problem has %zu outputs but the reference %zu", elements,
                           bench.check_ref_count);

@@ -595,17 +595,22 @@ static fj_status tune_make_problem(const fj_problem_shape *shape, int64_t batch,
   }
   int64_t kv_shape[4] = {batch, seqlen_kv, kv_heads, shape->head_dim};
   int64_t pages = 0;
+  const int head_dim_v = runtime_shape_head_dim_v(shape);
   if (page_size > 0) {
     pages = (seqlen_kv + page_size - 1) / page_size;
     if (pages < 1) pages = 1;
     kv_shape[0] = batch * pages;
     kv_shape[1] = page_size;
   }
+  /* v and o: v's head dim last */
+  int64_t v_shape[4] = {kv_shape[0], kv_shape[1], kv_shape[2], head_dim_v}, o_shape[4];
+  memcpy(o_shape, q_shape, sizeof o_shape);
+  o_shape[q_dims - 1] = head_dim_v;
   int sinks = runtime_shape_sinks(shape);
   int64_t lens_shape[1] = {batch}, cu_shape[1] = {batch + 1};
   if (host_tensor_alloc(t->q, dtype, q_dims, q_shape, NULL) != 0 ||
-      host_tensor_alloc(t->k, dtype, 4, kv_shape, NULL) != 0 || host_tensor_alloc(t->v, dtype, 4, kv_shape, NULL) != 0 ||
-      host_tensor_alloc(t->o, dtype, q_dims, q_shape, NULL) != 0 ||
+      host_tensor_alloc(t->k, dtype, 4, kv_shape, NULL) != 0 || host_tensor_alloc(t->v, dtype, 4, v_shape, NULL) != 0 ||
+      host_tensor_alloc(t->o, dtype, q_dims, o_shape, NULL) != 0 ||
       (page_size > 0 && host_block_table_alloc(t->table, batch, pages) != 0) ||
       (varlen && host_tensor_alloc_int32(t->lens, 1, lens_shape) != 0) ||
       (ragged && host_tensor_alloc_int32(t->cu, 1, cu_shape) != 0) ||
@@ -693,7 +698,8 @@ static fj_status tune_problem_setup(tune_problem_run *run) {
   b->problem_index = run->index;
   core_attention_key_string(&b->problem.key, run->key, sizeof run->key);
 
-  size_t elements = (size_t)(b->check.batch * b->check.seqlen_q * b->check.key.heads * b->check.key.head_dim);
+  size_t elements =
+      (size_t)(b->check.batch * b->check.seqlen_q * b->check.key.heads * core_key_head_dim_v(&b->check.key));
   run->ref = malloc((elements ? elements : 1) * sizeof *run->ref);
   if (run->ref == NULL) return core_error(FJ_OUT_OF_MEMORY, "tune: no memory for the reference");
   status = core_reference_attention(&b->check, run->ref, NULL);

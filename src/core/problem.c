@@ -34,13 +34,16 @@ dtype_id core_key_kv_dtype(const attention_key *key) {
   return key->kv_fp8 ? (dtype_id)key->kv_fp8 : (dtype_id)key->dtype;
 }
 
+int core_key_head_dim_v(const attention_key *key) { return key->head_dim_v ? key->head_dim_v : key->head_dim; }
+
 void core_key_extra_text(const attention_key *key, char *buffer, size_t size) {
   if (buffer == NULL || size == 0) return;
-  char page[24] = "", kv[24] = "";
+  char page[24] = "", kv[24] = "", dv[16] = "";
   if (key->page_size > 0) snprintf(page, sizeof page, " page=%d", key->page_size);
   if (key->kv_fp8) snprintf(kv, sizeof kv, " kv=%s", core_dtype_name((dtype_id)key->kv_fp8));
-  snprintf(buffer, size, "%s%s%s%s%s%s", page, key->sinks ? " sinks=1" : "", key->softcap ? " softcap=1" : "",
-           key->varlen_k ? " varlen_k=1" : "", key->alibi ? " alibi=1" : "", kv);
+  if (key->head_dim_v) snprintf(dv, sizeof dv, " dv=%d", key->head_dim_v);
+  snprintf(buffer, size, "%s%s%s%s%s%s%s", page, key->sinks ? " sinks=1" : "", key->softcap ? " softcap=1" : "",
+           key->varlen_k ? " varlen_k=1" : "", key->alibi ? " alibi=1" : "", kv, dv);
 }
 
 void core_visible_keys(const attention_problem *problem, int64_t i, int64_t queries, int64_t keys, int64_t *first,
@@ -103,7 +106,9 @@ double core_attention_flops(const attention_problem *problem) {
     core_counted_sequence(problem, b, &queries, &keys);
     pairs += core_sequence_pairs(problem, queries, keys);
   }
-  return 4.0 * (double)problem->key.heads * pairs * (double)problem->key.head_dim;
+  /* q.k and p.v: 2 d and 2 dv FLOPs per visible pair */
+  return 2.0 * (double)problem->key.heads * pairs *
+         (double)(problem->key.head_dim + core_key_head_dim_v(&problem->key));
 }
 
 void core_key_place(const attention_problem *problem, int64_t b, int64_t j, int64_t *outer, int64_t *row) {
@@ -120,7 +125,7 @@ void core_key_place(const attention_problem *problem, int64_t b, int64_t j, int6
 double core_attention_bytes(const attention_problem *problem) {
   double element = (double)core_dtype_size((dtype_id)problem->key.dtype);
   double kv_element = (double)core_dtype_size(core_key_kv_dtype(&problem->key));
-  double d = (double)problem->key.head_dim;
+  double d = (double)problem->key.head_dim, dv = (double)core_key_head_dim_v(&problem->key);
   double queries = 0, keys = 0;
   for (int64_t i = 0; i < problem->batch; i++) {
     int64_t sequence_queries, sequence_keys;
@@ -130,7 +135,7 @@ double core_attention_bytes(const attention_problem *problem) {
   }
   double q_rows = queries * (double)problem->key.heads;
   double kv_rows = keys * (double)problem->key.kv_heads;
-  double bytes = 2.0 * q_rows * d * element + 2.0 * kv_rows * d * kv_element;
+  double bytes = q_rows * (d + dv) * element + kv_rows * (d + dv) * kv_element;
   if (problem->lse.data != NULL) bytes += q_rows * 4.0;
   return bytes;
 }
@@ -793,11 +798,19 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
   static const char *const packed_what[3] = {"total_k", "kv_heads", "head_dim"};
   static const char *const q_what[4] = {"batch", "seqlen_q", "heads", "head_dim"};
   static const char *const ragged_what[3] = {"total_q", "heads", "head_dim"};
-  for (int d = 0; d < kv_ndim; d++)
+  /* v may have a head dim of its own (MLA), and o has v's */
+  for (int d = 0; d < kv_ndim - 1; d++)
     if ((s = core_check_dim(&v, d, &k, d, paged ? page_what[d] : packed ? packed_what[d] : kv_what[d])) != FJ_OK)
       return s;
-  for (int d = 0; d < q_ndim; d++)
+  const int64_t head_dim_v = v.t->shape[kd];
+  if (head_dim_v < 8 || head_dim_v > 256 || head_dim_v % 8 != 0)
+    return core_error(FJ_INVALID_ARGUMENT,
+                      "v.shape[%d]=%" PRId64 ": v's head dim must be a multiple of 8 from 8 to 256", kd, head_dim_v);
+  for (int d = 0; d < q_ndim - 1; d++)
     if ((s = core_check_dim(&o, d, &q, d, ragged ? ragged_what[d] : q_what[d])) != FJ_OK) return s;
+  if (o.t->shape[qd] != head_dim_v)
+    return core_error(FJ_INVALID_ARGUMENT, "o.shape[%d]=%" PRId64 " but v.shape[%d]=%" PRId64 " (o has v's head dim)",
+                      qd, o.t->shape[qd], kd, head_dim_v);
   if (qs[qh] % ks[kh] != 0)
     return core_error(FJ_INVALID_ARGUMENT,
                       "heads=%" PRId64 " is not a multiple of kv_heads=%" PRId64
@@ -873,6 +886,7 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
   p.k_scale = k_scale;
   p.v_scale = v_scale;
   p.key.head_dim = (int)qs[qd];
+  p.key.head_dim_v = head_dim_v != qs[qd] ? (int)head_dim_v : 0;
   p.key.heads = (int)qs[qh];
   p.key.kv_heads = (int)ks[kh];
   if ((s = core_resolve_window("", args->causal, windowed ? args->window_left : -1, windowed ? args->window_right : -1,

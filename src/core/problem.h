@@ -28,6 +28,9 @@ typedef struct attention_key {
   int varlen_k;      /* cu_seqlens_k given: packed keys, each sequence its own rows of k and v (varlen too) */
   int alibi;         /* alibi_slopes given: each score gets -slope x its distance from the query's diagonal */
   int kv_fp8;        /* 0: k and v are of dtype; else an fp8 KV cache's dtype_id (read with k/v_scale) */
+  /* 0: v and o have head_dim too; else their own head dim, which differs from head_dim (DeepSeek's MLA
+   * prefill: q and k 192, v and o 128). Never head_dim itself, so that a key has one form. */
+  int head_dim_v;
 } attention_key;
 
 /* A view of a 4-d (or 3-d, for lse) tensor: the address of element [0,0,0,0] and strides in elements. */
@@ -97,12 +100,15 @@ typedef struct attention_problem {
 int core_seqlen_bucket(int64_t seqlen);
 /* k's and v's dtype: key->dtype, or the fp8 of an fp8 cache. */
 dtype_id core_key_kv_dtype(const attention_key *key);
+/* v's and o's head dim: key->head_dim_v where set, else key->head_dim. */
+int core_key_head_dim_v(const attention_key *key);
 /* A stable, readable one-line form of the key: "attention_fwd dtype=bf16 d=128 h=8 hk=8 causal=0
  * lse=0 dcontig=1 sq<=2^11". Used in logs, cache keys and the tuning database. */
 void core_attention_key_string(const attention_key *key, char *buffer, size_t size);
 /* " page=N" for a paged key, else "", then " sinks=1" for a key with sinks, " softcap=1" for a
- * soft-capped one, " varlen_k=1" for packed keys and " alibi=1" for ALiBi: the part of the key and
- * codegen strings these add (constants of the kernel). 64 bytes hold the longest. */
+ * soft-capped one, " varlen_k=1" for packed keys, " alibi=1" for ALiBi, " kv=fp8_e4m3" for an fp8
+ * cache and " dv=N" for v's own head dim: the part of the key and codegen strings these add (constants
+ * of the kernel). 96 bytes hold the longest. */
 void core_key_extra_text(const attention_key *key, char *buffer, size_t size);
 
 /* Validates every argument of a forward call and fills *out. On failure returns FJ_INVALID_ARGUMENT
@@ -123,7 +129,8 @@ fj_status core_check_softcap(const char *what, float softcap, float softmax_scal
  * (what: "" for args, "shapes[2]." for a shape) for a value under -1 or window_right > 0 with causal. */
 fj_status core_resolve_window(const char *what, int causal, int64_t window_left, int64_t window_right,
                               int64_t seqlen_q, int64_t seqlen_kv, attention_problem *problem);
-/* Number of FLOPs of the forward (4 * b * h * sq * skv * d, counting only visible pairs when causal).
+/* Number of FLOPs of the forward (2 * b * h * sq * skv * (d + dv), 4 b h sq skv d where v's head dim is
+ * d; counting only visible pairs when causal).
  * Here and in core_attention_bytes skv is each sequence's own key count where seqlens_kv is in host
  * memory, else seqlen_kv. */
 double core_attention_flops(const attention_problem *problem);

@@ -36,18 +36,18 @@ fj_status core_reference_attention(const attention_problem *problem, double *out
   const attention_key *key = &problem->key;
   dtype_id dtype = (dtype_id)key->dtype;
   int64_t B = problem->batch, SQ = problem->seqlen_q, SKV = problem->seqlen_kv;
-  int64_t H = key->heads, HK = key->kv_heads, D = key->head_dim;
+  int64_t H = key->heads, HK = key->kv_heads, D = key->head_dim, DV = core_key_head_dim_v(key);
   int64_t group = H / HK;
   double scale = problem->softmax_scale, softcap = problem->softcap;
   /* an fp8 cache holds k / k_scale and v / v_scale */
   dtype_id kv_dtype = core_key_kv_dtype(key);
   double k_scale = key->kv_fp8 ? problem->k_scale : 1.0, v_scale = key->kv_fp8 ? problem->v_scale : 1.0;
 
-  size_t kv_count = (size_t)(SKV > 0 ? SKV : 1) * (size_t)D;
-  double *kmat = malloc(kv_count * sizeof(double));
-  double *vmat = malloc(kv_count * sizeof(double));
+  size_t keys_held = (size_t)(SKV > 0 ? SKV : 1);
+  double *kmat = malloc(keys_held * (size_t)D * sizeof(double));
+  double *vmat = malloc(keys_held * (size_t)DV * sizeof(double));
   double *qrow = malloc((size_t)D * sizeof(double));
-  double *acc = malloc((size_t)D * sizeof(double));
+  double *acc = malloc((size_t)DV * sizeof(double));
   double *p = malloc((size_t)(SKV > 0 ? SKV : 1) * sizeof(double));
   fj_status status = FJ_OK;
   if (kmat == NULL || vmat == NULL || qrow == NULL || acc == NULL || p == NULL) {
@@ -67,18 +67,16 @@ fj_status core_reference_attention(const attention_problem *problem, double *out
         int64_t outer, row;
         core_key_place(problem, b, j, &outer, &row);
         core_gather_rows(&problem->k, kv_dtype, outer, hk, row, 1, D, kmat + j * D);
-        core_gather_rows(&problem->v, kv_dtype, outer, hk, row, 1, D, vmat + j * D);
-        for (int64_t d = 0; d < D; d++) {
-          kmat[j * D + d] *= k_scale;
-          vmat[j * D + d] *= v_scale;
-        }
+        core_gather_rows(&problem->v, kv_dtype, outer, hk, row, 1, DV, vmat + j * DV);
+        for (int64_t d = 0; d < D; d++) kmat[j * D + d] *= k_scale;
+        for (int64_t d = 0; d < DV; d++) vmat[j * DV + d] *= v_scale;
       }
       for (int64_t h = hk * group; h < (hk + 1) * group; h++) {
         for (int64_t i = 0; i < queries; i++) {
           /* The masks align to the bottom-right corner: query i sees keys [first, end). */
           int64_t first, end;
           core_visible_keys(problem, i, queries, keys, &first, &end);
-          double *o_row = out_o + ((b * SQ + i) * H + h) * D;
+          double *o_row = out_o + ((b * SQ + i) * H + h) * DV;
           /* A sink is one more term of the denominator, a key of that score and a zero value. */
           double sink = problem->sinks != NULL ? problem->sinks[h * problem->sinks_stride] : -INFINITY;
           /* ALiBi: -slope x the key's distance from the query's diagonal, i + keys - queries */
@@ -86,7 +84,7 @@ fj_status core_reference_attention(const attention_problem *problem, double *out
                              ? problem->alibi[b * problem->alibi_stride[0] + h * problem->alibi_stride[1]] : 0.0;
           double lse = sink;
           if (end == first) {
-            memset(o_row, 0, (size_t)D * sizeof(double));
+            memset(o_row, 0, (size_t)DV * sizeof(double));
           } else {
             core_gather_rows(&problem->q, dtype, b, h, start + i, 1, D, qrow);
             double m = sink;
@@ -97,14 +95,14 @@ fj_status core_reference_attention(const attention_problem *problem, double *out
               if (p[j] > m) m = p[j];
             }
             double sum = exp(sink - m);
-            memset(acc, 0, (size_t)D * sizeof(double));
+            memset(acc, 0, (size_t)DV * sizeof(double));
             for (int64_t j = first; j < end; j++) {
               double w = exp(p[j] - m);
               sum += w;
-              const double *vj = vmat + j * D;
-              for (int64_t d = 0; d < D; d++) acc[d] += w * vj[d];
+              const double *vj = vmat + j * DV;
+              for (int64_t d = 0; d < DV; d++) acc[d] += w * vj[d];
             }
-            for (int64_t d = 0; d < D; d++) o_row[d] = acc[d] / sum;
+            for (int64_t d = 0; d < DV; d++) o_row[d] = acc[d] / sum;
             lse = m + log(sum);
           }
           if (out_lse != NULL) out_lse[(b * H + h) * SQ + i] = lse;
@@ -124,7 +122,7 @@ done:
 double core_relative_error_o(const attention_problem *problem, const double *ref_o) {
   const attention_key *key = &problem->key;
   const tensor_view *o = &problem->o;
-  int64_t H = key->heads, D = key->head_dim, SQ = problem->seqlen_q;
+  int64_t H = key->heads, D = core_key_head_dim_v(key), SQ = problem->seqlen_q;
   double diff2 = 0, ref2 = 0;
   for (int64_t b = 0; b < problem->batch; b++) {
     int64_t start, queries;

@@ -5,7 +5,7 @@
 #define FJ_CORE_REFERENCE_H
 #include "core/problem.h"
 
-/* Computes the output of a validated problem in float64 into out_o ([b][sq][h][d], packed) and, when
+/* Computes the output of a validated problem in float64 into out_o ([b][sq][h][dv], packed; dv v's head dim) and, when
  * out_lse is not NULL, the LSE ([b][h][sq], packed); with ragged queries sequence b's query i at sq
  * index i (the rows past its count are not written). Reads q, k, v through the problem's views (host
  * memory). Fully masked rows give 0 and LSE -inf. Returns FJ_OUT_OF_MEMORY or FJ_OK. */

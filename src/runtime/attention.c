@@ -63,7 +63,7 @@ static fj_status runtime_write_empty_result(const attention_problem *problem) {
     core_sequence_queries(problem, b, &start, &count);
     for (int64_t s = start; s < start + count; s++)
       for (int64_t h = 0; h < problem->key.heads; h++) {
-        for (int64_t d = 0; d < problem->key.head_dim; d++) {
+        for (int64_t d = 0; d < core_key_head_dim_v(&problem->key); d++) {
           int64_t offset = b * o->stride[0] + s * o->stride[1] + h * o->stride[2] + d * o->stride[3];
           memset(o->data + offset * (int64_t)element, 0, element);  /* +0.0 in every dtype */
         }

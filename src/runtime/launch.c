@@ -239,7 +239,7 @@ static fj_status runtime_launch_cpu_parts(fj_context *context, const runtime_ker
                         (long long)splits, (long long)rows, bytes);
   }
   params->o_partial = workspace;
-  params->lse_partial = workspace + (size_t)(splits * rows) * (size_t)problem->key.head_dim;
+  params->lse_partial = workspace + (size_t)(splits * rows) * (size_t)core_key_head_dim_v(&problem->key);
   launch->jobs *= splits;
   fj_status status = context->backend->launch(context->device, kernel->function, launch, stream);
   if (status == FJ_OK) status = runtime_combine_kv_splits(problem, splits, params->o_partial, params->lse_partial);

@@ -66,6 +66,8 @@ float runtime_shape_softcap(const fj_problem_shape *shape);
  * no such field). */
 int runtime_shape_packed_k(const fj_problem_shape *shape);
 int runtime_shape_alibi(const fj_problem_shape *shape);
+/* v's head dim of a shape: head_dim_v where the caller's struct has it and it is not 0, else head_dim. */
+int runtime_shape_head_dim_v(const fj_problem_shape *shape);
 /* shape's fp8 cache: *kv_fp8 its dtype_id, or 0 for k and v of dtype (also where the caller's struct has
  * no kv_dtype); FJ_INVALID_ARGUMENT naming `what` for a type that is neither. */
 fj_status runtime_shape_kv_fp8(const fj_problem_shape *shape, const char *what, int *kv_fp8);

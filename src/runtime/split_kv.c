@@ -44,7 +44,7 @@ fj_status runtime_combine_kv_splits(const attention_problem *problem, int64_t sp
   if (splits < 1 || splits > SPLIT_KV_MAX)
     return core_error(FJ_INTERNAL, "split-KV: %lld parts; 1 to %d", (long long)splits, SPLIT_KV_MAX);
   const int64_t batch = problem->batch, heads = problem->key.heads, seqlen = problem->seqlen_q;
-  const int64_t d = problem->key.head_dim, rows = batch * heads * seqlen;
+  const int64_t d = core_key_head_dim_v(&problem->key), rows = batch * heads * seqlen;
   const tensor_view *o = &problem->o, *lse = &problem->lse;
   for (int64_t b = 0; b < batch; b++) {
     int64_t start, queries;  /* the parts' rows keep seqlen positions per sequence; o's are its own */
@@ -82,7 +82,8 @@ static int64_t split_rows(const attention_problem *problem) {
 
 /* the same for both devices: o_partial then lse_partial */
 size_t runtime_split_bytes(const attention_problem *problem, int64_t splits) {
-  return (size_t)splits * (size_t)split_rows(problem) * ((size_t)problem->key.head_dim + 1) * sizeof(float);
+  size_t row_floats = (size_t)core_key_head_dim_v(&problem->key) + 1;
+  return (size_t)splits * (size_t)split_rows(problem) * row_floats * sizeof(float);
 }
 
 /* ---- GPU: the parts are blocks of their own, merged by the module's combine kernel ---- */
@@ -126,7 +127,8 @@ int64_t runtime_gpu_split_params(const attention_problem *problem, int block_n, 
   params->kv_split_tiles = per_part;
   params->kv_splits_divider = gpu_divider_for((uint32_t)splits);
   params->o_partial = workspace;
-  params->lse_partial = workspace + (uint64_t)splits * (uint64_t)rows * (uint64_t)problem->key.head_dim * sizeof(float);
+  params->lse_partial =
+      workspace + (uint64_t)splits * (uint64_t)rows * (uint64_t)core_key_head_dim_v(&problem->key) * sizeof(float);
   return splits;
 }
 

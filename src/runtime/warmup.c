@@ -81,6 +81,11 @@ fj_status runtime_shape_kv_fp8(const fj_problem_shape *shape, const char *what, 
   return FJ_OK;
 }
 
+int runtime_shape_head_dim_v(const fj_problem_shape *shape) {
+  int given = shape->struct_size >= offsetof(fj_problem_shape, head_dim_v) + sizeof(int) ? shape->head_dim_v : 0;
+  return given != 0 ? given : shape->head_dim;
+}
+
 fj_status runtime_problem_from_shape(const fj_problem_shape *shape, const char *what,
                                      attention_problem *out) {
   if (what == NULL) what = "shape";
@@ -111,6 +116,10 @@ fj_status runtime_problem_from_shape(const fj_problem_shape *shape, const char *
   if (shape->head_dim < 8 || shape->head_dim > 256 || shape->head_dim % 8 != 0)
     return core_error(FJ_INVALID_ARGUMENT, "%s.head_dim=%d must be a multiple of 8 from 8 to 256", what,
                       shape->head_dim);
+  int head_dim_v = runtime_shape_head_dim_v(shape);
+  if (head_dim_v < 8 || head_dim_v > 256 || head_dim_v % 8 != 0)
+    return core_error(FJ_INVALID_ARGUMENT, "%s.head_dim_v=%d must be 0 (head_dim's) or a multiple of 8 from 8 to 256",
+                      what, head_dim_v);
   int varlen, page_size, kv_fp8;
   runtime_shape_kv_layout(shape, &varlen, &page_size);
   if (page_size < 0)
@@ -134,6 +143,7 @@ fj_status runtime_problem_from_shape(const fj_problem_shape *shape, const char *
   out->key.page_size = page_size;
   out->key.dtype = (int)dtype;
   out->key.head_dim = shape->head_dim;
+  out->key.head_dim_v = head_dim_v != shape->head_dim ? head_dim_v : 0;
   out->key.heads = shape->heads;
   out->key.kv_heads = shape->kv_heads;
   int64_t window_left, window_right;
