@@ -24,7 +24,8 @@
  * parts). Logit soft-capping passes each score through a scaled tanh before the masks, and ALiBi then
  * subtracts the row's slope times the key's distance from its diagonal; an attention sink is one more
  * term of a row's sum, added in the epilogue. Ragged queries (cu_seqlens_q) and packed keys
- * (cu_seqlens_k) start a sequence's rows of q and o, or of k and v, at its offset. */
+ * (cu_seqlens_k) start a sequence's rows of q and o, or of k and v, at its offset. V and O may have a
+ * head dim of their own (MLA's dv): K's packed rows are d wide, V's and O's dv (padded to whole vectors). */
 #include "kernels/kernel_family.h"
 
 #include <math.h>
@@ -77,6 +78,19 @@ static int score_chunk(const attention_key *key, const jit_target *target, int b
 /* Head dim rounded up to whole vectors: rows of V and O are kept that wide (zero-padded) so that the
  * P.V microkernel only ever touches whole vectors. */
 static int padded_head_dim(int head_dim, int lanes) { return (head_dim + lanes - 1) / lanes * lanes; }
+
+static int config_valid(const attention_key *key, const jit_target *target, const kernel_config *config,
+                        char *why, size_t why_size);
+
+/* The d steps the score loop takes per iteration: unroll, but two for unroll=1 wherever unroll=2 is valid
+ * (see same_kernel_as). */
+static int steps_per_iteration(const attention_key *key, const jit_target *target, const kernel_config *config) {
+  if (config->values[P_UNROLL] != 1) return config->values[P_UNROLL];
+  kernel_config twin = *config;
+  twin.values[P_UNROLL] = 2;
+  char ignored[256];
+  return config_valid(key, target, &twin, ignored, sizeof ignored) ? 2 : 1;
+}
 
 static int config_valid(const attention_key *key, const jit_target *target, const kernel_config *config,
                         char *why, size_t why_size) {
@@ -140,9 +154,11 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
 
 /* Configs that compile to another's kernel, so that the tuner times each kernel once (a third of the
  * space at d = 64):
- * - unroll=1 where unroll=2 is valid: LLVM's loop unroller runs the score chunk's d loop at least two
- *   steps per iteration either way (the same instruction counts, +-2 of ~2000, on znver5 for fp32 and
- *   bf16 pairs, d = 64 to 256, tiles of 8 to 28 keys; test_kernel_space compares the two on the host);
+ * - unroll=1 where unroll=2 is valid: generated as unroll=2 (steps_per_iteration). LLVM's loop unroller
+ *   ran the score chunk's d loop two steps per iteration either way on znver5 (the same instruction
+ *   counts, +-2 of ~2000, fp32 and bf16 pairs, d = 64 to 256), but not everywhere on Emerald Rapids
+ *   (2026-12-07: 1% more instructions and 8% more products at fp32 d = 80 and bf16 d = 256), so the
+ *   generator does it itself and the twins are one kernel on every host;
  * - pv_vectors of more than a row of V's vectors: P.V's one block per row is the same with the fewest
  *   listed values that still cover the row (pv_vectors=4 is pv_vectors=2 at d = 32 and vector=16). */
 static int same_kernel_as(const attention_key *key, const jit_target *target, const kernel_config *config,
@@ -154,7 +170,7 @@ static int same_kernel_as(const attention_key *key, const jit_target *target, co
     twin.values[P_UNROLL] = 2;
     if (config_valid(key, target, &twin, ignored, sizeof ignored)) {
       *out = twin;
-      snprintf(why, why_size, "unroll=1 compiles as unroll=2: LLVM unrolls the d loop twice either way");
+      snprintf(why, why_size, "unroll=1 compiles as unroll=2: the d loop takes two steps an iteration either way");
       return 1;
     }
   }
@@ -663,7 +679,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     return core_error(FJ_INVALID_ARGUMENT, "attention_fwd_cpu: invalid config: %s", why);
   shape s = {.block_m = config->values[P_BLOCK_M],
              .block_n = config->values[P_BLOCK_N],
-             .unroll = config->values[P_UNROLL],
+             .unroll = steps_per_iteration(key, target, config),
              .lanes = config->values[P_VECTOR],
              .head_dim = key->head_dim,
              .head_dim_v = core_key_head_dim_v(key),

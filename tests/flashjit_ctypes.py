@@ -34,7 +34,8 @@ class ProblemShape(ctypes.Structure):
                 ("with_lse", ctypes.c_int), ("varlen", ctypes.c_int), ("page_size", ctypes.c_int),
                 ("windowed", ctypes.c_int), ("window_left", ctypes.c_int64), ("window_right", ctypes.c_int64),
                 ("varlen_q", ctypes.c_int), ("sinks", ctypes.c_int), ("softcap", ctypes.c_float),
-                ("kv_dtype", DLDataType), ("packed_k", ctypes.c_int), ("alibi", ctypes.c_int)]
+                ("kv_dtype", DLDataType), ("packed_k", ctypes.c_int), ("alibi", ctypes.c_int),
+                ("head_dim_v", ctypes.c_int)]
 
 
 class AttentionArgs(ctypes.Structure):

@@ -559,6 +559,34 @@ static void test_public_api(void) {
               p->v_scale == 3.0f && fabs(p->scale_log2 - want_scale) <= 1e-6 * want_scale,
           "an fp8 KV cache: a kernel of its own, v_scale %g, scale_log2 %g (want %g) (%s)", (double)p->v_scale,
           (double)p->scale_log2, want_scale, s == FJ_OK ? "ok" : fj_last_error());
+    /* v and o with a head dim of their own (half of q's and k's): a kernel of its own, whose shared memory
+     * holds V tiles half as wide as K's, and o's strides of v's head dim */
+    {
+      int64_t v_shape[4] = {b, skv, hk, d / 2}, o_shape[4] = {b, sq, h, d / 2};
+      DLTensor nv = uv, no = uo;
+      nv.shape = v_shape;
+      no.shape = o_shape;
+      fj_attention_args narrow_v = unmapped;
+      narrow_v.v = &nv, narrow_v.o = &no;
+      launches = atomic_load(&fake->launches);
+      links = atomic_load(&fake->link_completes);
+      s = fj_attention_forward(context, &narrow_v);
+      p = (const gpu_attention_params *)(const void *)fake->last_params;
+      attention_problem dv_problem;
+      runtime_kernel *dv_kernel = NULL;
+      fj_status dv_status = core_validate_attention(&narrow_v, &dv_problem);
+      if (dv_status == FJ_OK) dv_status = runtime_get_kernel(context, &dv_problem, NULL, &dv_kernel);
+      size_t dv_scratch = dv_status == FJ_OK ? family->scratch_bytes(&dv_problem.key, &dv_kernel->config) : 0;
+      size_t same_config = dv_status == FJ_OK ? family->scratch_bytes(&problem.key, &dv_kernel->config) : 0;
+      check(s == FJ_OK && dv_status == FJ_OK && atomic_load(&fake->launches) == launches + 1 &&
+                atomic_load(&fake->link_completes) == links + 1 && dv_problem.key.head_dim_v == d / 2 &&
+                fake->last_shared == (unsigned)dv_scratch && dv_scratch < same_config &&
+                p->o_stride[1] == h * (d / 2) && p->v_stride[1] == hk * (d / 2),
+            "v and o of head dim %lld beside %lld: a kernel of its own, %u bytes of shared memory (want %zu; %zu "
+            "with one head dim), o's row stride %lld (%s)",
+            (long long)(d / 2), (long long)d, fake->last_shared, dv_scratch, same_config, (long long)p->o_stride[1],
+            s == FJ_OK ? "ok" : fj_last_error());
+    }
     /* what the NVIDIA kernels do not take: fp32 tensors; refused before any compile */
     launches = atomic_load(&fake->launches);
     fq.dtype = fk.dtype = fv.dtype = fo.dtype = (DLDataType){kDLFloat, 32, 1};

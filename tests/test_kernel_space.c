@@ -143,8 +143,10 @@ static int count_code(const kernel_family *family, const attention_key *key, con
 }
 
 /* The family leaves configs out of the tuner's space as "the same kernel as another"; that is a claim
- * about what LLVM makes of them, checked here: twins have the same number of products and within 1% of
- * each other's instructions (a loop's exit test or an address's form may differ). */
+ * about the code this host gets, checked here: twins have the same number of products and within 1% of
+ * each other's instructions (a loop's exit test or an address's form may differ). unroll=1 once relied
+ * on LLVM's unroller doing what unroll=2 does, true on znver5 but not on Emerald Rapids (fp32 d = 80 and
+ * bf16 d = 256 rows below); the generator now steps d two at a time for it itself. */
 static void check_same_kernels(const kernel_family *family, const jit_target *target) {
   const struct {
     dtype_id dtype;

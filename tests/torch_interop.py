@@ -98,6 +98,9 @@ def main():
         ("bf16 sq>skv causal (masked rows)", torch.bfloat16, 1, 100, 40, 2, 2, 96, 1, "plain"),
         # a decode step given the workspace it asks for, from PyTorch's allocator: split-KV
         ("bf16 decode split-KV", torch.bfloat16, 2, 1, 4000, 32, 8, 128, 1, "plain"),
+        # DeepSeek's MLA prefill: q and k of 192, v of 128 sliced out of a projection beside k's part (a
+        # row stride of 256), o of 128
+        ("bf16 mla prefill causal (v 128 of a split projection)", torch.bfloat16, 2, 300, 300, 8, 8, 192, 1, "mla"),
     ]
     if hasattr(torch, "float8_e4m3fn"):
         # an fp8 KV cache made by PyTorch (vLLM's kv_cache_dtype="fp8"), read with k_scale and v_scale
@@ -113,6 +116,10 @@ def main():
             k_scale, v_scale = 0.5, 2.0
             k = (torch.randn(b, skv, hk, d, device=dev) / k_scale).to(fp8)
             v = (torch.randn(b, skv, hk, d, device=dev) / v_scale).to(fp8)
+        elif layout == "mla":
+            q = torch.randn(b, sq, h, d, device=dev, dtype=dtype)
+            k = torch.randn(b, skv, hk, d, device=dev, dtype=dtype)
+            v = torch.randn(b, skv, hk, 256, device=dev, dtype=dtype)[..., 128:]
         elif layout == "packed":
             qkv = torch.randn(b, sq, h + 2 * hk, d, device=dev, dtype=dtype)
             q, k, v = qkv[:, :, :h], qkv[:, :, h:h + hk], qkv[:, :, h + hk:]
@@ -124,7 +131,7 @@ def main():
             q = torch.randn(b, sq, h, d, device=dev, dtype=dtype)
             k = torch.randn(b, skv, hk, d, device=dev, dtype=dtype)
             v = torch.randn(b, skv, hk, d, device=dev, dtype=dtype)
-        o = torch.full((b, sq, h, d), float("nan"), device=dev, dtype=dtype)
+        o = torch.full((b, sq, h, v.shape[3]), float("nan"), device=dev, dtype=dtype)
         lse = torch.full((b, h, sq), float("nan"), device=dev, dtype=torch.float32)
         keep = []
         tq, tk, tv, to, tl = (dltensor(x, keep) for x in (q, k, v, o, lse))
@@ -170,7 +177,7 @@ def main():
         lse_ok = bool(torch.equal(torch.isinf(lse) & (lse < 0), ~finite))
         err_lse = rel_err(lse[finite], ref_lse[finite]) if finite.any() else 0.0
         line = "%s: err_o=%.2e err_lse=%.2e" % (name, err_o, err_lse)
-        if (sq == skv or not causal) and not layout.startswith("fp8"):
+        if (sq == skv or not causal) and not layout.startswith("fp8") and layout != "mla":
             sdpa = torch.nn.functional.scaled_dot_product_attention(
                 q.transpose(1, 2), k.transpose(1, 2).repeat_interleave(h // hk, dim=1),
                 v.transpose(1, 2).repeat_interleave(h // hk, dim=1), is_causal=bool(causal)).transpose(1, 2)
