@@ -134,6 +134,13 @@ measure)
     --softcap 50 --check
   step "gemma2 prefill softcap" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" $gemma --seqlen 4096 --softcap 50
   step "gemma2 prefill" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" $gemma --seqlen 4096
+  # DeepSeek's MLA prefill (q and k 192, v 128): checked at 1024 tokens, timed at 4096 against the same
+  # call with v padded to 192 (what an engine does with a kernel of one head dim).
+  mla="--heads 16 --head-dim 192 --dtype bf16 --causal"
+  step "mla prefill 1024 check" 15 60 "$B" bench --device cuda:0 --cache-dir "$cache" $mla --head-dim-v 128 \
+    --seqlen 1024 --check
+  step "mla prefill" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" $mla --head-dim-v 128 --seqlen 4096
+  step "mla prefill v padded" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" $mla --seqlen 4096
   # Triton compiles 8 configs per (dtype, head dim, causal): what finishes is kept line by line.
   step "triton-fa2 on the grid" 90 240 sh -c "python3 \"$root/bench/peers/peers.py\" --grid prefill \
     --peers triton-fa2 >\"$out/triton.jsonl\""

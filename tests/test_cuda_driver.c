@@ -716,6 +716,57 @@ static void expect_info_devices(void) {
         "flashjit info lists cuda:0 with arch, SMs, memory and driver");
 }
 
+/* The bench commands the GPU machine's measuring run makes (bench/gpu_bundle.sh measure, at small sizes),
+ * on the fake: each must get as far as its launches and timing, so that a lent GPU's few minutes are not
+ * spent finding a flag or a tensor the CLI gets wrong (a --grid of fp16/bf16 once failed on every point:
+ * k and v were allocated fp32). The fake runs no kernel, so nothing is --check'ed and the times are its
+ * events' 1.25 ms. */
+static void test_bench_commands(void) {
+  static const struct {
+    const char *what, *args, *want;  /* want: a fragment of the JSON (or text, for the grid) */
+  } runs[] = {
+      {"the prefill grid of fp16 and bf16", "--grid prefill --tokens 1024 --width 128 --seqlens 512 --head-dims 64,128 "
+       "--dtype fp16,bf16", "bf16   128 causal"},
+      {"a packed decode step, split", "--batch 8 --heads 32 --kv-heads 8 --seqlen 1 --seqlen-kv 4096 --causal --json",
+       "\"kv_splits\":3"},
+      {"the same unsplit", "--batch 8 --heads 32 --kv-heads 8 --seqlen 1 --seqlen-kv 4096 --causal --no-split-kv --json",
+       "\"kv_splits\":1,"},
+      {"the same unpacked (a forced config)", "--batch 8 --heads 32 --kv-heads 8 --seqlen 1 --seqlen-kv 4096 --causal "
+       "--config 'block_m=64 block_n=64 warps=4 stages=3 q_in_regs=1 swizzle=1 pack_gqa=0' --json",
+       "\"config_from\":\"--config\""},
+      {"a paged decode step over an fp8 cache", "--batch 8 --heads 32 --kv-heads 8 --seqlen 1 --seqlen-kv 4096 --causal "
+       "--page-size 16 --kv-dtype fp8_e4m3 --json", "\"kv_dtype\":\"fp8_e4m3\""},
+      {"a windowed decode step", "--heads 32 --kv-heads 8 --seqlen 1 --seqlen-kv 8192 --causal --window-left 4095 --json",
+       "\"window_left\":4095"},
+      {"ragged prompts", "--heads 32 --kv-heads 8 --causal --seqlens-q 512,77,256 --json", "\"varlen_q\":true"},
+      {"packed keys", "--heads 8 --kv-heads 2 --causal --seqlens-q 90,0,33 --packed-kv --json", "\"packed_kv\":true"},
+      {"gpt-oss's decode with sinks", "--heads 64 --kv-heads 8 --head-dim 64 --batch 8 --seqlen 1 --seqlen-kv 4096 "
+       "--causal --window-left 127 --sinks --json", "\"sinks\":true"},
+      {"Gemma 2's soft-capped prefill", "--heads 16 --kv-heads 8 --head-dim 256 --seqlen 512 --causal --softcap 50 --json",
+       "\"softcap\":50"},
+      {"ALiBi", "--heads 8 --seqlen 300 --causal --alibi --json", "\"alibi\":true"},
+      {"DeepSeek's MLA prefill", "--heads 16 --seqlen 512 --head-dim 192 --head-dim-v 128 --causal --json",
+       "\"head_dim_v\":128"},
+  };
+  for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
+    char command[1024];
+    snprintf(command, sizeof command, "'%s' bench --device cuda:0 --dtype bf16 --warmup 0 --repeat 2 %s 2>&1",
+             FJ_TEST_CLI, runs[i].args);
+    if (strstr(runs[i].args, "--grid") != NULL)  /* the grid takes its own dtype list */
+      snprintf(command, sizeof command, "'%s' bench --device cuda:0 --warmup 0 --repeat 2 %s 2>&1", FJ_TEST_CLI,
+               runs[i].args);
+    FILE *p = popen(command, "r");
+    char out[16384];
+    size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+    out[n] = '\0';
+    int rc = p ? pclose(p) : -1;
+    check(rc == 0 && contains(out, runs[i].want) && !contains(out, "failed"),
+          "flashjit bench on the fake GPU, %s: exit %d, %s%s", runs[i].what, rc, contains(out, runs[i].want) ? "has " : "LACKS ",
+          runs[i].want);
+    if (rc != 0 || !contains(out, runs[i].want)) printf("     %s\n     %.2000s\n", command, out);
+  }
+}
+
 static int run_scenario(const char *scenario) {
   if (strcmp(scenario, "nolib") == 0) {
     expect_no_devices("cannot open shared object file");
@@ -745,6 +796,7 @@ static int run_scenario(const char *scenario) {
       test_public_api();
       check(atomic_load(&fake->context_syncs) == 0, "nothing ever synchronized a whole context");
       expect_info_devices();
+      test_bench_commands();
     }
   } else {
     printf("unknown scenario %s\n", scenario);
