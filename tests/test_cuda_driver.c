@@ -765,6 +765,21 @@ static void test_bench_commands(void) {
           runs[i].want);
     if (rc != 0 || !contains(out, runs[i].want)) printf("     %s\n     %.2000s\n", command, out);
   }
+  /* the run's tune: each candidate compiled, launched, timed and compared with the reference; the fake
+   * computes nothing, so every one is a wrong result, none a launch error or a crash */
+  char command[1024];
+  snprintf(command, sizeof command, "'%s' tune --device cuda:0 --batch 1 --heads 8 --seqlen 300 --head-dim 64 "
+           "--dtype bf16 --causal --strategy random --trials 3 --json --quiet 2>&1", FJ_TEST_CLI);
+  FILE *p = popen(command, "r");
+  char out[16384];
+  size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+  out[n] = '\0';
+  int rc = p ? pclose(p) : -1;
+  check(contains(out, "\"new_trials\":3") && contains(out, "\"wrong_result\":3") &&
+            contains(out, "\"launch_error\":0") && contains(out, "\"crash\":0"),
+        "flashjit tune on the fake GPU: 3 candidates measured and judged (all wrong: the fake computes nothing), "
+        "exit %d", rc);
+  if (!contains(out, "\"wrong_result\":3")) printf("     %.2000s\n", out);
 }
 
 static int run_scenario(const char *scenario) {
