@@ -99,11 +99,11 @@ static const kernel_param params[P_COUNT] = {
  * <= 128 (192 with swizzled tiles, whose ldmatrix addresses take fewer registers) none do, and 512 of
  * the 541 that did not spill stay in the space. */
 #define STRIDED_MAX_COPIED_ELEMENTS 80
+#define STRIDED_O_AND_COPIED_BUDGET 128
+#define STRIDED_O_AND_COPIED_BUDGET_SWIZZLED 192
 /* v's head dim apart from Q's and K's: see config_valid */
 #define DV_NARROW_4_WARP_BUDGET 190
 #define DV_WIDE_UNSWIZZLED_LIMIT 216
-#define STRIDED_O_AND_COPIED_BUDGET 128
-#define STRIDED_O_AND_COPIED_BUDGET_SWIZZLED 192
 
 typedef struct shape {
   int block_m, block_n, warps, stages, q_in_regs, swizzle, pack_gqa, split_kv;
