@@ -416,12 +416,12 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
               core_dtype_name(o->dtype));
     return CLI_EXIT_USAGE;
   }
-  if (o->head_dim < 8 || o->head_dim > 256 || o->head_dim % 8 != 0) {
+  if (!core_head_dim_valid(o->head_dim)) {
     cli_error(BENCH_COMMAND, "--head-dim=%" PRId64 ": must be a multiple of 8 from 8 to 256", o->head_dim);
     return CLI_EXIT_USAGE;
   }
   if (!seen_head_dim_v) o->head_dim_v = o->head_dim;
-  if (o->head_dim_v < 8 || o->head_dim_v > 256 || o->head_dim_v % 8 != 0) {
+  if (!core_head_dim_valid(o->head_dim_v)) {
     cli_error(BENCH_COMMAND, "--head-dim-v=%" PRId64 ": must be a multiple of 8 from 8 to 256", o->head_dim_v);
     return CLI_EXIT_USAGE;
   }

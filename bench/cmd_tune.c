@@ -259,11 +259,11 @@ static int tune_parse(int argc, char **argv, tune_cli *c) {
     cli_error(TUNE_COMMAND, "--dtype=%s: unknown dtype (fp32, fp16 or bf16)", c->dtype_name);
     return CLI_EXIT_USAGE;
   }
-  if (c->head_dim < 8 || c->head_dim > 256 || c->head_dim % 8 != 0) {
+  if (!core_head_dim_valid(c->head_dim)) {
     cli_error(TUNE_COMMAND, "--head-dim=%" PRId64 ": must be a multiple of 8 from 8 to 256", c->head_dim);
     return CLI_EXIT_USAGE;
   }
-  if (seen_dv && (c->head_dim_v < 8 || c->head_dim_v > 256 || c->head_dim_v % 8 != 0)) {
+  if (seen_dv && !core_head_dim_valid(c->head_dim_v)) {
     cli_error(TUNE_COMMAND, "--head-dim-v=%" PRId64 ": must be a multiple of 8 from 8 to 256", c->head_dim_v);
     return CLI_EXIT_USAGE;
   }

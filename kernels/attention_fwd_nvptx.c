@@ -226,11 +226,11 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
                         char *why, size_t why_size) {
   if (!problem_supported(key, why, why_size)) return 0;
   shape s = shape_of(key, config);
-  if (s.head_dim < 8 || s.head_dim > 256 || s.head_dim % 8 != 0) {
+  if (!core_head_dim_valid(s.head_dim)) {
     snprintf(why, why_size, "head_dim=%d: must be a multiple of 8 in [8, 256]", s.head_dim);
     return 0;
   }
-  if (s.head_dim_v < 8 || s.head_dim_v > 256 || s.head_dim_v % 8 != 0) {
+  if (!core_head_dim_valid(s.head_dim_v)) {
     snprintf(why, why_size, "v's head_dim=%d: must be a multiple of 8 in [8, 256]", s.head_dim_v);
     return 0;
   }

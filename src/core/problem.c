@@ -12,6 +12,8 @@
 #include "core/error.h"
 #include "core/problem.h"
 
+int core_head_dim_valid(int64_t head_dim) { return head_dim >= 8 && head_dim <= 256 && head_dim % 8 == 0; }
+
 int core_seqlen_bucket(int64_t seqlen) {
   int bucket = 0;
   while (bucket < 63 && ((int64_t)1 << bucket) < seqlen) bucket++;
@@ -779,7 +781,7 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
   if (qs[qh] < 1 || qs[qh] > INT32_MAX)
     return core_error(FJ_INVALID_ARGUMENT,
                       "q.shape[%d]=%" PRId64 ": heads must be from 1 to 2147483647", qh, qs[qh]);
-  if (qs[qd] < 8 || qs[qd] > 256 || qs[qd] % 8 != 0)
+  if (!core_head_dim_valid(qs[qd]))
     return core_error(FJ_INVALID_ARGUMENT,
                       "head_dim=%" PRId64 ": must be a multiple of 8 from 8 to 256 (q.shape[%d])",
                       qs[qd], qd);
@@ -803,7 +805,7 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
     if ((s = core_check_dim(&v, d, &k, d, paged ? page_what[d] : packed ? packed_what[d] : kv_what[d])) != FJ_OK)
       return s;
   const int64_t head_dim_v = v.t->shape[kd];
-  if (head_dim_v < 8 || head_dim_v > 256 || head_dim_v % 8 != 0)
+  if (!core_head_dim_valid(head_dim_v))
     return core_error(FJ_INVALID_ARGUMENT,
                       "v.shape[%d]=%" PRId64 ": v's head dim must be a multiple of 8 from 8 to 256", kd, head_dim_v);
   for (int d = 0; d < q_ndim - 1; d++)

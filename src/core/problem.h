@@ -96,6 +96,8 @@ typedef struct attention_problem {
   DLDevice device;      /* where the tensors live */
 } attention_problem;
 
+/* 1 for a head dim the API takes (q's and k's, or v's): a multiple of 8 from 8 to 256. */
+int core_head_dim_valid(int64_t head_dim);
 /* Power-of-two bucket of a sequence length: 0 for 0, else ceil(log2(seqlen)) (1 -> 0 too). */
 int core_seqlen_bucket(int64_t seqlen);
 /* k's and v's dtype: key->dtype, or the fp8 of an fp8 cache. */
