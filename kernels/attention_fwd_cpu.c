@@ -223,9 +223,10 @@ static void default_config(const attention_key *key, const jit_target *target, k
   out->values[P_PV_ROWS] = few_rows ? 4 : 6;
   out->values[P_PV_VECTORS] = target->vector_registers >= 32 ? 4 : 2;
   out->values[P_PACK_GQA] = pack_gqa;
-  /* bf16 products in pairs where the CPU has them (twice the products per instruction); unroll drops
-   * to 1 where pairs of two steps do not divide d */
-  if (key->dtype == DTYPE_BF16 && target->has_avx512bf16 && lanes == 16 && key->head_dim % 2 == 0) {
+  /* bf16 products in pairs where the CPU runs them faster than FMAs (twice the products per instruction
+   * at the FMA's rate on Zen 5; at half of it on Emerald Rapids, where fp32 tiles are 1.5x faster);
+   * unroll drops to 1 where pairs of two steps do not divide d */
+  if (key->dtype == DTYPE_BF16 && target->bf16_dot_fast && lanes == 16 && key->head_dim % 2 == 0) {
     out->values[P_BF16_DOT] = 1;
     if (key->head_dim % 4 != 0) out->values[P_UNROLL] = 1;
   }

@@ -444,10 +444,8 @@ static void run_empty_cases(fj_context *context) {
  * (fp32 tiles, or bf16 pairs). */
 static void run_fp8_codes(fj_context *context) {
   int p = param_index(&attention_fwd_cpu_family, "bf16_dot");
-  attention_key probe = {.dtype = DTYPE_BF16, .head_dim = 128, .heads = 8, .kv_heads = 8};
-  kernel_config config;
-  attention_fwd_cpu_family.default_config(&probe, runtime_target(context), &config);
-  int has_pairs = p >= 0 && config.values[p];
+  const jit_target *target = runtime_target(context);
+  int has_pairs = p >= 0 && target->has_avx512bf16 && target->vector_bits >= 512;  /* both products */
   for (int kv = DTYPE_E4M3; kv <= DTYPE_E5M2; kv++)
     for (int run = 0; run < 3; run++) {
       if (run == 2 && !has_pairs) continue;
@@ -473,15 +471,13 @@ static void run_fp8_codes(fj_context *context) {
 }
 
 /* The bf16 cases again with the product the default did not take, where this CPU has both: a CPU
- * with AVX512-BF16 defaults to the pairs (bf16_dot=1), and the fp32 FMAs every other CPU runs must stay
- * right too. */
+ * whose pair dot is fast (AMD's) defaults to the pairs (bf16_dot=1), others with AVX512-BF16 to fp32
+ * FMAs, and the other product must stay right too. */
 static void run_other_bf16_product(fj_context *context) {
-  attention_key probe = {.dtype = DTYPE_BF16, .head_dim = 128, .heads = 8, .kv_heads = 8};
-  kernel_config config;
-  attention_fwd_cpu_family.default_config(&probe, runtime_target(context), &config);
+  const jit_target *target = runtime_target(context);
   int p = param_index(&attention_fwd_cpu_family, "bf16_dot");
   check(p >= 0, "attention_fwd_cpu has a bf16_dot parameter");
-  if (p < 0 || !config.values[p]) {
+  if (p < 0 || !target->has_avx512bf16 || target->vector_bits < 512) {
     printf("skip: the bf16 products in pairs (bf16_dot=1) need AVX512-BF16, which this CPU lacks: its default, "
            "fp32 FMAs, ran above\n");
     return;

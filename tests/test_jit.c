@@ -466,8 +466,12 @@ static void check_cpu_features_env(LLVMContextRef c, const jit_target *host) {
   snprintf(detail, sizeof detail, "status %d vector_bits %d registers %d bf16 %d", status, t.vector_bits,
            t.vector_registers, t.has_avx512bf16);
   check_detail(status == FJ_OK && t.vector_bits == 256 && t.vector_registers == 16 && !t.has_avx512bf16 &&
-            t.has_fma && length > 9 && strcmp(t.features + length - 9, ",-avx512f") == 0,
-        "FLASHJIT_CPU_FEATURES=-avx512f on an AVX-512 host gives 256 bits, 16 registers", detail);
+            !t.bf16_dot_fast && t.has_fma && length > 9 && strcmp(t.features + length - 9, ",-avx512f") == 0,
+        "FLASHJIT_CPU_FEATURES=-avx512f on an AVX-512 host gives 256 bits, 16 registers, no pair dots", detail);
+  /* the default's pair dots: only with AVX512-BF16, and only where the CPU runs them fast (AMD's Zen) */
+  int zen = strncmp(host->cpu, "znver", 5) == 0;
+  check(host->bf16_dot_fast == (host->has_avx512bf16 && zen),
+        "bf16 pair dots by default: %d on %s (avx512bf16 %d)", host->bf16_dot_fast, host->cpu, host->has_avx512bf16);
   unsetenv("FLASHJIT_CPU_FEATURES");
 
   /* The features must reach the code generator, not only the derived fields. */

@@ -18,6 +18,10 @@ typedef struct jit_target {
   int has_fma;
   int has_f16c;           /* hardware fp16 <-> fp32 */
   int has_avx512bf16;
+  /* AVX512-BF16's pair dot outruns two FMAs here, so bf16 kernels default to it: AMD's Zen cores (Zen 5:
+   * 862 GFLOP/s of pair dots against 431 of FMAs on 2 threads), not Intel's (Emerald Rapids: 215
+   * against 443, and bf16 prefill 1.5x slower in pairs; 2026-12-07). From the CPU's name. */
+  int bf16_dot_fast;
 } jit_target;
 
 /* Initializes LLVM's targets (X86 always; NVPTX and AMDGPU registered too) and installs the fatal-error

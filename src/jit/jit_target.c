@@ -154,6 +154,7 @@ static void jit_derive_fields(jit_target *target) {
   target->has_fma = on[JIT_FMA];
   target->has_f16c = on[JIT_F16C];
   target->has_avx512bf16 = on[JIT_AVX512BF16];
+  target->bf16_dot_fast = target->has_avx512bf16 && strncmp(target->cpu, "znver", 5) == 0;
 }
 
 /* Appends the comma-separated "+x"/"-x" items of extra to features (spaces ignored), refusing anything
