@@ -139,9 +139,15 @@ static void info_print_text(const info_report *r) {
            d->info.driver_version[0] ? ", driver " : "", d->info.driver_version);
     if (d->is_cpu && d->peak_gflops > 0.0)
       printf("           peak %.1f GFLOP/s fp32 FMA (%s)\n", d->peak_gflops, d->peak_detail);
-    if (d->is_cpu && d->bf16_peak_gflops > 0.0)
+    if (d->is_cpu && d->bf16_peak_gflops > 0.0) {
       printf("           peak %.1f GFLOP/s bf16 pair dot (%s)\n", d->bf16_peak_gflops, d->bf16_peak_detail);
-    else if (d->is_cpu)
+      /* the default's product for bf16 comes from the CPU's name (jit_target.bf16_dot_fast); say where
+       * the peaks just measured disagree with it */
+      int pairs = host->bf16_dot_fast, pairs_faster = d->bf16_peak_gflops > d->peak_gflops;
+      printf("           bf16 default: %s%s\n", pairs ? "pairs (bf16_dot=1)" : "fp32 tiles (bf16_dot=0)",
+             d->peak_gflops > 0.0 && pairs != pairs_faster ? "; the peaks say the other is faster here: tune bf16 shapes"
+                                                           : "");
+    } else if (d->is_cpu)
       printf("           peak unmeasured (%s)\n", d->peak_error);
   }
   if (r->count == 0) printf("  none\n");
@@ -228,6 +234,7 @@ static void info_print_json(const info_report *r) {
     json_kv_bool(&w, "fma", host->has_fma);
     json_kv_bool(&w, "f16c", host->has_f16c);
     json_kv_bool(&w, "avx512bf16", host->has_avx512bf16);
+    json_kv_bool(&w, "bf16_dot_default", host->bf16_dot_fast);
     json_kv_int(&w, "online_cores", core_online_cores());
     json_kv_string(&w, "features", host->features);
   } else {

@@ -320,12 +320,18 @@ static void test_info(const char *cache_dir) {
   const jvalue *host = jget(doc, "host");
   check(jnumber(host, "vector_bits", 0) >= 128 && jstring(host, "cpu")[0] != '\0',
         "info --json: host %s with %.0f-bit vectors", jstring(host, "cpu"), jnumber(host, "vector_bits", 0));
+  /* bf16's default product: pairs only with AVX512-BF16 (and there only on AMD's Zen) */
+  const jvalue *pairs = jget(host, "bf16_dot_default"), *bf16 = jget(host, "avx512bf16");
+  int has_bf16 = bf16 && bf16->type == J_BOOL && bf16->number != 0;
+  check(pairs && pairs->type == J_BOOL && (has_bf16 || pairs->number == 0),
+        "info --json: bf16_dot_default %s (avx512bf16 %d)", pairs && pairs->number ? "true" : "false", has_bf16);
   jfree(doc);
   cli_result_free(&r);
 
   r = run_cli((const char *[]){"info", NULL});
-  check(r.exited && r.code == 0 && strstr(r.out, "GFLOP/s") && strstr(r.out, "cpu:0"),
-        "info (text) shows cpu:0 and its peak");
+  check(r.exited && r.code == 0 && strstr(r.out, "GFLOP/s") && strstr(r.out, "cpu:0") &&
+            (!has_bf16 || strstr(r.out, "bf16 default: ") != NULL),
+        "info (text) shows cpu:0, its peak%s", has_bf16 ? " and bf16's default product" : "");
   cli_result_free(&r);
 }
 
