@@ -9,12 +9,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cache/json_reader.h"
 #include "cache/tuning_db.h"
 #include "core/dtype.h"
 #include "runtime/runtime.h"
+#include "tuner/tune_internal.h"
 #include "tuner/tuner.h"
 #include "check.h"
 #include "test_files.h"
@@ -144,7 +146,39 @@ static int count_timing(const db_dump *dump, const char *timing) {
  * 25%: one run's noisy measurement of a config (this VM once timed the same config 0.21 ms in one run
  * and 0.29 ms in the other, so that each run's winner beat the other's by 37%) is not a difference
  * between the configs. */
-static int same_or_tied(const tune_result *a, const tune_result *b, const db_dump *a_dump, const db_dump *b_dump) {
+/* Two configs of shape's problem timed again here, alternating: 6 rounds of 10 calls each on one thread,
+ * and each one's fastest call in ms (-1 where it could not run). */
+static void retime(const fj_problem_shape *shape, const char *config_a, const char *config_b, double best[2]) {
+  best[0] = best[1] = -1.0;
+  fj_context *context = open_context(fresh_dir("retime"));
+  const kernel_family *family = kernel_family_for_backend("cpu");
+  tune_inputs in;
+  const char *texts[2] = {config_a, config_b};
+  runtime_kernel *kernels[2] = {NULL, NULL};
+  int ready = family != NULL && tune_inputs_build(shape, 0, &in) == FJ_OK;
+  for (int i = 0; ready && i < 2; i++) {
+    kernel_config config;
+    char why[256];
+    ready = kernel_config_parse(family, texts[i], &config, why, sizeof why) == 0 &&
+            runtime_get_kernel(context, &in.problem, &config, &kernels[i]) == FJ_OK;
+  }
+  for (int round = 0; ready && round < 6; round++)
+    for (int i = 0; ready && i < 2; i++)
+      for (int call = 0; ready && call < 10; call++) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        ready = runtime_launch_attention(context, kernels[i], &in.problem, NULL) == FJ_OK;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+        if (ready && (best[i] < 0.0 || ms < best[i])) best[i] = ms;
+      }
+  if (!ready) best[0] = best[1] = -1.0;
+  if (family != NULL) tune_inputs_free(&in);
+  fj_context_destroy(context);
+}
+
+static int same_or_tied(const fj_problem_shape *shape, const tune_result *a, const tune_result *b,
+                        const db_dump *a_dump, const db_dump *b_dump) {
   if (strcmp(a->best_config, b->best_config) == 0) return 1;
   const db_dump *dumps[2] = {a_dump, b_dump};
   double tx = -1.0, ty = -1.0;
@@ -156,7 +190,14 @@ static int same_or_tied(const tune_result *a, const tune_result *b, const db_dum
     if (x && (tx < 0.0 || x->min_ms < tx)) tx = x->min_ms;
     if (y && (ty < 0.0 || y->min_ms < ty)) ty = y->min_ms;
   }
-  return tx > 0.0 && ty > 0.0 && fabs(tx - ty) <= 0.25 * fmin(tx, ty);
+  if (tx > 0.0 && ty > 0.0 && fabs(tx - ty) <= 0.25 * fmin(tx, ty)) return 1;
+  /* This VM's timings are bimodal (a whole trial at 0.22 ms or at 0.29 ms, whatever the config), so a
+   * config can draw the slow mode in both runs: the two winners are timed again, alternating, and judged
+   * by what they do now. */
+  double again[2];
+  retime(shape, a->best_config, b->best_config, again);
+  printf("     timed again, alternating: %.4f ms and %.4f ms\n", again[0], again[1]);
+  return again[0] > 0.0 && again[1] > 0.0 && fabs(again[0] - again[1]) <= 0.25 * fmin(again[0], again[1]);
 }
 
 /* ---- the tests ------------------------------------------------------------------------------------ */
@@ -261,7 +302,7 @@ static void test_exhaustive(void) {
     int in_db = 0;
     for (int i = 0; i < a.count; i++) in_db += strcmp(a.trials[i].problem, r->problem_key) == 0;
     check(in_db == valid, "[%d] every trial is in the database (%d rows)", p, in_db);
-    check(same_or_tied(&first[p], &second[p], &a, &b), "[%d] the same winner twice (or tied)", p);
+    check(same_or_tied(&shapes[p], &first[p], &second[p], &a, &b), "[%d] the same winner twice (or tied)", p);
   }
   free(a.trials);
   free(b.trials);
@@ -503,7 +544,7 @@ static void test_random_and_halving(void) {
   for (int i = 0; i < a.count && same_sample; i++)
     same_sample = find_trial(&b, a.trials[i].problem, a.trials[i].config, "cpu-wall") != NULL;
   check(same_sample, "the same 6 candidates both times (%d and %d trials)", a.count, b.count);
-  check(same_or_tied(&first, &second, &a, &b), "the same winner twice (or tied)");
+  check(same_or_tied(&shape, &first, &second, &a, &b), "the same winner twice (or tied)");
   check(first.best_ms <= first.default_ms * 1.05, "random winner %.4f ms <= default %.4f ms * 1.05", first.best_ms,
         first.default_ms);
   free(a.trials);
