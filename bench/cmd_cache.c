@@ -370,7 +370,7 @@ static int cache_warm(cache_cli *c) {
     s.seqlen_q = c->seqlen;
     s.seqlen_kv = c->seqlen_kv;
     s.head_dim = (int)c->head_dim;
-    s.head_dim_v = c->head_dim_v != c->head_dim ? (int)c->head_dim_v : 0;  /* 0 when not given */
+    s.head_dim_v = (int)c->head_dim_v;  /* 0 when not given; head_dim's own is the plain problem */
     s.causal = c->causal;
     s.varlen = c->varlen;
     s.varlen_q = c->varlen_q;

@@ -327,7 +327,7 @@ static int tune_problems(const tune_cli *c, preset_shapes *out) {
   s.seqlen_q = c->seqlen;
   s.seqlen_kv = c->seqlen_kv;
   s.head_dim = (int)c->head_dim;
-  s.head_dim_v = c->head_dim_v != c->head_dim ? (int)c->head_dim_v : 0;
+  s.head_dim_v = (int)c->head_dim_v;  /* 0 when not given; head_dim's own is the plain problem */
   s.causal = c->causal;
   s.varlen = c->varlen;
   s.varlen_q = c->varlen_q;

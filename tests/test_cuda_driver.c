@@ -750,11 +750,8 @@ static void test_bench_commands(void) {
   };
   for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
     char command[1024];
-    snprintf(command, sizeof command, "'%s' bench --device cuda:0 --dtype bf16 --warmup 0 --repeat 2 %s 2>&1",
-             FJ_TEST_CLI, runs[i].args);
-    if (strstr(runs[i].args, "--grid") != NULL)  /* the grid takes its own dtype list */
-      snprintf(command, sizeof command, "'%s' bench --device cuda:0 --warmup 0 --repeat 2 %s 2>&1", FJ_TEST_CLI,
-               runs[i].args);
+    snprintf(command, sizeof command, "'%s' bench --device cuda:0 --warmup 0 --repeat 2 %s 2>&1", FJ_TEST_CLI,
+             runs[i].args);  /* bench's default dtype: bf16 */
     FILE *p = popen(command, "r");
     char out[16384];
     size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
