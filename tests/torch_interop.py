@@ -3,15 +3,21 @@ allocated on cuda:0, as test_torch_interop runs it: python3 torch_interop.py <pa
 
 The tensors cross as DLTensor structs built from data_ptr() and stride() (strides in elements), the
 call runs on a PyTorch stream, and o and lse are compared with a float64 reference computed by PyTorch
-(and with scaled_dot_product_attention where its causal alignment matches ours). Exit 0 when every case
-passes, 1 on a failure, 77 when the library has no CUDA kernels to run."""
+(and with scaled_dot_product_attention where its causal alignment matches ours). Then the Python
+package (python/flashjit, on PYTHONPATH) is called the way an engine would: flashjit.attention on
+torch's current stream, a decode step's workspace from torch's allocator, an fp8 cache. Exit 0 when
+every case passes, 1 on a failure, 77 when the library has no CUDA kernels to run."""
 import ctypes
 import math
+import os
 import sys
 
 import torch
 
-from flashjit_ctypes import AttentionArgs, ContextOptions, DLDataType, DLDevice, DLTensor, check_layout, init
+os.environ["FLASHJIT_LIBRARY"] = sys.argv[1]  # the package loads the library under test, not another copy
+import flashjit  # noqa: E402
+from flashjit._ffi import (AttentionArgs, ContextOptions, DLDataType, DLDevice, DLTensor,  # noqa: E402
+                           check_layout, init)
 
 FJ_OK, FJ_UNSUPPORTED = 0, 2
 KDL_CUDA = 2
@@ -189,8 +195,51 @@ def main():
         print(("ok   " if ok else "FAIL ") + line + ("" if lse_ok else " LSE -inf ROWS WRONG"))
         failures += 0 if ok else 1
     lib.fj_context_destroy(ctx)
+    failures += package_cases(dev)
     print("%d failed" % failures)
     return 1 if failures else 0
+
+
+def package_cases(dev):
+    """flashjit.attention on PyTorch's tensors: o and lse made by torch, the launch on torch's current
+    stream (the default one, then a side stream), a decode step that asks for its workspace, an fp8
+    cache. Returns the number of failures."""
+    failures = 0
+    side = torch.cuda.Stream(device=dev)
+    cases = [("package: bf16 gqa causal, lse", torch.bfloat16, 2, 300, 300, 8, 2, 128, None),
+             ("package: fp16 on a side stream", torch.float16, 1, 257, 257, 4, 4, 64, side),
+             ("package: bf16 decode (workspace from torch)", torch.bfloat16, 2, 1, 4000, 32, 8, 128, None)]
+    if hasattr(torch, "float8_e4m3fn"):
+        cases.append(("package: bf16 q, fp8_e4m3 cache", torch.bfloat16, 2, 1, 2000, 32, 8, 128, None))
+    for name, dtype, b, sq, skv, h, hk, d, stream in cases:
+        q = torch.randn(b, sq, h, d, device=dev, dtype=dtype)
+        k = torch.randn(b, skv, hk, d, device=dev, dtype=dtype)
+        v = torch.randn(b, skv, hk, d, device=dev, dtype=dtype)
+        scales = {}
+        if "fp8" in name:
+            k, v = (k / 0.5).to(torch.float8_e4m3fn), (v / 2.0).to(torch.float8_e4m3fn)
+            scales = {"k_scale": 0.5, "v_scale": 2.0}
+        try:
+            if stream is not None:
+                stream.wait_stream(torch.cuda.current_stream(dev))
+                with torch.cuda.stream(stream):
+                    o, lse = flashjit.attention(q, k, v, causal=True, return_lse=True, **scales)
+                stream.synchronize()
+            else:
+                o, lse = flashjit.attention(q, k, v, causal=True, return_lse=True, **scales)
+                torch.cuda.synchronize(dev)
+        except flashjit.Error as error:
+            print("FAIL %s: %s" % (name, error))
+            failures += 1
+            continue
+        ref_o, ref_lse = reference(q, k.double() * scales.get("k_scale", 1.0), v.double() * scales.get("v_scale", 1.0),
+                                   1, 1.0 / math.sqrt(d))
+        finite = torch.isfinite(ref_lse)
+        err_o, err_lse = rel_err(o, ref_o), rel_err(lse[finite], ref_lse[finite])
+        ok = o.dtype == dtype and o.shape == q.shape and err_o < 1e-2 and err_lse < 1e-3
+        print(("ok   " if ok else "FAIL ") + "%s: err_o=%.2e err_lse=%.2e" % (name, err_o, err_lse))
+        failures += 0 if ok else 1
+    return failures
 
 
 if __name__ == "__main__":

@@ -1,0 +1,253 @@
+"""flashjit: flash attention JIT-compiled for the device the tensors are on, tuned per shape.
+
+    import flashjit
+    o = flashjit.attention(q, k, v, causal=True)          # q [b, sq, h, d]; k, v [b, skv, hk, d]
+    o, lse = flashjit.attention(q, k, v, return_lse=True)  # lse [b, h, sq], float32
+
+q, k and v are PyTorch tensors (cpu or cuda) or any array with __dlpack__ (numpy on the CPU, CuPy, JAX),
+in any strides; o is made like q (or written into out=). A call runs on the tensors' device: with torch
+on a GPU it launches on torch's current stream and returns without waiting for the device, as
+PyTorch's own kernels do. The first call of a shape compiles a kernel (or loads it from the disk cache,
+FLASHJIT_CACHE_DIR); the tuning database's winner is used where `flashjit tune` ran. Every argument of
+the C call (include/flashjit.h, fj_attention_args) has a keyword here; bad ones raise
+InvalidArgumentError (a ValueError) with the library's message naming the argument and its values.
+
+The package calls libflashjit.so through ctypes: the build puts a copy beside it (build/python), else
+FLASHJIT_LIBRARY names it."""
+import ctypes
+import math
+import threading
+
+from . import _ffi
+from ._ffi import FJ_INVALID_ARGUMENT, KDL_CPU, KDL_CUDA, AttentionArgs, ContextOptions
+from ._tensors import device_of, dltensor, empty_like, is_torch
+
+__all__ = ["attention", "Context", "Error", "InvalidArgumentError", "version"]
+
+
+class Error(RuntimeError):
+    """A call failed; status is the library's fj_status code, status_name its text."""
+
+    def __init__(self, status, status_name, message):
+        super().__init__(message)
+        self.status = status
+        self.status_name = status_name
+
+
+class InvalidArgumentError(Error, ValueError):
+    """An argument the library cannot take (FJ_INVALID_ARGUMENT); the message names it."""
+
+
+def _fail(lib, status, what):
+    name = lib.fj_status_string(status).decode()
+    message = "%s: %s: %s" % (what, name, lib.fj_last_error().decode(errors="replace"))
+    raise (InvalidArgumentError if status == FJ_INVALID_ARGUMENT else Error)(status, name, message)
+
+
+def version():
+    """The library's version, "MAJOR.MINOR.PATCH"."""
+    return _ffi.library().fj_version_string().decode()
+
+
+class Context:
+    """A device and the kernels loaded on it (fj_context). device: "auto", "cpu" or "cuda:N";
+    cache_dir: the compiled kernels and the tuning database (None: FLASHJIT_CACHE_DIR, else
+    ~/.cache/flashjit); num_threads: the CPU's workers (0: one per core); disk_cache=False keeps
+    every kernel in memory. A context may be used from several threads at once."""
+
+    def __init__(self, device="auto", cache_dir=None, num_threads=0, disk_cache=True):
+        lib = _ffi.library()
+        options = _ffi.init(lib, "fj_context_options", ContextOptions)
+        options.device = device.encode() if device is not None else None
+        options.cache_dir = str(cache_dir).encode() if cache_dir is not None else None
+        options.num_threads = int(num_threads)
+        options.disable_disk_cache = 0 if disk_cache else 1
+        handle = ctypes.c_void_p()
+        status = lib.fj_context_create(ctypes.byref(options), ctypes.byref(handle))
+        if status != _ffi.FJ_OK:
+            _fail(lib, status, "Context(device=%r)" % (device,))
+        self._lib = lib
+        self._handle = handle
+
+    @property
+    def device_name(self):
+        """The device, as the library names it ("cpu: AMD EPYC ...")."""
+        buffer = ctypes.create_string_buffer(256)
+        self._lib.fj_context_device_name(self._live(), buffer, len(buffer))
+        return buffer.value.decode(errors="replace")
+
+    def _live(self):
+        if not self._handle:
+            raise ValueError("this flashjit.Context is closed")
+        return self._handle
+
+    def close(self):
+        """Destroys the context and its kernels (later calls on it raise ValueError)."""
+        handle, self._handle = getattr(self, "_handle", None), None
+        if handle:
+            self._lib.fj_context_destroy(handle)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # at interpreter exit the library may already be gone
+            pass
+
+    def attention(self, q, k, v, **options):
+        """flashjit.attention on this context's device; the same arguments."""
+        return _attention(self, q, k, v, **options)
+
+    def workspace_size(self, q, k, v, **options):
+        """The bytes of workspace a call with these arguments would use (0: it would not split its
+        keys); validates them as the call does and compiles its kernel, but launches nothing."""
+        return _attention(self, q, k, v, _size_only=True, **options)
+
+
+_contexts = {}
+_contexts_lock = threading.Lock()
+
+
+def _context_for(q):
+    kind, index = device_of(q)
+    if kind == KDL_CPU:
+        device = "cpu"
+    elif kind == KDL_CUDA:
+        device = "cuda:%d" % index
+    else:
+        raise ValueError("q: an array on DLPack device type %d; flashjit takes cpu and cuda ones" % kind)
+    with _contexts_lock:
+        context = _contexts.get(device)
+        if context is None:
+            context = _contexts[device] = Context(device)
+    return context
+
+
+def _stream_handle(q, stream):
+    if stream is None:
+        if is_torch(q) and q.is_cuda:
+            import torch
+            return torch.cuda.current_stream(q.device).cuda_stream
+        return 0
+    handle = getattr(stream, "cuda_stream", stream)  # a torch.cuda.Stream, or a CUstream as an int
+    if not isinstance(handle, int) or handle < 0:
+        raise TypeError("stream: %r is neither a CUDA stream handle (an int) nor an object with .cuda_stream"
+                        % (stream,))
+    return handle
+
+
+def _optional_scale(name, value):
+    if value is None:
+        return 0.0  # the library's default
+    value = float(value)
+    if value == 0.0:
+        raise ValueError("%s=0: the library reads 0 as its default; pass None for that" % name)
+    return value
+
+
+def attention(q, k, v, **options):
+    """o = softmax(softmax_scale * q k^T + masks) v for every batch and head, on q's device.
+
+    q [batch, seqlen_q, heads, head_dim]; k [batch, seqlen_kv, kv_heads, head_dim]; v likewise with
+    its own head dim (head_dim_v); heads a multiple of kv_heads (GQA, MQA). float32, float16 or bfloat16,
+    all of one dtype, except that k and v may both be float8 (an fp8 KV cache; k_scale, v_scale).
+
+    Keywords (all optional):
+      causal            bool; query i sees key j <= i + seqlen_kv - seqlen_q (bottom-right aligned).
+      softmax_scale     None: 1 / sqrt(head_dim).
+      out               where o goes ([.., heads, head_dim_v], q's dtype); None: made like q.
+      return_lse, lse   return (o, lse) with lse [batch, heads, seqlen_q] float32 (natural log; -inf for
+                        a row with no key), made like q or written into lse=.
+      window            (left, right): sliding-window attention, FlashAttention's window_size; -1 leaves
+                        a side open.
+      seqlens_kv        [batch] int32: each sequence's key count (a cache filled to different lengths).
+      block_table       [batch, max_pages] int32: a paged cache; k and v are then page pools
+                        [pages, page_size, kv_heads, head_dim].
+      cu_seqlens_q, max_seqlen_q   ragged queries packed end to end (q and o [total_q, heads, head_dim],
+                        lse [heads, total_q]); max_seqlen_q is required with them.
+      cu_seqlens_k, max_seqlen_k   packed keys (k and v [total_k, kv_heads, head_dim]).
+      sinks             [heads] float32: gpt-oss's attention sinks.
+      softcap           > 0: scores become softcap * tanh(score / softcap) (Gemma 2).
+      alibi_slopes      [heads] or [batch, heads] float32: ALiBi's linear biases.
+      k_scale, v_scale  an fp8 cache's per-tensor scales (None: 1).
+      workspace         [bytes] uint8 scratch for split-KV decode steps on a GPU; None: for torch cuda
+                        tensors asked for and allocated by torch when the call would split, else none;
+                        False: none.
+      stream            CUDA stream (a handle or a torch.cuda.Stream); None: torch's current stream for
+                        torch tensors, else the default stream.
+
+    Returns o, or (o, lse) when return_lse or lse= is given."""
+    return _attention(_context_for(q), q, k, v, **options)
+
+
+def _attention(context, q, k, v, causal=False, softmax_scale=None, out=None, return_lse=False, lse=None,
+               window=None, seqlens_kv=None, block_table=None, cu_seqlens_q=None, max_seqlen_q=None,
+               cu_seqlens_k=None, max_seqlen_k=None, sinks=None, softcap=0.0, alibi_slopes=None,
+               k_scale=None, v_scale=None, workspace=None, stream=None, _size_only=False):
+    lib = context._lib
+    args = _ffi.init(lib, "fj_attention_args", AttentionArgs)
+    handle = _stream_handle(q, stream)
+    args.stream = ctypes.c_void_p(handle) if handle else None
+    args.causal = 1 if causal else 0
+    args.softmax_scale = _optional_scale("softmax_scale", softmax_scale)
+    args.k_scale = _optional_scale("k_scale", k_scale)
+    args.v_scale = _optional_scale("v_scale", v_scale)
+    softcap = float(softcap) if softcap is not None else 0.0
+    if not math.isfinite(softcap) or softcap < 0.0:
+        raise ValueError("softcap=%r: must be finite and not negative (0: none)" % softcap)
+    args.softcap = softcap
+    if window is not None:
+        try:
+            left, right = (int(side) for side in window)
+        except (TypeError, ValueError):
+            raise TypeError("window=%r: a pair (left, right) of ints, -1 for an open side" % (window,)) from None
+        args.windowed, args.window_left, args.window_right = 1, left, right
+    if cu_seqlens_q is not None:
+        if max_seqlen_q is None:
+            raise ValueError("max_seqlen_q: needed with cu_seqlens_q (the longest sequence's query count)")
+        args.max_seqlen_q = int(max_seqlen_q)
+    if cu_seqlens_k is not None:
+        if max_seqlen_k is None:
+            raise ValueError("max_seqlen_k: needed with cu_seqlens_k (the longest sequence's key count)")
+        args.max_seqlen_k = int(max_seqlen_k)
+
+    keep = []  # whatever the DLTensors borrow, held until the call returns
+    args.q = dltensor(q, "q", keep, handle)
+    args.k = dltensor(k, "k", keep, handle)
+    args.v = dltensor(v, "v", keep, handle)
+    args.seqlens_kv = dltensor(seqlens_kv, "seqlens_kv", keep, handle)
+    args.block_table = dltensor(block_table, "block_table", keep, handle)
+    args.cu_seqlens_q = dltensor(cu_seqlens_q, "cu_seqlens_q", keep, handle)
+    args.cu_seqlens_k = dltensor(cu_seqlens_k, "cu_seqlens_k", keep, handle)
+    args.sinks = dltensor(sinks, "sinks", keep, handle)
+    args.alibi_slopes = dltensor(alibi_slopes, "alibi_slopes", keep, handle)
+    want_lse = bool(return_lse) or lse is not None
+    if out is None:
+        out = empty_like(q, tuple(q.shape[:-1]) + (v.shape[-1],), False, "out")
+    if want_lse and lse is None:
+        rows = (q.shape[1], q.shape[0]) if cu_seqlens_q is not None else (q.shape[0], q.shape[2], q.shape[1])
+        lse = empty_like(q, rows, True, "lse")
+    args.o = dltensor(out, "out", keep, handle)
+    args.lse = dltensor(lse, "lse", keep, handle) if want_lse else None
+
+    if _size_only or (workspace is None and is_torch(q) and q.is_cuda):
+        need = ctypes.c_size_t(0)
+        status = lib.fj_attention_workspace_size(context._live(), ctypes.byref(args), ctypes.byref(need))
+        if status != _ffi.FJ_OK:
+            _fail(lib, status, "flashjit.attention")
+        if _size_only:
+            return need.value
+        if need.value > 0:
+            import torch
+            workspace = torch.empty(need.value, dtype=torch.uint8, device=q.device)
+    if workspace is not None and workspace is not False:
+        args.workspace = dltensor(workspace, "workspace", keep, handle)
+    status = lib.fj_attention_forward(context._live(), ctypes.byref(args))
+    if status != _ffi.FJ_OK:
+        _fail(lib, status, "flashjit.attention")
+    return (out, lse) if want_lse else out

@@ -1,0 +1,251 @@
+"""python_api.py: the Python package (python/flashjit) on the CPU, as test_python_api runs it with the
+build's python/ folder on PYTHONPATH: flashjit.attention on numpy arrays (and on PyTorch's CPU tensors
+where torch imports) against a float64 reference written here in numpy, every keyword of the call at
+least once, and the errors a caller gets for bad arguments. Exit 0 when every check passes, 1 naming
+those that failed."""
+import math
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+
+import flashjit
+
+failures = []
+
+
+def check(ok, what):
+    print(("ok   " if ok else "FAIL ") + what)
+    if not ok:
+        failures.append(what)
+
+
+def reference(q, k, v, causal=False, scale=None, window=None, lens=None, sinks=None, softcap=0.0, alibi=None):
+    """float64 o [b, sq, h, dv] and lse [b, h, sq]: the header's definitions, one score at a time in
+    vectors (bottom-right aligned masks; a row with no key gives 0 and lse -inf, or sinks[h])."""
+    b, sq, h, d = q.shape
+    skv_all, hk, dv = k.shape[1], k.shape[2], v.shape[3]
+    scale = 1.0 / math.sqrt(d) if scale is None else scale
+    o = np.zeros((b, sq, h, dv))
+    lse = np.full((b, h, sq), -np.inf)
+    for bi in range(b):
+        skv = skv_all if lens is None else int(lens[bi])
+        for hi in range(h):
+            kh = hi // (h // hk)
+            s = scale * (q[bi, :, hi].astype(np.float64) @ k[bi, :skv, kh].astype(np.float64).T)  # [sq, skv]
+            if softcap > 0.0:
+                s = softcap * np.tanh(s / softcap)
+            i = np.arange(sq)[:, None] + skv - sq
+            j = np.arange(skv)[None, :]
+            if alibi is not None:
+                s = s - alibi[hi] * np.abs(i - j)
+            keep = np.ones_like(s, dtype=bool)
+            if causal:
+                keep &= j <= i
+            if window is not None:
+                if window[0] >= 0:
+                    keep &= j >= i - window[0]
+                if window[1] >= 0:
+                    keep &= j <= i + window[1]
+            s = np.where(keep, s, -np.inf)
+            terms = [s] + ([np.full((sq, 1), float(sinks[hi]))] if sinks is not None else [])
+            full = np.concatenate(terms, axis=1) if terms[1:] else s
+            m = np.max(full, axis=1, initial=-np.inf)
+            base = np.where(np.isfinite(m), m, 0.0)
+            total = np.exp(full - base[:, None]).sum(axis=1)
+            with np.errstate(divide="ignore"):
+                lse[bi, hi] = np.where(total > 0, base + np.log(total), -np.inf)
+            p = np.exp(s - base[:, None]) / np.where(total > 0, total, 1.0)[:, None]
+            o[bi, :, hi] = p @ v[bi, :skv, kh].astype(np.float64)
+    return o, lse
+
+
+def rel_err(x, ref):
+    x = np.asarray(x, dtype=np.float64)
+    if not np.all(np.isfinite(x)):
+        return math.inf
+    return float(np.linalg.norm(x - ref) / max(np.linalg.norm(ref), 1e-30))
+
+
+def lse_err(x, ref):
+    same_inf = np.array_equal(np.isneginf(x), np.isneginf(ref))
+    finite = np.isfinite(ref)
+    return rel_err(x[finite], ref[finite]) if same_inf else math.inf
+
+
+rng = np.random.default_rng()
+
+
+def randn(*shape, dtype=np.float32):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def expect_error(kind, needle, call, what):
+    try:
+        call()
+    except kind as error:
+        check(needle in str(error), "%s: %s (%s)" % (what, type(error).__name__, error))
+        return error
+    except Exception as error:  # a wrong kind of error fails too
+        check(False, "%s: expected %s, got %s: %s" % (what, kind.__name__, type(error).__name__, error))
+        return None
+    check(False, "%s: expected %s, nothing raised" % (what, kind.__name__))
+    return None
+
+
+def main():
+    print("flashjit", flashjit.version())
+    tol = {np.float32: 1e-4, np.float16: 1e-2}
+
+    # GQA, causal with fewer queries than keys, the LSE; o and lse made by the package.
+    q, k, v = randn(2, 37, 8, 64), randn(2, 70, 2, 64), randn(2, 70, 2, 64)
+    o, lse = flashjit.attention(q, k, v, causal=True, return_lse=True)
+    ref_o, ref_lse = reference(q, k, v, causal=True)
+    check(o.shape == (2, 37, 8, 64) and o.dtype == np.float32 and lse.shape == (2, 8, 37) and lse.dtype == np.float32,
+          "fp32 gqa causal: o %s %s, lse %s %s" % (o.shape, o.dtype, lse.shape, lse.dtype))
+    check(rel_err(o, ref_o) < tol[np.float32] and lse_err(lse, ref_lse) < 1e-5,
+          "fp32 gqa causal sq<skv: err_o %.2e err_lse %.2e" % (rel_err(o, ref_o), lse_err(lse, ref_lse)))
+
+    # fp16 in [b, h, s, d] storage seen as [b, s, h, d] (strides), not causal, a scale of its own, into out=.
+    qt, kt, vt = (randn(1, 4, s, 80, dtype=np.float16) for s in (50, 61, 61))
+    q, k, v = (x.transpose(0, 2, 1, 3) for x in (qt, kt, vt))
+    out = np.full((1, 50, 4, 80), np.nan, dtype=np.float16)
+    got = flashjit.attention(q, k, v, softmax_scale=0.07, out=out)
+    ref_o, _ = reference(q, k, v, scale=0.07)
+    check(got is out and rel_err(out, ref_o) < tol[np.float16],
+          "fp16 strided views, scale 0.07, out=: err %.2e" % rel_err(out, ref_o))
+
+    # A KV cache filled to per-sequence lengths, seen through a window, with sinks, a soft cap and ALiBi.
+    q, k, v = randn(3, 5, 4, 32), randn(3, 90, 4, 32), randn(3, 90, 4, 32)
+    lens = np.array([90, 41, 0], dtype=np.int32)
+    sinks = randn(4)
+    slopes = np.array([0.5, 0.25, 0.125, 0.0625], dtype=np.float32)
+    o, lse = flashjit.attention(q, k, v, causal=True, window=(20, -1), seqlens_kv=lens, sinks=sinks,
+                                softcap=5.0, alibi_slopes=slopes, return_lse=True)
+    ref_o, ref_lse = reference(q, k, v, causal=True, window=(20, -1), lens=lens, sinks=sinks, softcap=5.0,
+                               alibi=slopes)
+    check(rel_err(o, ref_o) < tol[np.float32] and lse_err(lse, ref_lse) < 1e-5,
+          "seqlens_kv (one empty) + window + sinks + softcap + alibi: err_o %.2e err_lse %.2e"
+          % (rel_err(o, ref_o), lse_err(lse, ref_lse)))
+
+    # A paged cache: pages of 16 keys in a shuffled pool, a block table per sequence.
+    b, pages_each, page = 2, 4, 16
+    pool_k, pool_v = randn(b * pages_each, page, 2, 64), randn(b * pages_each, page, 2, 64)
+    table = rng.permutation(b * pages_each).astype(np.int32).reshape(b, pages_each)
+    lens = np.array([64, 23], dtype=np.int32)
+    q = randn(b, 1, 8, 64)
+    o = flashjit.attention(q, pool_k, pool_v, causal=True, block_table=table, seqlens_kv=lens)
+    k = np.stack([pool_k[table[i]].reshape(pages_each * page, 2, 64) for i in range(b)])
+    v = np.stack([pool_v[table[i]].reshape(pages_each * page, 2, 64) for i in range(b)])
+    ref_o, _ = reference(q, k, v, causal=True, lens=lens)
+    check(rel_err(o, ref_o) < tol[np.float32], "paged decode step (block_table): err %.2e" % rel_err(o, ref_o))
+
+    # Ragged prompts packed end to end (cu_seqlens_q, cu_seqlens_k); lse is [heads, total_q].
+    counts = [7, 30, 1]
+    cu = np.array([0] + list(np.cumsum(counts)), dtype=np.int32)
+    q, k, v = randn(38, 4, 64), randn(38, 2, 64), randn(38, 2, 64)
+    o, lse = flashjit.attention(q, k, v, causal=True, cu_seqlens_q=cu, max_seqlen_q=30, cu_seqlens_k=cu,
+                                max_seqlen_k=30, return_lse=True)
+    worst = 0.0
+    for i, n in enumerate(counts):
+        rows = slice(cu[i], cu[i + 1])
+        ref_o, ref_lse = reference(q[None, rows], k[None, rows], v[None, rows], causal=True)
+        worst = max(worst, rel_err(o[rows], ref_o[0]), lse_err(lse[:, rows], ref_lse[0]))
+    check(o.shape == (38, 4, 64) and lse.shape == (4, 38) and worst < tol[np.float32],
+          "ragged queries and packed keys: o %s lse %s worst err %.2e" % (o.shape, lse.shape, worst))
+
+    # v with a head dim of its own (DeepSeek's MLA prefill, scaled down: q and k 48, v and o 32).
+    q, k, v = randn(1, 40, 4, 48), randn(1, 40, 4, 48), randn(1, 40, 4, 32)
+    o = flashjit.attention(q, k, v, causal=True)
+    ref_o, _ = reference(q, k, v, causal=True)
+    check(o.shape == (1, 40, 4, 32) and rel_err(o, ref_o) < tol[np.float32],
+          "v's own head dim: o %s err %.2e" % (o.shape, rel_err(o, ref_o)))
+
+    # Two threads at once on the module's context (the call releases the GIL).
+    q, k, v = randn(1, 64, 4, 64), randn(1, 64, 4, 64), randn(1, 64, 4, 64)
+    ref_o, _ = reference(q, k, v, causal=True)
+    results = [None, None]
+
+    def worker(slot):
+        results[slot] = flashjit.attention(q, k, v, causal=True)
+
+    threads = [threading.Thread(target=worker, args=(slot,)) for slot in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    check(all(r is not None and rel_err(r, ref_o) < tol[np.float32] for r in results), "two threads at once")
+
+    # A context of one's own: device name, no disk cache, workspace_size, close.
+    with flashjit.Context("cpu", num_threads=1, disk_cache=False) as context:
+        check(context.device_name.startswith("cpu"), "Context('cpu').device_name = %r" % context.device_name)
+        o = context.attention(q, k, v, causal=True)
+        check(rel_err(o, ref_o) < tol[np.float32], "Context.attention: err %.2e" % rel_err(o, ref_o))
+        size = context.workspace_size(randn(1, 1, 32, 64), randn(1, 4096, 8, 64), randn(1, 4096, 8, 64))
+        check(isinstance(size, int) and size >= 0, "Context.workspace_size of a decode step: %r bytes" % size)
+    expect_error(ValueError, "closed", lambda: context.attention(q, k, v), "a closed context")
+
+    # Bad arguments: the library's message, a ValueError; nothing written to out.
+    q, k, v = randn(1, 16, 4, 64), randn(1, 16, 4, 32), randn(1, 16, 4, 64)
+    out = np.full((1, 16, 4, 64), np.nan, dtype=np.float32)
+    error = expect_error(flashjit.InvalidArgumentError, "k.shape[3]=32",
+                         lambda: flashjit.attention(q, k, v, out=out), "k's head dim differs from q's")
+    check(error is not None and error.status == 1 and error.status_name == "invalid argument",
+          "the error's status: %r %r" % (getattr(error, "status", None), getattr(error, "status_name", None)))
+    check(bool(np.all(np.isnan(out))), "out untouched by the refused call")
+    k = randn(1, 16, 4, 64)
+    expect_error(flashjit.InvalidArgumentError, "o.shape",
+                 lambda: flashjit.attention(q, k, v, out=np.zeros((1, 16, 4, 48), np.float32)), "out of the wrong shape")
+    expect_error(flashjit.InvalidArgumentError, "dtype",
+                 lambda: flashjit.attention(q, k.astype(np.float16), v), "k of another dtype")
+    expect_error(flashjit.InvalidArgumentError, "seqlens_kv",
+                 lambda: flashjit.attention(q, k, v, seqlens_kv=np.array([17], np.int32)), "a key count past k's")
+    expect_error(TypeError, "q: a list", lambda: flashjit.attention([[1.0]], k, v), "q a list")
+    readonly = k.copy()
+    readonly.flags.writeable = False
+    expect_error(TypeError, "k: ndarray.__dlpack__", lambda: flashjit.attention(q, readonly, v), "k read-only")
+    expect_error(ValueError, "softmax_scale=0", lambda: flashjit.attention(q, k, v, softmax_scale=0), "scale 0")
+    expect_error(TypeError, "window=", lambda: flashjit.attention(q, k, v, window=5), "window not a pair")
+    expect_error(ValueError, "max_seqlen_q", lambda: flashjit.attention(
+        q[0], k[0], v[0], cu_seqlens_q=np.array([0, 16], np.int32)), "cu_seqlens_q without max_seqlen_q")
+    expect_error(ValueError, "softcap", lambda: flashjit.attention(q, k, v, softcap=-1.0), "negative softcap")
+    expect_error(TypeError, "stream", lambda: flashjit.attention(q, k, v, stream="s"), "a stream that is not one")
+    expect_error(flashjit.Error, "cuda:7", lambda: flashjit.Context("cuda:7"), "a device that is not there")
+    expect_error(flashjit.Error, 'device "bogus" not found', lambda: flashjit.Context("bogus"), "a device name")
+
+    # A library that is not where FLASHJIT_LIBRARY says: the first call says where it looked.
+    env = dict(os.environ, FLASHJIT_LIBRARY="/nonexistent/libflashjit.so")
+    run = subprocess.run([sys.executable, "-c", "import flashjit; flashjit.version()"], env=env,
+                         capture_output=True, text=True)
+    last = run.stderr.strip().splitlines()[-1:] or [""]
+    check(run.returncode != 0 and "set FLASHJIT_LIBRARY" in last[0] and "/nonexistent/libflashjit.so (no such file)"
+          in last[0], "no library: exit %d, %s" % (run.returncode, last[0]))
+
+    torch_cases()
+    print("%d failed" % len(failures))
+    return 1 if failures else 0
+
+
+def torch_cases():
+    """The same call on PyTorch's CPU tensors (described from data_ptr and strides, not DLPack), where
+    torch imports: bf16, a packed QKV view, LSE."""
+    try:
+        import torch
+    except ImportError:
+        print("skip: no torch for this python (the PyTorch CPU cases)")
+        return
+    qkv = torch.randn(2, 45, 6 + 2 + 2, 64, dtype=torch.bfloat16)
+    q, k, v = qkv[:, :, :6], qkv[:, :, 6:8], qkv[:, :, 8:]
+    o, lse = flashjit.attention(q, k, v, causal=True, return_lse=True)
+    ref_o, ref_lse = reference(*(x.float().numpy() for x in (q, k, v)), causal=True)
+    err_o, err_l = rel_err(o.float().numpy(), ref_o), lse_err(lse.numpy(), ref_lse)
+    check(o.dtype == torch.bfloat16 and o.shape == (2, 45, 6, 64) and lse.dtype == torch.float32
+          and err_o < 1e-2 and err_l < 1e-3,
+          "torch bf16 packed qkv view, causal: err_o %.2e err_lse %.2e" % (err_o, err_l))
+    expect_error(TypeError, "dtype torch.float64", lambda: flashjit.attention(q.double(), k, v), "torch float64")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
