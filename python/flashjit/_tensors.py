@@ -30,6 +30,7 @@ def is_numpy(x):
 
 
 _torch_codes = None
+_int64_arrays = [ctypes.c_int64 * max(n, 1) for n in range(9)]
 
 
 def _torch_dtype_code(torch, dtype, name):
@@ -56,10 +57,11 @@ def _from_torch(x, name, keep):
         device = DLDevice(KDL_CPU, 0)
     else:
         raise TypeError("%s: a tensor on %s; flashjit takes cpu and cuda tensors" % (name, x.device))
-    shape = (ctypes.c_int64 * max(x.dim(), 1))(*x.shape)
-    strides = (ctypes.c_int64 * max(x.dim(), 1))(*x.stride())
-    tensor = DLTensor(ctypes.c_void_p(x.data_ptr()), device, x.dim(), DLDataType(code, bits, 1), shape, strides, 0)
-    keep += [x, shape, strides, tensor]
+    ndim = x.dim()
+    sizes = _int64_arrays[ndim] if ndim < len(_int64_arrays) else ctypes.c_int64 * ndim
+    # The DLTensor holds its shape and strides arrays itself (ctypes keeps what a pointer field is given).
+    tensor = DLTensor(x.data_ptr(), device, ndim, DLDataType(code, bits, 1), sizes(*x.shape), sizes(*x.stride()), 0)
+    keep += [x, tensor]
     return tensor
 
 
