@@ -5,8 +5,10 @@ least once, and the errors a caller gets for bad arguments. Exit 0 when every ch
 those that failed."""
 import math
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 
 import numpy as np
@@ -73,6 +75,10 @@ def lse_err(x, ref):
     same_inf = np.array_equal(np.isneginf(x), np.isneginf(ref))
     finite = np.isfinite(ref)
     return rel_err(x[finite], ref[finite]) if same_inf else math.inf
+
+
+def files_under(folder):
+    return sorted(os.path.join(where, name) for where, _, names in os.walk(folder) for name in names)
 
 
 rng = np.random.default_rng()
@@ -186,6 +192,29 @@ def main():
         size = context.workspace_size(randn(1, 1, 32, 64), randn(1, 4096, 8, 64), randn(1, 4096, 8, 64))
         check(isinstance(size, int) and size >= 0, "Context.workspace_size of a decode step: %r bytes" % size)
     expect_error(ValueError, "closed", lambda: context.attention(q, k, v), "a closed context")
+
+    # Warming up: the shapes' kernels are built into the cache folder, and a call of one of them then
+    # builds nothing more (a new kernel would add its binary there).
+    folder = tempfile.mkdtemp()
+    with flashjit.Context("cpu", cache_dir=folder) as context:
+        decode = {"dtype": "fp32", "batch": 2, "seqlen_q": 1, "seqlen_kv": 100, "heads": 8, "kv_heads": 2,
+                  "head_dim": 64, "causal": True, "varlen": True}
+        loaded = context.warmup([decode, dict(decode, dtype=np.float16, head_dim=32, window=(31, 0))])
+        built = files_under(folder)
+        q, k, v = randn(2, 1, 8, 64), randn(2, 100, 2, 64), randn(2, 100, 2, 64)
+        lens = np.array([100, 37], np.int32)
+        o = context.attention(q, k, v, causal=True, seqlens_kv=lens)
+        ref_o, _ = reference(q, k, v, causal=True, lens=lens)
+        after = files_under(folder)
+        check(loaded == 2 and len(built) == 2 and after == built and rel_err(o, ref_o) < tol[np.float32],
+              "warmup: %d loaded, %d files, the call added %d, err %.2e"
+              % (loaded, len(built), len(after) - len(built), rel_err(o, ref_o)))
+        expect_error(flashjit.InvalidArgumentError, "shapes[1].head_dim=60",
+                     lambda: context.warmup([decode, dict(decode, head_dim=60)]), "warmup of a bad head dim")
+        expect_error(TypeError, "no field 'heads_kv'", lambda: context.warmup([{"heads_kv": 2}]), "a misspelt field")
+        expect_error(ValueError, "dtype='fp64'", lambda: context.warmup([{"dtype": "fp64"}]), "a dtype it lacks")
+    shutil.rmtree(folder)
+    expect_error(ValueError, "device='gpu'", lambda: flashjit.warmup([decode], "gpu"), "warmup on no device")
 
     # Bad arguments: the library's message, a ValueError; nothing written to out.
     q, k, v = randn(1, 16, 4, 64), randn(1, 16, 4, 32), randn(1, 16, 4, 64)

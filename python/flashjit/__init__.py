@@ -19,10 +19,10 @@ import math
 import threading
 
 from . import _ffi
-from ._ffi import FJ_INVALID_ARGUMENT, KDL_CPU, KDL_CUDA, AttentionArgs, ContextOptions
+from ._ffi import FJ_INVALID_ARGUMENT, KDL_CPU, KDL_CUDA, AttentionArgs, ContextOptions, ProblemShape
 from ._tensors import device_of, dltensor, empty_like, is_torch
 
-__all__ = ["attention", "Context", "Error", "InvalidArgumentError", "version"]
+__all__ = ["attention", "warmup", "Context", "Error", "InvalidArgumentError", "version"]
 
 
 class Error(RuntimeError):
@@ -103,10 +103,59 @@ class Context:
         """flashjit.attention on this context's device; the same arguments."""
         return _attention(self, q, k, v, **options)
 
+    def warmup(self, shapes):
+        """Compiles (or loads from the disk cache) the kernel each shape's calls will use, so that the
+        first real call costs no compile; a call whose lengths fall in a warmed shape's power-of-two
+        bucket reuses its kernel. shapes: dicts of fj_problem_shape's fields (see flashjit.warmup).
+        Returns how many were loaded; raises at the first that fails, naming it."""
+        shapes = list(shapes)
+        array = (ProblemShape * max(len(shapes), 1))()
+        for i, fields in enumerate(shapes):
+            array[i] = _problem_shape(self._lib, fields, "shapes[%d]" % i)
+        loaded = ctypes.c_size_t(0)
+        status = self._lib.fj_context_warmup(self._live(), array, len(shapes), ctypes.byref(loaded))
+        if status != _ffi.FJ_OK:
+            _fail(self._lib, status, "warmup")
+        return loaded.value
+
     def workspace_size(self, q, k, v, **options):
         """The bytes of workspace a call with these arguments would use (0: it would not split its
         keys); validates them as the call does and compiles its kernel, but launches nothing."""
         return _attention(self, q, k, v, _size_only=True, **options)
+
+
+_DTYPES = {"fp32": (_ffi.KDL_FLOAT, 32), "float32": (_ffi.KDL_FLOAT, 32), "fp16": (_ffi.KDL_FLOAT, 16),
+           "float16": (_ffi.KDL_FLOAT, 16), "bf16": (_ffi.KDL_BFLOAT, 16), "bfloat16": (_ffi.KDL_BFLOAT, 16),
+           "fp8_e4m3": (_ffi.KDL_FLOAT8_E4M3FN, 8), "float8_e4m3fn": (_ffi.KDL_FLOAT8_E4M3FN, 8),
+           "fp8_e5m2": (_ffi.KDL_FLOAT8_E5M2, 8), "float8_e5m2": (_ffi.KDL_FLOAT8_E5M2, 8)}
+_SHAPE_FIELDS = ("batch", "seqlen_q", "seqlen_kv", "heads", "kv_heads", "head_dim", "head_dim_v", "causal",
+                 "with_lse", "varlen", "page_size", "varlen_q", "sinks", "softcap", "packed_k", "alibi")
+
+
+def _dtype_field(value, what):
+    # "bf16", torch.bfloat16, numpy.float16 (a type) or numpy.dtype("float16")
+    name = value if isinstance(value, str) else getattr(value, "__name__", str(value).replace("torch.", ""))
+    if name not in _DTYPES:
+        raise ValueError("%s=%r: one of %s" % (what, value, ", ".join(sorted(_DTYPES))))
+    code, bits = _DTYPES[name]
+    return _ffi.DLDataType(code, bits, 1)
+
+
+def _problem_shape(lib, fields, what):
+    if not isinstance(fields, dict):
+        raise TypeError("%s: a dict of fj_problem_shape's fields, not a %s" % (what, type(fields).__name__))
+    shape = _ffi.init(lib, "fj_problem_shape", ProblemShape)
+    for name, value in fields.items():
+        if name in ("dtype", "kv_dtype"):
+            setattr(shape, name, _dtype_field(value, "%s.%s" % (what, name)))
+        elif name == "window":
+            left, right = (int(side) for side in value)
+            shape.windowed, shape.window_left, shape.window_right = 1, left, right
+        elif name in _SHAPE_FIELDS:
+            setattr(shape, name, float(value) if name == "softcap" else int(value))
+        else:
+            raise TypeError("%s: no field %r (fields: dtype, kv_dtype, window, %s)" % (what, name, ", ".join(_SHAPE_FIELDS)))
+    return shape
 
 
 _contexts = {}
@@ -121,11 +170,26 @@ def _context_for(q):
         device = "cuda:%d" % index
     else:
         raise ValueError("q: an array on DLPack device type %d; flashjit takes cpu and cuda ones" % kind)
+    return _context_named(device)
+
+
+def _context_named(device):
     with _contexts_lock:
         context = _contexts.get(device)
         if context is None:
             context = _contexts[device] = Context(device)
     return context
+
+
+def warmup(shapes, device):
+    """Loads, before traffic arrives, the kernels that flashjit.attention's calls on device ("cpu",
+    "cuda:N") will use for these shapes: dicts of include/flashjit.h's fj_problem_shape fields, e.g.
+    {"dtype": "bf16", "batch": 8, "seqlen_q": 1, "seqlen_kv": 8192, "heads": 32, "kv_heads": 8,
+    "head_dim": 128, "causal": True, "varlen": True, "page_size": 16} (unnamed fields keep the
+    library's defaults; window=(left, right) as in attention). Returns how many were loaded."""
+    if device != "cpu" and not str(device).startswith("cuda:"):
+        raise ValueError("device=%r: \"cpu\" or \"cuda:N\", the devices flashjit.attention's calls run on" % (device,))
+    return _context_named(device).warmup(shapes)
 
 
 def _stream_handle(q, stream):
