@@ -59,6 +59,10 @@ void cmd_tune_help(FILE *out) {
           "  --repeat N           timed runs per candidate, default 10; a candidate stops as soon as\n"
           "                       its fastest run is 10%% slower than the best median (it cannot win;\n"
           "                       two runs must say so, or one when the warmup was 20%% slower)\n"
+          "  --confirm N          at the end, time the N best configs again, in turn, 3 rounds (a\n"
+          "                       process each), and crown the best of those times (not one lucky\n"
+          "                       run); default 3, at most 8, 0 none. A rerun confirms only what is\n"
+          "                       not yet confirmed\n"
           "  --timeout S          seconds per candidate before its child is killed; default from the\n"
           "                       default config's time\n"
           "  --threads N          CPU threads the kernels run with, default 0 = every core\n"
@@ -94,7 +98,7 @@ typedef struct tune_cli {
   int64_t page_size;
   int64_t window_left, window_right;
   int windowed;
-  int64_t trials, seed, warmup, repeat, threads, compile_threads, child_batch;
+  int64_t trials, seed, warmup, repeat, threads, compile_threads, child_batch, confirm;
   int64_t timeout;
   int kv_heads_set, seqlen_kv_set, problem_flags;
   int seen_batch, seen_heads, seen_seqlen, seen_head_dim, seen_dtype, seen_causal;
@@ -194,6 +198,7 @@ static int tune_parse(int argc, char **argv, tune_cli *c) {
   c->seed = 1;
   c->warmup = 1;
   c->repeat = 10;
+  c->confirm = 3;
   int seen_kv = 0, seen_skv = 0, seen_b = 0, seen_h = 0, seen_s = 0, seen_d = 0, seen_t = 0, seen_c = 0;
   int seen_varlen = 0, seen_page = 0, seen_window_left = 0, seen_window_right = 0, seen_varlen_q = 0, seen_sinks = 0;
   int seen_softcap = 0, seen_dv = 0;
@@ -226,6 +231,7 @@ static int tune_parse(int argc, char **argv, tune_cli *c) {
       {"--space", CLI_STRING, &c->space, 0, 0, NULL},
       {"--warmup", CLI_INT, &c->warmup, 1, 1000, NULL},
       {"--repeat", CLI_INT, &c->repeat, 1, 100000, NULL},
+      {"--confirm", CLI_INT, &c->confirm, 0, TUNE_CONFIRM_MAX, NULL},
       {"--timeout", CLI_INT, &c->timeout, 1, 86400, NULL},
       {"--threads", CLI_INT, &c->threads, 0, 4096, NULL},
       {"--compile-threads", CLI_INT, &c->compile_threads, 0, 4096, NULL},
@@ -434,6 +440,7 @@ static void tune_print_json(const preset_shapes *problems, const tune_result *re
     json_kv_int(&w, "candidates", r->candidates);
     json_kv_int(&w, "new_trials", r->run);
     json_kv_int(&w, "known_trials", r->skipped);
+    json_kv_int(&w, "confirmed", r->confirmed);
     json_key(&w, "outcomes");
     json_object_begin(&w);
     for (int k = 0; k < TRIAL_OUTCOME_COUNT; k++) json_kv_int(&w, tuning_outcome_name((trial_outcome)k), r->outcomes[k]);
@@ -476,6 +483,7 @@ int cmd_tune(int argc, char **argv) {
   o.space = c.space;
   o.warmup = (int)c.warmup;
   o.repeats = (int)c.repeat;
+  o.confirm = (int)c.confirm;
   o.timeout_s = (double)c.timeout;
   o.measure_threads = (int)c.threads;
   o.compile_threads = (int)c.compile_threads;

@@ -77,10 +77,16 @@ int tuning_db_has_trial(tuning_db *db, const char *fingerprint, const tuning_tri
 int tuning_db_claim(tuning_db *db, const char *fingerprint, const tuning_trial *trial, int stale_seconds);
 void tuning_db_release(tuning_db *db, const char *fingerprint, const tuning_trial *trial);
 
+/* A trial under "<method>" TUNING_CONFIRM_SUFFIX times again a config that has a trial under <method>
+ * (same problem, device, family, sizes and versions): the tuner's last round re-times its few best
+ * configs in turn, so that one of them cannot win by one lucky measurement. */
+#define TUNING_CONFIRM_SUFFIX "-confirm"
+
 /* Recomputes the winner of (problem, device, family, timing method) from the ok trials of the current
- * library / llvm / generator versions: the lowest median. FJ_OK also when there is none. Only trials of
- * the versions given compete; when none of them is ok, a winner of other versions is left in place
- * (looked up with current_versions = 0). */
+ * library / llvm / generator versions: among the configs with an ok confirmation (above), the lowest
+ * confirmed median; where none has one, the lowest median. FJ_OK also when there is none. Only trials
+ * of the versions given compete; when none of them is ok, a winner of other versions is left in place
+ * (looked up with current_versions = 0). The winner is always the trial under the method itself. */
 fj_status tuning_db_update_winner(tuning_db *db, const char *fingerprint, const char *problem_key,
                                   const char *family, const char *timing_method, const char *library_version,
                                   const char *llvm_version, int generator_version);

@@ -337,10 +337,17 @@ void tuning_db_release(tuning_db *db, const char *fingerprint, const tuning_tria
 
 #define TUNING_DB_GROUP \
   " WHERE problem_id = ?1 AND device_id = ?2 AND family = ?3 AND timing_method = ?4 AND outcome = 'ok'"
+/* Confirmed configs first (a confirmation is a fair comparison; the first measurements of the best few
+ * are biased low by being picked as the best), by their confirmed medians. */
 static const char sql_best_of_versions[] =
-    "SELECT id FROM trials" TUNING_DB_GROUP
-    " AND library_version = ?5 AND llvm_version = ?6 AND generator_version = ?7"
-    " ORDER BY median_ms, min_ms, id LIMIT 1";
+    "SELECT t.id FROM trials t LEFT JOIN trials c ON c.problem_id = t.problem_id AND c.device_id = t.device_id"
+    " AND c.family = t.family AND c.config = t.config AND c.timing_method = t.timing_method || '"
+    TUNING_CONFIRM_SUFFIX "' AND c.outcome = 'ok' AND c.batch = t.batch AND c.seqlen_q = t.seqlen_q"
+    " AND c.seqlen_kv = t.seqlen_kv AND c.library_version = t.library_version"
+    " AND c.llvm_version = t.llvm_version AND c.generator_version = t.generator_version"
+    " WHERE t.problem_id = ?1 AND t.device_id = ?2 AND t.family = ?3 AND t.timing_method = ?4 AND t.outcome = 'ok'"
+    " AND t.library_version = ?5 AND t.llvm_version = ?6 AND t.generator_version = ?7"
+    " ORDER BY c.id IS NULL, coalesce(c.median_ms, t.median_ms), t.median_ms, t.min_ms, t.id LIMIT 1";
 static const char sql_choose_versions[] =
     "SELECT library_version, llvm_version, generator_version FROM trials" TUNING_DB_GROUP
     " ORDER BY (library_version = ?5 AND llvm_version = ?6) DESC, generator_version DESC, created_at DESC, id DESC"

@@ -880,6 +880,7 @@ static void test_grid(void) {
       {{"bench", "--grid", "prefill", "--peers-script", "x.py", NULL}, "--peers-script=x.py", 2},
       {{"bench", "--device", "cuda:3", NULL}, "cuda:3", 1},
       {{"tune", "--isolation", "sideways", NULL}, "--isolation=sideways", 2},
+      {{"tune", "--confirm", "9", NULL}, "--confirm=9", 2},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     r = run_cli(bad[i].args);

@@ -169,7 +169,7 @@ int main(void) {
     free(err);
   }
   json_value *json = NULL;
-  int known = -1, fresh = -1;
+  int known = -1, fresh = -1, confirmed = -1;
   char winner[256] = "";  /* a copy: the parsed JSON is freed before the cache checks use it */
   if (json_parse(out, strlen(out), &json) == FJ_OK) {
     const json_value *problems = json_get(json, "problems");
@@ -178,6 +178,7 @@ int main(void) {
       const json_value *v;
       if ((v = json_get(p, "known_trials")) && v->type == JSON_NUMBER) known = (int)v->number;
       if ((v = json_get(p, "new_trials")) && v->type == JSON_NUMBER) fresh = (int)v->number;
+      if ((v = json_get(p, "confirmed")) && v->type == JSON_NUMBER) confirmed = (int)v->number;
       if ((v = json_get(p, "tuned_config")) && v->type == JSON_STRING)
         snprintf(winner, sizeof winner, "%s", v->string);
     }
@@ -186,23 +187,31 @@ int main(void) {
   check(fresh == expected - after_kill, "and ran the other %d (%d)", expected - after_kill, fresh);
   check(winner[0] != '\0', "a winner: %s", winner);
 
-  /* The database: each config exactly once, all of them. */
-  int rows = 0, distinct = 0;
+  /* The database: each config exactly once, all of them, and the confirmations of the best three (the
+   * run that finished made them: the killed one never reached the end). */
+  int rows = 0, distinct = 0, confirmations = 0;
   json_value *dump = tuning_dump_json(dir);
   const json_value *trials = dump ? json_get(dump, "trials") : NULL;
-  rows = trials ? (int)trials->count : 0;
-  for (int i = 0; i < rows; i++) {
-    const json_value *c = json_get(&trials->items[i], "config");
+  int total = trials ? (int)trials->count : 0;
+  for (int i = 0; i < total; i++) {
+    const json_value *c = json_get(&trials->items[i], "config"), *t = json_get(&trials->items[i], "timing_method");
+    if (t && strcmp(t->string, "cpu-wall" TUNING_CONFIRM_SUFFIX) == 0) {
+      confirmations++;
+      continue;
+    }
+    rows++;
     int seen_before = 0;
     for (int j = 0; j < i && c; j++) {
-      const json_value *d = json_get(&trials->items[j], "config");
-      seen_before |= d && strcmp(d->string, c->string) == 0;
+      const json_value *d = json_get(&trials->items[j], "config"), *u = json_get(&trials->items[j], "timing_method");
+      seen_before |= d && strcmp(d->string, c->string) == 0 && u && strcmp(u->string, "cpu-wall") == 0;
     }
     distinct += c && !seen_before;
   }
   json_free(dump);
   check(rows == expected && distinct == expected, "the database holds %d trials of %d distinct configs (space %d)",
         rows, distinct, expected);
+  check(confirmations == 3 && confirmed == 3, "and the rerun's 3 confirmations (%d recorded, %d reported)",
+        confirmations, confirmed);
   json_free(json);
   free(out);
 
@@ -217,7 +226,7 @@ int main(void) {
   code = run_cli(import_args);
   char *text = slurp("cmd.out");
   char expect[64];
-  snprintf(expect, sizeof expect, "imported %d trials", expected);
+  snprintf(expect, sizeof expect, "imported %d trials", total);
   check(code == 0 && strstr(text, expect) != NULL, "cache import into another cache: %s", text);
   free(text);
   code = run_cli(import_args);
@@ -234,7 +243,7 @@ int main(void) {
   text = slurp("cmd.out");
   int shown = 0;
   for (const char *p = text; (p = strstr(p, " ok ")) != NULL; p++) shown++;
-  check(code == 0 && shown == expected, "cache show lists %d ok trials (%d)", expected, shown);
+  check(code == 0 && shown == total, "cache show lists %d ok trials (%d)", total, shown);
   free(text);
   const char *warm_args[] = {"cache", "warm", "--preset", "smoke", "--device", "cpu", "--cache-dir", other, NULL};
   code = run_cli(warm_args);
@@ -246,7 +255,7 @@ int main(void) {
   text = slurp("cmd.out");
   int lines = 0;
   for (const char *p = text; *p; p++) lines += *p == '\n';
-  check(code == 0 && lines == expected + 1, "cache export --format csv: a header and %d rows (%d lines)", expected, lines);
+  check(code == 0 && lines == total + 1, "cache export --format csv: a header and %d rows (%d lines)", total, lines);
   free(text);
   const char *prune_args[] = {"cache", "prune", "--cache-dir", other, NULL};
   check(run_cli(prune_args) == 2, "cache prune without a criterion is a usage error");

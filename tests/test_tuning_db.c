@@ -218,6 +218,34 @@ static void check_winner(tuning_db *db) {
         "update_winner of an unknown problem is fine", fj_last_error());
 }
 
+/* The tuner's confirmation round: confirmed configs rank first, by their confirmed medians; a failed or
+ * other-sized confirmation does not count. */
+static void check_confirmed_winner(tuning_db *db) {
+  const char *key = "attention_fwd dtype=fp32 d=64 h=4 hk=4 causal=1 lse=0 dcontig=1 sq<=2^11";
+  const char *confirm = TIMING TUNING_CONFIRM_SUFFIX;
+  tuning_winner w;
+  record(db, make_trial(key, "block_m=16", TRIAL_OK, 1.00));  /* drew a fast moment in the search */
+  record(db, make_trial(key, "block_m=32", TRIAL_OK, 1.05));
+  record(db, make_trial(key, "block_m=64", TRIAL_OK, 1.10));
+  record(db, make_trial(key, "block_m=128", TRIAL_OK, 1.20));
+  tuning_db_update_winner(db, FINGERPRINT, key, FAMILY, TIMING, library_now(), llvm_now(), 1);
+  int found = tuning_db_lookup_winner(db, FINGERPRINT, key, FAMILY, TIMING, &w);
+  check_detail(found == 1 && strcmp(w.config, "block_m=16") == 0, "unconfirmed: the lowest median wins", w.config);
+
+  tuning_trial c16 = make_trial(key, "block_m=16", TRIAL_OK, 1.30), c32 = make_trial(key, "block_m=32", TRIAL_OK, 1.08);
+  tuning_trial c64 = make_trial(key, "block_m=64", TRIAL_WRONG_RESULT, 0.0), c128 = make_trial(key, "block_m=128", TRIAL_OK, 0.5);
+  c16.timing_method = c32.timing_method = c64.timing_method = c128.timing_method = confirm;
+  c128.seqlen_q = c128.seqlen_kv = 1024;  /* another size: not a confirmation of the 2048 trial */
+  check(record(db, c16) == 1 && record(db, c32) == 1 && record(db, c64) == 1 && record(db, c128) == 1,
+        "confirmations recorded as trials of their own method");
+  tuning_db_update_winner(db, FINGERPRINT, key, FAMILY, TIMING, library_now(), llvm_now(), 1);
+  found = tuning_db_lookup_winner(db, FINGERPRINT, key, FAMILY, TIMING, &w);
+  check_detail(found == 1 && strcmp(w.config, "block_m=32") == 0 && fabs(w.median_ms - 1.05) < 1e-12,
+               "confirmed: the lowest confirmed median wins (its own trial), not the search's lucky one", w.config);
+  found = tuning_db_lookup_winner(db, FINGERPRINT, key, FAMILY, confirm, &w);
+  check(found == 0, "a confirmation is never a winner of its own method");
+}
+
 static void check_lookup(tuning_db *db) {
   tuning_winner w;
   int found = tuning_db_lookup_winner(db, FINGERPRINT, KEY_BF16_12, FAMILY, TIMING, &w);
@@ -941,6 +969,7 @@ int main(void) {
   if (db) {
     check_record(db, path);
     check_winner(db);
+    check_confirmed_winner(db);
     check_lookup(db);
     check_versions(db);
     check_export_import(db, path);

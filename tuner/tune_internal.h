@@ -146,4 +146,5 @@ void tune_plan_more(tune_problem_run *run, int64_t more);
 int tune_search(tune_problem_run *run, const tune_options *options, const kernel_family *family,
                 const tune_space *space, const kernel_config *default_config);
 uint64_t tune_random_next(uint64_t *state);
+int tune_same_config(const kernel_family *family, const kernel_config *a, const kernel_config *b);
 #endif

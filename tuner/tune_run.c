@@ -50,6 +50,7 @@ typedef struct tune_state {
   char device_id[64];
   const char *timing;          /* the runtime's timing method: winners are looked up under it */
   char screen_timing[64];      /* one-run screening measurements: recorded, never winners */
+  char confirm_timing[64];     /* the confirmation round's (TUNING_CONFIRM_SUFFIX) */
   tuning_db *db;
   int lock_fd;
   double start;
@@ -73,6 +74,12 @@ struct tune_problem_run {
   double started;
   int64_t planned, settled;
   double best_ms;
+  /* The best ok configs under the main method (known and new), best first: the confirmation round's. */
+  struct tune_leader {
+    kernel_config config;
+    double median_ms;
+  } leaders[TUNE_CONFIRM_MAX];
+  int leader_count;
   const char *phase;
   double new_seconds;          /* time spent on new trials, for the ETA */
   int64_t new_count;
@@ -265,6 +272,30 @@ static void tune_progress_report(tune_problem_run *run, const char *config, tria
   o->progress(&p, o->progress_user);
 }
 
+/* Keeps config among the problem's best few (options->confirm of them) by its median. */
+static void tune_offer_leader(tune_problem_run *run, const kernel_config *config, double median_ms) {
+  int want = run->s->options->confirm < TUNE_CONFIRM_MAX ? run->s->options->confirm : TUNE_CONFIRM_MAX;
+  if (want < 2 || !(median_ms > 0.0)) return;
+  struct tune_leader *leaders = run->leaders;
+  int at = run->leader_count;
+  for (int i = 0; i < run->leader_count; i++)
+    if (tune_same_config(run->s->family, &leaders[i].config, config)) {
+      if (leaders[i].median_ms <= median_ms) return;
+      at = i;  /* measured faster again (a resumed trial seen twice): moves up */
+      break;
+    }
+  if (at == run->leader_count) {
+    if (run->leader_count == want && median_ms >= leaders[want - 1].median_ms) return;
+    at = run->leader_count < want ? run->leader_count++ : want - 1;
+  }
+  while (at > 0 && leaders[at - 1].median_ms > median_ms) {
+    leaders[at] = leaders[at - 1];
+    at--;
+  }
+  leaders[at].config = *config;
+  leaders[at].median_ms = median_ms;
+}
+
 /* Records one settled candidate: the database first (so that it survives a kill at any later point),
  * then the winner when it is an ok main-method trial (a kill then still leaves the best so far). */
 static void tune_record(tune_problem_run *run, int i, const tune_report *report) {
@@ -305,6 +336,7 @@ static void tune_record(tune_problem_run *run, int i, const tune_report *report)
   run->result->run++;
   run->result->outcomes[trial.outcome]++;
   run->settled++;
+  if (trial.outcome == TRIAL_OK && !run->screen) tune_offer_leader(run, &e->config, e->median_ms);
   /* Only a new best can change the winner: the others need no write. */
   if (trial.outcome == TRIAL_OK && !run->screen && (run->best_ms <= 0.0 || e->median_ms < run->best_ms)) {
     run->best_ms = e->median_ms;
@@ -443,6 +475,7 @@ static int tune_gather(tune_problem_run *run, tune_eval *evals, int n, int *next
       run->settled++;
       if (!run->screen && e->outcome == TRIAL_OK && (run->best_ms <= 0.0 || e->median_ms < run->best_ms))
         run->best_ms = e->median_ms;
+      if (!run->screen && e->outcome == TRIAL_OK) tune_offer_leader(run, &e->config, e->median_ms);
       tune_progress_report(run, config_text, e->outcome, e->median_ms, 0);
       continue;
     }
@@ -558,6 +591,144 @@ int tune_evaluate(tune_problem_run *run, tune_eval *evals, int n, const char *ph
     return 1;
   }
   return 0;
+}
+
+/* ---- the confirmation round ------------------------------------------------------------------- */
+
+/* The leaders' configs once the database knows them from earlier runs too (so that a rerun that times
+ * nothing new still confirms the best of what was timed before). */
+static void tune_offer_known_leaders(tune_problem_run *run) {
+  const tune_state *s = run->s;
+  for (size_t i = 0; i < s->known_count; i++) {
+    const tune_known *k = &s->known[i];
+    kernel_config config;
+    char why[128];
+    if (k->outcome == TRIAL_OK && strcmp(k->problem_key, run->key) == 0 && strcmp(k->timing, s->timing) == 0 &&
+        k->batch == run->bench.problem.batch && k->seqlen_q == run->bench.problem.seqlen_q &&
+        k->seqlen_kv == run->bench.problem.seqlen_kv &&
+        kernel_config_parse(s->family, k->config, &config, why, sizeof why) == 0)
+      tune_offer_leader(run, &config, k->median_ms);
+  }
+}
+
+typedef struct tune_confirm_round {
+  tune_problem_run *run;
+  int leader[TUNE_CONFIRM_MAX * TUNE_CONFIRM_ROUNDS];    /* per job: its leader */
+  tune_report reports[TUNE_CONFIRM_MAX][TUNE_CONFIRM_ROUNDS];
+  int settled[TUNE_CONFIRM_MAX];
+} tune_confirm_round;
+
+static void tune_on_confirmed(void *user, const tune_job *job, const tune_report *report) {
+  tune_confirm_round *round = user;
+  int i = round->leader[job->id];
+  if (round->settled[i] < TUNE_CONFIRM_ROUNDS) round->reports[i][round->settled[i]++] = *report;
+}
+
+/* Records leader i's confirmation from its rounds: ok with the median of their medians when every
+ * round was ok, else the first failure. Returns -1 when the database refused it. */
+static int tune_record_confirmation(tune_problem_run *run, const tune_confirm_round *round, int i) {
+  tune_state *s = run->s;
+  char config_text[256];
+  kernel_config_string(s->family, &run->leaders[i].config, config_text, sizeof config_text);
+  tuning_trial trial;
+  tune_fill_trial(run, config_text, 0, &trial);
+  trial.timing_method = s->confirm_timing;
+  trial.outcome = TRIAL_OK;
+  double medians[TUNE_CONFIRM_ROUNDS];
+  for (int r = 0; r < TUNE_CONFIRM_ROUNDS; r++) {
+    const tune_report *report = &round->reports[i][r];
+    if (report->outcome != TRIAL_OK) {
+      trial.outcome = (trial_outcome)report->outcome;
+      trial.rel_err = report->rel_err;
+      trial.message = report->message;
+      break;
+    }
+    medians[r] = report->median_ms;
+    trial.min_ms = r == 0 || report->min_ms < trial.min_ms ? report->min_ms : trial.min_ms;
+    trial.max_ms = report->max_ms > trial.max_ms ? report->max_ms : trial.max_ms;
+    trial.repeats += report->repeats;
+    trial.rel_err = report->rel_err > trial.rel_err ? report->rel_err : trial.rel_err;
+  }
+  if (trial.outcome == TRIAL_OK) {
+    for (int a = 1; a < TUNE_CONFIRM_ROUNDS; a++)  /* three values: an insertion sort */
+      for (int b = a; b > 0 && medians[b - 1] > medians[b]; b--) {
+        double t = medians[b];
+        medians[b] = medians[b - 1];
+        medians[b - 1] = t;
+      }
+    trial.median_ms = TUNE_CONFIRM_ROUNDS % 2 ? medians[TUNE_CONFIRM_ROUNDS / 2]
+                                              : 0.5 * (medians[TUNE_CONFIRM_ROUNDS / 2 - 1] + medians[TUNE_CONFIRM_ROUNDS / 2]);
+  } else {
+    trial.min_ms = trial.max_ms = 0.0;
+    trial.repeats = 0;
+  }
+  if (tuning_db_record_trial(s->db, &s->device, &trial, NULL) != FJ_OK) {
+    run->io_error = FJ_IO;
+    snprintf(run->io_message, sizeof run->io_message, "recording the confirmation of %s: %s", config_text,
+             fj_last_error());
+    return -1;
+  }
+  run->result->confirmed++;
+  run->settled++;
+  tune_progress_report(run, config_text, trial.outcome, trial.median_ms, 1);
+  if (trial.outcome != TRIAL_OK)
+    core_log(LOG_WARN, "tune: %s passed the search but not its confirmation: %s: %s", config_text,
+             tuning_outcome_name(trial.outcome), trial.message);
+  return 0;
+}
+
+/* The search timed each candidate once, and its best few were picked for being fast in that one try:
+ * on a machine whose speed drifts (a neighbour, a clock) one of them may have drawn a fast moment. The
+ * leaders not yet confirmed are timed again, in turn (each round in another order and another child),
+ * with no slow cutoff; tuning_db_update_winner then ranks the confirmed ones by these times. */
+static int tune_confirm(tune_problem_run *run) {
+  tune_state *s = run->s;
+  if (run->leader_count < 2 || (run->deadline > 0.0 && tune_now_s() > run->deadline)) return 0;
+  int todo[TUNE_CONFIRM_MAX], n = 0;
+  for (int i = 0; i < run->leader_count; i++) {
+    char config_text[256];
+    kernel_config_string(s->family, &run->leaders[i].config, config_text, sizeof config_text);
+    tuning_trial trial;
+    tune_fill_trial(run, config_text, 0, &trial);
+    trial.timing_method = s->confirm_timing;
+    if (tuning_db_has_trial(s->db, s->info.fingerprint, &trial) != 1) todo[n++] = i;
+  }
+  if (n == 0) return 0;
+  tune_confirm_round *round = calloc(1, sizeof *round);
+  tune_job *jobs = calloc((size_t)(n * TUNE_CONFIRM_ROUNDS), sizeof *jobs);
+  if (round == NULL || jobs == NULL) {
+    free(round);
+    free(jobs);
+    core_error(FJ_OUT_OF_MEMORY, "tune: no memory for the confirmation round");
+    return -1;
+  }
+  round->run = run;
+  for (int r = 0; r < TUNE_CONFIRM_ROUNDS; r++)
+    for (int j = 0; j < n; j++) {
+      int id = r * n + j;
+      round->leader[id] = todo[(j + r) % n];
+      jobs[id].id = id;
+      jobs[id].config = run->leaders[round->leader[id]].config;
+    }
+  run->phase = "confirm";
+  tune_plan_more(run, n);
+  double saved_slow = run->bench.slow_factor;
+  run->bench.slow_factor = 0.0;
+  /* A round per child: a process of its own loads each kernel anew (on a CPU where the code lands
+   * changes its speed; a fresh process is a fresh draw). */
+  int rc = 0;
+  for (int r = 0; r < TUNE_CONFIRM_ROUNDS && rc == 0; r++) {
+    tune_batch batch = {.mode = TUNE_MODE_MEASURE, .jobs = jobs + r * n, .count = n,
+                        .timeout_s = tune_measure_timeout(run), .on_result = tune_on_confirmed, .user = round};
+    rc = tune_children(run, &batch, 1) == FJ_OK ? 0 : -1;
+  }
+  run->bench.slow_factor = saved_slow;
+  /* A leader whose rounds a deadline cut short stays unconfirmed. */
+  for (int j = 0; j < n && rc == 0; j++)
+    if (round->settled[todo[j]] == TUNE_CONFIRM_ROUNDS) rc = tune_record_confirmation(run, round, todo[j]);
+  free(round);
+  free(jobs);
+  return rc;
 }
 
 /* ---- one problem ------------------------------------------------------------------------------ */
@@ -751,6 +922,7 @@ static fj_status tune_problem(tune_problem_run *run) {
   if (status != FJ_OK) return status;
   snprintf(r->problem_key, sizeof r->problem_key, "%s", run->key);
   tune_winner(run, r->previous_config, sizeof r->previous_config, &r->previous_ms);
+  tune_offer_known_leaders(run);
 
   tune_space space;
   status = tune_space_build(s->family, &run->bench.problem.key, runtime_target(s->context), o->space, &space);
@@ -782,13 +954,14 @@ static fj_status tune_problem(tune_problem_run *run) {
   if (first.outcome == TRIAL_OK && first.state != TUNE_EVAL_UNRUN) r->default_ms = first.median_ms;
   if (rc == 0) rc = tune_search(run, o, s->family, &space, &default_config);
   tune_space_free(&space);
+  if (rc >= 0) rc = tune_confirm(run);
   if (rc < 0) return run->io_error != FJ_OK ? run->io_error : FJ_INTERNAL;
 
   if (tuning_db_update_winner(s->db, s->info.fingerprint, run->key, s->family->name, s->timing,
                               fj_version_string(), jit_llvm_version(), s->family->generator_version) != FJ_OK)
     return FJ_IO;
   tune_winner(run, r->best_config, sizeof r->best_config, &r->best_ms);
-  r->candidates = run->settled;
+  r->candidates = run->settled - r->confirmed;
   r->seconds = tune_now_s() - run->started;
   run->phase = "done";
   tune_progress_report(run, NULL, TRIAL_OK, 0.0, 0);
@@ -864,6 +1037,7 @@ static fj_status tune_run_shapes(fj_context *context, const fj_problem_shape *pr
   snprintf(s.device_id, sizeof s.device_id, "%s:%d", s.backend->name, s.device_index);
   s.timing = runtime_timing_method(context);
   snprintf(s.screen_timing, sizeof s.screen_timing, "%s-screen", s.timing);
+  snprintf(s.confirm_timing, sizeof s.confirm_timing, "%s" TUNING_CONFIRM_SUFFIX, s.timing);
   s.fault = getenv("FLASHJIT_TUNE_FAULT");
   if (s.fault != NULL && s.fault[0] == '\0') s.fault = NULL;
 

@@ -17,7 +17,7 @@
 #include "core/log.h"
 #include "tuner/tune_internal.h"
 
-static int tune_same_config(const kernel_family *family, const kernel_config *a, const kernel_config *b) {
+int tune_same_config(const kernel_family *family, const kernel_config *a, const kernel_config *b) {
   for (int p = 0; p < family->num_params; p++)
     if (a->values[p] != b->values[p]) return 0;
   return 1;

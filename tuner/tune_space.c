@@ -70,6 +70,7 @@ void tune_options_init(tune_options *options) {
   options->repeats = 10;
   options->slow_factor = 1.1;
   options->overlap = -1;
+  options->confirm = 3;
 }
 
 /* Per parameter: which of its values are allowed (restriction applied). */

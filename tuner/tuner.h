@@ -60,6 +60,11 @@ typedef struct tune_options {
    * Default 1.1; <= 1 times every candidate fully. */
   double slow_factor;
   double timeout_s;           /* per candidate in a child; 0 = automatic from the default's time */
+  /* After the search, the best `confirm` configs (at most TUNE_CONFIRM_MAX) whose confirmation is not
+   * yet recorded are timed again in turn, TUNE_CONFIRM_ROUNDS rounds of a child each, and the median of
+   * their rounds is recorded under "<timing>-confirm": the winner is the best confirmed config (see
+   * tuning_db_update_winner). Default 3; 0 or 1: none. */
+  int confirm;
   int compile_threads;        /* 0 = one per online core */
   int batch;                  /* candidates per child process; 0 = 16 */
   /* Compile the next batch while this one is timed: -1 (default) only for devices other than the
@@ -77,6 +82,8 @@ typedef struct tune_options {
 } tune_options;
 
 void tune_options_init(tune_options *options);
+#define TUNE_CONFIRM_MAX 8
+#define TUNE_CONFIRM_ROUNDS 3
 
 typedef enum tune_stop { TUNE_COMPLETE = 0, TUNE_STOPPED_TIME, TUNE_STOPPED_TRIALS } tune_stop;
 
@@ -96,6 +103,7 @@ typedef struct tune_result {
   int64_t run;                /* new trials recorded by this run */
   int64_t skipped;            /* already recorded (resume): not run again */
   int64_t claimed;            /* held by another live tuner: left to it */
+  int64_t confirmed;          /* configs timed again in the confirmation round and recorded */
   int64_t outcomes[TRIAL_OUTCOME_COUNT]; /* the new trials by outcome */
   tune_stop stopped;
   double seconds;
