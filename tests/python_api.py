@@ -212,6 +212,8 @@ def main():
         expect_error(flashjit.InvalidArgumentError, "shapes[1].head_dim=60",
                      lambda: context.warmup([decode, dict(decode, head_dim=60)]), "warmup of a bad head dim")
         expect_error(TypeError, "no field 'heads_kv'", lambda: context.warmup([{"heads_kv": 2}]), "a misspelt field")
+        expect_error(ValueError, "shapes[0].heads=4294967304: out of the range of a 32-bit",
+                     lambda: context.warmup([dict(decode, heads=2**32 + 8)]), "heads past an int (not wrapped to 8)")
         expect_error(ValueError, "dtype='fp64'", lambda: context.warmup([{"dtype": "fp64"}]), "a dtype it lacks")
     shutil.rmtree(folder)
     expect_error(ValueError, "device='gpu'", lambda: flashjit.warmup([decode], "gpu"), "warmup on no device")
@@ -237,6 +239,10 @@ def main():
     expect_error(TypeError, "k: ndarray.__dlpack__", lambda: flashjit.attention(q, readonly, v), "k read-only")
     expect_error(ValueError, "softmax_scale=0", lambda: flashjit.attention(q, k, v, softmax_scale=0), "scale 0")
     expect_error(TypeError, "window=", lambda: flashjit.attention(q, k, v, window=5), "window not a pair")
+    expect_error(ValueError, "window[0]=%d: out of the range" % 10**30,
+                 lambda: flashjit.attention(q, k, v, window=(10**30, 0)), "a window past int64 (not wrapped)")
+    expect_error(flashjit.InvalidArgumentError, "window_left=-2",
+                 lambda: flashjit.attention(q, k, v, window=(-2, 0)), "a window side under -1")
     expect_error(ValueError, "max_seqlen_q", lambda: flashjit.attention(
         q[0], k[0], v[0], cu_seqlens_q=np.array([0, 16], np.int32)), "cu_seqlens_q without max_seqlen_q")
     expect_error(ValueError, "softcap", lambda: flashjit.attention(q, k, v, softcap=-1.0), "negative softcap")

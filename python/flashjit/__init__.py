@@ -44,6 +44,17 @@ def _fail(lib, status, what):
     raise (InvalidArgumentError if status == FJ_INVALID_ARGUMENT else Error)(status, name, message)
 
 
+def _integer(name, value, bits=64):
+    """value as an int that fits a C field of that many bits (ctypes would wrap a larger one silently)."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise TypeError("%s=%r: an integer" % (name, value)) from None
+    if not -(1 << (bits - 1)) <= number < (1 << (bits - 1)):
+        raise ValueError("%s=%d: out of the range of a %d-bit integer" % (name, number, bits))
+    return number
+
+
 def version():
     """The library's version, "MAJOR.MINOR.PATCH"."""
     return _ffi.library().fj_version_string().decode()
@@ -60,7 +71,7 @@ class Context:
         options = _ffi.init(lib, "fj_context_options", ContextOptions)
         options.device = device.encode() if device is not None else None
         options.cache_dir = str(cache_dir).encode() if cache_dir is not None else None
-        options.num_threads = int(num_threads)
+        options.num_threads = _integer("num_threads", num_threads, 32)
         options.disable_disk_cache = 0 if disk_cache else 1
         handle = ctypes.c_void_p()
         status = lib.fj_context_create(ctypes.byref(options), ctypes.byref(handle))
@@ -149,10 +160,13 @@ def _problem_shape(lib, fields, what):
         if name in ("dtype", "kv_dtype"):
             setattr(shape, name, _dtype_field(value, "%s.%s" % (what, name)))
         elif name == "window":
-            left, right = (int(side) for side in value)
+            left, right = _window(value, "%s.window" % what)
             shape.windowed, shape.window_left, shape.window_right = 1, left, right
+        elif name == "softcap":
+            shape.softcap = float(value)
         elif name in _SHAPE_FIELDS:
-            setattr(shape, name, float(value) if name == "softcap" else int(value))
+            bits = 64 if name in ("batch", "seqlen_q", "seqlen_kv") else 32
+            setattr(shape, name, _integer("%s.%s" % (what, name), value, bits))
         else:
             raise TypeError("%s: no field %r (fields: dtype, kv_dtype, window, %s)" % (what, name, ", ".join(_SHAPE_FIELDS)))
     return shape
@@ -203,6 +217,14 @@ def _stream_handle(q, stream):
         raise TypeError("stream: %r is neither a CUDA stream handle (an int) nor an object with .cuda_stream"
                         % (stream,))
     return handle
+
+
+def _window(window, name):
+    try:
+        left, right = window
+    except (TypeError, ValueError):
+        raise TypeError("%s=%r: a pair (left, right) of ints, -1 for an open side" % (name, window)) from None
+    return _integer(name + "[0]", left), _integer(name + "[1]", right)
 
 
 def _optional_scale(name, value):
@@ -266,19 +288,16 @@ def _attention(context, q, k, v, causal=False, softmax_scale=None, out=None, ret
         raise ValueError("softcap=%r: must be finite and not negative (0: none)" % softcap)
     args.softcap = softcap
     if window is not None:
-        try:
-            left, right = (int(side) for side in window)
-        except (TypeError, ValueError):
-            raise TypeError("window=%r: a pair (left, right) of ints, -1 for an open side" % (window,)) from None
-        args.windowed, args.window_left, args.window_right = 1, left, right
+        args.windowed = 1
+        args.window_left, args.window_right = _window(window, "window")
     if cu_seqlens_q is not None:
         if max_seqlen_q is None:
             raise ValueError("max_seqlen_q: needed with cu_seqlens_q (the longest sequence's query count)")
-        args.max_seqlen_q = int(max_seqlen_q)
+        args.max_seqlen_q = _integer("max_seqlen_q", max_seqlen_q)
     if cu_seqlens_k is not None:
         if max_seqlen_k is None:
             raise ValueError("max_seqlen_k: needed with cu_seqlens_k (the longest sequence's key count)")
-        args.max_seqlen_k = int(max_seqlen_k)
+        args.max_seqlen_k = _integer("max_seqlen_k", max_seqlen_k)
 
     keep = []  # whatever the DLTensors borrow, held until the call returns
     args.q = dltensor(q, "q", keep, handle)
