@@ -28,6 +28,12 @@ static void runtime_copy_strides(int64_t out[4], const tensor_view *view) {
   for (int i = 0; i < 4; i++) out[i] = i < view->ndim ? view->stride[i] : 0;
 }
 
+/* What multiplies a raw q.k into a score: the softmax scale, and an fp8 cache's k_scale (its stored
+ * keys are k / k_scale). */
+static double runtime_score_scale(const attention_problem *problem) {
+  return (double)problem->softmax_scale * (problem->key.kv_fp8 ? (double)problem->k_scale : 1.0);
+}
+
 static fj_status runtime_cpu_params(const runtime_kernel *kernel, const attention_problem *problem,
                                     cpu_attention_params *params) {
   int block_m = runtime_config_value(kernel->family, &kernel->config, "block_m");
@@ -74,9 +80,7 @@ static fj_status runtime_cpu_params(const runtime_kernel *kernel, const attentio
   params->alibi = problem->alibi;
   params->alibi_stride[0] = problem->alibi_stride[0];
   params->alibi_stride[1] = problem->alibi_stride[1];
-  /* an fp8 cache's keys are k / k_scale: its scale goes with the softmax's */
-  double k_scale = problem->key.kv_fp8 ? problem->k_scale : 1.0;
-  params->scale_log2 = (float)((double)problem->softmax_scale * k_scale * RUNTIME_LOG2E);
+  params->scale_log2 = (float)(runtime_score_scale(problem) * RUNTIME_LOG2E);
   params->v_scale = problem->key.kv_fp8 ? problem->v_scale : 1.0f;
   if (problem->key.softcap) {
     params->softcap_out = (float)((double)problem->softcap * RUNTIME_LOG2E);
@@ -131,7 +135,7 @@ fj_status runtime_gpu_params(const runtime_kernel *kernel, const attention_probl
   params->v_scale = fields.v_scale;
   if (problem->key.softcap) {  /* in the raw q.k's units (an fp8 cache's stored keys'): the kernel scales by
                                 * scale_log2 after the cap */
-    double scale = (double)problem->softmax_scale * (problem->key.kv_fp8 ? (double)problem->k_scale : 1.0);
+    double scale = runtime_score_scale(problem);
     params->softcap_in = (float)(scale / (double)problem->softcap);
     params->softcap_out = (float)((double)problem->softcap / scale);
   }
@@ -229,17 +233,15 @@ static fj_status runtime_launch_cpu_parts(fj_context *context, const runtime_ker
 
   params->kv_split_keys = split_keys;
   params->kv_splits = splits;
-  int64_t rows = problem->batch * problem->key.heads * problem->seqlen_q;
   size_t bytes = runtime_split_bytes(problem, splits);
-  float *owned = NULL, *workspace = problem->workspace;
+  char *owned = NULL, *workspace = problem->workspace;
   if (workspace == NULL || (size_t)problem->workspace_bytes < bytes) {
     workspace = owned = malloc(bytes);
     if (workspace == NULL)
-      return core_error(FJ_OUT_OF_MEMORY, "split-KV: no memory for %lld parts of %lld rows (%zu bytes)",
-                        (long long)splits, (long long)rows, bytes);
+      return core_error(FJ_OUT_OF_MEMORY, "split-KV: no memory for %lld parts (%zu bytes)", (long long)splits, bytes);
   }
-  params->o_partial = workspace;
-  params->lse_partial = workspace + (size_t)(splits * rows) * (size_t)core_key_head_dim_v(&problem->key);
+  params->o_partial = (float *)workspace;
+  params->lse_partial = (float *)(workspace + runtime_split_lse_offset(problem, splits));
   launch->jobs *= splits;
   fj_status status = context->backend->launch(context->device, kernel->function, launch, stream);
   if (status == FJ_OK) status = runtime_combine_kv_splits(problem, splits, params->o_partial, params->lse_partial);

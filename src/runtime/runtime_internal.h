@@ -78,6 +78,8 @@ int64_t runtime_gpu_kv_splits(int sms, int64_t jobs, const attention_problem *pr
 /* The workspace `splits` parts of the problem take, on either device: fp32 outputs and LSEs of every
  * row of each part. */
 size_t runtime_split_bytes(const attention_problem *problem, int64_t splits);
+/* Where lse_partial starts in it (o_partial is first). */
+size_t runtime_split_lse_offset(const attention_problem *problem, int64_t splits);
 /* Makes params (runtime_gpu_params') those of a launch cut into at most `splits` parts of whole key
  * tiles, the parts' results in workspace (a device address of runtime_split_bytes(splits) bytes);
  * returns the parts it cut (tiles shared evenly may need fewer; 1: params unchanged). */

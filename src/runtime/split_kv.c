@@ -80,10 +80,14 @@ static int64_t split_rows(const attention_problem *problem) {
   return problem->batch * problem->key.heads * problem->seqlen_q;
 }
 
-/* the same for both devices: o_partial then lse_partial */
+/* The parts' layout, the same for both devices: o_partial [splits][rows][head_dim_v], then lse_partial
+ * [splits][rows], fp32. */
+size_t runtime_split_lse_offset(const attention_problem *problem, int64_t splits) {
+  return (size_t)splits * (size_t)split_rows(problem) * (size_t)core_key_head_dim_v(&problem->key) * sizeof(float);
+}
+
 size_t runtime_split_bytes(const attention_problem *problem, int64_t splits) {
-  size_t row_floats = (size_t)core_key_head_dim_v(&problem->key) + 1;
-  return (size_t)splits * (size_t)split_rows(problem) * row_floats * sizeof(float);
+  return runtime_split_lse_offset(problem, splits) + (size_t)splits * (size_t)split_rows(problem) * sizeof(float);
 }
 
 /* ---- GPU: the parts are blocks of their own, merged by the module's combine kernel ---- */
@@ -122,13 +126,11 @@ int64_t runtime_gpu_split_params(const attention_problem *problem, int block_n, 
   int64_t per_part = (tiles + splits - 1) / splits;
   splits = (tiles + per_part - 1) / per_part;
   if (splits < 2) return 1;
-  int64_t rows = split_rows(problem);
   params->kv_splits = splits;
   params->kv_split_tiles = per_part;
   params->kv_splits_divider = gpu_divider_for((uint32_t)splits);
   params->o_partial = workspace;
-  params->lse_partial =
-      workspace + (uint64_t)splits * (uint64_t)rows * (uint64_t)core_key_head_dim_v(&problem->key) * sizeof(float);
+  params->lse_partial = workspace + runtime_split_lse_offset(problem, splits);
   return splits;
 }
 
