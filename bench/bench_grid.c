@@ -113,7 +113,7 @@ static int grid_spec_build(const bench_options *o, grid_spec *g) {
   for (int i = 0; i < g->head_dim_count; i++) {
     int64_t d = g->head_dims[i];
     if (!core_head_dim_valid(d)) {
-      cli_error(BENCH_COMMAND, "--head-dims: %" PRId64 ": must be a multiple of 8 from 8 to 256", d);
+      cli_error(BENCH_COMMAND, "--head-dims: %" PRId64 ": must be a multiple of 8 from 8 to 576", d);
       return CLI_EXIT_USAGE;
     }
     if (o->width % d != 0) {

@@ -47,7 +47,7 @@ void cmd_bench_help(FILE *out) {
           "  --kv-heads N         key/value heads (GQA/MQA), default = --heads; must divide --heads\n"
           "  --seqlen N           query length, default 2048\n"
           "  --seqlen-kv N        key/value length, default = --seqlen\n"
-          "  --head-dim N         a multiple of 8 from 8 to 256, default 128\n"
+          "  --head-dim N         a multiple of 8 from 8 to 576, default 128\n"
           "  --head-dim-v N       v's and o's head dim, where it differs (DeepSeek's MLA prefill:\n"
           "                       --head-dim 192 --head-dim-v 128); default --head-dim's; no peer\n"
           "                       takes it\n"
@@ -417,12 +417,12 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
     return CLI_EXIT_USAGE;
   }
   if (!core_head_dim_valid(o->head_dim)) {
-    cli_error(BENCH_COMMAND, "--head-dim=%" PRId64 ": must be a multiple of 8 from 8 to 256", o->head_dim);
+    cli_error(BENCH_COMMAND, "--head-dim=%" PRId64 ": must be a multiple of 8 from 8 to 576", o->head_dim);
     return CLI_EXIT_USAGE;
   }
   if (!seen_head_dim_v) o->head_dim_v = o->head_dim;
   if (!core_head_dim_valid(o->head_dim_v)) {
-    cli_error(BENCH_COMMAND, "--head-dim-v=%" PRId64 ": must be a multiple of 8 from 8 to 256", o->head_dim_v);
+    cli_error(BENCH_COMMAND, "--head-dim-v=%" PRId64 ": must be a multiple of 8 from 8 to 576", o->head_dim_v);
     return CLI_EXIT_USAGE;
   }
   if (o->heads % o->kv_heads != 0) {

@@ -100,7 +100,7 @@ static int cache_parse(int argc, char **argv, cache_cli *c, int positional_allow
       {"--kv-heads", CLI_INT, &c->kv_heads, 1, 65536, &seen[2]},
       {"--seqlen", CLI_INT, &c->seqlen, 1, INT32_MAX, &seen[3]},
       {"--seqlen-kv", CLI_INT, &c->seqlen_kv, 1, INT32_MAX, &seen[4]},
-      {"--head-dim", CLI_INT, &c->head_dim, 8, 256, &seen[5]},
+      {"--head-dim", CLI_INT, &c->head_dim, 8, CORE_HEAD_DIM_MAX, &seen[5]},
       {"--dtype", CLI_STRING, &c->dtype_name, 0, 0, &seen[6]},
       {"--causal", CLI_FLAG, &c->causal, 0, 0, &seen[7]},
       {"--varlen", CLI_FLAG, &c->varlen, 0, 0, &seen[8]},
@@ -111,7 +111,7 @@ static int cache_parse(int argc, char **argv, cache_cli *c, int positional_allow
       {"--kv-dtype", CLI_STRING, &c->kv_dtype_name, 0, 0, &seen[13]},
       {"--packed-kv", CLI_FLAG, &c->packed_k, 0, 0, &seen[14]},
       {"--alibi", CLI_FLAG, &c->alibi, 0, 0, &seen[15]},
-      {"--head-dim-v", CLI_INT, &c->head_dim_v, 8, 256, &seen[16]},
+      {"--head-dim-v", CLI_INT, &c->head_dim_v, 8, CORE_HEAD_DIM_MAX, &seen[16]},
   };
   switch (cli_parse(c->command, argc - first, argv + first, options, (int)(sizeof options / sizeof options[0]))) {
     case CLI_PARSE_HELP: return -1;

@@ -266,11 +266,11 @@ static int tune_parse(int argc, char **argv, tune_cli *c) {
     return CLI_EXIT_USAGE;
   }
   if (!core_head_dim_valid(c->head_dim)) {
-    cli_error(TUNE_COMMAND, "--head-dim=%" PRId64 ": must be a multiple of 8 from 8 to 256", c->head_dim);
+    cli_error(TUNE_COMMAND, "--head-dim=%" PRId64 ": must be a multiple of 8 from 8 to 576", c->head_dim);
     return CLI_EXIT_USAGE;
   }
   if (seen_dv && !core_head_dim_valid(c->head_dim_v)) {
-    cli_error(TUNE_COMMAND, "--head-dim-v=%" PRId64 ": must be a multiple of 8 from 8 to 256", c->head_dim_v);
+    cli_error(TUNE_COMMAND, "--head-dim-v=%" PRId64 ": must be a multiple of 8 from 8 to 576", c->head_dim_v);
     return CLI_EXIT_USAGE;
   }
   if (c->heads % c->kv_heads != 0) {

@@ -14,6 +14,7 @@
 
 #include "bench/cli.h"
 #include "cache/json_reader.h"
+#include "core/problem.h"
 #include "core/dtype.h"
 
 /* One model's attention: query heads, KV heads, head dim, whether its calls give attention sinks, the
@@ -326,8 +327,8 @@ static int preset_apply(fj_problem_shape *s, const char *name, const char *value
     int64_t min, max;
   } ints[] = {{"batch", 1, INT32_MAX},      {"heads", 1, 65536},          {"kv_heads", 1, 65536},
               {"seqlen", 1, INT32_MAX},     {"seqlen_q", 1, INT32_MAX},   {"seqlen_kv", 0, INT32_MAX},
-              {"head_dim", 8, 256},         {"page_size", 1, INT32_MAX},  {"window_left", -1, INT32_MAX},
-              {"window_right", -1, INT32_MAX}, {"head_dim_v", 8, 256}};
+              {"head_dim", 8, CORE_HEAD_DIM_MAX},         {"page_size", 1, INT32_MAX},  {"window_left", -1, INT32_MAX},
+              {"window_right", -1, INT32_MAX}, {"head_dim_v", 8, CORE_HEAD_DIM_MAX}};
   for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
     if (strcmp(key, ints[i].name) != 0) continue;
     if (preset_parse_int(value, ints[i].min, ints[i].max, &v) != 0)

@@ -111,7 +111,7 @@ typedef struct fj_problem_shape {
   DLDataType dtype;
   int64_t batch, seqlen_q, seqlen_kv;  /* batch >= 1, seqlen_q >= 1, seqlen_kv >= 0 */
   int heads, kv_heads;                 /* heads a multiple of kv_heads */
-  int head_dim;                        /* a multiple of 8 from 8 to 256 */
+  int head_dim;                        /* a multiple of 8 from 8 to 576 */
   int causal;                          /* as fj_attention_args.causal */
   int with_lse;                        /* non-zero: the calls will ask for the LSE */
   /* Non-zero: the calls give seqlens_kv (each sequence its own key count, seqlen_kv at most). */
@@ -140,7 +140,7 @@ typedef struct fj_problem_shape {
   int packed_k;
   int alibi;
   /* v's (and o's) head dim when it differs from head_dim (DeepSeek's MLA prefill: head_dim 192,
-   * head_dim_v 128); 0 (the default): head_dim. A multiple of 8 from 8 to 256. */
+   * head_dim_v 128); 0 (the default): head_dim. A multiple of 8 from 8 to 576. */
   int head_dim_v;
 } fj_problem_shape;
 
@@ -169,9 +169,11 @@ typedef struct fj_attention_args {
   /* q: [batch, seqlen_q, heads, head_dim]; k, v: [batch, seqlen_kv, kv_heads, head_dim];
    * o: like q. Any strides (in elements; packed QKV views work); fp32, fp16 or bf16, all four the same
    * dtype, except that k and v may both be fp8 (an fp8 KV cache, see k_scale); head_dim a multiple of
-   * 8 from 8 to 256; heads a multiple of kv_heads (GQA/MQA). v (and with it o) may have a head dim of
-   * its own, also a multiple of 8 from 8 to 256 (DeepSeek's MLA prefill: q and k 192, v and o 128);
-   * softmax_scale's default is still 1/sqrt(q's head_dim).
+   * 8 from 8 to 576 (on NVIDIA GPUs to 256, FJ_UNSUPPORTED past it); heads a multiple of kv_heads
+   * (GQA/MQA). v (and with it o) may have a head dim of its own, also a multiple of 8 from 8 to 576
+   * (DeepSeek's MLA prefill: q and k 192, v and o 128; its absorbed decode: q and k 576, one KV head,
+   * v the first 512 columns of k's own cache, a view of the same memory); softmax_scale's default is
+   * still 1/sqrt(q's head_dim).
    * o must not overlap q, k, v or lse, and must not overlap itself. */
   const DLTensor *q;
   const DLTensor *k;

@@ -213,10 +213,21 @@ static const char *feature_named(const shape *s) {
   return "logit soft-capping";
 }
 
+/* Each warp holds its rows of O in registers: past 256 columns (MLA's absorbed decode, 512) they would
+ * not fit, and O would have to be split across warps, a kernel of its own. */
+#define NVPTX_HEAD_DIM_MAX 256
+
 static int problem_supported(const attention_key *key, char *why, size_t why_size) {
   if (key->dtype != DTYPE_F16 && key->dtype != DTYPE_BF16) {
     snprintf(why, why_size, "dtype %s: the NVIDIA kernels use fp16/bf16 tensor cores only (fp32 runs on the cpu backend)",
              core_dtype_name((dtype_id)key->dtype));
+    return 0;
+  }
+  int head_dim_v = core_key_head_dim_v(key);
+  if (key->head_dim > NVPTX_HEAD_DIM_MAX || head_dim_v > NVPTX_HEAD_DIM_MAX) {
+    snprintf(why, why_size, "head_dim=%d (v's %d): the NVIDIA kernels take head dims up to %d (O is held in "
+             "registers); larger ones, as MLA's absorbed decode, run on the cpu backend",
+             key->head_dim, head_dim_v, NVPTX_HEAD_DIM_MAX);
     return 0;
   }
   return 1;
@@ -227,11 +238,11 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
   if (!problem_supported(key, why, why_size)) return 0;
   shape s = shape_of(key, config);
   if (!core_head_dim_valid(s.head_dim)) {
-    snprintf(why, why_size, "head_dim=%d: must be a multiple of 8 in [8, 256]", s.head_dim);
+    snprintf(why, why_size, "head_dim=%d: must be a multiple of 8 in [8, %d]", s.head_dim, NVPTX_HEAD_DIM_MAX);
     return 0;
   }
   if (!core_head_dim_valid(s.head_dim_v)) {
-    snprintf(why, why_size, "v's head_dim=%d: must be a multiple of 8 in [8, 256]", s.head_dim_v);
+    snprintf(why, why_size, "v's head_dim=%d: must be a multiple of 8 in [8, %d]", s.head_dim_v, NVPTX_HEAD_DIM_MAX);
     return 0;
   }
   if (s.warps <= 0 || s.block_m % (16 * s.warps) != 0 || s.m_tiles < 1) {

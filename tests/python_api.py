@@ -169,6 +169,15 @@ def main():
     check(o.shape == (1, 40, 4, 32) and rel_err(o, ref_o) < tol[np.float32],
           "v's own head dim: o %s err %.2e" % (o.shape, rel_err(o, ref_o)))
 
+    # DeepSeek's MLA decode in its absorbed form: q and k 576 (512 latent + 64 rotary), one KV head for
+    # all 16 query heads, v the latent: the first 512 columns of k's own cache (a view, no copy).
+    cache = randn(2, 300, 1, 576)
+    q = randn(2, 1, 16, 576)
+    o = flashjit.attention(q, cache, cache[..., :512], causal=True, softmax_scale=0.1)
+    ref_o, _ = reference(q, cache, cache[..., :512], causal=True, scale=0.1)
+    check(o.shape == (2, 1, 16, 512) and rel_err(o, ref_o) < tol[np.float32],
+          "MLA absorbed decode (576/512, v a view of k): o %s err %.2e" % (o.shape, rel_err(o, ref_o)))
+
     # Two threads at once on the module's context (the call releases the GIL).
     q, k, v = randn(1, 64, 4, 64), randn(1, 64, 4, 64), randn(1, 64, 4, 64)
     ref_o, _ = reference(q, k, v, causal=True)

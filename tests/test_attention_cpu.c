@@ -307,6 +307,11 @@ static const test_case cases[] = {
     {F32, 2, 4, 2, 70, 70, 24, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 40},
     {BF16, 3, 4, 2, 50, 60, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 1, 1, 0, 1, 0, 0, 256},
     {F16, 2, 4, 1, 90, 120, 96, 1, 1, CONTIG, 0, 0, 0, 30, -1, 0, 0, 1.5f, 0, 1, 0, 32},
+    /* head dims past 256 (the CPU's alone): MLA's absorbed decode (q and k 576, v 512, all heads on one
+     * KV head) over a paged varlen cache, from an fp8 cache, and a short causal prefill of it */
+    {BF16, 2, 16, 1, 1, 704, 576, 1, 1, CONTIG, 0, 1, 16, -1, -1, 0, 0, 0, 0, 0, 0, 512},
+    {BF16, 2, 16, 1, 2, 500, 576, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 0, 0, 0, 0, E4M3, 512},
+    {F32, 1, 4, 1, 40, 40, 576, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 512},
 };
 
 /* Split-KV: with more worker threads than jobs, a call cuts each job's keys into parts and combines
@@ -327,6 +332,7 @@ static const test_case split_cases[] = {
     /* v's own head dim: the parts' rows and the combine's are v's */
     {BF16, 1, 8, 2, 1, 5000, 192, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 128},
     {F32, 2, 4, 1, 2, 3000, 64, 1, 1, LSESTRIDED, 0, 1, 0, -1, -1, 0, 0, 0, 0, 0, 0, 96},
+    {BF16, 1, 16, 1, 1, 3000, 576, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 512},
     /* paged, parts starting inside a page */
     {BF16, 1, 8, 2, 1, 4000, 128, 1, 1, CONTIG, 0, 1, 16, -1, -1, 0, 0, 0, 0, 0, 0, 0},
     /* sliding windows: the parts cover the window, not the cache (a short varlen sequence's window

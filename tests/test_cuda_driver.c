@@ -597,6 +597,21 @@ static void test_public_api(void) {
     s = fj_attention_forward(context, &fp32);
     check(s == FJ_UNSUPPORTED && contains(fj_last_error(), "dtype fp32") && atomic_load(&fake->launches) == launches,
           "fp32 on the GPU: %s (%s)", fj_status_string(s), fj_last_error());
+    /* nor head dims past 256: MLA's absorbed decode (q and k 576, v 512), which the API takes (the CPU runs it) */
+    {
+      int64_t mq[4] = {1, 1, 16, 576}, mk[4] = {1, 64, 1, 576}, mv[4] = {1, 64, 1, 512}, mo[4] = {1, 1, 16, 512};
+      DLTensor wq = fq, wk = fk, wv = fv, wo = fo;
+      wq.dtype = wk.dtype = wv.dtype = wo.dtype = (DLDataType){kDLBfloat, 16, 1};
+      wq.shape = mq, wk.shape = mk, wv.shape = mv, wo.shape = mo;
+      wq.strides = wk.strides = wv.strides = wo.strides = NULL;
+      fj_attention_args wide = unmapped;
+      wide.q = &wq, wide.k = &wk, wide.v = &wv, wide.o = &wo, wide.lse = NULL;
+      wide.causal = 1;
+      s = fj_attention_forward(context, &wide);
+      check(s == FJ_UNSUPPORTED && contains(fj_last_error(), "head_dim=576 (v's 512)") &&
+                contains(fj_last_error(), "cpu backend") && atomic_load(&fake->launches) == launches,
+            "head dims 576 and 512 on the GPU: %s (%s)", fj_status_string(s), fj_last_error());
+    }
     /* per-sequence key counts in device memory: not read by the call (the kernel clamps them), carried
      * to a varlen kernel of its own */
     int64_t lens_shape[1] = {b};

@@ -202,17 +202,18 @@ int main(void) {
 
   /* The default config is valid for every head dim the API takes. */
   int defaults_valid = 1;
-  for (int d = 8; d <= 256; d += 8) {
-    attention_key key = {.kind = PROBLEM_ATTENTION_FWD, .dtype = DTYPE_F32, .head_dim = d, .heads = 1, .kv_heads = 1};
-    kernel_config config;
-    char why[256];
-    family->default_config(&key, target, &config);
-    if (!family->config_valid(&key, target, &config, why, sizeof why)) {
-      printf("  default for d=%d invalid: %s\n", d, why);
-      defaults_valid = 0;
+  for (int d = 8; d <= CORE_HEAD_DIM_MAX; d += 8)
+    for (int dtype = DTYPE_F32; dtype <= DTYPE_BF16; dtype++) {
+      attention_key key = {.kind = PROBLEM_ATTENTION_FWD, .dtype = dtype, .head_dim = d, .heads = 1, .kv_heads = 1};
+      kernel_config config;
+      char why[256];
+      family->default_config(&key, target, &config);
+      if (!family->config_valid(&key, target, &config, why, sizeof why)) {
+        printf("  default for d=%d %s invalid: %s\n", d, core_dtype_name((dtype_id)dtype), why);
+        defaults_valid = 0;
+      }
     }
-  }
-  check(defaults_valid, "the default config is valid for head dims 8..256");
+  check(defaults_valid, "the default config is valid for head dims 8..576 (CORE_HEAD_DIM_MAX), fp32, fp16 and bf16");
 
   /* A register tile that cannot fit is refused with a reason that names the registers. */
   {

@@ -243,11 +243,11 @@ static void test_shapes(fixture *f) {
               NULL);
   f->shape[Q][2] = f->shape[O][2] = H;
 
-  int64_t bad_d[] = {260, 264, 0, 4, 12, 100, 255, 512};
+  int64_t bad_d[] = {260, 580, 584, 0, 4, 12, 100, 255, 1024};
   for (size_t i = 0; i < sizeof bad_d / sizeof bad_d[0]; i++) {
     for (int t = 0; t < 4; t++) f->shape[t][3] = bad_d[i];
     char want[96], what[32];
-    snprintf(want, sizeof want, "head_dim=%lld: must be a multiple of 8 from 8 to 256", (long long)bad_d[i]);
+    snprintf(want, sizeof want, "head_dim=%lld: must be a multiple of 8 from 8 to 576", (long long)bad_d[i]);
     snprintf(what, sizeof what, "head_dim %lld", (long long)bad_d[i]);
     expect_fail(f, what, FJ_INVALID_ARGUMENT, want, "q.shape[3]", NULL);
   }
@@ -273,11 +273,11 @@ static void test_shapes(fixture *f) {
   f->shape[V][3] = 64;
   expect_fail(f, "v head_dim alone", FJ_INVALID_ARGUMENT, "o.shape[3]=128 but v.shape[3]=64 (o has v's head dim)",
               NULL);
-  int64_t bad_dv[] = {60, 0, 12, 264, 4};
+  int64_t bad_dv[] = {60, 0, 12, 584, 4};
   for (int i = 0; i < 5; i++) {
     f->shape[V][3] = f->shape[O][3] = bad_dv[i];
     char want[96], what[48];
-    snprintf(want, sizeof want, "v.shape[3]=%lld: v's head dim must be a multiple of 8 from 8 to 256",
+    snprintf(want, sizeof want, "v.shape[3]=%lld: v's head dim must be a multiple of 8 from 8 to 576",
              (long long)bad_dv[i]);
     snprintf(what, sizeof what, "v and o head_dim %lld", (long long)bad_dv[i]);
     expect_fail(f, what, FJ_INVALID_ARGUMENT, want, NULL);
@@ -605,8 +605,8 @@ static void test_valid_layouts(fixture *f) {
     CHECK(p.key.heads == 8 && p.key.kv_heads == 1, "MQA key h=8 hk=1");
 
   /* head dims at the edges */
-  int64_t dims[] = {8, 256, 80, 96};
-  for (int i = 0; i < 4; i++) {
+  int64_t dims[] = {8, 256, 80, 96, 576};
+  for (int i = 0; i < 5; i++) {
     fixture_free(f);
     fixture_init(f, DTYPE_BF16, 1, 3, 3, 1, 1, dims[i]);
     char what[32];
@@ -618,10 +618,10 @@ static void test_valid_layouts(fixture *f) {
   /* v and o with a head dim of their own (shrunk from the fixture's, so the memory holds them): MLA's
    * prefill (192 and 128), v wider than q and k (8 and 256), v narrower (256 and 8); the default scale is
    * q's head dim's */
-  int64_t qk_v[3][2] = {{192, 128}, {8, 256}, {256, 8}};
-  for (int i = 0; i < 3; i++) {
+  int64_t qk_v[4][2] = {{192, 128}, {8, 256}, {256, 8}, {576, 512}};  /* the last MLA's absorbed decode */
+  for (int i = 0; i < 4; i++) {
     fixture_free(f);
-    fixture_init(f, DTYPE_BF16, 2, 5, 7, 4, 2, 256);
+    fixture_init(f, DTYPE_BF16, 2, 5, 7, 4, 2, 576);
     f->shape[Q][3] = f->shape[K][3] = qk_v[i][0];
     f->shape[V][3] = f->shape[O][3] = qk_v[i][1];
     char what[48];

@@ -12,7 +12,7 @@
 #include "core/error.h"
 #include "core/problem.h"
 
-int core_head_dim_valid(int64_t head_dim) { return head_dim >= 8 && head_dim <= 256 && head_dim % 8 == 0; }
+int core_head_dim_valid(int64_t head_dim) { return head_dim >= 8 && head_dim <= CORE_HEAD_DIM_MAX && head_dim % 8 == 0; }
 
 int core_seqlen_bucket(int64_t seqlen) {
   int bucket = 0;
@@ -783,7 +783,7 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
                       "q.shape[%d]=%" PRId64 ": heads must be from 1 to 2147483647", qh, qs[qh]);
   if (!core_head_dim_valid(qs[qd]))
     return core_error(FJ_INVALID_ARGUMENT,
-                      "head_dim=%" PRId64 ": must be a multiple of 8 from 8 to 256 (q.shape[%d])",
+                      "head_dim=%" PRId64 ": must be a multiple of 8 from 8 to 576 (q.shape[%d])",
                       qs[qd], qd);
   if (packed && cu_k.t->shape[0] != batch.size + 1)
     return core_error(FJ_INVALID_ARGUMENT, "cu_seqlens_k.shape[0]=%" PRId64 ", expected %s + 1 = %" PRId64
@@ -807,7 +807,7 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
   const int64_t head_dim_v = v.t->shape[kd];
   if (!core_head_dim_valid(head_dim_v))
     return core_error(FJ_INVALID_ARGUMENT,
-                      "v.shape[%d]=%" PRId64 ": v's head dim must be a multiple of 8 from 8 to 256", kd, head_dim_v);
+                      "v.shape[%d]=%" PRId64 ": v's head dim must be a multiple of 8 from 8 to 576", kd, head_dim_v);
   for (int d = 0; d < q_ndim - 1; d++)
     if ((s = core_check_dim(&o, d, &q, d, ragged ? ragged_what[d] : q_what[d])) != FJ_OK) return s;
   if (o.t->shape[qd] != head_dim_v)

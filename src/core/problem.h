@@ -96,7 +96,10 @@ typedef struct attention_problem {
   DLDevice device;      /* where the tensors live */
 } attention_problem;
 
-/* 1 for a head dim the API takes (q's and k's, or v's): a multiple of 8 from 8 to 256. */
+/* The largest head dim the API takes: DeepSeek's MLA decode in its absorbed form (FlashMLA's), q and k
+ * 576 = the 512-wide latent + 64 rotary, v the 512 latent. The NVIDIA kernels take up to 256. */
+#define CORE_HEAD_DIM_MAX 576
+/* 1 for a head dim the API takes (q's and k's, or v's): a multiple of 8 from 8 to CORE_HEAD_DIM_MAX. */
 int core_head_dim_valid(int64_t head_dim);
 /* Power-of-two bucket of a sequence length: 0 for 0, else ceil(log2(seqlen)) (1 -> 0 too). */
 int core_seqlen_bucket(int64_t seqlen);
@@ -116,7 +119,7 @@ void core_key_extra_text(const attention_key *key, char *buffer, size_t size);
 /* Validates every argument of a forward call and fills *out. On failure returns FJ_INVALID_ARGUMENT
  * (or FJ_UNSUPPORTED for a valid but unsupported case) with a message naming the argument and values,
  * and touches no tensor memory. Checks: NULL pointers, ndim, dtypes (all equal, one of ours), shapes
- * (batch/heads >= 1, head_dim a multiple of 8 in [8, 256], k/v/o/lse consistent with q, heads a
+ * (batch/heads >= 1, head_dim a multiple of 8 in [8, CORE_HEAD_DIM_MAX], k/v/o/lse consistent with q, heads a
  * multiple of kv_heads), strides (NULL means row-major; o and lse may not overlap themselves), o and lse
  * not overlapping q, k, v or each other, devices all equal, a finite scale, a NULL data pointer with
  * elements to touch, extents that overflow. */

@@ -114,11 +114,11 @@ fj_status runtime_problem_from_shape(const fj_problem_shape *shape, const char *
     return core_error(FJ_INVALID_ARGUMENT, "%s.heads=%d is not a multiple of kv_heads=%d", what,
                       shape->heads, shape->kv_heads);
   if (!core_head_dim_valid(shape->head_dim))
-    return core_error(FJ_INVALID_ARGUMENT, "%s.head_dim=%d must be a multiple of 8 from 8 to 256", what,
+    return core_error(FJ_INVALID_ARGUMENT, "%s.head_dim=%d must be a multiple of 8 from 8 to 576", what,
                       shape->head_dim);
   int head_dim_v = runtime_shape_head_dim_v(shape);
   if (!core_head_dim_valid(head_dim_v))
-    return core_error(FJ_INVALID_ARGUMENT, "%s.head_dim_v=%d must be 0 (head_dim's) or a multiple of 8 from 8 to 256",
+    return core_error(FJ_INVALID_ARGUMENT, "%s.head_dim_v=%d must be 0 (head_dim's) or a multiple of 8 from 8 to 576",
                       what, head_dim_v);
   int varlen, page_size, kv_fp8;
   runtime_shape_kv_layout(shape, &varlen, &page_size);
