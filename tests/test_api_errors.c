@@ -107,7 +107,7 @@ static const bad_case bad_cases[] = {
     {"lse.dtype=fp16", "lse.dtype"},
     {"k.shape[3]=32 with q 64", "k.shape[3]"},
     {"head_dim=12 everywhere", "head_dim"},
-    {"head_dim=264 everywhere", "head_dim"},
+    {"head_dim=584 everywhere", "head_dim"},
     {"batch=0", "q.shape[0]"},
     {"k.shape[0]=2 with q 1", "k.shape[0]"},
     {"v.shape[1]=15 with k 16", "v.shape[1]"},
@@ -182,7 +182,7 @@ static void break_fixture(fixture *f, int which) {
     case 10: f->lse.dtype.bits = 16; break;
     case 11: f->shape[1][3] = 32; break;
     case 12: f->shape[0][3] = f->shape[1][3] = f->shape[2][3] = f->shape[3][3] = 12; break;
-    case 13: f->shape[0][3] = f->shape[1][3] = f->shape[2][3] = f->shape[3][3] = 264; break;
+    case 13: f->shape[0][3] = f->shape[1][3] = f->shape[2][3] = f->shape[3][3] = 584; break;
     case 14: f->shape[0][0] = f->shape[3][0] = 0; f->shape[4][0] = 0; break;
     case 15: f->shape[1][0] = 2; break;
     case 16: f->shape[2][1] = 15; break;
