@@ -1,8 +1,10 @@
 """python_api.py: the Python package (python/flashjit) on the CPU, as test_python_api runs it with the
 build's python/ folder on PYTHONPATH: flashjit.attention on numpy arrays (and on PyTorch's CPU tensors
 where torch imports) against a float64 reference written here in numpy, every keyword of the call at
-least once, and the errors a caller gets for bad arguments. Exit 0 when every check passes, 1 naming
-those that failed."""
+least once, and the errors a caller gets for bad arguments; where FLASHJIT_CUDA_LIBRARY names the fake
+CUDA driver (tests/fake_cuda), the GPU glue too (device, stream, refusals; no kernel runs there). Exit 0
+when every check passes, 1 naming those that failed."""
+import ctypes
 import math
 import os
 import shutil
@@ -267,9 +269,88 @@ def main():
     check(run.returncode != 0 and "set FLASHJIT_LIBRARY" in last[0] and "/nonexistent/libflashjit.so (no such file)"
           in last[0], "no library: exit %d, %s" % (run.returncode, last[0]))
 
+    if os.environ.get("FLASHJIT_CUDA_LIBRARY"):
+        fake_gpu_cases(os.environ["FLASHJIT_CUDA_LIBRARY"])
     torch_cases()
     print("%d failed" % len(failures))
     return 1 if failures else 0
+
+
+class FakeCounters(ctypes.Structure):
+    """The head of tests/fake_cuda/fake_cuda_state.h's fake_cuda_counters, as far as the last stream."""
+    _fields_ = [(name, ctypes.c_int) for name in (
+        "primary_retains", "primary_releases", "pushes", "pops", "link_creates", "link_completes",
+        "link_destroys", "module_loads", "module_unloads", "func_set_attributes", "last_set_attribute_value",
+        "launches", "allocs", "frees", "stream_syncs", "context_syncs", "event_syncs", "events_created",
+        "events_destroyed")] + [("last_grid", ctypes.c_uint * 3), ("last_block", ctypes.c_uint * 3),
+                                ("last_shared", ctypes.c_uint), ("last_stream", ctypes.c_void_p)]
+
+
+class DeviceArray:
+    """A producer of CUDA arrays through DLPack, as CuPy is one: device memory from the fake driver (no
+    kernel runs there, so its contents do not matter), and the stream each __dlpack__ call was given."""
+
+    def __init__(self, driver, shape, dtype=(2, 16)):  # fp16
+        from flashjit._ffi import DLDataType, DLDevice, DLTensor
+        self.shape = tuple(shape)
+        count = 1
+        for n in shape:
+            count *= n
+        pointer = ctypes.c_uint64(0)
+        if driver.cuMemAlloc_v2(ctypes.byref(pointer), ctypes.c_size_t(max(count, 1) * dtype[1] // 8)) != 0:
+            raise RuntimeError("cuMemAlloc_v2 failed")
+        self._sizes = (ctypes.c_int64 * len(shape))(*shape)
+
+        class Managed(ctypes.Structure):
+            _fields_ = [("dl_tensor", DLTensor), ("manager_ctx", ctypes.c_void_p), ("deleter", ctypes.c_void_p)]
+        self._managed = Managed(DLTensor(pointer.value, DLDevice(2, 0), len(shape), DLDataType(dtype[0], dtype[1], 1),
+                                         self._sizes, None, 0), None, None)
+        self.streams = []
+
+    def __dlpack_device__(self):
+        return (2, 0)
+
+    def __dlpack__(self, stream=None):
+        self.streams.append(stream)
+        new = ctypes.pythonapi.PyCapsule_New
+        new.restype = ctypes.py_object
+        new.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+        return new(ctypes.addressof(self._managed), b"dltensor", None)
+
+
+def fake_gpu_cases(path):
+    """Where the test runs the library on the fake CUDA driver (FLASHJIT_CUDA_LIBRARY): the package's
+    GPU glue. Arrays on a CUDA device go to a cuda:0 context, the stream reaches the launch (and the
+    producers' __dlpack__, by the protocol's numbers), and what the GPU does not take is refused."""
+    driver = ctypes.CDLL(path)  # the same library the backend opened: the same counters
+    driver.fake_cuda_state.restype = ctypes.POINTER(FakeCounters)
+    counters = driver.fake_cuda_state().contents
+    # A context current on this thread, as a caller's runtime makes one (device memory needs it).
+    make = driver.fake_cuda_make_context
+    make.restype = ctypes.c_void_p
+    driver.cuCtxPushCurrent_v2.argtypes = [ctypes.c_void_p]
+    driver.cuCtxPushCurrent_v2(make(0))
+    q, k, v, o = (DeviceArray(driver, s) for s in ((2, 64, 8, 64), (2, 64, 2, 64), (2, 64, 2, 64), (2, 64, 8, 64)))
+    before = counters.launches
+    flashjit.attention(q, k, v, causal=True, out=o, stream=0x5eed)
+    check(counters.launches == before + 1 and counters.last_stream == 0x5eed and q.streams[-1] == 0x5eed,
+          "a CUDA array's call launches on cuda:0 on the stream given (launches +%d, stream %#x, __dlpack__ got %r)"
+          % (counters.launches - before, counters.last_stream or 0, q.streams[-1]))
+    flashjit.attention(q, k, v, out=o)
+    check(counters.launches == before + 2 and not counters.last_stream and q.streams[-1] == 1,
+          "no stream: the default stream (NULL at the launch, 1 to __dlpack__ as DLPack names it): %r, %r"
+          % (counters.last_stream, q.streams[-1]))
+    expect_error(TypeError, "pass out=", lambda: flashjit.attention(q, k, v), "no out= for a CuPy-like array")
+    expect_error(flashjit.InvalidArgumentError, "cpu",
+                 lambda: flashjit.attention(q, randn(2, 64, 2, 64, dtype=np.float16), v, out=o),
+                 "k on the host beside q on the device")
+    wide = [DeviceArray(driver, s) for s in ((1, 1, 16, 576), (1, 64, 1, 576), (1, 64, 1, 512), (1, 1, 16, 512))]
+    error = expect_error(flashjit.Error, "head_dim=576 (v's 512)",
+                         lambda: flashjit.attention(*wide[:3], out=wide[3]), "MLA's absorbed decode on the GPU")
+    check(error is not None and error.status_name == "unsupported", "its status: %r" % getattr(error, "status_name", None))
+    loaded = flashjit.warmup([{"dtype": "fp16", "batch": 2, "seqlen_q": 64, "seqlen_kv": 64, "heads": 8, "kv_heads": 2,
+                               "head_dim": 64, "causal": True}], "cuda:0")
+    check(loaded == 1, "warmup on cuda:0: %d loaded" % loaded)
 
 
 def torch_cases():

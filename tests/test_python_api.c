@@ -3,8 +3,9 @@
  * the library's (a binding whose struct lacks a field would be read, and with the plain init written,
  * past its end); where a python3 with numpy is found (python3, else Debian's /usr/bin/python3, which
  * .ci/run gives python3-numpy), tests/python_api.py runs flashjit.attention on the CPU against its own
- * float64 reference and tries the bad arguments. Skipped (77) under AddressSanitizer, whose runtime
- * python3 cannot load after the fact, and where no python3 is found. */
+ * float64 reference, tries the bad arguments, and drives the GPU glue on the fake CUDA driver. Skipped
+ * (77) under AddressSanitizer, whose runtime python3 cannot load after the fact, and where no python3 is
+ * found. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -44,11 +45,13 @@ int main(void) {
     printf("skipped: no python3 with numpy (apt-get install python3-numpy) for the calls\n");
     return 77;
   }
-  /* The library is the one beside the package (FLASHJIT_LIBRARY unset), the cache a fresh folder. */
+  /* The library is the one beside the package (FLASHJIT_LIBRARY unset), the cache a fresh folder, the
+   * CUDA driver the fake one (tests/fake_cuda: no kernel runs), for the package's GPU glue. */
   snprintf(command, sizeof command,
            "cache=$(mktemp -d) && env -u FLASHJIT_LIBRARY PYTHONPATH='%s' PYTHONDONTWRITEBYTECODE=1 "
-           "FLASHJIT_CACHE_DIR=\"$cache\" %s '%s/tests/python_api.py'; rc=$?; rm -rf \"$cache\"; exit $rc",
-           FJ_TEST_PYTHON_DIR, python, FJ_TEST_SOURCE_DIR);
+           "FLASHJIT_CACHE_DIR=\"$cache\" FLASHJIT_CUDA_LIBRARY='%s' %s '%s/tests/python_api.py'; rc=$?; "
+           "rm -rf \"$cache\"; exit $rc",
+           FJ_TEST_PYTHON_DIR, FJ_TEST_FAKE_CUDA, python, FJ_TEST_SOURCE_DIR);
   rc = run(command);
   if (rc != 0) printf("FAIL: tests/python_api.py with %s (exit %d)\n", python, rc);
   return rc == 0 ? 0 : 1;
