@@ -374,13 +374,15 @@ static void tune_print_table(const preset_shapes *problems, const tune_result *r
   if (width > 64) width = 64;
   printf("%-*s %11s %11s %8s %6s %6s  %s\n", width, "problem", "default ms", "tuned ms", "speedup", "new", "known",
          "tuned config");
+  int any_confirmed = 0;
   for (int i = 0; i < problems->count; i++) {
     const tune_result *r = &results[i];
     char speedup[16] = "-";
     if (r->default_ms > 0.0 && r->best_ms > 0.0) snprintf(speedup, sizeof speedup, "%.2fx", r->default_ms / r->best_ms);
     char dms[24] = "-", tms[24] = "-";
-    if (r->default_ms > 0.0) snprintf(dms, sizeof dms, "%.4f", r->default_ms);
-    if (r->best_ms > 0.0) snprintf(tms, sizeof tms, "%.4f", r->best_ms);
+    if (r->default_ms > 0.0) snprintf(dms, sizeof dms, "%.4f%s", r->default_ms, r->default_confirmed ? "*" : "");
+    if (r->best_ms > 0.0) snprintf(tms, sizeof tms, "%.4f%s", r->best_ms, r->best_confirmed ? "*" : "");
+    any_confirmed |= r->default_confirmed || r->best_confirmed;
     printf("%-*.*s %11s %11s %8s %6" PRId64 " %6" PRId64 "  %s\n", width, width, problems->labels[i], dms, tms, speedup, r->run,
            r->skipped, r->best_config[0] ? r->best_config : "(none)");
     if (r->duplicate_of >= 0) printf("%*s same key as problem %d: tuned once\n", width, "", r->duplicate_of + 1);
@@ -394,6 +396,7 @@ static void tune_print_table(const preset_shapes *problems, const tune_result *r
       printf("\n");
     }
   }
+  if (any_confirmed) printf("* the median of the config's confirmation round (3 rounds), not of its one search trial\n");
   /* What changed, one line each, for the cron log. */
   printf("\n");
   for (int i = 0; i < problems->count; i++) {
@@ -431,6 +434,8 @@ static void tune_print_json(const preset_shapes *problems, const tune_result *re
     json_kv_double(&w, "default_ms", r->default_ms);
     json_kv_string(&w, "tuned_config", r->best_config);
     json_kv_double(&w, "tuned_ms", r->best_ms);
+    json_kv_bool(&w, "tuned_confirmed", r->best_confirmed);
+    json_kv_bool(&w, "default_confirmed", r->default_confirmed);
     json_kv_double(&w, "speedup", r->default_ms > 0.0 && r->best_ms > 0.0 ? r->default_ms / r->best_ms : 0.0);
     json_kv_string(&w, "previous_config", r->previous_config);
     json_kv_double(&w, "previous_ms", r->previous_ms);

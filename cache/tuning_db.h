@@ -68,6 +68,8 @@ fj_status tuning_db_record_trial(tuning_db *db, const tuning_device *device, con
  * recorded: how a resumed or concurrent tuner skips work already done. */
 int tuning_db_has_trial(tuning_db *db, const char *fingerprint, const tuning_trial *trial);
 /* (has_trial gives 0 also when the database cannot be read; fj_last_error() then says why.) */
+/* 1 and *median_ms when an ok trial of exactly this identity is recorded; else 0 (as has_trial). */
+int tuning_db_trial_median(tuning_db *db, const char *fingerprint, const tuning_trial *trial, double *median_ms);
 
 /* Claims a candidate for this process so that a concurrent tuner skips it. 1 when claimed, 0 when
  * another live claim holds it (a claim older than stale_seconds, or of a dead pid on this host, is

@@ -34,11 +34,13 @@ static const char sql_trial_insert[] =
     " library_version, llvm_version, generator_version, outcome, median_ms, min_ms, max_ms, repeats, rel_err,"
     " message, created_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
     " ?18, ?19) ON CONFLICT DO NOTHING";
-static const char sql_trial_exists[] =
-    "SELECT 1 FROM trials t JOIN problems p ON p.id = t.problem_id JOIN devices d ON d.id = t.device_id"
-    " WHERE d.fingerprint = ?1 AND p.key = ?2 AND t.family = ?3 AND t.config = ?4 AND t.timing_method = ?5"
-    " AND t.batch = ?6 AND t.seqlen_q = ?7 AND t.seqlen_kv = ?8 AND t.library_version = ?9"
-    " AND t.llvm_version = ?10 AND t.generator_version = ?11";
+#define TUNING_DB_TRIAL_WHERE                                                                             \
+  " FROM trials t JOIN problems p ON p.id = t.problem_id JOIN devices d ON d.id = t.device_id"           \
+  " WHERE d.fingerprint = ?1 AND p.key = ?2 AND t.family = ?3 AND t.config = ?4 AND t.timing_method = ?5" \
+  " AND t.batch = ?6 AND t.seqlen_q = ?7 AND t.seqlen_kv = ?8 AND t.library_version = ?9"               \
+  " AND t.llvm_version = ?10 AND t.generator_version = ?11"
+static const char sql_trial_exists[] = "SELECT 1" TUNING_DB_TRIAL_WHERE;
+static const char sql_trial_median[] = "SELECT t.median_ms" TUNING_DB_TRIAL_WHERE " AND t.outcome = 'ok'";
 
 /* Binds a trial's identity after its first two places (device and problem, as ids or as text). */
 static void tuning_db_bind_identity(sqlite3_stmt *statement, const tuning_trial *trial) {
@@ -196,6 +198,29 @@ int tuning_db_has_trial(tuning_db *db, const char *fingerprint, const tuning_tri
   int found = tuning_db_trial_exists(db, fingerprint, trial);
   tuning_db_unlock(db);
   return found > 0;
+}
+
+int tuning_db_trial_median(tuning_db *db, const char *fingerprint, const tuning_trial *trial, double *median_ms) {
+  if (!db || !fingerprint || !median_ms || tuning_db_check_identity(trial, "tuning_db_trial_median") != FJ_OK)
+    return 0;
+  tuning_db_lock(db);
+  int found = 0;
+  sqlite3_stmt *statement = tuning_db_statement(db, sql_trial_median);
+  if (statement) {
+    tuning_db_bind_text(statement, 1, fingerprint);
+    tuning_db_bind_text(statement, 2, trial->problem_key);
+    tuning_db_bind_identity(statement, trial);
+    int rc = sqlite3_step(statement);
+    if (rc == SQLITE_ROW) {
+      *median_ms = sqlite3_column_double(statement, 0);
+      found = 1;
+    } else if (rc != SQLITE_DONE) {
+      tuning_db_fail(db, "reading a trial's median");
+    }
+    tuning_db_statement_done(statement);
+  }
+  tuning_db_unlock(db);
+  return found;
 }
 
 /* ---- claims ----------------------------------------------------------------------------------- */

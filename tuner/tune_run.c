@@ -895,16 +895,28 @@ static fj_status tune_problem_setup(tune_problem_run *run) {
   return FJ_OK;
 }
 
-static void tune_winner(tune_problem_run *run, char *config, size_t size, double *ms) {
+/* 1 and its median when config has an ok confirmation at this run's sizes and versions. */
+static int tune_confirmed_ms(tune_problem_run *run, const char *config, double *ms) {
+  tuning_trial trial;
+  tune_fill_trial(run, config, 0, &trial);
+  trial.timing_method = run->s->confirm_timing;
+  return tuning_db_trial_median(run->s->db, run->s->info.fingerprint, &trial, ms);
+}
+
+/* The winner's config and time: its confirmation's median where it has one (the search's own time of
+ * the config it crowned is its luckiest; the confirmation's is the fair one), else its trial's. */
+static void tune_winner(tune_problem_run *run, char *config, size_t size, double *ms, int *confirmed) {
   tuning_winner w;
   memset(&w, 0, sizeof w);
   config[0] = '\0';
   *ms = 0.0;
+  *confirmed = 0;
   if (tuning_db_lookup_winner(run->s->db, run->s->info.fingerprint, run->key, run->s->family->name,
                               run->s->timing, &w) == 1 &&
       w.exact && w.current_versions) {
     snprintf(config, size, "%s", w.config);
     *ms = w.median_ms;
+    *confirmed = tune_confirmed_ms(run, w.config, ms);
   }
 }
 
@@ -921,7 +933,8 @@ static fj_status tune_problem(tune_problem_run *run) {
   fj_status status = tune_problem_setup(run);
   if (status != FJ_OK) return status;
   snprintf(r->problem_key, sizeof r->problem_key, "%s", run->key);
-  tune_winner(run, r->previous_config, sizeof r->previous_config, &r->previous_ms);
+  int previous_confirmed;
+  tune_winner(run, r->previous_config, sizeof r->previous_config, &r->previous_ms, &previous_confirmed);
   tune_offer_known_leaders(run);
 
   tune_space space;
@@ -960,7 +973,12 @@ static fj_status tune_problem(tune_problem_run *run) {
   if (tuning_db_update_winner(s->db, s->info.fingerprint, run->key, s->family->name, s->timing,
                               fj_version_string(), jit_llvm_version(), s->family->generator_version) != FJ_OK)
     return FJ_IO;
-  tune_winner(run, r->best_config, sizeof r->best_config, &r->best_ms);
+  tune_winner(run, r->best_config, sizeof r->best_config, &r->best_ms, &r->best_confirmed);
+  double default_confirmed_ms;
+  if (r->default_ms > 0.0 && tune_confirmed_ms(run, r->default_config, &default_confirmed_ms)) {
+    r->default_ms = default_confirmed_ms;
+    r->default_confirmed = 1;
+  }
   r->candidates = run->settled - r->confirmed;
   r->seconds = tune_now_s() - run->started;
   run->phase = "done";

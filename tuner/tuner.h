@@ -94,6 +94,8 @@ typedef struct tune_result {
   double default_ms;          /* the default config's median, measured in this run; 0 when it failed */
   char best_config[256];      /* the winner in the database after the run; "" when none */
   double best_ms;
+  /* 1: best_ms (default_ms) is the median of the config's confirmation round, not of its search trial */
+  int best_confirmed, default_confirmed;
   char previous_config[256];  /* the winner before the run; "" when none */
   double previous_ms;
   int64_t space;              /* points of the (restricted) space */
