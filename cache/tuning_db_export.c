@@ -240,7 +240,13 @@ static const char sql_list_winners[] =
     "SELECT d.fingerprint, d.backend, d.name, d.arch, p.key, w.family, w.timing_method, t.config, t.median_ms,"
     " t.library_version, t.llvm_version, t.generator_version,"
     " (SELECT count(*) FROM trials x WHERE x.problem_id = w.problem_id AND x.device_id = w.device_id"
-    "  AND x.family = w.family AND x.timing_method = w.timing_method)"
+    "  AND x.family = w.family AND x.timing_method = w.timing_method),"
+    /* the winner's confirmation (the tuner's last round), NULL without one */
+    " (SELECT c.median_ms FROM trials c WHERE c.problem_id = t.problem_id AND c.device_id = t.device_id"
+    "  AND c.family = t.family AND c.config = t.config AND c.timing_method = t.timing_method || '"
+    TUNING_CONFIRM_SUFFIX "' AND c.outcome = 'ok' AND c.batch = t.batch AND c.seqlen_q = t.seqlen_q"
+    "  AND c.seqlen_kv = t.seqlen_kv AND c.library_version = t.library_version"
+    "  AND c.llvm_version = t.llvm_version AND c.generator_version = t.generator_version)"
     " FROM winners w JOIN problems p ON p.id = w.problem_id JOIN devices d ON d.id = w.device_id"
     " JOIN trials t ON t.id = w.trial_id ORDER BY d.fingerprint, p.base_key, p.seqlen_bucket, p.key, w.family,"
     " w.timing_method";
@@ -285,10 +291,13 @@ fj_status tuning_db_list(tuning_db *db, FILE *out) {
                 tuning_db_column(s, 3));
       }
       const char *library = tuning_db_column(s, 9), *llvm = tuning_db_column(s, 10);
-      fprintf(out, "  %s\n    %s %s: %s  %.4f ms  (of %d trials; flashjit %s, LLVM %s, generator %d)%s\n",
+      char confirmed[48] = "";
+      if (sqlite3_column_type(s, 13) != SQLITE_NULL)
+        snprintf(confirmed, sizeof confirmed, ", confirmed %.4f ms", sqlite3_column_double(s, 13));
+      fprintf(out, "  %s\n    %s %s: %s  %.4f ms%s  (of %d trials; flashjit %s, LLVM %s, generator %d)%s\n",
               tuning_db_column(s, 4), tuning_db_column(s, 5), tuning_db_column(s, 6), tuning_db_column(s, 7),
-              sqlite3_column_double(s, 8), sqlite3_column_int(s, 12), library, llvm, sqlite3_column_int(s, 11),
-              tuning_db_is_current(library, llvm) ? "" : "  [other versions: re-tune]");
+              sqlite3_column_double(s, 8), confirmed, sqlite3_column_int(s, 12), library, llvm,
+              sqlite3_column_int(s, 11), tuning_db_is_current(library, llvm) ? "" : "  [other versions: re-tune]");
     }
     if (rc != SQLITE_DONE)
       status = tuning_db_fail(db, "listing winners");

@@ -244,6 +244,18 @@ static void check_confirmed_winner(tuning_db *db) {
                "confirmed: the lowest confirmed median wins (its own trial), not the search's lucky one", w.config);
   found = tuning_db_lookup_winner(db, FINGERPRINT, key, FAMILY, confirm, &w);
   check(found == 0, "a confirmation is never a winner of its own method");
+  double median = 0.0;
+  check(tuning_db_trial_median(db, FINGERPRINT, &c32, &median) == 1 && fabs(median - 1.08) < 1e-12 &&
+            tuning_db_trial_median(db, FINGERPRINT, &c64, &median) == 0,
+        "trial_median reads an ok confirmation's median, and none of a failed one");
+  char *listing = NULL;
+  size_t size = 0;
+  FILE *f = open_memstream(&listing, &size);
+  fj_status s = tuning_db_list(db, f);
+  fclose(f);
+  check_detail(s == FJ_OK && listing && strstr(listing, "block_m=32  1.0500 ms, confirmed 1.0800 ms"),
+               "list gives the winner's confirmed time beside its own", listing);
+  free(listing);
 }
 
 static void check_lookup(tuning_db *db) {
