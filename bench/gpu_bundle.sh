@@ -141,6 +141,14 @@ measure)
     --seqlen 1024 --check
   step "mla prefill" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" $mla --head-dim-v 128 --seqlen 4096
   step "mla prefill v padded" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" $mla --seqlen 4096
+  # Its decode in the absorbed form (q and k 576, v 512, 128 heads on one KV head; O split over warps):
+  # checked, then timed at 4096 keys against the plain form (q and k 192, v 128, 128 KV heads).
+  absorbed="--batch 8 --heads 128 --kv-heads 1 --seqlen 1 --head-dim 576 --head-dim-v 512 --dtype bf16 --causal"
+  step "mla absorbed decode check" 15 60 "$B" bench --device cuda:0 --cache-dir "$cache" $absorbed --seqlen-kv 1024 \
+    --check
+  step "mla absorbed decode" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" $absorbed --seqlen-kv 4096
+  step "mla plain decode" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" --batch 8 --heads 128 --seqlen 1 \
+    --seqlen-kv 4096 --head-dim 192 --head-dim-v 128 --dtype bf16 --causal
   # Triton compiles 8 configs per (dtype, head dim, causal): what finishes is kept line by line.
   step "triton-fa2 on the grid" 90 240 sh -c "python3 \"$root/bench/peers/peers.py\" --grid prefill \
     --peers triton-fa2 >\"$out/triton.jsonl\""

@@ -169,11 +169,11 @@ typedef struct fj_attention_args {
   /* q: [batch, seqlen_q, heads, head_dim]; k, v: [batch, seqlen_kv, kv_heads, head_dim];
    * o: like q. Any strides (in elements; packed QKV views work); fp32, fp16 or bf16, all four the same
    * dtype, except that k and v may both be fp8 (an fp8 KV cache, see k_scale); head_dim a multiple of
-   * 8 from 8 to 576 (on NVIDIA GPUs to 256, FJ_UNSUPPORTED past it); heads a multiple of kv_heads
-   * (GQA/MQA). v (and with it o) may have a head dim of its own, also a multiple of 8 from 8 to 576
+   * 8 from 8 to 576; heads a multiple of kv_heads (GQA/MQA). v (and with it o) may have a head dim of its own, also a multiple of 8 from 8 to 576
    * (DeepSeek's MLA prefill: q and k 192, v and o 128; its absorbed decode: q and k 576, one KV head,
-   * v the first 512 columns of k's own cache, a view of the same memory); softmax_scale's default is
-   * still 1/sqrt(q's head_dim).
+   * v the first 512 columns of k's own cache, a view of the same memory; on NVIDIA GPUs a v wider
+   * than 256 must be a multiple of 128, FJ_UNSUPPORTED otherwise); softmax_scale's default is still
+   * 1/sqrt(q's head_dim).
    * o must not overlap q, k, v or lse, and must not overlap itself. */
   const DLTensor *q;
   const DLTensor *k;

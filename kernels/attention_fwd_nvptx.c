@@ -30,7 +30,7 @@
 #include "kernels/attention_fwd_nvptx_combine.h"
 #include "tile/tile_gpu.h"
 
-enum { P_BLOCK_M, P_BLOCK_N, P_WARPS, P_STAGES, P_Q_IN_REGS, P_SWIZZLE, P_PACK_GQA, P_SPLIT_KV, P_COUNT };
+enum { P_BLOCK_M, P_BLOCK_N, P_WARPS, P_STAGES, P_Q_IN_REGS, P_SWIZZLE, P_PACK_GQA, P_SPLIT_KV, P_O_SPLIT, P_COUNT };
 
 static const kernel_param params[P_COUNT] = {
     [P_BLOCK_M] = {"block_m", "queries per block (16 * warps * m-tiles per warp)", 2, {64, 128}},
@@ -43,9 +43,11 @@ static const kernel_param params[P_COUNT] = {
                     2, {0, 1}, .optional = 1},
     [P_SPLIT_KV] = {"split_kv", "1 (decode): a job's keys may be cut over several blocks, merged by a second kernel, "
                     "when the launch finds SMs idle and a workspace", 2, {0, 1}, .optional = 1},
+    [P_O_SPLIT] = {"o_split", "warps sharing each row tile, each holding 1/o_split of O's columns (v wider than "
+                   "256, as MLA's absorbed decode: 512; 1 elsewhere)", 3, {1, 2, 4}, .optional = 1},
 };
 
-#define GENERATOR_VERSION 16
+#define GENERATOR_VERSION 17
 
 /* A budget on the registers one thread's fragments take in the main loop (32-bit registers), as a
  * weighted count fitted to what ptxas does: O (live throughout); half of S (the fp32 scores live only
@@ -107,6 +109,9 @@ static const kernel_param params[P_COUNT] = {
 
 typedef struct shape {
   int block_m, block_n, warps, stages, q_in_regs, swizzle, pack_gqa, split_kv;
+  /* O's columns split over o_split warps that share each row tile (v wider than 256): row_warps tiles
+   * of rows, each warp holding slice_v of O's columns (it computes its rows' scores in full) */
+  int o_split, row_warps, slice_v;
   int head_dim, padded_dim, m_tiles, causal, window, has_lse, d_contiguous, varlen, page_size, varlen_q, sinks,
       softcap, varlen_k, alibi;
   int head_dim_v, padded_dim_v;  /* V's and O's: MLA's differs from Q's and K's */
@@ -133,13 +138,16 @@ static shape shape_of(const attention_key *key, const kernel_config *config) {
   s.swizzle = config->values[P_SWIZZLE];
   s.pack_gqa = config->values[P_PACK_GQA];
   s.split_kv = config->values[P_SPLIT_KV];
+  s.o_split = config->values[P_O_SPLIT] > 0 ? config->values[P_O_SPLIT] : 1;
+  s.row_warps = s.warps / s.o_split;
   s.head_dim = key->head_dim;
   /* Tiles are whole k16 steps wide: a head dim of 8 mod 16 is zero-padded in shared memory (the
    * padding adds 0 to every score and its output columns are never stored). */
   s.padded_dim = round_up(key->head_dim, 16);
   s.head_dim_v = core_key_head_dim_v(key);
   s.padded_dim_v = round_up(s.head_dim_v, 16);
-  s.m_tiles = s.warps > 0 ? s.block_m / (16 * s.warps) : 0;
+  s.slice_v = s.padded_dim_v / s.o_split;
+  s.m_tiles = s.row_warps > 0 ? s.block_m / (16 * s.row_warps) : 0;
   s.causal = key->causal;
   s.window = key->window;
   s.has_lse = key->has_lse;
@@ -163,15 +171,16 @@ static size_t shared_bytes(const shape *s) {
   return (qk_rows * (size_t)s->padded_dim + (size_t)s->stages * (size_t)s->block_n * (size_t)s->padded_dim_v) * 2;
 }
 
-/* Registers of one thread's part of the O accumulator (fp32, m_tiles x V's head_dim / 8 n8 tiles). */
-static int o_registers(const shape *s) { return s->m_tiles * (s->padded_dim_v / 8) * 4; }
+/* Registers of one thread's part of the O accumulator (fp32, m_tiles x its slice of V's head_dim / 8
+ * n8 tiles). */
+static int o_registers(const shape *s) { return s->m_tiles * (s->slice_v / 8) * 4; }
 
 /* Fragment registers one thread needs in the main loop, as the budgets above weigh them. */
 static int fragment_registers(const shape *s) {
   int o = o_registers(s);
   int scores = s->m_tiles * (s->block_n / 8) * 4;
   int q = s->q_in_regs ? s->m_tiles * (s->padded_dim / 16) * 4 : 0;
-  int loaded_ahead = s->block_n / 4 + s->padded_dim_v / 8;  /* K's for S, V's for O */
+  int loaded_ahead = s->block_n / 4 + s->slice_v / 8;  /* K's for S, V's for O */
   if (s->sync_kv) return o + 2 * scores + q + loaded_ahead;
   return (2 * o + scores + 3 * q + 4 * loaded_ahead) / 2;
 }
@@ -213,9 +222,9 @@ static const char *feature_named(const shape *s) {
   return "logit soft-capping";
 }
 
-/* Each warp holds its rows of O in registers: past 256 columns (MLA's absorbed decode, 512) they would
- * not fit, and O would have to be split across warps, a kernel of its own. */
-#define NVPTX_HEAD_DIM_MAX 256
+/* A warp holds at most this many of O's columns in registers; a wider v (MLA's absorbed decode, 512)
+ * splits O's columns over o_split warps that share the row tile, in whole 64-column slices. */
+#define NVPTX_O_COLUMNS_MAX 256
 
 static int problem_supported(const attention_key *key, char *why, size_t why_size) {
   if (key->dtype != DTYPE_F16 && key->dtype != DTYPE_BF16) {
@@ -224,10 +233,9 @@ static int problem_supported(const attention_key *key, char *why, size_t why_siz
     return 0;
   }
   int head_dim_v = core_key_head_dim_v(key);
-  if (key->head_dim > NVPTX_HEAD_DIM_MAX || head_dim_v > NVPTX_HEAD_DIM_MAX) {
-    snprintf(why, why_size, "head_dim=%d (v's %d): the NVIDIA kernels take head dims up to %d (O is held in "
-             "registers); larger ones, as MLA's absorbed decode, run on the cpu backend",
-             key->head_dim, head_dim_v, NVPTX_HEAD_DIM_MAX);
+  if (head_dim_v > NVPTX_O_COLUMNS_MAX && head_dim_v % 128 != 0) {
+    snprintf(why, why_size, "v's head dim %d: past %d the NVIDIA kernels split O's columns over 2 or 4 warps in "
+             "whole 64-column slices, so it must be a multiple of 128 (MLA's 512 is)", head_dim_v, NVPTX_O_COLUMNS_MAX);
     return 0;
   }
   return 1;
@@ -238,15 +246,33 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
   if (!problem_supported(key, why, why_size)) return 0;
   shape s = shape_of(key, config);
   if (!core_head_dim_valid(s.head_dim)) {
-    snprintf(why, why_size, "head_dim=%d: must be a multiple of 8 in [8, %d]", s.head_dim, NVPTX_HEAD_DIM_MAX);
+    snprintf(why, why_size, "head_dim=%d: must be a multiple of 8 in [8, %d]", s.head_dim, CORE_HEAD_DIM_MAX);
     return 0;
   }
   if (!core_head_dim_valid(s.head_dim_v)) {
-    snprintf(why, why_size, "v's head_dim=%d: must be a multiple of 8 in [8, %d]", s.head_dim_v, NVPTX_HEAD_DIM_MAX);
+    snprintf(why, why_size, "v's head_dim=%d: must be a multiple of 8 in [8, %d]", s.head_dim_v, CORE_HEAD_DIM_MAX);
     return 0;
   }
-  if (s.warps <= 0 || s.block_m % (16 * s.warps) != 0 || s.m_tiles < 1) {
-    snprintf(why, why_size, "block_m=%d is not a multiple of 16 * warps=%d", s.block_m, 16 * s.warps);
+  int wide_v = s.padded_dim_v > NVPTX_O_COLUMNS_MAX;
+  if (wide_v ? s.o_split < 2 : s.o_split != 1) {
+    snprintf(why, why_size, "o_split=%d: v's dv=%d %s", s.o_split, s.padded_dim_v,
+             wide_v ? "is wider than one warp's O (256 columns): split it over 2 or 4 warps"
+                    : "fits one warp's O: o_split=1");
+    return 0;
+  }
+  if (s.o_split > 1 && (s.warps % s.o_split != 0 || s.slice_v % 64 != 0 || s.head_dim_v % 64 != 0)) {
+    snprintf(why, why_size, "o_split=%d: warps=%d and v's dv=%d must split into whole 64-column slices",
+             s.o_split, s.warps, s.head_dim_v);
+    return 0;
+  }
+  if (s.q_in_regs && s.padded_dim > 16 * TILE_GPU_MAX_K_STEPS) {
+    snprintf(why, why_size, "q_in_regs=1: Q's fragments at d=%d are %d k16 steps; registers hold at most %d",
+             s.padded_dim, s.padded_dim / 16, TILE_GPU_MAX_K_STEPS);
+    return 0;
+  }
+  if (s.row_warps <= 0 || s.block_m % (16 * s.row_warps) != 0 || s.m_tiles < 1) {
+    snprintf(why, why_size, "block_m=%d is not a multiple of 16 * %d warps of rows (warps=%d, o_split=%d)",
+             s.block_m, s.row_warps, s.warps, s.o_split);
     return 0;
   }
   if (s.m_tiles > TILE_GPU_MAX_M_TILES) {
@@ -388,6 +414,23 @@ static void default_config(const attention_key *key, const jit_target *target, k
                                   {64, 64, 4, 2, 0, 1, 1},  {64, 32, 4, 2, 0, 1, 1}};
   static const int large[][7] = {{128, 32, 8, 2, 0, 1, 1}, {64, 32, 4, 2, 0, 1, 1}, {64, 16, 4, 2, 0, 1, 1}};
   char why[256];
+  if (core_key_head_dim_v(key) > NVPTX_O_COLUMNS_MAX) {
+    /* v wider than one warp's O (MLA's absorbed decode: q and k 576, v 512, every query head on one KV
+     * head): 8 warps, O's columns in 2 slices (4 where 2 do not fit), Q re-read from shared memory (its
+     * 36 k16 steps do not fit registers), K/V tiles of 32 keys (16 where shared memory is smaller).
+     * Not yet run on a GPU. */
+    static const int wide[][DEFAULT_TABLE_PARAMS + 1] = {
+        {64, 32, 8, 2, 0, 1, 2}, {64, 32, 8, 2, 0, 1, 4}, {64, 16, 8, 2, 0, 1, 2}, {64, 16, 8, 2, 0, 1, 4}};
+    for (int i = 0; i < (int)(sizeof wide / sizeof wide[0]); i++) {
+      memset(out, 0, sizeof *out);
+      for (int p = 0; p < DEFAULT_TABLE_PARAMS; p++) out->values[p] = wide[i][p];
+      out->values[P_O_SPLIT] = wide[i][DEFAULT_TABLE_PARAMS];
+      out->values[P_PACK_GQA] = key->heads > key->kv_heads;
+      out->values[P_SPLIT_KV] = key->seqlen_bucket <= DECODE_SEQLEN_BUCKET;
+      if (config_valid(key, target, out, why, sizeof why)) return;
+    }
+    return;
+  }
   if (key->seqlen_bucket <= DECODE_SEQLEN_BUCKET) {
     const int pack = key->heads > key->kv_heads;
     const int decode[][DEFAULT_TABLE_PARAMS] = {{64, 64, 4, 3, 1, 1}, {64, 32, 4, 3, 1, 1}, {64, 32, 4, 2, 0, 1}};
@@ -396,6 +439,7 @@ static void default_config(const attention_key *key, const jit_target *target, k
       for (int p = 0; p < DEFAULT_TABLE_PARAMS; p++) out->values[p] = decode[i][p];
       out->values[P_PACK_GQA] = pack;
       out->values[P_SPLIT_KV] = 1;
+      out->values[P_O_SPLIT] = 1;
       if (config_valid(key, target, out, why, sizeof why)) return;
     }
   }
@@ -407,6 +451,7 @@ static void default_config(const attention_key *key, const jit_target *target, k
   for (int i = 0; i < count; i++) {
     memset(out, 0, sizeof *out);
     for (int p = 0; p < DEFAULT_TABLE_PARAMS; p++) out->values[p] = list[i][p];
+    out->values[P_O_SPLIT] = 1;
     shape s = shape_of(key, out);
     int blocks = list[i][DEFAULT_TABLE_PARAMS];
     if (blocks > 1 && (size_t)blocks * shared_bytes(&s) > cuda_ir_shared_limit(target->cpu))
@@ -507,9 +552,33 @@ static void head_view(tile_gpu *tg, const shape *s, tile_gpu_global *view, size_
                               s->page_size, stride[0], tile_gpu_param_i64(tg, P_OFF(pages)));
 }
 
-/* The block row where this warp's rows start (rows are split between warps in 16 * m_tiles slices). */
+/* The block row where this warp's rows start (rows are split between warps in 16 * m_tiles slices; with
+ * o_split, o_split consecutive warps share each slice). */
 static LLVMValueRef warp_first_row(tile_gpu *tg, const shape *s) {
-  return tile_mul(&tg->tb, LLVMBuildZExt(tg->tb.b, tg->warp, tg->tb.i64, ""), tile_i64(&tg->tb, 16 * s->m_tiles));
+  LLVMValueRef row_warp = s->o_split == 1 ? tg->warp : LLVMBuildUDiv(tg->tb.b, tg->warp, tile_gpu_i32(tg, s->o_split), "");
+  return tile_mul(&tg->tb, LLVMBuildZExt(tg->tb.b, row_warp, tg->tb.i64, ""), tile_i64(&tg->tb, 16 * s->m_tiles));
+}
+
+/* The first of O's columns this warp holds (i64): 0, or with o_split its slice's. */
+static LLVMValueRef warp_first_column(tile_gpu *tg, const shape *s) {
+  if (s->o_split == 1) return tile_i64(&tg->tb, 0);
+  LLVMValueRef slice = LLVMBuildURem(tg->tb.b, tg->warp, tile_gpu_i32(tg, s->o_split), "");
+  return tile_mul(&tg->tb, LLVMBuildZExt(tg->tb.b, slice, tg->tb.i64, ""), tile_i64(&tg->tb, s->slice_v));
+}
+
+/* Narrows a view of O's rows to the columns [col0, col0 + cols) a warp holds. */
+static void slice_columns(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef col0, int cols) {
+  LLVMValueRef offset = tile_mul(&tg->tb, col0, view->col_stride);
+  view->base = view->f32 ? LLVMBuildGEP2(tg->tb.b, tg->tb.f32, view->base, &offset, 1, "")
+                         : tile_gpu_element_address(tg, view->base, offset);
+  view->cols = cols;
+}
+
+/* Runs the LSE's stores of one warp of each row tile only (the o_split warps of a tile hold the same
+ * row statistics): opens a branch the caller closes with tile_if_end, or none (*open = 0). */
+static void lse_writer_begin(tile_gpu *tg, const shape *s, LLVMValueRef col0, tile_if *branch, int *open) {
+  *open = s->o_split > 1;
+  if (*open) tile_if_begin(&tg->tb, branch, tile_lt(&tg->tb, col0, tile_i64(&tg->tb, 1)));
 }
 
 /* For each of this thread's rows, which keys of the tile starting at key n0 it may see, as columns
@@ -661,7 +730,8 @@ static void add_alibi(tile_gpu *tg, const shape *s, const block_coordinates *at,
  * LSE = log2_sum ln 2 to lse ([batch, head, seq]: rows are positions, or (position, head) pairs when
  * packed). */
 static void store_result(tile_gpu *tg, const shape *s, const tile_gpu_acc *out, const tile_gpu_rows *inverse,
-                         const tile_gpu_rows *log2_sum, const block_coordinates *at, LLVMValueRef warp_row0) {
+                         const tile_gpu_rows *log2_sum, const block_coordinates *at, LLVMValueRef warp_row0,
+                         LLVMValueRef col0) {
   tile_builder *tb = &tg->tb;
   LLVMBuilderRef ir = tb->b;
   LLVMValueRef seqlen_q = tile_gpu_param_i64(tg, P_OFF(seqlen_q)), q_start = NULL;
@@ -669,8 +739,12 @@ static void store_result(tile_gpu *tg, const shape *s, const tile_gpu_acc *out, 
   tile_gpu_global o;
   head_view(tg, s, &o, P_OFF(o), P_OFF(o_stride), at->batch, at->head, q_start, seqlen_q,
             s->pack_gqa ? ROWS_GROUPED : ROWS_PLAIN);
+  if (s->o_split > 1) slice_columns(tg, &o, col0, s->slice_v);
   tile_gpu_store(tg, out, inverse, &o, at->q0, warp_row0);
   if (!s->has_lse) return;
+  tile_if writer;
+  int open;
+  lse_writer_begin(tg, s, col0, &writer, &open);
   tile_gpu_rows lse;
   lse.m_tiles = s->m_tiles;
   for (int r = 0; r < 2 * s->m_tiles; r++)
@@ -687,13 +761,15 @@ static void store_result(tile_gpu *tg, const shape *s, const tile_gpu_acc *out, 
                        slot_rows(tg, s, seqlen_q), 1, 0);
   if (s->pack_gqa) group_rows_by_head(tg, &lse_view, head_stride);
   tile_gpu_store_rows(tg, &lse, &lse_view, at->q0, warp_row0);
+  if (open) tile_if_end(tb, &writer);
 }
 
 /* A split part's rows: O scaled by inverse as fp32 to o_partial, log2_sum to lse_partial, at the rows
  * of gpu_attention_params ((part * batch + b) * heads + h) * seqlen_q + position (packed: the heads of
  * the group seqlen_q rows apart). The part LSE is taken whether or not the call asked for one. */
 static void store_part(tile_gpu *tg, const shape *s, const tile_gpu_acc *out, const tile_gpu_rows *inverse,
-                       const tile_gpu_rows *log2_sum, const block_coordinates *at, LLVMValueRef warp_row0) {
+                       const tile_gpu_rows *log2_sum, const block_coordinates *at, LLVMValueRef warp_row0,
+                       LLVMValueRef col0) {
   tile_builder *tb = &tg->tb;
   LLVMBuilderRef ir = tb->b;
   LLVMValueRef seqlen_q = tile_gpu_param_i64(tg, P_OFF(seqlen_q));
@@ -712,13 +788,18 @@ static void store_part(tile_gpu *tg, const shape *s, const tile_gpu_acc *out, co
   tile_gpu_global_init(tg, &o, o_base, d, tile_i64(tb, 1), rows, s->head_dim_v, 0);
   o.f32 = 1;
   if (s->pack_gqa) group_rows_by_head(tg, &o, tile_mul(tb, seqlen_q, d));
+  if (s->o_split > 1) slice_columns(tg, &o, col0, s->slice_v);
   tile_gpu_store(tg, out, inverse, &o, at->q0, warp_row0);
+  tile_if writer;
+  int open;
+  lse_writer_begin(tg, s, col0, &writer, &open);
 
   LLVMValueRef lse_base = LLVMBuildGEP2(ir, tb->f32, tile_gpu_param_global(tg, P_OFF(lse_partial)), &first_row, 1, "");
   tile_gpu_global lse;
   tile_gpu_global_init(tg, &lse, lse_base, tile_i64(tb, 1), tile_i64(tb, 1), rows, 1, 0);
   if (s->pack_gqa) group_rows_by_head(tg, &lse, seqlen_q);
   tile_gpu_store_rows(tg, log2_sum, &lse, at->q0, warp_row0);
+  if (open) tile_if_end(tb, &writer);
 }
 
 static fj_status generate(LLVMModuleRef module, const attention_key *key, const jit_target *target,
@@ -728,6 +809,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     return core_error(FJ_INVALID_ARGUMENT, "attention_fwd_nvptx: invalid config: %s", why);
   const shape s = shape_of(key, config);
   const int BM = s.block_m, BN = s.block_n, D = s.padded_dim, DV = s.padded_dim_v, STAGES = s.stages;
+  const int SLICE = s.slice_v;  /* O's columns one warp holds: DV, or DV / o_split */
 
   tile_gpu tgs, *tg = &tgs;
   tile_gpu_begin(tg, module, target, function_name, sizeof(gpu_attention_params), s.dtype, s.warps);
@@ -771,11 +853,11 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
 
   /* ---- shared memory: Q, then the ring of K tiles, then the ring of V tiles ---- */
   const int k_bytes = BN * D * 2, v_bytes = BN * DV * 2, q_bytes = BM * D * 2, v_ring = q_bytes + STAGES * k_bytes;
-  tile_gpu_shared q_tile = {tile_gpu_i32(tg, 0), BM, D, s.swizzle};
+  tile_gpu_shared q_tile = {tile_gpu_i32(tg, 0), BM, D, s.swizzle, 0};
 #define RING(offset, stage, tile_bytes, cols)                                                       \
   ((tile_gpu_shared){LLVMBuildAdd(ir, tile_gpu_i32(tg, (offset)),                                  \
                                   LLVMBuildMul(ir, (stage), tile_gpu_i32(tg, (tile_bytes)), ""), ""), \
-                     BN, (cols), s.swizzle})
+                     BN, (cols), s.swizzle, 0})
 #define K_RING(stage) RING(q_bytes, stage, k_bytes, D)
 #define V_RING(stage) RING(v_ring, stage, v_bytes, DV)
 
@@ -827,7 +909,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
 
   /* ---- running state: O, and per row the max m (base-2 logits) and this thread's part of the sum l */
   tile_gpu_acc out;
-  tile_gpu_acc_init(tg, &out, s.m_tiles, DV / 8, 0.0f);
+  tile_gpu_acc_init(tg, &out, s.m_tiles, SLICE / 8, 0.0f);
   tile_gpu_acc_make_var(tg, &out);
   tile_gpu_rows row_max, row_sum;
   tile_gpu_rows_init(tg, &row_max, s.m_tiles, tile_f32(tb, -INFINITY));
@@ -920,7 +1002,10 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     tile_gpu_acc_to_a(tg, &scores, &p_frag);
     tile_gpu_acc_load(tg, &out);
     tile_gpu_scale_rows_unless_one(tg, &out, &alpha);
-    tile_gpu_dot(tg, &out, &p_frag, NULL, NULL, &v_tile, 0, BN / 16);
+    tile_gpu_shared v_columns = v_tile;  /* with o_split, this warp's slice of V's columns */
+    if (s.o_split > 1)
+      v_columns = tile_gpu_shared_columns(tg, &v_tile, LLVMBuildTrunc(ir, warp_first_column(tg, &s), tb->i32, ""), SLICE);
+    tile_gpu_dot(tg, &out, &p_frag, NULL, NULL, &v_columns, 0, BN / 16);
     tile_gpu_acc_store(tg, &out);
   }
   tile_end_for(tb, &kv_loop);
@@ -948,16 +1033,17 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     log2_sum.v[r] = LLVMBuildSelect(ir, seen, LLVMBuildFAdd(ir, row_max.v[r], log2_l, ""), tile_f32(tb, -INFINITY), "");
   }
   at = block_coordinates_of(tg, &s, tile_gpu_block_index_opaque(tg));
+  LLVMValueRef col0 = warp_first_column(tg, &s);
   if (!s.split_kv) {
-    store_result(tg, &s, &out, &inverse, &log2_sum, &at, warp_row0);
+    store_result(tg, &s, &out, &inverse, &log2_sum, &at, warp_row0, col0);
   } else {
     LLVMValueRef split = tile_lt(tb, tile_i64(tb, 1), tile_gpu_param_i64(tg, P_OFF(kv_splits)));
     tile_if parts, whole;
     tile_if_begin(tb, &parts, split);
-    store_part(tg, &s, &out, &inverse, &log2_sum, &at, warp_row0);
+    store_part(tg, &s, &out, &inverse, &log2_sum, &at, warp_row0, col0);
     tile_if_end(tb, &parts);
     tile_if_begin(tb, &whole, LLVMBuildNot(ir, split, ""));
-    store_result(tg, &s, &out, &inverse, &log2_sum, &at, warp_row0);
+    store_result(tg, &s, &out, &inverse, &log2_sum, &at, warp_row0, col0);
     tile_if_end(tb, &whole);
   }
   tile_gpu_end(tg);

@@ -14,7 +14,7 @@
 #include "tile/tile_gpu.h"
 
 #define P_OFF(field) offsetof(gpu_attention_params, field)
-#define MAX_COLUMN_STEPS 8 /* head dims up to 256 over 32 lanes */
+#define MAX_COLUMN_STEPS ((CORE_HEAD_DIM_MAX + 31) / 32) /* head dims up to 576 over 32 lanes */
 
 static LLVMValueRef divide_by(tile_gpu *tg, LLVMValueRef n, size_t divider) {
   return tile_gpu_divide(tg, n, tile_gpu_param_i32(tg, divider + offsetof(gpu_divider, magic)),

@@ -10,7 +10,7 @@
 #include "core/problem.h"
 #include "jit/jit.h"
 
-#define KERNEL_MAX_PARAMS 8
+#define KERNEL_MAX_PARAMS 10
 #define KERNEL_MAX_VALUES 16
 
 typedef struct kernel_param {

@@ -345,8 +345,13 @@ def fake_gpu_cases(path):
                  lambda: flashjit.attention(q, randn(2, 64, 2, 64, dtype=np.float16), v, out=o),
                  "k on the host beside q on the device")
     wide = [DeviceArray(driver, s) for s in ((1, 1, 16, 576), (1, 64, 1, 576), (1, 64, 1, 512), (1, 1, 16, 512))]
-    error = expect_error(flashjit.Error, "head_dim=576 (v's 512)",
-                         lambda: flashjit.attention(*wide[:3], out=wide[3]), "MLA's absorbed decode on the GPU")
+    before = counters.launches
+    flashjit.attention(*wide[:3], out=wide[3], causal=True)
+    check(counters.launches == before + 1 and counters.last_block[0] == 256,
+          "MLA's absorbed decode (576/512) launches on the GPU, %d threads a block" % counters.last_block[0])
+    odd = [DeviceArray(driver, s) for s in ((1, 1, 16, 320), (1, 64, 1, 320), (1, 64, 1, 320), (1, 1, 16, 320))]
+    error = expect_error(flashjit.Error, "v's head dim 320",
+                         lambda: flashjit.attention(*odd[:3], out=odd[3]), "a v of 320 on the GPU")
     check(error is not None and error.status_name == "unsupported", "its status: %r" % getattr(error, "status_name", None))
     loaded = flashjit.warmup([{"dtype": "fp16", "batch": 2, "seqlen_q": 64, "seqlen_kv": 64, "heads": 8, "kv_heads": 2,
                                "head_dim": 64, "causal": True}], "cuda:0")

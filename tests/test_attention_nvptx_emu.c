@@ -141,12 +141,14 @@ static void self_tests(void) {
 /* block_m, block_n, warps, stages, q_in_regs, swizzle, pack_gqa, split_kv; all 0: the family's default
  * for the key. */
 typedef struct config_spec {
-  int values[8];
+  int values[9];
 } config_spec;
-#define DEFAULT {{0, 0, 0, 0, 0, 0, 0, 0}}
-#define CONFIG(bm, bn, w, st, q, sw) {{bm, bn, w, st, q, sw, 0, 0}}
-#define CONFIG_PACKED(bm, bn, w, st, q, sw) {{bm, bn, w, st, q, sw, 1, 0}}
-#define CONFIG_SPLIT(bm, bn, w, st, q, sw, pack) {{bm, bn, w, st, q, sw, pack, 1}}
+#define DEFAULT {{0, 0, 0, 0, 0, 0, 0, 0, 0}}
+#define CONFIG(bm, bn, w, st, q, sw) {{bm, bn, w, st, q, sw, 0, 0, 1}}
+#define CONFIG_PACKED(bm, bn, w, st, q, sw) {{bm, bn, w, st, q, sw, 1, 0, 1}}
+#define CONFIG_SPLIT(bm, bn, w, st, q, sw, pack) {{bm, bn, w, st, q, sw, pack, 1, 1}}
+/* v wider than a warp's O: its columns over o_split warps (Q from shared memory, swizzled tiles) */
+#define CONFIG_WIDE(bm, bn, w, st, pack, split, o) {{bm, bn, w, st, 0, 1, pack, split, o}}
 
 typedef struct emu_case {
   test_case c;
@@ -336,6 +338,12 @@ static const emu_case cases[] = {
     {{BF16, 1, 2, 1, 70, 90, 24, 1, 1, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 40}, DEFAULT, 0},
     {{F16, 3, 8, 2, 1, 304, 192, 1, 1, LSESTRIDED, 0, 1, 16, -1, -1, 0, 0, 0, 0, 0, 0, 128}, DEFAULT, 3},
     {{BF16, 3, 4, 2, 40, 90, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1, 0, 0, 0, 0, E5M2, 64}, DEFAULT, 0},
+    /* MLA's absorbed decode (q and k 576, v 512, every query head on one KV head): O's columns over 2
+     * warps on its default, over 4 with a causal prefill of ragged length, and a decode step over a
+     * paged varlen cache in 2 parts (the parts and the combine 512 wide) */
+    {{BF16, 2, 16, 1, 1, 100, 576, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 512}, DEFAULT, 0},
+    {{F16, 1, 4, 1, 21, 40, 576, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 512}, CONFIG_WIDE(64, 16, 8, 2, 1, 0, 4), 0},
+    {{BF16, 2, 16, 1, 1, 192, 576, 1, 1, CONTIG, 0, 1, 16, -1, -1, 0, 0, 0, 0, 0, 0, 512}, DEFAULT, 2},
 };
 #define NUM_CASES ((int)(sizeof cases / sizeof cases[0]))
 

@@ -597,7 +597,8 @@ static void test_public_api(void) {
     s = fj_attention_forward(context, &fp32);
     check(s == FJ_UNSUPPORTED && contains(fj_last_error(), "dtype fp32") && atomic_load(&fake->launches) == launches,
           "fp32 on the GPU: %s (%s)", fj_status_string(s), fj_last_error());
-    /* nor head dims past 256: MLA's absorbed decode (q and k 576, v 512), which the API takes (the CPU runs it) */
+    /* MLA's absorbed decode (q and k 576, v 512, one KV head): O's columns over two warps of each row
+     * tile, 8 warps a block; a v past 256 columns that does not split into 64-column slices is refused */
     {
       int64_t mq[4] = {1, 1, 16, 576}, mk[4] = {1, 64, 1, 576}, mv[4] = {1, 64, 1, 512}, mo[4] = {1, 1, 16, 512};
       DLTensor wq = fq, wk = fk, wv = fv, wo = fo;
@@ -608,9 +609,17 @@ static void test_public_api(void) {
       wide.q = &wq, wide.k = &wk, wide.v = &wv, wide.o = &wo, wide.lse = NULL;
       wide.causal = 1;
       s = fj_attention_forward(context, &wide);
-      check(s == FJ_UNSUPPORTED && contains(fj_last_error(), "head_dim=576 (v's 512)") &&
-                contains(fj_last_error(), "cpu backend") && atomic_load(&fake->launches) == launches,
-            "head dims 576 and 512 on the GPU: %s (%s)", fj_status_string(s), fj_last_error());
+      p = (const gpu_attention_params *)(const void *)fake->last_params;
+      check(s == FJ_OK && atomic_load(&fake->launches) == launches + 1 && fake->last_block[0] == 256 &&
+                p->o_stride[2] == 512 && p->v_stride[1] == 512,
+            "head dims 576 and 512 on the GPU: %s, %u threads a block (%s)", fj_status_string(s), fake->last_block[0],
+            s == FJ_OK ? "ok" : fj_last_error());
+      launches = atomic_load(&fake->launches);
+      mq[3] = mk[3] = 320, mv[3] = mo[3] = 320;
+      s = fj_attention_forward(context, &wide);
+      check(s == FJ_UNSUPPORTED && contains(fj_last_error(), "v's head dim 320") &&
+                contains(fj_last_error(), "multiple of 128") && atomic_load(&fake->launches) == launches,
+            "v of 320 on the GPU: %s (%s)", fj_status_string(s), fj_last_error());
     }
     /* per-sequence key counts in device memory: not read by the call (the kernel clamps them), carried
      * to a varlen kernel of its own */
@@ -762,6 +771,10 @@ static void test_bench_commands(void) {
       {"ALiBi", "--heads 8 --seqlen 300 --causal --alibi --json", "\"alibi\":true"},
       {"DeepSeek's MLA prefill", "--heads 16 --seqlen 512 --head-dim 192 --head-dim-v 128 --causal --json",
        "\"head_dim_v\":128"},
+      {"its absorbed decode", "--batch 8 --heads 128 --kv-heads 1 --seqlen 1 --seqlen-kv 4096 --head-dim 576 "
+       "--head-dim-v 512 --causal --json", "o_split=2"},
+      {"its plain decode", "--batch 8 --heads 128 --seqlen 1 --seqlen-kv 4096 --head-dim 192 --head-dim-v 128 --causal "
+       "--json", "\"head_dim_v\":128"},
   };
   for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
     char command[1024];

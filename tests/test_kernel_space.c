@@ -215,6 +215,41 @@ int main(void) {
     }
   check(defaults_valid, "the default config is valid for head dims 8..576 (CORE_HEAD_DIM_MAX), fp32, fp16 and bf16");
 
+  /* The NVIDIA family's too, wherever it takes the problem (generated here, assembled by test_ptxas):
+   * q's and k's head dim, v's the same, 128 or 512, prefill and decode, packed heads or not, sm_80 and
+   * sm_90a. */
+  {
+    const kernel_family *cuda = kernel_family_for_backend("cuda");
+    const char *archs[] = {"sm_80", "sm_90a"};
+    int supported = 0, invalid = 0;
+    for (int a = 0; cuda && a < 2; a++) {
+      jit_target nvptx;
+      if (jit_nvptx_target(archs[a], &nvptx) != FJ_OK) continue;
+      for (int d = 8; d <= CORE_HEAD_DIM_MAX; d += 8)
+        for (int v = 0; v < 3; v++)
+          for (int decode = 0; decode < 2; decode++)
+            for (int packed = 0; packed < 2; packed++) {
+              attention_key key = {.kind = PROBLEM_ATTENTION_FWD, .dtype = DTYPE_BF16, .head_dim = d, .heads = 16,
+                                   .kv_heads = packed ? 1 : 16, .causal = 1, .d_contiguous = 1,
+                                   .seqlen_bucket = decode ? 0 : 12};
+              int dv = v == 0 ? d : v == 1 ? 128 : 512;
+              key.head_dim_v = dv == d ? 0 : dv;
+              char why[256];
+              if (!cuda->problem_supported(&key, why, sizeof why)) continue;
+              supported++;
+              kernel_config config;
+              cuda->default_config(&key, &nvptx, &config);
+              if (!cuda->config_valid(&key, &nvptx, &config, why, sizeof why)) {
+                if (invalid++ < 5) printf("  %s d=%d dv=%d %s%s: %s\n", archs[a], d, dv, decode ? "decode" : "prefill",
+                                          packed ? " packed" : "", why);
+              }
+            }
+    }
+    check(cuda != NULL && supported > 0 && invalid == 0,
+          "the NVIDIA default config is valid wherever the family takes the problem (head dims to 576, v's to 512)");
+    if (invalid) printf("  %d of %d supported keys have no valid default\n", invalid, supported);
+  }
+
   /* A register tile that cannot fit is refused with a reason that names the registers. */
   {
     attention_key key = {.kind = PROBLEM_ATTENTION_FWD, .dtype = DTYPE_F32, .head_dim = 64, .heads = 1, .kv_heads = 1};

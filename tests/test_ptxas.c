@@ -22,7 +22,8 @@
  * row's slope and diagonal, a distance per score). FJ_PTXAS_FP8=1: those spaces for causal keys of an E4M3
  * KV cache (K and V copied through registers and converted, as a strided head dim's are). FJ_PTXAS_DV=n:
  * those spaces for causal keys whose v has head dim n (K and V rings of their own widths, O as wide as V;
- * MLA's prefill is FJ_PTXAS_DIMS=192 FJ_PTXAS_DV=128).
+ * MLA's prefill is FJ_PTXAS_DIMS=192 FJ_PTXAS_DV=128, its absorbed decode FJ_PTXAS_DIMS=576 FJ_PTXAS_DV=512
+ * FJ_PTXAS_DECODE=1).
  * FJ_PTXAS_DUMP=dir: keep each job's PTX and ptxas report there. FJ_PTXAS_ONLY=substring: only the
  * jobs whose name contains it. */
 #include <pthread.h>
@@ -313,8 +314,8 @@ int main(void) {
     for (const char *p = dims_env; *p && space_dim_count < 16;) {
       char *end;
       long d = strtol(p, &end, 10);
-      if (end == p || d < 8 || d > 256) {
-        printf("FAIL: FJ_PTXAS_DIMS='%s': expected head dims in [8, 256] separated by commas\n", dims_env);
+      if (end == p || d < 8 || d > CORE_HEAD_DIM_MAX) {
+        printf("FAIL: FJ_PTXAS_DIMS='%s': expected head dims in [8, %d] separated by commas\n", dims_env, CORE_HEAD_DIM_MAX);
         return 1;
       }
       space_dims[space_dim_count++] = (int)d;
@@ -335,8 +336,8 @@ int main(void) {
   int decode_spaces = getenv("FJ_PTXAS_DECODE") && atoi(getenv("FJ_PTXAS_DECODE"));
   int dv_spaces = getenv("FJ_PTXAS_DV") ? atoi(getenv("FJ_PTXAS_DV")) : 0;
   if (page_spaces < 0) page_spaces = 0;
-  if (dv_spaces != 0 && (dv_spaces < 8 || dv_spaces > 256 || dv_spaces % 8 != 0)) {
-    printf("FAIL: FJ_PTXAS_DV=%d: expected a multiple of 8 in [8, 256]\n", dv_spaces);
+  if (dv_spaces != 0 && !core_head_dim_valid(dv_spaces)) {
+    printf("FAIL: FJ_PTXAS_DV=%d: expected a multiple of 8 in [8, %d]\n", dv_spaces, CORE_HEAD_DIM_MAX);
     return 1;
   }
   const char *archs[] = {"sm_80", "sm_90a"};
@@ -472,6 +473,21 @@ int main(void) {
       add_default(archs[a], &key);
       key = make_key((dtype_id)dtype, 64, 1, 1, 1);
       key.head_dim_v = 128;
+      add_default(archs[a], &key);
+      /* MLA's absorbed decode (q and k 576, v 512, every query head on one KV head: O's columns split
+       * over warps, o_split): a decode step over a paged varlen cache (split, the combine 512 wide),
+       * and a causal prefill of the same heads */
+      key = make_key((dtype_id)dtype, 576, 1, 1, 1);
+      key.head_dim_v = 512;
+      key.heads = 128;
+      key.kv_heads = 1;
+      key.seqlen_bucket = 0;
+      key.varlen = 1;
+      key.page_size = 64;
+      add_default(archs[a], &key);
+      key.seqlen_bucket = 12;
+      key.varlen = 0;
+      key.page_size = 0;
       add_default(archs[a], &key);
     }
   }

@@ -97,7 +97,7 @@ typedef struct attention_problem {
 } attention_problem;
 
 /* The largest head dim the API takes: DeepSeek's MLA decode in its absorbed form (FlashMLA's), q and k
- * 576 = the 512-wide latent + 64 rotary, v the 512 latent. The NVIDIA kernels take up to 256. */
+ * 576 = the 512-wide latent + 64 rotary, v the 512 latent. */
 #define CORE_HEAD_DIM_MAX 576
 /* 1 for a head dim the API takes (q's and k's, or v's): a multiple of 8 from 8 to CORE_HEAD_DIM_MAX. */
 int core_head_dim_valid(int64_t head_dim);

@@ -152,13 +152,24 @@ static LLVMValueRef swizzle_ir(tile_gpu *tg, LLVMValueRef row, LLVMValueRef chun
   return result;
 }
 
+/* Bytes from one row of a shared tile to the next. */
+static int row_bytes_of(const tile_gpu_shared *t) { return (t->row_cols ? t->row_cols : t->cols) * 2; }
+
 /* Byte offset (i32) in dynamic shared memory of chunk `chunk` of row `row` of a shared tile. */
 static LLVMValueRef chunk_offset(tile_gpu *tg, const tile_gpu_shared *t, LLVMValueRef row, LLVMValueRef chunk) {
   LLVMBuilderRef b = B(tg);
   int chunks_per_row = t->cols / 8;
   LLVMValueRef physical = swizzle_ir(tg, row, chunk, chunks_per_row, t->swizzle);
-  LLVMValueRef offset = LLVMBuildAdd(b, t->offset, LLVMBuildMul(b, row, tile_gpu_i32(tg, t->cols * 2), ""), "");
+  LLVMValueRef offset = LLVMBuildAdd(b, t->offset, LLVMBuildMul(b, row, tile_gpu_i32(tg, row_bytes_of(t)), ""), "");
   return LLVMBuildAdd(b, offset, LLVMBuildShl(b, physical, tile_gpu_i32(tg, 4), ""), "");
+}
+
+tile_gpu_shared tile_gpu_shared_columns(tile_gpu *tg, const tile_gpu_shared *t, LLVMValueRef col0, int cols) {
+  tile_gpu_shared view = *t;
+  view.offset = LLVMBuildAdd(B(tg), t->offset, LLVMBuildShl(B(tg), col0, tile_gpu_i32(tg, 1), ""), "");
+  view.cols = cols;
+  view.row_cols = t->row_cols ? t->row_cols : t->cols;
+  return view;
 }
 
 /* ---- kernel ---------------------------------------------------------------------------------------- */
@@ -584,7 +595,7 @@ void tile_gpu_rows_index(tile_gpu *tg, tile_gpu_rows *out, int m_tiles, LLVMValu
 static void ldmatrix_block(tile_gpu *tg, const tile_gpu_shared *t, LLVMValueRef row0, int row, int chunk,
                            int kind, int transpose, LLVMValueRef out[4]) {
   LLVMBuilderRef b = B(tg);
-  int row_bytes = t->cols * 2, chunks_per_row = t->cols / 8;
+  int row_bytes = row_bytes_of(t), chunks_per_row = t->cols / 8;
   LLVMValueRef offset;
   if (t->swizzle) {
     /* Inside its swizzle group a row's chunks are permuted by an xor with a mask of the row (the

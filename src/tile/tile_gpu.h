@@ -96,11 +96,19 @@ LLVMValueRef tile_gpu_block_index_opaque(tile_gpu *tg);
 LLVMValueRef tile_gpu_i32(tile_gpu *tg, int value);
 
 /* A rows x cols tile of the operand dtype in dynamic shared memory at byte `offset` (i32, may be a
- * runtime value: a ring stage). cols is a multiple of 16. */
+ * runtime value: a ring stage). cols is a multiple of 16. row_cols (0: cols) is the row pitch in
+ * elements when the tile is a view of columns of a wider one (tile_gpu_shared_columns): only the dot
+ * reads such views. */
 typedef struct tile_gpu_shared {
   LLVMValueRef offset;
   int rows, cols, swizzle;
+  int row_cols;
 } tile_gpu_shared;
+
+/* Columns [col0, col0 + cols) of t as a tile of its own, col0 (i32, may be a runtime value: a warp's
+ * slice) a multiple of 64 elements (whole swizzle groups of 8 chunks), cols too, and t's columns a
+ * multiple of 64: the view's swizzle is then the same permutation of the same chunks. */
+tile_gpu_shared tile_gpu_shared_columns(tile_gpu *tg, const tile_gpu_shared *t, LLVMValueRef col0, int cols);
 
 /* A 2-D view of a global tensor: element (r, c) at base + r * row_stride + c * col_stride (elements,
  * i64). Rows at or past `rows` (i64) and columns at or past `cols` read as zeros. vector_ok (i1):
