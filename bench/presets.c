@@ -18,8 +18,9 @@
 #include "core/dtype.h"
 
 /* One model's attention: query heads, KV heads, head dim, whether its calls give attention sinks, the
- * sliding window of its local layers (0: none; else those layers' shapes come too), and its logit
- * soft-cap (0: none). */
+ * sliding window of its local layers (0: none; else those layers' shapes come too), its logit soft-cap
+ * (0: none), v's head dim (0: head_dim's), and where its decode step differs (MLA's absorbed form), the
+ * decode's KV heads and head dims (0: the prefill's). */
 typedef struct preset_model {
   const char *name;
   const char *title;
@@ -27,19 +28,25 @@ typedef struct preset_model {
   int sinks;
   int sliding_window;  /* keys a local layer's query sees, its own included (window_left = this - 1) */
   float softcap;
+  int head_dim_v;
+  int decode_kv_heads, decode_head_dim, decode_head_dim_v;
 } preset_model;
 
 static const preset_model preset_models[] = {
-    {"llama3-8b", "Llama-3-8B", 32, 8, 128, 0, 0, 0.0f},
-    {"llama3-70b", "Llama-3-70B", 64, 8, 128, 0, 0, 0.0f},
-    {"mistral-7b", "Mistral-7B", 32, 8, 128, 0, 0, 0.0f},
-    {"qwen2.5-7b", "Qwen2.5-7B", 28, 4, 128, 0, 0, 0.0f},
+    {"llama3-8b", "Llama-3-8B", 32, 8, 128, 0, 0, 0.0f, 0, 0, 0, 0},
+    {"llama3-70b", "Llama-3-70B", 64, 8, 128, 0, 0, 0.0f, 0, 0, 0, 0},
+    {"mistral-7b", "Mistral-7B", 32, 8, 128, 0, 0, 0.0f, 0, 0, 0, 0},
+    {"qwen2.5-7b", "Qwen2.5-7B", 28, 4, 128, 0, 0, 0.0f, 0, 0, 0, 0},
     /* gpt-oss-20b and -120b (the same attention): layers alternate between full and 128-key banded
      * attention, each head with a learned sink */
-    {"gpt-oss", "gpt-oss-20b/120b", 64, 8, 64, 1, 128, 0.0f},
+    {"gpt-oss", "gpt-oss-20b/120b", 64, 8, 64, 1, 128, 0.0f, 0, 0, 0, 0},
     /* Gemma-2-9B: layers alternate between full and 4096-key windowed attention, logits capped at 50
      * (its query scale, 1/sqrt(256), is the default's) */
-    {"gemma2-9b", "Gemma-2-9B", 16, 8, 256, 0, 4096, 50.0f},
+    {"gemma2-9b", "Gemma-2-9B", 16, 8, 256, 0, 4096, 50.0f, 0, 0, 0, 0},
+    /* DeepSeek-V3 and R1 (MLA): prefill with q and k of 192 (128 + 64 rotary), v of 128, each head its
+     * own KV head; decode in the absorbed form, every head on the one cached latent (q and k 576 = 512 +
+     * 64, v the 512 latent). Their softmax scale is 1/sqrt(192) in both forms (the calls pass it). */
+    {"deepseek-v3", "DeepSeek-V3/R1", 128, 128, 192, 0, 0, 0.0f, 128, 1, 576, 512},
 };
 #define PRESET_MODEL_COUNT ((int)(sizeof preset_models / sizeof preset_models[0]))
 
@@ -74,9 +81,11 @@ void presets_free(preset_shapes *list) {
 /* A model's shape as its full layers call it, and where it has local layers, as those do (the same
  * with its window: a key of its own). */
 static int preset_add_layers(preset_shapes *out, const preset_model *m, fj_problem_shape *s, const char *label) {
+  int decode = s->seqlen_q == 1;
   s->heads = m->heads;
-  s->kv_heads = m->kv_heads;
-  s->head_dim = m->head_dim;
+  s->kv_heads = decode && m->decode_kv_heads ? m->decode_kv_heads : m->kv_heads;
+  s->head_dim = decode && m->decode_head_dim ? m->decode_head_dim : m->head_dim;
+  s->head_dim_v = decode && m->decode_head_dim_v ? m->decode_head_dim_v : m->head_dim_v;
   s->causal = 1;
   s->sinks = m->sinks;
   s->softcap = m->softcap;
@@ -119,7 +128,11 @@ static int preset_is_repeat(int index) {
         preset_models[j].head_dim == preset_models[index].head_dim &&
         preset_models[j].sinks == preset_models[index].sinks &&
         preset_models[j].sliding_window == preset_models[index].sliding_window &&
-        preset_models[j].softcap == preset_models[index].softcap)
+        preset_models[j].softcap == preset_models[index].softcap &&
+        preset_models[j].head_dim_v == preset_models[index].head_dim_v &&
+        preset_models[j].decode_kv_heads == preset_models[index].decode_kv_heads &&
+        preset_models[j].decode_head_dim == preset_models[index].decode_head_dim &&
+        preset_models[j].decode_head_dim_v == preset_models[index].decode_head_dim_v)
       return 1;
   return 0;
 }
@@ -176,8 +189,13 @@ int presets_get(const char *name, preset_shapes *out) {
 void presets_print(FILE *out) {
   for (int i = 0; i < PRESET_MODEL_COUNT; i++) {
     const preset_model *m = &preset_models[i];
-    fprintf(out, "  %-12s %s: %d heads, %d KV heads, head dim %d, bf16, causal%s", m->name, m->title, m->heads,
-            m->kv_heads, m->head_dim, m->sinks ? ", sinks" : "");
+    fprintf(out, "  %-12s %s: %d heads, %d KV heads, head dim %d", m->name, m->title, m->heads, m->kv_heads,
+            m->head_dim);
+    if (m->head_dim_v) fprintf(out, " (v %d)", m->head_dim_v);
+    if (m->decode_head_dim)
+      fprintf(out, "; decode absorbed: %d KV head%s, head dim %d (v %d)", m->decode_kv_heads,
+              m->decode_kv_heads == 1 ? "" : "s", m->decode_head_dim, m->decode_head_dim_v);
+    fprintf(out, ", bf16, causal%s", m->sinks ? ", sinks" : "");
     if (m->softcap > 0.0f) fprintf(out, ", logits capped at %g", (double)m->softcap);
     if (m->sliding_window > 0) fprintf(out, ", and each shape again with a %d-key window", m->sliding_window);
     fprintf(out, "; prefill at");

@@ -1053,6 +1053,18 @@ static void test_fp8_warm(void) {
   check(r.exited && r.code == 2 && strstr(r.err, "kv_dtype=fp4: expected fp8_e4m3 or fp8_e5m2") != NULL,
         "kv_dtype=fp4 in a shapes file: exit %d, %s", r.code, r.err);
   cli_result_free(&r);
+  /* DeepSeek's preset: its prefill (q and k 192, v 128) and its absorbed decode (576 / 512, one KV head) */
+  const char *warm_deepseek[] = {"cache", "warm", "--device", "cpu", "--cache-dir", cache, "--preset", "deepseek-v3", NULL};
+  r = run_cli(warm_deepseek);
+  check(r.exited && r.code == 0 && strstr(r.out, "deepseek-v3 prefill s4096") != NULL &&
+            strstr(r.out, "deepseek-v3 decode kv8192") != NULL && strstr(r.out, "pack_gqa=1") != NULL,
+        "cache warm --preset deepseek-v3 (exit %d): %s", r.code, r.out);
+  cli_result_free(&r);
+  const char *list_presets[] = {"tune", "--list-presets", NULL};
+  r = run_cli(list_presets);
+  check(r.exited && r.code == 0 && strstr(r.out, "head dim 192 (v 128); decode absorbed: 1 KV head, head dim 576 (v 512)"),
+        "tune --list-presets describes DeepSeek's two forms (exit %d)", r.code);
+  cli_result_free(&r);
   const char *warm_more[] = {"cache", "warm", "--device", "cpu", "--cache-dir", cache, "--heads", "4", "--kv-heads", "2",
                              "--seqlen", "64", "--head-dim", "64", "--causal", "--packed-kv", "--alibi", NULL};
   r = run_cli(warm_more);
