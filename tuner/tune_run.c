@@ -612,11 +612,16 @@ static void tune_offer_known_leaders(tune_problem_run *run) {
 }
 
 typedef struct tune_confirm_round {
-  tune_problem_run *run;
   int leader[TUNE_CONFIRM_MAX * TUNE_CONFIRM_ROUNDS];    /* per job: its leader */
   tune_report reports[TUNE_CONFIRM_MAX][TUNE_CONFIRM_ROUNDS];
   int settled[TUNE_CONFIRM_MAX];
 } tune_confirm_round;
+
+/* The identity of config's confirmation: this run's sizes and versions, under <method>-confirm. */
+static void tune_fill_confirmation(const tune_problem_run *run, const char *config, tuning_trial *trial) {
+  tune_fill_trial(run, config, 0, trial);
+  trial->timing_method = run->s->confirm_timing;
+}
 
 static void tune_on_confirmed(void *user, const tune_job *job, const tune_report *report) {
   tune_confirm_round *round = user;
@@ -631,8 +636,7 @@ static int tune_record_confirmation(tune_problem_run *run, const tune_confirm_ro
   char config_text[256];
   kernel_config_string(s->family, &run->leaders[i].config, config_text, sizeof config_text);
   tuning_trial trial;
-  tune_fill_trial(run, config_text, 0, &trial);
-  trial.timing_method = s->confirm_timing;
+  tune_fill_confirmation(run, config_text, &trial);
   trial.outcome = TRIAL_OK;
   double medians[TUNE_CONFIRM_ROUNDS];
   for (int r = 0; r < TUNE_CONFIRM_ROUNDS; r++) {
@@ -650,7 +654,7 @@ static int tune_record_confirmation(tune_problem_run *run, const tune_confirm_ro
     trial.rel_err = report->rel_err > trial.rel_err ? report->rel_err : trial.rel_err;
   }
   if (trial.outcome == TRIAL_OK) {
-    for (int a = 1; a < TUNE_CONFIRM_ROUNDS; a++)  /* three values: an insertion sort */
+    for (int a = 1; a < TUNE_CONFIRM_ROUNDS; a++)  /* a few values: an insertion sort */
       for (int b = a; b > 0 && medians[b - 1] > medians[b]; b--) {
         double t = medians[b];
         medians[b] = medians[b - 1];
@@ -689,8 +693,7 @@ static int tune_confirm(tune_problem_run *run) {
     char config_text[256];
     kernel_config_string(s->family, &run->leaders[i].config, config_text, sizeof config_text);
     tuning_trial trial;
-    tune_fill_trial(run, config_text, 0, &trial);
-    trial.timing_method = s->confirm_timing;
+    tune_fill_confirmation(run, config_text, &trial);
     if (tuning_db_has_trial(s->db, s->info.fingerprint, &trial) != 1) todo[n++] = i;
   }
   if (n == 0) return 0;
@@ -702,7 +705,6 @@ static int tune_confirm(tune_problem_run *run) {
     core_error(FJ_OUT_OF_MEMORY, "tune: no memory for the confirmation round");
     return -1;
   }
-  round->run = run;
   for (int r = 0; r < TUNE_CONFIRM_ROUNDS; r++)
     for (int j = 0; j < n; j++) {
       int id = r * n + j;
@@ -898,8 +900,7 @@ static fj_status tune_problem_setup(tune_problem_run *run) {
 /* 1 and its median when config has an ok confirmation at this run's sizes and versions. */
 static int tune_confirmed_ms(tune_problem_run *run, const char *config, double *ms) {
   tuning_trial trial;
-  tune_fill_trial(run, config, 0, &trial);
-  trial.timing_method = run->s->confirm_timing;
+  tune_fill_confirmation(run, config, &trial);
   return tuning_db_trial_median(run->s->db, run->s->info.fingerprint, &trial, ms);
 }
 
