@@ -12,8 +12,8 @@ FLASHJIT_CACHE_DIR); the tuning database's winner is used where `flashjit tune` 
 the C call (include/flashjit.h, fj_attention_args) has a keyword here; bad ones raise
 InvalidArgumentError (a ValueError) with the library's message naming the argument and its values.
 
-The package calls libflashjit.so through ctypes: the build puts a copy beside it (build/python), else
-FLASHJIT_LIBRARY names it."""
+The package calls libflashjit.so through ctypes: the one FLASHJIT_LIBRARY names where it is set, else
+the copy the build puts beside it (build/python), else the loader's search path."""
 import ctypes
 import math
 import threading
