@@ -51,12 +51,10 @@ def _torch_dtype_code(torch, dtype, name):
 def _from_torch(x, name, keep):
     torch = sys.modules["torch"]
     code, bits = _torch_dtype_code(torch, x.dtype, name)
-    if x.device.type == "cuda":
-        device = DLDevice(KDL_CUDA, x.device.index if x.device.index is not None else torch.cuda.current_device())
-    elif x.device.type == "cpu":
-        device = DLDevice(KDL_CPU, 0)
-    else:
+    kind, index = device_of(x)
+    if kind not in (KDL_CPU, KDL_CUDA):
         raise TypeError("%s: a tensor on %s; flashjit takes cpu and cuda tensors" % (name, x.device))
+    device = DLDevice(kind, index)
     ndim = x.dim()
     sizes = _int64_arrays[ndim] if ndim < len(_int64_arrays) else ctypes.c_int64 * ndim
     # The DLTensor holds its shape and strides arrays itself (ctypes keeps what a pointer field is given).
