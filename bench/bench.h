@@ -70,6 +70,9 @@ typedef struct bench_result {
   double get_kernel_ms;   /* wall time of the lookup that built or loaded it */
   double first_call_ms;
   double ms_median, ms_min, ms_max;
+  /* A GPU call's host side: the mean wall time of fj_attention_forward (validation, the kernel's lookup,
+   * the launch) over calls enqueued back to back; 0 on the CPU, where the call is the work. */
+  double host_us_per_call;
   double flops, gflops;
   double bytes, gbps;       /* the least bytes a call moves (core_attention_bytes), and GB/s from the median */
   uint64_t seed;

@@ -789,6 +789,10 @@ static void test_bench_commands(void) {
           "flashjit bench on the fake GPU, %s: exit %d, %s%s", runs[i].what, rc, contains(out, runs[i].want) ? "has " : "LACKS ",
           runs[i].want);
     if (rc != 0 || !contains(out, runs[i].want)) printf("     %s\n     %.2000s\n", command, out);
+    const char *host = strstr(out, "\"host_us_per_call\":");
+    if (i == 1)  /* a GPU call's host side is measured (calls enqueued back to back) */
+      check(host != NULL && strtod(host + strlen("\"host_us_per_call\":"), NULL) > 0.0,
+            "bench on the fake GPU reports the host's microseconds per call (%.40s)", host ? host : "absent");
   }
   /* the run's tune: each candidate compiled, launched, timed and compared with the reference; the fake
    * computes nothing, so every one is a wrong result, none a launch error or a crash */

@@ -204,6 +204,12 @@ static void core_format_list(const int64_t *values, int n, char *buffer, size_t 
   if (used < size) snprintf(buffer + used, size - used, n == 0 ? "[]" : "]");
 }
 
+/* An argument's shape and strides as messages print them, into two buffers of 128 bytes. */
+static void core_format_layout(const core_arg *arg, char *shape_text, char *stride_text) {
+  core_format_list(arg->t->shape, arg->t->ndim, shape_text, 128);
+  core_format_list(arg->stride, arg->t->ndim, stride_text, 128);
+}
+
 static fj_status core_check_present(const char *name, const DLTensor *t, int ndim, const char *dims) {
   if (t == NULL) return core_error(FJ_INVALID_ARGUMENT, "args.%s is NULL", name);
   if (t->ndim != ndim)
@@ -276,9 +282,8 @@ static fj_status core_check_layout(core_arg *arg) {
   }
   int overflow = 0;
   int64_t last = 0; /* largest element index reached */
+  /* The texts are formatted only for a message: a valid call (the hot path) formats nothing. */
   char shape_text[128], stride_text[128];
-  core_format_list(t->shape, ndim, shape_text, sizeof shape_text);
-  core_format_list(arg->stride, ndim, stride_text, sizeof stride_text);
   for (int i = 0; i < ndim && !overflow; i++) {
     int64_t reach;
     if (__builtin_mul_overflow(t->shape[i] - 1, arg->stride[i], &reach) ||
@@ -288,20 +293,26 @@ static fj_status core_check_layout(core_arg *arg) {
   int64_t bytes = 0, total = 0;
   if (overflow || __builtin_add_overflow(last, (int64_t)1, &bytes) ||
       __builtin_mul_overflow(bytes, elem, &bytes) ||
-      __builtin_add_overflow(bytes, (int64_t)t->byte_offset, &total))
+      __builtin_add_overflow(bytes, (int64_t)t->byte_offset, &total)) {
+    core_format_layout(arg, shape_text, stride_text);
     return core_error(FJ_INVALID_ARGUMENT,
                       "%s: shape %s with strides %s (and byte_offset %" PRIu64
                       ") reaches beyond 2^63 bytes",
                       name, shape_text, stride_text, t->byte_offset);
-  if (t->data == NULL)
+  }
+  if (t->data == NULL) {
+    core_format_layout(arg, shape_text, stride_text);
     return core_error(FJ_INVALID_ARGUMENT, "%s.data is NULL but %s has %" PRId64 " elements (shape %s)",
                       name, name, elements, shape_text);
+  }
   uintptr_t base = (uintptr_t)t->data;
-  if (base > UINTPTR_MAX - (uintptr_t)total)
+  if (base > UINTPTR_MAX - (uintptr_t)total) {
+    core_format_layout(arg, shape_text, stride_text);
     return core_error(FJ_INVALID_ARGUMENT,
                       "%s: data=%p + %" PRId64 " bytes (byte_offset %" PRIu64
                       ", shape %s, strides %s) wraps around the address space",
                       name, t->data, total, t->byte_offset, shape_text, stride_text);
+  }
   arg->first = base + (uintptr_t)t->byte_offset;
   arg->end = base + (uintptr_t)total;
   /* Kernels load whole elements (and vectors of them); a misaligned element faults on GPUs. */
@@ -334,8 +345,7 @@ static fj_status core_check_no_self_overlap(const core_arg *arg) {
     int d = order[k];
     if (arg->stride[d] <= span) {
       char shape_text[128], stride_text[128];
-      core_format_list(t->shape, t->ndim, shape_text, sizeof shape_text);
-      core_format_list(arg->stride, t->ndim, stride_text, sizeof stride_text);
+      core_format_layout(arg, shape_text, stride_text);
       return core_error(FJ_INVALID_ARGUMENT,
                         "%s.strides give overlapping elements (stride[%d]=%" PRId64
                         " with shape[%d]=%" PRId64 "; shape %s, strides %s): an output must not "

@@ -1,7 +1,8 @@
 /* kernel_table.c: the context's in-memory table of loaded kernels and the slow path that fills it:
  * choose a config (caller's, tuning database's, or the family's default), then take the compiled
  * binary from the disk cache or JIT it, and load it on the device. After the first call for a key,
- * a lookup is a string format, a hash and a short locked list walk: no allocation, no compile. */
+ * a lookup is a hash of the key's integers and a short locked list walk: no text, no allocation, no
+ * compile. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,29 +26,24 @@ static double runtime_now_ms(void) {
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
 }
 
-static char *runtime_strdup(const char *s) {
-  size_t n = strlen(s) + 1;
-  char *copy = malloc(n);
-  if (copy != NULL) memcpy(copy, s, n);
-  return copy;
-}
+/* The table key: the problem key, the family, and the caller's config or "auto" (the choice made for
+ * "auto" may later come from the tuning database, so it is kept apart from explicit configs). */
+_Static_assert(sizeof(runtime_lookup) == sizeof(const kernel_family *) + sizeof(attention_key) +
+                                             sizeof(int) * (1 + KERNEL_MAX_PARAMS),
+               "runtime_lookup must have no padding: it is hashed and compared as bytes");
 
-/* The table key: the problem key as text, the family, and the caller's config or "auto" (the choice
- * made for "auto" may later come from the tuning database, so it is kept apart from explicit configs). */
 static void runtime_lookup_key(const fj_context *context, const attention_problem *problem,
-                               const kernel_config *config, char *buffer, size_t size) {
-  char key_text[256], config_text[256];
-  core_attention_key_string(&problem->key, key_text, sizeof key_text);
-  if (config != NULL)
-    kernel_config_string(context->family, config, config_text, sizeof config_text);
-  else
-    snprintf(config_text, sizeof config_text, "auto");
-  snprintf(buffer, size, "%s|%s|%s", key_text, context->family->name, config_text);
+                               const kernel_config *config, runtime_lookup *lookup) {
+  memset(lookup, 0, sizeof *lookup);
+  lookup->family = context->family;
+  lookup->problem = problem->key;
+  lookup->given = config != NULL;
+  for (int i = 0; config != NULL && i < context->family->num_params; i++) lookup->config[i] = config->values[i];
 }
 
-static runtime_entry *runtime_find_entry(fj_context *context, uint64_t hash, const char *lookup) {
+static runtime_entry *runtime_find_entry(fj_context *context, uint64_t hash, const runtime_lookup *lookup) {
   for (runtime_entry *e = context->buckets[hash % RUNTIME_TABLE_BUCKETS]; e != NULL; e = e->next)
-    if (e->hash == hash && strcmp(e->lookup_key, lookup) == 0) return e;
+    if (e->hash == hash && memcmp(&e->lookup, lookup, sizeof *lookup) == 0) return e;
   return NULL;
 }
 
@@ -374,13 +370,13 @@ fj_status runtime_get_kernel(fj_context *context, const attention_problem *probl
       !context->family->problem_supported(&problem->key, why, sizeof why))
     return core_error(FJ_UNSUPPORTED, "%s: %s", context->backend->name, why);
 
-  char lookup[640];
-  runtime_lookup_key(context, problem, config, lookup, sizeof lookup);
-  uint64_t hash = core_hash64(lookup, strlen(lookup));
+  runtime_lookup lookup;
+  runtime_lookup_key(context, problem, config, &lookup);
+  uint64_t hash = core_hash64(&lookup, sizeof lookup);
 
   pthread_mutex_lock(&context->lock);
   runtime_entry *entry;
-  while ((entry = runtime_find_entry(context, hash, lookup)) != NULL && entry->state != RUNTIME_READY)
+  while ((entry = runtime_find_entry(context, hash, &lookup)) != NULL && entry->state != RUNTIME_READY)
     pthread_cond_wait(&context->built, &context->lock);  /* another thread is building this key */
   if (entry != NULL) {
     pthread_mutex_unlock(&context->lock);
@@ -388,14 +384,12 @@ fj_status runtime_get_kernel(fj_context *context, const attention_problem *probl
     return FJ_OK;
   }
   entry = calloc(1, sizeof *entry);
-  char *lookup_copy = entry ? runtime_strdup(lookup) : NULL;
-  if (lookup_copy == NULL) {
+  if (entry == NULL) {
     pthread_mutex_unlock(&context->lock);
-    free(entry);
     return core_error(FJ_OUT_OF_MEMORY, "no memory for a kernel table entry");
   }
   entry->hash = hash;
-  entry->lookup_key = lookup_copy;
+  entry->lookup = lookup;
   entry->state = RUNTIME_BUILDING;
   entry->next = context->buckets[hash % RUNTIME_TABLE_BUCKETS];
   context->buckets[hash % RUNTIME_TABLE_BUCKETS] = entry;
@@ -413,7 +407,6 @@ fj_status runtime_get_kernel(fj_context *context, const attention_problem *probl
   pthread_cond_broadcast(&context->built);
   pthread_mutex_unlock(&context->lock);
   if (status != FJ_OK) {
-    free(entry->lookup_key);
     free(entry);
     return status;
   }
@@ -426,7 +419,6 @@ void runtime_table_destroy(fj_context *context) {
     runtime_entry *e = context->buckets[b];
     while (e != NULL) {
       runtime_entry *next = e->next;
-      free(e->lookup_key);
       free(e);
       e = next;
     }

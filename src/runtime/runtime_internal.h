@@ -28,10 +28,19 @@ typedef struct runtime_module {
  * is built (state BUILDING) so that concurrent first calls wait for one build instead of racing. */
 typedef enum runtime_entry_state { RUNTIME_BUILDING = 0, RUNTIME_READY = 1 } runtime_entry_state;
 
+/* The table's key as plain integers, hashed and compared as bytes: a call formats no text to find its
+ * kernel. Laid out with no padding (checked where it is built), so equal keys are equal bytes. */
+typedef struct runtime_lookup {
+  const kernel_family *family;
+  attention_key problem;
+  int given;                        /* 1: config holds the caller's config; 0: "auto" */
+  int config[KERNEL_MAX_PARAMS];    /* the family's num_params values, zeros after them */
+} runtime_lookup;
+
 typedef struct runtime_entry {
   struct runtime_entry *next;
   uint64_t hash;
-  char *lookup_key;
+  runtime_lookup lookup;
   runtime_entry_state state;
   runtime_kernel kernel;  /* stable address: handed out to callers */
 } runtime_entry;
