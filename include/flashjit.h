@@ -188,7 +188,9 @@ typedef struct fj_attention_args {
    * bottom-right corner, as FlashAttention does). A query with no key to attend to gives 0. */
   int causal;
   /* GPU backends: the stream to launch on (CUstream / hipStream_t); NULL = the default stream.
-   * Ignored by the CPU, which returns when the result is written. */
+   * Ignored by the CPU, which returns when the result is written. A call may be captured into a CUDA
+   * graph, its shape's first call included (its setup runs with the thread's capture mode relaxed);
+   * replays launch what was captured, reading seqlens_kv, block_table and cu_seqlens_* anew. */
   void *stream;
   /* Optional, NULL for none: [batch] int32 on q's device, how many keys each sequence has. Sequence
    * b attends to keys 0 .. seqlens_kv[b] - 1 of k and v only (a KV cache filled to different lengths,

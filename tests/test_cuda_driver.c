@@ -78,6 +78,10 @@ static void expect_info_reason(const char *needle) {
         "flashjit info says why cuda has no devices (\"%s\")", needle);
 }
 
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  return remove(path);
+}
+
 /* ---- the working fake ---- */
 
 static void *fake_handle;
@@ -740,6 +744,70 @@ static void expect_info_devices(void) {
         "flashjit info lists cuda:0 with arch, SMs, memory and driver");
 }
 
+/* An engine capturing its decode step into a CUDA graph (FAKE_CUDA_CAPTURING: the fake refuses every
+ * call that is not stream work, as the driver does in the default global mode) makes its first call of
+ * a shape inside the capture: the context, the link, the module, the function and its shared memory
+ * limit are set up with the thread's capture mode relaxed, and the mode is given back as it was; a
+ * warmed call changes no mode at all, and a refused call says what to do. */
+static void test_graph_capture(void) {
+  fake_cuda_capture_mode_fn mode = (fake_cuda_capture_mode_fn)dlsym(fake_handle, "fake_cuda_capture_mode");
+  char cache_dir[] = "/tmp/fj_test_capture_XXXXXX";
+  if (mode == NULL || mkdtemp(cache_dir) == NULL) {
+    check(0, "the fake's capture mode is reachable and a cache folder made");
+    return;
+  }
+  int refusals = atomic_load(&fake->capture_refusals), links = atomic_load(&fake->link_completes);
+  int raises = atomic_load(&fake->func_set_attributes), launches = atomic_load(&fake->launches);
+  setenv("FAKE_CUDA_CAPTURING", "1", 1);
+  fj_context_options options;
+  fj_context_options_init(&options);
+  options.device = "cuda:0";
+  options.cache_dir = cache_dir;  /* empty: the call must link and load */
+  fj_context *context = NULL;
+  fj_status s = fj_context_create(&options, &context);
+  check(s == FJ_OK, "a context made during a capture (%s)", s == FJ_OK ? "ok" : fj_last_error());
+  /* d = 128 prefill: its default tile needs more than 48 KB of shared memory, so the first launch raises
+   * the function's limit (cuFuncSetAttribute) too */
+  int64_t b = 1, sq = 256, h = 4, d = 128, shape[4] = {b, sq, h, d};
+  uint16_t *q = calloc((size_t)(b * sq * h * d), 2), *k = calloc((size_t)(b * sq * h * d), 2),
+           *v = calloc((size_t)(b * sq * h * d), 2), *o = calloc((size_t)(b * sq * h * d), 2);
+  DLTensor tq, tk, tv, to;
+  fill_tensor(&tq, q, 4, shape, kDLCUDA, 0, DTYPE_BF16);
+  fill_tensor(&tk, k, 4, shape, kDLCUDA, 0, DTYPE_BF16);
+  fill_tensor(&tv, v, 4, shape, kDLCUDA, 0, DTYPE_BF16);
+  fill_tensor(&to, o, 4, shape, kDLCUDA, 0, DTYPE_BF16);
+  fj_attention_args args;
+  fj_attention_args_init(&args);
+  args.q = &tq, args.k = &tk, args.v = &tv, args.o = &to, args.causal = 1;
+  args.stream = (void *)0xcafe;
+  if (s == FJ_OK) s = fj_attention_forward(context, &args);
+  check(s == FJ_OK && atomic_load(&fake->launches) == launches + 1 && atomic_load(&fake->link_completes) == links + 1 &&
+            atomic_load(&fake->func_set_attributes) == raises + 1,
+        "a shape's first call inside a capture links, loads, raises the shared memory limit and launches (%s)",
+        s == FJ_OK ? "ok" : fj_last_error());
+  check(atomic_load(&fake->capture_refusals) == refusals, "no call was refused: %d", atomic_load(&fake->capture_refusals) - refusals);
+  check(mode() == 0 /* global */, "the thread's capture mode is given back (%d)", mode());
+  int exchanges = atomic_load(&fake->capture_mode_exchanges);
+  if (s == FJ_OK) s = fj_attention_forward(context, &args);
+  check(s == FJ_OK && atomic_load(&fake->launches) == launches + 2 &&
+            atomic_load(&fake->capture_mode_exchanges) == exchanges,
+        "a warmed call inside a capture only launches (mode exchanges %d)",
+        atomic_load(&fake->capture_mode_exchanges) - exchanges);
+  /* what is not setup (a tool's allocation) is refused by the driver: the message says what to do */
+  backend_device *device = NULL;
+  void *dptr = NULL;
+  fj_status opened = cuda_backend.device_open(0, 0, &device);
+  s = opened == FJ_OK ? cuda_backend.memory_alloc(device, 4096, &dptr) : opened;
+  check(s == FJ_DRIVER && contains(fj_last_error(), "CUDA graph capture is in progress") &&
+            atomic_load(&fake->capture_refusals) == refusals + 1,
+        "an allocation during a capture is refused with a hint: %s", fj_last_error());
+  unsetenv("FAKE_CUDA_CAPTURING");
+  if (opened == FJ_OK) cuda_backend.device_close(device);
+  fj_context_destroy(context);
+  free(q), free(k), free(v), free(o);
+  nftw(cache_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 /* The bench commands the GPU machine's measuring run makes (bench/gpu_bundle.sh measure, at small sizes),
  * on the fake: each must get as far as its launches and timing, so that a lent GPU's few minutes are not
  * spent finding a flag or a tensor the CLI gets wrong (a --grid of fp16/bf16 once failed on every point:
@@ -838,6 +906,7 @@ static int run_scenario(const char *scenario) {
       test_slots();
       test_caller_context();
       test_public_api();
+      test_graph_capture();
       check(atomic_load(&fake->context_syncs) == 0, "nothing ever synchronized a whole context");
       expect_info_devices();
       test_bench_commands();
@@ -852,9 +921,6 @@ static int run_scenario(const char *scenario) {
 
 /* ---- the parent: one child per scenario ---- */
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-  return remove(path);
-}
 
 static void spawn(const char *self, const char *scenario, const char *const *env) {
   printf("--- %s\n", scenario);

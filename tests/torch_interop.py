@@ -196,6 +196,7 @@ def main():
         failures += 0 if ok else 1
     lib.fj_context_destroy(ctx)
     failures += package_cases(dev)
+    failures += graph_case(dev)
     print("%d failed" % failures)
     return 1 if failures else 0
 
@@ -239,6 +240,50 @@ def package_cases(dev):
         ok = o.dtype == dtype and o.shape == q.shape and err_o < 1e-2 and err_lse < 1e-3
         print(("ok   " if ok else "FAIL ") + "%s: err_o=%.2e err_lse=%.2e" % (name, err_o, err_lse))
         failures += 0 if ok else 1
+    return failures
+
+
+def graph_case(dev):
+    """An engine's decode step captured into a CUDA graph (torch.cuda.graph, the driver's default global
+    capture mode) with everything of flashjit's first done inside the capture: a new context, the
+    kernel's compile and module load, the workspace from torch's graph pool. Then replays with new
+    queries and new per-sequence key counts, which the kernel reads from the same memory each time.
+    Returns the number of failures."""
+    import tempfile
+    b, h, hk, d, skv = 4, 32, 8, 128, 3000
+    q = torch.randn(b, 1, h, d, device=dev, dtype=torch.bfloat16)
+    k = torch.randn(b, skv, hk, d, device=dev, dtype=torch.bfloat16)
+    v = torch.randn(b, skv, hk, d, device=dev, dtype=torch.bfloat16)
+    lens = torch.full((b,), skv, device=dev, dtype=torch.int32)
+    o = torch.empty_like(q)
+    graph = torch.cuda.CUDAGraph()
+    stream = torch.cuda.Stream(device=dev)
+    stream.wait_stream(torch.cuda.current_stream(dev))
+    with tempfile.TemporaryDirectory() as cache_dir:
+        try:
+            with torch.cuda.graph(graph, stream=stream):
+                context = flashjit.Context("cuda:%d" % (dev.index or 0), cache_dir=cache_dir)
+                context.attention(q, k, v, causal=True, seqlens_kv=lens, out=o)
+        except (flashjit.Error, RuntimeError) as error:
+            print("FAIL graph: a decode step captured with its first call inside the capture: %s" % error)
+            return 1
+        failures = 0
+        for counts in ([3000, 1, 1500, 2999], [17, 2048, 0, 3000]):
+            q.copy_(torch.randn_like(q))
+            lens.copy_(torch.tensor(counts, dtype=torch.int32))
+            graph.replay()
+            torch.cuda.synchronize(dev)
+            worst = 0.0
+            for i, n in enumerate(counts):
+                if n == 0:
+                    worst = max(worst, math.inf if o[i].abs().max().item() != 0 else 0.0)
+                    continue
+                ref_o, _ = reference(q[i:i + 1], k[i:i + 1, :n], v[i:i + 1, :n], 1, 1.0 / math.sqrt(d))
+                worst = max(worst, rel_err(o[i:i + 1], ref_o))
+            ok = worst < 1e-2
+            print(("ok   " if ok else "FAIL ") + "graph: replay with key counts %s: worst err_o=%.2e" % (counts, worst))
+            failures += 0 if ok else 1
+        context.close()
     return failures
 
 

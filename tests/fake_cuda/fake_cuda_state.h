@@ -23,11 +23,16 @@ typedef struct fake_cuda_counters {
   void *last_stream;
   char last_function[128];
   unsigned char last_params[FAKE_CUDA_PARAM_BYTES];
+  /* cuThreadExchangeStreamCaptureMode calls; unsafe calls refused while FAKE_CUDA_CAPTURING (after the
+   * head that tests/python_api.py mirrors) */
+  atomic_int capture_mode_exchanges, capture_refusals;
 } fake_cuda_counters;
 
 typedef fake_cuda_counters *(*fake_cuda_state_fn)(void);
 typedef void *(*fake_cuda_make_context_fn)(int device);
 typedef int (*fake_cuda_context_depth_fn)(void);
+/* The calling thread's capture mode (0 global, 2 relaxed), which a call must leave as it found it. */
+typedef int (*fake_cuda_capture_mode_fn)(void);
 /* The fake's own entry points the test calls to play a caller that made a context current. */
 typedef int (*fake_cuda_push_fn)(void *context);
 typedef int (*fake_cuda_pop_fn)(void **context);

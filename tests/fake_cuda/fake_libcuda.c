@@ -111,6 +111,29 @@ static struct fake_context *current(void) {
     CUresult r_ = injected(#symbol);    \
     if (r_ != OK) return r_;            \
   } while (0)
+/* A CUDA graph capture in progress in this process (FAKE_CUDA_CAPTURING=1, the default global mode): as
+ * the driver does, a "potentially unsafe" call, one that is not stream work (the primary context,
+ * linking, modules, function attributes, memory, synchronization), fails with
+ * CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED unless the calling thread relaxed its capture mode first. */
+static _Thread_local int thread_capture_mode;  /* 0 global, 1 thread-local, 2 relaxed */
+int fake_cuda_capture_mode(void) { return thread_capture_mode; }
+
+CUresult cuThreadExchangeStreamCaptureMode(int *mode) {
+  if (mode == NULL || *mode < 0 || *mode > 2) return ERR_INVALID_VALUE;
+  int previous = thread_capture_mode;
+  thread_capture_mode = *mode;
+  *mode = previous;
+  atomic_fetch_add(&counters.capture_mode_exchanges, 1);
+  return OK;
+}
+
+#define UNSAFE_WHILE_CAPTURING()                                                    \
+  do {                                                                              \
+    if (env_int("FAKE_CUDA_CAPTURING", 0) && thread_capture_mode != 2) {            \
+      atomic_fetch_add(&counters.capture_refusals, 1);                              \
+      return 900;                                                                   \
+    }                                                                               \
+  } while (0)
 #define NEED_INIT()                              \
   do {                                           \
     if (!initialized) return ERR_NOT_INITIALIZED; \
@@ -145,6 +168,7 @@ static const struct {
     {500, "CUDA_ERROR_NOT_FOUND", "named symbol not found"},
     {701, "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES", "too many resources requested for launch"},
     {719, "CUDA_ERROR_LAUNCH_FAILED", "unspecified launch failure"},
+    {900, "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED", "operation not permitted when stream is capturing"},
     {999, "CUDA_ERROR_UNKNOWN", "unknown error"},
 };
 
@@ -217,6 +241,7 @@ CUresult cuDeviceTotalMem_v2(size_t *bytes, CUdevice device) {
 }
 
 CUresult cuDevicePrimaryCtxRetain(CUcontext *context, CUdevice device) {
+  UNSAFE_WHILE_CAPTURING();
   NEED_INIT();
   FAIL_IF_INJECTED(cuDevicePrimaryCtxRetain);
   if (device < 0 || device >= device_count()) return ERR_INVALID_DEVICE;
@@ -228,6 +253,7 @@ CUresult cuDevicePrimaryCtxRetain(CUcontext *context, CUdevice device) {
 }
 
 CUresult cuDevicePrimaryCtxRelease_v2(CUdevice device) {
+  UNSAFE_WHILE_CAPTURING();
   atomic_fetch_add(&counters.primary_releases, 1);
   return OK;
 }
@@ -260,6 +286,7 @@ CUresult cuCtxPopCurrent_v2(CUcontext *context) {
 }
 
 CUresult cuLinkCreate_v2(unsigned int num_options, int *options, void **values, CUlinkState *state) {
+  UNSAFE_WHILE_CAPTURING();
   FAIL_IF_INJECTED(cuLinkCreate_v2);
   if (current() == NULL) return ERR_INVALID_CONTEXT;
   struct fake_link *link = calloc(1, sizeof *link);
@@ -276,6 +303,7 @@ CUresult cuLinkCreate_v2(unsigned int num_options, int *options, void **values, 
 
 CUresult cuLinkAddData_v2(CUlinkState state, int type, void *data, size_t size, const char *name,
                           unsigned int num_options, int *options, void **values) {
+  UNSAFE_WHILE_CAPTURING();
   CUresult r = injected("cuLinkAddData_v2");
   if (r != OK) {
     if (state->error_log != NULL && state->error_log_size > 0)
@@ -297,6 +325,7 @@ CUresult cuLinkAddData_v2(CUlinkState state, int type, void *data, size_t size, 
 }
 
 CUresult cuLinkComplete(CUlinkState state, void **cubin, size_t *size) {
+  UNSAFE_WHILE_CAPTURING();
   FAIL_IF_INJECTED(cuLinkComplete);
   if (state->data == NULL) return ERR_INVALID_VALUE;
   *cubin = state->data;
@@ -313,6 +342,7 @@ CUresult cuLinkDestroy(CUlinkState state) {
 }
 
 CUresult cuModuleLoadData(CUmodule *module, const void *image) {
+  UNSAFE_WHILE_CAPTURING();
   FAIL_IF_INJECTED(cuModuleLoadData);
   if (current() == NULL) return ERR_INVALID_CONTEXT;
   struct fake_module *m = calloc(1, sizeof *m);
@@ -327,6 +357,7 @@ CUresult cuModuleLoadData(CUmodule *module, const void *image) {
 static struct fake_function *all_functions;
 
 CUresult cuModuleUnload(CUmodule module) {
+  UNSAFE_WHILE_CAPTURING();
   if (module == NULL) return ERR_INVALID_HANDLE;
   pthread_mutex_lock(&functions_lock);
   struct fake_function **link = &all_functions;
@@ -347,6 +378,7 @@ CUresult cuModuleUnload(CUmodule module) {
 }
 
 CUresult cuModuleGetFunction(CUfunction *function, CUmodule module, const char *name) {
+  UNSAFE_WHILE_CAPTURING();
   FAIL_IF_INJECTED(cuModuleGetFunction);
   if (module == NULL) return ERR_INVALID_HANDLE;
   if (strstr(module->image, name) == NULL) return ERR_NOT_FOUND;
@@ -376,6 +408,7 @@ CUresult cuFuncGetAttribute(int *value, int attribute, CUfunction f) {
 }
 
 CUresult cuFuncSetAttribute(CUfunction f, int attribute, int value) {
+  UNSAFE_WHILE_CAPTURING();
   FAIL_IF_INJECTED(cuFuncSetAttribute);
   if (attribute != 8 || value < 0 || value > 227 * 1024) return ERR_INVALID_VALUE;
   f->max_dynamic_shared = value;
@@ -413,6 +446,7 @@ CUresult cuLaunchKernel(CUfunction f, unsigned int grid_x, unsigned int grid_y, 
 #endif
 
 CUresult cuMemAlloc_v2(CUdeviceptr *pointer, size_t bytes) {
+  UNSAFE_WHILE_CAPTURING();
   FAIL_IF_INJECTED(cuMemAlloc_v2);
   if (current() == NULL) return ERR_INVALID_CONTEXT;
   if (bytes == 0) return ERR_INVALID_VALUE;
@@ -424,6 +458,7 @@ CUresult cuMemAlloc_v2(CUdeviceptr *pointer, size_t bytes) {
 }
 
 CUresult cuMemFree_v2(CUdeviceptr pointer) {
+  UNSAFE_WHILE_CAPTURING();
   if (current() == NULL) return ERR_INVALID_CONTEXT;
   free((void *)(uintptr_t)pointer);
   atomic_fetch_add(&counters.frees, 1);
@@ -431,6 +466,7 @@ CUresult cuMemFree_v2(CUdeviceptr pointer) {
 }
 
 CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void *src, size_t bytes) {
+  UNSAFE_WHILE_CAPTURING();
   FAIL_IF_INJECTED(cuMemcpyHtoD_v2);
   if (current() == NULL) return ERR_INVALID_CONTEXT;
   memcpy((void *)(uintptr_t)dst, src, bytes);
@@ -438,6 +474,7 @@ CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void *src, size_t bytes) {
 }
 
 CUresult cuMemcpyDtoH_v2(void *dst, CUdeviceptr src, size_t bytes) {
+  UNSAFE_WHILE_CAPTURING();
   FAIL_IF_INJECTED(cuMemcpyDtoH_v2);
   if (current() == NULL) return ERR_INVALID_CONTEXT;
   memcpy(dst, (const void *)(uintptr_t)src, bytes);
@@ -445,6 +482,7 @@ CUresult cuMemcpyDtoH_v2(void *dst, CUdeviceptr src, size_t bytes) {
 }
 
 CUresult cuStreamSynchronize(CUstream stream) {
+  UNSAFE_WHILE_CAPTURING();
   FAIL_IF_INJECTED(cuStreamSynchronize);
   if (current() == NULL) return ERR_INVALID_CONTEXT;
   atomic_fetch_add(&counters.stream_syncs, 1);
@@ -465,6 +503,7 @@ CUresult cuStreamDestroy_v2(CUstream stream) {
 
 /* Present so that a backend calling it would be counted as synchronizing the device. */
 CUresult cuCtxSynchronize(void) {
+  UNSAFE_WHILE_CAPTURING();
   atomic_fetch_add(&counters.context_syncs, 1);
   return OK;
 }
@@ -489,6 +528,7 @@ CUresult cuEventRecord(CUevent event, CUstream stream) {
 }
 
 CUresult cuEventSynchronize(CUevent event) {
+  UNSAFE_WHILE_CAPTURING();
   FAIL_IF_INJECTED(cuEventSynchronize);
   atomic_fetch_add(&counters.event_syncs, 1);
   return event->recorded ? OK : ERR_INVALID_HANDLE;

@@ -263,10 +263,56 @@ static void cuda_leave(backend_device *device, int pushed) {
   }
 }
 
+/* Setting up (the primary context, linking, loading a module, a function's attributes) is not stream
+ * work, and while a CUDA graph is being captured (an engine capturing its decode step: on this thread,
+ * or on any thread in the default global mode) the driver refuses such "potentially unsafe" calls and
+ * invalidates the capture. So the first call of a shape made inside a capture would break it. Around
+ * the setup the thread's capture mode is relaxed, as the driver documents for code that initializes
+ * lazily, and restored after; the launches themselves are never inside it. */
+typedef struct cuda_setup {
+  int pushed;                /* cuda_enter's */
+  int relaxed;               /* the mode was exchanged: restore it */
+  CUstreamCaptureMode mode;  /* the thread's mode before */
+} cuda_setup;
+
+static void cuda_relax_capture(const cuda_driver *d, cuda_setup *setup) {
+  setup->relaxed = 0;
+  if (d->cuThreadExchangeStreamCaptureMode == NULL) return;
+  setup->mode = CU_STREAM_CAPTURE_MODE_RELAXED;
+  setup->relaxed = d->cuThreadExchangeStreamCaptureMode(&setup->mode) == CUDA_SUCCESS;
+}
+
+static void cuda_restore_capture(const cuda_driver *d, cuda_setup *setup) {
+  if (!setup->relaxed) return;
+  CUresult r = d->cuThreadExchangeStreamCaptureMode(&setup->mode);
+  if (r != CUDA_SUCCESS) {
+    char text[256];
+    core_log(LOG_WARN, "cuda: cuThreadExchangeStreamCaptureMode (restoring the thread's mode): %s",
+             cuda_result_text(d, r, text, sizeof text));
+  }
+  setup->relaxed = 0;
+}
+
+/* cuda_enter, with the capture mode relaxed until cuda_setup_end. */
+static fj_status cuda_setup_begin(backend_device *device, cuda_setup *setup) {
+  cuda_relax_capture(device->driver, setup);
+  fj_status status = cuda_enter(device, &setup->pushed);
+  if (status != FJ_OK) cuda_restore_capture(device->driver, setup);
+  return status;
+}
+
+static void cuda_setup_end(backend_device *device, cuda_setup *setup) {
+  cuda_leave(device, setup->pushed);
+  cuda_restore_capture(device->driver, setup);
+}
+
 static void cuda_device_close(backend_device *device) {
   if (device == NULL) return;
   if (device->owns_primary) {
+    cuda_setup setup;
+    cuda_relax_capture(device->driver, &setup);
     CUresult r = device->driver->cuDevicePrimaryCtxRelease_v2(device->about->handle);
+    cuda_restore_capture(device->driver, &setup);
     if (r != CUDA_SUCCESS) {
       char text[256];
       core_log(LOG_WARN, "cuda:%d: cuDevicePrimaryCtxRelease_v2: %s", device->index,
@@ -303,7 +349,10 @@ static fj_status cuda_device_open(int index, int num_threads, backend_device **o
     device->context = current;
     core_log(LOG_DEBUG, "cuda:%d: using the calling thread's current context", index);
   } else {
+    cuda_setup setup;
+    cuda_relax_capture(d, &setup);
     r = d->cuDevicePrimaryCtxRetain(&device->context, about->handle);
+    cuda_restore_capture(d, &setup);
     if (r != CUDA_SUCCESS) {
       free(device);
       status = cuda_fail(d, r, "cuDevicePrimaryCtxRetain");
@@ -349,8 +398,8 @@ static fj_status cuda_binary_finalize(backend_device *device, const void *emitte
                     (void *)(uintptr_t)sizeof error_log};
   unsigned int num_options = (unsigned int)(sizeof options / sizeof options[0]);
 
-  int pushed = 0;
-  fj_status status = cuda_enter(device, &pushed);
+  cuda_setup setup;
+  fj_status status = cuda_setup_begin(device, &setup);
   if (status != FJ_OK) {
     free(ptx);
     return status;
@@ -394,7 +443,7 @@ static fj_status cuda_binary_finalize(backend_device *device, const void *emitte
     core_log(LOG_DEBUG, "cuda: linker on %s: %s", name ? name : "?", flat);
   }
   if (link != NULL) d->cuLinkDestroy(link);
-  cuda_leave(device, pushed);
+  cuda_setup_end(device, &setup);
   free(ptx);
   return status;
 }
@@ -413,11 +462,11 @@ static fj_status cuda_module_load(backend_device *device, const void *binary, si
     return core_error(FJ_INTERNAL, "cuda: pthread_mutex_init failed");
   }
   m->device = device;
-  int pushed = 0;
-  fj_status status = cuda_enter(device, &pushed);
+  cuda_setup setup;
+  fj_status status = cuda_setup_begin(device, &setup);
   if (status == FJ_OK) {
     CUresult r = device->driver->cuModuleLoadData(&m->module, binary);
-    cuda_leave(device, pushed);
+    cuda_setup_end(device, &setup);
     if (r != CUDA_SUCCESS) {
       char what[160];
       snprintf(what, sizeof what, "cuModuleLoadData (%s, %zu bytes, on %s)", name ? name : "?", size,
@@ -448,8 +497,8 @@ static fj_status cuda_module_function(void *module, const char *function_name, v
     return core_error(FJ_INTERNAL, "cuda: pthread_mutex_init failed");
   }
   f->owner = m;
-  int pushed = 0;
-  fj_status status = cuda_enter(device, &pushed);
+  cuda_setup setup;
+  fj_status status = cuda_setup_begin(device, &setup);
   if (status == FJ_OK) {
     CUresult r = d->cuModuleGetFunction(&f->function, m->module, function_name);
     int dynamic_limit = 0;
@@ -462,7 +511,7 @@ static fj_status cuda_module_function(void *module, const char *function_name, v
                                 f->function) != CUDA_SUCCESS)
         dynamic_limit = CUDA_DEFAULT_DYNAMIC_SHARED - f->static_shared;
     }
-    cuda_leave(device, pushed);
+    cuda_setup_end(device, &setup);
     if (r != CUDA_SUCCESS) {
       char what[160];
       snprintf(what, sizeof what, "cuModuleGetFunction(\"%s\")", function_name);
@@ -488,10 +537,10 @@ static void cuda_module_unload(void *module) {
   cuda_module *m = module;
   if (m == NULL) return;
   backend_device *device = m->device;
-  int pushed = 0;
-  if (cuda_enter(device, &pushed) == FJ_OK) {
+  cuda_setup setup;
+  if (cuda_setup_begin(device, &setup) == FJ_OK) {
     CUresult r = device->driver->cuModuleUnload(m->module);
-    cuda_leave(device, pushed);
+    cuda_setup_end(device, &setup);
     if (r != CUDA_SUCCESS) {
       char text[256];
       core_log(LOG_WARN, "cuda: cuModuleUnload: %s", cuda_result_text(device->driver, r, text, sizeof text));
@@ -519,7 +568,10 @@ static fj_status cuda_raise_shared_limit(cuda_function *f, int bytes) {
   fj_status status = FJ_OK;
   pthread_mutex_lock(&f->lock);
   if (atomic_load(&f->dynamic_shared_limit) < bytes) {
+    cuda_setup setup;
+    cuda_relax_capture(d, &setup);
     CUresult r = d->cuFuncSetAttribute(f->function, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes);
+    cuda_restore_capture(d, &setup);
     if (r == CUDA_SUCCESS) {
       atomic_store(&f->dynamic_shared_limit, bytes);
     } else {

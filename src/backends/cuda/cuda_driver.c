@@ -163,5 +163,8 @@ fj_status cuda_fail(const cuda_driver *driver, CUresult result, const char *what
   fj_status status = FJ_DRIVER;
   if (result == CUDA_ERROR_OUT_OF_MEMORY) status = FJ_OUT_OF_MEMORY;
   if (result == CUDA_ERROR_INVALID_PTX || result == CUDA_ERROR_INVALID_IMAGE) status = FJ_COMPILE_FAILED;
+  if (result == CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED || result == CUDA_ERROR_STREAM_CAPTURE_INVALIDATED)
+    return core_error(status, "cuda: %s: %s; a CUDA graph capture is in progress: make the calls of each shape "
+                      "once (or fj_context_warmup) before capturing", what, text);
   return core_error(status, "cuda: %s: %s", what, text);
 }

@@ -22,6 +22,7 @@ typedef int CUdevice_attribute;
 typedef int CUfunction_attribute;
 typedef int CUjit_option;
 typedef int CUjitInputType;
+typedef int CUstreamCaptureMode;
 
 /* CUresult values this backend tells apart; every other code is reported through cuGetErrorName. */
 #define CUDA_SUCCESS 0
@@ -38,6 +39,8 @@ typedef int CUjitInputType;
 #define CUDA_ERROR_INVALID_HANDLE 400
 #define CUDA_ERROR_NOT_FOUND 500
 #define CUDA_ERROR_LAUNCH_FAILED 719
+#define CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED 900
+#define CUDA_ERROR_STREAM_CAPTURE_INVALIDATED 901
 
 /* CUdevice_attribute */
 #define CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK 1
@@ -70,6 +73,11 @@ typedef int CUjitInputType;
 #define CU_EVENT_DEFAULT 0
 /* cuStreamCreate flags: no implicit synchronization with the legacy default stream */
 #define CU_STREAM_NON_BLOCKING 1
+
+/* A thread's stream capture mode (cuThreadExchangeStreamCaptureMode); RELAXED allows the calls a
+ * capture in progress otherwise forbids */
+#define CU_STREAM_CAPTURE_MODE_GLOBAL 0
+#define CU_STREAM_CAPTURE_MODE_RELAXED 2
 
 /* ---- the entry points: X(required, name, return, parameters) ----
  * Versioned names are asked for explicitly: the plain names are the pre-v2 ABI (32-bit sizes and
@@ -113,6 +121,8 @@ typedef int CUjitInputType;
   X(1, cuMemcpyHtoD_v2, CUresult, (CUdeviceptr dst, const void *src, size_t bytes))                   \
   X(1, cuMemcpyDtoH_v2, CUresult, (void *dst, CUdeviceptr src, size_t bytes))                         \
   X(1, cuStreamSynchronize, CUresult, (CUstream stream))                                              \
+  /* CUDA 10.1; without it (older drivers) setting up inside a graph capture is not made possible */  \
+  X(0, cuThreadExchangeStreamCaptureMode, CUresult, (CUstreamCaptureMode * mode))                     \
   /* streams are the caller's; these serve only the tests and tools that need their own */           \
   X(0, cuStreamCreate, CUresult, (CUstream * stream, unsigned int flags))                             \
   X(0, cuStreamDestroy_v2, CUresult, (CUstream stream))                                               \
