@@ -45,7 +45,9 @@ typedef struct bench_options {
   /* --grid */
   const char *grid;
   int64_t tokens, width;
+  int tokens_set, width_set;
   const char *seqlens, *head_dims, *mask;
+  const char *batches;      /* --batches (the decode grid's) */
   int peers, csv;
   const char *peers_script;
   const char *peer_list;    /* --peer-list as given, or NULL: every peer of the device */
@@ -101,6 +103,7 @@ typedef struct bench_grid_point {
   int64_t batch, heads, kv_heads, seqlen, seqlen_kv, head_dim;
   int causal;
   double flops;             /* the caller's count: the grid's 4*b*h*s*s*d halved when causal, one shape's exact one */
+  double bytes;             /* q, k, v and o once (core_attention_bytes): what a decode step's GB/s count */
   int measured;             /* flashjit's figures below are valid */
   double ms, ms_min;
   char config[256];

@@ -3,7 +3,10 @@
  * width), each point measured as `flashjit bench` measures one shape, optionally beside the peers that
  * bench/peers/peers.py measures, printed as one table (or JSON, or CSV) of TFLOP/s and flashjit/peer
  * ratios. One FLOP convention for every column: 4*b*h*sq*skv*d per forward, halved when causal, the
- * FlashAttention papers' and peers.py's; all rates are computed here from the reported milliseconds. */
+ * FlashAttention papers' and peers.py's; all rates are computed here from the reported milliseconds.
+ * `--grid decode`: decode steps (one query per sequence, GQA groups of 4) over batches and cache
+ * lengths, where the bytes of the cache, not the FLOPs, set the time: GB/s of q, k, v and o once
+ * (core_attention_bytes) beside TFLOP/s. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,8 +22,18 @@
 
 static const int64_t grid_prefill_seqlens[] = {512, 1024, 2048, 4096, 8192, 16384};
 static const int64_t grid_prefill_head_dims[] = {64, 128};
+/* The decode grid: Llama-3-8B's attention (32 heads of 128 in KV heads of 4) by default, caches of up to
+ * 2^18 tokens in all (batch x length; 2 x 8 KV heads x 128 x 2 bytes x 2^18 = 2 GiB of bf16 cache). */
+static const int64_t grid_decode_batches[] = {1, 8, 32, 128};
+static const int64_t grid_decode_seqlens[] = {1024, 4096, 16384, 65536};
+#define GRID_DECODE_TOKENS 262144
+#define GRID_DECODE_WIDTH 4096
+#define GRID_DECODE_GROUP 4
 
 typedef struct grid_spec {
+  int decode;  /* --grid decode: seqlens are cache lengths, one query per sequence */
+  int64_t batches[GRID_MAX_LIST];
+  int batch_count;
   dtype_id dtypes[GRID_MAX_LIST];
   int dtype_count;
   int64_t seqlens[GRID_MAX_LIST];
@@ -62,28 +75,107 @@ static int grid_int_list(const char *flag, const char *text, int64_t *out, int *
   }
 }
 
-/* The grid the flags describe; CLI_EXIT_OK or the exit code after the error. */
-static int grid_spec_build(const bench_options *o, grid_spec *g) {
-  memset(g, 0, sizeof *g);
-  const char *dtypes = o->dtype_set ? o->dtype_name : "fp16,bf16";
+/* The --dtype comma list into g; 0, or -1 after the error. */
+static int grid_dtype_list(const char *dtypes, grid_spec *g) {
   for (const char *p = dtypes;;) {
     size_t n = strcspn(p, ",");
     char item[16];
     if (n == 0 || n >= sizeof item || g->dtype_count >= GRID_MAX_LIST) {
       cli_error(BENCH_COMMAND, "--dtype=%s: expected a comma list of fp32, fp16, bf16", dtypes);
-      return CLI_EXIT_USAGE;
+      return -1;
     }
     memcpy(item, p, n);
     item[n] = '\0';
     if (!core_dtype_parse(item, &g->dtypes[g->dtype_count])) {
       cli_error(BENCH_COMMAND, "--dtype=%s: unknown dtype '%s' (fp32, fp16 or bf16)", dtypes, item);
-      return CLI_EXIT_USAGE;
+      return -1;
     }
     g->dtype_count++;
     p += n;
-    if (*p == '\0') break;
+    if (*p == '\0') return 0;
     p++;
   }
+}
+
+/* --head-dims (or the default list) into g, each valid and dividing width; 0, or -1 after the error. */
+static int grid_head_dim_list(const bench_options *o, const int64_t *defaults, int default_count, int64_t width,
+                              grid_spec *g) {
+  if (o->head_dims != NULL) {
+    if (grid_int_list("--head-dims", o->head_dims, g->head_dims, &g->head_dim_count) != 0) return -1;
+  } else {
+    g->head_dim_count = default_count;
+    memcpy(g->head_dims, defaults, (size_t)default_count * sizeof *defaults);
+  }
+  for (int i = 0; i < g->head_dim_count; i++) {
+    int64_t d = g->head_dims[i];
+    if (!core_head_dim_valid(d)) {
+      cli_error(BENCH_COMMAND, "--head-dims: %" PRId64 ": must be a multiple of 8 from 8 to 576", d);
+      return -1;
+    }
+    if (width % d != 0) {
+      cli_error(BENCH_COMMAND, "--width=%" PRId64 " --head-dims: head dim %" PRId64
+                " must divide the width (heads = width / head_dim)", width, d);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* The decode grid: bf16 unless --dtype, head dim 128 unless --head-dims, every listed batch and cache
+ * length whose product stays within the tokens (a point is left out, not refused, so that the default
+ * lists make a triangle); heads = width / head_dim in KV heads of GRID_DECODE_GROUP. */
+static int grid_decode_spec_build(const bench_options *o, grid_spec *g) {
+  if (o->mask != NULL) {
+    cli_error(BENCH_COMMAND, "--mask=%s: not with --grid decode (one query sees every key of its cache either way)",
+              o->mask);
+    return CLI_EXIT_USAGE;
+  }
+  if (grid_dtype_list(o->dtype_set ? o->dtype_name : "bf16", g) != 0) return CLI_EXIT_USAGE;
+  if (o->batches != NULL) {
+    if (grid_int_list("--batches", o->batches, g->batches, &g->batch_count) != 0) return CLI_EXIT_USAGE;
+  } else {
+    g->batch_count = (int)(sizeof grid_decode_batches / sizeof grid_decode_batches[0]);
+    memcpy(g->batches, grid_decode_batches, sizeof grid_decode_batches);
+  }
+  if (o->seqlens != NULL) {
+    if (grid_int_list("--seqlens", o->seqlens, g->seqlens, &g->seqlen_count) != 0) return CLI_EXIT_USAGE;
+  } else {
+    g->seqlen_count = (int)(sizeof grid_decode_seqlens / sizeof grid_decode_seqlens[0]);
+    memcpy(g->seqlens, grid_decode_seqlens, sizeof grid_decode_seqlens);
+  }
+  static const int64_t head_dims[] = {128};
+  int64_t width = o->width_set ? o->width : GRID_DECODE_WIDTH;
+  if (grid_head_dim_list(o, head_dims, 1, width, g) != 0) return CLI_EXIT_USAGE;
+  for (int i = 0; i < g->head_dim_count; i++)
+    if ((width / g->head_dims[i]) % GRID_DECODE_GROUP != 0) {
+      cli_error(BENCH_COMMAND, "--width=%" PRId64 " --head-dims: %" PRId64 " heads of %" PRId64
+                " do not make KV heads of %d query heads each", width, width / g->head_dims[i], g->head_dims[i],
+                GRID_DECODE_GROUP);
+      return CLI_EXIT_USAGE;
+    }
+  int64_t tokens = o->tokens_set ? o->tokens : GRID_DECODE_TOKENS;
+  int any = 0;
+  for (int b = 0; b < g->batch_count; b++)
+    for (int s = 0; s < g->seqlen_count; s++) any |= g->batches[b] * g->seqlens[s] <= tokens;
+  if (!any) {
+    cli_error(BENCH_COMMAND, "--tokens=%" PRId64 ": no batch x cache length of the grid fits in it", tokens);
+    return CLI_EXIT_USAGE;
+  }
+  g->causal_modes[0] = 0;  /* one query per sequence, bottom-right aligned: causal changes nothing */
+  g->causal_count = 1;
+  return CLI_EXIT_OK;
+}
+
+/* The grid the flags describe; CLI_EXIT_OK or the exit code after the error. */
+static int grid_spec_build(const bench_options *o, grid_spec *g) {
+  memset(g, 0, sizeof *g);
+  g->decode = strcmp(o->grid, "decode") == 0;
+  if (g->decode) return grid_decode_spec_build(o, g);
+  if (o->batches != NULL) {
+    cli_error(BENCH_COMMAND, "--batches: only with --grid decode (the prefill grid's batch is tokens / seqlen)");
+    return CLI_EXIT_USAGE;
+  }
+  if (grid_dtype_list(o->dtype_set ? o->dtype_name : "fp16,bf16", g) != 0) return CLI_EXIT_USAGE;
 
   if (o->seqlens != NULL) {
     if (grid_int_list("--seqlens", o->seqlens, g->seqlens, &g->seqlen_count) != 0) return CLI_EXIT_USAGE;
@@ -104,24 +196,7 @@ static int grid_spec_build(const bench_options *o, grid_spec *g) {
       return CLI_EXIT_USAGE;
     }
 
-  if (o->head_dims != NULL) {
-    if (grid_int_list("--head-dims", o->head_dims, g->head_dims, &g->head_dim_count) != 0) return CLI_EXIT_USAGE;
-  } else {
-    g->head_dim_count = 2;
-    memcpy(g->head_dims, grid_prefill_head_dims, sizeof grid_prefill_head_dims);
-  }
-  for (int i = 0; i < g->head_dim_count; i++) {
-    int64_t d = g->head_dims[i];
-    if (!core_head_dim_valid(d)) {
-      cli_error(BENCH_COMMAND, "--head-dims: %" PRId64 ": must be a multiple of 8 from 8 to 576", d);
-      return CLI_EXIT_USAGE;
-    }
-    if (o->width % d != 0) {
-      cli_error(BENCH_COMMAND, "--width=%" PRId64 " --head-dims: head dim %" PRId64
-                " must divide the width (heads = width / head_dim)", o->width, d);
-      return CLI_EXIT_USAGE;
-    }
-  }
+  if (grid_head_dim_list(o, grid_prefill_head_dims, 2, o->width, g) != 0) return CLI_EXIT_USAGE;
 
   const char *mask = o->mask ? o->mask : "both";
   if (strcmp(mask, "both") == 0) {
@@ -139,13 +214,13 @@ static int grid_spec_build(const bench_options *o, grid_spec *g) {
 }
 
 int bench_grid_parse(bench_options *o) {
-  if (strcmp(o->grid, "prefill") != 0) {
-    cli_error(BENCH_COMMAND, "--grid=%s: unknown grid (prefill)", o->grid);
+  if (strcmp(o->grid, "prefill") != 0 && strcmp(o->grid, "decode") != 0) {
+    cli_error(BENCH_COMMAND, "--grid=%s: unknown grid (prefill, decode)", o->grid);
     return CLI_EXIT_USAGE;
   }
   if (o->shape_flags) {
     cli_error(BENCH_COMMAND, "--grid=%s: the grid sets batch, heads, seqlen, head dim and mask; use --tokens, "
-              "--width, --seqlens, --head-dims, --mask", o->grid);
+              "--width, --seqlens, --head-dims, --mask (--batches for decode)", o->grid);
     return CLI_EXIT_USAGE;
   }
   if (o->check || o->config) {
@@ -171,9 +246,11 @@ static const char *grid_source_word(const bench_grid_point *p) {
 }
 
 static double grid_tflops(double flops, double ms) { return ms > 0.0 ? flops / (ms * 1e-3) / 1e12 : 0.0; }
+static double grid_gbps(double bytes, double ms) { return ms > 0.0 ? bytes / (ms * 1e-3) / 1e9 : 0.0; }
 
 static void grid_print_table(const bench_options *o, const char *device, const char *device_id, const char *timing,
                              const bench_grid_point *points, int count, const bench_peers_status *peers) {
+  int decode = strcmp(o->grid, "decode") == 0;
   printf("flashjit bench --grid %s on %s (%s), %s timing, warmup %" PRId64 ", median of %" PRId64 "\n", o->grid,
          device, device_id, timing, o->warmup, o->repeat);
   printf("TFLOP/s = 4*b*h*sq*skv*d / median time, halved when causal (FlashAttention convention, also the peers')\n");
@@ -189,17 +266,30 @@ static void grid_print_table(const bench_options *o, const char *device, const c
       if (peers->ran && peers->unavailable[shown[j]][0])
         printf("  %s: n/a: %s\n", bench_peer_names[shown[j]], peers->unavailable[shown[j]]);
   }
-  printf("\n%-5s %4s %-6s %6s %5s %5s | %9s %8s %-13s", "dtype", "d", "mask", "seqlen", "batch", "heads", "ms",
-         "TFLOP/s", "config");
+  if (decode)
+    printf("GB/s = the bytes of q, k, v and o once / median time (the KV cache's read sets a decode step's time); "
+           "peers' columns in GB/s\n\n%-5s %4s %5s %6s %5s %3s | %9s %8s %8s %-13s", "dtype", "d", "batch", "kv_len",
+           "heads", "kv", "ms", "GB/s", "TFLOP/s", "config");
+  else
+    printf("\n%-5s %4s %-6s %6s %5s %5s | %9s %8s %-13s", "dtype", "d", "mask", "seqlen", "batch", "heads", "ms",
+           "TFLOP/s", "config");
   for (int j = 0; j < shown_count; j++) printf(" | %-14s %6s", bench_peer_names[shown[j]], "ratio");
   printf("\n");
   for (int i = 0; i < count; i++) {
     const bench_grid_point *p = &points[i];
-    printf("%-5s %4" PRId64 " %-6s %6" PRId64 " %5" PRId64 " %5" PRId64 " | ", core_dtype_name(p->dtype), p->head_dim,
-           p->causal ? "causal" : "full", p->seqlen, p->batch, p->heads);
+    if (decode)
+      printf("%-5s %4" PRId64 " %5" PRId64 " %6" PRId64 " %5" PRId64 " %3" PRId64 " | ", core_dtype_name(p->dtype),
+             p->head_dim, p->batch, p->seqlen_kv, p->heads, p->kv_heads);
+    else
+      printf("%-5s %4" PRId64 " %-6s %6" PRId64 " %5" PRId64 " %5" PRId64 " | ", core_dtype_name(p->dtype),
+             p->head_dim, p->causal ? "causal" : "full", p->seqlen, p->batch, p->heads);
     double mine = p->measured ? grid_tflops(p->flops, p->ms) : 0.0;
-    if (p->measured)
+    if (p->measured && decode)
+      printf("%9.3f %8.1f %8.3f %-13s", p->ms, grid_gbps(p->bytes, p->ms), mine, grid_source_word(p));
+    else if (p->measured)
       printf("%9.3f %8.2f %-13s", p->ms, mine, grid_source_word(p));
+    else if (decode)
+      printf("%9s %8s %8s %-13s", "failed", "-", "-", "-");
     else
       printf("%9s %8s %-13s", "failed", "-", "-");
     for (int j = 0; j < shown_count; j++) {
@@ -210,7 +300,42 @@ static void grid_print_table(const bench_options *o, const char *device, const c
       }
       char ratio[16] = "-";
       if (bench_peer_ratio(p, k) > 0.0) snprintf(ratio, sizeof ratio, "%.2fx", bench_peer_ratio(p, k));
-      printf(" | %-14.2f %6s", grid_tflops(p->flops, p->peer_ms[k]), ratio);
+      printf(" | %-14.2f %6s", decode ? grid_gbps(p->bytes, p->peer_ms[k]) : grid_tflops(p->flops, p->peer_ms[k]),
+             ratio);
+    }
+    printf("\n");
+  }
+  fflush(stdout);
+}
+
+/* The decode grid's CSV: its points' shapes and GB/s beside TFLOP/s, the peers' GB/s. */
+static void grid_print_csv_decode(const bench_options *o, const char *device_id, const bench_grid_point *points,
+                                  int count) {
+  int shown[BENCH_PEER_COUNT];
+  int shown_count = o->peers ? bench_peers_for_device(o, device_id, shown) : 0;
+  printf("dtype,head_dim,batch,seqlen_kv,heads,kv_heads,bytes,flops,flashjit_ms,flashjit_ms_min,flashjit_gbps,"
+         "flashjit_tflops,config_source,config");
+  for (int j = 0; j < shown_count; j++)
+    printf(",%s_ms,%s_gbps,ratio_vs_%s", bench_peer_names[shown[j]], bench_peer_names[shown[j]],
+           bench_peer_names[shown[j]]);
+  printf("\n");
+  for (int i = 0; i < count; i++) {
+    const bench_grid_point *p = &points[i];
+    printf("%s,%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%.6g,%.6g,", core_dtype_name(p->dtype),
+           p->head_dim, p->batch, p->seqlen_kv, p->heads, p->kv_heads, p->bytes, p->flops);
+    if (p->measured)
+      printf("%.6g,%.6g,%.6g,%.6g,%s,\"%s\"", p->ms, p->ms_min, grid_gbps(p->bytes, p->ms), grid_tflops(p->flops, p->ms),
+             grid_source_word(p), p->config);
+    else
+      printf(",,,,,");
+    for (int j = 0; j < shown_count; j++) {
+      int k = shown[j];
+      if (!p->peer_measured[k]) {
+        printf(",,,");
+        continue;
+      }
+      printf(",%.6g,%.6g,", p->peer_ms[k], grid_gbps(p->bytes, p->peer_ms[k]));
+      if (bench_peer_ratio(p, k) > 0.0) printf("%.4g", bench_peer_ratio(p, k));
     }
     printf("\n");
   }
@@ -219,6 +344,10 @@ static void grid_print_table(const bench_options *o, const char *device, const c
 
 static void grid_print_csv(const bench_options *o, const char *device_id, const bench_grid_point *points,
                            int count) {
+  if (strcmp(o->grid, "decode") == 0) {
+    grid_print_csv_decode(o, device_id, points, count);
+    return;
+  }
   int shown[BENCH_PEER_COUNT];
   int shown_count = o->peers ? bench_peers_for_device(o, device_id, shown) : 0;
   printf("dtype,head_dim,causal,seqlen,batch,heads,flops,flashjit_ms,flashjit_ms_min,flashjit_tflops,config_source,"
@@ -285,15 +414,19 @@ static void grid_print_json(const bench_options *o, const char *device, const ch
     json_kv_int(&w, "head_dim", p->head_dim);
     json_kv_bool(&w, "causal", p->causal);
     json_kv_int(&w, "seqlen", p->seqlen);
+    json_kv_int(&w, "seqlen_kv", p->seqlen_kv);
     json_kv_int(&w, "batch", p->batch);
     json_kv_int(&w, "heads", p->heads);
+    json_kv_int(&w, "kv_heads", p->kv_heads);
     json_kv_double(&w, "flops", p->flops);
+    json_kv_double(&w, "bytes", p->bytes);
     json_kv_bool(&w, "measured", p->measured);
     double mine = p->measured ? grid_tflops(p->flops, p->ms) : 0.0;
     if (p->measured) {
       json_kv_double(&w, "ms", p->ms);
       json_kv_double(&w, "ms_min", p->ms_min);
       json_kv_double(&w, "tflops", mine);
+      json_kv_double(&w, "gbps", grid_gbps(p->bytes, p->ms));
       json_kv_string(&w, "config_source", p->config_source);
       json_kv_string(&w, "config", p->config);
     }
@@ -308,6 +441,7 @@ static void grid_print_json(const bench_options *o, const char *device, const ch
           json_kv_double(&w, "ms", p->peer_ms[k]);
           json_kv_double(&w, "ms_min", p->peer_ms_min[k]);
           json_kv_double(&w, "tflops", grid_tflops(p->flops, p->peer_ms[k]));
+          json_kv_double(&w, "gbps", grid_gbps(p->bytes, p->peer_ms[k]));
           if (bench_peer_ratio(p, k) > 0.0) json_kv_double(&w, "ratio", bench_peer_ratio(p, k));
         } else {
           json_kv_string(&w, p->peer_unavailable[k] ? "unavailable" : "error", p->peer_error[k]);
@@ -323,6 +457,48 @@ static void grid_print_json(const bench_options *o, const char *device, const ch
   json_finish(&w);
 }
 
+static int grid_prefill_points(const bench_options *o, const grid_spec *g, bench_grid_point *points) {
+  int count = 0;
+  for (int t = 0; t < g->dtype_count; t++)
+    for (int d = 0; d < g->head_dim_count; d++)
+      for (int c = 0; c < g->causal_count; c++)
+        for (int s = 0; s < g->seqlen_count && count < GRID_MAX_POINTS; s++) {
+          bench_grid_point *p = &points[count++];
+          p->dtype = g->dtypes[t];
+          p->head_dim = g->head_dims[d];
+          p->causal = g->causal_modes[c];
+          p->seqlen = p->seqlen_kv = g->seqlens[s];
+          p->batch = o->tokens / p->seqlen;
+          p->heads = p->kv_heads = o->width / p->head_dim;
+          p->flops = 4.0 * (double)p->batch * (double)p->heads * (double)p->seqlen * (double)p->seqlen *
+                     (double)p->head_dim * (p->causal ? 0.5 : 1.0);
+        }
+  return count;
+}
+
+static int grid_decode_points(const bench_options *o, const grid_spec *g, bench_grid_point *points) {
+  int64_t width = o->width_set ? o->width : GRID_DECODE_WIDTH;
+  int64_t tokens = o->tokens_set ? o->tokens : GRID_DECODE_TOKENS;
+  int count = 0;
+  for (int t = 0; t < g->dtype_count; t++)
+    for (int d = 0; d < g->head_dim_count; d++)
+      for (int b = 0; b < g->batch_count; b++)
+        for (int s = 0; s < g->seqlen_count && count < GRID_MAX_POINTS; s++) {
+          if (g->batches[b] * g->seqlens[s] > tokens) continue;
+          bench_grid_point *p = &points[count++];
+          p->dtype = g->dtypes[t];
+          p->head_dim = g->head_dims[d];
+          p->causal = 0;
+          p->seqlen = 1;
+          p->seqlen_kv = g->seqlens[s];
+          p->batch = g->batches[b];
+          p->heads = width / p->head_dim;
+          p->kv_heads = p->heads / GRID_DECODE_GROUP;
+          p->flops = 4.0 * (double)p->batch * (double)p->heads * (double)p->seqlen_kv * (double)p->head_dim;
+        }
+  return count;
+}
+
 int bench_grid_run(fj_context *context, bench_options *o) {
   grid_spec g;
   int code = grid_spec_build(o, &g);
@@ -332,21 +508,7 @@ int bench_grid_run(fj_context *context, bench_options *o) {
     cli_error(BENCH_COMMAND, "out of memory");
     return CLI_EXIT_FAILURE;
   }
-  int count = 0;
-  for (int t = 0; t < g.dtype_count; t++)
-    for (int d = 0; d < g.head_dim_count; d++)
-      for (int c = 0; c < g.causal_count; c++)
-        for (int s = 0; s < g.seqlen_count && count < GRID_MAX_POINTS; s++) {
-          bench_grid_point *p = &points[count++];
-          p->dtype = g.dtypes[t];
-          p->head_dim = g.head_dims[d];
-          p->causal = g.causal_modes[c];
-          p->seqlen = p->seqlen_kv = g.seqlens[s];
-          p->batch = o->tokens / p->seqlen;
-          p->heads = p->kv_heads = o->width / p->head_dim;
-          p->flops = 4.0 * (double)p->batch * (double)p->heads * (double)p->seqlen * (double)p->seqlen *
-                     (double)p->head_dim * (p->causal ? 0.5 : 1.0);
-        }
+  int count = g.decode ? grid_decode_points(o, &g, points) : grid_prefill_points(o, &g, points);
 
   char device[256], device_id[64];
   fj_context_device_name(context, device, sizeof device);
@@ -361,8 +523,10 @@ int bench_grid_run(fj_context *context, bench_options *o) {
     bench_options one = *o;
     one.grid = NULL;
     one.batch = p->batch;
-    one.heads = one.kv_heads = p->heads;
-    one.seqlen = one.seqlen_kv = p->seqlen;
+    one.heads = p->heads;
+    one.kv_heads = p->kv_heads;
+    one.seqlen = p->seqlen;
+    one.seqlen_kv = p->seqlen_kv;
     one.head_dim = one.head_dim_v = p->head_dim;
     one.dtype = one.kv_dtype = p->dtype;
     one.causal = p->causal;
@@ -375,16 +539,22 @@ int bench_grid_run(fj_context *context, bench_options *o) {
       p->measured = 1;
       p->ms = r.ms_median;
       p->ms_min = r.ms_min;
+      p->bytes = r.bytes;
       snprintf(p->config, sizeof p->config, "%s", r.config);
       snprintf(p->config_source, sizeof p->config_source, "%s", r.config_source);
     } else {
       failures++;
     }
-    fprintf(stderr, "flashjit bench: [%d/%d] %s d%" PRId64 " %s s%" PRId64 " b%" PRId64 " h%" PRId64 ": ", i + 1,
-            count, core_dtype_name(p->dtype), p->head_dim, p->causal ? "causal" : "full", p->seqlen, p->batch,
-            p->heads);
+    if (g.decode)
+      fprintf(stderr, "flashjit bench: [%d/%d] %s d%" PRId64 " decode b%" PRId64 " kv%" PRId64 " h%" PRId64 "/%" PRId64
+              ": ", i + 1, count, core_dtype_name(p->dtype), p->head_dim, p->batch, p->seqlen_kv, p->heads, p->kv_heads);
+    else
+      fprintf(stderr, "flashjit bench: [%d/%d] %s d%" PRId64 " %s s%" PRId64 " b%" PRId64 " h%" PRId64 ": ", i + 1,
+              count, core_dtype_name(p->dtype), p->head_dim, p->causal ? "causal" : "full", p->seqlen, p->batch,
+              p->heads);
     if (p->measured)
-      fprintf(stderr, "%.3f ms, %.2f TFLOP/s (%s)\n", p->ms, grid_tflops(p->flops, p->ms), p->config_source);
+      fprintf(stderr, "%.3f ms, %.2f TFLOP/s, %.1f GB/s (%s)\n", p->ms, grid_tflops(p->flops, p->ms),
+              grid_gbps(p->bytes, p->ms), p->config_source);
     else
       fprintf(stderr, "failed\n");
   }

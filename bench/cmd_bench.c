@@ -123,6 +123,13 @@ void cmd_bench_help(FILE *out) {
           "  --mask M             both (default), causal or none\n"
           "  --peers              the peers (as above) on every point, as TFLOP/s and ratio columns\n"
           "  --csv                one CSV row per point instead of the table\n"
+          "  --grid decode        decode steps (one query per sequence) against a KV cache: batch 1, 8,\n"
+          "                       32, 128 x cache length 1024 ... 65536, as far as batch * length <=\n"
+          "                       --tokens (default 262144 here), heads = width / head_dim (--width\n"
+          "                       default 4096 here: Llama-3-8B's 32 heads of 128) in KV heads of 4,\n"
+          "                       bf16 unless --dtype; GB/s of q, k, v and o once beside TFLOP/s\n"
+          "  --batches L          the decode grid's batches only, e.g. 1,64\n"
+          "                       (--seqlens: its cache lengths, any)\n"
           "\n"
           "exit status: 0 done (and checked, with --check), 1 failed or over the error bound, 2 bad usage\n");
 }
@@ -284,9 +291,10 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
       {"--warmup", CLI_INT, &o->warmup, 0, 1000000, &o->warmup_set},
       {"--repeat", CLI_INT, &o->repeat, 1, 1000000, &o->repeat_set},
       {"--grid", CLI_STRING, &o->grid, 0, 0, NULL},
-      {"--tokens", CLI_INT, &o->tokens, 1, INT32_MAX, NULL},
-      {"--width", CLI_INT, &o->width, 1, 1 << 20, NULL},
+      {"--tokens", CLI_INT, &o->tokens, 1, INT32_MAX, &o->tokens_set},
+      {"--width", CLI_INT, &o->width, 1, 1 << 20, &o->width_set},
       {"--seqlens", CLI_STRING, &o->seqlens, 0, 0, NULL},
+      {"--batches", CLI_STRING, &o->batches, 0, 0, NULL},
       {"--head-dims", CLI_STRING, &o->head_dims, 0, 0, NULL},
       {"--mask", CLI_STRING, &o->mask, 0, 0, NULL},
       {"--peers", CLI_FLAG, &o->peers, 0, 0, NULL},
@@ -399,7 +407,7 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
   {
     /* The grid's own flags mean nothing for one shape: say so rather than ignore them. */
     const char *grid_only = o->seqlens ? "--seqlens" : o->head_dims ? "--head-dims" : o->mask ? "--mask"
-                            : o->csv ? "--csv" : NULL;
+                            : o->csv ? "--csv" : o->batches ? "--batches" : NULL;
     if (grid_only != NULL) {
       cli_error(BENCH_COMMAND, "%s: only with --grid (see flashjit help bench)", grid_only);
       return CLI_EXIT_USAGE;

@@ -53,7 +53,8 @@ check)
 measure)
   # Usage (on the GPU machine, from the tree): bench/gpu_bundle.sh measure [SECONDS], default 540:
   # the whole run stays inside that many seconds; each step gets at most its own share and is skipped
-  # when too little is left. Logs: $OUT/run.log (all steps), grid.csv, triton.jsonl, tune.json.
+  # when too little is left. Logs: $OUT/run.log (all steps), grid.csv, triton.jsonl, tune.json,
+  # decode.json, decode_grid.csv.
   out=${OUT:-$root/.device/out}
   mkdir -p "$out"
   deadline=$(($(date +%s) + ${2:-540}))
@@ -156,6 +157,10 @@ measure)
     --heads 16 --seqlen 4096 --head-dim 128 --dtype bf16 --budget 90s --json --quiet >\"$out/tune.json\""
   step "tuned d128 bf16 s4096" 15 40 "$B" bench --device cuda:0 --cache-dir "$cache" --batch 4 --heads 16 \
     --seqlen 4096 --head-dim 128 --dtype bf16 --warmup 5 --repeat 20
+  # The decode grid (Llama-3-8B's heads, batch 1 ... 128, caches of 1k ... 64k keys): GB/s beside SDPA's
+  # (enable_gqa), with whatever time is left.
+  step "decode grid with sdpa peers" 40 120 sh -c "\"$B\" bench --device cuda:0 --cache-dir \"$cache\" --grid decode \
+    --peer-list sdpa-flash,sdpa-cudnn,sdpa-efficient --csv >\"$out/decode_grid.csv\""
   rm -rf "$cache"
   grep "^== " "$log"
   ;;

@@ -743,6 +743,46 @@ static void test_grid(void) {
   jfree(doc);
   cli_result_free(&r);
 
+  /* The decode grid: one query per sequence, KV heads of 4 query heads, the listed batches and cache
+   * lengths whose product fits in --tokens (2 x 128 is left out), GB/s of q, k, v and o once. */
+  const char *decode_grid[] = {"bench", "--device", "cpu", "--grid", "decode", "--batches", "1,2", "--seqlens",
+                               "64,128", "--width", "256", "--head-dims", "64", "--tokens", "200", "--dtype", "fp32",
+                               "--warmup", "0", "--repeat", "1", "--json", NULL};
+  r = run_cli(decode_grid);
+  doc = jparse(r.out);
+  points = jget(doc, "points");
+  good = r.exited && r.code == 0 && points && points->type == J_ARRAY && points->count == 3 &&
+         strcmp(jstring(doc, "grid"), "decode") == 0;
+  for (int i = 0; good && i < points->count; i++) {
+    const jvalue *p = points->items[i];
+    double b = jnumber(p, "batch", 0), skv = jnumber(p, "seqlen_kv", 0), ms = jnumber(p, "ms", 0);
+    double bytes = (b * 4 * 64 * 2 + b * skv * 1 * 64 * 2) * 4.0;  /* q and o, k and v; fp32 */
+    good = jnumber(p, "seqlen", 0) == 1 && jnumber(p, "heads", 0) == 4 && jnumber(p, "kv_heads", 0) == 1 &&
+           b * skv <= 200 && fabs(jnumber(p, "bytes", 0) - bytes) < 1 && ms > 0 &&
+           fabs(jnumber(p, "gbps", 0) - bytes / (ms * 1e-3) / 1e9) <= 1e-6 * jnumber(p, "gbps", 0) &&
+           fabs(jnumber(p, "flops", 0) - 4.0 * b * 4 * skv * 64) < 1;
+  }
+  check(good, "bench --grid decode --json: 3 points of one query, KV heads of 4, bytes and GB/s (exit %d): %s", r.code,
+        r.err);
+  jfree(doc);
+  cli_result_free(&r);
+  const struct {
+    const char *args[16], *want;
+  } bad_grids[] = {
+      {{"bench", "--grid", "decode", "--mask", "causal", NULL}, "not with --grid decode"},
+      {{"bench", "--grid", "prefill", "--batches", "1", NULL}, "--batches: only with --grid decode"},
+      {{"bench", "--batches", "1", NULL}, "--batches: only with --grid"},
+      {{"bench", "--grid", "decode", "--width", "384", NULL}, "do not make KV heads of 4"},
+      {{"bench", "--grid", "decode", "--tokens", "10", NULL}, "no batch x cache length"},
+      {{"bench", "--grid", "decode", "--batches", "1,x", NULL}, "--batches=1,x"},
+  };
+  for (size_t i = 0; i < sizeof bad_grids / sizeof bad_grids[0]; i++) {
+    r = run_cli(bad_grids[i].args);
+    check(r.exited && r.code == 2 && strstr(r.err, bad_grids[i].want) != NULL, "bench %s %s ...: exit %d, %s",
+          bad_grids[i].args[1], bad_grids[i].args[2], r.code, r.err);
+    cli_result_free(&r);
+  }
+
   /* --peers with the real script on the CPU: its columns are the CPU peers'; without torch they say n/a
    * and one line says why, with torch (a tiny grid, nothing asserted about time) they are measured.
    * Either way exit 0. */

@@ -819,6 +819,7 @@ static void test_bench_commands(void) {
   } runs[] = {
       {"the prefill grid of fp16 and bf16", "--grid prefill --tokens 1024 --width 128 --seqlens 512 --head-dims 64,128 "
        "--dtype fp16,bf16", "bf16   128 causal"},
+      {"the decode grid", "--grid decode --batches 1,8 --seqlens 256,1024 --width 512 --head-dims 128", "kv_len"},
       {"a packed decode step, split", "--batch 8 --heads 32 --kv-heads 8 --seqlen 1 --seqlen-kv 4096 --causal --json",
        "\"kv_splits\":3"},
       {"the same unsplit", "--batch 8 --heads 32 --kv-heads 8 --seqlen 1 --seqlen-kv 4096 --causal --no-split-kv --json",
@@ -858,7 +859,7 @@ static void test_bench_commands(void) {
           runs[i].want);
     if (rc != 0 || !contains(out, runs[i].want)) printf("     %s\n     %.2000s\n", command, out);
     const char *host = strstr(out, "\"host_us_per_call\":");
-    if (i == 1)  /* a GPU call's host side is measured (calls enqueued back to back) */
+    if (i == 2)  /* a GPU call's host side is measured (calls enqueued back to back) */
       check(host != NULL && strtod(host + strlen("\"host_us_per_call\":"), NULL) > 0.0,
             "bench on the fake GPU reports the host's microseconds per call (%.40s)", host ? host : "absent");
   }

@@ -285,7 +285,7 @@ def make_peers(torch, wanted):
         def fn(q, k, v, causal):
             with sdpa_kernel([backend]):
                 o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                                   is_causal=bool(causal))
+                                                   is_causal=bool(causal), **gqa_kwargs(q, k))
             return o.transpose(1, 2)
         return fn
 
@@ -311,13 +311,18 @@ def make_peers(torch, wanted):
     return peers, missing
 
 
+def gqa_kwargs(q, k):
+    """SDPA's keyword for k and v with fewer heads than q ([b, s, h, d] inputs): enable_gqa (torch 2.5)."""
+    return {"enable_gqa": True} if k.shape[2] != q.shape[2] else {}
+
+
 def math_reference(torch, q, k, v, causal):
     """SDPA's math backend on fp32 copies: the yardstick every peer is checked against."""
     import torch.nn.functional as F
     from torch.nn.attention import SDPBackend, sdpa_kernel
     with sdpa_kernel([SDPBackend.MATH]):
         o = F.scaled_dot_product_attention(q.float().transpose(1, 2), k.float().transpose(1, 2),
-                                           v.float().transpose(1, 2), is_causal=bool(causal))
+                                           v.float().transpose(1, 2), is_causal=bool(causal), **gqa_kwargs(q, k))
     return o.transpose(1, 2)
 
 
@@ -363,7 +368,39 @@ def check_peers(torch, peers, dtypes, head_dims):
                         na[name][(dtype, d)] = "failed its check against the math backend on %s d=%d: rel_err %.3g" \
                                                % (dtype, d, err)
                         failed.add(name)
+                if name.startswith("sdpa-") and gqa_supported(torch) and (dtype, d) not in na[name]:
+                    check_gqa_decode(torch, name, fn, dtype, d, na, failed)
     return na, failed
+
+
+def gqa_supported(torch):
+    return torch_version_at_least(torch, 2, 5)
+
+
+def check_gqa_decode(torch, name, fn, dtype, d, na, failed):
+    """A decode step with KV heads of 2 query heads each (what --grid decode measures), against the math
+    backend; a failure makes the peer n/a for GQA points of that dtype and head dim ("gqa" in na's key)."""
+    torch.manual_seed(4321)
+    tdtype = getattr(torch, TORCH_DTYPES[dtype])
+    q = torch.randn(2, 1, 4, d, device="cuda", dtype=tdtype)
+    k, v = (torch.randn(2, 300, 2, d, device="cuda", dtype=tdtype) for _ in range(2))
+    case = {"dtype": dtype, "head_dim": d, "causal": False, "batch": 2, "seqlen": 1, "seqlen_kv": 300, "heads": 4,
+            "kv_heads": 2, "scope": "dtype+head_dim+gqa"}
+    try:
+        o = fn(q, k, v, False)
+        torch.cuda.synchronize()
+    except Exception as e:
+        error = first_line(e)
+        emit(dict(case, kind="check", peer=name, ok=False, error=error))
+        na[name][(dtype, d, "gqa")] = "fails on GQA %s d=%d: %s" % (dtype, d, error)
+        if "No available kernel" not in str(e):
+            failed.add(name)
+        return
+    ok, err = judge(case, name, o, math_reference(torch, q, k, v, False))
+    if not ok:
+        na[name][(dtype, d, "gqa")] = "failed its GQA check against the math backend on %s d=%d: rel_err %.3g" \
+                                      % (dtype, d, err)
+        failed.add(name)
 
 
 def time_launches(torch, fn, warmup, repeat):
@@ -393,11 +430,15 @@ def report(point, name, run):
           "tflops": flops(point) / (ms * 1e-3) / 1e12})
 
 
-def cuda_unsupported(point, name):
-    """Why peer name cannot run this point on CUDA as flashjit does, or None. The grid's points always
-    run; these only come from single shapes."""
+def cuda_unsupported(torch, point, name):
+    """Why peer name cannot run this point on CUDA as flashjit does, or None. The prefill grid's points
+    always run; the decode grid's GQA runs on SDPA where torch has enable_gqa."""
     if point["kv_heads"] != point["heads"]:
-        return "the CUDA peers here take kv_heads == heads (got %d and %d)" % (point["kv_heads"], point["heads"])
+        if not name.startswith("sdpa-"):
+            return "the Triton kernel here takes kv_heads == heads (got %d and %d)" % (point["kv_heads"], point["heads"])
+        if not gqa_supported(torch):
+            return "torch %s's SDPA has no enable_gqa (2.5 or later) for kv_heads %d < heads %d" % (
+                torch.__version__, point["kv_heads"], point["heads"])
     if name.startswith("sdpa-") and point["causal"] and point["seqlen"] != point["seqlen_kv"]:
         return "SDPA's is_causal aligns the mask to the top-left corner, flashjit's to the bottom-right"
     return None
@@ -405,7 +446,9 @@ def cuda_unsupported(point, name):
 
 def measure(torch, peers, na, points, warmup, repeat):
     for point in points:
-        unsupported = {name: cuda_unsupported(point, name) or na[name].get((point["dtype"], point["head_dim"]))
+        gqa = point["kv_heads"] != point["heads"]
+        unsupported = {name: cuda_unsupported(torch, point, name) or na[name].get((point["dtype"], point["head_dim"]))
+                       or (na[name].get((point["dtype"], point["head_dim"], "gqa")) if gqa else None)
                        for name in peers}
         for name, why in unsupported.items():
             if why:
@@ -414,7 +457,7 @@ def measure(torch, peers, na, points, warmup, repeat):
             continue
         tdtype = getattr(torch, TORCH_DTYPES[point["dtype"]])
         shape_q = (point["batch"], point["seqlen"], point["heads"], point["head_dim"])
-        shape_kv = (point["batch"], point["seqlen_kv"], point["heads"], point["head_dim"])
+        shape_kv = (point["batch"], point["seqlen_kv"], point["kv_heads"], point["head_dim"])
         torch.manual_seed(point["id"])
         q = torch.randn(shape_q, device="cuda", dtype=tdtype)
         k = torch.randn(shape_kv, device="cuda", dtype=tdtype)
