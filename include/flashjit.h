@@ -286,7 +286,7 @@ typedef struct fj_attention_args {
    * the cache was quantized with: the call attends to k_scale x k and v_scale x v. 0, the default,
    * selects 1; each must be finite and not negative, and they are read only when k and v are fp8.
    * The kernels convert each element exactly (every fp8 value is an fp16 and a bf16 value) as they copy
-   * their K/V tiles; on NVIDIA GPUs that copy goes through registers instead of cp.async. */
+   * their K/V tiles; on NVIDIA GPUs the raw bytes arrive by cp.async and are widened in shared memory. */
   float k_scale;
   float v_scale;
 } fj_attention_args;

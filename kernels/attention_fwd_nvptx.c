@@ -14,9 +14,10 @@
  * aligned to the bottom right (query i sees keys j <= i + seqlen_kv - seqlen_q), and tiles past the
  * last query's diagonal are never visited. With logit soft-capping each score passes through a scaled
  * tanh before the masks; with attention sinks each row's running state starts from its head's sink (a
- * key of that score and a zero value). An fp8 KV cache's tiles are copied through registers, each
- * element converted to the operand dtype (its k_scale is in the scores' scale, its v_scale in the final
- * division). Rows that see no key at all end as zeros (and LSE -inf, or the sink), never NaN. */
+ * key of that score and a zero value). An fp8 KV cache's tiles stream raw through a ring of staging tiles
+ * (cp.async, as the others), and each is widened into one operand tile in shared memory just before its
+ * use (its k_scale is in the scores' scale, its v_scale in the final division). Rows that see no key at
+ * all end as zeros (and LSE -inf, or the sink), never NaN. */
 #include "kernels/kernel_family.h"
 
 #include <math.h>
@@ -47,7 +48,7 @@ static const kernel_param params[P_COUNT] = {
                    "256, as MLA's absorbed decode: 512; 1 elsewhere)", 3, {1, 2, 4}, .optional = 1},
 };
 
-#define GENERATOR_VERSION 17
+#define GENERATOR_VERSION 18
 
 /* A budget on the registers one thread's fragments take in the main loop (32-bit registers), as a
  * weighted count fitted to what ptxas does: O (live throughout); half of S (the fp32 scores live only
@@ -115,9 +116,9 @@ typedef struct shape {
   int head_dim, padded_dim, m_tiles, causal, window, has_lse, d_contiguous, varlen, page_size, varlen_q, sinks,
       softcap, varlen_k, alibi;
   int head_dim_v, padded_dim_v;  /* V's and O's: MLA's differs from Q's and K's */
-  int kv_fp8;   /* 0, or the fp8 dtype of k and v (an fp8 cache) */
-  /* K/V tiles are copied synchronously through registers: a strided head dim, or an fp8 cache converted on
-   * the way (the register rules of that path apply) */
+  int kv_fp8;   /* 0, or the fp8 dtype of k and v (an fp8 cache): its tiles are staged raw, then widened */
+  /* K/V tiles are copied synchronously through registers: a strided head dim (the register rules of that
+   * path apply; an fp8 cache's bytes are then staged by byte loads, under the same rules) */
   int sync_kv;
   dtype_id dtype;
 } shape;
@@ -160,15 +161,18 @@ static shape shape_of(const attention_key *key, const kernel_config *config) {
   s.softcap = key->softcap;
   s.page_size = key->page_size;
   s.kv_fp8 = key->kv_fp8;
-  s.sync_kv = !key->d_contiguous || key->kv_fp8;
+  s.sync_kv = !key->d_contiguous;
   s.dtype = (dtype_id)key->dtype;
   return s;
 }
 
-/* Dynamic shared memory: the Q tile, then `stages` K tiles and `stages` V tiles. */
+/* Dynamic shared memory: the Q tile, then `stages` K tiles and `stages` V tiles; with an fp8 cache one K
+ * and one V tile of the operand dtype, then the `stages` staging tiles of each, one byte an element. */
 static size_t shared_bytes(const shape *s) {
-  size_t qk_rows = (size_t)s->block_m + (size_t)s->stages * (size_t)s->block_n;
-  return (qk_rows * (size_t)s->padded_dim + (size_t)s->stages * (size_t)s->block_n * (size_t)s->padded_dim_v) * 2;
+  size_t bn = (size_t)s->block_n, kv_cols = (size_t)s->padded_dim + (size_t)s->padded_dim_v;
+  size_t q = (size_t)s->block_m * (size_t)s->padded_dim * 2;
+  if (s->kv_fp8) return q + bn * kv_cols * 2 + (size_t)s->stages * bn * kv_cols;
+  return q + (size_t)s->stages * bn * kv_cols * 2;
 }
 
 /* Registers of one thread's part of the O accumulator (fp32, m_tiles x its slice of V's head_dim / 8
@@ -194,8 +198,8 @@ static int fragment_budget(const shape *s) {
   return s->pack_gqa ? PACKED_FRAGMENT_REGISTER_BUDGET : FRAGMENT_REGISTER_BUDGET;
 }
 
-/* 1 where the synchronous K/V copies (a strided head dim, an fp8 cache) leave O its registers (always 1
- * for cp.async copies); else 0 and why. */
+/* 1 where the synchronous K/V copies (a strided head dim) leave O its registers (always 1 for cp.async
+ * copies); else 0 and why. */
 static int strided_copy_fits(const shape *s, char *why, size_t why_size) {
   if (!s->sync_kv) return 1;
   int copied = s->block_n * (s->padded_dim + s->padded_dim_v) / (32 * s->warps);
@@ -203,9 +207,9 @@ static int strided_copy_fits(const shape *s, char *why, size_t why_size) {
   int budget = s->swizzle ? STRIDED_O_AND_COPIED_BUDGET_SWIZZLED : STRIDED_O_AND_COPIED_BUDGET;
   if (copied <= STRIDED_MAX_COPIED_ELEMENTS && o + copied <= budget) return 1;
   snprintf(why, why_size,
-           "%s: each thread copies %d elements of the next K/V tiles (block_n=%d d=%d dv=%d warps=%d; "
-           "at most %d) beside %d registers of O (block_m=%d); O + copied over %d (swizzle=%d) ptxas spills",
-           s->d_contiguous ? "fp8 K/V converted as copied" : "strided head dim", copied, s->block_n, s->padded_dim,
+           "strided head dim: each thread copies %d elements of the next K/V tiles (block_n=%d d=%d dv=%d "
+           "warps=%d; at most %d) beside %d registers of O (block_m=%d); O + copied over %d (swizzle=%d) ptxas "
+           "spills", copied, s->block_n, s->padded_dim,
            s->padded_dim_v, s->warps, STRIDED_MAX_COPIED_ELEMENTS, o, s->block_m, budget, s->swizzle);
   return 0;
 }
@@ -330,6 +334,15 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
              s.varlen_q ? "sequence's first row" : "rows' sinks");
     return 0;
   }
+  /* An fp8 cache's tiles take the cp.async rules (they are staged raw); beside packed rows, over the causal
+   * E4M3 spaces of d = 64 and 128 (648 kernels, ptxas 13, sm_80 and sm_90a, 2026-12-07) the one kernel
+   * that spilled (8 bytes) was d = 64's packed 128 x 128 tile of 4 warps: that shape goes. */
+  if (s.kv_fp8 && s.pack_gqa && s.m_tiles == 2 && s.block_n == 128) {
+    snprintf(why, why_size,
+             "an fp8 cache with pack_gqa: block_n=128 with two m16 tiles per warp holds 255 registers at d=%d; ptxas "
+             "spills with the staging's addresses and the grouped row addresses", s.padded_dim);
+    return 0;
+  }
   if ((s.sinks || s.softcap) && s.m_tiles == 2 && s.block_n >= 64 && s.padded_dim >= 128) {
     snprintf(why, why_size,
              "%s: block_n=%d with two m16 tiles per warp holds 255 registers at d=%d; ptxas spills with it in some "
@@ -383,7 +396,7 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
              "weighs %d registers of fragments per thread (O, S%s of %d m16 tiles, K/V loaded ahead; d=%d dv=%d "
              "block_n=%d%s%s); over %d ptxas spills",
              registers, s.q_in_regs ? ", Q" : "", s.m_tiles, s.padded_dim, s.padded_dim_v, s.block_n,
-             !s.sync_kv ? "" : s.d_contiguous ? ", fp8 K/V" : ", strided head dim", s.pack_gqa ? ", pack_gqa" : "",
+             s.sync_kv ? ", strided head dim" : "", s.pack_gqa ? ", pack_gqa" : "",
              fragment_budget(&s));
     return 0;
   }
@@ -851,15 +864,34 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   head_view(tg, &s, &k, P_OFF(k), P_OFF(k_stride), b, kv_h, k_start, seqlen_kv, kv_rows);
   head_view(tg, &s, &v, P_OFF(v), P_OFF(v_stride), b, kv_h, k_start, seqlen_kv, kv_rows);
 
-  /* ---- shared memory: Q, then the ring of K tiles, then the ring of V tiles ---- */
+  /* ---- shared memory: Q, then the ring of K tiles, then the ring of V tiles; with an fp8 cache, one K
+   * and one V tile, then the staging rings of raw K and V bytes (shared_bytes) ---- */
   const int k_bytes = BN * D * 2, v_bytes = BN * DV * 2, q_bytes = BM * D * 2, v_ring = q_bytes + STAGES * k_bytes;
+  const int k_staging = q_bytes + k_bytes + v_bytes, v_staging = k_staging + STAGES * BN * D;
   tile_gpu_shared q_tile = {tile_gpu_i32(tg, 0), BM, D, s.swizzle, 0};
-#define RING(offset, stage, tile_bytes, cols)                                                       \
+#define RING(offset, stage, tile_bytes, cols, swizzled)                                             \
   ((tile_gpu_shared){LLVMBuildAdd(ir, tile_gpu_i32(tg, (offset)),                                  \
                                   LLVMBuildMul(ir, (stage), tile_gpu_i32(tg, (tile_bytes)), ""), ""), \
-                     BN, (cols), s.swizzle, 0})
-#define K_RING(stage) RING(q_bytes, stage, k_bytes, D)
-#define V_RING(stage) RING(v_ring, stage, v_bytes, DV)
+                     BN, (cols), (swizzled), 0})
+#define K_RING(stage) RING(q_bytes, stage, k_bytes, D, s.swizzle)
+#define V_RING(stage) RING(v_ring, stage, v_bytes, DV, s.swizzle)
+#define K_STAGING(stage) RING(k_staging, stage, BN * D, D, 0)
+#define V_STAGING(stage) RING(v_staging, stage, BN * DV, DV, 0)
+/* The K and V tiles of rows [row, row + BN) into ring stage `stage`: as they are, or an fp8 cache's raw */
+#define COPY_KV_TILES(stage, row)                                                \
+  do {                                                                           \
+    tile_gpu_shared k_to = s.kv_fp8 ? K_STAGING(stage) : K_RING(stage);          \
+    tile_gpu_shared v_to = s.kv_fp8 ? V_STAGING(stage) : V_RING(stage);          \
+    if (s.kv_fp8) {                                                              \
+      tile_gpu_copy_fp8_raw(tg, &k_to, &k, (row));                               \
+      tile_gpu_copy_fp8_raw(tg, &v_to, &v, (row));                               \
+    } else {                                                                     \
+      tile_gpu_copy(tg, &k_to, &k, (row));                                       \
+      tile_gpu_copy(tg, &v_to, &v, (row));                                       \
+    }                                                                            \
+  } while (0)
+  const tile_gpu_shared k_widened = {tile_gpu_i32(tg, q_bytes), BN, D, s.swizzle, 0};
+  const tile_gpu_shared v_widened = {tile_gpu_i32(tg, q_bytes + k_bytes), BN, DV, s.swizzle, 0};
 
   /* K/V tiles this Q tile reads: causal tiles stop after the last query's diagonal; windowed ones
    * start at the tile of the first query's first key. */
@@ -891,10 +923,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     tile_if present;
     tile_if_begin(tb, &present, tile_lt(tb, tile, last));
     LLVMValueRef ring_stage = LLVMBuildTrunc(ir, LLVMBuildURem(ir, tile, tile_i64(tb, STAGES), ""), tb->i32, "");
-    tile_gpu_shared k_tile = K_RING(ring_stage);
-    tile_gpu_shared v_tile = V_RING(ring_stage);
-    tile_gpu_copy(tg, &k_tile, &k, tile_mul(tb, tile, tile_i64(tb, BN)));
-    tile_gpu_copy(tg, &v_tile, &v, tile_mul(tb, tile, tile_i64(tb, BN)));
+    COPY_KV_TILES(ring_stage, tile_mul(tb, tile, tile_i64(tb, BN)));
     tile_if_end(tb, &present);
     tile_gpu_commit(tg);  /* empty groups too: group n always holds tile n */
   }
@@ -930,8 +959,6 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     tile_if more;
     tile_if_begin(tb, &more, tile_lt(tb, next, last));
     LLVMValueRef next_stage = LLVMBuildTrunc(ir, LLVMBuildURem(ir, next, tile_i64(tb, STAGES), ""), tb->i32, "");
-    tile_gpu_shared k_next = K_RING(next_stage);
-    tile_gpu_shared v_next = V_RING(next_stage);
     if (s.page_size > 0) {
       /* The block-table row anew from a block index LLVM cannot merge with the first read: a few
        * instructions per tile instead of a pointer held in registers across the loop, where paged
@@ -939,14 +966,23 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
       block_coordinates again = block_coordinates_of(tg, &s, tile_gpu_block_index_opaque(tg));
       k.table = v.table = block_table_row(tg, again.batch);
     }
-    tile_gpu_copy(tg, &k_next, &k, tile_mul(tb, next, tile_i64(tb, BN)));
-    tile_gpu_copy(tg, &v_next, &v, tile_mul(tb, next, tile_i64(tb, BN)));
+    COPY_KV_TILES(next_stage, tile_mul(tb, next, tile_i64(tb, BN)));
     tile_if_end(tb, &more);
     tile_gpu_commit(tg);
 
     LLVMValueRef stage = LLVMBuildTrunc(ir, LLVMBuildURem(ir, j, tile_i64(tb, STAGES), ""), tb->i32, "");
     tile_gpu_shared k_tile = K_RING(stage);
     tile_gpu_shared v_tile = V_RING(stage);
+    if (s.kv_fp8) {
+      /* Tile j's raw bytes have landed (the barrier above); every warp is done with the widened tiles of
+       * tile j - 1 (the same barrier): widen tile j into them, and let every warp see it. */
+      tile_gpu_shared k_raw = K_STAGING(stage), v_raw = V_STAGING(stage);
+      tile_gpu_convert_fp8(tg, &k_widened, &k_raw, (dtype_id)s.kv_fp8);
+      tile_gpu_convert_fp8(tg, &v_widened, &v_raw, (dtype_id)s.kv_fp8);
+      tile_gpu_sync(tg);
+      k_tile = k_widened;
+      v_tile = v_widened;
+    }
     LLVMValueRef n0 = tile_mul(tb, j, tile_i64(tb, BN));
     warp_row0 = warp_first_row(tg, &s);
 
@@ -1050,6 +1086,9 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
 #undef RING
 #undef K_RING
 #undef V_RING
+#undef K_STAGING
+#undef V_STAGING
+#undef COPY_KV_TILES
   if (!s.split_kv) return FJ_OK;
   char combine[160];
   snprintf(combine, sizeof combine, "%s%s", function_name, GPU_COMBINE_SUFFIX);

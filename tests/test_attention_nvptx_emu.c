@@ -320,15 +320,21 @@ static const emu_case cases[] = {
     {{F16, 1, 4, 2, 70, 90, 64, 1, 1, CONTIG, -0.2f, 0, 0, -1, -1, 0, 0, 1.5f, 0, 1, 0, 0}, CONFIG_PACKED(64, 32, 4, 2, 0, 1), 0},
     {{BF16, 4, 8, 2, 1, 300, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 0, 0, 0, 2, 0, 0}, DEFAULT, 3},
     {{F16, 3, 4, 2, 40, 90, 64, 1, 1, CONTIG, 0, 0, 0, 20, -1, 1, 0, 0, 1, 1, 0, 0}, DEFAULT, 0},
-    /* fp8 KV caches (E4M3, E5M2 with case_k_scale, case_v_scale; converted as K/V tiles are copied):
-     * causal bf16 prefill; fp16 not causal with fewer queries than keys; a paged varlen decode step in
-     * 3 parts; a strided head dim; ragged queries and packed keys with sinks and a soft cap (whose factors
-     * carry k_scale) */
+    /* fp8 KV caches (E4M3, E5M2 with case_k_scale, case_v_scale; staged raw by cp.async, widened in shared
+     * memory): causal bf16 prefill; fp16 not causal with fewer queries than keys; a paged varlen decode
+     * step in 3 parts; a strided head dim (staged by byte loads); ragged queries and packed keys with
+     * sinks and a soft cap (whose factors carry k_scale); d = 72 (8 mod 16) with rows of 144 bytes (the
+     * cp.async of each row's last 16 carries 8) and of 72 (not 16-byte aligned: staged by byte loads); a
+     * paged varlen decode step at d = 256 in 2 parts (its split decode tile, which the register copies
+     * had left out) */
     {{BF16, 1, 4, 2, 130, 130, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, E4M3, 0}, DEFAULT, 0},
     {{F16, 2, 2, 1, 70, 100, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, E5M2, 0}, DEFAULT, 0},
     {{F16, 3, 8, 2, 1, 304, 128, 1, 1, CONTIG, 0, 1, 16, -1, -1, 0, 0, 0, 0, 0, E4M3, 0}, DEFAULT, 3},
     {{BF16, 1, 2, 1, 60, 90, 64, 1, 1, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, E5M2, 0}, DEFAULT, 0},
     {{BF16, 3, 4, 2, 40, 90, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1, 1, 1.5f, 1, 0, E4M3, 0}, DEFAULT, 0},
+    {{F16, 1, 4, 2, 50, 77, 72, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, E4M3, 0}, DEFAULT, 0},
+    {{BF16, 2, 3, 1, 1, 150, 72, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, E5M2, 0}, DEFAULT, 2},
+    {{BF16, 2, 4, 1, 1, 112, 256, 1, 1, CONTIG, 0, 1, 16, -1, -1, 0, 0, 0, 0, 0, E4M3, 0}, DEFAULT, 2},
     /* v with a head dim of its own (the K and V rings of different widths, O as wide as V): DeepSeek's
      * MLA prefill (192 and 128), causal, on its default; v wider than k through a packed tile of 8 warps;
      * head dims of 8 mod 16 (24 and 40) with a strided head dim; a packed decode step over a paged varlen

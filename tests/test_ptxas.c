@@ -20,7 +20,7 @@
  * FJ_PTXAS_PACKED_K=1: those spaces for causal packed keys (cu_seqlens_k: each sequence's first row of K
  * and V, and its key count, read per block). FJ_PTXAS_ALIBI=1: those spaces for causal ALiBi keys (each
  * row's slope and diagonal, a distance per score). FJ_PTXAS_FP8=1: those spaces for causal keys of an E4M3
- * KV cache (K and V copied through registers and converted, as a strided head dim's are). FJ_PTXAS_DV=n:
+ * KV cache (K and V staged raw by cp.async and widened in shared memory). FJ_PTXAS_DV=n:
  * those spaces for causal keys whose v has head dim n (K and V rings of their own widths, O as wide as V;
  * MLA's prefill is FJ_PTXAS_DIMS=192 FJ_PTXAS_DV=128, its absorbed decode FJ_PTXAS_DIMS=576 FJ_PTXAS_DV=512
  * FJ_PTXAS_DECODE=1).

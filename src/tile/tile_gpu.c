@@ -269,25 +269,25 @@ LLVMValueRef tile_gpu_divide(tile_gpu *tg, LLVMValueRef n, LLVMValueRef magic, L
 
 /* ---- global -> shared ------------------------------------------------------------------------------ */
 
-/* The vector copies' alignment and element size: 16-byte cp.async of 2-byte elements, or an fp8 view's
- * 8-byte loads of 1-byte elements. */
-static int copy_alignment(int fp8) { return fp8 ? 8 : 16; }
+/* The vector copies' element size: 2-byte elements, or an fp8 view's 1-byte ones; 16-byte cp.async of
+ * either needs 16-byte aligned rows. */
 static LLVMValueRef stride_bytes(tile_gpu *tg, LLVMValueRef elements, int fp8) {
   return fp8 ? elements : LLVMBuildShl(B(tg), elements, tile_i64(&tg->tb, 1), "");
 }
-/* bytes (i64) a multiple of the vector copies' alignment */
-static LLVMValueRef copy_aligned(tile_gpu *tg, LLVMValueRef bytes, int fp8) {
+/* bytes (i64) a multiple of alignment */
+static LLVMValueRef copy_aligned(tile_gpu *tg, LLVMValueRef bytes, int alignment) {
   LLVMBuilderRef b = B(tg);
-  return LLVMBuildICmp(b, LLVMIntEQ, LLVMBuildAnd(b, bytes, tile_i64(&tg->tb, copy_alignment(fp8) - 1), ""),
+  return LLVMBuildICmp(b, LLVMIntEQ, LLVMBuildAnd(b, bytes, tile_i64(&tg->tb, alignment - 1), ""),
                        tile_i64(&tg->tb, 0), "");
 }
 
 /* A view's vector copies need every row start aligned (the base address and the row stride, in bytes,
  * both multiples of the alignment) and contiguous columns. */
-static LLVMValueRef rows_vector_ok(tile_gpu *tg, const tile_gpu_global *view, int fp8) {
+static LLVMValueRef rows_vector_ok(tile_gpu *tg, const tile_gpu_global *view, int fp8, int alignment) {
   LLVMBuilderRef b = B(tg);
   LLVMValueRef address = LLVMBuildPtrToInt(b, view->base, tg->tb.i64, "");
-  LLVMValueRef aligned = copy_aligned(tg, LLVMBuildOr(b, address, stride_bytes(tg, view->row_stride, fp8), ""), fp8);
+  LLVMValueRef aligned =
+      copy_aligned(tg, LLVMBuildOr(b, address, stride_bytes(tg, view->row_stride, fp8), ""), alignment);
   LLVMValueRef unit = LLVMBuildICmp(b, LLVMIntEQ, view->col_stride, tile_i64(&tg->tb, 1), "");
   return LLVMBuildAnd(b, aligned, unit, fp8 ? "fp8_vector_ok" : "vector_ok");
 }
@@ -305,26 +305,26 @@ void tile_gpu_global_init(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef base
   view->table = view->table_stride = view->page_stride = view->pages = NULL;
   view->f32 = 0;
   view->fp8 = 0;
-  view->fp8_vector_ok = NULL;
+  view->fp8_async_ok = NULL;
   if (!allow_vector) return;
-  view->vector_ok = rows_vector_ok(tg, view, 0);
+  view->vector_ok = rows_vector_ok(tg, view, 0, 16);
 }
 
 void tile_gpu_global_fp8(tile_gpu *tg, tile_gpu_global *view, dtype_id dtype, int contiguous) {
   view->fp8 = (int)dtype;
-  view->vector_ok = NULL;  /* copied through registers, converted */
-  view->fp8_vector_ok = contiguous ? rows_vector_ok(tg, view, 1) : NULL;
+  view->vector_ok = NULL;  /* staged raw by tile_gpu_copy_fp8_raw, never tile_gpu_copy */
+  view->fp8_async_ok = contiguous ? rows_vector_ok(tg, view, 1, 16) : NULL;
 }
 
 /* The vector copies of a view whose rows also step by `stride` elements: only where that step keeps
- * every row start aligned as they need (16 bytes for cp.async, 8 for an fp8 view's loads). */
+ * every row start 16-byte aligned. */
 static void vector_ok_needs_aligned(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef stride) {
   LLVMBuilderRef b = B(tg);
   if (view->vector_ok != NULL)
-    view->vector_ok = LLVMBuildAnd(b, view->vector_ok, copy_aligned(tg, stride_bytes(tg, stride, 0), 0), "vector_ok");
-  if (view->fp8_vector_ok != NULL)
-    view->fp8_vector_ok =
-        LLVMBuildAnd(b, view->fp8_vector_ok, copy_aligned(tg, stride_bytes(tg, stride, 1), 1), "fp8_vector_ok");
+    view->vector_ok = LLVMBuildAnd(b, view->vector_ok, copy_aligned(tg, stride_bytes(tg, stride, 0), 16), "vector_ok");
+  if (view->fp8_async_ok != NULL)
+    view->fp8_async_ok =
+        LLVMBuildAnd(b, view->fp8_async_ok, copy_aligned(tg, stride_bytes(tg, stride, 1), 16), "fp8_async_ok");
 }
 
 void tile_gpu_global_group_rows(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef group, LLVMValueRef group_stride,
@@ -374,41 +374,6 @@ static LLVMValueRef row_offset(tile_gpu *tg, const tile_gpu_global *view, LLVMVa
                       LLVMBuildMul(b, LLVMBuildZExt(b, inner, tg->tb.i64, ""), view->group_stride, ""), "");
 }
 
-/* 8 fp8 elements of src from element `index` (bytes), converted to the operand dtype: one 8-byte load
- * where the view's rows allow it (fp8_vector_ok), else one byte load each; zeros unless valid. */
-static LLVMValueRef fp8_chunk(tile_gpu *tg, const tile_gpu_global *src, LLVMValueRef index, LLVMValueRef valid) {
-  tile_builder *tb = &tg->tb;
-  LLVMBuilderRef b = B(tg);
-  LLVMTypeRef i8 = LLVMInt8TypeInContext(tb->ctx), v8 = LLVMVectorType(tb->i16, 8);
-  LLVMValueRef chunk = tile_var(tb, v8, LLVMConstNull(v8), "fp8_chunk");
-  for (int wide = 1; wide >= 0; wide--) {
-    if (wide && src->fp8_vector_ok == NULL) continue;
-    tile_if path;
-    if (src->fp8_vector_ok != NULL)
-      tile_if_begin(tb, &path, wide ? src->fp8_vector_ok : LLVMBuildNot(b, src->fp8_vector_ok, ""));
-    LLVMValueRef bytes = NULL;
-    if (wide) {
-      bytes = LLVMBuildLoad2(b, LLVMVectorType(i8, 8), tile_gpu_fp8_element_address(tg, src->base, index), "");
-      LLVMSetAlignment(bytes, 8);
-    }
-    LLVMValueRef packed = LLVMGetPoison(v8);
-    for (int e = 0; e < 8; e++) {
-      LLVMValueRef x;
-      if (wide) {
-        x = LLVMBuildExtractElement(b, bytes, tile_gpu_i32(tg, e), "");
-      } else {
-        LLVMValueRef at = LLVMBuildAdd(b, index, LLVMBuildMul(b, tile_i64(tb, e), src->col_stride, ""), "");
-        x = LLVMBuildLoad2(b, i8, tile_gpu_fp8_element_address(tg, src->base, at), "");
-      }
-      x = LLVMBuildSelect(b, valid, fp8_to_operand_bits(tg, x, src->fp8), LLVMConstInt(tb->i16, 0, 0), "");
-      packed = LLVMBuildInsertElement(b, packed, x, tile_gpu_i32(tg, e), "");
-    }
-    tile_set(tb, chunk, packed);
-    if (src->fp8_vector_ok != NULL) tile_if_end(tb, &path);
-  }
-  return tile_get(tb, chunk);
-}
-
 /* One pass over the tile's chunks, asynchronous (cp.async) or not. Chunk i of the tile (row i / cpr,
  * chunk i % cpr) is moved by thread i % threads: consecutive threads read consecutive 16 bytes. */
 static void copy_chunks(tile_gpu *tg, const tile_gpu_shared *dst, const tile_gpu_global *src,
@@ -436,10 +401,6 @@ static void copy_chunks(tile_gpu *tg, const tile_gpu_shared *dst, const tile_gpu
     if (asynchronous) {
       LLVMValueRef bytes = LLVMBuildSelect(b, valid, tile_gpu_i32(tg, 16), tile_gpu_i32(tg, 0), "");
       cuda_ir_cp_async_16(&tg->ir, to, tile_gpu_element_address(tg, src->base, index), bytes);
-    } else if (src->fp8) {
-      LLVMValueRef packed = fp8_chunk(tg, src, index, valid);
-      LLVMValueRef store = LLVMBuildStore(b, packed, to);
-      LLVMSetAlignment(store, 16);
     } else {
       LLVMTypeRef v8 = LLVMVectorType(tb->i16, 8);
       LLVMValueRef packed = LLVMGetPoison(v8);
@@ -530,6 +491,106 @@ void tile_gpu_copy(tile_gpu *tg, const tile_gpu_shared *dst, const tile_gpu_glob
   copy_chunks(tg, dst, src, first_row, 0);
   LLVMBuildBr(B(tg), done);
   LLVMPositionBuilderAtEnd(B(tg), done);
+}
+
+/* ---- fp8 tiles staged raw, then widened in shared memory ---- */
+
+/* A staging tile's byte offset of element (row, column): one byte an element, rows `cols` bytes apart. */
+static LLVMValueRef staging_offset(tile_gpu *tg, const tile_gpu_shared *staging, LLVMValueRef row, LLVMValueRef column) {
+  LLVMBuilderRef b = B(tg);
+  return LLVMBuildAdd(b, staging->offset,
+                      LLVMBuildAdd(b, LLVMBuildMul(b, row, tile_gpu_i32(tg, staging->cols), ""), column, ""), "");
+}
+
+/* One pass over the staging tile in pieces of `piece` bytes (16: cp.async; 8: byte loads), piece i (row
+ * i / per_row, piece i % per_row) by thread i % threads. */
+static void copy_fp8_raw_pieces(tile_gpu *tg, const tile_gpu_shared *staging, const tile_gpu_global *src,
+                                LLVMValueRef first_row, int piece) {
+  tile_builder *tb = &tg->tb;
+  LLVMBuilderRef b = B(tg);
+  LLVMTypeRef i8 = LLVMInt8TypeInContext(tb->ctx);
+  int per_row = staging->cols / piece, threads = tg->warps * 32, total = staging->rows * per_row;
+  for (int start = 0; start < total; start += threads) {
+    LLVMValueRef i = LLVMBuildAdd(b, tg->thread, tile_gpu_i32(tg, start), "");
+    tile_if partial;
+    int guarded = start + threads > total;
+    if (guarded) tile_if_begin(tb, &partial, LLVMBuildICmp(b, LLVMIntULT, i, tile_gpu_i32(tg, total), ""));
+    LLVMValueRef row = LLVMBuildUDiv(b, i, tile_gpu_i32(tg, per_row), "");
+    LLVMValueRef column = LLVMBuildMul(b, LLVMBuildURem(b, i, tile_gpu_i32(tg, per_row), ""), tile_gpu_i32(tg, piece), "");
+    LLVMValueRef global_row = LLVMBuildAdd(b, first_row, LLVMBuildZExt(b, row, tb->i64, ""), "");
+    LLVMValueRef row_valid = tile_lt(tb, global_row, src->rows);
+    /* the piece's bytes that exist: all, the head dim's last 8 (a dim of 8 mod 16), or none */
+    LLVMValueRef left = LLVMBuildSub(b, tile_gpu_i32(tg, src->cols), column, "");
+    LLVMValueRef bytes = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, left, tile_gpu_i32(tg, piece), ""), left,
+                                         tile_gpu_i32(tg, piece), "");
+    bytes = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSGT, bytes, tile_gpu_i32(tg, 0), ""), bytes, tile_gpu_i32(tg, 0), "");
+    bytes = LLVMBuildSelect(b, row_valid, bytes, tile_gpu_i32(tg, 0), "");
+    LLVMValueRef valid = LLVMBuildICmp(b, LLVMIntSGT, bytes, tile_gpu_i32(tg, 0), "");
+    LLVMValueRef index = LLVMBuildAdd(b, row_offset(tg, src, global_row),
+                                      LLVMBuildMul(b, LLVMBuildZExt(b, column, tb->i64, ""), src->col_stride, ""), "");
+    /* a missing piece still points inside the tensor (element 0): nothing is read from it */
+    index = LLVMBuildSelect(b, valid, index, tile_i64(tb, 0), "");
+    LLVMValueRef to = shared_address(tg, staging_offset(tg, staging, row, column));
+    if (piece == 16) {
+      cuda_ir_cp_async_16(&tg->ir, to, tile_gpu_fp8_element_address(tg, src->base, index), bytes);
+    } else {
+      LLVMValueRef packed = LLVMGetPoison(LLVMVectorType(i8, 8));
+      for (int e = 0; e < 8; e++) {
+        LLVMValueRef at = LLVMBuildAdd(b, index, LLVMBuildMul(b, tile_i64(tb, e), src->col_stride, ""), "");
+        LLVMValueRef x = LLVMBuildLoad2(b, i8, tile_gpu_fp8_element_address(tg, src->base, at), "");
+        x = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, tile_gpu_i32(tg, e), bytes, ""), x,
+                            LLVMConstInt(i8, 0, 0), "");
+        packed = LLVMBuildInsertElement(b, packed, x, tile_gpu_i32(tg, e), "");
+      }
+      LLVMSetAlignment(LLVMBuildStore(b, packed, to), 8);
+    }
+    if (guarded) tile_if_end(tb, &partial);
+  }
+}
+
+void tile_gpu_copy_fp8_raw(tile_gpu *tg, const tile_gpu_shared *staging, const tile_gpu_global *src,
+                           LLVMValueRef first_row) {
+  if (src->fp8_async_ok == NULL) {
+    copy_fp8_raw_pieces(tg, staging, src, first_row, 8);
+    return;
+  }
+  tile_builder *tb = &tg->tb;
+  LLVMBasicBlockRef fast = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "stage.async");
+  LLVMBasicBlockRef slow = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "stage.sync");
+  LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "stage.done");
+  LLVMBuildCondBr(B(tg), src->fp8_async_ok, fast, slow);  /* uniform: the same for every thread */
+  LLVMPositionBuilderAtEnd(B(tg), fast);
+  copy_fp8_raw_pieces(tg, staging, src, first_row, 16);
+  LLVMBuildBr(B(tg), done);
+  LLVMPositionBuilderAtEnd(B(tg), slow);
+  copy_fp8_raw_pieces(tg, staging, src, first_row, 8);
+  LLVMBuildBr(B(tg), done);
+  LLVMPositionBuilderAtEnd(B(tg), done);
+}
+
+void tile_gpu_convert_fp8(tile_gpu *tg, const tile_gpu_shared *dst, const tile_gpu_shared *staging, dtype_id fp8) {
+  tile_builder *tb = &tg->tb;
+  LLVMBuilderRef b = B(tg);
+  LLVMTypeRef i8 = LLVMInt8TypeInContext(tb->ctx);
+  int chunks_per_row = dst->cols / 8, threads = tg->warps * 32, total = dst->rows * chunks_per_row;
+  for (int start = 0; start < total; start += threads) {
+    LLVMValueRef i = LLVMBuildAdd(b, tg->thread, tile_gpu_i32(tg, start), "");
+    tile_if partial;
+    int guarded = start + threads > total;
+    if (guarded) tile_if_begin(tb, &partial, LLVMBuildICmp(b, LLVMIntULT, i, tile_gpu_i32(tg, total), ""));
+    LLVMValueRef row = LLVMBuildUDiv(b, i, tile_gpu_i32(tg, chunks_per_row), "");
+    LLVMValueRef chunk = LLVMBuildURem(b, i, tile_gpu_i32(tg, chunks_per_row), "");
+    LLVMValueRef from = shared_address(tg, staging_offset(tg, staging, row, LLVMBuildShl(b, chunk, tile_gpu_i32(tg, 3), "")));
+    LLVMValueRef bytes = LLVMBuildLoad2(b, LLVMVectorType(i8, 8), from, "");
+    LLVMSetAlignment(bytes, 8);
+    LLVMValueRef packed = LLVMGetPoison(LLVMVectorType(tb->i16, 8));
+    for (int e = 0; e < 8; e++)
+      packed = LLVMBuildInsertElement(
+          b, packed, fp8_to_operand_bits(tg, LLVMBuildExtractElement(b, bytes, tile_gpu_i32(tg, e), ""), fp8),
+          tile_gpu_i32(tg, e), "");
+    LLVMSetAlignment(LLVMBuildStore(b, packed, shared_address(tg, chunk_offset(tg, dst, row, chunk))), 16);
+    if (guarded) tile_if_end(tb, &partial);
+  }
 }
 
 void tile_gpu_commit(tile_gpu *tg) { cuda_ir_cp_async_commit(&tg->ir); }

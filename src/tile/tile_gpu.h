@@ -126,10 +126,11 @@ typedef struct tile_gpu_global {
   /* 1: the elements are fp32 (a split-KV part's output), stored unrounded; 0: the operand dtype */
   int f32;
   /* DTYPE_E4M3 or DTYPE_E5M2: the elements are that fp8 (an fp8 KV cache, tile_gpu_global_fp8), one byte
-   * each, converted to the operand dtype as they are copied; 0: the operand dtype */
+   * each, staged raw (tile_gpu_copy_fp8_raw) and widened in shared memory; 0: the operand dtype */
   int fp8;
-  /* fp8 views (i1, NULL: never): rows are 8-byte aligned and contiguous, so 8 elements move in one load */
-  LLVMValueRef fp8_vector_ok;
+  /* fp8 views (i1, NULL: never): rows are 16-byte aligned and contiguous, so 16 raw bytes move by one
+   * cp.async into a staging tile */
+  LLVMValueRef fp8_async_ok;
 } tile_gpu_global;
 
 /* Fills *view for the tensor at base (ptr addrspace(1), already offset to element (0, 0)); vector_ok
@@ -138,10 +139,9 @@ typedef struct tile_gpu_global {
 void tile_gpu_global_init(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef base, LLVMValueRef row_stride,
                           LLVMValueRef col_stride, LLVMValueRef rows, int cols, int allow_vector);
 /* Makes the view (just initialized, without vector copies) one of fp8 elements of `dtype` (DTYPE_E4M3,
- * DTYPE_E5M2): base and strides count bytes, and tile_gpu_copy moves it synchronously through registers,
- * converting each element exactly to the operand dtype (no cp.async: the shared tile holds the operand
- * dtype); with `contiguous` (unit column strides promised), 8 at a time where the rows are 8-byte
- * aligned (checked at run time). Before tile_gpu_global_page_rows. */
+ * DTYPE_E5M2): base and strides count bytes; tile_gpu_copy_fp8_raw moves it, by cp.async with
+ * `contiguous` (unit column strides promised) where the rows are 16-byte aligned (checked at run time).
+ * Before tile_gpu_global_page_rows. */
 void tile_gpu_global_fp8(tile_gpu *tg, tile_gpu_global *view, dtype_id dtype, int contiguous);
 /* The address of element `index` (i64) of a global tensor of the operand dtype, or with fp8 of bytes. */
 LLVMValueRef tile_gpu_fp8_element_address(tile_gpu *tg, LLVMValueRef base, LLVMValueRef index);
@@ -164,6 +164,14 @@ LLVMValueRef tile_gpu_element_address(tile_gpu *tg, LLVMValueRef base, LLVMValue
  * else ordinary loads and stores. */
 void tile_gpu_copy(tile_gpu *tg, const tile_gpu_shared *dst, const tile_gpu_global *src,
                    LLVMValueRef first_row);
+/* An fp8 cache's tiles are staged: the raw bytes of rows [first_row, first_row + staging->rows) of src (an
+ * fp8 view) go into `staging`, a tile of one byte an element, unswizzled (cols: the operand tile's padded
+ * columns, which arrive as zeros), by 16-byte cp.async where the rows are 16-byte aligned and contiguous
+ * (checked at run time), else by byte loads and 8-byte stores; missing rows and columns are zeros.
+ * tile_gpu_convert_fp8 then widens a landed staging tile into the operand tile dst, exactly. */
+void tile_gpu_copy_fp8_raw(tile_gpu *tg, const tile_gpu_shared *staging, const tile_gpu_global *src,
+                           LLVMValueRef first_row);
+void tile_gpu_convert_fp8(tile_gpu *tg, const tile_gpu_shared *dst, const tile_gpu_shared *staging, dtype_id fp8);
 void tile_gpu_commit(tile_gpu *tg);              /* closes this thread's group of copies */
 void tile_gpu_wait(tile_gpu *tg, int pending);   /* until at most `pending` groups are in flight */
 void tile_gpu_sync(tile_gpu *tg);                /* block barrier */
