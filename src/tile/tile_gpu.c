@@ -374,47 +374,70 @@ static LLVMValueRef row_offset(tile_gpu *tg, const tile_gpu_global *view, LLVMVa
                       LLVMBuildMul(b, LLVMBuildZExt(b, inner, tg->tb.i64, ""), view->group_stride, ""), "");
 }
 
-/* One pass over the tile's chunks, asynchronous (cp.async) or not. Chunk i of the tile (row i / cpr,
- * chunk i % cpr) is moved by thread i % threads: consecutive threads read consecutive 16 bytes. */
-static void copy_chunks(tile_gpu *tg, const tile_gpu_shared *dst, const tile_gpu_global *src,
-                        LLVMValueRef first_row, int asynchronous) {
+/* The pieces of a rows x per_row grid shared out over the block's threads: piece i (row i / per_row,
+ * column i % per_row) goes to thread i % threads, so consecutive threads take consecutive pieces. Calls
+ * visit for each of this thread's pieces, in passes of `threads` (the last one guarded where partial). */
+typedef void (*piece_visit)(tile_gpu *tg, LLVMValueRef row, LLVMValueRef column, const void *state);
+
+static void for_each_piece(tile_gpu *tg, int rows, int per_row, piece_visit visit, const void *state) {
   tile_builder *tb = &tg->tb;
   LLVMBuilderRef b = B(tg);
-  int chunks_per_row = dst->cols / 8, threads = tg->warps * 32;
-  int total = dst->rows * chunks_per_row;
+  int threads = tg->warps * 32, total = rows * per_row;
   for (int start = 0; start < total; start += threads) {
     LLVMValueRef i = LLVMBuildAdd(b, tg->thread, tile_gpu_i32(tg, start), "");
     tile_if partial;
     int guarded = start + threads > total;
     if (guarded) tile_if_begin(tb, &partial, LLVMBuildICmp(b, LLVMIntULT, i, tile_gpu_i32(tg, total), ""));
-    LLVMValueRef row = LLVMBuildUDiv(b, i, tile_gpu_i32(tg, chunks_per_row), "");
-    LLVMValueRef chunk = LLVMBuildURem(b, i, tile_gpu_i32(tg, chunks_per_row), "");
-    LLVMValueRef global_row = LLVMBuildAdd(b, first_row, LLVMBuildZExt(b, row, tb->i64, ""), "");
-    LLVMValueRef valid = LLVMBuildAnd(b, tile_lt(tb, global_row, src->rows),
-                                      LLVMBuildICmp(b, LLVMIntULT, chunk, tile_gpu_i32(tg, src->cols / 8), ""), "");
-    LLVMValueRef column = LLVMBuildZExt(b, LLVMBuildShl(b, chunk, tile_gpu_i32(tg, 3), ""), tb->i64, "");
-    LLVMValueRef index = LLVMBuildAdd(b, row_offset(tg, src, global_row), LLVMBuildMul(b, column, src->col_stride, ""), "");
-    /* A missing row or column still gets an address inside the tensor (element 0): nothing is read
-     * from it, but no address is ever formed outside the caller's buffer. */
-    index = LLVMBuildSelect(b, valid, index, tile_i64(tb, 0), "");
-    LLVMValueRef to = shared_address(tg, chunk_offset(tg, dst, row, chunk));
-    if (asynchronous) {
-      LLVMValueRef bytes = LLVMBuildSelect(b, valid, tile_gpu_i32(tg, 16), tile_gpu_i32(tg, 0), "");
-      cuda_ir_cp_async_16(&tg->ir, to, tile_gpu_element_address(tg, src->base, index), bytes);
-    } else {
-      LLVMTypeRef v8 = LLVMVectorType(tb->i16, 8);
-      LLVMValueRef packed = LLVMGetPoison(v8);
-      for (int e = 0; e < 8; e++) {
-        LLVMValueRef at = LLVMBuildAdd(b, index, LLVMBuildMul(b, tile_i64(tb, e), src->col_stride, ""), "");
-        LLVMValueRef x = LLVMBuildLoad2(b, tb->i16, tile_gpu_element_address(tg, src->base, at), "");
-        x = LLVMBuildSelect(b, valid, x, LLVMConstInt(tb->i16, 0, 0), "");
-        packed = LLVMBuildInsertElement(b, packed, x, tile_gpu_i32(tg, e), "");
-      }
-      LLVMValueRef store = LLVMBuildStore(b, packed, to);
-      LLVMSetAlignment(store, 16);
-    }
+    visit(tg, LLVMBuildUDiv(b, i, tile_gpu_i32(tg, per_row), ""), LLVMBuildURem(b, i, tile_gpu_i32(tg, per_row), ""),
+          state);
     if (guarded) tile_if_end(tb, &partial);
   }
+}
+
+/* One pass over the tile's chunks (for_each_piece), asynchronous (cp.async) or not: consecutive threads
+ * read consecutive 16 bytes. */
+typedef struct copy_pass {
+  const tile_gpu_shared *dst;
+  const tile_gpu_global *src;
+  LLVMValueRef first_row;
+  int asynchronous;
+} copy_pass;
+
+static void copy_chunk(tile_gpu *tg, LLVMValueRef row, LLVMValueRef chunk, const void *state) {
+  const copy_pass *pass = state;
+  const tile_gpu_shared *dst = pass->dst;
+  const tile_gpu_global *src = pass->src;
+  tile_builder *tb = &tg->tb;
+  LLVMBuilderRef b = B(tg);
+  LLVMValueRef global_row = LLVMBuildAdd(b, pass->first_row, LLVMBuildZExt(b, row, tb->i64, ""), "");
+  LLVMValueRef valid = LLVMBuildAnd(b, tile_lt(tb, global_row, src->rows),
+                                    LLVMBuildICmp(b, LLVMIntULT, chunk, tile_gpu_i32(tg, src->cols / 8), ""), "");
+  LLVMValueRef column = LLVMBuildZExt(b, LLVMBuildShl(b, chunk, tile_gpu_i32(tg, 3), ""), tb->i64, "");
+  LLVMValueRef index = LLVMBuildAdd(b, row_offset(tg, src, global_row), LLVMBuildMul(b, column, src->col_stride, ""), "");
+  /* A missing row or column still gets an address inside the tensor (element 0): nothing is read
+   * from it, but no address is ever formed outside the caller's buffer. */
+  index = LLVMBuildSelect(b, valid, index, tile_i64(tb, 0), "");
+  LLVMValueRef to = shared_address(tg, chunk_offset(tg, dst, row, chunk));
+  if (pass->asynchronous) {
+    LLVMValueRef bytes = LLVMBuildSelect(b, valid, tile_gpu_i32(tg, 16), tile_gpu_i32(tg, 0), "");
+    cuda_ir_cp_async_16(&tg->ir, to, tile_gpu_element_address(tg, src->base, index), bytes);
+    return;
+  }
+  LLVMTypeRef v8 = LLVMVectorType(tb->i16, 8);
+  LLVMValueRef packed = LLVMGetPoison(v8);
+  for (int e = 0; e < 8; e++) {
+    LLVMValueRef at = LLVMBuildAdd(b, index, LLVMBuildMul(b, tile_i64(tb, e), src->col_stride, ""), "");
+    LLVMValueRef x = LLVMBuildLoad2(b, tb->i16, tile_gpu_element_address(tg, src->base, at), "");
+    x = LLVMBuildSelect(b, valid, x, LLVMConstInt(tb->i16, 0, 0), "");
+    packed = LLVMBuildInsertElement(b, packed, x, tile_gpu_i32(tg, e), "");
+  }
+  LLVMSetAlignment(LLVMBuildStore(b, packed, to), 16);
+}
+
+static void copy_chunks(tile_gpu *tg, const tile_gpu_shared *dst, const tile_gpu_global *src,
+                        LLVMValueRef first_row, int asynchronous) {
+  copy_pass pass = {dst, src, first_row, asynchronous};
+  for_each_piece(tg, dst->rows, dst->cols / 8, copy_chunk, &pass);
 }
 
 /* The threads one row of chunks takes in copy_whole_rows: chunks_per_row rounded up to a power of two
@@ -502,50 +525,53 @@ static LLVMValueRef staging_offset(tile_gpu *tg, const tile_gpu_shared *staging,
                       LLVMBuildAdd(b, LLVMBuildMul(b, row, tile_gpu_i32(tg, staging->cols), ""), column, ""), "");
 }
 
-/* One pass over the staging tile in pieces of `piece` bytes (16: cp.async; 8: byte loads), piece i (row
- * i / per_row, piece i % per_row) by thread i % threads. */
-static void copy_fp8_raw_pieces(tile_gpu *tg, const tile_gpu_shared *staging, const tile_gpu_global *src,
-                                LLVMValueRef first_row, int piece) {
+/* One piece of `piece` bytes (16: cp.async; 8: byte loads) of the staging tile, for_each_piece's. */
+typedef struct raw_pass {
+  const tile_gpu_shared *staging;
+  const tile_gpu_global *src;
+  LLVMValueRef first_row;
+  int piece;
+} raw_pass;
+
+static void copy_raw_piece(tile_gpu *tg, LLVMValueRef row, LLVMValueRef piece_index, const void *state) {
+  const raw_pass *pass = state;
+  const tile_gpu_global *src = pass->src;
   tile_builder *tb = &tg->tb;
   LLVMBuilderRef b = B(tg);
   LLVMTypeRef i8 = LLVMInt8TypeInContext(tb->ctx);
-  int per_row = staging->cols / piece, threads = tg->warps * 32, total = staging->rows * per_row;
-  for (int start = 0; start < total; start += threads) {
-    LLVMValueRef i = LLVMBuildAdd(b, tg->thread, tile_gpu_i32(tg, start), "");
-    tile_if partial;
-    int guarded = start + threads > total;
-    if (guarded) tile_if_begin(tb, &partial, LLVMBuildICmp(b, LLVMIntULT, i, tile_gpu_i32(tg, total), ""));
-    LLVMValueRef row = LLVMBuildUDiv(b, i, tile_gpu_i32(tg, per_row), "");
-    LLVMValueRef column = LLVMBuildMul(b, LLVMBuildURem(b, i, tile_gpu_i32(tg, per_row), ""), tile_gpu_i32(tg, piece), "");
-    LLVMValueRef global_row = LLVMBuildAdd(b, first_row, LLVMBuildZExt(b, row, tb->i64, ""), "");
-    LLVMValueRef row_valid = tile_lt(tb, global_row, src->rows);
-    /* the piece's bytes that exist: all, the head dim's last 8 (a dim of 8 mod 16), or none */
-    LLVMValueRef left = LLVMBuildSub(b, tile_gpu_i32(tg, src->cols), column, "");
-    LLVMValueRef bytes = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, left, tile_gpu_i32(tg, piece), ""), left,
-                                         tile_gpu_i32(tg, piece), "");
-    bytes = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSGT, bytes, tile_gpu_i32(tg, 0), ""), bytes, tile_gpu_i32(tg, 0), "");
-    bytes = LLVMBuildSelect(b, row_valid, bytes, tile_gpu_i32(tg, 0), "");
-    LLVMValueRef valid = LLVMBuildICmp(b, LLVMIntSGT, bytes, tile_gpu_i32(tg, 0), "");
-    LLVMValueRef index = LLVMBuildAdd(b, row_offset(tg, src, global_row),
-                                      LLVMBuildMul(b, LLVMBuildZExt(b, column, tb->i64, ""), src->col_stride, ""), "");
-    /* a missing piece still points inside the tensor (element 0): nothing is read from it */
-    index = LLVMBuildSelect(b, valid, index, tile_i64(tb, 0), "");
-    LLVMValueRef to = shared_address(tg, staging_offset(tg, staging, row, column));
-    if (piece == 16) {
-      cuda_ir_cp_async_16(&tg->ir, to, tile_gpu_fp8_element_address(tg, src->base, index), bytes);
-    } else {
-      LLVMValueRef packed = LLVMGetPoison(LLVMVectorType(i8, 8));
-      for (int e = 0; e < 8; e++) {
-        LLVMValueRef at = LLVMBuildAdd(b, index, LLVMBuildMul(b, tile_i64(tb, e), src->col_stride, ""), "");
-        LLVMValueRef x = LLVMBuildLoad2(b, i8, tile_gpu_fp8_element_address(tg, src->base, at), "");
-        x = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, tile_gpu_i32(tg, e), bytes, ""), x,
-                            LLVMConstInt(i8, 0, 0), "");
-        packed = LLVMBuildInsertElement(b, packed, x, tile_gpu_i32(tg, e), "");
-      }
-      LLVMSetAlignment(LLVMBuildStore(b, packed, to), 8);
-    }
-    if (guarded) tile_if_end(tb, &partial);
+  int piece = pass->piece;
+  LLVMValueRef column = LLVMBuildMul(b, piece_index, tile_gpu_i32(tg, piece), "");
+  LLVMValueRef global_row = LLVMBuildAdd(b, pass->first_row, LLVMBuildZExt(b, row, tb->i64, ""), "");
+  /* the piece's bytes that exist: all, the head dim's last 8 (a dim of 8 mod 16), or none */
+  LLVMValueRef left = LLVMBuildSub(b, tile_gpu_i32(tg, src->cols), column, "");
+  LLVMValueRef bytes = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, left, tile_gpu_i32(tg, piece), ""), left,
+                                       tile_gpu_i32(tg, piece), "");
+  bytes = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSGT, bytes, tile_gpu_i32(tg, 0), ""), bytes, tile_gpu_i32(tg, 0), "");
+  bytes = LLVMBuildSelect(b, tile_lt(tb, global_row, src->rows), bytes, tile_gpu_i32(tg, 0), "");
+  LLVMValueRef valid = LLVMBuildICmp(b, LLVMIntSGT, bytes, tile_gpu_i32(tg, 0), "");
+  LLVMValueRef index = LLVMBuildAdd(b, row_offset(tg, src, global_row),
+                                    LLVMBuildMul(b, LLVMBuildZExt(b, column, tb->i64, ""), src->col_stride, ""), "");
+  /* a missing piece still points inside the tensor (element 0): nothing is read from it */
+  index = LLVMBuildSelect(b, valid, index, tile_i64(tb, 0), "");
+  LLVMValueRef to = shared_address(tg, staging_offset(tg, pass->staging, row, column));
+  if (piece == 16) {
+    cuda_ir_cp_async_16(&tg->ir, to, tile_gpu_fp8_element_address(tg, src->base, index), bytes);
+    return;
   }
+  LLVMValueRef packed = LLVMGetPoison(LLVMVectorType(i8, 8));
+  for (int e = 0; e < 8; e++) {
+    LLVMValueRef at = LLVMBuildAdd(b, index, LLVMBuildMul(b, tile_i64(tb, e), src->col_stride, ""), "");
+    LLVMValueRef x = LLVMBuildLoad2(b, i8, tile_gpu_fp8_element_address(tg, src->base, at), "");
+    x = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, tile_gpu_i32(tg, e), bytes, ""), x, LLVMConstInt(i8, 0, 0), "");
+    packed = LLVMBuildInsertElement(b, packed, x, tile_gpu_i32(tg, e), "");
+  }
+  LLVMSetAlignment(LLVMBuildStore(b, packed, to), 8);
+}
+
+static void copy_fp8_raw_pieces(tile_gpu *tg, const tile_gpu_shared *staging, const tile_gpu_global *src,
+                                LLVMValueRef first_row, int piece) {
+  raw_pass pass = {staging, src, first_row, piece};
+  for_each_piece(tg, staging->rows, staging->cols / piece, copy_raw_piece, &pass);
 }
 
 void tile_gpu_copy_fp8_raw(tile_gpu *tg, const tile_gpu_shared *staging, const tile_gpu_global *src,
@@ -568,29 +594,30 @@ void tile_gpu_copy_fp8_raw(tile_gpu *tg, const tile_gpu_shared *staging, const t
   LLVMPositionBuilderAtEnd(B(tg), done);
 }
 
-void tile_gpu_convert_fp8(tile_gpu *tg, const tile_gpu_shared *dst, const tile_gpu_shared *staging, dtype_id fp8) {
-  tile_builder *tb = &tg->tb;
+/* One 8-element chunk widened from the staging tile into the operand tile, for_each_piece's. */
+typedef struct widen_pass {
+  const tile_gpu_shared *dst, *staging;
+  dtype_id fp8;
+} widen_pass;
+
+static void widen_chunk(tile_gpu *tg, LLVMValueRef row, LLVMValueRef chunk, const void *state) {
+  const widen_pass *pass = state;
   LLVMBuilderRef b = B(tg);
-  LLVMTypeRef i8 = LLVMInt8TypeInContext(tb->ctx);
-  int chunks_per_row = dst->cols / 8, threads = tg->warps * 32, total = dst->rows * chunks_per_row;
-  for (int start = 0; start < total; start += threads) {
-    LLVMValueRef i = LLVMBuildAdd(b, tg->thread, tile_gpu_i32(tg, start), "");
-    tile_if partial;
-    int guarded = start + threads > total;
-    if (guarded) tile_if_begin(tb, &partial, LLVMBuildICmp(b, LLVMIntULT, i, tile_gpu_i32(tg, total), ""));
-    LLVMValueRef row = LLVMBuildUDiv(b, i, tile_gpu_i32(tg, chunks_per_row), "");
-    LLVMValueRef chunk = LLVMBuildURem(b, i, tile_gpu_i32(tg, chunks_per_row), "");
-    LLVMValueRef from = shared_address(tg, staging_offset(tg, staging, row, LLVMBuildShl(b, chunk, tile_gpu_i32(tg, 3), "")));
-    LLVMValueRef bytes = LLVMBuildLoad2(b, LLVMVectorType(i8, 8), from, "");
-    LLVMSetAlignment(bytes, 8);
-    LLVMValueRef packed = LLVMGetPoison(LLVMVectorType(tb->i16, 8));
-    for (int e = 0; e < 8; e++)
-      packed = LLVMBuildInsertElement(
-          b, packed, fp8_to_operand_bits(tg, LLVMBuildExtractElement(b, bytes, tile_gpu_i32(tg, e), ""), fp8),
-          tile_gpu_i32(tg, e), "");
-    LLVMSetAlignment(LLVMBuildStore(b, packed, shared_address(tg, chunk_offset(tg, dst, row, chunk))), 16);
-    if (guarded) tile_if_end(tb, &partial);
+  LLVMValueRef column = LLVMBuildShl(b, chunk, tile_gpu_i32(tg, 3), "");
+  LLVMValueRef bytes = LLVMBuildLoad2(b, LLVMVectorType(LLVMInt8TypeInContext(tg->tb.ctx), 8),
+                                      shared_address(tg, staging_offset(tg, pass->staging, row, column)), "");
+  LLVMSetAlignment(bytes, 8);
+  LLVMValueRef packed = LLVMGetPoison(LLVMVectorType(tg->tb.i16, 8));
+  for (int e = 0; e < 8; e++) {
+    LLVMValueRef x = LLVMBuildExtractElement(b, bytes, tile_gpu_i32(tg, e), "");
+    packed = LLVMBuildInsertElement(b, packed, fp8_to_operand_bits(tg, x, pass->fp8), tile_gpu_i32(tg, e), "");
   }
+  LLVMSetAlignment(LLVMBuildStore(b, packed, shared_address(tg, chunk_offset(tg, pass->dst, row, chunk))), 16);
+}
+
+void tile_gpu_convert_fp8(tile_gpu *tg, const tile_gpu_shared *dst, const tile_gpu_shared *staging, dtype_id fp8) {
+  widen_pass pass = {dst, staging, fp8};
+  for_each_piece(tg, dst->rows, dst->cols / 8, widen_chunk, &pass);
 }
 
 void tile_gpu_commit(tile_gpu *tg) { cuda_ir_cp_async_commit(&tg->ir); }
