@@ -18,7 +18,8 @@
  * for both dtypes, causal and not, at head dims 24 to 256 on one small shape instead (minutes), a hunt
  * for bugs beyond the listed cases (FJ_EMU_SWEEP=misaligned or =d-stride-2: in that layout, through
  * the synchronous copy paths; the strided one over the strided space; =decode: a decode step's space,
- * split_kv configs in 3 parts); FJ_EMU_DUMP=dir keeps the
+ * split_kv configs in 3 parts; =fp8 and =decode-fp8: those over an fp8 cache, E4M3 beside bf16 and E5M2
+ * beside fp16, its tiles staged and widened); FJ_EMU_DUMP=dir keeps the
  * rewritten host modules. Under AddressSanitizer, its one-time warning that swapcontext is not fully
  * supported is expected: the fibers tell ASan about every switch (tests/nvptx_emu_fiber.c). */
 #include <stdio.h>
@@ -574,8 +575,8 @@ done:
 
 /* FJ_EMU_SWEEP: the whole space on one shape per (dtype, head dim, causal), in one layout. */
 /* decode: a decode step's space instead (3 queries of 4 heads against 300 keys of 2), split_kv configs
- * launched in 3 parts. */
-static void sweep(layout in, int decode) {
+ * launched in 3 parts. fp8: k and v an fp8 cache (E4M3 beside bf16, E5M2 beside fp16). */
+static void sweep(layout in, int decode, int fp8) {
   static const int dims[] = {24, 40, 64, 72, 80, 96, 128, 256};
   int index = NUM_CASES;
   sweeping = 1;
@@ -584,6 +585,7 @@ static void sweep(layout in, int decode) {
       for (int causal = 0; causal < 2; causal++) {
         emu_case e = {{(dtype_id)dtype, 1, 2, 1, 70, 90, dims[d], causal, 1, in, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0};
         if (decode) e.c = (test_case){(dtype_id)dtype, 1, 4, 2, 3, 300, dims[d], causal, 1, in, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0};
+        if (fp8) e.c.kv_fp8 = dtype == DTYPE_BF16 ? DTYPE_E4M3 : DTYPE_E5M2;
         attention_key key;
         memset(&key, 0, sizeof key);
         key.dtype = dtype;
@@ -594,6 +596,7 @@ static void sweep(layout in, int decode) {
         key.causal = causal;
         key.has_lse = 1;
         key.d_contiguous = in != DSTRIDE2;
+        key.kv_fp8 = e.c.kv_fp8;
         int at[KERNEL_MAX_PARAMS] = {0};
         for (;;) {
           kernel_config config;
@@ -629,7 +632,8 @@ int main(int argc, char **argv) {
   const char *only = getenv("FJ_EMU_ONLY"), *sweep_env = getenv("FJ_EMU_SWEEP");
   if (sweep_env && *sweep_env && strcmp(sweep_env, "0") != 0) {
     sweep(strcmp(sweep_env, "misaligned") == 0 ? MISALIGNED : strcmp(sweep_env, "d-stride-2") == 0 ? DSTRIDE2 : CONTIG,
-          strcmp(sweep_env, "decode") == 0);
+          strcmp(sweep_env, "decode") == 0 || strcmp(sweep_env, "decode-fp8") == 0,
+          strcmp(sweep_env, "fp8") == 0 || strcmp(sweep_env, "decode-fp8") == 0);
   } else {
     for (int i = 0; i < NUM_CASES; i++) run_case(i, &cases[i]);
     if (!(only && *only)) check_coverage();

@@ -83,8 +83,8 @@ static tuning_db *runtime_tuning_db(fj_context *context) {
  * says which kind. Packed keys (varlen_k) take the winner of the same problem with seqlens_kv: the
  * kernels do the same work, only each sequence's first row of k and v differs; ALiBi keys that of the
  * problem without it (a few operations per score; the tuner has no ALiBi shapes); fp8 caches that of
- * the problem with k and v in q's dtype (the tiles are converted as they are packed; the tuner has no
- * fp8 shapes). */
+ * the problem with k and v in q's dtype (the same tiles once converted, on the CPU as they are packed,
+ * on NVIDIA GPUs after staging; the tuner has no fp8 shapes), where the fp8 kernel takes that config. */
 static int runtime_tuned_config(fj_context *context, const attention_key *key, kernel_config *out,
                                 const char **source, char *detail, size_t detail_size) {
   tuning_db *db = runtime_tuning_db(context);
