@@ -283,6 +283,7 @@ def graph_case(dev):
             ok = worst < 1e-2
             print(("ok   " if ok else "FAIL ") + "graph: replay with key counts %s: worst err_o=%.2e" % (counts, worst))
             failures += 0 if ok else 1
+        graph.reset()  # the graph holds the context's kernel: gone before the context is
         context.close()
     return failures
 
