@@ -558,7 +558,7 @@ static void head_view(tile_gpu *tg, const shape *s, tile_gpu_global *view, size_
   LLVMValueRef group = layout == ROWS_GROUPED ? tile_gpu_param_i32(tg, P_OFF(group)) : NULL;
   if (group != NULL) rows = tile_mul(tb, rows, LLVMBuildZExt(tb->b, group, tb->i64, ""));
   tile_gpu_global_init(tg, view, base, stride[1], stride[3], rows, columns, s->d_contiguous && !fp8);
-  if (fp8) tile_gpu_global_fp8(tg, view, (dtype_id)s->kv_fp8, s->d_contiguous);
+  if (fp8) tile_gpu_global_fp8(tg, view, s->d_contiguous);
   if (group != NULL) group_rows_by_head(tg, view, stride[2]);
   if (layout == ROWS_PAGED)
     tile_gpu_global_page_rows(tg, view, block_table_row(tg, b), tile_gpu_param_i64(tg, P_OFF(block_table_stride[1])),

@@ -289,7 +289,7 @@ static LLVMValueRef rows_vector_ok(tile_gpu *tg, const tile_gpu_global *view, in
   LLVMValueRef aligned =
       copy_aligned(tg, LLVMBuildOr(b, address, stride_bytes(tg, view->row_stride, fp8), ""), alignment);
   LLVMValueRef unit = LLVMBuildICmp(b, LLVMIntEQ, view->col_stride, tile_i64(&tg->tb, 1), "");
-  return LLVMBuildAnd(b, aligned, unit, fp8 ? "fp8_vector_ok" : "vector_ok");
+  return LLVMBuildAnd(b, aligned, unit, fp8 ? "fp8_async_ok" : "vector_ok");
 }
 
 void tile_gpu_global_init(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef base, LLVMValueRef row_stride,
@@ -304,14 +304,12 @@ void tile_gpu_global_init(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef base
   view->page_size = 0;
   view->table = view->table_stride = view->page_stride = view->pages = NULL;
   view->f32 = 0;
-  view->fp8 = 0;
   view->fp8_async_ok = NULL;
   if (!allow_vector) return;
   view->vector_ok = rows_vector_ok(tg, view, 0, 16);
 }
 
-void tile_gpu_global_fp8(tile_gpu *tg, tile_gpu_global *view, dtype_id dtype, int contiguous) {
-  view->fp8 = (int)dtype;
+void tile_gpu_global_fp8(tile_gpu *tg, tile_gpu_global *view, int contiguous) {
   view->vector_ok = NULL;  /* staged raw by tile_gpu_copy_fp8_raw, never tile_gpu_copy */
   view->fp8_async_ok = contiguous ? rows_vector_ok(tg, view, 1, 16) : NULL;
 }

@@ -125,11 +125,8 @@ typedef struct tile_gpu_global {
   LLVMValueRef table, table_stride, page_stride, pages;        /* ptr addrspace(1) to i32, i64 x 3 */
   /* 1: the elements are fp32 (a split-KV part's output), stored unrounded; 0: the operand dtype */
   int f32;
-  /* DTYPE_E4M3 or DTYPE_E5M2: the elements are that fp8 (an fp8 KV cache, tile_gpu_global_fp8), one byte
-   * each, staged raw (tile_gpu_copy_fp8_raw) and widened in shared memory; 0: the operand dtype */
-  int fp8;
-  /* fp8 views (i1, NULL: never): rows are 16-byte aligned and contiguous, so 16 raw bytes move by one
-   * cp.async into a staging tile */
+  /* fp8 views (tile_gpu_global_fp8; i1, NULL: never): rows are 16-byte aligned and contiguous, so 16 raw
+   * bytes move by one cp.async into a staging tile */
   LLVMValueRef fp8_async_ok;
 } tile_gpu_global;
 
@@ -138,11 +135,11 @@ typedef struct tile_gpu_global {
  * column strides), else NULL. */
 void tile_gpu_global_init(tile_gpu *tg, tile_gpu_global *view, LLVMValueRef base, LLVMValueRef row_stride,
                           LLVMValueRef col_stride, LLVMValueRef rows, int cols, int allow_vector);
-/* Makes the view (just initialized, without vector copies) one of fp8 elements of `dtype` (DTYPE_E4M3,
- * DTYPE_E5M2): base and strides count bytes; tile_gpu_copy_fp8_raw moves it, by cp.async with
+/* Makes the view (just initialized, without vector copies) one of fp8 elements (E4M3 or E5M2, one byte
+ * each): base and strides count bytes; tile_gpu_copy_fp8_raw moves it, by cp.async with
  * `contiguous` (unit column strides promised) where the rows are 16-byte aligned (checked at run time).
  * Before tile_gpu_global_page_rows. */
-void tile_gpu_global_fp8(tile_gpu *tg, tile_gpu_global *view, dtype_id dtype, int contiguous);
+void tile_gpu_global_fp8(tile_gpu *tg, tile_gpu_global *view, int contiguous);
 /* The address of element `index` (i64) of a global tensor of the operand dtype, or with fp8 of bytes. */
 LLVMValueRef tile_gpu_fp8_element_address(tile_gpu *tg, LLVMValueRef base, LLVMValueRef index);
 /* Groups the view's rows: `group` (i32, >= 1) consecutive rows share a row_stride step and lie
