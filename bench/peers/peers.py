@@ -353,21 +353,7 @@ def check_peers(torch, peers, dtypes, head_dims):
                     q, k, v = (torch.randn(2, 300, 4, d, device="cuda", dtype=tdtype) for _ in range(3))
                     case = {"dtype": dtype, "head_dim": d, "causal": causal, "batch": 2, "seqlen": 300, "heads": 4,
                             "scope": "dtype+head_dim"}
-                    try:
-                        o = fn(q, k, v, causal)
-                        torch.cuda.synchronize()
-                    except Exception as e:
-                        error = first_line(e)
-                        emit(dict(case, kind="check", peer=name, ok=False, error=error))
-                        na[name][(dtype, d)] = "fails on %s d=%d: %s" % (dtype, d, error)
-                        if "No available kernel" not in str(e):
-                            failed.add(name)
-                        continue
-                    ok, err = judge(case, name, o, math_reference(torch, q, k, v, causal))
-                    if not ok:
-                        na[name][(dtype, d)] = "failed its check against the math backend on %s d=%d: rel_err %.3g" \
-                                               % (dtype, d, err)
-                        failed.add(name)
+                    check_case(torch, name, fn, q, k, v, case, (dtype, d), "", na, failed)
                 if name.startswith("sdpa-") and gqa_supported(torch) and (dtype, d) not in na[name]:
                     check_gqa_decode(torch, name, fn, dtype, d, na, failed)
     return na, failed
@@ -386,20 +372,27 @@ def check_gqa_decode(torch, name, fn, dtype, d, na, failed):
     k, v = (torch.randn(2, 300, 2, d, device="cuda", dtype=tdtype) for _ in range(2))
     case = {"dtype": dtype, "head_dim": d, "causal": False, "batch": 2, "seqlen": 1, "seqlen_kv": 300, "heads": 4,
             "kv_heads": 2, "scope": "dtype+head_dim+gqa"}
+    check_case(torch, name, fn, q, k, v, case, (dtype, d, "gqa"), "GQA ", na, failed)
+
+
+def check_case(torch, name, fn, q, k, v, case, key, what, na, failed):
+    """Runs peer name on one check case and judges it against the math backend; on an error or a wrong
+    result na[name][key] says why (and the peer joins failed, unless the backend only has no kernel)."""
+    dtype, d = case["dtype"], case["head_dim"]
     try:
-        o = fn(q, k, v, False)
+        o = fn(q, k, v, case["causal"])
         torch.cuda.synchronize()
     except Exception as e:
         error = first_line(e)
         emit(dict(case, kind="check", peer=name, ok=False, error=error))
-        na[name][(dtype, d, "gqa")] = "fails on GQA %s d=%d: %s" % (dtype, d, error)
+        na[name][key] = "fails on %s%s d=%d: %s" % (what, dtype, d, error)
         if "No available kernel" not in str(e):
             failed.add(name)
         return
-    ok, err = judge(case, name, o, math_reference(torch, q, k, v, False))
+    ok, err = judge(case, name, o, math_reference(torch, q, k, v, case["causal"]))
     if not ok:
-        na[name][(dtype, d, "gqa")] = "failed its GQA check against the math backend on %s d=%d: rel_err %.3g" \
-                                      % (dtype, d, err)
+        na[name][key] = "failed its %scheck against the math backend on %s d=%d: rel_err %.3g" % (
+            what, dtype, d, err)
         failed.add(name)
 
 
