@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "core/dtype.h"
+#include "nvptx_emu_banks.h"
 #include "nvptx_emu_fiber.h"
 #include "nvptx_emu_internal.h"
 #include "nvptx_emu_warp.h"
@@ -289,6 +290,7 @@ void emu_hook_barrier(int32_t site, int32_t barrier) {
       emu_fail(b, "warp %d diverged at a barrier: lane %d at %s, lane 0 at %s", t / EMU_WARP, t % EMU_WARP,
                emu_site_text(b, b->threads[t].site), emu_site_text(b, b->threads[t - t % EMU_WARP].site));
   b->barrier_arrived = 0;
+  emu_banks_flush(b->kernel->banks);  /* every access before the barrier has been made */
   b->epoch++;
   b->stats.barriers++;
   for (int t = 0; t < b->count; t++) b->threads[t].state = EMU_RUNNABLE;
@@ -384,6 +386,7 @@ void emu_hook_ldmatrix_x4(int32_t site, int32_t transpose, const void *address, 
   ws->rows[lane] = address;
   if (emu_warp_arrive(b, ws)) {
     int first = b->current - lane;
+    uint32_t offsets[EMU_WARP];
     for (int l = 0; l < EMU_WARP; l++) {
       /* Errors name the lane that gave the address: it is the current thread for the message. */
       int saved = b->current;
@@ -393,7 +396,9 @@ void emu_hook_ldmatrix_x4(int32_t site, int32_t transpose, const void *address, 
         emu_fail(b, "%s: row address at shared offset %zu is not 16-byte aligned", emu_site_text(b, site), at);
       emu_shared_read(b, at, 16, EMU_AGENT_WARP(first / EMU_WARP), 1, site);
       b->current = saved;
+      offsets[l] = (uint32_t)at;
     }
+    emu_banks_ldmatrix(b->kernel->banks, site, offsets);
     emu_warp_ldmatrix_x4(transpose, ws->rows, ws->fragments);
   }
   memcpy(out, ws->fragments[lane], sizeof ws->fragments[lane]);
@@ -421,6 +426,7 @@ void emu_hook_cp_async_16(int32_t site, void *shared_dst, const void *global_src
     emu_fail(b, "%s reads %d bytes at %p, outside every buffer the test registered", emu_site_text(b, site), src_size,
              global_src);
   emu_shared_write_check(b, at, 16, thread, site, "cp.async");
+  emu_banks_thread_access(b->kernel->banks, thread, site, EMU_BANKS_CP_ASYNC, (uint32_t)at, 16);
   if (b->copy_count == b->copy_capacity)
     b->copies = emu_grow(b, b->copies, &b->copy_capacity, sizeof *b->copies, 4096);
   emu_thread *self = &b->threads[thread];
@@ -475,6 +481,8 @@ void emu_hook_shared_access(int32_t site, const void *address, int64_t bytes, in
   emu_block *b = emu_active;
   size_t at = emu_shared_offset(b, address, bytes, is_store ? "a store" : "a load", site);
   emu_check_alignment(b, site, address, bytes, is_store, align);
+  emu_banks_thread_access(b->kernel->banks, b->current, site, is_store ? EMU_BANKS_STORE : EMU_BANKS_LOAD,
+                          (uint32_t)at, (int)bytes);
   if (is_store) {
     emu_shared_write_check(b, at, (size_t)bytes, b->current, site, "a store");
     emu_note_write(b, at, (size_t)bytes, b->current);
@@ -575,6 +583,7 @@ static void emu_block_run(emu_block *b, int64_t index) {
   }
   b->stats.switches++;
   emu_fiber_switch(&b->home, &b->threads[0].fiber);
+  emu_banks_flush(k->banks);
   b->stats.blocks++;
 }
 
@@ -589,6 +598,10 @@ int emu_kernel_launch(emu_kernel *kernel, int64_t grid, const void *params, size
   if (kernel->block_threads < EMU_WARP || kernel->block_threads % EMU_WARP != 0 || kernel->block_threads > 1024) {
     snprintf(why, why_size, "blocks of %d threads: the emulator runs whole warps, up to 1024 threads",
              kernel->block_threads);
+    return -1;
+  }
+  if (!kernel->banks && !(kernel->banks = emu_banks_create(kernel->block_threads, kernel->site_count))) {
+    snprintf(why, why_size, "no memory to count bank conflicts over %d instructions", kernel->site_count);
     return -1;
   }
   /* Fibers and bookkeeping live for one launch: a test holding many built kernels then holds no stacks. */

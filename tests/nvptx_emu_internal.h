@@ -34,6 +34,7 @@ struct emu_kernel {
   int site_count, site_capacity;
   emu_region regions[EMU_MAX_REGIONS];
   int region_count;
+  struct emu_banks *banks;      /* bank conflicts, made at the first launch (nvptx_emu_banks.c) */
 };
 
 /* The special registers a module may read (llvm.nvvm.read.ptx.sreg.*). */

@@ -27,6 +27,7 @@
 
 #include "core/error.h"
 #include "jit/jit_internal.h"
+#include "nvptx_emu_banks.h"
 #include "nvptx_emu_internal.h"
 
 #define EMU_AS_GLOBAL 1
@@ -654,6 +655,7 @@ void emu_kernel_free(emu_kernel *k) {
     if (err) LLVMConsumeError(err);
   }
   free(k->shared_allocation);
+  emu_banks_free(k->banks);
   free(k->sites);
   free(k);
 }

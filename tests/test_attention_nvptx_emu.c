@@ -77,10 +77,11 @@ static const char *self_test_ir =
     "  ret void\n"
     "}\n";
 
-/* 0 with the output in out[32], or -1 with the emulator's complaint in why. */
-static int self_test_run(const char *between, uint32_t out[32], char *why, size_t why_size) {
-  char text[4096];
-  snprintf(text, sizeof text, self_test_ir, between);
+/* Builds kernel @k of the IR text for one warp and runs it once with params {source, out} (256
+ * 16-bit source elements, 32 words of output); banks: the launch's bank conflicts (may be NULL). 0 or
+ * -1 with the emulator's complaint in why. */
+static int text_kernel_run(const char *text, size_t shared_bytes, uint32_t out[32], emu_bank_summary *banks,
+                           char *why, size_t why_size) {
   LLVMContextRef ctx = LLVMContextCreate();
   LLVMMemoryBufferRef buffer = LLVMCreateMemoryBufferWithMemoryRangeCopy(text, strlen(text), "self_test");
   LLVMModuleRef module = NULL;
@@ -94,7 +95,7 @@ static int self_test_run(const char *between, uint32_t out[32], char *why, size_
   }
   LLVMSetDataLayout(module, nvptx.data_layout);
   emu_kernel *kernel = NULL;
-  if (emu_kernel_build(module, &nvptx, "k", 32, 512, 0, &kernel, why, why_size) == 0) {
+  if (emu_kernel_build(module, &nvptx, "k", 32, shared_bytes, 0, &kernel, why, why_size) == 0) {
     uint16_t source[256];
     for (int i = 0; i < 256; i++) source[i] = (uint16_t)i;
     uint64_t params[2] = {(uint64_t)(uintptr_t)source, (uint64_t)(uintptr_t)out};
@@ -102,11 +103,74 @@ static int self_test_run(const char *between, uint32_t out[32], char *why, size_
     emu_kernel_add_region(kernel, out, 32 * sizeof *out, 1);
     emu_stats stats;
     rc = emu_kernel_launch(kernel, 1, params, sizeof params, &stats, why, why_size);
+    if (banks) emu_kernel_banks(kernel, banks);
   }
   emu_kernel_free(kernel);
   LLVMDisposeModule(module);
   LLVMContextDispose(ctx);
   return rc;
+}
+
+/* 0 with the output in out[32], or -1 with the emulator's complaint in why. */
+static int self_test_run(const char *between, uint32_t out[32], char *why, size_t why_size) {
+  char text[4096];
+  snprintf(text, sizeof text, self_test_ir, between);
+  return text_kernel_run(text, 512, out, NULL, why, why_size);
+}
+
+/* The bank model on one warp's requests (nvptx_emu.h): the warp fills 4 KB of shared memory (8 stores
+ * of 16 bytes a lane, conflict-free: 32 wavefronts), then each lane writes `type` at lane x stride
+ * bytes, reads 4 bytes at lane x read_stride and gives one ldmatrix.x4 row address at lane x
+ * row_stride (barriers between). */
+static const char *bank_test_ir =
+    "target triple = \"nvptx64-nvidia-cuda\"\n"
+    "@fj_dynamic_shared = external addrspace(3) global [0 x i8], align 16\n"
+    "define ptx_kernel void @k(ptr byval([2 x i64]) align 8 %%p) {\n"
+    "  %%t = call i32 @llvm.nvvm.read.ptx.sreg.tid.x()\n"
+    "  %%f = mul i32 %%t, 16\n"
+    "  br label %%fill\n"
+    "fill:\n"
+    "  %%i = phi i32 [ 0, %%0 ], [ %%next, %%fill ]\n"
+    "  %%fo = add i32 %%f, %%i\n"
+    "  %%fd = getelementptr i8, ptr addrspace(3) @fj_dynamic_shared, i32 %%fo\n"
+    "  store <4 x i32> zeroinitializer, ptr addrspace(3) %%fd, align 16\n"
+    "  %%next = add i32 %%i, 512\n"
+    "  %%more = icmp ult i32 %%next, 4096\n"
+    "  br i1 %%more, label %%fill, label %%filled\n"
+    "filled:\n"
+    "  call void @llvm.nvvm.barrier.cta.sync.aligned.all(i32 0)\n"
+    "  %%o = mul i32 %%t, %d\n"
+    "  %%d = getelementptr i8, ptr addrspace(3) @fj_dynamic_shared, i32 %%o\n"
+    "  store %s zeroinitializer, ptr addrspace(3) %%d, align %d\n"
+    "  call void @llvm.nvvm.barrier.cta.sync.aligned.all(i32 0)\n"
+    "  %%ro = mul i32 %%t, %d\n"
+    "  %%rd = getelementptr i8, ptr addrspace(3) @fj_dynamic_shared, i32 %%ro\n"
+    "  %%x = load i32, ptr addrspace(3) %%rd, align 4\n"
+    "  %%mo = mul i32 %%t, %d\n"
+    "  %%md = getelementptr i8, ptr addrspace(3) @fj_dynamic_shared, i32 %%mo\n"
+    "  %%r = call {i32, i32, i32, i32} @llvm.nvvm.ldmatrix.sync.aligned.m8n8.x4.b16.p3(ptr addrspace(3) %%md)\n"
+    "  ret void\n"
+    "}\n";
+
+static void bank_self_test(const char *type, int bytes, int stride, int read_stride, int row_stride,
+                           int64_t store_wavefronts, int64_t load_wavefronts, int64_t ldmatrix_wavefronts) {
+  char text[4096], why[2048] = "";
+  snprintf(text, sizeof text, bank_test_ir, stride, type, bytes, read_stride, row_stride);
+  uint32_t out[32];
+  emu_bank_summary banks[EMU_BANKS_KINDS];
+  memset(banks, 0, sizeof banks);
+  int rc = text_kernel_run(text, 4096, out, banks, why, sizeof why);
+  const emu_bank_summary *st = &banks[EMU_BANKS_STORE], *ld = &banks[EMU_BANKS_LOAD], *lm = &banks[EMU_BANKS_LDMATRIX];
+  /* the ideal: as many wavefronts as phases (16 bytes: 4, 8 bytes: 2, else 1); the fill's 8 requests
+   * took their ideal, 32 */
+  int64_t phases = bytes == 16 ? 4 : bytes == 8 ? 2 : 1;
+  check(rc == 0 && st->requests == 9 && st->wavefronts - 32 == store_wavefronts && st->ideal - 32 == phases &&
+            ld->wavefronts == load_wavefronts && ld->ideal == 1 && lm->wavefronts == ldmatrix_wavefronts && lm->ideal == 4,
+        "emulator's bank model: %s stores %d bytes apart take %lld wavefronts (%lld expected, ideal %lld), 4-byte loads "
+        "%d apart %lld (%lld), ldmatrix rows %d apart %lld (%lld)%s%s",
+        type, stride, (long long)st->wavefronts - 32, (long long)store_wavefronts, (long long)st->ideal - 32, read_stride,
+        (long long)ld->wavefronts, (long long)load_wavefronts, row_stride, (long long)lm->wavefronts,
+        (long long)ldmatrix_wavefronts, rc ? ": " : "", rc ? why : "");
 }
 
 static void self_tests(void) {
@@ -135,6 +199,14 @@ static void self_tests(void) {
   rc = self_test_run("  call void @llvm.nvvm.membar.cta()\n", out, why, sizeof why);
   check(rc != 0 && strstr(why, "llvm.nvvm.membar.cta") != NULL,
         "emulator: an intrinsic it does not know is refused by name (%s)", rc ? why : "accepted");
+  /* conflict-free, broadcast (one word for all), and every lane on one bank; 8 and 16 bytes a lane in
+   * their phases; ldmatrix rows of one phase in one bank group (8 rows: 8 wavefronts a matrix) */
+  bank_self_test("i32", 4, 4, 4, 16, 1, 1, 4);
+  bank_self_test("i32", 4, 128, 0, 128, 32, 1, 32);
+  bank_self_test("<2 x i32>", 8, 8, 8, 16, 2, 2, 4);
+  bank_self_test("<2 x i32>", 8, 16, 12, 32, 4, 1, 8);
+  bank_self_test("<4 x i32>", 16, 16, 4, 64, 4, 1, 16);
+  bank_self_test("<4 x i32>", 16, 32, 4, 16, 8, 1, 4);
 }
 
 /* ---- the attention cases ----------------------------------------------------------------------------- */
@@ -437,6 +509,37 @@ static void add_region(emu_kernel *kernel, const host_tensor *t, int writable) {
   emu_kernel_add_region(kernel, t->t.data, (size_t)(last + 1) * (size_t)(t->t.dtype.bits / 8), writable);
 }
 
+/* The attention kernel's shared-memory requests, as wavefronts over the conflict-free ideal, by kind. */
+static void bank_summary_text(const emu_bank_summary banks[EMU_BANKS_KINDS], char *text, size_t size) {
+  static const char *names[EMU_BANKS_KINDS] = {"ldmatrix", "cp.async", "ld.shared", "st.shared"};
+  int n = snprintf(text, size, "banks:");
+  for (int k = 0; k < EMU_BANKS_KINDS && n > 0 && (size_t)n < size; k++) {
+    if (banks[k].requests == 0) continue;
+    n += snprintf(text + n, size - (size_t)n, " %s %.2fx", names[k], (double)banks[k].wavefronts / (double)banks[k].ideal);
+    if (banks[k].worst > 1.0 && n > 0 && (size_t)n < size)
+      n += snprintf(text + n, size - (size_t)n, " (worst %.1fx: %s)", banks[k].worst, banks[k].worst_site);
+  }
+}
+
+/* The kinds of shared-memory request the kernel's layouts promise to make without bank conflicts:
+ * cp.async always (consecutive threads fill consecutive 16 bytes of a tile), the stores of the fp8
+ * widening too, and of the synchronous copies (a strided head dim, misaligned rows) where rows are
+ * whole groups of 8 chunks; ldmatrix on swizzled tiles unless a tile's padded rows are 6 mod 8 chunks
+ * (head dims 40, 104, ...: two rows of a phase share a bank group, tile_gpu_swizzle_chunk); the
+ * widening's loads of an fp8 cache's raw bytes where rows are whole groups of 8 chunks. */
+static int banks_promised(int kind, const test_case *c, const attention_key *key, const kernel_config *config) {
+  int swizzled = 0;
+  for (int p = 0; p < family->num_params; p++)
+    if (strcmp(family->params[p].name, "swizzle") == 0) swizzled = config->values[p];
+  int chunks = (key->head_dim + 15) / 16 * 2, chunks_v = (core_key_head_dim_v(key) + 15) / 16 * 2;
+  switch (kind) {
+    case EMU_BANKS_LDMATRIX: return swizzled && chunks % 8 != 6 && chunks_v % 8 != 6;
+    case EMU_BANKS_LOAD: return !key->kv_fp8 || (chunks % 8 == 0 && chunks_v % 8 == 0);
+    case EMU_BANKS_STORE: return (c->layout != DSTRIDE2 && c->layout != MISALIGNED) || (chunks % 8 == 0 && chunks_v % 8 == 0);
+    default: return 1;
+  }
+}
+
 /* Set: the case is one of the fp8 code cases (case_fill_fp8_codes makes its inputs, case_fp8_codes_wrong
  * checks its outputs exactly). */
 static int fp8_codes;
@@ -541,6 +644,7 @@ static void run_case(int index, const emu_case *e) {
     if (workspace != NULL) emu_kernel_add_region(run, workspace, workspace_bytes, 1);
     emu_stats one;
     memset(&one, 0, sizeof one);
+    emu_kernel_banks_reset(run);
     int rc = emu_kernel_launch(run, grids[l], &params, sizeof params, &one, why, sizeof why);
     stats.blocks += one.blocks;
     stats.copies += one.copies;
@@ -551,6 +655,13 @@ static void run_case(int index, const emu_case *e) {
     }
   }
   run_seconds = now_s() - start;
+  emu_bank_summary banks[EMU_BANKS_KINDS];
+  emu_kernel_banks(kernel, banks);
+  char bank_text[512];
+  bank_summary_text(banks, bank_text, sizeof bank_text);
+  int conflicts = 0;
+  for (int k = 0; k < EMU_BANKS_KINDS; k++)
+    if (banks[k].wavefronts != banks[k].ideal && banks_promised(k, c, &problem.key, &rk.config)) conflicts = 1;
   if (fp8_codes) {
     int first, wrong = case_fp8_codes_wrong(c, &t, &first);
     check(wrong == 0, "%s: %d codes wrong (first 0x%02x)", line, wrong, first < 0 ? 0 : first);
@@ -561,12 +672,13 @@ static void run_case(int index, const emu_case *e) {
     check(0, "%s: reference failed (%s)", line, fj_last_error());
     goto done;
   }
-  check(case_result_ok(&r),
-        "%s: err_o=%.2e err_lse=%.2e (tol %.0e, %.0e)%s%s%s; %lld blocks, %lld cp.async, %lld warp ops, %.1f s build, "
-        "%.1f s run",
+  check(case_result_ok(&r) && !conflicts,
+        "%s: err_o=%.2e err_lse=%.2e (tol %.0e, %.0e)%s%s%s%s; %lld blocks, %lld cp.async, %lld warp ops, %.1f s build, "
+        "%.1f s run; %s",
         line, r.err_o, r.err_lse, r.tol, r.tol_lse, r.masked_ok ? "" : " MASKED ROW NOT EXACT (or NaN)",
         r.outside_o ? "" : " WROTE OUTSIDE o's ELEMENTS", r.outside_lse ? "" : " WROTE OUTSIDE lse's ELEMENTS",
-        (long long)stats.blocks, (long long)stats.copies, (long long)stats.warp_ops, build_seconds, run_seconds);
+        conflicts ? " BANK CONFLICTS WHERE THE LAYOUT PROMISES NONE" : "", (long long)stats.blocks,
+        (long long)stats.copies, (long long)stats.warp_ops, build_seconds, run_seconds, bank_text);
 done:
   free(workspace);
   if (sweeping) emu_kernel_free(kernel);

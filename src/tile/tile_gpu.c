@@ -155,13 +155,16 @@ static LLVMValueRef swizzle_ir(tile_gpu *tg, LLVMValueRef row, LLVMValueRef chun
 /* Bytes from one row of a shared tile to the next. */
 static int row_bytes_of(const tile_gpu_shared *t) { return (t->row_cols ? t->row_cols : t->cols) * 2; }
 
-/* Byte offset (i32) in dynamic shared memory of chunk `chunk` of row `row` of a shared tile. */
-static LLVMValueRef chunk_offset(tile_gpu *tg, const tile_gpu_shared *t, LLVMValueRef row, LLVMValueRef chunk) {
+/* Byte offset (i32) in dynamic shared memory of the chunk stored at place `physical` of row `row`. */
+static LLVMValueRef slot_offset(tile_gpu *tg, const tile_gpu_shared *t, LLVMValueRef row, LLVMValueRef physical) {
   LLVMBuilderRef b = B(tg);
-  int chunks_per_row = t->cols / 8;
-  LLVMValueRef physical = swizzle_ir(tg, row, chunk, chunks_per_row, t->swizzle);
   LLVMValueRef offset = LLVMBuildAdd(b, t->offset, LLVMBuildMul(b, row, tile_gpu_i32(tg, row_bytes_of(t)), ""), "");
   return LLVMBuildAdd(b, offset, LLVMBuildShl(b, physical, tile_gpu_i32(tg, 4), ""), "");
+}
+
+/* Byte offset (i32) in dynamic shared memory of chunk `chunk` of row `row` of a shared tile. */
+static LLVMValueRef chunk_offset(tile_gpu *tg, const tile_gpu_shared *t, LLVMValueRef row, LLVMValueRef chunk) {
+  return slot_offset(tg, t, row, swizzle_ir(tg, row, chunk, t->cols / 8, t->swizzle));
 }
 
 tile_gpu_shared tile_gpu_shared_columns(tile_gpu *tg, const tile_gpu_shared *t, LLVMValueRef col0, int cols) {
@@ -372,12 +375,19 @@ static LLVMValueRef row_offset(tile_gpu *tg, const tile_gpu_global *view, LLVMVa
                       LLVMBuildMul(b, LLVMBuildZExt(b, inner, tg->tb.i64, ""), view->group_stride, ""), "");
 }
 
-/* The pieces of a rows x per_row grid shared out over the block's threads: piece i (row i / per_row,
- * column i % per_row) goes to thread i % threads, so consecutive threads take consecutive pieces. Calls
- * visit for each of this thread's pieces, in passes of `threads` (the last one guarded where partial). */
-typedef void (*piece_visit)(tile_gpu *tg, LLVMValueRef row, LLVMValueRef column, const void *state);
+/* The pieces of a rows x per_row grid shared out over the block's threads: the piece in place i (row
+ * i / per_row, place i % per_row of the row) goes to thread i % threads, so consecutive threads take
+ * consecutive places. Calls visit for each of this thread's pieces, in passes of `threads` (the last
+ * one guarded where partial), with the row, the piece's column and its place. The grid is laid out as
+ * `swizzled` is (NULL: column = place): a swizzled tile's place holds the column the swizzle puts
+ * there, so that consecutive threads write consecutive 16 bytes of it, 8 of them (a phase of a
+ * 16-byte store or cp.async) on 8 different bank groups whatever the row pitch (one row's columns
+ * permuted in any order read the same global sectors). */
+typedef void (*piece_visit)(tile_gpu *tg, LLVMValueRef row, LLVMValueRef column, LLVMValueRef place,
+                            const void *state);
 
-static void for_each_piece(tile_gpu *tg, int rows, int per_row, piece_visit visit, const void *state) {
+static void for_each_piece(tile_gpu *tg, int rows, int per_row, const tile_gpu_shared *swizzled, piece_visit visit,
+                           const void *state) {
   tile_builder *tb = &tg->tb;
   LLVMBuilderRef b = B(tg);
   int threads = tg->warps * 32, total = rows * per_row;
@@ -386,8 +396,11 @@ static void for_each_piece(tile_gpu *tg, int rows, int per_row, piece_visit visi
     tile_if partial;
     int guarded = start + threads > total;
     if (guarded) tile_if_begin(tb, &partial, LLVMBuildICmp(b, LLVMIntULT, i, tile_gpu_i32(tg, total), ""));
-    visit(tg, LLVMBuildUDiv(b, i, tile_gpu_i32(tg, per_row), ""), LLVMBuildURem(b, i, tile_gpu_i32(tg, per_row), ""),
-          state);
+    LLVMValueRef row = LLVMBuildUDiv(b, i, tile_gpu_i32(tg, per_row), "");
+    LLVMValueRef place = LLVMBuildURem(b, i, tile_gpu_i32(tg, per_row), "");
+    /* the swizzle is an xor within each group of a row: its own inverse */
+    LLVMValueRef column = swizzled ? swizzle_ir(tg, row, place, per_row, swizzled->swizzle) : place;
+    visit(tg, row, column, place, state);
     if (guarded) tile_if_end(tb, &partial);
   }
 }
@@ -401,7 +414,7 @@ typedef struct copy_pass {
   int asynchronous;
 } copy_pass;
 
-static void copy_chunk(tile_gpu *tg, LLVMValueRef row, LLVMValueRef chunk, const void *state) {
+static void copy_chunk(tile_gpu *tg, LLVMValueRef row, LLVMValueRef chunk, LLVMValueRef place, const void *state) {
   const copy_pass *pass = state;
   const tile_gpu_shared *dst = pass->dst;
   const tile_gpu_global *src = pass->src;
@@ -415,7 +428,10 @@ static void copy_chunk(tile_gpu *tg, LLVMValueRef row, LLVMValueRef chunk, const
   /* A missing row or column still gets an address inside the tensor (element 0): nothing is read
    * from it, but no address is ever formed outside the caller's buffer. */
   index = LLVMBuildSelect(b, valid, index, tile_i64(tb, 0), "");
-  LLVMValueRef to = shared_address(tg, chunk_offset(tg, dst, row, chunk));
+  /* asynchronous passes go in the tile's order (place: where the chunk is stored), the others in the
+   * rows' (copy_chunks) */
+  LLVMValueRef to = shared_address(tg, pass->asynchronous ? slot_offset(tg, dst, row, place)
+                                                          : chunk_offset(tg, dst, row, chunk));
   if (pass->asynchronous) {
     LLVMValueRef bytes = LLVMBuildSelect(b, valid, tile_gpu_i32(tg, 16), tile_gpu_i32(tg, 0), "");
     cuda_ir_cp_async_16(&tg->ir, to, tile_gpu_element_address(tg, src->base, index), bytes);
@@ -435,7 +451,9 @@ static void copy_chunk(tile_gpu *tg, LLVMValueRef row, LLVMValueRef chunk, const
 static void copy_chunks(tile_gpu *tg, const tile_gpu_shared *dst, const tile_gpu_global *src,
                         LLVMValueRef first_row, int asynchronous) {
   copy_pass pass = {dst, src, first_row, asynchronous};
-  for_each_piece(tg, dst->rows, dst->cols / 8, copy_chunk, &pass);
+  /* cp.async in the swizzled tile's order; the synchronous path (strided or misaligned rows, already
+   * slow by 8 loads a chunk) in the rows' order, whose simpler addresses its register budget counts on */
+  for_each_piece(tg, dst->rows, dst->cols / 8, asynchronous ? dst : NULL, copy_chunk, &pass);
 }
 
 /* The threads one row of chunks takes in copy_whole_rows: chunks_per_row rounded up to a power of two
@@ -531,7 +549,9 @@ typedef struct raw_pass {
   int piece;
 } raw_pass;
 
-static void copy_raw_piece(tile_gpu *tg, LLVMValueRef row, LLVMValueRef piece_index, const void *state) {
+static void copy_raw_piece(tile_gpu *tg, LLVMValueRef row, LLVMValueRef piece_index, LLVMValueRef place,
+                           const void *state) {
+  (void)place;  /* the staging tile is not swizzled: the piece's own place */
   const raw_pass *pass = state;
   const tile_gpu_global *src = pass->src;
   tile_builder *tb = &tg->tb;
@@ -569,7 +589,7 @@ static void copy_raw_piece(tile_gpu *tg, LLVMValueRef row, LLVMValueRef piece_in
 static void copy_fp8_raw_pieces(tile_gpu *tg, const tile_gpu_shared *staging, const tile_gpu_global *src,
                                 LLVMValueRef first_row, int piece) {
   raw_pass pass = {staging, src, first_row, piece};
-  for_each_piece(tg, staging->rows, staging->cols / piece, copy_raw_piece, &pass);
+  for_each_piece(tg, staging->rows, staging->cols / piece, NULL, copy_raw_piece, &pass);
 }
 
 void tile_gpu_copy_fp8_raw(tile_gpu *tg, const tile_gpu_shared *staging, const tile_gpu_global *src,
@@ -598,7 +618,7 @@ typedef struct widen_pass {
   dtype_id fp8;
 } widen_pass;
 
-static void widen_chunk(tile_gpu *tg, LLVMValueRef row, LLVMValueRef chunk, const void *state) {
+static void widen_chunk(tile_gpu *tg, LLVMValueRef row, LLVMValueRef chunk, LLVMValueRef place, const void *state) {
   const widen_pass *pass = state;
   LLVMBuilderRef b = B(tg);
   LLVMValueRef column = LLVMBuildShl(b, chunk, tile_gpu_i32(tg, 3), "");
@@ -610,12 +630,12 @@ static void widen_chunk(tile_gpu *tg, LLVMValueRef row, LLVMValueRef chunk, cons
     LLVMValueRef x = LLVMBuildExtractElement(b, bytes, tile_gpu_i32(tg, e), "");
     packed = LLVMBuildInsertElement(b, packed, fp8_to_operand_bits(tg, x, pass->fp8), tile_gpu_i32(tg, e), "");
   }
-  LLVMSetAlignment(LLVMBuildStore(b, packed, shared_address(tg, chunk_offset(tg, pass->dst, row, chunk))), 16);
+  LLVMSetAlignment(LLVMBuildStore(b, packed, shared_address(tg, slot_offset(tg, pass->dst, row, place))), 16);
 }
 
 void tile_gpu_convert_fp8(tile_gpu *tg, const tile_gpu_shared *dst, const tile_gpu_shared *staging, dtype_id fp8) {
   widen_pass pass = {dst, staging, fp8};
-  for_each_piece(tg, dst->rows, dst->cols / 8, widen_chunk, &pass);
+  for_each_piece(tg, dst->rows, dst->cols / 8, dst, widen_chunk, &pass);
 }
 
 void tile_gpu_commit(tile_gpu *tg) { cuda_ir_cp_async_commit(&tg->ir); }
