@@ -244,7 +244,7 @@ void presets_help(FILE *out) {
           "  causal[=0|1], lse[=0|1], varlen[=0|1] (the calls give seqlens_kv), varlen_q[=0|1] (the\n"
           "  calls give cu_seqlens_q: ragged queries, seqlen_q their most), sinks[=0|1] (the calls\n"
           "  give attention sinks), softcap=X (logit soft-capping at X), kv_dtype=fp8_e4m3|fp8_e5m2\n"
-          "  (the calls read an fp8 KV cache; tuned as k and v of dtype), packed_k[=0|1] (the calls\n"
+          "  (the calls read an fp8 KV cache; tuned as it is), packed_k[=0|1] (the calls\n"
           "  give cu_seqlens_k; tuned as varlen), alibi[=0|1] (the calls give ALiBi slopes; tuned\n"
           "  without), page_size (the calls read\n"
           "  a paged cache of pages of that many keys), window_left and window_right (a sliding\n"

@@ -470,7 +470,7 @@ static void test_paged_shape(void) {
 }
 
 /* A shape whose calls give packed keys and ALiBi slopes over an fp8 cache is tuned as the problem its
- * calls take their winner from (seqlens_kv, no ALiBi, k and v of q's dtype); a call of the shape then
+ * calls take their winner from (seqlens_kv, no ALiBi; the fp8 cache kept); a call of the shape then
  * finds that winner and warmup loads its kernel; packed keys with a page size are named. */
 static void test_shape_tuned_as_its_base(void) {
   fj_problem_shape shape = small_shape(DTYPE_F32);
@@ -491,7 +491,7 @@ static void test_shape_tuned_as_its_base(void) {
   check(run_tuner(dir, &shape, 1, &o, &result) == FJ_OK && result.best_config[0] != '\0',
         "a packed-keys ALiBi fp8 shape tuned (random N=3): winner %s", result.best_config);
   check(strstr(result.problem_key, " varlen=1 ") != NULL && strstr(result.problem_key, "varlen_k") == NULL &&
-            strstr(result.problem_key, "alibi") == NULL && strstr(result.problem_key, "kv=") == NULL,
+            strstr(result.problem_key, "alibi") == NULL && strstr(result.problem_key, " kv=fp8_e5m2") != NULL,
         "tuned under its base problem's key \"%s\"", result.problem_key);
   fj_context *context = open_context(dir);
   attention_problem problem;
@@ -509,6 +509,67 @@ static void test_shape_tuned_as_its_base(void) {
   check(status == FJ_INVALID_ARGUMENT && strstr(fj_last_error(), "shapes[0].packed_k with page_size=16") != NULL,
         "packed keys with a page size are named: %s", fj_last_error());
   fj_context_destroy(context);
+}
+
+/* The config a call of `shape` gets in a context on dir, as text, and where it came from. */
+static void config_of_call(const char *dir, const fj_problem_shape *shape, char *config, size_t config_size,
+                           char *source, size_t source_size) {
+  fj_context *context = open_context(dir);
+  attention_problem problem;
+  runtime_kernel *kernel = NULL;
+  snprintf(config, config_size, "?");
+  snprintf(source, source_size, "?");
+  if (runtime_problem_from_shape(shape, "shape", &problem) == FJ_OK &&
+      runtime_get_kernel(context, &problem, NULL, &kernel) == FJ_OK) {
+    kernel_config_string(kernel->family, &kernel->config, config, config_size);
+    snprintf(source, source_size, "%s", kernel->config_source);
+  }
+  fj_context_destroy(context);
+}
+
+/* An fp8 cache is tuned as itself: its trials run with k and v in fp8 (checked against the reference)
+ * and are filed under its own key; a call over that cache takes its winner, one over the other fp8
+ * format (not tuned) the winner of k and v in q's dtype, as does a call in q's dtype. The two winners
+ * differ by construction: the problem in q's dtype is tuned in a space of one config with
+ * pv_vectors=2 while every config with pv_vectors=4 (the default, which every run also times) gives
+ * wrong results, the fp8 one in a space of pv_vectors=4 while those with pv_vectors=2 are wrong. */
+static void test_fp8_shape_tuned_as_itself(void) {
+  fj_problem_shape plain = small_shape(DTYPE_F32), e4m3 = plain, e5m2 = plain;
+  plain.causal = e4m3.causal = e5m2.causal = 1;
+  e4m3.kv_dtype = (DLDataType){FJ_DLPACK_FLOAT8_E4M3FN, 8, 1};
+  e5m2.kv_dtype = (DLDataType){FJ_DLPACK_FLOAT8_E5M2, 8, 1};
+  const char *dir = fresh_dir("fp8");
+  tune_options o;
+  base_options(&o);
+  o.confirm = 0;
+  o.space = "block_m=32 block_n=12 unroll=2 pv_rows=6 pv_vectors=2 pack_gqa=0";
+  tune_result twin, own;
+  setenv("FLASHJIT_TUNE_FAULT", "wrong:pv_vectors=4", 1);
+  check(run_tuner(dir, &plain, 1, &o, &twin) == FJ_OK && strstr(twin.best_config, "pv_vectors=2") != NULL &&
+            strstr(twin.problem_key, "kv=") == NULL,
+        "the problem in q's dtype tuned: %s under \"%s\"", twin.best_config, twin.problem_key);
+  o.space = "block_m=64 block_n=24 unroll=2 pv_rows=6 pv_vectors=4 pack_gqa=0";
+  setenv("FLASHJIT_TUNE_FAULT", "wrong:pv_vectors=2", 1);
+  check(run_tuner(dir, &e4m3, 1, &o, &own) == FJ_OK && strstr(own.best_config, "pv_vectors=4") != NULL &&
+            strstr(own.problem_key, " kv=fp8_e4m3") != NULL,
+        "the E4M3 cache tuned as itself: %s under \"%s\"", own.best_config, own.problem_key);
+  unsetenv("FLASHJIT_TUNE_FAULT");
+  db_dump db = read_db(dir);
+  int own_ok = 0;
+  for (int i = 0; i < db.count; i++)
+    own_ok += strcmp(db.trials[i].problem, own.problem_key) == 0 && strcmp(db.trials[i].outcome, "ok") == 0;
+  check(own_ok >= 1, "its trials with k and v in E4M3 pass the check against the reference: %d ok under its key",
+        own_ok);
+  free(db.trials);
+  char config[256], source[64];
+  config_of_call(dir, &e4m3, config, sizeof config, source, sizeof source);
+  check(strcmp(config, own.best_config) == 0 && strcmp(source, "tuned") == 0,
+        "a call over the E4M3 cache takes its own winner: %s (%s)", config, source);
+  config_of_call(dir, &e5m2, config, sizeof config, source, sizeof source);
+  check(strcmp(config, twin.best_config) == 0 && strcmp(source, "tuned") == 0,
+        "a call over an E5M2 cache, not tuned, takes the winner in q's dtype: %s (%s)", config, source);
+  config_of_call(dir, &plain, config, sizeof config, source, sizeof source);
+  check(strcmp(config, twin.best_config) == 0, "a call in q's dtype takes its own: %s", config);
 }
 
 /* A shape whose v has a head dim of its own (MLA's prefill) is tuned as itself: its key names dv, its
@@ -714,6 +775,7 @@ int main(void) {
   test_random_and_halving();
   test_paged_shape();
   test_shape_tuned_as_its_base();
+  test_fp8_shape_tuned_as_itself();
   test_shape_with_head_dim_v();
   test_faults();
   test_budgets_and_lock();

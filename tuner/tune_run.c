@@ -756,6 +756,9 @@ static fj_status tune_make_problem(const fj_problem_shape *shape, int64_t batch,
                                    attention_problem *problem) {
   dtype_id dtype;
   core_dtype_from_dlpack(shape->dtype, &dtype);
+  int kv_fp8 = 0;  /* checked by tune_run */
+  runtime_shape_kv_fp8(shape, "shape", &kv_fp8);
+  dtype_id kv_dtype = kv_fp8 ? (dtype_id)kv_fp8 : dtype;
   int varlen, page_size;  /* page_size >= 0: runtime_problem_from_shape refused the shape otherwise */
   runtime_shape_kv_layout(shape, &varlen, &page_size);
   /* ragged queries: every sequence's seqlen_q queries end to end, q and o [batch x seqlen_q, heads, d] */
@@ -782,7 +785,7 @@ static fj_status tune_make_problem(const fj_problem_shape *shape, int64_t batch,
   int sinks = runtime_shape_sinks(shape);
   int64_t lens_shape[1] = {batch}, cu_shape[1] = {batch + 1};
   if (host_tensor_alloc(t->q, dtype, q_dims, q_shape, NULL) != 0 ||
-      host_tensor_alloc(t->k, dtype, 4, kv_shape, NULL) != 0 || host_tensor_alloc(t->v, dtype, 4, v_shape, NULL) != 0 ||
+      host_tensor_alloc(t->k, kv_dtype, 4, kv_shape, NULL) != 0 || host_tensor_alloc(t->v, kv_dtype, 4, v_shape, NULL) != 0 ||
       host_tensor_alloc(t->o, dtype, q_dims, o_shape, NULL) != 0 ||
       (page_size > 0 && host_block_table_alloc(t->table, batch, pages) != 0) ||
       (varlen && host_tensor_alloc_int32(t->lens, 1, lens_shape) != 0) ||
@@ -992,9 +995,10 @@ static fj_status tune_problem(tune_problem_run *run) {
 static fj_status tune_run_shapes(fj_context *context, const fj_problem_shape *problems, int count,
                                  const tune_options *options, tune_result *results);
 
-/* An fp8 cache's calls use the winner of the same problem with k and v of q's dtype, packed keys that
- * of the problem with seqlens_kv, ALiBi that of the problem without it (runtime_tuned_config): a shape's
- * kv_dtype is checked, then that problem is what is tuned. */
+/* Packed keys' calls use the winner of the problem with seqlens_kv, ALiBi's that of the problem
+ * without it (runtime_tuned_config): that problem is what is tuned. An fp8 cache is tuned as itself (its
+ * kernels stage and widen the raw bytes, so its best tiles may differ; its calls fall back on the
+ * winner of k and v in q's dtype where it has none); its kv_dtype is checked first. */
 fj_status tune_run(fj_context *context, const fj_problem_shape *problems, int count,
                    const tune_options *options, tune_result *results) {
   if (context == NULL || (problems == NULL && count > 0) || options == NULL || (results == NULL && count > 0))
@@ -1011,12 +1015,8 @@ fj_status tune_run(fj_context *context, const fj_problem_shape *problems, int co
       free(tuned);
       return status;
     }
+    (void)kv_fp8;
     tuned[i] = problems[i];
-    if (kv_fp8) {
-      tuned[i].kv_dtype = (DLDataType){0, 0, 0};
-      core_log(LOG_INFO, "tune: %s reads an fp8 cache (%s): tuned with k and v of its dtype, whose winner its calls "
-               "use", what, core_dtype_name((dtype_id)kv_fp8));
-    }
     if (runtime_shape_packed_k(&problems[i])) {
       tuned[i].packed_k = 0;
       tuned[i].varlen = 1;

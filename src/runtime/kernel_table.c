@@ -82,9 +82,10 @@ static tuning_db *runtime_tuning_db(fj_context *context) {
  * nearest sequence-length bucket. 1 and *out when one exists that parses and is valid here; *source
  * says which kind. Packed keys (varlen_k) take the winner of the same problem with seqlens_kv: the
  * kernels do the same work, only each sequence's first row of k and v differs; ALiBi keys that of the
- * problem without it (a few operations per score; the tuner has no ALiBi shapes); fp8 caches that of
- * the problem with k and v in q's dtype (the same tiles once converted, on the CPU as they are packed,
- * on NVIDIA GPUs after staging; the tuner has no fp8 shapes), where the fp8 kernel takes that config. */
+ * problem without it (a few operations per score; the tuner has no ALiBi shapes). An fp8 cache takes
+ * its own problem's winner where it was tuned, else that of the problem with k and v in q's dtype (the
+ * same tiles once converted, on the CPU as they are packed, on NVIDIA GPUs after staging), where the
+ * fp8 kernel takes that config. */
 static int runtime_tuned_config(fj_context *context, const attention_key *key, kernel_config *out,
                                 const char **source, char *detail, size_t detail_size) {
   tuning_db *db = runtime_tuning_db(context);
@@ -94,13 +95,17 @@ static int runtime_tuned_config(fj_context *context, const attention_key *key, k
   attention_key tuned_as = *key;
   tuned_as.varlen_k = 0;
   tuned_as.alibi = 0;
-  tuned_as.kv_fp8 = 0;
-  core_attention_key_string(&tuned_as, key_text, sizeof key_text);
   tuning_winner winner;
   memset(&winner, 0, sizeof winner);
-  /* The handle serializes its own users; WAL lets this read while a tuner writes. */
-  int found = tuning_db_lookup_winner(db, context->info.fingerprint, key_text, family->name,
-                                      runtime_timing_method(context), &winner);
+  int found = 0, from_twin = 0;
+  for (int twin = 0; twin <= (key->kv_fp8 != 0) && found != 1; twin++) {
+    from_twin = twin;
+    if (twin) tuned_as.kv_fp8 = 0;
+    core_attention_key_string(&tuned_as, key_text, sizeof key_text);
+    /* The handle serializes its own users; WAL lets this read while a tuner writes. */
+    found = tuning_db_lookup_winner(db, context->info.fingerprint, key_text, family->name,
+                                    runtime_timing_method(context), &winner);
+  }
   if (found != 1) return 0;
   kernel_config config;
   if (kernel_config_parse(family, winner.config, &config, why, sizeof why) != 0 ||
@@ -112,8 +117,9 @@ static int runtime_tuned_config(fj_context *context, const attention_key *key, k
   *out = config;
   const char *bucket = strstr(winner.problem_key, "sq<=2^");
   *source = winner.exact ? "tuned" : "tuned-nearest";
-  snprintf(detail, detail_size, "tuned winner (%s%s%s, %.3f ms)", winner.exact ? "exact" : "nearest bucket ",
+  snprintf(detail, detail_size, "tuned winner (%s%.300s%s%s, %.3f ms)", winner.exact ? "exact" : "nearest bucket ",
            winner.exact ? "" : (bucket ? bucket : winner.problem_key),
+           from_twin ? ", of k and v in q's dtype (the fp8 cache's own problem is not tuned)" : "",
            winner.current_versions ? "" : ", tuned under other versions", winner.median_ms);
   return 1;
 }
