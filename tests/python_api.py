@@ -376,6 +376,38 @@ def torch_cases():
           "torch bf16 packed qkv view, causal: err_o %.2e err_lse %.2e" % (err_o, err_l))
     expect_error(TypeError, "dtype torch.float64", lambda: flashjit.attention(q.double(), k, v), "torch float64")
 
+    # Every tensor argument a torch tensor (each written into its own slot of the call's frame): a
+    # paged cache filled to per-sequence lengths with sinks and ALiBi, into out= and lse=; ragged queries
+    # and packed keys.
+    rng = np.random.default_rng(7)
+    b, pages_each, page = 2, 4, 16
+    pool_k, pool_v = (torch.randn(b * pages_each, page, 2, 64) for _ in range(2))
+    table = torch.from_numpy(rng.permutation(b * pages_each).astype(np.int32).reshape(b, pages_each))
+    lens = torch.tensor([64, 23], dtype=torch.int32)
+    sinks, slopes = torch.randn(8), torch.tensor([0.5 ** i for i in range(1, 9)], dtype=torch.float32)
+    q = torch.randn(b, 3, 8, 64)
+    out, lse = torch.full((b, 3, 8, 64), float("nan")), torch.full((b, 8, 3), float("nan"))
+    got = flashjit.attention(q, pool_k, pool_v, causal=True, block_table=table, seqlens_kv=lens, sinks=sinks,
+                             alibi_slopes=slopes, out=out, lse=lse)
+    k = np.stack([pool_k.numpy()[table.numpy()[i]].reshape(pages_each * page, 2, 64) for i in range(b)])
+    v = np.stack([pool_v.numpy()[table.numpy()[i]].reshape(pages_each * page, 2, 64) for i in range(b)])
+    ref_o, ref_lse = reference(q.numpy(), k, v, causal=True, lens=lens.numpy(), sinks=sinks.numpy(), alibi=slopes.numpy())
+    check(got[0] is out and got[1] is lse and rel_err(out.numpy(), ref_o) < 1e-4 and lse_err(lse.numpy(), ref_lse) < 1e-5,
+          "torch: paged cache, seqlens_kv, sinks, ALiBi into out= and lse=: err_o %.2e err_lse %.2e"
+          % (rel_err(out.numpy(), ref_o), lse_err(lse.numpy(), ref_lse)))
+    counts = [7, 30, 1]
+    cu = torch.tensor([0] + list(np.cumsum(counts)), dtype=torch.int32)
+    q, k, v = torch.randn(38, 4, 64), torch.randn(38, 2, 64), torch.randn(38, 2, 64)
+    o = flashjit.attention(q, k, v, causal=True, cu_seqlens_q=cu, max_seqlen_q=30, cu_seqlens_k=cu, max_seqlen_k=30)
+    worst = 0.0
+    for i in range(len(counts)):
+        rows = slice(int(cu[i]), int(cu[i + 1]))
+        ref_o, _ = reference(q[None, rows].numpy(), k[None, rows].numpy(), v[None, rows].numpy(), causal=True)
+        worst = max(worst, rel_err(o[rows].numpy(), ref_o[0]))
+    check(worst < 1e-4, "torch: ragged queries and packed keys: worst err %.2e" % worst)
+    expect_error(ValueError, "9 dimensions", lambda: flashjit.attention(torch.zeros([1] * 9), k, v),
+                 "a torch q of 9 dimensions")
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -19,7 +19,7 @@ import math
 import threading
 
 from . import _ffi
-from ._ffi import FJ_INVALID_ARGUMENT, KDL_CPU, KDL_CUDA, AttentionArgs, ContextOptions, ProblemShape
+from ._ffi import FJ_INVALID_ARGUMENT, KDL_CPU, KDL_CUDA, TENSOR_SLOTS, ContextOptions, ProblemShape
 from ._tensors import device_of, dltensor, empty_like, is_torch
 
 __all__ = ["attention", "warmup", "Context", "Error", "InvalidArgumentError", "version"]
@@ -174,6 +174,7 @@ def _problem_shape(lib, fields, what):
 
 _contexts = {}
 _contexts_lock = threading.Lock()
+_SLOT = {name: slot for slot, name in enumerate(TENSOR_SLOTS)}
 
 
 def _context_for(q):
@@ -188,6 +189,9 @@ def _context_for(q):
 
 
 def _context_named(device):
+    context = _contexts.get(device)  # a dict read is atomic; only making one takes the lock
+    if context is not None:
+        return context
     with _contexts_lock:
         context = _contexts.get(device)
         if context is None:
@@ -276,9 +280,11 @@ def _attention(context, q, k, v, causal=False, softmax_scale=None, out=None, ret
                cu_seqlens_k=None, max_seqlen_k=None, sinks=None, softcap=0.0, alibi_slopes=None,
                k_scale=None, v_scale=None, workspace=None, stream=None, _size_only=False):
     lib = context._lib
-    args = _ffi.init(lib, "fj_attention_args", AttentionArgs)
+    frame = _ffi.new_frame(lib)  # args (the library's defaults) and the tensors' DLTensors, in one block
+    base = ctypes.addressof(frame)
+    args = frame.args
     handle = _stream_handle(q, stream)
-    args.stream = ctypes.c_void_p(handle) if handle else None
+    args.stream = handle or None
     args.causal = 1 if causal else 0
     args.softmax_scale = _optional_scale("softmax_scale", softmax_scale)
     args.k_scale = _optional_scale("k_scale", k_scale)
@@ -300,27 +306,30 @@ def _attention(context, q, k, v, causal=False, softmax_scale=None, out=None, ret
         args.max_seqlen_k = _integer("max_seqlen_k", max_seqlen_k)
 
     keep = []  # whatever the DLTensors borrow, held until the call returns
-    args.q = dltensor(q, "q", keep, handle)
-    args.k = dltensor(k, "k", keep, handle)
-    args.v = dltensor(v, "v", keep, handle)
-    args.seqlens_kv = dltensor(seqlens_kv, "seqlens_kv", keep, handle)
-    args.block_table = dltensor(block_table, "block_table", keep, handle)
-    args.cu_seqlens_q = dltensor(cu_seqlens_q, "cu_seqlens_q", keep, handle)
-    args.cu_seqlens_k = dltensor(cu_seqlens_k, "cu_seqlens_k", keep, handle)
-    args.sinks = dltensor(sinks, "sinks", keep, handle)
-    args.alibi_slopes = dltensor(alibi_slopes, "alibi_slopes", keep, handle)
+
+    def tensor(x, name, field):
+        return dltensor(x, name, keep, frame, base, _SLOT[field], handle)
+    args.q = tensor(q, "q", "q")
+    args.k = tensor(k, "k", "k")
+    args.v = tensor(v, "v", "v")
+    args.seqlens_kv = tensor(seqlens_kv, "seqlens_kv", "seqlens_kv")
+    args.block_table = tensor(block_table, "block_table", "block_table")
+    args.cu_seqlens_q = tensor(cu_seqlens_q, "cu_seqlens_q", "cu_seqlens_q")
+    args.cu_seqlens_k = tensor(cu_seqlens_k, "cu_seqlens_k", "cu_seqlens_k")
+    args.sinks = tensor(sinks, "sinks", "sinks")
+    args.alibi_slopes = tensor(alibi_slopes, "alibi_slopes", "alibi_slopes")
     want_lse = bool(return_lse) or lse is not None
     if out is None:
         out = empty_like(q, tuple(q.shape[:-1]) + (v.shape[-1],), False, "out")
     if want_lse and lse is None:
         rows = (q.shape[1], q.shape[0]) if cu_seqlens_q is not None else (q.shape[0], q.shape[2], q.shape[1])
         lse = empty_like(q, rows, True, "lse")
-    args.o = dltensor(out, "out", keep, handle)
-    args.lse = dltensor(lse, "lse", keep, handle) if want_lse else None
+    args.o = tensor(out, "out", "o")
+    args.lse = tensor(lse, "lse", "lse") if want_lse else None
 
     if _size_only or (workspace is None and is_torch(q) and q.is_cuda):
         need = ctypes.c_size_t(0)
-        status = lib.fj_attention_workspace_size(context._live(), ctypes.byref(args), ctypes.byref(need))
+        status = lib.fj_attention_workspace_size(context._live(), base, ctypes.byref(need))
         if status != _ffi.FJ_OK:
             _fail(lib, status, "flashjit.attention")
         if _size_only:
@@ -329,8 +338,8 @@ def _attention(context, q, k, v, causal=False, softmax_scale=None, out=None, ret
             import torch
             workspace = torch.empty(need.value, dtype=torch.uint8, device=q.device)
     if workspace is not None and workspace is not False:
-        args.workspace = dltensor(workspace, "workspace", keep, handle)
-    status = lib.fj_attention_forward(context._live(), ctypes.byref(args))
+        args.workspace = tensor(workspace, "workspace", "workspace")
+    status = lib.fj_attention_forward(context._live(), base)
     if status != _ffi.FJ_OK:
         _fail(lib, status, "flashjit.attention")
     return (out, lse) if want_lse else out

@@ -69,6 +69,41 @@ STRUCTS = [("fj_context_options", ContextOptions), ("fj_problem_shape", ProblemS
            ("fj_attention_args", AttentionArgs)]
 
 
+def _with_addresses(struct):
+    """struct's layout with every pointer field an address (an int): setting one costs no ctypes object."""
+    fields = [(name, ctypes.c_void_p if issubclass(kind, ctypes._Pointer) else kind) for name, kind in struct._fields_]
+    return type(struct.__name__ + "Addresses", (ctypes.Structure,), {"_fields_": fields})
+
+
+AttentionArgsAddresses = _with_addresses(AttentionArgs)
+
+# The tensors of a call, each a slot of a CallFrame (its DLTensor, and room for 8 dims of shape and strides).
+TENSOR_SLOTS = ("q", "k", "v", "o", "lse", "seqlens_kv", "block_table", "workspace", "cu_seqlens_q", "sinks",
+                "cu_seqlens_k", "alibi_slopes")
+MAX_NDIM = 8
+
+
+class CallFrame(ctypes.Structure):
+    """One call's fj_attention_args and the DLTensors it points at, with their shapes and strides, in one
+    block the package fills in place (struct.pack_into at these offsets): a call makes no other ctypes
+    object. args is at offset 0, so the frame's address is the args pointer."""
+    _fields_ = [("args", AttentionArgsAddresses), ("tensors", DLTensor * len(TENSOR_SLOTS)),
+                ("dims", ctypes.c_int64 * (2 * MAX_NDIM * len(TENSOR_SLOTS)))]
+
+
+_frames = {}
+
+
+def new_frame(lib):
+    """A CallFrame whose args hold the library's defaults (fj_attention_args_init_size, once per library)."""
+    prototype = _frames.get(id(lib))
+    if prototype is None:
+        prototype = CallFrame()
+        lib.fj_attention_args_init_size(ctypes.addressof(prototype), ctypes.c_size_t(ctypes.sizeof(AttentionArgs)))
+        _frames[id(lib)] = prototype
+    return CallFrame.from_buffer_copy(prototype)
+
+
 def init(lib, name, struct):
     """A new struct filled by the library's defaults, through <name>_init_size (never past its end)."""
     value = struct()
@@ -113,8 +148,9 @@ def _declare(lib):
     lib.fj_context_destroy.argtypes = [c_void_p]
     lib.fj_context_device_name.argtypes = [c_void_p, ctypes.c_char_p, c_size_t]
     lib.fj_context_warmup.argtypes = [c_void_p, ctypes.POINTER(ProblemShape), c_size_t, ctypes.POINTER(c_size_t)]
-    lib.fj_attention_forward.argtypes = [c_void_p, ctypes.POINTER(AttentionArgs)]
-    lib.fj_attention_workspace_size.argtypes = [c_void_p, ctypes.POINTER(AttentionArgs), ctypes.POINTER(c_size_t)]
+    # args by address: a CallFrame's (its args first)
+    lib.fj_attention_forward.argtypes = [c_void_p, c_void_p]
+    lib.fj_attention_workspace_size.argtypes = [c_void_p, c_void_p, ctypes.POINTER(c_size_t)]
     for name, _ in STRUCTS:
         getattr(lib, name + "_init_size").argtypes = [c_void_p, c_size_t]
         getattr(lib, name + "_init_size").restype = None

@@ -1,15 +1,25 @@
 """_tensors.py: the caller's arrays as DLTensors, borrowed for one call, and outputs made like them.
 
-PyTorch tensors are described from data_ptr(), shape and stride() directly: that is cheaper than a
-DLPack capsule per tensor per call, and it takes the fp8 dtypes, which some PyTorch versions do not
-export through DLPack. Anything else (numpy, CuPy, JAX arrays) goes through the DLPack protocol: its
-__dlpack__ capsule is read, not consumed, so the producer keeps its memory and frees it when the
-capsule goes (it is held until the call returns)."""
+PyTorch tensors are described from data_ptr(), shape and stride() directly, written into the call's
+CallFrame (_ffi.py) by struct.pack_into: that is cheaper than a DLPack capsule, or ctypes objects, per
+tensor per call, and it takes the fp8 dtypes, which some PyTorch versions do not export through DLPack.
+Anything else (numpy, CuPy, JAX arrays) goes through the DLPack protocol: its __dlpack__ capsule is
+read, not consumed, so the producer keeps its memory and frees it when the capsule goes (it is held
+until the call returns), and the call points at the producer's own DLTensor."""
 import ctypes
+import struct
 import sys
 
-from ._ffi import (DLDataType, DLDevice, DLTensor, KDL_BFLOAT, KDL_CPU, KDL_CUDA, KDL_FLOAT,
-                   KDL_FLOAT8_E4M3FN, KDL_FLOAT8_E5M2, KDL_INT, KDL_UINT)
+from ._ffi import (KDL_BFLOAT, KDL_CPU, KDL_CUDA, KDL_FLOAT, KDL_FLOAT8_E4M3FN, KDL_FLOAT8_E5M2, KDL_INT, KDL_UINT,
+                   MAX_NDIM, CallFrame, DLTensor)
+
+# A DLTensor (dlpack.h) field by field: data, device (type, id), ndim, dtype (code, bits, lanes), shape,
+# strides, byte_offset; and a tensor's shape then strides, per ndim.
+_TENSOR = struct.Struct("<QiiiBBHQQQ")
+_DIMS = [struct.Struct("<%dq" % (2 * n)) for n in range(MAX_NDIM + 1)]
+_TENSORS_AT, _DIMS_AT = CallFrame.tensors.offset, CallFrame.dims.offset
+assert (_TENSOR.size == ctypes.sizeof(DLTensor) and DLTensor.shape.offset == 24 and DLTensor.dtype.offset == 20
+        and DLTensor.byte_offset.offset == 40), "DLTensor's layout is not the one _TENSOR packs"
 
 _capsule_pointer = ctypes.pythonapi.PyCapsule_GetPointer
 _capsule_pointer.restype = ctypes.c_void_p
@@ -30,7 +40,6 @@ def is_numpy(x):
 
 
 _torch_codes = None
-_int64_arrays = [ctypes.c_int64 * max(n, 1) for n in range(9)]
 
 
 def _torch_dtype_code(torch, dtype, name):
@@ -48,19 +57,24 @@ def _torch_dtype_code(torch, dtype, name):
     return _torch_codes[dtype]
 
 
-def _from_torch(x, name, keep):
+def _from_torch(x, name, keep, frame, base, slot):
     torch = sys.modules["torch"]
     code, bits = _torch_dtype_code(torch, x.dtype, name)
-    kind, index = device_of(x)
-    if kind not in (KDL_CPU, KDL_CUDA):
+    if x.is_cuda:
+        kind, index = KDL_CUDA, x.get_device()
+    elif getattr(x, "is_cpu", False) or x.device.type == "cpu":  # is_cpu: torch 1.10 and later
+        kind, index = KDL_CPU, 0
+    else:
         raise TypeError("%s: a tensor on %s; flashjit takes cpu and cuda tensors" % (name, x.device))
-    device = DLDevice(kind, index)
     ndim = x.dim()
-    sizes = _int64_arrays[ndim] if ndim < len(_int64_arrays) else ctypes.c_int64 * ndim
-    # The DLTensor holds its shape and strides arrays itself (ctypes keeps what a pointer field is given).
-    tensor = DLTensor(x.data_ptr(), device, ndim, DLDataType(code, bits, 1), sizes(*x.shape), sizes(*x.stride()), 0)
-    keep += [x, tensor]
-    return tensor
+    if ndim > MAX_NDIM:
+        raise ValueError("%s: %d dimensions; flashjit's tensors have at most 4" % (name, ndim))
+    dims = _DIMS_AT + slot * 2 * MAX_NDIM * 8
+    _DIMS[ndim].pack_into(frame, dims, *x.shape, *x.stride())
+    at = _TENSORS_AT + slot * _TENSOR.size
+    _TENSOR.pack_into(frame, at, x.data_ptr(), kind, index, ndim, code, bits, 1, base + dims, base + dims + 8 * ndim, 0)
+    keep.append(x)
+    return base + at
 
 
 def _from_dlpack(x, name, keep, stream):
@@ -80,26 +94,26 @@ def _from_dlpack(x, name, keep, stream):
         raise TypeError("%s: %s.__dlpack__ refused to share its memory: %s" % (name, type(x).__name__, error)) from None
     if not _capsule_is_valid(capsule, b"dltensor"):
         raise TypeError("%s: %s.__dlpack__ gave no unused DLPack capsule" % (name, type(x).__name__))
-    pointer = _capsule_pointer(capsule, b"dltensor")
     keep.append(capsule)  # the capsule owns the DLManagedTensor, whose first member is the DLTensor
-    return DLTensor.from_address(pointer)
+    return _capsule_pointer(capsule, b"dltensor")
 
 
-def dltensor(x, name, keep, stream=0):
-    """A pointer to a DLTensor viewing x for the length of one call (keep holds what it borrows), or
-    None for None."""
+def dltensor(x, name, keep, frame, base, slot, stream=0):
+    """The address of a DLTensor viewing x for the length of one call, or None for None: a torch
+    tensor's written into slot `slot` of frame (a CallFrame at address base), another array's its
+    producer's own; keep holds what the call borrows."""
     if x is None:
         return None
-    tensor = _from_torch(x, name, keep) if is_torch(x) else _from_dlpack(x, name, keep, stream)
-    return ctypes.pointer(tensor)
+    if is_torch(x):
+        return _from_torch(x, name, keep, frame, base, slot)
+    return _from_dlpack(x, name, keep, stream)
 
 
 def device_of(x):
     """(DLPack device type, index) of an array."""
     if is_torch(x):
-        if x.device.type == "cuda":
-            torch = sys.modules["torch"]
-            return KDL_CUDA, x.device.index if x.device.index is not None else torch.cuda.current_device()
+        if x.is_cuda:
+            return KDL_CUDA, x.get_device()
         return (KDL_CPU, 0) if x.device.type == "cpu" else (-1, 0)
     where = getattr(x, "__dlpack_device__", None)
     if where is None:
@@ -111,8 +125,7 @@ def device_of(x):
 def empty_like(x, shape, float32, name):
     """A new uninitialised array of shape on x's device: x's dtype, or float32."""
     if is_torch(x):
-        torch = sys.modules["torch"]
-        return torch.empty(shape, dtype=torch.float32 if float32 else x.dtype, device=x.device)
+        return x.new_empty(shape, dtype=sys.modules["torch"].float32) if float32 else x.new_empty(shape)
     if is_numpy(x):
         numpy = sys.modules["numpy"]
         return numpy.empty(shape, dtype=numpy.float32 if float32 else x.dtype)
