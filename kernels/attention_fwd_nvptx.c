@@ -48,7 +48,7 @@ static const kernel_param params[P_COUNT] = {
                    "256, as MLA's absorbed decode: 512; 1 elsewhere)", 3, {1, 2, 4}, .optional = 1},
 };
 
-#define GENERATOR_VERSION 19
+#define GENERATOR_VERSION 20
 
 /* A budget on the registers one thread's fragments take in the main loop (32-bit registers), as a
  * weighted count fitted to what ptxas does: O (live throughout); half of S (the fp32 scores live only
@@ -875,8 +875,8 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
                      BN, (cols), (swizzled), 0})
 #define K_RING(stage) RING(q_bytes, stage, k_bytes, D, s.swizzle)
 #define V_RING(stage) RING(v_ring, stage, v_bytes, DV, s.swizzle)
-#define K_STAGING(stage) RING(k_staging, stage, BN * D, D, 0)
-#define V_STAGING(stage) RING(v_staging, stage, BN * DV, DV, 0)
+#define K_STAGING(stage) RING(k_staging, stage, BN * D, D, s.swizzle)
+#define V_STAGING(stage) RING(v_staging, stage, BN * DV, DV, s.swizzle)
 /* The K and V tiles of rows [row, row + BN) into ring stage `stage`: as they are, or an fp8 cache's raw */
 #define COPY_KV_TILES(stage, row)                                                \
   do {                                                                           \

@@ -522,11 +522,11 @@ static void bank_summary_text(const emu_bank_summary banks[EMU_BANKS_KINDS], cha
 }
 
 /* The kinds of shared-memory request the kernel's layouts promise to make without bank conflicts:
- * cp.async always (consecutive threads fill consecutive 16 bytes of a tile), the stores of the fp8
- * widening too, and of the synchronous copies (a strided head dim, misaligned rows) where rows are
- * whole groups of 8 chunks; ldmatrix on swizzled tiles unless a tile's padded rows are 6 mod 8 chunks
- * (head dims 40, 104, ...: two rows of a phase share a bank group, tile_gpu_swizzle_chunk); the
- * widening's loads of an fp8 cache's raw bytes where rows are whole groups of 8 chunks. */
+ * cp.async always (consecutive threads fill consecutive 16 bytes of a tile), the fp8 staging's stores
+ * and the widening's loads and stores too (on unswizzled tiles as well: in order), the synchronous
+ * copies' stores (a strided head dim, misaligned rows) where rows are whole groups of 8 chunks; ldmatrix
+ * on swizzled tiles unless a tile's padded rows are 6 mod 8 chunks (head dims 40, 104, ...: two rows of
+ * a phase share a bank group, tile_gpu_swizzle_chunk). */
 static int banks_promised(int kind, const test_case *c, const attention_key *key, const kernel_config *config) {
   int swizzled = 0;
   for (int p = 0; p < family->num_params; p++)
@@ -534,7 +534,6 @@ static int banks_promised(int kind, const test_case *c, const attention_key *key
   int chunks = (key->head_dim + 15) / 16 * 2, chunks_v = (core_key_head_dim_v(key) + 15) / 16 * 2;
   switch (kind) {
     case EMU_BANKS_LDMATRIX: return swizzled && chunks % 8 != 6 && chunks_v % 8 != 6;
-    case EMU_BANKS_LOAD: return !key->kv_fp8 || (chunks % 8 == 0 && chunks_v % 8 == 0);
     case EMU_BANKS_STORE: return (c->layout != DSTRIDE2 && c->layout != MISALIGNED) || (chunks % 8 == 0 && chunks_v % 8 == 0);
     default: return 1;
   }

@@ -124,15 +124,16 @@ static LLVMValueRef fp8_to_operand_bits(tile_gpu *tg, LLVMValueRef bits, dtype_i
   return LLVMBuildBitCast(B(tg), LLVMBuildFPTrunc(B(tg), value, operand_type(tg), ""), tg->tb.i16, "");
 }
 
-/* The swizzle rule of tile_gpu_swizzle_chunk on i32 values; chunk may be a run-time value. */
-static LLVMValueRef swizzle_ir(tile_gpu *tg, LLVMValueRef row, LLVMValueRef chunk, int chunks_per_row,
-                               int swizzle) {
+/* The swizzle rule of tile_gpu_swizzle_chunk on i32 values, each group's xor mask and'ed with `keep`
+ * (-1: the rule itself; ~1: chunk pairs kept whole and in order); chunk may be a run-time value. */
+static LLVMValueRef swizzle_ir_keeping(tile_gpu *tg, LLVMValueRef row, LLVMValueRef chunk, int chunks_per_row,
+                                       int swizzle, int keep) {
   if (!swizzle) return chunk;
   LLVMBuilderRef b = B(tg);
   int full = chunks_per_row & ~7;
   LLVMValueRef result = chunk;
   if (full > 0) {
-    LLVMValueRef x = LLVMBuildXor(b, chunk, LLVMBuildAnd(b, row, tile_gpu_i32(tg, 7), ""), "");
+    LLVMValueRef x = LLVMBuildXor(b, chunk, LLVMBuildAnd(b, row, tile_gpu_i32(tg, 7 & keep), ""), "");
     if (full == chunks_per_row) return x;
     result = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, chunk, tile_gpu_i32(tg, full), ""), x, chunk, "");
   }
@@ -140,8 +141,12 @@ static LLVMValueRef swizzle_ir(tile_gpu *tg, LLVMValueRef row, LLVMValueRef chun
   for (int width = 4; width >= 2; width /= 2) {
     if (!(rest & width)) continue;
     int shift = width == 4 ? 1 : 2;
+    if (((width - 1) & keep) == 0) {  /* nothing of this group's mask is kept: it stays in place */
+      base += width;
+      continue;
+    }
     LLVMValueRef mask = LLVMBuildAnd(b, LLVMBuildLShr(b, row, tile_gpu_i32(tg, shift), ""),
-                                     tile_gpu_i32(tg, width - 1), "");
+                                     tile_gpu_i32(tg, (width - 1) & keep), "");
     LLVMValueRef local = LLVMBuildSub(b, chunk, tile_gpu_i32(tg, base), "");
     LLVMValueRef moved = LLVMBuildAdd(b, LLVMBuildXor(b, local, mask, ""), tile_gpu_i32(tg, base), "");
     LLVMValueRef inside = LLVMBuildAnd(b, LLVMBuildICmp(b, LLVMIntSGE, chunk, tile_gpu_i32(tg, base), ""),
@@ -150,6 +155,11 @@ static LLVMValueRef swizzle_ir(tile_gpu *tg, LLVMValueRef row, LLVMValueRef chun
     base += width;
   }
   return result;
+}
+
+static LLVMValueRef swizzle_ir(tile_gpu *tg, LLVMValueRef row, LLVMValueRef chunk, int chunks_per_row,
+                               int swizzle) {
+  return swizzle_ir_keeping(tg, row, chunk, chunks_per_row, swizzle, -1);
 }
 
 /* Bytes from one row of a shared tile to the next. */
@@ -534,14 +544,26 @@ void tile_gpu_copy(tile_gpu *tg, const tile_gpu_shared *dst, const tile_gpu_glob
 
 /* ---- fp8 tiles staged raw, then widened in shared memory ---- */
 
-/* A staging tile's byte offset of element (row, column): one byte an element, rows `cols` bytes apart. */
+/* A staging tile's byte offset of element (row, column): one byte an element, rows `cols` bytes apart.
+ * column is where the bytes are stored: see staging_slot. */
 static LLVMValueRef staging_offset(tile_gpu *tg, const tile_gpu_shared *staging, LLVMValueRef row, LLVMValueRef column) {
   LLVMBuilderRef b = B(tg);
   return LLVMBuildAdd(b, staging->offset,
                       LLVMBuildAdd(b, LLVMBuildMul(b, row, tile_gpu_i32(tg, staging->cols), ""), column, ""), "");
 }
 
-/* One piece of `piece` bytes (16: cp.async; 8: byte loads) of the staging tile, for_each_piece's. */
+/* Where a swizzled staging tile keeps the 8 raw bytes of operand chunk `chunk` of row `row` (an i32 slot of
+ * 8 bytes; its own inverse): the operand tile's swizzle with the lowest bit of each mask cleared, so
+ * that a chunk pair (one 16-byte cp.async) stays whole and in order, while the chunk the widening writes
+ * at place j is read from slot j or its pair's other half: 16 lanes of 8-byte reads cover the same 128
+ * bytes as in order, with no bank conflict, whatever the row pitch. Unswizzled: the chunk itself. */
+static LLVMValueRef staging_slot(tile_gpu *tg, const tile_gpu_shared *staging, LLVMValueRef row, LLVMValueRef chunk) {
+  return swizzle_ir_keeping(tg, row, chunk, staging->cols / 8, staging->swizzle, ~1);
+}
+
+/* One piece of `piece` bytes (16: cp.async; 8: byte loads) of the staging tile, for_each_piece's: the
+ * thread fills the piece-th `piece` bytes of its row in the order they are stored, with the raw bytes of
+ * the chunks staging_slot puts there. */
 typedef struct raw_pass {
   const tile_gpu_shared *staging;
   const tile_gpu_global *src;
@@ -551,14 +573,16 @@ typedef struct raw_pass {
 
 static void copy_raw_piece(tile_gpu *tg, LLVMValueRef row, LLVMValueRef piece_index, LLVMValueRef place,
                            const void *state) {
-  (void)place;  /* the staging tile is not swizzled: the piece's own place */
+  (void)place;  /* the staging tile's order is staging_slot's, for_each_piece's rows and places */
   const raw_pass *pass = state;
   const tile_gpu_global *src = pass->src;
   tile_builder *tb = &tg->tb;
   LLVMBuilderRef b = B(tg);
   LLVMTypeRef i8 = LLVMInt8TypeInContext(tb->ctx);
   int piece = pass->piece;
-  LLVMValueRef column = LLVMBuildMul(b, piece_index, tile_gpu_i32(tg, piece), "");
+  LLVMValueRef stored = LLVMBuildMul(b, piece_index, tile_gpu_i32(tg, piece), "");
+  LLVMValueRef first_chunk = staging_slot(tg, pass->staging, row, LLVMBuildLShr(b, stored, tile_gpu_i32(tg, 3), ""));
+  LLVMValueRef column = LLVMBuildShl(b, first_chunk, tile_gpu_i32(tg, 3), "");
   LLVMValueRef global_row = LLVMBuildAdd(b, pass->first_row, LLVMBuildZExt(b, row, tb->i64, ""), "");
   /* the piece's bytes that exist: all, the head dim's last 8 (a dim of 8 mod 16), or none */
   LLVMValueRef left = LLVMBuildSub(b, tile_gpu_i32(tg, src->cols), column, "");
@@ -571,7 +595,7 @@ static void copy_raw_piece(tile_gpu *tg, LLVMValueRef row, LLVMValueRef piece_in
                                     LLVMBuildMul(b, LLVMBuildZExt(b, column, tb->i64, ""), src->col_stride, ""), "");
   /* a missing piece still points inside the tensor (element 0): nothing is read from it */
   index = LLVMBuildSelect(b, valid, index, tile_i64(tb, 0), "");
-  LLVMValueRef to = shared_address(tg, staging_offset(tg, pass->staging, row, column));
+  LLVMValueRef to = shared_address(tg, staging_offset(tg, pass->staging, row, stored));
   if (piece == 16) {
     cuda_ir_cp_async_16(&tg->ir, to, tile_gpu_fp8_element_address(tg, src->base, index), bytes);
     return;
@@ -621,9 +645,9 @@ typedef struct widen_pass {
 static void widen_chunk(tile_gpu *tg, LLVMValueRef row, LLVMValueRef chunk, LLVMValueRef place, const void *state) {
   const widen_pass *pass = state;
   LLVMBuilderRef b = B(tg);
-  LLVMValueRef column = LLVMBuildShl(b, chunk, tile_gpu_i32(tg, 3), "");
+  LLVMValueRef stored = LLVMBuildShl(b, staging_slot(tg, pass->staging, row, chunk), tile_gpu_i32(tg, 3), "");
   LLVMValueRef bytes = LLVMBuildLoad2(b, LLVMVectorType(LLVMInt8TypeInContext(tg->tb.ctx), 8),
-                                      shared_address(tg, staging_offset(tg, pass->staging, row, column)), "");
+                                      shared_address(tg, staging_offset(tg, pass->staging, row, stored)), "");
   LLVMSetAlignment(bytes, 8);
   LLVMValueRef packed = LLVMGetPoison(LLVMVectorType(tg->tb.i16, 8));
   for (int e = 0; e < 8; e++) {

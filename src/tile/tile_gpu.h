@@ -162,8 +162,8 @@ LLVMValueRef tile_gpu_element_address(tile_gpu *tg, LLVMValueRef base, LLVMValue
 void tile_gpu_copy(tile_gpu *tg, const tile_gpu_shared *dst, const tile_gpu_global *src,
                    LLVMValueRef first_row);
 /* An fp8 cache's tiles are staged: the raw bytes of rows [first_row, first_row + staging->rows) of src (an
- * fp8 view) go into `staging`, a tile of one byte an element, unswizzled (cols: the operand tile's padded
- * columns, which arrive as zeros), by 16-byte cp.async where the rows are 16-byte aligned and contiguous
+ * fp8 view) go into `staging`, a tile of one byte an element (cols: the operand tile's padded columns,
+ * which arrive as zeros; swizzled as the operand tile is, by 8-byte slots with chunk pairs kept whole), by 16-byte cp.async where the rows are 16-byte aligned and contiguous
  * (checked at run time), else by byte loads and 8-byte stores; missing rows and columns are zeros.
  * tile_gpu_convert_fp8 then widens a landed staging tile into the operand tile dst, exactly. */
 void tile_gpu_copy_fp8_raw(tile_gpu *tg, const tile_gpu_shared *staging, const tile_gpu_global *src,
