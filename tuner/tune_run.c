@@ -1009,13 +1009,12 @@ fj_status tune_run(fj_context *context, const fj_problem_shape *problems, int co
   for (int i = 0; i < count; i++) {
     char what[32];
     snprintf(what, sizeof what, "problems[%d]", i);
-    int kv_fp8;
+    int kv_fp8;  /* only checked here (named in the error); tune_make_problem makes k and v of it */
     fj_status status = runtime_shape_kv_fp8(&problems[i], what, &kv_fp8);
     if (status != FJ_OK) {
       free(tuned);
       return status;
     }
-    (void)kv_fp8;
     tuned[i] = problems[i];
     if (runtime_shape_packed_k(&problems[i])) {
       tuned[i].packed_k = 0;
