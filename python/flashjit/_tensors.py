@@ -60,11 +60,8 @@ def _torch_dtype_code(torch, dtype, name):
 def _from_torch(x, name, keep, frame, base, slot):
     torch = sys.modules["torch"]
     code, bits = _torch_dtype_code(torch, x.dtype, name)
-    if x.is_cuda:
-        kind, index = KDL_CUDA, x.get_device()
-    elif getattr(x, "is_cpu", False) or x.device.type == "cpu":  # is_cpu: torch 1.10 and later
-        kind, index = KDL_CPU, 0
-    else:
+    kind, index = device_of(x)
+    if kind not in (KDL_CPU, KDL_CUDA):
         raise TypeError("%s: a tensor on %s; flashjit takes cpu and cuda tensors" % (name, x.device))
     ndim = x.dim()
     if ndim > MAX_NDIM:
@@ -114,7 +111,8 @@ def device_of(x):
     if is_torch(x):
         if x.is_cuda:
             return KDL_CUDA, x.get_device()
-        return (KDL_CPU, 0) if x.device.type == "cpu" else (-1, 0)
+        # is_cpu: torch 1.10 and later (device.type costs a device object per call)
+        return (KDL_CPU, 0) if getattr(x, "is_cpu", False) or x.device.type == "cpu" else (-1, 0)
     where = getattr(x, "__dlpack_device__", None)
     if where is None:
         return KDL_CPU, 0
