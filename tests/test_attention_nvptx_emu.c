@@ -12,14 +12,18 @@
  * dim's default config and a spread of the family's space in which every
  * value of every parameter appears (checked). First, the emulator's own checks are shown to fire on
  * small hand-written kernels (a read of an unfinished cp.async, a missing barrier, an unknown
- * intrinsic). One line per case: config, case, errors, work, time.
+ * intrinsic). Last, 6 cases of random features together (layouts, GQA, paged caches, per-sequence key
+ * counts, ragged queries, packed keys, windows, sinks, soft-capping, ALiBi, fp8 caches, v's own head
+ * dim, O split over warps), each with a random valid config of the whole space, split_kv ones in 2 to 4
+ * parts: new ones every run, repeated by the seed. One line per case: config, case, errors, work, time.
  * FJ_EMU_ONLY=substring runs only the cases whose line contains it; FJ_EMU_NO_O3=1 emulates the
  * generator's IR before the NVPTX O3 pipeline; FJ_EMU_SWEEP=1 runs every valid config of the space
  * for both dtypes, causal and not, at head dims 24 to 256 on one small shape instead (minutes), a hunt
  * for bugs beyond the listed cases (FJ_EMU_SWEEP=misaligned or =d-stride-2: in that layout, through
  * the synchronous copy paths; the strided one over the strided space; =decode: a decode step's space,
  * split_kv configs in 3 parts; =fp8 and =decode-fp8: those over an fp8 cache, E4M3 beside bf16 and E5M2
- * beside fp16, its tiles staged and widened); FJ_EMU_DUMP=dir keeps the
+ * beside fp16, its tiles staged and widened; =random: FJ_EMU_RANDOM (40) random cases, as above);
+ * FJ_EMU_DUMP=dir keeps the
  * rewritten host modules. Under AddressSanitizer, its one-time warning that swapcontext is not fully
  * supported is expected: the fibers tell ASan about every switch (tests/nvptx_emu_fiber.c). */
 #include <stdio.h>
@@ -539,6 +543,120 @@ static int banks_promised(int kind, const test_case *c, const attention_key *key
   }
 }
 
+/* ---- FJ_EMU_SWEEP=random: cases of random features, each with a random valid config ---------------- */
+
+#define RANDOM_CONFIG (-1) /* config_spec.values[0]: run_case draws a valid config of the whole space */
+
+static uint64_t splitmix(uint64_t *state) {
+  uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+static int64_t draw(uint64_t *state, int64_t lo, int64_t hi) {
+  return lo + (int64_t)(splitmix(state) % (uint64_t)(hi - lo + 1));
+}
+
+/* One config drawn uniformly from the valid ones of the key's space; returns the parts to split a
+ * split_kv config's keys into (2 to 4), else 0. */
+static int random_valid_config(const attention_key *key, uint64_t seed, kernel_config *out) {
+  int64_t total = 1, valid = 0, pick = -1;
+  for (int p = 0; p < family->num_params; p++) total *= family->params[p].num_values;
+  /* two passes: count the valid configs, then take the pick-th */
+  for (int pass = 0; pass < 2; pass++) {
+    int64_t seen = 0;
+    for (int64_t n = 0; n < total; n++) {
+      kernel_config config;
+      memset(&config, 0, sizeof config);
+      int64_t rest = n;
+      for (int p = 0; p < family->num_params; p++) {
+        config.values[p] = family->params[p].values[rest % family->params[p].num_values];
+        rest /= family->params[p].num_values;
+      }
+      char why[256];
+      if (!family->config_valid(key, &nvptx, &config, why, sizeof why)) continue;
+      if (pass == 1 && seen == pick) {
+        *out = config;
+        return family->splits_kv(&config) ? (int)draw(&seed, 2, 4) : 0;
+      }
+      seen++;
+    }
+    valid = seen;
+    if (valid == 0) break;
+    pick = draw(&seed, 0, valid - 1);
+  }
+  family->default_config(key, &nvptx, out); /* no valid config: the default, which config_valid then judges */
+  return 0;
+}
+
+/* A case of random features that case_tensors_create can lay out (its comments say which layouts each
+ * feature takes), small enough to emulate in a few seconds. */
+static test_case random_case(uint64_t seed) {
+  static const int dims[] = {16, 24, 32, 40, 48, 64, 72, 80, 96, 112, 128, 160, 192, 256};
+  static const layout layouts[] = {CONTIG, CONTIG, CONTIG, DSTRIDE2, LSESTRIDED, PACKED, MISALIGNED};
+  test_case c;
+  memset(&c, 0, sizeof c);
+  c.dtype = draw(&seed, 0, 1) ? BF16 : F16;
+  c.layout = layouts[draw(&seed, 0, 6)];
+  int shared = layout_shares_allocation(c.layout);
+  c.head_dim = dims[draw(&seed, 0, 13)];
+  c.head_dim_v = !shared && draw(&seed, 0, 5) == 0 ? dims[draw(&seed, 0, 13)] : 0;
+  if (c.head_dim_v == c.head_dim) c.head_dim_v = 0;
+  c.batch = draw(&seed, 1, 3);
+  c.kv_heads = draw(&seed, 1, 2);
+  c.heads = c.kv_heads * draw(&seed, 1, 4);
+  int decode = draw(&seed, 0, 3) == 0;
+  c.seqlen_q = decode ? draw(&seed, 1, 4) : draw(&seed, 1, 150);
+  c.seqlen_kv = draw(&seed, 0, 4) == 0 ? draw(&seed, 0, 20) : draw(&seed, 1, 260);
+  if (c.layout == PACKED) c.seqlen_kv = c.seqlen_q;
+  c.causal = (int)draw(&seed, 0, 1);
+  c.lse = draw(&seed, 0, 3) != 0;
+  c.scale = draw(&seed, 0, 4) == 0 ? 0.05f + 0.01f * (float)draw(&seed, 0, 40) : 0.0f;
+  c.window_left = c.window_right = -1;
+  if (draw(&seed, 0, 4) == 0) {
+    c.window_left = draw(&seed, 0, 2) == 0 ? -1 : (int)draw(&seed, 0, 100);
+    c.window_right = c.causal ? -1 : draw(&seed, 0, 2) == 0 ? -1 : (int)draw(&seed, 0, 40);
+  }
+  int plain = c.layout == CONTIG || c.layout == DSTRIDE2;
+  int kv_form = (int)draw(&seed, 0, 5); /* 0 paged, 1 packed keys, else k and v [b, skv, hk, d] */
+  if (kv_form == 0 && !shared) {
+    static const int pages[] = {1, 8, 16, 32, 64};
+    c.page_size = pages[draw(&seed, 0, 4)];
+    c.seqlen_kv = c.page_size * draw(&seed, 1, (260 + c.page_size - 1) / c.page_size);
+  }
+  c.packed_k = kv_form == 1 && plain;
+  c.varlen = !c.packed_k && draw(&seed, 0, c.page_size ? 1 : 3) == 0;
+  c.ragged_q = !shared && draw(&seed, 0, 4) == 0;
+  c.sinks = draw(&seed, 0, 5) == 0;
+  c.softcap = draw(&seed, 0, 5) == 0 ? 5.0f + (float)draw(&seed, 0, 45) : 0.0f;
+  c.alibi = draw(&seed, 0, 5) == 0 ? (int)draw(&seed, 1, 2) : 0;
+  c.kv_fp8 = !shared && draw(&seed, 0, 5) == 0 ? (draw(&seed, 0, 1) ? DTYPE_E4M3 : DTYPE_E5M2) : 0;
+  if (!shared && draw(&seed, 0, 15) == 0) { /* v wider than 256 (MLA's absorbed decode): O split over warps */
+    c.head_dim = draw(&seed, 0, 1) ? 576 : 256;
+    c.head_dim_v = draw(&seed, 0, 1) ? 512 : 384;
+    c.kv_heads = 1;
+    c.heads = draw(&seed, 1, 16);
+    c.seqlen_q = draw(&seed, 1, 24);
+  }
+  return c;
+}
+
+static void run_case(int index, const emu_case *e);
+
+/* FJ_EMU_RANDOM (default: the count given) such cases; their kernels are not kept. */
+static void random_cases(int default_count) {
+  const char *count_text = getenv("FJ_EMU_RANDOM");
+  int count = count_text && *count_text ? atoi(count_text) : default_count;
+  int was_sweeping = sweeping;
+  sweeping = 1;
+  for (int i = 0; i < count; i++) {
+    emu_case e = {random_case(base_seed + 104729u * (uint64_t)i), {{RANDOM_CONFIG}}, 0};
+    run_case(NUM_CASES + i, &e);
+  }
+  printf("random: %d cases, %.1f s building\n", count, sweep_build_seconds);
+  sweeping = was_sweeping;
+}
+
 /* Set: the case is one of the fp8 code cases (case_fill_fp8_codes makes its inputs, case_fp8_codes_wrong
  * checks its outputs exactly). */
 static int fp8_codes;
@@ -566,13 +684,16 @@ static void run_case(int index, const emu_case *e) {
   runtime_kernel rk;
   memset(&rk, 0, sizeof rk);
   rk.family = family;
+  int splits = e->splits;
   if (e->config.values[0] == 0)
     family->default_config(&problem.key, &nvptx, &rk.config);
+  else if (e->config.values[0] == RANDOM_CONFIG)
+    splits = random_valid_config(&problem.key, base_seed + 7919u * (uint64_t)index, &rk.config);
   else
     for (int p = 0; p < family->num_params; p++) rk.config.values[p] = e->config.values[p];
   kernel_config_string(family, &rk.config, config_text, sizeof config_text);
   char line[600], split_text[32] = "";
-  if (e->splits > 0) snprintf(split_text, sizeof split_text, ", %d parts", e->splits);
+  if (splits > 0) snprintf(split_text, sizeof split_text, ", %d parts", splits);
   snprintf(line, sizeof line, "[%s%s%s] %s", config_text, e->config.values[0] == 0 ? " (default)" : "", split_text,
            name);
   const char *only = getenv("FJ_EMU_ONLY");
@@ -605,21 +726,26 @@ static void run_case(int index, const emu_case *e) {
   /* A split launch, as runtime_launch_attention makes it: the parts into a poisoned workspace, o
    * read-only for the first kernel (the parts must not write it), then the combine kernel. */
   int64_t parts = 1;
-  if (e->splits > 0) {
-    int block_n = rk.config.values[1];
-    parts = runtime_gpu_split_params(&problem, block_n, e->splits, 0, &params);
+  int block_n = rk.config.values[1];
+  if (splits > 0) parts = runtime_gpu_split_params(&problem, block_n, splits, 0, &params);
+  /* a random case with too few keys to split runs in one part (params unchanged), as the runtime's */
+  if (splits > 0 && parts < 2 && e->config.values[0] == RANDOM_CONFIG) {
+    splits = 0;
+    strncat(line, " (in 1 part: too few keys)", sizeof line - strlen(line) - 1);
+  }
+  if (splits > 0) {
     workspace_bytes = runtime_split_bytes(&problem, parts);
     workspace = malloc(workspace_bytes);
     double combine_seconds = 0;
     combine = kernel_for(&problem.key, &rk.config, GPU_COMBINE_SUFFIX, &combine_seconds, why, sizeof why);
     build_seconds += combine_seconds;
     if (workspace == NULL || combine == NULL || parts < 2) {
-      check(0, "%s: split into %d parts: %lld parts, %s", line, e->splits, (long long)parts,
+      check(0, "%s: split into %d parts: %lld parts, %s", line, splits, (long long)parts,
             combine == NULL ? why : "or no memory for the workspace");
       goto done;
     }
     memset(workspace, 0xff, workspace_bytes);  /* NaN in every float */
-    runtime_gpu_split_params(&problem, block_n, e->splits, (uint64_t)(uintptr_t)workspace, &params);
+    runtime_gpu_split_params(&problem, block_n, splits, (uint64_t)(uintptr_t)workspace, &params);
   }
   emu_kernel *launches[2] = {kernel, combine};
   int64_t grids[2] = {family->job_count(&problem, &rk.config) * parts, runtime_gpu_combine_blocks(&problem)};
@@ -741,7 +867,10 @@ int main(int argc, char **argv) {
   double start = now_s();
   self_tests();
   const char *only = getenv("FJ_EMU_ONLY"), *sweep_env = getenv("FJ_EMU_SWEEP");
-  if (sweep_env && *sweep_env && strcmp(sweep_env, "0") != 0) {
+  if (sweep_env && strcmp(sweep_env, "random") == 0) {
+    sweeping = 1;
+    random_cases(40);
+  } else if (sweep_env && *sweep_env && strcmp(sweep_env, "0") != 0) {
     sweep(strcmp(sweep_env, "misaligned") == 0 ? MISALIGNED : strcmp(sweep_env, "d-stride-2") == 0 ? DSTRIDE2 : CONTIG,
           strcmp(sweep_env, "decode") == 0 || strcmp(sweep_env, "decode-fp8") == 0,
           strcmp(sweep_env, "fp8") == 0 || strcmp(sweep_env, "decode-fp8") == 0);
@@ -758,6 +887,8 @@ int main(int argc, char **argv) {
     fp8_codes = 1;
     for (int i = 0; i < (int)(sizeof codes / sizeof codes[0]); i++) run_case(NUM_CASES + i, &codes[i]);
     fp8_codes = 0;
+    /* and a few cases of random features and configs, new ones every run (the seed above repeats them) */
+    if (!(only && *only)) random_cases(6);
   }
   double build_total = 0;
   for (int i = 0; i < build_count; i++) {
