@@ -9,6 +9,8 @@
  *   match the float64 reference of the call as the validator describes it;
  * - a mistake that cannot be a valid call (an inconsistent shape, a NaN scale, an out-of-range entry) is
  *   refused.
+ * Then fj_context_warmup with shapes of which one may have a field wrong: refused with the shape named,
+ * the shapes before it loaded at most. fj_attention_workspace_size must judge each call as the call does.
  * The seed is new each run (FJ_FUZZ_SEED=N repeats one; FJ_FUZZ_ITERS=N for more calls) and every
  * failure prints the call. */
 #include <math.h>
@@ -834,9 +836,19 @@ static int run_call(fj_context *context, call *c, int iteration) {
   for (int r = 0; r < c->num_regions; r++)
     memcpy(c->regions[r].snapshot, c->regions[r].base, c->regions[r].bytes + 2 * GUARD);
 
+  /* fj_attention_workspace_size validates as the call does: the same verdict */
+  size_t workspace_bytes = 0;
+  core_error_clear();
+  fj_status sizing = fj_attention_workspace_size(context, a, &workspace_bytes);
+  char sizing_message[160];
+  snprintf(sizing_message, sizeof sizing_message, "%s", fj_last_error());
   core_error_clear();
   fj_status status = fj_attention_forward(context, a);
   const char *message = fj_last_error();
+  if (sizing != status)
+    check(0, "call %d: %s; mistakes:%s: fj_attention_workspace_size says %s (%s), the call %s (%s)", iteration,
+          c->features, c->mistakes[0] ? c->mistakes : " none", fj_status_string(sizing), sizing_message,
+          fj_status_string(status), message);
   char where[160], what[2048];
   snprintf(what, sizeof what, "call %d: %.511s; mistakes:%.511s -> %s \"%.300s\"", iteration, c->features,
            c->mistakes[0] ? c->mistakes : " none", fj_status_string(status), message);
@@ -876,6 +888,74 @@ static int run_call(fj_context *context, call *c, int iteration) {
   return 1;
 }
 
+/* fj_context_warmup with 1 to 3 shapes, one of them (or none) with a field a caller got wrong. An
+ * error names the shape ("shapes[i]") and leaves at most the shapes before it loaded; a field no shape
+ * may hold must be refused. */
+static void fuzz_warmup(fj_context *context, int iterations) {
+  static const dtype_id dtypes[3] = {DTYPE_F32, DTYPE_F16, DTYPE_BF16};
+  static const int dims[] = {8, 16, 32, 64};
+  int made = 0;
+  for (int n = 0; n < iterations; n++) {
+    fj_problem_shape shapes[3];
+    int count = (int)rnd(1, 3);
+    for (int i = 0; i < count; i++) {
+      fj_problem_shape *p = &shapes[i];
+      fj_problem_shape_init(p);
+      p->dtype = dl_of(dtypes[rnd(0, 2)]);
+      p->batch = rnd(1, 2);
+      p->seqlen_q = rnd(1, 32);
+      p->seqlen_kv = rnd(0, 64);
+      p->kv_heads = (int)rnd(1, 2);
+      p->heads = p->kv_heads * (int)rnd(1, 2);
+      p->head_dim = dims[rnd(0, 3)];
+      p->causal = chance(50);
+      p->with_lse = chance(50);
+      p->varlen = chance(20);
+      p->page_size = chance(15) ? (int)rnd(1, 16) : 0;
+      p->sinks = chance(10);
+      p->softcap = chance(10) ? 30.0f : 0.0f;
+      if (chance(10)) p->kv_dtype = dl_of(chance(50) ? DTYPE_E4M3 : DTYPE_E5M2);
+    }
+    int bad = chance(20) ? -1 : (int)rnd(0, count - 1), must_refuse = 0;
+    char mistake[160] = "none";
+    if (bad >= 0) {
+      fj_problem_shape *p = &shapes[bad];
+      switch (rnd(0, 11)) {
+      case 0: p->struct_size = (uint32_t)rnd(0, 3); must_refuse = 1; snprintf(mistake, sizeof mistake, "struct_size=%u", p->struct_size); break;
+      case 1: p->dtype = (DLDataType){kDLInt, 8, 1}; must_refuse = 1; snprintf(mistake, sizeof mistake, "dtype int8"); break;
+      case 2: p->batch = chance(50) ? 0 : -1; must_refuse = 1; snprintf(mistake, sizeof mistake, "batch=%lld", (long long)p->batch); break;
+      case 3: p->seqlen_q = chance(50) ? 0 : -5; must_refuse = 1; snprintf(mistake, sizeof mistake, "seqlen_q=%lld", (long long)p->seqlen_q); break;
+      case 4: p->seqlen_kv = -1; must_refuse = 1; snprintf(mistake, sizeof mistake, "seqlen_kv=-1"); break;
+      case 5: p->heads = p->kv_heads * 2 + 1; p->kv_heads = 2; must_refuse = 1; snprintf(mistake, sizeof mistake, "heads=%d kv_heads=2", p->heads); break;
+      case 6: p->head_dim = chance(50) ? (int)rnd(1, 7) + 8 : 584; must_refuse = 1; snprintf(mistake, sizeof mistake, "head_dim=%d", p->head_dim); break;
+      case 7: p->page_size = -1; must_refuse = 1; snprintf(mistake, sizeof mistake, "page_size=-1"); break;
+      case 8: p->softcap = chance(50) ? NAN : -1.0f; must_refuse = 1; snprintf(mistake, sizeof mistake, "softcap=%g", (double)p->softcap); break;
+      case 9: p->kv_dtype = (DLDataType){kDLFloat, 64, 1}; must_refuse = 1; snprintf(mistake, sizeof mistake, "kv_dtype fp64"); break;
+      case 10: p->windowed = 1; p->window_left = -7; must_refuse = 1; snprintf(mistake, sizeof mistake, "window_left=-7"); break;
+      default: p->head_dim_v = (int)rnd(1, 7); must_refuse = 1; snprintf(mistake, sizeof mistake, "head_dim_v=%d", p->head_dim_v); break;
+      }
+    }
+    size_t loaded = 99;
+    core_error_clear();
+    fj_status status = fj_context_warmup(context, shapes, (size_t)count, &loaded);
+    const char *message = fj_last_error();
+    char named[16];
+    snprintf(named, sizeof named, "shapes[%d]", bad);
+    int ok;
+    if (status == FJ_OK)
+      ok = !must_refuse && loaded == (size_t)count;
+    else
+      ok = (status == FJ_INVALID_ARGUMENT || status == FJ_UNSUPPORTED) && strstr(message, "shapes[") != NULL &&
+           loaded < (size_t)count && (!must_refuse || (strstr(message, named) != NULL && loaded <= (size_t)bad)) &&
+           (must_refuse || bad >= 0 || status == FJ_UNSUPPORTED);
+    if (!ok)
+      check(0, "warmup %d: %d shapes, shapes[%d] %s -> %s, %zu loaded: \"%s\"", n, count, bad, mistake,
+            fj_status_string(status), loaded, message);
+    made++;
+  }
+  printf("%d warmups made\n", made);
+}
+
 int main(void) {
   const char *seed_text = getenv("FJ_FUZZ_SEED"), *iters_text = getenv("FJ_FUZZ_ITERS");
   uint64_t seed = seed_text ? strtoull(seed_text, NULL, 0) : (uint64_t)time(NULL) ^ ((uint64_t)clock() << 20);
@@ -910,6 +990,7 @@ int main(void) {
     }
     call_free(&c);
   }
+  fuzz_warmup(context, iterations / 3);
   fj_context_destroy(context);
   printf("%d calls made (%d without a mistake), %d skipped (a view past its buffer)\n", made, valid, skipped);
   printf("%d passed, %d failed\n", passed, failed);
