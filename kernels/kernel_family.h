@@ -78,6 +78,12 @@ void kernel_config_string(const kernel_family *family, const kernel_config *conf
  * first value); 0 on success, -1 with why. */
 int kernel_config_parse(const kernel_family *family, const char *text, kernel_config *out, char *why,
                         size_t why_size);
+/* The valid config of the family's space (config_valid for this key and target) that differs from
+ * `preferred` in the fewest parameters, the earliest in the space's order on a tie: where a default
+ * heuristic's pick cannot run a problem that another config can (a wide head dim's registers, a small
+ * shared memory). Returns 1 with *out, or 0 when no config of the space can run the problem. */
+int kernel_config_nearest_valid(const kernel_family *family, const attention_key *key, const jit_target *target,
+                                const kernel_config *preferred, kernel_config *out);
 /* The rows one (batch, head slot) holds: seqlen_q of one query head, or with pack_gqa the
  * seqlen_q * heads / kv_heads (position, query head) rows of one KV head's group, position-major. */
 int64_t kernel_slot_rows(const attention_problem *problem, int pack_gqa);

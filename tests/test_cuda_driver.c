@@ -894,6 +894,33 @@ static int run_scenario(const char *scenario) {
     backend_device_info info;
     fj_status s = cuda_backend.device_info(0, &info);
     check(s == FJ_OK && strcmp(info.arch, "sm_86") == 0, "cc 8.6 is %s (no arch-specific suffix)", info.arch);
+    /* MLA's absorbed decode (q and k 576, v 512) fits no config in sm_86's 99 KB of shared memory: the call
+     * says so (FJ_UNSUPPORTED, naming the device), where it once blamed the default heuristic (FJ_INTERNAL) */
+    fj_context_options options;
+    fj_context_options_init(&options);
+    options.device = "cuda:0";
+    options.disable_disk_cache = 1;
+    fj_context *context = NULL;
+    s = fj_context_create(&options, &context);
+    check(s == FJ_OK, "a context on the cc 8.6 fake: %s", s == FJ_OK ? "" : fj_last_error());
+    if (s == FJ_OK) {
+      int64_t q_shape[4] = {1, 1, 16, 576}, k_shape[4] = {1, 64, 1, 576}, v_shape[4] = {1, 64, 1, 512},
+              o_shape[4] = {1, 1, 16, 512};
+      static uint16_t q[16 * 576], k[64 * 576], v[64 * 512], o[16 * 512];
+      DLTensor tq, tk, tv, to;
+      fill_tensor(&tq, q, 4, q_shape, kDLCUDA, 0, DTYPE_BF16);
+      fill_tensor(&tk, k, 4, k_shape, kDLCUDA, 0, DTYPE_BF16);
+      fill_tensor(&tv, v, 4, v_shape, kDLCUDA, 0, DTYPE_BF16);
+      fill_tensor(&to, o, 4, o_shape, kDLCUDA, 0, DTYPE_BF16);
+      fj_attention_args args;
+      fj_attention_args_init(&args);
+      args.q = &tq, args.k = &tk, args.v = &tv, args.o = &to;
+      s = fj_attention_forward(context, &args);
+      check(s == FJ_UNSUPPORTED && contains(fj_last_error(), "no config of attention_fwd_nvptx can run") &&
+                contains(fj_last_error(), "sm_86"),
+            "d=576 dv=512 on sm_86 -> %s: \"%s\"", fj_status_string(s), fj_last_error());
+      fj_context_destroy(context);
+    }
   } else if (strcmp(scenario, "fake") == 0) {
     /* The same library the backend opened: dlopen of one path gives one handle. */
     check(cuda_backend.device_count() == 2, "the fake loads");

@@ -250,6 +250,63 @@ int main(void) {
     if (invalid) printf("  %d of %d supported keys have no valid default\n", invalid, supported);
   }
 
+  /* Where the NVIDIA default cannot run a problem (a strided head dim's copies at d > 512, a wide head
+   * dim in sm_86's 99 KB of shared memory), a call takes the valid config nearest it: it is valid, it is
+   * the default itself wherever that is valid, and it is missing only where no config of the space is
+   * valid (checked one by one), which a call reports as FJ_UNSUPPORTED. */
+  {
+    const kernel_family *cuda = kernel_family_for_backend("cuda");
+    const char *archs[] = {"sm_80", "sm_86", "sm_90a"};
+    int keys = 0, fell_back = 0, none = 0, wrong = 0;
+    int64_t total = 1;
+    for (int p = 0; cuda && p < cuda->num_params; p++) total *= cuda->params[p].num_values;
+    for (int a = 0; cuda && a < 3; a++) {
+      jit_target nvptx;
+      if (jit_nvptx_target(archs[a], &nvptx) != FJ_OK) continue;
+      for (int d = 8; d <= CORE_HEAD_DIM_MAX; d += 8)
+        for (int v = 0; v < 3; v++)
+          for (int form = 0; form < 8; form++) {
+            attention_key key = {.kind = PROBLEM_ATTENTION_FWD, .dtype = DTYPE_F16, .head_dim = d, .heads = 8,
+                                 .kv_heads = 2, .causal = 1, .has_lse = 1, .d_contiguous = !(form & 1),
+                                 .seqlen_bucket = (form & 2) ? 0 : 12, .kv_fp8 = (form & 4) ? DTYPE_E5M2 : 0};
+            int dv = v == 0 ? d : v == 1 ? 128 : 512;
+            key.head_dim_v = dv == d ? 0 : dv;
+            char why[256];
+            if (!cuda->problem_supported(&key, why, sizeof why)) continue;
+            keys++;
+            kernel_config preferred, nearest;
+            cuda->default_config(&key, &nvptx, &preferred);
+            int default_valid = cuda->config_valid(&key, &nvptx, &preferred, why, sizeof why);
+            int found = kernel_config_nearest_valid(cuda, &key, &nvptx, &preferred, &nearest);
+            int any = default_valid;
+            for (int64_t n = 0; n < total && !any; n++) {
+              kernel_config config;
+              memset(&config, 0, sizeof config);
+              int64_t rest = n;
+              for (int p = 0; p < cuda->num_params; p++) {
+                config.values[p] = cuda->params[p].values[rest % cuda->params[p].num_values];
+                rest /= cuda->params[p].num_values;
+              }
+              any = cuda->config_valid(&key, &nvptx, &config, why, sizeof why);
+            }
+            int ok = found == any && (!found || cuda->config_valid(&key, &nvptx, &nearest, why, sizeof why)) &&
+                     (!default_valid || memcmp(&nearest, &preferred, sizeof nearest) == 0);
+            if (!ok && wrong++ < 5)
+              printf("  %s d=%d dv=%d form %d: default valid %d, nearest found %d, any valid %d\n", archs[a], d, dv,
+                     form, default_valid, found, any);
+            fell_back += !default_valid && found;
+            none += !any;
+          }
+    }
+    char what[400];
+    snprintf(what, sizeof what,
+             "kernel_config_nearest_valid over %d NVIDIA keys (sm_80, sm_86, sm_90a; head dims 8..576, v's d, 128 "
+             "and 512; strided head dims, decode, fp8): valid where any config is, the default where it is valid "
+             "(%d take another config than the default, %d have none)",
+             keys, fell_back, none);
+    check(cuda != NULL && keys > 0 && wrong == 0, what);
+  }
+
   /* A register tile that cannot fit is refused with a reason that names the registers. */
   {
     attention_key key = {.kind = PROBLEM_ATTENTION_FWD, .dtype = DTYPE_F32, .head_dim = 64, .heads = 1, .kv_heads = 1};

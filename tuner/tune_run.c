@@ -953,8 +953,14 @@ static fj_status tune_problem(tune_problem_run *run) {
            space.duplicates, space.duplicates ? " (e.g. " : "", space.duplicate_reason, space.duplicates ? ")" : "",
            space.count);
 
-  kernel_config default_config;
+  kernel_config default_config, preferred;
   s->family->default_config(&run->bench.problem.key, runtime_target(s->context), &default_config);
+  /* as a call does: where the heuristic's pick cannot run the problem, the valid config nearest it */
+  char why[256];
+  preferred = default_config;
+  if (!s->family->config_valid(&run->bench.problem.key, runtime_target(s->context), &default_config, why, sizeof why))
+    kernel_config_nearest_valid(s->family, &run->bench.problem.key, runtime_target(s->context), &preferred,
+                                &default_config);
   kernel_config_string(s->family, &default_config, r->default_config, sizeof r->default_config);
 
   /* The default first: it is the baseline of the report, and its time sets the slow cutoff and the
