@@ -85,8 +85,8 @@ void cmd_tune_help(FILE *out) {
           "crash, hang, corrupt the output of, launch with an invalid input pointer (a device fault), or\n"
           "report a device fault and leave, for candidates whose config text contains S.\n"
           "\n"
-          "exit status: 0 done (also when a budget stopped it; it says so), 1 failed or another tuner\n"
-          "holds the device, 2 bad usage\n");
+          "exit status: 0 done (also when a budget stopped it, or a problem no kernel config can run on\n"
+          "the device was skipped; it says so), 1 failed or another tuner holds the device, 2 bad usage\n");
 }
 
 typedef struct tune_cli {
@@ -358,6 +358,7 @@ static const char *tune_stop_text(tune_stop stop) {
   switch (stop) {
     case TUNE_STOPPED_TIME: return "stopped: time budget spent";
     case TUNE_STOPPED_TRIALS: return "stopped: trial budget spent";
+    case TUNE_UNSUPPORTED: return "skipped: no config of the kernel family can run it on this device";
     default: return "";
   }
 }
@@ -450,7 +451,10 @@ static void tune_print_json(const preset_shapes *problems, const tune_result *re
     json_object_begin(&w);
     for (int k = 0; k < TRIAL_OUTCOME_COUNT; k++) json_kv_int(&w, tuning_outcome_name((trial_outcome)k), r->outcomes[k]);
     json_object_end(&w);
-    json_kv_string(&w, "stopped", r->stopped == TUNE_STOPPED_TIME ? "time" : r->stopped == TUNE_STOPPED_TRIALS ? "trials" : "");
+    json_kv_string(&w, "stopped", r->stopped == TUNE_STOPPED_TIME     ? "time"
+                                  : r->stopped == TUNE_STOPPED_TRIALS ? "trials"
+                                  : r->stopped == TUNE_UNSUPPORTED    ? "unsupported"
+                                                                      : "");
     json_kv_int(&w, "duplicate_of", r->duplicate_of);
     json_kv_double(&w, "seconds", r->seconds);
     json_object_end(&w);

@@ -921,6 +921,16 @@ static int run_scenario(const char *scenario) {
             "d=576 dv=512 on sm_86 -> %s: \"%s\"", fj_status_string(s), fj_last_error());
       fj_context_destroy(context);
     }
+    /* and a tune run skips it (one such shape in an operator's list must not stop the others) */
+    char command[1024], out[8192];
+    snprintf(command, sizeof command, "'%s' tune --device cuda:0 --batch 1 --heads 16 --kv-heads 1 --seqlen 1 "
+             "--seqlen-kv 1024 --head-dim 576 --head-dim-v 512 --json 2>&1", FJ_TEST_CLI);
+    FILE *p = popen(command, "r");
+    size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+    out[n] = '\0';
+    int rc = p ? pclose(p) : -1;
+    check(rc == 0 && contains(out, "\"stopped\":\"unsupported\"") && contains(out, "no config of attention_fwd_nvptx"),
+          "flashjit tune of it on sm_86: exit %d, skipped as unsupported%s%.1500s", rc, rc == 0 ? "" : ": ", rc == 0 ? "" : out);
   } else if (strcmp(scenario, "fake") == 0) {
     /* The same library the backend opened: dlopen of one path gives one handle. */
     check(cuda_backend.device_count() == 2, "the fake loads");
@@ -987,7 +997,8 @@ int main(int argc, char **argv) {
                          NULL};
   const char *initfail[] = {"FLASHJIT_CUDA_LIBRARY", FJ_TEST_FAKE_CUDA, "FAKE_CUDA_INIT_RESULT", "100",
                             "FLASHJIT_CACHE_DIR", cache_dir, NULL};
-  const char *sm86[] = {"FLASHJIT_CUDA_LIBRARY", FJ_TEST_FAKE_CUDA, "FAKE_CUDA_CC", "86", NULL};
+  const char *sm86[] = {"FLASHJIT_CUDA_LIBRARY", FJ_TEST_FAKE_CUDA, "FAKE_CUDA_CC", "86", "FLASHJIT_CACHE_DIR", cache_dir,
+                        NULL};
   const char *fake_env[] = {"FLASHJIT_CUDA_LIBRARY", FJ_TEST_FAKE_CUDA, "FAKE_CUDA_DEVICES", "2",
                             "FLASHJIT_CACHE_DIR", cache_dir, NULL};
   spawn(self, "nolib", nolib);

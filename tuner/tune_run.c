@@ -958,9 +958,16 @@ static fj_status tune_problem(tune_problem_run *run) {
   /* as a call does: where the heuristic's pick cannot run the problem, the valid config nearest it */
   char why[256];
   preferred = default_config;
-  if (!s->family->config_valid(&run->bench.problem.key, runtime_target(s->context), &default_config, why, sizeof why))
-    kernel_config_nearest_valid(s->family, &run->bench.problem.key, runtime_target(s->context), &preferred,
-                                &default_config);
+  if (!s->family->config_valid(&run->bench.problem.key, runtime_target(s->context), &default_config, why, sizeof why) &&
+      !kernel_config_nearest_valid(s->family, &run->bench.problem.key, runtime_target(s->context), &preferred,
+                                   &default_config)) {
+    /* Nothing to measure; one such shape in an operator's list must not stop the others. */
+    core_log(LOG_WARN, "tune: %s: no config of %s can run it on %s (the default's reason: %s); skipped", run->key,
+             s->family->name, runtime_target(s->context)->cpu, why);
+    r->stopped = TUNE_UNSUPPORTED;
+    tune_space_free(&space);
+    return FJ_OK;
+  }
   kernel_config_string(s->family, &default_config, r->default_config, sizeof r->default_config);
 
   /* The default first: it is the baseline of the report, and its time sets the slow cutoff and the

@@ -85,7 +85,9 @@ void tune_options_init(tune_options *options);
 #define TUNE_CONFIRM_MAX 8
 #define TUNE_CONFIRM_ROUNDS 3
 
-typedef enum tune_stop { TUNE_COMPLETE = 0, TUNE_STOPPED_TIME, TUNE_STOPPED_TRIALS } tune_stop;
+/* TUNE_UNSUPPORTED: no config of the family can run the problem on this device (nothing measured; the
+ * run goes on with the next problem, as a call of it reports FJ_UNSUPPORTED). */
+typedef enum tune_stop { TUNE_COMPLETE = 0, TUNE_STOPPED_TIME, TUNE_STOPPED_TRIALS, TUNE_UNSUPPORTED } tune_stop;
 
 typedef struct tune_result {
   char problem_key[512];
