@@ -120,24 +120,31 @@ int kernel_config_parse(const kernel_family *family, const char *text, kernel_co
   return 0;
 }
 
-int kernel_config_nearest_valid(const kernel_family *family, const attention_key *key, const jit_target *target,
-                                const kernel_config *preferred, kernel_config *out) {
+int64_t kernel_space_points(const kernel_family *family) {
   int64_t total = 1;
   for (int p = 0; p < family->num_params; p++) total *= family->params[p].num_values;
+  return total;
+}
+
+void kernel_space_point(const kernel_family *family, int64_t n, kernel_config *out) {
+  memset(out, 0, sizeof *out);
+  for (int p = family->num_params - 1; p >= 0; p--) {
+    out->values[p] = family->params[p].values[n % family->params[p].num_values];
+    n /= family->params[p].num_values;
+  }
+}
+
+int kernel_config_nearest_valid(const kernel_family *family, const attention_key *key, const jit_target *target,
+                                const kernel_config *preferred, kernel_config *out) {
   int best_distance = family->num_params + 1;
-  for (int64_t n = 0; n < total; n++) {
+  for (int64_t n = 0, total = kernel_space_points(family); n < total; n++) {
     kernel_config config;
-    memset(&config, 0, sizeof config);
-    int64_t rest = n, distance = 0;
-    /* odometer order, the last parameter fastest (as the tuner lists the space) */
-    for (int p = family->num_params - 1; p >= 0; p--) {
-      config.values[p] = family->params[p].values[rest % family->params[p].num_values];
-      rest /= family->params[p].num_values;
-      distance += config.values[p] != preferred->values[p];
-    }
+    kernel_space_point(family, n, &config);
+    int distance = 0;
+    for (int p = 0; p < family->num_params; p++) distance += config.values[p] != preferred->values[p];
     char why[256];
     if (distance >= best_distance || !family->config_valid(key, target, &config, why, sizeof why)) continue;
-    best_distance = (int)distance;
+    best_distance = distance;
     *out = config;
   }
   return best_distance <= family->num_params;

@@ -78,6 +78,10 @@ void kernel_config_string(const kernel_family *family, const kernel_config *conf
  * first value); 0 on success, -1 with why. */
 int kernel_config_parse(const kernel_family *family, const char *text, kernel_config *out, char *why,
                         size_t why_size);
+/* The points of the family's whole space, and point n of it (0 <= n < that), in the tuner's order: the
+ * last parameter fastest. */
+int64_t kernel_space_points(const kernel_family *family);
+void kernel_space_point(const kernel_family *family, int64_t n, kernel_config *out);
 /* The valid config of the family's space (config_valid for this key and target) that differs from
  * `preferred` in the fewest parameters, the earliest in the space's order on a tie: where a default
  * heuristic's pick cannot run a problem that another config can (a wide head dim's registers, a small

@@ -561,19 +561,13 @@ static int64_t draw(uint64_t *state, int64_t lo, int64_t hi) {
  * split_kv config's keys into (2 to 4), else 0; -1 when no config is valid (a call reports
  * FJ_UNSUPPORTED: test_kernel_space, test_cuda_driver). */
 static int random_valid_config(const attention_key *key, uint64_t seed, kernel_config *out) {
-  int64_t total = 1, valid = 0, pick = -1;
-  for (int p = 0; p < family->num_params; p++) total *= family->params[p].num_values;
+  int64_t total = kernel_space_points(family), valid = 0, pick = -1;
   /* two passes: count the valid configs, then take the pick-th */
   for (int pass = 0; pass < 2; pass++) {
     int64_t seen = 0;
     for (int64_t n = 0; n < total; n++) {
       kernel_config config;
-      memset(&config, 0, sizeof config);
-      int64_t rest = n;
-      for (int p = 0; p < family->num_params; p++) {
-        config.values[p] = family->params[p].values[rest % family->params[p].num_values];
-        rest /= family->params[p].num_values;
-      }
+      kernel_space_point(family, n, &config);
       char why[256];
       if (!family->config_valid(key, &nvptx, &config, why, sizeof why)) continue;
       if (pass == 1 && seen == pick) {

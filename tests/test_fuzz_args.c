@@ -215,6 +215,23 @@ static void random_layout(int ndim, int *order, int64_t *inner, int *pad) {
   *pad = chance(25) ? (int)rnd(1, 3) : 0;
 }
 
+/* cu_seqlens_q or _k: [batch + 1] offsets of sequences of 0 to max_length rows each, packed end to end
+ * after 0 to 2 spare rows; returns the rows in all (0 to 2 spare after them), *longest the longest. */
+static int64_t make_offsets(call *c, int which, int64_t max_length, int64_t *longest) {
+  int64_t cu_shape[1] = {c->batch + 1};
+  make_tensor(c, which, dl_int32, 1, cu_shape, NULL, 1, 0);
+  int64_t offset = rnd(0, 2);
+  *longest = 0;
+  set_int32(c, which, 0, offset);
+  for (int64_t b = 0; b < c->batch; b++) {
+    int64_t length = rnd(0, max_length);
+    if (length > *longest) *longest = length;
+    offset += length;
+    set_int32(c, which, b + 1, offset);
+  }
+  return offset + rnd(0, 2);
+}
+
 static void draw_call(call *c) {
   memset(c, 0, sizeof *c);
   static const dtype_id dtypes[3] = {DTYPE_F32, DTYPE_F16, DTYPE_BF16};
@@ -254,17 +271,8 @@ static void draw_call(call *c) {
   /* q and o: [b, sq, h, d], or [total_q, h, d] packed end to end */
   int64_t q_rows = c->batch * c->seqlen_q;
   if (c->ragged_q) {
-    int64_t cu_shape[1] = {c->batch + 1};
-    make_tensor(c, T_CUQ, dl_int32, 1, cu_shape, NULL, 1, 0);
-    int64_t offset = rnd(0, 2), longest = 0;
-    set_int32(c, T_CUQ, 0, offset);
-    for (int64_t b = 0; b < c->batch; b++) {
-      int64_t length = rnd(0, c->seqlen_q);
-      if (length > longest) longest = length;
-      offset += length;
-      set_int32(c, T_CUQ, b + 1, offset);
-    }
-    c->total_q = offset + rnd(0, 2);
+    int64_t longest;
+    c->total_q = make_offsets(c, T_CUQ, c->seqlen_q, &longest);
     a->cu_seqlens_q = &c->t[T_CUQ].t;
     a->max_seqlen_q = longest;
     say(c->features, " ragged_q(total %lld, max %lld)", (long long)c->total_q, (long long)longest);
@@ -318,17 +326,8 @@ static void draw_call(call *c) {
     say(c->features, " paged(%lld pages of %d, %lld a sequence)", (long long)c->pages, c->page_size,
         (long long)c->max_pages);
   } else if (c->packed_k) {
-    int64_t cu_shape[1] = {c->batch + 1};
-    make_tensor(c, T_CUK, dl_int32, 1, cu_shape, NULL, 1, 0);
-    int64_t offset = rnd(0, 2), longest = 0;
-    set_int32(c, T_CUK, 0, offset);
-    for (int64_t b = 0; b < c->batch; b++) {
-      int64_t length = rnd(0, c->seqlen_kv);
-      if (length > longest) longest = length;
-      offset += length;
-      set_int32(c, T_CUK, b + 1, offset);
-    }
-    c->total_k = offset + rnd(0, 2);
+    int64_t longest;
+    c->total_k = make_offsets(c, T_CUK, c->seqlen_kv, &longest);
     a->cu_seqlens_k = &c->t[T_CUK].t;
     a->max_seqlen_k = longest;
     kv_ndim = 3;

@@ -258,8 +258,7 @@ int main(void) {
     const kernel_family *cuda = kernel_family_for_backend("cuda");
     const char *archs[] = {"sm_80", "sm_86", "sm_90a"};
     int keys = 0, fell_back = 0, none = 0, wrong = 0;
-    int64_t total = 1;
-    for (int p = 0; cuda && p < cuda->num_params; p++) total *= cuda->params[p].num_values;
+    int64_t total = cuda ? kernel_space_points(cuda) : 0;
     for (int a = 0; cuda && a < 3; a++) {
       jit_target nvptx;
       if (jit_nvptx_target(archs[a], &nvptx) != FJ_OK) continue;
@@ -281,12 +280,7 @@ int main(void) {
             int any = default_valid;
             for (int64_t n = 0; n < total && !any; n++) {
               kernel_config config;
-              memset(&config, 0, sizeof config);
-              int64_t rest = n;
-              for (int p = 0; p < cuda->num_params; p++) {
-                config.values[p] = cuda->params[p].values[rest % cuda->params[p].num_values];
-                rest /= cuda->params[p].num_values;
-              }
+              kernel_space_point(cuda, n, &config);
               any = cuda->config_valid(&key, &nvptx, &config, why, sizeof why);
             }
             int ok = found == any && (!found || cuda->config_valid(&key, &nvptx, &nearest, why, sizeof why)) &&
