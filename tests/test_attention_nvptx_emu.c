@@ -805,7 +805,10 @@ static void run_case(int index, const emu_case *e) {
         (long long)stats.copies, (long long)stats.warp_ops, build_seconds, run_seconds, bank_text);
 done:
   free(workspace);
-  if (sweeping) emu_kernel_free(kernel);
+  if (sweeping) { /* not kept in builds[]: this case's own */
+    emu_kernel_free(kernel);
+    emu_kernel_free(combine);
+  }
   case_tensors_free(c, &t);
 }
 
