@@ -149,3 +149,11 @@ int kernel_config_nearest_valid(const kernel_family *family, const attention_key
   }
   return best_distance <= family->num_params;
 }
+
+int kernel_config_default(const kernel_family *family, const attention_key *key, const jit_target *target,
+                          kernel_config *out, char *why, size_t why_size) {
+  family->default_config(key, target, out);
+  if (family->config_valid(key, target, out, why, why_size)) return 0;
+  kernel_config preferred = *out;
+  return kernel_config_nearest_valid(family, key, target, &preferred, out) ? 1 : -1;
+}

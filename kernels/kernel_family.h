@@ -88,6 +88,12 @@ void kernel_space_point(const kernel_family *family, int64_t n, kernel_config *o
  * shared memory). Returns 1 with *out, or 0 when no config of the space can run the problem. */
 int kernel_config_nearest_valid(const kernel_family *family, const attention_key *key, const jit_target *target,
                                 const kernel_config *preferred, kernel_config *out);
+/* The config a call without a tuned winner runs (and a tune's baseline): the family's default heuristic's
+ * pick, or where that cannot run the problem, the valid config nearest it. Returns 0 (the default), 1
+ * (the nearest; why: the default's reason) or -1 when no config can run the problem (why: the default's
+ * reason; *out the default). */
+int kernel_config_default(const kernel_family *family, const attention_key *key, const jit_target *target,
+                          kernel_config *out, char *why, size_t why_size);
 /* The rows one (batch, head slot) holds: seqlen_q of one query head, or with pack_gqa the
  * seqlen_q * heads / kv_heads (position, query head) rows of one KV head's group, position-major. */
 int64_t kernel_slot_rows(const attention_problem *problem, int pack_gqa);

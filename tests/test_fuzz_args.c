@@ -71,7 +71,7 @@ static const char *const tensor_names[T_COUNT] = {"q",           "k",           
 typedef struct call {
   dtype_id dtype, kv_dtype;
   int64_t batch, seqlen_q, seqlen_kv, heads, kv_heads, head_dim, head_dim_v;
-  int causal, with_lse, windowed, paged, page_size, varlen, ragged_q, packed_k, sinks, alibi, qkv_packed;
+  int causal, with_lse, paged, page_size, varlen, ragged_q, packed_k, qkv_packed;
   int64_t pages, max_pages, total_q, total_k;
   region regions[MAX_REGIONS];
   int num_regions;
@@ -122,21 +122,31 @@ static void call_free(call *c) {
   }
 }
 
-/* The element offsets a view reaches: [lowest, highest] (0, -1 when it has no element). */
-static void view_reach(const tensor *t, int64_t *lowest, int64_t *highest) {
-  *lowest = 0;
-  *highest = 0;
-  for (int i = 0; i < t->t.ndim; i++) {
-    if (t->shape[i] <= 0) {
-      *highest = -1;
-      return;
-    }
-    int64_t span = (t->shape[i] - 1) * t->strides[i];
-    if (span < 0)
-      *lowest += span;
-    else
-      *highest += span;
+/* A DLTensor's element strides (NULL: compact row-major). */
+static void strides_of(const DLTensor *t, int64_t *strides) {
+  int64_t stride = 1;
+  for (int i = t->ndim - 1; i >= 0; i--) {
+    strides[i] = t->strides ? t->strides[i] : stride;
+    if (__builtin_mul_overflow(stride, t->shape[i], &stride)) stride = INT64_MAX; /* a huge shape: view_span says so */
   }
+}
+
+/* The element offsets a view reaches, [low, high]: 1, or 0 when it has no element, or -1 when a shape or
+ * stride is past 2^32 (no buffer of a test holds it). */
+static int view_span(const DLTensor *t, int64_t *low, int64_t *high) {
+  int64_t strides[MAX_DIMS];
+  strides_of(t, strides);
+  *low = *high = 0;
+  for (int i = 0; i < t->ndim; i++) {
+    if (t->shape[i] <= 0) return 0;
+    if (t->shape[i] > ((int64_t)1 << 32) || strides[i] > ((int64_t)1 << 32) || strides[i] < -((int64_t)1 << 32)) return -1;
+    int64_t span = (t->shape[i] - 1) * strides[i];
+    if (span < 0)
+      *low += span;
+    else
+      *high += span;
+  }
+  return 1;
 }
 
 static int dtype_bytes_of(DLDataType type) { return (type.bits * type.lanes + 7) / 8; }
@@ -159,9 +169,8 @@ static void make_tensor(call *c, int which, DLDataType type, int ndim, const int
   t->t.strides = t->strides;
   t->t.dtype = type;
   t->t.device = (DLDevice){kDLCPU, 0};
-  int64_t lowest, highest;
-  view_reach(t, &lowest, &highest);
-  size_t bytes = (size_t)(highest + 1) * (size_t)dtype_bytes_of(type);
+  int64_t low, high;
+  size_t bytes = view_span(&t->t, &low, &high) == 1 ? (size_t)(high + 1) * (size_t)dtype_bytes_of(type) : 0;
   /* Twice what the view needs, so that a view a mistake stretches a little still reads memory that
    * exists (the library cannot know where a caller's buffer ends; what it writes is its business). */
   t->region = new_region(c, bytes * 2 + 16);
@@ -247,14 +256,13 @@ static void draw_call(call *c) {
   c->seqlen_kv = chance(5) ? 0 : rnd(1, 40);
   c->causal = chance(40);
   c->with_lse = chance(50);
-  c->windowed = chance(15);
+  int windowed = chance(15);
   c->ragged_q = chance(15);
   int paged_or_packed = (int)rnd(0, 9); /* 0-1 paged, 2 packed keys, else plain */
   c->paged = paged_or_packed <= 1;
   c->packed_k = paged_or_packed == 2;
   c->varlen = !c->packed_k && chance(c->paged ? 70 : 20);
-  c->sinks = chance(12);
-  c->alibi = chance(12);
+  int sinks = chance(12), alibi = chance(12);
   c->qkv_packed = !c->paged && !c->packed_k && !c->ragged_q && c->kv_dtype == c->dtype &&
                   c->head_dim_v == c->head_dim && c->seqlen_q == c->seqlen_kv && chance(25);
   snprintf(c->features, sizeof c->features, "%s kv=%s b=%lld sq=%lld skv=%lld h=%lld hk=%lld d=%lld dv=%lld%s%s",
@@ -357,14 +365,14 @@ static void draw_call(call *c) {
     make_tensor(c, T_LSE, dl_f32, c->ragged_q ? 2 : 3, c->ragged_q ? shape2 : shape3, order, inner, pad);
     a->lse = &c->t[T_LSE].t;
   }
-  if (c->sinks) {
+  if (sinks) {
     int64_t shape[1] = {c->heads};
     make_tensor(c, T_SINKS, dl_f32, 1, shape, NULL, 1, 0);
     scale_values(c, T_SINKS, 2.0f);
     a->sinks = &c->t[T_SINKS].t;
     say(c->features, " sinks");
   }
-  if (c->alibi) {
+  if (alibi) {
     int64_t shape[2] = {c->batch, c->heads};
     int two_dims = chance(50);
     make_tensor(c, T_ALIBI, dl_f32, two_dims ? 2 : 1, two_dims ? shape : shape + 1, NULL, 1, 0);
@@ -379,7 +387,7 @@ static void draw_call(call *c) {
     a->workspace = &c->t[T_WORK].t;
     say(c->features, " workspace(%lld)", (long long)shape[0]);
   }
-  if (c->windowed) {
+  if (windowed) {
     a->windowed = 1;
     a->window_left = chance(30) ? -1 : rnd(0, 12);
     a->window_right = c->causal ? (chance(50) ? -1 : 0) : (chance(30) ? -1 : rnd(0, 6));
@@ -717,29 +725,12 @@ static int region_of(const call *c, const unsigned char *p) {
   return -1;
 }
 
-/* A DLTensor's element strides (NULL: compact row-major). */
-static void strides_of(const DLTensor *t, int64_t *strides) {
-  int64_t stride = 1;
-  for (int i = t->ndim - 1; i >= 0; i--) {
-    strides[i] = t->strides ? t->strides[i] : stride;
-    if (__builtin_mul_overflow(stride, t->shape[i], &stride)) stride = INT64_MAX; /* a huge shape: view_inside says no */
-  }
-}
-
 /* 1 when every byte the view reaches lies in the caller's part of one region (an empty view: yes). */
 static int view_inside(const call *c, const DLTensor *t) {
   if (t == NULL || t->shape == NULL || t->ndim < 0 || t->ndim > MAX_DIMS || t->data == NULL) return 1;
-  int64_t strides[MAX_DIMS], low = 0, high = 0;
-  strides_of(t, strides);
-  for (int i = 0; i < t->ndim; i++) {
-    if (t->shape[i] <= 0) return 1;
-    if (t->shape[i] > ((int64_t)1 << 32) || strides[i] > ((int64_t)1 << 32) || strides[i] < -((int64_t)1 << 32)) return 0;
-    int64_t span = (t->shape[i] - 1) * strides[i];
-    if (span < 0)
-      low += span;
-    else
-      high += span;
-  }
+  int64_t low, high;
+  int span = view_span(t, &low, &high);
+  if (span <= 0) return span == 0;
   int bytes = dtype_bytes_of(t->dtype);
   const unsigned char *start = (const unsigned char *)t->data + t->byte_offset;
   int r = region_of(c, start);

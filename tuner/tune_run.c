@@ -953,14 +953,12 @@ static fj_status tune_problem(tune_problem_run *run) {
            space.duplicates, space.duplicates ? " (e.g. " : "", space.duplicate_reason, space.duplicates ? ")" : "",
            space.count);
 
-  kernel_config default_config, preferred;
-  s->family->default_config(&run->bench.problem.key, runtime_target(s->context), &default_config);
-  /* as a call does: where the heuristic's pick cannot run the problem, the valid config nearest it */
+  /* the config a call would run: the heuristic's, or where that cannot run the problem the valid one
+   * nearest it */
+  kernel_config default_config;
   char why[256];
-  preferred = default_config;
-  if (!s->family->config_valid(&run->bench.problem.key, runtime_target(s->context), &default_config, why, sizeof why) &&
-      !kernel_config_nearest_valid(s->family, &run->bench.problem.key, runtime_target(s->context), &preferred,
-                                   &default_config)) {
+  if (kernel_config_default(s->family, &run->bench.problem.key, runtime_target(s->context), &default_config, why,
+                            sizeof why) < 0) {
     /* Nothing to measure; one such shape in an operator's list must not stop the others. */
     core_log(LOG_WARN, "tune: %s: no config of %s can run it on %s (the default's reason: %s); skipped", run->key,
              s->family->name, runtime_target(s->context)->cpu, why);

@@ -137,20 +137,18 @@ static fj_status runtime_choose_config(fj_context *context, const attention_prob
   } else if (runtime_tuned_config(context, &problem->key, out, &source, detail, sizeof detail)) {
     /* source and detail set */
   } else {
-    family->default_config(&problem->key, &context->target, out);
-    source = "default";
-    snprintf(detail, sizeof detail, "default heuristic");
-    if (!family->config_valid(&problem->key, &context->target, out, why, sizeof why)) {
-      /* The heuristic's pick cannot run this problem (a wide head dim's registers, a small shared
-       * memory): the nearest config that can, or none, which makes the problem one this device cannot
-       * run rather than the caller's mistake. */
-      kernel_config preferred = *out;
+    /* None valid makes the problem one this device cannot run, not the caller's mistake. */
+    int nearest = kernel_config_default(family, &problem->key, &context->target, out, why, sizeof why);
+    if (nearest < 0) {
       core_attention_key_string(&problem->key, key_text, sizeof key_text);
-      if (!kernel_config_nearest_valid(family, &problem->key, &context->target, &preferred, out))
-        return core_error(FJ_UNSUPPORTED, "no config of %s can run %s on %s (the default's reason: %s)", family->name,
-                          key_text, context->target.cpu, why);
-      snprintf(detail, sizeof detail, "the valid config nearest the default heuristic's (%.400s)", why);
+      return core_error(FJ_UNSUPPORTED, "no config of %s can run %s on %s (the default's reason: %s)", family->name,
+                        key_text, context->target.cpu, why);
     }
+    source = "default";
+    if (nearest)
+      snprintf(detail, sizeof detail, "the valid config nearest the default heuristic's (%.400s)", why);
+    else
+      snprintf(detail, sizeof detail, "default heuristic");
   }
   snprintf(config_source, config_source_size, "%s", source);
   kernel_config_string(family, out, config_text, sizeof config_text);
