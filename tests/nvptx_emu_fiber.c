@@ -2,7 +2,10 @@
  * explicit switches. Under AddressSanitizer every switch is bracketed by
  * __sanitizer_start_switch_fiber / __sanitizer_finish_switch_fiber (ASan otherwise believes the
  * thread is still on its old stack and reports false stack overflows or misses real errors), and a
- * restarted fiber's stack is unpoisoned, since a run abandoned mid-call leaves redzones behind. */
+ * restarted fiber's stack is unpoisoned, since a run abandoned mid-call leaves redzones behind.
+ * With those annotations the switch calls glibc's swapcontext itself: ASan's interceptor of it clears
+ * the shadow of the whole target stack on every call (48 KB of memset per switch here), which was 60%
+ * of the emulator's time under ASan and tells ASan nothing the annotations have not. */
 #include "nvptx_emu_fiber.h"
 
 #include <pthread.h>
@@ -23,12 +26,28 @@
 #define EMU_ASAN 0
 #endif
 #if EMU_ASAN
+#include <dlfcn.h>
 #include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
+
+typedef int (*swapcontext_fn)(ucontext_t *, const ucontext_t *);
+static swapcontext_fn libc_swapcontext;
+
+/* glibc's own swapcontext (dlsym on libc's handle searches libc, not the interceptor before it);
+ * the intercepted one where libc cannot be opened that way. */
+static void find_libc_swapcontext(void) {
+  void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
+  if (libc) libc_swapcontext = (swapcontext_fn)dlsym(libc, "swapcontext");
+  if (!libc_swapcontext) libc_swapcontext = swapcontext;
+}
 #endif
 
 int emu_fiber_init_thread(emu_fiber *fiber) {
   memset(fiber, 0, sizeof *fiber);
+#if EMU_ASAN
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, find_libc_swapcontext);
+#endif
   pthread_attr_t attr;
   if (pthread_getattr_np(pthread_self(), &attr) != 0) return -1;
   void *bottom = NULL;
@@ -87,8 +106,10 @@ void emu_fiber_entered(void) {
 void emu_fiber_switch(emu_fiber *from, emu_fiber *to) {
 #if EMU_ASAN
   __sanitizer_start_switch_fiber(&from->fake_stack, to->bottom, to->size);
-#endif
+  libc_swapcontext(&from->context, &to->context);
+#else
   swapcontext(&from->context, &to->context);
+#endif
 #if EMU_ASAN
   __sanitizer_finish_switch_fiber(from->fake_stack, NULL, NULL);
 #endif

@@ -24,8 +24,8 @@
  * split_kv configs in 3 parts; =fp8 and =decode-fp8: those over an fp8 cache, E4M3 beside bf16 and E5M2
  * beside fp16, its tiles staged and widened; =random: FJ_EMU_RANDOM (40) random cases, as above);
  * FJ_EMU_DUMP=dir keeps the
- * rewritten host modules. Under AddressSanitizer, its one-time warning that swapcontext is not fully
- * supported is expected: the fibers tell ASan about every switch (tests/nvptx_emu_fiber.c). */
+ * rewritten host modules. Under AddressSanitizer the fibers tell ASan about every switch
+ * (tests/nvptx_emu_fiber.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
