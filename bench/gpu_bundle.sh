@@ -90,6 +90,11 @@ measure)
     step "build $run d128 bf16" 20 60 "$B" bench --device cuda:0 --cache-dir "$cache" --batch 4 --heads 16 \
       --seqlen 4096 --head-dim 128 --dtype bf16 --warmup 5 --repeat 20
   done
+  # The same shape's default config with unswizzled tiles, against the warm run above: swizzle=0 is half
+  # the space, and the emulator counts 2-8x its ldmatrix bank conflicts; if it never wins, it goes.
+  step "d128 bf16 unswizzled" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" --batch 4 --heads 16 \
+    --seqlen 4096 --head-dim 128 --dtype bf16 --warmup 5 --repeat 20 \
+    --config "block_m=128 block_n=64 warps=4 stages=2 q_in_regs=0 swizzle=0"
   step "grid with sdpa peers" 120 360 sh -c "\"$B\" bench --device cuda:0 --cache-dir \"$cache\" --grid prefill \
     --peer-list sdpa-flash,sdpa-cudnn,sdpa-efficient --csv >\"$out/grid.csv\""
   # A decode step of Llama-3-8B (GB/s): the packed default (split-KV: bench gives it a workspace)
