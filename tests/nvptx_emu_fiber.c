@@ -40,6 +40,9 @@ static void find_libc_swapcontext(void) {
   if (libc) libc_swapcontext = (swapcontext_fn)dlsym(libc, "swapcontext");
   if (!libc_swapcontext) libc_swapcontext = swapcontext;
 }
+#define emu_swapcontext libc_swapcontext
+#else
+#define emu_swapcontext swapcontext
 #endif
 
 int emu_fiber_init_thread(emu_fiber *fiber) {
@@ -106,10 +109,8 @@ void emu_fiber_entered(void) {
 void emu_fiber_switch(emu_fiber *from, emu_fiber *to) {
 #if EMU_ASAN
   __sanitizer_start_switch_fiber(&from->fake_stack, to->bottom, to->size);
-  libc_swapcontext(&from->context, &to->context);
-#else
-  swapcontext(&from->context, &to->context);
 #endif
+  emu_swapcontext(&from->context, &to->context);
 #if EMU_ASAN
   __sanitizer_finish_switch_fiber(from->fake_stack, NULL, NULL);
 #endif
