@@ -407,7 +407,8 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
   {
     /* The grid's own flags mean nothing for one shape: say so rather than ignore them. */
     const char *grid_only = o->seqlens ? "--seqlens" : o->head_dims ? "--head-dims" : o->mask ? "--mask"
-                            : o->csv ? "--csv" : o->batches ? "--batches" : NULL;
+                            : o->csv ? "--csv" : o->batches ? "--batches" : o->tokens_set ? "--tokens"
+                            : o->width_set ? "--width" : NULL;
     if (grid_only != NULL) {
       cli_error(BENCH_COMMAND, "%s: only with --grid (see flashjit help bench)", grid_only);
       return CLI_EXIT_USAGE;

@@ -772,6 +772,8 @@ static void test_grid(void) {
       {{"bench", "--grid", "decode", "--mask", "causal", NULL}, "not with --grid decode"},
       {{"bench", "--grid", "prefill", "--batches", "1", NULL}, "--batches: only with --grid decode"},
       {{"bench", "--batches", "1", NULL}, "--batches: only with --grid"},
+      {{"bench", "--tokens", "4096", NULL}, "--tokens: only with --grid"},
+      {{"bench", "--width", "1024", NULL}, "--width: only with --grid"},
       {{"bench", "--grid", "decode", "--width", "384", NULL}, "do not make KV heads of 4"},
       {{"bench", "--grid", "decode", "--tokens", "10", NULL}, "no batch x cache length"},
       {{"bench", "--grid", "decode", "--batches", "1,x", NULL}, "--batches=1,x"},
