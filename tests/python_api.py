@@ -245,6 +245,8 @@ def main():
     expect_error(flashjit.InvalidArgumentError, "seqlens_kv",
                  lambda: flashjit.attention(q, k, v, seqlens_kv=np.array([17], np.int32)), "a key count past k's")
     expect_error(TypeError, "q: a list", lambda: flashjit.attention([[1.0]], k, v), "q a list")
+    expect_error(TypeError, "q is None", lambda: flashjit.attention(None, k, v), "q None")
+    expect_error(TypeError, "v is None", lambda: flashjit.attention(q, k, None), "v None")
     readonly = k.copy()
     readonly.flags.writeable = False
     expect_error(TypeError, "k: ndarray.__dlpack__", lambda: flashjit.attention(q, readonly, v), "k read-only")

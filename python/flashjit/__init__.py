@@ -272,13 +272,21 @@ def attention(q, k, v, **options):
                         torch tensors, else the default stream.
 
     Returns o, or (o, lse) when return_lse or lse= is given."""
+    _require_inputs(q, k, v)
     return _attention(_context_for(q), q, k, v, **options)
+
+
+def _require_inputs(q, k, v):
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if x is None:
+            raise TypeError("%s is None: flashjit.attention needs the arrays q, k and v" % name)
 
 
 def _attention(context, q, k, v, causal=False, softmax_scale=None, out=None, return_lse=False, lse=None,
                window=None, seqlens_kv=None, block_table=None, cu_seqlens_q=None, max_seqlen_q=None,
                cu_seqlens_k=None, max_seqlen_k=None, sinks=None, softcap=0.0, alibi_slopes=None,
                k_scale=None, v_scale=None, workspace=None, stream=None, _size_only=False):
+    _require_inputs(q, k, v)
     lib = context._lib
     frame = _ffi.new_frame(lib)  # args (the library's defaults) and the tensors' DLTensors, in one block
     base = ctypes.addressof(frame)
