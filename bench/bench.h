@@ -16,6 +16,8 @@
 
 typedef struct bench_options {
   const char *device;       /* NULL: FLASHJIT_DEVICE, else auto (what the library does with NULL) */
+  const char *device_list;  /* "all" or a comma list ("cpu,cuda:0"), from --device or FLASHJIT_DEVICE:
+                             * bench_devices_run measures on each; NULL: one device */
   char device_flag[256];    /* "--device=cpu" or "FLASHJIT_DEVICE=cpu": how messages name it */
   int device_auto;          /* the device was chosen by "auto" (no flag, no environment, or "auto") */
   int64_t batch, heads, kv_heads, seqlen, seqlen_kv, head_dim;
@@ -91,6 +93,16 @@ int bench_threads(const bench_options *o);
  * one-line error; returns an exit code (CLI_EXIT_OK when measured, even if the check failed: see
  * r->check_passed). */
 int bench_measure(fj_context *context, const bench_options *o, const kernel_config *forced, bench_result *r);
+
+/* One shape on the device o names (o->device): opens it, measures, runs the peers when asked and reports,
+ * as text on stdout or, when json is given, as one object written into it; r holds the figures. Returns
+ * the exit code (CLI_EXIT_FAILURE also when the check failed). */
+struct json_writer;
+int bench_device(bench_options *o, bench_result *r, struct json_writer *json);
+
+/* bench_devices.c: the shape on every device o->device_list names, in turn, each reported as
+ * bench_device does, then side by side. Returns the worst exit code. */
+int bench_devices_run(bench_options *o);
 
 /* ---- grid points and peers ---- */
 

@@ -41,7 +41,9 @@ void cmd_bench_help(FILE *out) {
           "decode step, which reads a long K/V cache for a few queries).\n"
           "\n"
           "  --device NAME        auto (the best device found), cpu, cuda:N, hip:N; default\n"
-          "                       FLASHJIT_DEVICE, else auto\n"
+          "                       FLASHJIT_DEVICE, else auto. all (every device found) or a comma\n"
+          "                       list (cpu,cuda:0): the shape on each in turn, then a table of\n"
+          "                       them side by side (--json: an array of their objects)\n"
           "  --batch N            default 1\n"
           "  --heads N            query heads, default 8\n"
           "  --kv-heads N         key/value heads (GQA/MQA), default = --heads; must divide --heads\n"
@@ -344,8 +346,19 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
     snprintf(o->device_flag, sizeof o->device_flag, "--device=auto");
   o->device_auto = strcmp(o->device_flag + strcspn(o->device_flag, "=") + 1, "auto") == 0;
   if (o->device != NULL && o->device[0] == '\0') {
-    cli_error(BENCH_COMMAND, "--device=: empty device name (auto, cpu, cuda:N, hip:N)");
+    cli_error(BENCH_COMMAND, "--device=: empty device name (auto, all, cpu, cuda:N, hip:N or a comma list)");
     return CLI_EXIT_USAGE;
+  }
+  {
+    const char *spec = o->device != NULL ? o->device : env_device;
+    if (spec != NULL && (strcmp(spec, "all") == 0 || strchr(spec, ',') != NULL)) {
+      o->device_list = spec;
+      o->device_auto = 0;
+      if (o->grid != NULL) {
+        cli_error(BENCH_COMMAND, "%s with --grid: a grid runs on one device; run it once per device", o->device_flag);
+        return CLI_EXIT_USAGE;
+      }
+    }
   }
   if (o->cache_dir != NULL && o->cache_dir[0] == '\0') {
     cli_error(BENCH_COMMAND, "--cache-dir=: empty path");
@@ -859,92 +872,91 @@ static void bench_print_text(const bench_options *o, const bench_result *r, cons
   }
 }
 
-static void bench_print_json(const bench_options *o, const bench_result *r, const bench_peers *peers) {
-  json_writer w;
-  json_init(&w, stdout);
-  json_object_begin(&w);
-  json_kv_string(&w, "device", r->device_name);
-  json_kv_string(&w, "device_id", r->device_id);
-  json_kv_string(&w, "backend", r->backend);
-  json_kv_bool(&w, "device_auto", o->device_auto);
-  json_kv_string(&w, "timing", r->timing);
-  json_kv_int(&w, "threads", r->threads);
-  json_kv_string(&w, "dtype", core_dtype_name(o->dtype));
-  json_kv_int(&w, "batch", o->batch);
-  json_kv_int(&w, "heads", o->heads);
-  json_kv_int(&w, "kv_heads", o->kv_heads);
-  json_kv_int(&w, "seqlen", o->seqlen);
-  json_kv_int(&w, "seqlen_kv", o->seqlen_kv);
-  json_kv_int(&w, "head_dim", o->head_dim);
-  json_kv_int(&w, "head_dim_v", o->head_dim_v);
-  json_kv_bool(&w, "causal", o->causal);
-  json_kv_int(&w, "window_left", o->window_left);
-  json_kv_int(&w, "window_right", o->causal && o->window_right < 0 ? 0 : o->window_right);
-  json_kv_int(&w, "page_size", o->page_size);
-  json_kv_bool(&w, "varlen_q", o->varlen_q);
-  json_kv_string(&w, "seqlens_q", o->seqlens_q ? o->seqlens_q : "");
-  json_kv_bool(&w, "packed_kv", o->packed_kv);
-  json_kv_bool(&w, "sinks", o->sinks);
-  json_kv_bool(&w, "alibi", o->alibi);
-  json_kv_string(&w, "kv_dtype", core_dtype_name(o->kv_dtype));
-  json_kv_double(&w, "softcap", o->softcap);
-  json_kv_string(&w, "family", r->family);
-  json_kv_string(&w, "config", r->config);
-  json_kv_string(&w, "config_from", r->config_from);
-  json_kv_string(&w, "config_source", r->config_source);
-  json_kv_string(&w, "kernel_source", r->kernel_source);
-  json_kv_double(&w, "compile_ms", r->compile_ms);
-  json_kv_int(&w, "kv_splits", r->kv_splits);
-  json_kv_int(&w, "workspace_bytes", (int64_t)r->workspace_bytes);
-  json_kv_double(&w, "get_kernel_ms", r->get_kernel_ms);
-  json_kv_double(&w, "first_call_ms", r->first_call_ms);
-  json_kv_int(&w, "warmup", o->warmup);
-  json_kv_int(&w, "repeat", o->repeat);
-  json_kv_double(&w, "ms", r->ms_median);
-  json_kv_double(&w, "ms_min", r->ms_min);
-  json_kv_double(&w, "ms_max", r->ms_max);
-  json_kv_double(&w, "host_us_per_call", r->host_us_per_call);
-  json_kv_double(&w, "flops", r->flops);
-  json_kv_double(&w, "gflops", r->gflops);
-  json_kv_double(&w, "bytes", r->bytes);
-  json_kv_double(&w, "gbps", r->gbps);
-  json_kv_uint(&w, "seed", r->seed);
+/* One device's object into w (a document of its own, or an element of --device all's array). */
+static void bench_json_object(json_writer *w, const bench_options *o, const bench_result *r,
+                              const bench_peers *peers) {
+  json_object_begin(w);
+  json_kv_string(w, "device", r->device_name);
+  json_kv_string(w, "device_id", r->device_id);
+  json_kv_string(w, "backend", r->backend);
+  json_kv_bool(w, "device_auto", o->device_auto);
+  json_kv_string(w, "timing", r->timing);
+  json_kv_int(w, "threads", r->threads);
+  json_kv_string(w, "dtype", core_dtype_name(o->dtype));
+  json_kv_int(w, "batch", o->batch);
+  json_kv_int(w, "heads", o->heads);
+  json_kv_int(w, "kv_heads", o->kv_heads);
+  json_kv_int(w, "seqlen", o->seqlen);
+  json_kv_int(w, "seqlen_kv", o->seqlen_kv);
+  json_kv_int(w, "head_dim", o->head_dim);
+  json_kv_int(w, "head_dim_v", o->head_dim_v);
+  json_kv_bool(w, "causal", o->causal);
+  json_kv_int(w, "window_left", o->window_left);
+  json_kv_int(w, "window_right", o->causal && o->window_right < 0 ? 0 : o->window_right);
+  json_kv_int(w, "page_size", o->page_size);
+  json_kv_bool(w, "varlen_q", o->varlen_q);
+  json_kv_string(w, "seqlens_q", o->seqlens_q ? o->seqlens_q : "");
+  json_kv_bool(w, "packed_kv", o->packed_kv);
+  json_kv_bool(w, "sinks", o->sinks);
+  json_kv_bool(w, "alibi", o->alibi);
+  json_kv_string(w, "kv_dtype", core_dtype_name(o->kv_dtype));
+  json_kv_double(w, "softcap", o->softcap);
+  json_kv_string(w, "family", r->family);
+  json_kv_string(w, "config", r->config);
+  json_kv_string(w, "config_from", r->config_from);
+  json_kv_string(w, "config_source", r->config_source);
+  json_kv_string(w, "kernel_source", r->kernel_source);
+  json_kv_double(w, "compile_ms", r->compile_ms);
+  json_kv_int(w, "kv_splits", r->kv_splits);
+  json_kv_int(w, "workspace_bytes", (int64_t)r->workspace_bytes);
+  json_kv_double(w, "get_kernel_ms", r->get_kernel_ms);
+  json_kv_double(w, "first_call_ms", r->first_call_ms);
+  json_kv_int(w, "warmup", o->warmup);
+  json_kv_int(w, "repeat", o->repeat);
+  json_kv_double(w, "ms", r->ms_median);
+  json_kv_double(w, "ms_min", r->ms_min);
+  json_kv_double(w, "ms_max", r->ms_max);
+  json_kv_double(w, "host_us_per_call", r->host_us_per_call);
+  json_kv_double(w, "flops", r->flops);
+  json_kv_double(w, "gflops", r->gflops);
+  json_kv_double(w, "bytes", r->bytes);
+  json_kv_double(w, "gbps", r->gbps);
+  json_kv_uint(w, "seed", r->seed);
   if (r->checked) {
-    json_kv_double(&w, "rel_err", r->rel_err);
-    json_kv_double(&w, "rel_err_lse", r->rel_err_lse);
-    json_kv_double(&w, "tolerance", r->tolerance);
-    json_kv_string(&w, "check", r->check_passed ? "pass" : "fail");
-    json_kv_double(&w, "reference_ms", r->reference_ms);
-    json_kv_double(&w, "speedup_vs_reference", r->ms_median > 0.0 ? r->reference_ms / r->ms_median : 0.0);
+    json_kv_double(w, "rel_err", r->rel_err);
+    json_kv_double(w, "rel_err_lse", r->rel_err_lse);
+    json_kv_double(w, "tolerance", r->tolerance);
+    json_kv_string(w, "check", r->check_passed ? "pass" : "fail");
+    json_kv_double(w, "reference_ms", r->reference_ms);
+    json_kv_double(w, "speedup_vs_reference", r->ms_median > 0.0 ? r->reference_ms / r->ms_median : 0.0);
   }
   if (peers != NULL) {
     /* every peer of the device: its figures, or why it has none */
     const bench_grid_point *p = &peers->point;
-    json_kv_string(&w, "peers_info", peers->status.info);
-    json_kv_string(&w, "peers_note", peers->status.note);
-    json_key(&w, "peers");
-    json_array_begin(&w);
+    json_kv_string(w, "peers_info", peers->status.info);
+    json_kv_string(w, "peers_note", peers->status.note);
+    json_key(w, "peers");
+    json_array_begin(w);
     for (int j = 0; j < peers->shown_count; j++) {
       int k = peers->shown[j];
-      json_object_begin(&w);
-      json_kv_string(&w, "peer", bench_peer_names[k]);
-      json_kv_bool(&w, "measured", p->peer_measured[k]);
+      json_object_begin(w);
+      json_kv_string(w, "peer", bench_peer_names[k]);
+      json_kv_bool(w, "measured", p->peer_measured[k]);
       if (p->peer_measured[k]) {
-        json_kv_double(&w, "ms", p->peer_ms[k]);
-        json_kv_double(&w, "ms_min", p->peer_ms_min[k]);
-        json_kv_double(&w, "gflops", bench_gflops(p->flops, p->peer_ms[k]));
-        json_kv_double(&w, "gbps", bench_gflops(r->bytes, p->peer_ms[k]));
-        json_kv_double(&w, "ratio", bench_peer_ratio(p, k));
+        json_kv_double(w, "ms", p->peer_ms[k]);
+        json_kv_double(w, "ms_min", p->peer_ms_min[k]);
+        json_kv_double(w, "gflops", bench_gflops(p->flops, p->peer_ms[k]));
+        json_kv_double(w, "gbps", bench_gflops(r->bytes, p->peer_ms[k]));
+        json_kv_double(w, "ratio", bench_peer_ratio(p, k));
       } else {
-        json_kv_string(&w, strcmp(bench_peer_word(p, k), "error") == 0 ? "error" : "reason",
+        json_kv_string(w, strcmp(bench_peer_word(p, k), "error") == 0 ? "error" : "reason",
                        bench_peer_why(&peers->status, p, k));
       }
-      json_object_end(&w);
+      json_object_end(w);
     }
-    json_array_end(&w);
+    json_array_end(w);
   }
-  json_object_end(&w);
-  json_finish(&w);
+  json_object_end(w);
 }
 
 /* Opens the device the flags name; CLI_EXIT_OK or the exit code after the error. */
@@ -1149,6 +1161,33 @@ done:
   return code;
 }
 
+int bench_device(bench_options *o, bench_result *r, json_writer *json) {
+  memset(r, 0, sizeof *r);
+  fj_context *context = NULL;
+  int code = bench_open(o, &context);
+  if (code != CLI_EXIT_OK) return code;
+  kernel_config forced;
+  memset(&forced, 0, sizeof forced);
+  const kernel_config *config = NULL;
+  code = bench_family(o, context, r, &forced, &config);
+  if (code == CLI_EXIT_OK) code = bench_measure(context, o, config, r);
+  if (code == CLI_EXIT_OK) {
+    bench_peers peers;
+    if (o->peers) bench_run_peers(o, r, &peers);
+    if (json != NULL)
+      bench_json_object(json, o, r, o->peers ? &peers : NULL);
+    else
+      bench_print_text(o, r, o->peers ? &peers : NULL);
+    if (r->checked && !r->check_passed) {
+      cli_error(BENCH_COMMAND, "--check: rel_err %.3g, lse rel_err %.3g: over the %s bound %.3g on %s", r->rel_err,
+                r->rel_err_lse, core_dtype_name(o->dtype), r->tolerance, r->device_id);
+      code = CLI_EXIT_FAILURE;
+    }
+  }
+  fj_context_destroy(context);
+  return code;
+}
+
 int cmd_bench(int argc, char **argv) {
   bench_options o;
   int code = bench_parse(argc, argv, &o);
@@ -1157,36 +1196,21 @@ int cmd_bench(int argc, char **argv) {
     return CLI_EXIT_OK;
   }
   if (code != CLI_EXIT_OK) return code;
+  if (o.device_list != NULL) return bench_devices_run(&o);
 
-  fj_context *context = NULL;
-  code = bench_open(&o, &context);
-  if (code != CLI_EXIT_OK) return code;
   if (o.grid != NULL) {
+    fj_context *context = NULL;
+    code = bench_open(&o, &context);
+    if (code != CLI_EXIT_OK) return code;
     code = bench_grid_run(context, &o);
     fj_context_destroy(context);
     return code;
   }
-
   bench_result r;
-  memset(&r, 0, sizeof r);
-  kernel_config forced;
-  memset(&forced, 0, sizeof forced);
-  const kernel_config *config = NULL;
-  code = bench_family(&o, context, &r, &forced, &config);
-  if (code == CLI_EXIT_OK) code = bench_measure(context, &o, config, &r);
-  if (code == CLI_EXIT_OK) {
-    bench_peers peers;
-    if (o.peers) bench_run_peers(&o, &r, &peers);
-    if (o.json)
-      bench_print_json(&o, &r, o.peers ? &peers : NULL);
-    else
-      bench_print_text(&o, &r, o.peers ? &peers : NULL);
-    if (r.checked && !r.check_passed) {
-      cli_error(BENCH_COMMAND, "--check: rel_err %.3g, lse rel_err %.3g: over the %s bound %.3g", r.rel_err,
-                r.rel_err_lse, core_dtype_name(o.dtype), r.tolerance);
-      code = CLI_EXIT_FAILURE;
-    }
-  }
-  fj_context_destroy(context);
+  if (!o.json) return bench_device(&o, &r, NULL);
+  json_writer w;
+  json_init(&w, stdout);
+  code = bench_device(&o, &r, &w);
+  if (w.count[0] > 0) json_finish(&w);
   return code;
 }

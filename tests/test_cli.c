@@ -692,6 +692,66 @@ static void test_device_environment(void) {
   unsetenv("FLASHJIT_DEVICE");
 }
 
+/* --device all and comma lists: each device's report, then the table; every name resolved first. */
+static void test_device_lists(void) {
+  cli_result r = run_cli((const char *[]){"bench", "--device", "all", "--seqlen", "64", "--heads", "2", "--head-dim",
+                                          "64", "--warmup", "0", "--repeat", "2", "--check", NULL});
+  /* the table's cpu:0 row: its median is the one the cpu's own report printed, its ratio to itself 1 */
+  const char *time_line = strstr(r.out, "\ntime        "), *row = strstr(r.out, "\n  cpu:0    ");
+  double report_ms = time_line ? strtod(time_line + strlen("\ntime        "), NULL) : -1.0;
+  /* "  cpu:0    cpu: <name> default  0.069  30.6  1.0  1.00x  ok": the last six fields, read from the end */
+  char line[512] = "", *field[6] = {NULL};
+  if (row) sscanf(row + 1, "%511[^\n]", line);
+  for (int f = 5; f >= 0; f--) {
+    char *space = strrchr(line, ' ');
+    if (space == NULL) break;
+    field[f] = space + 1;
+    *space = '\0';
+    while (space > line && space[-1] == ' ') *--space = '\0';
+  }
+  double row_ms = field[1] ? strtod(field[1], NULL) : -2.0, row_gflops = field[2] ? strtod(field[2], NULL) : -1.0;
+  const char *ratio = field[4] ? field[4] : "", *verdict = field[5] ? field[5] : "";
+  check(r.exited && r.code == 0 && strstr(r.out, "\ndevices     the same problem on ") && row_ms == report_ms &&
+            row_gflops > 0 && strcmp(ratio, "1.00x") == 0 && strcmp(verdict, "ok") == 0,
+        "bench --device all: the table's cpu:0 row (%.3f ms, %s, check %s) repeats its report's %.3f ms (exit %d)%s%s",
+        row_ms, ratio, verdict, report_ms, r.code, r.err[0] ? ": " : "", r.err);
+  cli_result_free(&r);
+
+  setenv("FLASHJIT_DEVICE", "all", 1);
+  r = run_cli((const char *[]){"bench", "--seqlen", "32", "--head-dim", "16", "--repeat", "1", "--json", NULL});
+  unsetenv("FLASHJIT_DEVICE");
+  jvalue *doc = r.exited && r.code == 0 ? jparse(r.out) : NULL;
+  int cpus = 0, good = doc != NULL && doc->type == J_ARRAY && doc->count >= 1;
+  for (int i = 0; good && i < doc->count; i++) {
+    good = jnumber(doc->items[i], "ms", 0) > 0 && jnumber(doc->items[i], "head_dim", 0) == 16;
+    cpus += strcmp(jstring(doc->items[i], "device_id"), "cpu:0") == 0;
+  }
+  check(good && cpus == 1, "FLASHJIT_DEVICE=all bench --json: an array of measured devices, cpu:0 once (exit %d)",
+        r.code);
+  jfree(doc);
+  cli_result_free(&r);
+
+  const struct {
+    const char *device, *extra, *want;
+    int code;
+  } bad[] = {
+      {"cpu,cpu:0", NULL, "cpu:0 is named twice", 2},
+      {"cpu,", NULL, "\"\" in a list", 2},
+      {"auto,cpu", NULL, "\"auto\" in a list", 2},
+      {"cpu,nosuch", NULL, "device \"nosuch\" not found", 1},
+      {"all", "--grid", "a grid runs on one device", 2},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    r = run_cli((const char *[]){"bench", "--device", bad[i].device, "--seqlen", "16", bad[i].extra,
+                                 bad[i].extra ? "prefill" : NULL, NULL});
+    check(r.exited && r.code == bad[i].code && count_lines(r.err) == 1 && strstr(r.err, bad[i].want) &&
+              r.out[0] == '\0',
+          "bench --device %s%s%s: exit %d, nothing measured: %s", bad[i].device, bad[i].extra ? " " : "",
+          bad[i].extra ? bad[i].extra : "", r.code, r.err);
+    cli_result_free(&r);
+  }
+}
+
 /* ---- the grid, the peers and exec'd tuner children (on the CPU, small) ----------------------------- */
 
 #define GRID_SMALL "--device", "cpu", "--grid", "prefill", "--tokens", "1024", "--width", "128", "--seqlens", \
@@ -1150,6 +1210,7 @@ int main(void) {
   test_bench();
   test_bad_invocations();
   test_device_environment();
+  test_device_lists();
   test_grid();
   test_tune_exec_isolation();
   test_shapes_of_their_own();

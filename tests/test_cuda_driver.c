@@ -882,6 +882,39 @@ static void test_bench_commands(void) {
   if (!contains(out, "\"wrong_result\":3")) printf("     %.2000s\n", out);
 }
 
+/* bench --device all on the fake's two GPUs and the CPU: one report each, in the registry's order; a GPU whose
+ * launches fail is a failed row, the others still measured, and the exit status says so. */
+static void test_device_list_bench(void) {
+  const char *shape = "--seqlen 64 --heads 2 --head-dim 64 --warmup 0 --repeat 2";
+  char command[1024], out[65536];
+  snprintf(command, sizeof command, "'%s' bench --device all %s --json 2>&1", FJ_TEST_CLI, shape);
+  FILE *p = popen(command, "r");
+  size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+  out[n] = '\0';
+  int rc = p ? pclose(p) : -1;
+  const char *cpu = strstr(out, "\"device_id\":\"cpu:0\""), *gpu0 = strstr(out, "\"device_id\":\"cuda:0\""),
+             *gpu1 = strstr(out, "\"device_id\":\"cuda:1\"");
+  check(rc == 0 && out[0] == '[' && cpu && gpu0 && gpu1 && cpu < gpu0 && gpu0 < gpu1 &&
+            contains(gpu0, "\"ms\":1.25,") && contains(gpu1, "\"ms\":1.25,") && !contains(out, "\"error\""),
+        "bench --device all --json on the fake: cpu:0, cuda:0, cuda:1 in turn, the GPUs at the fake's 1.25 ms (exit %d)",
+        rc);
+  if (rc != 0 || !gpu1) printf("     %.2000s\n", out);
+
+  snprintf(command, sizeof command, "FAKE_CUDA_FAIL=cuLaunchKernel:701 '%s' bench --device cuda:1,cpu %s 2>&1",
+           FJ_TEST_CLI, shape);
+  p = popen(command, "r");
+  n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+  out[n] = '\0';
+  rc = p ? pclose(p) : -1;
+  const char *table = strstr(out, "\ndevices     the same problem on 2 devices; x = throughput / cpu:0's");
+  check(WIFEXITED(rc) && WEXITSTATUS(rc) == 1 && table &&
+            contains(table, "\n  cuda:1   failed (exit 1): cuda: cuLaunchKernel") && contains(table, "\n  cpu:0    ") &&
+            contains(table, " 1.00x  -"),
+        "bench --device cuda:1,cpu with failing launches: cuda:1 a failed row, cpu:0 measured and the ratios' base, "
+        "exit %d", WIFEXITED(rc) ? WEXITSTATUS(rc) : -1);
+  if (!table) printf("     %.2000s\n", out);
+}
+
 static int run_scenario(const char *scenario) {
   if (strcmp(scenario, "nolib") == 0) {
     expect_no_devices("cannot open shared object file");
@@ -950,6 +983,7 @@ static int run_scenario(const char *scenario) {
       check(atomic_load(&fake->context_syncs) == 0, "nothing ever synchronized a whole context");
       expect_info_devices();
       test_bench_commands();
+      test_device_list_bench();
     }
   } else {
     printf("unknown scenario %s\n", scenario);
