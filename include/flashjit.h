@@ -55,6 +55,33 @@ FJ_API const char *fj_last_error(void);
 /* The library's version, "MAJOR.MINOR.PATCH"; a static string, never NULL. */
 FJ_API const char *fj_version_string(void);
 
+/* ---- log messages ----
+ * The library reports what a caller may want to know but that is no call's failure (a cache file it
+ * could not write, a tuned config it could not use, at the info and debug levels which kernel each
+ * shape gets and why). By default each message is a line "flashjit: <level>: <message>" on stderr, and
+ * the level is FLASHJIT_LOG's (error, warn, info, debug or off; warn when unset). */
+typedef enum fj_log_level {
+  FJ_LOG_OFF = -1,  /* fj_set_log_level only: no messages */
+  FJ_LOG_ERROR = 0,
+  FJ_LOG_WARN = 1,
+  FJ_LOG_INFO = 2,
+  FJ_LOG_DEBUG = 3
+} fj_log_level;
+
+/* Receives one message (without the "flashjit: <level>: " prefix and without a newline; valid only
+ * during the call) on the thread that logged it: the caller's, or one of the library's worker or
+ * compile threads. Messages are handed over one at a time. A message logged from inside the handler
+ * (a flashjit call it makes) goes to stderr instead, so a handler never deadlocks or recurses. */
+typedef void (*fj_log_handler)(fj_log_level level, const char *message, void *user);
+
+/* Sends every message at or above the log level to handler, with user passed through, instead of
+ * stderr; NULL restores stderr. Process-wide; always FJ_OK. */
+FJ_API fj_status fj_set_log_handler(fj_log_handler handler, void *user);
+
+/* Sets the process's log level, overriding FLASHJIT_LOG: FJ_LOG_OFF, FJ_LOG_ERROR ... FJ_LOG_DEBUG.
+ * FJ_INVALID_ARGUMENT (and no change) for any other value. */
+FJ_API fj_status fj_set_log_level(int level);
+
 /* DLPack 1.1's type codes of the fp8 types k and v may have (DLDataType.code, with bits 8 and lanes 1);
  * an older dlpack.h has no name for them. */
 #define FJ_DLPACK_FLOAT8_E4M3FN 10

@@ -5,6 +5,7 @@ least once, and the errors a caller gets for bad arguments; where FLASHJIT_CUDA_
 CUDA driver (tests/fake_cuda), the GPU glue too (device, stream, refusals; no kernel runs there). Exit 0
 when every check passes, 1 naming those that failed."""
 import ctypes
+import logging
 import math
 import os
 import shutil
@@ -203,6 +204,46 @@ def main():
         size = context.workspace_size(randn(1, 1, 32, 64), randn(1, 4096, 8, 64), randn(1, 4096, 8, 64))
         check(isinstance(size, int) and size >= 0, "Context.workspace_size of a decode step: %r bytes" % size)
     expect_error(ValueError, "closed", lambda: context.attention(q, k, v), "a closed context")
+
+    # The library's messages to a handler, to Python's logging, and back to stderr.
+    messages = []
+    flashjit.set_log_level("info")
+    flashjit.set_log_handler(lambda level, message: messages.append((level, message)))
+    flashjit.Context("cpu", disk_cache=False).close()
+    check(any(level == "info" and message.startswith("context on cpu:0 ") for level, message in messages) and
+          not any(message.startswith("flashjit:") for _, message in messages),
+          "set_log_handler: a context's creation reaches it at info, unprefixed: %r" % messages[:1])
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+    logger = logging.getLogger("flashjit-test")
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(Keep())
+    flashjit.log_to_logging(logger)
+    flashjit.Context("cpu", disk_cache=False).close()
+    check(any(r.levelno == logging.INFO and r.getMessage().startswith("context on cpu:0 ") for r in records),
+          "log_to_logging: an INFO record on the given logger (%d records)" % len(records))
+
+    raised = []
+
+    def broken(level, message):
+        raised.append(message)
+        raise RuntimeError("a handler that fails")
+    flashjit.set_log_handler(broken)
+    with flashjit.Context("cpu", disk_cache=False) as context:  # logs at info
+        o = context.attention(q, k, v, causal=True)
+    check(len(raised) >= 1 and rel_err(o, ref_o) < tol[np.float32],
+          "a handler that raises (%d times) breaks no call" % len(raised))
+    flashjit.set_log_handler(None)
+    count = len(messages)
+    flashjit.set_log_level("off")
+    flashjit.Context("cpu", disk_cache=False).close()
+    check(len(messages) == count, "set_log_handler(None): the handler gets nothing more")
+    flashjit.set_log_level("warn")
+    expect_error(ValueError, "level='loud'", lambda: flashjit.set_log_level("loud"), "an unknown log level")
+    expect_error(TypeError, "handler=5", lambda: flashjit.set_log_handler(5), "a handler that is not callable")
 
     # Warming up: the shapes' kernels are built into the cache folder, and a call of one of them then
     # builds nothing more (a new kernel would add its binary there).

@@ -515,6 +515,87 @@ static void test_strings(fj_context *context) {
   check(fj_last_error() != NULL, "fj_last_error() is never NULL");
 }
 
+/* fj_set_log_handler / fj_set_log_level: what a caller that keeps its own log gets. */
+typedef struct log_capture {
+  int count, prefixed, nested_status, nested_seen, reenter;
+  fj_log_level level;
+  char first[256];
+} log_capture;
+
+static void capture_log(fj_log_level level, const char *message, void *user) {
+  log_capture *c = user;
+  if (c->count++ == 0) {
+    c->level = level;
+    snprintf(c->first, sizeof c->first, "%s", message);
+  }
+  c->prefixed += strncmp(message, "flashjit:", 9) == 0;
+  c->nested_seen += strstr(message, "level=42") != NULL;
+  if (c->reenter) {
+    /* a flashjit call that logs (its error, at the debug level) from inside the handler */
+    c->reenter = 0;
+    c->nested_status = fj_set_log_level(42);
+  }
+}
+
+static fj_status create_and_destroy(void) {
+  fj_context_options options;
+  fj_context_options_init(&options);
+  options.device = "cpu";
+  options.disable_disk_cache = 1;
+  fj_context *context = NULL;
+  fj_status s = fj_context_create(&options, &context);
+  fj_context_destroy(context);
+  return s;
+}
+
+static void test_log_handler(void) {
+  log_capture c;
+  memset(&c, 0, sizeof c);
+  check(fj_set_log_handler(capture_log, &c) == FJ_OK && fj_set_log_level(FJ_LOG_INFO) == FJ_OK, "a handler at info");
+  fj_status s = create_and_destroy();
+  check(s == FJ_OK && c.count >= 1 && c.level == FJ_LOG_INFO && strncmp(c.first, "context on cpu:0 ", 17) == 0 &&
+            c.prefixed == 0,
+        "a context's creation reaches the handler at info, without the stderr prefix: %d message(s), level %d, "
+        "\"%s\"", c.count, (int)c.level, c.first);
+
+  memset(&c, 0, sizeof c);
+  fj_set_log_level(FJ_LOG_WARN);
+  s = create_and_destroy();
+  check(s == FJ_OK && c.count == 0, "at warn the info message is not made: %d message(s)", c.count);
+  fj_set_log_level(FJ_LOG_OFF);
+  s = create_and_destroy();
+  check(s == FJ_OK && c.count == 0, "off: %d message(s)", c.count);
+
+  /* The handler calls into flashjit, which logs: that message goes to stderr, the call returns. */
+  memset(&c, 0, sizeof c);
+  c.reenter = 1;
+  fj_set_log_level(FJ_LOG_DEBUG);
+  s = create_and_destroy();
+  check(s == FJ_OK && c.count >= 1 && c.nested_status == FJ_INVALID_ARGUMENT && c.nested_seen == 0,
+        "a handler's own flashjit call logs to stderr, not back into it (no deadlock): status %d, %d nested",
+        (int)c.nested_status, c.nested_seen);
+
+  const int bad[] = {-2, 4, 42};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    char want[32];
+    snprintf(want, sizeof want, "level=%d:", bad[i]);
+    s = fj_set_log_level(bad[i]);
+    check(s == FJ_INVALID_ARGUMENT && strstr(fj_last_error(), want) != NULL, "fj_set_log_level(%d): %s", bad[i],
+          fj_last_error());
+  }
+  /* a refused level changed nothing: still debug */
+  memset(&c, 0, sizeof c);
+  s = create_and_destroy();
+  check(s == FJ_OK && c.count >= 1, "the level stays debug after the refusals: %d message(s)", c.count);
+
+  memset(&c, 0, sizeof c);
+  check(fj_set_log_handler(NULL, NULL) == FJ_OK, "the handler removed");
+  fj_set_log_level(FJ_LOG_OFF);  /* nothing on stderr either */
+  s = create_and_destroy();
+  check(s == FJ_OK && c.count == 0, "a removed handler gets nothing: %d message(s)", c.count);
+  fj_set_log_level(FJ_LOG_WARN);
+}
+
 /* The registry and the CPU backend's description, seen from inside (not public, but what every
  * context relies on). */
 static void test_backends(void) {
@@ -578,6 +659,7 @@ int main(void) {
   }
   test_contexts(scratch_dir);
   test_backends();
+  test_log_handler();
   fj_context_destroy(context);
   rmdir(scratch_dir);
 

@@ -14,6 +14,7 @@ InvalidArgumentError (a ValueError) with the library's message naming the argume
 
 The package calls libflashjit.so through ctypes: the one FLASHJIT_LIBRARY names where it is set, else
 the copy the build puts beside it (build/python), else the loader's search path."""
+import atexit
 import ctypes
 import math
 import threading
@@ -22,7 +23,8 @@ from . import _ffi
 from ._ffi import FJ_INVALID_ARGUMENT, KDL_CPU, KDL_CUDA, TENSOR_SLOTS, ContextOptions, ProblemShape
 from ._tensors import device_of, dltensor, empty_like, is_torch
 
-__all__ = ["attention", "warmup", "Context", "Error", "InvalidArgumentError", "version"]
+__all__ = ["attention", "warmup", "Context", "Error", "InvalidArgumentError", "version", "set_log_level",
+           "set_log_handler", "log_to_logging"]
 
 
 class Error(RuntimeError):
@@ -58,6 +60,71 @@ def _integer(name, value, bits=64):
 def version():
     """The library's version, "MAJOR.MINOR.PATCH"."""
     return _ffi.library().fj_version_string().decode()
+
+
+_LOG_LEVELS = {"off": -1, "error": 0, "warn": 1, "warning": 1, "info": 2, "debug": 3}
+_LOG_NAMES = ("error", "warn", "info", "debug")
+_log_lock = threading.Lock()
+_log_callbacks = []  # every callback the library was ever given: one may still be running when replaced
+
+
+def set_log_level(level):
+    """Which of the library's messages are made: "off", "error", "warn", "info" or "debug" (overrides
+    FLASHJIT_LOG, whose default is "warn")."""
+    number = _LOG_LEVELS.get(level) if isinstance(level, str) else None
+    if number is None:
+        raise ValueError("level=%r: one of %s" % (level, ", ".join(repr(n) for n in _LOG_LEVELS)))
+    lib = _ffi.library()
+    status = lib.fj_set_log_level(number)
+    if status != _ffi.FJ_OK:
+        _fail(lib, status, "set_log_level")
+
+
+def set_log_handler(handler):
+    """Sends the library's messages to handler(level, message) instead of stderr: level "error", "warn",
+    "info" or "debug", message one line without the "flashjit: <level>: " prefix. It is called on the
+    thread that logged (yours, or one of the library's worker or compile threads); what it raises is
+    dropped, so that a log never breaks a call. None restores stderr."""
+    if handler is not None and not callable(handler):
+        raise TypeError("handler=%r: a callable (level, message), or None" % (handler,))
+    lib = _ffi.library()
+
+    def forward(level, message, user):
+        try:
+            name = _LOG_NAMES[level] if 0 <= level < len(_LOG_NAMES) else "debug"
+            handler(name, message.decode(errors="replace"))
+        except BaseException:  # noqa: B036 -- nothing may unwind into C
+            pass
+
+    with _log_lock:
+        if handler is None:
+            lib.fj_set_log_handler(ctypes.cast(None, _ffi.LOG_HANDLER), None)
+            return
+        callback = _ffi.LOG_HANDLER(forward)
+        _log_callbacks.append(callback)
+        lib.fj_set_log_handler(callback, None)
+
+
+def log_to_logging(logger=None):
+    """Sends the library's messages to a logging.Logger (default logging.getLogger("flashjit")) at the
+    matching levels: error, warning, info, debug. The library still makes only the messages its level
+    (set_log_level, FLASHJIT_LOG) allows."""
+    import logging
+    target = logger if logger is not None else logging.getLogger("flashjit")
+    levels = {"error": logging.ERROR, "warn": logging.WARNING, "info": logging.INFO, "debug": logging.DEBUG}
+    set_log_handler(lambda level, message: target.log(levels[level], "%s", message))
+
+
+def _stop_logging_at_exit():
+    # A Python callback must not run once the interpreter is going away.
+    if _log_callbacks:
+        try:
+            _ffi.library().fj_set_log_handler(ctypes.cast(None, _ffi.LOG_HANDLER), None)
+        except Exception:
+            pass
+
+
+atexit.register(_stop_logging_at_exit)
 
 
 class Context:

@@ -19,6 +19,10 @@ KDL_FLOAT8_E4M3FN, KDL_FLOAT8_E5M2 = 10, 12
 FJ_OK, FJ_INVALID_ARGUMENT = 0, 1
 
 
+# fj_log_handler: (level, message, user)
+LOG_HANDLER = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+
+
 class DLDevice(ctypes.Structure):
     _fields_ = [("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32)]
 
@@ -144,6 +148,8 @@ def _declare(lib):
     lib.fj_status_string.argtypes = [ctypes.c_int]
     lib.fj_version_string.restype = ctypes.c_char_p
     lib.fj_version_string.argtypes = []
+    lib.fj_set_log_handler.argtypes = [LOG_HANDLER, c_void_p]
+    lib.fj_set_log_level.argtypes = [ctypes.c_int]
     lib.fj_context_create.argtypes = [ctypes.POINTER(ContextOptions), ctypes.POINTER(c_void_p)]
     lib.fj_context_destroy.argtypes = [c_void_p]
     lib.fj_context_device_name.argtypes = [c_void_p, ctypes.c_char_p, c_size_t]

@@ -1,5 +1,6 @@
-/* log.c: leveled log lines on stderr (or a sink the tests and tools install). The level comes from
- * FLASHJIT_LOG, read once on first use; a mutex keeps lines from different threads whole. */
+/* log.c: leveled log lines on stderr, or handed to the caller's handler (fj_set_log_handler) or a sink
+ * the tests and tools install. The level comes from FLASHJIT_LOG, read once on first use, unless
+ * fj_set_log_level set it; a mutex keeps lines from different threads whole. */
 #include <ctype.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -7,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "core/error.h"
 #include "core/log.h"
+#include "flashjit.h"
 
 /* Below LOG_ERROR: nothing is printed ("off"). Above LOG_DEBUG: not read yet. */
 #define CORE_LOG_OFF (-1)
@@ -17,6 +20,12 @@ static atomic_int core_log_level = CORE_LOG_UNREAD;
 static pthread_mutex_t core_log_mutex = PTHREAD_MUTEX_INITIALIZER;
 static log_sink core_log_sink_fn;
 static void *core_log_sink_user;
+/* The public handler (fj_set_log_handler): the message without its prefix. The tests' sink comes first. */
+static fj_log_handler core_log_handler_fn;
+static void *core_log_handler_user;
+/* Set while this thread is inside a sink or handler: a message it logs then goes straight to stderr,
+ * never back through the mutex it holds. */
+static _Thread_local int core_log_inside;
 
 static const char *const core_log_names[] = {"error", "warn", "info", "debug"};
 
@@ -91,14 +100,42 @@ void core_log(log_level level, const char *format, ...) {
       line = heap_line;
     }
   }
+  if (core_log_inside) {
+    fputs(line, stderr);
+    fputc('\n', stderr);
+    free(heap_line);
+    return;
+  }
   pthread_mutex_lock(&core_log_mutex);
+  core_log_inside = 1;
   if (core_log_sink_fn != NULL) {
     core_log_sink_fn(level, line, core_log_sink_user);
+  } else if (core_log_handler_fn != NULL) {
+    core_log_handler_fn((fj_log_level)index, line + prefix, core_log_handler_user);
   } else {
     fputs(line, stderr);
     fputc('\n', stderr);
     fflush(stderr);
   }
+  core_log_inside = 0;
   pthread_mutex_unlock(&core_log_mutex);
   free(heap_line);
+}
+
+FJ_API fj_status fj_set_log_handler(fj_log_handler handler, void *user) {
+  /* From inside a handler this thread already holds the mutex. */
+  int inside = core_log_inside;
+  if (!inside) pthread_mutex_lock(&core_log_mutex);
+  core_log_handler_fn = handler;
+  core_log_handler_user = user;
+  if (!inside) pthread_mutex_unlock(&core_log_mutex);
+  return FJ_OK;
+}
+
+FJ_API fj_status fj_set_log_level(int level) {
+  if (level < FJ_LOG_OFF || level > FJ_LOG_DEBUG)
+    return core_error(FJ_INVALID_ARGUMENT, "fj_set_log_level: level=%d: must be from %d (FJ_LOG_OFF) to %d "
+                      "(FJ_LOG_DEBUG)", level, FJ_LOG_OFF, FJ_LOG_DEBUG);
+  atomic_store_explicit(&core_log_level, level == FJ_LOG_OFF ? CORE_LOG_OFF : level, memory_order_relaxed);
+  return FJ_OK;
 }
