@@ -164,13 +164,16 @@ def _declare(lib):
 
 def library_candidates():
     """Where the library is looked for, in order: FLASHJIT_LIBRARY, beside this package (where the
-    build puts a copy: build/python/flashjit), then the loader's search path."""
+    build puts a copy: build/python/flashjit), three folders up (where `cmake --install` puts it:
+    <libdir>/flashjit/python/flashjit -> <libdir>), then the loader's search path."""
     named = os.environ.get("FLASHJIT_LIBRARY")
     if named:
         return [named]
-    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "libflashjit.so")
+    package = os.path.dirname(os.path.abspath(__file__))
+    here = os.path.join(package, "libflashjit.so")
+    installed = os.path.normpath(os.path.join(package, "..", "..", "..", "libflashjit.so"))
     found = ctypes.util.find_library("flashjit")
-    return [here] + ([found] if found else []) + ["libflashjit.so"]
+    return [here, installed] + ([found] if found else []) + ["libflashjit.so"]
 
 
 _lib = None
