@@ -75,7 +75,8 @@ typedef enum fj_log_level {
 typedef void (*fj_log_handler)(fj_log_level level, const char *message, void *user);
 
 /* Sends every message at or above the log level to handler, with user passed through, instead of
- * stderr; NULL restores stderr. Process-wide; always FJ_OK. */
+ * stderr; NULL restores stderr. Process-wide; always FJ_OK. When it returns, the previous handler is no
+ * longer running on any other thread and will not be called again, so its user data may be freed. */
 FJ_API fj_status fj_set_log_handler(fj_log_handler handler, void *user);
 
 /* Sets the process's log level, overriding FLASHJIT_LOG: FJ_LOG_OFF, FJ_LOG_ERROR ... FJ_LOG_DEBUG.
