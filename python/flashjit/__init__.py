@@ -13,7 +13,8 @@ the C call (include/flashjit.h, fj_attention_args) has a keyword here; bad ones 
 InvalidArgumentError (a ValueError) with the library's message naming the argument and its values.
 
 The package calls libflashjit.so through ctypes: the one FLASHJIT_LIBRARY names where it is set, else
-the copy the build puts beside it (build/python), else the loader's search path."""
+the copy the build puts beside it (build/python), else the one `cmake --install` puts three folders up,
+else the loader's search path."""
 import atexit
 import ctypes
 import math
@@ -65,7 +66,7 @@ def version():
 _LOG_LEVELS = {"off": -1, "error": 0, "warn": 1, "warning": 1, "info": 2, "debug": 3}
 _LOG_NAMES = ("error", "warn", "info", "debug")
 _log_lock = threading.Lock()
-_log_callbacks = []  # every callback the library was ever given: one may still be running when replaced
+_log_callbacks = []  # every callback the library was given: a handler may replace itself while it runs
 
 
 def set_log_level(level):
