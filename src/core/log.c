@@ -70,11 +70,18 @@ void core_log_set_level(int level) {
   atomic_store_explicit(&core_log_level, level, memory_order_relaxed);
 }
 
-void core_log_set_sink(log_sink sink, void *user) {
+/* The mutex around a change of where lines go; a thread inside a sink or handler holds it already. */
+static int core_log_lock_unless_inside(void) {
+  if (core_log_inside) return 0;
   pthread_mutex_lock(&core_log_mutex);
+  return 1;
+}
+
+void core_log_set_sink(log_sink sink, void *user) {
+  int locked = core_log_lock_unless_inside();
   core_log_sink_fn = sink;
   core_log_sink_user = user;
-  pthread_mutex_unlock(&core_log_mutex);
+  if (locked) pthread_mutex_unlock(&core_log_mutex);
 }
 
 void core_log(log_level level, const char *format, ...) {
@@ -123,12 +130,10 @@ void core_log(log_level level, const char *format, ...) {
 }
 
 FJ_API fj_status fj_set_log_handler(fj_log_handler handler, void *user) {
-  /* From inside a handler this thread already holds the mutex. */
-  int inside = core_log_inside;
-  if (!inside) pthread_mutex_lock(&core_log_mutex);
+  int locked = core_log_lock_unless_inside();
   core_log_handler_fn = handler;
   core_log_handler_user = user;
-  if (!inside) pthread_mutex_unlock(&core_log_mutex);
+  if (locked) pthread_mutex_unlock(&core_log_mutex);
   return FJ_OK;
 }
 
