@@ -86,6 +86,10 @@ typedef struct bench_result {
   int check_passed;
 } bench_result;
 
+/* Opens a context on the device o names (o->device, with o->cache_dir and o->threads); CLI_EXIT_OK or the
+ * exit code after the one-line error naming the flag. */
+int bench_open(const bench_options *o, fj_context **context);
+
 /* flashjit's CPU thread count for o: --threads, else one per core (what the context does with 0). */
 int bench_threads(const bench_options *o);
 
@@ -151,6 +155,34 @@ const char *bench_peer_word(const bench_grid_point *p, int k);
 const char *bench_peer_why(const bench_peers_status *st, const bench_grid_point *p, int k);
 /* flashjit's / peer k's throughput at p (above 1: flashjit faster), or 0 when either is missing. */
 double bench_peer_ratio(const bench_grid_point *p, int k);
+
+/* One device's grid: every point measured on it and its peers' figures, for the reports. */
+typedef struct bench_grid_device {
+  char device[256];         /* the device's name */
+  char device_id[64];       /* "cuda:0" */
+  const char *timing;       /* the runtime's timing method */
+  bench_grid_point *points; /* count of them; NULL: the device was not measured (error says why) */
+  int count;
+  int failures;             /* points that failed (each one's error was printed) */
+  bench_peers_status peers;
+  char error[320];          /* with points NULL: the library's message, or "" */
+} bench_grid_device;
+
+/* Every point of the grid o names measured on the open context, then the peers when asked, into d (whose
+ * points bench_grid_device_free frees). Returns an exit code: CLI_EXIT_OK also when points failed
+ * (d->failures; bench_grid_exit says so). */
+int bench_grid_measure(fj_context *context, const bench_options *o, bench_grid_device *d);
+/* One device's grid as its table, its CSV, or (json given) one object written into it. */
+void bench_grid_report(const bench_options *o, const bench_grid_device *d, struct json_writer *json);
+/* The grid on several devices side by side: each point's rate on each device and its ratio to the first
+ * measured device's. */
+void bench_grid_compare(const bench_options *o, const bench_grid_device *devices, int count);
+/* The devices' grids as one CSV: a header, then a row per point of each device, the peers' columns those of
+ * any device; device_columns puts device_id and device first. */
+void bench_grid_csv(const bench_options *o, const bench_grid_device *devices, int count, int device_columns);
+/* CLI_EXIT_OK, or CLI_EXIT_FAILURE after saying how many of d's points failed. */
+int bench_grid_exit(const bench_options *o, const bench_grid_device *d);
+void bench_grid_device_free(bench_grid_device *d);
 
 /* `flashjit bench --grid NAME`: every point measured on the open context, the peers when asked, one
  * table. Returns an exit code. */

@@ -2,7 +2,8 @@
  * ("cpu,cuda:0,cuda:1"): the same shape on each device in turn, each with the whole report one device
  * gets, then one table that sets them side by side, each device's throughput as a ratio to the first
  * measured one's: a CPU against its GPU, or one GPU against its neighbours in the same box, from one command.
- * With --json the reports are one array of the devices' objects. Every name is resolved before anything
+ * With --json the reports are one array of the devices' objects. With --grid, the grid on each device and
+ * then each point's rate side by side (engineers comparing machines). Every name is resolved before anything
  * runs, so a misspelt device costs no measurement. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,6 +130,66 @@ static void bench_devices_table(const bench_device_row *rows, int count) {
   }
 }
 
+/* --grid on each device in turn: each device's table as it is measured (CSV and JSON at the end: one
+ * document), then the points side by side. Returns the worst exit code. */
+static int bench_devices_grid(bench_options *o, bench_device_row *rows, int count) {
+  bench_grid_device *grids = calloc((size_t)count, sizeof *grids);
+  if (grids == NULL) {
+    cli_error(BENCH_COMMAND, "no memory for %d devices' grids", count);
+    return CLI_EXIT_FAILURE;
+  }
+  int worst = CLI_EXIT_OK, printed = 0;
+  for (int i = 0; i < count; i++) {
+    bench_grid_device *d = &grids[i];
+    snprintf(d->device_id, sizeof d->device_id, "%s", rows[i].id);
+    o->device = rows[i].id;
+    snprintf(o->device_flag, sizeof o->device_flag, "--device=%s", rows[i].id);
+    core_error_clear();
+    fj_context *context = NULL;
+    int code = bench_open(o, &context);
+    if (code == CLI_EXIT_OK) {
+      code = bench_grid_measure(context, o, d);
+      fj_context_destroy(context);
+    }
+    if (d->points == NULL) {
+      snprintf(d->error, sizeof d->error, "%s", fj_last_error());
+    } else {
+      if (!o->json && !o->csv) {
+        if (printed++ > 0) printf("\n");
+        bench_grid_report(o, d, NULL);
+      }
+      if (code == CLI_EXIT_OK) code = bench_grid_exit(o, d);
+    }
+    rows[i].code = code;
+    if (code > worst) worst = code;
+  }
+  if (o->json) {
+    json_writer w;
+    json_init(&w, stdout);
+    json_array_begin(&w);
+    for (int i = 0; i < count; i++) {
+      if (grids[i].points != NULL) {
+        bench_grid_report(o, &grids[i], &w);
+        continue;
+      }
+      json_object_begin(&w);
+      json_kv_string(&w, "device_id", grids[i].device_id);
+      json_kv_int(&w, "exit", rows[i].code);
+      json_kv_string(&w, "error", grids[i].error[0] ? grids[i].error : "see stderr");
+      json_object_end(&w);
+    }
+    json_array_end(&w);
+    json_finish(&w);
+  } else if (o->csv) {
+    bench_grid_csv(o, grids, count, 1);
+  } else {
+    bench_grid_compare(o, grids, count);
+  }
+  for (int i = 0; i < count; i++) bench_grid_device_free(&grids[i]);
+  free(grids);
+  return worst;
+}
+
 int bench_devices_run(bench_options *o) {
   bench_device_row *rows = calloc(BENCH_MAX_DEVICES, sizeof *rows);
   if (rows == NULL) {
@@ -138,6 +199,11 @@ int bench_devices_run(bench_options *o) {
   int count = 0;
   int worst = bench_devices_resolve(o, rows, &count);
   if (worst != CLI_EXIT_OK) {
+    free(rows);
+    return worst;
+  }
+  if (o->grid != NULL) {
+    worst = bench_devices_grid(o, rows, count);
     free(rows);
     return worst;
   }

@@ -248,14 +248,32 @@ static const char *grid_source_word(const bench_grid_point *p) {
 static double grid_tflops(double flops, double ms) { return ms > 0.0 ? flops / (ms * 1e-3) / 1e12 : 0.0; }
 static double grid_gbps(double bytes, double ms) { return ms > 0.0 ? bytes / (ms * 1e-3) / 1e9 : 0.0; }
 
-static void grid_print_table(const bench_options *o, const char *device, const char *device_id, const char *timing,
-                             const bench_grid_point *points, int count, const bench_peers_status *peers) {
+/* The shape columns every grid table starts with, and one point's. */
+static void grid_print_shape_header(int decode) {
+  if (decode)
+    printf("%-5s %4s %5s %6s %5s %3s", "dtype", "d", "batch", "kv_len", "heads", "kv");
+  else
+    printf("%-5s %4s %-6s %6s %5s %5s", "dtype", "d", "mask", "seqlen", "batch", "heads");
+}
+
+static void grid_print_shape(const bench_grid_point *p, int decode) {
+  if (decode)
+    printf("%-5s %4" PRId64 " %5" PRId64 " %6" PRId64 " %5" PRId64 " %3" PRId64, core_dtype_name(p->dtype), p->head_dim,
+           p->batch, p->seqlen_kv, p->heads, p->kv_heads);
+  else
+    printf("%-5s %4" PRId64 " %-6s %6" PRId64 " %5" PRId64 " %5" PRId64, core_dtype_name(p->dtype), p->head_dim,
+           p->causal ? "causal" : "full", p->seqlen, p->batch, p->heads);
+}
+
+static void grid_print_table(const bench_options *o, const bench_grid_device *d) {
+  const bench_grid_point *points = d->points;
+  const bench_peers_status *peers = &d->peers;
   int decode = strcmp(o->grid, "decode") == 0;
   printf("flashjit bench --grid %s on %s (%s), %s timing, warmup %" PRId64 ", median of %" PRId64 "\n", o->grid,
-         device, device_id, timing, o->warmup, o->repeat);
+         d->device, d->device_id, d->timing, o->warmup, o->repeat);
   printf("TFLOP/s = 4*b*h*sq*skv*d / median time, halved when causal (FlashAttention convention, also the peers')\n");
   int shown[BENCH_PEER_COUNT];
-  int shown_count = o->peers ? bench_peers_for_device(o, device_id, shown) : 0;
+  int shown_count = o->peers ? bench_peers_for_device(o, d->device_id, shown) : 0;
   if (o->peers) {
     if (peers->ran)
       printf("peers: %s, measured by bench/peers/peers.py in the same run; ratio = flashjit / peer\n",
@@ -268,21 +286,20 @@ static void grid_print_table(const bench_options *o, const char *device, const c
   }
   if (decode)
     printf("GB/s = the bytes of q, k, v and o once / median time (the KV cache's read sets a decode step's time); "
-           "peers' columns in GB/s\n\n%-5s %4s %5s %6s %5s %3s | %9s %8s %8s %-13s", "dtype", "d", "batch", "kv_len",
-           "heads", "kv", "ms", "GB/s", "TFLOP/s", "config");
+           "peers' columns in GB/s\n\n");
   else
-    printf("\n%-5s %4s %-6s %6s %5s %5s | %9s %8s %-13s", "dtype", "d", "mask", "seqlen", "batch", "heads", "ms",
-           "TFLOP/s", "config");
+    printf("\n");
+  grid_print_shape_header(decode);
+  if (decode)
+    printf(" | %9s %8s %8s %-13s", "ms", "GB/s", "TFLOP/s", "config");
+  else
+    printf(" | %9s %8s %-13s", "ms", "TFLOP/s", "config");
   for (int j = 0; j < shown_count; j++) printf(" | %-14s %6s", bench_peer_names[shown[j]], "ratio");
   printf("\n");
-  for (int i = 0; i < count; i++) {
+  for (int i = 0; i < d->count; i++) {
     const bench_grid_point *p = &points[i];
-    if (decode)
-      printf("%-5s %4" PRId64 " %5" PRId64 " %6" PRId64 " %5" PRId64 " %3" PRId64 " | ", core_dtype_name(p->dtype),
-             p->head_dim, p->batch, p->seqlen_kv, p->heads, p->kv_heads);
-    else
-      printf("%-5s %4" PRId64 " %-6s %6" PRId64 " %5" PRId64 " %5" PRId64 " | ", core_dtype_name(p->dtype),
-             p->head_dim, p->causal ? "causal" : "full", p->seqlen, p->batch, p->heads);
+    grid_print_shape(p, decode);
+    printf(" | ");
     double mine = p->measured ? grid_tflops(p->flops, p->ms) : 0.0;
     if (p->measured && decode)
       printf("%9.3f %8.1f %8.3f %-13s", p->ms, grid_gbps(p->bytes, p->ms), mine, grid_source_word(p));
@@ -308,153 +325,187 @@ static void grid_print_table(const bench_options *o, const char *device, const c
   fflush(stdout);
 }
 
-/* The decode grid's CSV: its points' shapes and GB/s beside TFLOP/s, the peers' GB/s. */
-static void grid_print_csv_decode(const bench_options *o, const char *device_id, const bench_grid_point *points,
-                                  int count) {
-  int shown[BENCH_PEER_COUNT];
-  int shown_count = o->peers ? bench_peers_for_device(o, device_id, shown) : 0;
-  printf("dtype,head_dim,batch,seqlen_kv,heads,kv_heads,bytes,flops,flashjit_ms,flashjit_ms_min,flashjit_gbps,"
-         "flashjit_tflops,config_source,config");
-  for (int j = 0; j < shown_count; j++)
-    printf(",%s_ms,%s_gbps,ratio_vs_%s", bench_peer_names[shown[j]], bench_peer_names[shown[j]],
-           bench_peer_names[shown[j]]);
-  printf("\n");
-  for (int i = 0; i < count; i++) {
-    const bench_grid_point *p = &points[i];
-    printf("%s,%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%.6g,%.6g,", core_dtype_name(p->dtype),
-           p->head_dim, p->batch, p->seqlen_kv, p->heads, p->kv_heads, p->bytes, p->flops);
-    if (p->measured)
-      printf("%.6g,%.6g,%.6g,%.6g,%s,\"%s\"", p->ms, p->ms_min, grid_gbps(p->bytes, p->ms), grid_tflops(p->flops, p->ms),
-             grid_source_word(p), p->config);
-    else
-      printf(",,,,,");
-    for (int j = 0; j < shown_count; j++) {
-      int k = shown[j];
-      if (!p->peer_measured[k]) {
-        printf(",,,");
-        continue;
-      }
-      printf(",%.6g,%.6g,", p->peer_ms[k], grid_gbps(p->bytes, p->peer_ms[k]));
-      if (bench_peer_ratio(p, k) > 0.0) printf("%.4g", bench_peer_ratio(p, k));
-    }
-    printf("\n");
-  }
-  fflush(stdout);
+/* A point's rate as the grid's tables compare it: GB/s for a decode step, TFLOP/s for a prefill. */
+static double grid_rate(const bench_grid_point *p, double ms, int decode) {
+  return decode ? grid_gbps(p->bytes, ms) : grid_tflops(p->flops, ms);
 }
 
-static void grid_print_csv(const bench_options *o, const char *device_id, const bench_grid_point *points,
-                           int count) {
-  if (strcmp(o->grid, "decode") == 0) {
-    grid_print_csv_decode(o, device_id, points, count);
+void bench_grid_compare(const bench_options *o, const bench_grid_device *devices, int count) {
+  int decode = strcmp(o->grid, "decode") == 0;
+  const bench_grid_device *base = NULL;  /* the first device with a measured point */
+  for (int i = 0; i < count && base == NULL; i++)
+    for (int j = 0; j < devices[i].count && base == NULL; j++)
+      if (devices[i].points[j].measured) base = &devices[i];
+  printf("\ndevices     the grid on %d device%s, %s; x = the rate / %s's at the same point\n", count,
+         count == 1 ? "" : "s", decode ? "GB/s" : "TFLOP/s", base ? base->device_id : "the first device's");
+  for (int i = 0; i < count; i++)
+    if (devices[i].points != NULL)
+      printf("  %-8s %s\n", devices[i].device_id, devices[i].device);
+    else
+      printf("  %-8s failed: %s\n", devices[i].device_id, devices[i].error[0] ? devices[i].error : "the message above");
+  const bench_grid_device *rows = NULL;  /* any device measured: its points are every device's */
+  for (int i = 0; i < count && rows == NULL; i++)
+    if (devices[i].points != NULL) rows = &devices[i];
+  if (rows == NULL) {
+    fflush(stdout);
     return;
   }
-  int shown[BENCH_PEER_COUNT];
-  int shown_count = o->peers ? bench_peers_for_device(o, device_id, shown) : 0;
-  printf("dtype,head_dim,causal,seqlen,batch,heads,flops,flashjit_ms,flashjit_ms_min,flashjit_tflops,config_source,"
-         "config");
-  for (int j = 0; j < shown_count; j++)
-    printf(",%s_ms,%s_tflops,ratio_vs_%s", bench_peer_names[shown[j]], bench_peer_names[shown[j]],
-           bench_peer_names[shown[j]]);
   printf("\n");
-  for (int i = 0; i < count; i++) {
-    const bench_grid_point *p = &points[i];
-    printf("%s,%" PRId64 ",%d,%" PRId64 ",%" PRId64 ",%" PRId64 ",%.6g,", core_dtype_name(p->dtype), p->head_dim,
-           p->causal, p->seqlen, p->batch, p->heads, p->flops);
-    double mine = p->measured ? grid_tflops(p->flops, p->ms) : 0.0;
-    if (p->measured)
-      printf("%.6g,%.6g,%.6g,%s,\"%s\"", p->ms, p->ms_min, mine, grid_source_word(p), p->config);
-    else
-      printf(",,,,");
-    for (int j = 0; j < shown_count; j++) {
-      int k = shown[j];
-      if (!p->peer_measured[k]) {
-        printf(",,,");
+  grid_print_shape_header(decode);
+  for (int i = 0; i < count; i++) printf(" | %10s %7s", devices[i].device_id, "x");
+  printf("\n");
+  for (int j = 0; j < rows->count; j++) {
+    grid_print_shape(&rows->points[j], decode);
+    const bench_grid_point *b = base != NULL ? &base->points[j] : NULL;
+    for (int i = 0; i < count; i++) {
+      const bench_grid_point *p = devices[i].points != NULL ? &devices[i].points[j] : NULL;
+      if (p == NULL || !p->measured) {
+        printf(" | %10s %7s", "failed", "");
         continue;
       }
-      printf(",%.6g,%.6g,", p->peer_ms[k], grid_tflops(p->flops, p->peer_ms[k]));
-      if (bench_peer_ratio(p, k) > 0.0) printf("%.4g", bench_peer_ratio(p, k));
+      char ratio[16] = "n/a";
+      if (b != NULL && b->measured) snprintf(ratio, sizeof ratio, "%.2fx", b->ms / p->ms);
+      printf(" | %10.*f %7s", decode ? 1 : 2, grid_rate(p, p->ms, decode), ratio);
     }
     printf("\n");
   }
   fflush(stdout);
 }
 
-static void grid_print_json(const bench_options *o, const char *device, const char *device_id, const char *timing,
-                            const bench_grid_point *points, int count, const bench_peers_status *peers) {
-  json_writer w;
-  json_init(&w, stdout);
-  json_object_begin(&w);
-  json_kv_string(&w, "grid", o->grid);
-  json_kv_string(&w, "device", device);
-  json_kv_string(&w, "device_id", device_id);
-  json_kv_bool(&w, "device_auto", o->device_auto);
-  json_kv_string(&w, "timing", timing);
-  json_kv_string(&w, "flops_convention", "4*b*h*sq*skv*d, halved when causal");
-  json_kv_int(&w, "warmup", o->warmup);
-  json_kv_int(&w, "repeat", o->repeat);
-  if (o->peers) {
-    json_key(&w, "peers");
-    json_object_begin(&w);
-    json_kv_bool(&w, "ran", peers->ran);
-    json_kv_string(&w, "note", peers->note);
-    json_kv_string(&w, "info", peers->info);
-    json_key(&w, "unavailable");
-    json_object_begin(&w);
-    for (int k = 0; k < BENCH_PEER_COUNT; k++)
-      if (peers->unavailable[k][0]) json_kv_string(&w, bench_peer_names[k], peers->unavailable[k]);
-    json_object_end(&w);
-    json_object_end(&w);
+void bench_grid_csv(const bench_options *o, const bench_grid_device *devices, int count, int device_columns) {
+  int decode = strcmp(o->grid, "decode") == 0;
+  /* the peer columns: every peer shown on any of the devices, in the peers' order */
+  int wanted[BENCH_PEER_COUNT] = {0}, shown[BENCH_PEER_COUNT], shown_count = 0;
+  for (int i = 0; o->peers && i < count; i++) {
+    int mine[BENCH_PEER_COUNT];
+    int n = devices[i].points != NULL ? bench_peers_for_device(o, devices[i].device_id, mine) : 0;
+    for (int j = 0; j < n; j++) wanted[mine[j]] = 1;
   }
-  json_key(&w, "points");
-  json_array_begin(&w);
+  for (int k = 0; k < BENCH_PEER_COUNT; k++)
+    if (wanted[k]) shown[shown_count++] = k;
+  if (device_columns) printf("device_id,device,");
+  if (decode)
+    printf("dtype,head_dim,batch,seqlen_kv,heads,kv_heads,bytes,flops,flashjit_ms,flashjit_ms_min,flashjit_gbps,"
+           "flashjit_tflops,config_source,config");
+  else
+    printf("dtype,head_dim,causal,seqlen,batch,heads,flops,flashjit_ms,flashjit_ms_min,flashjit_tflops,config_source,"
+           "config");
+  for (int j = 0; j < shown_count; j++)
+    printf(",%s_ms,%s_%s,ratio_vs_%s", bench_peer_names[shown[j]], bench_peer_names[shown[j]],
+           decode ? "gbps" : "tflops", bench_peer_names[shown[j]]);
+  printf("\n");
+  for (int i = 0; i < count; i++)
+    for (int j = 0; j < devices[i].count; j++) {
+      const bench_grid_point *p = &devices[i].points[j];
+      if (device_columns) {
+        printf("%s,", devices[i].device_id);
+        json_write_escaped(stdout, devices[i].device);  /* a CSV field in quotes: a CPU's name has commas */
+        printf(",");
+      }
+      if (decode)
+        printf("%s,%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%.6g,%.6g,", core_dtype_name(p->dtype),
+               p->head_dim, p->batch, p->seqlen_kv, p->heads, p->kv_heads, p->bytes, p->flops);
+      else
+        printf("%s,%" PRId64 ",%d,%" PRId64 ",%" PRId64 ",%" PRId64 ",%.6g,", core_dtype_name(p->dtype), p->head_dim,
+               p->causal, p->seqlen, p->batch, p->heads, p->flops);
+      if (p->measured && decode)
+        printf("%.6g,%.6g,%.6g,%.6g,%s,\"%s\"", p->ms, p->ms_min, grid_gbps(p->bytes, p->ms),
+               grid_tflops(p->flops, p->ms), grid_source_word(p), p->config);
+      else if (p->measured)
+        printf("%.6g,%.6g,%.6g,%s,\"%s\"", p->ms, p->ms_min, grid_tflops(p->flops, p->ms), grid_source_word(p),
+               p->config);
+      else
+        printf(decode ? ",,,,," : ",,,,");
+      for (int s = 0; s < shown_count; s++) {
+        int k = shown[s];
+        if (!p->peer_measured[k]) {
+          printf(",,,");
+          continue;
+        }
+        printf(",%.6g,%.6g,", p->peer_ms[k], grid_rate(p, p->peer_ms[k], decode));
+        if (bench_peer_ratio(p, k) > 0.0) printf("%.4g", bench_peer_ratio(p, k));
+      }
+      printf("\n");
+    }
+  fflush(stdout);
+}
+
+/* One device's grid as one JSON object into w. */
+static void grid_print_json(const bench_options *o, const bench_grid_device *d, json_writer *json) {
+  json_writer *w = json;
+  const bench_grid_point *points = d->points;
+  const bench_peers_status *peers = &d->peers;
+  int count = d->count;
+  json_object_begin(w);
+  json_kv_string(w, "grid", o->grid);
+  json_kv_string(w, "device", d->device);
+  json_kv_string(w, "device_id", d->device_id);
+  json_kv_bool(w, "device_auto", o->device_auto);
+  json_kv_string(w, "timing", d->timing);
+  json_kv_string(w, "flops_convention", "4*b*h*sq*skv*d, halved when causal");
+  json_kv_int(w, "warmup", o->warmup);
+  json_kv_int(w, "repeat", o->repeat);
+  if (o->peers) {
+    json_key(w, "peers");
+    json_object_begin(w);
+    json_kv_bool(w, "ran", peers->ran);
+    json_kv_string(w, "note", peers->note);
+    json_kv_string(w, "info", peers->info);
+    json_key(w, "unavailable");
+    json_object_begin(w);
+    for (int k = 0; k < BENCH_PEER_COUNT; k++)
+      if (peers->unavailable[k][0]) json_kv_string(w, bench_peer_names[k], peers->unavailable[k]);
+    json_object_end(w);
+    json_object_end(w);
+  }
+  json_key(w, "points");
+  json_array_begin(w);
   for (int i = 0; i < count; i++) {
     const bench_grid_point *p = &points[i];
-    json_object_begin(&w);
-    json_kv_string(&w, "dtype", core_dtype_name(p->dtype));
-    json_kv_int(&w, "head_dim", p->head_dim);
-    json_kv_bool(&w, "causal", p->causal);
-    json_kv_int(&w, "seqlen", p->seqlen);
-    json_kv_int(&w, "seqlen_kv", p->seqlen_kv);
-    json_kv_int(&w, "batch", p->batch);
-    json_kv_int(&w, "heads", p->heads);
-    json_kv_int(&w, "kv_heads", p->kv_heads);
-    json_kv_double(&w, "flops", p->flops);
-    json_kv_double(&w, "bytes", p->bytes);
-    json_kv_bool(&w, "measured", p->measured);
-    double mine = p->measured ? grid_tflops(p->flops, p->ms) : 0.0;
+    json_object_begin(w);
+    json_kv_string(w, "dtype", core_dtype_name(p->dtype));
+    json_kv_int(w, "head_dim", p->head_dim);
+    json_kv_bool(w, "causal", p->causal);
+    json_kv_int(w, "seqlen", p->seqlen);
+    json_kv_int(w, "seqlen_kv", p->seqlen_kv);
+    json_kv_int(w, "batch", p->batch);
+    json_kv_int(w, "heads", p->heads);
+    json_kv_int(w, "kv_heads", p->kv_heads);
+    json_kv_double(w, "flops", p->flops);
+    json_kv_double(w, "bytes", p->bytes);
+    json_kv_bool(w, "measured", p->measured);
     if (p->measured) {
-      json_kv_double(&w, "ms", p->ms);
-      json_kv_double(&w, "ms_min", p->ms_min);
-      json_kv_double(&w, "tflops", mine);
-      json_kv_double(&w, "gbps", grid_gbps(p->bytes, p->ms));
-      json_kv_string(&w, "config_source", p->config_source);
-      json_kv_string(&w, "config", p->config);
+      json_kv_double(w, "ms", p->ms);
+      json_kv_double(w, "ms_min", p->ms_min);
+      json_kv_double(w, "tflops", grid_tflops(p->flops, p->ms));
+      json_kv_double(w, "gbps", grid_gbps(p->bytes, p->ms));
+      json_kv_string(w, "config_source", p->config_source);
+      json_kv_string(w, "config", p->config);
     }
     if (o->peers) {
-      json_key(&w, "peers");
-      json_object_begin(&w);
+      json_key(w, "peers");
+      json_object_begin(w);
       for (int k = 0; k < BENCH_PEER_COUNT; k++) {
         if (!p->peer_measured[k] && !p->peer_error[k][0]) continue;
-        json_key(&w, bench_peer_names[k]);
-        json_object_begin(&w);
+        json_key(w, bench_peer_names[k]);
+        json_object_begin(w);
         if (p->peer_measured[k]) {
-          json_kv_double(&w, "ms", p->peer_ms[k]);
-          json_kv_double(&w, "ms_min", p->peer_ms_min[k]);
-          json_kv_double(&w, "tflops", grid_tflops(p->flops, p->peer_ms[k]));
-          json_kv_double(&w, "gbps", grid_gbps(p->bytes, p->peer_ms[k]));
-          if (bench_peer_ratio(p, k) > 0.0) json_kv_double(&w, "ratio", bench_peer_ratio(p, k));
+          json_kv_double(w, "ms", p->peer_ms[k]);
+          json_kv_double(w, "ms_min", p->peer_ms_min[k]);
+          json_kv_double(w, "tflops", grid_tflops(p->flops, p->peer_ms[k]));
+          json_kv_double(w, "gbps", grid_gbps(p->bytes, p->peer_ms[k]));
+          if (bench_peer_ratio(p, k) > 0.0) json_kv_double(w, "ratio", bench_peer_ratio(p, k));
         } else {
-          json_kv_string(&w, p->peer_unavailable[k] ? "unavailable" : "error", p->peer_error[k]);
+          json_kv_string(w, p->peer_unavailable[k] ? "unavailable" : "error", p->peer_error[k]);
         }
-        json_object_end(&w);
+        json_object_end(w);
       }
-      json_object_end(&w);
+      json_object_end(w);
     }
-    json_object_end(&w);
+    json_object_end(w);
   }
-  json_array_end(&w);
-  json_object_end(&w);
-  json_finish(&w);
+  json_array_end(w);
+  json_object_end(w);
 }
 
 static int grid_prefill_points(const bench_options *o, const grid_spec *g, bench_grid_point *points) {
@@ -499,25 +550,25 @@ static int grid_decode_points(const bench_options *o, const grid_spec *g, bench_
   return count;
 }
 
-int bench_grid_run(fj_context *context, bench_options *o) {
+int bench_grid_measure(fj_context *context, const bench_options *o, bench_grid_device *d) {
   grid_spec g;
   int code = grid_spec_build(o, &g);
   if (code != CLI_EXIT_OK) return code;
-  bench_grid_point *points = calloc(GRID_MAX_POINTS, sizeof *points);
-  if (points == NULL) {
+  d->points = calloc(GRID_MAX_POINTS, sizeof *d->points);
+  if (d->points == NULL) {
     cli_error(BENCH_COMMAND, "out of memory");
     return CLI_EXIT_FAILURE;
   }
-  int count = g.decode ? grid_decode_points(o, &g, points) : grid_prefill_points(o, &g, points);
+  bench_grid_point *points = d->points;
+  int count = d->count = g.decode ? grid_decode_points(o, &g, points) : grid_prefill_points(o, &g, points);
+  d->failures = 0;
 
-  char device[256], device_id[64];
-  fj_context_device_name(context, device, sizeof device);
-  snprintf(device_id, sizeof device_id, "%s:%d", runtime_backend(context)->name, runtime_device_index(context));
-  const char *timing = runtime_timing_method(context);
-  fprintf(stderr, "flashjit bench: grid %s, %d points on %s (%s)%s\n", o->grid, count, device, device_id,
+  fj_context_device_name(context, d->device, sizeof d->device);
+  snprintf(d->device_id, sizeof d->device_id, "%s:%d", runtime_backend(context)->name, runtime_device_index(context));
+  d->timing = runtime_timing_method(context);
+  fprintf(stderr, "flashjit bench: grid %s, %d points on %s (%s)%s\n", o->grid, count, d->device, d->device_id,
           o->device_auto ? ", chosen by auto: the best device found" : "");
 
-  int failures = 0;
   for (int i = 0; i < count; i++) {
     bench_grid_point *p = &points[i];
     bench_options one = *o;
@@ -543,7 +594,7 @@ int bench_grid_run(fj_context *context, bench_options *o) {
       snprintf(p->config, sizeof p->config, "%s", r.config);
       snprintf(p->config_source, sizeof p->config_source, "%s", r.config_source);
     } else {
-      failures++;
+      d->failures++;
     }
     if (g.decode)
       fprintf(stderr, "flashjit bench: [%d/%d] %s d%" PRId64 " decode b%" PRId64 " kv%" PRId64 " h%" PRId64 "/%" PRId64
@@ -559,20 +610,48 @@ int bench_grid_run(fj_context *context, bench_options *o) {
       fprintf(stderr, "failed\n");
   }
 
-  bench_peers_status peers;
-  memset(&peers, 0, sizeof peers);
-  if (o->peers) bench_peers_run(o, device_id, points, count, o->warmup, o->repeat, &peers);
-
-  if (o->json)
-    grid_print_json(o, device, device_id, timing, points, count, &peers);
-  else if (o->csv)
-    grid_print_csv(o, device_id, points, count);
-  else
-    grid_print_table(o, device, device_id, timing, points, count, &peers);
-  free(points);
-  if (failures > 0) {
-    cli_error(BENCH_COMMAND, "--grid=%s: %d of %d points failed (their errors are above)", o->grid, failures, count);
-    return CLI_EXIT_FAILURE;
-  }
+  memset(&d->peers, 0, sizeof d->peers);
+  if (o->peers) bench_peers_run(o, d->device_id, points, count, o->warmup, o->repeat, &d->peers);
   return CLI_EXIT_OK;
+}
+
+void bench_grid_report(const bench_options *o, const bench_grid_device *d, json_writer *json) {
+  if (json != NULL)
+    grid_print_json(o, d, json);
+  else if (o->csv)
+    bench_grid_csv(o, d, 1, 0);
+  else
+    grid_print_table(o, d);
+}
+
+int bench_grid_exit(const bench_options *o, const bench_grid_device *d) {
+  if (d->failures == 0) return CLI_EXIT_OK;
+  cli_error(BENCH_COMMAND, "--grid=%s: %d of %d points failed on %s (their errors are above)", o->grid, d->failures,
+            d->count, d->device_id);
+  return CLI_EXIT_FAILURE;
+}
+
+void bench_grid_device_free(bench_grid_device *d) {
+  free(d->points);
+  d->points = NULL;
+  d->count = 0;
+}
+
+int bench_grid_run(fj_context *context, bench_options *o) {
+  bench_grid_device d;
+  memset(&d, 0, sizeof d);
+  int code = bench_grid_measure(context, o, &d);
+  if (code == CLI_EXIT_OK) {
+    if (o->json) {
+      json_writer w;
+      json_init(&w, stdout);
+      bench_grid_report(o, &d, &w);
+      json_finish(&w);
+    } else {
+      bench_grid_report(o, &d, NULL);
+    }
+    code = bench_grid_exit(o, &d);
+  }
+  bench_grid_device_free(&d);
+  return code;
 }

@@ -125,6 +125,10 @@ void cmd_bench_help(FILE *out) {
           "  --mask M             both (default), causal or none\n"
           "  --peers              the peers (as above) on every point, as TFLOP/s and ratio columns\n"
           "  --csv                one CSV row per point instead of the table\n"
+          "  --device all|L       the grid on every device found, or on each of a comma list, then\n"
+          "                       each point's rate on every device side by side, as a ratio to the\n"
+          "                       first device's (--csv: device_id and device columns first; --json:\n"
+          "                       an array of the devices' grids)\n"
           "  --grid decode        decode steps (one query per sequence) against a KV cache: batch 1, 8,\n"
           "                       32, 128 x cache length 1024 ... 65536, as far as batch * length <=\n"
           "                       --tokens (default 262144 here), heads = width / head_dim (--width\n"
@@ -354,10 +358,6 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
     if (spec != NULL && (strcmp(spec, "all") == 0 || strchr(spec, ',') != NULL)) {
       o->device_list = spec;
       o->device_auto = 0;
-      if (o->grid != NULL) {
-        cli_error(BENCH_COMMAND, "%s with --grid: a grid runs on one device; run it once per device", o->device_flag);
-        return CLI_EXIT_USAGE;
-      }
     }
   }
   if (o->cache_dir != NULL && o->cache_dir[0] == '\0') {
@@ -960,7 +960,7 @@ static void bench_json_object(json_writer *w, const bench_options *o, const benc
 }
 
 /* Opens the device the flags name; CLI_EXIT_OK or the exit code after the error. */
-static int bench_open(const bench_options *o, fj_context **context) {
+int bench_open(const bench_options *o, fj_context **context) {
   const fj_backend *backend = NULL;
   int index = 0;
   fj_status status = backend_select(o->device, &backend, &index);

@@ -739,7 +739,7 @@ static void test_device_lists(void) {
       {"cpu,", NULL, "\"\" in a list", 2},
       {"auto,cpu", NULL, "\"auto\" in a list", 2},
       {"cpu,nosuch", NULL, "device \"nosuch\" not found", 1},
-      {"all", "--grid", "a grid runs on one device", 2},
+      {"all", "--grid", "--grid=prefill: the grid sets", 2},  /* the grid's flags checked before any device */
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     r = run_cli((const char *[]){"bench", "--device", bad[i].device, "--seqlen", "16", bad[i].extra,
@@ -824,6 +824,56 @@ static void test_grid(void) {
   }
   check(good, "bench --grid decode --json: 3 points of one query, KV heads of 4, bytes and GB/s (exit %d): %s", r.code,
         r.err);
+  jfree(doc);
+  cli_result_free(&r);
+
+  /* The grid on every device found (here the CPU; on a GPU machine its GPUs too, the CPU first): each
+   * device's table, then every point's rate side by side; --csv starts each row with the device, --json is
+   * an array of the devices' grids. */
+  const char *grid_all[] = {"bench", "--device", "all", "--grid", "decode", "--batches", "1,2", "--seqlens", "64,128",
+                            "--width", "256", "--head-dims", "64", "--tokens", "200", "--dtype", "fp32", "--warmup",
+                            "0", "--repeat", "1", NULL, NULL};
+  r = run_cli(grid_all);
+  const char *side = strstr(r.out, "\ndevices     the grid on ");
+  const char *header = side ? strstr(side, "\ndtype ") : NULL;
+  int rows = 0, based = 0;
+  for (const char *line = header ? strchr(header + 1, '\n') : NULL; line && line[1]; line = strchr(line + 1, '\n')) {
+    rows++;
+    const char *end = strchr(line + 1, '\n');
+    const char *cpu = strstr(line, " | ");  /* the first device's column: the CPU, the ratios' base */
+    based += cpu && (!end || cpu < end) && strncmp(line + 1, "fp32", 4) == 0 && strstr(cpu, "  1.00x") &&
+             (!end || strstr(cpu, "  1.00x") < end);
+  }
+  check(r.exited && r.code == 0 && strstr(r.out, "--grid decode on cpu") && side && strstr(side, "\n  cpu:0    ") &&
+            header && strstr(header, " |      cpu:0       x") && rows == 3 && based == 3,
+        "bench --device all --grid decode: the CPU's table, then 3 points side by side at 1.00x of cpu:0 (exit %d): %s",
+        r.code, r.err);
+  if (rows != 3 || based != 3) printf("     %s\n", r.out);
+  cli_result_free(&r);
+
+  grid_all[21] = "--csv";
+  r = run_cli(grid_all);
+  int cpu_rows = 0, other = 0;
+  for (const char *line = strchr(r.out, '\n'); line && line[1]; line = strchr(line + 1, '\n')) {
+    if (strncmp(line + 1, "cpu:0,\"cpu: ", 12) == 0 && strstr(line, "\",fp32,64,"))
+      cpu_rows++;
+    else if (strncmp(line + 1, "cuda:", 5) != 0)
+      other++;
+  }
+  check(r.exited && r.code == 0 && strncmp(r.out, "device_id,device,dtype,head_dim,batch,seqlen_kv,", 48) == 0 &&
+            cpu_rows == 3 && other == 0,
+        "bench --device all --grid decode --csv: device_id and device first, 3 rows of cpu:0 (exit %d): %s", r.code,
+        r.out);
+  cli_result_free(&r);
+
+  grid_all[21] = "--json";
+  r = run_cli(grid_all);
+  doc = jparse(r.out);
+  const jvalue *grid0 = doc && doc->type == J_ARRAY && doc->count >= 1 ? doc->items[0] : NULL;
+  points = grid0 ? jget(grid0, "points") : NULL;
+  check(r.exited && r.code == 0 && grid0 && strcmp(jstring(grid0, "device_id"), "cpu:0") == 0 && points &&
+            points->type == J_ARRAY && points->count == 3 && jnumber(points->items[2], "ms", 0) > 0,
+        "bench --device all --grid decode --json: an array, cpu:0's grid first with its 3 points (exit %d)", r.code);
   jfree(doc);
   cli_result_free(&r);
   const struct {

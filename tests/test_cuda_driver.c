@@ -913,6 +913,49 @@ static void test_device_list_bench(void) {
         "bench --device cuda:1,cpu with failing launches: cuda:1 a failed row, cpu:0 measured and the ratios' base, "
         "exit %d", WIFEXITED(rc) ? WEXITSTATUS(rc) : -1);
   if (!table) printf("     %.2000s\n", out);
+
+  /* The decode grid on every device: the GPUs' columns at the fake's 1.25 ms (a point's GB/s is its bytes over
+   * that), each as a ratio to the CPU's rate, the first device's */
+  const char *grid = "--grid decode --batches 1,2 --seqlens 4096 --tokens 8192 --width 512 --warmup 0 --repeat 1";
+  snprintf(command, sizeof command, "'%s' bench --device all %s 2>&1", FJ_TEST_CLI, grid);
+  p = popen(command, "r");
+  n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+  out[n] = '\0';
+  rc = p ? pclose(p) : -1;
+  table = strstr(out, "\ndevices     the grid on 3 devices, GB/s; x = the rate / cpu:0's at the same point");
+  const char *header = table ? strstr(table, "|      cpu:0       x |     cuda:0       x |     cuda:1       x\n") : NULL;
+  /* bf16, 4 heads of 128 in 1 KV head, 4096 keys: q and o 2 x b*4*128*2 bytes, k and v 2 x b*4096*128*2; in
+   * each row, after the CPU's column (the base, 1.00x), both GPUs' GB/s as the fake's 1.25 ms makes them */
+  double bytes = 2.0 * 4 * 128 * 2 + 2.0 * 4096 * 128 * 2;
+  char rate1[64], rate2[64], line1[256] = "", line2[256] = "";
+  snprintf(rate1, sizeof rate1, " | %10.1f ", bytes / 1.25e-3 / 1e9);
+  snprintf(rate2, sizeof rate2, " | %10.1f ", 2 * bytes / 1.25e-3 / 1e9);
+  const char *at1 = header ? strstr(header, "\nbf16   128     1   4096     4   1 | ") : NULL;
+  const char *at2 = header ? strstr(header, "\nbf16   128     2   4096     4   1 | ") : NULL;
+  if (at1) snprintf(line1, sizeof line1, "%.*s", (int)strcspn(at1 + 1, "\n"), at1 + 1);
+  if (at2) snprintf(line2, sizeof line2, "%.*s", (int)strcspn(at2 + 1, "\n"), at2 + 1);
+  const char *after1 = strstr(line1, "   1.00x"), *after2 = strstr(line2, "   1.00x");
+  int gpus1 = 0, gpus2 = 0;
+  for (const char *x = after1; x && (x = strstr(x, rate1)) != NULL; x++) gpus1++;
+  for (const char *x = after2; x && (x = strstr(x, rate2)) != NULL; x++) gpus2++;
+  check(rc == 0 && header && at1 && at2 && gpus1 == 2 && gpus2 == 2,
+        "bench --device all --grid decode on the fake: cpu:0, cuda:0, cuda:1 side by side, the GPUs at the fake's "
+        "1.25 ms (exit %d)", rc);
+  if (gpus1 != 2 || gpus2 != 2) printf("     %.3000s\n", out);
+
+  /* a device that cannot be opened: its entry says why, the other is measured, the exit status says so */
+  snprintf(command, sizeof command, "FAKE_CUDA_FAIL=cuDevicePrimaryCtxRetain:2 '%s' bench --device cuda:0,cpu %s --json",
+           FJ_TEST_CLI, grid);
+  p = popen(command, "r");
+  n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+  out[n] = '\0';
+  rc = p ? pclose(p) : -1;
+  check(WIFEXITED(rc) && WEXITSTATUS(rc) == 1 &&
+            strncmp(out, "[{\"device_id\":\"cuda:0\",\"exit\":1,\"error\":\"cuda:0: cuda: cuDevicePrimaryCtxRetain", 68) == 0 &&
+            contains(out, "},{\"grid\":\"decode\",\"device\":\"cpu: ") && contains(out, "\"measured\":true"),
+        "bench --device cuda:0,cpu --grid --json with cuda:0 failing to open: its error object, then cpu:0's grid, "
+        "exit %d", WIFEXITED(rc) ? WEXITSTATUS(rc) : -1);
+  if (!contains(out, "\"grid\"")) printf("     %.2000s\n", out);
 }
 
 static int run_scenario(const char *scenario) {
