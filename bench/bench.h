@@ -53,6 +53,7 @@ typedef struct bench_options {
   int peers, csv;
   const char *peers_script;
   const char *peer_list;    /* --peer-list as given, or NULL: every peer of the device */
+  const char *plot;         /* --plot: the grid drawn into this SVG file, or NULL */
   int peer_chosen[BENCH_PEER_COUNT];  /* with --peer-list: 1 for the peers it names */
 } bench_options;
 
@@ -183,6 +184,11 @@ void bench_grid_csv(const bench_options *o, const bench_grid_device *devices, in
 /* CLI_EXIT_OK, or CLI_EXIT_FAILURE after saying how many of d's points failed. */
 int bench_grid_exit(const bench_options *o, const bench_grid_device *d);
 void bench_grid_device_free(bench_grid_device *d);
+
+/* bench_plot.c: --plot. bench_plot_check refuses a path that cannot be written before anything is measured
+ * (CLI_EXIT_OK or the exit code after the error); bench_plot_write draws the devices' grids into it. */
+int bench_plot_check(const bench_options *o);
+int bench_plot_write(const bench_options *o, const bench_grid_device *devices, int count);
 
 /* `flashjit bench --grid NAME`: every point measured on the open context, the peers when asked, one
  * table. Returns an exit code. */

@@ -185,6 +185,10 @@ static int bench_devices_grid(bench_options *o, bench_device_row *rows, int coun
   } else {
     bench_grid_compare(o, grids, count);
   }
+  if (o->plot != NULL) {
+    int code = bench_plot_write(o, grids, count);
+    if (code > worst) worst = code;
+  }
   for (int i = 0; i < count; i++) bench_grid_device_free(&grids[i]);
   free(grids);
   return worst;

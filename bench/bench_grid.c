@@ -232,6 +232,10 @@ int bench_grid_parse(bench_options *o) {
     cli_error(BENCH_COMMAND, "--json with --csv: choose one");
     return CLI_EXIT_USAGE;
   }
+  if (o->plot != NULL) {
+    int plot_code = bench_plot_check(o);
+    if (plot_code != CLI_EXIT_OK) return plot_code;
+  }
   grid_spec g;
   int code = grid_spec_build(o, &g);
   if (code != CLI_EXIT_OK) return code;
@@ -651,6 +655,10 @@ int bench_grid_run(fj_context *context, bench_options *o) {
       bench_grid_report(o, &d, NULL);
     }
     code = bench_grid_exit(o, &d);
+    if (o->plot != NULL) {
+      int plot_code = bench_plot_write(o, &d, 1);
+      if (plot_code > code) code = plot_code;
+    }
   }
   bench_grid_device_free(&d);
   return code;

@@ -125,6 +125,9 @@ void cmd_bench_help(FILE *out) {
           "  --mask M             both (default), causal or none\n"
           "  --peers              the peers (as above) on every point, as TFLOP/s and ratio columns\n"
           "  --csv                one CSV row per point instead of the table\n"
+          "  --plot FILE.svg      also draw the grid into an SVG file: a panel per dtype, head dim\n"
+          "                       and mask (decode: and batch), rate against length, a line per\n"
+          "                       device and peer\n"
           "  --device all|L       the grid on every device found, or on each of a comma list, then\n"
           "                       each point's rate on every device side by side, as a ratio to the\n"
           "                       first device's (--csv: device_id and device columns first; --json:\n"
@@ -307,6 +310,7 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
       {"--peers-script", CLI_STRING, &o->peers_script, 0, 0, NULL},
       {"--peer-list", CLI_STRING, &o->peer_list, 0, 0, NULL},
       {"--csv", CLI_FLAG, &o->csv, 0, 0, NULL},
+      {"--plot", CLI_STRING, &o->plot, 0, 0, NULL},
       {"--config", CLI_STRING, &o->config, 0, 0, &o->config_set},
       {"--threads", CLI_INT, &o->threads, 0, 4096, NULL},
       {"--cache-dir", CLI_STRING, &o->cache_dir, 0, 0, NULL},
@@ -420,7 +424,7 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
   {
     /* The grid's own flags mean nothing for one shape: say so rather than ignore them. */
     const char *grid_only = o->seqlens ? "--seqlens" : o->head_dims ? "--head-dims" : o->mask ? "--mask"
-                            : o->csv ? "--csv" : o->batches ? "--batches" : o->tokens_set ? "--tokens"
+                            : o->csv ? "--csv" : o->plot ? "--plot" : o->batches ? "--batches" : o->tokens_set ? "--tokens"
                             : o->width_set ? "--width" : NULL;
     if (grid_only != NULL) {
       cli_error(BENCH_COMMAND, "%s: only with --grid (see flashjit help bench)", grid_only);

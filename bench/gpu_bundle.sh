@@ -53,8 +53,8 @@ check)
 measure)
   # Usage (on the GPU machine, from the tree): bench/gpu_bundle.sh measure [SECONDS], default 540:
   # the whole run stays inside that many seconds; each step gets at most its own share and is skipped
-  # when too little is left. Logs: $OUT/run.log (all steps), grid.csv, triton.jsonl, tune.json,
-  # decode.json, decode_grid.csv.
+  # when too little is left. Logs: $OUT/run.log (all steps), grid.csv (and grid.svg), triton.jsonl,
+  # tune.json, decode.json, decode_grid.csv (and .svg).
   out=${OUT:-$root/.device/out}
   mkdir -p "$out"
   deadline=$(($(date +%s) + ${2:-540}))
@@ -96,7 +96,7 @@ measure)
     --seqlen 4096 --head-dim 128 --dtype bf16 --warmup 5 --repeat 20 \
     --config "block_m=128 block_n=64 warps=4 stages=2 q_in_regs=0 swizzle=0"
   step "grid with sdpa peers" 120 360 sh -c "\"$B\" bench --device cuda:0 --cache-dir \"$cache\" --grid prefill \
-    --peer-list sdpa-flash,sdpa-cudnn,sdpa-efficient --csv >\"$out/grid.csv\""
+    --peer-list sdpa-flash,sdpa-cudnn,sdpa-efficient --csv --plot \"$out/grid.svg\" >\"$out/grid.csv\""
   # A decode step of Llama-3-8B (GB/s): the packed default (split-KV: bench gives it a workspace)
   # beside the SDPA peers, then unsplit, then unpacked; and batch 1 with a long cache, split and not.
   decode="--batch 8 --heads 32 --kv-heads 8 --seqlen 1 --seqlen-kv 8192 --head-dim 128 --dtype bf16 --causal"
@@ -165,7 +165,8 @@ measure)
   # The decode grid (Llama-3-8B's heads, batch 1 ... 128, caches of 1k ... 64k keys): GB/s beside SDPA's
   # (enable_gqa), with whatever time is left.
   step "decode grid with sdpa peers" 40 120 sh -c "\"$B\" bench --device cuda:0 --cache-dir \"$cache\" --grid decode \
-    --peer-list sdpa-flash,sdpa-cudnn,sdpa-efficient --csv >\"$out/decode_grid.csv\""
+    --peer-list sdpa-flash,sdpa-cudnn,sdpa-efficient --csv --plot \"$out/decode_grid.svg\" \
+    >\"$out/decode_grid.csv\""
   rm -rf "$cache"
   grep "^== " "$log"
   ;;

@@ -888,6 +888,27 @@ static void test_grid(void) {
       {{"bench", "--grid", "decode", "--tokens", "10", NULL}, "no batch x cache length"},
       {{"bench", "--grid", "decode", "--batches", "1,x", NULL}, "--batches=1,x"},
   };
+  /* --plot's path is checked before the grid runs: an hour of measuring must not end in a lost picture */
+  char missing_folder[512], in_missing[600];
+  snprintf(missing_folder, sizeof missing_folder, "%s/no/such/folder", scratch);
+  snprintf(in_missing, sizeof in_missing, "%s/grid.svg", missing_folder);
+  const struct {
+    const char *path, *want;
+    int grid;
+  } bad_plots[] = {
+      {in_missing, "cannot write in", 1},
+      {scratch, "a folder; give the SVG file's path", 1},
+      {"", "--plot=: empty path", 1},
+      {"x.svg", "--plot: only with --grid", 0},
+  };
+  for (size_t i = 0; i < sizeof bad_plots / sizeof bad_plots[0]; i++) {
+    r = run_cli(bad_plots[i].grid ? (const char *[]){"bench", "--grid", "prefill", "--plot", bad_plots[i].path, NULL}
+                                  : (const char *[]){"bench", "--plot", bad_plots[i].path, NULL});
+    check(r.exited && r.code == 2 && count_lines(r.err) == 1 && strstr(r.err, bad_plots[i].want) && r.out[0] == '\0',
+          "bench%s --plot '%s': exit %d, nothing measured: %s", bad_plots[i].grid ? " --grid prefill" : "",
+          bad_plots[i].path, r.code, r.err);
+    cli_result_free(&r);
+  }
   for (size_t i = 0; i < sizeof bad_grids / sizeof bad_grids[0]; i++) {
     r = run_cli(bad_grids[i].args);
     check(r.exited && r.code == 2 && strstr(r.err, bad_grids[i].want) != NULL, "bench %s %s ...: exit %d, %s",
@@ -952,6 +973,48 @@ static void test_grid(void) {
               strcmp(jstring(jget(jget(doc, "peers"), "unavailable"), "torch-sdpa"), "no SDPA here") == 0 &&
               !jget(jget(jget(doc, "peers"), "unavailable"), "torch-eager"),
           "bench --grid --peers with a stand-in script: results, errors and ratios in place (exit %d)", r.code);
+    jfree(doc);
+    cli_result_free(&r);
+
+    /* --plot: the same grid drawn, a panel per mask, the sequence lengths across, flashjit's line solid and
+     * the peer's dashed, broken where the peer has no figure; each marker where its rate puts it (the
+     * panel's rate axis ends at 1, 2 or 5 times a power of ten at least its largest rate) */
+    char svg_path[512];
+    snprintf(svg_path, sizeof svg_path, "%s/grid.svg", scratch);
+    const char *plot_args[] = {"bench", GRID_SMALL, "--peers", "--peers-script", fake, "--json", "--plot", svg_path,
+                               NULL};
+    r = run_cli(plot_args);
+    doc = jparse(r.out);
+    points = jget(doc, "points");
+    char *svg = read_text_file(svg_path);
+    int series = 0, markers_found = 0, dashed_alone = 0;
+    for (const char *x = svg; x && (x = strstr(x, "class=\"series\"")) != NULL; x++) series++;
+    if (svg && points && points->type == J_ARRAY && points->count == 4) {
+      /* the first panel (not causal: points 0 and 1), its plot area from y 94 to 282 (one legend row) */
+      double t0 = jnumber(points->items[0], "tflops", 0), t1 = jnumber(points->items[1], "tflops", 0);
+      double peer_rate = jnumber(points->items[0], "flops", 0) / 2e-3 / 1e12;
+      double most = fmax(fmax(t0, t1), peer_rate), ceiling = pow(10.0, floor(log10(most)));
+      while (ceiling < most) ceiling = ceiling * 2 < most ? (ceiling * 5 < most ? ceiling * 10 : ceiling * 5) : ceiling * 2;
+      double want[3] = {282 - 188 * t0 / ceiling, 282 - 188 * t1 / ceiling, 282 - 188 * peer_rate / ceiling};
+      for (int i = 0; i < 3; i++)
+        for (const char *x = svg; (x = strstr(x, " cy=\"")) != NULL; x++)
+          if (fabs(strtod(x + 5, NULL) - want[i]) < 0.06) {
+            markers_found++;
+            break;
+          }
+      const char *second = strstr(svg, "class=\"series\"");
+      second = second ? strstr(second + 1, "class=\"series\"") : NULL;
+      const char *d = second ? strstr(second, " d=\" M") : NULL;
+      dashed_alone = second && strstr(second, "stroke-dasharray") < d && d && strchr(d + 5, '"') &&
+                     !memchr(d + 5, 'L', (size_t)(strchr(d + 5, '"') - (d + 5)));
+    }
+    check(r.exited && r.code == 0 && svg && strncmp(svg, "<?xml", 5) == 0 && strstr(svg, "<svg ") &&
+              strstr(svg, "</svg>\n") && strstr(svg, ">fp32 d64, not causal<") && strstr(svg, ">fp32 d64, causal<") &&
+              strstr(svg, ">512<") && strstr(svg, ">1k<") && strstr(svg, ">torch-eager<") && series == 4 &&
+              markers_found == 3 && dashed_alone,
+          "bench --grid --plot: 2 panels x 2 lines, the markers at their rates, the peer's dashed line broken where it "
+          "failed (exit %d, %d lines, %d of 3 markers)", r.code, series, markers_found);
+    free(svg);
     jfree(doc);
     cli_result_free(&r);
 
