@@ -2,7 +2,8 @@
  * it has none: "libcuda.so.1: cannot open shared object file", "cuInit: CUDA_ERROR_NO_DEVICE ..."), the
  * cache folder, the LLVM version, the host CPU as LLVM sees it, and the measured peak fp32 FMA rate of
  * each CPU device, the ceiling that bench figures are read against. GPUs are listed with their arch,
- * SM count, memory and driver version. */
+ * SM count, memory and driver version, and the peaks their backend measures (tensor-core TFLOP/s, a
+ * device copy's GB/s). */
 #include <string.h>
 
 #include "backends/backend.h"
@@ -21,7 +22,10 @@ void cmd_info_help(FILE *out) {
           "Lists the devices flashjit finds (and why a backend has none), the cache folder, the LLVM\n"
           "version, the host CPU's name and features, and the measured peak fp32 FMA rate of each CPU\n"
           "device on all its cores, and where it has AVX512-BF16 the peak of its bf16 pair dot, the\n"
-          "instruction bf16 kernels run on there (takes about a second).\n"
+          "instruction bf16 kernels run on there (takes about a second). Each GPU's peaks are measured\n"
+          "too, with kernels of flashjit's own whose results are checked: its tensor cores' dense rate\n"
+          "through mma.sync (the instruction the attention kernels use) and a device-memory copy's GB/s\n"
+          "(bytes read + written); about a second per GPU.\n"
           "\n"
           "  --json   one JSON object instead of text\n");
 }
@@ -39,6 +43,8 @@ typedef struct info_device {
   char peak_error[256];
   double bf16_peak_gflops;  /* 0 when the CPU has no bf16 pair dot */
   char bf16_peak_detail[160];
+  int has_device_peak;       /* the backend measured its own peaks (GPUs): device_peak below */
+  backend_peak device_peak;
 } info_device;
 
 #define INFO_MAX_DEVICES 64
@@ -94,6 +100,11 @@ static void info_gather(info_report *r) {
       if (d->info_status != FJ_OK) snprintf(d->info_error, sizeof d->info_error, "%s", fj_last_error());
       d->is_cpu = backend->device_type == kDLCPU;
       if (d->is_cpu) info_measure_peak(d);
+      if (!d->is_cpu && backend->device_peak != NULL && d->info_status == FJ_OK) {
+        d->has_device_peak = 1;
+        if (backend->device_peak(i, &d->device_peak) != FJ_OK)
+          snprintf(d->device_peak.matrix_note, sizeof d->device_peak.matrix_note, "%s", fj_last_error());
+      }
     }
   }
 }
@@ -149,6 +160,17 @@ static void info_print_text(const info_report *r) {
                                                            : "");
     } else if (d->is_cpu)
       printf("           peak unmeasured (%s)\n", d->peak_error);
+    if (d->has_device_peak) {
+      const backend_peak *p = &d->device_peak;
+      if (p->matrix_tflops > 0.0)
+        printf("           peak %.1f TFLOP/s (%s)\n", p->matrix_tflops, p->matrix_note);
+      else
+        printf("           peak unmeasured (%s)\n", p->matrix_note);
+      if (p->copy_gbps > 0.0)
+        printf("           copy %.0f GB/s (%s)\n", p->copy_gbps, p->copy_note);
+      else if (p->copy_note[0])
+        printf("           copy unmeasured (%s)\n", p->copy_note);
+    }
   }
   if (r->count == 0) printf("  none\n");
   for (int b = 0; b < backend_count(); b++) {
@@ -205,6 +227,21 @@ static void info_print_json(const info_report *r) {
         json_double(&w, d->bf16_peak_gflops);
       else
         json_null(&w);
+    }
+    if (d->has_device_peak) {
+      const backend_peak *p = &d->device_peak;
+      json_key(&w, "peak_tflops");
+      if (p->matrix_tflops > 0.0)
+        json_double(&w, p->matrix_tflops);
+      else
+        json_null(&w);
+      json_kv_string(&w, p->matrix_tflops > 0.0 ? "peak_detail" : "peak_error", p->matrix_note);
+      json_key(&w, "copy_gbps");
+      if (p->copy_gbps > 0.0)
+        json_double(&w, p->copy_gbps);
+      else
+        json_null(&w);
+      json_kv_string(&w, p->copy_gbps > 0.0 ? "copy_detail" : "copy_error", p->copy_note);
     }
     json_object_end(&w);
   }

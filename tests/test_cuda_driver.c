@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "backends/backend.h"
+#include "backends/cuda/cuda_peak.h"
 #include "core/error.h"
 #include "core/dtype.h"
 #include "core/problem.h"
@@ -742,6 +743,46 @@ static void expect_info_devices(void) {
   rc = p ? pclose(p) : -1;
   check(rc == 0 && contains(out, "Fake GPU 0 (sm_90a, 132 SMs, 80.0 GiB, driver 13.0)"),
         "flashjit info lists cuda:0 with arch, SMs, memory and driver");
+  /* the fake runs no kernel: the peak kernels' results are wrong, and info gives no figure, saying why */
+  const char *gpu0 = strstr(out, "Fake GPU 0");
+  check(gpu0 && contains(gpu0, "\n           peak unmeasured (the mma kernel's sums are wrong in 135168 of 135168 threads") &&
+            contains(gpu0, "\n           copy unmeasured (the copy kernel's first and last MiB differ from its source"),
+        "flashjit info on the fake: no peak figures, since its kernels compute nothing");
+  if (!gpu0 || !contains(gpu0, "peak unmeasured")) printf("     %.2000s\n", out);
+}
+
+/* The peak measurement's plumbing (cuda_peak.c): both kernels compiled, linked and loaded, launched on
+ * the grids it sizes from the SM count, timed by events, every allocation and the module given back, and
+ * no figure where the results are not what the kernels compute (the fake computes nothing). */
+static void test_peak(void) {
+  int launches = atomic_load(&fake->launches), allocs = atomic_load(&fake->allocs);
+  int frees = atomic_load(&fake->frees), loads = atomic_load(&fake->module_loads);
+  int unloads = atomic_load(&fake->module_unloads);
+  backend_peak peak;
+  fj_status s = cuda_backend.device_peak(1, &peak);
+  /* mma: one calibration + 3 timed; copy: one warmup + 10 timed; cuda:1 has 133 SMs */
+  check(s == FJ_OK && atomic_load(&fake->launches) - launches == 4 + 11 &&
+            strcmp(fake->last_function, CUDA_PEAK_COPY_SYMBOL) == 0 && fake->last_grid[0] == 133 * 8 &&
+            fake->last_block[0] == CUDA_PEAK_THREADS,
+        "device_peak on the fake's cuda:1: %d launches, the last the copy's on %u blocks of %u (%s)",
+        atomic_load(&fake->launches) - launches, fake->last_grid[0], fake->last_block[0],
+        s == FJ_OK ? "ok" : fj_last_error());
+  check(atomic_load(&fake->allocs) - allocs == 3 && atomic_load(&fake->frees) - frees == 3 &&
+            atomic_load(&fake->module_loads) - loads == 1 && atomic_load(&fake->module_unloads) - unloads == 1,
+        "device_peak gives back its 3 buffers and its module");
+  check(peak.matrix_tflops == 0.0 && contains(peak.matrix_note, "136192 of 136192 threads") &&
+            contains(peak.matrix_note, "expected 10.0625") && peak.copy_gbps == 0.0 &&
+            contains(peak.copy_note, "differ from its source"),
+        "no figures where the kernels computed nothing: \"%s\", \"%s\"", peak.matrix_note, peak.copy_note);
+
+  /* a failing launch is the note, not a crash or a figure */
+  setenv("FAKE_CUDA_FAIL", "cuLaunchKernel:719", 1);
+  s = cuda_backend.device_peak(0, &peak);
+  unsetenv("FAKE_CUDA_FAIL");
+  check(s == FJ_OK && peak.matrix_tflops == 0.0 && contains(peak.matrix_note, "the mma kernel: cuda: cuLaunchKernel") &&
+            contains(peak.copy_note, "the copy kernel: cuda: cuLaunchKernel"),
+        "device_peak with failing launches: each note names the kernel and the driver's error: \"%s\"",
+        peak.matrix_note);
 }
 
 /* An engine capturing its decode step into a CUDA graph (FAKE_CUDA_CAPTURING: the fake refuses every
@@ -1025,6 +1066,7 @@ static int run_scenario(const char *scenario) {
       test_graph_capture();
       check(atomic_load(&fake->context_syncs) == 0, "nothing ever synchronized a whole context");
       expect_info_devices();
+      test_peak();
       test_bench_commands();
       test_device_list_bench();
     }

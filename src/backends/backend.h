@@ -20,6 +20,14 @@ typedef struct backend_device_info {
                                arch, units, features hash, driver */
 } backend_device_info;
 
+/* A device's peak rates as its backend measured them (device_peak): what a kernel's rate is read against. */
+typedef struct backend_peak {
+  double matrix_tflops;   /* its matrix instruction's dense rate; 0: not measured (matrix_note says why) */
+  char matrix_note[256];  /* how it was measured, or why not */
+  double copy_gbps;       /* a device-memory copy, bytes read + written; 0: not measured */
+  char copy_note[256];
+} backend_peak;
+
 typedef struct backend_device backend_device;  /* an opened device: the backend's own state */
 
 /* One launch of a generated kernel. */
@@ -87,6 +95,9 @@ typedef struct fj_backend {
   /* (optional, NULL: "cpu-wall") How this backend's timings are taken ("cuda-event"): tuning results
    * are reused only under the method they were measured with. */
   const char *timing_method;
+  /* (optional, NULL: none) Measures device index's peak rates with microkernels of the backend's own (a
+   * second or so); FJ_OK when it could try, each figure then set or its note saying why not. */
+  fj_status (*device_peak)(int index, backend_peak *out);
 } fj_backend;
 
 /* ---- registry (registry.c) ---- */

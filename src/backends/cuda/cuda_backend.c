@@ -14,6 +14,7 @@
 
 #include "backends/backend.h"
 #include "backends/cuda/cuda_driver.h"
+#include "backends/cuda/cuda_peak.h"
 #include "core/error.h"
 #include "core/log.h"
 
@@ -801,4 +802,5 @@ const fj_backend cuda_backend = {
     .timer_start = cuda_timer_start,
     .timer_stop = cuda_timer_stop,
     .timing_method = "cuda-event",
+    .device_peak = cuda_peak_measure,
 };
