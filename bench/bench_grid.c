@@ -435,8 +435,7 @@ void bench_grid_csv(const bench_options *o, const bench_grid_device *devices, in
 }
 
 /* One device's grid as one JSON object into w. */
-static void grid_print_json(const bench_options *o, const bench_grid_device *d, json_writer *json) {
-  json_writer *w = json;
+static void grid_print_json(const bench_options *o, const bench_grid_device *d, json_writer *w) {
   const bench_grid_point *points = d->points;
   const bench_peers_status *peers = &d->peers;
   int count = d->count;

@@ -923,16 +923,22 @@ static void test_bench_commands(void) {
   if (!contains(out, "\"wrong_result\":3")) printf("     %.2000s\n", out);
 }
 
+/* Runs a shell command; its output (stdout, and stderr where the command redirects it) in out, its wait
+ * status returned. */
+static int run_command(const char *command, char *out, size_t size) {
+  FILE *p = popen(command, "r");
+  size_t n = p ? fread(out, 1, size - 1, p) : 0;
+  out[n] = '\0';
+  return p ? pclose(p) : -1;
+}
+
 /* bench --device all on the fake's two GPUs and the CPU: one report each, in the registry's order; a GPU whose
  * launches fail is a failed row, the others still measured, and the exit status says so. */
 static void test_device_list_bench(void) {
   const char *shape = "--seqlen 64 --heads 2 --head-dim 64 --warmup 0 --repeat 2";
   char command[1024], out[65536];
   snprintf(command, sizeof command, "'%s' bench --device all %s --json 2>&1", FJ_TEST_CLI, shape);
-  FILE *p = popen(command, "r");
-  size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
-  out[n] = '\0';
-  int rc = p ? pclose(p) : -1;
+  int rc = run_command(command, out, sizeof out);
   const char *cpu = strstr(out, "\"device_id\":\"cpu:0\""), *gpu0 = strstr(out, "\"device_id\":\"cuda:0\""),
              *gpu1 = strstr(out, "\"device_id\":\"cuda:1\"");
   check(rc == 0 && out[0] == '[' && cpu && gpu0 && gpu1 && cpu < gpu0 && gpu0 < gpu1 &&
@@ -943,10 +949,7 @@ static void test_device_list_bench(void) {
 
   snprintf(command, sizeof command, "FAKE_CUDA_FAIL=cuLaunchKernel:701 '%s' bench --device cuda:1,cpu %s 2>&1",
            FJ_TEST_CLI, shape);
-  p = popen(command, "r");
-  n = p ? fread(out, 1, sizeof out - 1, p) : 0;
-  out[n] = '\0';
-  rc = p ? pclose(p) : -1;
+  rc = run_command(command, out, sizeof out);
   const char *table = strstr(out, "\ndevices     the same problem on 2 devices; x = throughput / cpu:0's");
   check(WIFEXITED(rc) && WEXITSTATUS(rc) == 1 && table &&
             contains(table, "\n  cuda:1   failed (exit 1): cuda: cuLaunchKernel") && contains(table, "\n  cpu:0    ") &&
@@ -959,10 +962,7 @@ static void test_device_list_bench(void) {
    * that), each as a ratio to the CPU's rate, the first device's */
   const char *grid = "--grid decode --batches 1,2 --seqlens 4096 --tokens 8192 --width 512 --warmup 0 --repeat 1";
   snprintf(command, sizeof command, "'%s' bench --device all %s 2>&1", FJ_TEST_CLI, grid);
-  p = popen(command, "r");
-  n = p ? fread(out, 1, sizeof out - 1, p) : 0;
-  out[n] = '\0';
-  rc = p ? pclose(p) : -1;
+  rc = run_command(command, out, sizeof out);
   table = strstr(out, "\ndevices     the grid on 3 devices, GB/s; x = the rate / cpu:0's at the same point");
   const char *header = table ? strstr(table, "|      cpu:0       x |     cuda:0       x |     cuda:1       x\n") : NULL;
   /* bf16, 4 heads of 128 in 1 KV head, 4096 keys: q and o 2 x b*4*128*2 bytes, k and v 2 x b*4096*128*2; in
@@ -987,10 +987,7 @@ static void test_device_list_bench(void) {
   /* a device that cannot be opened: its entry says why, the other is measured, the exit status says so */
   snprintf(command, sizeof command, "FAKE_CUDA_FAIL=cuDevicePrimaryCtxRetain:2 '%s' bench --device cuda:0,cpu %s --json",
            FJ_TEST_CLI, grid);
-  p = popen(command, "r");
-  n = p ? fread(out, 1, sizeof out - 1, p) : 0;
-  out[n] = '\0';
-  rc = p ? pclose(p) : -1;
+  rc = run_command(command, out, sizeof out);
   check(WIFEXITED(rc) && WEXITSTATUS(rc) == 1 &&
             strncmp(out, "[{\"device_id\":\"cuda:0\",\"exit\":1,\"error\":\"cuda:0: cuda: cuDevicePrimaryCtxRetain", 68) == 0 &&
             contains(out, "},{\"grid\":\"decode\",\"device\":\"cpu: ") && contains(out, "\"measured\":true"),
