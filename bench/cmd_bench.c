@@ -974,6 +974,7 @@ int bench_open(const bench_options *o, fj_context **context) {
   }
   fj_context_options options;
   fj_context_options_init(&options);
+  options.disable_served_log = 1;  /* what runs here is not traffic */
   options.device = o->device;
   options.cache_dir = o->cache_dir;
   options.num_threads = (int)o->threads;

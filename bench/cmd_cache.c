@@ -39,9 +39,10 @@ void cmd_cache_help(FILE *out) {
           "                             delete trials older than T (30d, 12h) and/or of other flashjit or\n"
           "                             LLVM versions; winners' trials stay\n"
           "  clear [--kernels]          delete every trial and winner (--kernels: the compiled kernels too)\n"
-          "  warm (--shapes FILE | --preset NAME | problem flags)\n"
+          "  warm (--shapes FILE | --preset NAME | --served | problem flags)\n"
           "                             compile (or load) the kernel every listed problem will use, tuned\n"
           "                             winner or default, so that serving starts without compiles\n"
+          "                             (--served: the problems the device served, as tune --served)\n"
           "\n"
           "options:\n"
           "  --cache-dir DIR            default FLASHJIT_CACHE_DIR or ~/.cache/flashjit\n"
@@ -64,6 +65,7 @@ typedef struct cache_cli {
   int all_devices, other_versions, kernels;
   int64_t threads, batch, heads, kv_heads, seqlen, seqlen_kv, head_dim, head_dim_v;
   int causal, problem_flags, kv_heads_set, seqlen_kv_set, varlen, varlen_q, sinks, packed_k, alibi;
+  int served;  /* warm --served */
   float softcap;
   int64_t page_size;
   char dir[PATH_MAX];
@@ -94,6 +96,7 @@ static int cache_parse(int argc, char **argv, cache_cli *c, int positional_allow
       {"--kernels", CLI_FLAG, &c->kernels, 0, 0, NULL},
       {"--shapes", CLI_STRING, &c->shapes, 0, 0, NULL},
       {"--preset", CLI_STRING, &c->preset, 0, 0, NULL},
+      {"--served", CLI_FLAG, &c->served, 0, 0, NULL},
       {"--threads", CLI_INT, &c->threads, 0, 4096, NULL},
       {"--batch", CLI_INT, &c->batch, 1, INT32_MAX, &seen[0]},
       {"--heads", CLI_INT, &c->heads, 1, 65536, &seen[1]},
@@ -340,11 +343,16 @@ static int cache_clear(cache_cli *c) {
 static int cache_warm(cache_cli *c) {
   preset_shapes problems;
   char why[512];
-  if ((c->shapes != NULL) + (c->preset != NULL) + (c->problem_flags != 0) > 1) {
-    cli_error(c->command, "give one of --shapes, --preset or problem flags");
+  if ((c->shapes != NULL) + (c->preset != NULL) + (c->problem_flags != 0) + (c->served != 0) > 1) {
+    cli_error(c->command, "give one of --shapes, --preset, --served or problem flags");
     return CLI_EXIT_USAGE;
   }
-  if (c->shapes != NULL) {
+  if (c->served) {
+    if (presets_read_served(c->device, c->cache_dir, &problems, why, sizeof why) != 0) {
+      cli_error(c->command, "--served: %s", why);
+      return CLI_EXIT_FAILURE;
+    }
+  } else if (c->shapes != NULL) {
     if (presets_read_file(c->shapes, &problems, why, sizeof why) != 0) {
       cli_error(c->command, "--shapes=%s: %s", c->shapes, why);
       return CLI_EXIT_USAGE;
@@ -397,6 +405,7 @@ static int cache_warm(cache_cli *c) {
   }
   fj_context_options options;
   fj_context_options_init(&options);
+  options.disable_served_log = 1;  /* what runs here is not traffic */
   options.device = c->device;
   options.cache_dir = c->dir;
   options.num_threads = (int)c->threads;
@@ -458,6 +467,13 @@ int cmd_cache(int argc, char **argv) {
     return CLI_EXIT_OK;
   }
   if (code != CLI_EXIT_OK) return code;
+  /* warm's problem flags mean nothing to the other actions: say so rather than ignore them */
+  const char *warm_only = c.shapes ? "--shapes" : c.preset ? "--preset" : c.served ? "--served"
+                          : c.problem_flags ? "problem flags" : NULL;
+  if (action != 6 && warm_only != NULL) {
+    cli_error(c.command, "%s: only with cache warm", warm_only);
+    return CLI_EXIT_USAGE;
+  }
   switch (action) {
     case 0: return cache_list_show(&c, 0);
     case 1: return cache_list_show(&c, 1);

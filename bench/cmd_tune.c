@@ -22,7 +22,8 @@
 
 void cmd_tune_help(FILE *out) {
   fprintf(out,
-          "usage: flashjit tune [--device D] (--shapes FILE | --preset NAME | problem flags) [options]\n"
+          "usage: flashjit tune [--device D] (--shapes FILE | --preset NAME | --served | problem flags)\n"
+          "                     [options]\n"
           "\n"
           "Searches the kernel family's parameter space for each problem on the device, checks every\n"
           "candidate against the float64 reference, times it in a child process (a crash or hang loses\n"
@@ -33,6 +34,9 @@ void cmd_tune_help(FILE *out) {
           "problems:\n"
           "  --shapes FILE        problems from a file (format below)\n"
           "  --preset NAME        a preset (below); --list-presets prints them\n"
+          "  --served             the problems this device served: every context notes the first\n"
+          "                       call of each problem key in <cache>/served-<device>.txt (e.g.\n"
+          "                       served-cuda-0.txt), a shapes file; the nightly run tunes them\n"
           "  --batch --heads --kv-heads --seqlen --seqlen-kv --head-dim --dtype --causal\n"
           "                       one problem, as flashjit bench takes it (same defaults)\n"
           "  --head-dim-v N       v's and o's head dim, where it differs (MLA: 128 beside --head-dim 192)\n"
@@ -94,6 +98,7 @@ typedef struct tune_cli {
   int64_t batch, heads, kv_heads, seqlen, seqlen_kv, head_dim;
   int64_t head_dim_v;  /* --head-dim-v: 0 when not given (head_dim's) */
   int causal, json, quiet, list_presets, varlen, varlen_q, sinks;
+  int served;  /* --served: the problems noted in the device's served file */
   float softcap;
   int64_t page_size;
   int64_t window_left, window_right;
@@ -207,6 +212,7 @@ static int tune_parse(int argc, char **argv, tune_cli *c) {
       {"--device", CLI_STRING, &c->device, 0, 0, NULL},
       {"--shapes", CLI_STRING, &c->shapes, 0, 0, NULL},
       {"--preset", CLI_STRING, &c->preset, 0, 0, NULL},
+      {"--served", CLI_FLAG, &c->served, 0, 0, NULL},
       {"--list-presets", CLI_FLAG, &c->list_presets, 0, 0, NULL},
       {"--batch", CLI_INT, &c->batch, 1, INT32_MAX, &seen_b},
       {"--heads", CLI_INT, &c->heads, 1, 65536, &seen_h},
@@ -254,10 +260,13 @@ static int tune_parse(int argc, char **argv, tune_cli *c) {
   c->windowed = seen_window_left || seen_window_right;
   if (!c->kv_heads_set) c->kv_heads = c->heads;
   if (!c->seqlen_kv_set) c->seqlen_kv = c->seqlen;
-  if ((c->shapes != NULL) + (c->preset != NULL) + (c->problem_flags != 0) > 1) {
-    cli_error(TUNE_COMMAND, "%s: give one of --shapes, --preset or problem flags",
-              c->shapes && c->preset ? "--shapes with --preset" : c->shapes ? "--shapes with problem flags"
-                                                                           : "--preset with problem flags");
+  if ((c->shapes != NULL) + (c->preset != NULL) + (c->problem_flags != 0) + (c->served != 0) > 1) {
+    cli_error(TUNE_COMMAND, "%s: give one of --shapes, --preset, --served or problem flags",
+              c->served ? (c->shapes ? "--served with --shapes" : c->preset ? "--served with --preset"
+                                                                          : "--served with problem flags")
+              : c->shapes && c->preset ? "--shapes with --preset"
+              : c->shapes              ? "--shapes with problem flags"
+                                       : "--preset with problem flags");
     return CLI_EXIT_USAGE;
   }
   dtype_id dtype;
@@ -312,6 +321,13 @@ static int tune_problems(const tune_cli *c, preset_shapes *out) {
     if (presets_read_file(c->shapes, out, why, sizeof why) != 0) {
       cli_error(TUNE_COMMAND, "--shapes=%s: %s", c->shapes, why);
       return CLI_EXIT_USAGE;
+    }
+    return CLI_EXIT_OK;
+  }
+  if (c->served) {
+    if (presets_read_served(c->device, c->cache_dir, out, why, sizeof why) != 0) {
+      cli_error(TUNE_COMMAND, "--served: %s", why);
+      return CLI_EXIT_FAILURE;
     }
     return CLI_EXIT_OK;
   }
@@ -500,6 +516,7 @@ int cmd_tune(int argc, char **argv) {
 
   fj_context_options options;
   fj_context_options_init(&options);
+  options.disable_served_log = 1;  /* what runs here is not traffic */
   options.device = c.device;
   options.cache_dir = c.cache_dir;
   options.num_threads = 1;  /* the tuner's own context only describes the device; children measure */

@@ -11,11 +11,15 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "backends/backend.h"
 #include "bench/cli.h"
+#include "cache/binary_cache.h"
 #include "cache/json_reader.h"
 #include "core/problem.h"
 #include "core/dtype.h"
+#include "runtime/runtime.h"
 
 /* One model's attention: query heads, KV heads, head dim, whether its calls give attention sinks, the
  * sliding window of its local layers (0: none; else those layers' shapes come too), its logit soft-cap
@@ -540,4 +544,27 @@ int presets_read_file(const char *path, preset_shapes *out, char *why, size_t wh
   if (rc == 0 && out->count == 0) rc = preset_fail(why, why_size, "no problems in the file");
   if (rc != 0) presets_free(out);
   return rc;
+}
+
+int presets_read_served(const char *device, const char *cache_dir, preset_shapes *out, char *why, size_t why_size) {
+  memset(out, 0, sizeof *out);
+  const fj_backend *backend = NULL;
+  int index = 0;
+  if (backend_select(device, &backend, &index) != FJ_OK)
+    return preset_fail(why, why_size, "%s", fj_last_error());
+  char folder[4096];
+  if (cache_dir != NULL)
+    snprintf(folder, sizeof folder, "%s", cache_dir);
+  else if (bincache_default_dir(folder, sizeof folder) != FJ_OK)
+    return preset_fail(why, why_size, "%s", fj_last_error());
+  char path[4200];
+  runtime_served_file(folder, backend->name, index, path, sizeof path);
+  if (access(path, F_OK) != 0)
+    return preset_fail(why, why_size, "nothing served on %s:%d yet: no %s (a context notes the first call of each "
+                       "problem there, unless its disk cache is off or it was told not to)", backend->name, index, path);
+  char inner[400];
+  if (presets_read_file(path, out, inner, sizeof inner) != 0)
+    return preset_fail(why, why_size, "%s: %s", path, inner);
+  for (int i = 0; i < out->count; i++) presets_describe(&out->shapes[i], out->labels[i], sizeof out->labels[i]);
+  return 0;
 }

@@ -20,6 +20,10 @@ int presets_get(const char *name, preset_shapes *out);
 void presets_print(FILE *out);
 /* Reads a shapes file (format in `flashjit help tune`). 0 and *out, or -1 with why ("line 3: ..."). */
 int presets_read_file(const char *path, preset_shapes *out, char *why, size_t why_size);
+/* The problems served on a device (runtime_served_file): the file of the device `device` names (NULL or
+ * "auto": the one a context would pick) in cache_dir (NULL: the default folder), read, each labelled by
+ * its sizes. 0 and *out; -1 with why (no such device, nothing served yet, an unreadable file). */
+int presets_read_served(const char *device, const char *cache_dir, preset_shapes *out, char *why, size_t why_size);
 /* Appends one shape (and its label) to a list; -1 when out of memory. */
 int presets_append(preset_shapes *list, const fj_problem_shape *shape, const char *label);
 void presets_free(preset_shapes *list);  /* NULL-safe */

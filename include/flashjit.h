@@ -105,6 +105,12 @@ typedef struct fj_context_options {
   int num_threads;
   /* Non-zero: compile every kernel in memory, never read or write the disk cache. */
   int disable_disk_cache;
+  /* Non-zero: do not note the problems this context's calls serve. By default the first call of each
+   * problem key adds one line (its sizes, in the shapes-file format) to <cache>/served-<device>.txt, e.g.
+   * served-cuda-0.txt, once across all processes sharing the cache, for `flashjit tune --served`; a
+   * folder that cannot be written just leaves no line. Benchmarks and tuners set it (their calls are not
+   * traffic). No effect with disable_disk_cache, which writes nothing to disk. */
+  int disable_served_log;
 } fj_context_options;
 
 /* Fills the first `size` bytes of *options (the caller's sizeof, which may be a smaller struct of an

@@ -395,6 +395,7 @@ static void tune_child_main(tune_child *child, pid_t parent, int threads) {
   snprintf(device, sizeof device, "%s:%d", bench->backend->name, bench->device_index);
   fj_context_options options;
   fj_context_options_init(&options);
+  options.disable_served_log = 1;  /* what runs here is not traffic */
   options.device = device;
   options.cache_dir = bench->cache_dir;
   options.num_threads = child->mode == TUNE_MODE_COMPILE ? 1 : bench->measure_threads;

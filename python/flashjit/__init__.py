@@ -132,15 +132,18 @@ class Context:
     """A device and the kernels loaded on it (fj_context). device: "auto", "cpu" or "cuda:N";
     cache_dir: the compiled kernels and the tuning database (None: FLASHJIT_CACHE_DIR, else
     ~/.cache/flashjit); num_threads: the CPU's workers (0: one per core); disk_cache=False keeps
-    every kernel in memory. A context may be used from several threads at once."""
+    every kernel in memory; served_log=False notes nothing in the cache's served file (by default the
+    first call of each problem is noted there for `flashjit tune --served`). A context may be used
+    from several threads at once."""
 
-    def __init__(self, device="auto", cache_dir=None, num_threads=0, disk_cache=True):
+    def __init__(self, device="auto", cache_dir=None, num_threads=0, disk_cache=True, served_log=True):
         lib = _ffi.library()
         options = _ffi.init(lib, "fj_context_options", ContextOptions)
         options.device = device.encode() if device is not None else None
         options.cache_dir = str(cache_dir).encode() if cache_dir is not None else None
         options.num_threads = _integer("num_threads", num_threads, 32)
         options.disable_disk_cache = 0 if disk_cache else 1
+        options.disable_served_log = 0 if served_log else 1
         handle = ctypes.c_void_p()
         status = lib.fj_context_create(ctypes.byref(options), ctypes.byref(handle))
         if status != _ffi.FJ_OK:

@@ -40,7 +40,7 @@ class DLTensor(ctypes.Structure):
 class ContextOptions(ctypes.Structure):
     _fields_ = [("struct_size", ctypes.c_uint32), ("device", ctypes.c_char_p),
                 ("cache_dir", ctypes.c_char_p), ("num_threads", ctypes.c_int),
-                ("disable_disk_cache", ctypes.c_int)]
+                ("disable_disk_cache", ctypes.c_int), ("disable_served_log", ctypes.c_int)]
 
 
 class ProblemShape(ctypes.Structure):

@@ -98,6 +98,10 @@ fj_status fj_attention_forward(fj_context *context, const fj_attention_args *arg
   runtime_kernel *kernel = NULL;
   status = runtime_get_kernel(context, &problem, NULL, &kernel);
   if (status != FJ_OK) return status;
+  /* the first call of a key in this context notes it for the operator's tuner; later calls read one flag */
+  if (!atomic_load_explicit(&kernel->served_noted, memory_order_relaxed) &&
+      !atomic_exchange_explicit(&kernel->served_noted, 1, memory_order_relaxed))
+    runtime_note_served(context, &problem);
   return runtime_launch_attention(context, kernel, &problem, args->stream);
 }
 

@@ -78,6 +78,9 @@ fj_status fj_context_create(const fj_context_options *options, fj_context **out)
   context->device_index = index;
   context->family = kernel_family_for_backend(backend->name);
   context->disk_cache = !options->disable_disk_cache;
+  /* a struct of an older header ends before disable_served_log: the default, noting */
+  context->note_served = !(options->struct_size >= offsetof(fj_context_options, disable_served_log) + sizeof(int) &&
+                           options->disable_served_log);
 
   status = backend->device_info(index, &context->info);
   if (status == FJ_OK) status = backend->codegen_target(index, &context->target);

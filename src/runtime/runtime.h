@@ -3,6 +3,7 @@
  * database winner or the family's default -> disk cache -> JIT) and launches it. */
 #ifndef FJ_RUNTIME_H
 #define FJ_RUNTIME_H
+#include <stdatomic.h>
 #include "flashjit.h"
 #include "backends/backend.h"
 #include "kernels/kernel_family.h"
@@ -21,7 +22,12 @@ typedef struct runtime_kernel {
                              database's winner for this key), "tuned-nearest" (its winner for the nearest
                              sequence-length bucket), "default" (the family's heuristic) */
   double compile_ms;     /* time spent getting it (compile or disk load) */
+  atomic_int served_noted; /* a call of this entry's key was noted in the served file (served.c) */
 } runtime_kernel;
+
+/* The file where contexts note the problems device <backend>:<index> served (served.c), in cache_dir:
+ * "<cache_dir>/served-cuda-0.txt", lines of the shapes-file format. */
+void runtime_served_file(const char *cache_dir, const char *backend, int index, char *buffer, size_t size);
 
 /* Finds or builds the kernel for a validated problem on the context's device, with `config` when not
  * NULL (the tuner, bench --config) else the tuned winner or the default. */

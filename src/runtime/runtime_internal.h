@@ -55,6 +55,7 @@ struct fj_context {
   int workers;                  /* the CPU device's worker threads (num_threads, or one per core) */
   char cache_dir[PATH_MAX];
   int disk_cache;               /* 0 when disable_disk_cache was set */
+  int note_served;              /* 0 when disable_served_log was set (served.c) */
 
   pthread_mutex_t lock;         /* guards everything below */
   pthread_cond_t built;         /* signalled whenever an entry leaves RUNTIME_BUILDING */
@@ -64,6 +65,15 @@ struct fj_context {
   struct tuning_db *tuning;
   int tuning_failed;            /* it could not be opened: not tried again */
 };
+
+/* served.c: notes the problem (its shapes-file line, once per key across processes) in the served file of
+ * the context's device, unless the context keeps no disk cache or was told not to; never fails. */
+void runtime_note_served(fj_context *context, const attention_problem *problem);
+/* served.c: <cache>/served-<backend>-<index>.txt */
+void runtime_served_path(const fj_context *context, char *buffer, size_t size);
+/* served.c: the problem as a shapes-file line ending in "  # <its key>\n"; -1 when the format cannot say it
+ * (a tensor strided along the head dim) or it does not fit. */
+int runtime_served_line(const attention_problem *problem, char *buffer, size_t size);
 
 /* kernel_table.c: frees every entry and unloads every module (at context destruction). */
 void runtime_table_destroy(fj_context *context);
