@@ -67,8 +67,9 @@ int runtime_served_line(const attention_problem *problem, char *buffer, size_t s
 }
 
 /* 1 when the open file (at most SERVED_MAX_BYTES) already holds a line ending in `ending`; -1 when it
- * cannot be read or is too large. */
-static int served_has(int fd, const char *ending) {
+ * cannot be read or is too large. *open_line: it ends without a newline (someone edited it). */
+static int served_has(int fd, const char *ending, int *open_line) {
+  *open_line = 0;
   struct stat st;
   if (fstat(fd, &st) != 0 || st.st_size > SERVED_MAX_BYTES) return -1;
   char *text = malloc((size_t)st.st_size + 1);
@@ -77,6 +78,7 @@ static int served_has(int fd, const char *ending) {
   int found = -1;
   if (got == st.st_size) {
     text[got] = '\0';
+    *open_line = got > 0 && text[got - 1] != '\n';
     found = 0;
     size_t len = strlen(ending);
     for (const char *at = text; !found && (at = strstr(at, ending)) != NULL; at++)
@@ -105,10 +107,12 @@ void runtime_note_served(fj_context *context, const attention_problem *problem) 
   const char *comment = strstr(line, "  # ");
   char ending[600];
   snprintf(ending, sizeof ending, "%.*s", (int)(strlen(comment) - 1), comment);  /* without the newline */
-  int has = locked ? served_has(fd, ending) : -1;
+  int open_line = 0;
+  int has = locked ? served_has(fd, ending, &open_line) : -1;
   if (has == 0) {
     struct stat st;
     char header[400] = "";
+    if (open_line) snprintf(header, sizeof header, "\n");
     if (fstat(fd, &st) == 0 && st.st_size == 0)
       snprintf(header, sizeof header,
                "# flashjit: the problems served on %s:%d (%s), one line per problem key (the sizes of its first\n"
