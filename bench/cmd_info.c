@@ -14,6 +14,7 @@
 #include "core/threadpool.h"
 #include "flashjit.h"
 #include "jit/jit.h"
+#include "runtime/runtime.h"
 
 void cmd_info_help(FILE *out) {
   fprintf(out,
@@ -43,6 +44,8 @@ typedef struct info_device {
   char peak_error[256];
   double bf16_peak_gflops;  /* 0 when the CPU has no bf16 pair dot */
   char bf16_peak_detail[160];
+  int served;                /* problem lines in the device's served file; -1: no file */
+  char served_path[4200];
   int has_device_peak;       /* the backend measured its own peaks (GPUs): device_peak below */
   backend_peak device_peak;
 } info_device;
@@ -81,6 +84,20 @@ static void info_measure_peak(info_device *d) {
     d->bf16_peak_gflops = 0.0;  /* no AVX512-BF16: nothing to say */
 }
 
+/* The problem lines of a device's served file (runtime_served_file), or -1 when there is none. */
+static int info_served_count(const char *cache_dir, const char *backend, int index, char *path, size_t size) {
+  runtime_served_file(cache_dir, backend, index, path, size);
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return -1;
+  int count = 0, at_start = 1, c;
+  while ((c = fgetc(f)) != EOF) {
+    if (at_start && c != '#' && c != '\n') count++;
+    at_start = c == '\n';
+  }
+  fclose(f);
+  return count;
+}
+
 static void info_gather(info_report *r) {
   memset(r, 0, sizeof *r);
   r->cache_status = bincache_default_dir(r->cache_dir, sizeof r->cache_dir);
@@ -99,6 +116,9 @@ static void info_gather(info_report *r) {
       d->info_status = backend->device_info(i, &d->info);
       if (d->info_status != FJ_OK) snprintf(d->info_error, sizeof d->info_error, "%s", fj_last_error());
       d->is_cpu = backend->device_type == kDLCPU;
+      d->served = r->cache_status == FJ_OK ? info_served_count(r->cache_dir, backend->name, i, d->served_path,
+                                                               sizeof d->served_path)
+                                           : -1;
       if (d->is_cpu) info_measure_peak(d);
       if (!d->is_cpu && backend->device_peak != NULL && d->info_status == FJ_OK) {
         d->has_device_peak = 1;
@@ -160,6 +180,9 @@ static void info_print_text(const info_report *r) {
                                                            : "");
     } else if (d->is_cpu)
       printf("           peak unmeasured (%s)\n", d->peak_error);
+    if (d->served >= 0)
+      printf("           served %d problem%s noted in %s (flashjit tune --served)\n", d->served,
+             d->served == 1 ? "" : "s", d->served_path);
     if (d->has_device_peak) {
       const backend_peak *p = &d->device_peak;
       if (p->matrix_tflops > 0.0)
@@ -227,6 +250,10 @@ static void info_print_json(const info_report *r) {
         json_double(&w, d->bf16_peak_gflops);
       else
         json_null(&w);
+    }
+    if (d->served >= 0) {
+      json_kv_int(&w, "served_problems", d->served);
+      json_kv_string(&w, "served_file", d->served_path);
     }
     if (d->has_device_peak) {
       const backend_peak *p = &d->device_peak;

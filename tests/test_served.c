@@ -174,6 +174,16 @@ int main(void) {
         rc);
   if (rc != 0 || warmed != count) printf("%s", out);
 
+  /* and info counts them under the device */
+  snprintf(command, sizeof command, "FLASHJIT_CACHE_DIR='%s' '%s' info 2>&1", cache, FJ_TEST_CLI);
+  p = popen(command, "r");
+  n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+  out[n] = '\0';
+  rc = p ? pclose(p) : -1;
+  char want[700];
+  snprintf(want, sizeof want, "served %d problems noted in %s (flashjit tune --served)", count, path);
+  check(rc == 0 && strstr(out, want) != NULL, "flashjit info: \"%s\"", want);
+
   snprintf(command, sizeof command, "rm -rf '%s'", scratch);
   if (system(command) != 0) printf("     could not remove %s\n", scratch);
   return check_summary();
