@@ -54,6 +54,8 @@ typedef struct bench_options {
   const char *peers_script;
   const char *peer_list;    /* --peer-list as given, or NULL: every peer of the device */
   const char *plot;         /* --plot: the grid drawn into this SVG file, or NULL */
+  const char *baseline;     /* --baseline: an earlier grid's --json output, or NULL */
+  struct bench_baseline *baseline_data;  /* its points (bench_baseline.c), read before measuring */
   int peer_chosen[BENCH_PEER_COUNT];  /* with --peer-list: 1 for the peers it names */
 } bench_options;
 
@@ -129,6 +131,7 @@ typedef struct bench_grid_point {
   double peer_ms[BENCH_PEER_COUNT], peer_ms_min[BENCH_PEER_COUNT];
   int peer_unavailable[BENCH_PEER_COUNT];  /* peer_error says why it was not run here (n/a, not an error) */
   char peer_error[BENCH_PEER_COUNT][160];
+  double baseline_ms;       /* --baseline: the same point's median there; 0 where it has none */
 } bench_grid_point;
 
 typedef struct bench_peers_status {
@@ -184,6 +187,14 @@ void bench_grid_csv(const bench_options *o, const bench_grid_device *devices, in
 /* CLI_EXIT_OK, or CLI_EXIT_FAILURE after saying how many of d's points failed. */
 int bench_grid_exit(const bench_options *o, const bench_grid_device *d);
 void bench_grid_device_free(bench_grid_device *d);
+
+/* bench_baseline.c: --baseline. load reads and checks the file into o->baseline_data (CLI_EXIT_OK or the
+ * exit code after the error naming it); apply sets each point's baseline_ms and returns how many matched;
+ * device gives the baseline's device name (id 0) or id ("cuda:0", id 1), "" without one. */
+int bench_baseline_load(bench_options *o);
+int bench_baseline_apply(const bench_options *o, bench_grid_point *points, int count);
+const char *bench_baseline_device(const bench_options *o, int id);
+void bench_baseline_free(bench_options *o);
 
 /* bench_plot.c: --plot. bench_plot_check refuses a path that cannot be written before anything is measured
  * (CLI_EXIT_OK or the exit code after the error); bench_plot_write draws the devices' grids into it. */

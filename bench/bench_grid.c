@@ -239,6 +239,7 @@ int bench_grid_parse(bench_options *o) {
   grid_spec g;
   int code = grid_spec_build(o, &g);
   if (code != CLI_EXIT_OK) return code;
+  if (o->baseline != NULL && (code = bench_baseline_load(o)) != CLI_EXIT_OK) return code;
   /* The grid's defaults are those of a benchmark worth recording: more runs than one shape's. */
   if (!o->warmup_set) o->warmup = 5;
   if (!o->repeat_set) o->repeat = 20;
@@ -251,6 +252,11 @@ static const char *grid_source_word(const bench_grid_point *p) {
 
 static double grid_tflops(double flops, double ms) { return ms > 0.0 ? flops / (ms * 1e-3) / 1e12 : 0.0; }
 static double grid_gbps(double bytes, double ms) { return ms > 0.0 ? bytes / (ms * 1e-3) / 1e9 : 0.0; }
+
+/* A point's rate as the grid's tables compare it: GB/s for a decode step, TFLOP/s for a prefill. */
+static double grid_rate(const bench_grid_point *p, double ms, int decode) {
+  return decode ? grid_gbps(p->bytes, ms) : grid_tflops(p->flops, ms);
+}
 
 /* The shape columns every grid table starts with, and one point's. */
 static void grid_print_shape_header(int decode) {
@@ -288,6 +294,9 @@ static void grid_print_table(const bench_options *o, const bench_grid_device *d)
       if (peers->ran && peers->unavailable[shown[j]][0])
         printf("  %s: n/a: %s\n", bench_peer_names[shown[j]], peers->unavailable[shown[j]]);
   }
+  if (o->baseline)
+    printf("baseline: %s (%s) in %s; x = its time / flashjit's here\n", bench_baseline_device(o, 0),
+           bench_baseline_device(o, 1), o->baseline);
   if (decode)
     printf("GB/s = the bytes of q, k, v and o once / median time (the KV cache's read sets a decode step's time); "
            "peers' columns in GB/s\n\n");
@@ -298,6 +307,7 @@ static void grid_print_table(const bench_options *o, const bench_grid_device *d)
     printf(" | %9s %8s %8s %-13s", "ms", "GB/s", "TFLOP/s", "config");
   else
     printf(" | %9s %8s %-13s", "ms", "TFLOP/s", "config");
+  if (o->baseline) printf(" | %-14s %6s", "baseline", "x");
   for (int j = 0; j < shown_count; j++) printf(" | %-14s %6s", bench_peer_names[shown[j]], "ratio");
   printf("\n");
   for (int i = 0; i < d->count; i++) {
@@ -313,6 +323,13 @@ static void grid_print_table(const bench_options *o, const bench_grid_device *d)
       printf("%9s %8s %8s %-13s", "failed", "-", "-", "-");
     else
       printf("%9s %8s %-13s", "failed", "-", "-");
+    if (o->baseline && p->baseline_ms > 0.0) {
+      char ratio[16] = "-";
+      if (p->measured) snprintf(ratio, sizeof ratio, "%.2fx", p->baseline_ms / p->ms);
+      printf(" | %-14.2f %6s", grid_rate(p, p->baseline_ms, decode), ratio);
+    } else if (o->baseline) {
+      printf(" | %-14s %6s", "n/a", "");
+    }
     for (int j = 0; j < shown_count; j++) {
       int k = shown[j];
       if (!p->peer_measured[k]) {
@@ -327,11 +344,6 @@ static void grid_print_table(const bench_options *o, const bench_grid_device *d)
     printf("\n");
   }
   fflush(stdout);
-}
-
-/* A point's rate as the grid's tables compare it: GB/s for a decode step, TFLOP/s for a prefill. */
-static double grid_rate(const bench_grid_point *p, double ms, int decode) {
-  return decode ? grid_gbps(p->bytes, ms) : grid_tflops(p->flops, ms);
 }
 
 void bench_grid_compare(const bench_options *o, const bench_grid_device *devices, int count) {
@@ -394,6 +406,7 @@ void bench_grid_csv(const bench_options *o, const bench_grid_device *devices, in
   else
     printf("dtype,head_dim,causal,seqlen,batch,heads,flops,flashjit_ms,flashjit_ms_min,flashjit_tflops,config_source,"
            "config");
+  if (o->baseline) printf(",baseline_ms,baseline_%s,ratio_vs_baseline", decode ? "gbps" : "tflops");
   for (int j = 0; j < shown_count; j++)
     printf(",%s_ms,%s_%s,ratio_vs_%s", bench_peer_names[shown[j]], bench_peer_names[shown[j]],
            decode ? "gbps" : "tflops", bench_peer_names[shown[j]]);
@@ -420,6 +433,12 @@ void bench_grid_csv(const bench_options *o, const bench_grid_device *devices, in
                p->config);
       else
         printf(decode ? ",,,,," : ",,,,");
+      if (o->baseline && p->baseline_ms > 0.0) {
+        printf(",%.6g,%.6g,", p->baseline_ms, grid_rate(p, p->baseline_ms, decode));
+        if (p->measured) printf("%.4g", p->baseline_ms / p->ms);
+      } else if (o->baseline) {
+        printf(",,,");
+      }
       for (int s = 0; s < shown_count; s++) {
         int k = shown[s];
         if (!p->peer_measured[k]) {
@@ -448,6 +467,14 @@ static void grid_print_json(const bench_options *o, const bench_grid_device *d, 
   json_kv_string(w, "flops_convention", "4*b*h*sq*skv*d, halved when causal");
   json_kv_int(w, "warmup", o->warmup);
   json_kv_int(w, "repeat", o->repeat);
+  if (o->baseline) {
+    json_key(w, "baseline");
+    json_object_begin(w);
+    json_kv_string(w, "file", o->baseline);
+    json_kv_string(w, "device", bench_baseline_device(o, 0));
+    json_kv_string(w, "device_id", bench_baseline_device(o, 1));
+    json_object_end(w);
+  }
   if (o->peers) {
     json_key(w, "peers");
     json_object_begin(w);
@@ -484,6 +511,15 @@ static void grid_print_json(const bench_options *o, const bench_grid_device *d, 
       json_kv_double(w, "gbps", grid_gbps(p->bytes, p->ms));
       json_kv_string(w, "config_source", p->config_source);
       json_kv_string(w, "config", p->config);
+    }
+    if (o->baseline && p->baseline_ms > 0.0) {
+      json_key(w, "baseline");
+      json_object_begin(w);
+      json_kv_double(w, "ms", p->baseline_ms);
+      json_kv_double(w, "tflops", grid_tflops(p->flops, p->baseline_ms));
+      json_kv_double(w, "gbps", grid_gbps(p->bytes, p->baseline_ms));
+      if (p->measured) json_kv_double(w, "ratio", p->baseline_ms / p->ms);
+      json_object_end(w);
     }
     if (o->peers) {
       json_key(w, "peers");
@@ -615,6 +651,8 @@ int bench_grid_measure(fj_context *context, const bench_options *o, bench_grid_d
 
   memset(&d->peers, 0, sizeof d->peers);
   if (o->peers) bench_peers_run(o, d->device_id, points, count, o->warmup, o->repeat, &d->peers);
+  if (o->baseline != NULL && bench_baseline_apply(o, points, count) == 0)
+    fprintf(stderr, "flashjit bench: --baseline=%s: no point of it matches one of this grid's\n", o->baseline);
   return CLI_EXIT_OK;
 }
 

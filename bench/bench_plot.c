@@ -31,7 +31,7 @@ static const char *const plot_colors[] = {"#1b5e9f", "#d2691e", "#2e8b57", "#b22
 
 typedef struct plot_series {
   const bench_grid_device *device;
-  int peer;  /* -1: flashjit, else the peer's index in bench_peer_names */
+  int peer;  /* -1: flashjit, -2: --baseline's run, else the peer's index in bench_peer_names */
   char label[160];
 } plot_series;
 
@@ -48,7 +48,9 @@ typedef struct plot {
 /* A point's rate in series s, or a negative number where it has none. */
 static double plot_value(const plot *pl, const plot_series *s, int point) {
   const bench_grid_point *p = &s->device->points[point];
-  double ms = s->peer < 0 ? (p->measured ? p->ms : 0.0) : (p->peer_measured[s->peer] ? p->peer_ms[s->peer] : 0.0);
+  double ms = s->peer == -2 ? p->baseline_ms
+               : s->peer < 0 ? (p->measured ? p->ms : 0.0)
+                             : (p->peer_measured[s->peer] ? p->peer_ms[s->peer] : 0.0);
   if (ms <= 0.0) return -1.0;
   return pl->decode ? p->bytes / (ms * 1e-3) / 1e9 : p->flops / (ms * 1e-3) / 1e12;
 }
@@ -69,12 +71,22 @@ static void plot_add_series(plot *pl, const bench_grid_device *d, int peer) {
   int any = 0;
   for (int j = 0; j < d->count && !any; j++) any = plot_value(pl, s, j) >= 0.0;
   if (!any) return;
-  const char *who = peer < 0 ? "flashjit" : bench_peer_names[peer];
-  if (pl->device_count > 1)
+  const char *who = peer == -2 ? "baseline" : peer < 0 ? "flashjit" : bench_peer_names[peer];
+  if (peer == -2)
+    snprintf(s->label, sizeof s->label, "baseline: %s %s", bench_baseline_device(pl->o, 1),
+             bench_baseline_device(pl->o, 0));
+  else if (pl->device_count > 1)
     snprintf(s->label, sizeof s->label, "%s on %s", who, d->device_id);
   else
     snprintf(s->label, sizeof s->label, "%s", who);
   pl->series_count++;
+}
+
+/* The line's look: flashjit's solid and wide, a peer's dashed, the baseline's dotted. */
+static void plot_stroke(FILE *f, const plot_series *s, int index) {
+  fprintf(f, " stroke=\"%s\" stroke-width=\"%s\"%s", plot_colors[index % (int)(sizeof plot_colors / sizeof plot_colors[0])],
+          s->peer == -1 ? "2.5" : "1.5",
+          s->peer == -1 ? "" : s->peer == -2 ? " stroke-dasharray=\"2 3\"" : " stroke-dasharray=\"6 3\"");
 }
 
 /* Writes text with XML's five special characters escaped. */
@@ -163,8 +175,9 @@ static void plot_panel(FILE *f, const plot *pl, const int *members, int count, i
     const plot_series *series = &pl->series[s];
     const char *color = plot_colors[s % (int)(sizeof plot_colors / sizeof plot_colors[0])];
     /* a point without a figure breaks the line: a failed run is not drawn as a slope */
-    fprintf(f, "<path class=\"series\" fill=\"none\" stroke=\"%s\" stroke-width=\"%s\"%s d=\"", color,
-            series->peer < 0 ? "2.5" : "1.5", series->peer < 0 ? "" : " stroke-dasharray=\"6 3\"");
+    fprintf(f, "<path class=\"series\" fill=\"none\"");
+    plot_stroke(f, series, s);
+    fprintf(f, " d=\"");
     int pen_down = 0;
     for (int i = 0; i < count; i++) {
       double v = plot_value(pl, series, members[i]);
@@ -231,9 +244,9 @@ static void plot_write(FILE *f, plot *pl) {
   for (int s = 0; s < pl->series_count; s++) {
     int lx = 10 + (s % per_row) * PLOT_LEGEND_W, ly = 40 + 16 * measured + (s / per_row) * 20;
     const plot_series *series = &pl->series[s];
-    fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"%s\" stroke-width=\"%s\"%s/>\n", lx, ly - 4,
-            lx + 26, ly - 4, plot_colors[s % (int)(sizeof plot_colors / sizeof plot_colors[0])],
-            series->peer < 0 ? "2.5" : "1.5", series->peer < 0 ? "" : " stroke-dasharray=\"6 3\"");
+    fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\"", lx, ly - 4, lx + 26, ly - 4);
+    plot_stroke(f, series, s);
+    fprintf(f, "/>\n");
     fprintf(f, "<text x=\"%d\" y=\"%d\">", lx + 32, ly);
     plot_text(f, series->label);
     fprintf(f, "</text>\n");
@@ -312,6 +325,7 @@ int bench_plot_write(const bench_options *o, const bench_grid_device *devices, i
     plot_add_series(pl, &devices[i], -1);
     for (int k = 0; k < BENCH_PEER_COUNT; k++) plot_add_series(pl, &devices[i], k);
   }
+  if (o->baseline != NULL) plot_add_series(pl, pl->layout, -2);  /* the same on every device's points */
   char temporary[4200];
   snprintf(temporary, sizeof temporary, "%s.%ld.tmp", o->plot, (long)getpid());
   FILE *f = fopen(temporary, "w");

@@ -125,6 +125,9 @@ void cmd_bench_help(FILE *out) {
           "  --mask M             both (default), causal or none\n"
           "  --peers              the peers (as above) on every point, as TFLOP/s and ratio columns\n"
           "  --csv                one CSV row per point instead of the table\n"
+          "  --baseline FILE      an earlier run's --json output (one device's grid, or the first of\n"
+          "                       --device all's): each point's rate there and the ratio here / there\n"
+          "                       beside flashjit's (another machine's GPU, or the last commit)\n"
           "  --plot FILE.svg      also draw the grid into an SVG file: a panel per dtype, head dim\n"
           "                       and mask (decode: and batch), rate against length, a line per\n"
           "                       device and peer\n"
@@ -311,6 +314,7 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
       {"--peer-list", CLI_STRING, &o->peer_list, 0, 0, NULL},
       {"--csv", CLI_FLAG, &o->csv, 0, 0, NULL},
       {"--plot", CLI_STRING, &o->plot, 0, 0, NULL},
+      {"--baseline", CLI_STRING, &o->baseline, 0, 0, NULL},
       {"--config", CLI_STRING, &o->config, 0, 0, &o->config_set},
       {"--threads", CLI_INT, &o->threads, 0, 4096, NULL},
       {"--cache-dir", CLI_STRING, &o->cache_dir, 0, 0, NULL},
@@ -424,7 +428,8 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
   {
     /* The grid's own flags mean nothing for one shape: say so rather than ignore them. */
     const char *grid_only = o->seqlens ? "--seqlens" : o->head_dims ? "--head-dims" : o->mask ? "--mask"
-                            : o->csv ? "--csv" : o->plot ? "--plot" : o->batches ? "--batches" : o->tokens_set ? "--tokens"
+                            : o->csv ? "--csv" : o->plot ? "--plot" : o->baseline ? "--baseline"
+                            : o->batches ? "--batches" : o->tokens_set ? "--tokens"
                             : o->width_set ? "--width" : NULL;
     if (grid_only != NULL) {
       cli_error(BENCH_COMMAND, "%s: only with --grid (see flashjit help bench)", grid_only);
@@ -1201,14 +1206,18 @@ int cmd_bench(int argc, char **argv) {
     return CLI_EXIT_OK;
   }
   if (code != CLI_EXIT_OK) return code;
-  if (o.device_list != NULL) return bench_devices_run(&o);
+  if (o.device_list != NULL) {
+    code = bench_devices_run(&o);
+    bench_baseline_free(&o);
+    return code;
+  }
 
   if (o.grid != NULL) {
     fj_context *context = NULL;
     code = bench_open(&o, &context);
-    if (code != CLI_EXIT_OK) return code;
-    code = bench_grid_run(context, &o);
+    if (code == CLI_EXIT_OK) code = bench_grid_run(context, &o);
     fj_context_destroy(context);
+    bench_baseline_free(&o);
     return code;
   }
   bench_result r;

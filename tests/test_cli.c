@@ -888,6 +888,35 @@ static void test_grid(void) {
       {{"bench", "--grid", "decode", "--tokens", "10", NULL}, "no batch x cache length"},
       {{"bench", "--grid", "decode", "--batches", "1,x", NULL}, "--batches=1,x"},
   };
+  /* --baseline's file is read and checked before the grid runs */
+  char bad_json[512], decode_json[512], bare_point[512];
+  snprintf(bad_json, sizeof bad_json, "%s/bad.json", scratch);
+  snprintf(decode_json, sizeof decode_json, "%s/decode.json", scratch);
+  snprintf(bare_point, sizeof bare_point, "%s/bare.json", scratch);
+  write_text(bad_json, "{\"grid\": \"prefill\", \"points\": [");
+  write_text(decode_json, "{\"grid\": \"decode\", \"points\": []}");
+  write_text(bare_point, "{\"grid\": \"prefill\", \"points\": [{\"measured\": true, \"ms\": 1}]}");
+  const struct {
+    const char *path, *want;
+    int grid;
+  } bad_baselines[] = {
+      {"/nonexistent/base.json", "cannot read: No such file", 1},
+      {bad_json, "JSON: ", 1},
+      {decode_json, "a --grid decode run, and this is --grid prefill", 1},
+      {bare_point, "points[0]: a field is missing", 1},
+      {"", "--baseline=: empty path", 1},
+      {bad_json, "--baseline: only with --grid", 0},
+  };
+  for (size_t i = 0; i < sizeof bad_baselines / sizeof bad_baselines[0]; i++) {
+    r = run_cli(bad_baselines[i].grid
+                    ? (const char *[]){"bench", "--grid", "prefill", "--baseline", bad_baselines[i].path, NULL}
+                    : (const char *[]){"bench", "--baseline", bad_baselines[i].path, NULL});
+    check(r.exited && r.code == 2 && count_lines(r.err) == 1 && strstr(r.err, bad_baselines[i].want) &&
+              r.out[0] == '\0',
+          "bench%s --baseline '%s': exit %d, nothing measured: %s", bad_baselines[i].grid ? " --grid prefill" : "",
+          bad_baselines[i].path, r.code, r.err);
+    cli_result_free(&r);
+  }
   /* --plot's path is checked before the grid runs: an hour of measuring must not end in a lost picture */
   char missing_folder[512], in_missing[600];
   snprintf(missing_folder, sizeof missing_folder, "%s/no/such/folder", scratch);
@@ -974,6 +1003,47 @@ static void test_grid(void) {
               !jget(jget(jget(doc, "peers"), "unavailable"), "torch-eager"),
           "bench --grid --peers with a stand-in script: results, errors and ratios in place (exit %d)", r.code);
     jfree(doc);
+    cli_result_free(&r);
+
+    /* --baseline: an earlier run's JSON read back; every point gets its time there and the ratio */
+    char base_path[512], base_array[512];
+    snprintf(base_path, sizeof base_path, "%s/base.json", scratch);
+    snprintf(base_array, sizeof base_array, "%s/base_array.json", scratch);
+    const char *base_args[] = {"bench", GRID_SMALL, "--json", NULL};
+    r = run_cli(base_args);
+    write_text(base_path, r.out);
+    char *wrapped = malloc(strlen(r.out) + 3);
+    if (wrapped) {
+      sprintf(wrapped, "[%s]", r.out);
+      write_text(base_array, wrapped);
+      free(wrapped);
+    }
+    doc = jparse(r.out);
+    const jvalue *before = jget(doc, "points");
+    for (int form = 0; form < 2; form++) {
+      const char *against[] = {"bench", GRID_SMALL, "--json", "--baseline", form ? base_array : base_path, NULL};
+      cli_result now = run_cli(against);
+      jvalue *later = jparse(now.out);
+      const jvalue *after = jget(later, "points");
+      int right = 0;
+      for (int i = 0; before && after && i < after->count && i < before->count; i++) {
+        const jvalue *b = jget(after->items[i], "baseline");
+        double then = jnumber(before->items[i], "ms", -1), here = jnumber(after->items[i], "ms", -2);
+        right += b && jnumber(b, "ms", 0) == then && fabs(jnumber(b, "ratio", 0) - then / here) <= 1e-6 * then / here;
+      }
+      check(now.exited && now.code == 0 && after && after->count == 4 && right == 4 &&
+                strcmp(jstring(jget(later, "baseline"), "device_id"), "cpu:0") == 0,
+            "bench --grid --baseline (%s): every point with its time there and the ratio (%d of 4, exit %d) %s",
+            form ? "an array, as --device all writes" : "one grid", right, now.code, now.err);
+      jfree(later);
+      cli_result_free(&now);
+    }
+    jfree(doc);
+    cli_result_free(&r);
+    const char *base_csv[] = {"bench", GRID_SMALL, "--csv", "--baseline", base_path, NULL};
+    r = run_cli(base_csv);
+    check(r.exited && r.code == 0 && strstr(r.out, ",config,baseline_ms,baseline_tflops,ratio_vs_baseline\n"),
+          "bench --grid --csv --baseline: its three columns after flashjit's (exit %d)", r.code);
     cli_result_free(&r);
 
     /* --plot: the same grid drawn, a panel per mask, the sequence lengths across, flashjit's line solid and
