@@ -13,7 +13,7 @@ set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 build="$root/build-gpu"
 bundle="$root/.device/bundle.tar.xz"
-programs="flashjit libflashjit.so test_attention_cuda test_tune_cuda test_torch_interop"
+programs="flashjit test_attention_cuda test_tune_cuda test_torch_interop"
 
 case "${1:-}" in
 pack)
@@ -24,8 +24,11 @@ pack)
   printf '%s\n' "$root" >"$build/built-at"
   # Each program holds its own copy of LLVM (about 75 MB stripped); a dictionary larger than one of
   # them lets xz store the copies once: about 25 MB in all, in about 5 minutes on 2 cores.
+  # The library is one file (libflashjit.so.X.Y.Z, stripped) and two links to it, its soname and the
+  # link name, which tar keeps as links.
   # shellcheck disable=SC2086
-  (cd "$build" && strip $programs && tar -cf - $programs built-at | xz -6 --lzma2=dict=256MiB >"$bundle")
+  (cd "$build" && library=$(ls libflashjit.so.*.*.*) && soname=${library%.*.*} && strip $programs "$library" &&
+    tar -cf - $programs "$library" "$soname" libflashjit.so built-at | xz -6 --lzma2=dict=256MiB >"$bundle")
   ls -l "$bundle"
   ;;
 unpack)

@@ -96,7 +96,7 @@ static int preset_add_layers(preset_shapes *out, const preset_model *m, fj_probl
   if (presets_append(out, s, label) != 0) return -1;
   if (m->sliding_window == 0) return 0;
   char local[96];
-  snprintf(local, sizeof local, "%s window%d", label, m->sliding_window);
+  snprintf(local, sizeof local, "%.80s window%d", label, m->sliding_window);  /* labels hold 96 bytes */
   s->windowed = 1;
   s->window_left = m->sliding_window - 1;
   return presets_append(out, s, local);

@@ -100,7 +100,8 @@ static const char *const user_program =
 
 static void test_files_installed(void) {
   static const char *const files[] = {
-      "bin/flashjit", "include/flashjit.h", FJ_TEST_LIBDIR "/libflashjit.so", FJ_TEST_LIBDIR "/pkgconfig/flashjit.pc",
+      "bin/flashjit", "include/flashjit.h", FJ_TEST_LIBDIR "/libflashjit.so", FJ_TEST_LIBDIR "/libflashjit.so.0",
+      FJ_TEST_LIBDIR "/libflashjit.so." FJ_TEST_VERSION, FJ_TEST_LIBDIR "/pkgconfig/flashjit.pc",
       FJ_TEST_LIBDIR "/cmake/flashjit/flashjit-config.cmake", FJ_TEST_LIBDIR "/cmake/flashjit/flashjit-targets.cmake",
       "share/flashjit/peers.py", FJ_TEST_PYTHONDIR "/flashjit/__init__.py", FJ_TEST_PYTHONDIR "/flashjit/_ffi.py",
   };
@@ -136,6 +137,10 @@ static void test_c_program(const char *dir) {
   int rc = run(command, out, sizeof out);
   check(rc == 0 && strncmp(out, "installed ok " FJ_TEST_VERSION, 13 + strlen(FJ_TEST_VERSION)) == 0,
         "a C program built against the installed header and library computes attention: %s", out);
+  /* it records the soname, libflashjit.so.0: a later 0.x library serves it, a 1.x one is not taken for it */
+  snprintf(command, sizeof command, "readelf -d '%s/user' 2>&1 | grep NEEDED | grep -c 'libflashjit.so.0]'", dir);
+  rc = run(command, out, sizeof out);
+  check(rc == 0 && atoi(out) == 1, "the program needs libflashjit.so.0 (the soname), not the link name: %s", out);
   /* pkg-config's flags, where it is installed: the .pc file finds its prefix from its own folder */
   if (run("command -v pkg-config >/dev/null 2>&1", out, sizeof out) != 0) {
     printf("skip pkg-config (not installed)\n");

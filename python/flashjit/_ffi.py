@@ -173,7 +173,8 @@ def library_candidates():
     here = os.path.join(package, "libflashjit.so")
     installed = os.path.normpath(os.path.join(package, "..", "..", "..", "libflashjit.so"))
     found = ctypes.util.find_library("flashjit")
-    return [here, installed] + ([found] if found else []) + ["libflashjit.so"]
+    # libflashjit.so.0: the soname, all a runtime-only install (without the link name) has
+    return [here, installed] + ([found] if found else []) + ["libflashjit.so", "libflashjit.so.0"]
 
 
 _lib = None
