@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "bench/bench.h"
 #include "bench/cli.h"
@@ -41,12 +42,21 @@ static char *baseline_read(const char *path, size_t *size, char *why, size_t why
     snprintf(why, why_size, "cannot read: %s", strerror(errno));
     return NULL;
   }
-  char *text = malloc(BASELINE_MAX_BYTES + 1);
-  *size = text ? fread(text, 1, BASELINE_MAX_BYTES + 1, f) : 0;
-  int failed = ferror(f);
+  struct stat st;
+  memset(&st, 0, sizeof st);
+  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > BASELINE_MAX_BYTES) {
+    snprintf(why, why_size, "%s", S_ISDIR(st.st_mode) ? "a folder; give the JSON file" : !S_ISREG(st.st_mode)
+                                                         ? "not a regular file" : "over 64 MiB");
+    fclose(f);
+    return NULL;
+  }
+  long length = (long)st.st_size;
+  char *text = malloc((size_t)length + 1);
+  *size = text ? fread(text, 1, (size_t)length, f) : 0;
+  int failed = ferror(f) || *size != (size_t)length;
   fclose(f);
-  if (text == NULL || failed || *size > BASELINE_MAX_BYTES) {
-    snprintf(why, why_size, "%s", text == NULL ? "out of memory" : failed ? "a read error" : "over 64 MiB");
+  if (text == NULL || failed) {
+    snprintf(why, why_size, "%s", text == NULL ? "out of memory" : "a read error");
     free(text);
     return NULL;
   }
