@@ -56,8 +56,9 @@ check)
 measure)
   # Usage (on the GPU machine, from the tree): bench/gpu_bundle.sh measure [SECONDS], default 540:
   # the whole run stays inside that many seconds; each step gets at most its own share and is skipped
-  # when too little is left. Logs: $OUT/run.log (all steps), grid.csv (and grid.svg), triton.jsonl,
-  # tune.json, decode.json, decode_grid.csv (and .svg).
+  # when too little is left. Logs: $OUT/run.log (all steps), grid.csv, grid.svg, triton.jsonl,
+  # tune.json, decode.json, decode_grid.csv: 7 files, where at most 8 come back (a plot cut off mid-write
+  # leaves a temporary file beside its name).
   out=${OUT:-$root/.device/out}
   mkdir -p "$out"
   deadline=$(($(date +%s) + ${2:-540}))
@@ -168,8 +169,7 @@ measure)
   # The decode grid (Llama-3-8B's heads, batch 1 ... 128, caches of 1k ... 64k keys): GB/s beside SDPA's
   # (enable_gqa), with whatever time is left.
   step "decode grid with sdpa peers" 40 120 sh -c "\"$B\" bench --device cuda:0 --cache-dir \"$cache\" --grid decode \
-    --peer-list sdpa-flash,sdpa-cudnn,sdpa-efficient --csv --plot \"$out/decode_grid.svg\" \
-    >\"$out/decode_grid.csv\""
+    --peer-list sdpa-flash,sdpa-cudnn,sdpa-efficient --csv >\"$out/decode_grid.csv\""
   rm -rf "$cache"
   grep "^== " "$log"
   ;;
