@@ -1004,6 +1004,12 @@ static int bench_time(const bench_options *o, bench_run *run, bench_result *r) {
   if (status == FJ_OK) status = tune_device_synchronize(run->context, NULL);
   r->first_call_ms = bench_now_ms() - t0;
   if (status != FJ_OK) return bench_fail("forward", status);
+  /* a shape that takes seconds a call: say how long the rest will take before taking it */
+  if (r->first_call_ms > 2000.0)
+    fprintf(stderr, "flashjit bench: one call took %.1f s; %" PRId64 " warmup and %" PRId64
+            " timed calls follow (about %.0f s)%s\n", r->first_call_ms / 1000.0, o->warmup, o->repeat,
+            (double)(o->warmup + o->repeat) * r->first_call_ms / 1000.0,
+            o->check ? ", then --check's float64 reference, on one thread" : "");
   for (int64_t i = 0; i < o->warmup && status == FJ_OK; i++) status = bench_call(run);
   if (status == FJ_OK) status = tune_device_synchronize(run->context, NULL);
   if (status != FJ_OK) return bench_fail("forward", status);
