@@ -350,6 +350,41 @@ FJ_API fj_status fj_attention_forward(fj_context *context, const fj_attention_ar
  * bytes is NULL. */
 FJ_API fj_status fj_attention_workspace_size(fj_context *context, const fj_attention_args *args, size_t *bytes);
 
+/* ---- merging two results of the same queries ------------------------------------------------------ */
+
+/* Two results of the same queries over disjoint sets of keys, each with its LSE (a prefix shared by many
+ * sequences and each sequence's own keys, two chunks of a long cache, two devices' halves), merged into
+ * the result over both sets: per (batch, query, head) row, in fp32,
+ *     o = (e^lse_a o_a + e^lse_b o_b) / (e^lse_a + e^lse_b),   lse = log(e^lse_a + e^lse_b).
+ * A side with lse -inf (no key) weighs nothing; -inf on both sides gives 0 and -inf. */
+typedef struct fj_merge_args {
+  /* Set by fj_merge_args_init. */
+  uint32_t struct_size;
+  /* [batch, seqlen_q, heads, head_dim], all three of one dtype (fp32, fp16 or bf16) and shape; ragged
+   * queries ([total_q, heads, head_dim]) go as [1, total_q, heads, head_dim]. o may be o_a or o_b itself
+   * (the same address and strides: merged in place); otherwise it must not overlap them. */
+  const DLTensor *o_a, *o_b;
+  DLTensor *o;
+  /* fp32 [batch, heads, seqlen_q] as fj_attention_forward writes it (ragged: [1, heads, total_q]). lse may
+   * be NULL (not written), or lse_a or lse_b itself. */
+  const DLTensor *lse_a, *lse_b;
+  DLTensor *lse;
+  /* A GPU launch's stream (as fj_attention_args.stream); the CPU ignores it. */
+  void *stream;
+} fj_merge_args;
+
+/* Fills the first `size` bytes of *args with the defaults (no tensors, the NULL stream), as
+ * fj_attention_args_init_size does. */
+FJ_API void fj_merge_args_init_size(fj_merge_args *args, size_t size);
+FJ_API void fj_merge_args_init(fj_merge_args *args);
+#define fj_merge_args_init(args) fj_merge_args_init_size((args), sizeof *(args))
+
+/* Merges args' two results on the context's device: on the CPU it returns when done, on a GPU once the
+ * launch is enqueued on args->stream (its kernel compiled once per dtype, and kept in the disk cache).
+ * FJ_INVALID_ARGUMENT naming the argument and the values for tensors that disagree in shape, dtype or
+ * device, or an output that overlaps anything but the input it replaces; FJ_OK at once for empty ones. */
+FJ_API fj_status fj_attention_merge(fj_context *context, const fj_merge_args *args);
+
 #ifdef __cplusplus
 }
 #endif

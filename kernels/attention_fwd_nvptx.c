@@ -29,6 +29,7 @@
 #include "core/error.h"
 #include "kernels/attention_fwd_gpu_abi.h"
 #include "kernels/attention_fwd_nvptx_combine.h"
+#include "kernels/attention_merge_nvptx.h"
 #include "tile/tile_gpu.h"
 
 enum { P_BLOCK_M, P_BLOCK_N, P_WARPS, P_STAGES, P_Q_IN_REGS, P_SWIZZLE, P_PACK_GQA, P_SPLIT_KV, P_O_SPLIT, P_COUNT };
@@ -1112,4 +1113,5 @@ const kernel_family attention_fwd_nvptx_family = {
     .scratch_bytes = scratch_bytes,
     .block_threads = block_threads,
     .splits_kv = splits_kv,
+    .generate_merge = attention_merge_nvptx_generate,
 };

@@ -69,6 +69,11 @@ typedef struct kernel_family {
    * (split-KV, GPU ABI): its module then also holds the kernel named with GPU_COMBINE_SUFFIX that
    * merges the parts, launched after it when the launch splits. */
   int (*splits_kv)(const kernel_config *config);
+  /* (optional, NULL: the runtime merges on the host, whose memory the CPU's tensors are) Appends kernel
+   * function_name, which merges two results of the same queries by their LSEs (fj_attention_merge) for
+   * o's dtype: GPU_MERGE_WARPS warps a block, the parameter block of kernels/attention_merge_gpu_abi.h. */
+  fj_status (*generate_merge)(LLVMModuleRef module, dtype_id dtype, const jit_target *target,
+                              const char *function_name);
 } kernel_family;
 
 /* "block_m=32 block_n=12 unroll=2 vector=16" */

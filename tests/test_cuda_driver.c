@@ -21,6 +21,7 @@
 
 #include "backends/backend.h"
 #include "backends/cuda/cuda_peak.h"
+#include "kernels/attention_merge_gpu_abi.h"
 #include "core/error.h"
 #include "core/dtype.h"
 #include "core/problem.h"
@@ -751,6 +752,71 @@ static void expect_info_devices(void) {
   if (!gpu0 || !contains(gpu0, "peak unmeasured")) printf("     %.2000s\n", out);
 }
 
+/* fj_attention_merge on a GPU: its kernel compiled once per dtype, linked, stored in the disk cache and
+ * launched on the caller's stream with a warp per row; a second context loads it from the disk; tensors
+ * of another device are refused naming it. */
+static void test_merge_launch(void) {
+  char dir[] = "/tmp/fj_merge_cache_XXXXXX";
+  if (mkdtemp(dir) == NULL) return;
+  static uint16_t o_a[2 * 3 * 4 * 64], o_b[2 * 3 * 4 * 64], o[2 * 3 * 4 * 64];
+  static float lse_a[24], lse_b[24], lse[24];
+  int64_t o_shape[4] = {2, 3, 4, 64}, lse_shape[3] = {2, 4, 3};
+  DLTensor t_oa, t_ob, t_o, t_la, t_lb, t_l;
+  fill_tensor(&t_oa, o_a, 4, o_shape, kDLCUDA, 0, DTYPE_BF16);
+  fill_tensor(&t_ob, o_b, 4, o_shape, kDLCUDA, 0, DTYPE_BF16);
+  fill_tensor(&t_o, o, 4, o_shape, kDLCUDA, 0, DTYPE_BF16);
+  fill_tensor(&t_la, lse_a, 3, lse_shape, kDLCUDA, 0, DTYPE_F32);
+  fill_tensor(&t_lb, lse_b, 3, lse_shape, kDLCUDA, 0, DTYPE_F32);
+  fill_tensor(&t_l, lse, 3, lse_shape, kDLCUDA, 0, DTYPE_F32);
+  fj_merge_args args;
+  fj_merge_args_init(&args);
+  args.o_a = &t_oa, args.o_b = &t_ob, args.o = &t_o, args.lse_a = &t_la, args.lse_b = &t_lb, args.lse = &t_l;
+  args.stream = (void *)0x5678;
+  for (int round = 0; round < 2; round++) {
+    fj_context_options options;
+    fj_context_options_init(&options);
+    options.device = "cuda:0";
+    options.cache_dir = dir;
+    fj_context *context = NULL;
+    if (fj_context_create(&options, &context) != FJ_OK) {
+      check(0, "a context on the fake's cuda:0: %s", fj_last_error());
+      break;
+    }
+    int launches = atomic_load(&fake->launches), loads = atomic_load(&fake->module_loads);
+    int links = atomic_load(&fake->link_completes);
+    fj_status s = fj_attention_merge(context, &args);
+    fj_status again = s == FJ_OK ? fj_attention_merge(context, &args) : s;
+    check(s == FJ_OK && again == FJ_OK && atomic_load(&fake->launches) == launches + 2 &&
+              strcmp(fake->last_function, "fj_attention_merge_bf16") == 0 && fake->last_grid[0] == 6 &&
+              fake->last_block[0] == 32 * GPU_MERGE_WARPS && fake->last_stream == (void *)0x5678 &&
+              atomic_load(&fake->module_loads) == loads + 1 && atomic_load(&fake->link_completes) == links + !round,
+          "merge on cuda:0, %s: 2 launches of %s on %u blocks of %u, the module loaded once, %s (%s)",
+          round ? "a second context" : "first", fake->last_function, fake->last_grid[0], fake->last_block[0],
+          round ? "from the disk cache (no link)" : "linked once", s == FJ_OK ? "ok" : fj_last_error());
+    DLTensor elsewhere = t_ob;
+    elsewhere.device.device_id = 1;
+    fj_merge_args moved = args;
+    moved.o_b = &elsewhere;
+    s = fj_attention_merge(context, &moved);
+    check(s == FJ_INVALID_ARGUMENT && contains(fj_last_error(), "o_b.device=(cuda,1)"),
+          "merge with o_b on another GPU: %s", fj_last_error());
+    DLTensor host_a = t_oa;
+    host_a.device.device_type = kDLCPU;
+    fj_merge_args on_host = args;
+    on_host.o_a = &host_a, on_host.o_b = &host_a, on_host.o = &host_a;
+    DLTensor host_la = t_la, host_lb = t_lb;
+    host_la.device.device_type = host_lb.device.device_type = kDLCPU;
+    on_host.lse_a = &host_la, on_host.lse_b = &host_lb, on_host.lse = NULL;
+    s = fj_attention_merge(context, &on_host);
+    check(s == FJ_INVALID_ARGUMENT && contains(fj_last_error(), "o_a.device=(cpu,0) but the context's device is cuda:0"),
+          "merge of host tensors on a cuda context: %s", fj_last_error());
+    fj_context_destroy(context);
+  }
+  char command[256];
+  snprintf(command, sizeof command, "rm -rf '%s'", dir);
+  if (system(command) != 0) printf("     could not remove %s\n", dir);
+}
+
 /* The peak measurement's plumbing (cuda_peak.c): both kernels compiled, linked and loaded, launched on
  * the grids it sizes from the SM count, timed by events, every allocation and the module given back, and
  * no figure where the results are not what the kernels compute (the fake computes nothing). */
@@ -1064,6 +1130,7 @@ static int run_scenario(const char *scenario) {
       check(atomic_load(&fake->context_syncs) == 0, "nothing ever synchronized a whole context");
       expect_info_devices();
       test_peak();
+      test_merge_launch();
       test_bench_commands();
       test_device_list_bench();
     }

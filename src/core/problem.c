@@ -11,6 +11,7 @@
 #include <string.h>
 #include "core/error.h"
 #include "core/problem.h"
+#include "core/tensor_arg.h"
 
 int core_head_dim_valid(int64_t head_dim) { return head_dim >= 8 && head_dim <= CORE_HEAD_DIM_MAX && head_dim % 8 == 0; }
 
@@ -144,16 +145,6 @@ double core_attention_bytes(const attention_problem *problem) {
 
 /* ---- validation ------------------------------------------------------------------------------------ */
 
-/* What validation learns about one tensor argument, before the problem is filled. */
-typedef struct core_arg {
-  const char *name;     /* "q" */
-  const DLTensor *t;
-  dtype_id dtype;
-  int64_t stride[4];    /* resolved: row-major when t->strides is NULL */
-  int64_t elements;     /* 0 when some dimension is 0 */
-  uintptr_t first;      /* address of element [0,...]: data + byte_offset */
-  uintptr_t end;        /* one past the last byte any element reaches; == first when empty */
-} core_arg;
 
 static const char *core_device_type_name(int type, char *scratch, size_t size) {
   switch (type) {
@@ -210,7 +201,7 @@ static void core_format_layout(const core_arg *arg, char *shape_text, char *stri
   core_format_list(arg->stride, arg->t->ndim, stride_text, 128);
 }
 
-static fj_status core_check_present(const char *name, const DLTensor *t, int ndim, const char *dims) {
+fj_status core_check_present(const char *name, const DLTensor *t, int ndim, const char *dims) {
   if (t == NULL) return core_error(FJ_INVALID_ARGUMENT, "args.%s is NULL", name);
   if (t->ndim != ndim)
     return core_error(FJ_INVALID_ARGUMENT, "%s.ndim=%d, expected %d (%s)", name, t->ndim, ndim, dims);
@@ -223,7 +214,7 @@ static fj_status core_check_present(const char *name, const DLTensor *t, int ndi
 }
 
 /* q's and o's dtype: fp32, fp16 or bf16; k's and v's (kv non-zero) may also be fp8. */
-static fj_status core_check_dtype(core_arg *arg, int kv) {
+fj_status core_check_dtype(core_arg *arg, int kv) {
   if (!(kv ? core_kv_dtype_from_dlpack : core_dtype_from_dlpack)(arg->t->dtype, &arg->dtype)) {
     char text[48];
     core_format_dlpack_type(arg->t->dtype, text, sizeof text);
@@ -243,7 +234,7 @@ static fj_status core_resolve_kv_scale(const char *name, float given, float *out
 
 /* Resolves strides and the byte range the tensor's elements occupy, refusing anything whose extent
  * does not fit in int64 or the address space. */
-static fj_status core_check_layout(core_arg *arg) {
+fj_status core_check_layout(core_arg *arg) {
   const DLTensor *t = arg->t;
   const char *name = arg->name;
   int ndim = t->ndim;
@@ -328,7 +319,7 @@ static fj_status core_check_layout(core_arg *arg) {
  * dimension's stride must step over everything the smaller dimensions span. Exact for the layouts
  * anyone uses (row-major, transposed, padded); it may refuse an exotic interleaving that would be
  * safe, which only costs that caller a copy. */
-static fj_status core_check_no_self_overlap(const core_arg *arg) {
+fj_status core_check_no_self_overlap(const core_arg *arg) {
   const DLTensor *t = arg->t;
   if (arg->elements == 0) return FJ_OK;
   int order[4], n = 0;
@@ -357,7 +348,7 @@ static fj_status core_check_no_self_overlap(const core_arg *arg) {
   return FJ_OK;
 }
 
-static fj_status core_check_disjoint(const core_arg *out, const core_arg *in) {
+fj_status core_check_disjoint(const core_arg *out, const core_arg *in) {
   if (out->elements == 0 || in->elements == 0) return FJ_OK;
   if (out->first < in->end && in->first < out->end)
     return core_error(FJ_INVALID_ARGUMENT,
@@ -367,7 +358,7 @@ static fj_status core_check_disjoint(const core_arg *out, const core_arg *in) {
   return FJ_OK;
 }
 
-static fj_status core_check_same_device(const core_arg *arg, const core_arg *ref) {
+fj_status core_check_same_device(const core_arg *arg, const core_arg *ref) {
   DLDevice a = arg->t->device, b = ref->t->device;
   if (a.device_type == b.device_type && a.device_id == b.device_id) return FJ_OK;
   char sa[16], sb[16];
@@ -378,7 +369,7 @@ static fj_status core_check_same_device(const core_arg *arg, const core_arg *ref
 }
 
 /* dim of arg must equal dim of ref; `what` says which size it is. */
-static fj_status core_check_dim(const core_arg *arg, int dim, const core_arg *ref, int ref_dim,
+fj_status core_check_dim(const core_arg *arg, int dim, const core_arg *ref, int ref_dim,
                                 const char *what) {
   if (arg->t->shape[dim] == ref->t->shape[ref_dim]) return FJ_OK;
   return core_error(FJ_INVALID_ARGUMENT,
@@ -387,7 +378,7 @@ static fj_status core_check_dim(const core_arg *arg, int dim, const core_arg *re
                     what);
 }
 
-static void core_fill_view(tensor_view *view, const core_arg *arg) {
+void core_fill_view(tensor_view *view, const core_arg *arg) {
   const DLTensor *t = arg->t;
   memset(view, 0, sizeof *view);
   /* Arithmetic on a NULL pointer is undefined; an empty tensor may have one. */

@@ -20,7 +20,7 @@ void fj_attention_args_init_size(fj_attention_args *args, size_t size) {
 
 void(fj_attention_args_init)(fj_attention_args *args) { fj_attention_args_init_size(args, sizeof *args); }
 
-static const char *runtime_device_type_name(int type) {
+const char *runtime_device_type_name(int type) {
   switch (type) {
     case kDLCPU: return "cpu";
     case kDLCUDA: return "cuda";

@@ -31,6 +31,7 @@ void(fj_context_options_init)(fj_context_options *options) { fj_context_options_
 fj_status fj_context_destroy(fj_context *context) {
   if (context == NULL) return FJ_OK;
   runtime_table_destroy(context);
+  runtime_merge_destroy(context);
   if (context->backend != NULL && context->backend->device_close != NULL)
     context->backend->device_close(context->device);
   pthread_cond_destroy(&context->built);

@@ -61,6 +61,9 @@ struct fj_context {
   pthread_cond_t built;         /* signalled whenever an entry leaves RUNTIME_BUILDING */
   runtime_entry *buckets[RUNTIME_TABLE_BUCKETS];
   runtime_module *modules;
+  /* fj_attention_merge's GPU kernels (merge.c), one per o dtype, loaded on first use */
+  void *merge_module[DTYPE_COUNT];
+  void *merge_function[DTYPE_COUNT];
   /* The tuning database, opened on the first lookup that finds the file (kernel_table.c); read only. */
   struct tuning_db *tuning;
   int tuning_failed;            /* it could not be opened: not tried again */
@@ -74,6 +77,12 @@ void runtime_served_path(const fj_context *context, char *buffer, size_t size);
 /* served.c: the problem as a shapes-file line ending in "  # <its key>\n"; -1 when the format cannot say it
  * (a tensor strided along the head dim) or it does not fit. */
 int runtime_served_line(const attention_problem *problem, char *buffer, size_t size);
+
+/* attention.c: DLPack's name of a device type ("cuda"), for messages. */
+const char *runtime_device_type_name(int type);
+
+/* merge.c: unloads the merge kernels (at context destruction). */
+void runtime_merge_destroy(fj_context *context);
 
 /* kernel_table.c: frees every entry and unloads every module (at context destruction). */
 void runtime_table_destroy(fj_context *context);

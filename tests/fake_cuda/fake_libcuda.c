@@ -438,9 +438,10 @@ CUresult cuLaunchKernel(CUfunction f, unsigned int grid_x, unsigned int grid_y, 
   counters.last_stream = stream;
   snprintf(counters.last_function, sizeof counters.last_function, "%s", f->name);
   /* The kernels here take one parameter block of FAKE_CUDA_PARAM_BYTES; the test checks its bytes. The
-   * backend's peak kernels (cuda_peak.h) take smaller ones, which a driver reads by the kernel's own
+   * backend's peak and merge kernels take smaller ones, which a driver reads by the kernel's own
    * declaration: their bytes are not copied. */
-  if (strncmp(f->name, "fj_cuda_peak_", 13) != 0) memcpy(counters.last_params, params[0], FAKE_CUDA_PARAM_BYTES);
+  if (strncmp(f->name, "fj_cuda_peak_", 13) != 0 && strncmp(f->name, "fj_attention_merge_", 19) != 0)
+    memcpy(counters.last_params, params[0], FAKE_CUDA_PARAM_BYTES);
   pthread_mutex_unlock(&functions_lock);
   atomic_fetch_add(&counters.launches, 1);
   return OK;
