@@ -245,6 +245,25 @@ def main():
     expect_error(ValueError, "level='loud'", lambda: flashjit.set_log_level("loud"), "an unknown log level")
     expect_error(TypeError, "handler=5", lambda: flashjit.set_log_handler(5), "a handler that is not callable")
 
+    # Merging: attention over keys split in two, merged by the LSEs, is attention over all of them (also
+    # with a causal mask, which leaves some rows no key in the first half), into new arrays or in place.
+    q, k, v = randn(2, 12, 4, 32), randn(2, 40, 4, 32), randn(2, 40, 4, 32)
+    for causal in (False, True):
+        whole, whole_lse = flashjit.attention(q, k, v, causal=causal, return_lse=True)
+        first = flashjit.attention(q, k[:, :25].copy(), v[:, :25].copy(), return_lse=True)
+        second = flashjit.attention(q, k[:, 25:].copy(), v[:, 25:].copy(), causal=causal, return_lse=True)
+        merged, merged_lse = flashjit.merge(first[0], first[1], second[0], second[1])
+        check(rel_err(merged, whole) < 1e-5 and float(np.abs(merged_lse - whole_lse).max()) < 1e-5,
+              "merge of two halves = attention over all keys (%s): err %.2e"
+              % ("causal" if causal else "full", rel_err(merged, whole)))
+    again, again_lse = flashjit.merge(first[0], first[1], second[0], second[1], out=first[0], lse=first[1])
+    check(again is first[0] and again_lse is first[1] and rel_err(first[0], whole) < 1e-5,
+          "merge in place (out=o_a, lse=lse_a): err %.2e" % rel_err(first[0], whole))
+    expect_error(flashjit.InvalidArgumentError, "o_b.shape[1]=3 but o_a.shape[1]=12",
+                 lambda: flashjit.merge(first[0], first[1], second[0][:, :3], second[1]), "merge of mismatched results")
+    expect_error(TypeError, "lse_b is None", lambda: flashjit.merge(first[0], first[1], second[0], None),
+                 "merge without lse_b")
+
     # Warming up: the shapes' kernels are built into the cache folder, and a call of one of them then
     # builds nothing more (a new kernel would add its binary there).
     folder = tempfile.mkdtemp()

@@ -196,6 +196,7 @@ def main():
         failures += 0 if ok else 1
     lib.fj_context_destroy(ctx)
     failures += package_cases(dev)
+    failures += merge_case(dev)
     failures += graph_case(dev)
     print("%d failed" % failures)
     return 1 if failures else 0
@@ -241,6 +242,29 @@ def package_cases(dev):
         print(("ok   " if ok else "FAIL ") + "%s: err_o=%.2e err_lse=%.2e" % (name, err_o, err_lse))
         failures += 0 if ok else 1
     return failures
+
+
+def merge_case(dev):
+    """flashjit.merge on the GPU (its merge kernel): causal attention over 3000 keys split at 1800, each part
+    with its LSE, merged in place, against the float64 reference over all keys. Returns the failures."""
+    b, sq, skv, h, d, split = 2, 200, 3000, 8, 128, 1800
+    q = torch.randn(b, sq, h, d, device=dev, dtype=torch.bfloat16)
+    k = torch.randn(b, skv, h, d, device=dev, dtype=torch.bfloat16)
+    v = torch.randn(b, skv, h, d, device=dev, dtype=torch.bfloat16)
+    try:
+        o_a, lse_a = flashjit.attention(q, k[:, :split], v[:, :split], return_lse=True)
+        o_b, lse_b = flashjit.attention(q, k[:, split:], v[:, split:], causal=True, return_lse=True)
+        o, lse = flashjit.merge(o_a, lse_a, o_b, lse_b, out=o_a, lse=lse_a)
+        torch.cuda.synchronize(dev)
+    except flashjit.Error as error:
+        print("FAIL merge on the GPU: %s" % error)
+        return 1
+    ref_o, ref_lse = reference(q, k.double(), v.double(), 1, 1.0 / math.sqrt(d))
+    err_o, err_lse = rel_err(o, ref_o), rel_err(lse, ref_lse)
+    ok = o is o_a and err_o < 1e-2 and err_lse < 1e-3
+    print(("ok   " if ok else "FAIL ") + "merge on the GPU: halves of a causal cache, in place: err_o=%.2e err_lse=%.2e"
+          % (err_o, err_lse))
+    return 0 if ok else 1
 
 
 def graph_case(dev):

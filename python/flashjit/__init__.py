@@ -21,10 +21,10 @@ import math
 import threading
 
 from . import _ffi
-from ._ffi import FJ_INVALID_ARGUMENT, KDL_CPU, KDL_CUDA, TENSOR_SLOTS, ContextOptions, ProblemShape
+from ._ffi import FJ_INVALID_ARGUMENT, KDL_CPU, KDL_CUDA, TENSOR_SLOTS, ContextOptions, MergeArgs, ProblemShape
 from ._tensors import device_of, dltensor, empty_like, is_torch
 
-__all__ = ["attention", "warmup", "Context", "Error", "InvalidArgumentError", "version", "set_log_level",
+__all__ = ["attention", "merge", "warmup", "Context", "Error", "InvalidArgumentError", "version", "set_log_level",
            "set_log_handler", "log_to_logging"]
 
 
@@ -422,3 +422,37 @@ def _attention(context, q, k, v, causal=False, softmax_scale=None, out=None, ret
     if status != _ffi.FJ_OK:
         _fail(lib, status, "flashjit.attention")
     return (out, lse) if want_lse else out
+
+
+def merge(o_a, lse_a, o_b, lse_b, out=None, lse=None, stream=None):
+    """Two attention results of the same queries over disjoint sets of keys (a prefix shared by many
+    sequences and each one's own keys, two chunks of a long cache, two devices' halves), each with its
+    LSE as flashjit.attention(..., return_lse=True) gives it, merged into the result over both sets:
+    o = (e^lse_a o_a + e^lse_b o_b) / (e^lse_a + e^lse_b), lse = log(e^lse_a + e^lse_b), per row, in fp32.
+
+    o_a, o_b [batch, seqlen_q, heads, head_dim] of one dtype; lse_a, lse_b [batch, heads, seqlen_q]
+    float32 (ragged queries: add a batch dimension of 1 to both). out, lse: where they go (o_a and
+    lse_a themselves merge in place); None: made like o_a. stream as for attention. Returns (o, lse)."""
+    for name, x in (("o_a", o_a), ("lse_a", lse_a), ("o_b", o_b), ("lse_b", lse_b)):
+        if x is None:
+            raise TypeError("%s is None: flashjit.merge needs o_a, lse_a, o_b and lse_b" % name)
+    context = _context_for(o_a)
+    lib = context._lib
+    frame = _ffi.new_frame(lib)  # room for the DLTensors
+    base = ctypes.addressof(frame)
+    handle = _stream_handle(o_a, stream)
+    if out is None:
+        out = empty_like(o_a, tuple(o_a.shape), False, "out")
+    if lse is None:
+        lse = empty_like(o_a, tuple(lse_a.shape), True, "lse")
+    keep = []
+    args = _ffi.init(lib, "fj_merge_args", MergeArgs)
+    slots = ("q", "k", "v", "o", "lse", "seqlens_kv")  # any six of the frame's
+    for (name, x), slot in zip((("o_a", o_a), ("o_b", o_b), ("out", out), ("lse_a", lse_a), ("lse_b", lse_b),
+                                ("lse", lse)), slots):
+        setattr(args, "o" if name == "out" else name, dltensor(x, name, keep, frame, base, _SLOT[slot], handle))
+    args.stream = handle or None
+    status = lib.fj_attention_merge(context._live(), ctypes.byref(args))
+    if status != _ffi.FJ_OK:
+        _fail(lib, status, "flashjit.merge")
+    return out, lse

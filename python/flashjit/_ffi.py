@@ -69,8 +69,15 @@ class AttentionArgs(ctypes.Structure):
                 ("v_scale", ctypes.c_float)]
 
 
+class MergeArgs(ctypes.Structure):
+    # the tensors and the stream as addresses (ints), as the package fills them
+    _fields_ = [("struct_size", ctypes.c_uint32), ("o_a", ctypes.c_void_p), ("o_b", ctypes.c_void_p),
+                ("o", ctypes.c_void_p), ("lse_a", ctypes.c_void_p), ("lse_b", ctypes.c_void_p),
+                ("lse", ctypes.c_void_p), ("stream", ctypes.c_void_p)]
+
+
 STRUCTS = [("fj_context_options", ContextOptions), ("fj_problem_shape", ProblemShape),
-           ("fj_attention_args", AttentionArgs)]
+           ("fj_attention_args", AttentionArgs), ("fj_merge_args", MergeArgs)]
 
 
 def _with_addresses(struct):
@@ -157,6 +164,7 @@ def _declare(lib):
     # args by address: a CallFrame's (its args first)
     lib.fj_attention_forward.argtypes = [c_void_p, c_void_p]
     lib.fj_attention_workspace_size.argtypes = [c_void_p, c_void_p, ctypes.POINTER(c_size_t)]
+    lib.fj_attention_merge.argtypes = [c_void_p, ctypes.POINTER(MergeArgs)]
     for name, _ in STRUCTS:
         getattr(lib, name + "_init_size").argtypes = [c_void_p, c_size_t]
         getattr(lib, name + "_init_size").restype = None
