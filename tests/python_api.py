@@ -263,6 +263,8 @@ def main():
                  lambda: flashjit.merge(first[0], first[1], second[0][:, :3], second[1]), "merge of mismatched results")
     expect_error(TypeError, "lse_b is None", lambda: flashjit.merge(first[0], first[1], second[0], None),
                  "merge without lse_b")
+    expect_error(TypeError, "o_a: a list", lambda: flashjit.merge([1.0], first[1], second[0], second[1]),
+                 "merge of a list")
 
     # Warming up: the shapes' kernels are built into the cache folder, and a call of one of them then
     # builds nothing more (a new kernel would add its binary there).

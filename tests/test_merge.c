@@ -240,7 +240,7 @@ static void test_bad_arguments(fj_context *context) {
   cases[n].what = "o_b NULL", cases[n].want = "args.o_b is NULL", cases[n].args = good, cases[n++].args.o_b = NULL;
   cases[n].what = "o_b fp16", cases[n].want = "o_b.dtype=fp16 but o_a.dtype=bf16", cases[n].args = good,
   cases[n++].args.o_b = &fp16.t;
-  cases[n].what = "lse_a fp16", cases[n].want = "lse_a.dtype=fp16: an LSE is fp32", cases[n].args = good,
+  cases[n].what = "lse_a fp16", cases[n].want = "lse_a.dtype is fp16: an LSE is fp32", cases[n].args = good,
   cases[n++].args.lse_a = &lse16.t;
   cases[n].what = "lse_b [B,S,H]", cases[n].want = "lse_b.shape[1]=5 but o_a.shape[2]=3 (heads must match)",
   cases[n].args = good, cases[n++].args.lse_b = &short_lse.t;

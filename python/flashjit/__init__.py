@@ -441,16 +441,17 @@ def merge(o_a, lse_a, o_b, lse_b, out=None, lse=None, stream=None):
     frame = _ffi.new_frame(lib)  # room for the DLTensors
     base = ctypes.addressof(frame)
     handle = _stream_handle(o_a, stream)
+    keep = []
+    args = _ffi.init(lib, "fj_merge_args", MergeArgs)
+    # the inputs first (an array flashjit cannot read is named here), then the outputs made like them
+    for field, x, slot in (("o_a", o_a, "q"), ("o_b", o_b, "k"), ("lse_a", lse_a, "v"), ("lse_b", lse_b, "o")):
+        setattr(args, field, dltensor(x, field, keep, frame, base, _SLOT[slot], handle))
     if out is None:
         out = empty_like(o_a, tuple(o_a.shape), False, "out")
     if lse is None:
         lse = empty_like(o_a, tuple(lse_a.shape), True, "lse")
-    keep = []
-    args = _ffi.init(lib, "fj_merge_args", MergeArgs)
-    slots = ("q", "k", "v", "o", "lse", "seqlens_kv")  # any six of the frame's
-    for (name, x), slot in zip((("o_a", o_a), ("o_b", o_b), ("out", out), ("lse_a", lse_a), ("lse_b", lse_b),
-                                ("lse", lse)), slots):
-        setattr(args, "o" if name == "out" else name, dltensor(x, name, keep, frame, base, _SLOT[slot], handle))
+    args.o = dltensor(out, "out", keep, frame, base, _SLOT["lse"], handle)
+    args.lse = dltensor(lse, "lse", keep, frame, base, _SLOT["seqlens_kv"], handle)
     args.stream = handle or None
     status = lib.fj_attention_merge(context._live(), ctypes.byref(args))
     if status != _ffi.FJ_OK:

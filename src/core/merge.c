@@ -16,9 +16,12 @@ static fj_status merge_arg(core_arg *arg, const char *name, const DLTensor *t, i
   arg->name = name;
   arg->t = t;
   fj_status s = core_check_present(name, t, lse ? 3 : 4, lse ? "[batch, heads, seqlen_q]" : "[batch, seqlen_q, heads, head_dim]");
-  if (s == FJ_OK) s = core_check_dtype(arg, 0);
-  if (s == FJ_OK && lse && arg->dtype != DTYPE_F32)
-    s = core_error(FJ_INVALID_ARGUMENT, "%s.dtype=%s: an LSE is fp32", name, core_dtype_name(arg->dtype));
+  if (s == FJ_OK && lse && !(core_dtype_from_dlpack(t->dtype, &arg->dtype) && arg->dtype == DTYPE_F32)) {
+    char text[48];
+    core_format_dlpack_type(t->dtype, text, sizeof text);
+    return core_error(FJ_INVALID_ARGUMENT, "%s.dtype is %s: an LSE is fp32 (float32x1)", name, text);
+  }
+  if (s == FJ_OK && !lse) s = core_check_dtype(arg, 0);
   if (s == FJ_OK) s = core_check_layout(arg);
   return s;
 }

@@ -163,7 +163,7 @@ static const char *core_device_type_name(int type, char *scratch, size_t size) {
   }
 }
 
-static void core_format_dlpack_type(DLDataType type, char *buffer, size_t size) {
+void core_format_dlpack_type(DLDataType type, char *buffer, size_t size) {
   dtype_id ours;
   if (core_kv_dtype_from_dlpack(type, &ours)) {
     snprintf(buffer, size, "%s", core_dtype_name(ours));

@@ -33,6 +33,8 @@ fj_status core_check_disjoint(const core_arg *out, const core_arg *in);
 fj_status core_check_same_device(const core_arg *arg, const core_arg *ref);
 /* dim of arg equal to ref_dim of ref; `what` names the size. */
 fj_status core_check_dim(const core_arg *arg, int dim, const core_arg *ref, int ref_dim, const char *what);
+/* "float64x1", "bfloat16x1": a DLPack dtype for a message. */
+void core_format_dlpack_type(DLDataType type, char *buffer, size_t size);
 /* The view kernels read (a 3-d tensor gets a unit fourth dimension). */
 void core_fill_view(tensor_view *view, const core_arg *arg);
 #endif
