@@ -265,6 +265,10 @@ def main():
                  "merge without lse_b")
     expect_error(TypeError, "o_a: a list", lambda: flashjit.merge([1.0], first[1], second[0], second[1]),
                  "merge of a list")
+    with flashjit.Context("cpu", disk_cache=False) as context:
+        merged, _ = context.merge(second[0], second[1], second[0], second[1])
+        check(rel_err(merged, second[0]) < 1e-6, "Context.merge of a result with itself gives it back: err %.2e"
+              % rel_err(merged, second[0]))
 
     # Warming up: the shapes' kernels are built into the cache folder, and a call of one of them then
     # builds nothing more (a new kernel would add its binary there).

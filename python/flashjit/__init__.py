@@ -185,6 +185,10 @@ class Context:
         """flashjit.attention on this context's device; the same arguments."""
         return _attention(self, q, k, v, **options)
 
+    def merge(self, o_a, lse_a, o_b, lse_b, **options):
+        """flashjit.merge on this context's device."""
+        return _merge(self, o_a, lse_a, o_b, lse_b, **options)
+
     def warmup(self, shapes):
         """Compiles (or loads from the disk cache) the kernel each shape's calls will use, so that the
         first real call costs no compile; a call whose lengths fall in a warmed shape's power-of-two
@@ -433,10 +437,18 @@ def merge(o_a, lse_a, o_b, lse_b, out=None, lse=None, stream=None):
     o_a, o_b [batch, seqlen_q, heads, head_dim] of one dtype; lse_a, lse_b [batch, heads, seqlen_q]
     float32 (ragged queries: add a batch dimension of 1 to both). out, lse: where they go (o_a and
     lse_a themselves merge in place); None: made like o_a. stream as for attention. Returns (o, lse)."""
+    _require_merge_inputs(o_a, lse_a, o_b, lse_b)
+    return _merge(_context_for(o_a), o_a, lse_a, o_b, lse_b, out, lse, stream)
+
+
+def _require_merge_inputs(o_a, lse_a, o_b, lse_b):
     for name, x in (("o_a", o_a), ("lse_a", lse_a), ("o_b", o_b), ("lse_b", lse_b)):
         if x is None:
             raise TypeError("%s is None: flashjit.merge needs o_a, lse_a, o_b and lse_b" % name)
-    context = _context_for(o_a)
+
+
+def _merge(context, o_a, lse_a, o_b, lse_b, out=None, lse=None, stream=None):
+    _require_merge_inputs(o_a, lse_a, o_b, lse_b)
     lib = context._lib
     frame = _ffi.new_frame(lib)  # room for the DLTensors
     base = ctypes.addressof(frame)
