@@ -38,6 +38,7 @@ typedef struct bench_options {
   dtype_id kv_dtype;        /* k's and v's dtype: dtype, or an fp8 */
   float softcap;            /* --softcap: logit soft-capping (0: none) */
   int no_split_kv;          /* --no-split-kv: no workspace (a GPU launch then never splits its keys) */
+  int64_t kv_split_keys;    /* --kv-split-keys: fj_attention_args.kv_split_keys (0: the library's split) */
   int64_t warmup, repeat, threads;
   const char *config;
   const char *cache_dir;

@@ -86,6 +86,8 @@ void cmd_bench_help(FILE *out) {
           "                       0 (default) none; no peer takes it\n"
           "  --check              compare o and the LSE with the float64 reference; exit 1 when the\n"
           "                       error is over the dtype's bound; also times the naive reference\n"
+          "  --kv-split-keys N    cut each sequence's keys into parts of N whatever the batch (the\n"
+          "                       results then batch-invariant); -1 never; 0 (default) the library's\n"
           "  --no-split-kv        give the calls no workspace: a GPU launch that would cut each\n"
           "                       sequence's keys over more blocks (a decode step) does not (the\n"
           "                       CPU still does, into memory of its own)\n"
@@ -299,6 +301,7 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
       {"--softcap", CLI_FLOAT, &o->softcap, 0, INT32_MAX, NULL},
       {"--check", CLI_FLAG, &o->check, 0, 0, NULL},
       {"--no-split-kv", CLI_FLAG, &o->no_split_kv, 0, 0, NULL},
+      {"--kv-split-keys", CLI_INT, &o->kv_split_keys, -1, INT32_MAX, NULL},
       {"--json", CLI_FLAG, &o->json, 0, 0, NULL},
       {"--warmup", CLI_INT, &o->warmup, 0, 1000000, &o->warmup_set},
       {"--repeat", CLI_INT, &o->repeat, 1, 1000000, &o->repeat_set},
@@ -489,6 +492,7 @@ static void bench_scalar_args(const bench_options *o, fj_attention_args *args) {
   args->window_left = o->window_left;
   args->window_right = o->window_right;
   args->softcap = o->softcap;
+  args->kv_split_keys = o->kv_split_keys;
 }
 
 static fj_status bench_call(bench_run *run) {

@@ -323,6 +323,17 @@ typedef struct fj_attention_args {
    * their K/V tiles; on NVIDIA GPUs the raw bytes arrive by cp.async and are widened in shared memory. */
   float k_scale;
   float v_scale;
+  /* How a decode step's keys may be cut into parts run side by side (split-KV), merged by their LSEs:
+   *  0 (the default): as the library sees fit for the device, from the batch (a GPU with a workspace, or
+   *    the CPU's threads): fastest, but a row's last bits then depend on the batch it came in;
+   *  > 0: every sequence's keys in parts of this many (rounded up to the kernel's key tile), whatever the
+   *    batch, so that each row's result depends on its own sequence alone: batch-invariant and
+   *    deterministic (serving that must reproduce a sequence's output, RL rollouts checked against a
+   *    trainer). At most 64 parts: seqlen_kv / kv_split_keys <= 64, else FJ_INVALID_ARGUMENT. On a GPU the
+   *    parts live in args.workspace (fj_attention_workspace_size gives the size); without one the call
+   *    does not cut (also batch-invariant), and one too small is FJ_INVALID_ARGUMENT;
+   *  -1: never cut (batch-invariant too, slower for short batches of long caches). */
+  int64_t kv_split_keys;
 } fj_attention_args;
 
 /* Fills *args with the defaults: no tensors, scale 0 (1/sqrt(head_dim)), not causal, no window (-1,

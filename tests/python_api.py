@@ -245,6 +245,19 @@ def main():
     expect_error(ValueError, "level='loud'", lambda: flashjit.set_log_level("loud"), "an unknown log level")
     expect_error(TypeError, "handler=5", lambda: flashjit.set_log_handler(5), "a handler that is not callable")
 
+    # kv_split_keys: a sequence's decode step gives the same bits alone and in a batch (whose other
+    # sequences are longer: k and v have room for them), the keys cut into parts of 512 either way.
+    with flashjit.Context("cpu", num_threads=2, disk_cache=False) as context:
+        qd, kd, vd = randn(3, 1, 8, 64), randn(3, 3000, 1, 64), randn(3, 3000, 1, 64)
+        lens = np.array([1100, 3000, 2000], np.int32)
+        alone = context.attention(qd[:1], kd[:1, :1100].copy(), vd[:1, :1100].copy(), kv_split_keys=512)
+        batched = context.attention(qd, kd, vd, seqlens_kv=lens, kv_split_keys=512)
+        ref_o, _ = reference(qd[:1], kd[:1, :1100], vd[:1, :1100])
+        check(np.array_equal(alone[0], batched[0]) and rel_err(alone, ref_o) < tol[np.float32],
+              "kv_split_keys=512: the same bits alone and batched, err %.2e" % rel_err(alone, ref_o))
+    expect_error(flashjit.InvalidArgumentError, "kv_split_keys=-5",
+                 lambda: flashjit.attention(qd, kd, vd, kv_split_keys=-5), "kv_split_keys=-5")
+
     # Merging: attention over keys split in two, merged by the LSEs, is attention over all of them (also
     # with a causal mask, which leaves some rows no key in the first half), into new arrays or in place.
     q, k, v = randn(2, 12, 4, 32), randn(2, 40, 4, 32), randn(2, 40, 4, 32)

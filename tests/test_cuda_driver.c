@@ -710,6 +710,33 @@ static void test_public_api(void) {
     check(s == FJ_OK && atomic_load(&fake->launches) == launches + 1 && p->kv_splits == 1 &&
               !contains(fake->last_function, GPU_COMBINE_SUFFIX),
           "no workspace: one launch, one part (%s)", s == FJ_OK ? "ok" : fj_last_error());
+    /* kv_split_keys: parts of a fixed size, whatever the SMs and the batch (4096 keys in parts of 1024: 4 of 16
+     * tiles of 64), a workspace too small for them refused; -1: never cut */
+    decode.kv_split_keys = 1024;
+    s = fj_attention_workspace_size(context, &decode, &need);
+    check(s == FJ_OK && need == (size_t)(4 * rows * (d + 1)) * sizeof(float),
+          "kv_split_keys=1024: fj_attention_workspace_size asks for 4 parts (%zu bytes)", need);
+    work_shape[0] = (int64_t)need;
+    decode.workspace = &work;
+    launches = atomic_load(&fake->launches);
+    s = fj_attention_forward(context, &decode);
+    p = (const gpu_attention_params *)(const void *)fake->last_params;
+    check(s == FJ_OK && atomic_load(&fake->launches) == launches + 2 && p->kv_splits == 4 && p->kv_split_tiles == 16,
+          "kv_split_keys=1024: 4 parts of 16 tiles (%lld of %lld) (%s)", (long long)p->kv_splits,
+          (long long)p->kv_split_tiles, s == FJ_OK ? "ok" : fj_last_error());
+    work_shape[0] = (int64_t)need - 1;
+    s = fj_attention_forward(context, &decode);
+    check(s == FJ_INVALID_ARGUMENT && contains(fj_last_error(), "kv_split_keys=1024: 4 parts need a workspace of"),
+          "kv_split_keys=1024 with a workspace a byte short: %s", fj_last_error());
+    decode.kv_split_keys = -1;
+    work_shape[0] = (int64_t)need;
+    launches = atomic_load(&fake->launches);
+    s = fj_attention_forward(context, &decode);
+    p = (const gpu_attention_params *)(const void *)fake->last_params;
+    check(s == FJ_OK && atomic_load(&fake->launches) == launches + 1 && p->kv_splits == 1,
+          "kv_split_keys=-1: one launch though a workspace is given (%s)", s == FJ_OK ? "ok" : fj_last_error());
+    decode.kv_split_keys = 0;
+    decode.workspace = NULL;
     s = fj_attention_workspace_size(context, &args, &need);
     check(s == FJ_OK && need == 0, "a prefill call needs no workspace (%zu bytes)", need);
 

@@ -345,6 +345,9 @@ def attention(q, k, v, **options):
                         False: none.
       stream            CUDA stream (a handle or a torch.cuda.Stream); None: torch's current stream for
                         torch tensors, else the default stream.
+      kv_split_keys     0: the library cuts a decode step's keys as the batch suits; N > 0: into parts of
+                        N keys whatever the batch (each row's result then depends on its own sequence
+                        alone: batch-invariant); -1: never.
 
     Returns o, or (o, lse) when return_lse or lse= is given."""
     _require_inputs(q, k, v)
@@ -360,7 +363,7 @@ def _require_inputs(q, k, v):
 def _attention(context, q, k, v, causal=False, softmax_scale=None, out=None, return_lse=False, lse=None,
                window=None, seqlens_kv=None, block_table=None, cu_seqlens_q=None, max_seqlen_q=None,
                cu_seqlens_k=None, max_seqlen_k=None, sinks=None, softcap=0.0, alibi_slopes=None,
-               k_scale=None, v_scale=None, workspace=None, stream=None, _size_only=False):
+               k_scale=None, v_scale=None, workspace=None, stream=None, kv_split_keys=0, _size_only=False):
     _require_inputs(q, k, v)
     lib = context._lib
     frame = _ffi.new_frame(lib)  # args (the library's defaults) and the tensors' DLTensors, in one block
@@ -372,6 +375,7 @@ def _attention(context, q, k, v, causal=False, softmax_scale=None, out=None, ret
     args.softmax_scale = _optional_scale("softmax_scale", softmax_scale)
     args.k_scale = _optional_scale("k_scale", k_scale)
     args.v_scale = _optional_scale("v_scale", v_scale)
+    args.kv_split_keys = _integer("kv_split_keys", kv_split_keys)
     softcap = float(softcap) if softcap is not None else 0.0
     if not math.isfinite(softcap) or softcap < 0.0:
         raise ValueError("softcap=%r: must be finite and not negative (0: none)" % softcap)

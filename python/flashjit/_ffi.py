@@ -66,7 +66,7 @@ class AttentionArgs(ctypes.Structure):
                 ("sinks", ctypes.POINTER(DLTensor)), ("softcap", ctypes.c_float),
                 ("cu_seqlens_k", ctypes.POINTER(DLTensor)), ("max_seqlen_k", ctypes.c_int64),
                 ("alibi_slopes", ctypes.POINTER(DLTensor)), ("k_scale", ctypes.c_float),
-                ("v_scale", ctypes.c_float)]
+                ("v_scale", ctypes.c_float), ("kv_split_keys", ctypes.c_int64)]
 
 
 class MergeArgs(ctypes.Structure):

@@ -881,8 +881,19 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
   }
 
   int windowed = args->struct_size >= offsetof(fj_attention_args, window_right) + sizeof(int64_t) && args->windowed;
+  int64_t kv_split_keys =
+      args->struct_size >= offsetof(fj_attention_args, kv_split_keys) + sizeof(int64_t) ? args->kv_split_keys : 0;
+  if (kv_split_keys < -1)
+    return core_error(FJ_INVALID_ARGUMENT, "kv_split_keys=%" PRId64 ": 0 (the library's split), -1 (none) or a key count",
+                      kv_split_keys);
+  /* the CPU's combine takes at most 64 parts (a GPU's 128) */
+  if (kv_split_keys > 0 && (seqlen_kv + kv_split_keys - 1) / kv_split_keys > 64)
+    return core_error(FJ_INVALID_ARGUMENT, "kv_split_keys=%" PRId64 ": %" PRId64 " keys would make %" PRId64
+                      " parts, more than 64; give at least %" PRId64, kv_split_keys, seqlen_kv,
+                      (seqlen_kv + kv_split_keys - 1) / kv_split_keys, (seqlen_kv + 63) / 64);
   attention_problem p;
   memset(&p, 0, sizeof p);
+  p.kv_split_keys = kv_split_keys;
   p.key.kind = PROBLEM_ATTENTION_FWD;
   p.key.dtype = (int)q.dtype;
   p.key.kv_fp8 = core_dtype_is_fp8(k.dtype) ? (int)k.dtype : 0;

@@ -90,6 +90,9 @@ typedef struct attention_problem {
    * alibi[b * alibi_stride[0] + h * alibi_stride[1]] (alibi_stride[0] = 0 for [heads]); NULL when none. */
   const float *alibi;
   int64_t alibi_stride[2];
+  /* fj_attention_args.kv_split_keys: 0 the library's split of a decode step's keys, > 0 parts of this many
+   * keys whatever the batch, -1 none */
+  int64_t kv_split_keys;
   /* fj_attention_args.workspace: caller scratch on the device (NULL, 0 when none) */
   void *workspace;
   int64_t workspace_bytes;

@@ -197,6 +197,11 @@ static int64_t runtime_cpu_split(const fj_context *context, const runtime_kernel
                                  const attention_problem *problem, int64_t jobs, int64_t *split_keys) {
   int block_n = runtime_config_value(kernel->family, &kernel->config, "block_n");
   int64_t job_keys = runtime_job_keys(problem, block_n);
+  if (problem->kv_split_keys != 0) {  /* the caller's parts, whatever the batch and the threads */
+    int64_t splits = runtime_fixed_splits(problem, block_n);
+    *split_keys = runtime_fixed_split_tiles(problem, block_n) * block_n;
+    return splits;
+  }
   int64_t splits = runtime_kv_splits(context->workers, jobs, job_keys, block_n);
   if (splits == 1) return 1;
   int64_t keys = (job_keys + splits - 1) / splits;
@@ -299,6 +304,10 @@ fj_status runtime_launch_attention(fj_context *context, const runtime_kernel *ke
     size_t bytes = 0;
     if (problem->workspace != NULL)
       runtime_split_plan(context, kernel, problem, (size_t)problem->workspace_bytes, &splits, &bytes);
+    if (problem->kv_split_keys > 0 && bytes > (size_t)problem->workspace_bytes)
+      return core_error(FJ_INVALID_ARGUMENT, "kv_split_keys=%lld: %lld parts need a workspace of %zu bytes "
+                        "(fj_attention_workspace_size), workspace.shape[0]=%lld", (long long)problem->kv_split_keys,
+                        (long long)splits, bytes, (long long)problem->workspace_bytes);
     if (splits > 1)
       splits = runtime_gpu_split_params(problem, runtime_config_value(family, &kernel->config, "block_n"), splits,
                                         (uint64_t)(uintptr_t)problem->workspace, &params);

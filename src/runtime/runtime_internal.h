@@ -91,6 +91,10 @@ void runtime_table_destroy(fj_context *context);
  * its first query's first key under a sliding window, else key 0): seqlen_kv, or with a window on both
  * sides the window's keys over the job's queries and a tile more. The parts of a split cover these. */
 int64_t runtime_job_keys(const attention_problem *problem, int block_n);
+/* split_kv.c: with fj_attention_args.kv_split_keys > 0, the key tiles of each part (its keys rounded up to
+ * the kernel's tile), else 0; and the parts that cuts each job's keys into (1: none; also for -1). */
+int64_t runtime_fixed_split_tiles(const attention_problem *problem, int block_n);
+int64_t runtime_fixed_splits(const attention_problem *problem, int block_n);
 /* split_kv.c: how many parts to cut each job's keys into so that `jobs` jobs keep `workers` threads
  * busy (1: none), given the keys a job spans (runtime_job_keys) and the kernel's key tile. */
 int64_t runtime_kv_splits(int workers, int64_t jobs, int64_t job_keys, int block_n);

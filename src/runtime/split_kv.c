@@ -30,6 +30,19 @@ int64_t runtime_job_keys(const attention_problem *problem, int block_n) {
   return span < problem->seqlen_kv ? span : problem->seqlen_kv;
 }
 
+int64_t runtime_fixed_split_tiles(const attention_problem *problem, int block_n) {
+  if (problem->kv_split_keys <= 0 || block_n < 1) return 0;
+  return (problem->kv_split_keys + block_n - 1) / block_n;
+}
+
+int64_t runtime_fixed_splits(const attention_problem *problem, int block_n) {
+  int64_t per_part = runtime_fixed_split_tiles(problem, block_n);
+  if (per_part == 0) return 1;  /* -1: never; 0 is the planner's, not asked here */
+  int64_t tiles = (runtime_job_keys(problem, block_n) + block_n - 1) / block_n;
+  int64_t splits = (tiles + per_part - 1) / per_part;
+  return splits < 2 ? 1 : splits;
+}
+
 int64_t runtime_kv_splits(int workers, int64_t jobs, int64_t job_keys, int block_n) {
   if (jobs < 1 || workers < 2 || jobs >= workers || block_n < 1) return 1;
   int64_t splits = (SPLIT_KV_PARTS_PER_WORKER * (int64_t)workers + jobs - 1) / jobs;
@@ -99,6 +112,8 @@ size_t runtime_split_bytes(const attention_problem *problem, int64_t splits) {
 
 int64_t runtime_gpu_kv_splits(int sms, int64_t jobs, const attention_problem *problem, int block_n,
                               size_t workspace_bytes) {
+  /* the caller's parts, whatever the batch (the launch checks that they fit the workspace) */
+  if (problem->kv_split_keys != 0) return split_rows(problem) > INT32_MAX ? 1 : runtime_fixed_splits(problem, block_n);
   if (sms < 2 || jobs < 1 || jobs >= sms || block_n < 1) return 1;
   int64_t job_keys = runtime_job_keys(problem, block_n);
   if (job_keys < 2 * GPU_SPLIT_MIN_KEYS) return 1;
@@ -123,7 +138,9 @@ int64_t runtime_gpu_split_params(const attention_problem *problem, int block_n, 
                                  gpu_attention_params *params) {
   int64_t tiles = (runtime_job_keys(problem, block_n) + block_n - 1) / block_n;
   if (splits < 2 || tiles < 2) return 1;
-  int64_t per_part = (tiles + splits - 1) / splits;
+  /* the caller's part size as it is (its boundaries must not move with the batch's longest sequence),
+   * else the tiles shared evenly */
+  int64_t per_part = problem->kv_split_keys > 0 ? runtime_fixed_split_tiles(problem, block_n) : (tiles + splits - 1) / splits;
   splits = (tiles + per_part - 1) / per_part;
   if (splits < 2) return 1;
   params->kv_splits = splits;
