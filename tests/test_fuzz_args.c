@@ -397,6 +397,11 @@ static void draw_call(call *c) {
     a->softcap = 1.0f + 20.0f * (rnd_unit() + 1.0f);
     say(c->features, " softcap %g", (double)a->softcap);
   }
+  if (chance(15)) {  /* a fixed split or none: results as with the library's own split */
+    static const int64_t splits[3] = {-1, 64, 4096};
+    a->kv_split_keys = splits[rnd(0, 2)];
+    say(c->features, " kv_split_keys %lld", (long long)a->kv_split_keys);
+  }
   if (chance(30)) {
     a->softmax_scale = 0.05f + 0.5f * (rnd_unit() + 1.0f);
     say(c->features, " scale %g", (double)a->softmax_scale);
@@ -432,7 +437,7 @@ static int apply_mistake(call *c) {
   fj_attention_args *a = &c->args;
   int which;
   tensor *t;
-  switch (rnd(0, 28)) {
+  switch (rnd(0, 29)) {
   case 0: { /* one dim of one tensor that the others pin: off by one, zero, negative or huge */
     t = pick_tensor(c, &which, 1);
     int dim = (int)rnd(0, t->t.ndim - 1);
@@ -709,6 +714,11 @@ static int apply_mistake(call *c) {
       c->must_refuse = elements > 0;
     }
     say(c->mistakes, " workspace.data=%s.data", tensor_names[which]);
+    return 1;
+  case 28: /* a split that means nothing */
+    a->kv_split_keys = -rnd(2, 100);
+    c->must_refuse = 1;
+    say(c->mistakes, " kv_split_keys=%lld", (long long)a->kv_split_keys);
     return 1;
   default: /* a block table of another shape */
     if (!c->present[T_TABLE]) return 0;
