@@ -398,8 +398,8 @@ static void draw_call(call *c) {
     say(c->features, " softcap %g", (double)a->softcap);
   }
   if (chance(15)) {  /* a fixed split or none: results as with the library's own split */
-    static const int64_t splits[3] = {-1, 64, 4096};
-    a->kv_split_keys = splits[rnd(0, 2)];
+    static const int64_t splits[4] = {-1, 4, 8, 4096};  /* keys here are at most 64: 16 parts at most */
+    a->kv_split_keys = splits[rnd(0, 3)];
     say(c->features, " kv_split_keys %lld", (long long)a->kv_split_keys);
   }
   if (chance(30)) {
