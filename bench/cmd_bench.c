@@ -848,8 +848,8 @@ static void bench_print_text(const bench_options *o, const bench_result *r, cons
   if (r->kv_splits > 1) {
     char where[64] = "no workspace: the call allocates its own";
     if (r->workspace_bytes > 0) snprintf(where, sizeof where, "%zu bytes of workspace", r->workspace_bytes);
-    printf("split-KV    each job's keys in %" PRId64 " parts, merged %s (%s)\n", r->kv_splits,
-           strcmp(r->backend, "cpu") == 0 ? "after them" : "by the combine kernel", where);
+    printf("split-KV    each job's keys in %" PRId64 " parts%s, merged %s (%s)\n", r->kv_splits,
+           o->kv_split_keys > 0 ? " of --kv-split-keys" : "", strcmp(r->backend, "cpu") == 0 ? "after them" : "by the combine kernel", where);
   }
   printf("time        %.3f ms median, %.3f ms min, %.3f ms max (%" PRId64 " runs after %" PRId64
          " warmup, %s)\n", r->ms_median, r->ms_min, r->ms_max, o->repeat, o->warmup, r->timing);
@@ -921,6 +921,7 @@ static void bench_json_object(json_writer *w, const bench_options *o, const benc
   json_kv_string(w, "kernel_source", r->kernel_source);
   json_kv_double(w, "compile_ms", r->compile_ms);
   json_kv_int(w, "kv_splits", r->kv_splits);
+  json_kv_int(w, "kv_split_keys", o->kv_split_keys);
   json_kv_int(w, "workspace_bytes", (int64_t)r->workspace_bytes);
   json_kv_double(w, "get_kernel_ms", r->get_kernel_ms);
   json_kv_double(w, "first_call_ms", r->first_call_ms);
