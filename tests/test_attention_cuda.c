@@ -68,12 +68,12 @@ static DLTensor on_device(DLTensor host, void *data) {
 /* A GPU runs a case on device copies of the host tensors (same offsets inside same-sized allocations,
  * so the write check covers the device's whole allocation), then copies o and lse back for the shared
  * verdict. */
-/* split: give the call the workspace fj_attention_workspace_size asks for (split-KV), and skip a case
- * that asks for none (it ran without). */
+/* split: give the call the workspace fj_attention_workspace_size asks for (split-KV; 2: with parts of a
+ * fixed size, kv_split_keys), and skip a case that asks for none (it ran without). */
 static void run_case(const test_case *c, uint64_t seed, void *stream, const char *who, int split) {
   char name[300];
   describe(c, name, sizeof name);
-  if (split) strncat(name, " split-KV", sizeof name - strlen(name) - 1);
+  if (split) strncat(name, split == 2 ? " split-KV in fixed parts" : " split-KV", sizeof name - strlen(name) - 1);
   case_tensors t;
   void *d_qkv = NULL, *d_q = NULL, *d_k = NULL, *d_v = NULL, *d_o = NULL, *d_lse = NULL, *d_lens = NULL,
        *d_table = NULL, *d_work = NULL, *d_cu = NULL, *d_sinks = NULL, *d_cu_k = NULL, *d_slopes = NULL;
@@ -157,6 +157,8 @@ static void run_case(const test_case *c, uint64_t seed, void *stream, const char
   size_t work_bytes = 0;
   int64_t work_shape[1] = {0};
   DLTensor d_workspace = {.device = {kDLCUDA, 0}, .ndim = 1, .dtype = {kDLUInt, 8, 1}, .shape = work_shape};
+  /* split 2: parts of a fixed size (kv_split_keys, at least 256 keys and at most 64 parts) */
+  if (split == 2) args.kv_split_keys = c->seqlen_kv / 64 + 1 > 256 ? c->seqlen_kv / 64 + 1 : 256;
   if (split) {
     s = fj_attention_workspace_size(context, &args, &work_bytes);
     if (s == FJ_OK && work_bytes == 0) goto done;  /* no split for this case: it ran without */
@@ -332,6 +334,79 @@ typedef struct worker {
   CUdevice handle;
 } worker;
 
+/* kv_split_keys on the GPU: sequence 0's decode step gives the same bits alone (k and v sized to its
+ * 1500 keys) and in a batch of 4 (room for 4096 keys), its keys cut into parts of 512 either way, where
+ * the library's own split would follow the batch; both right against the float64 reference. */
+static void invariance_case(void) {
+  enum { H = 32, HK = 8, D = 128 };
+  static uint16_t rows[2][H * D];
+  static const int32_t lengths[4] = {1500, 4096, 3000, 2222};
+  int done = 0;
+  for (int pass = 0; pass < 2; pass++) {
+    test_case c;
+    memset(&c, 0, sizeof c);
+    c.dtype = DTYPE_BF16, c.batch = pass ? 4 : 1, c.heads = H, c.kv_heads = HK, c.seqlen_q = 1;
+    c.seqlen_kv = pass ? 4096 : 1500, c.head_dim = D, c.varlen = 1, c.causal = 1;
+    c.window_left = c.window_right = -1;
+    case_tensors t;
+    if (!case_tensors_create(&c, 99, &t)) break;
+    host_tensor *fill[3] = {&t.q, &t.k, &t.v};
+    for (int i = 0; i < 3; i++) {  /* each tensor its own stream: sequence 0 draws first in each */
+      uint64_t state = 4242 + (uint64_t)i;
+      for (int64_t e = 0; e < c.batch * fill[i]->strides[0]; e++) {
+        state = state * 6364136223846793005ull + 1442695040888963407ull;
+        core_store_from_f32(fill[i]->t.data, DTYPE_BF16, e, (float)((double)(state >> 11) / 9007199254740992.0 * 2 - 1));
+      }
+    }
+    for (int b = 0; b < c.batch; b++) t.seqlens[b] = lengths[b];
+    void *d_q = NULL, *d_k = NULL, *d_v = NULL, *d_o = NULL, *d_lens = NULL, *d_work = NULL;
+    fj_status s = to_device(&t.q, &d_q);
+    if (s == FJ_OK) s = to_device(&t.k, &d_k);
+    if (s == FJ_OK) s = to_device(&t.v, &d_v);
+    if (s == FJ_OK) s = to_device(&t.o, &d_o);
+    size_t lens_bytes = (size_t)c.batch * sizeof *t.seqlens;
+    if (s == FJ_OK) s = backend->memory_alloc(device, lens_bytes, &d_lens);
+    if (s == FJ_OK) s = backend->copy_to_device(device, d_lens, t.seqlens, lens_bytes);
+    if (s == FJ_OK) s = backend->synchronize(device, NULL);
+    device_view dq, dk, dv, dout;
+    make_device_view(&t.q, &t.q, d_q, &dq);
+    make_device_view(&t.k, &t.k, d_k, &dk);
+    make_device_view(&t.v, &t.v, d_v, &dv);
+    make_device_view(&t.o, &t.o, d_o, &dout);
+    DLTensor d_seqlens = on_device(t.seqlens_t, d_lens);
+    fj_attention_args args;
+    fj_attention_args_init(&args);
+    args.q = &dq.t, args.k = &dk.t, args.v = &dv.t, args.o = &dout.t, args.causal = 1, args.seqlens_kv = &d_seqlens;
+    args.kv_split_keys = 512;
+    size_t work_bytes = 0;
+    int64_t work_shape[1] = {0};
+    DLTensor d_workspace = {.device = {kDLCUDA, 0}, .ndim = 1, .dtype = {kDLUInt, 8, 1}, .shape = work_shape};
+    if (s == FJ_OK) s = fj_attention_workspace_size(context, &args, &work_bytes);
+    if (s == FJ_OK && work_bytes > 0) s = backend->memory_alloc(device, work_bytes, &d_work);
+    work_shape[0] = (int64_t)work_bytes;
+    d_workspace.data = d_work;
+    if (work_bytes > 0) args.workspace = &d_workspace;
+    if (s == FJ_OK) s = fj_attention_forward(context, &args);
+    if (s == FJ_OK) s = backend->synchronize(device, NULL);
+    if (s == FJ_OK) s = backend->copy_to_host(device, t.o.allocation, d_o, t.o.allocation_bytes);
+    case_result r;
+    int right = s == FJ_OK && case_compare(&c, &t, 1e-3, &r) && case_result_ok(&r);
+    if (s == FJ_OK) memcpy(rows[pass], t.o.t.data, sizeof rows[pass]);  /* sequence 0's rows come first */
+    check(right, "kv_split_keys=512, batch %d: sequence 0 of %d keys in %zu bytes of parts, right (err_o %.2e) %s",
+          (int)c.batch, lengths[0], work_bytes, s == FJ_OK ? r.err_o : 0.0, s == FJ_OK ? "" : fj_last_error());
+    done += right;
+    backend->memory_free(device, d_q);
+    backend->memory_free(device, d_k);
+    backend->memory_free(device, d_v);
+    backend->memory_free(device, d_o);
+    backend->memory_free(device, d_lens);
+    backend->memory_free(device, d_work);
+    case_tensors_free(&c, &t);
+  }
+  check(done == 2 && memcmp(rows[0], rows[1], sizeof rows[0]) == 0,
+        "kv_split_keys=512: sequence 0's output is the same bits alone and in a batch of 4");
+}
+
 static void *worker_main(void *arg) {
   worker *w = arg;
   const cuda_driver *d = w->driver;
@@ -389,7 +464,8 @@ int main(int argc, char **argv) {
   device = runtime_device(context);
 
   for (int i = 0; i < NUM_CASES; i++)
-    for (int split = 0; split < 2; split++) run_case(&cases[i], base_seed + 1000003u * (uint64_t)i, NULL, "", split);
+    for (int split = 0; split < 3; split++) run_case(&cases[i], base_seed + 1000003u * (uint64_t)i, NULL, "", split);
+  invariance_case();
 
   worker workers[2];
   pthread_t threads[2];
