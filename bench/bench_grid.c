@@ -352,8 +352,10 @@ void bench_grid_compare(const bench_options *o, const bench_grid_device *devices
   for (int i = 0; i < count && base == NULL; i++)
     for (int j = 0; j < devices[i].count && base == NULL; j++)
       if (devices[i].points[j].measured) base = &devices[i];
-  printf("\ndevices     the grid on %d device%s, %s; x = the rate / %s's at the same point\n", count,
-         count == 1 ? "" : "s", decode ? "GB/s" : "TFLOP/s", base ? base->device_id : "the first device's");
+  char base_name[80] = "the first measured device's";
+  if (base != NULL) snprintf(base_name, sizeof base_name, "%s's", base->device_id);
+  printf("\ndevices     the grid on %d device%s, %s; x = the rate / %s at the same point\n", count,
+         count == 1 ? "" : "s", decode ? "GB/s" : "TFLOP/s", base_name);
   for (int i = 0; i < count; i++)
     if (devices[i].points != NULL)
       printf("  %-8s %s\n", devices[i].device_id, devices[i].device);
