@@ -16,6 +16,7 @@
 #include "check.h"
 #include "jit/jit.h"
 #include "nvptx_emu.h"
+#include "ptxas_tool.h"
 
 static jit_target nvptx;
 
@@ -91,34 +92,6 @@ static void test_copy_on_emulator(void) {
   LLVMContextDispose(ctx);
 }
 
-static const char *find_ptxas(void) {
-  const char *env = getenv("FJ_PTXAS");
-  if (env && access(env, X_OK) == 0) return env;
-  if (access("/usr/local/cuda/bin/ptxas", X_OK) == 0) return "/usr/local/cuda/bin/ptxas";
-  return system("command -v ptxas > /dev/null 2>&1") == 0 ? "ptxas" : NULL;
-}
-
-/* ptxas -v's registers of function `name` in report, or -1. */
-static int report_registers(const char *report, const char *name) {
-  char entry[128];
-  snprintf(entry, sizeof entry, "entry function '%s'", name);
-  const char *at = strstr(report, entry);
-  const char *used = at ? strstr(at, "Used ") : NULL;
-  return used ? atoi(used + 5) : -1;
-}
-
-/* 1 when ptxas reports a spill ("N bytes spill stores" or "... loads" with N > 0) or no spill line at all. */
-static int report_spills(const char *report) {
-  int lines = 0, any = 0;
-  for (const char *x = report; (x = strstr(x, " bytes spill ")) != NULL; x++) {
-    const char *digits = x;
-    while (digits > report && digits[-1] >= '0' && digits[-1] <= '9') digits--;
-    any |= atoi(digits) != 0;
-    lines++;
-  }
-  return any || lines == 0;
-}
-
 static void test_ptxas(const char *ptxas, const char *arch) {
   jit_target target;
   fj_status status = jit_nvptx_target(arch, &target);
@@ -132,33 +105,14 @@ static void test_ptxas(const char *ptxas, const char *arch) {
   }
   LLVMDisposeModule(module);
   LLVMContextDispose(ctx);
-  char dir[] = "/tmp/fj_cuda_peak_XXXXXX", path[64], command[512];
-  char *report = NULL;
-  int rc = -1;
-  if (status == FJ_OK && mkdtemp(dir) != NULL) {
-    snprintf(path, sizeof path, "%s/peak.ptx", dir);
-    FILE *f = fopen(path, "w");
-    if (f) {
-      fwrite(ptx.data, 1, strnlen(ptx.data, ptx.size), f);
-      fclose(f);
-    }
-    snprintf(command, sizeof command, "'%s' -arch=%s -v -o /dev/null '%s' 2>&1", ptxas, arch, path);
-    FILE *p = popen(command, "r");
-    size_t size = 0;
-    report = calloc(1, 65536);
-    if (p && report) size = fread(report, 1, 65535, p);
-    if (report) report[size] = '\0';
-    rc = p ? pclose(p) : -1;
-    remove(path);
-    rmdir(dir);
-  }
-  const char *text = report ? report : "";
-  int mma_regs = report_registers(text, CUDA_PEAK_MMA_SYMBOL), copy_regs = report_registers(text, CUDA_PEAK_COPY_SYMBOL);
-  int spills = report_spills(text);
+  static char report[65536];
+  int rc = status == FJ_OK ? ptxas_assemble(ptxas, arch, ptx.data, ptx.size, report, sizeof report) : -1;
+  const char *text = report;
+  int mma_regs = ptxas_registers(text, CUDA_PEAK_MMA_SYMBOL), copy_regs = ptxas_registers(text, CUDA_PEAK_COPY_SYMBOL);
+  int spills = ptxas_spills(text);
   check(status == FJ_OK && rc == 0 && mma_regs > 0 && mma_regs <= 64 && copy_regs > 0 && !spills,
         "ptxas -arch=%s: both peak kernels assemble without spills, the mma kernel in %d registers (at most 64), "
         "the copy kernel in %d %s", arch, mma_regs, copy_regs, status == FJ_OK ? (rc == 0 ? "" : text) : fj_last_error());
-  free(report);
   jit_buffer_free(&ptx);
 }
 
@@ -169,7 +123,7 @@ int main(void) {
   }
   test_mma_on_emulator();
   test_copy_on_emulator();
-  const char *ptxas = find_ptxas();
+  const char *ptxas = ptxas_find();
   if (ptxas == NULL) {
     printf("skip ptxas: none found (FJ_PTXAS, /usr/local/cuda/bin, PATH)\n");
   } else {

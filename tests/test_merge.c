@@ -20,6 +20,7 @@
 #include "kernels/attention_merge_gpu_abi.h"
 #include "kernels/attention_merge_nvptx.h"
 #include "nvptx_emu.h"
+#include "ptxas_tool.h"
 
 enum { B = 2, S = 5, H = 3, D = 40 };
 
@@ -268,13 +269,6 @@ static void test_bad_arguments(fj_context *context) {
 
 /* ---- the GPU kernel, without a GPU ---- */
 
-static const char *find_ptxas(void) {
-  const char *env = getenv("FJ_PTXAS");
-  if (env && access(env, X_OK) == 0) return env;
-  if (access("/usr/local/cuda/bin/ptxas", X_OK) == 0) return "/usr/local/cuda/bin/ptxas";
-  return system("command -v ptxas > /dev/null 2>&1") == 0 ? "ptxas" : NULL;
-}
-
 /* The kernel for dtype on the emulator, as production compiles it (O3 first), into o (and lse unless
  * NULL); 0, or -1 with why. */
 static int emulate(dtype_id dtype, const merge_inputs *in, const host_tensor *o, const host_tensor *lse, char *why,
@@ -347,7 +341,7 @@ static void test_gpu_kernel(void) {
     inputs_free(&in);
   }
 
-  const char *ptxas = find_ptxas();
+  const char *ptxas = ptxas_find();
   if (ptxas == NULL) {
     printf("skip ptxas: none found (FJ_PTXAS, /usr/local/cuda/bin, PATH)\n");
     return;
@@ -365,22 +359,9 @@ static void test_gpu_kernel(void) {
       if (s == FJ_OK) s = jit_compile_module(module, &target, "merge", &ptx);
       LLVMDisposeModule(module);
       LLVMContextDispose(ctx);
-      char path[] = "/tmp/fj_merge_XXXXXX", command[600], report[8192] = "";
-      int fd = s == FJ_OK ? mkstemp(path) : -1, rc = -1;
-      if (fd >= 0) {
-        FILE *f = fdopen(fd, "w");
-        if (f) {
-          fwrite(ptx.data, 1, strnlen(ptx.data, ptx.size), f);
-          fclose(f);
-        }
-        snprintf(command, sizeof command, "'%s' -arch=%s -v -o /dev/null '%s' 2>&1", ptxas, arches[a], path);
-        FILE *p = popen(command, "r");
-        size_t n = p ? fread(report, 1, sizeof report - 1, p) : 0;
-        report[n] = '\0';
-        rc = p ? pclose(p) : -1;
-        remove(path);
-      }
-      int spills = strstr(report, " 0 bytes spill stores") == NULL || strstr(report, " 0 bytes spill loads") == NULL;
+      char report[8192] = "";
+      int rc = s == FJ_OK ? ptxas_assemble(ptxas, arches[a], ptx.data, ptx.size, report, sizeof report) : -1;
+      int spills = ptxas_spills(report);
       check(s == FJ_OK && rc == 0 && !spills, "ptxas -arch=%s: the %s merge kernel assembles without spills %s",
             arches[a], core_dtype_name((dtype_id)t), rc == 0 ? "" : report);
       jit_buffer_free(&ptx);
