@@ -106,6 +106,7 @@ static void test_ptxas(const char *ptxas, const char *arch) {
   LLVMDisposeModule(module);
   LLVMContextDispose(ctx);
   static char report[65536];
+  report[0] = '\0';
   int rc = status == FJ_OK ? ptxas_assemble(ptxas, arch, ptx.data, ptx.size, report, sizeof report) : -1;
   const char *text = report;
   int mma_regs = ptxas_registers(text, CUDA_PEAK_MMA_SYMBOL), copy_regs = ptxas_registers(text, CUDA_PEAK_COPY_SYMBOL);
