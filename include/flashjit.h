@@ -332,7 +332,9 @@ typedef struct fj_attention_args {
    *    trainer). At most 64 parts: seqlen_kv / kv_split_keys <= 64, else FJ_INVALID_ARGUMENT. On a GPU the
    *    parts live in args.workspace (fj_attention_workspace_size gives the size); without one the call
    *    does not cut (also batch-invariant), and one too small is FJ_INVALID_ARGUMENT;
-   *  -1: never cut (batch-invariant too, slower for short batches of long caches). */
+   *  -1: never cut (batch-invariant too, slower for short batches of long caches).
+   * Steps of more than 16 queries are never cut when it is set (their jobs fill the device uncut), and the
+   * 64-part bound does not apply to them. */
   int64_t kv_split_keys;
 } fj_attention_args;
 

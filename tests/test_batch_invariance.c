@@ -88,6 +88,29 @@ int main(void) {
               core_dtype_name(dtype), err_alone, err_batched, same ? "the same" : "differ, as they may");
     }
   }
+  /* more than 16 queries are never cut when it is set: no partial results for a prefill's many rows */
+  {
+    test_case c;
+    memset(&c, 0, sizeof c);
+    c.dtype = DTYPE_F32, c.batch = 1, c.heads = HEADS, c.kv_heads = KV_HEADS, c.seqlen_q = 64, c.seqlen_kv = KEYS;
+    c.head_dim = DIM, c.causal = 1, c.window_left = c.window_right = -1;
+    case_tensors t;
+    size_t need = 1;
+    fj_status s = FJ_OUT_OF_MEMORY;
+    case_result r;
+    int right = 0;
+    if (case_tensors_create(&c, 3, &t)) {
+      fj_attention_args args;
+      case_host_args(&c, &t, &args);
+      args.kv_split_keys = 16;  /* 188 parts of 3000 keys: bound only for decode steps */
+      s = fj_attention_workspace_size(context, &args, &need);
+      if (s == FJ_OK) s = fj_attention_forward(context, &args);
+      right = s == FJ_OK && case_compare(&c, &t, 1e-5, &r) && r.err_o < core_dtype_tolerance(c.dtype);
+      case_tensors_free(&c, &t);
+    }
+    check(s == FJ_OK && need == 0 && right, "kv_split_keys=16 on 64 queries: no parts (workspace %zu bytes), right %s",
+          need, s == FJ_OK ? "" : fj_last_error());
+  }
   /* the values it refuses */
   static const struct {
     int64_t value;

@@ -886,8 +886,8 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
   if (kv_split_keys < -1)
     return core_error(FJ_INVALID_ARGUMENT, "kv_split_keys=%" PRId64 ": 0 (the library's split), -1 (none) or a key count",
                       kv_split_keys);
-  /* the CPU's combine takes at most 64 parts (a GPU's 128) */
-  if (kv_split_keys > 0 && (seqlen_kv + kv_split_keys - 1) / kv_split_keys > 64)
+  /* the CPU's combine takes at most 64 parts (a GPU's 128); more than 16 queries are never cut */
+  if (kv_split_keys > 0 && seqlen_q <= 16 && (seqlen_kv + kv_split_keys - 1) / kv_split_keys > 64)
     return core_error(FJ_INVALID_ARGUMENT, "kv_split_keys=%" PRId64 ": %" PRId64 " keys would make %" PRId64
                       " parts, more than 64; give at least %" PRId64, kv_split_keys, seqlen_kv,
                       (seqlen_kv + kv_split_keys - 1) / kv_split_keys, (seqlen_kv + 63) / 64);

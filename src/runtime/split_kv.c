@@ -35,9 +35,15 @@ int64_t runtime_fixed_split_tiles(const attention_problem *problem, int block_n)
   return (problem->kv_split_keys + block_n - 1) / block_n;
 }
 
+/* Queries at most this many (a decode step, or a few speculated tokens) are what fixed parts cut: a longer
+ * block of queries has jobs enough for every thread or SM uncut, and cut it would need a partial result
+ * for each of its many rows (the GPU's split kernels are decode keys' only, the same bound). */
+#define FIXED_SPLIT_MAX_QUERIES 16
+
 int64_t runtime_fixed_splits(const attention_problem *problem, int block_n) {
   int64_t per_part = runtime_fixed_split_tiles(problem, block_n);
   if (per_part == 0) return 1;  /* -1: never; 0 is the planner's, not asked here */
+  if (problem->seqlen_q > FIXED_SPLIT_MAX_QUERIES) return 1;  /* never cut: batch-invariant too */
   int64_t tiles = (runtime_job_keys(problem, block_n) + block_n - 1) / block_n;
   int64_t splits = (tiles + per_part - 1) / per_part;
   return splits < 2 ? 1 : splits;
