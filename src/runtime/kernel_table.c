@@ -221,22 +221,52 @@ static fj_status runtime_load_binary(fj_context *context, const kernel_config *c
   return status;
 }
 
-static fj_status runtime_compile(fj_context *context, const attention_problem *problem,
-                                 const kernel_config *config, const char *function_name,
-                                 const char *what, jit_buffer *out) {
-  const kernel_family *family = context->family;
+fj_status runtime_compile_binary(fj_context *context, runtime_generator generate, const void *arg,
+                                 const char *function_name, const char *what, const char *cache_key, jit_buffer *out) {
+  const fj_backend *backend = context->backend;
   /* A context per compile: LLVM contexts are not thread-safe, and compiles on several threads at once
    * (different keys) must not share one. */
   LLVMContextRef llvm = LLVMContextCreate();
   LLVMModuleRef module = LLVMModuleCreateWithNameInContext(function_name, llvm);
+  jit_buffer object = {0};
   fj_status status = jit_module_set_target(module, &context->target);
-  if (status == FJ_OK)
-    status = family->generate(module, &problem->key, &context->target, config, function_name);
-  if (status == FJ_OK) status = jit_compile_module(module, &context->target, what, out);
-  if (status != FJ_OK) core_error_prefix("%s: ", what);
+  if (status == FJ_OK) status = generate(module, &context->target, function_name, arg);
+  if (status == FJ_OK) status = jit_compile_module(module, &context->target, what, &object);
   LLVMDisposeModule(module);
   LLVMContextDispose(llvm);
-  return status;
+  if (status == FJ_OK && backend->binary_finalize != NULL) {
+    /* What LLVM emitted (PTX) becomes what the device loads (a cubin) here, before the store, so a
+     * later process finds the finished binary and never runs the driver's compiler for it again. */
+    jit_buffer binary = {0};
+    status = backend->binary_finalize(context->device, object.data, object.size, function_name, &binary);
+    jit_buffer_free(&object);
+    object = binary;
+  }
+  if (status != FJ_OK) {
+    jit_buffer_free(&object);
+    core_error_prefix("%s: ", what);
+    return status;
+  }
+  if (context->disk_cache &&
+      bincache_store(context->cache_dir, cache_key, backend->binary_kind, object.data, object.size) != FJ_OK) {
+    core_log(LOG_WARN, "kernel %s not stored in the disk cache: %s", what, fj_last_error());
+    core_error_clear();
+  }
+  *out = object;
+  return FJ_OK;
+}
+
+/* runtime_compile_binary's generator for the family's attention kernel (and its combine kernel). */
+typedef struct runtime_attention_generation {
+  const kernel_family *family;
+  const attention_problem *problem;
+  const kernel_config *config;
+} runtime_attention_generation;
+
+static fj_status runtime_generate_attention(LLVMModuleRef module, const jit_target *target, const char *function_name,
+                                            const void *arg) {
+  const runtime_attention_generation *g = arg;
+  return g->family->generate(module, &g->problem->key, target, g->config, function_name);
 }
 
 /* Takes the kernel from the disk cache when a valid entry loads, else compiles it (and stores it). */
@@ -272,28 +302,11 @@ static fj_status runtime_obtain_module(fj_context *context, const attention_prob
   }
 
   jit_buffer object = {0};
-  fj_status status = runtime_compile(context, problem, config, function_name, what, &object);
+  runtime_attention_generation generation = {context->family, problem, config};
+  fj_status status = runtime_compile_binary(context, runtime_generate_attention, &generation, function_name, what,
+                                            cache_key, &object);
   if (status != FJ_OK) return status;
-  if (backend->binary_finalize != NULL) {
-    /* What LLVM emitted (PTX) becomes what the device loads (a cubin) here, before the store, so a
-     * later process finds the finished binary and never runs the driver's compiler for it again. */
-    jit_buffer binary = {0};
-    status = backend->binary_finalize(context->device, object.data, object.size, function_name, &binary);
-    jit_buffer_free(&object);
-    if (status != FJ_OK) {
-      core_error_prefix("%s: ", what);
-      return status;
-    }
-    object = binary;
-  }
   double compiled = runtime_now_ms();
-  if (context->disk_cache) {
-    if (bincache_store(context->cache_dir, cache_key, backend->binary_kind, object.data, object.size) !=
-        FJ_OK) {
-      core_log(LOG_WARN, "kernel %s not stored in the disk cache: %s", what, fj_last_error());
-      core_error_clear();
-    }
-  }
   status = runtime_load_binary(context, config, object.data, object.size, function_name, cache_key, out);
   jit_buffer_free(&object);
   if (status != FJ_OK) return status;

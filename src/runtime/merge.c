@@ -71,42 +71,46 @@ static void merge_cache_key(const fj_context *context, dtype_id dtype, char *key
            context->info.driver_version);
 }
 
-/* The merge kernel for dtype: loaded from the disk cache, else compiled (and stored). */
+/* runtime_compile_binary's generator for the family's merge kernel of one dtype. */
+typedef struct merge_generation {
+  const kernel_family *family;
+  dtype_id dtype;
+} merge_generation;
+
+static fj_status merge_generate(LLVMModuleRef module, const jit_target *target, const char *function_name,
+                                const void *arg) {
+  const merge_generation *g = arg;
+  return g->family->generate_merge(module, g->dtype, target, function_name);
+}
+
+static fj_status merge_load(fj_context *context, const jit_buffer *binary, const char *name, void **module,
+                            void **function) {
+  fj_status status = context->backend->module_load(context->device, binary->data, binary->size, name, module);
+  if (status != FJ_OK) return status;
+  status = context->backend->module_function(*module, name, function);
+  if (status != FJ_OK) context->backend->module_unload(*module);
+  return status;
+}
+
+/* The merge kernel for dtype: loaded from the disk cache, else compiled (and stored), as every kernel is
+ * (a cached binary that does not load is compiled again). */
 static fj_status merge_build(fj_context *context, dtype_id dtype, void **module, void **function) {
   const fj_backend *backend = context->backend;
   char name[64], key[6000];
   snprintf(name, sizeof name, "fj_attention_merge_%s", core_dtype_name(dtype));
   merge_cache_key(context, dtype, key, sizeof key);
   jit_buffer binary = {0};
-  int cached = context->disk_cache &&
-               bincache_load(context->cache_dir, key, backend->binary_kind, &binary.data, &binary.size);
-  fj_status status = FJ_OK;
-  if (!cached) {
-    LLVMContextRef llvm = LLVMContextCreate();
-    LLVMModuleRef m = LLVMModuleCreateWithNameInContext(name, llvm);
-    jit_buffer emitted = {0};
-    status = jit_module_set_target(m, &context->target);
-    if (status == FJ_OK) status = context->family->generate_merge(m, dtype, &context->target, name);
-    if (status == FJ_OK) status = jit_compile_module(m, &context->target, name, &emitted);
-    LLVMDisposeModule(m);
-    LLVMContextDispose(llvm);
-    if (status == FJ_OK && backend->binary_finalize != NULL) {
-      status = backend->binary_finalize(context->device, emitted.data, emitted.size, name, &binary);
-      jit_buffer_free(&emitted);
-    } else {
-      binary = emitted;
-    }
-    if (status == FJ_OK && context->disk_cache &&
-        bincache_store(context->cache_dir, key, backend->binary_kind, binary.data, binary.size) != FJ_OK) {
-      core_log(LOG_WARN, "kernel %s not stored in the disk cache: %s", name, fj_last_error());
-      core_error_clear();
-    }
+  if (context->disk_cache && bincache_load(context->cache_dir, key, backend->binary_kind, &binary.data, &binary.size)) {
+    fj_status status = merge_load(context, &binary, name, module, function);
+    jit_buffer_free(&binary);
+    if (status == FJ_OK) return FJ_OK;
+    core_log(LOG_WARN, "cached kernel %s did not load (%s); recompiling", name, fj_last_error());
+    core_error_clear();
   }
-  if (status == FJ_OK) status = backend->module_load(context->device, binary.data, binary.size, name, module);
-  if (status == FJ_OK) {
-    status = backend->module_function(*module, name, function);
-    if (status != FJ_OK) backend->module_unload(*module);
-  }
+  merge_generation generation = {context->family, dtype};
+  fj_status status = runtime_compile_binary(context, merge_generate, &generation, name, name, key, &binary);
+  if (status != FJ_OK) return status;  /* its message names the kernel */
+  status = merge_load(context, &binary, name, module, function);
   if (status != FJ_OK) core_error_prefix("%s: ", name);
   jit_buffer_free(&binary);
   return status;

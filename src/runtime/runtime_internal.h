@@ -81,6 +81,16 @@ int runtime_served_line(const attention_problem *problem, char *buffer, size_t s
 /* attention.c: DLPack's name of a device type ("cuda"), for messages. */
 const char *runtime_device_type_name(int type);
 
+/* kernel_table.c: a module's generator for runtime_compile_binary: appends kernel function_name (and any
+ * kernel it brings) for target to module; arg is the caller's. */
+typedef fj_status (*runtime_generator)(LLVMModuleRef module, const jit_target *target, const char *function_name,
+                                       const void *arg);
+/* kernel_table.c: compiles what generate builds (LLVM, then the backend's finalize where it has one: PTX
+ * to a cubin) into *out (malloc'd) and stores it in the disk cache under cache_key (a store that fails is
+ * a warning); `what` names it in messages. */
+fj_status runtime_compile_binary(fj_context *context, runtime_generator generate, const void *arg,
+                                 const char *function_name, const char *what, const char *cache_key, jit_buffer *out);
+
 /* merge.c: unloads the merge kernels (at context destruction). */
 void runtime_merge_destroy(fj_context *context);
 

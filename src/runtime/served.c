@@ -3,7 +3,7 @@
  * what ran (and `flashjit cache warm --served` readies it before the next start). One line per problem
  * key, whatever sizes its first call had (the key's bucket is what a tuned winner serves); the key itself
  * ends the line as a comment, which is how processes sharing the file keep it free of repeats (under an
- * flock). Noted when a context first builds a key's kernel, never on a call's hot path. Best effort: a
+ * flock). Noted at a context's first call of a key, never again on the hot path after it. Best effort: a
  * folder that cannot be written, a busy lock, or a problem the format cannot say (a tensor strided along
  * the head dim) leaves no line and never fails the call. */
 #include <errno.h>
