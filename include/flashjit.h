@@ -176,6 +176,10 @@ typedef struct fj_problem_shape {
   /* v's (and o's) head dim when it differs from head_dim (DeepSeek's MLA prefill: head_dim 192,
    * head_dim_v 128); 0 (the default): head_dim. A multiple of 8 from 8 to 576. */
   int head_dim_v;
+  /* attn_bias's dtype when the calls give one: fp32 or dtype itself; {0, 0, 0} (the default): none.
+   * Warming up loads the kernel that adds it; the tuner tunes the problem without it, whose winner the
+   * calls with a bias use. */
+  DLDataType attn_bias_dtype;
 } fj_problem_shape;
 
 /* Fills *shape with the defaults: bf16, batch 1, 8 heads and kv heads, seqlen 2048 (q and kv), head
@@ -336,6 +340,18 @@ typedef struct fj_attention_args {
    * Steps of more than 16 queries are never cut when it is set (their jobs fill the device uncut), and the
    * 64-part bound does not apply to them. */
   int64_t kv_split_keys;
+  /* Optional, NULL for none: an additive bias of the scores (PyTorch SDPA's float attn_mask, xformers'
+   * attn_bias; a boolean mask is 0 where a key may be seen and -inf where not: padding masks, the tree
+   * masks of speculative decoding, T5's relative position biases). [batch, heads, seqlen_q, seqlen_kv],
+   * each dimension of that size or 1 (broadcast, as is a stride of 0), fp32 or q's dtype, on q's device,
+   * any strides, apart from o and lse. Element [b][h][i][j] is added to the scaled score of sequence b's
+   * query i and key j in head h (softmax_scale x q.k, after soft-capping and ALiBi), before the causal
+   * mask and the window. seqlen_q and seqlen_kv are the call's: max_seqlen_q with cu_seqlens_q,
+   * max_seqlen_k with cu_seqlens_k, block_table.shape[1] x page_size with a paged cache; i and j count
+   * within each sequence (a padded bias, as for padded tensors). -inf masks a key; a query whose every
+   * key is masked gives 0 and LSE -inf (SDPA gives NaN there). The call does not read the values to check
+   * them: +inf or NaN give NaN in that query's row, and nothing is written anywhere else. */
+  const DLTensor *attn_bias;
 } fj_attention_args;
 
 /* Fills *args with the defaults: no tensors, scale 0 (1/sqrt(head_dim)), not causal, no window (-1,

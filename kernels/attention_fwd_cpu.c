@@ -254,9 +254,10 @@ static int64_t job_count(const attention_problem *problem, const kernel_config *
 /* The per-thread scratch, in floats, in this order: Q^T [d][block_m] (pre-scaled), O [block_m][dp],
  * packed K [block_n][d], packed V [block_n][dp], P^T [block_n][block_m], the scores S^T
  * [block_n][block_m] of a tile of several chunks, the rescale factors [block_m], the final
- * statistics [2][block_m], and ALiBi's per-row slopes and diagonal keys [2][block_m]. */
+ * statistics [2][block_m], ALiBi's per-row slopes and diagonal keys [2][block_m], and the additive bias's
+ * per-row offsets [block_m] (int64; block_m is even, so each region starts 8-byte aligned). */
 typedef struct scratch_layout {
-  size_t q_t, o, k, v, p_t, s_t, alpha, stats, alibi, total;
+  size_t q_t, o, k, v, p_t, s_t, alpha, stats, alibi, bias, total;
 } scratch_layout;
 
 static scratch_layout layout_scratch(int head_dim, int head_dim_v, int block_m, int block_n, int lanes) {
@@ -272,7 +273,8 @@ static scratch_layout layout_scratch(int head_dim, int head_dim_v, int block_m, 
   l.alpha = l.s_t + bn * bm;
   l.stats = l.alpha + bm;
   l.alibi = l.stats + 2 * bm;  /* ALiBi: each row's -slope log2 e, then its diagonal key */
-  l.total = l.alibi + 2 * bm;
+  l.bias = l.alibi + 2 * bm;   /* an additive bias: each row's first element, an int64 (2 floats) */
+  l.total = l.bias + 2 * bm;
   return l;
 }
 
@@ -389,6 +391,8 @@ typedef struct shape {
   int block_m, block_n, unroll, lanes, vectors, head_dim, causal, window, has_lse, d_contiguous, pack_gqa, page_size;
   int head_dim_v;  /* V's and O's (MLA's differs from Q's and K's) */
   int varlen_q, varlen_k, alibi;
+  int bias;             /* key.bias: an additive bias, of bias_dtype */
+  dtype_id bias_dtype;
   int pv_rows, pv_vectors;
   int bf16_dot;  /* packed K, V, Q^T and P^T hold bf16 bits, multiplied in pairs */
   dtype_id dtype;
@@ -692,6 +696,8 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
              .varlen_q = key->varlen_q,
              .varlen_k = key->varlen_k,
              .alibi = key->alibi,
+             .bias = key->bias != 0,
+             .bias_dtype = core_key_bias_dtype(key),
              .dtype = (dtype_id)key->dtype,
              .kv_dtype = core_key_kv_dtype(key)};
   s.pv_rows = config->values[P_PV_ROWS];
@@ -800,6 +806,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   LLVMValueRef alpha_mem = scratch_region(tb, scratch, layout.alpha);
   LLVMValueRef stats = scratch_region(tb, scratch, layout.stats);
   LLVMValueRef alibi_rows = scratch_region(tb, scratch, layout.alibi);
+  LLVMValueRef bias_rows = scratch_region(tb, scratch, layout.bias);
 
   /* ---- Q^T, pre-scaled into base-2 logits (with bf16_dot: bf16 pairs of d per query, unscaled);
    * rows past seqlen_q are zeros ---- */
@@ -846,6 +853,26 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     tile_store_f32(tb, alibi_rows, m, LLVMBuildFMul(tb->b, slope, tile_f32(tb, -1.4426950408889634f), ""));
     LLVMValueRef diagonal_key = LLVMBuildSIToFP(tb->b, tile_add(tb, position, diagonal), tb->f32, "");
     tile_store_f32(tb, alibi_rows, tile_add(tb, m, tile_i64(tb, BM)), diagonal_key);
+    tile_end_for(tb, &ml);
+  }
+
+  /* ---- an additive bias: per row, where its elements start in attn_bias (its sequence, head and
+   * position; rows past the sequence's end take its last row's), for the score pass to gather a vector
+   * of each key's ---- */
+  LLVMValueRef bias = NULL, bias_key_stride = NULL;
+  if (s.bias) {
+    bias = tile_load_param_ptr(tb, block, P_OFF(attn_bias));
+    bias_key_stride = tile_load_param_i64(tb, block, P_OFF(attn_bias_stride[3]));
+    LLVMValueRef batch_at = tile_mul(tb, b, tile_load_param_i64(tb, block, P_OFF(attn_bias_stride[0])));
+    LLVMValueRef head_stride = tile_load_param_i64(tb, block, P_OFF(attn_bias_stride[1]));
+    LLVMValueRef query_stride = tile_load_param_i64(tb, block, P_OFF(attn_bias_stride[2]));
+    tile_loop ml;
+    LLVMValueRef m = tile_for(tb, &ml, tile_i64(tb, 0), tile_i64(tb, BM), tile_i64(tb, 1), "m");
+    LLVMValueRef position, h;
+    row_query(tb, &qr, tile_min(tb, tile_add(tb, q0, m), tile_max(tb, tile_sub(tb, total_rows, tile_i64(tb, 1)), tile_i64(tb, 0))),
+              &position, &h);
+    LLVMValueRef first = tile_add(tb, batch_at, tile_add(tb, tile_mul(tb, h, head_stride), tile_mul(tb, position, query_stride)));
+    LLVMBuildStore(tb->b, first, LLVMBuildInBoundsGEP2(tb->b, tb->i64, bias_rows, &m, 1, ""));
     tile_end_for(tb, &ml);
   }
 
@@ -927,6 +954,17 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
         LLVMValueRef distance = tile_vsub(tb, diagonal_key, tile_splat(tb, LLVMBuildSIToFP(tb->b, key_index, tb->f32, "")));
         distance = tile_vmax(tb, distance, LLVMBuildFNeg(tb->b, distance, ""));
         score = tile_fma(tb, slope, distance, score);
+      }
+      if (s.bias) {  /* + bias log2 e, each lane's row's element of this key (the last key's past the end) */
+        LLVMValueRef column = tile_mul(tb, tile_min(tb, key_index, tile_sub(tb, seqlen_kv, tile_i64(tb, 1))), bias_key_stride);
+        LLVMValueRef values = tile_splat_f32(tb, 0.0f);
+        for (int lane = 0; lane < W; lane++) {
+          LLVMValueRef row = tile_i64(tb, (int64_t)vi * W + lane);
+          LLVMValueRef first = LLVMBuildLoad2(tb->b, tb->i64, LLVMBuildInBoundsGEP2(tb->b, tb->i64, bias_rows, &row, 1, ""), "");
+          LLVMValueRef value = tile_load_element(tb, bias, tile_add(tb, first, column), s.bias_dtype);
+          values = LLVMBuildInsertElement(tb->b, values, value, LLVMConstInt(tb->i32, (unsigned long long)lane, 0), "");
+        }
+        score = tile_fma(tb, tile_splat_f32(tb, 1.4426950408889634f), values, score);
       }
       LLVMValueRef vector_row0 = tile_add(tb, q0, tile_i64(tb, (int64_t)vi * W));
       LLVMValueRef first_lane = tile_i64(tb, 0);

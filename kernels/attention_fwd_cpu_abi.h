@@ -43,6 +43,11 @@ typedef struct cpu_attention_params {
   /* ALiBi kernels (key.alibi) only: sequence b's head h's slope (the scaled scores' units) at
    * alibi[b * alibi_stride[0] + h * alibi_stride[1]]. */
   const float *alibi;
+  /* Kernels with an additive bias (key.bias) only: the bias of sequence b's query i and key j in head h
+   * (the scaled scores' units; fp32, or the kernel's dtype) at attn_bias[b * attn_bias_stride[0] +
+   * h * attn_bias_stride[1] + i * attn_bias_stride[2] + j * attn_bias_stride[3]], i and j within the
+   * sequence. */
+  const void *attn_bias;
   /* strides in elements, in the order batch, seq, head, dim (lse: batch, head, seq, unused) */
   int64_t q_stride[4], k_stride[4], v_stride[4], o_stride[4], lse_stride[4];
   int64_t batch, seqlen_q, seqlen_kv, heads, kv_heads;
@@ -61,6 +66,7 @@ typedef struct cpu_attention_params {
   int64_t sinks_stride;
   int64_t cu_seqlens_k_stride, total_k;
   int64_t alibi_stride[2];
+  int64_t attn_bias_stride[4];
   float scale_log2;           /* softmax_scale * k_scale * log2(e): scores are exponentiated in base 2 */
   /* Soft-capped kernels (key.softcap) only: a base-2 score s becomes softcap_out * tanh(softcap_in * s),
    * softcap_out = softcap * log2(e) and softcap_in its inverse. */
@@ -74,6 +80,6 @@ typedef struct cpu_attention_params {
  * thread's, 64-byte aligned, of the family's scratch_bytes. */
 typedef void (*cpu_attention_fn)(const cpu_attention_params *params, int64_t job, float *scratch);
 
-#define CPU_ATTENTION_PARAM_POINTERS 14
-#define CPU_ATTENTION_PARAM_INT64S 41
+#define CPU_ATTENTION_PARAM_POINTERS 15
+#define CPU_ATTENTION_PARAM_INT64S 45
 #endif

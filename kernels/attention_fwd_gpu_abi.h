@@ -80,6 +80,11 @@ typedef struct gpu_attention_params {
    * as in the CPU block */
   uint64_t alibi;
   int64_t alibi_stride[2];
+  /* kernels with an additive bias (key.bias) only: element b * attn_bias_stride[0] + h * [1] + i * [2] +
+   * j * [3] of attn_bias (fp32, or the kernel's dtype), as in the CPU block; bias_unit below takes it to
+   * the raw scores' units */
+  uint64_t attn_bias;
+  int64_t attn_bias_stride[4];
   /* soft-capped kernels (key.softcap) only: a raw score q.k becomes softcap_out * tanh(softcap_in * q.k),
    * softcap_in = softmax_scale / softcap and softcap_out its inverse, so that the kernel's scaling by
    * scale_log2 afterwards gives softcap * tanh(softmax_scale q.k / softcap) in base 2 */
@@ -87,10 +92,13 @@ typedef struct gpu_attention_params {
   /* fp8 caches (key.kv_fp8) only: o is v_scale x the attention over the stored values (k_scale is in
    * scale_log2 and the soft cap's factors) */
   float v_scale;
+  /* kernels with an additive bias only: 1 / (softmax_scale k_scale), so that the kernel's scaling of raw
+   * scores by scale_log2 afterwards gives the bias in base 2 */
+  float bias_unit;
 } gpu_attention_params;
 
 #define GPU_COMBINE_SUFFIX "_combine"
 #define GPU_COMBINE_WARPS 4
 
-_Static_assert(sizeof(gpu_attention_params) == 8 * (5 + 26 + 1 + 3 + 2 + 4 + 2 + 2 + 3 + 2 + 3 + 2 + 3 + 3 + 1 + 1), "gpu_attention_params layout");
+_Static_assert(sizeof(gpu_attention_params) == 8 * (5 + 26 + 1 + 3 + 2 + 4 + 2 + 2 + 3 + 2 + 3 + 2 + 3 + 3 + 5 + 1 + 1), "gpu_attention_params layout");
 #endif

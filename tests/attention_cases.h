@@ -75,7 +75,14 @@ typedef struct test_case {
   /* 0: v and o have head_dim; else their own head dim (DeepSeek's MLA prefill: q, k 192 and v, o 128);
    * not with packed-qkv or misaligned layouts */
   int64_t head_dim_v;
+  /* An additive bias (attn_bias, case_bias_value): CASE_BIAS_FULL fp32 [batch, heads, seqlen_q, seqlen_kv];
+   * CASE_BIAS_PADDING fp32 [batch, 1, 1, seqlen_kv], a padding mask of 0 and -inf (broadcast by size 1);
+   * CASE_BIAS_DTYPE q's dtype [batch, heads, seqlen_q, seqlen_kv] over the memory of one sequence (batch
+   * stride 0) */
+  int bias;
 } test_case;
+
+enum { CASE_BIAS_NONE = 0, CASE_BIAS_FULL = 1, CASE_BIAS_PADDING = 2, CASE_BIAS_DTYPE = 3 };
 
 #define CASE_RAGGED_BEFORE 2
 
@@ -149,6 +156,28 @@ static inline void describe(const test_case *c, char *buffer, size_t size) {
     size_t used = strlen(buffer);
     snprintf(buffer + used, size > used ? size - used : 0, " dv=%lld", (long long)c->head_dim_v);
   }
+  if (c->bias) {
+    static const char *const kinds[4] = {"", "[b,h,sq,skv]", "padding[b,1,1,skv]", "dtype[0-stride b]"};
+    size_t used = strlen(buffer);
+    snprintf(buffer + used, size > used ? size - used : 0, " bias=%s", kinds[c->bias & 3]);
+  }
+}
+
+/* An additive-bias case's element [b][h][i][j]: a padding mask keeps sequence b's first keys (all for the
+ * first, fewer for later ones) and masks the rest with -inf; the others are multiples of 0.5 from -2 to 2
+ * (exact in every dtype), -inf for about one in eleven, and -inf for every key of head 0's query 1 (a row
+ * the bias masks whole: 0 and LSE -inf). A CASE_BIAS_DTYPE bias is the same for every sequence. */
+static inline float case_bias_value(const test_case *c, int64_t b, int64_t h, int64_t i, int64_t j) {
+  if (c->bias == CASE_BIAS_PADDING) {
+    int64_t keep = c->seqlen_kv - (b * 5) % (c->seqlen_kv / 2 + 1);
+    return j < keep ? 0.0f : -INFINITY;
+  }
+  if (c->bias == CASE_BIAS_DTYPE) b = 0;
+  if (h == 0 && i == 1) return -INFINITY;
+  uint64_t u = (uint64_t)(b * 1009 + h * 131 + i * 31 + j * 7) * 2654435761u;
+  u ^= u >> 13;
+  if (u % 11 == 0) return -INFINITY;
+  return 0.5f * (float)((int)(u % 9) - 4);
 }
 
 /* An ALiBi case's slope for sequence b's head h: BLOOM's geometric 2^(-8 (h + 1) / heads) for [heads];
@@ -227,7 +256,46 @@ typedef struct case_tensors {
   float *slopes;     /* ALiBi cases: [heads] or [batch, heads] slopes, seen through slopes_t */
   int64_t slopes_shape[2];
   DLTensor slopes_t;
+  void *bias;        /* additive-bias cases: the stored elements (case_bias_bytes), seen through bias_t */
+  int64_t bias_shape[4], bias_strides[4];
+  DLTensor bias_t;
 } case_tensors;
+
+/* The bytes an additive-bias case stores: a padding mask's batch x seqlen_kv floats, one sequence's
+ * heads x seqlen_q x seqlen_kv elements for CASE_BIAS_DTYPE, every sequence's for CASE_BIAS_FULL. */
+static inline size_t case_bias_bytes(const test_case *c) {
+  int64_t sq = c->seqlen_q, skv = c->seqlen_kv, h = c->heads;
+  if (c->bias == CASE_BIAS_PADDING) return (size_t)(c->batch * skv) * 4;
+  if (c->bias == CASE_BIAS_DTYPE) return (size_t)(h * sq * skv) * (size_t)core_dtype_size(c->dtype);
+  return (size_t)(c->batch * h * sq * skv) * 4;
+}
+
+/* Fills the bias of an additive-bias case (its elements and view); 0 when out of memory. */
+static inline int case_bias_create(const test_case *c, case_tensors *t) {
+  int64_t b = c->batch, h = c->heads, sq = c->seqlen_q, skv = c->seqlen_kv;
+  dtype_id dtype = c->bias == CASE_BIAS_DTYPE ? c->dtype : DTYPE_F32;
+  t->bias = malloc(case_bias_bytes(c) + 4);
+  if (t->bias == NULL) return 0;
+  int64_t shape[4] = {b, h, sq, skv}, strides[4] = {h * sq * skv, sq * skv, skv, 1};
+  if (c->bias == CASE_BIAS_PADDING) {
+    shape[1] = shape[2] = 1;
+    strides[0] = skv;
+    strides[1] = 12345;  /* a dimension of size 1 is broadcast: its stride is never used */
+    strides[2] = 0;
+  }
+  if (c->bias == CASE_BIAS_DTYPE) strides[0] = 0;
+  for (int64_t bb = 0; bb < shape[0]; bb++)
+    for (int64_t hh = 0; hh < shape[1]; hh++)
+      for (int64_t i = 0; i < shape[2]; i++)
+        for (int64_t j = 0; j < shape[3]; j++)
+          core_store_from_f32(t->bias, dtype, bb * strides[0] + hh * strides[1] + i * strides[2] + j * strides[3],
+                              case_bias_value(c, bb, hh, i, j));
+  memcpy(t->bias_shape, shape, sizeof shape);
+  memcpy(t->bias_strides, strides, sizeof strides);
+  t->bias_t = (DLTensor){.data = t->bias, .device = {kDLCPU, 0}, .ndim = 4, .dtype = core_dtype_to_dlpack(dtype),
+                         .shape = t->bias_shape, .strides = t->bias_strides};
+  return 1;
+}
 
 /* 1 when every tensor was allocated; fills the inputs from seed, poisons and snapshots the outputs. On 0,
  * case_tensors_free is still the way out. */
@@ -356,6 +424,7 @@ static inline int case_tensors_create(const test_case *c, uint64_t seed, case_te
     t->slopes_t = (DLTensor){.data = t->slopes, .device = {kDLCPU, 0}, .ndim = c->alibi == 2 ? 2 : 1,
                              .dtype = {kDLFloat, 32, 1}, .shape = t->slopes_shape};
   }
+  if (c->bias) ok &= case_bias_create(c, t);
   if (c->sinks) {
     t->sinks = malloc((size_t)h * sizeof *t->sinks);
     ok &= t->sinks != NULL;
@@ -408,6 +477,7 @@ static inline void case_tensors_free(const test_case *c, case_tensors *t) {
   free(t->cu);
   free(t->cu_k);
   free(t->slopes);
+  free(t->bias);
   free(t->sinks);
   free(t->o_before);
   free(t->lse_before);
@@ -448,6 +518,7 @@ static inline void case_host_args(const test_case *c, case_tensors *t, fj_attent
     args->max_seqlen_k = c->seqlen_kv;
   }
   if (c->alibi) args->alibi_slopes = &t->slopes_t;
+  if (c->bias) args->attn_bias = &t->bias_t;
   if (c->kv_fp8) {
     args->k_scale = case_k_scale(c);
     args->v_scale = case_v_scale(c);

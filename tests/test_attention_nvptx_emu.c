@@ -236,167 +236,167 @@ typedef struct emu_case {
 } emu_case;
 
 /* dtype, batch, heads, kv_heads, seqlen_q, seqlen_kv, head_dim, causal, lse, layout, scale, varlen,
- * page_size, window_left, window_right, ragged_q, sinks, softcap, packed_k, alibi, kv_fp8, head_dim_v; config;
+ * page_size, window_left, window_right, ragged_q, sinks, softcap, packed_k, alibi, kv_fp8, head_dim_v, bias; config;
  * parts */
 static const emu_case cases[] = {
     /* each head dim's default config: 64, 72 (8 mod 16), 80, 96, 128, 256 */
-    {{F16, 1, 4, 2, 130, 130, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{BF16, 1, 4, 2, 130, 130, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{F16, 1, 2, 2, 70, 37, 72, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{BF16, 1, 2, 1, 33, 17, 80, 1, 0, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{BF16, 1, 2, 1, 70, 90, 96, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{F16, 2, 2, 1, 37, 100, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{BF16, 1, 2, 2, 100, 37, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{BF16, 1, 2, 1, 65, 80, 256, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{F16, 1, 1, 1, 40, 130, 256, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{F16, 1, 4, 2, 130, 130, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 1, 4, 2, 130, 130, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{F16, 1, 2, 2, 70, 37, 72, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 1, 2, 1, 33, 17, 80, 1, 0, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 1, 2, 1, 70, 90, 96, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{F16, 2, 2, 1, 37, 100, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 1, 2, 2, 100, 37, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 1, 2, 1, 65, 80, 256, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{F16, 1, 1, 1, 40, 130, 256, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
     /* length 1 (and one query against many keys), no keys at all, MQA, a custom scale, batch 2 */
-    {{F16, 1, 2, 2, 1, 1, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{F16, 1, 2, 1, 1, 130, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{BF16, 1, 2, 2, 90, 120, 64, 1, 1, CONTIG, 0.3f, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{BF16, 2, 2, 1, 130, 300, 128, 1, 0, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{F16, 1, 2, 2, 65, 0, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{BF16, 1, 2, 1, 65, 0, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{BF16, 1, 4, 1, 37, 130, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{F16, 1, 2, 2, 1, 1, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{F16, 1, 2, 1, 1, 130, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 1, 2, 2, 90, 120, 64, 1, 1, CONTIG, 0.3f, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 2, 2, 1, 130, 300, 128, 1, 0, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{F16, 1, 2, 2, 65, 0, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 1, 2, 1, 65, 0, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 1, 4, 1, 37, 130, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
     /* a negative scale: the scaled row maximum is the raw minimum, masked scores are +inf, and rows
      * that see no key (causal, sq > skv) still end as zeros */
-    {{F16, 1, 2, 1, 100, 37, 64, 1, 1, CONTIG, -0.2f, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{BF16, 1, 2, 2, 70, 130, 128, 0, 1, CONTIG, -0.1f, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, CONFIG(128, 32, 4, 2, 0, 1), 0},
+    {{F16, 1, 2, 1, 100, 37, 64, 1, 1, CONTIG, -0.2f, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 1, 2, 2, 70, 130, 128, 0, 1, CONTIG, -0.1f, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, CONFIG(128, 32, 4, 2, 0, 1), 0},
     /* many K/V tiles through the ring; query tiles that see no key at all (causal, sq >> skv) */
-    {{F16, 1, 1, 1, 200, 1000, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{BF16, 1, 1, 1, 300, 37, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, CONFIG(64, 16, 4, 2, 0, 1), 0},
+    {{F16, 1, 1, 1, 200, 1000, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 1, 1, 1, 300, 37, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, CONFIG(64, 16, 4, 2, 0, 1), 0},
     /* layouts: packed QKV, head-dim stride 2 (the synchronous copy path chosen at generation), K's
      * rows off 16-byte alignment (that path chosen at run time for K, cp.async for Q and V), lse
      * stored [b, s, h] */
-    {{F16, 1, 4, 2, 77, 77, 64, 1, 1, PACKED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{BF16, 1, 2, 1, 60, 90, 128, 1, 1, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{BF16, 1, 2, 1, 70, 90, 72, 1, 1, MISALIGNED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{F16, 2, 2, 2, 65, 130, 64, 0, 1, MISALIGNED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, CONFIG(64, 32, 4, 3, 1, 0), 0},
-    {{BF16, 1, 2, 1, 50, 60, 40, 0, 1, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, CONFIG(64, 64, 4, 2, 1, 1), 0},
-    {{F16, 1, 2, 2, 65, 65, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{F16, 1, 4, 2, 77, 77, 64, 1, 1, PACKED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 1, 2, 1, 60, 90, 128, 1, 1, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 1, 2, 1, 70, 90, 72, 1, 1, MISALIGNED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{F16, 2, 2, 2, 65, 130, 64, 0, 1, MISALIGNED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, CONFIG(64, 32, 4, 3, 1, 0), 0},
+    {{BF16, 1, 2, 1, 50, 60, 40, 0, 1, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, CONFIG(64, 64, 4, 2, 1, 1), 0},
+    {{F16, 1, 2, 2, 65, 65, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
     /* the space: every value of every parameter somewhere */
-    {{F16, 1, 2, 1, 130, 100, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, CONFIG(64, 16, 4, 2, 0, 0), 0},
-    {{BF16, 1, 2, 2, 100, 130, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, CONFIG(64, 32, 4, 3, 1, 1), 0},
-    {{F16, 1, 2, 1, 130, 130, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, CONFIG(64, 64, 4, 3, 0, 0), 0},
-    {{BF16, 1, 2, 2, 130, 77, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, CONFIG(128, 16, 4, 2, 1, 0), 0},
-    {{F16, 1, 2, 1, 37, 130, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, CONFIG(128, 32, 8, 3, 1, 1), 0},
-    {{BF16, 1, 2, 2, 130, 200, 32, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, CONFIG(128, 128, 8, 2, 0, 1), 0},
-    {{F16, 1, 2, 1, 100, 140, 24, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, CONFIG(64, 128, 4, 3, 0, 0), 0},
-    {{BF16, 1, 4, 2, 70, 70, 40, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, CONFIG(64, 64, 4, 2, 1, 1), 0},
-    {{F16, 1, 4, 1, 130, 100, 64, 0, 0, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, CONFIG(128, 32, 4, 3, 0, 1), 0},
-    {{BF16, 1, 2, 1, 70, 50, 256, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, CONFIG(64, 16, 4, 3, 0, 0), 0},
-    {{F16, 1, 2, 1, 200, 300, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, CONFIG(128, 64, 4, 3, 0, 1), 0},
-    {{F16, 1, 2, 2, 70, 90, 96, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, CONFIG(64, 32, 4, 3, 1, 0), 0},
-    {{BF16, 1, 2, 1, 150, 70, 80, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, CONFIG(128, 64, 8, 3, 0, 0), 0},
-    {{F16, 1, 2, 1, 70, 100, 64, 1, 1, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, CONFIG(64, 32, 4, 3, 0, 1), 0},
-    {{BF16, 1, 4, 2, 130, 130, 128, 0, 1, PACKED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, CONFIG(128, 32, 8, 2, 0, 0), 0},
+    {{F16, 1, 2, 1, 130, 100, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, CONFIG(64, 16, 4, 2, 0, 0), 0},
+    {{BF16, 1, 2, 2, 100, 130, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, CONFIG(64, 32, 4, 3, 1, 1), 0},
+    {{F16, 1, 2, 1, 130, 130, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, CONFIG(64, 64, 4, 3, 0, 0), 0},
+    {{BF16, 1, 2, 2, 130, 77, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, CONFIG(128, 16, 4, 2, 1, 0), 0},
+    {{F16, 1, 2, 1, 37, 130, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, CONFIG(128, 32, 8, 3, 1, 1), 0},
+    {{BF16, 1, 2, 2, 130, 200, 32, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, CONFIG(128, 128, 8, 2, 0, 1), 0},
+    {{F16, 1, 2, 1, 100, 140, 24, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, CONFIG(64, 128, 4, 3, 0, 0), 0},
+    {{BF16, 1, 4, 2, 70, 70, 40, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, CONFIG(64, 64, 4, 2, 1, 1), 0},
+    {{F16, 1, 4, 1, 130, 100, 64, 0, 0, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, CONFIG(128, 32, 4, 3, 0, 1), 0},
+    {{BF16, 1, 2, 1, 70, 50, 256, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, CONFIG(64, 16, 4, 3, 0, 0), 0},
+    {{F16, 1, 2, 1, 200, 300, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, CONFIG(128, 64, 4, 3, 0, 1), 0},
+    {{F16, 1, 2, 2, 70, 90, 96, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, CONFIG(64, 32, 4, 3, 1, 0), 0},
+    {{BF16, 1, 2, 1, 150, 70, 80, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, CONFIG(128, 64, 8, 3, 0, 0), 0},
+    {{F16, 1, 2, 1, 70, 100, 64, 1, 1, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, CONFIG(64, 32, 4, 3, 0, 1), 0},
+    {{BF16, 1, 4, 2, 130, 130, 128, 0, 1, PACKED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, CONFIG(128, 32, 8, 2, 0, 0), 0},
     /* pack_gqa: decode steps by default (groups 4, 8 and 3; rows past a short cache's diagonal fully
      * masked; a strided LSE), and packed prefill tiles through every copy path (cp.async chunks, a
      * strided head dim, K misaligned) with 4 and 8 warps */
-    {{BF16, 2, 8, 2, 1, 300, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{F16, 1, 8, 1, 3, 130, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{BF16, 1, 6, 2, 5, 3, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{F16, 1, 4, 2, 70, 90, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, CONFIG_PACKED(64, 32, 4, 2, 0, 1), 0},
-    {{BF16, 1, 4, 1, 20, 50, 64, 1, 1, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, CONFIG_PACKED(64, 32, 4, 2, 1, 1), 0},
-    {{F16, 1, 6, 2, 30, 77, 72, 0, 1, MISALIGNED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, CONFIG_PACKED(64, 64, 4, 3, 0, 0), 0},
-    {{F16, 1, 8, 2, 40, 100, 128, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, CONFIG_PACKED(128, 64, 8, 2, 0, 0), 0},
+    {{BF16, 2, 8, 2, 1, 300, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{F16, 1, 8, 1, 3, 130, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 1, 6, 2, 5, 3, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{F16, 1, 4, 2, 70, 90, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, CONFIG_PACKED(64, 32, 4, 2, 0, 1), 0},
+    {{BF16, 1, 4, 1, 20, 50, 64, 1, 1, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, CONFIG_PACKED(64, 32, 4, 2, 1, 1), 0},
+    {{F16, 1, 6, 2, 30, 77, 72, 0, 1, MISALIGNED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, CONFIG_PACKED(64, 64, 4, 3, 0, 0), 0},
+    {{F16, 1, 8, 2, 40, 100, 128, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, CONFIG_PACKED(128, 64, 8, 2, 0, 0), 0},
     /* seqlens_kv (varlen kernels): each sequence its own key count (all, none, spread), decode packed
      * by default, causal prefill tiles aligned to each sequence's last key, a strided head dim */
-    {{BF16, 4, 8, 2, 1, 300, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{F16, 3, 4, 1, 3, 130, 64, 1, 1, LSESTRIDED, 0, 1, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{F16, 4, 2, 2, 70, 90, 64, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{BF16, 3, 2, 1, 50, 77, 96, 0, 1, DSTRIDE2, 0, 1, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, CONFIG(64, 32, 4, 2, 1, 1), 0},
+    {{BF16, 4, 8, 2, 1, 300, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{F16, 3, 4, 1, 3, 130, 64, 1, 1, LSESTRIDED, 0, 1, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{F16, 4, 2, 2, 70, 90, 64, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 3, 2, 1, 50, 77, 96, 0, 1, DSTRIDE2, 0, 1, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, CONFIG(64, 32, 4, 2, 1, 1), 0},
     /* paged K/V (block_table; pages shuffled in a pool, entries past a sequence's keys -1): decode
      * packed by default with seqlens_kv, pages of 16 (tiles span pages) and 5 (no tile size divides
      * it), causal prefill, a strided head dim (the synchronous copy), pages of 1 and 128 */
-    {{BF16, 4, 8, 2, 1, 320, 128, 1, 1, CONTIG, 0, 1, 16, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{F16, 2, 4, 1, 3, 135, 64, 1, 1, LSESTRIDED, 0, 1, 5, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{F16, 2, 2, 2, 70, 96, 64, 1, 1, CONTIG, 0, 0, 16, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{BF16, 2, 2, 1, 50, 40, 96, 0, 1, DSTRIDE2, 0, 1, 1, -1, -1, 0, 0, 0, 0, 0, 0, 0}, CONFIG(64, 32, 4, 2, 1, 1), 0},
-    {{F16, 1, 4, 2, 100, 256, 128, 1, 1, CONTIG, 0, 0, 128, -1, -1, 0, 0, 0, 0, 0, 0, 0}, CONFIG_PACKED(64, 64, 4, 3, 0, 1), 0},
+    {{BF16, 4, 8, 2, 1, 320, 128, 1, 1, CONTIG, 0, 1, 16, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{F16, 2, 4, 1, 3, 135, 64, 1, 1, LSESTRIDED, 0, 1, 5, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{F16, 2, 2, 2, 70, 96, 64, 1, 1, CONTIG, 0, 0, 16, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 2, 2, 1, 50, 40, 96, 0, 1, DSTRIDE2, 0, 1, 1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, CONFIG(64, 32, 4, 2, 1, 1), 0},
+    {{F16, 1, 4, 2, 100, 256, 128, 1, 1, CONTIG, 0, 0, 128, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, CONFIG_PACKED(64, 64, 4, 3, 0, 1), 0},
     /* split-KV (decode defaults have split_kv=1; the cases above run them unsplit): parts merged by
      * the combine kernel, packed and not, causal, d = 72/80 (the combine's lanes past the head dim),
      * 256, sequences whose keys end before the last parts (varlen: those parts see nothing; the
      * sequence with no keys at all ends as zeros), paged, parts of one tile, a strided LSE, a strided
      * head dim (o's too: the combine stores through o's strides) and a misaligned K */
-    {{BF16, 2, 8, 2, 1, 300, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 3},
-    {{F16, 1, 8, 1, 3, 130, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 3},
-    {{BF16, 2, 4, 4, 1, 500, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 4},
-    {{F16, 1, 4, 2, 2, 200, 256, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 5},
-    {{BF16, 2, 4, 1, 1, 250, 80, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 3},
-    {{F16, 1, 2, 1, 4, 150, 72, 1, 0, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 2},
-    {{BF16, 4, 8, 2, 1, 300, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 4},
-    {{BF16, 4, 8, 2, 1, 320, 128, 1, 1, CONTIG, 0, 1, 16, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 3},
-    {{F16, 2, 4, 1, 3, 135, 64, 1, 1, LSESTRIDED, 0, 1, 5, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 2},
-    {{F16, 1, 4, 2, 16, 333, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, CONFIG_SPLIT(64, 32, 4, 2, 0, 1, 0), 6},
-    {{BF16, 2, 4, 1, 1, 200, 64, 1, 1, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 3},
-    {{F16, 1, 6, 2, 2, 260, 72, 0, 1, MISALIGNED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 4},
+    {{BF16, 2, 8, 2, 1, 300, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 3},
+    {{F16, 1, 8, 1, 3, 130, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 3},
+    {{BF16, 2, 4, 4, 1, 500, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 4},
+    {{F16, 1, 4, 2, 2, 200, 256, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 5},
+    {{BF16, 2, 4, 1, 1, 250, 80, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 3},
+    {{F16, 1, 2, 1, 4, 150, 72, 1, 0, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 2},
+    {{BF16, 4, 8, 2, 1, 300, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 4},
+    {{BF16, 4, 8, 2, 1, 320, 128, 1, 1, CONTIG, 0, 1, 16, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 3},
+    {{F16, 2, 4, 1, 3, 135, 64, 1, 1, LSESTRIDED, 0, 1, 5, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 2},
+    {{F16, 1, 4, 2, 16, 333, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, CONFIG_SPLIT(64, 32, 4, 2, 0, 1, 0), 6},
+    {{BF16, 2, 4, 1, 1, 200, 64, 1, 1, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 3},
+    {{F16, 1, 6, 2, 2, 260, 72, 0, 1, MISALIGNED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 4},
     /* sliding windows (window_left, window_right): causal local attention on the defaults (blocks start
      * at their first query's window tile; tiles crossing the window's lower edge masked), windows
      * shorter than a key tile, of the diagonal key alone, on both sides and on the right only without
      * causal; packed decode and prefill, varlen, paged, split (parts over the window's tiles), a
      * negative scale, a strided head dim */
-    {{BF16, 1, 4, 2, 300, 300, 64, 1, 1, CONTIG, 0, 0, 0, 100, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{F16, 1, 2, 1, 130, 257, 128, 1, 1, LSESTRIDED, 0, 0, 0, 37, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{F16, 1, 1, 1, 300, 300, 64, 1, 1, CONTIG, 0, 0, 0, 7, -1, 0, 0, 0, 0, 0, 0, 0}, CONFIG(64, 16, 4, 2, 0, 0), 0},
-    {{BF16, 1, 2, 1, 70, 90, 128, 1, 1, CONTIG, 0, 0, 0, 0, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{BF16, 1, 2, 2, 130, 200, 64, 0, 1, CONTIG, 0, 0, 0, 31, 17, 0, 0, 0, 0, 0, 0, 0}, CONFIG(64, 32, 4, 2, 0, 1), 0},
-    {{F16, 1, 2, 2, 90, 70, 96, 0, 1, CONTIG, 0, 0, 0, -1, 5, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{BF16, 2, 8, 2, 1, 300, 128, 1, 1, CONTIG, 0, 0, 0, 50, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{F16, 1, 4, 2, 70, 90, 64, 1, 1, CONTIG, 0, 0, 0, 10, -1, 0, 0, 0, 0, 0, 0, 0}, CONFIG_PACKED(64, 32, 4, 2, 0, 1), 0},
-    {{BF16, 4, 8, 2, 2, 300, 128, 1, 1, CONTIG, 0, 1, 0, 70, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{BF16, 4, 8, 2, 1, 320, 128, 1, 1, CONTIG, 0, 1, 16, 100, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{BF16, 2, 8, 2, 1, 600, 128, 1, 1, CONTIG, 0, 0, 0, 300, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 3},
-    {{F16, 3, 4, 1, 3, 500, 64, 1, 1, CONTIG, 0, 1, 0, 150, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 3},
-    {{F16, 1, 2, 1, 100, 37, 64, 1, 1, CONTIG, -0.2f, 0, 0, 5, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{BF16, 1, 2, 1, 60, 90, 128, 1, 1, DSTRIDE2, 0, 0, 0, 20, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 1, 4, 2, 300, 300, 64, 1, 1, CONTIG, 0, 0, 0, 100, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{F16, 1, 2, 1, 130, 257, 128, 1, 1, LSESTRIDED, 0, 0, 0, 37, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{F16, 1, 1, 1, 300, 300, 64, 1, 1, CONTIG, 0, 0, 0, 7, -1, 0, 0, 0, 0, 0, 0, 0, 0}, CONFIG(64, 16, 4, 2, 0, 0), 0},
+    {{BF16, 1, 2, 1, 70, 90, 128, 1, 1, CONTIG, 0, 0, 0, 0, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 1, 2, 2, 130, 200, 64, 0, 1, CONTIG, 0, 0, 0, 31, 17, 0, 0, 0, 0, 0, 0, 0, 0}, CONFIG(64, 32, 4, 2, 0, 1), 0},
+    {{F16, 1, 2, 2, 90, 70, 96, 0, 1, CONTIG, 0, 0, 0, -1, 5, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 2, 8, 2, 1, 300, 128, 1, 1, CONTIG, 0, 0, 0, 50, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{F16, 1, 4, 2, 70, 90, 64, 1, 1, CONTIG, 0, 0, 0, 10, -1, 0, 0, 0, 0, 0, 0, 0, 0}, CONFIG_PACKED(64, 32, 4, 2, 0, 1), 0},
+    {{BF16, 4, 8, 2, 2, 300, 128, 1, 1, CONTIG, 0, 1, 0, 70, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 4, 8, 2, 1, 320, 128, 1, 1, CONTIG, 0, 1, 16, 100, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 2, 8, 2, 1, 600, 128, 1, 1, CONTIG, 0, 0, 0, 300, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 3},
+    {{F16, 3, 4, 1, 3, 500, 64, 1, 1, CONTIG, 0, 1, 0, 150, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 3},
+    {{F16, 1, 2, 1, 100, 37, 64, 1, 1, CONTIG, -0.2f, 0, 0, 5, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 1, 2, 1, 60, 90, 128, 1, 1, DSTRIDE2, 0, 0, 0, 20, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
     /* ragged queries (cu_seqlens_q; the longest sequence, one of no queries, one between; spare rows
      * around them no block may write): causal prefill of fewer queries than keys, not causal with a
      * strided LSE, packed prefill, packed decode over a paged varlen cache, split decode packed and not
      * (the parts keep seqlen_q rows per sequence, the combine writes each sequence's own), a window,
      * a strided head dim */
-    {{F16, 3, 4, 2, 70, 100, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{BF16, 2, 2, 1, 90, 60, 128, 0, 1, LSESTRIDED, 0, 0, 0, -1, -1, 1, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{F16, 3, 4, 2, 40, 90, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1, 0, 0, 0, 0, 0, 0}, CONFIG_PACKED(64, 32, 4, 2, 0, 1), 0},
-    {{BF16, 4, 8, 2, 1, 320, 128, 1, 1, CONTIG, 0, 1, 16, -1, -1, 1, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{BF16, 4, 8, 2, 2, 300, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 1, 0, 0, 0, 0, 0, 0}, DEFAULT, 3},
-    {{F16, 3, 4, 4, 3, 200, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 1, 0, 0, 0, 0, 0, 0}, DEFAULT, 2},
-    {{BF16, 3, 2, 1, 80, 120, 64, 1, 1, CONTIG, 0, 1, 0, 20, -1, 1, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{BF16, 3, 2, 1, 50, 77, 96, 1, 1, DSTRIDE2, 0, 0, 0, -1, -1, 1, 0, 0, 0, 0, 0, 0}, CONFIG(64, 32, 4, 2, 1, 1), 0},
+    {{F16, 3, 4, 2, 70, 100, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 2, 2, 1, 90, 60, 128, 0, 1, LSESTRIDED, 0, 0, 0, -1, -1, 1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{F16, 3, 4, 2, 40, 90, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1, 0, 0, 0, 0, 0, 0, 0}, CONFIG_PACKED(64, 32, 4, 2, 0, 1), 0},
+    {{BF16, 4, 8, 2, 1, 320, 128, 1, 1, CONTIG, 0, 1, 16, -1, -1, 1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 4, 8, 2, 2, 300, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 3},
+    {{F16, 3, 4, 4, 3, 200, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 2},
+    {{BF16, 3, 2, 1, 80, 120, 64, 1, 1, CONTIG, 0, 1, 0, 20, -1, 1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 3, 2, 1, 50, 77, 96, 1, 1, DSTRIDE2, 0, 0, 0, -1, -1, 1, 0, 0, 0, 0, 0, 0, 0}, CONFIG(64, 32, 4, 2, 1, 1), 0},
     /* attention sinks (a per-head term of every row's sum; case_sink): causal prefill, rows past a short
      * cache's diagonal (0, LSE the sink), no keys at all, a packed prefill tile (each row its own head),
      * packed decode over a varlen cache unsplit (the split kernel's whole path) and in parts (the first
      * part holds the sink, the combine counts it once), ragged queries in parts with a strided LSE */
-    {{F16, 1, 4, 2, 130, 130, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 1, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{BF16, 1, 2, 2, 100, 37, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 1, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{F16, 1, 2, 2, 65, 0, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 1, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{F16, 1, 4, 2, 70, 90, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 1, 0, 0, 0, 0, 0}, CONFIG_PACKED(64, 32, 4, 2, 0, 1), 0},
-    {{BF16, 4, 8, 2, 1, 300, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 1, 0, 0, 0, 0, 0}, DEFAULT, 0},
-    {{BF16, 4, 8, 2, 1, 300, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 1, 0, 0, 0, 0, 0}, DEFAULT, 4},
-    {{F16, 3, 4, 4, 3, 200, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 1, 1, 0, 0, 0, 0, 0}, DEFAULT, 2},
+    {{F16, 1, 4, 2, 130, 130, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 1, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 1, 2, 2, 100, 37, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 1, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{F16, 1, 2, 2, 65, 0, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 1, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{F16, 1, 4, 2, 70, 90, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 1, 0, 0, 0, 0, 0, 0}, CONFIG_PACKED(64, 32, 4, 2, 0, 1), 0},
+    {{BF16, 4, 8, 2, 1, 300, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 1, 0, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 4, 8, 2, 1, 300, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 1, 0, 0, 0, 0, 0, 0}, DEFAULT, 4},
+    {{F16, 3, 4, 4, 3, 200, 64, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 1, 1, 0, 0, 0, 0, 0, 0}, DEFAULT, 2},
     /* logit soft-capping (tanh.approx, exact here): causal prefill, a negative scale with rows past a
      * short cache's diagonal, packed decode in 3 parts with sinks, a packed prefill tile with a window */
-    {{F16, 1, 4, 2, 130, 130, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 1.0f, 0, 0, 0, 0}, DEFAULT, 0},
-    {{BF16, 1, 2, 1, 100, 37, 128, 1, 1, CONTIG, -0.2f, 0, 0, -1, -1, 0, 0, 1.5f, 0, 0, 0, 0}, DEFAULT, 0},
-    {{BF16, 4, 8, 2, 1, 300, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 1, 2.0f, 0, 0, 0, 0}, DEFAULT, 3},
-    {{F16, 1, 4, 2, 70, 90, 64, 1, 1, CONTIG, 0, 0, 0, 20, -1, 0, 0, 1.0f, 0, 0, 0, 0}, CONFIG_PACKED(64, 32, 4, 2, 0, 1), 0},
+    {{F16, 1, 4, 2, 130, 130, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 1.0f, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 1, 2, 1, 100, 37, 128, 1, 1, CONTIG, -0.2f, 0, 0, -1, -1, 0, 0, 1.5f, 0, 0, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 4, 8, 2, 1, 300, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 1, 2.0f, 0, 0, 0, 0, 0}, DEFAULT, 3},
+    {{F16, 1, 4, 2, 70, 90, 64, 1, 1, CONTIG, 0, 0, 0, 20, -1, 0, 0, 1.0f, 0, 0, 0, 0, 0}, CONFIG_PACKED(64, 32, 4, 2, 0, 1), 0},
     /* packed keys (cu_seqlens_k; the longest sequence, one of no keys, others between, NaN rows around
      * them no block may read): flash_attn_varlen_func's causal prefill with ragged queries, and packed
      * GQA; padded queries, not causal, a strided head dim; decode unsplit and in 3 parts with ragged
      * queries */
-    {{F16, 3, 4, 2, 70, 100, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1, 0, 0, 1, 0, 0, 0}, DEFAULT, 0},
-    {{F16, 3, 4, 2, 40, 90, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1, 0, 0, 1, 0, 0, 0}, CONFIG_PACKED(64, 32, 4, 2, 0, 1), 0},
-    {{BF16, 3, 2, 1, 60, 90, 128, 0, 1, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 0, 1, 0, 0, 0}, DEFAULT, 0},
-    {{BF16, 4, 8, 2, 1, 300, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 1, 0, 0, 0}, DEFAULT, 0},
-    {{BF16, 4, 8, 2, 2, 300, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1, 0, 0, 1, 0, 0, 0}, DEFAULT, 3},
+    {{F16, 3, 4, 2, 70, 100, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1, 0, 0, 1, 0, 0, 0, 0}, DEFAULT, 0},
+    {{F16, 3, 4, 2, 40, 90, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1, 0, 0, 1, 0, 0, 0, 0}, CONFIG_PACKED(64, 32, 4, 2, 0, 1), 0},
+    {{BF16, 3, 2, 1, 60, 90, 128, 0, 1, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 0, 1, 0, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 4, 8, 2, 1, 300, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 1, 0, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 4, 8, 2, 2, 300, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1, 0, 0, 1, 0, 0, 0, 0}, DEFAULT, 3},
     /* ALiBi (BLOOM's slopes; [batch, heads] ones differ by sequence): causal prefill; not causal with
      * fewer queries than keys; a packed prefill tile (each row its own head's slope) with a negative
      * scale and a soft cap; a split decode step over a varlen cache; ragged queries and packed keys
      * with a window */
-    {{F16, 1, 4, 2, 130, 130, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 1, 0, 0}, DEFAULT, 0},
-    {{BF16, 2, 2, 1, 70, 100, 128, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 2, 0, 0}, DEFAULT, 0},
-    {{F16, 1, 4, 2, 70, 90, 64, 1, 1, CONTIG, -0.2f, 0, 0, -1, -1, 0, 0, 1.5f, 0, 1, 0, 0}, CONFIG_PACKED(64, 32, 4, 2, 0, 1), 0},
-    {{BF16, 4, 8, 2, 1, 300, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 0, 0, 0, 2, 0, 0}, DEFAULT, 3},
-    {{F16, 3, 4, 2, 40, 90, 64, 1, 1, CONTIG, 0, 0, 0, 20, -1, 1, 0, 0, 1, 1, 0, 0}, DEFAULT, 0},
+    {{F16, 1, 4, 2, 130, 130, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 1, 0, 0, 0}, DEFAULT, 0},
+    {{BF16, 2, 2, 1, 70, 100, 128, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 2, 0, 0, 0}, DEFAULT, 0},
+    {{F16, 1, 4, 2, 70, 90, 64, 1, 1, CONTIG, -0.2f, 0, 0, -1, -1, 0, 0, 1.5f, 0, 1, 0, 0, 0}, CONFIG_PACKED(64, 32, 4, 2, 0, 1), 0},
+    {{BF16, 4, 8, 2, 1, 300, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 0, 0, 0, 2, 0, 0, 0}, DEFAULT, 3},
+    {{F16, 3, 4, 2, 40, 90, 64, 1, 1, CONTIG, 0, 0, 0, 20, -1, 1, 0, 0, 1, 1, 0, 0, 0}, DEFAULT, 0},
     /* fp8 KV caches (E4M3, E5M2 with case_k_scale, case_v_scale; staged raw by cp.async, widened in shared
      * memory): causal bf16 prefill; fp16 not causal with fewer queries than keys; a paged varlen decode
      * step in 3 parts; a strided head dim (staged by byte loads); ragged queries and packed keys with
@@ -404,29 +404,29 @@ static const emu_case cases[] = {
      * cp.async of each row's last 16 carries 8) and of 72 (not 16-byte aligned: staged by byte loads); a
      * paged varlen decode step at d = 256 in 2 parts (its split decode tile, which the register copies
      * had left out) */
-    {{BF16, 1, 4, 2, 130, 130, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, E4M3, 0}, DEFAULT, 0},
-    {{F16, 2, 2, 1, 70, 100, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, E5M2, 0}, DEFAULT, 0},
-    {{F16, 3, 8, 2, 1, 304, 128, 1, 1, CONTIG, 0, 1, 16, -1, -1, 0, 0, 0, 0, 0, E4M3, 0}, DEFAULT, 3},
-    {{BF16, 1, 2, 1, 60, 90, 64, 1, 1, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, E5M2, 0}, DEFAULT, 0},
-    {{BF16, 3, 4, 2, 40, 90, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1, 1, 1.5f, 1, 0, E4M3, 0}, DEFAULT, 0},
-    {{F16, 1, 4, 2, 50, 77, 72, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, E4M3, 0}, DEFAULT, 0},
-    {{BF16, 2, 3, 1, 1, 150, 72, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, E5M2, 0}, DEFAULT, 2},
-    {{BF16, 2, 4, 1, 1, 112, 256, 1, 1, CONTIG, 0, 1, 16, -1, -1, 0, 0, 0, 0, 0, E4M3, 0}, DEFAULT, 2},
+    {{BF16, 1, 4, 2, 130, 130, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, E4M3, 0, 0}, DEFAULT, 0},
+    {{F16, 2, 2, 1, 70, 100, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, E5M2, 0, 0}, DEFAULT, 0},
+    {{F16, 3, 8, 2, 1, 304, 128, 1, 1, CONTIG, 0, 1, 16, -1, -1, 0, 0, 0, 0, 0, E4M3, 0, 0}, DEFAULT, 3},
+    {{BF16, 1, 2, 1, 60, 90, 64, 1, 1, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, E5M2, 0, 0}, DEFAULT, 0},
+    {{BF16, 3, 4, 2, 40, 90, 64, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1, 1, 1.5f, 1, 0, E4M3, 0, 0}, DEFAULT, 0},
+    {{F16, 1, 4, 2, 50, 77, 72, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, E4M3, 0, 0}, DEFAULT, 0},
+    {{BF16, 2, 3, 1, 1, 150, 72, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, E5M2, 0, 0}, DEFAULT, 2},
+    {{BF16, 2, 4, 1, 1, 112, 256, 1, 1, CONTIG, 0, 1, 16, -1, -1, 0, 0, 0, 0, 0, E4M3, 0, 0}, DEFAULT, 2},
     /* v with a head dim of its own (the K and V rings of different widths, O as wide as V): DeepSeek's
      * MLA prefill (192 and 128), causal, on its default; v wider than k through a packed tile of 8 warps;
      * head dims of 8 mod 16 (24 and 40) with a strided head dim; a packed decode step over a paged varlen
      * cache in 3 parts (the parts and the combine as wide as V); an fp8 cache with ragged queries */
-    {{BF16, 1, 2, 2, 130, 130, 192, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 128}, DEFAULT, 0},
-    {{F16, 1, 8, 2, 40, 100, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 128}, CONFIG_PACKED(128, 32, 8, 2, 0, 1), 0},
-    {{BF16, 1, 2, 1, 70, 90, 24, 1, 1, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 40}, DEFAULT, 0},
-    {{F16, 3, 8, 2, 1, 304, 192, 1, 1, LSESTRIDED, 0, 1, 16, -1, -1, 0, 0, 0, 0, 0, 0, 128}, DEFAULT, 3},
-    {{BF16, 3, 4, 2, 40, 90, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1, 0, 0, 0, 0, E5M2, 64}, DEFAULT, 0},
+    {{BF16, 1, 2, 2, 130, 130, 192, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 128, 0}, DEFAULT, 0},
+    {{F16, 1, 8, 2, 40, 100, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 128, 0}, CONFIG_PACKED(128, 32, 8, 2, 0, 1), 0},
+    {{BF16, 1, 2, 1, 70, 90, 24, 1, 1, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 40, 0}, DEFAULT, 0},
+    {{F16, 3, 8, 2, 1, 304, 192, 1, 1, LSESTRIDED, 0, 1, 16, -1, -1, 0, 0, 0, 0, 0, 0, 128, 0}, DEFAULT, 3},
+    {{BF16, 3, 4, 2, 40, 90, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 1, 0, 0, 0, 0, E5M2, 64, 0}, DEFAULT, 0},
     /* MLA's absorbed decode (q and k 576, v 512, every query head on one KV head): O's columns over 2
      * warps on its default, over 4 with a causal prefill of ragged length, and a decode step over a
      * paged varlen cache in 2 parts (the parts and the combine 512 wide) */
-    {{BF16, 2, 16, 1, 1, 100, 576, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 512}, DEFAULT, 0},
-    {{F16, 1, 4, 1, 21, 40, 576, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 512}, CONFIG_WIDE(64, 16, 8, 2, 1, 0, 4), 0},
-    {{BF16, 2, 16, 1, 1, 192, 576, 1, 1, CONTIG, 0, 1, 16, -1, -1, 0, 0, 0, 0, 0, 0, 512}, DEFAULT, 2},
+    {{BF16, 2, 16, 1, 1, 100, 576, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 512, 0}, DEFAULT, 0},
+    {{F16, 1, 4, 1, 21, 40, 576, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 512, 0}, CONFIG_WIDE(64, 16, 8, 2, 1, 0, 4), 0},
+    {{BF16, 2, 16, 1, 1, 192, 576, 1, 1, CONTIG, 0, 1, 16, -1, -1, 0, 0, 0, 0, 0, 0, 512, 0}, DEFAULT, 2},
 };
 #define NUM_CASES ((int)(sizeof cases / sizeof cases[0]))
 
@@ -822,8 +822,8 @@ static void sweep(layout in, int decode, int fp8) {
   for (int dtype = DTYPE_F16; dtype <= DTYPE_BF16; dtype++)
     for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++)
       for (int causal = 0; causal < 2; causal++) {
-        emu_case e = {{(dtype_id)dtype, 1, 2, 1, 70, 90, dims[d], causal, 1, in, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0};
-        if (decode) e.c = (test_case){(dtype_id)dtype, 1, 4, 2, 3, 300, dims[d], causal, 1, in, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0};
+        emu_case e = {{(dtype_id)dtype, 1, 2, 1, 70, 90, dims[d], causal, 1, in, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}, DEFAULT, 0};
+        if (decode) e.c = (test_case){(dtype_id)dtype, 1, 4, 2, 3, 300, dims[d], causal, 1, in, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
         if (fp8) e.c.kv_fp8 = dtype == DTYPE_BF16 ? DTYPE_E4M3 : DTYPE_E5M2;
         attention_key key;
         memset(&key, 0, sizeof key);
@@ -881,10 +881,10 @@ int main(int argc, char **argv) {
     if (!(only && *only)) check_coverage();
     /* every code of both fp8 formats through the kernel's conversion, into fp16 and into bf16 operands */
     static const emu_case codes[] = {
-        {{F16, 256, 1, 1, 1, 1, 16, 0, 1, CONTIG, 1.0f, 0, 0, -1, -1, 0, 0, 0, 0, 0, E4M3, 0}, DEFAULT, 0},
-        {{BF16, 256, 1, 1, 1, 1, 16, 0, 1, CONTIG, 1.0f, 0, 0, -1, -1, 0, 0, 0, 0, 0, E4M3, 0}, DEFAULT, 0},
-        {{F16, 256, 1, 1, 1, 1, 16, 0, 1, CONTIG, 1.0f, 0, 0, -1, -1, 0, 0, 0, 0, 0, E5M2, 0}, DEFAULT, 0},
-        {{BF16, 256, 1, 1, 1, 1, 16, 0, 1, CONTIG, 1.0f, 0, 0, -1, -1, 0, 0, 0, 0, 0, E5M2, 0}, DEFAULT, 0},
+        {{F16, 256, 1, 1, 1, 1, 16, 0, 1, CONTIG, 1.0f, 0, 0, -1, -1, 0, 0, 0, 0, 0, E4M3, 0, 0}, DEFAULT, 0},
+        {{BF16, 256, 1, 1, 1, 1, 16, 0, 1, CONTIG, 1.0f, 0, 0, -1, -1, 0, 0, 0, 0, 0, E4M3, 0, 0}, DEFAULT, 0},
+        {{F16, 256, 1, 1, 1, 1, 16, 0, 1, CONTIG, 1.0f, 0, 0, -1, -1, 0, 0, 0, 0, 0, E5M2, 0, 0}, DEFAULT, 0},
+        {{BF16, 256, 1, 1, 1, 1, 16, 0, 1, CONTIG, 1.0f, 0, 0, -1, -1, 0, 0, 0, 0, 0, E5M2, 0, 0}, DEFAULT, 0},
     };
     fp8_codes = 1;
     for (int i = 0; i < (int)(sizeof codes / sizeof codes[0]); i++) run_case(NUM_CASES + i, &codes[i]);

@@ -366,12 +366,12 @@ static void test_problem_helpers(void) {
   for (int i = 0; i < 10; i++)
     CHECK(core_seqlen_bucket(lens[i]) == want[i], "seqlen bucket of %lld is %d (want %d)",
           (long long)lens[i], core_seqlen_bucket(lens[i]), want[i]);
-  attention_key key = {PROBLEM_ATTENTION_FWD, DTYPE_BF16, 128, 8, 8, 0, 0, 1, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  attention_key key = {PROBLEM_ATTENTION_FWD, DTYPE_BF16, 128, 8, 8, 0, 0, 1, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
   char text[256];
   core_attention_key_string(&key, text, sizeof text);
   CHECK(strcmp(text, "attention_fwd dtype=bf16 d=128 h=8 hk=8 causal=0 lse=0 dcontig=1 sq<=2^11") == 0,
         "key string \"%s\"", text);
-  attention_key key2 = {PROBLEM_ATTENTION_FWD, DTYPE_F16, 64, 32, 4, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  attention_key key2 = {PROBLEM_ATTENTION_FWD, DTYPE_F16, 64, 32, 4, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
   core_attention_key_string(&key2, text, sizeof text);
   CHECK(strcmp(text, "attention_fwd dtype=fp16 d=64 h=32 hk=4 causal=1 lse=1 dcontig=0 sq<=2^0") == 0,
         "key string \"%s\"", text);
@@ -401,10 +401,17 @@ static void test_problem_helpers(void) {
   with_sinks.kv_fp8 = DTYPE_E4M3;
   with_sinks.window = 1;
   with_sinks.head_dim_v = 256;
+  with_sinks.bias = KEY_BIAS_DTYPE;
   core_attention_key_string(&with_sinks, text, sizeof text);
   CHECK(strcmp(text, "attention_fwd dtype=fp16 d=64 h=32 hk=4 causal=1 window=1 lse=1 dcontig=0 varlen=1 varlen_q=1 "
-                     "page=2147483647 sinks=1 softcap=1 varlen_k=1 alibi=1 kv=fp8_e4m3 dv=256 sq<=2^0") == 0,
+                     "page=2147483647 sinks=1 softcap=1 varlen_k=1 alibi=1 kv=fp8_e4m3 dv=256 bias=fp16 sq<=2^0") == 0,
         "key string \"%s\"", text);
+  CHECK(core_key_bias_dtype(&with_sinks) == DTYPE_F16, "a bias of q's dtype");
+  with_sinks.bias = KEY_BIAS_F32;
+  core_attention_key_string(&with_sinks, text, sizeof text);
+  CHECK(strstr(text, " dv=256 bias=fp32 sq<=2^0") != NULL && core_key_bias_dtype(&with_sinks) == DTYPE_F32,
+        "an fp32 bias: \"%s\"", text);
+  with_sinks.bias = 0;
   CHECK(core_key_kv_dtype(&with_sinks) == DTYPE_E4M3 && core_key_kv_dtype(&key2) == DTYPE_F16,
         "k's dtype: the fp8 of a cache, else q's");
   CHECK(core_key_head_dim_v(&with_sinks) == 256 && core_key_head_dim_v(&key2) == 64,

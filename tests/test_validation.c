@@ -1074,6 +1074,119 @@ static void test_alibi(void) {
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) host_tensor_free(all[i]);
 }
 
+/* ---- an additive bias (attn_bias) ---- */
+#define bias_expect(...) args_expect("attn_bias", __VA_ARGS__)
+
+static void test_attn_bias(void) {
+  dtype_id dt = DTYPE_BF16;
+  host_tensor q, k, v, o, lse, bias, bias_bf16, bias_f16, bias_3d, padding;
+  int64_t q_shape[4] = {2, 5, 4, 64}, kv_shape[4] = {2, 9, 2, 64}, lse_shape[3] = {2, 4, 5};
+  int64_t bias_shape[4] = {2, 4, 5, 9}, three_d[3] = {4, 5, 9}, padding_shape[4] = {2, 1, 1, 9};
+  int ok = host_tensor_alloc(&q, dt, 4, q_shape, NULL) == 0 && host_tensor_alloc(&k, dt, 4, kv_shape, NULL) == 0 &&
+           host_tensor_alloc(&v, dt, 4, kv_shape, NULL) == 0 && host_tensor_alloc(&o, dt, 4, q_shape, NULL) == 0 &&
+           host_tensor_alloc(&lse, DTYPE_F32, 3, lse_shape, NULL) == 0 &&
+           host_tensor_alloc(&bias, DTYPE_F32, 4, bias_shape, NULL) == 0 &&
+           host_tensor_alloc(&bias_bf16, DTYPE_BF16, 4, bias_shape, NULL) == 0 &&
+           host_tensor_alloc(&bias_f16, DTYPE_F16, 4, bias_shape, NULL) == 0 &&
+           host_tensor_alloc(&bias_3d, DTYPE_F32, 3, three_d, NULL) == 0 &&
+           host_tensor_alloc(&padding, DTYPE_F32, 4, padding_shape, NULL) == 0;
+  CHECK(ok, "attn_bias: fixture allocation");
+  if (!ok) return;
+  fj_attention_args args;
+  fj_attention_args_init(&args);
+  args.q = &q.t;
+  args.k = &k.t;
+  args.v = &v.t;
+  args.o = &o.t;
+  args.lse = &lse.t;
+  args.causal = 1;
+  args.attn_bias = &bias.t;
+  attention_problem p;
+  bias_expect(&args, "a full fp32 bias", FJ_OK, NULL, &p);
+  char key_text[256];
+  core_attention_key_string(&p.key, key_text, sizeof key_text);
+  CHECK(p.key.bias == KEY_BIAS_F32 && p.attn_bias == bias.t.data && p.attn_bias_stride[0] == 180 &&
+            p.attn_bias_stride[1] == 45 && p.attn_bias_stride[2] == 9 && p.attn_bias_stride[3] == 1 &&
+            strstr(key_text, " bias=fp32") != NULL,
+        "bias problem: key.bias=%d strides (%lld, %lld, %lld, %lld), key \"%s\"", p.key.bias,
+        (long long)p.attn_bias_stride[0], (long long)p.attn_bias_stride[1], (long long)p.attn_bias_stride[2],
+        (long long)p.attn_bias_stride[3], key_text);
+  args.attn_bias = &bias_bf16.t;
+  bias_expect(&args, "a bias of q's dtype", FJ_OK, NULL, &p);
+  core_attention_key_string(&p.key, key_text, sizeof key_text);
+  CHECK(p.key.bias == KEY_BIAS_DTYPE && strstr(key_text, " bias=bf16") != NULL, "bf16 bias: key \"%s\"", key_text);
+  /* broadcast: a padding mask [batch, 1, 1, keys] whose size-1 dimensions' strides are anything */
+  padding.t.strides[1] = 77;
+  padding.t.strides[2] = 3;
+  args.attn_bias = &padding.t;
+  bias_expect(&args, "a padding mask [2, 1, 1, 9]", FJ_OK, NULL, &p);
+  CHECK(p.attn_bias_stride[0] == 9 && p.attn_bias_stride[1] == 0 && p.attn_bias_stride[2] == 0 &&
+            p.attn_bias_stride[3] == 1,
+        "padding mask strides (%lld, %lld, %lld, %lld): 0 where broadcast", (long long)p.attn_bias_stride[0],
+        (long long)p.attn_bias_stride[1], (long long)p.attn_bias_stride[2], (long long)p.attn_bias_stride[3]);
+  /* and a stride of 0 over a full dimension (torch's expand) */
+  int64_t expanded[4] = {0, 45, 9, 1};
+  DLTensor over_batch = bias.t;
+  over_batch.strides = expanded;
+  args.attn_bias = &over_batch;
+  bias_expect(&args, "one sequence's bias expanded over the batch", FJ_OK, NULL, &p);
+  CHECK(p.attn_bias_stride[0] == 0 && p.attn_bias_stride[1] == 45, "expanded bias strides (%lld, %lld)",
+        (long long)p.attn_bias_stride[0], (long long)p.attn_bias_stride[1]);
+
+  /* bad calls: each names the argument and the values */
+  args.attn_bias = &bias.t;
+  bias.t.shape[3] = 8;
+  bias_expect(&args, "8 keys of 9", FJ_INVALID_ARGUMENT,
+              "attn_bias.shape[3]=8 but seqlen_kv (k.shape[1])=9 (each dimension of [batch, heads, seqlen_q, seqlen_kv] "
+              "must be its size or 1)", &p);
+  bias.t.shape[3] = 9;
+  bias.t.shape[1] = 2;
+  bias_expect(&args, "2 heads of 4", FJ_INVALID_ARGUMENT, "attn_bias.shape[1]=2 but heads (q.shape[2])=4", &p);
+  bias.t.shape[1] = 4;
+  bias.t.shape[2] = 6;
+  bias_expect(&args, "6 queries of 5", FJ_INVALID_ARGUMENT, "attn_bias.shape[2]=6 but seqlen_q (q.shape[1])=5", &p);
+  bias.t.shape[2] = 5;
+  bias.t.shape[0] = 3;
+  bias_expect(&args, "3 sequences of 2", FJ_INVALID_ARGUMENT, "attn_bias.shape[0]=3 but q.shape[0]=2", &p);
+  bias.t.shape[0] = 2;
+  args.attn_bias = &bias_3d.t;
+  bias_expect(&args, "a 3-d bias", FJ_INVALID_ARGUMENT, "attn_bias.ndim=3, expected 4", &p);
+  args.attn_bias = &bias_f16.t;
+  bias_expect(&args, "an fp16 bias beside bf16 q", FJ_INVALID_ARGUMENT,
+              "attn_bias.dtype is fp16; expected fp32 or q's dtype (bf16)", &p);
+  args.attn_bias = &bias.t;
+  bias.t.device = (DLDevice){kDLCUDA, 0};
+  bias_expect(&args, "on another device", FJ_INVALID_ARGUMENT, "q.device=(cpu,0) but attn_bias.device=(cuda,0)", &p);
+  bias.t.device = (DLDevice){kDLCPU, 0};
+  DLTensor inside_o = padding.t;
+  inside_o.data = o.t.data;
+  args.attn_bias = &inside_o;
+  bias_expect(&args, "inside o", FJ_INVALID_ARGUMENT, "o overlaps attn_bias", &p);
+  DLTensor inside_lse = padding.t;
+  inside_lse.data = lse.t.data;
+  args.attn_bias = &inside_lse;
+  bias_expect(&args, "inside lse", FJ_INVALID_ARGUMENT, "lse overlaps attn_bias", &p);
+  DLTensor no_data = bias.t;
+  no_data.data = NULL;
+  args.attn_bias = &no_data;
+  bias_expect(&args, "no data", FJ_INVALID_ARGUMENT, "attn_bias.data is NULL", &p);
+  int64_t negative[4] = {180, -45, 9, 1};
+  DLTensor backwards = bias.t;
+  backwards.strides = negative;
+  args.attn_bias = &backwards;
+  bias_expect(&args, "a negative stride", FJ_INVALID_ARGUMENT, "attn_bias.strides[1]=-45 is negative", &p);
+  /* a caller built against the header before attn_bias: the field is not read */
+  args.struct_size = (uint32_t)offsetof(fj_attention_args, attn_bias);
+  args.attn_bias = &bias_3d.t;
+  bias_expect(&args, "an older struct_size", FJ_OK, NULL, &p);
+  CHECK(p.key.bias == 0 && p.attn_bias == NULL, "an older caller's call has no bias (key.bias=%d)", p.key.bias);
+  args.struct_size = sizeof args;
+  args.attn_bias = &bias.t;
+  bias_expect(&args, "the good call again", FJ_OK, NULL, &p);
+  host_tensor *all[] = {&q, &k, &v, &o, &lse, &bias, &bias_bf16, &bias_f16, &bias_3d, &padding};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) host_tensor_free(all[i]);
+}
+
 /* ---- attention sinks ---- */
 
 static void test_sinks(void) {
@@ -1197,6 +1310,7 @@ int main(void) {
   test_ragged();
   test_packed_keys();
   test_alibi();
+  test_attn_bias();
   test_fp8_cache();
   test_sinks();
   fixture_free(&f);

@@ -41,12 +41,17 @@ int core_key_head_dim_v(const attention_key *key) { return key->head_dim_v ? key
 
 void core_key_extra_text(const attention_key *key, char *buffer, size_t size) {
   if (buffer == NULL || size == 0) return;
-  char page[24] = "", kv[24] = "", dv[16] = "";
+  char page[24] = "", kv[24] = "", dv[16] = "", bias[16] = "";
   if (key->page_size > 0) snprintf(page, sizeof page, " page=%d", key->page_size);
   if (key->kv_fp8) snprintf(kv, sizeof kv, " kv=%s", core_dtype_name((dtype_id)key->kv_fp8));
   if (key->head_dim_v) snprintf(dv, sizeof dv, " dv=%d", key->head_dim_v);
-  snprintf(buffer, size, "%s%s%s%s%s%s%s", page, key->sinks ? " sinks=1" : "", key->softcap ? " softcap=1" : "",
-           key->varlen_k ? " varlen_k=1" : "", key->alibi ? " alibi=1" : "", kv, dv);
+  if (key->bias) snprintf(bias, sizeof bias, " bias=%s", core_dtype_name(core_key_bias_dtype(key)));
+  snprintf(buffer, size, "%s%s%s%s%s%s%s%s", page, key->sinks ? " sinks=1" : "", key->softcap ? " softcap=1" : "",
+           key->varlen_k ? " varlen_k=1" : "", key->alibi ? " alibi=1" : "", kv, dv, bias);
+}
+
+dtype_id core_key_bias_dtype(const attention_key *key) {
+  return key->bias == KEY_BIAS_DTYPE ? (dtype_id)key->dtype : DTYPE_F32;
 }
 
 void core_visible_keys(const attention_problem *problem, int64_t i, int64_t queries, int64_t keys, int64_t *first,
@@ -607,6 +612,26 @@ static fj_status core_check_alibi(core_arg *slopes, const core_arg *q, const cor
   return FJ_OK;
 }
 
+/* attn_bias: [batch, heads, seqlen_q, seqlen_kv], each dimension that size or 1, fp32 or q's dtype, on q's
+ * device, apart from the outputs. Its values are not read (a device's may not be readable here). */
+static fj_status core_check_attn_bias(core_arg *bias, const core_arg *q, const int64_t want[4], const char *const is[4],
+                                      const core_arg *o, const core_arg *lse) {
+  fj_status s;
+  const DLTensor *t = bias->t;
+  if ((s = core_check_present("attn_bias", t, 4, "[batch, heads, seqlen_q, seqlen_kv]")) != FJ_OK) return s;
+  for (int d = 0; d < 4; d++)
+    if (t->shape[d] != want[d] && t->shape[d] != 1)
+      return core_error(FJ_INVALID_ARGUMENT, "attn_bias.shape[%d]=%" PRId64 " but %s=%" PRId64 " (each dimension of "
+                        "[batch, heads, seqlen_q, seqlen_kv] must be its size or 1)", d, t->shape[d], is[d], want[d]);
+  if (!core_dtype_from_dlpack(t->dtype, &bias->dtype) || (bias->dtype != DTYPE_F32 && bias->dtype != q->dtype)) {
+    char text[48];
+    core_format_dlpack_type(t->dtype, text, sizeof text);
+    return core_error(FJ_INVALID_ARGUMENT, "attn_bias.dtype is %s; expected fp32 or q's dtype (%s)", text,
+                      core_dtype_name(q->dtype));
+  }
+  return core_check_side_input(bias, q, o, lse);
+}
+
 /* workspace: [bytes] uint8 on q's device, contiguous, 16-byte aligned, apart from every tensor the call
  * reads or writes (others: the call's arguments; absent ones have t == NULL). */
 static fj_status core_check_workspace(core_arg *work, const core_arg *q, const core_arg *const *others, int count) {
@@ -709,6 +734,8 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
   core_arg alibi = {.name = "alibi_slopes", .t = NULL};
   if (args->struct_size >= offsetof(fj_attention_args, alibi_slopes) + sizeof(const DLTensor *))
     alibi.t = args->alibi_slopes;
+  core_arg bias = {.name = "attn_bias", .t = NULL};
+  if (args->struct_size >= offsetof(fj_attention_args, attn_bias) + sizeof(const DLTensor *)) bias.t = args->attn_bias;
   int paged = table.t != NULL, ragged = cu.t != NULL, packed = cu_k.t != NULL;
   if (packed && (paged || lens.t != NULL))
     return core_error(FJ_INVALID_ARGUMENT, "cu_seqlens_k with %s: packed keys are each sequence's rows of k and v, "
@@ -875,9 +902,17 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
   if (packed && (s = core_check_offsets(&cu_k, &key_offsets, ks[0], seqlen_kv, &q, &o, &lse)) != FJ_OK) return s;
   if (sinks.t != NULL && (s = core_check_sinks(&sinks, &q, qs[qh], &o, &lse)) != FJ_OK) return s;
   if (alibi.t != NULL && (s = core_check_alibi(&alibi, &q, &batch, qs[qh], &o, &lse)) != FJ_OK) return s;
+  if (bias.t != NULL) {
+    const int64_t want[4] = {batch.size, qs[qh], seqlen_q, seqlen_kv};
+    const char *const is[4] = {batch.is, ragged ? "heads (q.shape[1])" : "heads (q.shape[2])",
+                               ragged ? "max_seqlen_q" : "seqlen_q (q.shape[1])",
+                               paged ? "seqlen_kv (block_table.shape[1] x k.shape[1])"
+                               : packed ? "max_seqlen_k" : "seqlen_kv (k.shape[1])"};
+    if ((s = core_check_attn_bias(&bias, &q, want, is, &o, &lse)) != FJ_OK) return s;
+  }
   if (work.t != NULL) {
-    const core_arg *const others[] = {&q, &k, &v, &o, &lse, &lens, &table, &cu, &sinks, &cu_k, &alibi};
-    if ((s = core_check_workspace(&work, &q, others, 11)) != FJ_OK) return s;
+    const core_arg *const others[] = {&q, &k, &v, &o, &lse, &lens, &table, &cu, &sinks, &cu_k, &alibi, &bias};
+    if ((s = core_check_workspace(&work, &q, others, 12)) != FJ_OK) return s;
   }
 
   int windowed = args->struct_size >= offsetof(fj_attention_args, window_right) + sizeof(int64_t) && args->windowed;
@@ -965,6 +1000,11 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
     p.alibi = (const float *)(const void *)((const char *)alibi.t->data + alibi.t->byte_offset);
     p.alibi_stride[0] = alibi.t->ndim == 2 ? alibi.stride[0] : 0;
     p.alibi_stride[1] = alibi.stride[alibi.t->ndim - 1];
+  }
+  if (bias.t != NULL) {
+    p.key.bias = bias.dtype == DTYPE_F32 ? KEY_BIAS_F32 : KEY_BIAS_DTYPE;
+    p.attn_bias = (const char *)bias.t->data + bias.t->byte_offset;
+    for (int d = 0; d < 4; d++) p.attn_bias_stride[d] = bias.t->shape[d] == 1 ? 0 : bias.stride[d];
   }
   if (work.t != NULL && work.elements > 0) {
     p.workspace = (void *)work.first;

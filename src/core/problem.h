@@ -31,7 +31,11 @@ typedef struct attention_key {
   /* 0: v and o have head_dim too; else their own head dim, which differs from head_dim (DeepSeek's MLA
    * prefill: q and k 192, v and o 128). Never head_dim itself, so that a key has one form. */
   int head_dim_v;
+  /* attn_bias given: KEY_BIAS_F32 (fp32) or KEY_BIAS_DTYPE (q's dtype, fp16 or bf16); 0 none */
+  int bias;
 } attention_key;
+
+enum { KEY_BIAS_NONE = 0, KEY_BIAS_F32 = 1, KEY_BIAS_DTYPE = 2 };
 
 /* A view of a 4-d (or 3-d, for lse) tensor: the address of element [0,0,0,0] and strides in elements. */
 typedef struct tensor_view {
@@ -90,6 +94,11 @@ typedef struct attention_problem {
    * alibi[b * alibi_stride[0] + h * alibi_stride[1]] (alibi_stride[0] = 0 for [heads]); NULL when none. */
   const float *alibi;
   int64_t alibi_stride[2];
+  /* An additive bias (fj_attention_args.attn_bias; key.bias): sequence b's head h's query i and key j at
+   * element b * attn_bias_stride[0] + h * [1] + i * [2] + j * [3] of attn_bias (of core_key_bias_dtype;
+   * a broadcast dimension's stride 0; i and j within the sequence); NULL when none. */
+  const void *attn_bias;
+  int64_t attn_bias_stride[4];
   /* fj_attention_args.kv_split_keys: 0 the library's split of a decode step's keys, > 0 parts of this many
    * keys whatever the batch, -1 none */
   int64_t kv_split_keys;
@@ -108,6 +117,8 @@ int core_head_dim_valid(int64_t head_dim);
 int core_seqlen_bucket(int64_t seqlen);
 /* k's and v's dtype: key->dtype, or the fp8 of an fp8 cache. */
 dtype_id core_key_kv_dtype(const attention_key *key);
+/* attn_bias's dtype (key->bias set): fp32, or the key's dtype. */
+dtype_id core_key_bias_dtype(const attention_key *key);
 /* v's and o's head dim: key->head_dim_v where set, else key->head_dim. */
 int core_key_head_dim_v(const attention_key *key);
 /* A stable, readable one-line form of the key: "attention_fwd dtype=bf16 d=128 h=8 hk=8 causal=0
@@ -115,8 +126,8 @@ int core_key_head_dim_v(const attention_key *key);
 void core_attention_key_string(const attention_key *key, char *buffer, size_t size);
 /* " page=N" for a paged key, else "", then " sinks=1" for a key with sinks, " softcap=1" for a
  * soft-capped one, " varlen_k=1" for packed keys, " alibi=1" for ALiBi, " kv=fp8_e4m3" for an fp8
- * cache and " dv=N" for v's own head dim: the part of the key and codegen strings these add (constants
- * of the kernel). 96 bytes hold the longest. */
+ * cache, " dv=N" for v's own head dim and " bias=fp32" (or the dtype) for an additive bias: the part of
+ * the key and codegen strings these add (constants of the kernel). 96 bytes hold the longest. */
 void core_key_extra_text(const attention_key *key, char *buffer, size_t size);
 
 /* Validates every argument of a forward call and fills *out. On failure returns FJ_INVALID_ARGUMENT

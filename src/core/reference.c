@@ -39,6 +39,7 @@ fj_status core_reference_attention(const attention_problem *problem, double *out
   int64_t H = key->heads, HK = key->kv_heads, D = key->head_dim, DV = core_key_head_dim_v(key);
   int64_t group = H / HK;
   double scale = problem->softmax_scale, softcap = problem->softcap;
+  dtype_id bias_dtype = core_key_bias_dtype(key);
   /* an fp8 cache holds k / k_scale and v / v_scale */
   dtype_id kv_dtype = core_key_kv_dtype(key);
   double k_scale = key->kv_fp8 ? problem->k_scale : 1.0, v_scale = key->kv_fp8 ? problem->v_scale : 1.0;
@@ -83,6 +84,10 @@ fj_status core_reference_attention(const attention_problem *problem, double *out
           double slope = problem->alibi != NULL
                              ? problem->alibi[b * problem->alibi_stride[0] + h * problem->alibi_stride[1]] : 0.0;
           double lse = sink;
+          /* the additive bias's row of this query (strides of 0 where broadcast) */
+          const void *bias = problem->attn_bias;
+          int64_t bias_row = b * problem->attn_bias_stride[0] + h * problem->attn_bias_stride[1] +
+                             i * problem->attn_bias_stride[2];
           if (end == first) {
             memset(o_row, 0, (size_t)DV * sizeof(double));
           } else {
@@ -92,7 +97,13 @@ fj_status core_reference_attention(const attention_problem *problem, double *out
               p[j] = scale * core_dot(qrow, kmat + j * D, D);
               if (softcap > 0) p[j] = softcap * tanh(p[j] / softcap);
               p[j] -= slope * fabs((double)(i + keys - queries - j));
+              if (bias != NULL) p[j] += core_load_as_f32(bias, bias_dtype, bias_row + j * problem->attn_bias_stride[3]);
               if (p[j] > m) m = p[j];
+            }
+            if (m == -INFINITY) {  /* the bias masked every key it sees (and there is no sink) */
+              memset(o_row, 0, (size_t)DV * sizeof(double));
+              if (out_lse != NULL) out_lse[(b * H + h) * SQ + i] = -INFINITY;
+              continue;
             }
             double sum = exp(sink - m);
             memset(acc, 0, (size_t)DV * sizeof(double));

@@ -29,7 +29,7 @@ static double runtime_now_ms(void) {
 /* The table key: the problem key, the family, and the caller's config or "auto" (the choice made for
  * "auto" may later come from the tuning database, so it is kept apart from explicit configs). */
 _Static_assert(sizeof(runtime_lookup) == sizeof(const kernel_family *) + sizeof(attention_key) +
-                                             sizeof(int) * (1 + KERNEL_MAX_PARAMS),
+                                             sizeof(int) * (2 + KERNEL_MAX_PARAMS),
                "runtime_lookup must have no padding: it is hashed and compared as bytes");
 
 static void runtime_lookup_key(const fj_context *context, const attention_problem *problem,
@@ -81,8 +81,9 @@ static tuning_db *runtime_tuning_db(fj_context *context) {
 /* The tuned winner for (key, device fingerprint, family, timing method): exact key first, then the
  * nearest sequence-length bucket. 1 and *out when one exists that parses and is valid here; *source
  * says which kind. Packed keys (varlen_k) take the winner of the same problem with seqlens_kv: the
- * kernels do the same work, only each sequence's first row of k and v differs; ALiBi keys that of the
- * problem without it (a few operations per score; the tuner has no ALiBi shapes). An fp8 cache takes
+ * kernels do the same work, only each sequence's first row of k and v differs; ALiBi keys and those of
+ * an additive bias that of the problem without them (a few operations or a load per score; the tuner
+ * times neither). An fp8 cache takes
  * its own problem's winner where it was tuned, else that of the problem with k and v in q's dtype (the
  * same tiles once converted, on the CPU as they are packed, on NVIDIA GPUs after staging), where the
  * fp8 kernel takes that config. */
@@ -95,6 +96,7 @@ static int runtime_tuned_config(fj_context *context, const attention_key *key, k
   attention_key tuned_as = *key;
   tuned_as.varlen_k = 0;
   tuned_as.alibi = 0;
+  tuned_as.bias = 0;
   tuning_winner winner;
   memset(&winner, 0, sizeof winner);
   int found = 0, from_twin = 0;

@@ -80,6 +80,8 @@ static fj_status runtime_cpu_params(const runtime_kernel *kernel, const attentio
   params->alibi = problem->alibi;
   params->alibi_stride[0] = problem->alibi_stride[0];
   params->alibi_stride[1] = problem->alibi_stride[1];
+  params->attn_bias = problem->attn_bias;
+  memcpy(params->attn_bias_stride, problem->attn_bias_stride, sizeof params->attn_bias_stride);
   params->scale_log2 = (float)(runtime_score_scale(problem) * RUNTIME_LOG2E);
   params->v_scale = problem->key.kv_fp8 ? problem->v_scale : 1.0f;
   if (problem->key.softcap) {
@@ -132,6 +134,9 @@ fj_status runtime_gpu_params(const runtime_kernel *kernel, const attention_probl
   params->alibi = (uint64_t)(uintptr_t)fields.alibi;
   params->alibi_stride[0] = fields.alibi_stride[0];
   params->alibi_stride[1] = fields.alibi_stride[1];
+  params->attn_bias = (uint64_t)(uintptr_t)fields.attn_bias;
+  memcpy(params->attn_bias_stride, fields.attn_bias_stride, sizeof params->attn_bias_stride);
+  params->bias_unit = (float)(1.0 / runtime_score_scale(problem));
   params->v_scale = fields.v_scale;
   if (problem->key.softcap) {  /* in the raw q.k's units (an fp8 cache's stored keys'): the kernel scales by
                                 * scale_log2 after the cap */

@@ -35,6 +35,7 @@ typedef struct runtime_lookup {
   attention_key problem;
   int given;                        /* 1: config holds the caller's config; 0: "auto" */
   int config[KERNEL_MAX_PARAMS];    /* the family's num_params values, zeros after them */
+  int zero;                         /* always 0: fills what would be padding after an even count of ints */
 } runtime_lookup;
 
 typedef struct runtime_entry {
