@@ -116,6 +116,7 @@ typedef struct shape {
   int o_split, row_warps, slice_v;
   int head_dim, padded_dim, m_tiles, causal, window, has_lse, d_contiguous, varlen, page_size, varlen_q, sinks,
       softcap, varlen_k, alibi;
+  int bias, bias_f32;  /* key.bias: an additive bias read per score, fp32 or of the dtype */
   int head_dim_v, padded_dim_v;  /* V's and O's: MLA's differs from Q's and K's */
   int kv_fp8;   /* 0, or the fp8 dtype of k and v (an fp8 cache): its tiles are staged raw, then widened */
   /* K/V tiles are copied synchronously through registers: a strided head dim (the register rules of that
@@ -158,6 +159,8 @@ static shape shape_of(const attention_key *key, const kernel_config *config) {
   s.varlen_q = key->varlen_q;
   s.varlen_k = key->varlen_k;
   s.alibi = key->alibi;
+  s.bias = key->bias != 0;
+  s.bias_f32 = key->bias == KEY_BIAS_F32;
   s.sinks = key->sinks;
   s.softcap = key->softcap;
   s.page_size = key->page_size;
@@ -192,7 +195,7 @@ static int fragment_registers(const shape *s) {
 
 static int fragment_budget(const shape *s) {
   if (s->sync_kv) return STRIDED_FRAGMENT_REGISTER_BUDGET;
-  if (s->varlen || s->varlen_q || s->alibi) return VARLEN_FRAGMENT_REGISTER_BUDGET;
+  if (s->varlen || s->varlen_q || s->alibi || s->bias) return VARLEN_FRAGMENT_REGISTER_BUDGET;
   if (s->split_kv) return SPLIT_FRAGMENT_REGISTER_BUDGET;
   if (s->page_size > 0) return PAGED_FRAGMENT_REGISTER_BUDGET;
   if (s->window) return WINDOW_FRAGMENT_REGISTER_BUDGET;
@@ -224,6 +227,7 @@ static const char *feature_named(const shape *s) {
   if (s->varlen_q) return "ragged queries (cu_seqlens_q)";
   if (s->sinks) return "attention sinks";
   if (s->alibi) return "ALiBi";
+  if (s->bias) return "an additive bias (attn_bias)";
   return "logit soft-capping";
 }
 
@@ -304,11 +308,26 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
              bytes, s.block_m, s.block_n, s.stages, s.padded_dim, s.padded_dim_v, target->cpu, limit);
     return 0;
   }
-  if ((s.varlen || s.split_kv || s.window || s.varlen_q || s.sinks || s.softcap || s.alibi) && s.m_tiles == 1 &&
+  if ((s.varlen || s.split_kv || s.window || s.varlen_q || s.sinks || s.softcap || s.alibi || s.bias) && s.m_tiles == 1 &&
       s.block_n == 128 && s.padded_dim >= 128) {
     snprintf(why, why_size,
              "%s: block_n=128 with one m16 tile per warp at d=%d holds 254 registers without it; ptxas spills "
              "with it", feature_named(&s), s.padded_dim);
+    return 0;
+  }
+  /* An additive bias loads each score's element beside the scores. Over the causal d = 64 and 128 spaces
+   * (ptxas 13, sm_80 and sm_90a, 2026-12-07; 1136 kernels, fp32 and bf16 biases) every kernel that spilled
+   * (8-228 bytes) had two m16 tiles per warp and one of these key tiles: 128 keys (FA2's d = 64 default),
+   * 64 with Q in registers at d = 64, 32 at d = 128; and one (16 bytes) one m16 tile, 128 keys and Q in
+   * registers at d = 64. Those shapes go. */
+  int bias_two_tiles = s.m_tiles == 2 && (s.block_n == 128 || (s.padded_dim == 64 && s.block_n == 64 && s.q_in_regs) ||
+                                          (s.padded_dim > 64 && s.block_n == 32));
+  int bias_one_tile = s.m_tiles == 1 && s.block_n == 128 && s.q_in_regs;
+  if (s.bias && (bias_two_tiles || bias_one_tile)) {
+    snprintf(why, why_size,
+             "an additive bias (attn_bias): block_n=%d%s with %s m16 tile%s per warp holds 255 registers at d=%d; "
+             "ptxas spills with each score's bias loaded beside it", s.block_n, s.q_in_regs ? " and Q in registers" : "",
+             s.m_tiles == 2 ? "two" : "one", s.m_tiles == 2 ? "s" : "", s.padded_dim);
     return 0;
   }
   if (s.softcap && s.m_tiles == 2 && s.block_n == 128) {
@@ -740,6 +759,25 @@ static void add_alibi(tile_gpu *tg, const shape *s, const block_coordinates *at,
   tile_gpu_add_distance(tg, scores, &slope, &centre);
 }
 
+/* An additive bias (key.bias): each raw score of the tile gets unit x attn_bias[b][h][i][j] added (unit =
+ * 1 / (softmax_scale k_scale): the kernel scales raw scores afterwards), i the row's position and h its
+ * head (with pack_gqa each row its own), j the key, both within the sequence. The view is made anew in
+ * each trip (a few instructions) rather than held in registers across the loop. */
+static void add_bias(tile_gpu *tg, const shape *s, const block_coordinates *at, tile_gpu_acc *scores,
+                     LLVMValueRef warp_row0, LLVMValueRef n0, LLVMValueRef seqlen_q, LLVMValueRef seqlen_kv) {
+  tile_builder *tb = &tg->tb;
+  LLVMValueRef stride[4];
+  for (int i = 0; i < 4; i++) stride[i] = tile_gpu_param_i64(tg, P_OFF(attn_bias_stride) + (size_t)i * sizeof(int64_t));
+  LLVMValueRef offset = tile_add(tb, tile_mul(tb, at->batch, stride[0]), tile_mul(tb, at->head, stride[1]));
+  LLVMValueRef bias = tile_gpu_param_global(tg, P_OFF(attn_bias));
+  LLVMValueRef base = s->bias_f32 ? LLVMBuildGEP2(tb->b, tb->f32, bias, &offset, 1, "") : tile_gpu_element_address(tg, bias, offset);
+  tile_gpu_global view;
+  tile_gpu_global_init(tg, &view, base, stride[2], stride[3], slot_rows(tg, s, seqlen_q), s->block_n, 0);
+  view.f32 = s->bias_f32;
+  if (s->pack_gqa) group_rows_by_head(tg, &view, stride[1]);
+  tile_gpu_add_global(tg, scores, &view, at->q0, warp_row0, n0, seqlen_kv, tile_gpu_param_f32(tg, P_OFF(bias_unit)));
+}
+
 /* The block's rows of O (scaled by inverse, rounded to the dtype) to o, and with has_lse their
  * LSE = log2_sum ln 2 to lse ([batch, head, seq]: rows are positions, or (position, head) pairs when
  * packed). */
@@ -1011,6 +1049,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     if (s.softcap)
       tile_gpu_tanh_scaled(tg, &scores, tile_gpu_param_f32(tg, P_OFF(softcap_in)), tile_gpu_param_f32(tg, P_OFF(softcap_out)));
     if (s.alibi) add_alibi(tg, &s, &at, &scores, warp_row0, n0, diagonal, alibi_unit);
+    if (s.bias) add_bias(tg, &s, &at, &scores, warp_row0, n0, seqlen_q, seqlen_kv);
     tile_gpu_rows first_seen, end_seen;
     keys_visible(tg, &s, &first_seen, &end_seen, warp_row0, q0, n0, seqlen_kv, last_diagonal, first_diagonal);
     tile_gpu_mask_columns(tg, &scores, s.window ? &first_seen : NULL, &end_seen, needs_mask, masked_score);

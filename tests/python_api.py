@@ -27,7 +27,8 @@ def check(ok, what):
         failures.append(what)
 
 
-def reference(q, k, v, causal=False, scale=None, window=None, lens=None, sinks=None, softcap=0.0, alibi=None):
+def reference(q, k, v, causal=False, scale=None, window=None, lens=None, sinks=None, softcap=0.0, alibi=None,
+              bias=None):
     """float64 o [b, sq, h, dv] and lse [b, h, sq]: the header's definitions, one score at a time in
     vectors (bottom-right aligned masks; a row with no key gives 0 and lse -inf, or sinks[h])."""
     b, sq, h, d = q.shape
@@ -46,6 +47,8 @@ def reference(q, k, v, causal=False, scale=None, window=None, lens=None, sinks=N
             j = np.arange(skv)[None, :]
             if alibi is not None:
                 s = s - alibi[hi] * np.abs(i - j)
+            if bias is not None:  # any shape that broadcasts to [b, h, sq, skv]
+                s = s + np.broadcast_to(bias, (b, h, sq, skv_all))[bi, hi, :, :skv].astype(np.float64)
             keep = np.ones_like(s, dtype=bool)
             if causal:
                 keep &= j <= i
@@ -138,6 +141,29 @@ def main():
     check(rel_err(o, ref_o) < tol[np.float32] and lse_err(lse, ref_lse) < 1e-5,
           "seqlens_kv (one empty) + window + sinks + softcap + alibi: err_o %.2e err_lse %.2e"
           % (rel_err(o, ref_o), lse_err(lse, ref_lse)))
+
+    # attn_mask as scaled_dot_product_attention takes it: a bool [seqlen_q, seqlen_kv] mask (True: seen)
+    # beside causal, where query 1 sees no key (0, lse -inf); a float bias of q's dtype per sequence and
+    # query; a bad shape is refused by name.
+    q, k, v = randn(2, 6, 4, 32), randn(2, 9, 2, 32), randn(2, 9, 2, 32)
+    mask = rng.random((6, 9)) > 0.4
+    mask[1] = False
+    o, lse = flashjit.attention(q, k, v, causal=True, attn_mask=mask, return_lse=True)
+    ref_o, ref_lse = reference(q, k, v, causal=True, bias=np.where(mask, 0.0, -np.inf))
+    check(rel_err(o, ref_o) < tol[np.float32] and lse_err(lse, ref_lse) < 1e-5 and np.all(o[:, 1] == 0)
+          and np.all(np.isneginf(lse[:, :, 1])),
+          "bool attn_mask [sq, skv] + causal, a row masked whole: err_o %.2e err_lse %.2e"
+          % (rel_err(o, ref_o), lse_err(lse, ref_lse)))
+    q16, k16, v16 = (x.astype(np.float16) for x in (q, k, v))
+    bias = (rng.standard_normal((2, 1, 6, 9)) * 2).astype(np.float16)
+    o = flashjit.attention(q16, k16, v16, attn_mask=bias)
+    ref_o, _ = reference(q16, k16, v16, bias=bias)
+    check(rel_err(o, ref_o) < tol[np.float16], "fp16 attn_mask [b, 1, sq, skv] of q's dtype: err %.2e" % rel_err(o, ref_o))
+    expect_error(flashjit.Error, "attn_bias.shape[3]=8 but seqlen_kv",
+                 lambda: flashjit.attention(q, k, v, attn_mask=np.zeros((6, 8), np.float32)), "attn_mask of 8 keys")
+    expect_error(ValueError, "attn_mask: an array of 1 to 4 dimensions",
+                 lambda: flashjit.attention(q, k, v, attn_mask=np.zeros((1, 1, 1, 6, 9), np.float32)),
+                 "attn_mask of 5 dimensions")
 
     # A paged cache: pages of 16 keys in a shuffled pool, a block table per sequence.
     b, pages_each, page = 2, 4, 16
@@ -490,6 +516,22 @@ def torch_cases():
         ref_o, _ = reference(q[None, rows].numpy(), k[None, rows].numpy(), v[None, rows].numpy(), causal=True)
         worst = max(worst, rel_err(o[rows].numpy(), ref_o[0]))
     check(worst < 1e-4, "torch: ragged queries and packed keys: worst err %.2e" % worst)
+    # attn_mask on torch tensors, bf16: a bool padding mask [b, 1, 1, skv] and a float bias [h, sq, skv];
+    # beside PyTorch's own scaled_dot_product_attention too where this torch has it (layout [b, h, s, d])
+    q, k, v = (torch.randn(2, s, 4, 64, dtype=torch.bfloat16) for s in (7, 20, 20))
+    keep = torch.ones(2, 1, 1, 20, dtype=torch.bool)
+    keep[1, :, :, 13:] = False
+    bias = torch.randn(4, 7, 20, dtype=torch.bfloat16)
+    sdpa = getattr(torch.nn.functional, "scaled_dot_product_attention", None)
+    for mask, what in ((keep, "bool padding mask [b, 1, 1, skv]"), (bias, "bf16 bias [h, sq, skv]")):
+        got = flashjit.attention(q, k, v, attn_mask=mask).float().numpy()
+        additive = torch.zeros(mask.shape).masked_fill_(~mask, float("-inf")) if mask.dtype == torch.bool else mask.float()
+        ref_o, _ = reference(*(x.float().numpy() for x in (q, k, v)), bias=additive.numpy())
+        err = rel_err(got, ref_o)
+        if sdpa is not None:
+            want = sdpa(*(x.transpose(1, 2).float() for x in (q, k, v)), attn_mask=additive)
+            err = max(err, rel_err(got, want.transpose(1, 2).double().numpy()))
+        check(err < 1e-2, "torch: attn_mask %s%s: err %.2e" % (what, "" if sdpa is None else ", and torch's SDPA", err))
     expect_error(ValueError, "9 dimensions", lambda: flashjit.attention(torch.zeros([1] * 9), k, v),
                  "a torch q of 9 dimensions")
 

@@ -13,7 +13,7 @@
  * value of every parameter appears (checked). First, the emulator's own checks are shown to fire on
  * small hand-written kernels (a read of an unfinished cp.async, a missing barrier, an unknown
  * intrinsic). Last, 6 cases of random features together (layouts, GQA, paged caches, per-sequence key
- * counts, ragged queries, packed keys, windows, sinks, soft-capping, ALiBi, fp8 caches, v's own head
+ * counts, ragged queries, packed keys, windows, sinks, soft-capping, ALiBi, additive biases, fp8 caches, v's own head
  * dim, O split over warps), each with a random valid config of the whole space, split_kv ones in 2 to 4
  * parts: new ones every run, repeated by the seed. One line per case: config, case, errors, work, time.
  * FJ_EMU_ONLY=substring runs only the cases whose line contains it; FJ_EMU_NO_O3=1 emulates the
@@ -397,6 +397,21 @@ static const emu_case cases[] = {
     {{F16, 1, 4, 2, 70, 90, 64, 1, 1, CONTIG, -0.2f, 0, 0, -1, -1, 0, 0, 1.5f, 0, 1, 0, 0, 0}, CONFIG_PACKED(64, 32, 4, 2, 0, 1), 0},
     {{BF16, 4, 8, 2, 1, 300, 128, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 0, 0, 0, 2, 0, 0, 0}, DEFAULT, 3},
     {{F16, 3, 4, 2, 40, 90, 64, 1, 1, CONTIG, 0, 0, 0, 20, -1, 1, 0, 0, 1, 1, 0, 0, 0}, DEFAULT, 0},
+    /* An additive bias (case_bias_value: -inf keys, a row masked whole; a padding mask broadcast over heads and
+     * queries; one of q's dtype expanded over the batch): causal and not at each kind; a packed prefill tile
+     * (each row its own head's bias) with a negative scale and a soft cap; a split decode step over a paged
+     * varlen cache; ragged queries and packed keys with a window; an fp8 cache and a strided head dim;
+     * 8-warp tiles at d = 256 */
+    {{F16, 2, 4, 2, 70, 90, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, CASE_BIAS_FULL}, DEFAULT, 0},
+    {{BF16, 2, 4, 2, 97, 97, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, CASE_BIAS_DTYPE}, DEFAULT, 0},
+    {{BF16, 3, 4, 1, 60, 130, 128, 1, 1, LSESTRIDED, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, CASE_BIAS_PADDING}, DEFAULT, 0},
+    {{F16, 1, 4, 2, 70, 90, 64, 1, 1, CONTIG, -0.2f, 0, 0, -1, -1, 0, 0, 1.5f, 0, 0, 0, 0, CASE_BIAS_FULL}, CONFIG_PACKED(64, 32, 4, 2, 0, 1), 0},
+    {{BF16, 3, 8, 2, 1, 704, 128, 1, 1, CONTIG, 0, 1, 16, -1, -1, 0, 0, 0, 0, 0, 0, 0, CASE_BIAS_DTYPE}, DEFAULT, 3},
+    {{F16, 3, 8, 2, 3, 300, 64, 1, 1, CONTIG, 0, 1, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, CASE_BIAS_PADDING}, DEFAULT, 2},
+    {{BF16, 4, 4, 2, 40, 50, 64, 1, 1, CONTIG, 0, 0, 0, 20, -1, 1, 0, 0, 1, 0, 0, 0, CASE_BIAS_FULL}, DEFAULT, 0},
+    {{BF16, 2, 4, 2, 60, 80, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 1, 0, 0, 2, E4M3, 0, CASE_BIAS_DTYPE}, DEFAULT, 0},
+    {{F16, 2, 2, 2, 30, 50, 80, 0, 1, DSTRIDE2, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, CASE_BIAS_FULL}, DEFAULT, 0},
+    {{BF16, 1, 2, 2, 50, 70, 256, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, CASE_BIAS_FULL}, DEFAULT, 0},
     /* fp8 KV caches (E4M3, E5M2 with case_k_scale, case_v_scale; staged raw by cp.async, widened in shared
      * memory): causal bf16 prefill; fp16 not causal with fewer queries than keys; a paged varlen decode
      * step in 3 parts; a strided head dim (staged by byte loads); ragged queries and packed keys with
@@ -624,6 +639,7 @@ static test_case random_case(uint64_t seed) {
   c.sinks = draw(&seed, 0, 5) == 0;
   c.softcap = draw(&seed, 0, 5) == 0 ? 5.0f + (float)draw(&seed, 0, 45) : 0.0f;
   c.alibi = draw(&seed, 0, 5) == 0 ? (int)draw(&seed, 1, 2) : 0;
+  c.bias = draw(&seed, 0, 5) == 0 ? (int)draw(&seed, CASE_BIAS_FULL, CASE_BIAS_DTYPE) : CASE_BIAS_NONE;
   c.kv_fp8 = !shared && draw(&seed, 0, 5) == 0 ? (draw(&seed, 0, 1) ? DTYPE_E4M3 : DTYPE_E5M2) : 0;
   if (!shared && draw(&seed, 0, 15) == 0) { /* v wider than 256 (MLA's absorbed decode): O split over warps */
     c.head_dim = draw(&seed, 0, 1) ? 576 : 256;
@@ -765,6 +781,7 @@ static void run_case(int index, const emu_case *e) {
     if (c->page_size > 0)
       emu_kernel_add_region(run, t.table, (size_t)(c->batch * case_table_width(c)) * sizeof *t.table, 0);
     if (c->sinks) emu_kernel_add_region(run, t.sinks, (size_t)c->heads * sizeof *t.sinks, 0);
+    if (c->bias) emu_kernel_add_region(run, t.bias, case_bias_bytes(c), 0);
     if (workspace != NULL) emu_kernel_add_region(run, workspace, workspace_bytes, 1);
     emu_stats one;
     memset(&one, 0, sizeof one);

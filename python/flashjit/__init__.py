@@ -22,7 +22,7 @@ import threading
 
 from . import _ffi
 from ._ffi import FJ_INVALID_ARGUMENT, KDL_CPU, KDL_CUDA, TENSOR_SLOTS, ContextOptions, MergeArgs, ProblemShape
-from ._tensors import device_of, dltensor, empty_like, is_torch
+from ._tensors import device_of, dltensor, empty_like, is_numpy, is_torch
 
 __all__ = ["attention", "merge", "warmup", "Context", "Error", "InvalidArgumentError", "version", "set_log_level",
            "set_log_handler", "log_to_logging"]
@@ -232,7 +232,7 @@ def _problem_shape(lib, fields, what):
         raise TypeError("%s: a dict of fj_problem_shape's fields, not a %s" % (what, type(fields).__name__))
     shape = _ffi.init(lib, "fj_problem_shape", ProblemShape)
     for name, value in fields.items():
-        if name in ("dtype", "kv_dtype"):
+        if name in ("dtype", "kv_dtype", "attn_bias_dtype"):
             setattr(shape, name, _dtype_field(value, "%s.%s" % (what, name)))
         elif name == "window":
             left, right = _window(value, "%s.window" % what)
@@ -243,7 +243,8 @@ def _problem_shape(lib, fields, what):
             bits = 64 if name in ("batch", "seqlen_q", "seqlen_kv") else 32
             setattr(shape, name, _integer("%s.%s" % (what, name), value, bits))
         else:
-            raise TypeError("%s: no field %r (fields: dtype, kv_dtype, window, %s)" % (what, name, ", ".join(_SHAPE_FIELDS)))
+            raise TypeError("%s: no field %r (fields: dtype, kv_dtype, attn_bias_dtype, window, %s)" % (
+                what, name, ", ".join(_SHAPE_FIELDS)))
     return shape
 
 
@@ -339,6 +340,11 @@ def attention(q, k, v, **options):
       sinks             [heads] float32: gpt-oss's attention sinks.
       softcap           > 0: scores become softcap * tanh(score / softcap) (Gemma 2).
       alibi_slopes      [heads] or [batch, heads] float32: ALiBi's linear biases.
+      attn_mask         as scaled_dot_product_attention's: a float array is added to the scaled scores
+                        (float32 or q's dtype; -inf masks a key), a bool one lets a query see a key where
+                        True (made into such a bias of q's dtype). [batch, heads, seqlen_q, seqlen_kv], each
+                        dimension of that size or 1 (broadcast), or fewer dimensions (the leading ones 1);
+                        a query that sees no key gives 0 (SDPA gives NaN).
       k_scale, v_scale  an fp8 cache's per-tensor scales (None: 1).
       workspace         [bytes] uint8 scratch for split-KV decode steps on a GPU; None: for torch cuda
                         tensors asked for and allocated by torch when the call would split, else none;
@@ -363,7 +369,8 @@ def _require_inputs(q, k, v):
 def _attention(context, q, k, v, causal=False, softmax_scale=None, out=None, return_lse=False, lse=None,
                window=None, seqlens_kv=None, block_table=None, cu_seqlens_q=None, max_seqlen_q=None,
                cu_seqlens_k=None, max_seqlen_k=None, sinks=None, softcap=0.0, alibi_slopes=None,
-               k_scale=None, v_scale=None, workspace=None, stream=None, kv_split_keys=0, _size_only=False):
+               attn_mask=None, k_scale=None, v_scale=None, workspace=None, stream=None, kv_split_keys=0,
+               _size_only=False):
     _require_inputs(q, k, v)
     lib = context._lib
     frame = _ffi.new_frame(lib)  # args (the library's defaults) and the tensors' DLTensors, in one block
@@ -405,6 +412,10 @@ def _attention(context, q, k, v, causal=False, softmax_scale=None, out=None, ret
     args.cu_seqlens_k = tensor(cu_seqlens_k, "cu_seqlens_k", "cu_seqlens_k")
     args.sinks = tensor(sinks, "sinks", "sinks")
     args.alibi_slopes = tensor(alibi_slopes, "alibi_slopes", "alibi_slopes")
+    if attn_mask is not None:
+        bias = _bias_of_mask(attn_mask, q)
+        keep.append(bias)
+        args.attn_bias = tensor(bias, "attn_mask", "attn_bias")
     want_lse = bool(return_lse) or lse is not None
     if out is None:
         out = empty_like(q, tuple(q.shape[:-1]) + (v.shape[-1],), False, "out")
@@ -430,6 +441,26 @@ def _attention(context, q, k, v, causal=False, softmax_scale=None, out=None, ret
     if status != _ffi.FJ_OK:
         _fail(lib, status, "flashjit.attention")
     return (out, lse) if want_lse else out
+
+
+def _bias_of_mask(mask, q):
+    """attn_mask as the library's attn_bias: 4 dimensions (leading ones of size 1 added), and a bool mask
+    (True: the query sees the key) as 0 / -inf in q's dtype."""
+    ndim = getattr(mask, "ndim", None)
+    if ndim is None or not 1 <= ndim <= 4:
+        raise ValueError("attn_mask: an array of 1 to 4 dimensions ([batch, heads, seqlen_q, seqlen_kv], "
+                         "leading ones may be left out), not %r" % (type(mask).__name__ if ndim is None else ndim))
+    while mask.ndim < 4:
+        mask = mask[None]
+    if is_torch(mask):
+        import torch
+        if mask.dtype == torch.bool:
+            mask = torch.zeros(mask.shape, dtype=q.dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
+    elif is_numpy(mask):
+        import numpy
+        if mask.dtype == numpy.bool_:
+            mask = numpy.where(mask, numpy.zeros((), q.dtype), numpy.full((), -numpy.inf, q.dtype))
+    return mask
 
 
 def merge(o_a, lse_a, o_b, lse_b, out=None, lse=None, stream=None):

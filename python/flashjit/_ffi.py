@@ -51,7 +51,7 @@ class ProblemShape(ctypes.Structure):
                 ("windowed", ctypes.c_int), ("window_left", ctypes.c_int64), ("window_right", ctypes.c_int64),
                 ("varlen_q", ctypes.c_int), ("sinks", ctypes.c_int), ("softcap", ctypes.c_float),
                 ("kv_dtype", DLDataType), ("packed_k", ctypes.c_int), ("alibi", ctypes.c_int),
-                ("head_dim_v", ctypes.c_int)]
+                ("head_dim_v", ctypes.c_int), ("attn_bias_dtype", DLDataType)]
 
 
 class AttentionArgs(ctypes.Structure):
@@ -66,7 +66,8 @@ class AttentionArgs(ctypes.Structure):
                 ("sinks", ctypes.POINTER(DLTensor)), ("softcap", ctypes.c_float),
                 ("cu_seqlens_k", ctypes.POINTER(DLTensor)), ("max_seqlen_k", ctypes.c_int64),
                 ("alibi_slopes", ctypes.POINTER(DLTensor)), ("k_scale", ctypes.c_float),
-                ("v_scale", ctypes.c_float), ("kv_split_keys", ctypes.c_int64)]
+                ("v_scale", ctypes.c_float), ("kv_split_keys", ctypes.c_int64),
+                ("attn_bias", ctypes.POINTER(DLTensor))]
 
 
 class MergeArgs(ctypes.Structure):
@@ -90,7 +91,7 @@ AttentionArgsAddresses = _with_addresses(AttentionArgs)
 
 # The tensors of a call, each a slot of a CallFrame (its DLTensor, and room for 8 dims of shape and strides).
 TENSOR_SLOTS = ("q", "k", "v", "o", "lse", "seqlens_kv", "block_table", "workspace", "cu_seqlens_q", "sinks",
-                "cu_seqlens_k", "alibi_slopes")
+                "cu_seqlens_k", "alibi_slopes", "attn_bias")
 MAX_NDIM = 8
 
 

@@ -972,6 +972,33 @@ void tile_gpu_add_distance(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows 
   }
 }
 
+void tile_gpu_add_global(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_global *src, LLVMValueRef first_row,
+                         LLVMValueRef warp_row0, LLVMValueRef col0, LLVMValueRef cols, LLVMValueRef factor) {
+  tile_builder *tb = &tg->tb;
+  LLVMBuilderRef b = B(tg);
+  tile_gpu_rows rows;
+  tile_gpu_rows_index(tg, &rows, acc->m_tiles, warp_row0);
+  LLVMValueRef last_row = tile_sub(tb, src->rows, tile_i64(tb, 1)), last_column = tile_sub(tb, cols, tile_i64(tb, 1));
+  LLVMValueRef start[2 * TILE_GPU_MAX_M_TILES];
+  for (int r = 0; r < 2 * acc->m_tiles; r++)
+    start[r] = row_offset(tg, src, tile_min(tb, tile_add(tb, first_row, rows.v[r]), last_row));
+  /* Column of element (n, reg) is col0 + 8n + (reg & 1) + 2 (lane % 4). */
+  LLVMValueRef lane_column = tile_add(tb, col0, LLVMBuildZExt(b, tg->quad_col, tb->i64, ""));
+  for (int i = 0; i < acc_count(acc); i++) {
+    int n = i / 4 % acc->n_tiles, reg = i % 4;
+    LLVMValueRef column = tile_min(tb, tile_add(tb, lane_column, tile_i64(tb, 8 * n + (reg & 1))), last_column);
+    LLVMValueRef index = tile_add(tb, start[row_of(acc, i)], tile_mul(tb, column, src->col_stride));
+    LLVMValueRef value;
+    if (src->f32) {
+      value = LLVMBuildLoad2(b, tb->f32, LLVMBuildGEP2(b, tb->f32, src->base, &index, 1, ""), "bias");
+    } else {
+      value = LLVMBuildLoad2(b, operand_type(tg), tile_gpu_element_address(tg, src->base, index), "bias");
+      value = LLVMBuildFPExt(b, value, tb->f32, "");
+    }
+    acc->v[i] = fma32(tg, value, factor, acc->v[i]);
+  }
+}
+
 void tile_gpu_row_sum_partial(tile_gpu *tg, const tile_gpu_acc *acc, tile_gpu_rows *out) {
   out->m_tiles = acc->m_tiles;
   for (int r = 0; r < 2 * acc->m_tiles; r++) {

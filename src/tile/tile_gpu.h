@@ -240,6 +240,13 @@ void tile_gpu_tanh_scaled(tile_gpu *tg, tile_gpu_acc *acc, LLVMValueRef in, LLVM
 /* acc[r][c] += slope[r] |centre[r] - c| (f32 rows; c the element's column in the tile): a bias that
  * grows with a column's distance from each row's own, ALiBi's. */
 void tile_gpu_add_distance(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows *slope, const tile_gpu_rows *centre);
+/* acc[r][c] += factor * src(first_row + r, col0 + c) (factor f32; first_row and col0 i64; r counted from
+ * warp_row0 of the block): an additive bias read from global memory, src's elements fp32 (src->f32) or of
+ * the operand dtype. A row at or past src->rows reads its last row and a column at or past `cols` (i64)
+ * its last column instead, so that no address leaves the tensor: the kernel masks those columns and never
+ * stores those rows. src->rows and cols must be at least 1. */
+void tile_gpu_add_global(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_global *src, LLVMValueRef first_row,
+                         LLVMValueRef warp_row0, LLVMValueRef col0, LLVMValueRef cols, LLVMValueRef factor);
 /* out[r] = this thread's part of sum_c acc[r][c] (no shuffles: a running sum reduces once, at the
  * end, with tile_gpu_rows_reduce_sum). */
 void tile_gpu_row_sum_partial(tile_gpu *tg, const tile_gpu_acc *acc, tile_gpu_rows *out);
