@@ -34,6 +34,9 @@ typedef struct bench_options {
   int packed_kv;            /* --packed-kv: packed keys (cu_seqlens_k), k and v [total_k, kv_heads, head_dim] */
   int sinks;                /* --sinks: attention sinks, one logit per head (gpt-oss's) */
   int alibi;                /* --alibi: ALiBi with BLOOM's slopes, one per head */
+  const char *attn_bias_name; /* --attn-bias: an additive bias [batch, 1, seqlen_q, seqlen_kv] of this dtype */
+  int attn_bias;            /* --attn-bias given; of attn_bias_dtype (fp32 or dtype) */
+  dtype_id attn_bias_dtype;
   const char *kv_dtype_name; /* --kv-dtype: k and v of an fp8 cache (NULL: --dtype's) */
   dtype_id kv_dtype;        /* k's and v's dtype: dtype, or an fp8 */
   float softcap;            /* --softcap: logit soft-capping (0: none) */

@@ -80,6 +80,10 @@ void cmd_bench_help(FILE *out) {
           "  --alibi              ALiBi (BLOOM, MPT) with BLOOM's slopes 2^(-8 (h + 1) / heads): each\n"
           "                       score less slope x its key's distance from the query's diagonal;\n"
           "                       no peer takes it\n"
+          "  --attn-bias T        an additive bias of the scores (SDPA's attn_mask), [batch, 1, seqlen_q,\n"
+          "                       seqlen_kv] (shared by the heads) of dtype T, fp32 or --dtype's: values\n"
+          "                       from -2 to 2, and -inf for every key past a query's diagonal\n"
+          "                       (a causal mask by bias); no peer takes it\n"
           "  --sinks              attention sinks (gpt-oss): one logit per head in every row's\n"
           "                       softmax sum (from -1 to 1); no peer takes them\n"
           "  --softcap X          logit soft-capping (Gemma 2's 50): scores become X tanh(score / X);\n"
@@ -164,6 +168,8 @@ typedef struct bench_run {
   tune_mirror dsinks;
   host_tensor slopes;            /* --alibi: the heads' slopes, and their device twin */
   tune_mirror dslopes;
+  host_tensor bias;              /* --attn-bias: the additive bias, and its device twin */
+  tune_mirror dbias;
   host_tensor work;              /* split-KV: the workspace (zeros), and its device twin as uint8 bytes */
   tune_mirror dwork;
   DLTensor workspace;
@@ -297,6 +303,7 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
       {"--packed-kv", CLI_FLAG, &o->packed_kv, 0, 0, NULL},
       {"--sinks", CLI_FLAG, &o->sinks, 0, 0, NULL},
       {"--alibi", CLI_FLAG, &o->alibi, 0, 0, NULL},
+      {"--attn-bias", CLI_STRING, &o->attn_bias_name, 0, 0, NULL},
       {"--kv-dtype", CLI_STRING, &o->kv_dtype_name, 0, 0, NULL},
       {"--softcap", CLI_FLOAT, &o->softcap, 0, INT32_MAX, NULL},
       {"--check", CLI_FLAG, &o->check, 0, 0, NULL},
@@ -340,7 +347,7 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
   if (!o->seqlen_kv_set) o->seqlen_kv = o->seqlen;
   o->shape_flags = seen_batch || seen_heads || seen_seqlen || seen_head_dim || seen_causal || o->kv_heads_set ||
                    o->seqlen_kv_set || seen_page_size || seen_window_left || seen_window_right || seen_varlen_q ||
-                   o->sinks || o->softcap != 0.0f || o->packed_kv || o->alibi || o->kv_dtype_name != NULL ||
+                   o->sinks || o->softcap != 0.0f || o->packed_kv || o->alibi || o->attn_bias_name != NULL || o->kv_dtype_name != NULL ||
                    seen_head_dim_v;
   if (o->packed_kv && seen_page_size) {
     cli_error(BENCH_COMMAND, "--packed-kv with --page-size: packed keys are rows of k and v, a paged cache pages of "
@@ -392,6 +399,11 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
   if (o->peers && o->alibi) {
     cli_error(BENCH_COMMAND, "--peers with --alibi: no peer here takes ALiBi (PyTorch's SDPA backends and the Triton "
               "kernel here take none)");
+    return CLI_EXIT_USAGE;
+  }
+  if (o->peers && o->attn_bias_name != NULL) {
+    cli_error(BENCH_COMMAND, "--peers with --attn-bias: the peers script passes no mask to PyTorch's SDPA backends or "
+              "the Triton kernel");
     return CLI_EXIT_USAGE;
   }
   if (o->peers && o->kv_dtype_name != NULL) {
@@ -448,6 +460,12 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
   if (o->kv_dtype_name != NULL && !core_kv_dtype_parse_for(o->kv_dtype_name, o->dtype, &o->kv_dtype)) {
     cli_error(BENCH_COMMAND, "--kv-dtype=%s: fp8_e4m3 or fp8_e5m2 (an fp8 KV cache), or --dtype's %s", o->kv_dtype_name,
               core_dtype_name(o->dtype));
+    return CLI_EXIT_USAGE;
+  }
+  o->attn_bias = o->attn_bias_name != NULL;
+  if (o->attn_bias && (!core_dtype_parse(o->attn_bias_name, &o->attn_bias_dtype) ||
+                       (o->attn_bias_dtype != DTYPE_F32 && o->attn_bias_dtype != o->dtype))) {
+    cli_error(BENCH_COMMAND, "--attn-bias=%s: fp32 or --dtype's %s", o->attn_bias_name, core_dtype_name(o->dtype));
     return CLI_EXIT_USAGE;
   }
   if (!core_head_dim_valid(o->head_dim)) {
@@ -538,6 +556,26 @@ static void bench_index_args(const bench_options *o, bench_run *run, fj_attentio
   if (run->table.allocation != NULL) args->block_table = on_host ? &run->table.t : &run->dtable.t;
   if (run->sinks.allocation != NULL) args->sinks = on_host ? &run->sinks.t : &run->dsinks.t;
   if (run->slopes.allocation != NULL) args->alibi_slopes = on_host ? &run->slopes.t : &run->dslopes.t;
+  if (run->bias.allocation != NULL) args->attn_bias = on_host ? &run->bias.t : &run->dbias.t;
+}
+
+/* --attn-bias: [batch, 1, seqlen_q, seqlen_kv], values from -2 to 2 and -inf past each query's diagonal
+ * (bottom-right aligned, as causal is), so that a row's keys are masked as a causal call's would be. */
+static int bench_bias_alloc(const bench_options *o, host_tensor *bias, uint64_t seed) {
+  /* a paged cache's keys are whole pages (bench_alloc's block table) */
+  int64_t keys = o->page_size > 0 ? (o->seqlen_kv + o->page_size - 1) / o->page_size * o->page_size : o->seqlen_kv;
+  int64_t shape[4] = {o->batch, 1, o->seqlen, keys};
+  if (host_tensor_alloc(bias, o->attn_bias_dtype, 4, shape, NULL) != 0) {
+    cli_error(BENCH_COMMAND, "--attn-bias: cannot allocate attn_bias [%" PRId64 ", 1, %" PRId64 ", %" PRId64 "] of %s",
+              o->batch, o->seqlen, keys, core_dtype_name(o->attn_bias_dtype));
+    return -1;
+  }
+  host_tensor_fill_random(bias, seed ^ 0x5bd1e995u);
+  for (int64_t b = 0; b < o->batch; b++)
+    for (int64_t i = 0; i < o->seqlen; i++)
+      for (int64_t j = i + o->seqlen_kv - o->seqlen + 1; j < keys; j++)
+        if (j >= 0) core_store_from_f32(bias->t.data, o->attn_bias_dtype, (b * o->seqlen + i) * keys + j, -INFINITY);
+  return 0;
 }
 
 static int bench_alloc(const bench_options *o, bench_run *run, uint64_t seed) {
@@ -602,6 +640,7 @@ static int bench_alloc(const bench_options *o, bench_run *run, uint64_t seed) {
     float *slopes = run->slopes.t.data;
     for (int64_t h = 0; h < o->heads; h++) slopes[h] = (float)pow(2.0, -8.0 * (double)(h + 1) / (double)o->heads);
   }
+  if (o->attn_bias && bench_bias_alloc(o, &run->bias, seed) != 0) return -1;
   if (o->sinks && tune_sinks_alloc(&run->sinks, o->heads) != 0) {  /* the tuner's logits */
     cli_error(BENCH_COMMAND, "--sinks: cannot allocate sinks [%" PRId64 "]", o->heads);
     return -1;
@@ -650,7 +689,8 @@ static int bench_alloc(const bench_options *o, bench_run *run, uint64_t seed) {
     const char *name;
   } index[] = {{&run->table, &run->dtable, "the block table"}, {&run->lens, &run->dlens, "seqlens_kv"},
                {&run->cu, &run->dcu, "cu_seqlens_q"}, {&run->sinks, &run->dsinks, "sinks"},
-               {&run->cu_k, &run->dcu_k, "cu_seqlens_k"}, {&run->slopes, &run->dslopes, "alibi_slopes"}};
+               {&run->cu_k, &run->dcu_k, "cu_seqlens_k"}, {&run->slopes, &run->dslopes, "alibi_slopes"},
+               {&run->bias, &run->dbias, "attn_bias"}};
   for (size_t i = 0; i < sizeof index / sizeof index[0]; i++) {
     if (index[i].t->allocation == NULL) continue;
     fj_status status = tune_mirror_upload(run->context, index[i].t, index[i].name, index[i].d);
@@ -672,7 +712,8 @@ static int bench_alloc(const bench_options *o, bench_run *run, uint64_t seed) {
 
 static void bench_free(bench_run *run) {
   tune_mirror *mirrors[] = {&run->dq,   &run->dk,     &run->dv,    &run->dout,  &run->dlse,
-                            &run->dtable, &run->dlens, &run->dcu, &run->dsinks, &run->dwork, &run->dcu_k, &run->dslopes};
+                            &run->dtable, &run->dlens, &run->dcu, &run->dsinks, &run->dwork, &run->dcu_k, &run->dslopes,
+                            &run->dbias};
   for (size_t i = 0; i < sizeof mirrors / sizeof mirrors[0]; i++)
     if (run->context) tune_mirror_free(run->context, mirrors[i]);
   host_tensor_free(&run->q);
@@ -686,6 +727,7 @@ static void bench_free(bench_run *run) {
   host_tensor_free(&run->cu_k);
   host_tensor_free(&run->sinks);
   host_tensor_free(&run->slopes);
+  host_tensor_free(&run->bias);
   host_tensor_free(&run->work);
 }
 
@@ -840,6 +882,9 @@ static void bench_print_text(const bench_options *o, const bench_result *r, cons
          o->sinks ? ", attention sinks" : "");
   if (o->kv_dtype != o->dtype) printf("kv cache    k and v %s (scales 1)\n", core_dtype_name(o->kv_dtype));
   if (o->alibi) printf("alibi       BLOOM's slopes 2^(-8 (h + 1) / %" PRId64 ")\n", o->heads);
+  if (o->attn_bias)
+    printf("attn_bias   %s [%" PRId64 ", 1, %" PRId64 ", %" PRId64 "], -inf past each query's diagonal\n",
+           core_dtype_name(o->attn_bias_dtype), o->batch, o->seqlen, o->seqlen_kv);
   if (o->softcap != 0.0f) printf("softcap     %g (scores become %g tanh(score / %g))\n", (double)o->softcap,
                                  (double)o->softcap, (double)o->softcap);
   printf("kernel      %s %s (%s)\n", r->family, r->config,
@@ -912,6 +957,7 @@ static void bench_json_object(json_writer *w, const bench_options *o, const benc
   json_kv_bool(w, "packed_kv", o->packed_kv);
   json_kv_bool(w, "sinks", o->sinks);
   json_kv_bool(w, "alibi", o->alibi);
+  json_kv_string(w, "attn_bias", o->attn_bias ? core_dtype_name(o->attn_bias_dtype) : "");
   json_kv_string(w, "kv_dtype", core_dtype_name(o->kv_dtype));
   json_kv_double(w, "softcap", o->softcap);
   json_kv_string(w, "family", r->family);

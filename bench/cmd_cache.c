@@ -52,8 +52,8 @@ void cmd_cache_help(FILE *out) {
           "                             --causal, as flashjit bench takes them; --varlen, --varlen-q,\n"
           "                             --sinks, --softcap X and --page-size N as flashjit tune\n"
           "                             takes them; --kv-dtype fp8_e4m3|fp8_e5m2 (an fp8 KV cache),\n"
-          "                             --packed-kv, --alibi and --head-dim-v N (v's own head dim) as\n"
-          "                             flashjit bench takes them\n"
+          "                             --packed-kv, --alibi, --attn-bias T and --head-dim-v N (v's own\n"
+          "                             head dim) as flashjit bench takes them\n"
           "\n"
           "exit status: 0 done, 1 failed, 2 bad usage\n");
 }
@@ -62,6 +62,7 @@ typedef struct cache_cli {
   char command[32];          /* "cache list" */
   const char *positional;
   const char *cache_dir, *device, *format, *output, *older_than, *shapes, *preset, *dtype_name, *kv_dtype_name;
+  const char *attn_bias_name;
   int all_devices, other_versions, kernels;
   int64_t threads, batch, heads, kv_heads, seqlen, seqlen_kv, head_dim, head_dim_v;
   int causal, problem_flags, kv_heads_set, seqlen_kv_set, varlen, varlen_q, sinks, packed_k, alibi;
@@ -84,7 +85,7 @@ static int cache_parse(int argc, char **argv, cache_cli *c, int positional_allow
     c->positional = argv[2];
     first = 2;
   }
-  int seen[17] = {0};
+  int seen[18] = {0};
   const cli_option options[] = {
       {"--cache-dir", CLI_STRING, &c->cache_dir, 0, 0, NULL},
       {"--device", CLI_STRING, &c->device, 0, 0, NULL},
@@ -115,13 +116,14 @@ static int cache_parse(int argc, char **argv, cache_cli *c, int positional_allow
       {"--packed-kv", CLI_FLAG, &c->packed_k, 0, 0, &seen[14]},
       {"--alibi", CLI_FLAG, &c->alibi, 0, 0, &seen[15]},
       {"--head-dim-v", CLI_INT, &c->head_dim_v, 8, CORE_HEAD_DIM_MAX, &seen[16]},
+      {"--attn-bias", CLI_STRING, &c->attn_bias_name, 0, 0, &seen[17]},
   };
   switch (cli_parse(c->command, argc - first, argv + first, options, (int)(sizeof options / sizeof options[0]))) {
     case CLI_PARSE_HELP: return -1;
     case CLI_PARSE_ERROR: return CLI_EXIT_USAGE;
     case CLI_PARSE_OK: break;
   }
-  for (int i = 0; i < 17; i++) c->problem_flags |= seen[i];
+  for (int i = 0; i < 18; i++) c->problem_flags |= seen[i];
   c->kv_heads_set = seen[2];
   c->seqlen_kv_set = seen[4];
   if (!c->kv_heads_set) c->kv_heads = c->heads;
@@ -395,6 +397,14 @@ static int cache_warm(cache_cli *c) {
         return CLI_EXIT_USAGE;
       }
       if (kv != dtype) s.kv_dtype = core_dtype_to_dlpack(kv);
+    }
+    if (c->attn_bias_name != NULL) {
+      dtype_id bias;
+      if (!core_dtype_parse(c->attn_bias_name, &bias) || (bias != DTYPE_F32 && bias != dtype)) {
+        cli_error(c->command, "--attn-bias=%s: fp32 or --dtype's %s", c->attn_bias_name, core_dtype_name(dtype));
+        return CLI_EXIT_USAGE;
+      }
+      s.attn_bias_dtype = core_dtype_to_dlpack(bias);
     }
     char label[96];
     presets_describe(&s, label, sizeof label);

@@ -220,17 +220,20 @@ void presets_describe(const fj_problem_shape *s, char *buffer, size_t size) {
   char page[24] = "", window[64] = "";
   if (s->page_size > 0) snprintf(page, sizeof page, " page=%d", s->page_size);
   if (s->windowed) snprintf(window, sizeof window, " window=(%" PRId64 ",%" PRId64 ")", s->window_left, s->window_right);
-  char softcap[32] = "", kv[32] = "", dv[16] = "";
+  char softcap[32] = "", kv[32] = "", dv[16] = "", bias[24] = "";
+  dtype_id bias_dtype;
+  if (s->attn_bias_dtype.bits != 0 && core_dtype_from_dlpack(s->attn_bias_dtype, &bias_dtype))
+    snprintf(bias, sizeof bias, " bias=%s", core_dtype_name(bias_dtype));
   if (s->softcap > 0.0f) snprintf(softcap, sizeof softcap, " softcap=%g", (double)s->softcap);
   if (s->head_dim_v != 0 && s->head_dim_v != s->head_dim) snprintf(dv, sizeof dv, "/%d", s->head_dim_v);
   dtype_id kv_dtype;
   if (s->kv_dtype.bits != 0 && core_kv_dtype_from_dlpack(s->kv_dtype, &kv_dtype) && core_dtype_is_fp8(kv_dtype))
     snprintf(kv, sizeof kv, " kv=%s", core_dtype_name(kv_dtype));
-  snprintf(buffer, size, "b%" PRId64 " h%d/%d sq%" PRId64 " skv%" PRId64 " d%d%s %s%s%s%s%s%s%s%s%s%s%s%s", s->batch,
+  snprintf(buffer, size, "b%" PRId64 " h%d/%d sq%" PRId64 " skv%" PRId64 " d%d%s %s%s%s%s%s%s%s%s%s%s%s%s%s", s->batch,
            s->heads, s->kv_heads, s->seqlen_q, s->seqlen_kv, s->head_dim, dv, core_dtype_name(dtype),
            s->causal ? " causal" : "", window, s->with_lse ? " lse" : "", s->varlen ? " varlen" : "",
            s->varlen_q ? " varlen_q" : "", page, s->sinks ? " sinks" : "", softcap, kv,
-           s->packed_k ? " packed_k" : "", s->alibi ? " alibi" : "");
+           s->packed_k ? " packed_k" : "", s->alibi ? " alibi" : "", bias);
 }
 
 void presets_help(FILE *out) {
@@ -250,6 +253,7 @@ void presets_help(FILE *out) {
           "  give attention sinks), softcap=X (logit soft-capping at X), kv_dtype=fp8_e4m3|fp8_e5m2\n"
           "  (the calls read an fp8 KV cache; tuned as it is), packed_k[=0|1] (the calls\n"
           "  give cu_seqlens_k; tuned as varlen), alibi[=0|1] (the calls give ALiBi slopes; tuned\n"
+          "  without), attn_bias=fp32|DTYPE (the calls give an additive bias of that dtype; tuned\n"
           "  without), page_size (the calls read\n"
           "  a paged cache of pages of that many keys), window_left and window_right (a sliding\n"
           "  window, -1 for an open side: window_left=4095 causal is a 4096-key window), preset=NAME\n"
@@ -336,6 +340,13 @@ static int preset_apply(fj_problem_shape *s, const char *name, const char *value
     s->dtype = core_dtype_to_dlpack(dtype);
     return 0;
   }
+  if (strcmp(key, "attn_bias") == 0) {  /* the calls give an additive bias of this dtype (checked against dtype later) */
+    dtype_id bias;
+    if (!core_dtype_parse(value, &bias))
+      return preset_fail(why, why_size, "attn_bias=%s: expected fp32 or the dtype (fp16, bf16)", value);
+    s->attn_bias_dtype = core_dtype_to_dlpack(bias);
+    return 0;
+  }
   if (strcmp(key, "kv_dtype") == 0) {  /* an fp8 cache (or dtype's own name: none) */
     dtype_id dtype = DTYPE_BF16, kv;
     core_dtype_from_dlpack(s->dtype, &dtype);
@@ -372,7 +383,7 @@ static int preset_apply(fj_problem_shape *s, const char *name, const char *value
     return 0;
   }
   return preset_fail(why, why_size, "unknown name \"%s\" (batch, heads, kv_heads, seqlen, seqlen_q, seqlen_kv, "
-                     "head_dim, head_dim_v, dtype, kv_dtype, causal, lse, varlen, varlen_q, packed_k, alibi, sinks, softcap, "
+                     "head_dim, head_dim_v, dtype, kv_dtype, causal, lse, varlen, varlen_q, packed_k, alibi, attn_bias, sinks, softcap, "
                      "page_size, window_left, window_right, preset)",
                      name);
 }

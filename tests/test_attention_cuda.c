@@ -76,7 +76,8 @@ static void run_case(const test_case *c, uint64_t seed, void *stream, const char
   if (split) strncat(name, split == 2 ? " split-KV in fixed parts" : " split-KV", sizeof name - strlen(name) - 1);
   case_tensors t;
   void *d_qkv = NULL, *d_q = NULL, *d_k = NULL, *d_v = NULL, *d_o = NULL, *d_lse = NULL, *d_lens = NULL,
-       *d_table = NULL, *d_work = NULL, *d_cu = NULL, *d_sinks = NULL, *d_cu_k = NULL, *d_slopes = NULL;
+       *d_table = NULL, *d_work = NULL, *d_cu = NULL, *d_sinks = NULL, *d_cu_k = NULL, *d_slopes = NULL,
+       *d_bias = NULL;
   int packed = layout_shares_allocation(c->layout);
   if (!case_tensors_create(c, seed, &t)) {
     check(0, "%s%s: host allocation failed", who, name);
@@ -107,6 +108,8 @@ static void run_case(const test_case *c, uint64_t seed, void *stream, const char
   size_t slopes_bytes = (size_t)((c->alibi == 2 ? c->batch : 1) * c->heads) * sizeof *t.slopes;
   if (s == FJ_OK && c->alibi) s = backend->memory_alloc(device, slopes_bytes, &d_slopes);
   if (s == FJ_OK && c->alibi) s = backend->copy_to_device(device, d_slopes, t.slopes, slopes_bytes);
+  if (s == FJ_OK && c->bias) s = backend->memory_alloc(device, case_bias_bytes(c), &d_bias);
+  if (s == FJ_OK && c->bias) s = backend->copy_to_device(device, d_bias, t.bias, case_bias_bytes(c));
   size_t sinks_bytes = (size_t)c->heads * sizeof *t.sinks;
   if (s == FJ_OK && c->sinks) s = backend->memory_alloc(device, sinks_bytes, &d_sinks);
   if (s == FJ_OK && c->sinks) s = backend->copy_to_device(device, d_sinks, t.sinks, sinks_bytes);
@@ -150,6 +153,8 @@ static void run_case(const test_case *c, uint64_t seed, void *stream, const char
   }
   if (c->sinks) args.sinks = &d_sink_logits;
   if (c->alibi) args.alibi_slopes = &d_alibi_slopes;
+  DLTensor d_attn_bias = on_device(t.bias_t, d_bias);
+  if (c->bias) args.attn_bias = &d_attn_bias;
   if (c->kv_fp8) {
     args.k_scale = case_k_scale(c);
     args.v_scale = case_v_scale(c);
@@ -205,6 +210,7 @@ done:
   backend->memory_free(device, d_sinks);
   backend->memory_free(device, d_cu_k);
   backend->memory_free(device, d_slopes);
+  backend->memory_free(device, d_bias);
   case_tensors_free(c, &t);
 }
 
@@ -323,6 +329,12 @@ static const test_case cases[] = {
     {BF16, 2, 8, 2, 300, 300, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, E4M3, 0, 0},
     {F16, 2, 4, 2, 100, 130, 64, 0, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, E5M2, 0, 0},
     {BF16, 4, 32, 8, 1, 4096, 128, 1, 1, CONTIG, 0, 1, 16, -1, -1, 0, 0, 0, 0, 0, E4M3, 0, 0},
+    /* an additive bias (SDPA's attn_mask): an fp32 one of every sequence and head beside causal GQA (a row
+     * masked whole), a bf16 one expanded over the batch with a window, a padding mask on a split decode step
+     * over a paged varlen cache */
+    {BF16, 2, 8, 2, 300, 300, 128, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 0, CASE_BIAS_FULL},
+    {BF16, 2, 4, 4, 130, 200, 64, 0, 1, LSESTRIDED, 0, 0, 0, 50, 10, 0, 0, 0, 0, 0, 0, 0, CASE_BIAS_DTYPE},
+    {F16, 4, 32, 8, 1, 4096, 128, 1, 1, CONTIG, 0, 1, 16, -1, -1, 0, 0, 0, 0, 0, 0, 0, CASE_BIAS_PADDING},
 };
 #define NUM_CASES ((int)(sizeof cases / sizeof cases[0]))
 

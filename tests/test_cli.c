@@ -463,6 +463,13 @@ static void test_bench(void) {
       /* ALiBi with BLOOM's slopes: causal GQA prefill */
       {"fp32 alibi causal", "fp32",
        {"--heads", "4", "--kv-heads", "2", "--seqlen", "130", "--head-dim", "64", "--causal", "--alibi", NULL}},
+      /* an additive bias: a causal mask given as a bf16 bias (-inf past each diagonal), not causal itself;
+       * an fp32 one on a paged decode step */
+      {"bf16 attn_bias bf16 prefill", "bf16",
+       {"--heads", "4", "--kv-heads", "2", "--seqlen", "130", "--head-dim", "64", "--attn-bias", "bf16", NULL}},
+      {"fp16 attn_bias fp32 paged decode", "fp16",
+       {"--batch", "2", "--heads", "8", "--kv-heads", "2", "--seqlen", "1", "--seqlen-kv", "700", "--causal",
+        "--page-size", "16", "--attn-bias", "fp32", NULL}},
       /* attention sinks: a split decode step of a windowed layer (gpt-oss's), the sinks added once */
       {"bf16 sinks decode in parts, windowed", "bf16",
        {"--heads", "8", "--kv-heads", "2", "--seqlen", "1", "--seqlen-kv", "3000", "--head-dim", "64", "--causal",
@@ -495,6 +502,11 @@ static void test_bench(void) {
       check(jget(doc, "alibi") && jget(doc, "alibi")->type == J_BOOL &&
                 jget(doc, "alibi")->number == (strstr(cases[i].what, "alibi") != NULL),
             "bench %s: alibi %s in the JSON", cases[i].what, strstr(cases[i].what, "alibi") ? "true" : "false");
+    if (doc) {
+      const char *bias = strstr(cases[i].what, "attn_bias fp32") ? "fp32" : strstr(cases[i].what, "attn_bias bf16") ? "bf16" : "";
+      check(strcmp(jstring(doc, "attn_bias"), bias) == 0, "bench %s: attn_bias \"%s\" in the JSON", cases[i].what,
+            jstring(doc, "attn_bias"));
+    }
     if (doc) {
       const char *kv = strstr(cases[i].what, "fp8_e4m3") ? "fp8_e4m3" : strstr(cases[i].what, "fp8_e5m2") ? "fp8_e5m2"
                                                                                                        : cases[i].dtype;
@@ -613,6 +625,9 @@ static void test_bad_invocations(void) {
       {{"bench", "--varlen-q", "--peers", NULL}, "--peers with --varlen-q", 2},
       {{"bench", "--packed-kv", "--peers", NULL}, "--peers with --packed-kv", 2},
       {{"bench", "--alibi", "--peers", NULL}, "--peers with --alibi", 2},
+      {{"bench", "--attn-bias", "fp32", "--peers", NULL}, "--peers with --attn-bias", 2},
+      {{"bench", "--attn-bias", "fp16", NULL}, "--attn-bias=fp16: fp32 or --dtype's bf16", 2},
+      {{"bench", "--attn-bias", "int8", NULL}, "--attn-bias=int8: fp32 or --dtype's bf16", 2},
       {{"bench", "--kv-dtype", "fp8_e4m3", "--peers", NULL}, "--peers with --kv-dtype", 2},
       {{"bench", "--kv-dtype", "int8", NULL}, "--kv-dtype=int8: fp8_e4m3 or fp8_e5m2", 2},
       {{"bench", "--head-dim-v", "100", NULL}, "--head-dim-v=100: must be a multiple of 8 from 8 to 576", 2},
@@ -1365,6 +1380,26 @@ static void test_fp8_warm(void) {
         "bench of the warmed packed-keys ALiBi shape loads its kernel from the disk: %s (exit %d)",
         jstring(doc, "kernel_source"), r.code);
   jfree(doc);
+  cli_result_free(&r);
+  const char *warm_bias[] = {"cache", "warm", "--device", "cpu", "--cache-dir", cache, "--heads", "4", "--seqlen", "64",
+                             "--head-dim", "64", "--causal", "--attn-bias", "fp32", NULL};
+  r = run_cli(warm_bias);
+  check(r.exited && r.code == 0 && strstr(r.out, "bias=fp32") != NULL, "cache warm --attn-bias fp32 (exit %d): %s",
+        r.code, r.out);
+  cli_result_free(&r);
+  const char *bench_bias[] = {"bench", "--device", "cpu", "--cache-dir", cache, "--heads", "4", "--seqlen", "64",
+                              "--head-dim", "64", "--causal", "--attn-bias", "fp32", "--repeat", "1", "--json", NULL};
+  r = run_cli(bench_bias);
+  doc = jparse(r.out);
+  check(r.exited && r.code == 0 && strcmp(jstring(doc, "kernel_source"), "disk") == 0,
+        "bench of the warmed attn_bias shape loads its kernel from the disk: %s (exit %d)", jstring(doc, "kernel_source"),
+        r.code);
+  jfree(doc);
+  cli_result_free(&r);
+  const char *warm_bias_bad[] = {"cache", "warm", "--device", "cpu", "--cache-dir", cache, "--attn-bias", "fp16", NULL};
+  r = run_cli(warm_bias_bad);
+  check(r.exited && r.code == 2 && strstr(r.err, "--attn-bias=fp16: fp32 or --dtype's bf16") != NULL,
+        "cache warm --attn-bias fp16 beside bf16: exit %d, %s", r.code, r.err);
   cli_result_free(&r);
   const char *warm_flag_bad[] = {"cache", "warm", "--device", "cpu", "--cache-dir", cache, "--kv-dtype", "fp16", NULL};
   r = run_cli(warm_flag_bad);

@@ -62,10 +62,11 @@ typedef struct tensor {
   int region;
 } tensor;
 
-enum { T_Q, T_K, T_V, T_O, T_LSE, T_SEQLENS, T_TABLE, T_CUQ, T_CUK, T_SINKS, T_ALIBI, T_WORK, T_COUNT };
-static const char *const tensor_names[T_COUNT] = {"q",           "k",           "v",           "o",
-                                                  "lse",         "seqlens_kv",  "block_table", "cu_seqlens_q",
-                                                  "cu_seqlens_k", "sinks",      "alibi_slopes", "workspace"};
+enum { T_Q, T_K, T_V, T_O, T_LSE, T_SEQLENS, T_TABLE, T_CUQ, T_CUK, T_SINKS, T_ALIBI, T_BIAS, T_WORK, T_COUNT };
+static const char *const tensor_names[T_COUNT] = {"q",            "k",           "v",            "o",
+                                                  "lse",          "seqlens_kv",  "block_table",  "cu_seqlens_q",
+                                                  "cu_seqlens_k", "sinks",       "alibi_slopes", "attn_bias",
+                                                  "workspace"};
 
 /* The call: what was drawn, its buffers and tensors, and the args. */
 typedef struct call {
@@ -262,7 +263,7 @@ static void draw_call(call *c) {
   c->paged = paged_or_packed <= 1;
   c->packed_k = paged_or_packed == 2;
   c->varlen = !c->packed_k && chance(c->paged ? 70 : 20);
-  int sinks = chance(12), alibi = chance(12);
+  int sinks = chance(12), alibi = chance(12), bias = chance(12);
   c->qkv_packed = !c->paged && !c->packed_k && !c->ragged_q && c->kv_dtype == c->dtype &&
                   c->head_dim_v == c->head_dim && c->seqlen_q == c->seqlen_kv && chance(25);
   snprintf(c->features, sizeof c->features, "%s kv=%s b=%lld sq=%lld skv=%lld h=%lld hk=%lld d=%lld dv=%lld%s%s",
@@ -380,6 +381,17 @@ static void draw_call(call *c) {
     a->alibi_slopes = &c->t[T_ALIBI].t;
     say(c->features, " alibi%s", two_dims ? "[b,h]" : "[h]");
   }
+  if (bias) {  /* [b, h, sq, skv] of the call's lengths, each dimension maybe 1 (broadcast), fp32 or q's dtype */
+    int64_t queries = c->ragged_q ? a->max_seqlen_q : c->seqlen_q, keys = c->packed_k ? a->max_seqlen_k : c->seqlen_kv;
+    int64_t shape[4] = {chance(30) ? 1 : c->batch, chance(50) ? 1 : c->heads, chance(20) ? 1 : queries,
+                        chance(10) ? 1 : keys};
+    int f32 = c->dtype == DTYPE_F32 || chance(50);
+    random_layout(4, order, &inner, &pad);
+    make_tensor(c, T_BIAS, f32 ? dl_f32 : dl_of(c->dtype), 4, shape, order, inner, pad);
+    a->attn_bias = &c->t[T_BIAS].t;
+    say(c->features, " attn_bias[%lld,%lld,%lld,%lld] %s", (long long)shape[0], (long long)shape[1],
+        (long long)shape[2], (long long)shape[3], f32 ? "fp32" : core_dtype_name(c->dtype));
+  }
   if (chance(15)) {
     int64_t shape[1] = {rnd(0, 1 << 16)};
     make_tensor(c, T_WORK, (DLDataType){kDLUInt, 8, 1}, 1, shape, NULL, 1, 0);
@@ -479,7 +491,7 @@ static int apply_mistake(call *c) {
   }
   case 3: { /* one of the attention dtypes, but another one */
     t = pick_tensor(c, &which, 1);
-    if (which == T_LSE || which == T_SINKS || which == T_ALIBI) return 0;
+    if (which == T_LSE || which == T_SINKS || which == T_ALIBI || which == T_BIAS) return 0;
     dtype_id id = (dtype_id)rnd(0, DTYPE_KV_COUNT - 1);
     DLDataType old = t->t.dtype;
     t->t.dtype = dl_of(id);
@@ -821,7 +833,7 @@ static int run_call(fj_context *context, call *c, int iteration) {
   if (c->dtype_changed && dtypes_valid(c)) return 0;
   if (c->dtype_changed) c->must_refuse = 1;
   const DLTensor *views[] = {a->q, a->k, a->v, a->o, a->lse, a->seqlens_kv, a->block_table, a->cu_seqlens_q,
-                             a->cu_seqlens_k, a->sinks, a->alibi_slopes, a->workspace};
+                             a->cu_seqlens_k, a->sinks, a->alibi_slopes, a->attn_bias, a->workspace};
   /* Outputs always (an accepted call writes them), inputs unless the call must be refused anyway. */
   for (size_t i = 0; i < sizeof views / sizeof *views; i++)
     if ((!c->must_refuse || views[i] == a->o || views[i] == a->lse || views[i] == a->workspace) &&

@@ -38,6 +38,8 @@ static int served_cases(test_case *cases) {
   cases[n] = base, cases[n++].ragged_q = 1;
   cases[n] = base, cases[n++].packed_k = 1;
   cases[n] = base, cases[n++].alibi = 1;
+  cases[n] = base, cases[n++].bias = CASE_BIAS_FULL;
+  cases[n] = base, cases[n].causal = 1, cases[n++].bias = CASE_BIAS_DTYPE;
   cases[n] = base, cases[n++].kv_fp8 = DTYPE_E4M3;
   cases[n] = base, cases[n].dtype = DTYPE_F16, cases[n++].head_dim_v = 32;
   return n;

@@ -481,6 +481,7 @@ static void test_shape_tuned_as_its_base(void) {
   shape.seqlen_kv = 90;
   shape.causal = 1;
   shape.packed_k = shape.alibi = 1;
+  shape.attn_bias_dtype = (DLDataType){kDLFloat, 32, 1};
   shape.kv_dtype = (DLDataType){FJ_DLPACK_FLOAT8_E5M2, 8, 1};
   tune_options o;
   base_options(&o);
@@ -491,14 +492,16 @@ static void test_shape_tuned_as_its_base(void) {
   check(run_tuner(dir, &shape, 1, &o, &result) == FJ_OK && result.best_config[0] != '\0',
         "a packed-keys ALiBi fp8 shape tuned (random N=3): winner %s", result.best_config);
   check(strstr(result.problem_key, " varlen=1 ") != NULL && strstr(result.problem_key, "varlen_k") == NULL &&
-            strstr(result.problem_key, "alibi") == NULL && strstr(result.problem_key, " kv=fp8_e5m2") != NULL,
+            strstr(result.problem_key, "alibi") == NULL && strstr(result.problem_key, "bias") == NULL &&
+            strstr(result.problem_key, " kv=fp8_e5m2") != NULL,
         "tuned under its base problem's key \"%s\"", result.problem_key);
   fj_context *context = open_context(dir);
   attention_problem problem;
   runtime_kernel *kernel = NULL;
   runtime_problem_from_shape(&shape, "shape", &problem);
   fj_status status = runtime_get_kernel(context, &problem, NULL, &kernel);
-  check(status == FJ_OK && problem.key.varlen_k && problem.key.alibi && problem.key.kv_fp8 == DTYPE_E5M2 &&
+  check(status == FJ_OK && problem.key.varlen_k && problem.key.alibi && problem.key.bias == KEY_BIAS_F32 &&
+            problem.key.kv_fp8 == DTYPE_E5M2 &&
             strcmp(kernel->config_source, "tuned") == 0,
         "a call of the shape: config source \"%s\"", kernel ? kernel->config_source : "?");
   size_t loaded = 0;

@@ -1021,7 +1021,9 @@ fj_status tune_run(fj_context *context, const fj_problem_shape *problems, int co
     char what[32];
     snprintf(what, sizeof what, "problems[%d]", i);
     int kv_fp8;  /* only checked here (named in the error); tune_make_problem makes k and v of it */
+    int bias;
     fj_status status = runtime_shape_kv_fp8(&problems[i], what, &kv_fp8);
+    if (status == FJ_OK) status = runtime_shape_bias(&problems[i], what, &bias);
     if (status != FJ_OK) {
       free(tuned);
       return status;
@@ -1035,6 +1037,10 @@ fj_status tune_run(fj_context *context, const fj_problem_shape *problems, int co
     if (runtime_shape_alibi(&problems[i])) {
       tuned[i].alibi = 0;
       core_log(LOG_INFO, "tune: %s gives ALiBi slopes: tuned without them, whose winner its calls use", what);
+    }
+    if (bias) {
+      tuned[i].attn_bias_dtype = (DLDataType){0, 0, 0};
+      core_log(LOG_INFO, "tune: %s gives an additive bias: tuned without it, whose winner its calls use", what);
     }
   }
   fj_status status = tune_run_shapes(context, tuned, count, options, results);

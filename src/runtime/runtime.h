@@ -77,4 +77,7 @@ int runtime_shape_head_dim_v(const fj_problem_shape *shape);
 /* shape's fp8 cache: *kv_fp8 its dtype_id, or 0 for k and v of dtype (also where the caller's struct has
  * no kv_dtype); FJ_INVALID_ARGUMENT naming `what` for a type that is neither. */
 fj_status runtime_shape_kv_fp8(const fj_problem_shape *shape, const char *what, int *kv_fp8);
+/* The key.bias of a shape's attn_bias_dtype (0: none; a field past struct_size: none); FJ_INVALID_ARGUMENT
+ * naming what + ".attn_bias_dtype" for a type that is neither fp32 nor the shape's dtype. */
+fj_status runtime_shape_bias(const fj_problem_shape *shape, const char *what, int *bias);
 #endif

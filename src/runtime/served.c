@@ -58,6 +58,7 @@ int runtime_served_line(const attention_problem *problem, char *buffer, size_t s
   if (key->softcap) SERVED_WORD(" softcap=%.9g", (double)problem->softcap);
   if (key->kv_fp8) SERVED_WORD(" kv_dtype=%s", core_dtype_name((dtype_id)key->kv_fp8));
   if (key->alibi) SERVED_WORD(" alibi");
+  if (key->bias) SERVED_WORD(" attn_bias=%s", core_dtype_name(core_key_bias_dtype(key)));
 #undef SERVED_WORD
   char key_text[512];
   core_attention_key_string(key, key_text, sizeof key_text);

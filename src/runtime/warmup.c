@@ -81,6 +81,23 @@ fj_status runtime_shape_kv_fp8(const fj_problem_shape *shape, const char *what, 
   return FJ_OK;
 }
 
+fj_status runtime_shape_bias(const fj_problem_shape *shape, const char *what, int *bias) {
+  *bias = 0;
+  if (shape->struct_size < offsetof(fj_problem_shape, attn_bias_dtype) + sizeof(DLDataType)) return FJ_OK;
+  DLDataType t = shape->attn_bias_dtype;
+  if (t.code == 0 && t.bits == 0 && t.lanes == 0) return FJ_OK;
+  dtype_id given, dtype;
+  int known = core_dtype_from_dlpack(shape->dtype, &dtype);
+  if (!core_dtype_from_dlpack(t, &given))
+    return core_error(FJ_INVALID_ARGUMENT, "%s.attn_bias_dtype=(code %d, bits %d, lanes %d): expected fp32 or the "
+                      "shape's dtype; or {0, 0, 0} for no bias", what, (int)t.code, (int)t.bits, (int)t.lanes);
+  if (given != DTYPE_F32 && !(known && given == dtype))
+    return core_error(FJ_INVALID_ARGUMENT, "%s.attn_bias_dtype=%s with dtype %s: expected fp32 or the shape's dtype",
+                      what, core_dtype_name(given), known ? core_dtype_name(dtype) : "?");
+  *bias = given == DTYPE_F32 ? KEY_BIAS_F32 : KEY_BIAS_DTYPE;
+  return FJ_OK;
+}
+
 int runtime_shape_head_dim_v(const fj_problem_shape *shape) {
   int given = shape->struct_size >= offsetof(fj_problem_shape, head_dim_v) + sizeof(int) ? shape->head_dim_v : 0;
   return given != 0 ? given : shape->head_dim;
@@ -126,6 +143,8 @@ fj_status runtime_problem_from_shape(const fj_problem_shape *shape, const char *
     return core_error(FJ_INVALID_ARGUMENT, "%s.page_size=%d must be at least 0 (0: not paged)", what, page_size);
   fj_status status = runtime_shape_kv_fp8(shape, what, &kv_fp8);
   if (status != FJ_OK) return status;
+  int bias;
+  if ((status = runtime_shape_bias(shape, what, &bias)) != FJ_OK) return status;
   int packed_k = runtime_shape_packed_k(shape);
   if (packed_k && page_size > 0)
     return core_error(FJ_INVALID_ARGUMENT, "%s.packed_k with page_size=%d: packed keys are rows of k and v, a paged "
@@ -135,6 +154,7 @@ fj_status runtime_problem_from_shape(const fj_problem_shape *shape, const char *
   out->key.varlen_k = packed_k;
   if (packed_k) varlen = 1;  /* each sequence its own key count, as with seqlens_kv */
   out->key.alibi = runtime_shape_alibi(shape);
+  out->key.bias = bias;
   out->k_scale = out->v_scale = 1.0f;
   out->key.kind = PROBLEM_ATTENTION_FWD;
   out->key.varlen = varlen;
