@@ -144,6 +144,13 @@ measure)
     --softcap 50 --check
   step "gemma2 prefill softcap" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" $gemma --seqlen 4096 --softcap 50
   step "gemma2 prefill" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" $gemma --seqlen 4096
+  # An additive bias (SDPA's attn_mask: [batch, 1, sq, skv] bf16, -inf past each diagonal) on the shape of
+  # the tuned point below (b4 h16 s4096 d128 bf16, not causal): what loading one element per score costs.
+  bias="--batch 4 --heads 16 --head-dim 128 --dtype bf16 --attn-bias bf16"
+  step "prefill bias 1024 check" 15 40 "$B" bench --device cuda:0 --cache-dir "$cache" $bias --seqlen 1024 --check
+  step "prefill bias" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" $bias --seqlen 4096
+  step "prefill no bias" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" --batch 4 --heads 16 --head-dim 128 \
+    --dtype bf16 --seqlen 4096
   # DeepSeek's MLA prefill (q and k 192, v 128): checked at 1024 tokens, timed at 4096 against the same
   # call with v padded to 192 (what an engine does with a kernel of one head dim).
   mla="--heads 16 --head-dim 192 --dtype bf16 --causal"

@@ -955,15 +955,13 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
         distance = tile_vmax(tb, distance, LLVMBuildFNeg(tb->b, distance, ""));
         score = tile_fma(tb, slope, distance, score);
       }
-      if (s.bias) {  /* + bias log2 e, each lane's row's element of this key (the last key's past the end) */
+      if (s.bias) {  /* + bias log2 e: each lane's row's element of this key (the last key's past the end), gathered */
         LLVMValueRef column = tile_mul(tb, tile_min(tb, key_index, tile_sub(tb, seqlen_kv, tile_i64(tb, 1))), bias_key_stride);
-        LLVMValueRef values = tile_splat_f32(tb, 0.0f);
-        for (int lane = 0; lane < W; lane++) {
-          LLVMValueRef row = tile_i64(tb, (int64_t)vi * W + lane);
-          LLVMValueRef first = LLVMBuildLoad2(tb->b, tb->i64, LLVMBuildInBoundsGEP2(tb->b, tb->i64, bias_rows, &row, 1, ""), "");
-          LLVMValueRef value = tile_load_element(tb, bias, tile_add(tb, first, column), s.bias_dtype);
-          values = LLVMBuildInsertElement(tb->b, values, value, LLVMConstInt(tb->i32, (unsigned long long)lane, 0), "");
-        }
+        LLVMTypeRef offsets_type = LLVMVectorType(tb->i64, (unsigned)W);
+        LLVMValueRef row = tile_i64(tb, (int64_t)vi * W);
+        LLVMValueRef offsets = LLVMBuildLoad2(tb->b, offsets_type, LLVMBuildInBoundsGEP2(tb->b, tb->i64, bias_rows, &row, 1, ""), "");
+        LLVMSetAlignment(offsets, 8);
+        LLVMValueRef values = tile_gather(tb, bias, offsets, column, s.bias_dtype);
         score = tile_fma(tb, tile_splat_f32(tb, 1.4426950408889634f), values, score);
       }
       LLVMValueRef vector_row0 = tile_add(tb, q0, tile_i64(tb, (int64_t)vi * W));

@@ -972,6 +972,7 @@ static void test_bench_commands(void) {
       {"Gemma 2's soft-capped prefill", "--heads 16 --kv-heads 8 --head-dim 256 --seqlen 512 --causal --softcap 50 --json",
        "\"softcap\":50"},
       {"ALiBi", "--heads 8 --seqlen 300 --causal --alibi --json", "\"alibi\":true"},
+      {"a causal mask as a bias", "--heads 8 --seqlen 300 --attn-bias bf16 --json", "\"attn_bias\":\"bf16\""},
       {"DeepSeek's MLA prefill", "--heads 16 --seqlen 512 --head-dim 192 --head-dim-v 128 --causal --json",
        "\"head_dim_v\":128"},
       {"its absorbed decode", "--batch 8 --heads 128 --kv-heads 1 --seqlen 1 --seqlen-kv 4096 --head-dim 576 "

@@ -77,6 +77,10 @@ void tile_store_element(tile_builder *tb, LLVMValueRef base, LLVMValueRef index,
                         LLVMValueRef value);
 /* `lanes` consecutive elements as one fp32 vector (converted from the dtype). */
 LLVMValueRef tile_load_vector(tile_builder *tb, LLVMValueRef base, LLVMValueRef index, dtype_id dtype);
+/* The elements at indices[l] + offset (indices a vector of `lanes` i64, offset an i64) as one fp32 vector
+ * (converted from the dtype: fp32, fp16 or bf16), by one gather. */
+LLVMValueRef tile_gather(tile_builder *tb, LLVMValueRef base, LLVMValueRef indices, LLVMValueRef offset,
+                         dtype_id dtype);
 /* A hint to bring the cache line of element `index` in soon; never faults, so it may point past the end. */
 void tile_prefetch(tile_builder *tb, LLVMValueRef base, LLVMValueRef index, dtype_id dtype);
 /* A vector of fp32 scratch (index in floats). */

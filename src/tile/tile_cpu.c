@@ -284,6 +284,29 @@ void tile_store_element(tile_builder *tb, LLVMValueRef base, LLVMValueRef index,
   LLVMBuildStore(tb->b, stored, element_address(tb, base, index, type));
 }
 
+LLVMValueRef tile_gather(tile_builder *tb, LLVMValueRef base, LLVMValueRef indices, LLVMValueRef offset,
+                         dtype_id dtype) {
+  LLVMTypeRef element = storage_type(tb, dtype);
+  indices = LLVMBuildAdd(tb->b, indices, splat_value(tb, offset), "");
+  LLVMTypeRef type = LLVMVectorType(element, (unsigned)tb->lanes);
+  LLVMValueRef pointers = LLVMBuildInBoundsGEP2(tb->b, element, base, &indices, 1, "");
+  /* llvm.masked.gather(pointers, mask, passthru), overloaded on the result and the pointer vector */
+  const char *name = "llvm.masked.gather";
+  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+  LLVMTypeRef types[2] = {type, LLVMTypeOf(pointers)};
+  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(tb->module, id, types, 2);
+  LLVMTypeRef fn_type = LLVMIntrinsicGetType(tb->ctx, id, types, 2);
+  LLVMValueRef all = splat_value(tb, LLVMConstInt(tb->i1, 1, 0));
+  LLVMValueRef args[3] = {pointers, all, LLVMGetPoison(type)};
+  LLVMValueRef load = LLVMBuildCall2(tb->b, fn_type, fn, args, 3, "");
+  if (dtype == DTYPE_F16) return LLVMBuildFPExt(tb->b, load, tb->vec, "");
+  if (dtype == DTYPE_BF16) {
+    LLVMTypeRef ivec = LLVMVectorType(tb->i32, (unsigned)tb->lanes);
+    return bf16_bits_to_f32(tb, load, ivec, tb->vec, splat_value(tb, LLVMConstInt(tb->i32, 16, 0)));
+  }
+  return load;
+}
+
 LLVMValueRef tile_load_vector(tile_builder *tb, LLVMValueRef base, LLVMValueRef index, dtype_id dtype) {
   LLVMTypeRef element = storage_type(tb, dtype);
   LLVMTypeRef type = LLVMVectorType(element, (unsigned)tb->lanes);
