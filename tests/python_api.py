@@ -338,6 +338,23 @@ def main():
     shutil.rmtree(folder)
     expect_error(ValueError, "device='gpu'", lambda: flashjit.warmup([decode], "gpu"), "warmup on no device")
 
+    # A shape whose calls give a bias (attn_bias_dtype): warming it up builds the kernel a masked call uses.
+    folder = tempfile.mkdtemp()
+    with flashjit.Context("cpu", cache_dir=folder, served_log=False) as context:
+        masked = {"dtype": "fp32", "seqlen_q": 16, "seqlen_kv": 16, "heads": 2, "kv_heads": 2, "head_dim": 32,
+                  "attn_bias_dtype": "fp32"}
+        loaded = context.warmup([masked])
+        built = files_under(folder)
+        q, k, v = randn(1, 16, 2, 32), randn(1, 16, 2, 32), randn(1, 16, 2, 32)
+        mask = rng.random((16, 16)) > 0.5
+        o = context.attention(q, k, v, attn_mask=np.where(mask, 0.0, -np.inf).astype(np.float32))
+        ref_o, _ = reference(q, k, v, bias=np.where(mask, 0.0, -np.inf))
+        check(loaded == 1 and files_under(folder) == built and rel_err(o, ref_o) < tol[np.float32],
+              "warmup of an attn_bias_dtype shape: the masked call builds nothing more, err %.2e" % rel_err(o, ref_o))
+        expect_error(flashjit.InvalidArgumentError, "shapes[0].attn_bias_dtype=fp16 with dtype fp32",
+                     lambda: context.warmup([dict(masked, attn_bias_dtype="fp16")]), "a bias of another dtype")
+    shutil.rmtree(folder)
+
     # Bad arguments: the library's message, a ValueError; nothing written to out.
     q, k, v = randn(1, 16, 4, 64), randn(1, 16, 4, 32), randn(1, 16, 4, 64)
     out = np.full((1, 16, 4, 64), np.nan, dtype=np.float32)

@@ -984,17 +984,18 @@ void tile_gpu_add_global(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_global 
     start[r] = row_offset(tg, src, tile_min(tb, tile_add(tb, first_row, rows.v[r]), last_row));
   /* Column of element (n, reg) is col0 + 8n + (reg & 1) + 2 (lane % 4). */
   LLVMValueRef lane_column = tile_add(tb, col0, LLVMBuildZExt(b, tg->quad_col, tb->i64, ""));
+  /* The tensor does not change while the kernel runs: invariant loads may take the read-only data path
+   * (ld.global.nc). */
+  unsigned invariant = LLVMGetMDKindIDInContext(tb->ctx, "invariant.load", 14);
+  LLVMValueRef no_operands = LLVMMetadataAsValue(tb->ctx, LLVMMDNodeInContext2(tb->ctx, NULL, 0));
   for (int i = 0; i < acc_count(acc); i++) {
     int n = i / 4 % acc->n_tiles, reg = i % 4;
     LLVMValueRef column = tile_min(tb, tile_add(tb, lane_column, tile_i64(tb, 8 * n + (reg & 1))), last_column);
     LLVMValueRef index = tile_add(tb, start[row_of(acc, i)], tile_mul(tb, column, src->col_stride));
-    LLVMValueRef value;
-    if (src->f32) {
-      value = LLVMBuildLoad2(b, tb->f32, LLVMBuildGEP2(b, tb->f32, src->base, &index, 1, ""), "bias");
-    } else {
-      value = LLVMBuildLoad2(b, operand_type(tg), tile_gpu_element_address(tg, src->base, index), "bias");
-      value = LLVMBuildFPExt(b, value, tb->f32, "");
-    }
+    LLVMValueRef value = src->f32 ? LLVMBuildLoad2(b, tb->f32, LLVMBuildGEP2(b, tb->f32, src->base, &index, 1, ""), "bias")
+                                  : LLVMBuildLoad2(b, operand_type(tg), tile_gpu_element_address(tg, src->base, index), "bias");
+    LLVMSetMetadata(value, invariant, no_operands);
+    if (!src->f32) value = LLVMBuildFPExt(b, value, tb->f32, "");
     acc->v[i] = fma32(tg, value, factor, acc->v[i]);
   }
 }
