@@ -316,7 +316,7 @@ static int config_valid(const attention_key *key, const jit_target *target, cons
     return 0;
   }
   /* An additive bias loads each score's element beside the scores. Over the causal d = 64 and 128 spaces
-   * (ptxas 13, sm_80 and sm_90a, 2026-12-07; fp32 and bf16 biases, 560 kernels each) every kernel that spilled
+   * (ptxas 13, sm_80 and sm_90a, 2026-12-07; fp32 and bf16 biases) every kernel that spilled
    * (8-228 bytes) had two m16 tiles per warp and one of these key tiles: 128 keys (FA2's d = 64 default),
    * 64 with Q in registers at d = 64, 32 at d = 128; and one (16 bytes) one m16 tile, 128 keys and Q in
    * registers at d = 64. Those shapes go. */
