@@ -134,9 +134,9 @@ static int bench_peers_request(FILE *f, const bench_options *o, const char *devi
     fprintf(f,
             "%s\n {\"id\": %d, \"dtype\": \"%s\", \"batch\": %" PRId64 ", \"heads\": %" PRId64
             ", \"kv_heads\": %" PRId64 ", \"seqlen\": %" PRId64 ", \"seqlen_kv\": %" PRId64 ", \"head_dim\": %" PRId64
-            ", \"causal\": %s}",
+            ", \"causal\": %s, \"attn_bias\": %s}",
             i ? "," : "", i, core_dtype_name(p->dtype), p->batch, p->heads, p->kv_heads, p->seqlen, p->seqlen_kv,
-            p->head_dim, p->causal ? "true" : "false");
+            p->head_dim, p->causal ? "true" : "false", o->attn_bias ? "true" : "false");
   }
   fprintf(f, "\n]}\n");
   return fflush(f) == 0 && !ferror(f) ? 0 : -1;

@@ -83,7 +83,8 @@ void cmd_bench_help(FILE *out) {
           "  --attn-bias T        an additive bias of the scores (SDPA's attn_mask), [batch, 1, seqlen_q,\n"
           "                       seqlen_kv] (shared by the heads) of dtype T, fp32 or --dtype's: values\n"
           "                       from -2 to 2, and -inf for every key past a query's diagonal\n"
-          "                       (a causal mask by bias); no peer takes it\n"
+          "                       (a causal mask by bias); the peers get the same in q's dtype\n"
+          "                       (SDPA's attn_mask; not the Triton kernel)\n"
           "  --sinks              attention sinks (gpt-oss): one logit per head in every row's\n"
           "                       softmax sum (from -1 to 1); no peer takes them\n"
           "  --softcap X          logit soft-capping (Gemma 2's 50): scores become X tanh(score / X);\n"
@@ -399,11 +400,6 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
   if (o->peers && o->alibi) {
     cli_error(BENCH_COMMAND, "--peers with --alibi: no peer here takes ALiBi (PyTorch's SDPA backends and the Triton "
               "kernel here take none)");
-    return CLI_EXIT_USAGE;
-  }
-  if (o->peers && o->attn_bias_name != NULL) {
-    cli_error(BENCH_COMMAND, "--peers with --attn-bias: the peers script passes no mask to PyTorch's SDPA backends or "
-              "the Triton kernel");
     return CLI_EXIT_USAGE;
   }
   if (o->peers && o->kv_dtype_name != NULL) {

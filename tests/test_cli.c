@@ -625,7 +625,6 @@ static void test_bad_invocations(void) {
       {{"bench", "--varlen-q", "--peers", NULL}, "--peers with --varlen-q", 2},
       {{"bench", "--packed-kv", "--peers", NULL}, "--peers with --packed-kv", 2},
       {{"bench", "--alibi", "--peers", NULL}, "--peers with --alibi", 2},
-      {{"bench", "--attn-bias", "fp32", "--peers", NULL}, "--peers with --attn-bias", 2},
       {{"bench", "--attn-bias", "fp16", NULL}, "--attn-bias=fp16: fp32 or --dtype's bf16", 2},
       {{"bench", "--attn-bias", "int8", NULL}, "--attn-bias=int8: fp32 or --dtype's bf16", 2},
       {{"bench", "--kv-dtype", "fp8_e4m3", "--peers", NULL}, "--peers with --kv-dtype", 2},

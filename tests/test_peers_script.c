@@ -53,6 +53,18 @@ int main(void) {
                     (strstr(line, "\"kind\": \"info\"") && strstr(line, "CPU"))),
         "a request for the CPU: a skip line naming torch, or torch's info line; exit 0 (%d: %s)", rc, line);
 
+  /* a point with bench --attn-bias's bias: where torch runs, the CPU peer it has (torch-sdpa or torch-eager)
+   * measures it: one result line for the point */
+  snprintf(command, sizeof command,
+           "out=$(echo '{\"device\": \"cpu:0\", \"warmup\": 0, \"repeat\": 1, \"points\": [{\"id\": 0, \"dtype\": "
+           "\"fp32\", \"batch\": 1, \"heads\": 4, \"kv_heads\": 2, \"seqlen\": 40, \"seqlen_kv\": 70, "
+           "\"head_dim\": 64, \"attn_bias\": true}]}' | PYTHONDONTWRITEBYTECODE=1 python3 '%s' 2>/dev/null); "
+           "rc=$?; if echo \"$out\" | head -1 | grep -q '\"kind\": \"skip\"'; then echo skip; exit $rc; fi; "
+           "echo \"$out\" | grep '\"id\": 0,' | grep -c '\"kind\": \"result\"'; exit $rc", script);
+  rc = run(command, line, sizeof line);
+  check(rc == 0 && (strncmp(line, "skip", 4) == 0 || atoi(line) == 1),
+        "a CPU request with attn_bias: one peer result (or torch skipped), exit 0 (%d: %s)", rc, line);
+
   snprintf(command, sizeof command,
            "PYTHONDONTWRITEBYTECODE=1 python3 '%s' --self-test --device cpu 2>/dev/null", script);
   rc = run(command, line, sizeof line);

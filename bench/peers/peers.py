@@ -23,6 +23,10 @@ the minimum of the timed runs), as flashjit times its own kernels; on the CPU ea
 time.perf_counter, as flashjit's CPU calls are timed by the wall clock. A causal mask is aligned to the
 bottom-right corner (row i sees keys j <= i + seqlen_kv - seqlen), as flashjit's.
 
+A point with "attn_bias" (flashjit bench --attn-bias) gives the peers that take a mask the bias bench
+makes: [batch, 1, seqlen, seqlen_kv], random values and -inf past each query's diagonal, in q's dtype
+(SDPA takes a float mask of the query's dtype) as attn_mask; the Triton kernel here takes none.
+
 Every peer is checked first on small ragged cases: on CUDA against PyTorch's math backend, per dtype and
 head dim (Triton's kernel at one fixed config, so that no check autotunes), on the CPU against a float64
 reference, per dtype. A failed or refused check makes that peer n/a for the points of that dtype (and
@@ -82,7 +86,7 @@ def prefill_grid(tokens=16384, width=2048, dtypes=("fp16", "bf16"), head_dims=(6
                         continue
                     points.append({"id": len(points), "dtype": dtype, "batch": tokens // s, "heads": width // d,
                                    "kv_heads": width // d, "seqlen": s, "seqlen_kv": s, "head_dim": d,
-                                   "causal": causal})
+                                   "causal": causal, "attn_bias": False})
     return points
 
 
@@ -282,10 +286,10 @@ def make_peers(torch, wanted):
         sdpa_why = "torch %s has no torch.nn.attention.sdpa_kernel (%s)" % (torch.__version__, e)
 
     def sdpa(backend):
-        def fn(q, k, v, causal):
+        def fn(q, k, v, causal, bias=None):
             with sdpa_kernel([backend]):
                 o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                                   is_causal=bool(causal), **gqa_kwargs(q, k))
+                                                   **mask_kwargs(causal, bias), **gqa_kwargs(q, k))
             return o.transpose(1, 2)
         return fn
 
@@ -311,18 +315,35 @@ def make_peers(torch, wanted):
     return peers, missing
 
 
+def mask_kwargs(causal, bias):
+    """SDPA's mask keywords: the bias as attn_mask (it carries the causal mask: -inf past each diagonal),
+    else is_causal."""
+    return {"attn_mask": bias} if bias is not None else {"is_causal": bool(causal)}
+
+
+def additive_bias(torch, batch, seq_q, seq_kv, tdtype, device, seed):
+    """flashjit bench --attn-bias's bias: [batch, 1, seq_q, seq_kv], random values and -inf past each
+    query's diagonal (bottom-right aligned), here in q's dtype."""
+    generator = torch.Generator().manual_seed(seed)
+    bias = torch.randn(batch, 1, seq_q, seq_kv, generator=generator)
+    bias = bias.masked_fill(~causal_visible(torch, seq_q, seq_kv), float("-inf"))
+    return bias.to(device=device, dtype=tdtype)
+
+
 def gqa_kwargs(q, k):
     """SDPA's keyword for k and v with fewer heads than q ([b, s, h, d] inputs): enable_gqa (torch 2.5)."""
     return {"enable_gqa": True} if k.shape[2] != q.shape[2] else {}
 
 
-def math_reference(torch, q, k, v, causal):
+def math_reference(torch, q, k, v, causal, bias=None):
     """SDPA's math backend on fp32 copies: the yardstick every peer is checked against."""
     import torch.nn.functional as F
     from torch.nn.attention import SDPBackend, sdpa_kernel
     with sdpa_kernel([SDPBackend.MATH]):
         o = F.scaled_dot_product_attention(q.float().transpose(1, 2), k.float().transpose(1, 2),
-                                           v.float().transpose(1, 2), is_causal=bool(causal), **gqa_kwargs(q, k))
+                                           v.float().transpose(1, 2),
+                                           **mask_kwargs(causal, None if bias is None else bias.float()),
+                                           **gqa_kwargs(q, k))
     return o.transpose(1, 2)
 
 
@@ -356,6 +377,8 @@ def check_peers(torch, peers, dtypes, head_dims):
                     check_case(torch, name, fn, q, k, v, case, (dtype, d), "", na, failed)
                 if name.startswith("sdpa-") and gqa_supported(torch) and (dtype, d) not in na[name]:
                     check_gqa_decode(torch, name, fn, dtype, d, na, failed)
+                if name.startswith("sdpa-") and (dtype, d) not in na[name]:
+                    check_bias(torch, name, fn, dtype, d, na, failed)
     return na, failed
 
 
@@ -375,12 +398,26 @@ def check_gqa_decode(torch, name, fn, dtype, d, na, failed):
     check_case(torch, name, fn, q, k, v, case, (dtype, d, "gqa"), "GQA ", na, failed)
 
 
-def check_case(torch, name, fn, q, k, v, case, key, what, na, failed):
+def check_bias(torch, name, fn, dtype, d, na, failed):
+    """A prefill with bench --attn-bias's bias (more keys than queries), against the math backend; a failure
+    makes the peer n/a for biased points of that dtype and head dim ("bias" in na's key). SDPA's flash
+    backend has no kernel for a mask: n/a there without failing."""
+    torch.manual_seed(2468)
+    tdtype = getattr(torch, TORCH_DTYPES[dtype])
+    q = torch.randn(2, 100, 4, d, device="cuda", dtype=tdtype)
+    k, v = (torch.randn(2, 300, 4, d, device="cuda", dtype=tdtype) for _ in range(2))
+    bias = additive_bias(torch, 2, 100, 300, tdtype, "cuda", 2468)
+    case = {"dtype": dtype, "head_dim": d, "causal": False, "batch": 2, "seqlen": 100, "seqlen_kv": 300, "heads": 4,
+            "attn_bias": True, "scope": "dtype+head_dim+bias"}
+    check_case(torch, name, fn, q, k, v, case, (dtype, d, "bias"), "biased ", na, failed, bias)
+
+
+def check_case(torch, name, fn, q, k, v, case, key, what, na, failed, bias=None):
     """Runs peer name on one check case and judges it against the math backend; on an error or a wrong
     result na[name][key] says why (and the peer joins failed, unless the backend only has no kernel)."""
     dtype, d = case["dtype"], case["head_dim"]
     try:
-        o = fn(q, k, v, case["causal"])
+        o = fn(q, k, v, case["causal"]) if bias is None else fn(q, k, v, case["causal"], bias)
         torch.cuda.synchronize()
     except Exception as e:
         error = first_line(e)
@@ -389,7 +426,7 @@ def check_case(torch, name, fn, q, k, v, case, key, what, na, failed):
         if "No available kernel" not in str(e):
             failed.add(name)
         return
-    ok, err = judge(case, name, o, math_reference(torch, q, k, v, case["causal"]))
+    ok, err = judge(case, name, o, math_reference(torch, q, k, v, case["causal"], bias))
     if not ok:
         na[name][key] = "failed its %scheck against the math backend on %s d=%d: rel_err %.3g" % (
             what, dtype, d, err)
@@ -426,13 +463,15 @@ def report(point, name, run):
 def cuda_unsupported(torch, point, name):
     """Why peer name cannot run this point on CUDA as flashjit does, or None. The prefill grid's points
     always run; the decode grid's GQA runs on SDPA where torch has enable_gqa."""
+    if point["attn_bias"] and not name.startswith("sdpa-"):
+        return "the Triton kernel here takes no bias"
     if point["kv_heads"] != point["heads"]:
         if not name.startswith("sdpa-"):
             return "the Triton kernel here takes kv_heads == heads (got %d and %d)" % (point["kv_heads"], point["heads"])
         if not gqa_supported(torch):
             return "torch %s's SDPA has no enable_gqa (2.5 or later) for kv_heads %d < heads %d" % (
                 torch.__version__, point["kv_heads"], point["heads"])
-    if name.startswith("sdpa-") and point["causal"] and point["seqlen"] != point["seqlen_kv"]:
+    if name.startswith("sdpa-") and point["causal"] and point["seqlen"] != point["seqlen_kv"] and not point["attn_bias"]:
         return "SDPA's is_causal aligns the mask to the top-left corner, flashjit's to the bottom-right"
     return None
 
@@ -442,6 +481,7 @@ def measure(torch, peers, na, points, warmup, repeat):
         gqa = point["kv_heads"] != point["heads"]
         unsupported = {name: cuda_unsupported(torch, point, name) or na[name].get((point["dtype"], point["head_dim"]))
                        or (na[name].get((point["dtype"], point["head_dim"], "gqa")) if gqa else None)
+                       or (na[name].get((point["dtype"], point["head_dim"], "bias")) if point["attn_bias"] else None)
                        for name in peers}
         for name, why in unsupported.items():
             if why:
@@ -455,16 +495,20 @@ def measure(torch, peers, na, points, warmup, repeat):
         q = torch.randn(shape_q, device="cuda", dtype=tdtype)
         k = torch.randn(shape_kv, device="cuda", dtype=tdtype)
         v = torch.randn(shape_kv, device="cuda", dtype=tdtype)
+        masked = {}
+        if point["attn_bias"]:
+            masked["bias"] = additive_bias(torch, point["batch"], point["seqlen"], point["seqlen_kv"], tdtype, "cuda",
+                                           point["id"])
         for name, fn in peers.items():
             if unsupported[name]:
                 continue
             def run(fn=fn):
                 # The first call compiles (Triton) and autotunes; it is not timed.
-                fn(q, k, v, point["causal"])
+                fn(q, k, v, point["causal"], **masked)
                 torch.cuda.synchronize()
-                return time_launches(torch, lambda: fn(q, k, v, point["causal"]), warmup, repeat)
+                return time_launches(torch, lambda: fn(q, k, v, point["causal"], **masked), warmup, repeat)
             report(point, name, run)
-        del q, k, v
+        del q, k, v, masked
 
 
 # ---- the CPU peers -----------------------------------------------------------------------------------
@@ -489,21 +533,24 @@ def causal_visible(torch, seq_q, seq_kv):
     return cols <= rows + (seq_kv - seq_q)
 
 
-def float64_reference(torch, q, k, v, causal):
-    """o = softmax(q k^T / sqrt(d) + mask) v in float64 for [b, s, h, d] inputs (GQA: k, v with fewer
+def float64_reference(torch, q, k, v, causal, bias=None):
+    """o = softmax(q k^T / sqrt(d) + bias + mask) v in float64 for [b, s, h, d] inputs (GQA: k, v with fewer
     heads); a row with no visible key gives 0, as flashjit's."""
     qd, kd, vd = (t.double().transpose(1, 2) for t in (q, k, v))
     group = qd.shape[1] // kd.shape[1]
     kd, vd = kd.repeat_interleave(group, 1), vd.repeat_interleave(group, 1)
     s = qd @ kd.transpose(-1, -2) / math.sqrt(qd.shape[-1])
+    if bias is not None:
+        s = s + bias.double()
     if causal:
         s = s.masked_fill(~causal_visible(torch, qd.shape[2], kd.shape[2]), float("-inf"))
     p = torch.softmax(s, -1).nan_to_num(0.0)
     return (p @ vd).transpose(1, 2)
 
 
-def eager_attention(torch, q, k, v, causal):
-    """The attention a PyTorch user writes without SDPA, on [b, s, h, d] inputs in their dtype. The
+def eager_attention(torch, q, k, v, causal, bias=None):
+    """The attention a PyTorch user writes without SDPA, on [b, s, h, d] inputs in their dtype (bias:
+    [b, 1, s, skv], added to the scaled scores). The
     query heads that share a KV head are stacked as rows ([b, kv_heads, group * rows, d]), so K and V
     are never copied per query head; query rows go in chunks that keep the scores under
     CPU_CHUNK_BYTES."""
@@ -521,11 +568,14 @@ def eager_attention(torch, q, k, v, causal):
         qc = q[:, r0:r0 + c].reshape(batch, c, kv_heads, group, d).permute(0, 2, 3, 1, 4)
         qc = qc.reshape(batch, kv_heads, group * c, d) * scale  # a copy, never a view of q
         s = torch.matmul(qc, kt)
+        if bias is not None:  # the group's query heads share the bias of their rows
+            s = s.view(batch, kv_heads, group, c, seq_kv).add_(bias[:, :, None, r0:r0 + c])
+            s = s.view(batch, kv_heads, group * c, seq_kv)
         if causal:
             s = s.view(batch, kv_heads, group, c, seq_kv).masked_fill_(~visible[r0:r0 + c], float("-inf"))
             s = s.view(batch, kv_heads, group * c, seq_kv)
         p = torch.softmax(s, dim=-1, dtype=torch.float32)
-        if causal and seq_q > seq_kv:
+        if bias is not None or (causal and seq_q > seq_kv):
             p = p.nan_to_num_(0.0)  # the rows that see no key at all
         o = torch.matmul(p.to(q.dtype), vt)
         out[:, r0:r0 + c].view(batch, c, kv_heads, group, d).copy_(
@@ -549,7 +599,7 @@ def make_cpu_peers(torch, wanted):
     has_sdpa = hasattr(F, "scaled_dot_product_attention")
     native_gqa = torch_version_at_least(torch, 2, 5)  # enable_gqa=True
 
-    def sdpa(q, k, v, causal):
+    def sdpa(q, k, v, causal, bias=None):
         qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         kwargs = {}
         if kt.shape[1] != qt.shape[1]:
@@ -558,7 +608,9 @@ def make_cpu_peers(torch, wanted):
             else:  # the copy an older torch needs, timed as a user pays it
                 group = qt.shape[1] // kt.shape[1]
                 kt, vt = kt.repeat_interleave(group, 1), vt.repeat_interleave(group, 1)
-        if causal and qt.shape[2] != kt.shape[2]:  # is_causal is top-left aligned: give the mask
+        if bias is not None:  # it carries the causal mask too (-inf past each diagonal)
+            kwargs["attn_mask"] = bias
+        elif causal and qt.shape[2] != kt.shape[2]:  # is_causal is top-left aligned: give the mask
             kwargs["attn_mask"] = causal_visible(torch, qt.shape[2], kt.shape[2])
         else:
             kwargs["is_causal"] = bool(causal)
@@ -575,7 +627,7 @@ def make_cpu_peers(torch, wanted):
             missing["torch-eager"] = ("torch %s has scaled_dot_product_attention: torch-sdpa is measured "
                                       "instead" % torch.__version__)
         else:
-            peers["torch-eager"] = lambda q, k, v, causal: eager_attention(torch, q, k, v, causal)
+            peers["torch-eager"] = lambda q, k, v, causal, bias=None: eager_attention(torch, q, k, v, causal, bias)
     return peers, missing
 
 
@@ -614,7 +666,28 @@ def check_cpu_peers(torch, peers, dtypes, head_dims):
                         if not ok:
                             failed[name][dtype] = "failed its check against the float64 reference on %s: " \
                                                   "rel_err %.3g" % (dtype, err)
+                if dtype not in failed[name]:
+                    check_cpu_bias(torch, name, peers[name], dtype, head_dims[0], failed)
     return failed
+
+
+def check_cpu_bias(torch, name, fn, dtype, d, failed):
+    """A GQA prefill with bench --attn-bias's bias (more keys than queries) against the float64 reference;
+    a failure makes the peer n/a for that dtype."""
+    q, k, v = cpu_inputs(torch, dtype, (2, 100, 4, d), (2, 300, 2, d), 2468)
+    bias = additive_bias(torch, 2, 100, 300, q.dtype, "cpu", 2468)
+    case = {"dtype": dtype, "head_dim": d, "causal": False, "batch": 2, "seqlen": 100, "seqlen_kv": 300, "heads": 4,
+            "kv_heads": 2, "attn_bias": True, "scope": "dtype"}
+    try:
+        o = fn(q, k, v, False, bias)
+    except Exception as e:
+        error = first_line(e)
+        emit(dict(case, kind="check", peer=name, ok=False, error=error))
+        failed[name][dtype] = "torch %s on the CPU fails on %s with a bias: %s" % (torch.__version__, dtype, error)
+        return
+    ok, err = judge(case, name, o, float64_reference(torch, q, k, v, False, bias))
+    if not ok:
+        failed[name][dtype] = "failed its biased check against the float64 reference on %s: rel_err %.3g" % (dtype, err)
 
 
 def time_calls(fn, warmup, repeat):
@@ -634,16 +707,20 @@ def measure_cpu(torch, peers, failed, points, warmup, repeat):
         shape_q = (point["batch"], point["seqlen"], point["heads"], point["head_dim"])
         shape_kv = (point["batch"], point["seqlen_kv"], point["kv_heads"], point["head_dim"])
         q, k, v = cpu_inputs(torch, point["dtype"], shape_q, shape_kv, point["id"])
+        masked = {}
+        if point["attn_bias"]:
+            masked["bias"] = additive_bias(torch, point["batch"], point["seqlen"], point["seqlen_kv"], q.dtype, "cpu",
+                                           point["id"])
         for name, fn in peers.items():
             why = failed[name].get(point["dtype"])
             if why:
                 emit({"kind": "unavailable", "id": point["id"], "peer": name, "reason": why})
                 continue
             def run(fn=fn):
-                fn(q, k, v, point["causal"])  # the first call (allocator, thread pool) is not timed
-                return time_calls(lambda: fn(q, k, v, point["causal"]), warmup, repeat)
+                fn(q, k, v, point["causal"], **masked)  # the first call (allocator, thread pool) is not timed
+                return time_calls(lambda: fn(q, k, v, point["causal"], **masked), warmup, repeat)
             report(point, name, run)
-        del q, k, v
+        del q, k, v, masked
 
 
 def blas_library():
@@ -708,6 +785,7 @@ def read_request(stream):
         if p["heads"] % p["kv_heads"]:
             raise ValueError("point %r: kv_heads must divide heads" % (p,))
         p["causal"] = bool(p.get("causal", False))
+        p["attn_bias"] = bool(p.get("attn_bias", False))
     return request
 
 
