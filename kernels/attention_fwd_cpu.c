@@ -859,13 +859,18 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   /* ---- an additive bias: per row, where its elements start in attn_bias (its sequence, head and
    * position; rows past the sequence's end take its last row's), for the score pass to gather a vector
    * of each key's ---- */
-  LLVMValueRef bias = NULL, bias_key_stride = NULL;
+  LLVMValueRef bias = NULL, bias_key_stride = NULL, bias_one_row = NULL;
   if (s.bias) {
     bias = tile_load_param_ptr(tb, block, P_OFF(attn_bias));
     bias_key_stride = tile_load_param_i64(tb, block, P_OFF(attn_bias_stride[3]));
     LLVMValueRef batch_at = tile_mul(tb, b, tile_load_param_i64(tb, block, P_OFF(attn_bias_stride[0])));
     LLVMValueRef head_stride = tile_load_param_i64(tb, block, P_OFF(attn_bias_stride[1]));
     LLVMValueRef query_stride = tile_load_param_i64(tb, block, P_OFF(attn_bias_stride[2]));
+    /* A bias broadcast over the job's rows (a padding mask [batch, 1, 1, keys]: the rows' positions, and
+     * with pack_gqa their heads, share one row of it) needs one element per key, not a gather. */
+    bias_one_row = LLVMBuildICmp(tb->b, LLVMIntEQ, query_stride, tile_i64(tb, 0), "");
+    if (s.pack_gqa)
+      bias_one_row = LLVMBuildAnd(tb->b, bias_one_row, LLVMBuildICmp(tb->b, LLVMIntEQ, head_stride, tile_i64(tb, 0), ""), "");
     tile_loop ml;
     LLVMValueRef m = tile_for(tb, &ml, tile_i64(tb, 0), tile_i64(tb, BM), tile_i64(tb, 1), "m");
     LLVMValueRef position, h;
@@ -955,14 +960,22 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
         distance = tile_vmax(tb, distance, LLVMBuildFNeg(tb->b, distance, ""));
         score = tile_fma(tb, slope, distance, score);
       }
-      if (s.bias) {  /* + bias log2 e: each lane's row's element of this key (the last key's past the end), gathered */
+      if (s.bias) {  /* + bias log2 e: each lane's row's element of this key (the last key's past the end) */
         LLVMValueRef column = tile_mul(tb, tile_min(tb, key_index, tile_sub(tb, seqlen_kv, tile_i64(tb, 1))), bias_key_stride);
-        LLVMTypeRef offsets_type = LLVMVectorType(tb->i64, (unsigned)W);
         LLVMValueRef row = tile_i64(tb, (int64_t)vi * W);
-        LLVMValueRef offsets = LLVMBuildLoad2(tb->b, offsets_type, LLVMBuildInBoundsGEP2(tb->b, tb->i64, bias_rows, &row, 1, ""), "");
+        LLVMValueRef row_offsets = LLVMBuildInBoundsGEP2(tb->b, tb->i64, bias_rows, &row, 1, "");
+        LLVMValueRef values = tile_var(tb, tb->vec, tile_splat_f32(tb, 0.0f), "bias");
+        tile_if one_row, each_row;
+        tile_if_begin(tb, &one_row, bias_one_row);
+        LLVMValueRef first = LLVMBuildLoad2(tb->b, tb->i64, row_offsets, "");
+        tile_set(tb, values, tile_splat(tb, tile_load_element(tb, bias, tile_add(tb, first, column), s.bias_dtype)));
+        tile_if_end(tb, &one_row);
+        tile_if_begin(tb, &each_row, LLVMBuildNot(tb->b, bias_one_row, ""));
+        LLVMValueRef offsets = LLVMBuildLoad2(tb->b, LLVMVectorType(tb->i64, (unsigned)W), row_offsets, "");
         LLVMSetAlignment(offsets, 8);
-        LLVMValueRef values = tile_gather(tb, bias, offsets, column, s.bias_dtype);
-        score = tile_fma(tb, tile_splat_f32(tb, 1.4426950408889634f), values, score);
+        tile_set(tb, values, tile_gather(tb, bias, offsets, column, s.bias_dtype));
+        tile_if_end(tb, &each_row);
+        score = tile_fma(tb, tile_splat_f32(tb, 1.4426950408889634f), tile_get(tb, values), score);
       }
       LLVMValueRef vector_row0 = tile_add(tb, q0, tile_i64(tb, (int64_t)vi * W));
       LLVMValueRef first_lane = tile_i64(tb, 0);

@@ -164,13 +164,14 @@ static inline void describe(const test_case *c, char *buffer, size_t size) {
 }
 
 /* An additive-bias case's element [b][h][i][j]: a padding mask keeps sequence b's first keys (all for the
- * first, fewer for later ones) and masks the rest with -inf; the others are multiples of 0.5 from -2 to 2
- * (exact in every dtype), -inf for about one in eleven, and -inf for every key of head 0's query 1 (a row
- * the bias masks whole: 0 and LSE -inf). A CASE_BIAS_DTYPE bias is the same for every sequence. */
+ * first, fewer for later ones) but every 7th (from key b % 7) and masks the rest with -inf; the others are
+ * multiples of 0.5 from -2 to 2 (exact in every dtype), -inf for about one in eleven, and -inf for every key
+ * of head 0's query 1 (a row the bias masks whole: 0 and LSE -inf). A CASE_BIAS_DTYPE bias is the same for
+ * every sequence. */
 static inline float case_bias_value(const test_case *c, int64_t b, int64_t h, int64_t i, int64_t j) {
-  if (c->bias == CASE_BIAS_PADDING) {
+  if (c->bias == CASE_BIAS_PADDING) {  /* a tail past each sequence's length, and every 7th key (holes) */
     int64_t keep = c->seqlen_kv - (b * 5) % (c->seqlen_kv / 2 + 1);
-    return j < keep ? 0.0f : -INFINITY;
+    return j < keep && j % 7 != b % 7 ? 0.0f : -INFINITY;
   }
   if (c->bias == CASE_BIAS_DTYPE) b = 0;
   if (h == 0 && i == 1) return -INFINITY;
