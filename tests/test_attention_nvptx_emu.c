@@ -442,6 +442,9 @@ static const emu_case cases[] = {
     {{BF16, 2, 16, 1, 1, 100, 576, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 512, 0}, DEFAULT, 0},
     {{F16, 1, 4, 1, 21, 40, 576, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 512, 0}, CONFIG_WIDE(64, 16, 8, 2, 1, 0, 4), 0},
     {{BF16, 2, 16, 1, 1, 192, 576, 1, 1, CONTIG, 0, 1, 16, -1, -1, 0, 0, 0, 0, 0, 0, 512, 0}, DEFAULT, 2},
+    /* and with an additive bias (every warp of a row tile adds it to its own full rows of scores) */
+    {{F16, 1, 4, 1, 21, 40, 576, 1, 1, CONTIG, 0, 0, 0, -1, -1, 0, 0, 0, 0, 0, 0, 512, CASE_BIAS_FULL}, CONFIG_WIDE(64, 16, 8, 2, 1, 0, 4), 0},
+    {{BF16, 2, 16, 1, 1, 192, 576, 1, 1, CONTIG, 0, 1, 16, -1, -1, 0, 0, 0, 0, 0, 0, 512, CASE_BIAS_PADDING}, DEFAULT, 2},
 };
 #define NUM_CASES ((int)(sizeof cases / sizeof cases[0]))
 

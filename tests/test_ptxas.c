@@ -499,6 +499,9 @@ int main(void) {
       key.varlen = 1;
       key.page_size = 64;
       add_default(archs[a], &key);
+      key.bias = KEY_BIAS_DTYPE;  /* and with a bias (a padding mask) beside its 512-wide O */
+      add_default(archs[a], &key);
+      key.bias = 0;
       key.seqlen_bucket = 12;
       key.varlen = 0;
       key.page_size = 0;
