@@ -964,7 +964,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
         LLVMValueRef column = tile_mul(tb, tile_min(tb, key_index, tile_sub(tb, seqlen_kv, tile_i64(tb, 1))), bias_key_stride);
         LLVMValueRef row = tile_i64(tb, (int64_t)vi * W);
         LLVMValueRef row_offsets = LLVMBuildInBoundsGEP2(tb->b, tb->i64, bias_rows, &row, 1, "");
-        LLVMValueRef values = tile_var(tb, tb->vec, tile_splat_f32(tb, 0.0f), "bias");
+        LLVMValueRef values = tile_var(tb, tb->vec, NULL, "bias");  /* set by one of the two branches */
         tile_if one_row, each_row;
         tile_if_begin(tb, &one_row, bias_one_row);
         LLVMValueRef first = LLVMBuildLoad2(tb->b, tb->i64, row_offsets, "");
