@@ -101,6 +101,15 @@ measure)
     --config "block_m=128 block_n=64 warps=4 stages=2 q_in_regs=0 swizzle=0"
   step "grid with sdpa peers" 120 360 sh -c "\"$B\" bench --device cuda:0 --cache-dir \"$cache\" --grid prefill \
     --peer-list sdpa-flash,sdpa-cudnn,sdpa-efficient --csv --plot \"$out/grid.svg\" >\"$out/grid.csv\""
+  # The rest of the issue's grid and goal come first: the Triton peer (it compiles 8 configs per dtype, head
+  # dim and mask; what finishes is kept line by line), then a tune of the d128 point and the point again.
+  step "triton-fa2 on the grid" 90 240 sh -c "python3 \"$root/bench/peers/peers.py\" --grid prefill \
+    --peers triton-fa2 >\"$out/triton.jsonl\""
+  step "tune d128 bf16 s4096" 60 120 sh -c "\"$B\" tune --device cuda:0 --cache-dir \"$cache\" --batch 4 \
+    --heads 16 --seqlen 4096 --head-dim 128 --dtype bf16 --budget 90s --json --quiet >\"$out/tune.json\""
+  step "tuned d128 bf16 s4096" 15 40 "$B" bench --device cuda:0 --cache-dir "$cache" --batch 4 --heads 16 \
+    --seqlen 4096 --head-dim 128 --dtype bf16 --warmup 5 --repeat 20
+  # Then each feature's own measurements, as long as time is left.
   # A decode step of Llama-3-8B (GB/s): the packed default (split-KV: bench gives it a workspace)
   # beside the SDPA peers, then unsplit, then unpacked; and batch 1 with a long cache, split and not.
   decode="--batch 8 --heads 32 --kv-heads 8 --seqlen 1 --seqlen-kv 8192 --head-dim 128 --dtype bf16 --causal"
@@ -145,7 +154,7 @@ measure)
   step "gemma2 prefill softcap" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" $gemma --seqlen 4096 --softcap 50
   step "gemma2 prefill" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" $gemma --seqlen 4096
   # An additive bias (SDPA's attn_mask: [batch, 1, sq, skv] bf16, -inf past each diagonal) on the shape of
-  # the tuned point below (b4 h16 s4096 d128 bf16, not causal): what loading one element per score costs.
+  # the tuned point above (b4 h16 s4096 d128 bf16, not causal): what loading one element per score costs.
   bias="--batch 4 --heads 16 --head-dim 128 --dtype bf16 --attn-bias bf16"
   step "prefill bias 1024 check" 15 40 "$B" bench --device cuda:0 --cache-dir "$cache" $bias --seqlen 1024 --check
   step "prefill bias" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" $bias --seqlen 4096
@@ -166,13 +175,6 @@ measure)
   step "mla absorbed decode" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" $absorbed --seqlen-kv 4096
   step "mla plain decode" 15 30 "$B" bench --device cuda:0 --cache-dir "$cache" --batch 8 --heads 128 --seqlen 1 \
     --seqlen-kv 4096 --head-dim 192 --head-dim-v 128 --dtype bf16 --causal
-  # Triton compiles 8 configs per (dtype, head dim, causal): what finishes is kept line by line.
-  step "triton-fa2 on the grid" 90 240 sh -c "python3 \"$root/bench/peers/peers.py\" --grid prefill \
-    --peers triton-fa2 >\"$out/triton.jsonl\""
-  step "tune d128 bf16 s4096" 60 120 sh -c "\"$B\" tune --device cuda:0 --cache-dir \"$cache\" --batch 4 \
-    --heads 16 --seqlen 4096 --head-dim 128 --dtype bf16 --budget 90s --json --quiet >\"$out/tune.json\""
-  step "tuned d128 bf16 s4096" 15 40 "$B" bench --device cuda:0 --cache-dir "$cache" --batch 4 --heads 16 \
-    --seqlen 4096 --head-dim 128 --dtype bf16 --warmup 5 --repeat 20
   # The decode grid (Llama-3-8B's heads, batch 1 ... 128, caches of 1k ... 64k keys): GB/s beside SDPA's
   # (enable_gqa), with whatever time is left.
   step "decode grid with sdpa peers" 40 120 sh -c "\"$B\" bench --device cuda:0 --cache-dir \"$cache\" --grid decode \
