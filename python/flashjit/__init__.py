@@ -412,7 +412,9 @@ def _attention(context, q, k, v, causal=False, softmax_scale=None, out=None, ret
     args.cu_seqlens_k = tensor(cu_seqlens_k, "cu_seqlens_k", "cu_seqlens_k")
     args.sinks = tensor(sinks, "sinks", "sinks")
     args.alibi_slopes = tensor(alibi_slopes, "alibi_slopes", "alibi_slopes")
+    what = "flashjit.attention"
     if attn_mask is not None:
+        what = "flashjit.attention (attn_mask= is its attn_bias)"  # the library names the tensor it was given
         bias = _bias_of_mask(attn_mask, q)
         keep.append(bias)
         args.attn_bias = tensor(bias, "attn_mask", "attn_bias")
@@ -429,7 +431,7 @@ def _attention(context, q, k, v, causal=False, softmax_scale=None, out=None, ret
         need = ctypes.c_size_t(0)
         status = lib.fj_attention_workspace_size(context._live(), base, ctypes.byref(need))
         if status != _ffi.FJ_OK:
-            _fail(lib, status, "flashjit.attention")
+            _fail(lib, status, what)
         if _size_only:
             return need.value
         if need.value > 0:
@@ -439,7 +441,7 @@ def _attention(context, q, k, v, causal=False, softmax_scale=None, out=None, ret
         args.workspace = tensor(workspace, "workspace", "workspace")
     status = lib.fj_attention_forward(context._live(), base)
     if status != _ffi.FJ_OK:
-        _fail(lib, status, "flashjit.attention")
+        _fail(lib, status, what)
     return (out, lse) if want_lse else out
 
 
