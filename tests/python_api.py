@@ -158,8 +158,10 @@ def main():
     bias = (rng.standard_normal((2, 1, 6, 9)) * 2).astype(np.float16)
     o = flashjit.attention(q16, k16, v16, attn_mask=bias)
     ref_o, _ = reference(q16, k16, v16, bias=bias)
-    check(rel_err(o, ref_o) < tol[np.float16], "fp16 attn_mask [b, 1, sq, skv] of q's dtype: err %.2e" % rel_err(o, ref_o))
-    expect_error(flashjit.Error, "(attn_mask= is its attn_bias): invalid argument: attn_bias.shape[3]=8 but seqlen_kv",
+    check(rel_err(o, ref_o) < tol[np.float16],
+          "fp16 attn_mask [b, 1, sq, skv] of q's dtype: err %.2e" % rel_err(o, ref_o))
+    expect_error(flashjit.Error,
+                 "(attn_mask= is its attn_bias): invalid argument: attn_bias.shape[3]=8 but seqlen_kv",
                  lambda: flashjit.attention(q, k, v, attn_mask=np.zeros((6, 8), np.float32)), "attn_mask of 8 keys")
     expect_error(ValueError, "attn_mask: an array of 1 to 4 dimensions",
                  lambda: flashjit.attention(q, k, v, attn_mask=np.zeros((1, 1, 1, 6, 9), np.float32)),
