@@ -116,7 +116,9 @@ typedef struct shape {
   int o_split, row_warps, slice_v;
   int head_dim, padded_dim, m_tiles, causal, window, has_lse, d_contiguous, varlen, page_size, varlen_q, sinks,
       softcap, varlen_k, alibi;
-  int bias, bias_f32;  /* key.bias: an additive bias read per score, fp32 or of the dtype */
+  /* key.bias: an additive bias read per score, fp32 or of the dtype; with bias_unit_keys a row's keys are
+   * consecutive elements (a stride of 1, not a parameter) */
+  int bias, bias_f32, bias_unit_keys;
   int head_dim_v, padded_dim_v;  /* V's and O's: MLA's differs from Q's and K's */
   int kv_fp8;   /* 0, or the fp8 dtype of k and v (an fp8 cache): its tiles are staged raw, then widened */
   /* K/V tiles are copied synchronously through registers: a strided head dim (the register rules of that
@@ -160,7 +162,8 @@ static shape shape_of(const attention_key *key, const kernel_config *config) {
   s.varlen_k = key->varlen_k;
   s.alibi = key->alibi;
   s.bias = key->bias != 0;
-  s.bias_f32 = key->bias == KEY_BIAS_F32;
+  s.bias_f32 = (key->bias & KEY_BIAS_DTYPE_MASK) == KEY_BIAS_F32;
+  s.bias_unit_keys = !(key->bias & KEY_BIAS_STRIDED_KEYS);
   s.sinks = key->sinks;
   s.softcap = key->softcap;
   s.page_size = key->page_size;
@@ -768,6 +771,7 @@ static void add_bias(tile_gpu *tg, const shape *s, const block_coordinates *at, 
   tile_builder *tb = &tg->tb;
   LLVMValueRef stride[4];
   for (int i = 0; i < 4; i++) stride[i] = tile_gpu_param_i64(tg, P_OFF(attn_bias_stride) + (size_t)i * sizeof(int64_t));
+  if (s->bias_unit_keys) stride[3] = tile_i64(tb, 1);  /* a constant: element offsets fold into the loads */
   LLVMValueRef offset = tile_add(tb, tile_mul(tb, at->batch, stride[0]), tile_mul(tb, at->head, stride[1]));
   LLVMValueRef bias = tile_gpu_param_global(tg, P_OFF(attn_bias));
   LLVMValueRef base = s->bias_f32 ? LLVMBuildGEP2(tb->b, tb->f32, bias, &offset, 1, "") : tile_gpu_element_address(tg, bias, offset);

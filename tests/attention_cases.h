@@ -84,6 +84,12 @@ typedef struct test_case {
 
 enum { CASE_BIAS_NONE = 0, CASE_BIAS_FULL = 1, CASE_BIAS_PADDING = 2, CASE_BIAS_DTYPE = 3 };
 
+/* An additive-bias case's stride along the keys: 2 in the d-stride-2 layout (every tensor strided; not the
+ * padding mask), else 1. */
+static inline int64_t case_bias_key_stride(const test_case *c) {
+  return c->layout == LAYOUT_D_STRIDE2 && c->bias != CASE_BIAS_PADDING ? 2 : 1;
+}
+
 #define CASE_RAGGED_BEFORE 2
 
 /* k's and v's dtype; an fp8 case's scales (not 1, and not powers of two for E4M3, so that a kernel that
@@ -159,7 +165,8 @@ static inline void describe(const test_case *c, char *buffer, size_t size) {
   if (c->bias) {
     static const char *const kinds[4] = {"", "[b,h,sq,skv]", "padding[b,1,1,skv]", "dtype[0-stride b]"};
     size_t used = strlen(buffer);
-    snprintf(buffer + used, size > used ? size - used : 0, " bias=%s", kinds[c->bias & 3]);
+    snprintf(buffer + used, size > used ? size - used : 0, " bias=%s%s", kinds[c->bias & 3],
+             case_bias_key_stride(c) > 1 ? "/strided" : "");
   }
 }
 
@@ -263,9 +270,10 @@ typedef struct case_tensors {
 } case_tensors;
 
 /* The bytes an additive-bias case stores: a padding mask's batch x seqlen_kv floats, one sequence's
- * heads x seqlen_q x seqlen_kv elements for CASE_BIAS_DTYPE, every sequence's for CASE_BIAS_FULL. */
+ * heads x seqlen_q x seqlen_kv elements for CASE_BIAS_DTYPE, every sequence's for CASE_BIAS_FULL (each row
+ * twice as long with strided keys). */
 static inline size_t case_bias_bytes(const test_case *c) {
-  int64_t sq = c->seqlen_q, skv = c->seqlen_kv, h = c->heads;
+  int64_t sq = c->seqlen_q, skv = c->seqlen_kv * case_bias_key_stride(c), h = c->heads;
   if (c->bias == CASE_BIAS_PADDING) return (size_t)(c->batch * skv) * 4;
   if (c->bias == CASE_BIAS_DTYPE) return (size_t)(h * sq * skv) * (size_t)core_dtype_size(c->dtype);
   return (size_t)(c->batch * h * sq * skv) * 4;
@@ -275,9 +283,10 @@ static inline size_t case_bias_bytes(const test_case *c) {
 static inline int case_bias_create(const test_case *c, case_tensors *t) {
   int64_t b = c->batch, h = c->heads, sq = c->seqlen_q, skv = c->seqlen_kv;
   dtype_id dtype = c->bias == CASE_BIAS_DTYPE ? c->dtype : DTYPE_F32;
-  t->bias = malloc(case_bias_bytes(c) + 4);
+  t->bias = calloc(case_bias_bytes(c) + 4, 1);
   if (t->bias == NULL) return 0;
-  int64_t shape[4] = {b, h, sq, skv}, strides[4] = {h * sq * skv, sq * skv, skv, 1};
+  int64_t ks = case_bias_key_stride(c);
+  int64_t shape[4] = {b, h, sq, skv}, strides[4] = {h * sq * skv * ks, sq * skv * ks, skv * ks, ks};
   if (c->bias == CASE_BIAS_PADDING) {
     shape[1] = shape[2] = 1;
     strides[0] = skv;

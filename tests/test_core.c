@@ -411,6 +411,10 @@ static void test_problem_helpers(void) {
   core_attention_key_string(&with_sinks, text, sizeof text);
   CHECK(strstr(text, " dv=256 bias=fp32 sq<=2^0") != NULL && core_key_bias_dtype(&with_sinks) == DTYPE_F32,
         "an fp32 bias: \"%s\"", text);
+  with_sinks.bias = KEY_BIAS_DTYPE | KEY_BIAS_STRIDED_KEYS;
+  core_attention_key_string(&with_sinks, text, sizeof text);
+  CHECK(strstr(text, " dv=256 bias=fp16/strided sq<=2^0") != NULL && core_key_bias_dtype(&with_sinks) == DTYPE_F16,
+        "a bias of q's dtype with strided keys: \"%s\"", text);
   with_sinks.bias = 0;
   CHECK(core_key_kv_dtype(&with_sinks) == DTYPE_E4M3 && core_key_kv_dtype(&key2) == DTYPE_F16,
         "k's dtype: the fp8 of a cache, else q's");

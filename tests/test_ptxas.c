@@ -332,7 +332,7 @@ int main(void) {
   softcap_spaces = getenv("FJ_PTXAS_SOFTCAP") && atoi(getenv("FJ_PTXAS_SOFTCAP"));
   int packed_k_spaces = getenv("FJ_PTXAS_PACKED_K") && atoi(getenv("FJ_PTXAS_PACKED_K"));
   int alibi_spaces = getenv("FJ_PTXAS_ALIBI") && atoi(getenv("FJ_PTXAS_ALIBI"));
-  /* 1: an fp32 additive bias, 2: one of the dtype */
+  /* 1: an fp32 additive bias, 2: one of the dtype; plus 4: its keys strided */
   int bias_spaces = getenv("FJ_PTXAS_BIAS") ? atoi(getenv("FJ_PTXAS_BIAS")) : 0;
   int fp8_spaces = getenv("FJ_PTXAS_FP8") && atoi(getenv("FJ_PTXAS_FP8"));
   int decode_spaces = getenv("FJ_PTXAS_DECODE") && atoi(getenv("FJ_PTXAS_DECODE"));
@@ -357,7 +357,7 @@ int main(void) {
       if (softcap_spaces) bf16.softcap = fp16.softcap = bf16.causal = fp16.causal = 1;
       if (packed_k_spaces) bf16.varlen = fp16.varlen = bf16.varlen_k = fp16.varlen_k = bf16.causal = fp16.causal = 1;
       if (alibi_spaces) bf16.alibi = fp16.alibi = bf16.causal = fp16.causal = 1;
-      if (bias_spaces == KEY_BIAS_F32 || bias_spaces == KEY_BIAS_DTYPE)
+      if (bias_spaces & KEY_BIAS_DTYPE_MASK)
         bf16.bias = fp16.bias = bias_spaces, bf16.causal = fp16.causal = 1;
       if (fp8_spaces) bf16.causal = fp16.causal = 1, bf16.kv_fp8 = fp16.kv_fp8 = DTYPE_E4M3;
       if (dv_spaces && dv_spaces != space_dims[i]) {

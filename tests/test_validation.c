@@ -1132,6 +1132,17 @@ static void test_attn_bias(void) {
   bias_expect(&args, "one sequence's bias expanded over the batch", FJ_OK, NULL, &p);
   CHECK(p.attn_bias_stride[0] == 0 && p.attn_bias_stride[1] == 45, "expanded bias strides (%lld, %lld)",
         (long long)p.attn_bias_stride[0], (long long)p.attn_bias_stride[1]);
+  /* keys that are not consecutive elements (a [.., keys, queries] buffer seen transposed): a kernel of their own */
+  int64_t transposed[4] = {180, 45, 1, 5};
+  DLTensor keys_strided = bias.t;
+  keys_strided.strides = transposed;
+  args.attn_bias = &keys_strided;
+  bias_expect(&args, "a bias transposed in its last two dimensions", FJ_OK, NULL, &p);
+  core_attention_key_string(&p.key, key_text, sizeof key_text);
+  CHECK(p.key.bias == (KEY_BIAS_F32 | KEY_BIAS_STRIDED_KEYS) && p.attn_bias_stride[3] == 5 &&
+            strstr(key_text, " bias=fp32/strided") != NULL,
+        "strided keys: key.bias=%d, key \"%s\"", p.key.bias, key_text);
+  CHECK(core_key_bias_dtype(&p.key) == DTYPE_F32, "strided keys: the bias's dtype is still fp32");
 
   /* bad calls: each names the argument and the values */
   args.attn_bias = &bias.t;

@@ -41,17 +41,19 @@ int core_key_head_dim_v(const attention_key *key) { return key->head_dim_v ? key
 
 void core_key_extra_text(const attention_key *key, char *buffer, size_t size) {
   if (buffer == NULL || size == 0) return;
-  char page[24] = "", kv[24] = "", dv[16] = "", bias[16] = "";
+  char page[24] = "", kv[24] = "", dv[16] = "", bias[24] = "";
   if (key->page_size > 0) snprintf(page, sizeof page, " page=%d", key->page_size);
   if (key->kv_fp8) snprintf(kv, sizeof kv, " kv=%s", core_dtype_name((dtype_id)key->kv_fp8));
   if (key->head_dim_v) snprintf(dv, sizeof dv, " dv=%d", key->head_dim_v);
-  if (key->bias) snprintf(bias, sizeof bias, " bias=%s", core_dtype_name(core_key_bias_dtype(key)));
+  if (key->bias)
+    snprintf(bias, sizeof bias, " bias=%s%s", core_dtype_name(core_key_bias_dtype(key)),
+             key->bias & KEY_BIAS_STRIDED_KEYS ? "/strided" : "");
   snprintf(buffer, size, "%s%s%s%s%s%s%s%s", page, key->sinks ? " sinks=1" : "", key->softcap ? " softcap=1" : "",
            key->varlen_k ? " varlen_k=1" : "", key->alibi ? " alibi=1" : "", kv, dv, bias);
 }
 
 dtype_id core_key_bias_dtype(const attention_key *key) {
-  return key->bias == KEY_BIAS_DTYPE ? (dtype_id)key->dtype : DTYPE_F32;
+  return (key->bias & KEY_BIAS_DTYPE_MASK) == KEY_BIAS_DTYPE ? (dtype_id)key->dtype : DTYPE_F32;
 }
 
 void core_visible_keys(const attention_problem *problem, int64_t i, int64_t queries, int64_t keys, int64_t *first,
@@ -1002,9 +1004,11 @@ fj_status core_validate_attention(const fj_attention_args *args, attention_probl
     p.alibi_stride[1] = alibi.stride[alibi.t->ndim - 1];
   }
   if (bias.t != NULL) {
-    p.key.bias = bias.dtype == DTYPE_F32 ? KEY_BIAS_F32 : KEY_BIAS_DTYPE;
     p.attn_bias = (const char *)bias.t->data + bias.t->byte_offset;
     for (int d = 0; d < 4; d++) p.attn_bias_stride[d] = bias.t->shape[d] == 1 ? 0 : bias.stride[d];
+    /* GPU kernels address a row's consecutive keys by constant offsets; others get a kernel of their own */
+    p.key.bias = (bias.dtype == DTYPE_F32 ? KEY_BIAS_F32 : KEY_BIAS_DTYPE) |
+                 (p.attn_bias_stride[3] != 1 ? KEY_BIAS_STRIDED_KEYS : 0);
   }
   if (work.t != NULL && work.elements > 0) {
     p.workspace = (void *)work.first;

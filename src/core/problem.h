@@ -31,11 +31,12 @@ typedef struct attention_key {
   /* 0: v and o have head_dim too; else their own head dim, which differs from head_dim (DeepSeek's MLA
    * prefill: q and k 192, v and o 128). Never head_dim itself, so that a key has one form. */
   int head_dim_v;
-  /* attn_bias given: KEY_BIAS_F32 (fp32) or KEY_BIAS_DTYPE (q's dtype, fp16 or bf16); 0 none */
+  /* attn_bias given: KEY_BIAS_F32 (fp32) or KEY_BIAS_DTYPE (q's dtype, fp16 or bf16), plus
+   * KEY_BIAS_STRIDED_KEYS where its keys are not consecutive elements (a stride other than 1); 0 none */
   int bias;
 } attention_key;
 
-enum { KEY_BIAS_NONE = 0, KEY_BIAS_F32 = 1, KEY_BIAS_DTYPE = 2 };
+enum { KEY_BIAS_NONE = 0, KEY_BIAS_F32 = 1, KEY_BIAS_DTYPE = 2, KEY_BIAS_DTYPE_MASK = 3, KEY_BIAS_STRIDED_KEYS = 4 };
 
 /* A view of a 4-d (or 3-d, for lse) tensor: the address of element [0,0,0,0] and strides in elements. */
 typedef struct tensor_view {
@@ -126,7 +127,8 @@ int core_key_head_dim_v(const attention_key *key);
 void core_attention_key_string(const attention_key *key, char *buffer, size_t size);
 /* " page=N" for a paged key, else "", then " sinks=1" for a key with sinks, " softcap=1" for a
  * soft-capped one, " varlen_k=1" for packed keys, " alibi=1" for ALiBi, " kv=fp8_e4m3" for an fp8
- * cache, " dv=N" for v's own head dim and " bias=fp32" (or the dtype) for an additive bias: the part of
+ * cache, " dv=N" for v's own head dim and " bias=fp32" (or the dtype; "/strided" where its keys are not
+ * consecutive) for an additive bias: the part of
  * the key and codegen strings these add (constants of the kernel). 96 bytes hold the longest. */
 void core_key_extra_text(const attention_key *key, char *buffer, size_t size);
 

@@ -972,31 +972,64 @@ void tile_gpu_add_distance(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows 
   }
 }
 
-void tile_gpu_add_global(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_global *src, LLVMValueRef first_row,
-                         LLVMValueRef warp_row0, LLVMValueRef col0, LLVMValueRef cols, LLVMValueRef factor) {
+/* One pass of tile_gpu_add_global: out[i] = acc->v[i] + factor * src's element of element i's row (start:
+ * its offset) and column (lane_column + its place), the column clamped to last_column unless that is NULL. */
+static void add_global_pass(tile_gpu *tg, const tile_gpu_acc *acc, LLVMValueRef *out, const tile_gpu_global *src,
+                            const LLVMValueRef *start, LLVMValueRef lane_column, LLVMValueRef last_column,
+                            LLVMValueRef factor) {
   tile_builder *tb = &tg->tb;
   LLVMBuilderRef b = B(tg);
-  tile_gpu_rows rows;
-  tile_gpu_rows_index(tg, &rows, acc->m_tiles, warp_row0);
-  LLVMValueRef last_row = tile_sub(tb, src->rows, tile_i64(tb, 1)), last_column = tile_sub(tb, cols, tile_i64(tb, 1));
-  LLVMValueRef start[2 * TILE_GPU_MAX_M_TILES];
-  for (int r = 0; r < 2 * acc->m_tiles; r++)
-    start[r] = row_offset(tg, src, tile_min(tb, tile_add(tb, first_row, rows.v[r]), last_row));
-  /* Column of element (n, reg) is col0 + 8n + (reg & 1) + 2 (lane % 4). */
-  LLVMValueRef lane_column = tile_add(tb, col0, LLVMBuildZExt(b, tg->quad_col, tb->i64, ""));
   /* The tensor does not change while the kernel runs: invariant loads may take the read-only data path
    * (ld.global.nc). */
   unsigned invariant = LLVMGetMDKindIDInContext(tb->ctx, "invariant.load", 14);
   LLVMValueRef no_operands = LLVMMetadataAsValue(tb->ctx, LLVMMDNodeInContext2(tb->ctx, NULL, 0));
   for (int i = 0; i < acc_count(acc); i++) {
     int n = i / 4 % acc->n_tiles, reg = i % 4;
-    LLVMValueRef column = tile_min(tb, tile_add(tb, lane_column, tile_i64(tb, 8 * n + (reg & 1))), last_column);
+    LLVMValueRef column = tile_add(tb, lane_column, tile_i64(tb, 8 * n + (reg & 1)));
+    if (last_column != NULL) column = tile_min(tb, column, last_column);
     LLVMValueRef index = tile_add(tb, start[row_of(acc, i)], tile_mul(tb, column, src->col_stride));
     LLVMValueRef value = src->f32 ? LLVMBuildLoad2(b, tb->f32, LLVMBuildGEP2(b, tb->f32, src->base, &index, 1, ""), "bias")
                                   : LLVMBuildLoad2(b, operand_type(tg), tile_gpu_element_address(tg, src->base, index), "bias");
     LLVMSetMetadata(value, invariant, no_operands);
     if (!src->f32) value = LLVMBuildFPExt(b, value, tb->f32, "");
-    acc->v[i] = fma32(tg, value, factor, acc->v[i]);
+    out[i] = fma32(tg, value, factor, acc->v[i]);
+  }
+}
+
+void tile_gpu_add_global(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_global *src, LLVMValueRef first_row,
+                         LLVMValueRef warp_row0, LLVMValueRef col0, LLVMValueRef cols, LLVMValueRef factor) {
+  tile_builder *tb = &tg->tb;
+  LLVMBuilderRef b = B(tg);
+  tile_gpu_rows rows;
+  tile_gpu_rows_index(tg, &rows, acc->m_tiles, warp_row0);
+  LLVMValueRef last_row = tile_sub(tb, src->rows, tile_i64(tb, 1));
+  LLVMValueRef start[2 * TILE_GPU_MAX_M_TILES];
+  for (int r = 0; r < 2 * acc->m_tiles; r++)
+    start[r] = row_offset(tg, src, tile_min(tb, tile_add(tb, first_row, rows.v[r]), last_row));
+  /* Column of element (n, reg) is col0 + 8n + (reg & 1) + 2 (lane % 4). A tile whose columns all lie
+   * inside (every tile but a row's last) reads them unclamped: with a unit column stride (a constant) each
+   * element is then its row's address plus a constant, folded into the load. */
+  LLVMValueRef lane_column = tile_add(tb, col0, LLVMBuildZExt(b, tg->quad_col, tb->i64, ""));
+  LLVMValueRef inside = LLVMBuildICmp(b, LLVMIntSLE, tile_add(tb, col0, tile_i64(tb, 8 * acc->n_tiles)), cols, "");
+  LLVMBasicBlockRef whole = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "bias.whole");
+  LLVMBasicBlockRef edge = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "bias.edge");
+  LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(tb->ctx, tb->function, "bias.done");
+  LLVMBuildCondBr(b, inside, whole, edge);
+  LLVMValueRef added[2][TILE_GPU_MAX_M_TILES * TILE_GPU_MAX_N_TILES * 4];
+  LLVMBasicBlockRef ends[2];
+  for (int clamped = 0; clamped < 2; clamped++) {
+    LLVMPositionBuilderAtEnd(b, clamped ? edge : whole);
+    add_global_pass(tg, acc, added[clamped], src, start, lane_column,
+                    clamped ? tile_sub(tb, cols, tile_i64(tb, 1)) : NULL, factor);
+    ends[clamped] = LLVMGetInsertBlock(b);
+    LLVMBuildBr(b, done);
+  }
+  LLVMPositionBuilderAtEnd(b, done);
+  for (int i = 0; i < acc_count(acc); i++) {
+    LLVMValueRef phi = LLVMBuildPhi(b, tb->f32, "");
+    LLVMValueRef values[2] = {added[0][i], added[1][i]};
+    LLVMAddIncoming(phi, values, ends, 2);
+    acc->v[i] = phi;
   }
 }
 

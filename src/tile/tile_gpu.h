@@ -244,7 +244,8 @@ void tile_gpu_add_distance(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows 
  * warp_row0 of the block): an additive bias read from global memory, src's elements fp32 (src->f32) or of
  * the operand dtype. A row at or past src->rows reads its last row and a column at or past `cols` (i64)
  * its last column instead, so that no address leaves the tensor: the kernel masks those columns and never
- * stores those rows. src->rows and cols must be at least 1. */
+ * stores those rows. src->rows and cols must be at least 1. Give src a constant column stride of 1 where
+ * the columns are consecutive: a tile inside `cols` then loads each element at a constant offset. */
 void tile_gpu_add_global(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_global *src, LLVMValueRef first_row,
                          LLVMValueRef warp_row0, LLVMValueRef col0, LLVMValueRef cols, LLVMValueRef factor);
 /* out[r] = this thread's part of sum_c acc[r][c] (no shuffles: a running sum reduces once, at the
