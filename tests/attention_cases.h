@@ -84,10 +84,10 @@ typedef struct test_case {
 
 enum { CASE_BIAS_NONE = 0, CASE_BIAS_FULL = 1, CASE_BIAS_PADDING = 2, CASE_BIAS_DTYPE = 3 };
 
-/* An additive-bias case's stride along the keys: 2 in the d-stride-2 layout (every tensor strided; not the
- * padding mask), else 1. */
+/* An additive-bias case's stride along the keys: 2 in the layouts of strided tensors (d-stride-2,
+ * lse-strided; not for the padding mask), else 1. */
 static inline int64_t case_bias_key_stride(const test_case *c) {
-  return c->layout == LAYOUT_D_STRIDE2 && c->bias != CASE_BIAS_PADDING ? 2 : 1;
+  return (c->layout == LAYOUT_D_STRIDE2 || c->layout == LAYOUT_LSE_STRIDED) && c->bias != CASE_BIAS_PADDING ? 2 : 1;
 }
 
 #define CASE_RAGGED_BEFORE 2

@@ -147,6 +147,14 @@ int main(void) {
   good = context ? call_all(context, &other, 1) : 0;
   check(good == 1 && served_lines(path, lines, 64) == count, "a call strided along the head dim is not noted");
   fj_context_destroy(context);
+  /* nor one whose bias has strided keys (tensors of the lse-strided layout: attention_cases.h) */
+  other = cases[0];
+  other.layout = LAYOUT_LSE_STRIDED;
+  other.bias = CASE_BIAS_FULL;
+  context = open_cpu(cache, 0);
+  good = context ? call_all(context, &other, 1) : 0;
+  check(good == 1 && served_lines(path, lines, 64) == count, "a call whose bias has strided keys is not noted");
+  fj_context_destroy(context);
 
   /* where the file cannot be made (a folder in its place) the calls go on */
   char blocked[256], blocked_path[512];

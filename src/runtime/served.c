@@ -33,7 +33,8 @@ void runtime_served_path(const fj_context *context, char *buffer, size_t size) {
 
 int runtime_served_line(const attention_problem *problem, char *buffer, size_t size) {
   const attention_key *key = &problem->key;
-  if (!key->d_contiguous) return -1;  /* the shapes format describes packed, row-major tensors only */
+  /* the shapes format describes packed, row-major tensors only (a bias too) */
+  if (!key->d_contiguous || (key->bias & KEY_BIAS_STRIDED_KEYS)) return -1;
   char words[512];
   int n = snprintf(words, sizeof words, "batch=%" PRId64 " heads=%d kv_heads=%d seqlen_q=%" PRId64
                    " seqlen_kv=%" PRId64 " head_dim=%d dtype=%s", problem->batch, key->heads, key->kv_heads,
