@@ -443,10 +443,12 @@ int main(void) {
           key.seqlen_bucket = 0;
           key.varlen = 1;
           add_default(archs[a], &key);
-          /* an additive bias (SDPA's attn_mask): an fp32 one in a causal prefill, and one of the dtype in a
-           * decode step over a paged varlen cache (split) */
+          /* an additive bias (SDPA's attn_mask): an fp32 one in a causal prefill (and with strided keys), and one
+           * of the dtype in a decode step over a paged varlen cache (split) */
           key = make_key((dtype_id)dtype, dims[i], 1, 1, 1);
           key.bias = KEY_BIAS_F32;
+          add_default(archs[a], &key);
+          key.bias = KEY_BIAS_F32 | KEY_BIAS_STRIDED_KEYS;  /* keys not consecutive: no constant offsets */
           add_default(archs[a], &key);
           key.bias = KEY_BIAS_DTYPE;
           key.seqlen_bucket = 0;
