@@ -177,8 +177,9 @@ typedef struct fj_problem_shape {
    * head_dim_v 128); 0 (the default): head_dim. A multiple of 8 from 8 to 576. */
   int head_dim_v;
   /* attn_bias's dtype when the calls give one: fp32 or dtype itself; {0, 0, 0} (the default): none.
-   * Warming up loads the kernel that adds it; the tuner tunes the problem without it, whose winner the
-   * calls with a bias use. */
+   * Warming up loads the kernel that adds it (of a bias whose keys are consecutive elements, as a packed
+   * tensor's are; another stride along the keys has a kernel of its own); the tuner tunes the problem
+   * without it, whose winner the calls with a bias use. */
   DLDataType attn_bias_dtype;
 } fj_problem_shape;
 
