@@ -49,7 +49,7 @@ static const kernel_param params[P_COUNT] = {
                    "256, as MLA's absorbed decode: 512; 1 elsewhere)", 3, {1, 2, 4}, .optional = 1},
 };
 
-#define GENERATOR_VERSION 20
+#define GENERATOR_VERSION 21  /* 21: tails of 6 mod 8 chunks swizzled by other row bits (conflict-free ldmatrix) */
 
 /* A budget on the registers one thread's fragments take in the main loop (32-bit registers), as a
  * weighted count fitted to what ptxas does: O (live throughout); half of S (the fp32 scores live only

@@ -50,18 +50,27 @@ void tile_gpu_ldmatrix_source(int lane, int kind, int *row, int *chunk) {
   *chunk = kind == TILE_GPU_LD_A ? matrix >> 1 : matrix & 1;
 }
 
+/* The xor mask of a tail group of `width` chunks (4 or 2) in rows of chunks_per_row: its row bits, from
+ * `shift`. Rows 8 apart start in the same bank group; rows of 12 mod 16 chunks pair rows 2 apart, rows of
+ * 6 mod 8 chunks (a tail of 4 + 2) rows 4 apart: each such pair differs in the bit the mask takes, and
+ * across pairs the groups' bases already differ (verified for every width in test_tile_gpu). */
+static void swizzle_tail_mask(int width, int chunks_per_row, int *shift, int *bits) {
+  int six = chunks_per_row % 8 == 6;
+  *shift = width == 4 && !six ? 1 : 2;
+  *bits = width == 4 && !six ? 3 : 1;
+}
+
 int tile_gpu_swizzle_chunk(int row, int chunk, int chunks_per_row, int swizzle) {
   if (!swizzle) return chunk;
   int full = chunks_per_row & ~7;
   if (chunk < full) return chunk ^ (row & 7);
   int base = full, rest = chunks_per_row - full;
-  if (rest & 4) {
-    if (chunk < base + 4) return base + ((chunk - base) ^ ((row >> 1) & 3));
-    base += 4;
-  }
-  if (rest & 2) {
-    if (chunk < base + 2) return base + ((chunk - base) ^ ((row >> 2) & 1));
-    base += 2;
+  for (int width = 4; width >= 2; width /= 2) {
+    if (!(rest & width)) continue;
+    int shift, bits;
+    swizzle_tail_mask(width, chunks_per_row, &shift, &bits);
+    if (chunk < base + width) return base + ((chunk - base) ^ ((row >> shift) & bits));
+    base += width;
   }
   return chunk;
 }
@@ -140,13 +149,14 @@ static LLVMValueRef swizzle_ir_keeping(tile_gpu *tg, LLVMValueRef row, LLVMValue
   int base = full, rest = chunks_per_row - full;
   for (int width = 4; width >= 2; width /= 2) {
     if (!(rest & width)) continue;
-    int shift = width == 4 ? 1 : 2;
-    if (((width - 1) & keep) == 0) {  /* nothing of this group's mask is kept: it stays in place */
+    int shift, bits;
+    swizzle_tail_mask(width, chunks_per_row, &shift, &bits);
+    if ((bits & keep) == 0) {  /* nothing of this group's mask is kept: it stays in place */
       base += width;
       continue;
     }
     LLVMValueRef mask = LLVMBuildAnd(b, LLVMBuildLShr(b, row, tile_gpu_i32(tg, shift), ""),
-                                     tile_gpu_i32(tg, (width - 1) & keep), "");
+                                     tile_gpu_i32(tg, bits & keep), "");
     LLVMValueRef local = LLVMBuildSub(b, chunk, tile_gpu_i32(tg, base), "");
     LLVMValueRef moved = LLVMBuildAdd(b, LLVMBuildXor(b, local, mask, ""), tile_gpu_i32(tg, base), "");
     LLVMValueRef inside = LLVMBuildAnd(b, LLVMBuildICmp(b, LLVMIntSGE, chunk, tile_gpu_i32(tg, base), ""),

@@ -45,8 +45,8 @@ void tile_gpu_ldmatrix_source(int lane, int kind, int *row, int *chunk);
  * lives at a permuted chunk of the same row: c ^ (r & 7) within each whole group of 8 chunks, and a
  * narrower xor for a tail of 4 and of 2 chunks (head dims 80, 96, 112, ...), chosen so that the 8 rows
  * one ldmatrix phase reads (same logical chunk, 8 consecutive rows from a multiple of 8) fall on 8
- * different 16-byte bank groups (at most 2 rows per group when chunks_per_row % 8 == 6). A bijection on
- * each row for any even chunks_per_row. */
+ * different 16-byte bank groups (the tail's masks take other row bits when chunks_per_row % 8 == 6). A
+ * bijection on each row for any even chunks_per_row. */
 int tile_gpu_swizzle_chunk(int row, int chunk, int chunks_per_row, int swizzle);
 /* The first chunk of the swizzle group (8, 4 or 2 chunks) that holds `chunk`: inside a group the
  * swizzle is an xor of the chunk's place with a mask of the row. */
