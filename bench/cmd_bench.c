@@ -348,7 +348,8 @@ static int bench_parse(int argc, char **argv, bench_options *o) {
   if (!o->seqlen_kv_set) o->seqlen_kv = o->seqlen;
   o->shape_flags = seen_batch || seen_heads || seen_seqlen || seen_head_dim || seen_causal || o->kv_heads_set ||
                    o->seqlen_kv_set || seen_page_size || seen_window_left || seen_window_right || seen_varlen_q ||
-                   o->sinks || o->softcap != 0.0f || o->packed_kv || o->alibi || o->attn_bias_name != NULL || o->kv_dtype_name != NULL ||
+                   o->sinks || o->softcap != 0.0f || o->packed_kv || o->alibi || o->attn_bias_name != NULL ||
+                   o->kv_dtype_name != NULL ||
                    seen_head_dim_v;
   if (o->packed_kv && seen_page_size) {
     cli_error(BENCH_COMMAND, "--packed-kv with --page-size: packed keys are rows of k and v, a paged cache pages of "
@@ -557,9 +558,13 @@ static void bench_index_args(const bench_options *o, bench_run *run, fj_attentio
 
 /* --attn-bias: [batch, 1, seqlen_q, seqlen_kv], values from -2 to 2 and -inf past each query's diagonal
  * (bottom-right aligned, as causal is), so that a row's keys are masked as a causal call's would be. */
+/* The bias's keys: the call's seqlen_kv, which a paged cache rounds up to whole pages (bench_alloc's block table). */
+static int64_t bench_bias_keys(const bench_options *o) {
+  return o->page_size > 0 ? (o->seqlen_kv + o->page_size - 1) / o->page_size * o->page_size : o->seqlen_kv;
+}
+
 static int bench_bias_alloc(const bench_options *o, host_tensor *bias, uint64_t seed) {
-  /* a paged cache's keys are whole pages (bench_alloc's block table) */
-  int64_t keys = o->page_size > 0 ? (o->seqlen_kv + o->page_size - 1) / o->page_size * o->page_size : o->seqlen_kv;
+  int64_t keys = bench_bias_keys(o);
   int64_t shape[4] = {o->batch, 1, o->seqlen, keys};
   if (host_tensor_alloc(bias, o->attn_bias_dtype, 4, shape, NULL) != 0) {
     cli_error(BENCH_COMMAND, "--attn-bias: cannot allocate attn_bias [%" PRId64 ", 1, %" PRId64 ", %" PRId64 "] of %s",
@@ -569,7 +574,7 @@ static int bench_bias_alloc(const bench_options *o, host_tensor *bias, uint64_t 
   host_tensor_fill_random(bias, seed ^ 0x5bd1e995u);
   for (int64_t b = 0; b < o->batch; b++)
     for (int64_t i = 0; i < o->seqlen; i++)
-      for (int64_t j = i + o->seqlen_kv - o->seqlen + 1; j < keys; j++)
+      for (int64_t j = i + keys - o->seqlen + 1; j < keys; j++)
         if (j >= 0) core_store_from_f32(bias->t.data, o->attn_bias_dtype, (b * o->seqlen + i) * keys + j, -INFINITY);
   return 0;
 }
@@ -880,7 +885,7 @@ static void bench_print_text(const bench_options *o, const bench_result *r, cons
   if (o->alibi) printf("alibi       BLOOM's slopes 2^(-8 (h + 1) / %" PRId64 ")\n", o->heads);
   if (o->attn_bias)
     printf("attn_bias   %s [%" PRId64 ", 1, %" PRId64 ", %" PRId64 "], -inf past each query's diagonal\n",
-           core_dtype_name(o->attn_bias_dtype), o->batch, o->seqlen, o->seqlen_kv);
+           core_dtype_name(o->attn_bias_dtype), o->batch, o->seqlen, bench_bias_keys(o));
   if (o->softcap != 0.0f) printf("softcap     %g (scores become %g tanh(score / %g))\n", (double)o->softcap,
                                  (double)o->softcap, (double)o->softcap);
   printf("kernel      %s %s (%s)\n", r->family, r->config,
