@@ -832,14 +832,15 @@ static int row_of(const tile_gpu_acc *acc, int i) {
   return 2 * m + reg / 2;
 }
 
-/* At the join after a uniform branch that computed `changed` in block `changed_end` and left acc as
- * it was in block `before`: acc becomes one phi per element. */
-static void join_acc(tile_gpu *tg, tile_gpu_acc *acc, LLVMBasicBlockRef before, const LLVMValueRef *changed,
-                     LLVMBasicBlockRef changed_end) {
+/* At the join of a uniform branch whose two ways end in blocks first_end and second_end with acc's
+ * values first and second (one way may leave acc as it was: first = acc->v): acc becomes one phi per
+ * element. */
+static void join_acc(tile_gpu *tg, tile_gpu_acc *acc, const LLVMValueRef *first, LLVMBasicBlockRef first_end,
+                     const LLVMValueRef *second, LLVMBasicBlockRef second_end) {
   for (int i = 0; i < acc_count(acc); i++) {
     LLVMValueRef phi = LLVMBuildPhi(B(tg), tg->tb.f32, "");
-    LLVMValueRef values[2] = {acc->v[i], changed[i]};
-    LLVMBasicBlockRef blocks[2] = {before, changed_end};
+    LLVMValueRef values[2] = {first[i], second[i]};
+    LLVMBasicBlockRef blocks[2] = {first_end, second_end};
     LLVMAddIncoming(phi, values, blocks, 2);
     acc->v[i] = phi;
   }
@@ -860,7 +861,7 @@ void tile_gpu_scale_rows_unless_one(tile_gpu *tg, tile_gpu_acc *acc, const tile_
   for (int i = 0; i < acc_count(acc); i++) scaled[i] = LLVMBuildFMul(b, acc->v[i], f->v[row_of(acc, i)], "");
   LLVMBuildBr(b, done);
   LLVMPositionBuilderAtEnd(b, done);
-  join_acc(tg, acc, before, scaled, scale);
+  join_acc(tg, acc, acc->v, before, scaled, scale);
 }
 
 /* A row's column bound (i64) as the i32 the constant part of a column is compared with: clamped to
@@ -906,7 +907,7 @@ void tile_gpu_mask_columns(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_rows 
   LLVMBasicBlockRef mask_end = LLVMGetInsertBlock(b);
   LLVMBuildBr(b, done);
   LLVMPositionBuilderAtEnd(b, done);
-  join_acc(tg, acc, before, masked, mask_end);
+  join_acc(tg, acc, acc->v, before, masked, mask_end);
 }
 
 /* The maximum (or, with minimum, the minimum) of each of this thread's rows across the whole row:
@@ -1035,12 +1036,7 @@ void tile_gpu_add_global(tile_gpu *tg, tile_gpu_acc *acc, const tile_gpu_global 
     LLVMBuildBr(b, done);
   }
   LLVMPositionBuilderAtEnd(b, done);
-  for (int i = 0; i < acc_count(acc); i++) {
-    LLVMValueRef phi = LLVMBuildPhi(b, tb->f32, "");
-    LLVMValueRef values[2] = {added[0][i], added[1][i]};
-    LLVMAddIncoming(phi, values, ends, 2);
-    acc->v[i] = phi;
-  }
+  join_acc(tg, acc, added[0], ends[0], added[1], ends[1]);
 }
 
 void tile_gpu_row_sum_partial(tile_gpu *tg, const tile_gpu_acc *acc, tile_gpu_rows *out) {
