@@ -837,6 +837,9 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
   }
   fill_zero(tb, o_acc, (int64_t)BM * DVP);
 
+  /* The per-row tables below give a row past the sequence's end the last row's values (row 0 for none). */
+  LLVMValueRef job_last_row = tile_max(tb, tile_sub(tb, total_rows, tile_i64(tb, 1)), tile_i64(tb, 0));
+
   /* ---- ALiBi: per row, its head's -slope log2 e (base-2 logits) and its diagonal key i + keys - queries
    * as floats, for the score pass to take a vector of each (rows past the sequence's end take its last
    * row's) ---- */
@@ -847,8 +850,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     tile_loop ml;
     LLVMValueRef m = tile_for(tb, &ml, tile_i64(tb, 0), tile_i64(tb, BM), tile_i64(tb, 1), "m");
     LLVMValueRef position, h;
-    row_query(tb, &qr, tile_min(tb, tile_add(tb, q0, m), tile_max(tb, tile_sub(tb, total_rows, tile_i64(tb, 1)), tile_i64(tb, 0))),
-              &position, &h);
+    row_query(tb, &qr, tile_min(tb, tile_add(tb, q0, m), job_last_row), &position, &h);
     LLVMValueRef slope = tile_load_f32(tb, slopes, tile_add(tb, batch_at, tile_mul(tb, h, head_stride)));
     tile_store_f32(tb, alibi_rows, m, LLVMBuildFMul(tb->b, slope, tile_f32(tb, -1.4426950408889634f), ""));
     LLVMValueRef diagonal_key = LLVMBuildSIToFP(tb->b, tile_add(tb, position, diagonal), tb->f32, "");
@@ -874,8 +876,7 @@ static fj_status generate(LLVMModuleRef module, const attention_key *key, const 
     tile_loop ml;
     LLVMValueRef m = tile_for(tb, &ml, tile_i64(tb, 0), tile_i64(tb, BM), tile_i64(tb, 1), "m");
     LLVMValueRef position, h;
-    row_query(tb, &qr, tile_min(tb, tile_add(tb, q0, m), tile_max(tb, tile_sub(tb, total_rows, tile_i64(tb, 1)), tile_i64(tb, 0))),
-              &position, &h);
+    row_query(tb, &qr, tile_min(tb, tile_add(tb, q0, m), job_last_row), &position, &h);
     LLVMValueRef first = tile_add(tb, batch_at, tile_add(tb, tile_mul(tb, h, head_stride), tile_mul(tb, position, query_stride)));
     LLVMBuildStore(tb->b, first, LLVMBuildInBoundsGEP2(tb->b, tb->i64, bias_rows, &m, 1, ""));
     tile_end_for(tb, &ml);
