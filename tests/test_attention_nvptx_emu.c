@@ -487,7 +487,8 @@ static emu_kernel *kernel_for(const attention_key *key, const kernel_config *con
   family->codegen_key(key, codegen, sizeof codegen);
   kernel_config_string(family, config, config_text, sizeof config_text);
   snprintf(lookup, sizeof lookup, "%s|%s|%s", codegen, config_text, suffix);
-  for (int i = 0; i < build_count; i++)
+  /* a sweep's (and the random cases') kernels are their own, freed after the case: never one of builds[] */
+  for (int i = 0; i < build_count && !sweeping; i++)
     if (strcmp(builds[i].key, lookup) == 0) {
       *build_seconds = 0;
       return builds[i].kernel;
